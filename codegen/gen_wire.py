@@ -1,0 +1,490 @@
+#!/usr/bin/env python3
+"""Generate Berth's Rust wire types from botocore's service models.
+
+The AWS SDKs stay exact by generating their types from the service models; Berth does the same.
+For each AWS JSON-protocol service named on the command line this writes
+`crates/wire/src/<module>/generated.rs`, marked `@generated`, containing:
+
+* one Rust struct per `structure` shape (every member `Option<_>`, serde names exactly the
+  model's member names, absent members skipped on output), with `validate()` that reports the
+  first missing `required` member or `min`/`max` violation by its dotted path;
+* one Rust enum per string shape with an `enum` trait (serde names exactly the model's values);
+* `Operation`: every operation of the service, its name, and its input/output shapes;
+* `ErrorCode`: every exception shape, with its HTTP status (fault => 500);
+* `Api`: a trait with one method per operation whose default answers "not implemented" naming
+  the operation, and `dispatch()`, which parses the input, validates it, calls the method and
+  serialises the output. A handler implements only the operations it supports.
+
+Usage: python3 codegen/gen_wire.py            # regenerate every service below
+       python3 codegen/gen_wire.py --check    # exit 1 if a checked-in file is stale
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import keyword
+import os
+import re
+import sys
+
+import botocore  # the source of truth, installed with the AWS CLI / boto3
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# module name -> (botocore service dir, api version)
+SERVICES = {
+    "ecs": ("ecs", "2014-11-13"),
+}
+
+RUST_KEYWORDS = set(
+    """as break const continue crate else enum extern false fn for if impl in let loop match mod
+    move mut pub ref return self Self static struct super trait true type unsafe use where while
+    async await dyn abstract become box do final macro override priv typeof unsized virtual yield
+    try gen""".split()
+)
+RESERVED_TYPE_NAMES = {"Option", "Result", "Vec", "String", "Box", "Some", "None", "Ok", "Err"}
+
+
+def load_model(service: str, version: str) -> dict:
+    base = os.path.join(os.path.dirname(botocore.__file__), "data", service, version)
+    path = os.path.join(base, "service-2.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    with gzip.open(path + ".gz") as f:
+        return json.load(f)
+
+
+def snake(name: str) -> str:
+    s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s)
+    s = re.sub(r"[^A-Za-z0-9_]", "_", s).lower()
+    if s[0].isdigit():
+        s = "_" + s
+    if s in RUST_KEYWORDS:
+        s = "r#" + s
+    return s
+
+
+def variant(value: str) -> str:
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", value) if p]
+    out = ""
+    for p in parts:
+        if p.isupper() or p.islower():
+            out += p[0].upper() + p[1:].lower()
+        else:
+            out += p[0].upper() + p[1:]
+    if not out or out[0].isdigit():
+        out = "V" + out
+    return out
+
+
+def type_name(shape: str) -> str:
+    n = shape[0].upper() + shape[1:]
+    return n + "Shape" if n in RESERVED_TYPE_NAMES else n
+
+
+def first_sentence(doc: str | None) -> str:
+    if not doc:
+        return ""
+    text = re.sub(r"<[^>]+>", "", doc)
+    text = re.sub(r"\s+", " ", text).strip()
+    m = re.match(r"(.+?\.)(\s|$)", text)
+    text = m.group(1) if m else text
+    return text.replace("[", "\\[").replace("]", "\\]")[:300]
+
+
+class Gen:
+    def __init__(self, module: str, model: dict):
+        self.module = module
+        self.m = model
+        self.shapes = model["shapes"]
+        self.out: list[str] = []
+
+    def is_enum(self, name: str) -> bool:
+        s = self.shapes[name]
+        return s["type"] == "string" and "enum" in s
+
+    def is_exception(self, name: str) -> bool:
+        return bool(self.shapes[name].get("exception"))
+
+    def rust_type(self, name: str) -> str:
+        s = self.shapes[name]
+        t = s["type"]
+        if t == "string":
+            return type_name(name) if "enum" in s else "String"
+        if t == "boolean":
+            return "bool"
+        if t == "integer":
+            return "i32"
+        if t == "long":
+            return "i64"
+        if t in ("double", "float"):
+            return "f64"
+        if t == "timestamp":
+            return "Timestamp"
+        if t == "blob":
+            return "String"
+        if t == "document" or (t == "structure" and s.get("document")):
+            return "serde_json::Value"
+        if t == "list":
+            return f"Vec<{self.rust_type(s['member']['shape'])}>"
+        if t == "map":
+            return f"std::collections::BTreeMap<{self.rust_type(s['key']['shape'])}, {self.rust_type(s['value']['shape'])}>"
+        if t == "structure":
+            return type_name(name)
+        raise ValueError(f"unsupported shape type {t} for {name}")
+
+    def w(self, line: str = "") -> None:
+        self.out.append(line)
+
+    # --- validation -------------------------------------------------------------------------
+    def needs_validation(self, name: str, seen: set[str] | None = None) -> bool:
+        """True when a value of this shape can violate required/min/max."""
+        seen = seen or set()
+        if name in seen:
+            return False
+        seen.add(name)
+        s = self.shapes[name]
+        t = s["type"]
+        if t in ("string", "integer", "long", "double", "float", "list", "map") and ("min" in s or "max" in s):
+            return True
+        if t == "structure" and not s.get("document"):
+            if s.get("required"):
+                return True
+            return any(self.needs_validation(mm["shape"], seen) for mm in s["members"].values())
+        if t == "list":
+            return self.needs_validation(s["member"]["shape"], seen)
+        if t == "map":
+            return self.needs_validation(s["value"]["shape"], seen)
+        return False
+
+    def validate_value(self, expr: str, shape: str, path_expr: str, depth: int) -> list[str]:
+        """Statements validating `expr` (a reference to a value of `shape`) at `path_expr`."""
+        s = self.shapes[shape]
+        t = s["type"]
+        lines: list[str] = []
+        lo, hi = s.get("min"), s.get("max")
+        if t == "string" and "enum" not in s and (lo is not None or hi is not None):
+            lines.append(
+                f"check_len({path_expr}, {expr}.chars().count(), {int(lo) if lo is not None else 0}, {int(hi) if hi is not None else 'usize::MAX'})?;"
+            )
+        elif t in ("integer", "long") and (lo is not None or hi is not None):
+            lines.append(
+                f"check_range({path_expr}, i64::from(*{expr}), {int(lo) if lo is not None else 'i64::MIN'}, {int(hi) if hi is not None else 'i64::MAX'})?;"
+            )
+        elif t in ("double", "float") and (lo is not None or hi is not None):
+            lines.append(
+                f"check_range_f64({path_expr}, *{expr}, {float(lo) if lo is not None else 'f64::MIN'}, {float(hi) if hi is not None else 'f64::MAX'})?;"
+            )
+        elif t in ("list", "map") and (lo is not None or hi is not None):
+            lines.append(
+                f"check_len({path_expr}, {expr}.len(), {int(lo) if lo is not None else 0}, {int(hi) if hi is not None else 'usize::MAX'})?;"
+            )
+        if t == "structure" and self.needs_validation(shape):
+            lines.append(f"{expr}.validate_at({path_expr})?;")
+        elif t == "list" and self.needs_validation(s["member"]["shape"]):
+            v = f"item{depth}"
+            i = f"i{depth}"
+            inner = self.validate_value(v, s["member"]["shape"], f'&format!("{{}}[{{}}]", {path_expr}, {i})', depth + 1)
+            if inner:
+                lines.append(f"for ({i}, {v}) in {expr}.iter().enumerate() {{")
+                lines.extend("    " + x for x in inner)
+                lines.append("}")
+        elif t == "map" and self.needs_validation(s["value"]["shape"]):
+            v = f"item{depth}"
+            k = f"k{depth}"
+            inner = self.validate_value(v, s["value"]["shape"], f'&format!("{{}}.{{}}", {path_expr}, {k})', depth + 1)
+            if inner:
+                lines.append(f"for ({k}, {v}) in {expr}.iter() {{")
+                lines.extend("    " + x for x in inner)
+                lines.append("}")
+        return lines
+
+    # --- emitters ---------------------------------------------------------------------------
+    def emit_enum(self, name: str) -> None:
+        s = self.shapes[name]
+        values = s["enum"]
+        rn = type_name(name)
+        variants = []
+        used = set()
+        for v in values:
+            vn = variant(v)
+            while vn in used:
+                vn += "_"
+            used.add(vn)
+            variants.append((vn, v))
+        doc = first_sentence(s.get("documentation"))
+        if doc:
+            self.w(f"/// {doc}")
+        self.w("#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]")
+        self.w(f"pub enum {rn} {{")
+        for vn, v in variants:
+            self.w(f"    #[serde(rename = {json.dumps(v)})]")
+            self.w(f"    {vn},")
+        self.w("}")
+        self.w(f"impl {rn} {{")
+        self.w("    /// Every value the model allows, in the model's order.")
+        self.w(f"    pub const VALUES: &'static [&'static str] = &[{', '.join(json.dumps(v) for _, v in variants)}];")
+        self.w("    /// The value as it appears on the wire.")
+        self.w("    pub fn as_str(self) -> &'static str {")
+        self.w("        match self {")
+        for vn, v in variants:
+            self.w(f"            Self::{vn} => {json.dumps(v)},")
+        self.w("        }")
+        self.w("    }")
+        self.w("    /// Parses a wire value (exact match, as AWS compares them).")
+        self.w("    #[allow(clippy::should_implement_trait)]")
+        self.w("    pub fn from_str(s: &str) -> Option<Self> {")
+        self.w("        match s {")
+        for vn, v in variants:
+            self.w(f"            {json.dumps(v)} => Some(Self::{vn}),")
+        self.w("            _ => None,")
+        self.w("        }")
+        self.w("    }")
+        self.w("}")
+        self.w(f"impl std::fmt::Display for {rn} {{")
+        self.w("    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {")
+        self.w("        f.write_str(self.as_str())")
+        self.w("    }")
+        self.w("}")
+        self.w()
+
+    def emit_struct(self, name: str) -> None:
+        s = self.shapes[name]
+        rn = type_name(name)
+        members = s["members"]
+        required = set(s.get("required", []))
+        doc = first_sentence(s.get("documentation"))
+        if doc:
+            self.w(f"/// {doc}")
+        self.w("#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]")
+        self.w("#[serde(default)]")
+        self.w(f"pub struct {rn} {{")
+        fields = []
+        used = set()
+        for mname, mm in members.items():
+            fname = snake(mname)
+            while fname in used:
+                fname += "_"
+            used.add(fname)
+            fields.append((fname, mname, mm))
+            d = first_sentence(mm.get("documentation"))
+            if d:
+                self.w(f"    /// {d}")
+            if mname in required:
+                self.w("    /// Required.")
+            if self.shapes[mm["shape"]].get("sensitive"):
+                self.w("    /// Sensitive: never log it.")
+            self.w(f"    #[serde(rename = {json.dumps(mname)}, skip_serializing_if = \"Option::is_none\")]")
+            self.w(f"    pub {fname}: Option<{self.rust_type(mm['shape'])}>,")
+        self.w("}")
+        if self.needs_validation(name):
+            self.w(f"impl {rn} {{")
+            self.w("    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.")
+            self.w("    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {")
+            self.w("        let _ = path;")
+            for fname, mname, mm in fields:
+                child = f'&join(path, "{mname}")'
+                inner = self.validate_value("v", mm["shape"], child, 0)
+                if mname in required:
+                    self.w(f"        match &self.{fname} {{")
+                    self.w(f"            None => return Err(Violation::Missing {{ path: join(path, \"{mname}\") }}),")
+                    if inner:
+                        self.w("            Some(v) => {")
+                        for x in inner:
+                            self.w("                " + x)
+                        self.w("            }")
+                    else:
+                        self.w("            Some(_) => {}")
+                    self.w("        }")
+                elif inner:
+                    self.w(f"        if let Some(v) = &self.{fname} {{")
+                    for x in inner:
+                        self.w("            " + x)
+                    self.w("        }")
+            self.w("        Ok(())")
+            self.w("    }")
+            self.w("}")
+            self.w(f"impl Validate for {rn} {{")
+            self.w("    fn validate(&self) -> Result<(), Violation> {")
+            self.w('        self.validate_at("")')
+            self.w("    }")
+            self.w("}")
+        else:
+            self.w(f"impl Validate for {rn} {{")
+            self.w("    fn validate(&self) -> Result<(), Violation> {")
+            self.w("        Ok(())")
+            self.w("    }")
+            self.w("}")
+        self.w()
+
+    def generate(self, source: str) -> str:
+        md = self.m["metadata"]
+        assert md["protocol"] == "json", f"{self.module}: only the AWS JSON protocol is generated so far"
+        self.w(f"// @generated by codegen/gen_wire.py from botocore {botocore.__version__}: {source}.")
+        self.w("// Do not edit: change the generator and run `python3 codegen/gen_wire.py`.")
+        self.w(f"//! {md.get('serviceFullName', self.module)} ({md.get('apiVersion')}): wire types, operations and errors.")
+        self.w("#![allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all, non_camel_case_types)]")
+        self.w()
+        self.w("use serde::{Deserialize, Serialize};")
+        self.w("use crate::validate::{check_len, check_range, check_range_f64, join, Validate, Violation};")
+        self.w("use crate::{AwsError, Timestamp};")
+        self.w()
+        self.w(f"/// `X-Amz-Target` prefix: requests name `{md['targetPrefix']}.<Operation>`.")
+        self.w(f"pub const TARGET_PREFIX: &str = {json.dumps(md['targetPrefix'])};")
+        self.w(f"/// SigV4 signing name (credential scope service).")
+        self.w(f"pub const SIGNING_NAME: &str = {json.dumps(md.get('signingName', md['endpointPrefix']))};")
+        self.w(f"/// AWS JSON protocol version (`application/x-amz-json-{md['jsonVersion']}`).")
+        self.w(f"pub const JSON_VERSION: &str = {json.dumps(md['jsonVersion'])};")
+        names = set(self.shapes)
+        vcode = next((c for c in ("InvalidParameterException", "ValidationException", "InvalidParameterValueException") if c in names), "ValidationException")
+        ncode = "UnsupportedFeatureException" if "UnsupportedFeatureException" in names else "NotImplementedException"
+        self.w("/// Error code for input that breaks the model's `required`/`min`/`max`/`enum` rules.")
+        self.w(f"pub const VALIDATION_CODE: &str = {json.dumps(vcode)};")
+        self.w("/// Error code for an operation of the model that Berth does not implement yet.")
+        self.w(f"pub const NOT_IMPLEMENTED_CODE: &str = {json.dumps(ncode)};")
+        self.w(f"/// The model's API version.")
+        self.w(f"pub const API_VERSION: &str = {json.dumps(md['apiVersion'])};")
+        self.w()
+
+        for name in sorted(self.shapes):
+            s = self.shapes[name]
+            if self.is_enum(name):
+                self.emit_enum(name)
+        for name in sorted(self.shapes):
+            s = self.shapes[name]
+            if s["type"] == "structure" and not s.get("exception") and not s.get("document"):
+                self.emit_struct(name)
+
+        ops = self.m["operations"]
+        # Operation enum
+        self.w("/// Every operation of the service.")
+        self.w("#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]")
+        self.w("pub enum Operation {")
+        for op in ops:
+            self.w(f"    {op},")
+        self.w("}")
+        self.w("impl Operation {")
+        self.w(f"    /// All {len(ops)} operations, in the model's order.")
+        self.w(f"    pub const ALL: [Operation; {len(ops)}] = [{', '.join('Self::' + o for o in ops)}];")
+        self.w("    /// The operation's name, as in `X-Amz-Target`.")
+        self.w("    pub fn name(self) -> &'static str {")
+        self.w("        match self {")
+        for op in ops:
+            self.w(f"            Self::{op} => {json.dumps(op)},")
+        self.w("        }")
+        self.w("    }")
+        self.w("    /// Looks an operation up by its exact name.")
+        self.w("    pub fn from_name(name: &str) -> Option<Self> {")
+        self.w("        match name {")
+        for op in ops:
+            self.w(f"            {json.dumps(op)} => Some(Self::{op}),")
+        self.w("            _ => None,")
+        self.w("        }")
+        self.w("    }")
+        self.w("}")
+        self.w()
+
+        # Errors
+        excs = [n for n in sorted(self.shapes) if self.is_exception(n)]
+        self.w("/// Every error shape of the service (`__type` on the wire).")
+        self.w("#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]")
+        self.w("pub enum ErrorCode {")
+        for e in excs:
+            d = first_sentence(self.shapes[e].get("documentation"))
+            if d:
+                self.w(f"    /// {d}")
+            self.w(f"    {type_name(e)},")
+        self.w("}")
+        self.w("impl ErrorCode {")
+        self.w("    /// The code as it appears in `__type` and `x-amzn-ErrorType`.")
+        self.w("    pub fn as_str(self) -> &'static str {")
+        self.w("        match self {")
+        for e in excs:
+            self.w(f"            Self::{type_name(e)} => {json.dumps(e)},")
+        self.w("        }")
+        self.w("    }")
+        self.w("    /// HTTP status: 500 for faults (server errors), 400 otherwise.")
+        self.w("    pub fn status(self) -> u16 {")
+        self.w("        match self {")
+        for e in excs:
+            code = self.shapes[e].get("error", {}).get("httpStatusCode")
+            if code is None:
+                code = 500 if self.shapes[e].get("fault") else 400
+            self.w(f"            Self::{type_name(e)} => {code},")
+        self.w("        }")
+        self.w("    }")
+        self.w("    /// An error with this code and message.")
+        self.w("    pub fn with(self, message: impl Into<String>) -> AwsError {")
+        self.w("        AwsError::new(self.as_str(), self.status(), message)")
+        self.w("    }")
+        self.w("}")
+        self.w()
+
+        # Api trait + dispatch
+        self.w("/// Output shape of operations whose model declares none: an empty JSON object.")
+        self.w("#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]")
+        self.w("pub struct Empty {}")
+        self.w("impl Validate for Empty {")
+        self.w("    fn validate(&self) -> Result<(), Violation> {")
+        self.w("        Ok(())")
+        self.w("    }")
+        self.w("}")
+        self.w()
+        self.w("/// The service as a handler implements it. Every method defaults to an error that names")
+        self.w("/// the operation as not implemented, so a handler implements only what it supports and")
+        self.w("/// nothing ever answers with a silent success.")
+        self.w("pub trait Api: Send + Sync {")
+        self.w("    /// Per-request context (authenticated principal, request id...).")
+        self.w("    type Context: Send + Sync;")
+        for op, o in ops.items():
+            inp = type_name(o["input"]["shape"]) if "input" in o else "Empty"
+            outp = type_name(o["output"]["shape"]) if "output" in o else "Empty"
+            self.w(f"    /// `{op}`.")
+            self.w(f"    fn {snake(op)}(&self, ctx: &Self::Context, input: {inp}) -> impl std::future::Future<Output = Result<{outp}, AwsError>> + Send {{")
+            self.w("        let _ = (ctx, input);")
+            self.w(f"        async {{ Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, {json.dumps(op)})) }}")
+            self.w("    }")
+        self.w("}")
+        self.w()
+        self.w("/// Parses `body` as the operation's input, validates it against the model, calls the")
+        self.w("/// handler and serialises its output.")
+        self.w("pub async fn dispatch<A: Api>(api: &A, ctx: &A::Context, op: Operation, body: &[u8]) -> Result<Vec<u8>, AwsError> {")
+        self.w("    match op {")
+        for op, o in ops.items():
+            inp = type_name(o["input"]["shape"]) if "input" in o else "Empty"
+            self.w(f"        Operation::{op} => {{")
+            self.w(f"            let input: {inp} = crate::json::parse_input(body, VALIDATION_CODE)?;")
+            self.w(f"            crate::json::write_output(&api.{snake(op)}(ctx, input).await?)")
+            self.w("        }")
+        self.w("    }")
+        self.w("}")
+        return "\n".join(self.out) + "\n"
+
+
+def main() -> int:
+    check = "--check" in sys.argv[1:]
+    stale = []
+    for module, (svc, ver) in SERVICES.items():
+        model = load_model(svc, ver)
+        code = Gen(module, model).generate(f"data/{svc}/{ver}/service-2.json")
+        path = os.path.join(ROOT, "crates", "wire", "src", module, "generated.rs")
+        old = open(path).read() if os.path.exists(path) else None
+        if check:
+            if old != code:
+                stale.append(path)
+            continue
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(code)
+        print(f"wrote {os.path.relpath(path, ROOT)} ({code.count(chr(10))} lines, {len(model['operations'])} operations, {len(model['shapes'])} shapes)")
+    if stale:
+        print("stale generated files (run python3 codegen/gen_wire.py):", *stale, sep="\n  ")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+//! Errors as AWS answers them.
+//!
+//! Contract: an [`AwsError`] becomes an HTTP response with `status`, the header
+//! `x-amzn-ErrorType: <code>` and the body `{"__type": "<code>", "message": "<message>"}`;
+//! boto3 and the AWS CLI turn that into `ClientError` with `Error.Code == code`.
+
+use serde::Serialize;
+
+/// One AWS error: a code from the service model (or [`common`]), a message for people, a status.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct AwsError {
+    /// The `__type`, e.g. `ClusterNotFoundException`.
+    pub code: &'static str,
+    /// HTTP status: 4xx for client errors, 5xx for faults.
+    pub status: u16,
+    /// What went wrong and, where it helps, what to do next. Never contains secrets.
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "__type")]
+    code: &'a str,
+    message: &'a str,
+}
+
+impl AwsError {
+    /// An error with an explicit code and status.
+    pub fn new(code: &'static str, status: u16, message: impl Into<String>) -> Self {
+        Self { code, status, message: message.into() }
+    }
+
+    /// The operation exists in AWS's model but Berth does not implement it yet.
+    pub fn not_implemented(code: &'static str, operation: &str) -> Self {
+        Self::new(
+            code,
+            400,
+            format!(
+                "Berth does not implement the operation {operation} yet (see the Status section of Berth's README)."
+            ),
+        )
+    }
+
+    /// The JSON body AWS sends with an error.
+    pub fn to_body(&self) -> Vec<u8> {
+        serde_json::to_vec(&Body { code: self.code, message: &self.message })
+            .unwrap_or_else(|_| b"{}".to_vec())
+    }
+}
+
+/// Codes that belong to the AWS protocols themselves rather than to one service model.
+pub mod common {
+    use super::AwsError;
+
+    /// Malformed JSON, or a member of the wrong type.
+    pub fn serialization(message: impl Into<String>) -> AwsError {
+        AwsError::new("SerializationException", 400, message)
+    }
+    /// `X-Amz-Target` names no operation of the service.
+    pub fn unknown_operation(message: impl Into<String>) -> AwsError {
+        AwsError::new("UnknownOperationException", 400, message)
+    }
+    /// The request carries no credentials at all.
+    pub fn missing_authentication_token() -> AwsError {
+        AwsError::new("MissingAuthenticationTokenException", 403, "Missing Authentication Token")
+    }
+    /// The access key is unknown.
+    pub fn unrecognized_client() -> AwsError {
+        AwsError::new(
+            "UnrecognizedClientException",
+            403,
+            "The security token included in the request is invalid.",
+        )
+    }
+    /// A SigV4 failure, with the code the verifier chose.
+    pub fn signature(code: &'static str, message: impl Into<String>) -> AwsError {
+        AwsError::new(code, 403, message)
+    }
+    /// The body is over the size cap.
+    pub fn request_too_large(limit_bytes: usize) -> AwsError {
+        AwsError::new(
+            "RequestEntityTooLargeException",
+            413,
+            format!("Request body is larger than the limit of {limit_bytes} bytes."),
+        )
+    }
+    /// Wrong method, path or content type for an AWS JSON endpoint.
+    pub fn invalid_request(message: impl Into<String>) -> AwsError {
+        AwsError::new("InvalidRequestException", 400, message)
+    }
+    /// A fault on Berth's side; the message says what to do next.
+    pub fn internal(message: impl Into<String>) -> AwsError {
+        AwsError::new("InternalFailure", 500, message)
+    }
+}

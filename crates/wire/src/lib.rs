@@ -1,0 +1,25 @@
+//! AWS wire types and the AWS error mapping.
+//!
+//! Only this crate knows AWS's JSON shapes. Each service module (`ecs`, later `ecr`, `logs`...)
+//! is generated from botocore's service model by `codegen/gen_wire.py` and checked in; the
+//! hand-written parts here are what every AWS JSON-protocol service shares:
+//! * [`AwsError`]: an error as AWS answers it (`__type`, message, HTTP status), with the codes
+//!   that belong to the protocol rather than to any one model ([`common`]);
+//! * [`json`]: request parsing that names the failing member (`containerDefinitions[0].cpu`) and
+//!   output serialisation;
+//! * [`validate`]: the checks the generated `validate()` methods call.
+#![forbid(unsafe_code)]
+
+pub mod ecs {
+    //! Amazon ECS (`AmazonEC2ContainerServiceV20141113`).
+    mod generated;
+    pub use generated::*;
+}
+mod error;
+pub mod json;
+pub mod validate;
+
+pub use error::{common, AwsError};
+
+/// Timestamps travel as epoch seconds with a fractional part, as AWS JSON services send them.
+pub type Timestamp = f64;
