@@ -1,1 +1,169 @@
-//! placeholder
+//! The Berth control plane: the AWS protocol front end, SigV4 authentication and the service
+//! handlers, over the state store.
+//!
+//! ```text
+//!  HTTP POST /  ──> protocol (target, body cap, request id, AWS error bodies)
+//!                     └─> auth (SigV4 → Principal → authorize)
+//!                           └─> wire::ecs::dispatch (parse + validate against the model)
+//!                                 └─> ecs::EcsService (clusters, task definitions, tags)
+//!                                       └─> berth_store::Store (CAS transactions)
+//! ```
+//! Where to find an operation: `src/ecs/<resource>.rs` (`clusters.rs` holds CreateCluster,
+//! DescribeClusters...). Operations of the model that Berth does not implement yet answer
+//! `UnsupportedFeatureException` naming the operation.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod clock;
+mod ecs;
+mod error;
+mod pagination;
+mod protocol;
+mod records;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use berth_model::arn::Scope;
+use berth_store::{SqliteStore, Store, StoreError};
+use tokio::net::TcpListener;
+
+pub use auth::BootstrapKey;
+pub use time::Duration;
+use clock::{Clock, SystemClock};
+
+/// How a server is set up.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Holds `berth.db`, `credentials` and `config`.
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub region: String,
+    /// 12 digits.
+    pub account_id: String,
+    /// Largest accepted clock difference between a signed request and the server (AWS: 5 min).
+    pub max_clock_skew: time::Duration,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl ServerConfig {
+    /// Defaults for everything but where to keep data and listen.
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
+        Self {
+            data_dir,
+            listen,
+            region: "us-east-1".into(),
+            account_id: DEFAULT_ACCOUNT_ID.into(),
+            max_clock_skew: time::Duration::minutes(5),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// The account id used when none is configured.
+pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot set up the administrator key: {0}")]
+    Bootstrap(#[from] auth::bootstrap::BootstrapError),
+    #[error("cannot listen on {addr}: {source} (is another server using the port? pick another with --listen)")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Everything a request handler needs.
+pub(crate) struct App {
+    pub auth: auth::Authenticator,
+    pub ecs: ecs::EcsService,
+    pub max_body_bytes: usize,
+}
+
+/// A server that has opened its store and bound its port, ready to serve.
+pub struct Server {
+    app: Arc<App>,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    admin_key: BootstrapKey,
+    config: ServerConfig,
+}
+
+impl Server {
+    /// Opens (or creates) the data directory and store, ensures the administrator key exists
+    /// and binds the listening socket.
+    pub async fn start(config: ServerConfig) -> Result<Self, StartError> {
+        if config.account_id.len() != 12 || !config.account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(StartError::Config(format!(
+                "--account-id must be 12 digits, got '{}'",
+                config.account_id
+            )));
+        }
+        if config.region.is_empty() {
+            return Err(StartError::Config("--region must not be empty".into()));
+        }
+        create_private_dir(&config.data_dir)?;
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&config.data_dir.join("berth.db"))?);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let scope = Scope::new(config.region.clone(), config.account_id.clone());
+        let admin_key =
+            auth::bootstrap_admin_key(&*store, &*clock, &scope, &config.data_dir).await?;
+        let app = Arc::new(App {
+            auth: auth::Authenticator::new(
+                store.clone(),
+                clock.clone(),
+                &config.region,
+                &config.account_id,
+                config.max_clock_skew,
+            ),
+            ecs: ecs::EcsService::new(store, clock, scope),
+            max_body_bytes: config.max_body_bytes,
+        });
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        Ok(Self { app, listener, local_addr, admin_key, config })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The administrator key of this data directory.
+    pub fn admin_key(&self) -> &BootstrapKey {
+        &self.admin_key
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = protocol::router(self.app);
+        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await
+    }
+}
+
+fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let derr = |source| StartError::DataDir { path: path.to_path_buf(), source };
+    if !path.exists() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(derr)?;
+    }
+    Ok(())
+}

@@ -1,1 +1,195 @@
-//! placeholder
+//! Berth's state store: an ordered key-value map with a global revision, compare-and-set
+//! transactions and range reads, the interface etcd offers, so the same handlers and
+//! controllers run on the embedded SQLite backend ([`SqliteStore`]) or, later, on etcd.
+//!
+//! Contract:
+//! * Keys are UTF-8 strings ordered bytewise; callers lay out keys so that every listing is a
+//!   range scan (`ecs/taskdefs/<family>/<revision:010>`), and keep secondary indexes as extra
+//!   keys written in the same transaction. Nothing ever scans the whole store.
+//! * Every successful write transaction bumps the store's revision by exactly one; each key
+//!   written gets `mod_revision` = that revision. A key's `mod_revision` is its version for
+//!   compare-and-set: a [`Compare::ModRevision`] of 0 means "the key must not exist".
+//! * A transaction's compares are all checked first; only if every one holds are its
+//!   operations applied, atomically. A failed compare applies nothing and returns
+//!   [`TxnOutcome::Conflict`] naming the first key that failed, so the caller can re-read
+//!   and retry: no writer can silently lose another's update.
+//! * [`Store::txn`] returns only once the transaction is durable (fsync'd): an acknowledged
+//!   write survives `kill -9`.
+//! * Reads see a consistent snapshot of committed transactions.
+#![forbid(unsafe_code)]
+
+mod sqlite;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use sqlite::SqliteStore;
+
+/// The store's global revision: the number of write transactions ever committed.
+pub type Revision = u64;
+
+/// One stored key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub key: String,
+    pub value: Bytes,
+    /// Revision of the transaction that created the key (unchanged by later updates).
+    pub create_revision: Revision,
+    /// Revision of the transaction that last wrote the key: its compare-and-set version.
+    pub mod_revision: Revision,
+}
+
+/// A condition a transaction requires before it writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Compare {
+    /// The key's `mod_revision` equals this; 0 means the key must be absent.
+    ModRevision { key: String, revision: Revision },
+}
+
+/// A write inside a transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Create or replace.
+    Put { key: String, value: Bytes },
+    /// Remove the key if present (absent keys are not an error).
+    Delete { key: String },
+}
+
+/// An atomic, conditional batch of writes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Txn {
+    pub compares: Vec<Compare>,
+    pub ops: Vec<Op>,
+}
+
+impl Txn {
+    /// An empty transaction.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Requires `key` to be at `revision` (0 = absent).
+    pub fn when(mut self, key: impl Into<String>, revision: Revision) -> Self {
+        self.compares.push(Compare::ModRevision {
+            key: key.into(),
+            revision,
+        });
+        self
+    }
+    /// Puts `value` at `key`.
+    pub fn put(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.ops.push(Op::Put {
+            key: key.into(),
+            value: value.into(),
+        });
+        self
+    }
+    /// Deletes `key`.
+    pub fn delete(mut self, key: impl Into<String>) -> Self {
+        self.ops.push(Op::Delete { key: key.into() });
+        self
+    }
+}
+
+/// What became of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxnOutcome {
+    /// Applied and durable at this revision.
+    Committed { revision: Revision },
+    /// A compare failed; nothing was written.
+    Conflict {
+        key: String,
+        expected: Revision,
+        actual: Revision,
+    },
+}
+
+impl TxnOutcome {
+    /// True when the transaction was applied.
+    pub fn committed(&self) -> bool {
+        matches!(self, TxnOutcome::Committed { .. })
+    }
+}
+
+/// A range read: keys in `[start, end)` in key order, at most `limit` of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Range {
+    pub start: String,
+    pub end: String,
+    /// At most this many records; `usize::MAX` for no limit.
+    pub limit: usize,
+    /// Newest-first (descending key order) when true.
+    pub reverse: bool,
+}
+
+impl Range {
+    /// Every key that starts with `prefix`.
+    pub fn prefix(prefix: &str) -> Self {
+        Self {
+            start: prefix.to_string(),
+            end: prefix_end(prefix),
+            limit: usize::MAX,
+            reverse: false,
+        }
+    }
+    /// At most `limit` records.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+    /// Descending key order.
+    pub fn reversed(mut self) -> Self {
+        self.reverse = true;
+        self
+    }
+}
+
+/// The smallest key greater than every key with this prefix (etcd's "prefix end").
+pub fn prefix_end(prefix: &str) -> String {
+    // Keys are UTF-8; '\u{10FFFF}' sorts after every character a key can hold.
+    format!("{prefix}\u{10FFFF}")
+}
+
+/// Errors of the store itself (I/O, corruption), never of the data's meaning.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("store schema migration to version {version} failed: {source}")]
+    Migration {
+        version: u32,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "store database is at schema version {found}, newer than this berth understands ({supported}); upgrade berth"
+    )]
+    SchemaTooNew { found: u32, supported: u32 },
+    #[error("store read of {what} failed: {source}")]
+    Read {
+        what: String,
+        source: rusqlite::Error,
+    },
+    #[error("store write failed: {source}")]
+    Write { source: rusqlite::Error },
+    #[error("the store's writer thread has stopped")]
+    WriterGone,
+}
+
+/// The store interface. Implementations are cheap to clone behind an `Arc`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// One key, or `None`.
+    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError>;
+    /// Several keys at once (missing keys are skipped), in the order asked.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Record>, StoreError>;
+    /// A range of keys in key order (or reversed).
+    async fn range(&self, range: Range) -> Result<Vec<Record>, StoreError>;
+    /// Number of keys in a range.
+    async fn count(&self, start: &str, end: &str) -> Result<u64, StoreError>;
+    /// Applies a transaction atomically and durably, or reports the first failed compare.
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError>;
+    /// The current revision.
+    async fn revision(&self) -> Result<Revision, StoreError>;
+}

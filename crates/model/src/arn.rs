@@ -1,0 +1,235 @@
+//! ARNs in AWS's formats, and the name-or-ARN references ECS operations accept.
+//!
+//! Every operation that takes a name also takes the ARN; the functions here turn either into
+//! the name the store keys on. An ARN of another partition, region or account names nothing
+//! here, so it resolves to `None` and the caller answers "not found" as ECS does.
+
+use crate::ModelError;
+
+/// Where this server lives: every ARN it mints carries these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    pub partition: String,
+    pub region: String,
+    pub account_id: String,
+}
+
+impl Scope {
+    /// A scope in the `aws` partition.
+    pub fn new(region: impl Into<String>, account_id: impl Into<String>) -> Self {
+        Self { partition: "aws".into(), region: region.into(), account_id: account_id.into() }
+    }
+
+    /// `arn:aws:ecs:REGION:ACCOUNT:<resource>`.
+    pub fn ecs_arn(&self, resource: &str) -> String {
+        format!("arn:{}:ecs:{}:{}:{}", self.partition, self.region, self.account_id, resource)
+    }
+
+    /// `arn:aws:ecs:REGION:ACCOUNT:cluster/NAME`.
+    pub fn cluster_arn(&self, name: &str) -> String {
+        self.ecs_arn(&format!("cluster/{name}"))
+    }
+
+    /// `arn:aws:ecs:REGION:ACCOUNT:task-definition/FAMILY:REVISION`.
+    pub fn task_definition_arn(&self, family: &str, revision: i32) -> String {
+        self.ecs_arn(&format!("task-definition/{family}:{revision}"))
+    }
+
+    /// `arn:aws:iam::ACCOUNT:root`, the principal of the account's root user.
+    pub fn account_root_arn(&self) -> String {
+        format!("arn:{}:iam::{}:root", self.partition, self.account_id)
+    }
+
+    /// The resource part of an ECS ARN of this scope (`cluster/x`), or `None` when `arn` is not
+    /// an ECS ARN or belongs to another partition, region or account.
+    pub fn ecs_resource<'a>(&self, arn: &'a str) -> Option<&'a str> {
+        let mut parts = arn.splitn(6, ':');
+        let (Some("arn"), Some(partition), Some("ecs"), Some(region), Some(account), Some(res)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return None;
+        };
+        (partition == self.partition && region == self.region && account == self.account_id)
+            .then_some(res)
+    }
+
+    /// A cluster given by name or ARN. `None` for an ARN that names no cluster of this scope.
+    pub fn cluster_name<'a>(&self, name_or_arn: &'a str) -> Option<&'a str> {
+        if name_or_arn.starts_with("arn:") {
+            self.ecs_resource(name_or_arn)?.strip_prefix("cluster/").filter(|n| !n.is_empty())
+        } else {
+            Some(name_or_arn)
+        }
+    }
+
+    /// What an ECS ARN of this scope names.
+    pub fn resource(&self, arn: &str) -> Option<ResourceRef> {
+        let res = self.ecs_resource(arn)?;
+        let (kind, rest) = res.split_once('/')?;
+        match kind {
+            "cluster" if !rest.is_empty() && !rest.contains('/') => {
+                Some(ResourceRef::Cluster(rest.to_string()))
+            }
+            "task-definition" => {
+                let (family, rev) = rest.rsplit_once(':')?;
+                let revision = rev.parse().ok().filter(|r| *r > 0)?;
+                Some(ResourceRef::TaskDefinition { family: family.to_string(), revision })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A taggable resource named by its ARN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResourceRef {
+    Cluster(String),
+    TaskDefinition { family: String, revision: i32 },
+}
+
+/// A task definition named as ECS allows: `family` (its latest ACTIVE revision),
+/// `family:revision`, or the full ARN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskDefinitionRef {
+    Latest { family: String },
+    Revision { family: String, revision: i32 },
+}
+
+impl TaskDefinitionRef {
+    /// Parses a reference; `field` names the request member in errors.
+    pub fn parse(scope: &Scope, s: &str, field: &str) -> Result<Self, ModelError> {
+        let bad = || {
+            ModelError::client(
+                field,
+                format!("Invalid revision number. Number: {}", s.rsplit(':').next().unwrap_or(s)),
+            )
+        };
+        let body = if s.starts_with("arn:") {
+            let res = scope.ecs_resource(s).ok_or_else(|| {
+                ModelError::client(field, format!("Unable to describe task definition: {s}"))
+            })?;
+            res.strip_prefix("task-definition/").ok_or_else(|| {
+                ModelError::invalid(field, format!("{s} is not a task definition ARN."))
+            })?
+        } else {
+            s
+        };
+        if body.is_empty() {
+            return Err(ModelError::client(field, "Task definition cannot be empty."));
+        }
+        match body.rsplit_once(':') {
+            None => Ok(Self::Latest { family: body.to_string() }),
+            Some((family, rev)) => {
+                let revision: i32 = rev.parse().map_err(|_| bad())?;
+                if revision < 1 || family.is_empty() {
+                    return Err(bad());
+                }
+                Ok(Self::Revision { family: family.to_string(), revision })
+            }
+        }
+    }
+
+    /// The family named.
+    pub fn family(&self) -> &str {
+        match self {
+            Self::Latest { family } | Self::Revision { family, .. } => family,
+        }
+    }
+}
+
+/// Checks a cluster name: 1-255 letters, numbers, hyphens and underscores.
+pub fn validate_cluster_name(name: &str, field: &str) -> Result<(), ModelError> {
+    if name.is_empty()
+        || name.len() > 255
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ModelError::invalid(
+            field,
+            "Cluster name must be 1-255 characters: letters (uppercase and lowercase), numbers, hyphens and underscores.",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> Scope {
+        Scope::new("us-east-1", "123456789012")
+    }
+
+    #[test]
+    fn arns_have_aws_format() {
+        let s = scope();
+        assert_eq!(s.cluster_arn("web"), "arn:aws:ecs:us-east-1:123456789012:cluster/web");
+        assert_eq!(
+            s.task_definition_arn("app", 3),
+            "arn:aws:ecs:us-east-1:123456789012:task-definition/app:3"
+        );
+    }
+
+    #[test]
+    fn cluster_names_and_arns() {
+        let s = scope();
+        let cases: &[(&str, Option<&str>)] = &[
+            ("web", Some("web")),
+            ("arn:aws:ecs:us-east-1:123456789012:cluster/web", Some("web")),
+            ("arn:aws:ecs:eu-west-1:123456789012:cluster/web", None),
+            ("arn:aws:ecs:us-east-1:999999999999:cluster/web", None),
+            ("arn:aws:ecs:us-east-1:123456789012:service/web/x", None),
+            ("arn:aws:ecs:us-east-1:123456789012:cluster/", None),
+            ("arn:aws:s3:::bucket", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(s.cluster_name(input), *want, "{input}");
+        }
+    }
+
+    #[test]
+    fn task_definition_refs() {
+        let s = scope();
+        let ok: &[(&str, TaskDefinitionRef)] = &[
+            ("web", TaskDefinitionRef::Latest { family: "web".into() }),
+            ("web:7", TaskDefinitionRef::Revision { family: "web".into(), revision: 7 }),
+            (
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/web:2",
+                TaskDefinitionRef::Revision { family: "web".into(), revision: 2 },
+            ),
+        ];
+        for (input, want) in ok {
+            assert_eq!(&TaskDefinitionRef::parse(&s, input, "taskDefinition").unwrap(), want);
+        }
+        for bad in ["web:0", "web:x", "web:-1", "", ":3"] {
+            let err = TaskDefinitionRef::parse(&s, bad, "taskDefinition").unwrap_err();
+            assert_eq!(err.field(), "taskDefinition", "{bad}");
+        }
+    }
+
+    #[test]
+    fn resources_by_arn() {
+        let s = scope();
+        assert_eq!(
+            s.resource("arn:aws:ecs:us-east-1:123456789012:cluster/a"),
+            Some(ResourceRef::Cluster("a".into()))
+        );
+        assert_eq!(
+            s.resource("arn:aws:ecs:us-east-1:123456789012:task-definition/f:12"),
+            Some(ResourceRef::TaskDefinition { family: "f".into(), revision: 12 })
+        );
+        assert_eq!(s.resource("arn:aws:ecs:us-east-1:123456789012:task-definition/f"), None);
+    }
+
+    #[test]
+    fn cluster_name_rules() {
+        assert!(validate_cluster_name("a-b_C9", "clusterName").is_ok());
+        for bad in ["", "a b", "a/b", &"x".repeat(256)] {
+            assert!(validate_cluster_name(bad, "clusterName").is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The store's key layout: every record Berth persists and every index over them.
+//!
+//! Invariants:
+//! * Every listing an API or controller needs is a prefix or range scan of one of these
+//!   layouts; a secondary index is a key written in the same transaction as its record.
+//! * Family names never contain `!`, which sorts before every character a family may hold, so
+//!   `ecs/taskdefs/<family>!<revision>` lists in (family, revision) order exactly as ECS sorts.
+//! * Revisions are zero-padded to 10 digits so key order is numeric order.
+
+/// `ecs/clusters/<name>`: an ACTIVE (or PROVISIONING) cluster.
+pub fn cluster(name: &str) -> String {
+    format!("{CLUSTERS}{name}")
+}
+/// Prefix of every live cluster.
+pub const CLUSTERS: &str = "ecs/clusters/";
+/// `ecs/clusters-inactive/<name>`: a deleted cluster, still describable as INACTIVE.
+pub fn inactive_cluster(name: &str) -> String {
+    format!("ecs/clusters-inactive/{name}")
+}
+
+/// Prefix of a cluster's container instances (written by the agent issue's registration).
+pub fn cluster_instances_prefix(cluster: &str) -> String {
+    format!("ecs/instances/{cluster}/")
+}
+/// Prefix of a cluster's tasks (any status) that are not yet STOPPED.
+pub fn cluster_live_tasks_prefix(cluster: &str) -> String {
+    format!("ecs/tasks-live/{cluster}/")
+}
+/// Prefix of a cluster's tasks whose last status is `status` (RUNNING, PENDING...).
+pub fn cluster_tasks_by_status_prefix(cluster: &str, status: &str) -> String {
+    format!("ecs/tasks-by-status/{cluster}/{status}/")
+}
+/// Prefix of a cluster's ACTIVE or DRAINING services.
+pub fn cluster_services_prefix(cluster: &str) -> String {
+    format!("ecs/services/{cluster}/")
+}
+
+/// Prefix of every task definition revision.
+pub const TASK_DEFINITIONS: &str = "ecs/taskdefs/";
+/// `ecs/taskdefs/<family>!<revision:010>`: one revision (see the module header for `!`).
+pub fn task_definition(family: &str, revision: i32) -> String {
+    format!("{TASK_DEFINITIONS}{family}!{revision:010}")
+}
+/// Prefix of every revision of exactly `family`.
+pub fn task_definition_family_revisions(family: &str) -> String {
+    format!("{TASK_DEFINITIONS}{family}!")
+}
+/// `ecs/taskdefs-by-status/<STATUS>/<family>!<revision:010>`: index by status.
+pub fn task_definition_by_status(status: &str, family: &str, revision: i32) -> String {
+    format!("ecs/taskdefs-by-status/{status}/{family}!{revision:010}")
+}
+/// Prefix of the status index for `status`.
+pub fn task_definitions_by_status_prefix(status: &str) -> String {
+    format!("ecs/taskdefs-by-status/{status}/")
+}
+/// `ecs/taskdef-families/<family>`: the family's revision counter and its ACTIVE count.
+pub fn task_definition_family(family: &str) -> String {
+    format!("{TASK_DEFINITION_FAMILIES}{family}")
+}
+/// Prefix of every family record.
+pub const TASK_DEFINITION_FAMILIES: &str = "ecs/taskdef-families/";
+/// `ecs/taskdef-families-by-status/<ACTIVE|INACTIVE>/<family>`: families with / without an
+/// ACTIVE revision.
+pub fn task_definition_family_by_status(status: &str, family: &str) -> String {
+    format!("ecs/taskdef-families-by-status/{status}/{family}")
+}
+/// Prefix of the family status index for `status`.
+pub fn task_definition_families_by_status_prefix(status: &str) -> String {
+    format!("ecs/taskdef-families-by-status/{status}/")
+}
+
+/// Parses the `(family, revision)` out of any task definition key or index key.
+pub fn parse_task_definition_key(key: &str) -> Option<(&str, i32)> {
+    let tail = key.rsplit('/').next()?;
+    let (family, rev) = tail.rsplit_once('!')?;
+    Some((family, rev.parse().ok()?))
+}
+
+/// `iam/access-keys/<AKID>`: an access key and the principal it authenticates.
+pub fn access_key(access_key_id: &str) -> String {
+    format!("{ACCESS_KEYS}{access_key_id}")
+}
+/// Prefix of every access key.
+pub const ACCESS_KEYS: &str = "iam/access-keys/";
+/// The id of the administrator key created on first start.
+pub const BOOTSTRAP_ADMIN_KEY: &str = "iam/bootstrap-admin-key";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_definition_keys_sort_like_ecs() {
+        // ECS lists by family name, then numeric revision.
+        let mut keys = vec![
+            task_definition("web-x", 1),
+            task_definition("web", 10),
+            task_definition("web", 9),
+            task_definition("web_1", 1),
+            task_definition("webapp", 2),
+        ];
+        keys.sort();
+        let got: Vec<_> = keys.iter().map(|k| parse_task_definition_key(k).unwrap()).collect();
+        assert_eq!(
+            got,
+            vec![("web", 9), ("web", 10), ("web-x", 1), ("web_1", 1), ("webapp", 2)]
+        );
+    }
+}

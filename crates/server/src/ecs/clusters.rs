@@ -1,0 +1,378 @@
+//! Clusters: CreateCluster, DescribeClusters, ListClusters, DeleteCluster, UpdateCluster,
+//! UpdateClusterSettings.
+//!
+//! A cluster lives at `ecs/clusters/<name>` while ACTIVE; DeleteCluster moves it to
+//! `ecs/clusters-inactive/<name>` (INACTIVE, still describable) in one transaction, and
+//! CreateCluster of the same name brings it back. CreateCluster is idempotent by name.
+
+use berth_model::arn::validate_cluster_name;
+use berth_model::records::{ClusterRecord, ClusterStatus};
+use berth_model::{keys, tags};
+use berth_store::{Txn, prefix_end};
+use berth_wire::AwsError;
+use berth_wire::ecs::*;
+
+use super::{DEFAULT_CLUSTER, EcsService};
+use crate::pagination::Page;
+use crate::records::{self, CAS_ATTEMPTS};
+use crate::error;
+
+/// Capacity providers that exist in every account. Others arrive with capacity providers.
+const BUILTIN_CAPACITY_PROVIDERS: [&str; 2] = ["FARGATE", "FARGATE_SPOT"];
+
+/// What DescribeClusters' `include` asked for.
+#[derive(Clone, Copy, Default)]
+struct Includes {
+    settings: bool,
+    statistics: bool,
+    tags: bool,
+    configurations: bool,
+}
+
+impl Includes {
+    const ALL: Includes = Includes { settings: true, statistics: false, tags: true, configurations: true };
+}
+
+/// Counts of what a cluster holds, read from the store's per-cluster indexes.
+#[derive(Default)]
+struct Counts {
+    instances: u64,
+    running: u64,
+    pending: u64,
+    live_tasks: u64,
+    services: u64,
+}
+
+fn cluster_not_found() -> AwsError {
+    ErrorCode::ClusterNotFoundException.with("Cluster not found.")
+}
+
+fn validate_settings(settings: &[ClusterSetting]) -> Result<(), AwsError> {
+    for (i, s) in settings.iter().enumerate() {
+        if s.name.is_none() {
+            return Err(error::invalid(format!("settings[{i}].name is required.")));
+        }
+        match s.value.as_deref() {
+            Some("enabled" | "disabled" | "enhanced") => {}
+            other => {
+                return Err(error::invalid(format!(
+                    "settings[{i}].value '{}' is not valid for containerInsights: use enabled, enhanced or disabled.",
+                    other.unwrap_or("")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn merge_settings(existing: &mut Vec<ClusterSetting>, new: &[ClusterSetting]) {
+    for s in new {
+        match existing.iter_mut().find(|e| e.name == s.name) {
+            Some(e) => e.value = s.value.clone(),
+            None => existing.push(s.clone()),
+        }
+    }
+}
+
+impl EcsService {
+    /// Resolves a `cluster` member (name or ARN, default `default`) to a name.
+    pub(super) fn cluster_name(&self, cluster: Option<&str>) -> Result<String, AwsError> {
+        let given = cluster.unwrap_or(DEFAULT_CLUSTER);
+        self.scope.cluster_name(given).map(str::to_string).ok_or_else(cluster_not_found)
+    }
+
+    async fn counts(&self, name: &str) -> Result<Counts, AwsError> {
+        let count = |prefix: String| async move {
+            self.store.count(&prefix, &prefix_end(&prefix)).await.map_err(error::store)
+        };
+        Ok(Counts {
+            instances: count(keys::cluster_instances_prefix(name)).await?,
+            running: count(keys::cluster_tasks_by_status_prefix(name, "RUNNING")).await?,
+            pending: count(keys::cluster_tasks_by_status_prefix(name, "PENDING")).await?,
+            live_tasks: count(keys::cluster_live_tasks_prefix(name)).await?,
+            services: count(keys::cluster_services_prefix(name)).await?,
+        })
+    }
+
+    async fn to_wire(&self, rec: &ClusterRecord, inc: Includes) -> Result<Cluster, AwsError> {
+        let counts = if rec.status == ClusterStatus::Active {
+            self.counts(&rec.name).await?
+        } else {
+            Counts::default()
+        };
+        let i32c = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
+        let statistics = if inc.statistics {
+            let kv = |name: &str, n: u64| KeyValuePair { name: Some(name.into()), value: Some(n.to_string()) };
+            vec![
+                kv("runningEC2TasksCount", counts.running),
+                kv("runningFargateTasksCount", 0),
+                kv("pendingEC2TasksCount", counts.pending),
+                kv("pendingFargateTasksCount", 0),
+                kv("runningExternalTasksCount", 0),
+                kv("pendingExternalTasksCount", 0),
+                kv("activeEC2ServiceCount", counts.services),
+                kv("activeFargateServiceCount", 0),
+                kv("drainingEC2ServiceCount", 0),
+                kv("drainingFargateServiceCount", 0),
+                kv("activeExternalServiceCount", 0),
+                kv("drainingExternalServiceCount", 0),
+            ]
+        } else {
+            vec![]
+        };
+        Ok(Cluster {
+            cluster_arn: Some(rec.arn.clone()),
+            cluster_name: Some(rec.name.clone()),
+            status: Some(rec.status.as_str().to_string()),
+            registered_container_instances_count: Some(i32c(counts.instances)),
+            running_tasks_count: Some(i32c(counts.running)),
+            pending_tasks_count: Some(i32c(counts.pending)),
+            active_services_count: Some(i32c(counts.services)),
+            statistics: Some(statistics),
+            tags: Some(if inc.tags { rec.tags.clone() } else { vec![] }),
+            settings: inc.settings.then(|| rec.settings.clone()),
+            configuration: if inc.configurations { rec.configuration.clone() } else { None },
+            capacity_providers: Some(rec.capacity_providers.clone()),
+            default_capacity_provider_strategy: Some(rec.default_capacity_provider_strategy.clone()),
+            ..Default::default()
+        })
+    }
+
+    /// The live cluster record and its revision.
+    pub(super) async fn live_cluster(
+        &self,
+        name: &str,
+    ) -> Result<Option<(ClusterRecord, u64)>, AwsError> {
+        records::get::<ClusterRecord>(&*self.store, &keys::cluster(name)).await
+    }
+
+    pub(super) async fn create_cluster_op(
+        &self,
+        input: CreateClusterRequest,
+    ) -> Result<CreateClusterResponse, AwsError> {
+        let name = input.cluster_name.clone().unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
+        validate_cluster_name(&name, "clusterName").map_err(error::model)?;
+        let tags = input.tags.clone().unwrap_or_default();
+        tags::validate(&tags, "tags").map_err(error::model)?;
+        let settings = input.settings.clone().unwrap_or_default();
+        validate_settings(&settings)?;
+        if input.service_connect_defaults.is_some() {
+            return Err(ErrorCode::UnsupportedFeatureException.with(
+                "serviceConnectDefaults needs Cloud Map namespaces, which Berth does not implement yet.",
+            ));
+        }
+        let providers = input.capacity_providers.clone().unwrap_or_default();
+        for (i, p) in providers.iter().enumerate() {
+            if !BUILTIN_CAPACITY_PROVIDERS.contains(&p.as_str()) {
+                return Err(error::invalid(format!(
+                    "capacityProviders[{i}]: the capacity provider '{p}' does not exist (Berth has FARGATE and FARGATE_SPOT so far)."
+                )));
+            }
+        }
+        let strategy = input.default_capacity_provider_strategy.clone().unwrap_or_default();
+        for (i, s) in strategy.iter().enumerate() {
+            let p = s.capacity_provider.as_deref().unwrap_or("");
+            if !providers.iter().any(|x| x == p) {
+                return Err(error::invalid(format!(
+                    "defaultCapacityProviderStrategy[{i}]: capacity provider '{p}' is not in capacityProviders."
+                )));
+            }
+        }
+        for _ in 0..CAS_ATTEMPTS {
+            if let Some((rec, _)) = self.live_cluster(&name).await? {
+                return Ok(CreateClusterResponse {
+                    cluster: Some(self.to_wire(&rec, Includes::ALL).await?),
+                });
+            }
+            let rec = ClusterRecord {
+                name: name.clone(),
+                arn: self.scope.cluster_arn(&name),
+                status: ClusterStatus::Active,
+                settings: if settings.is_empty() {
+                    vec![ClusterSetting {
+                        name: Some(ClusterSettingName::ContainerInsights),
+                        value: Some("disabled".into()),
+                    }]
+                } else {
+                    settings.clone()
+                },
+                configuration: input.configuration.clone(),
+                tags: tags.clone(),
+                capacity_providers: providers.clone(),
+                default_capacity_provider_strategy: strategy.clone(),
+                created_at: self.now(),
+            };
+            let txn = Txn::new()
+                .when(keys::cluster(&name), 0)
+                .put(keys::cluster(&name), records::encode(&rec))
+                .delete(keys::inactive_cluster(&name));
+            if records::commit(&*self.store, txn).await? {
+                return Ok(CreateClusterResponse {
+                    cluster: Some(self.to_wire(&rec, Includes::ALL).await?),
+                });
+            }
+        }
+        Err(error::contention(&format!("cluster {name}")))
+    }
+
+    pub(super) async fn describe_clusters_op(
+        &self,
+        input: DescribeClustersRequest,
+    ) -> Result<DescribeClustersResponse, AwsError> {
+        let given = input.clusters.unwrap_or_else(|| vec![DEFAULT_CLUSTER.to_string()]);
+        if given.len() > 100 {
+            return Err(error::invalid("clusters can name at most 100 clusters."));
+        }
+        let mut inc = Includes::default();
+        for f in input.include.unwrap_or_default() {
+            match f {
+                ClusterField::Settings => inc.settings = true,
+                ClusterField::Statistics => inc.statistics = true,
+                ClusterField::Tags => inc.tags = true,
+                ClusterField::Configurations => inc.configurations = true,
+                ClusterField::Attachments => {}
+            }
+        }
+        let mut clusters = Vec::new();
+        let mut failures = Vec::new();
+        for g in &given {
+            let missing = |arn: String| Failure {
+                arn: Some(arn),
+                reason: Some("MISSING".into()),
+                ..Default::default()
+            };
+            let Some(name) = self.scope.cluster_name(g) else {
+                failures.push(missing(g.clone()));
+                continue;
+            };
+            let rec = match self.live_cluster(name).await? {
+                Some((r, _)) => Some(r),
+                None => records::get::<ClusterRecord>(&*self.store, &keys::inactive_cluster(name))
+                    .await?
+                    .map(|(r, _)| r),
+            };
+            match rec {
+                Some(r) => clusters.push(self.to_wire(&r, inc).await?),
+                None => failures.push(missing(self.scope.cluster_arn(name))),
+            }
+        }
+        Ok(DescribeClustersResponse { clusters: Some(clusters), failures: Some(failures) })
+    }
+
+    pub(super) async fn list_clusters_op(
+        &self,
+        input: ListClustersRequest,
+    ) -> Result<ListClustersResponse, AwsError> {
+        let page = Page::parse(input.max_results, input.next_token.as_deref(), 100, keys::CLUSTERS)?;
+        let (keys, next) = page.keys(&*self.store, keys::CLUSTERS, false).await?;
+        let arns = keys
+            .iter()
+            .filter_map(|k| k.strip_prefix(keys::CLUSTERS))
+            .map(|n| self.scope.cluster_arn(n))
+            .collect();
+        Ok(ListClustersResponse { cluster_arns: Some(arns), next_token: next })
+    }
+
+    pub(super) async fn delete_cluster_op(
+        &self,
+        input: DeleteClusterRequest,
+    ) -> Result<DeleteClusterResponse, AwsError> {
+        let name = self.cluster_name(input.cluster.as_deref())?;
+        for _ in 0..CAS_ATTEMPTS {
+            let Some((mut rec, rev)) = self.live_cluster(&name).await? else {
+                return Err(cluster_not_found());
+            };
+            let c = self.counts(&name).await?;
+            if c.instances > 0 {
+                return Err(ErrorCode::ClusterContainsContainerInstancesException.with(
+                    "The Cluster cannot be deleted while Container Instances are active or draining.",
+                ));
+            }
+            if c.services > 0 {
+                return Err(ErrorCode::ClusterContainsServicesException
+                    .with("The Cluster cannot be deleted while Services are active."));
+            }
+            if c.live_tasks > 0 {
+                return Err(ErrorCode::ClusterContainsTasksException
+                    .with("The Cluster cannot be deleted while Tasks are active."));
+            }
+            rec.status = ClusterStatus::Inactive;
+            // Writers that add instances, tasks or services to a cluster compare the cluster
+            // key's revision in the same transaction, so nothing can join a cluster between
+            // the counts above and this delete.
+            let txn = Txn::new()
+                .when(keys::cluster(&name), rev)
+                .delete(keys::cluster(&name))
+                .put(keys::inactive_cluster(&name), records::encode(&rec));
+            if records::commit(&*self.store, txn).await? {
+                return Ok(DeleteClusterResponse {
+                    cluster: Some(self.to_wire(&rec, Includes::ALL).await?),
+                });
+            }
+        }
+        Err(error::contention(&format!("cluster {name}")))
+    }
+
+    /// Read-modify-write of a live cluster with compare-and-set.
+    pub(super) async fn update_cluster_record(
+        &self,
+        name: &str,
+        mut f: impl FnMut(&mut ClusterRecord) -> Result<(), AwsError>,
+    ) -> Result<ClusterRecord, AwsError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let Some((mut rec, rev)) = self.live_cluster(name).await? else {
+                return Err(cluster_not_found());
+            };
+            f(&mut rec)?;
+            let txn = Txn::new()
+                .when(keys::cluster(name), rev)
+                .put(keys::cluster(name), records::encode(&rec));
+            if records::commit(&*self.store, txn).await? {
+                return Ok(rec);
+            }
+        }
+        Err(error::contention(&format!("cluster {name}")))
+    }
+
+    pub(super) async fn update_cluster_op(
+        &self,
+        input: UpdateClusterRequest,
+    ) -> Result<UpdateClusterResponse, AwsError> {
+        let name = self.cluster_name(input.cluster.as_deref())?;
+        let settings = input.settings.clone().unwrap_or_default();
+        validate_settings(&settings)?;
+        if input.service_connect_defaults.is_some() {
+            return Err(ErrorCode::UnsupportedFeatureException.with(
+                "serviceConnectDefaults needs Cloud Map namespaces, which Berth does not implement yet.",
+            ));
+        }
+        let rec = self
+            .update_cluster_record(&name, |rec| {
+                merge_settings(&mut rec.settings, &settings);
+                if let Some(c) = &input.configuration {
+                    rec.configuration = Some(c.clone());
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(UpdateClusterResponse { cluster: Some(self.to_wire(&rec, Includes::ALL).await?) })
+    }
+
+    pub(super) async fn update_cluster_settings_op(
+        &self,
+        input: UpdateClusterSettingsRequest,
+    ) -> Result<UpdateClusterSettingsResponse, AwsError> {
+        let name = self.cluster_name(input.cluster.as_deref())?;
+        let settings = input.settings.unwrap_or_default();
+        validate_settings(&settings)?;
+        let rec = self
+            .update_cluster_record(&name, |rec| {
+                merge_settings(&mut rec.settings, &settings);
+                Ok(())
+            })
+            .await?;
+        Ok(UpdateClusterSettingsResponse {
+            cluster: Some(self.to_wire(&rec, Includes::ALL).await?),
+        })
+    }
+}

@@ -1,0 +1,52 @@
+//! The one place where Berth's internal errors become AWS errors.
+//!
+//! Handlers return [`AwsError`]; domain ([`ModelError`]) and store ([`StoreError`]) errors
+//! convert through the functions here, so every code choice is made once.
+
+use berth_model::ModelError;
+use berth_store::StoreError;
+use berth_wire::AwsError;
+use berth_wire::ecs::ErrorCode;
+
+/// A domain rule refused the request.
+pub fn model(e: ModelError) -> AwsError {
+    match e {
+        ModelError::Client { message, .. } => ErrorCode::ClientException.with(message),
+        ModelError::InvalidParameter { message, .. } => {
+            ErrorCode::InvalidParameterException.with(message)
+        }
+    }
+}
+
+/// The store failed: a fault on Berth's side. The details go to the log; the client is told
+/// what happened and what to do.
+pub fn store(e: StoreError) -> AwsError {
+    tracing::error!(error = %e, "store failure");
+    ErrorCode::ServerException.with(format!(
+        "Berth's state store failed ({e}). Retry the request; if it persists, check the server's log and its data directory's disk."
+    ))
+}
+
+/// A stored record could not be decoded: corruption or a downgrade.
+pub fn corrupt(key: &str, e: serde_json::Error) -> AwsError {
+    tracing::error!(key, error = %e, "undecodable record");
+    ErrorCode::ServerException.with(format!(
+        "Berth found an undecodable record at {key}; the data directory may come from a newer Berth."
+    ))
+}
+
+/// A compare-and-set kept losing to concurrent writers.
+pub fn contention(what: &str) -> AwsError {
+    ErrorCode::ServerException
+        .with(format!("Too many concurrent updates to {what}; retry the request."))
+}
+
+/// `InvalidParameterException` naming a field.
+pub fn invalid(message: impl Into<String>) -> AwsError {
+    ErrorCode::InvalidParameterException.with(message)
+}
+
+/// `ClientException`.
+pub fn client(message: impl Into<String>) -> AwsError {
+    ErrorCode::ClientException.with(message)
+}

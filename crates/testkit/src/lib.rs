@@ -1,0 +1,205 @@
+//! Test support for Berth's end-to-end tests.
+//!
+//! [`ServerProc`] starts the real `berth server` binary on an ephemeral port with a temporary
+//! data directory and stops it on drop; [`ServerProc::aws`] runs the real AWS CLI against it
+//! with the server's own administrator credentials, isolated from the caller's AWS
+//! environment; [`ServerProc::python`] runs a boto3 script the same way.
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use anyhow::{Context, bail};
+
+/// The account id the tests use.
+pub const ACCOUNT_ID: &str = "123456789012";
+/// The region the tests use.
+pub const REGION: &str = "us-east-1";
+
+/// A running `berth server` child process.
+pub struct ServerProc {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    bin: PathBuf,
+}
+
+impl ServerProc {
+    /// Starts a server with a fresh temporary data directory.
+    pub fn start(bin: &Path) -> anyhow::Result<Self> {
+        let tmp = tempfile::Builder::new().prefix("berth-test-").tempdir()?;
+        let dir = tmp.path().join("data");
+        let mut s = Self::start_in(bin, &dir)?;
+        s._tmp = Some(tmp);
+        Ok(s)
+    }
+
+    /// Starts a server on an existing (or new) data directory.
+    pub fn start_in(bin: &Path, data_dir: &Path) -> anyhow::Result<Self> {
+        let mut child = Command::new(bin)
+            .args(["server", "--listen", "127.0.0.1:0", "--account-id", ACCOUNT_ID, "--region", REGION])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("BERTH_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file(data_dir)?)
+            .spawn()
+            .with_context(|| format!("spawning {}", bin.display()))?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        // Blocks until the server has bound its port (or exited).
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(a) = line.strip_prefix("listening on ") {
+                        break a.to_string();
+                    }
+                }
+                _ => {
+                    let status = child.wait()?;
+                    bail!("berth server exited before listening: {status}");
+                }
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Self {
+            child: Some(child),
+            endpoint: format!("http://{addr}"),
+            data_dir: data_dir.to_path_buf(),
+            _tmp: None,
+            bin: bin.to_path_buf(),
+        })
+    }
+
+    /// SIGKILLs the server (no shutdown of any kind) and waits for it to be gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the server with SIGKILL and starts a new one on the same data directory.
+    pub fn restart_after_kill9(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        let next = Self::start_in(&self.bin, &self.data_dir)?;
+        let mut next = std::mem::ManuallyDrop::new(next);
+        self.child = next.child.take();
+        self.endpoint = std::mem::take(&mut next.endpoint);
+        Ok(())
+    }
+
+    /// `DATA_DIR/credentials`, written by the server.
+    pub fn credentials_file(&self) -> PathBuf {
+        self.data_dir.join("credentials")
+    }
+
+    /// The administrator key from the credentials file: (access key id, secret).
+    pub fn admin_key(&self) -> anyhow::Result<(String, String)> {
+        let text = std::fs::read_to_string(self.credentials_file())?;
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.split_once('=').filter(|(a, _)| a.trim() == k).map(|(_, v)| v.trim().to_string()))
+                .with_context(|| format!("{k} in credentials"))
+        };
+        Ok((get("aws_access_key_id")?, get("aws_secret_access_key")?))
+    }
+
+    /// The environment every client gets: this server's credentials, nothing of the caller's.
+    pub fn client_env(&self, cmd: &mut Command) {
+        for k in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_ECS",
+        ] {
+            cmd.env_remove(k);
+        }
+        cmd.env("AWS_SHARED_CREDENTIALS_FILE", self.credentials_file())
+            .env("AWS_CONFIG_FILE", self.data_dir.join("config"))
+            .env("AWS_DEFAULT_REGION", REGION)
+            .env("AWS_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_PAGER", "")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .env("BERTH_ENDPOINT", &self.endpoint);
+    }
+
+    /// Runs `aws --endpoint-url <server> --output json <args...>`.
+    pub fn aws(&self, args: &[&str]) -> AwsResult {
+        let mut cmd = Command::new("aws");
+        cmd.arg("--endpoint-url").arg(&self.endpoint).args(["--output", "json"]).args(args);
+        self.client_env(&mut cmd);
+        AwsResult::from(cmd.output().expect("the AWS CLI (aws) must be installed"))
+    }
+
+    /// Runs `python3 <script> [args]` with the client environment (boto3 tests).
+    pub fn python(&self, script: &Path, args: &[&str]) -> Output {
+        let mut cmd = Command::new("python3");
+        cmd.arg(script).args(args);
+        self.client_env(&mut cmd);
+        cmd.output().expect("python3 must be installed")
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// What one AWS CLI call did.
+#[derive(Debug)]
+pub struct AwsResult {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for AwsResult {
+    fn from(o: Output) -> Self {
+        Self {
+            ok: o.status.success(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl AwsResult {
+    /// The JSON output of a successful call; panics with the CLI's stderr otherwise.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        assert!(self.ok, "aws failed: {}", self.stderr);
+        if self.stdout.trim().is_empty() {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("bad JSON from aws ({e}): {}", self.stdout))
+    }
+
+    /// Asserts the call failed with this AWS error code; returns the CLI's message.
+    #[track_caller]
+    pub fn err(&self, code: &str) -> &str {
+        assert!(!self.ok, "expected {code}, but aws succeeded: {}", self.stdout);
+        assert!(self.stderr.contains(&format!("({code})")), "expected ({code}) in: {}", self.stderr);
+        &self.stderr
+    }
+}
+
+/// The server's stderr goes to `<data dir>.log` beside the data directory, so test output
+/// stays readable and a failing test's server log can be read afterwards.
+fn log_file(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.with_extension("log");
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    Ok(std::fs::OpenOptions::new().create(true).append(true).open(&path)?)
+}
