@@ -56,10 +56,15 @@ fn load_credentials(path: Option<&std::path::Path>) -> anyhow::Result<Credential
             session_token: None,
         });
     };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let get = |k: &str| {
         text.lines()
-            .find_map(|l| l.split_once('=').filter(|(a, _)| a.trim() == k).map(|(_, v)| v.trim().to_string()))
+            .find_map(|l| {
+                l.split_once('=')
+                    .filter(|(a, _)| a.trim() == k)
+                    .map(|(_, v)| v.trim().to_string())
+            })
             .with_context(|| format!("{k} in {}", path.display()))
     };
     Ok(Credentials {
@@ -71,13 +76,23 @@ fn load_credentials(path: Option<&std::path::Path>) -> anyhow::Result<Credential
 
 fn request_for(op: &str, conn: usize, seq: u64) -> (&'static str, String) {
     match op {
-        "describe" => ("DescribeTaskDefinition", r#"{"taskDefinition":"bench:1"}"#.to_string()),
-        "list" => ("ListTaskDefinitions", r#"{"familyPrefix":"bench","maxResults":100}"#.to_string()),
+        "describe" => (
+            "DescribeTaskDefinition",
+            r#"{"taskDefinition":"bench:1"}"#.to_string(),
+        ),
+        "list" => (
+            "ListTaskDefinitions",
+            r#"{"familyPrefix":"bench","maxResults":100}"#.to_string(),
+        ),
         "register" | "setup" | "fill" => (
             "RegisterTaskDefinition",
             format!(
                 r#"{{"family":"{}","containerDefinitions":[{{"name":"web","image":"berth-demo:latest","memory":64,"cpu":128,"essential":true,"portMappings":[{{"containerPort":8080,"hostPort":0}}],"environment":[{{"name":"SEQ","value":"{seq}"}}]}}]}}"#,
-                if op == "register" { format!("bench-reg-{conn}") } else { "bench".to_string() }
+                if op == "register" {
+                    format!("bench-reg-{conn}")
+                } else {
+                    "bench".to_string()
+                }
             ),
         ),
         _ => ("ListClusters", "{}".to_string()),
@@ -90,8 +105,13 @@ struct Conn {
 }
 
 async fn connect(endpoint: &str) -> anyhow::Result<Conn> {
-    let host = endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
-    let stream = TcpStream::connect(&host).await.with_context(|| format!("connecting to {host}"))?;
+    let host = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let stream = TcpStream::connect(&host)
+        .await
+        .with_context(|| format!("connecting to {host}"))?;
     stream.set_nodelay(true)?;
     let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
@@ -108,7 +128,13 @@ async fn send(c: &mut Conn, signer: &Signer, op: &str, body: String) -> anyhow::
         ("content-type", "application/x-amz-json-1.1"),
         ("x-amz-target", target.as_str()),
     ];
-    let parts = RequestParts { method: "POST", path: "/", query: "", headers: &headers, body: body.as_bytes() };
+    let parts = RequestParts {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: &headers,
+        body: body.as_bytes(),
+    };
     let signed = signer.sign(&parts, time::OffsetDateTime::now_utc());
     let mut req = hyper::Request::post("/");
     for (k, v) in headers.iter() {
@@ -127,7 +153,10 @@ async fn send(c: &mut Conn, signer: &Signer, op: &str, body: String) -> anyhow::
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()?;
     rt.block_on(run(args))
 }
 
@@ -213,7 +242,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64().max(args.seconds);
     all.sort_unstable();
-    let pct = |p: f64| if all.is_empty() { 0 } else { all[((all.len() - 1) as f64 * p) as usize] };
+    let pct = |p: f64| {
+        if all.is_empty() {
+            0
+        } else {
+            all[((all.len() - 1) as f64 * p) as usize]
+        }
+    };
     println!(
         "{{\"label\":\"{}\",\"op\":\"{}\",\"requests\":{},\"errors\":{},\"rps\":{:.0},\"p50_us\":{},\"p99_us\":{},\"max_us\":{}}}",
         args.label,

@@ -92,7 +92,7 @@ mod tests {
     #[test]
     fn task_definition_keys_sort_like_ecs() {
         // ECS lists by family name, then numeric revision.
-        let mut keys = vec![
+        let mut keys = [
             task_definition("web-x", 1),
             task_definition("web", 10),
             task_definition("web", 9),
@@ -100,10 +100,19 @@ mod tests {
             task_definition("webapp", 2),
         ];
         keys.sort();
-        let got: Vec<_> = keys.iter().map(|k| parse_task_definition_key(k).unwrap()).collect();
+        let got: Vec<_> = keys
+            .iter()
+            .map(|k| parse_task_definition_key(k).unwrap())
+            .collect();
         assert_eq!(
             got,
-            vec![("web", 9), ("web", 10), ("web-x", 1), ("web_1", 1), ("webapp", 2)]
+            vec![
+                ("web", 9),
+                ("web", 10),
+                ("web-x", 1),
+                ("web_1", 1),
+                ("webapp", 2)
+            ]
         );
     }
 }

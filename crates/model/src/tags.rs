@@ -13,7 +13,10 @@ pub fn validate(tags: &[Tag], field: &str) -> Result<(), ModelError> {
     if tags.len() > MAX_TAGS {
         return Err(ModelError::invalid(
             field,
-            format!("Too many tags: {} given, at most {MAX_TAGS} are allowed per resource.", tags.len()),
+            format!(
+                "Too many tags: {} given, at most {MAX_TAGS} are allowed per resource.",
+                tags.len()
+            ),
         ));
     }
     let mut seen = std::collections::HashSet::new();
@@ -40,18 +43,24 @@ pub fn validate(tags: &[Tag], field: &str) -> Result<(), ModelError> {
             ));
         }
         let ok = |s: &str| {
-            s.chars().all(|c| {
-                c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c)
-            })
+            s.chars()
+                .all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
         };
-        if !ok(key) || !ok(value) {
-            return Err(ModelError::invalid(
-                at,
-                "Tags may contain letters, numbers, spaces and _ . : / = + - @ only.",
-            ));
+        for (part, text) in [("key", key), ("value", value)] {
+            if !ok(text) {
+                return Err(ModelError::invalid(
+                    format!("{at}.{part}"),
+                    format!(
+                        "Tag {part}s may contain letters, numbers, spaces and _ . : / = + - @ only ({at}.{part})."
+                    ),
+                ));
+            }
         }
         if !seen.insert(key) {
-            return Err(ModelError::invalid(field, format!("Duplicate tag key '{key}'.")));
+            return Err(ModelError::invalid(
+                format!("{at}.key"),
+                format!("Duplicate tag key '{key}'."),
+            ));
         }
     }
     Ok(())
@@ -63,7 +72,10 @@ pub fn merge(existing: &[Tag], new: &[Tag]) -> Vec<Tag> {
     for t in new {
         match out.iter_mut().find(|e| e.key == t.key) {
             Some(e) => e.value = Some(t.value.clone().unwrap_or_default()),
-            None => out.push(Tag { key: t.key.clone(), value: Some(t.value.clone().unwrap_or_default()) }),
+            None => out.push(Tag {
+                key: t.key.clone(),
+                value: Some(t.value.clone().unwrap_or_default()),
+            }),
         }
     }
     out
@@ -71,7 +83,11 @@ pub fn merge(existing: &[Tag], new: &[Tag]) -> Vec<Tag> {
 
 /// `existing` without the keys in `remove`.
 pub fn remove(existing: &[Tag], remove: &[String]) -> Vec<Tag> {
-    existing.iter().filter(|t| !remove.iter().any(|k| Some(k) == t.key.as_ref())).cloned().collect()
+    existing
+        .iter()
+        .filter(|t| !remove.iter().any(|k| Some(k) == t.key.as_ref()))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -79,7 +95,10 @@ mod tests {
     use super::*;
 
     fn tag(k: &str, v: &str) -> Tag {
-        Tag { key: Some(k.into()), value: Some(v.into()) }
+        Tag {
+            key: Some(k.into()),
+            value: Some(v.into()),
+        }
     }
 
     #[test]
@@ -92,8 +111,9 @@ mod tests {
             (vec![tag(&"k".repeat(129), "v")], "tags[0].key"),
             (vec![tag("k", &"v".repeat(257))], "tags[0].value"),
             (vec![tag("ok", "v"), tag("AWS:x", "v")], "tags[1].key"),
-            (vec![tag("a", "1"), tag("a", "2")], "tags"),
-            (vec![tag("a#", "1")], "tags[0]"),
+            (vec![tag("a", "1"), tag("a", "2")], "tags[1].key"),
+            (vec![tag("a#", "1")], "tags[0].key"),
+            (vec![tag("a", "1#")], "tags[0].value"),
         ];
         for (tags, field) in cases {
             let err = validate(&tags, "tags").unwrap_err();
@@ -103,8 +123,14 @@ mod tests {
 
     #[test]
     fn merge_and_remove() {
-        let merged = merge(&[tag("a", "1"), tag("b", "2")], &[tag("b", "3"), tag("c", "4")]);
+        let merged = merge(
+            &[tag("a", "1"), tag("b", "2")],
+            &[tag("b", "3"), tag("c", "4")],
+        );
         assert_eq!(merged, vec![tag("a", "1"), tag("b", "3"), tag("c", "4")]);
-        assert_eq!(remove(&merged, &["a".into(), "zz".into()]), vec![tag("b", "3"), tag("c", "4")]);
+        assert_eq!(
+            remove(&merged, &["a".into(), "zz".into()]),
+            vec![tag("b", "3"), tag("c", "4")]
+        );
     }
 }

@@ -113,7 +113,7 @@ pub const MAX_CONTAINERS: usize = 10;
 /// Most placement constraints a task definition may have.
 pub const MAX_PLACEMENT_CONSTRAINTS: usize = 10;
 /// Most tags a resource may have.
-pub const MAX_TAGS: usize = 50;
+pub use crate::tags::MAX_TAGS;
 /// Smallest memory (MiB) a container or task may have.
 pub const MIN_MEMORY_MIB: u32 = 6;
 /// Task-level CPU bounds (units) for definitions not checked against the Fargate table.
@@ -311,11 +311,6 @@ fn ecr_image_re() -> &'static Regex {
 fn s3_arn_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     regex(&RE, r"^arn:aws[a-z-]*:s3:::[^/]+/.+$")
-}
-
-fn tag_chars_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    regex(&RE, r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$")
 }
 
 /// A private Amazon ECR image (pulled with ECR credentials).
@@ -1610,47 +1605,7 @@ fn check_proxy_configuration(f: &Facts) -> Result<(), ModelError> {
 }
 
 fn check_tags(req: &RegisterTaskDefinitionRequest) -> Result<(), ModelError> {
-    let tags = req.tags.as_deref().unwrap_or(&[]);
-    if tags.len() > MAX_TAGS {
-        return Err(ModelError::invalid(
-            "tags",
-            format!(
-                "Too many tags: a resource can have at most {MAX_TAGS} tags, got {}.",
-                tags.len()
-            ),
-        ));
-    }
-    let mut keys = HashSet::new();
-    for (i, t) in tags.iter().enumerate() {
-        let key = t.key.as_deref().unwrap_or("");
-        let key_len = key.chars().count();
-        if !(1..=128).contains(&key_len) || !tag_chars_re().is_match(key) {
-            return Err(ModelError::invalid(
-                format!("tags[{i}].key"),
-                "Tag keys must be 1-128 characters of letters, numbers, spaces and _ . : / = + - @.",
-            ));
-        }
-        if key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:")) {
-            return Err(ModelError::invalid(
-                format!("tags[{i}].key"),
-                format!("Tag key '{key}' is reserved: keys starting with 'aws:' are for AWS use."),
-            ));
-        }
-        let value = t.value.as_deref().unwrap_or("");
-        if value.chars().count() > 256 || !tag_chars_re().is_match(value) {
-            return Err(ModelError::invalid(
-                format!("tags[{i}].value"),
-                "Tag values must be 0-256 characters of letters, numbers, spaces and _ . : / = + - @.",
-            ));
-        }
-        if !keys.insert(key) {
-            return Err(ModelError::invalid(
-                format!("tags[{i}].key"),
-                format!("Duplicate tag key '{key}'."),
-            ));
-        }
-    }
-    Ok(())
+    crate::tags::validate(req.tags.as_deref().unwrap_or(&[]), "tags")
 }
 
 // ---------------------------------------------------------------------------------------------

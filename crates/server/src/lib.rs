@@ -30,8 +30,8 @@ use berth_store::{SqliteStore, Store, StoreError};
 use tokio::net::TcpListener;
 
 pub use auth::BootstrapKey;
-pub use time::Duration;
 use clock::{Clock, SystemClock};
+pub use time::Duration;
 
 /// How a server is set up.
 #[derive(Clone, Debug)]
@@ -71,13 +71,21 @@ pub enum StartError {
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot set up the administrator key: {0}")]
     Bootstrap(#[from] auth::bootstrap::BootstrapError),
-    #[error("cannot listen on {addr}: {source} (is another server using the port? pick another with --listen)")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error(
+        "cannot listen on {addr}: {source} (is another server using the port? pick another with --listen)"
+    )]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Everything a request handler needs.
@@ -110,8 +118,7 @@ impl Server {
             return Err(StartError::Config("--region must not be empty".into()));
         }
         create_private_dir(&config.data_dir)?;
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&config.data_dir.join("berth.db"))?);
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join("berth.db"))?);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let scope = Scope::new(config.region.clone(), config.account_id.clone());
         let admin_key =
@@ -127,11 +134,24 @@ impl Server {
             ecs: ecs::EcsService::new(store, clock, scope),
             max_body_bytes: config.max_body_bytes,
         });
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Listen { addr: config.listen, source })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen, source })?;
-        Ok(Self { app, listener, local_addr, admin_key, config })
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        Ok(Self {
+            app,
+            listener,
+            local_addr,
+            admin_key,
+            config,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -155,15 +175,24 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let router = protocol::router(self.app);
-        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
     }
 }
 
 fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
     use std::os::unix::fs::DirBuilderExt;
-    let derr = |source| StartError::DataDir { path: path.to_path_buf(), source };
+    let derr = |source| StartError::DataDir {
+        path: path.to_path_buf(),
+        source,
+    };
     if !path.exists() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(derr)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(derr)?;
     }
     Ok(())
 }

@@ -37,7 +37,11 @@ impl Page {
         let after = match next_token {
             None | Some("") => None,
             Some(t) => {
-                let bad = || error::invalid("Invalid nextToken: use the nextToken of the previous page of this same listing.");
+                let bad = || {
+                    error::invalid(
+                        "Invalid nextToken: use the nextToken of the previous page of this same listing.",
+                    )
+                };
                 let raw = URL_SAFE_NO_PAD.decode(t).map_err(|_| bad())?;
                 let key = String::from_utf8(raw).map_err(|_| bad())?;
                 if !key.starts_with(prefix) {
@@ -73,7 +77,11 @@ impl Page {
         let more = recs.len() > self.limit;
         recs.truncate(self.limit);
         let keys: Vec<String> = recs.into_iter().map(|r| r.key).collect();
-        let token = if more { keys.last().map(|k| URL_SAFE_NO_PAD.encode(k)) } else { None };
+        let token = if more {
+            keys.last().map(|k| URL_SAFE_NO_PAD.encode(k))
+        } else {
+            None
+        };
         Ok((keys, token))
     }
 }

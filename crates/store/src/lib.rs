@@ -23,7 +23,7 @@ mod sqlite;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, StoreStats};
 
 /// The store's global revision: the number of write transactions ever committed.
 pub type Revision = u64;

@@ -61,7 +61,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// Most txns the writer folds into one SQLite transaction (one fsync).
-pub const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 256;
 /// Requests that may wait for the writer before `txn()` callers are made to wait (backpressure).
 const QUEUE_DEPTH: usize = 4096;
 /// Idle read connections kept for reuse; more are opened on demand and closed when returned.
@@ -231,7 +231,11 @@ impl Drop for SqliteStore {
     fn drop(&mut self) {
         // Close the idle readers first so the writer's connection is the last one: closing it
         // then checkpoints the WAL into the main file and removes it.
-        self.readers.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.readers
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         // Closing the channel lets the writer finish what is queued and exit; joining it means
         // the file is closed when drop returns (a reopen in the same process sees a quiescent
         // file). Nobody can be awaiting a reply once the last handle is gone, so the queue

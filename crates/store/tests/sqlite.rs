@@ -119,6 +119,23 @@ async fn put_get_delete_round_trip_and_revisions() {
     assert_eq!(store.get("c").await.unwrap().unwrap().mod_revision, 5);
 }
 
+/// The writer thread owns the write connection and closes it when it exits; the last close
+/// checkpoints and removes the WAL. So no WAL after drop = the writer stopped and closed.
+#[tokio::test]
+async fn dropping_the_store_stops_the_writer() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
+    put(&store, "k", "v").await;
+    assert!(store.get("k").await.unwrap().is_some());
+    let wal = path.with_extension("db-wal");
+    assert!(wal.exists());
+    drop(store);
+    assert!(!wal.exists(), "the writer closed the database on drop");
+    // And the data is in the main file.
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(&store.get("k").await.unwrap().unwrap().value[..], b"v");
+}
+
 #[tokio::test]
 async fn compare_and_set() {
     let (_dir, path) = temp_db();

@@ -40,7 +40,15 @@ impl ServerProc {
     /// Starts a server on an existing (or new) data directory.
     pub fn start_in(bin: &Path, data_dir: &Path) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
-            .args(["server", "--listen", "127.0.0.1:0", "--account-id", ACCOUNT_ID, "--region", REGION])
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--account-id",
+                ACCOUNT_ID,
+                "--region",
+                REGION,
+            ])
             .arg("--data-dir")
             .arg(data_dir)
             .env("BERTH_LOG", "warn")
@@ -104,7 +112,11 @@ impl ServerProc {
         let text = std::fs::read_to_string(self.credentials_file())?;
         let get = |k: &str| {
             text.lines()
-                .find_map(|l| l.split_once('=').filter(|(a, _)| a.trim() == k).map(|(_, v)| v.trim().to_string()))
+                .find_map(|l| {
+                    l.split_once('=')
+                        .filter(|(a, _)| a.trim() == k)
+                        .map(|(_, v)| v.trim().to_string())
+                })
                 .with_context(|| format!("{k} in credentials"))
         };
         Ok((get("aws_access_key_id")?, get("aws_secret_access_key")?))
@@ -136,7 +148,10 @@ impl ServerProc {
     /// Runs `aws --endpoint-url <server> --output json <args...>`.
     pub fn aws(&self, args: &[&str]) -> AwsResult {
         let mut cmd = Command::new("aws");
-        cmd.arg("--endpoint-url").arg(&self.endpoint).args(["--output", "json"]).args(args);
+        cmd.arg("--endpoint-url")
+            .arg(&self.endpoint)
+            .args(["--output", "json"])
+            .args(args);
         self.client_env(&mut cmd);
         AwsResult::from(cmd.output().expect("the AWS CLI (aws) must be installed"))
     }
@@ -182,14 +197,23 @@ impl AwsResult {
         if self.stdout.trim().is_empty() {
             return serde_json::Value::Null;
         }
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("bad JSON from aws ({e}): {}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("bad JSON from aws ({e}): {}", self.stdout))
     }
 
     /// Asserts the call failed with this AWS error code; returns the CLI's message.
     #[track_caller]
     pub fn err(&self, code: &str) -> &str {
-        assert!(!self.ok, "expected {code}, but aws succeeded: {}", self.stdout);
-        assert!(self.stderr.contains(&format!("({code})")), "expected ({code}) in: {}", self.stderr);
+        assert!(
+            !self.ok,
+            "expected {code}, but aws succeeded: {}",
+            self.stdout
+        );
+        assert!(
+            self.stderr.contains(&format!("({code})")),
+            "expected ({code}) in: {}",
+            self.stderr
+        );
         &self.stderr
     }
 }
@@ -201,5 +225,8 @@ fn log_file(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    Ok(std::fs::OpenOptions::new().create(true).append(true).open(&path)?)
+    Ok(std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?)
 }

@@ -16,20 +16,31 @@ pub fn parse_input<T: DeserializeOwned + Validate>(
     body: &[u8],
     validation_code: &'static str,
 ) -> Result<T, AwsError> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = match serde_path_to_error::deserialize(&mut de) {
         Ok(v) => v,
         Err(err) => return Err(classify(err, validation_code)),
     };
     if let Err(e) = de.end() {
-        return Err(common::serialization(format!("Malformed JSON request body: {e}")));
+        return Err(common::serialization(format!(
+            "Malformed JSON request body: {e}"
+        )));
     }
-    value.validate().map_err(|v| AwsError::new(validation_code, 400, v.to_string()))?;
+    value
+        .validate()
+        .map_err(|v| AwsError::new(validation_code, 400, v.to_string()))?;
     Ok(value)
 }
 
-fn classify(err: serde_path_to_error::Error<serde_json::Error>, validation_code: &'static str) -> AwsError {
+fn classify(
+    err: serde_path_to_error::Error<serde_json::Error>,
+    validation_code: &'static str,
+) -> AwsError {
     let path = err.path().to_string();
     let inner = err.inner();
     match inner.classify() {

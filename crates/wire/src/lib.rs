@@ -19,7 +19,7 @@ mod error;
 pub mod json;
 pub mod validate;
 
-pub use error::{common, AwsError};
+pub use error::{AwsError, common};
 
 /// Timestamps travel as epoch seconds with a fractional part, as AWS JSON services send them.
 pub type Timestamp = f64;

@@ -87,7 +87,10 @@ impl Authenticator {
                 access_key_id: rec.access_key_id,
             }),
         });
-        self.keys.write().expect("key cache lock").insert(access_key_id.to_string(), entry.clone());
+        self.keys
+            .write()
+            .expect("key cache lock")
+            .insert(access_key_id.to_string(), entry.clone());
         Ok(Some(entry))
     }
 
@@ -102,7 +105,10 @@ impl Authenticator {
             return Err(common::missing_authentication_token());
         };
         let authz = authz.to_str().map_err(|_| {
-            common::signature("IncompleteSignatureException", "Authorization header is not valid ASCII.")
+            common::signature(
+                "IncompleteSignatureException",
+                "Authorization header is not valid ASCII.",
+            )
         })?;
         let auth = parse_authorization(authz).map_err(sig_error)?;
         if auth.service != service {
@@ -146,7 +152,11 @@ impl Authenticator {
 /// A SigV4 failure as AWS answers it: 400 for a malformed signature, 403 for a refused one.
 fn sig_error(e: berth_sigv4::SigV4Error) -> AwsError {
     let code = e.aws_code();
-    let status = if code == "IncompleteSignatureException" { 400 } else { 403 };
+    let status = if code == "IncompleteSignatureException" {
+        400
+    } else {
+        403
+    };
     AwsError::new(code, status, e.to_string())
 }
 

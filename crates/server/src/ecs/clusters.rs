@@ -13,9 +13,9 @@ use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
 use super::{DEFAULT_CLUSTER, EcsService};
+use crate::error;
 use crate::pagination::Page;
 use crate::records::{self, CAS_ATTEMPTS};
-use crate::error;
 
 /// Capacity providers that exist in every account. Others arrive with capacity providers.
 const BUILTIN_CAPACITY_PROVIDERS: [&str; 2] = ["FARGATE", "FARGATE_SPOT"];
@@ -30,7 +30,12 @@ struct Includes {
 }
 
 impl Includes {
-    const ALL: Includes = Includes { settings: true, statistics: false, tags: true, configurations: true };
+    const ALL: Includes = Includes {
+        settings: true,
+        statistics: false,
+        tags: true,
+        configurations: true,
+    };
 }
 
 /// Counts of what a cluster holds, read from the store's per-cluster indexes.
@@ -78,12 +83,18 @@ impl EcsService {
     /// Resolves a `cluster` member (name or ARN, default `default`) to a name.
     pub(super) fn cluster_name(&self, cluster: Option<&str>) -> Result<String, AwsError> {
         let given = cluster.unwrap_or(DEFAULT_CLUSTER);
-        self.scope.cluster_name(given).map(str::to_string).ok_or_else(cluster_not_found)
+        self.scope
+            .cluster_name(given)
+            .map(str::to_string)
+            .ok_or_else(cluster_not_found)
     }
 
     async fn counts(&self, name: &str) -> Result<Counts, AwsError> {
         let count = |prefix: String| async move {
-            self.store.count(&prefix, &prefix_end(&prefix)).await.map_err(error::store)
+            self.store
+                .count(&prefix, &prefix_end(&prefix))
+                .await
+                .map_err(error::store)
         };
         Ok(Counts {
             instances: count(keys::cluster_instances_prefix(name)).await?,
@@ -102,7 +113,10 @@ impl EcsService {
         };
         let i32c = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
         let statistics = if inc.statistics {
-            let kv = |name: &str, n: u64| KeyValuePair { name: Some(name.into()), value: Some(n.to_string()) };
+            let kv = |name: &str, n: u64| KeyValuePair {
+                name: Some(name.into()),
+                value: Some(n.to_string()),
+            };
             vec![
                 kv("runningEC2TasksCount", counts.running),
                 kv("runningFargateTasksCount", 0),
@@ -131,9 +145,15 @@ impl EcsService {
             statistics: Some(statistics),
             tags: Some(if inc.tags { rec.tags.clone() } else { vec![] }),
             settings: inc.settings.then(|| rec.settings.clone()),
-            configuration: if inc.configurations { rec.configuration.clone() } else { None },
+            configuration: if inc.configurations {
+                rec.configuration.clone()
+            } else {
+                None
+            },
             capacity_providers: Some(rec.capacity_providers.clone()),
-            default_capacity_provider_strategy: Some(rec.default_capacity_provider_strategy.clone()),
+            default_capacity_provider_strategy: Some(
+                rec.default_capacity_provider_strategy.clone(),
+            ),
             ..Default::default()
         })
     }
@@ -150,7 +170,10 @@ impl EcsService {
         &self,
         input: CreateClusterRequest,
     ) -> Result<CreateClusterResponse, AwsError> {
-        let name = input.cluster_name.clone().unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
+        let name = input
+            .cluster_name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
         validate_cluster_name(&name, "clusterName").map_err(error::model)?;
         let tags = input.tags.clone().unwrap_or_default();
         tags::validate(&tags, "tags").map_err(error::model)?;
@@ -169,7 +192,10 @@ impl EcsService {
                 )));
             }
         }
-        let strategy = input.default_capacity_provider_strategy.clone().unwrap_or_default();
+        let strategy = input
+            .default_capacity_provider_strategy
+            .clone()
+            .unwrap_or_default();
         for (i, s) in strategy.iter().enumerate() {
             let p = s.capacity_provider.as_deref().unwrap_or("");
             if !providers.iter().any(|x| x == p) {
@@ -219,7 +245,9 @@ impl EcsService {
         &self,
         input: DescribeClustersRequest,
     ) -> Result<DescribeClustersResponse, AwsError> {
-        let given = input.clusters.unwrap_or_else(|| vec![DEFAULT_CLUSTER.to_string()]);
+        let given = input
+            .clusters
+            .unwrap_or_else(|| vec![DEFAULT_CLUSTER.to_string()]);
         if given.len() > 100 {
             return Err(error::invalid("clusters can name at most 100 clusters."));
         }
@@ -256,21 +284,32 @@ impl EcsService {
                 None => failures.push(missing(self.scope.cluster_arn(name))),
             }
         }
-        Ok(DescribeClustersResponse { clusters: Some(clusters), failures: Some(failures) })
+        Ok(DescribeClustersResponse {
+            clusters: Some(clusters),
+            failures: Some(failures),
+        })
     }
 
     pub(super) async fn list_clusters_op(
         &self,
         input: ListClustersRequest,
     ) -> Result<ListClustersResponse, AwsError> {
-        let page = Page::parse(input.max_results, input.next_token.as_deref(), 100, keys::CLUSTERS)?;
+        let page = Page::parse(
+            input.max_results,
+            input.next_token.as_deref(),
+            100,
+            keys::CLUSTERS,
+        )?;
         let (keys, next) = page.keys(&*self.store, keys::CLUSTERS, false).await?;
         let arns = keys
             .iter()
             .filter_map(|k| k.strip_prefix(keys::CLUSTERS))
             .map(|n| self.scope.cluster_arn(n))
             .collect();
-        Ok(ListClustersResponse { cluster_arns: Some(arns), next_token: next })
+        Ok(ListClustersResponse {
+            cluster_arns: Some(arns),
+            next_token: next,
+        })
     }
 
     pub(super) async fn delete_cluster_op(
@@ -355,7 +394,9 @@ impl EcsService {
                 Ok(())
             })
             .await?;
-        Ok(UpdateClusterResponse { cluster: Some(self.to_wire(&rec, Includes::ALL).await?) })
+        Ok(UpdateClusterResponse {
+            cluster: Some(self.to_wire(&rec, Includes::ALL).await?),
+        })
     }
 
     pub(super) async fn update_cluster_settings_op(

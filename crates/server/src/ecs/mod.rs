@@ -39,7 +39,11 @@ pub struct EcsService {
 
 impl EcsService {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, scope: Scope) -> Self {
-        Self { store, clock, scope }
+        Self {
+            store,
+            clock,
+            scope,
+        }
     }
 
     fn now(&self) -> f64 {

@@ -41,7 +41,10 @@ impl EcsService {
                 .await?;
             }
             ResourceRef::TaskDefinition { family, revision } => {
-                if !self.update_task_definition_tags(&family, revision, f).await? {
+                if !self
+                    .update_task_definition_tags(&family, revision, f)
+                    .await?
+                {
                     return Err(not_found(arn));
                 }
             }
@@ -79,7 +82,8 @@ impl EcsService {
         let arn = input.resource_arn.unwrap_or_default();
         let r = self.resource(Some(&arn))?;
         let keys = input.tag_keys.unwrap_or_default();
-        self.edit_tags(&arn, r, |existing| Ok(tags::remove(existing, &keys))).await?;
+        self.edit_tags(&arn, r, |existing| Ok(tags::remove(existing, &keys)))
+            .await?;
         Ok(UntagResourceResponse {})
     }
 
@@ -93,9 +97,10 @@ impl EcsService {
                 Some((rec, _)) => rec.tags,
                 None => return Err(ErrorCode::ClusterNotFoundException.with("Cluster not found.")),
             },
-            ResourceRef::TaskDefinition { family, revision } => {
-                self.task_definition_tags(&family, revision).await?.ok_or_else(|| not_found(&arn))?
-            }
+            ResourceRef::TaskDefinition { family, revision } => self
+                .task_definition_tags(&family, revision)
+                .await?
+                .ok_or_else(|| not_found(&arn))?,
         };
         Ok(ListTagsForResourceResponse { tags: Some(tags) })
     }

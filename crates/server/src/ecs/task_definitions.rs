@@ -33,7 +33,10 @@ fn status_str(s: Option<TaskDefinitionStatus>) -> &'static str {
 
 impl EcsService {
     /// The store key of the revision a reference names, if it exists.
-    async fn resolve_task_definition(&self, r: &TaskDefinitionRef) -> Result<Option<String>, AwsError> {
+    async fn resolve_task_definition(
+        &self,
+        r: &TaskDefinitionRef,
+    ) -> Result<Option<String>, AwsError> {
         match r {
             TaskDefinitionRef::Revision { family, revision } => {
                 Ok(Some(keys::task_definition(family, *revision)))
@@ -81,7 +84,10 @@ impl EcsService {
                     registered_by: &ctx.principal.arn,
                 },
             );
-            let rec = TaskDefinitionRecord { task_definition, tags: tags.clone() };
+            let rec = TaskDefinitionRecord {
+                task_definition,
+                tags: tags.clone(),
+            };
             let new_fam = FamilyRecord {
                 latest_revision: revision,
                 active_revisions: fam.active_revisions + 1,
@@ -90,11 +96,20 @@ impl EcsService {
                 .when(family_key.clone(), fam_rev)
                 .when(keys::task_definition(&family, revision), 0)
                 .put(family_key.clone(), records::encode(&new_fam))
-                .put(keys::task_definition(&family, revision), records::encode(&rec))
-                .put(keys::task_definition_by_status("ACTIVE", &family, revision), Vec::new());
+                .put(
+                    keys::task_definition(&family, revision),
+                    records::encode(&rec),
+                )
+                .put(
+                    keys::task_definition_by_status("ACTIVE", &family, revision),
+                    Vec::new(),
+                );
             if fam.active_revisions == 0 {
                 txn = txn
-                    .put(keys::task_definition_family_by_status("ACTIVE", &family), Vec::new())
+                    .put(
+                        keys::task_definition_family_by_status("ACTIVE", &family),
+                        Vec::new(),
+                    )
                     .delete(keys::task_definition_family_by_status("INACTIVE", &family));
             }
             if records::commit(&*self.store, txn).await? {
@@ -105,7 +120,9 @@ impl EcsService {
                 });
             }
         }
-        Err(error::contention(&format!("task definition family {family}")))
+        Err(error::contention(&format!(
+            "task definition family {family}"
+        )))
     }
 
     pub(super) async fn describe_task_definition_op(
@@ -113,14 +130,18 @@ impl EcsService {
         input: DescribeTaskDefinitionRequest,
     ) -> Result<DescribeTaskDefinitionResponse, AwsError> {
         let given = input.task_definition.as_deref().unwrap_or("");
-        let r = TaskDefinitionRef::parse(&self.scope, given, "taskDefinition").map_err(error::model)?;
+        let r =
+            TaskDefinitionRef::parse(&self.scope, given, "taskDefinition").map_err(error::model)?;
         let Some(key) = self.resolve_task_definition(&r).await? else {
             return Err(unable_to_describe());
         };
         let Some((rec, _)) = records::get::<TaskDefinitionRecord>(&*self.store, &key).await? else {
             return Err(unable_to_describe());
         };
-        let with_tags = input.include.unwrap_or_default().contains(&TaskDefinitionField::Tags);
+        let with_tags = input
+            .include
+            .unwrap_or_default()
+            .contains(&TaskDefinitionField::Tags);
         Ok(DescribeTaskDefinitionResponse {
             task_definition: Some(rec.task_definition),
             tags: with_tags.then_some(rec.tags),
@@ -146,7 +167,10 @@ impl EcsService {
             .filter_map(|k| keys::parse_task_definition_key(k))
             .map(|(f, rev)| self.scope.task_definition_arn(f, rev))
             .collect();
-        Ok(ListTaskDefinitionsResponse { task_definition_arns: Some(arns), next_token: next })
+        Ok(ListTaskDefinitionsResponse {
+            task_definition_arns: Some(arns),
+            next_token: next,
+        })
     }
 
     pub(super) async fn list_task_definition_families_op(
@@ -162,7 +186,10 @@ impl EcsService {
         let page = Page::parse(input.max_results, input.next_token.as_deref(), 100, &prefix)?;
         let (keys, next) = page.keys(&*self.store, &prefix, false).await?;
         let families = keys.iter().map(|k| k[base..].to_string()).collect();
-        Ok(ListTaskDefinitionFamiliesResponse { families: Some(families), next_token: next })
+        Ok(ListTaskDefinitionFamiliesResponse {
+            families: Some(families),
+            next_token: next,
+        })
     }
 
     /// Moves one revision from its current status to `to`, keeping the indexes and the family
@@ -176,13 +203,18 @@ impl EcsService {
         let key = keys::task_definition(family, revision);
         let family_key = keys::task_definition_family(family);
         for _ in 0..CAS_ATTEMPTS {
-            let Some((mut rec, rev)) = records::get::<TaskDefinitionRecord>(&*self.store, &key).await? else {
+            let Some((mut rec, rev)) =
+                records::get::<TaskDefinitionRecord>(&*self.store, &key).await?
+            else {
                 return Ok(None);
             };
             let (mut fam, fam_rev) = records::get::<FamilyRecord>(&*self.store, &family_key)
                 .await?
                 .unwrap_or_default();
-            let from = rec.task_definition.status.unwrap_or(TaskDefinitionStatus::Active);
+            let from = rec
+                .task_definition
+                .status
+                .unwrap_or(TaskDefinitionStatus::Active);
             if from == to {
                 return Ok(Some(rec));
             }
@@ -199,14 +231,24 @@ impl EcsService {
                 .when(key.clone(), rev)
                 .when(family_key.clone(), fam_rev)
                 .put(key.clone(), records::encode(&rec))
-                .delete(keys::task_definition_by_status(status_str(Some(from)), family, revision))
-                .put(keys::task_definition_by_status(to.as_str(), family, revision), Vec::new());
+                .delete(keys::task_definition_by_status(
+                    status_str(Some(from)),
+                    family,
+                    revision,
+                ))
+                .put(
+                    keys::task_definition_by_status(to.as_str(), family, revision),
+                    Vec::new(),
+                );
             if from == TaskDefinitionStatus::Active {
                 fam.active_revisions = fam.active_revisions.saturating_sub(1);
                 if fam.active_revisions == 0 {
                     txn = txn
                         .delete(keys::task_definition_family_by_status("ACTIVE", family))
-                        .put(keys::task_definition_family_by_status("INACTIVE", family), Vec::new());
+                        .put(
+                            keys::task_definition_family_by_status("INACTIVE", family),
+                            Vec::new(),
+                        );
                 }
                 txn = txn.put(family_key.clone(), records::encode(&fam));
             }
@@ -214,7 +256,9 @@ impl EcsService {
                 return Ok(Some(rec));
             }
         }
-        Err(error::contention(&format!("task definition {family}:{revision}")))
+        Err(error::contention(&format!(
+            "task definition {family}:{revision}"
+        )))
     }
 
     pub(super) async fn deregister_task_definition_op(
@@ -222,7 +266,8 @@ impl EcsService {
         input: DeregisterTaskDefinitionRequest,
     ) -> Result<DeregisterTaskDefinitionResponse, AwsError> {
         let given = input.task_definition.as_deref().unwrap_or("");
-        let r = TaskDefinitionRef::parse(&self.scope, given, "taskDefinition").map_err(error::model)?;
+        let r =
+            TaskDefinitionRef::parse(&self.scope, given, "taskDefinition").map_err(error::model)?;
         let TaskDefinitionRef::Revision { family, revision } = r else {
             return Err(error::client(
                 "taskDefinition must name a revision: use family:revision or the full ARN.",
@@ -241,7 +286,9 @@ impl EcsService {
                 "The task definition {family}:{revision} is being deleted."
             )));
         }
-        Ok(DeregisterTaskDefinitionResponse { task_definition: Some(rec.task_definition) })
+        Ok(DeregisterTaskDefinitionResponse {
+            task_definition: Some(rec.task_definition),
+        })
     }
 
     pub(super) async fn delete_task_definitions_op(
@@ -250,7 +297,9 @@ impl EcsService {
     ) -> Result<DeleteTaskDefinitionsResponse, AwsError> {
         let given = input.task_definitions.unwrap_or_default();
         if given.is_empty() || given.len() > 10 {
-            return Err(error::invalid("taskDefinitions must name between 1 and 10 task definitions."));
+            return Err(error::invalid(
+                "taskDefinitions must name between 1 and 10 task definitions.",
+            ));
         }
         let mut done = Vec::new();
         let mut failures = Vec::new();
@@ -277,18 +326,29 @@ impl EcsService {
             let (family, revision) = r;
             let key = keys::task_definition(&family, revision);
             match records::get::<TaskDefinitionRecord>(&*self.store, &key).await? {
-                None => {
-                    failures.push(fail("MISSING", Some("The task definition does not exist.".into())))
-                }
-                Some((rec, _)) if rec.task_definition.status == Some(TaskDefinitionStatus::Active) || rec.task_definition.status.is_none() => {
+                None => failures.push(fail(
+                    "MISSING",
+                    Some("The task definition does not exist.".into()),
+                )),
+                Some((rec, _))
+                    if rec.task_definition.status == Some(TaskDefinitionStatus::Active)
+                        || rec.task_definition.status.is_none() =>
+                {
                     failures.push(fail(
                         "TASK_DEFINITION_ACTIVE",
-                        Some("The task definition is ACTIVE: deregister it before deleting it.".into()),
+                        Some(
+                            "The task definition is ACTIVE: deregister it before deleting it."
+                                .into(),
+                        ),
                     ))
                 }
                 Some(_) => {
                     if let Some(rec) = self
-                        .set_task_definition_status(&family, revision, TaskDefinitionStatus::DeleteInProgress)
+                        .set_task_definition_status(
+                            &family,
+                            revision,
+                            TaskDefinitionStatus::DeleteInProgress,
+                        )
                         .await?
                     {
                         done.push(rec.task_definition);
@@ -303,10 +363,17 @@ impl EcsService {
     }
 
     /// Tags of a task definition revision, by family and revision.
-    pub(super) async fn task_definition_tags(&self, family: &str, revision: i32) -> Result<Option<Vec<Tag>>, AwsError> {
-        Ok(records::get::<TaskDefinitionRecord>(&*self.store, &keys::task_definition(family, revision))
-            .await?
-            .map(|(r, _)| r.tags))
+    pub(super) async fn task_definition_tags(
+        &self,
+        family: &str,
+        revision: i32,
+    ) -> Result<Option<Vec<Tag>>, AwsError> {
+        Ok(records::get::<TaskDefinitionRecord>(
+            &*self.store,
+            &keys::task_definition(family, revision),
+        )
+        .await?
+        .map(|(r, _)| r.tags))
     }
 
     /// Read-modify-write of a revision's tags.
@@ -318,15 +385,21 @@ impl EcsService {
     ) -> Result<bool, AwsError> {
         let key = keys::task_definition(family, revision);
         for _ in 0..CAS_ATTEMPTS {
-            let Some((mut rec, rev)) = records::get::<TaskDefinitionRecord>(&*self.store, &key).await? else {
+            let Some((mut rec, rev)) =
+                records::get::<TaskDefinitionRecord>(&*self.store, &key).await?
+            else {
                 return Ok(false);
             };
             rec.tags = f(&rec.tags)?;
-            let txn = Txn::new().when(key.clone(), rev).put(key.clone(), records::encode(&rec));
+            let txn = Txn::new()
+                .when(key.clone(), rev)
+                .put(key.clone(), records::encode(&rec));
             if records::commit(&*self.store, txn).await? {
                 return Ok(true);
             }
         }
-        Err(error::contention(&format!("task definition {family}:{revision}")))
+        Err(error::contention(&format!(
+            "task definition {family}:{revision}"
+        )))
     }
 }
