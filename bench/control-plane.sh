@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
-CONNS=${BENCH_CONNECTIONS:-32}
+CONNS=${BENCH_CONNECTIONS:-16}
 MOTO_SECS=${MOTO_SECONDS:-5}
 
 cargo build --release -q -p berth -p berth-bench

@@ -102,6 +102,7 @@ fn request_for(op: &str, conn: usize, seq: u64) -> (&'static str, String) {
 struct Conn {
     sender: http1::SendRequest<Full<Bytes>>,
     host: String,
+    endpoint: String,
 }
 
 async fn connect(endpoint: &str) -> anyhow::Result<Conn> {
@@ -117,11 +118,19 @@ async fn connect(endpoint: &str) -> anyhow::Result<Conn> {
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok(Conn { sender, host })
+    Ok(Conn {
+        sender,
+        host,
+        endpoint: endpoint.to_string(),
+    })
 }
 
-/// Sends one signed request; returns the status.
+/// Sends one signed request; returns the status. Reconnects first if the server closed the
+/// connection (moto's development server closes it after every response).
 async fn send(c: &mut Conn, signer: &Signer, op: &str, body: String) -> anyhow::Result<u16> {
+    if c.sender.is_closed() || c.sender.ready().await.is_err() {
+        *c = connect(&c.endpoint.clone()).await?;
+    }
     let target = format!("{TARGET}.{op}");
     let headers = [
         ("host", c.host.as_str()),

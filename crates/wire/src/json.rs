@@ -75,3 +75,78 @@ pub fn write_output<T: Serialize>(value: &T) -> Result<Vec<u8>, AwsError> {
     serde_json::to_vec(value)
         .map_err(|e| common::internal(format!("could not serialise the response: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ecs::{ListClustersRequest, RegisterTaskDefinitionRequest};
+
+    fn parse(body: &str) -> Result<RegisterTaskDefinitionRequest, AwsError> {
+        parse_input(body.as_bytes(), "InvalidParameterException")
+    }
+
+    #[test]
+    fn classifies_errors_and_names_the_member() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("{not json", "SerializationException", "Malformed"),
+            (r#"{"family": 3}"#, "SerializationException", "family"),
+            (
+                r#"{"family":"f","containerDefinitions":[{"name":"a","memory":"x"}]}"#,
+                "SerializationException",
+                "containerDefinitions[0].memory",
+            ),
+            (
+                r#"{"family":"f","networkMode":"mesh","containerDefinitions":[]}"#,
+                "InvalidParameterException",
+                "networkMode",
+            ),
+            (
+                r#"{"family":"f"}"#,
+                "InvalidParameterException",
+                "containerDefinitions",
+            ),
+            (
+                r#"{"family":"f","containerDefinitions":[],"tags":[{"key":""}]}"#,
+                "InvalidParameterException",
+                "tags[0].key",
+            ),
+            (
+                r#"{"family":"f","containerDefinitions":[]} trailing"#,
+                "SerializationException",
+                "",
+            ),
+        ];
+        for (body, code, needle) in cases {
+            let e = parse(body).unwrap_err();
+            assert_eq!(e.code, *code, "{body}: {e}");
+            assert!(e.message.contains(needle), "{body}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn tag_limits_come_from_the_model() {
+        let tags: Vec<String> = (0..51).map(|i| format!(r#"{{"key":"k{i}"}}"#)).collect();
+        let body = format!(
+            r#"{{"family":"f","containerDefinitions":[],"tags":[{}]}}"#,
+            tags.join(",")
+        );
+        let e = parse(&body).unwrap_err();
+        assert_eq!(e.code, "InvalidParameterException");
+        assert!(e.message.contains("tags"), "{}", e.message);
+    }
+
+    #[test]
+    fn empty_body_is_an_empty_object_and_unknown_members_are_ignored() {
+        let r: ListClustersRequest = parse_input(b"", "InvalidParameterException").unwrap();
+        assert_eq!(r, ListClustersRequest::default());
+        let r: ListClustersRequest =
+            parse_input(br#"{"maxResults": 5, "futureMember": true}"#, "X").unwrap();
+        assert_eq!(r.max_results, Some(5));
+    }
+
+    #[test]
+    fn absent_members_are_not_serialised() {
+        let out = write_output(&ListClustersRequest::default()).unwrap();
+        assert_eq!(out, b"{}");
+    }
+}

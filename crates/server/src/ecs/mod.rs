@@ -35,15 +35,33 @@ pub struct EcsService {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     scope: Scope,
+    /// Striped locks that serialise this server's writers of one record group (a task
+    /// definition family, a cluster), so concurrent requests queue instead of burning
+    /// compare-and-set retries against each other. Correctness never depends on them: the
+    /// store's compare-and-set still guards against every other writer (other servers).
+    stripes: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// Number of lock stripes.
+const STRIPES: usize = 64;
 
 impl EcsService {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, scope: Scope) -> Self {
+        let stripes = (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
         Self {
             store,
             clock,
             scope,
+            stripes,
         }
+    }
+
+    /// The stripe lock for a record group, e.g. a family's key.
+    async fn serialise(&self, group: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        group.hash(&mut h);
+        self.stripes[(h.finish() as usize) % STRIPES].lock().await
     }
 
     fn now(&self) -> f64 {

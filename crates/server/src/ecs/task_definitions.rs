@@ -69,6 +69,7 @@ impl EcsService {
         tags::validate(&tags, "tags").map_err(error::model)?;
         let family = input.family.clone().unwrap_or_default();
         let family_key = keys::task_definition_family(&family);
+        let _serial = self.serialise(&family_key).await;
         for _ in 0..CAS_ATTEMPTS {
             let (fam, fam_rev) = records::get::<FamilyRecord>(&*self.store, &family_key)
                 .await?
@@ -202,6 +203,7 @@ impl EcsService {
     ) -> Result<Option<TaskDefinitionRecord>, AwsError> {
         let key = keys::task_definition(family, revision);
         let family_key = keys::task_definition_family(family);
+        let _serial = self.serialise(&family_key).await;
         for _ in 0..CAS_ATTEMPTS {
             let Some((mut rec, rev)) =
                 records::get::<TaskDefinitionRecord>(&*self.store, &key).await?
