@@ -61,9 +61,7 @@ fn load_credentials(path: Option<&std::path::Path>) -> anyhow::Result<Credential
     let get = |k: &str| {
         text.lines()
             .find_map(|l| {
-                l.split_once('=')
-                    .filter(|(a, _)| a.trim() == k)
-                    .map(|(_, v)| v.trim().to_string())
+                l.split_once('=').filter(|(a, _)| a.trim() == k).map(|(_, v)| v.trim().to_string())
             })
             .with_context(|| format!("{k} in {}", path.display()))
     };
@@ -76,23 +74,15 @@ fn load_credentials(path: Option<&std::path::Path>) -> anyhow::Result<Credential
 
 fn request_for(op: &str, conn: usize, seq: u64) -> (&'static str, String) {
     match op {
-        "describe" => (
-            "DescribeTaskDefinition",
-            r#"{"taskDefinition":"bench:1"}"#.to_string(),
-        ),
-        "list" => (
-            "ListTaskDefinitions",
-            r#"{"familyPrefix":"bench","maxResults":100}"#.to_string(),
-        ),
+        "describe" => ("DescribeTaskDefinition", r#"{"taskDefinition":"bench:1"}"#.to_string()),
+        "list" => {
+            ("ListTaskDefinitions", r#"{"familyPrefix":"bench","maxResults":100}"#.to_string())
+        }
         "register" | "setup" | "fill" => (
             "RegisterTaskDefinition",
             format!(
                 r#"{{"family":"{}","containerDefinitions":[{{"name":"web","image":"berth-demo:latest","memory":64,"cpu":128,"essential":true,"portMappings":[{{"containerPort":8080,"hostPort":0}}],"environment":[{{"name":"SEQ","value":"{seq}"}}]}}]}}"#,
-                if op == "register" {
-                    format!("bench-reg-{conn}")
-                } else {
-                    "bench".to_string()
-                }
+                if op == "register" { format!("bench-reg-{conn}") } else { "bench".to_string() }
             ),
         ),
         _ => ("ListClusters", "{}".to_string()),
@@ -106,23 +96,15 @@ struct Conn {
 }
 
 async fn connect(endpoint: &str) -> anyhow::Result<Conn> {
-    let host = endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let stream = TcpStream::connect(&host)
-        .await
-        .with_context(|| format!("connecting to {host}"))?;
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let stream =
+        TcpStream::connect(&host).await.with_context(|| format!("connecting to {host}"))?;
     stream.set_nodelay(true)?;
     let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok(Conn {
-        sender,
-        host,
-        endpoint: endpoint.to_string(),
-    })
+    Ok(Conn { sender, host, endpoint: endpoint.to_string() })
 }
 
 /// Sends one signed request; returns the status. Reconnects first if the server closed the
@@ -252,11 +234,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64().max(args.seconds);
     all.sort_unstable();
     let pct = |p: f64| {
-        if all.is_empty() {
-            0
-        } else {
-            all[((all.len() - 1) as f64 * p) as usize]
-        }
+        if all.is_empty() { 0 } else { all[((all.len() - 1) as f64 * p) as usize] }
     };
     println!(
         "{{\"label\":\"{}\",\"op\":\"{}\",\"requests\":{},\"errors\":{},\"rps\":{:.0},\"p50_us\":{},\"p99_us\":{},\"max_us\":{}}}",

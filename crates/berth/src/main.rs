@@ -6,11 +6,7 @@ mod cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "berth",
-    version,
-    about = "Run Amazon ECS workloads on your own machines"
-)]
+#[command(name = "berth", version, about = "Run Amazon ECS workloads on your own machines")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -15,9 +15,7 @@ fn acknowledged_writes_survive_kill_9() {
     let mut s = ServerProc::start(Path::new(env!("CARGO_BIN_EXE_berth"))).expect("server starts");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/ack_writer.py");
     let mut cmd = Command::new("python3");
-    cmd.arg(&script)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    cmd.arg(&script).stdout(Stdio::piped()).stderr(Stdio::null());
     s.client_env(&mut cmd);
     let mut writer = cmd.spawn().expect("python3");
     let mut acked: Vec<(String, String)> = Vec::new();
@@ -37,16 +35,11 @@ fn acknowledged_writes_survive_kill_9() {
     }
     let _ = writer.wait();
 
-    s.restart_after_kill9()
-        .expect("restart on the same data dir");
+    s.restart_after_kill9().expect("restart on the same data dir");
     // Check every acknowledged revision (batched by family to keep the CLI calls few).
     let check = s.python(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/check_acked.py"),
-        &[&acked
-            .iter()
-            .map(|(a, v)| format!("{a}={v}"))
-            .collect::<Vec<_>>()
-            .join(",")],
+        &[&acked.iter().map(|(a, v)| format!("{a}={v}")).collect::<Vec<_>>().join(",")],
     );
     assert!(
         check.status.success(),

@@ -40,14 +40,9 @@ fn clusters_with_the_aws_cli() {
     );
 
     // Idempotent by name: the same cluster comes back.
-    let again = s
-        .aws(&["ecs", "create-cluster", "--cluster-name", "web"])
-        .json();
+    let again = s.aws(&["ecs", "create-cluster", "--cluster-name", "web"]).json();
     assert_eq!(again["cluster"]["clusterArn"], arn);
-    assert_eq!(
-        again["cluster"]["tags"],
-        json!([{"key": "team", "value": "core"}])
-    );
+    assert_eq!(again["cluster"]["tags"], json!([{"key": "team", "value": "core"}]));
 
     // `default` is what ECS uses when no name is given.
     let default = s.aws(&["ecs", "create-cluster"]).json();
@@ -69,10 +64,7 @@ fn clusters_with_the_aws_cli() {
         .json();
     assert_eq!(d["clusters"].as_array().unwrap().len(), 2);
     assert_eq!(d["clusters"][0]["registeredContainerInstancesCount"], 0);
-    assert_eq!(
-        d["clusters"][0]["tags"],
-        json!([{"key": "team", "value": "core"}])
-    );
+    assert_eq!(d["clusters"][0]["tags"], json!([{"key": "team", "value": "core"}]));
     assert!(
         d["clusters"][0]["statistics"]
             .as_array()
@@ -85,19 +77,14 @@ fn clusters_with_the_aws_cli() {
         json!([{"arn": format!("arn:aws:ecs:us-east-1:{ACCOUNT_ID}:cluster/nope"), "reason": "MISSING"}])
     );
     // Without include, no tags and no settings.
-    let plain = s
-        .aws(&["ecs", "describe-clusters", "--clusters", "web"])
-        .json();
+    let plain = s.aws(&["ecs", "describe-clusters", "--clusters", "web"]).json();
     assert_eq!(plain["clusters"][0]["tags"], json!([]));
     assert!(plain["clusters"][0].get("settings").is_none());
 
     let list = s.aws(&["ecs", "list-clusters"]).json();
     assert_eq!(
         list["clusterArns"],
-        json!([
-            format!("arn:aws:ecs:us-east-1:{ACCOUNT_ID}:cluster/default"),
-            arn
-        ])
+        json!([format!("arn:aws:ecs:us-east-1:{ACCOUNT_ID}:cluster/default"), arn])
     );
 
     let upd = s
@@ -113,49 +100,21 @@ fn clusters_with_the_aws_cli() {
     assert_eq!(upd["cluster"]["settings"][0]["value"], "disabled");
 
     // Tags by ARN.
-    s.aws(&[
-        "ecs",
-        "tag-resource",
-        "--resource-arn",
-        &arn,
-        "--tags",
-        "key=env,value=prod",
-    ])
-    .json();
-    s.aws(&[
-        "ecs",
-        "untag-resource",
-        "--resource-arn",
-        &arn,
-        "--tag-keys",
-        "team",
-    ])
-    .json();
-    let tags = s
-        .aws(&["ecs", "list-tags-for-resource", "--resource-arn", &arn])
-        .json();
+    s.aws(&["ecs", "tag-resource", "--resource-arn", &arn, "--tags", "key=env,value=prod"]).json();
+    s.aws(&["ecs", "untag-resource", "--resource-arn", &arn, "--tag-keys", "team"]).json();
+    let tags = s.aws(&["ecs", "list-tags-for-resource", "--resource-arn", &arn]).json();
     assert_eq!(tags["tags"], json!([{"key": "env", "value": "prod"}]));
-    s.aws(&[
-        "ecs",
-        "tag-resource",
-        "--resource-arn",
-        &arn,
-        "--tags",
-        "key=aws:x,value=1",
-    ])
-    .err("InvalidParameterException");
+    s.aws(&["ecs", "tag-resource", "--resource-arn", &arn, "--tags", "key=aws:x,value=1"])
+        .err("InvalidParameterException");
 
     // Delete: INACTIVE, still describable, gone from the list; unknown clusters are errors.
     let del = s.aws(&["ecs", "delete-cluster", "--cluster", "web"]).json();
     assert_eq!(del["cluster"]["status"], "INACTIVE");
-    let d = s
-        .aws(&["ecs", "describe-clusters", "--clusters", "web"])
-        .json();
+    let d = s.aws(&["ecs", "describe-clusters", "--clusters", "web"]).json();
     assert_eq!(d["clusters"][0]["status"], "INACTIVE");
     let list = s.aws(&["ecs", "list-clusters"]).json();
     assert_eq!(list["clusterArns"].as_array().unwrap().len(), 1);
-    s.aws(&["ecs", "delete-cluster", "--cluster", "web"])
-        .err("ClusterNotFoundException");
+    s.aws(&["ecs", "delete-cluster", "--cluster", "web"]).err("ClusterNotFoundException");
     s.aws(&[
         "ecs",
         "update-cluster-settings",
@@ -168,9 +127,7 @@ fn clusters_with_the_aws_cli() {
     s.aws(&["ecs", "create-cluster", "--cluster-name", "bad name"])
         .err("InvalidParameterException");
     // Re-creating a deleted cluster makes it ACTIVE again.
-    let back = s
-        .aws(&["ecs", "create-cluster", "--cluster-name", "web"])
-        .json();
+    let back = s.aws(&["ecs", "create-cluster", "--cluster-name", "web"]).json();
     assert_eq!(back["cluster"]["status"], "ACTIVE");
 }
 
@@ -193,52 +150,23 @@ fn task_definitions_with_the_aws_cli() {
         "tags": [{"key": "app", "value": "hello"}]
     });
     let input = write_json(tmp.path(), "td.json", &td);
-    let r1 = s
-        .aws(&[
-            "ecs",
-            "register-task-definition",
-            "--cli-input-json",
-            &input,
-        ])
-        .json();
+    let r1 = s.aws(&["ecs", "register-task-definition", "--cli-input-json", &input]).json();
     let t = &r1["taskDefinition"];
     let arn1 = format!("arn:aws:ecs:us-east-1:{ACCOUNT_ID}:task-definition/hello:1");
     assert_eq!(t["taskDefinitionArn"], arn1);
     assert_eq!(t["revision"], 1);
     assert_eq!(t["status"], "ACTIVE");
-    assert_eq!(
-        t["containerDefinitions"][0]["portMappings"][0]["protocol"],
-        "tcp"
-    );
+    assert_eq!(t["containerDefinitions"][0]["portMappings"][0]["protocol"], "tcp");
     assert!(t["registeredAt"].is_number());
     assert_eq!(t["registeredBy"], format!("arn:aws:iam::{ACCOUNT_ID}:root"));
-    assert!(
-        t["compatibilities"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("EC2"))
-    );
+    assert!(t["compatibilities"].as_array().unwrap().contains(&json!("EC2")));
     assert_eq!(r1["tags"], json!([{"key": "app", "value": "hello"}]));
 
-    let r2 = s
-        .aws(&[
-            "ecs",
-            "register-task-definition",
-            "--cli-input-json",
-            &input,
-        ])
-        .json();
+    let r2 = s.aws(&["ecs", "register-task-definition", "--cli-input-json", &input]).json();
     assert_eq!(r2["taskDefinition"]["revision"], 2);
 
     // By family (latest ACTIVE), family:revision and ARN.
-    let latest = s
-        .aws(&[
-            "ecs",
-            "describe-task-definition",
-            "--task-definition",
-            "hello",
-        ])
-        .json();
+    let latest = s.aws(&["ecs", "describe-task-definition", "--task-definition", "hello"]).json();
     assert_eq!(latest["taskDefinition"]["revision"], 2);
     assert!(latest.get("tags").is_none());
     let one = s
@@ -253,35 +181,16 @@ fn task_definitions_with_the_aws_cli() {
         .json();
     assert_eq!(one["taskDefinition"]["revision"], 1);
     assert_eq!(one["tags"], json!([{"key": "app", "value": "hello"}]));
-    let by_arn = s
-        .aws(&[
-            "ecs",
-            "describe-task-definition",
-            "--task-definition",
-            &arn1,
-        ])
-        .json();
+    let by_arn = s.aws(&["ecs", "describe-task-definition", "--task-definition", &arn1]).json();
     assert_eq!(
         by_arn["taskDefinition"]["containerDefinitions"],
         one["taskDefinition"]["containerDefinitions"]
     );
-    s.aws(&[
-        "ecs",
-        "describe-task-definition",
-        "--task-definition",
-        "nope",
-    ])
-    .err("ClientException");
+    s.aws(&["ecs", "describe-task-definition", "--task-definition", "nope"]).err("ClientException");
 
     // Pagination across pages: the CLI follows nextToken with --page-size.
     for _ in 0..23 {
-        s.aws(&[
-            "ecs",
-            "register-task-definition",
-            "--cli-input-json",
-            &input,
-        ])
-        .json();
+        s.aws(&["ecs", "register-task-definition", "--cli-input-json", &input]).json();
     }
     let all = s
         .aws(&[
@@ -295,95 +204,41 @@ fn task_definitions_with_the_aws_cli() {
             "7",
         ])
         .json();
-    let arns: Vec<&str> = all["taskDefinitionArns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let arns: Vec<&str> =
+        all["taskDefinitionArns"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(arns.len(), 25);
-    assert!(
-        arns[0].ends_with("hello:25") && arns[24].ends_with("hello:1"),
-        "{arns:?}"
-    );
-    let first_page = s
-        .aws(&[
-            "ecs",
-            "list-task-definitions",
-            "--max-items",
-            "10",
-            "--page-size",
-            "4",
-        ])
-        .json();
-    assert_eq!(
-        first_page["taskDefinitionArns"].as_array().unwrap().len(),
-        10
-    );
+    assert!(arns[0].ends_with("hello:25") && arns[24].ends_with("hello:1"), "{arns:?}");
+    let first_page =
+        s.aws(&["ecs", "list-task-definitions", "--max-items", "10", "--page-size", "4"]).json();
+    assert_eq!(first_page["taskDefinitionArns"].as_array().unwrap().len(), 10);
     assert!(first_page["NextToken"].is_string());
 
     // Deregister: INACTIVE, still describable by revision, no longer the family's latest.
-    let dereg = s
-        .aws(&[
-            "ecs",
-            "deregister-task-definition",
-            "--task-definition",
-            "hello:25",
-        ])
-        .json();
+    let dereg =
+        s.aws(&["ecs", "deregister-task-definition", "--task-definition", "hello:25"]).json();
     assert_eq!(dereg["taskDefinition"]["status"], "INACTIVE");
     assert!(dereg["taskDefinition"]["deregisteredAt"].is_number());
-    let latest = s
-        .aws(&[
-            "ecs",
-            "describe-task-definition",
-            "--task-definition",
-            "hello",
-        ])
-        .json();
+    let latest = s.aws(&["ecs", "describe-task-definition", "--task-definition", "hello"]).json();
     assert_eq!(latest["taskDefinition"]["revision"], 24);
-    let inactive = s
-        .aws(&["ecs", "list-task-definitions", "--status", "INACTIVE"])
-        .json();
+    let inactive = s.aws(&["ecs", "list-task-definitions", "--status", "INACTIVE"]).json();
     assert_eq!(
         inactive["taskDefinitionArns"],
-        json!([format!(
-            "arn:aws:ecs:us-east-1:{ACCOUNT_ID}:task-definition/hello:25"
-        )])
+        json!([format!("arn:aws:ecs:us-east-1:{ACCOUNT_ID}:task-definition/hello:25")])
     );
 
-    let families = s
-        .aws(&[
-            "ecs",
-            "list-task-definition-families",
-            "--family-prefix",
-            "hel",
-        ])
-        .json();
+    let families =
+        s.aws(&["ecs", "list-task-definition-families", "--family-prefix", "hel"]).json();
     assert_eq!(families["families"], json!(["hello"]));
 
     // Delete needs INACTIVE first.
     let del = s
-        .aws(&[
-            "ecs",
-            "delete-task-definitions",
-            "--task-definitions",
-            "hello:25",
-            "hello:24",
-        ])
+        .aws(&["ecs", "delete-task-definitions", "--task-definitions", "hello:25", "hello:24"])
         .json();
     assert_eq!(del["taskDefinitions"][0]["status"], "DELETE_IN_PROGRESS");
     assert_eq!(del["failures"][0]["arn"], "hello:24");
 
     // A new registration after deregistrations still gets the next revision.
-    let r26 = s
-        .aws(&[
-            "ecs",
-            "register-task-definition",
-            "--cli-input-json",
-            &input,
-        ])
-        .json();
+    let r26 = s.aws(&["ecs", "register-task-definition", "--cli-input-json", &input]).json();
     assert_eq!(r26["taskDefinition"]["revision"], 26);
 }
 
@@ -416,17 +271,9 @@ fn invalid_task_definitions_name_the_field() {
     ];
     for (i, (td, code, needle)) in cases.iter().enumerate() {
         let input = write_json(tmp.path(), &format!("bad{i}.json"), td);
-        let out = s.aws(&[
-            "ecs",
-            "register-task-definition",
-            "--cli-input-json",
-            &input,
-        ]);
+        let out = s.aws(&["ecs", "register-task-definition", "--cli-input-json", &input]);
         let msg = out.err(code);
-        assert!(
-            msg.contains(needle),
-            "case {i}: expected '{needle}' in {msg}"
-        );
+        assert!(msg.contains(needle), "case {i}: expected '{needle}' in {msg}");
     }
     // Nothing was stored by the refused requests.
     let fams = s.aws(&["ecs", "list-task-definition-families"]).json();
@@ -465,10 +312,7 @@ fn authentication_failures_use_aws_codes() {
 fn unimplemented_operations_say_so() {
     let s = server();
     let out = s.aws(&["ecs", "list-services"]);
-    assert!(
-        out.err("UnsupportedFeatureException")
-            .contains("ListServices")
-    );
+    assert!(out.err("UnsupportedFeatureException").contains("ListServices"));
 }
 
 #[test]
@@ -476,14 +320,9 @@ fn credentials_file_is_private_and_stable_across_restarts() {
     use std::os::unix::fs::PermissionsExt;
     let mut s = server();
     let before = s.admin_key().unwrap();
-    let mode = std::fs::metadata(s.credentials_file())
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
+    let mode = std::fs::metadata(s.credentials_file()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    s.aws(&["ecs", "create-cluster", "--cluster-name", "kept"])
-        .json();
+    s.aws(&["ecs", "create-cluster", "--cluster-name", "kept"]).json();
     std::fs::remove_file(s.credentials_file()).unwrap();
     s.restart_after_kill9().unwrap();
     assert_eq!(
@@ -491,8 +330,6 @@ fn credentials_file_is_private_and_stable_across_restarts() {
         before,
         "a restart keeps the same key and rewrites the file"
     );
-    let d = s
-        .aws(&["ecs", "describe-clusters", "--clusters", "kept"])
-        .json();
+    let d = s.aws(&["ecs", "describe-clusters", "--clusters", "kept"]).json();
     assert_eq!(d["clusters"][0]["status"], "ACTIVE");
 }

@@ -17,19 +17,12 @@ pub struct Scope {
 impl Scope {
     /// A scope in the `aws` partition.
     pub fn new(region: impl Into<String>, account_id: impl Into<String>) -> Self {
-        Self {
-            partition: "aws".into(),
-            region: region.into(),
-            account_id: account_id.into(),
-        }
+        Self { partition: "aws".into(), region: region.into(), account_id: account_id.into() }
     }
 
     /// `arn:aws:ecs:REGION:ACCOUNT:<resource>`.
     pub fn ecs_arn(&self, resource: &str) -> String {
-        format!(
-            "arn:{}:ecs:{}:{}:{}",
-            self.partition, self.region, self.account_id, resource
-        )
+        format!("arn:{}:ecs:{}:{}:{}", self.partition, self.region, self.account_id, resource)
     }
 
     /// `arn:aws:ecs:REGION:ACCOUNT:cluster/NAME`.
@@ -51,14 +44,9 @@ impl Scope {
     /// an ECS ARN or belongs to another partition, region or account.
     pub fn ecs_resource<'a>(&self, arn: &'a str) -> Option<&'a str> {
         let mut parts = arn.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some("ecs"), Some(region), Some(account), Some(res)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
+        let (Some("arn"), Some(partition), Some("ecs"), Some(region), Some(account), Some(res)) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return None;
         };
         (partition == self.partition && region == self.region && account == self.account_id)
@@ -68,9 +56,7 @@ impl Scope {
     /// A cluster given by name or ARN. `None` for an ARN that names no cluster of this scope.
     pub fn cluster_name<'a>(&self, name_or_arn: &'a str) -> Option<&'a str> {
         if name_or_arn.starts_with("arn:") {
-            self.ecs_resource(name_or_arn)?
-                .strip_prefix("cluster/")
-                .filter(|n| !n.is_empty())
+            self.ecs_resource(name_or_arn)?.strip_prefix("cluster/").filter(|n| !n.is_empty())
         } else {
             Some(name_or_arn)
         }
@@ -87,10 +73,7 @@ impl Scope {
             "task-definition" => {
                 let (family, rev) = rest.rsplit_once(':')?;
                 let revision = rev.parse().ok().filter(|r| *r > 0)?;
-                Some(ResourceRef::TaskDefinition {
-                    family: family.to_string(),
-                    revision,
-                })
+                Some(ResourceRef::TaskDefinition { family: family.to_string(), revision })
             }
             _ => None,
         }
@@ -118,10 +101,7 @@ impl TaskDefinitionRef {
         let bad = || {
             ModelError::client(
                 field,
-                format!(
-                    "Invalid revision number. Number: {}",
-                    s.rsplit(':').next().unwrap_or(s)
-                ),
+                format!("Invalid revision number. Number: {}", s.rsplit(':').next().unwrap_or(s)),
             )
         };
         let body = if s.starts_with("arn:") {
@@ -135,24 +115,16 @@ impl TaskDefinitionRef {
             s
         };
         if body.is_empty() {
-            return Err(ModelError::client(
-                field,
-                "Task definition cannot be empty.",
-            ));
+            return Err(ModelError::client(field, "Task definition cannot be empty."));
         }
         match body.rsplit_once(':') {
-            None => Ok(Self::Latest {
-                family: body.to_string(),
-            }),
+            None => Ok(Self::Latest { family: body.to_string() }),
             Some((family, rev)) => {
                 let revision: i32 = rev.parse().map_err(|_| bad())?;
                 if revision < 1 || family.is_empty() {
                     return Err(bad());
                 }
-                Ok(Self::Revision {
-                    family: family.to_string(),
-                    revision,
-                })
+                Ok(Self::Revision { family: family.to_string(), revision })
             }
         }
     }
@@ -169,9 +141,7 @@ impl TaskDefinitionRef {
 pub fn validate_cluster_name(name: &str, field: &str) -> Result<(), ModelError> {
     if name.is_empty()
         || name.len() > 255
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         return Err(ModelError::invalid(
             field,
@@ -192,10 +162,7 @@ mod tests {
     #[test]
     fn arns_have_aws_format() {
         let s = scope();
-        assert_eq!(
-            s.cluster_arn("web"),
-            "arn:aws:ecs:us-east-1:123456789012:cluster/web"
-        );
+        assert_eq!(s.cluster_arn("web"), "arn:aws:ecs:us-east-1:123456789012:cluster/web");
         assert_eq!(
             s.task_definition_arn("app", 3),
             "arn:aws:ecs:us-east-1:123456789012:task-definition/app:3"
@@ -207,10 +174,7 @@ mod tests {
         let s = scope();
         let cases: &[(&str, Option<&str>)] = &[
             ("web", Some("web")),
-            (
-                "arn:aws:ecs:us-east-1:123456789012:cluster/web",
-                Some("web"),
-            ),
+            ("arn:aws:ecs:us-east-1:123456789012:cluster/web", Some("web")),
             ("arn:aws:ecs:eu-west-1:123456789012:cluster/web", None),
             ("arn:aws:ecs:us-east-1:999999999999:cluster/web", None),
             ("arn:aws:ecs:us-east-1:123456789012:service/web/x", None),
@@ -226,32 +190,15 @@ mod tests {
     fn task_definition_refs() {
         let s = scope();
         let ok: &[(&str, TaskDefinitionRef)] = &[
-            (
-                "web",
-                TaskDefinitionRef::Latest {
-                    family: "web".into(),
-                },
-            ),
-            (
-                "web:7",
-                TaskDefinitionRef::Revision {
-                    family: "web".into(),
-                    revision: 7,
-                },
-            ),
+            ("web", TaskDefinitionRef::Latest { family: "web".into() }),
+            ("web:7", TaskDefinitionRef::Revision { family: "web".into(), revision: 7 }),
             (
                 "arn:aws:ecs:us-east-1:123456789012:task-definition/web:2",
-                TaskDefinitionRef::Revision {
-                    family: "web".into(),
-                    revision: 2,
-                },
+                TaskDefinitionRef::Revision { family: "web".into(), revision: 2 },
             ),
         ];
         for (input, want) in ok {
-            assert_eq!(
-                &TaskDefinitionRef::parse(&s, input, "taskDefinition").unwrap(),
-                want
-            );
+            assert_eq!(&TaskDefinitionRef::parse(&s, input, "taskDefinition").unwrap(), want);
         }
         for bad in ["web:0", "web:x", "web:-1", "", ":3"] {
             let err = TaskDefinitionRef::parse(&s, bad, "taskDefinition").unwrap_err();
@@ -268,15 +215,9 @@ mod tests {
         );
         assert_eq!(
             s.resource("arn:aws:ecs:us-east-1:123456789012:task-definition/f:12"),
-            Some(ResourceRef::TaskDefinition {
-                family: "f".into(),
-                revision: 12
-            })
+            Some(ResourceRef::TaskDefinition { family: "f".into(), revision: 12 })
         );
-        assert_eq!(
-            s.resource("arn:aws:ecs:us-east-1:123456789012:task-definition/f"),
-            None
-        );
+        assert_eq!(s.resource("arn:aws:ecs:us-east-1:123456789012:task-definition/f"), None);
     }
 
     #[test]

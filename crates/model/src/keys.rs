@@ -100,19 +100,7 @@ mod tests {
             task_definition("webapp", 2),
         ];
         keys.sort();
-        let got: Vec<_> = keys
-            .iter()
-            .map(|k| parse_task_definition_key(k).unwrap())
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("web", 9),
-                ("web", 10),
-                ("web-x", 1),
-                ("web_1", 1),
-                ("webapp", 2)
-            ]
-        );
+        let got: Vec<_> = keys.iter().map(|k| parse_task_definition_key(k).unwrap()).collect();
+        assert_eq!(got, vec![("web", 9), ("web", 10), ("web-x", 1), ("web_1", 1), ("webapp", 2)]);
     }
 }

@@ -23,17 +23,11 @@ pub enum ModelError {
 impl ModelError {
     /// A `ClientException`-class refusal.
     pub fn client(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Client {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self::Client { field: field.into(), message: message.into() }
     }
     /// An `InvalidParameterException`-class refusal.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::InvalidParameter {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self::InvalidParameter { field: field.into(), message: message.into() }
     }
     /// The field the error concerns.
     pub fn field(&self) -> &str {

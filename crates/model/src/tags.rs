@@ -43,8 +43,7 @@ pub fn validate(tags: &[Tag], field: &str) -> Result<(), ModelError> {
             ));
         }
         let ok = |s: &str| {
-            s.chars()
-                .all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
+            s.chars().all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
         };
         for (part, text) in [("key", key), ("value", value)] {
             if !ok(text) {
@@ -72,10 +71,8 @@ pub fn merge(existing: &[Tag], new: &[Tag]) -> Vec<Tag> {
     for t in new {
         match out.iter_mut().find(|e| e.key == t.key) {
             Some(e) => e.value = Some(t.value.clone().unwrap_or_default()),
-            None => out.push(Tag {
-                key: t.key.clone(),
-                value: Some(t.value.clone().unwrap_or_default()),
-            }),
+            None => out
+                .push(Tag { key: t.key.clone(), value: Some(t.value.clone().unwrap_or_default()) }),
         }
     }
     out
@@ -83,11 +80,7 @@ pub fn merge(existing: &[Tag], new: &[Tag]) -> Vec<Tag> {
 
 /// `existing` without the keys in `remove`.
 pub fn remove(existing: &[Tag], remove: &[String]) -> Vec<Tag> {
-    existing
-        .iter()
-        .filter(|t| !remove.iter().any(|k| Some(k) == t.key.as_ref()))
-        .cloned()
-        .collect()
+    existing.iter().filter(|t| !remove.iter().any(|k| Some(k) == t.key.as_ref())).cloned().collect()
 }
 
 #[cfg(test)]
@@ -95,10 +88,7 @@ mod tests {
     use super::*;
 
     fn tag(k: &str, v: &str) -> Tag {
-        Tag {
-            key: Some(k.into()),
-            value: Some(v.into()),
-        }
+        Tag { key: Some(k.into()), value: Some(v.into()) }
     }
 
     #[test]
@@ -123,14 +113,8 @@ mod tests {
 
     #[test]
     fn merge_and_remove() {
-        let merged = merge(
-            &[tag("a", "1"), tag("b", "2")],
-            &[tag("b", "3"), tag("c", "4")],
-        );
+        let merged = merge(&[tag("a", "1"), tag("b", "2")], &[tag("b", "3"), tag("c", "4")]);
         assert_eq!(merged, vec![tag("a", "1"), tag("b", "3"), tag("c", "4")]);
-        assert_eq!(
-            remove(&merged, &["a".into(), "zz".into()]),
-            vec![tag("b", "3"), tag("c", "4")]
-        );
+        assert_eq!(remove(&merged, &["a".into(), "zz".into()]), vec![tag("b", "3"), tag("c", "4")]);
     }
 }

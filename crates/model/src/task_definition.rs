@@ -202,19 +202,13 @@ fn scaled(num: &str, unit: u32) -> Option<u32> {
         return None;
     }
     let int: u64 = int.parse().ok()?;
-    let frac_value: u64 = if frac.is_empty() {
-        0
-    } else {
-        frac.parse().ok()?
-    };
+    let frac_value: u64 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
     let denom = 10u64.pow(frac.len() as u32);
     let frac_units = frac_value * u64::from(unit);
     if !frac_units.is_multiple_of(denom) {
         return None;
     }
-    let total = int
-        .checked_mul(u64::from(unit))?
-        .checked_add(frac_units / denom)?;
+    let total = int.checked_mul(u64::from(unit))?.checked_add(frac_units / denom)?;
     u32::try_from(total).ok()
 }
 
@@ -302,10 +296,7 @@ fn port_name_re() -> &'static Regex {
 
 fn ecr_image_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
-    regex(
-        &RE,
-        r"^[0-9]{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/",
-    )
+    regex(&RE, r"^[0-9]{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/")
 }
 
 fn s3_arn_re() -> &'static Regex {
@@ -427,10 +418,7 @@ fn check_family(req: &RegisterTaskDefinitionRequest) -> Result<(), ModelError> {
 
 fn check_container_identities(f: &Facts) -> Result<(), ModelError> {
     if f.containers.is_empty() {
-        return Err(client(
-            "containerDefinitions",
-            "Container list cannot be empty.",
-        ));
+        return Err(client("containerDefinitions", "Container list cannot be empty."));
     }
     if f.containers.len() > MAX_CONTAINERS {
         return Err(client(
@@ -445,10 +433,7 @@ fn check_container_identities(f: &Facts) -> Result<(), ModelError> {
     for (i, c) in f.containers.iter().enumerate() {
         let name = match c.name.as_deref() {
             None | Some("") => {
-                return Err(client(
-                    cfield(i, "name"),
-                    "Container name must be specified.",
-                ));
+                return Err(client(cfield(i, "name"), "Container name must be specified."));
             }
             Some(n) => n,
         };
@@ -462,10 +447,7 @@ fn check_container_identities(f: &Facts) -> Result<(), ModelError> {
             ));
         }
         if !seen.insert(name) {
-            return Err(client(
-                cfield(i, "name"),
-                format!("Duplicate container name '{name}'."),
-            ));
+            return Err(client(cfield(i, "name"), format!("Duplicate container name '{name}'.")));
         }
         match c.image.as_deref() {
             None | Some("") => {
@@ -528,16 +510,10 @@ fn check_task_size(f: &Facts) -> Result<(), ModelError> {
 fn fargate_issue(f: &Facts) -> Option<ModelError> {
     let req = f.req;
     if f.mode != NetworkMode::Awsvpc {
-        return Some(client(
-            "networkMode",
-            "Fargate only supports network mode 'awsvpc'.",
-        ));
+        return Some(client("networkMode", "Fargate only supports network mode 'awsvpc'."));
     }
     let Some(raw_cpu) = req.cpu.as_deref() else {
-        return Some(client(
-            "cpu",
-            "Fargate requires that 'cpu' be defined at the task level.",
-        ));
+        return Some(client("cpu", "Fargate requires that 'cpu' be defined at the task level."));
     };
     let Some(raw_memory) = req.memory.as_deref() else {
         return Some(client(
@@ -559,16 +535,10 @@ fn fargate_issue(f: &Facts) -> Option<ModelError> {
         ));
     }
     if req.pid_mode == Some(PidMode::Host) {
-        return Some(client(
-            "pidMode",
-            "The 'host' pidMode is not supported on Fargate.",
-        ));
+        return Some(client("pidMode", "The 'host' pidMode is not supported on Fargate."));
     }
     if req.ipc_mode.is_some() {
-        return Some(client(
-            "ipcMode",
-            "The 'ipcMode' parameter is not supported on Fargate.",
-        ));
+        return Some(client("ipcMode", "The 'ipcMode' parameter is not supported on Fargate."));
     }
     if non_empty(&req.placement_constraints) {
         return Some(client(
@@ -584,9 +554,7 @@ fn fargate_issue(f: &Facts) -> Option<ModelError> {
     }
     for (i, v) in f.volumes().iter().enumerate() {
         let vname = v.name.as_deref().unwrap_or("");
-        if v.host
-            .as_ref()
-            .is_some_and(|h| h.source_path.as_deref().is_some_and(|p| !p.is_empty()))
+        if v.host.as_ref().is_some_and(|h| h.source_path.as_deref().is_some_and(|p| !p.is_empty()))
         {
             return Some(client(
                 format!("volumes[{i}].host.sourcePath"),
@@ -612,10 +580,7 @@ fn fargate_issue(f: &Facts) -> Option<ModelError> {
             ));
         }
     }
-    let has_exec_role = req
-        .execution_role_arn
-        .as_deref()
-        .is_some_and(|s| !s.is_empty());
+    let has_exec_role = req.execution_role_arn.as_deref().is_some_and(|s| !s.is_empty());
     for (i, c) in f.containers.iter().enumerate() {
         let name = f.name(i);
         let unsupported = |field: &str| {
@@ -647,11 +612,7 @@ fn fargate_issue(f: &Facts) -> Option<ModelError> {
         if non_empty(&c.docker_security_options) {
             return unsupported("dockerSecurityOptions");
         }
-        if c.resource_requirements
-            .iter()
-            .flatten()
-            .any(|r| r.r#type == Some(ResourceType::Gpu))
-        {
+        if c.resource_requirements.iter().flatten().any(|r| r.r#type == Some(ResourceType::Gpu)) {
             return unsupported("resourceRequirements");
         }
         if let Some(lp) = &c.linux_parameters {
@@ -671,11 +632,7 @@ fn fargate_issue(f: &Facts) -> Option<ModelError> {
                 return unsupported("linuxParameters.swappiness");
             }
             let adds = lp.capabilities.as_ref().and_then(|k| k.add.as_ref());
-            if adds
-                .into_iter()
-                .flatten()
-                .any(|cap| cap.as_str() != "SYS_PTRACE")
-            {
+            if adds.into_iter().flatten().any(|cap| cap.as_str() != "SYS_PTRACE") {
                 return Some(client(
                     cfield(i, "linuxParameters.capabilities.add"),
                     format!(
@@ -748,19 +705,13 @@ fn external_issue(f: &Facts) -> Option<ModelError> {
 /// The first reason the definition cannot run on ECS Managed Instances, if any.
 fn managed_instances_issue(f: &Facts) -> Option<ModelError> {
     let req = f.req;
-    if !matches!(
-        req.network_mode,
-        Some(NetworkMode::Awsvpc | NetworkMode::Host)
-    ) {
+    if !matches!(req.network_mode, Some(NetworkMode::Awsvpc | NetworkMode::Host)) {
         return Some(client(
             "networkMode",
             "Amazon ECS Managed Instances requires network mode 'awsvpc' or 'host'.",
         ));
     }
-    let os = req
-        .runtime_platform
-        .as_ref()
-        .and_then(|p| p.operating_system_family);
+    let os = req.runtime_platform.as_ref().and_then(|p| p.operating_system_family);
     if os.is_some_and(|os| os != OSFamily::Linux) {
         return Some(client(
             "runtimePlatform.operatingSystemFamily",
@@ -768,10 +719,7 @@ fn managed_instances_issue(f: &Facts) -> Option<ModelError> {
         ));
     }
     let unsupported = |field: String, what: &str| {
-        Some(client(
-            field,
-            format!("'{what}' is not supported on Amazon ECS Managed Instances."),
-        ))
+        Some(client(field, format!("'{what}' is not supported on Amazon ECS Managed Instances.")))
     };
     if req.ipc_mode.is_some() {
         return unsupported("ipcMode".into(), "ipcMode");
@@ -786,9 +734,7 @@ fn managed_instances_issue(f: &Facts) -> Option<ModelError> {
         return unsupported("proxyConfiguration".into(), "proxyConfiguration");
     }
     for (i, v) in f.volumes().iter().enumerate() {
-        if v.host
-            .as_ref()
-            .is_some_and(|h| h.source_path.as_deref().is_some_and(|p| !p.is_empty()))
+        if v.host.as_ref().is_some_and(|h| h.source_path.as_deref().is_some_and(|p| !p.is_empty()))
         {
             return unsupported(format!("volumes[{i}].host.sourcePath"), "sourcePath");
         }
@@ -808,21 +754,12 @@ fn managed_instances_issue(f: &Facts) -> Option<ModelError> {
     for (i, c) in f.containers.iter().enumerate() {
         let checks: [(&str, bool); 8] = [
             ("links", non_empty(&c.links)),
-            (
-                "hostname",
-                c.hostname.as_deref().is_some_and(|h| !h.is_empty()),
-            ),
+            ("hostname", c.hostname.as_deref().is_some_and(|h| !h.is_empty())),
             ("dnsServers", non_empty(&c.dns_servers)),
             ("dnsSearchDomains", non_empty(&c.dns_search_domains)),
             ("extraHosts", non_empty(&c.extra_hosts)),
-            (
-                "dockerLabels",
-                c.docker_labels.as_ref().is_some_and(|m| !m.is_empty()),
-            ),
-            (
-                "dockerSecurityOptions",
-                non_empty(&c.docker_security_options),
-            ),
+            ("dockerLabels", c.docker_labels.as_ref().is_some_and(|m| !m.is_empty())),
+            ("dockerSecurityOptions", non_empty(&c.docker_security_options)),
             ("disableNetworking", c.disable_networking == Some(true)),
         ];
         if let Some((field, _)) = checks.iter().find(|(_, used)| *used) {
@@ -832,10 +769,7 @@ fn managed_instances_issue(f: &Facts) -> Option<ModelError> {
             let checks: [(&str, bool); 4] = [
                 ("linuxParameters.maxSwap", lp.max_swap.is_some()),
                 ("linuxParameters.swappiness", lp.swappiness.is_some()),
-                (
-                    "linuxParameters.sharedMemorySize",
-                    lp.shared_memory_size.is_some(),
-                ),
+                ("linuxParameters.sharedMemorySize", lp.shared_memory_size.is_some()),
                 ("linuxParameters.tmpfs", non_empty(&lp.tmpfs)),
             ];
             if let Some((field, _)) = checks.iter().find(|(_, used)| *used) {
@@ -866,10 +800,7 @@ fn check_volumes(f: &Facts) -> Result<(), ModelError> {
             ));
         }
         if !seen.insert(name) {
-            return Err(client(
-                field("name"),
-                format!("Duplicate volume name '{name}'."),
-            ));
+            return Err(client(field("name"), format!("Duplicate volume name '{name}'.")));
         }
         let kinds = [
             v.host.is_some(),
@@ -927,9 +858,7 @@ fn check_volumes(f: &Facts) -> Result<(), ModelError> {
                 ));
             }
             if access_point
-                && e.root_directory
-                    .as_deref()
-                    .is_some_and(|r| !r.is_empty() && r != "/")
+                && e.root_directory.as_deref().is_some_and(|r| !r.is_empty() && r != "/")
             {
                 return Err(client(
                     field("efsVolumeConfiguration.rootDirectory"),
@@ -963,9 +892,8 @@ fn check_container(f: &Facts, i: usize) -> Result<(), ModelError> {
         ));
     }
     for (j, link) in c.links.iter().flatten().enumerate() {
-        let (target, alias) = link
-            .split_once(':')
-            .map_or((link.as_str(), None), |(t, a)| (t, Some(a)));
+        let (target, alias) =
+            link.split_once(':').map_or((link.as_str(), None), |(t, a)| (t, Some(a)));
         let known = f.index.get(target).is_some_and(|&t| t != i);
         if target.is_empty() || alias == Some("") || !known {
             return Err(client(
@@ -1055,11 +983,8 @@ fn check_container(f: &Facts, i: usize) -> Result<(), ModelError> {
         }
     }
 
-    let volume_names: HashSet<&str> = f
-        .volumes()
-        .iter()
-        .filter_map(|v| v.name.as_deref())
-        .collect();
+    let volume_names: HashSet<&str> =
+        f.volumes().iter().filter_map(|v| v.name.as_deref()).collect();
     for (j, m) in c.mount_points.iter().flatten().enumerate() {
         let source = m.source_volume.as_deref().unwrap_or("");
         if !volume_names.contains(source) {
@@ -1297,10 +1222,7 @@ fn check_port_mappings(f: &Facts, i: usize) -> Result<(), ModelError> {
             }
             (i64::from(port), i64::from(port))
         };
-        if taken
-            .iter()
-            .any(|&(a, b, p)| p == proto && first <= b && a <= last)
-        {
+        if taken.iter().any(|&(a, b, p)| p == proto && first <= b && a <= last) {
             let what = match pm.container_port_range.as_deref() {
                 Some(r) => {
                     format!("container port range {r}/{proto} overlaps another port mapping.")
@@ -1464,10 +1386,7 @@ fn cycle_error(f: &Facts, cycle: &[usize], member: &str, what: &str) -> ModelErr
     let names: Vec<&str> = cycle.iter().map(|&i| f.name(i)).collect();
     client(
         cfield(cycle[0], member),
-        format!(
-            "Invalid '{member}' setting: {what} form a cycle: {}.",
-            names.join(" -> ")
-        ),
+        format!("Invalid '{member}' setting: {what} form a cycle: {}.", names.join(" -> ")),
     )
 }
 
@@ -1497,32 +1416,19 @@ fn check_depends_on_acyclic(f: &Facts) -> Result<(), ModelError> {
             c.depends_on
                 .iter()
                 .flatten()
-                .filter_map(|d| {
-                    f.index
-                        .get(d.container_name.as_deref().unwrap_or(""))
-                        .copied()
-                })
+                .filter_map(|d| f.index.get(d.container_name.as_deref().unwrap_or("")).copied())
                 .collect()
         })
         .collect();
     match find_cycle(&edges) {
-        Some(cycle) => Err(cycle_error(
-            f,
-            &cycle,
-            "dependsOn",
-            "container dependencies",
-        )),
+        Some(cycle) => Err(cycle_error(f, &cycle, "dependsOn", "container dependencies")),
         None => Ok(()),
     }
 }
 
 fn check_task_resources(f: &Facts) -> Result<(), ModelError> {
     if let Some(task_cpu) = f.task_cpu {
-        let sum: i64 = f
-            .containers
-            .iter()
-            .map(|c| i64::from(c.cpu.unwrap_or(0)))
-            .sum();
+        let sum: i64 = f.containers.iter().map(|c| i64::from(c.cpu.unwrap_or(0))).sum();
         if sum > i64::from(task_cpu) {
             return Err(client(
                 "cpu",
@@ -1618,17 +1524,11 @@ fn check_tags(req: &RegisterTaskDefinitionRequest) -> Result<(), ModelError> {
 pub fn build(req: &RegisterTaskDefinitionRequest, ctx: &RegisterContext) -> TaskDefinition {
     let facts = Facts::new(req);
     let family = req.family.clone().unwrap_or_default();
-    let containers = facts
-        .containers
-        .iter()
-        .map(|c| normalized_container(c, req.network_mode))
-        .collect();
+    let containers =
+        facts.containers.iter().map(|c| normalized_container(c, req.network_mode)).collect();
     let attributes: Vec<Attribute> = requires_attributes(req)
         .into_iter()
-        .map(|name| Attribute {
-            name: Some(name),
-            ..Default::default()
-        })
+        .map(|name| Attribute { name: Some(name), ..Default::default() })
         .collect();
     TaskDefinition {
         task_definition_arn: Some(format!(
@@ -1649,10 +1549,7 @@ pub fn build(req: &RegisterTaskDefinitionRequest, ctx: &RegisterContext) -> Task
         runtime_platform: req.runtime_platform.clone(),
         requires_compatibilities: req.requires_compatibilities.clone(),
         cpu: req.cpu.as_deref().map(|s| normalized(s, parse_task_cpu(s))),
-        memory: req
-            .memory
-            .as_deref()
-            .map(|s| normalized(s, parse_task_memory_mib(s))),
+        memory: req.memory.as_deref().map(|s| normalized(s, parse_task_memory_mib(s))),
         inference_accelerators: req.inference_accelerators.clone(),
         pid_mode: req.pid_mode,
         ipc_mode: req.ipc_mode,
@@ -1753,25 +1650,15 @@ pub fn requires_attributes(req: &RegisterTaskDefinitionRequest) -> Vec<String> {
             out.push(name);
         }
     };
-    let exec_role = req
-        .execution_role_arn
-        .as_deref()
-        .is_some_and(|s| !s.is_empty());
+    let exec_role = req.execution_role_arn.as_deref().is_some_and(|s| !s.is_empty());
     let secret_kind = |value_from: &str| {
-        if value_from.contains(":secretsmanager:") {
-            "asm"
-        } else {
-            "ssm"
-        }
+        if value_from.contains(":secretsmanager:") { "asm" } else { "ssm" }
     };
 
     for c in req.container_definitions.iter().flatten() {
         if let Some(log) = &c.log_configuration {
             if let Some(driver) = log.log_driver {
-                add(format!(
-                    "com.amazonaws.ecs.capability.logging-driver.{}",
-                    driver.as_str()
-                ));
+                add(format!("com.amazonaws.ecs.capability.logging-driver.{}", driver.as_str()));
                 add(format!("{REMOTE_API}1.19"));
                 if driver == LogDriver::Awslogs {
                     if exec_role {
@@ -1789,9 +1676,7 @@ pub fn requires_attributes(req: &RegisterTaskDefinitionRequest) -> Vec<String> {
             }
             for s in log.secret_options.iter().flatten() {
                 let kind = secret_kind(s.value_from.as_deref().unwrap_or(""));
-                add(format!(
-                    "ecs.capability.secrets.{kind}.bootstrap.log-driver"
-                ));
+                add(format!("ecs.capability.secrets.{kind}.bootstrap.log-driver"));
             }
         }
         if c.image.as_deref().is_some_and(is_private_ecr) {
@@ -1805,9 +1690,7 @@ pub fn requires_attributes(req: &RegisterTaskDefinitionRequest) -> Vec<String> {
         }
         for s in c.secrets.iter().flatten() {
             let kind = secret_kind(s.value_from.as_deref().unwrap_or(""));
-            add(format!(
-                "ecs.capability.secrets.{kind}.environment-variables"
-            ));
+            add(format!("ecs.capability.secrets.{kind}.environment-variables"));
         }
         if non_empty(&c.environment_files) {
             add("ecs.capability.env-files.s3".into());
@@ -1821,17 +1704,10 @@ pub fn requires_attributes(req: &RegisterTaskDefinitionRequest) -> Vec<String> {
         if let Some(hc) = &c.health_check {
             add("ecs.capability.container-health-check".into());
             // ECS names the one version the health check needs: 1.29 with startPeriod.
-            let version = if hc.start_period.is_some() {
-                "1.29"
-            } else {
-                "1.24"
-            };
+            let version = if hc.start_period.is_some() { "1.29" } else { "1.24" };
             add(format!("{REMOTE_API}{version}"));
         }
-        if c.linux_parameters
-            .as_ref()
-            .is_some_and(|lp| lp.init_process_enabled == Some(true))
-        {
+        if c.linux_parameters.as_ref().is_some_and(|lp| lp.init_process_enabled == Some(true)) {
             add(format!("{REMOTE_API}1.25"));
         }
         if c.privileged == Some(true) {
@@ -1844,12 +1720,7 @@ pub fn requires_attributes(req: &RegisterTaskDefinitionRequest) -> Vec<String> {
             if let Some(t) = fl.r#type {
                 add(format!("ecs.capability.firelens.{}", t.as_str()));
             }
-            match fl
-                .options
-                .as_ref()
-                .and_then(|o| o.get("config-file-type"))
-                .map(String::as_str)
-            {
+            match fl.options.as_ref().and_then(|o| o.get("config-file-type")).map(String::as_str) {
                 Some("s3") => add("ecs.capability.firelens.options.config.s3".into()),
                 Some("file") => add("ecs.capability.firelens.options.config.file".into()),
                 _ => {}
@@ -1880,10 +1751,8 @@ pub fn requires_attributes(req: &RegisterTaskDefinitionRequest) -> Vec<String> {
         if v.fsx_windows_file_server_volume_configuration.is_some() {
             add("ecs.capability.fsxWindowsFileServer".into());
         }
-        if let Some(driver) = v
-            .docker_volume_configuration
-            .as_ref()
-            .and_then(|d| d.driver.as_deref())
+        if let Some(driver) =
+            v.docker_volume_configuration.as_ref().and_then(|d| d.driver.as_deref())
             && !driver.is_empty()
             && driver != "local"
         {
@@ -1936,10 +1805,7 @@ mod tests {
     /// Same with a second container "db".
     fn ec2_two() -> Req {
         let mut r = ec2();
-        r.container_definitions
-            .as_mut()
-            .unwrap()
-            .push(container("db"));
+        r.container_definitions.as_mut().unwrap().push(container("db"));
         r
     }
 
@@ -1965,32 +1831,19 @@ mod tests {
     }
 
     fn port(container_port: i32, host_port: Option<i32>) -> PortMapping {
-        PortMapping {
-            container_port: Some(container_port),
-            host_port,
-            ..Default::default()
-        }
+        PortMapping { container_port: Some(container_port), host_port, ..Default::default() }
     }
 
     fn volume(name: &str) -> Volume {
-        Volume {
-            name: Some(name.into()),
-            ..Default::default()
-        }
+        Volume { name: Some(name.into()), ..Default::default() }
     }
 
     fn tag(k: &str, v: &str) -> Tag {
-        Tag {
-            key: Some(k.into()),
-            value: Some(v.into()),
-        }
+        Tag { key: Some(k.into()), value: Some(v.into()) }
     }
 
     fn depends(target: &str, condition: Option<ContainerCondition>) -> ContainerDependency {
-        ContainerDependency {
-            container_name: Some(target.into()),
-            condition,
-        }
+        ContainerDependency { container_name: Some(target.into()), condition }
     }
 
     fn health(cmd: &[&str]) -> HealthCheck {
@@ -2001,10 +1854,7 @@ mod tests {
     }
 
     fn awslogs() -> LogConfiguration {
-        LogConfiguration {
-            log_driver: Some(LogDriver::Awslogs),
-            ..Default::default()
-        }
+        LogConfiguration { log_driver: Some(LogDriver::Awslogs), ..Default::default() }
     }
 
     #[derive(Debug, Clone, Copy, PartialEq)]
@@ -2029,39 +1879,15 @@ mod tests {
         kind: Kind,
         field: &'static str,
     ) -> Row {
-        Row {
-            rule,
-            base,
-            mutate,
-            kind,
-            field,
-        }
+        Row { rule, base, mutate, kind, field }
     }
 
     fn rows() -> Vec<Row> {
         vec![
             // family
-            row(
-                "family required",
-                ec2,
-                |r| r.family = None,
-                Client,
-                "family",
-            ),
-            row(
-                "family empty",
-                ec2,
-                |r| r.family = Some(String::new()),
-                Client,
-                "family",
-            ),
-            row(
-                "family too long",
-                ec2,
-                |r| r.family = Some("f".repeat(256)),
-                Client,
-                "family",
-            ),
+            row("family required", ec2, |r| r.family = None, Client, "family"),
+            row("family empty", ec2, |r| r.family = Some(String::new()), Client, "family"),
+            row("family too long", ec2, |r| r.family = Some("f".repeat(256)), Client, "family"),
             row(
                 "family characters",
                 ec2,
@@ -2206,20 +2032,8 @@ mod tests {
                 Client,
                 "memory",
             ),
-            row(
-                "task memory parses",
-                ec2,
-                |r| r.memory = Some("lots".into()),
-                Client,
-                "memory",
-            ),
-            row(
-                "task memory positive",
-                ec2,
-                |r| r.memory = Some("0".into()),
-                Client,
-                "memory",
-            ),
+            row("task memory parses", ec2, |r| r.memory = Some("lots".into()), Client, "memory"),
+            row("task memory positive", ec2, |r| r.memory = Some("0".into()), Client, "memory"),
             // cpu
             row(
                 "container cpu >= 0",
@@ -2239,20 +2053,8 @@ mod tests {
                 Client,
                 "cpu",
             ),
-            row(
-                "task cpu parses",
-                ec2,
-                |r| r.cpu = Some("fast".into()),
-                Client,
-                "cpu",
-            ),
-            row(
-                "task cpu minimum",
-                ec2,
-                |r| r.cpu = Some("64".into()),
-                Client,
-                "cpu",
-            ),
+            row("task cpu parses", ec2, |r| r.cpu = Some("fast".into()), Client, "cpu"),
+            row("task cpu minimum", ec2, |r| r.cpu = Some("64".into()), Client, "cpu"),
             // Fargate
             row(
                 "fargate awsvpc",
@@ -2269,13 +2071,7 @@ mod tests {
                 "networkMode",
             ),
             row("fargate task cpu", fargate, |r| r.cpu = None, Client, "cpu"),
-            row(
-                "fargate task memory",
-                fargate,
-                |r| r.memory = None,
-                Client,
-                "memory",
-            ),
+            row("fargate task memory", fargate, |r| r.memory = None, Client, "memory"),
             row(
                 "fargate size table",
                 fargate,
@@ -2323,9 +2119,7 @@ mod tests {
                 fargate,
                 |r| {
                     r.volumes = Some(vec![Volume {
-                        host: Some(HostVolumeProperties {
-                            source_path: Some("/data".into()),
-                        }),
+                        host: Some(HostVolumeProperties { source_path: Some("/data".into()) }),
                         ..volume("data")
                     }])
                 },
@@ -2605,10 +2399,8 @@ mod tests {
                 "port mapping name format",
                 ec2,
                 |r| {
-                    c(r, 0).port_mappings = Some(vec![PortMapping {
-                        name: Some("Web".into()),
-                        ..port(80, None)
-                    }])
+                    c(r, 0).port_mappings =
+                        Some(vec![PortMapping { name: Some("Web".into()), ..port(80, None) }])
                 },
                 Client,
                 "containerDefinitions[0].portMappings[0].name",
@@ -2617,14 +2409,10 @@ mod tests {
                 "port mapping name unique",
                 ec2_two,
                 |r| {
-                    c(r, 0).port_mappings = Some(vec![PortMapping {
-                        name: Some("web".into()),
-                        ..port(80, None)
-                    }]);
-                    c(r, 1).port_mappings = Some(vec![PortMapping {
-                        name: Some("web".into()),
-                        ..port(81, None)
-                    }]);
+                    c(r, 0).port_mappings =
+                        Some(vec![PortMapping { name: Some("web".into()), ..port(80, None) }]);
+                    c(r, 1).port_mappings =
+                        Some(vec![PortMapping { name: Some("web".into()), ..port(81, None) }]);
                 },
                 Client,
                 "containerDefinitions[1].portMappings[0].name",
@@ -2810,9 +2598,7 @@ mod tests {
                 ec2,
                 |r| {
                     r.volumes = Some(vec![Volume {
-                        host: Some(HostVolumeProperties {
-                            source_path: Some("data".into()),
-                        }),
+                        host: Some(HostVolumeProperties { source_path: Some("data".into()) }),
                         ..volume("data")
                     }])
                 },
@@ -2914,10 +2700,8 @@ mod tests {
                 "health interval 5-300",
                 ec2,
                 |r| {
-                    c(r, 0).health_check = Some(HealthCheck {
-                        interval: Some(4),
-                        ..health(&["CMD", "true"])
-                    })
+                    c(r, 0).health_check =
+                        Some(HealthCheck { interval: Some(4), ..health(&["CMD", "true"]) })
                 },
                 Client,
                 "containerDefinitions[0].healthCheck.interval",
@@ -2926,10 +2710,8 @@ mod tests {
                 "health timeout 2-120",
                 ec2,
                 |r| {
-                    c(r, 0).health_check = Some(HealthCheck {
-                        timeout: Some(121),
-                        ..health(&["CMD", "true"])
-                    })
+                    c(r, 0).health_check =
+                        Some(HealthCheck { timeout: Some(121), ..health(&["CMD", "true"]) })
                 },
                 Client,
                 "containerDefinitions[0].healthCheck.timeout",
@@ -2938,10 +2720,8 @@ mod tests {
                 "health retries 1-10",
                 ec2,
                 |r| {
-                    c(r, 0).health_check = Some(HealthCheck {
-                        retries: Some(0),
-                        ..health(&["CMD", "true"])
-                    })
+                    c(r, 0).health_check =
+                        Some(HealthCheck { retries: Some(0), ..health(&["CMD", "true"]) })
                 },
                 Client,
                 "containerDefinitions[0].healthCheck.retries",
@@ -2950,10 +2730,8 @@ mod tests {
                 "health startPeriod 0-300",
                 ec2,
                 |r| {
-                    c(r, 0).health_check = Some(HealthCheck {
-                        start_period: Some(301),
-                        ..health(&["CMD", "true"])
-                    })
+                    c(r, 0).health_check =
+                        Some(HealthCheck { start_period: Some(301), ..health(&["CMD", "true"]) })
                 },
                 Client,
                 "containerDefinitions[0].healthCheck.startPeriod",
@@ -3097,22 +2875,14 @@ mod tests {
             row(
                 "ephemeral storage >= 21",
                 fargate,
-                |r| {
-                    r.ephemeral_storage = Some(EphemeralStorage {
-                        size_in_gi_b: Some(20),
-                    })
-                },
+                |r| r.ephemeral_storage = Some(EphemeralStorage { size_in_gi_b: Some(20) }),
                 Client,
                 "ephemeralStorage.sizeInGiB",
             ),
             row(
                 "ephemeral storage <= 200",
                 fargate,
-                |r| {
-                    r.ephemeral_storage = Some(EphemeralStorage {
-                        size_in_gi_b: Some(201),
-                    })
-                },
+                |r| r.ephemeral_storage = Some(EphemeralStorage { size_in_gi_b: Some(201) }),
                 Client,
                 "ephemeralStorage.sizeInGiB",
             ),
@@ -3201,10 +2971,7 @@ mod tests {
     }
 
     fn valid_cases() -> Vec<(&'static str, Req)> {
-        let mut cases = vec![
-            ("ec2 bridge with memory", ec2()),
-            ("fargate 256/512", fargate()),
-        ];
+        let mut cases = vec![("ec2 bridge with memory", ec2()), ("fargate 256/512", fargate())];
 
         let mut r = fargate();
         r.cpu = Some("1 vCPU".into());
@@ -3212,11 +2979,8 @@ mod tests {
         cases.push(("fargate with vCPU/GB strings", r));
 
         let mut r = ec2();
-        r.container_definitions = Some(vec![
-            container("web"),
-            container("api"),
-            container("migrate"),
-        ]);
+        r.container_definitions =
+            Some(vec![container("web"), container("api"), container("migrate")]);
         c(&mut r, 0).depends_on = Some(vec![depends("api", Some(ContainerCondition::Healthy))]);
         c(&mut r, 1).health_check = Some(health(&["CMD-SHELL", "curl -f localhost || exit 1"]));
         c(&mut r, 1).depends_on = Some(vec![depends("migrate", Some(ContainerCondition::Success))]);
@@ -3232,14 +2996,8 @@ mod tests {
 
         let mut r = fargate();
         c(&mut r, 0).port_mappings = Some(vec![
-            PortMapping {
-                name: Some("web-80-tcp".into()),
-                ..port(80, Some(80))
-            },
-            PortMapping {
-                container_port_range: Some("8000-8010".into()),
-                ..Default::default()
-            },
+            PortMapping { name: Some("web-80-tcp".into()), ..port(80, Some(80)) },
+            PortMapping { container_port_range: Some("8000-8010".into()), ..Default::default() },
         ]);
         cases.push(("awsvpc matching host port and a port range", r));
 
@@ -3286,11 +3044,7 @@ mod tests {
             init_process_enabled: Some(true),
             ..Default::default()
         });
-        r.tags = Some(
-            (0..50)
-                .map(|i| tag(&format!("key {i}:/=+-@_."), "value"))
-                .collect(),
-        );
+        r.tags = Some((0..50).map(|i| tag(&format!("key {i}:/=+-@_."), "value")).collect());
         cases.push(("fargate with ECR, awslogs, EFS access point, 50 tags", r));
 
         let mut r = ec2();
@@ -3332,30 +3086,18 @@ mod tests {
         for (cpu, memories) in &documented {
             assert_eq!(&fargate_memory_values(*cpu), memories, "cpu {cpu}");
             for &m in memories {
-                assert!(
-                    fargate_memory_allowed(*cpu, m),
-                    "{cpu}/{m} should be allowed"
-                );
+                assert!(fargate_memory_allowed(*cpu, m), "{cpu}/{m} should be allowed");
             }
             let (lo, hi) = (memories[0], *memories.last().unwrap());
             for m in [lo - 1, lo - 512, hi + 1, hi + 512, hi + 1024, lo + 1] {
-                assert!(
-                    !fargate_memory_allowed(*cpu, m),
-                    "{cpu}/{m} should be refused"
-                );
+                assert!(!fargate_memory_allowed(*cpu, m), "{cpu}/{m} should be refused");
             }
         }
         for cpu in [0, 128, 255, 257, 768, 3072, 32_768] {
             assert!(fargate_memory_values(cpu).is_empty(), "cpu {cpu}");
         }
-        assert!(
-            !fargate_memory_allowed(8192, 18_432),
-            "8 vCPU steps by 4 GB"
-        );
-        assert!(
-            !fargate_memory_allowed(16_384, 36_864),
-            "16 vCPU steps by 8 GB"
-        );
+        assert!(!fargate_memory_allowed(8192, 18_432), "8 vCPU steps by 4 GB");
+        assert!(!fargate_memory_allowed(16_384, 36_864), "16 vCPU steps by 8 GB");
         assert!(!fargate_memory_allowed(256, 1536));
     }
 
@@ -3370,12 +3112,7 @@ mod tests {
             let mut r = fargate();
             r.cpu = Some(cpu.into());
             r.memory = Some(memory.into());
-            assert_eq!(
-                validate(&r).is_ok(),
-                ok,
-                "{cpu}/{memory}: {:?}",
-                validate(&r)
-            );
+            assert_eq!(validate(&r).is_ok(), ok, "{cpu}/{memory}: {:?}", validate(&r));
         }
         let mut r = fargate();
         r.memory = Some("4096".into());
@@ -3446,14 +3183,10 @@ mod tests {
         r.execution_role_arn = Some("arn:aws:iam::123456789012:role/exec".into());
         r.pid_mode = Some(PidMode::Task);
         r.enable_fault_injection = Some(true);
-        r.ephemeral_storage = Some(EphemeralStorage {
-            size_in_gi_b: Some(30),
-        });
+        r.ephemeral_storage = Some(EphemeralStorage { size_in_gi_b: Some(30) });
         r.tags = Some(vec![tag("team", "web")]);
-        r.proxy_configuration = Some(ProxyConfiguration {
-            container_name: Some("app".into()),
-            ..Default::default()
-        });
+        r.proxy_configuration =
+            Some(ProxyConfiguration { container_name: Some("app".into()), ..Default::default() });
         assert_eq!(validate(&r), Ok(()));
         let td = build(&r, &ctx());
         assert_eq!(
@@ -3464,17 +3197,11 @@ mod tests {
         assert_eq!(td.revision, Some(3));
         assert_eq!(td.status, Some(TaskDefinitionStatus::Active));
         assert_eq!(td.registered_at, Some(1_700_000_000.5));
-        assert_eq!(
-            td.registered_by.as_deref(),
-            Some("arn:aws:iam::123456789012:user/dev")
-        );
+        assert_eq!(td.registered_by.as_deref(), Some("arn:aws:iam::123456789012:user/dev"));
         assert_eq!(td.cpu.as_deref(), Some("1024"));
         assert_eq!(td.memory.as_deref(), Some("2048"));
         assert_eq!(td.network_mode, Some(NetworkMode::Awsvpc));
-        assert_eq!(
-            td.requires_compatibilities,
-            Some(vec![Compatibility::Fargate])
-        );
+        assert_eq!(td.requires_compatibilities, Some(vec![Compatibility::Fargate]));
         assert_eq!(td.task_role_arn, r.task_role_arn);
         assert_eq!(td.execution_role_arn, r.execution_role_arn);
         assert_eq!(td.pid_mode, Some(PidMode::Task));
@@ -3493,10 +3220,7 @@ mod tests {
         let mut r = fargate();
         c(&mut r, 0).port_mappings = Some(vec![
             port(80, None),
-            PortMapping {
-                container_port_range: Some("8000-8010".into()),
-                ..Default::default()
-            },
+            PortMapping { container_port_range: Some("8000-8010".into()), ..Default::default() },
         ]);
         c(&mut r, 0).health_check = Some(health(&["CMD-SHELL", "true"]));
         let td = build(&r, &ctx());
@@ -3504,12 +3228,7 @@ mod tests {
         let c0 = &json["containerDefinitions"][0];
         assert_eq!(c0["cpu"], 0);
         assert_eq!(c0["essential"], true);
-        for empty in [
-            "environment",
-            "mountPoints",
-            "volumesFrom",
-            "systemControls",
-        ] {
+        for empty in ["environment", "mountPoints", "volumesFrom", "systemControls"] {
             assert_eq!(c0[empty], serde_json::json!([]), "{empty}");
         }
         assert_eq!(
@@ -3540,27 +3259,18 @@ mod tests {
         );
         assert!(json.get("networkMode").is_none());
         assert!(json.get("requiresCompatibilities").is_none());
-        assert!(
-            json.get("requiresAttributes").is_none(),
-            "no features, no attributes"
-        );
+        assert!(json.get("requiresAttributes").is_none(), "no features, no attributes");
         assert!(json.get("cpu").is_none());
 
         let json = serde_json::to_value(build(&ec2(), &ctx())).unwrap();
-        assert_eq!(
-            json["containerDefinitions"][0]["portMappings"],
-            serde_json::json!([])
-        );
+        assert_eq!(json["containerDefinitions"][0]["portMappings"], serde_json::json!([]));
     }
 
     #[test]
     fn compatibilities_as_ecs_derives_them() {
         use Compatibility::{Ec2, External, Fargate, ManagedInstances};
         assert_eq!(compatibilities(&ec2()), vec![External, Ec2], "plain bridge");
-        assert_eq!(
-            build(&ec2(), &ctx()).compatibilities,
-            Some(vec![External, Ec2])
-        );
+        assert_eq!(build(&ec2(), &ctx()).compatibilities, Some(vec![External, Ec2]));
         assert_eq!(
             compatibilities(&fargate()),
             vec![Ec2, Fargate, ManagedInstances],
@@ -3577,36 +3287,20 @@ mod tests {
 
         let mut r = ec2();
         r.network_mode = Some(NetworkMode::Awsvpc);
-        assert_eq!(
-            compatibilities(&r),
-            vec![Ec2, ManagedInstances],
-            "awsvpc without task size"
-        );
+        assert_eq!(compatibilities(&r), vec![Ec2, ManagedInstances], "awsvpc without task size");
 
         let mut r = ec2();
         r.network_mode = Some(NetworkMode::Host);
-        assert_eq!(
-            compatibilities(&r),
-            vec![External, Ec2, ManagedInstances],
-            "host"
-        );
+        assert_eq!(compatibilities(&r), vec![External, Ec2, ManagedInstances], "host");
 
         let mut r = ec2();
         r.cpu = Some("256".into());
         r.memory = Some("512".into());
-        assert_eq!(
-            compatibilities(&r),
-            vec![External, Ec2],
-            "bridge with a Fargate size"
-        );
+        assert_eq!(compatibilities(&r), vec![External, Ec2], "bridge with a Fargate size");
 
         let mut r = fargate();
         c(&mut r, 0).privileged = Some(true);
-        assert_eq!(
-            compatibilities(&r),
-            vec![Ec2, ManagedInstances],
-            "privileged"
-        );
+        assert_eq!(compatibilities(&r), vec![Ec2, ManagedInstances], "privileged");
 
         let mut r = fargate();
         c(&mut r, 0).docker_labels = Some(BTreeMap::from([("k".to_string(), "v".to_string())]));
@@ -3661,10 +3355,8 @@ mod tests {
             start_period: Some(60),
             ..health(&["CMD-SHELL", "curl -f localhost"])
         });
-        c0.linux_parameters = Some(LinuxParameters {
-            init_process_enabled: Some(true),
-            ..Default::default()
-        });
+        c0.linux_parameters =
+            Some(LinuxParameters { init_process_enabled: Some(true), ..Default::default() });
         assert_eq!(
             attrs(&r),
             names(&[
@@ -3733,14 +3425,10 @@ mod tests {
         r.execution_role_arn = Some("arn:aws:iam::123456789012:role/exec".into());
         let c0 = c(&mut r, 0);
         c0.privileged = Some(true);
-        c0.repository_credentials = Some(RepositoryCredentials {
-            credentials_parameter: Some("docker-hub".into()),
-        });
+        c0.repository_credentials =
+            Some(RepositoryCredentials { credentials_parameter: Some("docker-hub".into()) });
         c0.secrets = Some(vec![
-            Secret {
-                name: Some("TOKEN".into()),
-                value_from: Some("/team/token".into()),
-            },
+            Secret { name: Some("TOKEN".into()), value_from: Some("/team/token".into()) },
             Secret {
                 name: Some("DB".into()),
                 value_from: Some("arn:aws:secretsmanager:eu-west-1:123456789012:secret:db".into()),
@@ -3767,10 +3455,7 @@ mod tests {
         let c1 = c(&mut r, 1);
         c1.firelens_configuration = Some(FirelensConfiguration {
             r#type: Some(FirelensConfigurationType::Fluentbit),
-            options: Some(BTreeMap::from([(
-                "config-file-type".to_string(),
-                "s3".to_string(),
-            )])),
+            options: Some(BTreeMap::from([("config-file-type".to_string(), "s3".to_string())])),
         });
         r.pid_mode = Some(PidMode::Task);
         assert_eq!(
@@ -3869,10 +3554,7 @@ mod tests {
         );
         let mut r = ec2();
         r.container_definitions = Some(vec![]);
-        assert_eq!(
-            validate(&r).unwrap_err().to_string(),
-            "Container list cannot be empty."
-        );
+        assert_eq!(validate(&r).unwrap_err().to_string(), "Container list cannot be empty.");
         let mut r = ec2();
         r.container_definitions = Some(vec![container("a"), container("b"), container("c")]);
         c(&mut r, 0).depends_on = Some(vec![depends("b", Some(ContainerCondition::Start))]);

@@ -37,9 +37,8 @@ pub fn corrupt(key: &str, e: serde_json::Error) -> AwsError {
 
 /// A compare-and-set kept losing to concurrent writers.
 pub fn contention(what: &str) -> AwsError {
-    ErrorCode::ServerException.with(format!(
-        "Too many concurrent updates to {what}; retry the request."
-    ))
+    ErrorCode::ServerException
+        .with(format!("Too many concurrent updates to {what}; retry the request."))
 }
 
 /// `InvalidParameterException` naming a field.

@@ -71,10 +71,7 @@ pub enum StartError {
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot set up the administrator key: {0}")]
@@ -82,10 +79,7 @@ pub enum StartError {
     #[error(
         "cannot listen on {addr}: {source} (is another server using the port? pick another with --listen)"
     )]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
 }
 
 /// Everything a request handler needs.
@@ -134,24 +128,13 @@ impl Server {
             ecs: ecs::EcsService::new(store, clock, scope),
             max_body_bytes: config.max_body_bytes,
         });
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: config.listen,
-                    source,
-                })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-        Ok(Self {
-            app,
-            listener,
-            local_addr,
-            admin_key,
-            config,
-        })
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        Ok(Self { app, listener, local_addr, admin_key, config })
     }
 
     /// The address actually bound (useful with port 0).
@@ -175,24 +158,15 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let router = protocol::router(self.app);
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await
     }
 }
 
 fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
     use std::os::unix::fs::DirBuilderExt;
-    let derr = |source| StartError::DataDir {
-        path: path.to_path_buf(),
-        source,
-    };
+    let derr = |source| StartError::DataDir { path: path.to_path_buf(), source };
     if !path.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(path)
-            .map_err(derr)?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(derr)?;
     }
     Ok(())
 }

@@ -77,11 +77,7 @@ impl Page {
         let more = recs.len() > self.limit;
         recs.truncate(self.limit);
         let keys: Vec<String> = recs.into_iter().map(|r| r.key).collect();
-        let token = if more {
-            keys.last().map(|k| URL_SAFE_NO_PAD.encode(k))
-        } else {
-            None
-        };
+        let token = if more { keys.last().map(|k| URL_SAFE_NO_PAD.encode(k)) } else { None };
         Ok((keys, token))
     }
 }

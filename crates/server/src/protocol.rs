@@ -78,10 +78,7 @@ async fn serve(app: &App, req: Request, request_id: &str) -> Result<Vec<u8>, Aws
             });
         }
     };
-    let principal = app
-        .auth
-        .authenticate(&parts, &body, wire_ecs::SIGNING_NAME)
-        .await?;
+    let principal = app.auth.authenticate(&parts, &body, wire_ecs::SIGNING_NAME).await?;
 
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
@@ -106,17 +103,8 @@ async fn serve(app: &App, req: Request, request_id: &str) -> Result<Vec<u8>, Aws
     let op = wire_ecs::Operation::from_name(operation).ok_or_else(|| {
         common::unknown_operation(format!("{operation} is not an operation of Amazon ECS."))
     })?;
-    auth::authorize(
-        &principal,
-        Action {
-            service: wire_ecs::SIGNING_NAME,
-            operation: op.name(),
-        },
-    )?;
-    let ctx = RequestContext {
-        principal,
-        request_id: request_id.to_string(),
-    };
+    auth::authorize(&principal, Action { service: wire_ecs::SIGNING_NAME, operation: op.name() })?;
+    let ctx = RequestContext { principal, request_id: request_id.to_string() };
     wire_ecs::dispatch(&app.ecs, &ctx, op, &body).await
 }
 

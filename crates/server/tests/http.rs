@@ -72,13 +72,8 @@ impl Harness {
             req = req.header(k, v);
         }
         if let Some(signer) = signer {
-            let parts = RequestParts {
-                method: "POST",
-                path: "/",
-                query: "",
-                headers: &headers,
-                body,
-            };
+            let parts =
+                RequestParts { method: "POST", path: "/", query: "", headers: &headers, body };
             for (k, v) in signer.sign(&parts, time::OffsetDateTime::now_utc()) {
                 req = req.header(k, v);
             }
@@ -92,20 +87,11 @@ impl Harness {
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply { status, headers, body }
     }
 
     async fn call(&self, op: &str, input: Value) -> Reply {
-        self.raw(
-            &format!("{TARGET}.{op}"),
-            input.to_string().as_bytes(),
-            Some(&self.signer),
-        )
-        .await
+        self.raw(&format!("{TARGET}.{op}"), input.to_string().as_bytes(), Some(&self.signer)).await
     }
 
     async fn ok(&self, op: &str, input: Value) -> Value {
@@ -137,9 +123,7 @@ async fn concurrent_registrations_get_unique_contiguous_revisions() {
     }
     revs.sort();
     assert_eq!(revs, (1..=40).collect::<Vec<_>>());
-    let list = h
-        .ok("ListTaskDefinitions", json!({"familyPrefix": "race"}))
-        .await;
+    let list = h.ok("ListTaskDefinitions", json!({"familyPrefix": "race"})).await;
     assert_eq!(list["taskDefinitionArns"].as_array().unwrap().len(), 40);
 }
 
@@ -150,9 +134,7 @@ async fn every_response_carries_a_request_id_and_errors_their_type() {
     assert_eq!(ok.status, 200);
     assert_eq!(ok.headers["content-type"], "application/x-amz-json-1.1");
     let id1 = ok.headers["x-amzn-requestid"].to_str().unwrap().to_string();
-    let err = h
-        .call("DescribeTaskDefinition", json!({"taskDefinition": "nope"}))
-        .await;
+    let err = h.call("DescribeTaskDefinition", json!({"taskDefinition": "nope"})).await;
     assert_eq!(err.status, 400);
     assert_eq!(err.body["__type"], "ClientException");
     assert_eq!(err.headers["x-amzn-errortype"], "ClientException");
@@ -164,11 +146,9 @@ async fn every_response_carries_a_request_id_and_errors_their_type() {
 #[tokio::test]
 async fn targets_of_other_services_and_unknown_operations_are_refused() {
     let h = Harness::start().await;
-    for target in [
-        "DynamoDB_20120810.ListTables",
-        "AmazonEC2ContainerServiceV20141113.Nope",
-        "nodot",
-    ] {
+    for target in
+        ["DynamoDB_20120810.ListTables", "AmazonEC2ContainerServiceV20141113.Nope", "nodot"]
+    {
         let r = h.raw(target, b"{}", Some(&h.signer)).await;
         assert_eq!(r.status, 400, "{target}");
         assert_eq!(r.body["__type"], "UnknownOperationException", "{target}");
@@ -176,9 +156,7 @@ async fn targets_of_other_services_and_unknown_operations_are_refused() {
     // A signature scoped to another service is refused before anything else.
     let creds = h.signer.credentials().clone();
     let s3 = Signer::new(creds, "us-east-1", "s3");
-    let r = h
-        .raw(&format!("{TARGET}.ListClusters"), b"{}", Some(&s3))
-        .await;
+    let r = h.raw(&format!("{TARGET}.ListClusters"), b"{}", Some(&s3)).await;
     assert_eq!(r.status, 403);
     assert_eq!(r.body["__type"], "InvalidSignatureException");
     assert!(r.body["message"].as_str().unwrap().contains("'ecs'"));
@@ -189,21 +167,14 @@ async fn a_token_from_another_listing_is_refused() {
     let h = Harness::start().await;
     for i in 0..3 {
         h.ok("RegisterTaskDefinition", td(&format!("fam{i}"))).await;
-        h.ok("CreateCluster", json!({"clusterName": format!("c{i}")}))
-            .await;
+        h.ok("CreateCluster", json!({"clusterName": format!("c{i}")})).await;
     }
-    let page = h
-        .ok("ListTaskDefinitionFamilies", json!({"maxResults": 1}))
-        .await;
+    let page = h.ok("ListTaskDefinitionFamilies", json!({"maxResults": 1})).await;
     let token = page["nextToken"].as_str().unwrap();
     let r = h.call("ListClusters", json!({"nextToken": token})).await;
     assert_eq!(r.body["__type"], "InvalidParameterException");
-    let next = h
-        .ok(
-            "ListTaskDefinitionFamilies",
-            json!({"maxResults": 1, "nextToken": token}),
-        )
-        .await;
+    let next =
+        h.ok("ListTaskDefinitionFamilies", json!({"maxResults": 1, "nextToken": token})).await;
     assert_eq!(next["families"], json!(["fam1"]));
 }
 
@@ -215,18 +186,12 @@ async fn delete_cluster_refuses_while_it_holds_anything() {
     // instance, a task and a service under the cluster's index prefixes.
     let store = SqliteStore::open(&h.data_dir.path().join("d/berth.db")).unwrap();
     let cases = [
-        (
-            "ecs/instances/busy/i-1",
-            "ClusterContainsContainerInstancesException",
-        ),
+        ("ecs/instances/busy/i-1", "ClusterContainsContainerInstancesException"),
         ("ecs/services/busy/web", "ClusterContainsServicesException"),
         ("ecs/tasks-live/busy/t-1", "ClusterContainsTasksException"),
     ];
     for (key, code) in cases {
-        store
-            .txn(Txn::new().put(key, b"{}".to_vec()))
-            .await
-            .unwrap();
+        store.txn(Txn::new().put(key, b"{}".to_vec())).await.unwrap();
         let r = h.call("DeleteCluster", json!({"cluster": "busy"})).await;
         assert_eq!(r.body["__type"], code, "{key}");
         store.txn(Txn::new().delete(key)).await.unwrap();
@@ -251,24 +216,14 @@ async fn cluster_counts_come_from_the_store_indexes() {
         )
         .await
         .unwrap();
-    let d = h
-        .ok(
-            "DescribeClusters",
-            json!({"clusters": ["c"], "include": ["STATISTICS"]}),
-        )
-        .await;
+    let d = h.ok("DescribeClusters", json!({"clusters": ["c"], "include": ["STATISTICS"]})).await;
     let c = &d["clusters"][0];
     assert_eq!(c["registeredContainerInstancesCount"], 2);
     assert_eq!(c["runningTasksCount"], 1);
     assert_eq!(c["pendingTasksCount"], 1);
     assert_eq!(c["activeServicesCount"], 1);
     let stat = |n: &str| {
-        c["statistics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|kv| kv["name"] == n)
-            .unwrap()["value"]
+        c["statistics"].as_array().unwrap().iter().find(|kv| kv["name"] == n).unwrap()["value"]
             .clone()
     };
     assert_eq!(stat("runningEC2TasksCount"), "1");
@@ -279,19 +234,10 @@ async fn update_cluster_sets_configuration() {
     let h = Harness::start().await;
     h.ok("CreateCluster", json!({"clusterName": "c"})).await;
     let conf = json!({"executeCommandConfiguration": {"logging": "DEFAULT"}});
-    let u = h
-        .ok(
-            "UpdateCluster",
-            json!({"cluster": "c", "configuration": conf}),
-        )
-        .await;
+    let u = h.ok("UpdateCluster", json!({"cluster": "c", "configuration": conf})).await;
     assert_eq!(u["cluster"]["configuration"], conf);
-    let d = h
-        .ok(
-            "DescribeClusters",
-            json!({"clusters": ["c"], "include": ["CONFIGURATIONS"]}),
-        )
-        .await;
+    let d =
+        h.ok("DescribeClusters", json!({"clusters": ["c"], "include": ["CONFIGURATIONS"]})).await;
     assert_eq!(d["clusters"][0]["configuration"], conf);
     let plain = h.ok("DescribeClusters", json!({"clusters": ["c"]})).await;
     assert!(plain["clusters"][0].get("configuration").is_none());
@@ -302,10 +248,5 @@ async fn update_cluster_sets_configuration() {
         )
         .await;
     assert_eq!(bad.body["__type"], "InvalidParameterException");
-    assert!(
-        bad.body["message"]
-            .as_str()
-            .unwrap()
-            .contains("settings[0].value")
-    );
+    assert!(bad.body["message"].as_str().unwrap().contains("settings[0].value"));
 }

@@ -27,10 +27,7 @@ pub struct AuthorizationHeader {
 impl AuthorizationHeader {
     /// The credential scope, `yyyymmdd/region/service/aws4_request`.
     pub fn scope(&self) -> String {
-        format!(
-            "{}/{}/{}/{TERMINATOR}",
-            self.date, self.region, self.service
-        )
+        format!("{}/{}/{}/{TERMINATOR}", self.date, self.region, self.service)
     }
 }
 
@@ -81,9 +78,8 @@ pub fn parse_authorization(value: &str) -> Result<AuthorizationHeader, SigV4Erro
     let mut credential = None;
     let mut signed_headers = None;
     let mut signature = None;
-    let components = rest
-        .split(|c: char| c == ',' || c.is_ascii_whitespace())
-        .filter(|t| !t.is_empty());
+    let components =
+        rest.split(|c: char| c == ',' || c.is_ascii_whitespace()).filter(|t| !t.is_empty());
     for component in components {
         let Some((key, val)) = component.split_once('=') else {
             return Err(SigV4Error::MalformedAuthorizationPair {
@@ -127,22 +123,13 @@ pub fn parse_authorization(value: &str) -> Result<AuthorizationHeader, SigV4Erro
 
     let parts: Vec<&str> = credential.split('/').collect();
     let [access_key_id, date, region, service, terminator] = parts[..] else {
-        return Err(SigV4Error::MalformedCredential {
-            credential: credential.to_owned(),
-        });
+        return Err(SigV4Error::MalformedCredential { credential: credential.to_owned() });
     };
-    if [access_key_id, date, region, service]
-        .iter()
-        .any(|p| p.is_empty())
-    {
-        return Err(SigV4Error::MalformedCredential {
-            credential: credential.to_owned(),
-        });
+    if [access_key_id, date, region, service].iter().any(|p| p.is_empty()) {
+        return Err(SigV4Error::MalformedCredential { credential: credential.to_owned() });
     }
     if terminator != TERMINATOR {
-        return Err(SigV4Error::InvalidTerminator {
-            terminator: terminator.to_owned(),
-        });
+        return Err(SigV4Error::InvalidTerminator { terminator: terminator.to_owned() });
     }
 
     Ok(AuthorizationHeader {

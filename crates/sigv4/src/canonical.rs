@@ -8,11 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::{ALGORITHM, RequestParts};
 
 /// Everything but the RFC 3986 unreserved characters `A-Za-z0-9-_.~`.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 /// As [`COMPONENT`], but `/` is kept (it separates path segments).
 const PATH: &AsciiSet = &COMPONENT.remove(b'/');
 
@@ -112,11 +108,7 @@ fn is_header_space(c: char) -> bool {
 
 /// Trim, and collapse inner runs of whitespace to one space.
 fn write_header_value(out: &mut String, value: &str) {
-    for (i, word) in value
-        .split(is_header_space)
-        .filter(|w| !w.is_empty())
-        .enumerate()
-    {
+    for (i, word) in value.split(is_header_space).filter(|w| !w.is_empty()).enumerate() {
         if i > 0 {
             out.push(' ');
         }

@@ -26,10 +26,7 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"** redacted **")
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "** redacted **"),
-            )
+            .field("session_token", &self.session_token.as_ref().map(|_| "** redacted **"))
             .finish()
     }
 }
@@ -97,12 +94,7 @@ impl std::fmt::Debug for Signer {
 impl Signer {
     /// A signer for `creds` in `region` for `service` (e.g. `ecs`).
     pub fn new(creds: Credentials, region: impl Into<String>, service: impl Into<String>) -> Self {
-        Signer {
-            creds,
-            region: region.into(),
-            service: service.into(),
-            cached: Mutex::new(None),
-        }
+        Signer { creds, region: region.into(), service: service.into(), cached: Mutex::new(None) }
     }
 
     /// The credentials this signer uses.
@@ -133,12 +125,7 @@ impl Signer {
                 return key;
             }
         }
-        let key = signing_key(
-            &self.creds.secret_access_key,
-            date,
-            &self.region,
-            &self.service,
-        );
+        let key = signing_key(&self.creds.secret_access_key, date, &self.region, &self.service);
         if cacheable {
             *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some((day, key));
         }
@@ -149,14 +136,7 @@ impl Signer {
     pub fn sign(&self, req: &RequestParts, now: OffsetDateTime) -> Vec<(String, String)> {
         let amz_date = format_amz_date(now);
         let key = self.signing_key_for(&amz_date[..8]);
-        sign_with_key(
-            req,
-            &self.creds,
-            &self.region,
-            &self.service,
-            amz_date,
-            &key,
-        )
+        sign_with_key(req, &self.creds, &self.region, &self.service, amz_date, &key)
     }
 }
 
@@ -187,9 +167,7 @@ fn sign_with_key(
     // Signed header names: sorted by lowercase name, repeated names merged.
     let mut names: Vec<&str> = headers.iter().map(|&(k, _)| k).collect();
     names.sort_unstable_by(|a, b| {
-        a.bytes()
-            .map(|c| c.to_ascii_lowercase())
-            .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+        a.bytes().map(|c| c.to_ascii_lowercase()).cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
     });
     names.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
     let signed_len = names.iter().map(|n| n.len() + 1).sum();
@@ -202,16 +180,14 @@ fn sign_with_key(
     }
 
     let body_hash;
-    let payload_hash = match headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-content-sha256"))
-    {
-        Some(&(_, v)) => v.trim(),
-        None => {
-            body_hash = sha256_hex(req.body);
-            body_hash.as_str()
-        }
-    };
+    let payload_hash =
+        match headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("x-amz-content-sha256")) {
+            Some(&(_, v)) => v.trim(),
+            None => {
+                body_hash = sha256_hex(req.body);
+                body_hash.as_str()
+            }
+        };
 
     let mut creq = String::with_capacity(estimate(req, payload_hash) + 64);
     write_canonical_request(&mut creq, req, &headers, signed.split(';'), payload_hash);

@@ -25,9 +25,9 @@ pub fn parse_amz_date(s: &str) -> Option<OffsetDateTime> {
         return None;
     }
     let digits = |range: std::ops::Range<usize>| -> Option<u32> {
-        b[range].iter().try_fold(0u32, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-        })
+        b[range]
+            .iter()
+            .try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
     };
     let year = i32::try_from(digits(0..4)?).ok()?;
     let month = Month::try_from(u8::try_from(digits(4..6)?).ok()?).ok()?;
@@ -46,17 +46,11 @@ pub(crate) fn parse_http_date(s: &str) -> Option<OffsetDateTime> {
     let fmt = format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
-    PrimitiveDateTime::parse(s.trim(), fmt)
-        .ok()
-        .map(PrimitiveDateTime::assume_utc)
+    PrimitiveDateTime::parse(s.trim(), fmt).ok().map(PrimitiveDateTime::assume_utc)
 }
 
 /// `5 min` / `90 sec`, as AWS words the skew in expiry messages.
 pub(crate) fn describe_skew(skew: time::Duration) -> String {
     let secs = skew.whole_seconds();
-    if secs % 60 == 0 {
-        format!("{} min", secs / 60)
-    } else {
-        format!("{secs} sec")
-    }
+    if secs % 60 == 0 { format!("{} min", secs / 60) } else { format!("{secs} sec") }
 }

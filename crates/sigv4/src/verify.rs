@@ -42,10 +42,7 @@ impl std::fmt::Debug for Verifier {
 }
 
 fn header<'a>(headers: &[(&'a str, &'a str)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|&(_, v)| v)
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|&(_, v)| v)
 }
 
 impl Verifier {
@@ -115,32 +112,24 @@ impl Verifier {
         let (amz_date, request_time): (Cow<str>, OffsetDateTime) =
             match header(req.headers, "x-amz-date") {
                 Some(v) => {
-                    let t = parse_amz_date(v.trim()).ok_or_else(|| SigV4Error::InvalidDate {
-                        value: v.to_owned(),
-                    })?;
+                    let t = parse_amz_date(v.trim())
+                        .ok_or_else(|| SigV4Error::InvalidDate { value: v.to_owned() })?;
                     (Cow::Borrowed(v.trim()), t)
                 }
                 None => match header(req.headers, "date") {
                     Some(v) => {
-                        let t = parse_http_date(v).ok_or_else(|| SigV4Error::InvalidDate {
-                            value: v.to_owned(),
-                        })?;
+                        let t = parse_http_date(v)
+                            .ok_or_else(|| SigV4Error::InvalidDate { value: v.to_owned() })?;
                         (Cow::Owned(format_amz_date(t)), t)
                     }
                     None => {
-                        return Err(SigV4Error::MissingDate {
-                            authorization: auth.to_string(),
-                        });
+                        return Err(SigV4Error::MissingDate { authorization: auth.to_string() });
                     }
                 },
             };
 
         // Signed headers.
-        if !auth
-            .signed_headers
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case("host"))
-        {
+        if !auth.signed_headers.iter().any(|h| h.eq_ignore_ascii_case("host")) {
             return Err(SigV4Error::HostNotSigned);
         }
         if let Some(missing) = auth
@@ -148,9 +137,7 @@ impl Verifier {
             .iter()
             .find(|h| !req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(h)))
         {
-            return Err(SigV4Error::SignedHeaderMissing {
-                header: missing.clone(),
-            });
+            return Err(SigV4Error::SignedHeaderMissing { header: missing.clone() });
         }
 
         // Credential scope.
@@ -164,9 +151,7 @@ impl Verifier {
         if let Some(region) = &self.region
             && auth.region != *region
         {
-            return Err(SigV4Error::InvalidRegion {
-                region: auth.region.clone(),
-            });
+            return Err(SigV4Error::InvalidRegion { region: auth.region.clone() });
         }
         if let Some(service) = &self.service
             && auth.service != *service
@@ -223,23 +208,15 @@ impl Verifier {
         );
         let scope = auth.scope();
         let sts = string_to_sign(&amz_date, &scope, &creq);
-        let key = self.cache.get(
-            &auth.access_key_id,
-            secret,
-            &auth.date,
-            &auth.region,
-            &auth.service,
-        );
+        let key =
+            self.cache.get(&auth.access_key_id, secret, &auth.date, &auth.region, &auth.service);
         let mut expected = [0u8; 64];
         hex::encode_to_slice(hmac_sha256(&key, sts.as_bytes()), &mut expected)
             .expect("64 hex digits fit 64 bytes");
         if bool::from(expected[..].ct_eq(auth.signature.as_bytes())) {
             Ok(())
         } else {
-            Err(SigV4Error::SignatureMismatch {
-                canonical_request: creq,
-                string_to_sign: sts,
-            })
+            Err(SigV4Error::SignatureMismatch { canonical_request: creq, string_to_sign: sts })
         }
     }
 }

@@ -80,18 +80,12 @@ fn verifier_accepts_what_botocore_signs_and_sign_agrees() {
         return;
     };
     assert_eq!(requests.len(), 4);
-    let verifier = Verifier::default()
-        .expect_region("us-east-1")
-        .expect_service("ecs");
+    let verifier = Verifier::default().expect_region("us-east-1").expect_service("ecs");
 
     for r in &requests {
         let name = s(&r["name"]);
-        let headers: Vec<(&str, &str)> = r["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| (s(&h[0]), s(&h[1])))
-            .collect();
+        let headers: Vec<(&str, &str)> =
+            r["headers"].as_array().unwrap().iter().map(|h| (s(&h[0]), s(&h[1]))).collect();
         let header = |n: &str| {
             headers
                 .iter()
@@ -111,10 +105,7 @@ fn verifier_accepts_what_botocore_signs_and_sign_agrees() {
         let authorization = header("authorization");
         let auth = parse_authorization(authorization).expect("botocore's Authorization");
         assert_eq!(auth.access_key_id, ACCESS_KEY_ID, "{name}");
-        assert!(
-            auth.signed_headers.iter().any(|h| h == "host"),
-            "{name}: {authorization}"
-        );
+        assert!(auth.signed_headers.iter().any(|h| h == "host"), "{name}: {authorization}");
 
         // Server side: accepted exactly as botocore sent it.
         if let Err(e) = verifier.verify(&parts, &auth, SECRET, now) {
@@ -126,15 +117,7 @@ fn verifier_accepts_what_botocore_signs_and_sign_agrees() {
         let tampered = [parts.body, b" "].concat();
         assert!(
             verifier
-                .verify(
-                    &RequestParts {
-                        body: &tampered,
-                        ..parts
-                    },
-                    &auth,
-                    SECRET,
-                    now
-                )
+                .verify(&RequestParts { body: &tampered, ..parts }, &auth, SECRET, now)
                 .is_err(),
             "{name}: tampered body accepted"
         );
@@ -145,9 +128,7 @@ fn verifier_accepts_what_botocore_signs_and_sign_agrees() {
             .iter()
             .copied()
             .filter(|(k, _)| {
-                auth.signed_headers
-                    .iter()
-                    .any(|h| h.eq_ignore_ascii_case(k))
+                auth.signed_headers.iter().any(|h| h.eq_ignore_ascii_case(k))
                     && !k.eq_ignore_ascii_case("x-amz-date")
                     && !k.eq_ignore_ascii_case("x-amz-security-token")
             })
@@ -162,20 +143,9 @@ fn verifier_accepts_what_botocore_signs_and_sign_agrees() {
             secret_access_key: SECRET.into(),
             session_token: token,
         };
-        let ours = sign(
-            &RequestParts {
-                headers: &to_sign,
-                ..parts
-            },
-            &creds,
-            "us-east-1",
-            "ecs",
-            now,
-        );
+        let ours =
+            sign(&RequestParts { headers: &to_sign, ..parts }, &creds, "us-east-1", "ecs", now);
         let ours_auth = &ours.iter().find(|(k, _)| k == "authorization").unwrap().1;
-        assert_eq!(
-            ours_auth, authorization,
-            "{name}: sign() disagrees with botocore"
-        );
+        assert_eq!(ours_auth, authorization, "{name}: sign() disagrees with botocore");
     }
 }

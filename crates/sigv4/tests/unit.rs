@@ -41,10 +41,7 @@ impl Req {
             headers: vec![
                 ("Host".into(), "127.0.0.1:8080".into()),
                 ("Content-Type".into(), "application/x-amz-json-1.1".into()),
-                (
-                    "X-Amz-Target".into(),
-                    "AmazonEC2ContainerServiceV20141113.ListClusters".into(),
-                ),
+                ("X-Amz-Target".into(), "AmazonEC2ContainerServiceV20141113.ListClusters".into()),
             ],
             body: body.as_bytes().to_vec(),
         }
@@ -54,11 +51,8 @@ impl Req {
         &self,
         f: impl FnOnce(&RequestParts) -> Result<(), SigV4Error>,
     ) -> Result<(), SigV4Error> {
-        let headers: Vec<(&str, &str)> = self
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let headers: Vec<(&str, &str)> =
+            self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         f(&RequestParts {
             method: &self.method,
             path: &self.path,
@@ -76,12 +70,7 @@ impl Req {
             Ok(())
         })
         .unwrap();
-        let auth = added
-            .iter()
-            .find(|(k, _)| k == "authorization")
-            .unwrap()
-            .1
-            .clone();
+        let auth = added.iter().find(|(k, _)| k == "authorization").unwrap().1.clone();
         self.headers.extend(added);
         parse_authorization(&auth).unwrap()
     }
@@ -122,8 +111,7 @@ fn skew_within_five_minutes_is_accepted_both_directions() {
         Duration::minutes(5),
         -Duration::minutes(5),
     ] {
-        r.verify(&v, &auth, at + d)
-            .unwrap_or_else(|e| panic!("now = request {d:+}: {e}"));
+        r.verify(&v, &auth, at + d).unwrap_or_else(|e| panic!("now = request {d:+}: {e}"));
     }
 }
 
@@ -131,13 +119,8 @@ fn skew_within_five_minutes_is_accepted_both_directions() {
 fn request_older_than_skew_is_expired() {
     let (r, auth) = signed();
     let v = Verifier::default();
-    let err = r
-        .verify(&v, &auth, t(T0) + Duration::seconds(5 * 60 + 1))
-        .unwrap_err();
-    assert!(
-        matches!(err, SigV4Error::SignatureExpired { .. }),
-        "{err:?}"
-    );
+    let err = r.verify(&v, &auth, t(T0) + Duration::seconds(5 * 60 + 1)).unwrap_err();
+    assert!(matches!(err, SigV4Error::SignatureExpired { .. }), "{err:?}");
     assert_eq!(err.aws_code(), "InvalidSignatureException");
     assert_eq!(
         err.to_string(),
@@ -155,13 +138,8 @@ fn request_older_than_skew_is_expired() {
 fn request_later_than_skew_is_not_yet_current() {
     let (r, auth) = signed();
     let v = Verifier::default();
-    let err = r
-        .verify(&v, &auth, t(T0) - Duration::seconds(5 * 60 + 1))
-        .unwrap_err();
-    assert!(
-        matches!(err, SigV4Error::SignatureNotYetCurrent { .. }),
-        "{err:?}"
-    );
+    let err = r.verify(&v, &auth, t(T0) - Duration::seconds(5 * 60 + 1)).unwrap_err();
+    assert!(matches!(err, SigV4Error::SignatureNotYetCurrent { .. }), "{err:?}");
     assert_eq!(err.aws_code(), "InvalidSignatureException");
     assert_eq!(
         err.to_string(),
@@ -175,13 +153,8 @@ fn custom_skew_is_honoured_and_described() {
     let v = Verifier::new(Duration::seconds(90));
     assert_eq!(v.max_skew(), Duration::seconds(90));
     r.verify(&v, &auth, t(T0) + Duration::seconds(90)).unwrap();
-    let err = r
-        .verify(&v, &auth, t(T0) + Duration::seconds(91))
-        .unwrap_err();
-    assert!(
-        err.to_string().ends_with("(20150830T123731Z - 90 sec.)"),
-        "{err}"
-    );
+    let err = r.verify(&v, &auth, t(T0) + Duration::seconds(91)).unwrap_err();
+    assert!(err.to_string().ends_with("(20150830T123731Z - 90 sec.)"), "{err}");
 }
 
 // ---- dates and scope ----------------------------------------------------------
@@ -191,10 +164,7 @@ fn wrong_scope_date_is_rejected() {
     let (r, mut auth) = signed();
     auth.date = "20150831".into();
     let err = r.verify(&Verifier::default(), &auth, t(T0)).unwrap_err();
-    assert!(
-        matches!(err, SigV4Error::ScopeDateMismatch { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, SigV4Error::ScopeDateMismatch { .. }), "{err:?}");
     assert_eq!(err.aws_code(), "InvalidSignatureException");
     assert_eq!(
         err.to_string(),
@@ -233,10 +203,7 @@ fn malformed_date_header_is_incomplete() {
         r.remove("x-amz-date");
         r.headers.push(("X-Amz-Date".into(), bad.into()));
         let err = r.verify(&Verifier::default(), &auth, t(T0)).unwrap_err();
-        assert!(
-            matches!(err, SigV4Error::InvalidDate { .. }),
-            "{bad:?}: {err:?}"
-        );
+        assert!(matches!(err, SigV4Error::InvalidDate { .. }), "{bad:?}: {err:?}");
         assert_eq!(err.aws_code(), "IncompleteSignatureException");
         assert_eq!(
             err.to_string(),
@@ -252,11 +219,9 @@ fn http_date_header_is_accepted_when_there_is_no_x_amz_date() {
     // Signed by hand with the Date header: the string to sign carries the
     // ISO-8601 basic form of that date.
     let mut r = Req::ecs("{}");
-    r.headers
-        .push(("Date".into(), "Sun, 30 Aug 2015 12:36:00 GMT".into()));
-    let signed_headers: Vec<String> = ["content-type", "date", "host", "x-amz-target"]
-        .map(String::from)
-        .into();
+    r.headers.push(("Date".into(), "Sun, 30 Aug 2015 12:36:00 GMT".into()));
+    let signed_headers: Vec<String> =
+        ["content-type", "date", "host", "x-amz-target"].map(String::from).into();
     let mut creq = String::new();
     r.with(|p| {
         creq = canonical_request(p, &signed_headers, &sha256_hex(p.body));
@@ -272,40 +237,26 @@ fn http_date_header_is_accepted_when_there_is_no_x_amz_date() {
         signed_headers,
         signature: signature(&signing_key(SECRET, "20150830", "us-east-1", "ecs"), &sts),
     };
-    r.verify(&Verifier::default(), &auth, t(T0) + Duration::minutes(1))
-        .unwrap();
-    let err = r
-        .verify(&Verifier::default(), &auth, t(T0) + Duration::minutes(6))
-        .unwrap_err();
-    assert!(
-        matches!(err, SigV4Error::SignatureExpired { .. }),
-        "{err:?}"
-    );
+    r.verify(&Verifier::default(), &auth, t(T0) + Duration::minutes(1)).unwrap();
+    let err = r.verify(&Verifier::default(), &auth, t(T0) + Duration::minutes(6)).unwrap_err();
+    assert!(matches!(err, SigV4Error::SignatureExpired { .. }), "{err:?}");
 }
 
 #[test]
 fn expected_region_and_service_are_enforced() {
     let (r, auth) = signed();
-    let v = Verifier::default()
-        .expect_region("us-east-1")
-        .expect_service("ecs");
+    let v = Verifier::default().expect_region("us-east-1").expect_service("ecs");
     r.verify(&v, &auth, t(T0)).unwrap();
 
     let v = Verifier::default().expect_service("sqs");
     let err = r.verify(&v, &auth, t(T0)).unwrap_err();
     assert_eq!(err.aws_code(), "InvalidSignatureException");
-    assert_eq!(
-        err.to_string(),
-        "Credential should be scoped to correct service: 'sqs'."
-    );
+    assert_eq!(err.to_string(), "Credential should be scoped to correct service: 'sqs'.");
 
     let v = Verifier::default().expect_region("eu-west-1");
     let err = r.verify(&v, &auth, t(T0)).unwrap_err();
     assert_eq!(err.aws_code(), "InvalidSignatureException");
-    assert_eq!(
-        err.to_string(),
-        "Credential should be scoped to a valid region, not 'us-east-1'."
-    );
+    assert_eq!(err.to_string(), "Credential should be scoped to a valid region, not 'us-east-1'.");
 }
 
 // ---- signed headers -------------------------------------------------------------
@@ -317,10 +268,7 @@ fn host_must_be_signed() {
     let err = r.verify(&Verifier::default(), &auth, t(T0)).unwrap_err();
     assert_eq!(err, SigV4Error::HostNotSigned);
     assert_eq!(err.aws_code(), "IncompleteSignatureException");
-    assert_eq!(
-        err.to_string(),
-        "'Host' must be a 'SignedHeader' in the AWS Authorization."
-    );
+    assert_eq!(err.to_string(), "'Host' must be a 'SignedHeader' in the AWS Authorization.");
 
     auth.signed_headers.clear();
     let err = r.verify(&Verifier::default(), &auth, t(T0)).unwrap_err();
@@ -332,20 +280,14 @@ fn signed_header_absent_from_request_is_rejected() {
     let (mut r, auth) = signed();
     r.remove("x-amz-target");
     let err = r.verify(&Verifier::default(), &auth, t(T0)).unwrap_err();
-    assert_eq!(
-        err,
-        SigV4Error::SignedHeaderMissing {
-            header: "x-amz-target".into()
-        }
-    );
+    assert_eq!(err, SigV4Error::SignedHeaderMissing { header: "x-amz-target".into() });
     assert_eq!(err.aws_code(), "InvalidSignatureException");
 }
 
 #[test]
 fn unsigned_extra_headers_are_ignored_and_signed_ones_are_bound() {
     let (mut r, auth) = signed();
-    r.headers
-        .push(("User-Agent".into(), "aws-cli/2.15.0".into()));
+    r.headers.push(("User-Agent".into(), "aws-cli/2.15.0".into()));
     r.headers.push(("Content-Length".into(), "2".into()));
     r.verify(&Verifier::default(), &auth, t(T0)).unwrap();
 
@@ -356,10 +298,7 @@ fn unsigned_extra_headers_are_ignored_and_signed_ones_are_bound() {
         }
     }
     let err = r.verify(&Verifier::default(), &auth, t(T0)).unwrap_err();
-    assert!(
-        matches!(err, SigV4Error::SignatureMismatch { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, SigV4Error::SignatureMismatch { .. }), "{err:?}");
 }
 
 #[test]
@@ -377,11 +316,7 @@ fn signature_mismatch_message_has_aws_text_canonical_request_and_string_to_sign(
         ),
         "{msg}"
     );
-    let SigV4Error::SignatureMismatch {
-        canonical_request,
-        string_to_sign: sts,
-    } = &err
-    else {
+    let SigV4Error::SignatureMismatch { canonical_request, string_to_sign: sts } = &err else {
         panic!("{err:?}")
     };
     assert_eq!(
@@ -407,13 +342,9 @@ fn signature_mismatch_message_has_aws_text_canonical_request_and_string_to_sign(
 #[test]
 fn wrong_secret_is_a_signature_mismatch() {
     let (r, auth) = signed();
-    let err = r
-        .with(|p| Verifier::default().verify(p, &auth, "not-the-secret", t(T0)))
-        .unwrap_err();
-    assert!(
-        matches!(err, SigV4Error::SignatureMismatch { .. }),
-        "{err:?}"
-    );
+    let err =
+        r.with(|p| Verifier::default().verify(p, &auth, "not-the-secret", t(T0))).unwrap_err();
+    assert!(matches!(err, SigV4Error::SignatureMismatch { .. }), "{err:?}");
 }
 
 #[test]
@@ -423,10 +354,7 @@ fn truncated_or_uppercase_signature_is_rejected() {
     for sig in [&auth.signature[..63], "", &auth.signature.to_uppercase()] {
         let mut a = auth.clone();
         a.signature = sig.into();
-        assert!(matches!(
-            r.verify(&v, &a, t(T0)),
-            Err(SigV4Error::SignatureMismatch { .. })
-        ));
+        assert!(matches!(r.verify(&v, &a, t(T0)), Err(SigV4Error::SignatureMismatch { .. })));
     }
 }
 
@@ -435,24 +363,15 @@ fn truncated_or_uppercase_signature_is_rejected() {
 #[test]
 fn x_amz_content_sha256_is_checked_against_the_body() {
     let mut r = Req::ecs("{}");
-    r.headers
-        .push(("X-Amz-Content-Sha256".into(), sha256_hex(b"{}")));
+    r.headers.push(("X-Amz-Content-Sha256".into(), sha256_hex(b"{}")));
     let auth = r.sign(&creds(None), t(T0));
-    assert!(
-        auth.signed_headers
-            .contains(&"x-amz-content-sha256".to_string())
-    );
+    assert!(auth.signed_headers.contains(&"x-amz-content-sha256".to_string()));
     r.verify(&Verifier::default(), &auth, t(T0)).unwrap();
 
     let mut other = r.clone();
     other.body = b"{\"x\":1}".to_vec();
-    let err = other
-        .verify(&Verifier::default(), &auth, t(T0))
-        .unwrap_err();
-    assert!(
-        matches!(err, SigV4Error::ContentHashMismatch { .. }),
-        "{err:?}"
-    );
+    let err = other.verify(&Verifier::default(), &auth, t(T0)).unwrap_err();
+    assert!(matches!(err, SigV4Error::ContentHashMismatch { .. }), "{err:?}");
     assert_eq!(err.aws_code(), "InvalidSignatureException");
     assert_eq!(
         err.to_string(),
@@ -460,17 +379,10 @@ fn x_amz_content_sha256_is_checked_against_the_body() {
     );
 
     let mut unsigned = Req::ecs("{}");
-    unsigned
-        .headers
-        .push(("X-Amz-Content-Sha256".into(), "UNSIGNED-PAYLOAD".into()));
+    unsigned.headers.push(("X-Amz-Content-Sha256".into(), "UNSIGNED-PAYLOAD".into()));
     let auth = unsigned.sign(&creds(None), t(T0));
-    let err = unsigned
-        .verify(&Verifier::default(), &auth, t(T0))
-        .unwrap_err();
-    assert!(
-        matches!(err, SigV4Error::ContentHashMismatch { .. }),
-        "{err:?}"
-    );
+    let err = unsigned.verify(&Verifier::default(), &auth, t(T0)).unwrap_err();
+    assert!(matches!(err, SigV4Error::ContentHashMismatch { .. }), "{err:?}");
 }
 
 #[test]
@@ -503,12 +415,7 @@ fn authorization_missing_parts_are_incomplete() {
         )
     );
 
-    for v in [
-        "",
-        "AWS4-HMAC-SHA256",
-        "Bearer eyJhbGciOi.x.y",
-        "AWS AKIDEXAMPLE:c2lnbmF0dXJl",
-    ] {
+    for v in ["", "AWS4-HMAC-SHA256", "Bearer eyJhbGciOi.x.y", "AWS AKIDEXAMPLE:c2lnbmF0dXJl"] {
         let err = parse_err(v);
         assert_eq!(err.aws_code(), "IncompleteSignatureException", "{v}");
         assert_eq!(
@@ -549,13 +456,7 @@ fn authorization_bad_credential_scope_is_incomplete() {
     ] {
         let v = format!("AWS4-HMAC-SHA256 Credential={cred}, SignedHeaders=host, Signature=abc");
         let err = parse_err(&v);
-        assert_eq!(
-            err,
-            SigV4Error::MalformedCredential {
-                credential: cred.into()
-            },
-            "{v}"
-        );
+        assert_eq!(err, SigV4Error::MalformedCredential { credential: cred.into() }, "{v}");
         assert_eq!(err.aws_code(), "IncompleteSignatureException");
         assert_eq!(
             err.to_string(),
@@ -595,13 +496,7 @@ fn authorization_duplicate_parameter_is_incomplete() {
         "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/ecs/aws4_request, SignedHeaders=host, \
          Signature=a, Signature=b",
     );
-    assert!(matches!(
-        err,
-        SigV4Error::DuplicateAuthorizationParameter {
-            name: "Signature",
-            ..
-        }
-    ));
+    assert!(matches!(err, SigV4Error::DuplicateAuthorizationParameter { name: "Signature", .. }));
     assert_eq!(err.aws_code(), "IncompleteSignatureException");
 }
 
@@ -636,15 +531,9 @@ fn error_codes_and_statuses() {
         SigV4Error::MissingAuthenticationToken.aws_code(),
         "MissingAuthenticationTokenException"
     );
-    assert_eq!(
-        SigV4Error::MissingAuthenticationToken.to_string(),
-        "Missing Authentication Token"
-    );
+    assert_eq!(SigV4Error::MissingAuthenticationToken.to_string(), "Missing Authentication Token");
     assert_eq!(SigV4Error::MissingAuthenticationToken.http_status(), 403);
-    assert_eq!(
-        SigV4Error::UnrecognizedClient.aws_code(),
-        "UnrecognizedClientException"
-    );
+    assert_eq!(SigV4Error::UnrecognizedClient.aws_code(), "UnrecognizedClientException");
     assert_eq!(
         SigV4Error::UnrecognizedClient.message(),
         "The security token included in the request is invalid."
@@ -657,9 +546,7 @@ fn error_codes_and_statuses() {
 #[test]
 fn sign_then_verify_round_trip() {
     let now = OffsetDateTime::now_utc();
-    let v = Verifier::default()
-        .expect_service("ecs")
-        .expect_region("us-east-1");
+    let v = Verifier::default().expect_service("ecs").expect_region("us-east-1");
     for token in [None, Some("FQoGZXIvYXdzEJr//////////wEaDHVEXAMPLE+token")] {
         let mut r = Req::ecs(r#"{"cluster":"default","maxResults":10}"#);
         r.headers.push(("X-Custom".into(), "  a   b\tc  ".into()));
@@ -675,11 +562,8 @@ fn sign_then_verify_round_trip() {
         );
         assert_eq!(auth.access_key_id, "AKIDEXAMPLE");
         assert_eq!(auth.date, format_amz_date(now)[..8]);
-        let tok = r
-            .headers
-            .iter()
-            .find(|(k, _)| k == "x-amz-security-token")
-            .map(|(_, v)| v.as_str());
+        let tok =
+            r.headers.iter().find(|(k, _)| k == "x-amz-security-token").map(|(_, v)| v.as_str());
         assert_eq!(tok, token);
         r.verify(&v, &auth, now).unwrap();
     }
@@ -702,17 +586,13 @@ fn sign_with_path_and_query_round_trip() {
     let mut lines = creq.lines();
     assert_eq!(lines.next(), Some("GET"));
     assert_eq!(lines.next(), Some("/clusters/my%2520cluster/a%253Ab/d"));
-    assert_eq!(
-        lines.next(),
-        Some("a=%2F&a=1&b=2&empty=&flag=&raw=a%20b&utf8=%E1%88%B4")
-    );
+    assert_eq!(lines.next(), Some("a=%2F&a=1&b=2&empty=&flag=&raw=a%20b&utf8=%E1%88%B4"));
 }
 
 #[test]
 fn sign_replaces_stale_date_and_authorization_headers() {
     let mut r = Req::ecs("{}");
-    r.headers
-        .push(("X-Amz-Date".into(), "20000101T000000Z".into()));
+    r.headers.push(("X-Amz-Date".into(), "20000101T000000Z".into()));
     r.headers.push(("Authorization".into(), "stale".into()));
     let mut added = Vec::new();
     r.with(|p| {
@@ -742,10 +622,7 @@ fn signer_matches_sign_and_rederives_on_date_change() {
     );
     for at in [day1, day1 + Duration::hours(1), day2, day1] {
         r.with(|p| {
-            assert_eq!(
-                signer.sign(p, at),
-                sign(p, &creds(Some("tok")), "us-east-1", "ecs", at)
-            );
+            assert_eq!(signer.sign(p, at), sign(p, &creds(Some("tok")), "us-east-1", "ecs", at));
             Ok(())
         })
         .unwrap();
@@ -796,13 +673,7 @@ fn key_cache_is_bounded() {
         v.cached_signing_key(&format!("AKID{i}"), SECRET, "20150830", "us-east-1", "ecs");
     }
     for d in 1..=9 {
-        v.cached_signing_key(
-            "AKIDEXAMPLE",
-            SECRET,
-            &format!("2015083{d}"),
-            "us-east-1",
-            "ecs",
-        );
+        v.cached_signing_key("AKIDEXAMPLE", SECRET, &format!("2015083{d}"), "us-east-1", "ecs");
     }
     let s = v.cache_stats();
     assert!(s.entries <= 4096 + 4, "{s:?}");
@@ -840,13 +711,7 @@ fn creq_of(
 ) -> String {
     let signed: Vec<String> = signed.iter().map(|s| s.to_string()).collect();
     canonical_request(
-        &RequestParts {
-            method,
-            path,
-            query,
-            headers,
-            body: b"",
-        },
+        &RequestParts { method, path, query, headers, body: b"" },
         &signed,
         EMPTY_PAYLOAD_SHA256,
     )
@@ -862,10 +727,7 @@ fn query_is_sorted_after_encoding() {
         &[("Host", "example.amazonaws.com")],
         &["host"],
     );
-    assert_eq!(
-        c.lines().nth(2),
-        Some("%E1%88%B4=Value1&Param=Value2&Param-3=Value3")
-    );
+    assert_eq!(c.lines().nth(2), Some("%E1%88%B4=Value1&Param=Value2&Param-3=Value3"));
 }
 
 #[test]
@@ -925,9 +787,7 @@ fn format_and_parse_amz_date() {
     let offset = at.to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
     assert_eq!(format_amz_date(offset), T0);
     assert_eq!(
-        parse_amz_date("20160229T000000Z")
-            .map(format_amz_date)
-            .as_deref(),
+        parse_amz_date("20160229T000000Z").map(format_amz_date).as_deref(),
         Some("20160229T000000Z")
     );
     assert_eq!(parse_amz_date("20150229T000000Z"), None);

@@ -96,17 +96,11 @@ impl Req {
     }
 
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     fn header_refs(&self) -> Vec<(&str, &str)> {
-        self.headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect()
+        self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
     }
 
     fn parts<'a>(&'a self, headers: &'a [(&'a str, &'a str)]) -> RequestParts<'a> {
@@ -159,28 +153,17 @@ fn run_case(case: &str, dir: &Path) -> Vec<String> {
     let auth = parse_authorization(authz).expect("parse .authz");
     let sts_file = read(dir, case, "sts");
     let scope = sts_file.lines().nth(2).expect(".sts scope line").to_owned();
-    let amz_date = req
-        .header("x-amz-date")
-        .expect("X-Amz-Date in .req")
-        .trim()
-        .to_owned();
+    let amz_date = req.header("x-amz-date").expect("X-Amz-Date in .req").trim().to_owned();
     let now = parse_amz_date(&amz_date).expect("valid X-Amz-Date");
 
     // Canonical request.
     let mut expected_creq = read(dir, case, "creq");
     for (c, wrong, right) in CREQ_ERRATA {
         if *c == case {
-            assert!(
-                expected_creq.contains(wrong),
-                "{case}: erratum no longer applies"
-            );
+            assert!(expected_creq.contains(wrong), "{case}: erratum no longer applies");
             expected_creq = expected_creq.replace(wrong, right);
             let hash_line = sts_file.lines().nth(3).expect(".sts hash line");
-            assert_eq!(
-                sha256_hex(expected_creq.as_bytes()),
-                hash_line,
-                "{case}: corrected .creq"
-            );
+            assert_eq!(sha256_hex(expected_creq.as_bytes()), hash_line, "{case}: corrected .creq");
         }
     }
     let creq = canonical_request(&parts, &auth.signed_headers, &sha256_hex(&req.body));
@@ -195,10 +178,7 @@ fn run_case(case: &str, dir: &Path) -> Vec<String> {
         sts == sts_file.trim_end(),
         format!("string to sign:\n{sts}\n--- expected ---\n{sts_file}"),
     );
-    check(
-        scope == auth.scope(),
-        format!("scope {scope} vs .authz {}", auth.scope()),
-    );
+    check(scope == auth.scope(), format!("scope {scope} vs .authz {}", auth.scope()));
 
     // Client side: sign() and Signer reproduce the .authz.
     let creds = Credentials {
@@ -207,12 +187,7 @@ fn run_case(case: &str, dir: &Path) -> Vec<String> {
         session_token: None,
     };
     let added = sign(&parts, &creds, &auth.region, &auth.service, now);
-    let got = |name: &str| {
-        added
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let got = |name: &str| added.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     check(
         got("authorization").as_deref() == Some(authz),
         format!("sign(): {added:?}\n--- expected ---\n{authz}"),
@@ -222,10 +197,7 @@ fn run_case(case: &str, dir: &Path) -> Vec<String> {
         format!("sign() x-amz-date: {added:?}"),
     );
     let signer = Signer::new(creds.clone(), auth.region.clone(), auth.service.clone());
-    check(
-        signer.sign(&parts, now) == added,
-        "Signer::sign differs from sign()".into(),
-    );
+    check(signer.sign(&parts, now) == added, "Signer::sign differs from sign()".into());
     check(
         signer.sign(&parts, now) == added,
         "Signer::sign (cached key) differs from sign()".into(),
@@ -244,10 +216,9 @@ fn run_case(case: &str, dir: &Path) -> Vec<String> {
     sig[mid] = if sig[mid] == b'0' { b'1' } else { b'0' };
     bad.signature = String::from_utf8(sig).unwrap();
     match verifier.verify(&parts, &bad, SECRET, now) {
-        Err(e @ SigV4Error::SignatureMismatch { .. }) => check(
-            e.aws_code() == "InvalidSignatureException",
-            format!("code {}", e.aws_code()),
-        ),
+        Err(e @ SigV4Error::SignatureMismatch { .. }) => {
+            check(e.aws_code() == "InvalidSignatureException", format!("code {}", e.aws_code()))
+        }
         other => check(false, format!("flipped signature byte: {other:?}")),
     }
 
@@ -257,10 +228,7 @@ fn run_case(case: &str, dir: &Path) -> Vec<String> {
         Some(b) => *b ^= 0x01,
         None => body.push(b'x'),
     }
-    let tampered = RequestParts {
-        body: &body,
-        ..parts
-    };
+    let tampered = RequestParts { body: &body, ..parts };
     match verifier.verify(&tampered, &auth, SECRET, now) {
         Err(SigV4Error::SignatureMismatch { .. }) => {}
         other => check(false, format!("tampered body: {other:?}")),
@@ -273,15 +241,10 @@ fn run_case(case: &str, dir: &Path) -> Vec<String> {
         let sreq = Req::parse(&read(dir, case, "sreq"));
         let sheaders = sreq.header_refs();
         let sparts = sreq.parts(&sheaders);
-        let sauth = parse_authorization(
-            sreq.header("authorization")
-                .expect("Authorization in .sreq"),
-        )
-        .expect("parse .sreq Authorization");
-        check(
-            sauth == auth,
-            format!(".sreq Authorization {sauth:?} != .authz"),
-        );
+        let sauth =
+            parse_authorization(sreq.header("authorization").expect("Authorization in .sreq"))
+                .expect("parse .sreq Authorization");
+        check(sauth == auth, format!(".sreq Authorization {sauth:?} != .authz"));
         if let Err(e) = verifier.verify(&sparts, &sauth, SECRET, now) {
             check(false, format!("verify rejected the .sreq: {e}"));
         }
@@ -318,12 +281,7 @@ fn aws_sigv4_test_suite() {
             failed.push(case.clone());
         }
     }
-    eprintln!(
-        "{} passed, {} failed, {} skipped",
-        passed.len(),
-        failed.len(),
-        SKIPPED.len()
-    );
+    eprintln!("{} passed, {} failed, {} skipped", passed.len(), failed.len(), SKIPPED.len());
     assert!(failed.is_empty(), "failed cases: {failed:?}");
     let normalize = [
         "get-relative",
@@ -335,10 +293,7 @@ fn aws_sigv4_test_suite() {
         "get-space",
     ];
     for n in normalize {
-        assert!(
-            passed.iter().any(|p| p == n),
-            "normalize-path case {n} did not run"
-        );
+        assert!(passed.iter().any(|p| p == n), "normalize-path case {n} did not run");
     }
     assert!(passed.len() >= 30, "only {} cases ran", passed.len());
 }

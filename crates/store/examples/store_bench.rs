@@ -12,10 +12,7 @@ use berth_store::{SqliteStore, Store, Txn};
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = args
-        .next()
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
+    let dir = args.next().map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let writers: usize = args.next().map(|s| s.parse().unwrap()).unwrap_or(64);
     let seconds: u64 = args.next().map(|s| s.parse().unwrap()).unwrap_or(3);
     let dir = tempfile::tempdir_in(dir).unwrap();

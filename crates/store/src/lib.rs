@@ -69,18 +69,12 @@ impl Txn {
     }
     /// Requires `key` to be at `revision` (0 = absent).
     pub fn when(mut self, key: impl Into<String>, revision: Revision) -> Self {
-        self.compares.push(Compare::ModRevision {
-            key: key.into(),
-            revision,
-        });
+        self.compares.push(Compare::ModRevision { key: key.into(), revision });
         self
     }
     /// Puts `value` at `key`.
     pub fn put(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
-        self.ops.push(Op::Put {
-            key: key.into(),
-            value: value.into(),
-        });
+        self.ops.push(Op::Put { key: key.into(), value: value.into() });
         self
     }
     /// Deletes `key`.
@@ -96,11 +90,7 @@ pub enum TxnOutcome {
     /// Applied and durable at this revision.
     Committed { revision: Revision },
     /// A compare failed; nothing was written.
-    Conflict {
-        key: String,
-        expected: Revision,
-        actual: Revision,
-    },
+    Conflict { key: String, expected: Revision, actual: Revision },
 }
 
 impl TxnOutcome {
@@ -153,24 +143,15 @@ pub fn prefix_end(prefix: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store database {path}: {source}")]
-    Open {
-        path: String,
-        source: rusqlite::Error,
-    },
+    Open { path: String, source: rusqlite::Error },
     #[error("store schema migration to version {version} failed: {source}")]
-    Migration {
-        version: u32,
-        source: rusqlite::Error,
-    },
+    Migration { version: u32, source: rusqlite::Error },
     #[error(
         "store database is at schema version {found}, newer than this berth understands ({supported}); upgrade berth"
     )]
     SchemaTooNew { found: u32, supported: u32 },
     #[error("store read of {what} failed: {source}")]
-    Read {
-        what: String,
-        source: rusqlite::Error,
-    },
+    Read { what: String, source: rusqlite::Error },
     #[error("store write failed: {source}")]
     Write { source: rusqlite::Error },
     #[error("the store's writer thread has stopped")]

@@ -125,9 +125,7 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -142,10 +140,7 @@ impl SqliteStore {
     }
 
     fn open_with_migrations(path: &Path, migrations: &[&str]) -> Result<Self, StoreError> {
-        let open_err = |source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        };
+        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
         let mut conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -172,18 +167,14 @@ impl SqliteStore {
             )));
         }
         // FULL in WAL mode: the WAL is fsync'd at every COMMIT, so an acknowledged txn is on disk.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
 
         migrate(&mut conn, migrations)?;
         conn.set_prepared_statement_cache_capacity(32);
 
         // Readers open the same file later; pin it so a change of working directory is harmless.
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let readers = ReaderPool {
-            path: path.clone(),
-            idle: Mutex::new(Vec::new()),
-        };
+        let readers = ReaderPool { path: path.clone(), idle: Mutex::new(Vec::new()) };
         // Open one reader now so a problem with read connections shows at startup.
         let first = readers.open().map_err(open_err)?;
         readers.put_back(first);
@@ -201,13 +192,7 @@ impl SqliteStore {
                 ))
             })?;
         tracing::debug!(path = %path.display(), schema = supported, "store opened");
-        Ok(Self {
-            path,
-            writer: Some(tx),
-            writer_thread: Some(writer_thread),
-            readers,
-            counters,
-        })
+        Ok(Self { path, writer: Some(tx), writer_thread: Some(writer_thread), readers, counters })
     }
 
     /// The database file.
@@ -231,11 +216,7 @@ impl Drop for SqliteStore {
     fn drop(&mut self) {
         // Close the idle readers first so the writer's connection is the last one: closing it
         // then checkpoints the WAL into the main file and removes it.
-        self.readers
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.readers.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
         // Closing the channel lets the writer finish what is queued and exit; joining it means
         // the file is closed when drop returns (a reopen in the same process sees a quiescent
         // file). Nobody can be awaiting a reply once the last handle is gone, so the queue
@@ -302,11 +283,7 @@ impl Store for SqliteStore {
         self.readers.with(
             || format!("range [{:?}, {:?})", range.start, range.end),
             |conn| {
-                let sql = if range.reverse {
-                    SQL_RANGE_DESC
-                } else {
-                    SQL_RANGE_ASC
-                };
+                let sql = if range.reverse { SQL_RANGE_DESC } else { SQL_RANGE_ASC };
                 let limit = i64::try_from(range.limit).unwrap_or(-1); // negative: no limit
                 let mut stmt = conn.prepare_cached(sql)?;
                 let rows =
@@ -330,30 +307,21 @@ impl Store for SqliteStore {
     async fn count(&self, start: &str, end: &str) -> Result<u64, StoreError> {
         self.readers.with(
             || format!("count [{start:?}, {end:?})"),
-            |conn| {
-                conn.prepare_cached(SQL_COUNT)?
-                    .query_row([start, end], |row| u64_at(row, 0))
-            },
+            |conn| conn.prepare_cached(SQL_COUNT)?.query_row([start, end], |row| u64_at(row, 0)),
         )
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
         let writer = self.writer.as_ref().ok_or(StoreError::WriterGone)?;
         let (reply, answer) = oneshot::channel();
-        writer
-            .send(Request { txn, reply })
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
+        writer.send(Request { txn, reply }).await.map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
     async fn revision(&self) -> Result<Revision, StoreError> {
         self.readers.with(
             || "revision".to_owned(),
-            |conn| {
-                conn.prepare_cached(SQL_REVISION)?
-                    .query_row([], |row| u64_at(row, 0))
-            },
+            |conn| conn.prepare_cached(SQL_REVISION)?.query_row([], |row| u64_at(row, 0)),
         )
     }
 }
@@ -379,11 +347,7 @@ impl ReaderPool {
     }
 
     fn take(&self) -> rusqlite::Result<Connection> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         match idle {
             Some(conn) => Ok(conn),
             None => self.open(),
@@ -409,10 +373,7 @@ impl ReaderPool {
             self.put_back(conn);
             Ok(value)
         });
-        result.map_err(|source| StoreError::Read {
-            what: what(),
-            source,
-        })
+        result.map_err(|source| StoreError::Read { what: what(), source })
     }
 }
 
@@ -482,11 +443,7 @@ fn apply_batch(
             tracing::error!(%error, txns = batch.len(), "store: write batch failed; every txn in it fails");
             batch
                 .iter()
-                .map(|_| {
-                    Err(StoreError::Write {
-                        source: duplicate_error(&error),
-                    })
-                })
+                .map(|_| Err(StoreError::Write { source: duplicate_error(&error) }))
                 .collect()
         }
     };
@@ -498,9 +455,7 @@ fn apply_batch(
             Err(_) => {}
         }
     }
-    counters
-        .txns
-        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    counters.txns.fetch_add(batch.len() as u64, Ordering::Relaxed);
     counters.committed.fetch_add(committed, Ordering::Relaxed);
     counters.conflicts.fetch_add(conflicts, Ordering::Relaxed);
     if committed > 0 {
@@ -517,9 +472,7 @@ fn try_apply_batch(
     batch: &[Request],
 ) -> rusqlite::Result<Vec<Result<TxnOutcome, StoreError>>> {
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-    let base = conn
-        .prepare_cached(SQL_REVISION)?
-        .query_row([], |row| u64_at(row, 0))?;
+    let base = conn.prepare_cached(SQL_REVISION)?.query_row([], |row| u64_at(row, 0))?;
     let mut revision = base;
     let mut results = Vec::with_capacity(batch.len());
     for Request { txn, .. } in batch {
@@ -558,8 +511,7 @@ fn try_apply_batch(
         conn.prepare_cached("ROLLBACK")?.execute([])?;
         return Ok(results);
     }
-    conn.prepare_cached(SQL_SET_REVISION)?
-        .execute([to_sql(revision)?])?;
+    conn.prepare_cached(SQL_SET_REVISION)?.execute([to_sql(revision)?])?;
     conn.prepare_cached("COMMIT")?.execute([])?;
     Ok(results)
 }
@@ -571,10 +523,7 @@ fn check_compares(conn: &Connection, txn: &Txn) -> rusqlite::Result<Option<TxnOu
     }
     let mut stmt = conn.prepare_cached(SQL_MOD_REVISION)?;
     for Compare::ModRevision { key, revision } in &txn.compares {
-        let actual: Revision = stmt
-            .query_row([key], |row| u64_at(row, 0))
-            .optional()?
-            .unwrap_or(0);
+        let actual: Revision = stmt.query_row([key], |row| u64_at(row, 0)).optional()?.unwrap_or(0);
         if actual != *revision {
             return Ok(Some(TxnOutcome::Conflict {
                 key: key.clone(),
@@ -651,18 +600,13 @@ mod tests {
         drop(SqliteStore::open_with_migrations(&path, &[MIGRATIONS[0], V2]).unwrap());
         let conn = raw(&path);
         assert_eq!(user_version(&conn).unwrap(), 2);
-        let rows: i64 = conn
-            .query_row("SELECT COUNT(*) FROM extra", [], |r| r.get(0))
-            .unwrap();
+        let rows: i64 = conn.query_row("SELECT COUNT(*) FROM extra", [], |r| r.get(0)).unwrap();
         assert_eq!(rows, 1, "v2 ran exactly once");
         drop(conn);
 
         // Code that knows only v1 refuses the v2 database, without touching it.
         match SqliteStore::open_with_migrations(&path, &[MIGRATIONS[0]]) {
-            Err(StoreError::SchemaTooNew {
-                found: 2,
-                supported: 1,
-            }) => {}
+            Err(StoreError::SchemaTooNew { found: 2, supported: 1 }) => {}
             other => panic!("expected SchemaTooNew, got {other:?}"),
         }
         assert_eq!(user_version(&raw(&path)).unwrap(), 2);
@@ -681,11 +625,7 @@ mod tests {
         let conn = raw(&path);
         assert_eq!(user_version(&conn).unwrap(), 1);
         let tables: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'half'",
-                [],
-                |r| r.get(0),
-            )
+            .query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'half'", [], |r| r.get(0))
             .unwrap();
         assert_eq!(tables, 0, "the failed step left nothing behind");
         drop(conn);

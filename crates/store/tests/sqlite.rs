@@ -23,12 +23,7 @@ fn committed(outcome: TxnOutcome) -> u64 {
 }
 
 async fn put(store: &SqliteStore, key: &str, value: &str) -> u64 {
-    committed(
-        store
-            .txn(Txn::new().put(key, value.to_string()))
-            .await
-            .unwrap(),
-    )
+    committed(store.txn(Txn::new().put(key, value.to_string())).await.unwrap())
 }
 
 fn keys(records: &[Record]) -> Vec<&str> {
@@ -63,42 +58,26 @@ async fn put_get_delete_round_trip_and_revisions() {
     assert_eq!(store.revision().await.unwrap(), 3);
 
     // A conflict does not consume a revision.
-    let outcome = store
-        .txn(Txn::new().when("a", 1).put("a", "stale"))
-        .await
-        .unwrap();
+    let outcome = store.txn(Txn::new().when("a", 1).put("a", "stale")).await.unwrap();
     assert!(!outcome.committed());
     assert_eq!(store.revision().await.unwrap(), 3);
 
     // Empty values are values, not absence.
     assert_eq!(put(&store, "empty", "").await, 4);
-    assert_eq!(
-        store.get("empty").await.unwrap().unwrap().value,
-        Bytes::new()
-    );
+    assert_eq!(store.get("empty").await.unwrap().unwrap().value, Bytes::new());
 
     // Several ops in one txn share its revision.
-    let revision = committed(
-        store
-            .txn(Txn::new().put("c", "1").put("d", "2").delete("b"))
-            .await
-            .unwrap(),
-    );
+    let revision =
+        committed(store.txn(Txn::new().put("c", "1").put("d", "2").delete("b")).await.unwrap());
     assert_eq!(revision, 5);
     assert_eq!(store.get("c").await.unwrap().unwrap().mod_revision, 5);
     assert_eq!(store.get("d").await.unwrap().unwrap().mod_revision, 5);
     assert_eq!(store.get("b").await.unwrap(), None);
 
     // Delete; deleting an absent key is not an error (and is still a committed txn).
-    assert_eq!(
-        committed(store.txn(Txn::new().delete("a")).await.unwrap()),
-        6
-    );
+    assert_eq!(committed(store.txn(Txn::new().delete("a")).await.unwrap()), 6);
     assert_eq!(store.get("a").await.unwrap(), None);
-    assert_eq!(
-        committed(store.txn(Txn::new().delete("a")).await.unwrap()),
-        7
-    );
+    assert_eq!(committed(store.txn(Txn::new().delete("a")).await.unwrap()), 7);
 
     // Re-creating a deleted key starts a new life.
     assert_eq!(put(&store, "a", "three").await, 8);
@@ -106,10 +85,7 @@ async fn put_get_delete_round_trip_and_revisions() {
     assert_eq!((record.create_revision, record.mod_revision), (8, 8));
 
     // Delete the newest key, then reopen: the revision survives and is never reused.
-    assert_eq!(
-        committed(store.txn(Txn::new().delete("a")).await.unwrap()),
-        9
-    );
+    assert_eq!(committed(store.txn(Txn::new().delete("a")).await.unwrap()), 9);
     let stats = store.stats();
     assert_eq!((stats.txns, stats.committed, stats.conflicts), (10, 9, 1));
     drop(store);
@@ -146,102 +122,43 @@ async fn compare_and_set() {
     assert_eq!(committed(store.txn(create()).await.unwrap()), 1);
     assert_eq!(
         store.txn(create()).await.unwrap(),
-        TxnOutcome::Conflict {
-            key: "k".into(),
-            expected: 0,
-            actual: 1
-        }
+        TxnOutcome::Conflict { key: "k".into(), expected: 0, actual: 1 }
     );
 
     // Update at the current version succeeds.
-    assert_eq!(
-        committed(
-            store
-                .txn(Txn::new().when("k", 1).put("k", "v2"))
-                .await
-                .unwrap()
-        ),
-        2
-    );
+    assert_eq!(committed(store.txn(Txn::new().when("k", 1).put("k", "v2")).await.unwrap()), 2);
 
     // A stale version conflicts and writes nothing at all, not even its other ops.
     put(&store, "victim", "keep").await; // revision 3
     let outcome = store
-        .txn(
-            Txn::new()
-                .when("k", 1)
-                .put("k", "v3")
-                .put("other", "x")
-                .delete("victim"),
-        )
+        .txn(Txn::new().when("k", 1).put("k", "v3").put("other", "x").delete("victim"))
         .await
         .unwrap();
-    assert_eq!(
-        outcome,
-        TxnOutcome::Conflict {
-            key: "k".into(),
-            expected: 1,
-            actual: 2
-        }
-    );
-    assert_eq!(
-        store.get("k").await.unwrap().unwrap().value,
-        Bytes::from_static(b"v2")
-    );
+    assert_eq!(outcome, TxnOutcome::Conflict { key: "k".into(), expected: 1, actual: 2 });
+    assert_eq!(store.get("k").await.unwrap().unwrap().value, Bytes::from_static(b"v2"));
     assert_eq!(store.get("other").await.unwrap(), None);
-    assert_eq!(
-        store.get("victim").await.unwrap().unwrap().value,
-        Bytes::from_static(b"keep")
-    );
+    assert_eq!(store.get("victim").await.unwrap().unwrap().value, Bytes::from_static(b"keep"));
     assert_eq!(store.revision().await.unwrap(), 3);
 
     // The first failing compare is the one reported.
     let outcome = store
-        .txn(
-            Txn::new()
-                .when("k", 2)
-                .when("missing", 7)
-                .when("victim", 0)
-                .put("k", "v3"),
-        )
+        .txn(Txn::new().when("k", 2).when("missing", 7).when("victim", 0).put("k", "v3"))
         .await
         .unwrap();
-    assert_eq!(
-        outcome,
-        TxnOutcome::Conflict {
-            key: "missing".into(),
-            expected: 7,
-            actual: 0
-        }
-    );
+    assert_eq!(outcome, TxnOutcome::Conflict { key: "missing".into(), expected: 7, actual: 0 });
 
     // All compares holding: applied.
     let revision = committed(
         store
-            .txn(
-                Txn::new()
-                    .when("k", 2)
-                    .when("victim", 3)
-                    .when("new", 0)
-                    .put("new", "n"),
-            )
+            .txn(Txn::new().when("k", 2).when("victim", 3).when("new", 0).put("new", "n"))
             .await
             .unwrap(),
     );
     assert_eq!(revision, 4);
 
     // After a delete the key is absent again: expecting 0 holds.
-    store
-        .txn(Txn::new().when("new", 4).delete("new"))
-        .await
-        .unwrap();
-    assert!(
-        store
-            .txn(Txn::new().when("new", 0).put("new", "again"))
-            .await
-            .unwrap()
-            .committed()
-    );
+    store.txn(Txn::new().when("new", 4).delete("new")).await.unwrap();
+    assert!(store.txn(Txn::new().when("new", 0).put("new", "again")).await.unwrap().committed());
 }
 
 /// 50 tasks × 20 read-modify-write increments of one counter with CAS retry loops. Group commit
@@ -258,17 +175,13 @@ async fn concurrent_cas_increments_lose_nothing() {
                 loop {
                     let (value, version) = match store.get("counter").await.unwrap() {
                         Some(r) => (
-                            std::str::from_utf8(&r.value)
-                                .unwrap()
-                                .parse::<u64>()
-                                .unwrap(),
+                            std::str::from_utf8(&r.value).unwrap().parse::<u64>().unwrap(),
                             r.mod_revision,
                         ),
                         None => (0, 0),
                     };
-                    let txn = Txn::new()
-                        .when("counter", version)
-                        .put("counter", (value + 1).to_string());
+                    let txn =
+                        Txn::new().when("counter", version).put("counter", (value + 1).to_string());
                     if store.txn(txn).await.unwrap().committed() {
                         break;
                     }
@@ -293,10 +206,7 @@ async fn concurrent_cas_increments_lose_nothing() {
     // Racing CAS writers of one key: at most one of them commits per batch, the rest of the
     // batch conflicts, so batching shows as fewer fsync batches than txns decided.
     assert!(stats.batches <= stats.committed, "{stats:?}");
-    assert!(
-        stats.batches < stats.txns,
-        "group commit must batch under concurrent load: {stats:?}"
-    );
+    assert!(stats.batches < stats.txns, "group commit must batch under concurrent load: {stats:?}");
 }
 
 /// 64 concurrent writers of distinct keys: every txn commits with a distinct revision, and far
@@ -313,10 +223,7 @@ async fn group_commit_batches_concurrent_writers() {
             for i in 0..25 {
                 let key = format!("w/{writer:02}/{i:02}");
                 revisions.push(committed(
-                    store
-                        .txn(Txn::new().when(&key, 0).put(&key, "v"))
-                        .await
-                        .unwrap(),
+                    store.txn(Txn::new().when(&key, 0).put(&key, "v")).await.unwrap(),
                 ));
             }
             revisions
@@ -325,25 +232,15 @@ async fn group_commit_batches_concurrent_writers() {
     let mut revisions = Vec::new();
     for task in tasks {
         let mine = task.await.unwrap();
-        assert!(
-            mine.windows(2).all(|w| w[0] < w[1]),
-            "a writer's own txns are ordered"
-        );
+        assert!(mine.windows(2).all(|w| w[0] < w[1]), "a writer's own txns are ordered");
         revisions.extend(mine);
     }
     revisions.sort_unstable();
-    assert_eq!(
-        revisions,
-        (1..=1600).collect::<Vec<u64>>(),
-        "revisions are dense and unique"
-    );
+    assert_eq!(revisions, (1..=1600).collect::<Vec<u64>>(), "revisions are dense and unique");
     assert_eq!(store.count("w/", &prefix_end("w/")).await.unwrap(), 1600);
     let stats = store.stats();
     println!("{stats:?}");
-    assert_eq!(
-        (stats.txns, stats.committed, stats.conflicts),
-        (1600, 1600, 0)
-    );
+    assert_eq!((stats.txns, stats.committed, stats.conflicts), (1600, 1600, 0));
     assert!(stats.batches < stats.txns, "{stats:?}");
 }
 
@@ -352,27 +249,18 @@ async fn group_commit_batches_concurrent_writers() {
 async fn reads_see_whole_transactions() {
     let (_dir, path) = temp_db();
     let store = Arc::new(SqliteStore::open(&path).unwrap());
-    store
-        .txn(Txn::new().put("pair/a", "0").put("pair/b", "0"))
-        .await
-        .unwrap();
+    store.txn(Txn::new().put("pair/a", "0").put("pair/b", "0")).await.unwrap();
     let writer = {
         let store = store.clone();
         tokio::spawn(async move {
             for i in 1..=300 {
                 let v = i.to_string();
-                store
-                    .txn(Txn::new().put("pair/a", v.clone()).put("pair/b", v))
-                    .await
-                    .unwrap();
+                store.txn(Txn::new().put("pair/a", v.clone()).put("pair/b", v)).await.unwrap();
             }
         })
     };
     while !writer.is_finished() {
-        let both = store
-            .get_many(&["pair/a".to_string(), "pair/b".to_string()])
-            .await
-            .unwrap();
+        let both = store.get_many(&["pair/a".to_string(), "pair/b".to_string()]).await.unwrap();
         assert_eq!(both.len(), 2);
         assert_eq!(both[0].value, both[1].value);
         assert_eq!(both[0].mod_revision, both[1].mod_revision);
@@ -381,10 +269,7 @@ async fn reads_see_whole_transactions() {
         tokio::task::yield_now().await;
     }
     writer.await.unwrap();
-    assert_eq!(
-        &store.get("pair/b").await.unwrap().unwrap().value[..],
-        b"300"
-    );
+    assert_eq!(&store.get("pair/b").await.unwrap().unwrap().value[..], b"300");
 }
 
 #[tokio::test]
@@ -425,17 +310,10 @@ async fn range_count_and_prefix_end() {
 
     // `a/b/` is a prefix of `a/b/c` but not of `a/b` or `a/bc`.
     let listed = store.range(Range::prefix("a/b/")).await.unwrap();
-    assert_eq!(
-        keys(&listed),
-        ["a/b/", "a/b/c", "a/b/é", "a/b/日本", "a/b/\u{10FFFE}"]
-    );
+    assert_eq!(keys(&listed), ["a/b/", "a/b/c", "a/b/é", "a/b/日本", "a/b/\u{10FFFE}"]);
     // `a/b` is a prefix of all of these, in byte order.
     let listed = store.range(Range::prefix("a/b")).await.unwrap();
-    let expected: Vec<&str> = sorted
-        .iter()
-        .copied()
-        .filter(|k| k.starts_with("a/b"))
-        .collect();
+    let expected: Vec<&str> = sorted.iter().copied().filter(|k| k.starts_with("a/b")).collect();
     assert_eq!(keys(&listed), expected);
     assert_eq!(listed.len(), 11);
     assert_eq!(store.count("a/b", &prefix_end("a/b")).await.unwrap(), 11);
@@ -452,38 +330,17 @@ async fn range_count_and_prefix_end() {
             "ecs/taskdefs/web/0000000010"
         ]
     );
-    let listed = store
-        .range(Range::prefix("ecs/taskdefs/wéb/"))
-        .await
-        .unwrap();
+    let listed = store.range(Range::prefix("ecs/taskdefs/wéb/")).await.unwrap();
     assert_eq!(keys(&listed), ["ecs/taskdefs/wéb/0000000001"]);
 
     // Reverse and limit: the latest revision of a family.
-    let latest = store
-        .range(Range::prefix(family).reversed().limit(1))
-        .await
-        .unwrap();
+    let latest = store.range(Range::prefix(family).reversed().limit(1)).await.unwrap();
     assert_eq!(keys(&latest), ["ecs/taskdefs/web/0000000010"]);
-    let newest_two = store
-        .range(Range::prefix(family).reversed().limit(2))
-        .await
-        .unwrap();
-    assert_eq!(
-        keys(&newest_two),
-        ["ecs/taskdefs/web/0000000010", "ecs/taskdefs/web/0000000002"]
-    );
+    let newest_two = store.range(Range::prefix(family).reversed().limit(2)).await.unwrap();
+    assert_eq!(keys(&newest_two), ["ecs/taskdefs/web/0000000010", "ecs/taskdefs/web/0000000002"]);
     let oldest_two = store.range(Range::prefix(family).limit(2)).await.unwrap();
-    assert_eq!(
-        keys(&oldest_two),
-        ["ecs/taskdefs/web/0000000001", "ecs/taskdefs/web/0000000002"]
-    );
-    assert!(
-        store
-            .range(Range::prefix(family).limit(0))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(keys(&oldest_two), ["ecs/taskdefs/web/0000000001", "ecs/taskdefs/web/0000000002"]);
+    assert!(store.range(Range::prefix(family).limit(0)).await.unwrap().is_empty());
 
     // Explicit bounds: start inclusive, end exclusive (pagination from a key).
     let page = store
@@ -495,25 +352,13 @@ async fn range_count_and_prefix_end() {
         })
         .await
         .unwrap();
+    assert_eq!(keys(&page), ["ecs/taskdefs/web/0000000002", "ecs/taskdefs/web/0000000010"]);
     assert_eq!(
-        keys(&page),
-        ["ecs/taskdefs/web/0000000002", "ecs/taskdefs/web/0000000010"]
-    );
-    assert_eq!(
-        store
-            .count("ecs/taskdefs/web/0000000002", "ecs/taskdefs/web/0000000010")
-            .await
-            .unwrap(),
+        store.count("ecs/taskdefs/web/0000000002", "ecs/taskdefs/web/0000000010").await.unwrap(),
         1
     );
     assert_eq!(store.count("b", "a").await.unwrap(), 0);
-    assert!(
-        store
-            .range(Range::prefix("nothing/"))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.range(Range::prefix("nothing/")).await.unwrap().is_empty());
 
     // get_many: in the order asked, missing keys skipped.
     let many = store
@@ -532,9 +377,7 @@ async fn range_count_and_prefix_end() {
 #[test]
 fn schema_newer_than_code_is_refused_and_reopen_keeps_data() {
     let (_dir, path) = temp_db();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let store = SqliteStore::open(&path).unwrap();
     rt.block_on(put(&store, "kept", "yes"));
     drop(store);
@@ -543,20 +386,14 @@ fn schema_newer_than_code_is_refused_and_reopen_keeps_data() {
     // reset the revision) and keeps the data.
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(rt.block_on(store.revision()).unwrap(), 1);
-    assert_eq!(
-        &rt.block_on(store.get("kept")).unwrap().unwrap().value[..],
-        b"yes"
-    );
+    assert_eq!(&rt.block_on(store.get("kept")).unwrap().unwrap().value[..], b"yes");
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let version: u32 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
+    let version: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(version, SqliteStore::SCHEMA_VERSION);
 
     // A database from a newer berth.
-    conn.pragma_update(None, "user_version", SqliteStore::SCHEMA_VERSION + 1)
-        .unwrap();
+    conn.pragma_update(None, "user_version", SqliteStore::SCHEMA_VERSION + 1).unwrap();
     drop(conn);
     match SqliteStore::open(&path) {
         Err(StoreError::SchemaTooNew { found, supported }) => {
@@ -579,10 +416,7 @@ fn open_errors_name_the_path() {
     }
     let garbage = dir.path().join("garbage.db");
     std::fs::write(&garbage, vec![0x42u8; 8192]).unwrap();
-    assert!(matches!(
-        SqliteStore::open(&garbage),
-        Err(StoreError::Open { .. })
-    ));
+    assert!(matches!(SqliteStore::open(&garbage), Err(StoreError::Open { .. })));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -608,10 +442,7 @@ fn kill9_child() {
     let Some(path) = std::env::var_os(CHILD_DB_ENV) else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).build().unwrap();
     rt.block_on(async move {
         let store = Arc::new(SqliteStore::open(Path::new(&path)).unwrap());
         let mut tasks = Vec::new();
@@ -643,9 +474,7 @@ fn kill9_child() {
 fn acknowledged_writes_survive_kill_9() {
     let (_dir, path) = temp_db();
     // Some history first, so the child starts from a non-zero revision.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     {
         let store = SqliteStore::open(&path).unwrap();
         for i in 0..5 {
@@ -654,13 +483,7 @@ fn acknowledged_writes_survive_kill_9() {
     }
 
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "kill9_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["kill9_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env(CHILD_DB_ENV, &path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -673,18 +496,11 @@ fn acknowledged_writes_survive_kill_9() {
     while acked.len() < ACKS_BEFORE_KILL {
         line.clear();
         if stdout.read_line(&mut line).unwrap() == 0 {
-            panic!(
-                "child stopped after {} acks: {:?}",
-                acked.len(),
-                child.wait()
-            );
+            panic!("child stopped after {} acks: {:?}", acked.len(), child.wait());
         }
         acked.extend(parse_ack(&line));
     }
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the child must still be writing when killed"
-    );
+    assert!(child.try_wait().unwrap().is_none(), "the child must still be writing when killed");
     child.kill().unwrap(); // SIGKILL on unix
     let status = child.wait().unwrap();
     #[cfg(unix)]
@@ -705,22 +521,13 @@ fn acknowledged_writes_survive_kill_9() {
 
     let store = SqliteStore::open(&path).unwrap();
     let revision = rt.block_on(store.revision()).unwrap();
-    println!(
-        "child killed after {} acks; store reopened at revision {revision}",
-        acked.len()
-    );
+    println!("child killed after {} acks; store reopened at revision {revision}", acked.len());
     let last_acked = acked.iter().map(|(_, r)| *r).max().unwrap();
-    assert!(
-        revision >= last_acked,
-        "revision {revision} went behind acknowledged {last_acked}"
-    );
+    assert!(revision >= last_acked, "revision {revision} went behind acknowledged {last_acked}");
     let mut seen = std::collections::HashSet::new();
     for (key, acked_revision) in &acked {
         assert!(*acked_revision > 5, "revisions continue after the history");
-        assert!(
-            seen.insert(*acked_revision),
-            "revision {acked_revision} acknowledged twice"
-        );
+        assert!(seen.insert(*acked_revision), "revision {acked_revision} acknowledged twice");
         let record = rt.block_on(store.get(key)).unwrap().unwrap_or_else(|| {
             panic!("acknowledged key {key} at revision {acked_revision} lost by kill -9")
         });

@@ -148,10 +148,7 @@ impl ServerProc {
     /// Runs `aws --endpoint-url <server> --output json <args...>`.
     pub fn aws(&self, args: &[&str]) -> AwsResult {
         let mut cmd = Command::new("aws");
-        cmd.arg("--endpoint-url")
-            .arg(&self.endpoint)
-            .args(["--output", "json"])
-            .args(args);
+        cmd.arg("--endpoint-url").arg(&self.endpoint).args(["--output", "json"]).args(args);
         self.client_env(&mut cmd);
         AwsResult::from(cmd.output().expect("the AWS CLI (aws) must be installed"))
     }
@@ -204,11 +201,7 @@ impl AwsResult {
     /// Asserts the call failed with this AWS error code; returns the CLI's message.
     #[track_caller]
     pub fn err(&self, code: &str) -> &str {
-        assert!(
-            !self.ok,
-            "expected {code}, but aws succeeded: {}",
-            self.stdout
-        );
+        assert!(!self.ok, "expected {code}, but aws succeeded: {}", self.stdout);
         assert!(
             self.stderr.contains(&format!("({code})")),
             "expected ({code}) in: {}",
@@ -225,8 +218,5 @@ fn log_file(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    Ok(std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)?)
+    Ok(std::fs::OpenOptions::new().create(true).append(true).open(&path)?)
 }

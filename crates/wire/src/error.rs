@@ -28,11 +28,7 @@ struct Body<'a> {
 impl AwsError {
     /// An error with an explicit code and status.
     pub fn new(code: &'static str, status: u16, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            status,
-            message: message.into(),
-        }
+        Self { code, status, message: message.into() }
     }
 
     /// The operation exists in AWS's model but Berth does not implement it yet.
@@ -48,11 +44,8 @@ impl AwsError {
 
     /// The JSON body AWS sends with an error.
     pub fn to_body(&self) -> Vec<u8> {
-        serde_json::to_vec(&Body {
-            code: self.code,
-            message: &self.message,
-        })
-        .unwrap_or_else(|_| b"{}".to_vec())
+        serde_json::to_vec(&Body { code: self.code, message: &self.message })
+            .unwrap_or_else(|_| b"{}".to_vec())
     }
 }
 
@@ -70,11 +63,7 @@ pub mod common {
     }
     /// The request carries no credentials at all.
     pub fn missing_authentication_token() -> AwsError {
-        AwsError::new(
-            "MissingAuthenticationTokenException",
-            403,
-            "Missing Authentication Token",
-        )
+        AwsError::new("MissingAuthenticationTokenException", 403, "Missing Authentication Token")
     }
     /// The access key is unknown.
     pub fn unrecognized_client() -> AwsError {

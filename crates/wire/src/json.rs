@@ -16,24 +16,16 @@ pub fn parse_input<T: DeserializeOwned + Validate>(
     body: &[u8],
     validation_code: &'static str,
 ) -> Result<T, AwsError> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        body
-    };
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = match serde_path_to_error::deserialize(&mut de) {
         Ok(v) => v,
         Err(err) => return Err(classify(err, validation_code)),
     };
     if let Err(e) = de.end() {
-        return Err(common::serialization(format!(
-            "Malformed JSON request body: {e}"
-        )));
+        return Err(common::serialization(format!("Malformed JSON request body: {e}")));
     }
-    value
-        .validate()
-        .map_err(|v| AwsError::new(validation_code, 400, v.to_string()))?;
+    value.validate().map_err(|v| AwsError::new(validation_code, 400, v.to_string()))?;
     Ok(value)
 }
 
@@ -100,21 +92,13 @@ mod tests {
                 "InvalidParameterException",
                 "networkMode",
             ),
-            (
-                r#"{"family":"f"}"#,
-                "InvalidParameterException",
-                "containerDefinitions",
-            ),
+            (r#"{"family":"f"}"#, "InvalidParameterException", "containerDefinitions"),
             (
                 r#"{"family":"f","containerDefinitions":[],"tags":[{"key":""}]}"#,
                 "InvalidParameterException",
                 "tags[0].key",
             ),
-            (
-                r#"{"family":"f","containerDefinitions":[]} trailing"#,
-                "SerializationException",
-                "",
-            ),
+            (r#"{"family":"f","containerDefinitions":[]} trailing"#, "SerializationException", ""),
         ];
         for (body, code, needle) in cases {
             let e = parse(body).unwrap_err();
@@ -126,10 +110,8 @@ mod tests {
     #[test]
     fn tag_limits_come_from_the_model() {
         let tags: Vec<String> = (0..51).map(|i| format!(r#"{{"key":"k{i}"}}"#)).collect();
-        let body = format!(
-            r#"{{"family":"f","containerDefinitions":[],"tags":[{}]}}"#,
-            tags.join(",")
-        );
+        let body =
+            format!(r#"{{"family":"f","containerDefinitions":[],"tags":[{}]}}"#, tags.join(","));
         let e = parse(&body).unwrap_err();
         assert_eq!(e.code, "InvalidParameterException");
         assert!(e.message.contains("tags"), "{}", e.message);

@@ -16,31 +16,16 @@ pub enum Violation {
     /// A `required` member is absent.
     Missing { path: String },
     /// A string, list or map whose length is outside `[min, max]`.
-    Length {
-        path: String,
-        len: usize,
-        min: usize,
-        max: usize,
-    },
+    Length { path: String, len: usize, min: usize, max: usize },
     /// A number outside `[min, max]`.
-    Range {
-        path: String,
-        value: String,
-        min: String,
-        max: String,
-    },
+    Range { path: String, value: String, min: String, max: String },
 }
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Violation::Missing { path } => write!(f, "Missing required parameter: {path}"),
-            Violation::Length {
-                path,
-                len,
-                min,
-                max,
-            } => {
+            Violation::Length { path, len, min, max } => {
                 if *max == usize::MAX {
                     write!(
                         f,
@@ -53,12 +38,7 @@ impl fmt::Display for Violation {
                     )
                 }
             }
-            Violation::Range {
-                path,
-                value,
-                min,
-                max,
-            } => {
+            Violation::Range { path, value, min, max } => {
                 write!(
                     f,
                     "Invalid value for parameter {path}, value: {value}, valid range: {min}-{max}"
@@ -70,22 +50,13 @@ impl fmt::Display for Violation {
 
 /// `parent.member`, or `member` at the root.
 pub fn join(parent: &str, member: &str) -> String {
-    if parent.is_empty() {
-        member.to_string()
-    } else {
-        format!("{parent}.{member}")
-    }
+    if parent.is_empty() { member.to_string() } else { format!("{parent}.{member}") }
 }
 
 #[doc(hidden)]
 pub fn check_len(path: &str, len: usize, min: usize, max: usize) -> Result<(), Violation> {
     if len < min || len > max {
-        return Err(Violation::Length {
-            path: path.to_string(),
-            len,
-            min,
-            max,
-        });
+        return Err(Violation::Length { path: path.to_string(), len, min, max });
     }
     Ok(())
 }

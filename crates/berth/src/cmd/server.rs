@@ -44,9 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     config.region = args.region;
     config.account_id = args.account_id;
     config.max_clock_skew = time_secs(args.max_clock_skew_secs);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let server = Server::start(config).await?;
         let addr = server.local_addr();

@@ -42,19 +42,14 @@ impl std::fmt::Debug for BootstrapKey {
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
     #[error("could not write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Store(String),
 }
 
 fn random_from(alphabet: &[u8], n: usize) -> String {
     let mut rng = rand::rng();
-    (0..n)
-        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
-        .collect()
+    (0..n).map(|_| alphabet[rng.random_range(0..alphabet.len())] as char).collect()
 }
 
 /// Finds or creates the administrator key and (re)writes its credentials files.
@@ -85,10 +80,7 @@ pub async fn bootstrap_admin_key(
                 }
             }
         }
-        let akid = format!(
-            "AKIA{}",
-            random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)
-        );
+        let akid = format!("AKIA{}", random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16));
         let rec = AccessKeyRecord {
             access_key_id: akid.clone(),
             secret_access_key: random_from(
@@ -115,10 +107,7 @@ pub async fn bootstrap_admin_key(
         "# Written by berth server: the administrator key of this data directory.\n[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
         record.access_key_id, record.secret_access_key
     );
-    let config = format!(
-        "# Written by berth server.\n[default]\nregion = {}\n",
-        scope.region
-    );
+    let config = format!("# Written by berth server.\n[default]\nregion = {}\n", scope.region);
     write_private(&credentials_path, &credentials)?;
     write_private(&config_path, &config)?;
     Ok(BootstrapKey {
@@ -133,14 +122,9 @@ pub async fn bootstrap_admin_key(
 /// Writes `contents` to `path` with mode 0600 unless it already holds exactly that.
 fn write_private(path: &Path, contents: &str) -> Result<(), BootstrapError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let werr = |source| BootstrapError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
+    let werr = |source| BootstrapError::Write { path: path.to_path_buf(), source };
     if let Ok(existing) = std::fs::read_to_string(path) {
-        let mode = std::fs::metadata(path)
-            .map(|m| m.permissions().mode() & 0o777)
-            .unwrap_or(0);
+        let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
         if existing == contents && mode == 0o600 {
             return Ok(());
         }

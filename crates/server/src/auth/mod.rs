@@ -87,10 +87,7 @@ impl Authenticator {
                 access_key_id: rec.access_key_id,
             }),
         });
-        self.keys
-            .write()
-            .expect("key cache lock")
-            .insert(access_key_id.to_string(), entry.clone());
+        self.keys.write().expect("key cache lock").insert(access_key_id.to_string(), entry.clone());
         Ok(Some(entry))
     }
 
@@ -142,9 +139,7 @@ impl Authenticator {
             headers: &headers,
             body,
         };
-        self.verifier
-            .verify(&req, &auth, &key.secret, self.clock.now())
-            .map_err(sig_error)?;
+        self.verifier.verify(&req, &auth, &key.secret, self.clock.now()).map_err(sig_error)?;
         Ok(key.principal.clone())
     }
 }
@@ -152,11 +147,7 @@ impl Authenticator {
 /// A SigV4 failure as AWS answers it: 400 for a malformed signature, 403 for a refused one.
 fn sig_error(e: berth_sigv4::SigV4Error) -> AwsError {
     let code = e.aws_code();
-    let status = if code == "IncompleteSignatureException" {
-        400
-    } else {
-        403
-    };
+    let status = if code == "IncompleteSignatureException" { 400 } else { 403 };
     AwsError::new(code, status, e.to_string())
 }
 

@@ -30,12 +30,8 @@ struct Includes {
 }
 
 impl Includes {
-    const ALL: Includes = Includes {
-        settings: true,
-        statistics: false,
-        tags: true,
-        configurations: true,
-    };
+    const ALL: Includes =
+        Includes { settings: true, statistics: false, tags: true, configurations: true };
 }
 
 /// Counts of what a cluster holds, read from the store's per-cluster indexes.
@@ -83,18 +79,12 @@ impl EcsService {
     /// Resolves a `cluster` member (name or ARN, default `default`) to a name.
     pub(super) fn cluster_name(&self, cluster: Option<&str>) -> Result<String, AwsError> {
         let given = cluster.unwrap_or(DEFAULT_CLUSTER);
-        self.scope
-            .cluster_name(given)
-            .map(str::to_string)
-            .ok_or_else(cluster_not_found)
+        self.scope.cluster_name(given).map(str::to_string).ok_or_else(cluster_not_found)
     }
 
     async fn counts(&self, name: &str) -> Result<Counts, AwsError> {
         let count = |prefix: String| async move {
-            self.store
-                .count(&prefix, &prefix_end(&prefix))
-                .await
-                .map_err(error::store)
+            self.store.count(&prefix, &prefix_end(&prefix)).await.map_err(error::store)
         };
         Ok(Counts {
             instances: count(keys::cluster_instances_prefix(name)).await?,
@@ -145,11 +135,7 @@ impl EcsService {
             statistics: Some(statistics),
             tags: Some(if inc.tags { rec.tags.clone() } else { vec![] }),
             settings: inc.settings.then(|| rec.settings.clone()),
-            configuration: if inc.configurations {
-                rec.configuration.clone()
-            } else {
-                None
-            },
+            configuration: if inc.configurations { rec.configuration.clone() } else { None },
             capacity_providers: Some(rec.capacity_providers.clone()),
             default_capacity_provider_strategy: Some(
                 rec.default_capacity_provider_strategy.clone(),
@@ -170,10 +156,7 @@ impl EcsService {
         &self,
         input: CreateClusterRequest,
     ) -> Result<CreateClusterResponse, AwsError> {
-        let name = input
-            .cluster_name
-            .clone()
-            .unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
+        let name = input.cluster_name.clone().unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
         validate_cluster_name(&name, "clusterName").map_err(error::model)?;
         let tags = input.tags.clone().unwrap_or_default();
         tags::validate(&tags, "tags").map_err(error::model)?;
@@ -192,10 +175,7 @@ impl EcsService {
                 )));
             }
         }
-        let strategy = input
-            .default_capacity_provider_strategy
-            .clone()
-            .unwrap_or_default();
+        let strategy = input.default_capacity_provider_strategy.clone().unwrap_or_default();
         for (i, s) in strategy.iter().enumerate() {
             let p = s.capacity_provider.as_deref().unwrap_or("");
             if !providers.iter().any(|x| x == p) {
@@ -245,9 +225,7 @@ impl EcsService {
         &self,
         input: DescribeClustersRequest,
     ) -> Result<DescribeClustersResponse, AwsError> {
-        let given = input
-            .clusters
-            .unwrap_or_else(|| vec![DEFAULT_CLUSTER.to_string()]);
+        let given = input.clusters.unwrap_or_else(|| vec![DEFAULT_CLUSTER.to_string()]);
         if given.len() > 100 {
             return Err(error::invalid("clusters can name at most 100 clusters."));
         }
@@ -284,32 +262,22 @@ impl EcsService {
                 None => failures.push(missing(self.scope.cluster_arn(name))),
             }
         }
-        Ok(DescribeClustersResponse {
-            clusters: Some(clusters),
-            failures: Some(failures),
-        })
+        Ok(DescribeClustersResponse { clusters: Some(clusters), failures: Some(failures) })
     }
 
     pub(super) async fn list_clusters_op(
         &self,
         input: ListClustersRequest,
     ) -> Result<ListClustersResponse, AwsError> {
-        let page = Page::parse(
-            input.max_results,
-            input.next_token.as_deref(),
-            100,
-            keys::CLUSTERS,
-        )?;
+        let page =
+            Page::parse(input.max_results, input.next_token.as_deref(), 100, keys::CLUSTERS)?;
         let (keys, next) = page.keys(&*self.store, keys::CLUSTERS, false).await?;
         let arns = keys
             .iter()
             .filter_map(|k| k.strip_prefix(keys::CLUSTERS))
             .map(|n| self.scope.cluster_arn(n))
             .collect();
-        Ok(ListClustersResponse {
-            cluster_arns: Some(arns),
-            next_token: next,
-        })
+        Ok(ListClustersResponse { cluster_arns: Some(arns), next_token: next })
     }
 
     pub(super) async fn delete_cluster_op(
@@ -394,9 +362,7 @@ impl EcsService {
                 Ok(())
             })
             .await?;
-        Ok(UpdateClusterResponse {
-            cluster: Some(self.to_wire(&rec, Includes::ALL).await?),
-        })
+        Ok(UpdateClusterResponse { cluster: Some(self.to_wire(&rec, Includes::ALL).await?) })
     }
 
     pub(super) async fn update_cluster_settings_op(

@@ -48,12 +48,7 @@ const STRIPES: usize = 64;
 impl EcsService {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, scope: Scope) -> Self {
         let stripes = (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
-        Self {
-            store,
-            clock,
-            scope,
-            stripes,
-        }
+        Self { store, clock, scope, stripes }
     }
 
     /// The stripe lock for a record group, e.g. a family's key.

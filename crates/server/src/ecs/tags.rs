@@ -41,10 +41,7 @@ impl EcsService {
                 .await?;
             }
             ResourceRef::TaskDefinition { family, revision } => {
-                if !self
-                    .update_task_definition_tags(&family, revision, f)
-                    .await?
-                {
+                if !self.update_task_definition_tags(&family, revision, f).await? {
                     return Err(not_found(arn));
                 }
             }
@@ -82,8 +79,7 @@ impl EcsService {
         let arn = input.resource_arn.unwrap_or_default();
         let r = self.resource(Some(&arn))?;
         let keys = input.tag_keys.unwrap_or_default();
-        self.edit_tags(&arn, r, |existing| Ok(tags::remove(existing, &keys)))
-            .await?;
+        self.edit_tags(&arn, r, |existing| Ok(tags::remove(existing, &keys))).await?;
         Ok(UntagResourceResponse {})
     }
 

@@ -71,9 +71,8 @@ impl EcsService {
         let family_key = keys::task_definition_family(&family);
         let _serial = self.serialise(&family_key).await;
         for _ in 0..CAS_ATTEMPTS {
-            let (fam, fam_rev) = records::get::<FamilyRecord>(&*self.store, &family_key)
-                .await?
-                .unwrap_or_default();
+            let (fam, fam_rev) =
+                records::get::<FamilyRecord>(&*self.store, &family_key).await?.unwrap_or_default();
             let revision = fam.latest_revision + 1;
             let task_definition = td_rules::build(
                 &input,
@@ -85,10 +84,7 @@ impl EcsService {
                     registered_by: &ctx.principal.arn,
                 },
             );
-            let rec = TaskDefinitionRecord {
-                task_definition,
-                tags: tags.clone(),
-            };
+            let rec = TaskDefinitionRecord { task_definition, tags: tags.clone() };
             let new_fam = FamilyRecord {
                 latest_revision: revision,
                 active_revisions: fam.active_revisions + 1,
@@ -97,20 +93,11 @@ impl EcsService {
                 .when(family_key.clone(), fam_rev)
                 .when(keys::task_definition(&family, revision), 0)
                 .put(family_key.clone(), records::encode(&new_fam))
-                .put(
-                    keys::task_definition(&family, revision),
-                    records::encode(&rec),
-                )
-                .put(
-                    keys::task_definition_by_status("ACTIVE", &family, revision),
-                    Vec::new(),
-                );
+                .put(keys::task_definition(&family, revision), records::encode(&rec))
+                .put(keys::task_definition_by_status("ACTIVE", &family, revision), Vec::new());
             if fam.active_revisions == 0 {
                 txn = txn
-                    .put(
-                        keys::task_definition_family_by_status("ACTIVE", &family),
-                        Vec::new(),
-                    )
+                    .put(keys::task_definition_family_by_status("ACTIVE", &family), Vec::new())
                     .delete(keys::task_definition_family_by_status("INACTIVE", &family));
             }
             if records::commit(&*self.store, txn).await? {
@@ -121,9 +108,7 @@ impl EcsService {
                 });
             }
         }
-        Err(error::contention(&format!(
-            "task definition family {family}"
-        )))
+        Err(error::contention(&format!("task definition family {family}")))
     }
 
     pub(super) async fn describe_task_definition_op(
@@ -139,10 +124,7 @@ impl EcsService {
         let Some((rec, _)) = records::get::<TaskDefinitionRecord>(&*self.store, &key).await? else {
             return Err(unable_to_describe());
         };
-        let with_tags = input
-            .include
-            .unwrap_or_default()
-            .contains(&TaskDefinitionField::Tags);
+        let with_tags = input.include.unwrap_or_default().contains(&TaskDefinitionField::Tags);
         Ok(DescribeTaskDefinitionResponse {
             task_definition: Some(rec.task_definition),
             tags: with_tags.then_some(rec.tags),
@@ -168,10 +150,7 @@ impl EcsService {
             .filter_map(|k| keys::parse_task_definition_key(k))
             .map(|(f, rev)| self.scope.task_definition_arn(f, rev))
             .collect();
-        Ok(ListTaskDefinitionsResponse {
-            task_definition_arns: Some(arns),
-            next_token: next,
-        })
+        Ok(ListTaskDefinitionsResponse { task_definition_arns: Some(arns), next_token: next })
     }
 
     pub(super) async fn list_task_definition_families_op(
@@ -187,10 +166,7 @@ impl EcsService {
         let page = Page::parse(input.max_results, input.next_token.as_deref(), 100, &prefix)?;
         let (keys, next) = page.keys(&*self.store, &prefix, false).await?;
         let families = keys.iter().map(|k| k[base..].to_string()).collect();
-        Ok(ListTaskDefinitionFamiliesResponse {
-            families: Some(families),
-            next_token: next,
-        })
+        Ok(ListTaskDefinitionFamiliesResponse { families: Some(families), next_token: next })
     }
 
     /// Moves one revision from its current status to `to`, keeping the indexes and the family
@@ -210,13 +186,9 @@ impl EcsService {
             else {
                 return Ok(None);
             };
-            let (mut fam, fam_rev) = records::get::<FamilyRecord>(&*self.store, &family_key)
-                .await?
-                .unwrap_or_default();
-            let from = rec
-                .task_definition
-                .status
-                .unwrap_or(TaskDefinitionStatus::Active);
+            let (mut fam, fam_rev) =
+                records::get::<FamilyRecord>(&*self.store, &family_key).await?.unwrap_or_default();
+            let from = rec.task_definition.status.unwrap_or(TaskDefinitionStatus::Active);
             if from == to {
                 return Ok(Some(rec));
             }
@@ -233,24 +205,15 @@ impl EcsService {
                 .when(key.clone(), rev)
                 .when(family_key.clone(), fam_rev)
                 .put(key.clone(), records::encode(&rec))
-                .delete(keys::task_definition_by_status(
-                    status_str(Some(from)),
-                    family,
-                    revision,
-                ))
-                .put(
-                    keys::task_definition_by_status(to.as_str(), family, revision),
-                    Vec::new(),
-                );
+                .delete(keys::task_definition_by_status(status_str(Some(from)), family, revision))
+                .put(keys::task_definition_by_status(to.as_str(), family, revision), Vec::new());
             if from == TaskDefinitionStatus::Active {
                 fam.active_revisions = fam.active_revisions.saturating_sub(1);
                 if fam.active_revisions == 0 {
-                    txn = txn
-                        .delete(keys::task_definition_family_by_status("ACTIVE", family))
-                        .put(
-                            keys::task_definition_family_by_status("INACTIVE", family),
-                            Vec::new(),
-                        );
+                    txn = txn.delete(keys::task_definition_family_by_status("ACTIVE", family)).put(
+                        keys::task_definition_family_by_status("INACTIVE", family),
+                        Vec::new(),
+                    );
                 }
                 txn = txn.put(family_key.clone(), records::encode(&fam));
             }
@@ -258,9 +221,7 @@ impl EcsService {
                 return Ok(Some(rec));
             }
         }
-        Err(error::contention(&format!(
-            "task definition {family}:{revision}"
-        )))
+        Err(error::contention(&format!("task definition {family}:{revision}")))
     }
 
     pub(super) async fn deregister_task_definition_op(
@@ -288,9 +249,7 @@ impl EcsService {
                 "The task definition {family}:{revision} is being deleted."
             )));
         }
-        Ok(DeregisterTaskDefinitionResponse {
-            task_definition: Some(rec.task_definition),
-        })
+        Ok(DeregisterTaskDefinitionResponse { task_definition: Some(rec.task_definition) })
     }
 
     pub(super) async fn delete_task_definitions_op(
@@ -328,10 +287,8 @@ impl EcsService {
             let (family, revision) = r;
             let key = keys::task_definition(&family, revision);
             match records::get::<TaskDefinitionRecord>(&*self.store, &key).await? {
-                None => failures.push(fail(
-                    "MISSING",
-                    Some("The task definition does not exist.".into()),
-                )),
+                None => failures
+                    .push(fail("MISSING", Some("The task definition does not exist.".into()))),
                 Some((rec, _))
                     if rec.task_definition.status == Some(TaskDefinitionStatus::Active)
                         || rec.task_definition.status.is_none() =>
@@ -358,10 +315,7 @@ impl EcsService {
                 }
             }
         }
-        Ok(DeleteTaskDefinitionsResponse {
-            task_definitions: Some(done),
-            failures: Some(failures),
-        })
+        Ok(DeleteTaskDefinitionsResponse { task_definitions: Some(done), failures: Some(failures) })
     }
 
     /// Tags of a task definition revision, by family and revision.
@@ -393,15 +347,11 @@ impl EcsService {
                 return Ok(false);
             };
             rec.tags = f(&rec.tags)?;
-            let txn = Txn::new()
-                .when(key.clone(), rev)
-                .put(key.clone(), records::encode(&rec));
+            let txn = Txn::new().when(key.clone(), rev).put(key.clone(), records::encode(&rec));
             if records::commit(&*self.store, txn).await? {
                 return Ok(true);
             }
         }
-        Err(error::contention(&format!(
-            "task definition {family}:{revision}"
-        )))
+        Err(error::contention(&format!("task definition {family}:{revision}")))
     }
 }
