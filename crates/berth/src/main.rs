@@ -16,6 +16,12 @@ struct Cli {
 enum Command {
     /// Run the control plane: the ECS API (AWS JSON 1.1, SigV4) over an embedded store.
     Server(cmd::server::Args),
+    /// Run the agent: register this host as a container instance, run its tasks on Docker.
+    Agent(cmd::agent::Args),
+    /// Run a control plane and an agent in one process (a laptop, CI).
+    Up(cmd::up::Args),
+    /// Build the demo web app's image (berth-demo:latest) from its static binary.
+    DemoImage(cmd::demo_image::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,5 +35,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Server(args) => cmd::server::run(args),
+        Command::Agent(args) => cmd::agent::run(args),
+        Command::Up(args) => cmd::up::run(args),
+        Command::DemoImage(args) => cmd::demo_image::run(args),
     }
 }

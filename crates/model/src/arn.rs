@@ -35,6 +35,29 @@ impl Scope {
         self.ecs_arn(&format!("task-definition/{family}:{revision}"))
     }
 
+    /// `arn:aws:ecs:REGION:ACCOUNT:container-instance/CLUSTER/ID`.
+    pub fn container_instance_arn(&self, cluster: &str, id: &str) -> String {
+        self.ecs_arn(&format!("container-instance/{cluster}/{id}"))
+    }
+
+    /// `arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID`.
+    pub fn task_arn(&self, cluster: &str, id: &str) -> String {
+        self.ecs_arn(&format!("task/{cluster}/{id}"))
+    }
+
+    /// A resource of `kind` (`task`, `container-instance`) named by id or ARN: its id, or
+    /// `None` when the ARN is not of this scope, of another kind, or of another cluster.
+    pub fn child_id<'a>(&self, kind: &str, cluster: &str, id_or_arn: &'a str) -> Option<&'a str> {
+        if !id_or_arn.starts_with("arn:") {
+            return (!id_or_arn.is_empty() && !id_or_arn.contains('/')).then_some(id_or_arn);
+        }
+        let res = self.ecs_resource(id_or_arn)?.strip_prefix(kind)?.strip_prefix('/')?;
+        match res.split_once('/') {
+            Some((c, id)) if c == cluster && !id.is_empty() && !id.contains('/') => Some(id),
+            _ => None,
+        }
+    }
+
     /// `arn:aws:iam::ACCOUNT:root`, the principal of the account's root user.
     pub fn account_root_arn(&self) -> String {
         format!("arn:{}:iam::{}:root", self.partition, self.account_id)
@@ -218,6 +241,20 @@ mod tests {
             Some(ResourceRef::TaskDefinition { family: "f".into(), revision: 12 })
         );
         assert_eq!(s.resource("arn:aws:ecs:us-east-1:123456789012:task-definition/f"), None);
+    }
+
+    #[test]
+    fn child_ids() {
+        let s = scope();
+        let arn = s.task_arn("c", "abc");
+        assert_eq!(arn, "arn:aws:ecs:us-east-1:123456789012:task/c/abc");
+        assert_eq!(s.child_id("task", "c", &arn), Some("abc"));
+        assert_eq!(s.child_id("task", "other", &arn), None);
+        assert_eq!(s.child_id("container-instance", "c", &arn), None);
+        assert_eq!(s.child_id("task", "c", "abc"), Some("abc"));
+        assert_eq!(s.child_id("task", "c", "a/b"), None);
+        let ci = s.container_instance_arn("c", "i1");
+        assert_eq!(s.child_id("container-instance", "c", &ci), Some("i1"));
     }
 
     #[test]

@@ -85,6 +85,67 @@ pub const ACCESS_KEYS: &str = "iam/access-keys/";
 /// The id of the administrator key created on first start.
 pub const BOOTSTRAP_ADMIN_KEY: &str = "iam/bootstrap-admin-key";
 
+
+/// `ecs/instances/<cluster>/<id>`: a registered container instance (ACTIVE or DRAINING).
+/// (Its prefix, [`cluster_instances_prefix`], is what cluster counts and DeleteCluster read.)
+pub fn container_instance(cluster: &str, id: &str) -> String {
+    format!("ecs/instances/{cluster}/{id}")
+}
+/// `ecs/instances-inactive/<cluster>/<id>`: a deregistered instance, still describable.
+pub fn inactive_container_instance(cluster: &str, id: &str) -> String {
+    format!("ecs/instances-inactive/{cluster}/{id}")
+}
+/// `ecs/instance-heartbeat/<id>`: when the instance's agent last polled (written by polls
+/// only, so heartbeats never contend with placements on the instance record).
+pub fn instance_heartbeat(id: &str) -> String {
+    format!("ecs/instance-heartbeat/{id}")
+}
+/// `ecs/instance-desired/<id>`: written (empty) in every transaction that changes the desired
+/// state of a task on the instance; its `mod_revision` is the agent channel's `version`.
+pub fn instance_desired(id: &str) -> String {
+    format!("ecs/instance-desired/{id}")
+}
+/// `ecs/instance-tasks/<instance id>/<task id>`: the tasks placed on an instance that are not
+/// yet STOPPED; the value is the task's last status.
+pub fn instance_task(instance_id: &str, task_id: &str) -> String {
+    format!("ecs/instance-tasks/{instance_id}/{task_id}")
+}
+/// Prefix of [`instance_task`] for one instance.
+pub fn instance_tasks_prefix(instance_id: &str) -> String {
+    format!("ecs/instance-tasks/{instance_id}/")
+}
+
+/// `ecs/tasks/<cluster>/<id>`: a task, whatever its status (stopped tasks stay describable).
+pub fn task(cluster: &str, id: &str) -> String {
+    format!("ecs/tasks/{cluster}/{id}")
+}
+/// `ecs/tasks-live/<cluster>/<id>`: present while the task's known status is not STOPPED.
+pub fn live_task(cluster: &str, id: &str) -> String {
+    format!("{}{id}", cluster_live_tasks_prefix(cluster))
+}
+/// `ecs/tasks-by-status/<cluster>/<STATUS>/<id>`: index by last (known) status.
+pub fn task_by_status(cluster: &str, status: &str, id: &str) -> String {
+    format!("{}{id}", cluster_tasks_by_status_prefix(cluster, status))
+}
+/// `ecs/tasks-by-desired/<cluster>/<RUNNING|STOPPED>/<id>`: index by desired status, which
+/// ListTasks filters on (default RUNNING).
+pub fn task_by_desired(cluster: &str, desired: &str, id: &str) -> String {
+    format!("{}{id}", tasks_by_desired_prefix(cluster, desired))
+}
+/// Prefix of [`task_by_desired`].
+pub fn tasks_by_desired_prefix(cluster: &str, desired: &str) -> String {
+    format!("ecs/tasks-by-desired/{cluster}/{desired}/")
+}
+/// `ecs/run-tokens/<cluster>/<clientToken>`: the task ARNs a RunTask with this token started.
+pub fn run_token(cluster: &str, token: &str) -> String {
+    format!("ecs/run-tokens/{cluster}/{token}")
+}
+/// `ecs/attributes/<cluster>/<targetId>/<name>`: custom attributes set with PutAttributes on
+/// targets other than container instances (instances keep theirs in their record).
+pub fn attribute(cluster: &str, target_id: &str, name: &str) -> String {
+    format!("ecs/attributes/{cluster}/{target_id}/{name}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,5 +38,6 @@ impl ModelError {
 }
 
 pub mod keys;
+pub mod lifecycle;
 pub mod records;
 pub mod tags;

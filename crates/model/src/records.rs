@@ -92,3 +92,60 @@ impl std::fmt::Debug for AccessKeyRecord {
             .finish()
     }
 }
+
+/// `ecs/instances/<cluster>/<id>`: a container instance. Resources are ECS's `Resource`
+/// shapes (CPU in units, MEMORY in MiB, PORTS / PORTS_UDP as string sets).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerInstanceRecord {
+    pub id: String,
+    pub arn: String,
+    pub cluster: String,
+    pub ec2_instance_id: String,
+    /// ACTIVE, DRAINING, or INACTIVE once deregistered.
+    pub status: String,
+    pub registered_resources: Vec<berth_wire::ecs::Resource>,
+    /// What placed tasks that are not yet STOPPED use: cpu units and memory MiB.
+    pub used_cpu: i64,
+    pub used_memory_mib: i64,
+    /// Static host ports held by placed tasks.
+    pub used_ports_tcp: Vec<u16>,
+    pub used_ports_udp: Vec<u16>,
+    pub attributes: Vec<berth_wire::ecs::Attribute>,
+    pub version_info: Option<berth_wire::ecs::VersionInfo>,
+    pub tags: Vec<Tag>,
+    /// Epoch seconds.
+    pub registered_at: f64,
+    /// Bumped by every re-registration of the same instance: the agent's fencing token.
+    pub epoch: u64,
+    /// Bumped on every change, as ECS's `version`.
+    pub version: i64,
+}
+
+/// `ecs/instance-heartbeat/<id>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatRecord {
+    /// Epoch seconds of the last poll.
+    pub last_seen: f64,
+}
+
+/// `ecs/tasks/<cluster>/<id>`: a task as DescribeTasks returns it, plus what the server and
+/// the agent need to run it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRecord {
+    pub id: String,
+    pub cluster: String,
+    /// The instance it is placed on (id, not ARN).
+    pub instance_id: String,
+    /// The wire shape, kept current: lastStatus, desiredStatus, containers, timestamps...
+    pub task: berth_wire::ecs::Task,
+    /// The task definition revision as it was when the task started.
+    pub task_definition: TaskDefinition,
+    /// What the task holds on its instance until it is STOPPED.
+    pub reserved_cpu: i64,
+    pub reserved_memory_mib: i64,
+    pub reserved_ports_tcp: Vec<u16>,
+    pub reserved_ports_udp: Vec<u16>,
+}

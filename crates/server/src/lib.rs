@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub max_clock_skew: time::Duration,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// An instance whose agent has not polled for this long shows `agentConnected: false`.
+    pub agent_timeout: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -58,6 +60,7 @@ impl ServerConfig {
             account_id: DEFAULT_ACCOUNT_ID.into(),
             max_clock_skew: time::Duration::minutes(5),
             max_body_bytes: 1024 * 1024,
+            agent_timeout: std::time::Duration::from_secs(45),
         }
     }
 }
@@ -125,7 +128,7 @@ impl Server {
                 &config.account_id,
                 config.max_clock_skew,
             ),
-            ecs: ecs::EcsService::new(store, clock, scope),
+            ecs: ecs::EcsService::new(store, clock, scope).with_agent_timeout(config.agent_timeout),
             max_body_bytes: config.max_body_bytes,
         });
         let listener = TcpListener::bind(config.listen)

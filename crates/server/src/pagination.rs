@@ -10,6 +10,11 @@ use berth_wire::AwsError;
 
 use crate::error;
 
+/// The token that resumes a listing after `key`.
+pub fn token(key: &str) -> String {
+    URL_SAFE_NO_PAD.encode(key)
+}
+
 /// A page request, validated.
 pub struct Page {
     pub limit: usize,
@@ -77,7 +82,7 @@ impl Page {
         let more = recs.len() > self.limit;
         recs.truncate(self.limit);
         let keys: Vec<String> = recs.into_iter().map(|r| r.key).collect();
-        let token = if more { keys.last().map(|k| URL_SAFE_NO_PAD.encode(k)) } else { None };
+        let token = if more { keys.last().map(|k| token(k)) } else { None };
         Ok((keys, token))
     }
 }

@@ -26,6 +26,8 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/", any(handle))
+        .route(berth_agent_protocol::POLL_PATH, axum::routing::post(agent_poll))
+        .route(berth_agent_protocol::REPORT_PATH, axum::routing::post(agent_report))
         .fallback(any(not_found))
         .with_state(app)
 }
@@ -60,14 +62,12 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     }
 }
 
-async fn serve(app: &App, req: Request, request_id: &str) -> Result<Vec<u8>, AwsError> {
+/// Reads the body under the cap and authenticates the request.
+async fn read_authenticated(
+    app: &App,
+    req: Request,
+) -> Result<(http::request::Parts, bytes::Bytes, std::sync::Arc<auth::Principal>), AwsError> {
     let (parts, body) = req.into_parts();
-    if parts.method != http::Method::POST {
-        return Err(common::unknown_operation(format!(
-            "{} / is not an AWS JSON request; use POST.",
-            parts.method
-        )));
-    }
     let body = match Limited::new(body, app.max_body_bytes).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
@@ -79,7 +79,17 @@ async fn serve(app: &App, req: Request, request_id: &str) -> Result<Vec<u8>, Aws
         }
     };
     let principal = app.auth.authenticate(&parts, &body, wire_ecs::SIGNING_NAME).await?;
+    Ok((parts, body, principal))
+}
 
+async fn serve(app: &App, req: Request, request_id: &str) -> Result<Vec<u8>, AwsError> {
+    if req.method() != http::Method::POST {
+        return Err(common::unknown_operation(format!(
+            "{} / is not an AWS JSON request; use POST.",
+            req.method()
+        )));
+    }
+    let (parts, body, principal) = read_authenticated(app, req).await?;
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
         if !ct.starts_with("application/x-amz-json-") && !ct.starts_with("application/json") {
@@ -118,4 +128,56 @@ fn error_response(request_id: &str, e: &AwsError) -> Response {
         h.insert("x-amzn-requestid", v);
     }
     resp
+}
+
+/// Runs an agent-channel call: authenticate, parse, authorize, answer JSON.
+async fn agent_call<I, O, F, Fut>(
+    app: Arc<App>,
+    req: Request,
+    operation: &'static str,
+    f: F,
+) -> Response
+where
+    I: serde::de::DeserializeOwned,
+    O: serde::Serialize,
+    F: FnOnce(Arc<App>, RequestContext, I) -> Fut,
+    Fut: std::future::Future<Output = Result<O, AwsError>>,
+{
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let result = async {
+        let (_, body, principal) = read_authenticated(&app, req).await?;
+        auth::authorize(&principal, Action { service: "berth-agent", operation })?;
+        let input: I = serde_json::from_slice(&body)
+            .map_err(|e| common::serialization(format!("Invalid agent message: {e}")))?;
+        let ctx = RequestContext { principal, request_id: request_id.clone() };
+        let out = f(app.clone(), ctx, input).await?;
+        berth_wire::json::write_output(&out)
+    }
+    .await;
+    match result {
+        Ok(body) => {
+            let mut resp = Response::new(Body::from(body));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+        Err(e) => error_response(&request_id, &e),
+    }
+}
+
+async fn agent_poll(State(app): State<Arc<App>>, req: Request) -> Response {
+    agent_call(app, req, "Poll", |app, ctx, input: berth_agent_protocol::PollRequest| async move {
+        app.ecs.agent_poll(&ctx, input).await
+    })
+    .await
+}
+
+async fn agent_report(State(app): State<Arc<App>>, req: Request) -> Response {
+    agent_call(app, req, "Report", |app, ctx, input: berth_agent_protocol::TaskReport| async move {
+        app.ecs
+            .agent_report(&ctx, input)
+            .await
+            .map(|()| serde_json::json!({"acknowledgment": "ACK"}))
+    })
+    .await
 }

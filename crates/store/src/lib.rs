@@ -173,4 +173,9 @@ pub trait Store: Send + Sync + 'static {
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError>;
     /// The current revision.
     async fn revision(&self) -> Result<Revision, StoreError>;
+    /// A receiver that changes whenever a transaction commits, holding the newest committed
+    /// revision. Level-triggered use: on a change, re-read what you watch; never rely on
+    /// seeing every intermediate revision. (The SQLite backend sees the writes of this
+    /// process; the etcd backend will feed it from etcd's watch.)
+    fn watch(&self) -> tokio::sync::watch::Receiver<Revision>;
 }

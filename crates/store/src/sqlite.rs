@@ -121,6 +121,8 @@ pub struct SqliteStore {
     writer_thread: Option<JoinHandle<()>>,
     readers: ReaderPool,
     counters: Arc<Counters>,
+    /// The revision of the last committed batch, published after its COMMIT.
+    revisions: tokio::sync::watch::Receiver<Revision>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -182,9 +184,12 @@ impl SqliteStore {
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer_counters = counters.clone();
+        let current: Revision =
+            conn.query_row(SQL_REVISION, [], |row| u64_at(row, 0)).map_err(open_err)?;
+        let (rev_tx, revisions) = tokio::sync::watch::channel(current);
         let writer_thread = std::thread::Builder::new()
             .name("berth-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, &writer_counters))
+            .spawn(move || writer_loop(conn, rx, &writer_counters, &rev_tx))
             .map_err(|e| {
                 open_err(rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
@@ -192,7 +197,14 @@ impl SqliteStore {
                 ))
             })?;
         tracing::debug!(path = %path.display(), schema = supported, "store opened");
-        Ok(Self { path, writer: Some(tx), writer_thread: Some(writer_thread), readers, counters })
+        Ok(Self {
+            path,
+            writer: Some(tx),
+            writer_thread: Some(writer_thread),
+            readers,
+            counters,
+            revisions,
+        })
     }
 
     /// The database file.
@@ -318,6 +330,10 @@ impl Store for SqliteStore {
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
+    fn watch(&self) -> tokio::sync::watch::Receiver<Revision> {
+        self.revisions.clone()
+    }
+
     async fn revision(&self) -> Result<Revision, StoreError> {
         self.readers.with(
             || "revision".to_owned(),
@@ -406,7 +422,12 @@ fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError>
 }
 
 /// The writer thread: receive a batch, apply it in one SQLite transaction, reply.
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Request>, counters: &Counters) {
+fn writer_loop(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Request>,
+    counters: &Counters,
+    revisions: &tokio::sync::watch::Sender<Revision>,
+) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -418,6 +439,21 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Request>, counters: &Cou
         }
         let results = apply_batch(&conn, &batch, counters);
         debug_assert_eq!(results.len(), batch.len());
+        // Publish before replying, so a caller that saw its txn commit also sees the revision.
+        if let Some(newest) = results
+            .iter()
+            .filter_map(|r| match r {
+                Ok(TxnOutcome::Committed { revision }) => Some(*revision),
+                _ => None,
+            })
+            .max()
+        {
+            revisions.send_if_modified(|r| {
+                let changed = newest > *r;
+                *r = (*r).max(newest);
+                changed
+            });
+        }
         for (request, result) in batch.drain(..).zip(results) {
             // The caller may have given up waiting; the outcome stands regardless.
             let _ = request.reply.send(result);

@@ -545,3 +545,29 @@ fn acknowledged_writes_survive_kill_9() {
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(rt.block_on(store.revision()).unwrap(), revision + 1);
 }
+
+#[tokio::test]
+async fn watch_publishes_each_committed_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("w.db")).unwrap();
+    let mut w = store.watch();
+    assert_eq!(*w.borrow_and_update(), 0);
+    let waiter = tokio::spawn(async move {
+        w.changed().await.unwrap();
+        *w.borrow_and_update()
+    });
+    store.txn(Txn::new().put("a", b"1".to_vec())).await.unwrap();
+    assert_eq!(waiter.await.unwrap(), 1);
+    // A conflict publishes nothing; the next commit does.
+    let mut w = store.watch();
+    w.borrow_and_update();
+    assert!(!store.txn(Txn::new().when("a", 0).put("a", b"2".to_vec())).await.unwrap().committed());
+    assert!(!w.has_changed().unwrap());
+    store.txn(Txn::new().put("b", b"1".to_vec())).await.unwrap();
+    assert!(w.has_changed().unwrap());
+    assert_eq!(*w.borrow_and_update(), 2);
+    // A reopened store starts from the stored revision.
+    drop(store);
+    let store = SqliteStore::open(&dir.path().join("w.db")).unwrap();
+    assert_eq!(*store.watch().borrow(), 2);
+}

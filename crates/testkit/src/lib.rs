@@ -220,3 +220,136 @@ fn log_file(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     }
     Ok(std::fs::OpenOptions::new().create(true).append(true).open(&path)?)
 }
+
+/// A running `berth agent` child process, registered with a [`ServerProc`]. On drop it is
+/// killed and every container and volume it created (found by its instance label) removed.
+pub struct AgentProc {
+    child: Option<Child>,
+    /// The container instance ARN it registered as.
+    pub instance_arn: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    bin: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, std::ffi::OsString)>,
+}
+
+impl AgentProc {
+    /// Starts an agent for `server`'s `default` cluster with extra flags.
+    pub fn start(bin: &Path, server: &ServerProc, extra: &[&str]) -> anyhow::Result<Self> {
+        let tmp = tempfile::Builder::new().prefix("berth-agent-test-").tempdir()?;
+        let data_dir = tmp.path().join("agent");
+        let mut a = Self {
+            child: None,
+            instance_arn: String::new(),
+            data_dir,
+            _tmp: Some(tmp),
+            bin: bin.to_path_buf(),
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            env: vec![
+                ("AWS_SHARED_CREDENTIALS_FILE".into(), server.credentials_file().into()),
+                ("BERTH_SERVER".into(), server.endpoint.clone().into()),
+            ],
+        };
+        a.spawn()?;
+        Ok(a)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("agent").arg("--data-dir").arg(&self.data_dir).args(&self.args);
+        for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"]
+        {
+            cmd.env_remove(k);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .env("BERTH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file(&self.data_dir)?)
+            .spawn()
+            .with_context(|| format!("spawning {}", self.bin.display()))?;
+        let stdout = child.stdout.take().context("agent stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let arn = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(a) = line.strip_prefix("registered ") {
+                        break a.to_string();
+                    }
+                }
+                _ => {
+                    let status = child.wait()?;
+                    let log = std::fs::read_to_string(self.data_dir.with_extension("log"))
+                        .unwrap_or_default();
+                    bail!("berth agent exited before registering: {status}\n{log}");
+                }
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        self.child = Some(child);
+        self.instance_arn = arn;
+        Ok(())
+    }
+
+    /// SIGKILLs the agent (its containers keep running).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the agent again on the same data directory; returns the ARN it registered as.
+    pub fn restart(&mut self) -> anyhow::Result<String> {
+        self.kill9();
+        self.spawn()?;
+        Ok(self.instance_arn.clone())
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// Ids of the Docker containers carrying this agent's instance label.
+    pub fn containers(&self) -> Vec<String> {
+        docker_ids(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=berth.container-instance-arn={}", self.instance_arn),
+        ])
+    }
+}
+
+fn docker_ids(args: &[&str]) -> Vec<String> {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_string).collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        self.kill9();
+        if self.instance_arn.is_empty() {
+            return;
+        }
+        let ids = self.containers();
+        if !ids.is_empty() {
+            let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).output();
+        }
+        let label = format!("label=berth.container-instance-arn={}", self.instance_arn);
+        let vols = docker_ids(&["volume", "ls", "-q", "--filter", &label]);
+        if !vols.is_empty() {
+            let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&vols).output();
+        }
+    }
+}

@@ -25,9 +25,12 @@ pub struct Args {
     /// Largest accepted difference between a request's signing time and the server clock.
     #[arg(long, default_value_t = 300)]
     pub max_clock_skew_secs: i64,
+    /// An instance whose agent has been silent this long shows agentConnected=false.
+    #[arg(long, default_value_t = 45)]
+    pub agent_timeout_secs: u64,
 }
 
-fn default_data_dir() -> anyhow::Result<PathBuf> {
+pub fn default_data_dir() -> anyhow::Result<PathBuf> {
     if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(d).join("berth"));
     }
@@ -35,15 +38,24 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/berth"))
 }
 
+impl Args {
+    /// The server configuration these flags describe.
+    pub fn config(&self) -> anyhow::Result<ServerConfig> {
+        let data_dir = match &self.data_dir {
+            Some(d) => d.clone(),
+            None => default_data_dir()?,
+        };
+        let mut config = ServerConfig::new(data_dir, self.listen);
+        config.region = self.region.clone();
+        config.account_id = self.account_id.clone();
+        config.max_clock_skew = time_secs(self.max_clock_skew_secs);
+        config.agent_timeout = std::time::Duration::from_secs(self.agent_timeout_secs);
+        Ok(config)
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let data_dir = match args.data_dir {
-        Some(d) => d,
-        None => default_data_dir()?,
-    };
-    let mut config = ServerConfig::new(data_dir, args.listen);
-    config.region = args.region;
-    config.account_id = args.account_id;
-    config.max_clock_skew = time_secs(args.max_clock_skew_secs);
+    let config = args.config()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let server = Server::start(config).await?;
@@ -71,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("    aws --endpoint-url http://{addr} ecs list-clusters");
         // A machine-readable line for scripts and tests that start the server on port 0.
         println!("listening on {addr}");
-        server.serve(shutdown_signal()).await.context("serving")?;
+        server.serve(super::shutdown_signal()).await.context("serving")?;
         eprintln!("berth server: stopped");
         anyhow::Ok(())
     })
@@ -79,13 +91,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn time_secs(s: i64) -> berth_server::Duration {
     berth_server::Duration::seconds(s)
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -6,13 +6,20 @@
 //!   ListTaskDefinitions, ListTaskDefinitionFamilies, DeregisterTaskDefinition,
 //!   DeleteTaskDefinitions.
 //! * `tags.rs`: TagResource, UntagResource, ListTagsForResource.
+//! * `container_instances.rs`: RegisterContainerInstance, DeregisterContainerInstance,
+//!   DescribeContainerInstances, ListContainerInstances, UpdateContainerInstancesState,
+//!   PutAttributes, ListAttributes, DeleteAttributes.
+//! * `tasks.rs`: RunTask, StartTask, StopTask, DescribeTasks, ListTasks,
+//!   SubmitTaskStateChange, SubmitContainerStateChange, and the agent channel (poll, report).
 //!
 //! Every other operation of the model answers `UnsupportedFeatureException` naming it (the
 //! generated trait's default).
 
 mod clusters;
+mod container_instances;
 mod tags;
 mod task_definitions;
+mod tasks;
 
 use std::sync::Arc;
 
@@ -40,6 +47,10 @@ pub struct EcsService {
     /// compare-and-set retries against each other. Correctness never depends on them: the
     /// store's compare-and-set still guards against every other writer (other servers).
     stripes: Vec<tokio::sync::Mutex<()>>,
+    /// An instance whose agent has not polled for this long shows agentConnected=false.
+    agent_timeout_secs: f64,
+    /// How often agents are told to poll at the latest.
+    agent_heartbeat_secs: u32,
 }
 
 /// Number of lock stripes.
@@ -48,7 +59,15 @@ const STRIPES: usize = 64;
 impl EcsService {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, scope: Scope) -> Self {
         let stripes = (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
-        Self { store, clock, scope, stripes }
+        Self { store, clock, scope, stripes, agent_timeout_secs: 45.0, agent_heartbeat_secs: 15 }
+    }
+
+    /// Sets how long an agent may stay silent before its instance shows disconnected, and
+    /// derives the poll interval agents are told to keep (a third of it).
+    pub fn with_agent_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.agent_timeout_secs = timeout.as_secs_f64();
+        self.agent_heartbeat_secs = (timeout.as_secs() / 3).clamp(1, 60) as u32;
+        self
     }
 
     /// The stripe lock for a record group, e.g. a family's key.
@@ -174,5 +193,110 @@ impl Api for EcsService {
         input: ListTagsForResourceRequest,
     ) -> Result<ListTagsForResourceResponse, AwsError> {
         self.list_tags_for_resource_op(input).await
+    }
+    async fn register_container_instance(
+        &self,
+        _ctx: &RequestContext,
+        input: RegisterContainerInstanceRequest,
+    ) -> Result<RegisterContainerInstanceResponse, AwsError> {
+        self.register_container_instance_op(input).await
+    }
+    async fn deregister_container_instance(
+        &self,
+        _ctx: &RequestContext,
+        input: DeregisterContainerInstanceRequest,
+    ) -> Result<DeregisterContainerInstanceResponse, AwsError> {
+        self.deregister_container_instance_op(input).await
+    }
+    async fn describe_container_instances(
+        &self,
+        _ctx: &RequestContext,
+        input: DescribeContainerInstancesRequest,
+    ) -> Result<DescribeContainerInstancesResponse, AwsError> {
+        self.describe_container_instances_op(input).await
+    }
+    async fn list_container_instances(
+        &self,
+        _ctx: &RequestContext,
+        input: ListContainerInstancesRequest,
+    ) -> Result<ListContainerInstancesResponse, AwsError> {
+        self.list_container_instances_op(input).await
+    }
+    async fn update_container_instances_state(
+        &self,
+        _ctx: &RequestContext,
+        input: UpdateContainerInstancesStateRequest,
+    ) -> Result<UpdateContainerInstancesStateResponse, AwsError> {
+        self.update_container_instances_state_op(input).await
+    }
+    async fn put_attributes(
+        &self,
+        _ctx: &RequestContext,
+        input: PutAttributesRequest,
+    ) -> Result<PutAttributesResponse, AwsError> {
+        self.put_attributes_op(input).await
+    }
+    async fn list_attributes(
+        &self,
+        _ctx: &RequestContext,
+        input: ListAttributesRequest,
+    ) -> Result<ListAttributesResponse, AwsError> {
+        self.list_attributes_op(input).await
+    }
+    async fn delete_attributes(
+        &self,
+        _ctx: &RequestContext,
+        input: DeleteAttributesRequest,
+    ) -> Result<DeleteAttributesResponse, AwsError> {
+        self.delete_attributes_op(input).await
+    }
+    async fn run_task(
+        &self,
+        _ctx: &RequestContext,
+        input: RunTaskRequest,
+    ) -> Result<RunTaskResponse, AwsError> {
+        self.run_task_op(input).await
+    }
+    async fn start_task(
+        &self,
+        _ctx: &RequestContext,
+        input: StartTaskRequest,
+    ) -> Result<StartTaskResponse, AwsError> {
+        self.start_task_op(input).await
+    }
+    async fn stop_task(
+        &self,
+        _ctx: &RequestContext,
+        input: StopTaskRequest,
+    ) -> Result<StopTaskResponse, AwsError> {
+        self.stop_task_op(input).await
+    }
+    async fn describe_tasks(
+        &self,
+        _ctx: &RequestContext,
+        input: DescribeTasksRequest,
+    ) -> Result<DescribeTasksResponse, AwsError> {
+        self.describe_tasks_op(input).await
+    }
+    async fn list_tasks(
+        &self,
+        _ctx: &RequestContext,
+        input: ListTasksRequest,
+    ) -> Result<ListTasksResponse, AwsError> {
+        self.list_tasks_op(input).await
+    }
+    async fn submit_task_state_change(
+        &self,
+        _ctx: &RequestContext,
+        input: SubmitTaskStateChangeRequest,
+    ) -> Result<SubmitTaskStateChangeResponse, AwsError> {
+        self.submit_task_state_change_op(input).await
+    }
+    async fn submit_container_state_change(
+        &self,
+        _ctx: &RequestContext,
+        input: SubmitContainerStateChangeRequest,
+    ) -> Result<SubmitContainerStateChangeResponse, AwsError> {
+        self.submit_container_state_change_op(input).await
     }
 }

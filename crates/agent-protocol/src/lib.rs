@@ -1,0 +1,132 @@
+//! The channel between `berth server` and `berth agent`.
+//!
+//! ```text
+//!  agent ── POST /berth/agent/v1/poll {seenVersion} ──▶ server   (SigV4-signed like any AWS call)
+//!        ◀── {version, tasks: [every task of this instance that is not finished]} ──
+//!            (the server answers at once if the instance's desired state is newer than
+//!             seenVersion, else holds the request until it changes or `waitSeconds` pass)
+//!  agent ── SubmitTaskStateChange / SubmitContainerStateChange (the real ECS operations) ──▶
+//! ```
+//! Contract (level-triggered, as ECS's agent and Nomad's clients work):
+//! * every poll answer carries the COMPLETE desired state of the instance, never a delta, so a
+//!   lost answer, a restart of either side or a crash leaves nothing to repair: the next poll
+//!   brings the truth;
+//! * `version` is the store revision at which the instance's desired state last changed; it
+//!   only grows;
+//! * each poll is the agent's heartbeat: an instance whose agent has not polled for the
+//!   server's heartbeat timeout shows `agentConnected: false`;
+//! * on every (re)start the agent reports the state of every task it runs with
+//!   SubmitTaskStateChange before acting, and stops containers of tasks the answer does not
+//!   list.
+#![forbid(unsafe_code)]
+
+use berth_wire::ecs::{TaskDefinition, TaskOverride};
+use serde::{Deserialize, Serialize};
+
+/// Path of the poll endpoint on the server.
+pub const POLL_PATH: &str = "/berth/agent/v1/poll";
+
+/// Longest a server holds a poll, in seconds.
+pub const MAX_WAIT_SECONDS: u32 = 60;
+
+/// What an agent sends.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollRequest {
+    pub cluster: String,
+    pub container_instance_arn: String,
+    /// The `version` of the last answer the agent acted on (0 at start).
+    pub seen_version: u64,
+    /// How long the server may hold the request if nothing changed, in seconds (capped).
+    pub wait_seconds: u32,
+}
+
+/// What the server answers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollResponse {
+    /// Revision at which this instance's desired state last changed.
+    pub version: u64,
+    /// ACTIVE, DRAINING, INACTIVE...: an INACTIVE (deregistered) instance must stop its tasks
+    /// and stop polling.
+    pub instance_status: String,
+    /// Every task placed on the instance whose known status is not yet STOPPED.
+    pub tasks: Vec<DesiredTask>,
+    /// How often the agent should poll at the latest, in seconds.
+    pub heartbeat_seconds: u32,
+}
+
+/// One task as the agent must run it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredTask {
+    pub task_arn: String,
+    /// RUNNING or STOPPED.
+    pub desired_status: String,
+    /// The server's last known status (what the agent last reported).
+    pub last_status: String,
+    /// The full task definition revision the task runs.
+    pub task_definition: TaskDefinition,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrides: Option<TaskOverride>,
+    /// Why the task is to stop, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_reason: Option<String>,
+    /// Epoch seconds.
+    pub created_at: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_with_camel_case_names() {
+        let r = PollResponse {
+            version: 7,
+            instance_status: "ACTIVE".into(),
+            tasks: vec![DesiredTask {
+                task_arn: "arn:aws:ecs:us-east-1:123456789012:task/c/abc".into(),
+                desired_status: "RUNNING".into(),
+                last_status: "PENDING".into(),
+                ..Default::default()
+            }],
+            heartbeat_seconds: 20,
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"instanceStatus\":\"ACTIVE\""), "{json}");
+        assert!(json.contains("\"desiredStatus\":\"RUNNING\""), "{json}");
+        assert_eq!(serde_json::from_str::<PollResponse>(&json).unwrap(), r);
+    }
+}
+
+/// Path of the report endpoint: SubmitTaskStateChange with what the public shape lacks.
+pub const REPORT_PATH: &str = "/berth/agent/v1/report";
+
+/// A task state change as the agent reports it: ECS's own `SubmitTaskStateChange` request,
+/// plus the few facts its public shape has no member for.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskReport {
+    #[serde(flatten)]
+    pub change: berth_wire::ecs::SubmitTaskStateChangeRequest,
+    /// The reporting instance: a report from any other instance than the task's is refused.
+    pub container_instance_arn: String,
+    /// Health of containers that have a health check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub container_health: Vec<ContainerHealth>,
+    /// Why the task stopped, when `change.status` is STOPPED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_code: Option<berth_wire::ecs::TaskStopCode>,
+    /// When the task's containers all ran (epoch seconds), with status RUNNING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<f64>,
+}
+
+/// A container's health as the runtime reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerHealth {
+    pub container_name: String,
+    pub health_status: berth_wire::ecs::HealthStatus,
+}

@@ -1,0 +1,83 @@
+//! `berth agent`: registers this host as a container instance and runs its tasks on Docker.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use berth_agent::{Agent, AgentConfig};
+
+/// Flags of `berth agent`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Args {
+    /// The control plane, e.g. http://127.0.0.1:8080.
+    #[arg(long, env = "BERTH_SERVER")]
+    pub server: String,
+    /// The cluster to join (`default` is created on first use, as ECS does).
+    #[arg(long, default_value = "default")]
+    pub cluster: String,
+    /// Where the agent keeps its identity (default: $XDG_DATA_HOME/berth/agent).
+    #[arg(long, env = "BERTH_AGENT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Reported as the `ecs.instance-type` attribute.
+    #[arg(long, default_value = "berth.local")]
+    pub instance_type: String,
+    /// Reported as the `ecs.availability-zone` attribute.
+    #[arg(long, default_value = "local-1a")]
+    pub availability_zone: String,
+    /// An extra attribute, KEY=VALUE (repeatable).
+    #[arg(long = "attribute", value_parser = parse_kv)]
+    pub attributes: Vec<(String, String)>,
+    /// CPU units to register instead of cores x 1024.
+    #[arg(long)]
+    pub cpu: Option<i64>,
+    /// Memory (MiB) to register instead of the host's less 256 MiB.
+    #[arg(long)]
+    pub memory: Option<i64>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))
+}
+
+impl Args {
+    /// The agent configuration these flags describe.
+    pub fn config(&self) -> anyhow::Result<AgentConfig> {
+        let data_dir = match &self.data_dir {
+            Some(d) => d.clone(),
+            None => super::server::default_data_dir()?.join("agent"),
+        };
+        Ok(AgentConfig {
+            server: self.server.clone(),
+            cluster: self.cluster.clone(),
+            data_dir,
+            region: self.region.clone(),
+            instance_type: self.instance_type.clone(),
+            availability_zone: self.availability_zone.clone(),
+            attributes: self.attributes.clone(),
+            cpu: self.cpu,
+            memory_mib: self.memory,
+            credentials: None,
+        })
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async move {
+        let runtime =
+            Arc::new(berth_runtime_docker::DockerRuntime::connect().context(
+                "cannot connect to Docker Engine (is it running? is DOCKER_HOST right?)",
+            )?);
+        let agent = Agent::register(config, runtime).await?;
+        eprintln!("berth agent: registered as {}", agent.instance_arn());
+        // A machine-readable line for scripts and tests.
+        println!("registered {}", agent.instance_arn());
+        agent.run(super::shutdown_signal()).await
+    })
+}

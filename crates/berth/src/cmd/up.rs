@@ -1,0 +1,96 @@
+//! `berth up`: a control plane and an agent in one process, for a laptop or CI.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use berth_agent::{Agent, AgentConfig};
+use berth_server::Server;
+
+/// Flags of `berth up`: the server's, plus the agent's sizing.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub server: super::server::Args,
+    /// CPU units to register instead of cores x 1024.
+    #[arg(long)]
+    pub cpu: Option<i64>,
+    /// Memory (MiB) to register instead of the host's less 256 MiB.
+    #[arg(long)]
+    pub memory: Option<i64>,
+}
+
+fn step(msg: &str) {
+    eprint!("  {msg} ... ");
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let config = args.server.config()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        eprintln!("berth up: starting a control plane and an agent on this machine");
+        step("opening the store and the API port");
+        let server = Server::start(config).await?;
+        let addr = server.local_addr();
+        let key = server.admin_key().clone();
+        let region = server.config().region.clone();
+        let data_dir = server.config().data_dir.clone();
+        eprintln!("ok (http://{addr})");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut server_stop = stop_rx.clone();
+        let serving = tokio::spawn(server.serve(async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        }));
+
+        step("connecting to Docker Engine");
+        let runtime = Arc::new(
+            berth_runtime_docker::DockerRuntime::connect()
+                .context("cannot connect to Docker Engine (is it running?)")?,
+        );
+        eprintln!("ok");
+        step("registering this host as a container instance of cluster default");
+        let agent = Agent::register(
+            AgentConfig {
+                server: format!("http://{addr}"),
+                cluster: "default".into(),
+                data_dir: data_dir.join("agent"),
+                region: region.clone(),
+                instance_type: "berth.local".into(),
+                availability_zone: "local-1a".into(),
+                attributes: vec![],
+                cpu: args.cpu,
+                memory_mib: args.memory,
+                credentials: Some(berth_sigv4::Credentials {
+                    access_key_id: key.access_key_id.clone(),
+                    secret_access_key: key.secret_access_key.clone(),
+                    session_token: None,
+                }),
+            },
+            runtime,
+        )
+        .await?;
+        eprintln!("ok ({})", agent.instance_arn());
+        eprintln!();
+        eprintln!("Berth is up. Use it with:");
+        eprintln!(
+            "  export AWS_SHARED_CREDENTIALS_FILE={} AWS_CONFIG_FILE={}",
+            key.credentials_path.display(),
+            key.config_path.display()
+        );
+        eprintln!("  aws --endpoint-url http://{addr} ecs list-container-instances");
+        eprintln!(
+            "Ctrl-C stops Berth; running tasks keep running and are adopted on the next `berth up`."
+        );
+        println!("listening on {addr}");
+        let mut agent_stop = stop_rx.clone();
+        let agent_run = tokio::spawn(agent.run(async move {
+            let _ = agent_stop.wait_for(|s| *s).await;
+        }));
+        super::shutdown_signal().await;
+        eprintln!("berth up: stopping");
+        let _ = stop_tx.send(true);
+        agent_run.await.context("agent task")??;
+        serving.await.context("server task")??;
+        eprintln!("berth up: stopped");
+        anyhow::Ok(())
+    })
+}

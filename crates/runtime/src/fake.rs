@@ -1,0 +1,1002 @@
+//! [`FakeRuntime`]: an in-memory [`Runtime`] for unit tests of agent logic.
+//!
+//! Contract:
+//! * Deterministic: container ids are `{n:064x}` in creation order, dynamic host ports count
+//!   up from 32768, bridge addresses from 172.17.0.2, and timestamps come from a logical
+//!   clock (2026-01-01T00:00:00Z plus one second per state change), never the wall clock.
+//!   Scripted delays ([`Script::exit_after`], [`Script::health`]) run on tokio timers, so a
+//!   test with a paused clock (`tokio::time::pause`, `start_paused = true`) is deterministic.
+//! * It behaves like Docker where the agent can tell: `create` needs the image locally and a
+//!   free name, links / `volumes_from` / `container:` network targets must exist, memory
+//!   limits below 6 MiB are rejected, a fixed host port bound by a running container makes
+//!   `start` fail, a volume in use cannot be removed, a force-removed running container is
+//!   killed (exit 137) and its waiters get that code.
+//! * Pulls succeed for every reference unless [`FakeRuntime::fail_pull`] names it; a pulled
+//!   image is then present locally. `busybox` and `busybox:latest` are the same image.
+//! * Every trait call is recorded ([`FakeRuntime::calls`]) before it runs, including calls
+//!   that fail; [`FakeRuntime::fail_next`] makes the next call of one operation fail with a
+//!   given error (and records it).
+//! * Tests drive the rest by hand: [`FakeRuntime::exit`], [`FakeRuntime::oom_kill`],
+//!   [`FakeRuntime::set_health`].
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::{
+    ContainerSpec, ContainerState, ContainerStatus, ContainerSummary, HealthStatus, ImageInfo,
+    MountSource, NetworkAttachment, NetworkMode, ObjectKind, PortBinding, Runtime, RuntimeError,
+    RuntimeInfo, VolumeSpec,
+};
+
+/// One [`Runtime`] operation, for [`FakeRuntime::fail_next`] and [`Call::op`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    Info,
+    Image,
+    Pull,
+    Create,
+    Start,
+    Stop,
+    Remove,
+    Inspect,
+    WaitExit,
+    List,
+    CreateVolume,
+    RemoveVolume,
+    ListVolumes,
+    Stats,
+}
+
+/// A recorded call, with its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Info,
+    Image(String),
+    Pull(String),
+    Create(Box<ContainerSpec>),
+    Start(String),
+    Stop { id: String, timeout: Duration },
+    Remove(String),
+    Inspect(String),
+    WaitExit(String),
+    List(Vec<(String, String)>),
+    CreateVolume(VolumeSpec),
+    RemoveVolume(String),
+    ListVolumes(Vec<(String, String)>),
+    Stats(String),
+}
+
+impl Call {
+    /// The operation this call was.
+    pub fn op(&self) -> Op {
+        match self {
+            Call::Info => Op::Info,
+            Call::Image(_) => Op::Image,
+            Call::Pull(_) => Op::Pull,
+            Call::Create(_) => Op::Create,
+            Call::Start(_) => Op::Start,
+            Call::Stop { .. } => Op::Stop,
+            Call::Remove(_) => Op::Remove,
+            Call::Inspect(_) => Op::Inspect,
+            Call::WaitExit(_) => Op::WaitExit,
+            Call::List(_) => Op::List,
+            Call::CreateVolume(_) => Op::CreateVolume,
+            Call::RemoveVolume(_) => Op::RemoveVolume,
+            Call::ListVolumes(_) => Op::ListVolumes,
+            Call::Stats(_) => Op::Stats,
+        }
+    }
+}
+
+/// How containers created from one image behave once started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Script {
+    /// Exit with this code this long after each start (`Duration::ZERO`: at once, within
+    /// `start`).
+    pub exit_after: Option<(Duration, i64)>,
+    /// Be OOM-killed (exit 137, `oom_killed`) this long after each start.
+    pub oom_after: Option<Duration>,
+    /// `start` fails with this engine message; the container stays `Created` with the error
+    /// recorded, as Docker leaves it when the entrypoint cannot run.
+    pub fail_start: Option<String>,
+    /// The process ignores the stop signal: `stop` ends it with SIGKILL (exit 137).
+    pub ignore_stop_signal: bool,
+    /// Exit code after a graceful stop (default 0; many programs use 143).
+    pub stop_exit_code: i64,
+    /// Health transitions after each start, as offsets from the start. With a health check
+    /// and no script the container stays `Starting` until [`FakeRuntime::set_health`].
+    pub health: Vec<(Duration, HealthStatus)>,
+}
+
+/// A container as the fake holds it.
+#[derive(Debug, Clone)]
+struct FakeContainer {
+    spec: ContainerSpec,
+    status: ContainerStatus,
+    /// Bumped at each start, so timers of an earlier run do nothing.
+    run: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    clock: i64,
+    next_container: u64,
+    next_image: u64,
+    next_port: u16,
+    next_ip: u8,
+    info: RuntimeInfo,
+    images: BTreeMap<String, ImageInfo>,
+    pull_failures: BTreeMap<String, String>,
+    scripts: BTreeMap<String, Script>,
+    containers: BTreeMap<String, FakeContainer>,
+    /// Exit codes of containers removed while someone may be waiting on them.
+    tombstones: BTreeMap<String, i64>,
+    volumes: BTreeMap<String, VolumeSpec>,
+    calls: Vec<Call>,
+    failures: BTreeMap<Op, VecDeque<RuntimeError>>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    /// Bumped on every container state change; waiters re-check on each bump.
+    changed: watch::Sender<u64>,
+}
+
+/// The in-memory runtime. Cloning shares the same state.
+#[derive(Clone)]
+pub struct FakeRuntime {
+    inner: Arc<Inner>,
+}
+
+impl Default for FakeRuntime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const BASE_TIME: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+/// `busybox` -> `busybox:latest`; references with a tag or digest are unchanged.
+pub fn normalize_reference(reference: &str) -> String {
+    let (_, tag, digest) = crate::parse_reference(reference);
+    if tag.is_none() && digest.is_none() {
+        format!("{reference}:latest")
+    } else {
+        reference.to_string()
+    }
+}
+
+impl FakeRuntime {
+    /// An empty engine: no images, containers or volumes; a 2-CPU, 4 GiB x86_64 host.
+    pub fn new() -> Self {
+        let state = State {
+            clock: 0,
+            next_container: 1,
+            next_image: 1,
+            next_port: 32768,
+            next_ip: 2,
+            info: RuntimeInfo {
+                engine_version: "20.10.24-fake".into(),
+                api_version: "1.41".into(),
+                cpus: 2,
+                memory_bytes: 4 << 30,
+                os: "linux".into(),
+                arch: "x86_64".into(),
+            },
+            images: BTreeMap::new(),
+            pull_failures: BTreeMap::new(),
+            scripts: BTreeMap::new(),
+            containers: BTreeMap::new(),
+            tombstones: BTreeMap::new(),
+            volumes: BTreeMap::new(),
+            calls: Vec::new(),
+            failures: BTreeMap::new(),
+        };
+        let (changed, _) = watch::channel(0);
+        FakeRuntime { inner: Arc::new(Inner { state: Mutex::new(state), changed }) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn notify(&self) {
+        self.inner.changed.send_modify(|n| *n += 1);
+    }
+
+    /// What [`Runtime::info`] reports.
+    pub fn set_info(&self, info: RuntimeInfo) {
+        self.lock().info = info;
+    }
+
+    /// Makes `reference` present locally; returns its info (a fresh deterministic id).
+    pub fn add_image(&self, reference: &str) -> ImageInfo {
+        let mut st = self.lock();
+        add_image_locked(&mut st, reference)
+    }
+
+    /// Makes every later pull of `reference` fail with `message`.
+    pub fn fail_pull(&self, reference: &str, message: &str) {
+        self.lock().pull_failures.insert(normalize_reference(reference), message.to_string());
+    }
+
+    /// Scripts the behaviour of containers created (later) from `image`.
+    pub fn script(&self, image: &str, script: Script) {
+        self.lock().scripts.insert(normalize_reference(image), script);
+    }
+
+    /// Makes the next call of `op` fail with `error`; several queue up in order.
+    pub fn fail_next(&self, op: Op, error: RuntimeError) {
+        self.lock().failures.entry(op).or_default().push_back(error);
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
+    /// The calls of one operation so far.
+    pub fn calls_of(&self, op: Op) -> Vec<Call> {
+        self.lock().calls.iter().filter(|c| c.op() == op).cloned().collect()
+    }
+
+    /// Forgets the recorded calls.
+    pub fn clear_calls(&self) {
+        self.lock().calls.clear();
+    }
+
+    /// The spec a container (by id or name) was created with.
+    pub fn spec(&self, id: &str) -> Option<ContainerSpec> {
+        let st = self.lock();
+        find(&st, id).map(|k| st.containers[&k].spec.clone())
+    }
+
+    /// Ids of all existing containers, in creation order.
+    pub fn container_ids(&self) -> Vec<String> {
+        self.lock().containers.keys().cloned().collect()
+    }
+
+    /// The volumes that exist.
+    pub fn volumes(&self) -> Vec<VolumeSpec> {
+        self.lock().volumes.values().cloned().collect()
+    }
+
+    /// Makes a running container exit with `code` (as if its process ended). Returns false if
+    /// it does not exist or is not running.
+    pub fn exit(&self, id: &str, code: i64) -> bool {
+        let done = {
+            let mut st = self.lock();
+            match find(&st, id) {
+                Some(key) => exit_locked(&mut st, &key, code, false),
+                None => false,
+            }
+        };
+        self.notify();
+        done
+    }
+
+    /// Makes a running container be OOM-killed (exit 137, `oom_killed`).
+    pub fn oom_kill(&self, id: &str) -> bool {
+        let done = {
+            let mut st = self.lock();
+            match find(&st, id) {
+                Some(key) => exit_locked(&mut st, &key, 137, true),
+                None => false,
+            }
+        };
+        self.notify();
+        done
+    }
+
+    /// Sets a running container's health. Returns false if it does not exist or is not
+    /// running.
+    pub fn set_health(&self, id: &str, health: HealthStatus) -> bool {
+        let mut st = self.lock();
+        let Some(key) = find(&st, id) else { return false };
+        let c = st.containers.get_mut(&key).expect("found");
+        if !c.status.state.is_running() {
+            return false;
+        }
+        c.status.health = Some(health);
+        true
+    }
+
+    /// Records `call`, then returns the queued failure for its operation, if any.
+    fn begin(&self, call: Call) -> Result<(), RuntimeError> {
+        let mut st = self.lock();
+        let op = call.op();
+        st.calls.push(call);
+        match st.failures.get_mut(&op).and_then(VecDeque::pop_front) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn spawn_timers(&self, key: &str, run: u64, script: &Script) {
+        let mut events: Vec<(Duration, Event)> = Vec::new();
+        if let Some((after, code)) = script.exit_after
+            && !after.is_zero()
+        {
+            events.push((after, Event::Exit(code)));
+        }
+        if let Some(after) = script.oom_after {
+            events.push((after, Event::Oom));
+        }
+        for (after, h) in &script.health {
+            events.push((*after, Event::Health(*h)));
+        }
+        for (after, event) in events {
+            let this = self.clone();
+            let key = key.to_string();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                this.fire(&key, run, event);
+            });
+        }
+    }
+
+    fn fire(&self, key: &str, run: u64, event: Event) {
+        {
+            let mut st = self.lock();
+            let Some(c) = st.containers.get_mut(key) else { return };
+            if c.run != run || !c.status.state.is_running() {
+                return;
+            }
+            match event {
+                Event::Exit(code) => {
+                    exit_locked(&mut st, key, code, false);
+                }
+                Event::Oom => {
+                    exit_locked(&mut st, key, 137, true);
+                }
+                Event::Health(h) => {
+                    if c.spec.healthcheck.is_some() {
+                        c.status.health = Some(h);
+                    }
+                }
+            }
+        }
+        self.notify();
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    Exit(i64),
+    Oom,
+    Health(HealthStatus),
+}
+
+fn now(st: &mut State) -> OffsetDateTime {
+    st.clock += 1;
+    OffsetDateTime::from_unix_timestamp(BASE_TIME + st.clock).expect("valid timestamp")
+}
+
+fn add_image_locked(st: &mut State, reference: &str) -> ImageInfo {
+    let n = st.next_image;
+    st.next_image += 1;
+    let reference = normalize_reference(reference);
+    let info = ImageInfo {
+        id: format!("sha256:{n:064x}"),
+        repo_tags: vec![reference.clone()],
+        repo_digests: Vec::new(),
+        labels: BTreeMap::new(),
+    };
+    st.images.insert(reference, info.clone());
+    info
+}
+
+/// The key (id) of a container named by id or name.
+fn find(st: &State, id_or_name: &str) -> Option<String> {
+    if st.containers.contains_key(id_or_name) {
+        return Some(id_or_name.to_string());
+    }
+    let name = id_or_name.strip_prefix('/').unwrap_or(id_or_name);
+    st.containers.iter().find(|(_, c)| c.status.name == name).map(|(k, _)| k.clone())
+}
+
+fn not_found(kind: ObjectKind, id: &str) -> RuntimeError {
+    RuntimeError::NotFound { kind, id: id.to_string() }
+}
+
+/// Ends a running container; false if it was not running.
+fn exit_locked(st: &mut State, key: &str, code: i64, oom: bool) -> bool {
+    let t = now(st);
+    let c = st.containers.get_mut(key).expect("caller found it");
+    if !c.status.state.is_running() {
+        return false;
+    }
+    c.status.state = ContainerState::Exited;
+    c.status.exit_code = Some(code);
+    c.status.oom_killed = oom;
+    c.status.finished_at = Some(t);
+    c.status.port_bindings.clear();
+    c.status.ip_address = None;
+    for n in &mut c.status.networks {
+        n.ip_address = None;
+    }
+    true
+}
+
+fn has_labels(labels: &BTreeMap<String, String>, wanted: &[(String, String)]) -> bool {
+    wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[async_trait]
+impl Runtime for FakeRuntime {
+    async fn info(&self) -> Result<RuntimeInfo, RuntimeError> {
+        self.begin(Call::Info)?;
+        Ok(self.lock().info.clone())
+    }
+
+    async fn image(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        self.begin(Call::Image(reference.to_string()))?;
+        Ok(self.lock().images.get(&normalize_reference(reference)).cloned())
+    }
+
+    async fn pull(&self, reference: &str) -> Result<ImageInfo, RuntimeError> {
+        self.begin(Call::Pull(reference.to_string()))?;
+        let mut st = self.lock();
+        let key = normalize_reference(reference);
+        if let Some(message) = st.pull_failures.get(&key) {
+            return Err(RuntimeError::Pull {
+                image: reference.to_string(),
+                message: message.clone(),
+            });
+        }
+        if let Some(info) = st.images.get(&key) {
+            return Ok(info.clone());
+        }
+        Ok(add_image_locked(&mut st, reference))
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        self.begin(Call::Create(Box::new(spec.clone())))?;
+        let mut st = self.lock();
+        let image = st
+            .images
+            .get(&normalize_reference(&spec.image))
+            .cloned()
+            .ok_or_else(|| not_found(ObjectKind::Image, &spec.image))?;
+        let n = st.next_container;
+        let id = format!("{n:064x}");
+        let name = if spec.name.is_empty() { format!("fake_{n}") } else { spec.name.clone() };
+        if find(&st, &name).is_some() {
+            return Err(RuntimeError::Conflict {
+                id: name.clone(),
+                message: format!("the container name \"/{name}\" is already in use"),
+            });
+        }
+        if let Some(limit) = spec.memory_limit_bytes
+            && limit < 6 << 20
+        {
+            return Err(RuntimeError::Invalid {
+                id: name,
+                message: "Minimum memory limit allowed is 6MB".into(),
+            });
+        }
+        if spec.max_swap_bytes.is_some() && spec.memory_limit_bytes.is_none() {
+            return Err(RuntimeError::Invalid {
+                id: name,
+                message: "max_swap_bytes needs memory_limit_bytes".into(),
+            });
+        }
+        for link in &spec.links {
+            let target = link.split(':').next().unwrap_or_default();
+            if find(&st, target).is_none() {
+                return Err(not_found(ObjectKind::Container, target));
+            }
+        }
+        for from in &spec.volumes_from {
+            if find(&st, &from.container).is_none() {
+                return Err(not_found(ObjectKind::Container, &from.container));
+            }
+        }
+        if let NetworkMode::Container(other) = &spec.network_mode
+            && find(&st, other).is_none()
+        {
+            return Err(not_found(ObjectKind::Container, other));
+        }
+        for m in &spec.mounts {
+            if let MountSource::Volume(v) = &m.source {
+                st.volumes
+                    .entry(v.clone())
+                    .or_insert_with(|| VolumeSpec { name: v.clone(), ..VolumeSpec::default() });
+            }
+        }
+        st.next_container += 1;
+        let created_at = now(&mut st);
+        let status = ContainerStatus {
+            id: id.clone(),
+            name,
+            image: spec.image.clone(),
+            image_id: image.id,
+            labels: spec.labels.clone(),
+            state: ContainerState::Created,
+            exit_code: None,
+            oom_killed: false,
+            error: None,
+            created_at: Some(created_at),
+            started_at: None,
+            finished_at: None,
+            health: None,
+            port_bindings: Vec::new(),
+            ip_address: None,
+            networks: Vec::new(),
+        };
+        st.containers.insert(id.clone(), FakeContainer { spec: spec.clone(), status, run: 0 });
+        Ok(id)
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.begin(Call::Start(id.to_string()))?;
+        let (key, run, script) = {
+            let mut st = self.lock();
+            let key = find(&st, id).ok_or_else(|| not_found(ObjectKind::Container, id))?;
+            let c = &st.containers[&key];
+            if c.status.state.is_running() {
+                return Ok(());
+            }
+            let spec = c.spec.clone();
+            let script =
+                st.scripts.get(&normalize_reference(&spec.image)).cloned().unwrap_or_default();
+            if let Some(message) = &script.fail_start {
+                let c = st.containers.get_mut(&key).expect("found");
+                c.status.error = Some(message.clone());
+                return Err(RuntimeError::Engine { op: "start", message: message.clone() });
+            }
+            if let NetworkMode::Container(other) = &spec.network_mode {
+                let running = find(&st, other)
+                    .map(|k| st.containers[&k].status.state.is_running())
+                    .unwrap_or(false);
+                if !running {
+                    return Err(RuntimeError::Engine {
+                        op: "start",
+                        message: format!("cannot join network of a non running container: {other}"),
+                    });
+                }
+            }
+            // Host ports held by running containers.
+            let taken: BTreeSet<(u16, crate::Protocol)> = st
+                .containers
+                .values()
+                .filter(|c| c.status.state.is_running())
+                .flat_map(|c| c.status.port_bindings.iter().map(|b| (b.host_port, b.protocol)))
+                .collect();
+            let mut bindings = Vec::new();
+            if matches!(spec.network_mode, NetworkMode::Bridge | NetworkMode::Named(_)) {
+                for p in &spec.ports {
+                    let host_port = match p.host_port {
+                        Some(port) if port != 0 => {
+                            if taken.contains(&(port, p.protocol)) {
+                                return Err(RuntimeError::Engine {
+                                    op: "start",
+                                    message: format!(
+                                        "Bind for 0.0.0.0:{port} failed: port is already allocated"
+                                    ),
+                                });
+                            }
+                            port
+                        }
+                        _ => {
+                            let port = st.next_port;
+                            st.next_port = st.next_port.checked_add(1).unwrap_or(32768);
+                            port
+                        }
+                    };
+                    bindings.push(PortBinding {
+                        container_port: p.container_port,
+                        host_port,
+                        host_ip: p.host_ip.clone().unwrap_or_else(|| "0.0.0.0".into()),
+                        protocol: p.protocol,
+                    });
+                }
+            }
+            let networks = match &spec.network_mode {
+                NetworkMode::Bridge | NetworkMode::Named(_) => {
+                    let ip = format!("172.17.0.{}", st.next_ip);
+                    st.next_ip = st.next_ip.checked_add(1).unwrap_or(2);
+                    let name = match &spec.network_mode {
+                        NetworkMode::Named(n) => n.clone(),
+                        _ => "bridge".into(),
+                    };
+                    vec![NetworkAttachment {
+                        name,
+                        ip_address: Some(ip),
+                        mac_address: Some("02:42:ac:11:00:02".into()),
+                    }]
+                }
+                _ => Vec::new(),
+            };
+            let t = now(&mut st);
+            let c = st.containers.get_mut(&key).expect("found");
+            c.run += 1;
+            c.status.state = ContainerState::Running;
+            c.status.exit_code = None;
+            c.status.oom_killed = false;
+            c.status.error = None;
+            c.status.started_at = Some(t);
+            c.status.finished_at = None;
+            c.status.health = spec.healthcheck.as_ref().map(|_| HealthStatus::Starting);
+            c.status.port_bindings = bindings;
+            c.status.ip_address = networks.first().and_then(|n| n.ip_address.clone());
+            c.status.networks = networks;
+            let run = c.run;
+            if let Some((after, code)) = script.exit_after
+                && after.is_zero()
+            {
+                exit_locked(&mut st, &key, code, false);
+            }
+            (key, run, script)
+        };
+        self.spawn_timers(&key, run, &script);
+        self.notify();
+        Ok(())
+    }
+
+    async fn stop(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        self.begin(Call::Stop { id: id.to_string(), timeout })?;
+        {
+            let mut st = self.lock();
+            let key = find(&st, id).ok_or_else(|| not_found(ObjectKind::Container, id))?;
+            let script = st
+                .scripts
+                .get(&normalize_reference(&st.containers[&key].spec.image))
+                .cloned()
+                .unwrap_or_default();
+            let code = if script.ignore_stop_signal { 137 } else { script.stop_exit_code };
+            exit_locked(&mut st, &key, code, false);
+        }
+        self.notify();
+        Ok(())
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        self.begin(Call::Remove(id.to_string()))?;
+        {
+            let mut st = self.lock();
+            let Some(key) = find(&st, id) else { return Ok(()) };
+            exit_locked(&mut st, &key, 137, false);
+            let c = st.containers.remove(&key).expect("found");
+            st.tombstones.insert(key, c.status.exit_code.unwrap_or(0));
+        }
+        self.notify();
+        Ok(())
+    }
+
+    async fn inspect(&self, id: &str) -> Result<Option<ContainerStatus>, RuntimeError> {
+        self.begin(Call::Inspect(id.to_string()))?;
+        let st = self.lock();
+        Ok(find(&st, id).map(|k| st.containers[&k].status.clone()))
+    }
+
+    async fn wait_exit(&self, id: &str) -> Result<i64, RuntimeError> {
+        self.begin(Call::WaitExit(id.to_string()))?;
+        let mut rx = self.inner.changed.subscribe();
+        let key = {
+            let st = self.lock();
+            find(&st, id).ok_or_else(|| not_found(ObjectKind::Container, id))?
+        };
+        loop {
+            {
+                let st = self.lock();
+                match st.containers.get(&key) {
+                    Some(c) if !c.status.state.is_running() => {
+                        return Ok(c.status.exit_code.unwrap_or(0));
+                    }
+                    Some(_) => {}
+                    None => {
+                        return st
+                            .tombstones
+                            .get(&key)
+                            .copied()
+                            .ok_or_else(|| not_found(ObjectKind::Container, id));
+                    }
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err(RuntimeError::Engine { op: "wait", message: "runtime dropped".into() });
+            }
+        }
+    }
+
+    async fn list(
+        &self,
+        labels: &[(String, String)],
+    ) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        self.begin(Call::List(labels.to_vec()))?;
+        let st = self.lock();
+        Ok(st
+            .containers
+            .values()
+            .filter(|c| has_labels(&c.status.labels, labels))
+            .map(|c| ContainerSummary {
+                id: c.status.id.clone(),
+                name: c.status.name.clone(),
+                image: c.status.image.clone(),
+                image_id: c.status.image_id.clone(),
+                labels: c.status.labels.clone(),
+                state: c.status.state,
+            })
+            .collect())
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<(), RuntimeError> {
+        self.begin(Call::CreateVolume(spec.clone()))?;
+        let mut st = self.lock();
+        if let Some(existing) = st.volumes.get(&spec.name) {
+            let driver = |d: &Option<String>| d.clone().unwrap_or_else(|| "local".into());
+            if driver(&existing.driver) != driver(&spec.driver) {
+                return Err(RuntimeError::Conflict {
+                    id: spec.name.clone(),
+                    message: "volume exists with a different driver".into(),
+                });
+            }
+            return Ok(());
+        }
+        st.volumes.insert(spec.name.clone(), spec.clone());
+        Ok(())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
+        self.begin(Call::RemoveVolume(name.to_string()))?;
+        let mut st = self.lock();
+        let in_use = st.containers.values().find(|c| {
+            c.spec.mounts.iter().any(|m| matches!(&m.source, MountSource::Volume(v) if v == name))
+        });
+        if let Some(c) = in_use {
+            return Err(RuntimeError::Conflict {
+                id: name.to_string(),
+                message: format!("volume is in use - [{}]", c.status.id),
+            });
+        }
+        st.volumes.remove(name);
+        Ok(())
+    }
+
+    async fn list_volumes(&self, labels: &[(String, String)]) -> Result<Vec<String>, RuntimeError> {
+        self.begin(Call::ListVolumes(labels.to_vec()))?;
+        let st = self.lock();
+        Ok(st
+            .volumes
+            .values()
+            .filter(|v| has_labels(&v.labels, labels))
+            .map(|v| v.name.clone())
+            .collect())
+    }
+
+    async fn stats(&self, id: &str) -> Result<Option<serde_json::Value>, RuntimeError> {
+        self.begin(Call::Stats(id.to_string()))?;
+        let st = self.lock();
+        let Some(key) = find(&st, id) else { return Ok(None) };
+        let c = &st.containers[&key];
+        let limit = c.spec.memory_limit_bytes.unwrap_or(st.info.memory_bytes);
+        let running = c.status.state.is_running();
+        Ok(Some(serde_json::json!({
+            "read": time::OffsetDateTime::from_unix_timestamp(BASE_TIME + st.clock)
+                .ok()
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+            "id": c.status.id,
+            "name": format!("/{}", c.status.name),
+            "num_procs": 0,
+            "pids_stats": { "current": if running { 1 } else { 0 } },
+            "cpu_stats": {
+                "cpu_usage": { "total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0 },
+                "system_cpu_usage": 0,
+                "online_cpus": st.info.cpus,
+                "throttling_data": { "periods": 0, "throttled_periods": 0, "throttled_time": 0 }
+            },
+            "precpu_stats": {
+                "cpu_usage": { "total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0 },
+                "throttling_data": { "periods": 0, "throttled_periods": 0, "throttled_time": 0 }
+            },
+            "memory_stats": if running {
+                serde_json::json!({ "usage": 1 << 20, "max_usage": 1 << 20, "limit": limit, "stats": {} })
+            } else {
+                serde_json::json!({})
+            },
+            "blkio_stats": {},
+            "networks": if running {
+                serde_json::json!({ "eth0": { "rx_bytes": 0, "rx_packets": 0, "tx_bytes": 0, "tx_packets": 0 } })
+            } else {
+                serde_json::Value::Null
+            },
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{HealthCheck, Mount, PortSpec, Protocol};
+
+    fn spec(name: &str, image: &str) -> ContainerSpec {
+        ContainerSpec { name: name.into(), image: image.into(), ..ContainerSpec::default() }
+    }
+
+    #[tokio::test]
+    async fn create_needs_a_local_image_and_a_free_name() {
+        let rt = FakeRuntime::new();
+        let err = rt.create(&spec("a", "app")).await.unwrap_err();
+        assert!(matches!(err, RuntimeError::NotFound { kind: ObjectKind::Image, .. }));
+        assert!(rt.image("app:latest").await.unwrap().is_none());
+        let pulled = rt.pull("app").await.unwrap();
+        assert_eq!(rt.image("app:latest").await.unwrap(), Some(pulled));
+        let id = rt.create(&spec("a", "app:latest")).await.unwrap();
+        assert_eq!(id.len(), 64);
+        assert!(matches!(rt.create(&spec("a", "app")).await, Err(RuntimeError::Conflict { .. })));
+        let status = rt.inspect("a").await.unwrap().unwrap();
+        assert_eq!(status.state, ContainerState::Created);
+        assert_eq!(status.id, id);
+    }
+
+    #[tokio::test]
+    async fn pull_failures_and_injected_errors() {
+        let rt = FakeRuntime::new();
+        rt.fail_pull("private/app:1", "denied");
+        let err = rt.pull("private/app:1").await.unwrap_err();
+        assert_eq!(
+            err,
+            RuntimeError::Pull { image: "private/app:1".into(), message: "denied".into() }
+        );
+        rt.fail_next(Op::Info, RuntimeError::Engine { op: "info", message: "down".into() });
+        assert!(rt.info().await.is_err());
+        assert_eq!(rt.info().await.unwrap().os, "linux");
+        assert_eq!(rt.calls_of(Op::Info).len(), 2);
+        assert_eq!(rt.calls()[0], Call::Pull("private/app:1".into()));
+    }
+
+    #[tokio::test]
+    async fn start_binds_ports_and_wait_sees_exit_codes() {
+        let rt = FakeRuntime::new();
+        rt.add_image("web:1");
+        let mut s = spec("web", "web:1");
+        s.ports = vec![
+            PortSpec {
+                container_port: 8080,
+                host_port: None,
+                protocol: Protocol::Tcp,
+                host_ip: None,
+            },
+            PortSpec {
+                container_port: 53,
+                host_port: Some(5353),
+                protocol: Protocol::Udp,
+                host_ip: None,
+            },
+        ];
+        let id = rt.create(&s).await.unwrap();
+        rt.start(&id).await.unwrap();
+        let st = rt.inspect(&id).await.unwrap().unwrap();
+        assert!(st.is_running());
+        assert_eq!(st.host_port(8080, Protocol::Tcp), Some(32768));
+        assert_eq!(st.host_port(53, Protocol::Udp), Some(5353));
+        assert_eq!(st.ip_address.as_deref(), Some("172.17.0.2"));
+
+        // A second container wanting the same fixed port cannot start.
+        let mut s2 = s.clone();
+        s2.name = "web2".into();
+        let id2 = rt.create(&s2).await.unwrap();
+        assert!(matches!(rt.start(&id2).await, Err(RuntimeError::Engine { .. })));
+
+        let waiter = {
+            let rt = rt.clone();
+            let id = id.clone();
+            tokio::spawn(async move { rt.wait_exit(&id).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(rt.exit(&id, 3));
+        assert_eq!(waiter.await.unwrap().unwrap(), 3);
+        let st = rt.inspect(&id).await.unwrap().unwrap();
+        assert_eq!((st.state, st.exit_code), (ContainerState::Exited, Some(3)));
+        assert!(st.finished_at > st.started_at);
+        // Not running: wait returns at once; stop is idempotent.
+        assert_eq!(rt.wait_exit(&id).await.unwrap(), 3);
+        rt.stop(&id, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(rt.wait_exit(&id).await.unwrap(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scripts_run_on_tokio_time() {
+        let rt = FakeRuntime::new();
+        rt.add_image("job");
+        rt.add_image("hog");
+        rt.add_image("web");
+        rt.script(
+            "job",
+            Script { exit_after: Some((Duration::from_secs(5), 1)), ..Script::default() },
+        );
+        rt.script("hog", Script { oom_after: Some(Duration::from_secs(2)), ..Script::default() });
+        rt.script(
+            "web",
+            Script {
+                health: vec![
+                    (Duration::from_secs(1), HealthStatus::Healthy),
+                    (Duration::from_secs(10), HealthStatus::Unhealthy),
+                ],
+                ignore_stop_signal: true,
+                ..Script::default()
+            },
+        );
+        let job = rt.create(&spec("job", "job")).await.unwrap();
+        let hog = rt.create(&spec("hog", "hog")).await.unwrap();
+        let mut w = spec("web", "web");
+        w.healthcheck = Some(HealthCheck {
+            test: vec![
+                "CMD".into(),
+                "/hello".into(),
+                "-check".into(),
+                "http://127.0.0.1:8080/health".into(),
+            ],
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            retries: 1,
+            start_period: Duration::ZERO,
+        });
+        let web = rt.create(&w).await.unwrap();
+        for id in [&job, &hog, &web] {
+            rt.start(id).await.unwrap();
+        }
+        let health = |rt: FakeRuntime, id: String| async move {
+            rt.inspect(&id).await.unwrap().unwrap().health
+        };
+        assert_eq!(health(rt.clone(), web.clone()).await, Some(HealthStatus::Starting));
+        assert_eq!(rt.wait_exit(&hog).await.unwrap(), 137);
+        assert!(rt.inspect(&hog).await.unwrap().unwrap().oom_killed);
+        assert_eq!(health(rt.clone(), web.clone()).await, Some(HealthStatus::Healthy));
+        assert_eq!(rt.wait_exit(&job).await.unwrap(), 1);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(health(rt.clone(), web.clone()).await, Some(HealthStatus::Unhealthy));
+        rt.stop(&web, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(rt.wait_exit(&web).await.unwrap(), 137);
+    }
+
+    #[tokio::test]
+    async fn labels_volumes_and_removal() {
+        let rt = FakeRuntime::new();
+        rt.add_image("app");
+        let mut a = spec("a", "app");
+        a.labels.insert("task".into(), "t1".into());
+        a.mounts = vec![Mount {
+            source: MountSource::Volume("data".into()),
+            target: "/data".into(),
+            read_only: false,
+        }];
+        let mut b = spec("b", "app");
+        b.labels.insert("task".into(), "t2".into());
+        let a_id = rt.create(&a).await.unwrap();
+        rt.create(&b).await.unwrap();
+        let only_t1 = rt.list(&[("task".into(), "t1".into())]).await.unwrap();
+        assert_eq!(only_t1.len(), 1);
+        assert_eq!(only_t1[0].name, "a");
+        assert_eq!(rt.list(&[]).await.unwrap().len(), 2);
+
+        let vol = VolumeSpec {
+            name: "data".into(),
+            labels: [("task".to_string(), "t1".to_string())].into(),
+            ..VolumeSpec::default()
+        };
+        rt.create_volume(&vol).await.unwrap(); // exists already (auto-created): fine
+        assert!(matches!(rt.remove_volume("data").await, Err(RuntimeError::Conflict { .. })));
+        rt.start(&a_id).await.unwrap();
+        let waiter = {
+            let rt = rt.clone();
+            let id = a_id.clone();
+            tokio::spawn(async move { rt.wait_exit(&id).await })
+        };
+        tokio::task::yield_now().await;
+        rt.remove(&a_id).await.unwrap();
+        assert_eq!(waiter.await.unwrap().unwrap(), 137);
+        rt.remove(&a_id).await.unwrap();
+        assert!(rt.inspect(&a_id).await.unwrap().is_none());
+        assert!(rt.stats(&a_id).await.unwrap().is_none());
+        assert!(matches!(rt.stop(&a_id, Duration::ZERO).await, Err(RuntimeError::NotFound { .. })));
+        rt.remove_volume("data").await.unwrap();
+        rt.remove_volume("data").await.unwrap();
+        assert!(rt.volumes().is_empty());
+    }
+}
