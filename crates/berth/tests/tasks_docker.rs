@@ -44,6 +44,7 @@ fn tasks_suite() {
     let out = s.python(&script, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "tasks suite failed:\n{stderr}\n--- agent log ---\n{}", agent.log());
+    assert!(stderr.contains("Ran 7 tests") && stderr.contains("\nOK"), "{stderr}");
     // Every task the suite ran has stopped, and the agent removed their containers.
     assert!(agent.containers().is_empty(), "containers left behind: {:?}", agent.containers());
 }

@@ -70,11 +70,10 @@ pub fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody, RuntimeE
     let memory = spec.memory_limit_bytes.map(|m| to_i64(spec, "memory limit", m)).transpose()?;
     let memory_swap = match (spec.max_swap_bytes, memory) {
         (None, _) => None,
-        (Some(swap), Some(mem)) => {
-            Some(mem.checked_add(to_i64(spec, "max swap", swap)?).ok_or_else(|| {
-                invalid(spec, "memory limit plus max swap is too large")
-            })?)
-        }
+        (Some(swap), Some(mem)) => Some(
+            mem.checked_add(to_i64(spec, "max swap", swap)?)
+                .ok_or_else(|| invalid(spec, "memory limit plus max swap is too large"))?,
+        ),
         (Some(_), None) => return Err(invalid(spec, "max_swap_bytes needs memory_limit_bytes")),
     };
     if spec.swappiness.is_some_and(|s| s > 100) {
@@ -97,7 +96,11 @@ pub fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody, RuntimeE
                 Some(port) => port.to_string(),
             }),
         };
-        bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(binding);
+        bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(binding);
     }
 
     let mut binds = Vec::new();
@@ -172,7 +175,11 @@ pub fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody, RuntimeE
         ulimits: non_empty(
             spec.ulimits
                 .iter()
-                .map(|u| ResourcesUlimits { name: Some(u.name.clone()), soft: Some(u.soft), hard: Some(u.hard) })
+                .map(|u| ResourcesUlimits {
+                    name: Some(u.name.clone()),
+                    soft: Some(u.soft),
+                    hard: Some(u.hard),
+                })
                 .collect(),
         ),
         port_bindings: if bindings.is_empty() { None } else { Some(bindings) },
@@ -183,7 +190,15 @@ pub fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody, RuntimeE
         volumes_from: non_empty(
             spec.volumes_from
                 .iter()
-                .map(|v| if v.read_only { format!("{}:ro", v.container) } else { v.container.clone() })
+                .map(
+                    |v| {
+                        if v.read_only {
+                            format!("{}:ro", v.container)
+                        } else {
+                            v.container.clone()
+                        }
+                    },
+                )
                 .collect(),
         ),
         readonly_rootfs: spec.readonly_rootfs.then_some(true),
@@ -205,7 +220,9 @@ pub fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody, RuntimeE
                 .iter()
                 .map(|d| DeviceMapping {
                     path_on_host: Some(d.host_path.clone()),
-                    path_in_container: Some(d.container_path.clone().unwrap_or_else(|| d.host_path.clone())),
+                    path_in_container: Some(
+                        d.container_path.clone().unwrap_or_else(|| d.host_path.clone()),
+                    ),
                     cgroup_permissions: Some(d.permissions.clone().unwrap_or_else(|| "rwm".into())),
                 })
                 .collect(),
@@ -247,7 +264,9 @@ pub fn parse_time(s: Option<&str>) -> Option<OffsetDateTime> {
 
 fn state_of(s: Option<&ContainerStateStatusEnum>) -> ContainerState {
     match s {
-        Some(ContainerStateStatusEnum::RUNNING | ContainerStateStatusEnum::STOPPING) => ContainerState::Running,
+        Some(ContainerStateStatusEnum::RUNNING | ContainerStateStatusEnum::STOPPING) => {
+            ContainerState::Running
+        }
         Some(ContainerStateStatusEnum::PAUSED) => ContainerState::Paused,
         Some(ContainerStateStatusEnum::RESTARTING) => ContainerState::Restarting,
         Some(ContainerStateStatusEnum::REMOVING) => ContainerState::Removing,
@@ -261,7 +280,9 @@ fn state_of(s: Option<&ContainerStateStatusEnum>) -> ContainerState {
 
 fn summary_state_of(s: Option<&ContainerSummaryStateEnum>) -> ContainerState {
     match s {
-        Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::STOPPING) => ContainerState::Running,
+        Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::STOPPING) => {
+            ContainerState::Running
+        }
         Some(ContainerSummaryStateEnum::PAUSED) => ContainerState::Paused,
         Some(ContainerSummaryStateEnum::RESTARTING) => ContainerState::Restarting,
         Some(ContainerSummaryStateEnum::REMOVING) => ContainerState::Removing,
@@ -408,17 +429,43 @@ mod tests {
             swappiness: Some(10),
             ulimits: vec![Ulimit { name: "nofile".into(), soft: 1024, hard: 4096 }],
             ports: vec![
-                PortSpec { container_port: 8080, host_port: None, protocol: Protocol::Tcp, host_ip: None },
-                PortSpec { container_port: 8080, host_port: Some(9000), protocol: Protocol::Tcp, host_ip: Some("127.0.0.1".into()) },
-                PortSpec { container_port: 53, host_port: Some(0), protocol: Protocol::Udp, host_ip: None },
+                PortSpec {
+                    container_port: 8080,
+                    host_port: None,
+                    protocol: Protocol::Tcp,
+                    host_ip: None,
+                },
+                PortSpec {
+                    container_port: 8080,
+                    host_port: Some(9000),
+                    protocol: Protocol::Tcp,
+                    host_ip: Some("127.0.0.1".into()),
+                },
+                PortSpec {
+                    container_port: 53,
+                    host_port: Some(0),
+                    protocol: Protocol::Udp,
+                    host_ip: None,
+                },
             ],
             network_mode: NetworkMode::Bridge,
             links: vec!["db:database".into()],
             mounts: vec![
-                Mount { source: MountSource::HostPath("/srv/data".into()), target: "/data".into(), read_only: true },
-                Mount { source: MountSource::Volume("vol1".into()), target: "/v".into(), read_only: false },
                 Mount {
-                    source: MountSource::Tmpfs { size_bytes: Some(1 << 20), options: vec!["noexec".into()] },
+                    source: MountSource::HostPath("/srv/data".into()),
+                    target: "/data".into(),
+                    read_only: true,
+                },
+                Mount {
+                    source: MountSource::Volume("vol1".into()),
+                    target: "/v".into(),
+                    read_only: false,
+                },
+                Mount {
+                    source: MountSource::Tmpfs {
+                        size_bytes: Some(1 << 20),
+                        options: vec!["noexec".into()],
+                    },
                     target: "/scratch".into(),
                     read_only: false,
                 },
@@ -428,7 +475,12 @@ mod tests {
                 VolumesFrom { container: "def".into(), read_only: false },
             ],
             healthcheck: Some(HealthCheck {
-                test: vec!["CMD".into(), "/hello".into(), "-check".into(), "http://127.0.0.1:8080/health".into()],
+                test: vec![
+                    "CMD".into(),
+                    "/hello".into(),
+                    "-check".into(),
+                    "http://127.0.0.1:8080/health".into(),
+                ],
                 interval: Duration::from_secs(5),
                 timeout: Duration::from_millis(1500),
                 retries: 3,
@@ -451,7 +503,11 @@ mod tests {
                 driver: "json-file".into(),
                 options: [("max-size".to_string(), "1m".to_string())].into(),
             }),
-            devices: vec![Device { host_path: "/dev/fuse".into(), container_path: None, permissions: None }],
+            devices: vec![Device {
+                host_path: "/dev/fuse".into(),
+                container_path: None,
+                permissions: None,
+            }],
             security_opts: vec!["no-new-privileges".into()],
             tty: true,
             interactive: true,
@@ -512,7 +568,10 @@ mod tests {
         assert_eq!(hc["CapDrop"], json!(["MKNOD"]));
         assert_eq!(hc["Init"], true);
         assert_eq!(hc["ShmSize"], 128 << 20);
-        assert_eq!(hc["ExtraHosts"], json!(["db.local:10.0.0.5", "host.docker.internal:host-gateway"]));
+        assert_eq!(
+            hc["ExtraHosts"],
+            json!(["db.local:10.0.0.5", "host.docker.internal:host-gateway"])
+        );
         assert_eq!(hc["Dns"], json!(["10.0.0.2"]));
         assert_eq!(hc["DnsSearch"], json!(["example.internal"]));
         assert_eq!(hc["Sysctls"], json!({"net.core.somaxconn": "1024"}));
@@ -528,7 +587,8 @@ mod tests {
 
     #[test]
     fn a_minimal_spec_leaves_engine_defaults() {
-        let spec = ContainerSpec { name: "m".into(), image: "i".into(), ..ContainerSpec::default() };
+        let spec =
+            ContainerSpec { name: "m".into(), image: "i".into(), ..ContainerSpec::default() };
         let body = serde_json::to_value(create_body(&spec).unwrap()).unwrap();
         let keys = |v: &Value| {
             let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
@@ -541,7 +601,8 @@ mod tests {
 
     #[test]
     fn invalid_specs_are_rejected() {
-        let base = ContainerSpec { name: "x".into(), image: "i".into(), ..ContainerSpec::default() };
+        let base =
+            ContainerSpec { name: "x".into(), image: "i".into(), ..ContainerSpec::default() };
         let bad = |f: &dyn Fn(&mut ContainerSpec)| {
             let mut s = base.clone();
             f(&mut s);
@@ -623,7 +684,10 @@ mod tests {
         }))
         .unwrap();
         let s = status_from(&running);
-        assert_eq!((s.state, s.exit_code, s.finished_at, s.health), (ContainerState::Running, None, None, None));
+        assert_eq!(
+            (s.state, s.exit_code, s.finished_at, s.health),
+            (ContainerState::Running, None, None, None)
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //!   static `hello` binary as `/hello`, `EXPOSE 8080`, label `berth.demo=1`, no HEALTHCHECK)
 //!   plus a label `berth.demo.binary-sha256` naming the binary it holds, so
 //!   [`DockerRuntime::ensure_demo_image`] rebuilds only when the binary changed and then
-//!   removes the image it replaced (best effort: an image still in use stays).
+//!   removes the image it replaced, unless another tag still names it or a container uses
+//!   it (the classic builder's cache gives equal contexts equal image ids, so one image may
+//!   carry several tags).
 //! * [`build_static_binary`] runs cargo (`RUSTFLAGS=-C target-feature=+crt-static`, release,
 //!   the host's `*-unknown-linux-gnu` target, debug info off and stripped) in a target
 //!   directory of the caller's choosing, so it never contends with the caller's own build.
@@ -106,10 +108,14 @@ impl DockerRuntime {
         let mut stream = docker.build_image(opts, None, Some(bollard::body_full(tar.into())));
         let mut log = String::new();
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| map_error("build", ObjectKind::Image, tag, BUILD_TIMEOUT, e))?;
+            let info =
+                item.map_err(|e| map_error("build", ObjectKind::Image, tag, BUILD_TIMEOUT, e))?;
             if let Some(detail) = info.error_detail {
                 let message = detail.message.unwrap_or_else(|| "build failed".into());
-                return Err(RuntimeError::Engine { op: "build", message: format!("{message}\n{log}") });
+                return Err(RuntimeError::Engine {
+                    op: "build",
+                    message: format!("{message}\n{log}"),
+                });
             }
             if let Some(s) = info.stream {
                 log.push_str(&s);
@@ -123,22 +129,35 @@ impl DockerRuntime {
     }
 
     /// Builds the demo image from a static `hello` binary, tagged `tag`.
-    pub async fn build_demo_image(&self, binary: &Path, tag: &str) -> Result<ImageInfo, RuntimeError> {
+    pub async fn build_demo_image(
+        &self,
+        binary: &Path,
+        tag: &str,
+    ) -> Result<ImageInfo, RuntimeError> {
         let bin = read_file(binary).await?;
         self.build_demo_image_from_bytes(&bin, tag).await
     }
 
-    async fn build_demo_image_from_bytes(&self, bin: &[u8], tag: &str) -> Result<ImageInfo, RuntimeError> {
+    async fn build_demo_image_from_bytes(
+        &self,
+        bin: &[u8],
+        tag: &str,
+    ) -> Result<ImageInfo, RuntimeError> {
         let digest = hex::encode(Sha256::digest(bin));
-        let tar = tar_of(&[("Dockerfile", 0o644, DEMO_DOCKERFILE.as_bytes()), ("hello", 0o755, bin)])
-            .map_err(|e| io_err("build", e))?;
+        let tar =
+            tar_of(&[("Dockerfile", 0o644, DEMO_DOCKERFILE.as_bytes()), ("hello", 0o755, bin)])
+                .map_err(|e| io_err("build", e))?;
         let labels = BTreeMap::from([(DEMO_BINARY_LABEL.to_string(), digest)]);
         self.build_image(tag, BuildContext::Tar(tar), &labels).await
     }
 
     /// The demo image `tag`, built from `binary` unless it already holds exactly that binary.
-    /// An image this replaces is removed (best effort).
-    pub async fn ensure_demo_image(&self, binary: &Path, tag: &str) -> Result<ImageInfo, RuntimeError> {
+    /// The image this replaces is removed unless still tagged elsewhere or in use.
+    pub async fn ensure_demo_image(
+        &self,
+        binary: &Path,
+        tag: &str,
+    ) -> Result<ImageInfo, RuntimeError> {
         let bin = read_file(binary).await?;
         let digest = hex::encode(Sha256::digest(&bin));
         let existing = self.image(tag).await?;
@@ -195,17 +214,26 @@ mod tests {
 
     #[test]
     fn demo_dockerfile_is_scratch_with_label_and_no_healthcheck() {
-        let lines: Vec<&str> =
-            DEMO_DOCKERFILE.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).collect();
+        let lines: Vec<&str> = DEMO_DOCKERFILE
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .collect();
         assert_eq!(
             lines,
-            ["FROM scratch", "COPY hello /hello", "EXPOSE 8080", "LABEL berth.demo=\"1\"", "ENTRYPOINT [\"/hello\"]"]
+            [
+                "FROM scratch",
+                "COPY hello /hello",
+                "EXPOSE 8080",
+                "LABEL berth.demo=\"1\"",
+                "ENTRYPOINT [\"/hello\"]"
+            ]
         );
     }
 
     #[test]
     fn tars_hold_the_files() {
-        let t = tar_of(&[("Dockerfile", 0o644, b"FROM scratch\n"), ("hello", 0o755, b"\x7fELF")]).unwrap();
+        let t = tar_of(&[("Dockerfile", 0o644, b"FROM scratch\n"), ("hello", 0o755, b"\x7fELF")])
+            .unwrap();
         let mut a = tar::Archive::new(t.as_slice());
         let entries: Vec<(String, u32, u64)> = a
             .entries()

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_runtime::{
-    ContainerSpec, ContainerStatus, ContainerSummary, ImageInfo, ObjectKind, Runtime,
-    RuntimeError, RuntimeInfo, VolumeSpec,
+    ContainerSpec, ContainerStatus, ContainerSummary, ImageInfo, ObjectKind, Runtime, RuntimeError,
+    RuntimeInfo, VolumeSpec,
 };
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
@@ -54,14 +54,13 @@ pub struct DockerRuntime {
 }
 
 impl DockerRuntime {
-    /// Connects to `DOCKER_HOST` (`unix://` or `tcp://`) or the local socket and checks that
-    /// the engine answers.
-    pub async fn connect() -> Result<Self, RuntimeError> {
+    /// A client for `DOCKER_HOST` (`unix://` or `tcp://`) or the local socket
+    /// `/var/run/docker.sock`. Nothing is sent yet: [`DockerRuntime::ping`] checks that the
+    /// engine answers. Call it within a tokio runtime.
+    pub fn connect() -> Result<Self, RuntimeError> {
         let docker = Docker::connect_with_defaults()
             .map_err(|e| RuntimeError::Engine { op: "connect", message: e.to_string() })?;
-        let rt = Self::from_client(docker);
-        rt.ping().await?;
-        Ok(rt)
+        Ok(Self::from_client(docker))
     }
 
     /// Wraps an already configured bollard client (its timeout is replaced by ours).
@@ -93,13 +92,18 @@ impl DockerRuntime {
 
     /// Checks that the engine answers.
     pub async fn ping(&self) -> Result<(), RuntimeError> {
-        self.docker.ping().await.map(|_| ()).map_err(|e| self.err("ping", ObjectKind::Container, "", e))
+        self.docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("ping", ObjectKind::Container, "", e))
     }
 
-    /// Removes an image by reference or id (forced, so tags on the same id go too). A missing
-    /// image is `Ok`; an image a container uses is `Conflict`.
+    /// Removes an image tag, or an image by id, never by force: removing a tag deletes the
+    /// image only once no other tag names it; an id still tagged several times, or an image a
+    /// container uses, is `Conflict`. A missing image is `Ok`.
     pub async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
-        let opts = RemoveImageOptions { force: true, noprune: false, ..Default::default() };
+        let opts = RemoveImageOptions { force: false, noprune: false, ..Default::default() };
         match self.docker.remove_image(reference, Some(opts), None).await {
             Ok(_) => Ok(()),
             Err(e) => match self.err("remove image", ObjectKind::Image, reference, e) {
@@ -133,9 +137,12 @@ pub(crate) fn map_error(
             // Docker names what was missing: "No such image: x", "No such container: y",
             // "get v: no such volume".
             let lower = message.to_ascii_lowercase();
-            let (kind, id) = if let Some(rest) = lower.find("no such image: ").map(|i| &message[i + 15..]) {
+            let (kind, id) = if let Some(rest) =
+                lower.find("no such image: ").map(|i| &message[i + 15..])
+            {
                 (ObjectKind::Image, rest.trim().to_string())
-            } else if let Some(rest) = lower.find("no such container: ").map(|i| &message[i + 19..]) {
+            } else if let Some(rest) = lower.find("no such container: ").map(|i| &message[i + 19..])
+            {
                 (ObjectKind::Container, rest.trim().to_string())
             } else if lower.contains("no such volume") {
                 (ObjectKind::Volume, id.to_string())
@@ -168,9 +175,13 @@ fn label_filters(labels: &[(String, String)]) -> Option<HashMap<String, Vec<Stri
 #[async_trait]
 impl Runtime for DockerRuntime {
     async fn info(&self) -> Result<RuntimeInfo, RuntimeError> {
-        let info = self.docker.info().await.map_err(|e| self.err("info", ObjectKind::Container, "", e))?;
-        let version =
-            self.docker.version().await.map_err(|e| self.err("version", ObjectKind::Container, "", e))?;
+        let info =
+            self.docker.info().await.map_err(|e| self.err("info", ObjectKind::Container, "", e))?;
+        let version = self
+            .docker
+            .version()
+            .await
+            .map_err(|e| self.err("version", ObjectKind::Container, "", e))?;
         Ok(RuntimeInfo {
             engine_version: version.version.or(info.server_version).unwrap_or_default(),
             api_version: version.api_version.unwrap_or_default(),
@@ -192,7 +203,8 @@ impl Runtime for DockerRuntime {
     }
 
     async fn pull(&self, reference: &str) -> Result<ImageInfo, RuntimeError> {
-        let pull_err = |message: String| RuntimeError::Pull { image: reference.to_string(), message };
+        let pull_err =
+            |message: String| RuntimeError::Pull { image: reference.to_string(), message };
         let (name, tag, digest) = berth_runtime::parse_reference(reference);
         // Without a tag Docker would pull every tag of the repository.
         let tag = digest.or(tag).unwrap_or("latest");
@@ -232,8 +244,12 @@ impl Runtime for DockerRuntime {
         let resp = self.docker.create_container(Some(opts), body).await.map_err(|e| {
             match self.err("create", ObjectKind::Image, &spec.image, e) {
                 // A 409 on create is the name; a 404 names the image or a missing container.
-                RuntimeError::Conflict { message, .. } => RuntimeError::Conflict { id: spec.name.clone(), message },
-                RuntimeError::Invalid { message, .. } => RuntimeError::Invalid { id: spec.name.clone(), message },
+                RuntimeError::Conflict { message, .. } => {
+                    RuntimeError::Conflict { id: spec.name.clone(), message }
+                }
+                RuntimeError::Invalid { message, .. } => {
+                    RuntimeError::Invalid { id: spec.name.clone(), message }
+                }
                 other => other,
             }
         })?;
@@ -244,7 +260,10 @@ impl Runtime for DockerRuntime {
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        self.docker.start_container(id, None).await.map_err(|e| self.err("start", ObjectKind::Container, id, e))
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(|e| self.err("start", ObjectKind::Container, id, e))
     }
 
     async fn stop(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
@@ -252,7 +271,10 @@ impl Runtime for DockerRuntime {
         let opts = StopContainerOptions { t: Some(t), signal: None };
         // The engine answers only once the container has stopped: allow the grace period.
         let docker = self.with_at_least(timeout + Duration::from_secs(30));
-        docker.stop_container(id, Some(opts)).await.map_err(|e| self.err("stop", ObjectKind::Container, id, e))
+        docker
+            .stop_container(id, Some(opts))
+            .await
+            .map_err(|e| self.err("stop", ObjectKind::Container, id, e))
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
@@ -262,7 +284,11 @@ impl Runtime for DockerRuntime {
             Err(e) => match self.err("remove", ObjectKind::Container, id, e) {
                 RuntimeError::NotFound { .. } => Ok(()),
                 // "removal of container ... is already in progress"
-                RuntimeError::Conflict { message, .. } if message.contains("already in progress") => Ok(()),
+                RuntimeError::Conflict { message, .. }
+                    if message.contains("already in progress") =>
+                {
+                    Ok(())
+                }
                 other => Err(other),
             },
         }
@@ -286,12 +312,21 @@ impl Runtime for DockerRuntime {
             // bollard reports a non-zero exit as an error: it is the exit code.
             Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Ok(code),
             Some(Err(e)) => Err(self.err("wait", ObjectKind::Container, id, e)),
-            None => Err(RuntimeError::Engine { op: "wait", message: format!("{id}: no exit status") }),
+            None => {
+                Err(RuntimeError::Engine { op: "wait", message: format!("{id}: no exit status") })
+            }
         }
     }
 
-    async fn list(&self, labels: &[(String, String)]) -> Result<Vec<ContainerSummary>, RuntimeError> {
-        let opts = ListContainersOptions { all: true, filters: label_filters(labels), ..Default::default() };
+    async fn list(
+        &self,
+        labels: &[(String, String)],
+    ) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        let opts = ListContainersOptions {
+            all: true,
+            filters: label_filters(labels),
+            ..Default::default()
+        };
         let rows = self
             .docker
             .list_containers(Some(opts))
@@ -335,7 +370,8 @@ impl Runtime for DockerRuntime {
             .list_volumes(Some(opts))
             .await
             .map_err(|e| self.err("list volumes", ObjectKind::Volume, "", e))?;
-        let mut names: Vec<String> = resp.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect();
+        let mut names: Vec<String> =
+            resp.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect();
         names.sort();
         Ok(names)
     }
@@ -368,7 +404,13 @@ mod tests {
     fn engine_errors_map_by_status_and_message() {
         let t = Duration::from_secs(1);
         assert_eq!(
-            map_error("create", ObjectKind::Image, "x", t, server(404, "No such image: berth-demo:nope")),
+            map_error(
+                "create",
+                ObjectKind::Image,
+                "x",
+                t,
+                server(404, "No such image: berth-demo:nope")
+            ),
             RuntimeError::NotFound { kind: ObjectKind::Image, id: "berth-demo:nope".into() }
         );
         assert_eq!(
@@ -376,12 +418,27 @@ mod tests {
             RuntimeError::NotFound { kind: ObjectKind::Container, id: "abc".into() }
         );
         assert_eq!(
-            map_error("remove volume", ObjectKind::Volume, "v", t, server(404, "get v: no such volume")),
+            map_error(
+                "remove volume",
+                ObjectKind::Volume,
+                "v",
+                t,
+                server(404, "get v: no such volume")
+            ),
             RuntimeError::NotFound { kind: ObjectKind::Volume, id: "v".into() }
         );
-        assert!(matches!(map_error("c", ObjectKind::Container, "n", t, server(409, "in use")), RuntimeError::Conflict { .. }));
-        assert!(matches!(map_error("c", ObjectKind::Container, "n", t, server(400, "bad")), RuntimeError::Invalid { .. }));
-        assert!(matches!(map_error("c", ObjectKind::Container, "n", t, server(500, "boom")), RuntimeError::Engine { .. }));
+        assert!(matches!(
+            map_error("c", ObjectKind::Container, "n", t, server(409, "in use")),
+            RuntimeError::Conflict { .. }
+        ));
+        assert!(matches!(
+            map_error("c", ObjectKind::Container, "n", t, server(400, "bad")),
+            RuntimeError::Invalid { .. }
+        ));
+        assert!(matches!(
+            map_error("c", ObjectKind::Container, "n", t, server(500, "boom")),
+            RuntimeError::Engine { .. }
+        ));
         assert_eq!(
             map_error("info", ObjectKind::Container, "", t, DockerError::RequestTimeoutError),
             RuntimeError::Timeout { op: "info", after: t }

@@ -50,7 +50,12 @@ async fn main() -> ExitCode {
             }
         }
     };
-    let rt = match DockerRuntime::connect().await {
+    let connected = async {
+        let rt = DockerRuntime::connect()?;
+        rt.ping().await?;
+        Ok::<_, berth_runtime::RuntimeError>(rt)
+    };
+    let rt = match connected.await {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot reach the Docker Engine: {e}");
