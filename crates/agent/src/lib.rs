@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod credentials;
+pub mod metadata;
 pub mod spec;
 pub mod state;
 pub mod task;
@@ -219,12 +220,27 @@ impl Agent {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         let (report_tx, report_rx) = mpsc::unbounded_channel::<TaskReport>();
         let reporter = tokio::spawn(deliver_reports(self.client.clone(), report_rx));
+        // The task metadata endpoint, on the host's address on Docker's bridge (reachable from
+        // the task's containers, not from other hosts).
+        let gateway = self.runtime.info().await.ok().and_then(|i| i.bridge_gateway);
+        let bind_ip: std::net::IpAddr =
+            gateway.as_deref().and_then(|g| g.parse().ok()).unwrap_or([127, 0, 0, 1].into());
+        let (metadata_base, registry) =
+            match metadata::serve((bind_ip, 0).into(), self.runtime.clone()).await {
+                Ok((addr, registry)) => (Some(format!("http://{addr}/v4")), Some(registry)),
+                Err(e) => {
+                    tracing::warn!(error = %e, %bind_ip, "task metadata endpoint unavailable");
+                    (None, None)
+                }
+            };
         let ctx = TaskContext {
             runtime: self.runtime.clone(),
             cluster: self.config.cluster.clone(),
             instance_arn: self.instance_arn.clone(),
             reports: report_tx,
-            metadata_base: None,
+            metadata_base,
+            metadata: registry,
+            availability_zone: self.config.availability_zone.clone(),
         };
         let mut actors: HashMap<String, (watch::Sender<DesiredTask>, tokio::task::JoinHandle<()>)> =
             HashMap::new();

@@ -47,6 +47,11 @@ struct Run {
     health: Option<HealthStatus>,
     bindings: Vec<NetworkBinding>,
     image_digest: Option<String>,
+    docker_name: String,
+    ip: Option<String>,
+    created_at: Option<String>,
+    started_at: Option<String>,
+    finished_at: Option<String>,
 }
 
 impl Run {
@@ -65,6 +70,10 @@ pub struct TaskContext {
     pub reports: mpsc::UnboundedSender<TaskReport>,
     /// Base of the task metadata endpoint (`http://host:port/v4`), if served.
     pub metadata_base: Option<String>,
+    /// Where the endpoint reads task metadata from.
+    pub metadata: Option<crate::metadata::Registry>,
+    /// The instance's availability zone (for the metadata endpoint).
+    pub availability_zone: String,
 }
 
 /// One task being run.
@@ -82,6 +91,15 @@ pub struct TaskActor {
     pull_stopped_at: Option<f64>,
     started_at: Option<f64>,
     metadata_token: String,
+}
+
+fn rfc3339(t: Option<time::OffsetDateTime>) -> Option<String> {
+    t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+}
+
+fn rfc3339_epoch(secs: Option<f64>) -> Option<String> {
+    secs.and_then(|s| time::OffsetDateTime::from_unix_timestamp_nanos((s * 1e9) as i128).ok())
+        .and_then(|t| rfc3339(Some(t)))
 }
 
 fn now() -> f64 {
@@ -109,6 +127,11 @@ impl TaskActor {
             .map(|def| {
                 let name = def.name.clone().unwrap_or_default();
                 Run {
+                    docker_name: spec::container_name(&d.task_definition, &name, &task_id),
+                    ip: None,
+                    created_at: None,
+                    started_at: None,
+                    finished_at: None,
                     name,
                     def: def.clone(),
                     id: None,
@@ -198,6 +221,74 @@ impl TaskActor {
             started_at: self.started_at,
         };
         let _ = self.ctx.reports.send(report);
+        self.publish_metadata();
+    }
+
+    /// Updates this task's entry of the metadata endpoint (this actor is its only writer).
+    fn publish_metadata(&self) {
+        let Some(registry) = &self.ctx.metadata else { return };
+        if self.known == TaskStatus::Stopped {
+            registry.remove(&self.metadata_token);
+            return;
+        }
+        let desired = self.desired.borrow();
+        let network_mode = self.td.network_mode.map_or("bridge", |m| m.as_str()).to_string();
+        let meta = crate::metadata::TaskMeta {
+            cluster: self.ctx.cluster.clone(),
+            task_arn: self.arn.clone(),
+            family: self.td.family.clone().unwrap_or_default(),
+            revision: self.td.revision.unwrap_or(0).to_string(),
+            desired_status: desired.desired_status.clone(),
+            known_status: self.known.as_str().to_string(),
+            availability_zone: Some(self.ctx.availability_zone.clone()),
+            pull_started_at: rfc3339_epoch(self.pull_started_at),
+            pull_stopped_at: rfc3339_epoch(self.pull_stopped_at),
+            cpu: self.td.cpu.clone(),
+            memory: self.td.memory.clone(),
+            containers: self
+                .runs
+                .iter()
+                .map(|r| crate::metadata::ContainerMeta {
+                    name: r.name.clone(),
+                    docker_id: r.id.clone(),
+                    docker_name: r.docker_name.clone(),
+                    image: r.def.image.clone().unwrap_or_default(),
+                    image_id: r.image_digest.clone(),
+                    labels: r
+                        .def
+                        .docker_labels
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
+                        .collect(),
+                    desired_status: desired.desired_status.clone(),
+                    known_status: r.status.to_string(),
+                    cpu: i64::from(r.def.cpu.unwrap_or(0)),
+                    memory: r.def.memory.map(i64::from),
+                    created_at: r.created_at.clone(),
+                    started_at: r.started_at.clone(),
+                    finished_at: r.finished_at.clone(),
+                    exit_code: r.exit_code,
+                    network_mode: network_mode.clone(),
+                    ipv4: r.ip.clone(),
+                    ports: r
+                        .bindings
+                        .iter()
+                        .map(|b| {
+                            serde_json::json!({
+                                "ContainerPort": b.container_port,
+                                "Protocol": b.protocol.map_or("tcp", |p| p.as_str()),
+                                "HostPort": b.host_port,
+                                "HostIp": b.bind_ip,
+                            })
+                        })
+                        .collect(),
+                    health: r.health.map(|h| h.as_str().to_string()),
+                    container_arn: None,
+                })
+                .collect(),
+        };
+        registry.publish(&self.metadata_token, meta);
     }
 
     /// Runs the task to completion.
@@ -254,6 +345,10 @@ impl TaskActor {
             Ok(Some(st)) => {
                 let r = &mut self.runs[i];
                 r.image_digest = Some(st.image_id.clone());
+                r.ip = st.ip_address.clone();
+                r.created_at = rfc3339(st.created_at);
+                r.started_at = rfc3339(st.started_at);
+                r.finished_at = rfc3339(st.finished_at);
                 if r.def.health_check.is_some() {
                     r.health = health(st.health).or(Some(HealthStatus::Unknown));
                 }

@@ -172,6 +172,14 @@ fn label_filters(labels: &[(String, String)]) -> Option<HashMap<String, Vec<Stri
     )]))
 }
 
+/// The first host address of an IPv4 subnet (`172.17.0.0/16` → `172.17.0.1`): Docker's
+/// default bridge reports no `Gateway` on older engines, and its gateway is that address.
+fn first_host(cidr: &str) -> Option<String> {
+    let (net, _) = cidr.split_once('/')?;
+    let ip: std::net::Ipv4Addr = net.parse().ok()?;
+    Some(std::net::Ipv4Addr::from(u32::from(ip).checked_add(1)?).to_string())
+}
+
 #[async_trait]
 impl Runtime for DockerRuntime {
     async fn info(&self) -> Result<RuntimeInfo, RuntimeError> {
@@ -189,6 +197,17 @@ impl Runtime for DockerRuntime {
             memory_bytes: info.mem_total.and_then(|m| u64::try_from(m).ok()).unwrap_or(0),
             os: info.os_type.unwrap_or_else(|| "linux".into()),
             arch: convert::normalize_arch(info.architecture.as_deref().unwrap_or_default()),
+            bridge_gateway: self
+                .docker
+                .inspect_network("bridge", None::<bollard::query_parameters::InspectNetworkOptions>)
+                .await
+                .ok()
+                .and_then(|n| {
+                    n.ipam?.config?.into_iter().find_map(|c| {
+                        c.gateway.or_else(|| c.subnet.as_deref().and_then(first_host))
+                    })
+                })
+                .filter(|g| !g.contains(':')),
         })
     }
 

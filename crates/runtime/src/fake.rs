@@ -186,6 +186,7 @@ impl FakeRuntime {
                 memory_bytes: 4 << 30,
                 os: "linux".into(),
                 arch: "x86_64".into(),
+                bridge_gateway: Some("172.17.0.1".into()),
             },
             images: BTreeMap::new(),
             pull_failures: BTreeMap::new(),

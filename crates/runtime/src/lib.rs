@@ -104,6 +104,9 @@ pub struct RuntimeInfo {
     pub os: String,
     /// `x86_64` or `arm64` (ECS's `ecs.cpu-architecture` spelling).
     pub arch: String,
+    /// The host's address on the default bridge network (Docker's `docker0` gateway): what
+    /// bridge-mode containers reach the host at. `None` when the engine has no such network.
+    pub bridge_gateway: Option<String>,
 }
 
 /// An image present locally.

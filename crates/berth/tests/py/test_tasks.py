@@ -6,8 +6,10 @@ berth-demo:latest (scripts/build-demo-image.sh).
 """
 
 import os
+import json
 import time
 import unittest
+import urllib.parse
 import urllib.request
 
 import boto3
@@ -67,6 +69,30 @@ class Tasks(unittest.TestCase):
         self.assertEqual(describe(c, arn)["healthStatus"], "HEALTHY")
         listed = c.list_tasks(cluster="default", startedBy="e2e")["taskArns"]
         self.assertIn(arn, listed)
+
+        # The task metadata endpoint v4, read from inside the container.
+        env = dict(l.split("=", 1) for l in urllib.request.urlopen(f"http://127.0.0.1:{port}/env", timeout=5).read().decode().splitlines() if "=" in l)
+        uri = env["ECS_CONTAINER_METADATA_URI_V4"]
+        fetch = lambda u: urllib.request.urlopen(f"http://127.0.0.1:{port}/fetch?url={urllib.parse.quote(u, safe='')}", timeout=15).read().decode().split("\n", 1)
+        status, body = fetch(uri + "/task")
+        self.assertEqual(status, "200", body)
+        meta = json.loads(body)
+        self.assertEqual(meta["TaskARN"], arn)
+        self.assertEqual(meta["Cluster"], "default")
+        self.assertEqual(meta["Family"], "hello")
+        self.assertEqual(meta["KnownStatus"], "RUNNING")
+        self.assertEqual(meta["Containers"][0]["DockerId"], web["runtimeId"])
+        self.assertEqual(meta["Containers"][0]["Ports"][0]["HostPort"], port)
+        status, body = fetch(uri)
+        self.assertEqual(status, "200", body)
+        self.assertEqual(json.loads(body)["Name"], "web")
+        status, body = fetch(uri + "/stats")
+        self.assertEqual(status, "200", body)
+        self.assertIn("memory_stats", json.loads(body))
+        # Another task's token is unguessable; a made-up one finds nothing.
+        base, token = uri.rsplit("/", 1)
+        status, _ = fetch(base + "/" + "0" * 32 + "-web/task")
+        self.assertEqual(status, "404")
 
         c.stop_task(cluster="default", task=arn, reason="done with it")
         t = wait_stopped(c, arn)
