@@ -110,7 +110,9 @@ fn container_json(c: &ContainerMeta) -> Value {
         }],
     });
     let m = v.as_object_mut().expect("object");
-    for (k, val) in [("CreatedAt", &c.created_at), ("StartedAt", &c.started_at), ("FinishedAt", &c.finished_at)] {
+    for (k, val) in
+        [("CreatedAt", &c.created_at), ("StartedAt", &c.started_at), ("FinishedAt", &c.finished_at)]
+    {
         if let Some(t) = val {
             m.insert(k.into(), json!(t));
         }

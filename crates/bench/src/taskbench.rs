@@ -168,7 +168,12 @@ impl Ecs {
     }
 
     /// RunTask; the ARNs of the tasks started (any failure is an error).
-    async fn run_task(&mut self, cluster: &str, td: &str, count: usize) -> anyhow::Result<Vec<String>> {
+    async fn run_task(
+        &mut self,
+        cluster: &str,
+        td: &str,
+        count: usize,
+    ) -> anyhow::Result<Vec<String>> {
         let r = self
             .call("RunTask", &json!({"cluster": cluster, "taskDefinition": td, "count": count}))
             .await?;
@@ -190,7 +195,8 @@ impl Ecs {
     async fn describe(&mut self, cluster: &str, arns: &[String]) -> anyhow::Result<Vec<Value>> {
         let mut out = Vec::with_capacity(arns.len());
         for chunk in arns.chunks(100) {
-            let r = self.call("DescribeTasks", &json!({"cluster": cluster, "tasks": chunk})).await?;
+            let r =
+                self.call("DescribeTasks", &json!({"cluster": cluster, "tasks": chunk})).await?;
             out.extend(r["tasks"].as_array().cloned().unwrap_or_default());
         }
         Ok(out)
@@ -211,8 +217,14 @@ impl Ecs {
             if tasks.len() == arns.len() && tasks.iter().all(|t| t["lastStatus"] == status) {
                 return Ok(tasks);
             }
-            if let Some(t) = tasks.iter().find(|t| t["lastStatus"] == "STOPPED" && status != "STOPPED") {
-                bail!("task stopped instead of reaching {status}: {} {}", t["stoppedReason"], t["containers"]);
+            if let Some(t) =
+                tasks.iter().find(|t| t["lastStatus"] == "STOPPED" && status != "STOPPED")
+            {
+                bail!(
+                    "task stopped instead of reaching {status}: {} {}",
+                    t["stoppedReason"],
+                    t["containers"]
+                );
             }
             if Instant::now() >= deadline {
                 let n = tasks.iter().filter(|t| t["lastStatus"] == status).count();
@@ -402,7 +414,8 @@ async fn berth_sample(
     let t0 = Instant::now();
     let arns = ecs.run_task(&args.cluster, td, 1).await?;
     let run_task = t0.elapsed();
-    let tasks = ecs.wait_status(&args.cluster, &arns, "RUNNING", poll, Duration::from_secs(60)).await?;
+    let tasks =
+        ecs.wait_status(&args.cluster, &arns, "RUNNING", poll, Duration::from_secs(60)).await?;
     let total = t0.elapsed();
     let seen = epoch_now();
     let t = &tasks[0];
@@ -420,8 +433,14 @@ async fn berth_sample(
     // Back to the starting state: stopped, and its container removed.
     ecs.call("StopTask", &json!({"cluster": args.cluster, "task": arns[0], "reason": "taskbench"}))
         .await?;
-    ecs.wait_status(&args.cluster, &arns, "STOPPED", Duration::from_millis(20), Duration::from_secs(60))
-        .await?;
+    ecs.wait_status(
+        &args.cluster,
+        &arns,
+        "STOPPED",
+        Duration::from_millis(20),
+        Duration::from_secs(60),
+    )
+    .await?;
     wait_gone(docker, &[label(TASK_ARN_LABEL, &arns[0])]).await?;
     Ok(sample)
 }
@@ -452,7 +471,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return cleanup(&docker, &args.cleanup_label).await;
     }
     let endpoint = args.endpoint.clone().context("--endpoint is required")?;
-    let creds = load_credentials(args.credentials.as_deref().context("--credentials is required")?)?;
+    let creds =
+        load_credentials(args.credentials.as_deref().context("--credentials is required")?)?;
     let instance = args.instance_arn.clone().context("--instance-arn is required")?;
     if docker.image(&args.image).await?.is_none() {
         bail!("the image {} is missing: run scripts/build-demo-image.sh", args.image);
@@ -499,8 +519,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         arns.extend(ecs.run_task(&args.cluster, &td, 10).await?);
     }
     let bulk_calls = t0.elapsed();
-    ecs.wait_status(&args.cluster, &arns, "RUNNING", Duration::from_millis(50), Duration::from_secs(300))
-        .await?;
+    ecs.wait_status(
+        &args.cluster,
+        &arns,
+        "RUNNING",
+        Duration::from_millis(50),
+        Duration::from_secs(300),
+    )
+    .await?;
     let bulk_berth = t0.elapsed();
     let running = docker.list(&[label(INSTANCE_LABEL, &instance)]).await?;
     let running = running.iter().filter(|c| c.state.is_running()).count();
@@ -509,8 +535,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ecs.call("StopTask", &json!({"cluster": args.cluster, "task": a, "reason": "taskbench"}))
             .await?;
     }
-    ecs.wait_status(&args.cluster, &arns, "STOPPED", Duration::from_millis(50), Duration::from_secs(300))
-        .await?;
+    ecs.wait_status(
+        &args.cluster,
+        &arns,
+        "STOPPED",
+        Duration::from_millis(50),
+        Duration::from_secs(300),
+    )
+    .await?;
     let bulk_stop = t1.elapsed();
     wait_gone(&docker, &[label(INSTANCE_LABEL, &instance)]).await?;
     let bulk_gone = t1.elapsed();
@@ -607,7 +639,9 @@ fn report(r: &Report<'_>) {
         a.poll_ms,
         a.poll_ms as f64 / 2.0
     );
-    println!("Docker: create -> start -> inspect says running, via DockerRuntime (bollard, unix socket); same config and labels");
+    println!(
+        "Docker: create -> start -> inspect says running, via DockerRuntime (bollard, unix socket); same config and labels"
+    );
     println!();
     println!(
         "{:<40} {:>8} {:>8} {:>8} {:>8} {:>8}",
@@ -623,7 +657,10 @@ fn report(r: &Report<'_>) {
         bp - rp
     );
     println!();
-    println!("{:<40} {:>8} {:>8} {:>8} {:>8} {:>8}", "Berth breakdown (ms)", "p50", "p99", "mean", "min", "max");
+    println!(
+        "{:<40} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "Berth breakdown (ms)", "p50", "p99", "mean", "min", "max"
+    );
     let col = |f: &dyn Fn(&BerthSample) -> f64| -> Vec<f64> { r.berth.iter().map(f).collect() };
     row("  RunTask round trip", &col(&|s| ms(s.run_task)));
     row("  sent -> createdAt (server clock)", &col(&|s| (s.created - s.sent) * 1000.0));
@@ -631,8 +668,13 @@ fn report(r: &Report<'_>) {
     row("  pullStartedAt -> pullStoppedAt", &col(&|s| (s.pull_stopped - s.pull_started) * 1000.0));
     row("  pullStoppedAt -> startedAt", &col(&|s| (s.started - s.pull_stopped) * 1000.0));
     row("  startedAt -> seen RUNNING", &col(&|s| (s.seen - s.started) * 1000.0));
-    println!("{:<40} {:>8} {:>8} {:>8} {:>8} {:>8}", "raw Docker breakdown (ms)", "p50", "p99", "mean", "min", "max");
-    let rcol = |f: &dyn Fn(&RawSample) -> Duration| -> Vec<f64> { r.raw.iter().map(|s| ms(f(s))).collect() };
+    println!(
+        "{:<40} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "raw Docker breakdown (ms)", "p50", "p99", "mean", "min", "max"
+    );
+    let rcol = |f: &dyn Fn(&RawSample) -> Duration| -> Vec<f64> {
+        r.raw.iter().map(|s| ms(f(s))).collect()
+    };
     row("  create", &rcol(&|s| s.create));
     row("  start", &rcol(&|s| s.start));
     row("  inspect", &rcol(&|s| s.inspect));
@@ -647,7 +689,12 @@ fn report(r: &Report<'_>) {
         r.bulk_calls.as_secs_f64(),
         r.bulk_running_containers
     );
-    println!("{:<52} {:>9.2} {:>9.1}", "raw Docker, sequential", r.bulk_seq.as_secs_f64(), per(r.bulk_seq));
+    println!(
+        "{:<52} {:>9.2} {:>9.1}",
+        "raw Docker, sequential",
+        r.bulk_seq.as_secs_f64(),
+        per(r.bulk_seq)
+    );
     println!(
         "{:<52} {:>9.2} {:>9.1}",
         format!("raw Docker, {} at a time", a.concurrency),
@@ -663,7 +710,11 @@ fn report(r: &Report<'_>) {
     println!();
     let mb = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.1}"));
     println!("{:<52} {:>9}", "RSS (VmRSS)", "MB");
-    println!("{:<52} {:>9}   (target < 20 MB)", format!("agent, idle {} s after registering, no task", a.idle_secs), mb(r.rss[0]));
+    println!(
+        "{:<52} {:>9}   (target < 20 MB)",
+        format!("agent, idle {} s after registering, no task", a.idle_secs),
+        mb(r.rss[0])
+    );
     println!("{:<52} {:>9}", "server, same moment", mb(r.rss[1]));
     println!("{:<52} {:>9}", "agent, idle after the run (all tasks stopped)", mb(r.rss[2]));
     println!("{:<52} {:>9}", "server, idle after the run", mb(r.rss[3]));

@@ -40,3 +40,12 @@ fn main() -> anyhow::Result<()> {
         Command::DemoImage(args) => cmd::demo_image::run(args),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

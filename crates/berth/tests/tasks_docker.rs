@@ -43,7 +43,11 @@ fn tasks_suite() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/test_tasks.py");
     let out = s.python(&script, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "tasks suite failed:\n{stderr}\n--- agent log ---\n{}", agent.log());
+    assert!(
+        out.status.success(),
+        "tasks suite failed:\n{stderr}\n--- agent log ---\n{}",
+        agent.log()
+    );
     assert!(stderr.contains("Ran 7 tests") && stderr.contains("\nOK"), "{stderr}");
     // Every task the suite ran has stopped, and the agent removed their containers.
     assert!(agent.containers().is_empty(), "containers left behind: {:?}", agent.containers());
@@ -62,8 +66,15 @@ fn a_restarted_agent_adopts_its_running_task() {
             "portMappings": [{"containerPort": 8080}]}]}"#,
     )
     .unwrap();
-    s.aws(&["ecs", "register-task-definition", "--cli-input-json", &format!("file://{}", td.display())]).json();
-    let run = s.aws(&["ecs", "run-task", "--cluster", "default", "--task-definition", "adopt"]).json();
+    s.aws(&[
+        "ecs",
+        "register-task-definition",
+        "--cli-input-json",
+        &format!("file://{}", td.display()),
+    ])
+    .json();
+    let run =
+        s.aws(&["ecs", "run-task", "--cluster", "default", "--task-definition", "adopt"]).json();
     let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
     wait_task(&s, &arn, "RUNNING", |t| t["lastStatus"] == "RUNNING");
     let before = agent.containers();
@@ -74,7 +85,14 @@ fn a_restarted_agent_adopts_its_running_task() {
     assert_eq!(again, instance, "a restarted agent is the same container instance");
     // Give the new agent a few polls, then check nothing was started twice.
     let ci = s
-        .aws(&["ecs", "describe-container-instances", "--cluster", "default", "--container-instances", &instance])
+        .aws(&[
+            "ecs",
+            "describe-container-instances",
+            "--cluster",
+            "default",
+            "--container-instances",
+            &instance,
+        ])
         .json();
     assert_eq!(ci["containerInstances"][0]["agentConnected"], true);
     std::thread::sleep(Duration::from_secs(2));
@@ -90,33 +108,70 @@ fn a_restarted_agent_adopts_its_running_task() {
 #[test]
 fn a_second_agent_is_a_second_instance() {
     let s = ServerProc::start(bin()).expect("server");
-    let a = AgentProc::start(bin(), &s, &["--memory", "1024", "--availability-zone", "zone-a"]).expect("agent a");
+    let a = AgentProc::start(bin(), &s, &["--memory", "1024", "--availability-zone", "zone-a"])
+        .expect("agent a");
     let b = AgentProc::start(
         bin(),
         &s,
-        &["--memory", "512", "--cpu", "512", "--availability-zone", "zone-b", "--instance-type", "t3.small", "--attribute", "stack=prod"],
+        &[
+            "--memory",
+            "512",
+            "--cpu",
+            "512",
+            "--availability-zone",
+            "zone-b",
+            "--instance-type",
+            "t3.small",
+            "--attribute",
+            "stack=prod",
+        ],
     )
     .expect("agent b");
     assert_ne!(a.instance_arn, b.instance_arn);
     let list = s.aws(&["ecs", "list-container-instances", "--cluster", "default"]).json();
     assert_eq!(list["containerInstanceArns"].as_array().unwrap().len(), 2);
     let d = s
-        .aws(&["ecs", "describe-container-instances", "--cluster", "default", "--container-instances", &b.instance_arn])
+        .aws(&[
+            "ecs",
+            "describe-container-instances",
+            "--cluster",
+            "default",
+            "--container-instances",
+            &b.instance_arn,
+        ])
         .json();
     let ci = &d["containerInstances"][0];
     let attr = |n: &str| {
-        ci["attributes"].as_array().unwrap().iter().find(|a| a["name"] == n).map(|a| a["value"].clone())
+        ci["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == n)
+            .map(|a| a["value"].clone())
     };
     assert_eq!(attr("ecs.availability-zone"), Some(Value::from("zone-b")));
     assert_eq!(attr("ecs.instance-type"), Some(Value::from("t3.small")));
     assert_eq!(attr("stack"), Some(Value::from("prod")));
     assert!(attr("com.amazonaws.ecs.capability.docker-remote-api.1.24").is_some());
-    let cpu = ci["registeredResources"].as_array().unwrap().iter().find(|r| r["name"] == "CPU").unwrap();
+    let cpu =
+        ci["registeredResources"].as_array().unwrap().iter().find(|r| r["name"] == "CPU").unwrap();
     assert_eq!(cpu["integerValue"], 512);
     assert_eq!(ci["agentConnected"], true);
     assert_eq!(ci["status"], "ACTIVE");
     // Draining stops new placements there.
-    s.aws(&["ecs", "update-container-instances-state", "--cluster", "default", "--container-instances", &b.instance_arn, "--status", "DRAINING"]).json();
-    let d = s.aws(&["ecs", "list-container-instances", "--cluster", "default", "--status", "DRAINING"]).json();
+    s.aws(&[
+        "ecs",
+        "update-container-instances-state",
+        "--cluster",
+        "default",
+        "--container-instances",
+        &b.instance_arn,
+        "--status",
+        "DRAINING",
+    ])
+    .json();
+    let d = s
+        .aws(&["ecs", "list-container-instances", "--cluster", "default", "--status", "DRAINING"])
+        .json();
     assert_eq!(d["containerInstanceArns"], serde_json::json!([b.instance_arn]));
 }

@@ -85,7 +85,6 @@ pub const ACCESS_KEYS: &str = "iam/access-keys/";
 /// The id of the administrator key created on first start.
 pub const BOOTSTRAP_ADMIN_KEY: &str = "iam/bootstrap-admin-key";
 
-
 /// `ecs/instances/<cluster>/<id>`: a registered container instance (ACTIVE or DRAINING).
 /// (Its prefix, [`cluster_instances_prefix`], is what cluster counts and DeleteCluster read.)
 pub fn container_instance(cluster: &str, id: &str) -> String {

@@ -57,7 +57,9 @@ async fn concurrent_run_tasks_never_overcommit_an_instance() {
     let mut joins = Vec::new();
     for _ in 0..20 {
         let h = h.clone();
-        joins.push(tokio::spawn(async move { h.ok("RunTask", json!({"taskDefinition": "t"})).await }));
+        joins.push(tokio::spawn(
+            async move { h.ok("RunTask", json!({"taskDefinition": "t"})).await },
+        ));
     }
     let (mut placed, mut refused) = (0, 0);
     for j in joins {
@@ -96,7 +98,10 @@ async fn static_ports_conflict_and_failures_name_the_resource() {
     let bad = h.call("RunTask", json!({"taskDefinition": "p", "count": 11})).await;
     assert_eq!(bad.body["__type"], "InvalidParameterException");
     let over = h
-        .call("RunTask", json!({"taskDefinition": "p", "overrides": {"containerOverrides": [{"name": "nope"}]}}))
+        .call(
+            "RunTask",
+            json!({"taskDefinition": "p", "overrides": {"containerOverrides": [{"name": "nope"}]}}),
+        )
         .await;
     assert!(over.body["message"].as_str().unwrap().contains("containerOverrides[0].name"));
 }
@@ -116,9 +121,13 @@ async fn client_token_makes_run_task_idempotent() {
     let h = Harness::start().await;
     register_instance(&h, 4096, 4096, "a").await;
     task_def(&h, "t", 1, 6, 0).await;
-    let a = h.ok("RunTask", json!({"taskDefinition": "t", "count": 2, "clientToken": "once"})).await;
-    let b = h.ok("RunTask", json!({"taskDefinition": "t", "count": 2, "clientToken": "once"})).await;
-    let arns = |v: &Value| v["tasks"].as_array().unwrap().iter().map(|t| t["taskArn"].clone()).collect::<Vec<_>>();
+    let a =
+        h.ok("RunTask", json!({"taskDefinition": "t", "count": 2, "clientToken": "once"})).await;
+    let b =
+        h.ok("RunTask", json!({"taskDefinition": "t", "count": 2, "clientToken": "once"})).await;
+    let arns = |v: &Value| {
+        v["tasks"].as_array().unwrap().iter().map(|t| t["taskArn"].clone()).collect::<Vec<_>>()
+    };
     assert_eq!(arns(&a), arns(&b));
     let list = h.ok("ListTasks", json!({})).await;
     assert_eq!(list["taskArns"].as_array().unwrap().len(), 2);
@@ -137,13 +146,10 @@ async fn the_agent_channel_is_level_triggered_and_reports_only_move_forward() {
     // A held poll returns when a task is placed on the instance.
     let started = Instant::now();
     let held = json!({"cluster": "default", "containerInstanceArn": inst, "seenVersion": v0, "waitSeconds": 20});
-    let (poll, run) = tokio::join!(
-        h.post_path("/berth/agent/v1/poll", &held),
-        async {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            h.ok("RunTask", json!({"taskDefinition": "t"})).await
-        }
-    );
+    let (poll, run) = tokio::join!(h.post_path("/berth/agent/v1/poll", &held), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        h.ok("RunTask", json!({"taskDefinition": "t"})).await
+    });
     assert!(started.elapsed() < Duration::from_secs(10));
     let task_arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
     assert_eq!(poll.body["tasks"][0]["taskArn"], task_arn.as_str());
@@ -169,7 +175,8 @@ async fn the_agent_channel_is_level_triggered_and_reports_only_move_forward() {
     assert_eq!(t["containers"][0]["networkBindings"][0]["hostPort"], 32768);
     // A report from another instance is refused.
     let mut foreign = report("STOPPED");
-    foreign["containerInstanceArn"] = json!("arn:aws:ecs:us-east-1:123456789012:container-instance/default/other");
+    foreign["containerInstanceArn"] =
+        json!("arn:aws:ecs:us-east-1:123456789012:container-instance/default/other");
     assert_eq!(h.post_path("/berth/agent/v1/report", &foreign).await.status, 400);
 
     // StopTask: the agent sees desired STOPPED on its next poll.
@@ -186,13 +193,22 @@ async fn the_agent_channel_is_level_triggered_and_reports_only_move_forward() {
     assert_eq!(t["containers"][0]["exitCode"], 0);
     // STOPPED released the instance's resources and left the live indexes.
     let d = h.ok("DescribeContainerInstances", json!({"containerInstances": [inst]})).await;
-    assert_eq!(resource(&d["containerInstances"][0], "CPU", "remainingResources")["integerValue"], 4096);
+    assert_eq!(
+        resource(&d["containerInstances"][0], "CPU", "remainingResources")["integerValue"],
+        4096
+    );
     assert_eq!(d["containerInstances"][0]["runningTasksCount"], 0);
     assert_eq!(h.ok("ListTasks", json!({})).await["taskArns"], json!([]));
-    assert_eq!(h.ok("ListTasks", json!({"desiredStatus": "STOPPED"})).await["taskArns"], json!([task_arn]));
+    assert_eq!(
+        h.ok("ListTasks", json!({"desiredStatus": "STOPPED"})).await["taskArns"],
+        json!([task_arn])
+    );
     // A late RUNNING report cannot resurrect it.
     h.post_path("/berth/agent/v1/report", &report("RUNNING")).await;
-    assert_eq!(h.ok("DescribeTasks", json!({"tasks": [task_arn]})).await["tasks"][0]["lastStatus"], "STOPPED");
+    assert_eq!(
+        h.ok("DescribeTasks", json!({"tasks": [task_arn]})).await["tasks"][0]["lastStatus"],
+        "STOPPED"
+    );
 }
 
 #[tokio::test]
@@ -218,7 +234,9 @@ async fn forced_deregistration_stops_the_instances_tasks() {
     let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
     let refused = h.call("DeregisterContainerInstance", json!({"containerInstance": inst})).await;
     assert_eq!(refused.body["__type"], "InvalidParameterException");
-    let d = h.ok("DeregisterContainerInstance", json!({"containerInstance": inst, "force": true})).await;
+    let d = h
+        .ok("DeregisterContainerInstance", json!({"containerInstance": inst, "force": true}))
+        .await;
     assert_eq!(d["containerInstance"]["status"], "INACTIVE");
     let t = &h.ok("DescribeTasks", json!({"tasks": [task]})).await["tasks"][0];
     assert_eq!(t["lastStatus"], "STOPPED");
@@ -236,14 +254,29 @@ async fn attributes_put_list_delete() {
     let h = Harness::start().await;
     let inst = register_instance(&h, 1024, 1024, "a").await;
     let put = h
-        .ok("PutAttributes", json!({"attributes": [{"name": "stack", "value": "prod", "targetId": inst}]}))
+        .ok(
+            "PutAttributes",
+            json!({"attributes": [{"name": "stack", "value": "prod", "targetId": inst}]}),
+        )
         .await;
     assert_eq!(put["attributes"][0]["targetId"], inst.as_str());
-    let l = h.ok("ListAttributes", json!({"targetType": "container-instance", "attributeName": "stack"})).await;
-    assert_eq!(l["attributes"], json!([{"name": "stack", "value": "prod", "targetType": "container-instance", "targetId": inst}]));
+    let l = h
+        .ok("ListAttributes", json!({"targetType": "container-instance", "attributeName": "stack"}))
+        .await;
+    assert_eq!(
+        l["attributes"],
+        json!([{"name": "stack", "value": "prod", "targetType": "container-instance", "targetId": inst}])
+    );
     h.ok("DeleteAttributes", json!({"attributes": [{"name": "stack", "targetId": inst}]})).await;
-    let l = h.ok("ListAttributes", json!({"targetType": "container-instance", "attributeName": "stack"})).await;
+    let l = h
+        .ok("ListAttributes", json!({"targetType": "container-instance", "attributeName": "stack"}))
+        .await;
     assert_eq!(l["attributes"], json!([]));
-    let bad = h.call("PutAttributes", json!({"attributes": [{"name": "x", "value": " padded ", "targetId": inst}]})).await;
+    let bad = h
+        .call(
+            "PutAttributes",
+            json!({"attributes": [{"name": "x", "value": " padded ", "targetId": inst}]}),
+        )
+        .await;
     assert_eq!(bad.body["__type"], "InvalidParameterException");
 }

@@ -39,16 +39,18 @@ impl ServerProc {
 
     /// Starts a server on an existing (or new) data directory.
     pub fn start_in(bin: &Path, data_dir: &Path) -> anyhow::Result<Self> {
+        Self::spawn(bin, "server", data_dir, &[])
+    }
+
+    /// Starts `berth up` (server and agent in one process) on a data directory.
+    pub fn start_up(bin: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn(bin, "up", data_dir, extra)
+    }
+
+    fn spawn(bin: &Path, sub: &str, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
-            .args([
-                "server",
-                "--listen",
-                "127.0.0.1:0",
-                "--account-id",
-                ACCOUNT_ID,
-                "--region",
-                REGION,
-            ])
+            .args([sub, "--listen", "127.0.0.1:0", "--account-id", ACCOUNT_ID, "--region", REGION])
+            .args(extra)
             .arg("--data-dir")
             .arg(data_dir)
             .env("BERTH_LOG", "warn")
@@ -82,6 +84,13 @@ impl ServerProc {
             _tmp: None,
             bin: bin.to_path_buf(),
         })
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the process to exit; returns whether it exited 0.
+    pub fn interrupt(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else { return false };
+        let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
+        c.wait().map(|s| s.success()).unwrap_or(false)
     }
 
     /// SIGKILLs the server (no shutdown of any kind) and waits for it to be gone.

@@ -8,6 +8,7 @@ use berth_agent::{Agent, AgentConfig};
 
 /// Flags of `berth agent`.
 #[derive(clap::Args, Clone, Debug)]
+#[group(id = "agent-flags")]
 pub struct Args {
     /// The control plane, e.g. http://127.0.0.1:8080.
     #[arg(long, env = "BERTH_SERVER")]

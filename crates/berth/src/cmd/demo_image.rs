@@ -7,6 +7,7 @@ use anyhow::Context;
 
 /// Flags of `berth demo-image`.
 #[derive(clap::Args, Clone, Debug)]
+#[group(id = "demo-image-flags")]
 pub struct Args {
     /// The statically linked `hello` binary (scripts/build-demo-image.sh builds it).
     #[arg(long)]

@@ -8,6 +8,7 @@ use berth_server::{Server, ServerConfig};
 
 /// Flags of `berth server` (shared later by `berth up`).
 #[derive(clap::Args, Clone, Debug)]
+#[group(id = "server-flags")]
 pub struct Args {
     /// Where the store, the administrator credentials and the AWS CLI config are kept.
     /// Default: $XDG_DATA_HOME/berth or ~/.local/share/berth.

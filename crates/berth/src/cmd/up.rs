@@ -8,6 +8,7 @@ use berth_server::Server;
 
 /// Flags of `berth up`: the server's, plus the agent's sizing.
 #[derive(clap::Args, Clone, Debug)]
+#[group(id = "up-flags")]
 pub struct Args {
     #[command(flatten)]
     pub server: super::server::Args,

@@ -96,15 +96,23 @@ impl Harness {
     pub async fn post_path(&self, path: &str, body: &Value) -> Reply {
         let body = body.to_string();
         let headers = [("host", self.host.as_str()), ("content-type", "application/json")];
-        let mut req = http::Request::post(format!("{}{}", self.endpoint.trim_end_matches('/'), path));
+        let mut req =
+            http::Request::post(format!("{}{}", self.endpoint.trim_end_matches('/'), path));
         for (k, v) in headers {
             req = req.header(k, v);
         }
-        let parts = RequestParts { method: "POST", path, query: "", headers: &headers, body: body.as_bytes() };
+        let parts = RequestParts {
+            method: "POST",
+            path,
+            query: "",
+            headers: &headers,
+            body: body.as_bytes(),
+        };
         for (k, v) in self.signer.sign(&parts, time::OffsetDateTime::now_utc()) {
             req = req.header(k, v);
         }
-        let resp = self.client.request(req.body(Full::new(Bytes::from(body))).unwrap()).await.unwrap();
+        let resp =
+            self.client.request(req.body(Full::new(Bytes::from(body))).unwrap()).await.unwrap();
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -121,4 +129,3 @@ impl Harness {
         r.body
     }
 }
-

@@ -1,0 +1,100 @@
+//! `berth up`: a control plane and an agent in one process. A task started through it keeps
+//! running across a clean stop (Ctrl-C) and is adopted by the next `berth up`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use berth_testkit::ServerProc;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_berth"))
+}
+
+/// Removes every container of `instance` when dropped (the test's own cleanup).
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let out = std::process::Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=berth.container-instance-arn={}", self.0),
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let ids: Vec<&str> = out.split_whitespace().collect();
+        if !ids.is_empty() {
+            let _ =
+                std::process::Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).output();
+        }
+    }
+}
+
+#[test]
+fn berth_up_runs_tasks_and_adopts_them_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("up");
+    let mut up =
+        ServerProc::start_up(bin(), &data, &["--memory", "1024"]).expect("berth up starts");
+    let list = up.aws(&["ecs", "list-container-instances"]).json();
+    let instance =
+        list["containerInstanceArns"][0].as_str().expect("the host is registered").to_string();
+    let _cleanup = Cleanup(instance.clone());
+
+    let td = tmp.path().join("td.json");
+    std::fs::write(
+        &td,
+        r#"{"family": "up", "containerDefinitions": [{"name": "web", "image": "berth-demo:latest", "memory": 16,
+            "portMappings": [{"containerPort": 8080}]}]}"#,
+    )
+    .unwrap();
+    up.aws(&[
+        "ecs",
+        "register-task-definition",
+        "--cli-input-json",
+        &format!("file://{}", td.display()),
+    ])
+    .json();
+    let run = up.aws(&["ecs", "run-task", "--task-definition", "up"]).json();
+    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    up.aws(&["ecs", "wait", "tasks-running", "--tasks", &arn]).json();
+
+    // Ctrl-C stops berth up cleanly; the task's container keeps running.
+    assert!(up.interrupt(), "berth up exits 0 on Ctrl-C");
+    let running = std::process::Command::new("docker")
+        .args(["ps", "-q", "--filter", &format!("label=com.amazonaws.ecs.task-arn={arn}")])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&running.stdout).trim().is_empty(),
+        "the task's container survives"
+    );
+
+    // The next berth up is the same instance and adopts the task.
+    let up2 = ServerProc::start_up(bin(), &data, &["--memory", "1024"]).expect("berth up restarts");
+    let list = up2.aws(&["ecs", "list-container-instances"]).json();
+    assert_eq!(list["containerInstanceArns"], serde_json::json!([instance]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = up2
+            .aws(&["ecs", "describe-container-instances", "--container-instances", &instance])
+            .json();
+        if d["containerInstances"][0]["agentConnected"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the agent never reconnected");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let t = up2.aws(&["ecs", "describe-tasks", "--tasks", &arn]).json();
+    assert_eq!(t["tasks"][0]["lastStatus"], "RUNNING");
+    up2.aws(&["ecs", "stop-task", "--task", &arn]).json();
+    up2.aws(&["ecs", "wait", "tasks-stopped", "--tasks", &arn]).json();
+    let t = up2.aws(&["ecs", "describe-tasks", "--tasks", &arn]).json();
+    assert_eq!(t["tasks"][0]["stopCode"], "UserInitiated");
+}
