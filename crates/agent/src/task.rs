@@ -295,10 +295,11 @@ impl TaskActor {
     pub async fn run(mut self) {
         self.adopt().await;
         self.publish();
-        if self.known < TaskStatus::Running && !self.wants_stop() {
-            if let Err(failure) = self.start().await {
-                self.fail(failure);
-            }
+        if self.known < TaskStatus::Running
+            && !self.wants_stop()
+            && let Err(failure) = self.start().await
+        {
+            self.fail(failure);
         }
         if self.known < TaskStatus::Stopping && !self.wants_stop() && self.stop_code.is_none() {
             self.supervise().await;

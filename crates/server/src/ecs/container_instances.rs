@@ -50,7 +50,6 @@ fn ports_resource(name: &str, ports: Vec<String>) -> Resource {
         double_value: Some(0.0),
         long_value: Some(0),
         integer_value: Some(0),
-        ..Default::default()
     }
 }
 
