@@ -280,3 +280,42 @@ async fn attributes_put_list_delete() {
         .await;
     assert_eq!(bad.body["__type"], "InvalidParameterException");
 }
+
+#[tokio::test]
+async fn start_task_places_on_the_named_instances_and_list_tasks_filters() {
+    let h = Harness::start().await;
+    let a = register_instance(&h, 1024, 1024, "a").await;
+    let b = register_instance(&h, 1024, 1024, "b").await;
+    task_def(&h, "t", 512, 6, 0).await;
+    task_def(&h, "u", 1, 6, 0).await;
+    let r = h
+        .ok(
+            "StartTask",
+            json!({"taskDefinition": "t", "containerInstances": [b], "startedBy": "me"}),
+        )
+        .await;
+    assert_eq!(r["tasks"][0]["containerInstanceArn"], b.as_str());
+    let r = h
+        .ok("StartTask", json!({"taskDefinition": "t", "containerInstances": [b, b, "nope"]}))
+        .await;
+    // One more fits on b (512 of 1024 left), the second does not, "nope" is missing.
+    assert_eq!(r["tasks"].as_array().unwrap().len(), 1);
+    let reasons: Vec<&str> =
+        r["failures"].as_array().unwrap().iter().map(|f| f["reason"].as_str().unwrap()).collect();
+    assert!(reasons.contains(&"MISSING") && reasons.contains(&"RESOURCE:CPU"), "{reasons:?}");
+    h.ok("RunTask", json!({"taskDefinition": "u", "startedBy": "other"})).await;
+
+    let count = |v: Value| v["taskArns"].as_array().unwrap().len();
+    assert_eq!(count(h.ok("ListTasks", json!({})).await), 3);
+    assert_eq!(count(h.ok("ListTasks", json!({"family": "t"})).await), 2);
+    assert_eq!(count(h.ok("ListTasks", json!({"startedBy": "me"})).await), 1);
+    assert_eq!(count(h.ok("ListTasks", json!({"containerInstance": b})).await), 2);
+    assert_eq!(count(h.ok("ListTasks", json!({"containerInstance": a})).await), 1);
+    // Filtered pagination walks every match exactly once.
+    let p1 = h.ok("ListTasks", json!({"family": "t", "maxResults": 1})).await;
+    let p2 = h
+        .ok("ListTasks", json!({"family": "t", "maxResults": 1, "nextToken": p1["nextToken"]}))
+        .await;
+    assert_ne!(p1["taskArns"], p2["taskArns"]);
+    assert!(p2.get("nextToken").is_none() || p2["nextToken"].is_null());
+}

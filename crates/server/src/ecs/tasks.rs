@@ -294,13 +294,24 @@ impl EcsService {
             let mut plan_failures = Vec::new();
             let mut placements = Vec::new();
             if only.is_some() {
-                // StartTask: one task on each named instance.
+                // StartTask: one task on each named instance (an instance named twice gets two,
+                // each placed against what the previous one left).
+                let mut working: BTreeMap<String, InstanceSnapshot> =
+                    snaps.iter().map(|s| (s.arn.clone(), s.clone())).collect();
                 for snap in &snaps {
+                    let current =
+                        working.get_mut(&snap.arn).expect("snapshot of a chosen instance");
                     match berth_scheduler::place(
-                        std::slice::from_ref(snap),
+                        std::slice::from_ref(current),
                         &first_fit(1, req.clone()),
                     ) {
                         Ok(plan) => {
+                            if !plan.placements.is_empty() {
+                                current.remaining.cpu -= req.cpu;
+                                current.remaining.memory_mib -= req.memory_mib;
+                                current.used_ports_tcp.extend(&req.host_ports_tcp);
+                                current.used_ports_udp.extend(&req.host_ports_udp);
+                            }
                             placements.extend(plan.placements);
                             plan_failures.extend(plan.failures);
                         }
