@@ -15,10 +15,11 @@
 # Everything it starts is stopped on exit, and every container it created is removed (the
 # agent's carry berth.container-instance-arn=<arn>, the raw ones berth.bench=<run id>).
 #
-# Usage: bench/tasks.sh [samples (default 30)]
+# Usage: bench/tasks.sh [samples (default 30) [more berth-taskbench flags, e.g. --poll-ms 1]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SAMPLES=${1:-30}
+shift || true
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 cargo build --release -q -p berth -p berth-bench
@@ -31,12 +32,15 @@ PIDS=()
 INSTANCE=""
 cleanup() {
   local rc=$?
-  # Stop the agent first (it leaves its tasks' containers running by design), then the server.
+  # Stop in reverse order: the bench, the agent (it leaves its tasks' containers running by
+  # design), the server; then remove the containers by label.
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill "${PIDS[i]}" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  local labels=(--cleanup-label "berth.bench=$RUN_ID")
-  [[ -n $INSTANCE ]] && labels+=(--cleanup-label "berth.container-instance-arn=$INSTANCE")
-  "$TASKBENCH" "${labels[@]}" || echo "cleanup failed: containers labelled ${labels[*]} may be left" >&2
+  if [[ ${#PIDS[@]} -gt 0 ]]; then
+    local labels=(--cleanup-label "berth.bench=$RUN_ID")
+    [[ -n $INSTANCE ]] && labels+=(--cleanup-label "berth.container-instance-arn=$INSTANCE")
+    "$TASKBENCH" "${labels[@]}" || echo "cleanup failed: containers labelled ${labels[*]} may be left" >&2
+  fi
   if [[ $rc -ne 0 ]]; then
     echo "--- server log (tail) ---" >&2; tail -n 20 "$WORK/server.err" >&2 || true
     echo "--- agent log (tail) ---" >&2; tail -n 40 "$WORK/agent.err" >&2 || true
@@ -67,5 +71,9 @@ wait_line "$WORK/agent.out" "^registered " "berth agent"
 INSTANCE=$(sed -n 's/^registered //p' "$WORK/agent.out")
 
 echo "berth server $ENDPOINT (pid $SERVER_PID), agent $INSTANCE (pid $AGENT_PID), docker $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'), $(nproc) CPUs"
+# In the background and waited for, so that a signal runs the exit trap at once (bash defers
+# traps while a foreground command runs); the trap stops it first.
 "$TASKBENCH" --endpoint "$ENDPOINT" --credentials "$CREDS" --instance-arn "$INSTANCE" \
-  --agent-pid "$AGENT_PID" --server-pid "$SERVER_PID" --run-id "$RUN_ID" --samples "$SAMPLES"
+  --agent-pid "$AGENT_PID" --server-pid "$SERVER_PID" --run-id "$RUN_ID" --samples "$SAMPLES" "$@" &
+PIDS+=("$!")
+wait "$!"

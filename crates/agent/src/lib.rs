@@ -74,6 +74,8 @@ pub struct Agent {
     client: Client,
     runtime: Arc<dyn Runtime>,
     instance_arn: String,
+    /// The task metadata endpoint's address and registry, when it could be served.
+    metadata: Option<(std::net::SocketAddr, metadata::Registry)>,
 }
 
 /// The attributes an instance registers with: what ECS names, for what Berth supports.
@@ -114,7 +116,11 @@ fn attributes(config: &AgentConfig, info: &berth_runtime::RuntimeInfo) -> Vec<At
     out
 }
 
-fn resources(config: &AgentConfig, info: &berth_runtime::RuntimeInfo) -> Vec<Resource> {
+fn resources(
+    config: &AgentConfig,
+    info: &berth_runtime::RuntimeInfo,
+    own_ports: &[u16],
+) -> Vec<Resource> {
     let int = |n: &str, v: i64| Resource {
         name: Some(n.into()),
         r#type: Some("INTEGER".into()),
@@ -135,7 +141,7 @@ fn resources(config: &AgentConfig, info: &berth_runtime::RuntimeInfo) -> Vec<Res
     vec![
         int("CPU", cpu),
         int("MEMORY", memory),
-        set("PORTS", RESERVED_PORTS.iter().map(u16::to_string).collect()),
+        set("PORTS", RESERVED_PORTS.iter().chain(own_ports).map(u16::to_string).collect()),
         set("PORTS_UDP", vec![]),
     ]
 }
@@ -152,6 +158,21 @@ impl Agent {
             .info()
             .await
             .context("cannot reach the container runtime (is Docker running?)")?;
+        // The task metadata endpoint, on the host's address on Docker's bridge (reachable from
+        // the task's containers, not from other hosts). Its port is registered as taken.
+        let bind_ip: std::net::IpAddr = info
+            .bridge_gateway
+            .as_deref()
+            .and_then(|g| g.parse().ok())
+            .unwrap_or([127, 0, 0, 1].into());
+        let metadata = match metadata::serve((bind_ip, 0).into(), runtime.clone()).await {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(error = %e, %bind_ip, "task metadata endpoint unavailable");
+                None
+            }
+        };
+        let own_ports: Vec<u16> = metadata.iter().map(|(a, _)| a.port()).collect();
         let mut st = state::load(&config.data_dir)?.unwrap_or_default();
         if st.cluster != config.cluster {
             // Another cluster (or first start): a new identity.
@@ -170,7 +191,7 @@ impl Agent {
         let mut req = RegisterContainerInstanceRequest {
             cluster: Some(config.cluster.clone()),
             instance_identity_document: Some(doc.to_string()),
-            total_resources: Some(resources(&config, &info)),
+            total_resources: Some(resources(&config, &info, &own_ports)),
             version_info: Some(VersionInfo {
                 agent_version: Some(env!("CARGO_PKG_VERSION").into()),
                 agent_hash: Some("berth".into()),
@@ -207,7 +228,7 @@ impl Agent {
         st.container_instance_arn = Some(arn.clone());
         state::save(&config.data_dir, &st)?;
         tracing::info!(instance = %arn, cluster = %config.cluster, "registered");
-        Ok(Self { config, client, runtime, instance_arn: arn })
+        Ok(Self { config, client, runtime, instance_arn: arn, metadata })
     }
 
     /// This instance's ARN.
@@ -220,26 +241,13 @@ impl Agent {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         let (report_tx, report_rx) = mpsc::unbounded_channel::<TaskReport>();
         let reporter = tokio::spawn(deliver_reports(self.client.clone(), report_rx));
-        // The task metadata endpoint, on the host's address on Docker's bridge (reachable from
-        // the task's containers, not from other hosts).
-        let gateway = self.runtime.info().await.ok().and_then(|i| i.bridge_gateway);
-        let bind_ip: std::net::IpAddr =
-            gateway.as_deref().and_then(|g| g.parse().ok()).unwrap_or([127, 0, 0, 1].into());
-        let (metadata_base, registry) =
-            match metadata::serve((bind_ip, 0).into(), self.runtime.clone()).await {
-                Ok((addr, registry)) => (Some(format!("http://{addr}/v4")), Some(registry)),
-                Err(e) => {
-                    tracing::warn!(error = %e, %bind_ip, "task metadata endpoint unavailable");
-                    (None, None)
-                }
-            };
         let ctx = TaskContext {
             runtime: self.runtime.clone(),
             cluster: self.config.cluster.clone(),
             instance_arn: self.instance_arn.clone(),
             reports: report_tx,
-            metadata_base,
-            metadata: registry,
+            metadata_base: self.metadata.as_ref().map(|(addr, _)| format!("http://{addr}/v4")),
+            metadata: self.metadata.as_ref().map(|(_, r)| r.clone()),
             availability_zone: self.config.availability_zone.clone(),
         };
         let mut actors: HashMap<String, (watch::Sender<DesiredTask>, tokio::task::JoinHandle<()>)> =

@@ -558,6 +558,13 @@ impl TaskActor {
     /// Watches a running task until it must stop: desired STOPPED, or an essential container
     /// exited. Non-essential exits are reported and the task goes on.
     async fn supervise(&mut self) {
+        // A container can exit before it is watched (an instant crash, an OOM kill during
+        // start-up): an essential one that already has stops the task now.
+        if self.runs.iter().any(|r| r.essential() && r.status == "STOPPED") {
+            self.stop_code.get_or_insert(TaskStopCode::EssentialContainerExited);
+            self.stopped_reason.get_or_insert_with(|| "Essential container in task exited".into());
+            return;
+        }
         let (exit_tx, mut exits) = mpsc::unbounded_channel::<usize>();
         for (i, r) in self.runs.iter().enumerate() {
             if let (Some(id), "RUNNING") = (r.id.clone(), r.status) {
@@ -728,6 +735,115 @@ pub fn start_order(td: &TaskDefinition) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_runtime::fake::{FakeRuntime, Script};
+
+    /// Runs one task on the fake runtime until it stops; returns every report published.
+    async fn run_to_end(fake: Arc<FakeRuntime>, containers: serde_json::Value) -> Vec<TaskReport> {
+        let td: TaskDefinition = serde_json::from_value(serde_json::json!({
+            "family": "f", "revision": 1, "containerDefinitions": containers
+        }))
+        .unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let ctx = TaskContext {
+            runtime: fake,
+            cluster: "c".into(),
+            instance_arn: "arn:aws:ecs:us-east-1:1:container-instance/c/i".into(),
+            reports: tx,
+            metadata_base: None,
+            metadata: None,
+            availability_zone: "az".into(),
+        };
+        let (_dtx, drx) = watch::channel(DesiredTask {
+            task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),
+            desired_status: "RUNNING".into(),
+            last_status: "PENDING".into(),
+            task_definition: td,
+            ..Default::default()
+        });
+        tokio::time::timeout(Duration::from_secs(60), TaskActor::new(ctx, drx).run())
+            .await
+            .expect("the task ends");
+        let mut out = Vec::new();
+        while let Ok(r) = rx.try_recv() {
+            out.push(r);
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_essential_container_that_dies_during_start_up_stops_the_task() {
+        let fake = Arc::new(FakeRuntime::new());
+        fake.add_image("img");
+        fake.script("img", Script { exit_after: Some((Duration::ZERO, 3)), ..Default::default() });
+        let reports = run_to_end(
+            fake.clone(),
+            serde_json::json!([{"name": "a", "image": "img", "memory": 16}]),
+        )
+        .await;
+        let last = reports.last().unwrap();
+        assert_eq!(last.change.status.as_deref(), Some("STOPPED"));
+        assert_eq!(last.stop_code, Some(TaskStopCode::EssentialContainerExited));
+        assert_eq!(last.change.containers.as_ref().unwrap()[0].exit_code, Some(3));
+        assert!(fake.container_ids().is_empty(), "containers are removed once reported");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_pull_fails_the_task_before_creating_anything() {
+        let fake = Arc::new(FakeRuntime::new());
+        fake.fail_pull("missing:1", "no such host");
+        let reports = run_to_end(
+            fake.clone(),
+            serde_json::json!([{"name": "a", "image": "missing:1", "memory": 16}]),
+        )
+        .await;
+        let last = reports.last().unwrap();
+        assert_eq!(last.stop_code, Some(TaskStopCode::TaskFailedToStart));
+        assert!(last.change.reason.as_deref().unwrap().starts_with("CannotPullContainerError"));
+        assert!(fake.calls_of(berth_runtime::fake::Op::Create).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dependency_that_must_succeed_but_fails_stops_the_task() {
+        let fake = Arc::new(FakeRuntime::new());
+        fake.add_image("img");
+        fake.add_image("init");
+        fake.script(
+            "init",
+            Script { exit_after: Some((Duration::from_secs(1), 1)), ..Default::default() },
+        );
+        let reports = run_to_end(
+            fake.clone(),
+            serde_json::json!([
+                {"name": "web", "image": "img", "memory": 16, "dependsOn": [{"containerName": "init", "condition": "SUCCESS"}]},
+                {"name": "init", "image": "init", "memory": 16, "essential": false}
+            ]),
+        )
+        .await;
+        let last = reports.last().unwrap();
+        assert_eq!(last.stop_code, Some(TaskStopCode::TaskFailedToStart));
+        assert!(last.change.reason.as_deref().unwrap().contains("exited with code 1"));
+        // `web` was never created.
+        assert_eq!(fake.calls_of(berth_runtime::fake::Op::Create).len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_oom_kill_is_reported_as_ecs_reports_it() {
+        let fake = Arc::new(FakeRuntime::new());
+        fake.add_image("hog");
+        fake.script(
+            "hog",
+            Script { oom_after: Some(Duration::from_secs(2)), ..Default::default() },
+        );
+        let reports =
+            run_to_end(fake, serde_json::json!([{"name": "hog", "image": "hog", "memory": 16}]))
+                .await;
+        assert!(reports.iter().any(|r| r.change.status.as_deref() == Some("RUNNING")));
+        let last = reports.last().unwrap();
+        let c = &last.change.containers.as_ref().unwrap()[0];
+        assert_eq!(c.exit_code, Some(137));
+        assert!(c.reason.as_deref().unwrap().starts_with("OutOfMemoryError"));
+        assert_eq!(last.stop_code, Some(TaskStopCode::EssentialContainerExited));
+    }
 
     #[test]
     fn dependencies_start_first() {

@@ -281,6 +281,14 @@ fn rss_mb(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// The 1-minute load average.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn label(k: &str, v: &str) -> (String, String) {
     (k.to_string(), v.to_string())
 }
@@ -302,7 +310,12 @@ fn raw_spec(image: &str, run_id: &str, n: usize) -> ContainerSpec {
     ContainerSpec {
         name: format!("ecs-{FAMILY}-raw-web-{id}"),
         image: image.to_string(),
-        env: vec![("AWS_EXECUTION_ENV".into(), "AWS_ECS_EC2".into())],
+        // The agent's environment: its execution env and the metadata endpoint's URIs.
+        env: vec![
+            ("AWS_EXECUTION_ENV".into(), "AWS_ECS_EC2".into()),
+            ("ECS_CONTAINER_METADATA_URI_V4".into(), format!("http://172.17.0.1:1/v4/{id}-web")),
+            ("ECS_CONTAINER_METADATA_URI".into(), format!("http://172.17.0.1:1/v4/{id}-web")),
+        ],
         labels,
         cpu_shares: Some(2),
         memory_limit_bytes: Some(16 * MIB),
@@ -480,6 +493,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut ecs = Ecs::connect(&endpoint, Signer::new(creds, args.region.clone(), "ecs")).await?;
     let rss = |pid: Option<u32>| pid.and_then(rss_mb);
 
+    let load_start = loadavg();
     // 5 (first): RSS idle, registered, no task yet.
     tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
     let agent_idle = rss(args.agent_pid);
@@ -583,6 +597,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     wait_gone(&docker, &[label(BENCH_LABEL, &args.run_id)]).await?;
 
     tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+    let load_end = loadavg();
     let agent_after = rss(args.agent_pid);
     let server_after = rss(args.server_pid);
 
@@ -599,6 +614,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bulk_conc,
         n,
         rss: [agent_idle, server_idle, agent_after, server_after],
+        load: [load_start, load_end],
     });
     Ok(())
 }
@@ -616,6 +632,8 @@ struct Report<'a> {
     bulk_conc: Duration,
     n: usize,
     rss: [Option<f64>; 4],
+    /// 1-minute load average before and after (the machine may be shared).
+    load: [String; 2],
 }
 
 fn report(r: &Report<'_>) {
@@ -641,6 +659,12 @@ fn report(r: &Report<'_>) {
     );
     println!(
         "Docker: create -> start -> inspect says running, via DockerRuntime (bollard, unix socket); same config and labels"
+    );
+    println!(
+        "1-minute load average: {} at the start, {} at the end ({} CPUs)",
+        r.load[0],
+        r.load[1],
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!();
     println!(
