@@ -213,16 +213,28 @@ async fn the_agent_channel_is_level_triggered_and_reports_only_move_forward() {
 
 #[tokio::test]
 async fn silent_agents_show_disconnected_and_get_no_tasks() {
-    let h = Harness::start_with(|c| c.agent_timeout = Duration::from_secs(1)).await;
+    let h = Harness::start_with(|c| c.agent_timeout = Duration::from_secs(3)).await;
     let inst = register_instance(&h, 4096, 4096, "a").await;
     task_def(&h, "t", 1, 6, 0).await;
+    let connected = |d: &Value| d["containerInstances"][0]["agentConnected"] == true;
     let d = h.ok("DescribeContainerInstances", json!({"containerInstances": [inst]})).await;
-    assert_eq!(d["containerInstances"][0]["agentConnected"], true);
-    tokio::time::sleep(Duration::from_millis(1300)).await;
-    let d = h.ok("DescribeContainerInstances", json!({"containerInstances": [inst]})).await;
-    assert_eq!(d["containerInstances"][0]["agentConnected"], false);
+    assert!(connected(&d), "registration counts as a heartbeat");
+    // No poll arrives: the instance turns disconnected once the timeout has passed.
+    let silent_since = Instant::now();
+    loop {
+        let d = h.ok("DescribeContainerInstances", json!({"containerInstances": [inst]})).await;
+        if !connected(&d) {
+            break;
+        }
+        assert!(silent_since.elapsed() < Duration::from_secs(30), "never marked disconnected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let r = h.ok("RunTask", json!({"taskDefinition": "t"})).await;
     assert_eq!(r["failures"][0]["reason"], "AGENT");
+    // A poll is a heartbeat: connected again.
+    h.post_path("/berth/agent/v1/poll", &json!({"cluster": "default", "containerInstanceArn": inst, "seenVersion": 0, "waitSeconds": 0})).await;
+    let d = h.ok("DescribeContainerInstances", json!({"containerInstances": [inst]})).await;
+    assert!(connected(&d));
 }
 
 #[tokio::test]
