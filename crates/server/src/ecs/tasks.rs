@@ -48,6 +48,15 @@ fn first_fit(count: u32, requirements: berth_scheduler::TaskRequirements) -> Pla
     PlacementRequest { count, requirements, ..Default::default() }
 }
 
+/// What RunTask and StartTask have in common.
+struct Launch<'a> {
+    task_definition: &'a str,
+    overrides: Option<&'a TaskOverride>,
+    started_by: Option<&'a str>,
+    group: Option<&'a str>,
+    tags: &'a [Tag],
+}
+
 /// A task as stored, ready to place: requirements and the records to write.
 struct Planned {
     rec: TaskRecord,
@@ -248,6 +257,35 @@ impl EcsService {
                 reserved_ports_udp: req.host_ports_udp.clone(),
             },
         }
+    }
+
+    /// Resolves what RunTask / StartTask asked to launch and places it.
+    async fn launch(
+        &self,
+        cluster: &str,
+        l: &Launch<'_>,
+        count: u32,
+        only: Option<&[String]>,
+        client_token: Option<&str>,
+    ) -> Result<(Vec<Task>, Vec<Failure>), AwsError> {
+        let td = self.runnable_task_definition(l.task_definition).await?.task_definition;
+        Self::validate_overrides(&td, l.overrides)?;
+        let group = l
+            .group
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("family:{}", td.family.clone().unwrap_or_default()));
+        self.place_and_commit(
+            cluster,
+            &td,
+            l.overrides,
+            count,
+            only,
+            l.started_by,
+            &group,
+            l.tags,
+            client_token,
+        )
+        .await
     }
 
     /// Places `count` tasks on the cluster (or only on `only`, for StartTask), committing the
@@ -463,27 +501,15 @@ impl EcsService {
         {
             return Ok(RunTaskResponse { tasks: Some(done), failures: Some(vec![]) });
         }
-        let td = self
-            .runnable_task_definition(input.task_definition.as_deref().unwrap_or(""))
-            .await?
-            .task_definition;
-        Self::validate_overrides(&td, input.overrides.as_ref())?;
-        let group = input
-            .group
-            .clone()
-            .unwrap_or_else(|| format!("family:{}", td.family.clone().unwrap_or_default()));
+        let launch = Launch {
+            task_definition: input.task_definition.as_deref().unwrap_or(""),
+            overrides: input.overrides.as_ref(),
+            started_by: input.started_by.as_deref(),
+            group: input.group.as_deref(),
+            tags: &task_tags,
+        };
         let (tasks, failures) = self
-            .place_and_commit(
-                &cluster,
-                &td,
-                input.overrides.as_ref(),
-                count as u32,
-                None,
-                input.started_by.as_deref(),
-                &group,
-                &task_tags,
-                input.client_token.as_deref(),
-            )
+            .launch(&cluster, &launch, count as u32, None, input.client_token.as_deref())
             .await?;
         Ok(RunTaskResponse { tasks: Some(tasks), failures: Some(failures) })
     }
@@ -502,28 +528,15 @@ impl EcsService {
         }
         let task_tags = input.tags.clone().unwrap_or_default();
         tags::validate(&task_tags, "tags").map_err(error::model)?;
-        let td = self
-            .runnable_task_definition(input.task_definition.as_deref().unwrap_or(""))
-            .await?
-            .task_definition;
-        Self::validate_overrides(&td, input.overrides.as_ref())?;
-        let group = input
-            .group
-            .clone()
-            .unwrap_or_else(|| format!("family:{}", td.family.clone().unwrap_or_default()));
-        let (tasks, failures) = self
-            .place_and_commit(
-                &cluster,
-                &td,
-                input.overrides.as_ref(),
-                instances.len() as u32,
-                Some(&instances),
-                input.started_by.as_deref(),
-                &group,
-                &task_tags,
-                None,
-            )
-            .await?;
+        let launch = Launch {
+            task_definition: input.task_definition.as_deref().unwrap_or(""),
+            overrides: input.overrides.as_ref(),
+            started_by: input.started_by.as_deref(),
+            group: input.group.as_deref(),
+            tags: &task_tags,
+        };
+        let (tasks, failures) =
+            self.launch(&cluster, &launch, instances.len() as u32, Some(&instances), None).await?;
         Ok(StartTaskResponse { tasks: Some(tasks), failures: Some(failures) })
     }
 
