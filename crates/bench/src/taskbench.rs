@@ -525,6 +525,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
+    let load_latency = loadavg();
+
     // 4: 100 tasks.
     let calls = args.bulk.div_ceil(10);
     let t0 = Instant::now();
@@ -597,7 +599,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     wait_gone(&docker, &[label(BENCH_LABEL, &args.run_id)]).await?;
 
     tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
-    let load_end = loadavg();
     let agent_after = rss(args.agent_pid);
     let server_after = rss(args.server_pid);
 
@@ -614,7 +615,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bulk_conc,
         n,
         rss: [agent_idle, server_idle, agent_after, server_after],
-        load: [load_start, load_end],
+        load: [load_start, load_latency],
     });
     Ok(())
 }
@@ -632,7 +633,7 @@ struct Report<'a> {
     bulk_conc: Duration,
     n: usize,
     rss: [Option<f64>; 4],
-    /// 1-minute load average before and after (the machine may be shared).
+    /// 1-minute load average before and after the latency samples (the machine may be shared).
     load: [String; 2],
 }
 
@@ -661,7 +662,7 @@ fn report(r: &Report<'_>) {
         "Docker: create -> start -> inspect says running, via DockerRuntime (bollard, unix socket); same config and labels"
     );
     println!(
-        "1-minute load average: {} at the start, {} at the end ({} CPUs)",
+        "1-minute load average: {} before, {} after the latency samples ({} CPUs)",
         r.load[0],
         r.load[1],
         std::thread::available_parallelism().map_or(0, |n| n.get())
