@@ -13,7 +13,6 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
-pub mod credentials;
 pub mod metadata;
 pub mod spec;
 pub mod state;
@@ -151,7 +150,7 @@ impl Agent {
     pub async fn register(config: AgentConfig, runtime: Arc<dyn Runtime>) -> anyhow::Result<Self> {
         let creds = match config.credentials.clone() {
             Some(c) => c,
-            None => credentials::resolve(|k| std::env::var(k).ok())?,
+            None => berth_sigv4::credentials::resolve(|k| std::env::var(k).ok())?,
         };
         let client = Client::new(&config.server, creds, &config.region)?;
         let info = runtime

@@ -56,20 +56,8 @@ fn load_credentials(path: Option<&std::path::Path>) -> anyhow::Result<Credential
             session_token: None,
         });
     };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| {
-                l.split_once('=').filter(|(a, _)| a.trim() == k).map(|(_, v)| v.trim().to_string())
-            })
-            .with_context(|| format!("{k} in {}", path.display()))
-    };
-    Ok(Credentials {
-        access_key_id: get("aws_access_key_id")?,
-        secret_access_key: get("aws_secret_access_key")?,
-        session_token: None,
-    })
+    berth_sigv4::credentials::from_file(path, "default")
+        .with_context(|| format!("reading credentials from {}", path.display()))
 }
 
 fn request_for(op: &str, conn: usize, seq: u64) -> (&'static str, String) {

@@ -37,6 +37,7 @@
 
 mod auth;
 mod canonical;
+pub mod credentials;
 mod error;
 mod key;
 mod sign;

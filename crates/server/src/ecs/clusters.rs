@@ -82,6 +82,15 @@ impl EcsService {
         self.scope.cluster_name(given).map(str::to_string).ok_or_else(cluster_not_found)
     }
 
+    /// Resolves a `cluster` member to the name of a live cluster, or ClusterNotFoundException.
+    pub(super) async fn existing_cluster(&self, cluster: Option<&str>) -> Result<String, AwsError> {
+        let name = self.cluster_name(cluster)?;
+        if self.live_cluster(&name).await?.is_none() {
+            return Err(cluster_not_found());
+        }
+        Ok(name)
+    }
+
     async fn counts(&self, name: &str) -> Result<Counts, AwsError> {
         let count = |prefix: String| async move {
             self.store.count(&prefix, &prefix_end(&prefix)).await.map_err(error::store)

@@ -393,10 +393,7 @@ impl EcsService {
         &self,
         input: DescribeContainerInstancesRequest,
     ) -> Result<DescribeContainerInstancesResponse, AwsError> {
-        let cluster = self.cluster_name(input.cluster.as_deref())?;
-        if self.live_cluster(&cluster).await?.is_none() {
-            return Err(ErrorCode::ClusterNotFoundException.with("Cluster not found."));
-        }
+        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
         let given = input.container_instances.unwrap_or_default();
         if given.is_empty() || given.len() > 100 {
             return Err(error::invalid(
@@ -442,10 +439,7 @@ impl EcsService {
         &self,
         input: ListContainerInstancesRequest,
     ) -> Result<ListContainerInstancesResponse, AwsError> {
-        let cluster = self.cluster_name(input.cluster.as_deref())?;
-        if self.live_cluster(&cluster).await?.is_none() {
-            return Err(ErrorCode::ClusterNotFoundException.with("Cluster not found."));
-        }
+        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
         if input.filter.as_deref().is_some_and(|f| !f.trim().is_empty()) {
             return Err(ErrorCode::UnsupportedFeatureException.with(
                 "ListContainerInstances filter expressions (the cluster query language) arrive with Berth's placement engine; list without --filter for now.",
@@ -662,10 +656,7 @@ impl EcsService {
         &self,
         input: ListAttributesRequest,
     ) -> Result<ListAttributesResponse, AwsError> {
-        let cluster = self.cluster_name(input.cluster.as_deref())?;
-        if self.live_cluster(&cluster).await?.is_none() {
-            return Err(ErrorCode::ClusterNotFoundException.with("Cluster not found."));
-        }
+        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
         if input.attribute_value.is_some() && input.attribute_name.is_none() {
             return Err(error::invalid("attributeValue can only be used with attributeName."));
         }

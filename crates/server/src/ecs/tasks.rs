@@ -467,10 +467,7 @@ impl EcsService {
         &self,
         input: RunTaskRequest,
     ) -> Result<RunTaskResponse, AwsError> {
-        let cluster = self.cluster_name(input.cluster.as_deref())?;
-        if self.live_cluster(&cluster).await?.is_none() {
-            return Err(ErrorCode::ClusterNotFoundException.with("Cluster not found."));
-        }
+        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
         Self::check_launch(
             input.launch_type,
             input.capacity_provider_strategy.as_ref().is_some_and(|s| !s.is_empty()),
@@ -518,10 +515,7 @@ impl EcsService {
         &self,
         input: StartTaskRequest,
     ) -> Result<StartTaskResponse, AwsError> {
-        let cluster = self.cluster_name(input.cluster.as_deref())?;
-        if self.live_cluster(&cluster).await?.is_none() {
-            return Err(ErrorCode::ClusterNotFoundException.with("Cluster not found."));
-        }
+        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
         let instances = input.container_instances.clone().unwrap_or_default();
         if instances.is_empty() || instances.len() > 10 {
             return Err(error::invalid("containerInstances must name between 1 and 10 instances."));
@@ -649,10 +643,7 @@ impl EcsService {
         &self,
         input: DescribeTasksRequest,
     ) -> Result<DescribeTasksResponse, AwsError> {
-        let cluster = self.cluster_name(input.cluster.as_deref())?;
-        if self.live_cluster(&cluster).await?.is_none() {
-            return Err(ErrorCode::ClusterNotFoundException.with("Cluster not found."));
-        }
+        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
         let given = input.tasks.unwrap_or_default();
         if given.is_empty() || given.len() > 100 {
             return Err(error::invalid("tasks must name between 1 and 100 tasks."));
@@ -692,10 +683,7 @@ impl EcsService {
         &self,
         input: ListTasksRequest,
     ) -> Result<ListTasksResponse, AwsError> {
-        let cluster = self.cluster_name(input.cluster.as_deref())?;
-        if self.live_cluster(&cluster).await?.is_none() {
-            return Err(ErrorCode::ClusterNotFoundException.with("Cluster not found."));
-        }
+        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
         if input.service_name.is_some() && input.started_by.is_some() {
             return Err(error::invalid("serviceName and startedBy cannot be used together."));
         }

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use berth_sigv4::Credentials;
+use crate::Credentials;
 
 /// Why no credentials could be found.
 #[derive(Debug, thiserror::Error)]
@@ -13,11 +13,26 @@ pub enum CredentialsError {
     #[error(
         "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or AWS_SHARED_CREDENTIALS_FILE (berth server writes DATA_DIR/credentials)"
     )]
+    /// Neither the environment nor a credentials file has any.
     NotFound,
+    /// The profile exists but lacks `key`.
     #[error("profile [{profile}] in {path} has no {key}")]
-    Incomplete { path: PathBuf, profile: String, key: &'static str },
+    Incomplete {
+        /// The credentials file.
+        path: PathBuf,
+        /// The profile read.
+        profile: String,
+        /// The missing setting.
+        key: &'static str,
+    },
+    /// The credentials file cannot be read.
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The credentials file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Resolves credentials from the environment `env` (a lookup, so tests need not touch the
@@ -44,6 +59,13 @@ pub fn resolve(env: impl Fn(&str) -> Option<String>) -> Result<Credentials, Cred
         return Err(CredentialsError::NotFound);
     }
     let profile = nonempty("AWS_PROFILE").unwrap_or_else(|| "default".into());
+    from_file(&path, &profile)
+}
+
+/// Reads one profile of an AWS shared-credentials file.
+pub fn from_file(path: &std::path::Path, profile: &str) -> Result<Credentials, CredentialsError> {
+    let path = path.to_path_buf();
+    let profile = profile.to_string();
     let text = std::fs::read_to_string(&path)
         .map_err(|source| CredentialsError::Read { path: path.clone(), source })?;
     let mut in_profile = false;
