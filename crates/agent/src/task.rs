@@ -91,6 +91,9 @@ pub struct TaskActor {
     pull_stopped_at: Option<f64>,
     started_at: Option<f64>,
     metadata_token: String,
+    /// The agent stopped sending desired state (it is shutting down): the actor leaves its
+    /// containers as they are for the next agent to adopt, and reports nothing more.
+    detached: bool,
 }
 
 fn rfc3339(t: Option<time::OffsetDateTime>) -> Option<String> {
@@ -163,6 +166,7 @@ impl TaskActor {
             pull_stopped_at: None,
             started_at: None,
             metadata_token: uuid::Uuid::new_v4().simple().to_string(),
+            detached: false,
         }
     }
 
@@ -291,7 +295,8 @@ impl TaskActor {
         registry.publish(&self.metadata_token, meta);
     }
 
-    /// Runs the task to completion.
+    /// Runs the task to completion, or until the agent shuts down (then the containers are
+    /// left running for the next agent to adopt).
     pub async fn run(mut self) {
         self.adopt().await;
         self.publish();
@@ -299,10 +304,17 @@ impl TaskActor {
             && !self.wants_stop()
             && let Err(failure) = self.start().await
         {
+            if self.detached {
+                return;
+            }
             self.fail(failure);
         }
         if self.known < TaskStatus::Stopping && !self.wants_stop() && self.stop_code.is_none() {
             self.supervise().await;
+        }
+        if self.detached {
+            tracing::debug!(task = %self.arn, "agent shutting down; the task's containers stay");
+            return;
         }
         self.stop().await;
     }
@@ -510,7 +522,12 @@ impl TaskActor {
             self.publish();
             tokio::select! {
                 _ = tokio::time::sleep(SUPERVISE_TICK) => {}
-                _ = self.desired.changed() => {}
+                changed = self.desired.changed() => {
+                    if changed.is_err() {
+                        self.detached = true;
+                        return Err((TaskStopCode::TaskFailedToStart, "the agent is shutting down".into()));
+                    }
+                }
             }
         }
     }
@@ -566,14 +583,21 @@ impl TaskActor {
             return;
         }
         let (exit_tx, mut exits) = mpsc::unbounded_channel::<usize>();
+        let runtime = self.ctx.runtime.clone();
+        let watch_exit = |i: usize, id: String, delay: Duration| {
+            let rt = runtime.clone();
+            let tx = exit_tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Err(e) = rt.wait_exit(&id).await {
+                    tracing::debug!(container = %id, error = %e, "waiting for the exit failed");
+                }
+                let _ = tx.send(i);
+            });
+        };
         for (i, r) in self.runs.iter().enumerate() {
             if let (Some(id), "RUNNING") = (r.id.clone(), r.status) {
-                let rt = self.ctx.runtime.clone();
-                let tx = exit_tx.clone();
-                tokio::spawn(async move {
-                    let _ = rt.wait_exit(&id).await;
-                    let _ = tx.send(i);
-                });
+                watch_exit(i, id, Duration::ZERO);
             }
         }
         let mut tick = tokio::time::interval(SUPERVISE_TICK);
@@ -583,10 +607,20 @@ impl TaskActor {
             }
             tokio::select! {
                 changed = self.desired.changed() => {
-                    if changed.is_err() { return; }
+                    if changed.is_err() {
+                        self.detached = true;
+                        return;
+                    }
                 }
                 Some(i) = exits.recv() => {
                     self.refresh(i).await;
+                    if self.runs[i].status != "STOPPED" {
+                        // The wait ended without an exit (an engine hiccup): watch again.
+                        if let Some(id) = self.runs[i].id.clone() {
+                            watch_exit(i, id, SUPERVISE_TICK);
+                        }
+                        continue;
+                    }
                     self.publish();
                     if self.runs[i].essential() {
                         self.stop_code.get_or_insert(TaskStopCode::EssentialContainerExited);
@@ -768,6 +802,47 @@ mod tests {
             out.push(r);
         }
         out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutting_down_agent_leaves_running_tasks_alone() {
+        let fake = Arc::new(FakeRuntime::new());
+        fake.add_image("img");
+        let td: TaskDefinition = serde_json::from_value(serde_json::json!({
+            "family": "f", "revision": 1, "containerDefinitions": [{"name": "a", "image": "img", "memory": 16}]
+        }))
+        .unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel::<TaskReport>();
+        let ctx = TaskContext {
+            runtime: fake.clone(),
+            cluster: "c".into(),
+            instance_arn: "arn:i".into(),
+            reports: tx,
+            metadata_base: None,
+            metadata: None,
+            availability_zone: "az".into(),
+        };
+        let (dtx, drx) = watch::channel(DesiredTask {
+            task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),
+            desired_status: "RUNNING".into(),
+            last_status: "PENDING".into(),
+            task_definition: td,
+            ..Default::default()
+        });
+        let actor = tokio::spawn(TaskActor::new(ctx, drx).run());
+        loop {
+            let r = rx.recv().await.expect("reports");
+            if r.change.status.as_deref() == Some("RUNNING") {
+                break;
+            }
+        }
+        drop(dtx); // the agent's loop ends (Ctrl-C)
+        tokio::time::timeout(Duration::from_secs(60), actor).await.expect("actor ends").unwrap();
+        while let Ok(r) = rx.try_recv() {
+            assert_ne!(r.change.status.as_deref(), Some("STOPPED"), "nothing is stopped");
+        }
+        assert_eq!(fake.container_ids().len(), 1, "the container stays for the next agent");
+        assert!(fake.calls_of(berth_runtime::fake::Op::Stop).is_empty());
     }
 
     #[tokio::test(start_paused = true)]
