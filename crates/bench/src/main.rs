@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use berth_sigv4::{Credentials, RequestParts, Signer};
+use berth_sigv4::{Credentials, Signer};
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
@@ -45,8 +45,6 @@ struct Args {
     #[arg(long, default_value = "")]
     label: String,
 }
-
-const TARGET: &str = "AmazonEC2ContainerServiceV20141113";
 
 fn load_credentials(path: Option<&std::path::Path>) -> anyhow::Result<Credentials> {
     let Some(path) = path else {
@@ -101,28 +99,7 @@ async fn send(c: &mut Conn, signer: &Signer, op: &str, body: String) -> anyhow::
     if c.sender.is_closed() || c.sender.ready().await.is_err() {
         *c = connect(&c.endpoint.clone()).await?;
     }
-    let target = format!("{TARGET}.{op}");
-    let headers = [
-        ("host", c.host.as_str()),
-        ("content-type", "application/x-amz-json-1.1"),
-        ("x-amz-target", target.as_str()),
-    ];
-    let parts = RequestParts {
-        method: "POST",
-        path: "/",
-        query: "",
-        headers: &headers,
-        body: body.as_bytes(),
-    };
-    let signed = signer.sign(&parts, time::OffsetDateTime::now_utc());
-    let mut req = hyper::Request::post("/");
-    for (k, v) in headers.iter() {
-        req = req.header(*k, *v);
-    }
-    for (k, v) in &signed {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    let req = req.body(Full::new(Bytes::from(body)))?;
+    let req = berth_bench::signed_ecs_request(signer, &c.host, op, body)?;
     c.sender.ready().await?;
     let resp = c.sender.send_request(req).await?;
     let status = resp.status().as_u16();

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use berth_runtime::{ContainerSpec, PortSpec, Protocol, Runtime};
 use berth_runtime_docker::DockerRuntime;
-use berth_sigv4::{Credentials, RequestParts, Signer};
+use berth_sigv4::{Credentials, Signer};
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
@@ -80,7 +80,6 @@ struct Args {
     cleanup_label: Vec<String>,
 }
 
-const TARGET: &str = "AmazonEC2ContainerServiceV20141113";
 const FAMILY: &str = "taskbench";
 const BENCH_LABEL: &str = "berth.bench";
 const TASK_ARN_LABEL: &str = "com.amazonaws.ecs.task-arn";
@@ -123,28 +122,7 @@ impl Ecs {
             self.sender = Self::handshake(&self.host).await?;
         }
         let body = body.to_string();
-        let target = format!("{TARGET}.{op}");
-        let headers = [
-            ("host", self.host.as_str()),
-            ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", target.as_str()),
-        ];
-        let parts = RequestParts {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers: &headers,
-            body: body.as_bytes(),
-        };
-        let signed = self.signer.sign(&parts, time::OffsetDateTime::now_utc());
-        let mut req = hyper::Request::post("/");
-        for (k, v) in headers.iter() {
-            req = req.header(*k, *v);
-        }
-        for (k, v) in &signed {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        let req = req.body(Full::new(Bytes::from(body)))?;
+        let req = berth_bench::signed_ecs_request(&self.signer, &self.host, op, body)?;
         let resp = self.sender.send_request(req).await?;
         let status = resp.status().as_u16();
         let bytes = resp.into_body().collect().await?.to_bytes();

@@ -58,21 +58,8 @@ fn a_restarted_agent_adopts_its_running_task() {
     require_demo_image();
     let s = ServerProc::start(bin()).expect("server");
     let mut agent = AgentProc::start(bin(), &s, &["--memory", "2048"]).expect("agent");
-    let tmp = tempfile::tempdir().unwrap();
-    let td = tmp.path().join("td.json");
-    std::fs::write(
-        &td,
-        r#"{"family": "adopt", "containerDefinitions": [{"name": "web", "image": "berth-demo:latest", "memory": 16,
-            "portMappings": [{"containerPort": 8080}]}]}"#,
-    )
-    .unwrap();
-    s.aws(&[
-        "ecs",
-        "register-task-definition",
-        "--cli-input-json",
-        &format!("file://{}", td.display()),
-    ])
-    .json();
+    s.register_task_definition(&serde_json::json!({"family": "adopt", "containerDefinitions": [
+        {"name": "web", "image": "berth-demo:latest", "memory": 16, "portMappings": [{"containerPort": 8080}]}]}));
     let run =
         s.aws(&["ecs", "run-task", "--cluster", "default", "--task-definition", "adopt"]).json();
     let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();

@@ -10,29 +10,12 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_berth"))
 }
 
-/// Removes every container of `instance` when dropped (the test's own cleanup).
+/// Removes every container of the instance when dropped (the test's own cleanup).
 struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        if self.0.is_empty() {
-            return;
-        }
-        let out = std::process::Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=berth.container-instance-arn={}", self.0),
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        let ids: Vec<&str> = out.split_whitespace().collect();
-        if !ids.is_empty() {
-            let _ =
-                std::process::Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).output();
-        }
+        berth_testkit::remove_instance_objects(&self.0);
     }
 }
 
@@ -47,20 +30,8 @@ fn berth_up_runs_tasks_and_adopts_them_after_a_restart() {
         list["containerInstanceArns"][0].as_str().expect("the host is registered").to_string();
     let _cleanup = Cleanup(instance.clone());
 
-    let td = tmp.path().join("td.json");
-    std::fs::write(
-        &td,
-        r#"{"family": "up", "containerDefinitions": [{"name": "web", "image": "berth-demo:latest", "memory": 16,
-            "portMappings": [{"containerPort": 8080}]}]}"#,
-    )
-    .unwrap();
-    up.aws(&[
-        "ecs",
-        "register-task-definition",
-        "--cli-input-json",
-        &format!("file://{}", td.display()),
-    ])
-    .json();
+    up.register_task_definition(&serde_json::json!({"family": "up", "containerDefinitions": [
+        {"name": "web", "image": "berth-demo:latest", "memory": 16, "portMappings": [{"containerPort": 8080}]}]}));
     let run = up.aws(&["ecs", "run-task", "--task-definition", "up"]).json();
     let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
     up.aws(&["ecs", "wait", "tasks-running", "--tasks", &arn]).json();

@@ -162,6 +162,21 @@ impl ServerProc {
         AwsResult::from(cmd.output().expect("the AWS CLI (aws) must be installed"))
     }
 
+    /// Registers a task definition given as JSON (the CLI's `--cli-input-json`); returns the
+    /// CLI's answer.
+    pub fn register_task_definition(&self, td: &serde_json::Value) -> serde_json::Value {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("td.json");
+        std::fs::write(&path, serde_json::to_vec(td).expect("json")).expect("write td");
+        self.aws(&[
+            "ecs",
+            "register-task-definition",
+            "--cli-input-json",
+            &format!("file://{}", path.display()),
+        ])
+        .json()
+    }
+
     /// Runs `python3 <script> [args]` with the client environment (boto3 tests).
     pub fn python(&self, script: &Path, args: &[&str]) -> Output {
         let mut cmd = Command::new("python3");
@@ -345,20 +360,26 @@ fn docker_ids(args: &[&str]) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Removes every container and volume carrying the instance label of `instance_arn` (what
+/// an agent of that instance created).
+pub fn remove_instance_objects(instance_arn: &str) {
+    if instance_arn.is_empty() {
+        return;
+    }
+    let label = format!("label=berth.container-instance-arn={instance_arn}");
+    let ids = docker_ids(&["ps", "-aq", "--filter", &label]);
+    if !ids.is_empty() {
+        let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).output();
+    }
+    let vols = docker_ids(&["volume", "ls", "-q", "--filter", &label]);
+    if !vols.is_empty() {
+        let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&vols).output();
+    }
+}
+
 impl Drop for AgentProc {
     fn drop(&mut self) {
         self.kill9();
-        if self.instance_arn.is_empty() {
-            return;
-        }
-        let ids = self.containers();
-        if !ids.is_empty() {
-            let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).output();
-        }
-        let label = format!("label=berth.container-instance-arn={}", self.instance_arn);
-        let vols = docker_ids(&["volume", "ls", "-q", "--filter", &label]);
-        if !vols.is_empty() {
-            let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&vols).output();
-        }
+        remove_instance_objects(&self.instance_arn);
     }
 }
