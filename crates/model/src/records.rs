@@ -111,6 +111,11 @@ pub struct ContainerInstanceRecord {
     /// Static host ports held by placed tasks.
     pub used_ports_tcp: Vec<u16>,
     pub used_ports_udp: Vec<u16>,
+    /// Non-STOPPED tasks on the instance per task group (`family:web`, `service:api`), for
+    /// `task:group` expressions, `distinctInstance` and `spread`; kept in step with the
+    /// `used_*` fields.
+    #[serde(default)]
+    pub task_groups: std::collections::BTreeMap<String, u32>,
     pub attributes: Vec<berth_wire::ecs::Attribute>,
     pub version_info: Option<berth_wire::ecs::VersionInfo>,
     pub tags: Vec<Tag>,

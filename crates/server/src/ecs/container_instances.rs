@@ -92,7 +92,7 @@ impl EcsService {
     }
 
     /// Counts of the instance's PENDING (any status before RUNNING) and RUNNING tasks.
-    async fn instance_task_counts(&self, id: &str) -> Result<(i32, i32), AwsError> {
+    pub(super) async fn instance_task_counts(&self, id: &str) -> Result<(i32, i32), AwsError> {
         let recs = self
             .store
             .range(Range::prefix(&keys::instance_tasks_prefix(id)))
@@ -287,6 +287,7 @@ impl EcsService {
                         used_memory_mib: 0,
                         used_ports_tcp: vec![],
                         used_ports_udp: vec![],
+                        task_groups: Default::default(),
                         attributes: attributes.clone(),
                         version_info: input.version_info.clone(),
                         tags: tags.clone(),

@@ -44,8 +44,9 @@ fn parse_status(s: &str) -> Option<TaskStatus> {
     s.parse().ok()
 }
 
-fn first_fit(count: u32, requirements: berth_scheduler::TaskRequirements) -> PlacementRequest {
-    PlacementRequest { count, requirements, ..Default::default() }
+/// A scheduler field error as ECS's `InvalidParameterException`.
+fn field_error(e: berth_scheduler::wire::FieldError) -> AwsError {
+    error::invalid(e.to_string())
 }
 
 /// What RunTask and StartTask have in common.
@@ -55,6 +56,10 @@ struct Launch<'a> {
     started_by: Option<&'a str>,
     group: Option<&'a str>,
     tags: &'a [Tag],
+    /// RunTask's `placementConstraints` (StartTask names its instances and has none).
+    constraints: &'a [PlacementConstraint],
+    /// RunTask's `placementStrategy`, validated.
+    strategies: Vec<berth_scheduler::Strategy>,
 }
 
 /// A task as stored, ready to place: requirements and the records to write.
@@ -151,6 +156,11 @@ impl EcsService {
                 .iter()
                 .filter_map(|a| a.name.clone().map(|n| (n, a.value.clone())))
                 .collect(),
+            ec2_instance_id: Some(rec.ec2_instance_id.clone()),
+            agent_version: rec.version_info.as_ref().and_then(|v| v.agent_version.clone()),
+            registered_at_ms: Some((rec.registered_at * 1000.0) as i64),
+            running_tasks_count: self.instance_task_counts(&rec.id).await?.1.max(0) as u32,
+            task_groups: rec.task_groups.clone(),
         })
     }
 
@@ -270,18 +280,30 @@ impl EcsService {
     ) -> Result<(Vec<Task>, Vec<Failure>), AwsError> {
         let td = self.runnable_task_definition(l.task_definition).await?.task_definition;
         Self::validate_overrides(&td, l.overrides)?;
+        let constraints = berth_scheduler::wire::constraints(
+            l.constraints,
+            td.placement_constraints.as_deref().unwrap_or(&[]),
+        )
+        .map_err(field_error)?;
         let group = l
             .group
             .map(str::to_string)
             .unwrap_or_else(|| format!("family:{}", td.family.clone().unwrap_or_default()));
+        let request = PlacementRequest {
+            count,
+            requirements: berth_scheduler::task_requirements(&td, l.overrides),
+            group,
+            constraints,
+            strategies: l.strategies.clone(),
+            seed: uuid::Uuid::new_v4().as_u64_pair().0,
+        };
         self.place_and_commit(
             cluster,
             &td,
             l.overrides,
-            count,
+            &request,
             only,
             l.started_by,
-            &group,
             l.tags,
             client_token,
         )
@@ -296,14 +318,14 @@ impl EcsService {
         cluster: &str,
         td: &TaskDefinition,
         overrides: Option<&TaskOverride>,
-        count: u32,
+        request: &PlacementRequest,
         only: Option<&[String]>,
         started_by: Option<&str>,
-        group: &str,
         task_tags: &[Tag],
         client_token: Option<&str>,
     ) -> Result<(Vec<Task>, Vec<Failure>), AwsError> {
-        let req = berth_scheduler::task_requirements(td, overrides);
+        let req = &request.requirements;
+        let group = request.group.as_str();
         for _ in 0..CAS_ATTEMPTS {
             let Some((_, cluster_rev)) = self.live_cluster(cluster).await? else {
                 return Err(ErrorCode::ClusterNotFoundException.with("Cluster not found."));
@@ -339,17 +361,16 @@ impl EcsService {
                 for snap in &snaps {
                     let current =
                         working.get_mut(&snap.arn).expect("snapshot of a chosen instance");
-                    match berth_scheduler::place(
-                        std::slice::from_ref(current),
-                        &first_fit(1, req.clone()),
-                    ) {
+                    let one = PlacementRequest {
+                        count: 1,
+                        requirements: req.clone(),
+                        group: group.to_string(),
+                        ..Default::default()
+                    };
+                    let mut state = berth_scheduler::ClusterState::new(vec![current.clone()]);
+                    match state.place(&one) {
                         Ok(plan) => {
-                            if !plan.placements.is_empty() {
-                                current.remaining.cpu -= req.cpu;
-                                current.remaining.memory_mib -= req.memory_mib;
-                                current.used_ports_tcp.extend(&req.host_ports_tcp);
-                                current.used_ports_udp.extend(&req.host_ports_udp);
-                            }
+                            *current = state.instances()[0].clone();
                             placements.extend(plan.placements);
                             plan_failures.extend(plan.failures);
                         }
@@ -360,7 +381,7 @@ impl EcsService {
                     }
                 }
             } else {
-                let plan = berth_scheduler::place(&snaps, &first_fit(count, req.clone()))
+                let plan = berth_scheduler::place(&snaps, request)
                     .map_err(|e| error::invalid(e.to_string()))?;
                 placements = plan.placements;
                 plan_failures = plan.failures;
@@ -382,7 +403,8 @@ impl EcsService {
                 };
                 let entry = touched.entry(rec.id.clone()).or_insert_with(|| (rec.clone(), *rev));
                 let t = self
-                    .new_task(cluster, &entry.0, td, overrides, &req, started_by, group, task_tags);
+                    .new_task(cluster, &entry.0, td, overrides, req, started_by, group, task_tags);
+                *entry.0.task_groups.entry(group.to_string()).or_default() += 1;
                 entry.0.used_cpu += req.cpu;
                 entry.0.used_memory_mib += req.memory_mib;
                 entry.0.used_ports_tcp.extend(&req.host_ports_tcp);
@@ -449,11 +471,23 @@ impl EcsService {
         Ok(Some(out))
     }
 
-    fn check_launch(input_launch: Option<LaunchType>, strategy: bool) -> Result<(), AwsError> {
-        if strategy {
-            return Err(ErrorCode::UnsupportedFeatureException.with(
-                "capacityProviderStrategy needs capacity providers, which Berth does not implement yet; omit it or use --launch-type EC2.",
-            ));
+    fn check_launch(
+        input_launch: Option<LaunchType>,
+        strategy: Option<&[CapacityProviderStrategyItem]>,
+    ) -> Result<(), AwsError> {
+        if let Some(items) = strategy.filter(|s| !s.is_empty()) {
+            if input_launch.is_some() {
+                return Err(error::invalid(
+                    "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
+                ));
+            }
+            berth_scheduler::wire::capacity_provider_strategy(items).map_err(field_error)?;
+            let names: Vec<&str> =
+                items.iter().filter_map(|i| i.capacity_provider.as_deref()).collect();
+            return Err(error::invalid(format!(
+                "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster ({}). Berth does not implement capacity providers yet, so none can be associated: omit capacityProviderStrategy or use --launch-type EC2.",
+                names.join(", ")
+            )));
         }
         match input_launch {
             None | Some(LaunchType::Ec2) | Some(LaunchType::External) => Ok(()),
@@ -468,17 +502,10 @@ impl EcsService {
         input: RunTaskRequest,
     ) -> Result<RunTaskResponse, AwsError> {
         let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
-        Self::check_launch(
-            input.launch_type,
-            input.capacity_provider_strategy.as_ref().is_some_and(|s| !s.is_empty()),
-        )?;
-        if input.placement_constraints.as_ref().is_some_and(|v| !v.is_empty())
-            || input.placement_strategy.as_ref().is_some_and(|v| !v.is_empty())
-        {
-            return Err(ErrorCode::UnsupportedFeatureException.with(
-                "placementConstraints and placementStrategy arrive with Berth's placement engine; omit them for now (Berth places first-fit).",
-            ));
-        }
+        Self::check_launch(input.launch_type, input.capacity_provider_strategy.as_deref())?;
+        let strategies =
+            berth_scheduler::wire::strategies(input.placement_strategy.as_deref().unwrap_or(&[]))
+                .map_err(field_error)?;
         let count = input.count.unwrap_or(1);
         if !(1..=10).contains(&count) {
             return Err(error::invalid(format!("count must be between 1 and 10; got {count}.")));
@@ -504,6 +531,8 @@ impl EcsService {
             started_by: input.started_by.as_deref(),
             group: input.group.as_deref(),
             tags: &task_tags,
+            constraints: input.placement_constraints.as_deref().unwrap_or(&[]),
+            strategies,
         };
         let (tasks, failures) = self
             .launch(&cluster, &launch, count as u32, None, input.client_token.as_deref())
@@ -528,6 +557,8 @@ impl EcsService {
             started_by: input.started_by.as_deref(),
             group: input.group.as_deref(),
             tags: &task_tags,
+            constraints: &[],
+            strategies: Vec::new(),
         };
         let (tasks, failures) =
             self.launch(&cluster, &launch, instances.len() as u32, Some(&instances), None).await?;
@@ -582,6 +613,14 @@ impl EcsService {
                     records::get::<ContainerInstanceRecord>(&*self.store, &ikey).await?
                 {
                     inst.used_cpu = (inst.used_cpu - after.reserved_cpu).max(0);
+                    if let Some(g) = after.task.group.as_deref()
+                        && let Some(n) = inst.task_groups.get_mut(g)
+                    {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            inst.task_groups.remove(g);
+                        }
+                    }
                     inst.used_memory_mib =
                         (inst.used_memory_mib - after.reserved_memory_mib).max(0);
                     for p in &after.reserved_ports_tcp {

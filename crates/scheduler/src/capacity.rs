@@ -1,0 +1,255 @@
+//! How a count of tasks splits across a capacity provider strategy (`base`, `weight`), as the
+//! ECS developer guide documents it:
+//!
+//! * The one provider with a `base` gets the first `min(base, count)` tasks ("the minimum
+//!   number of tasks to run on the specified capacity provider"; only one provider in a
+//!   strategy may have one).
+//! * The rest go to the providers with a weight above zero in proportion to their weights
+//!   ("for every one task that's run using capacityProviderA, there are four tasks that use
+//!   capacityProviderB"). Tasks are handed out one at a time to the provider furthest below
+//!   its share (`weight x k / total - assigned` after `k` tasks, ties to the earlier
+//!   provider), so every prefix of the split is as close to the weights as whole tasks allow
+//!   and the exact ratio is met at every multiple of the total weight.
+//! * A strategy of one provider gives it every task, whatever its weight. With several
+//!   providers at least one weight must be above zero, and zero-weight providers get only
+//!   their base.
+//!
+//! The seed's example: Fargate base 2 weight 1, Spot weight 3, 10 tasks: Fargate 2 + 2 = 4,
+//! Spot 6.
+
+use serde::{Deserialize, Serialize};
+
+/// Most capacity providers in one strategy (ECS's limit).
+pub const MAX_PROVIDERS: usize = 20;
+/// Largest `base` (the model's bound).
+pub const MAX_BASE: u32 = 100_000;
+/// Largest `weight` (the model's bound).
+pub const MAX_WEIGHT: u32 = 1_000;
+
+/// One entry of a capacity provider strategy, validated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderShare {
+    pub capacity_provider: String,
+    pub base: u32,
+    pub weight: u32,
+}
+
+/// Why a strategy is invalid; the server maps every variant to `InvalidParameterException`
+/// with the field it names.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StrategyError {
+    #[error("{field}: a capacity provider strategy needs at least one capacity provider")]
+    Empty { field: String },
+    #[error(
+        "{field}: a capacity provider strategy can contain at most {MAX_PROVIDERS} capacity providers; got {count}"
+    )]
+    TooMany { field: String, count: usize },
+    #[error("{field}: capacityProvider is required")]
+    MissingName { field: String },
+    #[error("{field}: capacity provider '{name}' appears more than once in the strategy")]
+    Duplicate { field: String, name: String },
+    #[error("{field}: base must be between 0 and {MAX_BASE}; got {value}")]
+    Base { field: String, value: i64 },
+    #[error("{field}: weight must be between 0 and {MAX_WEIGHT}; got {value}")]
+    Weight { field: String, value: i64 },
+    #[error(
+        "{field}: only one capacity provider in a strategy can have a base; '{first}' already has one"
+    )]
+    TwoBases { field: String, first: String },
+    #[error(
+        "{field}: at least one capacity provider in a strategy with several must have a weight greater than zero"
+    )]
+    AllWeightsZero { field: String },
+}
+
+/// An unvalidated entry, as the wire carries it.
+#[derive(Clone, Debug, Default)]
+pub struct RawShare<'a> {
+    pub capacity_provider: Option<&'a str>,
+    pub base: Option<i64>,
+    pub weight: Option<i64>,
+}
+
+/// Checks a strategy (`field` names it in errors, e.g. `capacityProviderStrategy`).
+pub fn validate(items: &[RawShare<'_>], field: &str) -> Result<Vec<ProviderShare>, StrategyError> {
+    if items.is_empty() {
+        return Err(StrategyError::Empty { field: field.into() });
+    }
+    if items.len() > MAX_PROVIDERS {
+        return Err(StrategyError::TooMany { field: field.into(), count: items.len() });
+    }
+    let mut out: Vec<ProviderShare> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let at = |m: &str| format!("{field}[{i}].{m}");
+        let name = item
+            .capacity_provider
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| StrategyError::MissingName { field: at("capacityProvider") })?;
+        if out.iter().any(|s| s.capacity_provider == name) {
+            return Err(StrategyError::Duplicate {
+                field: at("capacityProvider"),
+                name: name.into(),
+            });
+        }
+        let base = item.base.unwrap_or(0);
+        if !(0..=i64::from(MAX_BASE)).contains(&base) {
+            return Err(StrategyError::Base { field: at("base"), value: base });
+        }
+        let weight = item.weight.unwrap_or(0);
+        if !(0..=i64::from(MAX_WEIGHT)).contains(&weight) {
+            return Err(StrategyError::Weight { field: at("weight"), value: weight });
+        }
+        if base > 0
+            && let Some(first) = out.iter().find(|s| s.base > 0)
+        {
+            return Err(StrategyError::TwoBases {
+                field: at("base"),
+                first: first.capacity_provider.clone(),
+            });
+        }
+        out.push(ProviderShare {
+            capacity_provider: name.into(),
+            base: base as u32,
+            weight: weight as u32,
+        });
+    }
+    if out.len() > 1 && out.iter().all(|s| s.weight == 0) {
+        return Err(StrategyError::AllWeightsZero { field: field.into() });
+    }
+    Ok(out)
+}
+
+/// How many of `count` tasks each provider of a validated strategy gets, in strategy order.
+/// The counts always sum to `count`.
+pub fn split(shares: &[ProviderShare], count: u32) -> Vec<u32> {
+    let mut out = vec![0u32; shares.len()];
+    if shares.is_empty() {
+        return out;
+    }
+    if shares.len() == 1 {
+        out[0] = count;
+        return out;
+    }
+    let mut left = count;
+    if let Some(b) = shares.iter().position(|s| s.base > 0) {
+        let n = shares[b].base.min(left);
+        out[b] = n;
+        left -= n;
+    }
+    let total: i64 = shares.iter().map(|s| i64::from(s.weight)).sum();
+    if total == 0 {
+        // Only reachable with an unvalidated strategy: keep the sum right.
+        out[0] += left;
+        return out;
+    }
+    let mut given = vec![0i64; shares.len()];
+    for k in 1..=i64::from(left) {
+        // The provider furthest below weight x k / total (scaled by total to stay integral).
+        let j = (0..shares.len())
+            .filter(|&j| shares[j].weight > 0)
+            .max_by_key(|&j| (i64::from(shares[j].weight) * k - given[j] * total, -(j as i64)))
+            .expect("a positive weight exists");
+        given[j] += 1;
+        out[j] += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(name: &str, base: u32, weight: u32) -> ProviderShare {
+        ProviderShare { capacity_provider: name.into(), base, weight }
+    }
+
+    #[test]
+    fn the_seed_example() {
+        // "Capacity provider A (Fargate) - Base: 2, Weight: 1; B (Spot) - Base: 0, Weight: 3".
+        let s = [share("FARGATE", 2, 1), share("FARGATE_SPOT", 0, 3)];
+        assert_eq!(split(&s, 1), [1, 0], "the base comes first");
+        assert_eq!(split(&s, 2), [2, 0]);
+        assert_eq!(split(&s, 6), [3, 3], "2 base, then 1:3 of 4");
+        assert_eq!(split(&s, 10), [4, 6], "2 base, then 1:3 of 8");
+        assert_eq!(split(&s, 102), [27, 75]);
+    }
+
+    #[test]
+    fn splits() {
+        let cases: &[(&str, Vec<ProviderShare>, u32, Vec<u32>)] = &[
+            ("one provider takes all", vec![share("a", 0, 0)], 7, vec![7]),
+            ("even weights alternate", vec![share("a", 0, 1), share("b", 0, 1)], 5, vec![3, 2]),
+            ("1:4", vec![share("a", 0, 1), share("b", 0, 4)], 10, vec![2, 8]),
+            (
+                "base 1 then 1:4 (ECS's guide)",
+                vec![share("a", 1, 1), share("b", 0, 4)],
+                6,
+                vec![2, 4],
+            ),
+            (
+                "zero weight gets only its base",
+                vec![share("a", 3, 0), share("b", 0, 1)],
+                5,
+                vec![3, 2],
+            ),
+            ("zero weight gets nothing", vec![share("a", 0, 0), share("b", 0, 2)], 4, vec![0, 4]),
+            ("base larger than count", vec![share("a", 0, 1), share("b", 50, 1)], 3, vec![0, 3]),
+            ("zero tasks", vec![share("a", 2, 1), share("b", 0, 1)], 0, vec![0, 0]),
+            (
+                "three ways 1:2:3",
+                vec![share("a", 0, 1), share("b", 0, 2), share("c", 0, 3)],
+                12,
+                vec![2, 4, 6],
+            ),
+        ];
+        for (name, shares, count, want) in cases {
+            let got = split(shares, *count);
+            assert_eq!(&got, want, "{name}");
+            assert_eq!(got.iter().sum::<u32>(), *count, "{name}");
+        }
+    }
+
+    #[test]
+    fn every_prefix_is_within_one_task_of_the_weights() {
+        let s = [share("a", 0, 2), share("b", 0, 3), share("c", 0, 5)];
+        for n in 0..200u32 {
+            let got = split(&s, n);
+            assert_eq!(got.iter().sum::<u32>(), n);
+            for (g, sh) in got.iter().zip(&s) {
+                let exact = f64::from(n) * f64::from(sh.weight) / 10.0;
+                assert!((f64::from(*g) - exact).abs() < 1.0, "n={n} {got:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let raw = |n: &'static str, b: i64, w: i64| RawShare {
+            capacity_provider: Some(n),
+            base: Some(b),
+            weight: Some(w),
+        };
+        let f = "capacityProviderStrategy";
+        let err = |items: &[RawShare<'_>]| validate(items, f).unwrap_err().to_string();
+        assert!(err(&[]).contains("at least one"));
+        assert!(err(&[raw("a", 1, 1), raw("b", 1, 1)]).starts_with(
+            "capacityProviderStrategy[1].base: only one capacity provider in a strategy can have a base; 'a'"
+        ));
+        assert!(err(&[raw("a", 0, 0), raw("b", 0, 0)]).contains("weight greater than zero"));
+        assert!(err(&[raw("a", 0, 1001)]).starts_with("capacityProviderStrategy[0].weight"));
+        assert!(err(&[raw("a", -1, 1)]).starts_with("capacityProviderStrategy[0].base"));
+        assert!(err(&[raw("a", 0, 1), raw("a", 0, 1)]).contains("more than once"));
+        assert!(
+            err(&[RawShare { capacity_provider: None, ..Default::default() }])
+                .starts_with("capacityProviderStrategy[0].capacityProvider")
+        );
+        let many: Vec<RawShare<'_>> = (0..21).map(|_| raw("x", 0, 1)).collect();
+        assert!(err(&many).contains("at most 20"));
+        assert_eq!(
+            validate(&[raw("a", 2, 1), raw("b", 0, 3)], f).unwrap(),
+            vec![share("a", 2, 1), share("b", 0, 3)]
+        );
+        assert_eq!(validate(&[raw("a", 0, 0)], f).unwrap(), vec![share("a", 0, 0)]);
+    }
+}

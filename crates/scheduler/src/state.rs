@@ -1,0 +1,478 @@
+//! [`ClusterState`]: a cluster's instances with the indexes that make one placement decision
+//! cheap at 10,000 instances, updated in place as tasks are placed.
+//!
+//! Invariants:
+//! * A *view* is the set of ACTIVE instances for which a set of static `memberOf` expressions
+//!   holds (the empty set: every ACTIVE instance). Its `cpu` / `mem` indexes hold exactly its
+//!   members keyed by their current remaining cpu / memory; each of its partitions holds the
+//!   same per attribute value. Every placement updates every view the instance belongs to.
+//! * A partition's `counts[group][value]` is the number of the group's tasks on ALL instances
+//!   (any status) with that value, so spread keys agree with [`crate::reference`].
+//! * Placement only ever consumes: remaining resources go down, port sets and group counts go
+//!   up. So when a task fits nowhere, every later identical task fits nowhere either.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use crate::{
+    BinpackField, Constraint, Expr, InstanceSnapshot, InstanceStatus, MAX_STRATEGIES, Placement,
+    PlacementError, PlacementFailure, PlacementRequest, Plan, SpreadField, Strategy,
+    TaskRequirements, reason,
+};
+
+/// A cluster snapshot that [`ClusterState::place`] consumes as it places tasks. Build it once
+/// and place many requests against it; after a plan it reflects that plan (a caller whose
+/// commit fails drops it and builds a new one from a fresh snapshot).
+pub struct ClusterState {
+    slots: Vec<InstanceSnapshot>,
+    active: usize,
+    /// Views by their sorted static expression sources.
+    views: HashMap<Vec<String>, View>,
+    /// False: every decision scans every instance (the benchmark's baseline).
+    indexed: bool,
+}
+
+struct View {
+    member: Vec<bool>,
+    members: Vec<u32>,
+    cpu: BTreeSet<(i64, u32)>,
+    mem: BTreeSet<(i64, u32)>,
+    /// By attribute name.
+    parts: HashMap<String, Partition>,
+}
+
+struct Partition {
+    /// Per slot: its value's id (every slot, members or not).
+    value_of: Vec<u32>,
+    /// Per value id: the view's members with that value, ascending.
+    members: Vec<Vec<u32>>,
+    cpu: Vec<BTreeSet<(i64, u32)>>,
+    mem: Vec<BTreeSet<(i64, u32)>>,
+    /// Per group, per value id: the group's tasks on every slot with that value.
+    counts: HashMap<String, Vec<u32>>,
+}
+
+/// A task's needs, normalised once per request.
+pub(crate) struct Needs<'r> {
+    pub cpu: i64,
+    pub memory_mib: i64,
+    pub tcp: Vec<u16>,
+    pub udp: Vec<u16>,
+    pub attributes: &'r [String],
+}
+
+impl<'r> Needs<'r> {
+    pub(crate) fn new(r: &'r TaskRequirements) -> Self {
+        let set = |v: &[u16]| -> Vec<u16> {
+            let s: BTreeSet<u16> = v.iter().copied().collect();
+            s.into_iter().collect()
+        };
+        Self {
+            cpu: r.cpu.max(0),
+            memory_mib: r.memory_mib.max(0),
+            tcp: set(&r.host_ports_tcp),
+            udp: set(&r.host_ports_udp),
+            attributes: &r.required_attributes,
+        }
+    }
+
+    fn of(&self, f: BinpackField) -> i64 {
+        match f {
+            BinpackField::Cpu => self.cpu,
+            BinpackField::Memory => self.memory_mib,
+        }
+    }
+}
+
+/// The first reason `s` refuses a task before constraints: agent, attributes, resources.
+pub(crate) fn resource_refusal(s: &InstanceSnapshot, n: &Needs<'_>) -> Option<&'static str> {
+    if !s.agent_connected {
+        return Some(reason::AGENT);
+    }
+    if !n.attributes.iter().all(|a| s.attributes.contains_key(a)) {
+        return Some(reason::ATTRIBUTE);
+    }
+    if n.cpu > s.remaining.cpu {
+        return Some(reason::RESOURCE_CPU);
+    }
+    if n.memory_mib > s.remaining.memory_mib {
+        return Some(reason::RESOURCE_MEMORY);
+    }
+    if n.tcp.iter().any(|p| s.used_ports_tcp.contains(p)) {
+        return Some(reason::RESOURCE_PORTS);
+    }
+    if n.udp.iter().any(|p| s.used_ports_udp.contains(p)) {
+        return Some(reason::RESOURCE_PORTS_UDP);
+    }
+    None
+}
+
+/// The reason constraint `c` refuses `s` for a task of `group`, if it does.
+pub(crate) fn constraint_refusal(
+    s: &InstanceSnapshot,
+    c: &Constraint,
+    group: &str,
+) -> Option<&'static str> {
+    match c {
+        Constraint::MemberOf { expression } => (!expression.eval(s)).then_some(reason::MEMBER_OF),
+        Constraint::DistinctInstance => (s.task_groups.get(group).copied().unwrap_or(0) > 0)
+            .then_some(reason::DISTINCT_INSTANCE),
+    }
+}
+
+/// Takes a task from `s`.
+pub(crate) fn consume_snapshot(s: &mut InstanceSnapshot, n: &Needs<'_>, group: &str) {
+    s.remaining.cpu -= n.cpu;
+    s.remaining.memory_mib -= n.memory_mib;
+    s.used_ports_tcp.extend(&n.tcp);
+    s.used_ports_udp.extend(&n.udp);
+    *s.task_groups.entry(group.to_string()).or_default() += 1;
+}
+
+/// The `random` strategy's key: a splitmix64 hash of (seed, task index, instance position).
+pub(crate) fn random_key(seed: u64, task_index: u32, slot: u32) -> i64 {
+    let mut z = seed
+        ^ (u64::from(task_index)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (u64::from(slot)).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) >> 1) as i64
+}
+
+/// A key tuple: one entry per strategy (unused entries 0), compared lexicographically.
+type Key = [i64; MAX_STRATEGIES];
+
+/// One request, resolved against the state.
+struct Ctx<'r> {
+    needs: Needs<'r>,
+    group: &'r str,
+    /// `memberOf` expressions that read task groups or counts: checked per candidate.
+    dynamic: Vec<&'r Expr>,
+    /// The others: they define the view.
+    statics: Vec<&'r Expr>,
+    distinct: bool,
+    view: Vec<String>,
+    strategies: &'r [Strategy],
+    seed: u64,
+}
+
+impl ClusterState {
+    /// Indexes `instances`, kept in the given order (their position breaks the last tie).
+    pub fn new(instances: Vec<InstanceSnapshot>) -> Self {
+        let active = instances.iter().filter(|i| i.status == InstanceStatus::Active).count();
+        Self { slots: instances, active, views: HashMap::new(), indexed: true }
+    }
+
+    /// The same state deciding by scanning every instance for every task, without the
+    /// indexes: the benchmark's baseline. Plans are identical.
+    #[doc(hidden)]
+    pub fn without_indexes(mut self) -> Self {
+        self.indexed = false;
+        self
+    }
+
+    /// The instances as placement has left them.
+    pub fn instances(&self) -> &[InstanceSnapshot] {
+        &self.slots
+    }
+
+    /// Places `req.count` tasks and applies the plan to this state (see the crate docs).
+    pub fn place(&mut self, req: &PlacementRequest) -> Result<Plan, PlacementError> {
+        if self.active == 0 {
+            return Err(PlacementError::NoContainerInstances);
+        }
+        let mut statics: Vec<String> = Vec::new();
+        let mut dynamic = Vec::new();
+        let mut static_exprs = Vec::new();
+        let mut distinct = false;
+        for c in &req.constraints {
+            match c {
+                Constraint::DistinctInstance => distinct = true,
+                Constraint::MemberOf { expression } if expression.is_static() => {
+                    statics.push(expression.source().to_string());
+                    static_exprs.push(expression);
+                }
+                Constraint::MemberOf { expression } => dynamic.push(expression),
+            }
+        }
+        statics.sort();
+        statics.dedup();
+        let strategies = &req.strategies[..req.strategies.len().min(MAX_STRATEGIES)];
+        let ctx = Ctx {
+            needs: Needs::new(&req.requirements),
+            group: &req.group,
+            dynamic,
+            statics: static_exprs,
+            distinct,
+            view: statics,
+            strategies,
+            seed: req.seed,
+        };
+        self.prepare(req, &ctx);
+
+        let mut plan = Plan::default();
+        for task_index in 0..req.count {
+            match self.choose(&ctx, task_index) {
+                Some(i) => {
+                    self.consume(i, &ctx);
+                    plan.placements.push(Placement {
+                        instance_arn: self.slots[i as usize].arn.clone(),
+                        task_index,
+                    });
+                }
+                None => {
+                    plan.failures = self.failures(req, &ctx);
+                    plan.unplaced = req.count - task_index;
+                    break;
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Builds the view and partitions the request needs, if not cached.
+    fn prepare(&mut self, req: &PlacementRequest, ctx: &Ctx<'_>) {
+        if !self.views.contains_key(&ctx.view) {
+            if self.views.len() >= 32 {
+                self.views.clear();
+            }
+            let exprs: Vec<&Expr> = req
+                .constraints
+                .iter()
+                .filter_map(|c| match c {
+                    Constraint::MemberOf { expression } if expression.is_static() => {
+                        Some(expression)
+                    }
+                    _ => None,
+                })
+                .collect();
+            let member: Vec<bool> = self
+                .slots
+                .iter()
+                .map(|s| s.status == InstanceStatus::Active && exprs.iter().all(|e| e.eval(s)))
+                .collect();
+            let members: Vec<u32> =
+                (0..self.slots.len() as u32).filter(|&i| member[i as usize]).collect();
+            let cpu = members.iter().map(|&i| (self.slots[i as usize].remaining.cpu, i)).collect();
+            let mem =
+                members.iter().map(|&i| (self.slots[i as usize].remaining.memory_mib, i)).collect();
+            self.views.insert(
+                ctx.view.clone(),
+                View { member, members, cpu, mem, parts: HashMap::new() },
+            );
+        }
+        let view = self.views.get_mut(&ctx.view).expect("view just ensured");
+        for s in ctx.strategies {
+            let Strategy::Spread(SpreadField::Attribute(name)) = s else { continue };
+            let part = view.parts.entry(name.clone()).or_insert_with(|| {
+                let mut ids: HashMap<Option<&str>, u32> = HashMap::new();
+                let value_of: Vec<u32> = self
+                    .slots
+                    .iter()
+                    .map(|s| {
+                        let v = s.attributes.get(name).and_then(|v| v.as_deref());
+                        let next = ids.len() as u32;
+                        *ids.entry(v).or_insert(next)
+                    })
+                    .collect();
+                let n = ids.len();
+                let mut p = Partition {
+                    value_of,
+                    members: vec![Vec::new(); n],
+                    cpu: vec![BTreeSet::new(); n],
+                    mem: vec![BTreeSet::new(); n],
+                    counts: HashMap::new(),
+                };
+                for &i in &view.members {
+                    let v = p.value_of[i as usize] as usize;
+                    let s = &self.slots[i as usize];
+                    p.members[v].push(i);
+                    p.cpu[v].insert((s.remaining.cpu, i));
+                    p.mem[v].insert((s.remaining.memory_mib, i));
+                }
+                p
+            });
+            if !part.counts.contains_key(ctx.group) {
+                let mut counts = vec![0u32; part.members.len()];
+                for (i, s) in self.slots.iter().enumerate() {
+                    if let Some(&n) = s.task_groups.get(ctx.group) {
+                        counts[part.value_of[i] as usize] += n;
+                    }
+                }
+                part.counts.insert(ctx.group.to_string(), counts);
+            }
+        }
+    }
+
+    /// Whether slot `i`, a member of the request's view, takes the task.
+    fn fits(&self, i: u32, ctx: &Ctx<'_>) -> bool {
+        let s = &self.slots[i as usize];
+        resource_refusal(s, &ctx.needs).is_none()
+            && ctx.dynamic.iter().all(|e| e.eval(s))
+            && !(ctx.distinct && s.task_groups.get(ctx.group).copied().unwrap_or(0) > 0)
+    }
+
+    /// Slot `i`'s key under `strategies`.
+    fn key(&self, i: u32, strategies: &[Strategy], view: &View, ctx: &Ctx<'_>, ti: u32) -> Key {
+        let s = &self.slots[i as usize];
+        let mut k = [0i64; MAX_STRATEGIES];
+        for (slot, st) in k.iter_mut().zip(strategies) {
+            *slot = match st {
+                Strategy::Binpack(BinpackField::Cpu) => s.remaining.cpu,
+                Strategy::Binpack(BinpackField::Memory) => s.remaining.memory_mib,
+                Strategy::Spread(SpreadField::InstanceId) => {
+                    i64::from(s.task_groups.get(ctx.group).copied().unwrap_or(0))
+                }
+                Strategy::Spread(SpreadField::Attribute(name)) => {
+                    let p = &view.parts[name];
+                    i64::from(p.counts[ctx.group][p.value_of[i as usize] as usize])
+                }
+                Strategy::Random => random_key(ctx.seed, ti, i),
+            };
+        }
+        k
+    }
+
+    /// The eligible slot among `cands` with the smallest (key, position).
+    fn best_of(
+        &self,
+        cands: impl Iterator<Item = u32>,
+        strategies: &[Strategy],
+        view: &View,
+        ctx: &Ctx<'_>,
+        ti: u32,
+    ) -> Option<u32> {
+        let mut best: Option<(Key, u32)> = None;
+        for i in cands {
+            if !self.fits(i, ctx) {
+                continue;
+            }
+            let k = (self.key(i, strategies, view, ctx, ti), i);
+            if best.is_none_or(|b| k < b) {
+                best = Some(k);
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    /// The slot task `ti` goes to, if any takes it.
+    fn choose(&self, ctx: &Ctx<'_>, ti: u32) -> Option<u32> {
+        let view = &self.views[&ctx.view];
+        let strategies = ctx.strategies;
+        if !self.indexed {
+            let all = (0..self.slots.len() as u32).filter(|&i| {
+                let s = &self.slots[i as usize];
+                s.status == InstanceStatus::Active && ctx.statics.iter().all(|e| e.eval(s))
+            });
+            return self.best_of(all, strategies, view, ctx, ti);
+        }
+        match strategies.first() {
+            None => view.members.iter().copied().find(|&i| self.fits(i, ctx)),
+            Some(Strategy::Binpack(f)) => {
+                let index = match f {
+                    BinpackField::Cpu => &view.cpu,
+                    BinpackField::Memory => &view.mem,
+                };
+                let mut it = index.range((ctx.needs.of(*f), 0)..);
+                let &(tier, first) = it.by_ref().find(|&&(_, i)| self.fits(i, ctx))?;
+                let rest = &strategies[1..];
+                if rest.is_empty() {
+                    return Some(first);
+                }
+                // Break the tie among the slots with the same remaining amount.
+                let tied = std::iter::once(first)
+                    .chain(it.take_while(|&&(v, _)| v == tier).map(|&(_, i)| i));
+                self.best_of(tied, rest, view, ctx, ti)
+            }
+            Some(Strategy::Spread(SpreadField::Attribute(name))) => {
+                let p = &view.parts[name];
+                let counts = &p.counts[ctx.group];
+                let mut values: Vec<u32> = (0..p.members.len() as u32)
+                    .filter(|&v| !p.members[v as usize].is_empty())
+                    .collect();
+                values.sort_unstable_by_key(|&v| (counts[v as usize], v));
+                let rest = &strategies[1..];
+                for tier in values.chunk_by(|a, b| counts[*a as usize] == counts[*b as usize]) {
+                    let pick = match rest {
+                        [] => tier
+                            .iter()
+                            .filter_map(|&v| {
+                                p.members[v as usize].iter().copied().find(|&i| self.fits(i, ctx))
+                            })
+                            .min(),
+                        [Strategy::Binpack(f)] => tier
+                            .iter()
+                            .filter_map(|&v| {
+                                let index = match f {
+                                    BinpackField::Cpu => &p.cpu[v as usize],
+                                    BinpackField::Memory => &p.mem[v as usize],
+                                };
+                                index
+                                    .range((ctx.needs.of(*f), 0)..)
+                                    .find(|&&(_, i)| self.fits(i, ctx))
+                                    .copied()
+                            })
+                            .min()
+                            .map(|(_, i)| i),
+                        _ => self.best_of(
+                            tier.iter().flat_map(|&v| p.members[v as usize].iter().copied()),
+                            rest,
+                            view,
+                            ctx,
+                            ti,
+                        ),
+                    };
+                    if pick.is_some() {
+                        return pick;
+                    }
+                }
+                None
+            }
+            Some(_) => self.best_of(view.members.iter().copied(), strategies, view, ctx, ti),
+        }
+    }
+
+    /// Gives slot `i` one task of the request, keeping every index true.
+    fn consume(&mut self, i: u32, ctx: &Ctx<'_>) {
+        let before = self.slots[i as usize].remaining;
+        consume_snapshot(&mut self.slots[i as usize], &ctx.needs, ctx.group);
+        let after = self.slots[i as usize].remaining;
+        for view in self.views.values_mut() {
+            let member = view.member[i as usize];
+            if member {
+                view.cpu.remove(&(before.cpu, i));
+                view.cpu.insert((after.cpu, i));
+                view.mem.remove(&(before.memory_mib, i));
+                view.mem.insert((after.memory_mib, i));
+            }
+            for p in view.parts.values_mut() {
+                let v = p.value_of[i as usize] as usize;
+                if member {
+                    p.cpu[v].remove(&(before.cpu, i));
+                    p.cpu[v].insert((after.cpu, i));
+                    p.mem[v].remove(&(before.memory_mib, i));
+                    p.mem[v].insert((after.memory_mib, i));
+                }
+                if let Some(c) = p.counts.get_mut(ctx.group) {
+                    c[v] += 1;
+                }
+            }
+        }
+    }
+
+    /// Every ACTIVE instance's first refusal, one per (instance, reason), in order.
+    fn failures(&self, req: &PlacementRequest, ctx: &Ctx<'_>) -> Vec<PlacementFailure> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for s in self.slots.iter().filter(|s| s.status == InstanceStatus::Active) {
+            let why = resource_refusal(s, &ctx.needs).or_else(|| {
+                req.constraints.iter().find_map(|c| constraint_refusal(s, c, ctx.group))
+            });
+            if let Some(why) = why
+                && seen.insert((s.arn.as_str(), why))
+            {
+                out.push(PlacementFailure { arn: Some(s.arn.clone()), reason: why.to_string() });
+            }
+        }
+        out
+    }
+}

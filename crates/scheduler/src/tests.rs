@@ -1,0 +1,299 @@
+//! Recorded plans: tables of snapshot, request and the exact plan expected.
+
+use crate::*;
+
+/// An ACTIVE, connected instance named `arn` with `cpu` units and `mem` MiB free and the
+/// default reserved ports taken.
+fn inst(arn: &str, cpu: i64, mem: i64) -> InstanceSnapshot {
+    InstanceSnapshot::new(arn, Resources { cpu, memory_mib: mem })
+}
+
+fn req(count: u32, cpu: i64, mem: i64) -> PlacementRequest {
+    PlacementRequest {
+        count,
+        requirements: TaskRequirements { cpu, memory_mib: mem, ..Default::default() },
+        ..Default::default()
+    }
+}
+
+/// A plan written compactly: placements as `arn` per task index, failures as
+/// `(arn, reason)`.
+fn plan(placed: &[&str], failures: &[(&str, &str)], unplaced: u32) -> Plan {
+    Plan {
+        placements: placed
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Placement { instance_arn: (*a).into(), task_index: i as u32 })
+            .collect(),
+        failures: failures
+            .iter()
+            .map(|(a, r)| PlacementFailure { arn: Some((*a).into()), reason: (*r).into() })
+            .collect(),
+        unplaced,
+    }
+}
+
+#[test]
+fn recorded_plans() {
+    let a = || inst("a", 1024, 2048);
+    let b = || inst("b", 1024, 2048);
+    let c = || inst("c", 1024, 2048);
+    let with_tcp = |mut i: InstanceSnapshot, p: u16| {
+        i.used_ports_tcp.insert(p);
+        i
+    };
+    let ports = |count, tcp: &[u16], udp: &[u16]| {
+        let mut r = req(count, 128, 128);
+        r.requirements.host_ports_tcp = tcp.to_vec();
+        r.requirements.host_ports_udp = udp.to_vec();
+        r
+    };
+    let draining = || InstanceSnapshot { status: InstanceStatus::Draining, ..b() };
+    let disconnected = || InstanceSnapshot { agent_connected: false, ..b() };
+    let needs_attr = || {
+        let mut r = req(1, 128, 128);
+        r.requirements.required_attributes =
+            vec!["ecs.capability.task-eni".into(), "com.amazonaws.ecs.capability.ecr-auth".into()];
+        r
+    };
+    let with_attrs = |mut i: InstanceSnapshot, names: &[&str]| {
+        i.attributes = names.iter().map(|n| ((*n).to_string(), None)).collect();
+        i
+    };
+
+    let cases: Vec<(&str, Vec<InstanceSnapshot>, PlacementRequest, Plan)> = vec![
+        (
+            "enough capacity: first fit packs the first instance",
+            vec![a(), b()],
+            req(3, 256, 512),
+            plan(&["a", "a", "a"], &[], 0),
+        ),
+        ("zero tasks", vec![a()], req(0, 256, 512), plan(&[], &[], 0)),
+        (
+            "cpu exhausted after 4 tasks on one instance",
+            vec![a()],
+            req(6, 256, 64),
+            plan(&["a", "a", "a", "a"], &[("a", reason::RESOURCE_CPU)], 2),
+        ),
+        (
+            "cpu spills over to the next instance",
+            vec![a(), b()],
+            req(6, 256, 64),
+            plan(&["a", "a", "a", "a", "b", "b"], &[], 0),
+        ),
+        (
+            "memory exhausted",
+            vec![a()],
+            req(3, 0, 1000),
+            plan(&["a", "a"], &[("a", reason::RESOURCE_MEMORY)], 1),
+        ),
+        (
+            "cpu is checked before memory",
+            vec![inst("a", 100, 100)],
+            req(1, 200, 200),
+            plan(&[], &[("a", reason::RESOURCE_CPU)], 1),
+        ),
+        (
+            "zero-cpu tasks fit an instance with no cpu left",
+            vec![inst("a", 0, 300)],
+            req(3, 0, 100),
+            plan(&["a", "a", "a"], &[], 0),
+        ),
+        (
+            "static port: one task per instance, then RESOURCE:PORTS once",
+            vec![a()],
+            ports(2, &[8080], &[]),
+            plan(&["a"], &[("a", reason::RESOURCE_PORTS)], 1),
+        ),
+        (
+            "static port already used on the first instance",
+            vec![with_tcp(a(), 8080), b()],
+            ports(2, &[8080], &[]),
+            plan(&["b"], &[("a", reason::RESOURCE_PORTS), ("b", reason::RESOURCE_PORTS)], 1),
+        ),
+        (
+            "reserved ports are ports like any other",
+            vec![a()],
+            ports(1, &[22], &[]),
+            plan(&[], &[("a", reason::RESOURCE_PORTS)], 1),
+        ),
+        (
+            "dynamic ports never conflict",
+            vec![a()],
+            ports(4, &[], &[]),
+            plan(&["a", "a", "a", "a"], &[], 0),
+        ),
+        (
+            "udp and tcp ports are separate",
+            vec![with_tcp(a(), 53)],
+            ports(1, &[], &[53]),
+            plan(&["a"], &[], 0),
+        ),
+        (
+            "udp conflict is RESOURCE:PORTS_UDP",
+            vec![a(), b()],
+            ports(3, &[], &[53]),
+            plan(
+                &["a", "b"],
+                &[("a", reason::RESOURCE_PORTS_UDP), ("b", reason::RESOURCE_PORTS_UDP)],
+                1,
+            ),
+        ),
+        (
+            "tcp is checked before udp",
+            vec![a()],
+            ports(2, &[80], &[53]),
+            plan(&["a"], &[("a", reason::RESOURCE_PORTS)], 1),
+        ),
+        (
+            "draining instance skipped silently",
+            vec![draining(), c()],
+            req(1, 256, 256),
+            plan(&["c"], &[], 0),
+        ),
+        (
+            "draining instance reported nowhere even when nothing fits",
+            vec![draining(), inst("c", 0, 0)],
+            req(1, 256, 256),
+            plan(&[], &[("c", reason::RESOURCE_CPU)], 1),
+        ),
+        (
+            "disconnected agent: AGENT, and the task goes elsewhere",
+            vec![disconnected(), c()],
+            req(1, 256, 256),
+            plan(&["c"], &[], 0),
+        ),
+        (
+            "disconnected agent: AGENT reported when nothing fits",
+            vec![disconnected(), inst("c", 0, 0)],
+            req(1, 256, 256),
+            plan(&[], &[("b", reason::AGENT), ("c", reason::RESOURCE_CPU)], 1),
+        ),
+        (
+            "AGENT comes before resources",
+            vec![InstanceSnapshot { agent_connected: false, ..inst("a", 0, 0) }],
+            req(1, 256, 256),
+            plan(&[], &[("a", reason::AGENT)], 1),
+        ),
+        (
+            "required attribute missing: ATTRIBUTE",
+            vec![with_attrs(a(), &["ecs.capability.task-eni"])],
+            needs_attr(),
+            plan(&[], &[("a", reason::ATTRIBUTE)], 1),
+        ),
+        (
+            "attribute present on the second instance",
+            vec![
+                a(),
+                with_attrs(
+                    b(),
+                    &["ecs.capability.task-eni", "com.amazonaws.ecs.capability.ecr-auth"],
+                ),
+            ],
+            needs_attr(),
+            plan(&["b"], &[], 0),
+        ),
+        (
+            "ATTRIBUTE comes before resources",
+            vec![inst("a", 0, 0)],
+            needs_attr(),
+            plan(&[], &[("a", reason::ATTRIBUTE)], 1),
+        ),
+        (
+            "count 10 across 3 instances of 4, 3 and 3 slots",
+            vec![a(), inst("b", 768, 2048), inst("c", 1024, 768)],
+            req(10, 256, 256),
+            plan(&["a", "a", "a", "a", "b", "b", "b", "c", "c", "c"], &[], 0),
+        ),
+        (
+            "count 10 across 3 instances with room for 8",
+            vec![inst("a", 512, 4096), inst("b", 1024, 4096), inst("c", 512, 4096)],
+            req(10, 256, 256),
+            plan(
+                &["a", "a", "b", "b", "b", "b", "c", "c"],
+                &[
+                    ("a", reason::RESOURCE_CPU),
+                    ("b", reason::RESOURCE_CPU),
+                    ("c", reason::RESOURCE_CPU),
+                ],
+                2,
+            ),
+        ),
+        (
+            "each instance reports its own first reason",
+            vec![inst("a", 100, 4096), inst("b", 4096, 100), with_tcp(c(), 80)],
+            ports(1, &[80], &[]),
+            plan(
+                &[],
+                &[
+                    ("a", reason::RESOURCE_CPU),
+                    ("b", reason::RESOURCE_MEMORY),
+                    ("c", reason::RESOURCE_PORTS),
+                ],
+                1,
+            ),
+        ),
+        (
+            "duplicate ARNs in the snapshot are reported once",
+            vec![inst("a", 0, 0), inst("a", 0, 0)],
+            req(1, 1, 1),
+            plan(&[], &[("a", reason::RESOURCE_CPU)], 1),
+        ),
+    ];
+    for (name, instances, request, want) in cases {
+        assert_eq!(place(&instances, &request), Ok(want), "{name}");
+    }
+}
+
+#[test]
+fn no_active_instance_is_an_error() {
+    let draining = InstanceSnapshot { status: InstanceStatus::Draining, ..inst("a", 1024, 1024) };
+    let inactive = InstanceSnapshot { status: InstanceStatus::Inactive, ..inst("b", 1024, 1024) };
+    for (name, instances) in
+        [("empty cluster", vec![]), ("only draining and inactive", vec![draining, inactive])]
+    {
+        let err = place(&instances, &req(1, 1, 1)).unwrap_err();
+        assert_eq!(err, PlacementError::NoContainerInstances, "{name}");
+        assert_eq!(err.to_string(), "No Container Instances were found in your cluster.");
+    }
+    let disconnected = InstanceSnapshot { agent_connected: false, ..inst("a", 1024, 1024) };
+    assert_eq!(
+        place(&[disconnected], &req(1, 1, 1)),
+        Ok(plan(&[], &[("a", reason::AGENT)], 1)),
+        "an ACTIVE instance with a disconnected agent is found"
+    );
+}
+
+#[test]
+fn plan_serialises_for_recording() {
+    let p = place(&[inst("a", 256, 256)], &req(2, 256, 1)).unwrap();
+    assert_eq!(
+        serde_json::to_value(&p).unwrap(),
+        serde_json::json!({
+            "placements": [{"instanceArn": "a", "taskIndex": 0}],
+            "failures": [{"arn": "a", "reason": "RESOURCE:CPU"}],
+            "unplaced": 1
+        })
+    );
+    let r: PlacementRequest =
+        serde_json::from_value(serde_json::json!({"count": 1, "requirements": {
+            "cpu": 1, "memoryMib": 2, "hostPortsTcp": [], "hostPortsUdp": [], "requiredAttributes": []
+        }}))
+        .unwrap();
+    assert!(r.strategies.is_empty() && r.constraints.is_empty());
+}
+
+#[test]
+fn instance_status_strings() {
+    for s in [
+        InstanceStatus::Active,
+        InstanceStatus::Draining,
+        InstanceStatus::Registering,
+        InstanceStatus::Deregistering,
+        InstanceStatus::Inactive,
+    ] {
+        assert_eq!(s.as_str().parse::<InstanceStatus>(), Ok(s));
+        assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+    }
+    assert!("active".parse::<InstanceStatus>().is_err());
+}
