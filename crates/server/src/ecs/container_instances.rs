@@ -441,11 +441,13 @@ impl EcsService {
         input: ListContainerInstancesRequest,
     ) -> Result<ListContainerInstancesResponse, AwsError> {
         let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
-        if input.filter.as_deref().is_some_and(|f| !f.trim().is_empty()) {
-            return Err(ErrorCode::UnsupportedFeatureException.with(
-                "ListContainerInstances filter expressions (the cluster query language) arrive with Berth's placement engine; list without --filter for now.",
-            ));
-        }
+        let filter = match input.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+            Some(src) => Some(
+                berth_scheduler::wire::expression(src, "filter")
+                    .map_err(|e| error::invalid(e.to_string()))?,
+            ),
+            None => None,
+        };
         let prefix = keys::cluster_instances_prefix(&cluster);
         let page = Page::parse(input.max_results, input.next_token.as_deref(), 100, &prefix)?;
         let want = input.status.map(|s| s.as_str());
@@ -458,24 +460,30 @@ impl EcsService {
                 next_token: None,
             });
         }
-        let (keys_page, next) = match want {
-            None => page.keys(&*self.store, &prefix, false).await?,
-            Some(status) => {
-                // Filter by status within the cluster's instances (a cluster has few enough
-                // instances that this stays one short range read per page).
-                let all = self.cluster_instances(&cluster).await?;
-                let mut ks: Vec<String> = all
-                    .into_iter()
-                    .filter(|(r, _)| r.status == status)
-                    .map(|(r, _)| keys::container_instance(&cluster, &r.id))
-                    .filter(|k| page.after.as_ref().is_none_or(|a| k > a))
-                    .collect();
-                let more = ks.len() > page.limit;
-                ks.truncate(page.limit);
-                let token =
-                    if more { ks.last().map(|k| crate::pagination::token(k)) } else { None };
-                (ks, token)
+        let (keys_page, next) = if want.is_none() && filter.is_none() {
+            page.keys(&*self.store, &prefix, false).await?
+        } else {
+            // Filter within the cluster's instances: one range read, then the status and the
+            // expression (evaluated as the scheduler sees each instance) per instance.
+            let mut ks = Vec::new();
+            for (r, _) in self.cluster_instances(&cluster).await? {
+                let key = keys::container_instance(&cluster, &r.id);
+                if want.is_some_and(|w| r.status != w)
+                    || page.after.as_ref().is_some_and(|a| &key <= a)
+                {
+                    continue;
+                }
+                if let Some(f) = &filter
+                    && !f.eval(&self.snapshot(&r).await?)
+                {
+                    continue;
+                }
+                ks.push(key);
             }
+            let more = ks.len() > page.limit;
+            ks.truncate(page.limit);
+            let token = if more { ks.last().map(|k| crate::pagination::token(k)) } else { None };
+            (ks, token)
         };
         let arns = keys_page
             .iter()

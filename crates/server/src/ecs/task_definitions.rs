@@ -65,6 +65,12 @@ impl EcsService {
         input: RegisterTaskDefinitionRequest,
     ) -> Result<RegisterTaskDefinitionResponse, AwsError> {
         td_rules::validate(&input).map_err(error::model)?;
+        // The expressions are parsed now so that a malformed one fails here, pointing at the
+        // error, rather than at every later RunTask.
+        berth_scheduler::wire::task_definition_constraints(
+            input.placement_constraints.as_deref().unwrap_or(&[]),
+        )
+        .map_err(|e| error::invalid(e.to_string()))?;
         let tags = input.tags.clone().unwrap_or_default();
         tags::validate(&tags, "tags").map_err(error::model)?;
         let family = input.family.clone().unwrap_or_default();

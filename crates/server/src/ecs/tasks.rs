@@ -132,7 +132,10 @@ impl EcsService {
     }
 
     /// The scheduler's view of an instance.
-    async fn snapshot(&self, rec: &ContainerInstanceRecord) -> Result<InstanceSnapshot, AwsError> {
+    pub(super) async fn snapshot(
+        &self,
+        rec: &ContainerInstanceRecord,
+    ) -> Result<InstanceSnapshot, AwsError> {
         let mut tcp: BTreeSet<u16> = registered_ports(rec, "PORTS").into_iter().collect();
         tcp.extend(&rec.used_ports_tcp);
         let mut udp: BTreeSet<u16> = registered_ports(rec, "PORTS_UDP").into_iter().collect();
