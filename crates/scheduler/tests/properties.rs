@@ -23,6 +23,15 @@ fn ports() -> impl Strategy<Value = BTreeSet<u16>> {
     prop::collection::btree_set(8000u16..8006, 0..3)
 }
 
+/// An amount up to `max`: mostly a few round values, so that ties between instances and exact
+/// fits are common, sometimes anything.
+fn amount(max: i64) -> impl Strategy<Value = i64> {
+    prop_oneof![
+        3 => (0i64..=4).prop_map(move |k| k * max / 4),
+        1 => 0i64..max,
+    ]
+}
+
 fn status() -> impl Strategy<Value = InstanceStatus> {
     prop_oneof![
         6 => Just(InstanceStatus::Active),
@@ -51,7 +60,7 @@ const EXPRESSIONS: [&str; 8] = [
 
 fn instance(i: usize) -> impl Strategy<Value = InstanceSnapshot> {
     (
-        (status(), prop::bool::weighted(0.9), 0i64..4096, 0i64..8192, ports(), ports()),
+        (status(), prop::bool::weighted(0.9), amount(4096), amount(8192), ports(), ports()),
         (
             prop::collection::btree_set(prop::sample::select(&ATTRS[..]), 0..=3),
             prop::option::weighted(0.9, prop::sample::select(&AZS[..])),
@@ -108,7 +117,7 @@ fn constraint() -> impl Strategy<Value = Option<Constraint>> {
 
 fn request() -> impl Strategy<Value = PlacementRequest> {
     (
-        (0u32..=10, 0i64..1024, 0i64..2048, ports(), ports()),
+        (0u32..=10, amount(1024), amount(2048), ports(), ports()),
         prop::collection::btree_set(prop::sample::select(&ATTRS[..]), 0..=1),
         prop::sample::select(&GROUPS[..]),
         prop::collection::vec(constraint(), 0..3),
