@@ -34,6 +34,25 @@ pub fn cluster_tasks_by_status_prefix(cluster: &str, status: &str) -> String {
 pub fn cluster_services_prefix(cluster: &str) -> String {
     format!("ecs/services/{cluster}/")
 }
+/// `ecs/services/<cluster>/<name>`: an ACTIVE or DRAINING service.
+pub fn service(cluster: &str, name: &str) -> String {
+    format!("ecs/services/{cluster}/{name}")
+}
+/// `ecs/services-inactive/<cluster>/<name>`: a deleted service, still describable as INACTIVE
+/// until a new service takes its name.
+pub fn inactive_service(cluster: &str, name: &str) -> String {
+    format!("ecs/services-inactive/{cluster}/{name}")
+}
+/// `ecs/service-tasks/<cluster>/<service>/<task id>`: a task of the service, from placement
+/// until the service controller has accounted for its STOPPED state; the value is the id of
+/// its deployment.
+pub fn service_task(cluster: &str, service: &str, task_id: &str) -> String {
+    format!("ecs/service-tasks/{cluster}/{service}/{task_id}")
+}
+/// Prefix of [`service_task`] for one service.
+pub fn service_tasks_prefix(cluster: &str, service: &str) -> String {
+    format!("ecs/service-tasks/{cluster}/{service}/")
+}
 
 /// Prefix of every task definition revision.
 pub const TASK_DEFINITIONS: &str = "ecs/taskdefs/";

@@ -40,4 +40,6 @@ impl ModelError {
 pub mod keys;
 pub mod lifecycle;
 pub mod records;
+pub mod service;
+pub mod service_rules;
 pub mod tags;

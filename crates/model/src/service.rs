@@ -1,0 +1,212 @@
+//! Services as the store keeps them: the service's configuration (the wire `Service` shape,
+//! without what is derived), its deployments and its events.
+//!
+//! Invariants:
+//! * `deployments` is newest first; `deployments[0]` is the PRIMARY one (the task definition
+//!   the service converges to), every other one is ACTIVE (old tasks still draining). A
+//!   deployment becomes INACTIVE when it has no task left and moves to `past_deployments`.
+//! * One writer: the API writes configuration (CreateService, UpdateService, DeleteService)
+//!   and adds deployments; the service controller writes counts, rollout states, events and
+//!   retires deployments. Both go through compare-and-set on the record.
+//! * A service's tasks carry `group = service:NAME` and `startedBy = <deployment id>`, and an
+//!   index key ([`crate::keys::service_task`]) from placement until the controller has
+//!   accounted for their STOPPED state.
+
+use berth_wire::ecs::{Deployment, DeploymentRolloutState, LaunchType, Service, ServiceEvent};
+use serde::{Deserialize, Serialize};
+
+/// Events kept per service (ECS shows the last 100).
+pub const MAX_EVENTS: usize = 100;
+/// Ended deployments kept per service for ListServiceDeployments.
+pub const MAX_PAST_DEPLOYMENTS: usize = 50;
+
+/// `ecs/services/<cluster>/<name>` (ACTIVE, DRAINING) or
+/// `ecs/services-inactive/<cluster>/<name>` (deleted, still describable).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRecord {
+    pub name: String,
+    pub cluster: String,
+    /// The service as DescribeServices shows it, minus `deployments`, `events`, the counts
+    /// and `tags` (rendered from the fields below at read time).
+    pub service: Service,
+    /// Newest first; `[0]` is PRIMARY.
+    pub deployments: Vec<DeploymentRecord>,
+    /// Ended deployments, newest first, at most [`MAX_PAST_DEPLOYMENTS`].
+    #[serde(default)]
+    pub past_deployments: Vec<DeploymentRecord>,
+    /// Newest first, at most [`MAX_EVENTS`].
+    #[serde(default)]
+    pub events: Vec<ServiceEvent>,
+    #[serde(default)]
+    pub tags: Vec<berth_wire::ecs::Tag>,
+    /// The CreateService client token, for idempotency.
+    #[serde(default)]
+    pub client_token: Option<String>,
+    /// When "has reached a steady state" was last announced (epoch seconds); cleared when the
+    /// service leaves its steady state.
+    #[serde(default)]
+    pub steady_since: Option<f64>,
+    /// Counter behind event ids.
+    #[serde(default)]
+    pub event_seq: u64,
+    /// Bumped on every write.
+    pub version: u64,
+}
+
+/// One deployment: a task definition the service runs tasks of, with its progress.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentRecord {
+    /// `ecs-svc/<19 digits>`; also the `startedBy` of its tasks.
+    pub id: String,
+    pub task_definition: String,
+    /// PRIMARY, ACTIVE or INACTIVE.
+    pub status: String,
+    pub rollout_state: DeploymentRolloutState,
+    pub rollout_state_reason: String,
+    pub launch_type: Option<LaunchType>,
+    /// Tasks this deployment should run now (the service's desired count for PRIMARY, 0 for
+    /// the others).
+    pub desired_count: i32,
+    pub pending_count: i32,
+    pub running_count: i32,
+    /// Tasks that stopped before becoming healthy (the circuit breaker's count).
+    pub failed_tasks: i32,
+    /// Epoch seconds.
+    pub created_at: f64,
+    pub updated_at: f64,
+    /// When it reached COMPLETED, FAILED or was superseded (epoch seconds).
+    #[serde(default)]
+    pub finished_at: Option<f64>,
+    /// Tasks that stopped in a row before becoming healthy; reset by a healthy task. Drives
+    /// the launch delay.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// No task of this deployment is launched before this time (epoch seconds).
+    #[serde(default)]
+    pub next_launch_at: f64,
+    /// For a rollback: the deployment it rolled back from.
+    #[serde(default)]
+    pub rollback_from: Option<String>,
+    /// Whether the deployment ever reached COMPLETED (rollbacks go to the newest such one).
+    #[serde(default)]
+    pub completed: bool,
+}
+
+impl DeploymentRecord {
+    /// A new deployment of `task_definition`, IN_PROGRESS.
+    pub fn new(
+        id: String,
+        task_definition: String,
+        launch_type: Option<LaunchType>,
+        desired_count: i32,
+        now: f64,
+    ) -> Self {
+        Self {
+            id,
+            task_definition,
+            status: "PRIMARY".into(),
+            rollout_state: DeploymentRolloutState::InProgress,
+            rollout_state_reason: "ECS deployment ecs-svc in progress.".into(),
+            launch_type,
+            desired_count,
+            pending_count: 0,
+            running_count: 0,
+            failed_tasks: 0,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            consecutive_failures: 0,
+            next_launch_at: 0.0,
+            rollback_from: None,
+            completed: false,
+        }
+    }
+
+    /// The wire shape.
+    pub fn to_wire(&self) -> Deployment {
+        Deployment {
+            id: Some(self.id.clone()),
+            status: Some(self.status.clone()),
+            task_definition: Some(self.task_definition.clone()),
+            desired_count: Some(self.desired_count),
+            pending_count: Some(self.pending_count),
+            running_count: Some(self.running_count),
+            failed_tasks: Some(self.failed_tasks),
+            created_at: Some(self.created_at),
+            updated_at: Some(self.updated_at),
+            launch_type: self.launch_type,
+            rollout_state: Some(self.rollout_state),
+            rollout_state_reason: Some(self.rollout_state_reason.clone()),
+            ..Default::default()
+        }
+    }
+}
+
+/// A new deployment id, `ecs-svc/` and 19 digits, as ECS spells them.
+pub fn new_deployment_id() -> String {
+    let n = uuid::Uuid::new_v4().as_u64_pair().0 % 9_000_000_000_000_000_000 + 1_000_000_000_000_000_000;
+    format!("ecs-svc/{n}")
+}
+
+/// The task group of a service's tasks.
+pub fn task_group(service: &str) -> String {
+    format!("service:{service}")
+}
+
+/// The circuit breaker's failure threshold for `desired` tasks: half the desired count,
+/// rounded up, at least 3 and at most 200 (ECS's rolling update documentation).
+pub fn failure_threshold(desired: i32) -> i32 {
+    ((desired.max(0) + 1) / 2).clamp(3, 200)
+}
+
+/// The fewest healthy tasks a deployment keeps: `ceil(desired x min% / 100)`.
+pub fn minimum_healthy(desired: i32, minimum_healthy_percent: i32) -> i32 {
+    let d = i64::from(desired.max(0));
+    let p = i64::from(minimum_healthy_percent.clamp(0, 100));
+    ((d * p + 99) / 100) as i32
+}
+
+/// The most tasks a deployment may run at once: `floor(desired x max% / 100)`.
+pub fn maximum_tasks(desired: i32, maximum_percent: i32) -> i32 {
+    (i64::from(desired.max(0)) * i64::from(maximum_percent.max(0)) / 100) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rolling_update_arithmetic() {
+        // (desired, min%, max%) -> (minimum healthy, maximum tasks), ECS's rounding.
+        let cases = [
+            (4, 50, 200, 2, 8),
+            (3, 50, 200, 2, 6),
+            (3, 100, 150, 3, 4),
+            (1, 50, 150, 1, 1),
+            (0, 100, 200, 0, 0),
+            (10, 0, 100, 0, 10),
+            (5, 33, 133, 2, 6),
+        ];
+        for (d, min, max, want_min, want_max) in cases {
+            assert_eq!(minimum_healthy(d, min), want_min, "{d} {min}");
+            assert_eq!(maximum_tasks(d, max), want_max, "{d} {max}");
+        }
+    }
+
+    #[test]
+    fn circuit_breaker_threshold() {
+        for (d, t) in [(0, 3), (1, 3), (5, 3), (6, 3), (7, 4), (10, 5), (399, 200), (1000, 200)] {
+            assert_eq!(failure_threshold(d), t, "{d}");
+        }
+    }
+
+    #[test]
+    fn deployment_ids_look_like_ecs() {
+        let id = new_deployment_id();
+        let digits = id.strip_prefix("ecs-svc/").unwrap();
+        assert_eq!(digits.len(), 19);
+        assert!(digits.chars().all(|c| c.is_ascii_digit()));
+    }
+}
