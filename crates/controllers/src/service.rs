@@ -480,35 +480,51 @@ pub fn reconcile(input: &Input<'_>) -> Decision {
     }
     if rolled_back {
         let failed_id = d.deployments[0].id.clone();
-        let target = d.deployments[1..]
-            .iter()
-            .chain(input.past_deployments)
-            .find(|dep| dep.completed)
-            .cloned();
-        match target {
-            Some(t) => {
-                let mut back = DeploymentRecord::new(
-                    berth_model::service::new_deployment_id(),
-                    t.task_definition.clone(),
-                    t.launch_type,
-                    desired,
-                    now,
-                );
-                back.rollout_state_reason =
-                    format!("ECS deployment circuit breaker: rolling back to deploymentId {}.", t.id);
-                back.rollback_from = Some(failed_id.clone());
-                d.events.push(format!(
-                    "(service {name}) (deployment {}) rolling back to deployment {} (task definition {}).",
-                    failed_id, t.id, t.task_definition
-                ));
-                d.task_definition = Some(t.task_definition.clone());
-                d.deployments[0].status = "ACTIVE".into();
-                d.deployments[0].desired_count = primary_count;
-                d.deployments.insert(0, back);
-            }
-            None => d.events.push(format!(
+        let reason = |to: &str| {
+            format!("ECS deployment circuit breaker: rolling back to deploymentId {to}.")
+        };
+        let failed_count = primary_count;
+        // The last COMPLETED deployment: still ACTIVE with tasks (it becomes PRIMARY again,
+        // keeping them), or ended (a new deployment of its task definition starts).
+        if let Some(i) = (1..d.deployments.len()).find(|&i| d.deployments[i].completed) {
+            let mut back = d.deployments.remove(i);
+            back.status = "PRIMARY".into();
+            back.rollout_state = DeploymentRolloutState::InProgress;
+            back.rollout_state_reason = reason(&back.id);
+            back.rollback_from = Some(failed_id.clone());
+            back.desired_count = desired;
+            back.finished_at = None;
+            back.updated_at = now;
+            d.events.push(format!(
+                "(service {name}) (deployment {failed_id}) rolling back to deployment {} (task definition {}).",
+                back.id, back.task_definition
+            ));
+            d.task_definition = Some(back.task_definition.clone());
+            d.deployments[0].status = "ACTIVE".into();
+            d.deployments[0].desired_count = failed_count;
+            d.deployments.insert(0, back);
+        } else if let Some(t) = input.past_deployments.iter().find(|dep| dep.completed) {
+            let mut back = DeploymentRecord::new(
+                berth_model::service::new_deployment_id(),
+                t.task_definition.clone(),
+                t.launch_type,
+                desired,
+                now,
+            );
+            back.rollout_state_reason = reason(&t.id);
+            back.rollback_from = Some(failed_id.clone());
+            d.events.push(format!(
+                "(service {name}) (deployment {failed_id}) rolling back to deployment {} (task definition {}).",
+                t.id, t.task_definition
+            ));
+            d.task_definition = Some(t.task_definition.clone());
+            d.deployments[0].status = "ACTIVE".into();
+            d.deployments[0].desired_count = failed_count;
+            d.deployments.insert(0, back);
+        } else {
+            d.events.push(format!(
                 "(service {name}) (deployment {failed_id}) can't roll back: the service has no completed deployment to return to."
-            )),
+            ));
         }
     } else {
         let p = &mut d.deployments[0];

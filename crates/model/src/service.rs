@@ -30,6 +30,8 @@ pub struct ServiceRecord {
     /// The service as DescribeServices shows it, minus `deployments`, `events`, the counts
     /// and `tags` (rendered from the fields below at read time).
     pub service: Service,
+    /// The settings the controller works from, defaults filled in.
+    pub settings: crate::service_rules::ServiceSettings,
     /// Newest first; `[0]` is PRIMARY.
     pub deployments: Vec<DeploymentRecord>,
     /// Ended deployments, newest first, at most [`MAX_PAST_DEPLOYMENTS`].
@@ -52,6 +54,17 @@ pub struct ServiceRecord {
     pub event_seq: u64,
     /// Bumped on every write.
     pub version: u64,
+}
+
+/// The value of a [`crate::keys::service_task`] index entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceTaskIndex {
+    /// The deployment the task belongs to.
+    pub deployment: String,
+    /// The controller has seen it healthy (so its stopping is no deployment failure).
+    #[serde(default)]
+    pub healthy: bool,
 }
 
 /// One deployment: a task definition the service runs tasks of, with its progress.
@@ -146,7 +159,8 @@ impl DeploymentRecord {
 
 /// A new deployment id, `ecs-svc/` and 19 digits, as ECS spells them.
 pub fn new_deployment_id() -> String {
-    let n = uuid::Uuid::new_v4().as_u64_pair().0 % 9_000_000_000_000_000_000 + 1_000_000_000_000_000_000;
+    let n = uuid::Uuid::new_v4().as_u64_pair().0 % 9_000_000_000_000_000_000
+        + 1_000_000_000_000_000_000;
     format!("ecs-svc/{n}")
 }
 

@@ -48,6 +48,12 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// An instance whose agent has not polled for this long shows `agentConnected: false`.
     pub agent_timeout: std::time::Duration,
+    /// After this long without a heartbeat, an instance's service tasks are replaced elsewhere
+    /// (ECS never does).
+    pub instance_lost_after: std::time::Duration,
+    /// A service task without container health checks counts as healthy after running this
+    /// long (ECS: 40 seconds).
+    pub service_settle: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -61,6 +67,8 @@ impl ServerConfig {
             max_clock_skew: time::Duration::minutes(5),
             max_body_bytes: 1024 * 1024,
             agent_timeout: std::time::Duration::from_secs(45),
+            instance_lost_after: std::time::Duration::from_secs(120),
+            service_settle: std::time::Duration::from_secs(40),
         }
     }
 }
@@ -128,7 +136,9 @@ impl Server {
                 &config.account_id,
                 config.max_clock_skew,
             ),
-            ecs: ecs::EcsService::new(store, clock, scope).with_agent_timeout(config.agent_timeout),
+            ecs: ecs::EcsService::new(store, clock, scope)
+                .with_agent_timeout(config.agent_timeout)
+                .with_service_timing(config.instance_lost_after, config.service_settle),
             max_body_bytes: config.max_body_bytes,
         });
         let listener = TcpListener::bind(config.listen)
@@ -160,8 +170,14 @@ impl Server {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let app = self.app.clone();
+        let controller = tokio::spawn(async move { app.ecs.run_service_controller(stop_rx).await });
         let router = protocol::router(self.app);
-        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await
+        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
+        let _ = stop_tx.send(true);
+        let _ = controller.await;
+        served
     }
 }
 

@@ -29,6 +29,14 @@ pub struct Args {
     /// An instance whose agent has been silent this long shows agentConnected=false.
     #[arg(long, default_value_t = 45)]
     pub agent_timeout_secs: u64,
+    /// After this many seconds without a heartbeat, a container instance's service tasks are
+    /// replaced on other instances (ECS never replaces them); they are stopped if it returns.
+    #[arg(long, default_value_t = 120)]
+    pub instance_lost_after_secs: u64,
+    /// A service task without container health checks counts as healthy after running this
+    /// many seconds (ECS waits 40).
+    #[arg(long, default_value_t = 40)]
+    pub service_settle_secs: u64,
 }
 
 pub fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -51,6 +59,8 @@ impl Args {
         config.account_id = self.account_id.clone();
         config.max_clock_skew = time_secs(self.max_clock_skew_secs);
         config.agent_timeout = std::time::Duration::from_secs(self.agent_timeout_secs);
+        config.instance_lost_after = std::time::Duration::from_secs(self.instance_lost_after_secs);
+        config.service_settle = std::time::Duration::from_secs(self.service_settle_secs);
         Ok(config)
     }
 }

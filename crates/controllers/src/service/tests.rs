@@ -327,6 +327,11 @@ fn the_circuit_breaker_fails_the_deployment_and_rolls_back() {
     assert_eq!(w.primary().rollback_from.as_deref(), Some(failed.id.as_str()));
     assert!(w.events.iter().any(|e| e.contains("rolling back to deployment ecs-svc/1")));
     assert_eq!(w.running("td:1"), 4);
+    assert_eq!(w.primary().id, "ecs-svc/1", "the completed deployment is PRIMARY again");
+    assert!(
+        w.tasks.iter().all(|t| t.deployment == "ecs-svc/1"),
+        "its tasks kept running: none was replaced"
+    );
     assert!(w.min_healthy_seen >= 4, "the old tasks kept serving throughout");
     assert!(w.events.iter().any(|e| e.contains("deployment failed: tasks failed to start.")));
 }

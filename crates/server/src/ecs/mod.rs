@@ -11,12 +11,16 @@
 //!   PutAttributes, ListAttributes, DeleteAttributes.
 //! * `tasks.rs`: RunTask, StartTask, StopTask, DescribeTasks, ListTasks,
 //!   SubmitTaskStateChange, SubmitContainerStateChange, and the agent channel (poll, report).
+//! * `services.rs`: CreateService, UpdateService, DeleteService, DescribeServices,
+//!   ListServices; `service_controller.rs` runs the service scheduler over them.
 //!
 //! Every other operation of the model answers `UnsupportedFeatureException` naming it (the
 //! generated trait's default).
 
 mod clusters;
 mod container_instances;
+mod service_controller;
+mod services;
 mod tags;
 mod task_definitions;
 mod tasks;
@@ -51,6 +55,12 @@ pub struct EcsService {
     agent_timeout_secs: f64,
     /// How often agents are told to poll at the latest.
     agent_heartbeat_secs: u32,
+    /// After this long without a heartbeat, an instance's service tasks are replaced.
+    instance_lost_after_secs: f64,
+    /// How long a service task without health checks must run to count as healthy.
+    service_settle_secs: f64,
+    /// Wakes the service controller after an API change.
+    services_wake: tokio::sync::Notify,
 }
 
 /// Number of lock stripes.
@@ -59,7 +69,29 @@ const STRIPES: usize = 64;
 impl EcsService {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, scope: Scope) -> Self {
         let stripes = (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
-        Self { store, clock, scope, stripes, agent_timeout_secs: 45.0, agent_heartbeat_secs: 15 }
+        Self {
+            store,
+            clock,
+            scope,
+            stripes,
+            agent_timeout_secs: 45.0,
+            agent_heartbeat_secs: 15,
+            instance_lost_after_secs: 120.0,
+            service_settle_secs: 40.0,
+            services_wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Sets when a silent instance's service tasks are replaced, and how long a service task
+    /// without health checks must run to count as healthy.
+    pub fn with_service_timing(
+        mut self,
+        instance_lost_after: std::time::Duration,
+        settle: std::time::Duration,
+    ) -> Self {
+        self.instance_lost_after_secs = instance_lost_after.as_secs_f64();
+        self.service_settle_secs = settle.as_secs_f64();
+        self
     }
 
     /// Sets how long an agent may stay silent before its instance shows disconnected, and
@@ -277,6 +309,41 @@ impl Api for EcsService {
         input: DescribeTasksRequest,
     ) -> Result<DescribeTasksResponse, AwsError> {
         self.describe_tasks_op(input).await
+    }
+    async fn create_service(
+        &self,
+        ctx: &RequestContext,
+        input: CreateServiceRequest,
+    ) -> Result<CreateServiceResponse, AwsError> {
+        self.create_service_op(ctx, input).await
+    }
+    async fn update_service(
+        &self,
+        _ctx: &RequestContext,
+        input: UpdateServiceRequest,
+    ) -> Result<UpdateServiceResponse, AwsError> {
+        self.update_service_op(input).await
+    }
+    async fn delete_service(
+        &self,
+        _ctx: &RequestContext,
+        input: DeleteServiceRequest,
+    ) -> Result<DeleteServiceResponse, AwsError> {
+        self.delete_service_op(input).await
+    }
+    async fn describe_services(
+        &self,
+        _ctx: &RequestContext,
+        input: DescribeServicesRequest,
+    ) -> Result<DescribeServicesResponse, AwsError> {
+        self.describe_services_op(input).await
+    }
+    async fn list_services(
+        &self,
+        _ctx: &RequestContext,
+        input: ListServicesRequest,
+    ) -> Result<ListServicesResponse, AwsError> {
+        self.list_services_op(input).await
     }
     async fn list_tasks(
         &self,

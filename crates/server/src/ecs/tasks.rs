@@ -69,7 +69,7 @@ struct Planned {
 
 impl EcsService {
     /// The task definition a RunTask/StartTask names, refusing what Berth cannot run.
-    async fn runnable_task_definition(
+    pub(super) async fn runnable_task_definition(
         &self,
         given: &str,
     ) -> Result<TaskDefinitionRecord, AwsError> {
@@ -309,6 +309,7 @@ impl EcsService {
             l.started_by,
             l.tags,
             client_token,
+            None,
         )
         .await
     }
@@ -316,7 +317,7 @@ impl EcsService {
     /// Places `count` tasks on the cluster (or only on `only`, for StartTask), committing the
     /// plan with compare-and-set; returns the tasks started and the failures.
     #[allow(clippy::too_many_arguments)]
-    async fn place_and_commit(
+    pub(super) async fn place_and_commit(
         &self,
         cluster: &str,
         td: &TaskDefinition,
@@ -326,6 +327,7 @@ impl EcsService {
         started_by: Option<&str>,
         task_tags: &[Tag],
         client_token: Option<&str>,
+        service: Option<&str>,
     ) -> Result<(Vec<Task>, Vec<Failure>), AwsError> {
         let req = &request.requirements;
         let group = request.group.as_str();
@@ -431,6 +433,13 @@ impl EcsService {
                     .put(keys::task_by_status(cluster, "PENDING", &r.id), Vec::new())
                     .put(keys::task_by_desired(cluster, "RUNNING", &r.id), Vec::new())
                     .put(keys::instance_task(&r.instance_id, &r.id), b"PENDING".to_vec());
+                if let Some(svc) = service {
+                    let idx = berth_model::service::ServiceTaskIndex {
+                        deployment: started_by.unwrap_or_default().to_string(),
+                        healthy: false,
+                    };
+                    txn = txn.put(keys::service_task(cluster, svc, &r.id), records::encode(&idx));
+                }
             }
             if let Some(token) = client_token {
                 let arns: Vec<String> =
@@ -570,7 +579,7 @@ impl EcsService {
 
     /// Read-modify-write of one task with compare-and-set, keeping every index and the
     /// instance's reserved resources in step with the task's statuses.
-    async fn update_task(
+    pub(super) async fn update_task(
         &self,
         cluster: &str,
         task_id: &str,

@@ -1,0 +1,551 @@
+//! The service controller's executor: reads each service's snapshot from the store, asks
+//! `berth_controllers::service::reconcile` (pure) what to do, does it, and records the
+//! outcome. One pass over every service runs after every store commit (coalesced) and at
+//! least once a second, so time-based rules (health grace, settle time, launch delays, lost
+//! instances) fire without a commit.
+//!
+//! Order within a service's pass: stop tasks, start tasks (each placement is its own
+//! compare-and-set transaction, writing the service's task index), then one compare-and-set
+//! on the service record that stores deployments, counts, events and drops the index entries
+//! of the STOPPED tasks just accounted for. If that last write loses to an UpdateService,
+//! only the events are kept and the next pass recomputes the rest from the store: a task
+//! already started is found through the index, so nothing is started twice.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use berth_controllers::service::{
+    self as ctl, Config, Decision, Health, InstanceView, StopWhy, TaskView,
+};
+use berth_model::arn::TaskDefinitionRef;
+use berth_model::keys;
+use berth_model::lifecycle::TaskStatus;
+use berth_model::records::{ContainerInstanceRecord, TaskDefinitionRecord, TaskRecord};
+use berth_model::service::{MAX_EVENTS, MAX_PAST_DEPLOYMENTS, ServiceRecord, ServiceTaskIndex};
+use berth_scheduler::{Constraint, InstanceSnapshot, PlacementRequest, SpreadField, Strategy};
+use berth_store::{Range, Txn};
+use berth_wire::AwsError;
+use berth_wire::ecs::*;
+
+use super::EcsService;
+use crate::error;
+use crate::records::{self, CAS_ATTEMPTS};
+
+/// A placement failure event is not repeated within this many seconds.
+const PLACEMENT_EVENT_QUIET_SECS: f64 = 60.0;
+
+/// A cluster's instances as one pass sees them.
+struct ClusterView {
+    instances: Vec<(ContainerInstanceRecord, InstanceSnapshot, f64)>,
+}
+
+impl EcsService {
+    /// Runs service passes until `stop` changes.
+    pub async fn run_service_controller(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut commits = self.store.watch();
+        loop {
+            if let Err(e) = self.service_pass().await {
+                tracing::warn!(error = %e.message, "service controller pass failed; retrying");
+            }
+            tokio::select! {
+                _ = commits.changed() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = self.services_wake.notified() => {}
+                _ = stop.changed() => return,
+            }
+            // Let a burst of commits settle into one pass.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Wakes the controller (after an API change to a service).
+    pub(super) fn services_changed(&self) {
+        self.services_wake.notify_one();
+    }
+
+    /// One pass over every service of every cluster.
+    pub(super) async fn service_pass(&self) -> Result<(), AwsError> {
+        let clusters =
+            self.store.range(Range::prefix(keys::CLUSTERS)).await.map_err(error::store)?;
+        for c in clusters {
+            let Some(cluster) = c.key.strip_prefix(keys::CLUSTERS) else { continue };
+            let services = self
+                .store
+                .range(Range::prefix(&keys::cluster_services_prefix(cluster)))
+                .await
+                .map_err(error::store)?;
+            if services.is_empty() {
+                continue;
+            }
+            let view = self.cluster_view(cluster).await?;
+            for s in services {
+                let rec: ServiceRecord =
+                    serde_json::from_slice(&s.value).map_err(|e| error::corrupt(&s.key, e))?;
+                if let Err(e) = self.reconcile_service(cluster, rec, s.mod_revision, &view).await {
+                    tracing::warn!(cluster, service = %s.key, error = %e.message, "service pass failed");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn cluster_view(&self, cluster: &str) -> Result<ClusterView, AwsError> {
+        let mut instances = Vec::new();
+        for (rec, _) in self.cluster_instances(cluster).await? {
+            let snap = self.snapshot(&rec).await?;
+            let silent = match records::get::<berth_model::records::HeartbeatRecord>(
+                &*self.store,
+                &keys::instance_heartbeat(&rec.id),
+            )
+            .await?
+            {
+                Some((h, _)) => (self.now() - h.last_seen).max(0.0),
+                None => (self.now() - rec.registered_at).max(0.0),
+            };
+            instances.push((rec, snap, silent));
+        }
+        Ok(ClusterView { instances })
+    }
+
+    /// A task definition revision by ARN, whatever its status (a service keeps running the
+    /// revision it was given even after it is deregistered, as ECS does).
+    async fn task_definition_by_arn(&self, arn: &str) -> Result<TaskDefinition, AwsError> {
+        let r =
+            TaskDefinitionRef::parse(&self.scope, arn, "taskDefinition").map_err(error::model)?;
+        let TaskDefinitionRef::Revision { family, revision } = r else {
+            return Ok(self.runnable_task_definition(arn).await?.task_definition);
+        };
+        records::get::<TaskDefinitionRecord>(
+            &*self.store,
+            &keys::task_definition(&family, revision),
+        )
+        .await?
+        .map(|(r, _)| r.task_definition)
+        .ok_or_else(|| error::client(format!("Unable to find the task definition {arn}.")))
+    }
+
+    async fn reconcile_service(
+        &self,
+        cluster: &str,
+        rec: ServiceRecord,
+        rev: u64,
+        view: &ClusterView,
+    ) -> Result<(), AwsError> {
+        let now = self.now();
+        let name = rec.name.clone();
+        let deleting = rec.service.status.as_deref() == Some("DRAINING");
+        // The service's tasks, through its index.
+        let index = self
+            .store
+            .range(Range::prefix(&keys::service_tasks_prefix(cluster, &name)))
+            .await
+            .map_err(error::store)?;
+        let mut tasks = Vec::with_capacity(index.len());
+        for e in &index {
+            let Some(task_id) = e.key.rsplit('/').next() else { continue };
+            let idx: ServiceTaskIndex =
+                serde_json::from_slice(&e.value).map_err(|err| error::corrupt(&e.key, err))?;
+            let rec =
+                records::get::<TaskRecord>(&*self.store, &keys::task(cluster, task_id)).await?;
+            tasks.push(task_view(task_id, &idx, rec.map(|(t, _)| t)));
+        }
+        // Constraints for DAEMON eligibility: the service's and its task definition's.
+        let primary_td = match rec.deployments.first() {
+            Some(d) => Some(self.task_definition_by_arn(&d.task_definition).await?),
+            None => None,
+        };
+        let constraints = berth_scheduler::wire::constraints(
+            rec.service.placement_constraints.as_deref().unwrap_or(&[]),
+            primary_td.as_ref().and_then(|t| t.placement_constraints.as_deref()).unwrap_or(&[]),
+        )
+        .unwrap_or_default();
+        let instances: Vec<InstanceView> = view
+            .instances
+            .iter()
+            .map(|(r, snap, silent)| {
+                let lost = *silent > self.instance_lost_after_secs;
+                let active = r.status == "ACTIVE";
+                let meets = constraints.iter().all(|c| match c {
+                    Constraint::MemberOf { expression } => expression.eval(snap),
+                    Constraint::DistinctInstance => true,
+                });
+                InstanceView {
+                    id: r.id.clone(),
+                    active,
+                    lost,
+                    silent_secs: *silent,
+                    daemon_eligible: active && !lost && meets,
+                }
+            })
+            .collect();
+        let s = &rec.settings;
+        let config = Config {
+            name: name.clone(),
+            daemon: s.daemon,
+            desired_count: s.desired_count,
+            minimum_healthy_percent: s.minimum_healthy_percent,
+            maximum_percent: s.maximum_percent,
+            circuit_breaker: s.circuit_breaker,
+            rollback: s.rollback,
+            health_check_grace_period_secs: f64::from(s.health_check_grace_period_seconds),
+            deleting,
+        };
+        let decision = ctl::reconcile(&ctl::Input {
+            config: &config,
+            deployments: &rec.deployments,
+            past_deployments: &rec.past_deployments,
+            tasks: &tasks,
+            instances: &instances,
+            steady_since: rec.steady_since,
+            now,
+            settle_secs: self.service_settle_secs,
+        });
+        let mut events = decision.events.clone();
+        self.execute_stops(cluster, &name, &decision, &mut events).await?;
+        self.execute_starts(cluster, &rec, &decision, view, &mut events).await?;
+        self.commit_service(cluster, &rec, rev, &decision, events, now).await
+    }
+
+    async fn execute_stops(
+        &self,
+        cluster: &str,
+        name: &str,
+        d: &Decision,
+        events: &mut Vec<String>,
+    ) -> Result<(), AwsError> {
+        if d.stop.is_empty() {
+            return Ok(());
+        }
+        let now = self.now();
+        let mut stopped = Vec::new();
+        let mut lost: BTreeMap<(String, u64), Vec<String>> = BTreeMap::new();
+        for (task_id, why) in &d.stop {
+            let reason = match why {
+                StopWhy::Scaling { deployment } => {
+                    format!("Scaling activity initiated by (deployment {deployment})")
+                }
+                StopWhy::Unhealthy => "Task failed container health checks".to_string(),
+                StopWhy::Draining => format!(
+                    "Service {name}: container instance is DRAINING; the task is replaced elsewhere"
+                ),
+                StopWhy::InstanceLost { instance, silent_secs } => format!(
+                    "Service {name}: container instance {instance} lost (agent silent for {silent_secs} s); the task is replaced elsewhere"
+                ),
+            };
+            let done = self
+                .update_task(cluster, task_id, |t| {
+                    if t.task.desired_status.as_deref() != Some("STOPPED") {
+                        t.task.desired_status = Some("STOPPED".into());
+                        t.task.stop_code = Some(TaskStopCode::ServiceSchedulerInitiated);
+                        t.task.stopped_reason = Some(reason.clone());
+                        t.task.stopping_at = Some(now);
+                    }
+                    Ok(())
+                })
+                .await?;
+            if done.is_some() {
+                match why {
+                    StopWhy::InstanceLost { instance, silent_secs } => lost
+                        .entry((instance.clone(), *silent_secs))
+                        .or_default()
+                        .push(format!("(task {task_id})")),
+                    _ => stopped.push(format!("(task {task_id})")),
+                }
+            }
+        }
+        if !stopped.is_empty() {
+            events.push(format!(
+                "(service {name}) has stopped {} running tasks: {}.",
+                stopped.len(),
+                stopped.join(" ")
+            ));
+        }
+        for ((instance, secs), ts) in lost {
+            events.push(format!(
+                "(service {name}) has stopped {} tasks on container instance {instance}, whose agent has been silent for {secs} seconds, to replace them elsewhere: {}.",
+                ts.len(),
+                ts.join(" ")
+            ));
+        }
+        Ok(())
+    }
+
+    async fn execute_starts(
+        &self,
+        cluster: &str,
+        rec: &ServiceRecord,
+        d: &Decision,
+        view: &ClusterView,
+        events: &mut Vec<String>,
+    ) -> Result<(), AwsError> {
+        let name = &rec.name;
+        let mut started = Vec::new();
+        for s in &d.start {
+            let td_arn = d
+                .deployments
+                .iter()
+                .find(|dep| dep.id == s.deployment)
+                .map(|dep| dep.task_definition.clone())
+                .unwrap_or_default();
+            let td = self.task_definition_by_arn(&td_arn).await?;
+            let constraints = berth_scheduler::wire::constraints(
+                rec.service.placement_constraints.as_deref().unwrap_or(&[]),
+                td.placement_constraints.as_deref().unwrap_or(&[]),
+            )
+            .map_err(|e| error::invalid(e.to_string()))?;
+            let mut strategies = berth_scheduler::wire::strategies(
+                rec.service.placement_strategy.as_deref().unwrap_or(&[]),
+            )
+            .map_err(|e| error::invalid(e.to_string()))?;
+            if strategies.is_empty() && s.instance.is_none() {
+                // ECS's default for services: balanced across Availability Zones, then
+                // across instances.
+                strategies = vec![
+                    Strategy::Spread(SpreadField::Attribute("ecs.availability-zone".into())),
+                    Strategy::Spread(SpreadField::InstanceId),
+                ];
+            }
+            let request = PlacementRequest {
+                count: s.count,
+                requirements: berth_scheduler::task_requirements(&td, None),
+                group: berth_model::service::task_group(name),
+                constraints: if s.instance.is_some() { vec![] } else { constraints },
+                strategies,
+                seed: uuid::Uuid::new_v4().as_u64_pair().0,
+            };
+            let only: Option<Vec<String>> = s.instance.as_ref().and_then(|id| {
+                view.instances
+                    .iter()
+                    .find(|(r, _, _)| &r.id == id)
+                    .map(|(r, _, _)| vec![r.arn.clone()])
+            });
+            let tags = if rec.service.propagate_tags == Some(PropagateTags::Service) {
+                rec.tags.clone()
+            } else if rec.service.propagate_tags == Some(PropagateTags::TaskDefinition) {
+                match (td.family.as_deref(), td.revision) {
+                    (Some(f), Some(r)) => {
+                        self.task_definition_tags(f, r).await?.unwrap_or_default()
+                    }
+                    _ => vec![],
+                }
+            } else {
+                vec![]
+            };
+            let placed = self
+                .place_and_commit(
+                    cluster,
+                    &td,
+                    None,
+                    &request,
+                    only.as_deref(),
+                    Some(&s.deployment),
+                    &tags,
+                    None,
+                    Some(name),
+                )
+                .await;
+            match placed {
+                Ok((tasks, failures)) => {
+                    started.extend(tasks.iter().filter_map(|t| {
+                        t.task_arn
+                            .as_deref()
+                            .and_then(|a| a.rsplit('/').next())
+                            .map(|id| format!("(task {id})"))
+                    }));
+                    if let Some(msg) = placement_failure_event(name, &failures) {
+                        events.push(msg);
+                    }
+                }
+                Err(e) if e.code == ErrorCode::InvalidParameterException.as_str() => events.push(
+                    format!("(service {name}) was unable to place a task. Reason: {}", e.message),
+                ),
+                Err(e) => return Err(e),
+            }
+        }
+        if !started.is_empty() {
+            events.push(format!(
+                "(service {name}) has started {} tasks: {}.",
+                started.len(),
+                started.join(" ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stores the decision's bookkeeping (or, if the record changed meanwhile, its events).
+    async fn commit_service(
+        &self,
+        cluster: &str,
+        before: &ServiceRecord,
+        rev: u64,
+        d: &Decision,
+        events: Vec<String>,
+        now: f64,
+    ) -> Result<(), AwsError> {
+        let key = keys::service(cluster, &before.name);
+        let mut expected = rev;
+        let mut rec = before.clone();
+        for attempt in 0..CAS_ATTEMPTS {
+            if attempt > 0 {
+                let Some((r, rv)) = records::get::<ServiceRecord>(&*self.store, &key).await? else {
+                    return Ok(());
+                };
+                rec = r;
+                expected = rv;
+            }
+            let full = expected == rev;
+            let mut after = rec.clone();
+            let mut txn = Txn::new().when(key.clone(), expected);
+            if full {
+                after.deployments = d.deployments.clone();
+                for r in d.retired.iter().rev() {
+                    after.past_deployments.insert(0, r.clone());
+                }
+                after.past_deployments.truncate(MAX_PAST_DEPLOYMENTS);
+                after.steady_since = d.steady_since;
+                if let Some(td) = &d.task_definition {
+                    after.service.task_definition = Some(td.clone());
+                }
+                for id in &d.forget {
+                    txn = txn.delete(keys::service_task(cluster, &before.name, id));
+                }
+            }
+            push_events(&mut after, &events, now);
+            if after == rec && !full {
+                return Ok(());
+            }
+            if full {
+                // Index entries of tasks seen healthy for the first time.
+                for id in &d.mark_healthy {
+                    let ikey = keys::service_task(cluster, &before.name, id);
+                    if let Some(e) = self.store.get(&ikey).await.map_err(error::store)? {
+                        let mut idx: ServiceTaskIndex = serde_json::from_slice(&e.value)
+                            .map_err(|err| error::corrupt(&ikey, err))?;
+                        idx.healthy = true;
+                        txn = txn.put(ikey, records::encode(&idx));
+                    }
+                }
+            }
+            if full && d.finished {
+                after.service.status = Some("INACTIVE".into());
+                after.deployments.iter_mut().for_each(|dep| dep.status = "INACTIVE".into());
+                after.version += 1;
+                txn = txn
+                    .delete(key.clone())
+                    .put(keys::inactive_service(cluster, &before.name), records::encode(&after));
+                for e in self
+                    .store
+                    .range(Range::prefix(&keys::service_tasks_prefix(cluster, &before.name)))
+                    .await
+                    .map_err(error::store)?
+                {
+                    txn = txn.delete(e.key);
+                }
+            } else {
+                if after == rec {
+                    return Ok(());
+                }
+                after.version += 1;
+                txn = txn.put(key.clone(), records::encode(&after));
+            }
+            if records::commit(&*self.store, txn).await? {
+                return Ok(());
+            }
+        }
+        Err(error::contention(&format!("service {}", before.name)))
+    }
+}
+
+/// The controller's view of one indexed task (a missing record counts as STOPPED).
+fn task_view(id: &str, idx: &ServiceTaskIndex, rec: Option<TaskRecord>) -> TaskView {
+    let Some(rec) = rec else {
+        return TaskView {
+            id: id.to_string(),
+            deployment: idx.deployment.clone(),
+            last_status: TaskStatus::Stopped,
+            desired_running: false,
+            health: Health::Unknown,
+            has_health_check: false,
+            started_at: None,
+            instance_id: String::new(),
+            stopped_on_purpose: true,
+            was_healthy: idx.healthy,
+        };
+    };
+    let t = &rec.task;
+    let has_health_check = rec
+        .task_definition
+        .container_definitions
+        .iter()
+        .flatten()
+        .any(|c| c.essential != Some(false) && c.health_check.is_some());
+    TaskView {
+        id: id.to_string(),
+        deployment: idx.deployment.clone(),
+        last_status: t
+            .last_status
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(TaskStatus::Pending),
+        desired_running: t.desired_status.as_deref() == Some("RUNNING"),
+        health: match t.health_status {
+            Some(HealthStatus::Healthy) => Health::Healthy,
+            Some(HealthStatus::Unhealthy) => Health::Unhealthy,
+            _ => Health::Unknown,
+        },
+        has_health_check,
+        started_at: t.started_at,
+        instance_id: rec.instance_id.clone(),
+        stopped_on_purpose: matches!(
+            t.stop_code,
+            Some(TaskStopCode::UserInitiated) | Some(TaskStopCode::ServiceSchedulerInitiated)
+        ) && t.stopped_reason.as_deref()
+            != Some("Task failed container health checks"),
+        was_healthy: idx.healthy,
+    }
+}
+
+/// ECS's "unable to place a task" event for a placement that left tasks unplaced.
+fn placement_failure_event(name: &str, failures: &[Failure]) -> Option<String> {
+    let f = failures.first()?;
+    let why = match f.reason.as_deref().unwrap_or("") {
+        "RESOURCE:MEMORY" => "has insufficient memory available",
+        "RESOURCE:CPU" => "has insufficient CPU units available",
+        "RESOURCE:PORTS" | "RESOURCE:PORTS_UDP" => "is already using a port required by your task",
+        "ATTRIBUTE" => "is missing an attribute required by your task",
+        "AGENT" => "has a disconnected agent",
+        r if r.starts_with("MemberOf") || r.starts_with("DistinctInstance") => {
+            "does not satisfy the placement constraints"
+        }
+        _ => "cannot take the task",
+    };
+    let instance = f.arn.as_deref().and_then(|a| a.rsplit('/').next()).unwrap_or("?");
+    Some(format!(
+        "(service {name}) was unable to place a task because no container instance met all of its requirements. The closest matching (container-instance {instance}) {why}. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide."
+    ))
+}
+
+/// Prepends `messages` (oldest first) as events; a placement failure already said within
+/// the last minute is not repeated.
+fn push_events(rec: &mut ServiceRecord, messages: &[String], now: f64) {
+    for m in messages {
+        let quiet = m.contains("was unable to place a task")
+            && rec.events.iter().any(|e| {
+                e.message.as_deref() == Some(m.as_str())
+                    && now - e.created_at.unwrap_or(0.0) < PLACEMENT_EVENT_QUIET_SECS
+            });
+        if quiet {
+            continue;
+        }
+        rec.event_seq += 1;
+        rec.events.insert(
+            0,
+            ServiceEvent {
+                id: Some(uuid::Uuid::new_v4().to_string()),
+                created_at: Some(now),
+                message: Some(m.clone()),
+            },
+        );
+    }
+    rec.events.truncate(MAX_EVENTS);
+}

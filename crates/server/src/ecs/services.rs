@@ -1,0 +1,434 @@
+//! Services: CreateService, UpdateService, DeleteService, DescribeServices, ListServices.
+//!
+//! The API writes a service's configuration and adds deployments; the service controller
+//! (`service_controller.rs`) does everything else: it starts and stops tasks, keeps the
+//! counts, rollout states and events, and retires deployments. Both write the service record
+//! with compare-and-set. A deleted service is DRAINING until its tasks are gone, then
+//! INACTIVE (moved to `ecs/services-inactive/`, still describable, its name free again).
+
+use berth_model::keys;
+use berth_model::service::{DeploymentRecord, ServiceRecord, new_deployment_id};
+use berth_model::service_rules::{self, ServiceRuleError};
+use berth_model::tags;
+use berth_wire::AwsError;
+use berth_wire::ecs::*;
+
+use super::{EcsService, RequestContext};
+use crate::error;
+use crate::pagination::Page;
+use crate::records::{self, CAS_ATTEMPTS};
+
+/// A rule violation as the right AWS error.
+pub(super) fn rule_error(e: ServiceRuleError) -> AwsError {
+    match e {
+        ServiceRuleError::Invalid(m) => error::model(m),
+        ServiceRuleError::Unsupported { message, .. } => {
+            ErrorCode::UnsupportedFeatureException.with(message)
+        }
+    }
+}
+
+fn not_found() -> AwsError {
+    ErrorCode::ServiceNotFoundException.with("Service not found.")
+}
+
+fn not_active() -> AwsError {
+    ErrorCode::ServiceNotActiveException.with("Service was not ACTIVE.")
+}
+
+/// Where a service record was found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Found {
+    /// `ecs/services/...`: ACTIVE or DRAINING.
+    Live,
+    /// `ecs/services-inactive/...`.
+    Inactive,
+}
+
+impl EcsService {
+    pub(super) fn service_arn(&self, cluster: &str, name: &str) -> String {
+        self.scope.ecs_arn(&format!("service/{cluster}/{name}"))
+    }
+
+    /// The service name a request gives (a name or an ARN of this cluster).
+    fn service_name<'a>(&self, cluster: &str, given: &'a str) -> Option<&'a str> {
+        self.scope.child_id("service", cluster, given)
+    }
+
+    /// A service by name, live first, then inactive.
+    pub(super) async fn find_service(
+        &self,
+        cluster: &str,
+        name: &str,
+    ) -> Result<Option<(ServiceRecord, u64, Found)>, AwsError> {
+        if let Some((r, rev)) = records::get(&*self.store, &keys::service(cluster, name)).await? {
+            return Ok(Some((r, rev, Found::Live)));
+        }
+        Ok(records::get(&*self.store, &keys::inactive_service(cluster, name))
+            .await?
+            .map(|(r, rev)| (r, rev, Found::Inactive)))
+    }
+
+    /// The wire shape, with deployments, counts and events.
+    pub(super) fn render_service(&self, rec: &ServiceRecord, with_tags: bool) -> Service {
+        let mut s = rec.service.clone();
+        s.deployments = Some(rec.deployments.iter().map(DeploymentRecord::to_wire).collect());
+        s.running_count = Some(rec.deployments.iter().map(|d| d.running_count).sum());
+        s.pending_count = Some(rec.deployments.iter().map(|d| d.pending_count).sum());
+        if rec.settings.daemon {
+            s.desired_count = Some(rec.deployments.first().map(|d| d.desired_count).unwrap_or(0));
+        }
+        s.events = Some(rec.events.clone());
+        s.deployment_configuration = Some(service_rules::deployment_configuration(&rec.settings));
+        s.current_service_deployment =
+            rec.deployments.first().map(|d| self.service_deployment_arn(rec, &d.id));
+        if with_tags {
+            s.tags = Some(rec.tags.clone());
+        }
+        s
+    }
+
+    /// `arn:aws:ecs:REGION:ACCOUNT:service-deployment/CLUSTER/SERVICE/ID`.
+    pub(super) fn service_deployment_arn(&self, rec: &ServiceRecord, deployment: &str) -> String {
+        let id = deployment.strip_prefix("ecs-svc/").unwrap_or(deployment);
+        self.scope.ecs_arn(&format!("service-deployment/{}/{}/{id}", rec.cluster, rec.name))
+    }
+
+    /// The placement members of a request, checked against the task definition's
+    /// constraints (at most 10 together).
+    async fn check_placement(
+        &self,
+        td_arn: &str,
+        constraints: &[PlacementConstraint],
+        strategies: &[PlacementStrategy],
+    ) -> Result<(), AwsError> {
+        let td = self.runnable_task_definition(td_arn).await?.task_definition;
+        berth_scheduler::wire::constraints(
+            constraints,
+            td.placement_constraints.as_deref().unwrap_or(&[]),
+        )
+        .map_err(|e| error::invalid(e.to_string()))?;
+        berth_scheduler::wire::strategies(strategies).map_err(|e| error::invalid(e.to_string()))?;
+        Ok(())
+    }
+
+    pub(super) async fn create_service_op(
+        &self,
+        ctx: &RequestContext,
+        input: CreateServiceRequest,
+    ) -> Result<CreateServiceResponse, AwsError> {
+        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
+        let settings = service_rules::validate_create(&input).map_err(rule_error)?;
+        let name = input.service_name.clone().unwrap_or_default();
+        let service_tags = input.tags.clone().unwrap_or_default();
+        tags::validate(&service_tags, "tags").map_err(error::model)?;
+        let td_rec =
+            self.runnable_task_definition(input.task_definition.as_deref().unwrap_or("")).await?;
+        let td_arn = td_rec.task_definition.task_definition_arn.clone().unwrap_or_default();
+        let constraints = input.placement_constraints.clone().unwrap_or_default();
+        let strategies = input.placement_strategy.clone().unwrap_or_default();
+        self.check_placement(&td_arn, &constraints, &strategies).await?;
+        let _serial = self.serialise(&keys::service(&cluster, &name)).await;
+        for _ in 0..CAS_ATTEMPTS {
+            let Some((_, cluster_rev)) = self.live_cluster(&cluster).await? else {
+                return Err(ErrorCode::ClusterNotFoundException.with("Cluster not found."));
+            };
+            let key = keys::service(&cluster, &name);
+            if let Some((existing, _)) = records::get::<ServiceRecord>(&*self.store, &key).await? {
+                if input.client_token.is_some() && existing.client_token == input.client_token {
+                    return Ok(CreateServiceResponse {
+                        service: Some(self.render_service(&existing, false)),
+                    });
+                }
+                return Err(error::invalid("Creation of service was not idempotent."));
+            }
+            let now = self.now();
+            let launch_type = input.launch_type.or(Some(LaunchType::Ec2));
+            let service = Service {
+                service_arn: Some(self.service_arn(&cluster, &name)),
+                service_name: Some(name.clone()),
+                cluster_arn: Some(self.scope.cluster_arn(&cluster)),
+                load_balancers: Some(vec![]),
+                service_registries: Some(vec![]),
+                status: Some("ACTIVE".into()),
+                desired_count: Some(settings.desired_count),
+                launch_type,
+                task_definition: Some(td_arn.clone()),
+                created_at: Some(now),
+                placement_constraints: Some(constraints.clone()),
+                placement_strategy: Some(strategies.clone()),
+                health_check_grace_period_seconds: input.health_check_grace_period_seconds,
+                scheduling_strategy: Some(if settings.daemon {
+                    SchedulingStrategy::Daemon
+                } else {
+                    SchedulingStrategy::Replica
+                }),
+                deployment_controller: Some(DeploymentController {
+                    r#type: Some(DeploymentControllerType::Ecs),
+                }),
+                created_by: Some(ctx.principal.arn.clone()),
+                enable_ecs_managed_tags: Some(input.enable_ecs_managed_tags.unwrap_or(false)),
+                propagate_tags: Some(input.propagate_tags.unwrap_or(PropagateTags::None)),
+                enable_execute_command: Some(false),
+                ..Default::default()
+            };
+            let deployment = DeploymentRecord::new(
+                new_deployment_id(),
+                td_arn.clone(),
+                launch_type,
+                settings.desired_count,
+                now,
+            );
+            let rec = ServiceRecord {
+                name: name.clone(),
+                cluster: cluster.clone(),
+                service,
+                settings: settings.clone(),
+                deployments: vec![deployment],
+                past_deployments: vec![],
+                events: vec![],
+                tags: service_tags.clone(),
+                client_token: input.client_token.clone(),
+                steady_since: None,
+                event_seq: 0,
+                version: 1,
+            };
+            let txn = berth_store::Txn::new()
+                .when(keys::cluster(&cluster), cluster_rev)
+                .when(key.clone(), 0)
+                .put(key, records::encode(&rec))
+                .delete(keys::inactive_service(&cluster, &name));
+            if records::commit(&*self.store, txn).await? {
+                self.services_changed();
+                return Ok(CreateServiceResponse {
+                    service: Some(self.render_service(&rec, false)),
+                });
+            }
+        }
+        Err(error::contention(&format!("service {name}")))
+    }
+
+    pub(super) async fn update_service_op(
+        &self,
+        input: UpdateServiceRequest,
+    ) -> Result<UpdateServiceResponse, AwsError> {
+        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
+        let given = input.service.clone().unwrap_or_default();
+        let name = self.service_name(&cluster, &given).ok_or_else(not_found)?.to_string();
+        // A new task definition, resolved once (a family gives its latest ACTIVE revision).
+        let new_td = match input.task_definition.as_deref() {
+            Some(td) => Some(
+                self.runnable_task_definition(td)
+                    .await?
+                    .task_definition
+                    .task_definition_arn
+                    .unwrap_or_default(),
+            ),
+            None => None,
+        };
+        let _serial = self.serialise(&keys::service(&cluster, &name)).await;
+        for _ in 0..CAS_ATTEMPTS {
+            let Some((mut rec, rev, found)) = self.find_service(&cluster, &name).await? else {
+                return Err(not_found());
+            };
+            if found == Found::Inactive || rec.service.status.as_deref() != Some("ACTIVE") {
+                return Err(not_active());
+            }
+            let settings =
+                service_rules::validate_update(&input, &rec.settings).map_err(rule_error)?;
+            let td = new_td
+                .clone()
+                .unwrap_or_else(|| rec.service.task_definition.clone().unwrap_or_default());
+            let constraints = input
+                .placement_constraints
+                .clone()
+                .or_else(|| rec.service.placement_constraints.clone())
+                .unwrap_or_default();
+            let strategies = input
+                .placement_strategy
+                .clone()
+                .or_else(|| rec.service.placement_strategy.clone())
+                .unwrap_or_default();
+            if settings.daemon && !strategies.is_empty() {
+                return Err(error::invalid(
+                    "placementStrategy: placement strategies can't be used with a DAEMON service.",
+                ));
+            }
+            self.check_placement(&td, &constraints, &strategies).await?;
+            let now = self.now();
+            let primary_td = rec.deployments.first().map(|d| d.task_definition.clone());
+            let redeploy = input.force_new_deployment == Some(true)
+                || primary_td.as_deref() != Some(td.as_str());
+            if redeploy {
+                for d in &mut rec.deployments {
+                    d.status = "ACTIVE".into();
+                    d.updated_at = now;
+                }
+                let launch_type = rec.service.launch_type;
+                rec.deployments.insert(
+                    0,
+                    DeploymentRecord::new(
+                        new_deployment_id(),
+                        td.clone(),
+                        launch_type,
+                        settings.desired_count,
+                        now,
+                    ),
+                );
+                rec.steady_since = None;
+            }
+            if !settings.daemon
+                && let Some(p) = rec.deployments.first_mut()
+            {
+                p.desired_count = settings.desired_count;
+            }
+            rec.service.task_definition = Some(td);
+            rec.service.desired_count = Some(settings.desired_count);
+            rec.service.placement_constraints = Some(constraints);
+            rec.service.placement_strategy = Some(strategies);
+            if input.health_check_grace_period_seconds.is_some() {
+                rec.service.health_check_grace_period_seconds =
+                    input.health_check_grace_period_seconds;
+            }
+            if let Some(p) = input.propagate_tags {
+                rec.service.propagate_tags = Some(p);
+            }
+            if let Some(m) = input.enable_ecs_managed_tags {
+                rec.service.enable_ecs_managed_tags = Some(m);
+            }
+            rec.settings = settings;
+            rec.version += 1;
+            let key = keys::service(&cluster, &name);
+            let txn =
+                berth_store::Txn::new().when(key.clone(), rev).put(key, records::encode(&rec));
+            if records::commit(&*self.store, txn).await? {
+                self.services_changed();
+                return Ok(UpdateServiceResponse {
+                    service: Some(self.render_service(&rec, false)),
+                });
+            }
+        }
+        Err(error::contention(&format!("service {name}")))
+    }
+
+    pub(super) async fn delete_service_op(
+        &self,
+        input: DeleteServiceRequest,
+    ) -> Result<DeleteServiceResponse, AwsError> {
+        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
+        let given = input.service.clone().unwrap_or_default();
+        let name = self.service_name(&cluster, &given).ok_or_else(not_found)?.to_string();
+        let _serial = self.serialise(&keys::service(&cluster, &name)).await;
+        for _ in 0..CAS_ATTEMPTS {
+            let Some((mut rec, rev, found)) = self.find_service(&cluster, &name).await? else {
+                return Err(not_found());
+            };
+            if found == Found::Inactive {
+                return Err(not_active());
+            }
+            if rec.service.status.as_deref() == Some("DRAINING") {
+                return Ok(DeleteServiceResponse {
+                    service: Some(self.render_service(&rec, false)),
+                });
+            }
+            if !rec.settings.daemon && rec.settings.desired_count > 0 && input.force != Some(true) {
+                return Err(error::invalid(
+                    "The service cannot be stopped while it is scaled above 0. Scale it to 0 with update-service --desired-count 0 first, or pass --force.",
+                ));
+            }
+            rec.service.status = Some("DRAINING".into());
+            rec.settings.desired_count = 0;
+            rec.service.desired_count = Some(0);
+            rec.steady_since = None;
+            rec.version += 1;
+            let key = keys::service(&cluster, &name);
+            let txn =
+                berth_store::Txn::new().when(key.clone(), rev).put(key, records::encode(&rec));
+            if records::commit(&*self.store, txn).await? {
+                self.services_changed();
+                return Ok(DeleteServiceResponse {
+                    service: Some(self.render_service(&rec, false)),
+                });
+            }
+        }
+        Err(error::contention(&format!("service {name}")))
+    }
+
+    pub(super) async fn describe_services_op(
+        &self,
+        input: DescribeServicesRequest,
+    ) -> Result<DescribeServicesResponse, AwsError> {
+        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
+        let given = input.services.unwrap_or_default();
+        if given.is_empty() || given.len() > 10 {
+            return Err(error::invalid("services must name between 1 and 10 services."));
+        }
+        let with_tags = input.include.unwrap_or_default().contains(&ServiceField::Tags);
+        let mut services = Vec::new();
+        let mut failures = Vec::new();
+        for g in &given {
+            let found = match self.service_name(&cluster, g) {
+                Some(name) => self.find_service(&cluster, name).await?,
+                None => None,
+            };
+            match found {
+                Some((rec, _, _)) => services.push(self.render_service(&rec, with_tags)),
+                None => failures.push(Failure {
+                    arn: Some(if g.starts_with("arn:") {
+                        g.clone()
+                    } else {
+                        self.service_arn(&cluster, g)
+                    }),
+                    reason: Some("MISSING".into()),
+                    detail: None,
+                }),
+            }
+        }
+        Ok(DescribeServicesResponse { services: Some(services), failures: Some(failures) })
+    }
+
+    pub(super) async fn list_services_op(
+        &self,
+        input: ListServicesRequest,
+    ) -> Result<ListServicesResponse, AwsError> {
+        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
+        let prefix = keys::cluster_services_prefix(&cluster);
+        let page = Page::parse(input.max_results, input.next_token.as_deref(), 100, &prefix)?;
+        let filtered = input.launch_type.is_some() || input.scheduling_strategy.is_some();
+        let (names, next) = if !filtered {
+            let (ks, next) = page.keys(&*self.store, &prefix, false).await?;
+            (ks.iter().filter_map(|k| k.rsplit('/').next().map(str::to_string)).collect(), next)
+        } else {
+            let recs = self
+                .store
+                .range(berth_store::Range::prefix(&prefix))
+                .await
+                .map_err(error::store)?;
+            let mut out = Vec::new();
+            for r in recs {
+                if page.after.as_ref().is_some_and(|a| &r.key <= a) {
+                    continue;
+                }
+                let s: ServiceRecord =
+                    serde_json::from_slice(&r.value).map_err(|e| error::corrupt(&r.key, e))?;
+                if input.launch_type.is_some_and(|l| s.service.launch_type != Some(l))
+                    || input
+                        .scheduling_strategy
+                        .is_some_and(|st| s.service.scheduling_strategy != Some(st))
+                {
+                    continue;
+                }
+                out.push((r.key.clone(), s.name));
+            }
+            let more = out.len() > page.limit;
+            out.truncate(page.limit);
+            let token =
+                if more { out.last().map(|(k, _)| crate::pagination::token(k)) } else { None };
+            (out.into_iter().map(|(_, n)| n).collect::<Vec<_>>(), token)
+        };
+        Ok(ListServicesResponse {
+            service_arns: Some(names.iter().map(|n| self.service_arn(&cluster, n)).collect()),
+            next_token: next,
+        })
+    }
+}
