@@ -311,8 +311,8 @@ fn authentication_failures_use_aws_codes() {
 #[test]
 fn unimplemented_operations_say_so() {
     let s = server();
-    let out = s.aws(&["ecs", "list-services"]);
-    assert!(out.err("UnsupportedFeatureException").contains("ListServices"));
+    let out = s.aws(&["ecs", "create-task-set", "--service", "web", "--task-definition", "web:1"]);
+    assert!(out.err("UnsupportedFeatureException").contains("CreateTaskSet"));
 }
 
 #[test]

@@ -320,13 +320,27 @@ pub fn reconcile(input: &Input<'_>) -> Decision {
     };
     let scaling = |dep: &str| StopWhy::Scaling { deployment: dep.to_string() };
 
-    // 2. Stops that need no permission: tasks that are not healthy and should go.
+    // 2. Stops that need no permission: tasks that are not healthy and should go. An old
+    // deployment's task that is RUNNING but not yet healthy (starting up) is kept while
+    // replacements can still start and the PRIMARY is not fully healthy: it is about to serve.
     let is_primary = |l: &Live<'_>| l.t.deployment == primary_id;
+    let occupying_before = input
+        .tasks
+        .iter()
+        .filter(|t| t.last_status != TaskStatus::Stopped)
+        .filter(|t| instances.get(t.instance_id.as_str()).is_some_and(|i| !i.lost))
+        .count() as i32;
+    let primary_healthy_now =
+        live.iter().filter(|l| is_primary(l) && l.healthy && !l.draining).count() as i32;
+    let keep_starting = primary_healthy_now < desired && occupying_before < max_tasks;
     for l in &live {
         if l.healthy {
             continue;
         }
         if !is_primary(l) {
+            if keep_starting && l.t.last_status == TaskStatus::Running {
+                continue;
+            }
             stop(&mut d, &mut stopping, l, scaling(&l.t.deployment));
         } else if l.draining {
             stop(&mut d, &mut stopping, l, StopWhy::Draining);

@@ -25,31 +25,44 @@ pub struct ServerProc {
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     bin: PathBuf,
+    /// The extra flags it was started with (kept for restarts).
+    args: Vec<String>,
 }
 
 impl ServerProc {
     /// Starts a server with a fresh temporary data directory.
     pub fn start(bin: &Path) -> anyhow::Result<Self> {
+        Self::start_with(bin, &[])
+    }
+
+    /// Starts a server with a fresh temporary data directory and extra flags.
+    pub fn start_with(bin: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let tmp = tempfile::Builder::new().prefix("berth-test-").tempdir()?;
         let dir = tmp.path().join("data");
-        let mut s = Self::start_in(bin, &dir)?;
+        let mut s = Self::spawn(bin, "server", &dir, extra, "127.0.0.1:0")?;
         s._tmp = Some(tmp);
         Ok(s)
     }
 
     /// Starts a server on an existing (or new) data directory.
     pub fn start_in(bin: &Path, data_dir: &Path) -> anyhow::Result<Self> {
-        Self::spawn(bin, "server", data_dir, &[])
+        Self::spawn(bin, "server", data_dir, &[], "127.0.0.1:0")
     }
 
     /// Starts `berth up` (server and agent in one process) on a data directory.
     pub fn start_up(bin: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        Self::spawn(bin, "up", data_dir, extra)
+        Self::spawn(bin, "up", data_dir, extra, "127.0.0.1:0")
     }
 
-    fn spawn(bin: &Path, sub: &str, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+    fn spawn(
+        bin: &Path,
+        sub: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        listen: &str,
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
-            .args([sub, "--listen", "127.0.0.1:0", "--account-id", ACCOUNT_ID, "--region", REGION])
+            .args([sub, "--listen", listen, "--account-id", ACCOUNT_ID, "--region", REGION])
             .args(extra)
             .arg("--data-dir")
             .arg(data_dir)
@@ -83,6 +96,7 @@ impl ServerProc {
             data_dir: data_dir.to_path_buf(),
             _tmp: None,
             bin: bin.to_path_buf(),
+            args: extra.iter().map(|s| s.to_string()).collect(),
         })
     }
 
@@ -104,10 +118,23 @@ impl ServerProc {
     /// Kills the server with SIGKILL and starts a new one on the same data directory.
     pub fn restart_after_kill9(&mut self) -> anyhow::Result<()> {
         self.kill9();
-        let next = Self::start_in(&self.bin, &self.data_dir)?;
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let next = Self::spawn(&self.bin, "server", &self.data_dir, &args, "127.0.0.1:0")?;
         let mut next = std::mem::ManuallyDrop::new(next);
         self.child = next.child.take();
         self.endpoint = std::mem::take(&mut next.endpoint);
+        Ok(())
+    }
+
+    /// Kills the server with SIGKILL and starts a new one on the same data directory, port and
+    /// flags, so that agents find it where it was.
+    pub fn restart_same_port_after_kill9(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        let listen = self.endpoint.trim_start_matches("http://").to_string();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let next = Self::spawn(&self.bin, "server", &self.data_dir, &args, &listen)?;
+        let mut next = std::mem::ManuallyDrop::new(next);
+        self.child = next.child.take();
         Ok(())
     }
 

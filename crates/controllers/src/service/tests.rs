@@ -472,3 +472,18 @@ fn daemon_runs_one_task_per_eligible_instance() {
     }
     assert!(per.values().all(|n| *n == 1), "{per:?}");
 }
+
+#[test]
+fn an_old_task_still_starting_up_is_kept_while_replacements_can_start() {
+    let mut w = World::new(config(2, 100, 200), &["a", "b"]);
+    w.step(); // start 2; they run, health not known yet
+    assert!(
+        w.tasks.iter().all(|t| t.last_status == TaskStatus::Running && t.health == Health::Unknown)
+    );
+    w.deploy("td:2");
+    let d = w.step();
+    assert!(d.stop.is_empty(), "starting tasks are about to serve: {:?}", d.stop);
+    assert_eq!(d.start.iter().map(|s| s.count).sum::<u32>(), 2);
+    w.run_until("rolled out", |w| w.steady() && w.primary().task_definition == "td:2");
+    assert_eq!(w.running("td:2"), 2);
+}
