@@ -311,7 +311,16 @@ fn authentication_failures_use_aws_codes() {
 #[test]
 fn unimplemented_operations_say_so() {
     let s = server();
-    let out = s.aws(&["ecs", "create-task-set", "--service", "web", "--task-definition", "web:1"]);
+    let out = s.aws(&[
+        "ecs",
+        "create-task-set",
+        "--cluster",
+        "default",
+        "--service",
+        "web",
+        "--task-definition",
+        "web:1",
+    ]);
     assert!(out.err("UnsupportedFeatureException").contains("CreateTaskSet"));
 }
 

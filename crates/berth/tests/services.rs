@@ -122,7 +122,7 @@ fn services_suite() {
     let out = s.python(&script, &[&format!("{},{}", a.instance_arn, b.instance_arn)]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "services suite failed:\n{stderr}");
-    assert!(stderr.contains("Ran 6 tests") && stderr.contains("\nOK"), "{stderr}");
+    assert!(stderr.contains("Ran 8 tests") && stderr.contains("\nOK"), "{stderr}");
 }
 
 #[test]

@@ -35,6 +35,8 @@
 //!   constraints); each gets one task; a task anywhere else, or a second one on an instance,
 //!   is stopped; an old deployment's task is stopped (within the minimum) before its
 //!   instance gets the new one.
+//! * **Task scale-in protection**: a healthy protected task is never chosen for scale-in or
+//!   replaced by a deployment; the deployment waits for the protection to end.
 //! * **Steady state**: one deployment, COMPLETED, running = desired, nothing pending and
 //!   nothing started or stopped in this pass. Announced once, and again every 6 hours.
 
@@ -95,6 +97,9 @@ pub struct TaskView {
     pub stopped_on_purpose: bool,
     /// The controller has seen it healthy before.
     pub was_healthy: bool,
+    /// Scale-in protection is on (UpdateTaskProtection): neither scale-in nor a deployment
+    /// stops it while it is healthy.
+    pub protected: bool,
 }
 
 /// One container instance of the cluster.
@@ -379,9 +384,16 @@ pub fn reconcile(input: &Input<'_>) -> Decision {
             )
         });
         let surplus = primary_good.len() - desired as usize;
-        for l in primary_good.drain(..surplus) {
-            stop(&mut d, &mut stopping, l, scaling(&primary_id));
+        let (mut dropped, mut kept) = (0, Vec::with_capacity(primary_good.len()));
+        for l in primary_good {
+            if dropped < surplus && !(l.t.protected && l.healthy) {
+                stop(&mut d, &mut stopping, l, scaling(&primary_id));
+                dropped += 1;
+            } else {
+                kept.push(l);
+            }
         }
+        primary_good = kept;
     }
     // Healthy tasks that should go, while the minimum allows: old deployments' (oldest
     // deployment first), then those on DRAINING instances, then DAEMON tasks off eligible
@@ -389,7 +401,7 @@ pub fn reconcile(input: &Input<'_>) -> Decision {
     let mut healthy_total =
         live.iter().filter(|l| l.healthy && !stopping.contains(&l.t.id)).count() as i32;
     let mut candidates: Vec<(&Live<'_>, StopWhy, usize)> = Vec::new();
-    for l in live.iter().filter(|l| l.healthy && !stopping.contains(&l.t.id)) {
+    for l in live.iter().filter(|l| l.healthy && !l.t.protected && !stopping.contains(&l.t.id)) {
         let rank = dep_index.get(&l.t.deployment).copied().unwrap_or(usize::MAX);
         if !is_primary(l) {
             candidates.push((l, scaling(&l.t.deployment), usize::MAX - rank));

@@ -153,4 +153,7 @@ pub struct TaskRecord {
     pub reserved_memory_mib: i64,
     pub reserved_ports_tcp: Vec<u16>,
     pub reserved_ports_udp: Vec<u16>,
+    /// Scale-in protection ends at this time (epoch seconds); `None` when off.
+    #[serde(default)]
+    pub protected_until: Option<f64>,
 }

@@ -252,6 +252,60 @@ class Services(unittest.TestCase):
         self.assertEqual([s["serviceName"] for s in r["services"]], ["dup"])
         c.delete_service(cluster="default", service="dup")
 
+    def test_service_deployments_and_stopping_one_with_a_rollback(self):
+        c = ecs()
+        good = register(c, "svc-deps")
+        bad = register(c, "svc-deps", image="berth-no-such-image:2")
+        c.create_service(cluster="default", serviceName="deps", taskDefinition=good, desiredCount=2)
+        first = settled(c, "deps")
+        c.update_service(cluster="default", service="deps", taskDefinition=bad)
+        listed = c.list_service_deployments(cluster="default", service="deps")["serviceDeployments"]
+        self.assertEqual([d["status"] for d in listed], ["IN_PROGRESS", "SUCCESSFUL"])
+        current = c.describe_services(cluster="default", services=["deps"])["services"][0]["currentServiceDeployment"]
+        self.assertEqual(listed[0]["serviceDeploymentArn"], current)
+        c.stop_service_deployment(serviceDeploymentArn=current, stopType="ROLLBACK")
+        s = settled(c, "deps")
+        self.assertEqual(s["taskDefinition"], good)
+        self.assertEqual(s["deployments"][0]["id"], first["deployments"][0]["id"])
+        d = c.describe_service_deployments(serviceDeploymentArns=[current, current.replace("/deps/", "/nope/")])
+        self.assertEqual(d["serviceDeployments"][0]["status"], "ROLLBACK_SUCCESSFUL")
+        self.assertEqual([f["reason"] for f in d["failures"]], ["MISSING"])
+        rev = d["serviceDeployments"][0]["targetServiceRevision"]["arn"]
+        r = c.describe_service_revisions(serviceRevisionArns=[rev])["serviceRevisions"][0]
+        self.assertEqual(r["taskDefinition"], bad)
+        only = c.list_service_deployments(cluster="default", service="deps", status=["ROLLBACK_SUCCESSFUL"])
+        self.assertEqual([x["serviceDeploymentArn"] for x in only["serviceDeployments"]], [current])
+        with self.assertRaises(ClientError) as e:
+            c.stop_service_deployment(serviceDeploymentArn=current)
+        self.assertEqual(e.exception.response["Error"]["Code"], "ConflictException")
+        remove(c, "deps")
+
+    def test_protected_tasks_survive_scale_in(self):
+        c = ecs()
+        td = register(c, "svc-protect")
+        c.create_service(cluster="default", serviceName="protect", taskDefinition=td, desiredCount=3)
+        settled(c, "protect")
+        keep = tasks_of(c, "protect")[1]["taskArn"]
+        r = c.update_task_protection(cluster="default", tasks=[keep], protectionEnabled=True, expiresInMinutes=60)
+        self.assertEqual(r["failures"], [])
+        self.assertTrue(r["protectedTasks"][0]["protectionEnabled"])
+        got = c.get_task_protection(cluster="default", tasks=[keep])["protectedTasks"][0]
+        self.assertTrue(got["protectionEnabled"])
+        self.assertGreater(got["expirationDate"].timestamp(), time.time() + 3000)
+        c.update_service(cluster="default", service="protect", desiredCount=1)
+        wait_for("scale-in", lambda: len(tasks_of(c, "protect")) == 1)
+        self.assertEqual([t["taskArn"] for t in tasks_of(c, "protect")], [keep])
+        lone = c.run_task(cluster="default", taskDefinition=td)["tasks"][0]["taskArn"]
+        r = c.update_task_protection(cluster="default", tasks=[lone], protectionEnabled=True)
+        self.assertEqual([f["reason"] for f in r["failures"]], ["TASK_NOT_VALID"])
+        c.stop_task(cluster="default", task=lone)
+        with self.assertRaises(ClientError) as e:
+            c.update_task_protection(cluster="default", tasks=[keep], protectionEnabled=True, expiresInMinutes=5000)
+        self.assertIn("expiresInMinutes", e.exception.response["Error"]["Message"])
+        c.update_task_protection(cluster="default", tasks=[keep], protectionEnabled=False)
+        self.assertFalse(c.get_task_protection(cluster="default", tasks=[keep])["protectedTasks"][0]["protectionEnabled"])
+        remove(c, "protect")
+
 
 if __name__ == "__main__":
     unittest.main()

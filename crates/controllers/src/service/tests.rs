@@ -163,6 +163,7 @@ impl World {
                     instance_id: instance,
                     stopped_on_purpose: false,
                     was_healthy: false,
+                    protected: false,
                 });
             }
         }
@@ -486,4 +487,22 @@ fn an_old_task_still_starting_up_is_kept_while_replacements_can_start() {
     assert_eq!(d.start.iter().map(|s| s.count).sum::<u32>(), 2);
     w.run_until("rolled out", |w| w.steady() && w.primary().task_definition == "td:2");
     assert_eq!(w.running("td:2"), 2);
+}
+
+#[test]
+fn protected_tasks_survive_scale_in() {
+    let mut w = World::new(config(3, 100, 200), &["a"]);
+    w.run_until("steady", World::steady);
+    let keep = w.tasks[2].id.clone();
+    w.tasks[2].protected = true;
+    w.cfg.desired_count = 1;
+    w.run_until("one left", |w| w.steady() && w.running("td:1") == 1);
+    assert_eq!(
+        w.tasks
+            .iter()
+            .filter(|t| t.last_status != TaskStatus::Stopped)
+            .map(|t| &t.id)
+            .collect::<Vec<_>>(),
+        vec![&keep]
+    );
 }

@@ -12,7 +12,10 @@
 //! * `tasks.rs`: RunTask, StartTask, StopTask, DescribeTasks, ListTasks,
 //!   SubmitTaskStateChange, SubmitContainerStateChange, and the agent channel (poll, report).
 //! * `services.rs`: CreateService, UpdateService, DeleteService, DescribeServices,
-//!   ListServices; `service_controller.rs` runs the service scheduler over them.
+//!   ListServices; `service_controller.rs` runs the service scheduler over them;
+//!   `service_deployments.rs`: ListServiceDeployments, DescribeServiceDeployments,
+//!   DescribeServiceRevisions, StopServiceDeployment.
+//! * `task_protection.rs`: UpdateTaskProtection, GetTaskProtection.
 //!
 //! Every other operation of the model answers `UnsupportedFeatureException` naming it (the
 //! generated trait's default).
@@ -20,9 +23,11 @@
 mod clusters;
 mod container_instances;
 mod service_controller;
+mod service_deployments;
 mod services;
 mod tags;
 mod task_definitions;
+mod task_protection;
 mod tasks;
 
 use std::sync::Arc;
@@ -344,6 +349,48 @@ impl Api for EcsService {
         input: ListServicesRequest,
     ) -> Result<ListServicesResponse, AwsError> {
         self.list_services_op(input).await
+    }
+    async fn list_service_deployments(
+        &self,
+        _ctx: &RequestContext,
+        input: ListServiceDeploymentsRequest,
+    ) -> Result<ListServiceDeploymentsResponse, AwsError> {
+        self.list_service_deployments_op(input).await
+    }
+    async fn describe_service_deployments(
+        &self,
+        _ctx: &RequestContext,
+        input: DescribeServiceDeploymentsRequest,
+    ) -> Result<DescribeServiceDeploymentsResponse, AwsError> {
+        self.describe_service_deployments_op(input).await
+    }
+    async fn describe_service_revisions(
+        &self,
+        _ctx: &RequestContext,
+        input: DescribeServiceRevisionsRequest,
+    ) -> Result<DescribeServiceRevisionsResponse, AwsError> {
+        self.describe_service_revisions_op(input).await
+    }
+    async fn stop_service_deployment(
+        &self,
+        _ctx: &RequestContext,
+        input: StopServiceDeploymentRequest,
+    ) -> Result<StopServiceDeploymentResponse, AwsError> {
+        self.stop_service_deployment_op(input).await
+    }
+    async fn update_task_protection(
+        &self,
+        _ctx: &RequestContext,
+        input: UpdateTaskProtectionRequest,
+    ) -> Result<UpdateTaskProtectionResponse, AwsError> {
+        self.update_task_protection_op(input).await
+    }
+    async fn get_task_protection(
+        &self,
+        _ctx: &RequestContext,
+        input: GetTaskProtectionRequest,
+    ) -> Result<GetTaskProtectionResponse, AwsError> {
+        self.get_task_protection_op(input).await
     }
     async fn list_tasks(
         &self,

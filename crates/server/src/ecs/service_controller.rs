@@ -147,7 +147,7 @@ impl EcsService {
                 serde_json::from_slice(&e.value).map_err(|err| error::corrupt(&e.key, err))?;
             let rec =
                 records::get::<TaskRecord>(&*self.store, &keys::task(cluster, task_id)).await?;
-            tasks.push(task_view(task_id, &idx, rec.map(|(t, _)| t)));
+            tasks.push(task_view(task_id, &idx, rec.map(|(t, _)| t), now));
         }
         // Constraints for DAEMON eligibility: the service's and its task definition's.
         let primary_td = match rec.deployments.first() {
@@ -457,7 +457,7 @@ impl EcsService {
 }
 
 /// The controller's view of one indexed task (a missing record counts as STOPPED).
-fn task_view(id: &str, idx: &ServiceTaskIndex, rec: Option<TaskRecord>) -> TaskView {
+fn task_view(id: &str, idx: &ServiceTaskIndex, rec: Option<TaskRecord>, now: f64) -> TaskView {
     let Some(rec) = rec else {
         return TaskView {
             id: id.to_string(),
@@ -470,6 +470,7 @@ fn task_view(id: &str, idx: &ServiceTaskIndex, rec: Option<TaskRecord>) -> TaskV
             instance_id: String::new(),
             stopped_on_purpose: true,
             was_healthy: idx.healthy,
+            protected: false,
         };
     };
     let t = &rec.task;
@@ -502,6 +503,7 @@ fn task_view(id: &str, idx: &ServiceTaskIndex, rec: Option<TaskRecord>) -> TaskV
         ) && t.stopped_reason.as_deref()
             != Some("Task failed container health checks"),
         was_healthy: idx.healthy,
+        protected: rec.protected_until.is_some_and(|until| until > now),
     }
 }
 

@@ -268,6 +268,7 @@ impl EcsService {
                 reserved_memory_mib: req.memory_mib,
                 reserved_ports_tcp: req.host_ports_tcp.clone(),
                 reserved_ports_udp: req.host_ports_udp.clone(),
+                protected_until: None,
             },
         }
     }

@@ -1,0 +1,424 @@
+//! Service deployments and revisions as ECS's newer API shows them: ListServiceDeployments,
+//! DescribeServiceDeployments, DescribeServiceRevisions, StopServiceDeployment.
+//!
+//! Every deployment of a service is one service deployment
+//! (`arn:...:service-deployment/CLUSTER/SERVICE/ID`) whose target is one service revision
+//! (`arn:...:service-revision/CLUSTER/SERVICE/ID`, same ID: the 19 digits of the deployment's
+//! `ecs-svc/` id). Status mapping:
+//!
+//! | deployment                                          | service deployment status |
+//! |-----------------------------------------------------|---------------------------|
+//! | COMPLETED                                           | SUCCESSFUL                |
+//! | IN_PROGRESS, PRIMARY                                | IN_PROGRESS               |
+//! | IN_PROGRESS, superseded by a newer deployment       | STOPPED                   |
+//! | FAILED or stopped, the service rolling back from it | ROLLBACK_IN_PROGRESS      |
+//! | FAILED or stopped, the rollback completed           | ROLLBACK_SUCCESSFUL       |
+//! | FAILED or stopped without rollback                  | STOPPED                   |
+
+use berth_model::keys;
+use berth_model::service::{DeploymentRecord, ServiceRecord};
+use berth_wire::AwsError;
+use berth_wire::ecs::*;
+
+use super::EcsService;
+use super::services::Found;
+use crate::error;
+use crate::records::{self, CAS_ATTEMPTS};
+
+/// A parsed service-deployment or service-revision ARN.
+struct Ref {
+    cluster: String,
+    service: String,
+    /// `ecs-svc/<digits>`.
+    deployment: String,
+}
+
+impl EcsService {
+    fn service_revision_arn(&self, rec: &ServiceRecord, deployment: &str) -> String {
+        let id = deployment.strip_prefix("ecs-svc/").unwrap_or(deployment);
+        self.scope.ecs_arn(&format!("service-revision/{}/{}/{id}", rec.cluster, rec.name))
+    }
+
+    fn parse_ref(&self, arn: &str, kind: &str) -> Option<Ref> {
+        let rest = self.scope.ecs_resource(arn)?.strip_prefix(kind)?.strip_prefix('/')?;
+        let mut parts = rest.split('/');
+        let (Some(c), Some(s), Some(id), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        (!c.is_empty() && !s.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then(|| Ref {
+            cluster: c.to_string(),
+            service: s.to_string(),
+            deployment: format!("ecs-svc/{id}"),
+        })
+    }
+
+    /// The service and the deployment an ARN names.
+    async fn resolve(
+        &self,
+        arn: &str,
+        kind: &str,
+    ) -> Result<Option<(ServiceRecord, DeploymentRecord)>, AwsError> {
+        let Some(r) = self.parse_ref(arn, kind) else { return Ok(None) };
+        let Some((rec, _, _)) = self.find_service(&r.cluster, &r.service).await? else {
+            return Ok(None);
+        };
+        let dep = rec
+            .deployments
+            .iter()
+            .chain(&rec.past_deployments)
+            .find(|d| d.id == r.deployment)
+            .cloned();
+        Ok(dep.map(|d| (rec, d)))
+    }
+
+    fn deployment_status(
+        rec: &ServiceRecord,
+        d: &DeploymentRecord,
+    ) -> (ServiceDeploymentStatus, String) {
+        let primary = rec.deployments.first();
+        let rolling_back_from_me = rec
+            .deployments
+            .iter()
+            .chain(&rec.past_deployments)
+            .find(|x| x.rollback_from.as_deref() == Some(d.id.as_str()));
+        match d.rollout_state {
+            DeploymentRolloutState::Completed => {
+                (ServiceDeploymentStatus::Successful, d.rollout_state_reason.clone())
+            }
+            DeploymentRolloutState::InProgress if primary.is_some_and(|p| p.id == d.id) => {
+                (ServiceDeploymentStatus::InProgress, d.rollout_state_reason.clone())
+            }
+            DeploymentRolloutState::InProgress => (
+                ServiceDeploymentStatus::Stopped,
+                "Superseded by a newer deployment of the service.".into(),
+            ),
+            DeploymentRolloutState::Failed => match rolling_back_from_me {
+                Some(b)
+                    if b.rollout_state == DeploymentRolloutState::Completed
+                        || (b.completed
+                            && b.rollout_state != DeploymentRolloutState::InProgress) =>
+                {
+                    (ServiceDeploymentStatus::RollbackSuccessful, d.rollout_state_reason.clone())
+                }
+                Some(_) => {
+                    (ServiceDeploymentStatus::RollbackInProgress, d.rollout_state_reason.clone())
+                }
+                None => (ServiceDeploymentStatus::Stopped, d.rollout_state_reason.clone()),
+            },
+        }
+    }
+
+    fn service_deployment(&self, rec: &ServiceRecord, d: &DeploymentRecord) -> ServiceDeployment {
+        let (status, reason) = Self::deployment_status(rec, d);
+        // The revisions it replaced: the deployments older than it that still had tasks when it
+        // started are not recorded; the one before it is the useful answer.
+        let all: Vec<&DeploymentRecord> =
+            rec.deployments.iter().chain(&rec.past_deployments).collect();
+        let older = all.iter().filter(|x| x.created_at < d.created_at).max_by(|a, b| {
+            a.created_at.partial_cmp(&b.created_at).unwrap_or(std::cmp::Ordering::Equal)
+        });
+        ServiceDeployment {
+            service_deployment_arn: Some(self.service_deployment_arn(rec, &d.id)),
+            service_arn: rec.service.service_arn.clone(),
+            cluster_arn: rec.service.cluster_arn.clone(),
+            created_at: Some(d.created_at),
+            started_at: Some(d.created_at),
+            finished_at: d.finished_at,
+            updated_at: Some(d.updated_at),
+            source_service_revisions: Some(
+                older
+                    .map(|o| {
+                        vec![ServiceRevisionSummary {
+                            arn: Some(self.service_revision_arn(rec, &o.id)),
+                            requested_task_count: Some(o.desired_count),
+                            running_task_count: Some(o.running_count),
+                            pending_task_count: Some(o.pending_count),
+                            ..Default::default()
+                        }]
+                    })
+                    .unwrap_or_default(),
+            ),
+            target_service_revision: Some(ServiceRevisionSummary {
+                arn: Some(self.service_revision_arn(rec, &d.id)),
+                requested_task_count: Some(d.desired_count),
+                running_task_count: Some(d.running_count),
+                pending_task_count: Some(d.pending_count),
+                ..Default::default()
+            }),
+            status: Some(status),
+            status_reason: Some(reason),
+            deployment_configuration: Some(berth_model::service_rules::deployment_configuration(
+                &rec.settings,
+            )),
+            deployment_circuit_breaker: Some(ServiceDeploymentCircuitBreaker {
+                status: Some(if !rec.settings.circuit_breaker {
+                    ServiceDeploymentRollbackMonitorsStatus::Disabled
+                } else if d.rollout_state == DeploymentRolloutState::Failed {
+                    ServiceDeploymentRollbackMonitorsStatus::Triggered
+                } else {
+                    ServiceDeploymentRollbackMonitorsStatus::Monitoring
+                }),
+                failure_count: Some(d.failed_tasks),
+                threshold: Some(berth_model::service::failure_threshold(d.desired_count)),
+            }),
+            rollback: d.rollback_from.as_ref().map(|from| Rollback {
+                reason: Some(format!("Rolled back from deployment {from}.")),
+                started_at: Some(d.updated_at),
+                service_revision_arn: Some(self.service_revision_arn(rec, &d.id)),
+            }),
+            ..Default::default()
+        }
+    }
+
+    pub(super) async fn list_service_deployments_op(
+        &self,
+        input: ListServiceDeploymentsRequest,
+    ) -> Result<ListServiceDeploymentsResponse, AwsError> {
+        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
+        let given = input.service.clone().unwrap_or_default();
+        let name = self
+            .scope
+            .child_id("service", &cluster, &given)
+            .ok_or_else(|| ErrorCode::ServiceNotFoundException.with("Service not found."))?
+            .to_string();
+        let Some((rec, _, _)) = self.find_service(&cluster, &name).await? else {
+            return Err(ErrorCode::ServiceNotFoundException.with("Service not found."));
+        };
+        let limit = match input.max_results {
+            None => 20,
+            Some(n) if (1..=100).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(error::invalid(format!(
+                    "maxResults must be between 1 and 100; got {n}."
+                )));
+            }
+        };
+        let mut all: Vec<&DeploymentRecord> =
+            rec.deployments.iter().chain(&rec.past_deployments).collect();
+        all.sort_by(|a, b| {
+            b.created_at.partial_cmp(&a.created_at).unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let wanted = input.status.clone().unwrap_or_default();
+        let items: Vec<ServiceDeploymentBrief> = all
+            .into_iter()
+            .filter(|d| {
+                input.created_at.as_ref().is_none_or(|c| {
+                    c.before.is_none_or(|b| d.created_at < b)
+                        && c.after.is_none_or(|a| d.created_at > a)
+                })
+            })
+            .map(|d| {
+                let (status, reason) = Self::deployment_status(&rec, d);
+                ServiceDeploymentBrief {
+                    service_deployment_arn: Some(self.service_deployment_arn(&rec, &d.id)),
+                    service_arn: rec.service.service_arn.clone(),
+                    cluster_arn: rec.service.cluster_arn.clone(),
+                    started_at: Some(d.created_at),
+                    created_at: Some(d.created_at),
+                    finished_at: d.finished_at,
+                    target_service_revision_arn: Some(self.service_revision_arn(&rec, &d.id)),
+                    status: Some(status),
+                    status_reason: Some(reason),
+                }
+            })
+            .filter(|b| wanted.is_empty() || b.status.is_some_and(|s| wanted.contains(&s)))
+            .collect();
+        // The token is the index of the next item in this (newest first) listing.
+        let start = match input.next_token.as_deref() {
+            None => 0,
+            Some(t) => t
+                .strip_prefix("sd-")
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n <= items.len())
+                .ok_or_else(|| error::invalid("nextToken is not a token this listing returned."))?,
+        };
+        let end = (start + limit).min(items.len());
+        Ok(ListServiceDeploymentsResponse {
+            service_deployments: Some(items[start..end].to_vec()),
+            next_token: (end < items.len()).then(|| format!("sd-{end}")),
+        })
+    }
+
+    pub(super) async fn describe_service_deployments_op(
+        &self,
+        input: DescribeServiceDeploymentsRequest,
+    ) -> Result<DescribeServiceDeploymentsResponse, AwsError> {
+        let arns = input.service_deployment_arns.unwrap_or_default();
+        if arns.is_empty() || arns.len() > 20 {
+            return Err(error::invalid("serviceDeploymentArns must name between 1 and 20 ARNs."));
+        }
+        let mut out = Vec::new();
+        let mut failures = Vec::new();
+        for arn in &arns {
+            match self.resolve(arn, "service-deployment").await? {
+                Some((rec, d)) => out.push(self.service_deployment(&rec, &d)),
+                None => failures.push(Failure {
+                    arn: Some(arn.clone()),
+                    reason: Some("MISSING".into()),
+                    detail: None,
+                }),
+            }
+        }
+        Ok(DescribeServiceDeploymentsResponse {
+            service_deployments: Some(out),
+            failures: Some(failures),
+        })
+    }
+
+    pub(super) async fn describe_service_revisions_op(
+        &self,
+        input: DescribeServiceRevisionsRequest,
+    ) -> Result<DescribeServiceRevisionsResponse, AwsError> {
+        let arns = input.service_revision_arns.unwrap_or_default();
+        if arns.is_empty() || arns.len() > 20 {
+            return Err(error::invalid("serviceRevisionArns must name between 1 and 20 ARNs."));
+        }
+        let mut out = Vec::new();
+        let mut failures = Vec::new();
+        for arn in &arns {
+            match self.resolve(arn, "service-revision").await? {
+                Some((rec, d)) => out.push(ServiceRevision {
+                    service_revision_arn: Some(arn.clone()),
+                    service_arn: rec.service.service_arn.clone(),
+                    cluster_arn: rec.service.cluster_arn.clone(),
+                    task_definition: Some(d.task_definition.clone()),
+                    launch_type: d.launch_type,
+                    load_balancers: Some(vec![]),
+                    service_registries: Some(vec![]),
+                    created_at: Some(d.created_at),
+                    ..Default::default()
+                }),
+                None => failures.push(Failure {
+                    arn: Some(arn.clone()),
+                    reason: Some("MISSING".into()),
+                    detail: None,
+                }),
+            }
+        }
+        Ok(DescribeServiceRevisionsResponse {
+            service_revisions: Some(out),
+            failures: Some(failures),
+        })
+    }
+
+    /// Stops the service's IN_PROGRESS deployment: ROLLBACK (the default) returns the service
+    /// to its last completed deployment; ABORT only stops launching the deployment's tasks.
+    pub(super) async fn stop_service_deployment_op(
+        &self,
+        input: StopServiceDeploymentRequest,
+    ) -> Result<StopServiceDeploymentResponse, AwsError> {
+        let arn = input.service_deployment_arn.clone().unwrap_or_default();
+        let Some(r) = self.parse_ref(&arn, "service-deployment") else {
+            return Err(ErrorCode::ServiceDeploymentNotFoundException
+                .with(format!("The service deployment {arn} was not found.")));
+        };
+        let rollback = input.stop_type != Some(StopServiceDeploymentStopType::Abort);
+        let key = keys::service(&r.cluster, &r.service);
+        let _serial = self.serialise(&key).await;
+        for _ in 0..CAS_ATTEMPTS {
+            let Some((mut rec, rev, found)) = self.find_service(&r.cluster, &r.service).await?
+            else {
+                return Err(ErrorCode::ServiceDeploymentNotFoundException
+                    .with(format!("The service deployment {arn} was not found.")));
+            };
+            let Some(pos) = rec.deployments.iter().position(|d| d.id == r.deployment) else {
+                return Err(if rec.past_deployments.iter().any(|d| d.id == r.deployment) {
+                    ErrorCode::ConflictException
+                        .with("The service deployment has already ended; only an IN_PROGRESS deployment can be stopped.")
+                } else {
+                    ErrorCode::ServiceDeploymentNotFoundException
+                        .with(format!("The service deployment {arn} was not found."))
+                });
+            };
+            if found == Found::Inactive
+                || pos != 0
+                || rec.deployments[0].rollout_state != DeploymentRolloutState::InProgress
+            {
+                return Err(ErrorCode::ConflictException
+                    .with("Only the service's IN_PROGRESS deployment can be stopped."));
+            }
+            let now = self.now();
+            let how = if rollback { "ROLLBACK" } else { "ABORT" };
+            let stopped_id = rec.deployments[0].id.clone();
+            {
+                let d = &mut rec.deployments[0];
+                d.rollout_state = DeploymentRolloutState::Failed;
+                d.rollout_state_reason = format!("Stopped by StopServiceDeployment ({how}).");
+                d.finished_at = Some(now);
+                d.updated_at = now;
+            }
+            let mut message = format!(
+                "(service {}) (deployment {stopped_id}) deployment stopped ({how}).",
+                rec.name
+            );
+            if rollback {
+                let target = (1..rec.deployments.len()).find(|&i| rec.deployments[i].completed);
+                match target {
+                    Some(i) => {
+                        let mut back = rec.deployments.remove(i);
+                        back.status = "PRIMARY".into();
+                        back.rollout_state = DeploymentRolloutState::InProgress;
+                        back.rollout_state_reason = format!(
+                            "Rolling back to deploymentId {} after StopServiceDeployment.",
+                            back.id
+                        );
+                        back.rollback_from = Some(stopped_id.clone());
+                        back.desired_count = rec.settings.desired_count;
+                        back.finished_at = None;
+                        back.updated_at = now;
+                        rec.service.task_definition = Some(back.task_definition.clone());
+                        rec.deployments[0].status = "ACTIVE".into();
+                        message.push_str(&format!(" Rolling back to deployment {}.", back.id));
+                        rec.deployments.insert(0, back);
+                    }
+                    None => match rec.past_deployments.iter().find(|d| d.completed).cloned() {
+                        Some(t) => {
+                            let mut back = DeploymentRecord::new(
+                                berth_model::service::new_deployment_id(),
+                                t.task_definition.clone(),
+                                t.launch_type,
+                                rec.settings.desired_count,
+                                now,
+                            );
+                            back.rollback_from = Some(stopped_id.clone());
+                            back.rollout_state_reason = format!(
+                                "Rolling back to deploymentId {} after StopServiceDeployment.",
+                                t.id
+                            );
+                            rec.service.task_definition = Some(t.task_definition.clone());
+                            rec.deployments[0].status = "ACTIVE".into();
+                            message.push_str(&format!(" Rolling back to deployment {}.", t.id));
+                            rec.deployments.insert(0, back);
+                        }
+                        None => {
+                            return Err(ErrorCode::ConflictException.with(
+                                "The service has no completed deployment to roll back to; use stopType ABORT, or update the service instead.",
+                            ));
+                        }
+                    },
+                }
+            }
+            rec.events.insert(
+                0,
+                ServiceEvent {
+                    id: Some(uuid::Uuid::new_v4().to_string()),
+                    created_at: Some(now),
+                    message: Some(message),
+                },
+            );
+            rec.events.truncate(berth_model::service::MAX_EVENTS);
+            rec.steady_since = None;
+            rec.version += 1;
+            let txn = berth_store::Txn::new()
+                .when(key.clone(), rev)
+                .put(key.clone(), records::encode(&rec));
+            if records::commit(&*self.store, txn).await? {
+                self.services_changed();
+                return Ok(StopServiceDeploymentResponse { service_deployment_arn: Some(arn) });
+            }
+        }
+        Err(error::contention(&format!("service {}", r.service)))
+    }
+}
