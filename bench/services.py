@@ -128,8 +128,7 @@ class Berth:
             now = time.monotonic()
             s = self.describe(name)
             deps = s["deployments"]
-            if "running" not in m and s["runningCount"] == count and s.get("pendingCount", 0) == 0 \
-                    and deps[0]["taskDefinition"] == td and deps[0]["runningCount"] == count:
+            if "running" not in m and deps[0]["taskDefinition"] == td and deps[0]["runningCount"] == count:
                 m["running"] = now - t0
             if "steady" not in m and len(deps) == 1 and deps[0]["taskDefinition"] == td \
                     and deps[0]["rolloutState"] == "COMPLETED" and s["runningCount"] == count:
@@ -180,28 +179,32 @@ class Berth:
         return time.monotonic() - t0
 
     def events(self, name, since_epoch):
+        """The service's events since `since_epoch` (oldest first, seconds after it), long
+        task lists cut."""
         s = self.describe(name)
         out = []
         for e in reversed(s["events"]):
             at = e["createdAt"].timestamp()
             if at >= since_epoch - 0.001:
-                out.append((at - since_epoch, e["message"]))
+                msg = e["message"]
+                out.append((at - since_epoch, msg if len(msg) <= 110 else msg[:105] + " ..."))
         return out
 
     def create_sample(self, name, count):
-        t0 = time.monotonic()
+        """Returns the milestones and the wall-clock time of the CreateService call."""
+        wall, t0 = time.time(), time.monotonic()
         self.create(name, count, self.td)
         m, _ = self.wait(name, count, self.td, t0)
-        return m
+        return m, wall
 
     def update_sample(self, name, count):
         self.create(name, count, self.td)
         self.wait(name, count, self.td, time.monotonic())
         old = self.tasks(name)
-        t0 = time.monotonic()
+        wall, t0 = time.time(), time.monotonic()
         self.ecs.update_service(cluster="default", service=name, taskDefinition=self.td_v2)
         m, _ = self.wait(name, count, self.td_v2, t0, old_tasks=old)
-        return m
+        return m, wall
 
 
 # ---------------------------------------------------------------- Docker Swarm
@@ -310,8 +313,7 @@ def run(a):
 
     def berth_create(rep):
         name = f"create-{rep}"
-        wall = time.time()
-        m = berth.create_sample(name, a.create_count)
+        m, wall = berth.create_sample(name, a.create_count)
         w = berth.check_containers(a.create_count, a.image)
         ev = berth.events(name, wall) if a.verbose else []
         td = berth.remove(name)
@@ -327,10 +329,9 @@ def run(a):
 
     def berth_update(rep):
         name = f"update-{rep}"
-        wall_before = time.time()
-        m = berth.update_sample(name, a.update_count)
+        m, wall = berth.update_sample(name, a.update_count)
         w = berth.check_containers(a.update_count, a.image_v2)
-        ev = berth.events(name, wall_before) if a.verbose else []
+        ev = berth.events(name, wall) if a.verbose else []
         td = berth.remove(name)
         results["berth_update"].append(m["done"])
         print(f"  berth update {a.update_count:3}: {fmt(m, ['running', 'steady', 'old_stopped'])}   (teardown {td:5.1f} s)", flush=True)
@@ -349,10 +350,11 @@ def run(a):
         for at, msg in ev:
             print(f"    {at:7.2f}  {msg}", flush=True)
 
-    print(f"seconds after the create/update call (polled every {a.poll_ms} ms); "
-          "berth: running = runningCount reached, steady = one COMPLETED deployment, "
-          "old_stopped = every old task STOPPED; swarm: running / healthy = containers of the "
-          "(new) image, done = those healthy and nothing else running", flush=True)
+    print(f"seconds after the create/update call, polled every {a.poll_ms} ms.\n"
+          "  berth: running = the (new) deployment's runningCount reached the count, steady = one\n"
+          "         COMPLETED deployment (all its tasks healthy), old_stopped = every old task STOPPED;\n"
+          "  swarm: running / healthy = that many containers of the (new) image running / healthy,\n"
+          "         done = those healthy and no other container of the service running.", flush=True)
     for rep in range(1, a.reps + 1):
         print(f"repetition {rep}/{a.reps}", flush=True)
         creates = [berth_create, swarm_create] if rep % 2 else [swarm_create, berth_create]
@@ -363,14 +365,14 @@ def run(a):
 
     med = {k: statistics.median(v) for k, v in results.items()}
     print()
-    print(f"{'median of ' + str(a.reps) + ' (seconds)':52} {'berth':>8} {'swarm':>8} {'berth/swarm':>12}")
+    print(f"{'median of ' + str(a.reps) + ' (seconds)':60} {'berth':>8} {'swarm':>8} {'berth/swarm':>12}")
     rows = [
         (f"create {a.create_count} tasks -> all running and healthy", "create"),
-        (f"rolling update of {a.update_count} tasks -> new all healthy, old gone", "update"),
+        (f"rolling update of {a.update_count} tasks -> all new healthy, old gone", "update"),
     ]
     for label, k in rows:
         b, s = med[f"berth_{k}"], med[f"swarm_{k}"]
-        print(f"{label:52} {b:8.2f} {s:8.2f} {b / s:11.2f}x")
+        print(f"{label:60} {b:8.2f} {s:8.2f} {b / s:11.2f}x")
     for k in ("create", "update"):
         b = " ".join(f"{x:.2f}" for x in results[f"berth_{k}"])
         s = " ".join(f"{x:.2f}" for x in results[f"swarm_{k}"])

@@ -54,6 +54,10 @@ pub struct PollResponse {
     pub tasks: Vec<DesiredTask>,
     /// How often the agent should poll at the latest, in seconds.
     pub heartbeat_seconds: u32,
+    /// The instance's registration epoch: bumped by every re-registration. The agent stamps it
+    /// on its reports.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// One task as the agent must run it.
@@ -92,6 +96,7 @@ mod tests {
                 ..Default::default()
             }],
             heartbeat_seconds: 20,
+            epoch: 3,
         };
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.contains("\"instanceStatus\":\"ACTIVE\""), "{json}");
@@ -121,6 +126,14 @@ pub struct TaskReport {
     /// When the task's containers all ran (epoch seconds), with status RUNNING.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<f64>,
+    /// The registration epoch of the agent that sent it (from [`PollResponse::epoch`]) and the
+    /// agent's report sequence number: the server ignores a report whose (epoch, seq) is not
+    /// newer than the last one it applied to the task, or whose epoch is older than the
+    /// instance's, so a delayed or replayed report never overrides newer state. 0 = unfenced.
+    #[serde(default)]
+    pub epoch: u64,
+    #[serde(default)]
+    pub seq: u64,
 }
 
 /// A container's health as the runtime reports it.

@@ -239,7 +239,8 @@ impl Agent {
     /// adopts them.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         let (report_tx, report_rx) = mpsc::unbounded_channel::<TaskReport>();
-        let reporter = tokio::spawn(deliver_reports(self.client.clone(), report_rx));
+        let epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let reporter = tokio::spawn(deliver_reports(self.client.clone(), report_rx, epoch.clone()));
         let ctx = TaskContext {
             runtime: self.runtime.clone(),
             cluster: self.config.cluster.clone(),
@@ -286,6 +287,7 @@ impl Agent {
                 }
             };
             seen = resp.version;
+            epoch.store(resp.epoch, std::sync::atomic::Ordering::Release);
             actors.retain(|_, (_, handle)| !handle.is_finished());
             let mut desired: HashMap<String, DesiredTask> =
                 resp.tasks.into_iter().map(|t| (t.task_arn.clone(), t)).collect();
@@ -350,21 +352,46 @@ impl Agent {
     }
 }
 
-/// Delivers reports: per task, the newest state, retried until acknowledged.
-async fn deliver_reports(client: Client, mut rx: mpsc::UnboundedReceiver<TaskReport>) {
+/// Delivers reports: per task, the newest state, retried until acknowledged. Each report is
+/// stamped, as it arrives, with the instance's registration epoch and a sequence number that
+/// grows with every report of this process, so that the server can tell a delayed retry from a
+/// newer state. Nothing is sent before the first poll has told the epoch.
+async fn deliver_reports(
+    client: Client,
+    mut rx: mpsc::UnboundedReceiver<TaskReport>,
+    epoch: Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::Ordering;
     let mut pending: HashMap<String, TaskReport> = HashMap::new();
     let mut delay = Duration::from_millis(100);
+    let mut seq: u64 = 0;
+    let mut stamp = |mut r: TaskReport| {
+        seq += 1;
+        r.seq = seq;
+        r
+    };
     loop {
         if pending.is_empty() {
             match rx.recv().await {
                 Some(r) => {
-                    pending.insert(r.change.task.clone().unwrap_or_default(), r);
+                    pending.insert(r.change.task.clone().unwrap_or_default(), stamp(r));
                 }
                 None => return,
             }
         }
         while let Ok(r) = rx.try_recv() {
-            pending.insert(r.change.task.clone().unwrap_or_default(), r);
+            pending.insert(r.change.task.clone().unwrap_or_default(), stamp(r));
+        }
+        let current = epoch.load(Ordering::Acquire);
+        if current == 0 {
+            // Registered but not polled yet: wait for the epoch.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        for r in pending.values_mut() {
+            if r.epoch == 0 {
+                r.epoch = current;
+            }
         }
         let mut failed = false;
         let tasks: Vec<String> = pending.keys().cloned().collect();
@@ -394,7 +421,7 @@ async fn deliver_reports(client: Client, mut rx: mpsc::UnboundedReceiver<TaskRep
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 r = rx.recv() => match r {
-                    Some(r) => { pending.insert(r.change.task.clone().unwrap_or_default(), r); }
+                    Some(r) => { pending.insert(r.change.task.clone().unwrap_or_default(), stamp(r)); }
                     None if pending.is_empty() => return,
                     None => {}
                 },

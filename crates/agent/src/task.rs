@@ -223,6 +223,9 @@ impl TaskActor {
                 .collect(),
             stop_code: self.stop_code,
             started_at: self.started_at,
+            // Stamped by the reporter.
+            epoch: 0,
+            seq: 0,
         };
         let _ = self.ctx.reports.send(report);
         self.publish_metadata();

@@ -98,6 +98,12 @@ impl Scope {
                 let revision = rev.parse().ok().filter(|r| *r > 0)?;
                 Some(ResourceRef::TaskDefinition { family: family.to_string(), revision })
             }
+            "service" => {
+                let (cluster, name) = rest.split_once('/')?;
+                (!cluster.is_empty() && !name.is_empty() && !name.contains('/')).then(|| {
+                    ResourceRef::Service { cluster: cluster.to_string(), name: name.to_string() }
+                })
+            }
             _ => None,
         }
     }
@@ -107,7 +113,15 @@ impl Scope {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ResourceRef {
     Cluster(String),
-    TaskDefinition { family: String, revision: i32 },
+    TaskDefinition {
+        family: String,
+        revision: i32,
+    },
+    /// `service/CLUSTER/NAME`.
+    Service {
+        cluster: String,
+        name: String,
+    },
 }
 
 /// A task definition named as ECS allows: `family` (its latest ACTIVE revision),

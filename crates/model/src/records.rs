@@ -156,4 +156,7 @@ pub struct TaskRecord {
     /// Scale-in protection ends at this time (epoch seconds); `None` when off.
     #[serde(default)]
     pub protected_until: Option<f64>,
+    /// (agent registration epoch, report sequence number) of the last agent report applied.
+    #[serde(default)]
+    pub report_mark: Option<(u64, u64)>,
 }

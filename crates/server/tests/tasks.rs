@@ -331,3 +331,59 @@ async fn start_task_places_on_the_named_instances_and_list_tasks_filters() {
     assert_ne!(p1["taskArns"], p2["taskArns"]);
     assert!(p2.get("nextToken").is_none() || p2["nextToken"].is_null());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_fenced_by_epoch_and_sequence() {
+    let h = Harness::start().await;
+    let inst = register_instance(&h, 4096, 4096, "a").await;
+    task_def(&h, "f", 100, 100, 0).await;
+    let p = h.post_path("/berth/agent/v1/poll", &json!({"cluster": "default", "containerInstanceArn": inst, "seenVersion": 0, "waitSeconds": 0})).await;
+    let epoch = p.body["epoch"].as_u64().unwrap();
+    assert_eq!(epoch, 1, "the first registration");
+    let task_arn = h.ok("RunTask", json!({"taskDefinition": "f"})).await["tasks"][0]["taskArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let report = |health: &str, epoch: u64, seq: u64| {
+        json!({"cluster": "default", "task": task_arn, "status": "RUNNING", "containerInstanceArn": inst,
+               "containers": [{"containerName": "web", "status": "RUNNING", "runtimeId": "abc"}],
+               "containerHealth": [{"containerName": "web", "healthStatus": health}],
+               "epoch": epoch, "seq": seq})
+    };
+    assert_eq!(
+        h.post_path("/berth/agent/v1/report", &report("HEALTHY", epoch, 2)).await.status,
+        200
+    );
+    assert_eq!(health(&h, &task_arn).await, "HEALTHY");
+    // A retry of an older report, delivered late, is ignored...
+    assert_eq!(
+        h.post_path("/berth/agent/v1/report", &report("UNHEALTHY", epoch, 1)).await.status,
+        200
+    );
+    assert_eq!(health(&h, &task_arn).await, "HEALTHY");
+    // ...a newer one applies.
+    h.post_path("/berth/agent/v1/report", &report("UNHEALTHY", epoch, 3)).await;
+    assert_eq!(health(&h, &task_arn).await, "UNHEALTHY");
+    // The instance registers again (a restarted agent): its new epoch wins over any sequence
+    // number of the old one, and reports of the old registration are stale.
+    let again = register_instance(&h, 4096, 4096, "a").await;
+    assert_eq!(again, inst);
+    let p = h.post_path("/berth/agent/v1/poll", &json!({"cluster": "default", "containerInstanceArn": inst, "seenVersion": 0, "waitSeconds": 0})).await;
+    let new_epoch = p.body["epoch"].as_u64().unwrap();
+    assert_eq!(new_epoch, epoch + 1);
+    h.post_path("/berth/agent/v1/report", &report("HEALTHY", new_epoch, 1)).await;
+    assert_eq!(health(&h, &task_arn).await, "HEALTHY");
+    h.post_path("/berth/agent/v1/report", &report("UNHEALTHY", epoch, 99)).await;
+    assert_eq!(
+        health(&h, &task_arn).await,
+        "HEALTHY",
+        "a report of the previous registration is stale"
+    );
+}
+
+/// The health status of the first container of a task.
+async fn health(h: &Harness, task_arn: &str) -> Value {
+    h.ok("DescribeTasks", json!({"tasks": [task_arn]})).await["tasks"][0]["containers"][0]
+        ["healthStatus"]
+        .clone()
+}

@@ -103,6 +103,10 @@ class Services(unittest.TestCase):
         self.assertEqual(gone["lastStatus"], "STOPPED")
         self.assertTrue(any("has started 1 tasks" in e["message"] for e in s["events"]))
         self.assertIn(s["serviceArn"], c.list_services(cluster="default")["serviceArns"])
+        c.tag_resource(resourceArn=s["serviceArn"], tags=[{"key": "team", "value": "web"}])
+        self.assertEqual(c.list_tags_for_resource(resourceArn=s["serviceArn"])["tags"], [{"key": "team", "value": "web"}])
+        tagged = c.describe_services(cluster="default", services=["basic"], include=["TAGS"])["services"][0]
+        self.assertEqual(tagged["tags"], [{"key": "team", "value": "web"}])
         remove(c, "basic")
 
     def test_rolling_update_keeps_the_minimum_healthy(self):

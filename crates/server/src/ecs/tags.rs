@@ -1,5 +1,5 @@
 //! Tags: TagResource, UntagResource, ListTagsForResource, for every taggable resource Berth
-//! has (clusters and task definitions so far). Resources are named by ARN only, as in ECS.
+//! has (clusters, task definitions and services so far). Resources are named by ARN only, as in ECS.
 
 use berth_model::arn::ResourceRef;
 use berth_model::tags;
@@ -44,6 +44,28 @@ impl EcsService {
                 if !self.update_task_definition_tags(&family, revision, f).await? {
                     return Err(not_found(arn));
                 }
+            }
+            ResourceRef::Service { cluster, name } => {
+                let key = berth_model::keys::service(&cluster, &name);
+                let _serial = self.serialise(&key).await;
+                for _ in 0..crate::records::CAS_ATTEMPTS {
+                    let Some((mut rec, rev)) = crate::records::get::<
+                        berth_model::service::ServiceRecord,
+                    >(&*self.store, &key)
+                    .await?
+                    else {
+                        return Err(not_found(arn));
+                    };
+                    rec.tags = f(&rec.tags)?;
+                    rec.version += 1;
+                    let txn = berth_store::Txn::new()
+                        .when(key.clone(), rev)
+                        .put(key.clone(), crate::records::encode(&rec));
+                    if crate::records::commit(&*self.store, txn).await? {
+                        return Ok(());
+                    }
+                }
+                return Err(error::contention(&format!("service {name}")));
             }
         }
         Ok(())
@@ -97,6 +119,12 @@ impl EcsService {
                 .task_definition_tags(&family, revision)
                 .await?
                 .ok_or_else(|| not_found(&arn))?,
+            ResourceRef::Service { cluster, name } => {
+                match self.find_service(&cluster, &name).await? {
+                    Some((rec, _, _)) => rec.tags,
+                    None => return Err(not_found(&arn)),
+                }
+            }
         };
         Ok(ListTagsForResourceResponse { tags: Some(tags) })
     }

@@ -269,6 +269,7 @@ impl EcsService {
                 reserved_ports_tcp: req.host_ports_tcp.clone(),
                 reserved_ports_udp: req.host_ports_udp.clone(),
                 protected_until: None,
+                report_mark: None,
             },
         }
     }
@@ -844,8 +845,35 @@ impl EcsService {
             ),
         };
         let now = self.now();
+        // Fencing: a report from an older registration of the instance, or not newer than the
+        // last one applied to this task, is stale and changes nothing.
+        let mark = (report.epoch, report.seq);
+        if report.epoch > 0
+            && let Some((t, _)) =
+                records::get::<TaskRecord>(&*self.store, &keys::task(&cluster, id)).await?
+            && let Some((inst, _)) = records::get::<ContainerInstanceRecord>(
+                &*self.store,
+                &keys::container_instance(&cluster, &t.instance_id),
+            )
+            .await?
+            && report.epoch < inst.epoch
+        {
+            tracing::debug!(
+                task = id,
+                report_epoch = report.epoch,
+                instance_epoch = inst.epoch,
+                "stale report ignored"
+            );
+            return Ok(());
+        }
         let updated = self
             .update_task(&cluster, id, |t| {
+                if report.epoch > 0 {
+                    if t.report_mark.is_some_and(|m| mark <= m) {
+                        return Ok(()); // a delayed or replayed report
+                    }
+                    t.report_mark = Some(mark);
+                }
                 if !report.container_instance_arn.is_empty()
                     && t.task.container_instance_arn.as_deref()
                         != Some(report.container_instance_arn.as_str())
@@ -1069,6 +1097,7 @@ impl EcsService {
                     instance_status: "INACTIVE".into(),
                     tasks: vec![],
                     heartbeat_seconds: heartbeat,
+                    epoch: 0,
                 });
             };
             if beat {
@@ -1091,6 +1120,7 @@ impl EcsService {
                     instance_status: rec.status.clone(),
                     tasks: self.desired_state(&cluster, &rec).await?,
                     heartbeat_seconds: heartbeat,
+                    epoch: rec.epoch,
                 });
             }
             match tokio::time::timeout_at(deadline, watch.changed()).await {
