@@ -14,6 +14,7 @@ labelled berth.bench=<run id>, and waits for their containers to go (the script'
 """
 
 import argparse
+import datetime
 import http.client
 import json
 import socket
@@ -52,9 +53,10 @@ class _UnixConnection(http.client.HTTPConnection):
 
 
 class Docker:
-    """The Engine API over its socket (the docker CLI costs ~50 ms of CPU per call; a poll
-    here is one cheap request). Swarm's health check must be exec form (the image has no
-    shell), which `docker service create --health-cmd` cannot express; the API can."""
+    """The Engine API over its socket: a poll is one request on a kept-alive connection, not
+    a docker CLI process (about 20 ms of CPU each here). Swarm's health check must be exec
+    form (the image has no shell), which `docker service create --health-cmd` cannot
+    express; the API can."""
 
     def __init__(self, sock="/var/run/docker.sock"):
         self.conn = _UnixConnection(sock)
@@ -80,6 +82,22 @@ class Docker:
         q = "filters=" + urllib.parse.quote(json.dumps(f)) + ("&all=1" if all_states else "")
         return self.call("GET", "/containers/json?" + q)
 
+    def timeline(self, labels, image, since_epoch):
+        """When the running containers with `labels` on `image` were created and started,
+        seconds after `since_epoch`: (first, median, last) of each."""
+        created, started = [], []
+        for c in self.containers(labels):
+            if c["Image"] != image:
+                continue
+            st = self.call("GET", f"/containers/{c['Id']}/json")
+            created.append(_epoch(st["Created"]) - since_epoch)
+            started.append(_epoch(st["State"]["StartedAt"]) - since_epoch)
+
+        def spread(xs):
+            xs = sorted(xs)
+            return f"{xs[0]:5.2f} / {statistics.median(xs):5.2f} / {xs[-1]:5.2f}" if xs else "-"
+        return f"containers created {spread(created)}, started {spread(started)} (first / median / last)"
+
     def wait_no_containers(self, labels, timeout=120):
         deadline = time.monotonic() + timeout
         while self.containers(labels, all_states=True):
@@ -88,10 +106,20 @@ class Docker:
             time.sleep(0.2)
 
 
+def _epoch(iso):
+    """Docker's RFC 3339 time with nanoseconds, as epoch seconds."""
+    date, _, frac = iso.rstrip("Z").partition(".")
+    whole = datetime.datetime.strptime(date, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    return whole.timestamp() + (float("0." + frac) if frac else 0.0)
+
+
 # ---------------------------------------------------------------- Berth
 
 
 class Berth:
+    """Berth's ECS API through boto3, on the default cluster; the two task definition
+    revisions (the image and its second tag) are registered up front."""
+
     def __init__(self, endpoint, instance_arn, docker, family, image, image_v2, poll):
         self.ecs = boto3.client("ecs", endpoint_url=endpoint, region_name="us-east-1")
         self.docker = docker
@@ -211,6 +239,9 @@ class Berth:
 
 
 class Swarm:
+    """Swarm services through the Engine API, labelled berth.bench=<run id> (the service and
+    its containers)."""
+
     def __init__(self, docker, run_id, image, image_v2, poll):
         self.docker = docker
         self.run_id = run_id
@@ -284,16 +315,17 @@ class Swarm:
         return self.docker.call("GET", "/services?filters=" + f)
 
     def create_sample(self, name, count):
-        t0 = time.monotonic()
+        """Returns the milestones, the wall-clock time of the create call and the service ID."""
+        wall, t0 = time.time(), time.monotonic()
         sid = self.create(name, count, self.image)
-        return self.wait(name, count, self.image, t0), sid
+        return self.wait(name, count, self.image, t0), wall, sid
 
     def update_sample(self, name, count):
         sid = self.create(name, count, self.image)
         self.wait(name, count, self.image, time.monotonic())
-        t0 = time.monotonic()
+        wall, t0 = time.time(), time.monotonic()
         self.update(sid, self.image_v2)
-        return self.wait(name, count, self.image_v2, t0), sid
+        return self.wait(name, count, self.image_v2, t0), wall, sid
 
 
 # ---------------------------------------------------------------- the run
@@ -314,41 +346,58 @@ def run(a):
     def berth_create(rep):
         name = f"create-{rep}"
         m, wall = berth.create_sample(name, a.create_count)
-        w = berth.check_containers(a.create_count, a.image)
-        ev = berth.events(name, wall) if a.verbose else []
+        checked = berth.check_containers(a.create_count, a.image)
+        detail = verbose_berth(name, a.image, wall)
         td = berth.remove(name)
         results["berth_create"].append(m["done"])
         print(f"  berth create {a.create_count:3}: {fmt(m, ['running', 'steady'])}   (teardown {td:5.1f} s)", flush=True)
-        report(w, ev)
+        report(checked, detail)
 
     def swarm_create(rep):
-        m, sid = swarm.create_sample(f"{a.run_id}-create-{rep}", a.create_count)
+        name = f"{a.run_id}-create-{rep}"
+        m, wall, sid = swarm.create_sample(name, a.create_count)
+        detail = verbose_swarm(name, a.image, wall)
         td = swarm.remove(sid)
         results["swarm_create"].append(m["done"])
         print(f"  swarm create {a.create_count:3}: {fmt(m, ['running', 'healthy'])}   (teardown {td:5.1f} s)", flush=True)
+        report(None, detail)
 
     def berth_update(rep):
         name = f"update-{rep}"
         m, wall = berth.update_sample(name, a.update_count)
-        w = berth.check_containers(a.update_count, a.image_v2)
-        ev = berth.events(name, wall) if a.verbose else []
+        checked = berth.check_containers(a.update_count, a.image_v2)
+        detail = verbose_berth(name, a.image_v2, wall)
         td = berth.remove(name)
         results["berth_update"].append(m["done"])
         print(f"  berth update {a.update_count:3}: {fmt(m, ['running', 'steady', 'old_stopped'])}   (teardown {td:5.1f} s)", flush=True)
-        report(w, ev)
+        report(checked, detail)
 
     def swarm_update(rep):
-        m, sid = swarm.update_sample(f"{a.run_id}-update-{rep}", a.update_count)
+        name = f"{a.run_id}-update-{rep}"
+        m, wall, sid = swarm.update_sample(name, a.update_count)
+        detail = verbose_swarm(name, a.image_v2, wall)
         td = swarm.remove(sid)
         results["swarm_update"].append(m["done"])
         print(f"  swarm update {a.update_count:3}: {fmt(m, ['running', 'healthy', 'done'])}   (teardown {td:5.1f} s)", flush=True)
+        report(None, detail)
 
-    def report(w, ev):
-        if w:
-            warnings.append(w)
-            print(f"    WARNING: {w}", flush=True)
-        for at, msg in ev:
-            print(f"    {at:7.2f}  {msg}", flush=True)
+    def verbose_berth(name, image, wall):
+        if not a.verbose:
+            return []
+        lines = [docker.timeline(berth.labels, image, wall)]
+        return lines + [f"{at:7.2f}  {msg}" for at, msg in berth.events(name, wall)]
+
+    def verbose_swarm(name, image, wall):
+        if not a.verbose:
+            return []
+        return [docker.timeline([f"com.docker.swarm.service.name={name}"], image, wall)]
+
+    def report(warning, detail):
+        if warning:
+            warnings.append(warning)
+            print(f"    WARNING: {warning}", flush=True)
+        for line in detail:
+            print(f"    {line}", flush=True)
 
     print(f"seconds after the create/update call, polled every {a.poll_ms} ms.\n"
           "  berth: running = the (new) deployment's runningCount reached the count, steady = one\n"

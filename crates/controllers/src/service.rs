@@ -475,7 +475,11 @@ pub fn reconcile(input: &Input<'_>) -> Decision {
             dep.updated_at = now;
         }
     }
-    let others_have_tasks = remaining.iter().any(|l| l.t.deployment != primary_id);
+    // A deployment still "has tasks" while any of them is not STOPPED yet (on an instance that
+    // can still report), including those being stopped: completion waits for them.
+    let occupied: BTreeSet<&str> = occupying.iter().map(|t| t.deployment.as_str()).collect();
+    let others_have_tasks = remaining.iter().any(|l| l.t.deployment != primary_id)
+        || occupied.iter().any(|dep| *dep != primary_id);
     let primary_healthy = remaining
         .iter()
         .filter(|l| l.t.deployment == primary_id && l.healthy && !l.draining)
@@ -571,7 +575,8 @@ pub fn reconcile(input: &Input<'_>) -> Decision {
     // Old deployments with no task left become INACTIVE.
     let mut kept = Vec::with_capacity(d.deployments.len());
     for (i, mut dep) in std::mem::take(&mut d.deployments).into_iter().enumerate() {
-        let has_tasks = remaining.iter().any(|l| l.t.deployment == dep.id);
+        let has_tasks = remaining.iter().any(|l| l.t.deployment == dep.id)
+            || occupied.contains(dep.id.as_str());
         if i > 0 && !has_tasks && !(rolled_back && i == 1) {
             dep.status = "INACTIVE".into();
             dep.updated_at = now;

@@ -27,6 +27,8 @@ struct World {
     next_id: u32,
     /// task id -> task definition.
     td_of: BTreeMap<String, String>,
+    /// Ticks a stopping task still runs (containers take a while to stop).
+    stopping: BTreeMap<String, u32>,
     events: Vec<String>,
     /// Largest number of non-STOPPED tasks, and (once a deployment has completed) smallest
     /// number of healthy ones, seen at any tick: the bounds a rolling update must keep.
@@ -80,6 +82,7 @@ impl World {
             now: 0.0,
             next_id: 0,
             td_of: BTreeMap::new(),
+            stopping: BTreeMap::new(),
             events: vec![],
             max_seen: 0,
             min_healthy_seen: i32::MAX,
@@ -130,6 +133,7 @@ impl World {
             assert!(t.desired_running, "stopped twice: {id}");
             t.desired_running = false;
             t.stopped_on_purpose = true;
+            self.stopping.insert(id.clone(), 2);
         }
         self.tasks.retain(|t| !d.forget.contains(&t.id));
         for id in &d.mark_healthy {
@@ -179,7 +183,11 @@ impl World {
                 continue; // nobody reports for a lost instance
             }
             if !t.desired_running {
-                t.last_status = TaskStatus::Stopped;
+                let left = self.stopping.entry(t.id.clone()).or_insert(0);
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    t.last_status = TaskStatus::Stopped;
+                }
                 continue;
             }
             match (behaviour(&self.td_of[&t.id]), t.last_status) {
@@ -291,7 +299,19 @@ fn rolling_updates_keep_within_the_minimum_and_maximum() {
         w.run_until("steady", World::steady);
         w.max_seen = 0;
         w.deploy("td:2");
-        w.run_until("rolled out", |w| w.steady() && w.primary().task_definition == "td:2");
+        let mut completed_early = false;
+        w.run_until("rolled out", |w| {
+            if w.primary().task_definition == "td:2"
+                && w.primary().rollout_state == DeploymentRolloutState::Completed
+                && w.tasks
+                    .iter()
+                    .any(|t| t.last_status != TaskStatus::Stopped && w.td_of[&t.id] == "td:1")
+            {
+                completed_early = true;
+            }
+            w.steady() && w.primary().task_definition == "td:2"
+        });
+        assert!(!completed_early, "COMPLETED while an old task was still not STOPPED");
         assert_eq!(w.running("td:2"), desired as usize);
         assert_eq!(w.running("td:1"), 0);
         assert_eq!(w.deployments.len(), 1);
