@@ -15,7 +15,8 @@
 //!   not healthy are stopped freely). Scaling in (more tasks of the PRIMARY deployment than
 //!   `D`) is not bounded by the minimum.
 //! * **Order.** Stops: lost instances' tasks, unhealthy tasks, not-yet-healthy tasks of old
-//!   deployments and of DRAINING instances, surplus PRIMARY tasks (not-yet-healthy first),
+//!   deployments and of DRAINING instances, surplus PRIMARY tasks (not-yet-healthy first,
+//!   then from the busiest zone and instance, keeping the service balanced),
 //!   then healthy old tasks and healthy tasks on DRAINING instances while the minimum allows.
 //!   Starts: PRIMARY tasks up to `D` (not counting those on DRAINING instances), within the
 //!   maximum, unless the deployment FAILED or its launch delay has not passed.
@@ -114,6 +115,8 @@ pub struct InstanceView {
     pub silent_secs: f64,
     /// For DAEMON services: ACTIVE, not lost and meeting the service's constraints.
     pub daemon_eligible: bool,
+    /// Its `ecs.availability-zone`, which scale-in keeps balanced.
+    pub zone: Option<String>,
 }
 
 /// Everything one pass reads.
@@ -377,23 +380,46 @@ pub fn reconcile(input: &Input<'_>) -> Decision {
         }
         primary_good = keep;
     } else if primary_good.len() as i32 > desired {
-        // Not-yet-healthy first, then the most recently started.
-        primary_good.sort_by(|a, b| {
-            a.healthy.cmp(&b.healthy).then(
-                b.t.started_at.partial_cmp(&a.t.started_at).unwrap_or(std::cmp::Ordering::Equal),
-            )
-        });
-        let surplus = primary_good.len() - desired as usize;
-        let (mut dropped, mut kept) = (0, Vec::with_capacity(primary_good.len()));
-        for l in primary_good {
-            if dropped < surplus && !(l.t.protected && l.healthy) {
-                stop(&mut d, &mut stopping, l, scaling(&primary_id));
-                dropped += 1;
-            } else {
-                kept.push(l);
+        // Scale-in keeps the service balanced, as ECS's default spread does: one task at a
+        // time, a not-yet-healthy one first, then one from the zone, then the instance, that
+        // runs the most of the service's tasks, the most recently started first. Protected
+        // healthy tasks stay.
+        let zone_of = |l: &Live<'_>| {
+            instances.get(l.t.instance_id.as_str()).and_then(|i| i.zone.clone()).unwrap_or_default()
+        };
+        let mut surplus = primary_good.len() - desired as usize;
+        while surplus > 0 {
+            let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
+            let mut per_instance: BTreeMap<&str, usize> = BTreeMap::new();
+            for l in &primary_good {
+                *per_zone.entry(zone_of(l)).or_default() += 1;
+                *per_instance.entry(l.t.instance_id.as_str()).or_default() += 1;
             }
+            let pick = primary_good
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| !(l.t.protected && l.healthy))
+                .max_by(|(_, a), (_, b)| {
+                    (!a.healthy)
+                        .cmp(&!b.healthy)
+                        .then(per_zone[&zone_of(a)].cmp(&per_zone[&zone_of(b)]))
+                        .then(
+                            per_instance[a.t.instance_id.as_str()]
+                                .cmp(&per_instance[b.t.instance_id.as_str()]),
+                        )
+                        .then(
+                            a.t.started_at
+                                .partial_cmp(&b.t.started_at)
+                                .unwrap_or(std::cmp::Ordering::Equal),
+                        )
+                        .then(b.t.id.cmp(&a.t.id))
+                })
+                .map(|(i, _)| i);
+            let Some(i) = pick else { break };
+            let l = primary_good.remove(i);
+            stop(&mut d, &mut stopping, l, scaling(&primary_id));
+            surplus -= 1;
         }
-        primary_good = kept;
     }
     // Healthy tasks that should go, while the minimum allows: old deployments' (oldest
     // deployment first), then those on DRAINING instances, then DAEMON tasks off eligible

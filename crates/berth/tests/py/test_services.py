@@ -75,7 +75,8 @@ class Services(unittest.TestCase):
     def test_create_reach_steady_state_and_replace_a_killed_task(self):
         c = ecs()
         td = register(c, "svc-basic")
-        s = c.create_service(cluster="default", serviceName="basic", taskDefinition=td, desiredCount=3)["service"]
+        s = c.create_service(cluster="default", serviceName="basic", taskDefinition=td, desiredCount=3,
+                             enableECSManagedTags=True)["service"]
         self.assertEqual(s["status"], "ACTIVE")
         self.assertEqual(s["desiredCount"], 3)
         self.assertEqual(s["deployments"][0]["status"], "PRIMARY")
@@ -90,6 +91,9 @@ class Services(unittest.TestCase):
         self.assertEqual(len(tasks), 3)
         self.assertTrue(all(t["group"] == "service:basic" for t in tasks))
         self.assertTrue(all(t["startedBy"] == s["deployments"][0]["id"] for t in tasks))
+        tagged = c.describe_tasks(cluster="default", tasks=[tasks[0]["taskArn"]], include=["TAGS"])["tasks"][0]
+        self.assertIn({"key": "aws:ecs:serviceName", "value": "basic"}, tagged["tags"])
+        self.assertIn({"key": "aws:ecs:clusterName", "value": "default"}, tagged["tags"])
         # ECS's default placement for services spreads across zones.
         self.assertEqual(sorted(collections.Counter(t["availabilityZone"] for t in tasks).values()), [1, 2])
         # Kill one task's container: the task stops and a replacement starts.

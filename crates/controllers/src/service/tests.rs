@@ -43,6 +43,7 @@ fn instance(id: &str) -> InstanceView {
         lost: false,
         silent_secs: 0.0,
         daemon_eligible: true,
+        zone: Some(format!("zone-{id}")),
     }
 }
 
@@ -525,4 +526,25 @@ fn protected_tasks_survive_scale_in() {
             .collect::<Vec<_>>(),
         vec![&keep]
     );
+}
+
+#[test]
+fn scale_in_keeps_the_zones_balanced() {
+    let mut w = World::new(config(9, 100, 200), &["a", "b", "c"]);
+    w.run_until("steady", World::steady);
+    let per_zone = |w: &World| {
+        let mut m: BTreeMap<String, usize> = BTreeMap::new();
+        for t in
+            w.tasks.iter().filter(|t| t.last_status == TaskStatus::Running && t.desired_running)
+        {
+            *m.entry(t.instance_id.clone()).or_default() += 1;
+        }
+        m
+    };
+    assert_eq!(per_zone(&w).values().copied().collect::<Vec<_>>(), [3, 3, 3]);
+    w.cfg.desired_count = 4;
+    w.run_until("four", |w| w.steady() && w.running("td:1") == 4);
+    let mut counts: Vec<usize> = per_zone(&w).values().copied().collect();
+    counts.sort();
+    assert_eq!(counts, [1, 1, 2], "balanced within one");
 }

@@ -175,6 +175,7 @@ impl EcsService {
                     lost,
                     silent_secs: *silent,
                     daemon_eligible: active && !lost && meets,
+                    zone: snap.attributes.get("ecs.availability-zone").cloned().flatten(),
                 }
             })
             .collect();
@@ -319,7 +320,7 @@ impl EcsService {
                     .find(|(r, _, _)| &r.id == id)
                     .map(|(r, _, _)| vec![r.arn.clone()])
             });
-            let tags = if rec.service.propagate_tags == Some(PropagateTags::Service) {
+            let mut tags = if rec.service.propagate_tags == Some(PropagateTags::Service) {
                 rec.tags.clone()
             } else if rec.service.propagate_tags == Some(PropagateTags::TaskDefinition) {
                 match (td.family.as_deref(), td.revision) {
@@ -331,6 +332,14 @@ impl EcsService {
             } else {
                 vec![]
             };
+            if rec.service.enable_ecs_managed_tags == Some(true) {
+                // ECS's managed tags on a service's tasks.
+                for (k, v) in
+                    [("aws:ecs:clusterName", cluster), ("aws:ecs:serviceName", name.as_str())]
+                {
+                    tags.push(Tag { key: Some(k.into()), value: Some(v.into()) });
+                }
+            }
             let placed = self
                 .place_and_commit(
                     cluster,

@@ -393,7 +393,9 @@ impl EcsService {
     ) -> Result<ListServicesResponse, AwsError> {
         let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
         let prefix = keys::cluster_services_prefix(&cluster);
-        let page = Page::parse(input.max_results, input.next_token.as_deref(), 100, &prefix)?;
+        // ECS: 1 to 100, and 10 when not given.
+        let page =
+            Page::parse(input.max_results.or(Some(10)), input.next_token.as_deref(), 100, &prefix)?;
         let filtered = input.launch_type.is_some() || input.scheduling_strategy.is_some();
         let (names, next) = if !filtered {
             let (ks, next) = page.keys(&*self.store, &prefix, false).await?;
