@@ -33,6 +33,11 @@ const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(180);
 /// How often running containers' health and liveness are re-read.
 const SUPERVISE_TICK: Duration = Duration::from_millis(500);
+/// How often a container whose health is already known (HEALTHY or UNHEALTHY) is re-read:
+/// Docker changes it at most once per health-check interval (5 s at least in ECS), and a
+/// container still starting up (UNKNOWN) stays on [`SUPERVISE_TICK`] so that deployments see
+/// it turn healthy at once.
+const SETTLED_HEALTH_TICK: Duration = Duration::from_secs(2);
 
 /// The agent's view of one container.
 #[derive(Clone, Debug)]
@@ -604,6 +609,8 @@ impl TaskActor {
             }
         }
         let mut tick = tokio::time::interval(SUPERVISE_TICK);
+        // When each container's health was last read.
+        let mut health_read = vec![tokio::time::Instant::now(); self.runs.len()];
         loop {
             if self.wants_stop() {
                 return;
@@ -633,8 +640,18 @@ impl TaskActor {
                 }
                 _ = tick.tick() => {
                     let before: Vec<_> = self.runs.iter().map(|r| (r.status, r.health)).collect();
-                    for i in 0..self.runs.len() {
-                        if self.runs[i].status == "RUNNING" && self.runs[i].def.health_check.is_some() {
+                    let now = tokio::time::Instant::now();
+                    for (i, read) in health_read.iter_mut().enumerate() {
+                        let r = &self.runs[i];
+                        if r.status != "RUNNING" || r.def.health_check.is_none() {
+                            continue;
+                        }
+                        let every = match r.health {
+                            Some(HealthStatus::Healthy | HealthStatus::Unhealthy) => SETTLED_HEALTH_TICK,
+                            _ => SUPERVISE_TICK,
+                        };
+                        if now.duration_since(*read) + SUPERVISE_TICK / 2 >= every {
+                            *read = now;
                             self.refresh(i).await;
                         }
                     }
