@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use berth_testkit::{AgentProc, ServerProc};
+use berth_testkit::{AgentProc, ServerProc, require_demo_image};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_berth"))
@@ -12,12 +12,7 @@ fn bin() -> &'static Path {
 
 #[test]
 fn placement_suite() {
-    let ok = std::process::Command::new("docker")
-        .args(["image", "inspect", "berth-demo:latest"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(ok, "the image berth-demo:latest is missing: run scripts/build-demo-image.sh first");
+    require_demo_image();
     let s = ServerProc::start(bin()).expect("server");
     // (zone, instance type, extra attributes)
     let hosts: [(&str, &str, &[&str]); 4] = [

@@ -5,20 +5,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use berth_testkit::{AgentProc, ServerProc};
+use berth_testkit::{AgentProc, ServerProc, require_demo_image};
 use serde_json::Value;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_berth"))
-}
-
-fn require_demo_image() {
-    let ok = std::process::Command::new("docker")
-        .args(["image", "inspect", "berth-demo:latest"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(ok, "the image berth-demo:latest is missing: run scripts/build-demo-image.sh first");
 }
 
 /// A server whose services count a task without health checks healthy after 1 s (ECS: 40).

@@ -17,6 +17,18 @@ pub const ACCOUNT_ID: &str = "123456789012";
 /// The region the tests use.
 pub const REGION: &str = "us-east-1";
 
+/// Fails the test at once, saying what to do, when the image the end-to-end tests run
+/// (`berth-demo:latest`) is missing.
+#[track_caller]
+pub fn require_demo_image() {
+    let ok = Command::new("docker")
+        .args(["image", "inspect", "berth-demo:latest"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(ok, "the image berth-demo:latest is missing: run scripts/build-demo-image.sh first");
+}
+
 /// A running `berth server` child process.
 pub struct ServerProc {
     child: Option<Child>,

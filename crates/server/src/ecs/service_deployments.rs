@@ -15,15 +15,12 @@
 //! | FAILED or stopped, the rollback completed           | ROLLBACK_SUCCESSFUL       |
 //! | FAILED or stopped without rollback                  | STOPPED                   |
 
-use berth_model::keys;
 use berth_model::service::{DeploymentRecord, ServiceRecord};
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
 use super::EcsService;
-use super::services::Found;
 use crate::error;
-use crate::records::{self, CAS_ATTEMPTS};
 
 /// A parsed service-deployment or service-revision ARN.
 struct Ref {
@@ -315,110 +312,102 @@ impl EcsService {
                 .with(format!("The service deployment {arn} was not found.")));
         };
         let rollback = input.stop_type != Some(StopServiceDeploymentStopType::Abort);
-        let key = keys::service(&r.cluster, &r.service);
-        let _serial = self.serialise(&key).await;
-        for _ in 0..CAS_ATTEMPTS {
-            let Some((mut rec, rev, found)) = self.find_service(&r.cluster, &r.service).await?
-            else {
-                return Err(ErrorCode::ServiceDeploymentNotFoundException
-                    .with(format!("The service deployment {arn} was not found.")));
-            };
-            let Some(pos) = rec.deployments.iter().position(|d| d.id == r.deployment) else {
-                return Err(if rec.past_deployments.iter().any(|d| d.id == r.deployment) {
-                    ErrorCode::ConflictException
-                        .with("The service deployment has already ended; only an IN_PROGRESS deployment can be stopped.")
-                } else {
-                    ErrorCode::ServiceDeploymentNotFoundException
-                        .with(format!("The service deployment {arn} was not found."))
-                });
-            };
-            if found == Found::Inactive
-                || pos != 0
-                || rec.deployments[0].rollout_state != DeploymentRolloutState::InProgress
-            {
-                return Err(ErrorCode::ConflictException
-                    .with("Only the service's IN_PROGRESS deployment can be stopped."));
-            }
-            let now = self.now();
-            let how = if rollback { "ROLLBACK" } else { "ABORT" };
-            let stopped_id = rec.deployments[0].id.clone();
-            {
-                let d = &mut rec.deployments[0];
-                d.rollout_state = DeploymentRolloutState::Failed;
-                d.rollout_state_reason = format!("Stopped by StopServiceDeployment ({how}).");
-                d.finished_at = Some(now);
-                d.updated_at = now;
-            }
-            let mut message = format!(
-                "(service {}) (deployment {stopped_id}) deployment stopped ({how}).",
-                rec.name
-            );
-            if rollback {
-                let target = (1..rec.deployments.len()).find(|&i| rec.deployments[i].completed);
-                match target {
-                    Some(i) => {
-                        let mut back = rec.deployments.remove(i);
-                        back.status = "PRIMARY".into();
-                        back.rollout_state = DeploymentRolloutState::InProgress;
-                        back.rollout_state_reason = format!(
-                            "Rolling back to deploymentId {} after StopServiceDeployment.",
-                            back.id
-                        );
-                        back.rollback_from = Some(stopped_id.clone());
-                        back.desired_count = rec.settings.desired_count;
-                        back.finished_at = None;
-                        back.updated_at = now;
-                        rec.service.task_definition = Some(back.task_definition.clone());
-                        rec.deployments[0].status = "ACTIVE".into();
-                        message.push_str(&format!(" Rolling back to deployment {}.", back.id));
-                        rec.deployments.insert(0, back);
-                    }
-                    None => match rec.past_deployments.iter().find(|d| d.completed).cloned() {
-                        Some(t) => {
-                            let mut back = DeploymentRecord::new(
-                                berth_model::service::new_deployment_id(),
-                                t.task_definition.clone(),
-                                t.launch_type,
-                                rec.settings.desired_count,
-                                now,
-                            );
-                            back.rollback_from = Some(stopped_id.clone());
-                            back.rollout_state_reason = format!(
-                                "Rolling back to deploymentId {} after StopServiceDeployment.",
-                                t.id
-                            );
-                            rec.service.task_definition = Some(t.task_definition.clone());
-                            rec.deployments[0].status = "ACTIVE".into();
-                            message.push_str(&format!(" Rolling back to deployment {}.", t.id));
-                            rec.deployments.insert(0, back);
-                        }
-                        None => {
-                            return Err(ErrorCode::ConflictException.with(
-                                "The service has no completed deployment to roll back to; use stopType ABORT, or update the service instead.",
-                            ));
-                        }
-                    },
+        let not_found = || {
+            ErrorCode::ServiceDeploymentNotFoundException
+                .with(format!("The service deployment {arn} was not found."))
+        };
+        let now = self.now();
+        let updated = self
+            .update_service_record(&r.cluster, &r.service, |rec| {
+                let Some(pos) = rec.deployments.iter().position(|d| d.id == r.deployment) else {
+                    return Err(if rec.past_deployments.iter().any(|d| d.id == r.deployment) {
+                        ErrorCode::ConflictException.with(
+                            "The service deployment has already ended; only an IN_PROGRESS deployment can be stopped.",
+                        )
+                    } else {
+                        not_found()
+                    });
+                };
+                if pos != 0 || rec.deployments[0].rollout_state != DeploymentRolloutState::InProgress
+                {
+                    return Err(ErrorCode::ConflictException
+                        .with("Only the service's IN_PROGRESS deployment can be stopped."));
                 }
-            }
-            rec.events.insert(
-                0,
-                ServiceEvent {
-                    id: Some(uuid::Uuid::new_v4().to_string()),
-                    created_at: Some(now),
-                    message: Some(message),
-                },
-            );
-            rec.events.truncate(berth_model::service::MAX_EVENTS);
-            rec.steady_since = None;
-            rec.version += 1;
-            let txn = berth_store::Txn::new()
-                .when(key.clone(), rev)
-                .put(key.clone(), records::encode(&rec));
-            if records::commit(&*self.store, txn).await? {
-                self.services_changed();
-                return Ok(StopServiceDeploymentResponse { service_deployment_arn: Some(arn) });
-            }
+                stop_deployment(rec, rollback, now)
+            })
+            .await?;
+        match updated {
+            Some(_) => Ok(StopServiceDeploymentResponse { service_deployment_arn: Some(arn) }),
+            // Only an INACTIVE service (or none) is left: nothing is in progress.
+            None => Err(match self.find_service(&r.cluster, &r.service).await? {
+                Some(_) => ErrorCode::ConflictException
+                    .with("The service is INACTIVE; its deployments have ended."),
+                None => not_found(),
+            }),
         }
-        Err(error::contention(&format!("service {}", r.service)))
     }
+}
+
+/// Stops the PRIMARY deployment of `rec` (IN_PROGRESS): ABORT only stops its launches;
+/// ROLLBACK also makes the last completed deployment PRIMARY again (keeping its tasks), or
+/// starts a new deployment of its task definition if it has ended.
+fn stop_deployment(rec: &mut ServiceRecord, rollback: bool, now: f64) -> Result<(), AwsError> {
+    let how = if rollback { "ROLLBACK" } else { "ABORT" };
+    let stopped_id = rec.deployments[0].id.clone();
+    let mut message =
+        format!("(service {}) (deployment {stopped_id}) deployment stopped ({how}).", rec.name);
+    if rollback {
+        let reason =
+            |to: &str| format!("Rolling back to deploymentId {to} after StopServiceDeployment.");
+        let back = match (1..rec.deployments.len()).find(|&i| rec.deployments[i].completed) {
+            Some(i) => {
+                let mut back = rec.deployments.remove(i);
+                back.status = "PRIMARY".into();
+                back.rollout_state = DeploymentRolloutState::InProgress;
+                back.rollout_state_reason = reason(&back.id);
+                back.desired_count = rec.settings.desired_count;
+                back.finished_at = None;
+                back.updated_at = now;
+                back
+            }
+            None => {
+                let Some(t) = rec.past_deployments.iter().find(|d| d.completed).cloned() else {
+                    return Err(ErrorCode::ConflictException.with(
+                        "The service has no completed deployment to roll back to; use stopType ABORT, or update the service instead.",
+                    ));
+                };
+                let mut back = DeploymentRecord::new(
+                    berth_model::service::new_deployment_id(),
+                    t.task_definition.clone(),
+                    t.launch_type,
+                    rec.settings.desired_count,
+                    now,
+                );
+                back.rollout_state_reason = reason(&t.id);
+                back
+            }
+        };
+        message.push_str(&format!(" Rolling back to task definition {}.", back.task_definition));
+        let mut back = back;
+        back.rollback_from = Some(stopped_id.clone());
+        rec.service.task_definition = Some(back.task_definition.clone());
+        rec.deployments.insert(0, back);
+    }
+    let stopped = rec.deployments.iter_mut().find(|d| d.id == stopped_id).expect("still listed");
+    stopped.status = if rollback { "ACTIVE".into() } else { "PRIMARY".into() };
+    stopped.rollout_state = DeploymentRolloutState::Failed;
+    stopped.rollout_state_reason = format!("Stopped by StopServiceDeployment ({how}).");
+    stopped.finished_at = Some(now);
+    stopped.updated_at = now;
+    rec.events.insert(
+        0,
+        ServiceEvent {
+            id: Some(uuid::Uuid::new_v4().to_string()),
+            created_at: Some(now),
+            message: Some(message),
+        },
+    );
+    rec.events.truncate(berth_model::service::MAX_EVENTS);
+    rec.steady_since = None;
+    Ok(())
 }

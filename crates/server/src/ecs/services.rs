@@ -69,6 +69,50 @@ impl EcsService {
             .map(|(r, rev)| (r, rev, Found::Inactive)))
     }
 
+    /// Read-modify-write of a live (ACTIVE or DRAINING) service record with compare-and-set,
+    /// serialised per service on this server. `f` edits the record or refuses; a record it
+    /// leaves unchanged is not written. `Ok(None)`: the service has no live record (see
+    /// [`Self::no_live_service`]).
+    pub(super) async fn update_service_record(
+        &self,
+        cluster: &str,
+        name: &str,
+        mut f: impl FnMut(&mut ServiceRecord) -> Result<(), AwsError>,
+    ) -> Result<Option<ServiceRecord>, AwsError> {
+        let key = keys::service(cluster, name);
+        let _serial = self.serialise(&key).await;
+        for _ in 0..CAS_ATTEMPTS {
+            let Some((before, rev)) = records::get::<ServiceRecord>(&*self.store, &key).await?
+            else {
+                return Ok(None);
+            };
+            let mut rec = before.clone();
+            f(&mut rec)?;
+            if rec == before {
+                return Ok(Some(rec));
+            }
+            rec.version += 1;
+            let txn = berth_store::Txn::new()
+                .when(key.clone(), rev)
+                .put(key.clone(), records::encode(&rec));
+            if records::commit(&*self.store, txn).await? {
+                self.services_changed();
+                return Ok(Some(rec));
+            }
+        }
+        Err(error::contention(&format!("service {name}")))
+    }
+
+    /// The error for a service without a live record: ServiceNotActiveException when it is
+    /// INACTIVE, ServiceNotFoundException when it never existed.
+    pub(super) async fn no_live_service(&self, cluster: &str, name: &str) -> AwsError {
+        match self.find_service(cluster, name).await {
+            Ok(Some(_)) => not_active(),
+            Ok(None) => not_found(),
+            Err(e) => e,
+        }
+    }
+
     /// The wire shape, with deployments, counts and events.
     pub(super) fn render_service(&self, rec: &ServiceRecord, with_tags: bool) -> Service {
         let mut s = rec.service.clone();
@@ -226,16 +270,12 @@ impl EcsService {
             ),
             None => None,
         };
-        let _serial = self.serialise(&keys::service(&cluster, &name)).await;
-        for _ in 0..CAS_ATTEMPTS {
-            let Some((mut rec, rev, found)) = self.find_service(&cluster, &name).await? else {
-                return Err(not_found());
-            };
-            if found == Found::Inactive || rec.service.status.as_deref() != Some("ACTIVE") {
-                return Err(not_active());
-            }
-            let settings =
-                service_rules::validate_update(&input, &rec.settings).map_err(rule_error)?;
+        // Placement is checked (it reads task definitions) before the write, against the
+        // values the update will leave.
+        let Some((current, _, Found::Live)) = self.find_service(&cluster, &name).await? else {
+            return Err(self.no_live_service(&cluster, &name).await);
+        };
+        let placement = |rec: &ServiceRecord| {
             let td = new_td
                 .clone()
                 .unwrap_or_else(|| rec.service.task_definition.clone().unwrap_or_default());
@@ -249,66 +289,74 @@ impl EcsService {
                 .clone()
                 .or_else(|| rec.service.placement_strategy.clone())
                 .unwrap_or_default();
-            if settings.daemon && !strategies.is_empty() {
-                return Err(error::invalid(
-                    "placementStrategy: placement strategies can't be used with a DAEMON service.",
-                ));
-            }
-            self.check_placement(&td, &constraints, &strategies).await?;
-            let now = self.now();
-            let primary_td = rec.deployments.first().map(|d| d.task_definition.clone());
-            let redeploy = input.force_new_deployment == Some(true)
-                || primary_td.as_deref() != Some(td.as_str());
-            if redeploy {
-                for d in &mut rec.deployments {
-                    d.status = "ACTIVE".into();
-                    d.updated_at = now;
+            (td, constraints, strategies)
+        };
+        let (td, constraints, strategies) = placement(&current);
+        self.check_placement(&td, &constraints, &strategies).await?;
+        let now = self.now();
+        let updated = self
+            .update_service_record(&cluster, &name, |rec| {
+                if rec.service.status.as_deref() != Some("ACTIVE") {
+                    return Err(not_active());
                 }
-                let launch_type = rec.service.launch_type;
-                rec.deployments.insert(
-                    0,
-                    DeploymentRecord::new(
-                        new_deployment_id(),
-                        td.clone(),
-                        launch_type,
-                        settings.desired_count,
-                        now,
-                    ),
-                );
-                rec.steady_since = None;
+                let settings =
+                    service_rules::validate_update(&input, &rec.settings).map_err(rule_error)?;
+                let (td, constraints, strategies) = placement(rec);
+                if settings.daemon && !strategies.is_empty() {
+                    return Err(error::invalid(
+                        "placementStrategy: placement strategies can't be used with a DAEMON service.",
+                    ));
+                }
+                let primary_td = rec.deployments.first().map(|d| d.task_definition.clone());
+                let redeploy = input.force_new_deployment == Some(true)
+                    || primary_td.as_deref() != Some(td.as_str());
+                if redeploy {
+                    for d in &mut rec.deployments {
+                        d.status = "ACTIVE".into();
+                        d.updated_at = now;
+                    }
+                    let launch_type = rec.service.launch_type;
+                    rec.deployments.insert(
+                        0,
+                        DeploymentRecord::new(
+                            new_deployment_id(),
+                            td.clone(),
+                            launch_type,
+                            settings.desired_count,
+                            now,
+                        ),
+                    );
+                    rec.steady_since = None;
+                }
+                if !settings.daemon
+                    && let Some(p) = rec.deployments.first_mut()
+                {
+                    p.desired_count = settings.desired_count;
+                }
+                rec.service.task_definition = Some(td);
+                rec.service.desired_count = Some(settings.desired_count);
+                rec.service.placement_constraints = Some(constraints);
+                rec.service.placement_strategy = Some(strategies);
+                if input.health_check_grace_period_seconds.is_some() {
+                    rec.service.health_check_grace_period_seconds =
+                        input.health_check_grace_period_seconds;
+                }
+                if let Some(p) = input.propagate_tags {
+                    rec.service.propagate_tags = Some(p);
+                }
+                if let Some(m) = input.enable_ecs_managed_tags {
+                    rec.service.enable_ecs_managed_tags = Some(m);
+                }
+                rec.settings = settings;
+                Ok(())
+            })
+            .await?;
+        match updated {
+            Some(rec) => {
+                Ok(UpdateServiceResponse { service: Some(self.render_service(&rec, false)) })
             }
-            if !settings.daemon
-                && let Some(p) = rec.deployments.first_mut()
-            {
-                p.desired_count = settings.desired_count;
-            }
-            rec.service.task_definition = Some(td);
-            rec.service.desired_count = Some(settings.desired_count);
-            rec.service.placement_constraints = Some(constraints);
-            rec.service.placement_strategy = Some(strategies);
-            if input.health_check_grace_period_seconds.is_some() {
-                rec.service.health_check_grace_period_seconds =
-                    input.health_check_grace_period_seconds;
-            }
-            if let Some(p) = input.propagate_tags {
-                rec.service.propagate_tags = Some(p);
-            }
-            if let Some(m) = input.enable_ecs_managed_tags {
-                rec.service.enable_ecs_managed_tags = Some(m);
-            }
-            rec.settings = settings;
-            rec.version += 1;
-            let key = keys::service(&cluster, &name);
-            let txn =
-                berth_store::Txn::new().when(key.clone(), rev).put(key, records::encode(&rec));
-            if records::commit(&*self.store, txn).await? {
-                self.services_changed();
-                return Ok(UpdateServiceResponse {
-                    service: Some(self.render_service(&rec, false)),
-                });
-            }
+            None => Err(self.no_live_service(&cluster, &name).await),
         }
-        Err(error::contention(&format!("service {name}")))
     }
 
     pub(super) async fn delete_service_op(
@@ -318,40 +366,32 @@ impl EcsService {
         let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
         let given = input.service.clone().unwrap_or_default();
         let name = self.service_name(&cluster, &given).ok_or_else(not_found)?.to_string();
-        let _serial = self.serialise(&keys::service(&cluster, &name)).await;
-        for _ in 0..CAS_ATTEMPTS {
-            let Some((mut rec, rev, found)) = self.find_service(&cluster, &name).await? else {
-                return Err(not_found());
-            };
-            if found == Found::Inactive {
-                return Err(not_active());
+        let deleted = self
+            .update_service_record(&cluster, &name, |rec| {
+                if rec.service.status.as_deref() == Some("DRAINING") {
+                    return Ok(()); // already being deleted
+                }
+                if !rec.settings.daemon
+                    && rec.settings.desired_count > 0
+                    && input.force != Some(true)
+                {
+                    return Err(error::invalid(
+                        "The service cannot be stopped while it is scaled above 0. Scale it to 0 with update-service --desired-count 0 first, or pass --force.",
+                    ));
+                }
+                rec.service.status = Some("DRAINING".into());
+                rec.settings.desired_count = 0;
+                rec.service.desired_count = Some(0);
+                rec.steady_since = None;
+                Ok(())
+            })
+            .await?;
+        match deleted {
+            Some(rec) => {
+                Ok(DeleteServiceResponse { service: Some(self.render_service(&rec, false)) })
             }
-            if rec.service.status.as_deref() == Some("DRAINING") {
-                return Ok(DeleteServiceResponse {
-                    service: Some(self.render_service(&rec, false)),
-                });
-            }
-            if !rec.settings.daemon && rec.settings.desired_count > 0 && input.force != Some(true) {
-                return Err(error::invalid(
-                    "The service cannot be stopped while it is scaled above 0. Scale it to 0 with update-service --desired-count 0 first, or pass --force.",
-                ));
-            }
-            rec.service.status = Some("DRAINING".into());
-            rec.settings.desired_count = 0;
-            rec.service.desired_count = Some(0);
-            rec.steady_since = None;
-            rec.version += 1;
-            let key = keys::service(&cluster, &name);
-            let txn =
-                berth_store::Txn::new().when(key.clone(), rev).put(key, records::encode(&rec));
-            if records::commit(&*self.store, txn).await? {
-                self.services_changed();
-                return Ok(DeleteServiceResponse {
-                    service: Some(self.render_service(&rec, false)),
-                });
-            }
+            None => Err(self.no_live_service(&cluster, &name).await),
         }
-        Err(error::contention(&format!("service {name}")))
     }
 
     pub(super) async fn describe_services_op(

@@ -46,26 +46,15 @@ impl EcsService {
                 }
             }
             ResourceRef::Service { cluster, name } => {
-                let key = berth_model::keys::service(&cluster, &name);
-                let _serial = self.serialise(&key).await;
-                for _ in 0..crate::records::CAS_ATTEMPTS {
-                    let Some((mut rec, rev)) = crate::records::get::<
-                        berth_model::service::ServiceRecord,
-                    >(&*self.store, &key)
-                    .await?
-                    else {
-                        return Err(not_found(arn));
-                    };
-                    rec.tags = f(&rec.tags)?;
-                    rec.version += 1;
-                    let txn = berth_store::Txn::new()
-                        .when(key.clone(), rev)
-                        .put(key.clone(), crate::records::encode(&rec));
-                    if crate::records::commit(&*self.store, txn).await? {
-                        return Ok(());
-                    }
+                let edited = self
+                    .update_service_record(&cluster, &name, |rec| {
+                        rec.tags = f(&rec.tags)?;
+                        Ok(())
+                    })
+                    .await?;
+                if edited.is_none() {
+                    return Err(not_found(arn));
                 }
-                return Err(error::contention(&format!("service {name}")));
             }
         }
         Ok(())
