@@ -183,6 +183,8 @@ class Services(unittest.TestCase):
         td = register(c, "svc-scale")
         c.create_service(cluster="default", serviceName="scale", taskDefinition=td, desiredCount=2)
         stable(c, "scale")
+        active = lambda: c.describe_clusters(clusters=["default"])["clusters"][0]["activeServicesCount"]
+        self.assertEqual(active(), 1)
         c.update_service(cluster="default", service="scale", desiredCount=0)
         s = stable(c, "scale")
         self.assertEqual(s["runningCount"], 0)
@@ -197,6 +199,7 @@ class Services(unittest.TestCase):
         c.get_waiter("services_inactive").wait(cluster="default", services=["scale"], WaiterConfig=WAIT)
         s = c.describe_services(cluster="default", services=["scale"])["services"][0]
         self.assertEqual(s["status"], "INACTIVE")
+        self.assertEqual(active(), 0)
         self.assertNotIn(s["serviceArn"], c.list_services(cluster="default")["serviceArns"])
         self.assertEqual(tasks_of(c, "scale"), [])
         with self.assertRaises(ClientError) as e:

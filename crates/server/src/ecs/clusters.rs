@@ -41,7 +41,10 @@ struct Counts {
     running: u64,
     pending: u64,
     live_tasks: u64,
+    /// ACTIVE and DRAINING services (a cluster holding either can't be deleted).
     services: u64,
+    /// DRAINING services (deleted, their tasks still stopping).
+    draining_services: u64,
 }
 
 fn cluster_not_found() -> AwsError {
@@ -101,7 +104,24 @@ impl EcsService {
             pending: count(keys::cluster_tasks_by_status_prefix(name, "PENDING")).await?,
             live_tasks: count(keys::cluster_live_tasks_prefix(name)).await?,
             services: count(keys::cluster_services_prefix(name)).await?,
+            draining_services: self.draining_services(name).await?,
         })
+    }
+
+    /// Services of the cluster that are DRAINING.
+    async fn draining_services(&self, name: &str) -> Result<u64, AwsError> {
+        let recs = self
+            .store
+            .range(berth_store::Range::prefix(&keys::cluster_services_prefix(name)))
+            .await
+            .map_err(error::store)?;
+        let mut n = 0;
+        for r in recs {
+            let s: berth_model::service::ServiceRecord =
+                serde_json::from_slice(&r.value).map_err(|e| error::corrupt(&r.key, e))?;
+            n += u64::from(s.service.status.as_deref() == Some("DRAINING"));
+        }
+        Ok(n)
     }
 
     async fn to_wire(&self, rec: &ClusterRecord, inc: Includes) -> Result<Cluster, AwsError> {
@@ -123,9 +143,9 @@ impl EcsService {
                 kv("pendingFargateTasksCount", 0),
                 kv("runningExternalTasksCount", 0),
                 kv("pendingExternalTasksCount", 0),
-                kv("activeEC2ServiceCount", counts.services),
+                kv("activeEC2ServiceCount", counts.services - counts.draining_services),
                 kv("activeFargateServiceCount", 0),
-                kv("drainingEC2ServiceCount", 0),
+                kv("drainingEC2ServiceCount", counts.draining_services),
                 kv("drainingFargateServiceCount", 0),
                 kv("activeExternalServiceCount", 0),
                 kv("drainingExternalServiceCount", 0),
@@ -140,7 +160,7 @@ impl EcsService {
             registered_container_instances_count: Some(i32c(counts.instances)),
             running_tasks_count: Some(i32c(counts.running)),
             pending_tasks_count: Some(i32c(counts.pending)),
-            active_services_count: Some(i32c(counts.services)),
+            active_services_count: Some(i32c(counts.services - counts.draining_services)),
             statistics: Some(statistics),
             tags: Some(if inc.tags { rec.tags.clone() } else { vec![] }),
             settings: inc.settings.then(|| rec.settings.clone()),
