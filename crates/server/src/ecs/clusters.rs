@@ -108,8 +108,18 @@ impl EcsService {
         })
     }
 
-    /// Services of the cluster that are DRAINING.
+    /// Services of the cluster that are DRAINING. Only each record's status is decoded.
     async fn draining_services(&self, name: &str) -> Result<u64, AwsError> {
+        #[derive(serde::Deserialize)]
+        struct StatusOnly {
+            #[serde(default)]
+            service: Option<ServiceStatus>,
+        }
+        #[derive(serde::Deserialize)]
+        struct ServiceStatus {
+            #[serde(default)]
+            status: Option<String>,
+        }
         let recs = self
             .store
             .range(berth_store::Range::prefix(&keys::cluster_services_prefix(name)))
@@ -117,9 +127,9 @@ impl EcsService {
             .map_err(error::store)?;
         let mut n = 0;
         for r in recs {
-            let s: berth_model::service::ServiceRecord =
+            let s: StatusOnly =
                 serde_json::from_slice(&r.value).map_err(|e| error::corrupt(&r.key, e))?;
-            n += u64::from(s.service.status.as_deref() == Some("DRAINING"));
+            n += u64::from(s.service.and_then(|s| s.status).as_deref() == Some("DRAINING"));
         }
         Ok(n)
     }

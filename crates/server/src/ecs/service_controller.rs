@@ -79,8 +79,14 @@ impl EcsService {
             }
             let view = self.cluster_view(cluster).await?;
             for s in services {
-                let rec: ServiceRecord =
-                    serde_json::from_slice(&s.value).map_err(|e| error::corrupt(&s.key, e))?;
+                // One undecodable record must not stall every other service.
+                let rec: ServiceRecord = match serde_json::from_slice(&s.value) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(key = %s.key, error = %e, "undecodable service record skipped");
+                        continue;
+                    }
+                };
                 if let Err(e) = self.reconcile_service(cluster, rec, s.mod_revision, &view).await {
                     tracing::warn!(cluster, service = %s.key, error = %e.message, "service pass failed");
                 }
