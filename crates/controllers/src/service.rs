@@ -45,6 +45,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use berth_model::lifecycle::TaskStatus;
 use berth_model::service::{DeploymentRecord, failure_threshold, maximum_tasks, minimum_healthy};
+use berth_model::service_rules::ServiceSettings;
 use berth_wire::ecs::DeploymentRolloutState;
 
 /// How often "has reached a steady state" is repeated while it lasts (ECS: every 6 hours).
@@ -60,14 +61,8 @@ pub const MAX_LAUNCH_DELAY_SECS: f64 = 900.0;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub name: String,
-    pub daemon: bool,
-    /// For REPLICA services.
-    pub desired_count: i32,
-    pub minimum_healthy_percent: i32,
-    pub maximum_percent: i32,
-    pub circuit_breaker: bool,
-    pub rollback: bool,
-    pub health_check_grace_period_secs: f64,
+    /// As the API validated them (desired count, percents, circuit breaker, grace period).
+    pub settings: ServiceSettings,
     /// DeleteService was called: scale to zero, then the service becomes INACTIVE.
     pub deleting: bool,
 }
@@ -272,7 +267,7 @@ pub fn reconcile(input: &Input<'_>) -> Decision {
         if running
             && t.has_health_check
             && t.health == Health::Unhealthy
-            && ran_for >= cfg.health_check_grace_period_secs
+            && ran_for >= f64::from(cfg.settings.health_check_grace_period_seconds)
         {
             d.stop.push((t.id.clone(), StopWhy::Unhealthy));
             // Stopped by the scheduler, but for failing: it counts (the breaker's second stage).
@@ -312,13 +307,13 @@ pub fn reconcile(input: &Input<'_>) -> Decision {
         .collect();
     let desired = if cfg.deleting {
         0
-    } else if cfg.daemon {
+    } else if cfg.settings.daemon {
         eligible.len() as i32
     } else {
-        cfg.desired_count.max(0)
+        cfg.settings.desired_count.max(0)
     };
-    let min_healthy = minimum_healthy(desired, cfg.minimum_healthy_percent);
-    let max_tasks = maximum_tasks(desired, cfg.maximum_percent).max(desired);
+    let min_healthy = minimum_healthy(desired, cfg.settings.minimum_healthy_percent);
+    let max_tasks = maximum_tasks(desired, cfg.settings.maximum_percent).max(desired);
 
     let mut stopping: BTreeSet<String> = BTreeSet::new();
     let stop = |d: &mut Decision, stopping: &mut BTreeSet<String>, l: &Live<'_>, why: StopWhy| {
@@ -352,7 +347,7 @@ pub fn reconcile(input: &Input<'_>) -> Decision {
             stop(&mut d, &mut stopping, l, scaling(&l.t.deployment));
         } else if l.draining {
             stop(&mut d, &mut stopping, l, StopWhy::Draining);
-        } else if cfg.daemon && !eligible.contains(l.t.instance_id.as_str()) {
+        } else if cfg.settings.daemon && !eligible.contains(l.t.instance_id.as_str()) {
             stop(&mut d, &mut stopping, l, scaling(&primary_id));
         }
     }
@@ -360,9 +355,9 @@ pub fn reconcile(input: &Input<'_>) -> Decision {
     let mut primary_good: Vec<&Live<'_>> = live
         .iter()
         .filter(|l| is_primary(l) && !l.draining && !stopping.contains(&l.t.id))
-        .filter(|l| !cfg.daemon || eligible.contains(l.t.instance_id.as_str()))
+        .filter(|l| !cfg.settings.daemon || eligible.contains(l.t.instance_id.as_str()))
         .collect();
-    if cfg.daemon {
+    if cfg.settings.daemon {
         let mut seen = BTreeSet::new();
         // Keep the healthy (then oldest) task of each instance.
         primary_good.sort_by(|a, b| {
@@ -433,7 +428,7 @@ pub fn reconcile(input: &Input<'_>) -> Decision {
             candidates.push((l, scaling(&l.t.deployment), usize::MAX - rank));
         } else if l.draining {
             candidates.push((l, StopWhy::Draining, 0));
-        } else if cfg.daemon && !eligible.contains(l.t.instance_id.as_str()) {
+        } else if cfg.settings.daemon && !eligible.contains(l.t.instance_id.as_str()) {
             candidates.push((l, scaling(&primary_id), 0));
         }
     }
@@ -459,7 +454,7 @@ pub fn reconcile(input: &Input<'_>) -> Decision {
         .collect();
     let total = occupying.len() as i32;
     if primary_open && !cfg.deleting {
-        if cfg.daemon {
+        if cfg.settings.daemon {
             // One per eligible instance that has no task of the service left at all.
             let occupied: BTreeSet<&str> =
                 occupying.iter().map(|t| t.instance_id.as_str()).collect();
@@ -517,7 +512,7 @@ pub fn reconcile(input: &Input<'_>) -> Decision {
     let mut rolled_back = false;
     {
         let p = &mut d.deployments[0];
-        if cfg.circuit_breaker
+        if cfg.settings.circuit_breaker
             && p.rollout_state == DeploymentRolloutState::InProgress
             && p.failed_tasks >= threshold
         {
@@ -531,7 +526,7 @@ pub fn reconcile(input: &Input<'_>) -> Decision {
                 p.id
             ));
             d.start.retain(|s| s.deployment != p.id);
-            rolled_back = cfg.rollback;
+            rolled_back = cfg.settings.rollback;
         }
     }
     if rolled_back {
@@ -539,48 +534,23 @@ pub fn reconcile(input: &Input<'_>) -> Decision {
         let reason = |to: &str| {
             format!("ECS deployment circuit breaker: rolling back to deploymentId {to}.")
         };
-        let failed_count = primary_count;
-        // The last COMPLETED deployment: still ACTIVE with tasks (it becomes PRIMARY again,
-        // keeping them), or ended (a new deployment of its task definition starts).
-        if let Some(i) = (1..d.deployments.len()).find(|&i| d.deployments[i].completed) {
-            let mut back = d.deployments.remove(i);
-            back.status = "PRIMARY".into();
-            back.rollout_state = DeploymentRolloutState::InProgress;
-            back.rollout_state_reason = reason(&back.id);
-            back.rollback_from = Some(failed_id.clone());
-            back.desired_count = desired;
-            back.finished_at = None;
-            back.updated_at = now;
-            d.events.push(format!(
-                "(service {name}) (deployment {failed_id}) rolling back to deployment {} (task definition {}).",
-                back.id, back.task_definition
-            ));
-            d.task_definition = Some(back.task_definition.clone());
-            d.deployments[0].status = "ACTIVE".into();
-            d.deployments[0].desired_count = failed_count;
-            d.deployments.insert(0, back);
-        } else if let Some(t) = input.past_deployments.iter().find(|dep| dep.completed) {
-            let mut back = DeploymentRecord::new(
-                berth_model::service::new_deployment_id(),
-                t.task_definition.clone(),
-                t.launch_type,
-                desired,
-                now,
-            );
-            back.rollout_state_reason = reason(&t.id);
-            back.rollback_from = Some(failed_id.clone());
-            d.events.push(format!(
-                "(service {name}) (deployment {failed_id}) rolling back to deployment {} (task definition {}).",
-                t.id, t.task_definition
-            ));
-            d.task_definition = Some(t.task_definition.clone());
-            d.deployments[0].status = "ACTIVE".into();
-            d.deployments[0].desired_count = failed_count;
-            d.deployments.insert(0, back);
-        } else {
-            d.events.push(format!(
+        match berth_model::service::roll_back(
+            &mut d.deployments,
+            input.past_deployments,
+            desired,
+            now,
+            reason,
+        ) {
+            Some((target, td)) => {
+                d.events.push(format!(
+                    "(service {name}) (deployment {failed_id}) rolling back to deployment {target} (task definition {td})."
+                ));
+                d.task_definition = Some(td);
+                d.deployments[1].desired_count = primary_count;
+            }
+            None => d.events.push(format!(
                 "(service {name}) (deployment {failed_id}) can't roll back: the service has no completed deployment to return to."
-            ));
+            )),
         }
     } else {
         let p = &mut d.deployments[0];

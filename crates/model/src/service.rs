@@ -157,6 +157,49 @@ impl DeploymentRecord {
     }
 }
 
+/// Rolls a service back from its PRIMARY deployment (`deployments[0]`) to its last COMPLETED
+/// one: a COMPLETED deployment that is still ACTIVE becomes PRIMARY again and keeps its tasks;
+/// otherwise a new deployment of the newest COMPLETED ended one's task definition starts. The
+/// rolled-back deployment stays, ACTIVE, at `[1]`. `reason(target id)` is the new PRIMARY's
+/// rollout reason. Returns the target's id and task definition, or `None` (nothing changed)
+/// when the service never completed a deployment. Used by the circuit breaker and by
+/// StopServiceDeployment.
+pub fn roll_back(
+    deployments: &mut Vec<DeploymentRecord>,
+    past: &[DeploymentRecord],
+    desired: i32,
+    now: f64,
+    reason: impl Fn(&str) -> String,
+) -> Option<(String, String)> {
+    let from = deployments.first()?.id.clone();
+    let (target, mut back) =
+        if let Some(i) = (1..deployments.len()).find(|&i| deployments[i].completed) {
+            let mut back = deployments.remove(i);
+            back.status = "PRIMARY".into();
+            back.rollout_state = DeploymentRolloutState::InProgress;
+            back.desired_count = desired;
+            back.finished_at = None;
+            back.updated_at = now;
+            (back.id.clone(), back)
+        } else {
+            let t = past.iter().find(|d| d.completed)?;
+            let back = DeploymentRecord::new(
+                new_deployment_id(),
+                t.task_definition.clone(),
+                t.launch_type,
+                desired,
+                now,
+            );
+            (t.id.clone(), back)
+        };
+    back.rollout_state_reason = reason(&target);
+    back.rollback_from = Some(from);
+    let task_definition = back.task_definition.clone();
+    deployments[0].status = "ACTIVE".into();
+    deployments.insert(0, back);
+    Some((target, task_definition))
+}
+
 /// A new deployment id, `ecs-svc/` and 19 digits, as ECS spells them.
 pub fn new_deployment_id() -> String {
     let n = uuid::Uuid::new_v4().as_u64_pair().0 % 9_000_000_000_000_000_000

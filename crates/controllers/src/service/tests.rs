@@ -50,13 +50,15 @@ fn instance(id: &str) -> InstanceView {
 fn config(desired: i32, min: i32, max: i32) -> Config {
     Config {
         name: "web".into(),
-        daemon: false,
-        desired_count: desired,
-        minimum_healthy_percent: min,
-        maximum_percent: max,
-        circuit_breaker: true,
-        rollback: true,
-        health_check_grace_period_secs: 0.0,
+        settings: ServiceSettings {
+            daemon: false,
+            desired_count: desired,
+            minimum_healthy_percent: min,
+            maximum_percent: max,
+            circuit_breaker: true,
+            rollback: true,
+            health_check_grace_period_seconds: 0,
+        },
         deleting: false,
     }
 }
@@ -71,8 +73,13 @@ fn behaviour(td: &str) -> Behaviour {
 
 impl World {
     fn new(cfg: Config, instances: &[&str]) -> Self {
-        let dep =
-            DeploymentRecord::new("ecs-svc/1".into(), "td:1".into(), None, cfg.desired_count, 0.0);
+        let dep = DeploymentRecord::new(
+            "ecs-svc/1".into(),
+            "td:1".into(),
+            None,
+            cfg.settings.desired_count,
+            0.0,
+        );
         Self {
             cfg,
             deployments: vec![dep],
@@ -100,7 +107,7 @@ impl World {
             format!("ecs-svc/{n}"),
             td.into(),
             None,
-            self.cfg.desired_count,
+            self.cfg.settings.desired_count,
             self.now,
         );
         self.deployments.insert(0, dep);
@@ -361,7 +368,7 @@ fn the_circuit_breaker_fails_the_deployment_and_rolls_back() {
 #[test]
 fn without_rollback_a_failed_deployment_stops_launching() {
     let mut cfg = config(2, 100, 200);
-    cfg.rollback = false;
+    cfg.settings.rollback = false;
     let mut w = World::new(cfg, &["a"]);
     w.run_until("steady", World::steady);
     w.deploy("td:bad");
@@ -375,7 +382,7 @@ fn without_rollback_a_failed_deployment_stops_launching() {
 #[test]
 fn repeated_failures_delay_launches_more_and_more() {
     let mut cfg = config(1, 100, 200);
-    cfg.circuit_breaker = false;
+    cfg.settings.circuit_breaker = false;
     let mut w = World::new(cfg, &["a"]);
     w.deployments[0].task_definition = "td:bad".into(); // created with an image that fails
     let mut starts = vec![];
@@ -398,7 +405,7 @@ fn repeated_failures_delay_launches_more_and_more() {
 #[test]
 fn unhealthy_tasks_are_stopped_and_count_as_failures() {
     let mut cfg = config(2, 100, 200);
-    cfg.circuit_breaker = false;
+    cfg.settings.circuit_breaker = false;
     let mut w = World::new(cfg, &["a", "b"]);
     w.run_until("steady", World::steady);
     w.deploy("td:sick");
@@ -455,9 +462,9 @@ fn tasks_of_a_lost_instance_are_replaced_and_the_surplus_stops_when_it_returns()
 fn scale_to_zero_and_back_then_delete() {
     let mut w = World::new(config(3, 100, 200), &["a"]);
     w.run_until("steady", World::steady);
-    w.cfg.desired_count = 0;
+    w.cfg.settings.desired_count = 0;
     w.run_until("empty", |w| w.steady() && w.tasks.is_empty());
-    w.cfg.desired_count = 2;
+    w.cfg.settings.desired_count = 2;
     w.run_until("two", |w| w.steady() && w.running("td:1") == 2);
     w.cfg.deleting = true;
     let finished = (0..10).any(|_| w.step().finished);
@@ -468,7 +475,7 @@ fn scale_to_zero_and_back_then_delete() {
 #[test]
 fn daemon_runs_one_task_per_eligible_instance() {
     let mut cfg = config(0, 0, 100);
-    cfg.daemon = true;
+    cfg.settings.daemon = true;
     let mut w = World::new(cfg, &["a", "b", "c"]);
     let d = w.step();
     let mut on: Vec<String> = d.start.iter().map(|s| s.instance.clone().expect("placed")).collect();
@@ -516,7 +523,7 @@ fn protected_tasks_survive_scale_in() {
     w.run_until("steady", World::steady);
     let keep = w.tasks[2].id.clone();
     w.tasks[2].protected = true;
-    w.cfg.desired_count = 1;
+    w.cfg.settings.desired_count = 1;
     w.run_until("one left", |w| w.steady() && w.running("td:1") == 1);
     assert_eq!(
         w.tasks
@@ -542,7 +549,7 @@ fn scale_in_keeps_the_zones_balanced() {
         m
     };
     assert_eq!(per_zone(&w).values().copied().collect::<Vec<_>>(), [3, 3, 3]);
-    w.cfg.desired_count = 4;
+    w.cfg.settings.desired_count = 4;
     w.run_until("four", |w| w.steady() && w.running("td:1") == 4);
     let mut counts: Vec<usize> = per_zone(&w).values().copied().collect();
     counts.sort();

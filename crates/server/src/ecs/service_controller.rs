@@ -185,18 +185,7 @@ impl EcsService {
                 }
             })
             .collect();
-        let s = &rec.settings;
-        let config = Config {
-            name: name.clone(),
-            daemon: s.daemon,
-            desired_count: s.desired_count,
-            minimum_healthy_percent: s.minimum_healthy_percent,
-            maximum_percent: s.maximum_percent,
-            circuit_breaker: s.circuit_breaker,
-            rollback: s.rollback,
-            health_check_grace_period_secs: f64::from(s.health_check_grace_period_seconds),
-            deleting,
-        };
+        let config = Config { name: name.clone(), settings: rec.settings.clone(), deleting };
         let decision = ctl::reconcile(&ctl::Input {
             config: &config,
             deployments: &rec.deployments,

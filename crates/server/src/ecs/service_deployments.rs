@@ -359,39 +359,20 @@ fn stop_deployment(rec: &mut ServiceRecord, rollback: bool, now: f64) -> Result<
     if rollback {
         let reason =
             |to: &str| format!("Rolling back to deploymentId {to} after StopServiceDeployment.");
-        let back = match (1..rec.deployments.len()).find(|&i| rec.deployments[i].completed) {
-            Some(i) => {
-                let mut back = rec.deployments.remove(i);
-                back.status = "PRIMARY".into();
-                back.rollout_state = DeploymentRolloutState::InProgress;
-                back.rollout_state_reason = reason(&back.id);
-                back.desired_count = rec.settings.desired_count;
-                back.finished_at = None;
-                back.updated_at = now;
-                back
-            }
-            None => {
-                let Some(t) = rec.past_deployments.iter().find(|d| d.completed).cloned() else {
-                    return Err(ErrorCode::ConflictException.with(
-                        "The service has no completed deployment to roll back to; use stopType ABORT, or update the service instead.",
-                    ));
-                };
-                let mut back = DeploymentRecord::new(
-                    berth_model::service::new_deployment_id(),
-                    t.task_definition.clone(),
-                    t.launch_type,
-                    rec.settings.desired_count,
-                    now,
-                );
-                back.rollout_state_reason = reason(&t.id);
-                back
-            }
+        let desired = rec.settings.desired_count;
+        let Some((_, td)) = berth_model::service::roll_back(
+            &mut rec.deployments,
+            &rec.past_deployments,
+            desired,
+            now,
+            reason,
+        ) else {
+            return Err(ErrorCode::ConflictException.with(
+                "The service has no completed deployment to roll back to; use stopType ABORT, or update the service instead.",
+            ));
         };
-        message.push_str(&format!(" Rolling back to task definition {}.", back.task_definition));
-        let mut back = back;
-        back.rollback_from = Some(stopped_id.clone());
-        rec.service.task_definition = Some(back.task_definition.clone());
-        rec.deployments.insert(0, back);
+        message.push_str(&format!(" Rolling back to task definition {td}."));
+        rec.service.task_definition = Some(td);
     }
     let stopped = rec.deployments.iter_mut().find(|d| d.id == stopped_id).expect("still listed");
     stopped.status = if rollback { "ACTIVE".into() } else { "PRIMARY".into() };
