@@ -11,9 +11,14 @@ For each AWS JSON-protocol service named on the command line this writes
 * one Rust enum per string shape with an `enum` trait (serde names exactly the model's values);
 * `Operation`: every operation of the service, its name, and its input/output shapes;
 * `ErrorCode`: every exception shape, with its HTTP status (fault => 500);
-* `Api`: a trait with one method per operation whose default answers "not implemented" naming
-  the operation, and `dispatch()`, which parses the input, validates it, calls the method and
-  serialises the output. A handler implements only the operations it supports.
+* one handler trait per resource group (`ClustersApi`, `TasksApi`, ...; the groups are listed
+  in `GROUPS` below and cover every operation exactly once), with one method per operation
+  whose default answers "not implemented" naming the operation;
+* `Api`: the service as a set of groups (an associated type and an accessor per group), and
+  `dispatch()`, which parses the input, validates it, calls the group's method and serialises
+  the output. A server module implements its group's trait directly: no hand-written
+  trampoline between the wire and the module that owns the resource. `Unimplemented` stands
+  for a group none of whose operations is implemented yet.
 
 Usage: python3 codegen/gen_wire.py            # regenerate every service below
        python3 codegen/gen_wire.py --check    # exit 1 if a checked-in file is stale
@@ -36,6 +41,44 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # module name -> (botocore service dir, api version)
 SERVICES = {
     "ecs": ("ecs", "2014-11-13"),
+}
+
+# module name -> resource group -> its operations. Every operation of the model belongs to
+# exactly one group (checked at generation): a new operation in botocore fails the generator
+# until it is placed, so nothing lands in a group by accident.
+GROUPS = {
+    "ecs": {
+        "clusters": """CreateCluster DeleteCluster DescribeClusters ListClusters UpdateCluster
+            UpdateClusterSettings PutClusterCapacityProviders""",
+        "capacity_providers": """CreateCapacityProvider DeleteCapacityProvider
+            DescribeCapacityProviders UpdateCapacityProvider""",
+        "task_definitions": """RegisterTaskDefinition DeregisterTaskDefinition
+            DescribeTaskDefinition ListTaskDefinitions ListTaskDefinitionFamilies
+            DeleteTaskDefinitions""",
+        "container_instances": """RegisterContainerInstance DeregisterContainerInstance
+            DescribeContainerInstances ListContainerInstances UpdateContainerInstancesState
+            UpdateContainerAgent PutAttributes ListAttributes DeleteAttributes
+            DiscoverPollEndpoint""",
+        "tasks": """RunTask StartTask StopTask DescribeTasks ListTasks UpdateTaskProtection
+            GetTaskProtection ExecuteCommand""",
+        "state_changes": """SubmitTaskStateChange SubmitContainerStateChange
+            SubmitAttachmentStateChanges""",
+        "services": """CreateService UpdateService DeleteService DescribeServices ListServices
+            ListServicesByNamespace""",
+        "service_deployments": """ListServiceDeployments DescribeServiceDeployments
+            DescribeServiceRevisions StopServiceDeployment ContinueServiceDeployment""",
+        "task_sets": """CreateTaskSet DeleteTaskSet DescribeTaskSets UpdateTaskSet
+            UpdateServicePrimaryTaskSet""",
+        "daemons": """CreateDaemon DeleteDaemon UpdateDaemon DescribeDaemon ListDaemons
+            DescribeDaemonDeployments ListDaemonDeployments DescribeDaemonRevisions
+            RegisterDaemonTaskDefinition DeleteDaemonTaskDefinition DescribeDaemonTaskDefinition
+            ListDaemonTaskDefinitions""",
+        "express_gateway_services": """CreateExpressGatewayService DeleteExpressGatewayService
+            DescribeExpressGatewayService UpdateExpressGatewayService""",
+        "account_settings": """PutAccountSetting PutAccountSettingDefault DeleteAccountSetting
+            ListAccountSettings""",
+        "tags": "TagResource UntagResource ListTagsForResource",
+    },
 }
 
 RUST_KEYWORDS = set(
@@ -97,6 +140,20 @@ def first_sentence(doc: str | None) -> str:
 
 
 class Gen:
+    def groups(self) -> dict[str, list[str]]:
+        """The resource groups of this service's operations, in `GROUPS` order."""
+        ops = self.m["operations"]
+        groups = {g: v.split() for g, v in GROUPS[self.module].items()}
+        seen: dict[str, str] = {}
+        for g, members in groups.items():
+            for op in members:
+                assert op in ops, f"{self.module}: GROUPS names {op}, which the model lacks"
+                assert op not in seen, f"{self.module}: {op} is in both {seen[op]} and {g}"
+                seen[op] = g
+        missing = [op for op in ops if op not in seen]
+        assert not missing, f"{self.module}: place these operations in GROUPS: {missing}"
+        return groups
+
     def __init__(self, module: str, model: dict):
         self.module = module
         self.m = model
@@ -434,31 +491,57 @@ class Gen:
         self.w("    }")
         self.w("}")
         self.w()
-        self.w("/// The service as a handler implements it. Every method defaults to an error that names")
-        self.w("/// the operation as not implemented, so a handler implements only what it supports and")
-        self.w("/// nothing ever answers with a silent success.")
+        groups = self.groups()
+        def camel(g: str) -> str:
+            return "".join(p.capitalize() for p in g.split("_"))
+        def sig(op: str) -> tuple[str, str]:
+            o = ops[op]
+            inp = type_name(o["input"]["shape"]) if "input" in o else "Empty"
+            outp = type_name(o["output"]["shape"]) if "output" in o else "Empty"
+            return inp, outp
+        for g, members in groups.items():
+            self.w(f"/// The `{g}` operations, as the module owning that resource implements them. Every")
+            self.w("/// method defaults to an error naming the operation as not implemented, so a module")
+            self.w("/// implements only what it supports and nothing answers with a silent success.")
+            self.w(f"pub trait {camel(g)}Api<C: Send + Sync>: Send + Sync {{")
+            for op in members:
+                inp, outp = sig(op)
+                self.w(f"    /// `{op}`.")
+                self.w(f"    fn {snake(op)}(&self, ctx: &C, input: {inp}) -> impl std::future::Future<Output = Result<{outp}, AwsError>> + Send {{")
+                self.w("        let _ = (ctx, input);")
+                self.w(f"        async {{ Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, {json.dumps(op)})) }}")
+                self.w("    }")
+            self.w("}")
+            self.w()
+        self.w("/// A group none of whose operations is implemented: each answers \"not implemented\".")
+        self.w("#[derive(Clone, Copy, Debug, Default)]")
+        self.w("pub struct Unimplemented;")
+        for g in groups:
+            self.w(f"impl<C: Send + Sync> {camel(g)}Api<C> for Unimplemented {{}}")
+        self.w()
+        self.w("/// The service as a set of resource groups: each group's operations are served by the")
+        self.w("/// module that owns that resource (or by [`Unimplemented`]).")
         self.w("pub trait Api: Send + Sync {")
         self.w("    /// Per-request context (authenticated principal, request id...).")
         self.w("    type Context: Send + Sync;")
-        for op, o in ops.items():
-            inp = type_name(o["input"]["shape"]) if "input" in o else "Empty"
-            outp = type_name(o["output"]["shape"]) if "output" in o else "Empty"
-            self.w(f"    /// `{op}`.")
-            self.w(f"    fn {snake(op)}(&self, ctx: &Self::Context, input: {inp}) -> impl std::future::Future<Output = Result<{outp}, AwsError>> + Send {{")
-            self.w("        let _ = (ctx, input);")
-            self.w(f"        async {{ Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, {json.dumps(op)})) }}")
-            self.w("    }")
+        for g in groups:
+            self.w(f"    /// Serves the `{g}` operations.")
+            self.w(f"    type {camel(g)}: {camel(g)}Api<Self::Context>;")
+        for g in groups:
+            self.w(f"    /// The module serving the `{g}` operations.")
+            self.w(f"    fn {g}(&self) -> &Self::{camel(g)};")
         self.w("}")
         self.w()
+        group_of = {op: g for g, members in groups.items() for op in members}
         self.w("/// Parses `body` as the operation's input, validates it against the model, calls the")
-        self.w("/// handler and serialises its output.")
+        self.w("/// method of the group that owns the operation and serialises its output.")
         self.w("pub async fn dispatch<A: Api>(api: &A, ctx: &A::Context, op: Operation, body: &[u8]) -> Result<Vec<u8>, AwsError> {")
         self.w("    match op {")
-        for op, o in ops.items():
-            inp = type_name(o["input"]["shape"]) if "input" in o else "Empty"
+        for op in ops:
+            inp, _ = sig(op)
             self.w(f"        Operation::{op} => {{")
             self.w(f"            let input: {inp} = crate::json::parse_input(body, VALIDATION_CODE)?;")
-            self.w(f"            crate::json::write_output(&api.{snake(op)}(ctx, input).await?)")
+            self.w(f"            crate::json::write_output(&api.{group_of[op]}().{snake(op)}(ctx, input).await?)")
             self.w("        }")
         self.w("    }")
         self.w("}")

@@ -95,6 +95,14 @@ pub fn parse_task_definition_key(key: &str) -> Option<(&str, i32)> {
     Some((family, rev.parse().ok()?))
 }
 
+/// The family of a revision key or a revision status-index key; `None` for any other key.
+pub fn task_definition_family_of(key: &str) -> Option<&str> {
+    let tail = key
+        .strip_prefix(TASK_DEFINITIONS)
+        .or_else(|| key.strip_prefix("ecs/taskdefs-by-status/")?.split_once('/').map(|x| x.1))?;
+    Some(tail.rsplit_once('!')?.0)
+}
+
 /// `iam/access-keys/<AKID>`: an access key and the principal it authenticates.
 pub fn access_key(access_key_id: &str) -> String {
     format!("{ACCESS_KEYS}{access_key_id}")
@@ -181,5 +189,14 @@ mod tests {
         keys.sort();
         let got: Vec<_> = keys.iter().map(|k| parse_task_definition_key(k).unwrap()).collect();
         assert_eq!(got, vec![("web", 9), ("web", 10), ("web-x", 1), ("web_1", 1), ("webapp", 2)]);
+    }
+
+    #[test]
+    fn family_of_revision_and_status_keys() {
+        assert_eq!(task_definition_family_of(&task_definition("web-1", 3)), Some("web-1"));
+        let idx = task_definition_by_status("INACTIVE", "web_x", 12);
+        assert_eq!(task_definition_family_of(&idx), Some("web_x"));
+        assert_eq!(task_definition_family_of(&task_definition_family("web")), None);
+        assert_eq!(task_definition_family_of(&cluster("web")), None);
     }
 }

@@ -5,10 +5,13 @@
 //!  HTTP POST /  ──> protocol (target, body cap, request id, AWS error bodies)
 //!                     └─> auth (SigV4 → Principal → authorize)
 //!                           └─> wire::ecs::dispatch (parse + validate against the model)
-//!                                 └─> ecs::EcsService (clusters, task definitions, tags)
-//!                                       └─> berth_store::Store (CAS transactions)
+//!                                 └─> the resource module that owns the operation's group
+//!                                     (ecs::Clusters, ecs::Tasks...: `src/ecs/<resource>`)
+//!                                       └─> records::retry / update (typed CAS, backoff)
+//!                                             └─> berth_store::Store (CAS transactions)
 //! ```
-//! Where to find an operation: `src/ecs/<resource>.rs` (`clusters.rs` holds CreateCluster,
+//! Where to find an operation: the generated `berth_wire::ecs::*Api` trait that names it
+//! says its group; `src/ecs/<group>` implements it (`clusters.rs` holds CreateCluster,
 //! DescribeClusters...). Operations of the model that Berth does not implement yet answer
 //! `UnsupportedFeatureException` naming the operation.
 #![forbid(unsafe_code)]
@@ -96,7 +99,7 @@ pub enum StartError {
 /// Everything a request handler needs.
 pub(crate) struct App {
     pub auth: auth::Authenticator,
-    pub ecs: ecs::EcsService,
+    pub ecs: ecs::Ecs,
     pub max_body_bytes: usize,
 }
 
@@ -136,9 +139,7 @@ impl Server {
                 &config.account_id,
                 config.max_clock_skew,
             ),
-            ecs: ecs::EcsService::new(store, clock, scope)
-                .with_agent_timeout(config.agent_timeout)
-                .with_service_timing(config.instance_lost_after, config.service_settle),
+            ecs: ecs::Ecs::new(store, clock, scope, timing(&config)),
             max_body_bytes: config.max_body_bytes,
         });
         let listener = TcpListener::bind(config.listen)
@@ -172,12 +173,23 @@ impl Server {
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let app = self.app.clone();
-        let controller = tokio::spawn(async move { app.ecs.run_service_controller(stop_rx).await });
+        let controller = tokio::spawn(async move { app.ecs.service_controller.run(stop_rx).await });
         let router = protocol::router(self.app);
         let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
         let _ = stop_tx.send(true);
         let _ = controller.await;
         served
+    }
+}
+
+/// The ECS timing settings a configuration gives.
+fn timing(config: &ServerConfig) -> ecs::core::Timing {
+    ecs::core::Timing {
+        agent_timeout_secs: config.agent_timeout.as_secs_f64(),
+        // Agents are told to poll at least three times per timeout.
+        agent_heartbeat_secs: (config.agent_timeout.as_secs() / 3).clamp(1, 60) as u32,
+        instance_lost_after_secs: config.instance_lost_after.as_secs_f64(),
+        service_settle_secs: config.service_settle.as_secs_f64(),
     }
 }
 

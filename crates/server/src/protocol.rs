@@ -167,7 +167,7 @@ where
 
 async fn agent_poll(State(app): State<Arc<App>>, req: Request) -> Response {
     agent_call(app, req, "Poll", |app, ctx, input: berth_agent_protocol::PollRequest| async move {
-        app.ecs.agent_poll(&ctx, input).await
+        app.ecs.agent_channel.agent_poll(&ctx, input).await
     })
     .await
 }
@@ -175,6 +175,7 @@ async fn agent_poll(State(app): State<Arc<App>>, req: Request) -> Response {
 async fn agent_report(State(app): State<Arc<App>>, req: Request) -> Response {
     agent_call(app, req, "Report", |app, ctx, input: berth_agent_protocol::TaskReport| async move {
         app.ecs
+            .agent_channel
             .agent_report(&ctx, input)
             .await
             .map(|()| serde_json::json!({"acknowledgment": "ACK"}))

@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use sqlite::{SqliteStore, StoreStats};
+pub use tokio::sync::broadcast::error::RecvError;
 
 /// The store's global revision: the number of write transactions ever committed.
 pub type Revision = u64;
@@ -178,4 +179,23 @@ pub trait Store: Send + Sync + 'static {
     /// seeing every intermediate revision. (The SQLite backend sees the writes of this
     /// process; the etcd backend will feed it from etcd's watch.)
     fn watch(&self) -> tokio::sync::watch::Receiver<Revision>;
+    /// The writes of every transaction committed after this call, in revision order, for
+    /// caches kept in step with the store (etcd's watch with values). Level-triggered use:
+    /// build the cache from a range read taken after subscribing, then apply each change
+    /// whose revision is newer than the key's `mod_revision` in that read. A receiver more
+    /// than [`CHANGE_BUFFER`] transactions behind gets `RecvError::Lagged` and must rebuild
+    /// from a fresh read; nothing else is ever skipped.
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<Change>>;
 }
+
+/// The writes of one committed transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The transaction's revision: the `mod_revision` of every key it put.
+    pub revision: Revision,
+    pub ops: Vec<Op>,
+}
+
+/// How many committed transactions a [`Store::changes`] receiver may fall behind before it
+/// lags.
+pub const CHANGE_BUFFER: usize = 16 * 1024;

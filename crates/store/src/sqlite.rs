@@ -44,7 +44,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Compare, Op, Range, Record, Revision, Store, StoreError, Txn, TxnOutcome};
+use crate::{Change, Compare, Op, Range, Record, Revision, Store, StoreError, Txn, TxnOutcome};
 
 /// Schema migrations; entry `i` brings the database from version `i` to `i + 1`.
 /// Append only: never edit a step that has shipped.
@@ -123,6 +123,8 @@ pub struct SqliteStore {
     counters: Arc<Counters>,
     /// The revision of the last committed batch, published after its COMMIT.
     revisions: tokio::sync::watch::Receiver<Revision>,
+    /// Each committed transaction's writes, published after its batch's COMMIT.
+    changes: tokio::sync::broadcast::Sender<Arc<Change>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -187,9 +189,11 @@ impl SqliteStore {
         let current: Revision =
             conn.query_row(SQL_REVISION, [], |row| u64_at(row, 0)).map_err(open_err)?;
         let (rev_tx, revisions) = tokio::sync::watch::channel(current);
+        let (changes, _) = tokio::sync::broadcast::channel(crate::CHANGE_BUFFER);
+        let writer_changes = changes.clone();
         let writer_thread = std::thread::Builder::new()
             .name("berth-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, &writer_counters, &rev_tx))
+            .spawn(move || writer_loop(conn, rx, &writer_counters, &rev_tx, &writer_changes))
             .map_err(|e| {
                 open_err(rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
@@ -204,6 +208,7 @@ impl SqliteStore {
             readers,
             counters,
             revisions,
+            changes,
         })
     }
 
@@ -334,6 +339,10 @@ impl Store for SqliteStore {
         self.revisions.clone()
     }
 
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
+        self.changes.subscribe()
+    }
+
     async fn revision(&self) -> Result<Revision, StoreError> {
         self.readers.with(
             || "revision".to_owned(),
@@ -427,6 +436,7 @@ fn writer_loop(
     mut rx: mpsc::Receiver<Request>,
     counters: &Counters,
     revisions: &tokio::sync::watch::Sender<Revision>,
+    changes: &tokio::sync::broadcast::Sender<Arc<Change>>,
 ) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -439,7 +449,17 @@ fn writer_loop(
         }
         let results = apply_batch(&conn, &batch, counters);
         debug_assert_eq!(results.len(), batch.len());
-        // Publish before replying, so a caller that saw its txn commit also sees the revision.
+        // Publish before replying, so a caller that saw its txn commit also sees the revision
+        // (and a cache following the changes has been sent the write).
+        if changes.receiver_count() > 0 {
+            for (request, result) in batch.iter().zip(&results) {
+                if let Ok(TxnOutcome::Committed { revision }) = result {
+                    let change = Change { revision: *revision, ops: request.txn.ops.clone() };
+                    // No receiver left is not an error: nobody is caching.
+                    let _ = changes.send(Arc::new(change));
+                }
+            }
+        }
         if let Some(newest) = results
             .iter()
             .filter_map(|r| match r {

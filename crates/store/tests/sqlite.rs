@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use berth_store::{Range, Record, SqliteStore, Store, StoreError, Txn, TxnOutcome, prefix_end};
+use berth_store::{
+    Op, Range, Record, SqliteStore, Store, StoreError, Txn, TxnOutcome, prefix_end,
+};
 use bytes::Bytes;
 
 fn temp_db() -> (tempfile::TempDir, PathBuf) {
@@ -570,4 +572,29 @@ async fn watch_publishes_each_committed_revision() {
     drop(store);
     let store = SqliteStore::open(&dir.path().join("w.db")).unwrap();
     assert_eq!(*store.watch().borrow(), 2);
+}
+
+#[tokio::test]
+async fn changes_deliver_every_committed_txn_in_order_and_no_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("berth.db")).unwrap();
+    put(&store, "before", "x").await; // committed before subscribing: not delivered
+    let mut rx = store.changes();
+    let r1 = put(&store, "a", "1").await;
+    let lost = store.txn(Txn::new().when("a", 999).put("a", "never")).await.unwrap();
+    assert!(!lost.committed());
+    let r2 = match store.txn(Txn::new().put("b", "2").delete("a")).await.unwrap() {
+        TxnOutcome::Committed { revision } => revision,
+        other => panic!("{other:?}"),
+    };
+    let c1 = rx.recv().await.unwrap();
+    assert_eq!(c1.revision, r1);
+    assert_eq!(c1.ops, vec![Op::Put { key: "a".into(), value: "1".into() }]);
+    let c2 = rx.recv().await.unwrap();
+    assert_eq!(c2.revision, r2);
+    assert_eq!(
+        c2.ops,
+        vec![Op::Put { key: "b".into(), value: "2".into() }, Op::Delete { key: "a".into() }]
+    );
+    assert!(rx.try_recv().is_err(), "the conflicting txn is not a change");
 }

@@ -12,10 +12,18 @@ use berth_store::{Txn, prefix_end};
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
-use super::{DEFAULT_CLUSTER, EcsService};
+use std::sync::Arc;
+
+use super::RequestContext;
+use super::core::{Core, DEFAULT_CLUSTER, cluster_not_found};
 use crate::error;
 use crate::pagination::Page;
-use crate::records::{self, CAS_ATTEMPTS};
+use crate::records;
+
+/// Owns the cluster records (`ecs/clusters/`, `ecs/clusters-inactive/`).
+pub struct Clusters {
+    core: Arc<Core>,
+}
 
 /// Capacity providers that exist in every account. Others arrive with capacity providers.
 const BUILTIN_CAPACITY_PROVIDERS: [&str; 2] = ["FARGATE", "FARGATE_SPOT"];
@@ -47,10 +55,6 @@ struct Counts {
     draining_services: u64,
 }
 
-fn cluster_not_found() -> AwsError {
-    ErrorCode::ClusterNotFoundException.with("Cluster not found.")
-}
-
 fn validate_settings(settings: &[ClusterSetting]) -> Result<(), AwsError> {
     for (i, s) in settings.iter().enumerate() {
         if s.name.is_none() {
@@ -78,16 +82,14 @@ fn merge_settings(existing: &mut Vec<ClusterSetting>, new: &[ClusterSetting]) {
     }
 }
 
-impl EcsService {
-    /// Resolves a `cluster` member (name or ARN, default `default`) to a name.
-    pub(super) fn cluster_name(&self, cluster: Option<&str>) -> Result<String, AwsError> {
-        let given = cluster.unwrap_or(DEFAULT_CLUSTER);
-        self.scope.cluster_name(given).map(str::to_string).ok_or_else(cluster_not_found)
+impl Clusters {
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
     }
 
     /// Resolves a `cluster` member to the name of a live cluster, or ClusterNotFoundException.
     pub(super) async fn existing_cluster(&self, cluster: Option<&str>) -> Result<String, AwsError> {
-        let name = self.cluster_name(cluster)?;
+        let name = self.core.cluster_name(cluster)?;
         if self.live_cluster(&name).await?.is_none() {
             return Err(cluster_not_found());
         }
@@ -96,7 +98,7 @@ impl EcsService {
 
     async fn counts(&self, name: &str) -> Result<Counts, AwsError> {
         let count = |prefix: String| async move {
-            self.store.count(&prefix, &prefix_end(&prefix)).await.map_err(error::store)
+            self.core.store.count(&prefix, &prefix_end(&prefix)).await.map_err(error::store)
         };
         Ok(Counts {
             instances: count(keys::cluster_instances_prefix(name)).await?,
@@ -121,6 +123,7 @@ impl EcsService {
             status: Option<String>,
         }
         let recs = self
+            .core
             .store
             .range(berth_store::Range::prefix(&keys::cluster_services_prefix(name)))
             .await
@@ -188,13 +191,37 @@ impl EcsService {
         &self,
         name: &str,
     ) -> Result<Option<(ClusterRecord, u64)>, AwsError> {
-        records::get::<ClusterRecord>(&*self.store, &keys::cluster(name)).await
+        records::get::<ClusterRecord>(&*self.core.store, &keys::cluster(name)).await
     }
 
-    pub(super) async fn create_cluster_op(
+    /// Read-modify-write of a live cluster with compare-and-set.
+    pub(super) async fn update_cluster_record(
         &self,
-        input: CreateClusterRequest,
-    ) -> Result<CreateClusterResponse, AwsError> {
+        name: &str,
+        f: impl FnMut(&mut ClusterRecord) -> Result<(), AwsError>,
+    ) -> Result<ClusterRecord, AwsError> {
+        records::update(&*self.core.store, &keys::cluster(name), &format!("cluster {name}"), f)
+            .await?
+            .ok_or_else(cluster_not_found)
+    }
+
+    /// The live cluster's revision for a container instance registration, creating `default`
+    /// on first use as ECS does. ClusterNotFoundException for any other missing cluster.
+    pub(super) async fn for_registration(&self, name: &str) -> Result<u64, AwsError> {
+        if let Some((_, rev)) = self.live_cluster(name).await? {
+            return Ok(rev);
+        }
+        if name == DEFAULT_CLUSTER {
+            self.create(CreateClusterRequest::default()).await?;
+            if let Some((_, rev)) = self.live_cluster(name).await? {
+                return Ok(rev);
+            }
+        }
+        Err(cluster_not_found())
+    }
+
+    /// CreateCluster: idempotent by name.
+    async fn create(&self, input: CreateClusterRequest) -> Result<Cluster, AwsError> {
         let name = input.cluster_name.clone().unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
         validate_cluster_name(&name, "clusterName").map_err(error::model)?;
         let tags = input.tags.clone().unwrap_or_default();
@@ -223,45 +250,56 @@ impl EcsService {
                 )));
             }
         }
-        for _ in 0..CAS_ATTEMPTS {
-            if let Some((rec, _)) = self.live_cluster(&name).await? {
-                return Ok(CreateClusterResponse {
-                    cluster: Some(self.to_wire(&rec, Includes::ALL).await?),
-                });
+        let rec = {
+            let mut cas = records::Cas::new(&*self.core.store, format!("cluster {name}"));
+            'cas: loop {
+                cas.attempt().await?;
+                if let Some((rec, _)) = self.live_cluster(&name).await? {
+                    break 'cas rec;
+                }
+                let rec = ClusterRecord {
+                    name: name.clone(),
+                    arn: self.core.scope.cluster_arn(&name),
+                    status: ClusterStatus::Active,
+                    settings: if settings.is_empty() {
+                        vec![ClusterSetting {
+                            name: Some(ClusterSettingName::ContainerInsights),
+                            value: Some("disabled".into()),
+                        }]
+                    } else {
+                        settings.clone()
+                    },
+                    configuration: input.configuration.clone(),
+                    tags: tags.clone(),
+                    capacity_providers: providers.clone(),
+                    default_capacity_provider_strategy: strategy.clone(),
+                    created_at: self.core.now(),
+                };
+                let txn = Txn::new()
+                    .when(keys::cluster(&name), 0)
+                    .put(keys::cluster(&name), records::encode(&rec))
+                    .delete(keys::inactive_cluster(&name));
+                if cas.commit(txn).await? {
+                    break 'cas rec;
+                }
             }
-            let rec = ClusterRecord {
-                name: name.clone(),
-                arn: self.scope.cluster_arn(&name),
-                status: ClusterStatus::Active,
-                settings: if settings.is_empty() {
-                    vec![ClusterSetting {
-                        name: Some(ClusterSettingName::ContainerInsights),
-                        value: Some("disabled".into()),
-                    }]
-                } else {
-                    settings.clone()
-                },
-                configuration: input.configuration.clone(),
-                tags: tags.clone(),
-                capacity_providers: providers.clone(),
-                default_capacity_provider_strategy: strategy.clone(),
-                created_at: self.now(),
-            };
-            let txn = Txn::new()
-                .when(keys::cluster(&name), 0)
-                .put(keys::cluster(&name), records::encode(&rec))
-                .delete(keys::inactive_cluster(&name));
-            if records::commit(&*self.store, txn).await? {
-                return Ok(CreateClusterResponse {
-                    cluster: Some(self.to_wire(&rec, Includes::ALL).await?),
-                });
-            }
-        }
-        Err(error::contention(&format!("cluster {name}")))
+        };
+        self.to_wire(&rec, Includes::ALL).await
+    }
+}
+
+impl ClustersApi<RequestContext> for Clusters {
+    async fn create_cluster(
+        &self,
+        _ctx: &RequestContext,
+        input: CreateClusterRequest,
+    ) -> Result<CreateClusterResponse, AwsError> {
+        Ok(CreateClusterResponse { cluster: Some(self.create(input).await?) })
     }
 
-    pub(super) async fn describe_clusters_op(
+    async fn describe_clusters(
         &self,
+        _ctx: &RequestContext,
         input: DescribeClustersRequest,
     ) -> Result<DescribeClustersResponse, AwsError> {
         let given = input.clusters.unwrap_or_else(|| vec![DEFAULT_CLUSTER.to_string()]);
@@ -286,105 +324,91 @@ impl EcsService {
                 reason: Some("MISSING".into()),
                 ..Default::default()
             };
-            let Some(name) = self.scope.cluster_name(g) else {
+            let Some(name) = self.core.scope.cluster_name(g) else {
                 failures.push(missing(g.clone()));
                 continue;
             };
             let rec = match self.live_cluster(name).await? {
                 Some((r, _)) => Some(r),
-                None => records::get::<ClusterRecord>(&*self.store, &keys::inactive_cluster(name))
-                    .await?
-                    .map(|(r, _)| r),
+                None => {
+                    records::get::<ClusterRecord>(&*self.core.store, &keys::inactive_cluster(name))
+                        .await?
+                        .map(|(r, _)| r)
+                }
             };
             match rec {
                 Some(r) => clusters.push(self.to_wire(&r, inc).await?),
-                None => failures.push(missing(self.scope.cluster_arn(name))),
+                None => failures.push(missing(self.core.scope.cluster_arn(name))),
             }
         }
         Ok(DescribeClustersResponse { clusters: Some(clusters), failures: Some(failures) })
     }
 
-    pub(super) async fn list_clusters_op(
+    async fn list_clusters(
         &self,
+        _ctx: &RequestContext,
         input: ListClustersRequest,
     ) -> Result<ListClustersResponse, AwsError> {
         let page =
             Page::parse(input.max_results, input.next_token.as_deref(), 100, keys::CLUSTERS)?;
-        let (keys, next) = page.keys(&*self.store, keys::CLUSTERS, false).await?;
+        let (keys, next) = page.keys(&*self.core.store, keys::CLUSTERS, false).await?;
         let arns = keys
             .iter()
             .filter_map(|k| k.strip_prefix(keys::CLUSTERS))
-            .map(|n| self.scope.cluster_arn(n))
+            .map(|n| self.core.scope.cluster_arn(n))
             .collect();
         Ok(ListClustersResponse { cluster_arns: Some(arns), next_token: next })
     }
 
-    pub(super) async fn delete_cluster_op(
+    async fn delete_cluster(
         &self,
+        _ctx: &RequestContext,
         input: DeleteClusterRequest,
     ) -> Result<DeleteClusterResponse, AwsError> {
-        let name = self.cluster_name(input.cluster.as_deref())?;
-        for _ in 0..CAS_ATTEMPTS {
-            let Some((mut rec, rev)) = self.live_cluster(&name).await? else {
-                return Err(cluster_not_found());
-            };
-            let c = self.counts(&name).await?;
-            if c.instances > 0 {
-                return Err(ErrorCode::ClusterContainsContainerInstancesException.with(
-                    "The Cluster cannot be deleted while Container Instances are active or draining.",
-                ));
+        let name = self.core.cluster_name(input.cluster.as_deref())?;
+        let rec = {
+            let mut cas = records::Cas::new(&*self.core.store, format!("cluster {name}"));
+            'cas: loop {
+                cas.attempt().await?;
+                let Some((mut rec, rev)) = self.live_cluster(&name).await? else {
+                    return Err(cluster_not_found());
+                };
+                let c = self.counts(&name).await?;
+                if c.instances > 0 {
+                    return Err(ErrorCode::ClusterContainsContainerInstancesException.with(
+                        "The Cluster cannot be deleted while Container Instances are active or draining.",
+                    ));
+                }
+                if c.services > 0 {
+                    return Err(ErrorCode::ClusterContainsServicesException
+                        .with("The Cluster cannot be deleted while Services are active."));
+                }
+                if c.live_tasks > 0 {
+                    return Err(ErrorCode::ClusterContainsTasksException
+                        .with("The Cluster cannot be deleted while Tasks are active."));
+                }
+                rec.status = ClusterStatus::Inactive;
+                // Writers that add instances, tasks or services to a cluster compare the cluster
+                // key's revision in the same transaction, so nothing can join a cluster between
+                // the counts above and this delete.
+                let txn = Txn::new()
+                    .when(keys::cluster(&name), rev)
+                    .delete(keys::cluster(&name))
+                    .put(keys::inactive_cluster(&name), records::encode(&rec));
+                if cas.commit(txn).await? {
+                    break 'cas rec;
+                }
             }
-            if c.services > 0 {
-                return Err(ErrorCode::ClusterContainsServicesException
-                    .with("The Cluster cannot be deleted while Services are active."));
-            }
-            if c.live_tasks > 0 {
-                return Err(ErrorCode::ClusterContainsTasksException
-                    .with("The Cluster cannot be deleted while Tasks are active."));
-            }
-            rec.status = ClusterStatus::Inactive;
-            // Writers that add instances, tasks or services to a cluster compare the cluster
-            // key's revision in the same transaction, so nothing can join a cluster between
-            // the counts above and this delete.
-            let txn = Txn::new()
-                .when(keys::cluster(&name), rev)
-                .delete(keys::cluster(&name))
-                .put(keys::inactive_cluster(&name), records::encode(&rec));
-            if records::commit(&*self.store, txn).await? {
-                return Ok(DeleteClusterResponse {
-                    cluster: Some(self.to_wire(&rec, Includes::ALL).await?),
-                });
-            }
-        }
-        Err(error::contention(&format!("cluster {name}")))
+        };
+        Ok(DeleteClusterResponse { cluster: Some(self.to_wire(&rec, Includes::ALL).await?) })
     }
 
-    /// Read-modify-write of a live cluster with compare-and-set.
-    pub(super) async fn update_cluster_record(
+    async fn update_cluster(
         &self,
-        name: &str,
-        mut f: impl FnMut(&mut ClusterRecord) -> Result<(), AwsError>,
-    ) -> Result<ClusterRecord, AwsError> {
-        for _ in 0..CAS_ATTEMPTS {
-            let Some((mut rec, rev)) = self.live_cluster(name).await? else {
-                return Err(cluster_not_found());
-            };
-            f(&mut rec)?;
-            let txn = Txn::new()
-                .when(keys::cluster(name), rev)
-                .put(keys::cluster(name), records::encode(&rec));
-            if records::commit(&*self.store, txn).await? {
-                return Ok(rec);
-            }
-        }
-        Err(error::contention(&format!("cluster {name}")))
-    }
-
-    pub(super) async fn update_cluster_op(
-        &self,
+        _ctx: &RequestContext,
         input: UpdateClusterRequest,
     ) -> Result<UpdateClusterResponse, AwsError> {
-        let name = self.cluster_name(input.cluster.as_deref())?;
+        let name = self.core.cluster_name(input.cluster.as_deref())?;
         let settings = input.settings.clone().unwrap_or_default();
         validate_settings(&settings)?;
         if input.service_connect_defaults.is_some() {
@@ -404,11 +428,12 @@ impl EcsService {
         Ok(UpdateClusterResponse { cluster: Some(self.to_wire(&rec, Includes::ALL).await?) })
     }
 
-    pub(super) async fn update_cluster_settings_op(
+    async fn update_cluster_settings(
         &self,
+        _ctx: &RequestContext,
         input: UpdateClusterSettingsRequest,
     ) -> Result<UpdateClusterSettingsResponse, AwsError> {
-        let name = self.cluster_name(input.cluster.as_deref())?;
+        let name = self.core.cluster_name(input.cluster.as_deref())?;
         let settings = input.settings.unwrap_or_default();
         validate_settings(&settings)?;
         let rec = self

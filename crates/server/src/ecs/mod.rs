@@ -1,42 +1,58 @@
-//! Amazon ECS: one module per resource, each holding that resource's operations.
+//! Amazon ECS: one module per resource, each a type that owns that resource's records and
+//! implements the generated handler trait of its group of operations directly
+//! (`berth_wire::ecs::ClustersApi` and so on), so the generated `dispatch` reaches it with no
+//! hand-written trampoline.
 //!
-//! * `clusters.rs`: CreateCluster, DescribeClusters, ListClusters, DeleteCluster, UpdateCluster,
-//!   UpdateClusterSettings.
-//! * `task_definitions.rs`: RegisterTaskDefinition, DescribeTaskDefinition,
-//!   ListTaskDefinitions, ListTaskDefinitionFamilies, DeregisterTaskDefinition,
-//!   DeleteTaskDefinitions.
-//! * `tags.rs`: TagResource, UntagResource, ListTagsForResource.
-//! * `container_instances.rs`: RegisterContainerInstance, DeregisterContainerInstance,
-//!   DescribeContainerInstances, ListContainerInstances, UpdateContainerInstancesState,
-//!   PutAttributes, ListAttributes, DeleteAttributes.
-//! * `tasks.rs`: RunTask, StartTask, StopTask, DescribeTasks, ListTasks,
-//!   SubmitTaskStateChange, SubmitContainerStateChange, and the agent channel (poll, report).
-//! * `services.rs`: CreateService, UpdateService, DeleteService, DescribeServices,
-//!   ListServices; `service_controller.rs` runs the service scheduler over them;
-//!   `service_deployments.rs`: ListServiceDeployments, DescribeServiceDeployments,
-//!   DescribeServiceRevisions, StopServiceDeployment.
-//! * `task_protection.rs`: UpdateTaskProtection, GetTaskProtection.
+//! | module                 | type                 | operations / role                                    |
+//! |------------------------|----------------------|------------------------------------------------------|
+//! | `clusters`             | [`Clusters`]         | Create/Describe/List/Delete/UpdateCluster(Settings)   |
+//! | `task_definitions`     | [`TaskDefinitions`]  | Register/Describe/List/Deregister/Delete, families   |
+//! | `container_instances`  | [`ContainerInstances`]| Register/Deregister/Describe/List, state, attributes |
+//! | `tasks`                | [`Tasks`]            | Run/Start/Stop/Describe/ListTasks, task protection   |
+//! | `state_changes`        | [`StateChanges`]     | SubmitTaskStateChange, SubmitContainerStateChange    |
+//! | `services`             | [`Services`]         | Create/Update/Delete/Describe/ListServices           |
+//! | `services::deployments`| [`ServiceDeployments`]| service deployments and revisions                   |
+//! | `tags`                 | [`Tags`]             | Tag/UntagResource, ListTagsForResource               |
+//! | `agent_channel`        | [`AgentChannel`]     | the agents' poll and report endpoints                |
+//! | `placement`            | [`Placement`]        | RunTask, StartTask and the service controller place here |
+//! | `services::controller` | [`ServiceController`]| the service scheduler's executor                     |
 //!
-//! Every other operation of the model answers `UnsupportedFeatureException` naming it (the
-//! generated trait's default).
+//! Shared, not owned: [`core::Core`] (store, clock, scope, timing), task record writes with
+//! their indexes (`tasks::records`), and instance reservations (`reservations`). Every other
+//! operation of the model answers `UnsupportedFeatureException` naming it
+//! ([`berth_wire::ecs::Unimplemented`]).
 
+mod agent_channel;
 mod clusters;
 mod container_instances;
-mod service_controller;
-mod service_deployments;
+pub mod core;
+mod placement;
+mod reservations;
 mod services;
+mod state_changes;
 mod tags;
 mod task_definitions;
-mod task_protection;
 mod tasks;
 
 use std::sync::Arc;
 
 use berth_model::arn::Scope;
 use berth_store::Store;
-use berth_wire::AwsError;
-use berth_wire::ecs::*;
+use berth_wire::ecs::{Api, Unimplemented};
 
+pub use self::agent_channel::AgentChannel;
+pub use self::clusters::Clusters;
+pub use self::container_instances::ContainerInstances;
+use self::core::{Core, Timing};
+pub use self::placement::Placement;
+pub use self::services::Services;
+pub use self::services::controller::ServiceController;
+pub use self::services::deployments::ServiceDeployments;
+pub use self::state_changes::StateChanges;
+pub use self::tags::Tags;
+pub use self::task_definitions::TaskDefinitions;
+pub use self::tasks::Tasks;
+use self::tasks::records::TaskRecords;
 use crate::auth::Principal;
 use crate::clock::Clock;
 
@@ -46,371 +62,127 @@ pub struct RequestContext {
     pub request_id: String,
 }
 
-/// The ECS API over the store.
-pub struct EcsService {
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    scope: Scope,
-    /// Striped locks that serialise this server's writers of one record group (a task
-    /// definition family, a cluster), so concurrent requests queue instead of burning
-    /// compare-and-set retries against each other. Correctness never depends on them: the
-    /// store's compare-and-set still guards against every other writer (other servers).
-    stripes: Vec<tokio::sync::Mutex<()>>,
-    /// An instance whose agent has not polled for this long shows agentConnected=false.
-    agent_timeout_secs: f64,
-    /// How often agents are told to poll at the latest.
-    agent_heartbeat_secs: u32,
-    /// After this long without a heartbeat, an instance's service tasks are replaced.
-    instance_lost_after_secs: f64,
-    /// How long a service task without health checks must run to count as healthy.
-    service_settle_secs: f64,
-    /// Wakes the service controller after an API change.
-    services_wake: tokio::sync::Notify,
+/// The ECS API: its resource modules, wired together once.
+pub struct Ecs {
+    clusters: Arc<Clusters>,
+    task_definitions: Arc<TaskDefinitions>,
+    container_instances: Arc<ContainerInstances>,
+    tasks: Arc<Tasks>,
+    state_changes: Arc<StateChanges>,
+    services: Arc<Services>,
+    service_deployments: ServiceDeployments,
+    tags: Tags,
+    pub agent_channel: AgentChannel,
+    pub service_controller: ServiceController,
 }
 
-/// Number of lock stripes.
-const STRIPES: usize = 64;
-
-impl EcsService {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, scope: Scope) -> Self {
-        let stripes = (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
+impl Ecs {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, scope: Scope, timing: Timing) -> Self {
+        let core = Arc::new(Core::new(store, clock, scope, timing));
+        let clusters = Arc::new(Clusters::new(core.clone()));
+        let task_definitions = Arc::new(TaskDefinitions::new(core.clone()));
+        let task_records = Arc::new(TaskRecords::new(core.clone()));
+        let container_instances =
+            Arc::new(ContainerInstances::new(core.clone(), clusters.clone(), task_records.clone()));
+        let placement = Arc::new(Placement::new(
+            core.clone(),
+            clusters.clone(),
+            container_instances.clone(),
+            task_records.clone(),
+        ));
+        let tasks = Arc::new(Tasks::new(
+            core.clone(),
+            clusters.clone(),
+            task_definitions.clone(),
+            task_records.clone(),
+            placement.clone(),
+        ));
+        let state_changes = Arc::new(StateChanges::new(core.clone(), task_records.clone()));
+        let services =
+            Arc::new(Services::new(core.clone(), clusters.clone(), task_definitions.clone()));
         Self {
-            store,
-            clock,
-            scope,
-            stripes,
-            agent_timeout_secs: 45.0,
-            agent_heartbeat_secs: 15,
-            instance_lost_after_secs: 120.0,
-            service_settle_secs: 40.0,
-            services_wake: tokio::sync::Notify::new(),
+            service_deployments: ServiceDeployments::new(
+                core.clone(),
+                clusters.clone(),
+                services.clone(),
+            ),
+            tags: Tags::new(
+                core.clone(),
+                clusters.clone(),
+                task_definitions.clone(),
+                services.clone(),
+            ),
+            agent_channel: AgentChannel::new(core.clone(), state_changes.clone()),
+            service_controller: ServiceController::new(
+                core.clone(),
+                container_instances.clone(),
+                task_definitions.clone(),
+                task_records,
+                placement,
+            ),
+            clusters,
+            task_definitions,
+            container_instances,
+            tasks,
+            state_changes,
+            services,
         }
     }
-
-    /// Sets when a silent instance's service tasks are replaced, and how long a service task
-    /// without health checks must run to count as healthy.
-    pub fn with_service_timing(
-        mut self,
-        instance_lost_after: std::time::Duration,
-        settle: std::time::Duration,
-    ) -> Self {
-        self.instance_lost_after_secs = instance_lost_after.as_secs_f64();
-        self.service_settle_secs = settle.as_secs_f64();
-        self
-    }
-
-    /// Sets how long an agent may stay silent before its instance shows disconnected, and
-    /// derives the poll interval agents are told to keep (a third of it).
-    pub fn with_agent_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.agent_timeout_secs = timeout.as_secs_f64();
-        self.agent_heartbeat_secs = (timeout.as_secs() / 3).clamp(1, 60) as u32;
-        self
-    }
-
-    /// The stripe lock for a record group, e.g. a family's key.
-    async fn serialise(&self, group: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        group.hash(&mut h);
-        self.stripes[(h.finish() as usize) % STRIPES].lock().await
-    }
-
-    fn now(&self) -> f64 {
-        crate::clock::epoch_seconds(self.clock.now())
-    }
 }
 
-/// The cluster ECS uses wherever `cluster` is omitted.
-pub const DEFAULT_CLUSTER: &str = "default";
-
-impl Api for EcsService {
+impl Api for Ecs {
     type Context = RequestContext;
+    type Clusters = Clusters;
+    type CapacityProviders = Unimplemented;
+    type TaskDefinitions = TaskDefinitions;
+    type ContainerInstances = ContainerInstances;
+    type Tasks = Tasks;
+    type StateChanges = StateChanges;
+    type Services = Services;
+    type ServiceDeployments = ServiceDeployments;
+    type TaskSets = Unimplemented;
+    type Daemons = Unimplemented;
+    type ExpressGatewayServices = Unimplemented;
+    type AccountSettings = Unimplemented;
+    type Tags = Tags;
 
-    async fn create_cluster(
-        &self,
-        _ctx: &RequestContext,
-        input: CreateClusterRequest,
-    ) -> Result<CreateClusterResponse, AwsError> {
-        self.create_cluster_op(input).await
+    fn clusters(&self) -> &Clusters {
+        &self.clusters
     }
-    async fn describe_clusters(
-        &self,
-        _ctx: &RequestContext,
-        input: DescribeClustersRequest,
-    ) -> Result<DescribeClustersResponse, AwsError> {
-        self.describe_clusters_op(input).await
+    fn capacity_providers(&self) -> &Unimplemented {
+        &Unimplemented
     }
-    async fn list_clusters(
-        &self,
-        _ctx: &RequestContext,
-        input: ListClustersRequest,
-    ) -> Result<ListClustersResponse, AwsError> {
-        self.list_clusters_op(input).await
+    fn task_definitions(&self) -> &TaskDefinitions {
+        &self.task_definitions
     }
-    async fn delete_cluster(
-        &self,
-        _ctx: &RequestContext,
-        input: DeleteClusterRequest,
-    ) -> Result<DeleteClusterResponse, AwsError> {
-        self.delete_cluster_op(input).await
+    fn container_instances(&self) -> &ContainerInstances {
+        &self.container_instances
     }
-    async fn update_cluster(
-        &self,
-        _ctx: &RequestContext,
-        input: UpdateClusterRequest,
-    ) -> Result<UpdateClusterResponse, AwsError> {
-        self.update_cluster_op(input).await
+    fn tasks(&self) -> &Tasks {
+        &self.tasks
     }
-    async fn update_cluster_settings(
-        &self,
-        _ctx: &RequestContext,
-        input: UpdateClusterSettingsRequest,
-    ) -> Result<UpdateClusterSettingsResponse, AwsError> {
-        self.update_cluster_settings_op(input).await
+    fn state_changes(&self) -> &StateChanges {
+        &self.state_changes
     }
-    async fn register_task_definition(
-        &self,
-        ctx: &RequestContext,
-        input: RegisterTaskDefinitionRequest,
-    ) -> Result<RegisterTaskDefinitionResponse, AwsError> {
-        self.register_task_definition_op(ctx, input).await
+    fn services(&self) -> &Services {
+        &self.services
     }
-    async fn describe_task_definition(
-        &self,
-        _ctx: &RequestContext,
-        input: DescribeTaskDefinitionRequest,
-    ) -> Result<DescribeTaskDefinitionResponse, AwsError> {
-        self.describe_task_definition_op(input).await
+    fn service_deployments(&self) -> &ServiceDeployments {
+        &self.service_deployments
     }
-    async fn list_task_definitions(
-        &self,
-        _ctx: &RequestContext,
-        input: ListTaskDefinitionsRequest,
-    ) -> Result<ListTaskDefinitionsResponse, AwsError> {
-        self.list_task_definitions_op(input).await
+    fn task_sets(&self) -> &Unimplemented {
+        &Unimplemented
     }
-    async fn list_task_definition_families(
-        &self,
-        _ctx: &RequestContext,
-        input: ListTaskDefinitionFamiliesRequest,
-    ) -> Result<ListTaskDefinitionFamiliesResponse, AwsError> {
-        self.list_task_definition_families_op(input).await
+    fn daemons(&self) -> &Unimplemented {
+        &Unimplemented
     }
-    async fn deregister_task_definition(
-        &self,
-        _ctx: &RequestContext,
-        input: DeregisterTaskDefinitionRequest,
-    ) -> Result<DeregisterTaskDefinitionResponse, AwsError> {
-        self.deregister_task_definition_op(input).await
+    fn express_gateway_services(&self) -> &Unimplemented {
+        &Unimplemented
     }
-    async fn delete_task_definitions(
-        &self,
-        _ctx: &RequestContext,
-        input: DeleteTaskDefinitionsRequest,
-    ) -> Result<DeleteTaskDefinitionsResponse, AwsError> {
-        self.delete_task_definitions_op(input).await
+    fn account_settings(&self) -> &Unimplemented {
+        &Unimplemented
     }
-    async fn tag_resource(
-        &self,
-        _ctx: &RequestContext,
-        input: TagResourceRequest,
-    ) -> Result<TagResourceResponse, AwsError> {
-        self.tag_resource_op(input).await
-    }
-    async fn untag_resource(
-        &self,
-        _ctx: &RequestContext,
-        input: UntagResourceRequest,
-    ) -> Result<UntagResourceResponse, AwsError> {
-        self.untag_resource_op(input).await
-    }
-    async fn list_tags_for_resource(
-        &self,
-        _ctx: &RequestContext,
-        input: ListTagsForResourceRequest,
-    ) -> Result<ListTagsForResourceResponse, AwsError> {
-        self.list_tags_for_resource_op(input).await
-    }
-    async fn register_container_instance(
-        &self,
-        _ctx: &RequestContext,
-        input: RegisterContainerInstanceRequest,
-    ) -> Result<RegisterContainerInstanceResponse, AwsError> {
-        self.register_container_instance_op(input).await
-    }
-    async fn deregister_container_instance(
-        &self,
-        _ctx: &RequestContext,
-        input: DeregisterContainerInstanceRequest,
-    ) -> Result<DeregisterContainerInstanceResponse, AwsError> {
-        self.deregister_container_instance_op(input).await
-    }
-    async fn describe_container_instances(
-        &self,
-        _ctx: &RequestContext,
-        input: DescribeContainerInstancesRequest,
-    ) -> Result<DescribeContainerInstancesResponse, AwsError> {
-        self.describe_container_instances_op(input).await
-    }
-    async fn list_container_instances(
-        &self,
-        _ctx: &RequestContext,
-        input: ListContainerInstancesRequest,
-    ) -> Result<ListContainerInstancesResponse, AwsError> {
-        self.list_container_instances_op(input).await
-    }
-    async fn update_container_instances_state(
-        &self,
-        _ctx: &RequestContext,
-        input: UpdateContainerInstancesStateRequest,
-    ) -> Result<UpdateContainerInstancesStateResponse, AwsError> {
-        self.update_container_instances_state_op(input).await
-    }
-    async fn put_attributes(
-        &self,
-        _ctx: &RequestContext,
-        input: PutAttributesRequest,
-    ) -> Result<PutAttributesResponse, AwsError> {
-        self.put_attributes_op(input).await
-    }
-    async fn list_attributes(
-        &self,
-        _ctx: &RequestContext,
-        input: ListAttributesRequest,
-    ) -> Result<ListAttributesResponse, AwsError> {
-        self.list_attributes_op(input).await
-    }
-    async fn delete_attributes(
-        &self,
-        _ctx: &RequestContext,
-        input: DeleteAttributesRequest,
-    ) -> Result<DeleteAttributesResponse, AwsError> {
-        self.delete_attributes_op(input).await
-    }
-    async fn run_task(
-        &self,
-        _ctx: &RequestContext,
-        input: RunTaskRequest,
-    ) -> Result<RunTaskResponse, AwsError> {
-        self.run_task_op(input).await
-    }
-    async fn start_task(
-        &self,
-        _ctx: &RequestContext,
-        input: StartTaskRequest,
-    ) -> Result<StartTaskResponse, AwsError> {
-        self.start_task_op(input).await
-    }
-    async fn stop_task(
-        &self,
-        _ctx: &RequestContext,
-        input: StopTaskRequest,
-    ) -> Result<StopTaskResponse, AwsError> {
-        self.stop_task_op(input).await
-    }
-    async fn describe_tasks(
-        &self,
-        _ctx: &RequestContext,
-        input: DescribeTasksRequest,
-    ) -> Result<DescribeTasksResponse, AwsError> {
-        self.describe_tasks_op(input).await
-    }
-    async fn create_service(
-        &self,
-        ctx: &RequestContext,
-        input: CreateServiceRequest,
-    ) -> Result<CreateServiceResponse, AwsError> {
-        self.create_service_op(ctx, input).await
-    }
-    async fn update_service(
-        &self,
-        _ctx: &RequestContext,
-        input: UpdateServiceRequest,
-    ) -> Result<UpdateServiceResponse, AwsError> {
-        self.update_service_op(input).await
-    }
-    async fn delete_service(
-        &self,
-        _ctx: &RequestContext,
-        input: DeleteServiceRequest,
-    ) -> Result<DeleteServiceResponse, AwsError> {
-        self.delete_service_op(input).await
-    }
-    async fn describe_services(
-        &self,
-        _ctx: &RequestContext,
-        input: DescribeServicesRequest,
-    ) -> Result<DescribeServicesResponse, AwsError> {
-        self.describe_services_op(input).await
-    }
-    async fn list_services(
-        &self,
-        _ctx: &RequestContext,
-        input: ListServicesRequest,
-    ) -> Result<ListServicesResponse, AwsError> {
-        self.list_services_op(input).await
-    }
-    async fn list_service_deployments(
-        &self,
-        _ctx: &RequestContext,
-        input: ListServiceDeploymentsRequest,
-    ) -> Result<ListServiceDeploymentsResponse, AwsError> {
-        self.list_service_deployments_op(input).await
-    }
-    async fn describe_service_deployments(
-        &self,
-        _ctx: &RequestContext,
-        input: DescribeServiceDeploymentsRequest,
-    ) -> Result<DescribeServiceDeploymentsResponse, AwsError> {
-        self.describe_service_deployments_op(input).await
-    }
-    async fn describe_service_revisions(
-        &self,
-        _ctx: &RequestContext,
-        input: DescribeServiceRevisionsRequest,
-    ) -> Result<DescribeServiceRevisionsResponse, AwsError> {
-        self.describe_service_revisions_op(input).await
-    }
-    async fn stop_service_deployment(
-        &self,
-        _ctx: &RequestContext,
-        input: StopServiceDeploymentRequest,
-    ) -> Result<StopServiceDeploymentResponse, AwsError> {
-        self.stop_service_deployment_op(input).await
-    }
-    async fn update_task_protection(
-        &self,
-        _ctx: &RequestContext,
-        input: UpdateTaskProtectionRequest,
-    ) -> Result<UpdateTaskProtectionResponse, AwsError> {
-        self.update_task_protection_op(input).await
-    }
-    async fn get_task_protection(
-        &self,
-        _ctx: &RequestContext,
-        input: GetTaskProtectionRequest,
-    ) -> Result<GetTaskProtectionResponse, AwsError> {
-        self.get_task_protection_op(input).await
-    }
-    async fn list_tasks(
-        &self,
-        _ctx: &RequestContext,
-        input: ListTasksRequest,
-    ) -> Result<ListTasksResponse, AwsError> {
-        self.list_tasks_op(input).await
-    }
-    async fn submit_task_state_change(
-        &self,
-        _ctx: &RequestContext,
-        input: SubmitTaskStateChangeRequest,
-    ) -> Result<SubmitTaskStateChangeResponse, AwsError> {
-        self.submit_task_state_change_op(input).await
-    }
-    async fn submit_container_state_change(
-        &self,
-        _ctx: &RequestContext,
-        input: SubmitContainerStateChangeRequest,
-    ) -> Result<SubmitContainerStateChangeResponse, AwsError> {
-        self.submit_container_state_change_op(input).await
+    fn tags(&self) -> &Tags {
+        &self.tags
     }
 }

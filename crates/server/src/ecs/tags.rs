@@ -6,17 +6,41 @@ use berth_model::tags;
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
-use super::EcsService;
+use std::sync::Arc;
+
+use super::RequestContext;
+use super::clusters::Clusters;
+use super::core::{Core, cluster_not_found};
+use super::services::Services;
+use super::task_definitions::TaskDefinitions;
 use crate::error;
+
+/// Tags of every taggable resource, each kept on its owner's record and edited through the
+/// owner's interface.
+pub struct Tags {
+    core: Arc<Core>,
+    clusters: Arc<Clusters>,
+    task_definitions: Arc<TaskDefinitions>,
+    services: Arc<Services>,
+}
 
 fn not_found(arn: &str) -> AwsError {
     ErrorCode::ResourceNotFoundException.with(format!("The specified resource is not found: {arn}"))
 }
 
-impl EcsService {
+impl Tags {
+    pub fn new(
+        core: Arc<Core>,
+        clusters: Arc<Clusters>,
+        task_definitions: Arc<TaskDefinitions>,
+        services: Arc<Services>,
+    ) -> Self {
+        Self { core, clusters, task_definitions, services }
+    }
+
     fn resource(&self, arn: Option<&str>) -> Result<ResourceRef, AwsError> {
         let arn = arn.unwrap_or("");
-        self.scope.resource(arn).ok_or_else(|| {
+        self.core.scope.resource(arn).ok_or_else(|| {
             error::invalid(format!(
                 "resourceArn '{arn}' is not the ARN of a taggable resource of this account and region."
             ))
@@ -31,22 +55,24 @@ impl EcsService {
     ) -> Result<(), AwsError> {
         match r {
             ResourceRef::Cluster(name) => {
-                if self.live_cluster(&name).await?.is_none() {
-                    return Err(ErrorCode::ClusterNotFoundException.with("Cluster not found."));
+                if self.clusters.live_cluster(&name).await?.is_none() {
+                    return Err(cluster_not_found());
                 }
-                self.update_cluster_record(&name, |rec| {
-                    rec.tags = f(&rec.tags)?;
-                    Ok(())
-                })
-                .await?;
+                self.clusters
+                    .update_cluster_record(&name, |rec| {
+                        rec.tags = f(&rec.tags)?;
+                        Ok(())
+                    })
+                    .await?;
             }
             ResourceRef::TaskDefinition { family, revision } => {
-                if !self.update_task_definition_tags(&family, revision, f).await? {
+                if !self.task_definitions.update_tags(&family, revision, f).await? {
                     return Err(not_found(arn));
                 }
             }
             ResourceRef::Service { cluster, name } => {
                 let edited = self
+                    .services
                     .update_service_record(&cluster, &name, |rec| {
                         rec.tags = f(&rec.tags)?;
                         Ok(())
@@ -59,9 +85,12 @@ impl EcsService {
         }
         Ok(())
     }
+}
 
-    pub(super) async fn tag_resource_op(
+impl TagsApi<RequestContext> for Tags {
+    async fn tag_resource(
         &self,
+        _ctx: &RequestContext,
         input: TagResourceRequest,
     ) -> Result<TagResourceResponse, AwsError> {
         let arn = input.resource_arn.unwrap_or_default();
@@ -83,8 +112,9 @@ impl EcsService {
         Ok(TagResourceResponse {})
     }
 
-    pub(super) async fn untag_resource_op(
+    async fn untag_resource(
         &self,
+        _ctx: &RequestContext,
         input: UntagResourceRequest,
     ) -> Result<UntagResourceResponse, AwsError> {
         let arn = input.resource_arn.unwrap_or_default();
@@ -94,22 +124,24 @@ impl EcsService {
         Ok(UntagResourceResponse {})
     }
 
-    pub(super) async fn list_tags_for_resource_op(
+    async fn list_tags_for_resource(
         &self,
+        _ctx: &RequestContext,
         input: ListTagsForResourceRequest,
     ) -> Result<ListTagsForResourceResponse, AwsError> {
         let arn = input.resource_arn.unwrap_or_default();
         let tags = match self.resource(Some(&arn))? {
-            ResourceRef::Cluster(name) => match self.live_cluster(&name).await? {
+            ResourceRef::Cluster(name) => match self.clusters.live_cluster(&name).await? {
                 Some((rec, _)) => rec.tags,
-                None => return Err(ErrorCode::ClusterNotFoundException.with("Cluster not found.")),
+                None => return Err(cluster_not_found()),
             },
             ResourceRef::TaskDefinition { family, revision } => self
-                .task_definition_tags(&family, revision)
+                .task_definitions
+                .tags(&family, revision)
                 .await?
                 .ok_or_else(|| not_found(&arn))?,
             ResourceRef::Service { cluster, name } => {
-                match self.find_service(&cluster, &name).await? {
+                match self.services.find_service(&cluster, &name).await? {
                     Some((rec, _, _)) => rec.tags,
                     None => return Err(not_found(&arn)),
                 }

@@ -16257,181 +16257,209 @@ impl Validate for Empty {
     }
 }
 
-/// The service as a handler implements it. Every method defaults to an error that names
-/// the operation as not implemented, so a handler implements only what it supports and
-/// nothing ever answers with a silent success.
-pub trait Api: Send + Sync {
-    /// Per-request context (authenticated principal, request id...).
-    type Context: Send + Sync;
-    /// `ContinueServiceDeployment`.
-    fn continue_service_deployment(
+/// The `clusters` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented, so a module
+/// implements only what it supports and nothing answers with a silent success.
+pub trait ClustersApi<C: Send + Sync>: Send + Sync {
+    /// `CreateCluster`.
+    fn create_cluster(
         &self,
-        ctx: &Self::Context,
-        input: ContinueServiceDeploymentRequest,
-    ) -> impl std::future::Future<Output = Result<ContinueServiceDeploymentResponse, AwsError>> + Send
+        ctx: &C,
+        input: CreateClusterRequest,
+    ) -> impl std::future::Future<Output = Result<CreateClusterResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "CreateCluster")) }
+    }
+    /// `DeleteCluster`.
+    fn delete_cluster(
+        &self,
+        ctx: &C,
+        input: DeleteClusterRequest,
+    ) -> impl std::future::Future<Output = Result<DeleteClusterResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteCluster")) }
+    }
+    /// `DescribeClusters`.
+    fn describe_clusters(
+        &self,
+        ctx: &C,
+        input: DescribeClustersRequest,
+    ) -> impl std::future::Future<Output = Result<DescribeClustersResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeClusters")) }
+    }
+    /// `ListClusters`.
+    fn list_clusters(
+        &self,
+        ctx: &C,
+        input: ListClustersRequest,
+    ) -> impl std::future::Future<Output = Result<ListClustersResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListClusters")) }
+    }
+    /// `UpdateCluster`.
+    fn update_cluster(
+        &self,
+        ctx: &C,
+        input: UpdateClusterRequest,
+    ) -> impl std::future::Future<Output = Result<UpdateClusterResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateCluster")) }
+    }
+    /// `UpdateClusterSettings`.
+    fn update_cluster_settings(
+        &self,
+        ctx: &C,
+        input: UpdateClusterSettingsRequest,
+    ) -> impl std::future::Future<Output = Result<UpdateClusterSettingsResponse, AwsError>> + Send
     {
         let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ContinueServiceDeployment")) }
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateClusterSettings")) }
     }
+    /// `PutClusterCapacityProviders`.
+    fn put_cluster_capacity_providers(
+        &self,
+        ctx: &C,
+        input: PutClusterCapacityProvidersRequest,
+    ) -> impl std::future::Future<Output = Result<PutClusterCapacityProvidersResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async {
+            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "PutClusterCapacityProviders"))
+        }
+    }
+}
+
+/// The `capacity_providers` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented, so a module
+/// implements only what it supports and nothing answers with a silent success.
+pub trait CapacityProvidersApi<C: Send + Sync>: Send + Sync {
     /// `CreateCapacityProvider`.
     fn create_capacity_provider(
         &self,
-        ctx: &Self::Context,
+        ctx: &C,
         input: CreateCapacityProviderRequest,
     ) -> impl std::future::Future<Output = Result<CreateCapacityProviderResponse, AwsError>> + Send
     {
         let _ = (ctx, input);
         async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "CreateCapacityProvider")) }
     }
-    /// `CreateCluster`.
-    fn create_cluster(
-        &self,
-        ctx: &Self::Context,
-        input: CreateClusterRequest,
-    ) -> impl std::future::Future<Output = Result<CreateClusterResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "CreateCluster")) }
-    }
-    /// `CreateDaemon`.
-    fn create_daemon(
-        &self,
-        ctx: &Self::Context,
-        input: CreateDaemonRequest,
-    ) -> impl std::future::Future<Output = Result<CreateDaemonResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "CreateDaemon")) }
-    }
-    /// `CreateExpressGatewayService`.
-    fn create_express_gateway_service(
-        &self,
-        ctx: &Self::Context,
-        input: CreateExpressGatewayServiceRequest,
-    ) -> impl std::future::Future<Output = Result<CreateExpressGatewayServiceResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async {
-            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "CreateExpressGatewayService"))
-        }
-    }
-    /// `CreateService`.
-    fn create_service(
-        &self,
-        ctx: &Self::Context,
-        input: CreateServiceRequest,
-    ) -> impl std::future::Future<Output = Result<CreateServiceResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "CreateService")) }
-    }
-    /// `CreateTaskSet`.
-    fn create_task_set(
-        &self,
-        ctx: &Self::Context,
-        input: CreateTaskSetRequest,
-    ) -> impl std::future::Future<Output = Result<CreateTaskSetResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "CreateTaskSet")) }
-    }
-    /// `DeleteAccountSetting`.
-    fn delete_account_setting(
-        &self,
-        ctx: &Self::Context,
-        input: DeleteAccountSettingRequest,
-    ) -> impl std::future::Future<Output = Result<DeleteAccountSettingResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteAccountSetting")) }
-    }
-    /// `DeleteAttributes`.
-    fn delete_attributes(
-        &self,
-        ctx: &Self::Context,
-        input: DeleteAttributesRequest,
-    ) -> impl std::future::Future<Output = Result<DeleteAttributesResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteAttributes")) }
-    }
     /// `DeleteCapacityProvider`.
     fn delete_capacity_provider(
         &self,
-        ctx: &Self::Context,
+        ctx: &C,
         input: DeleteCapacityProviderRequest,
     ) -> impl std::future::Future<Output = Result<DeleteCapacityProviderResponse, AwsError>> + Send
     {
         let _ = (ctx, input);
         async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteCapacityProvider")) }
     }
-    /// `DeleteCluster`.
-    fn delete_cluster(
+    /// `DescribeCapacityProviders`.
+    fn describe_capacity_providers(
         &self,
-        ctx: &Self::Context,
-        input: DeleteClusterRequest,
-    ) -> impl std::future::Future<Output = Result<DeleteClusterResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteCluster")) }
-    }
-    /// `DeleteDaemon`.
-    fn delete_daemon(
-        &self,
-        ctx: &Self::Context,
-        input: DeleteDaemonRequest,
-    ) -> impl std::future::Future<Output = Result<DeleteDaemonResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteDaemon")) }
-    }
-    /// `DeleteDaemonTaskDefinition`.
-    fn delete_daemon_task_definition(
-        &self,
-        ctx: &Self::Context,
-        input: DeleteDaemonTaskDefinitionRequest,
-    ) -> impl std::future::Future<Output = Result<DeleteDaemonTaskDefinitionResponse, AwsError>> + Send
+        ctx: &C,
+        input: DescribeCapacityProvidersRequest,
+    ) -> impl std::future::Future<Output = Result<DescribeCapacityProvidersResponse, AwsError>> + Send
     {
         let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteDaemonTaskDefinition")) }
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeCapacityProviders")) }
     }
-    /// `DeleteExpressGatewayService`.
-    fn delete_express_gateway_service(
+    /// `UpdateCapacityProvider`.
+    fn update_capacity_provider(
         &self,
-        ctx: &Self::Context,
-        input: DeleteExpressGatewayServiceRequest,
-    ) -> impl std::future::Future<Output = Result<DeleteExpressGatewayServiceResponse, AwsError>> + Send
+        ctx: &C,
+        input: UpdateCapacityProviderRequest,
+    ) -> impl std::future::Future<Output = Result<UpdateCapacityProviderResponse, AwsError>> + Send
     {
         let _ = (ctx, input);
-        async {
-            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteExpressGatewayService"))
-        }
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateCapacityProvider")) }
     }
-    /// `DeleteService`.
-    fn delete_service(
+}
+
+/// The `task_definitions` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented, so a module
+/// implements only what it supports and nothing answers with a silent success.
+pub trait TaskDefinitionsApi<C: Send + Sync>: Send + Sync {
+    /// `RegisterTaskDefinition`.
+    fn register_task_definition(
         &self,
-        ctx: &Self::Context,
-        input: DeleteServiceRequest,
-    ) -> impl std::future::Future<Output = Result<DeleteServiceResponse, AwsError>> + Send {
+        ctx: &C,
+        input: RegisterTaskDefinitionRequest,
+    ) -> impl std::future::Future<Output = Result<RegisterTaskDefinitionResponse, AwsError>> + Send
+    {
         let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteService")) }
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "RegisterTaskDefinition")) }
+    }
+    /// `DeregisterTaskDefinition`.
+    fn deregister_task_definition(
+        &self,
+        ctx: &C,
+        input: DeregisterTaskDefinitionRequest,
+    ) -> impl std::future::Future<Output = Result<DeregisterTaskDefinitionResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeregisterTaskDefinition")) }
+    }
+    /// `DescribeTaskDefinition`.
+    fn describe_task_definition(
+        &self,
+        ctx: &C,
+        input: DescribeTaskDefinitionRequest,
+    ) -> impl std::future::Future<Output = Result<DescribeTaskDefinitionResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeTaskDefinition")) }
+    }
+    /// `ListTaskDefinitions`.
+    fn list_task_definitions(
+        &self,
+        ctx: &C,
+        input: ListTaskDefinitionsRequest,
+    ) -> impl std::future::Future<Output = Result<ListTaskDefinitionsResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListTaskDefinitions")) }
+    }
+    /// `ListTaskDefinitionFamilies`.
+    fn list_task_definition_families(
+        &self,
+        ctx: &C,
+        input: ListTaskDefinitionFamiliesRequest,
+    ) -> impl std::future::Future<Output = Result<ListTaskDefinitionFamiliesResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListTaskDefinitionFamilies")) }
     }
     /// `DeleteTaskDefinitions`.
     fn delete_task_definitions(
         &self,
-        ctx: &Self::Context,
+        ctx: &C,
         input: DeleteTaskDefinitionsRequest,
     ) -> impl std::future::Future<Output = Result<DeleteTaskDefinitionsResponse, AwsError>> + Send
     {
         let _ = (ctx, input);
         async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteTaskDefinitions")) }
     }
-    /// `DeleteTaskSet`.
-    fn delete_task_set(
+}
+
+/// The `container_instances` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented, so a module
+/// implements only what it supports and nothing answers with a silent success.
+pub trait ContainerInstancesApi<C: Send + Sync>: Send + Sync {
+    /// `RegisterContainerInstance`.
+    fn register_container_instance(
         &self,
-        ctx: &Self::Context,
-        input: DeleteTaskSetRequest,
-    ) -> impl std::future::Future<Output = Result<DeleteTaskSetResponse, AwsError>> + Send {
+        ctx: &C,
+        input: RegisterContainerInstanceRequest,
+    ) -> impl std::future::Future<Output = Result<RegisterContainerInstanceResponse, AwsError>> + Send
+    {
         let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteTaskSet")) }
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "RegisterContainerInstance")) }
     }
     /// `DeregisterContainerInstance`.
     fn deregister_container_instance(
         &self,
-        ctx: &Self::Context,
+        ctx: &C,
         input: DeregisterContainerInstanceRequest,
     ) -> impl std::future::Future<Output = Result<DeregisterContainerInstanceResponse, AwsError>> + Send
     {
@@ -16440,102 +16468,283 @@ pub trait Api: Send + Sync {
             Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeregisterContainerInstance"))
         }
     }
-    /// `DeregisterTaskDefinition`.
-    fn deregister_task_definition(
-        &self,
-        ctx: &Self::Context,
-        input: DeregisterTaskDefinitionRequest,
-    ) -> impl std::future::Future<Output = Result<DeregisterTaskDefinitionResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeregisterTaskDefinition")) }
-    }
-    /// `DescribeCapacityProviders`.
-    fn describe_capacity_providers(
-        &self,
-        ctx: &Self::Context,
-        input: DescribeCapacityProvidersRequest,
-    ) -> impl std::future::Future<Output = Result<DescribeCapacityProvidersResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeCapacityProviders")) }
-    }
-    /// `DescribeClusters`.
-    fn describe_clusters(
-        &self,
-        ctx: &Self::Context,
-        input: DescribeClustersRequest,
-    ) -> impl std::future::Future<Output = Result<DescribeClustersResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeClusters")) }
-    }
     /// `DescribeContainerInstances`.
     fn describe_container_instances(
         &self,
-        ctx: &Self::Context,
+        ctx: &C,
         input: DescribeContainerInstancesRequest,
     ) -> impl std::future::Future<Output = Result<DescribeContainerInstancesResponse, AwsError>> + Send
     {
         let _ = (ctx, input);
         async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeContainerInstances")) }
     }
-    /// `DescribeDaemon`.
-    fn describe_daemon(
+    /// `ListContainerInstances`.
+    fn list_container_instances(
         &self,
-        ctx: &Self::Context,
-        input: DescribeDaemonRequest,
-    ) -> impl std::future::Future<Output = Result<DescribeDaemonResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeDaemon")) }
-    }
-    /// `DescribeDaemonDeployments`.
-    fn describe_daemon_deployments(
-        &self,
-        ctx: &Self::Context,
-        input: DescribeDaemonDeploymentsRequest,
-    ) -> impl std::future::Future<Output = Result<DescribeDaemonDeploymentsResponse, AwsError>> + Send
+        ctx: &C,
+        input: ListContainerInstancesRequest,
+    ) -> impl std::future::Future<Output = Result<ListContainerInstancesResponse, AwsError>> + Send
     {
         let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeDaemonDeployments")) }
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListContainerInstances")) }
     }
-    /// `DescribeDaemonRevisions`.
-    fn describe_daemon_revisions(
+    /// `UpdateContainerInstancesState`.
+    fn update_container_instances_state(
         &self,
-        ctx: &Self::Context,
-        input: DescribeDaemonRevisionsRequest,
-    ) -> impl std::future::Future<Output = Result<DescribeDaemonRevisionsResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeDaemonRevisions")) }
-    }
-    /// `DescribeDaemonTaskDefinition`.
-    fn describe_daemon_task_definition(
-        &self,
-        ctx: &Self::Context,
-        input: DescribeDaemonTaskDefinitionRequest,
-    ) -> impl std::future::Future<Output = Result<DescribeDaemonTaskDefinitionResponse, AwsError>> + Send
+        ctx: &C,
+        input: UpdateContainerInstancesStateRequest,
+    ) -> impl std::future::Future<Output = Result<UpdateContainerInstancesStateResponse, AwsError>> + Send
     {
         let _ = (ctx, input);
         async {
-            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeDaemonTaskDefinition"))
+            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateContainerInstancesState"))
         }
     }
-    /// `DescribeExpressGatewayService`.
-    fn describe_express_gateway_service(
+    /// `UpdateContainerAgent`.
+    fn update_container_agent(
         &self,
-        ctx: &Self::Context,
-        input: DescribeExpressGatewayServiceRequest,
-    ) -> impl std::future::Future<Output = Result<DescribeExpressGatewayServiceResponse, AwsError>> + Send
+        ctx: &C,
+        input: UpdateContainerAgentRequest,
+    ) -> impl std::future::Future<Output = Result<UpdateContainerAgentResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateContainerAgent")) }
+    }
+    /// `PutAttributes`.
+    fn put_attributes(
+        &self,
+        ctx: &C,
+        input: PutAttributesRequest,
+    ) -> impl std::future::Future<Output = Result<PutAttributesResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "PutAttributes")) }
+    }
+    /// `ListAttributes`.
+    fn list_attributes(
+        &self,
+        ctx: &C,
+        input: ListAttributesRequest,
+    ) -> impl std::future::Future<Output = Result<ListAttributesResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListAttributes")) }
+    }
+    /// `DeleteAttributes`.
+    fn delete_attributes(
+        &self,
+        ctx: &C,
+        input: DeleteAttributesRequest,
+    ) -> impl std::future::Future<Output = Result<DeleteAttributesResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteAttributes")) }
+    }
+    /// `DiscoverPollEndpoint`.
+    fn discover_poll_endpoint(
+        &self,
+        ctx: &C,
+        input: DiscoverPollEndpointRequest,
+    ) -> impl std::future::Future<Output = Result<DiscoverPollEndpointResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DiscoverPollEndpoint")) }
+    }
+}
+
+/// The `tasks` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented, so a module
+/// implements only what it supports and nothing answers with a silent success.
+pub trait TasksApi<C: Send + Sync>: Send + Sync {
+    /// `RunTask`.
+    fn run_task(
+        &self,
+        ctx: &C,
+        input: RunTaskRequest,
+    ) -> impl std::future::Future<Output = Result<RunTaskResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "RunTask")) }
+    }
+    /// `StartTask`.
+    fn start_task(
+        &self,
+        ctx: &C,
+        input: StartTaskRequest,
+    ) -> impl std::future::Future<Output = Result<StartTaskResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "StartTask")) }
+    }
+    /// `StopTask`.
+    fn stop_task(
+        &self,
+        ctx: &C,
+        input: StopTaskRequest,
+    ) -> impl std::future::Future<Output = Result<StopTaskResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "StopTask")) }
+    }
+    /// `DescribeTasks`.
+    fn describe_tasks(
+        &self,
+        ctx: &C,
+        input: DescribeTasksRequest,
+    ) -> impl std::future::Future<Output = Result<DescribeTasksResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeTasks")) }
+    }
+    /// `ListTasks`.
+    fn list_tasks(
+        &self,
+        ctx: &C,
+        input: ListTasksRequest,
+    ) -> impl std::future::Future<Output = Result<ListTasksResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListTasks")) }
+    }
+    /// `UpdateTaskProtection`.
+    fn update_task_protection(
+        &self,
+        ctx: &C,
+        input: UpdateTaskProtectionRequest,
+    ) -> impl std::future::Future<Output = Result<UpdateTaskProtectionResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateTaskProtection")) }
+    }
+    /// `GetTaskProtection`.
+    fn get_task_protection(
+        &self,
+        ctx: &C,
+        input: GetTaskProtectionRequest,
+    ) -> impl std::future::Future<Output = Result<GetTaskProtectionResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "GetTaskProtection")) }
+    }
+    /// `ExecuteCommand`.
+    fn execute_command(
+        &self,
+        ctx: &C,
+        input: ExecuteCommandRequest,
+    ) -> impl std::future::Future<Output = Result<ExecuteCommandResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ExecuteCommand")) }
+    }
+}
+
+/// The `state_changes` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented, so a module
+/// implements only what it supports and nothing answers with a silent success.
+pub trait StateChangesApi<C: Send + Sync>: Send + Sync {
+    /// `SubmitTaskStateChange`.
+    fn submit_task_state_change(
+        &self,
+        ctx: &C,
+        input: SubmitTaskStateChangeRequest,
+    ) -> impl std::future::Future<Output = Result<SubmitTaskStateChangeResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "SubmitTaskStateChange")) }
+    }
+    /// `SubmitContainerStateChange`.
+    fn submit_container_state_change(
+        &self,
+        ctx: &C,
+        input: SubmitContainerStateChangeRequest,
+    ) -> impl std::future::Future<Output = Result<SubmitContainerStateChangeResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "SubmitContainerStateChange")) }
+    }
+    /// `SubmitAttachmentStateChanges`.
+    fn submit_attachment_state_changes(
+        &self,
+        ctx: &C,
+        input: SubmitAttachmentStateChangesRequest,
+    ) -> impl std::future::Future<Output = Result<SubmitAttachmentStateChangesResponse, AwsError>> + Send
     {
         let _ = (ctx, input);
         async {
-            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeExpressGatewayService"))
+            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "SubmitAttachmentStateChanges"))
         }
+    }
+}
+
+/// The `services` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented, so a module
+/// implements only what it supports and nothing answers with a silent success.
+pub trait ServicesApi<C: Send + Sync>: Send + Sync {
+    /// `CreateService`.
+    fn create_service(
+        &self,
+        ctx: &C,
+        input: CreateServiceRequest,
+    ) -> impl std::future::Future<Output = Result<CreateServiceResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "CreateService")) }
+    }
+    /// `UpdateService`.
+    fn update_service(
+        &self,
+        ctx: &C,
+        input: UpdateServiceRequest,
+    ) -> impl std::future::Future<Output = Result<UpdateServiceResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateService")) }
+    }
+    /// `DeleteService`.
+    fn delete_service(
+        &self,
+        ctx: &C,
+        input: DeleteServiceRequest,
+    ) -> impl std::future::Future<Output = Result<DeleteServiceResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteService")) }
+    }
+    /// `DescribeServices`.
+    fn describe_services(
+        &self,
+        ctx: &C,
+        input: DescribeServicesRequest,
+    ) -> impl std::future::Future<Output = Result<DescribeServicesResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeServices")) }
+    }
+    /// `ListServices`.
+    fn list_services(
+        &self,
+        ctx: &C,
+        input: ListServicesRequest,
+    ) -> impl std::future::Future<Output = Result<ListServicesResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListServices")) }
+    }
+    /// `ListServicesByNamespace`.
+    fn list_services_by_namespace(
+        &self,
+        ctx: &C,
+        input: ListServicesByNamespaceRequest,
+    ) -> impl std::future::Future<Output = Result<ListServicesByNamespaceResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListServicesByNamespace")) }
+    }
+}
+
+/// The `service_deployments` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented, so a module
+/// implements only what it supports and nothing answers with a silent success.
+pub trait ServiceDeploymentsApi<C: Send + Sync>: Send + Sync {
+    /// `ListServiceDeployments`.
+    fn list_service_deployments(
+        &self,
+        ctx: &C,
+        input: ListServiceDeploymentsRequest,
+    ) -> impl std::future::Future<Output = Result<ListServiceDeploymentsResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListServiceDeployments")) }
     }
     /// `DescribeServiceDeployments`.
     fn describe_service_deployments(
         &self,
-        ctx: &Self::Context,
+        ctx: &C,
         input: DescribeServiceDeploymentsRequest,
     ) -> impl std::future::Future<Output = Result<DescribeServiceDeploymentsResponse, AwsError>> + Send
     {
@@ -16545,457 +16754,79 @@ pub trait Api: Send + Sync {
     /// `DescribeServiceRevisions`.
     fn describe_service_revisions(
         &self,
-        ctx: &Self::Context,
+        ctx: &C,
         input: DescribeServiceRevisionsRequest,
     ) -> impl std::future::Future<Output = Result<DescribeServiceRevisionsResponse, AwsError>> + Send
     {
         let _ = (ctx, input);
         async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeServiceRevisions")) }
     }
-    /// `DescribeServices`.
-    fn describe_services(
-        &self,
-        ctx: &Self::Context,
-        input: DescribeServicesRequest,
-    ) -> impl std::future::Future<Output = Result<DescribeServicesResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeServices")) }
-    }
-    /// `DescribeTaskDefinition`.
-    fn describe_task_definition(
-        &self,
-        ctx: &Self::Context,
-        input: DescribeTaskDefinitionRequest,
-    ) -> impl std::future::Future<Output = Result<DescribeTaskDefinitionResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeTaskDefinition")) }
-    }
-    /// `DescribeTaskSets`.
-    fn describe_task_sets(
-        &self,
-        ctx: &Self::Context,
-        input: DescribeTaskSetsRequest,
-    ) -> impl std::future::Future<Output = Result<DescribeTaskSetsResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeTaskSets")) }
-    }
-    /// `DescribeTasks`.
-    fn describe_tasks(
-        &self,
-        ctx: &Self::Context,
-        input: DescribeTasksRequest,
-    ) -> impl std::future::Future<Output = Result<DescribeTasksResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeTasks")) }
-    }
-    /// `DiscoverPollEndpoint`.
-    fn discover_poll_endpoint(
-        &self,
-        ctx: &Self::Context,
-        input: DiscoverPollEndpointRequest,
-    ) -> impl std::future::Future<Output = Result<DiscoverPollEndpointResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DiscoverPollEndpoint")) }
-    }
-    /// `ExecuteCommand`.
-    fn execute_command(
-        &self,
-        ctx: &Self::Context,
-        input: ExecuteCommandRequest,
-    ) -> impl std::future::Future<Output = Result<ExecuteCommandResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ExecuteCommand")) }
-    }
-    /// `GetTaskProtection`.
-    fn get_task_protection(
-        &self,
-        ctx: &Self::Context,
-        input: GetTaskProtectionRequest,
-    ) -> impl std::future::Future<Output = Result<GetTaskProtectionResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "GetTaskProtection")) }
-    }
-    /// `ListAccountSettings`.
-    fn list_account_settings(
-        &self,
-        ctx: &Self::Context,
-        input: ListAccountSettingsRequest,
-    ) -> impl std::future::Future<Output = Result<ListAccountSettingsResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListAccountSettings")) }
-    }
-    /// `ListAttributes`.
-    fn list_attributes(
-        &self,
-        ctx: &Self::Context,
-        input: ListAttributesRequest,
-    ) -> impl std::future::Future<Output = Result<ListAttributesResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListAttributes")) }
-    }
-    /// `ListClusters`.
-    fn list_clusters(
-        &self,
-        ctx: &Self::Context,
-        input: ListClustersRequest,
-    ) -> impl std::future::Future<Output = Result<ListClustersResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListClusters")) }
-    }
-    /// `ListContainerInstances`.
-    fn list_container_instances(
-        &self,
-        ctx: &Self::Context,
-        input: ListContainerInstancesRequest,
-    ) -> impl std::future::Future<Output = Result<ListContainerInstancesResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListContainerInstances")) }
-    }
-    /// `ListDaemonDeployments`.
-    fn list_daemon_deployments(
-        &self,
-        ctx: &Self::Context,
-        input: ListDaemonDeploymentsRequest,
-    ) -> impl std::future::Future<Output = Result<ListDaemonDeploymentsResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListDaemonDeployments")) }
-    }
-    /// `ListDaemonTaskDefinitions`.
-    fn list_daemon_task_definitions(
-        &self,
-        ctx: &Self::Context,
-        input: ListDaemonTaskDefinitionsRequest,
-    ) -> impl std::future::Future<Output = Result<ListDaemonTaskDefinitionsResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListDaemonTaskDefinitions")) }
-    }
-    /// `ListDaemons`.
-    fn list_daemons(
-        &self,
-        ctx: &Self::Context,
-        input: ListDaemonsRequest,
-    ) -> impl std::future::Future<Output = Result<ListDaemonsResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListDaemons")) }
-    }
-    /// `ListServiceDeployments`.
-    fn list_service_deployments(
-        &self,
-        ctx: &Self::Context,
-        input: ListServiceDeploymentsRequest,
-    ) -> impl std::future::Future<Output = Result<ListServiceDeploymentsResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListServiceDeployments")) }
-    }
-    /// `ListServices`.
-    fn list_services(
-        &self,
-        ctx: &Self::Context,
-        input: ListServicesRequest,
-    ) -> impl std::future::Future<Output = Result<ListServicesResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListServices")) }
-    }
-    /// `ListServicesByNamespace`.
-    fn list_services_by_namespace(
-        &self,
-        ctx: &Self::Context,
-        input: ListServicesByNamespaceRequest,
-    ) -> impl std::future::Future<Output = Result<ListServicesByNamespaceResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListServicesByNamespace")) }
-    }
-    /// `ListTagsForResource`.
-    fn list_tags_for_resource(
-        &self,
-        ctx: &Self::Context,
-        input: ListTagsForResourceRequest,
-    ) -> impl std::future::Future<Output = Result<ListTagsForResourceResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListTagsForResource")) }
-    }
-    /// `ListTaskDefinitionFamilies`.
-    fn list_task_definition_families(
-        &self,
-        ctx: &Self::Context,
-        input: ListTaskDefinitionFamiliesRequest,
-    ) -> impl std::future::Future<Output = Result<ListTaskDefinitionFamiliesResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListTaskDefinitionFamilies")) }
-    }
-    /// `ListTaskDefinitions`.
-    fn list_task_definitions(
-        &self,
-        ctx: &Self::Context,
-        input: ListTaskDefinitionsRequest,
-    ) -> impl std::future::Future<Output = Result<ListTaskDefinitionsResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListTaskDefinitions")) }
-    }
-    /// `ListTasks`.
-    fn list_tasks(
-        &self,
-        ctx: &Self::Context,
-        input: ListTasksRequest,
-    ) -> impl std::future::Future<Output = Result<ListTasksResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListTasks")) }
-    }
-    /// `PutAccountSetting`.
-    fn put_account_setting(
-        &self,
-        ctx: &Self::Context,
-        input: PutAccountSettingRequest,
-    ) -> impl std::future::Future<Output = Result<PutAccountSettingResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "PutAccountSetting")) }
-    }
-    /// `PutAccountSettingDefault`.
-    fn put_account_setting_default(
-        &self,
-        ctx: &Self::Context,
-        input: PutAccountSettingDefaultRequest,
-    ) -> impl std::future::Future<Output = Result<PutAccountSettingDefaultResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "PutAccountSettingDefault")) }
-    }
-    /// `PutAttributes`.
-    fn put_attributes(
-        &self,
-        ctx: &Self::Context,
-        input: PutAttributesRequest,
-    ) -> impl std::future::Future<Output = Result<PutAttributesResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "PutAttributes")) }
-    }
-    /// `PutClusterCapacityProviders`.
-    fn put_cluster_capacity_providers(
-        &self,
-        ctx: &Self::Context,
-        input: PutClusterCapacityProvidersRequest,
-    ) -> impl std::future::Future<Output = Result<PutClusterCapacityProvidersResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async {
-            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "PutClusterCapacityProviders"))
-        }
-    }
-    /// `RegisterContainerInstance`.
-    fn register_container_instance(
-        &self,
-        ctx: &Self::Context,
-        input: RegisterContainerInstanceRequest,
-    ) -> impl std::future::Future<Output = Result<RegisterContainerInstanceResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "RegisterContainerInstance")) }
-    }
-    /// `RegisterDaemonTaskDefinition`.
-    fn register_daemon_task_definition(
-        &self,
-        ctx: &Self::Context,
-        input: RegisterDaemonTaskDefinitionRequest,
-    ) -> impl std::future::Future<Output = Result<RegisterDaemonTaskDefinitionResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async {
-            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "RegisterDaemonTaskDefinition"))
-        }
-    }
-    /// `RegisterTaskDefinition`.
-    fn register_task_definition(
-        &self,
-        ctx: &Self::Context,
-        input: RegisterTaskDefinitionRequest,
-    ) -> impl std::future::Future<Output = Result<RegisterTaskDefinitionResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "RegisterTaskDefinition")) }
-    }
-    /// `RunTask`.
-    fn run_task(
-        &self,
-        ctx: &Self::Context,
-        input: RunTaskRequest,
-    ) -> impl std::future::Future<Output = Result<RunTaskResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "RunTask")) }
-    }
-    /// `StartTask`.
-    fn start_task(
-        &self,
-        ctx: &Self::Context,
-        input: StartTaskRequest,
-    ) -> impl std::future::Future<Output = Result<StartTaskResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "StartTask")) }
-    }
     /// `StopServiceDeployment`.
     fn stop_service_deployment(
         &self,
-        ctx: &Self::Context,
+        ctx: &C,
         input: StopServiceDeploymentRequest,
     ) -> impl std::future::Future<Output = Result<StopServiceDeploymentResponse, AwsError>> + Send
     {
         let _ = (ctx, input);
         async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "StopServiceDeployment")) }
     }
-    /// `StopTask`.
-    fn stop_task(
+    /// `ContinueServiceDeployment`.
+    fn continue_service_deployment(
         &self,
-        ctx: &Self::Context,
-        input: StopTaskRequest,
-    ) -> impl std::future::Future<Output = Result<StopTaskResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "StopTask")) }
-    }
-    /// `SubmitAttachmentStateChanges`.
-    fn submit_attachment_state_changes(
-        &self,
-        ctx: &Self::Context,
-        input: SubmitAttachmentStateChangesRequest,
-    ) -> impl std::future::Future<Output = Result<SubmitAttachmentStateChangesResponse, AwsError>> + Send
+        ctx: &C,
+        input: ContinueServiceDeploymentRequest,
+    ) -> impl std::future::Future<Output = Result<ContinueServiceDeploymentResponse, AwsError>> + Send
     {
         let _ = (ctx, input);
-        async {
-            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "SubmitAttachmentStateChanges"))
-        }
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ContinueServiceDeployment")) }
     }
-    /// `SubmitContainerStateChange`.
-    fn submit_container_state_change(
+}
+
+/// The `task_sets` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented, so a module
+/// implements only what it supports and nothing answers with a silent success.
+pub trait TaskSetsApi<C: Send + Sync>: Send + Sync {
+    /// `CreateTaskSet`.
+    fn create_task_set(
         &self,
-        ctx: &Self::Context,
-        input: SubmitContainerStateChangeRequest,
-    ) -> impl std::future::Future<Output = Result<SubmitContainerStateChangeResponse, AwsError>> + Send
-    {
+        ctx: &C,
+        input: CreateTaskSetRequest,
+    ) -> impl std::future::Future<Output = Result<CreateTaskSetResponse, AwsError>> + Send {
         let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "SubmitContainerStateChange")) }
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "CreateTaskSet")) }
     }
-    /// `SubmitTaskStateChange`.
-    fn submit_task_state_change(
+    /// `DeleteTaskSet`.
+    fn delete_task_set(
         &self,
-        ctx: &Self::Context,
-        input: SubmitTaskStateChangeRequest,
-    ) -> impl std::future::Future<Output = Result<SubmitTaskStateChangeResponse, AwsError>> + Send
-    {
+        ctx: &C,
+        input: DeleteTaskSetRequest,
+    ) -> impl std::future::Future<Output = Result<DeleteTaskSetResponse, AwsError>> + Send {
         let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "SubmitTaskStateChange")) }
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteTaskSet")) }
     }
-    /// `TagResource`.
-    fn tag_resource(
+    /// `DescribeTaskSets`.
+    fn describe_task_sets(
         &self,
-        ctx: &Self::Context,
-        input: TagResourceRequest,
-    ) -> impl std::future::Future<Output = Result<TagResourceResponse, AwsError>> + Send {
+        ctx: &C,
+        input: DescribeTaskSetsRequest,
+    ) -> impl std::future::Future<Output = Result<DescribeTaskSetsResponse, AwsError>> + Send {
         let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "TagResource")) }
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeTaskSets")) }
     }
-    /// `UntagResource`.
-    fn untag_resource(
+    /// `UpdateTaskSet`.
+    fn update_task_set(
         &self,
-        ctx: &Self::Context,
-        input: UntagResourceRequest,
-    ) -> impl std::future::Future<Output = Result<UntagResourceResponse, AwsError>> + Send {
+        ctx: &C,
+        input: UpdateTaskSetRequest,
+    ) -> impl std::future::Future<Output = Result<UpdateTaskSetResponse, AwsError>> + Send {
         let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UntagResource")) }
-    }
-    /// `UpdateCapacityProvider`.
-    fn update_capacity_provider(
-        &self,
-        ctx: &Self::Context,
-        input: UpdateCapacityProviderRequest,
-    ) -> impl std::future::Future<Output = Result<UpdateCapacityProviderResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateCapacityProvider")) }
-    }
-    /// `UpdateCluster`.
-    fn update_cluster(
-        &self,
-        ctx: &Self::Context,
-        input: UpdateClusterRequest,
-    ) -> impl std::future::Future<Output = Result<UpdateClusterResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateCluster")) }
-    }
-    /// `UpdateClusterSettings`.
-    fn update_cluster_settings(
-        &self,
-        ctx: &Self::Context,
-        input: UpdateClusterSettingsRequest,
-    ) -> impl std::future::Future<Output = Result<UpdateClusterSettingsResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateClusterSettings")) }
-    }
-    /// `UpdateContainerAgent`.
-    fn update_container_agent(
-        &self,
-        ctx: &Self::Context,
-        input: UpdateContainerAgentRequest,
-    ) -> impl std::future::Future<Output = Result<UpdateContainerAgentResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateContainerAgent")) }
-    }
-    /// `UpdateContainerInstancesState`.
-    fn update_container_instances_state(
-        &self,
-        ctx: &Self::Context,
-        input: UpdateContainerInstancesStateRequest,
-    ) -> impl std::future::Future<Output = Result<UpdateContainerInstancesStateResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async {
-            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateContainerInstancesState"))
-        }
-    }
-    /// `UpdateDaemon`.
-    fn update_daemon(
-        &self,
-        ctx: &Self::Context,
-        input: UpdateDaemonRequest,
-    ) -> impl std::future::Future<Output = Result<UpdateDaemonResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateDaemon")) }
-    }
-    /// `UpdateExpressGatewayService`.
-    fn update_express_gateway_service(
-        &self,
-        ctx: &Self::Context,
-        input: UpdateExpressGatewayServiceRequest,
-    ) -> impl std::future::Future<Output = Result<UpdateExpressGatewayServiceResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async {
-            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateExpressGatewayService"))
-        }
-    }
-    /// `UpdateService`.
-    fn update_service(
-        &self,
-        ctx: &Self::Context,
-        input: UpdateServiceRequest,
-    ) -> impl std::future::Future<Output = Result<UpdateServiceResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateService")) }
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateTaskSet")) }
     }
     /// `UpdateServicePrimaryTaskSet`.
     fn update_service_primary_task_set(
         &self,
-        ctx: &Self::Context,
+        ctx: &C,
         input: UpdateServicePrimaryTaskSetRequest,
     ) -> impl std::future::Future<Output = Result<UpdateServicePrimaryTaskSetResponse, AwsError>> + Send
     {
@@ -17004,29 +16835,344 @@ pub trait Api: Send + Sync {
             Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateServicePrimaryTaskSet"))
         }
     }
-    /// `UpdateTaskProtection`.
-    fn update_task_protection(
+}
+
+/// The `daemons` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented, so a module
+/// implements only what it supports and nothing answers with a silent success.
+pub trait DaemonsApi<C: Send + Sync>: Send + Sync {
+    /// `CreateDaemon`.
+    fn create_daemon(
         &self,
-        ctx: &Self::Context,
-        input: UpdateTaskProtectionRequest,
-    ) -> impl std::future::Future<Output = Result<UpdateTaskProtectionResponse, AwsError>> + Send
+        ctx: &C,
+        input: CreateDaemonRequest,
+    ) -> impl std::future::Future<Output = Result<CreateDaemonResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "CreateDaemon")) }
+    }
+    /// `DeleteDaemon`.
+    fn delete_daemon(
+        &self,
+        ctx: &C,
+        input: DeleteDaemonRequest,
+    ) -> impl std::future::Future<Output = Result<DeleteDaemonResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteDaemon")) }
+    }
+    /// `UpdateDaemon`.
+    fn update_daemon(
+        &self,
+        ctx: &C,
+        input: UpdateDaemonRequest,
+    ) -> impl std::future::Future<Output = Result<UpdateDaemonResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateDaemon")) }
+    }
+    /// `DescribeDaemon`.
+    fn describe_daemon(
+        &self,
+        ctx: &C,
+        input: DescribeDaemonRequest,
+    ) -> impl std::future::Future<Output = Result<DescribeDaemonResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeDaemon")) }
+    }
+    /// `ListDaemons`.
+    fn list_daemons(
+        &self,
+        ctx: &C,
+        input: ListDaemonsRequest,
+    ) -> impl std::future::Future<Output = Result<ListDaemonsResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListDaemons")) }
+    }
+    /// `DescribeDaemonDeployments`.
+    fn describe_daemon_deployments(
+        &self,
+        ctx: &C,
+        input: DescribeDaemonDeploymentsRequest,
+    ) -> impl std::future::Future<Output = Result<DescribeDaemonDeploymentsResponse, AwsError>> + Send
     {
         let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateTaskProtection")) }
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeDaemonDeployments")) }
     }
-    /// `UpdateTaskSet`.
-    fn update_task_set(
+    /// `ListDaemonDeployments`.
+    fn list_daemon_deployments(
         &self,
-        ctx: &Self::Context,
-        input: UpdateTaskSetRequest,
-    ) -> impl std::future::Future<Output = Result<UpdateTaskSetResponse, AwsError>> + Send {
+        ctx: &C,
+        input: ListDaemonDeploymentsRequest,
+    ) -> impl std::future::Future<Output = Result<ListDaemonDeploymentsResponse, AwsError>> + Send
+    {
         let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateTaskSet")) }
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListDaemonDeployments")) }
+    }
+    /// `DescribeDaemonRevisions`.
+    fn describe_daemon_revisions(
+        &self,
+        ctx: &C,
+        input: DescribeDaemonRevisionsRequest,
+    ) -> impl std::future::Future<Output = Result<DescribeDaemonRevisionsResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeDaemonRevisions")) }
+    }
+    /// `RegisterDaemonTaskDefinition`.
+    fn register_daemon_task_definition(
+        &self,
+        ctx: &C,
+        input: RegisterDaemonTaskDefinitionRequest,
+    ) -> impl std::future::Future<Output = Result<RegisterDaemonTaskDefinitionResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async {
+            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "RegisterDaemonTaskDefinition"))
+        }
+    }
+    /// `DeleteDaemonTaskDefinition`.
+    fn delete_daemon_task_definition(
+        &self,
+        ctx: &C,
+        input: DeleteDaemonTaskDefinitionRequest,
+    ) -> impl std::future::Future<Output = Result<DeleteDaemonTaskDefinitionResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteDaemonTaskDefinition")) }
+    }
+    /// `DescribeDaemonTaskDefinition`.
+    fn describe_daemon_task_definition(
+        &self,
+        ctx: &C,
+        input: DescribeDaemonTaskDefinitionRequest,
+    ) -> impl std::future::Future<Output = Result<DescribeDaemonTaskDefinitionResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async {
+            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeDaemonTaskDefinition"))
+        }
+    }
+    /// `ListDaemonTaskDefinitions`.
+    fn list_daemon_task_definitions(
+        &self,
+        ctx: &C,
+        input: ListDaemonTaskDefinitionsRequest,
+    ) -> impl std::future::Future<Output = Result<ListDaemonTaskDefinitionsResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListDaemonTaskDefinitions")) }
     }
 }
 
+/// The `express_gateway_services` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented, so a module
+/// implements only what it supports and nothing answers with a silent success.
+pub trait ExpressGatewayServicesApi<C: Send + Sync>: Send + Sync {
+    /// `CreateExpressGatewayService`.
+    fn create_express_gateway_service(
+        &self,
+        ctx: &C,
+        input: CreateExpressGatewayServiceRequest,
+    ) -> impl std::future::Future<Output = Result<CreateExpressGatewayServiceResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async {
+            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "CreateExpressGatewayService"))
+        }
+    }
+    /// `DeleteExpressGatewayService`.
+    fn delete_express_gateway_service(
+        &self,
+        ctx: &C,
+        input: DeleteExpressGatewayServiceRequest,
+    ) -> impl std::future::Future<Output = Result<DeleteExpressGatewayServiceResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async {
+            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteExpressGatewayService"))
+        }
+    }
+    /// `DescribeExpressGatewayService`.
+    fn describe_express_gateway_service(
+        &self,
+        ctx: &C,
+        input: DescribeExpressGatewayServiceRequest,
+    ) -> impl std::future::Future<Output = Result<DescribeExpressGatewayServiceResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async {
+            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeExpressGatewayService"))
+        }
+    }
+    /// `UpdateExpressGatewayService`.
+    fn update_express_gateway_service(
+        &self,
+        ctx: &C,
+        input: UpdateExpressGatewayServiceRequest,
+    ) -> impl std::future::Future<Output = Result<UpdateExpressGatewayServiceResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async {
+            Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateExpressGatewayService"))
+        }
+    }
+}
+
+/// The `account_settings` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented, so a module
+/// implements only what it supports and nothing answers with a silent success.
+pub trait AccountSettingsApi<C: Send + Sync>: Send + Sync {
+    /// `PutAccountSetting`.
+    fn put_account_setting(
+        &self,
+        ctx: &C,
+        input: PutAccountSettingRequest,
+    ) -> impl std::future::Future<Output = Result<PutAccountSettingResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "PutAccountSetting")) }
+    }
+    /// `PutAccountSettingDefault`.
+    fn put_account_setting_default(
+        &self,
+        ctx: &C,
+        input: PutAccountSettingDefaultRequest,
+    ) -> impl std::future::Future<Output = Result<PutAccountSettingDefaultResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "PutAccountSettingDefault")) }
+    }
+    /// `DeleteAccountSetting`.
+    fn delete_account_setting(
+        &self,
+        ctx: &C,
+        input: DeleteAccountSettingRequest,
+    ) -> impl std::future::Future<Output = Result<DeleteAccountSettingResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteAccountSetting")) }
+    }
+    /// `ListAccountSettings`.
+    fn list_account_settings(
+        &self,
+        ctx: &C,
+        input: ListAccountSettingsRequest,
+    ) -> impl std::future::Future<Output = Result<ListAccountSettingsResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListAccountSettings")) }
+    }
+}
+
+/// The `tags` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented, so a module
+/// implements only what it supports and nothing answers with a silent success.
+pub trait TagsApi<C: Send + Sync>: Send + Sync {
+    /// `TagResource`.
+    fn tag_resource(
+        &self,
+        ctx: &C,
+        input: TagResourceRequest,
+    ) -> impl std::future::Future<Output = Result<TagResourceResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "TagResource")) }
+    }
+    /// `UntagResource`.
+    fn untag_resource(
+        &self,
+        ctx: &C,
+        input: UntagResourceRequest,
+    ) -> impl std::future::Future<Output = Result<UntagResourceResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UntagResource")) }
+    }
+    /// `ListTagsForResource`.
+    fn list_tags_for_resource(
+        &self,
+        ctx: &C,
+        input: ListTagsForResourceRequest,
+    ) -> impl std::future::Future<Output = Result<ListTagsForResourceResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListTagsForResource")) }
+    }
+}
+
+/// A group none of whose operations is implemented: each answers "not implemented".
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Unimplemented;
+impl<C: Send + Sync> ClustersApi<C> for Unimplemented {}
+impl<C: Send + Sync> CapacityProvidersApi<C> for Unimplemented {}
+impl<C: Send + Sync> TaskDefinitionsApi<C> for Unimplemented {}
+impl<C: Send + Sync> ContainerInstancesApi<C> for Unimplemented {}
+impl<C: Send + Sync> TasksApi<C> for Unimplemented {}
+impl<C: Send + Sync> StateChangesApi<C> for Unimplemented {}
+impl<C: Send + Sync> ServicesApi<C> for Unimplemented {}
+impl<C: Send + Sync> ServiceDeploymentsApi<C> for Unimplemented {}
+impl<C: Send + Sync> TaskSetsApi<C> for Unimplemented {}
+impl<C: Send + Sync> DaemonsApi<C> for Unimplemented {}
+impl<C: Send + Sync> ExpressGatewayServicesApi<C> for Unimplemented {}
+impl<C: Send + Sync> AccountSettingsApi<C> for Unimplemented {}
+impl<C: Send + Sync> TagsApi<C> for Unimplemented {}
+
+/// The service as a set of resource groups: each group's operations are served by the
+/// module that owns that resource (or by [`Unimplemented`]).
+pub trait Api: Send + Sync {
+    /// Per-request context (authenticated principal, request id...).
+    type Context: Send + Sync;
+    /// Serves the `clusters` operations.
+    type Clusters: ClustersApi<Self::Context>;
+    /// Serves the `capacity_providers` operations.
+    type CapacityProviders: CapacityProvidersApi<Self::Context>;
+    /// Serves the `task_definitions` operations.
+    type TaskDefinitions: TaskDefinitionsApi<Self::Context>;
+    /// Serves the `container_instances` operations.
+    type ContainerInstances: ContainerInstancesApi<Self::Context>;
+    /// Serves the `tasks` operations.
+    type Tasks: TasksApi<Self::Context>;
+    /// Serves the `state_changes` operations.
+    type StateChanges: StateChangesApi<Self::Context>;
+    /// Serves the `services` operations.
+    type Services: ServicesApi<Self::Context>;
+    /// Serves the `service_deployments` operations.
+    type ServiceDeployments: ServiceDeploymentsApi<Self::Context>;
+    /// Serves the `task_sets` operations.
+    type TaskSets: TaskSetsApi<Self::Context>;
+    /// Serves the `daemons` operations.
+    type Daemons: DaemonsApi<Self::Context>;
+    /// Serves the `express_gateway_services` operations.
+    type ExpressGatewayServices: ExpressGatewayServicesApi<Self::Context>;
+    /// Serves the `account_settings` operations.
+    type AccountSettings: AccountSettingsApi<Self::Context>;
+    /// Serves the `tags` operations.
+    type Tags: TagsApi<Self::Context>;
+    /// The module serving the `clusters` operations.
+    fn clusters(&self) -> &Self::Clusters;
+    /// The module serving the `capacity_providers` operations.
+    fn capacity_providers(&self) -> &Self::CapacityProviders;
+    /// The module serving the `task_definitions` operations.
+    fn task_definitions(&self) -> &Self::TaskDefinitions;
+    /// The module serving the `container_instances` operations.
+    fn container_instances(&self) -> &Self::ContainerInstances;
+    /// The module serving the `tasks` operations.
+    fn tasks(&self) -> &Self::Tasks;
+    /// The module serving the `state_changes` operations.
+    fn state_changes(&self) -> &Self::StateChanges;
+    /// The module serving the `services` operations.
+    fn services(&self) -> &Self::Services;
+    /// The module serving the `service_deployments` operations.
+    fn service_deployments(&self) -> &Self::ServiceDeployments;
+    /// The module serving the `task_sets` operations.
+    fn task_sets(&self) -> &Self::TaskSets;
+    /// The module serving the `daemons` operations.
+    fn daemons(&self) -> &Self::Daemons;
+    /// The module serving the `express_gateway_services` operations.
+    fn express_gateway_services(&self) -> &Self::ExpressGatewayServices;
+    /// The module serving the `account_settings` operations.
+    fn account_settings(&self) -> &Self::AccountSettings;
+    /// The module serving the `tags` operations.
+    fn tags(&self) -> &Self::Tags;
+}
+
 /// Parses `body` as the operation's input, validates it against the model, calls the
-/// handler and serialises its output.
+/// method of the group that owns the operation and serialises its output.
 pub async fn dispatch<A: Api>(
     api: &A,
     ctx: &A::Context,
@@ -17037,355 +17183,437 @@ pub async fn dispatch<A: Api>(
         Operation::ContinueServiceDeployment => {
             let input: ContinueServiceDeploymentRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.continue_service_deployment(ctx, input).await?)
+            crate::json::write_output(
+                &api.service_deployments().continue_service_deployment(ctx, input).await?,
+            )
         }
         Operation::CreateCapacityProvider => {
             let input: CreateCapacityProviderRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.create_capacity_provider(ctx, input).await?)
+            crate::json::write_output(
+                &api.capacity_providers().create_capacity_provider(ctx, input).await?,
+            )
         }
         Operation::CreateCluster => {
             let input: CreateClusterRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.create_cluster(ctx, input).await?)
+            crate::json::write_output(&api.clusters().create_cluster(ctx, input).await?)
         }
         Operation::CreateDaemon => {
             let input: CreateDaemonRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.create_daemon(ctx, input).await?)
+            crate::json::write_output(&api.daemons().create_daemon(ctx, input).await?)
         }
         Operation::CreateExpressGatewayService => {
             let input: CreateExpressGatewayServiceRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.create_express_gateway_service(ctx, input).await?)
+            crate::json::write_output(
+                &api.express_gateway_services().create_express_gateway_service(ctx, input).await?,
+            )
         }
         Operation::CreateService => {
             let input: CreateServiceRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.create_service(ctx, input).await?)
+            crate::json::write_output(&api.services().create_service(ctx, input).await?)
         }
         Operation::CreateTaskSet => {
             let input: CreateTaskSetRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.create_task_set(ctx, input).await?)
+            crate::json::write_output(&api.task_sets().create_task_set(ctx, input).await?)
         }
         Operation::DeleteAccountSetting => {
             let input: DeleteAccountSettingRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.delete_account_setting(ctx, input).await?)
+            crate::json::write_output(
+                &api.account_settings().delete_account_setting(ctx, input).await?,
+            )
         }
         Operation::DeleteAttributes => {
             let input: DeleteAttributesRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.delete_attributes(ctx, input).await?)
+            crate::json::write_output(
+                &api.container_instances().delete_attributes(ctx, input).await?,
+            )
         }
         Operation::DeleteCapacityProvider => {
             let input: DeleteCapacityProviderRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.delete_capacity_provider(ctx, input).await?)
+            crate::json::write_output(
+                &api.capacity_providers().delete_capacity_provider(ctx, input).await?,
+            )
         }
         Operation::DeleteCluster => {
             let input: DeleteClusterRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.delete_cluster(ctx, input).await?)
+            crate::json::write_output(&api.clusters().delete_cluster(ctx, input).await?)
         }
         Operation::DeleteDaemon => {
             let input: DeleteDaemonRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.delete_daemon(ctx, input).await?)
+            crate::json::write_output(&api.daemons().delete_daemon(ctx, input).await?)
         }
         Operation::DeleteDaemonTaskDefinition => {
             let input: DeleteDaemonTaskDefinitionRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.delete_daemon_task_definition(ctx, input).await?)
+            crate::json::write_output(
+                &api.daemons().delete_daemon_task_definition(ctx, input).await?,
+            )
         }
         Operation::DeleteExpressGatewayService => {
             let input: DeleteExpressGatewayServiceRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.delete_express_gateway_service(ctx, input).await?)
+            crate::json::write_output(
+                &api.express_gateway_services().delete_express_gateway_service(ctx, input).await?,
+            )
         }
         Operation::DeleteService => {
             let input: DeleteServiceRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.delete_service(ctx, input).await?)
+            crate::json::write_output(&api.services().delete_service(ctx, input).await?)
         }
         Operation::DeleteTaskDefinitions => {
             let input: DeleteTaskDefinitionsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.delete_task_definitions(ctx, input).await?)
+            crate::json::write_output(
+                &api.task_definitions().delete_task_definitions(ctx, input).await?,
+            )
         }
         Operation::DeleteTaskSet => {
             let input: DeleteTaskSetRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.delete_task_set(ctx, input).await?)
+            crate::json::write_output(&api.task_sets().delete_task_set(ctx, input).await?)
         }
         Operation::DeregisterContainerInstance => {
             let input: DeregisterContainerInstanceRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.deregister_container_instance(ctx, input).await?)
+            crate::json::write_output(
+                &api.container_instances().deregister_container_instance(ctx, input).await?,
+            )
         }
         Operation::DeregisterTaskDefinition => {
             let input: DeregisterTaskDefinitionRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.deregister_task_definition(ctx, input).await?)
+            crate::json::write_output(
+                &api.task_definitions().deregister_task_definition(ctx, input).await?,
+            )
         }
         Operation::DescribeCapacityProviders => {
             let input: DescribeCapacityProvidersRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.describe_capacity_providers(ctx, input).await?)
+            crate::json::write_output(
+                &api.capacity_providers().describe_capacity_providers(ctx, input).await?,
+            )
         }
         Operation::DescribeClusters => {
             let input: DescribeClustersRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.describe_clusters(ctx, input).await?)
+            crate::json::write_output(&api.clusters().describe_clusters(ctx, input).await?)
         }
         Operation::DescribeContainerInstances => {
             let input: DescribeContainerInstancesRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.describe_container_instances(ctx, input).await?)
+            crate::json::write_output(
+                &api.container_instances().describe_container_instances(ctx, input).await?,
+            )
         }
         Operation::DescribeDaemon => {
             let input: DescribeDaemonRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.describe_daemon(ctx, input).await?)
+            crate::json::write_output(&api.daemons().describe_daemon(ctx, input).await?)
         }
         Operation::DescribeDaemonDeployments => {
             let input: DescribeDaemonDeploymentsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.describe_daemon_deployments(ctx, input).await?)
+            crate::json::write_output(&api.daemons().describe_daemon_deployments(ctx, input).await?)
         }
         Operation::DescribeDaemonRevisions => {
             let input: DescribeDaemonRevisionsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.describe_daemon_revisions(ctx, input).await?)
+            crate::json::write_output(&api.daemons().describe_daemon_revisions(ctx, input).await?)
         }
         Operation::DescribeDaemonTaskDefinition => {
             let input: DescribeDaemonTaskDefinitionRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.describe_daemon_task_definition(ctx, input).await?)
+            crate::json::write_output(
+                &api.daemons().describe_daemon_task_definition(ctx, input).await?,
+            )
         }
         Operation::DescribeExpressGatewayService => {
             let input: DescribeExpressGatewayServiceRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.describe_express_gateway_service(ctx, input).await?)
+            crate::json::write_output(
+                &api.express_gateway_services()
+                    .describe_express_gateway_service(ctx, input)
+                    .await?,
+            )
         }
         Operation::DescribeServiceDeployments => {
             let input: DescribeServiceDeploymentsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.describe_service_deployments(ctx, input).await?)
+            crate::json::write_output(
+                &api.service_deployments().describe_service_deployments(ctx, input).await?,
+            )
         }
         Operation::DescribeServiceRevisions => {
             let input: DescribeServiceRevisionsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.describe_service_revisions(ctx, input).await?)
+            crate::json::write_output(
+                &api.service_deployments().describe_service_revisions(ctx, input).await?,
+            )
         }
         Operation::DescribeServices => {
             let input: DescribeServicesRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.describe_services(ctx, input).await?)
+            crate::json::write_output(&api.services().describe_services(ctx, input).await?)
         }
         Operation::DescribeTaskDefinition => {
             let input: DescribeTaskDefinitionRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.describe_task_definition(ctx, input).await?)
+            crate::json::write_output(
+                &api.task_definitions().describe_task_definition(ctx, input).await?,
+            )
         }
         Operation::DescribeTaskSets => {
             let input: DescribeTaskSetsRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.describe_task_sets(ctx, input).await?)
+            crate::json::write_output(&api.task_sets().describe_task_sets(ctx, input).await?)
         }
         Operation::DescribeTasks => {
             let input: DescribeTasksRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.describe_tasks(ctx, input).await?)
+            crate::json::write_output(&api.tasks().describe_tasks(ctx, input).await?)
         }
         Operation::DiscoverPollEndpoint => {
             let input: DiscoverPollEndpointRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.discover_poll_endpoint(ctx, input).await?)
+            crate::json::write_output(
+                &api.container_instances().discover_poll_endpoint(ctx, input).await?,
+            )
         }
         Operation::ExecuteCommand => {
             let input: ExecuteCommandRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.execute_command(ctx, input).await?)
+            crate::json::write_output(&api.tasks().execute_command(ctx, input).await?)
         }
         Operation::GetTaskProtection => {
             let input: GetTaskProtectionRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.get_task_protection(ctx, input).await?)
+            crate::json::write_output(&api.tasks().get_task_protection(ctx, input).await?)
         }
         Operation::ListAccountSettings => {
             let input: ListAccountSettingsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.list_account_settings(ctx, input).await?)
+            crate::json::write_output(
+                &api.account_settings().list_account_settings(ctx, input).await?,
+            )
         }
         Operation::ListAttributes => {
             let input: ListAttributesRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.list_attributes(ctx, input).await?)
+            crate::json::write_output(&api.container_instances().list_attributes(ctx, input).await?)
         }
         Operation::ListClusters => {
             let input: ListClustersRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.list_clusters(ctx, input).await?)
+            crate::json::write_output(&api.clusters().list_clusters(ctx, input).await?)
         }
         Operation::ListContainerInstances => {
             let input: ListContainerInstancesRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.list_container_instances(ctx, input).await?)
+            crate::json::write_output(
+                &api.container_instances().list_container_instances(ctx, input).await?,
+            )
         }
         Operation::ListDaemonDeployments => {
             let input: ListDaemonDeploymentsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.list_daemon_deployments(ctx, input).await?)
+            crate::json::write_output(&api.daemons().list_daemon_deployments(ctx, input).await?)
         }
         Operation::ListDaemonTaskDefinitions => {
             let input: ListDaemonTaskDefinitionsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.list_daemon_task_definitions(ctx, input).await?)
+            crate::json::write_output(
+                &api.daemons().list_daemon_task_definitions(ctx, input).await?,
+            )
         }
         Operation::ListDaemons => {
             let input: ListDaemonsRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.list_daemons(ctx, input).await?)
+            crate::json::write_output(&api.daemons().list_daemons(ctx, input).await?)
         }
         Operation::ListServiceDeployments => {
             let input: ListServiceDeploymentsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.list_service_deployments(ctx, input).await?)
+            crate::json::write_output(
+                &api.service_deployments().list_service_deployments(ctx, input).await?,
+            )
         }
         Operation::ListServices => {
             let input: ListServicesRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.list_services(ctx, input).await?)
+            crate::json::write_output(&api.services().list_services(ctx, input).await?)
         }
         Operation::ListServicesByNamespace => {
             let input: ListServicesByNamespaceRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.list_services_by_namespace(ctx, input).await?)
+            crate::json::write_output(&api.services().list_services_by_namespace(ctx, input).await?)
         }
         Operation::ListTagsForResource => {
             let input: ListTagsForResourceRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.list_tags_for_resource(ctx, input).await?)
+            crate::json::write_output(&api.tags().list_tags_for_resource(ctx, input).await?)
         }
         Operation::ListTaskDefinitionFamilies => {
             let input: ListTaskDefinitionFamiliesRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.list_task_definition_families(ctx, input).await?)
+            crate::json::write_output(
+                &api.task_definitions().list_task_definition_families(ctx, input).await?,
+            )
         }
         Operation::ListTaskDefinitions => {
             let input: ListTaskDefinitionsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.list_task_definitions(ctx, input).await?)
+            crate::json::write_output(
+                &api.task_definitions().list_task_definitions(ctx, input).await?,
+            )
         }
         Operation::ListTasks => {
             let input: ListTasksRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.list_tasks(ctx, input).await?)
+            crate::json::write_output(&api.tasks().list_tasks(ctx, input).await?)
         }
         Operation::PutAccountSetting => {
             let input: PutAccountSettingRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.put_account_setting(ctx, input).await?)
+            crate::json::write_output(
+                &api.account_settings().put_account_setting(ctx, input).await?,
+            )
         }
         Operation::PutAccountSettingDefault => {
             let input: PutAccountSettingDefaultRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.put_account_setting_default(ctx, input).await?)
+            crate::json::write_output(
+                &api.account_settings().put_account_setting_default(ctx, input).await?,
+            )
         }
         Operation::PutAttributes => {
             let input: PutAttributesRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.put_attributes(ctx, input).await?)
+            crate::json::write_output(&api.container_instances().put_attributes(ctx, input).await?)
         }
         Operation::PutClusterCapacityProviders => {
             let input: PutClusterCapacityProvidersRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.put_cluster_capacity_providers(ctx, input).await?)
+            crate::json::write_output(
+                &api.clusters().put_cluster_capacity_providers(ctx, input).await?,
+            )
         }
         Operation::RegisterContainerInstance => {
             let input: RegisterContainerInstanceRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.register_container_instance(ctx, input).await?)
+            crate::json::write_output(
+                &api.container_instances().register_container_instance(ctx, input).await?,
+            )
         }
         Operation::RegisterDaemonTaskDefinition => {
             let input: RegisterDaemonTaskDefinitionRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.register_daemon_task_definition(ctx, input).await?)
+            crate::json::write_output(
+                &api.daemons().register_daemon_task_definition(ctx, input).await?,
+            )
         }
         Operation::RegisterTaskDefinition => {
             let input: RegisterTaskDefinitionRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.register_task_definition(ctx, input).await?)
+            crate::json::write_output(
+                &api.task_definitions().register_task_definition(ctx, input).await?,
+            )
         }
         Operation::RunTask => {
             let input: RunTaskRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.run_task(ctx, input).await?)
+            crate::json::write_output(&api.tasks().run_task(ctx, input).await?)
         }
         Operation::StartTask => {
             let input: StartTaskRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.start_task(ctx, input).await?)
+            crate::json::write_output(&api.tasks().start_task(ctx, input).await?)
         }
         Operation::StopServiceDeployment => {
             let input: StopServiceDeploymentRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.stop_service_deployment(ctx, input).await?)
+            crate::json::write_output(
+                &api.service_deployments().stop_service_deployment(ctx, input).await?,
+            )
         }
         Operation::StopTask => {
             let input: StopTaskRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.stop_task(ctx, input).await?)
+            crate::json::write_output(&api.tasks().stop_task(ctx, input).await?)
         }
         Operation::SubmitAttachmentStateChanges => {
             let input: SubmitAttachmentStateChangesRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.submit_attachment_state_changes(ctx, input).await?)
+            crate::json::write_output(
+                &api.state_changes().submit_attachment_state_changes(ctx, input).await?,
+            )
         }
         Operation::SubmitContainerStateChange => {
             let input: SubmitContainerStateChangeRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.submit_container_state_change(ctx, input).await?)
+            crate::json::write_output(
+                &api.state_changes().submit_container_state_change(ctx, input).await?,
+            )
         }
         Operation::SubmitTaskStateChange => {
             let input: SubmitTaskStateChangeRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.submit_task_state_change(ctx, input).await?)
+            crate::json::write_output(
+                &api.state_changes().submit_task_state_change(ctx, input).await?,
+            )
         }
         Operation::TagResource => {
             let input: TagResourceRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.tag_resource(ctx, input).await?)
+            crate::json::write_output(&api.tags().tag_resource(ctx, input).await?)
         }
         Operation::UntagResource => {
             let input: UntagResourceRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.untag_resource(ctx, input).await?)
+            crate::json::write_output(&api.tags().untag_resource(ctx, input).await?)
         }
         Operation::UpdateCapacityProvider => {
             let input: UpdateCapacityProviderRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.update_capacity_provider(ctx, input).await?)
+            crate::json::write_output(
+                &api.capacity_providers().update_capacity_provider(ctx, input).await?,
+            )
         }
         Operation::UpdateCluster => {
             let input: UpdateClusterRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.update_cluster(ctx, input).await?)
+            crate::json::write_output(&api.clusters().update_cluster(ctx, input).await?)
         }
         Operation::UpdateClusterSettings => {
             let input: UpdateClusterSettingsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.update_cluster_settings(ctx, input).await?)
+            crate::json::write_output(&api.clusters().update_cluster_settings(ctx, input).await?)
         }
         Operation::UpdateContainerAgent => {
             let input: UpdateContainerAgentRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.update_container_agent(ctx, input).await?)
+            crate::json::write_output(
+                &api.container_instances().update_container_agent(ctx, input).await?,
+            )
         }
         Operation::UpdateContainerInstancesState => {
             let input: UpdateContainerInstancesStateRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.update_container_instances_state(ctx, input).await?)
+            crate::json::write_output(
+                &api.container_instances().update_container_instances_state(ctx, input).await?,
+            )
         }
         Operation::UpdateDaemon => {
             let input: UpdateDaemonRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.update_daemon(ctx, input).await?)
+            crate::json::write_output(&api.daemons().update_daemon(ctx, input).await?)
         }
         Operation::UpdateExpressGatewayService => {
             let input: UpdateExpressGatewayServiceRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.update_express_gateway_service(ctx, input).await?)
+            crate::json::write_output(
+                &api.express_gateway_services().update_express_gateway_service(ctx, input).await?,
+            )
         }
         Operation::UpdateService => {
             let input: UpdateServiceRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.update_service(ctx, input).await?)
+            crate::json::write_output(&api.services().update_service(ctx, input).await?)
         }
         Operation::UpdateServicePrimaryTaskSet => {
             let input: UpdateServicePrimaryTaskSetRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.update_service_primary_task_set(ctx, input).await?)
+            crate::json::write_output(
+                &api.task_sets().update_service_primary_task_set(ctx, input).await?,
+            )
         }
         Operation::UpdateTaskProtection => {
             let input: UpdateTaskProtectionRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.update_task_protection(ctx, input).await?)
+            crate::json::write_output(&api.tasks().update_task_protection(ctx, input).await?)
         }
         Operation::UpdateTaskSet => {
             let input: UpdateTaskSetRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.update_task_set(ctx, input).await?)
+            crate::json::write_output(&api.task_sets().update_task_set(ctx, input).await?)
         }
     }
 }

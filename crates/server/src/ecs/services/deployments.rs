@@ -19,8 +19,20 @@ use berth_model::service::{DeploymentRecord, ServiceRecord};
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
-use super::EcsService;
+use std::sync::Arc;
+
+use super::super::RequestContext;
+use super::super::clusters::Clusters;
+use super::super::core::Core;
+use super::Services;
 use crate::error;
+
+/// Serves a service's deployments and revisions, read from the service record.
+pub struct ServiceDeployments {
+    core: Arc<Core>,
+    clusters: Arc<Clusters>,
+    services: Arc<Services>,
+}
 
 /// A parsed service-deployment or service-revision ARN.
 struct Ref {
@@ -30,14 +42,18 @@ struct Ref {
     deployment: String,
 }
 
-impl EcsService {
+impl ServiceDeployments {
+    pub fn new(core: Arc<Core>, clusters: Arc<Clusters>, services: Arc<Services>) -> Self {
+        Self { core, clusters, services }
+    }
+
     fn service_revision_arn(&self, rec: &ServiceRecord, deployment: &str) -> String {
         let id = deployment.strip_prefix("ecs-svc/").unwrap_or(deployment);
-        self.scope.ecs_arn(&format!("service-revision/{}/{}/{id}", rec.cluster, rec.name))
+        self.core.scope.ecs_arn(&format!("service-revision/{}/{}/{id}", rec.cluster, rec.name))
     }
 
     fn parse_ref(&self, arn: &str, kind: &str) -> Option<Ref> {
-        let rest = self.scope.ecs_resource(arn)?.strip_prefix(kind)?.strip_prefix('/')?;
+        let rest = self.core.scope.ecs_resource(arn)?.strip_prefix(kind)?.strip_prefix('/')?;
         let mut parts = rest.split('/');
         let (Some(c), Some(s), Some(id), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -58,7 +74,7 @@ impl EcsService {
         kind: &str,
     ) -> Result<Option<(ServiceRecord, DeploymentRecord)>, AwsError> {
         let Some(r) = self.parse_ref(arn, kind) else { return Ok(None) };
-        let Some((rec, _, _)) = self.find_service(&r.cluster, &r.service).await? else {
+        let Some((rec, _, _)) = self.services.find_service(&r.cluster, &r.service).await? else {
             return Ok(None);
         };
         let dep = rec
@@ -117,7 +133,7 @@ impl EcsService {
             a.created_at.partial_cmp(&b.created_at).unwrap_or(std::cmp::Ordering::Equal)
         });
         ServiceDeployment {
-            service_deployment_arn: Some(self.service_deployment_arn(rec, &d.id)),
+            service_deployment_arn: Some(self.services.service_deployment_arn(rec, &d.id)),
             service_arn: rec.service.service_arn.clone(),
             cluster_arn: rec.service.cluster_arn.clone(),
             created_at: Some(d.created_at),
@@ -168,19 +184,23 @@ impl EcsService {
             ..Default::default()
         }
     }
+}
 
-    pub(super) async fn list_service_deployments_op(
+impl ServiceDeploymentsApi<RequestContext> for ServiceDeployments {
+    async fn list_service_deployments(
         &self,
+        _ctx: &RequestContext,
         input: ListServiceDeploymentsRequest,
     ) -> Result<ListServiceDeploymentsResponse, AwsError> {
-        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
+        let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
         let given = input.service.clone().unwrap_or_default();
         let name = self
+            .core
             .scope
             .child_id("service", &cluster, &given)
             .ok_or_else(|| ErrorCode::ServiceNotFoundException.with("Service not found."))?
             .to_string();
-        let Some((rec, _, _)) = self.find_service(&cluster, &name).await? else {
+        let Some((rec, _, _)) = self.services.find_service(&cluster, &name).await? else {
             return Err(ErrorCode::ServiceNotFoundException.with("Service not found."));
         };
         let limit = match input.max_results {
@@ -209,7 +229,7 @@ impl EcsService {
             .map(|d| {
                 let (status, reason) = Self::deployment_status(&rec, d);
                 ServiceDeploymentBrief {
-                    service_deployment_arn: Some(self.service_deployment_arn(&rec, &d.id)),
+                    service_deployment_arn: Some(self.services.service_deployment_arn(&rec, &d.id)),
                     service_arn: rec.service.service_arn.clone(),
                     cluster_arn: rec.service.cluster_arn.clone(),
                     started_at: Some(d.created_at),
@@ -238,8 +258,9 @@ impl EcsService {
         })
     }
 
-    pub(super) async fn describe_service_deployments_op(
+    async fn describe_service_deployments(
         &self,
+        _ctx: &RequestContext,
         input: DescribeServiceDeploymentsRequest,
     ) -> Result<DescribeServiceDeploymentsResponse, AwsError> {
         let arns = input.service_deployment_arns.unwrap_or_default();
@@ -264,8 +285,9 @@ impl EcsService {
         })
     }
 
-    pub(super) async fn describe_service_revisions_op(
+    async fn describe_service_revisions(
         &self,
+        _ctx: &RequestContext,
         input: DescribeServiceRevisionsRequest,
     ) -> Result<DescribeServiceRevisionsResponse, AwsError> {
         let arns = input.service_revision_arns.unwrap_or_default();
@@ -302,8 +324,9 @@ impl EcsService {
 
     /// Stops the service's IN_PROGRESS deployment: ROLLBACK (the default) returns the service
     /// to its last completed deployment; ABORT only stops launching the deployment's tasks.
-    pub(super) async fn stop_service_deployment_op(
+    async fn stop_service_deployment(
         &self,
+        _ctx: &RequestContext,
         input: StopServiceDeploymentRequest,
     ) -> Result<StopServiceDeploymentResponse, AwsError> {
         let arn = input.service_deployment_arn.clone().unwrap_or_default();
@@ -316,8 +339,9 @@ impl EcsService {
             ErrorCode::ServiceDeploymentNotFoundException
                 .with(format!("The service deployment {arn} was not found."))
         };
-        let now = self.now();
+        let now = self.core.now();
         let updated = self
+            .services
             .update_service_record(&r.cluster, &r.service, |rec| {
                 let Some(pos) = rec.deployments.iter().position(|d| d.id == r.deployment) else {
                     return Err(if rec.past_deployments.iter().any(|d| d.id == r.deployment) {
@@ -339,7 +363,7 @@ impl EcsService {
         match updated {
             Some(_) => Ok(StopServiceDeploymentResponse { service_deployment_arn: Some(arn) }),
             // Only an INACTIVE service (or none) is left: nothing is in progress.
-            None => Err(match self.find_service(&r.cluster, &r.service).await? {
+            None => Err(match self.services.find_service(&r.cluster, &r.service).await? {
                 Some(_) => ErrorCode::ConflictException
                     .with("The service is INACTIVE; its deployments have ended."),
                 None => not_found(),

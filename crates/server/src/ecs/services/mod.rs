@@ -1,7 +1,7 @@
 //! Services: CreateService, UpdateService, DeleteService, DescribeServices, ListServices.
 //!
 //! The API writes a service's configuration and adds deployments; the service controller
-//! (`service_controller.rs`) does everything else: it starts and stops tasks, keeps the
+//! (`controller.rs`) does everything else: it starts and stops tasks, keeps the
 //! counts, rollout states and events, and retires deployments. Both write the service record
 //! with compare-and-set. A deleted service is DRAINING until its tasks are gone, then
 //! INACTIVE (moved to `ecs/services-inactive/`, still describable, its name free again).
@@ -13,10 +13,26 @@ use berth_model::tags;
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
-use super::{EcsService, RequestContext};
+pub mod controller;
+pub mod deployments;
+
+use std::sync::Arc;
+
+use super::RequestContext;
+use super::clusters::Clusters;
+use super::core::{Core, cluster_not_found};
+use super::task_definitions::TaskDefinitions;
 use crate::error;
 use crate::pagination::Page;
-use crate::records::{self, CAS_ATTEMPTS};
+use crate::records;
+
+/// Owns service records (`ecs/services/`, `ecs/services-inactive/`); the controller owns
+/// their tasks.
+pub struct Services {
+    core: Arc<Core>,
+    clusters: Arc<Clusters>,
+    task_definitions: Arc<TaskDefinitions>,
+}
 
 /// A rule violation as the right AWS error.
 pub(super) fn rule_error(e: ServiceRuleError) -> AwsError {
@@ -45,14 +61,22 @@ pub(super) enum Found {
     Inactive,
 }
 
-impl EcsService {
+impl Services {
+    pub fn new(
+        core: Arc<Core>,
+        clusters: Arc<Clusters>,
+        task_definitions: Arc<TaskDefinitions>,
+    ) -> Self {
+        Self { core, clusters, task_definitions }
+    }
+
     pub(super) fn service_arn(&self, cluster: &str, name: &str) -> String {
-        self.scope.ecs_arn(&format!("service/{cluster}/{name}"))
+        self.core.scope.ecs_arn(&format!("service/{cluster}/{name}"))
     }
 
     /// The service name a request gives (a name or an ARN of this cluster).
     fn service_name<'a>(&self, cluster: &str, given: &'a str) -> Option<&'a str> {
-        self.scope.child_id("service", cluster, given)
+        self.core.scope.child_id("service", cluster, given)
     }
 
     /// A service by name, live first, then inactive.
@@ -61,10 +85,12 @@ impl EcsService {
         cluster: &str,
         name: &str,
     ) -> Result<Option<(ServiceRecord, u64, Found)>, AwsError> {
-        if let Some((r, rev)) = records::get(&*self.store, &keys::service(cluster, name)).await? {
+        if let Some((r, rev)) =
+            records::get(&*self.core.store, &keys::service(cluster, name)).await?
+        {
             return Ok(Some((r, rev, Found::Live)));
         }
-        Ok(records::get(&*self.store, &keys::inactive_service(cluster, name))
+        Ok(records::get(&*self.core.store, &keys::inactive_service(cluster, name))
             .await?
             .map(|(r, rev)| (r, rev, Found::Inactive)))
     }
@@ -80,27 +106,25 @@ impl EcsService {
         mut f: impl FnMut(&mut ServiceRecord) -> Result<(), AwsError>,
     ) -> Result<Option<ServiceRecord>, AwsError> {
         let key = keys::service(cluster, name);
-        let _serial = self.serialise(&key).await;
-        for _ in 0..CAS_ATTEMPTS {
-            let Some((before, rev)) = records::get::<ServiceRecord>(&*self.store, &key).await?
-            else {
-                return Ok(None);
-            };
-            let mut rec = before.clone();
-            f(&mut rec)?;
-            if rec == before {
-                return Ok(Some(rec));
-            }
-            rec.version += 1;
-            let txn = berth_store::Txn::new()
-                .when(key.clone(), rev)
-                .put(key.clone(), records::encode(&rec));
-            if records::commit(&*self.store, txn).await? {
-                self.services_changed();
-                return Ok(Some(rec));
-            }
+        let _serial = self.core.serialise(&key).await;
+        let updated = records::update(
+            &*self.core.store,
+            &key,
+            &format!("service {name}"),
+            |rec: &mut ServiceRecord| {
+                let before = rec.clone();
+                f(rec)?;
+                if *rec != before {
+                    rec.version += 1;
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        if updated.is_some() {
+            self.core.services_changed();
         }
-        Err(error::contention(&format!("service {name}")))
+        Ok(updated)
     }
 
     /// The error for a service without a live record: ServiceNotActiveException when it is
@@ -135,7 +159,7 @@ impl EcsService {
     /// `arn:aws:ecs:REGION:ACCOUNT:service-deployment/CLUSTER/SERVICE/ID`.
     pub(super) fn service_deployment_arn(&self, rec: &ServiceRecord, deployment: &str) -> String {
         let id = deployment.strip_prefix("ecs-svc/").unwrap_or(deployment);
-        self.scope.ecs_arn(&format!("service-deployment/{}/{}/{id}", rec.cluster, rec.name))
+        self.core.scope.ecs_arn(&format!("service-deployment/{}/{}/{id}", rec.cluster, rec.name))
     }
 
     /// The placement members of a request, checked against the task definition's
@@ -146,7 +170,8 @@ impl EcsService {
         constraints: &[PlacementConstraint],
         strategies: &[PlacementStrategy],
     ) -> Result<(), AwsError> {
-        let td = self.runnable_task_definition(td_arn).await?.task_definition;
+        let rec = self.task_definitions.runnable(td_arn).await?;
+        let td = &rec.task_definition;
         berth_scheduler::wire::constraints(
             constraints,
             td.placement_constraints.as_deref().unwrap_or(&[]),
@@ -155,117 +180,125 @@ impl EcsService {
         berth_scheduler::wire::strategies(strategies).map_err(|e| error::invalid(e.to_string()))?;
         Ok(())
     }
+}
 
-    pub(super) async fn create_service_op(
+impl ServicesApi<RequestContext> for Services {
+    async fn create_service(
         &self,
         ctx: &RequestContext,
         input: CreateServiceRequest,
     ) -> Result<CreateServiceResponse, AwsError> {
-        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
+        let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
         let settings = service_rules::validate_create(&input).map_err(rule_error)?;
         let name = input.service_name.clone().unwrap_or_default();
         let service_tags = input.tags.clone().unwrap_or_default();
         tags::validate(&service_tags, "tags").map_err(error::model)?;
         let td_rec =
-            self.runnable_task_definition(input.task_definition.as_deref().unwrap_or("")).await?;
+            self.task_definitions.runnable(input.task_definition.as_deref().unwrap_or("")).await?;
         let td_arn = td_rec.task_definition.task_definition_arn.clone().unwrap_or_default();
         let constraints = input.placement_constraints.clone().unwrap_or_default();
         let strategies = input.placement_strategy.clone().unwrap_or_default();
         self.check_placement(&td_arn, &constraints, &strategies).await?;
-        let _serial = self.serialise(&keys::service(&cluster, &name)).await;
-        for _ in 0..CAS_ATTEMPTS {
-            let Some((_, cluster_rev)) = self.live_cluster(&cluster).await? else {
-                return Err(ErrorCode::ClusterNotFoundException.with("Cluster not found."));
-            };
-            let key = keys::service(&cluster, &name);
-            if let Some((existing, _)) = records::get::<ServiceRecord>(&*self.store, &key).await? {
-                if input.client_token.is_some() && existing.client_token == input.client_token {
-                    return Ok(CreateServiceResponse {
-                        service: Some(self.render_service(&existing, false)),
-                    });
+        let _serial = self.core.serialise(&keys::service(&cluster, &name)).await;
+        let what = format!("service {name}");
+        let rec = {
+            let mut cas = records::Cas::new(&*self.core.store, &what);
+            'cas: loop {
+                cas.attempt().await?;
+                let Some((_, cluster_rev)) = self.clusters.live_cluster(&cluster).await? else {
+                    return Err(cluster_not_found());
+                };
+                let key = keys::service(&cluster, &name);
+                if let Some((existing, _)) =
+                    records::get::<ServiceRecord>(&*self.core.store, &key).await?
+                {
+                    if input.client_token.is_some() && existing.client_token == input.client_token {
+                        break 'cas existing;
+                    }
+                    return Err(error::invalid("Creation of service was not idempotent."));
                 }
-                return Err(error::invalid("Creation of service was not idempotent."));
+                let now = self.core.now();
+                let launch_type = input.launch_type.or(Some(LaunchType::Ec2));
+                let service = Service {
+                    service_arn: Some(self.service_arn(&cluster, &name)),
+                    service_name: Some(name.clone()),
+                    cluster_arn: Some(self.core.scope.cluster_arn(&cluster)),
+                    load_balancers: Some(vec![]),
+                    service_registries: Some(vec![]),
+                    status: Some("ACTIVE".into()),
+                    desired_count: Some(settings.desired_count),
+                    launch_type,
+                    task_definition: Some(td_arn.clone()),
+                    created_at: Some(now),
+                    placement_constraints: Some(constraints.clone()),
+                    placement_strategy: Some(strategies.clone()),
+                    health_check_grace_period_seconds: input.health_check_grace_period_seconds,
+                    scheduling_strategy: Some(if settings.daemon {
+                        SchedulingStrategy::Daemon
+                    } else {
+                        SchedulingStrategy::Replica
+                    }),
+                    deployment_controller: Some(DeploymentController {
+                        r#type: Some(DeploymentControllerType::Ecs),
+                    }),
+                    created_by: Some(ctx.principal.arn.clone()),
+                    enable_ecs_managed_tags: Some(input.enable_ecs_managed_tags.unwrap_or(false)),
+                    propagate_tags: Some(input.propagate_tags.unwrap_or(PropagateTags::None)),
+                    enable_execute_command: Some(false),
+                    ..Default::default()
+                };
+                let deployment = DeploymentRecord::new(
+                    new_deployment_id(),
+                    td_arn.clone(),
+                    launch_type,
+                    settings.desired_count,
+                    now,
+                );
+                let rec = ServiceRecord {
+                    name: name.clone(),
+                    cluster: cluster.clone(),
+                    service,
+                    settings: settings.clone(),
+                    deployments: vec![deployment],
+                    past_deployments: vec![],
+                    events: vec![],
+                    tags: service_tags.clone(),
+                    client_token: input.client_token.clone(),
+                    steady_since: None,
+                    event_seq: 0,
+                    version: 1,
+                };
+                let txn = berth_store::Txn::new()
+                    .when(keys::cluster(&cluster), cluster_rev)
+                    .when(key.clone(), 0)
+                    .put(key, records::encode(&rec))
+                    .delete(keys::inactive_service(&cluster, &name));
+                if cas.commit(txn).await? {
+                    break 'cas rec;
+                }
             }
-            let now = self.now();
-            let launch_type = input.launch_type.or(Some(LaunchType::Ec2));
-            let service = Service {
-                service_arn: Some(self.service_arn(&cluster, &name)),
-                service_name: Some(name.clone()),
-                cluster_arn: Some(self.scope.cluster_arn(&cluster)),
-                load_balancers: Some(vec![]),
-                service_registries: Some(vec![]),
-                status: Some("ACTIVE".into()),
-                desired_count: Some(settings.desired_count),
-                launch_type,
-                task_definition: Some(td_arn.clone()),
-                created_at: Some(now),
-                placement_constraints: Some(constraints.clone()),
-                placement_strategy: Some(strategies.clone()),
-                health_check_grace_period_seconds: input.health_check_grace_period_seconds,
-                scheduling_strategy: Some(if settings.daemon {
-                    SchedulingStrategy::Daemon
-                } else {
-                    SchedulingStrategy::Replica
-                }),
-                deployment_controller: Some(DeploymentController {
-                    r#type: Some(DeploymentControllerType::Ecs),
-                }),
-                created_by: Some(ctx.principal.arn.clone()),
-                enable_ecs_managed_tags: Some(input.enable_ecs_managed_tags.unwrap_or(false)),
-                propagate_tags: Some(input.propagate_tags.unwrap_or(PropagateTags::None)),
-                enable_execute_command: Some(false),
-                ..Default::default()
-            };
-            let deployment = DeploymentRecord::new(
-                new_deployment_id(),
-                td_arn.clone(),
-                launch_type,
-                settings.desired_count,
-                now,
-            );
-            let rec = ServiceRecord {
-                name: name.clone(),
-                cluster: cluster.clone(),
-                service,
-                settings: settings.clone(),
-                deployments: vec![deployment],
-                past_deployments: vec![],
-                events: vec![],
-                tags: service_tags.clone(),
-                client_token: input.client_token.clone(),
-                steady_since: None,
-                event_seq: 0,
-                version: 1,
-            };
-            let txn = berth_store::Txn::new()
-                .when(keys::cluster(&cluster), cluster_rev)
-                .when(key.clone(), 0)
-                .put(key, records::encode(&rec))
-                .delete(keys::inactive_service(&cluster, &name));
-            if records::commit(&*self.store, txn).await? {
-                self.services_changed();
-                return Ok(CreateServiceResponse {
-                    service: Some(self.render_service(&rec, false)),
-                });
-            }
-        }
-        Err(error::contention(&format!("service {name}")))
+        };
+        self.core.services_changed();
+        Ok(CreateServiceResponse { service: Some(self.render_service(&rec, false)) })
     }
 
-    pub(super) async fn update_service_op(
+    async fn update_service(
         &self,
+        _ctx: &RequestContext,
         input: UpdateServiceRequest,
     ) -> Result<UpdateServiceResponse, AwsError> {
-        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
+        let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
         let given = input.service.clone().unwrap_or_default();
         let name = self.service_name(&cluster, &given).ok_or_else(not_found)?.to_string();
         // A new task definition, resolved once (a family gives its latest ACTIVE revision).
         let new_td = match input.task_definition.as_deref() {
             Some(td) => Some(
-                self.runnable_task_definition(td)
+                self.task_definitions
+                    .runnable(td)
                     .await?
                     .task_definition
                     .task_definition_arn
+                    .clone()
                     .unwrap_or_default(),
             ),
             None => None,
@@ -293,7 +326,7 @@ impl EcsService {
         };
         let (td, constraints, strategies) = placement(&current);
         self.check_placement(&td, &constraints, &strategies).await?;
-        let now = self.now();
+        let now = self.core.now();
         let updated = self
             .update_service_record(&cluster, &name, |rec| {
                 if rec.service.status.as_deref() != Some("ACTIVE") {
@@ -359,11 +392,12 @@ impl EcsService {
         }
     }
 
-    pub(super) async fn delete_service_op(
+    async fn delete_service(
         &self,
+        _ctx: &RequestContext,
         input: DeleteServiceRequest,
     ) -> Result<DeleteServiceResponse, AwsError> {
-        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
+        let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
         let given = input.service.clone().unwrap_or_default();
         let name = self.service_name(&cluster, &given).ok_or_else(not_found)?.to_string();
         let deleted = self
@@ -394,11 +428,12 @@ impl EcsService {
         }
     }
 
-    pub(super) async fn describe_services_op(
+    async fn describe_services(
         &self,
+        _ctx: &RequestContext,
         input: DescribeServicesRequest,
     ) -> Result<DescribeServicesResponse, AwsError> {
-        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
+        let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
         let given = input.services.unwrap_or_default();
         if given.is_empty() || given.len() > 10 {
             return Err(error::invalid("services must name between 1 and 10 services."));
@@ -427,21 +462,23 @@ impl EcsService {
         Ok(DescribeServicesResponse { services: Some(services), failures: Some(failures) })
     }
 
-    pub(super) async fn list_services_op(
+    async fn list_services(
         &self,
+        _ctx: &RequestContext,
         input: ListServicesRequest,
     ) -> Result<ListServicesResponse, AwsError> {
-        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
+        let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
         let prefix = keys::cluster_services_prefix(&cluster);
         // ECS: 1 to 100, and 10 when not given.
         let page =
             Page::parse(input.max_results.or(Some(10)), input.next_token.as_deref(), 100, &prefix)?;
         let filtered = input.launch_type.is_some() || input.scheduling_strategy.is_some();
         let (names, next) = if !filtered {
-            let (ks, next) = page.keys(&*self.store, &prefix, false).await?;
+            let (ks, next) = page.keys(&*self.core.store, &prefix, false).await?;
             (ks.iter().filter_map(|k| k.rsplit('/').next().map(str::to_string)).collect(), next)
         } else {
             let recs = self
+                .core
                 .store
                 .range(berth_store::Range::prefix(&prefix))
                 .await

@@ -6,14 +6,12 @@
 //! (48 hours), 120 by default, as ECS documents. Tasks that are not part of a service are
 //! answered with the failure reason `TASK_NOT_VALID`, unknown ones with `MISSING`.
 
-use berth_model::keys;
 use berth_model::records::TaskRecord;
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
-use super::EcsService;
+use super::Tasks;
 use crate::error;
-use crate::records;
 
 /// ECS's default protection period.
 const DEFAULT_MINUTES: i32 = 120;
@@ -33,7 +31,7 @@ fn protected(rec: &TaskRecord, now: f64) -> ProtectedTask {
     }
 }
 
-impl EcsService {
+impl Tasks {
     fn check_task_list(tasks: &[String]) -> Result<(), AwsError> {
         if tasks.is_empty() || tasks.len() > 10 {
             return Err(error::invalid("tasks must name between 1 and 10 tasks."));
@@ -41,11 +39,12 @@ impl EcsService {
         Ok(())
     }
 
-    pub(super) async fn update_task_protection_op(
+    /// UpdateTaskProtection.
+    pub(super) async fn update_protection(
         &self,
         input: UpdateTaskProtectionRequest,
     ) -> Result<UpdateTaskProtectionResponse, AwsError> {
-        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
+        let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
         let tasks = input.tasks.clone().unwrap_or_default();
         Self::check_task_list(&tasks)?;
         let enable = input.protection_enabled.unwrap_or(false);
@@ -59,17 +58,18 @@ impl EcsService {
             }
             (false, _) => 0,
         };
-        let now = self.now();
+        let now = self.core.now();
         let mut out = Vec::new();
         let mut failures = Vec::new();
         for given in &tasks {
-            let Some(id) = self.scope.child_id("task", &cluster, given) else {
+            let Some(id) = self.core.scope.child_id("task", &cluster, given) else {
                 failures.push(failure(given, "MISSING", "The task was not found in the cluster."));
                 continue;
             };
             let mut not_service = false;
             let rec = self
-                .update_task(&cluster, id, |t| {
+                .task_records
+                .update(&cluster, id, |t| {
                     if !t.task.group.as_deref().is_some_and(|g| g.starts_with("service:")) {
                         not_service = true;
                         return Ok(());
@@ -93,26 +93,25 @@ impl EcsService {
             }
         }
         if !out.is_empty() {
-            self.services_changed();
+            self.core.services_changed();
         }
         Ok(UpdateTaskProtectionResponse { protected_tasks: Some(out), failures: Some(failures) })
     }
 
-    pub(super) async fn get_task_protection_op(
+    /// GetTaskProtection.
+    pub(super) async fn get_protection(
         &self,
         input: GetTaskProtectionRequest,
     ) -> Result<GetTaskProtectionResponse, AwsError> {
-        let cluster = self.existing_cluster(input.cluster.as_deref()).await?;
+        let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
         let tasks = input.tasks.clone().unwrap_or_default();
         Self::check_task_list(&tasks)?;
-        let now = self.now();
+        let now = self.core.now();
         let mut out = Vec::new();
         let mut failures = Vec::new();
         for given in &tasks {
-            let rec = match self.scope.child_id("task", &cluster, given) {
-                Some(id) => {
-                    records::get::<TaskRecord>(&*self.store, &keys::task(&cluster, id)).await?
-                }
+            let rec = match self.core.scope.child_id("task", &cluster, given) {
+                Some(id) => self.task_records.get(&cluster, id).await?,
                 None => None,
             };
             match rec {

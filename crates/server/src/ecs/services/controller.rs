@@ -14,22 +14,27 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use berth_controllers::service::{
     self as ctl, Config, Decision, Health, InstanceView, StopWhy, TaskView,
 };
-use berth_model::arn::TaskDefinitionRef;
 use berth_model::keys;
 use berth_model::lifecycle::TaskStatus;
-use berth_model::records::{ContainerInstanceRecord, TaskDefinitionRecord, TaskRecord};
+use berth_model::records::{ContainerInstanceRecord, TaskRecord};
 use berth_model::service::{MAX_EVENTS, MAX_PAST_DEPLOYMENTS, ServiceRecord, ServiceTaskIndex};
 use berth_scheduler::{Constraint, InstanceSnapshot, PlacementRequest, SpreadField, Strategy};
 use berth_store::{Range, Txn};
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
-use super::EcsService;
+use super::super::container_instances::ContainerInstances;
+use super::super::core::Core;
+use super::super::placement::{Job, Placed, Placement};
+use super::super::task_definitions::TaskDefinitions;
+use super::super::tasks::records::{NewTask, TaskRecords};
 use crate::error;
-use crate::records::{self, CAS_ATTEMPTS};
+use crate::records;
 
 /// A placement failure event is not repeated within this many seconds.
 const PLACEMENT_EVENT_QUIET_SECS: f64 = 60.0;
@@ -39,10 +44,29 @@ struct ClusterView {
     instances: Vec<(ContainerInstanceRecord, InstanceSnapshot, f64)>,
 }
 
-impl EcsService {
+/// The service scheduler's executor (see the module header).
+pub struct ServiceController {
+    core: Arc<Core>,
+    instances: Arc<ContainerInstances>,
+    task_definitions: Arc<TaskDefinitions>,
+    task_records: Arc<TaskRecords>,
+    placement: Arc<Placement>,
+}
+
+impl ServiceController {
+    pub fn new(
+        core: Arc<Core>,
+        instances: Arc<ContainerInstances>,
+        task_definitions: Arc<TaskDefinitions>,
+        task_records: Arc<TaskRecords>,
+        placement: Arc<Placement>,
+    ) -> Self {
+        Self { core, instances, task_definitions, task_records, placement }
+    }
+
     /// Runs service passes until `stop` changes.
-    pub async fn run_service_controller(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut commits = self.store.watch();
+    pub async fn run(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut commits = self.core.store.watch();
         loop {
             if let Err(e) = self.service_pass().await {
                 tracing::warn!(error = %e.message, "service controller pass failed; retrying");
@@ -50,7 +74,7 @@ impl EcsService {
             tokio::select! {
                 _ = commits.changed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = self.services_wake.notified() => {}
+                _ = self.core.services_woken() => {}
                 _ = stop.changed() => return,
             }
             // Let a burst of commits settle into one pass.
@@ -58,18 +82,14 @@ impl EcsService {
         }
     }
 
-    /// Wakes the controller (after an API change to a service).
-    pub(super) fn services_changed(&self) {
-        self.services_wake.notify_one();
-    }
-
     /// One pass over every service of every cluster.
-    pub(super) async fn service_pass(&self) -> Result<(), AwsError> {
+    pub async fn service_pass(&self) -> Result<(), AwsError> {
         let clusters =
-            self.store.range(Range::prefix(keys::CLUSTERS)).await.map_err(error::store)?;
+            self.core.store.range(Range::prefix(keys::CLUSTERS)).await.map_err(error::store)?;
         for c in clusters {
             let Some(cluster) = c.key.strip_prefix(keys::CLUSTERS) else { continue };
             let services = self
+                .core
                 .store
                 .range(Range::prefix(&keys::cluster_services_prefix(cluster)))
                 .await
@@ -97,37 +117,20 @@ impl EcsService {
 
     async fn cluster_view(&self, cluster: &str) -> Result<ClusterView, AwsError> {
         let mut instances = Vec::new();
-        for (rec, _) in self.cluster_instances(cluster).await? {
-            let snap = self.snapshot(&rec).await?;
+        for (rec, _) in self.instances.cluster_instances(cluster).await? {
+            let snap = self.instances.snapshot(&rec).await?;
             let silent = match records::get::<berth_model::records::HeartbeatRecord>(
-                &*self.store,
+                &*self.core.store,
                 &keys::instance_heartbeat(&rec.id),
             )
             .await?
             {
-                Some((h, _)) => (self.now() - h.last_seen).max(0.0),
-                None => (self.now() - rec.registered_at).max(0.0),
+                Some((h, _)) => (self.core.now() - h.last_seen).max(0.0),
+                None => (self.core.now() - rec.registered_at).max(0.0),
             };
             instances.push((rec, snap, silent));
         }
         Ok(ClusterView { instances })
-    }
-
-    /// A task definition revision by ARN, whatever its status (a service keeps running the
-    /// revision it was given even after it is deregistered, as ECS does).
-    async fn task_definition_by_arn(&self, arn: &str) -> Result<TaskDefinition, AwsError> {
-        let r =
-            TaskDefinitionRef::parse(&self.scope, arn, "taskDefinition").map_err(error::model)?;
-        let TaskDefinitionRef::Revision { family, revision } = r else {
-            return Ok(self.runnable_task_definition(arn).await?.task_definition);
-        };
-        records::get::<TaskDefinitionRecord>(
-            &*self.store,
-            &keys::task_definition(&family, revision),
-        )
-        .await?
-        .map(|(r, _)| r.task_definition)
-        .ok_or_else(|| error::client(format!("Unable to find the task definition {arn}.")))
     }
 
     async fn reconcile_service(
@@ -137,11 +140,12 @@ impl EcsService {
         rev: u64,
         view: &ClusterView,
     ) -> Result<(), AwsError> {
-        let now = self.now();
+        let now = self.core.now();
         let name = rec.name.clone();
         let deleting = rec.service.status.as_deref() == Some("DRAINING");
         // The service's tasks, through its index.
         let index = self
+            .core
             .store
             .range(Range::prefix(&keys::service_tasks_prefix(cluster, &name)))
             .await
@@ -151,25 +155,28 @@ impl EcsService {
             let Some(task_id) = e.key.rsplit('/').next() else { continue };
             let idx: ServiceTaskIndex =
                 serde_json::from_slice(&e.value).map_err(|err| error::corrupt(&e.key, err))?;
-            let rec =
-                records::get::<TaskRecord>(&*self.store, &keys::task(cluster, task_id)).await?;
+            let rec = records::get::<TaskRecord>(&*self.core.store, &keys::task(cluster, task_id))
+                .await?;
             tasks.push(task_view(task_id, &idx, rec.map(|(t, _)| t), now));
         }
         // Constraints for DAEMON eligibility: the service's and its task definition's.
         let primary_td = match rec.deployments.first() {
-            Some(d) => Some(self.task_definition_by_arn(&d.task_definition).await?),
+            Some(d) => Some(self.task_definitions.by_arn(&d.task_definition).await?),
             None => None,
         };
         let constraints = berth_scheduler::wire::constraints(
             rec.service.placement_constraints.as_deref().unwrap_or(&[]),
-            primary_td.as_ref().and_then(|t| t.placement_constraints.as_deref()).unwrap_or(&[]),
+            primary_td
+                .as_ref()
+                .and_then(|t| t.task_definition.placement_constraints.as_deref())
+                .unwrap_or(&[]),
         )
         .unwrap_or_default();
         let instances: Vec<InstanceView> = view
             .instances
             .iter()
             .map(|(r, snap, silent)| {
-                let lost = *silent > self.instance_lost_after_secs;
+                let lost = *silent > self.core.timing.instance_lost_after_secs;
                 let active = r.status == "ACTIVE";
                 let meets = constraints.iter().all(|c| match c {
                     Constraint::MemberOf { expression } => expression.eval(snap),
@@ -194,7 +201,7 @@ impl EcsService {
             instances: &instances,
             steady_since: rec.steady_since,
             now,
-            settle_secs: self.service_settle_secs,
+            settle_secs: self.core.timing.service_settle_secs,
         });
         let mut events = decision.events.clone();
         self.execute_stops(cluster, &name, &decision, &mut events).await?;
@@ -212,7 +219,7 @@ impl EcsService {
         if d.stop.is_empty() {
             return Ok(());
         }
-        let now = self.now();
+        let now = self.core.now();
         let mut stopped = Vec::new();
         let mut lost: BTreeMap<(String, u64), Vec<String>> = BTreeMap::new();
         for (task_id, why) in &d.stop {
@@ -229,7 +236,8 @@ impl EcsService {
                 ),
             };
             let done = self
-                .update_task(cluster, task_id, |t| {
+                .task_records
+                .update(cluster, task_id, |t| {
                     if t.task.desired_status.as_deref() != Some("STOPPED") {
                         t.task.desired_status = Some("STOPPED".into());
                         t.task.stop_code = Some(TaskStopCode::ServiceSchedulerInitiated);
@@ -283,7 +291,8 @@ impl EcsService {
                 .find(|dep| dep.id == s.deployment)
                 .map(|dep| dep.task_definition.clone())
                 .unwrap_or_default();
-            let td = self.task_definition_by_arn(&td_arn).await?;
+            let td_rec = self.task_definitions.by_arn(&td_arn).await?;
+            let td = &td_rec.task_definition;
             let constraints = berth_scheduler::wire::constraints(
                 rec.service.placement_constraints.as_deref().unwrap_or(&[]),
                 td.placement_constraints.as_deref().unwrap_or(&[]),
@@ -303,7 +312,7 @@ impl EcsService {
             }
             let request = PlacementRequest {
                 count: s.count,
-                requirements: berth_scheduler::task_requirements(&td, None),
+                requirements: berth_scheduler::task_requirements(td, None),
                 group: berth_model::service::task_group(name),
                 constraints: if s.instance.is_some() { vec![] } else { constraints },
                 strategies,
@@ -320,7 +329,7 @@ impl EcsService {
             } else if rec.service.propagate_tags == Some(PropagateTags::TaskDefinition) {
                 match (td.family.as_deref(), td.revision) {
                     (Some(f), Some(r)) => {
-                        self.task_definition_tags(f, r).await?.unwrap_or_default()
+                        self.task_definitions.tags(f, r).await?.unwrap_or_default()
                     }
                     _ => vec![],
                 }
@@ -335,21 +344,23 @@ impl EcsService {
                     tags.push(Tag { key: Some(k.into()), value: Some(v.into()) });
                 }
             }
-            let placed = self
-                .place_and_commit(
+            let job = Job {
+                spec: NewTask {
                     cluster,
-                    &td,
-                    None,
-                    &request,
-                    only.as_deref(),
-                    Some(&s.deployment),
-                    &tags,
-                    None,
-                    Some(name),
-                )
-                .await;
-            match placed {
-                Ok((tasks, failures)) => {
+                    td,
+                    overrides: None,
+                    requirements: &request.requirements,
+                    started_by: Some(&s.deployment),
+                    group: &request.group,
+                    tags: &tags,
+                    service: Some(name),
+                },
+                request: &request,
+                only: only.as_deref(),
+                client_token: None,
+            };
+            match self.placement.place(&job).await {
+                Ok(Placed { tasks, failures }) => {
                     started.extend(tasks.iter().filter_map(|t| {
                         t.task_arn
                             .as_deref()
@@ -387,16 +398,21 @@ impl EcsService {
         now: f64,
     ) -> Result<(), AwsError> {
         let key = keys::service(cluster, &before.name);
-        let mut expected = rev;
-        let mut rec = before.clone();
-        for attempt in 0..CAS_ATTEMPTS {
-            if attempt > 0 {
-                let Some((r, rv)) = records::get::<ServiceRecord>(&*self.store, &key).await? else {
-                    return Ok(());
-                };
-                rec = r;
-                expected = rv;
-            }
+        let mut first = true;
+        let store = &*self.core.store;
+        let mut cas = records::Cas::new(store, format!("service {}", before.name));
+        'cas: loop {
+            cas.attempt().await?;
+            // The first attempt writes against the record the decision was made from; later
+            // ones re-read it, and if it changed meanwhile keep only the events.
+            let (rec, expected) = if std::mem::take(&mut first) {
+                (before.clone(), rev)
+            } else {
+                match records::get::<ServiceRecord>(store, &key).await? {
+                    Some(found) => found,
+                    None => break 'cas,
+                }
+            };
             let full = expected == rev;
             let mut after = rec.clone();
             let mut txn = Txn::new().when(key.clone(), expected);
@@ -416,13 +432,13 @@ impl EcsService {
             }
             push_events(&mut after, &events, now);
             if after == rec && !full {
-                return Ok(());
+                break 'cas;
             }
             if full {
                 // Index entries of tasks seen healthy for the first time.
                 for id in &d.mark_healthy {
                     let ikey = keys::service_task(cluster, &before.name, id);
-                    if let Some(e) = self.store.get(&ikey).await.map_err(error::store)? {
+                    if let Some(e) = self.core.store.get(&ikey).await.map_err(error::store)? {
                         let mut idx: ServiceTaskIndex = serde_json::from_slice(&e.value)
                             .map_err(|err| error::corrupt(&ikey, err))?;
                         idx.healthy = true;
@@ -438,6 +454,7 @@ impl EcsService {
                     .delete(key.clone())
                     .put(keys::inactive_service(cluster, &before.name), records::encode(&after));
                 for e in self
+                    .core
                     .store
                     .range(Range::prefix(&keys::service_tasks_prefix(cluster, &before.name)))
                     .await
@@ -447,16 +464,16 @@ impl EcsService {
                 }
             } else {
                 if after == rec {
-                    return Ok(());
+                    break 'cas;
                 }
                 after.version += 1;
                 txn = txn.put(key.clone(), records::encode(&after));
             }
-            if records::commit(&*self.store, txn).await? {
-                return Ok(());
+            if cas.commit(txn).await? {
+                break 'cas;
             }
         }
-        Err(error::contention(&format!("service {}", before.name)))
+        Ok(())
     }
 }
 

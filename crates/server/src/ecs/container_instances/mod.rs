@@ -1,0 +1,438 @@
+//! Container instances: RegisterContainerInstance, DeregisterContainerInstance,
+//! DescribeContainerInstances, ListContainerInstances, UpdateContainerInstancesState, and the
+//! attribute operations PutAttributes, ListAttributes, DeleteAttributes.
+//!
+//! Invariants:
+//! * an instance lives at `ecs/instances/<cluster>/<id>` while ACTIVE or DRAINING, and moves to
+//!   `ecs/instances-inactive/...` when deregistered, in one transaction that also fences the
+//!   cluster record (so a cluster cannot be deleted under a registration);
+//! * `used_*` on the record is the sum of what its not-yet-STOPPED tasks reserve; placement
+//!   and task completion change it with compare-and-set on the record, never elsewhere;
+//! * `agentConnected` is derived at read time from the heartbeat key, which only polls write.
+
+mod attributes;
+mod view;
+
+use std::sync::Arc;
+
+use berth_model::keys;
+use berth_model::records::{ContainerInstanceRecord, HeartbeatRecord};
+use berth_store::{Range, Txn};
+use berth_wire::AwsError;
+use berth_wire::ecs::*;
+
+use self::view::{DEFAULT_RESERVED_PORTS, instance_not_found, ports_resource, resource};
+use super::RequestContext;
+use super::clusters::Clusters;
+use super::core::Core;
+use super::tasks::records::TaskRecords;
+use crate::error;
+use crate::pagination::Page;
+use crate::records;
+
+/// Owns container instance records, their heartbeats and desired-state markers.
+pub struct ContainerInstances {
+    core: Arc<Core>,
+    clusters: Arc<Clusters>,
+    task_records: Arc<TaskRecords>,
+}
+
+impl ContainerInstances {
+    pub fn new(core: Arc<Core>, clusters: Arc<Clusters>, task_records: Arc<TaskRecords>) -> Self {
+        Self { core, clusters, task_records }
+    }
+}
+
+impl ContainerInstancesApi<RequestContext> for ContainerInstances {
+    async fn register_container_instance(
+        &self,
+        _ctx: &RequestContext,
+        input: RegisterContainerInstanceRequest,
+    ) -> Result<RegisterContainerInstanceResponse, AwsError> {
+        let cluster = self.core.cluster_name(input.cluster.as_deref())?;
+        let doc: serde_json::Value = match input.instance_identity_document.as_deref() {
+            Some(d) if !d.is_empty() => serde_json::from_str(d).map_err(|e| {
+                error::invalid(format!("instanceIdentityDocument is not valid JSON: {e}"))
+            })?,
+            _ => serde_json::Value::Null,
+        };
+        let ec2_id = doc["instanceId"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("i-{}", &uuid::Uuid::new_v4().simple().to_string()[..17]));
+        let total = input.total_resources.clone().unwrap_or_default();
+        for name in ["CPU", "MEMORY"] {
+            let ok = resource(&total, name).is_some_and(|r| {
+                r.integer_value.is_some_and(|v| v > 0)
+                    || r.long_value.is_some_and(|v| v > 0)
+                    || r.double_value.is_some_and(|v| v > 0.0)
+            });
+            if !ok {
+                return Err(error::invalid(format!(
+                    "totalResources must include a positive {name} resource."
+                )));
+            }
+        }
+        let mut registered = total.clone();
+        if resource(&registered, "PORTS").is_none() {
+            registered.push(ports_resource(
+                "PORTS",
+                DEFAULT_RESERVED_PORTS.iter().map(u16::to_string).collect(),
+            ));
+        }
+        if resource(&registered, "PORTS_UDP").is_none() {
+            registered.push(ports_resource("PORTS_UDP", vec![]));
+        }
+        let tags = input.tags.clone().unwrap_or_default();
+        berth_model::tags::validate(&tags, "tags").map_err(error::model)?;
+        let attributes = input.attributes.clone().unwrap_or_default();
+        for (i, a) in attributes.iter().enumerate() {
+            if a.name.as_deref().is_none_or(str::is_empty) {
+                return Err(error::invalid(format!("attributes[{i}].name is required.")));
+            }
+        }
+
+        let what = format!("cluster {cluster}");
+        let rec = {
+            let mut cas = records::Cas::new(&*self.core.store, &what);
+            'cas: loop {
+                cas.attempt().await?;
+                let cluster_rev = self.clusters.for_registration(&cluster).await?;
+                // Re-registration: by ARN, else by the EC2 instance id already in the cluster.
+                let existing = match input.container_instance_arn.as_deref() {
+                    Some(arn) => match self.live_instance(&cluster, arn).await? {
+                        Some(found) => Some(found),
+                        None => {
+                            return Err(error::client(format!(
+                                "The container instance {arn} is not registered in cluster {cluster}; register without containerInstanceArn to get a new one."
+                            )));
+                        }
+                    },
+                    None => self
+                        .cluster_instances(&cluster)
+                        .await?
+                        .into_iter()
+                        .find(|(r, _)| r.ec2_instance_id == ec2_id),
+                };
+                let now = self.core.now();
+                let (rec, compare) = match existing {
+                    Some((mut rec, rev)) => {
+                        rec.registered_resources = registered.clone();
+                        rec.attributes = attributes.clone();
+                        rec.version_info = input.version_info.clone();
+                        if !tags.is_empty() {
+                            rec.tags = tags.clone();
+                        }
+                        rec.epoch += 1;
+                        rec.version += 1;
+                        (rec, rev)
+                    }
+                    None => {
+                        let id = uuid::Uuid::new_v4().simple().to_string();
+                        let rec = ContainerInstanceRecord {
+                            arn: self.core.scope.container_instance_arn(&cluster, &id),
+                            id,
+                            cluster: cluster.clone(),
+                            ec2_instance_id: ec2_id.clone(),
+                            status: "ACTIVE".into(),
+                            registered_resources: registered.clone(),
+                            used_cpu: 0,
+                            used_memory_mib: 0,
+                            used_ports_tcp: vec![],
+                            used_ports_udp: vec![],
+                            task_groups: Default::default(),
+                            attributes: attributes.clone(),
+                            version_info: input.version_info.clone(),
+                            tags: tags.clone(),
+                            registered_at: now,
+                            epoch: 1,
+                            version: 1,
+                        };
+                        (rec, 0)
+                    }
+                };
+                let key = keys::container_instance(&cluster, &rec.id);
+                let txn = Txn::new()
+                    .when(keys::cluster(&cluster), cluster_rev)
+                    .when(key.clone(), compare)
+                    .put(key, records::encode(&rec))
+                    .put(
+                        keys::instance_heartbeat(&rec.id),
+                        records::encode(&HeartbeatRecord { last_seen: now }),
+                    )
+                    .put(keys::instance_desired(&rec.id), Vec::new());
+                if cas.commit(txn).await? {
+                    break 'cas rec;
+                }
+            }
+        };
+        Ok(RegisterContainerInstanceResponse {
+            container_instance: Some(self.instance_to_wire(&rec, true).await?),
+        })
+    }
+
+    async fn deregister_container_instance(
+        &self,
+        _ctx: &RequestContext,
+        input: DeregisterContainerInstanceRequest,
+    ) -> Result<DeregisterContainerInstanceResponse, AwsError> {
+        let cluster = self.core.cluster_name(input.cluster.as_deref())?;
+        let given = input.container_instance.clone().unwrap_or_default();
+        let force = input.force.unwrap_or(false);
+        let what = format!("container instance {given}");
+        let rec = {
+            let mut cas = records::Cas::new(&*self.core.store, &what);
+            'cas: loop {
+                cas.attempt().await?;
+                let Some((mut rec, rev)) = self.live_instance(&cluster, &given).await? else {
+                    return Err(instance_not_found(&given));
+                };
+                let task_keys = self
+                    .core
+                    .store
+                    .range(Range::prefix(&keys::instance_tasks_prefix(&rec.id)))
+                    .await
+                    .map_err(error::store)?;
+                if !task_keys.is_empty() && !force {
+                    return Err(error::invalid(format!(
+                        "The container instance still has {} task(s) that are not stopped: stop them first, or deregister with --force (Berth then stops them).",
+                        task_keys.len()
+                    )));
+                }
+                rec.status = "INACTIVE".into();
+                rec.version += 1;
+                let mut txn = Txn::new()
+                    .when(keys::container_instance(&cluster, &rec.id), rev)
+                    .delete(keys::container_instance(&cluster, &rec.id))
+                    .put(
+                        keys::inactive_container_instance(&cluster, &rec.id),
+                        records::encode(&rec),
+                    )
+                    .delete(keys::instance_heartbeat(&rec.id))
+                    .put(keys::instance_desired(&rec.id), Vec::new());
+                // Forced: the instance's tasks can never report again; they are stopped here, and
+                // the agent, should it still be alive, stops their containers on its next poll.
+                let now = self.core.now();
+                for tk in &task_keys {
+                    let Some(task_id) = tk.key.rsplit('/').next() else { continue };
+                    let Some((before, trev)) = self.task_records.get(&cluster, task_id).await?
+                    else {
+                        continue;
+                    };
+                    let mut t = before.clone();
+                    t.task.last_status = Some("STOPPED".into());
+                    t.task.desired_status = Some("STOPPED".into());
+                    t.task.stopped_at = Some(now);
+                    t.task.execution_stopped_at.get_or_insert(now);
+                    t.task.stop_code.get_or_insert(TaskStopCode::TerminationNotice);
+                    t.task.stopped_reason.get_or_insert_with(|| {
+                        "Container instance deregistered (forced) while the task was running".into()
+                    });
+                    for c in t.task.containers.iter_mut().flatten() {
+                        c.last_status = Some("STOPPED".into());
+                    }
+                    t.task.version = Some(t.task.version.unwrap_or(0) + 1);
+                    let tkey = keys::task(&cluster, task_id);
+                    txn = txn.when(tkey.clone(), trev).put(tkey, records::encode(&t));
+                    txn = TaskRecords::reindex(txn, &before, &t);
+                }
+                if cas.commit(txn).await? {
+                    break 'cas rec;
+                }
+            }
+        };
+        Ok(DeregisterContainerInstanceResponse {
+            container_instance: Some(self.instance_to_wire(&rec, false).await?),
+        })
+    }
+
+    async fn describe_container_instances(
+        &self,
+        _ctx: &RequestContext,
+        input: DescribeContainerInstancesRequest,
+    ) -> Result<DescribeContainerInstancesResponse, AwsError> {
+        let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
+        let given = input.container_instances.unwrap_or_default();
+        if given.is_empty() || given.len() > 100 {
+            return Err(error::invalid(
+                "containerInstances must name between 1 and 100 instances.",
+            ));
+        }
+        let with_tags = input.include.unwrap_or_default().contains(&ContainerInstanceField::Tags);
+        let mut out = Vec::new();
+        let mut failures = Vec::new();
+        for g in &given {
+            let found = match self.core.scope.child_id("container-instance", &cluster, g) {
+                None => None,
+                Some(id) => match self.live_instance(&cluster, id).await? {
+                    Some((r, _)) => Some(r),
+                    None => records::get::<ContainerInstanceRecord>(
+                        &*self.core.store,
+                        &keys::inactive_container_instance(&cluster, id),
+                    )
+                    .await?
+                    .map(|(r, _)| r),
+                },
+            };
+            match found {
+                Some(r) => out.push(self.instance_to_wire(&r, with_tags).await?),
+                None => failures.push(Failure {
+                    arn: Some(if g.starts_with("arn:") {
+                        g.clone()
+                    } else {
+                        self.core.scope.container_instance_arn(&cluster, g)
+                    }),
+                    reason: Some("MISSING".into()),
+                    detail: None,
+                }),
+            }
+        }
+        Ok(DescribeContainerInstancesResponse {
+            container_instances: Some(out),
+            failures: Some(failures),
+        })
+    }
+
+    async fn list_container_instances(
+        &self,
+        _ctx: &RequestContext,
+        input: ListContainerInstancesRequest,
+    ) -> Result<ListContainerInstancesResponse, AwsError> {
+        let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
+        let filter = match input.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+            Some(src) => Some(
+                berth_scheduler::wire::expression(src, "filter")
+                    .map_err(|e| error::invalid(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let prefix = keys::cluster_instances_prefix(&cluster);
+        let page = Page::parse(input.max_results, input.next_token.as_deref(), 100, &prefix)?;
+        let want = input.status.map(|s| s.as_str());
+        if want == Some("INACTIVE")
+            || matches!(want, Some("REGISTERING" | "DEREGISTERING" | "REGISTRATION_FAILED"))
+        {
+            // Berth registers and deregisters atomically: instances are never in these states.
+            return Ok(ListContainerInstancesResponse {
+                container_instance_arns: Some(vec![]),
+                next_token: None,
+            });
+        }
+        let (keys_page, next) = if want.is_none() && filter.is_none() {
+            page.keys(&*self.core.store, &prefix, false).await?
+        } else {
+            // Filter within the cluster's instances: one range read, then the status and the
+            // expression (evaluated as the scheduler sees each instance) per instance.
+            let mut ks = Vec::new();
+            for (r, _) in self.cluster_instances(&cluster).await? {
+                let key = keys::container_instance(&cluster, &r.id);
+                if want.is_some_and(|w| r.status != w)
+                    || page.after.as_ref().is_some_and(|a| &key <= a)
+                {
+                    continue;
+                }
+                if let Some(f) = &filter
+                    && !f.eval(&self.snapshot(&r).await?)
+                {
+                    continue;
+                }
+                ks.push(key);
+            }
+            let more = ks.len() > page.limit;
+            ks.truncate(page.limit);
+            let token = if more { ks.last().map(|k| crate::pagination::token(k)) } else { None };
+            (ks, token)
+        };
+        let arns = keys_page
+            .iter()
+            .filter_map(|k| k.rsplit('/').next())
+            .map(|id| self.core.scope.container_instance_arn(&cluster, id))
+            .collect();
+        Ok(ListContainerInstancesResponse { container_instance_arns: Some(arns), next_token: next })
+    }
+
+    async fn update_container_instances_state(
+        &self,
+        _ctx: &RequestContext,
+        input: UpdateContainerInstancesStateRequest,
+    ) -> Result<UpdateContainerInstancesStateResponse, AwsError> {
+        let cluster = self.core.cluster_name(input.cluster.as_deref())?;
+        let status = match input.status {
+            Some(ContainerInstanceStatus::Active) => "ACTIVE",
+            Some(ContainerInstanceStatus::Draining) => "DRAINING",
+            other => {
+                return Err(error::invalid(format!(
+                    "status must be ACTIVE or DRAINING, not {}.",
+                    other.map(|s| s.as_str()).unwrap_or("absent")
+                )));
+            }
+        };
+        let given = input.container_instances.unwrap_or_default();
+        if given.is_empty() || given.len() > 10 {
+            return Err(error::invalid("containerInstances must name between 1 and 10 instances."));
+        }
+        let mut out = Vec::new();
+        let mut failures = Vec::new();
+        for g in &given {
+            let what = format!("container instance {g}");
+            let updated = {
+                let mut cas = records::Cas::new(&*self.core.store, &what);
+                'cas: loop {
+                    cas.attempt().await?;
+                    let Some((mut rec, rev)) = self.live_instance(&cluster, g).await? else {
+                        break 'cas None;
+                    };
+                    if rec.status == status {
+                        break 'cas Some(rec);
+                    }
+                    rec.status = status.into();
+                    rec.version += 1;
+                    let key = keys::container_instance(&cluster, &rec.id);
+                    let txn = Txn::new()
+                        .when(key.clone(), rev)
+                        .put(key, records::encode(&rec))
+                        .put(keys::instance_desired(&rec.id), Vec::new());
+                    if cas.commit(txn).await? {
+                        break 'cas Some(rec);
+                    }
+                }
+            };
+            match updated {
+                Some(rec) => out.push(self.instance_to_wire(&rec, false).await?),
+                None => failures.push(Failure {
+                    arn: Some(g.clone()),
+                    reason: Some("MISSING".into()),
+                    detail: None,
+                }),
+            }
+        }
+        Ok(UpdateContainerInstancesStateResponse {
+            container_instances: Some(out),
+            failures: Some(failures),
+        })
+    }
+
+    async fn put_attributes(
+        &self,
+        _ctx: &RequestContext,
+        input: PutAttributesRequest,
+    ) -> Result<PutAttributesResponse, AwsError> {
+        self.put_attributes_op(input).await
+    }
+
+    async fn delete_attributes(
+        &self,
+        _ctx: &RequestContext,
+        input: DeleteAttributesRequest,
+    ) -> Result<DeleteAttributesResponse, AwsError> {
+        self.delete_attributes_op(input).await
+    }
+
+    async fn list_attributes(
+        &self,
+        _ctx: &RequestContext,
+        input: ListAttributesRequest,
+    ) -> Result<ListAttributesResponse, AwsError> {
+        self.list_attributes_op(input).await
+    }
+}

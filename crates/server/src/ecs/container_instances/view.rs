@@ -1,0 +1,212 @@
+//! The read side of container instances: their records, their remaining resources, whether
+//! their agent is connected, their wire shape, and the scheduler's snapshot of each.
+//!
+//! `agentConnected` is derived at read time from the heartbeat key, which only polls write;
+//! remaining resources are the registered ones less the record's `used_*`.
+
+use std::collections::BTreeSet;
+
+use berth_model::keys;
+use berth_model::records::{ContainerInstanceRecord, HeartbeatRecord};
+use berth_scheduler::{InstanceSnapshot, InstanceStatus, Resources};
+use berth_store::Range;
+use berth_wire::AwsError;
+use berth_wire::ecs::*;
+
+use super::ContainerInstances;
+use crate::error;
+use crate::records;
+
+/// Ports ECS reserves on every instance (SSH, Docker, the ECS agent's introspection ports).
+pub(super) const DEFAULT_RESERVED_PORTS: [u16; 5] = [22, 2375, 2376, 51678, 51679];
+
+/// A registered resource by name.
+pub(crate) fn resource<'a>(rs: &'a [Resource], name: &str) -> Option<&'a Resource> {
+    rs.iter().find(|r| r.name.as_deref() == Some(name))
+}
+
+fn int_resource(name: &str, v: i64) -> Resource {
+    Resource {
+        name: Some(name.into()),
+        r#type: Some("INTEGER".into()),
+        integer_value: Some(i32::try_from(v).unwrap_or(i32::MAX)),
+        double_value: Some(0.0),
+        long_value: Some(0),
+        ..Default::default()
+    }
+}
+
+pub(super) fn ports_resource(name: &str, ports: Vec<String>) -> Resource {
+    Resource {
+        name: Some(name.into()),
+        r#type: Some("STRINGSET".into()),
+        string_set_value: Some(ports),
+        double_value: Some(0.0),
+        long_value: Some(0),
+        integer_value: Some(0),
+    }
+}
+
+/// Registered CPU / memory of an instance.
+pub(crate) fn registered_int(rec: &ContainerInstanceRecord, name: &str) -> i64 {
+    resource(&rec.registered_resources, name)
+        .map(|r| {
+            r.integer_value
+                .map(i64::from)
+                .or(r.long_value.filter(|v| *v != 0))
+                .or(r.double_value.map(|d| d as i64))
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// Registered (reserved) ports of an instance.
+pub(crate) fn registered_ports(rec: &ContainerInstanceRecord, name: &str) -> Vec<u16> {
+    resource(&rec.registered_resources, name)
+        .and_then(|r| r.string_set_value.as_ref())
+        .map(|v| v.iter().filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+pub(super) fn instance_not_found(given: &str) -> AwsError {
+    error::invalid(format!("Container instance '{given}' not found in the cluster."))
+}
+
+impl ContainerInstances {
+    /// Seconds since the instance's agent last polled, or `None` if it never did.
+    async fn heartbeat_age(&self, id: &str) -> Result<Option<f64>, AwsError> {
+        Ok(records::get::<HeartbeatRecord>(&*self.core.store, &keys::instance_heartbeat(id))
+            .await?
+            .map(|(h, _)| (self.core.now() - h.last_seen).max(0.0)))
+    }
+
+    /// Whether the instance's agent is connected now.
+    pub(crate) async fn agent_connected(&self, id: &str) -> Result<bool, AwsError> {
+        Ok(self
+            .heartbeat_age(id)
+            .await?
+            .is_some_and(|age| age <= self.core.timing.agent_timeout_secs))
+    }
+
+    /// Counts of the instance's PENDING (any status before RUNNING) and RUNNING tasks.
+    pub(crate) async fn instance_task_counts(&self, id: &str) -> Result<(i32, i32), AwsError> {
+        let recs = self
+            .core
+            .store
+            .range(Range::prefix(&keys::instance_tasks_prefix(id)))
+            .await
+            .map_err(error::store)?;
+        let (mut pending, mut running) = (0, 0);
+        for r in recs {
+            match &r.value[..] {
+                b"RUNNING" => running += 1,
+                b"PROVISIONING" | b"PENDING" | b"ACTIVATING" => pending += 1,
+                _ => {}
+            }
+        }
+        Ok((pending, running))
+    }
+
+    pub(crate) async fn instance_to_wire(
+        &self,
+        rec: &ContainerInstanceRecord,
+        with_tags: bool,
+    ) -> Result<ContainerInstance, AwsError> {
+        let mut tcp: Vec<u16> = registered_ports(rec, "PORTS");
+        tcp.extend(&rec.used_ports_tcp);
+        tcp.sort_unstable();
+        tcp.dedup();
+        let mut udp: Vec<u16> = registered_ports(rec, "PORTS_UDP");
+        udp.extend(&rec.used_ports_udp);
+        udp.sort_unstable();
+        udp.dedup();
+        let remaining = vec![
+            int_resource("CPU", registered_int(rec, "CPU") - rec.used_cpu),
+            int_resource("MEMORY", registered_int(rec, "MEMORY") - rec.used_memory_mib),
+            ports_resource("PORTS", tcp.iter().map(u16::to_string).collect()),
+            ports_resource("PORTS_UDP", udp.iter().map(u16::to_string).collect()),
+        ];
+        let live = rec.status != "INACTIVE";
+        let (pending, running) =
+            if live { self.instance_task_counts(&rec.id).await? } else { (0, 0) };
+        Ok(ContainerInstance {
+            container_instance_arn: Some(rec.arn.clone()),
+            ec2_instance_id: Some(rec.ec2_instance_id.clone()),
+            version: Some(rec.version),
+            version_info: rec.version_info.clone(),
+            remaining_resources: Some(remaining),
+            registered_resources: Some(rec.registered_resources.clone()),
+            status: Some(rec.status.clone()),
+            agent_connected: Some(live && self.agent_connected(&rec.id).await?),
+            running_tasks_count: Some(running),
+            pending_tasks_count: Some(pending),
+            attributes: Some(rec.attributes.clone()),
+            registered_at: Some(rec.registered_at),
+            attachments: Some(vec![]),
+            tags: with_tags.then(|| rec.tags.clone()),
+            ..Default::default()
+        })
+    }
+
+    /// The live (ACTIVE or DRAINING) record of an instance named by id or ARN.
+    pub(crate) async fn live_instance(
+        &self,
+        cluster: &str,
+        given: &str,
+    ) -> Result<Option<(ContainerInstanceRecord, u64)>, AwsError> {
+        let Some(id) = self.core.scope.child_id("container-instance", cluster, given) else {
+            return Ok(None);
+        };
+        records::get(&*self.core.store, &keys::container_instance(cluster, id)).await
+    }
+
+    /// Every live instance of a cluster with its revision (the scheduler's snapshot).
+    pub(crate) async fn cluster_instances(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<(ContainerInstanceRecord, u64)>, AwsError> {
+        let recs = self
+            .core
+            .store
+            .range(Range::prefix(&keys::cluster_instances_prefix(cluster)))
+            .await
+            .map_err(error::store)?;
+        records::decode_all(recs)
+    }
+
+    /// The scheduler's view of an instance.
+    pub(crate) async fn snapshot(
+        &self,
+        rec: &ContainerInstanceRecord,
+    ) -> Result<InstanceSnapshot, AwsError> {
+        let mut tcp: BTreeSet<u16> = registered_ports(rec, "PORTS").into_iter().collect();
+        tcp.extend(&rec.used_ports_tcp);
+        let mut udp: BTreeSet<u16> = registered_ports(rec, "PORTS_UDP").into_iter().collect();
+        udp.extend(&rec.used_ports_udp);
+        Ok(InstanceSnapshot {
+            arn: rec.arn.clone(),
+            status: match rec.status.as_str() {
+                "ACTIVE" => InstanceStatus::Active,
+                "DRAINING" => InstanceStatus::Draining,
+                _ => InstanceStatus::Inactive,
+            },
+            agent_connected: self.agent_connected(&rec.id).await?,
+            remaining: Resources {
+                cpu: registered_int(rec, "CPU") - rec.used_cpu,
+                memory_mib: registered_int(rec, "MEMORY") - rec.used_memory_mib,
+            },
+            used_ports_tcp: tcp,
+            used_ports_udp: udp,
+            attributes: rec
+                .attributes
+                .iter()
+                .filter_map(|a| a.name.clone().map(|n| (n, a.value.clone())))
+                .collect(),
+            ec2_instance_id: Some(rec.ec2_instance_id.clone()),
+            agent_version: rec.version_info.as_ref().and_then(|v| v.agent_version.clone()),
+            registered_at_ms: Some((rec.registered_at * 1000.0) as i64),
+            running_tasks_count: self.instance_task_counts(&rec.id).await?.1.max(0) as u32,
+            task_groups: rec.task_groups.clone(),
+        })
+    }
+}

@@ -1,0 +1,102 @@
+//! What every ECS resource module shares: the store, the clock, the account and region, the
+//! timing settings, and the wake-up of the service controller.
+//!
+//! Invariant: `Core` holds no resource state of its own. Each resource module owns its
+//! records in the store and reaches the others only through their narrow interfaces.
+
+use std::sync::Arc;
+
+use berth_model::arn::Scope;
+use berth_store::Store;
+use berth_wire::AwsError;
+use berth_wire::ecs::ErrorCode;
+
+use crate::clock::Clock;
+
+/// The cluster ECS uses wherever `cluster` is omitted.
+pub const DEFAULT_CLUSTER: &str = "default";
+
+/// Number of lock stripes.
+const STRIPES: usize = 64;
+
+/// Timing settings of the control plane.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    /// An instance whose agent has not polled for this long (seconds) shows
+    /// `agentConnected: false`.
+    pub agent_timeout_secs: f64,
+    /// How often (seconds) agents are told to poll at the latest.
+    pub agent_heartbeat_secs: u32,
+    /// After this long without a heartbeat (seconds), an instance's service tasks are
+    /// replaced elsewhere.
+    pub instance_lost_after_secs: f64,
+    /// How long (seconds) a service task without health checks must run to count as healthy.
+    pub service_settle_secs: f64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            agent_timeout_secs: 45.0,
+            agent_heartbeat_secs: 15,
+            instance_lost_after_secs: 120.0,
+            service_settle_secs: 40.0,
+        }
+    }
+}
+
+/// Shared by every ECS module.
+pub struct Core {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub scope: Scope,
+    pub timing: Timing,
+    /// Striped locks that serialise this server's writers of one record group (a task
+    /// definition family, a service), so concurrent requests queue instead of burning
+    /// compare-and-set retries against each other. Correctness never depends on them: the
+    /// store's compare-and-set still guards against every other writer (other servers).
+    stripes: Vec<tokio::sync::Mutex<()>>,
+    /// Wakes the service controller after an API change.
+    services_wake: tokio::sync::Notify,
+}
+
+impl Core {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, scope: Scope, timing: Timing) -> Self {
+        let stripes = (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
+        Self { store, clock, scope, timing, stripes, services_wake: tokio::sync::Notify::new() }
+    }
+
+    /// Now, in epoch seconds with millisecond precision.
+    pub fn now(&self) -> f64 {
+        crate::clock::epoch_seconds(self.clock.now())
+    }
+
+    /// The stripe lock for a record group, e.g. a family's key.
+    pub async fn serialise(&self, group: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        group.hash(&mut h);
+        self.stripes[(h.finish() as usize) % STRIPES].lock().await
+    }
+
+    /// Resolves a `cluster` member (name or ARN, default `default`) to a name.
+    pub fn cluster_name(&self, cluster: Option<&str>) -> Result<String, AwsError> {
+        let given = cluster.unwrap_or(DEFAULT_CLUSTER);
+        self.scope.cluster_name(given).map(str::to_string).ok_or_else(cluster_not_found)
+    }
+
+    /// Wakes the service controller (after an API change to a service or a task).
+    pub fn services_changed(&self) {
+        self.services_wake.notify_one();
+    }
+
+    /// Resolves when [`Self::services_changed`] was called.
+    pub async fn services_woken(&self) {
+        self.services_wake.notified().await
+    }
+}
+
+/// ECS's answer for a cluster that does not exist.
+pub fn cluster_not_found() -> AwsError {
+    ErrorCode::ClusterNotFoundException.with("Cluster not found.")
+}

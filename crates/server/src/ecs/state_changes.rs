@@ -1,0 +1,255 @@
+//! Task state changes: what agents report (through the agent channel) and the public
+//! SubmitTaskStateChange / SubmitContainerStateChange, applied to the task record.
+//!
+//! Invariants: known status only moves forward ([`TaskStatus::can_transition`]), so a stale
+//! report never regresses a task; a report from an older registration of the instance, or
+//! not newer than the last one applied to the task (its `(epoch, seq)` mark), changes
+//! nothing. Reaching STOPPED releases what the task held on its instance in the same
+//! transaction ([`TaskRecords::update`]).
+
+use std::sync::Arc;
+
+use berth_agent_protocol::TaskReport;
+use berth_model::keys;
+use berth_model::lifecycle::{ContainerHealth, TaskStatus};
+use berth_model::records::ContainerInstanceRecord;
+use berth_wire::AwsError;
+use berth_wire::ecs::*;
+
+use super::RequestContext;
+use super::core::Core;
+use super::tasks::records::TaskRecords;
+use super::tasks::task_not_found;
+use crate::error;
+use crate::records;
+
+fn parse_status(s: &str) -> Option<TaskStatus> {
+    s.parse().ok()
+}
+
+/// Applies task state changes.
+pub struct StateChanges {
+    core: Arc<Core>,
+    task_records: Arc<TaskRecords>,
+}
+
+impl StateChanges {
+    pub fn new(core: Arc<Core>, task_records: Arc<TaskRecords>) -> Self {
+        Self { core, task_records }
+    }
+
+    /// Applies a state change reported for a task (by an agent through the report endpoint,
+    /// or through the public SubmitTaskStateChange).
+    pub(super) async fn apply(&self, report: &TaskReport) -> Result<(), AwsError> {
+        let change = &report.change;
+        let cluster = self.core.cluster_name(change.cluster.as_deref())?;
+        let given = change.task.clone().unwrap_or_default();
+        let Some(id) = self.core.scope.child_id("task", &cluster, &given) else {
+            return Err(task_not_found(&given));
+        };
+        let new_status = match change.status.as_deref() {
+            None => None,
+            Some(s) => Some(
+                parse_status(s)
+                    .ok_or_else(|| error::invalid(format!("status '{s}' is not a task status.")))?,
+            ),
+        };
+        let now = self.core.now();
+        // Fencing: a report from an older registration of the instance, or not newer than the
+        // last one applied to this task, is stale and changes nothing.
+        let mark = (report.epoch, report.seq);
+        if report.epoch > 0
+            && let Some((t, _)) = self.task_records.get(&cluster, id).await?
+            && let Some((inst, _)) = records::get::<ContainerInstanceRecord>(
+                &*self.core.store,
+                &keys::container_instance(&cluster, &t.instance_id),
+            )
+            .await?
+            && report.epoch < inst.epoch
+        {
+            tracing::debug!(
+                task = id,
+                report_epoch = report.epoch,
+                instance_epoch = inst.epoch,
+                "stale report ignored"
+            );
+            return Ok(());
+        }
+        let updated = self
+            .task_records
+            .update(&cluster, id, |t| {
+                if report.epoch > 0 {
+                    if t.report_mark.is_some_and(|m| mark <= m) {
+                        return Ok(()); // a delayed or replayed report
+                    }
+                    t.report_mark = Some(mark);
+                }
+                if !report.container_instance_arn.is_empty()
+                    && t.task.container_instance_arn.as_deref()
+                        != Some(report.container_instance_arn.as_str())
+                {
+                    return Err(error::invalid(format!(
+                        "Task {given} is not placed on {}.",
+                        report.container_instance_arn
+                    )));
+                }
+                let known = t
+                    .task
+                    .last_status
+                    .as_deref()
+                    .and_then(parse_status)
+                    .unwrap_or(TaskStatus::Pending);
+                if known == TaskStatus::Stopped {
+                    return Ok(()); // Final: stale reports change nothing.
+                }
+                for c in change.containers.iter().flatten() {
+                    let Some(tc) =
+                        t.task.containers.iter_mut().flatten().find(|x| x.name == c.container_name)
+                    else {
+                        continue;
+                    };
+                    if let Some(s) = &c.status {
+                        let rank = |s: &str| match s {
+                            "PENDING" => 0,
+                            "RUNNING" => 1,
+                            "STOPPED" => 2,
+                            _ => 0,
+                        };
+                        if rank(s) >= rank(tc.last_status.as_deref().unwrap_or("PENDING")) {
+                            tc.last_status = Some(s.clone());
+                        }
+                    }
+                    if c.exit_code.is_some() {
+                        tc.exit_code = c.exit_code;
+                    }
+                    if c.reason.is_some() {
+                        tc.reason = c.reason.clone();
+                    }
+                    if c.runtime_id.is_some() {
+                        tc.runtime_id = c.runtime_id.clone();
+                    }
+                    if c.image_digest.is_some() {
+                        tc.image_digest = c.image_digest.clone();
+                    }
+                    if let Some(nb) = &c.network_bindings {
+                        tc.network_bindings = Some(nb.clone());
+                    }
+                }
+                for h in &report.container_health {
+                    if let Some(tc) = t
+                        .task
+                        .containers
+                        .iter_mut()
+                        .flatten()
+                        .find(|x| x.name.as_deref() == Some(h.container_name.as_str()))
+                    {
+                        tc.health_status = Some(h.health_status);
+                    }
+                }
+                t.task.health_status = Some(task_health(
+                    &t.task_definition,
+                    t.task.containers.as_deref().unwrap_or(&[]),
+                ));
+                if change.pull_started_at.is_some() && t.task.pull_started_at.is_none() {
+                    t.task.pull_started_at = change.pull_started_at;
+                }
+                if change.pull_stopped_at.is_some() && t.task.pull_stopped_at.is_none() {
+                    t.task.pull_stopped_at = change.pull_stopped_at;
+                }
+                if let Some(to) = new_status
+                    && known.can_transition(to)
+                {
+                    t.task.last_status = Some(to.as_str().to_string());
+                    if to >= TaskStatus::Running
+                        && t.task.started_at.is_none()
+                        && to != TaskStatus::Stopped
+                    {
+                        t.task.started_at = Some(report.started_at.unwrap_or(now));
+                    }
+                    if to >= TaskStatus::Deactivating && t.task.stopping_at.is_none() {
+                        t.task.stopping_at = Some(now);
+                    }
+                    if to == TaskStatus::Stopped {
+                        t.task.stopped_at = Some(now);
+                        t.task.execution_stopped_at =
+                            Some(change.execution_stopped_at.unwrap_or(now));
+                        t.task.desired_status = Some("STOPPED".into());
+                        if t.task.stop_code.is_none() {
+                            t.task.stop_code =
+                                Some(report.stop_code.unwrap_or(TaskStopCode::TaskFailedToStart));
+                        }
+                        if t.task.stopped_reason.is_none() {
+                            t.task.stopped_reason = change.reason.clone();
+                        }
+                        t.task.stopping_at.get_or_insert(now);
+                        for c in t.task.containers.iter_mut().flatten() {
+                            c.last_status = Some("STOPPED".into());
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        if updated.is_none() {
+            return Err(task_not_found(&given));
+        }
+        Ok(())
+    }
+}
+
+impl StateChangesApi<RequestContext> for StateChanges {
+    async fn submit_task_state_change(
+        &self,
+        _ctx: &RequestContext,
+        input: SubmitTaskStateChangeRequest,
+    ) -> Result<SubmitTaskStateChangeResponse, AwsError> {
+        let report = TaskReport { change: input, ..Default::default() };
+        self.apply(&report).await?;
+        Ok(SubmitTaskStateChangeResponse { acknowledgment: Some("ACK".into()) })
+    }
+
+    async fn submit_container_state_change(
+        &self,
+        _ctx: &RequestContext,
+        input: SubmitContainerStateChangeRequest,
+    ) -> Result<SubmitContainerStateChangeResponse, AwsError> {
+        let report = TaskReport {
+            change: SubmitTaskStateChangeRequest {
+                cluster: input.cluster,
+                task: input.task,
+                containers: Some(vec![ContainerStateChange {
+                    container_name: input.container_name,
+                    runtime_id: input.runtime_id,
+                    exit_code: input.exit_code,
+                    network_bindings: input.network_bindings,
+                    reason: input.reason,
+                    status: input.status,
+                    image_digest: None,
+                }]),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        self.apply(&report).await?;
+        Ok(SubmitContainerStateChangeResponse { acknowledgment: Some("ACK".into()) })
+    }
+}
+
+/// ECS's task health from its containers' (rules in [`berth_model::lifecycle::task_health`]).
+fn task_health(td: &TaskDefinition, containers: &[Container]) -> HealthStatus {
+    let views: Vec<ContainerHealth> = td
+        .container_definitions
+        .iter()
+        .flatten()
+        .map(|d| ContainerHealth {
+            essential: d.essential.unwrap_or(true),
+            has_health_check: d.health_check.is_some(),
+            status: containers
+                .iter()
+                .find(|c| c.name == d.name)
+                .and_then(|c| c.health_status)
+                .unwrap_or(HealthStatus::Unknown),
+        })
+        .collect();
+    berth_model::lifecycle::task_health(&views)
+}

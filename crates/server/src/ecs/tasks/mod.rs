@@ -1,0 +1,425 @@
+//! Tasks: RunTask, StartTask, StopTask, DescribeTasks, ListTasks, and task scale-in
+//! protection (`protection.rs`).
+//!
+//! RunTask and StartTask resolve what to launch here and hand it to the placement executor
+//! ([`crate::ecs::placement`]), which places and commits it in one transaction. Every change
+//! to an existing task goes through [`records::TaskRecords::update`], which keeps the task's
+//! indexes and its instance's reservations in step with its statuses.
+
+mod protection;
+pub mod records;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use berth_model::records::TaskRecord;
+use berth_model::{keys, tags};
+use berth_scheduler::PlacementRequest;
+use berth_store::Range;
+use berth_wire::AwsError;
+use berth_wire::ecs::*;
+
+use self::records::{NewTask, TaskRecords};
+use super::RequestContext;
+use super::clusters::Clusters;
+use super::core::Core;
+use super::placement::{Job, Placement};
+use super::task_definitions::TaskDefinitions;
+use crate::error;
+use crate::pagination::Page;
+
+pub(super) fn task_not_found(given: &str) -> AwsError {
+    error::invalid(format!("The referenced task was not found: {given}"))
+}
+
+/// A scheduler field error as ECS's `InvalidParameterException`.
+fn field_error(e: berth_scheduler::wire::FieldError) -> AwsError {
+    error::invalid(e.to_string())
+}
+
+/// What RunTask and StartTask have in common.
+struct Launch<'a> {
+    task_definition: &'a str,
+    overrides: Option<&'a TaskOverride>,
+    started_by: Option<&'a str>,
+    group: Option<&'a str>,
+    tags: &'a [Tag],
+    /// RunTask's `placementConstraints` (StartTask names its instances and has none).
+    constraints: &'a [PlacementConstraint],
+    /// RunTask's `placementStrategy`, validated.
+    strategies: Vec<berth_scheduler::Strategy>,
+}
+
+/// Owns the task API; task records are written through [`TaskRecords`].
+pub struct Tasks {
+    core: Arc<Core>,
+    clusters: Arc<Clusters>,
+    task_definitions: Arc<TaskDefinitions>,
+    task_records: Arc<TaskRecords>,
+    placement: Arc<Placement>,
+}
+
+impl Tasks {
+    pub fn new(
+        core: Arc<Core>,
+        clusters: Arc<Clusters>,
+        task_definitions: Arc<TaskDefinitions>,
+        task_records: Arc<TaskRecords>,
+        placement: Arc<Placement>,
+    ) -> Self {
+        Self { core, clusters, task_definitions, task_records, placement }
+    }
+
+    fn validate_overrides(
+        td: &TaskDefinition,
+        overrides: Option<&TaskOverride>,
+    ) -> Result<(), AwsError> {
+        let Some(o) = overrides else { return Ok(()) };
+        for (i, c) in o.container_overrides.iter().flatten().enumerate() {
+            let name = c.name.as_deref().unwrap_or("");
+            let known =
+                td.container_definitions.iter().flatten().any(|d| d.name.as_deref() == Some(name));
+            if !known {
+                return Err(error::invalid(format!(
+                    "overrides.containerOverrides[{i}].name: '{name}' is not a container in the task definition."
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves what RunTask / StartTask asked to launch and places it.
+    async fn launch(
+        &self,
+        cluster: &str,
+        l: &Launch<'_>,
+        count: u32,
+        only: Option<&[String]>,
+        client_token: Option<&str>,
+    ) -> Result<(Vec<Task>, Vec<Failure>), AwsError> {
+        let rec = self.task_definitions.runnable(l.task_definition).await?;
+        let td = &rec.task_definition;
+        Self::validate_overrides(td, l.overrides)?;
+        let constraints = berth_scheduler::wire::constraints(
+            l.constraints,
+            td.placement_constraints.as_deref().unwrap_or(&[]),
+        )
+        .map_err(field_error)?;
+        let group = l
+            .group
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("family:{}", td.family.clone().unwrap_or_default()));
+        let request = PlacementRequest {
+            count,
+            requirements: berth_scheduler::task_requirements(td, l.overrides),
+            group,
+            constraints,
+            strategies: l.strategies.clone(),
+            seed: uuid::Uuid::new_v4().as_u64_pair().0,
+        };
+        let job = Job {
+            spec: NewTask {
+                cluster,
+                td,
+                overrides: l.overrides,
+                requirements: &request.requirements,
+                started_by: l.started_by,
+                group: &request.group,
+                tags: l.tags,
+                service: None,
+            },
+            request: &request,
+            only,
+            client_token,
+        };
+        let placed = self.placement.place(&job).await?;
+        Ok((placed.tasks, placed.failures))
+    }
+
+    fn check_launch(
+        input_launch: Option<LaunchType>,
+        strategy: Option<&[CapacityProviderStrategyItem]>,
+    ) -> Result<(), AwsError> {
+        if let Some(items) = strategy.filter(|s| !s.is_empty()) {
+            if input_launch.is_some() {
+                return Err(error::invalid(
+                    "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
+                ));
+            }
+            berth_scheduler::wire::capacity_provider_strategy(items).map_err(field_error)?;
+            let names: Vec<&str> =
+                items.iter().filter_map(|i| i.capacity_provider.as_deref()).collect();
+            return Err(error::invalid(format!(
+                "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster ({}). Berth does not implement capacity providers yet, so none can be associated: omit capacityProviderStrategy or use --launch-type EC2.",
+                names.join(", ")
+            )));
+        }
+        match input_launch {
+            None | Some(LaunchType::Ec2) | Some(LaunchType::External) => Ok(()),
+            Some(other) => Err(ErrorCode::UnsupportedFeatureException.with(format!(
+                "launchType {other} is not supported by Berth yet; use EC2 (tasks run on the registered container instances)."
+            ))),
+        }
+    }
+}
+
+impl TasksApi<RequestContext> for Tasks {
+    async fn update_task_protection(
+        &self,
+        _ctx: &RequestContext,
+        input: UpdateTaskProtectionRequest,
+    ) -> Result<UpdateTaskProtectionResponse, AwsError> {
+        self.update_protection(input).await
+    }
+
+    async fn get_task_protection(
+        &self,
+        _ctx: &RequestContext,
+        input: GetTaskProtectionRequest,
+    ) -> Result<GetTaskProtectionResponse, AwsError> {
+        self.get_protection(input).await
+    }
+
+    async fn run_task(
+        &self,
+        _ctx: &RequestContext,
+        input: RunTaskRequest,
+    ) -> Result<RunTaskResponse, AwsError> {
+        let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
+        Self::check_launch(input.launch_type, input.capacity_provider_strategy.as_deref())?;
+        let strategies =
+            berth_scheduler::wire::strategies(input.placement_strategy.as_deref().unwrap_or(&[]))
+                .map_err(field_error)?;
+        let count = input.count.unwrap_or(1);
+        if !(1..=10).contains(&count) {
+            return Err(error::invalid(format!("count must be between 1 and 10; got {count}.")));
+        }
+        if let Some(t) = &input.client_token
+            && (t.is_empty() || t.len() > 64)
+        {
+            return Err(error::invalid("clientToken must be 1-64 characters."));
+        }
+        if input.started_by.as_ref().is_some_and(|s| s.len() > 128) {
+            return Err(error::invalid("startedBy must be at most 128 characters."));
+        }
+        let task_tags = input.tags.clone().unwrap_or_default();
+        tags::validate(&task_tags, "tags").map_err(error::model)?;
+        if let Some(token) = &input.client_token
+            && let Some(done) = self.placement.tasks_for_token(&cluster, token).await?
+        {
+            return Ok(RunTaskResponse { tasks: Some(done), failures: Some(vec![]) });
+        }
+        let launch = Launch {
+            task_definition: input.task_definition.as_deref().unwrap_or(""),
+            overrides: input.overrides.as_ref(),
+            started_by: input.started_by.as_deref(),
+            group: input.group.as_deref(),
+            tags: &task_tags,
+            constraints: input.placement_constraints.as_deref().unwrap_or(&[]),
+            strategies,
+        };
+        let (tasks, failures) = self
+            .launch(&cluster, &launch, count as u32, None, input.client_token.as_deref())
+            .await?;
+        Ok(RunTaskResponse { tasks: Some(tasks), failures: Some(failures) })
+    }
+
+    async fn start_task(
+        &self,
+        _ctx: &RequestContext,
+        input: StartTaskRequest,
+    ) -> Result<StartTaskResponse, AwsError> {
+        let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
+        let instances = input.container_instances.clone().unwrap_or_default();
+        if instances.is_empty() || instances.len() > 10 {
+            return Err(error::invalid("containerInstances must name between 1 and 10 instances."));
+        }
+        let task_tags = input.tags.clone().unwrap_or_default();
+        tags::validate(&task_tags, "tags").map_err(error::model)?;
+        let launch = Launch {
+            task_definition: input.task_definition.as_deref().unwrap_or(""),
+            overrides: input.overrides.as_ref(),
+            started_by: input.started_by.as_deref(),
+            group: input.group.as_deref(),
+            tags: &task_tags,
+            constraints: &[],
+            strategies: Vec::new(),
+        };
+        let (tasks, failures) =
+            self.launch(&cluster, &launch, instances.len() as u32, Some(&instances), None).await?;
+        Ok(StartTaskResponse { tasks: Some(tasks), failures: Some(failures) })
+    }
+
+    async fn stop_task(
+        &self,
+        _ctx: &RequestContext,
+        input: StopTaskRequest,
+    ) -> Result<StopTaskResponse, AwsError> {
+        let cluster = self.core.cluster_name(input.cluster.as_deref())?;
+        let given = input.task.clone().unwrap_or_default();
+        let Some(id) = self.core.scope.child_id("task", &cluster, &given) else {
+            return Err(task_not_found(&given));
+        };
+        if input.reason.as_ref().is_some_and(|r| r.len() > 255) {
+            return Err(error::invalid("reason must be at most 255 characters."));
+        }
+        let now = self.core.now();
+        let reason = input.reason.clone().unwrap_or_else(|| "Task stopped by user".to_string());
+        let rec = self
+            .task_records
+            .update(&cluster, id, |t| {
+                if t.task.desired_status.as_deref() != Some("STOPPED") {
+                    t.task.desired_status = Some("STOPPED".into());
+                    t.task.stop_code = Some(TaskStopCode::UserInitiated);
+                    t.task.stopped_reason = Some(reason.clone());
+                    t.task.stopping_at = Some(now);
+                }
+                Ok(())
+            })
+            .await?
+            .ok_or_else(|| task_not_found(&given))?;
+        Ok(StopTaskResponse { task: Some(rec.task) })
+    }
+
+    async fn describe_tasks(
+        &self,
+        _ctx: &RequestContext,
+        input: DescribeTasksRequest,
+    ) -> Result<DescribeTasksResponse, AwsError> {
+        let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
+        let given = input.tasks.unwrap_or_default();
+        if given.is_empty() || given.len() > 100 {
+            return Err(error::invalid("tasks must name between 1 and 100 tasks."));
+        }
+        let with_tags = input.include.unwrap_or_default().contains(&TaskField::Tags);
+        let mut tasks = Vec::new();
+        let mut failures = Vec::new();
+        for g in &given {
+            let found = match self.core.scope.child_id("task", &cluster, g) {
+                Some(id) => self.task_records.get(&cluster, id).await?,
+                None => None,
+            };
+            match found {
+                Some((mut r, _)) => {
+                    if !with_tags {
+                        r.task.tags = None;
+                    }
+                    tasks.push(r.task)
+                }
+                None => failures.push(Failure {
+                    arn: Some(if g.starts_with("arn:") {
+                        g.clone()
+                    } else {
+                        self.core.scope.task_arn(&cluster, g)
+                    }),
+                    reason: Some("MISSING".into()),
+                    detail: None,
+                }),
+            }
+        }
+        Ok(DescribeTasksResponse { tasks: Some(tasks), failures: Some(failures) })
+    }
+
+    async fn list_tasks(
+        &self,
+        _ctx: &RequestContext,
+        input: ListTasksRequest,
+    ) -> Result<ListTasksResponse, AwsError> {
+        let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
+        if input.service_name.is_some() && input.started_by.is_some() {
+            return Err(error::invalid("serviceName and startedBy cannot be used together."));
+        }
+        let desired = match input.desired_status {
+            None | Some(DesiredStatus::Running) => "RUNNING",
+            Some(DesiredStatus::Stopped) => "STOPPED",
+            // Berth's tasks are desired RUNNING from creation: none is desired PENDING.
+            Some(DesiredStatus::Pending) => {
+                return Ok(ListTasksResponse { task_arns: Some(vec![]), next_token: None });
+            }
+        };
+        let instance_id = match input.container_instance.as_deref() {
+            Some(g) => Some(
+                self.core
+                    .scope
+                    .child_id("container-instance", &cluster, g)
+                    .ok_or_else(|| {
+                        error::invalid(format!("containerInstance '{g}' is not valid."))
+                    })?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let prefix = keys::tasks_by_desired_prefix(&cluster, desired);
+        let page = Page::parse(input.max_results, input.next_token.as_deref(), 100, &prefix)?;
+        let unfiltered = input.family.is_none()
+            && input.started_by.is_none()
+            && instance_id.is_none()
+            && input.service_name.is_none()
+            && input.launch_type.is_none();
+        if unfiltered {
+            let (ks, next) = page.keys(&*self.core.store, &prefix, false).await?;
+            let arns = ks
+                .iter()
+                .filter_map(|k| k.rsplit('/').next())
+                .map(|id| self.core.scope.task_arn(&cluster, id))
+                .collect();
+            return Ok(ListTasksResponse { task_arns: Some(arns), next_token: next });
+        }
+        // Filtered: walk the desired-status index in chunks, reading records, until the page
+        // is full. The token is the last index key examined.
+        let mut arns = Vec::new();
+        let mut cursor = page.after.clone();
+        let mut next = None;
+        'scan: loop {
+            let mut range = Range::prefix(&prefix).limit(256);
+            if let Some(c) = &cursor {
+                range.start = format!("{c}\u{1}");
+            }
+            let chunk = self.core.store.range(range).await.map_err(error::store)?;
+            if chunk.is_empty() {
+                break;
+            }
+            let ids: Vec<String> = chunk
+                .iter()
+                .filter_map(|r| r.key.rsplit('/').next())
+                .map(|id| keys::task(&cluster, id))
+                .collect();
+            let recs = self.core.store.get_many(&ids).await.map_err(error::store)?;
+            let by_key: BTreeMap<&str, &berth_store::Record> =
+                recs.iter().map(|r| (r.key.as_str(), r)).collect();
+            for (idx, tk) in chunk.iter().zip(&ids) {
+                cursor = Some(idx.key.clone());
+                let Some(r) = by_key.get(tk.as_str()) else { continue };
+                let t: TaskRecord =
+                    serde_json::from_slice(&r.value).map_err(|e| error::corrupt(&r.key, e))?;
+                let family_ok = input
+                    .family
+                    .as_ref()
+                    .is_none_or(|f| t.task_definition.family.as_ref() == Some(f));
+                let by_ok =
+                    input.started_by.as_ref().is_none_or(|s| t.task.started_by.as_ref() == Some(s));
+                let inst_ok = instance_id.as_ref().is_none_or(|i| &t.instance_id == i);
+                let svc_ok = input
+                    .service_name
+                    .as_ref()
+                    .is_none_or(|s| t.task.group.as_deref() == Some(&format!("service:{s}")));
+                let lt_ok = input.launch_type.is_none_or(|l| t.task.launch_type == Some(l));
+                if family_ok && by_ok && inst_ok && svc_ok && lt_ok {
+                    if arns.len() == page.limit {
+                        // One more match exists: the page ends at the previous key.
+                        next = Some(crate::pagination::token(&last_key(&arns, &cluster, &prefix)));
+                        break 'scan;
+                    }
+                    arns.push(t.id.clone());
+                }
+            }
+        }
+        let arns = arns.iter().map(|id| self.core.scope.task_arn(&cluster, id)).collect();
+        Ok(ListTasksResponse { task_arns: Some(arns), next_token: next })
+    }
+}
+
+/// The key of the last task listed (for a filtered ListTasks page's token).
+fn last_key(ids: &[String], _cluster: &str, prefix: &str) -> String {
+    format!("{prefix}{}", ids.last().map(String::as_str).unwrap_or(""))
+}

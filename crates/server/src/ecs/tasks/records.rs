@@ -1,0 +1,262 @@
+//! Task records and their indexes: the one place that creates a task record and the one
+//! read-modify-write of an existing one.
+//!
+//! Invariants kept here, in the same transaction as every change of a task's statuses:
+//! * `ecs/tasks-by-status/<cluster>/<lastStatus>/<id>` and `.../tasks-by-desired/...` hold one
+//!   key per task, under its current statuses;
+//! * `ecs/live-tasks/<cluster>/<id>` and the instance's task index
+//!   (`ecs/instance-tasks/<instance>/<id>`, valued with the last status) exist exactly while
+//!   the task is not STOPPED;
+//! * the instance's desired-state marker is rewritten whenever what its agent must do
+//!   changes (a new task, a new desired status), which wakes the agent's poll;
+//! * when a task reaches STOPPED, what it held on its instance is released
+//!   ([`crate::ecs::reservations`]) with a compare-and-set on the instance record.
+//!
+//! Statuses only move forward: callers decide with `berth_model::lifecycle`, this module
+//! keeps the indexes true to whatever the record says.
+
+use std::sync::Arc;
+
+use berth_model::keys;
+use berth_model::records::{ContainerInstanceRecord, TaskRecord};
+use berth_store::Txn;
+use berth_wire::AwsError;
+use berth_wire::ecs::*;
+
+use crate::ecs::core::Core;
+use crate::ecs::reservations;
+use crate::records;
+
+/// What a new task is made of, besides the instance it is placed on.
+#[derive(Clone, Copy)]
+pub struct NewTask<'a> {
+    pub cluster: &'a str,
+    pub td: &'a TaskDefinition,
+    pub overrides: Option<&'a TaskOverride>,
+    pub requirements: &'a berth_scheduler::TaskRequirements,
+    pub started_by: Option<&'a str>,
+    pub group: &'a str,
+    pub tags: &'a [Tag],
+    /// The service that owns the task (its task index is written with it).
+    pub service: Option<&'a str>,
+}
+
+/// Writes task records (see the module header).
+pub struct TaskRecords {
+    core: Arc<Core>,
+}
+
+impl TaskRecords {
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
+    /// One task's record and revision.
+    pub async fn get(
+        &self,
+        cluster: &str,
+        id: &str,
+    ) -> Result<Option<(TaskRecord, u64)>, AwsError> {
+        records::get(&*self.core.store, &keys::task(cluster, id)).await
+    }
+
+    /// A new task record for `spec` on `instance` (not yet stored).
+    pub fn build(&self, instance: &ContainerInstanceRecord, spec: &NewTask<'_>) -> TaskRecord {
+        let NewTask {
+            cluster,
+            td,
+            overrides,
+            requirements: req,
+            started_by,
+            group,
+            tags: task_tags,
+            ..
+        } = *spec;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let task_arn = self.core.scope.task_arn(cluster, &id);
+        let now = self.core.now();
+        let containers =
+            td.container_definitions
+                .iter()
+                .flatten()
+                .map(|d| {
+                    let name = d.name.clone().unwrap_or_default();
+                    let o = overrides.and_then(|o| o.container_overrides.as_ref()).and_then(|cs| {
+                        cs.iter().find(|c| c.name.as_deref() == Some(name.as_str()))
+                    });
+                    Container {
+                        container_arn: Some(self.core.scope.ecs_arn(&format!(
+                            "container/{cluster}/{id}/{}",
+                            uuid::Uuid::new_v4()
+                        ))),
+                        task_arn: Some(task_arn.clone()),
+                        name: Some(name),
+                        image: d.image.clone(),
+                        last_status: Some("PENDING".into()),
+                        network_interfaces: Some(vec![]),
+                        health_status: d.health_check.as_ref().map(|_| HealthStatus::Unknown),
+                        cpu: Some(o.and_then(|o| o.cpu).or(d.cpu).unwrap_or(0).to_string()),
+                        memory: o.and_then(|o| o.memory).or(d.memory).map(|m| m.to_string()),
+                        memory_reservation: o
+                            .and_then(|o| o.memory_reservation)
+                            .or(d.memory_reservation)
+                            .map(|m| m.to_string()),
+                        ..Default::default()
+                    }
+                })
+                .collect();
+        let az = instance
+            .attributes
+            .iter()
+            .find(|a| a.name.as_deref() == Some("ecs.availability-zone"))
+            .and_then(|a| a.value.clone());
+        let arch = instance
+            .attributes
+            .iter()
+            .find(|a| a.name.as_deref() == Some("ecs.cpu-architecture"))
+            .and_then(|a| a.value.clone());
+        let task = Task {
+            task_arn: Some(task_arn),
+            cluster_arn: Some(self.core.scope.cluster_arn(cluster)),
+            task_definition_arn: td.task_definition_arn.clone(),
+            container_instance_arn: Some(instance.arn.clone()),
+            overrides: Some(overrides.cloned().unwrap_or(TaskOverride {
+                container_overrides: Some(vec![]),
+                inference_accelerator_overrides: Some(vec![]),
+                ..Default::default()
+            })),
+            last_status: Some("PENDING".into()),
+            desired_status: Some("RUNNING".into()),
+            cpu: Some(req.cpu.to_string()),
+            memory: Some(req.memory_mib.to_string()),
+            containers: Some(containers),
+            started_by: started_by.map(str::to_string),
+            group: Some(group.to_string()),
+            launch_type: Some(LaunchType::Ec2),
+            created_at: Some(now),
+            version: Some(1),
+            tags: Some(task_tags.to_vec()),
+            health_status: Some(HealthStatus::Unknown),
+            availability_zone: az,
+            attributes: arch.map(|a| {
+                vec![Attribute {
+                    name: Some("ecs.cpu-architecture".into()),
+                    value: Some(a),
+                    ..Default::default()
+                }]
+            }),
+            attachments: Some(vec![]),
+            enable_execute_command: Some(false),
+            ..Default::default()
+        };
+        TaskRecord {
+            id,
+            cluster: cluster.to_string(),
+            instance_id: instance.id.clone(),
+            task,
+            task_definition: td.clone(),
+            reserved_cpu: req.cpu,
+            reserved_memory_mib: req.memory_mib,
+            reserved_ports_tcp: req.host_ports_tcp.clone(),
+            reserved_ports_udp: req.host_ports_udp.clone(),
+            protected_until: None,
+            report_mark: None,
+        }
+    }
+
+    /// Adds to `txn` the writes that store a new task placed on its instance: the record,
+    /// its indexes and, for a service's task, the service's task index. The caller writes the
+    /// instance record with the task reserved ([`reservations::reserve`]) and its marker.
+    pub fn insert(txn: Txn, rec: &TaskRecord, spec: &NewTask<'_>) -> Txn {
+        let (cluster, id) = (rec.cluster.as_str(), rec.id.as_str());
+        let mut txn = txn
+            .put(keys::task(cluster, id), records::encode(rec))
+            .put(keys::live_task(cluster, id), Vec::new())
+            .put(keys::task_by_status(cluster, "PENDING", id), Vec::new())
+            .put(keys::task_by_desired(cluster, "RUNNING", id), Vec::new())
+            .put(keys::instance_task(&rec.instance_id, id), b"PENDING".to_vec());
+        if let Some(svc) = spec.service {
+            let idx = berth_model::service::ServiceTaskIndex {
+                deployment: spec.started_by.unwrap_or_default().to_string(),
+                healthy: false,
+            };
+            txn = txn.put(keys::service_task(cluster, svc, id), records::encode(&idx));
+        }
+        txn
+    }
+
+    /// Adds to `txn` the index writes that follow a task from `before` to `after` (the
+    /// record itself and the instance's reservations are the caller's).
+    pub fn reindex(mut txn: Txn, before: &TaskRecord, after: &TaskRecord) -> Txn {
+        let (cluster, id, instance) = (&after.cluster, &after.id, &after.instance_id);
+        let old_last = before.task.last_status.as_deref().unwrap_or_default();
+        let new_last = after.task.last_status.as_deref().unwrap_or_default();
+        let old_desired = before.task.desired_status.as_deref().unwrap_or_default();
+        let new_desired = after.task.desired_status.as_deref().unwrap_or_default();
+        if old_last != new_last {
+            txn = txn
+                .delete(keys::task_by_status(cluster, old_last, id))
+                .put(keys::task_by_status(cluster, new_last, id), Vec::new());
+        }
+        if old_desired != new_desired {
+            txn = txn
+                .delete(keys::task_by_desired(cluster, old_desired, id))
+                .put(keys::task_by_desired(cluster, new_desired, id), Vec::new())
+                .put(keys::instance_desired(instance), Vec::new());
+        }
+        if new_last == "STOPPED" && old_last != "STOPPED" {
+            txn = txn
+                .delete(keys::live_task(cluster, id))
+                .delete(keys::instance_task(instance, id))
+                .put(keys::instance_desired(instance), Vec::new());
+        } else if old_last != new_last && new_last != "STOPPED" {
+            txn = txn.put(keys::instance_task(instance, id), new_last.as_bytes().to_vec());
+        }
+        txn
+    }
+
+    /// Read-modify-write of one task with compare-and-set, keeping every index and the
+    /// instance's reserved resources in step with the task's statuses. `f` edits the record
+    /// or refuses; an unchanged record is not written. `Ok(None)`: no such task.
+    pub async fn update(
+        &self,
+        cluster: &str,
+        task_id: &str,
+        mut f: impl FnMut(&mut TaskRecord) -> Result<(), AwsError>,
+    ) -> Result<Option<TaskRecord>, AwsError> {
+        let key = keys::task(cluster, task_id);
+        let store = &*self.core.store;
+        let mut cas = records::Cas::new(store, format!("task {task_id}"));
+        let done = 'cas: loop {
+            cas.attempt().await?;
+            let Some((before, rev)) = records::get::<TaskRecord>(store, &key).await? else {
+                break 'cas None;
+            };
+            let mut after = before.clone();
+            f(&mut after)?;
+            if after == before {
+                break 'cas Some(after);
+            }
+            after.task.version = Some(before.task.version.unwrap_or(0) + 1);
+            let mut txn =
+                Txn::new().when(key.clone(), rev).put(key.clone(), records::encode(&after));
+            txn = Self::reindex(txn, &before, &after);
+            let stopped_now = after.task.last_status.as_deref() == Some("STOPPED")
+                && before.task.last_status.as_deref() != Some("STOPPED");
+            if stopped_now {
+                // Release what the task held on its instance (if the instance still exists).
+                let ikey = keys::container_instance(cluster, &after.instance_id);
+                if let Some((mut inst, irev)) =
+                    records::get::<ContainerInstanceRecord>(store, &ikey).await?
+                {
+                    reservations::release(&mut inst, &after);
+                    txn = txn.when(ikey.clone(), irev).put(ikey, records::encode(&inst));
+                }
+            }
+            if cas.commit(txn).await? {
+                break 'cas Some(after);
+            }
+        };
+        Ok(done)
+    }
+}
