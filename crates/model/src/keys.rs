@@ -115,7 +115,7 @@ pub const BOOTSTRAP_ADMIN_KEY: &str = "iam/bootstrap-admin-key";
 /// `ecs/instances/<cluster>/<id>`: a registered container instance (ACTIVE or DRAINING).
 /// (Its prefix, [`cluster_instances_prefix`], is what cluster counts and DeleteCluster read.)
 pub fn container_instance(cluster: &str, id: &str) -> String {
-    format!("ecs/instances/{cluster}/{id}")
+    format!("{INSTANCES}{cluster}/{id}")
 }
 /// `ecs/instances-inactive/<cluster>/<id>`: a deregistered instance, still describable.
 pub fn inactive_container_instance(cluster: &str, id: &str) -> String {
@@ -124,8 +124,29 @@ pub fn inactive_container_instance(cluster: &str, id: &str) -> String {
 /// `ecs/instance-heartbeat/<id>`: when the instance's agent last polled (written by polls
 /// only, so heartbeats never contend with placements on the instance record).
 pub fn instance_heartbeat(id: &str) -> String {
-    format!("ecs/instance-heartbeat/{id}")
+    format!("{INSTANCE_HEARTBEATS}{id}")
 }
+/// Prefix of every heartbeat key.
+pub const INSTANCE_HEARTBEATS: &str = "ecs/instance-heartbeat/";
+/// Prefix of every instance's task index.
+pub const INSTANCE_TASKS: &str = "ecs/instance-tasks/";
+/// Prefix of every live instance record.
+pub const INSTANCES: &str = "ecs/instances/";
+
+/// `(cluster, id)` of a live instance record's key.
+pub fn parse_container_instance_key(key: &str) -> Option<(&str, &str)> {
+    let (cluster, id) = key.strip_prefix(INSTANCES)?.split_once('/')?;
+    (!id.contains('/')).then_some((cluster, id))
+}
+/// The instance id of a heartbeat key.
+pub fn parse_instance_heartbeat_key(key: &str) -> Option<&str> {
+    key.strip_prefix(INSTANCE_HEARTBEATS)
+}
+/// `(instance id, task id)` of an instance task index key.
+pub fn parse_instance_task_key(key: &str) -> Option<(&str, &str)> {
+    key.strip_prefix(INSTANCE_TASKS)?.split_once('/')
+}
+
 /// `ecs/instance-desired/<id>`: written (empty) in every transaction that changes the desired
 /// state of a task on the instance; its `mod_revision` is the agent channel's `version`.
 pub fn instance_desired(id: &str) -> String {
@@ -134,7 +155,7 @@ pub fn instance_desired(id: &str) -> String {
 /// `ecs/instance-tasks/<instance id>/<task id>`: the tasks placed on an instance that are not
 /// yet STOPPED; the value is the task's last status.
 pub fn instance_task(instance_id: &str, task_id: &str) -> String {
-    format!("ecs/instance-tasks/{instance_id}/{task_id}")
+    format!("{INSTANCE_TASKS}{instance_id}/{task_id}")
 }
 /// Prefix of [`instance_task`] for one instance.
 pub fn instance_tasks_prefix(instance_id: &str) -> String {
@@ -198,5 +219,14 @@ mod tests {
         assert_eq!(task_definition_family_of(&idx), Some("web_x"));
         assert_eq!(task_definition_family_of(&task_definition_family("web")), None);
         assert_eq!(task_definition_family_of(&cluster("web")), None);
+    }
+
+    #[test]
+    fn instance_keys_parse_back() {
+        assert_eq!(parse_container_instance_key(&container_instance("c", "i1")), Some(("c", "i1")));
+        assert_eq!(parse_container_instance_key(&inactive_container_instance("c", "i1")), None);
+        assert_eq!(parse_instance_heartbeat_key(&instance_heartbeat("i1")), Some("i1"));
+        assert_eq!(parse_instance_task_key(&instance_task("i1", "t1")), Some(("i1", "t1")));
+        assert_eq!(parse_instance_task_key(&instance_desired("i1")), None);
     }
 }

@@ -1,6 +1,6 @@
 //! Task placement as a pure function, Nomad-style: a snapshot of a cluster's container
 //! instances and a [`PlacementRequest`] in, a [`Plan`] out. [`task_requirements`] derives what
-//! one task needs from its task definition and overrides; [`wire`] turns ECS's
+//! one task needs from its task definition and overrides; [`ecs_input`] turns ECS's
 //! `placementConstraints` / `placementStrategy` members into [`Constraint`]s and
 //! [`Strategy`]s with field-named errors; [`query`] is ECS's cluster query language;
 //! [`capacity`] splits a count of tasks across a capacity provider strategy.
@@ -80,11 +80,15 @@
 #![forbid(unsafe_code)]
 
 pub mod capacity;
+pub mod ecs_input;
 pub mod query;
 pub mod reference;
 mod requirements;
+mod rules;
 mod state;
-pub mod wire;
+
+/// [`ecs_input`] under its former name, which callers still use.
+pub use ecs_input as wire;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

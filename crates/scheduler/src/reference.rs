@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use crate::state::{Needs, constraint_refusal, consume_snapshot, random_key, resource_refusal};
+use crate::rules::{Needs, constraint_refusal, consume_snapshot, random_key, resource_refusal};
 use crate::{
     BinpackField, InstanceSnapshot, InstanceStatus, MAX_STRATEGIES, Placement, PlacementError,
     PlacementFailure, PlacementRequest, Plan, SpreadField, Strategy,

@@ -297,3 +297,45 @@ fn instance_status_strings() {
     }
     assert!("active".parse::<InstanceStatus>().is_err());
 }
+
+#[test]
+fn set_instance_plans_as_a_fresh_state_would() {
+    let spread = PlacementRequest {
+        strategies: vec![
+            Strategy::Spread(SpreadField::Attribute("zone".into())),
+            Strategy::Binpack(BinpackField::Memory),
+        ],
+        ..req(3, 128, 256)
+    };
+    let snaps: Vec<InstanceSnapshot> = (0..6)
+        .map(|i| {
+            inst(&format!("i{i}"), 1024, 2048)
+                .with_attribute("zone", Some(if i % 2 == 0 { "a" } else { "b" }))
+        })
+        .collect();
+    let mut state = ClusterState::new(snaps.clone());
+    state.place(&spread).unwrap(); // builds the views and partitions, consumes
+    let mut changed = state.instances().to_vec();
+    // A task stopped on i0 (resources back), i3 drained, i4's agent disconnected, and i5's
+    // RUNNING count went up (the one change that keeps the indexes).
+    changed[0].remaining = Resources { cpu: 1024, memory_mib: 2048 };
+    changed[3].status = InstanceStatus::Draining;
+    changed[4].agent_connected = false;
+    changed[5].running_tasks_count += 2;
+    for (i, s) in changed.iter().enumerate() {
+        state.set_instance(i, s.clone());
+    }
+    assert_eq!(state.instances(), &changed[..]);
+    let mut fresh = ClusterState::new(changed.clone());
+    for _ in 0..4 {
+        assert_eq!(state.place(&spread), fresh.place(&spread));
+    }
+    let mut drained = state.instances().to_vec();
+    for s in &mut drained {
+        s.status = InstanceStatus::Draining;
+    }
+    for (i, s) in drained.into_iter().enumerate() {
+        state.set_instance(i, s);
+    }
+    assert!(matches!(state.place(&spread), Err(PlacementError::NoContainerInstances)));
+}

@@ -3,7 +3,7 @@
 //! rolling-update bounds at every tick, not only the end state.
 
 use super::*;
-use berth_model::service::DeploymentRecord;
+use berth_model::service::{DeploymentRecord, failure_threshold};
 
 /// How tasks of a task definition behave in the simulated world.
 #[derive(Clone, Copy, PartialEq)]

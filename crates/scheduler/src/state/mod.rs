@@ -10,13 +10,18 @@
 //!   (any status) with that value, so spread keys agree with [`crate::reference`].
 //! * Placement only ever consumes: remaining resources go down, port sets and group counts go
 //!   up. So when a task fits nowhere, every later identical task fits nowhere either.
+//!
+//! The strategies' keys and the index fast paths that pick among eligible instances live in
+//! [`strategy`]; this file keeps the indexes true.
+
+mod strategy;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use crate::rules::{Needs, constraint_refusal, consume_snapshot, resource_refusal};
 use crate::{
-    BinpackField, Constraint, Expr, InstanceSnapshot, InstanceStatus, MAX_STRATEGIES, Placement,
-    PlacementError, PlacementFailure, PlacementRequest, Plan, SpreadField, Strategy,
-    TaskRequirements, reason,
+    Constraint, Expr, InstanceSnapshot, InstanceStatus, MAX_STRATEGIES, Placement, PlacementError,
+    PlacementFailure, PlacementRequest, Plan, SpreadField, Strategy,
 };
 
 /// A cluster snapshot that [`ClusterState::place`] consumes as it places tasks. Build it once
@@ -51,96 +56,6 @@ struct Partition {
     counts: HashMap<String, Vec<u32>>,
 }
 
-/// A task's needs, normalised once per request.
-pub(crate) struct Needs<'r> {
-    pub cpu: i64,
-    pub memory_mib: i64,
-    pub tcp: Vec<u16>,
-    pub udp: Vec<u16>,
-    pub attributes: &'r [String],
-}
-
-impl<'r> Needs<'r> {
-    pub(crate) fn new(r: &'r TaskRequirements) -> Self {
-        let set = |v: &[u16]| -> Vec<u16> {
-            let s: BTreeSet<u16> = v.iter().copied().collect();
-            s.into_iter().collect()
-        };
-        Self {
-            cpu: r.cpu.max(0),
-            memory_mib: r.memory_mib.max(0),
-            tcp: set(&r.host_ports_tcp),
-            udp: set(&r.host_ports_udp),
-            attributes: &r.required_attributes,
-        }
-    }
-
-    fn of(&self, f: BinpackField) -> i64 {
-        match f {
-            BinpackField::Cpu => self.cpu,
-            BinpackField::Memory => self.memory_mib,
-        }
-    }
-}
-
-/// The first reason `s` refuses a task before constraints: agent, attributes, resources.
-pub(crate) fn resource_refusal(s: &InstanceSnapshot, n: &Needs<'_>) -> Option<&'static str> {
-    if !s.agent_connected {
-        return Some(reason::AGENT);
-    }
-    if !n.attributes.iter().all(|a| s.attributes.contains_key(a)) {
-        return Some(reason::ATTRIBUTE);
-    }
-    if n.cpu > s.remaining.cpu {
-        return Some(reason::RESOURCE_CPU);
-    }
-    if n.memory_mib > s.remaining.memory_mib {
-        return Some(reason::RESOURCE_MEMORY);
-    }
-    if n.tcp.iter().any(|p| s.used_ports_tcp.contains(p)) {
-        return Some(reason::RESOURCE_PORTS);
-    }
-    if n.udp.iter().any(|p| s.used_ports_udp.contains(p)) {
-        return Some(reason::RESOURCE_PORTS_UDP);
-    }
-    None
-}
-
-/// The reason constraint `c` refuses `s` for a task of `group`, if it does.
-pub(crate) fn constraint_refusal(
-    s: &InstanceSnapshot,
-    c: &Constraint,
-    group: &str,
-) -> Option<&'static str> {
-    match c {
-        Constraint::MemberOf { expression } => (!expression.eval(s)).then_some(reason::MEMBER_OF),
-        Constraint::DistinctInstance => (s.task_groups.get(group).copied().unwrap_or(0) > 0)
-            .then_some(reason::DISTINCT_INSTANCE),
-    }
-}
-
-/// Takes a task from `s`.
-pub(crate) fn consume_snapshot(s: &mut InstanceSnapshot, n: &Needs<'_>, group: &str) {
-    s.remaining.cpu -= n.cpu;
-    s.remaining.memory_mib -= n.memory_mib;
-    s.used_ports_tcp.extend(&n.tcp);
-    s.used_ports_udp.extend(&n.udp);
-    *s.task_groups.entry(group.to_string()).or_default() += 1;
-}
-
-/// The `random` strategy's key: a splitmix64 hash of (seed, task index, instance position).
-pub(crate) fn random_key(seed: u64, task_index: u32, slot: u32) -> i64 {
-    let mut z = seed
-        ^ (u64::from(task_index)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (u64::from(slot)).wrapping_mul(0xD1B5_4A32_D192_ED03);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ((z ^ (z >> 31)) >> 1) as i64
-}
-
-/// A key tuple: one entry per strategy (unused entries 0), compared lexicographically.
-type Key = [i64; MAX_STRATEGIES];
-
 /// One request, resolved against the state.
 struct Ctx<'r> {
     needs: Needs<'r>,
@@ -173,6 +88,33 @@ impl ClusterState {
     /// The instances as placement has left them.
     pub fn instances(&self) -> &[InstanceSnapshot] {
         &self.slots
+    }
+
+    /// Replaces the snapshot in slot `i`: an instance whose record or liveness changed outside
+    /// placement (a task stopped, the agent reconnected, an attribute was put). The indexes
+    /// are kept when only `running_tasks_count` changed (it is read per candidate, never
+    /// indexed); otherwise they are rebuilt by the next placement. Plans afterwards are those
+    /// of a state built anew from the same snapshots.
+    pub fn set_instance(&mut self, i: usize, snapshot: InstanceSnapshot) {
+        let old = &self.slots[i];
+        let only_count = old.running_tasks_count != snapshot.running_tasks_count && {
+            let mut same = old.clone();
+            same.running_tasks_count = snapshot.running_tasks_count;
+            same == snapshot
+        };
+        if *old == snapshot {
+            return;
+        }
+        if old.status == InstanceStatus::Active {
+            self.active -= 1;
+        }
+        if snapshot.status == InstanceStatus::Active {
+            self.active += 1;
+        }
+        self.slots[i] = snapshot;
+        if !only_count {
+            self.views.clear();
+        }
     }
 
     /// Places `req.count` tasks and applies the plan to this state (see the crate docs).
@@ -309,126 +251,6 @@ impl ClusterState {
         resource_refusal(s, &ctx.needs).is_none()
             && ctx.dynamic.iter().all(|e| e.eval(s))
             && !(ctx.distinct && s.task_groups.get(ctx.group).copied().unwrap_or(0) > 0)
-    }
-
-    /// Slot `i`'s key under `strategies`.
-    fn key(&self, i: u32, strategies: &[Strategy], view: &View, ctx: &Ctx<'_>, ti: u32) -> Key {
-        let s = &self.slots[i as usize];
-        let mut k = [0i64; MAX_STRATEGIES];
-        for (slot, st) in k.iter_mut().zip(strategies) {
-            *slot = match st {
-                Strategy::Binpack(BinpackField::Cpu) => s.remaining.cpu,
-                Strategy::Binpack(BinpackField::Memory) => s.remaining.memory_mib,
-                Strategy::Spread(SpreadField::InstanceId) => {
-                    i64::from(s.task_groups.get(ctx.group).copied().unwrap_or(0))
-                }
-                Strategy::Spread(SpreadField::Attribute(name)) => {
-                    let p = &view.parts[name];
-                    i64::from(p.counts[ctx.group][p.value_of[i as usize] as usize])
-                }
-                Strategy::Random => random_key(ctx.seed, ti, i),
-            };
-        }
-        k
-    }
-
-    /// The eligible slot among `cands` with the smallest (key, position).
-    fn best_of(
-        &self,
-        cands: impl Iterator<Item = u32>,
-        strategies: &[Strategy],
-        view: &View,
-        ctx: &Ctx<'_>,
-        ti: u32,
-    ) -> Option<u32> {
-        let mut best: Option<(Key, u32)> = None;
-        for i in cands {
-            if !self.fits(i, ctx) {
-                continue;
-            }
-            let k = (self.key(i, strategies, view, ctx, ti), i);
-            if best.is_none_or(|b| k < b) {
-                best = Some(k);
-            }
-        }
-        best.map(|(_, i)| i)
-    }
-
-    /// The slot task `ti` goes to, if any takes it.
-    fn choose(&self, ctx: &Ctx<'_>, ti: u32) -> Option<u32> {
-        let view = &self.views[&ctx.view];
-        let strategies = ctx.strategies;
-        if !self.indexed {
-            let all = (0..self.slots.len() as u32).filter(|&i| {
-                let s = &self.slots[i as usize];
-                s.status == InstanceStatus::Active && ctx.statics.iter().all(|e| e.eval(s))
-            });
-            return self.best_of(all, strategies, view, ctx, ti);
-        }
-        match strategies.first() {
-            None => view.members.iter().copied().find(|&i| self.fits(i, ctx)),
-            Some(Strategy::Binpack(f)) => {
-                let index = match f {
-                    BinpackField::Cpu => &view.cpu,
-                    BinpackField::Memory => &view.mem,
-                };
-                let mut it = index.range((ctx.needs.of(*f), 0)..);
-                let &(tier, first) = it.by_ref().find(|&&(_, i)| self.fits(i, ctx))?;
-                let rest = &strategies[1..];
-                if rest.is_empty() {
-                    return Some(first);
-                }
-                // Break the tie among the slots with the same remaining amount.
-                let tied = std::iter::once(first)
-                    .chain(it.take_while(|&&(v, _)| v == tier).map(|&(_, i)| i));
-                self.best_of(tied, rest, view, ctx, ti)
-            }
-            Some(Strategy::Spread(SpreadField::Attribute(name))) => {
-                let p = &view.parts[name];
-                let counts = &p.counts[ctx.group];
-                let mut values: Vec<u32> = (0..p.members.len() as u32)
-                    .filter(|&v| !p.members[v as usize].is_empty())
-                    .collect();
-                values.sort_unstable_by_key(|&v| (counts[v as usize], v));
-                let rest = &strategies[1..];
-                for tier in values.chunk_by(|a, b| counts[*a as usize] == counts[*b as usize]) {
-                    let pick = match rest {
-                        [] => tier
-                            .iter()
-                            .filter_map(|&v| {
-                                p.members[v as usize].iter().copied().find(|&i| self.fits(i, ctx))
-                            })
-                            .min(),
-                        [Strategy::Binpack(f)] => tier
-                            .iter()
-                            .filter_map(|&v| {
-                                let index = match f {
-                                    BinpackField::Cpu => &p.cpu[v as usize],
-                                    BinpackField::Memory => &p.mem[v as usize],
-                                };
-                                index
-                                    .range((ctx.needs.of(*f), 0)..)
-                                    .find(|&&(_, i)| self.fits(i, ctx))
-                                    .copied()
-                            })
-                            .min()
-                            .map(|(_, i)| i),
-                        _ => self.best_of(
-                            tier.iter().flat_map(|&v| p.members[v as usize].iter().copied()),
-                            rest,
-                            view,
-                            ctx,
-                            ti,
-                        ),
-                    };
-                    if pick.is_some() {
-                        return pick;
-                    }
-                }
-                None
-            }
-            Some(_) => self.best_of(view.members.iter().copied(), strategies, view, ctx, ti),
-        }
     }
 
     /// Gives slot `i` one task of the request, keeping every index true.
