@@ -57,6 +57,8 @@ pub struct ServerConfig {
     /// A service task without container health checks counts as healthy after running this
     /// long (ECS: 40 seconds).
     pub service_settle: std::time::Duration,
+    /// A STOPPED task stays describable this long, then is removed (ECS: at least an hour).
+    pub stopped_task_retention: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -72,6 +74,7 @@ impl ServerConfig {
             agent_timeout: std::time::Duration::from_secs(45),
             instance_lost_after: std::time::Duration::from_secs(120),
             service_settle: std::time::Duration::from_secs(40),
+            stopped_task_retention: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -174,10 +177,14 @@ impl Server {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let app = self.app.clone();
         let controller = tokio::spawn(async move { app.ecs.service_controller.run(stop_rx).await });
+        let app = self.app.clone();
+        let stop_rx = stop_tx.subscribe();
+        let retention = tokio::spawn(async move { app.ecs.retention.run(stop_rx).await });
         let router = protocol::router(self.app);
         let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
         let _ = stop_tx.send(true);
         let _ = controller.await;
+        let _ = retention.await;
         served
     }
 }
@@ -190,6 +197,7 @@ fn timing(config: &ServerConfig) -> ecs::core::Timing {
         agent_heartbeat_secs: (config.agent_timeout.as_secs() / 3).clamp(1, 60) as u32,
         instance_lost_after_secs: config.instance_lost_after.as_secs_f64(),
         service_settle_secs: config.service_settle.as_secs_f64(),
+        stopped_task_retention_secs: config.stopped_task_retention.as_secs_f64(),
     }
 }
 

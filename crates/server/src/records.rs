@@ -104,6 +104,14 @@ impl<'a> Cas<'a> {
     pub async fn commit(&self, txn: Txn) -> Result<bool, AwsError> {
         commit(self.store, txn).await
     }
+
+    /// [`Self::commit`], answering the revision the transaction committed at.
+    pub async fn commit_at(&self, txn: Txn) -> Result<Option<Revision>, AwsError> {
+        match self.store.txn(txn).await.map_err(error::store)? {
+            TxnOutcome::Committed { revision } => Ok(Some(revision)),
+            TxnOutcome::Conflict { .. } => Ok(None),
+        }
+    }
 }
 
 /// The pause before retry `n` (1-based): none for the first retry (a lost race is usually

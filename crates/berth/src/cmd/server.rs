@@ -37,6 +37,10 @@ pub struct Args {
     /// many seconds (ECS waits 40).
     #[arg(long, default_value_t = 40)]
     pub service_settle_secs: u64,
+    /// A STOPPED task stays describable this many seconds, then is removed (ECS keeps them
+    /// at least an hour).
+    #[arg(long, default_value_t = 3600)]
+    pub stopped_task_retention_secs: u64,
 }
 
 pub fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -61,6 +65,8 @@ impl Args {
         config.agent_timeout = std::time::Duration::from_secs(self.agent_timeout_secs);
         config.instance_lost_after = std::time::Duration::from_secs(self.instance_lost_after_secs);
         config.service_settle = std::time::Duration::from_secs(self.service_settle_secs);
+        config.stopped_task_retention =
+            std::time::Duration::from_secs(self.stopped_task_retention_secs);
         Ok(config)
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Contract: a poll answers as soon as the instance's desired-state marker
 //! (`ecs/instance-desired/<id>`) is newer than the version the agent has seen, or when the
-//! wait it asked for (at most `MAX_WAIT_SECONDS`) runs out. Writers of anything an agent
+//! wait it asked for runs out (at most `MAX_WAIT_SECONDS`, and never longer than the
+//! heartbeat interval, a third of the agent timeout: each poll records the heartbeat). Writers of anything an agent
 //! must act on rewrite the marker in the same transaction, and the poll wakes on every store
 //! commit, so nothing depends on a message being delivered: a lost answer is repeated by
 //! the next poll.
@@ -96,7 +97,11 @@ impl AgentChannel {
         };
         let id = id.to_string();
         let heartbeat = self.core.timing.agent_heartbeat_secs;
-        let wait = std::time::Duration::from_secs(u64::from(req.wait_seconds)).min(MAX_POLL_WAIT);
+        // A poll is the heartbeat: it is never held longer than the heartbeat interval (a
+        // third of the agent timeout), so an idle agent never looks disconnected.
+        let wait = std::time::Duration::from_secs(u64::from(req.wait_seconds))
+            .min(MAX_POLL_WAIT)
+            .min(std::time::Duration::from_secs(u64::from(heartbeat)));
         let deadline = tokio::time::Instant::now() + wait;
         let mut watch = self.core.store.watch();
         let mut beat = true;

@@ -32,6 +32,8 @@ pub struct Timing {
     pub instance_lost_after_secs: f64,
     /// How long (seconds) a service task without health checks must run to count as healthy.
     pub service_settle_secs: f64,
+    /// How long (seconds) a STOPPED task stays describable.
+    pub stopped_task_retention_secs: f64,
 }
 
 impl Default for Timing {
@@ -41,6 +43,7 @@ impl Default for Timing {
             agent_heartbeat_secs: 15,
             instance_lost_after_secs: 120.0,
             service_settle_secs: 40.0,
+            stopped_task_retention_secs: 3600.0,
         }
     }
 }

@@ -16,6 +16,7 @@
 //! | `agent_channel`        | [`AgentChannel`]     | the agents' poll and report endpoints                |
 //! | `placement`            | [`Placement`]        | RunTask, StartTask and the service controller place here |
 //! | `services::controller` | [`ServiceController`]| the service scheduler's executor                     |
+//! | `retention`            | [`retention::Retention`]| removes STOPPED tasks, tokens, deleted revisions  |
 //!
 //! Shared, not owned: [`core::Core`] (store, clock, scope, timing), task record writes with
 //! their indexes (`tasks::records`), and instance reservations (`reservations`). Every other
@@ -28,11 +29,14 @@ mod container_instances;
 pub mod core;
 mod placement;
 mod reservations;
+pub mod retention;
 mod services;
 mod state_changes;
 mod tags;
 mod task_definitions;
 mod tasks;
+#[cfg(test)]
+mod testing;
 
 use std::sync::Arc;
 
@@ -74,6 +78,7 @@ pub struct Ecs {
     tags: Tags,
     pub agent_channel: AgentChannel,
     pub service_controller: ServiceController,
+    pub retention: retention::Retention,
 }
 
 impl Ecs {
@@ -84,12 +89,8 @@ impl Ecs {
         let task_records = Arc::new(TaskRecords::new(core.clone()));
         let container_instances =
             Arc::new(ContainerInstances::new(core.clone(), clusters.clone(), task_records.clone()));
-        let placement = Arc::new(Placement::new(
-            core.clone(),
-            clusters.clone(),
-            container_instances.clone(),
-            task_records.clone(),
-        ));
+        let placement =
+            Arc::new(Placement::new(core.clone(), clusters.clone(), task_records.clone()));
         let tasks = Arc::new(Tasks::new(
             core.clone(),
             clusters.clone(),
@@ -113,9 +114,9 @@ impl Ecs {
                 services.clone(),
             ),
             agent_channel: AgentChannel::new(core.clone(), state_changes.clone()),
+            retention: retention::Retention::new(core.clone(), task_definitions.clone()),
             service_controller: ServiceController::new(
                 core.clone(),
-                container_instances.clone(),
                 task_definitions.clone(),
                 task_records,
                 placement,

@@ -21,6 +21,7 @@ use berth_store::{Range, Txn};
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
+pub(crate) use self::view::snapshot_of;
 use self::view::{DEFAULT_RESERVED_PORTS, instance_not_found, ports_resource, resource};
 use super::RequestContext;
 use super::clusters::Clusters;

@@ -174,39 +174,51 @@ impl ContainerInstances {
         records::decode_all(recs)
     }
 
-    /// The scheduler's view of an instance.
+    /// The scheduler's view of an instance, read from the store.
     pub(crate) async fn snapshot(
         &self,
         rec: &ContainerInstanceRecord,
     ) -> Result<InstanceSnapshot, AwsError> {
-        let mut tcp: BTreeSet<u16> = registered_ports(rec, "PORTS").into_iter().collect();
-        tcp.extend(&rec.used_ports_tcp);
-        let mut udp: BTreeSet<u16> = registered_ports(rec, "PORTS_UDP").into_iter().collect();
-        udp.extend(&rec.used_ports_udp);
-        Ok(InstanceSnapshot {
-            arn: rec.arn.clone(),
-            status: match rec.status.as_str() {
-                "ACTIVE" => InstanceStatus::Active,
-                "DRAINING" => InstanceStatus::Draining,
-                _ => InstanceStatus::Inactive,
-            },
-            agent_connected: self.agent_connected(&rec.id).await?,
-            remaining: Resources {
-                cpu: registered_int(rec, "CPU") - rec.used_cpu,
-                memory_mib: registered_int(rec, "MEMORY") - rec.used_memory_mib,
-            },
-            used_ports_tcp: tcp,
-            used_ports_udp: udp,
-            attributes: rec
-                .attributes
-                .iter()
-                .filter_map(|a| a.name.clone().map(|n| (n, a.value.clone())))
-                .collect(),
-            ec2_instance_id: Some(rec.ec2_instance_id.clone()),
-            agent_version: rec.version_info.as_ref().and_then(|v| v.agent_version.clone()),
-            registered_at_ms: Some((rec.registered_at * 1000.0) as i64),
-            running_tasks_count: self.instance_task_counts(&rec.id).await?.1.max(0) as u32,
-            task_groups: rec.task_groups.clone(),
-        })
+        let connected = self.agent_connected(&rec.id).await?;
+        let running = self.instance_task_counts(&rec.id).await?.1.max(0) as u32;
+        Ok(snapshot_of(rec, connected, running))
+    }
+}
+
+/// The scheduler's view of an instance record, given whether its agent is connected and how
+/// many of its tasks are RUNNING.
+pub(crate) fn snapshot_of(
+    rec: &ContainerInstanceRecord,
+    agent_connected: bool,
+    running_tasks_count: u32,
+) -> InstanceSnapshot {
+    let mut tcp: BTreeSet<u16> = registered_ports(rec, "PORTS").into_iter().collect();
+    tcp.extend(&rec.used_ports_tcp);
+    let mut udp: BTreeSet<u16> = registered_ports(rec, "PORTS_UDP").into_iter().collect();
+    udp.extend(&rec.used_ports_udp);
+    InstanceSnapshot {
+        arn: rec.arn.clone(),
+        status: match rec.status.as_str() {
+            "ACTIVE" => InstanceStatus::Active,
+            "DRAINING" => InstanceStatus::Draining,
+            _ => InstanceStatus::Inactive,
+        },
+        agent_connected,
+        remaining: Resources {
+            cpu: registered_int(rec, "CPU") - rec.used_cpu,
+            memory_mib: registered_int(rec, "MEMORY") - rec.used_memory_mib,
+        },
+        used_ports_tcp: tcp,
+        used_ports_udp: udp,
+        attributes: rec
+            .attributes
+            .iter()
+            .filter_map(|a| a.name.clone().map(|n| (n, a.value.clone())))
+            .collect(),
+        ec2_instance_id: Some(rec.ec2_instance_id.clone()),
+        agent_version: rec.version_info.as_ref().and_then(|v| v.agent_version.clone()),
+        registered_at_ms: Some((rec.registered_at * 1000.0) as i64),
+        running_tasks_count,
+        task_groups: rec.task_groups.clone(),
     }
 }

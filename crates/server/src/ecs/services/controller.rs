@@ -28,7 +28,6 @@ use berth_store::{Range, Txn};
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
-use super::super::container_instances::ContainerInstances;
 use super::super::core::Core;
 use super::super::placement::{Job, Placed, Placement};
 use super::super::task_definitions::TaskDefinitions;
@@ -47,7 +46,6 @@ struct ClusterView {
 /// The service scheduler's executor (see the module header).
 pub struct ServiceController {
     core: Arc<Core>,
-    instances: Arc<ContainerInstances>,
     task_definitions: Arc<TaskDefinitions>,
     task_records: Arc<TaskRecords>,
     placement: Arc<Placement>,
@@ -56,12 +54,11 @@ pub struct ServiceController {
 impl ServiceController {
     pub fn new(
         core: Arc<Core>,
-        instances: Arc<ContainerInstances>,
         task_definitions: Arc<TaskDefinitions>,
         task_records: Arc<TaskRecords>,
         placement: Arc<Placement>,
     ) -> Self {
-        Self { core, instances, task_definitions, task_records, placement }
+        Self { core, task_definitions, task_records, placement }
     }
 
     /// Runs service passes until `stop` changes.
@@ -116,21 +113,7 @@ impl ServiceController {
     }
 
     async fn cluster_view(&self, cluster: &str) -> Result<ClusterView, AwsError> {
-        let mut instances = Vec::new();
-        for (rec, _) in self.instances.cluster_instances(cluster).await? {
-            let snap = self.instances.snapshot(&rec).await?;
-            let silent = match records::get::<berth_model::records::HeartbeatRecord>(
-                &*self.core.store,
-                &keys::instance_heartbeat(&rec.id),
-            )
-            .await?
-            {
-                Some((h, _)) => (self.core.now() - h.last_seen).max(0.0),
-                None => (self.core.now() - rec.registered_at).max(0.0),
-            };
-            instances.push((rec, snap, silent));
-        }
-        Ok(ClusterView { instances })
+        Ok(ClusterView { instances: self.placement.instances_view(cluster).await? })
     }
 
     async fn reconcile_service(
@@ -571,4 +554,90 @@ fn push_events(rec: &mut ServiceRecord, messages: &[String], now: f64) {
         );
     }
     rec.events.truncate(MAX_EVENTS);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use berth_wire::ecs::*;
+
+    use crate::ecs::testing::*;
+
+    /// Runs controller passes (each after letting the caches follow the store) until `done`.
+    async fn passes_until<F: AsyncFnMut() -> bool>(h: &Harness, what: &str, mut done: F) {
+        for _ in 0..200 {
+            tokio::task::yield_now().await;
+            h.ecs.service_controller.service_pass().await.expect("pass");
+            if done().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("the controller never reached: {what}");
+    }
+
+    #[tokio::test]
+    async fn a_lost_instance_has_its_tasks_replaced_and_they_stay_stopped_when_it_returns() {
+        let h = Harness::new();
+        let ctx = h.ctx();
+        let ecs = &h.ecs;
+        let a = register_instance_in(ecs, &ctx, Some("us-east-1a")).await;
+        let b = register_instance_in(ecs, &ctx, Some("us-east-1b")).await;
+        let td = task_definition(ecs, &ctx, "web").await;
+        let create = CreateServiceRequest {
+            service_name: Some("web".into()),
+            task_definition: Some(td),
+            desired_count: Some(2),
+            ..Default::default()
+        };
+        ecs.services().create_service(&ctx, create).await.unwrap();
+        passes_until(&h, "two tasks, one per zone", async || {
+            let t = service_tasks(ecs, &ctx, "web").await;
+            t.len() == 2 && t.iter().any(|t| t.1 == a) && t.iter().any(|t| t.1 == b)
+        })
+        .await;
+        for (task, _) in service_tasks(ecs, &ctx, "web").await {
+            report_running(ecs, &ctx, &task).await;
+        }
+        let on_a: Vec<String> = service_tasks(ecs, &ctx, "web")
+            .await
+            .into_iter()
+            .filter(|t| t.1 == a)
+            .map(|t| t.0)
+            .collect();
+
+        // 100 s pass with only b's agent polling: a is disconnected but not yet lost.
+        h.clock.advance(Duration::from_secs(100));
+        heartbeat(ecs, &ctx, &b).await;
+        for _ in 0..5 {
+            tokio::task::yield_now().await;
+            ecs.service_controller.service_pass().await.unwrap();
+        }
+        assert!(service_tasks(ecs, &ctx, "web").await.iter().any(|t| t.1 == a));
+
+        // Past --instance-lost-after (120 s): a's task is stopped and replaced on b.
+        h.clock.advance(Duration::from_secs(30));
+        heartbeat(ecs, &ctx, &b).await;
+        passes_until(&h, "the replacement on b", async || {
+            let t = service_tasks(ecs, &ctx, "web").await;
+            t.len() == 2 && t.iter().all(|t| t.1 == b)
+        })
+        .await;
+        let req = DescribeTasksRequest { tasks: Some(on_a.clone()), ..Default::default() };
+        let old = ecs.tasks().describe_tasks(&ctx, req).await.unwrap().tasks.unwrap();
+        assert_eq!(old[0].desired_status.as_deref(), Some("STOPPED"));
+        assert_eq!(old[0].stop_code, Some(TaskStopCode::ServiceSchedulerInitiated));
+        assert!(old[0].stopped_reason.as_deref().unwrap().contains("lost"));
+
+        // a comes back: its old copy stays desired STOPPED and nothing new goes to a.
+        heartbeat(ecs, &ctx, &a).await;
+        for _ in 0..5 {
+            tokio::task::yield_now().await;
+            ecs.service_controller.service_pass().await.unwrap();
+        }
+        let t = service_tasks(ecs, &ctx, "web").await;
+        assert_eq!(t.len(), 2);
+        assert!(t.iter().all(|t| t.1 == b), "{t:?}");
+    }
 }

@@ -229,6 +229,32 @@ impl TaskDefinitions {
         Ok(done)
     }
 
+    /// Removes a DELETE_IN_PROGRESS revision for good (retention, once no task uses it);
+    /// `false` when it is not (or no longer) DELETE_IN_PROGRESS.
+    pub(super) async fn remove_deleted(
+        &self,
+        family: &str,
+        revision: i32,
+    ) -> Result<bool, AwsError> {
+        let key = keys::task_definition(family, revision);
+        let Some((rec, rev)) =
+            records::get::<TaskDefinitionRecord>(&*self.core.store, &key).await?
+        else {
+            return Ok(false);
+        };
+        if rec.task_definition.status != Some(TaskDefinitionStatus::DeleteInProgress) {
+            return Ok(false);
+        }
+        let status = TaskDefinitionStatus::DeleteInProgress.as_str();
+        let txn = Txn::new()
+            .when(key.clone(), rev)
+            .delete(key)
+            .delete(keys::task_definition_by_status(status, family, revision));
+        let removed = records::commit(&*self.core.store, txn).await?;
+        self.cache.invalidate_family(family);
+        Ok(removed)
+    }
+
     /// Tags of a task definition revision, by family and revision.
     pub(super) async fn tags(
         &self,

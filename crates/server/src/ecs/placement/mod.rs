@@ -1,18 +1,23 @@
 //! The placement executor: the one path by which tasks come to exist. RunTask, StartTask and
-//! the service controller each describe what to place ([`Job`]); this module turns it into a
-//! `berth_scheduler` request against the cluster's instances and commits the plan.
+//! the service controller each describe what to place ([`Job`]); this module decides it with
+//! `berth_scheduler` against the cluster's cached state ([`cache`]) and commits the plan.
 //!
 //! ```text
-//! Job ─> cluster's instances (snapshots) ─> scheduler::place (pure) ─> one transaction:
+//! Job ─> lock the cluster's cache (synced from the store's change feed)
+//!     ─> ClusterState::place (pure, indexed) or, for StartTask, one task per named instance
+//!     ─> one transaction:
 //!          compare: the cluster record, every instance touched (and the client token)
 //!          put: task records + indexes, instances with the tasks reserved, desired markers
-//!        ─> conflict? read again and re-plan (records::Cas)
+//!     ─> committed: the cache records the new revisions
+//!        conflict:  re-read the instances touched, decide again (records::Cas)
 //! ```
 //!
 //! Invariant: a plan is committed only against the instance revisions it was computed from,
-//! so whatever the concurrency (other RunTasks, the controller, agents' reports releasing
-//! resources) no instance is ever overcommitted; a stale view costs a retry, never an
+//! so whatever the concurrency (other servers, the controller, agents' reports releasing
+//! resources) no instance is ever overcommitted; a stale cache costs a retry, never an
 //! overcommit.
+
+pub mod cache;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,8 +29,8 @@ use berth_store::Txn;
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
+use self::cache::PlacementCache;
 use super::clusters::Clusters;
-use super::container_instances::ContainerInstances;
 use super::core::{Core, cluster_not_found};
 use super::reservations;
 use super::tasks::records::{NewTask, TaskRecords};
@@ -53,48 +58,74 @@ pub struct Placed {
 pub struct Placement {
     core: Arc<Core>,
     clusters: Arc<Clusters>,
-    instances: Arc<ContainerInstances>,
     task_records: Arc<TaskRecords>,
+    cache: Arc<PlacementCache>,
 }
 
 impl Placement {
-    pub fn new(
-        core: Arc<Core>,
-        clusters: Arc<Clusters>,
-        instances: Arc<ContainerInstances>,
-        task_records: Arc<TaskRecords>,
-    ) -> Self {
-        Self { core, clusters, instances, task_records }
+    pub fn new(core: Arc<Core>, clusters: Arc<Clusters>, task_records: Arc<TaskRecords>) -> Self {
+        let cache = PlacementCache::follow(core.store.clone(), core.timing.agent_timeout_secs);
+        Self { core, clusters, task_records, cache }
+    }
+
+    /// The cluster's live instances as the placement cache sees them: each record, the
+    /// scheduler's snapshot of it, and how long its agent has been silent (seconds).
+    pub async fn instances_view(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<(ContainerInstanceRecord, InstanceSnapshot, f64)>, AwsError> {
+        let now = self.core.now();
+        let guard = self.cache.lock(cluster, now).await?;
+        let snapshot = self.cache.snapshot_fn(now);
+        Ok(guard
+            .instances()
+            .values()
+            .map(|(rec, _)| (rec.clone(), snapshot(rec), self.cache.silent_secs(rec, now)))
+            .collect())
     }
 
     /// Places and commits `job` (see the module header). With a client token that an earlier
     /// call already used, answers with that call's tasks.
     pub async fn place(&self, job: &Job<'_>) -> Result<Placed, AwsError> {
         let cluster = job.spec.cluster;
-        let what = format!("cluster {cluster}");
-        let mut lost_token_race = false;
-        let mut cas = records::Cas::new(&*self.core.store, &what);
-        let done = 'cas: loop {
+        let now = self.core.now();
+        let mut cas = records::Cas::new(&*self.core.store, format!("cluster {cluster}"));
+        let mut cached = self.cache.lock(cluster, now).await?;
+        let mut lost_once = false;
+        loop {
             cas.attempt().await?;
             if let Some(token) = job.client_token
-                && lost_token_race
+                && lost_once
                 && let Some(tasks) = self.tasks_for_token(cluster, token).await?
             {
-                break 'cas Placed { tasks, failures: vec![] };
+                return Ok(Placed { tasks, failures: vec![] });
             }
-            lost_token_race = job.client_token.is_some();
+            lost_once = true;
             let Some((_, cluster_rev)) = self.clusters.live_cluster(cluster).await? else {
                 return Err(cluster_not_found());
             };
-            let (mut instances, mut failures) = self.candidates(cluster, job.only).await?;
-            let mut snaps = Vec::with_capacity(instances.len());
-            for (rec, _) in &instances {
-                snaps.push(self.instances.snapshot(rec).await?);
-            }
+            let mut failures = Vec::new();
             let (placements, plan_failures) = match job.only {
-                Some(_) => place_on_each(&snaps, job.request),
+                Some(only) => {
+                    let mut snaps = Vec::with_capacity(only.len());
+                    let snapshot = self.cache.snapshot_fn(now);
+                    for given in only {
+                        let id = self.core.scope.child_id("container-instance", cluster, given);
+                        match id.and_then(|id| cached.instance(id)) {
+                            Some((rec, _)) => snaps.push(snapshot(rec)),
+                            None => failures.push(Failure {
+                                arn: Some(given.clone()),
+                                reason: Some("MISSING".into()),
+                                detail: None,
+                            }),
+                        }
+                    }
+                    place_on_each(&snaps, job.request)
+                }
                 None => {
-                    let plan = berth_scheduler::place(&snaps, job.request)
+                    let plan = cached
+                        .state(self.cache.snapshot_fn(now))
+                        .place(job.request)
                         .map_err(|e| error::invalid(e.to_string()))?;
                     (plan.placements, plan.failures)
                 }
@@ -105,14 +136,13 @@ impl Placement {
                 detail: None,
             }));
 
+            let by_arn: BTreeMap<&str, &(ContainerInstanceRecord, u64)> =
+                cached.instances().values().map(|e| (e.0.arn.as_str(), e)).collect();
             let mut txn = Txn::new().when(keys::cluster(cluster), cluster_rev);
             let mut touched: BTreeMap<String, (ContainerInstanceRecord, u64)> = BTreeMap::new();
             let mut created: Vec<TaskRecord> = Vec::new();
             for p in &placements {
-                let Some(i) = instances.iter().position(|(r, _)| r.arn == p.instance_arn) else {
-                    continue;
-                };
-                let (rec, rev) = &mut instances[i];
+                let Some((rec, rev)) = by_arn.get(p.instance_arn.as_str()) else { continue };
                 let entry = touched.entry(rec.id.clone()).or_insert_with(|| (rec.clone(), *rev));
                 let task = self.task_records.build(&entry.0, &job.spec);
                 reservations::reserve(&mut entry.0, &task);
@@ -135,37 +165,28 @@ impl Placement {
                     .when(keys::run_token(cluster, token), 0)
                     .put(keys::run_token(cluster, token), records::encode(&arns));
             }
-            let tasks = created.into_iter().map(|t| t.task).collect();
-            if cas.commit(txn).await? {
-                break 'cas Placed { tasks, failures };
-            }
-        };
-        Ok(done)
-    }
-
-    /// The instances a job may use with their revisions, and MISSING failures for instances
-    /// a StartTask names that the cluster does not have.
-    async fn candidates(
-        &self,
-        cluster: &str,
-        only: Option<&[String]>,
-    ) -> Result<(Vec<(ContainerInstanceRecord, u64)>, Vec<Failure>), AwsError> {
-        let instances = self.instances.cluster_instances(cluster).await?;
-        let Some(only) = only else { return Ok((instances, vec![])) };
-        let mut chosen = Vec::new();
-        let mut failures = Vec::new();
-        for given in only {
-            let id = self.core.scope.child_id("container-instance", cluster, given);
-            match instances.iter().find(|(r, _)| Some(r.id.as_str()) == id) {
-                Some(found) => chosen.push(found.clone()),
-                None => failures.push(Failure {
-                    arn: Some(given.clone()),
-                    reason: Some("MISSING".into()),
-                    detail: None,
-                }),
+            let ids: Vec<String> = touched.keys().cloned().collect();
+            drop(by_arn);
+            match cas.commit_at(txn).await {
+                Ok(Some(revision)) => {
+                    cached.committed(touched.into_values().map(|(r, _)| r).collect(), revision);
+                    if job.only.is_some() {
+                        // StartTask decided outside the state: rebuild it from the records.
+                        cached.discard_state();
+                    }
+                    let tasks = created.into_iter().map(|t| t.task).collect();
+                    return Ok(Placed { tasks, failures });
+                }
+                // Lost a compare: the instances touched may be stale; the plan is void.
+                Ok(None) => self.cache.refresh(&mut cached, cluster, &ids).await?,
+                Err(e) => {
+                    // Outcome unknown: start the next placement from the store.
+                    cached.discard_state();
+                    self.cache.refresh(&mut cached, cluster, &ids).await?;
+                    return Err(e);
+                }
             }
         }
-        Ok((chosen, failures))
     }
 
     /// The tasks an earlier RunTask with this client token started.
