@@ -57,10 +57,10 @@ GROUPS = {
             DeleteTaskDefinitions""",
         "container_instances": """RegisterContainerInstance DeregisterContainerInstance
             DescribeContainerInstances ListContainerInstances UpdateContainerInstancesState
-            UpdateContainerAgent PutAttributes ListAttributes DeleteAttributes
-            DiscoverPollEndpoint""",
-        "tasks": """RunTask StartTask StopTask DescribeTasks ListTasks UpdateTaskProtection
-            GetTaskProtection ExecuteCommand""",
+            UpdateContainerAgent DiscoverPollEndpoint""",
+        "attributes": "PutAttributes ListAttributes DeleteAttributes",
+        "tasks": "RunTask StartTask StopTask DescribeTasks ListTasks ExecuteCommand",
+        "task_protection": "UpdateTaskProtection GetTaskProtection",
         "state_changes": """SubmitTaskStateChange SubmitContainerStateChange
             SubmitAttachmentStateChanges""",
         "services": """CreateService UpdateService DeleteService DescribeServices ListServices

@@ -7,8 +7,10 @@
 //! |------------------------|----------------------|------------------------------------------------------|
 //! | `clusters`             | [`Clusters`]         | Create/Describe/List/Delete/UpdateCluster(Settings)   |
 //! | `task_definitions`     | [`TaskDefinitions`]  | Register/Describe/List/Deregister/Delete, families   |
-//! | `container_instances`  | [`ContainerInstances`]| Register/Deregister/Describe/List, state, attributes |
-//! | `tasks`                | [`Tasks`]            | Run/Start/Stop/Describe/ListTasks, task protection   |
+//! | `container_instances`  | [`ContainerInstances`]| Register/Deregister/Describe/List, state           |
+//! | `container_instances::attributes` | [`Attributes`] | Put/Delete/ListAttributes                  |
+//! | `tasks`                | [`Tasks`]            | Run/Start/Stop/Describe/ListTasks                    |
+//! | `tasks::protection`    | [`TaskProtection`]   | Update/GetTaskProtection                             |
 //! | `state_changes`        | [`StateChanges`]     | SubmitTaskStateChange, SubmitContainerStateChange    |
 //! | `services`             | [`Services`]         | Create/Update/Delete/Describe/ListServices           |
 //! | `services::deployments`| [`ServiceDeployments`]| service deployments and revisions                   |
@@ -27,6 +29,7 @@ mod agent_channel;
 mod clusters;
 mod container_instances;
 pub mod core;
+mod describe;
 mod placement;
 mod reservations;
 pub mod retention;
@@ -46,7 +49,7 @@ use berth_wire::ecs::{Api, Unimplemented};
 
 pub use self::agent_channel::AgentChannel;
 pub use self::clusters::Clusters;
-pub use self::container_instances::ContainerInstances;
+pub use self::container_instances::{Attributes, ContainerInstances};
 use self::core::{Core, Timing};
 pub use self::placement::Placement;
 pub use self::services::Services;
@@ -55,8 +58,8 @@ pub use self::services::deployments::ServiceDeployments;
 pub use self::state_changes::StateChanges;
 pub use self::tags::Tags;
 pub use self::task_definitions::TaskDefinitions;
-pub use self::tasks::Tasks;
 use self::tasks::records::TaskRecords;
+pub use self::tasks::{TaskProtection, Tasks};
 use crate::auth::Principal;
 use crate::clock::Clock;
 
@@ -71,7 +74,9 @@ pub struct Ecs {
     clusters: Arc<Clusters>,
     task_definitions: Arc<TaskDefinitions>,
     container_instances: Arc<ContainerInstances>,
+    attributes: Attributes,
     tasks: Arc<Tasks>,
+    task_protection: TaskProtection,
     state_changes: Arc<StateChanges>,
     services: Arc<Services>,
     service_deployments: ServiceDeployments,
@@ -115,6 +120,16 @@ impl Ecs {
             ),
             agent_channel: AgentChannel::new(core.clone(), state_changes.clone()),
             retention: retention::Retention::new(core.clone(), task_definitions.clone()),
+            attributes: Attributes::new(
+                core.clone(),
+                clusters.clone(),
+                container_instances.clone(),
+            ),
+            task_protection: TaskProtection::new(
+                core.clone(),
+                clusters.clone(),
+                task_records.clone(),
+            ),
             service_controller: ServiceController::new(
                 core.clone(),
                 task_definitions.clone(),
@@ -137,7 +152,9 @@ impl Api for Ecs {
     type CapacityProviders = Unimplemented;
     type TaskDefinitions = TaskDefinitions;
     type ContainerInstances = ContainerInstances;
+    type Attributes = Attributes;
     type Tasks = Tasks;
+    type TaskProtection = TaskProtection;
     type StateChanges = StateChanges;
     type Services = Services;
     type ServiceDeployments = ServiceDeployments;
@@ -159,8 +176,14 @@ impl Api for Ecs {
     fn container_instances(&self) -> &ContainerInstances {
         &self.container_instances
     }
+    fn attributes(&self) -> &Attributes {
+        &self.attributes
+    }
     fn tasks(&self) -> &Tasks {
         &self.tasks
+    }
+    fn task_protection(&self) -> &TaskProtection {
+        &self.task_protection
     }
     fn state_changes(&self) -> &StateChanges {
         &self.state_changes

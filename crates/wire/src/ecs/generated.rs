@@ -16510,6 +16510,22 @@ pub trait ContainerInstancesApi<C: Send + Sync>: Send + Sync {
         let _ = (ctx, input);
         async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UpdateContainerAgent")) }
     }
+    /// `DiscoverPollEndpoint`.
+    fn discover_poll_endpoint(
+        &self,
+        ctx: &C,
+        input: DiscoverPollEndpointRequest,
+    ) -> impl std::future::Future<Output = Result<DiscoverPollEndpointResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DiscoverPollEndpoint")) }
+    }
+}
+
+/// The `attributes` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented, so a module
+/// implements only what it supports and nothing answers with a silent success.
+pub trait AttributesApi<C: Send + Sync>: Send + Sync {
     /// `PutAttributes`.
     fn put_attributes(
         &self,
@@ -16536,16 +16552,6 @@ pub trait ContainerInstancesApi<C: Send + Sync>: Send + Sync {
     ) -> impl std::future::Future<Output = Result<DeleteAttributesResponse, AwsError>> + Send {
         let _ = (ctx, input);
         async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteAttributes")) }
-    }
-    /// `DiscoverPollEndpoint`.
-    fn discover_poll_endpoint(
-        &self,
-        ctx: &C,
-        input: DiscoverPollEndpointRequest,
-    ) -> impl std::future::Future<Output = Result<DiscoverPollEndpointResponse, AwsError>> + Send
-    {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DiscoverPollEndpoint")) }
     }
 }
 
@@ -16598,6 +16604,21 @@ pub trait TasksApi<C: Send + Sync>: Send + Sync {
         let _ = (ctx, input);
         async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListTasks")) }
     }
+    /// `ExecuteCommand`.
+    fn execute_command(
+        &self,
+        ctx: &C,
+        input: ExecuteCommandRequest,
+    ) -> impl std::future::Future<Output = Result<ExecuteCommandResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ExecuteCommand")) }
+    }
+}
+
+/// The `task_protection` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented, so a module
+/// implements only what it supports and nothing answers with a silent success.
+pub trait TaskProtectionApi<C: Send + Sync>: Send + Sync {
     /// `UpdateTaskProtection`.
     fn update_task_protection(
         &self,
@@ -16616,15 +16637,6 @@ pub trait TasksApi<C: Send + Sync>: Send + Sync {
     ) -> impl std::future::Future<Output = Result<GetTaskProtectionResponse, AwsError>> + Send {
         let _ = (ctx, input);
         async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "GetTaskProtection")) }
-    }
-    /// `ExecuteCommand`.
-    fn execute_command(
-        &self,
-        ctx: &C,
-        input: ExecuteCommandRequest,
-    ) -> impl std::future::Future<Output = Result<ExecuteCommandResponse, AwsError>> + Send {
-        let _ = (ctx, input);
-        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ExecuteCommand")) }
     }
 }
 
@@ -17102,7 +17114,9 @@ impl<C: Send + Sync> ClustersApi<C> for Unimplemented {}
 impl<C: Send + Sync> CapacityProvidersApi<C> for Unimplemented {}
 impl<C: Send + Sync> TaskDefinitionsApi<C> for Unimplemented {}
 impl<C: Send + Sync> ContainerInstancesApi<C> for Unimplemented {}
+impl<C: Send + Sync> AttributesApi<C> for Unimplemented {}
 impl<C: Send + Sync> TasksApi<C> for Unimplemented {}
+impl<C: Send + Sync> TaskProtectionApi<C> for Unimplemented {}
 impl<C: Send + Sync> StateChangesApi<C> for Unimplemented {}
 impl<C: Send + Sync> ServicesApi<C> for Unimplemented {}
 impl<C: Send + Sync> ServiceDeploymentsApi<C> for Unimplemented {}
@@ -17125,8 +17139,12 @@ pub trait Api: Send + Sync {
     type TaskDefinitions: TaskDefinitionsApi<Self::Context>;
     /// Serves the `container_instances` operations.
     type ContainerInstances: ContainerInstancesApi<Self::Context>;
+    /// Serves the `attributes` operations.
+    type Attributes: AttributesApi<Self::Context>;
     /// Serves the `tasks` operations.
     type Tasks: TasksApi<Self::Context>;
+    /// Serves the `task_protection` operations.
+    type TaskProtection: TaskProtectionApi<Self::Context>;
     /// Serves the `state_changes` operations.
     type StateChanges: StateChangesApi<Self::Context>;
     /// Serves the `services` operations.
@@ -17151,8 +17169,12 @@ pub trait Api: Send + Sync {
     fn task_definitions(&self) -> &Self::TaskDefinitions;
     /// The module serving the `container_instances` operations.
     fn container_instances(&self) -> &Self::ContainerInstances;
+    /// The module serving the `attributes` operations.
+    fn attributes(&self) -> &Self::Attributes;
     /// The module serving the `tasks` operations.
     fn tasks(&self) -> &Self::Tasks;
+    /// The module serving the `task_protection` operations.
+    fn task_protection(&self) -> &Self::TaskProtection;
     /// The module serving the `state_changes` operations.
     fn state_changes(&self) -> &Self::StateChanges;
     /// The module serving the `services` operations.
@@ -17226,9 +17248,7 @@ pub async fn dispatch<A: Api>(
         }
         Operation::DeleteAttributes => {
             let input: DeleteAttributesRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
-                &api.container_instances().delete_attributes(ctx, input).await?,
-            )
+            crate::json::write_output(&api.attributes().delete_attributes(ctx, input).await?)
         }
         Operation::DeleteCapacityProvider => {
             let input: DeleteCapacityProviderRequest =
@@ -17382,7 +17402,7 @@ pub async fn dispatch<A: Api>(
         }
         Operation::GetTaskProtection => {
             let input: GetTaskProtectionRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.tasks().get_task_protection(ctx, input).await?)
+            crate::json::write_output(&api.task_protection().get_task_protection(ctx, input).await?)
         }
         Operation::ListAccountSettings => {
             let input: ListAccountSettingsRequest =
@@ -17393,7 +17413,7 @@ pub async fn dispatch<A: Api>(
         }
         Operation::ListAttributes => {
             let input: ListAttributesRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.container_instances().list_attributes(ctx, input).await?)
+            crate::json::write_output(&api.attributes().list_attributes(ctx, input).await?)
         }
         Operation::ListClusters => {
             let input: ListClustersRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
@@ -17476,7 +17496,7 @@ pub async fn dispatch<A: Api>(
         }
         Operation::PutAttributes => {
             let input: PutAttributesRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.container_instances().put_attributes(ctx, input).await?)
+            crate::json::write_output(&api.attributes().put_attributes(ctx, input).await?)
         }
         Operation::PutClusterCapacityProviders => {
             let input: PutClusterCapacityProvidersRequest =
@@ -17609,7 +17629,9 @@ pub async fn dispatch<A: Api>(
         Operation::UpdateTaskProtection => {
             let input: UpdateTaskProtectionRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.tasks().update_task_protection(ctx, input).await?)
+            crate::json::write_output(
+                &api.task_protection().update_task_protection(ctx, input).await?,
+            )
         }
         Operation::UpdateTaskSet => {
             let input: UpdateTaskSetRequest = crate::json::parse_input(body, VALIDATION_CODE)?;

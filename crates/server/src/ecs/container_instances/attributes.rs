@@ -7,14 +7,35 @@ use berth_model::keys;
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
+use std::sync::Arc;
+
+use berth_store::Txn;
+
 use super::ContainerInstances;
 use super::view::instance_not_found;
+use crate::ecs::RequestContext;
+use crate::ecs::clusters::Clusters;
+use crate::ecs::core::Core;
 use crate::error;
 use crate::pagination::Page;
 use crate::records;
-use berth_store::Txn;
 
-impl ContainerInstances {
+/// Owns the attributes of container instances (kept on the instance records).
+pub struct Attributes {
+    core: Arc<Core>,
+    clusters: Arc<Clusters>,
+    instances: Arc<ContainerInstances>,
+}
+
+impl Attributes {
+    pub fn new(
+        core: Arc<Core>,
+        clusters: Arc<Clusters>,
+        instances: Arc<ContainerInstances>,
+    ) -> Self {
+        Self { core, clusters, instances }
+    }
+
     /// Validates an attribute of PutAttributes / DeleteAttributes and resolves its target.
     fn attribute_target(&self, cluster: &str, a: &Attribute, i: usize) -> Result<String, AwsError> {
         let name = a.name.as_deref().unwrap_or("");
@@ -60,7 +81,8 @@ impl ContainerInstances {
                 let mut cas = records::Cas::new(&*self.core.store, &what);
                 'cas: loop {
                     cas.attempt().await?;
-                    let Some((mut rec, rev)) = self.live_instance(cluster, &id).await? else {
+                    let Some((mut rec, rev)) = self.instances.live_instance(cluster, &id).await?
+                    else {
                         return Err(ErrorCode::TargetNotFoundException.with(format!(
                             "Container instance {id} not found in cluster {cluster}."
                         )));
@@ -110,9 +132,12 @@ impl ContainerInstances {
             })
             .collect()
     }
-    /// PutAttributes.
-    pub(super) async fn put_attributes_op(
+}
+
+impl AttributesApi<RequestContext> for Attributes {
+    async fn put_attributes(
         &self,
+        _ctx: &RequestContext,
         input: PutAttributesRequest,
     ) -> Result<PutAttributesResponse, AwsError> {
         let cluster = self.core.cluster_name(input.cluster.as_deref())?;
@@ -121,9 +146,9 @@ impl ContainerInstances {
         Ok(PutAttributesResponse { attributes: Some(self.echo_attributes(&cluster, &attrs)) })
     }
 
-    /// DeleteAttributes.
-    pub(super) async fn delete_attributes_op(
+    async fn delete_attributes(
         &self,
+        _ctx: &RequestContext,
         input: DeleteAttributesRequest,
     ) -> Result<DeleteAttributesResponse, AwsError> {
         let cluster = self.core.cluster_name(input.cluster.as_deref())?;
@@ -132,9 +157,9 @@ impl ContainerInstances {
         Ok(DeleteAttributesResponse { attributes: Some(self.echo_attributes(&cluster, &attrs)) })
     }
 
-    /// ListAttributes.
-    pub(super) async fn list_attributes_op(
+    async fn list_attributes(
         &self,
+        _ctx: &RequestContext,
         input: ListAttributesRequest,
     ) -> Result<ListAttributesResponse, AwsError> {
         let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
@@ -143,7 +168,7 @@ impl ContainerInstances {
         }
         let page = Page::parse(input.max_results, input.next_token.as_deref(), 100, "")?;
         let mut all: Vec<(String, Attribute)> = Vec::new();
-        for (rec, _) in self.cluster_instances(&cluster).await? {
+        for (rec, _) in self.instances.cluster_instances(&cluster).await? {
             for a in &rec.attributes {
                 if input.attribute_name.as_ref().is_some_and(|n| a.name.as_ref() != Some(n)) {
                     continue;

@@ -11,6 +11,7 @@
 //! * `agentConnected` is derived at read time from the heartbeat key, which only polls write.
 
 mod attributes;
+pub use self::attributes::Attributes;
 mod view;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use self::view::{DEFAULT_RESERVED_PORTS, instance_not_found, ports_resource, res
 use super::RequestContext;
 use super::clusters::Clusters;
 use super::core::Core;
+use super::describe::ByIds;
 use super::tasks::records::TaskRecords;
 use crate::error;
 use crate::pagination::Page;
@@ -260,8 +262,7 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
             ));
         }
         let with_tags = input.include.unwrap_or_default().contains(&ContainerInstanceField::Tags);
-        let mut out = Vec::new();
-        let mut failures = Vec::new();
+        let mut out = ByIds::new();
         for g in &given {
             let found = match self.core.scope.child_id("container-instance", &cluster, g) {
                 None => None,
@@ -275,22 +276,15 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
                     .map(|(r, _)| r),
                 },
             };
-            match found {
-                Some(r) => out.push(self.instance_to_wire(&r, with_tags).await?),
-                None => failures.push(Failure {
-                    arn: Some(if g.starts_with("arn:") {
-                        g.clone()
-                    } else {
-                        self.core.scope.container_instance_arn(&cluster, g)
-                    }),
-                    reason: Some("MISSING".into()),
-                    detail: None,
-                }),
-            }
+            let shown = match found {
+                Some(r) => Some(self.instance_to_wire(&r, with_tags).await?),
+                None => None,
+            };
+            out.record(g, shown, |name| self.core.scope.container_instance_arn(&cluster, name));
         }
         Ok(DescribeContainerInstancesResponse {
-            container_instances: Some(out),
-            failures: Some(failures),
+            container_instances: Some(out.found),
+            failures: Some(out.failures),
         })
     }
 
@@ -411,29 +405,5 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
             container_instances: Some(out),
             failures: Some(failures),
         })
-    }
-
-    async fn put_attributes(
-        &self,
-        _ctx: &RequestContext,
-        input: PutAttributesRequest,
-    ) -> Result<PutAttributesResponse, AwsError> {
-        self.put_attributes_op(input).await
-    }
-
-    async fn delete_attributes(
-        &self,
-        _ctx: &RequestContext,
-        input: DeleteAttributesRequest,
-    ) -> Result<DeleteAttributesResponse, AwsError> {
-        self.delete_attributes_op(input).await
-    }
-
-    async fn list_attributes(
-        &self,
-        _ctx: &RequestContext,
-        input: ListAttributesRequest,
-    ) -> Result<ListAttributesResponse, AwsError> {
-        self.list_attributes_op(input).await
     }
 }

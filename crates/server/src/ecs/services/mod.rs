@@ -21,6 +21,7 @@ use std::sync::Arc;
 use super::RequestContext;
 use super::clusters::Clusters;
 use super::core::{Core, cluster_not_found};
+use super::describe::ByIds;
 use super::task_definitions::TaskDefinitions;
 use crate::error;
 use crate::pagination::Page;
@@ -439,27 +440,16 @@ impl ServicesApi<RequestContext> for Services {
             return Err(error::invalid("services must name between 1 and 10 services."));
         }
         let with_tags = input.include.unwrap_or_default().contains(&ServiceField::Tags);
-        let mut services = Vec::new();
-        let mut failures = Vec::new();
+        let mut out = ByIds::new();
         for g in &given {
             let found = match self.service_name(&cluster, g) {
                 Some(name) => self.find_service(&cluster, name).await?,
                 None => None,
             };
-            match found {
-                Some((rec, _, _)) => services.push(self.render_service(&rec, with_tags)),
-                None => failures.push(Failure {
-                    arn: Some(if g.starts_with("arn:") {
-                        g.clone()
-                    } else {
-                        self.service_arn(&cluster, g)
-                    }),
-                    reason: Some("MISSING".into()),
-                    detail: None,
-                }),
-            }
+            let shown = found.map(|(rec, _, _)| self.render_service(&rec, with_tags));
+            out.record(g, shown, |name| self.service_arn(&cluster, name));
         }
-        Ok(DescribeServicesResponse { services: Some(services), failures: Some(failures) })
+        Ok(DescribeServicesResponse { services: Some(out.found), failures: Some(out.failures) })
     }
 
     async fn list_services(

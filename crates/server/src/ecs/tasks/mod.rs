@@ -7,6 +7,7 @@
 //! indexes and its instance's reservations in step with its statuses.
 
 mod protection;
+pub use self::protection::TaskProtection;
 pub mod records;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use self::records::{NewTask, TaskRecords};
 use super::RequestContext;
 use super::clusters::Clusters;
 use super::core::Core;
+use super::describe::ByIds;
 use super::placement::{Job, Placement};
 use super::task_definitions::TaskDefinitions;
 use crate::error;
@@ -164,22 +166,6 @@ impl Tasks {
 }
 
 impl TasksApi<RequestContext> for Tasks {
-    async fn update_task_protection(
-        &self,
-        _ctx: &RequestContext,
-        input: UpdateTaskProtectionRequest,
-    ) -> Result<UpdateTaskProtectionResponse, AwsError> {
-        self.update_protection(input).await
-    }
-
-    async fn get_task_protection(
-        &self,
-        _ctx: &RequestContext,
-        input: GetTaskProtectionRequest,
-    ) -> Result<GetTaskProtectionResponse, AwsError> {
-        self.get_protection(input).await
-    }
-
     async fn run_task(
         &self,
         _ctx: &RequestContext,
@@ -292,32 +278,21 @@ impl TasksApi<RequestContext> for Tasks {
             return Err(error::invalid("tasks must name between 1 and 100 tasks."));
         }
         let with_tags = input.include.unwrap_or_default().contains(&TaskField::Tags);
-        let mut tasks = Vec::new();
-        let mut failures = Vec::new();
+        let mut out = ByIds::new();
         for g in &given {
             let found = match self.core.scope.child_id("task", &cluster, g) {
                 Some(id) => self.task_records.get(&cluster, id).await?,
                 None => None,
             };
-            match found {
-                Some((mut r, _)) => {
-                    if !with_tags {
-                        r.task.tags = None;
-                    }
-                    tasks.push(r.task)
+            let task = found.map(|(mut r, _)| {
+                if !with_tags {
+                    r.task.tags = None;
                 }
-                None => failures.push(Failure {
-                    arn: Some(if g.starts_with("arn:") {
-                        g.clone()
-                    } else {
-                        self.core.scope.task_arn(&cluster, g)
-                    }),
-                    reason: Some("MISSING".into()),
-                    detail: None,
-                }),
-            }
+                r.task
+            });
+            out.record(g, task, |name| self.core.scope.task_arn(&cluster, name));
         }
-        Ok(DescribeTasksResponse { tasks: Some(tasks), failures: Some(failures) })
+        Ok(DescribeTasksResponse { tasks: Some(out.found), failures: Some(out.failures) })
     }
 
     async fn list_tasks(

@@ -10,8 +10,20 @@ use berth_model::records::TaskRecord;
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
-use super::Tasks;
+use std::sync::Arc;
+
+use super::records::TaskRecords;
+use crate::ecs::RequestContext;
+use crate::ecs::clusters::Clusters;
+use crate::ecs::core::Core;
 use crate::error;
+
+/// Serves task scale-in protection, kept on the task records.
+pub struct TaskProtection {
+    core: Arc<Core>,
+    clusters: Arc<Clusters>,
+    task_records: Arc<TaskRecords>,
+}
 
 /// ECS's default protection period.
 const DEFAULT_MINUTES: i32 = 120;
@@ -31,17 +43,23 @@ fn protected(rec: &TaskRecord, now: f64) -> ProtectedTask {
     }
 }
 
-impl Tasks {
+impl TaskProtection {
+    pub fn new(core: Arc<Core>, clusters: Arc<Clusters>, task_records: Arc<TaskRecords>) -> Self {
+        Self { core, clusters, task_records }
+    }
+
     fn check_task_list(tasks: &[String]) -> Result<(), AwsError> {
         if tasks.is_empty() || tasks.len() > 10 {
             return Err(error::invalid("tasks must name between 1 and 10 tasks."));
         }
         Ok(())
     }
+}
 
-    /// UpdateTaskProtection.
-    pub(super) async fn update_protection(
+impl TaskProtectionApi<RequestContext> for TaskProtection {
+    async fn update_task_protection(
         &self,
+        _ctx: &RequestContext,
         input: UpdateTaskProtectionRequest,
     ) -> Result<UpdateTaskProtectionResponse, AwsError> {
         let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
@@ -98,9 +116,9 @@ impl Tasks {
         Ok(UpdateTaskProtectionResponse { protected_tasks: Some(out), failures: Some(failures) })
     }
 
-    /// GetTaskProtection.
-    pub(super) async fn get_protection(
+    async fn get_task_protection(
         &self,
+        _ctx: &RequestContext,
         input: GetTaskProtectionRequest,
     ) -> Result<GetTaskProtectionResponse, AwsError> {
         let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
