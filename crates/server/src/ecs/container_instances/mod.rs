@@ -407,3 +407,34 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use berth_wire::ecs::*;
+
+    use crate::ecs::testing::*;
+
+    #[tokio::test]
+    async fn an_agent_silent_past_the_timeout_shows_disconnected_until_it_polls() {
+        let h = Harness::new();
+        let ctx = h.ctx();
+        let arn = register_instance(&h.ecs, &ctx).await;
+        let connected = async || {
+            let req = DescribeContainerInstancesRequest {
+                container_instances: Some(vec![arn.clone()]),
+                ..Default::default()
+            };
+            let out = h.ecs.container_instances().describe_container_instances(&ctx, req).await;
+            out.unwrap().container_instances.unwrap()[0].agent_connected.unwrap()
+        };
+        assert!(connected().await, "registration is a heartbeat");
+        h.clock.advance(Duration::from_secs(45));
+        assert!(connected().await, "45 s is still within --agent-timeout-secs");
+        h.clock.advance(Duration::from_secs(1));
+        assert!(!connected().await);
+        heartbeat(&h.ecs, &ctx, &arn).await;
+        assert!(connected().await);
+    }
+}
