@@ -16257,10 +16257,35 @@ impl Validate for Empty {
     }
 }
 
+/// What a module's cache of encoded replies holds for one request (see
+/// [`ClustersApi::cached_reply`] and its siblings on every group trait).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CachedReply {
+    /// The encoded reply, exactly as the operation would answer now.
+    Hit(Vec<u8>),
+    /// Not cached: answer it, then offer the reply with this ticket (the cache's
+    /// generation when the lookup missed, so a reply that raced a change is refused).
+    Miss(u64),
+    /// This operation's replies are never cached.
+    Uncacheable,
+}
+
 /// The `clusters` operations, as the module owning that resource implements them. Every
 /// method defaults to an error naming the operation as not implemented, so a module
 /// implements only what it supports and nothing answers with a silent success.
 pub trait ClustersApi<C: Send + Sync>: Send + Sync {
+    /// An encoded reply to `body` from the module's own cache, looked up after the
+    /// request is authenticated and authorized and before it is parsed. Only for
+    /// replies that depend on nothing but the body and the stored state, and only while
+    /// the module keeps them exactly current.
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        let _ = (op, body);
+        CachedReply::Uncacheable
+    }
+    /// Offers the encoded reply to a request whose lookup missed with `ticket`.
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        let _ = (op, body, ticket, reply);
+    }
     /// `CreateCluster`.
     fn create_cluster(
         &self,
@@ -16334,6 +16359,18 @@ pub trait ClustersApi<C: Send + Sync>: Send + Sync {
 /// method defaults to an error naming the operation as not implemented, so a module
 /// implements only what it supports and nothing answers with a silent success.
 pub trait CapacityProvidersApi<C: Send + Sync>: Send + Sync {
+    /// An encoded reply to `body` from the module's own cache, looked up after the
+    /// request is authenticated and authorized and before it is parsed. Only for
+    /// replies that depend on nothing but the body and the stored state, and only while
+    /// the module keeps them exactly current.
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        let _ = (op, body);
+        CachedReply::Uncacheable
+    }
+    /// Offers the encoded reply to a request whose lookup missed with `ticket`.
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        let _ = (op, body, ticket, reply);
+    }
     /// `CreateCapacityProvider`.
     fn create_capacity_provider(
         &self,
@@ -16380,6 +16417,18 @@ pub trait CapacityProvidersApi<C: Send + Sync>: Send + Sync {
 /// method defaults to an error naming the operation as not implemented, so a module
 /// implements only what it supports and nothing answers with a silent success.
 pub trait TaskDefinitionsApi<C: Send + Sync>: Send + Sync {
+    /// An encoded reply to `body` from the module's own cache, looked up after the
+    /// request is authenticated and authorized and before it is parsed. Only for
+    /// replies that depend on nothing but the body and the stored state, and only while
+    /// the module keeps them exactly current.
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        let _ = (op, body);
+        CachedReply::Uncacheable
+    }
+    /// Offers the encoded reply to a request whose lookup missed with `ticket`.
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        let _ = (op, body, ticket, reply);
+    }
     /// `RegisterTaskDefinition`.
     fn register_task_definition(
         &self,
@@ -16446,6 +16495,18 @@ pub trait TaskDefinitionsApi<C: Send + Sync>: Send + Sync {
 /// method defaults to an error naming the operation as not implemented, so a module
 /// implements only what it supports and nothing answers with a silent success.
 pub trait ContainerInstancesApi<C: Send + Sync>: Send + Sync {
+    /// An encoded reply to `body` from the module's own cache, looked up after the
+    /// request is authenticated and authorized and before it is parsed. Only for
+    /// replies that depend on nothing but the body and the stored state, and only while
+    /// the module keeps them exactly current.
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        let _ = (op, body);
+        CachedReply::Uncacheable
+    }
+    /// Offers the encoded reply to a request whose lookup missed with `ticket`.
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        let _ = (op, body, ticket, reply);
+    }
     /// `RegisterContainerInstance`.
     fn register_container_instance(
         &self,
@@ -16526,6 +16587,18 @@ pub trait ContainerInstancesApi<C: Send + Sync>: Send + Sync {
 /// method defaults to an error naming the operation as not implemented, so a module
 /// implements only what it supports and nothing answers with a silent success.
 pub trait AttributesApi<C: Send + Sync>: Send + Sync {
+    /// An encoded reply to `body` from the module's own cache, looked up after the
+    /// request is authenticated and authorized and before it is parsed. Only for
+    /// replies that depend on nothing but the body and the stored state, and only while
+    /// the module keeps them exactly current.
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        let _ = (op, body);
+        CachedReply::Uncacheable
+    }
+    /// Offers the encoded reply to a request whose lookup missed with `ticket`.
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        let _ = (op, body, ticket, reply);
+    }
     /// `PutAttributes`.
     fn put_attributes(
         &self,
@@ -16559,6 +16632,18 @@ pub trait AttributesApi<C: Send + Sync>: Send + Sync {
 /// method defaults to an error naming the operation as not implemented, so a module
 /// implements only what it supports and nothing answers with a silent success.
 pub trait TasksApi<C: Send + Sync>: Send + Sync {
+    /// An encoded reply to `body` from the module's own cache, looked up after the
+    /// request is authenticated and authorized and before it is parsed. Only for
+    /// replies that depend on nothing but the body and the stored state, and only while
+    /// the module keeps them exactly current.
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        let _ = (op, body);
+        CachedReply::Uncacheable
+    }
+    /// Offers the encoded reply to a request whose lookup missed with `ticket`.
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        let _ = (op, body, ticket, reply);
+    }
     /// `RunTask`.
     fn run_task(
         &self,
@@ -16619,6 +16704,18 @@ pub trait TasksApi<C: Send + Sync>: Send + Sync {
 /// method defaults to an error naming the operation as not implemented, so a module
 /// implements only what it supports and nothing answers with a silent success.
 pub trait TaskProtectionApi<C: Send + Sync>: Send + Sync {
+    /// An encoded reply to `body` from the module's own cache, looked up after the
+    /// request is authenticated and authorized and before it is parsed. Only for
+    /// replies that depend on nothing but the body and the stored state, and only while
+    /// the module keeps them exactly current.
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        let _ = (op, body);
+        CachedReply::Uncacheable
+    }
+    /// Offers the encoded reply to a request whose lookup missed with `ticket`.
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        let _ = (op, body, ticket, reply);
+    }
     /// `UpdateTaskProtection`.
     fn update_task_protection(
         &self,
@@ -16644,6 +16741,18 @@ pub trait TaskProtectionApi<C: Send + Sync>: Send + Sync {
 /// method defaults to an error naming the operation as not implemented, so a module
 /// implements only what it supports and nothing answers with a silent success.
 pub trait StateChangesApi<C: Send + Sync>: Send + Sync {
+    /// An encoded reply to `body` from the module's own cache, looked up after the
+    /// request is authenticated and authorized and before it is parsed. Only for
+    /// replies that depend on nothing but the body and the stored state, and only while
+    /// the module keeps them exactly current.
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        let _ = (op, body);
+        CachedReply::Uncacheable
+    }
+    /// Offers the encoded reply to a request whose lookup missed with `ticket`.
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        let _ = (op, body, ticket, reply);
+    }
     /// `SubmitTaskStateChange`.
     fn submit_task_state_change(
         &self,
@@ -16682,6 +16791,18 @@ pub trait StateChangesApi<C: Send + Sync>: Send + Sync {
 /// method defaults to an error naming the operation as not implemented, so a module
 /// implements only what it supports and nothing answers with a silent success.
 pub trait ServicesApi<C: Send + Sync>: Send + Sync {
+    /// An encoded reply to `body` from the module's own cache, looked up after the
+    /// request is authenticated and authorized and before it is parsed. Only for
+    /// replies that depend on nothing but the body and the stored state, and only while
+    /// the module keeps them exactly current.
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        let _ = (op, body);
+        CachedReply::Uncacheable
+    }
+    /// Offers the encoded reply to a request whose lookup missed with `ticket`.
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        let _ = (op, body, ticket, reply);
+    }
     /// `CreateService`.
     fn create_service(
         &self,
@@ -16743,6 +16864,18 @@ pub trait ServicesApi<C: Send + Sync>: Send + Sync {
 /// method defaults to an error naming the operation as not implemented, so a module
 /// implements only what it supports and nothing answers with a silent success.
 pub trait ServiceDeploymentsApi<C: Send + Sync>: Send + Sync {
+    /// An encoded reply to `body` from the module's own cache, looked up after the
+    /// request is authenticated and authorized and before it is parsed. Only for
+    /// replies that depend on nothing but the body and the stored state, and only while
+    /// the module keeps them exactly current.
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        let _ = (op, body);
+        CachedReply::Uncacheable
+    }
+    /// Offers the encoded reply to a request whose lookup missed with `ticket`.
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        let _ = (op, body, ticket, reply);
+    }
     /// `ListServiceDeployments`.
     fn list_service_deployments(
         &self,
@@ -16799,6 +16932,18 @@ pub trait ServiceDeploymentsApi<C: Send + Sync>: Send + Sync {
 /// method defaults to an error naming the operation as not implemented, so a module
 /// implements only what it supports and nothing answers with a silent success.
 pub trait TaskSetsApi<C: Send + Sync>: Send + Sync {
+    /// An encoded reply to `body` from the module's own cache, looked up after the
+    /// request is authenticated and authorized and before it is parsed. Only for
+    /// replies that depend on nothing but the body and the stored state, and only while
+    /// the module keeps them exactly current.
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        let _ = (op, body);
+        CachedReply::Uncacheable
+    }
+    /// Offers the encoded reply to a request whose lookup missed with `ticket`.
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        let _ = (op, body, ticket, reply);
+    }
     /// `CreateTaskSet`.
     fn create_task_set(
         &self,
@@ -16853,6 +16998,18 @@ pub trait TaskSetsApi<C: Send + Sync>: Send + Sync {
 /// method defaults to an error naming the operation as not implemented, so a module
 /// implements only what it supports and nothing answers with a silent success.
 pub trait DaemonsApi<C: Send + Sync>: Send + Sync {
+    /// An encoded reply to `body` from the module's own cache, looked up after the
+    /// request is authenticated and authorized and before it is parsed. Only for
+    /// replies that depend on nothing but the body and the stored state, and only while
+    /// the module keeps them exactly current.
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        let _ = (op, body);
+        CachedReply::Uncacheable
+    }
+    /// Offers the encoded reply to a request whose lookup missed with `ticket`.
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        let _ = (op, body, ticket, reply);
+    }
     /// `CreateDaemon`.
     fn create_daemon(
         &self,
@@ -16978,6 +17135,18 @@ pub trait DaemonsApi<C: Send + Sync>: Send + Sync {
 /// method defaults to an error naming the operation as not implemented, so a module
 /// implements only what it supports and nothing answers with a silent success.
 pub trait ExpressGatewayServicesApi<C: Send + Sync>: Send + Sync {
+    /// An encoded reply to `body` from the module's own cache, looked up after the
+    /// request is authenticated and authorized and before it is parsed. Only for
+    /// replies that depend on nothing but the body and the stored state, and only while
+    /// the module keeps them exactly current.
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        let _ = (op, body);
+        CachedReply::Uncacheable
+    }
+    /// Offers the encoded reply to a request whose lookup missed with `ticket`.
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        let _ = (op, body, ticket, reply);
+    }
     /// `CreateExpressGatewayService`.
     fn create_express_gateway_service(
         &self,
@@ -17032,6 +17201,18 @@ pub trait ExpressGatewayServicesApi<C: Send + Sync>: Send + Sync {
 /// method defaults to an error naming the operation as not implemented, so a module
 /// implements only what it supports and nothing answers with a silent success.
 pub trait AccountSettingsApi<C: Send + Sync>: Send + Sync {
+    /// An encoded reply to `body` from the module's own cache, looked up after the
+    /// request is authenticated and authorized and before it is parsed. Only for
+    /// replies that depend on nothing but the body and the stored state, and only while
+    /// the module keeps them exactly current.
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        let _ = (op, body);
+        CachedReply::Uncacheable
+    }
+    /// Offers the encoded reply to a request whose lookup missed with `ticket`.
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        let _ = (op, body, ticket, reply);
+    }
     /// `PutAccountSetting`.
     fn put_account_setting(
         &self,
@@ -17077,6 +17258,18 @@ pub trait AccountSettingsApi<C: Send + Sync>: Send + Sync {
 /// method defaults to an error naming the operation as not implemented, so a module
 /// implements only what it supports and nothing answers with a silent success.
 pub trait TagsApi<C: Send + Sync>: Send + Sync {
+    /// An encoded reply to `body` from the module's own cache, looked up after the
+    /// request is authenticated and authorized and before it is parsed. Only for
+    /// replies that depend on nothing but the body and the stored state, and only while
+    /// the module keeps them exactly current.
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        let _ = (op, body);
+        CachedReply::Uncacheable
+    }
+    /// Offers the encoded reply to a request whose lookup missed with `ticket`.
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        let _ = (op, body, ticket, reply);
+    }
     /// `TagResource`.
     fn tag_resource(
         &self,
@@ -17193,8 +17386,9 @@ pub trait Api: Send + Sync {
     fn tags(&self) -> &Self::Tags;
 }
 
-/// Parses `body` as the operation's input, validates it against the model, calls the
-/// method of the group that owns the operation and serialises its output.
+/// Answers from the owning group's reply cache when it holds the reply; otherwise parses
+/// `body` as the operation's input, validates it against the model, calls the method of
+/// the group that owns the operation, serialises its output and offers it to the cache.
 pub async fn dispatch<A: Api>(
     api: &A,
     ctx: &A::Context,
@@ -17203,439 +17397,1086 @@ pub async fn dispatch<A: Api>(
 ) -> Result<Vec<u8>, AwsError> {
     match op {
         Operation::ContinueServiceDeployment => {
+            let cached = api.service_deployments().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: ContinueServiceDeploymentRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.service_deployments().continue_service_deployment(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.service_deployments().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::CreateCapacityProvider => {
+            let cached = api.capacity_providers().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: CreateCapacityProviderRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.capacity_providers().create_capacity_provider(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.capacity_providers().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::CreateCluster => {
+            let cached = api.clusters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: CreateClusterRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.clusters().create_cluster(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.clusters().create_cluster(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.clusters().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::CreateDaemon => {
+            let cached = api.daemons().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: CreateDaemonRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.daemons().create_daemon(ctx, input).await?)
+            let reply = crate::json::write_output(&api.daemons().create_daemon(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.daemons().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::CreateExpressGatewayService => {
+            let cached = api.express_gateway_services().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: CreateExpressGatewayServiceRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.express_gateway_services().create_express_gateway_service(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.express_gateway_services().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::CreateService => {
+            let cached = api.services().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: CreateServiceRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.services().create_service(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.services().create_service(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.services().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::CreateTaskSet => {
+            let cached = api.task_sets().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: CreateTaskSetRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.task_sets().create_task_set(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.task_sets().create_task_set(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.task_sets().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DeleteAccountSetting => {
+            let cached = api.account_settings().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DeleteAccountSettingRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.account_settings().delete_account_setting(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.account_settings().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DeleteAttributes => {
+            let cached = api.attributes().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DeleteAttributesRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.attributes().delete_attributes(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.attributes().delete_attributes(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.attributes().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DeleteCapacityProvider => {
+            let cached = api.capacity_providers().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DeleteCapacityProviderRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.capacity_providers().delete_capacity_provider(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.capacity_providers().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DeleteCluster => {
+            let cached = api.clusters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DeleteClusterRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.clusters().delete_cluster(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.clusters().delete_cluster(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.clusters().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DeleteDaemon => {
+            let cached = api.daemons().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DeleteDaemonRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.daemons().delete_daemon(ctx, input).await?)
+            let reply = crate::json::write_output(&api.daemons().delete_daemon(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.daemons().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DeleteDaemonTaskDefinition => {
+            let cached = api.daemons().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DeleteDaemonTaskDefinitionRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.daemons().delete_daemon_task_definition(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.daemons().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DeleteExpressGatewayService => {
+            let cached = api.express_gateway_services().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DeleteExpressGatewayServiceRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.express_gateway_services().delete_express_gateway_service(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.express_gateway_services().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DeleteService => {
+            let cached = api.services().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DeleteServiceRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.services().delete_service(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.services().delete_service(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.services().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DeleteTaskDefinitions => {
+            let cached = api.task_definitions().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DeleteTaskDefinitionsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.task_definitions().delete_task_definitions(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.task_definitions().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DeleteTaskSet => {
+            let cached = api.task_sets().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DeleteTaskSetRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.task_sets().delete_task_set(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.task_sets().delete_task_set(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.task_sets().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DeregisterContainerInstance => {
+            let cached = api.container_instances().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DeregisterContainerInstanceRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.container_instances().deregister_container_instance(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.container_instances().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DeregisterTaskDefinition => {
+            let cached = api.task_definitions().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DeregisterTaskDefinitionRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.task_definitions().deregister_task_definition(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.task_definitions().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DescribeCapacityProviders => {
+            let cached = api.capacity_providers().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DescribeCapacityProvidersRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.capacity_providers().describe_capacity_providers(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.capacity_providers().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DescribeClusters => {
+            let cached = api.clusters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DescribeClustersRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.clusters().describe_clusters(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.clusters().describe_clusters(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.clusters().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DescribeContainerInstances => {
+            let cached = api.container_instances().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DescribeContainerInstancesRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.container_instances().describe_container_instances(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.container_instances().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DescribeDaemon => {
+            let cached = api.daemons().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DescribeDaemonRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.daemons().describe_daemon(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.daemons().describe_daemon(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.daemons().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DescribeDaemonDeployments => {
+            let cached = api.daemons().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DescribeDaemonDeploymentsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.daemons().describe_daemon_deployments(ctx, input).await?)
+            let reply = crate::json::write_output(
+                &api.daemons().describe_daemon_deployments(ctx, input).await?,
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.daemons().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DescribeDaemonRevisions => {
+            let cached = api.daemons().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DescribeDaemonRevisionsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.daemons().describe_daemon_revisions(ctx, input).await?)
+            let reply = crate::json::write_output(
+                &api.daemons().describe_daemon_revisions(ctx, input).await?,
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.daemons().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DescribeDaemonTaskDefinition => {
+            let cached = api.daemons().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DescribeDaemonTaskDefinitionRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.daemons().describe_daemon_task_definition(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.daemons().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DescribeExpressGatewayService => {
+            let cached = api.express_gateway_services().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DescribeExpressGatewayServiceRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.express_gateway_services()
                     .describe_express_gateway_service(ctx, input)
                     .await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.express_gateway_services().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DescribeServiceDeployments => {
+            let cached = api.service_deployments().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DescribeServiceDeploymentsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.service_deployments().describe_service_deployments(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.service_deployments().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DescribeServiceRevisions => {
+            let cached = api.service_deployments().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DescribeServiceRevisionsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.service_deployments().describe_service_revisions(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.service_deployments().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DescribeServices => {
+            let cached = api.services().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DescribeServicesRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.services().describe_services(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.services().describe_services(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.services().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DescribeTaskDefinition => {
+            let cached = api.task_definitions().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DescribeTaskDefinitionRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.task_definitions().describe_task_definition(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.task_definitions().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DescribeTaskSets => {
+            let cached = api.task_sets().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DescribeTaskSetsRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.task_sets().describe_task_sets(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.task_sets().describe_task_sets(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.task_sets().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DescribeTasks => {
+            let cached = api.tasks().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DescribeTasksRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.tasks().describe_tasks(ctx, input).await?)
+            let reply = crate::json::write_output(&api.tasks().describe_tasks(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.tasks().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::DiscoverPollEndpoint => {
+            let cached = api.container_instances().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: DiscoverPollEndpointRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.container_instances().discover_poll_endpoint(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.container_instances().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::ExecuteCommand => {
+            let cached = api.tasks().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: ExecuteCommandRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.tasks().execute_command(ctx, input).await?)
+            let reply = crate::json::write_output(&api.tasks().execute_command(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.tasks().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::GetTaskProtection => {
+            let cached = api.task_protection().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: GetTaskProtectionRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.task_protection().get_task_protection(ctx, input).await?)
+            let reply = crate::json::write_output(
+                &api.task_protection().get_task_protection(ctx, input).await?,
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.task_protection().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::ListAccountSettings => {
+            let cached = api.account_settings().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: ListAccountSettingsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.account_settings().list_account_settings(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.account_settings().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::ListAttributes => {
+            let cached = api.attributes().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: ListAttributesRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.attributes().list_attributes(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.attributes().list_attributes(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.attributes().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::ListClusters => {
+            let cached = api.clusters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: ListClustersRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.clusters().list_clusters(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.clusters().list_clusters(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.clusters().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::ListContainerInstances => {
+            let cached = api.container_instances().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: ListContainerInstancesRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.container_instances().list_container_instances(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.container_instances().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::ListDaemonDeployments => {
+            let cached = api.daemons().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: ListDaemonDeploymentsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.daemons().list_daemon_deployments(ctx, input).await?)
+            let reply = crate::json::write_output(
+                &api.daemons().list_daemon_deployments(ctx, input).await?,
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.daemons().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::ListDaemonTaskDefinitions => {
+            let cached = api.daemons().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: ListDaemonTaskDefinitionsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.daemons().list_daemon_task_definitions(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.daemons().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::ListDaemons => {
+            let cached = api.daemons().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: ListDaemonsRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.daemons().list_daemons(ctx, input).await?)
+            let reply = crate::json::write_output(&api.daemons().list_daemons(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.daemons().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::ListServiceDeployments => {
+            let cached = api.service_deployments().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: ListServiceDeploymentsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.service_deployments().list_service_deployments(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.service_deployments().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::ListServices => {
+            let cached = api.services().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: ListServicesRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.services().list_services(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.services().list_services(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.services().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::ListServicesByNamespace => {
+            let cached = api.services().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: ListServicesByNamespaceRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.services().list_services_by_namespace(ctx, input).await?)
+            let reply = crate::json::write_output(
+                &api.services().list_services_by_namespace(ctx, input).await?,
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.services().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::ListTagsForResource => {
+            let cached = api.tags().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: ListTagsForResourceRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.tags().list_tags_for_resource(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.tags().list_tags_for_resource(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.tags().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::ListTaskDefinitionFamilies => {
+            let cached = api.task_definitions().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: ListTaskDefinitionFamiliesRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.task_definitions().list_task_definition_families(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.task_definitions().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::ListTaskDefinitions => {
+            let cached = api.task_definitions().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: ListTaskDefinitionsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.task_definitions().list_task_definitions(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.task_definitions().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::ListTasks => {
+            let cached = api.tasks().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: ListTasksRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.tasks().list_tasks(ctx, input).await?)
+            let reply = crate::json::write_output(&api.tasks().list_tasks(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.tasks().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::PutAccountSetting => {
+            let cached = api.account_settings().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: PutAccountSettingRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.account_settings().put_account_setting(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.account_settings().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::PutAccountSettingDefault => {
+            let cached = api.account_settings().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: PutAccountSettingDefaultRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.account_settings().put_account_setting_default(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.account_settings().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::PutAttributes => {
+            let cached = api.attributes().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: PutAttributesRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.attributes().put_attributes(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.attributes().put_attributes(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.attributes().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::PutClusterCapacityProviders => {
+            let cached = api.clusters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: PutClusterCapacityProvidersRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.clusters().put_cluster_capacity_providers(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.clusters().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::RegisterContainerInstance => {
+            let cached = api.container_instances().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: RegisterContainerInstanceRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.container_instances().register_container_instance(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.container_instances().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::RegisterDaemonTaskDefinition => {
+            let cached = api.daemons().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: RegisterDaemonTaskDefinitionRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.daemons().register_daemon_task_definition(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.daemons().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::RegisterTaskDefinition => {
+            let cached = api.task_definitions().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: RegisterTaskDefinitionRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.task_definitions().register_task_definition(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.task_definitions().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::RunTask => {
+            let cached = api.tasks().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: RunTaskRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.tasks().run_task(ctx, input).await?)
+            let reply = crate::json::write_output(&api.tasks().run_task(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.tasks().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::StartTask => {
+            let cached = api.tasks().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: StartTaskRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.tasks().start_task(ctx, input).await?)
+            let reply = crate::json::write_output(&api.tasks().start_task(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.tasks().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::StopServiceDeployment => {
+            let cached = api.service_deployments().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: StopServiceDeploymentRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.service_deployments().stop_service_deployment(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.service_deployments().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::StopTask => {
+            let cached = api.tasks().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: StopTaskRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.tasks().stop_task(ctx, input).await?)
+            let reply = crate::json::write_output(&api.tasks().stop_task(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.tasks().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::SubmitAttachmentStateChanges => {
+            let cached = api.state_changes().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: SubmitAttachmentStateChangesRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.state_changes().submit_attachment_state_changes(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.state_changes().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::SubmitContainerStateChange => {
+            let cached = api.state_changes().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: SubmitContainerStateChangeRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.state_changes().submit_container_state_change(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.state_changes().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::SubmitTaskStateChange => {
+            let cached = api.state_changes().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: SubmitTaskStateChangeRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.state_changes().submit_task_state_change(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.state_changes().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::TagResource => {
+            let cached = api.tags().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: TagResourceRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.tags().tag_resource(ctx, input).await?)
+            let reply = crate::json::write_output(&api.tags().tag_resource(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.tags().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::UntagResource => {
+            let cached = api.tags().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: UntagResourceRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.tags().untag_resource(ctx, input).await?)
+            let reply = crate::json::write_output(&api.tags().untag_resource(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.tags().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::UpdateCapacityProvider => {
+            let cached = api.capacity_providers().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: UpdateCapacityProviderRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.capacity_providers().update_capacity_provider(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.capacity_providers().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::UpdateCluster => {
+            let cached = api.clusters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: UpdateClusterRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.clusters().update_cluster(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.clusters().update_cluster(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.clusters().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::UpdateClusterSettings => {
+            let cached = api.clusters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: UpdateClusterSettingsRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.clusters().update_cluster_settings(ctx, input).await?)
+            let reply = crate::json::write_output(
+                &api.clusters().update_cluster_settings(ctx, input).await?,
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.clusters().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::UpdateContainerAgent => {
+            let cached = api.container_instances().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: UpdateContainerAgentRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.container_instances().update_container_agent(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.container_instances().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::UpdateContainerInstancesState => {
+            let cached = api.container_instances().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: UpdateContainerInstancesStateRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.container_instances().update_container_instances_state(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.container_instances().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::UpdateDaemon => {
+            let cached = api.daemons().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: UpdateDaemonRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.daemons().update_daemon(ctx, input).await?)
+            let reply = crate::json::write_output(&api.daemons().update_daemon(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.daemons().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::UpdateExpressGatewayService => {
+            let cached = api.express_gateway_services().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: UpdateExpressGatewayServiceRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.express_gateway_services().update_express_gateway_service(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.express_gateway_services().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::UpdateService => {
+            let cached = api.services().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: UpdateServiceRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.services().update_service(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.services().update_service(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.services().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::UpdateServicePrimaryTaskSet => {
+            let cached = api.task_sets().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: UpdateServicePrimaryTaskSetRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.task_sets().update_service_primary_task_set(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.task_sets().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::UpdateTaskProtection => {
+            let cached = api.task_protection().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: UpdateTaskProtectionRequest =
                 crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(
+            let reply = crate::json::write_output(
                 &api.task_protection().update_task_protection(ctx, input).await?,
-            )
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.task_protection().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
         Operation::UpdateTaskSet => {
+            let cached = api.task_sets().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
             let input: UpdateTaskSetRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
-            crate::json::write_output(&api.task_sets().update_task_set(ctx, input).await?)
+            let reply =
+                crate::json::write_output(&api.task_sets().update_task_set(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.task_sets().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
         }
     }
 }

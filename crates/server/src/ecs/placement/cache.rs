@@ -109,7 +109,11 @@ impl PlacementCache {
             all.entry(cluster.to_string()).or_default().clone()
         };
         let mut guard = entry.lock_owned().await;
-        self.sync(&mut guard, cluster, now).await?;
+        if let Err(e) = self.sync(&mut guard, cluster, now).await {
+            // The changes it drained are lost to it: the next use reloads from the store.
+            guard.loaded = None;
+            return Err(e);
+        }
         Ok(guard)
     }
 

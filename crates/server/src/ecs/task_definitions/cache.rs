@@ -1,5 +1,6 @@
-//! An in-memory cache of task definition revisions and of each family's latest ACTIVE
-//! revision, for the hot reads (DescribeTaskDefinition, RunTask, the service controller).
+//! An in-memory cache of task definition revisions, of each family's latest ACTIVE
+//! revision, and of encoded DescribeTaskDefinition replies by request body, for the hot
+//! reads (DescribeTaskDefinition, RunTask, the service controller).
 //!
 //! Contract: an entry is never newer than the store and never stays older than the store
 //! once the write that changed it has been acknowledged by this server or seen on the
@@ -30,6 +31,8 @@ struct Entries {
     generation: u64,
     revisions: HashMap<(String, i32), Arc<TaskDefinitionRecord>>,
     latest: HashMap<String, i32>,
+    /// Request body -> (the family it reads, the encoded reply).
+    replies: HashMap<Vec<u8>, (String, Vec<u8>)>,
 }
 
 /// See the module header.
@@ -101,6 +104,23 @@ impl RevisionCache {
         rec
     }
 
+    /// The encoded reply to a request body, if cached.
+    pub fn reply(&self, body: &[u8]) -> Option<Vec<u8>> {
+        self.read().replies.get(body).map(|(_, r)| r.clone())
+    }
+
+    /// Caches the encoded reply to a request body that reads `family`, when `generation` is
+    /// still current.
+    pub fn insert_reply(&self, generation: u64, body: &[u8], family: &str, reply: &[u8]) {
+        let mut e = self.write();
+        if e.generation == generation {
+            if e.replies.len() >= MAX_REVISIONS {
+                e.replies.clear();
+            }
+            e.replies.insert(body.to_vec(), (family.to_string(), reply.to_vec()));
+        }
+    }
+
     /// Caches a family's latest ACTIVE revision when `generation` is still current.
     pub fn insert_latest(&self, generation: u64, family: &str, revision: i32) {
         let mut e = self.write();
@@ -118,6 +138,7 @@ impl RevisionCache {
         e.generation += 1;
         e.latest.remove(family);
         e.revisions.retain(|(f, _), _| f != family);
+        e.replies.retain(|_, (f, _)| f != family);
     }
 
     fn clear(&self) {
@@ -125,6 +146,7 @@ impl RevisionCache {
         e.generation += 1;
         e.revisions.clear();
         e.latest.clear();
+        e.replies.clear();
     }
 
     /// Applies one committed transaction's writes.
@@ -146,6 +168,7 @@ impl RevisionCache {
         for f in families {
             e.latest.remove(f);
             e.revisions.retain(|(x, _), _| x != f);
+            e.replies.retain(|_, (x, _)| x != f);
         }
     }
 }
@@ -178,6 +201,20 @@ mod tests {
         c.insert_latest(g, "web", 1);
         assert_eq!(c.revision("web", 1).unwrap().task_definition.revision, Some(1));
         assert_eq!(c.latest("web"), Some(1));
+    }
+
+    #[test]
+    fn replies_go_with_their_family() {
+        let c = RevisionCache::default();
+        let g = c.generation();
+        c.insert_reply(g, b"{web}", "web", b"reply-web");
+        c.insert_reply(g, b"{db}", "db", b"reply-db");
+        assert_eq!(c.reply(b"{web}").as_deref(), Some(&b"reply-web"[..]));
+        c.invalidate_family("web");
+        assert!(c.reply(b"{web}").is_none());
+        assert!(c.reply(b"{db}").is_some());
+        c.insert_reply(g, b"{web}", "web", b"stale");
+        assert!(c.reply(b"{web}").is_none(), "a reply computed before the change is refused");
     }
 
     #[test]

@@ -285,6 +285,32 @@ impl TaskDefinitions {
 }
 
 impl TaskDefinitionsApi<RequestContext> for TaskDefinitions {
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        if op != Operation::DescribeTaskDefinition {
+            return CachedReply::Uncacheable;
+        }
+        let generation = self.cache.generation();
+        match self.cache.reply(body) {
+            Some(reply) => CachedReply::Hit(reply),
+            None => CachedReply::Miss(generation),
+        }
+    }
+
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        if op != Operation::DescribeTaskDefinition {
+            return;
+        }
+        let Ok(req) = serde_json::from_slice::<DescribeTaskDefinitionRequest>(body) else { return };
+        let given = req.task_definition.as_deref().unwrap_or("");
+        let family = match TaskDefinitionRef::parse(&self.core.scope, given, "taskDefinition") {
+            Ok(
+                TaskDefinitionRef::Revision { family, .. } | TaskDefinitionRef::Latest { family },
+            ) => family,
+            Err(_) => return,
+        };
+        self.cache.insert_reply(ticket, body, &family, reply);
+    }
+
     async fn register_task_definition(
         &self,
         ctx: &RequestContext,
@@ -502,5 +528,44 @@ impl TaskDefinitionsApi<RequestContext> for TaskDefinitions {
             }
         }
         Ok(DeleteTaskDefinitionsResponse { task_definitions: Some(done), failures: Some(failures) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_wire::ecs::*;
+
+    use crate::ecs::testing::*;
+
+    #[tokio::test]
+    async fn a_cached_describe_reply_follows_deregistration_and_new_revisions() {
+        let h = Harness::new();
+        let ctx = h.ctx();
+        let ecs = &h.ecs;
+        task_definition(ecs, &ctx, "web").await;
+        let describe = async |body: &str| {
+            let out = dispatch(ecs, &ctx, Operation::DescribeTaskDefinition, body.as_bytes()).await;
+            serde_json::from_slice::<serde_json::Value>(&out.unwrap()).unwrap()
+        };
+        let latest = r#"{"taskDefinition":"web"}"#;
+        let first = r#"{"taskDefinition":"web:1"}"#;
+        assert_eq!(describe(latest).await["taskDefinition"]["revision"], 1);
+        let cached = ecs
+            .task_definitions()
+            .cached_reply(Operation::DescribeTaskDefinition, latest.as_bytes());
+        assert!(matches!(cached, CachedReply::Hit(_)), "the second read is served from the cache");
+        assert_eq!(describe(first).await["taskDefinition"]["status"], "ACTIVE");
+
+        task_definition(ecs, &ctx, "web").await;
+        assert_eq!(describe(latest).await["taskDefinition"]["revision"], 2);
+        let dereg = DeregisterTaskDefinitionRequest { task_definition: Some("web:1".into()) };
+        ecs.task_definitions().deregister_task_definition(&ctx, dereg).await.unwrap();
+        assert_eq!(describe(first).await["taskDefinition"]["status"], "INACTIVE");
+        let other = ecs
+            .task_definitions()
+            .cached_reply(Operation::DescribeTaskDefinition, br#"{"taskDefinition":"web:1"}"#);
+        assert!(matches!(other, CachedReply::Hit(_)));
+        let none = ecs.task_definitions().cached_reply(Operation::ListTaskDefinitions, b"{}");
+        assert_eq!(none, CachedReply::Uncacheable);
     }
 }
