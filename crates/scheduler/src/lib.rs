@@ -337,6 +337,12 @@ pub struct PlacementRequest {
     /// Seeds the `random` strategy.
     #[serde(default)]
     pub seed: u64,
+    /// StartTask's kind of request: one task on each of these instances, in order (an
+    /// instance named twice gets two, the second placed against what the first left), with
+    /// no constraints or strategies. `count` is then ignored. An instance that is not ACTIVE
+    /// fails with its status as the reason; one that is not in the state, with `MISSING`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
 }
 
 /// Task `task_index` (0-based, within the request) goes on `instance_arn`.

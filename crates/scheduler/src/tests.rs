@@ -339,3 +339,23 @@ fn set_instance_plans_as_a_fresh_state_would() {
     }
     assert!(matches!(state.place(&spread), Err(PlacementError::NoContainerInstances)));
 }
+
+#[test]
+fn targets_place_one_task_on_each_named_instance_in_order() {
+    let mut draining = inst("c", 1024, 1024);
+    draining.status = InstanceStatus::Draining;
+    let mut state = ClusterState::new(vec![inst("a", 1024, 1024), inst("b", 256, 256), draining]);
+    let req = PlacementRequest {
+        targets: vec!["a".into(), "a".into(), "b".into(), "b".into(), "c".into(), "z".into()],
+        ..req(1, 256, 256)
+    };
+    let plan = state.place(&req).unwrap();
+    let on: Vec<(&str, u32)> =
+        plan.placements.iter().map(|p| (p.instance_arn.as_str(), p.task_index)).collect();
+    assert_eq!(on, vec![("a", 0), ("a", 1), ("b", 2)], "b takes one, then it is full");
+    let why: Vec<(&str, &str)> =
+        plan.failures.iter().map(|f| (f.arn.as_deref().unwrap(), f.reason.as_str())).collect();
+    assert_eq!(why, vec![("b", "RESOURCE:CPU"), ("c", "DRAINING"), ("z", "MISSING")]);
+    assert_eq!(plan.unplaced, 3);
+    assert_eq!(state.instances()[0].remaining.cpu, 512, "the state reflects the plan");
+}

@@ -139,6 +139,7 @@ fn request() -> impl Strategy<Value = PlacementRequest> {
                     constraints: constraints.into_iter().flatten().collect(),
                     strategies,
                     seed,
+                    targets: Vec::new(),
                 }
             },
         )

@@ -117,8 +117,12 @@ impl ClusterState {
         }
     }
 
-    /// Places `req.count` tasks and applies the plan to this state (see the crate docs).
+    /// Places `req.count` tasks (or one on each of `req.targets`) and applies the plan to
+    /// this state (see the crate docs).
     pub fn place(&mut self, req: &PlacementRequest) -> Result<Plan, PlacementError> {
+        if !req.targets.is_empty() {
+            return Ok(self.place_on_targets(req));
+        }
         if self.active == 0 {
             return Err(PlacementError::NoContainerInstances);
         }
@@ -169,6 +173,49 @@ impl ClusterState {
             }
         }
         Ok(plan)
+    }
+
+    /// StartTask: one task on each target instance, in order, each against what the previous
+    /// ones left.
+    fn place_on_targets(&mut self, req: &PlacementRequest) -> Plan {
+        let ctx = Ctx {
+            needs: Needs::new(&req.requirements),
+            group: &req.group,
+            dynamic: Vec::new(),
+            statics: Vec::new(),
+            distinct: false,
+            view: Vec::new(),
+            strategies: &[],
+            seed: req.seed,
+        };
+        let mut plan = Plan::default();
+        for (task_index, arn) in req.targets.iter().enumerate() {
+            let refusal = match self.slots.iter().position(|s| &s.arn == arn) {
+                None => Err("MISSING"),
+                Some(i) if self.slots[i].status != InstanceStatus::Active => {
+                    Err(self.slots[i].status.as_str())
+                }
+                Some(i) => match resource_refusal(&self.slots[i], &ctx.needs) {
+                    Some(why) => Err(why),
+                    None => Ok(i as u32),
+                },
+            };
+            match refusal {
+                Ok(i) => {
+                    self.consume(i, &ctx);
+                    plan.placements.push(Placement {
+                        instance_arn: arn.clone(),
+                        task_index: task_index as u32,
+                    });
+                }
+                Err(why) => {
+                    plan.unplaced += 1;
+                    plan.failures
+                        .push(PlacementFailure { arn: Some(arn.clone()), reason: why.to_string() });
+                }
+            }
+        }
+        plan
     }
 
     /// Builds the view and partitions the request needs, if not cached.

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! Job ─> lock the cluster's cache (synced from the store's change feed)
-//!     ─> ClusterState::place (pure, indexed) or, for StartTask, one task per named instance
+//!     ─> ClusterState::place (pure, indexed; StartTask's named instances are its `targets`)
 //!     ─> one transaction:
 //!          compare: the cluster record, every instance touched (and the client token)
 //!          put: task records + indexes, instances with the tasks reserved, desired markers
@@ -105,14 +105,16 @@ impl Placement {
                 return Err(cluster_not_found());
             };
             let mut failures = Vec::new();
-            let (placements, plan_failures) = match job.only {
+            // StartTask names its instances: the scheduler's `targets` request kind.
+            let mut targeted;
+            let request = match job.only {
                 Some(only) => {
-                    let mut snaps = Vec::with_capacity(only.len());
-                    let snapshot = self.cache.snapshot_fn(now);
+                    targeted = job.request.clone();
+                    targeted.targets.clear();
                     for given in only {
                         let id = self.core.scope.child_id("container-instance", cluster, given);
                         match id.and_then(|id| cached.instance(id)) {
-                            Some((rec, _)) => snaps.push(snapshot(rec)),
+                            Some((rec, _)) => targeted.targets.push(rec.arn.clone()),
                             None => failures.push(Failure {
                                 arn: Some(given.clone()),
                                 reason: Some("MISSING".into()),
@@ -120,16 +122,18 @@ impl Placement {
                             }),
                         }
                     }
-                    place_on_each(&snaps, job.request)
+                    if targeted.targets.is_empty() {
+                        return Ok(Placed { tasks: vec![], failures });
+                    }
+                    &targeted
                 }
-                None => {
-                    let plan = cached
-                        .state(self.cache.snapshot_fn(now))
-                        .place(job.request)
-                        .map_err(|e| error::invalid(e.to_string()))?;
-                    (plan.placements, plan.failures)
-                }
+                None => job.request,
             };
+            let plan = cached
+                .state(self.cache.snapshot_fn(now))
+                .place(request)
+                .map_err(|e| error::invalid(e.to_string()))?;
+            let (placements, plan_failures) = (plan.placements, plan.failures);
             failures.extend(plan_failures.into_iter().map(|f| Failure {
                 arn: f.arn,
                 reason: Some(f.reason),
@@ -170,10 +174,6 @@ impl Placement {
             match cas.commit_at(txn).await {
                 Ok(Some(revision)) => {
                     cached.committed(touched.into_values().map(|(r, _)| r).collect(), revision);
-                    if job.only.is_some() {
-                        // StartTask decided outside the state: rebuild it from the records.
-                        cached.discard_state();
-                    }
                     let tasks = created.into_iter().map(|t| t.task).collect();
                     return Ok(Placed { tasks, failures });
                 }
@@ -211,38 +211,4 @@ impl Placement {
         }
         Ok(Some(out))
     }
-}
-
-/// StartTask: one task on each snapshot, in order, each placed against what the previous
-/// ones left on the same instance.
-fn place_on_each(
-    snaps: &[InstanceSnapshot],
-    request: &PlacementRequest,
-) -> (Vec<berth_scheduler::Placement>, Vec<berth_scheduler::PlacementFailure>) {
-    let mut working: BTreeMap<String, InstanceSnapshot> =
-        snaps.iter().map(|s| (s.arn.clone(), s.clone())).collect();
-    let mut placements = Vec::new();
-    let mut failures = Vec::new();
-    for snap in snaps {
-        let current = working.get_mut(&snap.arn).expect("snapshot of a chosen instance");
-        let one = PlacementRequest {
-            count: 1,
-            requirements: request.requirements.clone(),
-            group: request.group.clone(),
-            ..Default::default()
-        };
-        let mut state = berth_scheduler::ClusterState::new(vec![current.clone()]);
-        match state.place(&one) {
-            Ok(plan) => {
-                *current = state.instances()[0].clone();
-                placements.extend(plan.placements);
-                failures.extend(plan.failures);
-            }
-            Err(_) => failures.push(berth_scheduler::PlacementFailure {
-                arn: Some(snap.arn.clone()),
-                reason: snap.status.as_str().to_string(),
-            }),
-        }
-    }
-    (placements, failures)
 }

@@ -300,6 +300,7 @@ impl ServiceController {
                 constraints: if s.instance.is_some() { vec![] } else { constraints },
                 strategies,
                 seed: uuid::Uuid::new_v4().as_u64_pair().0,
+                targets: Vec::new(),
             };
             let only: Option<Vec<String>> = s.instance.as_ref().and_then(|id| {
                 view.instances

@@ -118,6 +118,7 @@ impl Tasks {
             constraints,
             strategies: l.strategies.clone(),
             seed: uuid::Uuid::new_v4().as_u64_pair().0,
+            targets: Vec::new(),
         };
         let job = Job {
             spec: NewTask {
