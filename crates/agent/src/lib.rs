@@ -10,13 +10,23 @@
 //! the complete current state of a task, so a lost message or a restart of either side leaves
 //! nothing wrong. Containers of this instance that belong to no desired task are stopped and
 //! removed; containers of desired tasks are adopted, never started twice.
+//!
+//! The control plane is reached through [`control::ControlPlane`] (the HTTP [`Client`] in
+//! production), the engine through [`Runtime`]; the runtime's container events
+//! ([`events`]) tell each actor when to re-read its containers, so nothing is polled while
+//! nothing changes.
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod control;
+pub mod events;
 pub mod metadata;
 pub mod spec;
 pub mod state;
 pub mod task;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,9 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use berth_agent_protocol::{
-    DesiredTask, POLL_PATH, PollRequest, PollResponse, REPORT_PATH, TaskReport,
-};
+use berth_agent_protocol::{DesiredTask, PollRequest, TaskReport};
 use berth_runtime::Runtime;
 use berth_wire::ecs::{
     Attribute, RegisterContainerInstanceRequest, RegisterContainerInstanceResponse, Resource,
@@ -35,6 +43,7 @@ use berth_wire::ecs::{
 use tokio::sync::{mpsc, watch};
 
 use crate::client::{Client, ClientError};
+use crate::control::ControlPlane;
 use crate::spec::{LABEL_INSTANCE, LABEL_TASK_ARN};
 use crate::task::{TaskActor, TaskContext};
 
@@ -70,7 +79,7 @@ pub struct AgentConfig {
 /// A registered agent, ready to run.
 pub struct Agent {
     config: AgentConfig,
-    client: Client,
+    control: Arc<dyn ControlPlane>,
     runtime: Arc<dyn Runtime>,
     instance_arn: String,
     /// The task metadata endpoint's address and registry, when it could be served.
@@ -146,13 +155,24 @@ fn resources(
 }
 
 impl Agent {
-    /// Registers (or re-registers, from the state file) this host as a container instance.
+    /// Registers (or re-registers, from the state file) this host as a container instance
+    /// with the control plane at `config.server`.
     pub async fn register(config: AgentConfig, runtime: Arc<dyn Runtime>) -> anyhow::Result<Self> {
         let creds = match config.credentials.clone() {
             Some(c) => c,
             None => berth_sigv4::credentials::resolve(|k| std::env::var(k).ok())?,
         };
         let client = Client::new(&config.server, creds, &config.region)?;
+        Self::register_with(config, runtime, Arc::new(client)).await
+    }
+
+    /// [`Agent::register`] through a given control plane (`config.server` and
+    /// `config.credentials` are not used).
+    pub async fn register_with(
+        config: AgentConfig,
+        runtime: Arc<dyn Runtime>,
+        control: Arc<dyn ControlPlane>,
+    ) -> anyhow::Result<Self> {
         let info = runtime
             .info()
             .await
@@ -202,7 +222,7 @@ impl Agent {
         };
         let mut delay = Duration::from_millis(200);
         let resp: RegisterContainerInstanceResponse = loop {
-            match client.ecs("RegisterContainerInstance", &req).await {
+            match control.register(&req).await {
                 Ok(r) => break r,
                 Err(ClientError::Aws { code, .. })
                     if code == "ClientException" && req.container_instance_arn.is_some() =>
@@ -227,7 +247,7 @@ impl Agent {
         st.container_instance_arn = Some(arn.clone());
         state::save(&config.data_dir, &st)?;
         tracing::info!(instance = %arn, cluster = %config.cluster, "registered");
-        Ok(Self { config, client, runtime, instance_arn: arn, metadata })
+        Ok(Self { config, control, runtime, instance_arn: arn, metadata })
     }
 
     /// This instance's ARN.
@@ -240,7 +260,14 @@ impl Agent {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         let (report_tx, report_rx) = mpsc::unbounded_channel::<TaskReport>();
         let epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let reporter = tokio::spawn(deliver_reports(self.client.clone(), report_rx, epoch.clone()));
+        let reporter =
+            tokio::spawn(deliver_reports(self.control.clone(), report_rx, epoch.clone()));
+        let router = events::Router::new();
+        let follower = tokio::spawn(events::follow(
+            self.runtime.clone(),
+            vec![(LABEL_INSTANCE.to_string(), self.instance_arn.clone())],
+            router.clone(),
+        ));
         let ctx = TaskContext {
             runtime: self.runtime.clone(),
             cluster: self.config.cluster.clone(),
@@ -249,6 +276,7 @@ impl Agent {
             metadata_base: self.metadata.as_ref().map(|(addr, _)| format!("http://{addr}/v4")),
             metadata: self.metadata.as_ref().map(|(_, r)| r.clone()),
             availability_zone: self.config.availability_zone.clone(),
+            events: router,
         };
         let mut actors: HashMap<String, (watch::Sender<DesiredTask>, tokio::task::JoinHandle<()>)> =
             HashMap::new();
@@ -262,11 +290,7 @@ impl Agent {
                 seen_version: seen,
                 wait_seconds: POLL_WAIT_SECONDS,
             };
-            let poll = self.client.agent::<_, PollResponse>(
-                POLL_PATH,
-                &req,
-                Duration::from_secs(u64::from(POLL_WAIT_SECONDS) + 10),
-            );
+            let poll = self.control.poll(&req);
             let resp = tokio::select! {
                 _ = &mut shutdown => break,
                 r = poll => r,
@@ -324,6 +348,7 @@ impl Agent {
             }
         }
         drop(ctx);
+        follower.abort();
         // Let in-flight reports go out (bounded), then stop.
         let _ = tokio::time::timeout(Duration::from_secs(5), reporter).await;
         Ok(())
@@ -357,7 +382,7 @@ impl Agent {
 /// grows with every report of this process, so that the server can tell a delayed retry from a
 /// newer state. Nothing is sent before the first poll has told the epoch.
 async fn deliver_reports(
-    client: Client,
+    control: Arc<dyn ControlPlane>,
     mut rx: mpsc::UnboundedReceiver<TaskReport>,
     epoch: Arc<std::sync::atomic::AtomicU64>,
 ) {
@@ -397,10 +422,7 @@ async fn deliver_reports(
         let tasks: Vec<String> = pending.keys().cloned().collect();
         for t in tasks {
             let Some(report) = pending.get(&t).cloned() else { continue };
-            match client
-                .agent::<_, serde_json::Value>(REPORT_PATH, &report, Duration::from_secs(10))
-                .await
-            {
+            match control.report(&report).await {
                 Ok(_) => {
                     // Only forget it if no newer report arrived meanwhile.
                     if pending.get(&t) == Some(&report) {

@@ -15,18 +15,21 @@
 //!   a pull failure of any kind -> `Pull`.
 //! * A non-zero exit reported by the wait endpoint (bollard's `DockerContainerWaitError`) is
 //!   an exit code, not an error.
+//! * [`Runtime::events`] follows the engine's `/events` with its `since` set from the
+//!   engine's own clock, so nothing after `Subscribed` is missed ([`events`] tells how).
 #![forbid(unsafe_code)]
 
 pub mod convert;
 pub mod demo;
+pub mod events;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_runtime::{
-    ContainerSpec, ContainerStatus, ContainerSummary, ImageInfo, ObjectKind, Runtime, RuntimeError,
-    RuntimeInfo, VolumeSpec,
+    ContainerSpec, ContainerStatus, ContainerSummary, EventStream, ImageInfo, ObjectKind, Runtime,
+    RuntimeError, RuntimeInfo, VolumeSpec,
 };
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
@@ -408,6 +411,10 @@ impl Runtime for DockerRuntime {
             },
             None => Ok(None),
         }
+    }
+
+    fn events(&self, labels: &[(String, String)]) -> EventStream {
+        events::stream(self, labels)
     }
 }
 

@@ -365,6 +365,64 @@ async fn healthcheck_goes_healthy_then_unhealthy() {
 }
 
 #[tokio::test]
+async fn events_deliver_health_and_exits_of_labelled_containers_only() {
+    use berth_runtime::{ContainerEventKind, RuntimeEvent};
+    use futures_util::StreamExt;
+
+    let t = Cleanup::new("events");
+    let rt = docker().await;
+    let mut wanted = t.labels();
+    wanted.push(("berth.test.role".into(), "watched".into()));
+    let mut events = rt.events(&wanted);
+    async fn next(events: &mut berth_runtime::EventStream) -> RuntimeEvent {
+        tokio::time::timeout(Duration::from_secs(30), events.next())
+            .await
+            .expect("an event within 30 s")
+            .expect("the stream stays open")
+            .expect("no stream error")
+    }
+    assert_eq!(next(&mut events).await, RuntimeEvent::Subscribed);
+
+    let mut spec = t.spec("watched", &[]);
+    spec.labels.insert("berth.test.role".into(), "watched".into());
+    spec.healthcheck = Some(HealthCheck {
+        test: ["CMD", "/hello", "-check", "http://127.0.0.1:8080/health"]
+            .map(String::from)
+            .to_vec(),
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(2),
+        retries: 1,
+        start_period: Duration::ZERO,
+    });
+    let watched = rt.create(&spec).await.unwrap();
+    // Same run label, not the role: its events are filtered out by the engine.
+    let other = rt.create(&t.spec("other", &[])).await.unwrap();
+    rt.start(&other).await.unwrap();
+    rt.start(&watched).await.unwrap();
+
+    let mut seen = Vec::new();
+    while !seen.contains(&ContainerEventKind::Health(HealthStatus::Healthy)) {
+        let RuntimeEvent::Container(e) = next(&mut events).await else { panic!("resubscribed") };
+        assert_eq!(e.id, watched, "only the labelled container: {e:?}");
+        seen.push(e.kind);
+    }
+    assert_eq!(seen.first(), Some(&ContainerEventKind::Start), "{seen:?}");
+
+    rt.stop(&other, Duration::from_secs(10)).await.unwrap();
+    rt.stop(&watched, Duration::from_secs(10)).await.unwrap();
+    rt.remove(&watched).await.unwrap();
+    let mut after = Vec::new();
+    while !after.contains(&ContainerEventKind::Destroy) {
+        let RuntimeEvent::Container(e) = next(&mut events).await else { panic!("resubscribed") };
+        assert_eq!(e.id, watched, "only the labelled container: {e:?}");
+        after.push(e.kind);
+    }
+    assert!(after.contains(&ContainerEventKind::Die), "{after:?}");
+    let die = after.iter().position(|k| *k == ContainerEventKind::Die);
+    assert!(die < after.iter().position(|k| *k == ContainerEventKind::Destroy), "{after:?}");
+}
+
+#[tokio::test]
 async fn volumes_are_idempotent_and_guarded_while_in_use() {
     let t = Cleanup::new("vol");
     let rt = docker().await;

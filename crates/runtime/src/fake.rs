@@ -18,18 +18,29 @@
 //!   given error (and records it).
 //! * Tests drive the rest by hand: [`FakeRuntime::exit`], [`FakeRuntime::oom_kill`],
 //!   [`FakeRuntime::set_health`].
+//! * [`Runtime::events`] subscribes when its stream is first polled (then yields
+//!   [`RuntimeEvent::Subscribed`]) and delivers what Docker would: `Start` on start, `Oom` then
+//!   `Die` on an OOM kill, `Die` on every other exit (a stop, a forced removal, a scripted
+//!   exit), `Health` when the health changes, `Destroy` on removal. Events with no live
+//!   subscription are lost, as a dropped connection loses them. Tests inject more with
+//!   [`FakeRuntime::push_event`], end every live stream as a lost connection would with
+//!   [`FakeRuntime::drop_event_streams`], and lose events on purpose with
+//!   [`FakeRuntime::mute_events`]; a queued [`FakeRuntime::fail_next`] of [`Op::Events`]
+//!   makes the next stream yield that error instead of subscribing.
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use time::OffsetDateTime;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::{
-    ContainerSpec, ContainerState, ContainerStatus, ContainerSummary, HealthStatus, ImageInfo,
-    MountSource, NetworkAttachment, NetworkMode, ObjectKind, PortBinding, Runtime, RuntimeError,
-    RuntimeInfo, VolumeSpec,
+    ContainerEvent, ContainerEventKind, ContainerSpec, ContainerState, ContainerStatus,
+    ContainerSummary, EventStream, HealthStatus, ImageInfo, MountSource, NetworkAttachment,
+    NetworkMode, ObjectKind, PortBinding, Runtime, RuntimeError, RuntimeEvent, RuntimeInfo,
+    VolumeSpec,
 };
 
 /// One [`Runtime`] operation, for [`FakeRuntime::fail_next`] and [`Call::op`].
@@ -49,6 +60,7 @@ pub enum Op {
     RemoveVolume,
     ListVolumes,
     Stats,
+    Events,
 }
 
 /// A recorded call, with its arguments.
@@ -68,6 +80,7 @@ pub enum Call {
     RemoveVolume(String),
     ListVolumes(Vec<(String, String)>),
     Stats(String),
+    Events(Vec<(String, String)>),
 }
 
 impl Call {
@@ -88,6 +101,7 @@ impl Call {
             Call::RemoveVolume(_) => Op::RemoveVolume,
             Call::ListVolumes(_) => Op::ListVolumes,
             Call::Stats(_) => Op::Stats,
+            Call::Events(_) => Op::Events,
         }
     }
 }
@@ -138,6 +152,17 @@ struct State {
     volumes: BTreeMap<String, VolumeSpec>,
     calls: Vec<Call>,
     failures: BTreeMap<Op, VecDeque<RuntimeError>>,
+    /// Live [`Runtime::events`] subscriptions.
+    subscribers: Vec<Subscriber>,
+    /// While set, events are dropped instead of delivered.
+    muted: bool,
+}
+
+/// One live [`Runtime::events`] subscription.
+#[derive(Debug)]
+struct Subscriber {
+    labels: Vec<(String, String)>,
+    tx: mpsc::UnboundedSender<Result<RuntimeEvent, RuntimeError>>,
 }
 
 struct Inner {
@@ -196,6 +221,8 @@ impl FakeRuntime {
             volumes: BTreeMap::new(),
             calls: Vec::new(),
             failures: BTreeMap::new(),
+            subscribers: Vec::new(),
+            muted: false,
         };
         let (changed, _) = watch::channel(0);
         FakeRuntime { inner: Arc::new(Inner { state: Mutex::new(state), changed }) }
@@ -302,8 +329,52 @@ impl FakeRuntime {
         if !c.status.state.is_running() {
             return false;
         }
-        c.status.health = Some(health);
+        if c.status.health != Some(health) {
+            c.status.health = Some(health);
+            emit(&mut st, &key, ContainerEventKind::Health(health));
+        }
         true
+    }
+
+    /// Delivers an event about container `id` to every live [`Runtime::events`] stream whose
+    /// labels the container carries (to every stream if no such container exists), unless
+    /// events are muted. Nothing about the container changes.
+    pub fn push_event(&self, id: &str, kind: ContainerEventKind) {
+        let mut st = self.lock();
+        match find(&st, id) {
+            Some(key) => emit(&mut st, &key, kind),
+            None if !st.muted => {
+                let event = ContainerEvent { id: id.to_string(), kind };
+                st.subscribers
+                    .retain(|s| s.tx.send(Ok(RuntimeEvent::Container(event.clone()))).is_ok());
+            }
+            None => {}
+        }
+    }
+
+    /// Ends every live [`Runtime::events`] stream with an error, as a lost connection to the
+    /// engine does. Events until the next subscription are lost.
+    pub fn drop_event_streams(&self) {
+        let mut st = self.lock();
+        for s in std::mem::take(&mut st.subscribers) {
+            let _ = s.tx.send(Err(RuntimeError::Engine {
+                op: "events",
+                message: "connection to the engine lost".into(),
+            }));
+        }
+    }
+
+    /// While `muted`, events are lost instead of delivered (streams stay open), as if the
+    /// engine dropped them.
+    pub fn mute_events(&self, muted: bool) {
+        self.lock().muted = muted;
+    }
+
+    /// How many [`Runtime::events`] streams are subscribed and still open.
+    pub fn event_subscribers(&self) -> usize {
+        let mut st = self.lock();
+        st.subscribers.retain(|s| !s.tx.is_closed());
+        st.subscribers.len()
     }
 
     /// Records `call`, then returns the queued failure for its operation, if any.
@@ -355,8 +426,9 @@ impl FakeRuntime {
                     exit_locked(&mut st, key, 137, true);
                 }
                 Event::Health(h) => {
-                    if c.spec.healthcheck.is_some() {
+                    if c.spec.healthcheck.is_some() && c.status.health != Some(h) {
                         c.status.health = Some(h);
+                        emit(&mut st, key, ContainerEventKind::Health(h));
                     }
                 }
             }
@@ -420,7 +492,24 @@ fn exit_locked(st: &mut State, key: &str, code: i64, oom: bool) -> bool {
     for n in &mut c.status.networks {
         n.ip_address = None;
     }
+    if oom {
+        emit(st, key, ContainerEventKind::Oom);
+    }
+    emit(st, key, ContainerEventKind::Die);
     true
+}
+
+/// Delivers an event about container `key` (which exists) to the matching subscribers.
+fn emit(st: &mut State, key: &str, kind: ContainerEventKind) {
+    if st.muted {
+        return;
+    }
+    let labels = &st.containers[key].status.labels;
+    let event = ContainerEvent { id: key.to_string(), kind };
+    st.subscribers.retain(|s| {
+        !has_labels(labels, &s.labels)
+            || s.tx.send(Ok(RuntimeEvent::Container(event.clone()))).is_ok()
+    });
 }
 
 fn has_labels(labels: &BTreeMap<String, String>, wanted: &[(String, String)]) -> bool {
@@ -627,6 +716,7 @@ impl Runtime for FakeRuntime {
             c.status.ip_address = networks.first().and_then(|n| n.ip_address.clone());
             c.status.networks = networks;
             let run = c.run;
+            emit(&mut st, &key, ContainerEventKind::Start);
             if let Some((after, code)) = script.exit_after
                 && after.is_zero()
             {
@@ -662,6 +752,7 @@ impl Runtime for FakeRuntime {
             let mut st = self.lock();
             let Some(key) = find(&st, id) else { return Ok(()) };
             exit_locked(&mut st, &key, 137, false);
+            emit(&mut st, &key, ContainerEventKind::Destroy);
             let c = st.containers.remove(&key).expect("found");
             st.tombstones.insert(key, c.status.exit_code.unwrap_or(0));
         }
@@ -807,6 +898,35 @@ impl Runtime for FakeRuntime {
                 serde_json::Value::Null
             },
         })))
+    }
+
+    fn events(&self, labels: &[(String, String)]) -> EventStream {
+        enum Stage {
+            Subscribe(FakeRuntime, Vec<(String, String)>),
+            Fail(RuntimeError),
+            Live(mpsc::UnboundedReceiver<Result<RuntimeEvent, RuntimeError>>),
+            Done,
+        }
+        let first = match self.begin(Call::Events(labels.to_vec())) {
+            Ok(()) => Stage::Subscribe(self.clone(), labels.to_vec()),
+            Err(e) => Stage::Fail(e),
+        };
+        futures_util::stream::unfold(first, |stage| async move {
+            match stage {
+                Stage::Subscribe(rt, labels) => {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    rt.lock().subscribers.push(Subscriber { labels, tx });
+                    Some((Ok(RuntimeEvent::Subscribed), Stage::Live(rx)))
+                }
+                Stage::Fail(e) => Some((Err(e), Stage::Done)),
+                Stage::Live(mut rx) => match rx.recv().await? {
+                    Ok(event) => Some((Ok(event), Stage::Live(rx))),
+                    Err(e) => Some((Err(e), Stage::Done)),
+                },
+                Stage::Done => None,
+            }
+        })
+        .boxed()
     }
 }
 
@@ -999,5 +1119,54 @@ mod tests {
         rt.remove_volume("data").await.unwrap();
         rt.remove_volume("data").await.unwrap();
         assert!(rt.volumes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn events_follow_labelled_containers_until_the_stream_drops() {
+        use crate::{ContainerEvent, ContainerEventKind as K};
+        let rt = FakeRuntime::new();
+        rt.add_image("app");
+        let mut watched = spec("w", "app");
+        watched.labels.insert("team".into(), "a".into());
+        watched.healthcheck = Some(HealthCheck {
+            test: vec!["CMD".into(), "true".into()],
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
+            retries: 1,
+            start_period: Duration::ZERO,
+        });
+        let w = rt.create(&watched).await.unwrap();
+        let other = rt.create(&spec("o", "app")).await.unwrap();
+        rt.start(&w).await.unwrap(); // before the stream is polled: not delivered
+        let labels = vec![("team".to_string(), "a".to_string())];
+        let mut events = rt.events(&labels);
+        assert_eq!(rt.calls_of(Op::Events), vec![Call::Events(labels.clone())]);
+        assert_eq!(rt.event_subscribers(), 0, "subscribed when first polled");
+        assert_eq!(events.next().await.unwrap().unwrap(), RuntimeEvent::Subscribed);
+        assert_eq!(rt.event_subscribers(), 1);
+        rt.start(&other).await.unwrap(); // not labelled: not delivered
+        assert!(rt.set_health(&w, HealthStatus::Healthy));
+        assert!(rt.set_health(&w, HealthStatus::Healthy)); // no change: no event
+        rt.mute_events(true);
+        assert!(rt.set_health(&w, HealthStatus::Unhealthy)); // lost
+        rt.mute_events(false);
+        rt.push_event(&w, K::Start);
+        rt.oom_kill(&w);
+        rt.remove(&w).await.unwrap();
+        let c = |kind| RuntimeEvent::Container(ContainerEvent { id: w.clone(), kind });
+        for want in
+            [c(K::Health(HealthStatus::Healthy)), c(K::Start), c(K::Oom), c(K::Die), c(K::Destroy)]
+        {
+            assert_eq!(events.next().await.unwrap().unwrap(), want);
+        }
+        rt.drop_event_streams();
+        assert!(matches!(events.next().await, Some(Err(RuntimeError::Engine { .. }))));
+        assert!(events.next().await.is_none(), "the stream ends after its error");
+        assert_eq!(rt.event_subscribers(), 0);
+
+        rt.fail_next(Op::Events, RuntimeError::Engine { op: "events", message: "down".into() });
+        let mut failed = rt.events(&[]);
+        assert!(matches!(failed.next().await, Some(Err(RuntimeError::Engine { .. }))));
+        assert!(failed.next().await.is_none());
     }
 }

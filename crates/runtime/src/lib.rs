@@ -18,6 +18,14 @@
 //! * Nothing here reads an ECS type: the agent translates a task definition into a
 //!   [`ContainerSpec`]. Sizes are bytes, durations are [`Duration`]s, and the runtime never
 //!   invents defaults the agent did not ask for (an unset `Option` leaves the engine's own).
+//! * [`Runtime::events`] is a hint, never the state: each [`EventStream`] is one subscription
+//!   that first yields [`RuntimeEvent::Subscribed`] once it is in effect, then a
+//!   [`ContainerEvent`] for every later start, exit, OOM kill, health change and removal of a
+//!   matching container, until it ends (an `Err`, or `None`) when the connection is lost.
+//!   Changes before `Subscribed`, or after the end, are not delivered: a consumer re-reads
+//!   ([`Runtime::inspect`], [`Runtime::list`]) everything it follows after every `Subscribed`
+//!   (level-triggered), and takes an event as "re-read this container". Events may repeat,
+//!   and a few from shortly before the subscription may be replayed.
 #![forbid(unsafe_code)]
 
 pub mod fake;
@@ -28,6 +36,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::stream::BoxStream;
 use time::OffsetDateTime;
 
 /// The container runtime the agent drives. Implementations are cheap to share (`Arc<dyn
@@ -87,6 +96,57 @@ pub trait Runtime: Send + Sync + 'static {
     /// One sample of the container's resource usage, in Docker's stats JSON (what the ECS
     /// task metadata endpoint's `/stats` serves). `None` if the container does not exist.
     async fn stats(&self, id: &str) -> Result<Option<serde_json::Value>, RuntimeError>;
+
+    /// Follows the engine's events about containers that carry every one of `labels`.
+    ///
+    /// Nothing is sent to the engine until the stream is first polled. The stream yields
+    /// [`RuntimeEvent::Subscribed`] first, once the subscription is in effect: from then on
+    /// every [`ContainerEventKind`] change of a matching container is delivered, in the
+    /// order the engine saw them, until the stream ends. It ends when the connection to the
+    /// engine is lost or the engine refuses the subscription: an `Err` item (then `None`), or
+    /// `None` alone. Events are not delivered before `Subscribed` nor after the end, so the
+    /// caller re-reads every container it follows after each `Subscribed` and calls `events`
+    /// again after an end. An event is a hint to re-read its container: it may repeat, and a
+    /// few events from shortly before the subscription may be replayed after `Subscribed`.
+    fn events(&self, labels: &[(String, String)]) -> EventStream;
+}
+
+/// What [`Runtime::events`] yields.
+pub type EventStream = BoxStream<'static, Result<RuntimeEvent, RuntimeError>>;
+
+/// One item of an [`EventStream`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeEvent {
+    /// The subscription is in effect: every later change is delivered. Whatever happened
+    /// before may have been missed: re-read.
+    Subscribed,
+    /// Something changed about one container.
+    Container(ContainerEvent),
+}
+
+/// A change the engine reports about one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    /// The container's full id.
+    pub id: String,
+    pub kind: ContainerEventKind,
+}
+
+/// What changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContainerEventKind {
+    /// The container started.
+    Start,
+    /// The container's process ended (also after an OOM kill, and when a running container
+    /// is removed by force).
+    Die,
+    /// The kernel's OOM killer hit a process of the container (a `Die` follows when that
+    /// process was the container's main one).
+    Oom,
+    /// The container's health (as judged by its health check) changed to this.
+    Health(HealthStatus),
+    /// The container was removed.
+    Destroy,
 }
 
 /// The engine and its host.

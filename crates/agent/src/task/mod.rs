@@ -11,33 +11,51 @@
 //! that exits stops the task (`EssentialContainerExited`); a failed pull stops it with
 //! `CannotPullContainerError` in the reason (`TaskFailedToStart`). A restarted agent adopts
 //! the task's containers by label instead of starting new ones.
+//!
+//! The actor re-reads a container when the runtime's events say something changed about it
+//! (routed to its [`Watch`](crate::events::Watch)), when the event stream (re)subscribes, when
+//! the container exits (a wait on each running container), and, as a safety net against a
+//! lost event, every [`SAFETY_NET_PERIOD`] for the health-checked ones; never on a fast timer.
+//!
+//! Split by seams: `start` (pulls, dependencies, create and start, start order),
+//! `supervise` (a running task), `report` (the task's state as reports and task metadata);
+//! this module holds the actor, adoption, re-reading and shutdown.
 
-use std::collections::BTreeMap;
+mod report;
+mod start;
+mod supervise;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_agent_protocol::{ContainerHealth, DesiredTask, TaskReport};
+use berth_agent_protocol::{DesiredTask, TaskReport};
 use berth_model::lifecycle::TaskStatus;
-use berth_runtime::{ContainerState, Protocol, Runtime, RuntimeError};
+use berth_runtime::{ContainerState, Runtime};
 use berth_wire::ecs::{
-    ContainerCondition, ContainerDefinition, ContainerStateChange, HealthStatus, NetworkBinding,
-    SubmitTaskStateChangeRequest, TaskDefinition, TaskStopCode, TransportProtocol,
+    ContainerDefinition, HealthStatus, NetworkBinding, TaskDefinition, TaskStopCode,
 };
 use tokio::sync::{mpsc, watch};
 
+use crate::events::{Changed, Router, Watch};
 use crate::spec::{self, LABEL_INSTANCE, LABEL_TASK_ARN, TaskIdentity};
+use report::bindings;
+
+pub use start::start_order;
 
 /// Default grace between SIGTERM and SIGKILL (ECS_CONTAINER_STOP_TIMEOUT's default).
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a container may wait for its dependencies (ECS's default startTimeout).
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(180);
-/// How often running containers' health and liveness are re-read.
-const SUPERVISE_TICK: Duration = Duration::from_millis(500);
-/// How often a container whose health is already known (HEALTHY or UNHEALTHY) is re-read:
-/// Docker changes it at most once per health-check interval (5 s at least in ECS), and a
-/// container still starting up (UNKNOWN) stays on [`SUPERVISE_TICK`] so that deployments see
-/// it turn healthy at once.
-const SETTLED_HEALTH_TICK: Duration = Duration::from_secs(2);
+/// How long after a wait for a container's exit ended without an exit (an engine hiccup) it
+/// is waited for again.
+const REWAIT_DELAY: Duration = Duration::from_millis(500);
+/// How often a running container with a health check is re-read although no event said it
+/// changed: the safety net should an event be lost. Events make health changes visible at
+/// once; this only bounds how stale a lost one leaves it.
+pub const SAFETY_NET_PERIOD: Duration = Duration::from_secs(30);
+/// How long a container waiting for its dependencies goes without re-reading them when no
+/// event arrives (the same safety net, shorter because start-up is waiting on it).
+const DEPENDENCY_RECHECK: Duration = Duration::from_secs(5);
 
 /// The agent's view of one container.
 #[derive(Clone, Debug)]
@@ -63,6 +81,11 @@ impl Run {
     fn essential(&self) -> bool {
         self.def.essential.unwrap_or(true)
     }
+
+    /// What a change of is reported.
+    fn observed(&self) -> (&'static str, Option<HealthStatus>, Option<i64>, Option<String>) {
+        (self.status, self.health, self.exit_code, self.reason.clone())
+    }
 }
 
 /// Everything an actor needs from the agent.
@@ -79,6 +102,8 @@ pub struct TaskContext {
     pub metadata: Option<crate::metadata::Registry>,
     /// The instance's availability zone (for the metadata endpoint).
     pub availability_zone: String,
+    /// Where the runtime's container events are routed: each actor registers its containers.
+    pub events: Router,
 }
 
 /// One task being run.
@@ -99,6 +124,8 @@ pub struct TaskActor {
     /// The agent stopped sending desired state (it is shutting down): the actor leaves its
     /// containers as they are for the next agent to adopt, and reports nothing more.
     detached: bool,
+    /// This actor's inbox of container events; its containers are registered on it.
+    watch: Watch,
 }
 
 fn rfc3339(t: Option<time::OffsetDateTime>) -> Option<String> {
@@ -154,7 +181,6 @@ impl TaskActor {
             .collect();
         let known = d.last_status.parse().unwrap_or(TaskStatus::Pending);
         Self {
-            ctx,
             arn: d.task_arn.clone(),
             task_id,
             td: d.task_definition.clone(),
@@ -172,6 +198,8 @@ impl TaskActor {
             started_at: None,
             metadata_token: uuid::Uuid::new_v4().simple().to_string(),
             detached: false,
+            watch: ctx.events.watch(),
+            ctx,
         }
     }
 
@@ -186,121 +214,6 @@ impl TaskActor {
 
     fn wants_stop(&self) -> bool {
         self.desired.borrow().desired_status == "STOPPED"
-    }
-
-    /// Publishes the task's full current state.
-    fn publish(&self) {
-        let containers = self
-            .runs
-            .iter()
-            .map(|r| ContainerStateChange {
-                container_name: Some(r.name.clone()),
-                image_digest: r.image_digest.clone(),
-                runtime_id: r.id.clone(),
-                exit_code: r.exit_code.and_then(|c| i32::try_from(c).ok()),
-                network_bindings: Some(r.bindings.clone()),
-                reason: r.reason.clone(),
-                status: Some(r.status.to_string()),
-            })
-            .collect();
-        let report = TaskReport {
-            change: SubmitTaskStateChangeRequest {
-                cluster: Some(self.ctx.cluster.clone()),
-                task: Some(self.arn.clone()),
-                status: Some(self.known.as_str().to_string()),
-                reason: self.stopped_reason.clone(),
-                containers: Some(containers),
-                pull_started_at: self.pull_started_at,
-                pull_stopped_at: self.pull_stopped_at,
-                execution_stopped_at: (self.known == TaskStatus::Stopped).then(now),
-                ..Default::default()
-            },
-            container_instance_arn: self.ctx.instance_arn.clone(),
-            container_health: self
-                .runs
-                .iter()
-                .filter_map(|r| {
-                    Some(ContainerHealth {
-                        container_name: r.name.clone(),
-                        health_status: r.health?,
-                    })
-                })
-                .collect(),
-            stop_code: self.stop_code,
-            started_at: self.started_at,
-            // Stamped by the reporter.
-            epoch: 0,
-            seq: 0,
-        };
-        let _ = self.ctx.reports.send(report);
-        self.publish_metadata();
-    }
-
-    /// Updates this task's entry of the metadata endpoint (this actor is its only writer).
-    fn publish_metadata(&self) {
-        let Some(registry) = &self.ctx.metadata else { return };
-        if self.known == TaskStatus::Stopped {
-            registry.remove(&self.metadata_token);
-            return;
-        }
-        let desired = self.desired.borrow();
-        let network_mode = self.td.network_mode.map_or("bridge", |m| m.as_str()).to_string();
-        let meta = crate::metadata::TaskMeta {
-            cluster: self.ctx.cluster.clone(),
-            task_arn: self.arn.clone(),
-            family: self.td.family.clone().unwrap_or_default(),
-            revision: self.td.revision.unwrap_or(0).to_string(),
-            desired_status: desired.desired_status.clone(),
-            known_status: self.known.as_str().to_string(),
-            availability_zone: Some(self.ctx.availability_zone.clone()),
-            pull_started_at: rfc3339_epoch(self.pull_started_at),
-            pull_stopped_at: rfc3339_epoch(self.pull_stopped_at),
-            cpu: self.td.cpu.clone(),
-            memory: self.td.memory.clone(),
-            containers: self
-                .runs
-                .iter()
-                .map(|r| crate::metadata::ContainerMeta {
-                    name: r.name.clone(),
-                    docker_id: r.id.clone(),
-                    docker_name: r.docker_name.clone(),
-                    image: r.def.image.clone().unwrap_or_default(),
-                    image_id: r.image_digest.clone(),
-                    labels: r
-                        .def
-                        .docker_labels
-                        .iter()
-                        .flatten()
-                        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
-                        .collect(),
-                    desired_status: desired.desired_status.clone(),
-                    known_status: r.status.to_string(),
-                    cpu: i64::from(r.def.cpu.unwrap_or(0)),
-                    memory: r.def.memory.map(i64::from),
-                    created_at: r.created_at.clone(),
-                    started_at: r.started_at.clone(),
-                    finished_at: r.finished_at.clone(),
-                    exit_code: r.exit_code,
-                    network_mode: network_mode.clone(),
-                    ipv4: r.ip.clone(),
-                    ports: r
-                        .bindings
-                        .iter()
-                        .map(|b| {
-                            serde_json::json!({
-                                "ContainerPort": b.container_port,
-                                "Protocol": b.protocol.map_or("tcp", |p| p.as_str()),
-                                "HostPort": b.host_port,
-                                "HostIp": b.bind_ip,
-                            })
-                        })
-                        .collect(),
-                    health: r.health.map(|h| h.as_str().to_string()),
-                    container_arn: None,
-                })
-                .collect(),
-        };
-        registry.publish(&self.metadata_token, meta);
     }
 
     /// Runs the task to completion, or until the agent shuts down (then the containers are
@@ -344,7 +257,7 @@ impl TaskActor {
         for c in found {
             let Some(name) = c.labels.get(spec::LABEL_CONTAINER_NAME) else { continue };
             let Some(i) = self.runs.iter().position(|r| &r.name == name) else { continue };
-            self.runs[i].id = Some(c.id.clone());
+            self.set_id(i, c.id.clone());
             self.refresh(i).await;
         }
         let all_running = self
@@ -357,6 +270,24 @@ impl TaskActor {
                 self.known = TaskStatus::Running;
             }
         }
+    }
+
+    /// Container `i` is `id`: from now on, events about it come to this actor.
+    fn set_id(&mut self, i: usize, id: String) {
+        self.watch.follow(&id);
+        self.runs[i].id = Some(id);
+    }
+
+    /// Re-reads every container `changed` names; returns their indices.
+    async fn refresh_changed(&mut self, changed: &Changed) -> Vec<usize> {
+        let mut read = Vec::new();
+        for i in 0..self.runs.len() {
+            if self.runs[i].id.as_deref().is_some_and(|id| changed.concerns(id)) {
+                self.refresh(i).await;
+                read.push(i);
+            }
+        }
+        read
     }
 
     /// Re-reads container `i` from the runtime.
@@ -402,264 +333,6 @@ impl TaskActor {
             }
             Err(e) => {
                 tracing::warn!(task = %self.arn, container = %self.runs[i].name, error = %e, "inspect failed")
-            }
-        }
-    }
-
-    /// Pulls images, then creates and starts containers in dependency order.
-    async fn start(&mut self) -> Result<(), (TaskStopCode, String)> {
-        // Images: pulled unless present.
-        self.pull_started_at = Some(now());
-        self.publish();
-        for i in 0..self.runs.len() {
-            if self.runs[i].id.is_some() {
-                continue;
-            }
-            let image = self.runs[i].def.image.clone().unwrap_or_default();
-            let present = matches!(self.ctx.runtime.image(&image).await, Ok(Some(_)));
-            if !present && let Err(e) = self.ctx.runtime.pull(&image).await {
-                let msg = match e {
-                    RuntimeError::Pull { message, .. } => message,
-                    other => other.to_string(),
-                };
-                let reason = format!("CannotPullContainerError: pull image {image}: {msg}");
-                self.runs[i].reason = Some(reason.clone());
-                return Err((TaskStopCode::TaskFailedToStart, reason));
-            }
-        }
-        self.pull_stopped_at = Some(now());
-        // Docker volumes of the task.
-        let mut volumes = Vec::new();
-        for v in self.td.volumes.iter().flatten() {
-            if let Some(name) = &v.name
-                && let Some(spec) = spec::volume_for(&self.td, name, &self.identity())
-            {
-                volumes.push(spec);
-            }
-        }
-        for v in volumes {
-            if let Err(e) = self.ctx.runtime.create_volume(&v).await {
-                return Err((
-                    TaskStopCode::TaskFailedToStart,
-                    format!("CannotCreateVolumeError: {e}"),
-                ));
-            }
-        }
-        // Containers, each once its dependencies hold.
-        let order = start_order(&self.td);
-        for i in order {
-            if self.wants_stop() {
-                return Ok(());
-            }
-            if self.runs[i].id.is_none() {
-                self.await_dependencies(i).await?;
-                self.create_and_start(i).await?;
-            }
-            self.publish();
-        }
-        self.known = TaskStatus::Running;
-        self.started_at = Some(now());
-        tracing::info!(task = %self.arn, "task running");
-        self.publish();
-        Ok(())
-    }
-
-    async fn await_dependencies(&mut self, i: usize) -> Result<(), (TaskStopCode, String)> {
-        let deps = self.runs[i].def.depends_on.clone().unwrap_or_default();
-        if deps.is_empty() {
-            return Ok(());
-        }
-        let timeout = self.runs[i]
-            .def
-            .start_timeout
-            .map_or(DEFAULT_START_TIMEOUT, |s| Duration::from_secs(s.max(0) as u64));
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let mut satisfied = true;
-            for d in &deps {
-                let Some(j) = self.runs.iter().position(|r| r.def.name == d.container_name) else {
-                    continue;
-                };
-                self.refresh(j).await;
-                let r = &self.runs[j];
-                let ok = match d.condition {
-                    Some(ContainerCondition::Start) | None => r.status != "PENDING",
-                    Some(ContainerCondition::Complete) => r.status == "STOPPED",
-                    Some(ContainerCondition::Success) => {
-                        if r.status == "STOPPED" && r.exit_code != Some(0) {
-                            return Err((
-                                TaskStopCode::TaskFailedToStart,
-                                format!(
-                                    "Container {} depends on {} succeeding, but it exited with code {}",
-                                    self.runs[i].name,
-                                    r.name,
-                                    r.exit_code.unwrap_or(-1)
-                                ),
-                            ));
-                        }
-                        r.status == "STOPPED"
-                    }
-                    Some(ContainerCondition::Healthy) => {
-                        if r.health == Some(HealthStatus::Unhealthy) {
-                            return Err((
-                                TaskStopCode::TaskFailedToStart,
-                                format!(
-                                    "Container {} depends on {} being healthy, but it is UNHEALTHY",
-                                    self.runs[i].name, r.name
-                                ),
-                            ));
-                        }
-                        r.health == Some(HealthStatus::Healthy)
-                    }
-                };
-                satisfied &= ok;
-            }
-            if satisfied {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline || self.wants_stop() {
-                return Err((
-                    TaskStopCode::TaskFailedToStart,
-                    format!(
-                        "Container {}'s dependencies were not met within {}s",
-                        self.runs[i].name,
-                        timeout.as_secs()
-                    ),
-                ));
-            }
-            self.publish();
-            tokio::select! {
-                _ = tokio::time::sleep(SUPERVISE_TICK) => {}
-                changed = self.desired.changed() => {
-                    if changed.is_err() {
-                        self.detached = true;
-                        return Err((TaskStopCode::TaskFailedToStart, "the agent is shutting down".into()));
-                    }
-                }
-            }
-        }
-    }
-
-    async fn create_and_start(&mut self, i: usize) -> Result<(), (TaskStopCode, String)> {
-        let ids: BTreeMap<String, String> =
-            self.runs.iter().filter_map(|r| Some((r.name.clone(), r.id.clone()?))).collect();
-        let uri = self
-            .ctx
-            .metadata_base
-            .as_ref()
-            .map(|b| format!("{b}/{}-{}", self.metadata_token, self.runs[i].name));
-        let desired = self.desired.borrow().clone();
-        let spec = spec::container_spec(
-            &self.td,
-            &self.runs[i].def,
-            desired.overrides.as_ref(),
-            &self.identity(),
-            uri.as_deref(),
-            &ids,
-        );
-        let id = match self.ctx.runtime.create(&spec).await {
-            Ok(id) => id,
-            Err(e) => {
-                let reason = format!("CannotCreateContainerError: {e}");
-                self.runs[i].reason = Some(reason.clone());
-                self.runs[i].status = "STOPPED";
-                return Err((TaskStopCode::TaskFailedToStart, reason));
-            }
-        };
-        self.runs[i].id = Some(id.clone());
-        if let Err(e) = self.ctx.runtime.start(&id).await {
-            let reason = format!("CannotStartContainerError: {e}");
-            self.runs[i].reason = Some(reason.clone());
-            self.runs[i].status = "STOPPED";
-            return Err((TaskStopCode::TaskFailedToStart, reason));
-        }
-        self.refresh(i).await;
-        if self.runs[i].status == "PENDING" {
-            self.runs[i].status = "RUNNING";
-        }
-        Ok(())
-    }
-
-    /// Watches a running task until it must stop: desired STOPPED, or an essential container
-    /// exited. Non-essential exits are reported and the task goes on.
-    async fn supervise(&mut self) {
-        // A container can exit before it is watched (an instant crash, an OOM kill during
-        // start-up): an essential one that already has stops the task now.
-        if self.runs.iter().any(|r| r.essential() && r.status == "STOPPED") {
-            self.stop_code.get_or_insert(TaskStopCode::EssentialContainerExited);
-            self.stopped_reason.get_or_insert_with(|| "Essential container in task exited".into());
-            return;
-        }
-        let (exit_tx, mut exits) = mpsc::unbounded_channel::<usize>();
-        let runtime = self.ctx.runtime.clone();
-        let watch_exit = |i: usize, id: String, delay: Duration| {
-            let rt = runtime.clone();
-            let tx = exit_tx.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                if let Err(e) = rt.wait_exit(&id).await {
-                    tracing::debug!(container = %id, error = %e, "waiting for the exit failed");
-                }
-                let _ = tx.send(i);
-            });
-        };
-        for (i, r) in self.runs.iter().enumerate() {
-            if let (Some(id), "RUNNING") = (r.id.clone(), r.status) {
-                watch_exit(i, id, Duration::ZERO);
-            }
-        }
-        let mut tick = tokio::time::interval(SUPERVISE_TICK);
-        // When each container's health was last read.
-        let mut health_read = vec![tokio::time::Instant::now(); self.runs.len()];
-        loop {
-            if self.wants_stop() {
-                return;
-            }
-            tokio::select! {
-                changed = self.desired.changed() => {
-                    if changed.is_err() {
-                        self.detached = true;
-                        return;
-                    }
-                }
-                Some(i) = exits.recv() => {
-                    self.refresh(i).await;
-                    if self.runs[i].status != "STOPPED" {
-                        // The wait ended without an exit (an engine hiccup): watch again.
-                        if let Some(id) = self.runs[i].id.clone() {
-                            watch_exit(i, id, SUPERVISE_TICK);
-                        }
-                        continue;
-                    }
-                    self.publish();
-                    if self.runs[i].essential() {
-                        self.stop_code.get_or_insert(TaskStopCode::EssentialContainerExited);
-                        self.stopped_reason.get_or_insert_with(|| "Essential container in task exited".into());
-                        return;
-                    }
-                }
-                _ = tick.tick() => {
-                    let before: Vec<_> = self.runs.iter().map(|r| (r.status, r.health)).collect();
-                    let now = tokio::time::Instant::now();
-                    for (i, read) in health_read.iter_mut().enumerate() {
-                        let r = &self.runs[i];
-                        if r.status != "RUNNING" || r.def.health_check.is_none() {
-                            continue;
-                        }
-                        let every = match r.health {
-                            Some(HealthStatus::Healthy | HealthStatus::Unhealthy) => SETTLED_HEALTH_TICK,
-                            _ => SUPERVISE_TICK,
-                        };
-                        if now.duration_since(*read) + SUPERVISE_TICK / 2 >= every {
-                            *read = now;
-                            self.refresh(i).await;
-                        }
-                    }
-                    let after: Vec<_> = self.runs.iter().map(|r| (r.status, r.health)).collect();
-                    if before != after {
-                        self.publish();
-                    }
-                }
             }
         }
     }
@@ -720,72 +393,6 @@ impl TaskActor {
     }
 }
 
-/// ECS network bindings from what the runtime bound (IPv4 entries, as ECS lists them).
-fn bindings(st: &berth_runtime::ContainerStatus) -> Vec<NetworkBinding> {
-    st.port_bindings
-        .iter()
-        .filter(|b| !b.host_ip.contains(':'))
-        .map(|b| NetworkBinding {
-            bind_ip: Some(b.host_ip.clone()),
-            container_port: Some(i32::from(b.container_port)),
-            host_port: Some(i32::from(b.host_port)),
-            protocol: Some(if b.protocol == Protocol::Udp {
-                TransportProtocol::Udp
-            } else {
-                TransportProtocol::Tcp
-            }),
-            ..Default::default()
-        })
-        .collect()
-}
-
-/// Indices of the task's containers in an order that starts every container after the
-/// containers it depends on (`dependsOn`, and `links`/`volumesFrom` targets, which Docker
-/// needs to exist first). Validation guarantees no cycle; a cycle would fall back to
-/// definition order.
-pub fn start_order(td: &TaskDefinition) -> Vec<usize> {
-    let defs: Vec<&ContainerDefinition> = td.container_definitions.iter().flatten().collect();
-    let index = |n: &str| defs.iter().position(|d| d.name.as_deref() == Some(n));
-    let deps: Vec<Vec<usize>> = defs
-        .iter()
-        .map(|d| {
-            let mut v: Vec<usize> = d
-                .depends_on
-                .iter()
-                .flatten()
-                .filter_map(|x| index(x.container_name.as_deref()?))
-                .collect();
-            v.extend(d.links.iter().flatten().filter_map(|l| index(l.split(':').next()?)));
-            v.extend(
-                d.volumes_from
-                    .iter()
-                    .flatten()
-                    .filter_map(|x| index(x.source_container.as_deref()?)),
-            );
-            v
-        })
-        .collect();
-    let mut order = Vec::with_capacity(defs.len());
-    let mut state = vec![0u8; defs.len()]; // 0 new, 1 visiting, 2 done
-    fn visit(i: usize, deps: &[Vec<usize>], state: &mut [u8], order: &mut Vec<usize>) {
-        if state[i] != 0 {
-            return;
-        }
-        state[i] = 1;
-        for &d in &deps[i] {
-            if state[d] == 0 {
-                visit(d, deps, state, order);
-            }
-        }
-        state[i] = 2;
-        order.push(i);
-    }
-    for i in 0..defs.len() {
-        visit(i, &deps, &mut state, &mut order);
-    }
-    order
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -806,6 +413,7 @@ mod tests {
             metadata_base: None,
             metadata: None,
             availability_zone: "az".into(),
+            events: Router::new(),
         };
         let (_dtx, drx) = watch::channel(DesiredTask {
             task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),
@@ -841,6 +449,7 @@ mod tests {
             metadata_base: None,
             metadata: None,
             availability_zone: "az".into(),
+            events: Router::new(),
         };
         let (dtx, drx) = watch::channel(DesiredTask {
             task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),

@@ -1,0 +1,64 @@
+//! The control plane as the agent uses it: [`ControlPlane`], three calls. [`Client`] is the
+//! real one (SigV4-signed HTTP); unit tests put a fake behind the same trait.
+//!
+//! Contract (what the agent's loops rely on; every implementation keeps it):
+//! * [`ControlPlane::register`] is RegisterContainerInstance. Naming a
+//!   `containerInstanceArn` the server does not know fails with [`ClientError::Aws`] code
+//!   `ClientException` (the agent then registers as a new instance).
+//! * [`ControlPlane::poll`] answers the complete desired state of the instance: at once when
+//!   its `version` is newer than `seen_version`, otherwise when it changes or after about
+//!   `wait_seconds` (then with the same version). The call is bounded: it fails
+//!   ([`ClientError::Transport`]) rather than hang past the hold.
+//! * [`ControlPlane::report`] is `Ok` only once the server has acknowledged the report; an
+//!   error for which [`ClientError::is_transient`] holds may succeed if retried, any other
+//!   means the server refused this report for good.
+//! * Calls are independent and may run concurrently (the poll loop and the report delivery
+//!   share one control plane).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_agent_protocol::{POLL_PATH, PollRequest, PollResponse, REPORT_PATH, TaskReport};
+use berth_wire::ecs::{RegisterContainerInstanceRequest, RegisterContainerInstanceResponse};
+
+use crate::client::{Client, ClientError};
+
+/// How much longer than the server's hold a poll may take before it counts as lost.
+const POLL_GRACE: Duration = Duration::from_secs(10);
+/// The bound on one report.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The control plane, as the agent talks to it.
+#[async_trait]
+pub trait ControlPlane: Send + Sync + 'static {
+    /// RegisterContainerInstance.
+    async fn register(
+        &self,
+        req: &RegisterContainerInstanceRequest,
+    ) -> Result<RegisterContainerInstanceResponse, ClientError>;
+
+    /// One (long) poll for the instance's desired state.
+    async fn poll(&self, req: &PollRequest) -> Result<PollResponse, ClientError>;
+
+    /// Delivers one task report; `Ok` once acknowledged.
+    async fn report(&self, report: &TaskReport) -> Result<(), ClientError>;
+}
+
+#[async_trait]
+impl ControlPlane for Client {
+    async fn register(
+        &self,
+        req: &RegisterContainerInstanceRequest,
+    ) -> Result<RegisterContainerInstanceResponse, ClientError> {
+        self.ecs("RegisterContainerInstance", req).await
+    }
+
+    async fn poll(&self, req: &PollRequest) -> Result<PollResponse, ClientError> {
+        let timeout = Duration::from_secs(u64::from(req.wait_seconds)) + POLL_GRACE;
+        self.agent(POLL_PATH, req, timeout).await
+    }
+
+    async fn report(&self, report: &TaskReport) -> Result<(), ClientError> {
+        self.agent::<_, serde_json::Value>(REPORT_PATH, report, REPORT_TIMEOUT).await.map(|_| ())
+    }
+}

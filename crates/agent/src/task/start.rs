@@ -1,0 +1,249 @@
+//! Start-up: images, the task's volumes, then each container once its dependencies hold, in
+//! [`start_order`].
+//!
+//! Contract:
+//! * An image is pulled only when it is not present; a failed pull fails the task
+//!   (`TaskFailedToStart`, `CannotPullContainerError: ...`) before anything is created.
+//! * A container is created and started once every `dependsOn` condition holds (START,
+//!   COMPLETE, SUCCESS, HEALTHY), re-checked whenever an event concerns one of the task's
+//!   containers and at least every [`DEPENDENCY_RECHECK`]; a condition that can no longer
+//!   hold, or the container's `startTimeout`, fails the task.
+//! * A container's id is registered for events as soon as it is created.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use berth_model::lifecycle::TaskStatus;
+use berth_runtime::RuntimeError;
+use berth_wire::ecs::{
+    ContainerCondition, ContainerDefinition, HealthStatus, TaskDefinition, TaskStopCode,
+};
+
+use super::{DEFAULT_START_TIMEOUT, DEPENDENCY_RECHECK, TaskActor, now};
+use crate::spec;
+
+impl TaskActor {
+    /// Pulls images, then creates and starts containers in dependency order.
+    pub(super) async fn start(&mut self) -> Result<(), (TaskStopCode, String)> {
+        // Images: pulled unless present.
+        self.pull_started_at = Some(now());
+        self.publish();
+        for i in 0..self.runs.len() {
+            if self.runs[i].id.is_some() {
+                continue;
+            }
+            let image = self.runs[i].def.image.clone().unwrap_or_default();
+            let present = matches!(self.ctx.runtime.image(&image).await, Ok(Some(_)));
+            if !present && let Err(e) = self.ctx.runtime.pull(&image).await {
+                let msg = match e {
+                    RuntimeError::Pull { message, .. } => message,
+                    other => other.to_string(),
+                };
+                let reason = format!("CannotPullContainerError: pull image {image}: {msg}");
+                self.runs[i].reason = Some(reason.clone());
+                return Err((TaskStopCode::TaskFailedToStart, reason));
+            }
+        }
+        self.pull_stopped_at = Some(now());
+        // Docker volumes of the task.
+        let mut volumes = Vec::new();
+        for v in self.td.volumes.iter().flatten() {
+            if let Some(name) = &v.name
+                && let Some(spec) = spec::volume_for(&self.td, name, &self.identity())
+            {
+                volumes.push(spec);
+            }
+        }
+        for v in volumes {
+            if let Err(e) = self.ctx.runtime.create_volume(&v).await {
+                return Err((
+                    TaskStopCode::TaskFailedToStart,
+                    format!("CannotCreateVolumeError: {e}"),
+                ));
+            }
+        }
+        // Containers, each once its dependencies hold.
+        let order = start_order(&self.td);
+        for i in order {
+            if self.wants_stop() {
+                return Ok(());
+            }
+            if self.runs[i].id.is_none() {
+                self.await_dependencies(i).await?;
+                self.create_and_start(i).await?;
+            }
+            self.publish();
+        }
+        self.known = TaskStatus::Running;
+        self.started_at = Some(now());
+        tracing::info!(task = %self.arn, "task running");
+        self.publish();
+        Ok(())
+    }
+
+    async fn await_dependencies(&mut self, i: usize) -> Result<(), (TaskStopCode, String)> {
+        let deps = self.runs[i].def.depends_on.clone().unwrap_or_default();
+        if deps.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.runs[i]
+            .def
+            .start_timeout
+            .map_or(DEFAULT_START_TIMEOUT, |s| Duration::from_secs(s.max(0) as u64));
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mut satisfied = true;
+            for d in &deps {
+                let Some(j) = self.runs.iter().position(|r| r.def.name == d.container_name) else {
+                    continue;
+                };
+                self.refresh(j).await;
+                let r = &self.runs[j];
+                let ok = match d.condition {
+                    Some(ContainerCondition::Start) | None => r.status != "PENDING",
+                    Some(ContainerCondition::Complete) => r.status == "STOPPED",
+                    Some(ContainerCondition::Success) => {
+                        if r.status == "STOPPED" && r.exit_code != Some(0) {
+                            return Err((
+                                TaskStopCode::TaskFailedToStart,
+                                format!(
+                                    "Container {} depends on {} succeeding, but it exited with code {}",
+                                    self.runs[i].name,
+                                    r.name,
+                                    r.exit_code.unwrap_or(-1)
+                                ),
+                            ));
+                        }
+                        r.status == "STOPPED"
+                    }
+                    Some(ContainerCondition::Healthy) => {
+                        if r.health == Some(HealthStatus::Unhealthy) {
+                            return Err((
+                                TaskStopCode::TaskFailedToStart,
+                                format!(
+                                    "Container {} depends on {} being healthy, but it is UNHEALTHY",
+                                    self.runs[i].name, r.name
+                                ),
+                            ));
+                        }
+                        r.health == Some(HealthStatus::Healthy)
+                    }
+                };
+                satisfied &= ok;
+            }
+            if satisfied {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline || self.wants_stop() {
+                return Err((
+                    TaskStopCode::TaskFailedToStart,
+                    format!(
+                        "Container {}'s dependencies were not met within {}s",
+                        self.runs[i].name,
+                        timeout.as_secs()
+                    ),
+                ));
+            }
+            self.publish();
+            tokio::select! {
+                _ = tokio::time::sleep_until((tokio::time::Instant::now() + DEPENDENCY_RECHECK).min(deadline)) => {}
+                changed = self.watch.changed() => {
+                    self.refresh_changed(&changed).await;
+                }
+                changed = self.desired.changed() => {
+                    if changed.is_err() {
+                        self.detached = true;
+                        return Err((TaskStopCode::TaskFailedToStart, "the agent is shutting down".into()));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn create_and_start(&mut self, i: usize) -> Result<(), (TaskStopCode, String)> {
+        let ids: BTreeMap<String, String> =
+            self.runs.iter().filter_map(|r| Some((r.name.clone(), r.id.clone()?))).collect();
+        let uri = self
+            .ctx
+            .metadata_base
+            .as_ref()
+            .map(|b| format!("{b}/{}-{}", self.metadata_token, self.runs[i].name));
+        let desired = self.desired.borrow().clone();
+        let spec = spec::container_spec(
+            &self.td,
+            &self.runs[i].def,
+            desired.overrides.as_ref(),
+            &self.identity(),
+            uri.as_deref(),
+            &ids,
+        );
+        let id = match self.ctx.runtime.create(&spec).await {
+            Ok(id) => id,
+            Err(e) => {
+                let reason = format!("CannotCreateContainerError: {e}");
+                self.runs[i].reason = Some(reason.clone());
+                self.runs[i].status = "STOPPED";
+                return Err((TaskStopCode::TaskFailedToStart, reason));
+            }
+        };
+        self.set_id(i, id.clone());
+        if let Err(e) = self.ctx.runtime.start(&id).await {
+            let reason = format!("CannotStartContainerError: {e}");
+            self.runs[i].reason = Some(reason.clone());
+            self.runs[i].status = "STOPPED";
+            return Err((TaskStopCode::TaskFailedToStart, reason));
+        }
+        self.refresh(i).await;
+        if self.runs[i].status == "PENDING" {
+            self.runs[i].status = "RUNNING";
+        }
+        Ok(())
+    }
+}
+
+/// Indices of the task's containers in an order that starts every container after the
+/// containers it depends on (`dependsOn`, and `links`/`volumesFrom` targets, which Docker
+/// needs to exist first). Validation guarantees no cycle; a cycle would fall back to
+/// definition order.
+pub fn start_order(td: &TaskDefinition) -> Vec<usize> {
+    let defs: Vec<&ContainerDefinition> = td.container_definitions.iter().flatten().collect();
+    let index = |n: &str| defs.iter().position(|d| d.name.as_deref() == Some(n));
+    let deps: Vec<Vec<usize>> = defs
+        .iter()
+        .map(|d| {
+            let mut v: Vec<usize> = d
+                .depends_on
+                .iter()
+                .flatten()
+                .filter_map(|x| index(x.container_name.as_deref()?))
+                .collect();
+            v.extend(d.links.iter().flatten().filter_map(|l| index(l.split(':').next()?)));
+            v.extend(
+                d.volumes_from
+                    .iter()
+                    .flatten()
+                    .filter_map(|x| index(x.source_container.as_deref()?)),
+            );
+            v
+        })
+        .collect();
+    let mut order = Vec::with_capacity(defs.len());
+    let mut state = vec![0u8; defs.len()]; // 0 new, 1 visiting, 2 done
+    fn visit(i: usize, deps: &[Vec<usize>], state: &mut [u8], order: &mut Vec<usize>) {
+        if state[i] != 0 {
+            return;
+        }
+        state[i] = 1;
+        for &d in &deps[i] {
+            if state[d] == 0 {
+                visit(d, deps, state, order);
+            }
+        }
+        state[i] = 2;
+        order.push(i);
+    }
+    for i in 0..defs.len() {
+        visit(i, &deps, &mut state, &mut order);
+    }
+    order
+}

@@ -1,0 +1,441 @@
+//! The agent's loops on fakes: a [`FakeControlPlane`] behind [`ControlPlane`] and the
+//! [`FakeRuntime`]; every test runs on tokio's paused clock.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_agent_protocol::{DesiredTask, PollRequest, PollResponse, TaskReport};
+use berth_runtime::fake::{Call, FakeRuntime, Op};
+use berth_runtime::{ContainerSpec, Runtime};
+use berth_wire::ecs::{
+    ContainerInstance, RegisterContainerInstanceRequest, RegisterContainerInstanceResponse,
+    TaskDefinition,
+};
+use tokio::sync::{oneshot, watch};
+
+use crate::client::ClientError;
+use crate::control::ControlPlane;
+use crate::spec::{LABEL_CONTAINER_NAME, LABEL_INSTANCE, LABEL_TASK_ARN};
+use crate::{Agent, AgentConfig};
+
+const ARN: &str = "arn:aws:ecs:us-east-1:000000000000:container-instance/default/fake";
+
+/// What the fake control plane saw and holds.
+#[derive(Default)]
+struct Seen {
+    registrations: Vec<RegisterContainerInstanceRequest>,
+    polls: Vec<PollRequest>,
+    /// Every report attempt, failed or not, in order.
+    attempts: Vec<TaskReport>,
+    /// The reports acknowledged, in order.
+    acked: Vec<TaskReport>,
+    /// This many next report attempts fail as if the server were unreachable.
+    failing_reports: usize,
+}
+
+/// A control plane in memory: long polls on the desired state the test sets, acknowledges
+/// reports unless told to fail them, knows one instance ARN. As the server does, it stops
+/// listing a task once a STOPPED report of it is acknowledged.
+struct FakeControlPlane {
+    seen: Mutex<Seen>,
+    desired: watch::Sender<PollResponse>,
+    /// Bumped after every call, for [`FakeControlPlane::wait_until`].
+    progress: watch::Sender<u64>,
+}
+
+impl FakeControlPlane {
+    fn new() -> Arc<Self> {
+        let (desired, _) =
+            watch::channel(PollResponse { instance_status: "ACTIVE".into(), ..Default::default() });
+        let (progress, _) = watch::channel(0);
+        Arc::new(Self { seen: Mutex::new(Seen::default()), desired, progress })
+    }
+
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        self.progress.send_modify(|n| *n += 1);
+    }
+
+    /// The instance's desired state from now on (a new version, epoch 1).
+    fn set_desired(&self, status: &str, tasks: Vec<DesiredTask>) {
+        self.desired.send_modify(|d| {
+            d.version += 1;
+            d.epoch = 1;
+            d.instance_status = status.into();
+            d.tasks = tasks;
+        });
+    }
+
+    fn fail_reports(&self, n: usize) {
+        self.seen().failing_reports = n;
+    }
+
+    /// Waits (up to 10 min of tokio time) until `pred` holds.
+    async fn wait_until(&self, what: &str, pred: impl Fn(&Seen) -> bool) {
+        let wait = async {
+            let mut rx = self.progress.subscribe();
+            loop {
+                if pred(&self.seen()) {
+                    return;
+                }
+                rx.changed().await.expect("the fake lives");
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(600), wait)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+    }
+}
+
+#[async_trait]
+impl ControlPlane for FakeControlPlane {
+    async fn register(
+        &self,
+        req: &RegisterContainerInstanceRequest,
+    ) -> Result<RegisterContainerInstanceResponse, ClientError> {
+        self.seen().registrations.push(req.clone());
+        self.bump();
+        if req.container_instance_arn.as_deref().is_some_and(|a| a != ARN) {
+            return Err(ClientError::Aws {
+                code: "ClientException".into(),
+                message: "no such container instance".into(),
+                status: 400,
+            });
+        }
+        Ok(RegisterContainerInstanceResponse {
+            container_instance: Some(ContainerInstance {
+                container_instance_arn: Some(ARN.into()),
+                ..Default::default()
+            }),
+        })
+    }
+
+    async fn poll(&self, req: &PollRequest) -> Result<PollResponse, ClientError> {
+        let mut rx = self.desired.subscribe();
+        self.seen().polls.push(req.clone());
+        self.bump();
+        let hold = Duration::from_secs(u64::from(req.wait_seconds));
+        let deadline = tokio::time::Instant::now() + hold;
+        loop {
+            let current = rx.borrow_and_update().clone();
+            if current.version > req.seen_version {
+                return Ok(current);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                return Ok(current);
+            }
+        }
+    }
+
+    async fn report(&self, report: &TaskReport) -> Result<(), ClientError> {
+        let result = {
+            let mut seen = self.seen();
+            seen.attempts.push(report.clone());
+            if seen.failing_reports > 0 {
+                seen.failing_reports -= 1;
+                Err(ClientError::Transport {
+                    endpoint: "fake".into(),
+                    message: "connection refused".into(),
+                })
+            } else {
+                seen.acked.push(report.clone());
+                Ok(())
+            }
+        };
+        if result.is_ok() && status_of(report) == "STOPPED" {
+            self.desired.send_if_modified(|d| {
+                let before = d.tasks.len();
+                d.tasks.retain(|t| Some(t.task_arn.as_str()) != report.change.task.as_deref());
+                let changed = d.tasks.len() != before;
+                if changed {
+                    d.version += 1;
+                }
+                changed
+            });
+        }
+        self.bump();
+        result
+    }
+}
+
+fn config(data_dir: &std::path::Path) -> AgentConfig {
+    AgentConfig {
+        server: "http://unused.invalid".into(),
+        cluster: "default".into(),
+        data_dir: data_dir.to_path_buf(),
+        region: "us-east-1".into(),
+        instance_type: "t3.micro".into(),
+        availability_zone: "us-east-1a".into(),
+        attributes: vec![],
+        cpu: None,
+        memory_mib: None,
+        credentials: None,
+    }
+}
+
+fn task_arn(id: &str) -> String {
+    format!("arn:aws:ecs:us-east-1:000000000000:task/default/{id}")
+}
+
+/// Task `id` with one container `a` of image `img`, wanted `desired_status`.
+fn desired(id: &str, desired_status: &str) -> DesiredTask {
+    let td: TaskDefinition = serde_json::from_value(serde_json::json!({
+        "family": "f", "revision": 1,
+        "containerDefinitions": [{"name": "a", "image": "img", "memory": 16}]
+    }))
+    .unwrap();
+    DesiredTask {
+        task_arn: task_arn(id),
+        desired_status: desired_status.into(),
+        last_status: "PENDING".into(),
+        task_definition: td,
+        ..Default::default()
+    }
+}
+
+fn status_of(r: &TaskReport) -> &str {
+    r.change.status.as_deref().unwrap_or_default()
+}
+
+/// A registered agent running on the fakes until the returned sender is used (or dropped).
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    run: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    async fn start(rt: &Arc<FakeRuntime>, cp: &Arc<FakeControlPlane>) -> Running {
+        let mut info = rt.info().await.unwrap();
+        info.bridge_gateway = None; // the metadata endpoint on 127.0.0.1
+        rt.set_info(info);
+        let dir = tempfile::tempdir().unwrap();
+        let agent = Agent::register_with(config(dir.path()), rt.clone(), cp.clone())
+            .await
+            .expect("registers");
+        assert_eq!(agent.instance_arn(), ARN);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let run = tokio::spawn(agent.run(async {
+            let _ = stopped.await;
+        }));
+        Running { stop: Some(stop), run, _dir: dir }
+    }
+
+    async fn shutdown(mut self) {
+        drop(self.stop.take());
+        tokio::time::timeout(Duration::from_secs(60), &mut self.run)
+            .await
+            .expect("the agent stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn runtime() -> Arc<FakeRuntime> {
+    let rt = Arc::new(FakeRuntime::new());
+    rt.add_image("img");
+    rt
+}
+
+/// Labels of a container the agent would have made for task `id` on instance `instance`.
+fn labels(instance: Option<&str>, task: Option<&str>) -> ContainerSpec {
+    let mut spec = ContainerSpec { image: "img".into(), ..ContainerSpec::default() };
+    if let Some(i) = instance {
+        spec.labels.insert(LABEL_INSTANCE.into(), i.into());
+    }
+    if let Some(t) = task {
+        spec.labels.insert(LABEL_TASK_ARN.into(), task_arn(t));
+        spec.labels.insert(LABEL_CONTAINER_NAME.into(), "a".into());
+    }
+    spec
+}
+
+#[tokio::test(start_paused = true)]
+async fn desired_tasks_from_a_poll_are_started_by_their_actors() {
+    let (rt, cp) = (runtime(), FakeControlPlane::new());
+    let agent = Running::start(&rt, &cp).await;
+    cp.set_desired("ACTIVE", vec![desired("t1", "RUNNING"), desired("t2", "RUNNING")]);
+    cp.wait_until("both tasks are reported RUNNING", |s| {
+        ["t1", "t2"].iter().all(|t| last(s, t).is_some_and(|r| status_of(r) == "RUNNING"))
+    })
+    .await;
+    let mut tasks: Vec<String> = rt
+        .list(&[(LABEL_INSTANCE.to_string(), ARN.to_string())])
+        .await
+        .unwrap()
+        .into_iter()
+        .inspect(|c| assert!(c.state.is_running(), "{c:?}"))
+        .map(|c| c.labels[LABEL_TASK_ARN].clone())
+        .collect();
+    tasks.sort();
+    assert_eq!(tasks, vec![task_arn("t1"), task_arn("t2")], "one container per task");
+    let polls = cp.seen().polls.clone();
+    assert!(polls.iter().all(|p| p.container_instance_arn == ARN && p.cluster == "default"));
+    assert!(polls.windows(2).all(|w| w[0].seen_version <= w[1].seen_version));
+    // A desired-state change reaches the actor: t2 is stopped, t1 goes on.
+    cp.set_desired("ACTIVE", vec![desired("t1", "RUNNING"), desired("t2", "STOPPED")]);
+    cp.wait_until("t2 is reported STOPPED", |s| {
+        last(s, "t2").is_some_and(|r| status_of(r) == "STOPPED")
+    })
+    .await;
+    assert_eq!(rt.container_ids().len(), 1);
+    agent.shutdown().await;
+    assert_eq!(rt.container_ids().len(), 1, "a stopping agent leaves its tasks running");
+    assert!(rt.calls_of(Op::Events).len() == 1, "one event subscription");
+}
+
+/// The newest acknowledged report of task `id`.
+fn cp_last(cp: &FakeControlPlane, id: &str) -> Option<TaskReport> {
+    last(&cp.seen(), id).cloned()
+}
+
+/// The newest acknowledged report of task `id` in `seen` (for [`FakeControlPlane::wait_until`]).
+fn last<'a>(seen: &'a Seen, id: &str) -> Option<&'a TaskReport> {
+    let arn = task_arn(id);
+    seen.acked.iter().rev().find(|r| r.change.task.as_deref() == Some(arn.as_str()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_reports_are_retried_until_acknowledged_and_none_is_lost() {
+    let (rt, cp) = (runtime(), FakeControlPlane::new());
+    let agent = Running::start(&rt, &cp).await;
+    cp.fail_reports(6);
+    cp.set_desired("ACTIVE", vec![desired("t1", "RUNNING"), desired("t2", "RUNNING")]);
+    cp.wait_until("both tasks are acknowledged RUNNING", |s| {
+        ["t1", "t2"].iter().all(|t| last(s, t).is_some_and(|r| status_of(r) == "RUNNING"))
+    })
+    .await;
+    {
+        let seen = cp.seen();
+        assert!(seen.attempts.len() >= seen.acked.len() + 6, "the failures were retried");
+        for r in &seen.attempts {
+            assert_eq!(r.epoch, 1, "stamped with the poll's epoch");
+            assert_eq!(r.container_instance_arn, ARN);
+        }
+        // Per task, acknowledged reports only move forward (newer sequence numbers).
+        for t in ["t1", "t2"] {
+            let seqs: Vec<u64> = seen
+                .acked
+                .iter()
+                .filter(|r| r.change.task.as_deref() == Some(task_arn(t).as_str()))
+                .map(|r| r.seq)
+                .collect();
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{t}: {seqs:?}");
+        }
+    }
+    // While the server keeps failing, the newest state waits; it is delivered once it answers.
+    cp.fail_reports(usize::MAX);
+    cp.set_desired("ACTIVE", vec![desired("t1", "STOPPED"), desired("t2", "RUNNING")]);
+    cp.wait_until("t1's STOPPED report was attempted", |s| {
+        s.attempts.iter().any(|r| {
+            r.change.task.as_deref() == Some(task_arn("t1").as_str()) && status_of(r) == "STOPPED"
+        })
+    })
+    .await;
+    let acked_before = cp.seen().acked.len();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(cp.seen().acked.len(), acked_before, "nothing acknowledged while failing");
+    cp.fail_reports(0);
+    cp.wait_until("t1 is acknowledged STOPPED", |s| {
+        last(s, "t1").is_some_and(|r| status_of(r) == "STOPPED")
+    })
+    .await;
+    let stopped = cp_last(&cp, "t1").unwrap();
+    assert_eq!(stopped.change.containers.as_ref().unwrap()[0].status.as_deref(), Some("STOPPED"));
+    assert!(rt.container_ids().len() == 1, "t1's container is removed, t2's runs");
+    agent.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn orphans_are_removed_and_other_containers_left_alone() {
+    let (rt, cp) = (runtime(), FakeControlPlane::new());
+    let mut made = Vec::new();
+    for (name, spec) in [
+        ("orphan", labels(Some(ARN), Some("gone"))),
+        ("adopted", labels(Some(ARN), Some("t1"))),
+        ("other-instance", labels(Some("arn:other"), Some("gone"))),
+        ("no-task-label", labels(Some(ARN), None)),
+        ("not-berth", labels(None, None)),
+    ] {
+        let id = rt.create(&ContainerSpec { name: name.into(), ..spec }).await.unwrap();
+        rt.start(&id).await.unwrap();
+        made.push((name, id));
+    }
+    let id = |n: &str| made.iter().find(|(m, _)| *m == n).unwrap().1.clone();
+    rt.clear_calls();
+    let agent = Running::start(&rt, &cp).await;
+    cp.set_desired("ACTIVE", vec![desired("t1", "RUNNING")]);
+    // The loop removes orphans after acting on an answer, before it polls again.
+    cp.wait_until("the answer was acted on", |s| s.polls.len() >= 2).await;
+    cp.wait_until("t1 is reported RUNNING", |s| {
+        last(s, "t1").is_some_and(|r| status_of(r) == "RUNNING")
+    })
+    .await;
+    let mut left = rt.container_ids();
+    left.sort();
+    let mut expected =
+        vec![id("adopted"), id("other-instance"), id("no-task-label"), id("not-berth")];
+    expected.sort();
+    assert_eq!(left, expected, "only the orphan is gone");
+    assert!(
+        rt.calls().contains(&Call::Stop { id: id("orphan"), timeout: Duration::from_secs(10) })
+    );
+    assert!(rt.calls_of(Op::Create).is_empty(), "t1's container is adopted, not created again");
+    let r = cp_last(&cp, "t1").unwrap();
+    assert_eq!(r.change.containers.unwrap()[0].runtime_id, Some(id("adopted")));
+    for (_, i) in &made {
+        if *i != id("orphan") {
+            assert!(!rt.calls().contains(&Call::Remove(i.clone())), "{i} left alone");
+        }
+    }
+    agent.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inactive_instance_stops_its_tasks_and_the_agent_ends() {
+    let (rt, cp) = (runtime(), FakeControlPlane::new());
+    let agent = Running::start(&rt, &cp).await;
+    cp.set_desired("ACTIVE", vec![desired("t1", "RUNNING")]);
+    cp.wait_until("t1 is reported RUNNING", |s| {
+        last(s, "t1").is_some_and(|r| status_of(r) == "RUNNING")
+    })
+    .await;
+    // Deregistered: the server still lists the task as wanted RUNNING.
+    cp.set_desired("INACTIVE", vec![desired("t1", "RUNNING")]);
+    let ended = tokio::time::timeout(Duration::from_secs(600), agent.run)
+        .await
+        .expect("the agent ends by itself")
+        .unwrap();
+    ended.unwrap();
+    let stopped = cp_last(&cp, "t1").expect("reported");
+    assert_eq!(status_of(&stopped), "STOPPED");
+    assert!(rt.container_ids().is_empty(), "the task's container is removed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_the_server_forgot_registers_as_a_new_one() {
+    let (rt, cp) = (runtime(), FakeControlPlane::new());
+    let dir = tempfile::tempdir().unwrap();
+    crate::state::save(
+        dir.path(),
+        &crate::state::AgentState {
+            cluster: "default".into(),
+            ec2_instance_id: "i-0123456789abcdef0".into(),
+            container_instance_arn: Some("arn:forgotten".into()),
+        },
+    )
+    .unwrap();
+    let agent = Agent::register_with(config(dir.path()), rt.clone(), cp.clone()).await.unwrap();
+    assert_eq!(agent.instance_arn(), ARN);
+    let regs = cp.seen().registrations.clone();
+    assert_eq!(regs.len(), 2);
+    assert_eq!(regs[0].container_instance_arn.as_deref(), Some("arn:forgotten"));
+    assert_eq!(regs[1].container_instance_arn, None);
+    let st = crate::state::load(dir.path()).unwrap().unwrap();
+    assert_eq!(st.container_instance_arn.as_deref(), Some(ARN));
+    assert_eq!(st.ec2_instance_id, "i-0123456789abcdef0", "the same host identity");
+}
