@@ -147,6 +147,11 @@ pub fn parse_instance_task_key(key: &str) -> Option<(&str, &str)> {
     key.strip_prefix(INSTANCE_TASKS)?.split_once('/')
 }
 
+/// The instance id of a desired-state marker key.
+pub fn parse_instance_desired_key(key: &str) -> Option<&str> {
+    key.strip_prefix("ecs/instance-desired/")
+}
+
 /// `ecs/instance-desired/<id>`: written (empty) in every transaction that changes the desired
 /// state of a task on the instance; its `mod_revision` is the agent channel's `version`.
 pub fn instance_desired(id: &str) -> String {
@@ -228,5 +233,7 @@ mod tests {
         assert_eq!(parse_instance_heartbeat_key(&instance_heartbeat("i1")), Some("i1"));
         assert_eq!(parse_instance_task_key(&instance_task("i1", "t1")), Some(("i1", "t1")));
         assert_eq!(parse_instance_task_key(&instance_desired("i1")), None);
+        assert_eq!(parse_instance_desired_key(&instance_desired("i1")), Some("i1"));
+        assert_eq!(parse_instance_desired_key(&instance_heartbeat("i1")), None);
     }
 }

@@ -5,11 +5,17 @@
 //! (`ecs/instance-desired/<id>`) is newer than the version the agent has seen, or when the
 //! wait it asked for runs out (at most `MAX_WAIT_SECONDS`, and never longer than the
 //! heartbeat interval, a third of the agent timeout: each poll records the heartbeat). Writers of anything an agent
-//! must act on rewrite the marker in the same transaction, and the poll wakes on every store
-//! commit, so nothing depends on a message being delivered: a lost answer is repeated by
-//! the next poll.
+//! must act on rewrite the marker in the same transaction; a held poll is woken only when its
+//! own instance's marker is written (the store's change feed, routed per instance by
+//! [`Wakers`]), so a commit costs nothing to the thousands of polls it does not concern.
+//! Nothing depends on a message being delivered: a lost answer is repeated by the next poll,
+//! and a poll re-reads the marker whenever it wakes, including at its deadline.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use berth_store::{Op, RecvError, Store};
+use tokio::sync::Notify;
 
 use berth_agent_protocol::{DesiredTask, PollRequest, PollResponse, TaskReport};
 use berth_model::keys;
@@ -31,11 +37,80 @@ const MAX_POLL_WAIT: std::time::Duration =
 pub struct AgentChannel {
     core: Arc<Core>,
     state_changes: Arc<StateChanges>,
+    wakers: Arc<Wakers>,
+}
+
+/// One notifier per instance that has a poll held, woken from the change feed when the
+/// instance's desired-state marker is written (all of them when the feed lags).
+#[derive(Default)]
+pub struct Wakers {
+    held: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Wakers {
+    /// Follows `store`'s change feed until the store is dropped.
+    fn follow(store: &dyn Store) -> Arc<Self> {
+        let wakers = Arc::new(Self::default());
+        let mut changes = store.changes();
+        let weak = Arc::downgrade(&wakers);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(async move {
+                loop {
+                    let change = changes.recv().await;
+                    let Some(wakers) = weak.upgrade() else { return };
+                    match change {
+                        Ok(c) => wakers.wake(&c.ops),
+                        Err(RecvError::Lagged(_)) => wakers.wake_all(),
+                        Err(RecvError::Closed) => return,
+                    }
+                }
+            });
+        }
+        wakers
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The notifier of an instance, for one held poll.
+    fn hold(&self, id: &str) -> Arc<Notify> {
+        self.lock().entry(id.to_string()).or_default().clone()
+    }
+
+    /// A held poll of `id` ended: forget its notifier once no poll holds it.
+    fn release(&self, id: &str, notify: Arc<Notify>) {
+        let mut held = self.lock();
+        drop(notify);
+        if held.get(id).is_some_and(|n| Arc::strong_count(n) == 1) {
+            held.remove(id);
+        }
+    }
+
+    fn wake(&self, ops: &[Op]) {
+        let held = self.lock();
+        if held.is_empty() {
+            return;
+        }
+        for op in ops {
+            let key = match op {
+                Op::Put { key, .. } | Op::Delete { key } => key,
+            };
+            if let Some(n) = keys::parse_instance_desired_key(key).and_then(|id| held.get(id)) {
+                n.notify_waiters();
+            }
+        }
+    }
+
+    fn wake_all(&self) {
+        self.lock().values().for_each(|n| n.notify_waiters());
+    }
 }
 
 impl AgentChannel {
     pub fn new(core: Arc<Core>, state_changes: Arc<StateChanges>) -> Self {
-        Self { core, state_changes }
+        let wakers = Wakers::follow(&*core.store);
+        Self { core, state_changes, wakers }
     }
 
     pub async fn agent_report(
@@ -103,13 +178,32 @@ impl AgentChannel {
             .min(MAX_POLL_WAIT)
             .min(std::time::Duration::from_secs(u64::from(heartbeat)));
         let deadline = tokio::time::Instant::now() + wait;
-        let mut watch = self.core.store.watch();
+        let notify = self.wakers.hold(&id);
+        let answer = self.hold_poll(&cluster, &id, &req, deadline, &notify).await;
+        self.wakers.release(&id, notify);
+        answer
+    }
+
+    /// The poll proper: answers once the marker is newer than what the agent has seen, or
+    /// at the deadline.
+    async fn hold_poll(
+        &self,
+        cluster: &str,
+        id: &str,
+        req: &PollRequest,
+        deadline: tokio::time::Instant,
+        notify: &Notify,
+    ) -> Result<PollResponse, AwsError> {
+        let heartbeat = self.core.timing.agent_heartbeat_secs;
         let mut beat = true;
         loop {
-            watch.borrow_and_update();
+            // Registered before the marker is read, so a write after the read wakes it.
+            let woken = notify.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let Some((rec, _)) = records::get::<ContainerInstanceRecord>(
                 &*self.core.store,
-                &keys::container_instance(&cluster, &id),
+                &keys::container_instance(cluster, id),
             )
             .await?
             else {
@@ -126,7 +220,7 @@ impl AgentChannel {
                 let hb = HeartbeatRecord { last_seen: self.core.now() };
                 self.core
                     .store
-                    .txn(Txn::new().put(keys::instance_heartbeat(&id), records::encode(&hb)))
+                    .txn(Txn::new().put(keys::instance_heartbeat(id), records::encode(&hb)))
                     .await
                     .map_err(error::store)?;
                 beat = false;
@@ -134,7 +228,7 @@ impl AgentChannel {
             let version = self
                 .core
                 .store
-                .get(&keys::instance_desired(&id))
+                .get(&keys::instance_desired(id))
                 .await
                 .map_err(error::store)?
                 .map_or(0, |r| r.mod_revision);
@@ -142,15 +236,61 @@ impl AgentChannel {
                 return Ok(PollResponse {
                     version,
                     instance_status: rec.status.clone(),
-                    tasks: self.desired_state(&cluster, &rec).await?,
+                    tasks: self.desired_state(cluster, &rec).await?,
                     heartbeat_seconds: heartbeat,
                     epoch: rec.epoch,
                 });
             }
-            match tokio::time::timeout_at(deadline, watch.changed()).await {
-                Ok(Ok(())) | Err(_) => continue,
-                Ok(Err(_)) => return Err(error::contention("the store watch")),
-            }
+            let _ = tokio::time::timeout_at(deadline, woken).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use berth_agent_protocol::PollRequest;
+    use berth_wire::ecs::*;
+
+    use crate::ecs::testing::*;
+
+    #[tokio::test]
+    async fn a_held_poll_wakes_for_its_own_instance_only() {
+        let h = Harness::new();
+        let ctx = h.ctx();
+        let ecs = &h.ecs;
+        let a = register_instance(ecs, &ctx).await;
+        let b = register_instance(ecs, &ctx).await;
+        let seen = |arn: &str| PollRequest {
+            cluster: "default".into(),
+            container_instance_arn: arn.into(),
+            seen_version: 0,
+            wait_seconds: 0,
+        };
+        let first = ecs.agent_channel.agent_poll(&ctx, seen(&a)).await.unwrap();
+        let held = PollRequest { seen_version: first.version, wait_seconds: 10, ..seen(&a) };
+        let poll = ecs.agent_channel.agent_poll(&ctx, held);
+        tokio::pin!(poll);
+        let drain = async |arn: &str| {
+            let req = UpdateContainerInstancesStateRequest {
+                container_instances: Some(vec![arn.into()]),
+                status: Some(ContainerInstanceStatus::Draining),
+                ..Default::default()
+            };
+            ecs.container_instances().update_container_instances_state(&ctx, req).await.unwrap();
+        };
+        // b's marker changes: a's poll stays held.
+        drain(&b).await;
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut poll).await;
+        assert!(early.is_err(), "a poll woke for another instance's change");
+        // a's marker changes: its poll answers at once, with the new status.
+        drain(&a).await;
+        let answer = tokio::time::timeout(Duration::from_secs(5), &mut poll)
+            .await
+            .expect("the poll answers when its marker changes")
+            .unwrap();
+        assert!(answer.version > first.version);
+        assert_eq!(answer.instance_status, "DRAINING");
     }
 }
