@@ -68,6 +68,9 @@ const QUEUE_DEPTH: usize = 4096;
 const MAX_IDLE_READERS: usize = 16;
 /// Bytes of the database file each read connection maps (`PRAGMA mmap_size`).
 const READER_MMAP_SIZE: i64 = 256 << 20;
+/// Pages the writer keeps in its cache (`PRAGMA cache_size`, negative: KiB): the compares and
+/// inserts of a busy cluster touch the same index pages over and over.
+const WRITER_CACHE_KIB: i64 = 32 << 10;
 /// How long a connection waits for a lock held by another connection before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -175,6 +178,8 @@ impl SqliteStore {
 
         migrate(&mut conn, migrations)?;
         conn.set_prepared_statement_cache_capacity(32);
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB).map_err(open_err)?;
+        conn.pragma_update(None, "mmap_size", READER_MMAP_SIZE).map_err(open_err)?;
 
         // Readers open the same file later; pin it so a change of working directory is harmless.
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
