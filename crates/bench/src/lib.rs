@@ -1,5 +1,11 @@
-//! What the benchmark binaries share: one SigV4-signed AWS JSON 1.1 request to ECS.
+//! What the benchmark binaries share: one SigV4-signed AWS JSON 1.1 request to ECS, a pooled
+//! signing client ([`api`]), the fleet simulator ([`fleet`]) and the scale benchmark's drivers
+//! ([`scale`]).
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod fleet;
+pub mod scale;
 
 use berth_sigv4::{RequestParts, Signer};
 use bytes::Bytes;

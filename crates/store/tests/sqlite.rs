@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use berth_store::{
-    Op, Range, Record, SqliteStore, Store, StoreError, Txn, TxnOutcome, prefix_end,
-};
+use berth_store::{Op, Range, Record, SqliteStore, Store, StoreError, Txn, TxnOutcome, prefix_end};
 use bytes::Bytes;
 
 fn temp_db() -> (tempfile::TempDir, PathBuf) {

@@ -422,3 +422,34 @@ impl Drop for AgentProc {
         remove_instance_objects(&self.instance_arn);
     }
 }
+
+/// Builds binary `bin` of workspace package `package` with the cargo that runs the tests (the
+/// same profile and target directory) and returns its path. A test can name only its own
+/// package's binaries through `CARGO_BIN_EXE_*`; this reaches another's (e.g. the fleet
+/// simulator `berth-loadgen` of `berth-bench`). Cargo skips the build when it is fresh.
+pub fn cargo_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", package, "--bin", bin])
+        .arg("--message-format=json-render-diagnostics");
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    if let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR") {
+        cmd.current_dir(dir);
+    }
+    let out = cmd.stdin(Stdio::null()).stderr(Stdio::inherit()).output()?;
+    if !out.status.success() {
+        bail!("cargo build -p {package} --bin {bin} failed: {}", out.status);
+    }
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if msg["reason"] == "compiler-artifact"
+            && msg["target"]["name"] == bin
+            && let Some(exe) = msg["executable"].as_str()
+        {
+            return Ok(PathBuf::from(exe));
+        }
+    }
+    bail!("cargo build -p {package} --bin {bin} named no executable")
+}
