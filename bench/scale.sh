@@ -326,7 +326,7 @@ rows = [
 ]
 sides = [s for s in ("baseline", "new") if any(k[0] == s for k in res)]
 head = f"{'':38} " + " ".join(f"{(f'baseline {rev}' if s == 'baseline' else 'new (working tree)'):>30}" for s in sides)
-if len(sides) == 2: head += f" {'new vs baseline':>16}"
+if len(sides) == 2: head += f" {'new vs baseline':>18}"
 head += f"  {'target':>9}"
 print(head)
 print("-" * len(head))
@@ -336,7 +336,11 @@ for name, key, fmt, better, target in rows:
     if len(sides) == 2:
         (b, _), (n, _) = vals
         ratio = ""
-        if better and b and n:
+        mb, mn = get("baseline", "memory"), get("new", "memory")
+        comparable = key != "memory" or (mb and mn and abs(mb["running"] - mn["running"]) <= 0.05 * max(mb["running"], mn["running"], 1))
+        if better and b and n and not comparable:
+            ratio = "n/a (tasks differ)"
+        elif better and b and n:
             r = n / b if better == "higher" else b / n
             good, bad = ("smaller", "larger") if key == "memory" else ("faster", "slower")
             if 0.95 < r < 1.05:
@@ -345,7 +349,7 @@ for name, key, fmt, better, target in rows:
                 ratio = f"{r:,.1f}x {good}" if r >= 1 else f"{1 / r:,.1f}x {bad}"
         elif better and n and not b and get("baseline", key) is not None:
             ratio = "baseline timed out"
-        line += f" {ratio:>16}"
+        line += f" {ratio:>18}"
     line += f"  {target:>9}"
     print(line)
 print()
