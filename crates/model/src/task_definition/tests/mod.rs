@@ -22,6 +22,7 @@ use super::*;
 mod derived_members;
 mod record;
 mod rule_table;
+mod rule_table_more;
 mod sizes;
 
 type Req = RegisterTaskDefinitionRequest;
