@@ -26,6 +26,12 @@ use serde::{Deserialize, Serialize};
 /// Path of the poll endpoint on the server.
 pub const POLL_PATH: &str = "/berth/agent/v1/poll";
 
+/// Ports ECS reserves on every container instance (SSH, Docker, the ECS agent's
+/// introspection ports): what an instance registers as taken when it names none.
+pub const RESERVED_PORTS: [u16; 5] = [22, 2375, 2376, 51678, 51679];
+/// Memory (MiB) an instance keeps back for the host and the agent, not offered to tasks.
+pub const RESERVED_MEMORY_MIB: i64 = 256;
+
 /// Longest a server holds a poll, in seconds.
 pub const MAX_WAIT_SECONDS: u32 = 60;
 

@@ -47,10 +47,7 @@ use crate::control::ControlPlane;
 use crate::spec::{LABEL_INSTANCE, LABEL_TASK_ARN};
 use crate::task::{TaskActor, TaskContext};
 
-/// Ports ECS reserves on every instance by default.
-const RESERVED_PORTS: [u16; 5] = [22, 2375, 2376, 51678, 51679];
-/// Memory kept back for the host and the agent itself.
-const RESERVED_MEMORY_MIB: i64 = 256;
+use berth_agent_protocol::{RESERVED_MEMORY_MIB, RESERVED_PORTS};
 /// How long the agent asks the server to hold a poll.
 const POLL_WAIT_SECONDS: u32 = 20;
 

@@ -35,10 +35,7 @@ use crate::api::{Api, ApiError};
 /// The instance types the fleet mixes: (name, vCPUs, GiB of memory).
 pub const INSTANCE_TYPES: [(&str, i64, i64); 3] =
     [("m5.large", 2, 8), ("m5.xlarge", 4, 16), ("c5.2xlarge", 8, 16)];
-/// Ports ECS reserves on every instance (as `berth agent` registers them).
-const RESERVED_PORTS: [u16; 5] = [22, 2375, 2376, 51678, 51679];
-/// Memory an instance keeps back for itself (as `berth agent`).
-const RESERVED_MEMORY_MIB: i64 = 256;
+use berth_agent_protocol::{RESERVED_MEMORY_MIB, RESERVED_PORTS};
 /// The Docker Engine API version the simulated instances claim.
 const DOCKER_API_MINOR: u32 = 44;
 

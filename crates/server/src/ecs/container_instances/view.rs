@@ -17,8 +17,7 @@ use super::ContainerInstances;
 use crate::error;
 use crate::records;
 
-/// Ports ECS reserves on every instance (SSH, Docker, the ECS agent's introspection ports).
-pub(super) const DEFAULT_RESERVED_PORTS: [u16; 5] = [22, 2375, 2376, 51678, 51679];
+pub(super) use berth_agent_protocol::RESERVED_PORTS as DEFAULT_RESERVED_PORTS;
 
 /// A registered resource by name.
 pub(crate) fn resource<'a>(rs: &'a [Resource], name: &str) -> Option<&'a Resource> {
