@@ -1,12 +1,12 @@
 //! A SigV4-signing client for the control plane: ECS operations over AWS JSON 1.1, and the
 //! agent channel's endpoints. One keep-alive HTTP/1.1 connection pool; every call has a
-//! deadline.
+//! deadline, and every answer is read up to [`MAX_ANSWER_BYTES`] only.
 
 use std::time::Duration;
 
 use berth_sigv4::{Credentials, RequestParts, Signer};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -14,6 +14,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
+
+/// Largest answer the agent reads, in bytes. The largest legitimate one is a poll answer:
+/// every unfinished task of the instance with its task definition (at most 64 KiB, as
+/// RegisterTaskDefinition enforces), overrides (8 KiB in ECS) and a few KiB of its own
+/// fields. 16 MiB holds 120 such tasks (ECS's default quota of tasks per container
+/// instance) about twice over; anything longer is refused rather than buffered.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
 /// A failed call.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +34,13 @@ pub enum ClientError {
     /// An answer that is not what the operation returns.
     #[error("unexpected answer to {op}: {message}")]
     Decode { op: String, message: String },
+    /// An answer longer than the client reads ([`MAX_ANSWER_BYTES`] unless set otherwise);
+    /// it was dropped unread past the limit.
+    #[error(
+        "the answer to {path} from {endpoint} is over {limit} bytes, more than the agent reads; \
+         is the endpoint a Berth server of the same version?"
+    )]
+    AnswerTooLarge { endpoint: String, path: String, limit: usize },
 }
 
 impl ClientError {
@@ -35,7 +49,7 @@ impl ClientError {
         match self {
             ClientError::Transport { .. } => true,
             ClientError::Aws { status, .. } => *status >= 500,
-            ClientError::Decode { .. } => false,
+            ClientError::Decode { .. } | ClientError::AnswerTooLarge { .. } => false,
         }
     }
 }
@@ -47,6 +61,7 @@ pub struct Client {
     host: String,
     signer: Signer,
     http: HyperClient<HttpConnector, Full<Bytes>>,
+    max_answer_bytes: usize,
 }
 
 impl Client {
@@ -72,7 +87,19 @@ impl Client {
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Ok(Self { endpoint, host, signer: Signer::new(credentials, region, "ecs"), http })
+        Ok(Self {
+            endpoint,
+            host,
+            signer: Signer::new(credentials, region, "ecs"),
+            http,
+            max_answer_bytes: MAX_ANSWER_BYTES,
+        })
+    }
+
+    /// The same client, reading answers of at most `bytes` bytes.
+    pub fn with_answer_limit(mut self, bytes: usize) -> Self {
+        self.max_answer_bytes = bytes;
+        self
     }
 
     /// The endpoint this client calls.
@@ -110,8 +137,18 @@ impl Client {
         let resp = tokio::time::timeout(timeout, async {
             let resp = self.http.request(req).await.map_err(|e| transport(e.to_string()))?;
             let status = resp.status().as_u16();
-            let bytes =
-                resp.into_body().collect().await.map_err(|e| transport(e.to_string()))?.to_bytes();
+            let limit = self.max_answer_bytes;
+            let bytes = match Limited::new(resp.into_body(), limit).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) if e.is::<LengthLimitError>() => {
+                    return Err(ClientError::AnswerTooLarge {
+                        endpoint: self.endpoint.clone(),
+                        path: path.to_string(),
+                        limit,
+                    });
+                }
+                Err(e) => return Err(transport(e.to_string())),
+            };
             Ok::<_, ClientError>((status, bytes))
         })
         .await
@@ -157,5 +194,86 @@ impl Client {
         let body = serde_json::to_vec(input).expect("agent messages serialise");
         let (status, bytes) = self.post(path, None, body, timeout).await?;
         Self::decode(path, status, &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A server that answers every request on its first connection with `head` followed by
+    /// `body_len` bytes of a JSON string (sent in 16 KiB pieces until the client hangs up).
+    async fn answering(head: String, body_len: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = sock.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return;
+                }
+                seen.extend_from_slice(&buf[..n]);
+            }
+            if sock.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let mut body = vec![b'x'; body_len];
+            if let Some(first) = body.first_mut() {
+                *first = b'"';
+            }
+            if body_len > 1 {
+                body[body_len - 1] = b'"';
+            }
+            for piece in body.chunks(16 * 1024) {
+                if sock.write_all(piece).await.is_err() {
+                    return;
+                }
+            }
+            let _ = sock.shutdown().await;
+        });
+        format!("http://{addr}")
+    }
+
+    fn client(endpoint: &str, limit: usize) -> Client {
+        let creds = Credentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "secret".into(),
+            session_token: None,
+        };
+        Client::new(endpoint, creds, "us-east-1").unwrap().with_answer_limit(limit)
+    }
+
+    async fn call(c: &Client) -> Result<serde_json::Value, ClientError> {
+        c.agent("/poll", &serde_json::json!({}), Duration::from_secs(10)).await
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_with_a_size_limit() {
+        const LIMIT: usize = 64 * 1024;
+        // Within the limit: read and decoded.
+        let ok = answering(format!("HTTP/1.1 200 OK\r\ncontent-length: {LIMIT}\r\n\r\n"), LIMIT);
+        let v = call(&client(&ok.await, LIMIT)).await.unwrap();
+        assert_eq!(v.as_str().unwrap().len(), LIMIT - 2);
+
+        // Declared too long, or streamed without a length: refused without reading it all.
+        let declared = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", LIMIT + 1);
+        let streamed = "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n".to_string();
+        for (head, len) in [(declared, LIMIT + 1), (streamed, 8 * 1024 * 1024)] {
+            let endpoint = answering(head, len).await;
+            let Err(err) = call(&client(&endpoint, LIMIT)).await else { panic!("accepted") };
+            assert!(matches!(err, ClientError::AnswerTooLarge { .. }), "{err}");
+            let msg = err.to_string();
+            assert!(msg.contains("/poll") && msg.contains(&LIMIT.to_string()), "{msg}");
+        }
+    }
+
+    #[test]
+    fn the_default_limit_holds_a_full_instance_of_largest_task_definitions() {
+        const { assert!(MAX_ANSWER_BYTES >= 120 * (64 + 8 + 4) * 1024) };
     }
 }

@@ -10,10 +10,15 @@
 //! * `GET ${URI}/stats`: the container's Docker stats; `${URI}/task/stats`: every container's.
 //!
 //! Each task actor writes only its own entry ([`Registry::publish`]); the endpoint only reads.
+//!
+//! Every container on the host can reach the endpoint, so it runs under [`LIMITS`]: a
+//! container that opens connections and sends nothing (or stops reading) cannot hold them,
+//! nor starve the agent of descriptors.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -214,11 +219,30 @@ async fn task_stats(State(ep): State<Endpoint>, Path(token): Path<String>) -> Re
     Json(Value::Object(out)).into_response()
 }
 
-/// Starts the endpoint on `bind` (port 0 picks one); returns the address bound and the
-/// registry actors publish into.
+/// Connection cap and timeouts of the endpoint: at most 256 connections at once (more wait
+/// in the listen backlog); a request head within 10 s (also how long a kept-alive connection
+/// may sit idle); a request body within 5 s; a response write stalled 10 s drops the client.
+pub const LIMITS: berth_serve::Limits = berth_serve::Limits {
+    max_connections: 256,
+    header_read_timeout: Duration::from_secs(10),
+    body_read_timeout: Duration::from_secs(5),
+    write_stall_timeout: Duration::from_secs(10),
+};
+
+/// Starts the endpoint on `bind` (port 0 picks one) under [`LIMITS`]; returns the address
+/// bound and the registry actors publish into.
 pub async fn serve(
     bind: SocketAddr,
     runtime: Arc<dyn Runtime>,
+) -> std::io::Result<(SocketAddr, Registry)> {
+    serve_with(bind, runtime, LIMITS).await
+}
+
+/// [`serve`] under other limits (tests).
+pub async fn serve_with(
+    bind: SocketAddr,
+    runtime: Arc<dyn Runtime>,
+    limits: berth_serve::Limits,
 ) -> std::io::Result<(SocketAddr, Registry)> {
     let registry = Registry::default();
     let ep = Endpoint { registry: registry.clone(), runtime };
@@ -231,9 +255,111 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = berth_serve::serve(listener, app, limits, std::future::pending()).await {
             tracing::error!(error = %e, "task metadata endpoint stopped");
         }
     });
     Ok((addr, registry))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return out,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        String::from_utf8_lossy(&read_to_close(&mut s).await).into_owned()
+    }
+
+    async fn endpoint(max_connections: usize, header: Duration) -> (SocketAddr, Registry) {
+        let limits = berth_serve::Limits {
+            max_connections,
+            header_read_timeout: header,
+            body_read_timeout: Duration::from_millis(300),
+            write_stall_timeout: Duration::from_millis(300),
+        };
+        let runtime = Arc::new(berth_runtime::fake::FakeRuntime::new());
+        let (addr, registry) =
+            serve_with("127.0.0.1:0".parse().unwrap(), runtime, limits).await.unwrap();
+        let meta = TaskMeta {
+            task_arn: "arn:t".into(),
+            containers: vec![ContainerMeta { name: "web".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        registry.publish("tok", meta);
+        (addr, registry)
+    }
+
+    #[test]
+    fn the_limits_are_the_documented_ones() {
+        assert_eq!(LIMITS.max_connections, 256);
+        assert_eq!(LIMITS.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(LIMITS.body_read_timeout, Duration::from_secs(5));
+        assert_eq!(LIMITS.write_stall_timeout, Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn a_container_sending_a_partial_header_is_disconnected() {
+        let (addr, _reg) = endpoint(16, Duration::from_millis(300)).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /v4/tok-web HTTP/1.1\r\nHost: ").await.unwrap();
+        let t0 = Instant::now();
+        tokio::time::timeout(Duration::from_secs(10), read_to_close(&mut slow))
+            .await
+            .expect("a client that never finishes its header must be dropped");
+        assert!(t0.elapsed() >= Duration::from_millis(250));
+        assert!(get(addr, "/v4/tok-web").await.starts_with("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn idle_connections_beyond_the_cap_wait_and_the_endpoint_recovers() {
+        let (addr, _reg) = endpoint(2, Duration::from_secs(60)).await;
+        let idle1 = TcpStream::connect(addr).await.unwrap();
+        let _idle2 = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let third = tokio::spawn(async move { get(addr, "/v4/tok-web/task").await });
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(!third.is_finished(), "a connection beyond the cap was served");
+        drop(idle1);
+        let got = tokio::time::timeout(Duration::from_secs(10), third).await.unwrap().unwrap();
+        assert!(got.starts_with("HTTP/1.1 200") && got.contains("arn:t"), "{got}");
+    }
+
+    #[tokio::test]
+    async fn stalled_containers_do_not_starve_the_endpoint() {
+        let (addr, _reg) = endpoint(8, Duration::from_millis(400)).await;
+        let mut stalled = Vec::new();
+        for _ in 0..32 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /v4/tok-web HTTP/1.1\r\n").await.unwrap();
+            stalled.push(s);
+        }
+        let got = tokio::time::timeout(Duration::from_secs(10), get(addr, "/v4/tok-web"))
+            .await
+            .expect("the endpoint must answer while stalled clients hold connections");
+        assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+        for s in &mut stalled {
+            tokio::time::timeout(Duration::from_secs(10), read_to_close(s))
+                .await
+                .expect("a stalled client must be disconnected");
+        }
+    }
 }

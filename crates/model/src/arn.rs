@@ -271,6 +271,42 @@ mod tests {
         assert_eq!(s.child_id("container-instance", "c", &ci), Some("i1"));
     }
 
+    /// Every parser here, given ARNs and names with a multi-byte character inserted at every
+    /// char boundary, answers without panicking.
+    #[test]
+    fn multi_byte_characters_at_every_offset() {
+        let s = scope();
+        let bases = [
+            "arn:aws:ecs:us-east-1:123456789012:cluster/web".to_string(),
+            "arn:aws:ecs:us-east-1:123456789012:task-definition/web:2".to_string(),
+            "arn:aws:ecs:us-east-1:123456789012:service/c/web".to_string(),
+            s.task_arn("c", "abc"),
+            s.container_instance_arn("c", "i1"),
+            "web:7".to_string(),
+        ];
+        for base in &bases {
+            for c in ['é', '日', '𐐷', ':', '/'] {
+                for at in (0..=base.len()).filter(|&i| base.is_char_boundary(i)) {
+                    let mut input = base.clone();
+                    input.insert(at, c);
+                    let _ = s.cluster_name(&input);
+                    let _ = s.resource(&input);
+                    let _ = s.ecs_resource(&input);
+                    let _ = s.child_id("task", "c", &input);
+                    let _ = s.child_id("container-instance", "c", &input);
+                    let _ = TaskDefinitionRef::parse(&s, &input, "taskDefinition");
+                    if c.len_utf8() > 1 {
+                        assert!(validate_cluster_name(&input, "cluster").is_err(), "{input}");
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            TaskDefinitionRef::parse(&s, "wéb:3", "taskDefinition").unwrap(),
+            TaskDefinitionRef::Revision { family: "wéb".into(), revision: 3 }
+        );
+    }
+
     #[test]
     fn cluster_name_rules() {
         assert!(validate_cluster_name("a-b_C9", "clusterName").is_ok());

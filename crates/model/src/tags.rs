@@ -36,7 +36,7 @@ pub fn validate(tags: &[Tag], field: &str) -> Result<(), ModelError> {
                 format!("Tag values must be at most 256 characters ({at}.value)."),
             ));
         }
-        if key.len() >= 4 && key[..4].eq_ignore_ascii_case("aws:") {
+        if key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:")) {
             return Err(ModelError::invalid(
                 format!("{at}.key"),
                 format!("Tag key '{key}' uses the reserved prefix 'aws:'."),
@@ -109,6 +109,28 @@ mod tests {
             let err = validate(&tags, "tags").unwrap_err();
             assert_eq!(err.field(), field, "{tags:?}");
         }
+    }
+
+    /// Keys and values with 2-, 3- and 4-byte letters at every offset validate without panicking;
+    /// an `aws:` prefix is still refused whatever follows it.
+    #[test]
+    fn multi_byte_characters_at_every_offset() {
+        for c in ['é', '日', '𐐷'] {
+            for len in 1..=8 {
+                for at in 0..len {
+                    let key: String = (0..len).map(|i| if i == at { c } else { 'a' }).collect();
+                    assert!(validate(&[tag(&key, &key)], "tags").is_ok(), "{key}");
+                    let reserved = format!("aws:{key}");
+                    let err = validate(&[tag(&reserved, "v")], "tags").unwrap_err();
+                    assert_eq!(err.field(), "tags[0].key", "{reserved}");
+                }
+            }
+        }
+        assert!(validate(&[tag("abcé", "v")], "tags").is_ok());
+        assert!(validate(&[tag("é", "v")], "tags").is_ok());
+        assert!(validate(&[tag("aé", "v")], "tags").is_ok());
+        let max: String = "é".repeat(128);
+        assert!(validate(&[tag(&max, "v")], "tags").is_ok());
     }
 
     #[test]

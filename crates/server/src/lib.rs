@@ -14,10 +14,16 @@
 //! says its group; `src/ecs/<group>` implements it (`clusters.rs` holds CreateCluster,
 //! DescribeClusters...). Operations of the model that Berth does not implement yet answer
 //! `UnsupportedFeatureException` naming the operation.
+//!
+//! At start ([`Server::start`]) the data directory is checked private and locked for this
+//! process alone ([`data_dir`]); access key secrets are sealed in the store under a master
+//! key kept outside the database ([`auth::secrets`]). The port is served by `berth_serve`
+//! under [`ServerConfig::http`]: a connection cap and header, body and write timeouts.
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod clock;
+pub mod data_dir;
 mod ecs;
 mod error;
 mod pagination;
@@ -39,8 +45,12 @@ pub use time::Duration;
 /// How a server is set up.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Holds `berth.db`, `credentials` and `config`.
+    /// Holds `berth.db`, `credentials`, `config`, `LOCK` and (by default) `keys/master.key`;
+    /// created 0700, refused when open to group or others ([`data_dir`]).
     pub data_dir: PathBuf,
+    /// The master key file that seals the secrets in the store ([`auth::secrets`]); `None`:
+    /// `DATA_DIR/keys/master.key`.
+    pub key_file: Option<PathBuf>,
     pub listen: SocketAddr,
     pub region: String,
     /// 12 digits.
@@ -59,7 +69,14 @@ pub struct ServerConfig {
     pub service_settle: std::time::Duration,
     /// A STOPPED task stays describable this long, then is removed (ECS: at least an hour).
     pub stopped_task_retention: std::time::Duration,
+    /// Connection cap and timeouts of the API port ([`berth_serve`]). The agents' long poll
+    /// (up to 60 s) is a request in flight, which none of the timeouts cuts.
+    pub http: berth_serve::Limits,
 }
+
+/// Default cap on the API's open connections: every agent holds one for its long poll, and
+/// the fleet targets are thousands of instances. More wait in the listen backlog.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 
 impl ServerConfig {
     /// Defaults for everything but where to keep data and listen.
@@ -75,6 +92,8 @@ impl ServerConfig {
             instance_lost_after: std::time::Duration::from_secs(120),
             service_settle: std::time::Duration::from_secs(40),
             stopped_task_retention: std::time::Duration::from_secs(3600),
+            http: berth_serve::Limits::new(DEFAULT_MAX_CONNECTIONS),
+            key_file: None,
         }
     }
 }
@@ -87,8 +106,12 @@ pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
 pub enum StartError {
     #[error("invalid configuration: {0}")]
     Config(String),
-    #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    DataDir(#[from] data_dir::DataDirError),
+    #[error("cannot set up the master key: {0}")]
+    KeyFile(#[from] auth::secrets::KeyFileError),
+    #[error("cannot seal the stored access key secrets: {0}")]
+    Seal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot set up the administrator key: {0}")]
@@ -97,6 +120,8 @@ pub enum StartError {
         "cannot listen on {addr}: {source} (is another server using the port? pick another with --listen)"
     )]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot upgrade the records of the data directory: {0}")]
+    Upgrade(String),
 }
 
 /// Everything a request handler needs.
@@ -113,6 +138,8 @@ pub struct Server {
     local_addr: SocketAddr,
     admin_key: BootstrapKey,
     config: ServerConfig,
+    /// Held (locked) for as long as the server runs.
+    data_dir: data_dir::DataDir,
 }
 
 impl Server {
@@ -128,12 +155,28 @@ impl Server {
         if config.region.is_empty() {
             return Err(StartError::Config("--region must not be empty".into()));
         }
-        create_private_dir(&config.data_dir)?;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join("berth.db"))?);
+        let data_dir = data_dir::DataDir::open(&config.data_dir)?;
+        let sqlite = SqliteStore::open(&config.data_dir.join("berth.db"))?;
+        let key_file = match &config.key_file {
+            Some(k) => k.clone(),
+            None => config.data_dir.join(auth::secrets::DEFAULT_KEY_FILE),
+        };
+        let (master_key, _) = auth::MasterKey::load_or_create(&key_file)?;
+        let master_key = Arc::new(master_key);
+        let sealed = auth::secrets::seal_plaintext_keys(&sqlite, &master_key)
+            .await
+            .map_err(StartError::Seal)?;
+        if sealed > 0 {
+            // The plain text must not linger in the file's free pages or in the WAL.
+            sqlite.scrub()?;
+            tracing::info!(sealed, "sealed access key secrets stored in plain text");
+        }
+        let store: Arc<dyn Store> = Arc::new(sqlite);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let scope = Scope::new(config.region.clone(), config.account_id.clone());
         let admin_key =
-            auth::bootstrap_admin_key(&*store, &*clock, &scope, &config.data_dir).await?;
+            auth::bootstrap_admin_key(&*store, &*clock, &scope, &config.data_dir, &master_key)
+                .await?;
         let app = Arc::new(App {
             auth: auth::Authenticator::new(
                 store.clone(),
@@ -141,17 +184,19 @@ impl Server {
                 &config.region,
                 &config.account_id,
                 config.max_clock_skew,
+                master_key,
             ),
             ecs: ecs::Ecs::new(store, clock, scope, timing(&config)),
             max_body_bytes: config.max_body_bytes,
         });
+        app.ecs.upgrade_records().await.map_err(|e| StartError::Upgrade(e.to_string()))?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
         let local_addr = listener
             .local_addr()
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
-        Ok(Self { app, listener, local_addr, admin_key, config })
+        Ok(Self { app, listener, local_addr, admin_key, config, data_dir })
     }
 
     /// The address actually bound (useful with port 0).
@@ -181,10 +226,12 @@ impl Server {
         let stop_rx = stop_tx.subscribe();
         let retention = tokio::spawn(async move { app.ecs.retention.run(stop_rx).await });
         let router = protocol::router(self.app);
-        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
+        let served = berth_serve::serve(self.listener, router, self.config.http, shutdown).await;
         let _ = stop_tx.send(true);
         let _ = controller.await;
         let _ = retention.await;
+        // Only now may another server take the directory.
+        drop(self.data_dir);
         served
     }
 }
@@ -199,13 +246,4 @@ fn timing(config: &ServerConfig) -> ecs::core::Timing {
         service_settle_secs: config.service_settle.as_secs_f64(),
         stopped_task_retention_secs: config.stopped_task_retention.as_secs_f64(),
     }
-}
-
-fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
-    use std::os::unix::fs::DirBuilderExt;
-    let derr = |source| StartError::DataDir { path: path.to_path_buf(), source };
-    if !path.exists() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(derr)?;
-    }
-    Ok(())
 }

@@ -86,3 +86,33 @@ impl Page {
         Ok((keys, token))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tokens made of, or decoding to, text with multi-byte characters at every offset (and
+    /// cut inside a character) are refused or accepted without panicking.
+    #[test]
+    fn multi_byte_tokens_at_every_offset() {
+        let prefix = "ecs/clusters/";
+        let key = "ecs/clusters/wéb日𐐷";
+        assert_eq!(Page::parse(None, Some(&token(key)), 100, prefix).unwrap().after.unwrap(), key);
+        let bytes = key.as_bytes();
+        for cut in 0..=bytes.len() {
+            let t = URL_SAFE_NO_PAD.encode(&bytes[..cut]);
+            match Page::parse(None, Some(&t), 100, prefix) {
+                Ok(p) => assert!(p.after.map_or(cut == 0, |a| key.starts_with(&a)), "{cut}"),
+                Err(e) => assert_eq!(e.code, "InvalidParameterException"),
+            }
+        }
+        let t = token(key);
+        for c in ['é', '日', '𐐷', '=', '/'] {
+            for at in (0..=t.len()).filter(|&i| t.is_char_boundary(i)) {
+                let mut bad = t.clone();
+                bad.insert(at, c);
+                let _ = Page::parse(Some(1), Some(&bad), 100, prefix);
+            }
+        }
+    }
+}

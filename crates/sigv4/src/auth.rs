@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::{ALGORITHM, SigV4Error, TERMINATOR};
+use crate::{ALGORITHM, MAX_AUTHORIZATION_BYTES, MAX_SIGNED_HEADERS, SigV4Error, TERMINATOR};
 
 /// Parsed `Authorization: AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/iam/aws4_request, SignedHeaders=a;b, Signature=hex`.
 ///
@@ -56,7 +56,17 @@ impl fmt::Display for AuthorizationHeader {
 /// [`SigV4Error::UnsupportedAlgorithm`]; a credential that is not five
 /// non-empty `/`-separated elements [`SigV4Error::MalformedCredential`];
 /// a terminator other than `aws4_request` [`SigV4Error::InvalidTerminator`].
+///
+/// Hostile input is refused before any work proportional to it beyond one pass:
+/// a header over [`MAX_AUTHORIZATION_BYTES`] gives
+/// [`SigV4Error::AuthorizationTooLong`] (not echoed), more than
+/// [`MAX_SIGNED_HEADERS`] names [`SigV4Error::TooManySignedHeaders`], and
+/// names that are empty, repeated or not in increasing lowercase order
+/// [`SigV4Error::SignedHeadersNotCanonical`].
 pub fn parse_authorization(value: &str) -> Result<AuthorizationHeader, SigV4Error> {
+    if value.len() > MAX_AUTHORIZATION_BYTES {
+        return Err(SigV4Error::AuthorizationTooLong { length: value.len() });
+    }
     let trimmed = value.trim();
     let (algorithm, rest) = match trimmed.find(|c: char| c.is_ascii_whitespace()) {
         Some(i) => (&trimmed[..i], &trimmed[i..]),
@@ -132,16 +142,48 @@ pub fn parse_authorization(value: &str) -> Result<AuthorizationHeader, SigV4Erro
         return Err(SigV4Error::InvalidTerminator { terminator: terminator.to_owned() });
     }
 
+    let signed_headers: Vec<String> = if signed_headers.is_empty() {
+        Vec::new()
+    } else {
+        check_signed_headers(signed_headers.split(';'))?;
+        signed_headers.split(';').map(str::to_owned).collect()
+    };
     Ok(AuthorizationHeader {
         access_key_id: access_key_id.to_owned(),
         date: date.to_owned(),
         region: region.to_owned(),
         service: service.to_owned(),
-        signed_headers: if signed_headers.is_empty() {
-            Vec::new()
-        } else {
-            signed_headers.split(';').map(str::to_owned).collect()
-        },
+        signed_headers,
         signature: signature.to_owned(),
     })
+}
+
+/// Checks, in one pass, that `names` are at most [`MAX_SIGNED_HEADERS`]
+/// non-empty names in strictly increasing order once lowercased (so no name
+/// repeats, whatever its case). A canonical request over such a list names each
+/// request header at most once, which keeps its size linear in the request's.
+pub(crate) fn check_signed_headers<'a>(
+    mut names: impl Iterator<Item = &'a str>,
+) -> Result<(), SigV4Error> {
+    let lower = |s: &'a str| s.bytes().map(|b| b.to_ascii_lowercase());
+    let mut previous: Option<&str> = None;
+    let mut count = 0;
+    while let Some(name) = names.next() {
+        count += 1;
+        if count > MAX_SIGNED_HEADERS {
+            return Err(SigV4Error::TooManySignedHeaders { count: count + names.count() });
+        }
+        let in_order = match previous {
+            None => !name.is_empty(),
+            Some(p) => !name.is_empty() && lower(p).lt(lower(name)),
+        };
+        if !in_order {
+            return Err(SigV4Error::SignedHeadersNotCanonical {
+                name: name.to_owned(),
+                previous: previous.unwrap_or("").to_owned(),
+            });
+        }
+        previous = Some(name);
+    }
+    Ok(())
 }

@@ -59,6 +59,31 @@ pub(crate) fn estimate(req: &RequestParts, payload_hash: &str) -> usize {
         + 64
 }
 
+/// An upper bound of the canonical request's length for `signed_headers`,
+/// which must be free of repeats (case-insensitively), so that each request
+/// header is written at most once. Percent-encoding at most triples a path
+/// byte; a query byte can become `%XX=` (4 bytes).
+pub(crate) fn canonical_len_bound(
+    req: &RequestParts,
+    signed_headers: &[String],
+    payload_hash: &str,
+) -> usize {
+    let names: usize = signed_headers.iter().map(|n| 2 * n.len() + 3).sum();
+    let values: usize = req
+        .headers
+        .iter()
+        .filter(|(k, _)| signed_headers.iter().any(|n| n.eq_ignore_ascii_case(k)))
+        .map(|(_, v)| v.len() + 1)
+        .sum();
+    req.method.len()
+        + 3 * req.path.len()
+        + 4 * req.query.len()
+        + names
+        + values
+        + payload_hash.len()
+        + 16
+}
+
 /// Writes the canonical request; `headers` may differ from `req.headers`
 /// (the signer adds `x-amz-date` and the session token).
 pub(crate) fn write_canonical_request<'s>(

@@ -177,10 +177,59 @@ pub enum SigV4Error {
         computed: String,
     },
 
-    /// The signature does not match. The message carries the canonical request
-    /// and string to sign the server computed, as AWS JSON services do.
+    /// The `Authorization` header is longer than [`crate::MAX_AUTHORIZATION_BYTES`].
+    /// The message does not echo it.
     #[error(
-        "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.\n\nThe Canonical String for this request should have been\n'{canonical_request}'\n\nThe String-to-Sign should have been\n'{string_to_sign}'\n"
+        "The Authorization header is {length} bytes long; at most {} bytes are accepted.",
+        crate::MAX_AUTHORIZATION_BYTES
+    )]
+    AuthorizationTooLong {
+        /// The header's length in bytes.
+        length: usize,
+    },
+
+    /// `SignedHeaders` names more than [`crate::MAX_SIGNED_HEADERS`] headers.
+    #[error(
+        "SignedHeaders lists {count} header names; at most {} may be signed.",
+        crate::MAX_SIGNED_HEADERS
+    )]
+    TooManySignedHeaders {
+        /// How many names were listed.
+        count: usize,
+    },
+
+    /// `SignedHeaders` is not a list of non-empty header names in strictly increasing
+    /// (lowercase) order: a name is empty, repeated or out of order.
+    #[error(
+        "SignedHeaders must list non-empty header names, lowercase, sorted and each once: '{}' follows '{}'.",
+        echo(.name, 64),
+        echo(.previous, 64)
+    )]
+    SignedHeadersNotCanonical {
+        /// The offending name (may be empty).
+        name: String,
+        /// The name before it (empty when it is the first).
+        previous: String,
+    },
+
+    /// The canonical request of this request would be longer than
+    /// [`crate::MAX_CANONICAL_REQUEST_BYTES`] (a very long path, query or signed header).
+    #[error(
+        "The request is too large to verify: its canonical request would be up to {bytes} bytes, at most {} are accepted. Shorten the path, the query or the signed headers.",
+        crate::MAX_CANONICAL_REQUEST_BYTES
+    )]
+    CanonicalRequestTooLarge {
+        /// The bound computed for this request.
+        bytes: usize,
+    },
+
+    /// The signature does not match. The message carries the canonical request
+    /// and string to sign the server computed, as AWS JSON services do, each cut
+    /// to its first [`MAX_ECHO_BYTES`] bytes.
+    #[error(
+        "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.\n\nThe Canonical String for this request should have been\n'{}'\n\nThe String-to-Sign should have been\n'{}'\n",
+        echo(.canonical_request, MAX_ECHO_BYTES),
+        echo(.string_to_sign, MAX_ECHO_BYTES)
     )]
     SignatureMismatch {
         /// The canonical request the server computed.
@@ -188,6 +237,22 @@ pub enum SigV4Error {
         /// The string to sign the server computed.
         string_to_sign: String,
     },
+}
+
+/// Most bytes of the canonical request (and of the string to sign) a
+/// [`SigV4Error::SignatureMismatch`] message repeats.
+pub const MAX_ECHO_BYTES: usize = 2048;
+
+/// `s`, or its first `max` bytes (cut at a character boundary) and how long it was.
+fn echo(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}... ({} bytes in all)", &s[..end], s.len()))
 }
 
 fn requires_list(missing: &[&'static str]) -> String {
@@ -214,7 +279,11 @@ impl SigV4Error {
             | MalformedCredential { .. }
             | MissingDate { .. }
             | InvalidDate { .. }
-            | HostNotSigned => "IncompleteSignatureException",
+            | HostNotSigned
+            | AuthorizationTooLong { .. }
+            | TooManySignedHeaders { .. }
+            | SignedHeadersNotCanonical { .. }
+            | CanonicalRequestTooLarge { .. } => "IncompleteSignatureException",
             InvalidTerminator { .. }
             | SignedHeaderMissing { .. }
             | ScopeDateMismatch { .. }

@@ -6,8 +6,10 @@
 //! * **Server side** — [`parse_authorization`] turns the `Authorization` header
 //!   into an [`AuthorizationHeader`]; [`Verifier::verify`] checks a request
 //!   against it. Verification signs *exactly* the client's `SignedHeaders`
-//!   list, in the client's order, so whatever a conforming client (botocore /
-//!   the AWS CLI, the AWS SDKs) signed is accepted. It also checks the
+//!   list, so whatever a conforming client (botocore / the AWS CLI, the AWS
+//!   SDKs) signed is accepted; the list must be as those clients send it:
+//!   non-empty names, strictly increasing once lowercased (sorted, no repeats),
+//!   at most [`MAX_SIGNED_HEADERS`] of them. It also checks the
 //!   `X-Amz-Date` (or `Date`) header, that the credential scope date matches
 //!   it, the clock skew (default ±5 minutes, boundary inclusive), that `host`
 //!   is signed, that every signed header is present, and
@@ -17,6 +19,10 @@
 //! * **Client side** — [`sign`] (or a [`Signer`], which caches the signing key
 //!   until the date changes) returns the `x-amz-date`, optional
 //!   `x-amz-security-token` and `authorization` headers to add to a request.
+//! * **Limits** — work and memory stay linear in the request: the header is
+//!   at most [`MAX_AUTHORIZATION_BYTES`], the canonical request at most
+//!   [`MAX_CANONICAL_REQUEST_BYTES`] (checked before it is built), and an error
+//!   repeats at most [`MAX_ECHO_BYTES`] of it.
 //! * **Errors** — every failure is a [`SigV4Error`] whose
 //!   [`aws_code`](SigV4Error::aws_code) is the code AWS answers with
 //!   (`IncompleteSignatureException`, `InvalidSignatureException`,
@@ -46,7 +52,7 @@ mod verify;
 
 pub use auth::{AuthorizationHeader, parse_authorization};
 pub use canonical::{canonical_request, sha256_hex, string_to_sign};
-pub use error::SigV4Error;
+pub use error::{MAX_ECHO_BYTES, SigV4Error};
 pub use key::{CacheStats, signature, signing_key};
 pub use sign::{Credentials, Signer, sign};
 pub use timefmt::{format_amz_date, parse_amz_date};
@@ -59,6 +65,15 @@ pub const TERMINATOR: &str = "aws4_request";
 /// Hex SHA-256 of the empty string (the payload hash of a body-less request).
 pub const EMPTY_PAYLOAD_SHA256: &str =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// Longest `Authorization` header accepted, in bytes. A well-formed header
+/// signing [`MAX_SIGNED_HEADERS`] ordinary names is well under it.
+pub const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
+/// Most header names `SignedHeaders` may list.
+pub const MAX_SIGNED_HEADERS: usize = 64;
+/// Longest canonical request the verifier builds, in bytes: a request whose
+/// path, query and signed headers would make a longer one is refused first.
+pub const MAX_CANONICAL_REQUEST_BYTES: usize = 64 * 1024;
 
 /// A request as seen on the wire.
 #[derive(Debug, Clone, Copy)]

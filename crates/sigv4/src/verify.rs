@@ -5,10 +5,11 @@ use std::borrow::Cow;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use crate::canonical::{estimate, sha256_hex, string_to_sign, write_canonical_request};
+use crate::auth::check_signed_headers;
+use crate::canonical::{canonical_len_bound, sha256_hex, string_to_sign, write_canonical_request};
 use crate::key::{CacheStats, KeyCache, hmac_sha256};
 use crate::timefmt::{describe_skew, format_amz_date, parse_amz_date, parse_http_date};
-use crate::{AuthorizationHeader, RequestParts, SigV4Error};
+use crate::{AuthorizationHeader, MAX_CANONICAL_REQUEST_BYTES, RequestParts, SigV4Error};
 
 /// Verifies SigV4 `Authorization`-header signatures.
 ///
@@ -93,14 +94,18 @@ impl Verifier {
 
     /// Verifies `req`, signed as `auth` says, with `secret`, at wall-clock `now`.
     ///
-    /// Checks, in order: an `X-Amz-Date` (else `Date`) header is present and
+    /// Checks, in order: `auth.signed_headers` is at most
+    /// [`crate::MAX_SIGNED_HEADERS`] non-empty names, strictly increasing once
+    /// lowercased (as [`crate::parse_authorization`] requires; the fields are
+    /// public, so a hand-built header is checked again); an `X-Amz-Date` (else `Date`) header is present and
     /// well-formed; `host` is signed; every signed header is present; the
     /// scope date is the date of the request timestamp; the scope region and
     /// service if [`Verifier::expect_region`]/[`Verifier::expect_service`]
     /// were set; the timestamp is within `max_skew` of `now`;
     /// `x-amz-content-sha256`, if present, is the SHA-256 of `body`
-    /// (`UNSIGNED-PAYLOAD` is refused); finally the signature, recomputed over
-    /// exactly `auth.signed_headers` and compared in constant time.
+    /// (`UNSIGNED-PAYLOAD` is refused); the canonical request would be at most
+    /// [`crate::MAX_CANONICAL_REQUEST_BYTES`]; finally the signature, recomputed
+    /// over exactly `auth.signed_headers` and compared in constant time.
     pub fn verify(
         &self,
         req: &RequestParts,
@@ -108,6 +113,8 @@ impl Verifier {
         secret: &str,
         now: OffsetDateTime,
     ) -> Result<(), SigV4Error> {
+        check_signed_headers(auth.signed_headers.iter().map(String::as_str))?;
+
         // Request timestamp.
         let (amz_date, request_time): (Cow<str>, OffsetDateTime) =
             match header(req.headers, "x-amz-date") {
@@ -162,10 +169,11 @@ impl Verifier {
             });
         }
 
-        // Clock skew.
-        let earliest = now - self.max_skew;
-        let latest = now + self.max_skew;
-        if request_time < earliest {
+        // Clock skew. A bound beyond the representable dates is no bound: any skew, however
+        // large, is checked without overflow.
+        if let Some(earliest) = now.checked_sub(self.max_skew)
+            && request_time < earliest
+        {
             return Err(SigV4Error::SignatureExpired {
                 request_time: amz_date.into_owned(),
                 earliest: format_amz_date(earliest),
@@ -173,7 +181,9 @@ impl Verifier {
                 skew: describe_skew(self.max_skew),
             });
         }
-        if request_time > latest {
+        if let Some(latest) = now.checked_add(self.max_skew)
+            && request_time > latest
+        {
             return Err(SigV4Error::SignatureNotYetCurrent {
                 request_time: amz_date.into_owned(),
                 latest: format_amz_date(latest),
@@ -198,7 +208,11 @@ impl Verifier {
         };
 
         // Signature.
-        let mut creq = String::with_capacity(estimate(req, payload_hash));
+        let bound = canonical_len_bound(req, &auth.signed_headers, payload_hash);
+        if bound > MAX_CANONICAL_REQUEST_BYTES {
+            return Err(SigV4Error::CanonicalRequestTooLarge { bytes: bound });
+        }
+        let mut creq = String::with_capacity(bound);
         write_canonical_request(
             &mut creq,
             req,
@@ -206,6 +220,7 @@ impl Verifier {
             auth.signed_headers.iter().map(String::as_str),
             payload_hash,
         );
+        debug_assert!(creq.len() <= bound, "{} > {bound}", creq.len());
         let scope = auth.scope();
         let sts = string_to_sign(&amz_date, &scope, &creq);
         let key =

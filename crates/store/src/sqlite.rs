@@ -27,6 +27,9 @@
 //! * **Schema.** Versioned by `PRAGMA user_version`; [`MIGRATIONS`] are applied in order at
 //!   open, one transaction each. A database newer than this code is refused
 //!   ([`StoreError::SchemaTooNew`]).
+//! * **Private files.** The database is created mode 0600 (SQLite gives its `-wal` and `-shm`
+//!   files the database's mode), and an existing database, WAL or shared-memory file that group
+//!   or others could read is made 0600 at open: the store holds credentials.
 //! * **Shutdown.** Dropping the [`SqliteStore`] closes the channel; the writer finishes every
 //!   request already queued, exits, and the drop joins it (so the file is closed on return).
 //!
@@ -45,6 +48,27 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{Change, Compare, Op, Range, Record, Revision, Store, StoreError, Txn, TxnOutcome};
+
+/// Creates the database file 0600 if absent, and takes group and other bits off the database
+/// and its `-wal` and `-shm` files when present.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new().append(true).create(true).mode(0o600).open(path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::metadata(&p) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                let mode = m.permissions().mode() & 0o700;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
 
 /// Schema migrations; entry `i` brings the database from version `i` to `i + 1`.
 /// Append only: never edit a step that has shipped.
@@ -148,6 +172,12 @@ impl SqliteStore {
 
     fn open_with_migrations(path: &Path, migrations: &[&str]) -> Result<Self, StoreError> {
         let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
+        make_private(path).map_err(|e| {
+            open_err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("cannot make the database files private: {e}")),
+            ))
+        })?;
         let mut conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -220,6 +250,32 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Rewrites the database file so that nothing deleted or overwritten survives in it or in
+    /// its WAL (`VACUUM`, then a truncating checkpoint): after replacing sensitive values.
+    /// Blocking, and for startup: it waits for (and holds up) every other writer.
+    pub fn scrub(&self) -> Result<(), StoreError> {
+        let werr = |source| StoreError::Write { source };
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(werr)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(werr)?;
+        conn.execute_batch("VACUUM;").map_err(werr)?;
+        let (busy, _, _): (i64, i64, i64) = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(werr)?;
+        if busy != 0 {
+            return Err(werr(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                Some("the WAL could not be truncated: a reader was busy".into()),
+            )));
+        }
+        Ok(())
     }
 
     /// The writer's counters since open.

@@ -596,3 +596,54 @@ async fn changes_deliver_every_committed_txn_in_order_and_no_conflict() {
     );
     assert!(rx.try_recv().is_err(), "the conflicting txn is not a change");
 }
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+#[tokio::test]
+async fn database_files_are_private() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
+    put(&store, "iam/k", "secret").await;
+    for p in [path.clone(), sibling(&path, "-wal"), sibling(&path, "-shm")] {
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+    drop(store);
+    // A database left world-readable by an older berth is tightened at open.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    put(&store, "iam/k2", "x").await;
+    for p in [path.clone(), sibling(&path, "-wal"), sibling(&path, "-shm")] {
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+}
+
+#[tokio::test]
+async fn scrub_leaves_no_overwritten_value_on_disk() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
+    put(&store, "iam/k", "PLAINTEXT-SECRET-0123456789").await;
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    put(&store, "iam/k", "sealed-value").await;
+    store.scrub().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    for s in ["-wal", "-shm"] {
+        bytes.extend(std::fs::read(sibling(&path, s)).unwrap_or_default());
+    }
+    let needle = b"PLAINTEXT-SECRET-0123456789";
+    assert!(!bytes.windows(needle.len()).any(|w| w == needle), "the old value is still on disk");
+    assert_eq!(store.get("iam/k").await.unwrap().unwrap().value, Bytes::from("sealed-value"));
+    // The store goes on working after the rewrite.
+    put(&store, "iam/k3", "x").await;
+    assert_eq!(store.get("iam/k3").await.unwrap().unwrap().value, Bytes::from("x"));
+}

@@ -150,6 +150,11 @@ impl ServerProc {
         Ok(())
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `DATA_DIR/credentials`, written by the server.
     pub fn credentials_file(&self) -> PathBuf {
         self.data_dir.join("credentials")

@@ -23,8 +23,9 @@ pub struct Args {
     /// The 12-digit account id in every ARN.
     #[arg(long, env = "BERTH_ACCOUNT_ID", default_value = berth_server::DEFAULT_ACCOUNT_ID)]
     pub account_id: String,
-    /// Largest accepted difference between a request's signing time and the server clock.
-    #[arg(long, default_value_t = 300)]
+    /// Largest accepted difference between a request's signing time and the server clock,
+    /// 1 to 86400 seconds (AWS allows 300).
+    #[arg(long, default_value_t = 300, value_parser = parse_clock_skew_secs)]
     pub max_clock_skew_secs: i64,
     /// An instance whose agent has been silent this long shows agentConnected=false.
     #[arg(long, default_value_t = 45)]
@@ -41,6 +42,24 @@ pub struct Args {
     /// at least an hour).
     #[arg(long, default_value_t = 3600)]
     pub stopped_task_retention_secs: u64,
+    /// The master key that seals the access key secrets in the store (created at first start,
+    /// mode 0600). Default: DATA_DIR/keys/master.key. Back it up apart from the data.
+    #[arg(long, env = "BERTH_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Most API connections open at once; more wait in the listen backlog. Every agent holds
+    /// one for its long poll.
+    #[arg(long, default_value_t = berth_server::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// A request's headers must arrive within this many seconds; also how long a kept-alive
+    /// connection may sit idle.
+    #[arg(long, default_value_t = berth_serve::DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
+    pub header_timeout_secs: u64,
+    /// A request's body must arrive within this many seconds once it is read.
+    #[arg(long, default_value_t = berth_serve::DEFAULT_BODY_READ_TIMEOUT.as_secs())]
+    pub body_timeout_secs: u64,
+    /// A client that reads nothing of its response for this many seconds is dropped.
+    #[arg(long, default_value_t = berth_serve::DEFAULT_WRITE_STALL_TIMEOUT.as_secs())]
+    pub write_timeout_secs: u64,
 }
 
 pub fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -67,12 +86,23 @@ impl Args {
         config.service_settle = std::time::Duration::from_secs(self.service_settle_secs);
         config.stopped_task_retention =
             std::time::Duration::from_secs(self.stopped_task_retention_secs);
+        config.key_file = self.key_file.clone();
+        if self.max_connections == 0 {
+            anyhow::bail!("--max-connections must be at least 1");
+        }
+        config.http = berth_serve::Limits {
+            max_connections: self.max_connections,
+            header_read_timeout: positive_secs("--header-timeout-secs", self.header_timeout_secs)?,
+            body_read_timeout: positive_secs("--body-timeout-secs", self.body_timeout_secs)?,
+            write_stall_timeout: positive_secs("--write-timeout-secs", self.write_timeout_secs)?,
+        };
         Ok(config)
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = args.config()?;
+    check_nofile(super::nofile_limit(), config.http.max_connections);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let server = Server::start(config).await?;
@@ -106,6 +136,79 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
+fn positive_secs(flag: &str, secs: u64) -> anyhow::Result<std::time::Duration> {
+    if secs == 0 {
+        anyhow::bail!("{flag} must be at least 1");
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// Warns when the open-file limit cannot hold `max_connections` API connections besides the
+/// store's and the runtime's own descriptors.
+pub fn check_nofile(nofile: Option<u64>, max_connections: usize) {
+    const HEADROOM: u64 = 256;
+    if let Some(limit) = nofile
+        && limit < max_connections as u64 + HEADROOM
+    {
+        tracing::warn!(
+            limit,
+            max_connections,
+            "the open-file limit is below --max-connections + {HEADROOM}: raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower --max-connections"
+        );
+    }
+}
+
 fn time_secs(s: i64) -> berth_server::Duration {
     berth_server::Duration::seconds(s)
+}
+
+/// Most clock skew `--max-clock-skew-secs` accepts: a day.
+const MAX_CLOCK_SKEW_SECS: i64 = 86_400;
+
+/// `--max-clock-skew-secs`: whole seconds in 1..=[`MAX_CLOCK_SKEW_SECS`].
+fn parse_clock_skew_secs(s: &str) -> Result<i64, String> {
+    let range = format!("between 1 and {MAX_CLOCK_SKEW_SECS} seconds (AWS allows 300)");
+    let secs: i64 = s.trim().parse().map_err(|_| {
+        if !s.trim().is_empty() && s.trim().bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+            format!("'{s}' is out of range: use a number of seconds {range}")
+        } else {
+            format!("'{s}' is not a whole number of seconds")
+        }
+    })?;
+    if !(1..=MAX_CLOCK_SKEW_SECS).contains(&secs) {
+        return Err(format!("{secs} is out of range: use a number of seconds {range}"));
+    }
+    Ok(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::Args,
+    }
+
+    fn parse(skew: &str) -> Result<super::Args, clap::Error> {
+        let flag = format!("--max-clock-skew-secs={skew}");
+        Cli::try_parse_from(["berth", "--data-dir", "/tmp/x", &flag]).map(|c| c.args)
+    }
+
+    #[test]
+    fn max_clock_skew_is_clamped_at_parse() {
+        for ok in ["1", "300", "86400"] {
+            let args = parse(ok).unwrap();
+            let config = args.config().unwrap();
+            assert_eq!(config.max_clock_skew.whole_seconds(), ok.parse::<i64>().unwrap());
+        }
+        for bad in ["0", "-5", "86401", "9223372036854775807", "99999999999999999999", "x"] {
+            let err = parse(bad).err().unwrap_or_else(|| panic!("{bad} accepted")).to_string();
+            assert!(err.contains("--max-clock-skew-secs"), "{bad}: {err}");
+            if bad != "x" {
+                assert!(err.contains("between 1 and 86400"), "{bad}: {err}");
+            }
+        }
+    }
 }

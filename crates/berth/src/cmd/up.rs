@@ -26,6 +26,7 @@ fn step(msg: &str) {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = args.server.config()?;
+    super::server::check_nofile(super::nofile_limit(), config.http.max_connections);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         eprintln!("berth up: starting a control plane and an agent on this machine");

@@ -6,6 +6,8 @@
 //! except the tag rules, which ECS answers with `InvalidParameterException`. Checks run in this
 //! order:
 //!
+//! 0. **size**: the request's compact JSON is at most 64 KiB ([`MAX_TASK_DEFINITION_BYTES`];
+//!    ECS: "Actual length: 'N'. Max allowed length is '65536' bytes.").
 //! 1. **family**: required, 1-255 letters, numbers, hyphens and underscores.
 //! 2. **containerDefinitions**: 1 to 10 containers; each has a unique name (1-255 letters,
 //!    numbers, hyphens, underscores) and an image (non-empty, at most 255 characters, no
@@ -147,10 +149,13 @@ pub use crate::tags::MAX_TAGS;
 pub const MIN_MEMORY_MIB: u32 = 6;
 /// Task-level CPU bounds (units) for definitions not checked against the Fargate table.
 pub const TASK_CPU_RANGE: (u32, u32) = (128, 196_608);
+/// Largest task definition ECS registers: the request's JSON, in bytes (64 KiB).
+pub const MAX_TASK_DEFINITION_BYTES: usize = 64 * 1024;
 
 /// Validates a RegisterTaskDefinition request as ECS does; the first rule broken is returned,
 /// naming the field. See the module documentation for the rules and their order.
 pub fn validate(req: &RegisterTaskDefinitionRequest) -> Result<(), ModelError> {
+    check_json_size(req)?;
     check_family(req)?;
     let facts = Facts::new(req);
     check_container_identities(&facts)?;
@@ -169,6 +174,36 @@ pub fn validate(req: &RegisterTaskDefinitionRequest) -> Result<(), ModelError> {
     check_proxy_configuration(&facts)?;
     check_ephemeral_storage(req)?;
     check_tags(req)
+}
+
+/// The request's compact JSON must fit [`MAX_TASK_DEFINITION_BYTES`], in ECS's wording.
+fn check_json_size(req: &RegisterTaskDefinitionRequest) -> Result<(), ModelError> {
+    /// Counts what is written, keeping nothing.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    // Serialising plain data into a writer that never fails cannot fail; if it somehow did,
+    // the count so far still bounds what was seen.
+    let _ = serde_json::to_writer(&mut n, req);
+    if n.0 > MAX_TASK_DEFINITION_BYTES {
+        return Err(ModelError::client(
+            "taskDefinition",
+            format!(
+                "Actual length: '{}'. Max allowed length is '{MAX_TASK_DEFINITION_BYTES}' bytes. \
+                 A task definition's JSON may be at most 64 KiB.",
+                n.0
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -825,3 +825,29 @@ fn expr_is_cheap_to_share() {
     let c = e.clone();
     assert_eq!(c.source(), e.source());
 }
+
+/// Each documented form, with a 2-, 3- or 4-byte character (or a quote) inserted at every char
+/// boundary: parsing never panics and every error points at a char boundary.
+#[test]
+fn multi_byte_characters_at_every_offset() {
+    let fleet = fleet();
+    for base in CONDITIONS.iter().copied().chain([
+        "attribute:x == 'a b' and not (task:group in ['x', \"y\"])",
+        "attribute:é =~ 日.* || ec2InstanceId != i-𐐷",
+    ]) {
+        for c in ['é', '日', '𐐷', '\u{3000}', '\'', '"', '[', '!'] {
+            for at in (0..=base.len()).filter(|&i| base.is_char_boundary(i)) {
+                let mut src = base.to_string();
+                src.insert(at, c);
+                match Expr::parse(&src) {
+                    Ok(expr) => {
+                        for inst in fleet.values() {
+                            expr.eval(inst);
+                        }
+                    }
+                    Err(e) => assert!(src.is_char_boundary(e.position), "{src:?}: {e:?}"),
+                }
+            }
+        }
+    }
+}

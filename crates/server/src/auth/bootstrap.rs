@@ -4,6 +4,7 @@
 //! (compare-and-set on `iam/bootstrap-admin-key`), kept across restarts, and mirrored into
 //! `DATA_DIR/credentials` (AWS shared-credentials format, profile `default`, mode 0600) and
 //! `DATA_DIR/config` (the region), rewritten from the store whenever they are missing or stale.
+//! In the store its secret is sealed under the master key ([`super::secrets`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use berth_model::records::AccessKeyRecord;
 use berth_store::{Store, Txn};
 use rand::Rng;
 
+use super::secrets::MasterKey;
 use crate::clock::{Clock, epoch_seconds};
 use crate::records;
 
@@ -45,6 +47,8 @@ pub enum BootstrapError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Store(String),
+    #[error("cannot open the secret of administrator key {access_key_id}: {source}")]
+    Secret { access_key_id: String, source: super::secrets::SealError },
 }
 
 fn random_from(alphabet: &[u8], n: usize) -> String {
@@ -58,10 +62,11 @@ pub async fn bootstrap_admin_key(
     clock: &dyn Clock,
     scope: &Scope,
     data_dir: &Path,
+    master_key: &MasterKey,
 ) -> Result<BootstrapKey, BootstrapError> {
     let serr = |e: berth_wire::AwsError| BootstrapError::Store(e.message);
     let mut created = false;
-    let record = loop {
+    let (record, secret) = loop {
         if let Some(rec) = store
             .get(keys::BOOTSTRAP_ADMIN_KEY)
             .await
@@ -72,7 +77,15 @@ pub async fn bootstrap_admin_key(
                 .await
                 .map_err(serr)?
             {
-                Some((r, _)) => break r,
+                Some((r, _)) => {
+                    let secret = master_key.open(&r.access_key_id, &r.secret_access_key).map_err(
+                        |source| BootstrapError::Secret {
+                            access_key_id: r.access_key_id.clone(),
+                            source,
+                        },
+                    )?;
+                    break (r, secret);
+                }
                 None => {
                     return Err(BootstrapError::Store(format!(
                         "bootstrap key {akid} is missing from the store"
@@ -81,12 +94,11 @@ pub async fn bootstrap_admin_key(
             }
         }
         let akid = format!("AKIA{}", random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16));
+        let secret =
+            random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 40);
         let rec = AccessKeyRecord {
             access_key_id: akid.clone(),
-            secret_access_key: random_from(
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-                40,
-            ),
+            secret_access_key: master_key.seal(&akid, &secret),
             principal_arn: scope.account_root_arn(),
             status: "Active".into(),
             created_at: epoch_seconds(clock.now()),
@@ -98,21 +110,21 @@ pub async fn bootstrap_admin_key(
             .put(keys::access_key(&akid), records::encode(&rec));
         if records::commit(store, txn).await.map_err(serr)? {
             created = true;
-            break rec;
+            break (rec, secret);
         }
     };
     let credentials_path = data_dir.join("credentials");
     let config_path = data_dir.join("config");
     let credentials = format!(
         "# Written by berth server: the administrator key of this data directory.\n[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
-        record.access_key_id, record.secret_access_key
+        record.access_key_id, secret
     );
     let config = format!("# Written by berth server.\n[default]\nregion = {}\n", scope.region);
     write_private(&credentials_path, &credentials)?;
     write_private(&config_path, &config)?;
     Ok(BootstrapKey {
         access_key_id: record.access_key_id,
-        secret_access_key: record.secret_access_key,
+        secret_access_key: secret,
         credentials_path,
         config_path,
         created,

@@ -6,6 +6,7 @@
 //! principal is the account's administrator).
 
 pub mod bootstrap;
+pub mod secrets;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -16,6 +17,7 @@ use berth_wire::{AwsError, common};
 use time::Duration;
 
 pub use bootstrap::{BootstrapKey, bootstrap_admin_key};
+pub use secrets::MasterKey;
 
 use crate::clock::Clock;
 use crate::records;
@@ -41,6 +43,8 @@ pub struct Authenticator {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     verifier: Verifier,
+    /// Opens the secrets sealed in the store.
+    master_key: Arc<MasterKey>,
     region: String,
     account_id: String,
     /// Access keys seen so far. Keys are only ever added by this process or found in the store
@@ -56,11 +60,13 @@ impl Authenticator {
         region: &str,
         account_id: &str,
         max_skew: Duration,
+        master_key: Arc<MasterKey>,
     ) -> Self {
         Self {
             store,
             clock,
             verifier: Verifier::new(max_skew),
+            master_key,
             region: region.to_string(),
             account_id: account_id.to_string(),
             keys: RwLock::new(HashMap::new()),
@@ -79,8 +85,15 @@ impl Authenticator {
         if rec.status != "Active" {
             return Ok(None);
         }
+        let secret =
+            self.master_key.open(&rec.access_key_id, &rec.secret_access_key).map_err(|e| {
+                tracing::error!(access_key_id, error = %e, "cannot open a stored secret");
+                berth_wire::ecs::ErrorCode::ServerException.with(format!(
+                    "Berth cannot open the stored secret of this access key ({e}); check the server's master key file."
+                ))
+            })?;
         let entry = Arc::new(KeyEntry {
-            secret: rec.secret_access_key,
+            secret,
             principal: Arc::new(Principal {
                 arn: rec.principal_arn,
                 account_id: self.account_id.clone(),

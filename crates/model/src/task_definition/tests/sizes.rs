@@ -94,3 +94,36 @@ fn task_size_strings() {
         assert_eq!(parse_task_memory_mib(s), want, "memory {s:?}");
     }
 }
+
+/// A request whose JSON is `bytes` long: `ec2()` with one environment variable padding it.
+fn padded_to(bytes: usize) -> Req {
+    let mut r = ec2();
+    let mut env = KeyValuePair { name: Some("PAD".into()), value: Some(String::new()) };
+    r.container_definitions.as_mut().unwrap()[0].environment = Some(vec![env.clone()]);
+    let base = serde_json::to_vec(&r).unwrap().len();
+    env.value = Some("x".repeat(bytes - base));
+    r.container_definitions.as_mut().unwrap()[0].environment = Some(vec![env]);
+    assert_eq!(serde_json::to_vec(&r).unwrap().len(), bytes);
+    r
+}
+
+#[test]
+fn task_definition_json_is_at_most_64_kib() {
+    assert_eq!(MAX_TASK_DEFINITION_BYTES, 65_536);
+    validate(&padded_to(MAX_TASK_DEFINITION_BYTES)).unwrap();
+    for size in [MAX_TASK_DEFINITION_BYTES + 1, 1024 * 1024] {
+        let err = validate(&padded_to(size)).unwrap_err();
+        assert!(matches!(err, ModelError::Client { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains(&format!(
+                "Actual length: '{size}'. Max allowed length is '65536' bytes."
+            )),
+            "{err}"
+        );
+    }
+    // Multi-byte characters count in bytes: one 3-byte character for an ASCII one tips it over.
+    let mut r = padded_to(MAX_TASK_DEFINITION_BYTES - 1);
+    let env = &mut r.container_definitions.as_mut().unwrap()[0].environment.as_mut().unwrap()[0];
+    env.value.as_mut().unwrap().replace_range(0..1, "日");
+    assert!(validate(&r).is_err());
+}
