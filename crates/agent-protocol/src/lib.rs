@@ -20,6 +20,7 @@
 //!   list.
 #![forbid(unsafe_code)]
 
+use berth_model::lifecycle::{DesiredTaskStatus, InstanceStatus, TaskStatus};
 use berth_wire::ecs::{TaskDefinition, TaskOverride};
 use serde::{Deserialize, Serialize};
 
@@ -48,14 +49,14 @@ pub struct PollRequest {
 }
 
 /// What the server answers.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PollResponse {
     /// Revision at which this instance's desired state last changed.
     pub version: u64,
     /// ACTIVE, DRAINING, INACTIVE...: an INACTIVE (deregistered) instance must stop its tasks
     /// and stop polling.
-    pub instance_status: String,
+    pub instance_status: InstanceStatus,
     /// Every task placed on the instance whose known status is not yet STOPPED.
     pub tasks: Vec<DesiredTask>,
     /// How often the agent should poll at the latest, in seconds.
@@ -67,14 +68,14 @@ pub struct PollResponse {
 }
 
 /// One task as the agent must run it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DesiredTask {
     pub task_arn: String,
     /// RUNNING or STOPPED.
-    pub desired_status: String,
+    pub desired_status: DesiredTaskStatus,
     /// The server's last known status (what the agent last reported).
-    pub last_status: String,
+    pub last_status: TaskStatus,
     /// The full task definition revision the task runs.
     pub task_definition: TaskDefinition,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,6 +87,34 @@ pub struct DesiredTask {
     pub created_at: f64,
 }
 
+/// An empty answer for an `ACTIVE` instance at version 0 (the statuses have no `Default`).
+impl Default for PollResponse {
+    fn default() -> Self {
+        Self {
+            version: 0,
+            instance_status: InstanceStatus::Active,
+            tasks: Vec::new(),
+            heartbeat_seconds: 0,
+            epoch: 0,
+        }
+    }
+}
+
+/// A task as it is created: desired `RUNNING`, last `PENDING`, everything else empty.
+impl Default for DesiredTask {
+    fn default() -> Self {
+        Self {
+            task_arn: String::new(),
+            desired_status: DesiredTaskStatus::Running,
+            last_status: TaskStatus::Pending,
+            task_definition: TaskDefinition::default(),
+            overrides: None,
+            stopped_reason: None,
+            created_at: 0.0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,11 +123,11 @@ mod tests {
     fn messages_round_trip_with_camel_case_names() {
         let r = PollResponse {
             version: 7,
-            instance_status: "ACTIVE".into(),
+            instance_status: InstanceStatus::Active,
             tasks: vec![DesiredTask {
                 task_arn: "arn:aws:ecs:us-east-1:123456789012:task/c/abc".into(),
-                desired_status: "RUNNING".into(),
-                last_status: "PENDING".into(),
+                desired_status: DesiredTaskStatus::Running,
+                last_status: TaskStatus::Pending,
                 ..Default::default()
             }],
             heartbeat_seconds: 20,
@@ -107,6 +136,7 @@ mod tests {
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.contains("\"instanceStatus\":\"ACTIVE\""), "{json}");
         assert!(json.contains("\"desiredStatus\":\"RUNNING\""), "{json}");
+        assert!(json.contains("\"lastStatus\":\"PENDING\""), "{json}");
         assert_eq!(serde_json::from_str::<PollResponse>(&json).unwrap(), r);
     }
 }

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_agent_protocol::{DesiredTask, PollRequest, TaskReport};
+use berth_model::lifecycle::{DesiredTaskStatus, InstanceStatus};
 use berth_runtime::Runtime;
 use berth_wire::ecs::{
     Attribute, RegisterContainerInstanceRequest, RegisterContainerInstanceResponse, Resource,
@@ -312,13 +313,13 @@ impl Agent {
             actors.retain(|_, (_, handle)| !handle.is_finished());
             let mut desired: HashMap<String, DesiredTask> =
                 resp.tasks.into_iter().map(|t| (t.task_arn.clone(), t)).collect();
-            if resp.instance_status == "INACTIVE" {
+            if resp.instance_status == InstanceStatus::Inactive {
                 // Deregistered: everything here must stop.
                 for t in desired.values_mut() {
-                    t.desired_status = "STOPPED".into();
+                    t.desired_status = DesiredTaskStatus::Stopped;
                 }
                 for (tx, _) in actors.values() {
-                    tx.send_modify(|d| d.desired_status = "STOPPED".into());
+                    tx.send_modify(|d| d.desired_status = DesiredTaskStatus::Stopped);
                 }
             }
             for (arn, t) in &desired {
@@ -339,7 +340,7 @@ impl Agent {
                 }
             }
             self.remove_orphans(&desired, &actors).await;
-            if resp.instance_status == "INACTIVE" && actors.is_empty() {
+            if resp.instance_status == InstanceStatus::Inactive && actors.is_empty() {
                 tracing::warn!("this container instance was deregistered; the agent stops");
                 break;
             }

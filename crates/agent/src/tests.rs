@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_agent_protocol::{DesiredTask, PollRequest, PollResponse, TaskReport};
+use berth_model::lifecycle::{DesiredTaskStatus, InstanceStatus, TaskStatus};
 use berth_runtime::fake::{Call, FakeRuntime, Op};
 use berth_runtime::{ContainerSpec, Runtime};
 use berth_wire::ecs::{
@@ -46,8 +47,10 @@ struct FakeControlPlane {
 
 impl FakeControlPlane {
     fn new() -> Arc<Self> {
-        let (desired, _) =
-            watch::channel(PollResponse { instance_status: "ACTIVE".into(), ..Default::default() });
+        let (desired, _) = watch::channel(PollResponse {
+            instance_status: InstanceStatus::Active,
+            ..Default::default()
+        });
         let (progress, _) = watch::channel(0);
         Arc::new(Self { seen: Mutex::new(Seen::default()), desired, progress })
     }
@@ -61,11 +64,11 @@ impl FakeControlPlane {
     }
 
     /// The instance's desired state from now on (a new version, epoch 1).
-    fn set_desired(&self, status: &str, tasks: Vec<DesiredTask>) {
+    fn set_desired(&self, status: InstanceStatus, tasks: Vec<DesiredTask>) {
         self.desired.send_modify(|d| {
             d.version += 1;
             d.epoch = 1;
-            d.instance_status = status.into();
+            d.instance_status = status;
             d.tasks = tasks;
         });
     }
@@ -182,7 +185,7 @@ fn task_arn(id: &str) -> String {
 }
 
 /// Task `id` with one container `a` of image `img`, wanted `desired_status`.
-fn desired(id: &str, desired_status: &str) -> DesiredTask {
+fn desired(id: &str, desired_status: DesiredTaskStatus) -> DesiredTask {
     let td: TaskDefinition = serde_json::from_value(serde_json::json!({
         "family": "f", "revision": 1,
         "containerDefinitions": [{"name": "a", "image": "img", "memory": 16}]
@@ -190,8 +193,8 @@ fn desired(id: &str, desired_status: &str) -> DesiredTask {
     .unwrap();
     DesiredTask {
         task_arn: task_arn(id),
-        desired_status: desired_status.into(),
-        last_status: "PENDING".into(),
+        desired_status,
+        last_status: TaskStatus::Pending,
         task_definition: td,
         ..Default::default()
     }
@@ -258,7 +261,10 @@ fn labels(instance: Option<&str>, task: Option<&str>) -> ContainerSpec {
 async fn desired_tasks_from_a_poll_are_started_by_their_actors() {
     let (rt, cp) = (runtime(), FakeControlPlane::new());
     let agent = Running::start(&rt, &cp).await;
-    cp.set_desired("ACTIVE", vec![desired("t1", "RUNNING"), desired("t2", "RUNNING")]);
+    cp.set_desired(
+        InstanceStatus::Active,
+        vec![desired("t1", DesiredTaskStatus::Running), desired("t2", DesiredTaskStatus::Running)],
+    );
     cp.wait_until("both tasks are reported RUNNING", |s| {
         ["t1", "t2"].iter().all(|t| last(s, t).is_some_and(|r| status_of(r) == "RUNNING"))
     })
@@ -277,7 +283,10 @@ async fn desired_tasks_from_a_poll_are_started_by_their_actors() {
     assert!(polls.iter().all(|p| p.container_instance_arn == ARN && p.cluster == "default"));
     assert!(polls.windows(2).all(|w| w[0].seen_version <= w[1].seen_version));
     // A desired-state change reaches the actor: t2 is stopped, t1 goes on.
-    cp.set_desired("ACTIVE", vec![desired("t1", "RUNNING"), desired("t2", "STOPPED")]);
+    cp.set_desired(
+        InstanceStatus::Active,
+        vec![desired("t1", DesiredTaskStatus::Running), desired("t2", DesiredTaskStatus::Stopped)],
+    );
     cp.wait_until("t2 is reported STOPPED", |s| {
         last(s, "t2").is_some_and(|r| status_of(r) == "STOPPED")
     })
@@ -304,7 +313,10 @@ async fn failed_reports_are_retried_until_acknowledged_and_none_is_lost() {
     let (rt, cp) = (runtime(), FakeControlPlane::new());
     let agent = Running::start(&rt, &cp).await;
     cp.fail_reports(6);
-    cp.set_desired("ACTIVE", vec![desired("t1", "RUNNING"), desired("t2", "RUNNING")]);
+    cp.set_desired(
+        InstanceStatus::Active,
+        vec![desired("t1", DesiredTaskStatus::Running), desired("t2", DesiredTaskStatus::Running)],
+    );
     cp.wait_until("both tasks are acknowledged RUNNING", |s| {
         ["t1", "t2"].iter().all(|t| last(s, t).is_some_and(|r| status_of(r) == "RUNNING"))
     })
@@ -329,7 +341,10 @@ async fn failed_reports_are_retried_until_acknowledged_and_none_is_lost() {
     }
     // While the server keeps failing, the newest state waits; it is delivered once it answers.
     cp.fail_reports(usize::MAX);
-    cp.set_desired("ACTIVE", vec![desired("t1", "STOPPED"), desired("t2", "RUNNING")]);
+    cp.set_desired(
+        InstanceStatus::Active,
+        vec![desired("t1", DesiredTaskStatus::Stopped), desired("t2", DesiredTaskStatus::Running)],
+    );
     cp.wait_until("t1's STOPPED report was attempted", |s| {
         s.attempts.iter().any(|r| {
             r.change.task.as_deref() == Some(task_arn("t1").as_str()) && status_of(r) == "STOPPED"
@@ -368,7 +383,7 @@ async fn orphans_are_removed_and_other_containers_left_alone() {
     let id = |n: &str| made.iter().find(|(m, _)| *m == n).unwrap().1.clone();
     rt.clear_calls();
     let agent = Running::start(&rt, &cp).await;
-    cp.set_desired("ACTIVE", vec![desired("t1", "RUNNING")]);
+    cp.set_desired(InstanceStatus::Active, vec![desired("t1", DesiredTaskStatus::Running)]);
     // The loop removes orphans after acting on an answer, before it polls again.
     cp.wait_until("the answer was acted on", |s| s.polls.len() >= 2).await;
     cp.wait_until("t1 is reported RUNNING", |s| {
@@ -399,13 +414,13 @@ async fn orphans_are_removed_and_other_containers_left_alone() {
 async fn an_inactive_instance_stops_its_tasks_and_the_agent_ends() {
     let (rt, cp) = (runtime(), FakeControlPlane::new());
     let agent = Running::start(&rt, &cp).await;
-    cp.set_desired("ACTIVE", vec![desired("t1", "RUNNING")]);
+    cp.set_desired(InstanceStatus::Active, vec![desired("t1", DesiredTaskStatus::Running)]);
     cp.wait_until("t1 is reported RUNNING", |s| {
         last(s, "t1").is_some_and(|r| status_of(r) == "RUNNING")
     })
     .await;
     // Deregistered: the server still lists the task as wanted RUNNING.
-    cp.set_desired("INACTIVE", vec![desired("t1", "RUNNING")]);
+    cp.set_desired(InstanceStatus::Inactive, vec![desired("t1", DesiredTaskStatus::Running)]);
     let ended = tokio::time::timeout(Duration::from_secs(600), agent.run)
         .await
         .expect("the agent ends by itself")

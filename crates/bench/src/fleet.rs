@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use berth_agent_protocol::{ContainerHealth, POLL_PATH, PollRequest, REPORT_PATH, TaskReport};
+use berth_model::lifecycle::{DesiredTaskStatus, InstanceStatus, TaskStatus};
 use berth_wire::ecs::{
     Attribute, ContainerStateChange, HealthStatus, NetworkBinding, Resource,
     SubmitTaskStateChangeRequest, TransportProtocol, VersionInfo,
@@ -242,7 +243,7 @@ pub fn resources(cpus: i64, gib: i64) -> Vec<Resource> {
 #[serde(rename_all = "camelCase")]
 struct PollAnswer {
     version: u64,
-    instance_status: String,
+    instance_status: InstanceStatus,
     #[serde(default)]
     tasks: Option<Vec<PolledTask>>,
     #[serde(default)]
@@ -253,9 +254,9 @@ struct PollAnswer {
 #[serde(rename_all = "camelCase")]
 struct PolledTask {
     task_arn: String,
-    desired_status: String,
+    desired_status: DesiredTaskStatus,
     #[serde(default)]
-    last_status: Option<String>,
+    last_status: Option<TaskStatus>,
     task_definition: PolledTaskDefinition,
     #[serde(default)]
     stopped_reason: Option<String>,
@@ -380,7 +381,7 @@ impl Instance {
         }
         let local = self.tasks.get(&t.task_arn);
         let ran = local.is_some_and(|l| l.reported == Reported::Running) || running;
-        let status = if running { "RUNNING" } else { "STOPPED" };
+        let status = if running { TaskStatus::Running } else { TaskStatus::Stopped };
         let changes = containers
             .iter()
             .enumerate()
@@ -463,7 +464,7 @@ impl Instance {
     /// Acts on one poll answer; returns false if a report must be retried.
     async fn reconcile(&mut self, stats: &FleetStats, answer: PollAnswer) -> bool {
         self.epoch = answer.epoch;
-        let inactive = answer.instance_status == "INACTIVE";
+        let inactive = answer.instance_status == InstanceStatus::Inactive;
         let tasks = answer.tasks.unwrap_or_default();
         let listed: HashSet<&str> = tasks.iter().map(|t| t.task_arn.as_str()).collect();
         // Tasks the server no longer lists are STOPPED there.
@@ -487,7 +488,7 @@ impl Instance {
                 bindings: vec![],
             });
             let was = local.reported;
-            let stop = inactive || t.desired_status == "STOPPED";
+            let stop = inactive || t.desired_status == DesiredTaskStatus::Stopped;
             if stop && was != Reported::Stopped {
                 let report = self.report(t, false);
                 if self.send(stats, &report).await {
@@ -502,7 +503,7 @@ impl Instance {
                     all_sent = false;
                 }
             } else if !stop && was == Reported::Nothing {
-                if t.last_status.as_deref() == Some("RUNNING") {
+                if t.last_status == Some(TaskStatus::Running) {
                     // Already RUNNING on the server (reported before a retry): adopt it.
                     local.reported = Reported::Running;
                     stats.running.fetch_add(1, Ordering::Relaxed);
@@ -651,7 +652,7 @@ async fn run_instance(
                 continue;
             }
         };
-        let inactive = answer.instance_status == "INACTIVE";
+        let inactive = answer.instance_status == InstanceStatus::Inactive;
         let version = answer.version;
         if inst.reconcile(&stats, answer).await {
             seen = version;
@@ -776,11 +777,11 @@ mod tests {
         .unwrap();
         let real = berth_agent_protocol::PollResponse {
             version: 42,
-            instance_status: "ACTIVE".into(),
+            instance_status: InstanceStatus::Active,
             tasks: vec![berth_agent_protocol::DesiredTask {
                 task_arn: "arn:aws:ecs:us-east-1:123456789012:task/c/abc".into(),
-                desired_status: "RUNNING".into(),
-                last_status: "PENDING".into(),
+                desired_status: DesiredTaskStatus::Running,
+                last_status: TaskStatus::Pending,
                 task_definition: td,
                 stopped_reason: Some("why".into()),
                 created_at: 1.5,
@@ -790,10 +791,11 @@ mod tests {
             epoch: 7,
         };
         let a: PollAnswer = serde_json::from_slice(&serde_json::to_vec(&real).unwrap()).unwrap();
-        assert_eq!((a.version, a.epoch, a.instance_status.as_str()), (42, 7, "ACTIVE"));
+        assert_eq!((a.version, a.epoch, a.instance_status), (42, 7, InstanceStatus::Active));
         let tasks = a.tasks.unwrap();
         let t = &tasks[0];
-        assert_eq!(t.desired_status, "RUNNING");
+        assert_eq!(t.desired_status, DesiredTaskStatus::Running);
+        assert_eq!(t.last_status, Some(TaskStatus::Pending));
         assert_eq!(t.stopped_reason.as_deref(), Some("why"));
         assert_eq!(
             t.task_definition.task_definition_arn.as_deref(),

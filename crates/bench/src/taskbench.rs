@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use berth_model::lifecycle::TaskStatus;
 use berth_runtime::{ContainerSpec, PortSpec, Protocol, Runtime};
 use berth_runtime_docker::DockerRuntime;
 use berth_sigv4::{Credentials, Signer};
@@ -173,18 +174,19 @@ impl Ecs {
         &mut self,
         cluster: &str,
         arns: &[String],
-        status: &str,
+        status: TaskStatus,
         every: Duration,
         limit: Duration,
     ) -> anyhow::Result<Vec<Value>> {
         let deadline = Instant::now() + limit;
+        let last = |t: &Value| t["lastStatus"].as_str().and_then(|s| s.parse::<TaskStatus>().ok());
         loop {
             let tasks = self.describe(cluster, arns).await?;
-            if tasks.len() == arns.len() && tasks.iter().all(|t| t["lastStatus"] == status) {
+            if tasks.len() == arns.len() && tasks.iter().all(|t| last(t) == Some(status)) {
                 return Ok(tasks);
             }
             if let Some(t) =
-                tasks.iter().find(|t| t["lastStatus"] == "STOPPED" && status != "STOPPED")
+                tasks.iter().find(|t| last(t) == Some(TaskStatus::Stopped) && !status.is_terminal())
             {
                 bail!(
                     "task stopped instead of reaching {status}: {} {}",
@@ -193,7 +195,7 @@ impl Ecs {
                 );
             }
             if Instant::now() >= deadline {
-                let n = tasks.iter().filter(|t| t["lastStatus"] == status).count();
+                let n = tasks.iter().filter(|t| last(t) == Some(status)).count();
                 bail!("only {n} of {} tasks reached {status} within {limit:?}", arns.len());
             }
             tokio::time::sleep(every).await;
@@ -393,8 +395,9 @@ async fn berth_sample(
     let t0 = Instant::now();
     let arns = ecs.run_task(&args.cluster, td, 1).await?;
     let run_task = t0.elapsed();
-    let tasks =
-        ecs.wait_status(&args.cluster, &arns, "RUNNING", poll, Duration::from_secs(60)).await?;
+    let tasks = ecs
+        .wait_status(&args.cluster, &arns, TaskStatus::Running, poll, Duration::from_secs(60))
+        .await?;
     let total = t0.elapsed();
     let seen = epoch_now();
     let t = &tasks[0];
@@ -415,7 +418,7 @@ async fn berth_sample(
     ecs.wait_status(
         &args.cluster,
         &arns,
-        "STOPPED",
+        TaskStatus::Stopped,
         Duration::from_millis(20),
         Duration::from_secs(60),
     )
@@ -504,7 +507,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ecs.wait_status(
         &args.cluster,
         &arns,
-        "RUNNING",
+        TaskStatus::Running,
         Duration::from_millis(50),
         Duration::from_secs(300),
     )
@@ -520,7 +523,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ecs.wait_status(
         &args.cluster,
         &arns,
-        "STOPPED",
+        TaskStatus::Stopped,
         Duration::from_millis(50),
         Duration::from_secs(300),
     )

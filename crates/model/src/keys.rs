@@ -7,6 +7,8 @@
 //!   `ecs/taskdefs/<family>!<revision>` lists in (family, revision) order exactly as ECS sorts.
 //! * Revisions are zero-padded to 10 digits so key order is numeric order.
 
+use crate::lifecycle::{DesiredTaskStatus, TaskStatus};
+
 /// `ecs/clusters/<name>`: an ACTIVE (or PROVISIONING) cluster.
 pub fn cluster(name: &str) -> String {
     format!("{CLUSTERS}{name}")
@@ -27,7 +29,7 @@ pub fn cluster_live_tasks_prefix(cluster: &str) -> String {
     format!("ecs/tasks-live/{cluster}/")
 }
 /// Prefix of a cluster's tasks whose last status is `status` (RUNNING, PENDING...).
-pub fn cluster_tasks_by_status_prefix(cluster: &str, status: &str) -> String {
+pub fn cluster_tasks_by_status_prefix(cluster: &str, status: TaskStatus) -> String {
     format!("ecs/tasks-by-status/{cluster}/{status}/")
 }
 /// Prefix of a cluster's ACTIVE or DRAINING services.
@@ -117,6 +119,14 @@ pub const BOOTSTRAP_ADMIN_KEY: &str = "iam/bootstrap-admin-key";
 pub fn container_instance(cluster: &str, id: &str) -> String {
     format!("{INSTANCES}{cluster}/{id}")
 }
+/// `ecs/instances-by-ec2/<cluster>/<ec2 instance id>`: the id of the live instance registered
+/// for that EC2 instance id (re-registration finds it with one read). Exists exactly while the
+/// instance record does.
+pub fn instance_by_ec2(cluster: &str, ec2_instance_id: &str) -> String {
+    format!("{INSTANCES_BY_EC2}{cluster}/{ec2_instance_id}")
+}
+/// Prefix of every [`instance_by_ec2`] key.
+pub const INSTANCES_BY_EC2: &str = "ecs/instances-by-ec2/";
 /// `ecs/instances-inactive/<cluster>/<id>`: a deregistered instance, still describable.
 pub fn inactive_container_instance(cluster: &str, id: &str) -> String {
     format!("ecs/instances-inactive/{cluster}/{id}")
@@ -158,9 +168,14 @@ pub fn instance_desired(id: &str) -> String {
     format!("ecs/instance-desired/{id}")
 }
 /// `ecs/instance-tasks/<instance id>/<task id>`: the tasks placed on an instance that are not
-/// yet STOPPED; the value is the task's last status.
+/// yet STOPPED; the value is the task's last status ([`instance_task_value`]).
 pub fn instance_task(instance_id: &str, task_id: &str) -> String {
     format!("{INSTANCE_TASKS}{instance_id}/{task_id}")
+}
+/// The value of an [`instance_task`] key: the task's last status as ECS spells it (read back
+/// with [`TaskStatus::from_bytes`]).
+pub fn instance_task_value(last_status: TaskStatus) -> Vec<u8> {
+    last_status.as_str().as_bytes().to_vec()
 }
 /// Prefix of [`instance_task`] for one instance.
 pub fn instance_tasks_prefix(instance_id: &str) -> String {
@@ -176,16 +191,16 @@ pub fn live_task(cluster: &str, id: &str) -> String {
     format!("{}{id}", cluster_live_tasks_prefix(cluster))
 }
 /// `ecs/tasks-by-status/<cluster>/<STATUS>/<id>`: index by last (known) status.
-pub fn task_by_status(cluster: &str, status: &str, id: &str) -> String {
+pub fn task_by_status(cluster: &str, status: TaskStatus, id: &str) -> String {
     format!("{}{id}", cluster_tasks_by_status_prefix(cluster, status))
 }
 /// `ecs/tasks-by-desired/<cluster>/<RUNNING|STOPPED>/<id>`: index by desired status, which
 /// ListTasks filters on (default RUNNING).
-pub fn task_by_desired(cluster: &str, desired: &str, id: &str) -> String {
+pub fn task_by_desired(cluster: &str, desired: DesiredTaskStatus, id: &str) -> String {
     format!("{}{id}", tasks_by_desired_prefix(cluster, desired))
 }
 /// Prefix of [`task_by_desired`].
-pub fn tasks_by_desired_prefix(cluster: &str, desired: &str) -> String {
+pub fn tasks_by_desired_prefix(cluster: &str, desired: DesiredTaskStatus) -> String {
     format!("ecs/tasks-by-desired/{cluster}/{desired}/")
 }
 /// `ecs/run-tokens/<cluster>/<clientToken>`: the task ARNs a RunTask with this token started.
@@ -235,5 +250,30 @@ mod tests {
         assert_eq!(parse_instance_task_key(&instance_desired("i1")), None);
         assert_eq!(parse_instance_desired_key(&instance_desired("i1")), Some("i1"));
         assert_eq!(parse_instance_desired_key(&instance_heartbeat("i1")), None);
+    }
+
+    #[test]
+    fn task_status_index_keys_spell_statuses_as_ecs() {
+        // The key text existing stores hold: typed arguments must not change it.
+        assert_eq!(
+            task_by_status("c", TaskStatus::Running, "t1"),
+            "ecs/tasks-by-status/c/RUNNING/t1"
+        );
+        assert_eq!(
+            cluster_tasks_by_status_prefix("c", TaskStatus::Stopped),
+            "ecs/tasks-by-status/c/STOPPED/"
+        );
+        assert_eq!(
+            task_by_desired("c", DesiredTaskStatus::Stopped, "t1"),
+            "ecs/tasks-by-desired/c/STOPPED/t1"
+        );
+        assert_eq!(
+            tasks_by_desired_prefix("c", DesiredTaskStatus::Running),
+            "ecs/tasks-by-desired/c/RUNNING/"
+        );
+        assert_eq!(instance_task_value(TaskStatus::Pending), b"PENDING");
+        for s in TaskStatus::ALL {
+            assert_eq!(TaskStatus::from_bytes(&instance_task_value(s)), Some(s));
+        }
     }
 }

@@ -15,13 +15,15 @@
 //! * [`task_health`] implements ECS's aggregation of container health into task health (see its
 //!   docs for the rule and the source).
 //!
+//! * [`InstanceStatus`] is a container instance's `status`; it has no order.
+//!
 //! Statuses serialise as ECS spells them (`"PROVISIONING"`, `"RUNNING"`...); [`StopCode`]
 //! serialises as the wire's `TaskStopCode` (`"EssentialContainerExited"`...).
 
 use std::fmt;
 use std::str::FromStr;
 
-use berth_wire::ecs::{DesiredStatus, HealthStatus, TaskStopCode};
+use berth_wire::ecs::{ContainerInstanceStatus, DesiredStatus, HealthStatus, TaskStopCode};
 use serde::{Deserialize, Serialize};
 
 /// A status string that names no value of the enum it was parsed as.
@@ -96,6 +98,12 @@ impl TaskStatus {
     /// `Stopped`, the only status with no way out.
     pub fn is_terminal(self) -> bool {
         self == Self::Stopped
+    }
+
+    /// The status whose [`as_str`](Self::as_str) bytes are `v` (the value of a status index
+    /// entry), without allocating; `None` for any other bytes.
+    pub fn from_bytes(v: &[u8]) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str().as_bytes() == v)
     }
 }
 
@@ -173,6 +181,92 @@ impl FromStr for DesiredTaskStatus {
             "STOPPED" => Ok(Self::Stopped),
             _ => Err(UnknownStatus { kind: "desired task status", value: s.to_string() }),
         }
+    }
+}
+
+/// A container instance's status, as ECS reports it in `status`. Unordered: an instance may
+/// go `ACTIVE` ⇄ `DRAINING` any number of times; `INACTIVE` (deregistered) is where it ends.
+///
+/// The wire's `ContainerInstanceStatus` (the `ListContainerInstances` filter and
+/// `UpdateContainerInstancesState` values) has every value but `INACTIVE`, which ECS reports
+/// but never accepts as input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum InstanceStatus {
+    /// Accepts new tasks.
+    Active,
+    /// Accepts no new tasks; service tasks are moved elsewhere.
+    Draining,
+    /// Being registered (ECS: while capacity-provider resources attach).
+    Registering,
+    /// Being deregistered.
+    Deregistering,
+    /// Registration failed.
+    RegistrationFailed,
+    /// Deregistered: still describable, never used again.
+    Inactive,
+}
+
+impl InstanceStatus {
+    /// Every status.
+    pub const ALL: [Self; 6] = [
+        Self::Active,
+        Self::Draining,
+        Self::Registering,
+        Self::Deregistering,
+        Self::RegistrationFailed,
+        Self::Inactive,
+    ];
+
+    /// As ECS spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Draining => "DRAINING",
+            Self::Registering => "REGISTERING",
+            Self::Deregistering => "DEREGISTERING",
+            Self::RegistrationFailed => "REGISTRATION_FAILED",
+            Self::Inactive => "INACTIVE",
+        }
+    }
+
+    /// The domain value of a wire value (every wire value has one).
+    pub fn from_wire(w: ContainerInstanceStatus) -> Self {
+        match w {
+            ContainerInstanceStatus::Active => Self::Active,
+            ContainerInstanceStatus::Draining => Self::Draining,
+            ContainerInstanceStatus::Registering => Self::Registering,
+            ContainerInstanceStatus::Deregistering => Self::Deregistering,
+            ContainerInstanceStatus::RegistrationFailed => Self::RegistrationFailed,
+        }
+    }
+
+    /// The wire value; `None` for `Inactive`, which the wire enum lacks.
+    pub fn to_wire(self) -> Option<ContainerInstanceStatus> {
+        match self {
+            Self::Active => Some(ContainerInstanceStatus::Active),
+            Self::Draining => Some(ContainerInstanceStatus::Draining),
+            Self::Registering => Some(ContainerInstanceStatus::Registering),
+            Self::Deregistering => Some(ContainerInstanceStatus::Deregistering),
+            Self::RegistrationFailed => Some(ContainerInstanceStatus::RegistrationFailed),
+            Self::Inactive => None,
+        }
+    }
+}
+
+impl fmt::Display for InstanceStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for InstanceStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| UnknownStatus {
+            kind: "container instance status",
+            value: s.to_string(),
+        })
     }
 }
 
@@ -438,10 +532,13 @@ mod tests {
             assert_eq!(s.as_str(), name);
             assert_eq!(s.to_string(), name);
             assert_eq!(name.parse::<TaskStatus>(), Ok(s));
+            assert_eq!(TaskStatus::from_bytes(name.as_bytes()), Some(s));
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{name}\""));
             assert_eq!(serde_json::from_str::<TaskStatus>(&format!("\"{name}\"")).unwrap(), s);
             assert_eq!(s.is_terminal(), s == Stop);
         }
+        assert_eq!(TaskStatus::from_bytes(b"running"), None);
+        assert_eq!(TaskStatus::from_bytes(b""), None);
         assert_eq!(
             "running".parse::<TaskStatus>(),
             Err(UnknownStatus { kind: "task status", value: "running".into() })
@@ -480,6 +577,41 @@ mod tests {
             assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{}\"", d.as_str()));
         }
         assert!("PENDING".parse::<DesiredTaskStatus>().is_err());
+    }
+
+    #[test]
+    fn instance_status_names_parse_and_wire() {
+        use InstanceStatus::*;
+        let cases = [
+            (Active, "ACTIVE", Some(ContainerInstanceStatus::Active)),
+            (Draining, "DRAINING", Some(ContainerInstanceStatus::Draining)),
+            (Registering, "REGISTERING", Some(ContainerInstanceStatus::Registering)),
+            (Deregistering, "DEREGISTERING", Some(ContainerInstanceStatus::Deregistering)),
+            (
+                RegistrationFailed,
+                "REGISTRATION_FAILED",
+                Some(ContainerInstanceStatus::RegistrationFailed),
+            ),
+            (Inactive, "INACTIVE", None),
+        ];
+        assert_eq!(cases.map(|c| c.0), InstanceStatus::ALL, "every status listed");
+        for (s, name, wire) in cases {
+            assert_eq!(s.as_str(), name);
+            assert_eq!(s.to_string(), name);
+            assert_eq!(name.parse::<InstanceStatus>(), Ok(s));
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<InstanceStatus>(&format!("\"{name}\"")).unwrap(), s);
+            assert_eq!(s.to_wire(), wire);
+            if let Some(w) = wire {
+                assert_eq!(InstanceStatus::from_wire(w), s);
+                assert_eq!(w.as_str(), name);
+            }
+        }
+        assert_eq!(ContainerInstanceStatus::VALUES.len(), 5, "every wire value covered");
+        assert_eq!(
+            "active".parse::<InstanceStatus>().unwrap_err().to_string(),
+            "unknown container instance status 'active'"
+        );
     }
 
     #[test]

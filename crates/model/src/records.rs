@@ -8,6 +8,8 @@ use berth_wire::ecs::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::lifecycle::{DesiredTaskStatus, InstanceStatus, TaskStatus};
+
 /// Lifecycle of a cluster: ACTIVE until deleted, then INACTIVE (still describable).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -72,7 +74,9 @@ pub struct FamilyRecord {
 #[serde(rename_all = "camelCase")]
 pub struct AccessKeyRecord {
     pub access_key_id: String,
-    /// Sensitive: never logged, never returned by any Describe or List.
+    /// Sensitive: never logged, never returned by any Describe or List. Stored sealed under
+    /// the server's master key (`berth-sealed:v1:...`, berth-server's `auth::secrets`), never
+    /// in plain text.
     pub secret_access_key: String,
     /// The principal this key authenticates, e.g. `arn:aws:iam::123456789012:root`.
     pub principal_arn: String,
@@ -102,8 +106,9 @@ pub struct ContainerInstanceRecord {
     pub arn: String,
     pub cluster: String,
     pub ec2_instance_id: String,
-    /// ACTIVE, DRAINING, or INACTIVE once deregistered.
-    pub status: String,
+    /// ACTIVE, DRAINING, or INACTIVE once deregistered (serialised as ECS spells it, as it
+    /// always was: records written before the field was typed decode unchanged).
+    pub status: InstanceStatus,
     pub registered_resources: Vec<berth_wire::ecs::Resource>,
     /// What placed tasks that are not yet STOPPED use: cpu units and memory MiB.
     pub used_cpu: i64,
@@ -146,8 +151,10 @@ pub struct TaskRecord {
     pub instance_id: String,
     /// The wire shape, kept current: lastStatus, desiredStatus, containers, timestamps...
     pub task: berth_wire::ecs::Task,
-    /// The task definition revision as it was when the task started.
-    pub task_definition: TaskDefinition,
+    // The task definition is the revision `task.taskDefinitionArn` names: revisions are
+    // immutable, so the server reads it from its revision cache rather than keeping a copy in
+    // every task (records written before kept one, `taskDefinition`, ignored on read and
+    // dropped on the next write).
     /// What the task holds on its instance until it is STOPPED.
     pub reserved_cpu: i64,
     pub reserved_memory_mib: i64,
@@ -159,4 +166,131 @@ pub struct TaskRecord {
     /// (agent registration epoch, report sequence number) of the last agent report applied.
     #[serde(default)]
     pub report_mark: Option<(u64, u64)>,
+}
+
+/// Typed statuses of a task record. The wire `Task` inside keeps `lastStatus` and
+/// `desiredStatus` as the strings botocore types them as (the record *is* the DescribeTasks
+/// answer); nothing outside this impl and [`ContainerStatusExt`] reads or writes them.
+///
+/// Berth only ever stores values written through the setters. A value it did not write (a
+/// missing or unknown string, e.g. from a hand-edited database) never panics: it reads as the
+/// status a new task is created with, `PENDING` / `RUNNING`, so the task's next report or a
+/// StopTask moves it on (known status only moves forward from there, as always).
+impl TaskRecord {
+    /// `lastStatus`; `Pending` when missing or unknown.
+    pub fn last_status(&self) -> TaskStatus {
+        self.task.last_status.as_deref().and_then(|s| s.parse().ok()).unwrap_or(TaskStatus::Pending)
+    }
+
+    /// `desiredStatus`; `Running` when missing or unknown.
+    pub fn desired_status(&self) -> DesiredTaskStatus {
+        self.task
+            .desired_status
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(DesiredTaskStatus::Running)
+    }
+
+    /// Sets `lastStatus`.
+    pub fn set_last_status(&mut self, status: TaskStatus) {
+        self.task.last_status = Some(status.as_str().to_string());
+    }
+
+    /// Sets `desiredStatus`.
+    pub fn set_desired_status(&mut self, status: DesiredTaskStatus) {
+        self.task.desired_status = Some(status.as_str().to_string());
+    }
+}
+
+/// Typed `lastStatus` of a wire container. ECS reports a container's `lastStatus` with the
+/// task's vocabulary (`PENDING`, `RUNNING`, `STOPPED`), so it reads as a [`TaskStatus`]; a
+/// missing or unknown value reads as `Pending`, as for the task (see [`TaskRecord`]'s
+/// accessors).
+pub trait ContainerStatusExt {
+    /// `lastStatus`; `Pending` when missing or unknown.
+    fn status(&self) -> TaskStatus;
+    /// Sets `lastStatus`.
+    fn set_status(&mut self, status: TaskStatus);
+}
+
+impl ContainerStatusExt for berth_wire::ecs::Container {
+    fn status(&self) -> TaskStatus {
+        self.last_status.as_deref().and_then(|s| s.parse().ok()).unwrap_or(TaskStatus::Pending)
+    }
+
+    fn set_status(&mut self, status: TaskStatus) {
+        self.last_status = Some(status.as_str().to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_instance_record_written_with_a_string_status_still_decodes() {
+        let old = serde_json::json!({
+            "id": "i1", "arn": "arn:aws:ecs:us-east-1:000000000000:container-instance/c/i1",
+            "cluster": "c", "ec2InstanceId": "i-1", "status": "DRAINING",
+            "registeredResources": [], "usedCpu": 0, "usedMemoryMib": 0,
+            "usedPortsTcp": [], "usedPortsUdp": [], "attributes": [], "versionInfo": null,
+            "tags": [], "registeredAt": 1.0, "epoch": 1, "version": 2
+        });
+        let rec: ContainerInstanceRecord = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(rec.status, InstanceStatus::Draining);
+        // And it is written back byte for byte the same way.
+        let mut again = serde_json::to_value(&rec).unwrap();
+        again.as_object_mut().unwrap().remove("taskGroups");
+        assert_eq!(again, old);
+        for s in InstanceStatus::ALL {
+            let mut v = old.clone();
+            v["status"] = s.as_str().into();
+            assert_eq!(serde_json::from_value::<ContainerInstanceRecord>(v).unwrap().status, s);
+        }
+    }
+
+    fn task(last: Option<&str>, desired: Option<&str>) -> TaskRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": "t", "cluster": "c", "instanceId": "i",
+            "task": {"lastStatus": last, "desiredStatus": desired},
+            "reservedCpu": 0, "reservedMemoryMib": 0,
+            "reservedPortsTcp": [], "reservedPortsUdp": []
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn task_record_status_accessors() {
+        for s in TaskStatus::ALL {
+            let mut t = task(None, None);
+            t.set_last_status(s);
+            assert_eq!(t.task.last_status.as_deref(), Some(s.as_str()));
+            assert_eq!(t.last_status(), s);
+        }
+        for d in [DesiredTaskStatus::Running, DesiredTaskStatus::Stopped] {
+            let mut t = task(None, None);
+            t.set_desired_status(d);
+            assert_eq!(t.task.desired_status.as_deref(), Some(d.as_str()));
+            assert_eq!(t.desired_status(), d);
+        }
+        // What Berth never writes reads as a new task's status, without panicking.
+        for bad in [None, Some(""), Some("running"), Some("DELETED")] {
+            let t = task(bad, bad);
+            assert_eq!(t.last_status(), TaskStatus::Pending, "{bad:?}");
+            assert_eq!(t.desired_status(), DesiredTaskStatus::Running, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn container_status_accessors() {
+        let mut c = berth_wire::ecs::Container::default();
+        assert_eq!(c.status(), TaskStatus::Pending);
+        for s in [TaskStatus::Pending, TaskStatus::Running, TaskStatus::Stopped] {
+            c.set_status(s);
+            assert_eq!(c.last_status.as_deref(), Some(s.as_str()));
+            assert_eq!(c.status(), s);
+        }
+        c.last_status = Some("bogus".into());
+        assert_eq!(c.status(), TaskStatus::Pending);
+    }
 }

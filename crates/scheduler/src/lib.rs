@@ -91,8 +91,6 @@ mod state;
 pub use ecs_input as wire;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -130,50 +128,9 @@ pub mod reason {
     pub const DISTINCT_INSTANCE: &str = "DistinctInstance placement constraint unsatisfied.";
 }
 
-/// A container instance's status, as ECS spells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum InstanceStatus {
-    Active,
-    Draining,
-    Registering,
-    Deregistering,
-    Inactive,
-}
-
-impl InstanceStatus {
-    /// As ECS spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "ACTIVE",
-            Self::Draining => "DRAINING",
-            Self::Registering => "REGISTERING",
-            Self::Deregistering => "DEREGISTERING",
-            Self::Inactive => "INACTIVE",
-        }
-    }
-}
-
-impl fmt::Display for InstanceStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A string that is no [`InstanceStatus`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown container instance status '{0}'")]
-pub struct UnknownInstanceStatus(pub String);
-
-impl FromStr for InstanceStatus {
-    type Err = UnknownInstanceStatus;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::Active, Self::Draining, Self::Registering, Self::Deregistering, Self::Inactive]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| UnknownInstanceStatus(s.to_string()))
-    }
-}
+/// A container instance's status, as ECS spells it: the model's
+/// ([`berth_model::lifecycle::InstanceStatus`]); only `Active` instances take new tasks.
+pub use berth_model::lifecycle::InstanceStatus;
 
 /// Cpu units (1024 per vCPU) and memory in MiB.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_agent_protocol::{DesiredTask, TaskReport};
-use berth_model::lifecycle::TaskStatus;
+use berth_model::lifecycle::{DesiredTaskStatus, TaskStatus};
 use berth_runtime::{ContainerState, Runtime};
 use berth_wire::ecs::{
     ContainerDefinition, HealthStatus, NetworkBinding, TaskDefinition, TaskStopCode,
@@ -63,8 +63,9 @@ struct Run {
     def: ContainerDefinition,
     name: String,
     id: Option<String>,
-    /// PENDING, RUNNING or STOPPED, as ECS reports containers.
-    status: &'static str,
+    /// `Pending`, `Running` or `Stopped`: a container's `lastStatus` as ECS reports it (with
+    /// the task's vocabulary).
+    status: TaskStatus,
     exit_code: Option<i64>,
     reason: Option<String>,
     health: Option<HealthStatus>,
@@ -83,7 +84,7 @@ impl Run {
     }
 
     /// What a change of is reported.
-    fn observed(&self) -> (&'static str, Option<HealthStatus>, Option<i64>, Option<String>) {
+    fn observed(&self) -> (TaskStatus, Option<HealthStatus>, Option<i64>, Option<String>) {
         (self.status, self.health, self.exit_code, self.reason.clone())
     }
 }
@@ -170,7 +171,7 @@ impl TaskActor {
                     name,
                     def: def.clone(),
                     id: None,
-                    status: "PENDING",
+                    status: TaskStatus::Pending,
                     exit_code: None,
                     reason: None,
                     health: def.health_check.as_ref().map(|_| HealthStatus::Unknown),
@@ -179,7 +180,7 @@ impl TaskActor {
                 }
             })
             .collect();
-        let known = d.last_status.parse().unwrap_or(TaskStatus::Pending);
+        let known = d.last_status;
         Self {
             arn: d.task_arn.clone(),
             task_id,
@@ -213,7 +214,7 @@ impl TaskActor {
     }
 
     fn wants_stop(&self) -> bool {
-        self.desired.borrow().desired_status == "STOPPED"
+        self.desired.borrow().desired_status == DesiredTaskStatus::Stopped
     }
 
     /// Runs the task to completion, or until the agent shuts down (then the containers are
@@ -260,10 +261,9 @@ impl TaskActor {
             self.set_id(i, c.id.clone());
             self.refresh(i).await;
         }
-        let all_running = self
-            .runs
-            .iter()
-            .all(|r| r.status == "RUNNING" || (r.status == "STOPPED" && !r.essential()));
+        let all_running = self.runs.iter().all(|r| {
+            r.status == TaskStatus::Running || (r.status == TaskStatus::Stopped && !r.essential())
+        });
         if self.runs.iter().any(|r| r.id.is_some()) {
             tracing::info!(task = %self.arn, "adopted the task's containers");
             if all_running {
@@ -306,11 +306,11 @@ impl TaskActor {
                 }
                 match st.state {
                     s if s.is_running() => {
-                        r.status = "RUNNING";
+                        r.status = TaskStatus::Running;
                         r.bindings = bindings(&st);
                     }
                     ContainerState::Exited | ContainerState::Dead => {
-                        r.status = "STOPPED";
+                        r.status = TaskStatus::Stopped;
                         r.exit_code = st.exit_code;
                         if st.oom_killed {
                             r.reason = Some(
@@ -325,8 +325,8 @@ impl TaskActor {
             }
             Ok(None) => {
                 let r = &mut self.runs[i];
-                if r.status != "STOPPED" {
-                    r.status = "STOPPED";
+                if r.status != TaskStatus::Stopped {
+                    r.status = TaskStatus::Stopped;
                     r.reason
                         .get_or_insert_with(|| "The container was removed outside of Berth".into());
                 }
@@ -344,7 +344,9 @@ impl TaskActor {
             // The control plane asked (StopTask): it has set stopCode and reason already.
             self.stopped_reason = self.desired.borrow().stopped_reason.clone();
         }
-        if self.known < TaskStatus::Stopping && self.runs.iter().any(|r| r.status == "RUNNING") {
+        if self.known < TaskStatus::Stopping
+            && self.runs.iter().any(|r| r.status == TaskStatus::Running)
+        {
             self.known = TaskStatus::Stopping;
             self.publish();
         }
@@ -352,10 +354,10 @@ impl TaskActor {
         order.reverse();
         for i in order {
             let Some(id) = self.runs[i].id.clone() else {
-                self.runs[i].status = "STOPPED";
+                self.runs[i].status = TaskStatus::Stopped;
                 continue;
             };
-            if self.runs[i].status == "RUNNING" {
+            if self.runs[i].status == TaskStatus::Running {
                 let timeout = self.runs[i]
                     .def
                     .stop_timeout
@@ -365,7 +367,7 @@ impl TaskActor {
                 }
             }
             self.refresh(i).await;
-            self.runs[i].status = "STOPPED";
+            self.runs[i].status = TaskStatus::Stopped;
         }
         self.known = TaskStatus::Stopped;
         tracing::info!(task = %self.arn, reason = ?self.stopped_reason, "task stopped");
@@ -417,8 +419,8 @@ mod tests {
         };
         let (_dtx, drx) = watch::channel(DesiredTask {
             task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),
-            desired_status: "RUNNING".into(),
-            last_status: "PENDING".into(),
+            desired_status: DesiredTaskStatus::Running,
+            last_status: TaskStatus::Pending,
             task_definition: td,
             ..Default::default()
         });
@@ -453,8 +455,8 @@ mod tests {
         };
         let (dtx, drx) = watch::channel(DesiredTask {
             task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),
-            desired_status: "RUNNING".into(),
-            last_status: "PENDING".into(),
+            desired_status: DesiredTaskStatus::Running,
+            last_status: TaskStatus::Pending,
             task_definition: td,
             ..Default::default()
         });

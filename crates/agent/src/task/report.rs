@@ -78,7 +78,7 @@ impl TaskActor {
             task_arn: self.arn.clone(),
             family: self.td.family.clone().unwrap_or_default(),
             revision: self.td.revision.unwrap_or(0).to_string(),
-            desired_status: desired.desired_status.clone(),
+            desired_status: desired.desired_status.to_string(),
             known_status: self.known.as_str().to_string(),
             availability_zone: Some(self.ctx.availability_zone.clone()),
             pull_started_at: rfc3339_epoch(self.pull_started_at),
@@ -101,7 +101,7 @@ impl TaskActor {
                         .flatten()
                         .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
                         .collect(),
-                    desired_status: desired.desired_status.clone(),
+                    desired_status: desired.desired_status.to_string(),
                     known_status: r.status.to_string(),
                     cpu: i64::from(r.def.cpu.unwrap_or(0)),
                     memory: r.def.memory.map(i64::from),

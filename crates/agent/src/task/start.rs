@@ -100,10 +100,10 @@ impl TaskActor {
                 self.refresh(j).await;
                 let r = &self.runs[j];
                 let ok = match d.condition {
-                    Some(ContainerCondition::Start) | None => r.status != "PENDING",
-                    Some(ContainerCondition::Complete) => r.status == "STOPPED",
+                    Some(ContainerCondition::Start) | None => r.status != TaskStatus::Pending,
+                    Some(ContainerCondition::Complete) => r.status == TaskStatus::Stopped,
                     Some(ContainerCondition::Success) => {
-                        if r.status == "STOPPED" && r.exit_code != Some(0) {
+                        if r.status == TaskStatus::Stopped && r.exit_code != Some(0) {
                             return Err((
                                 TaskStopCode::TaskFailedToStart,
                                 format!(
@@ -114,7 +114,7 @@ impl TaskActor {
                                 ),
                             ));
                         }
-                        r.status == "STOPPED"
+                        r.status == TaskStatus::Stopped
                     }
                     Some(ContainerCondition::Healthy) => {
                         if r.health == Some(HealthStatus::Unhealthy) {
@@ -182,7 +182,7 @@ impl TaskActor {
             Err(e) => {
                 let reason = format!("CannotCreateContainerError: {e}");
                 self.runs[i].reason = Some(reason.clone());
-                self.runs[i].status = "STOPPED";
+                self.runs[i].status = TaskStatus::Stopped;
                 return Err((TaskStopCode::TaskFailedToStart, reason));
             }
         };
@@ -190,12 +190,12 @@ impl TaskActor {
         if let Err(e) = self.ctx.runtime.start(&id).await {
             let reason = format!("CannotStartContainerError: {e}");
             self.runs[i].reason = Some(reason.clone());
-            self.runs[i].status = "STOPPED";
+            self.runs[i].status = TaskStatus::Stopped;
             return Err((TaskStopCode::TaskFailedToStart, reason));
         }
         self.refresh(i).await;
-        if self.runs[i].status == "PENDING" {
-            self.runs[i].status = "RUNNING";
+        if self.runs[i].status == TaskStatus::Pending {
+            self.runs[i].status = TaskStatus::Running;
         }
         Ok(())
     }

@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use berth_model::lifecycle::TaskStatus;
 use berth_wire::ecs::TaskStopCode;
 use tokio::sync::mpsc;
 
@@ -24,7 +25,7 @@ impl TaskActor {
     pub(super) async fn supervise(&mut self) {
         // A container can exit before it is watched (an instant crash, an OOM kill during
         // start-up): an essential one that already has stops the task now.
-        if self.runs.iter().any(|r| r.essential() && r.status == "STOPPED") {
+        if self.runs.iter().any(|r| r.essential() && r.status == TaskStatus::Stopped) {
             self.stop_code.get_or_insert(TaskStopCode::EssentialContainerExited);
             self.stopped_reason.get_or_insert_with(|| "Essential container in task exited".into());
             return;
@@ -43,7 +44,7 @@ impl TaskActor {
             });
         };
         for (i, r) in self.runs.iter().enumerate() {
-            if let (Some(id), "RUNNING") = (r.id.clone(), r.status) {
+            if let (Some(id), TaskStatus::Running) = (r.id.clone(), r.status) {
                 watch_exit(i, id, Duration::ZERO);
             }
         }
@@ -65,7 +66,7 @@ impl TaskActor {
                 }
                 Some(i) = exits.recv() => {
                     self.refresh(i).await;
-                    if self.runs[i].status != "STOPPED" {
+                    if self.runs[i].status != TaskStatus::Stopped {
                         // The wait ended without an exit (an engine hiccup): watch again.
                         if let Some(id) = self.runs[i].id.clone() {
                             watch_exit(i, id, REWAIT_DELAY);
@@ -78,7 +79,7 @@ impl TaskActor {
                     let due: Vec<usize> = (0..self.runs.len())
                         .filter(|&i| {
                             let r = &self.runs[i];
-                            r.status == "RUNNING" && r.def.health_check.is_some()
+                            r.status == TaskStatus::Running && r.def.health_check.is_some()
                         })
                         .collect();
                     for &i in &due {
@@ -93,7 +94,7 @@ impl TaskActor {
             }
             let essential_exit = read.iter().any(|&i| {
                 let r = &self.runs[i];
-                r.status == "STOPPED" && r.essential()
+                r.status == TaskStatus::Stopped && r.essential()
             });
             if essential_exit {
                 self.stop_code.get_or_insert(TaskStopCode::EssentialContainerExited);
@@ -110,6 +111,7 @@ mod tests {
     use std::sync::Arc;
 
     use berth_agent_protocol::{DesiredTask, TaskReport};
+    use berth_model::lifecycle::DesiredTaskStatus;
     use berth_runtime::HealthStatus as RtHealth;
     use berth_runtime::fake::{FakeRuntime, Op};
     use berth_wire::ecs::{HealthStatus, TaskDefinition};
@@ -158,8 +160,8 @@ mod tests {
             };
             let (desired, rx) = watch::channel(DesiredTask {
                 task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),
-                desired_status: "RUNNING".into(),
-                last_status: "PENDING".into(),
+                desired_status: DesiredTaskStatus::Running,
+                last_status: TaskStatus::Pending,
                 task_definition: td,
                 ..Default::default()
             });

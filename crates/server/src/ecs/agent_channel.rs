@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 
 use berth_agent_protocol::{DesiredTask, PollRequest, PollResponse, TaskReport};
 use berth_model::keys;
+use berth_model::lifecycle::InstanceStatus;
 use berth_model::records::{ContainerInstanceRecord, HeartbeatRecord, TaskRecord};
 use berth_store::{Range, Txn};
 use berth_wire::AwsError;
@@ -26,6 +27,7 @@ use berth_wire::AwsError;
 use super::RequestContext;
 use super::core::Core;
 use super::state_changes::StateChanges;
+use super::task_definitions::TaskDefinitions;
 use crate::error;
 use crate::records;
 
@@ -37,6 +39,7 @@ const MAX_POLL_WAIT: std::time::Duration =
 pub struct AgentChannel {
     core: Arc<Core>,
     state_changes: Arc<StateChanges>,
+    task_definitions: Arc<TaskDefinitions>,
     wakers: Arc<Wakers>,
 }
 
@@ -108,9 +111,13 @@ impl Wakers {
 }
 
 impl AgentChannel {
-    pub fn new(core: Arc<Core>, state_changes: Arc<StateChanges>) -> Self {
+    pub fn new(
+        core: Arc<Core>,
+        state_changes: Arc<StateChanges>,
+        task_definitions: Arc<TaskDefinitions>,
+    ) -> Self {
         let wakers = Wakers::follow(&*core.store);
-        Self { core, state_changes, wakers }
+        Self { core, state_changes, task_definitions, wakers }
     }
 
     pub async fn agent_report(
@@ -142,11 +149,26 @@ impl AgentChannel {
         for r in self.core.store.get_many(&ids).await.map_err(error::store)? {
             let t: TaskRecord =
                 serde_json::from_slice(&r.value).map_err(|e| error::corrupt(&r.key, e))?;
+            let arn = t.task.task_definition_arn.as_deref().unwrap_or_default();
+            // The revision a task runs outlives it (deleted revisions are removed only once no
+            // stored task names them); should it be unreadable all the same, the agent gets
+            // the ARN alone and reports the task STOPPED, rather than the whole instance
+            // losing its desired state.
+            let task_definition = match self.task_definitions.by_arn(arn).await {
+                Ok(rec) => rec.task_definition.clone(),
+                Err(e) => {
+                    tracing::warn!(task = %t.id, error = %e.message, "task definition unreadable");
+                    berth_wire::ecs::TaskDefinition {
+                        task_definition_arn: Some(arn.to_string()),
+                        ..Default::default()
+                    }
+                }
+            };
             out.push(DesiredTask {
                 task_arn: t.task.task_arn.clone().unwrap_or_default(),
-                desired_status: t.task.desired_status.clone().unwrap_or_default(),
-                last_status: t.task.last_status.clone().unwrap_or_default(),
-                task_definition: t.task_definition.clone(),
+                desired_status: t.desired_status(),
+                last_status: t.last_status(),
+                task_definition,
                 overrides: t.task.overrides.clone(),
                 stopped_reason: t.task.stopped_reason.clone(),
                 created_at: t.task.created_at.unwrap_or(0.0),
@@ -210,7 +232,7 @@ impl AgentChannel {
                 // Deregistered (or never registered): the agent must stop everything.
                 return Ok(PollResponse {
                     version: self.core.store.revision().await.map_err(error::store)?,
-                    instance_status: "INACTIVE".into(),
+                    instance_status: InstanceStatus::Inactive,
                     tasks: vec![],
                     heartbeat_seconds: heartbeat,
                     epoch: 0,
@@ -235,7 +257,7 @@ impl AgentChannel {
             if version > req.seen_version || tokio::time::Instant::now() >= deadline {
                 return Ok(PollResponse {
                     version,
-                    instance_status: rec.status.clone(),
+                    instance_status: rec.status,
                     tasks: self.desired_state(cluster, &rec).await?,
                     heartbeat_seconds: heartbeat,
                     epoch: rec.epoch,
@@ -251,6 +273,7 @@ mod tests {
     use std::time::Duration;
 
     use berth_agent_protocol::PollRequest;
+    use berth_model::lifecycle::InstanceStatus;
     use berth_wire::ecs::*;
 
     use crate::ecs::testing::*;
@@ -291,6 +314,46 @@ mod tests {
             .expect("the poll answers when its marker changes")
             .unwrap();
         assert!(answer.version > first.version);
-        assert_eq!(answer.instance_status, "DRAINING");
+        assert_eq!(answer.instance_status, InstanceStatus::Draining);
+    }
+
+    #[tokio::test]
+    async fn a_task_record_names_its_revision_and_the_poll_carries_it_in_full() {
+        let h = Harness::new();
+        let ctx = h.ctx();
+        let ecs = &h.ecs;
+        let instance = register_instance(ecs, &ctx).await;
+        let td = task_definition(ecs, &ctx, "web").await;
+        let req = RunTaskRequest { task_definition: Some(td.clone()), ..Default::default() };
+        let task = ecs.tasks().run_task(&ctx, req).await.unwrap().tasks.unwrap().remove(0);
+        let id = task.task_arn.as_deref().unwrap().rsplit('/').next().unwrap().to_string();
+
+        // The stored task holds no copy of its revision (records stay small)...
+        let key = berth_model::keys::task("default", &id);
+        let stored = h.store.get(&key).await.unwrap().expect("task record");
+        let json: serde_json::Value = serde_json::from_slice(&stored.value).unwrap();
+        assert!(json.get("taskDefinition").is_none(), "{json}");
+
+        // ...yet the agent gets it in full, as it did when records carried one.
+        let poll = PollRequest {
+            cluster: "default".into(),
+            container_instance_arn: instance.clone(),
+            seen_version: 0,
+            wait_seconds: 0,
+        };
+        let answer = ecs.agent_channel.agent_poll(&ctx, poll.clone()).await.unwrap();
+        let desired = &answer.tasks[0].task_definition;
+        assert_eq!(desired.task_definition_arn.as_deref(), Some(td.as_str()));
+        let containers = desired.container_definitions.as_deref().unwrap();
+        assert_eq!(containers[0].image.as_deref(), Some("berth-demo:latest"));
+
+        // A record written by an older server, with its copy, still reads.
+        let mut legacy = json;
+        legacy["taskDefinition"] = serde_json::to_value(desired).unwrap();
+        let txn = berth_store::Txn::new().put(key, serde_json::to_vec(&legacy).unwrap());
+        assert!(h.store.txn(txn).await.unwrap().committed());
+        let again = ecs.agent_channel.agent_poll(&ctx, poll).await.unwrap();
+        assert_eq!(again.tasks[0].task_arn, answer.tasks[0].task_arn);
+        assert_eq!(&again.tasks[0].task_definition, desired);
     }
 }

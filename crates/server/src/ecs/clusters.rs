@@ -6,6 +6,7 @@
 //! CreateCluster of the same name brings it back. CreateCluster is idempotent by name.
 
 use berth_model::arn::validate_cluster_name;
+use berth_model::lifecycle::TaskStatus;
 use berth_model::records::{ClusterRecord, ClusterStatus};
 use berth_model::{keys, tags};
 use berth_store::{Txn, prefix_end};
@@ -102,8 +103,8 @@ impl Clusters {
         };
         Ok(Counts {
             instances: count(keys::cluster_instances_prefix(name)).await?,
-            running: count(keys::cluster_tasks_by_status_prefix(name, "RUNNING")).await?,
-            pending: count(keys::cluster_tasks_by_status_prefix(name, "PENDING")).await?,
+            running: count(keys::cluster_tasks_by_status_prefix(name, TaskStatus::Running)).await?,
+            pending: count(keys::cluster_tasks_by_status_prefix(name, TaskStatus::Pending)).await?,
             live_tasks: count(keys::cluster_live_tasks_prefix(name)).await?,
             services: count(keys::cluster_services_prefix(name)).await?,
             draining_services: self.draining_services(name).await?,

@@ -103,7 +103,11 @@ impl Ecs {
             task_records.clone(),
             placement.clone(),
         ));
-        let state_changes = Arc::new(StateChanges::new(core.clone(), task_records.clone()));
+        let state_changes = Arc::new(StateChanges::new(
+            core.clone(),
+            task_records.clone(),
+            task_definitions.clone(),
+        ));
         let services =
             Arc::new(Services::new(core.clone(), clusters.clone(), task_definitions.clone()));
         Self {
@@ -118,7 +122,11 @@ impl Ecs {
                 task_definitions.clone(),
                 services.clone(),
             ),
-            agent_channel: AgentChannel::new(core.clone(), state_changes.clone()),
+            agent_channel: AgentChannel::new(
+                core.clone(),
+                state_changes.clone(),
+                task_definitions.clone(),
+            ),
             retention: retention::Retention::new(core.clone(), task_definitions.clone()),
             attributes: Attributes::new(
                 core.clone(),
@@ -143,6 +151,16 @@ impl Ecs {
             state_changes,
             services,
         }
+    }
+
+    /// Brings records written by older versions up to the current shape; run once at start,
+    /// before serving. Idempotent.
+    pub async fn upgrade_records(&self) -> Result<(), berth_wire::AwsError> {
+        let written = self.container_instances.backfill_ec2_index().await?;
+        if written > 0 {
+            tracing::info!(written, "indexed container instances by EC2 instance id");
+        }
+        Ok(())
     }
 }
 

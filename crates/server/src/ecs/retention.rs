@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_model::keys;
+use berth_model::lifecycle::TaskStatus;
 use berth_model::records::TaskRecord;
 use berth_store::{Range, Record, Txn};
 use berth_wire::AwsError;
@@ -113,7 +114,8 @@ impl Retention {
     async fn reap_tasks(&self, cluster: &str) -> Result<usize, AwsError> {
         let retention = self.core.timing.stopped_task_retention_secs;
         let cutoff = self.core.now() - retention;
-        let index = self.range(&keys::cluster_tasks_by_status_prefix(cluster, "STOPPED")).await?;
+        let index =
+            self.range(&keys::cluster_tasks_by_status_prefix(cluster, TaskStatus::Stopped)).await?;
         let mut removed = 0;
         for chunk in index.chunks(CHUNK) {
             let wanted: Vec<String> = chunk
@@ -138,15 +140,14 @@ impl Retention {
                 let t: TaskRecord =
                     serde_json::from_slice(&r.value).map_err(|e| error::corrupt(&r.key, e))?;
                 let stopped_at = t.task.stopped_at.unwrap_or(f64::MAX);
-                if t.task.last_status.as_deref() != Some("STOPPED") || stopped_at > cutoff {
+                if t.last_status() != TaskStatus::Stopped || stopped_at > cutoff {
                     continue;
                 }
-                let desired = t.task.desired_status.as_deref().unwrap_or("STOPPED");
                 let mut txn = Txn::new()
                     .when(r.key.clone(), r.mod_revision)
                     .delete(r.key.clone())
-                    .delete(keys::task_by_status(cluster, "STOPPED", &t.id))
-                    .delete(keys::task_by_desired(cluster, desired, &t.id))
+                    .delete(keys::task_by_status(cluster, TaskStatus::Stopped, &t.id))
+                    .delete(keys::task_by_desired(cluster, t.desired_status(), &t.id))
                     .delete(keys::live_task(cluster, &t.id))
                     .delete(keys::instance_task(&t.instance_id, &t.id));
                 if let Some(service) =
@@ -215,6 +216,7 @@ impl Retention {
 mod tests {
     use std::time::Duration;
 
+    use berth_model::lifecycle::TaskStatus;
     use berth_wire::ecs::*;
 
     use crate::ecs::testing::{Harness, register_instance, task_definition};
@@ -245,7 +247,7 @@ mod tests {
                 &ctx,
                 SubmitTaskStateChangeRequest {
                     task: Some(arn.clone()),
-                    status: Some("STOPPED".into()),
+                    status: Some(TaskStatus::Stopped.to_string()),
                     ..Default::default()
                 },
             )

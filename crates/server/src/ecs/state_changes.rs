@@ -11,13 +11,14 @@ use std::sync::Arc;
 
 use berth_agent_protocol::TaskReport;
 use berth_model::keys;
-use berth_model::lifecycle::{ContainerHealth, TaskStatus};
-use berth_model::records::ContainerInstanceRecord;
+use berth_model::lifecycle::{ContainerHealth, DesiredTaskStatus, TaskStatus};
+use berth_model::records::{ContainerInstanceRecord, ContainerStatusExt};
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
 use super::RequestContext;
 use super::core::Core;
+use super::task_definitions::TaskDefinitions;
 use super::tasks::records::TaskRecords;
 use super::tasks::task_not_found;
 use crate::error;
@@ -31,11 +32,16 @@ fn parse_status(s: &str) -> Option<TaskStatus> {
 pub struct StateChanges {
     core: Arc<Core>,
     task_records: Arc<TaskRecords>,
+    task_definitions: Arc<TaskDefinitions>,
 }
 
 impl StateChanges {
-    pub fn new(core: Arc<Core>, task_records: Arc<TaskRecords>) -> Self {
-        Self { core, task_records }
+    pub fn new(
+        core: Arc<Core>,
+        task_records: Arc<TaskRecords>,
+        task_definitions: Arc<TaskDefinitions>,
+    ) -> Self {
+        Self { core, task_records, task_definitions }
     }
 
     /// Applies a state change reported for a task (by an agent through the report endpoint,
@@ -58,8 +64,21 @@ impl StateChanges {
         // Fencing: a report from an older registration of the instance, or not newer than the
         // last one applied to this task, is stale and changes nothing.
         let mark = (report.epoch, report.seq);
+        let stored = self.task_records.get(&cluster, id).await?;
+        // The task's revision (immutable; from the revision cache) says which containers are
+        // essential and health-checked, which task health aggregates.
+        let td = match stored.as_ref().and_then(|(t, _)| t.task.task_definition_arn.as_deref()) {
+            Some(arn) => match self.task_definitions.by_arn(arn).await {
+                Ok(td) => Some(td),
+                Err(e) => {
+                    tracing::warn!(task = id, error = %e.message, "task definition unreadable; task health left as it was");
+                    None
+                }
+            },
+            None => None,
+        };
         if report.epoch > 0
-            && let Some((t, _)) = self.task_records.get(&cluster, id).await?
+            && let Some((t, _)) = &stored
             && let Some((inst, _)) = records::get::<ContainerInstanceRecord>(
                 &*self.core.store,
                 &keys::container_instance(&cluster, &t.instance_id),
@@ -93,12 +112,7 @@ impl StateChanges {
                         report.container_instance_arn
                     )));
                 }
-                let known = t
-                    .task
-                    .last_status
-                    .as_deref()
-                    .and_then(parse_status)
-                    .unwrap_or(TaskStatus::Pending);
+                let known = t.last_status();
                 if known == TaskStatus::Stopped {
                     return Ok(()); // Final: stale reports change nothing.
                 }
@@ -108,16 +122,12 @@ impl StateChanges {
                     else {
                         continue;
                     };
-                    if let Some(s) = &c.status {
-                        let rank = |s: &str| match s {
-                            "PENDING" => 0,
-                            "RUNNING" => 1,
-                            "STOPPED" => 2,
-                            _ => 0,
-                        };
-                        if rank(s) >= rank(tc.last_status.as_deref().unwrap_or("PENDING")) {
-                            tc.last_status = Some(s.clone());
-                        }
+                    // A container's status only moves forward too (reporting the same again is
+                    // harmless); one that names no status changes nothing.
+                    if let Some(s) = c.status.as_deref().and_then(parse_status)
+                        && s >= tc.status()
+                    {
+                        tc.set_status(s);
                     }
                     if c.exit_code.is_some() {
                         tc.exit_code = c.exit_code;
@@ -146,10 +156,12 @@ impl StateChanges {
                         tc.health_status = Some(h.health_status);
                     }
                 }
-                t.task.health_status = Some(task_health(
-                    &t.task_definition,
-                    t.task.containers.as_deref().unwrap_or(&[]),
-                ));
+                if let Some(td) = &td {
+                    t.task.health_status = Some(task_health(
+                        &td.task_definition,
+                        t.task.containers.as_deref().unwrap_or(&[]),
+                    ));
+                }
                 if change.pull_started_at.is_some() && t.task.pull_started_at.is_none() {
                     t.task.pull_started_at = change.pull_started_at;
                 }
@@ -159,7 +171,7 @@ impl StateChanges {
                 if let Some(to) = new_status
                     && known.can_transition(to)
                 {
-                    t.task.last_status = Some(to.as_str().to_string());
+                    t.set_last_status(to);
                     if to >= TaskStatus::Running
                         && t.task.started_at.is_none()
                         && to != TaskStatus::Stopped
@@ -173,7 +185,7 @@ impl StateChanges {
                         t.task.stopped_at = Some(now);
                         t.task.execution_stopped_at =
                             Some(change.execution_stopped_at.unwrap_or(now));
-                        t.task.desired_status = Some("STOPPED".into());
+                        t.set_desired_status(DesiredTaskStatus::Stopped);
                         if t.task.stop_code.is_none() {
                             t.task.stop_code =
                                 Some(report.stop_code.unwrap_or(TaskStopCode::TaskFailedToStart));
@@ -183,7 +195,7 @@ impl StateChanges {
                         }
                         t.task.stopping_at.get_or_insert(now);
                         for c in t.task.containers.iter_mut().flatten() {
-                            c.last_status = Some("STOPPED".into());
+                            c.set_status(TaskStatus::Stopped);
                         }
                     }
                 }

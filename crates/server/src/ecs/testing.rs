@@ -16,6 +16,8 @@ use crate::clock::ManualClock;
 pub struct Harness {
     pub ecs: Ecs,
     pub clock: Arc<ManualClock>,
+    /// The store under `ecs` (to plant records as older versions wrote them).
+    pub store: Arc<dyn Store>,
     _dir: tempfile::TempDir,
 }
 
@@ -27,8 +29,8 @@ impl Harness {
             Arc::new(SqliteStore::open(&dir.path().join("berth.db")).expect("store"));
         let clock = Arc::new(ManualClock::new(time::macros::datetime!(2026-12-01 12:00 UTC)));
         let scope = Scope::new("us-east-1", "000000000000");
-        let ecs = Ecs::new(store, clock.clone(), scope, Timing::default());
-        Self { ecs, clock, _dir: dir }
+        let ecs = Ecs::new(store.clone(), clock.clone(), scope, Timing::default());
+        Self { ecs, clock, store, _dir: dir }
     }
 
     /// A request context for the account's root.
@@ -103,7 +105,7 @@ pub async fn heartbeat(ecs: &Ecs, ctx: &RequestContext, instance_arn: &str) {
 pub async fn report_running(ecs: &Ecs, ctx: &RequestContext, task_arn: &str) {
     let req = SubmitTaskStateChangeRequest {
         task: Some(task_arn.into()),
-        status: Some("RUNNING".into()),
+        status: Some(berth_model::lifecycle::TaskStatus::Running.to_string()),
         ..Default::default()
     };
     ecs.state_changes().submit_task_state_change(ctx, req).await.expect("report");

@@ -17,7 +17,8 @@ mod view;
 use std::sync::Arc;
 
 use berth_model::keys;
-use berth_model::records::{ContainerInstanceRecord, HeartbeatRecord};
+use berth_model::lifecycle::{DesiredTaskStatus, InstanceStatus, TaskStatus};
+use berth_model::records::{ContainerInstanceRecord, ContainerStatusExt, HeartbeatRecord};
 use berth_store::{Range, Txn};
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
@@ -111,12 +112,21 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
                             )));
                         }
                     },
-                    None => self
-                        .cluster_instances(&cluster)
-                        .await?
-                        .into_iter()
-                        .find(|(r, _)| r.ec2_instance_id == ec2_id),
+                    None => self.by_ec2_id(&cluster, &ec2_id).await?,
                 };
+                // The EC2 id index entry this registration leaves (its revision fences a
+                // concurrent registration of the same EC2 instance).
+                let index_key = keys::instance_by_ec2(
+                    &cluster,
+                    existing.as_ref().map_or(&ec2_id, |(r, _)| &r.ec2_instance_id),
+                );
+                let index_rev = self
+                    .core
+                    .store
+                    .get(&index_key)
+                    .await
+                    .map_err(error::store)?
+                    .map_or(0, |r| r.mod_revision);
                 let now = self.core.now();
                 let (rec, compare) = match existing {
                     Some((mut rec, rev)) => {
@@ -137,7 +147,7 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
                             id,
                             cluster: cluster.clone(),
                             ec2_instance_id: ec2_id.clone(),
-                            status: "ACTIVE".into(),
+                            status: InstanceStatus::Active,
                             registered_resources: registered.clone(),
                             used_cpu: 0,
                             used_memory_mib: 0,
@@ -158,7 +168,9 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
                 let txn = Txn::new()
                     .when(keys::cluster(&cluster), cluster_rev)
                     .when(key.clone(), compare)
+                    .when(index_key.clone(), index_rev)
                     .put(key, records::encode(&rec))
+                    .put(index_key, rec.id.clone())
                     .put(
                         keys::instance_heartbeat(&rec.id),
                         records::encode(&HeartbeatRecord { last_seen: now }),
@@ -202,11 +214,12 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
                         task_keys.len()
                     )));
                 }
-                rec.status = "INACTIVE".into();
+                rec.status = InstanceStatus::Inactive;
                 rec.version += 1;
                 let mut txn = Txn::new()
                     .when(keys::container_instance(&cluster, &rec.id), rev)
                     .delete(keys::container_instance(&cluster, &rec.id))
+                    .delete(keys::instance_by_ec2(&cluster, &rec.ec2_instance_id))
                     .put(
                         keys::inactive_container_instance(&cluster, &rec.id),
                         records::encode(&rec),
@@ -223,8 +236,8 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
                         continue;
                     };
                     let mut t = before.clone();
-                    t.task.last_status = Some("STOPPED".into());
-                    t.task.desired_status = Some("STOPPED".into());
+                    t.set_last_status(TaskStatus::Stopped);
+                    t.set_desired_status(DesiredTaskStatus::Stopped);
                     t.task.stopped_at = Some(now);
                     t.task.execution_stopped_at.get_or_insert(now);
                     t.task.stop_code.get_or_insert(TaskStopCode::TerminationNotice);
@@ -232,7 +245,7 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
                         "Container instance deregistered (forced) while the task was running".into()
                     });
                     for c in t.task.containers.iter_mut().flatten() {
-                        c.last_status = Some("STOPPED".into());
+                        c.set_status(TaskStatus::Stopped);
                     }
                     t.task.version = Some(t.task.version.unwrap_or(0) + 1);
                     let tkey = keys::task(&cluster, task_id);
@@ -303,10 +316,16 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
         };
         let prefix = keys::cluster_instances_prefix(&cluster);
         let page = Page::parse(input.max_results, input.next_token.as_deref(), 100, &prefix)?;
-        let want = input.status.map(|s| s.as_str());
-        if want == Some("INACTIVE")
-            || matches!(want, Some("REGISTERING" | "DEREGISTERING" | "REGISTRATION_FAILED"))
-        {
+        let want = input.status.map(InstanceStatus::from_wire);
+        if matches!(
+            want,
+            Some(
+                InstanceStatus::Inactive
+                    | InstanceStatus::Registering
+                    | InstanceStatus::Deregistering
+                    | InstanceStatus::RegistrationFailed
+            )
+        ) {
             // Berth registers and deregisters atomically: instances are never in these states.
             return Ok(ListContainerInstancesResponse {
                 container_instance_arns: Some(vec![]),
@@ -353,8 +372,8 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
     ) -> Result<UpdateContainerInstancesStateResponse, AwsError> {
         let cluster = self.core.cluster_name(input.cluster.as_deref())?;
         let status = match input.status {
-            Some(ContainerInstanceStatus::Active) => "ACTIVE",
-            Some(ContainerInstanceStatus::Draining) => "DRAINING",
+            Some(ContainerInstanceStatus::Active) => InstanceStatus::Active,
+            Some(ContainerInstanceStatus::Draining) => InstanceStatus::Draining,
             other => {
                 return Err(error::invalid(format!(
                     "status must be ACTIVE or DRAINING, not {}.",
@@ -380,7 +399,7 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
                     if rec.status == status {
                         break 'cas Some(rec);
                     }
-                    rec.status = status.into();
+                    rec.status = status;
                     rec.version += 1;
                     let key = keys::container_instance(&cluster, &rec.id);
                     let txn = Txn::new()
@@ -436,5 +455,74 @@ mod tests {
         assert!(!connected().await);
         heartbeat(&h.ecs, &ctx, &arn).await;
         assert!(connected().await);
+    }
+
+    fn registration(ec2_id: &str) -> RegisterContainerInstanceRequest {
+        let int = |name: &str, v: i32| Resource {
+            name: Some(name.into()),
+            r#type: Some("INTEGER".into()),
+            integer_value: Some(v),
+            ..Default::default()
+        };
+        RegisterContainerInstanceRequest {
+            instance_identity_document: Some(format!(r#"{{"instanceId":"{ec2_id}"}}"#)),
+            total_resources: Some(vec![int("CPU", 1024), int("MEMORY", 2048)]),
+            ..Default::default()
+        }
+    }
+
+    async fn register(h: &Harness, ec2_id: &str) -> ContainerInstance {
+        let ctx = h.ctx();
+        let out =
+            h.ecs.container_instances().register_container_instance(&ctx, registration(ec2_id));
+        out.await.expect("registered").container_instance.unwrap()
+    }
+
+    #[tokio::test]
+    async fn re_registering_an_ec2_instance_finds_it_by_its_index_until_deregistered() {
+        let h = Harness::new();
+        let first = register(&h, "i-0aaaaaaaaaaaaaaa1").await;
+        let other = register(&h, "i-0aaaaaaaaaaaaaaa2").await;
+        assert_ne!(first.container_instance_arn, other.container_instance_arn);
+        let again = register(&h, "i-0aaaaaaaaaaaaaaa1").await;
+        assert_eq!(again.container_instance_arn, first.container_instance_arn, "same instance");
+        assert!(again.version > first.version, "re-registration bumps the version");
+
+        let req = DeregisterContainerInstanceRequest {
+            container_instance: first.container_instance_arn.clone(),
+            ..Default::default()
+        };
+        h.ecs.container_instances().deregister_container_instance(&h.ctx(), req).await.unwrap();
+        let fresh = register(&h, "i-0aaaaaaaaaaaaaaa1").await;
+        assert_ne!(
+            fresh.container_instance_arn, first.container_instance_arn,
+            "after deregistration the EC2 instance registers as a new container instance"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_registrations_of_one_ec2_instance_make_one_container_instance() {
+        let h = Harness::new();
+        let regs = (0..8).map(|_| register(&h, "i-0bbbbbbbbbbbbbbb1"));
+        let arns: std::collections::BTreeSet<_> = futures_util::future::join_all(regs)
+            .await
+            .into_iter()
+            .map(|ci| ci.container_instance_arn.unwrap())
+            .collect();
+        assert_eq!(arns.len(), 1, "{arns:?}");
+    }
+
+    #[tokio::test]
+    async fn instances_registered_before_the_index_are_indexed_at_start() {
+        let h = Harness::new();
+        let first = register(&h, "i-0ccccccccccccccc1").await;
+        // As an older server left it: the instance record without its index entry.
+        let (cluster, ec2) = ("default", "i-0ccccccccccccccc1");
+        let txn = berth_store::Txn::new().delete(berth_model::keys::instance_by_ec2(cluster, ec2));
+        assert!(h.store.txn(txn).await.unwrap().committed());
+        assert_eq!(h.ecs.container_instances.backfill_ec2_index().await.unwrap(), 1);
+        assert_eq!(h.ecs.container_instances.backfill_ec2_index().await.unwrap(), 0, "idempotent");
+        let again = register(&h, ec2).await;
+        assert_eq!(again.container_instance_arn, first.container_instance_arn);
     }
 }

@@ -7,9 +7,10 @@
 use std::collections::BTreeSet;
 
 use berth_model::keys;
+use berth_model::lifecycle::TaskStatus;
 use berth_model::records::{ContainerInstanceRecord, HeartbeatRecord};
 use berth_scheduler::{InstanceSnapshot, InstanceStatus, Resources};
-use berth_store::Range;
+use berth_store::{Range, Txn};
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
@@ -97,9 +98,11 @@ impl ContainerInstances {
             .map_err(error::store)?;
         let (mut pending, mut running) = (0, 0);
         for r in recs {
-            match &r.value[..] {
-                b"RUNNING" => running += 1,
-                b"PROVISIONING" | b"PENDING" | b"ACTIVATING" => pending += 1,
+            match TaskStatus::from_bytes(&r.value) {
+                Some(TaskStatus::Running) => running += 1,
+                Some(TaskStatus::Provisioning | TaskStatus::Pending | TaskStatus::Activating) => {
+                    pending += 1
+                }
                 _ => {}
             }
         }
@@ -125,7 +128,7 @@ impl ContainerInstances {
             ports_resource("PORTS", tcp.iter().map(u16::to_string).collect()),
             ports_resource("PORTS_UDP", udp.iter().map(u16::to_string).collect()),
         ];
-        let live = rec.status != "INACTIVE";
+        let live = rec.status != InstanceStatus::Inactive;
         let (pending, running) =
             if live { self.instance_task_counts(&rec.id).await? } else { (0, 0) };
         Ok(ContainerInstance {
@@ -135,7 +138,7 @@ impl ContainerInstances {
             version_info: rec.version_info.clone(),
             remaining_resources: Some(remaining),
             registered_resources: Some(rec.registered_resources.clone()),
-            status: Some(rec.status.clone()),
+            status: Some(rec.status.as_str().to_string()),
             agent_connected: Some(live && self.agent_connected(&rec.id).await?),
             running_tasks_count: Some(running),
             pending_tasks_count: Some(pending),
@@ -157,6 +160,40 @@ impl ContainerInstances {
             return Ok(None);
         };
         records::get(&*self.core.store, &keys::container_instance(cluster, id)).await
+    }
+
+    /// The live instance registered for an EC2 instance id, through its index entry (a stale
+    /// entry, whose record is gone, reads as none).
+    pub(crate) async fn by_ec2_id(
+        &self,
+        cluster: &str,
+        ec2_instance_id: &str,
+    ) -> Result<Option<(ContainerInstanceRecord, u64)>, AwsError> {
+        let index = keys::instance_by_ec2(cluster, ec2_instance_id);
+        let Some(entry) = self.core.store.get(&index).await.map_err(error::store)? else {
+            return Ok(None);
+        };
+        let id = String::from_utf8_lossy(&entry.value);
+        let found: Option<(ContainerInstanceRecord, u64)> =
+            records::get(&*self.core.store, &keys::container_instance(cluster, &id)).await?;
+        Ok(found.filter(|(r, _)| r.ec2_instance_id == ec2_instance_id))
+    }
+
+    /// Writes the EC2 id index entry of every live instance that lacks one (databases written
+    /// before the index existed); run once at start. Returns how many it wrote.
+    pub async fn backfill_ec2_index(&self) -> Result<usize, AwsError> {
+        let recs =
+            self.core.store.range(Range::prefix(keys::INSTANCES)).await.map_err(error::store)?;
+        let mut written = 0;
+        for (rec, _) in records::decode_all::<ContainerInstanceRecord>(recs)? {
+            let index = keys::instance_by_ec2(&rec.cluster, &rec.ec2_instance_id);
+            // Only where absent: a registration racing this writes its own entry first.
+            let txn = Txn::new().when(index.clone(), 0).put(index, rec.id.clone());
+            if self.core.store.txn(txn).await.map_err(error::store)?.committed() {
+                written += 1;
+            }
+        }
+        Ok(written)
     }
 
     /// Every live instance of a cluster with its revision (the scheduler's snapshot).
@@ -197,9 +234,8 @@ pub(crate) fn snapshot_of(
     udp.extend(&rec.used_ports_udp);
     InstanceSnapshot {
         arn: rec.arn.clone(),
-        status: match rec.status.as_str() {
-            "ACTIVE" => InstanceStatus::Active,
-            "DRAINING" => InstanceStatus::Draining,
+        status: match rec.status {
+            s @ (InstanceStatus::Active | InstanceStatus::Draining) => s,
             _ => InstanceStatus::Inactive,
         },
         agent_connected,

@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use berth_model::keys;
+use berth_model::lifecycle::TaskStatus;
 use berth_model::records::{ContainerInstanceRecord, HeartbeatRecord};
 use berth_scheduler::{ClusterState, InstanceSnapshot};
 use berth_store::{Op, RecvError, Revision, Store};
@@ -48,7 +49,18 @@ struct Live {
     running: HashMap<String, HashSet<String>>,
     /// Cluster -> instance id -> the newest write of its record (`None`: deleted).
     pending: HashMap<String, HashMap<String, (Option<Bytes>, Revision)>>,
+    /// Instance id -> its cluster, for every instance the feed or a load has shown.
+    cluster_of: HashMap<String, String>,
+    /// Cluster -> instances whose heartbeat or RUNNING tasks changed since it last synced
+    /// (a sync refreshes only these, plus every slot once per [`FULL_REFRESH_SECS`]).
+    dirty: HashMap<String, HashSet<String>>,
 }
+
+/// How often a sync re-derives every slot's agentConnected, which also changes with time
+/// alone (an agent going silent past the timeout), in seconds. Between two, only instances the
+/// change feed touched are refreshed: per placement, work in what changed, not in the size of
+/// the cluster.
+const FULL_REFRESH_SECS: f64 = 1.0;
 
 /// The cache of every cluster (see the module header).
 pub struct PlacementCache {
@@ -69,6 +81,8 @@ pub struct ClusterCache {
     state: Option<ClusterState>,
     /// Instance id -> its slot in `state` (valid while `state` is `Some`).
     slots: HashMap<String, usize>,
+    /// When the next sync refreshes every slot (epoch seconds).
+    next_full_refresh: f64,
 }
 
 impl PlacementCache {
@@ -89,6 +103,7 @@ impl PlacementCache {
                             tracing::debug!(skipped = n, "placement cache lagged; reloading");
                             live.epoch += 1;
                             live.pending.clear();
+                            live.dirty.clear();
                         }
                         Err(RecvError::Closed) => return,
                     }
@@ -120,9 +135,13 @@ impl PlacementCache {
     /// Brings `c` up to date: a reload when never loaded or after a lag, else the pending
     /// record changes; then every slot's connection and RUNNING count.
     async fn sync(&self, c: &mut ClusterCache, cluster: &str, now: f64) -> Result<(), AwsError> {
-        let (epoch, pending) = {
+        let (epoch, pending, dirty) = {
             let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
-            (live.epoch, live.pending.remove(cluster).unwrap_or_default())
+            (
+                live.epoch,
+                live.pending.remove(cluster).unwrap_or_default(),
+                live.dirty.remove(cluster).unwrap_or_default(),
+            )
         };
         if c.loaded != Some(epoch) {
             self.load(c, cluster, epoch).await?;
@@ -144,7 +163,12 @@ impl PlacementCache {
             }
         }
         let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
-        c.refresh_liveness(&live, now, self.agent_timeout_secs);
+        if now >= c.next_full_refresh {
+            c.refresh_liveness(&live, None, now, self.agent_timeout_secs);
+            c.next_full_refresh = now + FULL_REFRESH_SECS;
+        } else {
+            c.refresh_liveness(&live, Some(&dirty), now, self.agent_timeout_secs);
+        }
         Ok(())
     }
 
@@ -168,7 +192,7 @@ impl PlacementCache {
                 .map_err(error::store)?;
             let ids = idx
                 .iter()
-                .filter(|e| &e.value[..] == b"RUNNING")
+                .filter(|e| TaskStatus::from_bytes(&e.value) == Some(TaskStatus::Running))
                 .filter_map(|e| keys::parse_instance_task_key(&e.key).map(|(_, t)| t.to_string()))
                 .collect();
             running.insert(r.id.clone(), ids);
@@ -185,12 +209,16 @@ impl PlacementCache {
             for (id, tasks) in running {
                 live.running.insert(id, tasks);
             }
+            for (r, _) in &instances {
+                live.cluster_of.insert(r.id.clone(), cluster.to_string());
+            }
         }
         *c = ClusterCache {
             loaded: Some(epoch),
             instances: instances.into_iter().map(|(r, rev)| (r.id.clone(), (r, rev))).collect(),
             state: None,
             slots: HashMap::new(),
+            next_full_refresh: f64::NEG_INFINITY,
         };
         Ok(())
     }
@@ -223,6 +251,13 @@ impl PlacementCache {
 }
 
 impl Live {
+    /// Marks an instance's liveness as changed for its cluster's next sync.
+    fn touch(&mut self, id: &str) {
+        if let Some(cluster) = self.cluster_of.get(id) {
+            self.dirty.entry(cluster.clone()).or_default().insert(id.to_string());
+        }
+    }
+
     fn apply(&mut self, ops: &[Op], revision: Revision) {
         for op in ops {
             let (key, value) = match op {
@@ -234,7 +269,13 @@ impl Live {
                     .entry(cluster.to_string())
                     .or_default()
                     .insert(id.to_string(), (value.cloned(), revision));
+                if value.is_some() {
+                    self.cluster_of.insert(id.to_string(), cluster.to_string());
+                } else {
+                    self.cluster_of.remove(id);
+                }
             } else if let Some(id) = keys::parse_instance_heartbeat_key(key) {
+                self.touch(id);
                 match value.and_then(|v| serde_json::from_slice::<HeartbeatRecord>(v).ok()) {
                     Some(h) => {
                         self.last_seen.insert(id.to_string(), h.last_seen);
@@ -244,8 +285,9 @@ impl Live {
                     }
                 }
             } else if let Some((instance, task)) = keys::parse_instance_task_key(key) {
+                self.touch(instance);
                 let set = self.running.entry(instance.to_string()).or_default();
-                if value.is_some_and(|v| &v[..] == b"RUNNING") {
+                if value.is_some_and(|v| TaskStatus::from_bytes(v) == Some(TaskStatus::Running)) {
                     set.insert(task.to_string());
                 } else {
                     set.remove(task);
@@ -315,10 +357,17 @@ impl ClusterCache {
         }
     }
 
-    /// Brings each slot's agentConnected and runningTasksCount up to date.
-    fn refresh_liveness(&mut self, live: &Live, now: f64, timeout: f64) {
+    /// Brings the agentConnected and runningTasksCount of the slots of `only` (every slot
+    /// when `None`) up to date.
+    fn refresh_liveness(
+        &mut self,
+        live: &Live,
+        only: Option<&HashSet<String>>,
+        now: f64,
+        timeout: f64,
+    ) {
         let Some(state) = self.state.as_mut() else { return };
-        for (id, &slot) in &self.slots {
+        let mut refresh = |id: &str, slot: usize| {
             let connected = live.last_seen.get(id).is_some_and(|seen| now - seen <= timeout);
             let running = live.running.get(id).map_or(0, |s| s.len()) as u32;
             let current = &state.instances()[slot];
@@ -327,6 +376,16 @@ impl ClusterCache {
                 snap.agent_connected = connected;
                 snap.running_tasks_count = running;
                 state.set_instance(slot, snap);
+            }
+        };
+        match only {
+            None => self.slots.iter().for_each(|(id, &slot)| refresh(id, slot)),
+            Some(ids) => {
+                for id in ids {
+                    if let Some(&slot) = self.slots.get(id) {
+                        refresh(id, slot);
+                    }
+                }
             }
         }
     }
@@ -402,7 +461,10 @@ mod tests {
                 .range(berth_store::Range::prefix(&keys::instance_tasks_prefix(&rec.id)))
                 .await
                 .unwrap();
-            let running = idx.iter().filter(|e| &e.value[..] == b"RUNNING").count() as u32;
+            let running = idx
+                .iter()
+                .filter(|e| TaskStatus::from_bytes(&e.value) == Some(TaskStatus::Running))
+                .count() as u32;
             out.insert(rec.id.clone(), snapshot_of(&rec, connected, running));
         }
         out
@@ -445,7 +507,8 @@ mod tests {
                 .put(keys::container_instance("c", id), records::encode(&instance(id, 0)))
                 .put(keys::instance_heartbeat(id), beat(now - 1.0));
         }
-        put(&*store, txn.put(keys::instance_task("a", "t1"), b"RUNNING".to_vec())).await;
+        let running = keys::instance_task_value(TaskStatus::Running);
+        put(&*store, txn.put(keys::instance_task("a", "t1"), running.clone())).await;
         let cache = PlacementCache::follow(store.clone(), 45.0);
         converges(&cache, &*store, now).await;
 
@@ -458,7 +521,7 @@ mod tests {
                 .delete(keys::container_instance("c", "b"))
                 .put(keys::container_instance("c", "d"), records::encode(&instance("d", 0)))
                 .put(keys::instance_heartbeat("d"), beat(now))
-                .put(keys::instance_task("c", "t2"), b"RUNNING".to_vec())
+                .put(keys::instance_task("c", "t2"), running)
                 .delete(keys::instance_task("a", "t1"))
                 .put(keys::instance_heartbeat("c"), beat(now - 100.0)),
         )

@@ -11,7 +11,7 @@
 //! only the events are kept and the next pass recomputes the rest from the store: a task
 //! already started is found through the index, so nothing is started twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use berth_controllers::service::{
     self as ctl, Config, Decision, Health, InstanceView, StopWhy, TaskView,
 };
 use berth_model::keys;
-use berth_model::lifecycle::TaskStatus;
+use berth_model::lifecycle::{DesiredTaskStatus, InstanceStatus, TaskStatus};
 use berth_model::records::{ContainerInstanceRecord, TaskRecord};
 use berth_model::service::{MAX_EVENTS, MAX_PAST_DEPLOYMENTS, ServiceRecord, ServiceTaskIndex};
 use berth_scheduler::{Constraint, InstanceSnapshot, PlacementRequest, SpreadField, Strategy};
@@ -134,13 +134,41 @@ impl ServiceController {
             .await
             .map_err(error::store)?;
         let mut tasks = Vec::with_capacity(index.len());
-        for e in &index {
-            let Some(task_id) = e.key.rsplit('/').next() else { continue };
-            let idx: ServiceTaskIndex =
-                serde_json::from_slice(&e.value).map_err(|err| error::corrupt(&e.key, err))?;
-            let rec = records::get::<TaskRecord>(&*self.core.store, &keys::task(cluster, task_id))
-                .await?;
-            tasks.push(task_view(task_id, &idx, rec.map(|(t, _)| t), now));
+        // Whether a revision has an essential health-checked container, per revision ARN.
+        let mut checked: HashMap<String, bool> = HashMap::new();
+        for chunk in index.chunks(TASK_READ_BATCH) {
+            let ids: Vec<&str> = chunk.iter().filter_map(|e| e.key.rsplit('/').next()).collect();
+            let task_keys: Vec<String> = ids.iter().map(|id| keys::task(cluster, id)).collect();
+            let found = self.core.store.get_many(&task_keys).await.map_err(error::store)?;
+            let mut by_key: HashMap<&str, &berth_store::Record> =
+                found.iter().map(|r| (r.key.as_str(), r)).collect();
+            for ((e, task_id), key) in chunk.iter().zip(&ids).zip(&task_keys) {
+                let idx: ServiceTaskIndex =
+                    serde_json::from_slice(&e.value).map_err(|err| error::corrupt(&e.key, err))?;
+                let rec: Option<TaskRecord> = match by_key.remove(key.as_str()) {
+                    Some(r) => Some(
+                        serde_json::from_slice(&r.value)
+                            .map_err(|err| error::corrupt(&r.key, err))?,
+                    ),
+                    None => None,
+                };
+                let arn = rec.as_ref().and_then(|t| t.task.task_definition_arn.clone());
+                let has_health_check = match arn {
+                    Some(arn) => match checked.get(&arn) {
+                        Some(c) => *c,
+                        None => {
+                            let c =
+                                self.task_definitions.by_arn(&arn).await.is_ok_and(|td| {
+                                    has_essential_health_check(&td.task_definition)
+                                });
+                            checked.insert(arn, c);
+                            c
+                        }
+                    },
+                    None => false,
+                };
+                tasks.push(task_view(task_id, &idx, rec, has_health_check, now));
+            }
         }
         // Constraints for DAEMON eligibility: the service's and its task definition's.
         let primary_td = match rec.deployments.first() {
@@ -160,7 +188,7 @@ impl ServiceController {
             .iter()
             .map(|(r, snap, silent)| {
                 let lost = *silent > self.core.timing.instance_lost_after_secs;
-                let active = r.status == "ACTIVE";
+                let active = r.status == InstanceStatus::Active;
                 let meets = constraints.iter().all(|c| match c {
                     Constraint::MemberOf { expression } => expression.eval(snap),
                     Constraint::DistinctInstance => true,
@@ -221,8 +249,8 @@ impl ServiceController {
             let done = self
                 .task_records
                 .update(cluster, task_id, |t| {
-                    if t.task.desired_status.as_deref() != Some("STOPPED") {
-                        t.task.desired_status = Some("STOPPED".into());
+                    if t.desired_status() != DesiredTaskStatus::Stopped {
+                        t.set_desired_status(DesiredTaskStatus::Stopped);
                         t.task.stop_code = Some(TaskStopCode::ServiceSchedulerInitiated);
                         t.task.stopped_reason = Some(reason.clone());
                         t.task.stopping_at = Some(now);
@@ -462,7 +490,25 @@ impl ServiceController {
 }
 
 /// The controller's view of one indexed task (a missing record counts as STOPPED).
-fn task_view(id: &str, idx: &ServiceTaskIndex, rec: Option<TaskRecord>, now: f64) -> TaskView {
+/// Task records read per store call while building a service's view.
+const TASK_READ_BATCH: usize = 256;
+
+/// Whether a revision has an essential container with a health check (its tasks' health then
+/// counts toward a deployment's progress).
+fn has_essential_health_check(td: &TaskDefinition) -> bool {
+    td.container_definitions
+        .iter()
+        .flatten()
+        .any(|c| c.essential != Some(false) && c.health_check.is_some())
+}
+
+fn task_view(
+    id: &str,
+    idx: &ServiceTaskIndex,
+    rec: Option<TaskRecord>,
+    has_health_check: bool,
+    now: f64,
+) -> TaskView {
     let Some(rec) = rec else {
         return TaskView {
             id: id.to_string(),
@@ -479,21 +525,11 @@ fn task_view(id: &str, idx: &ServiceTaskIndex, rec: Option<TaskRecord>, now: f64
         };
     };
     let t = &rec.task;
-    let has_health_check = rec
-        .task_definition
-        .container_definitions
-        .iter()
-        .flatten()
-        .any(|c| c.essential != Some(false) && c.health_check.is_some());
     TaskView {
         id: id.to_string(),
         deployment: idx.deployment.clone(),
-        last_status: t
-            .last_status
-            .as_deref()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(TaskStatus::Pending),
-        desired_running: t.desired_status.as_deref() == Some("RUNNING"),
+        last_status: rec.last_status(),
+        desired_running: rec.desired_status() == DesiredTaskStatus::Running,
         health: match t.health_status {
             Some(HealthStatus::Healthy) => Health::Healthy,
             Some(HealthStatus::Unhealthy) => Health::Unhealthy,

@@ -176,6 +176,7 @@ impl RevisionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_wire::ecs::TaskDefinitionStatus;
 
     fn rec(rev: i32) -> TaskDefinitionRecord {
         TaskDefinitionRecord {
@@ -224,7 +225,9 @@ mod tests {
         c.insert_revision(g, "web", 1, rec(1));
         c.insert_revision(g, "db", 1, rec(1));
         c.insert_latest(g, "web", 1);
-        c.apply(&[Op::Delete { key: keys::task_definition_by_status("ACTIVE", "web", 1) }]);
+        c.apply(&[Op::Delete {
+            key: keys::task_definition_by_status(TaskDefinitionStatus::Active.as_str(), "web", 1),
+        }]);
         assert!(c.latest("web").is_none());
         assert!(c.revision("web", 1).is_none());
         assert!(c.revision("db", 1).is_some());
@@ -243,10 +246,10 @@ mod tests {
         let g = c.generation();
         c.insert_latest(g, "web", 1);
         store
-            .txn(
-                berth_store::Txn::new()
-                    .put(keys::task_definition_by_status("ACTIVE", "web", 2), Vec::new()),
-            )
+            .txn(berth_store::Txn::new().put(
+                keys::task_definition_by_status(TaskDefinitionStatus::Active.as_str(), "web", 2),
+                Vec::new(),
+            ))
             .await
             .unwrap();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);

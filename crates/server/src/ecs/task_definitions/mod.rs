@@ -212,9 +212,15 @@ impl TaskDefinitions {
                     fam.active_revisions = fam.active_revisions.saturating_sub(1);
                     if fam.active_revisions == 0 {
                         txn = txn
-                            .delete(keys::task_definition_family_by_status("ACTIVE", family))
+                            .delete(keys::task_definition_family_by_status(
+                                TaskDefinitionFamilyStatus::Active.as_str(),
+                                family,
+                            ))
                             .put(
-                                keys::task_definition_family_by_status("INACTIVE", family),
+                                keys::task_definition_family_by_status(
+                                    TaskDefinitionFamilyStatus::Inactive.as_str(),
+                                    family,
+                                ),
                                 Vec::new(),
                             );
                     }
@@ -357,11 +363,27 @@ impl TaskDefinitionsApi<RequestContext> for TaskDefinitions {
                     .when(keys::task_definition(&family, revision), 0)
                     .put(family_key.clone(), records::encode(&new_fam))
                     .put(keys::task_definition(&family, revision), records::encode(&rec))
-                    .put(keys::task_definition_by_status("ACTIVE", &family, revision), Vec::new());
+                    .put(
+                        keys::task_definition_by_status(
+                            TaskDefinitionStatus::Active.as_str(),
+                            &family,
+                            revision,
+                        ),
+                        Vec::new(),
+                    );
                 if fam.active_revisions == 0 {
                     txn = txn
-                        .put(keys::task_definition_family_by_status("ACTIVE", &family), Vec::new())
-                        .delete(keys::task_definition_family_by_status("INACTIVE", &family));
+                        .put(
+                            keys::task_definition_family_by_status(
+                                TaskDefinitionFamilyStatus::Active.as_str(),
+                                &family,
+                            ),
+                            Vec::new(),
+                        )
+                        .delete(keys::task_definition_family_by_status(
+                            TaskDefinitionFamilyStatus::Inactive.as_str(),
+                            &family,
+                        ));
                 }
                 if cas.commit(txn).await? {
                     break 'cas rec;

@@ -13,6 +13,7 @@ pub mod records;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use berth_model::lifecycle::DesiredTaskStatus;
 use berth_model::records::TaskRecord;
 use berth_model::{keys, tags};
 use berth_scheduler::PlacementRequest;
@@ -255,8 +256,8 @@ impl TasksApi<RequestContext> for Tasks {
         let rec = self
             .task_records
             .update(&cluster, id, |t| {
-                if t.task.desired_status.as_deref() != Some("STOPPED") {
-                    t.task.desired_status = Some("STOPPED".into());
+                if t.desired_status() != DesiredTaskStatus::Stopped {
+                    t.set_desired_status(DesiredTaskStatus::Stopped);
                     t.task.stop_code = Some(TaskStopCode::UserInitiated);
                     t.task.stopped_reason = Some(reason.clone());
                     t.task.stopping_at = Some(now);
@@ -305,11 +306,11 @@ impl TasksApi<RequestContext> for Tasks {
         if input.service_name.is_some() && input.started_by.is_some() {
             return Err(error::invalid("serviceName and startedBy cannot be used together."));
         }
-        let desired = match input.desired_status {
-            None | Some(DesiredStatus::Running) => "RUNNING",
-            Some(DesiredStatus::Stopped) => "STOPPED",
+        let desired = match input.desired_status.map(DesiredTaskStatus::from_wire) {
+            None => DesiredTaskStatus::Running,
+            Some(Some(d)) => d,
             // Berth's tasks are desired RUNNING from creation: none is desired PENDING.
-            Some(DesiredStatus::Pending) => {
+            Some(None) => {
                 return Ok(ListTasksResponse { task_arns: Some(vec![]), next_token: None });
             }
         };
@@ -368,10 +369,8 @@ impl TasksApi<RequestContext> for Tasks {
                 let Some(r) = by_key.get(tk.as_str()) else { continue };
                 let t: TaskRecord =
                     serde_json::from_slice(&r.value).map_err(|e| error::corrupt(&r.key, e))?;
-                let family_ok = input
-                    .family
-                    .as_ref()
-                    .is_none_or(|f| t.task_definition.family.as_ref() == Some(f));
+                let family_ok =
+                    input.family.as_ref().is_none_or(|f| task_family(&t) == Some(f.as_str()));
                 let by_ok =
                     input.started_by.as_ref().is_none_or(|s| t.task.started_by.as_ref() == Some(s));
                 let inst_ok = instance_id.as_ref().is_none_or(|i| &t.instance_id == i);
@@ -398,4 +397,11 @@ impl TasksApi<RequestContext> for Tasks {
 /// The key of the last task listed (for a filtered ListTasks page's token).
 fn last_key(ids: &[String], _cluster: &str, prefix: &str) -> String {
     format!("{prefix}{}", ids.last().map(String::as_str).unwrap_or(""))
+}
+
+/// The family of the revision a task runs, from its ARN (`...:task-definition/<family>:<n>`).
+fn task_family(t: &TaskRecord) -> Option<&str> {
+    let arn = t.task.task_definition_arn.as_deref()?;
+    let tail = &arn[arn.find(":task-definition/")? + ":task-definition/".len()..];
+    Some(tail.rsplit_once(':')?.0)
 }

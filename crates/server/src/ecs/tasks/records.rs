@@ -18,6 +18,7 @@
 use std::sync::Arc;
 
 use berth_model::keys;
+use berth_model::lifecycle::{DesiredTaskStatus, TaskStatus};
 use berth_model::records::{ContainerInstanceRecord, TaskRecord};
 use berth_store::Txn;
 use berth_wire::AwsError;
@@ -92,7 +93,7 @@ impl TaskRecords {
                         task_arn: Some(task_arn.clone()),
                         name: Some(name),
                         image: d.image.clone(),
-                        last_status: Some("PENDING".into()),
+                        last_status: Some(TaskStatus::Pending.as_str().to_string()),
                         network_interfaces: Some(vec![]),
                         health_status: d.health_check.as_ref().map(|_| HealthStatus::Unknown),
                         cpu: Some(o.and_then(|o| o.cpu).or(d.cpu).unwrap_or(0).to_string()),
@@ -125,8 +126,8 @@ impl TaskRecords {
                 inference_accelerator_overrides: Some(vec![]),
                 ..Default::default()
             })),
-            last_status: Some("PENDING".into()),
-            desired_status: Some("RUNNING".into()),
+            last_status: Some(TaskStatus::Pending.as_str().to_string()),
+            desired_status: Some(DesiredTaskStatus::Running.as_str().to_string()),
             cpu: Some(req.cpu.to_string()),
             memory: Some(req.memory_mib.to_string()),
             containers: Some(containers),
@@ -154,7 +155,6 @@ impl TaskRecords {
             cluster: cluster.to_string(),
             instance_id: instance.id.clone(),
             task,
-            task_definition: td.clone(),
             reserved_cpu: req.cpu,
             reserved_memory_mib: req.memory_mib,
             reserved_ports_tcp: req.host_ports_tcp.clone(),
@@ -172,9 +172,12 @@ impl TaskRecords {
         let mut txn = txn
             .put(keys::task(cluster, id), records::encode(rec))
             .put(keys::live_task(cluster, id), Vec::new())
-            .put(keys::task_by_status(cluster, "PENDING", id), Vec::new())
-            .put(keys::task_by_desired(cluster, "RUNNING", id), Vec::new())
-            .put(keys::instance_task(&rec.instance_id, id), b"PENDING".to_vec());
+            .put(keys::task_by_status(cluster, rec.last_status(), id), Vec::new())
+            .put(keys::task_by_desired(cluster, rec.desired_status(), id), Vec::new())
+            .put(
+                keys::instance_task(&rec.instance_id, id),
+                keys::instance_task_value(rec.last_status()),
+            );
         if let Some(svc) = spec.service {
             let idx = berth_model::service::ServiceTaskIndex {
                 deployment: spec.started_by.unwrap_or_default().to_string(),
@@ -189,10 +192,8 @@ impl TaskRecords {
     /// record itself and the instance's reservations are the caller's).
     pub fn reindex(mut txn: Txn, before: &TaskRecord, after: &TaskRecord) -> Txn {
         let (cluster, id, instance) = (&after.cluster, &after.id, &after.instance_id);
-        let old_last = before.task.last_status.as_deref().unwrap_or_default();
-        let new_last = after.task.last_status.as_deref().unwrap_or_default();
-        let old_desired = before.task.desired_status.as_deref().unwrap_or_default();
-        let new_desired = after.task.desired_status.as_deref().unwrap_or_default();
+        let (old_last, new_last) = (before.last_status(), after.last_status());
+        let (old_desired, new_desired) = (before.desired_status(), after.desired_status());
         if old_last != new_last {
             txn = txn
                 .delete(keys::task_by_status(cluster, old_last, id))
@@ -204,13 +205,13 @@ impl TaskRecords {
                 .put(keys::task_by_desired(cluster, new_desired, id), Vec::new())
                 .put(keys::instance_desired(instance), Vec::new());
         }
-        if new_last == "STOPPED" && old_last != "STOPPED" {
+        if new_last == TaskStatus::Stopped && old_last != TaskStatus::Stopped {
             txn = txn
                 .delete(keys::live_task(cluster, id))
                 .delete(keys::instance_task(instance, id))
                 .put(keys::instance_desired(instance), Vec::new());
-        } else if old_last != new_last && new_last != "STOPPED" {
-            txn = txn.put(keys::instance_task(instance, id), new_last.as_bytes().to_vec());
+        } else if old_last != new_last && new_last != TaskStatus::Stopped {
+            txn = txn.put(keys::instance_task(instance, id), keys::instance_task_value(new_last));
         }
         txn
     }
@@ -241,8 +242,8 @@ impl TaskRecords {
             let mut txn =
                 Txn::new().when(key.clone(), rev).put(key.clone(), records::encode(&after));
             txn = Self::reindex(txn, &before, &after);
-            let stopped_now = after.task.last_status.as_deref() == Some("STOPPED")
-                && before.task.last_status.as_deref() != Some("STOPPED");
+            let stopped_now = after.last_status() == TaskStatus::Stopped
+                && before.last_status() != TaskStatus::Stopped;
             if stopped_now {
                 // Release what the task held on its instance (if the instance still exists).
                 let ikey = keys::container_instance(cluster, &after.instance_id);
