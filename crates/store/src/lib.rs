@@ -197,5 +197,8 @@ pub struct Change {
 }
 
 /// How many committed transactions a [`Store::changes`] receiver may fall behind before it
-/// lags.
-pub const CHANGE_BUFFER: usize = 16 * 1024;
+/// lags. The channel keeps the last this many changes, values included, in memory whether or
+/// not anyone still needs them (a RunTask commit of 10 tasks is about 50 KB), so it is sized
+/// for seconds of backlog of in-process followers, not minutes: a follower that lags rebuilds
+/// from the store, which is always correct, only slower.
+pub const CHANGE_BUFFER: usize = 2 * 1024;
