@@ -6,6 +6,10 @@
 //! `com.amazonaws.ecs.task-definition-family`, `com.amazonaws.ecs.task-definition-version`)
 //! and `berth.container-instance-arn`, so a restarted agent adopts exactly its own containers
 //! even when several agents share one Docker Engine.
+//!
+//! Security: every unprivileged container gets `no-new-privileges` ([`security_opts`]); which
+//! dangerous settings a task may use at all is the agent's host access policy
+//! (`berth_model::host_access`), checked before a task starts.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -84,6 +88,23 @@ pub fn volume_for(td: &TaskDefinition, volume: &str, id: &TaskIdentity<'_>) -> O
         labels,
     })
 }
+
+/// A container's Docker security options: its `dockerSecurityOptions`, plus
+/// `no-new-privileges` (no process in it gains privileges through setuid binaries or file
+/// capabilities) unless it is privileged, where it would protect nothing and break what such
+/// containers run (sudo, systemd). ECS adds it only when asked; Berth always does.
+pub fn security_opts(def: &ContainerDefinition) -> Vec<String> {
+    let mut opts = def.docker_security_options.clone().unwrap_or_default();
+    let has_nnp =
+        opts.iter().any(|o| o.trim().to_ascii_lowercase().starts_with("no-new-privileges"));
+    if def.privileged != Some(true) && !has_nnp {
+        opts.push(NO_NEW_PRIVILEGES.into());
+    }
+    opts
+}
+
+/// The security option every unprivileged container gets.
+pub const NO_NEW_PRIVILEGES: &str = "no-new-privileges";
 
 /// The runtime spec of one container. `names` maps the task's container names to their
 /// runtime names (for links), `ids` to their runtime ids where created (for volumesFrom).
@@ -295,7 +316,7 @@ pub fn container_spec(
             .filter_map(|s| Some((s.namespace.clone()?, s.value.clone()?)))
             .collect(),
         log_config,
-        security_opts: def.docker_security_options.clone().unwrap_or_default(),
+        security_opts: security_opts(def),
         tty: def.pseudo_terminal.unwrap_or(false),
         interactive: def.interactive.unwrap_or(false),
         network_disabled: def.disable_networking.unwrap_or(false),
@@ -394,5 +415,29 @@ mod tests {
             &BTreeMap::new(),
         );
         assert_eq!(db.cpu_shares, Some(2), "cpu 0 is Docker's minimum weight");
+        assert_eq!(s.security_opts, vec![NO_NEW_PRIVILEGES.to_string()]);
+    }
+
+    #[test]
+    fn no_new_privileges_unless_privileged() {
+        let def =
+            |v: serde_json::Value| -> ContainerDefinition { serde_json::from_value(v).unwrap() };
+        // (container definition, security options)
+        let rows = [
+            (serde_json::json!({"name": "a"}), vec!["no-new-privileges"]),
+            (
+                serde_json::json!({"name": "a", "dockerSecurityOptions": ["label:disable"]}),
+                vec!["label:disable", "no-new-privileges"],
+            ),
+            (
+                serde_json::json!({"name": "a", "dockerSecurityOptions": ["no-new-privileges:true"]}),
+                vec!["no-new-privileges:true"],
+            ),
+            (serde_json::json!({"name": "a", "privileged": true}), vec![]),
+            (serde_json::json!({"name": "a", "privileged": false}), vec!["no-new-privileges"]),
+        ];
+        for (d, want) in rows {
+            assert_eq!(security_opts(&def(d.clone())), want, "{d}");
+        }
     }
 }

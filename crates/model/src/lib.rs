@@ -37,6 +37,7 @@ impl ModelError {
     }
 }
 
+pub mod host_access;
 pub mod keys;
 pub mod lifecycle;
 pub mod records;

@@ -340,6 +340,20 @@ pub enum PlacementError {
     NoContainerInstances,
 }
 
+/// The attributes of `requirements` that `instance` lacks (why it refuses with `ATTRIBUTE`),
+/// in the requirements' order.
+pub fn missing_attributes(
+    instance: &InstanceSnapshot,
+    requirements: &TaskRequirements,
+) -> Vec<String> {
+    requirements
+        .required_attributes
+        .iter()
+        .filter(|a| !rules::has_attribute(instance, a))
+        .cloned()
+        .collect()
+}
+
 /// Places `req.count` tasks on `instances` (see the crate docs for the rules). Pure and
 /// deterministic. For many requests against one cluster, keep a [`ClusterState`] instead.
 pub fn place(

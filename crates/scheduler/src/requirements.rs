@@ -14,8 +14,12 @@
 //!   which never conflicts); `host`: the `hostPort`, else the `containerPort` (the container
 //!   binds the host's port); `awsvpc` and `none`: none (an awsvpc task has its own network
 //!   interface). `containerPortRange` mappings are dynamic. Sorted, without duplicates.
-//! * **required attributes**: the names in `requiresAttributes`, first occurrence order,
-//!   without duplicates.
+//! * **required attributes**: the names in `requiresAttributes`, then those the definition's
+//!   host access settings need ([`berth_model::host_access::required_attributes`]:
+//!   privileged, added capabilities, host namespaces, security options, host paths, volume
+//!   driver options), first occurrence order, without duplicates. These are derived here
+//!   rather than stored in `requiresAttributes`, so that definitions registered earlier are
+//!   covered and DescribeTaskDefinition keeps ECS's list.
 //!
 //! Task-level sizes parse as registration accepts them ("1024", "1 vCPU", "2 GB"); a value
 //! that does not parse counts as absent. Unusable numbers (negative, out of the port range)
@@ -101,6 +105,11 @@ pub fn task_requirements(
     for name in td.requires_attributes.iter().flatten().filter_map(|a| a.name.as_ref()) {
         if !required_attributes.contains(name) {
             required_attributes.push(name.clone());
+        }
+    }
+    for name in berth_model::host_access::required_attributes(td) {
+        if !required_attributes.contains(&name) {
+            required_attributes.push(name);
         }
     }
 
@@ -428,8 +437,10 @@ mod tests {
                 memory_mib: 128,
                 host_ports_tcp: vec![80],
                 host_ports_udp: vec![53],
+                // Host networking is host access (berth_model::host_access).
                 required_attributes: vec![
-                    "com.amazonaws.ecs.capability.docker-remote-api.1.21".into()
+                    "com.amazonaws.ecs.capability.docker-remote-api.1.21".into(),
+                    "berth.capability.host-namespaces".into()
                 ],
             }
         );

@@ -45,7 +45,7 @@ pub(crate) fn resource_refusal(s: &InstanceSnapshot, n: &Needs<'_>) -> Option<&'
     if !s.agent_connected {
         return Some(reason::AGENT);
     }
-    if !n.attributes.iter().all(|a| s.attributes.contains_key(a)) {
+    if !n.attributes.iter().all(|a| has_attribute(s, a)) {
         return Some(reason::ATTRIBUTE);
     }
     if n.cpu > s.remaining.cpu {
@@ -61,6 +61,12 @@ pub(crate) fn resource_refusal(s: &InstanceSnapshot, n: &Needs<'_>) -> Option<&'
         return Some(reason::RESOURCE_PORTS_UDP);
     }
     None
+}
+
+/// Whether `s` carries the required attribute `name`: by name, or for host access attributes
+/// by [`berth_model::host_access::satisfied`] (`…cap-add.ALL`, a host path's parent).
+pub(crate) fn has_attribute(s: &InstanceSnapshot, name: &str) -> bool {
+    berth_model::host_access::satisfied(name, |a| s.attributes.contains_key(a))
 }
 
 /// The reason constraint `c` refuses `s` for a task of `group`, if it does.

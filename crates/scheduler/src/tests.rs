@@ -359,3 +359,44 @@ fn targets_place_one_task_on_each_named_instance_in_order() {
     assert_eq!(plan.unplaced, 3);
     assert_eq!(state.instances()[0].remaining.cpu, 512, "the state reflects the plan");
 }
+
+/// Host access settings (issue #10): a task asking for one goes only where the agent
+/// advertises it; elsewhere it fails with ATTRIBUTE, and [`missing_attributes`] names it.
+#[test]
+fn host_access_settings_need_the_agent_to_allow_them() {
+    use berth_model::host_access::ATTR_PRIVILEGED;
+    let td: berth_wire::ecs::TaskDefinition = serde_json::from_value(serde_json::json!({
+        "family": "p",
+        "containerDefinitions": [{"name": "a", "image": "i", "memory": 16, "privileged": true}],
+        "volumes": [{"name": "h", "host": {"sourcePath": "/srv/data/x"}}]
+    }))
+    .unwrap();
+    let requirements = task_requirements(&td, None);
+    assert_eq!(
+        requirements.required_attributes,
+        vec![ATTR_PRIVILEGED.to_string(), "berth.capability.host-path/srv/data/x".to_string()]
+    );
+    let request = PlacementRequest { count: 1, requirements, ..Default::default() };
+    let default_agent = inst("a", 1024, 2048);
+    assert_eq!(
+        place(std::slice::from_ref(&default_agent), &request).unwrap(),
+        plan(&[], &[("a", reason::ATTRIBUTE)], 1)
+    );
+    assert_eq!(
+        missing_attributes(&default_agent, &request.requirements),
+        vec![ATTR_PRIVILEGED.to_string(), "berth.capability.host-path/srv/data/x".to_string()]
+    );
+    let privileged_only = inst("b", 1024, 2048).with_attribute(ATTR_PRIVILEGED, None);
+    assert_eq!(
+        missing_attributes(&privileged_only, &request.requirements),
+        vec!["berth.capability.host-path/srv/data/x".to_string()]
+    );
+    // A parent directory's attribute allows the path.
+    let allowed = inst("c", 1024, 2048)
+        .with_attribute(ATTR_PRIVILEGED, None)
+        .with_attribute("berth.capability.host-path/srv", None);
+    assert_eq!(
+        place(&[default_agent, privileged_only, allowed], &request).unwrap(),
+        plan(&["c"], &[], 0)
+    );
+}

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use berth_model::keys;
-use berth_model::records::{ContainerInstanceRecord, TaskRecord};
+use berth_model::records::{ContainerInstanceRecord, RunTokenRecord, TaskRecord};
 use berth_scheduler::{InstanceSnapshot, PlacementRequest};
 use berth_store::Txn;
 use berth_wire::AwsError;
@@ -45,7 +45,16 @@ pub struct Job<'a> {
     /// named twice gets two, the second placed against what the first left.
     pub only: Option<&'a [String]>,
     /// RunTask's idempotency token: stored with the tasks in the same transaction.
-    pub client_token: Option<&'a str>,
+    pub client_token: Option<ClientToken<'a>>,
+}
+
+/// RunTask's `clientToken` and the digest of the parameters it came with: a later RunTask
+/// with the token and the same digest answers the tasks the first one started; with another
+/// digest, it is a `ConflictException`.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientToken<'a> {
+    pub token: &'a str,
+    pub request_hash: &'a str,
 }
 
 /// What became of a job: the tasks created, and ECS's failures for what could not be placed.
@@ -85,7 +94,8 @@ impl Placement {
     }
 
     /// Places and commits `job` (see the module header). With a client token that an earlier
-    /// call already used, answers with that call's tasks.
+    /// call already used, answers with that call's tasks (or the conflict, when that call
+    /// asked something else).
     pub async fn place(&self, job: &Job<'_>) -> Result<Placed, AwsError> {
         let cluster = job.spec.cluster;
         let now = self.core.now();
@@ -134,10 +144,25 @@ impl Placement {
                 .place(request)
                 .map_err(|e| error::invalid(e.to_string()))?;
             let (placements, plan_failures) = (plan.placements, plan.failures);
-            failures.extend(plan_failures.into_iter().map(|f| Failure {
-                arn: f.arn,
-                reason: Some(f.reason),
-                detail: None,
+            let snapshot = self.cache.snapshot_fn(now);
+            failures.extend(plan_failures.into_iter().map(|f| {
+                // ATTRIBUTE names what the instance lacks and the settings that need it.
+                let detail = (f.reason == berth_scheduler::reason::ATTRIBUTE)
+                    .then(|| {
+                        let (rec, _) = cached
+                            .instances()
+                            .values()
+                            .find(|(r, _)| Some(&r.arn) == f.arn.as_ref())?;
+                        let missing = berth_scheduler::missing_attributes(
+                            &snapshot(rec),
+                            &request.requirements,
+                        );
+                        (!missing.is_empty()).then(|| {
+                            berth_model::host_access::explain_missing(job.spec.td, &missing)
+                        })
+                    })
+                    .flatten();
+                Failure { arn: f.arn, reason: Some(f.reason), detail }
             }));
 
             let by_arn: BTreeMap<&str, &(ContainerInstanceRecord, u64)> =
@@ -163,11 +188,12 @@ impl Placement {
                 txn = TaskRecords::insert(txn, t, &job.spec);
             }
             if let Some(token) = job.client_token {
-                let arns: Vec<String> =
-                    created.iter().filter_map(|t| t.task.task_arn.clone()).collect();
-                txn = txn
-                    .when(keys::run_token(cluster, token), 0)
-                    .put(keys::run_token(cluster, token), records::encode(&arns));
+                let rec = RunTokenRecord {
+                    task_arns: created.iter().filter_map(|t| t.task.task_arn.clone()).collect(),
+                    request_hash: Some(token.request_hash.to_string()),
+                };
+                let key = keys::run_token(cluster, token.token);
+                txn = txn.when(key.clone(), 0).put(key, records::encode(&rec));
             }
             let ids: Vec<String> = touched.keys().cloned().collect();
             drop(by_arn);
@@ -189,20 +215,27 @@ impl Placement {
         }
     }
 
-    /// The tasks an earlier RunTask with this client token started.
+    /// The tasks an earlier RunTask with this client token started; `ConflictException`
+    /// naming them when that RunTask asked something else. (A token stored before requests
+    /// were digested matches any parameters, as it did then.)
     pub async fn tasks_for_token(
         &self,
         cluster: &str,
-        token: &str,
+        token: ClientToken<'_>,
     ) -> Result<Option<Vec<Task>>, AwsError> {
-        let Some((arns, _)) =
-            records::get::<Vec<String>>(&*self.core.store, &keys::run_token(cluster, token))
-                .await?
+        let Some((rec, _)) = records::get::<RunTokenRecord>(
+            &*self.core.store,
+            &keys::run_token(cluster, token.token),
+        )
+        .await?
         else {
             return Ok(None);
         };
+        if rec.request_hash.as_deref().is_some_and(|h| h != token.request_hash) {
+            return Err(error::token_conflict(token.token, rec.task_arns));
+        }
         let mut out = Vec::new();
-        for arn in arns {
+        for arn in rec.task_arns {
             if let Some(id) = self.core.scope.child_id("task", cluster, &arn)
                 && let Some((t, _)) = self.task_records.get(cluster, id).await?
             {
