@@ -5,6 +5,21 @@
 //! nobody else's. The server binds the host's address on Docker's default bridge (reachable
 //! from bridge- and host-mode containers, and from the host), never a public interface.
 //!
+//! The URI outlives the agent: a container keeps its environment for its whole life, and a
+//! restarted agent adopts it, so
+//! * the address is stable ([`bind_stable`]): `--metadata-listen` (default: the bridge
+//!   gateway, port [`DEFAULT_PORT`]); the address bound is kept in `DATA_DIR/metadata-address`
+//!   and bound again at the next start;
+//! * the task's token is kept in its containers' label [`LABEL_TOKEN`]: the actor that adopts
+//!   a task takes the token back from it, and [`recover_tokens`] tells the registry at start
+//!   which tokens to expect. Tokens are never logged.
+//!
+//! Every request gets an answer: a token not (yet) published is waited for, at most
+//! [`EXPECTED_TOKEN_WAIT`] for a token found on a container at start and
+//! [`UNKNOWN_TOKEN_WAIT`] for any other, then it is a 404 with a JSON error. The endpoint runs
+//! on its own thread and executor, so nothing else in the process (the control plane of
+//! `berth up`, a busy agent) can hold a container's request.
+//!
 //! * `GET ${URI}`: the container's metadata;
 //! * `GET ${URI}/task`: the task's metadata, with all its containers;
 //! * `GET ${URI}/stats`: the container's Docker stats; `${URI}/task/stats`: every container's.
@@ -15,8 +30,9 @@
 //! container that opens connections and sends nothing (or stops reading) cannot hold them,
 //! nor starve the agent of descriptors.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -69,30 +85,117 @@ pub struct TaskMeta {
     pub containers: Vec<ContainerMeta>,
 }
 
+/// Label: the task's metadata token, on each of its containers (so a restarted agent serves
+/// the URIs its containers already hold).
+pub const LABEL_TOKEN: &str = "berth.metadata-token";
+
+/// The port the endpoint binds when `--metadata-listen` does not say (the ECS agent's
+/// metadata port).
+pub const DEFAULT_PORT: u16 = 51679;
+
+/// How long a request for a token found on a container at start waits for its task's actor
+/// to publish it (adoption after an agent restart).
+pub const EXPECTED_TOKEN_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a request for any other token not published waits (an actor publishing at that
+/// moment) before its 404.
+pub const UNKNOWN_TOKEN_WAIT: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct Entries {
+    tasks: HashMap<String, TaskMeta>,
+    /// Tokens seen on containers at start whose task is not published yet.
+    expected: HashSet<String>,
+}
+
 /// Task token → metadata.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Registry {
-    inner: Arc<RwLock<HashMap<String, TaskMeta>>>,
+    inner: Arc<RwLock<Entries>>,
+    /// Bumped on every publish: what waiting requests wake on.
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self { inner: Arc::default(), changed: Arc::new(tokio::sync::watch::Sender::new(0)) }
+    }
 }
 
 impl Registry {
     /// Sets the metadata of the task holding `token` (called by that task's actor only).
     pub fn publish(&self, token: &str, meta: TaskMeta) {
-        self.inner.write().expect("metadata registry").insert(token.to_string(), meta);
+        {
+            let mut e = self.inner.write().expect("metadata registry");
+            e.expected.remove(token);
+            e.tasks.insert(token.to_string(), meta);
+        }
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// Forgets a finished task.
     pub fn remove(&self, token: &str) {
-        self.inner.write().expect("metadata registry").remove(token);
+        let mut e = self.inner.write().expect("metadata registry");
+        e.expected.remove(token);
+        e.tasks.remove(token);
+    }
+
+    /// Tokens of tasks whose actors will publish soon (found on containers at start).
+    pub fn expect(&self, tokens: impl IntoIterator<Item = String>) {
+        let mut e = self.inner.write().expect("metadata registry");
+        for t in tokens {
+            if !e.tasks.contains_key(&t) {
+                e.expected.insert(t);
+            }
+        }
     }
 
     fn get(&self, token: &str) -> Option<TaskMeta> {
-        self.inner.read().expect("metadata registry").get(token).cloned()
+        self.inner.read().expect("metadata registry").tasks.get(token).cloned()
+    }
+
+    /// The task of `token`, waiting (bounded) for it to be published.
+    async fn lookup(&self, token: &str) -> Option<TaskMeta> {
+        // Subscribed before looking: a publish in between is not missed.
+        let mut rx = self.changed.subscribe();
+        let wait = if self.inner.read().expect("metadata registry").expected.contains(token) {
+            EXPECTED_TOKEN_WAIT
+        } else {
+            UNKNOWN_TOKEN_WAIT
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(t) = self.get(token) {
+                return Some(t);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return self.get(token),
+            }
+        }
+    }
+}
+
+/// The metadata tokens on the containers carrying `labels` (this instance's), for
+/// [`Registry::expect`] at start.
+pub async fn recover_tokens(runtime: &dyn Runtime, labels: &[(String, String)]) -> Vec<String> {
+    match runtime.list(labels).await {
+        Ok(found) => {
+            let mut tokens: Vec<String> =
+                found.into_iter().filter_map(|c| c.labels.get(LABEL_TOKEN).cloned()).collect();
+            tokens.sort();
+            tokens.dedup();
+            tokens
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list containers to recover metadata tokens");
+            Vec::new()
+        }
     }
 }
 
 #[derive(Clone)]
-struct Endpoint {
+struct Shared {
     registry: Registry,
     runtime: Arc<dyn Runtime>,
 }
@@ -168,9 +271,9 @@ fn task_json(t: &TaskMeta) -> Value {
 }
 
 /// `<task token>-<container name>` → (task, container name).
-fn resolve(ep: &Endpoint, path_token: &str) -> Option<(TaskMeta, String)> {
+async fn resolve(ep: &Shared, path_token: &str) -> Option<(TaskMeta, String)> {
     let (token, name) = path_token.split_once('-')?;
-    let task = ep.registry.get(token)?;
+    let task = ep.registry.lookup(token).await?;
     task.containers.iter().any(|c| c.name == name).then(|| (task, name.to_string()))
 }
 
@@ -178,8 +281,8 @@ fn not_found() -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"error": "no such task or container"}))).into_response()
 }
 
-async fn container(State(ep): State<Endpoint>, Path(token): Path<String>) -> Response {
-    match resolve(&ep, &token) {
+async fn container(State(ep): State<Shared>, Path(token): Path<String>) -> Response {
+    match resolve(&ep, &token).await {
         Some((task, name)) => {
             let c = task.containers.iter().find(|c| c.name == name).expect("resolved");
             Json(container_json(c)).into_response()
@@ -188,15 +291,15 @@ async fn container(State(ep): State<Endpoint>, Path(token): Path<String>) -> Res
     }
 }
 
-async fn task(State(ep): State<Endpoint>, Path(token): Path<String>) -> Response {
-    match resolve(&ep, &token) {
+async fn task(State(ep): State<Shared>, Path(token): Path<String>) -> Response {
+    match resolve(&ep, &token).await {
         Some((task, _)) => Json(task_json(&task)).into_response(),
         None => not_found(),
     }
 }
 
-async fn container_stats(State(ep): State<Endpoint>, Path(token): Path<String>) -> Response {
-    let Some((task, name)) = resolve(&ep, &token) else { return not_found() };
+async fn container_stats(State(ep): State<Shared>, Path(token): Path<String>) -> Response {
+    let Some((task, name)) = resolve(&ep, &token).await else { return not_found() };
     let id = task.containers.iter().find(|c| c.name == name).and_then(|c| c.docker_id.clone());
     match id {
         Some(id) => match ep.runtime.stats(&id).await {
@@ -207,8 +310,8 @@ async fn container_stats(State(ep): State<Endpoint>, Path(token): Path<String>) 
     }
 }
 
-async fn task_stats(State(ep): State<Endpoint>, Path(token): Path<String>) -> Response {
-    let Some((task, _)) = resolve(&ep, &token) else { return not_found() };
+async fn task_stats(State(ep): State<Shared>, Path(token): Path<String>) -> Response {
+    let Some((task, _)) = resolve(&ep, &token).await else { return not_found() };
     let mut out = serde_json::Map::new();
     for c in &task.containers {
         if let Some(id) = &c.docker_id {
@@ -229,12 +332,17 @@ pub const LIMITS: berth_serve::Limits = berth_serve::Limits {
     write_stall_timeout: Duration::from_secs(10),
 };
 
-/// Starts the endpoint on `bind` (port 0 picks one) under [`LIMITS`]; returns the address
-/// bound and the registry actors publish into.
-pub async fn serve(
-    bind: SocketAddr,
-    runtime: Arc<dyn Runtime>,
-) -> std::io::Result<(SocketAddr, Registry)> {
+/// A running endpoint; dropping it stops it.
+pub struct Server {
+    /// The address bound.
+    pub addr: SocketAddr,
+    /// Where actors publish.
+    pub registry: Registry,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Starts the endpoint on `bind` (port 0 picks one) under [`LIMITS`], on its own thread.
+pub async fn serve(bind: SocketAddr, runtime: Arc<dyn Runtime>) -> std::io::Result<Server> {
     serve_with(bind, runtime, LIMITS).await
 }
 
@@ -243,23 +351,155 @@ pub async fn serve_with(
     bind: SocketAddr,
     runtime: Arc<dyn Runtime>,
     limits: berth_serve::Limits,
-) -> std::io::Result<(SocketAddr, Registry)> {
+) -> std::io::Result<Server> {
     let registry = Registry::default();
-    let ep = Endpoint { registry: registry.clone(), runtime };
+    let ep = Shared { registry: registry.clone(), runtime };
     let app = Router::new()
         .route("/v4/{token}", get(container))
         .route("/v4/{token}/task", get(task))
         .route("/v4/{token}/stats", get(container_stats))
         .route("/v4/{token}/task/stats", get(task_stats))
         .with_state(ep);
-    let listener = tokio::net::TcpListener::bind(bind).await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(e) = berth_serve::serve(listener, app, limits, std::future::pending()).await {
-            tracing::error!(error = %e, "task metadata endpoint stopped");
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // Its own executor: a container's request never waits for the rest of the process.
+    std::thread::Builder::new().name("berth-metadata".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = bound_tx.send(Err(e));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let listener = match tokio::net::TcpListener::bind(bind).await {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = bound_tx.send(Err(e));
+                    return;
+                }
+            };
+            if bound_tx.send(listener.local_addr()).is_err() {
+                return;
+            }
+            let stop = async move {
+                let _ = stop_rx.await;
+            };
+            if let Err(e) = berth_serve::serve(listener, app, limits, stop).await {
+                tracing::error!(error = %e, "task metadata endpoint stopped");
+            }
+        });
+    })?;
+    let addr = bound_rx.await.map_err(|_| std::io::Error::other("metadata thread ended"))??;
+    Ok(Server { addr, registry, _stop: stop_tx })
+}
+
+/// Where the endpoint listens: `--metadata-listen PORT` (on the bridge gateway) or
+/// `IP:PORT`. Port 0: a free port, chosen at first start and kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenSpec {
+    pub ip: Option<IpAddr>,
+    pub port: u16,
+}
+
+impl std::str::FromStr for ListenSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(port) = s.parse::<u16>() {
+            return Ok(Self { ip: None, port });
         }
-    });
-    Ok((addr, registry))
+        s.parse::<SocketAddr>()
+            .map(|a| Self { ip: Some(a.ip()), port: a.port() })
+            .map_err(|_| format!("expected PORT or IP:PORT, got '{s}'"))
+    }
+}
+
+/// `DATA_DIR/metadata-address`: the address bound last time.
+pub fn address_file(data_dir: &FsPath) -> PathBuf {
+    data_dir.join("metadata-address")
+}
+
+/// The addresses to try, in order, and whether failing all of them is an error (an explicit
+/// port other than 0 must be bound as given).
+fn candidates(
+    spec: Option<ListenSpec>,
+    gateway: IpAddr,
+    persisted: Option<SocketAddr>,
+) -> (Vec<SocketAddr>, bool) {
+    let ip = spec.and_then(|s| s.ip).unwrap_or(gateway);
+    match spec {
+        Some(s) if s.port != 0 => (vec![(ip, s.port).into()], true),
+        _ => {
+            let mut out: Vec<SocketAddr> =
+                persisted.filter(|p| p.ip() == ip && p.port() != 0).into_iter().collect();
+            if spec.is_none() {
+                out.push((ip, DEFAULT_PORT).into());
+            }
+            out.push((ip, 0).into());
+            out.dedup();
+            (out, false)
+        }
+    }
+}
+
+/// Starts the endpoint at a stable address: the one `spec` names, else the one bound last
+/// time (`DATA_DIR/metadata-address`), else `gateway`:[`DEFAULT_PORT`], else a free port on
+/// `gateway`; the address bound is written back for the next start.
+pub async fn bind_stable(
+    data_dir: &FsPath,
+    spec: Option<ListenSpec>,
+    gateway: IpAddr,
+    runtime: Arc<dyn Runtime>,
+) -> anyhow::Result<Server> {
+    let file = address_file(data_dir);
+    let persisted: Option<SocketAddr> =
+        std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse().ok());
+    let (tries, strict) = candidates(spec, gateway, persisted);
+    let mut last = None;
+    for addr in tries {
+        match serve(addr, runtime.clone()).await {
+            Ok(server) => {
+                if let Some(was) = persisted
+                    && was != server.addr
+                {
+                    tracing::warn!(
+                        %was, now = %server.addr,
+                        "the task metadata endpoint moved: running containers keep the old address"
+                    );
+                }
+                if persisted != Some(server.addr) {
+                    write_private(&file, &format!("{}\n", server.addr))?;
+                }
+                return Ok(server);
+            }
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "cannot bind the task metadata endpoint here");
+                last = Some((addr, e));
+            }
+        }
+    }
+    let (addr, e) = last.expect("at least one candidate");
+    if strict {
+        anyhow::bail!("cannot serve task metadata on {addr}: {e}");
+    }
+    Err(anyhow::anyhow!("cannot serve task metadata on {}: {e}", addr.ip()))
+}
+
+/// Writes `text` to `path` atomically, mode 0600.
+fn write_private(path: &FsPath, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -289,7 +529,7 @@ mod tests {
         String::from_utf8_lossy(&read_to_close(&mut s).await).into_owned()
     }
 
-    async fn endpoint(max_connections: usize, header: Duration) -> (SocketAddr, Registry) {
+    async fn endpoint(max_connections: usize, header: Duration) -> (SocketAddr, Server) {
         let limits = berth_serve::Limits {
             max_connections,
             header_read_timeout: header,
@@ -297,15 +537,226 @@ mod tests {
             write_stall_timeout: Duration::from_millis(300),
         };
         let runtime = Arc::new(berth_runtime::fake::FakeRuntime::new());
-        let (addr, registry) =
-            serve_with("127.0.0.1:0".parse().unwrap(), runtime, limits).await.unwrap();
-        let meta = TaskMeta {
-            task_arn: "arn:t".into(),
-            containers: vec![ContainerMeta { name: "web".into(), ..Default::default() }],
+        let server = serve_with("127.0.0.1:0".parse().unwrap(), runtime, limits).await.unwrap();
+        server.registry.publish("tok", meta("arn:t", None));
+        (server.addr, server)
+    }
+
+    fn meta(arn: &str, docker_id: Option<&str>) -> TaskMeta {
+        TaskMeta {
+            task_arn: arn.into(),
+            known_status: "PENDING".into(),
+            containers: vec![ContainerMeta {
+                name: "web".into(),
+                docker_id: docker_id.map(str::to_string),
+                ..Default::default()
+            }],
             ..Default::default()
+        }
+    }
+
+    fn status(resp: &str) -> &str {
+        resp.split_whitespace().nth(1).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_token_published_while_the_request_waits_is_answered() {
+        let (addr, server) = endpoint(16, Duration::from_secs(5)).await;
+        let waiting = tokio::spawn(async move { get(addr, "/v4/late-web/task").await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        server.registry.publish("late", meta("arn:late", Some("abc123")));
+        let got = tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap();
+        assert_eq!(status(&got), "200", "{got}");
+        assert!(got.contains("\"DockerId\":\"abc123\""), "{got}");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_token_gets_a_json_404_within_the_bounded_wait() {
+        let (addr, _server) = endpoint(16, Duration::from_secs(5)).await;
+        let t0 = Instant::now();
+        let got = tokio::time::timeout(Duration::from_secs(5), get(addr, "/v4/nope-web/task"))
+            .await
+            .expect("an unknown token is answered, never held");
+        assert_eq!(status(&got), "404", "{got}");
+        assert!(got.contains("\"error\""), "{got}");
+        assert!(t0.elapsed() >= UNKNOWN_TOKEN_WAIT - Duration::from_millis(50));
+        assert!(t0.elapsed() < UNKNOWN_TOKEN_WAIT + Duration::from_secs(2));
+        // A known token with a wrong container name: at once.
+        let t0 = Instant::now();
+        assert_eq!(status(&get(addr, "/v4/tok-nope").await), "404");
+        assert!(t0.elapsed() < UNKNOWN_TOKEN_WAIT);
+    }
+
+    #[tokio::test]
+    async fn an_expected_token_waits_longer_than_an_unknown_one() {
+        let (addr, server) = endpoint(16, Duration::from_secs(5)).await;
+        server.registry.expect(["adopted".to_string(), "tok".to_string()]);
+        let waiting = tokio::spawn(async move { get(addr, "/v4/adopted-web").await });
+        tokio::time::sleep(UNKNOWN_TOKEN_WAIT + Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "a token found on a container is waited for");
+        server.registry.publish("adopted", meta("arn:adopted", Some("id1")));
+        let got = tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap();
+        assert_eq!(status(&got), "200", "{got}");
+        // Expecting a token already published changes nothing.
+        assert_eq!(status(&get(addr, "/v4/tok-web").await), "200");
+    }
+
+    /// An actor for one task `t1` of one container `web` on `fake`, publishing into `server`.
+    fn actor(
+        fake: &Arc<berth_runtime::fake::FakeRuntime>,
+        server: &Server,
+    ) -> (
+        crate::task::TaskActor,
+        tokio::sync::watch::Sender<berth_agent_protocol::DesiredTask>,
+        tokio::sync::mpsc::UnboundedReceiver<berth_agent_protocol::TaskReport>,
+    ) {
+        use berth_model::lifecycle::{DesiredTaskStatus, TaskStatus};
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let ctx = crate::task::TaskContext {
+            runtime: fake.clone(),
+            cluster: "c".into(),
+            instance_arn: "arn:i".into(),
+            reports: tx,
+            metadata_base: Some(format!("http://{}/v4", server.addr)),
+            metadata: Some(server.registry.clone()),
+            availability_zone: "az".into(),
+            events: crate::events::Router::new(),
         };
-        registry.publish("tok", meta);
-        (addr, registry)
+        let td = serde_json::from_value(json!({
+            "family": "f", "revision": 1,
+            "containerDefinitions": [{"name": "web", "image": "img", "memory": 16}]
+        }))
+        .unwrap();
+        let (dtx, drx) = tokio::sync::watch::channel(berth_agent_protocol::DesiredTask {
+            task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),
+            desired_status: DesiredTaskStatus::Running,
+            last_status: TaskStatus::Pending,
+            task_definition: td,
+            ..Default::default()
+        });
+        (crate::task::TaskActor::new(ctx, drx), dtx, rx)
+    }
+
+    async fn until_running(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<berth_agent_protocol::TaskReport>,
+    ) {
+        loop {
+            let r = rx.recv().await.expect("reports");
+            if r.change.status.as_deref() == Some("RUNNING") {
+                return;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restarted_agent_serves_adopted_containers_under_their_labelled_token() {
+        use berth_runtime::fake::{FakeRuntime, Op};
+        let fake = Arc::new(FakeRuntime::new());
+        fake.add_image("img");
+        let before = serve("127.0.0.1:0".parse().unwrap(), fake.clone()).await.unwrap();
+        let (first, dtx, mut reports) = actor(&fake, &before);
+        let running = tokio::spawn(first.run());
+        until_running(&mut reports).await;
+        let id = fake.container_ids().pop().expect("a container");
+        let spec = fake.spec(&id).unwrap();
+        let token = spec.labels.get(LABEL_TOKEN).expect("the token is in a label").clone();
+        let uri = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "ECS_CONTAINER_METADATA_URI_V4")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        assert_eq!(uri, format!("http://{}/v4/{token}-web", before.addr));
+        let path = format!("/v4/{token}-web/task");
+        let got = get(before.addr, &path).await;
+        assert!(got.contains(&format!("\"DockerId\":\"{id}\"")), "{got}");
+
+        // The agent goes away (its containers stay), and a new one starts with an empty
+        // registry: the token is found on the container and expected.
+        drop(dtx);
+        running.await.unwrap();
+        drop(before);
+        let after = serve("127.0.0.1:0".parse().unwrap(), fake.clone()).await.unwrap();
+        let labels = [(crate::spec::LABEL_INSTANCE.to_string(), "arn:i".to_string())];
+        assert_eq!(recover_tokens(fake.as_ref(), &labels).await, vec![token.clone()]);
+        after.registry.expect(recover_tokens(fake.as_ref(), &labels).await);
+        // A request that comes before the task is adopted waits for it...
+        let addr = after.addr;
+        let early = tokio::spawn(async move { get(addr, &path).await });
+        tokio::time::sleep(UNKNOWN_TOKEN_WAIT + Duration::from_millis(200)).await;
+        assert!(!early.is_finished(), "an expected token is waited for");
+        // ...and the adopting actor publishes under the labelled token.
+        let (second, _dtx, mut reports) = actor(&fake, &after);
+        let adopted = tokio::spawn(second.run());
+        until_running(&mut reports).await;
+        let got = tokio::time::timeout(Duration::from_secs(5), early).await.unwrap().unwrap();
+        assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+        assert!(got.contains(&format!("\"DockerId\":\"{id}\"")), "{got}");
+        assert!(got.contains("\"KnownStatus\":\"RUNNING\""), "{got}");
+        assert_eq!(fake.calls_of(Op::Create).len(), 1, "adopted, not created again");
+        adopted.abort();
+    }
+
+    #[test]
+    fn listen_specs_parse_a_port_or_an_address() {
+        assert_eq!("0".parse(), Ok(ListenSpec { ip: None, port: 0 }));
+        assert_eq!(
+            "172.17.0.1:51679".parse(),
+            Ok(ListenSpec { ip: Some([172, 17, 0, 1].into()), port: 51679 })
+        );
+        assert!("nope".parse::<ListenSpec>().is_err());
+        assert!("1.2.3.4".parse::<ListenSpec>().is_err());
+    }
+
+    #[test]
+    fn the_address_bound_last_time_comes_first() {
+        let gw: IpAddr = [172, 17, 0, 1].into();
+        let at = |p: u16| SocketAddr::from((gw, p));
+        // First start: the default port, else a free one.
+        assert_eq!(candidates(None, gw, None), (vec![at(DEFAULT_PORT), at(0)], false));
+        // Later starts: the port kept.
+        assert_eq!(
+            candidates(None, gw, Some(at(40000))),
+            (vec![at(40000), at(DEFAULT_PORT), at(0)], false)
+        );
+        // An explicit port is bound as given, or not at all.
+        let spec = Some(ListenSpec { ip: None, port: 7000 });
+        assert_eq!(candidates(spec, gw, Some(at(40000))), (vec![at(7000)], true));
+        // Port 0: a free port, then kept; a kept address on another IP is ignored.
+        let zero = Some(ListenSpec { ip: Some([127, 0, 0, 1].into()), port: 0 });
+        let lo = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        assert_eq!(candidates(zero, gw, None), (vec![lo(0)], false));
+        assert_eq!(candidates(zero, gw, Some(lo(40001))), (vec![lo(40001), lo(0)], false));
+        assert_eq!(candidates(zero, gw, Some(at(40001))), (vec![lo(0)], false));
+    }
+
+    #[tokio::test]
+    async fn the_address_is_kept_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime: Arc<dyn Runtime> = Arc::new(berth_runtime::fake::FakeRuntime::new());
+        let spec = Some(ListenSpec { ip: Some([127, 0, 0, 1].into()), port: 0 });
+        let lo: IpAddr = [127, 0, 0, 1].into();
+        let first = bind_stable(dir.path(), spec, lo, runtime.clone()).await.unwrap();
+        let addr = first.addr;
+        assert_ne!(addr.port(), 0);
+        drop(first);
+        // The next start binds the same address, once the old listener is gone (its thread
+        // closes it on its own time).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpListener::bind(addr).is_err() {
+            assert!(Instant::now() < deadline, "the stopped endpoint never let go of {addr}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let second = bind_stable(dir.path(), spec, lo, runtime.clone()).await.unwrap();
+        assert_eq!(second.addr, addr);
+        // Taken by someone else: another free port, written back.
+        let third = bind_stable(dir.path(), spec, lo, runtime.clone()).await.unwrap();
+        assert_ne!(third.addr, addr);
+        let kept = std::fs::read_to_string(address_file(dir.path())).unwrap();
+        assert_eq!(kept.trim(), third.addr.to_string());
+        // An explicit port that is taken is an error.
+        let taken = Some(ListenSpec { ip: Some(lo), port: third.addr.port() });
+        assert!(bind_stable(dir.path(), taken, lo, runtime).await.is_err());
     }
 
     #[test]

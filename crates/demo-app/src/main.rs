@@ -16,6 +16,11 @@
 //!   * anything else -> 404
 //! * `-check URL`: one HTTP/1.0 GET of URL; exit 0 on a 2xx status, else 1 (the image's
 //!   health-check command).
+//! * `-get URL`: the program's first action, one HTTP/1.0 GET of URL (`$NAME` and `${NAME}`
+//!   expanded from the environment, as the image has no shell), printed to stdout as
+//!   `get: STATUS MILLISms` and the body on the next line, or `get: error MESSAGE`; then the
+//!   other modes run, or, with none, it exits 0 on a 2xx status, else 1 (for tests of what a
+//!   container sees the moment it starts, such as the task metadata endpoint).
 //! * `-exit CODE [-after SECS]`: exit with CODE after SECS (default 0).
 //! * `-sleep SECS`: sleep, then exit 0.
 //! * `-print-env`: print the environment to stdout, then sleep until stopped.
@@ -42,6 +47,7 @@ use std::time::{Duration, Instant};
 pub struct Options {
     pub listen: Option<String>,
     pub check: Option<String>,
+    pub get: Option<String>,
     pub exit: Option<i32>,
     pub after: Option<f64>,
     pub sleep: Option<f64>,
@@ -51,7 +57,8 @@ pub struct Options {
     pub ignore_sigterm: bool,
 }
 
-const USAGE: &str = "usage: hello [-listen ADDR] [-fail-health-after SECS] [-ignore-sigterm]
+const USAGE: &str =
+    "usage: hello [-get URL] [-listen ADDR] [-fail-health-after SECS] [-ignore-sigterm]
        hello -check URL
        hello -exit CODE [-after SECS]
        hello -sleep SECS | -print-env | -alloc";
@@ -82,6 +89,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Options, St
         match name {
             "listen" => o.listen = Some(value("an address")?),
             "check" => o.check = Some(value("a URL")?),
+            "get" => o.get = Some(value("a URL")?),
             "exit" => {
                 let v = value("a code")?;
                 o.exit = Some(v.parse().map_err(|_| format!("-exit: {v:?} is not an integer"))?);
@@ -130,12 +138,20 @@ fn main() -> ExitCode {
             }
         };
     }
+    let got =
+        opts.get.as_ref().map(|url| get_and_print(&expand_env(url, |k| std::env::var(k).ok())));
     if let Err(e) = handle_signals(opts.ignore_sigterm) {
         eprintln!("hello: cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
     }
 
     let mode_given = opts.exit.is_some() || opts.sleep.is_some() || opts.print_env || opts.alloc;
+    if let Some(ok) = got
+        && !mode_given
+        && opts.listen.is_none()
+    {
+        return if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    }
     let listen = match (&opts.listen, mode_given) {
         (Some(l), _) => Some(l.clone()),
         (None, false) => {
@@ -196,6 +212,53 @@ fn main() -> ExitCode {
         alloc_forever();
     }
     ExitCode::SUCCESS
+}
+
+/// `-get`: one GET of `url`, printed (flushed at once); whether it answered 2xx.
+fn get_and_print(url: &str) -> bool {
+    let t0 = Instant::now();
+    let ok = match http::get(url, Duration::from_secs(10)) {
+        Ok(resp) => {
+            println!("get: {} {}ms", resp.status, t0.elapsed().as_millis());
+            println!("{}", String::from_utf8_lossy(&resp.body));
+            (200..300).contains(&resp.status)
+        }
+        Err(e) => {
+            println!("get: error {e} (after {}ms)", t0.elapsed().as_millis());
+            false
+        }
+    };
+    let _ = std::io::stdout().flush();
+    ok
+}
+
+/// `$NAME` and `${NAME}` in `s`, replaced by `var(NAME)` (empty when unset).
+pub fn expand_env(s: &str, var: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, tail) = if let Some(braced) = after.strip_prefix('{') {
+            match braced.split_once('}') {
+                Some((n, t)) => (n, t),
+                None => ("", after),
+            }
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        if name.is_empty() {
+            out.push('$');
+        } else {
+            out.push_str(&var(name).unwrap_or_default());
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// SIGTERM/SIGINT: exit 0 at once, or be ignored.
@@ -355,6 +418,17 @@ mod tests {
         assert!(parse_args(args("-bogus")).is_err());
         assert!(parse_args(args("stray")).is_err());
         assert_eq!(parse_args(Vec::new()).unwrap(), Options::default());
+    }
+
+    #[test]
+    fn get_urls_expand_the_environment() {
+        let var = |k: &str| (k == "URI").then(|| "http://h:1/v4/t".to_string());
+        assert_eq!(expand_env("${URI}/task", var), "http://h:1/v4/t/task");
+        assert_eq!(expand_env("$URI/task", var), "http://h:1/v4/t/task");
+        assert_eq!(expand_env("a$NOPE-b", var), "a-b");
+        assert_eq!(expand_env("cost $ 5 ${", var), "cost $ 5 ${");
+        let o = parse_args(args("-get $URI -listen :1")).unwrap();
+        assert_eq!(o.get.as_deref(), Some("$URI"));
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! order with each container's `stopTimeout` (SIGTERM, then SIGKILL). An essential container
 //! that exits stops the task (`EssentialContainerExited`); a failed pull stops it with
 //! `CannotPullContainerError` in the reason (`TaskFailedToStart`). A restarted agent adopts
-//! the task's containers by label instead of starting new ones.
+//! the task's containers by label instead of starting new ones, and takes the task's metadata
+//! token back from their label, so the URIs they hold keep working.
 //!
 //! The actor re-reads a container when the runtime's events say something changed about it
 //! (routed to its [`Watch`](crate::events::Watch)), when the event stream (re)subscribes, when
@@ -217,6 +218,15 @@ impl TaskActor {
         self.desired.borrow().desired_status == DesiredTaskStatus::Stopped
     }
 
+    /// With `reason`, the task is refused: it stops without starting anything
+    /// (`TaskFailedToStart`, the reason as its `stoppedReason`).
+    pub fn refuse(mut self, reason: Option<String>) -> Self {
+        if let Some(r) = reason {
+            self.fail((TaskStopCode::TaskFailedToStart, r));
+        }
+        self
+    }
+
     /// Runs the task to completion, or until the agent shuts down (then the containers are
     /// left running for the next agent to adopt).
     pub async fn run(mut self) {
@@ -224,6 +234,7 @@ impl TaskActor {
         self.publish();
         if self.known < TaskStatus::Running
             && !self.wants_stop()
+            && self.stop_code.is_none()
             && let Err(failure) = self.start().await
         {
             if self.detached {
@@ -258,6 +269,10 @@ impl TaskActor {
         for c in found {
             let Some(name) = c.labels.get(spec::LABEL_CONTAINER_NAME) else { continue };
             let Some(i) = self.runs.iter().position(|r| &r.name == name) else { continue };
+            // The token its containers' metadata URIs hold (never logged).
+            if let Some(token) = c.labels.get(crate::metadata::LABEL_TOKEN) {
+                self.metadata_token.clone_from(token);
+            }
             self.set_id(i, c.id.clone());
             self.refresh(i).await;
         }

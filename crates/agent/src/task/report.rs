@@ -65,7 +65,7 @@ impl TaskActor {
     }
 
     /// Updates this task's entry of the metadata endpoint (this actor is its only writer).
-    fn publish_metadata(&self) {
+    pub(super) fn publish_metadata(&self) {
         let Some(registry) = &self.ctx.metadata else { return };
         if self.known == TaskStatus::Stopped {
             registry.remove(&self.metadata_token);

@@ -8,7 +8,11 @@
 //!   COMPLETE, SUCCESS, HEALTHY), re-checked whenever an event concerns one of the task's
 //!   containers and at least every [`DEPENDENCY_RECHECK`]; a condition that can no longer
 //!   hold, or the container's `startTimeout`, fails the task.
-//! * A container's id is registered for events as soon as it is created.
+//! * A container's id is registered for events as soon as it is created, and shown by the
+//!   task metadata endpoint before the container starts (a container that asks for its
+//!   metadata as its first action sees its `DockerId`).
+//! * Every container given a metadata URI carries the task's token in the label
+//!   [`LABEL_TOKEN`](crate::metadata::LABEL_TOKEN), so a restarted agent serves it again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -169,7 +173,7 @@ impl TaskActor {
             .as_ref()
             .map(|b| format!("{b}/{}-{}", self.metadata_token, self.runs[i].name));
         let desired = self.desired.borrow().clone();
-        let spec = spec::container_spec(
+        let mut spec = spec::container_spec(
             &self.td,
             &self.runs[i].def,
             desired.overrides.as_ref(),
@@ -177,6 +181,10 @@ impl TaskActor {
             uri.as_deref(),
             &ids,
         );
+        if uri.is_some() {
+            spec.labels
+                .insert(crate::metadata::LABEL_TOKEN.to_string(), self.metadata_token.clone());
+        }
         let id = match self.ctx.runtime.create(&spec).await {
             Ok(id) => id,
             Err(e) => {
@@ -187,6 +195,8 @@ impl TaskActor {
             }
         };
         self.set_id(i, id.clone());
+        // Before it starts: its first request for metadata sees its id.
+        self.publish_metadata();
         if let Err(e) = self.ctx.runtime.start(&id).await {
             let reason = format!("CannotStartContainerError: {e}");
             self.runs[i].reason = Some(reason.clone());
