@@ -18,6 +18,18 @@
 //! * on every (re)start the agent reports the state of every task it runs with
 //!   SubmitTaskStateChange before acting, and stops containers of tasks the answer does not
 //!   list.
+//!
+//! Errors are AWS error answers (`__type`, `message`); besides ECS's own codes the channel
+//! has two of its own ([`errors`]), each with one meaning the agent acts on:
+//! * a poll answered [`errors::INSTANCE_UNKNOWN`]: the server has no record of the instance,
+//!   live or deregistered (an older database restored, or another server). The agent logs
+//!   it, registers as a new instance and keeps every container it runs: nothing is stopped
+//!   for want of knowledge. Only an instance that *was* deregistered is answered
+//!   `instanceStatus: INACTIVE`, on which the agent stops everything and exits;
+//! * a report answered [`errors::STALE_REPORT`]: the report's `(epoch, seq)` is older than
+//!   what the server holds (a delayed retry, a replay, or a report of an earlier registration
+//!   of the instance). It changed nothing; the agent drops it, never retries it, and polls
+//!   again at once for the current state and epoch.
 #![forbid(unsafe_code)]
 
 use berth_model::lifecycle::{DesiredTaskStatus, InstanceStatus, TaskStatus};
@@ -141,6 +153,17 @@ mod tests {
     }
 }
 
+/// The agent channel's own error codes (the `__type` of an error answer).
+pub mod errors {
+    /// Poll: the server knows no container instance by this ARN, live or deregistered (HTTP
+    /// 404). Not INACTIVE: the agent registers again and keeps its containers.
+    pub const INSTANCE_UNKNOWN: &str = "ContainerInstanceUnknownException";
+    /// Report: the report is older than the last one applied to the task, or comes from an
+    /// earlier registration of the instance (HTTP 409). It changed nothing; the agent drops
+    /// it and polls again.
+    pub const STALE_REPORT: &str = "StaleReportException";
+}
+
 /// Path of the report endpoint: SubmitTaskStateChange with what the public shape lacks.
 pub const REPORT_PATH: &str = "/berth/agent/v1/report";
 
@@ -163,9 +186,15 @@ pub struct TaskReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<f64>,
     /// The registration epoch of the agent that sent it (from [`PollResponse::epoch`]) and the
-    /// agent's report sequence number: the server ignores a report whose (epoch, seq) is not
-    /// newer than the last one it applied to the task, or whose epoch is older than the
-    /// instance's, so a delayed or replayed report never overrides newer state. 0 = unfenced.
+    /// agent's report sequence number, growing with every report of the agent process. On
+    /// the report endpoint both are required (`epoch` >= 1, else `InvalidParameterException`):
+    /// * an epoch newer than the instance's is refused (`ClientException`, naming both) and
+    ///   changes nothing, so a forged or corrupt report cannot pin the mark;
+    /// * an epoch older than the instance's, or an (epoch, seq) not newer than the last one
+    ///   applied to the task, is stale: [`errors::STALE_REPORT`], and nothing changes.
+    ///
+    /// ECS's public SubmitTaskStateChange carries neither (0 here): it is not fenced, only
+    /// held to the forward-only lifecycle.
     #[serde(default)]
     pub epoch: u64,
     #[serde(default)]
@@ -178,4 +207,39 @@ pub struct TaskReport {
 pub struct ContainerHealth {
     pub container_name: String,
     pub health_status: berth_wire::ecs::HealthStatus,
+}
+
+// ---- Joining with a join token (issue #10) ----
+
+/// Path of the join endpoint: unauthenticated, over TLS; exchanges a join token for the
+/// instance's own access key.
+pub const JOIN_PATH: &str = "/berth/agent/v1/join";
+
+/// What a joining agent sends: the token and its RegisterContainerInstance request (the
+/// server registers a new instance; any `containerInstanceArn` in it is ignored).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinRequest {
+    pub token: String,
+    pub registration: berth_wire::ecs::RegisterContainerInstanceRequest,
+}
+
+/// The server's answer: the registered instance and an access key bound to it (it may only
+/// poll, report and re-register for that instance).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinResponse {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub registration: berth_wire::ecs::RegisterContainerInstanceResponse,
+}
+
+impl std::fmt::Debug for JoinResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinResponse")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("registration", &self.registration)
+            .finish()
+    }
 }

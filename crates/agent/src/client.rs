@@ -1,6 +1,10 @@
 //! A SigV4-signing client for the control plane: ECS operations over AWS JSON 1.1, and the
 //! agent channel's endpoints. One keep-alive HTTP/1.1 connection pool; every call has a
 //! deadline, and every answer is read up to [`MAX_ANSWER_BYTES`] only.
+//!
+//! `https://` endpoints are reached over TLS (rustls) trusting only the CA given to
+//! [`Client::with_ca`] (the server's `DATA_DIR/tls/ca.pem`, pinned with `--ca-file`), never
+//! the system roots; an `https://` endpoint without a CA is refused at construction.
 
 use std::time::Duration;
 
@@ -59,8 +63,10 @@ impl ClientError {
 pub struct Client {
     endpoint: String,
     host: String,
-    signer: Signer,
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    /// Replaced once by [`Client::set_credentials`] when an agent joins.
+    signer: std::sync::Arc<std::sync::RwLock<Signer>>,
+    region: String,
+    http: HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     max_answer_bytes: usize,
 }
 
@@ -70,6 +76,17 @@ impl Client {
         endpoint: &str,
         credentials: Credentials,
         region: &str,
+    ) -> Result<Self, ClientError> {
+        Self::with_ca(endpoint, credentials, region, None)
+    }
+
+    /// A client for `endpoint`, `http://` or `https://`; over TLS it trusts the CA
+    /// certificates in `ca_pem` (PEM) alone.
+    pub fn with_ca(
+        endpoint: &str,
+        credentials: Credentials,
+        region: &str,
+        ca_pem: Option<&[u8]>,
     ) -> Result<Self, ClientError> {
         let endpoint = endpoint.trim_end_matches('/').to_string();
         let uri: http::Uri = endpoint.parse().map_err(|e| ClientError::Transport {
@@ -81,19 +98,49 @@ impl Client {
                 endpoint: endpoint.clone(),
                 message: "the URL has no host".into(),
             })?;
+        let https = uri.scheme_str() == Some("https");
+        let tls_error =
+            |message: String| ClientError::Transport { endpoint: endpoint.clone(), message };
+        let tls = match ca_pem {
+            Some(pem) => pinned_client_config(pem).map_err(|e| tls_error(e.to_string()))?,
+            None if https => {
+                return Err(tls_error(
+                    "an https endpoint needs the server's CA: pass --ca-file (the server's DATA_DIR/tls/ca.pem)".into(),
+                ));
+            }
+            // Plain HTTP only: a configuration that trusts nothing.
+            None => empty_client_config().map_err(|e| tls_error(e.to_string()))?,
+        };
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
         Ok(Self {
             endpoint,
             host,
-            signer: Signer::new(credentials, region, "ecs"),
+            signer: std::sync::Arc::new(std::sync::RwLock::new(Signer::new(
+                credentials,
+                region,
+                "ecs",
+            ))),
+            region: region.to_string(),
             http,
             max_answer_bytes: MAX_ANSWER_BYTES,
         })
+    }
+
+    /// Signs every later call (of this client and its clones) with `credentials`.
+    pub fn set_credentials(&self, credentials: Credentials) {
+        let signer = Signer::new(credentials, self.region.clone(), "ecs");
+        *self.signer.write().unwrap_or_else(std::sync::PoisonError::into_inner) = signer;
     }
 
     /// The same client, reading answers of at most `bytes` bytes.
@@ -114,6 +161,17 @@ impl Client {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<(u16, Bytes), ClientError> {
+        self.post_as(path, target, body, timeout, true).await
+    }
+
+    async fn post_as(
+        &self,
+        path: &str,
+        target: Option<&str>,
+        body: Vec<u8>,
+        timeout: Duration,
+        signed: bool,
+    ) -> Result<(u16, Bytes), ClientError> {
         let content_type =
             if target.is_some() { "application/x-amz-json-1.1" } else { "application/json" };
         let mut headers: Vec<(&str, &str)> =
@@ -123,7 +181,14 @@ impl Client {
         }
         let parts =
             RequestParts { method: "POST", path, query: "", headers: &headers, body: &body };
-        let signed = self.signer.sign(&parts, time::OffsetDateTime::now_utc());
+        let signed = if signed {
+            self.signer
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .sign(&parts, time::OffsetDateTime::now_utc())
+        } else {
+            Vec::new()
+        };
         let mut req = http::Request::post(format!("{}{path}", self.endpoint));
         for (k, v) in headers.iter().skip(1) {
             req = req.header(*k, *v);
@@ -184,6 +249,18 @@ impl Client {
         Self::decode(op, status, &bytes)
     }
 
+    /// Calls an endpoint unsigned (the join exchange, whose token is the credential).
+    pub async fn unsigned<I: Serialize, O: DeserializeOwned>(
+        &self,
+        path: &str,
+        input: &I,
+        timeout: Duration,
+    ) -> Result<O, ClientError> {
+        let body = serde_json::to_vec(input).expect("agent messages serialise");
+        let (status, bytes) = self.post_as(path, None, body, timeout, false).await?;
+        Self::decode(path, status, &bytes)
+    }
+
     /// Calls an agent-channel endpoint; `timeout` covers a held poll.
     pub async fn agent<I: Serialize, O: DeserializeOwned>(
         &self,
@@ -195,6 +272,34 @@ impl Client {
         let (status, bytes) = self.post(path, None, body, timeout).await?;
         Self::decode(path, status, &bytes)
     }
+}
+
+fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A TLS client configuration trusting the CA certificates in `ca_pem` alone.
+pub fn pinned_client_config(ca_pem: &[u8]) -> Result<rustls::ClientConfig, rustls::Error> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem).filter_map(Result::ok) {
+        roots.add(cert)?;
+    }
+    if roots.is_empty() {
+        return Err(rustls::Error::General("the CA file holds no PEM certificate".into()));
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+fn empty_client_config() -> Result<rustls::ClientConfig, rustls::Error> {
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth())
 }
 
 #[cfg(test)]

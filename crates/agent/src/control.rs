@@ -18,7 +18,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_agent_protocol::{POLL_PATH, PollRequest, PollResponse, REPORT_PATH, TaskReport};
+use berth_agent_protocol::{
+    JOIN_PATH, JoinRequest, JoinResponse, POLL_PATH, PollRequest, PollResponse, REPORT_PATH,
+    TaskReport,
+};
 use berth_wire::ecs::{RegisterContainerInstanceRequest, RegisterContainerInstanceResponse};
 
 use crate::client::{Client, ClientError};
@@ -42,6 +45,16 @@ pub trait ControlPlane: Send + Sync + 'static {
 
     /// Delivers one task report; `Ok` once acknowledged.
     async fn report(&self, report: &TaskReport) -> Result<(), ClientError>;
+
+    /// Exchanges a join token for a new instance's registration and its own access key, and
+    /// signs every later call with that key.
+    async fn join(&self, req: &JoinRequest) -> Result<JoinResponse, ClientError> {
+        let _ = req;
+        Err(ClientError::Decode {
+            op: "Join".into(),
+            message: "this control plane does not support join tokens".into(),
+        })
+    }
 }
 
 #[async_trait]
@@ -60,5 +73,15 @@ impl ControlPlane for Client {
 
     async fn report(&self, report: &TaskReport) -> Result<(), ClientError> {
         self.agent::<_, serde_json::Value>(REPORT_PATH, report, REPORT_TIMEOUT).await.map(|_| ())
+    }
+
+    async fn join(&self, req: &JoinRequest) -> Result<JoinResponse, ClientError> {
+        let resp: JoinResponse = self.unsigned(JOIN_PATH, req, REPORT_TIMEOUT).await?;
+        self.set_credentials(berth_sigv4::Credentials {
+            access_key_id: resp.access_key_id.clone(),
+            secret_access_key: resp.secret_access_key.clone(),
+            session_token: None,
+        });
+        Ok(resp)
     }
 }

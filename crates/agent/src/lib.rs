@@ -11,6 +11,21 @@
 //! nothing wrong. Containers of this instance that belong to no desired task are stopped and
 //! removed; containers of desired tasks are adopted, never started twice.
 //!
+//! What the agent stops is decided by what the server *says*, never by what it does not
+//! know, as ECS's agent stops a task only when its backend names it to stop:
+//! * an instance the server answers `INACTIVE` was deregistered: every task here is stopped
+//!   and the agent exits;
+//! * an instance the server has no record of at all (`ContainerInstanceUnknownException`: an
+//!   older database restored, or the agent pointed at another server) is not deregistered:
+//!   the agent logs it, leaves its task actors (their containers keep running), registers as
+//!   a new instance (RegisterContainerInstance without the old ARN, so the server's EC2
+//!   instance id index finds nothing and issues a new one) and carries on as that instance.
+//!   The old instance's containers carry the old ARN in their labels, so the new instance
+//!   never counts them as its orphans: nothing is stopped or removed, on re-registration or
+//!   after. They run on unmanaged (the log names them); pointed back at the server that
+//!   placed them, the agent gets its old instance back by its EC2 instance id and adopts
+//!   them; otherwise the operator removes them.
+//!
 //! The control plane is reached through [`control::ControlPlane`] (the HTTP [`Client`] in
 //! production), the engine through [`Runtime`]; the runtime's container events
 //! ([`events`]) tell each actor when to re-read its containers, so nothing is polled while
@@ -19,6 +34,7 @@
 
 pub mod client;
 pub mod control;
+pub mod credentials;
 pub mod events;
 pub mod metadata;
 pub mod spec;
@@ -35,7 +51,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_agent_protocol::{DesiredTask, PollRequest, TaskReport};
-use berth_model::lifecycle::{DesiredTaskStatus, InstanceStatus};
+use berth_model::lifecycle::{DesiredTaskStatus, InstanceStatus, TaskStatus};
 use berth_runtime::Runtime;
 use berth_wire::ecs::{
     Attribute, RegisterContainerInstanceRequest, RegisterContainerInstanceResponse, Resource,
@@ -49,6 +65,8 @@ use crate::spec::{LABEL_INSTANCE, LABEL_TASK_ARN};
 use crate::task::{TaskActor, TaskContext};
 
 use berth_agent_protocol::{RESERVED_MEMORY_MIB, RESERVED_PORTS};
+/// What an agent lets tasks do to its host ([`AgentConfig::host_access`]).
+pub use berth_model::host_access;
 /// How long the agent asks the server to hold a poll.
 const POLL_WAIT_SECONDS: u32 = 20;
 
@@ -72,6 +90,39 @@ pub struct AgentConfig {
     /// Credentials to sign with; `None` resolves the standard chain (environment, then the
     /// shared credentials file), as the ECS agent uses its instance's role.
     pub credentials: Option<berth_sigv4::Credentials>,
+    /// Where the task metadata endpoint listens (`--metadata-listen`); `None`: the address
+    /// bound last time, else the Docker bridge gateway on [`metadata::DEFAULT_PORT`]
+    /// ([`metadata::bind_stable`]).
+    pub metadata_listen: Option<metadata::ListenSpec>,
+    /// The host access it allows (`--allow-*`; nothing by default): advertised as attributes
+    /// and checked again before a task starts ([`berth_model::host_access`]).
+    pub host_access: berth_model::host_access::HostAccess,
+}
+
+/// How the agent reaches and proves itself to the control plane (issue #10), besides
+/// [`AgentConfig::credentials`].
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// The server's CA (PEM) to pin for an `https://` server; default `DATA_DIR/ca.pem` when
+    /// it exists. Only this CA is trusted, never the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// A join token (`berth token create` on the server's machine), exchanged once for this
+    /// instance's own key, which is then kept in `DATA_DIR/instance-credentials.json`.
+    pub join_token: Option<String>,
+}
+
+/// Whether `endpoint`'s host is a loopback address (or `localhost`).
+fn is_loopback_endpoint(endpoint: &str) -> bool {
+    let Ok(uri) = endpoint.parse::<http::Uri>() else { return false };
+    match uri.host() {
+        Some("localhost") => true,
+        Some(h) => h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
 }
 
 /// A registered agent, ready to run.
@@ -80,8 +131,20 @@ pub struct Agent {
     control: Arc<dyn ControlPlane>,
     runtime: Arc<dyn Runtime>,
     instance_arn: String,
-    /// The task metadata endpoint's address and registry, when it could be served.
-    metadata: Option<(std::net::SocketAddr, metadata::Registry)>,
+    /// The task metadata endpoint (its address and registry), when it could be served.
+    metadata: Option<metadata::Server>,
+    /// What this host registered with, to register again as a new instance should the server
+    /// forget this one.
+    registration: RegisterContainerInstanceRequest,
+}
+
+/// Why a session (one registration's poll loop) ended.
+enum Ended {
+    Shutdown,
+    /// The instance was deregistered and everything here has stopped.
+    Deregistered,
+    /// The server has no record of the instance.
+    Unknown,
 }
 
 /// The attributes an instance registers with: what ECS names, for what Berth supports.
@@ -103,7 +166,6 @@ fn attributes(config: &AgentConfig, info: &berth_runtime::RuntimeInfo) -> Vec<At
         attr("ecs.capability.container-ordering", None),
         attr("ecs.capability.task-cpu-mem-limit", None),
         attr("ecs.capability.full-sync", None),
-        attr("com.amazonaws.ecs.capability.privileged-container", None),
         attr("com.amazonaws.ecs.capability.logging-driver.json-file", None),
         attr("com.amazonaws.ecs.capability.logging-driver.none", None),
         attr("com.amazonaws.ecs.capability.logging-driver.syslog", None),
@@ -114,6 +176,10 @@ fn attributes(config: &AgentConfig, info: &berth_runtime::RuntimeInfo) -> Vec<At
         info.api_version.split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(24);
     for minor in 17..=api_minor.min(44) {
         out.push(attr(&format!("com.amazonaws.ecs.capability.docker-remote-api.1.{minor}"), None));
+    }
+    // What the operator allowed (privileged containers, capabilities, host namespaces...).
+    for name in config.host_access.attributes() {
+        out.push(attr(&name, None));
     }
     for (k, v) in &config.attributes {
         out.retain(|a| a.name.as_deref() != Some(k));
@@ -156,12 +222,63 @@ impl Agent {
     /// Registers (or re-registers, from the state file) this host as a container instance
     /// with the control plane at `config.server`.
     pub async fn register(config: AgentConfig, runtime: Arc<dyn Runtime>) -> anyhow::Result<Self> {
-        let creds = match config.credentials.clone() {
-            Some(c) => c,
-            None => berth_sigv4::credentials::resolve(|k| std::env::var(k).ok())?,
+        Self::connect(config, runtime, Access::default()).await
+    }
+
+    /// [`Agent::register`] with a pinned CA and a join token. Credentials, first found:
+    /// `config.credentials`; the instance key saved by an earlier join (same cluster); a
+    /// join with `access.join_token`; the standard AWS chain, only for a loopback server
+    /// (a development fallback: the administrator key never leaves the server's machine).
+    pub async fn connect(
+        config: AgentConfig,
+        runtime: Arc<dyn Runtime>,
+        access: Access,
+    ) -> anyhow::Result<Self> {
+        let ca_file = access.ca_file.clone().or_else(|| {
+            let p = config.data_dir.join("ca.pem");
+            p.exists().then_some(p)
+        });
+        let ca_pem = match &ca_file {
+            Some(p) => Some(
+                std::fs::read(p)
+                    .with_context(|| format!("cannot read the CA file {}", p.display()))?,
+            ),
+            None => None,
         };
-        let client = Client::new(&config.server, creds, &config.region)?;
-        Self::register_with(config, runtime, Arc::new(client)).await
+        let saved = credentials::load(&config.data_dir)?.filter(|c| c.cluster == config.cluster);
+        let mut join = None;
+        let creds = match (config.credentials.clone(), saved, access.join_token) {
+            (Some(c), _, _) => c,
+            (None, Some(saved), token) => {
+                if token.is_some() {
+                    tracing::info!(
+                        instance = %saved.container_instance_arn,
+                        "already joined: using the saved instance key, not the join token"
+                    );
+                }
+                saved.sigv4()
+            }
+            (None, None, Some(token)) => {
+                join = Some(token);
+                // Replaced by the instance key the join returns.
+                berth_sigv4::Credentials {
+                    access_key_id: String::new(),
+                    secret_access_key: String::new(),
+                    session_token: None,
+                }
+            }
+            (None, None, None) => {
+                if !is_loopback_endpoint(&config.server) {
+                    anyhow::bail!(
+                        "{} is not on this machine: join it with --join-token (run `berth token create` on the server's machine); the administrator's credentials are for a server on loopback only",
+                        config.server
+                    );
+                }
+                berth_sigv4::credentials::resolve(|k| std::env::var(k).ok())?
+            }
+        };
+        let client = Client::with_ca(&config.server, creds, &config.region, ca_pem.as_deref())?;
+        Self::register_inner(config, runtime, Arc::new(client), join).await
     }
 
     /// [`Agent::register`] through a given control plane (`config.server` and
@@ -171,25 +288,45 @@ impl Agent {
         runtime: Arc<dyn Runtime>,
         control: Arc<dyn ControlPlane>,
     ) -> anyhow::Result<Self> {
+        Self::register_inner(config, runtime, control, None).await
+    }
+
+    /// Registers, or, with `join_token`, joins as a new instance and saves its key.
+    async fn register_inner(
+        config: AgentConfig,
+        runtime: Arc<dyn Runtime>,
+        control: Arc<dyn ControlPlane>,
+        join_token: Option<String>,
+    ) -> anyhow::Result<Self> {
         let info = runtime
             .info()
             .await
             .context("cannot reach the container runtime (is Docker running?)")?;
         // The task metadata endpoint, on the host's address on Docker's bridge (reachable from
-        // the task's containers, not from other hosts). Its port is registered as taken.
+        // the task's containers, not from other hosts), at the same address across restarts.
+        // Its port is registered as taken.
         let bind_ip: std::net::IpAddr = info
             .bridge_gateway
             .as_deref()
             .and_then(|g| g.parse().ok())
             .unwrap_or([127, 0, 0, 1].into());
-        let metadata = match metadata::serve((bind_ip, 0).into(), runtime.clone()).await {
+        let metadata = match metadata::bind_stable(
+            &config.data_dir,
+            config.metadata_listen,
+            bind_ip,
+            runtime.clone(),
+        )
+        .await
+        {
             Ok(m) => Some(m),
+            // Asked for by the operator: not serving it is an error.
+            Err(e) if config.metadata_listen.is_some() => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, %bind_ip, "task metadata endpoint unavailable");
                 None
             }
         };
-        let own_ports: Vec<u16> = metadata.iter().map(|(a, _)| a.port()).collect();
+        let own_ports: Vec<u16> = metadata.iter().map(|m| m.addr.port()).collect();
         let mut st = state::load(&config.data_dir)?.unwrap_or_default();
         if st.cluster != config.cluster {
             // Another cluster (or first start): a new identity.
@@ -219,6 +356,45 @@ impl Agent {
             ..Default::default()
         };
         let mut delay = Duration::from_millis(200);
+        if let Some(token) = join_token {
+            let join = berth_agent_protocol::JoinRequest { token, registration: req.clone() };
+            let joined = loop {
+                match control.join(&join).await {
+                    Ok(r) => break r,
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(error = %e, "cannot join yet; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                    Err(e) => return Err(e).context("joining with the join token failed"),
+                }
+            };
+            let ci = joined.registration.container_instance.clone().unwrap_or_default();
+            let arn = ci.container_instance_arn.context("the join returned no instance ARN")?;
+            credentials::save(
+                &config.data_dir,
+                &credentials::InstanceCredentials {
+                    cluster: config.cluster.clone(),
+                    container_instance_arn: arn.clone(),
+                    access_key_id: joined.access_key_id.clone(),
+                    secret_access_key: joined.secret_access_key.clone(),
+                },
+            )?;
+            if let Some(ec2) = ci.ec2_instance_id {
+                st.ec2_instance_id = ec2;
+            }
+            st.container_instance_arn = Some(arn.clone());
+            state::save(&config.data_dir, &st)?;
+            tracing::info!(instance = %arn, cluster = %config.cluster, "joined");
+            return Ok(Self {
+                config,
+                control,
+                runtime,
+                instance_arn: arn,
+                metadata,
+                registration: req,
+            });
+        }
         let resp: RegisterContainerInstanceResponse = loop {
             match control.register(&req).await {
                 Ok(r) => break r,
@@ -245,7 +421,13 @@ impl Agent {
         st.container_instance_arn = Some(arn.clone());
         state::save(&config.data_dir, &st)?;
         tracing::info!(instance = %arn, cluster = %config.cluster, "registered");
-        Ok(Self { config, control, runtime, instance_arn: arn, metadata })
+        if let Some(m) = &metadata {
+            // Tokens of the containers a restarted agent will adopt: their requests wait for
+            // the adopting actor instead of a 404 (metadata::recover_tokens).
+            let labels = [(LABEL_INSTANCE.to_string(), arn.clone())];
+            m.registry.expect(metadata::recover_tokens(runtime.as_ref(), &labels).await);
+        }
+        Ok(Self { config, control, runtime, instance_arn: arn, metadata, registration: req })
     }
 
     /// This instance's ARN.
@@ -255,11 +437,92 @@ impl Agent {
 
     /// Runs until `shutdown` resolves. Running tasks are left running: a restarted agent
     /// adopts them.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            match self.session(&mut shutdown).await {
+                Ended::Shutdown | Ended::Deregistered => return Ok(()),
+                Ended::Unknown => {
+                    if !self.register_as_new(&mut shutdown).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The server has no record of this instance: registers as a new one, retrying until it
+    /// succeeds (nothing here is stopped meanwhile). `false`: shut down first.
+    async fn register_as_new<F: std::future::Future<Output = ()>>(
+        &mut self,
+        shutdown: &mut std::pin::Pin<&mut F>,
+    ) -> bool {
+        let old = self.instance_arn.clone();
+        let labels = [(LABEL_INSTANCE.to_string(), old.clone())];
+        let kept: Vec<String> = match self.runtime.list(&labels).await {
+            Ok(found) => found.into_iter().map(|c| c.name).collect(),
+            Err(_) => vec![],
+        };
+        tracing::warn!(
+            instance = %old,
+            containers = ?kept,
+            "the server has no record of this container instance (an older database restored, or another server?): registering as a new instance; the containers of the old one are kept running, unmanaged (pointed back at the server that placed them, the agent adopts them again)"
+        );
+        let mut req = self.registration.clone();
+        req.container_instance_arn = None;
+        let mut delay = Duration::from_millis(200);
+        let arn = loop {
+            let answer = tokio::select! {
+                _ = shutdown.as_mut() => return false,
+                r = self.control.register(&req) => r,
+            };
+            match answer.map(|r| r.container_instance.and_then(|c| c.container_instance_arn)) {
+                Ok(Some(arn)) => break arn,
+                Ok(None) => tracing::warn!("RegisterContainerInstance returned no ARN; retrying"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot register as a new instance yet; retrying")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.as_mut() => return false,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        };
+        match state::load(&self.config.data_dir) {
+            Ok(Some(mut st)) => {
+                st.container_instance_arn = Some(arn.clone());
+                if let Err(e) = state::save(&self.config.data_dir, &st) {
+                    tracing::warn!(error = %e, "cannot save the new instance ARN");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot update the state file"),
+        }
+        tracing::info!(instance = %arn, previous = %old, cluster = %self.config.cluster, "registered as a new container instance");
+        self.instance_arn = arn;
+        true
+    }
+
+    /// One registration's poll loop, until shutdown, deregistration, or the server not
+    /// knowing the instance.
+    async fn session<F: std::future::Future<Output = ()>>(
+        &self,
+        shutdown: &mut std::pin::Pin<&mut F>,
+    ) -> Ended {
         let (report_tx, report_rx) = mpsc::unbounded_channel::<TaskReport>();
         let epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let reporter =
-            tokio::spawn(deliver_reports(self.control.clone(), report_rx, epoch.clone()));
+        // Set by the reporter when a report was stale: poll again at once, from scratch.
+        let repoll = Arc::new(tokio::sync::Notify::new());
+        let reporter = tokio::spawn(deliver_reports(
+            self.control.clone(),
+            report_rx,
+            epoch.clone(),
+            repoll.clone(),
+        ));
         let router = events::Router::new();
         let follower = tokio::spawn(events::follow(
             self.runtime.clone(),
@@ -271,8 +534,8 @@ impl Agent {
             cluster: self.config.cluster.clone(),
             instance_arn: self.instance_arn.clone(),
             reports: report_tx,
-            metadata_base: self.metadata.as_ref().map(|(addr, _)| format!("http://{addr}/v4")),
-            metadata: self.metadata.as_ref().map(|(_, r)| r.clone()),
+            metadata_base: self.metadata.as_ref().map(|m| format!("http://{}/v4", m.addr)),
+            metadata: self.metadata.as_ref().map(|m| m.registry.clone()),
             availability_zone: self.config.availability_zone.clone(),
             events: router,
         };
@@ -280,8 +543,7 @@ impl Agent {
             HashMap::new();
         let mut seen = 0u64;
         let mut delay = Duration::from_millis(200);
-        tokio::pin!(shutdown);
-        loop {
+        let ended = loop {
             let req = PollRequest {
                 cluster: self.config.cluster.clone(),
                 container_instance_arn: self.instance_arn.clone(),
@@ -290,7 +552,11 @@ impl Agent {
             };
             let poll = self.control.poll(&req);
             let resp = tokio::select! {
-                _ = &mut shutdown => break,
+                _ = shutdown.as_mut() => break Ended::Shutdown,
+                _ = repoll.notified() => {
+                    seen = 0;
+                    continue;
+                }
                 r = poll => r,
             };
             let resp = match resp {
@@ -298,10 +564,15 @@ impl Agent {
                     delay = Duration::from_millis(200);
                     r
                 }
+                Err(ClientError::Aws { code, .. })
+                    if code == berth_agent_protocol::errors::INSTANCE_UNKNOWN =>
+                {
+                    break Ended::Unknown;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "poll failed; retrying");
                     tokio::select! {
-                        _ = &mut shutdown => break,
+                        _ = shutdown.as_mut() => break Ended::Shutdown,
                         _ = tokio::time::sleep(delay) => {}
                     }
                     delay = (delay * 2).min(Duration::from_secs(5));
@@ -334,7 +605,14 @@ impl Agent {
                     }
                     None => {
                         let (tx, rx) = watch::channel(t.clone());
-                        let handle = tokio::spawn(TaskActor::new(ctx.clone(), rx).run());
+                        // Defence in depth: a task asking for host access this agent does
+                        // not allow never starts (placement should not have sent it).
+                        let refused = (t.last_status == TaskStatus::Pending
+                            && t.desired_status == DesiredTaskStatus::Running)
+                            .then(|| self.config.host_access.refusal(&t.task_definition))
+                            .flatten();
+                        let actor = TaskActor::new(ctx.clone(), rx).refuse(refused);
+                        let handle = tokio::spawn(actor.run());
                         actors.insert(arn.clone(), (tx, handle));
                     }
                 }
@@ -342,14 +620,21 @@ impl Agent {
             self.remove_orphans(&desired, &actors).await;
             if resp.instance_status == InstanceStatus::Inactive && actors.is_empty() {
                 tracing::warn!("this container instance was deregistered; the agent stops");
-                break;
+                break Ended::Deregistered;
             }
-        }
+        };
+        // Dropping the actors' senders detaches them: their containers stay as they are.
+        drop(actors);
         drop(ctx);
         follower.abort();
-        // Let in-flight reports go out (bounded), then stop.
-        let _ = tokio::time::timeout(Duration::from_secs(5), reporter).await;
-        Ok(())
+        if let Ended::Unknown = ended {
+            // The server knows none of these tasks: their reports cannot be delivered.
+            reporter.abort();
+        } else {
+            // Let in-flight reports go out (bounded), then stop.
+            let _ = tokio::time::timeout(Duration::from_secs(5), reporter).await;
+        }
+        ended
     }
 
     /// Stops and removes containers of this instance that belong to no task the control plane
@@ -376,13 +661,16 @@ impl Agent {
 }
 
 /// Delivers reports: per task, the newest state, retried until acknowledged. Each report is
-/// stamped, as it arrives, with the instance's registration epoch and a sequence number that
-/// grows with every report of this process, so that the server can tell a delayed retry from a
-/// newer state. Nothing is sent before the first poll has told the epoch.
+/// stamped, as it arrives, with a sequence number that grows with every report of this
+/// process, and at each attempt with the instance's registration epoch as the last poll told
+/// it, so that the server can tell a delayed retry from a newer state. Nothing is sent before
+/// the first poll has told the epoch. A report the server answers stale changed nothing and
+/// is dropped, never retried; `repoll` then asks the poll loop for the current state.
 async fn deliver_reports(
     control: Arc<dyn ControlPlane>,
     mut rx: mpsc::UnboundedReceiver<TaskReport>,
     epoch: Arc<std::sync::atomic::AtomicU64>,
+    repoll: Arc<tokio::sync::Notify>,
 ) {
     use std::sync::atomic::Ordering;
     let mut pending: HashMap<String, TaskReport> = HashMap::new();
@@ -412,9 +700,7 @@ async fn deliver_reports(
             continue;
         }
         for r in pending.values_mut() {
-            if r.epoch == 0 {
-                r.epoch = current;
-            }
+            r.epoch = current;
         }
         let mut failed = false;
         let tasks: Vec<String> = pending.keys().cloned().collect();
@@ -430,6 +716,13 @@ async fn deliver_reports(
                 Err(e) if e.is_transient() => {
                     tracing::debug!(task = %t, error = %e, "report not delivered; will retry");
                     failed = true;
+                }
+                Err(ClientError::Aws { code, message, .. })
+                    if code == berth_agent_protocol::errors::STALE_REPORT =>
+                {
+                    tracing::info!(task = %t, %message, "report stale; dropped, polling again");
+                    pending.remove(&t);
+                    repoll.notify_one();
                 }
                 Err(e) => {
                     tracing::warn!(task = %t, error = %e, "report refused");

@@ -33,6 +33,12 @@ struct Seen {
     acked: Vec<TaskReport>,
     /// This many next report attempts fail as if the server were unreachable.
     failing_reports: usize,
+    /// This many next reports are applied but their answers lost (as a timeout would).
+    lost_answers: usize,
+    /// The report attempts answered stale (not newer than what was applied to the task).
+    stale: Vec<TaskReport>,
+    /// The one container instance the server knows (registrations get this ARN).
+    instance: String,
 }
 
 /// A control plane in memory: long polls on the desired state the test sets, acknowledges
@@ -52,7 +58,8 @@ impl FakeControlPlane {
             ..Default::default()
         });
         let (progress, _) = watch::channel(0);
-        Arc::new(Self { seen: Mutex::new(Seen::default()), desired, progress })
+        let seen = Seen { instance: ARN.into(), ..Seen::default() };
+        Arc::new(Self { seen: Mutex::new(seen), desired, progress })
     }
 
     fn seen(&self) -> MutexGuard<'_, Seen> {
@@ -75,6 +82,21 @@ impl FakeControlPlane {
 
     fn fail_reports(&self, n: usize) {
         self.seen().failing_reports = n;
+    }
+
+    fn lose_answers(&self, n: usize) {
+        self.seen().lost_answers = n;
+    }
+
+    /// The server no longer knows the instance (an older database was restored): it knows
+    /// no task, and the next registration without an ARN gets `next`.
+    fn forget_instance(&self, next: &str) {
+        self.seen().instance = next.into();
+        self.desired.send_modify(|d| {
+            d.version += 1;
+            d.tasks.clear();
+        });
+        self.bump();
     }
 
     /// Waits (up to 10 min of tokio time) until `pred` holds.
@@ -102,7 +124,8 @@ impl ControlPlane for FakeControlPlane {
     ) -> Result<RegisterContainerInstanceResponse, ClientError> {
         self.seen().registrations.push(req.clone());
         self.bump();
-        if req.container_instance_arn.as_deref().is_some_and(|a| a != ARN) {
+        let known = self.seen().instance.clone();
+        if req.container_instance_arn.as_deref().is_some_and(|a| a != known) {
             return Err(ClientError::Aws {
                 code: "ClientException".into(),
                 message: "no such container instance".into(),
@@ -111,7 +134,7 @@ impl ControlPlane for FakeControlPlane {
         }
         Ok(RegisterContainerInstanceResponse {
             container_instance: Some(ContainerInstance {
-                container_instance_arn: Some(ARN.into()),
+                container_instance_arn: Some(known),
                 ..Default::default()
             }),
         })
@@ -123,7 +146,15 @@ impl ControlPlane for FakeControlPlane {
         self.bump();
         let hold = Duration::from_secs(u64::from(req.wait_seconds));
         let deadline = tokio::time::Instant::now() + hold;
+        let unknown = || ClientError::Aws {
+            code: berth_agent_protocol::errors::INSTANCE_UNKNOWN.into(),
+            message: "not a container instance of this server".into(),
+            status: 404,
+        };
         loop {
+            if self.seen().instance != req.container_instance_arn {
+                return Err(unknown());
+            }
             let current = rx.borrow_and_update().clone();
             if current.version > req.seen_version {
                 return Ok(current);
@@ -144,12 +175,31 @@ impl ControlPlane for FakeControlPlane {
                     endpoint: "fake".into(),
                     message: "connection refused".into(),
                 })
+            } else if last(&seen, report.change.task.as_deref().unwrap_or_default())
+                .is_some_and(|r| (report.epoch, report.seq) <= (r.epoch, r.seq))
+            {
+                // As the server fences: not newer than what was applied to the task.
+                seen.stale.push(report.clone());
+                Err(ClientError::Aws {
+                    code: berth_agent_protocol::errors::STALE_REPORT.into(),
+                    message: "stale".into(),
+                    status: 409,
+                })
             } else {
                 seen.acked.push(report.clone());
-                Ok(())
+                if seen.lost_answers > 0 {
+                    seen.lost_answers -= 1;
+                    Err(ClientError::Transport {
+                        endpoint: "fake".into(),
+                        message: "no answer within 10s".into(),
+                    })
+                } else {
+                    Ok(())
+                }
             }
         };
-        if result.is_ok() && status_of(report) == "STOPPED" {
+        let applied = cp_applied(&self.seen(), report);
+        if applied && status_of(report) == "STOPPED" {
             self.desired.send_if_modified(|d| {
                 let before = d.tasks.len();
                 d.tasks.retain(|t| Some(t.task_arn.as_str()) != report.change.task.as_deref());
@@ -177,6 +227,8 @@ fn config(data_dir: &std::path::Path) -> AgentConfig {
         cpu: None,
         memory_mib: None,
         credentials: None,
+        metadata_listen: Some("127.0.0.1:0".parse().unwrap()),
+        host_access: Default::default(),
     }
 }
 
@@ -208,7 +260,7 @@ fn status_of(r: &TaskReport) -> &str {
 struct Running {
     stop: Option<oneshot::Sender<()>>,
     run: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Running {
@@ -225,7 +277,7 @@ impl Running {
         let run = tokio::spawn(agent.run(async {
             let _ = stopped.await;
         }));
-        Running { stop: Some(stop), run, _dir: dir }
+        Running { stop: Some(stop), run, dir }
     }
 
     async fn shutdown(mut self) {
@@ -302,10 +354,16 @@ fn cp_last(cp: &FakeControlPlane, id: &str) -> Option<TaskReport> {
     last(&cp.seen(), id).cloned()
 }
 
-/// The newest acknowledged report of task `id` in `seen` (for [`FakeControlPlane::wait_until`]).
+/// The newest acknowledged report of task `id` (a task id or ARN) in `seen` (for
+/// [`FakeControlPlane::wait_until`]).
 fn last<'a>(seen: &'a Seen, id: &str) -> Option<&'a TaskReport> {
-    let arn = task_arn(id);
+    let arn = if id.starts_with("arn:") { id.to_string() } else { task_arn(id) };
     seen.acked.iter().rev().find(|r| r.change.task.as_deref() == Some(arn.as_str()))
+}
+
+/// Whether `report` was applied (acknowledged or not).
+fn cp_applied(seen: &Seen, report: &TaskReport) -> bool {
+    seen.acked.last() == Some(report)
 }
 
 #[tokio::test(start_paused = true)]
@@ -453,4 +511,79 @@ async fn an_instance_the_server_forgot_registers_as_a_new_one() {
     let st = crate::state::load(dir.path()).unwrap().unwrap();
     assert_eq!(st.container_instance_arn.as_deref(), Some(ARN));
     assert_eq!(st.ec2_instance_id, "i-0123456789abcdef0", "the same host identity");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_the_server_does_not_know_registers_again_and_keeps_its_containers() {
+    let (rt, cp) = (runtime(), FakeControlPlane::new());
+    let agent = Running::start(&rt, &cp).await;
+    cp.set_desired(InstanceStatus::Active, vec![desired("t1", DesiredTaskStatus::Running)]);
+    cp.wait_until("t1 is reported RUNNING", |s| {
+        last(s, "t1").is_some_and(|r| status_of(r) == "RUNNING")
+    })
+    .await;
+    let t1_container = rt.container_ids();
+    assert_eq!(t1_container.len(), 1);
+    rt.clear_calls();
+    // The server forgets the instance (an older database restored, or another server).
+    const NEW: &str = "arn:aws:ecs:us-east-1:000000000000:container-instance/default/new";
+    cp.forget_instance(NEW);
+    cp.wait_until("the new instance's answer was acted on", |s| {
+        s.polls.iter().filter(|p| p.container_instance_arn == NEW).count() >= 2
+    })
+    .await;
+    {
+        let seen = cp.seen();
+        assert_eq!(seen.registrations.len(), 2);
+        let again = &seen.registrations[1];
+        assert_eq!(again.container_instance_arn, None, "registered as a new instance");
+        assert_eq!(
+            again.instance_identity_document, seen.registrations[0].instance_identity_document,
+            "the same host identity"
+        );
+    }
+    assert!(rt.calls_of(Op::Stop).is_empty(), "nothing stopped: {:?}", rt.calls());
+    assert!(rt.calls_of(Op::Remove).is_empty(), "nothing removed: {:?}", rt.calls());
+    assert_eq!(rt.container_ids(), t1_container, "t1's container runs on");
+    let st = crate::state::load(agent.dir.path()).unwrap().unwrap();
+    assert_eq!(st.container_instance_arn.as_deref(), Some(NEW));
+    // The new instance runs what it is given, labelled as its own.
+    cp.set_desired(InstanceStatus::Active, vec![desired("t2", DesiredTaskStatus::Running)]);
+    cp.wait_until("t2 is reported RUNNING", |s| {
+        last(s, "t2").is_some_and(|r| status_of(r) == "RUNNING")
+    })
+    .await;
+    assert_eq!(cp_last(&cp, "t2").unwrap().container_instance_arn, NEW);
+    let mine = rt.list(&[(LABEL_INSTANCE.to_string(), NEW.to_string())]).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert!(rt.calls_of(Op::Stop).is_empty() && rt.calls_of(Op::Remove).is_empty());
+    agent.shutdown().await;
+    assert_eq!(rt.container_ids().len(), 2, "both tasks' containers stay");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_report_is_dropped_and_the_agent_polls_again() {
+    let (rt, cp) = (runtime(), FakeControlPlane::new());
+    let agent = Running::start(&rt, &cp).await;
+    // The first report is applied but its answer lost: its retry is stale.
+    cp.lose_answers(1);
+    cp.set_desired(InstanceStatus::Active, vec![desired("t1", DesiredTaskStatus::Running)]);
+    cp.wait_until("t1 is acknowledged RUNNING", |s| {
+        last(s, "t1").is_some_and(|r| status_of(r) == "RUNNING")
+    })
+    .await;
+    cp.wait_until("a retry was answered stale", |s| !s.stale.is_empty()).await;
+    cp.wait_until("the agent polled again from scratch", |s| {
+        s.polls.iter().filter(|p| p.seen_version == 0).count() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    {
+        let seen = cp.seen();
+        assert_eq!(seen.stale.len(), 1, "{:?}", seen.stale);
+        let stale = &seen.stale[0];
+        let tries = seen.attempts.iter().filter(|r| r.seq == stale.seq).count();
+        assert_eq!(tries, 2, "sent, retried once (stale), then dropped");
+    }
+    agent.shutdown().await;
 }

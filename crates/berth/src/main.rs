@@ -20,6 +20,8 @@ enum Command {
     Agent(cmd::agent::Args),
     /// Run a control plane and an agent in one process (a laptop, CI).
     Up(cmd::up::Args),
+    /// Manage join tokens: agents on other hosts exchange one for their own instance key.
+    Token(cmd::token::Args),
     /// Build the demo web app's image (berth-demo:latest) from its static binary.
     DemoImage(cmd::demo_image::Args),
 }
@@ -38,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => cmd::server::run(args),
         Command::Agent(args) => cmd::agent::run(args),
         Command::Up(args) => cmd::up::run(args),
+        Command::Token(args) => cmd::token::run(args),
         Command::DemoImage(args) => cmd::demo_image::run(args),
     }
 }

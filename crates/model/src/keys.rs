@@ -114,6 +114,13 @@ pub const ACCESS_KEYS: &str = "iam/access-keys/";
 /// The id of the administrator key created on first start.
 pub const BOOTSTRAP_ADMIN_KEY: &str = "iam/bootstrap-admin-key";
 
+/// `iam/join-tokens/<id>`: a join token (its secret only as a SHA-256 hash).
+pub fn join_token(id: &str) -> String {
+    format!("{JOIN_TOKENS}{id}")
+}
+/// Prefix of every join token.
+pub const JOIN_TOKENS: &str = "iam/join-tokens/";
+
 /// `ecs/instances/<cluster>/<id>`: a registered container instance (ACTIVE or DRAINING).
 /// (Its prefix, [`cluster_instances_prefix`], is what cluster counts and DeleteCluster read.)
 pub fn container_instance(cluster: &str, id: &str) -> String {
@@ -203,7 +210,8 @@ pub fn task_by_desired(cluster: &str, desired: DesiredTaskStatus, id: &str) -> S
 pub fn tasks_by_desired_prefix(cluster: &str, desired: DesiredTaskStatus) -> String {
     format!("ecs/tasks-by-desired/{cluster}/{desired}/")
 }
-/// `ecs/run-tokens/<cluster>/<clientToken>`: the task ARNs a RunTask with this token started.
+/// `ecs/run-tokens/<cluster>/<clientToken>`: what a RunTask with this token asked and started
+/// ([`crate::records::RunTokenRecord`]).
 pub fn run_token(cluster: &str, token: &str) -> String {
     format!("ecs/run-tokens/{cluster}/{token}")
 }

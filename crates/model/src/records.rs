@@ -84,6 +84,11 @@ pub struct AccessKeyRecord {
     pub status: String,
     /// Epoch seconds.
     pub created_at: f64,
+    /// Set on an instance key (issued to an agent that joined with a join token): the
+    /// container instance it belongs to. Such a key may only poll and report for that
+    /// instance (berth-server's `auth::authorize`). `None`: an administrator key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_instance_arn: Option<String>,
 }
 
 impl std::fmt::Debug for AccessKeyRecord {
@@ -93,6 +98,7 @@ impl std::fmt::Debug for AccessKeyRecord {
             .field("secret_access_key", &"<redacted>")
             .field("principal_arn", &self.principal_arn)
             .field("status", &self.status)
+            .field("container_instance_arn", &self.container_instance_arn)
             .finish()
     }
 }
@@ -130,6 +136,40 @@ pub struct ContainerInstanceRecord {
     pub epoch: u64,
     /// Bumped on every change, as ECS's `version`.
     pub version: i64,
+}
+
+/// `ecs/run-tokens/<cluster>/<clientToken>`: what a RunTask with a client token started, and
+/// a digest of what it asked (its parameters, normalised), so that a reuse of the token with
+/// other parameters is told apart from a retry. Records written before the digest existed are
+/// a bare array of task ARNs and read with `request_hash: None` (any parameters match).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", from = "RunTokenStored")]
+pub struct RunTokenRecord {
+    pub task_arns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_hash: Option<String>,
+}
+
+/// The shapes a [`RunTokenRecord`] was stored in.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RunTokenStored {
+    #[serde(rename_all = "camelCase")]
+    Current {
+        task_arns: Vec<String>,
+        #[serde(default)]
+        request_hash: Option<String>,
+    },
+    Legacy(Vec<String>),
+}
+
+impl From<RunTokenStored> for RunTokenRecord {
+    fn from(s: RunTokenStored) -> Self {
+        match s {
+            RunTokenStored::Current { task_arns, request_hash } => Self { task_arns, request_hash },
+            RunTokenStored::Legacy(task_arns) => Self { task_arns, request_hash: None },
+        }
+    }
 }
 
 /// `ecs/instance-heartbeat/<id>`.
@@ -247,6 +287,18 @@ mod tests {
             v["status"] = s.as_str().into();
             assert_eq!(serde_json::from_value::<ContainerInstanceRecord>(v).unwrap().status, s);
         }
+    }
+
+    #[test]
+    fn run_tokens_round_trip_and_legacy_ones_still_decode() {
+        let rec =
+            RunTokenRecord { task_arns: vec!["arn:t1".into()], request_hash: Some("h".into()) };
+        let json = serde_json::to_value(&rec).unwrap();
+        assert_eq!(json, serde_json::json!({"taskArns": ["arn:t1"], "requestHash": "h"}));
+        assert_eq!(serde_json::from_value::<RunTokenRecord>(json).unwrap(), rec);
+        let legacy: RunTokenRecord = serde_json::from_str(r#"["arn:t1","arn:t2"]"#).unwrap();
+        assert_eq!(legacy.task_arns, vec!["arn:t1", "arn:t2"]);
+        assert_eq!(legacy.request_hash, None);
     }
 
     fn task(last: Option<&str>, desired: Option<&str>) -> TaskRecord {

@@ -20,6 +20,12 @@
 //! None of these runs while a handler is working on a request: a request that is held open on
 //! purpose (the agents' long poll, up to 60 s) is never cut.
 //!
+//! **TLS** ([`serve_tls`]): each accepted connection does its TLS handshake (rustls, through
+//! tokio-rustls) in its own task, never in the accept loop, bounded by `header_read_timeout`
+//! like a request head. A handshake that fails or times out closes that connection only and
+//! frees its permit; it never stops the loop or delays other clients. The stalled-write guard
+//! sits under TLS, on the socket itself.
+//!
 //! Shutdown: when the `shutdown` future resolves the loop stops accepting, idle connections
 //! are closed and in-flight requests finish before [`serve`] returns.
 //!
@@ -86,6 +92,18 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
+    serve_tls(listener, router, limits, None, shutdown).await
+}
+
+/// [`serve`], speaking TLS through `tls` on every connection when it is given (plain HTTP
+/// when `None`). The handshake is bounded by [`Limits::header_read_timeout`].
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
@@ -116,7 +134,7 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(StallGuard::new(stream, limits.write_stall_timeout));
+        let stream = StallGuard::new(stream, limits.write_stall_timeout);
         let router = router.clone();
         let body_timeout = limits.body_read_timeout;
         let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
@@ -124,13 +142,37 @@ pub async fn serve(
             let req = req.map(|b| axum::body::Body::new(TimeoutBody::new(b, body_timeout)));
             async move { tower::Service::call(&mut router, req).await }
         });
-        let conn = graceful.watch(builder.serve_connection(io, service));
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection closed");
+        match &tls {
+            None => {
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "connection closed");
+                    }
+                    drop(permit);
+                });
             }
-            drop(permit);
-        });
+            Some(acceptor) => {
+                // The watcher holds shutdown until this connection is done, handshake included.
+                let watcher = graceful.watcher();
+                let handshake = acceptor.accept(stream);
+                let builder = builder.clone();
+                let timeout = limits.header_read_timeout;
+                tokio::spawn(async move {
+                    match tokio::time::timeout(timeout, handshake).await {
+                        Ok(Ok(stream)) => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!(%peer, error = %e, "connection closed");
+                            }
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     graceful.shutdown().await;

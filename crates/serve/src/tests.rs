@@ -211,3 +211,98 @@ fn the_descriptor_limit_is_raised_to_the_hard_limit() {
         assert_eq!(lim.current, Some(hard));
     }
 }
+
+// ---- TLS ([`serve_tls`]) ----
+
+mod tls {
+    use std::sync::Arc;
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+    use super::*;
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    /// A server on TLS with a fresh self-signed certificate for 127.0.0.1, and a connector
+    /// that trusts it.
+    async fn start_tls(
+        limits: Limits,
+    ) -> (SocketAddr, tokio_rustls::TlsConnector, tokio::sync::oneshot::Sender<()>) {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let der: CertificateDer<'static> = cert.cert.der().clone();
+        let key = PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![der.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        tokio::spawn(serve_tls(listener, app(), limits, Some(acceptor), async move {
+            let _ = rx.await;
+        }));
+        (addr, tokio_rustls::TlsConnector::from(Arc::new(client)), tx)
+    }
+
+    async fn tls_get(addr: SocketAddr, connector: &tokio_rustls::TlsConnector) -> String {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let mut s = connector.connect(name, tcp).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn requests_are_served_over_tls_and_plain_http_is_not() {
+        let (addr, connector, _stop) = start_tls(limits(16, Duration::from_secs(5))).await;
+        let answer = tls_get(addr, &connector).await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "{answer}");
+        // Plain HTTP on the TLS port gets no HTTP answer, and the port keeps serving.
+        let plain = request(addr, "/").await;
+        assert!(!plain.contains("HTTP/1.1 200"), "{plain}");
+        assert!(tls_get(addr, &connector).await.starts_with("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn a_stalled_or_failed_handshake_costs_only_its_own_connection() {
+        // One connection at a time: a client that never finishes its handshake holds the
+        // only permit until the header timeout, then the next client is served.
+        let (addr, connector, _stop) = start_tls(limits(1, Duration::from_millis(300))).await;
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        let waiting = tokio::spawn(async move { tls_get(addr, &connector).await });
+        let closed = read_to_close(&mut silent).await;
+        assert!(closed.is_empty());
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(250), "cut too early: {waited:?}");
+        assert!(waited < Duration::from_secs(3), "never cut: {waited:?}");
+        let answer = waiting.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn garbage_instead_of_a_handshake_is_dropped() {
+        let (addr, connector, _stop) = start_tls(limits(4, Duration::from_secs(5))).await;
+        for _ in 0..3 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3, 4, 5]).await.unwrap();
+            s.write_all(&[0u8; 512]).await.unwrap();
+            let _ = read_to_close(&mut s).await;
+        }
+        assert!(tls_get(addr, &connector).await.starts_with("HTTP/1.1 200"));
+    }
+}

@@ -50,3 +50,25 @@ pub fn invalid(message: impl Into<String>) -> AwsError {
 pub fn client(message: impl Into<String>) -> AwsError {
     ErrorCode::ClientException.with(message)
 }
+
+/// `ConflictException`: a RunTask `clientToken` reused with other parameters; `resource_ids`
+/// are the tasks the token started (the shape's `resourceIds`).
+pub fn token_conflict(token: &str, resource_ids: Vec<String>) -> AwsError {
+    ErrorCode::ConflictException
+        .with(format!(
+            "The clientToken '{token}' was already used by a RunTask with different parameters; it started the tasks in resourceIds. Retry with the same parameters to get those tasks, or use a new clientToken for a new request."
+        ))
+        .with_member("resourceIds", resource_ids)
+}
+
+/// The agent channel: a poll for a container instance the server has no record of, live or
+/// deregistered (HTTP 404; the agent registers again, keeping its containers).
+pub fn instance_unknown(message: impl Into<String>) -> AwsError {
+    AwsError::new(berth_agent_protocol::errors::INSTANCE_UNKNOWN, 404, message)
+}
+
+/// The agent channel: a report older than what the server holds (HTTP 409; the agent drops
+/// it and polls again).
+pub fn stale_report(message: impl Into<String>) -> AwsError {
+    AwsError::new(berth_agent_protocol::errors::STALE_REPORT, 409, message)
+}

@@ -18,7 +18,8 @@
 //! At start ([`Server::start`]) the data directory is checked private and locked for this
 //! process alone ([`data_dir`]); access key secrets are sealed in the store under a master
 //! key kept outside the database ([`auth::secrets`]). The port is served by `berth_serve`
-//! under [`ServerConfig::http`]: a connection cap and header, body and write timeouts.
+//! under [`ServerConfig::http`]: a connection cap and header, body and write timeouts; over
+//! TLS unless it listens on loopback ([`tls`], [`ServerConfig::tls`]).
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -29,6 +30,12 @@ mod error;
 mod pagination;
 mod protocol;
 mod records;
+pub mod tls;
+
+/// The paths of Berth's administration API (join tokens), for `berth token`.
+pub mod admin_paths {
+    pub use crate::protocol::admin::{CREATE_PATH, LIST_PATH, REVOKE_PATH};
+}
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,6 +79,8 @@ pub struct ServerConfig {
     /// Connection cap and timeouts of the API port ([`berth_serve`]). The agents' long poll
     /// (up to 60 s) is a request in flight, which none of the timeouts cuts.
     pub http: berth_serve::Limits,
+    /// TLS on the API port ([`tls`]): by default on unless `listen` is loopback.
+    pub tls: tls::TlsSettings,
 }
 
 /// Default cap on the API's open connections: every agent holds one for its long poll, and
@@ -94,6 +103,7 @@ impl ServerConfig {
             stopped_task_retention: std::time::Duration::from_secs(3600),
             http: berth_serve::Limits::new(DEFAULT_MAX_CONNECTIONS),
             key_file: None,
+            tls: tls::TlsSettings::default(),
         }
     }
 }
@@ -122,6 +132,8 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("cannot upgrade the records of the data directory: {0}")]
     Upgrade(String),
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Everything a request handler needs.
@@ -129,6 +141,9 @@ pub(crate) struct App {
     pub auth: auth::Authenticator,
     pub ecs: ecs::Ecs,
     pub max_body_bytes: usize,
+    /// Join tokens (issue #10).
+    pub tokens: auth::tokens::JoinTokens,
+    pub account_id: String,
 }
 
 /// A server that has opened its store and bound its port, ready to serve.
@@ -140,6 +155,7 @@ pub struct Server {
     config: ServerConfig,
     /// Held (locked) for as long as the server runs.
     data_dir: data_dir::DataDir,
+    tls: Option<tls::Tls>,
 }
 
 impl Server {
@@ -186,8 +202,10 @@ impl Server {
                 config.max_clock_skew,
                 master_key,
             ),
+            tokens: auth::tokens::JoinTokens::new(store.clone(), clock.clone()),
             ecs: ecs::Ecs::new(store, clock, scope, timing(&config)),
             max_body_bytes: config.max_body_bytes,
+            account_id: config.account_id.clone(),
         });
         app.ecs.upgrade_records().await.map_err(|e| StartError::Upgrade(e.to_string()))?;
         let listener = TcpListener::bind(config.listen)
@@ -196,7 +214,8 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
-        Ok(Self { app, listener, local_addr, admin_key, config, data_dir })
+        let tls = tls::setup(&config.data_dir, local_addr, &config.tls)?;
+        Ok(Self { app, listener, local_addr, admin_key, config, data_dir, tls })
     }
 
     /// The address actually bound (useful with port 0).
@@ -207,6 +226,17 @@ impl Server {
     /// The administrator key of this data directory.
     pub fn admin_key(&self) -> &BootstrapKey {
         &self.admin_key
+    }
+
+    /// TLS in force on the API port (`None`: plain HTTP).
+    pub fn tls(&self) -> Option<&tls::Tls> {
+        self.tls.as_ref()
+    }
+
+    /// `https://ADDR` or `http://ADDR`.
+    pub fn endpoint(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
     }
 
     /// The configuration in force.
@@ -226,7 +256,10 @@ impl Server {
         let stop_rx = stop_tx.subscribe();
         let retention = tokio::spawn(async move { app.ecs.retention.run(stop_rx).await });
         let router = protocol::router(self.app);
-        let served = berth_serve::serve(self.listener, router, self.config.http, shutdown).await;
+        let acceptor = self.tls.map(|t| t.acceptor);
+        let served =
+            berth_serve::serve_tls(self.listener, router, self.config.http, acceptor, shutdown)
+                .await;
         let _ = stop_tx.send(true);
         let _ = controller.await;
         let _ = retention.await;

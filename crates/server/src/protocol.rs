@@ -28,6 +28,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", any(handle))
         .route(berth_agent_protocol::POLL_PATH, axum::routing::post(agent_poll))
         .route(berth_agent_protocol::REPORT_PATH, axum::routing::post(agent_report))
+        .route(berth_agent_protocol::JOIN_PATH, axum::routing::post(agent_join))
+        .route(admin::CREATE_PATH, axum::routing::post(admin_create_token))
+        .route(admin::LIST_PATH, axum::routing::post(admin_list_tokens))
+        .route(admin::REVOKE_PATH, axum::routing::post(admin_revoke_token))
         .fallback(any(not_found))
         .with_state(app)
 }
@@ -113,7 +117,31 @@ async fn serve(app: &App, req: Request, request_id: &str) -> Result<Vec<u8>, Aws
     let op = wire_ecs::Operation::from_name(operation).ok_or_else(|| {
         common::unknown_operation(format!("{operation} is not an operation of Amazon ECS."))
     })?;
-    auth::authorize(&principal, Action { service: wire_ecs::SIGNING_NAME, operation: op.name() })?;
+    let action = Action { service: wire_ecs::SIGNING_NAME, operation: op.name() };
+    auth::authorize(&principal, action)?;
+    if principal.instance.is_some() {
+        // An instance key acts on its own instance only: the one it re-registers, or the one
+        // its task is placed on.
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Names {
+            cluster: Option<String>,
+            task: Option<String>,
+            container_instance_arn: Option<String>,
+        }
+        let names: Names = serde_json::from_slice(&body)
+            .map_err(|e| common::serialization(format!("Invalid request body: {e}")))?;
+        let target = match op.name() {
+            "RegisterContainerInstance" => {
+                Target::Instance(names.container_instance_arn.as_deref())
+            }
+            _ => Target::Task {
+                cluster: names.cluster.as_deref(),
+                task: names.task.as_deref().unwrap_or_default(),
+            },
+        };
+        authorize_target(app, &principal, action, target).await?;
+    }
     let ctx = RequestContext { principal, request_id: request_id.to_string() };
     wire_ecs::dispatch(&app.ecs, &ctx, op, &body).await
 }
@@ -130,11 +158,54 @@ fn error_response(request_id: &str, e: &AwsError) -> Response {
     resp
 }
 
-/// Runs an agent-channel call: authenticate, parse, authorize, answer JSON.
+/// What a request acts on, for deciding whether an instance key may make it.
+enum Target<'a> {
+    /// A container instance named by the request (`None`: it names none).
+    Instance(Option<&'a str>),
+    /// A task, by ARN or id: the instance it is placed on.
+    Task { cluster: Option<&'a str>, task: &'a str },
+}
+
+/// [`auth::authorize_instance`] for what `target` resolves to; administrators pass without
+/// a lookup.
+async fn authorize_target(
+    app: &App,
+    principal: &auth::Principal,
+    action: Action<'_>,
+    target: Target<'_>,
+) -> Result<(), AwsError> {
+    if principal.instance.is_none() {
+        return Ok(());
+    }
+    let instance = match target {
+        Target::Instance(arn) => arn.map(str::to_string),
+        Target::Task { cluster, task } => app.ecs.task_instance(cluster, task).await?,
+    };
+    auth::authorize_instance(principal, action, instance.as_deref())
+}
+
+fn json_response(body: Result<Vec<u8>, AwsError>, request_id: &str) -> Response {
+    match body {
+        Ok(body) => {
+            let mut resp = Response::new(Body::from(body));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if let Ok(v) = HeaderValue::from_str(request_id) {
+                resp.headers_mut().insert("x-amzn-requestid", v);
+            }
+            resp
+        }
+        Err(e) => error_response(request_id, &e),
+    }
+}
+
+/// Runs a call of Berth's own JSON endpoints (the agent channel, the admin API):
+/// authenticate, authorize the action, parse, authorize what the input names, answer JSON.
 async fn agent_call<I, O, F, Fut>(
     app: Arc<App>,
     req: Request,
-    operation: &'static str,
+    action: Action<'static>,
+    targets: fn(&I) -> Vec<Target<'_>>,
     f: F,
 ) -> Response
 where
@@ -146,39 +217,185 @@ where
     let request_id = uuid::Uuid::new_v4().to_string();
     let result = async {
         let (_, body, principal) = read_authenticated(&app, req).await?;
-        auth::authorize(&principal, Action { service: "berth-agent", operation })?;
+        auth::authorize(&principal, action)?;
         let input: I = serde_json::from_slice(&body)
             .map_err(|e| common::serialization(format!("Invalid agent message: {e}")))?;
+        // The body may share its allocation with the connection's read buffer (hyper hands
+        // out slices of it): holding it through a long poll would keep a second buffer alive
+        // on every agent's connection (about 8 KB each, 40 MB at 5,000 instances).
+        drop(body);
+        for t in targets(&input) {
+            authorize_target(&app, &principal, action, t).await?;
+        }
         let ctx = RequestContext { principal, request_id: request_id.clone() };
         let out = f(app.clone(), ctx, input).await?;
         berth_wire::json::write_output(&out)
     }
     .await;
-    match result {
-        Ok(body) => {
-            let mut resp = Response::new(Body::from(body));
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            resp
-        }
-        Err(e) => error_response(&request_id, &e),
-    }
+    json_response(result, &request_id)
+}
+
+const fn agent_action(operation: &'static str) -> Action<'static> {
+    Action { service: auth::AGENT_SERVICE, operation }
 }
 
 async fn agent_poll(State(app): State<Arc<App>>, req: Request) -> Response {
-    agent_call(app, req, "Poll", |app, ctx, input: berth_agent_protocol::PollRequest| async move {
-        app.ecs.agent_channel.agent_poll(&ctx, input).await
-    })
+    agent_call(
+        app,
+        req,
+        agent_action("Poll"),
+        |p: &berth_agent_protocol::PollRequest| {
+            vec![Target::Instance(Some(p.container_instance_arn.as_str()))]
+        },
+        |app, ctx, input| async move { app.ecs.agent_channel.agent_poll(&ctx, input).await },
+    )
     .await
 }
 
 async fn agent_report(State(app): State<Arc<App>>, req: Request) -> Response {
-    agent_call(app, req, "Report", |app, ctx, input: berth_agent_protocol::TaskReport| async move {
-        app.ecs
-            .agent_channel
-            .agent_report(&ctx, input)
-            .await
-            .map(|()| serde_json::json!({"acknowledgment": "ACK"}))
-    })
+    agent_call(
+        app,
+        req,
+        agent_action("Report"),
+        |r: &berth_agent_protocol::TaskReport| {
+            vec![
+                Target::Instance(Some(r.container_instance_arn.as_str())),
+                Target::Task {
+                    cluster: r.change.cluster.as_deref(),
+                    task: r.change.task.as_deref().unwrap_or_default(),
+                },
+            ]
+        },
+        |app, ctx, input| async move {
+            app.ecs
+                .agent_channel
+                .agent_report(&ctx, input)
+                .await
+                .map(|()| serde_json::json!({"acknowledgment": "ACK"}))
+        },
+    )
+    .await
+}
+
+/// `POST /berth/agent/v1/join`: the one unauthenticated call. A valid join token registers a
+/// new container instance and returns an access key bound to it.
+async fn agent_join(State(app): State<Arc<App>>, req: Request) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let result = async {
+        let body = match Limited::new(req.into_body(), app.max_body_bytes).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return Err(common::request_too_large(app.max_body_bytes)),
+        };
+        let input: berth_agent_protocol::JoinRequest = serde_json::from_slice(&body)
+            .map_err(|e| common::serialization(format!("Invalid join request: {e}")))?;
+        let token = match app.tokens.redeem(&input.token).await? {
+            Ok(t) => t,
+            Err(why) => {
+                tracing::warn!(?why, "join refused");
+                return Err(auth::tokens::refused());
+            }
+        };
+        let principal = Arc::new(auth::Principal {
+            arn: format!("arn:aws:iam::{}:berth-join-token/{}", app.account_id, token.id),
+            account_id: app.account_id.clone(),
+            access_key_id: String::new(),
+            instance: None,
+        });
+        let ctx = RequestContext { principal, request_id: request_id.clone() };
+        let registration = app.ecs.join_register(&ctx, input.registration).await?;
+        let arn = registration
+            .container_instance
+            .as_ref()
+            .and_then(|c| c.container_instance_arn.clone())
+            .unwrap_or_default();
+        let (access_key_id, secret_access_key) = app.auth.issue_instance_key(&arn).await?;
+        tracing::info!(token = %token.id, instance = %arn, access_key_id, "an agent joined");
+        berth_wire::json::write_output(&berth_agent_protocol::JoinResponse {
+            access_key_id,
+            secret_access_key,
+            registration,
+        })
+    }
+    .await;
+    json_response(result, &request_id)
+}
+
+/// Berth's administration API (join tokens): SigV4-signed, administrators only.
+pub mod admin {
+    /// `{expiresInSeconds, description?}` -> `{token, joinToken}`.
+    pub const CREATE_PATH: &str = "/berth/admin/v1/join-tokens/create";
+    /// `{}` -> `{joinTokens: [...]}`.
+    pub const LIST_PATH: &str = "/berth/admin/v1/join-tokens/list";
+    /// `{id}` -> `{joinToken}`.
+    pub const REVOKE_PATH: &str = "/berth/admin/v1/join-tokens/revoke";
+
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct Create {
+        pub expires_in_seconds: u64,
+        #[serde(default)]
+        pub description: Option<String>,
+    }
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Empty {}
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Revoke {
+        pub id: String,
+    }
+}
+
+const fn admin_action(operation: &'static str) -> Action<'static> {
+    Action { service: auth::ADMIN_SERVICE, operation }
+}
+
+async fn admin_create_token(State(app): State<Arc<App>>, req: Request) -> Response {
+    agent_call(
+        app,
+        req,
+        admin_action("CreateJoinToken"),
+        |_: &admin::Create| vec![],
+        |app, ctx, input| async move {
+            let (rec, token) = app
+                .tokens
+                .create(input.expires_in_seconds, input.description, &ctx.principal.arn)
+                .await?;
+            tracing::info!(id = %rec.id, by = %ctx.principal.arn, "join token created");
+            Ok(serde_json::json!({"token": token, "joinToken": app.tokens.view(&rec)}))
+        },
+    )
+    .await
+}
+
+async fn admin_list_tokens(State(app): State<Arc<App>>, req: Request) -> Response {
+    agent_call(
+        app,
+        req,
+        admin_action("ListJoinTokens"),
+        |_: &admin::Empty| vec![],
+        |app, _ctx, _input| async move {
+            let list = app.tokens.list().await?;
+            let views: Vec<_> = list.iter().map(|r| app.tokens.view(r)).collect();
+            Ok(serde_json::json!({"joinTokens": views}))
+        },
+    )
+    .await
+}
+
+async fn admin_revoke_token(State(app): State<Arc<App>>, req: Request) -> Response {
+    agent_call(
+        app,
+        req,
+        admin_action("RevokeJoinToken"),
+        |_: &admin::Revoke| vec![],
+        |app, ctx, input| async move {
+            let rec = app.tokens.revoke(&input.id).await?;
+            tracing::info!(id = %rec.id, by = %ctx.principal.arn, "join token revoked");
+            Ok(serde_json::json!({"joinToken": app.tokens.view(&rec)}))
+        },
+    )
     .await
 }

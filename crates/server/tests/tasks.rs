@@ -134,6 +134,41 @@ async fn client_token_makes_run_task_idempotent() {
 }
 
 #[tokio::test]
+async fn a_client_token_reused_with_other_parameters_is_a_conflict() {
+    let h = Harness::start().await;
+    register_instance(&h, 4096, 4096, "a").await;
+    task_def(&h, "t", 1, 6, 0).await;
+    let arns = |v: &Value| {
+        v["tasks"].as_array().unwrap().iter().map(|t| t["taskArn"].clone()).collect::<Vec<_>>()
+    };
+    let first = h.ok("RunTask", json!({"taskDefinition": "t", "clientToken": "tok"})).await;
+    let original = arns(&first);
+    assert_eq!(original.len(), 1);
+    // The same parameters (defaults spelled out or not) answer the original tasks...
+    for same in [
+        json!({"taskDefinition": "t", "clientToken": "tok"}),
+        json!({"taskDefinition": "t", "clientToken": "tok", "count": 1, "cluster": "default"}),
+    ] {
+        assert_eq!(arns(&h.ok("RunTask", same).await), original);
+    }
+    // ...other parameters are a conflict naming the tasks the token started.
+    for other in [
+        json!({"taskDefinition": "t", "clientToken": "tok", "count": 2}),
+        json!({"taskDefinition": "t", "clientToken": "tok", "startedBy": "someone"}),
+    ] {
+        let r = h.call("RunTask", other).await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert_eq!(r.body["__type"], "ConflictException", "{}", r.body);
+        assert_eq!(r.headers["x-amzn-errortype"], "ConflictException");
+        assert_eq!(r.body["resourceIds"], json!(original), "{}", r.body);
+        let msg = r.body["message"].as_str().unwrap();
+        assert!(msg.contains("clientToken") && msg.contains("tok"), "{msg}");
+    }
+    let list = h.ok("ListTasks", json!({})).await;
+    assert_eq!(list["taskArns"].as_array().unwrap().len(), 1, "nothing more was started");
+}
+
+#[tokio::test]
 async fn the_agent_channel_is_level_triggered_and_reports_only_move_forward() {
     let h = Harness::start().await;
     let inst = register_instance(&h, 4096, 4096, "a").await;
@@ -161,10 +196,14 @@ async fn the_agent_channel_is_level_triggered_and_reports_only_move_forward() {
     let idle = h.post_path("/berth/agent/v1/poll", &json!({"cluster": "default", "containerInstanceArn": inst, "seenVersion": v1, "waitSeconds": 1})).await;
     assert_eq!(idle.body["version"], v1);
 
+    let epoch = poll.body["epoch"].as_u64().unwrap();
+    let seq = std::sync::atomic::AtomicU64::new(0);
     let report = |status: &str| {
+        let seq = seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         json!({"cluster": "default", "task": task_arn, "status": status, "containerInstanceArn": inst,
                "containers": [{"containerName": "web", "status": status, "runtimeId": "abc",
-                               "networkBindings": [{"bindIP": "0.0.0.0", "containerPort": 8080, "hostPort": 32768, "protocol": "tcp"}]}]})
+                               "networkBindings": [{"bindIP": "0.0.0.0", "containerPort": 8080, "hostPort": 32768, "protocol": "tcp"}]}],
+               "epoch": epoch, "seq": seq})
     };
     assert_eq!(h.post_path("/berth/agent/v1/report", &report("RUNNING")).await.status, 200);
     // A stale PENDING report changes nothing.
@@ -350,20 +389,43 @@ async fn reports_are_fenced_by_epoch_and_sequence() {
                "containerHealth": [{"containerName": "web", "healthStatus": health}],
                "epoch": epoch, "seq": seq})
     };
-    assert_eq!(
-        h.post_path("/berth/agent/v1/report", &report("HEALTHY", epoch, 2)).await.status,
-        200
-    );
+    let send = |body: Value| {
+        let h = &h;
+        async move { h.post_path("/berth/agent/v1/report", &body).await }
+    };
+    let stale = |r: &common::Reply| {
+        assert_eq!(r.status, 409, "{}", r.body);
+        assert_eq!(r.body["__type"], "StaleReportException", "{}", r.body);
+    };
+    assert_eq!(send(report("HEALTHY", epoch, 2)).await.status, 200);
     assert_eq!(health(&h, &task_arn).await, "HEALTHY");
-    // A retry of an older report, delivered late, is ignored...
-    assert_eq!(
-        h.post_path("/berth/agent/v1/report", &report("UNHEALTHY", epoch, 1)).await.status,
-        200
-    );
+    // A retry of an older report, delivered late, is stale: refused as such, changes nothing...
+    stale(&send(report("UNHEALTHY", epoch, 1)).await);
     assert_eq!(health(&h, &task_arn).await, "HEALTHY");
-    // ...a newer one applies.
-    h.post_path("/berth/agent/v1/report", &report("UNHEALTHY", epoch, 3)).await;
+    // ...and so is a replay of the very report last applied.
+    stale(&send(report("UNHEALTHY", epoch, 2)).await);
+    assert_eq!(health(&h, &task_arn).await, "HEALTHY");
+    // A newer one applies.
+    assert_eq!(send(report("UNHEALTHY", epoch, 3)).await.status, 200);
     assert_eq!(health(&h, &task_arn).await, "UNHEALTHY");
+    // A forged report from a registration that does not exist yet is refused, naming both
+    // epochs, and does not pin the mark: later genuine reports still apply.
+    let forged = send(report("HEALTHY", epoch + 1, 1)).await;
+    assert_eq!(forged.status, 400, "{}", forged.body);
+    assert_eq!(forged.body["__type"], "ClientException");
+    let msg = forged.body["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("epoch {}", epoch + 1)) && msg.contains(&format!("epoch {epoch}")),
+        "{msg}"
+    );
+    assert_eq!(health(&h, &task_arn).await, "UNHEALTHY");
+    assert_eq!(send(report("HEALTHY", epoch, 4)).await.status, 200);
+    assert_eq!(health(&h, &task_arn).await, "HEALTHY");
+    // The agent channel carries fenced reports only: epoch 0 is refused.
+    let unfenced = send(report("UNHEALTHY", 0, 5)).await;
+    assert_eq!(unfenced.status, 400, "{}", unfenced.body);
+    assert_eq!(unfenced.body["__type"], "InvalidParameterException");
+    assert_eq!(health(&h, &task_arn).await, "HEALTHY");
     // The instance registers again (a restarted agent): its new epoch wins over any sequence
     // number of the old one, and reports of the old registration are stale.
     let again = register_instance(&h, 4096, 4096, "a").await;
@@ -371,14 +433,22 @@ async fn reports_are_fenced_by_epoch_and_sequence() {
     let p = h.post_path("/berth/agent/v1/poll", &json!({"cluster": "default", "containerInstanceArn": inst, "seenVersion": 0, "waitSeconds": 0})).await;
     let new_epoch = p.body["epoch"].as_u64().unwrap();
     assert_eq!(new_epoch, epoch + 1);
-    h.post_path("/berth/agent/v1/report", &report("HEALTHY", new_epoch, 1)).await;
+    // Before the new agent reports, the old one's reports are already stale.
+    stale(&send(report("UNHEALTHY", epoch, 99)).await);
     assert_eq!(health(&h, &task_arn).await, "HEALTHY");
-    h.post_path("/berth/agent/v1/report", &report("UNHEALTHY", epoch, 99)).await;
+    assert_eq!(send(report("UNHEALTHY", new_epoch, 1)).await.status, 200);
+    assert_eq!(health(&h, &task_arn).await, "UNHEALTHY");
+    stale(&send(report("HEALTHY", epoch, 100)).await);
     assert_eq!(
         health(&h, &task_arn).await,
-        "HEALTHY",
+        "UNHEALTHY",
         "a report of the previous registration is stale"
     );
+    // ECS's public SubmitTaskStateChange is not an agent report: it is not fenced.
+    h.ok("SubmitTaskStateChange", json!({"task": task_arn, "status": "STOPPED", "reason": "api"}))
+        .await;
+    let t = &h.ok("DescribeTasks", json!({"tasks": [task_arn]})).await["tasks"][0];
+    assert_eq!(t["lastStatus"], "STOPPED");
 }
 
 /// The health status of the first container of a task.

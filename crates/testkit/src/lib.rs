@@ -87,9 +87,13 @@ impl ServerProc {
         let stdout = child.stdout.take().context("server stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         // Blocks until the server has bound its port (or exited).
+        let mut endpoint = None;
         let addr = loop {
             match lines.next() {
                 Some(Ok(line)) => {
+                    if let Some(e) = line.strip_prefix("endpoint ") {
+                        endpoint = Some(e.to_string());
+                    }
                     if let Some(a) = line.strip_prefix("listening on ") {
                         break a.to_string();
                     }
@@ -104,7 +108,7 @@ impl ServerProc {
         std::thread::spawn(move || for _ in lines {});
         Ok(Self {
             child: Some(child),
-            endpoint: format!("http://{addr}"),
+            endpoint: endpoint.unwrap_or_else(|| format!("http://{addr}")),
             data_dir: data_dir.to_path_buf(),
             _tmp: None,
             bin: bin.to_path_buf(),
@@ -142,7 +146,8 @@ impl ServerProc {
     /// flags, so that agents find it where it was.
     pub fn restart_same_port_after_kill9(&mut self) -> anyhow::Result<()> {
         self.kill9();
-        let listen = self.endpoint.trim_start_matches("http://").to_string();
+        let listen =
+            self.endpoint.trim_start_matches("http://").trim_start_matches("https://").to_string();
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         let next = Self::spawn(&self.bin, "server", &self.data_dir, &args, &listen)?;
         let mut next = std::mem::ManuallyDrop::new(next);
@@ -153,6 +158,16 @@ impl ServerProc {
     /// The server's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// `DATA_DIR/tls/ca.pem`: the CA of a server that speaks TLS.
+    pub fn ca_file(&self) -> PathBuf {
+        self.data_dir.join("tls/ca.pem")
+    }
+
+    /// Whether the server speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.endpoint.starts_with("https://")
     }
 
     /// `DATA_DIR/credentials`, written by the server.
@@ -196,12 +211,21 @@ impl ServerProc {
             .env("AWS_PAGER", "")
             .env("AWS_MAX_ATTEMPTS", "1")
             .env("BERTH_ENDPOINT", &self.endpoint);
+        if self.is_tls() {
+            cmd.env("AWS_CA_BUNDLE", self.ca_file());
+        } else {
+            cmd.env_remove("AWS_CA_BUNDLE");
+        }
     }
 
     /// Runs `aws --endpoint-url <server> --output json <args...>`.
     pub fn aws(&self, args: &[&str]) -> AwsResult {
         let mut cmd = Command::new("aws");
-        cmd.arg("--endpoint-url").arg(&self.endpoint).args(["--output", "json"]).args(args);
+        cmd.arg("--endpoint-url").arg(&self.endpoint).args(["--output", "json"]);
+        if self.is_tls() {
+            cmd.arg("--ca-bundle").arg(self.ca_file());
+        }
+        cmd.args(args);
         self.client_env(&mut cmd);
         AwsResult::from(cmd.output().expect("the AWS CLI (aws) must be installed"))
     }
@@ -316,6 +340,38 @@ impl AgentProc {
             args: extra.iter().map(|s| s.to_string()).collect(),
             env: vec![
                 ("AWS_SHARED_CREDENTIALS_FILE".into(), server.credentials_file().into()),
+                ("BERTH_SERVER".into(), server.endpoint.clone().into()),
+            ],
+        };
+        a.spawn()?;
+        Ok(a)
+    }
+
+    /// Starts an agent that joins `server`'s `default` cluster with a join token, over TLS
+    /// pinned to the server's CA when it speaks TLS; it gets no administrator credentials.
+    pub fn start_joining(
+        bin: &Path,
+        server: &ServerProc,
+        token: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let tmp = tempfile::Builder::new().prefix("berth-agent-test-").tempdir()?;
+        let data_dir = tmp.path().join("agent");
+        let mut args: Vec<String> = vec!["--join-token".into(), token.into()];
+        if server.is_tls() {
+            args.push("--ca-file".into());
+            args.push(server.ca_file().display().to_string());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut a = Self {
+            child: None,
+            instance_arn: String::new(),
+            data_dir,
+            _tmp: Some(tmp),
+            bin: bin.to_path_buf(),
+            args,
+            env: vec![
+                ("AWS_SHARED_CREDENTIALS_FILE".into(), "/nonexistent".into()),
                 ("BERTH_SERVER".into(), server.endpoint.clone().into()),
             ],
         };

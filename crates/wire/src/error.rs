@@ -3,6 +3,11 @@
 //! Contract: an [`AwsError`] becomes an HTTP response with `status`, the header
 //! `x-amzn-ErrorType: <code>` and the body `{"__type": "<code>", "message": "<message>"}`;
 //! boto3 and the AWS CLI turn that into `ClientError` with `Error.Code == code`.
+//!
+//! An error shape with members besides `message` (ECS's `ConflictException` has
+//! `resourceIds`) sends them as top-level members of the same body, as AWS JSON 1.1 does;
+//! botocore parses them with the error shape into the top level of `ClientError.response`
+//! (`e.response["resourceIds"]`).
 
 use serde::Serialize;
 
@@ -16,6 +21,8 @@ pub struct AwsError {
     pub status: u16,
     /// What went wrong and, where it helps, what to do next. Never contains secrets.
     pub message: String,
+    /// The error shape's other members, by their wire names (empty for most errors).
+    pub members: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -23,12 +30,23 @@ struct Body<'a> {
     #[serde(rename = "__type")]
     code: &'a str,
     message: &'a str,
+    #[serde(flatten)]
+    members: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 impl AwsError {
     /// An error with an explicit code and status.
     pub fn new(code: &'static str, status: u16, message: impl Into<String>) -> Self {
-        Self { code, status, message: message.into() }
+        Self { code, status, message: message.into(), members: serde_json::Map::new() }
+    }
+
+    /// The same error with the member `name` of its shape set to `value`. `__type` and
+    /// `message` are not members here and are ignored.
+    pub fn with_member(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        if name != "__type" && name != "message" {
+            self.members.insert(name.to_string(), value.into());
+        }
+        self
     }
 
     /// The operation exists in AWS's model but Berth does not implement it yet.
@@ -44,8 +62,31 @@ impl AwsError {
 
     /// The JSON body AWS sends with an error.
     pub fn to_body(&self) -> Vec<u8> {
-        serde_json::to_vec(&Body { code: self.code, message: &self.message })
-            .unwrap_or_else(|_| b"{}".to_vec())
+        let body = Body { code: self.code, message: &self.message, members: &self.members };
+        serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AwsError;
+
+    #[test]
+    fn members_of_the_error_shape_are_top_level_members_of_the_body() {
+        let plain = AwsError::new("ClientException", 400, "no");
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&plain.to_body()).unwrap(),
+            serde_json::json!({"__type": "ClientException", "message": "no"})
+        );
+        let e = AwsError::new("ConflictException", 400, "used")
+            .with_member("resourceIds", vec!["arn:a", "arn:b"])
+            .with_member("message", "not a member");
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&e.to_body()).unwrap(),
+            serde_json::json!({
+                "__type": "ConflictException", "message": "used", "resourceIds": ["arn:a", "arn:b"]
+            })
+        );
     }
 }
 

@@ -36,6 +36,22 @@ pub struct Args {
     /// Memory (MiB) to register instead of the host's less 256 MiB.
     #[arg(long)]
     pub memory: Option<i64>,
+    /// Where the task metadata endpoint listens: PORT (on the Docker bridge gateway) or
+    /// IP:PORT; 0 picks a free port once. Default: the address used last time, else the bridge
+    /// gateway on port 51679. Kept in the agent's data directory, so the URIs running
+    /// containers hold stay valid across restarts.
+    #[arg(long, value_name = "[IP:]PORT")]
+    pub metadata_listen: Option<berth_agent::metadata::ListenSpec>,
+    #[command(flatten)]
+    pub host_access: super::host_access::Args,
+    /// The server's CA certificate (its DATA_DIR/tls/ca.pem) to pin for an https:// server:
+    /// only this CA is trusted. Default: DATA_DIR/ca.pem when present.
+    #[arg(long, env = "BERTH_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// A join token from `berth token create`, exchanged once for this instance's own key
+    /// (kept in DATA_DIR/instance-credentials.json and reused at restart).
+    #[arg(long, env = "BERTH_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -63,20 +79,30 @@ impl Args {
             cpu: self.cpu,
             memory_mib: self.memory,
             credentials: None,
+            metadata_listen: self.metadata_listen,
+            host_access: self.host_access.policy()?,
         })
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = args.config()?;
+    let host_access = args.host_access.summary()?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let runtime =
             Arc::new(berth_runtime_docker::DockerRuntime::connect().context(
                 "cannot connect to Docker Engine (is it running? is DOCKER_HOST right?)",
             )?);
-        let agent = Agent::register(config, runtime).await?;
+        let access = berth_agent::Access {
+            ca_file: args.ca_file.clone(),
+            join_token: args.join_token.clone(),
+        };
+        let agent = Agent::connect(config, runtime, access).await?;
         eprintln!("berth agent: registered as {}", agent.instance_arn());
+        if let Some(allowed) = host_access {
+            eprintln!("berth agent: {allowed}");
+        }
         // A machine-readable line for scripts and tests.
         println!("registered {}", agent.instance_arn());
         agent.run(super::shutdown_signal()).await

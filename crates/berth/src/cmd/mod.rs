@@ -1,7 +1,9 @@
 //! One module per subcommand.
 pub mod agent;
 pub mod demo_image;
+pub mod host_access;
 pub mod server;
+pub mod token;
 pub mod up;
 
 /// The soft open-file limit, raised to the hard limit at process start (`None`: unlimited).

@@ -60,6 +60,19 @@ pub struct Args {
     /// A client that reads nothing of its response for this many seconds is dropped.
     #[arg(long, default_value_t = berth_serve::DEFAULT_WRITE_STALL_TIMEOUT.as_secs())]
     pub write_timeout_secs: u64,
+    /// TLS on the API port: auto (on unless --listen is loopback), on, or off.
+    #[arg(long, env = "BERTH_TLS", default_value = "auto")]
+    pub tls: berth_server::tls::TlsMode,
+    /// The certificate chain to serve (PEM), with --tls-key. Default: one issued by Berth's
+    /// own CA, generated at first start into DATA_DIR/tls/ca.pem.
+    #[arg(long, env = "BERTH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// An extra name (DNS name or IP address) for the generated certificate (repeatable).
+    #[arg(long = "tls-san")]
+    pub tls_sans: Vec<String>,
 }
 
 pub fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -96,7 +109,46 @@ impl Args {
             body_read_timeout: positive_secs("--body-timeout-secs", self.body_timeout_secs)?,
             write_stall_timeout: positive_secs("--write-timeout-secs", self.write_timeout_secs)?,
         };
+        config.tls = berth_server::tls::TlsSettings {
+            mode: self.tls,
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            extra_sans: self.tls_sans.clone(),
+        };
         Ok(config)
+    }
+}
+
+/// Writes `DATA_DIR/endpoint` (the URL this server serves on), which `berth token` reads.
+pub fn write_endpoint(data_dir: &std::path::Path, endpoint: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("endpoint");
+    let tmp = data_dir.join("endpoint.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    writeln!(f, "{endpoint}")?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Prints where the CA is and how clients use it, when the server speaks TLS.
+pub fn print_tls(server: &berth_server::Server) {
+    let Some(tls) = server.tls() else { return };
+    match &tls.ca_file {
+        Some(ca) => {
+            eprintln!(
+                "  TLS: {} CA {} (copy it to clients; pin it with `berth agent --ca-file`)",
+                if tls.ca_created { "created" } else { "using" },
+                ca.display()
+            );
+            eprintln!(
+                "    aws --ca-bundle {} ...   (boto3: AWS_CA_BUNDLE={})",
+                ca.display(),
+                ca.display()
+            );
+        }
+        None => eprintln!("  TLS: serving the certificate {}", tls.cert_file.display()),
     }
 }
 
@@ -107,10 +159,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     rt.block_on(async move {
         let server = Server::start(config).await?;
         let addr = server.local_addr();
+        let endpoint = server.endpoint();
         let key = server.admin_key();
         let cfg = server.config();
         eprintln!(
-            "berth server: serving Amazon ECS on http://{addr} (region {}, account {}, data in {})",
+            "berth server: serving Amazon ECS on {endpoint} (region {}, account {}, data in {})",
             cfg.region,
             cfg.account_id,
             cfg.data_dir.display()
@@ -127,8 +180,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             key.credentials_path.display(),
             key.config_path.display()
         );
-        eprintln!("    aws --endpoint-url http://{addr} ecs list-clusters");
+        match server.tls().and_then(|t| t.ca_file.as_ref()) {
+            Some(ca) => eprintln!(
+                "    aws --endpoint-url {endpoint} --ca-bundle {} ecs list-clusters",
+                ca.display()
+            ),
+            None => eprintln!("    aws --endpoint-url {endpoint} ecs list-clusters"),
+        }
+        print_tls(&server);
+        if server.tls().is_none() && !addr.ip().is_loopback() {
+            tracing::warn!(
+                "TLS is off on a non-loopback address: join tokens and access keys cross the network in clear text"
+            );
+        }
+        write_endpoint(&cfg.data_dir, &endpoint)?;
+        eprintln!(
+            "  let agents on other hosts join: berth token create --expires-in 1h --data-dir {}",
+            cfg.data_dir.display()
+        );
         // A machine-readable line for scripts and tests that start the server on port 0.
+        println!("endpoint {endpoint}");
         println!("listening on {addr}");
         server.serve(super::shutdown_signal()).await.context("serving")?;
         eprintln!("berth server: stopped");

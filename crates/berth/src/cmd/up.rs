@@ -18,6 +18,15 @@ pub struct Args {
     /// Memory (MiB) to register instead of the host's less 256 MiB.
     #[arg(long)]
     pub memory: Option<i64>,
+    /// Where the task metadata endpoint listens: PORT (on the Docker bridge gateway) or
+    /// IP:PORT; 0 picks a free port once. Default: the address used last time, else the bridge
+    /// gateway on port 51679. Kept in the agent's data directory, so the URIs running
+    /// containers hold stay valid across restarts.
+    #[arg(long, value_name = "[IP:]PORT")]
+    pub metadata_listen: Option<berth_agent::metadata::ListenSpec>,
+    /// The local agent's host access: off by default, as on `berth agent`.
+    #[command(flatten)]
+    pub host_access: super::host_access::Args,
 }
 
 fn step(msg: &str) {
@@ -26,6 +35,7 @@ fn step(msg: &str) {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = args.server.config()?;
+    let host_access = args.host_access.policy()?;
     super::server::check_nofile(super::nofile_limit(), config.http.max_connections);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -33,10 +43,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         step("opening the store and the API port");
         let server = Server::start(config).await?;
         let addr = server.local_addr();
+        let endpoint = server.endpoint();
+        let ca_file = server.tls().and_then(|t| t.ca_file.clone());
+        let server_tls = server.tls().is_some();
         let key = server.admin_key().clone();
         let region = server.config().region.clone();
         let data_dir = server.config().data_dir.clone();
-        eprintln!("ok (http://{addr})");
+        super::server::write_endpoint(&data_dir, &endpoint)?;
+        eprintln!("ok ({endpoint})");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut server_stop = stop_rx.clone();
         let serving = tokio::spawn(server.serve(async move {
@@ -50,9 +64,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         eprintln!("ok");
         step("registering this host as a container instance of cluster default");
-        let agent = Agent::register(
+        // The agent in this process reaches the server on loopback (plain HTTP unless the
+        // server speaks TLS: then over TLS, pinned to its CA).
+        let local = std::net::SocketAddr::new(
+            if addr.ip().is_unspecified() { [127, 0, 0, 1].into() } else { addr.ip() },
+            addr.port(),
+        );
+        let scheme = if server_tls { "https" } else { "http" };
+        let agent = Agent::connect(
             AgentConfig {
-                server: format!("http://{addr}"),
+                server: format!("{scheme}://{local}"),
                 cluster: "default".into(),
                 data_dir: data_dir.join("agent"),
                 region: region.clone(),
@@ -66,8 +87,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     secret_access_key: key.secret_access_key.clone(),
                     session_token: None,
                 }),
+                metadata_listen: args.metadata_listen,
+                host_access,
             },
             runtime,
+            berth_agent::Access { ca_file: ca_file.clone(), join_token: None },
         )
         .await?;
         eprintln!("ok ({})", agent.instance_arn());
@@ -78,7 +102,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             key.credentials_path.display(),
             key.config_path.display()
         );
-        eprintln!("  aws --endpoint-url http://{addr} ecs list-container-instances");
+        match &ca_file {
+            Some(ca) => eprintln!(
+                "  aws --endpoint-url {endpoint} --ca-bundle {} ecs list-container-instances",
+                ca.display()
+            ),
+            None => eprintln!("  aws --endpoint-url {endpoint} ecs list-container-instances"),
+        }
         eprintln!(
             "Ctrl-C stops Berth; running tasks keep running and are adopted on the next `berth up`."
         );

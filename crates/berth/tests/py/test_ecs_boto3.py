@@ -256,5 +256,32 @@ class Protocol(unittest.TestCase):
         self.assertEqual(r["__type"], "RequestEntityTooLargeException")
 
 
+
+class RunTaskIdempotency(unittest.TestCase):
+    def test_a_client_token_reused_with_other_parameters_is_a_conflict(self):
+        c = ecs()
+        cluster = "idempotency"
+        c.create_cluster(clusterName=cluster)
+        # An instance registered by hand (no agent): RunTask places on it while its
+        # registration counts as a heartbeat.
+        c.register_container_instance(
+            cluster=cluster,
+            instanceIdentityDocument=json.dumps({"instanceId": "i-0000000000000idem"}),
+            totalResources=[{"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+                            {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}])
+        c.register_task_definition(family="idem", containerDefinitions=[
+            {"name": "web", "image": "berth-demo:latest", "memory": 16}])
+        first = c.run_task(cluster=cluster, taskDefinition="idem", clientToken="tok-1")
+        arns = [t["taskArn"] for t in first["tasks"]]
+        self.assertEqual(len(arns), 1)
+        again = c.run_task(cluster=cluster, taskDefinition="idem", clientToken="tok-1", count=1)
+        self.assertEqual([t["taskArn"] for t in again["tasks"]], arns)
+        with self.assertRaises(c.exceptions.ConflictException) as e:
+            c.run_task(cluster=cluster, taskDefinition="idem", clientToken="tok-1", count=2)
+        self.assertEqual(e.exception.response["Error"]["Code"], "ConflictException")
+        self.assertEqual(e.exception.response["resourceIds"], arns)
+        self.assertIn("tok-1", e.exception.response["Error"]["Message"])
+        self.assertEqual(len(c.list_tasks(cluster=cluster)["taskArns"]), 1)
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

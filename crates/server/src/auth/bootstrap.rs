@@ -102,6 +102,7 @@ pub async fn bootstrap_admin_key(
             principal_arn: scope.account_root_arn(),
             status: "Active".into(),
             created_at: epoch_seconds(clock.now()),
+            container_instance_arn: None,
         };
         let txn = Txn::new()
             .when(keys::BOOTSTRAP_ADMIN_KEY, 0)

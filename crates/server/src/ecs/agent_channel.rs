@@ -26,7 +26,7 @@ use berth_wire::AwsError;
 
 use super::RequestContext;
 use super::core::Core;
-use super::state_changes::StateChanges;
+use super::state_changes::{Source, StateChanges};
 use super::task_definitions::TaskDefinitions;
 use crate::error;
 use crate::records;
@@ -125,7 +125,7 @@ impl AgentChannel {
         _ctx: &RequestContext,
         report: TaskReport,
     ) -> Result<(), AwsError> {
-        self.state_changes.apply(&report).await
+        self.state_changes.apply(&report, Source::Agent).await
     }
 
     /// The complete desired state of an instance.
@@ -188,9 +188,7 @@ impl AgentChannel {
         let Some(id) =
             self.core.scope.child_id("container-instance", &cluster, &req.container_instance_arn)
         else {
-            return Err(error::invalid(
-                "containerInstanceArn is not a container instance of this cluster.",
-            ));
+            return Err(instance_unknown(&cluster, &req.container_instance_arn));
         };
         let id = id.to_string();
         let heartbeat = self.core.timing.agent_heartbeat_secs;
@@ -229,7 +227,17 @@ impl AgentChannel {
             )
             .await?
             else {
-                // Deregistered (or never registered): the agent must stop everything.
+                // Never registered here, as far as this server knows: not INACTIVE.
+                if records::get::<ContainerInstanceRecord>(
+                    &*self.core.store,
+                    &keys::inactive_container_instance(cluster, id),
+                )
+                .await?
+                .is_none()
+                {
+                    return Err(instance_unknown(cluster, &req.container_instance_arn));
+                }
+                // Deregistered: the agent must stop everything.
                 return Ok(PollResponse {
                     version: self.core.store.revision().await.map_err(error::store)?,
                     instance_status: InstanceStatus::Inactive,
@@ -266,6 +274,14 @@ impl AgentChannel {
             let _ = tokio::time::timeout_at(deadline, woken).await;
         }
     }
+}
+
+/// The poll of an instance the server has no record of, live or deregistered: not INACTIVE
+/// (that would make its agent stop everything), but an answer of its own.
+fn instance_unknown(cluster: &str, arn: &str) -> AwsError {
+    error::instance_unknown(format!(
+        "This server has no record of container instance {arn} in cluster {cluster}, registered or deregistered (was an older database restored, or is the agent pointed at another server?). Register again without the ARN; the containers the instance runs are not this server's to stop."
+    ))
 }
 
 #[cfg(test)]
@@ -315,6 +331,38 @@ mod tests {
             .unwrap();
         assert!(answer.version > first.version);
         assert_eq!(answer.instance_status, InstanceStatus::Draining);
+    }
+
+    #[tokio::test]
+    async fn a_deregistered_instance_is_inactive_and_an_unknown_one_is_told_so() {
+        let h = Harness::new();
+        let ctx = h.ctx();
+        let ecs = &h.ecs;
+        let gone = register_instance(ecs, &ctx).await;
+        let poll = |arn: &str| PollRequest {
+            cluster: "default".into(),
+            container_instance_arn: arn.into(),
+            seen_version: 0,
+            wait_seconds: 0,
+        };
+        let req = DeregisterContainerInstanceRequest {
+            container_instance: Some(gone.clone()),
+            ..Default::default()
+        };
+        ecs.container_instances().deregister_container_instance(&ctx, req).await.unwrap();
+        // Deregistered: INACTIVE, so its agent stops everything.
+        let answer = ecs.agent_channel.agent_poll(&ctx, poll(&gone)).await.unwrap();
+        assert_eq!(answer.instance_status, InstanceStatus::Inactive);
+        // Never registered here (an older database, another server): not INACTIVE, but an
+        // answer the agent tells apart, so it registers again and keeps its containers.
+        let unknown = gone.replace(gone.rsplit('/').next().unwrap(), "0123456789abcdef");
+        let foreign = "arn:aws:ecs:eu-west-1:999999999999:container-instance/default/abc";
+        for arn in [unknown.as_str(), foreign] {
+            let e = ecs.agent_channel.agent_poll(&ctx, poll(arn)).await.unwrap_err();
+            assert_eq!(e.code, berth_agent_protocol::errors::INSTANCE_UNKNOWN, "{arn}: {e}");
+            assert_eq!(e.status, 404);
+            assert!(e.message.contains(arn), "{}", e.message);
+        }
     }
 
     #[tokio::test]

@@ -45,7 +45,9 @@ use std::sync::Arc;
 
 use berth_model::arn::Scope;
 use berth_store::Store;
-use berth_wire::ecs::{Api, Unimplemented};
+use berth_wire::ecs::{
+    Api, RegisterContainerInstanceRequest, RegisterContainerInstanceResponse, Unimplemented,
+};
 
 pub use self::agent_channel::AgentChannel;
 pub use self::clusters::Clusters;
@@ -84,6 +86,9 @@ pub struct Ecs {
     pub agent_channel: AgentChannel,
     pub service_controller: ServiceController,
     pub retention: retention::Retention,
+    /// For [`Ecs::task_instance`] (authorization of instance keys).
+    core: Arc<Core>,
+    task_records: Arc<TaskRecords>,
 }
 
 impl Ecs {
@@ -141,9 +146,11 @@ impl Ecs {
             service_controller: ServiceController::new(
                 core.clone(),
                 task_definitions.clone(),
-                task_records,
+                task_records.clone(),
                 placement,
             ),
+            core,
+            task_records,
             clusters,
             task_definitions,
             container_instances,
@@ -151,6 +158,44 @@ impl Ecs {
             state_changes,
             services,
         }
+    }
+
+    /// The container instance ARN a task is placed on (`None`: no such task), for deciding
+    /// whether an instance key may report on it.
+    pub async fn task_instance(
+        &self,
+        cluster: Option<&str>,
+        task: &str,
+    ) -> Result<Option<String>, berth_wire::AwsError> {
+        let cluster = self.core.cluster_name(cluster)?;
+        let Some(id) = self.core.scope.child_id("task", &cluster, task) else { return Ok(None) };
+        Ok(self
+            .task_records
+            .get(&cluster, id)
+            .await?
+            .and_then(|(t, _)| t.task.container_instance_arn))
+    }
+
+    /// RegisterContainerInstance for an agent that joined with a join token: always a new
+    /// instance (a `containerInstanceArn` is dropped, and the EC2 instance id is chosen here,
+    /// so a token never re-registers, and so takes over, an existing instance).
+    pub async fn join_register(
+        &self,
+        ctx: &RequestContext,
+        mut input: RegisterContainerInstanceRequest,
+    ) -> Result<RegisterContainerInstanceResponse, berth_wire::AwsError> {
+        use berth_wire::ecs::ContainerInstancesApi;
+        input.container_instance_arn = None;
+        let mut doc: serde_json::Value = input
+            .instance_identity_document
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok())
+            .filter(serde_json::Value::is_object)
+            .unwrap_or_else(|| serde_json::json!({}));
+        doc["instanceId"] =
+            format!("i-{}", &uuid::Uuid::new_v4().simple().to_string()[..17]).into();
+        input.instance_identity_document = Some(doc.to_string());
+        self.container_instances.register_container_instance(ctx, input).await
     }
 
     /// Brings records written by older versions up to the current shape; run once at start,

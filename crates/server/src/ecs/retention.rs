@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use berth_model::keys;
 use berth_model::lifecycle::TaskStatus;
-use berth_model::records::TaskRecord;
+use berth_model::records::{RunTokenRecord, TaskRecord};
 use berth_store::{Range, Record, Txn};
 use berth_wire::AwsError;
 use berth_wire::ecs::TaskDefinitionStatus;
@@ -167,9 +167,10 @@ impl Retention {
     async fn reap_run_tokens(&self, cluster: &str) -> Result<usize, AwsError> {
         let mut removed = 0;
         for r in self.range(&keys::run_token(cluster, "")).await? {
-            let arns: Vec<String> =
+            let rec: RunTokenRecord =
                 serde_json::from_slice(&r.value).map_err(|e| error::corrupt(&r.key, e))?;
-            let tasks: Vec<String> = arns
+            let tasks: Vec<String> = rec
+                .task_arns
                 .iter()
                 .filter_map(|a| self.core.scope.child_id("task", cluster, a))
                 .map(|id| keys::task(cluster, id))

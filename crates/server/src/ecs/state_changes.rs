@@ -2,17 +2,24 @@
 //! SubmitTaskStateChange / SubmitContainerStateChange, applied to the task record.
 //!
 //! Invariants: known status only moves forward ([`TaskStatus::can_transition`]), so a stale
-//! report never regresses a task; a report from an older registration of the instance, or
-//! not newer than the last one applied to the task (its `(epoch, seq)` mark), changes
-//! nothing. Reaching STOPPED releases what the task held on its instance in the same
-//! transaction ([`TaskRecords::update`]).
+//! report never regresses a task. Reaching STOPPED releases what the task held on its
+//! instance in the same transaction ([`TaskRecords::update`]).
+//!
+//! Fencing ([`Source::Agent`], the report endpoint; the rules are the agent protocol's, see
+//! `berth_agent_protocol::TaskReport::epoch`): a report must carry its agent's registration
+//! epoch (>= 1); an epoch newer than the instance's is refused (`ClientException`) and leaves
+//! the task's `(epoch, seq)` mark where it was; an epoch older than the instance's, or an
+//! `(epoch, seq)` not newer than the mark, is stale (`StaleReportException`, 409) and changes
+//! nothing. The public SubmitTaskStateChange / SubmitContainerStateChange ([`Source::Api`])
+//! are ECS's own API, authorized like any other call: they carry no epoch and are not fenced,
+//! only held to the forward-only rule.
 
 use std::sync::Arc;
 
 use berth_agent_protocol::TaskReport;
 use berth_model::keys;
 use berth_model::lifecycle::{ContainerHealth, DesiredTaskStatus, TaskStatus};
-use berth_model::records::{ContainerInstanceRecord, ContainerStatusExt};
+use berth_model::records::{ContainerInstanceRecord, ContainerStatusExt, TaskRecord};
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
@@ -26,6 +33,15 @@ use crate::records;
 
 fn parse_status(s: &str) -> Option<TaskStatus> {
     s.parse().ok()
+}
+
+/// Who sent a state change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Source {
+    /// An agent, on the report endpoint: fenced by its `(epoch, seq)`.
+    Agent,
+    /// ECS's public SubmitTaskStateChange / SubmitContainerStateChange: not fenced.
+    Api,
 }
 
 /// Applies task state changes.
@@ -46,7 +62,13 @@ impl StateChanges {
 
     /// Applies a state change reported for a task (by an agent through the report endpoint,
     /// or through the public SubmitTaskStateChange).
-    pub(super) async fn apply(&self, report: &TaskReport) -> Result<(), AwsError> {
+    pub(super) async fn apply(&self, report: &TaskReport, source: Source) -> Result<(), AwsError> {
+        let fenced = source == Source::Agent;
+        if fenced && report.epoch == 0 {
+            return Err(error::invalid(
+                "A report on the agent channel must carry its agent's registration epoch (epoch >= 1, from the poll's answer) and a sequence number.",
+            ));
+        }
         let change = &report.change;
         let cluster = self.core.cluster_name(change.cluster.as_deref())?;
         let given = change.task.clone().unwrap_or_default();
@@ -61,10 +83,11 @@ impl StateChanges {
             ),
         };
         let now = self.core.now();
-        // Fencing: a report from an older registration of the instance, or not newer than the
-        // last one applied to this task, is stale and changes nothing.
         let mark = (report.epoch, report.seq);
         let stored = self.task_records.get(&cluster, id).await?;
+        if let Some((t, _)) = &stored {
+            check_placed_on(t, report, &given)?;
+        }
         // The task's revision (immutable; from the revision cache) says which containers are
         // essential and health-checked, which task health aggregates.
         let td = match stored.as_ref().and_then(|(t, _)| t.task.task_definition_arn.as_deref()) {
@@ -77,40 +100,53 @@ impl StateChanges {
             },
             None => None,
         };
-        if report.epoch > 0
+        // Fencing against the instance's registration (live, or deregistered: its agent may
+        // still report the end of its tasks).
+        let mut instance_epoch = None;
+        if fenced
             && let Some((t, _)) = &stored
-            && let Some((inst, _)) = records::get::<ContainerInstanceRecord>(
-                &*self.core.store,
-                &keys::container_instance(&cluster, &t.instance_id),
-            )
-            .await?
-            && report.epoch < inst.epoch
+            && let Some(inst) = self.instance(&cluster, &t.instance_id).await?
         {
-            tracing::debug!(
-                task = id,
-                report_epoch = report.epoch,
-                instance_epoch = inst.epoch,
-                "stale report ignored"
-            );
-            return Ok(());
+            instance_epoch = Some(inst.epoch);
+            if report.epoch > inst.epoch {
+                return Err(error::client(format!(
+                    "The report carries registration epoch {} but container instance {} is at registration epoch {}: no such registration exists, so the report is refused and changed nothing.",
+                    report.epoch, inst.arn, inst.epoch
+                )));
+            }
+            if report.epoch < inst.epoch {
+                tracing::debug!(
+                    task = id,
+                    report_epoch = report.epoch,
+                    instance_epoch = inst.epoch,
+                    "stale report refused"
+                );
+                return Err(error::stale_report(format!(
+                    "The report carries registration epoch {} of container instance {}, which has registered again since (epoch {}): it is stale and changed nothing; poll for the current state.",
+                    report.epoch, inst.arn, inst.epoch
+                )));
+            }
         }
         let updated = self
             .task_records
             .update(&cluster, id, |t| {
-                if report.epoch > 0 {
-                    if t.report_mark.is_some_and(|m| mark <= m) {
-                        return Ok(()); // a delayed or replayed report
+                check_placed_on(t, report, &given)?;
+                if fenced {
+                    if t.report_mark.zip(instance_epoch).is_some_and(|(m, e)| m.0 > e) {
+                        // A mark from a registration that never existed, pinned by a report
+                        // accepted before such reports were refused: void.
+                        t.report_mark = None;
+                    }
+                    if let Some(m) = t.report_mark
+                        && mark <= m
+                    {
+                        // A delayed retry or a replay.
+                        return Err(error::stale_report(format!(
+                            "The report (epoch {}, sequence {}) is not newer than the last one applied to task {given} (epoch {}, sequence {}): it is stale and changed nothing.",
+                            mark.0, mark.1, m.0, m.1
+                        )));
                     }
                     t.report_mark = Some(mark);
-                }
-                if !report.container_instance_arn.is_empty()
-                    && t.task.container_instance_arn.as_deref()
-                        != Some(report.container_instance_arn.as_str())
-                {
-                    return Err(error::invalid(format!(
-                        "Task {given} is not placed on {}.",
-                        report.container_instance_arn
-                    )));
                 }
                 let known = t.last_status();
                 if known == TaskStatus::Stopped {
@@ -207,6 +243,37 @@ impl StateChanges {
         }
         Ok(())
     }
+
+    /// The instance record by id, live or deregistered.
+    async fn instance(
+        &self,
+        cluster: &str,
+        id: &str,
+    ) -> Result<Option<ContainerInstanceRecord>, AwsError> {
+        for key in
+            [keys::container_instance(cluster, id), keys::inactive_container_instance(cluster, id)]
+        {
+            if let Some((rec, _)) =
+                records::get::<ContainerInstanceRecord>(&*self.core.store, &key).await?
+            {
+                return Ok(Some(rec));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A report naming its instance must come from the instance the task is placed on.
+fn check_placed_on(t: &TaskRecord, report: &TaskReport, given: &str) -> Result<(), AwsError> {
+    if !report.container_instance_arn.is_empty()
+        && t.task.container_instance_arn.as_deref() != Some(report.container_instance_arn.as_str())
+    {
+        return Err(error::invalid(format!(
+            "Task {given} is not placed on {}.",
+            report.container_instance_arn
+        )));
+    }
+    Ok(())
 }
 
 impl StateChangesApi<RequestContext> for StateChanges {
@@ -216,7 +283,7 @@ impl StateChangesApi<RequestContext> for StateChanges {
         input: SubmitTaskStateChangeRequest,
     ) -> Result<SubmitTaskStateChangeResponse, AwsError> {
         let report = TaskReport { change: input, ..Default::default() };
-        self.apply(&report).await?;
+        self.apply(&report, Source::Api).await?;
         Ok(SubmitTaskStateChangeResponse { acknowledgment: Some("ACK".into()) })
     }
 
@@ -242,7 +309,7 @@ impl StateChangesApi<RequestContext> for StateChanges {
             },
             ..Default::default()
         };
-        self.apply(&report).await?;
+        self.apply(&report, Source::Api).await?;
         Ok(SubmitContainerStateChangeResponse { acknowledgment: Some("ACK".into()) })
     }
 }

@@ -40,6 +40,7 @@ impl Harness {
                 arn: "arn:aws:iam::000000000000:root".into(),
                 account_id: "000000000000".into(),
                 access_key_id: "AKIDTEST".into(),
+                instance: None,
             }),
             request_id: "test".into(),
         }

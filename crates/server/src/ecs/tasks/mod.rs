@@ -26,7 +26,7 @@ use super::RequestContext;
 use super::clusters::Clusters;
 use super::core::Core;
 use super::describe::ByIds;
-use super::placement::{Job, Placement};
+use super::placement::{ClientToken, Job, Placement};
 use super::task_definitions::TaskDefinitions;
 use crate::error;
 use crate::pagination::Page;
@@ -98,7 +98,7 @@ impl Tasks {
         l: &Launch<'_>,
         count: u32,
         only: Option<&[String]>,
-        client_token: Option<&str>,
+        client_token: Option<ClientToken<'_>>,
     ) -> Result<(Vec<Task>, Vec<Failure>), AwsError> {
         let rec = self.task_definitions.runnable(l.task_definition).await?;
         let td = &rec.task_definition;
@@ -192,7 +192,12 @@ impl TasksApi<RequestContext> for Tasks {
         }
         let task_tags = input.tags.clone().unwrap_or_default();
         tags::validate(&task_tags, "tags").map_err(error::model)?;
-        if let Some(token) = &input.client_token
+        let request_hash = request_hash(&input, &cluster, count);
+        let client_token = input
+            .client_token
+            .as_deref()
+            .map(|token| ClientToken { token, request_hash: &request_hash });
+        if let Some(token) = client_token
             && let Some(done) = self.placement.tasks_for_token(&cluster, token).await?
         {
             return Ok(RunTaskResponse { tasks: Some(done), failures: Some(vec![]) });
@@ -206,9 +211,8 @@ impl TasksApi<RequestContext> for Tasks {
             constraints: input.placement_constraints.as_deref().unwrap_or(&[]),
             strategies,
         };
-        let (tasks, failures) = self
-            .launch(&cluster, &launch, count as u32, None, input.client_token.as_deref())
-            .await?;
+        let (tasks, failures) =
+            self.launch(&cluster, &launch, count as u32, None, client_token).await?;
         Ok(RunTaskResponse { tasks: Some(tasks), failures: Some(failures) })
     }
 
@@ -392,6 +396,40 @@ impl TasksApi<RequestContext> for Tasks {
         let arns = arns.iter().map(|id| self.core.scope.task_arn(&cluster, id)).collect();
         Ok(ListTasksResponse { task_arns: Some(arns), next_token: next })
     }
+}
+
+/// What identifies a RunTask request for its `clientToken`: a SHA-256 of its parameters,
+/// normalised so that a retry matches however it spells the defaults. The cluster is the
+/// resolved name and `count` is explicit; absent, null, empty lists and empty objects are all
+/// the same; object keys are sorted. Everything else counts as given (`web` and `web:3` are
+/// different parameters even when they name the same revision).
+fn request_hash(input: &RunTaskRequest, cluster: &str, count: i32) -> String {
+    fn canonical(v: serde_json::Value) -> Option<serde_json::Value> {
+        use serde_json::Value;
+        match v {
+            Value::Null => None,
+            Value::Array(items) => {
+                let items: Vec<Value> = items.into_iter().filter_map(canonical).collect();
+                (!items.is_empty()).then_some(Value::Array(items))
+            }
+            Value::Object(map) => {
+                let mut entries: Vec<(String, Value)> =
+                    map.into_iter().filter_map(|(k, v)| Some((k, canonical(v)?))).collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                (!entries.is_empty()).then(|| Value::Object(entries.into_iter().collect()))
+            }
+            other => Some(other),
+        }
+    }
+    let normalised = RunTaskRequest {
+        cluster: Some(cluster.to_string()),
+        count: Some(count),
+        client_token: None,
+        ..input.clone()
+    };
+    let value = serde_json::to_value(&normalised).unwrap_or_default();
+    let bytes = canonical(value).map(|v| v.to_string()).unwrap_or_default();
+    berth_sigv4::sha256_hex(bytes.as_bytes())
 }
 
 /// The key of the last task listed (for a filtered ListTasks page's token).
