@@ -19,8 +19,18 @@ pub fn model(e: ModelError) -> AwsError {
 }
 
 /// The store failed: a fault on Berth's side. The details go to the log; the client is told
-/// what happened and what to do.
+/// what happened and what to do. A full disk is told apart (`ServerException`, HTTP 500, as
+/// AWS answers its own faults): the request was not applied, and what to free.
 pub fn store(e: StoreError) -> AwsError {
+    if let StoreError::DiskFull { path, filesystem, .. } = &e {
+        let data_dir = path.parent().unwrap_or(path);
+        tracing::warn!(error = %e, "write refused: disk full");
+        return ErrorCode::ServerException.with(format!(
+            "The filesystem holding Berth's data directory is full: free space on {} (the data directory is {}); the request was not applied. Retry it once there is space.",
+            filesystem.display(),
+            data_dir.display()
+        ));
+    }
     tracing::error!(error = %e, "store failure");
     ErrorCode::ServerException.with(format!(
         "Berth's state store failed ({e}). Retry the request; if it persists, check the server's log and its data directory's disk."

@@ -16,8 +16,12 @@
 //! * [`Store::txn`] returns only once the transaction is durable (fsync'd): an acknowledged
 //!   write survives `kill -9`.
 //! * Reads see a consistent snapshot of committed transactions.
+//! * A full disk fails the writes that do not fit with [`StoreError::DiskFull`] (naming the
+//!   filesystem), applying nothing of them; reads keep working, and writes succeed again as
+//!   soon as space is freed, without reopening the store.
 #![forbid(unsafe_code)]
 
+pub mod space;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -155,6 +159,20 @@ pub enum StoreError {
     Read { what: String, source: rusqlite::Error },
     #[error("store write failed: {source}")]
     Write { source: rusqlite::Error },
+    /// The filesystem holding the database has no space left. What failed was not applied: a
+    /// write is rolled back whole, an open leaves the database as it was.
+    #[error(
+        "no space left on the filesystem {} holding the store database {}: {source}",
+        filesystem.display(),
+        path.display()
+    )]
+    DiskFull {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// The mount point of its filesystem: where to free space.
+        filesystem: std::path::PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("the store's writer thread has stopped")]
     WriterGone,
 }

@@ -13,6 +13,23 @@
 //!   COMMITs once (one WAL fsync, `synchronous=FULL`) and only then replies to each caller. If
 //!   the COMMIT fails, every txn of the batch gets the error and the in-memory revision is not
 //!   advanced. A batch in which nothing committed is rolled back (no fsync).
+//! * **Failures the writer survives.** An error of the kinds SQLite says may have rolled back
+//!   the statement *or the whole transaction* (`SQLITE_FULL`, `SQLITE_IOERR`, `SQLITE_NOMEM`,
+//!   `SQLITE_BUSY`, `SQLITE_INTERRUPT`; and `SQLITE_CORRUPT`) fails the whole batch, wherever
+//!   it happens (an operation, the COMMIT): the writer issues the explicit `ROLLBACK` SQLite's
+//!   documentation recommends (unless SQLite already ended the transaction), fails every txn
+//!   of the batch with the error, publishes nothing, and takes the next batch. Should that
+//!   ROLLBACK itself fail, the next batch rolls the stale transaction back before its
+//!   `BEGIN`. Only errors confined to one txn's own data (a value too big, a constraint) fail
+//!   that txn alone, rolled back to its savepoint.
+//! * **Disk full.** A write that runs out of space fails with [`StoreError::DiskFull`], naming
+//!   the database and the mount point of its filesystem ([`crate::space`]); so does an open
+//!   on a full filesystem. Nothing of a failed batch is applied or published, reads keep
+//!   working (WAL readers write nothing), commits that fit in WAL space already allocated
+//!   still succeed, and the first batch after space returns commits normally: nothing is
+//!   reopened. A checkpoint that cannot grow the database file fails quietly (SQLite ignores
+//!   automatic checkpoint errors; the WAL keeps the frames) and is retried after the next
+//!   commit. The writer logs the change into and out of the disk-full state once each.
 //! * **Revision.** The current revision lives in `meta('revision')`, updated in the same SQLite
 //!   transaction as the keys, so it survives restarts and never goes backwards (deletes
 //!   included). Every committed txn (even one with no operations) takes exactly one revision.
@@ -48,6 +65,60 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{Change, Compare, Op, Range, Record, Revision, Store, StoreError, Txn, TxnOutcome};
+
+/// True when `error`, met writing or opening the database at `db`, was for want of space:
+/// `SQLITE_FULL`, or an I/O or open failure while the filesystem is full (growing the `-shm`
+/// or creating the `-wal` reports ENOSPC that way).
+fn for_want_of_space(db: &Path, error: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => true,
+        Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen) => crate::space::is_full(db),
+        _ => false,
+    }
+}
+
+/// `error` as [`StoreError::DiskFull`] when it was for want of space, else unchanged.
+fn with_disk_full(db: &Path, error: StoreError) -> StoreError {
+    match error {
+        StoreError::Open { source, .. }
+        | StoreError::Migration { source, .. }
+        | StoreError::Write { source }
+            if for_want_of_space(db, &source) =>
+        {
+            disk_full(db, source)
+        }
+        other => other,
+    }
+}
+
+fn disk_full(db: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::DiskFull {
+        path: db.to_path_buf(),
+        filesystem: crate::space::mount_point(db),
+        source,
+    }
+}
+
+/// Errors after which SQLite may have rolled back the statement or the whole transaction, and
+/// recommends an explicit ROLLBACK (sqlite.org/lang_transaction.html, "Response To Errors
+/// Within A Transaction"); corruption likewise ends the batch.
+fn ends_the_batch(error: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    matches!(
+        error.sqlite_error_code(),
+        Some(
+            ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::OutOfMemory
+                | ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::OperationInterrupted
+                | ErrorCode::DatabaseCorrupt
+                | ErrorCode::NotADatabase
+        )
+    )
+}
 
 /// Creates the database file 0600 if absent, and takes group and other bits off the database
 /// and its `-wal` and `-shm` files when present.
@@ -172,7 +243,7 @@ impl SqliteStore {
     /// Opens (creating if absent) the store at `path`, migrates its schema, and starts the
     /// writer thread. Blocking; call it at startup.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with_migrations(path, MIGRATIONS)
+        Self::open_with_migrations(path, MIGRATIONS).map_err(|e| with_disk_full(path, e))
     }
 
     fn open_with_migrations(path: &Path, migrations: &[&str]) -> Result<Self, StoreError> {
@@ -231,9 +302,12 @@ impl SqliteStore {
         let (rev_tx, revisions) = tokio::sync::watch::channel(current);
         let (changes, _) = tokio::sync::broadcast::channel(crate::CHANGE_BUFFER);
         let writer_changes = changes.clone();
+        let writer_path = path.clone();
         let writer_thread = std::thread::Builder::new()
             .name("berth-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, &writer_counters, &rev_tx, &writer_changes))
+            .spawn(move || {
+                writer_loop(conn, &writer_path, rx, &writer_counters, &rev_tx, &writer_changes)
+            })
             .map_err(|e| {
                 open_err(rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
@@ -261,6 +335,10 @@ impl SqliteStore {
     /// its WAL (`VACUUM`, then a truncating checkpoint): after replacing sensitive values.
     /// Blocking, and for startup: it waits for (and holds up) every other writer.
     pub fn scrub(&self) -> Result<(), StoreError> {
+        self.try_scrub().map_err(|e| with_disk_full(&self.path, e))
+    }
+
+    fn try_scrub(&self) -> Result<(), StoreError> {
         let werr = |source| StoreError::Write { source };
         let conn = Connection::open_with_flags(
             &self.path,
@@ -499,12 +577,15 @@ fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError>
 /// The writer thread: receive a batch, apply it in one SQLite transaction, reply.
 fn writer_loop(
     conn: Connection,
+    path: &Path,
     mut rx: mpsc::Receiver<Request>,
     counters: &Counters,
     revisions: &tokio::sync::watch::Sender<Revision>,
     changes: &tokio::sync::broadcast::Sender<Arc<Change>>,
 ) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+    // Whether the last batch that wrote or failed ran out of space (logged on change only).
+    let mut full = false;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -513,8 +594,21 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let results = apply_batch(&conn, &batch, counters);
+        let results = apply_batch(&conn, path, &batch, counters);
         debug_assert_eq!(results.len(), batch.len());
+        if let Some(Err(StoreError::DiskFull { filesystem, .. })) = results.first()
+            && !full
+        {
+            full = true;
+            tracing::error!(
+                filesystem = %filesystem.display(),
+                database = %path.display(),
+                "store: the filesystem is full; writes fail (and are not applied) until space is freed there"
+            );
+        } else if full && results.iter().any(|r| matches!(r, Ok(TxnOutcome::Committed { .. }))) {
+            full = false;
+            tracing::info!(database = %path.display(), "store: writes succeed again");
+        }
         // Publish before replying, so a caller that saw its txn commit also sees the revision
         // (and a cache following the changes has been sent the write).
         if changes.receiver_count() > 0 {
@@ -551,21 +645,33 @@ fn writer_loop(
 /// Applies a batch and returns one result per request, in order. Only returns after COMMIT.
 fn apply_batch(
     conn: &Connection,
+    path: &Path,
     batch: &[Request],
     counters: &Counters,
 ) -> Vec<Result<TxnOutcome, StoreError>> {
     let results = match try_apply_batch(conn, batch) {
         Ok(results) => results,
         Err(error) => {
+            // SQLite may have rolled the transaction back already (then there is nothing to
+            // roll back); if not, its docs ask for an explicit ROLLBACK. Should that fail too,
+            // the next batch retries it before its BEGIN.
             if !conn.is_autocommit()
                 && let Err(rollback) = conn.execute_batch("ROLLBACK")
             {
                 tracing::error!(%rollback, "store: rollback after failed batch failed");
             }
-            tracing::error!(%error, txns = batch.len(), "store: write batch failed; every txn in it fails");
+            let full = for_want_of_space(path, &error);
+            if full {
+                tracing::debug!(%error, txns = batch.len(), "store: write batch failed: disk full");
+            } else {
+                tracing::error!(%error, txns = batch.len(), "store: write batch failed; every txn in it fails");
+            }
             batch
                 .iter()
-                .map(|_| Err(StoreError::Write { source: duplicate_error(&error) }))
+                .map(|_| {
+                    let source = duplicate_error(&error);
+                    Err(if full { disk_full(path, source) } else { StoreError::Write { source } })
+                })
                 .collect()
         }
     };
@@ -593,6 +699,12 @@ fn try_apply_batch(
     conn: &Connection,
     batch: &[Request],
 ) -> rusqlite::Result<Vec<Result<TxnOutcome, StoreError>>> {
+    if !conn.is_autocommit() {
+        // The ROLLBACK after an earlier failed batch failed as well: end that transaction
+        // now (it committed nothing), or this BEGIN could never succeed again.
+        tracing::warn!("store: rolling back a transaction a failed batch left open");
+        conn.execute_batch("ROLLBACK")?;
+    }
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
     let base = conn.prepare_cached(SQL_REVISION)?.query_row([], |row| u64_at(row, 0))?;
     let mut revision = base;
@@ -616,8 +728,9 @@ fn try_apply_batch(
                 revision = next;
                 results.push(Ok(TxnOutcome::Committed { revision: next }));
             }
-            // SQLite rolled the whole transaction back (I/O error, disk full...).
-            Err(error) if conn.is_autocommit() => return Err(error),
+            // SQLite rolled the whole transaction back, or may have (I/O error, disk full...):
+            // the whole batch is rolled back and fails.
+            Err(error) if conn.is_autocommit() || ends_the_batch(&error) => return Err(error),
             Err(error) => {
                 if savepoint {
                     conn.prepare_cached("ROLLBACK TO txn")?.execute([])?;
@@ -753,6 +866,65 @@ mod tests {
         drop(conn);
         // The good schema still opens.
         drop(SqliteStore::open(&path).unwrap());
+    }
+
+    fn request(txn: Txn) -> (Request, oneshot::Receiver<Result<TxnOutcome, StoreError>>) {
+        let (reply, answer) = oneshot::channel();
+        (Request { txn, reply }, answer)
+    }
+
+    #[test]
+    fn a_transaction_a_failed_rollback_left_open_is_rolled_back_before_the_next_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = raw(&path);
+        // As if a batch failed and its ROLLBACK failed too: a write transaction still open.
+        conn.execute_batch(
+            "BEGIN IMMEDIATE; INSERT INTO kv VALUES ('stale', x'00', 7, 7); UPDATE meta SET value = 7;",
+        )
+        .unwrap();
+        assert!(!conn.is_autocommit());
+        let (req, _answer) = request(Txn::new().put("k", "v"));
+        let results = apply_batch(&conn, &path, &[req], &Counters::default());
+        assert!(matches!(results[..], [Ok(TxnOutcome::Committed { revision: 1 })]), "{results:?}");
+        assert!(conn.is_autocommit());
+        let stale: i64 = conn
+            .query_row("SELECT COUNT(*) FROM kv WHERE key = 'stale'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stale, 0, "the stale transaction was rolled back, not committed");
+    }
+
+    #[test]
+    fn errors_that_may_have_ended_the_transaction_end_the_batch() {
+        let err = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        for code in [
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_IOERR,
+            rusqlite::ffi::SQLITE_IOERR_SHMSIZE,
+            rusqlite::ffi::SQLITE_NOMEM,
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_INTERRUPT,
+            rusqlite::ffi::SQLITE_CORRUPT,
+        ] {
+            assert!(ends_the_batch(&err(code)), "{code}");
+        }
+        for code in [rusqlite::ffi::SQLITE_TOOBIG, rusqlite::ffi::SQLITE_CONSTRAINT] {
+            assert!(!ends_the_batch(&err(code)), "{code}");
+        }
+        // SQLITE_FULL is a full disk whatever the free space says now; an I/O error only
+        // when the filesystem is full.
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        assert!(for_want_of_space(&db, &err(rusqlite::ffi::SQLITE_FULL)));
+        assert!(!for_want_of_space(&db, &err(rusqlite::ffi::SQLITE_IOERR_SHMSIZE)));
+        match with_disk_full(&db, StoreError::Write { source: err(rusqlite::ffi::SQLITE_FULL) }) {
+            StoreError::DiskFull { path, filesystem, .. } => {
+                assert_eq!(path, db);
+                assert!(dir.path().canonicalize().unwrap().starts_with(filesystem));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
