@@ -215,7 +215,7 @@ pub fn task_group(service: &str) -> String {
 /// The circuit breaker's failure threshold for `desired` tasks: half the desired count,
 /// rounded up, at least 3 and at most 200 (ECS's rolling update documentation).
 pub fn failure_threshold(desired: i32) -> i32 {
-    ((desired.max(0) + 1) / 2).clamp(3, 200)
+    (desired.max(0) / 2 + desired.max(0) % 2).clamp(3, 200)
 }
 
 /// The fewest healthy tasks a deployment keeps: `ceil(desired x min% / 100)`.
@@ -225,9 +225,11 @@ pub fn minimum_healthy(desired: i32, minimum_healthy_percent: i32) -> i32 {
     ((d * p + 99) / 100) as i32
 }
 
-/// The most tasks a deployment may run at once: `floor(desired x max% / 100)`.
+/// The most tasks a deployment may run at once: `floor(desired x max% / 100)`, at most
+/// `i32::MAX`.
 pub fn maximum_tasks(desired: i32, maximum_percent: i32) -> i32 {
-    (i64::from(desired.max(0)) * i64::from(maximum_percent.max(0)) / 100) as i32
+    let n = i64::from(desired.max(0)) * i64::from(maximum_percent.max(0)) / 100;
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 #[cfg(test)]
@@ -245,6 +247,8 @@ mod tests {
             (0, 100, 200, 0, 0),
             (10, 0, 100, 0, 10),
             (5, 33, 133, 2, 6),
+            // The largest desired count does not wrap (issue #10's fuzz test).
+            (i32::MAX, 100, 200, i32::MAX, i32::MAX),
         ];
         for (d, min, max, want_min, want_max) in cases {
             assert_eq!(minimum_healthy(d, min), want_min, "{d} {min}");
@@ -254,7 +258,9 @@ mod tests {
 
     #[test]
     fn circuit_breaker_threshold() {
-        for (d, t) in [(0, 3), (1, 3), (5, 3), (6, 3), (7, 4), (10, 5), (399, 200), (1000, 200)] {
+        let cases = [(0, 3), (1, 3), (5, 3), (6, 3), (7, 4), (10, 5), (399, 200), (1000, 200)];
+        // The largest desired count does not overflow (issue #10's fuzz test).
+        for (d, t) in cases.into_iter().chain([(i32::MAX, 200)]) {
             assert_eq!(failure_threshold(d), t, "{d}");
         }
     }

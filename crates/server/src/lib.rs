@@ -134,6 +134,43 @@ pub enum StartError {
     Upgrade(String),
     #[error("cannot set up TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    /// Any of the above, met while the data directory's filesystem is full.
+    #[error(
+        "the filesystem holding the data directory {} is full: free space on {}, then start berth again ({source})",
+        data_dir.display(),
+        filesystem.display()
+    )]
+    DiskFull { data_dir: PathBuf, filesystem: PathBuf, source: Box<StartError> },
+}
+
+impl StartError {
+    /// `self` as [`StartError::DiskFull`] when the store ran out of space, or when writing the
+    /// data directory failed while its filesystem is full (the lock file, the key file, the
+    /// credentials...); else unchanged.
+    fn with_disk_full(self, data_dir: &std::path::Path) -> Self {
+        use auth::bootstrap::BootstrapError;
+        use data_dir::DataDirError;
+        let out_of_space = match &self {
+            StartError::Store(StoreError::DiskFull { .. }) => true,
+            // Failures to write (or to write through the store) that a full disk explains.
+            StartError::DataDir(DataDirError::Create { .. } | DataDirError::Lock { .. })
+            | StartError::KeyFile(auth::secrets::KeyFileError::Io { .. })
+            | StartError::Seal(_)
+            | StartError::Store(_)
+            | StartError::Bootstrap(BootstrapError::Write { .. } | BootstrapError::Store(_))
+            | StartError::Upgrade(_)
+            | StartError::Tls(tls::TlsError::Io { .. }) => berth_store::space::is_full(data_dir),
+            _ => false,
+        };
+        if !out_of_space {
+            return self;
+        }
+        StartError::DiskFull {
+            data_dir: data_dir.to_path_buf(),
+            filesystem: berth_store::space::mount_point(data_dir),
+            source: Box::new(self),
+        }
+    }
 }
 
 /// Everything a request handler needs.
@@ -160,8 +197,14 @@ pub struct Server {
 
 impl Server {
     /// Opens (or creates) the data directory and store, ensures the administrator key exists
-    /// and binds the listening socket.
+    /// and binds the listening socket. On a full disk it fails with [`StartError::DiskFull`],
+    /// naming the filesystem to free space on.
     pub async fn start(config: ServerConfig) -> Result<Self, StartError> {
+        let data_dir = config.data_dir.clone();
+        Self::try_start(config).await.map_err(|e| e.with_disk_full(&data_dir))
+    }
+
+    async fn try_start(config: ServerConfig) -> Result<Self, StartError> {
         if config.account_id.len() != 12 || !config.account_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(StartError::Config(format!(
                 "--account-id must be 12 digits, got '{}'",
@@ -249,12 +292,21 @@ impl Server {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let app = self.app.clone();
-        let controller = tokio::spawn(async move { app.ecs.service_controller.run(stop_rx).await });
-        let app = self.app.clone();
-        let stop_rx = stop_tx.subscribe();
-        let retention = tokio::spawn(async move { app.ecs.retention.run(stop_rx).await });
+        let (stop_tx, _) = tokio::sync::watch::channel(false);
+        let controller = supervise("service controller", &stop_tx, {
+            let app = self.app.clone();
+            move |stop| {
+                let app = app.clone();
+                async move { app.ecs.service_controller.run(stop).await }
+            }
+        });
+        let retention = supervise("retention reaper", &stop_tx, {
+            let app = self.app.clone();
+            move |stop| {
+                let app = app.clone();
+                async move { app.ecs.retention.run(stop).await }
+            }
+        });
         let router = protocol::router(self.app);
         let acceptor = self.tls.map(|t| t.acceptor);
         let served =
@@ -269,6 +321,40 @@ impl Server {
     }
 }
 
+/// Runs a background loop until `stop` is set, starting it again (after a second, with an
+/// error in the log) should it panic: a bug met on one pass must not end the loop for good
+/// while the API keeps answering. The loops are level-triggered from the store, so a restart
+/// loses nothing.
+fn supervise<F, Fut>(
+    what: &'static str,
+    stop: &tokio::sync::watch::Sender<bool>,
+    start: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(tokio::sync::watch::Receiver<bool>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut stopped = stop.subscribe();
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            match tokio::spawn(start(stop.subscribe())).await {
+                Err(e) if e.is_panic() && !*stopped.borrow() => {
+                    tracing::error!(
+                        what,
+                        "panicked; restarting it in 1 s (a bug: please report it)"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        _ = stopped.wait_for(|s| *s) => return,
+                    }
+                }
+                _ => return,
+            }
+        }
+    })
+}
+
 /// The ECS timing settings a configuration gives.
 fn timing(config: &ServerConfig) -> ecs::core::Timing {
     ecs::core::Timing {
@@ -278,5 +364,35 @@ fn timing(config: &ServerConfig) -> ecs::core::Timing {
         instance_lost_after_secs: config.instance_lost_after.as_secs_f64(),
         service_settle_secs: config.service_settle.as_secs_f64(),
         stopped_task_retention_secs: config.stopped_task_retention.as_secs_f64(),
+    }
+}
+
+#[cfg(test)]
+mod supervise_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_loop_that_panics_is_started_again_until_stopped() {
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let starts = Arc::new(AtomicU32::new(0));
+        let handle = super::supervise("test loop", &stop, {
+            let starts = starts.clone();
+            move |mut stop_rx| {
+                let n = starts.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < 2 {
+                        panic!("pass {n} met a bug");
+                    }
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                }
+            }
+        });
+        while starts.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        stop.send(true).unwrap();
+        handle.await.unwrap();
+        assert_eq!(starts.load(Ordering::SeqCst), 3, "two panics, two restarts, one clean stop");
     }
 }

@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::{any, get};
 use berth_wire::{AwsError, common, ecs as wire_ecs};
 use http::{HeaderValue, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 
 use crate::App;
 use crate::auth::{self, Action};
@@ -66,22 +66,52 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     }
 }
 
+/// How much of a body over the cap is read and discarded before the 413 is sent.
+const DRAIN_MAX: usize = 8 << 20;
+
+/// Reads `body` up to `cap` bytes. A longer one is read on to its end (at most [`DRAIN_MAX`]
+/// more bytes, and within the body-read timeout) and discarded before the 413 is answered: a
+/// server that answers while the client is still writing and then closes the connection
+/// resets it, and the client loses the answer to a broken pipe.
+async fn read_capped(mut body: Body, cap: usize) -> Result<bytes::Bytes, AwsError> {
+    let mut kept = Vec::new();
+    let mut discarded: Option<usize> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = match (frame, discarded) {
+            (Ok(f), _) => f,
+            (Err(_), Some(_)) => break,
+            (Err(e), None) => {
+                return Err(common::invalid_request(format!(
+                    "could not read the request body: {e}"
+                )));
+            }
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        match discarded.as_mut() {
+            None if kept.len() + data.len() <= cap => kept.extend_from_slice(&data),
+            None => {
+                discarded = Some(kept.len() + data.len());
+                kept = Vec::new();
+            }
+            Some(n) => *n += data.len(),
+        }
+        if discarded.is_some_and(|n| n > cap.saturating_add(DRAIN_MAX)) {
+            break;
+        }
+    }
+    match discarded {
+        Some(_) => Err(common::request_too_large(cap)),
+        None => Ok(kept.into()),
+    }
+}
+
 /// Reads the body under the cap and authenticates the request.
 async fn read_authenticated(
     app: &App,
     req: Request,
 ) -> Result<(http::request::Parts, bytes::Bytes, std::sync::Arc<auth::Principal>), AwsError> {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, app.max_body_bytes).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return Err(if e.is::<http_body_util::LengthLimitError>() {
-                common::request_too_large(app.max_body_bytes)
-            } else {
-                common::invalid_request(format!("could not read the request body: {e}"))
-            });
-        }
-    };
+    let body = read_capped(body, app.max_body_bytes).await?;
     let principal = app.auth.authenticate(&parts, &body, wire_ecs::SIGNING_NAME).await?;
     Ok((parts, body, principal))
 }
@@ -282,10 +312,7 @@ async fn agent_report(State(app): State<Arc<App>>, req: Request) -> Response {
 async fn agent_join(State(app): State<Arc<App>>, req: Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let result = async {
-        let body = match Limited::new(req.into_body(), app.max_body_bytes).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return Err(common::request_too_large(app.max_body_bytes)),
-        };
+        let body = read_capped(req.into_body(), app.max_body_bytes).await?;
         let input: berth_agent_protocol::JoinRequest = serde_json::from_slice(&body)
             .map_err(|e| common::serialization(format!("Invalid join request: {e}")))?;
         let token = match app.tokens.redeem(&input.token).await? {
