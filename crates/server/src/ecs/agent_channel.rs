@@ -132,12 +132,12 @@ impl AgentChannel {
     async fn desired_state(
         &self,
         cluster: &str,
-        rec: &ContainerInstanceRecord,
+        instance_id: &str,
     ) -> Result<Vec<DesiredTask>, AwsError> {
         let idx = self
             .core
             .store
-            .range(Range::prefix(&keys::instance_tasks_prefix(&rec.id)))
+            .range(Range::prefix(&keys::instance_tasks_prefix(instance_id)))
             .await
             .map_err(error::store)?;
         let ids: Vec<String> = idx
@@ -221,12 +221,15 @@ impl AgentChannel {
             let woken = notify.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let Some((rec, _)) = records::get::<ContainerInstanceRecord>(
+            // Only what the answer needs: a held poll must not keep the whole record (about
+            // 5 KB decoded) alive while it waits, once per agent.
+            let live = records::get::<ContainerInstanceRecord>(
                 &*self.core.store,
                 &keys::container_instance(cluster, id),
             )
             .await?
-            else {
+            .map(|(rec, _)| (rec.status, rec.epoch));
+            let Some((status, epoch)) = live else {
                 // Never registered here, as far as this server knows: not INACTIVE.
                 if records::get::<ContainerInstanceRecord>(
                     &*self.core.store,
@@ -265,10 +268,10 @@ impl AgentChannel {
             if version > req.seen_version || tokio::time::Instant::now() >= deadline {
                 return Ok(PollResponse {
                     version,
-                    instance_status: rec.status,
-                    tasks: self.desired_state(cluster, &rec).await?,
+                    instance_status: status,
+                    tasks: self.desired_state(cluster, id).await?,
                     heartbeat_seconds: heartbeat,
-                    epoch: rec.epoch,
+                    epoch,
                 });
             }
             let _ = tokio::time::timeout_at(deadline, woken).await;

@@ -71,25 +71,39 @@ pub struct Placement {
     cache: Arc<PlacementCache>,
 }
 
+/// One live instance as [`Placement::instances_view`] shows it.
+pub struct InstanceSummary {
+    pub id: String,
+    pub arn: String,
+    pub status: berth_model::lifecycle::InstanceStatus,
+    /// The scheduler's view of it (attributes, resources, liveness).
+    pub snapshot: InstanceSnapshot,
+    /// How long its agent has been silent, in seconds.
+    pub silent_secs: f64,
+}
+
 impl Placement {
     pub fn new(core: Arc<Core>, clusters: Arc<Clusters>, task_records: Arc<TaskRecords>) -> Self {
         let cache = PlacementCache::follow(core.store.clone(), core.timing.agent_timeout_secs);
         Self { core, clusters, task_records, cache }
     }
 
-    /// The cluster's live instances as the placement cache sees them: each record, the
-    /// scheduler's snapshot of it, and how long its agent has been silent (seconds).
-    pub async fn instances_view(
-        &self,
-        cluster: &str,
-    ) -> Result<Vec<(ContainerInstanceRecord, InstanceSnapshot, f64)>, AwsError> {
+    /// The cluster's live instances as the placement cache sees them: what the service
+    /// controller needs of each (not the whole record: one pass covers every instance).
+    pub async fn instances_view(&self, cluster: &str) -> Result<Vec<InstanceSummary>, AwsError> {
         let now = self.core.now();
         let guard = self.cache.lock(cluster, now).await?;
         let snapshot = self.cache.snapshot_fn(now);
         Ok(guard
             .instances()
             .values()
-            .map(|(rec, _)| (rec.clone(), snapshot(rec), self.cache.silent_secs(rec, now)))
+            .map(|(rec, _)| InstanceSummary {
+                id: rec.id.clone(),
+                arn: rec.arn.clone(),
+                status: rec.status,
+                snapshot: snapshot(rec),
+                silent_secs: self.cache.silent_secs(rec, now),
+            })
             .collect())
     }
 

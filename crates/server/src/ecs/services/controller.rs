@@ -21,15 +21,15 @@ use berth_controllers::service::{
 };
 use berth_model::keys;
 use berth_model::lifecycle::{DesiredTaskStatus, InstanceStatus, TaskStatus};
-use berth_model::records::{ContainerInstanceRecord, TaskRecord};
+use berth_model::records::TaskRecord;
 use berth_model::service::{MAX_EVENTS, MAX_PAST_DEPLOYMENTS, ServiceRecord, ServiceTaskIndex};
-use berth_scheduler::{Constraint, InstanceSnapshot, PlacementRequest, SpreadField, Strategy};
+use berth_scheduler::{Constraint, PlacementRequest, SpreadField, Strategy};
 use berth_store::{Range, Txn};
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
 use super::super::core::Core;
-use super::super::placement::{Job, Placed, Placement};
+use super::super::placement::{InstanceSummary, Job, Placed, Placement};
 use super::super::task_definitions::TaskDefinitions;
 use super::super::tasks::records::{NewTask, TaskRecords};
 use crate::error;
@@ -40,7 +40,7 @@ const PLACEMENT_EVENT_QUIET_SECS: f64 = 60.0;
 
 /// A cluster's instances as one pass sees them.
 struct ClusterView {
-    instances: Vec<(ContainerInstanceRecord, InstanceSnapshot, f64)>,
+    instances: Vec<InstanceSummary>,
 }
 
 /// The service scheduler's executor (see the module header).
@@ -186,15 +186,16 @@ impl ServiceController {
         let instances: Vec<InstanceView> = view
             .instances
             .iter()
-            .map(|(r, snap, silent)| {
+            .map(|i| {
+                let (snap, silent) = (&i.snapshot, &i.silent_secs);
                 let lost = *silent > self.core.timing.instance_lost_after_secs;
-                let active = r.status == InstanceStatus::Active;
+                let active = i.status == InstanceStatus::Active;
                 let meets = constraints.iter().all(|c| match c {
                     Constraint::MemberOf { expression } => expression.eval(snap),
                     Constraint::DistinctInstance => true,
                 });
                 InstanceView {
-                    id: r.id.clone(),
+                    id: i.id.clone(),
                     active,
                     lost,
                     silent_secs: *silent,
@@ -331,10 +332,7 @@ impl ServiceController {
                 targets: Vec::new(),
             };
             let only: Option<Vec<String>> = s.instance.as_ref().and_then(|id| {
-                view.instances
-                    .iter()
-                    .find(|(r, _, _)| &r.id == id)
-                    .map(|(r, _, _)| vec![r.arn.clone()])
+                view.instances.iter().find(|i| &i.id == id).map(|i| vec![i.arn.clone()])
             });
             let mut tags = if rec.service.propagate_tags == Some(PropagateTags::Service) {
                 rec.tags.clone()
