@@ -3,7 +3,6 @@
 //! and reused at every restart, so a token is needed only once. The key may only poll, report
 //! and re-register for this container instance.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -46,33 +45,12 @@ pub fn path(data_dir: &Path) -> PathBuf {
 
 /// The saved credentials, or `None` when this agent never joined.
 pub fn load(data_dir: &Path) -> anyhow::Result<Option<InstanceCredentials>> {
-    let p = path(data_dir);
-    match std::fs::read(&p) {
-        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(|e| {
-            anyhow::anyhow!("{} is corrupt ({e}); remove it and join again", p.display())
-        })?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", p.display())),
-    }
+    crate::state::read_json(&path(data_dir), "remove it and join again")
 }
 
 /// Saves the credentials durably, mode 0600.
 pub fn save(data_dir: &Path, creds: &InstanceCredentials) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    if !data_dir.exists() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(data_dir)?;
-    }
-    let p = path(data_dir);
-    let tmp = p.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(creds)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &p)?;
-    if let Ok(dir) = std::fs::File::open(data_dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    crate::state::write_private_json(data_dir, &path(data_dir), creds)
 }
 
 #[cfg(test)]

@@ -26,30 +26,47 @@ pub fn path(data_dir: &Path) -> PathBuf {
 
 /// Loads the state, or `None` when the agent never ran with this data directory.
 pub fn load(data_dir: &Path) -> anyhow::Result<Option<AgentState>> {
-    let p = path(data_dir);
-    match std::fs::read(&p) {
-        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(|e| {
-            anyhow::anyhow!(
-                "{} is corrupt ({e}); move it away to register as a new instance",
-                p.display()
-            )
-        })?)),
+    read_json(&path(data_dir), "move it away to register as a new instance")
+}
+
+/// Saves the state durably.
+pub fn save(data_dir: &Path, state: &AgentState) -> anyhow::Result<()> {
+    write_private_json(data_dir, &path(data_dir), state)
+}
+
+/// A JSON file of the agent's data directory, or `None` when absent; `if_corrupt` says what to
+/// do when it cannot be decoded.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    p: &Path,
+    if_corrupt: &str,
+) -> anyhow::Result<Option<T>> {
+    match std::fs::read(p) {
+        Ok(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("{} is corrupt ({e}); {if_corrupt}", p.display()))?,
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", p.display())),
     }
 }
 
-/// Saves the state durably.
-pub fn save(data_dir: &Path, state: &AgentState) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(data_dir)?;
-    let p = path(data_dir);
+/// Writes `value` as JSON to `p` in `data_dir` (created 0700 if missing) atomically (temp file,
+/// fsync, rename, directory fsync), mode 0600.
+pub(crate) fn write_private_json<T: Serialize>(
+    data_dir: &Path,
+    p: &Path,
+    value: &T,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if !data_dir.exists() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(data_dir)?;
+    }
     let tmp = p.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(state)?)?;
+    f.write_all(&serde_json::to_vec_pretty(value)?)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, &p)?;
+    std::fs::rename(&tmp, p)?;
     if let Ok(dir) = std::fs::File::open(data_dir) {
         let _ = dir.sync_all();
     }
