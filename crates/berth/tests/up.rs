@@ -69,3 +69,37 @@ fn berth_up_runs_tasks_and_adopts_them_after_a_restart() {
     let t = up2.aws(&["ecs", "describe-tasks", "--tasks", &arn]).json();
     assert_eq!(t["tasks"][0]["stopCode"], "UserInitiated");
 }
+
+#[test]
+fn berth_up_with_the_operators_certificate_starts_its_agent_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The operator's own certificate (self-signed here) for the address the agent dials.
+    let issued =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, issued.cert.pem()).unwrap();
+    std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    // `start_up` returns once `berth up` prints its address, which it does only after its
+    // agent has registered: over TLS, pinned to the operator's certificate.
+    let up = ServerProc::start_up(
+        bin(),
+        &data,
+        &["--memory", "1024", "--tls", "on", "--tls-cert", cert_s, "--tls-key", key_s],
+    )
+    .expect("berth up starts with the operator's certificate");
+    assert!(up.is_tls(), "{}", up.endpoint);
+    // A client trusting that certificate sees the registered host.
+    let mut cmd = std::process::Command::new("aws");
+    cmd.args(["--endpoint-url", &up.endpoint, "--ca-bundle", cert_s, "--output", "json"])
+        .args(["ecs", "list-container-instances"]);
+    up.client_env(&mut cmd);
+    cmd.env("AWS_CA_BUNDLE", &cert);
+    let out = cmd.output().expect("the AWS CLI");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let instances = list["containerInstanceArns"].as_array().cloned().unwrap_or_default();
+    let _cleanup = Cleanup(instances.first().and_then(|v| v.as_str()).unwrap_or("").to_string());
+    assert_eq!(instances.len(), 1, "its agent registered: {list}");
+}

@@ -44,7 +44,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let server = Server::start(config).await?;
         let addr = server.local_addr();
         let endpoint = server.endpoint();
-        let ca_file = server.tls().and_then(|t| t.ca_file.clone());
+        // What the agent in this process pins: Berth's CA, or, with the operator's own
+        // certificate (--tls-cert), the certificates of that file (its issuers, or the
+        // certificate itself when self-signed).
+        let ca_file =
+            server.tls().map(|t| t.ca_file.clone().unwrap_or_else(|| t.cert_file.clone()));
         let server_tls = server.tls().is_some();
         let key = server.admin_key().clone();
         let region = server.config().region.clone();
@@ -112,6 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!(
             "Ctrl-C stops Berth; running tasks keep running and are adopted on the next `berth up`."
         );
+        println!("endpoint {endpoint}");
         println!("listening on {addr}");
         let mut agent_stop = stop_rx.clone();
         let agent_run = tokio::spawn(agent.run(async move {
