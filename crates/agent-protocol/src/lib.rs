@@ -45,6 +45,35 @@ pub const RESERVED_PORTS: [u16; 5] = [22, 2375, 2376, 51678, 51679];
 /// Memory (MiB) an instance keeps back for the host and the agent, not offered to tasks.
 pub const RESERVED_MEMORY_MIB: i64 = 256;
 
+/// The resources an agent registers with (RegisterContainerInstance's `totalResources`):
+/// CPU units, memory in MiB, the TCP ports taken ([`RESERVED_PORTS`] and `own_ports`), no
+/// UDP ports. One shape for `berth agent` and the fleet simulator.
+pub fn registered_resources(
+    cpu: i64,
+    memory_mib: i64,
+    own_ports: &[u16],
+) -> Vec<berth_wire::ecs::Resource> {
+    use berth_wire::ecs::Resource;
+    let int = |n: &str, v: i64| Resource {
+        name: Some(n.into()),
+        r#type: Some("INTEGER".into()),
+        integer_value: Some(i32::try_from(v).unwrap_or(i32::MAX)),
+        ..Default::default()
+    };
+    let set = |n: &str, v: Vec<String>| Resource {
+        name: Some(n.into()),
+        r#type: Some("STRINGSET".into()),
+        string_set_value: Some(v),
+        ..Default::default()
+    };
+    vec![
+        int("CPU", cpu),
+        int("MEMORY", memory_mib),
+        set("PORTS", RESERVED_PORTS.iter().chain(own_ports).map(u16::to_string).collect()),
+        set("PORTS_UDP", vec![]),
+    ]
+}
+
 /// Longest a server holds a poll, in seconds.
 pub const MAX_WAIT_SECONDS: u32 = 60;
 

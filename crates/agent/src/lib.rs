@@ -64,7 +64,7 @@ use crate::control::ControlPlane;
 use crate::spec::{LABEL_INSTANCE, LABEL_TASK_ARN};
 use crate::task::{TaskActor, TaskContext};
 
-use berth_agent_protocol::{RESERVED_MEMORY_MIB, RESERVED_PORTS};
+use berth_agent_protocol::RESERVED_MEMORY_MIB;
 /// What an agent lets tasks do to its host ([`AgentConfig::host_access`]).
 pub use berth_model::host_access;
 /// How long the agent asks the server to hold a poll.
@@ -193,29 +193,12 @@ fn resources(
     info: &berth_runtime::RuntimeInfo,
     own_ports: &[u16],
 ) -> Vec<Resource> {
-    let int = |n: &str, v: i64| Resource {
-        name: Some(n.into()),
-        r#type: Some("INTEGER".into()),
-        integer_value: Some(i32::try_from(v).unwrap_or(i32::MAX)),
-        ..Default::default()
-    };
-    let set = |n: &str, v: Vec<String>| Resource {
-        name: Some(n.into()),
-        r#type: Some("STRINGSET".into()),
-        string_set_value: Some(v),
-        ..Default::default()
-    };
     let cpu = config.cpu.unwrap_or(i64::from(info.cpus) * 1024);
     let memory = config
         .memory_mib
         .unwrap_or((info.memory_bytes / (1024 * 1024)) as i64 - RESERVED_MEMORY_MIB)
         .max(1);
-    vec![
-        int("CPU", cpu),
-        int("MEMORY", memory),
-        set("PORTS", RESERVED_PORTS.iter().chain(own_ports).map(u16::to_string).collect()),
-        set("PORTS_UDP", vec![]),
-    ]
+    berth_agent_protocol::registered_resources(cpu, memory, own_ports)
 }
 
 impl Agent {

@@ -36,7 +36,7 @@ use crate::api::{Api, ApiError};
 /// The instance types the fleet mixes: (name, vCPUs, GiB of memory).
 pub const INSTANCE_TYPES: [(&str, i64, i64); 3] =
     [("m5.large", 2, 8), ("m5.xlarge", 4, 16), ("c5.2xlarge", 8, 16)];
-use berth_agent_protocol::{RESERVED_MEMORY_MIB, RESERVED_PORTS};
+use berth_agent_protocol::RESERVED_MEMORY_MIB;
 /// The Docker Engine API version the simulated instances claim.
 const DOCKER_API_MINOR: u32 = 44;
 
@@ -213,24 +213,7 @@ pub fn attributes(instance_type: &str, zone: &str) -> Vec<Attribute> {
 /// The resources `berth agent` registers with (crates/agent `resources`): CPU = vCPUs x 1024,
 /// MEMORY = the instance's memory less the agent's reserve, ECS's reserved ports.
 pub fn resources(cpus: i64, gib: i64) -> Vec<Resource> {
-    let int = |n: &str, v: i64| Resource {
-        name: Some(n.into()),
-        r#type: Some("INTEGER".into()),
-        integer_value: Some(i32::try_from(v).unwrap_or(i32::MAX)),
-        ..Default::default()
-    };
-    let set = |n: &str, v: Vec<String>| Resource {
-        name: Some(n.into()),
-        r#type: Some("STRINGSET".into()),
-        string_set_value: Some(v),
-        ..Default::default()
-    };
-    vec![
-        int("CPU", cpus * 1024),
-        int("MEMORY", gib * 1024 - RESERVED_MEMORY_MIB),
-        set("PORTS", RESERVED_PORTS.iter().map(u16::to_string).collect()),
-        set("PORTS_UDP", vec![]),
-    ]
+    berth_agent_protocol::registered_resources(cpus * 1024, gib * 1024 - RESERVED_MEMORY_MIB, &[])
 }
 
 // ---- the poll answer, decoded lightly -------------------------------------------------------

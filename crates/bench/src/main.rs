@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use berth_sigv4::{Credentials, Signer};
+use berth_sigv4::Signer;
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
@@ -53,18 +53,6 @@ struct Args {
     /// A label for the output line.
     #[arg(long, default_value = "")]
     label: String,
-}
-
-fn load_credentials(path: Option<&std::path::Path>) -> anyhow::Result<Credentials> {
-    let Some(path) = path else {
-        return Ok(Credentials {
-            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-            secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
-            session_token: None,
-        });
-    };
-    berth_sigv4::credentials::from_file(path, "default")
-        .with_context(|| format!("reading credentials from {}", path.display()))
 }
 
 fn request_for(op: &str, conn: usize, seq: u64) -> (&'static str, String) {
@@ -131,7 +119,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let creds = load_credentials(args.credentials.as_deref())?;
+    let creds = berth_bench::api::load_credentials(args.credentials.as_deref())?;
     let signer = Arc::new(Signer::new(creds, args.region.clone(), "ecs"));
     match args.op.as_str() {
         "setup" => {
