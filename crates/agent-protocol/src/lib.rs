@@ -251,6 +251,22 @@ pub const JOIN_PATH: &str = "/berth/agent/v1/join";
 pub struct JoinRequest {
     pub token: String,
     pub registration: berth_wire::ecs::RegisterContainerInstanceRequest,
+    /// The region to join (the call is unsigned, so no credential scope names it); absent:
+    /// the server's default region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+/// Path of the server's unauthenticated description of itself (`GET`), which an agent started
+/// without `--region` reads to join the server's default region.
+pub const INFO_PATH: &str = "/berth/agent/v1/info";
+
+/// What [`INFO_PATH`] answers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerInfo {
+    /// The server's default region (`berth server --region`); every region is served.
+    pub default_region: String,
 }
 
 /// The server's answer: the registered instance and an access key bound to it (it may only

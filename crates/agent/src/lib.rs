@@ -78,6 +78,9 @@ pub struct AgentConfig {
     pub cluster: String,
     /// Holds the agent's state file.
     pub data_dir: PathBuf,
+    /// The region the instance belongs to (its registration, polls and reports are signed
+    /// for it); empty: the server's default region, asked of the server at connect
+    /// ([`berth_agent_protocol::INFO_PATH`]).
     pub region: String,
     pub instance_type: String,
     pub availability_zone: String,
@@ -122,6 +125,50 @@ fn is_loopback_endpoint(endpoint: &str) -> bool {
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback()),
         None => false,
+    }
+}
+
+/// Whether `arn` (`arn:aws:ecs:REGION:...`) names a region other than `region` (an ARN that
+/// names none is not another region's).
+fn in_another_region(arn: &str, region: &str) -> bool {
+    let of = arn.split(':').nth(3).unwrap_or_default();
+    !of.is_empty() && of != region
+}
+
+/// The server's default region, asked of `server` unsigned (retrying while it is not up).
+async fn server_region(server: &str, ca_pem: Option<&[u8]>) -> anyhow::Result<String> {
+    let anonymous = berth_sigv4::Credentials {
+        access_key_id: String::new(),
+        secret_access_key: String::new(),
+        session_token: None,
+    };
+    // Unsigned: the region given here signs nothing.
+    let client = Client::with_ca(server, anonymous, "us-east-1", ca_pem)?;
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let asked: Result<berth_agent_protocol::ServerInfo, _> = client
+            .unsigned(
+                berth_agent_protocol::INFO_PATH,
+                &serde_json::json!({}),
+                Duration::from_secs(10),
+            )
+            .await;
+        match asked {
+            Ok(info) if !info.default_region.is_empty() => return Ok(info.default_region),
+            Ok(_) => anyhow::bail!("{server} named no default region: pass --region"),
+            Err(e) if e.is_transient() && attempt <= 50 => {
+                tracing::warn!(error = %e, "cannot ask the server for its region yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                return Err(e).context(format!(
+                    "cannot ask {server} for its default region (pass --region to skip this)"
+                ));
+            }
+        }
     }
 }
 
@@ -213,7 +260,7 @@ impl Agent {
     /// join with `access.join_token`; the standard AWS chain, only for a loopback server
     /// (a development fallback: the administrator key never leaves the server's machine).
     pub async fn connect(
-        config: AgentConfig,
+        mut config: AgentConfig,
         runtime: Arc<dyn Runtime>,
         access: Access,
     ) -> anyhow::Result<Self> {
@@ -228,7 +275,15 @@ impl Agent {
             ),
             None => None,
         };
-        let saved = credentials::load(&config.data_dir)?.filter(|c| c.cluster == config.cluster);
+        if config.region.is_empty() {
+            config.region = server_region(&config.server, ca_pem.as_deref()).await?;
+            tracing::info!(region = %config.region, "joining the server's default region");
+        }
+        // A key saved for another cluster or region is not this instance's.
+        let saved = credentials::load(&config.data_dir)?.filter(|c| {
+            c.cluster == config.cluster
+                && !in_another_region(&c.container_instance_arn, &config.region)
+        });
         let mut join = None;
         let creds = match (config.credentials.clone(), saved, access.join_token) {
             (Some(c), _, _) => c,
@@ -311,6 +366,14 @@ impl Agent {
         };
         let own_ports: Vec<u16> = metadata.iter().map(|m| m.addr.port()).collect();
         let mut st = state::load(&config.data_dir)?.unwrap_or_default();
+        if st
+            .container_instance_arn
+            .as_deref()
+            .is_some_and(|a| in_another_region(a, &config.region))
+        {
+            // Registered in another region: this region knows nothing of that instance.
+            st.container_instance_arn = None;
+        }
         if st.cluster != config.cluster {
             // Another cluster (or first start): a new identity.
             st = state::AgentState {
@@ -340,7 +403,11 @@ impl Agent {
         };
         let mut delay = Duration::from_millis(200);
         if let Some(token) = join_token {
-            let join = berth_agent_protocol::JoinRequest { token, registration: req.clone() };
+            let join = berth_agent_protocol::JoinRequest {
+                token,
+                registration: req.clone(),
+                region: Some(config.region.clone()),
+            };
             let joined = loop {
                 match control.join(&join).await {
                     Ok(r) => break r,

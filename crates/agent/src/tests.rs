@@ -490,6 +490,45 @@ async fn an_inactive_instance_stops_its_tasks_and_the_agent_ends() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_instance_of_another_region_registers_as_a_new_one() {
+    let (rt, cp) = (runtime(), FakeControlPlane::new());
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = "arn:aws:ecs:eu-west-1:000000000000:container-instance/default/old";
+    crate::state::save(
+        dir.path(),
+        &crate::state::AgentState {
+            cluster: "default".into(),
+            ec2_instance_id: "i-0123456789abcdef0".into(),
+            container_instance_arn: Some(elsewhere.into()),
+        },
+    )
+    .unwrap();
+    // Configured for us-east-1: the eu-west-1 instance is not re-registered there.
+    let agent = Agent::register_with(config(dir.path()), rt.clone(), cp.clone()).await.unwrap();
+    assert_eq!(agent.instance_arn(), ARN);
+    let regs = cp.seen().registrations.clone();
+    assert_eq!(regs.len(), 1);
+    assert_eq!(regs[0].container_instance_arn, None);
+    let doc: serde_json::Value =
+        serde_json::from_str(regs[0].instance_identity_document.as_deref().unwrap()).unwrap();
+    assert_eq!(doc["region"], "us-east-1");
+}
+
+#[test]
+fn arns_of_other_regions() {
+    let cases = [
+        ("arn:aws:ecs:eu-west-1:1:container-instance/c/i", "us-east-1", true),
+        ("arn:aws:ecs:us-east-1:1:container-instance/c/i", "us-east-1", false),
+        ("arn:aws-cn:ecs:cn-north-1:1:container-instance/c/i", "cn-north-1", false),
+        ("arn:forgotten", "us-east-1", false),
+        ("", "us-east-1", false),
+    ];
+    for (arn, region, want) in cases {
+        assert_eq!(crate::in_another_region(arn, region), want, "{arn} in {region}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_instance_the_server_forgot_registers_as_a_new_one() {
     let (rt, cp) = (runtime(), FakeControlPlane::new());
     let dir = tempfile::tempdir().unwrap();

@@ -12,3 +12,4 @@
 #![forbid(unsafe_code)]
 
 pub mod service;
+pub mod task_sets;

@@ -193,6 +193,9 @@ pub struct Decision {
     pub task_definition: Option<String>,
     /// A deleting service has no task left: it becomes INACTIVE.
     pub finished: bool,
+    /// `EXTERNAL` services: the task sets after this pass (see [`crate::task_sets`]); `None`
+    /// leaves the record's task sets as they are.
+    pub task_sets: Option<Vec<berth_model::task_set::TaskSetRecord>>,
 }
 
 /// A live task with what this pass knows of it.

@@ -2,7 +2,8 @@
 //!
 //! Every operation that takes a name also takes the ARN; the functions here turn either into
 //! the name the store keys on. An ARN of another partition, region or account names nothing
-//! here, so it resolves to `None` and the caller answers "not found" as ECS does.
+//! here, so it resolves to `None` and the caller answers "not found" as ECS does. A
+//! [`Scope`] is one region's: its partition is the region's ([`crate::regions`]).
 
 use crate::ModelError;
 
@@ -15,9 +16,12 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// A scope in the `aws` partition.
+    /// A scope in `region`'s partition ([`crate::regions`]: `aws-cn` for `cn-north-1`...;
+    /// `aws` for a region botocore does not list).
     pub fn new(region: impl Into<String>, account_id: impl Into<String>) -> Self {
-        Self { partition: "aws".into(), region: region.into(), account_id: account_id.into() }
+        let region = region.into();
+        let partition = crate::regions::partition_of(&region).unwrap_or("aws").to_string();
+        Self { partition, region, account_id: account_id.into() }
     }
 
     /// `arn:aws:ecs:REGION:ACCOUNT:<resource>`.
@@ -35,18 +39,32 @@ impl Scope {
         self.ecs_arn(&format!("task-definition/{family}:{revision}"))
     }
 
-    /// `arn:aws:ecs:REGION:ACCOUNT:container-instance/CLUSTER/ID`.
+    /// `arn:aws:ecs:REGION:ACCOUNT:container-instance/CLUSTER/ID`, or the short format
+    /// `container-instance/ID` for an id minted short ([`is_short_format_id`]).
     pub fn container_instance_arn(&self, cluster: &str, id: &str) -> String {
-        self.ecs_arn(&format!("container-instance/{cluster}/{id}"))
+        self.child_arn("container-instance", cluster, id)
     }
 
-    /// `arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID`.
+    /// `arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID`, or the short format `task/ID` for an id
+    /// minted short ([`is_short_format_id`]).
     pub fn task_arn(&self, cluster: &str, id: &str) -> String {
-        self.ecs_arn(&format!("task/{cluster}/{id}"))
+        self.child_arn("task", cluster, id)
     }
 
-    /// A resource of `kind` (`task`, `container-instance`) named by id or ARN: its id, or
-    /// `None` when the ARN is not of this scope, of another kind, or of another cluster.
+    /// The ARN of a cluster's child resource in the format its id was minted for.
+    fn child_arn(&self, kind: &str, cluster: &str, id: &str) -> String {
+        if is_short_format_id(id) {
+            self.ecs_arn(&format!("{kind}/{id}"))
+        } else {
+            self.ecs_arn(&format!("{kind}/{cluster}/{id}"))
+        }
+    }
+
+    /// A resource of `kind` (`task`, `container-instance`, `service`) named by id or ARN: its
+    /// id, or `None` when the ARN is not of this scope, of another kind, or of another
+    /// cluster. The short ARN format (`task/ID`, from before the long format or with the
+    /// `taskLongArnFormat` account setting disabled) carries no cluster: its id is looked up
+    /// in the cluster the request names.
     pub fn child_id<'a>(&self, kind: &str, cluster: &str, id_or_arn: &'a str) -> Option<&'a str> {
         if !id_or_arn.starts_with("arn:") {
             return (!id_or_arn.is_empty() && !id_or_arn.contains('/')).then_some(id_or_arn);
@@ -54,6 +72,7 @@ impl Scope {
         let res = self.ecs_resource(id_or_arn)?.strip_prefix(kind)?.strip_prefix('/')?;
         match res.split_once('/') {
             Some((c, id)) if c == cluster && !id.is_empty() && !id.contains('/') => Some(id),
+            None if !res.is_empty() => Some(res),
             _ => None,
         }
     }
@@ -107,6 +126,19 @@ impl Scope {
             _ => None,
         }
     }
+}
+
+/// A new id for a task or container instance: 32 hex digits for the long ARN format (as ECS
+/// mints them today), a hyphenated UUID for the short format (as ECS minted them before the
+/// long format). The id alone thus says which ARN format its resource has.
+pub fn new_resource_id(long_arn_format: bool) -> String {
+    let id = uuid::Uuid::new_v4();
+    if long_arn_format { id.simple().to_string() } else { id.hyphenated().to_string() }
+}
+
+/// Whether `id` was minted for the short ARN format (see [`new_resource_id`]).
+pub fn is_short_format_id(id: &str) -> bool {
+    id.contains('-')
 }
 
 /// A taggable resource named by its ARN.
@@ -207,6 +239,26 @@ mod tests {
     }
 
     #[test]
+    fn arns_carry_the_partition_of_their_region() {
+        let cases = [
+            ("us-east-1", "arn:aws:ecs:us-east-1:123456789012:cluster/web"),
+            ("cn-north-1", "arn:aws-cn:ecs:cn-north-1:123456789012:cluster/web"),
+            ("us-gov-west-1", "arn:aws-us-gov:ecs:us-gov-west-1:123456789012:cluster/web"),
+            ("us-iso-east-1", "arn:aws-iso:ecs:us-iso-east-1:123456789012:cluster/web"),
+        ];
+        for (region, arn) in cases {
+            let s = Scope::new(region, "123456789012");
+            assert_eq!(s.cluster_arn("web"), arn);
+            assert_eq!(s.cluster_name(arn), Some("web"), "{region}");
+            // The same resource in the `aws` partition is another resource.
+            let elsewhere = arn.replacen(&format!("arn:{}:", s.partition), "arn:aws-x:", 1);
+            assert_eq!(s.cluster_name(&elsewhere), None, "{region}");
+        }
+        let cn = Scope::new("cn-north-1", "123456789012");
+        assert_eq!(cn.account_root_arn(), "arn:aws-cn:iam::123456789012:root");
+    }
+
+    #[test]
     fn cluster_names_and_arns() {
         let s = scope();
         let cases: &[(&str, Option<&str>)] = &[
@@ -269,6 +321,47 @@ mod tests {
         assert_eq!(s.child_id("task", "c", "a/b"), None);
         let ci = s.container_instance_arn("c", "i1");
         assert_eq!(s.child_id("container-instance", "c", &ci), Some("i1"));
+    }
+
+    #[test]
+    fn short_and_long_arn_formats() {
+        let s = scope();
+        let long = new_resource_id(true);
+        let short = new_resource_id(false);
+        assert_eq!(long.len(), 32);
+        assert!(!is_short_format_id(&long));
+        assert_eq!(short.len(), 36);
+        assert!(is_short_format_id(&short));
+        let p = "arn:aws:ecs:us-east-1:123456789012:";
+        let cases: &[(&str, String, String)] = &[
+            ("task", s.task_arn("c", &long), format!("{p}task/c/{long}")),
+            ("task", s.task_arn("c", &short), format!("{p}task/{short}")),
+            (
+                "container-instance",
+                s.container_instance_arn("c", &long),
+                format!("{p}container-instance/c/{long}"),
+            ),
+            (
+                "container-instance",
+                s.container_instance_arn("c", &short),
+                format!("{p}container-instance/{short}"),
+            ),
+        ];
+        for (kind, got, want) in cases {
+            assert_eq!(got, want);
+            let id = want.rsplit('/').next().unwrap();
+            assert_eq!(s.child_id(kind, "c", got), Some(id), "{got}");
+        }
+        // A short ARN names no cluster: it resolves in the cluster the request names; a long
+        // one only in its own.
+        assert_eq!(s.child_id("task", "other", &s.task_arn("c", &short)), Some(short.as_str()));
+        assert_eq!(s.child_id("task", "other", &s.task_arn("c", &long)), None);
+        // Hand-written short ARNs of any id, and malformed ones.
+        assert_eq!(s.child_id("task", "c", &format!("{p}task/abc")), Some("abc"));
+        assert_eq!(s.child_id("service", "c", &format!("{p}service/web")), Some("web"));
+        assert_eq!(s.child_id("task", "c", &format!("{p}task/")), None);
+        assert_eq!(s.child_id("task", "c", &format!("{p}task/c/")), None);
+        assert_eq!(s.child_id("task", "c", &format!("{p}task/c/a/b")), None);
     }
 
     /// Every parser here, given ARNs and names with a multi-byte character inserted at every

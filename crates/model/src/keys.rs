@@ -105,6 +105,15 @@ pub fn task_definition_family_of(key: &str) -> Option<&str> {
     Some(tail.rsplit_once('!')?.0)
 }
 
+/// Prefix of the records of every region but the server's default one: region `r`'s ECS
+/// keys are `regions/<r>/ecs/...`, laid out as the default region's `ecs/...` are (the
+/// server reaches them through a prefixing view of the store, `berth_store::View`).
+pub const REGIONS: &str = "regions/";
+/// `regions/<region>/`: where a non-default region's records live.
+pub fn region_prefix(region: &str) -> String {
+    format!("{REGIONS}{region}/")
+}
+
 /// `iam/access-keys/<AKID>`: an access key and the principal it authenticates.
 pub fn access_key(access_key_id: &str) -> String {
     format!("{ACCESS_KEYS}{access_key_id}")
@@ -219,6 +228,21 @@ pub fn run_token(cluster: &str, token: &str) -> String {
 /// targets other than container instances (instances keep theirs in their record).
 pub fn attribute(cluster: &str, target_id: &str, name: &str) -> String {
     format!("ecs/attributes/{cluster}/{target_id}/{name}")
+}
+
+/// Prefix of every account setting a principal set explicitly.
+pub const ACCOUNT_SETTINGS: &str = "ecs/account-settings/";
+/// `ecs/account-settings/<principal ARN>!<setting name>`: one principal's setting (the root
+/// user's are the account's defaults). IAM ARNs never contain `!`.
+pub fn account_setting(principal_arn: &str, name: &str) -> String {
+    format!("{ACCOUNT_SETTINGS}{principal_arn}!{name}")
+}
+
+/// Prefix of every capacity provider record (ACTIVE, and INACTIVE after deletion).
+pub const CAPACITY_PROVIDERS: &str = "ecs/capacity-providers/";
+/// `ecs/capacity-providers/<name>`: a capacity provider the account created.
+pub fn capacity_provider(name: &str) -> String {
+    format!("{CAPACITY_PROVIDERS}{name}")
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod arn;
+pub mod regions;
 pub mod task_definition;
 
 /// A request the model refuses. Each variant carries the field it concerns (dotted path from
@@ -44,3 +45,4 @@ pub mod records;
 pub mod service;
 pub mod service_rules;
 pub mod tags;
+pub mod task_set;

@@ -54,6 +54,18 @@ pub struct ServiceRecord {
     pub event_seq: u64,
     /// Bumped on every write.
     pub version: u64,
+    /// `EXTERNAL` deployment controller: the service's task sets, in creation order (see
+    /// [`crate::task_set`]); always empty for other services, which use `deployments`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_sets: Vec<crate::task_set::TaskSetRecord>,
+}
+
+impl ServiceRecord {
+    /// The service uses the `EXTERNAL` deployment controller (task sets, not deployments).
+    pub fn is_external(&self) -> bool {
+        self.service.deployment_controller.as_ref().and_then(|c| c.r#type)
+            == Some(berth_wire::ecs::DeploymentControllerType::External)
+    }
 }
 
 /// The value of a [`crate::keys::service_task`] index entry.

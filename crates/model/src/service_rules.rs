@@ -19,10 +19,13 @@
 //! 2. **clientToken**: 1-36 ASCII characters in the range 33-126 (ECS: "up to 36"; Berth also
 //!    refuses an empty token, which would make every create sending one a retry of the
 //!    first).
-//! 3. **deploymentController**: only type `ECS` (rolling updates); `CODE_DEPLOY` and
-//!    `EXTERNAL` are unsupported. Checked before `taskDefinition`, which an `EXTERNAL`
-//!    service may omit.
-//! 4. **taskDefinition** (create): required and non-empty; the server resolves it.
+//! 3. **deploymentController**: type `ECS` (rolling updates) or `EXTERNAL` (task sets,
+//!    [`crate::task_set`]); `CODE_DEPLOY` is unsupported (blue/green needs CodeDeploy and a
+//!    load balancer). An `EXTERNAL` service is `REPLICA` only (ECS: the `DAEMON` strategy
+//!    supports only the `ECS` controller). Checked before `taskDefinition`, which an
+//!    `EXTERNAL` service may omit.
+//! 4. **taskDefinition** (create): required and non-empty unless the controller is
+//!    `EXTERNAL`; the server resolves it.
 //! 5. **launchType** (create): absent, `EC2` or `EXTERNAL`; `FARGATE` and `MANAGED_INSTANCES`
 //!    are unsupported. **capacityProviderStrategy** (non-empty): refused together with a
 //!    launch type with ECS's wording, and alone because no capacity provider can be associated
@@ -187,7 +190,15 @@ pub fn validate_create(req: &CreateServiceRequest) -> Result<ServiceSettings, Se
         validate_client_token(token)?;
     }
     check_controller(req.deployment_controller.as_ref())?;
-    if req.task_definition.as_deref().is_none_or(str::is_empty) {
+    let external = req.deployment_controller.as_ref().and_then(|c| c.r#type)
+        == Some(DeploymentControllerType::External);
+    if external && req.scheduling_strategy == Some(SchedulingStrategy::Daemon) {
+        return Err(invalid(
+            "schedulingStrategy",
+            "The DAEMON scheduling strategy supports only the ECS deployment controller: use schedulingStrategy REPLICA with the EXTERNAL deployment controller.",
+        ));
+    }
+    if !external && req.task_definition.as_deref().is_none_or(str::is_empty) {
         return Err(invalid(
             "taskDefinition",
             "taskDefinition is required: give the family:revision or the full ARN of the task definition the service runs.",
@@ -206,7 +217,6 @@ pub fn validate_create(req: &CreateServiceRequest) -> Result<ServiceSettings, Se
         platform_version: req.platform_version.as_deref(),
         availability_zone_rebalancing: req.availability_zone_rebalancing,
         enable_execute_command: req.enable_execute_command,
-        create: true,
     })?;
 
     let daemon = req.scheduling_strategy == Some(SchedulingStrategy::Daemon);
@@ -255,7 +265,6 @@ pub fn validate_update(
         platform_version: req.platform_version.as_deref(),
         availability_zone_rebalancing: req.availability_zone_rebalancing,
         enable_execute_command: req.enable_execute_command,
-        create: false,
     })?;
     let mut s = current.clone();
     if let Some(n) = req.desired_count {
@@ -326,14 +335,56 @@ pub fn validate_client_token(token: &str) -> Result<(), ServiceRuleError> {
 
 fn check_controller(c: Option<&DeploymentController>) -> Result<(), ServiceRuleError> {
     match c.and_then(|c| c.r#type) {
-        None | Some(DeploymentControllerType::Ecs) => Ok(()),
+        None | Some(DeploymentControllerType::Ecs) | Some(DeploymentControllerType::External) => {
+            Ok(())
+        }
         Some(t) => Err(unsupported(
             "deploymentController.type",
             format!(
-                "deploymentController type {t} is not implemented by Berth yet: Berth runs rolling (ECS) deployments; blue/green (CODE_DEPLOY) and EXTERNAL deployments are not implemented yet. Omit deploymentController or use type ECS."
+                "deploymentController type {t} is not implemented by Berth yet: blue/green deployments need AWS CodeDeploy and a load balancer, which Berth does not have. Use type ECS (rolling updates) or EXTERNAL (task sets you manage with CreateTaskSet)."
             ),
         )),
     }
+}
+
+/// UpdateService on a service with the `EXTERNAL` deployment controller: ECS lets it change
+/// only the desired count, placement constraints and strategies, the health check grace
+/// period, `enableECSManagedTags` and `propagateTags` ("create a new task set" for the
+/// rest). A member that would change anything else is refused, naming it.
+pub fn validate_update_external(req: &UpdateServiceRequest) -> Result<(), ServiceRuleError> {
+    let refuse = |field: &str| {
+        Err(invalid(
+            field,
+            format!(
+                "{field} can't be updated on a service that uses the EXTERNAL deployment controller: only desiredCount, placementConstraints, placementStrategy, healthCheckGracePeriodSeconds, enableECSManagedTags and propagateTags can. Create a new task set (CreateTaskSet) instead."
+            ),
+        ))
+    };
+    if req.task_definition.is_some() {
+        return refuse("taskDefinition");
+    }
+    if req.force_new_deployment == Some(true) {
+        return refuse("forceNewDeployment");
+    }
+    if req.deployment_configuration.is_some() {
+        return refuse("deploymentConfiguration");
+    }
+    if req.capacity_provider_strategy.as_deref().is_some_and(|c| !c.is_empty()) {
+        return refuse("capacityProviderStrategy");
+    }
+    if req.network_configuration.is_some() {
+        return refuse("networkConfiguration");
+    }
+    if req.platform_version.is_some() {
+        return refuse("platformVersion");
+    }
+    if req.load_balancers.is_some() {
+        return refuse("loadBalancers");
+    }
+    if req.service_registries.is_some() {
+        return refuse("serviceRegistries");
+    }
+    Ok(())
 }
 
 /// The members CreateService and UpdateService share that Berth refuses (or, for a capacity
@@ -351,8 +402,6 @@ struct Members<'a> {
     platform_version: Option<&'a str>,
     availability_zone_rebalancing: Option<AvailabilityZoneRebalancing>,
     enable_execute_command: Option<bool>,
-    /// CreateService (which has `launchType`) rather than UpdateService.
-    create: bool,
 }
 
 fn non_empty<T>(v: Option<&[T]>) -> bool {
@@ -367,20 +416,9 @@ fn check_members(m: &Members<'_>) -> Result<(), ServiceRuleError> {
                 "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
             ));
         }
-        let names: Vec<&str> =
-            items.iter().filter_map(|i| i.capacity_provider.as_deref()).collect();
-        let advice = if m.create {
-            "omit capacityProviderStrategy or use launchType EC2"
-        } else {
-            "omit capacityProviderStrategy"
-        };
-        return Err(invalid(
-            "capacityProviderStrategy",
-            format!(
-                "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster ({}). Berth does not implement capacity providers yet, so none can be associated: {advice}.",
-                names.join(", ")
-            ),
-        ));
+        // The strategy itself (base, weight, association with the cluster) is checked by
+        // the server, which knows the cluster's capacity providers.
+        let _ = items;
     }
     match m.launch_type {
         None | Some(LaunchType::Ec2) | Some(LaunchType::External) => {}
@@ -775,6 +813,17 @@ mod tests {
                 |_| {},
             ),
             (
+                "EXTERNAL controller without task definition",
+                CreateServiceRequest {
+                    deployment_controller: Some(DeploymentController {
+                        r#type: Some(DeploymentControllerType::External),
+                    }),
+                    task_definition: None,
+                    ..base()
+                },
+                |_| {},
+            ),
+            (
                 "launch type EXTERNAL, empty capacity provider strategy",
                 CreateServiceRequest {
                     launch_type: Some(LaunchType::External),
@@ -1011,16 +1060,18 @@ mod tests {
                 "deploymentController.type",
             ),
             (
-                "EXTERNAL controller without task definition",
+                "EXTERNAL controller with DAEMON",
                 CreateServiceRequest {
                     deployment_controller: Some(DeploymentController {
                         r#type: Some(DeploymentControllerType::External),
                     }),
                     task_definition: None,
+                    desired_count: None,
+                    scheduling_strategy: Some(SchedulingStrategy::Daemon),
                     ..base()
                 },
-                Unsupported,
-                "deploymentController.type",
+                Invalid,
+                "schedulingStrategy",
             ),
             // taskDefinition
             (
@@ -1055,12 +1106,6 @@ mod tests {
                     capacity_provider_strategy: cps(&["FARGATE"]),
                     ..base()
                 },
-                Invalid,
-                "capacityProviderStrategy",
-            ),
-            (
-                "capacity provider strategy",
-                CreateServiceRequest { capacity_provider_strategy: cps(&["FARGATE"]), ..base() },
                 Invalid,
                 "capacityProviderStrategy",
             ),
@@ -1453,12 +1498,13 @@ mod tests {
             }),
             "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again."
         );
-        assert_eq!(
-            msg(CreateServiceRequest {
+        // A strategy alone is the server's to check against the cluster's providers.
+        assert!(
+            validate_create(&CreateServiceRequest {
                 capacity_provider_strategy: cps(&["FARGATE", "cp1"]),
                 ..base()
-            }),
-            "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster (FARGATE, cp1). Berth does not implement capacity providers yet, so none can be associated: omit capacityProviderStrategy or use launchType EC2."
+            })
+            .is_ok()
         );
         assert_eq!(
             msg(CreateServiceRequest { desired_count: Some(1), ..daemon() }),
@@ -1493,16 +1539,16 @@ mod tests {
             ..base()
         });
         assert!(cd.contains("CODE_DEPLOY"), "{cd}");
-        let upd = validate_update(
-            &UpdateServiceRequest {
-                capacity_provider_strategy: cps(&["cp"]),
-                ..Default::default()
-            },
-            &ServiceSettings::defaults(false),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(upd.ends_with("none can be associated: omit capacityProviderStrategy."), "{upd}");
+        assert!(
+            validate_update(
+                &UpdateServiceRequest {
+                    capacity_provider_strategy: cps(&["cp"]),
+                    ..Default::default()
+                },
+                &ServiceSettings::defaults(false),
+            )
+            .is_ok()
+        );
     }
 
     fn current() -> ServiceSettings {
@@ -1778,13 +1824,6 @@ mod tests {
                 "healthCheckGracePeriodSeconds",
             ),
             (
-                "capacity provider strategy",
-                current(),
-                UpdateServiceRequest { capacity_provider_strategy: cps(&["cp"]), ..upd() },
-                Invalid,
-                "capacityProviderStrategy",
-            ),
-            (
                 "CODE_DEPLOY controller",
                 current(),
                 UpdateServiceRequest {
@@ -1975,5 +2014,45 @@ mod tests {
             })
         );
         assert_eq!(serde_json::from_value::<ServiceSettings>(json).unwrap(), current());
+    }
+
+    #[test]
+    fn update_external_allows_only_ecs_list() {
+        let ok = [
+            UpdateServiceRequest { desired_count: Some(3), ..upd() },
+            UpdateServiceRequest { health_check_grace_period_seconds: Some(5), ..upd() },
+            UpdateServiceRequest { propagate_tags: Some(PropagateTags::Service), ..upd() },
+            UpdateServiceRequest { force_new_deployment: Some(false), ..upd() },
+        ];
+        for r in ok {
+            assert!(validate_update_external(&r).is_ok(), "{r:?}");
+        }
+        let refused: Vec<(UpdateServiceRequest, &str)> = vec![
+            (
+                UpdateServiceRequest { task_definition: Some("web:2".into()), ..upd() },
+                "taskDefinition",
+            ),
+            (
+                UpdateServiceRequest { force_new_deployment: Some(true), ..upd() },
+                "forceNewDeployment",
+            ),
+            (
+                UpdateServiceRequest {
+                    deployment_configuration: percents(Some(50), None),
+                    ..upd()
+                },
+                "deploymentConfiguration",
+            ),
+            (
+                UpdateServiceRequest { platform_version: Some("LATEST".into()), ..upd() },
+                "platformVersion",
+            ),
+            (UpdateServiceRequest { load_balancers: n(0), ..upd() }, "loadBalancers"),
+        ];
+        for (r, field) in refused {
+            let e = validate_update_external(&r).unwrap_err();
+            assert_eq!(e.field(), field);
+            assert!(e.to_string().contains("EXTERNAL deployment controller"), "{e}");
+        }
     }
 }

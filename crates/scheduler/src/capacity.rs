@@ -156,8 +156,85 @@ pub fn split(shares: &[ProviderShare], count: u32) -> Vec<u32> {
     out
 }
 
+/// The container instance attribute that puts an instance in a capacity provider: an
+/// instance whose `ecs.capacity-provider` is `NAME` is capacity of the provider `NAME` (set
+/// by `berth agent --capacity-provider NAME`, or with PutAttributes).
+pub const PROVIDER_ATTRIBUTE: &str = "ecs.capacity-provider";
+
+/// The capacity providers every account has, which run tasks on AWS Fargate.
+pub const FARGATE_PROVIDERS: [&str; 2] = ["FARGATE", "FARGATE_SPOT"];
+
+/// Whether `name` is one of [`FARGATE_PROVIDERS`].
+pub fn is_fargate(name: &str) -> bool {
+    FARGATE_PROVIDERS.contains(&name)
+}
+
+/// How many tasks of a request go to one provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderPart {
+    pub capacity_provider: String,
+    pub count: u32,
+}
+
+/// The providers of a validated strategy that get tasks, with their counts, in strategy
+/// order (see [`split`]); providers that get none are left out.
+pub fn parts(shares: &[ProviderShare], count: u32) -> Vec<ProviderPart> {
+    shares
+        .iter()
+        .zip(split(shares, count))
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| ProviderPart { capacity_provider: s.capacity_provider.clone(), count: n })
+        .collect()
+}
+
+/// The `memberOf` constraint that keeps a provider's share on the instances it owns.
+pub fn provider_constraint(name: &str) -> Result<crate::Constraint, crate::QueryError> {
+    // Provider names are letters, digits, `-` and `_`: a bare word in the query language.
+    let expression = crate::Expr::parse(&format!("attribute:{PROVIDER_ATTRIBUTE} == {name}"))?;
+    Ok(crate::Constraint::MemberOf { expression })
+}
+
+/// Why a strategy cannot be used on a cluster.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterStrategyError {
+    /// ECS's wording.
+    #[error(
+        "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster. Associate the capacity provider with the cluster or specify a valid capacity provider and try again. ({name})"
+    )]
+    NotAssociated { name: String },
+    #[error(
+        "The specified capacity provider strategy cannot contain a mix of capacity providers using Auto Scaling groups and Fargate providers. Specify one or the other and try again."
+    )]
+    Mixed,
+}
+
+/// Checks a validated strategy against the providers associated with a cluster: every
+/// provider must be associated, and Fargate and Auto Scaling group providers don't mix.
+pub fn check_on_cluster(
+    shares: &[ProviderShare],
+    associated: &[String],
+) -> Result<(), ClusterStrategyError> {
+    for s in shares {
+        if !associated.iter().any(|a| a == &s.capacity_provider) {
+            return Err(ClusterStrategyError::NotAssociated { name: s.capacity_provider.clone() });
+        }
+    }
+    check_mix(shares)
+}
+
+/// Fargate and Auto Scaling group providers can't be in one strategy.
+pub fn check_mix(shares: &[ProviderShare]) -> Result<(), ClusterStrategyError> {
+    let fargate = shares.iter().filter(|s| is_fargate(&s.capacity_provider)).count();
+    if fargate > 0 && fargate < shares.len() {
+        return Err(ClusterStrategyError::Mixed);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn share(name: &str, base: u32, weight: u32) -> ProviderShare {
@@ -251,5 +328,141 @@ mod tests {
             vec![share("a", 2, 1), share("b", 0, 3)]
         );
         assert_eq!(validate(&[raw("a", 0, 0)], f).unwrap(), vec![share("a", 0, 0)]);
+    }
+
+    #[test]
+    fn parts_leave_out_providers_without_tasks() {
+        let s = [share("a", 2, 0), share("b", 0, 1), share("c", 0, 3)];
+        let cases: &[(u32, &[(&str, u32)])] = &[
+            (1, &[("a", 1)]),
+            (2, &[("a", 2)]),
+            (3, &[("a", 2), ("c", 1)]),
+            (6, &[("a", 2), ("b", 1), ("c", 3)]),
+            (0, &[]),
+        ];
+        for (count, want) in cases {
+            let got: Vec<(String, u32)> =
+                parts(&s, *count).into_iter().map(|p| (p.capacity_provider, p.count)).collect();
+            let want: Vec<(String, u32)> = want.iter().map(|(n, c)| (n.to_string(), *c)).collect();
+            assert_eq!(got, want, "count {count}");
+        }
+    }
+
+    #[test]
+    fn strategies_on_a_cluster() {
+        let assoc: Vec<String> = ["a", "b", "FARGATE", "FARGATE_SPOT"].map(String::from).to_vec();
+        let cases: &[(&str, Vec<ProviderShare>, Result<(), ClusterStrategyError>)] = &[
+            ("associated", vec![share("a", 1, 1), share("b", 0, 1)], Ok(())),
+            ("both fargate", vec![share("FARGATE", 1, 1), share("FARGATE_SPOT", 0, 3)], Ok(())),
+            (
+                "not associated",
+                vec![share("a", 0, 1), share("x", 0, 1)],
+                Err(ClusterStrategyError::NotAssociated { name: "x".into() }),
+            ),
+            (
+                "mixed",
+                vec![share("a", 0, 1), share("FARGATE", 0, 1)],
+                Err(ClusterStrategyError::Mixed),
+            ),
+        ];
+        for (name, shares, want) in cases {
+            assert_eq!(&check_on_cluster(shares, &assoc), want, "{name}");
+        }
+        assert!(
+            check_on_cluster(&[share("x", 0, 1)], &[])
+                .unwrap_err()
+                .to_string()
+                .starts_with("The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster.")
+        );
+    }
+
+    /// Each provider's share lands only on the instances that carry its attribute, whatever
+    /// else has room.
+    #[test]
+    fn each_share_is_placed_on_its_providers_instances() {
+        use crate::{
+            ClusterState, InstanceSnapshot, PlacementRequest, Resources, TaskRequirements,
+        };
+        let big = Resources { cpu: 4096, memory_mib: 4096 };
+        let inst = |arn: &str, provider: Option<&str>| {
+            let i = InstanceSnapshot::new(arn, big);
+            match provider {
+                Some(p) => i.with_attribute(PROVIDER_ATTRIBUTE, Some(p)),
+                None => i,
+            }
+        };
+        // (instances with their provider, strategy, count, tasks per instance wanted,
+        //  unplaced per provider wanted)
+        type Case<'a> = (
+            &'a str,
+            Vec<(&'a str, Option<&'a str>)>,
+            Vec<ProviderShare>,
+            u32,
+            Vec<(&'a str, u32)>,
+            Vec<(&'a str, u32)>,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "base 1 on a, then 1:1",
+                vec![("i-a", Some("a")), ("i-b", Some("b")), ("i-none", None)],
+                vec![share("a", 1, 1), share("b", 0, 1)],
+                5,
+                vec![("i-a", 3), ("i-b", 2)],
+                vec![],
+            ),
+            (
+                "weights 1:3 across two instances each",
+                vec![("a1", Some("a")), ("a2", Some("a")), ("b1", Some("b")), ("b2", Some("b"))],
+                vec![share("a", 0, 1), share("b", 0, 3)],
+                8,
+                vec![("a1", 2), ("b1", 6)],
+                vec![],
+            ),
+            (
+                "a provider with no instance places nothing",
+                vec![("i-a", Some("a")), ("i-none", None)],
+                vec![share("a", 0, 1), share("b", 0, 1)],
+                4,
+                vec![("i-a", 2)],
+                vec![("b", 2)],
+            ),
+        ];
+        for (name, instances, shares, count, want_on, want_unplaced) in cases {
+            let mut state = ClusterState::new(instances.iter().map(|(a, p)| inst(a, *p)).collect());
+            let mut on: BTreeMap<String, u32> = BTreeMap::new();
+            let mut unplaced: Vec<(&str, u32)> = Vec::new();
+            for part in parts(&shares, count) {
+                let req = PlacementRequest {
+                    count: part.count,
+                    requirements: TaskRequirements {
+                        cpu: 10,
+                        memory_mib: 10,
+                        ..Default::default()
+                    },
+                    group: "g".into(),
+                    constraints: vec![provider_constraint(&part.capacity_provider).unwrap()],
+                    ..Default::default()
+                };
+                let plan = state.place(&req).unwrap();
+                for p in &plan.placements {
+                    *on.entry(p.instance_arn.clone()).or_default() += 1;
+                }
+                if plan.unplaced > 0 {
+                    let n = shares
+                        .iter()
+                        .find(|s| s.capacity_provider == part.capacity_provider)
+                        .unwrap();
+                    unplaced.push((n.capacity_provider.as_str(), plan.unplaced));
+                }
+            }
+            let want_on: BTreeMap<String, u32> =
+                want_on.iter().map(|(a, n)| (a.to_string(), *n)).collect();
+            assert_eq!(on, want_on, "{name}");
+            let unplaced: Vec<(String, u32)> =
+                unplaced.into_iter().map(|(a, n)| (a.to_string(), n)).collect();
+            let want_unplaced: Vec<(String, u32)> =
+                want_unplaced.iter().map(|(a, n)| (a.to_string(), *n)).collect();
+            assert_eq!(unplaced, want_unplaced, "{name}");
+        }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  HTTP POST /  ──> protocol (target, body cap, request id, AWS error bodies)
-//!                     └─> auth (SigV4 → Principal → authorize)
+//!                     └─> auth (SigV4 → Principal + region of the scope → authorize)
+//!                           └─> regions: that region's ecs::Ecs, over its view of the store
 //!                           └─> wire::ecs::dispatch (parse + validate against the model)
 //!                                 └─> the resource module that owns the operation's group
 //!                                     (ecs::Clusters, ecs::Tasks...: `src/ecs/<resource>`)
@@ -30,6 +31,7 @@ mod error;
 mod pagination;
 mod protocol;
 mod records;
+mod regions;
 pub mod tls;
 
 /// The paths of Berth's administration API (join tokens), for `berth token`.
@@ -176,7 +178,8 @@ impl StartError {
 /// Everything a request handler needs.
 pub(crate) struct App {
     pub auth: auth::Authenticator,
-    pub ecs: ecs::Ecs,
+    /// Every region's ECS ([`regions`]).
+    pub regions: regions::Regions,
     pub max_body_bytes: usize,
     /// Join tokens (issue #10).
     pub tokens: auth::tokens::JoinTokens,
@@ -211,9 +214,13 @@ impl Server {
                 config.account_id
             )));
         }
-        if config.region.is_empty() {
-            return Err(StartError::Config("--region must not be empty".into()));
-        }
+        let Some(default_region) = berth_model::regions::lookup(&config.region) else {
+            return Err(StartError::Config(format!(
+                "--region '{}' is not an AWS region botocore lists (for example {}); it is the default region, and every listed region is served",
+                config.region,
+                berth_model::regions::EXAMPLES
+            )));
+        };
         let data_dir = data_dir::DataDir::open(&config.data_dir)?;
         let sqlite = SqliteStore::open(&config.data_dir.join("berth.db"))?;
         let key_file = match &config.key_file {
@@ -236,21 +243,35 @@ impl Server {
         let admin_key =
             auth::bootstrap_admin_key(&*store, &*clock, &scope, &config.data_dir, &master_key)
                 .await?;
+        let timing = timing(&config);
+        // Filled in once the listener is bound (DiscoverPollEndpoint answers it).
+        let endpoint = timing.endpoint.clone();
+        let regions = regions::Regions::open(
+            store.clone(),
+            clock.clone(),
+            &config.account_id,
+            timing,
+            default_region,
+        )
+        .await
+        .map_err(|e| match e {
+            regions::OpenError::Store(e) => StartError::Store(e),
+            regions::OpenError::Upgrade(e) => StartError::Upgrade(e),
+        })?;
         let app = Arc::new(App {
             auth: auth::Authenticator::new(
                 store.clone(),
                 clock.clone(),
-                &config.region,
+                default_region,
                 &config.account_id,
                 config.max_clock_skew,
                 master_key,
             ),
-            tokens: auth::tokens::JoinTokens::new(store.clone(), clock.clone()),
-            ecs: ecs::Ecs::new(store, clock, scope, timing(&config)),
+            tokens: auth::tokens::JoinTokens::new(store, clock),
+            regions,
             max_body_bytes: config.max_body_bytes,
             account_id: config.account_id.clone(),
         });
-        app.ecs.upgrade_records().await.map_err(|e| StartError::Upgrade(e.to_string()))?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
@@ -258,6 +279,8 @@ impl Server {
             .local_addr()
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
         let tls = tls::setup(&config.data_dir, local_addr, &config.tls)?;
+        let _ = endpoint
+            .set(format!("{}://{local_addr}", if tls.is_some() { "https" } else { "http" }));
         Ok(Self { app, listener, local_addr, admin_key, config, data_dir, tls })
     }
 
@@ -293,28 +316,16 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, _) = tokio::sync::watch::channel(false);
-        let controller = supervise("service controller", &stop_tx, {
-            let app = self.app.clone();
-            move |stop| {
-                let app = app.clone();
-                async move { app.ecs.service_controller.run(stop).await }
-            }
-        });
-        let retention = supervise("retention reaper", &stop_tx, {
-            let app = self.app.clone();
-            move |stop| {
-                let app = app.clone();
-                async move { app.ecs.retention.run(stop).await }
-            }
-        });
+        // Each region's service controller and retention reaper, now and as regions appear.
+        self.app.regions.start(&stop_tx);
+        let app = self.app.clone();
         let router = protocol::router(self.app);
         let acceptor = self.tls.map(|t| t.acceptor);
         let served =
             berth_serve::serve_tls(self.listener, router, self.config.http, acceptor, shutdown)
                 .await;
         let _ = stop_tx.send(true);
-        let _ = controller.await;
-        let _ = retention.await;
+        app.regions.stop().await;
         // Only now may another server take the directory.
         drop(self.data_dir);
         served
@@ -325,8 +336,8 @@ impl Server {
 /// error in the log) should it panic: a bug met on one pass must not end the loop for good
 /// while the API keeps answering. The loops are level-triggered from the store, so a restart
 /// loses nothing.
-fn supervise<F, Fut>(
-    what: &'static str,
+pub(crate) fn supervise<F, Fut>(
+    what: String,
     stop: &tokio::sync::watch::Sender<bool>,
     start: F,
 ) -> tokio::task::JoinHandle<()>
@@ -338,10 +349,16 @@ where
     let stop = stop.clone();
     tokio::spawn(async move {
         loop {
-            match tokio::spawn(start(stop.subscribe())).await {
+            // Subscribed after the stop (a loop spawned as the server stops): its `changed()`
+            // would never fire, so it must not start at all.
+            let rx = stop.subscribe();
+            if *rx.borrow() {
+                return;
+            }
+            match tokio::spawn(start(rx)).await {
                 Err(e) if e.is_panic() && !*stopped.borrow() => {
                     tracing::error!(
-                        what,
+                        what = %what,
                         "panicked; restarting it in 1 s (a bug: please report it)"
                     );
                     tokio::select! {
@@ -364,6 +381,7 @@ fn timing(config: &ServerConfig) -> ecs::core::Timing {
         instance_lost_after_secs: config.instance_lost_after.as_secs_f64(),
         service_settle_secs: config.service_settle.as_secs_f64(),
         stopped_task_retention_secs: config.stopped_task_retention.as_secs_f64(),
+        endpoint: Default::default(),
     }
 }
 
@@ -376,7 +394,7 @@ mod supervise_tests {
     async fn a_loop_that_panics_is_started_again_until_stopped() {
         let (stop, _) = tokio::sync::watch::channel(false);
         let starts = Arc::new(AtomicU32::new(0));
-        let handle = super::supervise("test loop", &stop, {
+        let handle = super::supervise("test loop".into(), &stop, {
             let starts = starts.clone();
             move |mut stop_rx| {
                 let n = starts.fetch_add(1, Ordering::SeqCst);

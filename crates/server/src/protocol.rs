@@ -4,6 +4,10 @@
 //! up to the configured cap (larger → 413 `RequestEntityTooLargeException`); the signature is
 //! checked before anything about the request is revealed; errors are AWS error bodies with
 //! `x-amzn-ErrorType`. Nothing a client sends can make this layer panic.
+//!
+//! Every call goes to the ECS of the region its credential scope names ([`crate::regions`]);
+//! the unsigned calls: the agents' join names its region in its body (default: the
+//! server's), and `GET` [`berth_agent_protocol::INFO_PATH`] tells that default. Berth's admin API (join tokens) is account-wide: any region's scope reaches it.
 
 use std::sync::Arc;
 
@@ -18,7 +22,8 @@ use http_body_util::BodyExt;
 
 use crate::App;
 use crate::auth::{self, Action};
-use crate::ecs::RequestContext;
+use crate::ecs::{Ecs, RequestContext};
+use berth_model::regions::Region;
 
 const JSON_1_1: &str = "application/x-amz-json-1.1";
 
@@ -29,6 +34,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(berth_agent_protocol::POLL_PATH, axum::routing::post(agent_poll))
         .route(berth_agent_protocol::REPORT_PATH, axum::routing::post(agent_report))
         .route(berth_agent_protocol::JOIN_PATH, axum::routing::post(agent_join))
+        .route(berth_agent_protocol::INFO_PATH, get(server_info).post(server_info))
         .route(admin::CREATE_PATH, axum::routing::post(admin_create_token))
         .route(admin::LIST_PATH, axum::routing::post(admin_list_tokens))
         .route(admin::REVOKE_PATH, axum::routing::post(admin_revoke_token))
@@ -105,15 +111,17 @@ async fn read_capped(mut body: Body, cap: usize) -> Result<bytes::Bytes, AwsErro
     }
 }
 
-/// Reads the body under the cap and authenticates the request.
+/// Reads the body under the cap and authenticates the request; an instance key must sign for
+/// its own instance's region.
 async fn read_authenticated(
     app: &App,
     req: Request,
-) -> Result<(http::request::Parts, bytes::Bytes, std::sync::Arc<auth::Principal>), AwsError> {
+) -> Result<(http::request::Parts, bytes::Bytes, auth::Authenticated), AwsError> {
     let (parts, body) = req.into_parts();
     let body = read_capped(body, app.max_body_bytes).await?;
-    let principal = app.auth.authenticate(&parts, &body, wire_ecs::SIGNING_NAME).await?;
-    Ok((parts, body, principal))
+    let signed = app.auth.authenticate(&parts, &body, wire_ecs::SIGNING_NAME).await?;
+    auth::authorize_region(&signed.principal, signed.region)?;
+    Ok((parts, body, signed))
 }
 
 async fn serve(app: &App, req: Request, request_id: &str) -> Result<Vec<u8>, AwsError> {
@@ -123,7 +131,8 @@ async fn serve(app: &App, req: Request, request_id: &str) -> Result<Vec<u8>, Aws
             req.method()
         )));
     }
-    let (parts, body, principal) = read_authenticated(app, req).await?;
+    let (parts, body, auth::Authenticated { principal, region }) =
+        read_authenticated(app, req).await?;
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
         if !ct.starts_with("application/x-amz-json-") && !ct.starts_with("application/json") {
@@ -149,6 +158,7 @@ async fn serve(app: &App, req: Request, request_id: &str) -> Result<Vec<u8>, Aws
     })?;
     let action = Action { service: wire_ecs::SIGNING_NAME, operation: op.name() };
     auth::authorize(&principal, action)?;
+    let ecs = app.regions.ecs(region);
     if principal.instance.is_some() {
         // An instance key acts on its own instance only: the one it re-registers, or the one
         // its task is placed on.
@@ -170,10 +180,10 @@ async fn serve(app: &App, req: Request, request_id: &str) -> Result<Vec<u8>, Aws
                 task: names.task.as_deref().unwrap_or_default(),
             },
         };
-        authorize_target(app, &principal, action, target).await?;
+        authorize_target(&ecs, &principal, action, target).await?;
     }
     let ctx = RequestContext { principal, request_id: request_id.to_string() };
-    wire_ecs::dispatch(&app.ecs, &ctx, op, &body).await
+    wire_ecs::dispatch(&*ecs, &ctx, op, &body).await
 }
 
 fn error_response(request_id: &str, e: &AwsError) -> Response {
@@ -199,7 +209,7 @@ enum Target<'a> {
 /// [`auth::authorize_instance`] for what `target` resolves to; administrators pass without
 /// a lookup.
 async fn authorize_target(
-    app: &App,
+    ecs: &Ecs,
     principal: &auth::Principal,
     action: Action<'_>,
     target: Target<'_>,
@@ -209,7 +219,7 @@ async fn authorize_target(
     }
     let instance = match target {
         Target::Instance(arn) => arn.map(str::to_string),
-        Target::Task { cluster, task } => app.ecs.task_instance(cluster, task).await?,
+        Target::Task { cluster, task } => ecs.task_instance(cluster, task).await?,
     };
     auth::authorize_instance(principal, action, instance.as_deref())
 }
@@ -230,7 +240,8 @@ fn json_response(body: Result<Vec<u8>, AwsError>, request_id: &str) -> Response 
 }
 
 /// Runs a call of Berth's own JSON endpoints (the agent channel, the admin API):
-/// authenticate, authorize the action, parse, authorize what the input names, answer JSON.
+/// authenticate, authorize the action, parse, authorize what the input names (in the ECS of
+/// the request's region), answer JSON. `f` gets the request's region.
 async fn agent_call<I, O, F, Fut>(
     app: Arc<App>,
     req: Request,
@@ -241,12 +252,13 @@ async fn agent_call<I, O, F, Fut>(
 where
     I: serde::de::DeserializeOwned,
     O: serde::Serialize,
-    F: FnOnce(Arc<App>, RequestContext, I) -> Fut,
+    F: FnOnce(Arc<App>, Region, RequestContext, I) -> Fut,
     Fut: std::future::Future<Output = Result<O, AwsError>>,
 {
     let request_id = uuid::Uuid::new_v4().to_string();
     let result = async {
-        let (_, body, principal) = read_authenticated(&app, req).await?;
+        let (_, body, auth::Authenticated { principal, region }) =
+            read_authenticated(&app, req).await?;
         auth::authorize(&principal, action)?;
         let input: I = serde_json::from_slice(&body)
             .map_err(|e| common::serialization(format!("Invalid agent message: {e}")))?;
@@ -254,11 +266,15 @@ where
         // out slices of it): holding it through a long poll would keep a second buffer alive
         // on every agent's connection (about 8 KB each, 40 MB at 5,000 instances).
         drop(body);
-        for t in targets(&input) {
-            authorize_target(&app, &principal, action, t).await?;
+        let wanted = targets(&input);
+        if !wanted.is_empty() {
+            let ecs = app.regions.ecs(region);
+            for t in wanted {
+                authorize_target(&ecs, &principal, action, t).await?;
+            }
         }
         let ctx = RequestContext { principal, request_id: request_id.clone() };
-        let out = f(app.clone(), ctx, input).await?;
+        let out = f(app.clone(), region, ctx, input).await?;
         berth_wire::json::write_output(&out)
     }
     .await;
@@ -277,7 +293,9 @@ async fn agent_poll(State(app): State<Arc<App>>, req: Request) -> Response {
         |p: &berth_agent_protocol::PollRequest| {
             vec![Target::Instance(Some(p.container_instance_arn.as_str()))]
         },
-        |app, ctx, input| async move { app.ecs.agent_channel.agent_poll(&ctx, input).await },
+        |app, region, ctx, input| async move {
+            app.regions.ecs(region).agent_channel.agent_poll(&ctx, input).await
+        },
     )
     .await
 }
@@ -296,8 +314,9 @@ async fn agent_report(State(app): State<Arc<App>>, req: Request) -> Response {
                 },
             ]
         },
-        |app, ctx, input| async move {
-            app.ecs
+        |app, region, ctx, input| async move {
+            app.regions
+                .ecs(region)
                 .agent_channel
                 .agent_report(&ctx, input)
                 .await
@@ -305,6 +324,15 @@ async fn agent_report(State(app): State<Arc<App>>, req: Request) -> Response {
         },
     )
     .await
+}
+
+/// `GET` (or `POST`) `/berth/agent/v1/info`: the server's default region, for an agent started without
+/// `--region` (unauthenticated: it tells nothing a signed error would not).
+async fn server_info(State(app): State<Arc<App>>) -> Response {
+    let info = berth_agent_protocol::ServerInfo {
+        default_region: app.regions.default_region().name.to_string(),
+    };
+    json_response(berth_wire::json::write_output(&info), &uuid::Uuid::new_v4().to_string())
 }
 
 /// `POST /berth/agent/v1/join`: the one unauthenticated call. A valid join token registers a
@@ -315,6 +343,16 @@ async fn agent_join(State(app): State<Arc<App>>, req: Request) -> Response {
         let body = read_capped(req.into_body(), app.max_body_bytes).await?;
         let input: berth_agent_protocol::JoinRequest = serde_json::from_slice(&body)
             .map_err(|e| common::serialization(format!("Invalid join request: {e}")))?;
+        // The region the agent joins: named in the request, else the server's default.
+        let region = match input.region.as_deref() {
+            None => app.regions.default_region(),
+            Some(name) => berth_model::regions::lookup(name).ok_or_else(|| {
+                berth_wire::ecs::ErrorCode::InvalidParameterException.with(format!(
+                    "region: '{name}' is not an AWS region botocore lists (for example {}).",
+                    berth_model::regions::EXAMPLES
+                ))
+            })?,
+        };
         let token = match app.tokens.redeem(&input.token).await? {
             Ok(t) => t,
             Err(why) => {
@@ -323,13 +361,16 @@ async fn agent_join(State(app): State<Arc<App>>, req: Request) -> Response {
             }
         };
         let principal = Arc::new(auth::Principal {
-            arn: format!("arn:aws:iam::{}:berth-join-token/{}", app.account_id, token.id),
+            arn: format!(
+                "arn:{}:iam::{}:berth-join-token/{}",
+                region.partition, app.account_id, token.id
+            ),
             account_id: app.account_id.clone(),
             access_key_id: String::new(),
             instance: None,
         });
         let ctx = RequestContext { principal, request_id: request_id.clone() };
-        let registration = app.ecs.join_register(&ctx, input.registration).await?;
+        let registration = app.regions.ecs(region).join_register(&ctx, input.registration).await?;
         let arn = registration
             .container_instance
             .as_ref()
@@ -385,7 +426,7 @@ async fn admin_create_token(State(app): State<Arc<App>>, req: Request) -> Respon
         req,
         admin_action("CreateJoinToken"),
         |_: &admin::Create| vec![],
-        |app, ctx, input| async move {
+        |app, _region, ctx, input| async move {
             let (rec, token) = app
                 .tokens
                 .create(input.expires_in_seconds, input.description, &ctx.principal.arn)
@@ -403,7 +444,7 @@ async fn admin_list_tokens(State(app): State<Arc<App>>, req: Request) -> Respons
         req,
         admin_action("ListJoinTokens"),
         |_: &admin::Empty| vec![],
-        |app, _ctx, _input| async move {
+        |app, _region, _ctx, _input| async move {
             let list = app.tokens.list().await?;
             let views: Vec<_> = list.iter().map(|r| app.tokens.view(r)).collect();
             Ok(serde_json::json!({"joinTokens": views}))
@@ -418,7 +459,7 @@ async fn admin_revoke_token(State(app): State<Arc<App>>, req: Request) -> Respon
         req,
         admin_action("RevokeJoinToken"),
         |_: &admin::Revoke| vec![],
-        |app, ctx, input| async move {
+        |app, _region, ctx, input| async move {
             let rec = app.tokens.revoke(&input.id).await?;
             tracing::info!(id = %rec.id, by = %ctx.principal.arn, "join token revoked");
             Ok(serde_json::json!({"joinToken": app.tokens.view(&rec)}))

@@ -314,10 +314,7 @@ async fn attributes_put_list_delete() {
     let l = h
         .ok("ListAttributes", json!({"targetType": "container-instance", "attributeName": "stack"}))
         .await;
-    assert_eq!(
-        l["attributes"],
-        json!([{"name": "stack", "value": "prod", "targetType": "container-instance", "targetId": inst}])
-    );
+    assert_eq!(l["attributes"], json!([{"name": "stack", "value": "prod", "targetId": inst}]));
     h.ok("DeleteAttributes", json!({"attributes": [{"name": "stack", "targetId": inst}]})).await;
     let l = h
         .ok("ListAttributes", json!({"targetType": "container-instance", "attributeName": "stack"}))

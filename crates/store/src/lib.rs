@@ -16,6 +16,9 @@
 //! * [`Store::txn`] returns only once the transaction is durable (fsync'd): an acknowledged
 //!   write survives `kill -9`.
 //! * Reads see a consistent snapshot of committed transactions.
+//! * A [`View`] is a store over part of another's keys under names of its own (a prefix
+//!   added and stripped, prefixes hidden), with every contract above; Berth keeps each AWS
+//!   region's records apart with one ([`view`]).
 //! * A full disk fails the writes that do not fit with [`StoreError::DiskFull`] (naming the
 //!   filesystem), applying nothing of them; reads keep working, and writes succeed again as
 //!   soon as space is freed, without reopening the store.
@@ -23,12 +26,14 @@
 
 pub mod space;
 mod sqlite;
+pub mod view;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use sqlite::{SqliteStore, StoreStats};
-pub use tokio::sync::broadcast::error::RecvError;
+pub use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+pub use view::{ChangeFeed, KeySpace, View};
 
 /// The store's global revision: the number of write transactions ever committed.
 pub type Revision = u64;
@@ -175,6 +180,9 @@ pub enum StoreError {
     },
     #[error("the store's writer thread has stopped")]
     WriterGone,
+    /// A write through a [`View`] named a key the view cannot see (a bug in the caller).
+    #[error("key {key:?} is outside this view of the store")]
+    KeyOutsideView { key: String },
 }
 
 /// The store interface. Implementations are cheap to clone behind an `Arc`.
@@ -203,7 +211,7 @@ pub trait Store: Send + Sync + 'static {
     /// whose revision is newer than the key's `mod_revision` in that read. A receiver more
     /// than [`CHANGE_BUFFER`] transactions behind gets `RecvError::Lagged` and must rebuild
     /// from a fresh read; nothing else is ever skipped.
-    fn changes(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<Change>>;
+    fn changes(&self) -> ChangeFeed;
 }
 
 /// The writes of one committed transaction.

@@ -483,8 +483,8 @@ impl Store for SqliteStore {
         self.revisions.clone()
     }
 
-    fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
-        self.changes.subscribe()
+    fn changes(&self) -> crate::ChangeFeed {
+        crate::ChangeFeed::new(self.changes.subscribe())
     }
 
     async fn revision(&self) -> Result<Revision, StoreError> {

@@ -19,8 +19,10 @@ pub struct Args {
     /// Where the agent keeps its identity (default: $XDG_DATA_HOME/berth/agent).
     #[arg(long, env = "BERTH_AGENT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
-    pub region: String,
+    /// The region this instance belongs to: its tasks, services and cluster are that
+    /// region's. Default: the server's default region (its --region).
+    #[arg(long, env = "BERTH_REGION")]
+    pub region: Option<String>,
     /// Reported as the `ecs.instance-type` attribute.
     #[arg(long, default_value = "berth.local")]
     pub instance_type: String,
@@ -30,6 +32,11 @@ pub struct Args {
     /// An extra attribute, KEY=VALUE (repeatable).
     #[arg(long = "attribute", value_parser = parse_kv)]
     pub attributes: Vec<(String, String)>,
+    /// Makes this instance capacity of the capacity provider NAME: registers the attribute
+    /// `ecs.capacity-provider=NAME`, so tasks placed with a capacity provider strategy
+    /// naming NAME may land here.
+    #[arg(long, value_name = "NAME", value_parser = parse_provider)]
+    pub capacity_provider: Option<String>,
     /// CPU units to register instead of cores x 1024.
     #[arg(long)]
     pub cpu: Option<i64>,
@@ -61,6 +68,16 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))
 }
 
+/// A capacity provider name: 1-255 letters, digits, `-` and `_`.
+fn parse_provider(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 255
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then(|| s.to_string()).ok_or_else(|| {
+        format!("'{s}' is not a capacity provider name (1-255 letters, digits, '-' and '_')")
+    })
+}
+
 impl Args {
     /// The agent configuration these flags describe.
     pub fn config(&self) -> anyhow::Result<AgentConfig> {
@@ -72,10 +89,20 @@ impl Args {
             server: self.server.clone(),
             cluster: self.cluster.clone(),
             data_dir,
-            region: self.region.clone(),
+            // Empty: the server's default, asked of it at connect.
+            region: self.region.clone().unwrap_or_default(),
             instance_type: self.instance_type.clone(),
             availability_zone: self.availability_zone.clone(),
-            attributes: self.attributes.clone(),
+            attributes: self
+                .attributes
+                .iter()
+                .cloned()
+                .chain(
+                    self.capacity_provider
+                        .iter()
+                        .map(|p| ("ecs.capacity-provider".to_string(), p.clone())),
+                )
+                .collect(),
             cpu: self.cpu,
             memory_mib: self.memory,
             credentials: None,

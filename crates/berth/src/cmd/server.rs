@@ -17,7 +17,8 @@ pub struct Args {
     /// Address to serve the AWS APIs on (port 0 picks a free port).
     #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// The AWS region this server answers as.
+    /// The default AWS region: written to DATA_DIR/config for clients and the default of
+    /// agents. Every region botocore lists is served, each with its own resources.
     #[arg(long, env = "BERTH_REGION", default_value = "us-east-1")]
     pub region: String,
     /// The 12-digit account id in every ARN.
@@ -163,7 +164,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let key = server.admin_key();
         let cfg = server.config();
         eprintln!(
-            "berth server: serving Amazon ECS on {endpoint} (region {}, account {}, data in {})",
+            "berth server: serving Amazon ECS on {endpoint} (default region {}, every AWS region served; account {}, data in {})",
             cfg.region,
             cfg.account_id,
             cfg.data_dir.display()

@@ -40,8 +40,12 @@ pub fn build(req: &RegisterTaskDefinitionRequest, ctx: &RegisterContext) -> Task
         .collect();
     TaskDefinition {
         task_definition_arn: Some(format!(
-            "arn:aws:ecs:{}:{}:task-definition/{}:{}",
-            ctx.region, ctx.account_id, family, ctx.revision
+            "arn:{}:ecs:{}:{}:task-definition/{}:{}",
+            crate::regions::partition_of(ctx.region).unwrap_or("aws"),
+            ctx.region,
+            ctx.account_id,
+            family,
+            ctx.revision
         )),
         container_definitions: Some(containers),
         family: Some(family),

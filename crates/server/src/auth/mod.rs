@@ -11,6 +11,12 @@
 //!   ([`authorize_instance`], which the front end calls with the instance a request names or
 //!   the instance of the task it reports on). Anything else is `AccessDeniedException`
 //!   naming the action.
+//!
+//! Regions (issue #11): every region botocore lists is served; a request's region is the one
+//! in its credential scope, and the signature is verified with exactly that scope. A region
+//! botocore does not list is refused as AWS refuses a scope of an invalid region
+//! (`InvalidSignatureException`). An instance key acts only in its instance's region
+//! ([`authorize_region`]).
 
 pub mod bootstrap;
 pub mod secrets;
@@ -31,6 +37,7 @@ use crate::clock::Clock;
 use crate::records;
 use berth_model::keys;
 use berth_model::records::AccessKeyRecord;
+use berth_model::regions::{self, Region};
 
 /// Who made a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,7 +62,8 @@ pub struct Authenticator {
     verifier: Verifier,
     /// Opens the secrets sealed in the store.
     master_key: Arc<MasterKey>,
-    region: String,
+    /// The configured default region, named in the refusal of an unknown one.
+    default_region: Region,
     account_id: String,
     /// Access keys seen so far. Keys are only ever added by this process or found in the store
     /// on a miss, so a key created by another server is found on first use.
@@ -63,11 +71,11 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// An authenticator for requests to `region`, accepting signatures within `max_skew`.
+    /// An authenticator for requests to every region, accepting signatures within `max_skew`.
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
-        region: &str,
+        default_region: Region,
         account_id: &str,
         max_skew: Duration,
         master_key: Arc<MasterKey>,
@@ -77,7 +85,7 @@ impl Authenticator {
             clock,
             verifier: Verifier::new(max_skew),
             master_key,
-            region: region.to_string(),
+            default_region,
             account_id: account_id.to_string(),
             keys: RwLock::new(HashMap::new()),
         }
@@ -123,13 +131,13 @@ impl Authenticator {
         tokens::issue_instance_key(&*self.store, &*self.clock, &self.master_key, instance_arn).await
     }
 
-    /// Authenticates one request signed for `service`.
+    /// Authenticates one request signed for `service`: who signed it, and for which region.
     pub async fn authenticate(
         &self,
         parts: &http::request::Parts,
         body: &[u8],
         service: &str,
-    ) -> Result<Arc<Principal>, AwsError> {
+    ) -> Result<Authenticated, AwsError> {
         let Some(authz) = parts.headers.get(http::header::AUTHORIZATION) else {
             return Err(common::missing_authentication_token());
         };
@@ -146,15 +154,9 @@ impl Authenticator {
                 format!("Credential should be scoped to correct service: '{service}'. "),
             ));
         }
-        if auth.region != self.region {
-            return Err(common::signature(
-                "InvalidSignatureException",
-                format!(
-                    "Credential should be scoped to a valid region, not '{}'. This Berth server serves region '{}': use --region {} (or AWS_REGION={}).",
-                    auth.region, self.region, self.region, self.region
-                ),
-            ));
-        }
+        let Some(region) = regions::lookup(&auth.region) else {
+            return Err(invalid_region(&auth.region, self.default_region));
+        };
         let Some(key) = self.key(&auth.access_key_id).await? else {
             return Err(common::unrecognized_client());
         };
@@ -172,8 +174,45 @@ impl Authenticator {
             body,
         };
         self.verifier.verify(&req, &auth, &key.secret, self.clock.now()).map_err(sig_error)?;
-        Ok(key.principal.clone())
+        Ok(Authenticated { principal: key.principal.in_partition(region.partition), region })
     }
+}
+
+/// A request whose signature checked out.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    /// Who signed it (its ARN in the partition of `region`).
+    pub principal: Arc<Principal>,
+    /// The region of its credential scope, the one its signature was verified with.
+    pub region: Region,
+}
+
+impl Principal {
+    /// The same principal as seen in `partition`: an account principal's ARN, made in the
+    /// default region's partition, becomes `arn:<partition>:...` (the root of an account in
+    /// cn-north-1 is `arn:aws-cn:iam::ACCOUNT:root`). Shared, not copied, when nothing
+    /// changes; an instance key keeps its instance's ARN.
+    pub fn in_partition(self: &Arc<Self>, partition: &str) -> Arc<Self> {
+        let rest = self.arn.strip_prefix("arn:").and_then(|a| a.split_once(':'));
+        match rest {
+            Some((own, rest)) if own != partition && self.instance.is_none() => {
+                Arc::new(Principal { arn: format!("arn:{partition}:{rest}"), ..(**self).clone() })
+            }
+            _ => self.clone(),
+        }
+    }
+}
+
+/// AWS's refusal of a credential scope naming a region it does not serve, with what to do.
+pub fn invalid_region(given: &str, default: Region) -> AwsError {
+    common::signature(
+        "InvalidSignatureException",
+        format!(
+            "Credential should be scoped to a valid region, not '{given}'. Berth serves every AWS region botocore lists (for example {}); sign for one of them with --region or AWS_REGION (this server's default region is {}).",
+            regions::EXAMPLES,
+            default.name
+        ),
+    )
 }
 
 /// A SigV4 failure as AWS answers it: 400 for a malformed signature, 403 for a refused one.
@@ -224,6 +263,20 @@ pub fn authorize(principal: &Principal, action: Action<'_>) -> Result<(), AwsErr
     )))
 }
 
+/// An instance key acts only in the region of its instance (the region in its instance's
+/// ARN); administrator keys act in every region.
+pub fn authorize_region(principal: &Principal, region: Region) -> Result<(), AwsError> {
+    let Some(own) = &principal.instance else { return Ok(()) };
+    let own_region = own.split(':').nth(3).unwrap_or_default();
+    if own_region == region.name {
+        return Ok(());
+    }
+    Err(access_denied(format!(
+        "User: {} is not authorized to act in region '{}': the access key of container instance {own} acts in its own region '{own_region}' only",
+        principal.arn, region.name
+    )))
+}
+
 /// The second half of the decision for an instance key: the container instance the request
 /// acts on (the one it names, or the one the task it reports on is placed on) must be its
 /// own. `None`: the request names no instance (a new registration), or its task is unknown.
@@ -265,6 +318,60 @@ mod tests {
 
     fn act<'a>(service: &'a str, operation: &'a str) -> Action<'a> {
         Action { service, operation }
+    }
+
+    #[test]
+    fn instance_keys_act_in_their_own_region_only() {
+        let r = |n: &str| regions::lookup(n).unwrap();
+        let admin = principal(None);
+        let inst = principal(Some(OWN));
+        let cn = "arn:aws-cn:ecs:cn-north-1:000000000000:container-instance/default/a";
+        let cases: &[(&Principal, &str, bool)] = &[
+            (&admin, "us-east-1", true),
+            (&admin, "eu-west-1", true),
+            (&admin, "cn-north-1", true),
+            (&inst, "us-east-1", true),
+            (&inst, "eu-west-1", false),
+            (&inst, "us-east-2", false),
+        ];
+        for (p, region, ok) in cases {
+            let got = authorize_region(p, r(region));
+            assert_eq!(got.is_ok(), *ok, "{} in {region}", p.arn);
+            if let Err(e) = got {
+                assert_eq!(e.code, "AccessDeniedException");
+                assert!(
+                    e.message.contains(region) && e.message.contains("us-east-1"),
+                    "{}",
+                    e.message
+                );
+            }
+        }
+        let cn_inst = principal(Some(cn));
+        assert!(authorize_region(&cn_inst, r("cn-north-1")).is_ok());
+        assert!(authorize_region(&cn_inst, r("cn-northwest-1")).is_err());
+    }
+
+    #[test]
+    fn principals_take_the_partition_of_the_requests_region() {
+        let admin = Arc::new(principal(None));
+        assert!(Arc::ptr_eq(&admin.in_partition("aws"), &admin));
+        assert_eq!(admin.in_partition("aws-cn").arn, "arn:aws-cn:iam::000000000000:root");
+        assert_eq!(admin.in_partition("aws-us-gov").arn, "arn:aws-us-gov:iam::000000000000:root");
+        let cn = admin.in_partition("aws-cn");
+        assert_eq!(cn.in_partition("aws").arn, "arn:aws:iam::000000000000:root");
+        let inst = Arc::new(principal(Some(OWN)));
+        assert_eq!(inst.in_partition("aws-cn").arn, OWN, "an instance key is its instance's");
+    }
+
+    #[test]
+    fn an_unknown_region_is_refused_saying_what_to_do() {
+        let e = invalid_region("xx-bogus-1", regions::lookup("us-east-1").unwrap());
+        assert_eq!((e.code, e.status), ("InvalidSignatureException", 403));
+        assert!(
+            e.message
+                .starts_with("Credential should be scoped to a valid region, not 'xx-bogus-1'.")
+        );
+        assert!(e.message.contains("--region") && e.message.contains("us-east-1"), "{}", e.message);
     }
 
     #[test]

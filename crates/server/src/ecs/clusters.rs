@@ -26,9 +26,6 @@ pub struct Clusters {
     core: Arc<Core>,
 }
 
-/// Capacity providers that exist in every account. Others arrive with capacity providers.
-const BUILTIN_CAPACITY_PROVIDERS: [&str; 2] = ["FARGATE", "FARGATE_SPOT"];
-
 /// What DescribeClusters' `include` asked for.
 #[derive(Clone, Copy, Default)]
 struct Includes {
@@ -187,6 +184,11 @@ impl Clusters {
         })
     }
 
+    /// A cluster as CreateCluster and PutClusterCapacityProviders answer it.
+    pub(super) async fn describe_record(&self, rec: &ClusterRecord) -> Result<Cluster, AwsError> {
+        self.to_wire(rec, Includes::ALL).await
+    }
+
     /// The live cluster record and its revision.
     pub(super) async fn live_cluster(
         &self,
@@ -213,7 +215,7 @@ impl Clusters {
             return Ok(rev);
         }
         if name == DEFAULT_CLUSTER {
-            self.create(CreateClusterRequest::default()).await?;
+            self.create(CreateClusterRequest::default(), None).await?;
             if let Some((_, rev)) = self.live_cluster(name).await? {
                 return Ok(rev);
             }
@@ -221,8 +223,14 @@ impl Clusters {
         Err(cluster_not_found())
     }
 
-    /// CreateCluster: idempotent by name.
-    async fn create(&self, input: CreateClusterRequest) -> Result<Cluster, AwsError> {
+    /// CreateCluster: idempotent by name. `principal` is the caller, whose
+    /// `containerInsights` account setting is the new cluster's default (`None`: the
+    /// account's default).
+    async fn create(
+        &self,
+        input: CreateClusterRequest,
+        principal: Option<&str>,
+    ) -> Result<Cluster, AwsError> {
         let name = input.cluster_name.clone().unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
         validate_cluster_name(&name, "clusterName").map_err(error::model)?;
         let tags = input.tags.clone().unwrap_or_default();
@@ -234,23 +242,16 @@ impl Clusters {
                 "serviceConnectDefaults needs Cloud Map namespaces, which Berth does not implement yet.",
             ));
         }
-        let providers = input.capacity_providers.clone().unwrap_or_default();
-        for (i, p) in providers.iter().enumerate() {
-            if !BUILTIN_CAPACITY_PROVIDERS.contains(&p.as_str()) {
-                return Err(error::invalid(format!(
-                    "capacityProviders[{i}]: the capacity provider '{p}' does not exist (Berth has FARGATE and FARGATE_SPOT so far)."
-                )));
-            }
-        }
-        let strategy = input.default_capacity_provider_strategy.clone().unwrap_or_default();
-        for (i, s) in strategy.iter().enumerate() {
-            let p = s.capacity_provider.as_deref().unwrap_or("");
-            if !providers.iter().any(|x| x == p) {
-                return Err(error::invalid(format!(
-                    "defaultCapacityProviderStrategy[{i}]: capacity provider '{p}' is not in capacityProviders."
-                )));
-            }
-        }
+        let insights = if settings.is_empty() {
+            super::account_settings::effective_value(
+                &self.core,
+                principal,
+                SettingName::ContainerInsights,
+            )
+            .await?
+        } else {
+            String::new()
+        };
         let rec = {
             let mut cas = records::Cas::new(&*self.core.store, format!("cluster {name}"));
             'cas: loop {
@@ -258,6 +259,12 @@ impl Clusters {
                 if let Some((rec, _)) = self.live_cluster(&name).await? {
                     break 'cas rec;
                 }
+                let assoc = super::capacity_providers::resolve_associations(
+                    &self.core,
+                    input.capacity_providers.as_deref().unwrap_or_default(),
+                    input.default_capacity_provider_strategy.as_deref().unwrap_or_default(),
+                )
+                .await?;
                 let rec = ClusterRecord {
                     name: name.clone(),
                     arn: self.core.scope.cluster_arn(&name),
@@ -265,19 +272,22 @@ impl Clusters {
                     settings: if settings.is_empty() {
                         vec![ClusterSetting {
                             name: Some(ClusterSettingName::ContainerInsights),
-                            value: Some("disabled".into()),
+                            value: Some(insights.clone()),
                         }]
                     } else {
                         settings.clone()
                     },
                     configuration: input.configuration.clone(),
                     tags: tags.clone(),
-                    capacity_providers: providers.clone(),
-                    default_capacity_provider_strategy: strategy.clone(),
+                    capacity_providers: assoc.names,
+                    default_capacity_provider_strategy: assoc.strategy,
                     created_at: self.core.now(),
                 };
-                let txn = Txn::new()
-                    .when(keys::cluster(&name), 0)
+                let mut txn = Txn::new().when(keys::cluster(&name), 0);
+                for (key, rev) in assoc.fences {
+                    txn = txn.when(key, rev);
+                }
+                let txn = txn
                     .put(keys::cluster(&name), records::encode(&rec))
                     .delete(keys::inactive_cluster(&name));
                 if cas.commit(txn).await? {
@@ -292,10 +302,12 @@ impl Clusters {
 impl ClustersApi<RequestContext> for Clusters {
     async fn create_cluster(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         input: CreateClusterRequest,
     ) -> Result<CreateClusterResponse, AwsError> {
-        Ok(CreateClusterResponse { cluster: Some(self.create(input).await?) })
+        Ok(CreateClusterResponse {
+            cluster: Some(self.create(input, Some(&ctx.principal.arn)).await?),
+        })
     }
 
     async fn describe_clusters(
@@ -427,6 +439,14 @@ impl ClustersApi<RequestContext> for Clusters {
             })
             .await?;
         Ok(UpdateClusterResponse { cluster: Some(self.to_wire(&rec, Includes::ALL).await?) })
+    }
+
+    async fn put_cluster_capacity_providers(
+        &self,
+        _ctx: &RequestContext,
+        input: PutClusterCapacityProvidersRequest,
+    ) -> Result<PutClusterCapacityProvidersResponse, AwsError> {
+        super::capacity_providers::put_cluster_capacity_providers(&self.core, self, input).await
     }
 
     async fn update_cluster_settings(

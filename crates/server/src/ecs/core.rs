@@ -34,6 +34,9 @@ pub struct Timing {
     pub service_settle_secs: f64,
     /// How long (seconds) a STOPPED task stays describable.
     pub stopped_task_retention_secs: f64,
+    /// This server's API endpoint (`http://ADDR` / `https://ADDR`), set once the server is
+    /// bound; shared by every region's copy (DiscoverPollEndpoint answers it).
+    pub endpoint: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Default for Timing {
@@ -44,6 +47,7 @@ impl Default for Timing {
             instance_lost_after_secs: 120.0,
             service_settle_secs: 40.0,
             stopped_task_retention_secs: 3600.0,
+            endpoint: Arc::default(),
         }
     }
 }
@@ -86,6 +90,11 @@ impl Core {
     pub fn cluster_name(&self, cluster: Option<&str>) -> Result<String, AwsError> {
         let given = cluster.unwrap_or(DEFAULT_CLUSTER);
         self.scope.cluster_name(given).map(str::to_string).ok_or_else(cluster_not_found)
+    }
+
+    /// This server's endpoint, once known ([`Timing::endpoint`]).
+    pub fn endpoint(&self) -> Option<String> {
+        self.timing.endpoint.get().cloned()
     }
 
     /// Wakes the service controller (after an API change to a service or a task).

@@ -6,6 +6,8 @@
 //! | module                 | type                 | operations / role                                    |
 //! |------------------------|----------------------|------------------------------------------------------|
 //! | `clusters`             | [`Clusters`]         | Create/Describe/List/Delete/UpdateCluster(Settings)   |
+//! | `capacity_providers`   | [`CapacityProviders`]| Create/Describe/Update/DeleteCapacityProvider, PutClusterCapacityProviders |
+//! | `account_settings`     | [`AccountSettings`]  | Put/PutDefault/Delete/ListAccountSettings(s)         |
 //! | `task_definitions`     | [`TaskDefinitions`]  | Register/Describe/List/Deregister/Delete, families   |
 //! | `container_instances`  | [`ContainerInstances`]| Register/Deregister/Describe/List, state           |
 //! | `container_instances::attributes` | [`Attributes`] | Put/Delete/ListAttributes                  |
@@ -14,6 +16,8 @@
 //! | `state_changes`        | [`StateChanges`]     | SubmitTaskStateChange, SubmitContainerStateChange    |
 //! | `services`             | [`Services`]         | Create/Update/Delete/Describe/ListServices           |
 //! | `services::deployments`| [`ServiceDeployments`]| service deployments and revisions                   |
+//! | `services::task_sets`  | [`TaskSets`]         | Create/Describe/Update/DeleteTaskSet, UpdateServicePrimaryTaskSet |
+//! | `daemons`              | [`Daemons`]          | daemons and Express Gateway services: validation, then UnsupportedFeatureException |
 //! | `tags`                 | [`Tags`]             | Tag/UntagResource, ListTagsForResource               |
 //! | `agent_channel`        | [`AgentChannel`]     | the agents' poll and report endpoints                |
 //! | `placement`            | [`Placement`]        | RunTask, StartTask and the service controller place here |
@@ -25,10 +29,13 @@
 //! operation of the model answers `UnsupportedFeatureException` naming it
 //! ([`berth_wire::ecs::Unimplemented`]).
 
+mod account_settings;
 mod agent_channel;
+mod capacity_providers;
 mod clusters;
 mod container_instances;
 pub mod core;
+mod daemons;
 mod describe;
 mod placement;
 mod reservations;
@@ -45,18 +52,20 @@ use std::sync::Arc;
 
 use berth_model::arn::Scope;
 use berth_store::Store;
-use berth_wire::ecs::{
-    Api, RegisterContainerInstanceRequest, RegisterContainerInstanceResponse, Unimplemented,
-};
+use berth_wire::ecs::{Api, RegisterContainerInstanceRequest, RegisterContainerInstanceResponse};
 
+pub use self::account_settings::AccountSettings;
 pub use self::agent_channel::AgentChannel;
+pub use self::capacity_providers::CapacityProviders;
 pub use self::clusters::Clusters;
 pub use self::container_instances::{Attributes, ContainerInstances};
 use self::core::{Core, Timing};
+pub use self::daemons::Daemons;
 pub use self::placement::Placement;
 pub use self::services::Services;
 pub use self::services::controller::ServiceController;
 pub use self::services::deployments::ServiceDeployments;
+pub use self::services::task_sets::TaskSets;
 pub use self::state_changes::StateChanges;
 pub use self::tags::Tags;
 pub use self::task_definitions::TaskDefinitions;
@@ -74,6 +83,8 @@ pub struct RequestContext {
 /// The ECS API: its resource modules, wired together once.
 pub struct Ecs {
     clusters: Arc<Clusters>,
+    capacity_providers: CapacityProviders,
+    account_settings: AccountSettings,
     task_definitions: Arc<TaskDefinitions>,
     container_instances: Arc<ContainerInstances>,
     attributes: Attributes,
@@ -81,6 +92,8 @@ pub struct Ecs {
     task_protection: TaskProtection,
     state_changes: Arc<StateChanges>,
     services: Arc<Services>,
+    task_sets: TaskSets,
+    daemons: Daemons,
     service_deployments: ServiceDeployments,
     tags: Tags,
     pub agent_channel: AgentChannel,
@@ -115,7 +128,18 @@ impl Ecs {
         ));
         let services =
             Arc::new(Services::new(core.clone(), clusters.clone(), task_definitions.clone()));
+        let task_sets = TaskSets::new(
+            core.clone(),
+            clusters.clone(),
+            services.clone(),
+            task_definitions.clone(),
+        );
+        let daemons = Daemons::new(clusters.clone());
         Self {
+            task_sets,
+            daemons,
+            capacity_providers: CapacityProviders::new(core.clone(), clusters.clone()),
+            account_settings: AccountSettings::new(core.clone()),
             service_deployments: ServiceDeployments::new(
                 core.clone(),
                 clusters.clone(),
@@ -212,7 +236,7 @@ impl Ecs {
 impl Api for Ecs {
     type Context = RequestContext;
     type Clusters = Clusters;
-    type CapacityProviders = Unimplemented;
+    type CapacityProviders = CapacityProviders;
     type TaskDefinitions = TaskDefinitions;
     type ContainerInstances = ContainerInstances;
     type Attributes = Attributes;
@@ -221,17 +245,17 @@ impl Api for Ecs {
     type StateChanges = StateChanges;
     type Services = Services;
     type ServiceDeployments = ServiceDeployments;
-    type TaskSets = Unimplemented;
-    type Daemons = Unimplemented;
-    type ExpressGatewayServices = Unimplemented;
-    type AccountSettings = Unimplemented;
+    type TaskSets = TaskSets;
+    type Daemons = Daemons;
+    type ExpressGatewayServices = Daemons;
+    type AccountSettings = AccountSettings;
     type Tags = Tags;
 
     fn clusters(&self) -> &Clusters {
         &self.clusters
     }
-    fn capacity_providers(&self) -> &Unimplemented {
-        &Unimplemented
+    fn capacity_providers(&self) -> &CapacityProviders {
+        &self.capacity_providers
     }
     fn task_definitions(&self) -> &TaskDefinitions {
         &self.task_definitions
@@ -257,17 +281,17 @@ impl Api for Ecs {
     fn service_deployments(&self) -> &ServiceDeployments {
         &self.service_deployments
     }
-    fn task_sets(&self) -> &Unimplemented {
-        &Unimplemented
+    fn task_sets(&self) -> &TaskSets {
+        &self.task_sets
     }
-    fn daemons(&self) -> &Unimplemented {
-        &Unimplemented
+    fn daemons(&self) -> &Daemons {
+        &self.daemons
     }
-    fn express_gateway_services(&self) -> &Unimplemented {
-        &Unimplemented
+    fn express_gateway_services(&self) -> &Daemons {
+        &self.daemons
     }
-    fn account_settings(&self) -> &Unimplemented {
-        &Unimplemented
+    fn account_settings(&self) -> &AccountSettings {
+        &self.account_settings
     }
     fn tags(&self) -> &Tags {
         &self.tags

@@ -14,12 +14,16 @@
 //! are ECS's own API, authorized like any other call: they carry no epoch and are not fenced,
 //! only held to the forward-only rule.
 
+mod attachments;
+
 use std::sync::Arc;
 
 use berth_agent_protocol::TaskReport;
 use berth_model::keys;
 use berth_model::lifecycle::{ContainerHealth, DesiredTaskStatus, TaskStatus};
-use berth_model::records::{ContainerInstanceRecord, ContainerStatusExt, TaskRecord};
+use berth_model::records::{
+    ClusterRecord, ContainerInstanceRecord, ContainerStatusExt, TaskRecord,
+};
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
@@ -73,7 +77,7 @@ impl StateChanges {
         let cluster = self.core.cluster_name(change.cluster.as_deref())?;
         let given = change.task.clone().unwrap_or_default();
         let Some(id) = self.core.scope.child_id("task", &cluster, &given) else {
-            return Err(task_not_found(&given));
+            return Err(self.missing_task(&cluster).await);
         };
         let new_status = match change.status.as_deref() {
             None => None,
@@ -239,9 +243,19 @@ impl StateChanges {
             })
             .await?;
         if updated.is_none() {
-            return Err(task_not_found(&given));
+            return Err(self.missing_task(&cluster).await);
         }
         Ok(())
+    }
+
+    /// Why a reported task was not found: its cluster does not exist (ClusterNotFoundException,
+    /// as ECS answers), else the task does not. Read only once the task is missing.
+    async fn missing_task(&self, cluster: &str) -> AwsError {
+        match records::get::<ClusterRecord>(&*self.core.store, &keys::cluster(cluster)).await {
+            Ok(Some(_)) => task_not_found(),
+            Ok(None) => super::core::cluster_not_found(),
+            Err(e) => e,
+        }
     }
 
     /// The instance record by id, live or deregistered.
@@ -277,6 +291,14 @@ fn check_placed_on(t: &TaskRecord, report: &TaskReport, given: &str) -> Result<(
 }
 
 impl StateChangesApi<RequestContext> for StateChanges {
+    async fn submit_attachment_state_changes(
+        &self,
+        _ctx: &RequestContext,
+        input: SubmitAttachmentStateChangesRequest,
+    ) -> Result<SubmitAttachmentStateChangesResponse, AwsError> {
+        self.submit_attachment_state_changes_op(input).await
+    }
+
     async fn submit_task_state_change(
         &self,
         _ctx: &RequestContext,

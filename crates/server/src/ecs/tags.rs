@@ -28,6 +28,12 @@ fn not_found(arn: &str) -> AwsError {
     ErrorCode::ResourceNotFoundException.with(format!("The specified resource is not found: {arn}"))
 }
 
+/// ListTagsForResource's answer for a missing task definition or service: its model lists no
+/// ResourceNotFoundException, so it is the parameter that is invalid.
+fn list_not_found(arn: &str) -> AwsError {
+    error::invalid(format!("The specified resource is not found: {arn}"))
+}
+
 impl Tags {
     pub fn new(
         core: Arc<Core>,
@@ -139,11 +145,11 @@ impl TagsApi<RequestContext> for Tags {
                 .task_definitions
                 .tags(&family, revision)
                 .await?
-                .ok_or_else(|| not_found(&arn))?,
+                .ok_or_else(|| list_not_found(&arn))?,
             ResourceRef::Service { cluster, name } => {
                 match self.services.find_service(&cluster, &name).await? {
                     Some((rec, _, _)) => rec.tags,
-                    None => return Err(not_found(&arn)),
+                    None => return Err(list_not_found(&arn)),
                 }
             }
         };

@@ -219,6 +219,15 @@ impl Fuzzer {
             "DeleteCluster" => {
                 self.ok("CreateCluster", json!({"clusterName": "fz-victim"})).await;
             }
+            "DeleteAccountSetting" => {
+                let body = json!({"name": "fargateTaskRetirementWaitPeriod", "value": "14"});
+                self.ok("PutAccountSetting", body).await;
+            }
+            "DeleteCapacityProvider" => {
+                let body = json!({"name": "fz-cp",
+                    "autoScalingGroupProvider": {"autoScalingGroupArn": "asg-fz"}});
+                let _ = self.send("CreateCapacityProvider", body.to_string().as_bytes()).await;
+            }
             "DeregisterContainerInstance" => {
                 self.fixture.victim_instance = self.register_instance("i-0000000000000victim").await
             }

@@ -156,16 +156,24 @@ pub(crate) async fn fixture(f: &mut Fuzzer) {
 pub(crate) fn unsupported_seeds() -> Vec<(&'static str, Value)> {
     vec![
         (
-            "PutClusterCapacityProviders",
-            json!({"cluster": CLUSTER, "capacityProviders": ["FARGATE"],
-                "defaultCapacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1}]}),
-        ),
-        (
             "ExecuteCommand",
             json!({"cluster": CLUSTER, "task": "t", "command": "sh",
             "interactive": true}),
         ),
-        ("ListAccountSettings", json!({"name": "containerInsights", "effectiveSettings": true})),
+        (
+            "CreateDaemon",
+            json!({"daemonName": "fz-daemon", "clusterArn": CLUSTER,
+                "daemonTaskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:daemon-task-definition/d:1",
+                "capacityProviderArns": ["arn:aws:ecs:us-east-1:123456789012:capacity-provider/mi"],
+                "tags": [{"key": "a", "value": "b"}], "clientToken": "t1"}),
+        ),
+        (
+            "CreateExpressGatewayService",
+            json!({"executionRoleArn": "arn:aws:iam::123456789012:role/exec",
+                "infrastructureRoleArn": "arn:aws:iam::123456789012:role/infra",
+                "serviceName": "fz-express", "cluster": CLUSTER,
+                "primaryContainer": {"image": "berth-demo:latest", "containerPort": 8080}}),
+        ),
     ]
 }
 
@@ -411,6 +419,51 @@ pub(crate) fn seeds(x: &Fixture) -> Vec<(&'static str, Value)> {
         ),
         ("UntagResource", json!({"resourceArn": x.td, "tagKeys": ["env", "nope"]})),
         ("ListTagsForResource", json!({"resourceArn": x.cluster_arn})),
+        // Account settings (DeleteAccountSetting's setting is put back after each success).
+        (
+            "PutAccountSetting",
+            json!({"name": "fargateTaskRetirementWaitPeriod", "value": "14",
+                "principalArn": "arn:aws:iam::123456789012:root"}),
+        ),
+        ("PutAccountSettingDefault", json!({"name": "containerInsights", "value": "disabled"})),
+        ("DeleteAccountSetting", json!({"name": "fargateTaskRetirementWaitPeriod"})),
+        (
+            "ListAccountSettings",
+            json!({"name": "containerInsights", "value": "disabled", "effectiveSettings": true,
+                "maxResults": 5, "principalArn": "arn:aws:iam::123456789012:user/u"}),
+        ),
+        // Capacity providers (fz-cp is created again after each DeleteCapacityProvider).
+        (
+            "CreateCapacityProvider",
+            json!({"name": "fz-cp", "tags": [{"key": "k", "value": "v"}],
+                "autoScalingGroupProvider": {"autoScalingGroupArn": "asg-fz",
+                    "managedScaling": {"status": "ENABLED", "targetCapacity": 90,
+                        "minimumScalingStepSize": 1, "maximumScalingStepSize": 10,
+                        "instanceWarmupPeriod": 60},
+                    "managedTerminationProtection": "ENABLED", "managedDraining": "DISABLED"}}),
+        ),
+        (
+            "DescribeCapacityProviders",
+            json!({"capacityProviders": ["fz-cp", "FARGATE", "missing"], "include": ["TAGS"],
+                "maxResults": 2}),
+        ),
+        (
+            "UpdateCapacityProvider",
+            json!({"name": "fz-cp", "autoScalingGroupProvider": {
+                "managedScaling": {"status": "DISABLED"},
+                "managedTerminationProtection": "DISABLED"}}),
+        ),
+        (
+            "PutClusterCapacityProviders",
+            json!({"cluster": CLUSTER, "capacityProviders": ["FARGATE", "fz-cp"],
+                "defaultCapacityProviderStrategy": []}),
+        ),
+        (
+            "PutClusterCapacityProviders",
+            json!({"cluster": CLUSTER, "capacityProviders": ["FARGATE"],
+                "defaultCapacityProviderStrategy": []}),
+        ),
+        ("DeleteCapacityProvider", json!({"capacityProvider": "fz-cp"})),
     ];
     s.extend(unsupported_seeds());
     s

@@ -83,6 +83,9 @@ impl Attributes {
                     cas.attempt().await?;
                     let Some((mut rec, rev)) = self.instances.live_instance(cluster, &id).await?
                     else {
+                        // A missing cluster is ClusterNotFoundException, as ECS answers (read
+                        // only once the instance is missing).
+                        self.clusters.existing_cluster(Some(cluster)).await?;
                         return Err(ErrorCode::TargetNotFoundException.with(format!(
                             "Container instance {id} not found in cluster {cluster}."
                         )));
@@ -119,10 +122,11 @@ impl Attributes {
             .iter()
             .map(|a| {
                 let target = a.target_id.clone().unwrap_or_default();
+                // As ECS echoes them: targetType only if the request gave it.
                 Attribute {
                     name: a.name.clone(),
                     value: a.value.clone(),
-                    target_type: Some(TargetType::ContainerInstance),
+                    target_type: a.target_type,
                     target_id: Some(if target.starts_with("arn:") {
                         target
                     } else {
@@ -179,10 +183,11 @@ impl AttributesApi<RequestContext> for Attributes {
                 let sort_key = format!("{}\u{1}{}", rec.id, a.name.clone().unwrap_or_default());
                 all.push((
                     sort_key,
+                    // ListAttributes' answer names the target by ARN only (no targetType).
                     Attribute {
                         name: a.name.clone(),
                         value: a.value.clone(),
-                        target_type: Some(TargetType::ContainerInstance),
+                        target_type: None,
                         target_id: Some(rec.arn.clone()),
                     },
                 ));

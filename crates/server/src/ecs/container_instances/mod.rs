@@ -10,6 +10,7 @@
 //!   and task completion change it with compare-and-set on the record, never elsewhere;
 //! * `agentConnected` is derived at read time from the heartbeat key, which only polls write.
 
+mod agent_ops;
 mod attributes;
 pub use self::attributes::Attributes;
 mod view;
@@ -48,12 +49,37 @@ impl ContainerInstances {
 }
 
 impl ContainerInstancesApi<RequestContext> for ContainerInstances {
-    async fn register_container_instance(
+    async fn discover_poll_endpoint(
         &self,
         _ctx: &RequestContext,
+        input: DiscoverPollEndpointRequest,
+    ) -> Result<DiscoverPollEndpointResponse, AwsError> {
+        self.discover_poll_endpoint_op(input).await
+    }
+
+    async fn update_container_agent(
+        &self,
+        _ctx: &RequestContext,
+        input: UpdateContainerAgentRequest,
+    ) -> Result<UpdateContainerAgentResponse, AwsError> {
+        self.update_container_agent_op(input).await
+    }
+
+    async fn register_container_instance(
+        &self,
+        ctx: &RequestContext,
         input: RegisterContainerInstanceRequest,
     ) -> Result<RegisterContainerInstanceResponse, AwsError> {
         let cluster = self.core.cluster_name(input.cluster.as_deref())?;
+        // A new instance's ARN format: the registering principal's
+        // containerInstanceLongArnFormat account setting (an instance key: the account's).
+        let principal = ctx.principal.instance.is_none().then_some(ctx.principal.arn.as_str());
+        let long_arn = crate::ecs::account_settings::long_arn_format(
+            &self.core,
+            principal,
+            SettingName::ContainerInstanceLongArnFormat,
+        )
+        .await?;
         let doc: serde_json::Value = match input.instance_identity_document.as_deref() {
             Some(d) if !d.is_empty() => serde_json::from_str(d).map_err(|e| {
                 error::invalid(format!("instanceIdentityDocument is not valid JSON: {e}"))
@@ -141,7 +167,7 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
                         (rec, rev)
                     }
                     None => {
-                        let id = uuid::Uuid::new_v4().simple().to_string();
+                        let id = berth_model::arn::new_resource_id(long_arn);
                         let rec = ContainerInstanceRecord {
                             arn: self.core.scope.container_instance_arn(&cluster, &id),
                             id,
@@ -200,6 +226,8 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
             'cas: loop {
                 cas.attempt().await?;
                 let Some((mut rec, rev)) = self.live_instance(&cluster, &given).await? else {
+                    // A missing cluster is ClusterNotFoundException, as ECS answers.
+                    self.clusters.existing_cluster(Some(&cluster)).await?;
                     return Err(instance_not_found(&given));
                 };
                 let task_keys = self
@@ -370,7 +398,7 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
         _ctx: &RequestContext,
         input: UpdateContainerInstancesStateRequest,
     ) -> Result<UpdateContainerInstancesStateResponse, AwsError> {
-        let cluster = self.core.cluster_name(input.cluster.as_deref())?;
+        let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
         let status = match input.status {
             Some(ContainerInstanceStatus::Active) => InstanceStatus::Active,
             Some(ContainerInstanceStatus::Draining) => InstanceStatus::Draining,

@@ -36,6 +36,15 @@ fn int_resource(name: &str, v: i64) -> Resource {
     }
 }
 
+/// A resource as ECS describes it: `doubleValue`, `longValue` and `integerValue` all present
+/// (0 where the agent registered another type), as in DescribeContainerInstances' example.
+fn with_all_values(mut r: Resource) -> Resource {
+    r.double_value.get_or_insert(0.0);
+    r.long_value.get_or_insert(0);
+    r.integer_value.get_or_insert(0);
+    r
+}
+
 pub(super) fn ports_resource(name: &str, ports: Vec<String>) -> Resource {
     Resource {
         name: Some(name.into()),
@@ -137,7 +146,9 @@ impl ContainerInstances {
             version: Some(rec.version),
             version_info: rec.version_info.clone(),
             remaining_resources: Some(remaining),
-            registered_resources: Some(rec.registered_resources.clone()),
+            registered_resources: Some(
+                rec.registered_resources.iter().cloned().map(with_all_values).collect(),
+            ),
             status: Some(rec.status.as_str().to_string()),
             agent_connected: Some(live && self.agent_connected(&rec.id).await?),
             running_tasks_count: Some(running),
@@ -255,5 +266,45 @@ pub(crate) fn snapshot_of(
         registered_at_ms: Some((rec.registered_at * 1000.0) as i64),
         running_tasks_count,
         task_groups: rec.task_groups.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn described_resources_carry_all_four_values() {
+        let int = |v| Resource {
+            name: Some("CPU".into()),
+            r#type: Some("INTEGER".into()),
+            integer_value: Some(v),
+            ..Default::default()
+        };
+        let set = Resource {
+            name: Some("PORTS".into()),
+            r#type: Some("STRINGSET".into()),
+            string_set_value: Some(vec!["22".into()]),
+            ..Default::default()
+        };
+        // (registered, expected (doubleValue, longValue, integerValue))
+        let table = [
+            (int(1024), (0.0, 0, 1024)),
+            (set.clone(), (0.0, 0, 0)),
+            (Resource { long_value: Some(7), ..int(2) }, (0.0, 7, 2)),
+            (Resource { double_value: Some(1.5), ..set }, (1.5, 0, 0)),
+        ];
+        for (r, (d, l, i)) in table {
+            let got = with_all_values(r.clone());
+            assert_eq!(
+                (got.double_value, got.long_value, got.integer_value),
+                (Some(d), Some(l), Some(i)),
+                "{r:?}"
+            );
+            assert_eq!(
+                (got.name, got.r#type, got.string_set_value),
+                (r.name, r.r#type, r.string_set_value)
+            );
+        }
     }
 }

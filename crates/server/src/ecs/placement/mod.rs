@@ -37,6 +37,10 @@ use super::tasks::records::{NewTask, TaskRecords};
 use crate::error;
 use crate::records;
 
+/// The failure reason of a capacity provider with no container instance able to take its
+/// share of a RunTask (Berth's own: ECS would wait for its Auto Scaling group to scale out).
+pub const CAPACITY_PROVIDER_FAILURE: &str = "CAPACITY_PROVIDER";
+
 /// What to place.
 pub struct Job<'a> {
     pub spec: NewTask<'a>,
@@ -55,6 +59,14 @@ pub struct Job<'a> {
 pub struct ClientToken<'a> {
     pub token: &'a str,
     pub request_hash: &'a str,
+}
+
+/// One capacity provider's share of a job placed with a capacity provider strategy: its
+/// request carries the `memberOf` constraint that keeps it on the provider's instances
+/// (`berth_scheduler::capacity::provider_constraint`).
+pub struct ProviderPart<'a> {
+    pub capacity_provider: &'a str,
+    pub request: PlacementRequest,
 }
 
 /// What became of a job: the tasks created, and ECS's failures for what could not be placed.
@@ -111,7 +123,34 @@ impl Placement {
     /// call already used, answers with that call's tasks (or the conflict, when that call
     /// asked something else).
     pub async fn place(&self, job: &Job<'_>) -> Result<Placed, AwsError> {
+        self.place_parts(job, &[]).await
+    }
+
+    /// [`Self::place`] for a job split across capacity providers: each part is decided in
+    /// turn against what the earlier ones took, and all are committed in one transaction
+    /// (with the job's client token, if any). Empty `parts`: the job's own request.
+    pub async fn place_parts(
+        &self,
+        job: &Job<'_>,
+        parts: &[ProviderPart<'_>],
+    ) -> Result<Placed, AwsError> {
         let cluster = job.spec.cluster;
+        let long_arn = match job.spec.long_arn {
+            Some(l) => l,
+            None => {
+                super::account_settings::long_arn_format(
+                    &self.core,
+                    None,
+                    SettingName::TaskLongArnFormat,
+                )
+                .await?
+            }
+        };
+        let own = [ProviderPart {
+            capacity_provider: job.spec.capacity_provider.unwrap_or_default(),
+            request: PlacementRequest::default(),
+        }];
+        let (parts, own_request) = if parts.is_empty() { (&own[..], true) } else { (parts, false) };
         let now = self.core.now();
         let mut cas = records::Cas::new(&*self.core.store, format!("cluster {cluster}"));
         let mut cached = self.cache.lock(cluster, now).await?;
@@ -129,65 +168,89 @@ impl Placement {
                 return Err(cluster_not_found());
             };
             let mut failures = Vec::new();
-            // StartTask names its instances: the scheduler's `targets` request kind.
-            let mut targeted;
-            let request = match job.only {
-                Some(only) => {
-                    targeted = job.request.clone();
-                    targeted.targets.clear();
-                    for given in only {
-                        let id = self.core.scope.child_id("container-instance", cluster, given);
-                        match id.and_then(|id| cached.instance(id)) {
-                            Some((rec, _)) => targeted.targets.push(rec.arn.clone()),
-                            None => failures.push(Failure {
-                                arn: Some(given.clone()),
-                                reason: Some("MISSING".into()),
-                                detail: None,
-                            }),
+            let mut plans = Vec::with_capacity(parts.len());
+            for part in parts {
+                let base = if own_request { job.request } else { &part.request };
+                // StartTask names its instances: the scheduler's `targets` request kind.
+                let mut targeted;
+                let request = match job.only {
+                    Some(only) => {
+                        targeted = job.request.clone();
+                        targeted.targets.clear();
+                        for given in only {
+                            let id = self.core.scope.child_id("container-instance", cluster, given);
+                            match id.and_then(|id| cached.instance(id)) {
+                                Some((rec, _)) => targeted.targets.push(rec.arn.clone()),
+                                None => failures.push(Failure {
+                                    arn: Some(given.clone()),
+                                    reason: Some("MISSING".into()),
+                                    detail: None,
+                                }),
+                            }
                         }
+                        if targeted.targets.is_empty() {
+                            return Ok(Placed { tasks: vec![], failures });
+                        }
+                        &targeted
                     }
-                    if targeted.targets.is_empty() {
-                        return Ok(Placed { tasks: vec![], failures });
+                    None => base,
+                };
+                let plan = match cached.state(self.cache.snapshot_fn(now)).place(request) {
+                    Ok(plan) => plan,
+                    Err(e) => {
+                        if !plans.is_empty() {
+                            // Earlier parts' decisions are in the state but will not be committed.
+                            cached.discard_state();
+                        }
+                        return Err(error::invalid(e.to_string()));
                     }
-                    &targeted
-                }
-                None => job.request,
-            };
-            let plan = cached
-                .state(self.cache.snapshot_fn(now))
-                .place(request)
-                .map_err(|e| error::invalid(e.to_string()))?;
-            let (placements, plan_failures) = (plan.placements, plan.failures);
+                };
+                plans.push((part, request.requirements.clone(), plan));
+            }
             let snapshot = self.cache.snapshot_fn(now);
-            failures.extend(plan_failures.into_iter().map(|f| {
-                // ATTRIBUTE names what the instance lacks and the settings that need it.
-                let detail = (f.reason == berth_scheduler::reason::ATTRIBUTE)
-                    .then(|| {
-                        let (rec, _) = cached
-                            .instances()
-                            .values()
-                            .find(|(r, _)| Some(&r.arn) == f.arn.as_ref())?;
-                        let missing = berth_scheduler::missing_attributes(
-                            &snapshot(rec),
-                            &request.requirements,
-                        );
-                        (!missing.is_empty()).then(|| {
-                            berth_model::host_access::explain_missing(job.spec.td, &missing)
+            let mut placements = Vec::new();
+            for (part, requirements, plan) in plans {
+                let provider = (!own_request).then_some(part.capacity_provider);
+                let plan_failures = match provider {
+                    Some(name) => {
+                        self.provider_failures(&cached, name, plan.failures, plan.unplaced)
+                    }
+                    None => plan.failures,
+                };
+                placements.extend(plan.placements.into_iter().map(|p| (p, provider)));
+                failures.extend(plan_failures.into_iter().map(|f| {
+                    // ATTRIBUTE names what the instance lacks and the settings that need it.
+                    let detail = (f.reason == berth_scheduler::reason::ATTRIBUTE)
+                        .then(|| {
+                            let (rec, _) = cached
+                                .instances()
+                                .values()
+                                .find(|(r, _)| Some(&r.arn) == f.arn.as_ref())?;
+                            let missing =
+                                berth_scheduler::missing_attributes(&snapshot(rec), &requirements);
+                            (!missing.is_empty()).then(|| {
+                                berth_model::host_access::explain_missing(job.spec.td, &missing)
+                            })
                         })
-                    })
-                    .flatten();
-                Failure { arn: f.arn, reason: Some(f.reason), detail }
-            }));
+                        .flatten();
+                    Failure { arn: f.arn, reason: Some(f.reason), detail }
+                }));
+            }
 
             let by_arn: BTreeMap<&str, &(ContainerInstanceRecord, u64)> =
                 cached.instances().values().map(|e| (e.0.arn.as_str(), e)).collect();
             let mut txn = Txn::new().when(keys::cluster(cluster), cluster_rev);
             let mut touched: BTreeMap<String, (ContainerInstanceRecord, u64)> = BTreeMap::new();
             let mut created: Vec<TaskRecord> = Vec::new();
-            for p in &placements {
+            for (p, provider) in &placements {
                 let Some((rec, rev)) = by_arn.get(p.instance_arn.as_str()) else { continue };
                 let entry = touched.entry(rec.id.clone()).or_insert_with(|| (rec.clone(), *rev));
-                let task = self.task_records.build(&entry.0, &job.spec);
+                let spec = NewTask {
+                    capacity_provider: provider.or(job.spec.capacity_provider),
+                    long_arn: Some(long_arn),
+                    ..job.spec
+                };
+                let task = self.task_records.build(&entry.0, &spec);
                 reservations::reserve(&mut entry.0, &task);
                 created.push(task);
             }
@@ -227,6 +290,35 @@ impl Placement {
                 }
             }
         }
+    }
+
+    /// A provider part's failures: only those of the provider's own instances (every other
+    /// instance refuses it by construction), and when the provider has no instance that
+    /// explains what was left unplaced, one `CAPACITY_PROVIDER` failure naming it.
+    fn provider_failures(
+        &self,
+        cached: &cache::ClusterCache,
+        provider: &str,
+        failures: Vec<berth_scheduler::PlacementFailure>,
+        unplaced: u32,
+    ) -> Vec<berth_scheduler::PlacementFailure> {
+        let owned = |arn: &Option<String>| {
+            cached.instances().values().any(|(r, _)| {
+                Some(&r.arn) == arn.as_ref()
+                    && r.attributes.iter().any(|a| {
+                        a.name.as_deref() == Some(berth_scheduler::capacity::PROVIDER_ATTRIBUTE)
+                            && a.value.as_deref() == Some(provider)
+                    })
+            })
+        };
+        let mut out: Vec<_> = failures.into_iter().filter(|f| owned(&f.arn)).collect();
+        if out.is_empty() && unplaced > 0 {
+            out.push(berth_scheduler::PlacementFailure {
+                arn: Some(self.core.scope.ecs_arn(&format!("capacity-provider/{provider}"))),
+                reason: CAPACITY_PROVIDER_FAILURE.to_string(),
+            });
+        }
+        out
     }
 
     /// The tasks an earlier RunTask with this client token started; `ConflictException`

@@ -10,6 +10,10 @@
 //! of the STOPPED tasks just accounted for. If that last write loses to an UpdateService,
 //! only the events are kept and the next pass recomputes the rest from the store: a task
 //! already started is found through the index, so nothing is started twice.
+//!
+//! Services with the `EXTERNAL` deployment controller take the same steps with the task set
+//! scheduler's decision instead (`controller/task_sets.rs`, deciding in
+//! `berth_controllers::task_sets`): their tasks' `startedBy` is their task set's id.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -17,7 +21,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use berth_controllers::service::{
-    self as ctl, Config, Decision, Health, InstanceView, StopWhy, TaskView,
+    self as ctl, Config, Decision, Health, InstanceView, Start, StopWhy, TaskView,
 };
 use berth_model::keys;
 use berth_model::lifecycle::{DesiredTaskStatus, InstanceStatus, TaskStatus};
@@ -34,6 +38,9 @@ use super::super::task_definitions::TaskDefinitions;
 use super::super::tasks::records::{NewTask, TaskRecords};
 use crate::error;
 use crate::records;
+
+mod task_sets;
+use task_sets::TaskSetPass;
 
 /// A placement failure event is not repeated within this many seconds.
 const PLACEMENT_EVENT_QUIET_SECS: f64 = 60.0;
@@ -204,6 +211,19 @@ impl ServiceController {
                 }
             })
             .collect();
+        if rec.is_external() {
+            let input = TaskSetPass {
+                cluster,
+                rec: &rec,
+                rev,
+                tasks: &tasks,
+                instances: &instances,
+                view,
+                now,
+                deleting,
+            };
+            return self.reconcile_task_sets(input).await;
+        }
         let config = Config { name: name.clone(), settings: rec.settings.clone(), deleting };
         let decision = ctl::reconcile(&ctl::Input {
             config: &config,
@@ -216,8 +236,11 @@ impl ServiceController {
             settle_secs: self.core.timing.service_settle_secs,
         });
         let mut events = decision.events.clone();
-        self.execute_stops(cluster, &name, &decision, &mut events).await?;
-        self.execute_starts(cluster, &rec, &decision, view, &mut events).await?;
+        self.execute_stops(cluster, &name, &decision.stop, &mut events).await?;
+        let td_of = |dep: &str| {
+            decision.deployments.iter().find(|d| d.id == dep).map(|d| d.task_definition.clone())
+        };
+        self.execute_starts(cluster, &rec, &decision.start, &td_of, view, &mut events).await?;
         self.commit_service(cluster, &rec, rev, &decision, events, now).await
     }
 
@@ -225,16 +248,16 @@ impl ServiceController {
         &self,
         cluster: &str,
         name: &str,
-        d: &Decision,
+        stop: &[(String, StopWhy)],
         events: &mut Vec<String>,
     ) -> Result<(), AwsError> {
-        if d.stop.is_empty() {
+        if stop.is_empty() {
             return Ok(());
         }
         let now = self.core.now();
         let mut stopped = Vec::new();
         let mut lost: BTreeMap<(String, u64), Vec<String>> = BTreeMap::new();
-        for (task_id, why) in &d.stop {
+        for (task_id, why) in stop {
             let reason = match why {
                 StopWhy::Scaling { deployment } => {
                     format!("Scaling activity initiated by (deployment {deployment})")
@@ -290,19 +313,15 @@ impl ServiceController {
         &self,
         cluster: &str,
         rec: &ServiceRecord,
-        d: &Decision,
+        starts: &[Start],
+        td_of: &(dyn Fn(&str) -> Option<String> + Sync),
         view: &ClusterView,
         events: &mut Vec<String>,
     ) -> Result<(), AwsError> {
         let name = &rec.name;
         let mut started = Vec::new();
-        for s in &d.start {
-            let td_arn = d
-                .deployments
-                .iter()
-                .find(|dep| dep.id == s.deployment)
-                .map(|dep| dep.task_definition.clone())
-                .unwrap_or_default();
+        for s in starts {
+            let td_arn = td_of(&s.deployment).unwrap_or_default();
             let td_rec = self.task_definitions.by_arn(&td_arn).await?;
             let td = &td_rec.task_definition;
             let constraints = berth_scheduler::wire::constraints(
@@ -364,6 +383,8 @@ impl ServiceController {
                     group: &request.group,
                     tags: &tags,
                     service: Some(name),
+                    capacity_provider: None,
+                    long_arn: None,
                 },
                 request: &request,
                 only: only.as_deref(),
@@ -435,6 +456,9 @@ impl ServiceController {
                 after.steady_since = d.steady_since;
                 if let Some(td) = &d.task_definition {
                     after.service.task_definition = Some(td.clone());
+                }
+                if let Some(sets) = &d.task_sets {
+                    after.task_sets = sets.clone();
                 }
                 for id in &d.forget {
                     txn = txn.delete(keys::service_task(cluster, &before.name, id));

@@ -324,6 +324,37 @@ impl ServiceDeploymentsApi<RequestContext> for ServiceDeployments {
 
     /// Stops the service's IN_PROGRESS deployment: ROLLBACK (the default) returns the service
     /// to its last completed deployment; ABORT only stops launching the deployment's tasks.
+    /// ECS: continues a deployment paused at a lifecycle hook. Berth refuses lifecycle hooks
+    /// (`deploymentConfiguration.lifecycleHooks`), so no deployment ever waits on one: a
+    /// malformed ARN or an unknown deployment is ServiceDeploymentNotFoundException, an
+    /// existing one UnsupportedFeatureException saying why.
+    async fn continue_service_deployment(
+        &self,
+        _ctx: &RequestContext,
+        input: ContinueServiceDeploymentRequest,
+    ) -> Result<ContinueServiceDeploymentResponse, AwsError> {
+        let arn = input.service_deployment_arn.clone().unwrap_or_default();
+        if input.hook_id.as_deref().is_none_or(str::is_empty) {
+            return Err(error::invalid("hookId must name the lifecycle hook to continue."));
+        }
+        let not_found = || {
+            ErrorCode::ServiceDeploymentNotFoundException
+                .with(format!("The service deployment {arn} was not found."))
+        };
+        let r = self.parse_ref(&arn, "service-deployment").ok_or_else(not_found)?;
+        let Some((rec, _, _)) = self.services.find_service(&r.cluster, &r.service).await? else {
+            return Err(not_found());
+        };
+        let known =
+            rec.deployments.iter().chain(&rec.past_deployments).any(|d| d.id == r.deployment);
+        if !known {
+            return Err(not_found());
+        }
+        Err(ErrorCode::UnsupportedFeatureException.with(format!(
+            "The service deployment {arn} is not waiting on a lifecycle hook: deployment lifecycle hooks (deploymentConfiguration.lifecycleHooks) are not implemented by Berth yet, so ContinueServiceDeployment has nothing to continue."
+        )))
+    }
+
     async fn stop_service_deployment(
         &self,
         _ctx: &RequestContext,

@@ -5,6 +5,12 @@
 //! counts, rollout states and events, and retires deployments. Both write the service record
 //! with compare-and-set. A deleted service is DRAINING until its tasks are gone, then
 //! INACTIVE (moved to `ecs/services-inactive/`, still describable, its name free again).
+//!
+//! A service with the `EXTERNAL` deployment controller has no deployments: its tasks belong
+//! to the task sets its owner creates (`task_sets.rs`), its task definition is optional, and
+//! UpdateService may change only what ECS allows there (desired count, placement, grace
+//! period, tag settings); a new desired count rescales every task set. `CODE_DEPLOY` is
+//! refused (blue/green needs CodeDeploy and a load balancer).
 
 use berth_model::keys;
 use berth_model::service::{DeploymentRecord, ServiceRecord, new_deployment_id};
@@ -15,9 +21,11 @@ use berth_wire::ecs::*;
 
 pub mod controller;
 pub mod deployments;
+pub mod task_sets;
 
 use std::sync::Arc;
 
+use self::task_sets::check_placement_alone;
 use super::RequestContext;
 use super::clusters::Clusters;
 use super::core::{Core, cluster_not_found};
@@ -147,6 +155,14 @@ impl Services {
         if rec.settings.daemon {
             s.desired_count = Some(rec.deployments.first().map(|d| d.desired_count).unwrap_or(0));
         }
+        if rec.is_external() {
+            // EXTERNAL: the tasks are the task sets'.
+            s.task_sets = Some(rec.task_sets.iter().map(|t| t.to_wire(false)).collect());
+            s.running_count =
+                Some(rec.task_sets.iter().filter_map(|t| t.task_set.running_count).sum());
+            s.pending_count =
+                Some(rec.task_sets.iter().filter_map(|t| t.task_set.pending_count).sum());
+        }
         s.events = Some(rec.events.clone());
         s.deployment_configuration = Some(service_rules::deployment_configuration(&rec.settings));
         s.current_service_deployment =
@@ -191,15 +207,38 @@ impl ServicesApi<RequestContext> for Services {
     ) -> Result<CreateServiceResponse, AwsError> {
         let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
         let settings = service_rules::validate_create(&input).map_err(rule_error)?;
+        if let Some((cluster_rec, _)) = self.clusters.live_cluster(&cluster).await? {
+            super::capacity_providers::check_service_strategy(
+                input.capacity_provider_strategy.as_deref(),
+                input.launch_type,
+                &cluster_rec,
+                true,
+            )?;
+        }
         let name = input.service_name.clone().unwrap_or_default();
         let service_tags = input.tags.clone().unwrap_or_default();
         tags::validate(&service_tags, "tags").map_err(error::model)?;
-        let td_rec =
-            self.task_definitions.runnable(input.task_definition.as_deref().unwrap_or("")).await?;
-        let td_arn = td_rec.task_definition.task_definition_arn.clone().unwrap_or_default();
+        let controller = input
+            .deployment_controller
+            .as_ref()
+            .and_then(|c| c.r#type)
+            .unwrap_or(DeploymentControllerType::Ecs);
+        let external = controller == DeploymentControllerType::External;
         let constraints = input.placement_constraints.clone().unwrap_or_default();
         let strategies = input.placement_strategy.clone().unwrap_or_default();
-        self.check_placement(&td_arn, &constraints, &strategies).await?;
+        // An EXTERNAL service may omit its task definition (each task set names one).
+        let td_arn = match input.task_definition.as_deref().filter(|t| !t.is_empty() || !external) {
+            Some(given) => {
+                let td_rec = self.task_definitions.runnable(given).await?;
+                let arn = td_rec.task_definition.task_definition_arn.clone().unwrap_or_default();
+                self.check_placement(&arn, &constraints, &strategies).await?;
+                Some(arn)
+            }
+            None => {
+                check_placement_alone(&constraints, &strategies)?;
+                None
+            }
+        };
         let _serial = self.core.serialise(&keys::service(&cluster, &name)).await;
         let what = format!("service {name}");
         let rec = {
@@ -219,7 +258,11 @@ impl ServicesApi<RequestContext> for Services {
                     return Err(error::invalid("Creation of service was not idempotent."));
                 }
                 let now = self.core.now();
-                let launch_type = input.launch_type.or(Some(LaunchType::Ec2));
+                let launch_type = if external {
+                    input.launch_type
+                } else {
+                    input.launch_type.or(Some(LaunchType::Ec2))
+                };
                 let service = Service {
                     service_arn: Some(self.service_arn(&cluster, &name)),
                     service_name: Some(name.clone()),
@@ -229,7 +272,7 @@ impl ServicesApi<RequestContext> for Services {
                     status: Some("ACTIVE".into()),
                     desired_count: Some(settings.desired_count),
                     launch_type,
-                    task_definition: Some(td_arn.clone()),
+                    task_definition: td_arn.clone(),
                     created_at: Some(now),
                     placement_constraints: Some(constraints.clone()),
                     placement_strategy: Some(strategies.clone()),
@@ -239,28 +282,30 @@ impl ServicesApi<RequestContext> for Services {
                     } else {
                         SchedulingStrategy::Replica
                     }),
-                    deployment_controller: Some(DeploymentController {
-                        r#type: Some(DeploymentControllerType::Ecs),
-                    }),
+                    deployment_controller: Some(DeploymentController { r#type: Some(controller) }),
                     created_by: Some(ctx.principal.arn.clone()),
                     enable_ecs_managed_tags: Some(input.enable_ecs_managed_tags.unwrap_or(false)),
                     propagate_tags: Some(input.propagate_tags.unwrap_or(PropagateTags::None)),
                     enable_execute_command: Some(false),
                     ..Default::default()
                 };
-                let deployment = DeploymentRecord::new(
-                    new_deployment_id(),
-                    td_arn.clone(),
-                    launch_type,
-                    settings.desired_count,
-                    now,
-                );
+                // EXTERNAL services have task sets instead of deployments.
+                let deployments = match (&td_arn, external) {
+                    (Some(td), false) => vec![DeploymentRecord::new(
+                        new_deployment_id(),
+                        td.clone(),
+                        launch_type,
+                        settings.desired_count,
+                        now,
+                    )],
+                    _ => vec![],
+                };
                 let rec = ServiceRecord {
                     name: name.clone(),
                     cluster: cluster.clone(),
                     service,
                     settings: settings.clone(),
-                    deployments: vec![deployment],
+                    deployments,
                     past_deployments: vec![],
                     events: vec![],
                     tags: service_tags.clone(),
@@ -268,6 +313,7 @@ impl ServicesApi<RequestContext> for Services {
                     steady_since: None,
                     event_seq: 0,
                     version: 1,
+                    task_sets: vec![],
                 };
                 let txn = berth_store::Txn::new()
                     .when(keys::cluster(&cluster), cluster_rev)
@@ -291,6 +337,16 @@ impl ServicesApi<RequestContext> for Services {
         let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
         let given = input.service.clone().unwrap_or_default();
         let name = self.service_name(&cluster, &given).ok_or_else(not_found)?.to_string();
+        if input.capacity_provider_strategy.as_ref().is_some_and(|s| !s.is_empty())
+            && let Some((cluster_rec, _)) = self.clusters.live_cluster(&cluster).await?
+        {
+            super::capacity_providers::check_service_strategy(
+                input.capacity_provider_strategy.as_deref(),
+                None,
+                &cluster_rec,
+                false,
+            )?;
+        }
         // A new task definition, resolved once (a family gives its latest ACTIVE revision).
         let new_td = match input.task_definition.as_deref() {
             Some(td) => Some(
@@ -309,6 +365,22 @@ impl ServicesApi<RequestContext> for Services {
         let Some((current, _, Found::Live)) = self.find_service(&cluster, &name).await? else {
             return Err(self.no_live_service(&cluster, &name).await);
         };
+        let current_controller = current
+            .service
+            .deployment_controller
+            .as_ref()
+            .and_then(|c| c.r#type)
+            .unwrap_or(DeploymentControllerType::Ecs);
+        if let Some(t) = input.deployment_controller.as_ref().and_then(|c| c.r#type)
+            && t != current_controller
+        {
+            return Err(ErrorCode::UnsupportedFeatureException.with(format!(
+                "deploymentController: changing a service's deployment controller ({current_controller} to {t}) is not implemented by Berth yet; create a new service with deploymentController type {t}."
+            )));
+        }
+        if current.is_external() {
+            return self.update_external_service(&cluster, &name, &input).await;
+        }
         let placement = |rec: &ServiceRecord| {
             let td = new_td
                 .clone()

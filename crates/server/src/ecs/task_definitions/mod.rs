@@ -43,6 +43,12 @@ fn unable_to_describe() -> AwsError {
     error::client("Unable to describe task definition.")
 }
 
+/// ECS's answer when RunTask, StartTask, CreateService or UpdateService name a task definition
+/// that does not exist (or a family without an ACTIVE revision).
+fn task_definition_not_found() -> AwsError {
+    error::client("TaskDefinition not found.")
+}
+
 fn status_str(s: Option<TaskDefinitionStatus>) -> &'static str {
     s.unwrap_or(TaskDefinitionStatus::Active).as_str()
 }
@@ -121,12 +127,10 @@ impl TaskDefinitions {
         if let TaskDefinitionRef::Latest { family } = &r
             && self.latest_active(family).await?.is_none()
         {
-            return Err(error::client(
-                "Unable to find the task definition: no ACTIVE revision of that family.",
-            ));
+            return Err(task_definition_not_found());
         }
         let Some(rec) = self.resolve(&r).await? else {
-            return Err(error::client(format!("Unable to find the task definition {given}.")));
+            return Err(task_definition_not_found());
         };
         if rec.task_definition.status != Some(TaskDefinitionStatus::Active) {
             return Err(error::client(format!(
@@ -150,9 +154,7 @@ impl TaskDefinitions {
         let TaskDefinitionRef::Revision { family, revision } = r else {
             return self.runnable(arn).await;
         };
-        self.revision(&family, revision)
-            .await?
-            .ok_or_else(|| error::client(format!("Unable to find the task definition {arn}.")))
+        self.revision(&family, revision).await?.ok_or_else(task_definition_not_found)
     }
 
     /// Moves one revision from its current status to `to`, keeping the indexes and the family
@@ -412,7 +414,8 @@ impl TaskDefinitionsApi<RequestContext> for TaskDefinitions {
         let with_tags = input.include.unwrap_or_default().contains(&TaskDefinitionField::Tags);
         Ok(DescribeTaskDefinitionResponse {
             task_definition: Some(rec.task_definition.clone()),
-            tags: with_tags.then(|| rec.tags.clone()),
+            // As ECS answers: `tags` is always there, empty unless `include` asks for TAGS.
+            tags: Some(if with_tags { rec.tags.clone() } else { vec![] }),
         })
     }
 

@@ -23,16 +23,18 @@ use berth_wire::ecs::*;
 
 use self::records::{NewTask, TaskRecords};
 use super::RequestContext;
+use super::capacity_providers::{fargate_unsupported, strategy_for};
 use super::clusters::Clusters;
 use super::core::Core;
 use super::describe::ByIds;
-use super::placement::{ClientToken, Job, Placement};
+use super::placement::{ClientToken, Job, Placement, ProviderPart};
 use super::task_definitions::TaskDefinitions;
 use crate::error;
 use crate::pagination::Page;
 
-pub(super) fn task_not_found(given: &str) -> AwsError {
-    error::invalid(format!("The referenced task was not found: {given}"))
+/// ECS's answer for a task that does not exist (StopTask, SubmitTaskStateChange...).
+pub(super) fn task_not_found() -> AwsError {
+    error::invalid("The referenced task was not found.")
 }
 
 /// A scheduler field error as ECS's `InvalidParameterException`.
@@ -51,6 +53,10 @@ struct Launch<'a> {
     constraints: &'a [PlacementConstraint],
     /// RunTask's `placementStrategy`, validated.
     strategies: Vec<berth_scheduler::Strategy>,
+    /// The caller, whose `taskLongArnFormat` account setting picks the tasks' ARN format.
+    principal: &'a str,
+    /// With a capacity provider strategy: how many tasks each provider gets.
+    providers: Option<Vec<berth_scheduler::capacity::ProviderPart>>,
 }
 
 /// Owns the task API; task records are written through [`TaskRecords`].
@@ -71,6 +77,27 @@ impl Tasks {
         placement: Arc<Placement>,
     ) -> Self {
         Self { core, clusters, task_definitions, task_records, placement }
+    }
+
+    /// Why a task was not found: its cluster does not exist (ClusterNotFoundException, as ECS
+    /// answers), else the task does not. Asked only once the task is missing, so the
+    /// common path reads no cluster record.
+    async fn missing_task(&self, cluster: &str) -> AwsError {
+        match self.clusters.existing_cluster(Some(cluster)).await {
+            Ok(_) => task_not_found(),
+            Err(e) => e,
+        }
+    }
+
+    /// ListTasks' `serviceName` names a service of the cluster, live or deleted (INACTIVE),
+    /// else ServiceNotFoundException, as ECS answers.
+    async fn service_exists(&self, cluster: &str, name: &str) -> Result<(), AwsError> {
+        for key in [keys::service(cluster, name), keys::inactive_service(cluster, name)] {
+            if self.core.store.get(&key).await.map_err(error::store)?.is_some() {
+                return Ok(());
+            }
+        }
+        Err(ErrorCode::ServiceNotFoundException.with("Service not found."))
     }
 
     fn validate_overrides(
@@ -102,6 +129,12 @@ impl Tasks {
     ) -> Result<(Vec<Task>, Vec<Failure>), AwsError> {
         let rec = self.task_definitions.runnable(l.task_definition).await?;
         let td = &rec.task_definition;
+        let long_arn = super::account_settings::long_arn_format(
+            &self.core,
+            Some(l.principal),
+            SettingName::TaskLongArnFormat,
+        )
+        .await?;
         Self::validate_overrides(td, l.overrides)?;
         let constraints = berth_scheduler::wire::constraints(
             l.constraints,
@@ -131,33 +164,37 @@ impl Tasks {
                 group: &request.group,
                 tags: l.tags,
                 service: None,
+                capacity_provider: None,
+                long_arn: Some(long_arn),
             },
             request: &request,
             only,
             client_token,
         };
-        let placed = self.placement.place(&job).await?;
+        let placed = match &l.providers {
+            None => self.placement.place(&job).await?,
+            Some(shares) => {
+                let mut parts = Vec::with_capacity(shares.len());
+                for share in shares {
+                    let mut request = request.clone();
+                    request.count = share.count;
+                    request.constraints.push(
+                        berth_scheduler::capacity::provider_constraint(&share.capacity_provider)
+                            .map_err(|e| error::invalid(e.to_string()))?,
+                    );
+                    parts.push(ProviderPart {
+                        capacity_provider: &share.capacity_provider,
+                        request,
+                    });
+                }
+                self.placement.place_parts(&job, &parts).await?
+            }
+        };
         Ok((placed.tasks, placed.failures))
     }
 
-    fn check_launch(
-        input_launch: Option<LaunchType>,
-        strategy: Option<&[CapacityProviderStrategyItem]>,
-    ) -> Result<(), AwsError> {
-        if let Some(items) = strategy.filter(|s| !s.is_empty()) {
-            if input_launch.is_some() {
-                return Err(error::invalid(
-                    "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
-                ));
-            }
-            berth_scheduler::wire::capacity_provider_strategy(items).map_err(field_error)?;
-            let names: Vec<&str> =
-                items.iter().filter_map(|i| i.capacity_provider.as_deref()).collect();
-            return Err(error::invalid(format!(
-                "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster ({}). Berth does not implement capacity providers yet, so none can be associated: omit capacityProviderStrategy or use --launch-type EC2.",
-                names.join(", ")
-            )));
-        }
+    /// The launch type of a task placed without a capacity provider strategy.
+    fn check_launch(input_launch: Option<LaunchType>) -> Result<(), AwsError> {
         match input_launch {
             None | Some(LaunchType::Ec2) | Some(LaunchType::External) => Ok(()),
             Some(other) => Err(ErrorCode::UnsupportedFeatureException.with(format!(
@@ -170,11 +207,25 @@ impl Tasks {
 impl TasksApi<RequestContext> for Tasks {
     async fn run_task(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         input: RunTaskRequest,
     ) -> Result<RunTaskResponse, AwsError> {
         let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
-        Self::check_launch(input.launch_type, input.capacity_provider_strategy.as_deref())?;
+        let (cluster_rec, _) = self
+            .clusters
+            .live_cluster(&cluster)
+            .await?
+            .ok_or_else(super::core::cluster_not_found)?;
+        // A capacity provider strategy (the request's, else the cluster's default unless a
+        // launch type is given), else the launch type.
+        let shares = strategy_for(
+            input.capacity_provider_strategy.as_deref(),
+            input.launch_type,
+            &cluster_rec,
+        )?;
+        if shares.is_none() {
+            Self::check_launch(input.launch_type)?;
+        }
         let strategies =
             berth_scheduler::wire::strategies(input.placement_strategy.as_deref().unwrap_or(&[]))
                 .map_err(field_error)?;
@@ -182,6 +233,19 @@ impl TasksApi<RequestContext> for Tasks {
         if !(1..=10).contains(&count) {
             return Err(error::invalid(format!("count must be between 1 and 10; got {count}.")));
         }
+        let providers = match &shares {
+            None => None,
+            Some(shares) => {
+                let parts = berth_scheduler::capacity::parts(shares, count as u32);
+                if let Some(f) = parts
+                    .iter()
+                    .find(|p| berth_scheduler::capacity::is_fargate(&p.capacity_provider))
+                {
+                    return Err(fargate_unsupported(&f.capacity_provider, f.count));
+                }
+                Some(parts)
+            }
+        };
         if let Some(t) = &input.client_token
             && (t.is_empty() || t.len() > 64)
         {
@@ -210,6 +274,8 @@ impl TasksApi<RequestContext> for Tasks {
             tags: &task_tags,
             constraints: input.placement_constraints.as_deref().unwrap_or(&[]),
             strategies,
+            principal: &ctx.principal.arn,
+            providers,
         };
         let (tasks, failures) =
             self.launch(&cluster, &launch, count as u32, None, client_token).await?;
@@ -218,7 +284,7 @@ impl TasksApi<RequestContext> for Tasks {
 
     async fn start_task(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         input: StartTaskRequest,
     ) -> Result<StartTaskResponse, AwsError> {
         let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
@@ -236,6 +302,8 @@ impl TasksApi<RequestContext> for Tasks {
             tags: &task_tags,
             constraints: &[],
             strategies: Vec::new(),
+            principal: &ctx.principal.arn,
+            providers: None,
         };
         let (tasks, failures) =
             self.launch(&cluster, &launch, instances.len() as u32, Some(&instances), None).await?;
@@ -250,7 +318,7 @@ impl TasksApi<RequestContext> for Tasks {
         let cluster = self.core.cluster_name(input.cluster.as_deref())?;
         let given = input.task.clone().unwrap_or_default();
         let Some(id) = self.core.scope.child_id("task", &cluster, &given) else {
-            return Err(task_not_found(&given));
+            return Err(self.missing_task(&cluster).await);
         };
         if input.reason.as_ref().is_some_and(|r| r.len() > 255) {
             return Err(error::invalid("reason must be at most 255 characters."));
@@ -268,8 +336,8 @@ impl TasksApi<RequestContext> for Tasks {
                 }
                 Ok(())
             })
-            .await?
-            .ok_or_else(|| task_not_found(&given))?;
+            .await?;
+        let Some(rec) = rec else { return Err(self.missing_task(&cluster).await) };
         Ok(StopTaskResponse { task: Some(rec.task) })
     }
 
@@ -309,6 +377,9 @@ impl TasksApi<RequestContext> for Tasks {
         let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
         if input.service_name.is_some() && input.started_by.is_some() {
             return Err(error::invalid("serviceName and startedBy cannot be used together."));
+        }
+        if let Some(name) = input.service_name.as_deref() {
+            self.service_exists(&cluster, name).await?;
         }
         let desired = match input.desired_status.map(DesiredTaskStatus::from_wire) {
             None => DesiredTaskStatus::Running,

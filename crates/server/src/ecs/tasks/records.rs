@@ -40,6 +40,12 @@ pub struct NewTask<'a> {
     pub tags: &'a [Tag],
     /// The service that owns the task (its task index is written with it).
     pub service: Option<&'a str>,
+    /// The capacity provider whose instances the task is placed on (its
+    /// `capacityProviderName`).
+    pub capacity_provider: Option<&'a str>,
+    /// The task ARN's format: the creator's `taskLongArnFormat` account setting (`None`: the
+    /// account default, which the placement executor reads).
+    pub long_arn: Option<bool>,
 }
 
 /// Writes task records (see the module header).
@@ -71,9 +77,11 @@ impl TaskRecords {
             started_by,
             group,
             tags: task_tags,
+            capacity_provider,
+            long_arn,
             ..
         } = *spec;
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = berth_model::arn::new_resource_id(long_arn.unwrap_or(true));
         let task_arn = self.core.scope.task_arn(cluster, &id);
         let now = self.core.now();
         let containers =
@@ -95,7 +103,9 @@ impl TaskRecords {
                         image: d.image.clone(),
                         last_status: Some(TaskStatus::Pending.as_str().to_string()),
                         network_interfaces: Some(vec![]),
-                        health_status: d.health_check.as_ref().map(|_| HealthStatus::Unknown),
+                        // UNKNOWN until a health check reports, and for good without one,
+                        // as ECS describes containers.
+                        health_status: Some(HealthStatus::Unknown),
                         cpu: Some(o.and_then(|o| o.cpu).or(d.cpu).unwrap_or(0).to_string()),
                         memory: o.and_then(|o| o.memory).or(d.memory).map(|m| m.to_string()),
                         memory_reservation: o
@@ -121,11 +131,7 @@ impl TaskRecords {
             cluster_arn: Some(self.core.scope.cluster_arn(cluster)),
             task_definition_arn: td.task_definition_arn.clone(),
             container_instance_arn: Some(instance.arn.clone()),
-            overrides: Some(overrides.cloned().unwrap_or(TaskOverride {
-                container_overrides: Some(vec![]),
-                inference_accelerator_overrides: Some(vec![]),
-                ..Default::default()
-            })),
+            overrides: Some(task_overrides(td, overrides)),
             last_status: Some(TaskStatus::Pending.as_str().to_string()),
             desired_status: Some(DesiredTaskStatus::Running.as_str().to_string()),
             cpu: Some(req.cpu.to_string()),
@@ -134,6 +140,7 @@ impl TaskRecords {
             started_by: started_by.map(str::to_string),
             group: Some(group.to_string()),
             launch_type: Some(LaunchType::Ec2),
+            capacity_provider_name: capacity_provider.map(str::to_string),
             created_at: Some(now),
             version: Some(1),
             tags: Some(task_tags.to_vec()),
@@ -259,5 +266,88 @@ impl TaskRecords {
             }
         };
         Ok(done)
+    }
+}
+
+/// A task's `overrides` as ECS answers them: one `containerOverrides` entry per container of
+/// the task definition, in its order (the request's override for that container, else just
+/// its `name`), and `inferenceAcceleratorOverrides` present, empty when not given.
+fn task_overrides(td: &TaskDefinition, given: Option<&TaskOverride>) -> TaskOverride {
+    let mut out = given.cloned().unwrap_or_default();
+    let requested = out.container_overrides.take().unwrap_or_default();
+    out.container_overrides = Some(
+        td.container_definitions
+            .iter()
+            .flatten()
+            .map(|d| {
+                requested.iter().find(|c| c.name == d.name).cloned().unwrap_or_else(|| {
+                    ContainerOverride { name: d.name.clone(), ..Default::default() }
+                })
+            })
+            .collect(),
+    );
+    out.inference_accelerator_overrides.get_or_insert_with(Vec::new);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn td(names: &[&str]) -> TaskDefinition {
+        TaskDefinition {
+            container_definitions: Some(
+                names
+                    .iter()
+                    .map(|n| ContainerDefinition {
+                        name: Some(n.to_string()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn named(n: &str) -> ContainerOverride {
+        ContainerOverride { name: Some(n.into()), ..Default::default() }
+    }
+
+    #[test]
+    fn overrides_name_every_container_as_ecs_answers() {
+        let web_cmd = ContainerOverride { command: Some(vec!["run".into()]), ..named("web") };
+        let role = TaskOverride { task_role_arn: Some("arn:role".into()), ..Default::default() };
+        // (containers, request's overrides, expected containerOverrides, expected taskRoleArn)
+        type Case<'a> =
+            (&'a [&'a str], Option<TaskOverride>, Vec<ContainerOverride>, Option<&'a str>);
+        let table: Vec<Case> = vec![
+            (&["web"], None, vec![named("web")], None),
+            (&["web", "db"], None, vec![named("web"), named("db")], None),
+            (
+                &["web", "db"],
+                Some(TaskOverride {
+                    container_overrides: Some(vec![web_cmd.clone()]),
+                    ..Default::default()
+                }),
+                vec![web_cmd.clone(), named("db")],
+                None,
+            ),
+            (
+                &["db", "web"],
+                Some(TaskOverride {
+                    container_overrides: Some(vec![web_cmd.clone()]),
+                    ..Default::default()
+                }),
+                vec![named("db"), web_cmd.clone()],
+                None,
+            ),
+            (&["web"], Some(role), vec![named("web")], Some("arn:role")),
+        ];
+        for (names, given, want, role) in table {
+            let got = task_overrides(&td(names), given.as_ref());
+            assert_eq!(got.container_overrides, Some(want), "{names:?}");
+            assert_eq!(got.inference_accelerator_overrides, Some(vec![]));
+            assert_eq!(got.task_role_arn.as_deref(), role);
+        }
     }
 }

@@ -1,0 +1,31 @@
+//! Account settings and capacity providers end to end: `berth server` and two `berth agent`
+//! processes, each the capacity of one capacity provider (`--capacity-provider`), on the real
+//! Docker Engine, driven by boto3 (tests/py/test_capacity.py). Needs the image
+//! `berth-demo:latest`.
+
+use std::path::Path;
+
+use berth_testkit::{AgentProc, ServerProc, require_demo_image};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_berth"))
+}
+
+#[test]
+fn capacity_suite() {
+    require_demo_image();
+    let s = ServerProc::start(bin()).expect("server");
+    let agents: Vec<AgentProc> = ["cp-a", "cp-b"]
+        .iter()
+        .map(|p| {
+            let args = ["--capacity-provider", p, "--memory", "1024"];
+            AgentProc::start(bin(), &s, &args).expect("agent")
+        })
+        .collect();
+    let arns: Vec<&str> = agents.iter().map(|a| a.instance_arn.as_str()).collect();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/test_capacity.py");
+    let out = s.python(&script, &[&arns.join(",")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "capacity suite failed:\n{stderr}");
+    assert!(stderr.contains("Ran 3 tests") && stderr.contains("\nOK"), "{stderr}");
+}

@@ -1,0 +1,211 @@
+"""Account settings and capacity providers end to end, driven by boto3.
+
+Run by the Rust test `capacity_suite` (tests/capacity.rs), which starts `berth server` and
+two `berth agent`s, the first with `--capacity-provider cp-a`, the second with
+`--capacity-provider cp-b`, and passes their container instance ARNs in that order.
+"""
+
+import collections
+import os
+import sys
+import unittest
+
+import boto3
+from botocore.exceptions import ClientError
+
+ENDPOINT = os.environ["BERTH_ENDPOINT"]
+A, B = sys.argv.pop(1).split(",")
+WAIT = {"Delay": 1, "MaxAttempts": 90}
+# Set from the default cluster's ARN (the account the server was started with).
+PREFIX = ROOT = None
+
+
+def ecs():
+    return boto3.client("ecs", endpoint_url=ENDPOINT, region_name="us-east-1")
+
+
+class Capacity(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        global PREFIX, ROOT
+        c = cls.c = ecs()
+        arn = c.create_cluster(clusterName="default")["cluster"]["clusterArn"]
+        PREFIX = arn[:-len("cluster/default")]
+        ROOT = f"arn:aws:iam::{arn.split(':')[4]}:root"
+        cls.td = c.register_task_definition(family="capacity", containerDefinitions=[{
+            "name": "web", "image": "berth-demo:latest", "memory": 16, "essential": True,
+        }])["taskDefinition"]["taskDefinitionArn"]
+        for name in ("cp-a", "cp-b"):
+            c.create_capacity_provider(name=name, autoScalingGroupProvider={
+                "autoScalingGroupArn": f"asg-{name}",
+                "managedScaling": {"status": "ENABLED", "targetCapacity": 90},
+                "managedTerminationProtection": "ENABLED",
+            })
+        c.put_cluster_capacity_providers(
+            cluster="default", capacityProviders=["cp-a", "cp-b"],
+            defaultCapacityProviderStrategy=[])
+
+    def stop_all(self, arns):
+        for arn in arns:
+            self.c.stop_task(cluster="default", task=arn, reason="capacity suite")
+        if arns:
+            self.c.get_waiter("tasks_stopped").wait(cluster="default", tasks=arns, WaiterConfig=WAIT)
+
+    def test_account_settings_round_trip_and_arn_formats(self):
+        c = self.c
+        eff = {s["name"]: s["value"] for s in c.list_account_settings(effectiveSettings=True, maxResults=10)["settings"]}
+        self.assertEqual(eff["taskLongArnFormat"], "enabled")
+        self.assertEqual(eff["containerInsights"], "disabled")
+        # Pagination: maxResults 4 walks all 11 settings.
+        names, token = [], None
+        while True:
+            kw = {"nextToken": token} if token else {}
+            r = c.list_account_settings(effectiveSettings=True, maxResults=4, **kw)
+            names += [s["name"] for s in r["settings"]]
+            token = r.get("nextToken")
+            if not token:
+                break
+        self.assertEqual(len(names), 11)
+        self.assertEqual(len(set(names)), 11)
+        with self.assertRaises(ClientError) as e:
+            c.put_account_setting(name="taskLongArnFormat", value="yes")
+        self.assertEqual(e.exception.response["Error"]["Code"], "InvalidParameterException")
+
+        # Short task and container instance ARNs for what is created from now on.
+        s = c.put_account_setting(name="taskLongArnFormat", value="disabled")["setting"]
+        self.assertEqual(s["principalArn"], ROOT)
+        c.put_account_setting(name="containerInstanceLongArnFormat", value="disabled")
+        self.assertEqual(
+            c.list_account_settings(name="taskLongArnFormat")["settings"][0]["value"], "disabled")
+        try:
+            r = c.run_task(cluster="default", taskDefinition=self.td, launchType="EC2")
+            self.assertEqual(r["failures"], [])
+            short = r["tasks"][0]["taskArn"]
+            task_id = short.rsplit("/", 1)[1]
+            self.assertEqual(short, f"{PREFIX}task/{task_id}")
+            c.get_waiter("tasks_running").wait(cluster="default", tasks=[short], WaiterConfig=WAIT)
+            self.assertIn(short, c.list_tasks(cluster="default")["taskArns"])
+            # The long form of the same id, and the bare id, name it too.
+            by_id = c.describe_tasks(cluster="default", tasks=[task_id])["tasks"][0]
+            self.assertEqual(by_id["taskArn"], short)
+            self.stop_all([short])
+            # A container instance registered now gets a short ARN, which resolves.
+            ci = c.register_container_instance(cluster="default", totalResources=[
+                {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": 512}])["containerInstance"]
+            arn = ci["containerInstanceArn"]
+            self.assertEqual(arn, f"{PREFIX}container-instance/{arn.rsplit('/', 1)[1]}")
+            got = c.describe_container_instances(cluster="default", containerInstances=[arn])
+            self.assertEqual(got["failures"], [])
+            c.deregister_container_instance(cluster="default", containerInstance=arn, force=True)
+        finally:
+            for name in ("taskLongArnFormat", "containerInstanceLongArnFormat"):
+                c.delete_account_setting(name=name)
+        r = c.run_task(cluster="default", taskDefinition=self.td, launchType="EC2")
+        long_arn = r["tasks"][0]["taskArn"]
+        self.assertTrue(long_arn.startswith(f"{PREFIX}task/default/"), long_arn)
+        self.stop_all([long_arn])
+
+        # containerInsights: the account default becomes new clusters' setting.
+        c.put_account_setting_default(name="containerInsights", value="enhanced")
+        try:
+            cl = c.create_cluster(clusterName="insights")["cluster"]
+            self.assertEqual(cl["settings"], [{"name": "containerInsights", "value": "enhanced"}])
+            c.delete_cluster(cluster="insights")
+        finally:
+            c.put_account_setting_default(name="containerInsights", value="disabled")
+
+    def test_capacity_provider_errors(self):
+        c = self.c
+        for name, code in (("FARGATE", "InvalidParameterException"),
+                           ("aws-mine", "InvalidParameterException"),
+                           ("cp-a", "ClientException")):
+            with self.assertRaises(ClientError) as e:
+                c.create_capacity_provider(name=name, autoScalingGroupProvider={"autoScalingGroupArn": "asg-x"})
+            self.assertEqual(e.exception.response["Error"]["Code"], code, name)
+        with self.assertRaises(ClientError) as e:
+            c.create_capacity_provider(name="cp-x", autoScalingGroupProvider={
+                "autoScalingGroupArn": "asg-x", "managedTerminationProtection": "ENABLED"})
+        self.assertEqual(e.exception.response["Error"]["Code"], "ClientException")
+        # Fargate providers are accepted on a cluster; a task placed with them is refused
+        # precisely, never run on EC2 capacity.
+        c.create_cluster(clusterName="fargate-only", capacityProviders=["FARGATE", "FARGATE_SPOT"],
+                         defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}])
+        try:
+            with self.assertRaises(ClientError) as e:
+                c.run_task(cluster="fargate-only", taskDefinition=self.td)
+            self.assertEqual(e.exception.response["Error"]["Code"], "UnsupportedFeatureException")
+            self.assertIn("FARGATE", e.exception.response["Error"]["Message"])
+            with self.assertRaises(ClientError) as e:
+                c.run_task(cluster="default", taskDefinition=self.td,
+                           capacityProviderStrategy=[{"capacityProvider": "cp-a", "weight": 1}],
+                           launchType="EC2")
+            self.assertEqual(e.exception.response["Error"]["Code"], "InvalidParameterException")
+            with self.assertRaises(ClientError) as e:
+                c.run_task(cluster="default", taskDefinition=self.td,
+                           capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}])
+            self.assertIn("not associated with the cluster", e.exception.response["Error"]["Message"])
+        finally:
+            c.delete_cluster(cluster="fargate-only")
+        # Deleting an associated provider: the call succeeds, the provider says why not.
+        p = c.delete_capacity_provider(capacityProvider="cp-b")["capacityProvider"]
+        self.assertEqual((p["status"], p["updateStatus"]), ("ACTIVE", "DELETE_FAILED"))
+        self.assertIn("associated with cluster: default", p["updateStatusReason"])
+        with self.assertRaises(ClientError) as e:
+            c.delete_capacity_provider(capacityProvider="FARGATE")
+        self.assertEqual(e.exception.response["Error"]["Code"], "ClientException")
+
+    def test_capacity_providers_place_tasks_on_their_instances(self):
+        c = self.c
+        described = c.describe_capacity_providers()["capacityProviders"]
+        self.assertEqual([p["name"] for p in described][:2], ["FARGATE", "FARGATE_SPOT"])
+        mine = {p["name"]: p for p in described if p["name"] in ("cp-a", "cp-b")}
+        self.assertEqual(set(mine), {"cp-a", "cp-b"})
+        self.assertEqual(mine["cp-a"]["autoScalingGroupProvider"]["managedScaling"]["targetCapacity"], 90)
+        self.assertEqual(mine["cp-a"]["capacityProviderArn"], f"{PREFIX}capacity-provider/cp-a")
+        with_tags = c.describe_capacity_providers(capacityProviders=["cp-a", "nope"], include=["TAGS"])
+        self.assertEqual(with_tags["failures"][0]["reason"], "MISSING")
+
+        # cp-a base 2 weight 1, cp-b weight 1: 6 tasks are 2 + 2 on A and 2 on B.
+        strategy = [{"capacityProvider": "cp-a", "base": 2, "weight": 1},
+                    {"capacityProvider": "cp-b", "weight": 1}]
+        r = c.run_task(cluster="default", taskDefinition=self.td, count=6, capacityProviderStrategy=strategy)
+        self.assertEqual(r["failures"], [])
+        arns = [t["taskArn"] for t in r["tasks"]]
+        try:
+            c.get_waiter("tasks_running").wait(cluster="default", tasks=arns, WaiterConfig=WAIT)
+            tasks = c.describe_tasks(cluster="default", tasks=arns)["tasks"]
+            where = collections.Counter((t["capacityProviderName"], t["containerInstanceArn"]) for t in tasks)
+            self.assertEqual(where, {("cp-a", A): 4, ("cp-b", B): 2})
+            self.assertTrue(all(t["lastStatus"] == "RUNNING" for t in tasks))
+        finally:
+            self.stop_all(arns)
+
+        # The cluster's default strategy applies when the request names neither.
+        c.put_cluster_capacity_providers(
+            cluster="default", capacityProviders=["cp-a", "cp-b"],
+            defaultCapacityProviderStrategy=[{"capacityProvider": "cp-b", "weight": 1}])
+        try:
+            cl = c.describe_clusters(clusters=["default"])["clusters"][0]
+            self.assertEqual(cl["capacityProviders"], ["cp-a", "cp-b"])
+            self.assertEqual(cl["defaultCapacityProviderStrategy"],
+                             [{"capacityProvider": "cp-b", "weight": 1}])
+            r = c.run_task(cluster="default", taskDefinition=self.td, count=2)
+            arns = [t["taskArn"] for t in r["tasks"]]
+            try:
+                self.assertEqual({(t["capacityProviderName"], t["containerInstanceArn"]) for t in r["tasks"]},
+                                 {("cp-b", B)})
+                # A provider running tasks can't leave the cluster.
+                with self.assertRaises(ClientError) as e:
+                    c.put_cluster_capacity_providers(cluster="default", capacityProviders=["cp-a"],
+                                                     defaultCapacityProviderStrategy=[])
+                self.assertEqual(e.exception.response["Error"]["Code"], "ResourceInUseException")
+            finally:
+                self.stop_all(arns)
+        finally:
+            c.put_cluster_capacity_providers(cluster="default", capacityProviders=["cp-a", "cp-b"],
+                                             defaultCapacityProviderStrategy=[])
+
+
+if __name__ == "__main__":
+    unittest.main()

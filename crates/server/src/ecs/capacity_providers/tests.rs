@@ -1,0 +1,385 @@
+use super::*;
+use crate::ecs::testing::{Harness, task_definition};
+
+#[test]
+fn names() {
+    let long = "a".repeat(256);
+    let cases: &[(&str, bool)] = &[
+        ("web-asg_1", true),
+        ("A", true),
+        ("FARGATE", false),
+        ("FARGATE_SPOT", false),
+        ("fargate-mine", false),
+        ("AWSprovider", false),
+        ("ecs_x", false),
+        ("my.provider", false),
+        ("", false),
+        (&long, false),
+        ("prov/x", false),
+    ];
+    for (name, ok) in cases {
+        let got = validate_name(name);
+        assert_eq!(got.is_ok(), *ok, "{name}: {got:?}");
+        if let Err(e) = got {
+            assert_eq!(e.code, "InvalidParameterException");
+            assert!(e.message.starts_with("name: "), "{}", e.message);
+        }
+    }
+}
+
+#[test]
+fn managed_scaling_defaults_and_steps() {
+    let d = managed_scaling(None).unwrap();
+    assert_eq!(d.status, Some(ManagedScalingStatus::Disabled));
+    assert_eq!(
+        (
+            d.target_capacity,
+            d.minimum_scaling_step_size,
+            d.maximum_scaling_step_size,
+            d.instance_warmup_period
+        ),
+        (Some(100), Some(1), Some(10_000), Some(300))
+    );
+    let cases: &[(Option<i32>, Option<i32>, bool)] = &[
+        (Some(5), Some(5), true),
+        (Some(6), Some(5), false),
+        (Some(10_000), None, true),
+        (None, Some(1), true),
+    ];
+    for (min, max, ok) in cases {
+        let m = ManagedScaling {
+            minimum_scaling_step_size: *min,
+            maximum_scaling_step_size: *max,
+            ..Default::default()
+        };
+        assert_eq!(managed_scaling(Some(&m)).is_ok(), *ok, "{min:?} {max:?}");
+    }
+    // Termination protection needs managed scaling.
+    let asg = |scaling: Option<ManagedScalingStatus>, protect| AutoScalingGroupProvider {
+        managed_scaling: scaling.map(|s| ManagedScaling { status: Some(s), ..Default::default() }),
+        managed_termination_protection: Some(protect),
+        ..Default::default()
+    };
+    use ManagedScalingStatus::*;
+    use ManagedTerminationProtection as P;
+    for (a, ok) in [
+        (asg(Some(Enabled), P::Enabled), true),
+        (asg(Some(Disabled), P::Enabled), false),
+        (asg(None, P::Enabled), false),
+        (asg(None, P::Disabled), true),
+    ] {
+        assert_eq!(check_termination_protection(&a).is_ok(), ok, "{a:?}");
+    }
+}
+
+#[test]
+fn strategy_decisions() {
+    let item = |n: &str, b: i32, w: i32| CapacityProviderStrategyItem {
+        capacity_provider: Some(n.into()),
+        base: Some(b),
+        weight: Some(w),
+    };
+    let cluster = |providers: &[&str], default: &[(&str, i32, i32)]| ClusterRecord {
+        name: "c".into(),
+        arn: "arn".into(),
+        status: berth_model::records::ClusterStatus::Active,
+        settings: vec![],
+        configuration: None,
+        tags: vec![],
+        capacity_providers: providers.iter().map(|p| p.to_string()).collect(),
+        default_capacity_provider_strategy: default
+            .iter()
+            .map(|(n, b, w)| item(n, *b, *w))
+            .collect(),
+        created_at: 0.0,
+    };
+    let with_default = cluster(&["a", "b"], &[("a", 0, 1)]);
+    let no_default = cluster(&["a", "b"], &[]);
+    let names = |r: Result<Option<Vec<ProviderShare>>, AwsError>| {
+        r.map(|o| o.map(|v| v.into_iter().map(|s| s.capacity_provider).collect::<Vec<_>>()))
+            .map_err(|e| e.message)
+    };
+    let given = [item("b", 1, 1)];
+    let unknown = [item("x", 0, 1)];
+    let heavy = [item("a", 0, 1001)];
+    type Case<'a> = (
+        &'a str,
+        Option<&'a [CapacityProviderStrategyItem]>,
+        Option<LaunchType>,
+        &'a ClusterRecord,
+        Result<Option<Vec<&'a str>>, &'a str>,
+    );
+    let cases: Vec<Case<'_>> = vec![
+        ("request's strategy", Some(&given), None, &with_default, Ok(Some(vec!["b"]))),
+        ("cluster default", None, None, &with_default, Ok(Some(vec!["a"]))),
+        ("empty list is none", Some(&[]), None, &with_default, Ok(Some(vec!["a"]))),
+        ("launch type skips the default", None, Some(LaunchType::Ec2), &with_default, Ok(None)),
+        ("no default: launch type EC2", None, None, &no_default, Ok(None)),
+        (
+            "both",
+            Some(&given),
+            Some(LaunchType::Ec2),
+            &with_default,
+            Err("Specifying both a launch type"),
+        ),
+        (
+            "not associated",
+            Some(&unknown[..]),
+            None,
+            &with_default,
+            Err(
+                "The specified capacity provider strategy cannot contain a capacity provider that is not associated",
+            ),
+        ),
+        (
+            "bad weight",
+            Some(&heavy[..]),
+            None,
+            &with_default,
+            Err("capacityProviderStrategy[0].weight"),
+        ),
+    ];
+    for (name, given, lt, c, want) in cases {
+        let got = names(strategy_for(given, lt, c));
+        match (got, want) {
+            (Ok(g), Ok(w)) => {
+                assert_eq!(g, w.map(|v| v.into_iter().map(String::from).collect()), "{name}")
+            }
+            (Err(g), Err(w)) => assert!(g.starts_with(w), "{name}: {g}"),
+            (g, w) => panic!("{name}: got {g:?}, want {w:?}"),
+        }
+    }
+}
+
+async fn register_in(h: &Harness, provider: Option<&str>) -> String {
+    let ctx = h.ctx();
+    let int = |name: &str, v: i32| Resource {
+        name: Some(name.into()),
+        r#type: Some("INTEGER".into()),
+        integer_value: Some(v),
+        ..Default::default()
+    };
+    let req = RegisterContainerInstanceRequest {
+        total_resources: Some(vec![int("CPU", 2048), int("MEMORY", 4096)]),
+        attributes: provider.map(|p| {
+            vec![Attribute {
+                name: Some(capacity::PROVIDER_ATTRIBUTE.into()),
+                value: Some(p.into()),
+                ..Default::default()
+            }]
+        }),
+        ..Default::default()
+    };
+    let out = h.ecs.container_instances().register_container_instance(&ctx, req).await;
+    out.unwrap().container_instance.unwrap().container_instance_arn.unwrap()
+}
+
+fn create(name: &str, asg: &str) -> CreateCapacityProviderRequest {
+    CreateCapacityProviderRequest {
+        name: Some(name.into()),
+        auto_scaling_group_provider: Some(AutoScalingGroupProvider {
+            auto_scaling_group_arn: Some(asg.into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn lifecycle_and_placement() {
+    use berth_wire::ecs::{ClustersApi, TasksApi};
+    let h = Harness::new();
+    let ctx = h.ctx();
+    let api = h.ecs.capacity_providers();
+    let a = api.create_capacity_provider(&ctx, create("cp-a", "asg-a")).await.unwrap();
+    let a = a.capacity_provider.unwrap();
+    assert_eq!(a.status, Some(CapacityProviderStatus::Active));
+    assert_eq!(
+        a.capacity_provider_arn.as_deref(),
+        Some("arn:aws:ecs:us-east-1:000000000000:capacity-provider/cp-a")
+    );
+    let asg = a.auto_scaling_group_provider.unwrap();
+    assert_eq!(asg.managed_termination_protection, Some(ManagedTerminationProtection::Disabled));
+    assert_eq!(asg.managed_draining, Some(ManagedDraining::Enabled));
+    api.create_capacity_provider(&ctx, create("cp-b", "asg-b")).await.unwrap();
+    let dup = api.create_capacity_provider(&ctx, create("cp-a", "asg-z")).await.unwrap_err();
+    assert_eq!(dup.code, "ClientException");
+    let same_asg = api.create_capacity_provider(&ctx, create("cp-c", "asg-a")).await.unwrap_err();
+    assert_eq!(same_asg.code, "ClientException");
+    assert!(same_asg.message.contains("cp-a"), "{}", same_asg.message);
+
+    // Describe: the built-ins first, then the account's; pagination; MISSING.
+    let all = api
+        .describe_capacity_providers(&ctx, DescribeCapacityProvidersRequest::default())
+        .await
+        .unwrap();
+    let names: Vec<String> =
+        all.capacity_providers.unwrap().into_iter().map(|p| p.name.unwrap()).collect();
+    assert_eq!(names, ["FARGATE", "FARGATE_SPOT", "cp-a", "cp-b"]);
+    let first = DescribeCapacityProvidersRequest { max_results: Some(3), ..Default::default() };
+    let p1 = api.describe_capacity_providers(&ctx, first.clone()).await.unwrap();
+    assert_eq!(p1.capacity_providers.unwrap().len(), 3);
+    let p2 = DescribeCapacityProvidersRequest { next_token: p1.next_token, ..first };
+    let p2 = api.describe_capacity_providers(&ctx, p2).await.unwrap();
+    assert_eq!(p2.capacity_providers.unwrap()[0].name.as_deref(), Some("cp-b"));
+    assert_eq!(p2.next_token, None);
+    let named = DescribeCapacityProvidersRequest {
+        capacity_providers: Some(vec!["cp-b".into(), "nope".into()]),
+        ..Default::default()
+    };
+    let named = api.describe_capacity_providers(&ctx, named).await.unwrap();
+    assert_eq!(named.capacity_providers.unwrap().len(), 1);
+    assert_eq!(named.failures.unwrap()[0].reason.as_deref(), Some("MISSING"));
+
+    // Associate both with a cluster, with a default strategy.
+    let c = CreateClusterRequest { cluster_name: Some("default".into()), ..Default::default() };
+    h.ecs.clusters().create_cluster(&ctx, c).await.unwrap();
+    let item = |n: &str, b: i32, w: i32| CapacityProviderStrategyItem {
+        capacity_provider: Some(n.into()),
+        base: Some(b),
+        weight: Some(w),
+    };
+    let put = PutClusterCapacityProvidersRequest {
+        cluster: Some("default".into()),
+        capacity_providers: Some(vec!["cp-a".into(), "cp-b".into(), "FARGATE".into()]),
+        default_capacity_provider_strategy: Some(vec![item("cp-a", 1, 1), item("cp-b", 0, 3)]),
+    };
+    let cluster =
+        h.ecs.clusters().put_cluster_capacity_providers(&ctx, put).await.unwrap().cluster.unwrap();
+    assert_eq!(cluster.capacity_providers.unwrap(), ["cp-a", "cp-b", "FARGATE"]);
+    let bad = PutClusterCapacityProvidersRequest {
+        cluster: Some("default".into()),
+        capacity_providers: Some(vec!["cp-a".into()]),
+        default_capacity_provider_strategy: Some(vec![item("cp-b", 0, 1)]),
+    };
+    let e = h.ecs.clusters().put_cluster_capacity_providers(&ctx, bad).await.unwrap_err();
+    assert!(e.message.contains("not associated with the cluster"), "{}", e.message);
+    let missing = PutClusterCapacityProvidersRequest {
+        cluster: Some("nope".into()),
+        capacity_providers: Some(vec![]),
+        default_capacity_provider_strategy: Some(vec![]),
+    };
+    let e = h.ecs.clusters().put_cluster_capacity_providers(&ctx, missing).await.unwrap_err();
+    assert_eq!(e.code, "ClusterNotFoundException");
+
+    // Placement: one instance per provider and one in none; the default strategy
+    // (cp-a base 1 weight 1, cp-b weight 3) splits 9 tasks 1 + 2 on cp-a, 6 on cp-b.
+    let on_a = register_in(&h, Some("cp-a")).await;
+    let on_b = register_in(&h, Some("cp-b")).await;
+    let _other = register_in(&h, None).await;
+    let td = task_definition(&h.ecs, &ctx, "web").await;
+    let run =
+        RunTaskRequest { task_definition: Some(td.clone()), count: Some(9), ..Default::default() };
+    let out = h.ecs.tasks().run_task(&ctx, run).await.unwrap();
+    assert_eq!(out.failures.unwrap(), vec![]);
+    let tasks = out.tasks.unwrap();
+    let count = |inst: &str, cp: &str| {
+        tasks
+            .iter()
+            .filter(|t| {
+                t.container_instance_arn.as_deref() == Some(inst)
+                    && t.capacity_provider_name.as_deref() == Some(cp)
+            })
+            .count()
+    };
+    assert_eq!((count(&on_a, "cp-a"), count(&on_b, "cp-b")), (3, 6));
+    // launchType EC2 ignores the default strategy: no provider recorded.
+    let run = RunTaskRequest {
+        task_definition: Some(td.clone()),
+        launch_type: Some(LaunchType::Ec2),
+        ..Default::default()
+    };
+    let t = h.ecs.tasks().run_task(&ctx, run).await.unwrap().tasks.unwrap();
+    assert_eq!(t[0].capacity_provider_name, None);
+    // FARGATE: a precise refusal, nothing placed.
+    let run = RunTaskRequest {
+        task_definition: Some(td.clone()),
+        capacity_provider_strategy: Some(vec![item("FARGATE", 0, 1)]),
+        ..Default::default()
+    };
+    let e = h.ecs.tasks().run_task(&ctx, run).await.unwrap_err();
+    assert_eq!(e.code, "UnsupportedFeatureException");
+    assert!(e.message.contains("FARGATE"), "{}", e.message);
+    // A provider without instances: its share fails with CAPACITY_PROVIDER.
+    api.create_capacity_provider(&ctx, create("cp-empty", "asg-e")).await.unwrap();
+    let put = PutClusterCapacityProvidersRequest {
+        cluster: Some("default".into()),
+        capacity_providers: Some(vec!["cp-a".into(), "cp-b".into(), "cp-empty".into()]),
+        default_capacity_provider_strategy: Some(vec![]),
+    };
+    h.ecs.clusters().put_cluster_capacity_providers(&ctx, put).await.unwrap();
+    let run = RunTaskRequest {
+        task_definition: Some(td.clone()),
+        count: Some(2),
+        capacity_provider_strategy: Some(vec![item("cp-a", 0, 1), item("cp-empty", 0, 1)]),
+        ..Default::default()
+    };
+    let out = h.ecs.tasks().run_task(&ctx, run).await.unwrap();
+    assert_eq!(out.tasks.unwrap().len(), 1);
+    let f = out.failures.unwrap();
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].reason.as_deref(), Some("CAPACITY_PROVIDER"));
+    assert!(f[0].arn.as_deref().unwrap().ends_with("capacity-provider/cp-empty"));
+
+    // cp-a runs tasks: it can't be removed from the cluster; deleting it fails (DELETE_FAILED).
+    let keep_b = PutClusterCapacityProvidersRequest {
+        cluster: Some("default".into()),
+        capacity_providers: Some(vec!["cp-b".into()]),
+        default_capacity_provider_strategy: Some(vec![]),
+    };
+    let e = h.ecs.clusters().put_cluster_capacity_providers(&ctx, keep_b).await.unwrap_err();
+    assert_eq!(e.code, "ResourceInUseException");
+    let del = DeleteCapacityProviderRequest {
+        capacity_provider: Some("cp-empty".into()),
+        ..Default::default()
+    };
+    let d =
+        api.delete_capacity_provider(&ctx, del.clone()).await.unwrap().capacity_provider.unwrap();
+    assert_eq!(d.status, Some(CapacityProviderStatus::Active));
+    assert_eq!(d.update_status, Some(CapacityProviderUpdateStatus::DeleteFailed));
+    assert!(d.update_status_reason.unwrap().contains("associated with cluster: default"));
+    let fargate = DeleteCapacityProviderRequest {
+        capacity_provider: Some("FARGATE".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        api.delete_capacity_provider(&ctx, fargate).await.unwrap_err().code,
+        "ClientException"
+    );
+    // Disassociated (it runs nothing), it deletes: INACTIVE, still describable by name.
+    let put = PutClusterCapacityProvidersRequest {
+        cluster: Some("default".into()),
+        capacity_providers: Some(vec!["cp-a".into(), "cp-b".into()]),
+        default_capacity_provider_strategy: Some(vec![]),
+    };
+    h.ecs.clusters().put_cluster_capacity_providers(&ctx, put).await.unwrap();
+    let d = api.delete_capacity_provider(&ctx, del).await.unwrap().capacity_provider.unwrap();
+    assert_eq!(d.status, Some(CapacityProviderStatus::Inactive));
+    assert_eq!(d.update_status, Some(CapacityProviderUpdateStatus::DeleteComplete));
+    let named = DescribeCapacityProvidersRequest {
+        capacity_providers: Some(vec!["cp-empty".into()]),
+        ..Default::default()
+    };
+    let p = api.describe_capacity_providers(&ctx, named).await.unwrap().capacity_providers.unwrap();
+    assert_eq!(p[0].status, Some(CapacityProviderStatus::Inactive));
+
+    // Update: managed scaling on, then termination protection.
+    let upd = UpdateCapacityProviderRequest {
+        name: Some("cp-b".into()),
+        auto_scaling_group_provider: Some(AutoScalingGroupProviderUpdate {
+            managed_scaling: Some(ManagedScaling {
+                status: Some(ManagedScalingStatus::Enabled),
+                target_capacity: Some(80),
+                ..Default::default()
+            }),
+            managed_termination_protection: Some(ManagedTerminationProtection::Enabled),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let u = api.update_capacity_provider(&ctx, upd).await.unwrap().capacity_provider.unwrap();
+    assert_eq!(u.update_status, Some(CapacityProviderUpdateStatus::UpdateComplete));
+    let asg = u.auto_scaling_group_provider.unwrap();
+    assert_eq!(asg.managed_scaling.unwrap().target_capacity, Some(80));
+    assert_eq!(asg.managed_termination_protection, Some(ManagedTerminationProtection::Enabled));
+}

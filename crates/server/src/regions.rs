@@ -1,0 +1,276 @@
+//! Every region from one endpoint: one [`Ecs`] per AWS region, each over its own view of the
+//! store.
+//!
+//! A request's region is the one in its SigV4 credential scope, checked against the regions
+//! botocore lists ([`berth_model::regions`]) by [`crate::auth`]; its ECS is [`Regions::ecs`].
+//! Contract and invariants:
+//! * each region's `Ecs` has its own [`berth_model::arn::Scope`] (its region and partition:
+//!   the ARNs it mints and the only ARNs it resolves) and its own [`berth_store::View`]: the
+//!   configured default region (`--region`) keeps the keys it always had, minus everything
+//!   under [`keys::REGIONS`], so data directories of earlier versions need no migration;
+//!   every other region lives under `regions/<region>/`. No region can read, count, write or
+//!   be told of another's records; the account's records (access keys, join tokens) stay
+//!   global, outside every region's ECS.
+//! * a region's `Ecs` is built on the first request for it, and at start for the default
+//!   region and every region that holds data (found with [`berth_store::view::child_segments`]:
+//!   the key space is its own index of the regions in use, nothing to keep in step);
+//! * once serving, each region runs its own supervised service controller and retention
+//!   reaper, started with the region and stopped with the server; a region built while the
+//!   server stops gets none.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use berth_model::arn::Scope;
+use berth_model::keys;
+use berth_model::regions::{self, Region};
+use berth_store::view::child_segments;
+use berth_store::{KeySpace, Store, StoreError, View};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::ecs::Ecs;
+use crate::ecs::core::Timing;
+
+/// The regions served, each with its ECS.
+pub(crate) struct Regions {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    account_id: String,
+    timing: Timing,
+    default: Region,
+    served: Mutex<HashMap<&'static str, Arc<Ecs>>>,
+    loops: Mutex<Loops>,
+}
+
+/// The background loops of the regions, by server phase.
+enum Loops {
+    /// Not serving yet: regions built now get their loops when serving starts.
+    Idle,
+    Running {
+        stop: watch::Sender<bool>,
+        started: HashSet<&'static str>,
+        handles: Vec<JoinHandle<()>>,
+    },
+    /// Stopping or stopped: no new loops.
+    Stopped,
+}
+
+/// The key space of `region`'s records when `default` is the configured default region.
+pub(crate) fn key_space(region: Region, default: Region) -> KeySpace {
+    if region == default {
+        KeySpace::excluding([keys::REGIONS])
+    } else {
+        KeySpace::prefixed(keys::region_prefix(region.name))
+    }
+}
+
+impl Regions {
+    /// The default region's ECS and that of every region that holds data, their records
+    /// brought up to date ([`Ecs::upgrade_records`]).
+    pub async fn open(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        account_id: &str,
+        timing: Timing,
+        default: Region,
+    ) -> Result<Self, OpenError> {
+        let me = Self {
+            store,
+            clock,
+            account_id: account_id.to_string(),
+            timing,
+            default,
+            served: Mutex::new(HashMap::new()),
+            loops: Mutex::new(Loops::Idle),
+        };
+        let mut in_use = vec![default];
+        for name in child_segments(&*me.store, keys::REGIONS).await? {
+            match regions::lookup(&name) {
+                Some(r) if r != default => in_use.push(r),
+                Some(_) => {}
+                None => tracing::warn!(
+                    region = name,
+                    "the store holds records of a region this berth does not know (from a newer botocore?): they are not served"
+                ),
+            }
+        }
+        for region in in_use {
+            let ecs = me.ecs(region);
+            ecs.upgrade_records().await.map_err(|e| OpenError::Upgrade(e.message))?;
+        }
+        Ok(me)
+    }
+
+    /// The configured default region (`--region`).
+    pub fn default_region(&self) -> Region {
+        self.default
+    }
+
+    /// `region`'s ECS, built on first use (and its loops started when serving).
+    pub fn ecs(&self, region: Region) -> Arc<Ecs> {
+        let built = {
+            let mut served = self.served.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(e) = served.get(region.name) {
+                return e.clone();
+            }
+            let view = View::new(self.store.clone(), key_space(region, self.default));
+            let ecs = Arc::new(Ecs::new(
+                Arc::new(view),
+                self.clock.clone(),
+                Scope::new(region.name, self.account_id.clone()),
+                self.timing.clone(),
+            ));
+            served.insert(region.name, ecs.clone());
+            ecs
+        };
+        tracing::debug!(region = region.name, "serving region");
+        let mut loops = self.loops.lock().unwrap_or_else(PoisonError::into_inner);
+        loops.start(region.name, &built);
+        built
+    }
+
+    /// Starts the loops of every region built so far, and of every region built from now
+    /// until [`Self::stop`], under `stop`.
+    pub fn start(&self, stop: &watch::Sender<bool>) {
+        let mut loops = self.loops.lock().unwrap_or_else(PoisonError::into_inner);
+        if !matches!(*loops, Loops::Idle) {
+            return;
+        }
+        *loops =
+            Loops::Running { stop: stop.clone(), started: HashSet::new(), handles: Vec::new() };
+        let served: Vec<_> = self
+            .served
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(r, e)| (*r, e.clone()))
+            .collect();
+        for (region, ecs) in served {
+            loops.start(region, &ecs);
+        }
+    }
+
+    /// Waits for every region's loops to end (after `stop` was set); no loop starts after.
+    pub async fn stop(&self) {
+        let handles = {
+            let mut loops = self.loops.lock().unwrap_or_else(PoisonError::into_inner);
+            match std::mem::replace(&mut *loops, Loops::Stopped) {
+                Loops::Running { handles, .. } => handles,
+                _ => Vec::new(),
+            }
+        };
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+
+    /// The regions built so far, sorted.
+    #[cfg(test)]
+    pub fn served(&self) -> Vec<&'static str> {
+        let mut v: Vec<_> =
+            self.served.lock().unwrap_or_else(PoisonError::into_inner).keys().copied().collect();
+        v.sort();
+        v
+    }
+}
+
+impl Loops {
+    fn start(&mut self, region: &'static str, ecs: &Arc<Ecs>) {
+        let Loops::Running { stop, started, handles } = self else { return };
+        if *stop.borrow() || !started.insert(region) {
+            return;
+        }
+        handles.push(crate::supervise(format!("service controller ({region})"), stop, {
+            let ecs = ecs.clone();
+            move |stop| {
+                let ecs = ecs.clone();
+                async move { ecs.service_controller.run(stop).await }
+            }
+        }));
+        handles.push(crate::supervise(format!("retention reaper ({region})"), stop, {
+            let ecs = ecs.clone();
+            move |stop| {
+                let ecs = ecs.clone();
+                async move { ecs.retention.run(stop).await }
+            }
+        }));
+    }
+}
+
+/// Why the regions could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Upgrade(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_store::SqliteStore;
+
+    fn region(name: &str) -> Region {
+        regions::lookup(name).unwrap()
+    }
+
+    #[test]
+    fn the_default_region_keeps_the_unprefixed_keys() {
+        let d = region("us-east-1");
+        let cases = [
+            ("us-east-1", "us-east-1", Some("ecs/clusters/a")),
+            ("eu-west-1", "us-east-1", Some("regions/eu-west-1/ecs/clusters/a")),
+            ("us-east-1", "eu-west-1", Some("regions/us-east-1/ecs/clusters/a")),
+            ("cn-north-1", "us-east-1", Some("regions/cn-north-1/ecs/clusters/a")),
+        ];
+        for (r, default, want) in cases {
+            let space = key_space(region(r), region(default));
+            assert_eq!(space.to_inner("ecs/clusters/a").as_deref(), want, "{r} / {default}");
+        }
+        assert_eq!(key_space(d, d).to_inner("regions/eu-west-1/ecs/clusters/a"), None);
+    }
+
+    #[tokio::test]
+    async fn regions_holding_data_are_served_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("berth.db")).unwrap());
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+        let open = || {
+            Regions::open(
+                store.clone(),
+                clock.clone(),
+                "000000000000",
+                Timing::default(),
+                region("us-east-1"),
+            )
+        };
+        let regions = open().await.unwrap();
+        assert_eq!(regions.served(), ["us-east-1"]);
+        let eu = regions.ecs(region("eu-west-1"));
+        assert!(Arc::ptr_eq(&eu, &regions.ecs(region("eu-west-1"))), "built once");
+        assert_eq!(regions.served(), ["eu-west-1", "us-east-1"]);
+        // Only a region that wrote something is served again after a restart.
+        let none = berth_store::Txn::new().put("regions/ap-southeast-1/ecs/clusters/a", "{}");
+        store.txn(none).await.unwrap();
+        drop(regions);
+        let again = open().await.unwrap();
+        assert_eq!(again.served(), ["ap-southeast-1", "us-east-1"]);
+        // Loops start for every region served, and stop with the server.
+        let (stop, _) = watch::channel(false);
+        again.start(&stop);
+        again.ecs(region("cn-north-1"));
+        let count = |r: &Regions| match &*r.loops.lock().unwrap() {
+            Loops::Running { handles, .. } => handles.len(),
+            _ => 0,
+        };
+        assert_eq!(count(&again), 6, "two loops in each of three regions");
+        stop.send(true).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), again.stop()).await.unwrap();
+        again.ecs(region("eu-west-2"));
+        assert_eq!(count(&again), 0, "no loops start once stopping");
+    }
+}
