@@ -108,7 +108,7 @@ trap 'exit 130' INT TERM
 # ---- builds ---------------------------------------------------------------------------------
 echo "building berth-loadgen (release, working tree)..."
 cargo build --release -q -p berth-bench
-LOADGEN=$ROOT/${CARGO_TARGET_DIR:-target}/release/berth-loadgen
+LOADGEN=${CARGO_TARGET_DIR:-target}/release/berth-loadgen
 [[ $LOADGEN = /* ]] || LOADGEN=$ROOT/$LOADGEN
 
 NEW_NOTE=""

@@ -91,6 +91,7 @@ mod state;
 pub use ecs_input as wire;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -154,8 +155,10 @@ pub struct InstanceSnapshot {
     pub used_ports_tcp: BTreeSet<u16>,
     /// Static UDP host ports already taken.
     pub used_ports_udp: BTreeSet<u16>,
-    /// The instance's attributes by name (value when it has one).
-    pub attributes: BTreeMap<String, Option<String>>,
+    /// The instance's attributes by name (value when it has one). Shared: a fleet of alike
+    /// hosts has a handful of distinct attribute sets, so holders intern them (one map per
+    /// distinct set, not per instance).
+    pub attributes: Arc<BTreeMap<String, Option<String>>>,
     /// For `ec2InstanceId` expressions.
     #[serde(default)]
     pub ec2_instance_id: Option<String>,
@@ -185,7 +188,7 @@ impl InstanceSnapshot {
             remaining,
             used_ports_tcp: DEFAULT_RESERVED_PORTS.into_iter().collect(),
             used_ports_udp: BTreeSet::new(),
-            attributes: BTreeMap::new(),
+            attributes: Arc::default(),
             ec2_instance_id: None,
             agent_version: None,
             registered_at_ms: None,
@@ -196,7 +199,7 @@ impl InstanceSnapshot {
 
     /// With attribute `name` set to `value`.
     pub fn with_attribute(mut self, name: &str, value: Option<&str>) -> Self {
-        self.attributes.insert(name.to_string(), value.map(str::to_string));
+        Arc::make_mut(&mut self.attributes).insert(name.to_string(), value.map(str::to_string));
         self
     }
 }

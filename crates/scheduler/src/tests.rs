@@ -57,7 +57,8 @@ fn recorded_plans() {
         r
     };
     let with_attrs = |mut i: InstanceSnapshot, names: &[&str]| {
-        i.attributes = names.iter().map(|n| ((*n).to_string(), None)).collect();
+        i.attributes =
+            std::sync::Arc::new(names.iter().map(|n| ((*n).to_string(), None)).collect());
         i
     };
 

@@ -80,11 +80,13 @@ fn instance(i: usize) -> impl Strategy<Value = InstanceSnapshot> {
                 s.agent_connected = agent_connected;
                 s.used_ports_tcp = tcp;
                 s.used_ports_udp = udp;
-                s.attributes = attrs.into_iter().map(|a| (a.to_string(), None)).collect();
+                s.attributes =
+                    std::sync::Arc::new(attrs.into_iter().map(|a| (a.to_string(), None)).collect());
                 if let Some(az) = az {
-                    s.attributes.insert("zone".into(), Some(az.into()));
+                    std::sync::Arc::make_mut(&mut s.attributes)
+                        .insert("zone".into(), Some(az.into()));
                 }
-                s.attributes.insert("type".into(), Some(ty.into()));
+                std::sync::Arc::make_mut(&mut s.attributes).insert("type".into(), Some(ty.into()));
                 s.task_groups = groups.into_iter().map(|(g, n)| (g.to_string(), n)).collect();
                 s.running_tasks_count = running;
                 s

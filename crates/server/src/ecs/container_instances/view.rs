@@ -256,11 +256,12 @@ pub(crate) fn snapshot_of(
         },
         used_ports_tcp: tcp,
         used_ports_udp: udp,
-        attributes: rec
-            .attributes
-            .iter()
-            .filter_map(|a| a.name.clone().map(|n| (n, a.value.clone())))
-            .collect(),
+        attributes: std::sync::Arc::new(
+            rec.attributes
+                .iter()
+                .filter_map(|a| a.name.clone().map(|n| (n, a.value.clone())))
+                .collect(),
+        ),
         ec2_instance_id: Some(rec.ec2_instance_id.clone()),
         agent_version: rec.version_info.as_ref().and_then(|v| v.agent_version.clone()),
         registered_at_ms: Some((rec.registered_at * 1000.0) as i64),

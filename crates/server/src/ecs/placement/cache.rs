@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use berth_model::keys;
+use berth_model::lifecycle::InstanceStatus;
 use berth_model::lifecycle::TaskStatus;
 use berth_model::records::{ContainerInstanceRecord, HeartbeatRecord};
 use berth_scheduler::{ClusterState, InstanceSnapshot};
@@ -34,9 +35,9 @@ use berth_store::{Op, RecvError, Revision, Store};
 use berth_wire::AwsError;
 use bytes::Bytes;
 
+use super::InstanceSummary;
 use crate::ecs::container_instances::snapshot_of;
 use crate::error;
-use crate::records;
 
 /// What the change feed has told about instances since each cluster last synced.
 #[derive(Default)]
@@ -75,14 +76,78 @@ pub struct PlacementCache {
 pub struct ClusterCache {
     /// The `Live::epoch` it was loaded at; `None` until loaded.
     loaded: Option<u64>,
-    /// Live instances by id, with their revisions.
-    instances: BTreeMap<String, (ContainerInstanceRecord, Revision)>,
+    /// Live instances by id.
+    instances: BTreeMap<String, CachedInstance>,
     /// Built from `instances` on demand; `None` after a structural change.
     state: Option<ClusterState>,
     /// Instance id -> its slot in `state` (valid while `state` is `Some`).
     slots: HashMap<String, usize>,
     /// When the next sync refreshes every slot (epoch seconds).
     next_full_refresh: f64,
+    /// The distinct attribute sets of the cluster's instances (see [`AttributeSets`]).
+    attribute_sets: AttributeSets,
+}
+
+/// One live instance as the cache holds it. Memory is the point (5,000 instances with a
+/// few dozen attributes each): the record stays in its stored encoding, decoded only when a
+/// placement writes it, and the scheduler's view shares its attribute map with every
+/// instance that has the same attributes.
+pub struct CachedInstance {
+    /// The record as stored.
+    raw: Bytes,
+    /// The record's mod revision: the compare of a commit that writes it.
+    pub revision: Revision,
+    /// The scheduler's view of the record. Its `agent_connected` and
+    /// `running_tasks_count` are those of when it was made; the slot in the state is kept
+    /// current.
+    snapshot: InstanceSnapshot,
+    /// The record's status (the snapshot's folds every other status into INACTIVE).
+    status: InstanceStatus,
+    /// Epoch seconds.
+    registered_at: f64,
+}
+
+impl CachedInstance {
+    /// The stored record.
+    pub fn record(&self, key: &str) -> Result<ContainerInstanceRecord, AwsError> {
+        serde_json::from_slice(&self.raw).map_err(|e| error::corrupt(key, e))
+    }
+
+    /// The instance's ARN.
+    pub fn arn(&self) -> &str {
+        &self.snapshot.arn
+    }
+
+    /// The scheduler's view of the record (liveness as of when it was made).
+    pub fn snapshot(&self) -> &InstanceSnapshot {
+        &self.snapshot
+    }
+}
+
+/// Interned attribute maps: one per distinct set of attributes, shared by the snapshots of
+/// every instance that has it (a fleet of alike hosts has a handful). Sets no snapshot holds
+/// any more are dropped once the table has doubled since it was last pruned.
+#[derive(Default)]
+struct AttributeSets {
+    sets: HashSet<Arc<BTreeMap<String, Option<String>>>>,
+    prune_at: usize,
+}
+
+impl AttributeSets {
+    fn intern(
+        &mut self,
+        attrs: Arc<BTreeMap<String, Option<String>>>,
+    ) -> Arc<BTreeMap<String, Option<String>>> {
+        if let Some(shared) = self.sets.get(&attrs) {
+            return shared.clone();
+        }
+        if self.sets.len() >= self.prune_at {
+            self.sets.retain(|s| Arc::strong_count(s) > 1);
+            self.prune_at = (self.sets.len() * 2).max(64);
+        }
+        self.sets.insert(attrs.clone());
+        attrs
+    }
 }
 
 impl PlacementCache {
@@ -147,7 +212,7 @@ impl PlacementCache {
             self.load(c, cluster, epoch).await?;
         } else {
             for (id, (value, revision)) in pending {
-                let cached = c.instances.get(&id).map(|(_, r)| *r);
+                let cached = c.instances.get(&id).map(|i| i.revision);
                 if cached.is_some_and(|r| r >= revision) {
                     continue; // already seen (our own commit, or a reload after it)
                 }
@@ -156,7 +221,7 @@ impl PlacementCache {
                         let key = keys::container_instance(cluster, &id);
                         let rec: ContainerInstanceRecord =
                             serde_json::from_slice(&v).map_err(|e| error::corrupt(&key, e))?;
-                        c.put(id, rec, revision);
+                        c.put(id, v, &rec, revision);
                     }
                     None => c.remove(&id),
                 }
@@ -179,12 +244,17 @@ impl PlacementCache {
             .range(berth_store::Range::prefix(&keys::cluster_instances_prefix(cluster)))
             .await
             .map_err(error::store)?;
-        let instances: Vec<(ContainerInstanceRecord, Revision)> = records::decode_all(recs)?;
+        let mut instances: Vec<(ContainerInstanceRecord, Bytes, Revision)> =
+            Vec::with_capacity(recs.len());
+        for r in recs {
+            let rec = serde_json::from_slice(&r.value).map_err(|e| error::corrupt(&r.key, e))?;
+            instances.push((rec, r.value, r.mod_revision));
+        }
         let hb_keys: Vec<String> =
-            instances.iter().map(|(r, _)| keys::instance_heartbeat(&r.id)).collect();
+            instances.iter().map(|(r, _, _)| keys::instance_heartbeat(&r.id)).collect();
         let beats = self.store.get_many(&hb_keys).await.map_err(error::store)?;
         let mut running: HashMap<String, HashSet<String>> = HashMap::new();
-        for (r, _) in &instances {
+        for (r, _, _) in &instances {
             let idx = self
                 .store
                 .range(berth_store::Range::prefix(&keys::instance_tasks_prefix(&r.id)))
@@ -209,17 +279,19 @@ impl PlacementCache {
             for (id, tasks) in running {
                 live.running.insert(id, tasks);
             }
-            for (r, _) in &instances {
+            for (r, _, _) in &instances {
                 live.cluster_of.insert(r.id.clone(), cluster.to_string());
             }
         }
         *c = ClusterCache {
             loaded: Some(epoch),
-            instances: instances.into_iter().map(|(r, rev)| (r.id.clone(), (r, rev))).collect(),
-            state: None,
-            slots: HashMap::new(),
             next_full_refresh: f64::NEG_INFINITY,
+            attribute_sets: std::mem::take(&mut c.attribute_sets),
+            ..ClusterCache::default()
         };
+        for (rec, raw, rev) in instances {
+            c.put(rec.id.clone(), raw, &rec, rev);
+        }
         Ok(())
     }
 
@@ -232,17 +304,18 @@ impl PlacementCache {
     ) -> Result<(), AwsError> {
         let wanted: Vec<String> =
             ids.iter().map(|id| keys::container_instance(cluster, id)).collect();
-        let found = records::decode_all::<ContainerInstanceRecord>(
-            self.store.get_many(&wanted).await.map_err(error::store)?,
-        )?;
-        let present: HashSet<String> = found.iter().map(|(r, _)| r.id.clone()).collect();
+        let found = self.store.get_many(&wanted).await.map_err(error::store)?;
+        let mut present = HashSet::new();
+        for r in found {
+            let rec: ContainerInstanceRecord =
+                serde_json::from_slice(&r.value).map_err(|e| error::corrupt(&r.key, e))?;
+            present.insert(rec.id.clone());
+            c.put(rec.id.clone(), r.value, &rec, r.mod_revision);
+        }
         for id in ids {
             if !present.contains(id) {
                 c.remove(id);
             }
-        }
-        for (rec, rev) in found {
-            c.put(rec.id.clone(), rec, rev);
         }
         // The decided plan consumed the state; it must not outlive a failed commit.
         c.state = None;
@@ -298,38 +371,64 @@ impl Live {
 }
 
 impl ClusterCache {
-    /// The live instances, by id, with their revisions.
-    pub fn instances(&self) -> &BTreeMap<String, (ContainerInstanceRecord, Revision)> {
+    /// The live instances, by id.
+    pub fn instances(&self) -> &BTreeMap<String, CachedInstance> {
         &self.instances
     }
 
     /// One live instance by id.
-    pub fn instance(&self, id: &str) -> Option<&(ContainerInstanceRecord, Revision)> {
+    pub fn instance(&self, id: &str) -> Option<&CachedInstance> {
         self.instances.get(id)
     }
 
-    /// The scheduler state over the live instances, built if needed.
-    pub fn state(
-        &mut self,
-        snapshot: impl Fn(&ContainerInstanceRecord) -> InstanceSnapshot,
-    ) -> &mut ClusterState {
+    /// The scheduler state over the live instances, built if needed; `liveness` gives an
+    /// instance's agentConnected and runningTasksCount by id.
+    pub fn state(&mut self, liveness: impl Fn(&str) -> (bool, u32)) -> &mut ClusterState {
         if self.state.is_none() {
             self.slots.clear();
             let mut snaps = Vec::with_capacity(self.instances.len());
-            for (i, (id, (rec, _))) in self.instances.iter().enumerate() {
+            for (i, (id, cached)) in self.instances.iter().enumerate() {
                 self.slots.insert(id.clone(), i);
-                snaps.push(snapshot(rec));
+                let mut snap = cached.snapshot.clone();
+                (snap.agent_connected, snap.running_tasks_count) = liveness(id);
+                snaps.push(snap);
             }
             self.state = Some(ClusterState::new(snaps));
         }
         self.state.as_mut().expect("state just built")
     }
 
-    /// Records what a committed placement wrote: the instances' new records and revision.
-    /// (The state already reflects a plan it decided, so this changes no slot then.)
-    pub fn committed(&mut self, written: Vec<ContainerInstanceRecord>, revision: Revision) {
-        for rec in written {
-            self.put(rec.id.clone(), rec, revision);
+    /// Every live instance as the service controller sees it; `silent` gives how long an
+    /// instance's agent has been silent from its id and registration time.
+    pub fn summaries(
+        &mut self,
+        liveness: impl Fn(&str) -> (bool, u32),
+        silent: impl Fn(&str, f64) -> f64,
+    ) -> Vec<InstanceSummary> {
+        self.state(liveness);
+        let state = self.state.as_ref().expect("state just built");
+        self.instances
+            .iter()
+            .map(|(id, cached)| InstanceSummary {
+                id: id.clone(),
+                arn: cached.snapshot.arn.clone(),
+                status: cached.status,
+                snapshot: state.instances()[self.slots[id]].clone(),
+                silent_secs: silent(id, cached.registered_at),
+            })
+            .collect()
+    }
+
+    /// Records what a committed placement wrote: the instances' new records (and their
+    /// encoding) and the revision. (The state already reflects a plan it decided, so this
+    /// changes no slot then.)
+    pub fn committed(
+        &mut self,
+        written: Vec<(ContainerInstanceRecord, Bytes)>,
+        revision: Revision,
+    ) {
+        for (rec, raw) in written {
+            self.put(rec.id.clone(), raw, &rec, revision);
         }
     }
 
@@ -338,15 +437,28 @@ impl ClusterCache {
         self.state = None;
     }
 
-    fn put(&mut self, id: String, rec: ContainerInstanceRecord, revision: Revision) {
+    fn put(&mut self, id: String, raw: Bytes, rec: &ContainerInstanceRecord, revision: Revision) {
         let slot = self.slots.get(&id).copied();
-        let old = self.instances.insert(id, (rec.clone(), revision));
-        match (&mut self.state, slot, old) {
-            (Some(state), Some(slot), Some(_)) => {
-                let current = &state.instances()[slot];
-                let snap = snapshot_of(&rec, current.agent_connected, current.running_tasks_count);
-                state.set_instance(slot, snap);
+        let current = match (&self.state, slot) {
+            (Some(state), Some(slot)) => {
+                let s = &state.instances()[slot];
+                (s.agent_connected, s.running_tasks_count)
             }
+            _ => (false, 0),
+        };
+        let mut snapshot = snapshot_of(rec, current.0, current.1);
+        snapshot.attributes = self.attribute_sets.intern(snapshot.attributes);
+        let in_state = snapshot.clone();
+        let cached = CachedInstance {
+            raw,
+            revision,
+            snapshot,
+            status: rec.status,
+            registered_at: rec.registered_at,
+        };
+        let old = self.instances.insert(id, cached);
+        match (&mut self.state, slot, old) {
+            (Some(state), Some(slot), Some(_)) => state.set_instance(slot, in_state),
             _ => self.state = None,
         }
     }
@@ -393,25 +505,21 @@ impl ClusterCache {
 
 impl PlacementCache {
     /// Seconds since the instance's agent last polled (since it registered, if never).
-    pub fn silent_secs(&self, rec: &ContainerInstanceRecord, now: f64) -> f64 {
+    pub fn silent_secs(&self, id: &str, registered_at: f64, now: f64) -> f64 {
         let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
-        let seen = live.last_seen.get(&rec.id).copied().unwrap_or(rec.registered_at);
+        let seen = live.last_seen.get(id).copied().unwrap_or(registered_at);
         (now - seen).max(0.0)
     }
 
-    /// The snapshot maker for [`ClusterCache::state`]: liveness from the change feed.
-    pub fn snapshot_fn(
-        &self,
-        now: f64,
-    ) -> impl Fn(&ContainerInstanceRecord) -> InstanceSnapshot + '_ {
-        move |rec| {
+    /// An instance's agentConnected and runningTasksCount by id, from the change feed, for
+    /// [`ClusterCache::state`].
+    pub fn liveness_fn(&self, now: f64) -> impl Fn(&str) -> (bool, u32) + '_ {
+        move |id| {
             let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
-            let connected = live
-                .last_seen
-                .get(&rec.id)
-                .is_some_and(|seen| now - seen <= self.agent_timeout_secs);
-            let running = live.running.get(&rec.id).map_or(0, |s| s.len()) as u32;
-            snapshot_of(rec, connected, running)
+            let connected =
+                live.last_seen.get(id).is_some_and(|seen| now - seen <= self.agent_timeout_secs);
+            let running = live.running.get(id).map_or(0, |s| s.len()) as u32;
+            (connected, running)
         }
     }
 }
@@ -419,6 +527,7 @@ impl PlacementCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records;
     use berth_store::Txn;
     use std::time::Duration;
 
@@ -474,7 +583,7 @@ mod tests {
     async fn cached(cache: &PlacementCache, now: f64) -> BTreeMap<String, InstanceSnapshot> {
         let mut guard = cache.lock("c", now).await.unwrap();
         let c = &mut *guard;
-        c.state(cache.snapshot_fn(now));
+        c.state(cache.liveness_fn(now));
         c.slots
             .iter()
             .map(|(id, &i)| (id.clone(), c.state.as_ref().unwrap().instances()[i].clone()))
@@ -538,7 +647,10 @@ mod tests {
         .await;
         {
             let mut g = cache.lock("c", now).await.unwrap();
-            g.committed(vec![instance("a", 1024)], rev);
+            g.committed(
+                vec![(instance("a", 1024), records::encode(&instance("a", 1024)).into())],
+                rev,
+            );
         }
         converges(&cache, &*store, now).await;
         put(
@@ -547,5 +659,23 @@ mod tests {
         )
         .await;
         converges(&cache, &*store, now).await;
+    }
+
+    #[test]
+    fn alike_instances_share_one_attribute_map() {
+        let mut c = ClusterCache::default();
+        for id in ["a", "b", "c"] {
+            let rec = instance(id, 0);
+            c.put(id.into(), records::encode(&rec).into(), &rec, 1);
+        }
+        let mut other = instance("d", 0);
+        other.attributes[0].value = Some("us-east-1b".into());
+        c.put("d".into(), records::encode(&other).into(), &other, 1);
+        let attrs = |id: &str| c.instance(id).unwrap().snapshot().attributes.clone();
+        assert!(Arc::ptr_eq(&attrs("a"), &attrs("b")) && Arc::ptr_eq(&attrs("a"), &attrs("c")));
+        assert!(!Arc::ptr_eq(&attrs("a"), &attrs("d")));
+        assert_eq!(attrs("d").get("ecs.availability-zone"), Some(&Some("us-east-1b".into())));
+        // A record decoded from the cache is the one stored.
+        assert_eq!(c.instance("d").unwrap().record("k").unwrap(), other);
     }
 }

@@ -20,6 +20,7 @@
 pub mod cache;
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::sync::Arc;
 
 use berth_model::keys;
@@ -29,13 +30,14 @@ use berth_store::Txn;
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
-use self::cache::PlacementCache;
+use self::cache::{CachedInstance, PlacementCache};
 use super::clusters::Clusters;
 use super::core::{Core, cluster_not_found};
 use super::reservations;
 use super::tasks::records::{NewTask, TaskRecords};
 use crate::error;
 use crate::records;
+use bytes::Bytes;
 
 /// The failure reason of a capacity provider with no container instance able to take its
 /// share of a RunTask (Berth's own: ECS would wait for its Auto Scaling group to scale out).
@@ -104,19 +106,10 @@ impl Placement {
     /// controller needs of each (not the whole record: one pass covers every instance).
     pub async fn instances_view(&self, cluster: &str) -> Result<Vec<InstanceSummary>, AwsError> {
         let now = self.core.now();
-        let guard = self.cache.lock(cluster, now).await?;
-        let snapshot = self.cache.snapshot_fn(now);
-        Ok(guard
-            .instances()
-            .values()
-            .map(|(rec, _)| InstanceSummary {
-                id: rec.id.clone(),
-                arn: rec.arn.clone(),
-                status: rec.status,
-                snapshot: snapshot(rec),
-                silent_secs: self.cache.silent_secs(rec, now),
-            })
-            .collect())
+        let mut guard = self.cache.lock(cluster, now).await?;
+        Ok(guard.summaries(self.cache.liveness_fn(now), |id, registered_at| {
+            self.cache.silent_secs(id, registered_at, now)
+        }))
     }
 
     /// Places and commits `job` (see the module header). With a client token that an earlier
@@ -180,7 +173,7 @@ impl Placement {
                         for given in only {
                             let id = self.core.scope.child_id("container-instance", cluster, given);
                             match id.and_then(|id| cached.instance(id)) {
-                                Some((rec, _)) => targeted.targets.push(rec.arn.clone()),
+                                Some(inst) => targeted.targets.push(inst.arn().to_string()),
                                 None => failures.push(Failure {
                                     arn: Some(given.clone()),
                                     reason: Some("MISSING".into()),
@@ -195,7 +188,7 @@ impl Placement {
                     }
                     None => base,
                 };
-                let plan = match cached.state(self.cache.snapshot_fn(now)).place(request) {
+                let plan = match cached.state(self.cache.liveness_fn(now)).place(request) {
                     Ok(plan) => plan,
                     Err(e) => {
                         if !plans.is_empty() {
@@ -207,7 +200,6 @@ impl Placement {
                 };
                 plans.push((part, request.requirements.clone(), plan));
             }
-            let snapshot = self.cache.snapshot_fn(now);
             let mut placements = Vec::new();
             for (part, requirements, plan) in plans {
                 let provider = (!own_request).then_some(part.capacity_provider);
@@ -222,12 +214,12 @@ impl Placement {
                     // ATTRIBUTE names what the instance lacks and the settings that need it.
                     let detail = (f.reason == berth_scheduler::reason::ATTRIBUTE)
                         .then(|| {
-                            let (rec, _) = cached
+                            let inst = cached
                                 .instances()
                                 .values()
-                                .find(|(r, _)| Some(&r.arn) == f.arn.as_ref())?;
+                                .find(|i| Some(i.arn()) == f.arn.as_deref())?;
                             let missing =
-                                berth_scheduler::missing_attributes(&snapshot(rec), &requirements);
+                                berth_scheduler::missing_attributes(inst.snapshot(), &requirements);
                             (!missing.is_empty()).then(|| {
                                 berth_model::host_access::explain_missing(job.spec.td, &missing)
                             })
@@ -237,14 +229,20 @@ impl Placement {
                 }));
             }
 
-            let by_arn: BTreeMap<&str, &(ContainerInstanceRecord, u64)> =
-                cached.instances().values().map(|e| (e.0.arn.as_str(), e)).collect();
+            let by_arn: BTreeMap<&str, (&String, &CachedInstance)> =
+                cached.instances().iter().map(|(id, i)| (i.arn(), (id, i))).collect();
             let mut txn = Txn::new().when(keys::cluster(cluster), cluster_rev);
             let mut touched: BTreeMap<String, (ContainerInstanceRecord, u64)> = BTreeMap::new();
             let mut created: Vec<TaskRecord> = Vec::new();
             for (p, provider) in &placements {
-                let Some((rec, rev)) = by_arn.get(p.instance_arn.as_str()) else { continue };
-                let entry = touched.entry(rec.id.clone()).or_insert_with(|| (rec.clone(), *rev));
+                let Some((id, inst)) = by_arn.get(p.instance_arn.as_str()) else { continue };
+                let entry = match touched.entry((*id).clone()) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => {
+                        let rec = inst.record(&keys::container_instance(cluster, id))?;
+                        e.insert((rec, inst.revision))
+                    }
+                };
                 let spec = NewTask {
                     capacity_provider: provider.or(job.spec.capacity_provider),
                     long_arn: Some(long_arn),
@@ -254,12 +252,15 @@ impl Placement {
                 reservations::reserve(&mut entry.0, &task);
                 created.push(task);
             }
-            for (id, (rec, rev)) in &touched {
-                let key = keys::container_instance(cluster, id);
+            let mut written: Vec<(ContainerInstanceRecord, Bytes)> = Vec::new();
+            for (id, (rec, rev)) in touched {
+                let key = keys::container_instance(cluster, &id);
+                let raw = Bytes::from(records::encode(&rec));
                 txn = txn
-                    .when(key.clone(), *rev)
-                    .put(key, records::encode(rec))
-                    .put(keys::instance_desired(id), Vec::new());
+                    .when(key.clone(), rev)
+                    .put(key, raw.clone())
+                    .put(keys::instance_desired(&id), Vec::new());
+                written.push((rec, raw));
             }
             for t in &created {
                 txn = TaskRecords::insert(txn, t, &job.spec);
@@ -272,11 +273,11 @@ impl Placement {
                 let key = keys::run_token(cluster, token.token);
                 txn = txn.when(key.clone(), 0).put(key, records::encode(&rec));
             }
-            let ids: Vec<String> = touched.keys().cloned().collect();
+            let ids: Vec<String> = written.iter().map(|(r, _)| r.id.clone()).collect();
             drop(by_arn);
             match cas.commit_at(txn).await {
                 Ok(Some(revision)) => {
-                    cached.committed(touched.into_values().map(|(r, _)| r).collect(), revision);
+                    cached.committed(written, revision);
                     let tasks = created.into_iter().map(|t| t.task).collect();
                     return Ok(Placed { tasks, failures });
                 }
@@ -303,12 +304,12 @@ impl Placement {
         unplaced: u32,
     ) -> Vec<berth_scheduler::PlacementFailure> {
         let owned = |arn: &Option<String>| {
-            cached.instances().values().any(|(r, _)| {
-                Some(&r.arn) == arn.as_ref()
-                    && r.attributes.iter().any(|a| {
-                        a.name.as_deref() == Some(berth_scheduler::capacity::PROVIDER_ATTRIBUTE)
-                            && a.value.as_deref() == Some(provider)
-                    })
+            cached.instances().values().any(|i| {
+                Some(i.arn()) == arn.as_deref()
+                    && i.snapshot()
+                        .attributes
+                        .get(berth_scheduler::capacity::PROVIDER_ATTRIBUTE)
+                        .is_some_and(|v| v.as_deref() == Some(provider))
             })
         };
         let mut out: Vec<_> = failures.into_iter().filter(|f| owned(&f.arn)).collect();
