@@ -38,6 +38,11 @@
 //!   instance gets the new one.
 //! * **Task scale-in protection**: a healthy protected task is never chosen for scale-in or
 //!   replaced by a deployment; the deployment waits for the protection to end.
+//! * **Capacity provider strategy** (REPLICA, the PRIMARY deployment's): starts are split
+//!   across its providers counting the PRIMARY tasks kept per provider, `base` first, then
+//!   the weights (`berth_scheduler::capacity::launches`); scale-in stops from the provider
+//!   furthest above its share (tasks of providers not in the strategy first), then by the
+//!   zone and instance rules above (`berth_scheduler::capacity::scale_in_from`).
 //! * **Steady state**: one deployment, COMPLETED, running = desired, nothing pending and
 //!   nothing started or stopped in this pass. Announced once, and again every 6 hours.
 //!
@@ -64,7 +69,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use berth_model::lifecycle::TaskStatus;
 use berth_model::service::{DeploymentRecord, maximum_tasks, minimum_healthy};
 use berth_model::service_rules::ServiceSettings;
-use berth_wire::ecs::DeploymentRolloutState;
+use berth_scheduler::capacity::ProviderShare;
+use berth_wire::ecs::{CapacityProviderStrategyItem, DeploymentRolloutState};
 
 /// How often "has reached a steady state" is repeated while it lasts (ECS: every 6 hours).
 pub const STEADY_REPEAT_SECS: f64 = 6.0 * 3600.0;
@@ -114,6 +120,8 @@ pub struct TaskView {
     /// Scale-in protection is on (UpdateTaskProtection): neither scale-in nor a deployment
     /// stops it while it is healthy.
     pub protected: bool,
+    /// The capacity provider it was placed with (`capacityProviderName`).
+    pub capacity_provider: Option<String>,
 }
 
 /// One container instance of the cluster.
@@ -171,6 +179,9 @@ pub struct Start {
     pub count: u32,
     /// DAEMON: the instance it must run on.
     pub instance: Option<String>,
+    /// A deployment with a capacity provider strategy: the provider whose instances take
+    /// these tasks (see [`berth_scheduler::capacity::launches`]).
+    pub capacity_provider: Option<String>,
 }
 
 /// What one pass decided.
@@ -225,6 +236,8 @@ struct Pass<'a> {
     /// Every task that is not STOPPED yet occupies its place, including those being stopped
     /// (by this pass or earlier), except on lost or vanished instances.
     occupying: Vec<&'a TaskView>,
+    /// The PRIMARY deployment's capacity provider strategy (REPLICA only; empty: none).
+    shares: Vec<ProviderShare>,
 }
 
 impl<'a> Pass<'a> {
@@ -266,13 +279,38 @@ impl<'a> Pass<'a> {
             min_healthy,
             max_tasks,
             occupying,
+            shares: if cfg.settings.daemon {
+                Vec::new()
+            } else {
+                strategy_shares(&input.deployments[0].capacity_provider_strategy)
+            },
         }
+    }
+
+    /// The position in [`Pass::shares`] of `l`'s capacity provider (`None`: not in the
+    /// strategy, or the service has none).
+    fn share_of(&self, l: &Live<'_>) -> Option<usize> {
+        let name = l.t.capacity_provider.as_deref()?;
+        self.shares.iter().position(|s| s.capacity_provider == name)
     }
 
     /// `l` belongs to the PRIMARY deployment.
     fn is_primary(&self, l: &Live<'_>) -> bool {
         l.t.deployment == self.primary_id
     }
+}
+
+/// A deployment's capacity provider strategy as the split arithmetic takes it (the API
+/// validated it; a missing `base` or `weight` is 0, as ECS defaults them).
+pub fn strategy_shares(items: &[CapacityProviderStrategyItem]) -> Vec<ProviderShare> {
+    items
+        .iter()
+        .map(|i| ProviderShare {
+            capacity_provider: i.capacity_provider.clone().unwrap_or_default(),
+            base: i.base.unwrap_or(0).max(0) as u32,
+            weight: i.weight.unwrap_or(0).max(0) as u32,
+        })
+        .collect()
 }
 
 /// Runs one pass: the stages of the module documentation, in order.
@@ -297,7 +335,7 @@ pub fn reconcile(input: &Input<'_>) -> Decision {
     // 2. Stops, in the order of the module documentation.
     let stops = stops::decide_stops(&pass, &live, &mut d);
     // 3. Starts.
-    starts::decide_starts(&pass, stops.primary_kept, &mut d);
+    starts::decide_starts(&pass, &stops, &mut d);
     // 4. Deployment bookkeeping, over the live tasks this pass does not stop.
     let remaining: Vec<&Live<'_>> =
         live.iter().filter(|l| !stops.stopping.contains(&l.t.id)).collect();

@@ -171,7 +171,12 @@ pub fn reconcile(input: &TaskSetInput<'_>) -> TaskSetDecision {
             changed = true;
         } else if tasks.len() < target as usize && now >= d.task_sets[i].next_launch_at {
             let count = target as u32 - tasks.len() as u32;
-            d.start.push(Start { deployment: id.clone(), count, instance: None });
+            d.start.push(Start {
+                deployment: id.clone(),
+                count,
+                instance: None,
+                capacity_provider: None,
+            });
             changed = true;
         } else if tasks.len() < target as usize {
             changed = true;

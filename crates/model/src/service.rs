@@ -117,6 +117,10 @@ pub struct DeploymentRecord {
     /// Whether the deployment ever reached COMPLETED (rollbacks go to the newest such one).
     #[serde(default)]
     pub completed: bool,
+    /// The capacity provider strategy its tasks are split by, as DescribeServices shows it
+    /// (every `base` and `weight` filled in); empty for a deployment with a launch type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_provider_strategy: Vec<berth_wire::ecs::CapacityProviderStrategyItem>,
 }
 
 impl DeploymentRecord {
@@ -146,7 +150,17 @@ impl DeploymentRecord {
             next_launch_at: 0.0,
             rollback_from: None,
             completed: false,
+            capacity_provider_strategy: Vec::new(),
         }
+    }
+
+    /// The same, split by `strategy` (empty: by launch type).
+    pub fn with_strategy(
+        mut self,
+        strategy: Vec<berth_wire::ecs::CapacityProviderStrategyItem>,
+    ) -> Self {
+        self.capacity_provider_strategy = strategy;
+        self
     }
 
     /// The wire shape.
@@ -162,6 +176,8 @@ impl DeploymentRecord {
             created_at: Some(self.created_at),
             updated_at: Some(self.updated_at),
             launch_type: self.launch_type,
+            capacity_provider_strategy: (!self.capacity_provider_strategy.is_empty())
+                .then(|| self.capacity_provider_strategy.clone()),
             rollout_state: Some(self.rollout_state),
             rollout_state_reason: Some(self.rollout_state_reason.clone()),
             ..Default::default()
@@ -201,7 +217,8 @@ pub fn roll_back(
                 t.launch_type,
                 desired,
                 now,
-            );
+            )
+            .with_strategy(t.capacity_provider_strategy.clone());
             (t.id.clone(), back)
         };
     back.rollout_state_reason = reason(&target);

@@ -28,8 +28,8 @@
 //!    `EXTERNAL`; the server resolves it.
 //! 5. **launchType** (create): absent, `EC2` or `EXTERNAL`; `FARGATE` and `MANAGED_INSTANCES`
 //!    are unsupported. **capacityProviderStrategy** (non-empty): refused together with a
-//!    launch type with ECS's wording, and alone because no capacity provider can be associated
-//!    with a Berth cluster yet.
+//!    launch type with ECS's wording; alone it is checked by the server against the cluster's
+//!    capacity providers (and the service then runs by it).
 //! 6. **Members Berth does not implement yet** (unsupported): non-empty `loadBalancers`,
 //!    `role`, non-empty `serviceRegistries`, `serviceConnectConfiguration` that is enabled or
 //!    lists services, non-empty `vpcLatticeConfigurations`, non-empty `volumeConfigurations`,
@@ -387,8 +387,8 @@ pub fn validate_update_external(req: &UpdateServiceRequest) -> Result<(), Servic
     Ok(())
 }
 
-/// The members CreateService and UpdateService share that Berth refuses (or, for a capacity
-/// provider strategy, ECS refuses in Berth's state); `launch_type` and `role` are create-only.
+/// The members CreateService and UpdateService share that Berth refuses (a capacity provider
+/// strategy only together with a launch type); `launch_type` and `role` are create-only.
 struct Members<'a> {
     launch_type: Option<LaunchType>,
     capacity_provider_strategy: Option<&'a [CapacityProviderStrategyItem]>,

@@ -16,6 +16,11 @@
 //!
 //! The seed's example: Fargate base 2 weight 1, Spot weight 3, 10 tasks: Fargate 2 + 2 = 4,
 //! Spot 6.
+//!
+//! A service keeps that split as its task count changes: [`launches`] sends each new task to
+//! the provider furthest below its share of the new total, and [`scale_in_from`] stops from
+//! the provider furthest above its share of what remains, so a service always runs the split
+//! of its current count (repairing a drifted one first).
 
 use serde::{Deserialize, Serialize};
 
@@ -187,6 +192,49 @@ pub fn parts(shares: &[ProviderShare], count: u32) -> Vec<ProviderPart> {
         .collect()
 }
 
+/// Which providers the next `n` launches of a service go to, given how many of its tasks each
+/// provider of a validated strategy runs now (`current`, in strategy order): one launch at a
+/// time, to the provider furthest below its [`split`] of the running total after that launch
+/// (ties to the earlier provider). So `base` is filled first, then the weights are followed,
+/// and a split that drifted (tasks stopped on one provider) is repaired before the rest.
+/// Returns the launches per provider, in strategy order; they sum to `n`.
+pub fn launches(shares: &[ProviderShare], current: &[u32], n: u32) -> Vec<u32> {
+    let mut have: Vec<u32> =
+        (0..shares.len()).map(|i| current.get(i).copied().unwrap_or(0)).collect();
+    let mut out = vec![0u32; shares.len()];
+    if shares.is_empty() {
+        return out;
+    }
+    let mut total: u32 = have.iter().sum();
+    for _ in 0..n {
+        total += 1;
+        let target = split(shares, total);
+        let j = (0..shares.len())
+            .max_by_key(|&j| (i64::from(target[j]) - i64::from(have[j]), -(j as i64)))
+            .expect("a strategy has a provider");
+        have[j] += 1;
+        out[j] += 1;
+    }
+    out
+}
+
+/// Which provider a service's scale-in stops a task from: of the providers of a validated
+/// strategy with a task that may be stopped (`stoppable`), the one furthest above its
+/// [`split`] of the total left after the stop (ties to the later provider, which the split
+/// fills last). `current` counts each provider's tasks, in strategy order. `None` when no
+/// provider has a stoppable task.
+pub fn scale_in_from(
+    shares: &[ProviderShare],
+    current: &[u32],
+    stoppable: &[bool],
+) -> Option<usize> {
+    let total: u32 = current.iter().take(shares.len()).sum();
+    let target = split(shares, total.saturating_sub(1));
+    (0..shares.len()).filter(|&j| stoppable.get(j).copied().unwrap_or(false)).max_by_key(|&j| {
+        (i64::from(current.get(j).copied().unwrap_or(0)) - i64::from(target[j]), j)
+    })
+}
+
 /// The `memberOf` constraint that keeps a provider's share on the instances it owns.
 pub fn provider_constraint(name: &str) -> Result<crate::Constraint, crate::QueryError> {
     // Provider names are letters, digits, `-` and `_`: a bare word in the query language.
@@ -239,6 +287,86 @@ mod tests {
 
     fn share(name: &str, base: u32, weight: u32) -> ProviderShare {
         ProviderShare { capacity_provider: name.into(), base, weight }
+    }
+
+    #[test]
+    fn service_launches_follow_base_then_weights_from_the_current_counts() {
+        let ab = vec![share("a", 2, 1), share("b", 0, 1)];
+        // (name, strategy, current per provider, launches, want per provider)
+        type Case = (&'static str, Vec<ProviderShare>, Vec<u32>, u32, Vec<u32>);
+        let cases: &[Case] = &[
+            ("6 from nothing: base 2 on a, then 1:1", ab.clone(), vec![0, 0], 6, vec![4, 2]),
+            ("the base comes first", ab.clone(), vec![0, 0], 2, vec![2, 0]),
+            ("one more after the base", ab.clone(), vec![2, 0], 1, vec![1, 0]),
+            ("then b", ab.clone(), vec![3, 0], 1, vec![0, 1]),
+            ("a replacement goes where one is missing", ab.clone(), vec![3, 2], 1, vec![1, 0]),
+            ("a drifted split is repaired first", ab.clone(), vec![0, 5], 1, vec![1, 0]),
+            ("repair, then the weights", ab.clone(), vec![0, 5], 4, vec![4, 0]),
+            ("nothing to launch", ab.clone(), vec![1, 1], 0, vec![0, 0]),
+            (
+                "1:3 without a base",
+                vec![share("a", 0, 1), share("b", 0, 3)],
+                vec![0, 0],
+                8,
+                vec![2, 6],
+            ),
+            (
+                "a zero weight provider gets only its base",
+                vec![share("a", 1, 0), share("b", 0, 1)],
+                vec![1, 3],
+                2,
+                vec![0, 2],
+            ),
+            ("one provider takes all", vec![share("a", 0, 0)], vec![3], 4, vec![4]),
+            ("a missing count is zero", ab.clone(), vec![], 3, vec![3, 0]),
+        ];
+        for (name, shares, current, n, want) in cases {
+            let got = launches(shares, current, *n);
+            assert_eq!(&got, want, "{name}");
+            assert_eq!(got.iter().sum::<u32>(), *n, "{name}");
+        }
+    }
+
+    #[test]
+    fn service_scale_in_stops_from_the_provider_most_above_its_share() {
+        let ab = vec![share("a", 2, 1), share("b", 0, 1)];
+        let both = [true, true];
+        // (name, strategy, current per provider, stoppable per provider, want)
+        type Case = (&'static str, Vec<ProviderShare>, Vec<u32>, Vec<bool>, Option<usize>);
+        let cases: &[Case] = &[
+            (
+                "4+2 to 5: b (4+1: the tie at 5 went to a)",
+                ab.clone(),
+                vec![4, 2],
+                both.to_vec(),
+                Some(1),
+            ),
+            ("3+2 to 4: b (3+1)", ab.clone(), vec![3, 2], both.to_vec(), Some(1)),
+            ("4+1 to 4: a (3+1)", ab.clone(), vec![4, 1], both.to_vec(), Some(0)),
+            ("3+1 to 3: b (3+0)", ab.clone(), vec![3, 1], both.to_vec(), Some(1)),
+            ("2+1 to 2: b, the base stays", ab.clone(), vec![2, 1], both.to_vec(), Some(1)),
+            ("2+0 to 1: a", ab.clone(), vec![2, 0], both.to_vec(), Some(0)),
+            ("a drifted split: b", ab.clone(), vec![0, 5], both.to_vec(), Some(1)),
+            ("only b may stop", ab.clone(), vec![4, 2], vec![false, true], Some(1)),
+            ("nothing may stop", ab.clone(), vec![4, 2], vec![false, false], None),
+            (
+                "even weights: b, which the split fills second",
+                vec![share("a", 0, 1), share("b", 0, 1)],
+                vec![2, 2],
+                both.to_vec(),
+                Some(1),
+            ),
+        ];
+        for (name, shares, current, stoppable, want) in cases {
+            assert_eq!(scale_in_from(shares, current, stoppable), *want, "{name}");
+        }
+        // Scaling 6 (4+2) in to 2 one task at a time keeps the split of every count.
+        let mut have = vec![4u32, 2];
+        for left in (2..6u32).rev() {
+            let j = scale_in_from(&ab, &have, &both).expect("a provider");
+            have[j] -= 1;
+            assert_eq!(have, split(&ab, left), "at {left}");
+        }
     }
 
     #[test]

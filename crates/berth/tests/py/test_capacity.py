@@ -8,6 +8,7 @@ two `berth agent`s, the first with `--capacity-provider cp-a`, the second with
 import collections
 import os
 import sys
+import time
 import unittest
 
 import boto3
@@ -205,6 +206,59 @@ class Capacity(unittest.TestCase):
         finally:
             c.put_cluster_capacity_providers(cluster="default", capacityProviders=["cp-a", "cp-b"],
                                              defaultCapacityProviderStrategy=[])
+
+    def service_split(self, name):
+        """The service's tasks desired RUNNING, per (capacityProviderName, instance ARN, lastStatus)."""
+        c = self.c
+        arns = c.list_tasks(cluster="default", serviceName=name, desiredStatus="RUNNING")["taskArns"]
+        if not arns:
+            return {}
+        tasks = c.describe_tasks(cluster="default", tasks=arns)["tasks"]
+        return dict(collections.Counter(
+            (t.get("capacityProviderName"), t["containerInstanceArn"], t["lastStatus"]) for t in tasks))
+
+    def wait_split(self, name, want):
+        deadline = time.monotonic() + 60
+        got = None
+        while time.monotonic() < deadline:
+            got = self.service_split(name)
+            if got == want:
+                return
+            time.sleep(0.5)
+        self.fail(f"service {name}: {got}, wanted {want}")
+
+    def test_services_keep_their_strategy_split_on_docker(self):
+        c = self.c
+        strategy = [{"capacityProvider": "cp-a", "base": 2, "weight": 1},
+                    {"capacityProvider": "cp-b", "weight": 1}]
+        shown = [{"capacityProvider": "cp-a", "base": 2, "weight": 1},
+                 {"capacityProvider": "cp-b", "base": 0, "weight": 1}]
+        s = c.create_service(cluster="default", serviceName="split", taskDefinition=self.td,
+                             desiredCount=6, capacityProviderStrategy=strategy)["service"]
+        try:
+            self.assertNotIn("launchType", s)
+            self.assertEqual(s["capacityProviderStrategy"], shown)
+            self.assertEqual(s["deployments"][0]["capacityProviderStrategy"], shown)
+            self.assertNotIn("launchType", s["deployments"][0])
+            # 6 tasks: cp-a's base 2, then 1:1 of 4, each on its provider's instance, running.
+            c.get_waiter("services_stable").wait(cluster="default", services=["split"], WaiterConfig=WAIT)
+            self.wait_split("split", {("cp-a", A, "RUNNING"): 4, ("cp-b", B, "RUNNING"): 2})
+            described = c.describe_services(cluster="default", services=["split"])["services"][0]
+            self.assertEqual(described["capacityProviderStrategy"], shown)
+            self.assertNotIn("launchType", described)
+            # A changed strategy needs a new deployment (ECS's rule).
+            with self.assertRaises(ClientError) as e:
+                c.update_service(cluster="default", service="split",
+                                 capacityProviderStrategy=[{"capacityProvider": "cp-b", "weight": 1}])
+            self.assertEqual(e.exception.response["Error"]["Code"], "InvalidParameterException")
+            self.assertIn("force a new deployment", e.exception.response["Error"]["Message"])
+            # Scale-in keeps the split: 2 is cp-a's base alone.
+            c.update_service(cluster="default", service="split", desiredCount=2)
+            c.get_waiter("services_stable").wait(cluster="default", services=["split"], WaiterConfig=WAIT)
+            self.wait_split("split", {("cp-a", A, "RUNNING"): 2})
+        finally:
+            c.delete_service(cluster="default", service="split", force=True)
+            c.get_waiter("services_inactive").wait(cluster="default", services=["split"], WaiterConfig=WAIT)
 
 
 if __name__ == "__main__":

@@ -17,15 +17,23 @@ pub(super) struct Stops {
     pub(super) stopping: BTreeSet<String>,
     /// PRIMARY tasks kept: not draining, not stopped, and (DAEMON) one per eligible instance.
     pub(super) primary_kept: usize,
+    /// Of those, how many each provider of the PRIMARY's strategy runs (in strategy order).
+    pub(super) kept_per_provider: Vec<u32>,
 }
 
 /// Stage 2: the stops, in order; each task at most once.
 pub(super) fn decide_stops(pass: &Pass<'_>, live: &[Live<'_>], d: &mut Decision) -> Stops {
     let mut stopping: BTreeSet<String> = BTreeSet::new();
     stop_not_healthy(pass, live, d, &mut stopping);
-    let primary_kept = stop_surplus_primary(pass, live, d, &mut stopping);
+    let kept = stop_surplus_primary(pass, live, d, &mut stopping);
+    let mut kept_per_provider = vec![0u32; pass.shares.len()];
+    for l in &kept {
+        if let Some(j) = pass.share_of(l) {
+            kept_per_provider[j] += 1;
+        }
+    }
     stop_healthy_within_minimum(pass, live, d, &mut stopping);
-    Stops { stopping, primary_kept }
+    Stops { stopping, primary_kept: kept.len(), kept_per_provider }
 }
 
 /// Stops `l` for `why`, unless this stage already stops it.
@@ -73,14 +81,14 @@ fn stop_not_healthy(
     }
 }
 
-/// Surplus PRIMARY tasks (scale-in, or a second DAEMON task on an instance); returns how many
-/// PRIMARY tasks are kept.
-fn stop_surplus_primary(
+/// Surplus PRIMARY tasks (scale-in, or a second DAEMON task on an instance); returns the
+/// PRIMARY tasks kept.
+fn stop_surplus_primary<'l>(
     pass: &Pass<'_>,
-    live: &[Live<'_>],
+    live: &'l [Live<'l>],
     d: &mut Decision,
     stopping: &mut BTreeSet<String>,
-) -> usize {
+) -> Vec<&'l Live<'l>> {
     let cfg = pass.input.config;
     let desired = pass.desired;
     let mut primary_good: Vec<&Live<'_>> = live
@@ -109,7 +117,8 @@ fn stop_surplus_primary(
         // Scale-in keeps the service balanced, as ECS's default spread does: one task at a
         // time, a not-yet-healthy one first, then one from the zone, then the instance, that
         // runs the most of the service's tasks, the most recently started first. Protected
-        // healthy tasks stay.
+        // healthy tasks stay. With a capacity provider strategy, the task comes from the
+        // provider furthest above its share (one not in the strategy first).
         let zone_of = |l: &Live<'_>| {
             pass.instances
                 .get(l.t.instance_id.as_str())
@@ -124,10 +133,12 @@ fn stop_surplus_primary(
                 *per_zone.entry(zone_of(l)).or_default() += 1;
                 *per_instance.entry(l.t.instance_id.as_str()).or_default() += 1;
             }
+            let provider = scale_in_provider(pass, &primary_good);
             let pick = primary_good
                 .iter()
                 .enumerate()
                 .filter(|(_, l)| !(l.t.protected && l.healthy))
+                .filter(|(_, l)| provider.is_none_or(|p| pass.share_of(l) == p))
                 .max_by(|(_, a), (_, b)| {
                     (!a.healthy)
                         .cmp(&!b.healthy)
@@ -150,7 +161,29 @@ fn stop_surplus_primary(
             surplus -= 1;
         }
     }
-    primary_good.len()
+    primary_good
+}
+
+/// With a capacity provider strategy, the provider scale-in stops from next
+/// (`Some(None)`: a provider the strategy does not name); `None` without a strategy or when
+/// no task may be stopped.
+fn scale_in_provider(pass: &Pass<'_>, kept: &[&Live<'_>]) -> Option<Option<usize>> {
+    if pass.shares.is_empty() {
+        return None;
+    }
+    let stoppable = |l: &&&Live<'_>| !(l.t.protected && l.healthy);
+    if kept.iter().filter(stoppable).any(|l| pass.share_of(l).is_none()) {
+        return Some(None);
+    }
+    let mut current = vec![0u32; pass.shares.len()];
+    let mut may_stop = vec![false; pass.shares.len()];
+    for l in kept {
+        if let Some(j) = pass.share_of(l) {
+            current[j] += 1;
+            may_stop[j] |= stoppable(&l);
+        }
+    }
+    berth_scheduler::capacity::scale_in_from(&pass.shares, &current, &may_stop).map(Some)
 }
 
 /// Healthy tasks that should go, while the minimum allows: old deployments' (oldest

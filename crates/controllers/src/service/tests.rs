@@ -176,6 +176,7 @@ impl World {
                     stopped_on_purpose: false,
                     was_healthy: false,
                     protected: false,
+                    capacity_provider: s.capacity_provider.clone(),
                 });
             }
         }
@@ -258,7 +259,12 @@ fn a_new_service_starts_its_tasks_and_reaches_a_steady_state() {
     let first = w.step();
     assert_eq!(
         first.start,
-        vec![Start { deployment: "ecs-svc/1".into(), count: 3, instance: None }]
+        vec![Start {
+            deployment: "ecs-svc/1".into(),
+            count: 3,
+            instance: None,
+            capacity_provider: None
+        }]
     );
     w.run_until("steady", World::steady);
     assert_eq!(w.running("td:1"), 3);
@@ -554,4 +560,74 @@ fn scale_in_keeps_the_zones_balanced() {
     let mut counts: Vec<usize> = per_zone(&w).values().copied().collect();
     counts.sort();
     assert_eq!(counts, [1, 1, 2], "balanced within one");
+}
+
+/// The running tasks per capacity provider (`-` for none).
+fn per_provider(w: &World) -> BTreeMap<String, usize> {
+    let mut m: BTreeMap<String, usize> = BTreeMap::new();
+    for t in w.tasks.iter().filter(|t| t.last_status == TaskStatus::Running && t.desired_running) {
+        *m.entry(t.capacity_provider.clone().unwrap_or_else(|| "-".into())).or_default() += 1;
+    }
+    m
+}
+
+fn item(name: &str, base: i32, weight: i32) -> CapacityProviderStrategyItem {
+    CapacityProviderStrategyItem {
+        capacity_provider: Some(name.into()),
+        base: Some(base),
+        weight: Some(weight),
+    }
+}
+
+fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+#[test]
+fn a_capacity_provider_strategy_splits_starts_and_scale_in() {
+    let mut w = World::new(config(6, 100, 200), &["a", "b"]);
+    w.deployments[0].capacity_provider_strategy = vec![item("cp-a", 2, 1), item("cp-b", 0, 1)];
+    let first = w.step();
+    let split: Vec<(Option<&str>, u32)> =
+        first.start.iter().map(|s| (s.capacity_provider.as_deref(), s.count)).collect();
+    assert_eq!(split, [(Some("cp-a"), 4), (Some("cp-b"), 2)], "base 2, then 1:1");
+    w.run_until("steady", World::steady);
+    assert_eq!(per_provider(&w), counts(&[("cp-a", 4), ("cp-b", 2)]));
+
+    // A task lost on cp-b is replaced on cp-b.
+    let on_b = w
+        .tasks
+        .iter()
+        .position(|t| t.capacity_provider.as_deref() == Some("cp-b"))
+        .expect("a task on cp-b");
+    w.tasks[on_b].last_status = TaskStatus::Stopped;
+    w.tasks[on_b].desired_running = false;
+    let d = w.step();
+    let split: Vec<(Option<&str>, u32)> =
+        d.start.iter().map(|s| (s.capacity_provider.as_deref(), s.count)).collect();
+    assert_eq!(split, [(Some("cp-b"), 1)]);
+    w.run_until("steady again", |w| w.steady() && w.running("td:1") == 6);
+
+    // Scale-in keeps the split of every count: 4 is 2 (base) + 1:1 of 2, 2 is the base alone.
+    w.cfg.settings.desired_count = 4;
+    w.run_until("four", |w| w.steady() && w.running("td:1") == 4);
+    assert_eq!(per_provider(&w), counts(&[("cp-a", 3), ("cp-b", 1)]));
+    w.cfg.settings.desired_count = 2;
+    w.run_until("two", |w| w.steady() && w.running("td:1") == 2);
+    assert_eq!(per_provider(&w), counts(&[("cp-a", 2)]));
+}
+
+#[test]
+fn scale_in_stops_tasks_of_providers_the_strategy_no_longer_names_first() {
+    let mut w = World::new(config(4, 100, 200), &["a", "b"]);
+    w.run_until("steady", World::steady);
+    assert_eq!(per_provider(&w), counts(&[("-", 4)]));
+    // The deployment now names cp-a (as if the tasks had been started before it did).
+    w.deployments[0].capacity_provider_strategy = vec![item("cp-a", 0, 1)];
+    w.cfg.settings.desired_count = 6;
+    w.run_until("six", |w| w.steady() && w.running("td:1") == 6);
+    assert_eq!(per_provider(&w), counts(&[("-", 4), ("cp-a", 2)]));
+    w.cfg.settings.desired_count = 2;
+    w.run_until("two", |w| w.steady() && w.running("td:1") == 2);
+    assert_eq!(per_provider(&w), counts(&[("cp-a", 2)]));
 }

@@ -43,6 +43,7 @@ fn task(id: &str, set: &str, status: TaskStatus, started_at: Option<f64>) -> Tas
         stopped_on_purpose: false,
         was_healthy: false,
         protected: false,
+        capacity_provider: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Capacity providers: CreateCapacityProvider, DescribeCapacityProviders,
 //! UpdateCapacityProvider, DeleteCapacityProvider and PutClusterCapacityProviders; and the
-//! checks CreateCluster, RunTask and CreateService make of the providers they name.
+//! checks CreateCluster, RunTask, CreateService and UpdateService make of the providers they
+//! name (the service controller splits a service's tasks by the strategy it stores).
 //!
 //! Records: `ecs/capacity-providers/<name>` holds an Auto Scaling group provider as
 //! DescribeCapacityProviders shows it (ACTIVE, then INACTIVE once deleted, still describable
@@ -230,31 +231,47 @@ pub(super) fn fargate_unsupported(provider: &str, tasks: u32) -> AwsError {
     ))
 }
 
-/// CreateService and UpdateService: a service's capacity provider strategy (its own, or for
-/// CreateService without a launch type the cluster's default) is checked as RunTask's is,
-/// then refused with `UnsupportedFeatureException`: the service scheduler does not place by
-/// capacity provider yet (RunTask does). A service with `launchType` EC2 is unaffected.
-pub(super) fn check_service_strategy(
+/// CreateService and UpdateService: the capacity provider strategy a service runs with (the
+/// request's, or for CreateService without a launch type the cluster's default), checked as
+/// RunTask's is and shown as DescribeServices shows it (`base` and `weight` filled in);
+/// `None`: the service uses a launch type. A DAEMON service takes no strategy (given: an
+/// InvalidParameterException; the cluster's default does not apply to it), and neither does
+/// an EXTERNAL one (its task sets place without one; given: UnsupportedFeatureException).
+pub(super) fn service_strategy(
     given: Option<&[CapacityProviderStrategyItem]>,
     launch_type: Option<LaunchType>,
     cluster: &ClusterRecord,
-    create: bool,
-) -> Result<(), AwsError> {
+    daemon: bool,
+    external: bool,
+) -> Result<Option<Vec<CapacityProviderStrategyItem>>, AwsError> {
     let given = given.filter(|s| !s.is_empty());
-    if !create && given.is_none() {
-        return Ok(());
+    if given.is_some() && daemon {
+        return Err(error::invalid(
+            "capacityProviderStrategy: a service with the DAEMON scheduling strategy can't use a capacity provider strategy; use launchType EC2.",
+        ));
     }
-    let Some(shares) = strategy_for(given, launch_type, cluster)? else { return Ok(()) };
-    let names: Vec<&str> = shares.iter().map(|s| s.capacity_provider.as_str()).collect();
-    let whose = if given.is_some() {
-        "capacityProviderStrategy"
-    } else {
-        "the cluster's defaultCapacityProviderStrategy"
-    };
-    Err(ErrorCode::UnsupportedFeatureException.with(format!(
-        "{whose} ({}): Berth's service scheduler does not place tasks by capacity provider yet (RunTask does). Create the service with launchType EC2.",
-        names.join(", ")
-    )))
+    if given.is_some() && external && launch_type.is_none() {
+        return Err(ErrorCode::UnsupportedFeatureException.with(
+            "capacityProviderStrategy: the tasks of a service with the EXTERNAL deployment controller belong to its task sets, which Berth does not place by capacity provider yet. Omit capacityProviderStrategy.",
+        ));
+    }
+    let Some(shares) = strategy_for(given, launch_type, cluster)? else { return Ok(None) };
+    if given.is_none() && (daemon || external) {
+        return Ok(None);
+    }
+    Ok(Some(shown_strategy(&shares)))
+}
+
+/// A validated strategy as ECS shows it on a service and its deployments.
+pub(super) fn shown_strategy(shares: &[ProviderShare]) -> Vec<CapacityProviderStrategyItem> {
+    shares
+        .iter()
+        .map(|s| CapacityProviderStrategyItem {
+            capacity_provider: Some(s.capacity_provider.clone()),
+            base: Some(s.base as i32),
+            weight: Some(s.weight as i32),
+        })
+        .collect()
 }
 
 impl CapacityProviders {

@@ -383,3 +383,183 @@ async fn lifecycle_and_placement() {
     assert_eq!(asg.managed_scaling.unwrap().target_capacity, Some(80));
     assert_eq!(asg.managed_termination_protection, Some(ManagedTerminationProtection::Enabled));
 }
+
+/// A service's tasks per (capacity provider, instance ARN).
+type Split = std::collections::BTreeMap<(String, String), i32>;
+
+#[tokio::test]
+async fn services_run_by_their_capacity_provider_strategy() {
+    use berth_wire::ecs::{ClustersApi, ServicesApi, TasksApi};
+    let h = Harness::new();
+    let ctx = h.ctx();
+    let ecs = &h.ecs;
+    let api = ecs.capacity_providers();
+    for (name, asg) in [("cp-a", "asg-a"), ("cp-b", "asg-b")] {
+        api.create_capacity_provider(&ctx, create(name, asg)).await.unwrap();
+    }
+    let c = CreateClusterRequest { cluster_name: Some("default".into()), ..Default::default() };
+    ecs.clusters().create_cluster(&ctx, c).await.unwrap();
+    let item = |n: &str, b: i32, w: i32| CapacityProviderStrategyItem {
+        capacity_provider: Some(n.into()),
+        base: Some(b),
+        weight: Some(w),
+    };
+    let put = PutClusterCapacityProvidersRequest {
+        cluster: Some("default".into()),
+        capacity_providers: Some(vec!["cp-a".into(), "cp-b".into()]),
+        default_capacity_provider_strategy: Some(vec![item("cp-b", 0, 1)]),
+    };
+    ecs.clusters().put_cluster_capacity_providers(&ctx, put).await.unwrap();
+    let on_a = register_in(&h, Some("cp-a")).await;
+    let on_b = register_in(&h, Some("cp-b")).await;
+    let td = task_definition(ecs, &ctx, "web").await;
+    let service = |name: &str, n: i32| CreateServiceRequest {
+        service_name: Some(name.into()),
+        task_definition: Some(td.clone()),
+        desired_count: Some(n),
+        ..Default::default()
+    };
+
+    // cp-a base 2 weight 1, cp-b weight 1: shown as given (base and weight filled), no
+    // launch type, on the service and its deployment.
+    let given = vec![
+        item("cp-a", 2, 1),
+        CapacityProviderStrategyItem {
+            capacity_provider: Some("cp-b".into()),
+            weight: Some(1),
+            base: None,
+        },
+    ];
+    let shown = vec![item("cp-a", 2, 1), item("cp-b", 0, 1)];
+    let req = CreateServiceRequest { capacity_provider_strategy: Some(given), ..service("web", 6) };
+    let s = ecs.services().create_service(&ctx, req).await.unwrap().service.unwrap();
+    assert_eq!(s.launch_type, None);
+    assert_eq!(s.capacity_provider_strategy.as_ref(), Some(&shown));
+    let dep = &s.deployments.as_ref().unwrap()[0];
+    assert_eq!((dep.launch_type, dep.capacity_provider_strategy.as_ref()), (None, Some(&shown)));
+
+    // The controller starts 4 on cp-a's instance and 2 on cp-b's, each recording its provider.
+    let split = async |name: &str| {
+        let tasks = crate::ecs::testing::service_tasks(ecs, &ctx, name).await;
+        let arns: Vec<String> = tasks.iter().map(|t| t.0.clone()).collect();
+        let mut out = std::collections::BTreeMap::new();
+        if arns.is_empty() {
+            return out;
+        }
+        let req = DescribeTasksRequest { tasks: Some(arns), ..Default::default() };
+        for t in ecs.tasks().describe_tasks(&ctx, req).await.unwrap().tasks.unwrap() {
+            let key =
+                (t.capacity_provider_name.unwrap_or_default(), t.container_instance_arn.unwrap());
+            *out.entry(key).or_insert(0) += 1;
+        }
+        out
+    };
+    let passes = async |until: &dyn Fn(&Split) -> bool, name: &str| {
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+            ecs.service_controller.service_pass().await.unwrap();
+            if until(&split(name).await) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        panic!("never reached the split; now {:?}", split(name).await);
+    };
+    let want = std::collections::BTreeMap::from([
+        (("cp-a".to_string(), on_a.clone()), 4),
+        (("cp-b".to_string(), on_b.clone()), 2),
+    ]);
+    passes(&|got| *got == want, "web").await;
+
+    // Without launchType or a strategy: the cluster's default; launchType EC2: none.
+    let s = ecs.services().create_service(&ctx, service("dflt", 1)).await.unwrap().service.unwrap();
+    assert_eq!(
+        (s.launch_type, s.capacity_provider_strategy),
+        (None, Some(vec![item("cp-b", 0, 1)]))
+    );
+    let req = CreateServiceRequest { launch_type: Some(LaunchType::Ec2), ..service("ec2", 0) };
+    let s = ecs.services().create_service(&ctx, req).await.unwrap().service.unwrap();
+    assert_eq!((s.launch_type, s.capacity_provider_strategy), (Some(LaunchType::Ec2), None));
+    // DAEMON services take no strategy.
+    let req = CreateServiceRequest {
+        scheduling_strategy: Some(SchedulingStrategy::Daemon),
+        desired_count: None,
+        capacity_provider_strategy: Some(vec![item("cp-a", 0, 1)]),
+        ..service("daemon", 0)
+    };
+    let e = ecs.services().create_service(&ctx, req).await.unwrap_err();
+    assert_eq!(e.code, "InvalidParameterException");
+    assert!(e.message.contains("capacityProviderStrategy"), "{}", e.message);
+
+    // UpdateService: a changed strategy needs forceNewDeployment (ECS's rule) ...
+    let update =
+        |strategy: Vec<CapacityProviderStrategyItem>, force: Option<bool>| UpdateServiceRequest {
+            service: Some("web".into()),
+            capacity_provider_strategy: Some(strategy),
+            force_new_deployment: force,
+            ..Default::default()
+        };
+    let e = ecs.services().update_service(&ctx, update(vec![item("cp-b", 0, 1)], None)).await;
+    let e = e.unwrap_err();
+    assert_eq!(e.code, "InvalidParameterException");
+    assert!(e.message.contains("you must force a new deployment"), "{}", e.message);
+    // ... the same one does not ...
+    ecs.services().update_service(&ctx, update(shown.clone(), None)).await.unwrap();
+    // ... and with it, the new deployment carries the new strategy and moves every task.
+    let s = ecs.services().update_service(&ctx, update(vec![item("cp-b", 0, 1)], Some(true))).await;
+    let s = s.unwrap().service.unwrap();
+    let deps = s.deployments.unwrap();
+    assert_eq!(deps.len(), 2);
+    assert_eq!(deps[0].capacity_provider_strategy, Some(vec![item("cp-b", 0, 1)]));
+    assert_eq!(deps[1].capacity_provider_strategy, Some(shown.clone()));
+    let all_b = std::collections::BTreeMap::from([(("cp-b".to_string(), on_b.clone()), 6)]);
+    passes(&|got| *got == all_b, "web").await;
+    // An empty list goes back to launch type EC2, again only with a new deployment.
+    let s = ecs.services().update_service(&ctx, update(vec![], Some(true))).await.unwrap();
+    let s = s.service.unwrap();
+    assert_eq!((s.launch_type, s.capacity_provider_strategy), (Some(LaunchType::Ec2), None));
+    let dep = &s.deployments.unwrap()[0];
+    assert_eq!(
+        (dep.launch_type, dep.capacity_provider_strategy.as_ref()),
+        (Some(LaunchType::Ec2), None)
+    );
+}
+
+#[tokio::test]
+async fn a_service_share_on_fargate_is_not_started_and_its_event_says_why() {
+    use berth_wire::ecs::{ClustersApi, ServicesApi};
+    let h = Harness::new();
+    let ctx = h.ctx();
+    let ecs = &h.ecs;
+    let c = CreateClusterRequest {
+        cluster_name: Some("default".into()),
+        capacity_providers: Some(vec!["FARGATE".into()]),
+        ..Default::default()
+    };
+    ecs.clusters().create_cluster(&ctx, c).await.unwrap();
+    let _any = register_in(&h, None).await;
+    let td = task_definition(ecs, &ctx, "web").await;
+    let req = CreateServiceRequest {
+        service_name: Some("far".into()),
+        task_definition: Some(td),
+        desired_count: Some(1),
+        capacity_provider_strategy: Some(vec![CapacityProviderStrategyItem {
+            capacity_provider: Some("FARGATE".into()),
+            weight: Some(1),
+            base: None,
+        }]),
+        ..Default::default()
+    };
+    ecs.services().create_service(&ctx, req).await.unwrap();
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+        ecs.service_controller.service_pass().await.unwrap();
+    }
+    let d = DescribeServicesRequest { services: Some(vec!["far".into()]), ..Default::default() };
+    let s = ecs.services().describe_services(&ctx, d).await.unwrap().services.unwrap().remove(0);
+    assert_eq!(s.running_count.unwrap() + s.pending_count.unwrap(), 0, "no EC2 fallback");
+    let events: Vec<String> = s.events.unwrap().into_iter().filter_map(|e| e.message).collect();
+    let said =
+        events.iter().filter(|m| m.contains("FARGATE") && m.contains("unable to place")).count();
+    assert_eq!(said, 1, "said once (not repeated within a minute): {events:?}");
+}

@@ -11,6 +11,11 @@
 //! only the events are kept and the next pass recomputes the rest from the store: a task
 //! already started is found through the index, so nothing is started twice.
 //!
+//! A start with a capacity provider (the decision splits a deployment's starts by its
+//! strategy) is placed only on that provider's instances, and its tasks record the provider
+//! (`capacityProviderName`); a FARGATE or FARGATE_SPOT share is not placed at all: the
+//! service's event says why, as RunTask refuses it.
+//!
 //! Services with the `EXTERNAL` deployment controller take the same steps with the task set
 //! scheduler's decision instead (`controller/task_sets.rs`, deciding in
 //! `berth_controllers::task_sets`): their tasks' `startedBy` is their task set's id.
@@ -32,8 +37,11 @@ use berth_store::{Range, Txn};
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
+use super::super::capacity_providers::fargate_unsupported;
 use super::super::core::Core;
-use super::super::placement::{InstanceSummary, Job, Placed, Placement};
+use super::super::placement::{
+    CAPACITY_PROVIDER_FAILURE, InstanceSummary, Job, Placed, Placement, ProviderPart,
+};
 use super::super::task_definitions::TaskDefinitions;
 use super::super::tasks::records::{NewTask, TaskRecords};
 use crate::error;
@@ -321,6 +329,16 @@ impl ServiceController {
         let name = &rec.name;
         let mut started = Vec::new();
         for s in starts {
+            if let Some(p) = s.capacity_provider.as_deref()
+                && berth_scheduler::capacity::is_fargate(p)
+            {
+                // As RunTask refuses them: no silent fallback to the cluster's instances.
+                events.push(format!(
+                    "(service {name}) was unable to place a task. Reason: {}",
+                    fargate_unsupported(p, s.count).message
+                ));
+                continue;
+            }
             let td_arn = td_of(&s.deployment).unwrap_or_default();
             let td_rec = self.task_definitions.by_arn(&td_arn).await?;
             let td = &td_rec.task_definition;
@@ -341,7 +359,7 @@ impl ServiceController {
                     Strategy::Spread(SpreadField::InstanceId),
                 ];
             }
-            let request = PlacementRequest {
+            let mut request = PlacementRequest {
                 count: s.count,
                 requirements: berth_scheduler::task_requirements(td, None),
                 group: berth_model::service::task_group(name),
@@ -350,6 +368,13 @@ impl ServiceController {
                 seed: uuid::Uuid::new_v4().as_u64_pair().0,
                 targets: Vec::new(),
             };
+            // A provider's share goes only to the instances it owns.
+            if let Some(p) = s.capacity_provider.as_deref() {
+                request.constraints.push(
+                    berth_scheduler::capacity::provider_constraint(p)
+                        .map_err(|e| error::invalid(e.to_string()))?,
+                );
+            }
             let only: Option<Vec<String>> = s.instance.as_ref().and_then(|id| {
                 view.instances.iter().find(|i| &i.id == id).map(|i| vec![i.arn.clone()])
             });
@@ -390,7 +415,14 @@ impl ServiceController {
                 only: only.as_deref(),
                 client_token: None,
             };
-            match self.placement.place(&job).await {
+            let placed = match s.capacity_provider.as_deref() {
+                None => self.placement.place(&job).await,
+                Some(p) => {
+                    let part = ProviderPart { capacity_provider: p, request: request.clone() };
+                    self.placement.place_parts(&job, std::slice::from_ref(&part)).await
+                }
+            };
+            match placed {
                 Ok(Placed { tasks, failures }) => {
                     started.extend(tasks.iter().filter_map(|t| {
                         t.task_arn
@@ -456,6 +488,13 @@ impl ServiceController {
                 after.steady_since = d.steady_since;
                 if let Some(td) = &d.task_definition {
                     after.service.task_definition = Some(td.clone());
+                    // A rollback also takes back its deployment's strategy or launch type.
+                    if let Some(p) = d.deployments.first() {
+                        after.service.capacity_provider_strategy =
+                            (!p.capacity_provider_strategy.is_empty())
+                                .then(|| p.capacity_provider_strategy.clone());
+                        after.service.launch_type = p.launch_type;
+                    }
                 }
                 if let Some(sets) = &d.task_sets {
                     after.task_sets = sets.clone();
@@ -544,6 +583,7 @@ fn task_view(
             stopped_on_purpose: true,
             was_healthy: idx.healthy,
             protected: false,
+            capacity_provider: None,
         };
     };
     let t = &rec.task;
@@ -567,12 +607,19 @@ fn task_view(
             != Some("Task failed container health checks"),
         was_healthy: idx.healthy,
         protected: rec.protected_until.is_some_and(|until| until > now),
+        capacity_provider: t.capacity_provider_name.clone(),
     }
 }
 
 /// ECS's "unable to place a task" event for a placement that left tasks unplaced.
 fn placement_failure_event(name: &str, failures: &[Failure]) -> Option<String> {
     let f = failures.first()?;
+    if f.reason.as_deref() == Some(CAPACITY_PROVIDER_FAILURE) {
+        let provider = f.arn.as_deref().and_then(|a| a.rsplit('/').next()).unwrap_or("?");
+        return Some(format!(
+            "(service {name}) was unable to place a task because capacity provider {provider} has no container instance that can take it (start one with berth agent --capacity-provider {provider})."
+        ));
+    }
     let why = match f.reason.as_deref().unwrap_or("") {
         "RESOURCE:MEMORY" => "has insufficient memory available",
         "RESOURCE:CPU" => "has insufficient CPU units available",

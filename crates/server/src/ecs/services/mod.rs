@@ -11,6 +11,12 @@
 //! UpdateService may change only what ECS allows there (desired count, placement, grace
 //! period, tag settings); a new desired count rescales every task set. `CODE_DEPLOY` is
 //! refused (blue/green needs CodeDeploy and a load balancer).
+//!
+//! A service runs either a launch type or a capacity provider strategy (the request's, or on
+//! create without either the cluster's default), never both; the strategy is stored on the
+//! service and on each deployment, whose tasks the controller splits by it. UpdateService
+//! changes it only with `forceNewDeployment` (ECS's rule), which starts the deployment
+//! that carries it; an empty list goes back to launch type EC2.
 
 use berth_model::keys;
 use berth_model::service::{DeploymentRecord, ServiceRecord, new_deployment_id};
@@ -207,14 +213,6 @@ impl ServicesApi<RequestContext> for Services {
     ) -> Result<CreateServiceResponse, AwsError> {
         let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
         let settings = service_rules::validate_create(&input).map_err(rule_error)?;
-        if let Some((cluster_rec, _)) = self.clusters.live_cluster(&cluster).await? {
-            super::capacity_providers::check_service_strategy(
-                input.capacity_provider_strategy.as_deref(),
-                input.launch_type,
-                &cluster_rec,
-                true,
-            )?;
-        }
         let name = input.service_name.clone().unwrap_or_default();
         let service_tags = input.tags.clone().unwrap_or_default();
         tags::validate(&service_tags, "tags").map_err(error::model)?;
@@ -224,6 +222,17 @@ impl ServicesApi<RequestContext> for Services {
             .and_then(|c| c.r#type)
             .unwrap_or(DeploymentControllerType::Ecs);
         let external = controller == DeploymentControllerType::External;
+        // The capacity provider strategy the service runs with, if any (else a launch type).
+        let strategy = match self.clusters.live_cluster(&cluster).await? {
+            Some((cluster_rec, _)) => super::capacity_providers::service_strategy(
+                input.capacity_provider_strategy.as_deref(),
+                input.launch_type,
+                &cluster_rec,
+                settings.daemon,
+                external,
+            )?,
+            None => None,
+        };
         let constraints = input.placement_constraints.clone().unwrap_or_default();
         let strategies = input.placement_strategy.clone().unwrap_or_default();
         // An EXTERNAL service may omit its task definition (each task set names one).
@@ -258,7 +267,7 @@ impl ServicesApi<RequestContext> for Services {
                     return Err(error::invalid("Creation of service was not idempotent."));
                 }
                 let now = self.core.now();
-                let launch_type = if external {
+                let launch_type = if external || strategy.is_some() {
                     input.launch_type
                 } else {
                     input.launch_type.or(Some(LaunchType::Ec2))
@@ -272,6 +281,7 @@ impl ServicesApi<RequestContext> for Services {
                     status: Some("ACTIVE".into()),
                     desired_count: Some(settings.desired_count),
                     launch_type,
+                    capacity_provider_strategy: strategy.clone(),
                     task_definition: td_arn.clone(),
                     created_at: Some(now),
                     placement_constraints: Some(constraints.clone()),
@@ -291,13 +301,16 @@ impl ServicesApi<RequestContext> for Services {
                 };
                 // EXTERNAL services have task sets instead of deployments.
                 let deployments = match (&td_arn, external) {
-                    (Some(td), false) => vec![DeploymentRecord::new(
-                        new_deployment_id(),
-                        td.clone(),
-                        launch_type,
-                        settings.desired_count,
-                        now,
-                    )],
+                    (Some(td), false) => vec![
+                        DeploymentRecord::new(
+                            new_deployment_id(),
+                            td.clone(),
+                            launch_type,
+                            settings.desired_count,
+                            now,
+                        )
+                        .with_strategy(strategy.clone().unwrap_or_default()),
+                    ],
                     _ => vec![],
                 };
                 let rec = ServiceRecord {
@@ -337,16 +350,22 @@ impl ServicesApi<RequestContext> for Services {
         let cluster = self.clusters.existing_cluster(input.cluster.as_deref()).await?;
         let given = input.service.clone().unwrap_or_default();
         let name = self.service_name(&cluster, &given).ok_or_else(not_found)?.to_string();
-        if input.capacity_provider_strategy.as_ref().is_some_and(|s| !s.is_empty())
-            && let Some((cluster_rec, _)) = self.clusters.live_cluster(&cluster).await?
-        {
-            super::capacity_providers::check_service_strategy(
-                input.capacity_provider_strategy.as_deref(),
-                None,
-                &cluster_rec,
-                false,
-            )?;
-        }
+        // A new capacity provider strategy: `Some(empty)` goes back to a launch type (EC2),
+        // as ECS documents for an empty list.
+        let new_strategy = match input.capacity_provider_strategy.as_deref() {
+            None => None,
+            Some([]) => Some(vec![]),
+            Some(given) => match self.clusters.live_cluster(&cluster).await? {
+                Some((cluster_rec, _)) => super::capacity_providers::service_strategy(
+                    Some(given),
+                    None,
+                    &cluster_rec,
+                    false,
+                    false,
+                )?,
+                None => return Err(cluster_not_found()),
+            },
+        };
         // A new task definition, resolved once (a family gives its latest ACTIVE revision).
         let new_td = match input.task_definition.as_deref() {
             Some(td) => Some(
@@ -413,6 +432,24 @@ impl ServicesApi<RequestContext> for Services {
                         "placementStrategy: placement strategies can't be used with a DAEMON service.",
                     ));
                 }
+                let current_strategy =
+                    rec.service.capacity_provider_strategy.clone().unwrap_or_default();
+                if let Some(new) = new_strategy.as_ref().filter(|n| **n != current_strategy) {
+                    if settings.daemon && !new.is_empty() {
+                        return Err(error::invalid(
+                            "capacityProviderStrategy: a service with the DAEMON scheduling strategy can't use a capacity provider strategy; use launchType EC2.",
+                        ));
+                    }
+                    if input.force_new_deployment != Some(true) {
+                        // ECS's wording.
+                        return Err(error::invalid(
+                            "When switching from launch type to capacity provider strategy on an existing service, or making a change to a capacity provider strategy on a service that is already using one, you must force a new deployment.",
+                        ));
+                    }
+                    rec.service.launch_type = new.is_empty().then_some(LaunchType::Ec2);
+                    rec.service.capacity_provider_strategy =
+                        (!new.is_empty()).then(|| new.clone());
+                }
                 let primary_td = rec.deployments.first().map(|d| d.task_definition.clone());
                 let redeploy = input.force_new_deployment == Some(true)
                     || primary_td.as_deref() != Some(td.as_str());
@@ -422,6 +459,8 @@ impl ServicesApi<RequestContext> for Services {
                         d.updated_at = now;
                     }
                     let launch_type = rec.service.launch_type;
+                    let strategy =
+                        rec.service.capacity_provider_strategy.clone().unwrap_or_default();
                     rec.deployments.insert(
                         0,
                         DeploymentRecord::new(
@@ -430,7 +469,8 @@ impl ServicesApi<RequestContext> for Services {
                             launch_type,
                             settings.desired_count,
                             now,
-                        ),
+                        )
+                        .with_strategy(strategy),
                     );
                     rec.steady_since = None;
                 }
