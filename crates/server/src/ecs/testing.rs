@@ -127,3 +127,17 @@ pub async fn service_tasks(
     let tasks = ecs.tasks().describe_tasks(ctx, req).await.expect("describe").tasks.unwrap();
     tasks.into_iter().map(|t| (t.task_arn.unwrap(), t.container_instance_arn.unwrap())).collect()
 }
+
+/// Runs service controller passes (each after letting the caches follow the store) until
+/// `done`; panics naming `what` after 200.
+pub async fn passes_until<F: AsyncFnMut() -> bool>(h: &Harness, what: &str, mut done: F) {
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+        h.ecs.service_controller.service_pass().await.expect("pass");
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    panic!("the controller never reached: {what}");
+}

@@ -670,19 +670,6 @@ mod tests {
 
     use crate::ecs::testing::*;
 
-    /// Runs controller passes (each after letting the caches follow the store) until `done`.
-    async fn passes_until<F: AsyncFnMut() -> bool>(h: &Harness, what: &str, mut done: F) {
-        for _ in 0..200 {
-            tokio::task::yield_now().await;
-            h.ecs.service_controller.service_pass().await.expect("pass");
-            if done().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        panic!("the controller never reached: {what}");
-    }
-
     #[tokio::test]
     async fn a_lost_instance_has_its_tasks_replaced_and_they_stay_stopped_when_it_returns() {
         let h = Harness::new();

@@ -40,6 +40,7 @@ use super::task_definitions::TaskDefinitions;
 use crate::error;
 use crate::pagination::Page;
 use crate::records;
+use berth_model::service_rules::ServiceSettings;
 
 /// Owns service records (`ecs/services/`, `ecs/services-inactive/`); the controller owns
 /// their tasks.
@@ -481,19 +482,7 @@ impl ServicesApi<RequestContext> for Services {
                 }
                 rec.service.task_definition = Some(td);
                 rec.service.desired_count = Some(settings.desired_count);
-                rec.service.placement_constraints = Some(constraints);
-                rec.service.placement_strategy = Some(strategies);
-                if input.health_check_grace_period_seconds.is_some() {
-                    rec.service.health_check_grace_period_seconds =
-                        input.health_check_grace_period_seconds;
-                }
-                if let Some(p) = input.propagate_tags {
-                    rec.service.propagate_tags = Some(p);
-                }
-                if let Some(m) = input.enable_ecs_managed_tags {
-                    rec.service.enable_ecs_managed_tags = Some(m);
-                }
-                rec.settings = settings;
+                apply_update(rec, &input, settings, constraints, strategies);
                 Ok(())
             })
             .await?;
@@ -612,4 +601,26 @@ impl ServicesApi<RequestContext> for Services {
             next_token: next,
         })
     }
+}
+/// What UpdateService changes the same way for every deployment controller: the service's
+/// placement, grace period, tag settings and validated settings.
+pub(super) fn apply_update(
+    rec: &mut ServiceRecord,
+    input: &UpdateServiceRequest,
+    settings: ServiceSettings,
+    constraints: Vec<PlacementConstraint>,
+    strategies: Vec<PlacementStrategy>,
+) {
+    rec.service.placement_constraints = Some(constraints);
+    rec.service.placement_strategy = Some(strategies);
+    if input.health_check_grace_period_seconds.is_some() {
+        rec.service.health_check_grace_period_seconds = input.health_check_grace_period_seconds;
+    }
+    if let Some(p) = input.propagate_tags {
+        rec.service.propagate_tags = Some(p);
+    }
+    if let Some(m) = input.enable_ecs_managed_tags {
+        rec.service.enable_ecs_managed_tags = Some(m);
+    }
+    rec.settings = settings;
 }

@@ -21,6 +21,7 @@ use super::super::clusters::Clusters;
 use super::super::core::Core;
 use super::super::describe::ByIds;
 use super::super::task_definitions::TaskDefinitions;
+use super::apply_update;
 use super::{Found, Services, rule_error};
 use crate::error;
 
@@ -398,19 +399,7 @@ impl Services {
                     follow_desired_count(rec, settings.desired_count, now);
                 }
                 rec.service.desired_count = Some(settings.desired_count);
-                rec.service.placement_constraints = Some(constraints);
-                rec.service.placement_strategy = Some(strategies);
-                if input.health_check_grace_period_seconds.is_some() {
-                    rec.service.health_check_grace_period_seconds =
-                        input.health_check_grace_period_seconds;
-                }
-                if let Some(p) = input.propagate_tags {
-                    rec.service.propagate_tags = Some(p);
-                }
-                if let Some(m) = input.enable_ecs_managed_tags {
-                    rec.service.enable_ecs_managed_tags = Some(m);
-                }
-                rec.settings = settings;
+                apply_update(rec, input, settings, constraints, strategies);
                 Ok(())
             })
             .await?;
@@ -426,24 +415,10 @@ impl Services {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::time::Duration;
 
     use berth_wire::ecs::*;
 
     use crate::ecs::testing::*;
-
-    /// Runs controller passes until `done`.
-    async fn passes_until<F: AsyncFnMut() -> bool>(h: &Harness, what: &str, mut done: F) {
-        for _ in 0..200 {
-            tokio::task::yield_now().await;
-            h.ecs.service_controller.service_pass().await.expect("pass");
-            if done().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        panic!("the controller never reached: {what}");
-    }
 
     /// The service's tasks desired RUNNING, counted by `startedBy`.
     async fn by_set(h: &Harness, ctx: &crate::ecs::RequestContext) -> BTreeMap<String, usize> {
