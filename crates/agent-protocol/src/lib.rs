@@ -106,6 +106,11 @@ pub struct PollResponse {
     /// on its reports.
     #[serde(default)]
     pub epoch: u64,
+    /// The rules of every security group an awsvpc task of `tasks` is in, group references
+    /// resolved to member addresses. The agent enforces them on its running tasks and follows
+    /// every change (an edited rule or a member coming or going bumps `version`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<berth_model::network::SecurityGroupRules>,
 }
 
 /// One task as the agent must run it.
@@ -126,6 +131,14 @@ pub struct DesiredTask {
     pub stopped_reason: Option<String>,
     /// Epoch seconds.
     pub created_at: f64,
+    /// The task's own network interface when its network mode is `awsvpc` (allocated at
+    /// placement): the agent gives the task its own network namespace with this address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<berth_model::network::TaskNetwork>,
+    /// FARGATE or EC2: a FARGATE task is sized by its task-level `cpu` and `memory`, which
+    /// the agent enforces as one limit for the whole task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_type: Option<berth_wire::ecs::LaunchType>,
 }
 
 /// An empty answer for an `ACTIVE` instance at version 0 (the statuses have no `Default`).
@@ -137,6 +150,7 @@ impl Default for PollResponse {
             tasks: Vec::new(),
             heartbeat_seconds: 0,
             epoch: 0,
+            security_groups: Vec::new(),
         }
     }
 }
@@ -152,6 +166,8 @@ impl Default for DesiredTask {
             overrides: None,
             stopped_reason: None,
             created_at: 0.0,
+            network: None,
+            launch_type: None,
         }
     }
 }
@@ -173,6 +189,7 @@ mod tests {
             }],
             heartbeat_seconds: 20,
             epoch: 3,
+            security_groups: vec![],
         };
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.contains("\"instanceStatus\":\"ACTIVE\""), "{json}");

@@ -772,6 +772,7 @@ mod tests {
             }],
             heartbeat_seconds: 20,
             epoch: 7,
+            ..Default::default()
         };
         let a: PollAnswer = serde_json::from_slice(&serde_json::to_vec(&real).unwrap()).unwrap();
         assert_eq!((a.version, a.epoch, a.instance_status), (42, 7, InstanceStatus::Active));

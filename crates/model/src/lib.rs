@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod arn;
+pub mod network;
 pub mod regions;
 pub mod task_definition;
 

@@ -172,6 +172,8 @@ impl AgentChannel {
                 overrides: t.task.overrides.clone(),
                 stopped_reason: t.task.stopped_reason.clone(),
                 created_at: t.task.created_at.unwrap_or(0.0),
+                network: None,
+                launch_type: None,
             });
         }
         Ok(out)
@@ -247,6 +249,7 @@ impl AgentChannel {
                     tasks: vec![],
                     heartbeat_seconds: heartbeat,
                     epoch: 0,
+                    security_groups: vec![],
                 });
             };
             if beat {
@@ -272,6 +275,7 @@ impl AgentChannel {
                     tasks: self.desired_state(cluster, id).await?,
                     heartbeat_seconds: heartbeat,
                     epoch,
+                    security_groups: vec![],
                 });
             }
             let _ = tokio::time::timeout_at(deadline, woken).await;
