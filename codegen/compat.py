@@ -59,7 +59,7 @@ NOTES = {
     "DescribeCapacityProviders": "FARGATE and FARGATE_SPOT first, then the account's.",
     "DeleteCapacityProvider": "In use: stays ACTIVE with `DELETE_FAILED`, as AWS; completes at once otherwise.",
     "PutClusterCapacityProviders": "RunTask and services split a strategy's tasks (base, then weight; a service counts its running tasks per provider, and scale-in keeps the split) and place each share on the instances with `ecs.capacity-provider` = the provider (`berth agent --capacity-provider`). Shares on FARGATE / FARGATE_SPOT are refused (RunTask) or not started with an event saying why (services).",
-    "CreateTaskSet": "EXTERNAL deployment controller: each set's tasks run, at `ceil(desired x scale%)`. CODE_DEPLOY refused (needs CodeDeploy and a load balancer).",
+    "CreateTaskSet": "EXTERNAL deployment controller: each set's tasks run, at `ceil(desired x scale%)`, split by the set's capacity provider strategy (or the cluster's default) when it has one. CODE_DEPLOY refused (needs CodeDeploy and a load balancer).",
     "UpdateTaskSet": "Scale in PERCENT; the set's tasks follow.",
     "DeleteTaskSet": "DRAINING until its tasks stop; `force` needed while it has tasks.",
     "DiscoverPollEndpoint": "This server's own endpoint; no telemetry or Service Connect endpoint.",

@@ -183,6 +183,8 @@ pub struct Agent {
     /// What this host registered with, to register again as a new instance should the server
     /// forget this one.
     registration: RegisterContainerInstanceRequest,
+    /// The firewall and the latest security groups, for awsvpc tasks.
+    network: task::network::Networking,
 }
 
 /// Why a session (one registration's poll loop) ended.
@@ -443,6 +445,7 @@ impl Agent {
                 instance_arn: arn,
                 metadata,
                 registration: req,
+                network: task::network::Networking::default(),
             });
         }
         let resp: RegisterContainerInstanceResponse = loop {
@@ -477,7 +480,22 @@ impl Agent {
             let labels = [(LABEL_INSTANCE.to_string(), arn.clone())];
             m.registry.expect(metadata::recover_tokens(runtime.as_ref(), &labels).await);
         }
-        Ok(Self { config, control, runtime, instance_arn: arn, metadata, registration: req })
+        Ok(Self {
+            config,
+            control,
+            runtime,
+            instance_arn: arn,
+            metadata,
+            registration: req,
+            network: task::network::Networking::default(),
+        })
+    }
+
+    /// Enforces awsvpc tasks' security groups with `firewall` instead of the system's
+    /// iptables (tests use [`berth_firewall::RecordingFirewall`]).
+    pub fn with_firewall(mut self, firewall: Arc<dyn berth_firewall::Firewall>) -> Self {
+        self.network = task::network::Networking::new(firewall);
+        self
     }
 
     /// This instance's ARN.
@@ -588,6 +606,7 @@ impl Agent {
             metadata: self.metadata.as_ref().map(|m| m.registry.clone()),
             availability_zone: self.config.availability_zone.clone(),
             events: router,
+            network: self.network.clone(),
         };
         let mut actors: HashMap<String, (watch::Sender<DesiredTask>, tokio::task::JoinHandle<()>)> =
             HashMap::new();
@@ -631,6 +650,8 @@ impl Agent {
             };
             seen = resp.version;
             epoch.store(resp.epoch, std::sync::atomic::Ordering::Release);
+            // Before any actor looks: new tasks start with their groups' current rules.
+            self.network.set_groups(&resp.security_groups);
             actors.retain(|_, (_, handle)| !handle.is_finished());
             let mut desired: HashMap<String, DesiredTask> =
                 resp.tasks.into_iter().map(|t| (t.task_arn.clone(), t)).collect();
@@ -707,6 +728,14 @@ impl Agent {
             }
             let _ = self.runtime.remove(&c.id).await;
         }
+        // Bridges no container uses, cgroups of tasks no longer here (level-triggered).
+        let live: Vec<String> = desired
+            .keys()
+            .chain(actors.keys())
+            .map(|arn| arn.rsplit('/').next().unwrap_or_default().to_string())
+            .collect();
+        task::network::cleanup(self.runtime.as_ref(), &self.network, &self.instance_arn, &live)
+            .await;
     }
 }
 

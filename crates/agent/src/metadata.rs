@@ -66,6 +66,17 @@ pub struct ContainerMeta {
     pub ports: Vec<Value>,
     pub health: Option<String>,
     pub container_arn: Option<String>,
+    /// The task's own network interface, for an awsvpc task (ECS's v4 `Networks` fields).
+    pub awsvpc: Option<AwsvpcMeta>,
+}
+
+/// What the v4 endpoint shows of an awsvpc task's network interface.
+#[derive(Clone, Debug, Default)]
+pub struct AwsvpcMeta {
+    pub mac: String,
+    pub subnet_cidr: String,
+    pub private_dns_name: String,
+    pub gateway: String,
 }
 
 /// One task, as the endpoint shows it.
@@ -217,6 +228,20 @@ fn container_json(c: &ContainerMeta) -> Value {
             "IPv4Addresses": c.ipv4.iter().collect::<Vec<_>>(),
         }],
     });
+    if let Some(n) = &c.awsvpc {
+        // As ECS documents the v4 network of an awsvpc task.
+        v["Networks"][0] = json!({
+            "NetworkMode": "awsvpc",
+            "IPv4Addresses": c.ipv4.iter().collect::<Vec<_>>(),
+            "AttachmentIndex": 0,
+            "MACAddress": n.mac,
+            "IPv4SubnetCIDRBlock": n.subnet_cidr,
+            "DomainNameServers": [],
+            "DomainNameSearchList": [],
+            "PrivateDNSName": n.private_dns_name,
+            "SubnetGatewayIpv4Address": format!("{}/{}", n.gateway, n.subnet_cidr.rsplit('/').next().unwrap_or("32")),
+        });
+    }
     let m = v.as_object_mut().expect("object");
     for (k, val) in
         [("CreatedAt", &c.created_at), ("StartedAt", &c.started_at), ("FinishedAt", &c.finished_at)]
@@ -621,6 +646,7 @@ mod tests {
             metadata: Some(server.registry.clone()),
             availability_zone: "az".into(),
             events: crate::events::Router::new(),
+            network: Default::default(),
         };
         let td = serde_json::from_value(json!({
             "family": "f", "revision": 1,

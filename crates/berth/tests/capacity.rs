@@ -1,7 +1,7 @@
 //! Account settings and capacity providers end to end: `berth server` and two `berth agent`
 //! processes, each the capacity of one capacity provider (`--capacity-provider`), on the real
-//! Docker Engine, driven by boto3 (tests/py/test_capacity.py): RunTask and a service split
-//! across the two by a capacity provider strategy. Needs the image `berth-demo:latest`.
+//! Docker Engine, driven by boto3 (tests/py/test_capacity.py): RunTask, a service and a task
+//! set split across the two by a capacity provider strategy; short service ARNs. Needs the image `berth-demo:latest`.
 
 use std::path::Path;
 
@@ -28,5 +28,5 @@ fn capacity_suite() {
     let out = s.python(&script, &[&arns.join(",")]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "capacity suite failed:\n{stderr}");
-    assert!(stderr.contains("Ran 4 tests") && stderr.contains("\nOK"), "{stderr}");
+    assert!(stderr.contains("Ran 5 tests") && stderr.contains("\nOK"), "{stderr}");
 }

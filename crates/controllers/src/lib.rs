@@ -11,5 +11,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod asg;
+pub mod managed_scaling;
 pub mod service;
 pub mod task_sets;

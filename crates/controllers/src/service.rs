@@ -267,7 +267,11 @@ impl<'a> Pass<'a> {
             .tasks
             .iter()
             .filter(|t| t.last_status != TaskStatus::Stopped)
-            .filter(|t| instances.get(t.instance_id.as_str()).is_some_and(|i| !i.lost))
+            // (A task not yet placed, waiting for Fargate capacity, occupies its slot.)
+            .filter(|t| {
+                t.instance_id.is_empty()
+                    || instances.get(t.instance_id.as_str()).is_some_and(|i| !i.lost)
+            })
             .collect();
         Pass {
             input,

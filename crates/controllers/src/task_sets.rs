@@ -15,7 +15,10 @@
 //!   (and replaced). The rest are the set's live tasks.
 //! * **Scaling.** Fewer live tasks than the target: start the difference (unless the set's
 //!   launch delay, which three failures in a row start, has not passed); more: stop the
-//!   surplus, tasks not yet RUNNING first, then the most recently started. Task sets are
+//!   surplus, tasks not yet RUNNING first, then the most recently started. A set with a
+//!   capacity provider strategy splits its launches across it from what each provider runs
+//!   (`berth_scheduler::capacity::launches`) and scales in from the provider furthest above
+//!   its share (`berth_scheduler::capacity::scale_in_from`). Task sets are
 //!   scaled by their owner (the external controller), so no minimum healthy or maximum
 //!   percent bounds apply between sets.
 //! * **Counts.** `runningCount` / `pendingCount` are the live tasks kept, RUNNING or not;
@@ -29,6 +32,7 @@ use std::collections::BTreeMap;
 
 use berth_model::lifecycle::TaskStatus;
 use berth_model::task_set::{self as ts, TaskSetRecord};
+use berth_scheduler::capacity::ProviderShare;
 use berth_wire::ecs::StabilityStatus;
 
 use crate::service::{
@@ -152,6 +156,9 @@ pub fn reconcile(input: &TaskSetInput<'_>) -> TaskSetDecision {
             ts::computed_desired_count(input.desired_count, set.scale_percent())
         };
         let mut changed = false;
+        let shares = crate::service::strategy_shares(
+            set.task_set.capacity_provider_strategy.as_deref().unwrap_or_default(),
+        );
         if tasks.len() > target as usize {
             // Not yet RUNNING first, then the most recently started, then by id.
             tasks.sort_by(|a, b| {
@@ -165,18 +172,35 @@ pub fn reconcile(input: &TaskSetInput<'_>) -> TaskSetDecision {
                     )
                     .then(a.id.cmp(&b.id))
             });
-            for t in tasks.drain(..tasks.len() - target as usize) {
-                d.stop.push((t.id.clone(), StopWhy::Scaling { deployment: id.clone() }));
+            for t in scale_in(&shares, tasks, tasks.len() - target as usize) {
+                d.stop.push((t, StopWhy::Scaling { deployment: id.clone() }));
             }
             changed = true;
         } else if tasks.len() < target as usize && now >= d.task_sets[i].next_launch_at {
             let count = target as u32 - tasks.len() as u32;
-            d.start.push(Start {
-                deployment: id.clone(),
-                count,
-                instance: None,
-                capacity_provider: None,
-            });
+            if shares.is_empty() {
+                d.start.push(Start {
+                    deployment: id.clone(),
+                    count,
+                    instance: None,
+                    capacity_provider: None,
+                });
+            } else {
+                // Split across the set's strategy from what each provider runs now.
+                let per = berth_scheduler::capacity::launches(
+                    &shares,
+                    &per_provider(&shares, tasks),
+                    count,
+                );
+                for (share, n) in shares.iter().zip(per).filter(|(_, n)| *n > 0) {
+                    d.start.push(Start {
+                        deployment: id.clone(),
+                        count: n,
+                        instance: None,
+                        capacity_provider: Some(share.capacity_provider.clone()),
+                    });
+                }
+            }
             changed = true;
         } else if tasks.len() < target as usize {
             changed = true;
@@ -213,6 +237,51 @@ pub fn reconcile(input: &TaskSetInput<'_>) -> TaskSetDecision {
     d.task_sets = kept;
     d.finished = input.deleting && occupying.values().all(|n| *n == 0) && d.start.is_empty();
     d
+}
+
+/// How many of `tasks` each provider of `shares` runs, in strategy order (tasks of a provider
+/// outside the strategy count for none).
+fn per_provider(shares: &[ProviderShare], tasks: &[&TaskView]) -> Vec<u32> {
+    shares
+        .iter()
+        .map(|s| {
+            tasks
+                .iter()
+                .filter(|t| t.capacity_provider.as_deref() == Some(&s.capacity_provider))
+                .count() as u32
+        })
+        .collect()
+}
+
+/// The ids of `n` tasks to stop for a scale-in, `tasks` sorted by preference (first stopped
+/// first). Without a strategy, the first `n`; with one, each stop comes from the provider
+/// furthest above its share of what is left (`berth_scheduler::capacity::scale_in_from`), its
+/// most preferred task; tasks of providers outside the strategy go first.
+fn scale_in(shares: &[ProviderShare], tasks: &mut Vec<&TaskView>, n: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n && !tasks.is_empty() {
+        let at = if shares.is_empty() {
+            0
+        } else if let Some(k) = tasks.iter().position(|t| {
+            !shares.iter().any(|s| t.capacity_provider.as_deref() == Some(&s.capacity_provider))
+        }) {
+            k
+        } else {
+            let current = per_provider(shares, tasks);
+            let stoppable: Vec<bool> = current.iter().map(|c| *c > 0).collect();
+            let Some(j) = berth_scheduler::capacity::scale_in_from(shares, &current, &stoppable)
+            else {
+                break;
+            };
+            let name = shares[j].capacity_provider.as_str();
+            tasks
+                .iter()
+                .position(|t| t.capacity_provider.as_deref() == Some(name))
+                .expect("the provider runs a task")
+        };
+        out.push(tasks.remove(at).id.clone());
+    }
+    out
 }
 
 /// A task of set `i` stopped before it ever ran: three in a row delay the set's launches

@@ -10,7 +10,8 @@
 //!     passed since start, while the file `/tmp/unhealthy` exists, or after `POST
 //!     /health/fail` (undone by `POST /health/ok`)
 //!   * `GET /env` -> the environment, one `KEY=value` a line, sorted
-//!   * `GET /fetch?url=URL` -> GETs `URL` (plain HTTP) from inside the container and answers
+//!   * `GET /fetch?url=URL[&timeout_ms=MS]` -> GETs `URL` (plain HTTP, within MS
+//!     milliseconds, default 10 s) from inside the container and answers
 //!     with its status and body (for tests that must reach an address only the container
 //!     sees, such as the task metadata endpoint)
 //!   * anything else -> 404
@@ -62,6 +63,13 @@ const USAGE: &str =
        hello -check URL
        hello -exit CODE [-after SECS]
        hello -sleep SECS | -print-env | -alloc";
+
+/// The `/fetch` client's timeout: `timeout_ms` when it is a positive number, else 10 s.
+fn fetch_timeout(ms: Option<String>) -> Duration {
+    ms.and_then(|m| m.parse::<u64>().ok())
+        .filter(|m| *m > 0)
+        .map_or(Duration::from_secs(10), Duration::from_millis)
+}
 
 /// Parses the arguments after the program name.
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Options, String> {
@@ -339,7 +347,7 @@ impl Server {
             }
             ("GET", "/fetch") => match req.query_param("url") {
                 None => text(400, "missing url parameter\n"),
-                Some(url) => match http::get(&url, Duration::from_secs(10)) {
+                Some(url) => match http::get(&url, fetch_timeout(req.query_param("timeout_ms"))) {
                     Ok(resp) => {
                         let mut body = format!("{}\n", resp.status).into_bytes();
                         body.extend_from_slice(&resp.body);
@@ -461,6 +469,9 @@ mod tests {
         assert_eq!(s.respond(&req("GET", "/nope")).status, 404);
         assert_eq!(s.respond(&req("DELETE", "/")).status, 405);
         assert_eq!(s.respond(&req("GET", "/fetch")).status, 400);
+        assert_eq!(fetch_timeout(Some("250".into())), Duration::from_millis(250));
+        assert_eq!(fetch_timeout(Some("x".into())), Duration::from_secs(10));
+        assert_eq!(fetch_timeout(None), Duration::from_secs(10));
         let late = Server { fail_health_after: Some(Duration::ZERO), ..s };
         assert_eq!(late.respond(&req("GET", "/health")).status, 503);
     }

@@ -40,6 +40,16 @@ pub fn cluster_services_prefix(cluster: &str) -> String {
 pub fn service(cluster: &str, name: &str) -> String {
     format!("ecs/services/{cluster}/{name}")
 }
+/// `ecs/services-short-arn/<cluster>/<name>`: the live service was created with the
+/// `serviceLongArnFormat` account setting disabled, so its ARN is `service/<name>`. Written and
+/// deleted with the service's live record; ListServices reads it to show each ARN as minted.
+pub fn service_short_arn(cluster: &str, name: &str) -> String {
+    format!("ecs/services-short-arn/{cluster}/{name}")
+}
+/// Prefix of [`service_short_arn`] for one cluster.
+pub fn services_short_arn_prefix(cluster: &str) -> String {
+    format!("ecs/services-short-arn/{cluster}/")
+}
 /// `ecs/services-inactive/<cluster>/<name>`: a deleted service, still describable as INACTIVE
 /// until a new service takes its name.
 pub fn inactive_service(cluster: &str, name: &str) -> String {

@@ -26,14 +26,14 @@
 //!    `EXTERNAL` service may omit.
 //! 4. **taskDefinition** (create): required and non-empty unless the controller is
 //!    `EXTERNAL`; the server resolves it.
-//! 5. **launchType** (create): absent, `EC2` or `EXTERNAL`; `FARGATE` and `MANAGED_INSTANCES`
-//!    are unsupported. **capacityProviderStrategy** (non-empty): refused together with a
+//! 5. **launchType** (create): absent, `EC2`, `EXTERNAL` or `FARGATE`; `MANAGED_INSTANCES`
+//!    is unsupported. **capacityProviderStrategy** (non-empty): refused together with a
 //!    launch type with ECS's wording; alone it is checked by the server against the cluster's
 //!    capacity providers (and the service then runs by it).
 //! 6. **Members Berth does not implement yet** (unsupported): non-empty `loadBalancers`,
 //!    `role`, non-empty `serviceRegistries`, `serviceConnectConfiguration` that is enabled or
 //!    lists services, non-empty `vpcLatticeConfigurations`, non-empty `volumeConfigurations`,
-//!    `networkConfiguration`, `platformVersion`, `availabilityZoneRebalancing` `ENABLED`,
+//!    `availabilityZoneRebalancing` `ENABLED`,
 //!    `enableExecuteCommand` true. (`role`, `launchType` are CreateService members only.)
 //! 7. **schedulingStrategy** (default `REPLICA`) and **desiredCount**: a `REPLICA` service
 //!    needs `desiredCount` on create ("required if schedulingStrategy is REPLICA or isn't
@@ -421,12 +421,12 @@ fn check_members(m: &Members<'_>) -> Result<(), ServiceRuleError> {
         let _ = items;
     }
     match m.launch_type {
-        None | Some(LaunchType::Ec2) | Some(LaunchType::External) => {}
+        None | Some(LaunchType::Ec2) | Some(LaunchType::External) | Some(LaunchType::Fargate) => {}
         Some(other) => {
             return Err(unsupported(
                 "launchType",
                 format!(
-                    "launchType {other} is not supported by Berth yet; use EC2 (tasks run on the registered container instances)."
+                    "launchType {other} is not supported by Berth yet; use EC2 (tasks run on the registered container instances) or FARGATE."
                 ),
             ));
         }
@@ -469,18 +469,9 @@ fn check_members(m: &Members<'_>) -> Result<(), ServiceRuleError> {
             "volumeConfigurations is not implemented by Berth yet: Amazon EBS volumes configured at launch are not emulated. Omit volumeConfigurations and use the task definition's host or Docker volumes.",
         ));
     }
-    if m.network_configuration.is_some() {
-        return Err(unsupported(
-            "networkConfiguration",
-            "networkConfiguration needs awsvpc, which Berth's agent does not support yet: omit networkConfiguration and use a task definition with networkMode bridge, host or none.",
-        ));
-    }
-    if m.platform_version.is_some() {
-        return Err(unsupported(
-            "platformVersion",
-            "platformVersion applies to Fargate, which Berth does not run yet: omit platformVersion.",
-        ));
-    }
+    // networkConfiguration and platformVersion are checked by the server, which knows the
+    // task definition's network mode, the region's subnets and the launch type.
+    let _ = (m.network_configuration, m.platform_version);
     if m.availability_zone_rebalancing == Some(AvailabilityZoneRebalancing::Enabled) {
         return Err(unsupported(
             "availabilityZoneRebalancing",
@@ -659,8 +650,8 @@ fn apply_deployment_configuration(
 #[cfg(test)]
 mod tests {
     use berth_wire::ecs::{
-        AwsVpcConfiguration, CanaryConfiguration, DeploymentAlarms, DeploymentLifecycleHook,
-        LinearConfiguration, PropagateTags, ServiceConnectService, Tag,
+        CanaryConfiguration, DeploymentAlarms, DeploymentLifecycleHook, LinearConfiguration,
+        PropagateTags, ServiceConnectService, Tag,
     };
 
     use super::*;
@@ -1088,12 +1079,6 @@ mod tests {
             ),
             // launchType, capacityProviderStrategy
             (
-                "FARGATE",
-                CreateServiceRequest { launch_type: Some(LaunchType::Fargate), ..base() },
-                Unsupported,
-                "launchType",
-            ),
-            (
                 "MANAGED_INSTANCES",
                 CreateServiceRequest { launch_type: Some(LaunchType::ManagedInstances), ..base() },
                 Unsupported,
@@ -1164,32 +1149,6 @@ mod tests {
                 CreateServiceRequest { volume_configurations: n(1), ..base() },
                 Unsupported,
                 "volumeConfigurations",
-            ),
-            (
-                "network configuration",
-                CreateServiceRequest {
-                    network_configuration: Some(NetworkConfiguration {
-                        awsvpc_configuration: Some(AwsVpcConfiguration::default()),
-                    }),
-                    ..base()
-                },
-                Unsupported,
-                "networkConfiguration",
-            ),
-            (
-                "empty network configuration",
-                CreateServiceRequest {
-                    network_configuration: Some(NetworkConfiguration::default()),
-                    ..base()
-                },
-                Unsupported,
-                "networkConfiguration",
-            ),
-            (
-                "platform version",
-                CreateServiceRequest { platform_version: Some("LATEST".into()), ..base() },
-                Unsupported,
-                "platformVersion",
             ),
             (
                 "AZ rebalancing",
@@ -1517,21 +1476,22 @@ mod tests {
         assert!(
             msg(CreateServiceRequest { service_registries: n(1), ..base() }).contains("Cloud Map")
         );
-        assert!(
-            msg(CreateServiceRequest {
-                network_configuration: Some(NetworkConfiguration::default()),
-                ..base()
-            })
-            .contains("awsvpc")
-        );
         let bg = msg(CreateServiceRequest {
             deployment_configuration: dc(|d| d.strategy = Some(DeploymentStrategy::BlueGreen)),
             ..base()
         });
         assert!(bg.contains("BLUE_GREEN") && bg.contains(DEPLOYMENTS_LATER), "{bg}");
-        let fargate =
-            msg(CreateServiceRequest { launch_type: Some(LaunchType::Fargate), ..base() });
-        assert!(fargate.contains("launchType FARGATE"), "{fargate}");
+        let managed =
+            msg(CreateServiceRequest { launch_type: Some(LaunchType::ManagedInstances), ..base() });
+        assert!(managed.contains("launchType MANAGED_INSTANCES"), "{managed}");
+        // FARGATE is accepted here; the server checks the task definition and network.
+        assert!(
+            validate_create(&CreateServiceRequest {
+                launch_type: Some(LaunchType::Fargate),
+                ..base()
+            })
+            .is_ok()
+        );
         let cd = msg(CreateServiceRequest {
             deployment_controller: Some(DeploymentController {
                 r#type: Some(DeploymentControllerType::CodeDeploy),
@@ -1875,23 +1835,6 @@ mod tests {
                 UpdateServiceRequest { volume_configurations: n(1), ..upd() },
                 Unsupported,
                 "volumeConfigurations",
-            ),
-            (
-                "network configuration",
-                current(),
-                UpdateServiceRequest {
-                    network_configuration: Some(NetworkConfiguration::default()),
-                    ..upd()
-                },
-                Unsupported,
-                "networkConfiguration",
-            ),
-            (
-                "platform version",
-                current(),
-                UpdateServiceRequest { platform_version: Some("1.4.0".into()), ..upd() },
-                Unsupported,
-                "platformVersion",
             ),
             (
                 "AZ rebalancing",

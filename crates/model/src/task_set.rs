@@ -107,7 +107,7 @@ pub fn validate_scale(scale: Option<&Scale>) -> Result<Scale, ServiceRuleError> 
 }
 
 /// The members of CreateTaskSet Berth refuses, or ECS refuses: a launch type other than EC2 or
-/// EXTERNAL, a capacity provider strategy (with a launch type: ECS's wording), load
+/// EXTERNAL, a capacity provider strategy with a launch type (ECS's wording), load
 /// balancers, service registries, a network configuration (awsvpc) and a platform version
 /// (Fargate). Then `scale` and `externalId` and `clientToken`. Returns the scale to store.
 pub fn validate_create(req: &CreateTaskSetRequest) -> Result<Scale, ServiceRuleError> {
@@ -121,22 +121,14 @@ pub fn validate_create(req: &CreateTaskSetRequest) -> Result<Scale, ServiceRuleE
             "taskDefinition is required: give the family:revision or the full ARN of the task definition the task set runs.",
         )));
     }
-    if let Some(items) = req.capacity_provider_strategy.as_deref().filter(|s| !s.is_empty()) {
-        if req.launch_type.is_some() {
-            return Err(ServiceRuleError::Invalid(ModelError::invalid(
-                "capacityProviderStrategy",
-                "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
-            )));
-        }
-        let names: Vec<&str> =
-            items.iter().filter_map(|i| i.capacity_provider.as_deref()).collect();
-        return Err(unsupported(
+    // The strategy itself is checked against the cluster by the server.
+    if req.capacity_provider_strategy.as_deref().is_some_and(|s| !s.is_empty())
+        && req.launch_type.is_some()
+    {
+        return Err(ServiceRuleError::Invalid(ModelError::invalid(
             "capacityProviderStrategy",
-            format!(
-                "capacityProviderStrategy ({}) on a task set is not implemented by Berth yet: omit it or use launchType EC2.",
-                names.join(", ")
-            ),
-        ));
+            "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
+        )));
     }
     match req.launch_type {
         None | Some(LaunchType::Ec2) | Some(LaunchType::External) => {}

@@ -19,8 +19,9 @@ use berth_runtime::{
 };
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum,
-    ContainerSummaryStateEnum, DeviceMapping, HealthConfig, HealthStatusEnum, HostConfig,
-    HostConfigLogConfig, ImageInspect, PortBinding as DockerPortBinding, ResourcesUlimits,
+    ContainerSummaryStateEnum, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
+    HealthStatusEnum, HostConfig, HostConfigLogConfig, ImageInspect, NetworkingConfig,
+    PortBinding as DockerPortBinding, ResourcesUlimits,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -230,7 +231,26 @@ pub fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody, RuntimeE
         security_opt: non_empty(spec.security_opts.clone()),
         pid_mode: spec.pid_mode.clone(),
         ipc_mode: spec.ipc_mode.clone(),
+        cgroup_parent: spec.cgroup_parent.as_deref().map(crate::network::cgroup_parent),
         ..HostConfig::default()
+    };
+    let networking_config = match (&spec.network_mode, &spec.ipv4_address) {
+        (NetworkMode::Named(net), Some(ip)) => Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                net.clone(),
+                EndpointSettings {
+                    ipam_config: Some(EndpointIpamConfig {
+                        ipv4_address: Some(ip.clone()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        (_, Some(_)) => {
+            return Err(invalid(spec, "a fixed IPv4 address needs a named network"));
+        }
+        _ => None,
     };
 
     Ok(ContainerCreateBody {
@@ -249,6 +269,7 @@ pub fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody, RuntimeE
         open_stdin: spec.interactive.then_some(true),
         network_disabled: spec.network_disabled.then_some(true),
         host_config: Some(host_config),
+        networking_config,
         ..ContainerCreateBody::default()
     })
 }
@@ -372,6 +393,7 @@ pub fn status_from(c: &ContainerInspectResponse) -> ContainerStatus {
         port_bindings,
         ip_address,
         networks,
+        pid: st.and_then(|s| s.pid).filter(|p| *p > 0).and_then(|p| u32::try_from(p).ok()),
     }
 }
 
@@ -514,13 +536,36 @@ mod tests {
             network_disabled: false,
             pid_mode: Some("host".into()),
             ipc_mode: Some("shareable".into()),
+            ipv4_address: None,
+            mac_address: None,
+            cgroup_parent: Some("berth/t1".into()),
         }
+    }
+
+    #[test]
+    fn a_fixed_address_goes_to_the_named_network_endpoint() {
+        let spec = ContainerSpec {
+            name: "pause".into(),
+            image: "berth-pause:latest".into(),
+            network_mode: NetworkMode::Named("berth-subnet-s1".into()),
+            ipv4_address: Some("10.213.1.9".into()),
+            ..Default::default()
+        };
+        let body = serde_json::to_value(create_body(&spec).unwrap()).unwrap();
+        assert_eq!(
+            body["NetworkingConfig"]["EndpointsConfig"]["berth-subnet-s1"]["IPAMConfig"]["IPv4Address"],
+            "10.213.1.9"
+        );
+        assert_eq!(body["HostConfig"]["NetworkMode"], "berth-subnet-s1");
+        let bad = ContainerSpec { network_mode: NetworkMode::Bridge, ..spec };
+        assert!(matches!(create_body(&bad), Err(RuntimeError::Invalid { .. })));
     }
 
     #[test]
     fn every_spec_field_reaches_the_create_body() {
         let body = serde_json::to_value(create_body(&full_spec()).unwrap()).unwrap();
         let hc = &body["HostConfig"];
+        assert_eq!(hc["CgroupParent"], "/berth/t1");
         assert_eq!(body["Image"], "berth-demo:latest");
         assert_eq!(body["Cmd"], json!(["-listen", ":9090"]));
         assert_eq!(body["Entrypoint"], json!(["/hello"]));

@@ -17,19 +17,24 @@
 //!   an exit code, not an error.
 //! * [`Runtime::events`] follows the engine's `/events` with its `since` set from the
 //!   engine's own clock, so nothing after `Subscribed` is missed ([`events`] tells how).
+//! * awsvpc and task sizes: [`network`] (bridge networks, a fixed MAC through a raw create
+//!   request, shared cgroups under `/sys/fs/cgroup`) and [`pause`] (the locally built
+//!   `berth-pause` image that holds a task's network namespace).
 #![forbid(unsafe_code)]
 
 pub mod convert;
 pub mod demo;
 pub mod events;
+pub mod network;
+pub mod pause;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_runtime::{
-    ContainerSpec, ContainerStatus, ContainerSummary, EventStream, ImageInfo, ObjectKind, Runtime,
-    RuntimeError, RuntimeInfo, VolumeSpec,
+    CgroupSpec, ContainerSpec, ContainerStatus, ContainerSummary, EventStream, ImageInfo,
+    NetworkInfo, NetworkSpec, ObjectKind, Runtime, RuntimeError, RuntimeInfo, VolumeSpec,
 };
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
@@ -42,6 +47,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 pub use demo::{BuildContext, DEMO_DOCKERFILE, DEMO_IMAGE};
+pub use pause::PAUSE_IMAGE;
 
 /// Default bound on one engine request.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -54,6 +60,7 @@ pub struct DockerRuntime {
     docker: Docker,
     request_timeout: Duration,
     pull_timeout: Duration,
+    cgroups: network::Cgroups,
 }
 
 impl DockerRuntime {
@@ -72,6 +79,7 @@ impl DockerRuntime {
             docker: docker.with_timeout(DEFAULT_REQUEST_TIMEOUT),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             pull_timeout: DEFAULT_PULL_TIMEOUT,
+            cgroups: network::Cgroups::default(),
         }
     }
 
@@ -149,6 +157,10 @@ pub(crate) fn map_error(
                 (ObjectKind::Container, rest.trim().to_string())
             } else if lower.contains("no such volume") {
                 (ObjectKind::Volume, id.to_string())
+            } else if lower.starts_with("network ") && lower.contains(" not found") {
+                // "network berth-subnet-x not found"
+                let name = message["network ".len()..].split(" not found").next().unwrap_or(id);
+                (ObjectKind::Network, name.trim().to_string())
             } else {
                 (kind, id.to_string())
             };
@@ -263,6 +275,9 @@ impl Runtime for DockerRuntime {
             name: (!spec.name.is_empty()).then(|| spec.name.clone()),
             ..Default::default()
         };
+        if let Some(mac) = &spec.mac_address {
+            return self.create_with_mac(&spec.name, &body, mac).await;
+        }
         let resp = self.docker.create_container(Some(opts), body).await.map_err(|e| {
             match self.err("create", ObjectKind::Image, &spec.image, e) {
                 // A 409 on create is the name; a 404 names the image or a missing container.
@@ -413,6 +428,55 @@ impl Runtime for DockerRuntime {
         }
     }
 
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<(), RuntimeError> {
+        self.create_network_impl(spec).await
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
+        self.remove_network_impl(name).await
+    }
+
+    async fn list_networks(
+        &self,
+        labels: &[(String, String)],
+    ) -> Result<Vec<NetworkInfo>, RuntimeError> {
+        self.list_networks_impl(labels).await
+    }
+
+    async fn create_cgroup(&self, spec: &CgroupSpec) -> Result<(), RuntimeError> {
+        let info =
+            self.docker.info().await.map_err(|e| self.err("info", ObjectKind::Container, "", e))?;
+        if info.cgroup_driver.as_ref().map(|d| d.to_string()).as_deref() == Some("systemd") {
+            return Err(RuntimeError::Invalid {
+                id: spec.name.clone(),
+                message: "task-level cpu and memory limits need Docker's cgroupfs cgroup driver (this engine uses systemd)".into(),
+            });
+        }
+        let (cg, spec) = (self.cgroups.clone(), spec.clone());
+        tokio::task::spawn_blocking(move || cg.create(&spec))
+            .await
+            .map_err(|e| RuntimeError::Engine { op: "create cgroup", message: e.to_string() })?
+    }
+
+    async fn remove_cgroup(&self, name: &str) -> Result<(), RuntimeError> {
+        let (cg, name) = (self.cgroups.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || cg.remove(&name))
+            .await
+            .map_err(|e| RuntimeError::Engine { op: "remove cgroup", message: e.to_string() })?
+    }
+
+    async fn list_cgroups(&self, prefix: &str) -> Result<Vec<String>, RuntimeError> {
+        let (cg, prefix) = (self.cgroups.clone(), prefix.to_string());
+        tokio::task::spawn_blocking(move || cg.list(&prefix))
+            .await
+            .map_err(|e| RuntimeError::Engine { op: "list cgroups", message: e.to_string() })?
+    }
+
+    async fn pause_image(&self) -> Result<String, RuntimeError> {
+        self.ensure_pause_image().await?;
+        Ok(PAUSE_IMAGE.to_string())
+    }
+
     fn events(&self, labels: &[(String, String)]) -> EventStream {
         events::stream(self, labels)
     }
@@ -452,6 +516,10 @@ mod tests {
                 server(404, "get v: no such volume")
             ),
             RuntimeError::NotFound { kind: ObjectKind::Volume, id: "v".into() }
+        );
+        assert_eq!(
+            map_error("create", ObjectKind::Image, "x", t, server(404, "network nope not found")),
+            RuntimeError::NotFound { kind: ObjectKind::Network, id: "nope".into() }
         );
         assert!(matches!(
             map_error("c", ObjectKind::Container, "n", t, server(409, "in use")),

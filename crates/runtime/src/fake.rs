@@ -11,6 +11,11 @@
 //!   limits below 6 MiB are rejected, a fixed host port bound by a running container makes
 //!   `start` fail, a volume in use cannot be removed, a force-removed running container is
 //!   killed (exit 137) and its waiters get that code.
+//! * Networks and shared cgroups as Docker has them ([`net`](self) rules): a network's subnet
+//!   may not overlap another's (`bridge` is 172.17.0.0/16), a container on a named network
+//!   needs the network and, with a fixed address, a free one inside its subnet; a network or
+//!   cgroup still used by a container cannot be removed. Running containers have a pid
+//!   (counting up from 1000).
 //! * Pulls succeed for every reference unless [`FakeRuntime::fail_pull`] names it; a pulled
 //!   image is then present locally. `busybox` and `busybox:latest` are the same image.
 //! * Every trait call is recorded ([`FakeRuntime::calls`]) before it runs, including calls
@@ -36,12 +41,15 @@ use futures_util::StreamExt;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 
+use crate::{CgroupSpec, NetworkInfo, NetworkSpec};
 use crate::{
     ContainerEvent, ContainerEventKind, ContainerSpec, ContainerState, ContainerStatus,
     ContainerSummary, EventStream, HealthStatus, ImageInfo, MountSource, NetworkAttachment,
     NetworkMode, ObjectKind, PortBinding, Runtime, RuntimeError, RuntimeEvent, RuntimeInfo,
     VolumeSpec,
 };
+
+mod net;
 
 /// One [`Runtime`] operation, for [`FakeRuntime::fail_next`] and [`Call::op`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -61,6 +69,13 @@ pub enum Op {
     ListVolumes,
     Stats,
     Events,
+    CreateNetwork,
+    RemoveNetwork,
+    ListNetworks,
+    CreateCgroup,
+    RemoveCgroup,
+    ListCgroups,
+    PauseImage,
 }
 
 /// A recorded call, with its arguments.
@@ -81,6 +96,13 @@ pub enum Call {
     ListVolumes(Vec<(String, String)>),
     Stats(String),
     Events(Vec<(String, String)>),
+    CreateNetwork(NetworkSpec),
+    RemoveNetwork(String),
+    ListNetworks(Vec<(String, String)>),
+    CreateCgroup(CgroupSpec),
+    RemoveCgroup(String),
+    ListCgroups(String),
+    PauseImage,
 }
 
 impl Call {
@@ -102,6 +124,13 @@ impl Call {
             Call::ListVolumes(_) => Op::ListVolumes,
             Call::Stats(_) => Op::Stats,
             Call::Events(_) => Op::Events,
+            Call::CreateNetwork(_) => Op::CreateNetwork,
+            Call::RemoveNetwork(_) => Op::RemoveNetwork,
+            Call::ListNetworks(_) => Op::ListNetworks,
+            Call::CreateCgroup(_) => Op::CreateCgroup,
+            Call::RemoveCgroup(_) => Op::RemoveCgroup,
+            Call::ListCgroups(_) => Op::ListCgroups,
+            Call::PauseImage => Op::PauseImage,
         }
     }
 }
@@ -156,6 +185,11 @@ struct State {
     subscribers: Vec<Subscriber>,
     /// While set, events are dropped instead of delivered.
     muted: bool,
+    /// Networks by name (the default `bridge`, 172.17.0.0/16, is there from the start).
+    networks: BTreeMap<String, NetworkInfo>,
+    /// Shared cgroups by name.
+    cgroups: BTreeMap<String, CgroupSpec>,
+    next_pid: u32,
 }
 
 /// One live [`Runtime::events`] subscription.
@@ -182,6 +216,9 @@ impl Default for FakeRuntime {
         Self::new()
     }
 }
+
+/// What [`Runtime::pause_image`] answers (and adds as a local image).
+pub const PAUSE_IMAGE: &str = "berth-pause:latest";
 
 const BASE_TIME: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
@@ -223,6 +260,9 @@ impl FakeRuntime {
             failures: BTreeMap::new(),
             subscribers: Vec::new(),
             muted: false,
+            networks: net::default_networks(),
+            cgroups: BTreeMap::new(),
+            next_pid: 1000,
         };
         let (changed, _) = watch::channel(0);
         FakeRuntime { inner: Arc::new(Inner { state: Mutex::new(state), changed }) }
@@ -234,6 +274,16 @@ impl FakeRuntime {
 
     fn notify(&self) {
         self.inner.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Every network (the default `bridge` included), by name.
+    pub fn networks(&self) -> Vec<NetworkInfo> {
+        self.lock().networks.values().cloned().collect()
+    }
+
+    /// Every shared cgroup, by name.
+    pub fn cgroups(&self) -> Vec<CgroupSpec> {
+        self.lock().cgroups.values().cloned().collect()
     }
 
     /// What [`Runtime::info`] reports.
@@ -487,6 +537,7 @@ fn exit_locked(st: &mut State, key: &str, code: i64, oom: bool) -> bool {
     c.status.exit_code = Some(code);
     c.status.oom_killed = oom;
     c.status.finished_at = Some(t);
+    c.status.pid = None;
     c.status.port_bindings.clear();
     c.status.ip_address = None;
     for n in &mut c.status.networks {
@@ -591,6 +642,7 @@ impl Runtime for FakeRuntime {
         {
             return Err(not_found(ObjectKind::Container, other));
         }
+        net::check_create(&st, spec, &name)?;
         for m in &spec.mounts {
             if let MountSource::Volume(v) = &m.source {
                 st.volumes
@@ -617,6 +669,7 @@ impl Runtime for FakeRuntime {
             port_bindings: Vec::new(),
             ip_address: None,
             networks: Vec::new(),
+            pid: None,
         };
         st.containers.insert(id.clone(), FakeContainer { spec: spec.clone(), status, run: 0 });
         Ok(id)
@@ -688,8 +741,14 @@ impl Runtime for FakeRuntime {
             }
             let networks = match &spec.network_mode {
                 NetworkMode::Bridge | NetworkMode::Named(_) => {
-                    let ip = format!("172.17.0.{}", st.next_ip);
-                    st.next_ip = st.next_ip.checked_add(1).unwrap_or(2);
+                    let ip = match &spec.ipv4_address {
+                        Some(ip) => ip.clone(),
+                        None => {
+                            let ip = format!("172.17.0.{}", st.next_ip);
+                            st.next_ip = st.next_ip.checked_add(1).unwrap_or(2);
+                            ip
+                        }
+                    };
                     let name = match &spec.network_mode {
                         NetworkMode::Named(n) => n.clone(),
                         _ => "bridge".into(),
@@ -697,13 +756,18 @@ impl Runtime for FakeRuntime {
                     vec![NetworkAttachment {
                         name,
                         ip_address: Some(ip),
-                        mac_address: Some("02:42:ac:11:00:02".into()),
+                        mac_address: Some(
+                            spec.mac_address.clone().unwrap_or_else(|| "02:42:ac:11:00:02".into()),
+                        ),
                     }]
                 }
                 _ => Vec::new(),
             };
             let t = now(&mut st);
+            let pid = st.next_pid;
+            st.next_pid += 1;
             let c = st.containers.get_mut(&key).expect("found");
+            c.status.pid = Some(pid);
             c.run += 1;
             c.status.state = ContainerState::Running;
             c.status.exit_code = None;
@@ -900,6 +964,47 @@ impl Runtime for FakeRuntime {
         })))
     }
 
+    async fn pause_image(&self) -> Result<String, RuntimeError> {
+        self.begin(Call::PauseImage)?;
+        add_image_locked(&mut self.lock(), PAUSE_IMAGE);
+        Ok(PAUSE_IMAGE.to_string())
+    }
+
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<(), RuntimeError> {
+        self.begin(Call::CreateNetwork(spec.clone()))?;
+        net::create_network(&mut self.lock(), spec)
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
+        self.begin(Call::RemoveNetwork(name.to_string()))?;
+        net::remove_network(&mut self.lock(), name)
+    }
+
+    async fn list_networks(
+        &self,
+        labels: &[(String, String)],
+    ) -> Result<Vec<NetworkInfo>, RuntimeError> {
+        self.begin(Call::ListNetworks(labels.to_vec()))?;
+        let st = self.lock();
+        Ok(st.networks.values().filter(|n| has_labels(&n.labels, labels)).cloned().collect())
+    }
+
+    async fn create_cgroup(&self, spec: &CgroupSpec) -> Result<(), RuntimeError> {
+        self.begin(Call::CreateCgroup(spec.clone()))?;
+        self.lock().cgroups.insert(spec.name.clone(), spec.clone());
+        Ok(())
+    }
+
+    async fn remove_cgroup(&self, name: &str) -> Result<(), RuntimeError> {
+        self.begin(Call::RemoveCgroup(name.to_string()))?;
+        net::remove_cgroup(&mut self.lock(), name)
+    }
+
+    async fn list_cgroups(&self, prefix: &str) -> Result<Vec<String>, RuntimeError> {
+        self.begin(Call::ListCgroups(prefix.to_string()))?;
+        Ok(self.lock().cgroups.keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+    }
+
     fn events(&self, labels: &[(String, String)]) -> EventStream {
         enum Stage {
             Subscribe(FakeRuntime, Vec<(String, String)>),
@@ -931,242 +1036,4 @@ impl Runtime for FakeRuntime {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{HealthCheck, Mount, PortSpec, Protocol};
-
-    fn spec(name: &str, image: &str) -> ContainerSpec {
-        ContainerSpec { name: name.into(), image: image.into(), ..ContainerSpec::default() }
-    }
-
-    #[tokio::test]
-    async fn create_needs_a_local_image_and_a_free_name() {
-        let rt = FakeRuntime::new();
-        let err = rt.create(&spec("a", "app")).await.unwrap_err();
-        assert!(matches!(err, RuntimeError::NotFound { kind: ObjectKind::Image, .. }));
-        assert!(rt.image("app:latest").await.unwrap().is_none());
-        let pulled = rt.pull("app").await.unwrap();
-        assert_eq!(rt.image("app:latest").await.unwrap(), Some(pulled));
-        let id = rt.create(&spec("a", "app:latest")).await.unwrap();
-        assert_eq!(id.len(), 64);
-        assert!(matches!(rt.create(&spec("a", "app")).await, Err(RuntimeError::Conflict { .. })));
-        let status = rt.inspect("a").await.unwrap().unwrap();
-        assert_eq!(status.state, ContainerState::Created);
-        assert_eq!(status.id, id);
-    }
-
-    #[tokio::test]
-    async fn pull_failures_and_injected_errors() {
-        let rt = FakeRuntime::new();
-        rt.fail_pull("private/app:1", "denied");
-        let err = rt.pull("private/app:1").await.unwrap_err();
-        assert_eq!(
-            err,
-            RuntimeError::Pull { image: "private/app:1".into(), message: "denied".into() }
-        );
-        rt.fail_next(Op::Info, RuntimeError::Engine { op: "info", message: "down".into() });
-        assert!(rt.info().await.is_err());
-        assert_eq!(rt.info().await.unwrap().os, "linux");
-        assert_eq!(rt.calls_of(Op::Info).len(), 2);
-        assert_eq!(rt.calls()[0], Call::Pull("private/app:1".into()));
-    }
-
-    #[tokio::test]
-    async fn start_binds_ports_and_wait_sees_exit_codes() {
-        let rt = FakeRuntime::new();
-        rt.add_image("web:1");
-        let mut s = spec("web", "web:1");
-        s.ports = vec![
-            PortSpec {
-                container_port: 8080,
-                host_port: None,
-                protocol: Protocol::Tcp,
-                host_ip: None,
-            },
-            PortSpec {
-                container_port: 53,
-                host_port: Some(5353),
-                protocol: Protocol::Udp,
-                host_ip: None,
-            },
-        ];
-        let id = rt.create(&s).await.unwrap();
-        rt.start(&id).await.unwrap();
-        let st = rt.inspect(&id).await.unwrap().unwrap();
-        assert!(st.is_running());
-        assert_eq!(st.host_port(8080, Protocol::Tcp), Some(32768));
-        assert_eq!(st.host_port(53, Protocol::Udp), Some(5353));
-        assert_eq!(st.ip_address.as_deref(), Some("172.17.0.2"));
-
-        // A second container wanting the same fixed port cannot start.
-        let mut s2 = s.clone();
-        s2.name = "web2".into();
-        let id2 = rt.create(&s2).await.unwrap();
-        assert!(matches!(rt.start(&id2).await, Err(RuntimeError::Engine { .. })));
-
-        let waiter = {
-            let rt = rt.clone();
-            let id = id.clone();
-            tokio::spawn(async move { rt.wait_exit(&id).await })
-        };
-        tokio::task::yield_now().await;
-        assert!(rt.exit(&id, 3));
-        assert_eq!(waiter.await.unwrap().unwrap(), 3);
-        let st = rt.inspect(&id).await.unwrap().unwrap();
-        assert_eq!((st.state, st.exit_code), (ContainerState::Exited, Some(3)));
-        assert!(st.finished_at > st.started_at);
-        // Not running: wait returns at once; stop is idempotent.
-        assert_eq!(rt.wait_exit(&id).await.unwrap(), 3);
-        rt.stop(&id, Duration::from_secs(1)).await.unwrap();
-        assert_eq!(rt.wait_exit(&id).await.unwrap(), 3);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn scripts_run_on_tokio_time() {
-        let rt = FakeRuntime::new();
-        rt.add_image("job");
-        rt.add_image("hog");
-        rt.add_image("web");
-        rt.script(
-            "job",
-            Script { exit_after: Some((Duration::from_secs(5), 1)), ..Script::default() },
-        );
-        rt.script("hog", Script { oom_after: Some(Duration::from_secs(2)), ..Script::default() });
-        rt.script(
-            "web",
-            Script {
-                health: vec![
-                    (Duration::from_secs(1), HealthStatus::Healthy),
-                    (Duration::from_secs(10), HealthStatus::Unhealthy),
-                ],
-                ignore_stop_signal: true,
-                ..Script::default()
-            },
-        );
-        let job = rt.create(&spec("job", "job")).await.unwrap();
-        let hog = rt.create(&spec("hog", "hog")).await.unwrap();
-        let mut w = spec("web", "web");
-        w.healthcheck = Some(HealthCheck {
-            test: vec![
-                "CMD".into(),
-                "/hello".into(),
-                "-check".into(),
-                "http://127.0.0.1:8080/health".into(),
-            ],
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_secs(1),
-            retries: 1,
-            start_period: Duration::ZERO,
-        });
-        let web = rt.create(&w).await.unwrap();
-        for id in [&job, &hog, &web] {
-            rt.start(id).await.unwrap();
-        }
-        let health = |rt: FakeRuntime, id: String| async move {
-            rt.inspect(&id).await.unwrap().unwrap().health
-        };
-        assert_eq!(health(rt.clone(), web.clone()).await, Some(HealthStatus::Starting));
-        assert_eq!(rt.wait_exit(&hog).await.unwrap(), 137);
-        assert!(rt.inspect(&hog).await.unwrap().unwrap().oom_killed);
-        assert_eq!(health(rt.clone(), web.clone()).await, Some(HealthStatus::Healthy));
-        assert_eq!(rt.wait_exit(&job).await.unwrap(), 1);
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        assert_eq!(health(rt.clone(), web.clone()).await, Some(HealthStatus::Unhealthy));
-        rt.stop(&web, Duration::from_secs(30)).await.unwrap();
-        assert_eq!(rt.wait_exit(&web).await.unwrap(), 137);
-    }
-
-    #[tokio::test]
-    async fn labels_volumes_and_removal() {
-        let rt = FakeRuntime::new();
-        rt.add_image("app");
-        let mut a = spec("a", "app");
-        a.labels.insert("task".into(), "t1".into());
-        a.mounts = vec![Mount {
-            source: MountSource::Volume("data".into()),
-            target: "/data".into(),
-            read_only: false,
-        }];
-        let mut b = spec("b", "app");
-        b.labels.insert("task".into(), "t2".into());
-        let a_id = rt.create(&a).await.unwrap();
-        rt.create(&b).await.unwrap();
-        let only_t1 = rt.list(&[("task".into(), "t1".into())]).await.unwrap();
-        assert_eq!(only_t1.len(), 1);
-        assert_eq!(only_t1[0].name, "a");
-        assert_eq!(rt.list(&[]).await.unwrap().len(), 2);
-
-        let vol = VolumeSpec {
-            name: "data".into(),
-            labels: [("task".to_string(), "t1".to_string())].into(),
-            ..VolumeSpec::default()
-        };
-        rt.create_volume(&vol).await.unwrap(); // exists already (auto-created): fine
-        assert!(matches!(rt.remove_volume("data").await, Err(RuntimeError::Conflict { .. })));
-        rt.start(&a_id).await.unwrap();
-        let waiter = {
-            let rt = rt.clone();
-            let id = a_id.clone();
-            tokio::spawn(async move { rt.wait_exit(&id).await })
-        };
-        tokio::task::yield_now().await;
-        rt.remove(&a_id).await.unwrap();
-        assert_eq!(waiter.await.unwrap().unwrap(), 137);
-        rt.remove(&a_id).await.unwrap();
-        assert!(rt.inspect(&a_id).await.unwrap().is_none());
-        assert!(rt.stats(&a_id).await.unwrap().is_none());
-        assert!(matches!(rt.stop(&a_id, Duration::ZERO).await, Err(RuntimeError::NotFound { .. })));
-        rt.remove_volume("data").await.unwrap();
-        rt.remove_volume("data").await.unwrap();
-        assert!(rt.volumes().is_empty());
-    }
-
-    #[tokio::test]
-    async fn events_follow_labelled_containers_until_the_stream_drops() {
-        use crate::{ContainerEvent, ContainerEventKind as K};
-        let rt = FakeRuntime::new();
-        rt.add_image("app");
-        let mut watched = spec("w", "app");
-        watched.labels.insert("team".into(), "a".into());
-        watched.healthcheck = Some(HealthCheck {
-            test: vec!["CMD".into(), "true".into()],
-            interval: Duration::from_secs(5),
-            timeout: Duration::from_secs(1),
-            retries: 1,
-            start_period: Duration::ZERO,
-        });
-        let w = rt.create(&watched).await.unwrap();
-        let other = rt.create(&spec("o", "app")).await.unwrap();
-        rt.start(&w).await.unwrap(); // before the stream is polled: not delivered
-        let labels = vec![("team".to_string(), "a".to_string())];
-        let mut events = rt.events(&labels);
-        assert_eq!(rt.calls_of(Op::Events), vec![Call::Events(labels.clone())]);
-        assert_eq!(rt.event_subscribers(), 0, "subscribed when first polled");
-        assert_eq!(events.next().await.unwrap().unwrap(), RuntimeEvent::Subscribed);
-        assert_eq!(rt.event_subscribers(), 1);
-        rt.start(&other).await.unwrap(); // not labelled: not delivered
-        assert!(rt.set_health(&w, HealthStatus::Healthy));
-        assert!(rt.set_health(&w, HealthStatus::Healthy)); // no change: no event
-        rt.mute_events(true);
-        assert!(rt.set_health(&w, HealthStatus::Unhealthy)); // lost
-        rt.mute_events(false);
-        rt.push_event(&w, K::Start);
-        rt.oom_kill(&w);
-        rt.remove(&w).await.unwrap();
-        let c = |kind| RuntimeEvent::Container(ContainerEvent { id: w.clone(), kind });
-        for want in
-            [c(K::Health(HealthStatus::Healthy)), c(K::Start), c(K::Oom), c(K::Die), c(K::Destroy)]
-        {
-            assert_eq!(events.next().await.unwrap().unwrap(), want);
-        }
-        rt.drop_event_streams();
-        assert!(matches!(events.next().await, Some(Err(RuntimeError::Engine { .. }))));
-        assert!(events.next().await.is_none(), "the stream ends after its error");
-        assert_eq!(rt.event_subscribers(), 0);
-
-        rt.fail_next(Op::Events, RuntimeError::Engine { op: "events", message: "down".into() });
-        let mut failed = rt.events(&[]);
-        assert!(matches!(failed.next().await, Some(Err(RuntimeError::Engine { .. }))));
-        assert!(failed.next().await.is_none());
-    }
-}
+mod tests;

@@ -18,6 +18,13 @@
 //! * Nothing here reads an ECS type: the agent translates a task definition into a
 //!   [`ContainerSpec`]. Sizes are bytes, durations are [`Duration`]s, and the runtime never
 //!   invents defaults the agent did not ask for (an unset `Option` leaves the engine's own).
+//! * Networks ([`Runtime::create_network`]) and shared cgroups ([`Runtime::create_cgroup`])
+//!   are the awsvpc and task-size building blocks: a container joins a named network with a
+//!   fixed address and MAC ([`ContainerSpec::ipv4_address`], [`ContainerSpec::mac_address`]),
+//!   another container's network namespace ([`NetworkMode::Container`]), and a shared cgroup
+//!   ([`ContainerSpec::cgroup_parent`]) whose limit holds for all its containers together; a
+//!   container the kernel kills because that shared limit was reached reads `oom_killed`
+//!   like one killed for its own limit (Docker 20.10 flags it, verified on cgroup v1).
 //! * [`Runtime::events`] is a hint, never the state: each [`EventStream`] is one subscription
 //!   that first yields [`RuntimeEvent::Subscribed`] once it is in effect, then a
 //!   [`ContainerEvent`] for every later start, exit, OOM kill, health change and removal of a
@@ -97,6 +104,41 @@ pub trait Runtime: Send + Sync + 'static {
     /// task metadata endpoint's `/stats` serves). `None` if the container does not exist.
     async fn stats(&self, id: &str) -> Result<Option<serde_json::Value>, RuntimeError>;
 
+    /// Creates a user-defined bridge network ([`NetworkSpec`]). Idempotent: a network of
+    /// that name with the same subnet already there is `Ok`; one with another subnet is
+    /// [`RuntimeError::Conflict`]. A subnet overlapping another network's is
+    /// [`RuntimeError::Conflict`] (the engine's message; [`Runtime::list_networks`] tells
+    /// which network it overlaps).
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<(), RuntimeError>;
+
+    /// Removes a network by name; a missing network is `Ok`, one that containers still use is
+    /// [`RuntimeError::Conflict`].
+    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError>;
+
+    /// Every network that carries every one of `labels` (all networks for none), by name.
+    async fn list_networks(
+        &self,
+        labels: &[(String, String)],
+    ) -> Result<Vec<NetworkInfo>, RuntimeError>;
+
+    /// Creates (or updates) the cgroup `name` that containers created with
+    /// [`ContainerSpec::cgroup_parent`] = `name` share: one limit for all of them together
+    /// (a task's `cpu` and `memory`). Idempotent.
+    async fn create_cgroup(&self, spec: &CgroupSpec) -> Result<(), RuntimeError>;
+
+    /// Removes the cgroup `name` once no container is in it; a missing one is `Ok`, one still
+    /// in use is [`RuntimeError::Conflict`].
+    async fn remove_cgroup(&self, name: &str) -> Result<(), RuntimeError>;
+
+    /// Names of the cgroups under `prefix` (a path such as `berth/`) that
+    /// [`Runtime::create_cgroup`] made, for level-triggered cleanup.
+    async fn list_cgroups(&self, prefix: &str) -> Result<Vec<String>, RuntimeError>;
+
+    /// The image an awsvpc task's pause container runs (it holds the task's network
+    /// namespace), present locally: made locally if missing, never pulled. Returns its
+    /// reference.
+    async fn pause_image(&self) -> Result<String, RuntimeError>;
+
     /// Follows the engine's events about containers that carry every one of `labels`.
     ///
     /// Nothing is sent to the engine until the stream is first polled. The stream yields
@@ -109,6 +151,42 @@ pub trait Runtime: Send + Sync + 'static {
     /// again after an end. An event is a hint to re-read its container: it may repeat, and a
     /// few events from shortly before the subscription may be replayed after `Subscribed`.
     fn events(&self, labels: &[(String, String)]) -> EventStream;
+}
+
+/// A user-defined bridge network.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetworkSpec {
+    pub name: String,
+    /// IPv4 CIDR, e.g. `10.213.1.0/24`.
+    pub subnet: String,
+    /// The bridge's own address (the host on that network); `None`: the engine picks.
+    pub gateway: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A network as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetworkInfo {
+    pub id: String,
+    pub name: String,
+    /// `bridge`, `host`, `null`...
+    pub driver: String,
+    /// IPv4 CIDRs of its address pools.
+    pub subnets: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A cgroup that several containers share (see [`Runtime::create_cgroup`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CgroupSpec {
+    /// A relative path, e.g. `berth/<task id>`; also what [`ContainerSpec::cgroup_parent`]
+    /// names.
+    pub name: String,
+    /// Hard memory limit of all its containers together; beyond it the OOM killer acts.
+    pub memory_limit_bytes: Option<u64>,
+    /// CPU time of all its containers together, in thousandths of a CPU (1024 ECS units =
+    /// 1000 here); a CFS quota.
+    pub cpu_millis: Option<u64>,
 }
 
 /// What [`Runtime::events`] yields.
@@ -256,6 +334,12 @@ pub struct ContainerSpec {
     pub pid_mode: Option<String>,
     /// `host`, `none`, `shareable` or `container:<id>`.
     pub ipc_mode: Option<String>,
+    /// The fixed IPv4 address on the [`NetworkMode::Named`] network.
+    pub ipv4_address: Option<String>,
+    /// The fixed MAC address of the container's interface (`0e:..`).
+    pub mac_address: Option<String>,
+    /// A cgroup made by [`Runtime::create_cgroup`] the container is created in.
+    pub cgroup_parent: Option<String>,
 }
 
 /// A resource limit.
@@ -453,6 +537,8 @@ pub struct ContainerStatus {
     /// none mode.
     pub ip_address: Option<String>,
     pub networks: Vec<NetworkAttachment>,
+    /// The host pid of the container's main process while it runs (what `nsenter` targets).
+    pub pid: Option<u32>,
 }
 
 impl ContainerStatus {
@@ -503,6 +589,7 @@ pub enum ObjectKind {
     Container,
     Image,
     Volume,
+    Network,
 }
 
 impl fmt::Display for ObjectKind {
@@ -511,6 +598,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Container => "container",
             ObjectKind::Image => "image",
             ObjectKind::Volume => "volume",
+            ObjectKind::Network => "network",
         })
     }
 }
@@ -616,6 +704,7 @@ mod tests {
             port_bindings: Vec::new(),
             ip_address: None,
             networks: Vec::new(),
+            pid: None,
         }
     }
 }

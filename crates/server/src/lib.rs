@@ -26,12 +26,14 @@
 pub mod auth;
 pub mod clock;
 pub mod data_dir;
+mod ec2;
 mod ecs;
 mod error;
 mod pagination;
 mod protocol;
 mod records;
 mod regions;
+mod sts;
 pub mod tls;
 
 /// The paths of Berth's administration API (join tokens), for `berth token`.
@@ -49,6 +51,8 @@ use tokio::net::TcpListener;
 
 pub use auth::BootstrapKey;
 use clock::{Clock, SystemClock};
+/// The hidden cluster the Fargate pool's hosts register in (`berth agent --fargate`).
+pub use ecs::fargate::POOL_CLUSTER as FARGATE_POOL_CLUSTER;
 pub use time::Duration;
 
 /// How a server is set up.

@@ -8,6 +8,11 @@
 //! Every call goes to the ECS of the region its credential scope names ([`crate::regions`]);
 //! the unsigned calls: the agents' join names its region in its body (default: the
 //! server's), and `GET` [`berth_agent_protocol::INFO_PATH`] tells that default. Berth's admin API (join tokens) is account-wide: any region's scope reaches it.
+//!
+//! Other services share `/`: [`form`] routes each request by the service of its credential
+//! scope, and serves the form-encoded ones (EC2, STS) itself.
+
+mod form;
 
 use std::sync::Arc;
 
@@ -51,6 +56,23 @@ async fn not_found() -> Response {
 
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
+    match form::route(&req) {
+        form::Route::Json => {}
+        form::Route::Form(service) => return form::serve(&app, service, req, &request_id).await,
+        form::Route::NotServed { service, form: true } => {
+            let e = form::not_served_error(&service);
+            return form::error_response(berth_wire::query::Flavor::Query, "", &request_id, &e);
+        }
+        form::Route::NotServed { service, form: false } => {
+            return error_response(
+                &request_id,
+                &common::unknown_operation(format!(
+                    "Berth does not serve the `{service}` service yet; it serves {}.",
+                    form::SERVED
+                )),
+            );
+        }
+    }
     match serve(&app, req, &request_id).await {
         Ok(body) => {
             let mut resp = Response::new(Body::from(body));

@@ -1,8 +1,10 @@
-//! Every region from one endpoint: one [`Ecs`] per AWS region, each over its own view of the
-//! store.
+//! Every region from one endpoint: one bundle of services ([`Services`]: its [`Ecs`] and its
+//! [`Ec2`]) per AWS region, each over its own view of the store.
 //!
 //! A request's region is the one in its SigV4 credential scope, checked against the regions
-//! botocore lists ([`berth_model::regions`]) by [`crate::auth`]; its ECS is [`Regions::ecs`].
+//! botocore lists ([`berth_model::regions`]) by [`crate::auth`]; its ECS is [`Regions::ecs`],
+//! its EC2 [`Regions::ec2`] (both over the same view, so ECS placement and the EC2 API share
+//! the region's VPCs, subnets, security groups and network interfaces).
 //! Contract and invariants:
 //! * each region's `Ecs` has its own [`berth_model::arn::Scope`] (its region and partition:
 //!   the ARNs it mints and the only ARNs it resolves) and its own [`berth_store::View`]: the
@@ -30,6 +32,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
+use crate::ec2::Ec2;
 use crate::ecs::Ecs;
 use crate::ecs::core::Timing;
 
@@ -40,8 +43,14 @@ pub(crate) struct Regions {
     account_id: String,
     timing: Timing,
     default: Region,
-    served: Mutex<HashMap<&'static str, Arc<Ecs>>>,
+    served: Mutex<HashMap<&'static str, Arc<Services>>>,
     loops: Mutex<Loops>,
+}
+
+/// The services of one region, over one view of the store.
+pub(crate) struct Services {
+    pub ecs: Arc<Ecs>,
+    pub ec2: Arc<Ec2>,
 }
 
 /// The background loops of the regions, by server phase.
@@ -110,24 +119,37 @@ impl Regions {
 
     /// `region`'s ECS, built on first use (and its loops started when serving).
     pub fn ecs(&self, region: Region) -> Arc<Ecs> {
+        self.services(region).ecs.clone()
+    }
+
+    /// `region`'s EC2, built on first use.
+    pub fn ec2(&self, region: Region) -> Arc<Ec2> {
+        self.services(region).ec2.clone()
+    }
+
+    /// `region`'s services, built on first use (and their loops started when serving).
+    pub fn services(&self, region: Region) -> Arc<Services> {
         let built = {
             let mut served = self.served.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(e) = served.get(region.name) {
                 return e.clone();
             }
-            let view = View::new(self.store.clone(), key_space(region, self.default));
+            let view: Arc<dyn Store> =
+                Arc::new(View::new(self.store.clone(), key_space(region, self.default)));
             let ecs = Arc::new(Ecs::new(
-                Arc::new(view),
+                view.clone(),
                 self.clock.clone(),
                 Scope::new(region.name, self.account_id.clone()),
                 self.timing.clone(),
             ));
-            served.insert(region.name, ecs.clone());
-            ecs
+            let ec2 = Arc::new(Ec2::new(view, region, &self.account_id));
+            let services = Arc::new(Services { ecs, ec2 });
+            served.insert(region.name, services.clone());
+            services
         };
         tracing::debug!(region = region.name, "serving region");
         let mut loops = self.loops.lock().unwrap_or_else(PoisonError::into_inner);
-        loops.start(region.name, &built);
+        loops.start(region.name, &built.ecs);
         built
     }
 
@@ -145,7 +167,7 @@ impl Regions {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|(r, e)| (*r, e.clone()))
+            .map(|(r, e)| (*r, e.ecs.clone()))
             .collect();
         for (region, ecs) in served {
             loops.start(region, &ecs);

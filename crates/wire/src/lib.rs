@@ -7,7 +7,9 @@
 //!   that belong to the protocol rather than to any one model ([`common`]);
 //! * [`json`]: request parsing that names the failing member (`containerDefinitions[0].cpu`) and
 //!   output serialisation;
-//! * [`validate`]: the checks the generated `validate()` methods call.
+//! * [`validate`]: the checks the generated `validate()` methods call;
+//! * [`query`]: the query and EC2 protocols (form-encoded requests, XML responses and error
+//!   envelopes) that the generated `ec2` and `sts` modules read and write through.
 #![forbid(unsafe_code)]
 
 pub mod ecs {
@@ -15,8 +17,19 @@ pub mod ecs {
     mod generated;
     pub use generated::*;
 }
+pub mod ec2 {
+    //! Amazon EC2 (`ec2` protocol): the operations Berth implements.
+    mod generated;
+    pub use generated::*;
+}
+pub mod sts {
+    //! AWS STS (`query` protocol): the operations Berth implements.
+    mod generated;
+    pub use generated::*;
+}
 mod error;
 pub mod json;
+pub mod query;
 pub mod validate;
 
 pub use error::{AwsError, common};

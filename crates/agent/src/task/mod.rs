@@ -22,6 +22,7 @@
 //! `supervise` (a running task), `report` (the task's state as reports and task metadata);
 //! this module holds the actor, adoption, re-reading and shutdown.
 
+pub mod network;
 mod report;
 mod start;
 mod supervise;
@@ -106,6 +107,8 @@ pub struct TaskContext {
     pub availability_zone: String,
     /// Where the runtime's container events are routed: each actor registers its containers.
     pub events: Router,
+    /// The firewall and security groups for awsvpc tasks.
+    pub network: network::Networking,
 }
 
 /// One task being run.
@@ -128,6 +131,8 @@ pub struct TaskActor {
     detached: bool,
     /// This actor's inbox of container events; its containers are registered on it.
     watch: Watch,
+    /// The task's own network (awsvpc) and cgroup.
+    net: network::TaskNet,
 }
 
 fn rfc3339(t: Option<time::OffsetDateTime>) -> Option<String> {
@@ -201,6 +206,7 @@ impl TaskActor {
             metadata_token: uuid::Uuid::new_v4().simple().to_string(),
             detached: false,
             watch: ctx.events.watch(),
+            net: network::TaskNet::default(),
             ctx,
         }
     }
@@ -265,6 +271,7 @@ impl TaskActor {
             (LABEL_TASK_ARN.to_string(), self.arn.clone()),
             (LABEL_INSTANCE.to_string(), self.ctx.instance_arn.clone()),
         ];
+        self.adopt_network().await;
         let Ok(found) = self.ctx.runtime.list(&labels).await else { return };
         for c in found {
             let Some(name) = c.labels.get(spec::LABEL_CONTAINER_NAME) else { continue };
@@ -279,6 +286,9 @@ impl TaskActor {
         let all_running = self.runs.iter().all(|r| {
             r.status == TaskStatus::Running || (r.status == TaskStatus::Stopped && !r.essential())
         });
+        if self.runs.iter().any(|r| r.id.is_some()) || self.net.pause_id.is_some() {
+            self.adopt_cgroup();
+        }
         if self.runs.iter().any(|r| r.id.is_some()) {
             tracing::info!(task = %self.arn, "adopted the task's containers");
             if all_running {
@@ -310,9 +320,11 @@ impl TaskActor {
         let Some(id) = self.runs[i].id.clone() else { return };
         match self.ctx.runtime.inspect(&id).await {
             Ok(Some(st)) => {
+                let task_ip =
+                    self.desired.borrow().network.as_ref().map(|n| n.private_ip.to_string());
                 let r = &mut self.runs[i];
                 r.image_digest = Some(st.image_id.clone());
-                r.ip = st.ip_address.clone();
+                r.ip = st.ip_address.clone().or(task_ip);
                 r.created_at = rfc3339(st.created_at);
                 r.started_at = rfc3339(st.started_at);
                 r.finished_at = rfc3339(st.finished_at);
@@ -407,6 +419,7 @@ impl TaskActor {
                 let _ = self.ctx.runtime.remove_volume(&spec.name).await;
             }
         }
+        self.teardown_task_network().await;
     }
 }
 
@@ -431,6 +444,7 @@ mod tests {
             metadata: None,
             availability_zone: "az".into(),
             events: Router::new(),
+            network: Default::default(),
         };
         let (_dtx, drx) = watch::channel(DesiredTask {
             task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),
@@ -467,6 +481,7 @@ mod tests {
             metadata: None,
             availability_zone: "az".into(),
             events: Router::new(),
+            network: Default::default(),
         };
         let (dtx, drx) = watch::channel(DesiredTask {
             task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),

@@ -73,6 +73,12 @@ impl TaskActor {
         }
         let desired = self.desired.borrow();
         let network_mode = self.td.network_mode.map_or("bridge", |m| m.as_str()).to_string();
+        let awsvpc = desired.network.as_ref().map(|n| crate::metadata::AwsvpcMeta {
+            mac: n.mac_address.clone(),
+            subnet_cidr: n.subnet_cidr.clone(),
+            private_dns_name: n.private_dns_name.clone(),
+            gateway: n.gateway.to_string(),
+        });
         let meta = crate::metadata::TaskMeta {
             cluster: self.ctx.cluster.clone(),
             task_arn: self.arn.clone(),
@@ -125,6 +131,7 @@ impl TaskActor {
                         .collect(),
                     health: r.health.map(|h| h.as_str().to_string()),
                     container_arn: None,
+                    awsvpc: awsvpc.clone(),
                 })
                 .collect(),
         };

@@ -66,6 +66,8 @@ impl TaskActor {
                 ));
             }
         }
+        // The task's cgroup and own network (awsvpc): bridge, pause container, firewall.
+        self.setup_task_network().await?;
         // Containers, each once its dependencies hold.
         let order = start_order(&self.td);
         for i in order {
@@ -185,6 +187,7 @@ impl TaskActor {
             spec.labels
                 .insert(crate::metadata::LABEL_TOKEN.to_string(), self.metadata_token.clone());
         }
+        self.join_task(&mut spec);
         let id = match self.ctx.runtime.create(&spec).await {
             Ok(id) => id,
             Err(e) => {

@@ -48,6 +48,11 @@ impl TaskActor {
                 watch_exit(i, id, Duration::ZERO);
             }
         }
+        // Security groups of the latest poll: changes during start-up, then every change.
+        let mut groups = self.ctx.network.groups.subscribe();
+        if let Err((_, e)) = self.apply_firewall(false).await {
+            tracing::warn!(task = %self.arn, error = %e, "cannot apply security groups");
+        }
         let start = tokio::time::Instant::now() + SAFETY_NET_PERIOD;
         let mut safety_net = tokio::time::interval_at(start, SAFETY_NET_PERIOD);
         safety_net.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -75,6 +80,12 @@ impl TaskActor {
                     vec![i]
                 }
                 changed = self.watch.changed() => self.refresh_changed(&changed).await,
+                Ok(()) = groups.changed() => {
+                    if let Err((_, e)) = self.apply_firewall(false).await {
+                        tracing::warn!(task = %self.arn, error = %e, "cannot apply security groups");
+                    }
+                    continue;
+                }
                 _ = safety_net.tick() => {
                     let due: Vec<usize> = (0..self.runs.len())
                         .filter(|&i| {
@@ -157,6 +168,7 @@ mod tests {
                 metadata: None,
                 availability_zone: "az".into(),
                 events: router,
+                network: Default::default(),
             };
             let (desired, rx) = watch::channel(DesiredTask {
                 task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),

@@ -37,6 +37,11 @@ pub struct Args {
     /// naming NAME may land here.
     #[arg(long, value_name = "NAME", value_parser = parse_provider)]
     pub capacity_provider: Option<String>,
+    /// Serves the Fargate pool instead of a cluster: the host joins Berth's hidden pool
+    /// cluster, runs the FARGATE tasks of every cluster, and is never listed as anyone's
+    /// container instance (so it takes no --cluster or --capacity-provider).
+    #[arg(long, conflicts_with_all = ["cluster", "capacity_provider"])]
+    pub fargate: bool,
     /// CPU units to register instead of cores x 1024.
     #[arg(long)]
     pub cpu: Option<i64>,
@@ -59,6 +64,56 @@ pub struct Args {
     /// (kept in DATA_DIR/instance-credentials.json and reused at restart).
     #[arg(long, env = "BERTH_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
+    /// The EC2 instance this agent stands for (an agent-backed instance, issue #12): it
+    /// registers the attribute `ecs.instance-id=ID`, and on its first start in DATA_DIR takes
+    /// ID as its identity (the container instance's ec2InstanceId, unless a join token's
+    /// server assigns one).
+    #[arg(long, value_name = "ID", value_parser = parse_instance_id)]
+    pub ec2_instance_id: Option<String>,
+    /// Exit when the process that started this agent exits (Linux's parent-death signal):
+    /// how the server runs the agents of its EC2 instances.
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
+}
+
+/// An EC2 instance id: `i-` and 8 or 17 lowercase hex digits.
+fn parse_instance_id(s: &str) -> Result<String, String> {
+    let ok = s.strip_prefix("i-").is_some_and(|h| {
+        (h.len() == 8 || h.len() == 17)
+            && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    ok.then(|| s.to_string())
+        .ok_or_else(|| format!("'{s}' is not an EC2 instance id (i- and 17 hex digits)"))
+}
+
+/// `--exit-with-parent`: SIGTERM when the starting process's thread exits, and an immediate
+/// exit if it already has (`BERTH_PARENT_PID` names the parent it expects).
+fn exit_with_parent() -> anyhow::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+        .context("cannot ask for the parent-death signal")?;
+    let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get());
+    let expected = std::env::var("BERTH_PARENT_PID").ok().and_then(|p| p.parse::<i32>().ok());
+    if let Some(want) = expected
+        && parent != Some(want)
+    {
+        anyhow::bail!("the process that started this agent ({want}) has exited");
+    }
+    Ok(())
+}
+
+/// `--ec2-instance-id` on a data directory's first start: the agent's identity is that id.
+fn seed_identity(config: &AgentConfig, id: &str) -> anyhow::Result<()> {
+    if berth_agent::state::load(&config.data_dir)?.is_none() {
+        berth_agent::state::save(
+            &config.data_dir,
+            &berth_agent::state::AgentState {
+                cluster: config.cluster.clone(),
+                ec2_instance_id: id.to_string(),
+                container_instance_arn: None,
+            },
+        )?;
+    }
+    Ok(())
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -87,7 +142,11 @@ impl Args {
         };
         Ok(AgentConfig {
             server: self.server.clone(),
-            cluster: self.cluster.clone(),
+            cluster: if self.fargate {
+                berth_server::FARGATE_POOL_CLUSTER.to_string()
+            } else {
+                self.cluster.clone()
+            },
             data_dir,
             // Empty: the server's default, asked of it at connect.
             region: self.region.clone().unwrap_or_default(),
@@ -102,6 +161,11 @@ impl Args {
                         .iter()
                         .map(|p| ("ecs.capacity-provider".to_string(), p.clone())),
                 )
+                .chain(
+                    self.ec2_instance_id
+                        .iter()
+                        .map(|id| ("ecs.instance-id".to_string(), id.clone())),
+                )
                 .collect(),
             cpu: self.cpu,
             memory_mib: self.memory,
@@ -113,7 +177,13 @@ impl Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.exit_with_parent {
+        exit_with_parent()?;
+    }
     let config = args.config()?;
+    if let Some(id) = &args.ec2_instance_id {
+        seed_identity(&config, id)?;
+    }
     let host_access = args.host_access.summary()?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {

@@ -27,6 +27,10 @@ pub struct Args {
     /// The local agent's host access: off by default, as on `berth agent`.
     #[command(flatten)]
     pub host_access: super::host_access::Args,
+    /// Runs no Fargate pool host: by default `berth up` starts a second local agent that
+    /// serves the Fargate pool (`berth agent --fargate`), so FARGATE tasks run here too.
+    #[arg(long)]
+    pub no_fargate: bool,
 }
 
 fn step(msg: &str) {
@@ -75,30 +79,54 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             addr.port(),
         );
         let scheme = if server_tls { "https" } else { "http" };
+        let agent_config = AgentConfig {
+            server: format!("{scheme}://{local}"),
+            cluster: "default".into(),
+            data_dir: data_dir.join("agent"),
+            region: region.clone(),
+            instance_type: "berth.local".into(),
+            availability_zone: "local-1a".into(),
+            attributes: vec![],
+            cpu: args.cpu,
+            memory_mib: args.memory,
+            credentials: Some(berth_sigv4::Credentials {
+                access_key_id: key.access_key_id.clone(),
+                secret_access_key: key.secret_access_key.clone(),
+                session_token: None,
+            }),
+            metadata_listen: args.metadata_listen,
+            host_access,
+        };
+        // The Fargate pool's host: a second agent on the same Docker Engine, in the pool's
+        // hidden cluster, with no host access (Fargate allows none).
+        let pool_config = (!args.no_fargate).then(|| AgentConfig {
+            cluster: berth_server::FARGATE_POOL_CLUSTER.into(),
+            data_dir: data_dir.join("fargate-agent"),
+            metadata_listen: None,
+            host_access: Default::default(),
+            ..agent_config.clone()
+        });
         let agent = Agent::connect(
-            AgentConfig {
-                server: format!("{scheme}://{local}"),
-                cluster: "default".into(),
-                data_dir: data_dir.join("agent"),
-                region: region.clone(),
-                instance_type: "berth.local".into(),
-                availability_zone: "local-1a".into(),
-                attributes: vec![],
-                cpu: args.cpu,
-                memory_mib: args.memory,
-                credentials: Some(berth_sigv4::Credentials {
-                    access_key_id: key.access_key_id.clone(),
-                    secret_access_key: key.secret_access_key.clone(),
-                    session_token: None,
-                }),
-                metadata_listen: args.metadata_listen,
-                host_access,
-            },
-            runtime,
+            agent_config,
+            runtime.clone(),
             berth_agent::Access { ca_file: ca_file.clone(), join_token: None },
         )
         .await?;
         eprintln!("ok ({})", agent.instance_arn());
+        let pool_agent = match pool_config {
+            Some(config) => {
+                step("registering this host in the Fargate pool");
+                let a = Agent::connect(
+                    config,
+                    runtime,
+                    berth_agent::Access { ca_file: ca_file.clone(), join_token: None },
+                )
+                .await?;
+                eprintln!("ok ({})", a.instance_arn());
+                Some(a)
+            }
+            None => None,
+        };
         eprintln!();
         eprintln!("Berth is up. Use it with:");
         eprintln!(
@@ -122,10 +150,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let agent_run = tokio::spawn(agent.run(async move {
             let _ = agent_stop.wait_for(|s| *s).await;
         }));
+        let pool_run = pool_agent.map(|a| {
+            let mut pool_stop = stop_rx.clone();
+            tokio::spawn(a.run(async move {
+                let _ = pool_stop.wait_for(|s| *s).await;
+            }))
+        });
         super::shutdown_signal().await;
         eprintln!("berth up: stopping");
         let _ = stop_tx.send(true);
         agent_run.await.context("agent task")??;
+        if let Some(run) = pool_run {
+            run.await.context("Fargate pool agent task")??;
+        }
         serving.await.context("server task")??;
         eprintln!("berth up: stopped");
         anyhow::Ok(())

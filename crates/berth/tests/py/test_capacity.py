@@ -107,6 +107,29 @@ class Capacity(unittest.TestCase):
         self.assertTrue(long_arn.startswith(f"{PREFIX}task/default/"), long_arn)
         self.stop_all([long_arn])
 
+        # serviceLongArnFormat disabled: a new service's ARN is service/<name>, which resolves
+        # in the cluster the request names and cannot be tagged (as in ECS).
+        c.put_account_setting(name="serviceLongArnFormat", value="disabled")
+        try:
+            s = c.create_service(cluster="default", serviceName="shortarn", taskDefinition=self.td,
+                                 desiredCount=0)["service"]
+        finally:
+            c.delete_account_setting(name="serviceLongArnFormat")
+        try:
+            self.assertEqual(s["serviceArn"], f"{PREFIX}service/shortarn")
+            self.assertIn(s["serviceArn"], c.list_services(cluster="default")["serviceArns"])
+            got = c.describe_services(cluster="default", services=[s["serviceArn"]])
+            self.assertEqual(got["services"][0]["serviceArn"], s["serviceArn"])
+            with self.assertRaises(ClientError) as e:
+                c.tag_resource(resourceArn=s["serviceArn"], tags=[{"key": "k", "value": "v"}])
+            self.assertIn("Long arn format", e.exception.response["Error"]["Message"])
+            later = c.create_service(cluster="default", serviceName="longarn", taskDefinition=self.td,
+                                     desiredCount=0)["service"]["serviceArn"]
+            self.assertEqual(later, f"{PREFIX}service/default/longarn")
+        finally:
+            for name in ("shortarn", "longarn"):
+                c.delete_service(cluster="default", service=name, force=True)
+
         # containerInsights: the account default becomes new clusters' setting.
         c.put_account_setting_default(name="containerInsights", value="enhanced")
         try:
@@ -128,15 +151,16 @@ class Capacity(unittest.TestCase):
             c.create_capacity_provider(name="cp-x", autoScalingGroupProvider={
                 "autoScalingGroupArn": "asg-x", "managedTerminationProtection": "ENABLED"})
         self.assertEqual(e.exception.response["Error"]["Code"], "ClientException")
-        # Fargate providers are accepted on a cluster; a task placed with them is refused
-        # precisely, never run on EC2 capacity.
+        # Fargate providers are accepted on a cluster; a task definition Fargate cannot run
+        # is refused as ECS refuses it, never run on EC2 capacity.
         c.create_cluster(clusterName="fargate-only", capacityProviders=["FARGATE", "FARGATE_SPOT"],
                          defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}])
         try:
             with self.assertRaises(ClientError) as e:
                 c.run_task(cluster="fargate-only", taskDefinition=self.td)
-            self.assertEqual(e.exception.response["Error"]["Code"], "UnsupportedFeatureException")
-            self.assertIn("FARGATE", e.exception.response["Error"]["Message"])
+            self.assertEqual(e.exception.response["Error"]["Code"], "InvalidParameterException")
+            self.assertEqual(e.exception.response["Error"]["Message"],
+                             "Task definition does not support launch_type FARGATE.")
             with self.assertRaises(ClientError) as e:
                 c.run_task(cluster="default", taskDefinition=self.td,
                            capacityProviderStrategy=[{"capacityProvider": "cp-a", "weight": 1}],
@@ -226,6 +250,25 @@ class Capacity(unittest.TestCase):
                 return
             time.sleep(0.5)
         self.fail(f"service {name}: {got}, wanted {want}")
+
+    def test_task_sets_follow_their_strategy_on_docker(self):
+        c = self.c
+        c.create_service(cluster="default", serviceName="ext", desiredCount=4,
+                         deploymentController={"type": "EXTERNAL"})
+        try:
+            strategy = [{"capacityProvider": "cp-a", "weight": 1},
+                        {"capacityProvider": "cp-b", "weight": 3}]
+            ts = c.create_task_set(cluster="default", service="ext", taskDefinition=self.td,
+                                   capacityProviderStrategy=strategy)["taskSet"]
+            self.assertNotIn("launchType", ts)
+            self.assertEqual(ts["capacityProviderStrategy"],
+                             [{"capacityProvider": "cp-a", "base": 0, "weight": 1},
+                              {"capacityProvider": "cp-b", "base": 0, "weight": 3}])
+            # 4 tasks at weights 1:3: one on cp-a's instance, three on cp-b's, running.
+            self.wait_split("ext", {("cp-a", A, "RUNNING"): 1, ("cp-b", B, "RUNNING"): 3})
+        finally:
+            c.delete_service(cluster="default", service="ext", force=True)
+            c.get_waiter("services_inactive").wait(cluster="default", services=["ext"], WaiterConfig=WAIT)
 
     def test_services_keep_their_strategy_split_on_docker(self):
         c = self.c

@@ -39,6 +39,9 @@ pub(super) fn account_tasks<'a>(pass: &Pass<'a>, d: &mut Decision) -> Vec<Live<'
         }
         let inst = pass.instances.get(t.instance_id.as_str());
         match inst {
+            // Not placed yet (a Fargate task waiting in PROVISIONING for capacity): no
+            // instance to lose; it counts as pending.
+            None if t.instance_id.is_empty() => {}
             None => {
                 d.stop.push((
                     t.id.clone(),

@@ -631,3 +631,23 @@ fn scale_in_stops_tasks_of_providers_the_strategy_no_longer_names_first() {
     w.run_until("two", |w| w.steady() && w.running("td:1") == 2);
     assert_eq!(per_provider(&w), counts(&[("cp-a", 2)]));
 }
+
+#[test]
+fn a_task_waiting_for_fargate_capacity_is_neither_lost_nor_replaced() {
+    let mut w = World::new(config(2, 100, 200), &["a"]);
+    w.run_until("steady", World::steady);
+    // One task waits unplaced, as a Fargate task in PROVISIONING does: no instance yet.
+    let t = &mut w.tasks[0];
+    t.instance_id = String::new();
+    t.last_status = TaskStatus::Provisioning;
+    t.health = Health::Unknown;
+    t.started_at = None;
+    let waiting = t.id.clone();
+    let d = w.step();
+    assert!(
+        d.stop.iter().all(|(id, _)| id != &waiting),
+        "a task with no instance yet is not lost: {:?}",
+        d.stop
+    );
+    assert_eq!(d.start.iter().map(|s| s.count).sum::<u32>(), 0, "it occupies its slot");
+}

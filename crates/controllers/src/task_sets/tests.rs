@@ -306,3 +306,54 @@ fn simulated_sets_follow_the_desired_count() {
         }
     }
 }
+
+/// A set with a capacity provider strategy launches across it from what each provider runs,
+/// and scales in from the provider furthest above its share.
+#[test]
+fn a_set_with_a_strategy_splits_launches_and_scale_in_by_provider() {
+    use berth_wire::ecs::CapacityProviderStrategyItem;
+    let item = |name: &str, base: i32, weight: i32| CapacityProviderStrategyItem {
+        capacity_provider: Some(name.into()),
+        base: Some(base),
+        weight: Some(weight),
+    };
+    let mut s = set("ts1", ts::ACTIVE, 100.0);
+    s.task_set.capacity_provider_strategy = Some(vec![item("a", 2, 1), item("b", 0, 3)]);
+    let sets = [s];
+    let instances = [instance("i1")];
+    // From nothing to 6: a gets its base of 2, then 1:3 of the rest (a 3, b 3).
+    let d = reconcile(&input(6, &sets, &[], &instances));
+    let per: Vec<(Option<&str>, u32)> =
+        d.start.iter().map(|s| (s.capacity_provider.as_deref(), s.count)).collect();
+    assert_eq!(per, vec![(Some("a"), 3), (Some("b"), 3)]);
+    // Two of b's already run: the remaining four go a 3, b 1.
+    let on = |id: &str, p: &str| TaskView {
+        capacity_provider: Some(p.into()),
+        ..running(id, "ts1", 1.0)
+    };
+    let tasks = [on("t1", "b"), on("t2", "b")];
+    let d = reconcile(&input(6, &sets, &tasks, &instances));
+    let per: Vec<(Option<&str>, u32)> =
+        d.start.iter().map(|s| (s.capacity_provider.as_deref(), s.count)).collect();
+    assert_eq!(per, vec![(Some("a"), 3), (Some("b"), 1)]);
+    // Eight running, a 6 and b 2, scaled to 4: a task of a provider outside the strategy goes
+    // first, then stops come from the provider above its share until the split of 4 holds.
+    let mut tasks: Vec<TaskView> = (0..6).map(|i| on(&format!("a{i}"), "a")).collect();
+    tasks.extend((0..2).map(|i| on(&format!("b{i}"), "b")));
+    tasks.push(on("x0", "x"));
+    let d = reconcile(&input(4, &sets, &tasks, &instances));
+    let stopped = stops(&d);
+    assert_eq!(stopped.len(), 5);
+    assert_eq!(stopped[0], "x0");
+    let from_a = stopped.iter().filter(|id| id.starts_with('a')).count();
+    let from_b = stopped.iter().filter(|id| id.starts_with('b')).count();
+    let shares = crate::service::strategy_shares(
+        sets[0].task_set.capacity_provider_strategy.as_deref().unwrap(),
+    );
+    let target = berth_scheduler::capacity::split(&shares, 4);
+    assert_eq!(
+        vec![6 - from_a as u32, 2 - from_b as u32],
+        target,
+        "what is left is the split of 4"
+    );
+}

@@ -12,9 +12,13 @@
 //! * `taskLongArnFormat`, `containerInstanceLongArnFormat`: the creator's effective value
 //!   picks the id format, and so the ARN format, of new tasks and container instances
 //!   (`berth_model::arn::new_resource_id`). Service tasks follow the account default.
+//! * `serviceLongArnFormat`: the creator's effective value picks a new service's ARN,
+//!   `service/<cluster>/<name>` or the short `service/<name>` (kept in the service record and
+//!   in `keys::service_short_arn` for ListServices). Short ARNs resolve in the cluster the
+//!   request names; short-ARN resources cannot be tagged, as in ECS.
 //! * `containerInsights`: the `containerInsights` cluster setting of a new cluster created
 //!   without one.
-//! * The others (`serviceLongArnFormat`, `awsvpcTrunking`, `fargateFIPSMode`,
+//! * The others (`awsvpcTrunking`, `fargateFIPSMode`,
 //!   `tagResourceAuthorization`, `fargateTaskRetirementWaitPeriod`, `fargateEventWindows`,
 //!   `defaultLogDriverMode`) are validated, stored and reported; what they govern (IAM tag
 //!   authorization, awsvpc, Fargate, CloudWatch Logs) is not in Berth yet.

@@ -10,8 +10,20 @@
 //! [`Wakers`]), so a commit costs nothing to the thousands of polls it does not concern.
 //! Nothing depends on a message being delivered: a lost answer is repeated by the next poll,
 //! and a poll re-reads the marker whenever it wakes, including at its deadline.
+//!
+//! awsvpc: each awsvpc task carries its `TaskNetwork` (its interface, the subnet's CIDR and
+//! gateway) and the answer carries the resolved rules of every security group those tasks
+//! are in (`security_groups`). The answer's `version` is the newest of the instance's marker
+//! and, for every group those rules depend on (the tasks' groups and the groups their rules
+//! reference), the group's record and its members' change marker (`ecs/sg-changed/<group>`,
+//! rewritten with every interface that comes or goes): an edited rule or a member coming or
+//! going bumps it, and wakes the held polls of the instances whose rules depend on the group
+//! (level-triggered: the dependency list is recomputed whenever the marker moves).
+//!
+//! A Fargate pool instance (`crate::ecs::fargate`) polls in the pool's cluster; its tasks
+//! are found in their own clusters through the pool index.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use berth_store::{Op, RecvError, Store};
@@ -20,6 +32,7 @@ use tokio::sync::Notify;
 use berth_agent_protocol::{DesiredTask, PollRequest, PollResponse, TaskReport};
 use berth_model::keys;
 use berth_model::lifecycle::InstanceStatus;
+use berth_model::network::{SecurityGroupRules, TaskNetwork};
 use berth_model::records::{ContainerInstanceRecord, HeartbeatRecord, TaskRecord};
 use berth_store::{Range, Txn};
 use berth_wire::AwsError;
@@ -28,8 +41,17 @@ use super::RequestContext;
 use super::core::Core;
 use super::state_changes::{Source, StateChanges};
 use super::task_definitions::TaskDefinitions;
+use super::{awsvpc, fargate};
 use crate::error;
 use crate::records;
+
+/// An instance's desired state as a poll answers it.
+struct Desired {
+    tasks: Vec<DesiredTask>,
+    security_groups: Vec<SecurityGroupRules>,
+    /// The groups `security_groups` are made of (see [`Wakers`]).
+    depends_on: Vec<String>,
+}
 
 /// How long a poll may be held when the agent asks for more.
 const MAX_POLL_WAIT: std::time::Duration =
@@ -48,6 +70,10 @@ pub struct AgentChannel {
 #[derive(Default)]
 pub struct Wakers {
     held: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Instance id -> (the desired-state marker revision it was computed at, the security
+    /// groups its awsvpc tasks' rules depend on): a change to one of those groups (its
+    /// record, or its members' marker) wakes the instance's held poll.
+    groups: Mutex<HashMap<String, (u64, Vec<String>)>>,
 }
 
 impl Wakers {
@@ -102,6 +128,34 @@ impl Wakers {
             if let Some(n) = keys::parse_instance_desired_key(key).and_then(|id| held.get(id)) {
                 n.notify_waiters();
             }
+            let group = key
+                .strip_prefix(berth_model::network::keys::SECURITY_GROUPS)
+                .or_else(|| key.strip_prefix(awsvpc::GROUP_CHANGED));
+            if let Some(g) = group {
+                let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+                for (id, (_, deps)) in groups.iter() {
+                    if deps.iter().any(|d| d == g)
+                        && let Some(n) = held.get(id)
+                    {
+                        n.notify_waiters();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The groups instance `id`'s rules depend on, if known at marker revision `marker`.
+    fn groups_of(&self, id: &str, marker: u64) -> Option<Vec<String>> {
+        let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        groups.get(id).filter(|(at, _)| *at == marker).map(|(_, g)| g.clone())
+    }
+
+    fn set_groups(&self, id: &str, marker: u64, deps: Vec<String>) {
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        if deps.is_empty() {
+            groups.remove(id);
+        } else {
+            groups.insert(id.to_string(), (marker, deps));
         }
     }
 
@@ -128,24 +182,33 @@ impl AgentChannel {
         self.state_changes.apply(&report, Source::Agent).await
     }
 
-    /// The complete desired state of an instance.
-    async fn desired_state(
-        &self,
-        cluster: &str,
-        instance_id: &str,
-    ) -> Result<Vec<DesiredTask>, AwsError> {
+    /// The complete desired state of an instance: its tasks, and the rules of the security
+    /// groups its awsvpc tasks are in (with every group those rules depend on).
+    async fn desired_state(&self, cluster: &str, instance_id: &str) -> Result<Desired, AwsError> {
         let idx = self
             .core
             .store
             .range(Range::prefix(&keys::instance_tasks_prefix(instance_id)))
             .await
             .map_err(error::store)?;
-        let ids: Vec<String> = idx
-            .iter()
-            .filter_map(|r| r.key.rsplit('/').next())
-            .map(|id| keys::task(cluster, id))
-            .collect();
+        let task_ids: Vec<&str> = idx.iter().filter_map(|r| r.key.rsplit('/').next()).collect();
+        let ids: Vec<String> = if fargate::is_pool(cluster) {
+            // A pool instance's tasks belong to the clusters the pool index names.
+            let pool_keys: Vec<String> = task_ids.iter().map(|id| fargate::pool_task(id)).collect();
+            let found = self.core.store.get_many(&pool_keys).await.map_err(error::store)?;
+            found
+                .iter()
+                .filter_map(|r| {
+                    let id = r.key.strip_prefix(fargate::POOL_TASKS)?;
+                    Some(keys::task(std::str::from_utf8(&r.value).ok()?, id))
+                })
+                .collect()
+        } else {
+            task_ids.iter().map(|id| keys::task(cluster, id)).collect()
+        };
         let mut out = Vec::new();
+        let mut groups: BTreeSet<String> = BTreeSet::new();
+        let mut subnets: HashMap<String, Option<String>> = HashMap::new();
         for r in self.core.store.get_many(&ids).await.map_err(error::store)? {
             let t: TaskRecord =
                 serde_json::from_slice(&r.value).map_err(|e| error::corrupt(&r.key, e))?;
@@ -172,11 +235,100 @@ impl AgentChannel {
                 overrides: t.task.overrides.clone(),
                 stopped_reason: t.task.stopped_reason.clone(),
                 created_at: t.task.created_at.unwrap_or(0.0),
-                network: None,
-                launch_type: None,
+                network: self.task_network(&t, &mut subnets, &mut groups).await?,
+                launch_type: t.task.launch_type,
             });
         }
-        Ok(out)
+        let (security_groups, depends_on) = self.rules(&groups).await?;
+        Ok(Desired { tasks: out, security_groups, depends_on })
+    }
+
+    /// An awsvpc task's network as its agent applies it (`None`: not awsvpc, or its
+    /// interface is already released); its groups are added to `groups`.
+    async fn task_network(
+        &self,
+        t: &TaskRecord,
+        subnets: &mut HashMap<String, Option<String>>,
+        groups: &mut BTreeSet<String>,
+    ) -> Result<Option<TaskNetwork>, AwsError> {
+        let Some((eni, _)) = awsvpc::task_eni(&*self.core.store, &t.task).await? else {
+            return Ok(None);
+        };
+        let cidr = match subnets.get(&eni.subnet_id) {
+            Some(c) => c.clone(),
+            None => {
+                let key = berth_model::network::keys::subnet(&eni.subnet_id);
+                let c = records::get::<berth_model::network::SubnetRecord>(&*self.core.store, &key)
+                    .await?
+                    .map(|(s, _)| s.cidr_block);
+                subnets.insert(eni.subnet_id.clone(), c.clone());
+                c
+            }
+        };
+        let Some(cidr) = cidr else { return Ok(None) };
+        groups.extend(eni.security_groups.iter().cloned());
+        Ok(awsvpc::task_network(
+            &eni,
+            &cidr,
+            &self.core.scope.region,
+            awsvpc::assigns_public_ip(&eni),
+        ))
+    }
+
+    /// The resolved rules of `groups`, and every group they depend on (themselves and the
+    /// groups their rules reference).
+    async fn rules(
+        &self,
+        groups: &BTreeSet<String>,
+    ) -> Result<(Vec<SecurityGroupRules>, Vec<String>), AwsError> {
+        use berth_model::network::{self, Peer, SecurityGroupRecord, keys as nkeys};
+        let mut records = Vec::new();
+        let mut depends: BTreeSet<String> = groups.clone();
+        for g in groups {
+            if let Some((rec, _)) =
+                records::get::<SecurityGroupRecord>(&*self.core.store, &nkeys::security_group(g))
+                    .await?
+            {
+                for r in rec.ingress.iter().chain(&rec.egress) {
+                    if let Peer::Group(other) = &r.peer {
+                        depends.insert(other.clone());
+                    }
+                }
+                records.push(rec);
+            }
+        }
+        let mut members: HashMap<String, Vec<std::net::Ipv4Addr>> = HashMap::new();
+        for g in &depends {
+            let recs = self
+                .core
+                .store
+                .range(Range::prefix(&nkeys::security_group_members_prefix(g)))
+                .await
+                .map_err(error::store)?;
+            let ips = recs
+                .iter()
+                .filter_map(|r| std::str::from_utf8(&r.value).ok()?.parse().ok())
+                .collect();
+            members.insert(g.clone(), ips);
+        }
+        let lookup = |g: &str| members.get(g).cloned().unwrap_or_default();
+        let rules = records.iter().map(|rec| network::resolve(rec, &lookup)).collect();
+        Ok((rules, depends.into_iter().collect()))
+    }
+
+    /// The newest revision of what the rules of `groups` are made of: each group's record
+    /// and its members' change marker ([`awsvpc::group_changed`]).
+    async fn groups_version(&self, groups: &[String]) -> Result<u64, AwsError> {
+        if groups.is_empty() {
+            return Ok(0);
+        }
+        let mut wanted = Vec::with_capacity(groups.len() * 2);
+        for g in groups {
+            wanted.push(berth_model::network::keys::security_group(g));
+            wanted.push(awsvpc::group_changed(g));
+        }
+        let found = self.core.store.get_many(&wanted).await.map_err(error::store)?;
+        Ok(found.iter().map(|r| r.mod_revision).max().unwrap_or(0))
     }
 
     /// The agent channel's poll: records the heartbeat, then answers with the instance's
@@ -261,21 +413,43 @@ impl AgentChannel {
                     .map_err(error::store)?;
                 beat = false;
             }
-            let version = self
+            let marker = self
                 .core
                 .store
                 .get(&keys::instance_desired(id))
                 .await
                 .map_err(error::store)?
                 .map_or(0, |r| r.mod_revision);
+            // The version also follows the security groups the instance's tasks depend on,
+            // so an edited rule or a member coming or going reaches the agent.
+            let mut computed = None;
+            let deps = match self.wakers.groups_of(id, marker) {
+                Some(deps) => deps,
+                None => {
+                    let d = self.desired_state(cluster, id).await?;
+                    self.wakers.set_groups(id, marker, d.depends_on.clone());
+                    let deps = d.depends_on.clone();
+                    computed = Some(d);
+                    deps
+                }
+            };
+            let version = marker.max(self.groups_version(&deps).await?);
             if version > req.seen_version || tokio::time::Instant::now() >= deadline {
+                let d = match computed {
+                    Some(d) => d,
+                    None => {
+                        let d = self.desired_state(cluster, id).await?;
+                        self.wakers.set_groups(id, marker, d.depends_on.clone());
+                        d
+                    }
+                };
                 return Ok(PollResponse {
                     version,
                     instance_status: status,
-                    tasks: self.desired_state(cluster, id).await?,
+                    tasks: d.tasks,
                     heartbeat_seconds: heartbeat,
                     epoch,
-                    security_groups: vec![],
+                    security_groups: d.security_groups,
                 });
             }
             let _ = tokio::time::timeout_at(deadline, woken).await;

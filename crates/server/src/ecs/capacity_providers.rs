@@ -224,19 +224,12 @@ pub(super) fn strategy_for(
     Ok(Some(shares))
 }
 
-/// The answer for a strategy that would run tasks on Fargate, which Berth does not run yet.
-pub(super) fn fargate_unsupported(provider: &str, tasks: u32) -> AwsError {
-    ErrorCode::UnsupportedFeatureException.with(format!(
-        "capacityProviderStrategy: {tasks} task(s) would run on the {provider} capacity provider, and Berth does not run tasks on AWS Fargate yet. Use a capacity provider of container instances (berth agent --capacity-provider NAME) or launchType EC2."
-    ))
-}
-
 /// CreateService and UpdateService: the capacity provider strategy a service runs with (the
 /// request's, or for CreateService without a launch type the cluster's default), checked as
 /// RunTask's is and shown as DescribeServices shows it (`base` and `weight` filled in);
 /// `None`: the service uses a launch type. A DAEMON service takes no strategy (given: an
 /// InvalidParameterException; the cluster's default does not apply to it), and neither does
-/// an EXTERNAL one (its task sets place without one; given: UnsupportedFeatureException).
+/// an EXTERNAL one (each task set has its own; given: UnsupportedFeatureException).
 pub(super) fn service_strategy(
     given: Option<&[CapacityProviderStrategyItem]>,
     launch_type: Option<LaunchType>,
@@ -252,7 +245,7 @@ pub(super) fn service_strategy(
     }
     if given.is_some() && external && launch_type.is_none() {
         return Err(ErrorCode::UnsupportedFeatureException.with(
-            "capacityProviderStrategy: the tasks of a service with the EXTERNAL deployment controller belong to its task sets, which Berth does not place by capacity provider yet. Omit capacityProviderStrategy.",
+            "capacityProviderStrategy: the tasks of a service with the EXTERNAL deployment controller belong to its task sets; give the strategy to each task set (CreateTaskSet capacityProviderStrategy) and omit it here.",
         ));
     }
     let Some(shares) = strategy_for(given, launch_type, cluster)? else { return Ok(None) };

@@ -214,8 +214,12 @@ impl Clusters {
         if let Some((_, rev)) = self.live_cluster(name).await? {
             return Ok(rev);
         }
-        if name == DEFAULT_CLUSTER {
-            self.create(CreateClusterRequest::default(), None).await?;
+        if name == DEFAULT_CLUSTER || super::fargate::is_pool(name) {
+            // `default`, as ECS; and the Fargate pool's hidden cluster, when its first host
+            // registers.
+            let req =
+                CreateClusterRequest { cluster_name: Some(name.to_string()), ..Default::default() };
+            self.create(req, None).await?;
             if let Some((_, rev)) = self.live_cluster(name).await? {
                 return Ok(rev);
             }
@@ -305,6 +309,12 @@ impl ClustersApi<RequestContext> for Clusters {
         ctx: &RequestContext,
         input: CreateClusterRequest,
     ) -> Result<CreateClusterResponse, AwsError> {
+        if input.cluster_name.as_deref().is_some_and(super::fargate::is_pool) {
+            return Err(error::invalid(format!(
+                "clusterName: '{}' is reserved by Berth for its Fargate capacity; choose another name.",
+                super::fargate::POOL_CLUSTER
+            )));
+        }
         Ok(CreateClusterResponse {
             cluster: Some(self.create(input, Some(&ctx.principal.arn)).await?),
         })
@@ -337,7 +347,10 @@ impl ClustersApi<RequestContext> for Clusters {
                 reason: Some("MISSING".into()),
                 ..Default::default()
             };
-            let Some(name) = self.core.scope.cluster_name(g) else {
+            let Some(name) =
+                self.core.scope.cluster_name(g).filter(|n| !super::fargate::is_pool(n))
+            else {
+                // (The Fargate pool's hidden cluster is nobody's to describe.)
                 failures.push(missing(g.clone()));
                 continue;
             };
@@ -368,6 +381,7 @@ impl ClustersApi<RequestContext> for Clusters {
         let arns = keys
             .iter()
             .filter_map(|k| k.strip_prefix(keys::CLUSTERS))
+            .filter(|n| !super::fargate::is_pool(n))
             .map(|n| self.core.scope.cluster_arn(n))
             .collect();
         Ok(ListClustersResponse { cluster_arns: Some(arns), next_token: next })

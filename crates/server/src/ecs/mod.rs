@@ -31,12 +31,16 @@
 
 mod account_settings;
 mod agent_channel;
+mod awsvpc;
 mod capacity_providers;
 mod clusters;
 mod container_instances;
 pub mod core;
 mod daemons;
 mod describe;
+pub mod fargate;
+#[cfg(test)]
+mod fargate_tests;
 mod placement;
 mod reservations;
 pub mod retention;
@@ -73,6 +77,7 @@ use self::tasks::records::TaskRecords;
 pub use self::tasks::{TaskProtection, Tasks};
 use crate::auth::Principal;
 use crate::clock::Clock;
+use crate::error::store as error_store;
 
 /// Per-request context handed to every operation.
 pub struct RequestContext {
@@ -191,13 +196,31 @@ impl Ecs {
         cluster: Option<&str>,
         task: &str,
     ) -> Result<Option<String>, berth_wire::AwsError> {
-        let cluster = self.core.cluster_name(cluster)?;
+        let mut cluster = self.core.cluster_name(cluster)?;
+        if fargate::is_pool(&cluster) {
+            // A pool agent's report on a Fargate task: the task's cluster is the pool index's.
+            let id = task.rsplit('/').next().unwrap_or_default();
+            match self.core.store.get(&fargate::pool_task(id)).await.map_err(error_store)? {
+                Some(r) => cluster = String::from_utf8_lossy(&r.value).into_owned(),
+                None => return Ok(None),
+            }
+        }
         let Some(id) = self.core.scope.child_id("task", &cluster, task) else { return Ok(None) };
-        Ok(self
-            .task_records
-            .get(&cluster, id)
-            .await?
-            .and_then(|(t, _)| t.task.container_instance_arn))
+        let Some((t, _)) = self.task_records.get(&cluster, id).await? else { return Ok(None) };
+        if let Some(arn) = t.task.container_instance_arn {
+            return Ok(Some(arn));
+        }
+        // A Fargate task shows no instance: its pool instance's ARN.
+        if t.instance_id.is_empty() {
+            return Ok(None);
+        }
+        let key = berth_model::keys::container_instance(fargate::POOL_CLUSTER, &t.instance_id);
+        Ok(crate::records::get::<berth_model::records::ContainerInstanceRecord>(
+            &*self.core.store,
+            &key,
+        )
+        .await?
+        .map(|(i, _)| i.arn))
     }
 
     /// RegisterContainerInstance for an agent that joined with a join token: always a new

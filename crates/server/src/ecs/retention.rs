@@ -40,6 +40,8 @@ pub struct Swept {
     pub tasks: usize,
     pub run_tokens: usize,
     pub task_definitions: usize,
+    /// Network interfaces of stopped or vanished tasks released.
+    pub enis: usize,
 }
 
 /// Runs the sweeps (see the module header).
@@ -90,7 +92,37 @@ impl Retention {
             swept.run_tokens += self.reap_run_tokens(&cluster).await?;
         }
         swept.task_definitions = self.reap_task_definitions().await?;
+        swept.enis = self.reap_enis().await?;
         Ok(swept)
+    }
+
+    /// Releases the network interfaces of tasks that are gone or STOPPED (normally released
+    /// in the transaction that stops the task; this repairs whatever a crash or an older
+    /// server left).
+    pub async fn reap_enis(&self) -> Result<usize, AwsError> {
+        let core = &self.core;
+        super::awsvpc::sweep(&*core.store, |arn: String| async move {
+            // What cannot be traced to its task is kept (never release a live address).
+            let Some(res) = core.scope.ecs_resource(&arn) else { return Ok(Some(false)) };
+            let mut parts = res.split('/').skip(1);
+            let (cluster, id) = match (parts.next(), parts.next()) {
+                (Some(c), Some(id)) => (c.to_string(), id.to_string()),
+                // A short ARN names no cluster: the Fargate index may, else it is kept.
+                (Some(id), None) => match core
+                    .store
+                    .get(&super::fargate::pool_task(id))
+                    .await
+                    .map_err(error::store)?
+                {
+                    Some(r) => (String::from_utf8_lossy(&r.value).into_owned(), id.to_string()),
+                    None => return Ok(Some(false)),
+                },
+                _ => return Ok(Some(false)),
+            };
+            let t = records::get::<TaskRecord>(&*core.store, &keys::task(&cluster, &id)).await?;
+            Ok(t.map(|(t, _)| t.last_status() == TaskStatus::Stopped))
+        })
+        .await
     }
 
     /// Live and deleted clusters (a deleted cluster's STOPPED tasks are still retained).
@@ -149,7 +181,8 @@ impl Retention {
                     .delete(keys::task_by_status(cluster, TaskStatus::Stopped, &t.id))
                     .delete(keys::task_by_desired(cluster, t.desired_status(), &t.id))
                     .delete(keys::live_task(cluster, &t.id))
-                    .delete(keys::instance_task(&t.instance_id, &t.id));
+                    .delete(keys::instance_task(&t.instance_id, &t.id))
+                    .delete(super::fargate::pool_task(&t.id));
                 if let Some(service) =
                     t.task.group.as_deref().and_then(|g| g.strip_prefix("service:"))
                 {

@@ -29,6 +29,7 @@ use berth_wire::ecs::*;
 
 use super::RequestContext;
 use super::core::Core;
+use super::fargate;
 use super::task_definitions::TaskDefinitions;
 use super::tasks::records::TaskRecords;
 use super::tasks::task_not_found;
@@ -74,8 +75,30 @@ impl StateChanges {
             ));
         }
         let change = &report.change;
-        let cluster = self.core.cluster_name(change.cluster.as_deref())?;
+        let mut cluster = self.core.cluster_name(change.cluster.as_deref())?;
         let given = change.task.clone().unwrap_or_default();
+        if fargate::is_pool(&cluster) {
+            // A pool agent reports a Fargate task of a user's cluster: the pool index says
+            // which.
+            let id = given.rsplit('/').next().unwrap_or_default();
+            if let Some(r) =
+                self.core.store.get(&fargate::pool_task(id)).await.map_err(error::store)?
+            {
+                cluster = String::from_utf8_lossy(&r.value).into_owned();
+            }
+        }
+        // Attachment changes the report carries (the agent's ENI attachment: ATTACHED once
+        // the task's network is up).
+        let attachment_changes = change
+            .attachments
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, c)| {
+                let id = attachments::check_change(&self.core.scope, i, c)?;
+                Ok((id.to_string(), c.status.clone().unwrap_or_default()))
+            })
+            .collect::<Result<Vec<_>, AwsError>>()?;
         let Some(id) = self.core.scope.child_id("task", &cluster, &given) else {
             return Err(self.missing_task(&cluster).await);
         };
@@ -109,7 +132,8 @@ impl StateChanges {
         let mut instance_epoch = None;
         if fenced
             && let Some((t, _)) = &stored
-            && let Some(inst) = self.instance(&cluster, &t.instance_id).await?
+            && let Some(inst) =
+                self.instance(super::tasks::records::instance_cluster(t), &t.instance_id).await?
         {
             instance_epoch = Some(inst.epoch);
             if report.epoch > inst.epoch {
@@ -155,6 +179,13 @@ impl StateChanges {
                 let known = t.last_status();
                 if known == TaskStatus::Stopped {
                     return Ok(()); // Final: stale reports change nothing.
+                }
+                for (id, status) in &attachment_changes {
+                    for a in t.task.attachments.iter_mut().flatten() {
+                        if a.id.as_deref() == Some(id.as_str()) {
+                            a.status = Some(status.clone());
+                        }
+                    }
                 }
                 for c in change.containers.iter().flatten() {
                     let Some(tc) =
@@ -279,9 +310,13 @@ impl StateChanges {
 
 /// A report naming its instance must come from the instance the task is placed on.
 fn check_placed_on(t: &TaskRecord, report: &TaskReport, given: &str) -> Result<(), AwsError> {
-    if !report.container_instance_arn.is_empty()
-        && t.task.container_instance_arn.as_deref() != Some(report.container_instance_arn.as_str())
-    {
+    let reported = report.container_instance_arn.as_str();
+    // A Fargate task shows no container instance: its pool instance is known by id.
+    let placed_on = match t.task.container_instance_arn.as_deref() {
+        Some(arn) => arn == reported,
+        None => !t.instance_id.is_empty() && reported.rsplit('/').next() == Some(&t.instance_id),
+    };
+    if !reported.is_empty() && !placed_on {
         return Err(error::invalid(format!(
             "Task {given} is not placed on {}.",
             report.container_instance_arn

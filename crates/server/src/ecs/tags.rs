@@ -46,6 +46,18 @@ impl Tags {
 
     fn resource(&self, arn: Option<&str>) -> Result<ResourceRef, AwsError> {
         let arn = arn.unwrap_or("");
+        // A resource minted with a short ARN (a long-ARN-format account setting disabled)
+        // carries no cluster, and ECS refuses to tag it.
+        let short = self.core.scope.ecs_resource(arn).and_then(|r| r.split_once('/')).is_some_and(
+            |(kind, rest)| {
+                matches!(kind, "service" | "task" | "container-instance")
+                    && !rest.is_empty()
+                    && !rest.contains('/')
+            },
+        );
+        if short {
+            return Err(error::invalid("Long arn format must be used for tagging operations"));
+        }
         self.core.scope.resource(arn).ok_or_else(|| {
             error::invalid(format!(
                 "resourceArn '{arn}' is not the ARN of a taggable resource of this account and region."

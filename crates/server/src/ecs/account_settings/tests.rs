@@ -295,3 +295,75 @@ async fn container_insights_is_the_default_of_new_clusters() {
     let c = h.ecs.clusters().create_cluster(&ctx, own).await.unwrap();
     assert_eq!(insights(c.cluster.unwrap()), "enabled");
 }
+
+/// `serviceLongArnFormat` disabled: a new service gets `service/<name>`, which ListServices,
+/// DescribeServices and UpdateService accept and show as minted; it cannot be tagged (as in
+/// ECS); a service created before keeps its long ARN, and a later one gets the long format
+/// again once the setting is enabled.
+#[tokio::test]
+async fn short_service_arns_for_services_created_with_the_setting_disabled() {
+    use berth_wire::ecs::{ClustersApi, ServicesApi, TagsApi};
+    let h = Harness::new();
+    let ctx = h.ctx();
+    let c = CreateClusterRequest { cluster_name: Some("default".into()), ..Default::default() };
+    h.ecs.clusters().create_cluster(&ctx, c).await.unwrap();
+    let td = task_definition(&h.ecs, &ctx, "web").await;
+    let create = |name: &str| CreateServiceRequest {
+        service_name: Some(name.into()),
+        task_definition: Some(td.clone()),
+        desired_count: Some(0),
+        ..Default::default()
+    };
+    let svc = |r: CreateServiceResponse| r.service.unwrap().service_arn.unwrap();
+    let long = svc(h.ecs.services().create_service(&ctx, create("before")).await.unwrap());
+    assert_eq!(long, "arn:aws:ecs:us-east-1:000000000000:service/default/before");
+    let set = |value: &str| PutAccountSettingRequest {
+        name: Some(SettingName::ServiceLongArnFormat),
+        value: Some(value.into()),
+        principal_arn: None,
+    };
+    h.ecs.account_settings().put_account_setting(&ctx, set("disabled")).await.unwrap();
+    let short = svc(h.ecs.services().create_service(&ctx, create("after")).await.unwrap());
+    assert_eq!(short, "arn:aws:ecs:us-east-1:000000000000:service/after");
+
+    let listed = h.ecs.services().list_services(&ctx, ListServicesRequest::default()).await;
+    let mut arns = listed.unwrap().service_arns.unwrap();
+    arns.sort();
+    assert_eq!(arns, vec![short.clone(), long.clone()]);
+    let described = h
+        .ecs
+        .services()
+        .describe_services(
+            &ctx,
+            DescribeServicesRequest {
+                services: Some(vec![short.clone(), long.clone()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .services
+        .unwrap();
+    let shown: Vec<_> = described.iter().map(|s| s.service_arn.clone().unwrap()).collect();
+    assert_eq!(shown, vec![short.clone(), long.clone()]);
+    let update = UpdateServiceRequest {
+        service: Some(short.clone()),
+        desired_count: Some(0),
+        ..Default::default()
+    };
+    let updated = h.ecs.services().update_service(&ctx, update).await.unwrap().service.unwrap();
+    assert_eq!(updated.service_arn.as_deref(), Some(short.as_str()));
+
+    let tag = |arn: &str| TagResourceRequest {
+        resource_arn: Some(arn.into()),
+        tags: Some(vec![Tag { key: Some("k".into()), value: Some("v".into()) }]),
+    };
+    let e = h.ecs.tags().tag_resource(&ctx, tag(&short)).await.unwrap_err();
+    assert_eq!(e.code, "InvalidParameterException");
+    assert_eq!(e.message, "Long arn format must be used for tagging operations");
+    h.ecs.tags().tag_resource(&ctx, tag(&long)).await.unwrap();
+
+    h.ecs.account_settings().put_account_setting(&ctx, set("enabled")).await.unwrap();
+    let again = svc(h.ecs.services().create_service(&ctx, create("later")).await.unwrap());
+    assert_eq!(again, "arn:aws:ecs:us-east-1:000000000000:service/default/later");
+}

@@ -291,15 +291,15 @@ async fn lifecycle_and_placement() {
     };
     let t = h.ecs.tasks().run_task(&ctx, run).await.unwrap().tasks.unwrap();
     assert_eq!(t[0].capacity_provider_name, None);
-    // FARGATE: a precise refusal, nothing placed.
+    // FARGATE with a task definition Fargate cannot run: ECS's refusal, nothing placed.
     let run = RunTaskRequest {
         task_definition: Some(td.clone()),
         capacity_provider_strategy: Some(vec![item("FARGATE", 0, 1)]),
         ..Default::default()
     };
     let e = h.ecs.tasks().run_task(&ctx, run).await.unwrap_err();
-    assert_eq!(e.code, "UnsupportedFeatureException");
-    assert!(e.message.contains("FARGATE"), "{}", e.message);
+    assert_eq!(e.code, "InvalidParameterException");
+    assert_eq!(e.message, "Task definition does not support launch_type FARGATE.");
     // A provider without instances: its share fails with CAPACITY_PROVIDER.
     api.create_capacity_provider(&ctx, create("cp-empty", "asg-e")).await.unwrap();
     let put = PutClusterCapacityProvidersRequest {
@@ -526,7 +526,7 @@ async fn services_run_by_their_capacity_provider_strategy() {
 }
 
 #[tokio::test]
-async fn a_service_share_on_fargate_is_not_started_and_its_event_says_why() {
+async fn a_service_on_fargate_needs_a_fargate_task_definition() {
     use berth_wire::ecs::{ClustersApi, ServicesApi};
     let h = Harness::new();
     let ctx = h.ctx();
@@ -550,16 +550,11 @@ async fn a_service_share_on_fargate_is_not_started_and_its_event_says_why() {
         }]),
         ..Default::default()
     };
-    ecs.services().create_service(&ctx, req).await.unwrap();
-    for _ in 0..3 {
-        tokio::task::yield_now().await;
-        ecs.service_controller.service_pass().await.unwrap();
-    }
+    // No silent fallback to the cluster's instances: refused as ECS refuses it.
+    let e = ecs.services().create_service(&ctx, req).await.unwrap_err();
+    assert_eq!(e.code, "InvalidParameterException");
+    assert_eq!(e.message, "Task definition does not support launch_type FARGATE.");
     let d = DescribeServicesRequest { services: Some(vec!["far".into()]), ..Default::default() };
-    let s = ecs.services().describe_services(&ctx, d).await.unwrap().services.unwrap().remove(0);
-    assert_eq!(s.running_count.unwrap() + s.pending_count.unwrap(), 0, "no EC2 fallback");
-    let events: Vec<String> = s.events.unwrap().into_iter().filter_map(|e| e.message).collect();
-    let said =
-        events.iter().filter(|m| m.contains("FARGATE") && m.contains("unable to place")).count();
-    assert_eq!(said, 1, "said once (not repeated within a minute): {events:?}");
+    let out = ecs.services().describe_services(&ctx, d).await.unwrap();
+    assert!(out.services.unwrap().is_empty());
 }

@@ -12,12 +12,19 @@
 //!        conflict:  re-read the instances touched, decide again (records::Cas)
 //! ```
 //!
+//! A Fargate job is decided on the Fargate pool's instances (`crate::ecs::fargate`) and
+//! committed in the job's own cluster; what the pool cannot take now is created PROVISIONING
+//! (placed later by [`provision`]). An awsvpc job allocates one interface per task in the
+//! same transaction (`crate::ecs::awsvpc`): an address taken meanwhile fails the compare on
+//! its key and the job is decided again.
+//!
 //! Invariant: a plan is committed only against the instance revisions it was computed from,
 //! so whatever the concurrency (other servers, the controller, agents' reports releasing
 //! resources) no instance is ever overcommitted; a stale cache costs a retry, never an
 //! overcommit.
 
 pub mod cache;
+mod provision;
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -35,6 +42,7 @@ use super::clusters::Clusters;
 use super::core::{Core, cluster_not_found};
 use super::reservations;
 use super::tasks::records::{NewTask, TaskRecords};
+use super::{awsvpc, fargate};
 use crate::error;
 use crate::records;
 use bytes::Bytes;
@@ -145,8 +153,11 @@ impl Placement {
         }];
         let (parts, own_request) = if parts.is_empty() { (&own[..], true) } else { (parts, false) };
         let now = self.core.now();
+        // A Fargate job is decided on the pool's instances (crate::ecs::fargate).
+        let fargate_job = job.spec.fargate;
+        let pool = if fargate_job { fargate::POOL_CLUSTER } else { cluster };
         let mut cas = records::Cas::new(&*self.core.store, format!("cluster {cluster}"));
-        let mut cached = self.cache.lock(cluster, now).await?;
+        let mut cached = self.cache.lock(pool, now).await?;
         let mut lost_once = false;
         loop {
             cas.attempt().await?;
@@ -190,6 +201,14 @@ impl Placement {
                 };
                 let plan = match cached.state(self.cache.liveness_fn(now)).place(request) {
                     Ok(plan) => plan,
+                    // An empty pool: every Fargate task waits for capacity.
+                    Err(berth_scheduler::PlacementError::NoContainerInstances) if fargate_job => {
+                        berth_scheduler::Plan {
+                            placements: vec![],
+                            failures: vec![],
+                            unplaced: request.count,
+                        }
+                    }
                     Err(e) => {
                         if !plans.is_empty() {
                             // Earlier parts' decisions are in the state but will not be committed.
@@ -201,9 +220,15 @@ impl Placement {
                 plans.push((part, request.requirements.clone(), plan));
             }
             let mut placements = Vec::new();
+            // Fargate tasks no pool instance can take now: they wait in PROVISIONING.
+            let mut waiting: Vec<Option<&str>> = Vec::new();
             for (part, requirements, plan) in plans {
                 let provider = (!own_request).then_some(part.capacity_provider);
                 let plan_failures = match provider {
+                    _ if fargate_job => {
+                        waiting.extend(std::iter::repeat_n(provider, plan.unplaced as usize));
+                        Vec::new()
+                    }
                     Some(name) => {
                         self.provider_failures(&cached, name, plan.failures, plan.unplaced)
                     }
@@ -229,6 +254,43 @@ impl Placement {
                 }));
             }
 
+            // awsvpc: one interface per task, placed or waiting; what finds no address is not
+            // created (ECS fails a task whose subnets are exhausted).
+            let mut enis = Vec::new();
+            if let Some(plan) = job.spec.network {
+                let wanted = placements.len() + waiting.len();
+                enis = awsvpc::allocate(
+                    &*self.core.store,
+                    plan,
+                    wanted,
+                    &self.core.scope.region,
+                    &self.core.scope.account_id,
+                )
+                .await?;
+                let mut short = wanted - enis.len();
+                if short > 0 {
+                    let subnets: Vec<&str> =
+                        plan.subnets.iter().map(|(s, _)| s.id.as_str()).collect();
+                    for _ in 0..short {
+                        failures.push(Failure {
+                            arn: None,
+                            reason: Some(awsvpc::ENI_FAILURE.into()),
+                            detail: Some(format!(
+                                "No free IPv4 address in subnets {} (InsufficientFreeAddressesInSubnet).",
+                                subnets.join(", ")
+                            )),
+                        });
+                    }
+                    let from_waiting = short.min(waiting.len());
+                    waiting.truncate(waiting.len() - from_waiting);
+                    short -= from_waiting;
+                    if short > 0 {
+                        placements.truncate(placements.len() - short);
+                        // The state holds the dropped placements: rebuild it from the records.
+                        cached.discard_state();
+                    }
+                }
+            }
             let by_arn: BTreeMap<&str, (&String, &CachedInstance)> =
                 cached.instances().iter().map(|(id, i)| (i.arn(), (id, i))).collect();
             let mut txn = Txn::new().when(keys::cluster(cluster), cluster_rev);
@@ -239,7 +301,7 @@ impl Placement {
                 let entry = match touched.entry((*id).clone()) {
                     Entry::Occupied(e) => e.into_mut(),
                     Entry::Vacant(e) => {
-                        let rec = inst.record(&keys::container_instance(cluster, id))?;
+                        let rec = inst.record(&keys::container_instance(pool, id))?;
                         e.insert((rec, inst.revision))
                     }
                 };
@@ -248,13 +310,25 @@ impl Placement {
                     long_arn: Some(long_arn),
                     ..job.spec
                 };
-                let task = self.task_records.build(&entry.0, &spec);
+                let task = self.task_records.build(Some(&entry.0), &spec);
                 reservations::reserve(&mut entry.0, &task);
                 created.push(task);
             }
+            for provider in &waiting {
+                let spec = NewTask {
+                    capacity_provider: provider.or(job.spec.capacity_provider),
+                    long_arn: Some(long_arn),
+                    ..job.spec
+                };
+                created.push(self.task_records.build(None, &spec));
+            }
+            for (task, eni) in created.iter_mut().zip(enis.iter_mut()) {
+                awsvpc::attach(eni, &mut task.task);
+                txn = awsvpc::write(txn, &eni.eni);
+            }
             let mut written: Vec<(ContainerInstanceRecord, Bytes)> = Vec::new();
             for (id, (rec, rev)) in touched {
-                let key = keys::container_instance(cluster, &id);
+                let key = keys::container_instance(pool, &id);
                 let raw = Bytes::from(records::encode(&rec));
                 txn = txn
                     .when(key.clone(), rev)
@@ -278,15 +352,19 @@ impl Placement {
             match cas.commit_at(txn).await {
                 Ok(Some(revision)) => {
                     cached.committed(written, revision);
+                    if created.iter().any(|t| t.instance_id.is_empty()) {
+                        self.core.services_changed();
+                    }
                     let tasks = created.into_iter().map(|t| t.task).collect();
                     return Ok(Placed { tasks, failures });
                 }
-                // Lost a compare: the instances touched may be stale; the plan is void.
-                Ok(None) => self.cache.refresh(&mut cached, cluster, &ids).await?,
+                // Lost a compare: the instances touched may be stale (or an address was
+                // taken meanwhile); the plan is void.
+                Ok(None) => self.cache.refresh(&mut cached, pool, &ids).await?,
                 Err(e) => {
                     // Outcome unknown: start the next placement from the store.
                     cached.discard_state();
-                    self.cache.refresh(&mut cached, cluster, &ids).await?;
+                    self.cache.refresh(&mut cached, pool, &ids).await?;
                     return Err(e);
                 }
             }

@@ -13,8 +13,9 @@
 //!
 //! A start with a capacity provider (the decision splits a deployment's starts by its
 //! strategy) is placed only on that provider's instances, and its tasks record the provider
-//! (`capacityProviderName`); a FARGATE or FARGATE_SPOT share is not placed at all: the
-//! service's event says why, as RunTask refuses it.
+//! (`capacityProviderName`); a FARGATE or FARGATE_SPOT share (or a FARGATE service) is
+//! placed on the Fargate pool (`crate::ecs::fargate`), each task with its own interface in
+//! the service's awsvpc network (`crate::ecs::awsvpc`).
 //!
 //! Services with the `EXTERNAL` deployment controller take the same steps with the task set
 //! scheduler's decision instead (`controller/task_sets.rs`, deciding in
@@ -37,13 +38,13 @@ use berth_store::{Range, Txn};
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
-use super::super::capacity_providers::fargate_unsupported;
 use super::super::core::Core;
 use super::super::placement::{
     CAPACITY_PROVIDER_FAILURE, InstanceSummary, Job, Placed, Placement, ProviderPart,
 };
 use super::super::task_definitions::TaskDefinitions;
 use super::super::tasks::records::{NewTask, TaskRecords};
+use super::super::{awsvpc, fargate};
 use crate::error;
 use crate::records;
 
@@ -56,6 +57,8 @@ const PLACEMENT_EVENT_QUIET_SECS: f64 = 60.0;
 /// A cluster's instances as one pass sees them.
 struct ClusterView {
     instances: Vec<InstanceSummary>,
+    /// `instances[..own]` are the cluster's own; the rest are the Fargate pool's.
+    own: usize,
 }
 
 /// The service scheduler's executor (see the module header).
@@ -96,6 +99,10 @@ impl ServiceController {
 
     /// One pass over every service of every cluster.
     pub async fn service_pass(&self) -> Result<(), AwsError> {
+        // Fargate tasks waiting for pool capacity first: placed, or stopped on timeout.
+        if let Err(e) = self.placement.provision_pending().await {
+            tracing::warn!(error = %e.message, "Fargate provisioning pass failed; retrying");
+        }
         let clusters =
             self.core.store.range(Range::prefix(keys::CLUSTERS)).await.map_err(error::store)?;
         for c in clusters {
@@ -127,8 +134,15 @@ impl ServiceController {
         Ok(())
     }
 
+    /// The cluster's instances, and the Fargate pool's (its service tasks on Fargate run
+    /// there; the pool's instances are never eligible for DAEMON services).
     async fn cluster_view(&self, cluster: &str) -> Result<ClusterView, AwsError> {
-        Ok(ClusterView { instances: self.placement.instances_view(cluster).await? })
+        let mut instances = self.placement.instances_view(cluster).await?;
+        let own = instances.len();
+        if !fargate::is_pool(cluster) {
+            instances.extend(self.placement.instances_view(fargate::POOL_CLUSTER).await?);
+        }
+        Ok(ClusterView { instances, own })
     }
 
     async fn reconcile_service(
@@ -201,7 +215,9 @@ impl ServiceController {
         let instances: Vec<InstanceView> = view
             .instances
             .iter()
-            .map(|i| {
+            .enumerate()
+            .map(|(n, i)| {
+                let pool = n >= view.own;
                 let (snap, silent) = (&i.snapshot, &i.silent_secs);
                 let lost = *silent > self.core.timing.instance_lost_after_secs;
                 let active = i.status == InstanceStatus::Active;
@@ -214,7 +230,7 @@ impl ServiceController {
                     active,
                     lost,
                     silent_secs: *silent,
-                    daemon_eligible: active && !lost && meets,
+                    daemon_eligible: active && !lost && meets && !pool,
                     zone: snap.attributes.get("ecs.availability-zone").cloned().flatten(),
                 }
             })
@@ -329,19 +345,32 @@ impl ServiceController {
         let name = &rec.name;
         let mut started = Vec::new();
         for s in starts {
-            if let Some(p) = s.capacity_provider.as_deref()
-                && berth_scheduler::capacity::is_fargate(p)
-            {
-                // As RunTask refuses them: no silent fallback to the cluster's instances.
-                events.push(format!(
-                    "(service {name}) was unable to place a task. Reason: {}",
-                    fargate_unsupported(p, s.count).message
-                ));
-                continue;
-            }
+            // A FARGATE / FARGATE_SPOT share, or a FARGATE service: placed on the pool.
+            let fargate = match s.capacity_provider.as_deref() {
+                Some(p) => fargate::is_fargate_provider(p),
+                None => rec.service.launch_type == Some(LaunchType::Fargate),
+            };
             let td_arn = td_of(&s.deployment).unwrap_or_default();
             let td_rec = self.task_definitions.by_arn(&td_arn).await?;
             let td = &td_rec.task_definition;
+            // Each task gets its own interface in the service's awsvpc network.
+            let network = match awsvpc::plan(
+                &*self.core.store,
+                td.network_mode,
+                rec.service.network_configuration.as_ref(),
+                fargate,
+            )
+            .await
+            {
+                Ok(n) => n,
+                Err(e) => {
+                    events.push(format!(
+                        "(service {name}) was unable to place a task. Reason: {}",
+                        e.message
+                    ));
+                    continue;
+                }
+            };
             let constraints = berth_scheduler::wire::constraints(
                 rec.service.placement_constraints.as_deref().unwrap_or(&[]),
                 td.placement_constraints.as_deref().unwrap_or(&[]),
@@ -359,17 +388,22 @@ impl ServiceController {
                     Strategy::Spread(SpreadField::InstanceId),
                 ];
             }
+            let mut requirements = berth_scheduler::task_requirements(td, None);
+            if fargate {
+                // The pool's hosts are Berth's own: they run whatever Fargate runs.
+                requirements.required_attributes.clear();
+            }
             let mut request = PlacementRequest {
                 count: s.count,
-                requirements: berth_scheduler::task_requirements(td, None),
+                requirements,
                 group: berth_model::service::task_group(name),
-                constraints: if s.instance.is_some() { vec![] } else { constraints },
+                constraints: if s.instance.is_some() || fargate { vec![] } else { constraints },
                 strategies,
                 seed: uuid::Uuid::new_v4().as_u64_pair().0,
                 targets: Vec::new(),
             };
-            // A provider's share goes only to the instances it owns.
-            if let Some(p) = s.capacity_provider.as_deref() {
+            // A provider's share goes only to the instances it owns (Fargate's: the pool).
+            if let Some(p) = s.capacity_provider.as_deref().filter(|_| !fargate) {
                 request.constraints.push(
                     berth_scheduler::capacity::provider_constraint(p)
                         .map_err(|e| error::invalid(e.to_string()))?,
@@ -410,6 +444,8 @@ impl ServiceController {
                     service: Some(name),
                     capacity_provider: None,
                     long_arn: None,
+                    fargate,
+                    network: network.as_ref(),
                 },
                 request: &request,
                 only: only.as_deref(),
@@ -525,6 +561,7 @@ impl ServiceController {
                 after.version += 1;
                 txn = txn
                     .delete(key.clone())
+                    .delete(keys::service_short_arn(cluster, &before.name))
                     .put(keys::inactive_service(cluster, &before.name), records::encode(&after));
                 for e in self
                     .core

@@ -86,8 +86,20 @@ impl Services {
         Self { core, clusters, task_definitions }
     }
 
+    /// A service's ARN in the long format (`service/<cluster>/<name>`), which every service
+    /// created with `serviceLongArnFormat` enabled (the default) has.
     pub(super) fn service_arn(&self, cluster: &str, name: &str) -> String {
         self.core.scope.ecs_arn(&format!("service/{cluster}/{name}"))
+    }
+
+    /// The ARN a new service gets: the long format, or `service/<name>` when its creator's
+    /// `serviceLongArnFormat` setting is disabled.
+    fn new_service_arn(&self, cluster: &str, name: &str, long: bool) -> String {
+        if long {
+            self.service_arn(cluster, name)
+        } else {
+            self.core.scope.ecs_arn(&format!("service/{name}"))
+        }
     }
 
     /// The service name a request gives (a name or an ARN of this cluster).
@@ -156,7 +168,19 @@ impl Services {
     /// The wire shape, with deployments, counts and events.
     pub(super) fn render_service(&self, rec: &ServiceRecord, with_tags: bool) -> Service {
         let mut s = rec.service.clone();
-        s.deployments = Some(rec.deployments.iter().map(DeploymentRecord::to_wire).collect());
+        s.deployments = Some(
+            rec.deployments
+                .iter()
+                .map(|d| {
+                    // Deployments show the service's network configuration and platform.
+                    let mut w = d.to_wire();
+                    w.network_configuration = rec.service.network_configuration.clone();
+                    w.platform_version = rec.service.platform_version.clone();
+                    w.platform_family = rec.service.platform_family.clone();
+                    w
+                })
+                .collect(),
+        );
         s.running_count = Some(rec.deployments.iter().map(|d| d.running_count).sum());
         s.pending_count = Some(rec.deployments.iter().map(|d| d.pending_count).sum());
         if rec.settings.daemon {
@@ -206,6 +230,43 @@ impl Services {
     }
 }
 
+/// Whether a service runs on Fargate: launch type FARGATE, or a strategy of FARGATE /
+/// FARGATE_SPOT only.
+pub(super) fn service_on_fargate(
+    launch_type: Option<LaunchType>,
+    strategy: Option<&[CapacityProviderStrategyItem]>,
+) -> bool {
+    launch_type == Some(LaunchType::Fargate)
+        || strategy.is_some_and(|s| {
+            !s.is_empty()
+                && s.iter().all(|i| {
+                    i.capacity_provider.as_deref().is_some_and(super::fargate::is_fargate_provider)
+                })
+        })
+}
+
+impl Services {
+    /// CreateService's and UpdateService's checks of what the service's tasks will run
+    /// with: a Fargate-compatible task definition and platform version on Fargate, and the
+    /// network configuration an awsvpc task definition needs (`crate::ecs::awsvpc::plan`).
+    async fn check_launch(
+        &self,
+        td_arn: &str,
+        fargate: bool,
+        network: Option<&NetworkConfiguration>,
+        platform_version: Option<&str>,
+    ) -> Result<(), AwsError> {
+        let rec = self.task_definitions.by_arn(td_arn).await?;
+        let td = &rec.task_definition;
+        if fargate {
+            super::fargate::check_task_definition(td)?;
+            super::fargate::platform_version(platform_version)?;
+        }
+        super::awsvpc::plan(&*self.core.store, td.network_mode, network, fargate).await?;
+        Ok(())
+    }
+}
+
 impl ServicesApi<RequestContext> for Services {
     async fn create_service(
         &self,
@@ -223,6 +284,12 @@ impl ServicesApi<RequestContext> for Services {
             .and_then(|c| c.r#type)
             .unwrap_or(DeploymentControllerType::Ecs);
         let external = controller == DeploymentControllerType::External;
+        let long_arn = super::account_settings::long_arn_format(
+            &self.core,
+            Some(&ctx.principal.arn),
+            SettingName::ServiceLongArnFormat,
+        )
+        .await?;
         // The capacity provider strategy the service runs with, if any (else a launch type).
         let strategy = match self.clusters.live_cluster(&cluster).await? {
             Some((cluster_rec, _)) => super::capacity_providers::service_strategy(
@@ -249,6 +316,16 @@ impl ServicesApi<RequestContext> for Services {
                 None
             }
         };
+        let fargate = service_on_fargate(input.launch_type, strategy.as_deref());
+        if let Some(td) = &td_arn {
+            self.check_launch(
+                td,
+                fargate,
+                input.network_configuration.as_ref(),
+                input.platform_version.as_deref(),
+            )
+            .await?;
+        }
         let _serial = self.core.serialise(&keys::service(&cluster, &name)).await;
         let what = format!("service {name}");
         let rec = {
@@ -274,7 +351,7 @@ impl ServicesApi<RequestContext> for Services {
                     input.launch_type.or(Some(LaunchType::Ec2))
                 };
                 let service = Service {
-                    service_arn: Some(self.service_arn(&cluster, &name)),
+                    service_arn: Some(self.new_service_arn(&cluster, &name, long_arn)),
                     service_name: Some(name.clone()),
                     cluster_arn: Some(self.core.scope.cluster_arn(&cluster)),
                     load_balancers: Some(vec![]),
@@ -298,6 +375,10 @@ impl ServicesApi<RequestContext> for Services {
                     enable_ecs_managed_tags: Some(input.enable_ecs_managed_tags.unwrap_or(false)),
                     propagate_tags: Some(input.propagate_tags.unwrap_or(PropagateTags::None)),
                     enable_execute_command: Some(false),
+                    network_configuration: input.network_configuration.clone(),
+                    platform_version: fargate
+                        .then(|| input.platform_version.clone().unwrap_or_else(|| "LATEST".into())),
+                    platform_family: fargate.then(|| super::fargate::PLATFORM_FAMILY.to_string()),
                     ..Default::default()
                 };
                 // EXTERNAL services have task sets instead of deployments.
@@ -329,11 +410,13 @@ impl ServicesApi<RequestContext> for Services {
                     version: 1,
                     task_sets: vec![],
                 };
+                let short = keys::service_short_arn(&cluster, &name);
                 let txn = berth_store::Txn::new()
                     .when(keys::cluster(&cluster), cluster_rev)
                     .when(key.clone(), 0)
                     .put(key, records::encode(&rec))
                     .delete(keys::inactive_service(&cluster, &name));
+                let txn = if long_arn { txn.delete(short) } else { txn.put(short, Vec::new()) };
                 if cas.commit(txn).await? {
                     break 'cas rec;
                 }
@@ -419,6 +502,17 @@ impl ServicesApi<RequestContext> for Services {
         };
         let (td, constraints, strategies) = placement(&current);
         self.check_placement(&td, &constraints, &strategies).await?;
+        let fargate = service_on_fargate(
+            current.service.launch_type,
+            new_strategy.as_deref().or(current.service.capacity_provider_strategy.as_deref()),
+        );
+        self.check_launch(
+            &td,
+            fargate,
+            input.network_configuration.as_ref().or(current.service.network_configuration.as_ref()),
+            input.platform_version.as_deref().or(current.service.platform_version.as_deref()),
+        )
+        .await?;
         let now = self.core.now();
         let updated = self
             .update_service_record(&cluster, &name, |rec| {
@@ -482,6 +576,12 @@ impl ServicesApi<RequestContext> for Services {
                 }
                 rec.service.task_definition = Some(td);
                 rec.service.desired_count = Some(settings.desired_count);
+                if let Some(n) = &input.network_configuration {
+                    rec.service.network_configuration = Some(n.clone());
+                }
+                if let Some(v) = &input.platform_version {
+                    rec.service.platform_version = Some(v.clone());
+                }
                 apply_update(rec, &input, settings, constraints, strategies);
                 Ok(())
             })
@@ -596,8 +696,20 @@ impl ServicesApi<RequestContext> for Services {
                 if more { out.last().map(|(k, _)| crate::pagination::token(k)) } else { None };
             (out.into_iter().map(|(_, n)| n).collect::<Vec<_>>(), token)
         };
+        // The few services minted with short ARNs (serviceLongArnFormat disabled).
+        let short_prefix = keys::services_short_arn_prefix(&cluster);
+        let short: std::collections::HashSet<String> = self
+            .core
+            .store
+            .range(berth_store::Range::prefix(&short_prefix))
+            .await
+            .map_err(error::store)?
+            .into_iter()
+            .filter_map(|r| r.key.strip_prefix(&short_prefix).map(str::to_string))
+            .collect();
+        let arn = |n: &String| self.new_service_arn(&cluster, n, !short.contains(n));
         Ok(ListServicesResponse {
-            service_arns: Some(names.iter().map(|n| self.service_arn(&cluster, n)).collect()),
+            service_arns: Some(names.iter().map(arn).collect()),
             next_token: next,
         })
     }

@@ -164,6 +164,22 @@ impl TaskSetsApi<RequestContext> for TaskSets {
         let td =
             self.task_definitions.runnable(input.task_definition.as_deref().unwrap_or("")).await?;
         let td_arn = td.task_definition.task_definition_arn.clone().unwrap_or_default();
+        // The set's capacity provider strategy: the request's (never with a launch type), else
+        // the cluster's default when no launch type is given, as ECS decides it.
+        let strategy = match self.clusters.live_cluster(&cluster).await? {
+            Some((cluster_rec, _)) => super::super::capacity_providers::strategy_for(
+                input.capacity_provider_strategy.as_deref(),
+                input.launch_type,
+                &cluster_rec,
+            )?
+            .map(|shares| super::super::capacity_providers::shown_strategy(&shares)),
+            None => None,
+        };
+        let launch_type = if strategy.is_some() {
+            None
+        } else {
+            Some(input.launch_type.unwrap_or(LaunchType::Ec2))
+        };
         let now = self.core.now();
         let id = new_deployment_id();
         let mut out = None;
@@ -186,7 +202,7 @@ impl TaskSetsApi<RequestContext> for TaskSets {
                     task_set: TaskSet {
                         id: Some(id.clone()),
                         task_set_arn: Some(self.task_set_arn(&cluster, &name, &id)),
-                        service_arn: Some(self.services.service_arn(&cluster, &name)),
+                        service_arn: rec.service.service_arn.clone(),
                         cluster_arn: Some(self.core.scope.cluster_arn(&cluster)),
                         external_id: input.external_id.clone(),
                         status: Some(ts::ACTIVE.into()),
@@ -196,7 +212,8 @@ impl TaskSetsApi<RequestContext> for TaskSets {
                         running_count: Some(0),
                         created_at: Some(now),
                         updated_at: Some(now),
-                        launch_type: Some(input.launch_type.unwrap_or(LaunchType::Ec2)),
+                        launch_type,
+                        capacity_provider_strategy: strategy.clone(),
                         load_balancers: Some(vec![]),
                         service_registries: Some(vec![]),
                         scale: Some(scale.clone()),

@@ -6,8 +6,9 @@
 //! statuses); the cluster must exist. Each change is recorded on the task of the cluster that
 //! carries that attachment (its `attachments[].status`), with the task record's
 //! compare-and-set; an attachment no task of the cluster carries is refused naming it. The
-//! answer is ECS's `acknowledgment: "ACK"`. Berth's tasks have no attachments yet (no
-//! awsvpc), so today every well-formed change names an unknown attachment.
+//! answer is ECS's `acknowledgment: "ACK"`. awsvpc tasks carry their ENI attachment
+//! (`crate::ecs::awsvpc`); a Fargate pool agent names the pool's cluster, and its changes
+//! reach the task through the interface's record and the pool index.
 
 use berth_model::keys;
 use berth_model::records::TaskRecord;
@@ -77,6 +78,9 @@ impl StateChanges {
         if records_cluster(self, &cluster).await?.is_none() {
             return Err(super::super::core::cluster_not_found());
         }
+        if super::super::fargate::is_pool(&cluster) {
+            return self.pool_attachment_changes(&changes, &ids).await;
+        }
         // Which task carries each attachment (a scan of the cluster's tasks: attachments are
         // rare and this call is too).
         let prefix = keys::task(&cluster, "");
@@ -97,6 +101,58 @@ impl StateChanges {
                 .update(&cluster, &task_id, |t| {
                     for a in t.task.attachments.iter_mut().flatten() {
                         if a.id.as_deref() == Some(id) {
+                            a.status = status.clone();
+                        }
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(SubmitAttachmentStateChangesResponse { acknowledgment: Some("ACK".into()) })
+    }
+}
+
+impl StateChanges {
+    /// A Fargate pool agent's attachment changes: each attachment is found through its
+    /// interface's record (which names the task), and the task through the pool index.
+    async fn pool_attachment_changes(
+        &self,
+        changes: &[AttachmentStateChange],
+        ids: &[&str],
+    ) -> Result<SubmitAttachmentStateChangesResponse, AwsError> {
+        let enis = self
+            .core
+            .store
+            .range(Range::prefix(berth_model::network::keys::ENIS))
+            .await
+            .map_err(error::store)?;
+        for (i, (change, id)) in changes.iter().zip(ids).enumerate() {
+            let task_arn = enis.iter().find_map(|r| {
+                let e: berth_model::network::NetworkInterfaceRecord =
+                    serde_json::from_slice(&r.value).ok()?;
+                (e.attachment_id == *id).then_some(e.task_arn)
+            });
+            let task_id = task_arn.as_deref().and_then(|a| a.rsplit('/').next());
+            let owner = match task_id {
+                Some(t) => self
+                    .core
+                    .store
+                    .get(&super::super::fargate::pool_task(t))
+                    .await
+                    .map_err(error::store)?
+                    .map(|r| (String::from_utf8_lossy(&r.value).into_owned(), t.to_string())),
+                None => None,
+            };
+            let Some((cluster, task_id)) = owner else {
+                return Err(error::invalid(format!(
+                    "attachments[{i}].attachmentArn: no Fargate task has the attachment {id}."
+                )));
+            };
+            let status = change.status.clone();
+            self.task_records
+                .update(&cluster, &task_id, |t| {
+                    for a in t.task.attachments.iter_mut().flatten() {
+                        if a.id.as_deref() == Some(*id) {
                             a.status = status.clone();
                         }
                     }

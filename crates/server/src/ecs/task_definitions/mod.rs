@@ -117,7 +117,7 @@ impl TaskDefinitions {
     }
 
     /// The task definition a RunTask, StartTask, CreateService or UpdateService names,
-    /// refusing what Berth cannot run (an inactive revision, awsvpc).
+    /// refusing what Berth cannot run (an inactive revision).
     pub(super) async fn runnable(
         &self,
         given: &str,
@@ -136,11 +136,6 @@ impl TaskDefinitions {
             return Err(error::client(format!(
                 "TaskDefinition is inactive: {given}. Register a new revision or run an ACTIVE one."
             )));
-        }
-        if rec.task_definition.network_mode == Some(NetworkMode::Awsvpc) {
-            return Err(ErrorCode::UnsupportedFeatureException.with(
-                "networkMode awsvpc is not supported by Berth's agent yet; use bridge, host or none.",
-            ));
         }
         Ok(rec)
     }

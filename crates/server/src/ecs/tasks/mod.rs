@@ -1,6 +1,10 @@
 //! Tasks: RunTask, StartTask, StopTask, DescribeTasks, ListTasks, and task scale-in
 //! protection (`protection.rs`).
 //!
+//! Launch type FARGATE (or a FARGATE / FARGATE_SPOT strategy, never mixed with instance
+//! providers) is checked here (`crate::ecs::fargate`) and placed on the Fargate pool; an
+//! awsvpc task definition's `networkConfiguration` is checked here (`crate::ecs::awsvpc`).
+//!
 //! RunTask and StartTask resolve what to launch here and hand it to the placement executor
 //! ([`crate::ecs::placement`]), which places and commits it in one transaction. Every change
 //! to an existing task goes through [`records::TaskRecords::update`], which keeps the task's
@@ -23,12 +27,13 @@ use berth_wire::ecs::*;
 
 use self::records::{NewTask, TaskRecords};
 use super::RequestContext;
-use super::capacity_providers::{fargate_unsupported, strategy_for};
+use super::capacity_providers::strategy_for;
 use super::clusters::Clusters;
 use super::core::Core;
 use super::describe::ByIds;
 use super::placement::{ClientToken, Job, Placement, ProviderPart};
 use super::task_definitions::TaskDefinitions;
+use super::{awsvpc, fargate};
 use crate::error;
 use crate::pagination::Page;
 
@@ -57,6 +62,10 @@ struct Launch<'a> {
     principal: &'a str,
     /// With a capacity provider strategy: how many tasks each provider gets.
     providers: Option<Vec<berth_scheduler::capacity::ProviderPart>>,
+    /// Launch type FARGATE (or a FARGATE / FARGATE_SPOT strategy): placed on the pool.
+    fargate: bool,
+    /// The request's `networkConfiguration` (awsvpc task definitions).
+    network: Option<&'a NetworkConfiguration>,
 }
 
 /// Owns the task API; task records are written through [`TaskRecords`].
@@ -136,6 +145,17 @@ impl Tasks {
         )
         .await?;
         Self::validate_overrides(td, l.overrides)?;
+        if l.fargate {
+            fargate::check_task_definition(td)?;
+            fargate::check_overrides(td, l.overrides)?;
+            if !l.constraints.is_empty() {
+                return Err(error::invalid(
+                    "Task placement constraints are not supported on Fargate.",
+                ));
+            }
+        }
+        let network =
+            awsvpc::plan(&*self.core.store, td.network_mode, l.network, l.fargate).await?;
         let constraints = berth_scheduler::wire::constraints(
             l.constraints,
             td.placement_constraints.as_deref().unwrap_or(&[]),
@@ -145,9 +165,14 @@ impl Tasks {
             .group
             .map(str::to_string)
             .unwrap_or_else(|| format!("family:{}", td.family.clone().unwrap_or_default()));
+        let mut requirements = berth_scheduler::task_requirements(td, l.overrides);
+        if l.fargate {
+            // The pool's hosts are Berth's own: they run whatever Fargate runs.
+            requirements.required_attributes.clear();
+        }
         let request = PlacementRequest {
             count,
-            requirements: berth_scheduler::task_requirements(td, l.overrides),
+            requirements,
             group,
             constraints,
             strategies: l.strategies.clone(),
@@ -166,6 +191,8 @@ impl Tasks {
                 service: None,
                 capacity_provider: None,
                 long_arn: Some(long_arn),
+                fargate: l.fargate,
+                network: network.as_ref(),
             },
             request: &request,
             only,
@@ -178,10 +205,14 @@ impl Tasks {
                 for share in shares {
                     let mut request = request.clone();
                     request.count = share.count;
-                    request.constraints.push(
-                        berth_scheduler::capacity::provider_constraint(&share.capacity_provider)
+                    if !fargate::is_fargate_provider(&share.capacity_provider) {
+                        request.constraints.push(
+                            berth_scheduler::capacity::provider_constraint(
+                                &share.capacity_provider,
+                            )
                             .map_err(|e| error::invalid(e.to_string()))?,
-                    );
+                        );
+                    }
                     parts.push(ProviderPart {
                         capacity_provider: &share.capacity_provider,
                         request,
@@ -193,12 +224,14 @@ impl Tasks {
         Ok((placed.tasks, placed.failures))
     }
 
-    /// The launch type of a task placed without a capacity provider strategy.
-    fn check_launch(input_launch: Option<LaunchType>) -> Result<(), AwsError> {
+    /// The launch type of a task placed without a capacity provider strategy; `true` for
+    /// FARGATE.
+    fn check_launch(input_launch: Option<LaunchType>) -> Result<bool, AwsError> {
         match input_launch {
-            None | Some(LaunchType::Ec2) | Some(LaunchType::External) => Ok(()),
+            None | Some(LaunchType::Ec2) | Some(LaunchType::External) => Ok(false),
+            Some(LaunchType::Fargate) => Ok(true),
             Some(other) => Err(ErrorCode::UnsupportedFeatureException.with(format!(
-                "launchType {other} is not supported by Berth yet; use EC2 (tasks run on the registered container instances)."
+                "launchType {other} is not supported by Berth yet; use EC2 (tasks run on the registered container instances) or FARGATE."
             ))),
         }
     }
@@ -223,8 +256,12 @@ impl TasksApi<RequestContext> for Tasks {
             input.launch_type,
             &cluster_rec,
         )?;
-        if shares.is_none() {
-            Self::check_launch(input.launch_type)?;
+        let fargate = match &shares {
+            None => Self::check_launch(input.launch_type)?,
+            Some(shares) => fargate_strategy(shares)?,
+        };
+        if fargate {
+            fargate::platform_version(input.platform_version.as_deref())?;
         }
         let strategies =
             berth_scheduler::wire::strategies(input.placement_strategy.as_deref().unwrap_or(&[]))
@@ -233,19 +270,8 @@ impl TasksApi<RequestContext> for Tasks {
         if !(1..=10).contains(&count) {
             return Err(error::invalid(format!("count must be between 1 and 10; got {count}.")));
         }
-        let providers = match &shares {
-            None => None,
-            Some(shares) => {
-                let parts = berth_scheduler::capacity::parts(shares, count as u32);
-                if let Some(f) = parts
-                    .iter()
-                    .find(|p| berth_scheduler::capacity::is_fargate(&p.capacity_provider))
-                {
-                    return Err(fargate_unsupported(&f.capacity_provider, f.count));
-                }
-                Some(parts)
-            }
-        };
+        let providers =
+            shares.as_ref().map(|shares| berth_scheduler::capacity::parts(shares, count as u32));
         if let Some(t) = &input.client_token
             && (t.is_empty() || t.len() > 64)
         {
@@ -276,6 +302,8 @@ impl TasksApi<RequestContext> for Tasks {
             strategies,
             principal: &ctx.principal.arn,
             providers,
+            fargate,
+            network: input.network_configuration.as_ref(),
         };
         let (tasks, failures) =
             self.launch(&cluster, &launch, count as u32, None, client_token).await?;
@@ -304,6 +332,8 @@ impl TasksApi<RequestContext> for Tasks {
             strategies: Vec::new(),
             principal: &ctx.principal.arn,
             providers: None,
+            fargate: false,
+            network: input.network_configuration.as_ref(),
         };
         let (tasks, failures) =
             self.launch(&cluster, &launch, instances.len() as u32, Some(&instances), None).await?;
@@ -334,6 +364,7 @@ impl TasksApi<RequestContext> for Tasks {
                     t.task.stopped_reason = Some(reason.clone());
                     t.task.stopping_at = Some(now);
                 }
+                records::stop_if_unplaced(t, now);
                 Ok(())
             })
             .await?;
@@ -466,6 +497,21 @@ impl TasksApi<RequestContext> for Tasks {
         }
         let arns = arns.iter().map(|id| self.core.scope.task_arn(&cluster, id)).collect();
         Ok(ListTasksResponse { task_arns: Some(arns), next_token: next })
+    }
+}
+
+/// Whether a strategy runs on Fargate: all its providers are FARGATE / FARGATE_SPOT (`true`)
+/// or none is (`false`); ECS refuses a mix.
+pub(super) fn fargate_strategy(
+    shares: &[berth_scheduler::capacity::ProviderShare],
+) -> Result<bool, AwsError> {
+    let on_fargate = shares.iter().filter(|s| fargate::is_fargate_provider(&s.capacity_provider));
+    match on_fargate.count() {
+        0 => Ok(false),
+        n if n == shares.len() => Ok(true),
+        _ => Err(error::invalid(
+            "capacityProviderStrategy: a capacity provider strategy can't contain both Fargate capacity providers (FARGATE, FARGATE_SPOT) and Auto Scaling group capacity providers.",
+        )),
     }
 }
 

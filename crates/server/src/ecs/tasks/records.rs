@@ -10,7 +10,13 @@
 //! * the instance's desired-state marker is rewritten whenever what its agent must do
 //!   changes (a new task, a new desired status), which wakes the agent's poll;
 //! * when a task reaches STOPPED, what it held on its instance is released
-//!   ([`crate::ecs::reservations`]) with a compare-and-set on the instance record.
+//!   ([`crate::ecs::reservations`]) with a compare-and-set on the instance record (a Fargate
+//!   task's instance is in the pool's cluster), and its network interface with all its keys
+//!   (`crate::ecs::awsvpc::release`);
+//! * a Fargate task has its pool index entry (`ecs/fargate-tasks/<id>`, removed with the
+//!   record by retention); one not yet placed (PROVISIONING, no instance) has its waiting
+//!   entry (`ecs/fargate-provisioning/<cluster>/<id>`) instead of an instance index, until it
+//!   is placed or STOPPED.
 //!
 //! Statuses only move forward: callers decide with `berth_model::lifecycle`, this module
 //! keeps the indexes true to whatever the record says.
@@ -25,7 +31,7 @@ use berth_wire::AwsError;
 use berth_wire::ecs::*;
 
 use crate::ecs::core::Core;
-use crate::ecs::reservations;
+use crate::ecs::{awsvpc, fargate, reservations};
 use crate::records;
 
 /// What a new task is made of, besides the instance it is placed on.
@@ -46,6 +52,10 @@ pub struct NewTask<'a> {
     /// The task ARN's format: the creator's `taskLongArnFormat` account setting (`None`: the
     /// account default, which the placement executor reads).
     pub long_arn: Option<bool>,
+    /// A Fargate task (launch type FARGATE, placed on the Fargate pool: `crate::ecs::fargate`).
+    pub fargate: bool,
+    /// The awsvpc network the task gets an interface in (`crate::ecs::awsvpc`).
+    pub network: Option<&'a crate::ecs::awsvpc::NetworkPlan>,
 }
 
 /// Writes task records (see the module header).
@@ -67,8 +77,13 @@ impl TaskRecords {
         records::get(&*self.core.store, &keys::task(cluster, id)).await
     }
 
-    /// A new task record for `spec` on `instance` (not yet stored).
-    pub fn build(&self, instance: &ContainerInstanceRecord, spec: &NewTask<'_>) -> TaskRecord {
+    /// A new task record for `spec` on `instance` (not yet stored); `None`: a Fargate task
+    /// that waits in PROVISIONING for pool capacity.
+    pub fn build(
+        &self,
+        instance: Option<&ContainerInstanceRecord>,
+        spec: &NewTask<'_>,
+    ) -> TaskRecord {
         let NewTask {
             cluster,
             td,
@@ -79,6 +94,7 @@ impl TaskRecords {
             tags: task_tags,
             capacity_provider,
             long_arn,
+            fargate,
             ..
         } = *spec;
         let id = berth_model::arn::new_resource_id(long_arn.unwrap_or(true));
@@ -116,23 +132,24 @@ impl TaskRecords {
                     }
                 })
                 .collect();
-        let az = instance
-            .attributes
-            .iter()
-            .find(|a| a.name.as_deref() == Some("ecs.availability-zone"))
-            .and_then(|a| a.value.clone());
-        let arch = instance
-            .attributes
-            .iter()
-            .find(|a| a.name.as_deref() == Some("ecs.cpu-architecture"))
-            .and_then(|a| a.value.clone());
-        let task = Task {
+        let attribute = |name: &str| {
+            instance?
+                .attributes
+                .iter()
+                .find(|a| a.name.as_deref() == Some(name))
+                .and_then(|a| a.value.clone())
+        };
+        let az = attribute("ecs.availability-zone");
+        let arch = attribute("ecs.cpu-architecture");
+        let first_status =
+            if instance.is_some() { TaskStatus::Pending } else { TaskStatus::Provisioning };
+        let mut task = Task {
             task_arn: Some(task_arn),
             cluster_arn: Some(self.core.scope.cluster_arn(cluster)),
             task_definition_arn: td.task_definition_arn.clone(),
-            container_instance_arn: Some(instance.arn.clone()),
+            container_instance_arn: instance.map(|i| i.arn.clone()),
             overrides: Some(task_overrides(td, overrides)),
-            last_status: Some(TaskStatus::Pending.as_str().to_string()),
+            last_status: Some(first_status.as_str().to_string()),
             desired_status: Some(DesiredTaskStatus::Running.as_str().to_string()),
             cpu: Some(req.cpu.to_string()),
             memory: Some(req.memory_mib.to_string()),
@@ -157,10 +174,26 @@ impl TaskRecords {
             enable_execute_command: Some(false),
             ..Default::default()
         };
+        if fargate {
+            // As ECS shows a Fargate task: no container instance; the platform it runs.
+            task.launch_type = Some(LaunchType::Fargate);
+            task.container_instance_arn = None;
+            task.capacity_provider_name = Some(capacity_provider.unwrap_or("FARGATE").to_string());
+            task.platform_version = Some(crate::ecs::fargate::PLATFORM_VERSION.into());
+            task.platform_family = Some(crate::ecs::fargate::PLATFORM_FAMILY.into());
+            task.ephemeral_storage = Some(EphemeralStorage {
+                size_in_gi_b: td
+                    .ephemeral_storage
+                    .as_ref()
+                    .and_then(|e| e.size_in_gi_b)
+                    .or(Some(20)),
+            });
+            task.attributes = None;
+        }
         TaskRecord {
             id,
             cluster: cluster.to_string(),
-            instance_id: instance.id.clone(),
+            instance_id: instance.map(|i| i.id.clone()).unwrap_or_default(),
             task,
             reserved_cpu: req.cpu,
             reserved_memory_mib: req.memory_mib,
@@ -180,11 +213,19 @@ impl TaskRecords {
             .put(keys::task(cluster, id), records::encode(rec))
             .put(keys::live_task(cluster, id), Vec::new())
             .put(keys::task_by_status(cluster, rec.last_status(), id), Vec::new())
-            .put(keys::task_by_desired(cluster, rec.desired_status(), id), Vec::new())
-            .put(
+            .put(keys::task_by_desired(cluster, rec.desired_status(), id), Vec::new());
+        if rec.instance_id.is_empty() {
+            // A Fargate task waiting for pool capacity (the provisioning pass places it).
+            txn = txn.put(fargate::provisioning(cluster, id), Vec::new());
+        } else {
+            txn = txn.put(
                 keys::instance_task(&rec.instance_id, id),
                 keys::instance_task_value(rec.last_status()),
             );
+        }
+        if fargate::is_fargate_task(&rec.task) {
+            txn = txn.put(fargate::pool_task(id), cluster.as_bytes().to_vec());
+        }
         if let Some(svc) = spec.service {
             let idx = berth_model::service::ServiceTaskIndex {
                 deployment: spec.started_by.unwrap_or_default().to_string(),
@@ -206,18 +247,25 @@ impl TaskRecords {
                 .delete(keys::task_by_status(cluster, old_last, id))
                 .put(keys::task_by_status(cluster, new_last, id), Vec::new());
         }
+        let placed = !instance.is_empty();
         if old_desired != new_desired {
             txn = txn
                 .delete(keys::task_by_desired(cluster, old_desired, id))
-                .put(keys::task_by_desired(cluster, new_desired, id), Vec::new())
-                .put(keys::instance_desired(instance), Vec::new());
+                .put(keys::task_by_desired(cluster, new_desired, id), Vec::new());
+            if placed {
+                txn = txn.put(keys::instance_desired(instance), Vec::new());
+            }
         }
         if new_last == TaskStatus::Stopped && old_last != TaskStatus::Stopped {
-            txn = txn
-                .delete(keys::live_task(cluster, id))
-                .delete(keys::instance_task(instance, id))
-                .put(keys::instance_desired(instance), Vec::new());
-        } else if old_last != new_last && new_last != TaskStatus::Stopped {
+            txn = txn.delete(keys::live_task(cluster, id));
+            if placed {
+                txn = txn
+                    .delete(keys::instance_task(instance, id))
+                    .put(keys::instance_desired(instance), Vec::new());
+            } else {
+                txn = txn.delete(fargate::provisioning(cluster, id));
+            }
+        } else if placed && old_last != new_last && new_last != TaskStatus::Stopped {
             txn = txn.put(keys::instance_task(instance, id), keys::instance_task_value(new_last));
         }
         txn
@@ -242,6 +290,7 @@ impl TaskRecords {
             };
             let mut after = before.clone();
             f(&mut after)?;
+            attachment_follows_task(&before, &mut after);
             if after == before {
                 break 'cas Some(after);
             }
@@ -252,13 +301,22 @@ impl TaskRecords {
             let stopped_now = after.last_status() == TaskStatus::Stopped
                 && before.last_status() != TaskStatus::Stopped;
             if stopped_now {
-                // Release what the task held on its instance (if the instance still exists).
-                let ikey = keys::container_instance(cluster, &after.instance_id);
-                if let Some((mut inst, irev)) =
-                    records::get::<ContainerInstanceRecord>(store, &ikey).await?
+                // Release what the task held on its instance (if the instance still exists;
+                // a Fargate task's is in the pool).
+                let ikey = keys::container_instance(instance_cluster(&after), &after.instance_id);
+                if !after.instance_id.is_empty()
+                    && let Some((mut inst, irev)) =
+                        records::get::<ContainerInstanceRecord>(store, &ikey).await?
                 {
                     reservations::release(&mut inst, &after);
                     txn = txn.when(ikey.clone(), irev).put(ikey, records::encode(&inst));
+                }
+                // And its network interface, in the same transaction.
+                if let Some((eni, erev)) = awsvpc::task_eni(store, &after.task).await? {
+                    txn = awsvpc::release(
+                        txn.when(berth_model::network::keys::eni(&eni.id), erev),
+                        &eni,
+                    );
                 }
             }
             if cas.commit(txn).await? {
@@ -267,6 +325,52 @@ impl TaskRecords {
         };
         Ok(done)
     }
+}
+
+/// A task desired STOPPED that was never placed (a Fargate task waiting for capacity) has
+/// nothing to stop: it is STOPPED at once.
+pub fn stop_if_unplaced(t: &mut TaskRecord, now: f64) {
+    if t.instance_id.is_empty()
+        && t.desired_status() == DesiredTaskStatus::Stopped
+        && t.last_status() != TaskStatus::Stopped
+    {
+        t.set_last_status(TaskStatus::Stopped);
+        t.task.stopping_at.get_or_insert(now);
+        t.task.stopped_at = Some(now);
+        t.task.execution_stopped_at = Some(now);
+        for c in t.task.containers.iter_mut().flatten() {
+            berth_model::records::ContainerStatusExt::set_status(c, TaskStatus::Stopped);
+        }
+    }
+}
+
+/// A task's ENI attachment follows the task where the agent said nothing of it: ATTACHED
+/// once the task runs (its network is up), DELETED once it has STOPPED (its interface is
+/// released in the same transaction).
+fn attachment_follows_task(before: &TaskRecord, after: &mut TaskRecord) {
+    let status = |t: &TaskRecord| {
+        t.task
+            .attachments
+            .iter()
+            .flatten()
+            .find(|a| a.r#type.as_deref() == Some(awsvpc::ENI_ATTACHMENT))
+            .and_then(|a| a.status.clone())
+    };
+    let Some(current) = status(after) else { return };
+    let last = after.last_status();
+    if last == TaskStatus::Stopped && before.last_status() != TaskStatus::Stopped {
+        awsvpc::set_attachment_status(&mut after.task, "DELETED");
+    } else if last >= TaskStatus::Running
+        && last != TaskStatus::Stopped
+        && matches!(current.as_str(), "PRECREATED" | "CREATED" | "ATTACHING")
+    {
+        awsvpc::set_attachment_status(&mut after.task, "ATTACHED");
+    }
+}
+
+/// The cluster of the instance a task is placed on: the pool's for a Fargate task.
+pub fn instance_cluster(t: &TaskRecord) -> &str {
+    if fargate::is_fargate_task(&t.task) { fargate::POOL_CLUSTER } else { &t.cluster }
 }
 
 /// A task's `overrides` as ECS answers them: one `containerOverrides` entry per container of
