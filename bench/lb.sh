@@ -102,10 +102,28 @@ NGINX_ADDR=127.0.0.1:$NPORT
 
 echo "backend $BACKEND, nginx $NGINX_ADDR ($("$NGINX" -v 2>&1 | sed 's/.*version: //')), berth $BERTH;" \
      "$CONNS connections, ${SECS}s x $REPS reps, $THREADS threads each, $(nproc) cores" >&2
+NGINX_MASTER=$(cat "$WORK/nginx.pid")
+BERTH_PID=${PIDS[1]}
+cpu_ticks() { # pids (and their children) -> user+system clock ticks so far
+  local total=0 p
+  for p in "$@" $(for q in "$@"; do pgrep -P "$q" || true; done); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+TCK=$(getconf CLK_TCK)
 for rep in $(seq "$REPS"); do
   for side in direct nginx berth; do
-    case $side in direct) addr=$BACKEND ;; nginx) addr=$NGINX_ADDR ;; berth) addr=$BERTH ;; esac
-    r=$("$BIN" --threads "$THREADS" load --target "$addr" --connections "$CONNS" --seconds "$SECS" --label "$side")
+    case $side in
+      direct) addr=$BACKEND; pids=() ;;
+      nginx) addr=$NGINX_ADDR; pids=("$NGINX_MASTER") ;;
+      berth) addr=$BERTH; pids=("$BERTH_PID") ;;
+    esac
+    before=$(cpu_ticks "${pids[@]}")
+    r=$("$BIN" --threads "$THREADS" load --target "$addr" --connections "$CONNS" --seconds "$SECS" --warmup 0 --label "$side")
+    after=$(cpu_ticks "${pids[@]}")
+    # The proxy's CPU time per request (microseconds): robust to other load on the machine.
+    r=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); t=(int(sys.argv[2])-int(sys.argv[3]))/int(sys.argv[4]); r["proxy_cpu_us"]=t*1e6/max(r["requests"],1); print(json.dumps(r))' "$r" "$after" "$before" "$TCK")
     echo "$side $r" >>"$WORK/results"
   done
 done
@@ -122,15 +140,17 @@ for side in ("direct", "nginx", "berth"):
                      p50=statistics.median(r["p50_us"] for r in rs) / 1000,
                      p99=statistics.median(r["p99_us"] for r in rs) / 1000,
                      errors=sum(r["errors"] for r in rs),
+                     cpu=statistics.median(r["proxy_cpu_us"] for r in rs),
                      samples=" ".join(f'{r["rps"]:,.0f}' for r in rs))
-print(f"\n{'path':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10}   samples")
+print(f"\n{'path':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10} {'proxy CPU us/req':>17}   samples")
 for side in ("direct", "nginx", "berth"):
     m = med[side]
     add50 = m["p50"] - med["direct"]["p50"]
     add99 = m["p99"] - med["direct"]["p99"]
     extra = f"  errors: {m['errors']}" if m["errors"] else ""
-    print(f"{side:<8} {m['rps']:>10,.0f} {m['p50']:>8.3f} {m['p99']:>8.3f} {add50:>10.3f} {add99:>10.3f}   {m['samples']}{extra}")
+    cpu = f"{m['cpu']:.1f}" if side != "direct" else "-"
+    print(f"{side:<8} {m['rps']:>10,.0f} {m['p50']:>8.3f} {m['p99']:>8.3f} {add50:>10.3f} {add99:>10.3f} {cpu:>17}   {m['samples']}{extra}")
 b, n = med["berth"], med["nginx"]
-print(f"\nberth / nginx: throughput {b['rps'] / n['rps']:.2f}x, p50 {b['p50'] / n['p50']:.2f}x, p99 {b['p99'] / n['p99']:.2f}x")
+print(f"\nberth / nginx: throughput {b['rps'] / n['rps']:.2f}x, p50 {b['p50'] / n['p50']:.2f}x, p99 {b['p99'] / n['p99']:.2f}x, CPU per request {b['cpu'] / n['cpu']:.2f}x")
 print(f"berth added p99 {b['p99'] - med['direct']['p99']:.3f} ms (target < 0.5 ms); throughput vs nginx {'met' if b['rps'] >= n['rps'] else 'NOT met'}")
 PY

@@ -22,6 +22,9 @@ enum Command {
     Up(cmd::up::Args),
     /// Manage join tokens: agents on other hosts exchange one for their own instance key.
     Token(cmd::token::Args),
+    /// Fault injection: interrupt FARGATE_SPOT tasks as AWS does when it reclaims Spot
+    /// capacity (`berth spot interrupt`).
+    Spot(cmd::spot::Args),
     /// Build the demo web app's image (berth-demo:latest) from its static binary.
     DemoImage(cmd::demo_image::Args),
 }
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         Command::Agent(args) => cmd::agent::run(args),
         Command::Up(args) => cmd::up::run(args),
         Command::Token(args) => cmd::token::run(args),
+        Command::Spot(args) => cmd::spot::run(args),
         Command::DemoImage(args) => cmd::demo_image::run(args),
     }
 }

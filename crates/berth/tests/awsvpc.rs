@@ -1,7 +1,8 @@
 //! Fargate and awsvpc end to end: `berth up` (a server, its local agent and its local Fargate
 //! pool host) on the real Docker Engine, driven by boto3's ECS and EC2 clients
 //! (tests/py/test_awsvpc.py): tasks with their own addresses on the default VPC, security
-//! groups enforced and updated live, a FARGATE / FARGATE_SPOT split, a Fargate service.
+//! groups enforced and updated live, a FARGATE / FARGATE_SPOT split, a Fargate service, a
+//! Spot interruption (`berth spot interrupt`) replaced by its service.
 //! Needs the image `berth-demo:latest`.
 
 use std::path::Path;
@@ -12,34 +13,20 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_berth"))
 }
 
-/// Removes the containers of every instance of the server when dropped (the test's own
-/// cleanup, after the suite's own stops).
-struct Cleanup(Vec<String>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for arn in &self.0 {
-            berth_testkit::remove_instance_objects(arn);
-        }
-    }
-}
-
 #[test]
 fn awsvpc_suite() {
     require_demo_image();
     let tmp = tempfile::tempdir().unwrap();
-    let up = ServerProc::start_up(bin(), &tmp.path().join("up"), &["--memory", "2048"])
+    let data = tmp.path().join("up");
+    let _cleanup = berth_testkit::UpCleanup(data.clone());
+    // Capacity registered for the suite's tasks (0.25 vCPU / 512 MiB each, a dozen at most at
+    // once): the demo server uses a few MiB of it.
+    let up = ServerProc::start_up(bin(), &data, &["--cpu", "16384", "--memory", "16384"])
         .expect("berth up starts");
-    let list = up.aws(&["ecs", "list-container-instances"]).json();
-    let instances: Vec<String> = list["containerInstanceArns"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-        .unwrap_or_default();
-    let _cleanup = Cleanup(instances);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/test_awsvpc.py");
-    let out = up.python(&script, &[]);
+    let out = up.python(&script, &[bin().to_str().unwrap(), data.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stderr}");
     assert!(out.status.success(), "awsvpc suite failed:\n{stderr}");
-    assert!(stderr.contains("Ran 4 tests") && stderr.contains("\nOK"), "{stderr}");
+    assert!(stderr.contains("Ran 5 tests") && stderr.contains("\nOK"), "{stderr}");
 }

@@ -1,56 +1,16 @@
 //! Fargate and awsvpc end to end (issue #12): `berth up` serves the Fargate pool with its
-//! second local agent; the AWS CLI finds the default VPC's subnet through the EC2 API, opens
-//! port 8080 in the default security group, runs a FARGATE task there and reaches it on its
-//! own address; the task shows as ECS shows a Fargate task, the pool host is nobody's
+//! second local agent; the AWS CLI creates a VPC, a subnet and a security group open on port
+//! 8080 through the EC2 API, runs a FARGATE task there and reaches it on its own address; the task shows as ECS shows a Fargate task, the pool host is nobody's
 //! container instance, and the task's interface is released when it stops.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use berth_testkit::ServerProc;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_berth"))
-}
-
-/// On drop, removes what the two local agents of a `berth up` on this data directory
-/// created: containers and volumes by instance label, and the subnet bridges (networks
-/// labelled with the instance).
-struct Cleanup(PathBuf);
-
-impl Cleanup {
-    fn instance_arns(&self) -> Vec<String> {
-        ["agent", "fargate-agent"]
-            .iter()
-            .filter_map(|d| std::fs::read(self.0.join(d).join("agent-state.json")).ok())
-            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .filter_map(|v| {
-                v.as_object()?
-                    .values()
-                    .filter_map(|x| x.as_str())
-                    .find(|s| s.contains(":container-instance/"))
-                    .map(str::to_string)
-            })
-            .collect()
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for arn in self.instance_arns() {
-            berth_testkit::remove_instance_objects(&arn);
-            let label = format!("label=berth.container-instance-arn={arn}");
-            let out = std::process::Command::new("docker")
-                .args(["network", "ls", "-q", "--filter", &label])
-                .output();
-            if let Ok(o) = out {
-                for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    let _ = std::process::Command::new("docker").args(["network", "rm", id]).output();
-                }
-            }
-        }
-    }
 }
 
 /// `GET http://ip:8080/`'s body, or the error.
@@ -65,11 +25,11 @@ fn get(ip: &str) -> std::io::Result<String> {
 }
 
 #[test]
-fn a_fargate_task_runs_on_berth_up_in_the_default_vpc() {
+fn a_fargate_task_runs_on_berth_up_in_its_own_vpc() {
     berth_testkit::require_demo_image();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("up");
-    let _cleanup = Cleanup(data.clone());
+    let _cleanup = berth_testkit::UpCleanup(data.clone());
     let up = ServerProc::start_up(bin(), &data, &["--memory", "2048"]).expect("berth up starts");
 
     // Only the host's own instance is the user's; the pool's cluster is hidden.
@@ -78,23 +38,49 @@ fn a_fargate_task_runs_on_berth_up_in_the_default_vpc() {
     let clusters = up.aws(&["ecs", "list-clusters"]).json();
     assert_eq!(clusters["clusterArns"].as_array().unwrap().len(), 1, "{clusters}");
 
-    // The default VPC's subnet in zone a, and its default group opened on 8080.
-    let subnets = up
-        .aws(&["ec2", "describe-subnets", "--filters", "Name=default-for-az,Values=true"])
-        .json();
-    let subnet = subnets["Subnets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["AvailabilityZone"] == "us-east-1a")
-        .expect("a default subnet in us-east-1a")["SubnetId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let groups = up
-        .aws(&["ec2", "describe-security-groups", "--filters", "Name=group-name,Values=default"])
-        .json();
-    let sg = groups["SecurityGroups"][0]["GroupId"].as_str().expect("the default group").to_string();
+    // A VPC of its own (a CIDR no other test's Docker networks are likely to use on this
+    // host: every default VPC is 172.31.0.0/16), a subnet in zone a and a group open on 8080,
+    // all through the EC2 API.
+    let text = |args: &[&str]| -> String {
+        let mut a = args.to_vec();
+        a.extend(["--output", "text"]);
+        let r = up.aws(&a);
+        assert!(r.ok, "aws {args:?} failed: {}", r.stderr);
+        r.stdout.trim().to_string()
+    };
+    let octet = 100 + std::process::id() % 100;
+    let vpc = text(&[
+        "ec2",
+        "create-vpc",
+        "--cidr-block",
+        &format!("10.{octet}.0.0/16"),
+        "--query",
+        "Vpc.VpcId",
+    ]);
+    let subnet = text(&[
+        "ec2",
+        "create-subnet",
+        "--vpc-id",
+        &vpc,
+        "--cidr-block",
+        &format!("10.{octet}.1.0/24"),
+        "--availability-zone",
+        "us-east-1a",
+        "--query",
+        "Subnet.SubnetId",
+    ]);
+    let sg = text(&[
+        "ec2",
+        "create-security-group",
+        "--group-name",
+        "web",
+        "--description",
+        "web tasks",
+        "--vpc-id",
+        &vpc,
+        "--query",
+        "GroupId",
+    ]);
     let open = up.aws(&[
         "ec2",
         "authorize-security-group-ingress",
@@ -152,7 +138,7 @@ fn a_fargate_task_runs_on_berth_up_in_the_default_vpc() {
     };
     let ip = detail("privateIPv4Address");
     let eni = detail("networkInterfaceId");
-    assert!(ip.starts_with("172.31."), "an address of the default subnet: {ip}");
+    assert_eq!(ip, format!("10.{octet}.1.4"), "the subnet's first usable address");
 
     let waited = up.aws(&["ecs", "wait", "tasks-running", "--tasks", &arn]);
     let d = up.aws(&["ecs", "describe-tasks", "--tasks", &arn]).json();

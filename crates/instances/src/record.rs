@@ -226,6 +226,12 @@ pub struct InstanceRecord {
     /// RunInstances' `ClientToken` (idempotency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
+    /// The reservation (one RunInstances call) it belongs to: `r-` + 17 hex digits.
+    #[serde(default)]
+    pub reservation_id: String,
+    /// Its security groups (ids, in the subnet's VPC).
+    #[serde(default)]
+    pub security_groups: Vec<String>,
 }
 
 impl InstanceRecord {
@@ -311,6 +317,8 @@ pub fn new_record(
         launch_template: params.launch_template.clone(),
         protected_from_scale_in: params.protected_from_scale_in,
         client_token: params.client_token.clone(),
+        reservation_id: String::new(),
+        security_groups: vec![],
     })
 }
 
@@ -462,6 +470,8 @@ mod tests {
             launch_template: None,
             protected_from_scale_in: false,
             client_token: None,
+            reservation_id: "r-1".into(),
+            security_groups: vec![],
         }
     }
 

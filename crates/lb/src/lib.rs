@@ -17,8 +17,12 @@
 //! Module map: [`config`] (the snapshot model and its validation), [`routing`] (pure rule
 //! matching and redirects), [`health`] (the health state machine and the prober), `group`
 //! (a target group at run time: selection, draining, slow start, stickiness), `table` (a
-//! listener's compiled, atomically swapped routing table), `proxy` (the HTTP listener), `tcp`
-//! (the TCP listener), `engine` ([`Lb`]).
+//! listener's compiled, atomically swapped routing table), `proxy` (the HTTP listener), `pool`
+//! (keep-alive connections to targets), `tcp` (the TCP listener), `engine` ([`Lb`]).
+//!
+//! Balancing within a group is round robin (ALB's default), weighted only by the slow-start
+//! ramp; least-outstanding-requests is not implemented. Between the groups of a weighted
+//! forward, a seeded random draw per request ([`LbOptions::seed`]).
 //!
 //! Timing (health-check intervals and timeouts, deregistration delay, slow start) runs on
 //! tokio's clock, so tests drive it with the paused clock.

@@ -1,8 +1,9 @@
 //! Keep-alive connections to targets: each target keeps a stack of idle HTTP/1.1 connections
 //! (hyper's `client::conn::http1`), reused most-recently-idle first. A connection goes back on
-//! the stack only once its response body has been read to the end (see `proxy::LbBody`), so a
-//! connection on the stack is always free for the next request; one that the target closed is
-//! skipped at checkout. A target's connections close when the target is dropped (after it
+//! the stack only once its response body has been read to the end (see `proxy::LbBody`); at
+//! checkout the newest connection that is ready is taken, closed ones are dropped, and when
+//! none is ready a new connection is made (the stack grows to the concurrency the target
+//! sees, at most `MAX_IDLE`). A target's connections close when the target is dropped (after it
 //! drained) or when the target closes them.
 //!
 //! Why not hyper-util's pooled client: it spawns a task per HTTP/1 request to return the
@@ -46,11 +47,7 @@ pub(crate) async fn send(
     mut req: Request<ReqBody>,
     connect_timeout: Duration,
 ) -> Result<(Response<Incoming>, Sender), SendError> {
-    loop {
-        let Some(mut s) = lock(&target.pool).pop() else { break };
-        if s.is_closed() || s.ready().await.is_err() {
-            continue;
-        }
+    while let Some(mut s) = checkout(target) {
         match s.try_send_request(req).await {
             Ok(resp) => return Ok((resp, s)),
             Err(mut e) => match e.take_message() {
@@ -72,6 +69,24 @@ pub(crate) async fn send(
         Ok(resp) => Ok((resp, s)),
         Err(e) => Err(SendError::Failed(e)),
     }
+}
+
+/// The most recently used connection that is ready for a request now, dropping closed ones on
+/// the way. A connection handed back at the end of a body may not be ready yet (its task has
+/// not seen the end): it is skipped rather than waited for, so a request never waits on
+/// another connection's task; a new connection is made instead.
+fn checkout(target: &TargetRt) -> Option<Sender> {
+    let mut pool = lock(&target.pool);
+    let mut i = pool.len();
+    while i > 0 {
+        i -= 1;
+        if pool[i].is_closed() {
+            pool.swap_remove(i);
+        } else if pool[i].is_ready() {
+            return Some(pool.swap_remove(i));
+        }
+    }
+    None
 }
 
 /// Puts a connection whose response was read to the end back on its target's stack.

@@ -34,7 +34,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
@@ -91,10 +91,17 @@ impl Body for LbBody {
     }
 }
 
+const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The accept loop of one HTTP listener; runs until aborted (the listener's socket closes with
 /// it; connections already accepted finish on their own).
 pub(crate) async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, shared: Arc<Shared>) {
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client must send a request head within ALB's default idle timeout (also the keep-alive
+    // idle limit): a silent connection cannot hold a descriptor forever.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(CLIENT_HEADER_TIMEOUT);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(None);
+    let builder = Arc::new(builder);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,

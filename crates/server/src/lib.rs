@@ -29,16 +29,18 @@ pub mod data_dir;
 mod ec2;
 mod ecs;
 mod error;
+mod instances;
 mod pagination;
 mod protocol;
 mod records;
 mod regions;
+mod ssm;
 mod sts;
 pub mod tls;
 
 /// The paths of Berth's administration API (join tokens), for `berth token`.
 pub mod admin_paths {
-    pub use crate::protocol::admin::{CREATE_PATH, LIST_PATH, REVOKE_PATH};
+    pub use crate::protocol::admin::{CREATE_PATH, LIST_PATH, REVOKE_PATH, SPOT_INTERRUPT_PATH};
 }
 
 use std::net::SocketAddr;
@@ -87,6 +89,10 @@ pub struct ServerConfig {
     pub http: berth_serve::Limits,
     /// TLS on the API port ([`tls`]): by default on unless `listen` is loopback.
     pub tls: tls::TlsSettings,
+    /// The `berth` executable that runs the agents of EC2 instances (RunInstances); `None`:
+    /// no instance ever starts (they stay `pending`). Default: this process's executable
+    /// when it is `berth` (so `berth server` and `berth up` run them; test binaries do not).
+    pub agent_program: Option<PathBuf>,
 }
 
 /// Default cap on the API's open connections: every agent holds one for its long poll, and
@@ -110,6 +116,9 @@ impl ServerConfig {
             http: berth_serve::Limits::new(DEFAULT_MAX_CONNECTIONS),
             key_file: None,
             tls: tls::TlsSettings::default(),
+            agent_program: std::env::current_exe()
+                .ok()
+                .filter(|p| p.file_stem().is_some_and(|s| s == "berth")),
         }
     }
 }
@@ -200,6 +209,8 @@ pub struct Server {
     /// Held (locked) for as long as the server runs.
     data_dir: data_dir::DataDir,
     tls: Option<tls::Tls>,
+    /// The agents of EC2 instances ([`ServerConfig::agent_program`]).
+    agents: Option<Arc<instances::InstanceAgents>>,
 }
 
 impl Server {
@@ -285,7 +296,32 @@ impl Server {
         let tls = tls::setup(&config.data_dir, local_addr, &config.tls)?;
         let _ = endpoint
             .set(format!("{}://{local_addr}", if tls.is_some() { "https" } else { "http" }));
-        Ok(Self { app, listener, local_addr, admin_key, config, data_dir, tls })
+        let agents = match &config.agent_program {
+            None => None,
+            Some(program) => {
+                // The agents reach the server on loopback when it listens everywhere.
+                let mut at = local_addr;
+                if at.ip().is_unspecified() {
+                    at.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                let agents = instances::InstanceAgents::new(
+                    program.clone(),
+                    format!("{scheme}://{at}"),
+                    &config.data_dir,
+                    tls.as_ref().and_then(|t| t.ca_file.clone()),
+                    berth_instances::launcher::process::JoinCredential::AccessKey {
+                        access_key_id: admin_key.access_key_id.clone(),
+                        secret_access_key: admin_key.secret_access_key.clone(),
+                    },
+                )
+                .map_err(|e| {
+                    StartError::Config(format!("cannot start the instance launcher: {e}"))
+                })?;
+                Some(Arc::new(agents))
+            }
+        };
+        Ok(Self { app, listener, local_addr, admin_key, config, data_dir, tls, agents })
     }
 
     /// The address actually bound (useful with port 0).
@@ -321,7 +357,7 @@ impl Server {
     ) -> std::io::Result<()> {
         let (stop_tx, _) = tokio::sync::watch::channel(false);
         // Each region's service controller and retention reaper, now and as regions appear.
-        self.app.regions.start(&stop_tx);
+        self.app.regions.start(&stop_tx, self.agents.clone());
         let app = self.app.clone();
         let router = protocol::router(self.app);
         let acceptor = self.tls.map(|t| t.acceptor);
@@ -330,6 +366,10 @@ impl Server {
                 .await;
         let _ = stop_tx.send(true);
         app.regions.stop().await;
+        if let Some(agents) = self.agents {
+            // The agents exit with the server; their instances' next start brings them back.
+            tokio::task::spawn_blocking(move || agents.shutdown()).await.ok();
+        }
         // Only now may another server take the directory.
         drop(self.data_dir);
         served

@@ -43,6 +43,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(admin::CREATE_PATH, axum::routing::post(admin_create_token))
         .route(admin::LIST_PATH, axum::routing::post(admin_list_tokens))
         .route(admin::REVOKE_PATH, axum::routing::post(admin_revoke_token))
+        .route(admin::SPOT_INTERRUPT_PATH, axum::routing::post(admin_spot_interrupt))
         .fallback(any(not_found))
         .with_state(app)
 }
@@ -58,6 +59,12 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     match form::route(&req) {
         form::Route::Json => {}
+        form::Route::Ssm => {
+            return match crate::ssm::serve(&app, req, &request_id).await {
+                Ok(body) => json_response(Ok(body), &request_id),
+                Err(e) => error_response(&request_id, &e),
+            };
+        }
         form::Route::Form(service) => return form::serve(&app, service, req, &request_id).await,
         form::Route::NotServed { service, form: true } => {
             let e = form::not_served_error(&service);
@@ -101,7 +108,7 @@ const DRAIN_MAX: usize = 8 << 20;
 /// more bytes, and within the body-read timeout) and discarded before the 413 is answered: a
 /// server that answers while the client is still writing and then closes the connection
 /// resets it, and the client loses the answer to a broken pipe.
-async fn read_capped(mut body: Body, cap: usize) -> Result<bytes::Bytes, AwsError> {
+pub(crate) async fn read_capped(mut body: Body, cap: usize) -> Result<bytes::Bytes, AwsError> {
     let mut kept = Vec::new();
     let mut discarded: Option<usize> = None;
     while let Some(frame) = body.frame().await {
@@ -418,6 +425,9 @@ pub mod admin {
     pub const LIST_PATH: &str = "/berth/admin/v1/join-tokens/list";
     /// `{id}` -> `{joinToken}`.
     pub const REVOKE_PATH: &str = "/berth/admin/v1/join-tokens/revoke";
+    /// `{cluster?, task?, count?}` -> `{tasks: [...]}`: FARGATE_SPOT interruptions in the
+    /// region of the request's scope (`crate::ecs::SpotInterrupt`).
+    pub const SPOT_INTERRUPT_PATH: &str = "/berth/admin/v1/spot/interrupt";
 
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -485,6 +495,21 @@ async fn admin_revoke_token(State(app): State<Arc<App>>, req: Request) -> Respon
             let rec = app.tokens.revoke(&input.id).await?;
             tracing::info!(id = %rec.id, by = %ctx.principal.arn, "join token revoked");
             Ok(serde_json::json!({"joinToken": app.tokens.view(&rec)}))
+        },
+    )
+    .await
+}
+
+async fn admin_spot_interrupt(State(app): State<Arc<App>>, req: Request) -> Response {
+    agent_call(
+        app,
+        req,
+        admin_action("InterruptSpotTasks"),
+        |_: &crate::ecs::SpotInterrupt| vec![],
+        |app, region, ctx, input| async move {
+            let tasks = app.regions.ecs(region).interrupt_spot(&input).await?;
+            tracing::info!(count = tasks.len(), by = %ctx.principal.arn, "Spot tasks interrupted");
+            Ok(serde_json::json!({"tasks": tasks}))
         },
     )
     .await

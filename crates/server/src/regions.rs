@@ -35,6 +35,7 @@ use crate::clock::Clock;
 use crate::ec2::Ec2;
 use crate::ecs::Ecs;
 use crate::ecs::core::Timing;
+use crate::instances::InstanceAgents;
 
 /// The regions served, each with its ECS.
 pub(crate) struct Regions {
@@ -51,6 +52,8 @@ pub(crate) struct Regions {
 pub(crate) struct Services {
     pub ecs: Arc<Ecs>,
     pub ec2: Arc<Ec2>,
+    /// The region's view of the store (what both read and write).
+    pub view: Arc<dyn Store>,
 }
 
 /// The background loops of the regions, by server phase.
@@ -61,6 +64,8 @@ enum Loops {
         stop: watch::Sender<bool>,
         started: HashSet<&'static str>,
         handles: Vec<JoinHandle<()>>,
+        /// The agents of EC2 instances, when this server runs them.
+        agents: Option<Arc<InstanceAgents>>,
     },
     /// Stopping or stopped: no new loops.
     Stopped,
@@ -142,35 +147,39 @@ impl Regions {
                 Scope::new(region.name, self.account_id.clone()),
                 self.timing.clone(),
             ));
-            let ec2 = Arc::new(Ec2::new(view, region, &self.account_id));
-            let services = Arc::new(Services { ecs, ec2 });
+            let ec2 = Arc::new(Ec2::new(view.clone(), region, &self.account_id));
+            let services = Arc::new(Services { ecs, ec2, view });
             served.insert(region.name, services.clone());
             services
         };
         tracing::debug!(region = region.name, "serving region");
         let mut loops = self.loops.lock().unwrap_or_else(PoisonError::into_inner);
-        loops.start(region.name, &built.ecs);
+        loops.start(region.name, &built);
         built
     }
 
     /// Starts the loops of every region built so far, and of every region built from now
     /// until [`Self::stop`], under `stop`.
-    pub fn start(&self, stop: &watch::Sender<bool>) {
+    pub fn start(&self, stop: &watch::Sender<bool>, agents: Option<Arc<InstanceAgents>>) {
         let mut loops = self.loops.lock().unwrap_or_else(PoisonError::into_inner);
         if !matches!(*loops, Loops::Idle) {
             return;
         }
-        *loops =
-            Loops::Running { stop: stop.clone(), started: HashSet::new(), handles: Vec::new() };
+        *loops = Loops::Running {
+            stop: stop.clone(),
+            started: HashSet::new(),
+            handles: Vec::new(),
+            agents,
+        };
         let served: Vec<_> = self
             .served
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|(r, e)| (*r, e.ecs.clone()))
+            .map(|(r, e)| (*r, e.clone()))
             .collect();
-        for (region, ecs) in served {
-            loops.start(region, &ecs);
+        for (region, services) in served {
+            loops.start(region, &services);
         }
     }
 
@@ -199,10 +208,20 @@ impl Regions {
 }
 
 impl Loops {
-    fn start(&mut self, region: &'static str, ecs: &Arc<Ecs>) {
-        let Loops::Running { stop, started, handles } = self else { return };
+    fn start(&mut self, region: &'static str, services: &Arc<Services>) {
+        let Loops::Running { stop, started, handles, agents } = self else { return };
         if *stop.borrow() || !started.insert(region) {
             return;
+        }
+        let ecs = &services.ecs;
+        if let Some(agents) = agents {
+            handles.push(crate::supervise(format!("instance controller ({region})"), stop, {
+                let (agents, view, ecs) = (agents.clone(), services.view.clone(), ecs.clone());
+                move |stop| {
+                    let (agents, view, ecs) = (agents.clone(), view.clone(), ecs.clone());
+                    async move { crate::instances::run(agents, view, ecs, region, stop).await }
+                }
+            }));
         }
         handles.push(crate::supervise(format!("service controller ({region})"), stop, {
             let ecs = ecs.clone();
@@ -283,7 +302,7 @@ mod tests {
         assert_eq!(again.served(), ["ap-southeast-1", "us-east-1"]);
         // Loops start for every region served, and stop with the server.
         let (stop, _) = watch::channel(false);
-        again.start(&stop);
+        again.start(&stop, None);
         again.ecs(region("cn-north-1"));
         let count = |r: &Regions| match &*r.loops.lock().unwrap() {
             Loops::Running { handles, .. } => handles.len(),

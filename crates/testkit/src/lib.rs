@@ -514,3 +514,38 @@ pub fn cargo_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     }
     bail!("cargo build -p {package} --bin {bin} named no executable")
 }
+
+/// On drop, removes what the local agents of a `berth up` on data directory `.0` created
+/// (its own instance's and its Fargate pool host's): containers and volumes by instance
+/// label, and the subnet bridges of awsvpc tasks (networks labelled with the instance).
+pub struct UpCleanup(pub PathBuf);
+
+impl UpCleanup {
+    /// The container instance ARNs the agents of the `berth up` recorded in their state files.
+    pub fn instance_arns(&self) -> Vec<String> {
+        ["agent", "fargate-agent"]
+            .iter()
+            .filter_map(|d| std::fs::read(self.0.join(d).join("agent-state.json")).ok())
+            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .filter_map(|v| {
+                v.as_object()?
+                    .values()
+                    .filter_map(|x| x.as_str())
+                    .find(|s| s.contains(":container-instance/"))
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+}
+
+impl Drop for UpCleanup {
+    fn drop(&mut self) {
+        for arn in self.instance_arns() {
+            remove_instance_objects(&arn);
+            let label = format!("label=berth.container-instance-arn={arn}");
+            for id in docker_ids(&["network", "ls", "-q", "--filter", &label]) {
+                let _ = Command::new("docker").args(["network", "rm", &id]).output();
+            }
+        }
+    }
+}

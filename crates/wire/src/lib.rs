@@ -27,6 +27,11 @@ pub mod sts {
     mod generated;
     pub use generated::*;
 }
+pub mod ssm {
+    //! AWS Systems Manager (`AmazonSSM`, JSON 1.1): the operations Berth implements.
+    mod generated;
+    pub use generated::*;
+}
 mod error;
 pub mod json;
 pub mod query;

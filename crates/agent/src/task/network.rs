@@ -99,9 +99,12 @@ impl Networking {
 }
 
 /// The task's network state held by its actor.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub(super) struct TaskNet {
     pub pause_id: Option<String>,
+    /// The pause container's start, running while the first container is created
+    /// ([`TaskActor::network_ready`] waits for it before any container starts).
+    pub pause_start: Option<tokio::task::JoinHandle<Result<(), (TaskStopCode, String)>>>,
     pub pid: Option<u32>,
     pub applied: Option<Ruleset>,
     pub cgroup: Option<String>,
@@ -178,10 +181,23 @@ impl TaskActor {
         }
         let Some(net) = self.network() else { return Ok(()) };
         if self.net.pause_id.is_none() {
-            let _guard = self.ctx.network.bridges.clone().lock_owned().await;
+            // Held until the pause container exists; [`cleanup`] takes it too. A bridge
+            // removed before the pause container starts (by another agent) is made again.
+            let guard = self.ctx.network.bridges.clone().lock_owned().await;
             ensure_bridge(self.ctx.runtime.as_ref(), &net, &self.ctx.instance_arn).await?;
             self.start_pause(&net).await?;
+            drop(guard);
         }
+        // Adopted: its pid is known and the rules go in now; new: once it has started.
+        self.apply_firewall(true).await
+    }
+
+    /// Waits for the pause container's start, then loads the firewall: called before each
+    /// container of the task starts (the first call does the work).
+    pub(super) async fn network_ready(&mut self) -> Result<(), (TaskStopCode, String)> {
+        let Some(start) = self.net.pause_start.take() else { return Ok(()) };
+        start.await.map_err(|e| failed(format!("CannotStartContainerError: pause: {e}")))??;
+        self.read_pause_pid().await?;
         self.apply_firewall(true).await
     }
 
@@ -235,16 +251,22 @@ impl TaskActor {
             Err(e) => return Err(failed(format!("CannotCreateContainerError: pause: {e}"))),
         };
         self.net.pause_id = Some(id.clone());
-        let started = match rt.start(&id).await {
-            // Docker checks the network at start: removed meanwhile by another agent.
-            Err(RuntimeError::NotFound { kind: berth_runtime::ObjectKind::Network, .. }) => {
-                ensure_bridge(rt.as_ref(), net, &self.ctx.instance_arn).await?;
-                rt.start(&id).await
-            }
-            other => other,
-        };
-        started.map_err(|e| failed(format!("CannotStartContainerError: pause: {e}")))?;
-        self.read_pause_pid().await
+        // Started in the background: the task's first container is created meanwhile.
+        let (net, instance) = (net.clone(), self.ctx.instance_arn.clone());
+        self.net.pause_start = Some(tokio::spawn(async move {
+            let started = match rt.start(&id).await {
+                // Docker checks the network at start: removed meanwhile by another agent.
+                Err(RuntimeError::NotFound {
+                    kind: berth_runtime::ObjectKind::Network, ..
+                }) => {
+                    ensure_bridge(rt.as_ref(), &net, &instance).await?;
+                    rt.start(&id).await
+                }
+                other => other,
+            };
+            started.map_err(|e| failed(format!("CannotStartContainerError: pause: {e}")))
+        }));
+        Ok(())
     }
 
     async fn read_pause_pid(&mut self) -> Result<(), (TaskStopCode, String)> {
@@ -342,6 +364,10 @@ impl TaskActor {
     /// Steps 4-1 in reverse, after the task's containers are removed.
     pub(super) async fn teardown_task_network(&mut self) {
         let rt = self.ctx.runtime.clone();
+        if let Some(start) = self.net.pause_start.take() {
+            // Let a start in flight finish so the removal below finds a settled container.
+            let _ = start.await;
+        }
         if let Some(id) = self.net.pause_id.take()
             && let Err(e) = rt.remove(&id).await
         {

@@ -200,6 +200,8 @@ impl TaskActor {
         self.set_id(i, id.clone());
         // Before it starts: its first request for metadata sees its id.
         self.publish_metadata();
+        // awsvpc: the task's namespace is up and its security groups loaded first.
+        self.network_ready().await?;
         if let Err(e) = self.ctx.runtime.start(&id).await {
             let reason = format!("CannotStartContainerError: {e}");
             self.runs[i].reason = Some(reason.clone());

@@ -3,6 +3,7 @@ pub mod agent;
 pub mod demo_image;
 pub mod host_access;
 pub mod server;
+pub mod spot;
 pub mod token;
 pub mod up;
 

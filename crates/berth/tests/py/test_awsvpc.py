@@ -5,11 +5,13 @@ local agent and the local Fargate pool host) on the real Docker Engine. Proves w
 asks: each task has its own IP that answers from the host; a security group without port 8080
 blocks it (the request times out) and authorize-security-group-ingress opens it within a
 second; two tasks in different security groups reach each other or not as their rules say;
-a FARGATE base 2 weight 1 / FARGATE_SPOT weight 3 strategy places 6 tasks 3 / 3.
+a FARGATE base 2 weight 1 / FARGATE_SPOT weight 3 strategy places 6 tasks 3 / 3; a Spot
+interruption (`berth spot interrupt`) stops a Spot task as AWS does and its service replaces it.
 """
 
 import os
 import socket
+import subprocess
 import sys
 import time
 import unittest
@@ -20,6 +22,8 @@ import boto3
 from botocore.exceptions import ClientError
 
 ENDPOINT = os.environ["BERTH_ENDPOINT"]
+# The berth binary and the data directory of the `berth up` under test (for `berth spot`).
+BERTH, DATA_DIR = sys.argv.pop(1), sys.argv.pop(1)
 WAIT = {"Delay": 1, "MaxAttempts": 120}
 CLUSTER = "vpc"
 
@@ -48,8 +52,10 @@ class Awsvpc(unittest.TestCase):
     def setUpClass(cls):
         cls.ecs = client("ecs")
         cls.ec2 = client("ec2")
+        # FARGATE by default: RunTask and CreateService without a launch type run on Fargate.
         cls.ecs.create_cluster(clusterName=CLUSTER,
-                               capacityProviders=["FARGATE", "FARGATE_SPOT"])
+                               capacityProviders=["FARGATE", "FARGATE_SPOT"],
+                               defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}])
         vpc = cls.ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
         cls.vpc = vpc["VpcId"]
         subnets = cls.ec2.describe_subnets(
@@ -171,6 +177,41 @@ class Awsvpc(unittest.TestCase):
             by[t["capacityProviderName"]] = by.get(t["capacityProviderName"], 0) + 1
         self.assertEqual(by, {"FARGATE": 3, "FARGATE_SPOT": 3})
         self.assertEqual(len({eni_ip(t)["privateIPv4Address"] for t in tasks}), 6)
+
+    def test_a_spot_interruption_is_replaced(self):
+        sg = self.group("spot")
+        self.ecs.create_service(
+            cluster=CLUSTER, serviceName="spot", taskDefinition=self.td, desiredCount=1,
+            capacityProviderStrategy=[{"capacityProvider": "FARGATE_SPOT", "weight": 1}],
+            networkConfiguration={"awsvpcConfiguration": {
+                "subnets": [self.subnet], "securityGroups": [sg]}})
+        try:
+            self.ecs.get_waiter("services_stable").wait(cluster=CLUSTER, services=["spot"], WaiterConfig=WAIT)
+            before = self.ecs.list_tasks(cluster=CLUSTER, serviceName="spot")["taskArns"]
+            self.assertEqual(len(before), 1)
+            out = subprocess.run([BERTH, "spot", "interrupt", "--data-dir", DATA_DIR,
+                                  "--cluster", CLUSTER, "--task", before[0]],
+                                 capture_output=True, text=True, timeout=60)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertEqual(out.stdout.split(), before)
+            self.ecs.get_waiter("tasks_stopped").wait(cluster=CLUSTER, tasks=before, WaiterConfig=WAIT)
+            t = self.ecs.describe_tasks(cluster=CLUSTER, tasks=before)["tasks"][0]
+            self.assertEqual(t["stopCode"], "SpotInterruption")
+            self.assertEqual(t["stoppedReason"], "Your Spot Task was interrupted.")
+            deadline = time.monotonic() + 60
+            after = []
+            while time.monotonic() < deadline:
+                after = self.ecs.list_tasks(cluster=CLUSTER, serviceName="spot",
+                                            desiredStatus="RUNNING")["taskArns"]
+                if after and after != before:
+                    break
+                time.sleep(0.5)
+            self.assertEqual(len(after), 1)
+            self.assertNotEqual(after, before)
+            self.ecs.get_waiter("tasks_running").wait(cluster=CLUSTER, tasks=after, WaiterConfig=WAIT)
+        finally:
+            self.ecs.delete_service(cluster=CLUSTER, service="spot", force=True)
+            self.ecs.get_waiter("services_inactive").wait(cluster=CLUSTER, services=["spot"], WaiterConfig=WAIT)
 
     def test_fargate_service_in_awsvpc(self):
         sg = self.group("svc")

@@ -240,7 +240,8 @@ class Services(unittest.TestCase):
             (dict(schedulingStrategy="DAEMON"), "InvalidParameterException", "desiredCount"),
             (dict(deploymentConfiguration={"minimumHealthyPercent": 150}), "InvalidParameterException", "minimumHealthyPercent"),
             (dict(placementStrategy=[{"type": "binpack", "field": "disk"}]), "InvalidParameterException", "placementStrategy[0].field"),
-            (dict(launchType="FARGATE"), "UnsupportedFeatureException", "FARGATE"),
+            # FARGATE runs (on Berth's Fargate pool) only a definition Fargate can run.
+            (dict(launchType="FARGATE"), "InvalidParameterException", "does not support launch_type FARGATE"),
         ]
         for kw, code, field in cases:
             with self.subTest(kw=kw), self.assertRaises(ClientError) as e:

@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Parser)]
 struct Cli {
-    /// Tokio worker threads.
+    /// Tokio worker threads (1: the current-thread scheduler).
     #[arg(long, default_value_t = 2, global = true)]
     threads: usize,
     #[command(subcommand)]

@@ -24,6 +24,7 @@
 
 mod defaults;
 mod filters;
+mod instances;
 mod network_interfaces;
 mod rules;
 mod security_groups;
@@ -89,6 +90,10 @@ impl wire::Api for Ec2 {
     type NetworkInterfaces = Ec2;
     type Zones = Ec2;
     type Tags = Ec2;
+    type Instances = Ec2;
+    fn instances(&self) -> &Ec2 {
+        self
+    }
     fn vpcs(&self) -> &Ec2 {
         self
     }

@@ -12,6 +12,8 @@
 //! * it is deleted, with all those keys, in the transaction that records the task STOPPED
 //!   (`tasks::records`), and a sweep ([`sweep`]) removes any ENI whose task is gone or
 //!   STOPPED, so a crash or an older server leaves nothing behind for long;
+//! * an interface's MAC address is derived from its IP address ([`mac_for`]), so a reused
+//!   address never leaves stale neighbour entries behind;
 //! * subnets are chosen to spread a job's tasks over the given subnets (and so zones),
 //!   each task taking the subnet with the fewest of the job's ENIs that still has a free
 //!   address; a task that finds no free address in any subnet is not placed (a RunTask
@@ -201,7 +203,7 @@ pub async fn allocate(
                 vpc_id: subnet.vpc_id.clone(),
                 availability_zone: subnet.availability_zone.clone(),
                 private_ip: ip,
-                mac_address: network::new_mac(),
+                mac_address: mac_for(ip),
                 security_groups: plan.security_groups.clone(),
                 status: "in-use".into(),
                 description: String::new(),
@@ -218,6 +220,17 @@ pub async fn allocate(
         });
     }
     Ok(out)
+}
+
+/// The MAC address of the interface holding `ip`: locally administered and derived from
+/// the address, as Docker derives its containers' (`02:42:` and the IPv4 address). An
+/// address reused by a later task then keeps its MAC, so the neighbour (ARP) entries the host
+/// and other tasks hold for it stay right; with a fresh random MAC they point at the old
+/// interface until they expire, and the new task is unreachable meanwhile. Unique wherever
+/// the address is (one bridge per subnet).
+pub fn mac_for(ip: Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("0e:00:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
 }
 
 /// Gives `task` its interface: the ENI record names the task, and the task carries the

@@ -86,9 +86,11 @@ impl Clusters {
     }
 
     /// Resolves a `cluster` member to the name of a live cluster, or ClusterNotFoundException.
+    /// The Fargate pool's hidden cluster is nobody's to address (its hosts are never listed,
+    /// described or given tasks through the API).
     pub(super) async fn existing_cluster(&self, cluster: Option<&str>) -> Result<String, AwsError> {
         let name = self.core.cluster_name(cluster)?;
-        if self.live_cluster(&name).await?.is_none() {
+        if super::fargate::is_pool(&name) || self.live_cluster(&name).await?.is_none() {
             return Err(cluster_not_found());
         }
         Ok(name)

@@ -13,6 +13,7 @@ use berth_model::network::{
 use berth_store::{Range, Store, Txn};
 use berth_wire::ecs::*;
 
+use super::SpotInterrupt;
 use super::fargate::{self, POOL_CLUSTER};
 use super::testing::{Harness, task_definition};
 use crate::records;
@@ -229,7 +230,9 @@ async fn a_fargate_task_runs_on_the_hidden_pool_and_shows_as_ecs_shows_it() {
     assert_eq!(detail(&task, "subnetId"), Some(sn.as_str()));
     assert_eq!(detail(&task, "privateDnsName"), Some("ip-172-31-16-4.ec2.internal"));
     let eni = detail(&task, "networkInterfaceId").unwrap().to_string();
-    assert!(eni.starts_with("eni-") && detail(&task, "macAddress").is_some());
+    assert!(eni.starts_with("eni-"), "{eni}");
+    // Derived from the address, so a reused address keeps its MAC (no stale ARP entries).
+    assert_eq!(detail(&task, "macAddress"), Some("0e:00:ac:1f:10:04"));
     let nic = &task.containers.as_ref().unwrap()[0].network_interfaces.as_ref().unwrap()[0];
     assert_eq!(nic.private_ipv4_address.as_deref(), Some(ip.as_str()));
     assert_eq!(nic.attachment_id, task.attachments.as_ref().unwrap()[0].id);
@@ -308,14 +311,23 @@ async fn a_fargate_task_runs_on_the_hidden_pool_and_shows_as_ecs_shows_it() {
             .await
             .is_empty()
     );
+    let pool_id = pool.rsplit('/').next().unwrap();
+    let key = berth_model::keys::container_instance(POOL_CLUSTER, pool_id);
+    let (i, _) = records::get::<berth_model::records::ContainerInstanceRecord>(&*h.store, &key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((i.used_cpu, i.used_memory_mib), (0, 0), "the reservation is released");
+    // Nobody addresses the pool's cluster through the API.
     let d = DescribeContainerInstancesRequest {
         cluster: Some(POOL_CLUSTER.into()),
         container_instances: Some(vec![pool.clone()]),
         ..Default::default()
     };
-    let i = ecs.container_instances().describe_container_instances(&ctx, d).await.unwrap();
-    let i = i.container_instances.unwrap().remove(0);
-    assert_eq!(i.remaining_resources, i.registered_resources, "the reservation is released");
+    let e = ecs.container_instances().describe_container_instances(&ctx, d).await.unwrap_err();
+    assert_eq!(e.code, "ClusterNotFoundException");
+    let run = RunTaskRequest { cluster: Some(POOL_CLUSTER.into()), ..run_fargate(&td, &sn, 1) };
+    assert_eq!(ecs.tasks().run_task(&ctx, run).await.unwrap_err().code, "ClusterNotFoundException");
 }
 
 #[tokio::test]
@@ -774,4 +786,90 @@ async fn a_fargate_service_waits_for_capacity_without_churning() {
     let tasks = ecs.tasks().describe_tasks(ctx, d).await.unwrap().tasks.unwrap();
     let waiting = tasks.iter().filter(|t| t.last_status.as_deref() == Some("PROVISIONING")).count();
     assert_eq!(waiting, 1);
+}
+
+/// A FARGATE_SPOT interruption stops the oldest RUNNING Spot task with AWS's stop code and
+/// reason; FARGATE tasks are never picked; a service replaces the interrupted task without
+/// counting it as a failure.
+#[tokio::test]
+async fn a_spot_interruption_stops_a_spot_task_and_its_service_replaces_it() {
+    let h = Harness::new();
+    let ctx = h.ctx();
+    let ecs = &h.ecs;
+    default_cluster(&h).await;
+    let sn = subnet(&*h.store, "subnet-0d0d0d0d0d0d0d0d0", "10.9.0.0/24", "us-east-1a").await;
+    let pool = register(&h, POOL_CLUSTER, 8192, 16384).await;
+    let td = fargate_td(&h, "web").await;
+    let strategy = |p: &str| CapacityProviderStrategyItem {
+        capacity_provider: Some(p.into()),
+        base: None,
+        weight: Some(1),
+    };
+    let put = PutClusterCapacityProvidersRequest {
+        cluster: Some("default".into()),
+        capacity_providers: Some(vec!["FARGATE".into(), "FARGATE_SPOT".into()]),
+        default_capacity_provider_strategy: Some(vec![]),
+    };
+    ecs.clusters().put_cluster_capacity_providers(&ctx, put).await.unwrap();
+    let on = RunTaskRequest {
+        capacity_provider_strategy: Some(vec![strategy("FARGATE")]),
+        launch_type: None,
+        ..run_fargate(&td, &sn, 1)
+    };
+    let on_demand = ecs.tasks().run_task(&ctx, on).await.unwrap().tasks.unwrap().remove(0);
+    let req = CreateServiceRequest {
+        service_name: Some("spot".into()),
+        task_definition: Some(td.clone()),
+        desired_count: Some(2),
+        capacity_provider_strategy: Some(vec![strategy("FARGATE_SPOT")]),
+        network_configuration: Some(net(&[&sn], &[])),
+        ..Default::default()
+    };
+    ecs.services().create_service(&ctx, req).await.unwrap();
+    let service_tasks = async || {
+        let list = ListTasksRequest {
+            service_name: Some("spot".into()),
+            desired_status: Some(DesiredStatus::Running),
+            ..Default::default()
+        };
+        ecs.tasks().list_tasks(&ctx, list).await.unwrap().task_arns.unwrap()
+    };
+    super::testing::passes_until(&h, "two spot tasks", async || service_tasks().await.len() == 2)
+        .await;
+    // The pool agent reports every task RUNNING (the on-demand one first: oldest).
+    let mut seq = 0;
+    let mut arns = vec![on_demand.task_arn.clone().unwrap()];
+    arns.extend(service_tasks().await);
+    for arn in &arns {
+        seq += 1;
+        ecs.agent_channel.agent_report(&ctx, report(arn, &pool, "RUNNING", seq)).await.unwrap();
+    }
+    let all = ecs.interrupt_spot(&SpotInterrupt { count: Some(1), ..Default::default() }).await;
+    let hit = all.unwrap();
+    assert_eq!(hit.len(), 1);
+    let t = &hit[0];
+    assert_eq!(t.capacity_provider_name.as_deref(), Some("FARGATE_SPOT"));
+    assert_eq!(t.stop_code, Some(TaskStopCode::SpotInterruption));
+    assert_eq!(t.stopped_reason.as_deref(), Some("Your Spot Task was interrupted."));
+    assert_eq!(t.desired_status.as_deref(), Some("STOPPED"));
+    // Naming an on-demand task is refused; naming the interrupted one again does nothing.
+    let named = |arn: &str| SpotInterrupt { task: Some(arn.into()), ..Default::default() };
+    let e = ecs.interrupt_spot(&named(arns[0].as_str())).await.unwrap_err();
+    assert!(e.message.contains("FARGATE_SPOT"), "{}", e.message);
+    let again = ecs.interrupt_spot(&named(t.task_arn.as_deref().unwrap())).await.unwrap();
+    assert!(again.is_empty());
+    // The agent stops it; the service starts a replacement and stays healthy.
+    seq += 1;
+    let stopped = report(t.task_arn.as_deref().unwrap(), &pool, "STOPPED", seq);
+    ecs.agent_channel.agent_report(&ctx, stopped).await.unwrap();
+    let gone = t.task_arn.clone().unwrap();
+    super::testing::passes_until(&h, "a replacement", async || {
+        let now = service_tasks().await;
+        now.len() == 2 && !now.contains(&gone)
+    })
+    .await;
+    let d = DescribeServicesRequest { services: Some(vec!["spot".into()]), ..Default::default() };
+    let s = ecs.services().describe_services(&ctx, d).await.unwrap().services.unwrap().remove(0);
+    let dep = &s.deployments.unwrap()[0];
+    assert_eq!(dep.failed_tasks, Some(0), "an interruption is not a task failure");
 }

@@ -22,7 +22,10 @@
 //! | `agent_channel`        | [`AgentChannel`]     | the agents' poll and report endpoints                |
 //! | `placement`            | [`Placement`]        | RunTask, StartTask and the service controller place here |
 //! | `services::controller` | [`ServiceController`]| the service scheduler's executor                     |
-//! | `retention`            | [`retention::Retention`]| removes STOPPED tasks, tokens, deleted revisions  |
+//! | `retention`            | [`retention::Retention`]| removes STOPPED tasks, tokens, deleted revisions, orphaned ENIs |
+//! | `fargate`              | (functions)          | the Fargate pool (hidden cluster), Fargate checks, PROVISIONING keys |
+//! | `awsvpc`               | (functions)          | networkConfiguration checks, ENI allocation / release at placement |
+//! | `placement::provision` | [`Placement`]        | places (or times out) Fargate tasks waiting in PROVISIONING |
 //!
 //! Shared, not owned: [`core::Core`] (store, clock, scope, timing), task record writes with
 //! their indexes (`tasks::records`), and instance reservations (`reservations`). Every other
@@ -74,6 +77,7 @@ pub use self::state_changes::StateChanges;
 pub use self::tags::Tags;
 pub use self::task_definitions::TaskDefinitions;
 use self::tasks::records::TaskRecords;
+pub use self::tasks::spot::Interrupt as SpotInterrupt;
 pub use self::tasks::{TaskProtection, Tasks};
 use crate::auth::Principal;
 use crate::clock::Clock;
@@ -110,6 +114,14 @@ pub struct Ecs {
 }
 
 impl Ecs {
+    /// Interrupts FARGATE_SPOT tasks (fault injection; see [`tasks::spot`]).
+    pub async fn interrupt_spot(
+        &self,
+        req: &SpotInterrupt,
+    ) -> Result<Vec<berth_wire::ecs::Task>, berth_wire::AwsError> {
+        self.tasks.interrupt_spot(req).await
+    }
+
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, scope: Scope, timing: Timing) -> Self {
         let core = Arc::new(Core::new(store, clock, scope, timing));
         let clusters = Arc::new(Clusters::new(core.clone()));

@@ -29,7 +29,7 @@ use crate::auth::{self, Action};
 use crate::ecs::RequestContext;
 
 /// The services `/` answers, for the refusal of any other.
-pub(super) const SERVED: &str = "ecs, ec2, sts";
+pub(super) const SERVED: &str = "ecs, ec2, sts, ssm (GetParameter, GetParameters)";
 
 /// A form-encoded service Berth serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +71,8 @@ impl FormService {
 pub(super) enum Route {
     /// The AWS JSON 1.1 front end (ECS).
     Json,
+    /// SSM's JSON 1.1 front end ([`crate::ssm`]).
+    Ssm,
     /// A form-encoded service; `None`: unsigned, told by its `Version` once read.
     Form(Option<FormService>),
     /// A service Berth does not serve (by its signing name).
@@ -117,6 +119,7 @@ pub(super) fn route(req: &Request) -> Route {
         Some(_) if ecs_target => Route::Json,
         Some("ec2") => Route::Form(Some(FormService::Ec2)),
         Some("sts") => Route::Form(Some(FormService::Sts)),
+        Some("ssm") => Route::Ssm,
         Some(other) => Route::NotServed { service: other.to_string(), form },
         None if form => Route::Form(None),
         None => Route::Json,

@@ -25,6 +25,85 @@ pub const XML_NAMESPACE: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
 pub const FLAVOR: Flavor = Flavor::Ec2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AmdSevSnpSpecification {
+    #[serde(rename = "enabled")]
+    Enabled,
+    #[serde(rename = "disabled")]
+    Disabled,
+}
+impl AmdSevSnpSpecification {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["enabled", "disabled"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "enabled",
+            Self::Disabled => "disabled",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "enabled" => Some(Self::Enabled),
+            "disabled" => Some(Self::Disabled),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for AmdSevSnpSpecification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ArchitectureValues {
+    #[serde(rename = "i386")]
+    I386,
+    #[serde(rename = "x86_64")]
+    X8664,
+    #[serde(rename = "arm64")]
+    Arm64,
+    #[serde(rename = "x86_64_mac")]
+    X8664Mac,
+    #[serde(rename = "arm64_mac")]
+    Arm64Mac,
+}
+impl ArchitectureValues {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] =
+        &["i386", "x86_64", "arm64", "x86_64_mac", "arm64_mac"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::I386 => "i386",
+            Self::X8664 => "x86_64",
+            Self::Arm64 => "arm64",
+            Self::X8664Mac => "x86_64_mac",
+            Self::Arm64Mac => "arm64_mac",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "i386" => Some(Self::I386),
+            "x86_64" => Some(Self::X8664),
+            "arm64" => Some(Self::Arm64),
+            "x86_64_mac" => Some(Self::X8664Mac),
+            "arm64_mac" => Some(Self::Arm64Mac),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for ArchitectureValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum AttachmentStatus {
     #[serde(rename = "attaching")]
     Attaching,
@@ -187,6 +266,113 @@ impl std::fmt::Display for BlockPublicAccessMode {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum BootModeValues {
+    #[serde(rename = "legacy-bios")]
+    LegacyBios,
+    #[serde(rename = "uefi")]
+    Uefi,
+    #[serde(rename = "uefi-preferred")]
+    UefiPreferred,
+}
+impl BootModeValues {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["legacy-bios", "uefi", "uefi-preferred"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LegacyBios => "legacy-bios",
+            Self::Uefi => "uefi",
+            Self::UefiPreferred => "uefi-preferred",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "legacy-bios" => Some(Self::LegacyBios),
+            "uefi" => Some(Self::Uefi),
+            "uefi-preferred" => Some(Self::UefiPreferred),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for BootModeValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum CapacityReservationPreference {
+    #[serde(rename = "capacity-reservations-only")]
+    CapacityReservationsOnly,
+    #[serde(rename = "open")]
+    Open,
+    #[serde(rename = "none")]
+    None,
+}
+impl CapacityReservationPreference {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["capacity-reservations-only", "open", "none"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CapacityReservationsOnly => "capacity-reservations-only",
+            Self::Open => "open",
+            Self::None => "none",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "capacity-reservations-only" => Some(Self::CapacityReservationsOnly),
+            "open" => Some(Self::Open),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for CapacityReservationPreference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum DeviceType {
+    #[serde(rename = "ebs")]
+    Ebs,
+    #[serde(rename = "instance-store")]
+    InstanceStore,
+}
+impl DeviceType {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["ebs", "instance-store"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ebs => "ebs",
+            Self::InstanceStore => "instance-store",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "ebs" => Some(Self::Ebs),
+            "instance-store" => Some(Self::InstanceStore),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for DeviceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum HostnameType {
     #[serde(rename = "ip-name")]
     IpName,
@@ -214,6 +400,6555 @@ impl HostnameType {
     }
 }
 impl std::fmt::Display for HostnameType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum HttpTokensState {
+    #[serde(rename = "optional")]
+    Optional,
+    #[serde(rename = "required")]
+    Required,
+}
+impl HttpTokensState {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["optional", "required"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Optional => "optional",
+            Self::Required => "required",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "optional" => Some(Self::Optional),
+            "required" => Some(Self::Required),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for HttpTokensState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum HypervisorType {
+    #[serde(rename = "ovm")]
+    Ovm,
+    #[serde(rename = "xen")]
+    Xen,
+}
+impl HypervisorType {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["ovm", "xen"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ovm => "ovm",
+            Self::Xen => "xen",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "ovm" => Some(Self::Ovm),
+            "xen" => Some(Self::Xen),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for HypervisorType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum InstanceAutoRecoveryState {
+    #[serde(rename = "disabled")]
+    Disabled,
+    #[serde(rename = "default")]
+    Default,
+}
+impl InstanceAutoRecoveryState {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["disabled", "default"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Default => "default",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "disabled" => Some(Self::Disabled),
+            "default" => Some(Self::Default),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for InstanceAutoRecoveryState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum InstanceBandwidthWeighting {
+    #[serde(rename = "default")]
+    Default,
+    #[serde(rename = "vpc-1")]
+    Vpc1,
+    #[serde(rename = "ebs-1")]
+    Ebs1,
+}
+impl InstanceBandwidthWeighting {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["default", "vpc-1", "ebs-1"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Vpc1 => "vpc-1",
+            Self::Ebs1 => "ebs-1",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "default" => Some(Self::Default),
+            "vpc-1" => Some(Self::Vpc1),
+            "ebs-1" => Some(Self::Ebs1),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for InstanceBandwidthWeighting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum InstanceBootModeValues {
+    #[serde(rename = "legacy-bios")]
+    LegacyBios,
+    #[serde(rename = "uefi")]
+    Uefi,
+}
+impl InstanceBootModeValues {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["legacy-bios", "uefi"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LegacyBios => "legacy-bios",
+            Self::Uefi => "uefi",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "legacy-bios" => Some(Self::LegacyBios),
+            "uefi" => Some(Self::Uefi),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for InstanceBootModeValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum InstanceInterruptionBehavior {
+    #[serde(rename = "hibernate")]
+    Hibernate,
+    #[serde(rename = "stop")]
+    Stop,
+    #[serde(rename = "terminate")]
+    Terminate,
+}
+impl InstanceInterruptionBehavior {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["hibernate", "stop", "terminate"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hibernate => "hibernate",
+            Self::Stop => "stop",
+            Self::Terminate => "terminate",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "hibernate" => Some(Self::Hibernate),
+            "stop" => Some(Self::Stop),
+            "terminate" => Some(Self::Terminate),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for InstanceInterruptionBehavior {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum InstanceLifecycleType {
+    #[serde(rename = "spot")]
+    Spot,
+    #[serde(rename = "scheduled")]
+    Scheduled,
+    #[serde(rename = "capacity-block")]
+    CapacityBlock,
+    #[serde(rename = "interruptible-capacity-reservation")]
+    InterruptibleCapacityReservation,
+}
+impl InstanceLifecycleType {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] =
+        &["spot", "scheduled", "capacity-block", "interruptible-capacity-reservation"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Spot => "spot",
+            Self::Scheduled => "scheduled",
+            Self::CapacityBlock => "capacity-block",
+            Self::InterruptibleCapacityReservation => "interruptible-capacity-reservation",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "spot" => Some(Self::Spot),
+            "scheduled" => Some(Self::Scheduled),
+            "capacity-block" => Some(Self::CapacityBlock),
+            "interruptible-capacity-reservation" => Some(Self::InterruptibleCapacityReservation),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for InstanceLifecycleType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum InstanceMetadataEndpointState {
+    #[serde(rename = "disabled")]
+    Disabled,
+    #[serde(rename = "enabled")]
+    Enabled,
+}
+impl InstanceMetadataEndpointState {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["disabled", "enabled"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Enabled => "enabled",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "disabled" => Some(Self::Disabled),
+            "enabled" => Some(Self::Enabled),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for InstanceMetadataEndpointState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum InstanceMetadataOptionsState {
+    #[serde(rename = "pending")]
+    Pending,
+    #[serde(rename = "applied")]
+    Applied,
+}
+impl InstanceMetadataOptionsState {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["pending", "applied"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Applied => "applied",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "applied" => Some(Self::Applied),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for InstanceMetadataOptionsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum InstanceMetadataProtocolState {
+    #[serde(rename = "disabled")]
+    Disabled,
+    #[serde(rename = "enabled")]
+    Enabled,
+}
+impl InstanceMetadataProtocolState {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["disabled", "enabled"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Enabled => "enabled",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "disabled" => Some(Self::Disabled),
+            "enabled" => Some(Self::Enabled),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for InstanceMetadataProtocolState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum InstanceMetadataTagsState {
+    #[serde(rename = "disabled")]
+    Disabled,
+    #[serde(rename = "enabled")]
+    Enabled,
+}
+impl InstanceMetadataTagsState {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["disabled", "enabled"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Enabled => "enabled",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "disabled" => Some(Self::Disabled),
+            "enabled" => Some(Self::Enabled),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for InstanceMetadataTagsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum InstanceRebootMigrationState {
+    #[serde(rename = "disabled")]
+    Disabled,
+    #[serde(rename = "default")]
+    Default,
+}
+impl InstanceRebootMigrationState {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["disabled", "default"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Default => "default",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "disabled" => Some(Self::Disabled),
+            "default" => Some(Self::Default),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for InstanceRebootMigrationState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum InstanceStateName {
+    #[serde(rename = "pending")]
+    Pending,
+    #[serde(rename = "running")]
+    Running,
+    #[serde(rename = "shutting-down")]
+    ShuttingDown,
+    #[serde(rename = "terminated")]
+    Terminated,
+    #[serde(rename = "stopping")]
+    Stopping,
+    #[serde(rename = "stopped")]
+    Stopped,
+}
+impl InstanceStateName {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] =
+        &["pending", "running", "shutting-down", "terminated", "stopping", "stopped"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::ShuttingDown => "shutting-down",
+            Self::Terminated => "terminated",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "running" => Some(Self::Running),
+            "shutting-down" => Some(Self::ShuttingDown),
+            "terminated" => Some(Self::Terminated),
+            "stopping" => Some(Self::Stopping),
+            "stopped" => Some(Self::Stopped),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for InstanceStateName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum InstanceType {
+    #[serde(rename = "a1.medium")]
+    A1Medium,
+    #[serde(rename = "a1.large")]
+    A1Large,
+    #[serde(rename = "a1.xlarge")]
+    A1Xlarge,
+    #[serde(rename = "a1.2xlarge")]
+    A12xlarge,
+    #[serde(rename = "a1.4xlarge")]
+    A14xlarge,
+    #[serde(rename = "a1.metal")]
+    A1Metal,
+    #[serde(rename = "c1.medium")]
+    C1Medium,
+    #[serde(rename = "c1.xlarge")]
+    C1Xlarge,
+    #[serde(rename = "c3.large")]
+    C3Large,
+    #[serde(rename = "c3.xlarge")]
+    C3Xlarge,
+    #[serde(rename = "c3.2xlarge")]
+    C32xlarge,
+    #[serde(rename = "c3.4xlarge")]
+    C34xlarge,
+    #[serde(rename = "c3.8xlarge")]
+    C38xlarge,
+    #[serde(rename = "c4.large")]
+    C4Large,
+    #[serde(rename = "c4.xlarge")]
+    C4Xlarge,
+    #[serde(rename = "c4.2xlarge")]
+    C42xlarge,
+    #[serde(rename = "c4.4xlarge")]
+    C44xlarge,
+    #[serde(rename = "c4.8xlarge")]
+    C48xlarge,
+    #[serde(rename = "c5.large")]
+    C5Large,
+    #[serde(rename = "c5.xlarge")]
+    C5Xlarge,
+    #[serde(rename = "c5.2xlarge")]
+    C52xlarge,
+    #[serde(rename = "c5.4xlarge")]
+    C54xlarge,
+    #[serde(rename = "c5.9xlarge")]
+    C59xlarge,
+    #[serde(rename = "c5.12xlarge")]
+    C512xlarge,
+    #[serde(rename = "c5.18xlarge")]
+    C518xlarge,
+    #[serde(rename = "c5.24xlarge")]
+    C524xlarge,
+    #[serde(rename = "c5.metal")]
+    C5Metal,
+    #[serde(rename = "c5a.large")]
+    C5aLarge,
+    #[serde(rename = "c5a.xlarge")]
+    C5aXlarge,
+    #[serde(rename = "c5a.2xlarge")]
+    C5a2xlarge,
+    #[serde(rename = "c5a.4xlarge")]
+    C5a4xlarge,
+    #[serde(rename = "c5a.8xlarge")]
+    C5a8xlarge,
+    #[serde(rename = "c5a.12xlarge")]
+    C5a12xlarge,
+    #[serde(rename = "c5a.16xlarge")]
+    C5a16xlarge,
+    #[serde(rename = "c5a.24xlarge")]
+    C5a24xlarge,
+    #[serde(rename = "c5ad.large")]
+    C5adLarge,
+    #[serde(rename = "c5ad.xlarge")]
+    C5adXlarge,
+    #[serde(rename = "c5ad.2xlarge")]
+    C5ad2xlarge,
+    #[serde(rename = "c5ad.4xlarge")]
+    C5ad4xlarge,
+    #[serde(rename = "c5ad.8xlarge")]
+    C5ad8xlarge,
+    #[serde(rename = "c5ad.12xlarge")]
+    C5ad12xlarge,
+    #[serde(rename = "c5ad.16xlarge")]
+    C5ad16xlarge,
+    #[serde(rename = "c5ad.24xlarge")]
+    C5ad24xlarge,
+    #[serde(rename = "c5d.large")]
+    C5dLarge,
+    #[serde(rename = "c5d.xlarge")]
+    C5dXlarge,
+    #[serde(rename = "c5d.2xlarge")]
+    C5d2xlarge,
+    #[serde(rename = "c5d.4xlarge")]
+    C5d4xlarge,
+    #[serde(rename = "c5d.9xlarge")]
+    C5d9xlarge,
+    #[serde(rename = "c5d.12xlarge")]
+    C5d12xlarge,
+    #[serde(rename = "c5d.18xlarge")]
+    C5d18xlarge,
+    #[serde(rename = "c5d.24xlarge")]
+    C5d24xlarge,
+    #[serde(rename = "c5d.metal")]
+    C5dMetal,
+    #[serde(rename = "c5n.large")]
+    C5nLarge,
+    #[serde(rename = "c5n.xlarge")]
+    C5nXlarge,
+    #[serde(rename = "c5n.2xlarge")]
+    C5n2xlarge,
+    #[serde(rename = "c5n.4xlarge")]
+    C5n4xlarge,
+    #[serde(rename = "c5n.9xlarge")]
+    C5n9xlarge,
+    #[serde(rename = "c5n.18xlarge")]
+    C5n18xlarge,
+    #[serde(rename = "c5n.metal")]
+    C5nMetal,
+    #[serde(rename = "c6g.medium")]
+    C6gMedium,
+    #[serde(rename = "c6g.large")]
+    C6gLarge,
+    #[serde(rename = "c6g.xlarge")]
+    C6gXlarge,
+    #[serde(rename = "c6g.2xlarge")]
+    C6g2xlarge,
+    #[serde(rename = "c6g.4xlarge")]
+    C6g4xlarge,
+    #[serde(rename = "c6g.8xlarge")]
+    C6g8xlarge,
+    #[serde(rename = "c6g.12xlarge")]
+    C6g12xlarge,
+    #[serde(rename = "c6g.16xlarge")]
+    C6g16xlarge,
+    #[serde(rename = "c6g.metal")]
+    C6gMetal,
+    #[serde(rename = "c6gd.medium")]
+    C6gdMedium,
+    #[serde(rename = "c6gd.large")]
+    C6gdLarge,
+    #[serde(rename = "c6gd.xlarge")]
+    C6gdXlarge,
+    #[serde(rename = "c6gd.2xlarge")]
+    C6gd2xlarge,
+    #[serde(rename = "c6gd.4xlarge")]
+    C6gd4xlarge,
+    #[serde(rename = "c6gd.8xlarge")]
+    C6gd8xlarge,
+    #[serde(rename = "c6gd.12xlarge")]
+    C6gd12xlarge,
+    #[serde(rename = "c6gd.16xlarge")]
+    C6gd16xlarge,
+    #[serde(rename = "c6gd.metal")]
+    C6gdMetal,
+    #[serde(rename = "c6gn.medium")]
+    C6gnMedium,
+    #[serde(rename = "c6gn.large")]
+    C6gnLarge,
+    #[serde(rename = "c6gn.xlarge")]
+    C6gnXlarge,
+    #[serde(rename = "c6gn.2xlarge")]
+    C6gn2xlarge,
+    #[serde(rename = "c6gn.4xlarge")]
+    C6gn4xlarge,
+    #[serde(rename = "c6gn.8xlarge")]
+    C6gn8xlarge,
+    #[serde(rename = "c6gn.12xlarge")]
+    C6gn12xlarge,
+    #[serde(rename = "c6gn.16xlarge")]
+    C6gn16xlarge,
+    #[serde(rename = "c6i.large")]
+    C6iLarge,
+    #[serde(rename = "c6i.xlarge")]
+    C6iXlarge,
+    #[serde(rename = "c6i.2xlarge")]
+    C6i2xlarge,
+    #[serde(rename = "c6i.4xlarge")]
+    C6i4xlarge,
+    #[serde(rename = "c6i.8xlarge")]
+    C6i8xlarge,
+    #[serde(rename = "c6i.12xlarge")]
+    C6i12xlarge,
+    #[serde(rename = "c6i.16xlarge")]
+    C6i16xlarge,
+    #[serde(rename = "c6i.24xlarge")]
+    C6i24xlarge,
+    #[serde(rename = "c6i.32xlarge")]
+    C6i32xlarge,
+    #[serde(rename = "c6i.metal")]
+    C6iMetal,
+    #[serde(rename = "cc1.4xlarge")]
+    Cc14xlarge,
+    #[serde(rename = "cc2.8xlarge")]
+    Cc28xlarge,
+    #[serde(rename = "cg1.4xlarge")]
+    Cg14xlarge,
+    #[serde(rename = "cr1.8xlarge")]
+    Cr18xlarge,
+    #[serde(rename = "d2.xlarge")]
+    D2Xlarge,
+    #[serde(rename = "d2.2xlarge")]
+    D22xlarge,
+    #[serde(rename = "d2.4xlarge")]
+    D24xlarge,
+    #[serde(rename = "d2.8xlarge")]
+    D28xlarge,
+    #[serde(rename = "d3.xlarge")]
+    D3Xlarge,
+    #[serde(rename = "d3.2xlarge")]
+    D32xlarge,
+    #[serde(rename = "d3.4xlarge")]
+    D34xlarge,
+    #[serde(rename = "d3.8xlarge")]
+    D38xlarge,
+    #[serde(rename = "d3en.xlarge")]
+    D3enXlarge,
+    #[serde(rename = "d3en.2xlarge")]
+    D3en2xlarge,
+    #[serde(rename = "d3en.4xlarge")]
+    D3en4xlarge,
+    #[serde(rename = "d3en.6xlarge")]
+    D3en6xlarge,
+    #[serde(rename = "d3en.8xlarge")]
+    D3en8xlarge,
+    #[serde(rename = "d3en.12xlarge")]
+    D3en12xlarge,
+    #[serde(rename = "dl1.24xlarge")]
+    Dl124xlarge,
+    #[serde(rename = "f1.2xlarge")]
+    F12xlarge,
+    #[serde(rename = "f1.4xlarge")]
+    F14xlarge,
+    #[serde(rename = "f1.16xlarge")]
+    F116xlarge,
+    #[serde(rename = "g2.2xlarge")]
+    G22xlarge,
+    #[serde(rename = "g2.8xlarge")]
+    G28xlarge,
+    #[serde(rename = "g3.4xlarge")]
+    G34xlarge,
+    #[serde(rename = "g3.8xlarge")]
+    G38xlarge,
+    #[serde(rename = "g3.16xlarge")]
+    G316xlarge,
+    #[serde(rename = "g3s.xlarge")]
+    G3sXlarge,
+    #[serde(rename = "g4ad.xlarge")]
+    G4adXlarge,
+    #[serde(rename = "g4ad.2xlarge")]
+    G4ad2xlarge,
+    #[serde(rename = "g4ad.4xlarge")]
+    G4ad4xlarge,
+    #[serde(rename = "g4ad.8xlarge")]
+    G4ad8xlarge,
+    #[serde(rename = "g4ad.16xlarge")]
+    G4ad16xlarge,
+    #[serde(rename = "g4dn.xlarge")]
+    G4dnXlarge,
+    #[serde(rename = "g4dn.2xlarge")]
+    G4dn2xlarge,
+    #[serde(rename = "g4dn.4xlarge")]
+    G4dn4xlarge,
+    #[serde(rename = "g4dn.8xlarge")]
+    G4dn8xlarge,
+    #[serde(rename = "g4dn.12xlarge")]
+    G4dn12xlarge,
+    #[serde(rename = "g4dn.16xlarge")]
+    G4dn16xlarge,
+    #[serde(rename = "g4dn.metal")]
+    G4dnMetal,
+    #[serde(rename = "g5.xlarge")]
+    G5Xlarge,
+    #[serde(rename = "g5.2xlarge")]
+    G52xlarge,
+    #[serde(rename = "g5.4xlarge")]
+    G54xlarge,
+    #[serde(rename = "g5.8xlarge")]
+    G58xlarge,
+    #[serde(rename = "g5.12xlarge")]
+    G512xlarge,
+    #[serde(rename = "g5.16xlarge")]
+    G516xlarge,
+    #[serde(rename = "g5.24xlarge")]
+    G524xlarge,
+    #[serde(rename = "g5.48xlarge")]
+    G548xlarge,
+    #[serde(rename = "g5g.xlarge")]
+    G5gXlarge,
+    #[serde(rename = "g5g.2xlarge")]
+    G5g2xlarge,
+    #[serde(rename = "g5g.4xlarge")]
+    G5g4xlarge,
+    #[serde(rename = "g5g.8xlarge")]
+    G5g8xlarge,
+    #[serde(rename = "g5g.16xlarge")]
+    G5g16xlarge,
+    #[serde(rename = "g5g.metal")]
+    G5gMetal,
+    #[serde(rename = "hi1.4xlarge")]
+    Hi14xlarge,
+    #[serde(rename = "hpc6a.48xlarge")]
+    Hpc6a48xlarge,
+    #[serde(rename = "hs1.8xlarge")]
+    Hs18xlarge,
+    #[serde(rename = "h1.2xlarge")]
+    H12xlarge,
+    #[serde(rename = "h1.4xlarge")]
+    H14xlarge,
+    #[serde(rename = "h1.8xlarge")]
+    H18xlarge,
+    #[serde(rename = "h1.16xlarge")]
+    H116xlarge,
+    #[serde(rename = "i2.xlarge")]
+    I2Xlarge,
+    #[serde(rename = "i2.2xlarge")]
+    I22xlarge,
+    #[serde(rename = "i2.4xlarge")]
+    I24xlarge,
+    #[serde(rename = "i2.8xlarge")]
+    I28xlarge,
+    #[serde(rename = "i3.large")]
+    I3Large,
+    #[serde(rename = "i3.xlarge")]
+    I3Xlarge,
+    #[serde(rename = "i3.2xlarge")]
+    I32xlarge,
+    #[serde(rename = "i3.4xlarge")]
+    I34xlarge,
+    #[serde(rename = "i3.8xlarge")]
+    I38xlarge,
+    #[serde(rename = "i3.16xlarge")]
+    I316xlarge,
+    #[serde(rename = "i3.metal")]
+    I3Metal,
+    #[serde(rename = "i3en.large")]
+    I3enLarge,
+    #[serde(rename = "i3en.xlarge")]
+    I3enXlarge,
+    #[serde(rename = "i3en.2xlarge")]
+    I3en2xlarge,
+    #[serde(rename = "i3en.3xlarge")]
+    I3en3xlarge,
+    #[serde(rename = "i3en.6xlarge")]
+    I3en6xlarge,
+    #[serde(rename = "i3en.12xlarge")]
+    I3en12xlarge,
+    #[serde(rename = "i3en.24xlarge")]
+    I3en24xlarge,
+    #[serde(rename = "i3en.metal")]
+    I3enMetal,
+    #[serde(rename = "im4gn.large")]
+    Im4gnLarge,
+    #[serde(rename = "im4gn.xlarge")]
+    Im4gnXlarge,
+    #[serde(rename = "im4gn.2xlarge")]
+    Im4gn2xlarge,
+    #[serde(rename = "im4gn.4xlarge")]
+    Im4gn4xlarge,
+    #[serde(rename = "im4gn.8xlarge")]
+    Im4gn8xlarge,
+    #[serde(rename = "im4gn.16xlarge")]
+    Im4gn16xlarge,
+    #[serde(rename = "inf1.xlarge")]
+    Inf1Xlarge,
+    #[serde(rename = "inf1.2xlarge")]
+    Inf12xlarge,
+    #[serde(rename = "inf1.6xlarge")]
+    Inf16xlarge,
+    #[serde(rename = "inf1.24xlarge")]
+    Inf124xlarge,
+    #[serde(rename = "is4gen.medium")]
+    Is4genMedium,
+    #[serde(rename = "is4gen.large")]
+    Is4genLarge,
+    #[serde(rename = "is4gen.xlarge")]
+    Is4genXlarge,
+    #[serde(rename = "is4gen.2xlarge")]
+    Is4gen2xlarge,
+    #[serde(rename = "is4gen.4xlarge")]
+    Is4gen4xlarge,
+    #[serde(rename = "is4gen.8xlarge")]
+    Is4gen8xlarge,
+    #[serde(rename = "m1.small")]
+    M1Small,
+    #[serde(rename = "m1.medium")]
+    M1Medium,
+    #[serde(rename = "m1.large")]
+    M1Large,
+    #[serde(rename = "m1.xlarge")]
+    M1Xlarge,
+    #[serde(rename = "m2.xlarge")]
+    M2Xlarge,
+    #[serde(rename = "m2.2xlarge")]
+    M22xlarge,
+    #[serde(rename = "m2.4xlarge")]
+    M24xlarge,
+    #[serde(rename = "m3.medium")]
+    M3Medium,
+    #[serde(rename = "m3.large")]
+    M3Large,
+    #[serde(rename = "m3.xlarge")]
+    M3Xlarge,
+    #[serde(rename = "m3.2xlarge")]
+    M32xlarge,
+    #[serde(rename = "m4.large")]
+    M4Large,
+    #[serde(rename = "m4.xlarge")]
+    M4Xlarge,
+    #[serde(rename = "m4.2xlarge")]
+    M42xlarge,
+    #[serde(rename = "m4.4xlarge")]
+    M44xlarge,
+    #[serde(rename = "m4.10xlarge")]
+    M410xlarge,
+    #[serde(rename = "m4.16xlarge")]
+    M416xlarge,
+    #[serde(rename = "m5.large")]
+    M5Large,
+    #[serde(rename = "m5.xlarge")]
+    M5Xlarge,
+    #[serde(rename = "m5.2xlarge")]
+    M52xlarge,
+    #[serde(rename = "m5.4xlarge")]
+    M54xlarge,
+    #[serde(rename = "m5.8xlarge")]
+    M58xlarge,
+    #[serde(rename = "m5.12xlarge")]
+    M512xlarge,
+    #[serde(rename = "m5.16xlarge")]
+    M516xlarge,
+    #[serde(rename = "m5.24xlarge")]
+    M524xlarge,
+    #[serde(rename = "m5.metal")]
+    M5Metal,
+    #[serde(rename = "m5a.large")]
+    M5aLarge,
+    #[serde(rename = "m5a.xlarge")]
+    M5aXlarge,
+    #[serde(rename = "m5a.2xlarge")]
+    M5a2xlarge,
+    #[serde(rename = "m5a.4xlarge")]
+    M5a4xlarge,
+    #[serde(rename = "m5a.8xlarge")]
+    M5a8xlarge,
+    #[serde(rename = "m5a.12xlarge")]
+    M5a12xlarge,
+    #[serde(rename = "m5a.16xlarge")]
+    M5a16xlarge,
+    #[serde(rename = "m5a.24xlarge")]
+    M5a24xlarge,
+    #[serde(rename = "m5ad.large")]
+    M5adLarge,
+    #[serde(rename = "m5ad.xlarge")]
+    M5adXlarge,
+    #[serde(rename = "m5ad.2xlarge")]
+    M5ad2xlarge,
+    #[serde(rename = "m5ad.4xlarge")]
+    M5ad4xlarge,
+    #[serde(rename = "m5ad.8xlarge")]
+    M5ad8xlarge,
+    #[serde(rename = "m5ad.12xlarge")]
+    M5ad12xlarge,
+    #[serde(rename = "m5ad.16xlarge")]
+    M5ad16xlarge,
+    #[serde(rename = "m5ad.24xlarge")]
+    M5ad24xlarge,
+    #[serde(rename = "m5d.large")]
+    M5dLarge,
+    #[serde(rename = "m5d.xlarge")]
+    M5dXlarge,
+    #[serde(rename = "m5d.2xlarge")]
+    M5d2xlarge,
+    #[serde(rename = "m5d.4xlarge")]
+    M5d4xlarge,
+    #[serde(rename = "m5d.8xlarge")]
+    M5d8xlarge,
+    #[serde(rename = "m5d.12xlarge")]
+    M5d12xlarge,
+    #[serde(rename = "m5d.16xlarge")]
+    M5d16xlarge,
+    #[serde(rename = "m5d.24xlarge")]
+    M5d24xlarge,
+    #[serde(rename = "m5d.metal")]
+    M5dMetal,
+    #[serde(rename = "m5dn.large")]
+    M5dnLarge,
+    #[serde(rename = "m5dn.xlarge")]
+    M5dnXlarge,
+    #[serde(rename = "m5dn.2xlarge")]
+    M5dn2xlarge,
+    #[serde(rename = "m5dn.4xlarge")]
+    M5dn4xlarge,
+    #[serde(rename = "m5dn.8xlarge")]
+    M5dn8xlarge,
+    #[serde(rename = "m5dn.12xlarge")]
+    M5dn12xlarge,
+    #[serde(rename = "m5dn.16xlarge")]
+    M5dn16xlarge,
+    #[serde(rename = "m5dn.24xlarge")]
+    M5dn24xlarge,
+    #[serde(rename = "m5dn.metal")]
+    M5dnMetal,
+    #[serde(rename = "m5n.large")]
+    M5nLarge,
+    #[serde(rename = "m5n.xlarge")]
+    M5nXlarge,
+    #[serde(rename = "m5n.2xlarge")]
+    M5n2xlarge,
+    #[serde(rename = "m5n.4xlarge")]
+    M5n4xlarge,
+    #[serde(rename = "m5n.8xlarge")]
+    M5n8xlarge,
+    #[serde(rename = "m5n.12xlarge")]
+    M5n12xlarge,
+    #[serde(rename = "m5n.16xlarge")]
+    M5n16xlarge,
+    #[serde(rename = "m5n.24xlarge")]
+    M5n24xlarge,
+    #[serde(rename = "m5n.metal")]
+    M5nMetal,
+    #[serde(rename = "m5zn.large")]
+    M5znLarge,
+    #[serde(rename = "m5zn.xlarge")]
+    M5znXlarge,
+    #[serde(rename = "m5zn.2xlarge")]
+    M5zn2xlarge,
+    #[serde(rename = "m5zn.3xlarge")]
+    M5zn3xlarge,
+    #[serde(rename = "m5zn.6xlarge")]
+    M5zn6xlarge,
+    #[serde(rename = "m5zn.12xlarge")]
+    M5zn12xlarge,
+    #[serde(rename = "m5zn.metal")]
+    M5znMetal,
+    #[serde(rename = "m6a.large")]
+    M6aLarge,
+    #[serde(rename = "m6a.xlarge")]
+    M6aXlarge,
+    #[serde(rename = "m6a.2xlarge")]
+    M6a2xlarge,
+    #[serde(rename = "m6a.4xlarge")]
+    M6a4xlarge,
+    #[serde(rename = "m6a.8xlarge")]
+    M6a8xlarge,
+    #[serde(rename = "m6a.12xlarge")]
+    M6a12xlarge,
+    #[serde(rename = "m6a.16xlarge")]
+    M6a16xlarge,
+    #[serde(rename = "m6a.24xlarge")]
+    M6a24xlarge,
+    #[serde(rename = "m6a.32xlarge")]
+    M6a32xlarge,
+    #[serde(rename = "m6a.48xlarge")]
+    M6a48xlarge,
+    #[serde(rename = "m6g.metal")]
+    M6gMetal,
+    #[serde(rename = "m6g.medium")]
+    M6gMedium,
+    #[serde(rename = "m6g.large")]
+    M6gLarge,
+    #[serde(rename = "m6g.xlarge")]
+    M6gXlarge,
+    #[serde(rename = "m6g.2xlarge")]
+    M6g2xlarge,
+    #[serde(rename = "m6g.4xlarge")]
+    M6g4xlarge,
+    #[serde(rename = "m6g.8xlarge")]
+    M6g8xlarge,
+    #[serde(rename = "m6g.12xlarge")]
+    M6g12xlarge,
+    #[serde(rename = "m6g.16xlarge")]
+    M6g16xlarge,
+    #[serde(rename = "m6gd.metal")]
+    M6gdMetal,
+    #[serde(rename = "m6gd.medium")]
+    M6gdMedium,
+    #[serde(rename = "m6gd.large")]
+    M6gdLarge,
+    #[serde(rename = "m6gd.xlarge")]
+    M6gdXlarge,
+    #[serde(rename = "m6gd.2xlarge")]
+    M6gd2xlarge,
+    #[serde(rename = "m6gd.4xlarge")]
+    M6gd4xlarge,
+    #[serde(rename = "m6gd.8xlarge")]
+    M6gd8xlarge,
+    #[serde(rename = "m6gd.12xlarge")]
+    M6gd12xlarge,
+    #[serde(rename = "m6gd.16xlarge")]
+    M6gd16xlarge,
+    #[serde(rename = "m6i.large")]
+    M6iLarge,
+    #[serde(rename = "m6i.xlarge")]
+    M6iXlarge,
+    #[serde(rename = "m6i.2xlarge")]
+    M6i2xlarge,
+    #[serde(rename = "m6i.4xlarge")]
+    M6i4xlarge,
+    #[serde(rename = "m6i.8xlarge")]
+    M6i8xlarge,
+    #[serde(rename = "m6i.12xlarge")]
+    M6i12xlarge,
+    #[serde(rename = "m6i.16xlarge")]
+    M6i16xlarge,
+    #[serde(rename = "m6i.24xlarge")]
+    M6i24xlarge,
+    #[serde(rename = "m6i.32xlarge")]
+    M6i32xlarge,
+    #[serde(rename = "m6i.metal")]
+    M6iMetal,
+    #[serde(rename = "mac1.metal")]
+    Mac1Metal,
+    #[serde(rename = "p2.xlarge")]
+    P2Xlarge,
+    #[serde(rename = "p2.8xlarge")]
+    P28xlarge,
+    #[serde(rename = "p2.16xlarge")]
+    P216xlarge,
+    #[serde(rename = "p3.2xlarge")]
+    P32xlarge,
+    #[serde(rename = "p3.8xlarge")]
+    P38xlarge,
+    #[serde(rename = "p3.16xlarge")]
+    P316xlarge,
+    #[serde(rename = "p3dn.24xlarge")]
+    P3dn24xlarge,
+    #[serde(rename = "p4d.24xlarge")]
+    P4d24xlarge,
+    #[serde(rename = "r3.large")]
+    R3Large,
+    #[serde(rename = "r3.xlarge")]
+    R3Xlarge,
+    #[serde(rename = "r3.2xlarge")]
+    R32xlarge,
+    #[serde(rename = "r3.4xlarge")]
+    R34xlarge,
+    #[serde(rename = "r3.8xlarge")]
+    R38xlarge,
+    #[serde(rename = "r4.large")]
+    R4Large,
+    #[serde(rename = "r4.xlarge")]
+    R4Xlarge,
+    #[serde(rename = "r4.2xlarge")]
+    R42xlarge,
+    #[serde(rename = "r4.4xlarge")]
+    R44xlarge,
+    #[serde(rename = "r4.8xlarge")]
+    R48xlarge,
+    #[serde(rename = "r4.16xlarge")]
+    R416xlarge,
+    #[serde(rename = "r5.large")]
+    R5Large,
+    #[serde(rename = "r5.xlarge")]
+    R5Xlarge,
+    #[serde(rename = "r5.2xlarge")]
+    R52xlarge,
+    #[serde(rename = "r5.4xlarge")]
+    R54xlarge,
+    #[serde(rename = "r5.8xlarge")]
+    R58xlarge,
+    #[serde(rename = "r5.12xlarge")]
+    R512xlarge,
+    #[serde(rename = "r5.16xlarge")]
+    R516xlarge,
+    #[serde(rename = "r5.24xlarge")]
+    R524xlarge,
+    #[serde(rename = "r5.metal")]
+    R5Metal,
+    #[serde(rename = "r5a.large")]
+    R5aLarge,
+    #[serde(rename = "r5a.xlarge")]
+    R5aXlarge,
+    #[serde(rename = "r5a.2xlarge")]
+    R5a2xlarge,
+    #[serde(rename = "r5a.4xlarge")]
+    R5a4xlarge,
+    #[serde(rename = "r5a.8xlarge")]
+    R5a8xlarge,
+    #[serde(rename = "r5a.12xlarge")]
+    R5a12xlarge,
+    #[serde(rename = "r5a.16xlarge")]
+    R5a16xlarge,
+    #[serde(rename = "r5a.24xlarge")]
+    R5a24xlarge,
+    #[serde(rename = "r5ad.large")]
+    R5adLarge,
+    #[serde(rename = "r5ad.xlarge")]
+    R5adXlarge,
+    #[serde(rename = "r5ad.2xlarge")]
+    R5ad2xlarge,
+    #[serde(rename = "r5ad.4xlarge")]
+    R5ad4xlarge,
+    #[serde(rename = "r5ad.8xlarge")]
+    R5ad8xlarge,
+    #[serde(rename = "r5ad.12xlarge")]
+    R5ad12xlarge,
+    #[serde(rename = "r5ad.16xlarge")]
+    R5ad16xlarge,
+    #[serde(rename = "r5ad.24xlarge")]
+    R5ad24xlarge,
+    #[serde(rename = "r5b.large")]
+    R5bLarge,
+    #[serde(rename = "r5b.xlarge")]
+    R5bXlarge,
+    #[serde(rename = "r5b.2xlarge")]
+    R5b2xlarge,
+    #[serde(rename = "r5b.4xlarge")]
+    R5b4xlarge,
+    #[serde(rename = "r5b.8xlarge")]
+    R5b8xlarge,
+    #[serde(rename = "r5b.12xlarge")]
+    R5b12xlarge,
+    #[serde(rename = "r5b.16xlarge")]
+    R5b16xlarge,
+    #[serde(rename = "r5b.24xlarge")]
+    R5b24xlarge,
+    #[serde(rename = "r5b.metal")]
+    R5bMetal,
+    #[serde(rename = "r5d.large")]
+    R5dLarge,
+    #[serde(rename = "r5d.xlarge")]
+    R5dXlarge,
+    #[serde(rename = "r5d.2xlarge")]
+    R5d2xlarge,
+    #[serde(rename = "r5d.4xlarge")]
+    R5d4xlarge,
+    #[serde(rename = "r5d.8xlarge")]
+    R5d8xlarge,
+    #[serde(rename = "r5d.12xlarge")]
+    R5d12xlarge,
+    #[serde(rename = "r5d.16xlarge")]
+    R5d16xlarge,
+    #[serde(rename = "r5d.24xlarge")]
+    R5d24xlarge,
+    #[serde(rename = "r5d.metal")]
+    R5dMetal,
+    #[serde(rename = "r5dn.large")]
+    R5dnLarge,
+    #[serde(rename = "r5dn.xlarge")]
+    R5dnXlarge,
+    #[serde(rename = "r5dn.2xlarge")]
+    R5dn2xlarge,
+    #[serde(rename = "r5dn.4xlarge")]
+    R5dn4xlarge,
+    #[serde(rename = "r5dn.8xlarge")]
+    R5dn8xlarge,
+    #[serde(rename = "r5dn.12xlarge")]
+    R5dn12xlarge,
+    #[serde(rename = "r5dn.16xlarge")]
+    R5dn16xlarge,
+    #[serde(rename = "r5dn.24xlarge")]
+    R5dn24xlarge,
+    #[serde(rename = "r5dn.metal")]
+    R5dnMetal,
+    #[serde(rename = "r5n.large")]
+    R5nLarge,
+    #[serde(rename = "r5n.xlarge")]
+    R5nXlarge,
+    #[serde(rename = "r5n.2xlarge")]
+    R5n2xlarge,
+    #[serde(rename = "r5n.4xlarge")]
+    R5n4xlarge,
+    #[serde(rename = "r5n.8xlarge")]
+    R5n8xlarge,
+    #[serde(rename = "r5n.12xlarge")]
+    R5n12xlarge,
+    #[serde(rename = "r5n.16xlarge")]
+    R5n16xlarge,
+    #[serde(rename = "r5n.24xlarge")]
+    R5n24xlarge,
+    #[serde(rename = "r5n.metal")]
+    R5nMetal,
+    #[serde(rename = "r6g.medium")]
+    R6gMedium,
+    #[serde(rename = "r6g.large")]
+    R6gLarge,
+    #[serde(rename = "r6g.xlarge")]
+    R6gXlarge,
+    #[serde(rename = "r6g.2xlarge")]
+    R6g2xlarge,
+    #[serde(rename = "r6g.4xlarge")]
+    R6g4xlarge,
+    #[serde(rename = "r6g.8xlarge")]
+    R6g8xlarge,
+    #[serde(rename = "r6g.12xlarge")]
+    R6g12xlarge,
+    #[serde(rename = "r6g.16xlarge")]
+    R6g16xlarge,
+    #[serde(rename = "r6g.metal")]
+    R6gMetal,
+    #[serde(rename = "r6gd.medium")]
+    R6gdMedium,
+    #[serde(rename = "r6gd.large")]
+    R6gdLarge,
+    #[serde(rename = "r6gd.xlarge")]
+    R6gdXlarge,
+    #[serde(rename = "r6gd.2xlarge")]
+    R6gd2xlarge,
+    #[serde(rename = "r6gd.4xlarge")]
+    R6gd4xlarge,
+    #[serde(rename = "r6gd.8xlarge")]
+    R6gd8xlarge,
+    #[serde(rename = "r6gd.12xlarge")]
+    R6gd12xlarge,
+    #[serde(rename = "r6gd.16xlarge")]
+    R6gd16xlarge,
+    #[serde(rename = "r6gd.metal")]
+    R6gdMetal,
+    #[serde(rename = "r6i.large")]
+    R6iLarge,
+    #[serde(rename = "r6i.xlarge")]
+    R6iXlarge,
+    #[serde(rename = "r6i.2xlarge")]
+    R6i2xlarge,
+    #[serde(rename = "r6i.4xlarge")]
+    R6i4xlarge,
+    #[serde(rename = "r6i.8xlarge")]
+    R6i8xlarge,
+    #[serde(rename = "r6i.12xlarge")]
+    R6i12xlarge,
+    #[serde(rename = "r6i.16xlarge")]
+    R6i16xlarge,
+    #[serde(rename = "r6i.24xlarge")]
+    R6i24xlarge,
+    #[serde(rename = "r6i.32xlarge")]
+    R6i32xlarge,
+    #[serde(rename = "r6i.metal")]
+    R6iMetal,
+    #[serde(rename = "t1.micro")]
+    T1Micro,
+    #[serde(rename = "t2.nano")]
+    T2Nano,
+    #[serde(rename = "t2.micro")]
+    T2Micro,
+    #[serde(rename = "t2.small")]
+    T2Small,
+    #[serde(rename = "t2.medium")]
+    T2Medium,
+    #[serde(rename = "t2.large")]
+    T2Large,
+    #[serde(rename = "t2.xlarge")]
+    T2Xlarge,
+    #[serde(rename = "t2.2xlarge")]
+    T22xlarge,
+    #[serde(rename = "t3.nano")]
+    T3Nano,
+    #[serde(rename = "t3.micro")]
+    T3Micro,
+    #[serde(rename = "t3.small")]
+    T3Small,
+    #[serde(rename = "t3.medium")]
+    T3Medium,
+    #[serde(rename = "t3.large")]
+    T3Large,
+    #[serde(rename = "t3.xlarge")]
+    T3Xlarge,
+    #[serde(rename = "t3.2xlarge")]
+    T32xlarge,
+    #[serde(rename = "t3a.nano")]
+    T3aNano,
+    #[serde(rename = "t3a.micro")]
+    T3aMicro,
+    #[serde(rename = "t3a.small")]
+    T3aSmall,
+    #[serde(rename = "t3a.medium")]
+    T3aMedium,
+    #[serde(rename = "t3a.large")]
+    T3aLarge,
+    #[serde(rename = "t3a.xlarge")]
+    T3aXlarge,
+    #[serde(rename = "t3a.2xlarge")]
+    T3a2xlarge,
+    #[serde(rename = "t4g.nano")]
+    T4gNano,
+    #[serde(rename = "t4g.micro")]
+    T4gMicro,
+    #[serde(rename = "t4g.small")]
+    T4gSmall,
+    #[serde(rename = "t4g.medium")]
+    T4gMedium,
+    #[serde(rename = "t4g.large")]
+    T4gLarge,
+    #[serde(rename = "t4g.xlarge")]
+    T4gXlarge,
+    #[serde(rename = "t4g.2xlarge")]
+    T4g2xlarge,
+    #[serde(rename = "u-6tb1.56xlarge")]
+    U6tb156xlarge,
+    #[serde(rename = "u-6tb1.112xlarge")]
+    U6tb1112xlarge,
+    #[serde(rename = "u-9tb1.112xlarge")]
+    U9tb1112xlarge,
+    #[serde(rename = "u-12tb1.112xlarge")]
+    U12tb1112xlarge,
+    #[serde(rename = "u-6tb1.metal")]
+    U6tb1Metal,
+    #[serde(rename = "u-9tb1.metal")]
+    U9tb1Metal,
+    #[serde(rename = "u-12tb1.metal")]
+    U12tb1Metal,
+    #[serde(rename = "u-18tb1.metal")]
+    U18tb1Metal,
+    #[serde(rename = "u-24tb1.metal")]
+    U24tb1Metal,
+    #[serde(rename = "vt1.3xlarge")]
+    Vt13xlarge,
+    #[serde(rename = "vt1.6xlarge")]
+    Vt16xlarge,
+    #[serde(rename = "vt1.24xlarge")]
+    Vt124xlarge,
+    #[serde(rename = "x1.16xlarge")]
+    X116xlarge,
+    #[serde(rename = "x1.32xlarge")]
+    X132xlarge,
+    #[serde(rename = "x1e.xlarge")]
+    X1eXlarge,
+    #[serde(rename = "x1e.2xlarge")]
+    X1e2xlarge,
+    #[serde(rename = "x1e.4xlarge")]
+    X1e4xlarge,
+    #[serde(rename = "x1e.8xlarge")]
+    X1e8xlarge,
+    #[serde(rename = "x1e.16xlarge")]
+    X1e16xlarge,
+    #[serde(rename = "x1e.32xlarge")]
+    X1e32xlarge,
+    #[serde(rename = "x2iezn.2xlarge")]
+    X2iezn2xlarge,
+    #[serde(rename = "x2iezn.4xlarge")]
+    X2iezn4xlarge,
+    #[serde(rename = "x2iezn.6xlarge")]
+    X2iezn6xlarge,
+    #[serde(rename = "x2iezn.8xlarge")]
+    X2iezn8xlarge,
+    #[serde(rename = "x2iezn.12xlarge")]
+    X2iezn12xlarge,
+    #[serde(rename = "x2iezn.metal")]
+    X2ieznMetal,
+    #[serde(rename = "x2gd.medium")]
+    X2gdMedium,
+    #[serde(rename = "x2gd.large")]
+    X2gdLarge,
+    #[serde(rename = "x2gd.xlarge")]
+    X2gdXlarge,
+    #[serde(rename = "x2gd.2xlarge")]
+    X2gd2xlarge,
+    #[serde(rename = "x2gd.4xlarge")]
+    X2gd4xlarge,
+    #[serde(rename = "x2gd.8xlarge")]
+    X2gd8xlarge,
+    #[serde(rename = "x2gd.12xlarge")]
+    X2gd12xlarge,
+    #[serde(rename = "x2gd.16xlarge")]
+    X2gd16xlarge,
+    #[serde(rename = "x2gd.metal")]
+    X2gdMetal,
+    #[serde(rename = "z1d.large")]
+    Z1dLarge,
+    #[serde(rename = "z1d.xlarge")]
+    Z1dXlarge,
+    #[serde(rename = "z1d.2xlarge")]
+    Z1d2xlarge,
+    #[serde(rename = "z1d.3xlarge")]
+    Z1d3xlarge,
+    #[serde(rename = "z1d.6xlarge")]
+    Z1d6xlarge,
+    #[serde(rename = "z1d.12xlarge")]
+    Z1d12xlarge,
+    #[serde(rename = "z1d.metal")]
+    Z1dMetal,
+    #[serde(rename = "x2idn.16xlarge")]
+    X2idn16xlarge,
+    #[serde(rename = "x2idn.24xlarge")]
+    X2idn24xlarge,
+    #[serde(rename = "x2idn.32xlarge")]
+    X2idn32xlarge,
+    #[serde(rename = "x2iedn.xlarge")]
+    X2iednXlarge,
+    #[serde(rename = "x2iedn.2xlarge")]
+    X2iedn2xlarge,
+    #[serde(rename = "x2iedn.4xlarge")]
+    X2iedn4xlarge,
+    #[serde(rename = "x2iedn.8xlarge")]
+    X2iedn8xlarge,
+    #[serde(rename = "x2iedn.16xlarge")]
+    X2iedn16xlarge,
+    #[serde(rename = "x2iedn.24xlarge")]
+    X2iedn24xlarge,
+    #[serde(rename = "x2iedn.32xlarge")]
+    X2iedn32xlarge,
+    #[serde(rename = "c6a.large")]
+    C6aLarge,
+    #[serde(rename = "c6a.xlarge")]
+    C6aXlarge,
+    #[serde(rename = "c6a.2xlarge")]
+    C6a2xlarge,
+    #[serde(rename = "c6a.4xlarge")]
+    C6a4xlarge,
+    #[serde(rename = "c6a.8xlarge")]
+    C6a8xlarge,
+    #[serde(rename = "c6a.12xlarge")]
+    C6a12xlarge,
+    #[serde(rename = "c6a.16xlarge")]
+    C6a16xlarge,
+    #[serde(rename = "c6a.24xlarge")]
+    C6a24xlarge,
+    #[serde(rename = "c6a.32xlarge")]
+    C6a32xlarge,
+    #[serde(rename = "c6a.48xlarge")]
+    C6a48xlarge,
+    #[serde(rename = "c6a.metal")]
+    C6aMetal,
+    #[serde(rename = "m6a.metal")]
+    M6aMetal,
+    #[serde(rename = "i4i.large")]
+    I4iLarge,
+    #[serde(rename = "i4i.xlarge")]
+    I4iXlarge,
+    #[serde(rename = "i4i.2xlarge")]
+    I4i2xlarge,
+    #[serde(rename = "i4i.4xlarge")]
+    I4i4xlarge,
+    #[serde(rename = "i4i.8xlarge")]
+    I4i8xlarge,
+    #[serde(rename = "i4i.16xlarge")]
+    I4i16xlarge,
+    #[serde(rename = "i4i.32xlarge")]
+    I4i32xlarge,
+    #[serde(rename = "i4i.metal")]
+    I4iMetal,
+    #[serde(rename = "x2idn.metal")]
+    X2idnMetal,
+    #[serde(rename = "x2iedn.metal")]
+    X2iednMetal,
+    #[serde(rename = "c7g.medium")]
+    C7gMedium,
+    #[serde(rename = "c7g.large")]
+    C7gLarge,
+    #[serde(rename = "c7g.xlarge")]
+    C7gXlarge,
+    #[serde(rename = "c7g.2xlarge")]
+    C7g2xlarge,
+    #[serde(rename = "c7g.4xlarge")]
+    C7g4xlarge,
+    #[serde(rename = "c7g.8xlarge")]
+    C7g8xlarge,
+    #[serde(rename = "c7g.12xlarge")]
+    C7g12xlarge,
+    #[serde(rename = "c7g.16xlarge")]
+    C7g16xlarge,
+    #[serde(rename = "mac2.metal")]
+    Mac2Metal,
+    #[serde(rename = "c6id.large")]
+    C6idLarge,
+    #[serde(rename = "c6id.xlarge")]
+    C6idXlarge,
+    #[serde(rename = "c6id.2xlarge")]
+    C6id2xlarge,
+    #[serde(rename = "c6id.4xlarge")]
+    C6id4xlarge,
+    #[serde(rename = "c6id.8xlarge")]
+    C6id8xlarge,
+    #[serde(rename = "c6id.12xlarge")]
+    C6id12xlarge,
+    #[serde(rename = "c6id.16xlarge")]
+    C6id16xlarge,
+    #[serde(rename = "c6id.24xlarge")]
+    C6id24xlarge,
+    #[serde(rename = "c6id.32xlarge")]
+    C6id32xlarge,
+    #[serde(rename = "c6id.metal")]
+    C6idMetal,
+    #[serde(rename = "m6id.large")]
+    M6idLarge,
+    #[serde(rename = "m6id.xlarge")]
+    M6idXlarge,
+    #[serde(rename = "m6id.2xlarge")]
+    M6id2xlarge,
+    #[serde(rename = "m6id.4xlarge")]
+    M6id4xlarge,
+    #[serde(rename = "m6id.8xlarge")]
+    M6id8xlarge,
+    #[serde(rename = "m6id.12xlarge")]
+    M6id12xlarge,
+    #[serde(rename = "m6id.16xlarge")]
+    M6id16xlarge,
+    #[serde(rename = "m6id.24xlarge")]
+    M6id24xlarge,
+    #[serde(rename = "m6id.32xlarge")]
+    M6id32xlarge,
+    #[serde(rename = "m6id.metal")]
+    M6idMetal,
+    #[serde(rename = "r6id.large")]
+    R6idLarge,
+    #[serde(rename = "r6id.xlarge")]
+    R6idXlarge,
+    #[serde(rename = "r6id.2xlarge")]
+    R6id2xlarge,
+    #[serde(rename = "r6id.4xlarge")]
+    R6id4xlarge,
+    #[serde(rename = "r6id.8xlarge")]
+    R6id8xlarge,
+    #[serde(rename = "r6id.12xlarge")]
+    R6id12xlarge,
+    #[serde(rename = "r6id.16xlarge")]
+    R6id16xlarge,
+    #[serde(rename = "r6id.24xlarge")]
+    R6id24xlarge,
+    #[serde(rename = "r6id.32xlarge")]
+    R6id32xlarge,
+    #[serde(rename = "r6id.metal")]
+    R6idMetal,
+    #[serde(rename = "r6a.large")]
+    R6aLarge,
+    #[serde(rename = "r6a.xlarge")]
+    R6aXlarge,
+    #[serde(rename = "r6a.2xlarge")]
+    R6a2xlarge,
+    #[serde(rename = "r6a.4xlarge")]
+    R6a4xlarge,
+    #[serde(rename = "r6a.8xlarge")]
+    R6a8xlarge,
+    #[serde(rename = "r6a.12xlarge")]
+    R6a12xlarge,
+    #[serde(rename = "r6a.16xlarge")]
+    R6a16xlarge,
+    #[serde(rename = "r6a.24xlarge")]
+    R6a24xlarge,
+    #[serde(rename = "r6a.32xlarge")]
+    R6a32xlarge,
+    #[serde(rename = "r6a.48xlarge")]
+    R6a48xlarge,
+    #[serde(rename = "r6a.metal")]
+    R6aMetal,
+    #[serde(rename = "p4de.24xlarge")]
+    P4de24xlarge,
+    #[serde(rename = "u-3tb1.56xlarge")]
+    U3tb156xlarge,
+    #[serde(rename = "u-18tb1.112xlarge")]
+    U18tb1112xlarge,
+    #[serde(rename = "u-24tb1.112xlarge")]
+    U24tb1112xlarge,
+    #[serde(rename = "trn1.2xlarge")]
+    Trn12xlarge,
+    #[serde(rename = "trn1.32xlarge")]
+    Trn132xlarge,
+    #[serde(rename = "hpc6id.32xlarge")]
+    Hpc6id32xlarge,
+    #[serde(rename = "c6in.large")]
+    C6inLarge,
+    #[serde(rename = "c6in.xlarge")]
+    C6inXlarge,
+    #[serde(rename = "c6in.2xlarge")]
+    C6in2xlarge,
+    #[serde(rename = "c6in.4xlarge")]
+    C6in4xlarge,
+    #[serde(rename = "c6in.8xlarge")]
+    C6in8xlarge,
+    #[serde(rename = "c6in.12xlarge")]
+    C6in12xlarge,
+    #[serde(rename = "c6in.16xlarge")]
+    C6in16xlarge,
+    #[serde(rename = "c6in.24xlarge")]
+    C6in24xlarge,
+    #[serde(rename = "c6in.32xlarge")]
+    C6in32xlarge,
+    #[serde(rename = "m6in.large")]
+    M6inLarge,
+    #[serde(rename = "m6in.xlarge")]
+    M6inXlarge,
+    #[serde(rename = "m6in.2xlarge")]
+    M6in2xlarge,
+    #[serde(rename = "m6in.4xlarge")]
+    M6in4xlarge,
+    #[serde(rename = "m6in.8xlarge")]
+    M6in8xlarge,
+    #[serde(rename = "m6in.12xlarge")]
+    M6in12xlarge,
+    #[serde(rename = "m6in.16xlarge")]
+    M6in16xlarge,
+    #[serde(rename = "m6in.24xlarge")]
+    M6in24xlarge,
+    #[serde(rename = "m6in.32xlarge")]
+    M6in32xlarge,
+    #[serde(rename = "m6idn.large")]
+    M6idnLarge,
+    #[serde(rename = "m6idn.xlarge")]
+    M6idnXlarge,
+    #[serde(rename = "m6idn.2xlarge")]
+    M6idn2xlarge,
+    #[serde(rename = "m6idn.4xlarge")]
+    M6idn4xlarge,
+    #[serde(rename = "m6idn.8xlarge")]
+    M6idn8xlarge,
+    #[serde(rename = "m6idn.12xlarge")]
+    M6idn12xlarge,
+    #[serde(rename = "m6idn.16xlarge")]
+    M6idn16xlarge,
+    #[serde(rename = "m6idn.24xlarge")]
+    M6idn24xlarge,
+    #[serde(rename = "m6idn.32xlarge")]
+    M6idn32xlarge,
+    #[serde(rename = "r6in.large")]
+    R6inLarge,
+    #[serde(rename = "r6in.xlarge")]
+    R6inXlarge,
+    #[serde(rename = "r6in.2xlarge")]
+    R6in2xlarge,
+    #[serde(rename = "r6in.4xlarge")]
+    R6in4xlarge,
+    #[serde(rename = "r6in.8xlarge")]
+    R6in8xlarge,
+    #[serde(rename = "r6in.12xlarge")]
+    R6in12xlarge,
+    #[serde(rename = "r6in.16xlarge")]
+    R6in16xlarge,
+    #[serde(rename = "r6in.24xlarge")]
+    R6in24xlarge,
+    #[serde(rename = "r6in.32xlarge")]
+    R6in32xlarge,
+    #[serde(rename = "r6idn.large")]
+    R6idnLarge,
+    #[serde(rename = "r6idn.xlarge")]
+    R6idnXlarge,
+    #[serde(rename = "r6idn.2xlarge")]
+    R6idn2xlarge,
+    #[serde(rename = "r6idn.4xlarge")]
+    R6idn4xlarge,
+    #[serde(rename = "r6idn.8xlarge")]
+    R6idn8xlarge,
+    #[serde(rename = "r6idn.12xlarge")]
+    R6idn12xlarge,
+    #[serde(rename = "r6idn.16xlarge")]
+    R6idn16xlarge,
+    #[serde(rename = "r6idn.24xlarge")]
+    R6idn24xlarge,
+    #[serde(rename = "r6idn.32xlarge")]
+    R6idn32xlarge,
+    #[serde(rename = "c7g.metal")]
+    C7gMetal,
+    #[serde(rename = "m7g.medium")]
+    M7gMedium,
+    #[serde(rename = "m7g.large")]
+    M7gLarge,
+    #[serde(rename = "m7g.xlarge")]
+    M7gXlarge,
+    #[serde(rename = "m7g.2xlarge")]
+    M7g2xlarge,
+    #[serde(rename = "m7g.4xlarge")]
+    M7g4xlarge,
+    #[serde(rename = "m7g.8xlarge")]
+    M7g8xlarge,
+    #[serde(rename = "m7g.12xlarge")]
+    M7g12xlarge,
+    #[serde(rename = "m7g.16xlarge")]
+    M7g16xlarge,
+    #[serde(rename = "m7g.metal")]
+    M7gMetal,
+    #[serde(rename = "r7g.medium")]
+    R7gMedium,
+    #[serde(rename = "r7g.large")]
+    R7gLarge,
+    #[serde(rename = "r7g.xlarge")]
+    R7gXlarge,
+    #[serde(rename = "r7g.2xlarge")]
+    R7g2xlarge,
+    #[serde(rename = "r7g.4xlarge")]
+    R7g4xlarge,
+    #[serde(rename = "r7g.8xlarge")]
+    R7g8xlarge,
+    #[serde(rename = "r7g.12xlarge")]
+    R7g12xlarge,
+    #[serde(rename = "r7g.16xlarge")]
+    R7g16xlarge,
+    #[serde(rename = "r7g.metal")]
+    R7gMetal,
+    #[serde(rename = "c6in.metal")]
+    C6inMetal,
+    #[serde(rename = "m6in.metal")]
+    M6inMetal,
+    #[serde(rename = "m6idn.metal")]
+    M6idnMetal,
+    #[serde(rename = "r6in.metal")]
+    R6inMetal,
+    #[serde(rename = "r6idn.metal")]
+    R6idnMetal,
+    #[serde(rename = "inf2.xlarge")]
+    Inf2Xlarge,
+    #[serde(rename = "inf2.8xlarge")]
+    Inf28xlarge,
+    #[serde(rename = "inf2.24xlarge")]
+    Inf224xlarge,
+    #[serde(rename = "inf2.48xlarge")]
+    Inf248xlarge,
+    #[serde(rename = "trn1n.32xlarge")]
+    Trn1n32xlarge,
+    #[serde(rename = "i4g.large")]
+    I4gLarge,
+    #[serde(rename = "i4g.xlarge")]
+    I4gXlarge,
+    #[serde(rename = "i4g.2xlarge")]
+    I4g2xlarge,
+    #[serde(rename = "i4g.4xlarge")]
+    I4g4xlarge,
+    #[serde(rename = "i4g.8xlarge")]
+    I4g8xlarge,
+    #[serde(rename = "i4g.16xlarge")]
+    I4g16xlarge,
+    #[serde(rename = "hpc7g.4xlarge")]
+    Hpc7g4xlarge,
+    #[serde(rename = "hpc7g.8xlarge")]
+    Hpc7g8xlarge,
+    #[serde(rename = "hpc7g.16xlarge")]
+    Hpc7g16xlarge,
+    #[serde(rename = "c7gn.medium")]
+    C7gnMedium,
+    #[serde(rename = "c7gn.large")]
+    C7gnLarge,
+    #[serde(rename = "c7gn.xlarge")]
+    C7gnXlarge,
+    #[serde(rename = "c7gn.2xlarge")]
+    C7gn2xlarge,
+    #[serde(rename = "c7gn.4xlarge")]
+    C7gn4xlarge,
+    #[serde(rename = "c7gn.8xlarge")]
+    C7gn8xlarge,
+    #[serde(rename = "c7gn.12xlarge")]
+    C7gn12xlarge,
+    #[serde(rename = "c7gn.16xlarge")]
+    C7gn16xlarge,
+    #[serde(rename = "p5.48xlarge")]
+    P548xlarge,
+    #[serde(rename = "m7i.large")]
+    M7iLarge,
+    #[serde(rename = "m7i.xlarge")]
+    M7iXlarge,
+    #[serde(rename = "m7i.2xlarge")]
+    M7i2xlarge,
+    #[serde(rename = "m7i.4xlarge")]
+    M7i4xlarge,
+    #[serde(rename = "m7i.8xlarge")]
+    M7i8xlarge,
+    #[serde(rename = "m7i.12xlarge")]
+    M7i12xlarge,
+    #[serde(rename = "m7i.16xlarge")]
+    M7i16xlarge,
+    #[serde(rename = "m7i.24xlarge")]
+    M7i24xlarge,
+    #[serde(rename = "m7i.48xlarge")]
+    M7i48xlarge,
+    #[serde(rename = "m7i-flex.large")]
+    M7iFlexLarge,
+    #[serde(rename = "m7i-flex.xlarge")]
+    M7iFlexXlarge,
+    #[serde(rename = "m7i-flex.2xlarge")]
+    M7iFlex2xlarge,
+    #[serde(rename = "m7i-flex.4xlarge")]
+    M7iFlex4xlarge,
+    #[serde(rename = "m7i-flex.8xlarge")]
+    M7iFlex8xlarge,
+    #[serde(rename = "m7a.medium")]
+    M7aMedium,
+    #[serde(rename = "m7a.large")]
+    M7aLarge,
+    #[serde(rename = "m7a.xlarge")]
+    M7aXlarge,
+    #[serde(rename = "m7a.2xlarge")]
+    M7a2xlarge,
+    #[serde(rename = "m7a.4xlarge")]
+    M7a4xlarge,
+    #[serde(rename = "m7a.8xlarge")]
+    M7a8xlarge,
+    #[serde(rename = "m7a.12xlarge")]
+    M7a12xlarge,
+    #[serde(rename = "m7a.16xlarge")]
+    M7a16xlarge,
+    #[serde(rename = "m7a.24xlarge")]
+    M7a24xlarge,
+    #[serde(rename = "m7a.32xlarge")]
+    M7a32xlarge,
+    #[serde(rename = "m7a.48xlarge")]
+    M7a48xlarge,
+    #[serde(rename = "m7a.metal-48xl")]
+    M7aMetal48xl,
+    #[serde(rename = "hpc7a.12xlarge")]
+    Hpc7a12xlarge,
+    #[serde(rename = "hpc7a.24xlarge")]
+    Hpc7a24xlarge,
+    #[serde(rename = "hpc7a.48xlarge")]
+    Hpc7a48xlarge,
+    #[serde(rename = "hpc7a.96xlarge")]
+    Hpc7a96xlarge,
+    #[serde(rename = "c7gd.medium")]
+    C7gdMedium,
+    #[serde(rename = "c7gd.large")]
+    C7gdLarge,
+    #[serde(rename = "c7gd.xlarge")]
+    C7gdXlarge,
+    #[serde(rename = "c7gd.2xlarge")]
+    C7gd2xlarge,
+    #[serde(rename = "c7gd.4xlarge")]
+    C7gd4xlarge,
+    #[serde(rename = "c7gd.8xlarge")]
+    C7gd8xlarge,
+    #[serde(rename = "c7gd.12xlarge")]
+    C7gd12xlarge,
+    #[serde(rename = "c7gd.16xlarge")]
+    C7gd16xlarge,
+    #[serde(rename = "m7gd.medium")]
+    M7gdMedium,
+    #[serde(rename = "m7gd.large")]
+    M7gdLarge,
+    #[serde(rename = "m7gd.xlarge")]
+    M7gdXlarge,
+    #[serde(rename = "m7gd.2xlarge")]
+    M7gd2xlarge,
+    #[serde(rename = "m7gd.4xlarge")]
+    M7gd4xlarge,
+    #[serde(rename = "m7gd.8xlarge")]
+    M7gd8xlarge,
+    #[serde(rename = "m7gd.12xlarge")]
+    M7gd12xlarge,
+    #[serde(rename = "m7gd.16xlarge")]
+    M7gd16xlarge,
+    #[serde(rename = "r7gd.medium")]
+    R7gdMedium,
+    #[serde(rename = "r7gd.large")]
+    R7gdLarge,
+    #[serde(rename = "r7gd.xlarge")]
+    R7gdXlarge,
+    #[serde(rename = "r7gd.2xlarge")]
+    R7gd2xlarge,
+    #[serde(rename = "r7gd.4xlarge")]
+    R7gd4xlarge,
+    #[serde(rename = "r7gd.8xlarge")]
+    R7gd8xlarge,
+    #[serde(rename = "r7gd.12xlarge")]
+    R7gd12xlarge,
+    #[serde(rename = "r7gd.16xlarge")]
+    R7gd16xlarge,
+    #[serde(rename = "r7a.medium")]
+    R7aMedium,
+    #[serde(rename = "r7a.large")]
+    R7aLarge,
+    #[serde(rename = "r7a.xlarge")]
+    R7aXlarge,
+    #[serde(rename = "r7a.2xlarge")]
+    R7a2xlarge,
+    #[serde(rename = "r7a.4xlarge")]
+    R7a4xlarge,
+    #[serde(rename = "r7a.8xlarge")]
+    R7a8xlarge,
+    #[serde(rename = "r7a.12xlarge")]
+    R7a12xlarge,
+    #[serde(rename = "r7a.16xlarge")]
+    R7a16xlarge,
+    #[serde(rename = "r7a.24xlarge")]
+    R7a24xlarge,
+    #[serde(rename = "r7a.32xlarge")]
+    R7a32xlarge,
+    #[serde(rename = "r7a.48xlarge")]
+    R7a48xlarge,
+    #[serde(rename = "c7i.large")]
+    C7iLarge,
+    #[serde(rename = "c7i.xlarge")]
+    C7iXlarge,
+    #[serde(rename = "c7i.2xlarge")]
+    C7i2xlarge,
+    #[serde(rename = "c7i.4xlarge")]
+    C7i4xlarge,
+    #[serde(rename = "c7i.8xlarge")]
+    C7i8xlarge,
+    #[serde(rename = "c7i.12xlarge")]
+    C7i12xlarge,
+    #[serde(rename = "c7i.16xlarge")]
+    C7i16xlarge,
+    #[serde(rename = "c7i.24xlarge")]
+    C7i24xlarge,
+    #[serde(rename = "c7i.48xlarge")]
+    C7i48xlarge,
+    #[serde(rename = "mac2-m2pro.metal")]
+    Mac2M2proMetal,
+    #[serde(rename = "r7iz.large")]
+    R7izLarge,
+    #[serde(rename = "r7iz.xlarge")]
+    R7izXlarge,
+    #[serde(rename = "r7iz.2xlarge")]
+    R7iz2xlarge,
+    #[serde(rename = "r7iz.4xlarge")]
+    R7iz4xlarge,
+    #[serde(rename = "r7iz.8xlarge")]
+    R7iz8xlarge,
+    #[serde(rename = "r7iz.12xlarge")]
+    R7iz12xlarge,
+    #[serde(rename = "r7iz.16xlarge")]
+    R7iz16xlarge,
+    #[serde(rename = "r7iz.32xlarge")]
+    R7iz32xlarge,
+    #[serde(rename = "c7a.medium")]
+    C7aMedium,
+    #[serde(rename = "c7a.large")]
+    C7aLarge,
+    #[serde(rename = "c7a.xlarge")]
+    C7aXlarge,
+    #[serde(rename = "c7a.2xlarge")]
+    C7a2xlarge,
+    #[serde(rename = "c7a.4xlarge")]
+    C7a4xlarge,
+    #[serde(rename = "c7a.8xlarge")]
+    C7a8xlarge,
+    #[serde(rename = "c7a.12xlarge")]
+    C7a12xlarge,
+    #[serde(rename = "c7a.16xlarge")]
+    C7a16xlarge,
+    #[serde(rename = "c7a.24xlarge")]
+    C7a24xlarge,
+    #[serde(rename = "c7a.32xlarge")]
+    C7a32xlarge,
+    #[serde(rename = "c7a.48xlarge")]
+    C7a48xlarge,
+    #[serde(rename = "c7a.metal-48xl")]
+    C7aMetal48xl,
+    #[serde(rename = "r7a.metal-48xl")]
+    R7aMetal48xl,
+    #[serde(rename = "r7i.large")]
+    R7iLarge,
+    #[serde(rename = "r7i.xlarge")]
+    R7iXlarge,
+    #[serde(rename = "r7i.2xlarge")]
+    R7i2xlarge,
+    #[serde(rename = "r7i.4xlarge")]
+    R7i4xlarge,
+    #[serde(rename = "r7i.8xlarge")]
+    R7i8xlarge,
+    #[serde(rename = "r7i.12xlarge")]
+    R7i12xlarge,
+    #[serde(rename = "r7i.16xlarge")]
+    R7i16xlarge,
+    #[serde(rename = "r7i.24xlarge")]
+    R7i24xlarge,
+    #[serde(rename = "r7i.48xlarge")]
+    R7i48xlarge,
+    #[serde(rename = "dl2q.24xlarge")]
+    Dl2q24xlarge,
+    #[serde(rename = "mac2-m2.metal")]
+    Mac2M2Metal,
+    #[serde(rename = "i4i.12xlarge")]
+    I4i12xlarge,
+    #[serde(rename = "i4i.24xlarge")]
+    I4i24xlarge,
+    #[serde(rename = "c7i.metal-24xl")]
+    C7iMetal24xl,
+    #[serde(rename = "c7i.metal-48xl")]
+    C7iMetal48xl,
+    #[serde(rename = "m7i.metal-24xl")]
+    M7iMetal24xl,
+    #[serde(rename = "m7i.metal-48xl")]
+    M7iMetal48xl,
+    #[serde(rename = "r7i.metal-24xl")]
+    R7iMetal24xl,
+    #[serde(rename = "r7i.metal-48xl")]
+    R7iMetal48xl,
+    #[serde(rename = "r7iz.metal-16xl")]
+    R7izMetal16xl,
+    #[serde(rename = "r7iz.metal-32xl")]
+    R7izMetal32xl,
+    #[serde(rename = "c7gd.metal")]
+    C7gdMetal,
+    #[serde(rename = "m7gd.metal")]
+    M7gdMetal,
+    #[serde(rename = "r7gd.metal")]
+    R7gdMetal,
+    #[serde(rename = "g6.xlarge")]
+    G6Xlarge,
+    #[serde(rename = "g6.2xlarge")]
+    G62xlarge,
+    #[serde(rename = "g6.4xlarge")]
+    G64xlarge,
+    #[serde(rename = "g6.8xlarge")]
+    G68xlarge,
+    #[serde(rename = "g6.12xlarge")]
+    G612xlarge,
+    #[serde(rename = "g6.16xlarge")]
+    G616xlarge,
+    #[serde(rename = "g6.24xlarge")]
+    G624xlarge,
+    #[serde(rename = "g6.48xlarge")]
+    G648xlarge,
+    #[serde(rename = "gr6.4xlarge")]
+    Gr64xlarge,
+    #[serde(rename = "gr6.8xlarge")]
+    Gr68xlarge,
+    #[serde(rename = "c7i-flex.large")]
+    C7iFlexLarge,
+    #[serde(rename = "c7i-flex.xlarge")]
+    C7iFlexXlarge,
+    #[serde(rename = "c7i-flex.2xlarge")]
+    C7iFlex2xlarge,
+    #[serde(rename = "c7i-flex.4xlarge")]
+    C7iFlex4xlarge,
+    #[serde(rename = "c7i-flex.8xlarge")]
+    C7iFlex8xlarge,
+    #[serde(rename = "u7i-12tb.224xlarge")]
+    U7i12tb224xlarge,
+    #[serde(rename = "u7in-16tb.224xlarge")]
+    U7in16tb224xlarge,
+    #[serde(rename = "u7in-24tb.224xlarge")]
+    U7in24tb224xlarge,
+    #[serde(rename = "u7in-32tb.224xlarge")]
+    U7in32tb224xlarge,
+    #[serde(rename = "u7ib-12tb.224xlarge")]
+    U7ib12tb224xlarge,
+    #[serde(rename = "c7gn.metal")]
+    C7gnMetal,
+    #[serde(rename = "r8g.medium")]
+    R8gMedium,
+    #[serde(rename = "r8g.large")]
+    R8gLarge,
+    #[serde(rename = "r8g.xlarge")]
+    R8gXlarge,
+    #[serde(rename = "r8g.2xlarge")]
+    R8g2xlarge,
+    #[serde(rename = "r8g.4xlarge")]
+    R8g4xlarge,
+    #[serde(rename = "r8g.8xlarge")]
+    R8g8xlarge,
+    #[serde(rename = "r8g.12xlarge")]
+    R8g12xlarge,
+    #[serde(rename = "r8g.16xlarge")]
+    R8g16xlarge,
+    #[serde(rename = "r8g.24xlarge")]
+    R8g24xlarge,
+    #[serde(rename = "r8g.48xlarge")]
+    R8g48xlarge,
+    #[serde(rename = "r8g.metal-24xl")]
+    R8gMetal24xl,
+    #[serde(rename = "r8g.metal-48xl")]
+    R8gMetal48xl,
+    #[serde(rename = "mac2-m1ultra.metal")]
+    Mac2M1ultraMetal,
+    #[serde(rename = "g6e.xlarge")]
+    G6eXlarge,
+    #[serde(rename = "g6e.2xlarge")]
+    G6e2xlarge,
+    #[serde(rename = "g6e.4xlarge")]
+    G6e4xlarge,
+    #[serde(rename = "g6e.8xlarge")]
+    G6e8xlarge,
+    #[serde(rename = "g6e.12xlarge")]
+    G6e12xlarge,
+    #[serde(rename = "g6e.16xlarge")]
+    G6e16xlarge,
+    #[serde(rename = "g6e.24xlarge")]
+    G6e24xlarge,
+    #[serde(rename = "g6e.48xlarge")]
+    G6e48xlarge,
+    #[serde(rename = "c8g.medium")]
+    C8gMedium,
+    #[serde(rename = "c8g.large")]
+    C8gLarge,
+    #[serde(rename = "c8g.xlarge")]
+    C8gXlarge,
+    #[serde(rename = "c8g.2xlarge")]
+    C8g2xlarge,
+    #[serde(rename = "c8g.4xlarge")]
+    C8g4xlarge,
+    #[serde(rename = "c8g.8xlarge")]
+    C8g8xlarge,
+    #[serde(rename = "c8g.12xlarge")]
+    C8g12xlarge,
+    #[serde(rename = "c8g.16xlarge")]
+    C8g16xlarge,
+    #[serde(rename = "c8g.24xlarge")]
+    C8g24xlarge,
+    #[serde(rename = "c8g.48xlarge")]
+    C8g48xlarge,
+    #[serde(rename = "c8g.metal-24xl")]
+    C8gMetal24xl,
+    #[serde(rename = "c8g.metal-48xl")]
+    C8gMetal48xl,
+    #[serde(rename = "m8g.medium")]
+    M8gMedium,
+    #[serde(rename = "m8g.large")]
+    M8gLarge,
+    #[serde(rename = "m8g.xlarge")]
+    M8gXlarge,
+    #[serde(rename = "m8g.2xlarge")]
+    M8g2xlarge,
+    #[serde(rename = "m8g.4xlarge")]
+    M8g4xlarge,
+    #[serde(rename = "m8g.8xlarge")]
+    M8g8xlarge,
+    #[serde(rename = "m8g.12xlarge")]
+    M8g12xlarge,
+    #[serde(rename = "m8g.16xlarge")]
+    M8g16xlarge,
+    #[serde(rename = "m8g.24xlarge")]
+    M8g24xlarge,
+    #[serde(rename = "m8g.48xlarge")]
+    M8g48xlarge,
+    #[serde(rename = "m8g.metal-24xl")]
+    M8gMetal24xl,
+    #[serde(rename = "m8g.metal-48xl")]
+    M8gMetal48xl,
+    #[serde(rename = "x8g.medium")]
+    X8gMedium,
+    #[serde(rename = "x8g.large")]
+    X8gLarge,
+    #[serde(rename = "x8g.xlarge")]
+    X8gXlarge,
+    #[serde(rename = "x8g.2xlarge")]
+    X8g2xlarge,
+    #[serde(rename = "x8g.4xlarge")]
+    X8g4xlarge,
+    #[serde(rename = "x8g.8xlarge")]
+    X8g8xlarge,
+    #[serde(rename = "x8g.12xlarge")]
+    X8g12xlarge,
+    #[serde(rename = "x8g.16xlarge")]
+    X8g16xlarge,
+    #[serde(rename = "x8g.24xlarge")]
+    X8g24xlarge,
+    #[serde(rename = "x8g.48xlarge")]
+    X8g48xlarge,
+    #[serde(rename = "x8g.metal-24xl")]
+    X8gMetal24xl,
+    #[serde(rename = "x8g.metal-48xl")]
+    X8gMetal48xl,
+    #[serde(rename = "i7ie.large")]
+    I7ieLarge,
+    #[serde(rename = "i7ie.xlarge")]
+    I7ieXlarge,
+    #[serde(rename = "i7ie.2xlarge")]
+    I7ie2xlarge,
+    #[serde(rename = "i7ie.3xlarge")]
+    I7ie3xlarge,
+    #[serde(rename = "i7ie.6xlarge")]
+    I7ie6xlarge,
+    #[serde(rename = "i7ie.12xlarge")]
+    I7ie12xlarge,
+    #[serde(rename = "i7ie.18xlarge")]
+    I7ie18xlarge,
+    #[serde(rename = "i7ie.24xlarge")]
+    I7ie24xlarge,
+    #[serde(rename = "i7ie.48xlarge")]
+    I7ie48xlarge,
+    #[serde(rename = "i8g.large")]
+    I8gLarge,
+    #[serde(rename = "i8g.xlarge")]
+    I8gXlarge,
+    #[serde(rename = "i8g.2xlarge")]
+    I8g2xlarge,
+    #[serde(rename = "i8g.4xlarge")]
+    I8g4xlarge,
+    #[serde(rename = "i8g.8xlarge")]
+    I8g8xlarge,
+    #[serde(rename = "i8g.12xlarge")]
+    I8g12xlarge,
+    #[serde(rename = "i8g.16xlarge")]
+    I8g16xlarge,
+    #[serde(rename = "i8g.24xlarge")]
+    I8g24xlarge,
+    #[serde(rename = "i8g.metal-24xl")]
+    I8gMetal24xl,
+    #[serde(rename = "u7i-6tb.112xlarge")]
+    U7i6tb112xlarge,
+    #[serde(rename = "u7i-8tb.112xlarge")]
+    U7i8tb112xlarge,
+    #[serde(rename = "u7inh-32tb.480xlarge")]
+    U7inh32tb480xlarge,
+    #[serde(rename = "p5e.48xlarge")]
+    P5e48xlarge,
+    #[serde(rename = "p5en.48xlarge")]
+    P5en48xlarge,
+    #[serde(rename = "f2.12xlarge")]
+    F212xlarge,
+    #[serde(rename = "f2.48xlarge")]
+    F248xlarge,
+    #[serde(rename = "trn2.48xlarge")]
+    Trn248xlarge,
+    #[serde(rename = "c7i-flex.12xlarge")]
+    C7iFlex12xlarge,
+    #[serde(rename = "c7i-flex.16xlarge")]
+    C7iFlex16xlarge,
+    #[serde(rename = "m7i-flex.12xlarge")]
+    M7iFlex12xlarge,
+    #[serde(rename = "m7i-flex.16xlarge")]
+    M7iFlex16xlarge,
+    #[serde(rename = "i7ie.metal-24xl")]
+    I7ieMetal24xl,
+    #[serde(rename = "i7ie.metal-48xl")]
+    I7ieMetal48xl,
+    #[serde(rename = "i8g.48xlarge")]
+    I8g48xlarge,
+    #[serde(rename = "c8gd.medium")]
+    C8gdMedium,
+    #[serde(rename = "c8gd.large")]
+    C8gdLarge,
+    #[serde(rename = "c8gd.xlarge")]
+    C8gdXlarge,
+    #[serde(rename = "c8gd.2xlarge")]
+    C8gd2xlarge,
+    #[serde(rename = "c8gd.4xlarge")]
+    C8gd4xlarge,
+    #[serde(rename = "c8gd.8xlarge")]
+    C8gd8xlarge,
+    #[serde(rename = "c8gd.12xlarge")]
+    C8gd12xlarge,
+    #[serde(rename = "c8gd.16xlarge")]
+    C8gd16xlarge,
+    #[serde(rename = "c8gd.24xlarge")]
+    C8gd24xlarge,
+    #[serde(rename = "c8gd.48xlarge")]
+    C8gd48xlarge,
+    #[serde(rename = "c8gd.metal-24xl")]
+    C8gdMetal24xl,
+    #[serde(rename = "c8gd.metal-48xl")]
+    C8gdMetal48xl,
+    #[serde(rename = "i7i.large")]
+    I7iLarge,
+    #[serde(rename = "i7i.xlarge")]
+    I7iXlarge,
+    #[serde(rename = "i7i.2xlarge")]
+    I7i2xlarge,
+    #[serde(rename = "i7i.4xlarge")]
+    I7i4xlarge,
+    #[serde(rename = "i7i.8xlarge")]
+    I7i8xlarge,
+    #[serde(rename = "i7i.12xlarge")]
+    I7i12xlarge,
+    #[serde(rename = "i7i.16xlarge")]
+    I7i16xlarge,
+    #[serde(rename = "i7i.24xlarge")]
+    I7i24xlarge,
+    #[serde(rename = "i7i.48xlarge")]
+    I7i48xlarge,
+    #[serde(rename = "i7i.metal-24xl")]
+    I7iMetal24xl,
+    #[serde(rename = "i7i.metal-48xl")]
+    I7iMetal48xl,
+    #[serde(rename = "p6-b200.48xlarge")]
+    P6B20048xlarge,
+    #[serde(rename = "m8gd.medium")]
+    M8gdMedium,
+    #[serde(rename = "m8gd.large")]
+    M8gdLarge,
+    #[serde(rename = "m8gd.xlarge")]
+    M8gdXlarge,
+    #[serde(rename = "m8gd.2xlarge")]
+    M8gd2xlarge,
+    #[serde(rename = "m8gd.4xlarge")]
+    M8gd4xlarge,
+    #[serde(rename = "m8gd.8xlarge")]
+    M8gd8xlarge,
+    #[serde(rename = "m8gd.12xlarge")]
+    M8gd12xlarge,
+    #[serde(rename = "m8gd.16xlarge")]
+    M8gd16xlarge,
+    #[serde(rename = "m8gd.24xlarge")]
+    M8gd24xlarge,
+    #[serde(rename = "m8gd.48xlarge")]
+    M8gd48xlarge,
+    #[serde(rename = "m8gd.metal-24xl")]
+    M8gdMetal24xl,
+    #[serde(rename = "m8gd.metal-48xl")]
+    M8gdMetal48xl,
+    #[serde(rename = "r8gd.medium")]
+    R8gdMedium,
+    #[serde(rename = "r8gd.large")]
+    R8gdLarge,
+    #[serde(rename = "r8gd.xlarge")]
+    R8gdXlarge,
+    #[serde(rename = "r8gd.2xlarge")]
+    R8gd2xlarge,
+    #[serde(rename = "r8gd.4xlarge")]
+    R8gd4xlarge,
+    #[serde(rename = "r8gd.8xlarge")]
+    R8gd8xlarge,
+    #[serde(rename = "r8gd.12xlarge")]
+    R8gd12xlarge,
+    #[serde(rename = "r8gd.16xlarge")]
+    R8gd16xlarge,
+    #[serde(rename = "r8gd.24xlarge")]
+    R8gd24xlarge,
+    #[serde(rename = "r8gd.48xlarge")]
+    R8gd48xlarge,
+    #[serde(rename = "r8gd.metal-24xl")]
+    R8gdMetal24xl,
+    #[serde(rename = "r8gd.metal-48xl")]
+    R8gdMetal48xl,
+    #[serde(rename = "c8gn.medium")]
+    C8gnMedium,
+    #[serde(rename = "c8gn.large")]
+    C8gnLarge,
+    #[serde(rename = "c8gn.xlarge")]
+    C8gnXlarge,
+    #[serde(rename = "c8gn.2xlarge")]
+    C8gn2xlarge,
+    #[serde(rename = "c8gn.4xlarge")]
+    C8gn4xlarge,
+    #[serde(rename = "c8gn.8xlarge")]
+    C8gn8xlarge,
+    #[serde(rename = "c8gn.12xlarge")]
+    C8gn12xlarge,
+    #[serde(rename = "c8gn.16xlarge")]
+    C8gn16xlarge,
+    #[serde(rename = "c8gn.24xlarge")]
+    C8gn24xlarge,
+    #[serde(rename = "c8gn.48xlarge")]
+    C8gn48xlarge,
+    #[serde(rename = "c8gn.metal-24xl")]
+    C8gnMetal24xl,
+    #[serde(rename = "c8gn.metal-48xl")]
+    C8gnMetal48xl,
+    #[serde(rename = "f2.6xlarge")]
+    F26xlarge,
+    #[serde(rename = "p6e-gb200.36xlarge")]
+    P6eGb20036xlarge,
+    #[serde(rename = "g6f.large")]
+    G6fLarge,
+    #[serde(rename = "g6f.xlarge")]
+    G6fXlarge,
+    #[serde(rename = "g6f.2xlarge")]
+    G6f2xlarge,
+    #[serde(rename = "g6f.4xlarge")]
+    G6f4xlarge,
+    #[serde(rename = "gr6f.4xlarge")]
+    Gr6f4xlarge,
+    #[serde(rename = "p5.4xlarge")]
+    P54xlarge,
+    #[serde(rename = "r8i.large")]
+    R8iLarge,
+    #[serde(rename = "r8i.xlarge")]
+    R8iXlarge,
+    #[serde(rename = "r8i.2xlarge")]
+    R8i2xlarge,
+    #[serde(rename = "r8i.4xlarge")]
+    R8i4xlarge,
+    #[serde(rename = "r8i.8xlarge")]
+    R8i8xlarge,
+    #[serde(rename = "r8i.12xlarge")]
+    R8i12xlarge,
+    #[serde(rename = "r8i.16xlarge")]
+    R8i16xlarge,
+    #[serde(rename = "r8i.24xlarge")]
+    R8i24xlarge,
+    #[serde(rename = "r8i.32xlarge")]
+    R8i32xlarge,
+    #[serde(rename = "r8i.48xlarge")]
+    R8i48xlarge,
+    #[serde(rename = "r8i.96xlarge")]
+    R8i96xlarge,
+    #[serde(rename = "r8i.metal-48xl")]
+    R8iMetal48xl,
+    #[serde(rename = "r8i.metal-96xl")]
+    R8iMetal96xl,
+    #[serde(rename = "r8i-flex.large")]
+    R8iFlexLarge,
+    #[serde(rename = "r8i-flex.xlarge")]
+    R8iFlexXlarge,
+    #[serde(rename = "r8i-flex.2xlarge")]
+    R8iFlex2xlarge,
+    #[serde(rename = "r8i-flex.4xlarge")]
+    R8iFlex4xlarge,
+    #[serde(rename = "r8i-flex.8xlarge")]
+    R8iFlex8xlarge,
+    #[serde(rename = "r8i-flex.12xlarge")]
+    R8iFlex12xlarge,
+    #[serde(rename = "r8i-flex.16xlarge")]
+    R8iFlex16xlarge,
+    #[serde(rename = "m8i.large")]
+    M8iLarge,
+    #[serde(rename = "m8i.xlarge")]
+    M8iXlarge,
+    #[serde(rename = "m8i.2xlarge")]
+    M8i2xlarge,
+    #[serde(rename = "m8i.4xlarge")]
+    M8i4xlarge,
+    #[serde(rename = "m8i.8xlarge")]
+    M8i8xlarge,
+    #[serde(rename = "m8i.12xlarge")]
+    M8i12xlarge,
+    #[serde(rename = "m8i.16xlarge")]
+    M8i16xlarge,
+    #[serde(rename = "m8i.24xlarge")]
+    M8i24xlarge,
+    #[serde(rename = "m8i.32xlarge")]
+    M8i32xlarge,
+    #[serde(rename = "m8i.48xlarge")]
+    M8i48xlarge,
+    #[serde(rename = "m8i.96xlarge")]
+    M8i96xlarge,
+    #[serde(rename = "m8i.metal-48xl")]
+    M8iMetal48xl,
+    #[serde(rename = "m8i.metal-96xl")]
+    M8iMetal96xl,
+    #[serde(rename = "m8i-flex.large")]
+    M8iFlexLarge,
+    #[serde(rename = "m8i-flex.xlarge")]
+    M8iFlexXlarge,
+    #[serde(rename = "m8i-flex.2xlarge")]
+    M8iFlex2xlarge,
+    #[serde(rename = "m8i-flex.4xlarge")]
+    M8iFlex4xlarge,
+    #[serde(rename = "m8i-flex.8xlarge")]
+    M8iFlex8xlarge,
+    #[serde(rename = "m8i-flex.12xlarge")]
+    M8iFlex12xlarge,
+    #[serde(rename = "m8i-flex.16xlarge")]
+    M8iFlex16xlarge,
+    #[serde(rename = "i8ge.large")]
+    I8geLarge,
+    #[serde(rename = "i8ge.xlarge")]
+    I8geXlarge,
+    #[serde(rename = "i8ge.2xlarge")]
+    I8ge2xlarge,
+    #[serde(rename = "i8ge.3xlarge")]
+    I8ge3xlarge,
+    #[serde(rename = "i8ge.6xlarge")]
+    I8ge6xlarge,
+    #[serde(rename = "i8ge.12xlarge")]
+    I8ge12xlarge,
+    #[serde(rename = "i8ge.18xlarge")]
+    I8ge18xlarge,
+    #[serde(rename = "i8ge.24xlarge")]
+    I8ge24xlarge,
+    #[serde(rename = "i8ge.48xlarge")]
+    I8ge48xlarge,
+    #[serde(rename = "i8ge.metal-24xl")]
+    I8geMetal24xl,
+    #[serde(rename = "i8ge.metal-48xl")]
+    I8geMetal48xl,
+    #[serde(rename = "mac-m4.metal")]
+    MacM4Metal,
+    #[serde(rename = "mac-m4pro.metal")]
+    MacM4proMetal,
+    #[serde(rename = "r8gn.medium")]
+    R8gnMedium,
+    #[serde(rename = "r8gn.large")]
+    R8gnLarge,
+    #[serde(rename = "r8gn.xlarge")]
+    R8gnXlarge,
+    #[serde(rename = "r8gn.2xlarge")]
+    R8gn2xlarge,
+    #[serde(rename = "r8gn.4xlarge")]
+    R8gn4xlarge,
+    #[serde(rename = "r8gn.8xlarge")]
+    R8gn8xlarge,
+    #[serde(rename = "r8gn.12xlarge")]
+    R8gn12xlarge,
+    #[serde(rename = "r8gn.16xlarge")]
+    R8gn16xlarge,
+    #[serde(rename = "r8gn.24xlarge")]
+    R8gn24xlarge,
+    #[serde(rename = "r8gn.48xlarge")]
+    R8gn48xlarge,
+    #[serde(rename = "r8gn.metal-24xl")]
+    R8gnMetal24xl,
+    #[serde(rename = "r8gn.metal-48xl")]
+    R8gnMetal48xl,
+    #[serde(rename = "c8i.large")]
+    C8iLarge,
+    #[serde(rename = "c8i.xlarge")]
+    C8iXlarge,
+    #[serde(rename = "c8i.2xlarge")]
+    C8i2xlarge,
+    #[serde(rename = "c8i.4xlarge")]
+    C8i4xlarge,
+    #[serde(rename = "c8i.8xlarge")]
+    C8i8xlarge,
+    #[serde(rename = "c8i.12xlarge")]
+    C8i12xlarge,
+    #[serde(rename = "c8i.16xlarge")]
+    C8i16xlarge,
+    #[serde(rename = "c8i.24xlarge")]
+    C8i24xlarge,
+    #[serde(rename = "c8i.32xlarge")]
+    C8i32xlarge,
+    #[serde(rename = "c8i.48xlarge")]
+    C8i48xlarge,
+    #[serde(rename = "c8i.96xlarge")]
+    C8i96xlarge,
+    #[serde(rename = "c8i.metal-48xl")]
+    C8iMetal48xl,
+    #[serde(rename = "c8i.metal-96xl")]
+    C8iMetal96xl,
+    #[serde(rename = "c8i-flex.large")]
+    C8iFlexLarge,
+    #[serde(rename = "c8i-flex.xlarge")]
+    C8iFlexXlarge,
+    #[serde(rename = "c8i-flex.2xlarge")]
+    C8iFlex2xlarge,
+    #[serde(rename = "c8i-flex.4xlarge")]
+    C8iFlex4xlarge,
+    #[serde(rename = "c8i-flex.8xlarge")]
+    C8iFlex8xlarge,
+    #[serde(rename = "c8i-flex.12xlarge")]
+    C8iFlex12xlarge,
+    #[serde(rename = "c8i-flex.16xlarge")]
+    C8iFlex16xlarge,
+    #[serde(rename = "r8gb.medium")]
+    R8gbMedium,
+    #[serde(rename = "r8gb.large")]
+    R8gbLarge,
+    #[serde(rename = "r8gb.xlarge")]
+    R8gbXlarge,
+    #[serde(rename = "r8gb.2xlarge")]
+    R8gb2xlarge,
+    #[serde(rename = "r8gb.4xlarge")]
+    R8gb4xlarge,
+    #[serde(rename = "r8gb.8xlarge")]
+    R8gb8xlarge,
+    #[serde(rename = "r8gb.12xlarge")]
+    R8gb12xlarge,
+    #[serde(rename = "r8gb.16xlarge")]
+    R8gb16xlarge,
+    #[serde(rename = "r8gb.24xlarge")]
+    R8gb24xlarge,
+    #[serde(rename = "r8gb.metal-24xl")]
+    R8gbMetal24xl,
+    #[serde(rename = "m8a.medium")]
+    M8aMedium,
+    #[serde(rename = "m8a.large")]
+    M8aLarge,
+    #[serde(rename = "m8a.xlarge")]
+    M8aXlarge,
+    #[serde(rename = "m8a.2xlarge")]
+    M8a2xlarge,
+    #[serde(rename = "m8a.4xlarge")]
+    M8a4xlarge,
+    #[serde(rename = "m8a.8xlarge")]
+    M8a8xlarge,
+    #[serde(rename = "m8a.12xlarge")]
+    M8a12xlarge,
+    #[serde(rename = "m8a.16xlarge")]
+    M8a16xlarge,
+    #[serde(rename = "m8a.24xlarge")]
+    M8a24xlarge,
+    #[serde(rename = "m8a.48xlarge")]
+    M8a48xlarge,
+    #[serde(rename = "m8a.metal-24xl")]
+    M8aMetal24xl,
+    #[serde(rename = "m8a.metal-48xl")]
+    M8aMetal48xl,
+    #[serde(rename = "trn2.3xlarge")]
+    Trn23xlarge,
+    #[serde(rename = "r8a.medium")]
+    R8aMedium,
+    #[serde(rename = "r8a.large")]
+    R8aLarge,
+    #[serde(rename = "r8a.xlarge")]
+    R8aXlarge,
+    #[serde(rename = "r8a.2xlarge")]
+    R8a2xlarge,
+    #[serde(rename = "r8a.4xlarge")]
+    R8a4xlarge,
+    #[serde(rename = "r8a.8xlarge")]
+    R8a8xlarge,
+    #[serde(rename = "r8a.12xlarge")]
+    R8a12xlarge,
+    #[serde(rename = "r8a.16xlarge")]
+    R8a16xlarge,
+    #[serde(rename = "r8a.24xlarge")]
+    R8a24xlarge,
+    #[serde(rename = "r8a.48xlarge")]
+    R8a48xlarge,
+    #[serde(rename = "r8a.metal-24xl")]
+    R8aMetal24xl,
+    #[serde(rename = "r8a.metal-48xl")]
+    R8aMetal48xl,
+    #[serde(rename = "p6-b300.48xlarge")]
+    P6B30048xlarge,
+    #[serde(rename = "c8a.medium")]
+    C8aMedium,
+    #[serde(rename = "c8a.large")]
+    C8aLarge,
+    #[serde(rename = "c8a.xlarge")]
+    C8aXlarge,
+    #[serde(rename = "c8a.2xlarge")]
+    C8a2xlarge,
+    #[serde(rename = "c8a.4xlarge")]
+    C8a4xlarge,
+    #[serde(rename = "c8a.8xlarge")]
+    C8a8xlarge,
+    #[serde(rename = "c8a.12xlarge")]
+    C8a12xlarge,
+    #[serde(rename = "c8a.16xlarge")]
+    C8a16xlarge,
+    #[serde(rename = "c8a.24xlarge")]
+    C8a24xlarge,
+    #[serde(rename = "c8a.48xlarge")]
+    C8a48xlarge,
+    #[serde(rename = "c8a.metal-24xl")]
+    C8aMetal24xl,
+    #[serde(rename = "c8a.metal-48xl")]
+    C8aMetal48xl,
+    #[serde(rename = "c8gb.12xlarge")]
+    C8gb12xlarge,
+    #[serde(rename = "c8gb.16xlarge")]
+    C8gb16xlarge,
+    #[serde(rename = "c8gb.24xlarge")]
+    C8gb24xlarge,
+    #[serde(rename = "c8gb.2xlarge")]
+    C8gb2xlarge,
+    #[serde(rename = "c8gb.4xlarge")]
+    C8gb4xlarge,
+    #[serde(rename = "c8gb.8xlarge")]
+    C8gb8xlarge,
+    #[serde(rename = "c8gb.large")]
+    C8gbLarge,
+    #[serde(rename = "c8gb.medium")]
+    C8gbMedium,
+    #[serde(rename = "c8gb.metal-24xl")]
+    C8gbMetal24xl,
+    #[serde(rename = "c8gb.xlarge")]
+    C8gbXlarge,
+    #[serde(rename = "c8gb.48xlarge")]
+    C8gb48xlarge,
+    #[serde(rename = "c8gb.metal-48xl")]
+    C8gbMetal48xl,
+    #[serde(rename = "m8gb.12xlarge")]
+    M8gb12xlarge,
+    #[serde(rename = "m8gb.16xlarge")]
+    M8gb16xlarge,
+    #[serde(rename = "m8gb.24xlarge")]
+    M8gb24xlarge,
+    #[serde(rename = "m8gb.2xlarge")]
+    M8gb2xlarge,
+    #[serde(rename = "m8gb.4xlarge")]
+    M8gb4xlarge,
+    #[serde(rename = "m8gb.8xlarge")]
+    M8gb8xlarge,
+    #[serde(rename = "m8gb.large")]
+    M8gbLarge,
+    #[serde(rename = "m8gb.medium")]
+    M8gbMedium,
+    #[serde(rename = "m8gb.xlarge")]
+    M8gbXlarge,
+    #[serde(rename = "m8gb.48xlarge")]
+    M8gb48xlarge,
+    #[serde(rename = "m8gb.metal-24xl")]
+    M8gbMetal24xl,
+    #[serde(rename = "m8gb.metal-48xl")]
+    M8gbMetal48xl,
+    #[serde(rename = "m8gn.12xlarge")]
+    M8gn12xlarge,
+    #[serde(rename = "m8gn.16xlarge")]
+    M8gn16xlarge,
+    #[serde(rename = "m8gn.24xlarge")]
+    M8gn24xlarge,
+    #[serde(rename = "m8gn.2xlarge")]
+    M8gn2xlarge,
+    #[serde(rename = "m8gn.48xlarge")]
+    M8gn48xlarge,
+    #[serde(rename = "m8gn.4xlarge")]
+    M8gn4xlarge,
+    #[serde(rename = "m8gn.8xlarge")]
+    M8gn8xlarge,
+    #[serde(rename = "m8gn.large")]
+    M8gnLarge,
+    #[serde(rename = "m8gn.medium")]
+    M8gnMedium,
+    #[serde(rename = "m8gn.xlarge")]
+    M8gnXlarge,
+    #[serde(rename = "m8gn.metal-24xl")]
+    M8gnMetal24xl,
+    #[serde(rename = "m8gn.metal-48xl")]
+    M8gnMetal48xl,
+    #[serde(rename = "x8aedz.12xlarge")]
+    X8aedz12xlarge,
+    #[serde(rename = "x8aedz.24xlarge")]
+    X8aedz24xlarge,
+    #[serde(rename = "x8aedz.3xlarge")]
+    X8aedz3xlarge,
+    #[serde(rename = "x8aedz.6xlarge")]
+    X8aedz6xlarge,
+    #[serde(rename = "x8aedz.large")]
+    X8aedzLarge,
+    #[serde(rename = "x8aedz.metal-12xl")]
+    X8aedzMetal12xl,
+    #[serde(rename = "x8aedz.metal-24xl")]
+    X8aedzMetal24xl,
+    #[serde(rename = "x8aedz.xlarge")]
+    X8aedzXlarge,
+    #[serde(rename = "m8azn.medium")]
+    M8aznMedium,
+    #[serde(rename = "m8azn.large")]
+    M8aznLarge,
+    #[serde(rename = "m8azn.xlarge")]
+    M8aznXlarge,
+    #[serde(rename = "m8azn.3xlarge")]
+    M8azn3xlarge,
+    #[serde(rename = "m8azn.6xlarge")]
+    M8azn6xlarge,
+    #[serde(rename = "m8azn.12xlarge")]
+    M8azn12xlarge,
+    #[serde(rename = "m8azn.24xlarge")]
+    M8azn24xlarge,
+    #[serde(rename = "m8azn.metal-12xl")]
+    M8aznMetal12xl,
+    #[serde(rename = "m8azn.metal-24xl")]
+    M8aznMetal24xl,
+    #[serde(rename = "x8i.large")]
+    X8iLarge,
+    #[serde(rename = "x8i.xlarge")]
+    X8iXlarge,
+    #[serde(rename = "x8i.2xlarge")]
+    X8i2xlarge,
+    #[serde(rename = "x8i.4xlarge")]
+    X8i4xlarge,
+    #[serde(rename = "x8i.8xlarge")]
+    X8i8xlarge,
+    #[serde(rename = "x8i.12xlarge")]
+    X8i12xlarge,
+    #[serde(rename = "x8i.16xlarge")]
+    X8i16xlarge,
+    #[serde(rename = "x8i.24xlarge")]
+    X8i24xlarge,
+    #[serde(rename = "x8i.32xlarge")]
+    X8i32xlarge,
+    #[serde(rename = "x8i.48xlarge")]
+    X8i48xlarge,
+    #[serde(rename = "x8i.64xlarge")]
+    X8i64xlarge,
+    #[serde(rename = "x8i.96xlarge")]
+    X8i96xlarge,
+    #[serde(rename = "x8i.metal-48xl")]
+    X8iMetal48xl,
+    #[serde(rename = "x8i.metal-96xl")]
+    X8iMetal96xl,
+    #[serde(rename = "mac-m4max.metal")]
+    MacM4maxMetal,
+    #[serde(rename = "g7e.2xlarge")]
+    G7e2xlarge,
+    #[serde(rename = "g7e.4xlarge")]
+    G7e4xlarge,
+    #[serde(rename = "g7e.8xlarge")]
+    G7e8xlarge,
+    #[serde(rename = "g7e.12xlarge")]
+    G7e12xlarge,
+    #[serde(rename = "g7e.24xlarge")]
+    G7e24xlarge,
+    #[serde(rename = "g7e.48xlarge")]
+    G7e48xlarge,
+    #[serde(rename = "r8id.large")]
+    R8idLarge,
+    #[serde(rename = "r8id.xlarge")]
+    R8idXlarge,
+    #[serde(rename = "r8id.2xlarge")]
+    R8id2xlarge,
+    #[serde(rename = "r8id.4xlarge")]
+    R8id4xlarge,
+    #[serde(rename = "r8id.8xlarge")]
+    R8id8xlarge,
+    #[serde(rename = "r8id.12xlarge")]
+    R8id12xlarge,
+    #[serde(rename = "r8id.16xlarge")]
+    R8id16xlarge,
+    #[serde(rename = "r8id.24xlarge")]
+    R8id24xlarge,
+    #[serde(rename = "r8id.32xlarge")]
+    R8id32xlarge,
+    #[serde(rename = "r8id.48xlarge")]
+    R8id48xlarge,
+    #[serde(rename = "r8id.96xlarge")]
+    R8id96xlarge,
+    #[serde(rename = "r8id.metal-48xl")]
+    R8idMetal48xl,
+    #[serde(rename = "r8id.metal-96xl")]
+    R8idMetal96xl,
+    #[serde(rename = "c8id.large")]
+    C8idLarge,
+    #[serde(rename = "c8id.xlarge")]
+    C8idXlarge,
+    #[serde(rename = "c8id.2xlarge")]
+    C8id2xlarge,
+    #[serde(rename = "c8id.4xlarge")]
+    C8id4xlarge,
+    #[serde(rename = "c8id.8xlarge")]
+    C8id8xlarge,
+    #[serde(rename = "c8id.12xlarge")]
+    C8id12xlarge,
+    #[serde(rename = "c8id.16xlarge")]
+    C8id16xlarge,
+    #[serde(rename = "c8id.24xlarge")]
+    C8id24xlarge,
+    #[serde(rename = "c8id.32xlarge")]
+    C8id32xlarge,
+    #[serde(rename = "c8id.48xlarge")]
+    C8id48xlarge,
+    #[serde(rename = "c8id.96xlarge")]
+    C8id96xlarge,
+    #[serde(rename = "c8id.metal-48xl")]
+    C8idMetal48xl,
+    #[serde(rename = "c8id.metal-96xl")]
+    C8idMetal96xl,
+    #[serde(rename = "m8id.large")]
+    M8idLarge,
+    #[serde(rename = "m8id.xlarge")]
+    M8idXlarge,
+    #[serde(rename = "m8id.2xlarge")]
+    M8id2xlarge,
+    #[serde(rename = "m8id.4xlarge")]
+    M8id4xlarge,
+    #[serde(rename = "m8id.8xlarge")]
+    M8id8xlarge,
+    #[serde(rename = "m8id.12xlarge")]
+    M8id12xlarge,
+    #[serde(rename = "m8id.16xlarge")]
+    M8id16xlarge,
+    #[serde(rename = "m8id.24xlarge")]
+    M8id24xlarge,
+    #[serde(rename = "m8id.32xlarge")]
+    M8id32xlarge,
+    #[serde(rename = "m8id.48xlarge")]
+    M8id48xlarge,
+    #[serde(rename = "m8id.96xlarge")]
+    M8id96xlarge,
+    #[serde(rename = "m8id.metal-48xl")]
+    M8idMetal48xl,
+    #[serde(rename = "m8id.metal-96xl")]
+    M8idMetal96xl,
+    #[serde(rename = "hpc8a.96xlarge")]
+    Hpc8a96xlarge,
+}
+impl InstanceType {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &[
+        "a1.medium",
+        "a1.large",
+        "a1.xlarge",
+        "a1.2xlarge",
+        "a1.4xlarge",
+        "a1.metal",
+        "c1.medium",
+        "c1.xlarge",
+        "c3.large",
+        "c3.xlarge",
+        "c3.2xlarge",
+        "c3.4xlarge",
+        "c3.8xlarge",
+        "c4.large",
+        "c4.xlarge",
+        "c4.2xlarge",
+        "c4.4xlarge",
+        "c4.8xlarge",
+        "c5.large",
+        "c5.xlarge",
+        "c5.2xlarge",
+        "c5.4xlarge",
+        "c5.9xlarge",
+        "c5.12xlarge",
+        "c5.18xlarge",
+        "c5.24xlarge",
+        "c5.metal",
+        "c5a.large",
+        "c5a.xlarge",
+        "c5a.2xlarge",
+        "c5a.4xlarge",
+        "c5a.8xlarge",
+        "c5a.12xlarge",
+        "c5a.16xlarge",
+        "c5a.24xlarge",
+        "c5ad.large",
+        "c5ad.xlarge",
+        "c5ad.2xlarge",
+        "c5ad.4xlarge",
+        "c5ad.8xlarge",
+        "c5ad.12xlarge",
+        "c5ad.16xlarge",
+        "c5ad.24xlarge",
+        "c5d.large",
+        "c5d.xlarge",
+        "c5d.2xlarge",
+        "c5d.4xlarge",
+        "c5d.9xlarge",
+        "c5d.12xlarge",
+        "c5d.18xlarge",
+        "c5d.24xlarge",
+        "c5d.metal",
+        "c5n.large",
+        "c5n.xlarge",
+        "c5n.2xlarge",
+        "c5n.4xlarge",
+        "c5n.9xlarge",
+        "c5n.18xlarge",
+        "c5n.metal",
+        "c6g.medium",
+        "c6g.large",
+        "c6g.xlarge",
+        "c6g.2xlarge",
+        "c6g.4xlarge",
+        "c6g.8xlarge",
+        "c6g.12xlarge",
+        "c6g.16xlarge",
+        "c6g.metal",
+        "c6gd.medium",
+        "c6gd.large",
+        "c6gd.xlarge",
+        "c6gd.2xlarge",
+        "c6gd.4xlarge",
+        "c6gd.8xlarge",
+        "c6gd.12xlarge",
+        "c6gd.16xlarge",
+        "c6gd.metal",
+        "c6gn.medium",
+        "c6gn.large",
+        "c6gn.xlarge",
+        "c6gn.2xlarge",
+        "c6gn.4xlarge",
+        "c6gn.8xlarge",
+        "c6gn.12xlarge",
+        "c6gn.16xlarge",
+        "c6i.large",
+        "c6i.xlarge",
+        "c6i.2xlarge",
+        "c6i.4xlarge",
+        "c6i.8xlarge",
+        "c6i.12xlarge",
+        "c6i.16xlarge",
+        "c6i.24xlarge",
+        "c6i.32xlarge",
+        "c6i.metal",
+        "cc1.4xlarge",
+        "cc2.8xlarge",
+        "cg1.4xlarge",
+        "cr1.8xlarge",
+        "d2.xlarge",
+        "d2.2xlarge",
+        "d2.4xlarge",
+        "d2.8xlarge",
+        "d3.xlarge",
+        "d3.2xlarge",
+        "d3.4xlarge",
+        "d3.8xlarge",
+        "d3en.xlarge",
+        "d3en.2xlarge",
+        "d3en.4xlarge",
+        "d3en.6xlarge",
+        "d3en.8xlarge",
+        "d3en.12xlarge",
+        "dl1.24xlarge",
+        "f1.2xlarge",
+        "f1.4xlarge",
+        "f1.16xlarge",
+        "g2.2xlarge",
+        "g2.8xlarge",
+        "g3.4xlarge",
+        "g3.8xlarge",
+        "g3.16xlarge",
+        "g3s.xlarge",
+        "g4ad.xlarge",
+        "g4ad.2xlarge",
+        "g4ad.4xlarge",
+        "g4ad.8xlarge",
+        "g4ad.16xlarge",
+        "g4dn.xlarge",
+        "g4dn.2xlarge",
+        "g4dn.4xlarge",
+        "g4dn.8xlarge",
+        "g4dn.12xlarge",
+        "g4dn.16xlarge",
+        "g4dn.metal",
+        "g5.xlarge",
+        "g5.2xlarge",
+        "g5.4xlarge",
+        "g5.8xlarge",
+        "g5.12xlarge",
+        "g5.16xlarge",
+        "g5.24xlarge",
+        "g5.48xlarge",
+        "g5g.xlarge",
+        "g5g.2xlarge",
+        "g5g.4xlarge",
+        "g5g.8xlarge",
+        "g5g.16xlarge",
+        "g5g.metal",
+        "hi1.4xlarge",
+        "hpc6a.48xlarge",
+        "hs1.8xlarge",
+        "h1.2xlarge",
+        "h1.4xlarge",
+        "h1.8xlarge",
+        "h1.16xlarge",
+        "i2.xlarge",
+        "i2.2xlarge",
+        "i2.4xlarge",
+        "i2.8xlarge",
+        "i3.large",
+        "i3.xlarge",
+        "i3.2xlarge",
+        "i3.4xlarge",
+        "i3.8xlarge",
+        "i3.16xlarge",
+        "i3.metal",
+        "i3en.large",
+        "i3en.xlarge",
+        "i3en.2xlarge",
+        "i3en.3xlarge",
+        "i3en.6xlarge",
+        "i3en.12xlarge",
+        "i3en.24xlarge",
+        "i3en.metal",
+        "im4gn.large",
+        "im4gn.xlarge",
+        "im4gn.2xlarge",
+        "im4gn.4xlarge",
+        "im4gn.8xlarge",
+        "im4gn.16xlarge",
+        "inf1.xlarge",
+        "inf1.2xlarge",
+        "inf1.6xlarge",
+        "inf1.24xlarge",
+        "is4gen.medium",
+        "is4gen.large",
+        "is4gen.xlarge",
+        "is4gen.2xlarge",
+        "is4gen.4xlarge",
+        "is4gen.8xlarge",
+        "m1.small",
+        "m1.medium",
+        "m1.large",
+        "m1.xlarge",
+        "m2.xlarge",
+        "m2.2xlarge",
+        "m2.4xlarge",
+        "m3.medium",
+        "m3.large",
+        "m3.xlarge",
+        "m3.2xlarge",
+        "m4.large",
+        "m4.xlarge",
+        "m4.2xlarge",
+        "m4.4xlarge",
+        "m4.10xlarge",
+        "m4.16xlarge",
+        "m5.large",
+        "m5.xlarge",
+        "m5.2xlarge",
+        "m5.4xlarge",
+        "m5.8xlarge",
+        "m5.12xlarge",
+        "m5.16xlarge",
+        "m5.24xlarge",
+        "m5.metal",
+        "m5a.large",
+        "m5a.xlarge",
+        "m5a.2xlarge",
+        "m5a.4xlarge",
+        "m5a.8xlarge",
+        "m5a.12xlarge",
+        "m5a.16xlarge",
+        "m5a.24xlarge",
+        "m5ad.large",
+        "m5ad.xlarge",
+        "m5ad.2xlarge",
+        "m5ad.4xlarge",
+        "m5ad.8xlarge",
+        "m5ad.12xlarge",
+        "m5ad.16xlarge",
+        "m5ad.24xlarge",
+        "m5d.large",
+        "m5d.xlarge",
+        "m5d.2xlarge",
+        "m5d.4xlarge",
+        "m5d.8xlarge",
+        "m5d.12xlarge",
+        "m5d.16xlarge",
+        "m5d.24xlarge",
+        "m5d.metal",
+        "m5dn.large",
+        "m5dn.xlarge",
+        "m5dn.2xlarge",
+        "m5dn.4xlarge",
+        "m5dn.8xlarge",
+        "m5dn.12xlarge",
+        "m5dn.16xlarge",
+        "m5dn.24xlarge",
+        "m5dn.metal",
+        "m5n.large",
+        "m5n.xlarge",
+        "m5n.2xlarge",
+        "m5n.4xlarge",
+        "m5n.8xlarge",
+        "m5n.12xlarge",
+        "m5n.16xlarge",
+        "m5n.24xlarge",
+        "m5n.metal",
+        "m5zn.large",
+        "m5zn.xlarge",
+        "m5zn.2xlarge",
+        "m5zn.3xlarge",
+        "m5zn.6xlarge",
+        "m5zn.12xlarge",
+        "m5zn.metal",
+        "m6a.large",
+        "m6a.xlarge",
+        "m6a.2xlarge",
+        "m6a.4xlarge",
+        "m6a.8xlarge",
+        "m6a.12xlarge",
+        "m6a.16xlarge",
+        "m6a.24xlarge",
+        "m6a.32xlarge",
+        "m6a.48xlarge",
+        "m6g.metal",
+        "m6g.medium",
+        "m6g.large",
+        "m6g.xlarge",
+        "m6g.2xlarge",
+        "m6g.4xlarge",
+        "m6g.8xlarge",
+        "m6g.12xlarge",
+        "m6g.16xlarge",
+        "m6gd.metal",
+        "m6gd.medium",
+        "m6gd.large",
+        "m6gd.xlarge",
+        "m6gd.2xlarge",
+        "m6gd.4xlarge",
+        "m6gd.8xlarge",
+        "m6gd.12xlarge",
+        "m6gd.16xlarge",
+        "m6i.large",
+        "m6i.xlarge",
+        "m6i.2xlarge",
+        "m6i.4xlarge",
+        "m6i.8xlarge",
+        "m6i.12xlarge",
+        "m6i.16xlarge",
+        "m6i.24xlarge",
+        "m6i.32xlarge",
+        "m6i.metal",
+        "mac1.metal",
+        "p2.xlarge",
+        "p2.8xlarge",
+        "p2.16xlarge",
+        "p3.2xlarge",
+        "p3.8xlarge",
+        "p3.16xlarge",
+        "p3dn.24xlarge",
+        "p4d.24xlarge",
+        "r3.large",
+        "r3.xlarge",
+        "r3.2xlarge",
+        "r3.4xlarge",
+        "r3.8xlarge",
+        "r4.large",
+        "r4.xlarge",
+        "r4.2xlarge",
+        "r4.4xlarge",
+        "r4.8xlarge",
+        "r4.16xlarge",
+        "r5.large",
+        "r5.xlarge",
+        "r5.2xlarge",
+        "r5.4xlarge",
+        "r5.8xlarge",
+        "r5.12xlarge",
+        "r5.16xlarge",
+        "r5.24xlarge",
+        "r5.metal",
+        "r5a.large",
+        "r5a.xlarge",
+        "r5a.2xlarge",
+        "r5a.4xlarge",
+        "r5a.8xlarge",
+        "r5a.12xlarge",
+        "r5a.16xlarge",
+        "r5a.24xlarge",
+        "r5ad.large",
+        "r5ad.xlarge",
+        "r5ad.2xlarge",
+        "r5ad.4xlarge",
+        "r5ad.8xlarge",
+        "r5ad.12xlarge",
+        "r5ad.16xlarge",
+        "r5ad.24xlarge",
+        "r5b.large",
+        "r5b.xlarge",
+        "r5b.2xlarge",
+        "r5b.4xlarge",
+        "r5b.8xlarge",
+        "r5b.12xlarge",
+        "r5b.16xlarge",
+        "r5b.24xlarge",
+        "r5b.metal",
+        "r5d.large",
+        "r5d.xlarge",
+        "r5d.2xlarge",
+        "r5d.4xlarge",
+        "r5d.8xlarge",
+        "r5d.12xlarge",
+        "r5d.16xlarge",
+        "r5d.24xlarge",
+        "r5d.metal",
+        "r5dn.large",
+        "r5dn.xlarge",
+        "r5dn.2xlarge",
+        "r5dn.4xlarge",
+        "r5dn.8xlarge",
+        "r5dn.12xlarge",
+        "r5dn.16xlarge",
+        "r5dn.24xlarge",
+        "r5dn.metal",
+        "r5n.large",
+        "r5n.xlarge",
+        "r5n.2xlarge",
+        "r5n.4xlarge",
+        "r5n.8xlarge",
+        "r5n.12xlarge",
+        "r5n.16xlarge",
+        "r5n.24xlarge",
+        "r5n.metal",
+        "r6g.medium",
+        "r6g.large",
+        "r6g.xlarge",
+        "r6g.2xlarge",
+        "r6g.4xlarge",
+        "r6g.8xlarge",
+        "r6g.12xlarge",
+        "r6g.16xlarge",
+        "r6g.metal",
+        "r6gd.medium",
+        "r6gd.large",
+        "r6gd.xlarge",
+        "r6gd.2xlarge",
+        "r6gd.4xlarge",
+        "r6gd.8xlarge",
+        "r6gd.12xlarge",
+        "r6gd.16xlarge",
+        "r6gd.metal",
+        "r6i.large",
+        "r6i.xlarge",
+        "r6i.2xlarge",
+        "r6i.4xlarge",
+        "r6i.8xlarge",
+        "r6i.12xlarge",
+        "r6i.16xlarge",
+        "r6i.24xlarge",
+        "r6i.32xlarge",
+        "r6i.metal",
+        "t1.micro",
+        "t2.nano",
+        "t2.micro",
+        "t2.small",
+        "t2.medium",
+        "t2.large",
+        "t2.xlarge",
+        "t2.2xlarge",
+        "t3.nano",
+        "t3.micro",
+        "t3.small",
+        "t3.medium",
+        "t3.large",
+        "t3.xlarge",
+        "t3.2xlarge",
+        "t3a.nano",
+        "t3a.micro",
+        "t3a.small",
+        "t3a.medium",
+        "t3a.large",
+        "t3a.xlarge",
+        "t3a.2xlarge",
+        "t4g.nano",
+        "t4g.micro",
+        "t4g.small",
+        "t4g.medium",
+        "t4g.large",
+        "t4g.xlarge",
+        "t4g.2xlarge",
+        "u-6tb1.56xlarge",
+        "u-6tb1.112xlarge",
+        "u-9tb1.112xlarge",
+        "u-12tb1.112xlarge",
+        "u-6tb1.metal",
+        "u-9tb1.metal",
+        "u-12tb1.metal",
+        "u-18tb1.metal",
+        "u-24tb1.metal",
+        "vt1.3xlarge",
+        "vt1.6xlarge",
+        "vt1.24xlarge",
+        "x1.16xlarge",
+        "x1.32xlarge",
+        "x1e.xlarge",
+        "x1e.2xlarge",
+        "x1e.4xlarge",
+        "x1e.8xlarge",
+        "x1e.16xlarge",
+        "x1e.32xlarge",
+        "x2iezn.2xlarge",
+        "x2iezn.4xlarge",
+        "x2iezn.6xlarge",
+        "x2iezn.8xlarge",
+        "x2iezn.12xlarge",
+        "x2iezn.metal",
+        "x2gd.medium",
+        "x2gd.large",
+        "x2gd.xlarge",
+        "x2gd.2xlarge",
+        "x2gd.4xlarge",
+        "x2gd.8xlarge",
+        "x2gd.12xlarge",
+        "x2gd.16xlarge",
+        "x2gd.metal",
+        "z1d.large",
+        "z1d.xlarge",
+        "z1d.2xlarge",
+        "z1d.3xlarge",
+        "z1d.6xlarge",
+        "z1d.12xlarge",
+        "z1d.metal",
+        "x2idn.16xlarge",
+        "x2idn.24xlarge",
+        "x2idn.32xlarge",
+        "x2iedn.xlarge",
+        "x2iedn.2xlarge",
+        "x2iedn.4xlarge",
+        "x2iedn.8xlarge",
+        "x2iedn.16xlarge",
+        "x2iedn.24xlarge",
+        "x2iedn.32xlarge",
+        "c6a.large",
+        "c6a.xlarge",
+        "c6a.2xlarge",
+        "c6a.4xlarge",
+        "c6a.8xlarge",
+        "c6a.12xlarge",
+        "c6a.16xlarge",
+        "c6a.24xlarge",
+        "c6a.32xlarge",
+        "c6a.48xlarge",
+        "c6a.metal",
+        "m6a.metal",
+        "i4i.large",
+        "i4i.xlarge",
+        "i4i.2xlarge",
+        "i4i.4xlarge",
+        "i4i.8xlarge",
+        "i4i.16xlarge",
+        "i4i.32xlarge",
+        "i4i.metal",
+        "x2idn.metal",
+        "x2iedn.metal",
+        "c7g.medium",
+        "c7g.large",
+        "c7g.xlarge",
+        "c7g.2xlarge",
+        "c7g.4xlarge",
+        "c7g.8xlarge",
+        "c7g.12xlarge",
+        "c7g.16xlarge",
+        "mac2.metal",
+        "c6id.large",
+        "c6id.xlarge",
+        "c6id.2xlarge",
+        "c6id.4xlarge",
+        "c6id.8xlarge",
+        "c6id.12xlarge",
+        "c6id.16xlarge",
+        "c6id.24xlarge",
+        "c6id.32xlarge",
+        "c6id.metal",
+        "m6id.large",
+        "m6id.xlarge",
+        "m6id.2xlarge",
+        "m6id.4xlarge",
+        "m6id.8xlarge",
+        "m6id.12xlarge",
+        "m6id.16xlarge",
+        "m6id.24xlarge",
+        "m6id.32xlarge",
+        "m6id.metal",
+        "r6id.large",
+        "r6id.xlarge",
+        "r6id.2xlarge",
+        "r6id.4xlarge",
+        "r6id.8xlarge",
+        "r6id.12xlarge",
+        "r6id.16xlarge",
+        "r6id.24xlarge",
+        "r6id.32xlarge",
+        "r6id.metal",
+        "r6a.large",
+        "r6a.xlarge",
+        "r6a.2xlarge",
+        "r6a.4xlarge",
+        "r6a.8xlarge",
+        "r6a.12xlarge",
+        "r6a.16xlarge",
+        "r6a.24xlarge",
+        "r6a.32xlarge",
+        "r6a.48xlarge",
+        "r6a.metal",
+        "p4de.24xlarge",
+        "u-3tb1.56xlarge",
+        "u-18tb1.112xlarge",
+        "u-24tb1.112xlarge",
+        "trn1.2xlarge",
+        "trn1.32xlarge",
+        "hpc6id.32xlarge",
+        "c6in.large",
+        "c6in.xlarge",
+        "c6in.2xlarge",
+        "c6in.4xlarge",
+        "c6in.8xlarge",
+        "c6in.12xlarge",
+        "c6in.16xlarge",
+        "c6in.24xlarge",
+        "c6in.32xlarge",
+        "m6in.large",
+        "m6in.xlarge",
+        "m6in.2xlarge",
+        "m6in.4xlarge",
+        "m6in.8xlarge",
+        "m6in.12xlarge",
+        "m6in.16xlarge",
+        "m6in.24xlarge",
+        "m6in.32xlarge",
+        "m6idn.large",
+        "m6idn.xlarge",
+        "m6idn.2xlarge",
+        "m6idn.4xlarge",
+        "m6idn.8xlarge",
+        "m6idn.12xlarge",
+        "m6idn.16xlarge",
+        "m6idn.24xlarge",
+        "m6idn.32xlarge",
+        "r6in.large",
+        "r6in.xlarge",
+        "r6in.2xlarge",
+        "r6in.4xlarge",
+        "r6in.8xlarge",
+        "r6in.12xlarge",
+        "r6in.16xlarge",
+        "r6in.24xlarge",
+        "r6in.32xlarge",
+        "r6idn.large",
+        "r6idn.xlarge",
+        "r6idn.2xlarge",
+        "r6idn.4xlarge",
+        "r6idn.8xlarge",
+        "r6idn.12xlarge",
+        "r6idn.16xlarge",
+        "r6idn.24xlarge",
+        "r6idn.32xlarge",
+        "c7g.metal",
+        "m7g.medium",
+        "m7g.large",
+        "m7g.xlarge",
+        "m7g.2xlarge",
+        "m7g.4xlarge",
+        "m7g.8xlarge",
+        "m7g.12xlarge",
+        "m7g.16xlarge",
+        "m7g.metal",
+        "r7g.medium",
+        "r7g.large",
+        "r7g.xlarge",
+        "r7g.2xlarge",
+        "r7g.4xlarge",
+        "r7g.8xlarge",
+        "r7g.12xlarge",
+        "r7g.16xlarge",
+        "r7g.metal",
+        "c6in.metal",
+        "m6in.metal",
+        "m6idn.metal",
+        "r6in.metal",
+        "r6idn.metal",
+        "inf2.xlarge",
+        "inf2.8xlarge",
+        "inf2.24xlarge",
+        "inf2.48xlarge",
+        "trn1n.32xlarge",
+        "i4g.large",
+        "i4g.xlarge",
+        "i4g.2xlarge",
+        "i4g.4xlarge",
+        "i4g.8xlarge",
+        "i4g.16xlarge",
+        "hpc7g.4xlarge",
+        "hpc7g.8xlarge",
+        "hpc7g.16xlarge",
+        "c7gn.medium",
+        "c7gn.large",
+        "c7gn.xlarge",
+        "c7gn.2xlarge",
+        "c7gn.4xlarge",
+        "c7gn.8xlarge",
+        "c7gn.12xlarge",
+        "c7gn.16xlarge",
+        "p5.48xlarge",
+        "m7i.large",
+        "m7i.xlarge",
+        "m7i.2xlarge",
+        "m7i.4xlarge",
+        "m7i.8xlarge",
+        "m7i.12xlarge",
+        "m7i.16xlarge",
+        "m7i.24xlarge",
+        "m7i.48xlarge",
+        "m7i-flex.large",
+        "m7i-flex.xlarge",
+        "m7i-flex.2xlarge",
+        "m7i-flex.4xlarge",
+        "m7i-flex.8xlarge",
+        "m7a.medium",
+        "m7a.large",
+        "m7a.xlarge",
+        "m7a.2xlarge",
+        "m7a.4xlarge",
+        "m7a.8xlarge",
+        "m7a.12xlarge",
+        "m7a.16xlarge",
+        "m7a.24xlarge",
+        "m7a.32xlarge",
+        "m7a.48xlarge",
+        "m7a.metal-48xl",
+        "hpc7a.12xlarge",
+        "hpc7a.24xlarge",
+        "hpc7a.48xlarge",
+        "hpc7a.96xlarge",
+        "c7gd.medium",
+        "c7gd.large",
+        "c7gd.xlarge",
+        "c7gd.2xlarge",
+        "c7gd.4xlarge",
+        "c7gd.8xlarge",
+        "c7gd.12xlarge",
+        "c7gd.16xlarge",
+        "m7gd.medium",
+        "m7gd.large",
+        "m7gd.xlarge",
+        "m7gd.2xlarge",
+        "m7gd.4xlarge",
+        "m7gd.8xlarge",
+        "m7gd.12xlarge",
+        "m7gd.16xlarge",
+        "r7gd.medium",
+        "r7gd.large",
+        "r7gd.xlarge",
+        "r7gd.2xlarge",
+        "r7gd.4xlarge",
+        "r7gd.8xlarge",
+        "r7gd.12xlarge",
+        "r7gd.16xlarge",
+        "r7a.medium",
+        "r7a.large",
+        "r7a.xlarge",
+        "r7a.2xlarge",
+        "r7a.4xlarge",
+        "r7a.8xlarge",
+        "r7a.12xlarge",
+        "r7a.16xlarge",
+        "r7a.24xlarge",
+        "r7a.32xlarge",
+        "r7a.48xlarge",
+        "c7i.large",
+        "c7i.xlarge",
+        "c7i.2xlarge",
+        "c7i.4xlarge",
+        "c7i.8xlarge",
+        "c7i.12xlarge",
+        "c7i.16xlarge",
+        "c7i.24xlarge",
+        "c7i.48xlarge",
+        "mac2-m2pro.metal",
+        "r7iz.large",
+        "r7iz.xlarge",
+        "r7iz.2xlarge",
+        "r7iz.4xlarge",
+        "r7iz.8xlarge",
+        "r7iz.12xlarge",
+        "r7iz.16xlarge",
+        "r7iz.32xlarge",
+        "c7a.medium",
+        "c7a.large",
+        "c7a.xlarge",
+        "c7a.2xlarge",
+        "c7a.4xlarge",
+        "c7a.8xlarge",
+        "c7a.12xlarge",
+        "c7a.16xlarge",
+        "c7a.24xlarge",
+        "c7a.32xlarge",
+        "c7a.48xlarge",
+        "c7a.metal-48xl",
+        "r7a.metal-48xl",
+        "r7i.large",
+        "r7i.xlarge",
+        "r7i.2xlarge",
+        "r7i.4xlarge",
+        "r7i.8xlarge",
+        "r7i.12xlarge",
+        "r7i.16xlarge",
+        "r7i.24xlarge",
+        "r7i.48xlarge",
+        "dl2q.24xlarge",
+        "mac2-m2.metal",
+        "i4i.12xlarge",
+        "i4i.24xlarge",
+        "c7i.metal-24xl",
+        "c7i.metal-48xl",
+        "m7i.metal-24xl",
+        "m7i.metal-48xl",
+        "r7i.metal-24xl",
+        "r7i.metal-48xl",
+        "r7iz.metal-16xl",
+        "r7iz.metal-32xl",
+        "c7gd.metal",
+        "m7gd.metal",
+        "r7gd.metal",
+        "g6.xlarge",
+        "g6.2xlarge",
+        "g6.4xlarge",
+        "g6.8xlarge",
+        "g6.12xlarge",
+        "g6.16xlarge",
+        "g6.24xlarge",
+        "g6.48xlarge",
+        "gr6.4xlarge",
+        "gr6.8xlarge",
+        "c7i-flex.large",
+        "c7i-flex.xlarge",
+        "c7i-flex.2xlarge",
+        "c7i-flex.4xlarge",
+        "c7i-flex.8xlarge",
+        "u7i-12tb.224xlarge",
+        "u7in-16tb.224xlarge",
+        "u7in-24tb.224xlarge",
+        "u7in-32tb.224xlarge",
+        "u7ib-12tb.224xlarge",
+        "c7gn.metal",
+        "r8g.medium",
+        "r8g.large",
+        "r8g.xlarge",
+        "r8g.2xlarge",
+        "r8g.4xlarge",
+        "r8g.8xlarge",
+        "r8g.12xlarge",
+        "r8g.16xlarge",
+        "r8g.24xlarge",
+        "r8g.48xlarge",
+        "r8g.metal-24xl",
+        "r8g.metal-48xl",
+        "mac2-m1ultra.metal",
+        "g6e.xlarge",
+        "g6e.2xlarge",
+        "g6e.4xlarge",
+        "g6e.8xlarge",
+        "g6e.12xlarge",
+        "g6e.16xlarge",
+        "g6e.24xlarge",
+        "g6e.48xlarge",
+        "c8g.medium",
+        "c8g.large",
+        "c8g.xlarge",
+        "c8g.2xlarge",
+        "c8g.4xlarge",
+        "c8g.8xlarge",
+        "c8g.12xlarge",
+        "c8g.16xlarge",
+        "c8g.24xlarge",
+        "c8g.48xlarge",
+        "c8g.metal-24xl",
+        "c8g.metal-48xl",
+        "m8g.medium",
+        "m8g.large",
+        "m8g.xlarge",
+        "m8g.2xlarge",
+        "m8g.4xlarge",
+        "m8g.8xlarge",
+        "m8g.12xlarge",
+        "m8g.16xlarge",
+        "m8g.24xlarge",
+        "m8g.48xlarge",
+        "m8g.metal-24xl",
+        "m8g.metal-48xl",
+        "x8g.medium",
+        "x8g.large",
+        "x8g.xlarge",
+        "x8g.2xlarge",
+        "x8g.4xlarge",
+        "x8g.8xlarge",
+        "x8g.12xlarge",
+        "x8g.16xlarge",
+        "x8g.24xlarge",
+        "x8g.48xlarge",
+        "x8g.metal-24xl",
+        "x8g.metal-48xl",
+        "i7ie.large",
+        "i7ie.xlarge",
+        "i7ie.2xlarge",
+        "i7ie.3xlarge",
+        "i7ie.6xlarge",
+        "i7ie.12xlarge",
+        "i7ie.18xlarge",
+        "i7ie.24xlarge",
+        "i7ie.48xlarge",
+        "i8g.large",
+        "i8g.xlarge",
+        "i8g.2xlarge",
+        "i8g.4xlarge",
+        "i8g.8xlarge",
+        "i8g.12xlarge",
+        "i8g.16xlarge",
+        "i8g.24xlarge",
+        "i8g.metal-24xl",
+        "u7i-6tb.112xlarge",
+        "u7i-8tb.112xlarge",
+        "u7inh-32tb.480xlarge",
+        "p5e.48xlarge",
+        "p5en.48xlarge",
+        "f2.12xlarge",
+        "f2.48xlarge",
+        "trn2.48xlarge",
+        "c7i-flex.12xlarge",
+        "c7i-flex.16xlarge",
+        "m7i-flex.12xlarge",
+        "m7i-flex.16xlarge",
+        "i7ie.metal-24xl",
+        "i7ie.metal-48xl",
+        "i8g.48xlarge",
+        "c8gd.medium",
+        "c8gd.large",
+        "c8gd.xlarge",
+        "c8gd.2xlarge",
+        "c8gd.4xlarge",
+        "c8gd.8xlarge",
+        "c8gd.12xlarge",
+        "c8gd.16xlarge",
+        "c8gd.24xlarge",
+        "c8gd.48xlarge",
+        "c8gd.metal-24xl",
+        "c8gd.metal-48xl",
+        "i7i.large",
+        "i7i.xlarge",
+        "i7i.2xlarge",
+        "i7i.4xlarge",
+        "i7i.8xlarge",
+        "i7i.12xlarge",
+        "i7i.16xlarge",
+        "i7i.24xlarge",
+        "i7i.48xlarge",
+        "i7i.metal-24xl",
+        "i7i.metal-48xl",
+        "p6-b200.48xlarge",
+        "m8gd.medium",
+        "m8gd.large",
+        "m8gd.xlarge",
+        "m8gd.2xlarge",
+        "m8gd.4xlarge",
+        "m8gd.8xlarge",
+        "m8gd.12xlarge",
+        "m8gd.16xlarge",
+        "m8gd.24xlarge",
+        "m8gd.48xlarge",
+        "m8gd.metal-24xl",
+        "m8gd.metal-48xl",
+        "r8gd.medium",
+        "r8gd.large",
+        "r8gd.xlarge",
+        "r8gd.2xlarge",
+        "r8gd.4xlarge",
+        "r8gd.8xlarge",
+        "r8gd.12xlarge",
+        "r8gd.16xlarge",
+        "r8gd.24xlarge",
+        "r8gd.48xlarge",
+        "r8gd.metal-24xl",
+        "r8gd.metal-48xl",
+        "c8gn.medium",
+        "c8gn.large",
+        "c8gn.xlarge",
+        "c8gn.2xlarge",
+        "c8gn.4xlarge",
+        "c8gn.8xlarge",
+        "c8gn.12xlarge",
+        "c8gn.16xlarge",
+        "c8gn.24xlarge",
+        "c8gn.48xlarge",
+        "c8gn.metal-24xl",
+        "c8gn.metal-48xl",
+        "f2.6xlarge",
+        "p6e-gb200.36xlarge",
+        "g6f.large",
+        "g6f.xlarge",
+        "g6f.2xlarge",
+        "g6f.4xlarge",
+        "gr6f.4xlarge",
+        "p5.4xlarge",
+        "r8i.large",
+        "r8i.xlarge",
+        "r8i.2xlarge",
+        "r8i.4xlarge",
+        "r8i.8xlarge",
+        "r8i.12xlarge",
+        "r8i.16xlarge",
+        "r8i.24xlarge",
+        "r8i.32xlarge",
+        "r8i.48xlarge",
+        "r8i.96xlarge",
+        "r8i.metal-48xl",
+        "r8i.metal-96xl",
+        "r8i-flex.large",
+        "r8i-flex.xlarge",
+        "r8i-flex.2xlarge",
+        "r8i-flex.4xlarge",
+        "r8i-flex.8xlarge",
+        "r8i-flex.12xlarge",
+        "r8i-flex.16xlarge",
+        "m8i.large",
+        "m8i.xlarge",
+        "m8i.2xlarge",
+        "m8i.4xlarge",
+        "m8i.8xlarge",
+        "m8i.12xlarge",
+        "m8i.16xlarge",
+        "m8i.24xlarge",
+        "m8i.32xlarge",
+        "m8i.48xlarge",
+        "m8i.96xlarge",
+        "m8i.metal-48xl",
+        "m8i.metal-96xl",
+        "m8i-flex.large",
+        "m8i-flex.xlarge",
+        "m8i-flex.2xlarge",
+        "m8i-flex.4xlarge",
+        "m8i-flex.8xlarge",
+        "m8i-flex.12xlarge",
+        "m8i-flex.16xlarge",
+        "i8ge.large",
+        "i8ge.xlarge",
+        "i8ge.2xlarge",
+        "i8ge.3xlarge",
+        "i8ge.6xlarge",
+        "i8ge.12xlarge",
+        "i8ge.18xlarge",
+        "i8ge.24xlarge",
+        "i8ge.48xlarge",
+        "i8ge.metal-24xl",
+        "i8ge.metal-48xl",
+        "mac-m4.metal",
+        "mac-m4pro.metal",
+        "r8gn.medium",
+        "r8gn.large",
+        "r8gn.xlarge",
+        "r8gn.2xlarge",
+        "r8gn.4xlarge",
+        "r8gn.8xlarge",
+        "r8gn.12xlarge",
+        "r8gn.16xlarge",
+        "r8gn.24xlarge",
+        "r8gn.48xlarge",
+        "r8gn.metal-24xl",
+        "r8gn.metal-48xl",
+        "c8i.large",
+        "c8i.xlarge",
+        "c8i.2xlarge",
+        "c8i.4xlarge",
+        "c8i.8xlarge",
+        "c8i.12xlarge",
+        "c8i.16xlarge",
+        "c8i.24xlarge",
+        "c8i.32xlarge",
+        "c8i.48xlarge",
+        "c8i.96xlarge",
+        "c8i.metal-48xl",
+        "c8i.metal-96xl",
+        "c8i-flex.large",
+        "c8i-flex.xlarge",
+        "c8i-flex.2xlarge",
+        "c8i-flex.4xlarge",
+        "c8i-flex.8xlarge",
+        "c8i-flex.12xlarge",
+        "c8i-flex.16xlarge",
+        "r8gb.medium",
+        "r8gb.large",
+        "r8gb.xlarge",
+        "r8gb.2xlarge",
+        "r8gb.4xlarge",
+        "r8gb.8xlarge",
+        "r8gb.12xlarge",
+        "r8gb.16xlarge",
+        "r8gb.24xlarge",
+        "r8gb.metal-24xl",
+        "m8a.medium",
+        "m8a.large",
+        "m8a.xlarge",
+        "m8a.2xlarge",
+        "m8a.4xlarge",
+        "m8a.8xlarge",
+        "m8a.12xlarge",
+        "m8a.16xlarge",
+        "m8a.24xlarge",
+        "m8a.48xlarge",
+        "m8a.metal-24xl",
+        "m8a.metal-48xl",
+        "trn2.3xlarge",
+        "r8a.medium",
+        "r8a.large",
+        "r8a.xlarge",
+        "r8a.2xlarge",
+        "r8a.4xlarge",
+        "r8a.8xlarge",
+        "r8a.12xlarge",
+        "r8a.16xlarge",
+        "r8a.24xlarge",
+        "r8a.48xlarge",
+        "r8a.metal-24xl",
+        "r8a.metal-48xl",
+        "p6-b300.48xlarge",
+        "c8a.medium",
+        "c8a.large",
+        "c8a.xlarge",
+        "c8a.2xlarge",
+        "c8a.4xlarge",
+        "c8a.8xlarge",
+        "c8a.12xlarge",
+        "c8a.16xlarge",
+        "c8a.24xlarge",
+        "c8a.48xlarge",
+        "c8a.metal-24xl",
+        "c8a.metal-48xl",
+        "c8gb.12xlarge",
+        "c8gb.16xlarge",
+        "c8gb.24xlarge",
+        "c8gb.2xlarge",
+        "c8gb.4xlarge",
+        "c8gb.8xlarge",
+        "c8gb.large",
+        "c8gb.medium",
+        "c8gb.metal-24xl",
+        "c8gb.xlarge",
+        "c8gb.48xlarge",
+        "c8gb.metal-48xl",
+        "m8gb.12xlarge",
+        "m8gb.16xlarge",
+        "m8gb.24xlarge",
+        "m8gb.2xlarge",
+        "m8gb.4xlarge",
+        "m8gb.8xlarge",
+        "m8gb.large",
+        "m8gb.medium",
+        "m8gb.xlarge",
+        "m8gb.48xlarge",
+        "m8gb.metal-24xl",
+        "m8gb.metal-48xl",
+        "m8gn.12xlarge",
+        "m8gn.16xlarge",
+        "m8gn.24xlarge",
+        "m8gn.2xlarge",
+        "m8gn.48xlarge",
+        "m8gn.4xlarge",
+        "m8gn.8xlarge",
+        "m8gn.large",
+        "m8gn.medium",
+        "m8gn.xlarge",
+        "m8gn.metal-24xl",
+        "m8gn.metal-48xl",
+        "x8aedz.12xlarge",
+        "x8aedz.24xlarge",
+        "x8aedz.3xlarge",
+        "x8aedz.6xlarge",
+        "x8aedz.large",
+        "x8aedz.metal-12xl",
+        "x8aedz.metal-24xl",
+        "x8aedz.xlarge",
+        "m8azn.medium",
+        "m8azn.large",
+        "m8azn.xlarge",
+        "m8azn.3xlarge",
+        "m8azn.6xlarge",
+        "m8azn.12xlarge",
+        "m8azn.24xlarge",
+        "m8azn.metal-12xl",
+        "m8azn.metal-24xl",
+        "x8i.large",
+        "x8i.xlarge",
+        "x8i.2xlarge",
+        "x8i.4xlarge",
+        "x8i.8xlarge",
+        "x8i.12xlarge",
+        "x8i.16xlarge",
+        "x8i.24xlarge",
+        "x8i.32xlarge",
+        "x8i.48xlarge",
+        "x8i.64xlarge",
+        "x8i.96xlarge",
+        "x8i.metal-48xl",
+        "x8i.metal-96xl",
+        "mac-m4max.metal",
+        "g7e.2xlarge",
+        "g7e.4xlarge",
+        "g7e.8xlarge",
+        "g7e.12xlarge",
+        "g7e.24xlarge",
+        "g7e.48xlarge",
+        "r8id.large",
+        "r8id.xlarge",
+        "r8id.2xlarge",
+        "r8id.4xlarge",
+        "r8id.8xlarge",
+        "r8id.12xlarge",
+        "r8id.16xlarge",
+        "r8id.24xlarge",
+        "r8id.32xlarge",
+        "r8id.48xlarge",
+        "r8id.96xlarge",
+        "r8id.metal-48xl",
+        "r8id.metal-96xl",
+        "c8id.large",
+        "c8id.xlarge",
+        "c8id.2xlarge",
+        "c8id.4xlarge",
+        "c8id.8xlarge",
+        "c8id.12xlarge",
+        "c8id.16xlarge",
+        "c8id.24xlarge",
+        "c8id.32xlarge",
+        "c8id.48xlarge",
+        "c8id.96xlarge",
+        "c8id.metal-48xl",
+        "c8id.metal-96xl",
+        "m8id.large",
+        "m8id.xlarge",
+        "m8id.2xlarge",
+        "m8id.4xlarge",
+        "m8id.8xlarge",
+        "m8id.12xlarge",
+        "m8id.16xlarge",
+        "m8id.24xlarge",
+        "m8id.32xlarge",
+        "m8id.48xlarge",
+        "m8id.96xlarge",
+        "m8id.metal-48xl",
+        "m8id.metal-96xl",
+        "hpc8a.96xlarge",
+    ];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::A1Medium => "a1.medium",
+            Self::A1Large => "a1.large",
+            Self::A1Xlarge => "a1.xlarge",
+            Self::A12xlarge => "a1.2xlarge",
+            Self::A14xlarge => "a1.4xlarge",
+            Self::A1Metal => "a1.metal",
+            Self::C1Medium => "c1.medium",
+            Self::C1Xlarge => "c1.xlarge",
+            Self::C3Large => "c3.large",
+            Self::C3Xlarge => "c3.xlarge",
+            Self::C32xlarge => "c3.2xlarge",
+            Self::C34xlarge => "c3.4xlarge",
+            Self::C38xlarge => "c3.8xlarge",
+            Self::C4Large => "c4.large",
+            Self::C4Xlarge => "c4.xlarge",
+            Self::C42xlarge => "c4.2xlarge",
+            Self::C44xlarge => "c4.4xlarge",
+            Self::C48xlarge => "c4.8xlarge",
+            Self::C5Large => "c5.large",
+            Self::C5Xlarge => "c5.xlarge",
+            Self::C52xlarge => "c5.2xlarge",
+            Self::C54xlarge => "c5.4xlarge",
+            Self::C59xlarge => "c5.9xlarge",
+            Self::C512xlarge => "c5.12xlarge",
+            Self::C518xlarge => "c5.18xlarge",
+            Self::C524xlarge => "c5.24xlarge",
+            Self::C5Metal => "c5.metal",
+            Self::C5aLarge => "c5a.large",
+            Self::C5aXlarge => "c5a.xlarge",
+            Self::C5a2xlarge => "c5a.2xlarge",
+            Self::C5a4xlarge => "c5a.4xlarge",
+            Self::C5a8xlarge => "c5a.8xlarge",
+            Self::C5a12xlarge => "c5a.12xlarge",
+            Self::C5a16xlarge => "c5a.16xlarge",
+            Self::C5a24xlarge => "c5a.24xlarge",
+            Self::C5adLarge => "c5ad.large",
+            Self::C5adXlarge => "c5ad.xlarge",
+            Self::C5ad2xlarge => "c5ad.2xlarge",
+            Self::C5ad4xlarge => "c5ad.4xlarge",
+            Self::C5ad8xlarge => "c5ad.8xlarge",
+            Self::C5ad12xlarge => "c5ad.12xlarge",
+            Self::C5ad16xlarge => "c5ad.16xlarge",
+            Self::C5ad24xlarge => "c5ad.24xlarge",
+            Self::C5dLarge => "c5d.large",
+            Self::C5dXlarge => "c5d.xlarge",
+            Self::C5d2xlarge => "c5d.2xlarge",
+            Self::C5d4xlarge => "c5d.4xlarge",
+            Self::C5d9xlarge => "c5d.9xlarge",
+            Self::C5d12xlarge => "c5d.12xlarge",
+            Self::C5d18xlarge => "c5d.18xlarge",
+            Self::C5d24xlarge => "c5d.24xlarge",
+            Self::C5dMetal => "c5d.metal",
+            Self::C5nLarge => "c5n.large",
+            Self::C5nXlarge => "c5n.xlarge",
+            Self::C5n2xlarge => "c5n.2xlarge",
+            Self::C5n4xlarge => "c5n.4xlarge",
+            Self::C5n9xlarge => "c5n.9xlarge",
+            Self::C5n18xlarge => "c5n.18xlarge",
+            Self::C5nMetal => "c5n.metal",
+            Self::C6gMedium => "c6g.medium",
+            Self::C6gLarge => "c6g.large",
+            Self::C6gXlarge => "c6g.xlarge",
+            Self::C6g2xlarge => "c6g.2xlarge",
+            Self::C6g4xlarge => "c6g.4xlarge",
+            Self::C6g8xlarge => "c6g.8xlarge",
+            Self::C6g12xlarge => "c6g.12xlarge",
+            Self::C6g16xlarge => "c6g.16xlarge",
+            Self::C6gMetal => "c6g.metal",
+            Self::C6gdMedium => "c6gd.medium",
+            Self::C6gdLarge => "c6gd.large",
+            Self::C6gdXlarge => "c6gd.xlarge",
+            Self::C6gd2xlarge => "c6gd.2xlarge",
+            Self::C6gd4xlarge => "c6gd.4xlarge",
+            Self::C6gd8xlarge => "c6gd.8xlarge",
+            Self::C6gd12xlarge => "c6gd.12xlarge",
+            Self::C6gd16xlarge => "c6gd.16xlarge",
+            Self::C6gdMetal => "c6gd.metal",
+            Self::C6gnMedium => "c6gn.medium",
+            Self::C6gnLarge => "c6gn.large",
+            Self::C6gnXlarge => "c6gn.xlarge",
+            Self::C6gn2xlarge => "c6gn.2xlarge",
+            Self::C6gn4xlarge => "c6gn.4xlarge",
+            Self::C6gn8xlarge => "c6gn.8xlarge",
+            Self::C6gn12xlarge => "c6gn.12xlarge",
+            Self::C6gn16xlarge => "c6gn.16xlarge",
+            Self::C6iLarge => "c6i.large",
+            Self::C6iXlarge => "c6i.xlarge",
+            Self::C6i2xlarge => "c6i.2xlarge",
+            Self::C6i4xlarge => "c6i.4xlarge",
+            Self::C6i8xlarge => "c6i.8xlarge",
+            Self::C6i12xlarge => "c6i.12xlarge",
+            Self::C6i16xlarge => "c6i.16xlarge",
+            Self::C6i24xlarge => "c6i.24xlarge",
+            Self::C6i32xlarge => "c6i.32xlarge",
+            Self::C6iMetal => "c6i.metal",
+            Self::Cc14xlarge => "cc1.4xlarge",
+            Self::Cc28xlarge => "cc2.8xlarge",
+            Self::Cg14xlarge => "cg1.4xlarge",
+            Self::Cr18xlarge => "cr1.8xlarge",
+            Self::D2Xlarge => "d2.xlarge",
+            Self::D22xlarge => "d2.2xlarge",
+            Self::D24xlarge => "d2.4xlarge",
+            Self::D28xlarge => "d2.8xlarge",
+            Self::D3Xlarge => "d3.xlarge",
+            Self::D32xlarge => "d3.2xlarge",
+            Self::D34xlarge => "d3.4xlarge",
+            Self::D38xlarge => "d3.8xlarge",
+            Self::D3enXlarge => "d3en.xlarge",
+            Self::D3en2xlarge => "d3en.2xlarge",
+            Self::D3en4xlarge => "d3en.4xlarge",
+            Self::D3en6xlarge => "d3en.6xlarge",
+            Self::D3en8xlarge => "d3en.8xlarge",
+            Self::D3en12xlarge => "d3en.12xlarge",
+            Self::Dl124xlarge => "dl1.24xlarge",
+            Self::F12xlarge => "f1.2xlarge",
+            Self::F14xlarge => "f1.4xlarge",
+            Self::F116xlarge => "f1.16xlarge",
+            Self::G22xlarge => "g2.2xlarge",
+            Self::G28xlarge => "g2.8xlarge",
+            Self::G34xlarge => "g3.4xlarge",
+            Self::G38xlarge => "g3.8xlarge",
+            Self::G316xlarge => "g3.16xlarge",
+            Self::G3sXlarge => "g3s.xlarge",
+            Self::G4adXlarge => "g4ad.xlarge",
+            Self::G4ad2xlarge => "g4ad.2xlarge",
+            Self::G4ad4xlarge => "g4ad.4xlarge",
+            Self::G4ad8xlarge => "g4ad.8xlarge",
+            Self::G4ad16xlarge => "g4ad.16xlarge",
+            Self::G4dnXlarge => "g4dn.xlarge",
+            Self::G4dn2xlarge => "g4dn.2xlarge",
+            Self::G4dn4xlarge => "g4dn.4xlarge",
+            Self::G4dn8xlarge => "g4dn.8xlarge",
+            Self::G4dn12xlarge => "g4dn.12xlarge",
+            Self::G4dn16xlarge => "g4dn.16xlarge",
+            Self::G4dnMetal => "g4dn.metal",
+            Self::G5Xlarge => "g5.xlarge",
+            Self::G52xlarge => "g5.2xlarge",
+            Self::G54xlarge => "g5.4xlarge",
+            Self::G58xlarge => "g5.8xlarge",
+            Self::G512xlarge => "g5.12xlarge",
+            Self::G516xlarge => "g5.16xlarge",
+            Self::G524xlarge => "g5.24xlarge",
+            Self::G548xlarge => "g5.48xlarge",
+            Self::G5gXlarge => "g5g.xlarge",
+            Self::G5g2xlarge => "g5g.2xlarge",
+            Self::G5g4xlarge => "g5g.4xlarge",
+            Self::G5g8xlarge => "g5g.8xlarge",
+            Self::G5g16xlarge => "g5g.16xlarge",
+            Self::G5gMetal => "g5g.metal",
+            Self::Hi14xlarge => "hi1.4xlarge",
+            Self::Hpc6a48xlarge => "hpc6a.48xlarge",
+            Self::Hs18xlarge => "hs1.8xlarge",
+            Self::H12xlarge => "h1.2xlarge",
+            Self::H14xlarge => "h1.4xlarge",
+            Self::H18xlarge => "h1.8xlarge",
+            Self::H116xlarge => "h1.16xlarge",
+            Self::I2Xlarge => "i2.xlarge",
+            Self::I22xlarge => "i2.2xlarge",
+            Self::I24xlarge => "i2.4xlarge",
+            Self::I28xlarge => "i2.8xlarge",
+            Self::I3Large => "i3.large",
+            Self::I3Xlarge => "i3.xlarge",
+            Self::I32xlarge => "i3.2xlarge",
+            Self::I34xlarge => "i3.4xlarge",
+            Self::I38xlarge => "i3.8xlarge",
+            Self::I316xlarge => "i3.16xlarge",
+            Self::I3Metal => "i3.metal",
+            Self::I3enLarge => "i3en.large",
+            Self::I3enXlarge => "i3en.xlarge",
+            Self::I3en2xlarge => "i3en.2xlarge",
+            Self::I3en3xlarge => "i3en.3xlarge",
+            Self::I3en6xlarge => "i3en.6xlarge",
+            Self::I3en12xlarge => "i3en.12xlarge",
+            Self::I3en24xlarge => "i3en.24xlarge",
+            Self::I3enMetal => "i3en.metal",
+            Self::Im4gnLarge => "im4gn.large",
+            Self::Im4gnXlarge => "im4gn.xlarge",
+            Self::Im4gn2xlarge => "im4gn.2xlarge",
+            Self::Im4gn4xlarge => "im4gn.4xlarge",
+            Self::Im4gn8xlarge => "im4gn.8xlarge",
+            Self::Im4gn16xlarge => "im4gn.16xlarge",
+            Self::Inf1Xlarge => "inf1.xlarge",
+            Self::Inf12xlarge => "inf1.2xlarge",
+            Self::Inf16xlarge => "inf1.6xlarge",
+            Self::Inf124xlarge => "inf1.24xlarge",
+            Self::Is4genMedium => "is4gen.medium",
+            Self::Is4genLarge => "is4gen.large",
+            Self::Is4genXlarge => "is4gen.xlarge",
+            Self::Is4gen2xlarge => "is4gen.2xlarge",
+            Self::Is4gen4xlarge => "is4gen.4xlarge",
+            Self::Is4gen8xlarge => "is4gen.8xlarge",
+            Self::M1Small => "m1.small",
+            Self::M1Medium => "m1.medium",
+            Self::M1Large => "m1.large",
+            Self::M1Xlarge => "m1.xlarge",
+            Self::M2Xlarge => "m2.xlarge",
+            Self::M22xlarge => "m2.2xlarge",
+            Self::M24xlarge => "m2.4xlarge",
+            Self::M3Medium => "m3.medium",
+            Self::M3Large => "m3.large",
+            Self::M3Xlarge => "m3.xlarge",
+            Self::M32xlarge => "m3.2xlarge",
+            Self::M4Large => "m4.large",
+            Self::M4Xlarge => "m4.xlarge",
+            Self::M42xlarge => "m4.2xlarge",
+            Self::M44xlarge => "m4.4xlarge",
+            Self::M410xlarge => "m4.10xlarge",
+            Self::M416xlarge => "m4.16xlarge",
+            Self::M5Large => "m5.large",
+            Self::M5Xlarge => "m5.xlarge",
+            Self::M52xlarge => "m5.2xlarge",
+            Self::M54xlarge => "m5.4xlarge",
+            Self::M58xlarge => "m5.8xlarge",
+            Self::M512xlarge => "m5.12xlarge",
+            Self::M516xlarge => "m5.16xlarge",
+            Self::M524xlarge => "m5.24xlarge",
+            Self::M5Metal => "m5.metal",
+            Self::M5aLarge => "m5a.large",
+            Self::M5aXlarge => "m5a.xlarge",
+            Self::M5a2xlarge => "m5a.2xlarge",
+            Self::M5a4xlarge => "m5a.4xlarge",
+            Self::M5a8xlarge => "m5a.8xlarge",
+            Self::M5a12xlarge => "m5a.12xlarge",
+            Self::M5a16xlarge => "m5a.16xlarge",
+            Self::M5a24xlarge => "m5a.24xlarge",
+            Self::M5adLarge => "m5ad.large",
+            Self::M5adXlarge => "m5ad.xlarge",
+            Self::M5ad2xlarge => "m5ad.2xlarge",
+            Self::M5ad4xlarge => "m5ad.4xlarge",
+            Self::M5ad8xlarge => "m5ad.8xlarge",
+            Self::M5ad12xlarge => "m5ad.12xlarge",
+            Self::M5ad16xlarge => "m5ad.16xlarge",
+            Self::M5ad24xlarge => "m5ad.24xlarge",
+            Self::M5dLarge => "m5d.large",
+            Self::M5dXlarge => "m5d.xlarge",
+            Self::M5d2xlarge => "m5d.2xlarge",
+            Self::M5d4xlarge => "m5d.4xlarge",
+            Self::M5d8xlarge => "m5d.8xlarge",
+            Self::M5d12xlarge => "m5d.12xlarge",
+            Self::M5d16xlarge => "m5d.16xlarge",
+            Self::M5d24xlarge => "m5d.24xlarge",
+            Self::M5dMetal => "m5d.metal",
+            Self::M5dnLarge => "m5dn.large",
+            Self::M5dnXlarge => "m5dn.xlarge",
+            Self::M5dn2xlarge => "m5dn.2xlarge",
+            Self::M5dn4xlarge => "m5dn.4xlarge",
+            Self::M5dn8xlarge => "m5dn.8xlarge",
+            Self::M5dn12xlarge => "m5dn.12xlarge",
+            Self::M5dn16xlarge => "m5dn.16xlarge",
+            Self::M5dn24xlarge => "m5dn.24xlarge",
+            Self::M5dnMetal => "m5dn.metal",
+            Self::M5nLarge => "m5n.large",
+            Self::M5nXlarge => "m5n.xlarge",
+            Self::M5n2xlarge => "m5n.2xlarge",
+            Self::M5n4xlarge => "m5n.4xlarge",
+            Self::M5n8xlarge => "m5n.8xlarge",
+            Self::M5n12xlarge => "m5n.12xlarge",
+            Self::M5n16xlarge => "m5n.16xlarge",
+            Self::M5n24xlarge => "m5n.24xlarge",
+            Self::M5nMetal => "m5n.metal",
+            Self::M5znLarge => "m5zn.large",
+            Self::M5znXlarge => "m5zn.xlarge",
+            Self::M5zn2xlarge => "m5zn.2xlarge",
+            Self::M5zn3xlarge => "m5zn.3xlarge",
+            Self::M5zn6xlarge => "m5zn.6xlarge",
+            Self::M5zn12xlarge => "m5zn.12xlarge",
+            Self::M5znMetal => "m5zn.metal",
+            Self::M6aLarge => "m6a.large",
+            Self::M6aXlarge => "m6a.xlarge",
+            Self::M6a2xlarge => "m6a.2xlarge",
+            Self::M6a4xlarge => "m6a.4xlarge",
+            Self::M6a8xlarge => "m6a.8xlarge",
+            Self::M6a12xlarge => "m6a.12xlarge",
+            Self::M6a16xlarge => "m6a.16xlarge",
+            Self::M6a24xlarge => "m6a.24xlarge",
+            Self::M6a32xlarge => "m6a.32xlarge",
+            Self::M6a48xlarge => "m6a.48xlarge",
+            Self::M6gMetal => "m6g.metal",
+            Self::M6gMedium => "m6g.medium",
+            Self::M6gLarge => "m6g.large",
+            Self::M6gXlarge => "m6g.xlarge",
+            Self::M6g2xlarge => "m6g.2xlarge",
+            Self::M6g4xlarge => "m6g.4xlarge",
+            Self::M6g8xlarge => "m6g.8xlarge",
+            Self::M6g12xlarge => "m6g.12xlarge",
+            Self::M6g16xlarge => "m6g.16xlarge",
+            Self::M6gdMetal => "m6gd.metal",
+            Self::M6gdMedium => "m6gd.medium",
+            Self::M6gdLarge => "m6gd.large",
+            Self::M6gdXlarge => "m6gd.xlarge",
+            Self::M6gd2xlarge => "m6gd.2xlarge",
+            Self::M6gd4xlarge => "m6gd.4xlarge",
+            Self::M6gd8xlarge => "m6gd.8xlarge",
+            Self::M6gd12xlarge => "m6gd.12xlarge",
+            Self::M6gd16xlarge => "m6gd.16xlarge",
+            Self::M6iLarge => "m6i.large",
+            Self::M6iXlarge => "m6i.xlarge",
+            Self::M6i2xlarge => "m6i.2xlarge",
+            Self::M6i4xlarge => "m6i.4xlarge",
+            Self::M6i8xlarge => "m6i.8xlarge",
+            Self::M6i12xlarge => "m6i.12xlarge",
+            Self::M6i16xlarge => "m6i.16xlarge",
+            Self::M6i24xlarge => "m6i.24xlarge",
+            Self::M6i32xlarge => "m6i.32xlarge",
+            Self::M6iMetal => "m6i.metal",
+            Self::Mac1Metal => "mac1.metal",
+            Self::P2Xlarge => "p2.xlarge",
+            Self::P28xlarge => "p2.8xlarge",
+            Self::P216xlarge => "p2.16xlarge",
+            Self::P32xlarge => "p3.2xlarge",
+            Self::P38xlarge => "p3.8xlarge",
+            Self::P316xlarge => "p3.16xlarge",
+            Self::P3dn24xlarge => "p3dn.24xlarge",
+            Self::P4d24xlarge => "p4d.24xlarge",
+            Self::R3Large => "r3.large",
+            Self::R3Xlarge => "r3.xlarge",
+            Self::R32xlarge => "r3.2xlarge",
+            Self::R34xlarge => "r3.4xlarge",
+            Self::R38xlarge => "r3.8xlarge",
+            Self::R4Large => "r4.large",
+            Self::R4Xlarge => "r4.xlarge",
+            Self::R42xlarge => "r4.2xlarge",
+            Self::R44xlarge => "r4.4xlarge",
+            Self::R48xlarge => "r4.8xlarge",
+            Self::R416xlarge => "r4.16xlarge",
+            Self::R5Large => "r5.large",
+            Self::R5Xlarge => "r5.xlarge",
+            Self::R52xlarge => "r5.2xlarge",
+            Self::R54xlarge => "r5.4xlarge",
+            Self::R58xlarge => "r5.8xlarge",
+            Self::R512xlarge => "r5.12xlarge",
+            Self::R516xlarge => "r5.16xlarge",
+            Self::R524xlarge => "r5.24xlarge",
+            Self::R5Metal => "r5.metal",
+            Self::R5aLarge => "r5a.large",
+            Self::R5aXlarge => "r5a.xlarge",
+            Self::R5a2xlarge => "r5a.2xlarge",
+            Self::R5a4xlarge => "r5a.4xlarge",
+            Self::R5a8xlarge => "r5a.8xlarge",
+            Self::R5a12xlarge => "r5a.12xlarge",
+            Self::R5a16xlarge => "r5a.16xlarge",
+            Self::R5a24xlarge => "r5a.24xlarge",
+            Self::R5adLarge => "r5ad.large",
+            Self::R5adXlarge => "r5ad.xlarge",
+            Self::R5ad2xlarge => "r5ad.2xlarge",
+            Self::R5ad4xlarge => "r5ad.4xlarge",
+            Self::R5ad8xlarge => "r5ad.8xlarge",
+            Self::R5ad12xlarge => "r5ad.12xlarge",
+            Self::R5ad16xlarge => "r5ad.16xlarge",
+            Self::R5ad24xlarge => "r5ad.24xlarge",
+            Self::R5bLarge => "r5b.large",
+            Self::R5bXlarge => "r5b.xlarge",
+            Self::R5b2xlarge => "r5b.2xlarge",
+            Self::R5b4xlarge => "r5b.4xlarge",
+            Self::R5b8xlarge => "r5b.8xlarge",
+            Self::R5b12xlarge => "r5b.12xlarge",
+            Self::R5b16xlarge => "r5b.16xlarge",
+            Self::R5b24xlarge => "r5b.24xlarge",
+            Self::R5bMetal => "r5b.metal",
+            Self::R5dLarge => "r5d.large",
+            Self::R5dXlarge => "r5d.xlarge",
+            Self::R5d2xlarge => "r5d.2xlarge",
+            Self::R5d4xlarge => "r5d.4xlarge",
+            Self::R5d8xlarge => "r5d.8xlarge",
+            Self::R5d12xlarge => "r5d.12xlarge",
+            Self::R5d16xlarge => "r5d.16xlarge",
+            Self::R5d24xlarge => "r5d.24xlarge",
+            Self::R5dMetal => "r5d.metal",
+            Self::R5dnLarge => "r5dn.large",
+            Self::R5dnXlarge => "r5dn.xlarge",
+            Self::R5dn2xlarge => "r5dn.2xlarge",
+            Self::R5dn4xlarge => "r5dn.4xlarge",
+            Self::R5dn8xlarge => "r5dn.8xlarge",
+            Self::R5dn12xlarge => "r5dn.12xlarge",
+            Self::R5dn16xlarge => "r5dn.16xlarge",
+            Self::R5dn24xlarge => "r5dn.24xlarge",
+            Self::R5dnMetal => "r5dn.metal",
+            Self::R5nLarge => "r5n.large",
+            Self::R5nXlarge => "r5n.xlarge",
+            Self::R5n2xlarge => "r5n.2xlarge",
+            Self::R5n4xlarge => "r5n.4xlarge",
+            Self::R5n8xlarge => "r5n.8xlarge",
+            Self::R5n12xlarge => "r5n.12xlarge",
+            Self::R5n16xlarge => "r5n.16xlarge",
+            Self::R5n24xlarge => "r5n.24xlarge",
+            Self::R5nMetal => "r5n.metal",
+            Self::R6gMedium => "r6g.medium",
+            Self::R6gLarge => "r6g.large",
+            Self::R6gXlarge => "r6g.xlarge",
+            Self::R6g2xlarge => "r6g.2xlarge",
+            Self::R6g4xlarge => "r6g.4xlarge",
+            Self::R6g8xlarge => "r6g.8xlarge",
+            Self::R6g12xlarge => "r6g.12xlarge",
+            Self::R6g16xlarge => "r6g.16xlarge",
+            Self::R6gMetal => "r6g.metal",
+            Self::R6gdMedium => "r6gd.medium",
+            Self::R6gdLarge => "r6gd.large",
+            Self::R6gdXlarge => "r6gd.xlarge",
+            Self::R6gd2xlarge => "r6gd.2xlarge",
+            Self::R6gd4xlarge => "r6gd.4xlarge",
+            Self::R6gd8xlarge => "r6gd.8xlarge",
+            Self::R6gd12xlarge => "r6gd.12xlarge",
+            Self::R6gd16xlarge => "r6gd.16xlarge",
+            Self::R6gdMetal => "r6gd.metal",
+            Self::R6iLarge => "r6i.large",
+            Self::R6iXlarge => "r6i.xlarge",
+            Self::R6i2xlarge => "r6i.2xlarge",
+            Self::R6i4xlarge => "r6i.4xlarge",
+            Self::R6i8xlarge => "r6i.8xlarge",
+            Self::R6i12xlarge => "r6i.12xlarge",
+            Self::R6i16xlarge => "r6i.16xlarge",
+            Self::R6i24xlarge => "r6i.24xlarge",
+            Self::R6i32xlarge => "r6i.32xlarge",
+            Self::R6iMetal => "r6i.metal",
+            Self::T1Micro => "t1.micro",
+            Self::T2Nano => "t2.nano",
+            Self::T2Micro => "t2.micro",
+            Self::T2Small => "t2.small",
+            Self::T2Medium => "t2.medium",
+            Self::T2Large => "t2.large",
+            Self::T2Xlarge => "t2.xlarge",
+            Self::T22xlarge => "t2.2xlarge",
+            Self::T3Nano => "t3.nano",
+            Self::T3Micro => "t3.micro",
+            Self::T3Small => "t3.small",
+            Self::T3Medium => "t3.medium",
+            Self::T3Large => "t3.large",
+            Self::T3Xlarge => "t3.xlarge",
+            Self::T32xlarge => "t3.2xlarge",
+            Self::T3aNano => "t3a.nano",
+            Self::T3aMicro => "t3a.micro",
+            Self::T3aSmall => "t3a.small",
+            Self::T3aMedium => "t3a.medium",
+            Self::T3aLarge => "t3a.large",
+            Self::T3aXlarge => "t3a.xlarge",
+            Self::T3a2xlarge => "t3a.2xlarge",
+            Self::T4gNano => "t4g.nano",
+            Self::T4gMicro => "t4g.micro",
+            Self::T4gSmall => "t4g.small",
+            Self::T4gMedium => "t4g.medium",
+            Self::T4gLarge => "t4g.large",
+            Self::T4gXlarge => "t4g.xlarge",
+            Self::T4g2xlarge => "t4g.2xlarge",
+            Self::U6tb156xlarge => "u-6tb1.56xlarge",
+            Self::U6tb1112xlarge => "u-6tb1.112xlarge",
+            Self::U9tb1112xlarge => "u-9tb1.112xlarge",
+            Self::U12tb1112xlarge => "u-12tb1.112xlarge",
+            Self::U6tb1Metal => "u-6tb1.metal",
+            Self::U9tb1Metal => "u-9tb1.metal",
+            Self::U12tb1Metal => "u-12tb1.metal",
+            Self::U18tb1Metal => "u-18tb1.metal",
+            Self::U24tb1Metal => "u-24tb1.metal",
+            Self::Vt13xlarge => "vt1.3xlarge",
+            Self::Vt16xlarge => "vt1.6xlarge",
+            Self::Vt124xlarge => "vt1.24xlarge",
+            Self::X116xlarge => "x1.16xlarge",
+            Self::X132xlarge => "x1.32xlarge",
+            Self::X1eXlarge => "x1e.xlarge",
+            Self::X1e2xlarge => "x1e.2xlarge",
+            Self::X1e4xlarge => "x1e.4xlarge",
+            Self::X1e8xlarge => "x1e.8xlarge",
+            Self::X1e16xlarge => "x1e.16xlarge",
+            Self::X1e32xlarge => "x1e.32xlarge",
+            Self::X2iezn2xlarge => "x2iezn.2xlarge",
+            Self::X2iezn4xlarge => "x2iezn.4xlarge",
+            Self::X2iezn6xlarge => "x2iezn.6xlarge",
+            Self::X2iezn8xlarge => "x2iezn.8xlarge",
+            Self::X2iezn12xlarge => "x2iezn.12xlarge",
+            Self::X2ieznMetal => "x2iezn.metal",
+            Self::X2gdMedium => "x2gd.medium",
+            Self::X2gdLarge => "x2gd.large",
+            Self::X2gdXlarge => "x2gd.xlarge",
+            Self::X2gd2xlarge => "x2gd.2xlarge",
+            Self::X2gd4xlarge => "x2gd.4xlarge",
+            Self::X2gd8xlarge => "x2gd.8xlarge",
+            Self::X2gd12xlarge => "x2gd.12xlarge",
+            Self::X2gd16xlarge => "x2gd.16xlarge",
+            Self::X2gdMetal => "x2gd.metal",
+            Self::Z1dLarge => "z1d.large",
+            Self::Z1dXlarge => "z1d.xlarge",
+            Self::Z1d2xlarge => "z1d.2xlarge",
+            Self::Z1d3xlarge => "z1d.3xlarge",
+            Self::Z1d6xlarge => "z1d.6xlarge",
+            Self::Z1d12xlarge => "z1d.12xlarge",
+            Self::Z1dMetal => "z1d.metal",
+            Self::X2idn16xlarge => "x2idn.16xlarge",
+            Self::X2idn24xlarge => "x2idn.24xlarge",
+            Self::X2idn32xlarge => "x2idn.32xlarge",
+            Self::X2iednXlarge => "x2iedn.xlarge",
+            Self::X2iedn2xlarge => "x2iedn.2xlarge",
+            Self::X2iedn4xlarge => "x2iedn.4xlarge",
+            Self::X2iedn8xlarge => "x2iedn.8xlarge",
+            Self::X2iedn16xlarge => "x2iedn.16xlarge",
+            Self::X2iedn24xlarge => "x2iedn.24xlarge",
+            Self::X2iedn32xlarge => "x2iedn.32xlarge",
+            Self::C6aLarge => "c6a.large",
+            Self::C6aXlarge => "c6a.xlarge",
+            Self::C6a2xlarge => "c6a.2xlarge",
+            Self::C6a4xlarge => "c6a.4xlarge",
+            Self::C6a8xlarge => "c6a.8xlarge",
+            Self::C6a12xlarge => "c6a.12xlarge",
+            Self::C6a16xlarge => "c6a.16xlarge",
+            Self::C6a24xlarge => "c6a.24xlarge",
+            Self::C6a32xlarge => "c6a.32xlarge",
+            Self::C6a48xlarge => "c6a.48xlarge",
+            Self::C6aMetal => "c6a.metal",
+            Self::M6aMetal => "m6a.metal",
+            Self::I4iLarge => "i4i.large",
+            Self::I4iXlarge => "i4i.xlarge",
+            Self::I4i2xlarge => "i4i.2xlarge",
+            Self::I4i4xlarge => "i4i.4xlarge",
+            Self::I4i8xlarge => "i4i.8xlarge",
+            Self::I4i16xlarge => "i4i.16xlarge",
+            Self::I4i32xlarge => "i4i.32xlarge",
+            Self::I4iMetal => "i4i.metal",
+            Self::X2idnMetal => "x2idn.metal",
+            Self::X2iednMetal => "x2iedn.metal",
+            Self::C7gMedium => "c7g.medium",
+            Self::C7gLarge => "c7g.large",
+            Self::C7gXlarge => "c7g.xlarge",
+            Self::C7g2xlarge => "c7g.2xlarge",
+            Self::C7g4xlarge => "c7g.4xlarge",
+            Self::C7g8xlarge => "c7g.8xlarge",
+            Self::C7g12xlarge => "c7g.12xlarge",
+            Self::C7g16xlarge => "c7g.16xlarge",
+            Self::Mac2Metal => "mac2.metal",
+            Self::C6idLarge => "c6id.large",
+            Self::C6idXlarge => "c6id.xlarge",
+            Self::C6id2xlarge => "c6id.2xlarge",
+            Self::C6id4xlarge => "c6id.4xlarge",
+            Self::C6id8xlarge => "c6id.8xlarge",
+            Self::C6id12xlarge => "c6id.12xlarge",
+            Self::C6id16xlarge => "c6id.16xlarge",
+            Self::C6id24xlarge => "c6id.24xlarge",
+            Self::C6id32xlarge => "c6id.32xlarge",
+            Self::C6idMetal => "c6id.metal",
+            Self::M6idLarge => "m6id.large",
+            Self::M6idXlarge => "m6id.xlarge",
+            Self::M6id2xlarge => "m6id.2xlarge",
+            Self::M6id4xlarge => "m6id.4xlarge",
+            Self::M6id8xlarge => "m6id.8xlarge",
+            Self::M6id12xlarge => "m6id.12xlarge",
+            Self::M6id16xlarge => "m6id.16xlarge",
+            Self::M6id24xlarge => "m6id.24xlarge",
+            Self::M6id32xlarge => "m6id.32xlarge",
+            Self::M6idMetal => "m6id.metal",
+            Self::R6idLarge => "r6id.large",
+            Self::R6idXlarge => "r6id.xlarge",
+            Self::R6id2xlarge => "r6id.2xlarge",
+            Self::R6id4xlarge => "r6id.4xlarge",
+            Self::R6id8xlarge => "r6id.8xlarge",
+            Self::R6id12xlarge => "r6id.12xlarge",
+            Self::R6id16xlarge => "r6id.16xlarge",
+            Self::R6id24xlarge => "r6id.24xlarge",
+            Self::R6id32xlarge => "r6id.32xlarge",
+            Self::R6idMetal => "r6id.metal",
+            Self::R6aLarge => "r6a.large",
+            Self::R6aXlarge => "r6a.xlarge",
+            Self::R6a2xlarge => "r6a.2xlarge",
+            Self::R6a4xlarge => "r6a.4xlarge",
+            Self::R6a8xlarge => "r6a.8xlarge",
+            Self::R6a12xlarge => "r6a.12xlarge",
+            Self::R6a16xlarge => "r6a.16xlarge",
+            Self::R6a24xlarge => "r6a.24xlarge",
+            Self::R6a32xlarge => "r6a.32xlarge",
+            Self::R6a48xlarge => "r6a.48xlarge",
+            Self::R6aMetal => "r6a.metal",
+            Self::P4de24xlarge => "p4de.24xlarge",
+            Self::U3tb156xlarge => "u-3tb1.56xlarge",
+            Self::U18tb1112xlarge => "u-18tb1.112xlarge",
+            Self::U24tb1112xlarge => "u-24tb1.112xlarge",
+            Self::Trn12xlarge => "trn1.2xlarge",
+            Self::Trn132xlarge => "trn1.32xlarge",
+            Self::Hpc6id32xlarge => "hpc6id.32xlarge",
+            Self::C6inLarge => "c6in.large",
+            Self::C6inXlarge => "c6in.xlarge",
+            Self::C6in2xlarge => "c6in.2xlarge",
+            Self::C6in4xlarge => "c6in.4xlarge",
+            Self::C6in8xlarge => "c6in.8xlarge",
+            Self::C6in12xlarge => "c6in.12xlarge",
+            Self::C6in16xlarge => "c6in.16xlarge",
+            Self::C6in24xlarge => "c6in.24xlarge",
+            Self::C6in32xlarge => "c6in.32xlarge",
+            Self::M6inLarge => "m6in.large",
+            Self::M6inXlarge => "m6in.xlarge",
+            Self::M6in2xlarge => "m6in.2xlarge",
+            Self::M6in4xlarge => "m6in.4xlarge",
+            Self::M6in8xlarge => "m6in.8xlarge",
+            Self::M6in12xlarge => "m6in.12xlarge",
+            Self::M6in16xlarge => "m6in.16xlarge",
+            Self::M6in24xlarge => "m6in.24xlarge",
+            Self::M6in32xlarge => "m6in.32xlarge",
+            Self::M6idnLarge => "m6idn.large",
+            Self::M6idnXlarge => "m6idn.xlarge",
+            Self::M6idn2xlarge => "m6idn.2xlarge",
+            Self::M6idn4xlarge => "m6idn.4xlarge",
+            Self::M6idn8xlarge => "m6idn.8xlarge",
+            Self::M6idn12xlarge => "m6idn.12xlarge",
+            Self::M6idn16xlarge => "m6idn.16xlarge",
+            Self::M6idn24xlarge => "m6idn.24xlarge",
+            Self::M6idn32xlarge => "m6idn.32xlarge",
+            Self::R6inLarge => "r6in.large",
+            Self::R6inXlarge => "r6in.xlarge",
+            Self::R6in2xlarge => "r6in.2xlarge",
+            Self::R6in4xlarge => "r6in.4xlarge",
+            Self::R6in8xlarge => "r6in.8xlarge",
+            Self::R6in12xlarge => "r6in.12xlarge",
+            Self::R6in16xlarge => "r6in.16xlarge",
+            Self::R6in24xlarge => "r6in.24xlarge",
+            Self::R6in32xlarge => "r6in.32xlarge",
+            Self::R6idnLarge => "r6idn.large",
+            Self::R6idnXlarge => "r6idn.xlarge",
+            Self::R6idn2xlarge => "r6idn.2xlarge",
+            Self::R6idn4xlarge => "r6idn.4xlarge",
+            Self::R6idn8xlarge => "r6idn.8xlarge",
+            Self::R6idn12xlarge => "r6idn.12xlarge",
+            Self::R6idn16xlarge => "r6idn.16xlarge",
+            Self::R6idn24xlarge => "r6idn.24xlarge",
+            Self::R6idn32xlarge => "r6idn.32xlarge",
+            Self::C7gMetal => "c7g.metal",
+            Self::M7gMedium => "m7g.medium",
+            Self::M7gLarge => "m7g.large",
+            Self::M7gXlarge => "m7g.xlarge",
+            Self::M7g2xlarge => "m7g.2xlarge",
+            Self::M7g4xlarge => "m7g.4xlarge",
+            Self::M7g8xlarge => "m7g.8xlarge",
+            Self::M7g12xlarge => "m7g.12xlarge",
+            Self::M7g16xlarge => "m7g.16xlarge",
+            Self::M7gMetal => "m7g.metal",
+            Self::R7gMedium => "r7g.medium",
+            Self::R7gLarge => "r7g.large",
+            Self::R7gXlarge => "r7g.xlarge",
+            Self::R7g2xlarge => "r7g.2xlarge",
+            Self::R7g4xlarge => "r7g.4xlarge",
+            Self::R7g8xlarge => "r7g.8xlarge",
+            Self::R7g12xlarge => "r7g.12xlarge",
+            Self::R7g16xlarge => "r7g.16xlarge",
+            Self::R7gMetal => "r7g.metal",
+            Self::C6inMetal => "c6in.metal",
+            Self::M6inMetal => "m6in.metal",
+            Self::M6idnMetal => "m6idn.metal",
+            Self::R6inMetal => "r6in.metal",
+            Self::R6idnMetal => "r6idn.metal",
+            Self::Inf2Xlarge => "inf2.xlarge",
+            Self::Inf28xlarge => "inf2.8xlarge",
+            Self::Inf224xlarge => "inf2.24xlarge",
+            Self::Inf248xlarge => "inf2.48xlarge",
+            Self::Trn1n32xlarge => "trn1n.32xlarge",
+            Self::I4gLarge => "i4g.large",
+            Self::I4gXlarge => "i4g.xlarge",
+            Self::I4g2xlarge => "i4g.2xlarge",
+            Self::I4g4xlarge => "i4g.4xlarge",
+            Self::I4g8xlarge => "i4g.8xlarge",
+            Self::I4g16xlarge => "i4g.16xlarge",
+            Self::Hpc7g4xlarge => "hpc7g.4xlarge",
+            Self::Hpc7g8xlarge => "hpc7g.8xlarge",
+            Self::Hpc7g16xlarge => "hpc7g.16xlarge",
+            Self::C7gnMedium => "c7gn.medium",
+            Self::C7gnLarge => "c7gn.large",
+            Self::C7gnXlarge => "c7gn.xlarge",
+            Self::C7gn2xlarge => "c7gn.2xlarge",
+            Self::C7gn4xlarge => "c7gn.4xlarge",
+            Self::C7gn8xlarge => "c7gn.8xlarge",
+            Self::C7gn12xlarge => "c7gn.12xlarge",
+            Self::C7gn16xlarge => "c7gn.16xlarge",
+            Self::P548xlarge => "p5.48xlarge",
+            Self::M7iLarge => "m7i.large",
+            Self::M7iXlarge => "m7i.xlarge",
+            Self::M7i2xlarge => "m7i.2xlarge",
+            Self::M7i4xlarge => "m7i.4xlarge",
+            Self::M7i8xlarge => "m7i.8xlarge",
+            Self::M7i12xlarge => "m7i.12xlarge",
+            Self::M7i16xlarge => "m7i.16xlarge",
+            Self::M7i24xlarge => "m7i.24xlarge",
+            Self::M7i48xlarge => "m7i.48xlarge",
+            Self::M7iFlexLarge => "m7i-flex.large",
+            Self::M7iFlexXlarge => "m7i-flex.xlarge",
+            Self::M7iFlex2xlarge => "m7i-flex.2xlarge",
+            Self::M7iFlex4xlarge => "m7i-flex.4xlarge",
+            Self::M7iFlex8xlarge => "m7i-flex.8xlarge",
+            Self::M7aMedium => "m7a.medium",
+            Self::M7aLarge => "m7a.large",
+            Self::M7aXlarge => "m7a.xlarge",
+            Self::M7a2xlarge => "m7a.2xlarge",
+            Self::M7a4xlarge => "m7a.4xlarge",
+            Self::M7a8xlarge => "m7a.8xlarge",
+            Self::M7a12xlarge => "m7a.12xlarge",
+            Self::M7a16xlarge => "m7a.16xlarge",
+            Self::M7a24xlarge => "m7a.24xlarge",
+            Self::M7a32xlarge => "m7a.32xlarge",
+            Self::M7a48xlarge => "m7a.48xlarge",
+            Self::M7aMetal48xl => "m7a.metal-48xl",
+            Self::Hpc7a12xlarge => "hpc7a.12xlarge",
+            Self::Hpc7a24xlarge => "hpc7a.24xlarge",
+            Self::Hpc7a48xlarge => "hpc7a.48xlarge",
+            Self::Hpc7a96xlarge => "hpc7a.96xlarge",
+            Self::C7gdMedium => "c7gd.medium",
+            Self::C7gdLarge => "c7gd.large",
+            Self::C7gdXlarge => "c7gd.xlarge",
+            Self::C7gd2xlarge => "c7gd.2xlarge",
+            Self::C7gd4xlarge => "c7gd.4xlarge",
+            Self::C7gd8xlarge => "c7gd.8xlarge",
+            Self::C7gd12xlarge => "c7gd.12xlarge",
+            Self::C7gd16xlarge => "c7gd.16xlarge",
+            Self::M7gdMedium => "m7gd.medium",
+            Self::M7gdLarge => "m7gd.large",
+            Self::M7gdXlarge => "m7gd.xlarge",
+            Self::M7gd2xlarge => "m7gd.2xlarge",
+            Self::M7gd4xlarge => "m7gd.4xlarge",
+            Self::M7gd8xlarge => "m7gd.8xlarge",
+            Self::M7gd12xlarge => "m7gd.12xlarge",
+            Self::M7gd16xlarge => "m7gd.16xlarge",
+            Self::R7gdMedium => "r7gd.medium",
+            Self::R7gdLarge => "r7gd.large",
+            Self::R7gdXlarge => "r7gd.xlarge",
+            Self::R7gd2xlarge => "r7gd.2xlarge",
+            Self::R7gd4xlarge => "r7gd.4xlarge",
+            Self::R7gd8xlarge => "r7gd.8xlarge",
+            Self::R7gd12xlarge => "r7gd.12xlarge",
+            Self::R7gd16xlarge => "r7gd.16xlarge",
+            Self::R7aMedium => "r7a.medium",
+            Self::R7aLarge => "r7a.large",
+            Self::R7aXlarge => "r7a.xlarge",
+            Self::R7a2xlarge => "r7a.2xlarge",
+            Self::R7a4xlarge => "r7a.4xlarge",
+            Self::R7a8xlarge => "r7a.8xlarge",
+            Self::R7a12xlarge => "r7a.12xlarge",
+            Self::R7a16xlarge => "r7a.16xlarge",
+            Self::R7a24xlarge => "r7a.24xlarge",
+            Self::R7a32xlarge => "r7a.32xlarge",
+            Self::R7a48xlarge => "r7a.48xlarge",
+            Self::C7iLarge => "c7i.large",
+            Self::C7iXlarge => "c7i.xlarge",
+            Self::C7i2xlarge => "c7i.2xlarge",
+            Self::C7i4xlarge => "c7i.4xlarge",
+            Self::C7i8xlarge => "c7i.8xlarge",
+            Self::C7i12xlarge => "c7i.12xlarge",
+            Self::C7i16xlarge => "c7i.16xlarge",
+            Self::C7i24xlarge => "c7i.24xlarge",
+            Self::C7i48xlarge => "c7i.48xlarge",
+            Self::Mac2M2proMetal => "mac2-m2pro.metal",
+            Self::R7izLarge => "r7iz.large",
+            Self::R7izXlarge => "r7iz.xlarge",
+            Self::R7iz2xlarge => "r7iz.2xlarge",
+            Self::R7iz4xlarge => "r7iz.4xlarge",
+            Self::R7iz8xlarge => "r7iz.8xlarge",
+            Self::R7iz12xlarge => "r7iz.12xlarge",
+            Self::R7iz16xlarge => "r7iz.16xlarge",
+            Self::R7iz32xlarge => "r7iz.32xlarge",
+            Self::C7aMedium => "c7a.medium",
+            Self::C7aLarge => "c7a.large",
+            Self::C7aXlarge => "c7a.xlarge",
+            Self::C7a2xlarge => "c7a.2xlarge",
+            Self::C7a4xlarge => "c7a.4xlarge",
+            Self::C7a8xlarge => "c7a.8xlarge",
+            Self::C7a12xlarge => "c7a.12xlarge",
+            Self::C7a16xlarge => "c7a.16xlarge",
+            Self::C7a24xlarge => "c7a.24xlarge",
+            Self::C7a32xlarge => "c7a.32xlarge",
+            Self::C7a48xlarge => "c7a.48xlarge",
+            Self::C7aMetal48xl => "c7a.metal-48xl",
+            Self::R7aMetal48xl => "r7a.metal-48xl",
+            Self::R7iLarge => "r7i.large",
+            Self::R7iXlarge => "r7i.xlarge",
+            Self::R7i2xlarge => "r7i.2xlarge",
+            Self::R7i4xlarge => "r7i.4xlarge",
+            Self::R7i8xlarge => "r7i.8xlarge",
+            Self::R7i12xlarge => "r7i.12xlarge",
+            Self::R7i16xlarge => "r7i.16xlarge",
+            Self::R7i24xlarge => "r7i.24xlarge",
+            Self::R7i48xlarge => "r7i.48xlarge",
+            Self::Dl2q24xlarge => "dl2q.24xlarge",
+            Self::Mac2M2Metal => "mac2-m2.metal",
+            Self::I4i12xlarge => "i4i.12xlarge",
+            Self::I4i24xlarge => "i4i.24xlarge",
+            Self::C7iMetal24xl => "c7i.metal-24xl",
+            Self::C7iMetal48xl => "c7i.metal-48xl",
+            Self::M7iMetal24xl => "m7i.metal-24xl",
+            Self::M7iMetal48xl => "m7i.metal-48xl",
+            Self::R7iMetal24xl => "r7i.metal-24xl",
+            Self::R7iMetal48xl => "r7i.metal-48xl",
+            Self::R7izMetal16xl => "r7iz.metal-16xl",
+            Self::R7izMetal32xl => "r7iz.metal-32xl",
+            Self::C7gdMetal => "c7gd.metal",
+            Self::M7gdMetal => "m7gd.metal",
+            Self::R7gdMetal => "r7gd.metal",
+            Self::G6Xlarge => "g6.xlarge",
+            Self::G62xlarge => "g6.2xlarge",
+            Self::G64xlarge => "g6.4xlarge",
+            Self::G68xlarge => "g6.8xlarge",
+            Self::G612xlarge => "g6.12xlarge",
+            Self::G616xlarge => "g6.16xlarge",
+            Self::G624xlarge => "g6.24xlarge",
+            Self::G648xlarge => "g6.48xlarge",
+            Self::Gr64xlarge => "gr6.4xlarge",
+            Self::Gr68xlarge => "gr6.8xlarge",
+            Self::C7iFlexLarge => "c7i-flex.large",
+            Self::C7iFlexXlarge => "c7i-flex.xlarge",
+            Self::C7iFlex2xlarge => "c7i-flex.2xlarge",
+            Self::C7iFlex4xlarge => "c7i-flex.4xlarge",
+            Self::C7iFlex8xlarge => "c7i-flex.8xlarge",
+            Self::U7i12tb224xlarge => "u7i-12tb.224xlarge",
+            Self::U7in16tb224xlarge => "u7in-16tb.224xlarge",
+            Self::U7in24tb224xlarge => "u7in-24tb.224xlarge",
+            Self::U7in32tb224xlarge => "u7in-32tb.224xlarge",
+            Self::U7ib12tb224xlarge => "u7ib-12tb.224xlarge",
+            Self::C7gnMetal => "c7gn.metal",
+            Self::R8gMedium => "r8g.medium",
+            Self::R8gLarge => "r8g.large",
+            Self::R8gXlarge => "r8g.xlarge",
+            Self::R8g2xlarge => "r8g.2xlarge",
+            Self::R8g4xlarge => "r8g.4xlarge",
+            Self::R8g8xlarge => "r8g.8xlarge",
+            Self::R8g12xlarge => "r8g.12xlarge",
+            Self::R8g16xlarge => "r8g.16xlarge",
+            Self::R8g24xlarge => "r8g.24xlarge",
+            Self::R8g48xlarge => "r8g.48xlarge",
+            Self::R8gMetal24xl => "r8g.metal-24xl",
+            Self::R8gMetal48xl => "r8g.metal-48xl",
+            Self::Mac2M1ultraMetal => "mac2-m1ultra.metal",
+            Self::G6eXlarge => "g6e.xlarge",
+            Self::G6e2xlarge => "g6e.2xlarge",
+            Self::G6e4xlarge => "g6e.4xlarge",
+            Self::G6e8xlarge => "g6e.8xlarge",
+            Self::G6e12xlarge => "g6e.12xlarge",
+            Self::G6e16xlarge => "g6e.16xlarge",
+            Self::G6e24xlarge => "g6e.24xlarge",
+            Self::G6e48xlarge => "g6e.48xlarge",
+            Self::C8gMedium => "c8g.medium",
+            Self::C8gLarge => "c8g.large",
+            Self::C8gXlarge => "c8g.xlarge",
+            Self::C8g2xlarge => "c8g.2xlarge",
+            Self::C8g4xlarge => "c8g.4xlarge",
+            Self::C8g8xlarge => "c8g.8xlarge",
+            Self::C8g12xlarge => "c8g.12xlarge",
+            Self::C8g16xlarge => "c8g.16xlarge",
+            Self::C8g24xlarge => "c8g.24xlarge",
+            Self::C8g48xlarge => "c8g.48xlarge",
+            Self::C8gMetal24xl => "c8g.metal-24xl",
+            Self::C8gMetal48xl => "c8g.metal-48xl",
+            Self::M8gMedium => "m8g.medium",
+            Self::M8gLarge => "m8g.large",
+            Self::M8gXlarge => "m8g.xlarge",
+            Self::M8g2xlarge => "m8g.2xlarge",
+            Self::M8g4xlarge => "m8g.4xlarge",
+            Self::M8g8xlarge => "m8g.8xlarge",
+            Self::M8g12xlarge => "m8g.12xlarge",
+            Self::M8g16xlarge => "m8g.16xlarge",
+            Self::M8g24xlarge => "m8g.24xlarge",
+            Self::M8g48xlarge => "m8g.48xlarge",
+            Self::M8gMetal24xl => "m8g.metal-24xl",
+            Self::M8gMetal48xl => "m8g.metal-48xl",
+            Self::X8gMedium => "x8g.medium",
+            Self::X8gLarge => "x8g.large",
+            Self::X8gXlarge => "x8g.xlarge",
+            Self::X8g2xlarge => "x8g.2xlarge",
+            Self::X8g4xlarge => "x8g.4xlarge",
+            Self::X8g8xlarge => "x8g.8xlarge",
+            Self::X8g12xlarge => "x8g.12xlarge",
+            Self::X8g16xlarge => "x8g.16xlarge",
+            Self::X8g24xlarge => "x8g.24xlarge",
+            Self::X8g48xlarge => "x8g.48xlarge",
+            Self::X8gMetal24xl => "x8g.metal-24xl",
+            Self::X8gMetal48xl => "x8g.metal-48xl",
+            Self::I7ieLarge => "i7ie.large",
+            Self::I7ieXlarge => "i7ie.xlarge",
+            Self::I7ie2xlarge => "i7ie.2xlarge",
+            Self::I7ie3xlarge => "i7ie.3xlarge",
+            Self::I7ie6xlarge => "i7ie.6xlarge",
+            Self::I7ie12xlarge => "i7ie.12xlarge",
+            Self::I7ie18xlarge => "i7ie.18xlarge",
+            Self::I7ie24xlarge => "i7ie.24xlarge",
+            Self::I7ie48xlarge => "i7ie.48xlarge",
+            Self::I8gLarge => "i8g.large",
+            Self::I8gXlarge => "i8g.xlarge",
+            Self::I8g2xlarge => "i8g.2xlarge",
+            Self::I8g4xlarge => "i8g.4xlarge",
+            Self::I8g8xlarge => "i8g.8xlarge",
+            Self::I8g12xlarge => "i8g.12xlarge",
+            Self::I8g16xlarge => "i8g.16xlarge",
+            Self::I8g24xlarge => "i8g.24xlarge",
+            Self::I8gMetal24xl => "i8g.metal-24xl",
+            Self::U7i6tb112xlarge => "u7i-6tb.112xlarge",
+            Self::U7i8tb112xlarge => "u7i-8tb.112xlarge",
+            Self::U7inh32tb480xlarge => "u7inh-32tb.480xlarge",
+            Self::P5e48xlarge => "p5e.48xlarge",
+            Self::P5en48xlarge => "p5en.48xlarge",
+            Self::F212xlarge => "f2.12xlarge",
+            Self::F248xlarge => "f2.48xlarge",
+            Self::Trn248xlarge => "trn2.48xlarge",
+            Self::C7iFlex12xlarge => "c7i-flex.12xlarge",
+            Self::C7iFlex16xlarge => "c7i-flex.16xlarge",
+            Self::M7iFlex12xlarge => "m7i-flex.12xlarge",
+            Self::M7iFlex16xlarge => "m7i-flex.16xlarge",
+            Self::I7ieMetal24xl => "i7ie.metal-24xl",
+            Self::I7ieMetal48xl => "i7ie.metal-48xl",
+            Self::I8g48xlarge => "i8g.48xlarge",
+            Self::C8gdMedium => "c8gd.medium",
+            Self::C8gdLarge => "c8gd.large",
+            Self::C8gdXlarge => "c8gd.xlarge",
+            Self::C8gd2xlarge => "c8gd.2xlarge",
+            Self::C8gd4xlarge => "c8gd.4xlarge",
+            Self::C8gd8xlarge => "c8gd.8xlarge",
+            Self::C8gd12xlarge => "c8gd.12xlarge",
+            Self::C8gd16xlarge => "c8gd.16xlarge",
+            Self::C8gd24xlarge => "c8gd.24xlarge",
+            Self::C8gd48xlarge => "c8gd.48xlarge",
+            Self::C8gdMetal24xl => "c8gd.metal-24xl",
+            Self::C8gdMetal48xl => "c8gd.metal-48xl",
+            Self::I7iLarge => "i7i.large",
+            Self::I7iXlarge => "i7i.xlarge",
+            Self::I7i2xlarge => "i7i.2xlarge",
+            Self::I7i4xlarge => "i7i.4xlarge",
+            Self::I7i8xlarge => "i7i.8xlarge",
+            Self::I7i12xlarge => "i7i.12xlarge",
+            Self::I7i16xlarge => "i7i.16xlarge",
+            Self::I7i24xlarge => "i7i.24xlarge",
+            Self::I7i48xlarge => "i7i.48xlarge",
+            Self::I7iMetal24xl => "i7i.metal-24xl",
+            Self::I7iMetal48xl => "i7i.metal-48xl",
+            Self::P6B20048xlarge => "p6-b200.48xlarge",
+            Self::M8gdMedium => "m8gd.medium",
+            Self::M8gdLarge => "m8gd.large",
+            Self::M8gdXlarge => "m8gd.xlarge",
+            Self::M8gd2xlarge => "m8gd.2xlarge",
+            Self::M8gd4xlarge => "m8gd.4xlarge",
+            Self::M8gd8xlarge => "m8gd.8xlarge",
+            Self::M8gd12xlarge => "m8gd.12xlarge",
+            Self::M8gd16xlarge => "m8gd.16xlarge",
+            Self::M8gd24xlarge => "m8gd.24xlarge",
+            Self::M8gd48xlarge => "m8gd.48xlarge",
+            Self::M8gdMetal24xl => "m8gd.metal-24xl",
+            Self::M8gdMetal48xl => "m8gd.metal-48xl",
+            Self::R8gdMedium => "r8gd.medium",
+            Self::R8gdLarge => "r8gd.large",
+            Self::R8gdXlarge => "r8gd.xlarge",
+            Self::R8gd2xlarge => "r8gd.2xlarge",
+            Self::R8gd4xlarge => "r8gd.4xlarge",
+            Self::R8gd8xlarge => "r8gd.8xlarge",
+            Self::R8gd12xlarge => "r8gd.12xlarge",
+            Self::R8gd16xlarge => "r8gd.16xlarge",
+            Self::R8gd24xlarge => "r8gd.24xlarge",
+            Self::R8gd48xlarge => "r8gd.48xlarge",
+            Self::R8gdMetal24xl => "r8gd.metal-24xl",
+            Self::R8gdMetal48xl => "r8gd.metal-48xl",
+            Self::C8gnMedium => "c8gn.medium",
+            Self::C8gnLarge => "c8gn.large",
+            Self::C8gnXlarge => "c8gn.xlarge",
+            Self::C8gn2xlarge => "c8gn.2xlarge",
+            Self::C8gn4xlarge => "c8gn.4xlarge",
+            Self::C8gn8xlarge => "c8gn.8xlarge",
+            Self::C8gn12xlarge => "c8gn.12xlarge",
+            Self::C8gn16xlarge => "c8gn.16xlarge",
+            Self::C8gn24xlarge => "c8gn.24xlarge",
+            Self::C8gn48xlarge => "c8gn.48xlarge",
+            Self::C8gnMetal24xl => "c8gn.metal-24xl",
+            Self::C8gnMetal48xl => "c8gn.metal-48xl",
+            Self::F26xlarge => "f2.6xlarge",
+            Self::P6eGb20036xlarge => "p6e-gb200.36xlarge",
+            Self::G6fLarge => "g6f.large",
+            Self::G6fXlarge => "g6f.xlarge",
+            Self::G6f2xlarge => "g6f.2xlarge",
+            Self::G6f4xlarge => "g6f.4xlarge",
+            Self::Gr6f4xlarge => "gr6f.4xlarge",
+            Self::P54xlarge => "p5.4xlarge",
+            Self::R8iLarge => "r8i.large",
+            Self::R8iXlarge => "r8i.xlarge",
+            Self::R8i2xlarge => "r8i.2xlarge",
+            Self::R8i4xlarge => "r8i.4xlarge",
+            Self::R8i8xlarge => "r8i.8xlarge",
+            Self::R8i12xlarge => "r8i.12xlarge",
+            Self::R8i16xlarge => "r8i.16xlarge",
+            Self::R8i24xlarge => "r8i.24xlarge",
+            Self::R8i32xlarge => "r8i.32xlarge",
+            Self::R8i48xlarge => "r8i.48xlarge",
+            Self::R8i96xlarge => "r8i.96xlarge",
+            Self::R8iMetal48xl => "r8i.metal-48xl",
+            Self::R8iMetal96xl => "r8i.metal-96xl",
+            Self::R8iFlexLarge => "r8i-flex.large",
+            Self::R8iFlexXlarge => "r8i-flex.xlarge",
+            Self::R8iFlex2xlarge => "r8i-flex.2xlarge",
+            Self::R8iFlex4xlarge => "r8i-flex.4xlarge",
+            Self::R8iFlex8xlarge => "r8i-flex.8xlarge",
+            Self::R8iFlex12xlarge => "r8i-flex.12xlarge",
+            Self::R8iFlex16xlarge => "r8i-flex.16xlarge",
+            Self::M8iLarge => "m8i.large",
+            Self::M8iXlarge => "m8i.xlarge",
+            Self::M8i2xlarge => "m8i.2xlarge",
+            Self::M8i4xlarge => "m8i.4xlarge",
+            Self::M8i8xlarge => "m8i.8xlarge",
+            Self::M8i12xlarge => "m8i.12xlarge",
+            Self::M8i16xlarge => "m8i.16xlarge",
+            Self::M8i24xlarge => "m8i.24xlarge",
+            Self::M8i32xlarge => "m8i.32xlarge",
+            Self::M8i48xlarge => "m8i.48xlarge",
+            Self::M8i96xlarge => "m8i.96xlarge",
+            Self::M8iMetal48xl => "m8i.metal-48xl",
+            Self::M8iMetal96xl => "m8i.metal-96xl",
+            Self::M8iFlexLarge => "m8i-flex.large",
+            Self::M8iFlexXlarge => "m8i-flex.xlarge",
+            Self::M8iFlex2xlarge => "m8i-flex.2xlarge",
+            Self::M8iFlex4xlarge => "m8i-flex.4xlarge",
+            Self::M8iFlex8xlarge => "m8i-flex.8xlarge",
+            Self::M8iFlex12xlarge => "m8i-flex.12xlarge",
+            Self::M8iFlex16xlarge => "m8i-flex.16xlarge",
+            Self::I8geLarge => "i8ge.large",
+            Self::I8geXlarge => "i8ge.xlarge",
+            Self::I8ge2xlarge => "i8ge.2xlarge",
+            Self::I8ge3xlarge => "i8ge.3xlarge",
+            Self::I8ge6xlarge => "i8ge.6xlarge",
+            Self::I8ge12xlarge => "i8ge.12xlarge",
+            Self::I8ge18xlarge => "i8ge.18xlarge",
+            Self::I8ge24xlarge => "i8ge.24xlarge",
+            Self::I8ge48xlarge => "i8ge.48xlarge",
+            Self::I8geMetal24xl => "i8ge.metal-24xl",
+            Self::I8geMetal48xl => "i8ge.metal-48xl",
+            Self::MacM4Metal => "mac-m4.metal",
+            Self::MacM4proMetal => "mac-m4pro.metal",
+            Self::R8gnMedium => "r8gn.medium",
+            Self::R8gnLarge => "r8gn.large",
+            Self::R8gnXlarge => "r8gn.xlarge",
+            Self::R8gn2xlarge => "r8gn.2xlarge",
+            Self::R8gn4xlarge => "r8gn.4xlarge",
+            Self::R8gn8xlarge => "r8gn.8xlarge",
+            Self::R8gn12xlarge => "r8gn.12xlarge",
+            Self::R8gn16xlarge => "r8gn.16xlarge",
+            Self::R8gn24xlarge => "r8gn.24xlarge",
+            Self::R8gn48xlarge => "r8gn.48xlarge",
+            Self::R8gnMetal24xl => "r8gn.metal-24xl",
+            Self::R8gnMetal48xl => "r8gn.metal-48xl",
+            Self::C8iLarge => "c8i.large",
+            Self::C8iXlarge => "c8i.xlarge",
+            Self::C8i2xlarge => "c8i.2xlarge",
+            Self::C8i4xlarge => "c8i.4xlarge",
+            Self::C8i8xlarge => "c8i.8xlarge",
+            Self::C8i12xlarge => "c8i.12xlarge",
+            Self::C8i16xlarge => "c8i.16xlarge",
+            Self::C8i24xlarge => "c8i.24xlarge",
+            Self::C8i32xlarge => "c8i.32xlarge",
+            Self::C8i48xlarge => "c8i.48xlarge",
+            Self::C8i96xlarge => "c8i.96xlarge",
+            Self::C8iMetal48xl => "c8i.metal-48xl",
+            Self::C8iMetal96xl => "c8i.metal-96xl",
+            Self::C8iFlexLarge => "c8i-flex.large",
+            Self::C8iFlexXlarge => "c8i-flex.xlarge",
+            Self::C8iFlex2xlarge => "c8i-flex.2xlarge",
+            Self::C8iFlex4xlarge => "c8i-flex.4xlarge",
+            Self::C8iFlex8xlarge => "c8i-flex.8xlarge",
+            Self::C8iFlex12xlarge => "c8i-flex.12xlarge",
+            Self::C8iFlex16xlarge => "c8i-flex.16xlarge",
+            Self::R8gbMedium => "r8gb.medium",
+            Self::R8gbLarge => "r8gb.large",
+            Self::R8gbXlarge => "r8gb.xlarge",
+            Self::R8gb2xlarge => "r8gb.2xlarge",
+            Self::R8gb4xlarge => "r8gb.4xlarge",
+            Self::R8gb8xlarge => "r8gb.8xlarge",
+            Self::R8gb12xlarge => "r8gb.12xlarge",
+            Self::R8gb16xlarge => "r8gb.16xlarge",
+            Self::R8gb24xlarge => "r8gb.24xlarge",
+            Self::R8gbMetal24xl => "r8gb.metal-24xl",
+            Self::M8aMedium => "m8a.medium",
+            Self::M8aLarge => "m8a.large",
+            Self::M8aXlarge => "m8a.xlarge",
+            Self::M8a2xlarge => "m8a.2xlarge",
+            Self::M8a4xlarge => "m8a.4xlarge",
+            Self::M8a8xlarge => "m8a.8xlarge",
+            Self::M8a12xlarge => "m8a.12xlarge",
+            Self::M8a16xlarge => "m8a.16xlarge",
+            Self::M8a24xlarge => "m8a.24xlarge",
+            Self::M8a48xlarge => "m8a.48xlarge",
+            Self::M8aMetal24xl => "m8a.metal-24xl",
+            Self::M8aMetal48xl => "m8a.metal-48xl",
+            Self::Trn23xlarge => "trn2.3xlarge",
+            Self::R8aMedium => "r8a.medium",
+            Self::R8aLarge => "r8a.large",
+            Self::R8aXlarge => "r8a.xlarge",
+            Self::R8a2xlarge => "r8a.2xlarge",
+            Self::R8a4xlarge => "r8a.4xlarge",
+            Self::R8a8xlarge => "r8a.8xlarge",
+            Self::R8a12xlarge => "r8a.12xlarge",
+            Self::R8a16xlarge => "r8a.16xlarge",
+            Self::R8a24xlarge => "r8a.24xlarge",
+            Self::R8a48xlarge => "r8a.48xlarge",
+            Self::R8aMetal24xl => "r8a.metal-24xl",
+            Self::R8aMetal48xl => "r8a.metal-48xl",
+            Self::P6B30048xlarge => "p6-b300.48xlarge",
+            Self::C8aMedium => "c8a.medium",
+            Self::C8aLarge => "c8a.large",
+            Self::C8aXlarge => "c8a.xlarge",
+            Self::C8a2xlarge => "c8a.2xlarge",
+            Self::C8a4xlarge => "c8a.4xlarge",
+            Self::C8a8xlarge => "c8a.8xlarge",
+            Self::C8a12xlarge => "c8a.12xlarge",
+            Self::C8a16xlarge => "c8a.16xlarge",
+            Self::C8a24xlarge => "c8a.24xlarge",
+            Self::C8a48xlarge => "c8a.48xlarge",
+            Self::C8aMetal24xl => "c8a.metal-24xl",
+            Self::C8aMetal48xl => "c8a.metal-48xl",
+            Self::C8gb12xlarge => "c8gb.12xlarge",
+            Self::C8gb16xlarge => "c8gb.16xlarge",
+            Self::C8gb24xlarge => "c8gb.24xlarge",
+            Self::C8gb2xlarge => "c8gb.2xlarge",
+            Self::C8gb4xlarge => "c8gb.4xlarge",
+            Self::C8gb8xlarge => "c8gb.8xlarge",
+            Self::C8gbLarge => "c8gb.large",
+            Self::C8gbMedium => "c8gb.medium",
+            Self::C8gbMetal24xl => "c8gb.metal-24xl",
+            Self::C8gbXlarge => "c8gb.xlarge",
+            Self::C8gb48xlarge => "c8gb.48xlarge",
+            Self::C8gbMetal48xl => "c8gb.metal-48xl",
+            Self::M8gb12xlarge => "m8gb.12xlarge",
+            Self::M8gb16xlarge => "m8gb.16xlarge",
+            Self::M8gb24xlarge => "m8gb.24xlarge",
+            Self::M8gb2xlarge => "m8gb.2xlarge",
+            Self::M8gb4xlarge => "m8gb.4xlarge",
+            Self::M8gb8xlarge => "m8gb.8xlarge",
+            Self::M8gbLarge => "m8gb.large",
+            Self::M8gbMedium => "m8gb.medium",
+            Self::M8gbXlarge => "m8gb.xlarge",
+            Self::M8gb48xlarge => "m8gb.48xlarge",
+            Self::M8gbMetal24xl => "m8gb.metal-24xl",
+            Self::M8gbMetal48xl => "m8gb.metal-48xl",
+            Self::M8gn12xlarge => "m8gn.12xlarge",
+            Self::M8gn16xlarge => "m8gn.16xlarge",
+            Self::M8gn24xlarge => "m8gn.24xlarge",
+            Self::M8gn2xlarge => "m8gn.2xlarge",
+            Self::M8gn48xlarge => "m8gn.48xlarge",
+            Self::M8gn4xlarge => "m8gn.4xlarge",
+            Self::M8gn8xlarge => "m8gn.8xlarge",
+            Self::M8gnLarge => "m8gn.large",
+            Self::M8gnMedium => "m8gn.medium",
+            Self::M8gnXlarge => "m8gn.xlarge",
+            Self::M8gnMetal24xl => "m8gn.metal-24xl",
+            Self::M8gnMetal48xl => "m8gn.metal-48xl",
+            Self::X8aedz12xlarge => "x8aedz.12xlarge",
+            Self::X8aedz24xlarge => "x8aedz.24xlarge",
+            Self::X8aedz3xlarge => "x8aedz.3xlarge",
+            Self::X8aedz6xlarge => "x8aedz.6xlarge",
+            Self::X8aedzLarge => "x8aedz.large",
+            Self::X8aedzMetal12xl => "x8aedz.metal-12xl",
+            Self::X8aedzMetal24xl => "x8aedz.metal-24xl",
+            Self::X8aedzXlarge => "x8aedz.xlarge",
+            Self::M8aznMedium => "m8azn.medium",
+            Self::M8aznLarge => "m8azn.large",
+            Self::M8aznXlarge => "m8azn.xlarge",
+            Self::M8azn3xlarge => "m8azn.3xlarge",
+            Self::M8azn6xlarge => "m8azn.6xlarge",
+            Self::M8azn12xlarge => "m8azn.12xlarge",
+            Self::M8azn24xlarge => "m8azn.24xlarge",
+            Self::M8aznMetal12xl => "m8azn.metal-12xl",
+            Self::M8aznMetal24xl => "m8azn.metal-24xl",
+            Self::X8iLarge => "x8i.large",
+            Self::X8iXlarge => "x8i.xlarge",
+            Self::X8i2xlarge => "x8i.2xlarge",
+            Self::X8i4xlarge => "x8i.4xlarge",
+            Self::X8i8xlarge => "x8i.8xlarge",
+            Self::X8i12xlarge => "x8i.12xlarge",
+            Self::X8i16xlarge => "x8i.16xlarge",
+            Self::X8i24xlarge => "x8i.24xlarge",
+            Self::X8i32xlarge => "x8i.32xlarge",
+            Self::X8i48xlarge => "x8i.48xlarge",
+            Self::X8i64xlarge => "x8i.64xlarge",
+            Self::X8i96xlarge => "x8i.96xlarge",
+            Self::X8iMetal48xl => "x8i.metal-48xl",
+            Self::X8iMetal96xl => "x8i.metal-96xl",
+            Self::MacM4maxMetal => "mac-m4max.metal",
+            Self::G7e2xlarge => "g7e.2xlarge",
+            Self::G7e4xlarge => "g7e.4xlarge",
+            Self::G7e8xlarge => "g7e.8xlarge",
+            Self::G7e12xlarge => "g7e.12xlarge",
+            Self::G7e24xlarge => "g7e.24xlarge",
+            Self::G7e48xlarge => "g7e.48xlarge",
+            Self::R8idLarge => "r8id.large",
+            Self::R8idXlarge => "r8id.xlarge",
+            Self::R8id2xlarge => "r8id.2xlarge",
+            Self::R8id4xlarge => "r8id.4xlarge",
+            Self::R8id8xlarge => "r8id.8xlarge",
+            Self::R8id12xlarge => "r8id.12xlarge",
+            Self::R8id16xlarge => "r8id.16xlarge",
+            Self::R8id24xlarge => "r8id.24xlarge",
+            Self::R8id32xlarge => "r8id.32xlarge",
+            Self::R8id48xlarge => "r8id.48xlarge",
+            Self::R8id96xlarge => "r8id.96xlarge",
+            Self::R8idMetal48xl => "r8id.metal-48xl",
+            Self::R8idMetal96xl => "r8id.metal-96xl",
+            Self::C8idLarge => "c8id.large",
+            Self::C8idXlarge => "c8id.xlarge",
+            Self::C8id2xlarge => "c8id.2xlarge",
+            Self::C8id4xlarge => "c8id.4xlarge",
+            Self::C8id8xlarge => "c8id.8xlarge",
+            Self::C8id12xlarge => "c8id.12xlarge",
+            Self::C8id16xlarge => "c8id.16xlarge",
+            Self::C8id24xlarge => "c8id.24xlarge",
+            Self::C8id32xlarge => "c8id.32xlarge",
+            Self::C8id48xlarge => "c8id.48xlarge",
+            Self::C8id96xlarge => "c8id.96xlarge",
+            Self::C8idMetal48xl => "c8id.metal-48xl",
+            Self::C8idMetal96xl => "c8id.metal-96xl",
+            Self::M8idLarge => "m8id.large",
+            Self::M8idXlarge => "m8id.xlarge",
+            Self::M8id2xlarge => "m8id.2xlarge",
+            Self::M8id4xlarge => "m8id.4xlarge",
+            Self::M8id8xlarge => "m8id.8xlarge",
+            Self::M8id12xlarge => "m8id.12xlarge",
+            Self::M8id16xlarge => "m8id.16xlarge",
+            Self::M8id24xlarge => "m8id.24xlarge",
+            Self::M8id32xlarge => "m8id.32xlarge",
+            Self::M8id48xlarge => "m8id.48xlarge",
+            Self::M8id96xlarge => "m8id.96xlarge",
+            Self::M8idMetal48xl => "m8id.metal-48xl",
+            Self::M8idMetal96xl => "m8id.metal-96xl",
+            Self::Hpc8a96xlarge => "hpc8a.96xlarge",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "a1.medium" => Some(Self::A1Medium),
+            "a1.large" => Some(Self::A1Large),
+            "a1.xlarge" => Some(Self::A1Xlarge),
+            "a1.2xlarge" => Some(Self::A12xlarge),
+            "a1.4xlarge" => Some(Self::A14xlarge),
+            "a1.metal" => Some(Self::A1Metal),
+            "c1.medium" => Some(Self::C1Medium),
+            "c1.xlarge" => Some(Self::C1Xlarge),
+            "c3.large" => Some(Self::C3Large),
+            "c3.xlarge" => Some(Self::C3Xlarge),
+            "c3.2xlarge" => Some(Self::C32xlarge),
+            "c3.4xlarge" => Some(Self::C34xlarge),
+            "c3.8xlarge" => Some(Self::C38xlarge),
+            "c4.large" => Some(Self::C4Large),
+            "c4.xlarge" => Some(Self::C4Xlarge),
+            "c4.2xlarge" => Some(Self::C42xlarge),
+            "c4.4xlarge" => Some(Self::C44xlarge),
+            "c4.8xlarge" => Some(Self::C48xlarge),
+            "c5.large" => Some(Self::C5Large),
+            "c5.xlarge" => Some(Self::C5Xlarge),
+            "c5.2xlarge" => Some(Self::C52xlarge),
+            "c5.4xlarge" => Some(Self::C54xlarge),
+            "c5.9xlarge" => Some(Self::C59xlarge),
+            "c5.12xlarge" => Some(Self::C512xlarge),
+            "c5.18xlarge" => Some(Self::C518xlarge),
+            "c5.24xlarge" => Some(Self::C524xlarge),
+            "c5.metal" => Some(Self::C5Metal),
+            "c5a.large" => Some(Self::C5aLarge),
+            "c5a.xlarge" => Some(Self::C5aXlarge),
+            "c5a.2xlarge" => Some(Self::C5a2xlarge),
+            "c5a.4xlarge" => Some(Self::C5a4xlarge),
+            "c5a.8xlarge" => Some(Self::C5a8xlarge),
+            "c5a.12xlarge" => Some(Self::C5a12xlarge),
+            "c5a.16xlarge" => Some(Self::C5a16xlarge),
+            "c5a.24xlarge" => Some(Self::C5a24xlarge),
+            "c5ad.large" => Some(Self::C5adLarge),
+            "c5ad.xlarge" => Some(Self::C5adXlarge),
+            "c5ad.2xlarge" => Some(Self::C5ad2xlarge),
+            "c5ad.4xlarge" => Some(Self::C5ad4xlarge),
+            "c5ad.8xlarge" => Some(Self::C5ad8xlarge),
+            "c5ad.12xlarge" => Some(Self::C5ad12xlarge),
+            "c5ad.16xlarge" => Some(Self::C5ad16xlarge),
+            "c5ad.24xlarge" => Some(Self::C5ad24xlarge),
+            "c5d.large" => Some(Self::C5dLarge),
+            "c5d.xlarge" => Some(Self::C5dXlarge),
+            "c5d.2xlarge" => Some(Self::C5d2xlarge),
+            "c5d.4xlarge" => Some(Self::C5d4xlarge),
+            "c5d.9xlarge" => Some(Self::C5d9xlarge),
+            "c5d.12xlarge" => Some(Self::C5d12xlarge),
+            "c5d.18xlarge" => Some(Self::C5d18xlarge),
+            "c5d.24xlarge" => Some(Self::C5d24xlarge),
+            "c5d.metal" => Some(Self::C5dMetal),
+            "c5n.large" => Some(Self::C5nLarge),
+            "c5n.xlarge" => Some(Self::C5nXlarge),
+            "c5n.2xlarge" => Some(Self::C5n2xlarge),
+            "c5n.4xlarge" => Some(Self::C5n4xlarge),
+            "c5n.9xlarge" => Some(Self::C5n9xlarge),
+            "c5n.18xlarge" => Some(Self::C5n18xlarge),
+            "c5n.metal" => Some(Self::C5nMetal),
+            "c6g.medium" => Some(Self::C6gMedium),
+            "c6g.large" => Some(Self::C6gLarge),
+            "c6g.xlarge" => Some(Self::C6gXlarge),
+            "c6g.2xlarge" => Some(Self::C6g2xlarge),
+            "c6g.4xlarge" => Some(Self::C6g4xlarge),
+            "c6g.8xlarge" => Some(Self::C6g8xlarge),
+            "c6g.12xlarge" => Some(Self::C6g12xlarge),
+            "c6g.16xlarge" => Some(Self::C6g16xlarge),
+            "c6g.metal" => Some(Self::C6gMetal),
+            "c6gd.medium" => Some(Self::C6gdMedium),
+            "c6gd.large" => Some(Self::C6gdLarge),
+            "c6gd.xlarge" => Some(Self::C6gdXlarge),
+            "c6gd.2xlarge" => Some(Self::C6gd2xlarge),
+            "c6gd.4xlarge" => Some(Self::C6gd4xlarge),
+            "c6gd.8xlarge" => Some(Self::C6gd8xlarge),
+            "c6gd.12xlarge" => Some(Self::C6gd12xlarge),
+            "c6gd.16xlarge" => Some(Self::C6gd16xlarge),
+            "c6gd.metal" => Some(Self::C6gdMetal),
+            "c6gn.medium" => Some(Self::C6gnMedium),
+            "c6gn.large" => Some(Self::C6gnLarge),
+            "c6gn.xlarge" => Some(Self::C6gnXlarge),
+            "c6gn.2xlarge" => Some(Self::C6gn2xlarge),
+            "c6gn.4xlarge" => Some(Self::C6gn4xlarge),
+            "c6gn.8xlarge" => Some(Self::C6gn8xlarge),
+            "c6gn.12xlarge" => Some(Self::C6gn12xlarge),
+            "c6gn.16xlarge" => Some(Self::C6gn16xlarge),
+            "c6i.large" => Some(Self::C6iLarge),
+            "c6i.xlarge" => Some(Self::C6iXlarge),
+            "c6i.2xlarge" => Some(Self::C6i2xlarge),
+            "c6i.4xlarge" => Some(Self::C6i4xlarge),
+            "c6i.8xlarge" => Some(Self::C6i8xlarge),
+            "c6i.12xlarge" => Some(Self::C6i12xlarge),
+            "c6i.16xlarge" => Some(Self::C6i16xlarge),
+            "c6i.24xlarge" => Some(Self::C6i24xlarge),
+            "c6i.32xlarge" => Some(Self::C6i32xlarge),
+            "c6i.metal" => Some(Self::C6iMetal),
+            "cc1.4xlarge" => Some(Self::Cc14xlarge),
+            "cc2.8xlarge" => Some(Self::Cc28xlarge),
+            "cg1.4xlarge" => Some(Self::Cg14xlarge),
+            "cr1.8xlarge" => Some(Self::Cr18xlarge),
+            "d2.xlarge" => Some(Self::D2Xlarge),
+            "d2.2xlarge" => Some(Self::D22xlarge),
+            "d2.4xlarge" => Some(Self::D24xlarge),
+            "d2.8xlarge" => Some(Self::D28xlarge),
+            "d3.xlarge" => Some(Self::D3Xlarge),
+            "d3.2xlarge" => Some(Self::D32xlarge),
+            "d3.4xlarge" => Some(Self::D34xlarge),
+            "d3.8xlarge" => Some(Self::D38xlarge),
+            "d3en.xlarge" => Some(Self::D3enXlarge),
+            "d3en.2xlarge" => Some(Self::D3en2xlarge),
+            "d3en.4xlarge" => Some(Self::D3en4xlarge),
+            "d3en.6xlarge" => Some(Self::D3en6xlarge),
+            "d3en.8xlarge" => Some(Self::D3en8xlarge),
+            "d3en.12xlarge" => Some(Self::D3en12xlarge),
+            "dl1.24xlarge" => Some(Self::Dl124xlarge),
+            "f1.2xlarge" => Some(Self::F12xlarge),
+            "f1.4xlarge" => Some(Self::F14xlarge),
+            "f1.16xlarge" => Some(Self::F116xlarge),
+            "g2.2xlarge" => Some(Self::G22xlarge),
+            "g2.8xlarge" => Some(Self::G28xlarge),
+            "g3.4xlarge" => Some(Self::G34xlarge),
+            "g3.8xlarge" => Some(Self::G38xlarge),
+            "g3.16xlarge" => Some(Self::G316xlarge),
+            "g3s.xlarge" => Some(Self::G3sXlarge),
+            "g4ad.xlarge" => Some(Self::G4adXlarge),
+            "g4ad.2xlarge" => Some(Self::G4ad2xlarge),
+            "g4ad.4xlarge" => Some(Self::G4ad4xlarge),
+            "g4ad.8xlarge" => Some(Self::G4ad8xlarge),
+            "g4ad.16xlarge" => Some(Self::G4ad16xlarge),
+            "g4dn.xlarge" => Some(Self::G4dnXlarge),
+            "g4dn.2xlarge" => Some(Self::G4dn2xlarge),
+            "g4dn.4xlarge" => Some(Self::G4dn4xlarge),
+            "g4dn.8xlarge" => Some(Self::G4dn8xlarge),
+            "g4dn.12xlarge" => Some(Self::G4dn12xlarge),
+            "g4dn.16xlarge" => Some(Self::G4dn16xlarge),
+            "g4dn.metal" => Some(Self::G4dnMetal),
+            "g5.xlarge" => Some(Self::G5Xlarge),
+            "g5.2xlarge" => Some(Self::G52xlarge),
+            "g5.4xlarge" => Some(Self::G54xlarge),
+            "g5.8xlarge" => Some(Self::G58xlarge),
+            "g5.12xlarge" => Some(Self::G512xlarge),
+            "g5.16xlarge" => Some(Self::G516xlarge),
+            "g5.24xlarge" => Some(Self::G524xlarge),
+            "g5.48xlarge" => Some(Self::G548xlarge),
+            "g5g.xlarge" => Some(Self::G5gXlarge),
+            "g5g.2xlarge" => Some(Self::G5g2xlarge),
+            "g5g.4xlarge" => Some(Self::G5g4xlarge),
+            "g5g.8xlarge" => Some(Self::G5g8xlarge),
+            "g5g.16xlarge" => Some(Self::G5g16xlarge),
+            "g5g.metal" => Some(Self::G5gMetal),
+            "hi1.4xlarge" => Some(Self::Hi14xlarge),
+            "hpc6a.48xlarge" => Some(Self::Hpc6a48xlarge),
+            "hs1.8xlarge" => Some(Self::Hs18xlarge),
+            "h1.2xlarge" => Some(Self::H12xlarge),
+            "h1.4xlarge" => Some(Self::H14xlarge),
+            "h1.8xlarge" => Some(Self::H18xlarge),
+            "h1.16xlarge" => Some(Self::H116xlarge),
+            "i2.xlarge" => Some(Self::I2Xlarge),
+            "i2.2xlarge" => Some(Self::I22xlarge),
+            "i2.4xlarge" => Some(Self::I24xlarge),
+            "i2.8xlarge" => Some(Self::I28xlarge),
+            "i3.large" => Some(Self::I3Large),
+            "i3.xlarge" => Some(Self::I3Xlarge),
+            "i3.2xlarge" => Some(Self::I32xlarge),
+            "i3.4xlarge" => Some(Self::I34xlarge),
+            "i3.8xlarge" => Some(Self::I38xlarge),
+            "i3.16xlarge" => Some(Self::I316xlarge),
+            "i3.metal" => Some(Self::I3Metal),
+            "i3en.large" => Some(Self::I3enLarge),
+            "i3en.xlarge" => Some(Self::I3enXlarge),
+            "i3en.2xlarge" => Some(Self::I3en2xlarge),
+            "i3en.3xlarge" => Some(Self::I3en3xlarge),
+            "i3en.6xlarge" => Some(Self::I3en6xlarge),
+            "i3en.12xlarge" => Some(Self::I3en12xlarge),
+            "i3en.24xlarge" => Some(Self::I3en24xlarge),
+            "i3en.metal" => Some(Self::I3enMetal),
+            "im4gn.large" => Some(Self::Im4gnLarge),
+            "im4gn.xlarge" => Some(Self::Im4gnXlarge),
+            "im4gn.2xlarge" => Some(Self::Im4gn2xlarge),
+            "im4gn.4xlarge" => Some(Self::Im4gn4xlarge),
+            "im4gn.8xlarge" => Some(Self::Im4gn8xlarge),
+            "im4gn.16xlarge" => Some(Self::Im4gn16xlarge),
+            "inf1.xlarge" => Some(Self::Inf1Xlarge),
+            "inf1.2xlarge" => Some(Self::Inf12xlarge),
+            "inf1.6xlarge" => Some(Self::Inf16xlarge),
+            "inf1.24xlarge" => Some(Self::Inf124xlarge),
+            "is4gen.medium" => Some(Self::Is4genMedium),
+            "is4gen.large" => Some(Self::Is4genLarge),
+            "is4gen.xlarge" => Some(Self::Is4genXlarge),
+            "is4gen.2xlarge" => Some(Self::Is4gen2xlarge),
+            "is4gen.4xlarge" => Some(Self::Is4gen4xlarge),
+            "is4gen.8xlarge" => Some(Self::Is4gen8xlarge),
+            "m1.small" => Some(Self::M1Small),
+            "m1.medium" => Some(Self::M1Medium),
+            "m1.large" => Some(Self::M1Large),
+            "m1.xlarge" => Some(Self::M1Xlarge),
+            "m2.xlarge" => Some(Self::M2Xlarge),
+            "m2.2xlarge" => Some(Self::M22xlarge),
+            "m2.4xlarge" => Some(Self::M24xlarge),
+            "m3.medium" => Some(Self::M3Medium),
+            "m3.large" => Some(Self::M3Large),
+            "m3.xlarge" => Some(Self::M3Xlarge),
+            "m3.2xlarge" => Some(Self::M32xlarge),
+            "m4.large" => Some(Self::M4Large),
+            "m4.xlarge" => Some(Self::M4Xlarge),
+            "m4.2xlarge" => Some(Self::M42xlarge),
+            "m4.4xlarge" => Some(Self::M44xlarge),
+            "m4.10xlarge" => Some(Self::M410xlarge),
+            "m4.16xlarge" => Some(Self::M416xlarge),
+            "m5.large" => Some(Self::M5Large),
+            "m5.xlarge" => Some(Self::M5Xlarge),
+            "m5.2xlarge" => Some(Self::M52xlarge),
+            "m5.4xlarge" => Some(Self::M54xlarge),
+            "m5.8xlarge" => Some(Self::M58xlarge),
+            "m5.12xlarge" => Some(Self::M512xlarge),
+            "m5.16xlarge" => Some(Self::M516xlarge),
+            "m5.24xlarge" => Some(Self::M524xlarge),
+            "m5.metal" => Some(Self::M5Metal),
+            "m5a.large" => Some(Self::M5aLarge),
+            "m5a.xlarge" => Some(Self::M5aXlarge),
+            "m5a.2xlarge" => Some(Self::M5a2xlarge),
+            "m5a.4xlarge" => Some(Self::M5a4xlarge),
+            "m5a.8xlarge" => Some(Self::M5a8xlarge),
+            "m5a.12xlarge" => Some(Self::M5a12xlarge),
+            "m5a.16xlarge" => Some(Self::M5a16xlarge),
+            "m5a.24xlarge" => Some(Self::M5a24xlarge),
+            "m5ad.large" => Some(Self::M5adLarge),
+            "m5ad.xlarge" => Some(Self::M5adXlarge),
+            "m5ad.2xlarge" => Some(Self::M5ad2xlarge),
+            "m5ad.4xlarge" => Some(Self::M5ad4xlarge),
+            "m5ad.8xlarge" => Some(Self::M5ad8xlarge),
+            "m5ad.12xlarge" => Some(Self::M5ad12xlarge),
+            "m5ad.16xlarge" => Some(Self::M5ad16xlarge),
+            "m5ad.24xlarge" => Some(Self::M5ad24xlarge),
+            "m5d.large" => Some(Self::M5dLarge),
+            "m5d.xlarge" => Some(Self::M5dXlarge),
+            "m5d.2xlarge" => Some(Self::M5d2xlarge),
+            "m5d.4xlarge" => Some(Self::M5d4xlarge),
+            "m5d.8xlarge" => Some(Self::M5d8xlarge),
+            "m5d.12xlarge" => Some(Self::M5d12xlarge),
+            "m5d.16xlarge" => Some(Self::M5d16xlarge),
+            "m5d.24xlarge" => Some(Self::M5d24xlarge),
+            "m5d.metal" => Some(Self::M5dMetal),
+            "m5dn.large" => Some(Self::M5dnLarge),
+            "m5dn.xlarge" => Some(Self::M5dnXlarge),
+            "m5dn.2xlarge" => Some(Self::M5dn2xlarge),
+            "m5dn.4xlarge" => Some(Self::M5dn4xlarge),
+            "m5dn.8xlarge" => Some(Self::M5dn8xlarge),
+            "m5dn.12xlarge" => Some(Self::M5dn12xlarge),
+            "m5dn.16xlarge" => Some(Self::M5dn16xlarge),
+            "m5dn.24xlarge" => Some(Self::M5dn24xlarge),
+            "m5dn.metal" => Some(Self::M5dnMetal),
+            "m5n.large" => Some(Self::M5nLarge),
+            "m5n.xlarge" => Some(Self::M5nXlarge),
+            "m5n.2xlarge" => Some(Self::M5n2xlarge),
+            "m5n.4xlarge" => Some(Self::M5n4xlarge),
+            "m5n.8xlarge" => Some(Self::M5n8xlarge),
+            "m5n.12xlarge" => Some(Self::M5n12xlarge),
+            "m5n.16xlarge" => Some(Self::M5n16xlarge),
+            "m5n.24xlarge" => Some(Self::M5n24xlarge),
+            "m5n.metal" => Some(Self::M5nMetal),
+            "m5zn.large" => Some(Self::M5znLarge),
+            "m5zn.xlarge" => Some(Self::M5znXlarge),
+            "m5zn.2xlarge" => Some(Self::M5zn2xlarge),
+            "m5zn.3xlarge" => Some(Self::M5zn3xlarge),
+            "m5zn.6xlarge" => Some(Self::M5zn6xlarge),
+            "m5zn.12xlarge" => Some(Self::M5zn12xlarge),
+            "m5zn.metal" => Some(Self::M5znMetal),
+            "m6a.large" => Some(Self::M6aLarge),
+            "m6a.xlarge" => Some(Self::M6aXlarge),
+            "m6a.2xlarge" => Some(Self::M6a2xlarge),
+            "m6a.4xlarge" => Some(Self::M6a4xlarge),
+            "m6a.8xlarge" => Some(Self::M6a8xlarge),
+            "m6a.12xlarge" => Some(Self::M6a12xlarge),
+            "m6a.16xlarge" => Some(Self::M6a16xlarge),
+            "m6a.24xlarge" => Some(Self::M6a24xlarge),
+            "m6a.32xlarge" => Some(Self::M6a32xlarge),
+            "m6a.48xlarge" => Some(Self::M6a48xlarge),
+            "m6g.metal" => Some(Self::M6gMetal),
+            "m6g.medium" => Some(Self::M6gMedium),
+            "m6g.large" => Some(Self::M6gLarge),
+            "m6g.xlarge" => Some(Self::M6gXlarge),
+            "m6g.2xlarge" => Some(Self::M6g2xlarge),
+            "m6g.4xlarge" => Some(Self::M6g4xlarge),
+            "m6g.8xlarge" => Some(Self::M6g8xlarge),
+            "m6g.12xlarge" => Some(Self::M6g12xlarge),
+            "m6g.16xlarge" => Some(Self::M6g16xlarge),
+            "m6gd.metal" => Some(Self::M6gdMetal),
+            "m6gd.medium" => Some(Self::M6gdMedium),
+            "m6gd.large" => Some(Self::M6gdLarge),
+            "m6gd.xlarge" => Some(Self::M6gdXlarge),
+            "m6gd.2xlarge" => Some(Self::M6gd2xlarge),
+            "m6gd.4xlarge" => Some(Self::M6gd4xlarge),
+            "m6gd.8xlarge" => Some(Self::M6gd8xlarge),
+            "m6gd.12xlarge" => Some(Self::M6gd12xlarge),
+            "m6gd.16xlarge" => Some(Self::M6gd16xlarge),
+            "m6i.large" => Some(Self::M6iLarge),
+            "m6i.xlarge" => Some(Self::M6iXlarge),
+            "m6i.2xlarge" => Some(Self::M6i2xlarge),
+            "m6i.4xlarge" => Some(Self::M6i4xlarge),
+            "m6i.8xlarge" => Some(Self::M6i8xlarge),
+            "m6i.12xlarge" => Some(Self::M6i12xlarge),
+            "m6i.16xlarge" => Some(Self::M6i16xlarge),
+            "m6i.24xlarge" => Some(Self::M6i24xlarge),
+            "m6i.32xlarge" => Some(Self::M6i32xlarge),
+            "m6i.metal" => Some(Self::M6iMetal),
+            "mac1.metal" => Some(Self::Mac1Metal),
+            "p2.xlarge" => Some(Self::P2Xlarge),
+            "p2.8xlarge" => Some(Self::P28xlarge),
+            "p2.16xlarge" => Some(Self::P216xlarge),
+            "p3.2xlarge" => Some(Self::P32xlarge),
+            "p3.8xlarge" => Some(Self::P38xlarge),
+            "p3.16xlarge" => Some(Self::P316xlarge),
+            "p3dn.24xlarge" => Some(Self::P3dn24xlarge),
+            "p4d.24xlarge" => Some(Self::P4d24xlarge),
+            "r3.large" => Some(Self::R3Large),
+            "r3.xlarge" => Some(Self::R3Xlarge),
+            "r3.2xlarge" => Some(Self::R32xlarge),
+            "r3.4xlarge" => Some(Self::R34xlarge),
+            "r3.8xlarge" => Some(Self::R38xlarge),
+            "r4.large" => Some(Self::R4Large),
+            "r4.xlarge" => Some(Self::R4Xlarge),
+            "r4.2xlarge" => Some(Self::R42xlarge),
+            "r4.4xlarge" => Some(Self::R44xlarge),
+            "r4.8xlarge" => Some(Self::R48xlarge),
+            "r4.16xlarge" => Some(Self::R416xlarge),
+            "r5.large" => Some(Self::R5Large),
+            "r5.xlarge" => Some(Self::R5Xlarge),
+            "r5.2xlarge" => Some(Self::R52xlarge),
+            "r5.4xlarge" => Some(Self::R54xlarge),
+            "r5.8xlarge" => Some(Self::R58xlarge),
+            "r5.12xlarge" => Some(Self::R512xlarge),
+            "r5.16xlarge" => Some(Self::R516xlarge),
+            "r5.24xlarge" => Some(Self::R524xlarge),
+            "r5.metal" => Some(Self::R5Metal),
+            "r5a.large" => Some(Self::R5aLarge),
+            "r5a.xlarge" => Some(Self::R5aXlarge),
+            "r5a.2xlarge" => Some(Self::R5a2xlarge),
+            "r5a.4xlarge" => Some(Self::R5a4xlarge),
+            "r5a.8xlarge" => Some(Self::R5a8xlarge),
+            "r5a.12xlarge" => Some(Self::R5a12xlarge),
+            "r5a.16xlarge" => Some(Self::R5a16xlarge),
+            "r5a.24xlarge" => Some(Self::R5a24xlarge),
+            "r5ad.large" => Some(Self::R5adLarge),
+            "r5ad.xlarge" => Some(Self::R5adXlarge),
+            "r5ad.2xlarge" => Some(Self::R5ad2xlarge),
+            "r5ad.4xlarge" => Some(Self::R5ad4xlarge),
+            "r5ad.8xlarge" => Some(Self::R5ad8xlarge),
+            "r5ad.12xlarge" => Some(Self::R5ad12xlarge),
+            "r5ad.16xlarge" => Some(Self::R5ad16xlarge),
+            "r5ad.24xlarge" => Some(Self::R5ad24xlarge),
+            "r5b.large" => Some(Self::R5bLarge),
+            "r5b.xlarge" => Some(Self::R5bXlarge),
+            "r5b.2xlarge" => Some(Self::R5b2xlarge),
+            "r5b.4xlarge" => Some(Self::R5b4xlarge),
+            "r5b.8xlarge" => Some(Self::R5b8xlarge),
+            "r5b.12xlarge" => Some(Self::R5b12xlarge),
+            "r5b.16xlarge" => Some(Self::R5b16xlarge),
+            "r5b.24xlarge" => Some(Self::R5b24xlarge),
+            "r5b.metal" => Some(Self::R5bMetal),
+            "r5d.large" => Some(Self::R5dLarge),
+            "r5d.xlarge" => Some(Self::R5dXlarge),
+            "r5d.2xlarge" => Some(Self::R5d2xlarge),
+            "r5d.4xlarge" => Some(Self::R5d4xlarge),
+            "r5d.8xlarge" => Some(Self::R5d8xlarge),
+            "r5d.12xlarge" => Some(Self::R5d12xlarge),
+            "r5d.16xlarge" => Some(Self::R5d16xlarge),
+            "r5d.24xlarge" => Some(Self::R5d24xlarge),
+            "r5d.metal" => Some(Self::R5dMetal),
+            "r5dn.large" => Some(Self::R5dnLarge),
+            "r5dn.xlarge" => Some(Self::R5dnXlarge),
+            "r5dn.2xlarge" => Some(Self::R5dn2xlarge),
+            "r5dn.4xlarge" => Some(Self::R5dn4xlarge),
+            "r5dn.8xlarge" => Some(Self::R5dn8xlarge),
+            "r5dn.12xlarge" => Some(Self::R5dn12xlarge),
+            "r5dn.16xlarge" => Some(Self::R5dn16xlarge),
+            "r5dn.24xlarge" => Some(Self::R5dn24xlarge),
+            "r5dn.metal" => Some(Self::R5dnMetal),
+            "r5n.large" => Some(Self::R5nLarge),
+            "r5n.xlarge" => Some(Self::R5nXlarge),
+            "r5n.2xlarge" => Some(Self::R5n2xlarge),
+            "r5n.4xlarge" => Some(Self::R5n4xlarge),
+            "r5n.8xlarge" => Some(Self::R5n8xlarge),
+            "r5n.12xlarge" => Some(Self::R5n12xlarge),
+            "r5n.16xlarge" => Some(Self::R5n16xlarge),
+            "r5n.24xlarge" => Some(Self::R5n24xlarge),
+            "r5n.metal" => Some(Self::R5nMetal),
+            "r6g.medium" => Some(Self::R6gMedium),
+            "r6g.large" => Some(Self::R6gLarge),
+            "r6g.xlarge" => Some(Self::R6gXlarge),
+            "r6g.2xlarge" => Some(Self::R6g2xlarge),
+            "r6g.4xlarge" => Some(Self::R6g4xlarge),
+            "r6g.8xlarge" => Some(Self::R6g8xlarge),
+            "r6g.12xlarge" => Some(Self::R6g12xlarge),
+            "r6g.16xlarge" => Some(Self::R6g16xlarge),
+            "r6g.metal" => Some(Self::R6gMetal),
+            "r6gd.medium" => Some(Self::R6gdMedium),
+            "r6gd.large" => Some(Self::R6gdLarge),
+            "r6gd.xlarge" => Some(Self::R6gdXlarge),
+            "r6gd.2xlarge" => Some(Self::R6gd2xlarge),
+            "r6gd.4xlarge" => Some(Self::R6gd4xlarge),
+            "r6gd.8xlarge" => Some(Self::R6gd8xlarge),
+            "r6gd.12xlarge" => Some(Self::R6gd12xlarge),
+            "r6gd.16xlarge" => Some(Self::R6gd16xlarge),
+            "r6gd.metal" => Some(Self::R6gdMetal),
+            "r6i.large" => Some(Self::R6iLarge),
+            "r6i.xlarge" => Some(Self::R6iXlarge),
+            "r6i.2xlarge" => Some(Self::R6i2xlarge),
+            "r6i.4xlarge" => Some(Self::R6i4xlarge),
+            "r6i.8xlarge" => Some(Self::R6i8xlarge),
+            "r6i.12xlarge" => Some(Self::R6i12xlarge),
+            "r6i.16xlarge" => Some(Self::R6i16xlarge),
+            "r6i.24xlarge" => Some(Self::R6i24xlarge),
+            "r6i.32xlarge" => Some(Self::R6i32xlarge),
+            "r6i.metal" => Some(Self::R6iMetal),
+            "t1.micro" => Some(Self::T1Micro),
+            "t2.nano" => Some(Self::T2Nano),
+            "t2.micro" => Some(Self::T2Micro),
+            "t2.small" => Some(Self::T2Small),
+            "t2.medium" => Some(Self::T2Medium),
+            "t2.large" => Some(Self::T2Large),
+            "t2.xlarge" => Some(Self::T2Xlarge),
+            "t2.2xlarge" => Some(Self::T22xlarge),
+            "t3.nano" => Some(Self::T3Nano),
+            "t3.micro" => Some(Self::T3Micro),
+            "t3.small" => Some(Self::T3Small),
+            "t3.medium" => Some(Self::T3Medium),
+            "t3.large" => Some(Self::T3Large),
+            "t3.xlarge" => Some(Self::T3Xlarge),
+            "t3.2xlarge" => Some(Self::T32xlarge),
+            "t3a.nano" => Some(Self::T3aNano),
+            "t3a.micro" => Some(Self::T3aMicro),
+            "t3a.small" => Some(Self::T3aSmall),
+            "t3a.medium" => Some(Self::T3aMedium),
+            "t3a.large" => Some(Self::T3aLarge),
+            "t3a.xlarge" => Some(Self::T3aXlarge),
+            "t3a.2xlarge" => Some(Self::T3a2xlarge),
+            "t4g.nano" => Some(Self::T4gNano),
+            "t4g.micro" => Some(Self::T4gMicro),
+            "t4g.small" => Some(Self::T4gSmall),
+            "t4g.medium" => Some(Self::T4gMedium),
+            "t4g.large" => Some(Self::T4gLarge),
+            "t4g.xlarge" => Some(Self::T4gXlarge),
+            "t4g.2xlarge" => Some(Self::T4g2xlarge),
+            "u-6tb1.56xlarge" => Some(Self::U6tb156xlarge),
+            "u-6tb1.112xlarge" => Some(Self::U6tb1112xlarge),
+            "u-9tb1.112xlarge" => Some(Self::U9tb1112xlarge),
+            "u-12tb1.112xlarge" => Some(Self::U12tb1112xlarge),
+            "u-6tb1.metal" => Some(Self::U6tb1Metal),
+            "u-9tb1.metal" => Some(Self::U9tb1Metal),
+            "u-12tb1.metal" => Some(Self::U12tb1Metal),
+            "u-18tb1.metal" => Some(Self::U18tb1Metal),
+            "u-24tb1.metal" => Some(Self::U24tb1Metal),
+            "vt1.3xlarge" => Some(Self::Vt13xlarge),
+            "vt1.6xlarge" => Some(Self::Vt16xlarge),
+            "vt1.24xlarge" => Some(Self::Vt124xlarge),
+            "x1.16xlarge" => Some(Self::X116xlarge),
+            "x1.32xlarge" => Some(Self::X132xlarge),
+            "x1e.xlarge" => Some(Self::X1eXlarge),
+            "x1e.2xlarge" => Some(Self::X1e2xlarge),
+            "x1e.4xlarge" => Some(Self::X1e4xlarge),
+            "x1e.8xlarge" => Some(Self::X1e8xlarge),
+            "x1e.16xlarge" => Some(Self::X1e16xlarge),
+            "x1e.32xlarge" => Some(Self::X1e32xlarge),
+            "x2iezn.2xlarge" => Some(Self::X2iezn2xlarge),
+            "x2iezn.4xlarge" => Some(Self::X2iezn4xlarge),
+            "x2iezn.6xlarge" => Some(Self::X2iezn6xlarge),
+            "x2iezn.8xlarge" => Some(Self::X2iezn8xlarge),
+            "x2iezn.12xlarge" => Some(Self::X2iezn12xlarge),
+            "x2iezn.metal" => Some(Self::X2ieznMetal),
+            "x2gd.medium" => Some(Self::X2gdMedium),
+            "x2gd.large" => Some(Self::X2gdLarge),
+            "x2gd.xlarge" => Some(Self::X2gdXlarge),
+            "x2gd.2xlarge" => Some(Self::X2gd2xlarge),
+            "x2gd.4xlarge" => Some(Self::X2gd4xlarge),
+            "x2gd.8xlarge" => Some(Self::X2gd8xlarge),
+            "x2gd.12xlarge" => Some(Self::X2gd12xlarge),
+            "x2gd.16xlarge" => Some(Self::X2gd16xlarge),
+            "x2gd.metal" => Some(Self::X2gdMetal),
+            "z1d.large" => Some(Self::Z1dLarge),
+            "z1d.xlarge" => Some(Self::Z1dXlarge),
+            "z1d.2xlarge" => Some(Self::Z1d2xlarge),
+            "z1d.3xlarge" => Some(Self::Z1d3xlarge),
+            "z1d.6xlarge" => Some(Self::Z1d6xlarge),
+            "z1d.12xlarge" => Some(Self::Z1d12xlarge),
+            "z1d.metal" => Some(Self::Z1dMetal),
+            "x2idn.16xlarge" => Some(Self::X2idn16xlarge),
+            "x2idn.24xlarge" => Some(Self::X2idn24xlarge),
+            "x2idn.32xlarge" => Some(Self::X2idn32xlarge),
+            "x2iedn.xlarge" => Some(Self::X2iednXlarge),
+            "x2iedn.2xlarge" => Some(Self::X2iedn2xlarge),
+            "x2iedn.4xlarge" => Some(Self::X2iedn4xlarge),
+            "x2iedn.8xlarge" => Some(Self::X2iedn8xlarge),
+            "x2iedn.16xlarge" => Some(Self::X2iedn16xlarge),
+            "x2iedn.24xlarge" => Some(Self::X2iedn24xlarge),
+            "x2iedn.32xlarge" => Some(Self::X2iedn32xlarge),
+            "c6a.large" => Some(Self::C6aLarge),
+            "c6a.xlarge" => Some(Self::C6aXlarge),
+            "c6a.2xlarge" => Some(Self::C6a2xlarge),
+            "c6a.4xlarge" => Some(Self::C6a4xlarge),
+            "c6a.8xlarge" => Some(Self::C6a8xlarge),
+            "c6a.12xlarge" => Some(Self::C6a12xlarge),
+            "c6a.16xlarge" => Some(Self::C6a16xlarge),
+            "c6a.24xlarge" => Some(Self::C6a24xlarge),
+            "c6a.32xlarge" => Some(Self::C6a32xlarge),
+            "c6a.48xlarge" => Some(Self::C6a48xlarge),
+            "c6a.metal" => Some(Self::C6aMetal),
+            "m6a.metal" => Some(Self::M6aMetal),
+            "i4i.large" => Some(Self::I4iLarge),
+            "i4i.xlarge" => Some(Self::I4iXlarge),
+            "i4i.2xlarge" => Some(Self::I4i2xlarge),
+            "i4i.4xlarge" => Some(Self::I4i4xlarge),
+            "i4i.8xlarge" => Some(Self::I4i8xlarge),
+            "i4i.16xlarge" => Some(Self::I4i16xlarge),
+            "i4i.32xlarge" => Some(Self::I4i32xlarge),
+            "i4i.metal" => Some(Self::I4iMetal),
+            "x2idn.metal" => Some(Self::X2idnMetal),
+            "x2iedn.metal" => Some(Self::X2iednMetal),
+            "c7g.medium" => Some(Self::C7gMedium),
+            "c7g.large" => Some(Self::C7gLarge),
+            "c7g.xlarge" => Some(Self::C7gXlarge),
+            "c7g.2xlarge" => Some(Self::C7g2xlarge),
+            "c7g.4xlarge" => Some(Self::C7g4xlarge),
+            "c7g.8xlarge" => Some(Self::C7g8xlarge),
+            "c7g.12xlarge" => Some(Self::C7g12xlarge),
+            "c7g.16xlarge" => Some(Self::C7g16xlarge),
+            "mac2.metal" => Some(Self::Mac2Metal),
+            "c6id.large" => Some(Self::C6idLarge),
+            "c6id.xlarge" => Some(Self::C6idXlarge),
+            "c6id.2xlarge" => Some(Self::C6id2xlarge),
+            "c6id.4xlarge" => Some(Self::C6id4xlarge),
+            "c6id.8xlarge" => Some(Self::C6id8xlarge),
+            "c6id.12xlarge" => Some(Self::C6id12xlarge),
+            "c6id.16xlarge" => Some(Self::C6id16xlarge),
+            "c6id.24xlarge" => Some(Self::C6id24xlarge),
+            "c6id.32xlarge" => Some(Self::C6id32xlarge),
+            "c6id.metal" => Some(Self::C6idMetal),
+            "m6id.large" => Some(Self::M6idLarge),
+            "m6id.xlarge" => Some(Self::M6idXlarge),
+            "m6id.2xlarge" => Some(Self::M6id2xlarge),
+            "m6id.4xlarge" => Some(Self::M6id4xlarge),
+            "m6id.8xlarge" => Some(Self::M6id8xlarge),
+            "m6id.12xlarge" => Some(Self::M6id12xlarge),
+            "m6id.16xlarge" => Some(Self::M6id16xlarge),
+            "m6id.24xlarge" => Some(Self::M6id24xlarge),
+            "m6id.32xlarge" => Some(Self::M6id32xlarge),
+            "m6id.metal" => Some(Self::M6idMetal),
+            "r6id.large" => Some(Self::R6idLarge),
+            "r6id.xlarge" => Some(Self::R6idXlarge),
+            "r6id.2xlarge" => Some(Self::R6id2xlarge),
+            "r6id.4xlarge" => Some(Self::R6id4xlarge),
+            "r6id.8xlarge" => Some(Self::R6id8xlarge),
+            "r6id.12xlarge" => Some(Self::R6id12xlarge),
+            "r6id.16xlarge" => Some(Self::R6id16xlarge),
+            "r6id.24xlarge" => Some(Self::R6id24xlarge),
+            "r6id.32xlarge" => Some(Self::R6id32xlarge),
+            "r6id.metal" => Some(Self::R6idMetal),
+            "r6a.large" => Some(Self::R6aLarge),
+            "r6a.xlarge" => Some(Self::R6aXlarge),
+            "r6a.2xlarge" => Some(Self::R6a2xlarge),
+            "r6a.4xlarge" => Some(Self::R6a4xlarge),
+            "r6a.8xlarge" => Some(Self::R6a8xlarge),
+            "r6a.12xlarge" => Some(Self::R6a12xlarge),
+            "r6a.16xlarge" => Some(Self::R6a16xlarge),
+            "r6a.24xlarge" => Some(Self::R6a24xlarge),
+            "r6a.32xlarge" => Some(Self::R6a32xlarge),
+            "r6a.48xlarge" => Some(Self::R6a48xlarge),
+            "r6a.metal" => Some(Self::R6aMetal),
+            "p4de.24xlarge" => Some(Self::P4de24xlarge),
+            "u-3tb1.56xlarge" => Some(Self::U3tb156xlarge),
+            "u-18tb1.112xlarge" => Some(Self::U18tb1112xlarge),
+            "u-24tb1.112xlarge" => Some(Self::U24tb1112xlarge),
+            "trn1.2xlarge" => Some(Self::Trn12xlarge),
+            "trn1.32xlarge" => Some(Self::Trn132xlarge),
+            "hpc6id.32xlarge" => Some(Self::Hpc6id32xlarge),
+            "c6in.large" => Some(Self::C6inLarge),
+            "c6in.xlarge" => Some(Self::C6inXlarge),
+            "c6in.2xlarge" => Some(Self::C6in2xlarge),
+            "c6in.4xlarge" => Some(Self::C6in4xlarge),
+            "c6in.8xlarge" => Some(Self::C6in8xlarge),
+            "c6in.12xlarge" => Some(Self::C6in12xlarge),
+            "c6in.16xlarge" => Some(Self::C6in16xlarge),
+            "c6in.24xlarge" => Some(Self::C6in24xlarge),
+            "c6in.32xlarge" => Some(Self::C6in32xlarge),
+            "m6in.large" => Some(Self::M6inLarge),
+            "m6in.xlarge" => Some(Self::M6inXlarge),
+            "m6in.2xlarge" => Some(Self::M6in2xlarge),
+            "m6in.4xlarge" => Some(Self::M6in4xlarge),
+            "m6in.8xlarge" => Some(Self::M6in8xlarge),
+            "m6in.12xlarge" => Some(Self::M6in12xlarge),
+            "m6in.16xlarge" => Some(Self::M6in16xlarge),
+            "m6in.24xlarge" => Some(Self::M6in24xlarge),
+            "m6in.32xlarge" => Some(Self::M6in32xlarge),
+            "m6idn.large" => Some(Self::M6idnLarge),
+            "m6idn.xlarge" => Some(Self::M6idnXlarge),
+            "m6idn.2xlarge" => Some(Self::M6idn2xlarge),
+            "m6idn.4xlarge" => Some(Self::M6idn4xlarge),
+            "m6idn.8xlarge" => Some(Self::M6idn8xlarge),
+            "m6idn.12xlarge" => Some(Self::M6idn12xlarge),
+            "m6idn.16xlarge" => Some(Self::M6idn16xlarge),
+            "m6idn.24xlarge" => Some(Self::M6idn24xlarge),
+            "m6idn.32xlarge" => Some(Self::M6idn32xlarge),
+            "r6in.large" => Some(Self::R6inLarge),
+            "r6in.xlarge" => Some(Self::R6inXlarge),
+            "r6in.2xlarge" => Some(Self::R6in2xlarge),
+            "r6in.4xlarge" => Some(Self::R6in4xlarge),
+            "r6in.8xlarge" => Some(Self::R6in8xlarge),
+            "r6in.12xlarge" => Some(Self::R6in12xlarge),
+            "r6in.16xlarge" => Some(Self::R6in16xlarge),
+            "r6in.24xlarge" => Some(Self::R6in24xlarge),
+            "r6in.32xlarge" => Some(Self::R6in32xlarge),
+            "r6idn.large" => Some(Self::R6idnLarge),
+            "r6idn.xlarge" => Some(Self::R6idnXlarge),
+            "r6idn.2xlarge" => Some(Self::R6idn2xlarge),
+            "r6idn.4xlarge" => Some(Self::R6idn4xlarge),
+            "r6idn.8xlarge" => Some(Self::R6idn8xlarge),
+            "r6idn.12xlarge" => Some(Self::R6idn12xlarge),
+            "r6idn.16xlarge" => Some(Self::R6idn16xlarge),
+            "r6idn.24xlarge" => Some(Self::R6idn24xlarge),
+            "r6idn.32xlarge" => Some(Self::R6idn32xlarge),
+            "c7g.metal" => Some(Self::C7gMetal),
+            "m7g.medium" => Some(Self::M7gMedium),
+            "m7g.large" => Some(Self::M7gLarge),
+            "m7g.xlarge" => Some(Self::M7gXlarge),
+            "m7g.2xlarge" => Some(Self::M7g2xlarge),
+            "m7g.4xlarge" => Some(Self::M7g4xlarge),
+            "m7g.8xlarge" => Some(Self::M7g8xlarge),
+            "m7g.12xlarge" => Some(Self::M7g12xlarge),
+            "m7g.16xlarge" => Some(Self::M7g16xlarge),
+            "m7g.metal" => Some(Self::M7gMetal),
+            "r7g.medium" => Some(Self::R7gMedium),
+            "r7g.large" => Some(Self::R7gLarge),
+            "r7g.xlarge" => Some(Self::R7gXlarge),
+            "r7g.2xlarge" => Some(Self::R7g2xlarge),
+            "r7g.4xlarge" => Some(Self::R7g4xlarge),
+            "r7g.8xlarge" => Some(Self::R7g8xlarge),
+            "r7g.12xlarge" => Some(Self::R7g12xlarge),
+            "r7g.16xlarge" => Some(Self::R7g16xlarge),
+            "r7g.metal" => Some(Self::R7gMetal),
+            "c6in.metal" => Some(Self::C6inMetal),
+            "m6in.metal" => Some(Self::M6inMetal),
+            "m6idn.metal" => Some(Self::M6idnMetal),
+            "r6in.metal" => Some(Self::R6inMetal),
+            "r6idn.metal" => Some(Self::R6idnMetal),
+            "inf2.xlarge" => Some(Self::Inf2Xlarge),
+            "inf2.8xlarge" => Some(Self::Inf28xlarge),
+            "inf2.24xlarge" => Some(Self::Inf224xlarge),
+            "inf2.48xlarge" => Some(Self::Inf248xlarge),
+            "trn1n.32xlarge" => Some(Self::Trn1n32xlarge),
+            "i4g.large" => Some(Self::I4gLarge),
+            "i4g.xlarge" => Some(Self::I4gXlarge),
+            "i4g.2xlarge" => Some(Self::I4g2xlarge),
+            "i4g.4xlarge" => Some(Self::I4g4xlarge),
+            "i4g.8xlarge" => Some(Self::I4g8xlarge),
+            "i4g.16xlarge" => Some(Self::I4g16xlarge),
+            "hpc7g.4xlarge" => Some(Self::Hpc7g4xlarge),
+            "hpc7g.8xlarge" => Some(Self::Hpc7g8xlarge),
+            "hpc7g.16xlarge" => Some(Self::Hpc7g16xlarge),
+            "c7gn.medium" => Some(Self::C7gnMedium),
+            "c7gn.large" => Some(Self::C7gnLarge),
+            "c7gn.xlarge" => Some(Self::C7gnXlarge),
+            "c7gn.2xlarge" => Some(Self::C7gn2xlarge),
+            "c7gn.4xlarge" => Some(Self::C7gn4xlarge),
+            "c7gn.8xlarge" => Some(Self::C7gn8xlarge),
+            "c7gn.12xlarge" => Some(Self::C7gn12xlarge),
+            "c7gn.16xlarge" => Some(Self::C7gn16xlarge),
+            "p5.48xlarge" => Some(Self::P548xlarge),
+            "m7i.large" => Some(Self::M7iLarge),
+            "m7i.xlarge" => Some(Self::M7iXlarge),
+            "m7i.2xlarge" => Some(Self::M7i2xlarge),
+            "m7i.4xlarge" => Some(Self::M7i4xlarge),
+            "m7i.8xlarge" => Some(Self::M7i8xlarge),
+            "m7i.12xlarge" => Some(Self::M7i12xlarge),
+            "m7i.16xlarge" => Some(Self::M7i16xlarge),
+            "m7i.24xlarge" => Some(Self::M7i24xlarge),
+            "m7i.48xlarge" => Some(Self::M7i48xlarge),
+            "m7i-flex.large" => Some(Self::M7iFlexLarge),
+            "m7i-flex.xlarge" => Some(Self::M7iFlexXlarge),
+            "m7i-flex.2xlarge" => Some(Self::M7iFlex2xlarge),
+            "m7i-flex.4xlarge" => Some(Self::M7iFlex4xlarge),
+            "m7i-flex.8xlarge" => Some(Self::M7iFlex8xlarge),
+            "m7a.medium" => Some(Self::M7aMedium),
+            "m7a.large" => Some(Self::M7aLarge),
+            "m7a.xlarge" => Some(Self::M7aXlarge),
+            "m7a.2xlarge" => Some(Self::M7a2xlarge),
+            "m7a.4xlarge" => Some(Self::M7a4xlarge),
+            "m7a.8xlarge" => Some(Self::M7a8xlarge),
+            "m7a.12xlarge" => Some(Self::M7a12xlarge),
+            "m7a.16xlarge" => Some(Self::M7a16xlarge),
+            "m7a.24xlarge" => Some(Self::M7a24xlarge),
+            "m7a.32xlarge" => Some(Self::M7a32xlarge),
+            "m7a.48xlarge" => Some(Self::M7a48xlarge),
+            "m7a.metal-48xl" => Some(Self::M7aMetal48xl),
+            "hpc7a.12xlarge" => Some(Self::Hpc7a12xlarge),
+            "hpc7a.24xlarge" => Some(Self::Hpc7a24xlarge),
+            "hpc7a.48xlarge" => Some(Self::Hpc7a48xlarge),
+            "hpc7a.96xlarge" => Some(Self::Hpc7a96xlarge),
+            "c7gd.medium" => Some(Self::C7gdMedium),
+            "c7gd.large" => Some(Self::C7gdLarge),
+            "c7gd.xlarge" => Some(Self::C7gdXlarge),
+            "c7gd.2xlarge" => Some(Self::C7gd2xlarge),
+            "c7gd.4xlarge" => Some(Self::C7gd4xlarge),
+            "c7gd.8xlarge" => Some(Self::C7gd8xlarge),
+            "c7gd.12xlarge" => Some(Self::C7gd12xlarge),
+            "c7gd.16xlarge" => Some(Self::C7gd16xlarge),
+            "m7gd.medium" => Some(Self::M7gdMedium),
+            "m7gd.large" => Some(Self::M7gdLarge),
+            "m7gd.xlarge" => Some(Self::M7gdXlarge),
+            "m7gd.2xlarge" => Some(Self::M7gd2xlarge),
+            "m7gd.4xlarge" => Some(Self::M7gd4xlarge),
+            "m7gd.8xlarge" => Some(Self::M7gd8xlarge),
+            "m7gd.12xlarge" => Some(Self::M7gd12xlarge),
+            "m7gd.16xlarge" => Some(Self::M7gd16xlarge),
+            "r7gd.medium" => Some(Self::R7gdMedium),
+            "r7gd.large" => Some(Self::R7gdLarge),
+            "r7gd.xlarge" => Some(Self::R7gdXlarge),
+            "r7gd.2xlarge" => Some(Self::R7gd2xlarge),
+            "r7gd.4xlarge" => Some(Self::R7gd4xlarge),
+            "r7gd.8xlarge" => Some(Self::R7gd8xlarge),
+            "r7gd.12xlarge" => Some(Self::R7gd12xlarge),
+            "r7gd.16xlarge" => Some(Self::R7gd16xlarge),
+            "r7a.medium" => Some(Self::R7aMedium),
+            "r7a.large" => Some(Self::R7aLarge),
+            "r7a.xlarge" => Some(Self::R7aXlarge),
+            "r7a.2xlarge" => Some(Self::R7a2xlarge),
+            "r7a.4xlarge" => Some(Self::R7a4xlarge),
+            "r7a.8xlarge" => Some(Self::R7a8xlarge),
+            "r7a.12xlarge" => Some(Self::R7a12xlarge),
+            "r7a.16xlarge" => Some(Self::R7a16xlarge),
+            "r7a.24xlarge" => Some(Self::R7a24xlarge),
+            "r7a.32xlarge" => Some(Self::R7a32xlarge),
+            "r7a.48xlarge" => Some(Self::R7a48xlarge),
+            "c7i.large" => Some(Self::C7iLarge),
+            "c7i.xlarge" => Some(Self::C7iXlarge),
+            "c7i.2xlarge" => Some(Self::C7i2xlarge),
+            "c7i.4xlarge" => Some(Self::C7i4xlarge),
+            "c7i.8xlarge" => Some(Self::C7i8xlarge),
+            "c7i.12xlarge" => Some(Self::C7i12xlarge),
+            "c7i.16xlarge" => Some(Self::C7i16xlarge),
+            "c7i.24xlarge" => Some(Self::C7i24xlarge),
+            "c7i.48xlarge" => Some(Self::C7i48xlarge),
+            "mac2-m2pro.metal" => Some(Self::Mac2M2proMetal),
+            "r7iz.large" => Some(Self::R7izLarge),
+            "r7iz.xlarge" => Some(Self::R7izXlarge),
+            "r7iz.2xlarge" => Some(Self::R7iz2xlarge),
+            "r7iz.4xlarge" => Some(Self::R7iz4xlarge),
+            "r7iz.8xlarge" => Some(Self::R7iz8xlarge),
+            "r7iz.12xlarge" => Some(Self::R7iz12xlarge),
+            "r7iz.16xlarge" => Some(Self::R7iz16xlarge),
+            "r7iz.32xlarge" => Some(Self::R7iz32xlarge),
+            "c7a.medium" => Some(Self::C7aMedium),
+            "c7a.large" => Some(Self::C7aLarge),
+            "c7a.xlarge" => Some(Self::C7aXlarge),
+            "c7a.2xlarge" => Some(Self::C7a2xlarge),
+            "c7a.4xlarge" => Some(Self::C7a4xlarge),
+            "c7a.8xlarge" => Some(Self::C7a8xlarge),
+            "c7a.12xlarge" => Some(Self::C7a12xlarge),
+            "c7a.16xlarge" => Some(Self::C7a16xlarge),
+            "c7a.24xlarge" => Some(Self::C7a24xlarge),
+            "c7a.32xlarge" => Some(Self::C7a32xlarge),
+            "c7a.48xlarge" => Some(Self::C7a48xlarge),
+            "c7a.metal-48xl" => Some(Self::C7aMetal48xl),
+            "r7a.metal-48xl" => Some(Self::R7aMetal48xl),
+            "r7i.large" => Some(Self::R7iLarge),
+            "r7i.xlarge" => Some(Self::R7iXlarge),
+            "r7i.2xlarge" => Some(Self::R7i2xlarge),
+            "r7i.4xlarge" => Some(Self::R7i4xlarge),
+            "r7i.8xlarge" => Some(Self::R7i8xlarge),
+            "r7i.12xlarge" => Some(Self::R7i12xlarge),
+            "r7i.16xlarge" => Some(Self::R7i16xlarge),
+            "r7i.24xlarge" => Some(Self::R7i24xlarge),
+            "r7i.48xlarge" => Some(Self::R7i48xlarge),
+            "dl2q.24xlarge" => Some(Self::Dl2q24xlarge),
+            "mac2-m2.metal" => Some(Self::Mac2M2Metal),
+            "i4i.12xlarge" => Some(Self::I4i12xlarge),
+            "i4i.24xlarge" => Some(Self::I4i24xlarge),
+            "c7i.metal-24xl" => Some(Self::C7iMetal24xl),
+            "c7i.metal-48xl" => Some(Self::C7iMetal48xl),
+            "m7i.metal-24xl" => Some(Self::M7iMetal24xl),
+            "m7i.metal-48xl" => Some(Self::M7iMetal48xl),
+            "r7i.metal-24xl" => Some(Self::R7iMetal24xl),
+            "r7i.metal-48xl" => Some(Self::R7iMetal48xl),
+            "r7iz.metal-16xl" => Some(Self::R7izMetal16xl),
+            "r7iz.metal-32xl" => Some(Self::R7izMetal32xl),
+            "c7gd.metal" => Some(Self::C7gdMetal),
+            "m7gd.metal" => Some(Self::M7gdMetal),
+            "r7gd.metal" => Some(Self::R7gdMetal),
+            "g6.xlarge" => Some(Self::G6Xlarge),
+            "g6.2xlarge" => Some(Self::G62xlarge),
+            "g6.4xlarge" => Some(Self::G64xlarge),
+            "g6.8xlarge" => Some(Self::G68xlarge),
+            "g6.12xlarge" => Some(Self::G612xlarge),
+            "g6.16xlarge" => Some(Self::G616xlarge),
+            "g6.24xlarge" => Some(Self::G624xlarge),
+            "g6.48xlarge" => Some(Self::G648xlarge),
+            "gr6.4xlarge" => Some(Self::Gr64xlarge),
+            "gr6.8xlarge" => Some(Self::Gr68xlarge),
+            "c7i-flex.large" => Some(Self::C7iFlexLarge),
+            "c7i-flex.xlarge" => Some(Self::C7iFlexXlarge),
+            "c7i-flex.2xlarge" => Some(Self::C7iFlex2xlarge),
+            "c7i-flex.4xlarge" => Some(Self::C7iFlex4xlarge),
+            "c7i-flex.8xlarge" => Some(Self::C7iFlex8xlarge),
+            "u7i-12tb.224xlarge" => Some(Self::U7i12tb224xlarge),
+            "u7in-16tb.224xlarge" => Some(Self::U7in16tb224xlarge),
+            "u7in-24tb.224xlarge" => Some(Self::U7in24tb224xlarge),
+            "u7in-32tb.224xlarge" => Some(Self::U7in32tb224xlarge),
+            "u7ib-12tb.224xlarge" => Some(Self::U7ib12tb224xlarge),
+            "c7gn.metal" => Some(Self::C7gnMetal),
+            "r8g.medium" => Some(Self::R8gMedium),
+            "r8g.large" => Some(Self::R8gLarge),
+            "r8g.xlarge" => Some(Self::R8gXlarge),
+            "r8g.2xlarge" => Some(Self::R8g2xlarge),
+            "r8g.4xlarge" => Some(Self::R8g4xlarge),
+            "r8g.8xlarge" => Some(Self::R8g8xlarge),
+            "r8g.12xlarge" => Some(Self::R8g12xlarge),
+            "r8g.16xlarge" => Some(Self::R8g16xlarge),
+            "r8g.24xlarge" => Some(Self::R8g24xlarge),
+            "r8g.48xlarge" => Some(Self::R8g48xlarge),
+            "r8g.metal-24xl" => Some(Self::R8gMetal24xl),
+            "r8g.metal-48xl" => Some(Self::R8gMetal48xl),
+            "mac2-m1ultra.metal" => Some(Self::Mac2M1ultraMetal),
+            "g6e.xlarge" => Some(Self::G6eXlarge),
+            "g6e.2xlarge" => Some(Self::G6e2xlarge),
+            "g6e.4xlarge" => Some(Self::G6e4xlarge),
+            "g6e.8xlarge" => Some(Self::G6e8xlarge),
+            "g6e.12xlarge" => Some(Self::G6e12xlarge),
+            "g6e.16xlarge" => Some(Self::G6e16xlarge),
+            "g6e.24xlarge" => Some(Self::G6e24xlarge),
+            "g6e.48xlarge" => Some(Self::G6e48xlarge),
+            "c8g.medium" => Some(Self::C8gMedium),
+            "c8g.large" => Some(Self::C8gLarge),
+            "c8g.xlarge" => Some(Self::C8gXlarge),
+            "c8g.2xlarge" => Some(Self::C8g2xlarge),
+            "c8g.4xlarge" => Some(Self::C8g4xlarge),
+            "c8g.8xlarge" => Some(Self::C8g8xlarge),
+            "c8g.12xlarge" => Some(Self::C8g12xlarge),
+            "c8g.16xlarge" => Some(Self::C8g16xlarge),
+            "c8g.24xlarge" => Some(Self::C8g24xlarge),
+            "c8g.48xlarge" => Some(Self::C8g48xlarge),
+            "c8g.metal-24xl" => Some(Self::C8gMetal24xl),
+            "c8g.metal-48xl" => Some(Self::C8gMetal48xl),
+            "m8g.medium" => Some(Self::M8gMedium),
+            "m8g.large" => Some(Self::M8gLarge),
+            "m8g.xlarge" => Some(Self::M8gXlarge),
+            "m8g.2xlarge" => Some(Self::M8g2xlarge),
+            "m8g.4xlarge" => Some(Self::M8g4xlarge),
+            "m8g.8xlarge" => Some(Self::M8g8xlarge),
+            "m8g.12xlarge" => Some(Self::M8g12xlarge),
+            "m8g.16xlarge" => Some(Self::M8g16xlarge),
+            "m8g.24xlarge" => Some(Self::M8g24xlarge),
+            "m8g.48xlarge" => Some(Self::M8g48xlarge),
+            "m8g.metal-24xl" => Some(Self::M8gMetal24xl),
+            "m8g.metal-48xl" => Some(Self::M8gMetal48xl),
+            "x8g.medium" => Some(Self::X8gMedium),
+            "x8g.large" => Some(Self::X8gLarge),
+            "x8g.xlarge" => Some(Self::X8gXlarge),
+            "x8g.2xlarge" => Some(Self::X8g2xlarge),
+            "x8g.4xlarge" => Some(Self::X8g4xlarge),
+            "x8g.8xlarge" => Some(Self::X8g8xlarge),
+            "x8g.12xlarge" => Some(Self::X8g12xlarge),
+            "x8g.16xlarge" => Some(Self::X8g16xlarge),
+            "x8g.24xlarge" => Some(Self::X8g24xlarge),
+            "x8g.48xlarge" => Some(Self::X8g48xlarge),
+            "x8g.metal-24xl" => Some(Self::X8gMetal24xl),
+            "x8g.metal-48xl" => Some(Self::X8gMetal48xl),
+            "i7ie.large" => Some(Self::I7ieLarge),
+            "i7ie.xlarge" => Some(Self::I7ieXlarge),
+            "i7ie.2xlarge" => Some(Self::I7ie2xlarge),
+            "i7ie.3xlarge" => Some(Self::I7ie3xlarge),
+            "i7ie.6xlarge" => Some(Self::I7ie6xlarge),
+            "i7ie.12xlarge" => Some(Self::I7ie12xlarge),
+            "i7ie.18xlarge" => Some(Self::I7ie18xlarge),
+            "i7ie.24xlarge" => Some(Self::I7ie24xlarge),
+            "i7ie.48xlarge" => Some(Self::I7ie48xlarge),
+            "i8g.large" => Some(Self::I8gLarge),
+            "i8g.xlarge" => Some(Self::I8gXlarge),
+            "i8g.2xlarge" => Some(Self::I8g2xlarge),
+            "i8g.4xlarge" => Some(Self::I8g4xlarge),
+            "i8g.8xlarge" => Some(Self::I8g8xlarge),
+            "i8g.12xlarge" => Some(Self::I8g12xlarge),
+            "i8g.16xlarge" => Some(Self::I8g16xlarge),
+            "i8g.24xlarge" => Some(Self::I8g24xlarge),
+            "i8g.metal-24xl" => Some(Self::I8gMetal24xl),
+            "u7i-6tb.112xlarge" => Some(Self::U7i6tb112xlarge),
+            "u7i-8tb.112xlarge" => Some(Self::U7i8tb112xlarge),
+            "u7inh-32tb.480xlarge" => Some(Self::U7inh32tb480xlarge),
+            "p5e.48xlarge" => Some(Self::P5e48xlarge),
+            "p5en.48xlarge" => Some(Self::P5en48xlarge),
+            "f2.12xlarge" => Some(Self::F212xlarge),
+            "f2.48xlarge" => Some(Self::F248xlarge),
+            "trn2.48xlarge" => Some(Self::Trn248xlarge),
+            "c7i-flex.12xlarge" => Some(Self::C7iFlex12xlarge),
+            "c7i-flex.16xlarge" => Some(Self::C7iFlex16xlarge),
+            "m7i-flex.12xlarge" => Some(Self::M7iFlex12xlarge),
+            "m7i-flex.16xlarge" => Some(Self::M7iFlex16xlarge),
+            "i7ie.metal-24xl" => Some(Self::I7ieMetal24xl),
+            "i7ie.metal-48xl" => Some(Self::I7ieMetal48xl),
+            "i8g.48xlarge" => Some(Self::I8g48xlarge),
+            "c8gd.medium" => Some(Self::C8gdMedium),
+            "c8gd.large" => Some(Self::C8gdLarge),
+            "c8gd.xlarge" => Some(Self::C8gdXlarge),
+            "c8gd.2xlarge" => Some(Self::C8gd2xlarge),
+            "c8gd.4xlarge" => Some(Self::C8gd4xlarge),
+            "c8gd.8xlarge" => Some(Self::C8gd8xlarge),
+            "c8gd.12xlarge" => Some(Self::C8gd12xlarge),
+            "c8gd.16xlarge" => Some(Self::C8gd16xlarge),
+            "c8gd.24xlarge" => Some(Self::C8gd24xlarge),
+            "c8gd.48xlarge" => Some(Self::C8gd48xlarge),
+            "c8gd.metal-24xl" => Some(Self::C8gdMetal24xl),
+            "c8gd.metal-48xl" => Some(Self::C8gdMetal48xl),
+            "i7i.large" => Some(Self::I7iLarge),
+            "i7i.xlarge" => Some(Self::I7iXlarge),
+            "i7i.2xlarge" => Some(Self::I7i2xlarge),
+            "i7i.4xlarge" => Some(Self::I7i4xlarge),
+            "i7i.8xlarge" => Some(Self::I7i8xlarge),
+            "i7i.12xlarge" => Some(Self::I7i12xlarge),
+            "i7i.16xlarge" => Some(Self::I7i16xlarge),
+            "i7i.24xlarge" => Some(Self::I7i24xlarge),
+            "i7i.48xlarge" => Some(Self::I7i48xlarge),
+            "i7i.metal-24xl" => Some(Self::I7iMetal24xl),
+            "i7i.metal-48xl" => Some(Self::I7iMetal48xl),
+            "p6-b200.48xlarge" => Some(Self::P6B20048xlarge),
+            "m8gd.medium" => Some(Self::M8gdMedium),
+            "m8gd.large" => Some(Self::M8gdLarge),
+            "m8gd.xlarge" => Some(Self::M8gdXlarge),
+            "m8gd.2xlarge" => Some(Self::M8gd2xlarge),
+            "m8gd.4xlarge" => Some(Self::M8gd4xlarge),
+            "m8gd.8xlarge" => Some(Self::M8gd8xlarge),
+            "m8gd.12xlarge" => Some(Self::M8gd12xlarge),
+            "m8gd.16xlarge" => Some(Self::M8gd16xlarge),
+            "m8gd.24xlarge" => Some(Self::M8gd24xlarge),
+            "m8gd.48xlarge" => Some(Self::M8gd48xlarge),
+            "m8gd.metal-24xl" => Some(Self::M8gdMetal24xl),
+            "m8gd.metal-48xl" => Some(Self::M8gdMetal48xl),
+            "r8gd.medium" => Some(Self::R8gdMedium),
+            "r8gd.large" => Some(Self::R8gdLarge),
+            "r8gd.xlarge" => Some(Self::R8gdXlarge),
+            "r8gd.2xlarge" => Some(Self::R8gd2xlarge),
+            "r8gd.4xlarge" => Some(Self::R8gd4xlarge),
+            "r8gd.8xlarge" => Some(Self::R8gd8xlarge),
+            "r8gd.12xlarge" => Some(Self::R8gd12xlarge),
+            "r8gd.16xlarge" => Some(Self::R8gd16xlarge),
+            "r8gd.24xlarge" => Some(Self::R8gd24xlarge),
+            "r8gd.48xlarge" => Some(Self::R8gd48xlarge),
+            "r8gd.metal-24xl" => Some(Self::R8gdMetal24xl),
+            "r8gd.metal-48xl" => Some(Self::R8gdMetal48xl),
+            "c8gn.medium" => Some(Self::C8gnMedium),
+            "c8gn.large" => Some(Self::C8gnLarge),
+            "c8gn.xlarge" => Some(Self::C8gnXlarge),
+            "c8gn.2xlarge" => Some(Self::C8gn2xlarge),
+            "c8gn.4xlarge" => Some(Self::C8gn4xlarge),
+            "c8gn.8xlarge" => Some(Self::C8gn8xlarge),
+            "c8gn.12xlarge" => Some(Self::C8gn12xlarge),
+            "c8gn.16xlarge" => Some(Self::C8gn16xlarge),
+            "c8gn.24xlarge" => Some(Self::C8gn24xlarge),
+            "c8gn.48xlarge" => Some(Self::C8gn48xlarge),
+            "c8gn.metal-24xl" => Some(Self::C8gnMetal24xl),
+            "c8gn.metal-48xl" => Some(Self::C8gnMetal48xl),
+            "f2.6xlarge" => Some(Self::F26xlarge),
+            "p6e-gb200.36xlarge" => Some(Self::P6eGb20036xlarge),
+            "g6f.large" => Some(Self::G6fLarge),
+            "g6f.xlarge" => Some(Self::G6fXlarge),
+            "g6f.2xlarge" => Some(Self::G6f2xlarge),
+            "g6f.4xlarge" => Some(Self::G6f4xlarge),
+            "gr6f.4xlarge" => Some(Self::Gr6f4xlarge),
+            "p5.4xlarge" => Some(Self::P54xlarge),
+            "r8i.large" => Some(Self::R8iLarge),
+            "r8i.xlarge" => Some(Self::R8iXlarge),
+            "r8i.2xlarge" => Some(Self::R8i2xlarge),
+            "r8i.4xlarge" => Some(Self::R8i4xlarge),
+            "r8i.8xlarge" => Some(Self::R8i8xlarge),
+            "r8i.12xlarge" => Some(Self::R8i12xlarge),
+            "r8i.16xlarge" => Some(Self::R8i16xlarge),
+            "r8i.24xlarge" => Some(Self::R8i24xlarge),
+            "r8i.32xlarge" => Some(Self::R8i32xlarge),
+            "r8i.48xlarge" => Some(Self::R8i48xlarge),
+            "r8i.96xlarge" => Some(Self::R8i96xlarge),
+            "r8i.metal-48xl" => Some(Self::R8iMetal48xl),
+            "r8i.metal-96xl" => Some(Self::R8iMetal96xl),
+            "r8i-flex.large" => Some(Self::R8iFlexLarge),
+            "r8i-flex.xlarge" => Some(Self::R8iFlexXlarge),
+            "r8i-flex.2xlarge" => Some(Self::R8iFlex2xlarge),
+            "r8i-flex.4xlarge" => Some(Self::R8iFlex4xlarge),
+            "r8i-flex.8xlarge" => Some(Self::R8iFlex8xlarge),
+            "r8i-flex.12xlarge" => Some(Self::R8iFlex12xlarge),
+            "r8i-flex.16xlarge" => Some(Self::R8iFlex16xlarge),
+            "m8i.large" => Some(Self::M8iLarge),
+            "m8i.xlarge" => Some(Self::M8iXlarge),
+            "m8i.2xlarge" => Some(Self::M8i2xlarge),
+            "m8i.4xlarge" => Some(Self::M8i4xlarge),
+            "m8i.8xlarge" => Some(Self::M8i8xlarge),
+            "m8i.12xlarge" => Some(Self::M8i12xlarge),
+            "m8i.16xlarge" => Some(Self::M8i16xlarge),
+            "m8i.24xlarge" => Some(Self::M8i24xlarge),
+            "m8i.32xlarge" => Some(Self::M8i32xlarge),
+            "m8i.48xlarge" => Some(Self::M8i48xlarge),
+            "m8i.96xlarge" => Some(Self::M8i96xlarge),
+            "m8i.metal-48xl" => Some(Self::M8iMetal48xl),
+            "m8i.metal-96xl" => Some(Self::M8iMetal96xl),
+            "m8i-flex.large" => Some(Self::M8iFlexLarge),
+            "m8i-flex.xlarge" => Some(Self::M8iFlexXlarge),
+            "m8i-flex.2xlarge" => Some(Self::M8iFlex2xlarge),
+            "m8i-flex.4xlarge" => Some(Self::M8iFlex4xlarge),
+            "m8i-flex.8xlarge" => Some(Self::M8iFlex8xlarge),
+            "m8i-flex.12xlarge" => Some(Self::M8iFlex12xlarge),
+            "m8i-flex.16xlarge" => Some(Self::M8iFlex16xlarge),
+            "i8ge.large" => Some(Self::I8geLarge),
+            "i8ge.xlarge" => Some(Self::I8geXlarge),
+            "i8ge.2xlarge" => Some(Self::I8ge2xlarge),
+            "i8ge.3xlarge" => Some(Self::I8ge3xlarge),
+            "i8ge.6xlarge" => Some(Self::I8ge6xlarge),
+            "i8ge.12xlarge" => Some(Self::I8ge12xlarge),
+            "i8ge.18xlarge" => Some(Self::I8ge18xlarge),
+            "i8ge.24xlarge" => Some(Self::I8ge24xlarge),
+            "i8ge.48xlarge" => Some(Self::I8ge48xlarge),
+            "i8ge.metal-24xl" => Some(Self::I8geMetal24xl),
+            "i8ge.metal-48xl" => Some(Self::I8geMetal48xl),
+            "mac-m4.metal" => Some(Self::MacM4Metal),
+            "mac-m4pro.metal" => Some(Self::MacM4proMetal),
+            "r8gn.medium" => Some(Self::R8gnMedium),
+            "r8gn.large" => Some(Self::R8gnLarge),
+            "r8gn.xlarge" => Some(Self::R8gnXlarge),
+            "r8gn.2xlarge" => Some(Self::R8gn2xlarge),
+            "r8gn.4xlarge" => Some(Self::R8gn4xlarge),
+            "r8gn.8xlarge" => Some(Self::R8gn8xlarge),
+            "r8gn.12xlarge" => Some(Self::R8gn12xlarge),
+            "r8gn.16xlarge" => Some(Self::R8gn16xlarge),
+            "r8gn.24xlarge" => Some(Self::R8gn24xlarge),
+            "r8gn.48xlarge" => Some(Self::R8gn48xlarge),
+            "r8gn.metal-24xl" => Some(Self::R8gnMetal24xl),
+            "r8gn.metal-48xl" => Some(Self::R8gnMetal48xl),
+            "c8i.large" => Some(Self::C8iLarge),
+            "c8i.xlarge" => Some(Self::C8iXlarge),
+            "c8i.2xlarge" => Some(Self::C8i2xlarge),
+            "c8i.4xlarge" => Some(Self::C8i4xlarge),
+            "c8i.8xlarge" => Some(Self::C8i8xlarge),
+            "c8i.12xlarge" => Some(Self::C8i12xlarge),
+            "c8i.16xlarge" => Some(Self::C8i16xlarge),
+            "c8i.24xlarge" => Some(Self::C8i24xlarge),
+            "c8i.32xlarge" => Some(Self::C8i32xlarge),
+            "c8i.48xlarge" => Some(Self::C8i48xlarge),
+            "c8i.96xlarge" => Some(Self::C8i96xlarge),
+            "c8i.metal-48xl" => Some(Self::C8iMetal48xl),
+            "c8i.metal-96xl" => Some(Self::C8iMetal96xl),
+            "c8i-flex.large" => Some(Self::C8iFlexLarge),
+            "c8i-flex.xlarge" => Some(Self::C8iFlexXlarge),
+            "c8i-flex.2xlarge" => Some(Self::C8iFlex2xlarge),
+            "c8i-flex.4xlarge" => Some(Self::C8iFlex4xlarge),
+            "c8i-flex.8xlarge" => Some(Self::C8iFlex8xlarge),
+            "c8i-flex.12xlarge" => Some(Self::C8iFlex12xlarge),
+            "c8i-flex.16xlarge" => Some(Self::C8iFlex16xlarge),
+            "r8gb.medium" => Some(Self::R8gbMedium),
+            "r8gb.large" => Some(Self::R8gbLarge),
+            "r8gb.xlarge" => Some(Self::R8gbXlarge),
+            "r8gb.2xlarge" => Some(Self::R8gb2xlarge),
+            "r8gb.4xlarge" => Some(Self::R8gb4xlarge),
+            "r8gb.8xlarge" => Some(Self::R8gb8xlarge),
+            "r8gb.12xlarge" => Some(Self::R8gb12xlarge),
+            "r8gb.16xlarge" => Some(Self::R8gb16xlarge),
+            "r8gb.24xlarge" => Some(Self::R8gb24xlarge),
+            "r8gb.metal-24xl" => Some(Self::R8gbMetal24xl),
+            "m8a.medium" => Some(Self::M8aMedium),
+            "m8a.large" => Some(Self::M8aLarge),
+            "m8a.xlarge" => Some(Self::M8aXlarge),
+            "m8a.2xlarge" => Some(Self::M8a2xlarge),
+            "m8a.4xlarge" => Some(Self::M8a4xlarge),
+            "m8a.8xlarge" => Some(Self::M8a8xlarge),
+            "m8a.12xlarge" => Some(Self::M8a12xlarge),
+            "m8a.16xlarge" => Some(Self::M8a16xlarge),
+            "m8a.24xlarge" => Some(Self::M8a24xlarge),
+            "m8a.48xlarge" => Some(Self::M8a48xlarge),
+            "m8a.metal-24xl" => Some(Self::M8aMetal24xl),
+            "m8a.metal-48xl" => Some(Self::M8aMetal48xl),
+            "trn2.3xlarge" => Some(Self::Trn23xlarge),
+            "r8a.medium" => Some(Self::R8aMedium),
+            "r8a.large" => Some(Self::R8aLarge),
+            "r8a.xlarge" => Some(Self::R8aXlarge),
+            "r8a.2xlarge" => Some(Self::R8a2xlarge),
+            "r8a.4xlarge" => Some(Self::R8a4xlarge),
+            "r8a.8xlarge" => Some(Self::R8a8xlarge),
+            "r8a.12xlarge" => Some(Self::R8a12xlarge),
+            "r8a.16xlarge" => Some(Self::R8a16xlarge),
+            "r8a.24xlarge" => Some(Self::R8a24xlarge),
+            "r8a.48xlarge" => Some(Self::R8a48xlarge),
+            "r8a.metal-24xl" => Some(Self::R8aMetal24xl),
+            "r8a.metal-48xl" => Some(Self::R8aMetal48xl),
+            "p6-b300.48xlarge" => Some(Self::P6B30048xlarge),
+            "c8a.medium" => Some(Self::C8aMedium),
+            "c8a.large" => Some(Self::C8aLarge),
+            "c8a.xlarge" => Some(Self::C8aXlarge),
+            "c8a.2xlarge" => Some(Self::C8a2xlarge),
+            "c8a.4xlarge" => Some(Self::C8a4xlarge),
+            "c8a.8xlarge" => Some(Self::C8a8xlarge),
+            "c8a.12xlarge" => Some(Self::C8a12xlarge),
+            "c8a.16xlarge" => Some(Self::C8a16xlarge),
+            "c8a.24xlarge" => Some(Self::C8a24xlarge),
+            "c8a.48xlarge" => Some(Self::C8a48xlarge),
+            "c8a.metal-24xl" => Some(Self::C8aMetal24xl),
+            "c8a.metal-48xl" => Some(Self::C8aMetal48xl),
+            "c8gb.12xlarge" => Some(Self::C8gb12xlarge),
+            "c8gb.16xlarge" => Some(Self::C8gb16xlarge),
+            "c8gb.24xlarge" => Some(Self::C8gb24xlarge),
+            "c8gb.2xlarge" => Some(Self::C8gb2xlarge),
+            "c8gb.4xlarge" => Some(Self::C8gb4xlarge),
+            "c8gb.8xlarge" => Some(Self::C8gb8xlarge),
+            "c8gb.large" => Some(Self::C8gbLarge),
+            "c8gb.medium" => Some(Self::C8gbMedium),
+            "c8gb.metal-24xl" => Some(Self::C8gbMetal24xl),
+            "c8gb.xlarge" => Some(Self::C8gbXlarge),
+            "c8gb.48xlarge" => Some(Self::C8gb48xlarge),
+            "c8gb.metal-48xl" => Some(Self::C8gbMetal48xl),
+            "m8gb.12xlarge" => Some(Self::M8gb12xlarge),
+            "m8gb.16xlarge" => Some(Self::M8gb16xlarge),
+            "m8gb.24xlarge" => Some(Self::M8gb24xlarge),
+            "m8gb.2xlarge" => Some(Self::M8gb2xlarge),
+            "m8gb.4xlarge" => Some(Self::M8gb4xlarge),
+            "m8gb.8xlarge" => Some(Self::M8gb8xlarge),
+            "m8gb.large" => Some(Self::M8gbLarge),
+            "m8gb.medium" => Some(Self::M8gbMedium),
+            "m8gb.xlarge" => Some(Self::M8gbXlarge),
+            "m8gb.48xlarge" => Some(Self::M8gb48xlarge),
+            "m8gb.metal-24xl" => Some(Self::M8gbMetal24xl),
+            "m8gb.metal-48xl" => Some(Self::M8gbMetal48xl),
+            "m8gn.12xlarge" => Some(Self::M8gn12xlarge),
+            "m8gn.16xlarge" => Some(Self::M8gn16xlarge),
+            "m8gn.24xlarge" => Some(Self::M8gn24xlarge),
+            "m8gn.2xlarge" => Some(Self::M8gn2xlarge),
+            "m8gn.48xlarge" => Some(Self::M8gn48xlarge),
+            "m8gn.4xlarge" => Some(Self::M8gn4xlarge),
+            "m8gn.8xlarge" => Some(Self::M8gn8xlarge),
+            "m8gn.large" => Some(Self::M8gnLarge),
+            "m8gn.medium" => Some(Self::M8gnMedium),
+            "m8gn.xlarge" => Some(Self::M8gnXlarge),
+            "m8gn.metal-24xl" => Some(Self::M8gnMetal24xl),
+            "m8gn.metal-48xl" => Some(Self::M8gnMetal48xl),
+            "x8aedz.12xlarge" => Some(Self::X8aedz12xlarge),
+            "x8aedz.24xlarge" => Some(Self::X8aedz24xlarge),
+            "x8aedz.3xlarge" => Some(Self::X8aedz3xlarge),
+            "x8aedz.6xlarge" => Some(Self::X8aedz6xlarge),
+            "x8aedz.large" => Some(Self::X8aedzLarge),
+            "x8aedz.metal-12xl" => Some(Self::X8aedzMetal12xl),
+            "x8aedz.metal-24xl" => Some(Self::X8aedzMetal24xl),
+            "x8aedz.xlarge" => Some(Self::X8aedzXlarge),
+            "m8azn.medium" => Some(Self::M8aznMedium),
+            "m8azn.large" => Some(Self::M8aznLarge),
+            "m8azn.xlarge" => Some(Self::M8aznXlarge),
+            "m8azn.3xlarge" => Some(Self::M8azn3xlarge),
+            "m8azn.6xlarge" => Some(Self::M8azn6xlarge),
+            "m8azn.12xlarge" => Some(Self::M8azn12xlarge),
+            "m8azn.24xlarge" => Some(Self::M8azn24xlarge),
+            "m8azn.metal-12xl" => Some(Self::M8aznMetal12xl),
+            "m8azn.metal-24xl" => Some(Self::M8aznMetal24xl),
+            "x8i.large" => Some(Self::X8iLarge),
+            "x8i.xlarge" => Some(Self::X8iXlarge),
+            "x8i.2xlarge" => Some(Self::X8i2xlarge),
+            "x8i.4xlarge" => Some(Self::X8i4xlarge),
+            "x8i.8xlarge" => Some(Self::X8i8xlarge),
+            "x8i.12xlarge" => Some(Self::X8i12xlarge),
+            "x8i.16xlarge" => Some(Self::X8i16xlarge),
+            "x8i.24xlarge" => Some(Self::X8i24xlarge),
+            "x8i.32xlarge" => Some(Self::X8i32xlarge),
+            "x8i.48xlarge" => Some(Self::X8i48xlarge),
+            "x8i.64xlarge" => Some(Self::X8i64xlarge),
+            "x8i.96xlarge" => Some(Self::X8i96xlarge),
+            "x8i.metal-48xl" => Some(Self::X8iMetal48xl),
+            "x8i.metal-96xl" => Some(Self::X8iMetal96xl),
+            "mac-m4max.metal" => Some(Self::MacM4maxMetal),
+            "g7e.2xlarge" => Some(Self::G7e2xlarge),
+            "g7e.4xlarge" => Some(Self::G7e4xlarge),
+            "g7e.8xlarge" => Some(Self::G7e8xlarge),
+            "g7e.12xlarge" => Some(Self::G7e12xlarge),
+            "g7e.24xlarge" => Some(Self::G7e24xlarge),
+            "g7e.48xlarge" => Some(Self::G7e48xlarge),
+            "r8id.large" => Some(Self::R8idLarge),
+            "r8id.xlarge" => Some(Self::R8idXlarge),
+            "r8id.2xlarge" => Some(Self::R8id2xlarge),
+            "r8id.4xlarge" => Some(Self::R8id4xlarge),
+            "r8id.8xlarge" => Some(Self::R8id8xlarge),
+            "r8id.12xlarge" => Some(Self::R8id12xlarge),
+            "r8id.16xlarge" => Some(Self::R8id16xlarge),
+            "r8id.24xlarge" => Some(Self::R8id24xlarge),
+            "r8id.32xlarge" => Some(Self::R8id32xlarge),
+            "r8id.48xlarge" => Some(Self::R8id48xlarge),
+            "r8id.96xlarge" => Some(Self::R8id96xlarge),
+            "r8id.metal-48xl" => Some(Self::R8idMetal48xl),
+            "r8id.metal-96xl" => Some(Self::R8idMetal96xl),
+            "c8id.large" => Some(Self::C8idLarge),
+            "c8id.xlarge" => Some(Self::C8idXlarge),
+            "c8id.2xlarge" => Some(Self::C8id2xlarge),
+            "c8id.4xlarge" => Some(Self::C8id4xlarge),
+            "c8id.8xlarge" => Some(Self::C8id8xlarge),
+            "c8id.12xlarge" => Some(Self::C8id12xlarge),
+            "c8id.16xlarge" => Some(Self::C8id16xlarge),
+            "c8id.24xlarge" => Some(Self::C8id24xlarge),
+            "c8id.32xlarge" => Some(Self::C8id32xlarge),
+            "c8id.48xlarge" => Some(Self::C8id48xlarge),
+            "c8id.96xlarge" => Some(Self::C8id96xlarge),
+            "c8id.metal-48xl" => Some(Self::C8idMetal48xl),
+            "c8id.metal-96xl" => Some(Self::C8idMetal96xl),
+            "m8id.large" => Some(Self::M8idLarge),
+            "m8id.xlarge" => Some(Self::M8idXlarge),
+            "m8id.2xlarge" => Some(Self::M8id2xlarge),
+            "m8id.4xlarge" => Some(Self::M8id4xlarge),
+            "m8id.8xlarge" => Some(Self::M8id8xlarge),
+            "m8id.12xlarge" => Some(Self::M8id12xlarge),
+            "m8id.16xlarge" => Some(Self::M8id16xlarge),
+            "m8id.24xlarge" => Some(Self::M8id24xlarge),
+            "m8id.32xlarge" => Some(Self::M8id32xlarge),
+            "m8id.48xlarge" => Some(Self::M8id48xlarge),
+            "m8id.96xlarge" => Some(Self::M8id96xlarge),
+            "m8id.metal-48xl" => Some(Self::M8idMetal48xl),
+            "m8id.metal-96xl" => Some(Self::M8idMetal96xl),
+            "hpc8a.96xlarge" => Some(Self::Hpc8a96xlarge),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for InstanceType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -284,6 +7019,118 @@ impl Ipv6AddressAttribute {
     }
 }
 impl std::fmt::Display for Ipv6AddressAttribute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum MarketType {
+    #[serde(rename = "spot")]
+    Spot,
+    #[serde(rename = "capacity-block")]
+    CapacityBlock,
+    #[serde(rename = "interruptible-capacity-reservation")]
+    InterruptibleCapacityReservation,
+}
+impl MarketType {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] =
+        &["spot", "capacity-block", "interruptible-capacity-reservation"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Spot => "spot",
+            Self::CapacityBlock => "capacity-block",
+            Self::InterruptibleCapacityReservation => "interruptible-capacity-reservation",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "spot" => Some(Self::Spot),
+            "capacity-block" => Some(Self::CapacityBlock),
+            "interruptible-capacity-reservation" => Some(Self::InterruptibleCapacityReservation),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for MarketType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum MonitoringState {
+    #[serde(rename = "disabled")]
+    Disabled,
+    #[serde(rename = "disabling")]
+    Disabling,
+    #[serde(rename = "enabled")]
+    Enabled,
+    #[serde(rename = "pending")]
+    Pending,
+}
+impl MonitoringState {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["disabled", "disabling", "enabled", "pending"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Disabling => "disabling",
+            Self::Enabled => "enabled",
+            Self::Pending => "pending",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "disabled" => Some(Self::Disabled),
+            "disabling" => Some(Self::Disabling),
+            "enabled" => Some(Self::Enabled),
+            "pending" => Some(Self::Pending),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for MonitoringState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum NestedVirtualizationSpecification {
+    #[serde(rename = "enabled")]
+    Enabled,
+    #[serde(rename = "disabled")]
+    Disabled,
+}
+impl NestedVirtualizationSpecification {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["enabled", "disabled"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "enabled",
+            Self::Disabled => "disabled",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "enabled" => Some(Self::Enabled),
+            "disabled" => Some(Self::Disabled),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for NestedVirtualizationSpecification {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -446,6 +7293,68 @@ impl NetworkInterfaceType {
     }
 }
 impl std::fmt::Display for NetworkInterfaceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PlatformValues {
+    #[serde(rename = "Windows")]
+    Windows,
+}
+impl PlatformValues {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["Windows"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Windows => "Windows",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "Windows" => Some(Self::Windows),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for PlatformValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ProductCodeValues {
+    #[serde(rename = "devpay")]
+    Devpay,
+    #[serde(rename = "marketplace")]
+    Marketplace,
+}
+impl ProductCodeValues {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["devpay", "marketplace"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Devpay => "devpay",
+            Self::Marketplace => "marketplace",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "devpay" => Some(Self::Devpay),
+            "marketplace" => Some(Self::Marketplace),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for ProductCodeValues {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -1038,6 +7947,134 @@ impl std::fmt::Display for ResourceType {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SecondaryInterfaceStatus {
+    #[serde(rename = "available")]
+    Available,
+    #[serde(rename = "in-use")]
+    InUse,
+}
+impl SecondaryInterfaceStatus {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["available", "in-use"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Available => "available",
+            Self::InUse => "in-use",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "available" => Some(Self::Available),
+            "in-use" => Some(Self::InUse),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for SecondaryInterfaceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SecondaryInterfaceType {
+    #[serde(rename = "secondary")]
+    Secondary,
+}
+impl SecondaryInterfaceType {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["secondary"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Secondary => "secondary",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "secondary" => Some(Self::Secondary),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for SecondaryInterfaceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ShutdownBehavior {
+    #[serde(rename = "stop")]
+    Stop,
+    #[serde(rename = "terminate")]
+    Terminate,
+}
+impl ShutdownBehavior {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["stop", "terminate"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Terminate => "terminate",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "stop" => Some(Self::Stop),
+            "terminate" => Some(Self::Terminate),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for ShutdownBehavior {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SpotInstanceType {
+    #[serde(rename = "one-time")]
+    OneTime,
+    #[serde(rename = "persistent")]
+    Persistent,
+}
+impl SpotInstanceType {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["one-time", "persistent"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OneTime => "one-time",
+            Self::Persistent => "persistent",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "one-time" => Some(Self::OneTime),
+            "persistent" => Some(Self::Persistent),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for SpotInstanceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum SubnetCidrBlockStateCode {
     #[serde(rename = "associating")]
     Associating,
@@ -1165,6 +8202,93 @@ impl Tenancy {
     }
 }
 impl std::fmt::Display for Tenancy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum VirtualizationType {
+    #[serde(rename = "hvm")]
+    Hvm,
+    #[serde(rename = "paravirtual")]
+    Paravirtual,
+}
+impl VirtualizationType {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["hvm", "paravirtual"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hvm => "hvm",
+            Self::Paravirtual => "paravirtual",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "hvm" => Some(Self::Hvm),
+            "paravirtual" => Some(Self::Paravirtual),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for VirtualizationType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum VolumeType {
+    #[serde(rename = "standard")]
+    Standard,
+    #[serde(rename = "io1")]
+    Io1,
+    #[serde(rename = "io2")]
+    Io2,
+    #[serde(rename = "gp2")]
+    Gp2,
+    #[serde(rename = "sc1")]
+    Sc1,
+    #[serde(rename = "st1")]
+    St1,
+    #[serde(rename = "gp3")]
+    Gp3,
+}
+impl VolumeType {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] =
+        &["standard", "io1", "io2", "gp2", "sc1", "st1", "gp3"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::Io1 => "io1",
+            Self::Io2 => "io2",
+            Self::Gp2 => "gp2",
+            Self::Sc1 => "sc1",
+            Self::St1 => "st1",
+            Self::Gp3 => "gp3",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "standard" => Some(Self::Standard),
+            "io1" => Some(Self::Io1),
+            "io2" => Some(Self::Io2),
+            "gp2" => Some(Self::Gp2),
+            "sc1" => Some(Self::Sc1),
+            "st1" => Some(Self::St1),
+            "gp3" => Some(Self::Gp3),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for VolumeType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -1966,6 +9090,51 @@ impl ToXml for AvailabilityZoneSubGeography {
     }
 }
 
+/// Describes a block device mapping, which defines the EBS volumes and instance store volumes to attach to an instance at launch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BlockDeviceMapping {
+    /// Parameters used to automatically set up EBS volumes when the instance is launched.
+    pub ebs: Option<EbsBlockDevice>,
+    /// To omit the device from the block device mapping, specify an empty string.
+    pub no_device: Option<String>,
+    /// The device name.
+    pub device_name: Option<String>,
+    /// The virtual device name (ephemeralN).
+    pub virtual_name: Option<String>,
+}
+impl FromForm for BlockDeviceMapping {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            ebs: EbsBlockDevice::from_form(f, &join(key, "Ebs"))?,
+            no_device: Ok(f.string(&join(key, "NoDevice")))?,
+            device_name: Ok(f.string(&join(key, "DeviceName")))?,
+            virtual_name: Ok(f.string(&join(key, "VirtualName")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for BlockDeviceMapping {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.ebs {
+            w.open("ebs");
+            v.write_xml(w);
+            w.close("ebs");
+        }
+        if let Some(v) = &self.no_device {
+            w.text("noDevice", v);
+        }
+        if let Some(v) = &self.device_name {
+            w.text("deviceName", v);
+        }
+        if let Some(v) = &self.virtual_name {
+            w.text("virtualName", v);
+        }
+    }
+}
+
 /// The state of VPC Block Public Access (BPA).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct BlockPublicAccessStates {
@@ -1991,6 +9160,152 @@ impl ToXml for BlockPublicAccessStates {
     fn write_xml(&self, w: &mut XmlOut) {
         if let Some(v) = &self.internet_gateway_block_mode {
             w.text("internetGatewayBlockMode", v.as_str());
+        }
+    }
+}
+
+/// Describes an instance's Capacity Reservation targeting option.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CapacityReservationSpecification {
+    /// Indicates the instance's Capacity Reservation preferences.
+    pub capacity_reservation_preference: Option<CapacityReservationPreference>,
+    /// Information about the target Capacity Reservation or Capacity Reservation group.
+    pub capacity_reservation_target: Option<CapacityReservationTarget>,
+}
+impl FromForm for CapacityReservationSpecification {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            capacity_reservation_preference: f.enumeration(
+                &join(key, "CapacityReservationPreference"),
+                CapacityReservationPreference::from_str,
+                CapacityReservationPreference::VALUES,
+            )?,
+            capacity_reservation_target: CapacityReservationTarget::from_form(
+                f,
+                &join(key, "CapacityReservationTarget"),
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for CapacityReservationSpecification {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.capacity_reservation_preference {
+            w.text("CapacityReservationPreference", v.as_str());
+        }
+        if let Some(v) = &self.capacity_reservation_target {
+            w.open("CapacityReservationTarget");
+            v.write_xml(w);
+            w.close("CapacityReservationTarget");
+        }
+    }
+}
+
+/// Describes the instance's Capacity Reservation targeting preferences.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CapacityReservationSpecificationResponse {
+    /// Describes the instance's Capacity Reservation preferences.
+    pub capacity_reservation_preference: Option<CapacityReservationPreference>,
+    /// Information about the targeted Capacity Reservation or Capacity Reservation group.
+    pub capacity_reservation_target: Option<CapacityReservationTargetResponse>,
+}
+impl FromForm for CapacityReservationSpecificationResponse {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            capacity_reservation_preference: f.enumeration(
+                &join(key, "CapacityReservationPreference"),
+                CapacityReservationPreference::from_str,
+                CapacityReservationPreference::VALUES,
+            )?,
+            capacity_reservation_target: CapacityReservationTargetResponse::from_form(
+                f,
+                &join(key, "CapacityReservationTarget"),
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for CapacityReservationSpecificationResponse {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.capacity_reservation_preference {
+            w.text("capacityReservationPreference", v.as_str());
+        }
+        if let Some(v) = &self.capacity_reservation_target {
+            w.open("capacityReservationTarget");
+            v.write_xml(w);
+            w.close("capacityReservationTarget");
+        }
+    }
+}
+
+/// Describes a target Capacity Reservation or Capacity Reservation group.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CapacityReservationTarget {
+    /// The ID of the Capacity Reservation in which to run the instance.
+    pub capacity_reservation_id: Option<String>,
+    /// The ARN of the Capacity Reservation resource group in which to run the instance.
+    pub capacity_reservation_resource_group_arn: Option<String>,
+}
+impl FromForm for CapacityReservationTarget {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            capacity_reservation_id: Ok(f.string(&join(key, "CapacityReservationId")))?,
+            capacity_reservation_resource_group_arn: Ok(
+                f.string(&join(key, "CapacityReservationResourceGroupArn"))
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for CapacityReservationTarget {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.capacity_reservation_id {
+            w.text("CapacityReservationId", v);
+        }
+        if let Some(v) = &self.capacity_reservation_resource_group_arn {
+            w.text("CapacityReservationResourceGroupArn", v);
+        }
+    }
+}
+
+/// Describes a target Capacity Reservation or Capacity Reservation group.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CapacityReservationTargetResponse {
+    /// The ID of the targeted Capacity Reservation.
+    pub capacity_reservation_id: Option<String>,
+    /// The ARN of the targeted Capacity Reservation group.
+    pub capacity_reservation_resource_group_arn: Option<String>,
+}
+impl FromForm for CapacityReservationTargetResponse {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            capacity_reservation_id: Ok(f.string(&join(key, "CapacityReservationId")))?,
+            capacity_reservation_resource_group_arn: Ok(
+                f.string(&join(key, "CapacityReservationResourceGroupArn"))
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for CapacityReservationTargetResponse {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.capacity_reservation_id {
+            w.text("capacityReservationId", v);
+        }
+        if let Some(v) = &self.capacity_reservation_resource_group_arn {
+            w.text("capacityReservationResourceGroupArn", v);
         }
     }
 }
@@ -2028,6 +9343,182 @@ impl ToXml for ConnectionTrackingConfiguration {
         }
         if let Some(v) = &self.udp_timeout {
             w.text("udpTimeout", &v.to_string());
+        }
+    }
+}
+
+/// A security group connection tracking specification request that enables you to set the idle timeout for connection tracking on an Elastic network interface.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConnectionTrackingSpecificationRequest {
+    /// Timeout (in seconds) for idle TCP connections in an established state.
+    pub tcp_established_timeout: Option<i32>,
+    /// Timeout (in seconds) for idle UDP flows classified as streams which have seen more than one request-response transaction.
+    pub udp_stream_timeout: Option<i32>,
+    /// Timeout (in seconds) for idle UDP flows that have seen traffic only in a single direction or a single request-response transaction.
+    pub udp_timeout: Option<i32>,
+}
+impl FromForm for ConnectionTrackingSpecificationRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            tcp_established_timeout: f.integer::<i32>(&join(key, "TcpEstablishedTimeout"))?,
+            udp_stream_timeout: f.integer::<i32>(&join(key, "UdpStreamTimeout"))?,
+            udp_timeout: f.integer::<i32>(&join(key, "UdpTimeout"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for ConnectionTrackingSpecificationRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.tcp_established_timeout {
+            w.text("TcpEstablishedTimeout", &v.to_string());
+        }
+        if let Some(v) = &self.udp_stream_timeout {
+            w.text("UdpStreamTimeout", &v.to_string());
+        }
+        if let Some(v) = &self.udp_timeout {
+            w.text("UdpTimeout", &v.to_string());
+        }
+    }
+}
+
+/// A security group connection tracking specification response that enables you to set the idle timeout for connection tracking on an Elastic network interface.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConnectionTrackingSpecificationResponse {
+    /// Timeout (in seconds) for idle TCP connections in an established state.
+    pub tcp_established_timeout: Option<i32>,
+    /// Timeout (in seconds) for idle UDP flows classified as streams which have seen more than one request-response transaction.
+    pub udp_stream_timeout: Option<i32>,
+    /// Timeout (in seconds) for idle UDP flows that have seen traffic only in a single direction or a single request-response transaction.
+    pub udp_timeout: Option<i32>,
+}
+impl FromForm for ConnectionTrackingSpecificationResponse {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            tcp_established_timeout: f.integer::<i32>(&join(key, "TcpEstablishedTimeout"))?,
+            udp_stream_timeout: f.integer::<i32>(&join(key, "UdpStreamTimeout"))?,
+            udp_timeout: f.integer::<i32>(&join(key, "UdpTimeout"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for ConnectionTrackingSpecificationResponse {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.tcp_established_timeout {
+            w.text("tcpEstablishedTimeout", &v.to_string());
+        }
+        if let Some(v) = &self.udp_stream_timeout {
+            w.text("udpStreamTimeout", &v.to_string());
+        }
+        if let Some(v) = &self.udp_timeout {
+            w.text("udpTimeout", &v.to_string());
+        }
+    }
+}
+
+/// The CPU options for the instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CpuOptions {
+    /// The number of CPU cores for the instance.
+    pub core_count: Option<i32>,
+    /// The number of threads per CPU core.
+    pub threads_per_core: Option<i32>,
+    /// Indicates whether the instance is enabled for AMD SEV-SNP.
+    pub amd_sev_snp: Option<AmdSevSnpSpecification>,
+    /// Indicates whether the instance is enabled for nested virtualization.
+    pub nested_virtualization: Option<NestedVirtualizationSpecification>,
+}
+impl FromForm for CpuOptions {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            core_count: f.integer::<i32>(&join(key, "CoreCount"))?,
+            threads_per_core: f.integer::<i32>(&join(key, "ThreadsPerCore"))?,
+            amd_sev_snp: f.enumeration(
+                &join(key, "AmdSevSnp"),
+                AmdSevSnpSpecification::from_str,
+                AmdSevSnpSpecification::VALUES,
+            )?,
+            nested_virtualization: f.enumeration(
+                &join(key, "NestedVirtualization"),
+                NestedVirtualizationSpecification::from_str,
+                NestedVirtualizationSpecification::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for CpuOptions {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.core_count {
+            w.text("coreCount", &v.to_string());
+        }
+        if let Some(v) = &self.threads_per_core {
+            w.text("threadsPerCore", &v.to_string());
+        }
+        if let Some(v) = &self.amd_sev_snp {
+            w.text("amdSevSnp", v.as_str());
+        }
+        if let Some(v) = &self.nested_virtualization {
+            w.text("nestedVirtualization", v.as_str());
+        }
+    }
+}
+
+/// The CPU options for the instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CpuOptionsRequest {
+    /// The number of CPU cores for the instance.
+    pub core_count: Option<i32>,
+    /// The number of threads per CPU core.
+    pub threads_per_core: Option<i32>,
+    /// Indicates whether to enable the instance for AMD SEV-SNP.
+    pub amd_sev_snp: Option<AmdSevSnpSpecification>,
+    /// Indicates whether to enable the instance for nested virtualization.
+    pub nested_virtualization: Option<NestedVirtualizationSpecification>,
+}
+impl FromForm for CpuOptionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            core_count: f.integer::<i32>(&join(key, "CoreCount"))?,
+            threads_per_core: f.integer::<i32>(&join(key, "ThreadsPerCore"))?,
+            amd_sev_snp: f.enumeration(
+                &join(key, "AmdSevSnp"),
+                AmdSevSnpSpecification::from_str,
+                AmdSevSnpSpecification::VALUES,
+            )?,
+            nested_virtualization: f.enumeration(
+                &join(key, "NestedVirtualization"),
+                NestedVirtualizationSpecification::from_str,
+                NestedVirtualizationSpecification::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for CpuOptionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.core_count {
+            w.text("CoreCount", &v.to_string());
+        }
+        if let Some(v) = &self.threads_per_core {
+            w.text("ThreadsPerCore", &v.to_string());
+        }
+        if let Some(v) = &self.amd_sev_snp {
+            w.text("AmdSevSnp", v.as_str());
+        }
+        if let Some(v) = &self.nested_virtualization {
+            w.text("NestedVirtualization", v.as_str());
         }
     }
 }
@@ -2464,6 +9955,33 @@ impl ToXml for CreateVpcResult {
     }
 }
 
+/// The credit option for CPU usage of a T instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CreditSpecificationRequest {
+    /// The credit option for CPU usage of a T instance.
+    /// Required.
+    pub cpu_credits: Option<String>,
+}
+impl FromForm for CreditSpecificationRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { cpu_credits: Ok(f.string(&join(key, "CpuCredits")))? };
+        if v.cpu_credits.is_none() {
+            return Err(f.missing(&join(key, "CpuCredits")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for CreditSpecificationRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.cpu_credits {
+            w.text("CpuCredits", v);
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DeleteSecurityGroupRequest {
     /// The ID of the security group.
@@ -2738,6 +10256,107 @@ impl ToXml for DescribeAvailabilityZonesResult {
                 w.close("item");
             }
             w.close("availabilityZoneInfo");
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DescribeInstancesRequest {
+    /// The instance IDs.
+    pub instance_ids: Option<Vec<String>>,
+    /// Indicates whether to include managed resources in the output.
+    pub include_managed_resources: Option<bool>,
+    /// Checks whether you have the required permissions for the operation, without actually making the request, and provides an error response.
+    pub dry_run: Option<bool>,
+    /// The filters.
+    pub filters: Option<Vec<Filter>>,
+    /// The token returned from a previous paginated request.
+    pub next_token: Option<String>,
+    /// The maximum number of items to return for this request.
+    pub max_results: Option<i32>,
+}
+impl FromForm for DescribeInstancesRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            instance_ids: f.list(&join(key, "InstanceId"), None, |f, k0| Ok(f.string(&k0)))?,
+            include_managed_resources: f.boolean(&join(key, "IncludeManagedResources"))?,
+            dry_run: f.boolean(&join(key, "DryRun"))?,
+            filters: f.list(&join(key, "Filter"), None, |f, k0| Filter::from_form(f, &k0))?,
+            next_token: Ok(f.string(&join(key, "NextToken")))?,
+            max_results: f.integer::<i32>(&join(key, "MaxResults"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for DescribeInstancesRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.instance_ids {
+            w.open("InstanceId");
+            for item0 in v {
+                w.text("InstanceId", item0);
+            }
+            w.close("InstanceId");
+        }
+        if let Some(v) = &self.include_managed_resources {
+            w.text("IncludeManagedResources", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.dry_run {
+            w.text("dryRun", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.filters {
+            w.open("Filter");
+            for item0 in v {
+                w.open("Filter");
+                item0.write_xml(w);
+                w.close("Filter");
+            }
+            w.close("Filter");
+        }
+        if let Some(v) = &self.next_token {
+            w.text("nextToken", v);
+        }
+        if let Some(v) = &self.max_results {
+            w.text("maxResults", &v.to_string());
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DescribeInstancesResult {
+    /// The token to include in another request to get the next page of items.
+    pub next_token: Option<String>,
+    /// Information about the reservations.
+    pub reservations: Option<Vec<Reservation>>,
+}
+impl FromForm for DescribeInstancesResult {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            next_token: Ok(f.string(&join(key, "NextToken")))?,
+            reservations: f
+                .list(&join(key, "ReservationSet"), None, |f, k0| Reservation::from_form(f, &k0))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for DescribeInstancesResult {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.next_token {
+            w.text("nextToken", v);
+        }
+        if let Some(v) = &self.reservations {
+            w.open("reservationSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("reservationSet");
         }
     }
 }
@@ -3321,6 +10940,440 @@ impl ToXml for DescribeVpcsResult {
     }
 }
 
+/// Describes a block device for an EBS volume.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EbsBlockDevice {
+    /// Indicates whether the EBS volume is deleted on instance termination.
+    pub delete_on_termination: Option<bool>,
+    /// The number of I/O operations per second (IOPS).
+    pub iops: Option<i32>,
+    /// The ID of the snapshot.
+    pub snapshot_id: Option<String>,
+    /// The size of the volume, in GiBs.
+    pub volume_size: Option<i32>,
+    /// The volume type.
+    pub volume_type: Option<VolumeType>,
+    /// Identifier (key ID, key alias, key ARN, or alias ARN) of the customer managed KMS key to use for EBS encryption.
+    pub kms_key_id: Option<String>,
+    /// The throughput that the volume supports, in MiB/s.
+    pub throughput: Option<i32>,
+    /// The ARN of the Outpost on which the snapshot is stored.
+    pub outpost_arn: Option<String>,
+    /// The Availability Zone where the EBS volume will be created (for example, us-east-1a).
+    pub availability_zone: Option<String>,
+    /// Indicates whether the encryption state of an EBS volume is changed while being restored from a backing snapshot.
+    pub encrypted: Option<bool>,
+    /// Specifies the Amazon EBS Provisioned Rate for Volume Initialization (volume initialization rate), in MiB/s, at which to download the snapshot blocks from Amazon S3 to the volume.
+    pub volume_initialization_rate: Option<i32>,
+    /// The ID of the Availability Zone where the EBS volume will be created (for example, use1-az1).
+    pub availability_zone_id: Option<String>,
+    /// The index of the EBS card.
+    pub ebs_card_index: Option<i32>,
+}
+impl FromForm for EbsBlockDevice {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            delete_on_termination: f.boolean(&join(key, "DeleteOnTermination"))?,
+            iops: f.integer::<i32>(&join(key, "Iops"))?,
+            snapshot_id: Ok(f.string(&join(key, "SnapshotId")))?,
+            volume_size: f.integer::<i32>(&join(key, "VolumeSize"))?,
+            volume_type: f.enumeration(
+                &join(key, "VolumeType"),
+                VolumeType::from_str,
+                VolumeType::VALUES,
+            )?,
+            kms_key_id: Ok(f.string(&join(key, "KmsKeyId")))?,
+            throughput: f.integer::<i32>(&join(key, "Throughput"))?,
+            outpost_arn: Ok(f.string(&join(key, "OutpostArn")))?,
+            availability_zone: Ok(f.string(&join(key, "AvailabilityZone")))?,
+            encrypted: f.boolean(&join(key, "Encrypted"))?,
+            volume_initialization_rate: f.integer::<i32>(&join(key, "VolumeInitializationRate"))?,
+            availability_zone_id: Ok(f.string(&join(key, "AvailabilityZoneId")))?,
+            ebs_card_index: f.integer::<i32>(&join(key, "EbsCardIndex"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for EbsBlockDevice {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.delete_on_termination {
+            w.text("deleteOnTermination", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.iops {
+            w.text("iops", &v.to_string());
+        }
+        if let Some(v) = &self.snapshot_id {
+            w.text("snapshotId", v);
+        }
+        if let Some(v) = &self.volume_size {
+            w.text("volumeSize", &v.to_string());
+        }
+        if let Some(v) = &self.volume_type {
+            w.text("volumeType", v.as_str());
+        }
+        if let Some(v) = &self.kms_key_id {
+            w.text("kmsKeyId", v);
+        }
+        if let Some(v) = &self.throughput {
+            w.text("throughput", &v.to_string());
+        }
+        if let Some(v) = &self.outpost_arn {
+            w.text("outpostArn", v);
+        }
+        if let Some(v) = &self.availability_zone {
+            w.text("availabilityZone", v);
+        }
+        if let Some(v) = &self.encrypted {
+            w.text("encrypted", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.volume_initialization_rate {
+            w.text("VolumeInitializationRate", &v.to_string());
+        }
+        if let Some(v) = &self.availability_zone_id {
+            w.text("AvailabilityZoneId", v);
+        }
+        if let Some(v) = &self.ebs_card_index {
+            w.text("EbsCardIndex", &v.to_string());
+        }
+    }
+}
+
+/// Describes a parameter used to set up an EBS volume in a block device mapping.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EbsInstanceBlockDevice {
+    /// The time stamp when the attachment initiated.
+    pub attach_time: Option<Timestamp>,
+    /// Indicates whether the volume is deleted on instance termination.
+    pub delete_on_termination: Option<bool>,
+    /// The attachment state.
+    pub status: Option<AttachmentStatus>,
+    /// The ID of the EBS volume.
+    pub volume_id: Option<String>,
+    /// The ARN of the Amazon Web Services-managed resource to which the volume is attached.
+    pub associated_resource: Option<String>,
+    /// The ID of the Amazon Web Services account that owns the volume.
+    pub volume_owner_id: Option<String>,
+    /// The service provider that manages the EBS volume.
+    pub operator: Option<OperatorResponse>,
+    /// The index of the EBS card.
+    pub ebs_card_index: Option<i32>,
+}
+impl FromForm for EbsInstanceBlockDevice {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            attach_time: f.timestamp(&join(key, "AttachTime"))?,
+            delete_on_termination: f.boolean(&join(key, "DeleteOnTermination"))?,
+            status: f.enumeration(
+                &join(key, "Status"),
+                AttachmentStatus::from_str,
+                AttachmentStatus::VALUES,
+            )?,
+            volume_id: Ok(f.string(&join(key, "VolumeId")))?,
+            associated_resource: Ok(f.string(&join(key, "AssociatedResource")))?,
+            volume_owner_id: Ok(f.string(&join(key, "VolumeOwnerId")))?,
+            operator: OperatorResponse::from_form(f, &join(key, "Operator"))?,
+            ebs_card_index: f.integer::<i32>(&join(key, "EbsCardIndex"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for EbsInstanceBlockDevice {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.attach_time {
+            w.text("attachTime", &crate::query::iso8601(*v));
+        }
+        if let Some(v) = &self.delete_on_termination {
+            w.text("deleteOnTermination", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.status {
+            w.text("status", v.as_str());
+        }
+        if let Some(v) = &self.volume_id {
+            w.text("volumeId", v);
+        }
+        if let Some(v) = &self.associated_resource {
+            w.text("associatedResource", v);
+        }
+        if let Some(v) = &self.volume_owner_id {
+            w.text("volumeOwnerId", v);
+        }
+        if let Some(v) = &self.operator {
+            w.open("operator");
+            v.write_xml(w);
+            w.close("operator");
+        }
+        if let Some(v) = &self.ebs_card_index {
+            w.text("ebsCardIndex", &v.to_string());
+        }
+    }
+}
+
+/// Amazon Elastic Graphics reached end of life on January 8, 2024.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ElasticGpuAssociation {
+    /// The ID of the Elastic Graphics accelerator.
+    pub elastic_gpu_id: Option<String>,
+    /// The ID of the association.
+    pub elastic_gpu_association_id: Option<String>,
+    /// The state of the association between the instance and the Elastic Graphics accelerator.
+    pub elastic_gpu_association_state: Option<String>,
+    /// The time the Elastic Graphics accelerator was associated with the instance.
+    pub elastic_gpu_association_time: Option<String>,
+}
+impl FromForm for ElasticGpuAssociation {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            elastic_gpu_id: Ok(f.string(&join(key, "ElasticGpuId")))?,
+            elastic_gpu_association_id: Ok(f.string(&join(key, "ElasticGpuAssociationId")))?,
+            elastic_gpu_association_state: Ok(f.string(&join(key, "ElasticGpuAssociationState")))?,
+            elastic_gpu_association_time: Ok(f.string(&join(key, "ElasticGpuAssociationTime")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for ElasticGpuAssociation {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.elastic_gpu_id {
+            w.text("elasticGpuId", v);
+        }
+        if let Some(v) = &self.elastic_gpu_association_id {
+            w.text("elasticGpuAssociationId", v);
+        }
+        if let Some(v) = &self.elastic_gpu_association_state {
+            w.text("elasticGpuAssociationState", v);
+        }
+        if let Some(v) = &self.elastic_gpu_association_time {
+            w.text("elasticGpuAssociationTime", v);
+        }
+    }
+}
+
+/// Amazon Elastic Graphics reached end of life on January 8, 2024.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ElasticGpuSpecification {
+    /// The type of Elastic Graphics accelerator.
+    /// Required.
+    pub r#type: Option<String>,
+}
+impl FromForm for ElasticGpuSpecification {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { r#type: Ok(f.string(&join(key, "Type")))? };
+        if v.r#type.is_none() {
+            return Err(f.missing(&join(key, "Type")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for ElasticGpuSpecification {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.r#type {
+            w.text("Type", v);
+        }
+    }
+}
+
+/// Amazon Elastic Inference is no longer available.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ElasticInferenceAccelerator {
+    /// The type of elastic inference accelerator.
+    /// Required.
+    pub r#type: Option<String>,
+    /// The number of elastic inference accelerators to attach to the instance.
+    pub count: Option<i32>,
+}
+impl FromForm for ElasticInferenceAccelerator {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            r#type: Ok(f.string(&join(key, "Type")))?,
+            count: f.integer_in::<i32>(&join(key, "Count"), 1, i64::MAX)?,
+        };
+        if v.r#type.is_none() {
+            return Err(f.missing(&join(key, "Type")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for ElasticInferenceAccelerator {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.r#type {
+            w.text("Type", v);
+        }
+        if let Some(v) = &self.count {
+            w.text("Count", &v.to_string());
+        }
+    }
+}
+
+/// Amazon Elastic Inference is no longer available.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ElasticInferenceAcceleratorAssociation {
+    /// The Amazon Resource Name (ARN) of the elastic inference accelerator.
+    pub elastic_inference_accelerator_arn: Option<String>,
+    /// The ID of the association.
+    pub elastic_inference_accelerator_association_id: Option<String>,
+    /// The state of the elastic inference accelerator.
+    pub elastic_inference_accelerator_association_state: Option<String>,
+    /// The time at which the elastic inference accelerator is associated with an instance.
+    pub elastic_inference_accelerator_association_time: Option<Timestamp>,
+}
+impl FromForm for ElasticInferenceAcceleratorAssociation {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            elastic_inference_accelerator_arn: Ok(
+                f.string(&join(key, "ElasticInferenceAcceleratorArn"))
+            )?,
+            elastic_inference_accelerator_association_id: Ok(
+                f.string(&join(key, "ElasticInferenceAcceleratorAssociationId"))
+            )?,
+            elastic_inference_accelerator_association_state: Ok(
+                f.string(&join(key, "ElasticInferenceAcceleratorAssociationState"))
+            )?,
+            elastic_inference_accelerator_association_time: f
+                .timestamp(&join(key, "ElasticInferenceAcceleratorAssociationTime"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for ElasticInferenceAcceleratorAssociation {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.elastic_inference_accelerator_arn {
+            w.text("elasticInferenceAcceleratorArn", v);
+        }
+        if let Some(v) = &self.elastic_inference_accelerator_association_id {
+            w.text("elasticInferenceAcceleratorAssociationId", v);
+        }
+        if let Some(v) = &self.elastic_inference_accelerator_association_state {
+            w.text("elasticInferenceAcceleratorAssociationState", v);
+        }
+        if let Some(v) = &self.elastic_inference_accelerator_association_time {
+            w.text("elasticInferenceAcceleratorAssociationTime", &crate::query::iso8601(*v));
+        }
+    }
+}
+
+/// Launch instances with ENA Express settings configured from your launch template.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EnaSrdSpecificationRequest {
+    /// Specifies whether ENA Express is enabled for the network interface when you launch an instance.
+    pub ena_srd_enabled: Option<bool>,
+    /// Contains ENA Express settings for UDP network traffic for the network interface attached to the instance.
+    pub ena_srd_udp_specification: Option<EnaSrdUdpSpecificationRequest>,
+}
+impl FromForm for EnaSrdSpecificationRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            ena_srd_enabled: f.boolean(&join(key, "EnaSrdEnabled"))?,
+            ena_srd_udp_specification: EnaSrdUdpSpecificationRequest::from_form(
+                f,
+                &join(key, "EnaSrdUdpSpecification"),
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for EnaSrdSpecificationRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.ena_srd_enabled {
+            w.text("EnaSrdEnabled", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.ena_srd_udp_specification {
+            w.open("EnaSrdUdpSpecification");
+            v.write_xml(w);
+            w.close("EnaSrdUdpSpecification");
+        }
+    }
+}
+
+/// Configures ENA Express for UDP network traffic from your launch template.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EnaSrdUdpSpecificationRequest {
+    /// Indicates whether UDP traffic uses ENA Express for your instance.
+    pub ena_srd_udp_enabled: Option<bool>,
+}
+impl FromForm for EnaSrdUdpSpecificationRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { ena_srd_udp_enabled: f.boolean(&join(key, "EnaSrdUdpEnabled"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for EnaSrdUdpSpecificationRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.ena_srd_udp_enabled {
+            w.text("EnaSrdUdpEnabled", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Indicates whether the instance is enabled for Amazon Web Services Nitro Enclaves.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EnclaveOptions {
+    /// If this parameter is set to true, the instance is enabled for Amazon Web Services Nitro Enclaves; otherwise, it is not enabled for Amazon Web Services Nitro Enclaves.
+    pub enabled: Option<bool>,
+}
+impl FromForm for EnclaveOptions {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { enabled: f.boolean(&join(key, "Enabled"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for EnclaveOptions {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.enabled {
+            w.text("enabled", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Indicates whether the instance is enabled for Amazon Web Services Nitro Enclaves.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EnclaveOptionsRequest {
+    /// To enable the instance for Amazon Web Services Nitro Enclaves, set this parameter to true.
+    pub enabled: Option<bool>,
+}
+impl FromForm for EnclaveOptionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { enabled: f.boolean(&join(key, "Enabled"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for EnclaveOptionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.enabled {
+            w.text("Enabled", if *v { "true" } else { "false" });
+        }
+    }
+}
+
 /// A filter name and value pair that is used to return a more specific list of results from a describe operation.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Filter {
@@ -3383,6 +11436,2056 @@ impl ToXml for GroupIdentifier {
         }
         if let Some(v) = &self.group_name {
             w.text("groupName", v);
+        }
+    }
+}
+
+/// Indicates whether your instance is configured for hibernation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HibernationOptions {
+    /// If true, your instance is enabled for hibernation; otherwise, it is not enabled for hibernation.
+    pub configured: Option<bool>,
+}
+impl FromForm for HibernationOptions {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { configured: f.boolean(&join(key, "Configured"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for HibernationOptions {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.configured {
+            w.text("configured", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Indicates whether your instance is configured for hibernation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HibernationOptionsRequest {
+    /// Set to true to enable your instance for hibernation.
+    pub configured: Option<bool>,
+}
+impl FromForm for HibernationOptionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { configured: f.boolean(&join(key, "Configured"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for HibernationOptionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.configured {
+            w.text("Configured", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Describes an IAM instance profile.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IamInstanceProfile {
+    /// The Amazon Resource Name (ARN) of the instance profile.
+    pub arn: Option<String>,
+    /// The ID of the instance profile.
+    pub id: Option<String>,
+}
+impl FromForm for IamInstanceProfile {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { arn: Ok(f.string(&join(key, "Arn")))?, id: Ok(f.string(&join(key, "Id")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for IamInstanceProfile {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.arn {
+            w.text("arn", v);
+        }
+        if let Some(v) = &self.id {
+            w.text("id", v);
+        }
+    }
+}
+
+/// Describes an IAM instance profile.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IamInstanceProfileSpecification {
+    /// The Amazon Resource Name (ARN) of the instance profile.
+    pub arn: Option<String>,
+    /// The name of the instance profile.
+    pub name: Option<String>,
+}
+impl FromForm for IamInstanceProfileSpecification {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v =
+            Self { arn: Ok(f.string(&join(key, "Arn")))?, name: Ok(f.string(&join(key, "Name")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for IamInstanceProfileSpecification {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.arn {
+            w.text("arn", v);
+        }
+        if let Some(v) = &self.name {
+            w.text("name", v);
+        }
+    }
+}
+
+/// Describes an instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Instance {
+    /// The architecture of the image.
+    pub architecture: Option<ArchitectureValues>,
+    /// Any block device mapping entries for the instance.
+    pub block_device_mappings: Option<Vec<InstanceBlockDeviceMapping>>,
+    /// The idempotency token you provided when you launched the instance, if applicable.
+    pub client_token: Option<String>,
+    /// Indicates whether the instance is optimized for Amazon EBS I/O.
+    pub ebs_optimized: Option<bool>,
+    /// Specifies whether enhanced networking with ENA is enabled.
+    pub ena_support: Option<bool>,
+    /// The hypervisor type of the instance.
+    pub hypervisor: Option<HypervisorType>,
+    /// The IAM instance profile associated with the instance, if applicable.
+    pub iam_instance_profile: Option<IamInstanceProfile>,
+    /// Indicates whether this is a Spot Instance or a Scheduled Instance.
+    pub instance_lifecycle: Option<InstanceLifecycleType>,
+    /// Deprecated.
+    pub elastic_gpu_associations: Option<Vec<ElasticGpuAssociation>>,
+    /// Deprecated Amazon Elastic Inference is no longer available.
+    pub elastic_inference_accelerator_associations:
+        Option<Vec<ElasticInferenceAcceleratorAssociation>>,
+    /// The network interfaces for the instance.
+    pub network_interfaces: Option<Vec<InstanceNetworkInterface>>,
+    /// The Amazon Resource Name (ARN) of the Outpost.
+    pub outpost_arn: Option<String>,
+    /// The device name of the root device volume (for example, /dev/sda1).
+    pub root_device_name: Option<String>,
+    /// The root device type used by the AMI.
+    pub root_device_type: Option<DeviceType>,
+    /// The security groups for the instance.
+    pub security_groups: Option<Vec<GroupIdentifier>>,
+    /// Indicates whether source/destination checking is enabled.
+    pub source_dest_check: Option<bool>,
+    /// If the request is a Spot Instance request, the ID of the request.
+    pub spot_instance_request_id: Option<String>,
+    /// Specifies whether enhanced networking with the Intel 82599 Virtual Function interface is enabled.
+    pub sriov_net_support: Option<String>,
+    /// The reason for the most recent state transition.
+    pub state_reason: Option<StateReason>,
+    /// Any tags assigned to the instance.
+    pub tags: Option<Vec<Tag>>,
+    /// The virtualization type of the instance.
+    pub virtualization_type: Option<VirtualizationType>,
+    /// The CPU options for the instance.
+    pub cpu_options: Option<CpuOptions>,
+    /// The ID of the Capacity Block.
+    pub capacity_block_id: Option<String>,
+    /// The ID of the Capacity Reservation.
+    pub capacity_reservation_id: Option<String>,
+    /// Information about the Capacity Reservation targeting option.
+    pub capacity_reservation_specification: Option<CapacityReservationSpecificationResponse>,
+    /// Indicates whether the instance is enabled for hibernation.
+    pub hibernation_options: Option<HibernationOptions>,
+    /// The license configurations for the instance.
+    pub licenses: Option<Vec<LicenseConfiguration>>,
+    /// The metadata options for the instance.
+    pub metadata_options: Option<InstanceMetadataOptionsResponse>,
+    /// Indicates whether the instance is enabled for Amazon Web Services Nitro Enclaves.
+    pub enclave_options: Option<EnclaveOptions>,
+    /// The boot mode that was specified by the AMI.
+    pub boot_mode: Option<BootModeValues>,
+    /// The platform details value for the instance.
+    pub platform_details: Option<String>,
+    /// The usage operation value for the instance.
+    pub usage_operation: Option<String>,
+    /// The time that the usage operation was last updated.
+    pub usage_operation_update_time: Option<Timestamp>,
+    /// The options for the instance hostname.
+    pub private_dns_name_options: Option<PrivateDnsNameOptionsResponse>,
+    /// The IPv6 address assigned to the instance.
+    pub ipv6_address: Option<String>,
+    /// If the instance is configured for NitroTPM support, the value is v2.0.
+    pub tpm_support: Option<String>,
+    /// Provides information on the recovery and maintenance options of your instance.
+    pub maintenance_options: Option<InstanceMaintenanceOptions>,
+    /// The boot mode that is used to boot the instance at launch or start.
+    pub current_instance_boot_mode: Option<InstanceBootModeValues>,
+    /// Contains settings for the network performance options for your instance.
+    pub network_performance_options: Option<InstanceNetworkPerformanceOptions>,
+    /// The service provider that manages the instance.
+    pub operator: Option<OperatorResponse>,
+    /// The secondary interfaces for the instance.
+    pub secondary_interfaces: Option<Vec<InstanceSecondaryInterface>>,
+    /// The ID of the instance.
+    pub instance_id: Option<String>,
+    /// The ID of the AMI used to launch the instance.
+    pub image_id: Option<String>,
+    /// The current state of the instance.
+    pub state: Option<InstanceState>,
+    /// \[IPv4 only\] The private DNS hostname name assigned to the instance.
+    pub private_dns_name: Option<String>,
+    /// The public DNS name assigned to the instance.
+    pub public_dns_name: Option<String>,
+    /// The reason for the most recent state transition.
+    pub state_transition_reason: Option<String>,
+    /// The name of the key pair, if this instance was launched with an associated key pair.
+    pub key_name: Option<String>,
+    /// The AMI launch index, which can be used to find this instance in the launch group.
+    pub ami_launch_index: Option<i32>,
+    /// The product codes attached to this instance, if applicable.
+    pub product_codes: Option<Vec<ProductCode>>,
+    /// The instance type.
+    pub instance_type: Option<InstanceType>,
+    /// The time that the instance was last launched.
+    pub launch_time: Option<Timestamp>,
+    /// The location where the instance launched, if applicable.
+    pub placement: Option<Placement>,
+    /// The kernel associated with this instance, if applicable.
+    pub kernel_id: Option<String>,
+    /// The RAM disk associated with this instance, if applicable.
+    pub ramdisk_id: Option<String>,
+    /// The platform.
+    pub platform: Option<PlatformValues>,
+    /// The monitoring for the instance.
+    pub monitoring: Option<Monitoring>,
+    /// The ID of the subnet in which the instance is running.
+    pub subnet_id: Option<String>,
+    /// The ID of the VPC in which the instance is running.
+    pub vpc_id: Option<String>,
+    /// The private IPv4 address assigned to the instance.
+    pub private_ip_address: Option<String>,
+    /// The public IPv4 address, or the Carrier IP address assigned to the instance, if applicable.
+    pub public_ip_address: Option<String>,
+}
+impl FromForm for Instance {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            architecture: f.enumeration(
+                &join(key, "Architecture"),
+                ArchitectureValues::from_str,
+                ArchitectureValues::VALUES,
+            )?,
+            block_device_mappings: f.list(&join(key, "BlockDeviceMapping"), None, |f, k0| {
+                InstanceBlockDeviceMapping::from_form(f, &k0)
+            })?,
+            client_token: Ok(f.string(&join(key, "ClientToken")))?,
+            ebs_optimized: f.boolean(&join(key, "EbsOptimized"))?,
+            ena_support: f.boolean(&join(key, "EnaSupport"))?,
+            hypervisor: f.enumeration(
+                &join(key, "Hypervisor"),
+                HypervisorType::from_str,
+                HypervisorType::VALUES,
+            )?,
+            iam_instance_profile: IamInstanceProfile::from_form(
+                f,
+                &join(key, "IamInstanceProfile"),
+            )?,
+            instance_lifecycle: f.enumeration(
+                &join(key, "InstanceLifecycle"),
+                InstanceLifecycleType::from_str,
+                InstanceLifecycleType::VALUES,
+            )?,
+            elastic_gpu_associations: f.list(
+                &join(key, "ElasticGpuAssociationSet"),
+                None,
+                |f, k0| ElasticGpuAssociation::from_form(f, &k0),
+            )?,
+            elastic_inference_accelerator_associations: f.list(
+                &join(key, "ElasticInferenceAcceleratorAssociationSet"),
+                None,
+                |f, k0| ElasticInferenceAcceleratorAssociation::from_form(f, &k0),
+            )?,
+            network_interfaces: f.list(&join(key, "NetworkInterfaceSet"), None, |f, k0| {
+                InstanceNetworkInterface::from_form(f, &k0)
+            })?,
+            outpost_arn: Ok(f.string(&join(key, "OutpostArn")))?,
+            root_device_name: Ok(f.string(&join(key, "RootDeviceName")))?,
+            root_device_type: f.enumeration(
+                &join(key, "RootDeviceType"),
+                DeviceType::from_str,
+                DeviceType::VALUES,
+            )?,
+            security_groups: f
+                .list(&join(key, "GroupSet"), None, |f, k0| GroupIdentifier::from_form(f, &k0))?,
+            source_dest_check: f.boolean(&join(key, "SourceDestCheck"))?,
+            spot_instance_request_id: Ok(f.string(&join(key, "SpotInstanceRequestId")))?,
+            sriov_net_support: Ok(f.string(&join(key, "SriovNetSupport")))?,
+            state_reason: StateReason::from_form(f, &join(key, "StateReason"))?,
+            tags: f.list(&join(key, "TagSet"), None, |f, k0| Tag::from_form(f, &k0))?,
+            virtualization_type: f.enumeration(
+                &join(key, "VirtualizationType"),
+                VirtualizationType::from_str,
+                VirtualizationType::VALUES,
+            )?,
+            cpu_options: CpuOptions::from_form(f, &join(key, "CpuOptions"))?,
+            capacity_block_id: Ok(f.string(&join(key, "CapacityBlockId")))?,
+            capacity_reservation_id: Ok(f.string(&join(key, "CapacityReservationId")))?,
+            capacity_reservation_specification:
+                CapacityReservationSpecificationResponse::from_form(
+                    f,
+                    &join(key, "CapacityReservationSpecification"),
+                )?,
+            hibernation_options: HibernationOptions::from_form(
+                f,
+                &join(key, "HibernationOptions"),
+            )?,
+            licenses: f.list(&join(key, "LicenseSet"), None, |f, k0| {
+                LicenseConfiguration::from_form(f, &k0)
+            })?,
+            metadata_options: InstanceMetadataOptionsResponse::from_form(
+                f,
+                &join(key, "MetadataOptions"),
+            )?,
+            enclave_options: EnclaveOptions::from_form(f, &join(key, "EnclaveOptions"))?,
+            boot_mode: f.enumeration(
+                &join(key, "BootMode"),
+                BootModeValues::from_str,
+                BootModeValues::VALUES,
+            )?,
+            platform_details: Ok(f.string(&join(key, "PlatformDetails")))?,
+            usage_operation: Ok(f.string(&join(key, "UsageOperation")))?,
+            usage_operation_update_time: f.timestamp(&join(key, "UsageOperationUpdateTime"))?,
+            private_dns_name_options: PrivateDnsNameOptionsResponse::from_form(
+                f,
+                &join(key, "PrivateDnsNameOptions"),
+            )?,
+            ipv6_address: Ok(f.string(&join(key, "Ipv6Address")))?,
+            tpm_support: Ok(f.string(&join(key, "TpmSupport")))?,
+            maintenance_options: InstanceMaintenanceOptions::from_form(
+                f,
+                &join(key, "MaintenanceOptions"),
+            )?,
+            current_instance_boot_mode: f.enumeration(
+                &join(key, "CurrentInstanceBootMode"),
+                InstanceBootModeValues::from_str,
+                InstanceBootModeValues::VALUES,
+            )?,
+            network_performance_options: InstanceNetworkPerformanceOptions::from_form(
+                f,
+                &join(key, "NetworkPerformanceOptions"),
+            )?,
+            operator: OperatorResponse::from_form(f, &join(key, "Operator"))?,
+            secondary_interfaces: f.list(&join(key, "SecondaryInterfaceSet"), None, |f, k0| {
+                InstanceSecondaryInterface::from_form(f, &k0)
+            })?,
+            instance_id: Ok(f.string(&join(key, "InstanceId")))?,
+            image_id: Ok(f.string(&join(key, "ImageId")))?,
+            state: InstanceState::from_form(f, &join(key, "InstanceState"))?,
+            private_dns_name: Ok(f.string(&join(key, "PrivateDnsName")))?,
+            public_dns_name: Ok(f.string(&join(key, "DnsName")))?,
+            state_transition_reason: Ok(f.string(&join(key, "Reason")))?,
+            key_name: Ok(f.string(&join(key, "KeyName")))?,
+            ami_launch_index: f.integer::<i32>(&join(key, "AmiLaunchIndex"))?,
+            product_codes: f
+                .list(&join(key, "ProductCodes"), None, |f, k0| ProductCode::from_form(f, &k0))?,
+            instance_type: f.enumeration(
+                &join(key, "InstanceType"),
+                InstanceType::from_str,
+                InstanceType::VALUES,
+            )?,
+            launch_time: f.timestamp(&join(key, "LaunchTime"))?,
+            placement: Placement::from_form(f, &join(key, "Placement"))?,
+            kernel_id: Ok(f.string(&join(key, "KernelId")))?,
+            ramdisk_id: Ok(f.string(&join(key, "RamdiskId")))?,
+            platform: f.enumeration(
+                &join(key, "Platform"),
+                PlatformValues::from_str,
+                PlatformValues::VALUES,
+            )?,
+            monitoring: Monitoring::from_form(f, &join(key, "Monitoring"))?,
+            subnet_id: Ok(f.string(&join(key, "SubnetId")))?,
+            vpc_id: Ok(f.string(&join(key, "VpcId")))?,
+            private_ip_address: Ok(f.string(&join(key, "PrivateIpAddress")))?,
+            public_ip_address: Ok(f.string(&join(key, "IpAddress")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for Instance {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.architecture {
+            w.text("architecture", v.as_str());
+        }
+        if let Some(v) = &self.block_device_mappings {
+            w.open("blockDeviceMapping");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("blockDeviceMapping");
+        }
+        if let Some(v) = &self.client_token {
+            w.text("clientToken", v);
+        }
+        if let Some(v) = &self.ebs_optimized {
+            w.text("ebsOptimized", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.ena_support {
+            w.text("enaSupport", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.hypervisor {
+            w.text("hypervisor", v.as_str());
+        }
+        if let Some(v) = &self.iam_instance_profile {
+            w.open("iamInstanceProfile");
+            v.write_xml(w);
+            w.close("iamInstanceProfile");
+        }
+        if let Some(v) = &self.instance_lifecycle {
+            w.text("instanceLifecycle", v.as_str());
+        }
+        if let Some(v) = &self.elastic_gpu_associations {
+            w.open("elasticGpuAssociationSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("elasticGpuAssociationSet");
+        }
+        if let Some(v) = &self.elastic_inference_accelerator_associations {
+            w.open("elasticInferenceAcceleratorAssociationSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("elasticInferenceAcceleratorAssociationSet");
+        }
+        if let Some(v) = &self.network_interfaces {
+            w.open("networkInterfaceSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("networkInterfaceSet");
+        }
+        if let Some(v) = &self.outpost_arn {
+            w.text("outpostArn", v);
+        }
+        if let Some(v) = &self.root_device_name {
+            w.text("rootDeviceName", v);
+        }
+        if let Some(v) = &self.root_device_type {
+            w.text("rootDeviceType", v.as_str());
+        }
+        if let Some(v) = &self.security_groups {
+            w.open("groupSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("groupSet");
+        }
+        if let Some(v) = &self.source_dest_check {
+            w.text("sourceDestCheck", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.spot_instance_request_id {
+            w.text("spotInstanceRequestId", v);
+        }
+        if let Some(v) = &self.sriov_net_support {
+            w.text("sriovNetSupport", v);
+        }
+        if let Some(v) = &self.state_reason {
+            w.open("stateReason");
+            v.write_xml(w);
+            w.close("stateReason");
+        }
+        if let Some(v) = &self.tags {
+            w.open("tagSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("tagSet");
+        }
+        if let Some(v) = &self.virtualization_type {
+            w.text("virtualizationType", v.as_str());
+        }
+        if let Some(v) = &self.cpu_options {
+            w.open("cpuOptions");
+            v.write_xml(w);
+            w.close("cpuOptions");
+        }
+        if let Some(v) = &self.capacity_block_id {
+            w.text("capacityBlockId", v);
+        }
+        if let Some(v) = &self.capacity_reservation_id {
+            w.text("capacityReservationId", v);
+        }
+        if let Some(v) = &self.capacity_reservation_specification {
+            w.open("capacityReservationSpecification");
+            v.write_xml(w);
+            w.close("capacityReservationSpecification");
+        }
+        if let Some(v) = &self.hibernation_options {
+            w.open("hibernationOptions");
+            v.write_xml(w);
+            w.close("hibernationOptions");
+        }
+        if let Some(v) = &self.licenses {
+            w.open("licenseSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("licenseSet");
+        }
+        if let Some(v) = &self.metadata_options {
+            w.open("metadataOptions");
+            v.write_xml(w);
+            w.close("metadataOptions");
+        }
+        if let Some(v) = &self.enclave_options {
+            w.open("enclaveOptions");
+            v.write_xml(w);
+            w.close("enclaveOptions");
+        }
+        if let Some(v) = &self.boot_mode {
+            w.text("bootMode", v.as_str());
+        }
+        if let Some(v) = &self.platform_details {
+            w.text("platformDetails", v);
+        }
+        if let Some(v) = &self.usage_operation {
+            w.text("usageOperation", v);
+        }
+        if let Some(v) = &self.usage_operation_update_time {
+            w.text("usageOperationUpdateTime", &crate::query::iso8601(*v));
+        }
+        if let Some(v) = &self.private_dns_name_options {
+            w.open("privateDnsNameOptions");
+            v.write_xml(w);
+            w.close("privateDnsNameOptions");
+        }
+        if let Some(v) = &self.ipv6_address {
+            w.text("ipv6Address", v);
+        }
+        if let Some(v) = &self.tpm_support {
+            w.text("tpmSupport", v);
+        }
+        if let Some(v) = &self.maintenance_options {
+            w.open("maintenanceOptions");
+            v.write_xml(w);
+            w.close("maintenanceOptions");
+        }
+        if let Some(v) = &self.current_instance_boot_mode {
+            w.text("currentInstanceBootMode", v.as_str());
+        }
+        if let Some(v) = &self.network_performance_options {
+            w.open("networkPerformanceOptions");
+            v.write_xml(w);
+            w.close("networkPerformanceOptions");
+        }
+        if let Some(v) = &self.operator {
+            w.open("operator");
+            v.write_xml(w);
+            w.close("operator");
+        }
+        if let Some(v) = &self.secondary_interfaces {
+            w.open("secondaryInterfaceSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("secondaryInterfaceSet");
+        }
+        if let Some(v) = &self.instance_id {
+            w.text("instanceId", v);
+        }
+        if let Some(v) = &self.image_id {
+            w.text("imageId", v);
+        }
+        if let Some(v) = &self.state {
+            w.open("instanceState");
+            v.write_xml(w);
+            w.close("instanceState");
+        }
+        if let Some(v) = &self.private_dns_name {
+            w.text("privateDnsName", v);
+        }
+        if let Some(v) = &self.public_dns_name {
+            w.text("dnsName", v);
+        }
+        if let Some(v) = &self.state_transition_reason {
+            w.text("reason", v);
+        }
+        if let Some(v) = &self.key_name {
+            w.text("keyName", v);
+        }
+        if let Some(v) = &self.ami_launch_index {
+            w.text("amiLaunchIndex", &v.to_string());
+        }
+        if let Some(v) = &self.product_codes {
+            w.open("productCodes");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("productCodes");
+        }
+        if let Some(v) = &self.instance_type {
+            w.text("instanceType", v.as_str());
+        }
+        if let Some(v) = &self.launch_time {
+            w.text("launchTime", &crate::query::iso8601(*v));
+        }
+        if let Some(v) = &self.placement {
+            w.open("placement");
+            v.write_xml(w);
+            w.close("placement");
+        }
+        if let Some(v) = &self.kernel_id {
+            w.text("kernelId", v);
+        }
+        if let Some(v) = &self.ramdisk_id {
+            w.text("ramdiskId", v);
+        }
+        if let Some(v) = &self.platform {
+            w.text("platform", v.as_str());
+        }
+        if let Some(v) = &self.monitoring {
+            w.open("monitoring");
+            v.write_xml(w);
+            w.close("monitoring");
+        }
+        if let Some(v) = &self.subnet_id {
+            w.text("subnetId", v);
+        }
+        if let Some(v) = &self.vpc_id {
+            w.text("vpcId", v);
+        }
+        if let Some(v) = &self.private_ip_address {
+            w.text("privateIpAddress", v);
+        }
+        if let Some(v) = &self.public_ip_address {
+            w.text("ipAddress", v);
+        }
+    }
+}
+
+/// ENA Express uses Amazon Web Services Scalable Reliable Datagram (SRD) technology to increase the maximum bandwidth used per stream and minimize tail latency of network traffic between EC2 instances.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceAttachmentEnaSrdSpecification {
+    /// Indicates whether ENA Express is enabled for the network interface.
+    pub ena_srd_enabled: Option<bool>,
+    /// Configures ENA Express for UDP network traffic.
+    pub ena_srd_udp_specification: Option<InstanceAttachmentEnaSrdUdpSpecification>,
+}
+impl FromForm for InstanceAttachmentEnaSrdSpecification {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            ena_srd_enabled: f.boolean(&join(key, "EnaSrdEnabled"))?,
+            ena_srd_udp_specification: InstanceAttachmentEnaSrdUdpSpecification::from_form(
+                f,
+                &join(key, "EnaSrdUdpSpecification"),
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceAttachmentEnaSrdSpecification {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.ena_srd_enabled {
+            w.text("enaSrdEnabled", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.ena_srd_udp_specification {
+            w.open("enaSrdUdpSpecification");
+            v.write_xml(w);
+            w.close("enaSrdUdpSpecification");
+        }
+    }
+}
+
+/// ENA Express is compatible with both TCP and UDP transport protocols.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceAttachmentEnaSrdUdpSpecification {
+    /// Indicates whether UDP traffic to and from the instance uses ENA Express.
+    pub ena_srd_udp_enabled: Option<bool>,
+}
+impl FromForm for InstanceAttachmentEnaSrdUdpSpecification {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { ena_srd_udp_enabled: f.boolean(&join(key, "EnaSrdUdpEnabled"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceAttachmentEnaSrdUdpSpecification {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.ena_srd_udp_enabled {
+            w.text("enaSrdUdpEnabled", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Describes a block device mapping.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceBlockDeviceMapping {
+    /// The device name.
+    pub device_name: Option<String>,
+    /// Parameters used to automatically set up EBS volumes when the instance is launched.
+    pub ebs: Option<EbsInstanceBlockDevice>,
+}
+impl FromForm for InstanceBlockDeviceMapping {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            device_name: Ok(f.string(&join(key, "DeviceName")))?,
+            ebs: EbsInstanceBlockDevice::from_form(f, &join(key, "Ebs"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceBlockDeviceMapping {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.device_name {
+            w.text("deviceName", v);
+        }
+        if let Some(v) = &self.ebs {
+            w.open("ebs");
+            v.write_xml(w);
+            w.close("ebs");
+        }
+    }
+}
+
+/// Information about an IPv4 prefix.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceIpv4Prefix {
+    /// One or more IPv4 prefixes assigned to the network interface.
+    pub ipv4_prefix: Option<String>,
+}
+impl FromForm for InstanceIpv4Prefix {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { ipv4_prefix: Ok(f.string(&join(key, "Ipv4Prefix")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceIpv4Prefix {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.ipv4_prefix {
+            w.text("ipv4Prefix", v);
+        }
+    }
+}
+
+/// Describes an IPv6 address.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceIpv6Address {
+    /// The IPv6 address.
+    pub ipv6_address: Option<String>,
+    /// Determines if an IPv6 address associated with a network interface is the primary IPv6 address.
+    pub is_primary_ipv6: Option<bool>,
+}
+impl FromForm for InstanceIpv6Address {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            ipv6_address: Ok(f.string(&join(key, "Ipv6Address")))?,
+            is_primary_ipv6: f.boolean(&join(key, "IsPrimaryIpv6"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceIpv6Address {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.ipv6_address {
+            w.text("ipv6Address", v);
+        }
+        if let Some(v) = &self.is_primary_ipv6 {
+            w.text("isPrimaryIpv6", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Information about an IPv6 prefix.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceIpv6Prefix {
+    /// One or more IPv6 prefixes assigned to the network interface.
+    pub ipv6_prefix: Option<String>,
+}
+impl FromForm for InstanceIpv6Prefix {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { ipv6_prefix: Ok(f.string(&join(key, "Ipv6Prefix")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceIpv6Prefix {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.ipv6_prefix {
+            w.text("ipv6Prefix", v);
+        }
+    }
+}
+
+/// The maintenance options for the instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceMaintenanceOptions {
+    /// Provides information on the current automatic recovery behavior of your instance.
+    pub auto_recovery: Option<InstanceAutoRecoveryState>,
+    /// Specifies whether to attempt reboot migration during a user-initiated reboot of an instance that has a scheduled system-reboot event: default - Amazon EC2 attempts to migrate the instance to new hardware (reboot migration).
+    pub reboot_migration: Option<InstanceRebootMigrationState>,
+}
+impl FromForm for InstanceMaintenanceOptions {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            auto_recovery: f.enumeration(
+                &join(key, "AutoRecovery"),
+                InstanceAutoRecoveryState::from_str,
+                InstanceAutoRecoveryState::VALUES,
+            )?,
+            reboot_migration: f.enumeration(
+                &join(key, "RebootMigration"),
+                InstanceRebootMigrationState::from_str,
+                InstanceRebootMigrationState::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceMaintenanceOptions {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.auto_recovery {
+            w.text("autoRecovery", v.as_str());
+        }
+        if let Some(v) = &self.reboot_migration {
+            w.text("rebootMigration", v.as_str());
+        }
+    }
+}
+
+/// The maintenance options for the instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceMaintenanceOptionsRequest {
+    /// Disables the automatic recovery behavior of your instance or sets it to default.
+    pub auto_recovery: Option<InstanceAutoRecoveryState>,
+}
+impl FromForm for InstanceMaintenanceOptionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            auto_recovery: f.enumeration(
+                &join(key, "AutoRecovery"),
+                InstanceAutoRecoveryState::from_str,
+                InstanceAutoRecoveryState::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceMaintenanceOptionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.auto_recovery {
+            w.text("AutoRecovery", v.as_str());
+        }
+    }
+}
+
+/// Describes the market (purchasing) option for the instances.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceMarketOptionsRequest {
+    /// The market type.
+    pub market_type: Option<MarketType>,
+    /// The options for Spot Instances.
+    pub spot_options: Option<SpotMarketOptions>,
+}
+impl FromForm for InstanceMarketOptionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            market_type: f.enumeration(
+                &join(key, "MarketType"),
+                MarketType::from_str,
+                MarketType::VALUES,
+            )?,
+            spot_options: SpotMarketOptions::from_form(f, &join(key, "SpotOptions"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceMarketOptionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.market_type {
+            w.text("MarketType", v.as_str());
+        }
+        if let Some(v) = &self.spot_options {
+            w.open("SpotOptions");
+            v.write_xml(w);
+            w.close("SpotOptions");
+        }
+    }
+}
+
+/// The metadata options for the instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceMetadataOptionsRequest {
+    /// Indicates whether IMDSv2 is required.
+    pub http_tokens: Option<HttpTokensState>,
+    /// The maximum number of hops that the metadata token can travel.
+    pub http_put_response_hop_limit: Option<i32>,
+    /// Enables or disables the HTTP metadata endpoint on your instances.
+    pub http_endpoint: Option<InstanceMetadataEndpointState>,
+    /// Enables or disables the IPv6 endpoint for the instance metadata service.
+    pub http_protocol_ipv6: Option<InstanceMetadataProtocolState>,
+    /// Set to enabled to allow access to instance tags from the instance metadata.
+    pub instance_metadata_tags: Option<InstanceMetadataTagsState>,
+}
+impl FromForm for InstanceMetadataOptionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            http_tokens: f.enumeration(
+                &join(key, "HttpTokens"),
+                HttpTokensState::from_str,
+                HttpTokensState::VALUES,
+            )?,
+            http_put_response_hop_limit: f.integer::<i32>(&join(key, "HttpPutResponseHopLimit"))?,
+            http_endpoint: f.enumeration(
+                &join(key, "HttpEndpoint"),
+                InstanceMetadataEndpointState::from_str,
+                InstanceMetadataEndpointState::VALUES,
+            )?,
+            http_protocol_ipv6: f.enumeration(
+                &join(key, "HttpProtocolIpv6"),
+                InstanceMetadataProtocolState::from_str,
+                InstanceMetadataProtocolState::VALUES,
+            )?,
+            instance_metadata_tags: f.enumeration(
+                &join(key, "InstanceMetadataTags"),
+                InstanceMetadataTagsState::from_str,
+                InstanceMetadataTagsState::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceMetadataOptionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.http_tokens {
+            w.text("HttpTokens", v.as_str());
+        }
+        if let Some(v) = &self.http_put_response_hop_limit {
+            w.text("HttpPutResponseHopLimit", &v.to_string());
+        }
+        if let Some(v) = &self.http_endpoint {
+            w.text("HttpEndpoint", v.as_str());
+        }
+        if let Some(v) = &self.http_protocol_ipv6 {
+            w.text("HttpProtocolIpv6", v.as_str());
+        }
+        if let Some(v) = &self.instance_metadata_tags {
+            w.text("InstanceMetadataTags", v.as_str());
+        }
+    }
+}
+
+/// The metadata options for the instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceMetadataOptionsResponse {
+    /// The state of the metadata option changes.
+    pub state: Option<InstanceMetadataOptionsState>,
+    /// Indicates whether IMDSv2 is required.
+    pub http_tokens: Option<HttpTokensState>,
+    /// The maximum number of hops that the metadata token can travel.
+    pub http_put_response_hop_limit: Option<i32>,
+    /// Indicates whether the HTTP metadata endpoint on your instances is enabled or disabled.
+    pub http_endpoint: Option<InstanceMetadataEndpointState>,
+    /// Indicates whether the IPv6 endpoint for the instance metadata service is enabled or disabled.
+    pub http_protocol_ipv6: Option<InstanceMetadataProtocolState>,
+    /// Indicates whether access to instance tags from the instance metadata is enabled or disabled.
+    pub instance_metadata_tags: Option<InstanceMetadataTagsState>,
+}
+impl FromForm for InstanceMetadataOptionsResponse {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            state: f.enumeration(
+                &join(key, "State"),
+                InstanceMetadataOptionsState::from_str,
+                InstanceMetadataOptionsState::VALUES,
+            )?,
+            http_tokens: f.enumeration(
+                &join(key, "HttpTokens"),
+                HttpTokensState::from_str,
+                HttpTokensState::VALUES,
+            )?,
+            http_put_response_hop_limit: f.integer::<i32>(&join(key, "HttpPutResponseHopLimit"))?,
+            http_endpoint: f.enumeration(
+                &join(key, "HttpEndpoint"),
+                InstanceMetadataEndpointState::from_str,
+                InstanceMetadataEndpointState::VALUES,
+            )?,
+            http_protocol_ipv6: f.enumeration(
+                &join(key, "HttpProtocolIpv6"),
+                InstanceMetadataProtocolState::from_str,
+                InstanceMetadataProtocolState::VALUES,
+            )?,
+            instance_metadata_tags: f.enumeration(
+                &join(key, "InstanceMetadataTags"),
+                InstanceMetadataTagsState::from_str,
+                InstanceMetadataTagsState::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceMetadataOptionsResponse {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.state {
+            w.text("state", v.as_str());
+        }
+        if let Some(v) = &self.http_tokens {
+            w.text("httpTokens", v.as_str());
+        }
+        if let Some(v) = &self.http_put_response_hop_limit {
+            w.text("httpPutResponseHopLimit", &v.to_string());
+        }
+        if let Some(v) = &self.http_endpoint {
+            w.text("httpEndpoint", v.as_str());
+        }
+        if let Some(v) = &self.http_protocol_ipv6 {
+            w.text("httpProtocolIpv6", v.as_str());
+        }
+        if let Some(v) = &self.instance_metadata_tags {
+            w.text("instanceMetadataTags", v.as_str());
+        }
+    }
+}
+
+/// Describes a network interface.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceNetworkInterface {
+    /// The association information for an Elastic IPv4 associated with the network interface.
+    pub association: Option<InstanceNetworkInterfaceAssociation>,
+    /// The network interface attachment.
+    pub attachment: Option<InstanceNetworkInterfaceAttachment>,
+    /// The description.
+    pub description: Option<String>,
+    /// The security groups.
+    pub groups: Option<Vec<GroupIdentifier>>,
+    /// The IPv6 addresses associated with the network interface.
+    pub ipv6_addresses: Option<Vec<InstanceIpv6Address>>,
+    /// The MAC address.
+    pub mac_address: Option<String>,
+    /// The ID of the network interface.
+    pub network_interface_id: Option<String>,
+    /// The ID of the Amazon Web Services account that created the network interface.
+    pub owner_id: Option<String>,
+    /// The private DNS name.
+    pub private_dns_name: Option<String>,
+    /// The IPv4 address of the network interface within the subnet.
+    pub private_ip_address: Option<String>,
+    /// The private IPv4 addresses associated with the network interface.
+    pub private_ip_addresses: Option<Vec<InstancePrivateIpAddress>>,
+    /// Indicates whether source/destination checking is enabled.
+    pub source_dest_check: Option<bool>,
+    /// The status of the network interface.
+    pub status: Option<NetworkInterfaceStatus>,
+    /// The ID of the subnet.
+    pub subnet_id: Option<String>,
+    /// The ID of the VPC.
+    pub vpc_id: Option<String>,
+    /// The type of network interface.
+    pub interface_type: Option<String>,
+    /// The IPv4 delegated prefixes that are assigned to the network interface.
+    pub ipv4_prefixes: Option<Vec<InstanceIpv4Prefix>>,
+    /// The IPv6 delegated prefixes that are assigned to the network interface.
+    pub ipv6_prefixes: Option<Vec<InstanceIpv6Prefix>>,
+    /// A security group connection tracking configuration that enables you to set the timeout for connection tracking on an Elastic network interface.
+    pub connection_tracking_configuration: Option<ConnectionTrackingSpecificationResponse>,
+    /// The service provider that manages the network interface.
+    pub operator: Option<OperatorResponse>,
+}
+impl FromForm for InstanceNetworkInterface {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            association: InstanceNetworkInterfaceAssociation::from_form(
+                f,
+                &join(key, "Association"),
+            )?,
+            attachment: InstanceNetworkInterfaceAttachment::from_form(f, &join(key, "Attachment"))?,
+            description: Ok(f.string(&join(key, "Description")))?,
+            groups: f
+                .list(&join(key, "GroupSet"), None, |f, k0| GroupIdentifier::from_form(f, &k0))?,
+            ipv6_addresses: f.list(&join(key, "Ipv6AddressesSet"), None, |f, k0| {
+                InstanceIpv6Address::from_form(f, &k0)
+            })?,
+            mac_address: Ok(f.string(&join(key, "MacAddress")))?,
+            network_interface_id: Ok(f.string(&join(key, "NetworkInterfaceId")))?,
+            owner_id: Ok(f.string(&join(key, "OwnerId")))?,
+            private_dns_name: Ok(f.string(&join(key, "PrivateDnsName")))?,
+            private_ip_address: Ok(f.string(&join(key, "PrivateIpAddress")))?,
+            private_ip_addresses: f.list(&join(key, "PrivateIpAddressesSet"), None, |f, k0| {
+                InstancePrivateIpAddress::from_form(f, &k0)
+            })?,
+            source_dest_check: f.boolean(&join(key, "SourceDestCheck"))?,
+            status: f.enumeration(
+                &join(key, "Status"),
+                NetworkInterfaceStatus::from_str,
+                NetworkInterfaceStatus::VALUES,
+            )?,
+            subnet_id: Ok(f.string(&join(key, "SubnetId")))?,
+            vpc_id: Ok(f.string(&join(key, "VpcId")))?,
+            interface_type: Ok(f.string(&join(key, "InterfaceType")))?,
+            ipv4_prefixes: f.list(&join(key, "Ipv4PrefixSet"), None, |f, k0| {
+                InstanceIpv4Prefix::from_form(f, &k0)
+            })?,
+            ipv6_prefixes: f.list(&join(key, "Ipv6PrefixSet"), None, |f, k0| {
+                InstanceIpv6Prefix::from_form(f, &k0)
+            })?,
+            connection_tracking_configuration: ConnectionTrackingSpecificationResponse::from_form(
+                f,
+                &join(key, "ConnectionTrackingConfiguration"),
+            )?,
+            operator: OperatorResponse::from_form(f, &join(key, "Operator"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceNetworkInterface {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.association {
+            w.open("association");
+            v.write_xml(w);
+            w.close("association");
+        }
+        if let Some(v) = &self.attachment {
+            w.open("attachment");
+            v.write_xml(w);
+            w.close("attachment");
+        }
+        if let Some(v) = &self.description {
+            w.text("description", v);
+        }
+        if let Some(v) = &self.groups {
+            w.open("groupSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("groupSet");
+        }
+        if let Some(v) = &self.ipv6_addresses {
+            w.open("ipv6AddressesSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("ipv6AddressesSet");
+        }
+        if let Some(v) = &self.mac_address {
+            w.text("macAddress", v);
+        }
+        if let Some(v) = &self.network_interface_id {
+            w.text("networkInterfaceId", v);
+        }
+        if let Some(v) = &self.owner_id {
+            w.text("ownerId", v);
+        }
+        if let Some(v) = &self.private_dns_name {
+            w.text("privateDnsName", v);
+        }
+        if let Some(v) = &self.private_ip_address {
+            w.text("privateIpAddress", v);
+        }
+        if let Some(v) = &self.private_ip_addresses {
+            w.open("privateIpAddressesSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("privateIpAddressesSet");
+        }
+        if let Some(v) = &self.source_dest_check {
+            w.text("sourceDestCheck", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.status {
+            w.text("status", v.as_str());
+        }
+        if let Some(v) = &self.subnet_id {
+            w.text("subnetId", v);
+        }
+        if let Some(v) = &self.vpc_id {
+            w.text("vpcId", v);
+        }
+        if let Some(v) = &self.interface_type {
+            w.text("interfaceType", v);
+        }
+        if let Some(v) = &self.ipv4_prefixes {
+            w.open("ipv4PrefixSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("ipv4PrefixSet");
+        }
+        if let Some(v) = &self.ipv6_prefixes {
+            w.open("ipv6PrefixSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("ipv6PrefixSet");
+        }
+        if let Some(v) = &self.connection_tracking_configuration {
+            w.open("connectionTrackingConfiguration");
+            v.write_xml(w);
+            w.close("connectionTrackingConfiguration");
+        }
+        if let Some(v) = &self.operator {
+            w.open("operator");
+            v.write_xml(w);
+            w.close("operator");
+        }
+    }
+}
+
+/// Describes association information for an Elastic IP address (IPv4).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceNetworkInterfaceAssociation {
+    /// The carrier IP address associated with the network interface.
+    pub carrier_ip: Option<String>,
+    /// The customer-owned IP address associated with the network interface.
+    pub customer_owned_ip: Option<String>,
+    /// The ID of the owner of the Elastic IP address.
+    pub ip_owner_id: Option<String>,
+    /// The public DNS name.
+    pub public_dns_name: Option<String>,
+    /// The public IP address or Elastic IP address bound to the network interface.
+    pub public_ip: Option<String>,
+}
+impl FromForm for InstanceNetworkInterfaceAssociation {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            carrier_ip: Ok(f.string(&join(key, "CarrierIp")))?,
+            customer_owned_ip: Ok(f.string(&join(key, "CustomerOwnedIp")))?,
+            ip_owner_id: Ok(f.string(&join(key, "IpOwnerId")))?,
+            public_dns_name: Ok(f.string(&join(key, "PublicDnsName")))?,
+            public_ip: Ok(f.string(&join(key, "PublicIp")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceNetworkInterfaceAssociation {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.carrier_ip {
+            w.text("carrierIp", v);
+        }
+        if let Some(v) = &self.customer_owned_ip {
+            w.text("customerOwnedIp", v);
+        }
+        if let Some(v) = &self.ip_owner_id {
+            w.text("ipOwnerId", v);
+        }
+        if let Some(v) = &self.public_dns_name {
+            w.text("publicDnsName", v);
+        }
+        if let Some(v) = &self.public_ip {
+            w.text("publicIp", v);
+        }
+    }
+}
+
+/// Describes a network interface attachment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceNetworkInterfaceAttachment {
+    /// The time stamp when the attachment initiated.
+    pub attach_time: Option<Timestamp>,
+    /// The ID of the network interface attachment.
+    pub attachment_id: Option<String>,
+    /// Indicates whether the network interface is deleted when the instance is terminated.
+    pub delete_on_termination: Option<bool>,
+    /// The index of the device on the instance for the network interface attachment.
+    pub device_index: Option<i32>,
+    /// The attachment state.
+    pub status: Option<AttachmentStatus>,
+    /// The index of the network card.
+    pub network_card_index: Option<i32>,
+    /// Contains the ENA Express settings for the network interface that's attached to the instance.
+    pub ena_srd_specification: Option<InstanceAttachmentEnaSrdSpecification>,
+    /// The number of ENA queues created with the instance.
+    pub ena_queue_count: Option<i32>,
+}
+impl FromForm for InstanceNetworkInterfaceAttachment {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            attach_time: f.timestamp(&join(key, "AttachTime"))?,
+            attachment_id: Ok(f.string(&join(key, "AttachmentId")))?,
+            delete_on_termination: f.boolean(&join(key, "DeleteOnTermination"))?,
+            device_index: f.integer::<i32>(&join(key, "DeviceIndex"))?,
+            status: f.enumeration(
+                &join(key, "Status"),
+                AttachmentStatus::from_str,
+                AttachmentStatus::VALUES,
+            )?,
+            network_card_index: f.integer::<i32>(&join(key, "NetworkCardIndex"))?,
+            ena_srd_specification: InstanceAttachmentEnaSrdSpecification::from_form(
+                f,
+                &join(key, "EnaSrdSpecification"),
+            )?,
+            ena_queue_count: f.integer::<i32>(&join(key, "EnaQueueCount"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceNetworkInterfaceAttachment {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.attach_time {
+            w.text("attachTime", &crate::query::iso8601(*v));
+        }
+        if let Some(v) = &self.attachment_id {
+            w.text("attachmentId", v);
+        }
+        if let Some(v) = &self.delete_on_termination {
+            w.text("deleteOnTermination", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.device_index {
+            w.text("deviceIndex", &v.to_string());
+        }
+        if let Some(v) = &self.status {
+            w.text("status", v.as_str());
+        }
+        if let Some(v) = &self.network_card_index {
+            w.text("networkCardIndex", &v.to_string());
+        }
+        if let Some(v) = &self.ena_srd_specification {
+            w.open("enaSrdSpecification");
+            v.write_xml(w);
+            w.close("enaSrdSpecification");
+        }
+        if let Some(v) = &self.ena_queue_count {
+            w.text("enaQueueCount", &v.to_string());
+        }
+    }
+}
+
+/// Describes a network interface.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceNetworkInterfaceSpecification {
+    /// Indicates whether to assign a public IPv4 address to an instance you launch in a VPC.
+    pub associate_public_ip_address: Option<bool>,
+    /// If set to true, the interface is deleted when the instance is terminated.
+    pub delete_on_termination: Option<bool>,
+    /// The description of the network interface.
+    pub description: Option<String>,
+    /// The position of the network interface in the attachment order.
+    pub device_index: Option<i32>,
+    /// The IDs of the security groups for the network interface.
+    pub groups: Option<Vec<String>>,
+    /// A number of IPv6 addresses to assign to the network interface.
+    pub ipv6_address_count: Option<i32>,
+    /// The IPv6 addresses to assign to the network interface.
+    pub ipv6_addresses: Option<Vec<InstanceIpv6Address>>,
+    /// The ID of the network interface.
+    pub network_interface_id: Option<String>,
+    /// The private IPv4 address of the network interface.
+    pub private_ip_address: Option<String>,
+    /// The private IPv4 addresses to assign to the network interface.
+    pub private_ip_addresses: Option<Vec<PrivateIpAddressSpecification>>,
+    /// The number of secondary private IPv4 addresses.
+    pub secondary_private_ip_address_count: Option<i32>,
+    /// The ID of the subnet associated with the network interface.
+    pub subnet_id: Option<String>,
+    /// Indicates whether to assign a carrier IP address to the network interface.
+    pub associate_carrier_ip_address: Option<bool>,
+    /// The type of network interface.
+    pub interface_type: Option<String>,
+    /// The index of the network card.
+    pub network_card_index: Option<i32>,
+    /// The IPv4 delegated prefixes to be assigned to the network interface.
+    pub ipv4_prefixes: Option<Vec<Ipv4PrefixSpecificationRequest>>,
+    /// The number of IPv4 delegated prefixes to be automatically assigned to the network interface.
+    pub ipv4_prefix_count: Option<i32>,
+    /// The IPv6 delegated prefixes to be assigned to the network interface.
+    pub ipv6_prefixes: Option<Vec<Ipv6PrefixSpecificationRequest>>,
+    /// The number of IPv6 delegated prefixes to be automatically assigned to the network interface.
+    pub ipv6_prefix_count: Option<i32>,
+    /// The primary IPv6 address of the network interface.
+    pub primary_ipv6: Option<bool>,
+    /// Specifies the ENA Express settings for the network interface that's attached to the instance.
+    pub ena_srd_specification: Option<EnaSrdSpecificationRequest>,
+    /// A security group connection tracking specification that enables you to set the timeout for connection tracking on an Elastic network interface.
+    pub connection_tracking_specification: Option<ConnectionTrackingSpecificationRequest>,
+    /// The number of ENA queues to be created with the instance.
+    pub ena_queue_count: Option<i32>,
+}
+impl FromForm for InstanceNetworkInterfaceSpecification {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            associate_public_ip_address: f.boolean(&join(key, "AssociatePublicIpAddress"))?,
+            delete_on_termination: f.boolean(&join(key, "DeleteOnTermination"))?,
+            description: Ok(f.string(&join(key, "Description")))?,
+            device_index: f.integer::<i32>(&join(key, "DeviceIndex"))?,
+            groups: f.list(&join(key, "SecurityGroupId"), None, |f, k0| Ok(f.string(&k0)))?,
+            ipv6_address_count: f.integer::<i32>(&join(key, "Ipv6AddressCount"))?,
+            ipv6_addresses: f.list(&join(key, "Ipv6Addresses"), None, |f, k0| {
+                InstanceIpv6Address::from_form(f, &k0)
+            })?,
+            network_interface_id: Ok(f.string(&join(key, "NetworkInterfaceId")))?,
+            private_ip_address: Ok(f.string(&join(key, "PrivateIpAddress")))?,
+            private_ip_addresses: f.list(&join(key, "PrivateIpAddresses"), None, |f, k0| {
+                PrivateIpAddressSpecification::from_form(f, &k0)
+            })?,
+            secondary_private_ip_address_count: f
+                .integer::<i32>(&join(key, "SecondaryPrivateIpAddressCount"))?,
+            subnet_id: Ok(f.string(&join(key, "SubnetId")))?,
+            associate_carrier_ip_address: f.boolean(&join(key, "AssociateCarrierIpAddress"))?,
+            interface_type: Ok(f.string(&join(key, "InterfaceType")))?,
+            network_card_index: f.integer::<i32>(&join(key, "NetworkCardIndex"))?,
+            ipv4_prefixes: f.list(&join(key, "Ipv4Prefix"), None, |f, k0| {
+                Ipv4PrefixSpecificationRequest::from_form(f, &k0)
+            })?,
+            ipv4_prefix_count: f.integer::<i32>(&join(key, "Ipv4PrefixCount"))?,
+            ipv6_prefixes: f.list(&join(key, "Ipv6Prefix"), None, |f, k0| {
+                Ipv6PrefixSpecificationRequest::from_form(f, &k0)
+            })?,
+            ipv6_prefix_count: f.integer::<i32>(&join(key, "Ipv6PrefixCount"))?,
+            primary_ipv6: f.boolean(&join(key, "PrimaryIpv6"))?,
+            ena_srd_specification: EnaSrdSpecificationRequest::from_form(
+                f,
+                &join(key, "EnaSrdSpecification"),
+            )?,
+            connection_tracking_specification: ConnectionTrackingSpecificationRequest::from_form(
+                f,
+                &join(key, "ConnectionTrackingSpecification"),
+            )?,
+            ena_queue_count: f.integer::<i32>(&join(key, "EnaQueueCount"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceNetworkInterfaceSpecification {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.associate_public_ip_address {
+            w.text("associatePublicIpAddress", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.delete_on_termination {
+            w.text("deleteOnTermination", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.description {
+            w.text("description", v);
+        }
+        if let Some(v) = &self.device_index {
+            w.text("deviceIndex", &v.to_string());
+        }
+        if let Some(v) = &self.groups {
+            w.open("SecurityGroupId");
+            for item0 in v {
+                w.text("SecurityGroupId", item0);
+            }
+            w.close("SecurityGroupId");
+        }
+        if let Some(v) = &self.ipv6_address_count {
+            w.text("ipv6AddressCount", &v.to_string());
+        }
+        if let Some(v) = &self.ipv6_addresses {
+            w.open("ipv6AddressesSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("ipv6AddressesSet");
+        }
+        if let Some(v) = &self.network_interface_id {
+            w.text("networkInterfaceId", v);
+        }
+        if let Some(v) = &self.private_ip_address {
+            w.text("privateIpAddress", v);
+        }
+        if let Some(v) = &self.private_ip_addresses {
+            w.open("privateIpAddressesSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("privateIpAddressesSet");
+        }
+        if let Some(v) = &self.secondary_private_ip_address_count {
+            w.text("secondaryPrivateIpAddressCount", &v.to_string());
+        }
+        if let Some(v) = &self.subnet_id {
+            w.text("subnetId", v);
+        }
+        if let Some(v) = &self.associate_carrier_ip_address {
+            w.text("AssociateCarrierIpAddress", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.interface_type {
+            w.text("InterfaceType", v);
+        }
+        if let Some(v) = &self.network_card_index {
+            w.text("NetworkCardIndex", &v.to_string());
+        }
+        if let Some(v) = &self.ipv4_prefixes {
+            w.open("Ipv4Prefix");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("Ipv4Prefix");
+        }
+        if let Some(v) = &self.ipv4_prefix_count {
+            w.text("Ipv4PrefixCount", &v.to_string());
+        }
+        if let Some(v) = &self.ipv6_prefixes {
+            w.open("Ipv6Prefix");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("Ipv6Prefix");
+        }
+        if let Some(v) = &self.ipv6_prefix_count {
+            w.text("Ipv6PrefixCount", &v.to_string());
+        }
+        if let Some(v) = &self.primary_ipv6 {
+            w.text("PrimaryIpv6", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.ena_srd_specification {
+            w.open("EnaSrdSpecification");
+            v.write_xml(w);
+            w.close("EnaSrdSpecification");
+        }
+        if let Some(v) = &self.connection_tracking_specification {
+            w.open("ConnectionTrackingSpecification");
+            v.write_xml(w);
+            w.close("ConnectionTrackingSpecification");
+        }
+        if let Some(v) = &self.ena_queue_count {
+            w.text("EnaQueueCount", &v.to_string());
+        }
+    }
+}
+
+/// With network performance options, you can adjust your bandwidth preferences to meet the needs of the workload that runs on your instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceNetworkPerformanceOptions {
+    /// When you configure network bandwidth weighting, you can boost your baseline bandwidth for either networking or EBS by up to 25%.
+    pub bandwidth_weighting: Option<InstanceBandwidthWeighting>,
+}
+impl FromForm for InstanceNetworkPerformanceOptions {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            bandwidth_weighting: f.enumeration(
+                &join(key, "BandwidthWeighting"),
+                InstanceBandwidthWeighting::from_str,
+                InstanceBandwidthWeighting::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceNetworkPerformanceOptions {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.bandwidth_weighting {
+            w.text("bandwidthWeighting", v.as_str());
+        }
+    }
+}
+
+/// Configure network performance options for your instance that are geared towards performance improvements based on the workload that it runs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceNetworkPerformanceOptionsRequest {
+    /// Specify the bandwidth weighting option to boost the associated type of baseline bandwidth, as follows: default This option uses the standard bandwidth configuration for your instance type.
+    pub bandwidth_weighting: Option<InstanceBandwidthWeighting>,
+}
+impl FromForm for InstanceNetworkPerformanceOptionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            bandwidth_weighting: f.enumeration(
+                &join(key, "BandwidthWeighting"),
+                InstanceBandwidthWeighting::from_str,
+                InstanceBandwidthWeighting::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceNetworkPerformanceOptionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.bandwidth_weighting {
+            w.text("BandwidthWeighting", v.as_str());
+        }
+    }
+}
+
+/// Describes a private IPv4 address.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstancePrivateIpAddress {
+    /// The association information for an Elastic IP address for the network interface.
+    pub association: Option<InstanceNetworkInterfaceAssociation>,
+    /// Indicates whether this IPv4 address is the primary private IP address of the network interface.
+    pub primary: Option<bool>,
+    /// The private IPv4 DNS name.
+    pub private_dns_name: Option<String>,
+    /// The private IPv4 address of the network interface.
+    pub private_ip_address: Option<String>,
+}
+impl FromForm for InstancePrivateIpAddress {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            association: InstanceNetworkInterfaceAssociation::from_form(
+                f,
+                &join(key, "Association"),
+            )?,
+            primary: f.boolean(&join(key, "Primary"))?,
+            private_dns_name: Ok(f.string(&join(key, "PrivateDnsName")))?,
+            private_ip_address: Ok(f.string(&join(key, "PrivateIpAddress")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstancePrivateIpAddress {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.association {
+            w.open("association");
+            v.write_xml(w);
+            w.close("association");
+        }
+        if let Some(v) = &self.primary {
+            w.text("primary", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.private_dns_name {
+            w.text("privateDnsName", v);
+        }
+        if let Some(v) = &self.private_ip_address {
+            w.text("privateIpAddress", v);
+        }
+    }
+}
+
+/// Describes a secondary interface attached to an instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceSecondaryInterface {
+    /// The attachment information for the secondary interface.
+    pub attachment: Option<InstanceSecondaryInterfaceAttachment>,
+    /// The MAC address of the secondary interface.
+    pub mac_address: Option<String>,
+    /// The ID of the secondary interface.
+    pub secondary_interface_id: Option<String>,
+    /// The Amazon Web Services account ID of the owner of the secondary interface.
+    pub owner_id: Option<String>,
+    /// The private IPv4 addresses associated with the secondary interface.
+    pub private_ip_addresses: Option<Vec<InstanceSecondaryInterfacePrivateIpAddress>>,
+    /// Indicates whether source/destination checking is enabled.
+    pub source_dest_check: Option<bool>,
+    /// The status of the secondary interface.
+    pub status: Option<SecondaryInterfaceStatus>,
+    /// The ID of the secondary subnet.
+    pub secondary_subnet_id: Option<String>,
+    /// The ID of the secondary network.
+    pub secondary_network_id: Option<String>,
+    /// The type of secondary interface.
+    pub interface_type: Option<SecondaryInterfaceType>,
+}
+impl FromForm for InstanceSecondaryInterface {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            attachment: InstanceSecondaryInterfaceAttachment::from_form(
+                f,
+                &join(key, "Attachment"),
+            )?,
+            mac_address: Ok(f.string(&join(key, "MacAddress")))?,
+            secondary_interface_id: Ok(f.string(&join(key, "SecondaryInterfaceId")))?,
+            owner_id: Ok(f.string(&join(key, "OwnerId")))?,
+            private_ip_addresses: f.list(&join(key, "PrivateIpAddressSet"), None, |f, k0| {
+                InstanceSecondaryInterfacePrivateIpAddress::from_form(f, &k0)
+            })?,
+            source_dest_check: f.boolean(&join(key, "SourceDestCheck"))?,
+            status: f.enumeration(
+                &join(key, "Status"),
+                SecondaryInterfaceStatus::from_str,
+                SecondaryInterfaceStatus::VALUES,
+            )?,
+            secondary_subnet_id: Ok(f.string(&join(key, "SecondarySubnetId")))?,
+            secondary_network_id: Ok(f.string(&join(key, "SecondaryNetworkId")))?,
+            interface_type: f.enumeration(
+                &join(key, "InterfaceType"),
+                SecondaryInterfaceType::from_str,
+                SecondaryInterfaceType::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceSecondaryInterface {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.attachment {
+            w.open("attachment");
+            v.write_xml(w);
+            w.close("attachment");
+        }
+        if let Some(v) = &self.mac_address {
+            w.text("macAddress", v);
+        }
+        if let Some(v) = &self.secondary_interface_id {
+            w.text("secondaryInterfaceId", v);
+        }
+        if let Some(v) = &self.owner_id {
+            w.text("ownerId", v);
+        }
+        if let Some(v) = &self.private_ip_addresses {
+            w.open("privateIpAddressSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("privateIpAddressSet");
+        }
+        if let Some(v) = &self.source_dest_check {
+            w.text("sourceDestCheck", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.status {
+            w.text("status", v.as_str());
+        }
+        if let Some(v) = &self.secondary_subnet_id {
+            w.text("secondarySubnetId", v);
+        }
+        if let Some(v) = &self.secondary_network_id {
+            w.text("secondaryNetworkId", v);
+        }
+        if let Some(v) = &self.interface_type {
+            w.text("interfaceType", v.as_str());
+        }
+    }
+}
+
+/// Describes the attachment of a secondary interface to an instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceSecondaryInterfaceAttachment {
+    /// The timestamp when the attachment was created.
+    pub attach_time: Option<Timestamp>,
+    /// The ID of the attachment.
+    pub attachment_id: Option<String>,
+    /// Indicates whether the secondary interface is deleted when the instance is terminated.
+    pub delete_on_termination: Option<bool>,
+    /// The device index of the secondary interface.
+    pub device_index: Option<i32>,
+    /// The attachment state.
+    pub status: Option<AttachmentStatus>,
+    /// The index of the network card.
+    pub network_card_index: Option<i32>,
+}
+impl FromForm for InstanceSecondaryInterfaceAttachment {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            attach_time: f.timestamp(&join(key, "AttachTime"))?,
+            attachment_id: Ok(f.string(&join(key, "AttachmentId")))?,
+            delete_on_termination: f.boolean(&join(key, "DeleteOnTermination"))?,
+            device_index: f.integer::<i32>(&join(key, "DeviceIndex"))?,
+            status: f.enumeration(
+                &join(key, "Status"),
+                AttachmentStatus::from_str,
+                AttachmentStatus::VALUES,
+            )?,
+            network_card_index: f.integer::<i32>(&join(key, "NetworkCardIndex"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceSecondaryInterfaceAttachment {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.attach_time {
+            w.text("attachTime", &crate::query::iso8601(*v));
+        }
+        if let Some(v) = &self.attachment_id {
+            w.text("attachmentId", v);
+        }
+        if let Some(v) = &self.delete_on_termination {
+            w.text("deleteOnTermination", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.device_index {
+            w.text("deviceIndex", &v.to_string());
+        }
+        if let Some(v) = &self.status {
+            w.text("status", v.as_str());
+        }
+        if let Some(v) = &self.network_card_index {
+            w.text("networkCardIndex", &v.to_string());
+        }
+    }
+}
+
+/// Describes a private IPv4 address for a secondary interface.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceSecondaryInterfacePrivateIpAddress {
+    /// The private IPv4 address.
+    pub private_ip_address: Option<String>,
+}
+impl FromForm for InstanceSecondaryInterfacePrivateIpAddress {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { private_ip_address: Ok(f.string(&join(key, "PrivateIpAddress")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceSecondaryInterfacePrivateIpAddress {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.private_ip_address {
+            w.text("privateIpAddress", v);
+        }
+    }
+}
+
+/// Describes a private IPv4 address for a secondary interface request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceSecondaryInterfacePrivateIpAddressRequest {
+    /// The private IPv4 address.
+    /// Required.
+    pub private_ip_address: Option<String>,
+}
+impl FromForm for InstanceSecondaryInterfacePrivateIpAddressRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { private_ip_address: Ok(f.string(&join(key, "PrivateIpAddress")))? };
+        if v.private_ip_address.is_none() {
+            return Err(f.missing(&join(key, "PrivateIpAddress")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceSecondaryInterfacePrivateIpAddressRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.private_ip_address {
+            w.text("PrivateIpAddress", v);
+        }
+    }
+}
+
+/// Describes a secondary interface specification for launching an instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceSecondaryInterfaceSpecificationRequest {
+    /// Indicates whether the secondary interface is deleted when the instance is terminated.
+    pub delete_on_termination: Option<bool>,
+    /// The device index for the secondary interface attachment.
+    pub device_index: Option<i32>,
+    /// The private IPv4 addresses to assign to the secondary interface.
+    pub private_ip_addresses: Option<Vec<InstanceSecondaryInterfacePrivateIpAddressRequest>>,
+    /// The number of private IPv4 addresses to assign to the secondary interface.
+    pub private_ip_address_count: Option<i32>,
+    /// The ID of the secondary subnet.
+    pub secondary_subnet_id: Option<String>,
+    /// The type of secondary interface.
+    pub interface_type: Option<SecondaryInterfaceType>,
+    /// The index of the network card.
+    pub network_card_index: Option<i32>,
+}
+impl FromForm for InstanceSecondaryInterfaceSpecificationRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            delete_on_termination: f.boolean(&join(key, "DeleteOnTermination"))?,
+            device_index: f.integer::<i32>(&join(key, "DeviceIndex"))?,
+            private_ip_addresses: f.list(&join(key, "PrivateIpAddress"), None, |f, k0| {
+                InstanceSecondaryInterfacePrivateIpAddressRequest::from_form(f, &k0)
+            })?,
+            private_ip_address_count: f.integer::<i32>(&join(key, "PrivateIpAddressCount"))?,
+            secondary_subnet_id: Ok(f.string(&join(key, "SecondarySubnetId")))?,
+            interface_type: f.enumeration(
+                &join(key, "InterfaceType"),
+                SecondaryInterfaceType::from_str,
+                SecondaryInterfaceType::VALUES,
+            )?,
+            network_card_index: f.integer::<i32>(&join(key, "NetworkCardIndex"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceSecondaryInterfaceSpecificationRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.delete_on_termination {
+            w.text("DeleteOnTermination", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.device_index {
+            w.text("DeviceIndex", &v.to_string());
+        }
+        if let Some(v) = &self.private_ip_addresses {
+            w.open("PrivateIpAddress");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("PrivateIpAddress");
+        }
+        if let Some(v) = &self.private_ip_address_count {
+            w.text("PrivateIpAddressCount", &v.to_string());
+        }
+        if let Some(v) = &self.secondary_subnet_id {
+            w.text("SecondarySubnetId", v);
+        }
+        if let Some(v) = &self.interface_type {
+            w.text("InterfaceType", v.as_str());
+        }
+        if let Some(v) = &self.network_card_index {
+            w.text("NetworkCardIndex", &v.to_string());
+        }
+    }
+}
+
+/// Describes the current state of an instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceState {
+    /// The state of the instance as a 16-bit unsigned integer.
+    pub code: Option<i32>,
+    /// The current state of the instance.
+    pub name: Option<InstanceStateName>,
+}
+impl FromForm for InstanceState {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            code: f.integer::<i32>(&join(key, "Code"))?,
+            name: f.enumeration(
+                &join(key, "Name"),
+                InstanceStateName::from_str,
+                InstanceStateName::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceState {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.code {
+            w.text("code", &v.to_string());
+        }
+        if let Some(v) = &self.name {
+            w.text("name", v.as_str());
+        }
+    }
+}
+
+/// Describes an instance state change.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceStateChange {
+    /// The ID of the instance.
+    pub instance_id: Option<String>,
+    /// The current state of the instance.
+    pub current_state: Option<InstanceState>,
+    /// The previous state of the instance.
+    pub previous_state: Option<InstanceState>,
+}
+impl FromForm for InstanceStateChange {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            instance_id: Ok(f.string(&join(key, "InstanceId")))?,
+            current_state: InstanceState::from_form(f, &join(key, "CurrentState"))?,
+            previous_state: InstanceState::from_form(f, &join(key, "PreviousState"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceStateChange {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.instance_id {
+            w.text("instanceId", v);
+        }
+        if let Some(v) = &self.current_state {
+            w.open("currentState");
+            v.write_xml(w);
+            w.close("currentState");
+        }
+        if let Some(v) = &self.previous_state {
+            w.open("previousState");
+            v.write_xml(w);
+            w.close("previousState");
         }
     }
 }
@@ -3529,6 +13632,29 @@ impl ToXml for Ipv4PrefixSpecification {
     }
 }
 
+/// Describes the IPv4 prefix option for a network interface.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ipv4PrefixSpecificationRequest {
+    /// The IPv4 prefix.
+    pub ipv4_prefix: Option<String>,
+}
+impl FromForm for Ipv4PrefixSpecificationRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { ipv4_prefix: Ok(f.string(&join(key, "Ipv4Prefix")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for Ipv4PrefixSpecificationRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.ipv4_prefix {
+            w.text("Ipv4Prefix", v);
+        }
+    }
+}
+
 /// Describes the IPv6 prefix.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ipv6PrefixSpecification {
@@ -3548,6 +13674,29 @@ impl ToXml for Ipv6PrefixSpecification {
     fn write_xml(&self, w: &mut XmlOut) {
         if let Some(v) = &self.ipv6_prefix {
             w.text("ipv6Prefix", v);
+        }
+    }
+}
+
+/// Describes the IPv6 prefix option for a network interface.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ipv6PrefixSpecificationRequest {
+    /// The IPv6 prefix.
+    pub ipv6_prefix: Option<String>,
+}
+impl FromForm for Ipv6PrefixSpecificationRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { ipv6_prefix: Ok(f.string(&join(key, "Ipv6Prefix")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for Ipv6PrefixSpecificationRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.ipv6_prefix {
+            w.text("Ipv6Prefix", v);
         }
     }
 }
@@ -3579,6 +13728,122 @@ impl ToXml for Ipv6Range {
         }
         if let Some(v) = &self.cidr_ipv6 {
             w.text("cidrIpv6", v);
+        }
+    }
+}
+
+/// Describes the launch template to use.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateSpecification {
+    /// The ID of the launch template.
+    pub launch_template_id: Option<String>,
+    /// The name of the launch template.
+    pub launch_template_name: Option<String>,
+    /// The launch template version number, $Latest, or $Default.
+    pub version: Option<String>,
+}
+impl FromForm for LaunchTemplateSpecification {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            launch_template_id: Ok(f.string(&join(key, "LaunchTemplateId")))?,
+            launch_template_name: Ok(f.string(&join(key, "LaunchTemplateName")))?,
+            version: Ok(f.string(&join(key, "Version")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateSpecification {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.launch_template_id {
+            w.text("LaunchTemplateId", v);
+        }
+        if let Some(v) = &self.launch_template_name {
+            w.text("LaunchTemplateName", v);
+        }
+        if let Some(v) = &self.version {
+            w.text("Version", v);
+        }
+    }
+}
+
+/// Describes a license configuration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LicenseConfiguration {
+    /// The Amazon Resource Name (ARN) of the license configuration.
+    pub license_configuration_arn: Option<String>,
+}
+impl FromForm for LicenseConfiguration {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            license_configuration_arn: Ok(f.string(&join(key, "LicenseConfigurationArn")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LicenseConfiguration {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.license_configuration_arn {
+            w.text("licenseConfigurationArn", v);
+        }
+    }
+}
+
+/// Describes a license configuration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LicenseConfigurationRequest {
+    /// The Amazon Resource Name (ARN) of the license configuration.
+    pub license_configuration_arn: Option<String>,
+}
+impl FromForm for LicenseConfigurationRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            license_configuration_arn: Ok(f.string(&join(key, "LicenseConfigurationArn")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LicenseConfigurationRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.license_configuration_arn {
+            w.text("LicenseConfigurationArn", v);
+        }
+    }
+}
+
+/// Describes the monitoring of an instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Monitoring {
+    /// Indicates whether detailed monitoring is enabled.
+    pub state: Option<MonitoringState>,
+}
+impl FromForm for Monitoring {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            state: f.enumeration(
+                &join(key, "State"),
+                MonitoringState::from_str,
+                MonitoringState::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for Monitoring {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.state {
+            w.text("state", v.as_str());
         }
     }
 }
@@ -4099,6 +14364,29 @@ impl ToXml for NetworkInterfacePrivateIpAddress {
     }
 }
 
+/// The service provider that manages the resource.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OperatorRequest {
+    /// The service provider that manages the resource.
+    pub principal: Option<String>,
+}
+impl FromForm for OperatorRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { principal: Ok(f.string(&join(key, "Principal")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for OperatorRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.principal {
+            w.text("Principal", v);
+        }
+    }
+}
+
 /// Describes whether the resource is managed by a service provider and, if so, describes the service provider that manages it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct OperatorResponse {
@@ -4132,6 +14420,85 @@ impl ToXml for OperatorResponse {
         }
         if let Some(v) = &self.hidden_by_default {
             w.text("hiddenByDefault", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Describes the placement of an instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Placement {
+    /// The ID of the Availability Zone of the instance.
+    pub availability_zone_id: Option<String>,
+    /// The affinity setting for the instance on the Dedicated Host.
+    pub affinity: Option<String>,
+    /// The name of the placement group that the instance is in.
+    pub group_name: Option<String>,
+    /// The number of the partition that the instance is in.
+    pub partition_number: Option<i32>,
+    /// The ID of the Dedicated Host on which the instance resides.
+    pub host_id: Option<String>,
+    /// The tenancy of the instance.
+    pub tenancy: Option<Tenancy>,
+    /// Reserved for future use.
+    pub spread_domain: Option<String>,
+    /// The ARN of the host resource group in which to launch the instances.
+    pub host_resource_group_arn: Option<String>,
+    /// The ID of the placement group that the instance is in.
+    pub group_id: Option<String>,
+    /// The Availability Zone of the instance.
+    pub availability_zone: Option<String>,
+}
+impl FromForm for Placement {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            availability_zone_id: Ok(f.string(&join(key, "AvailabilityZoneId")))?,
+            affinity: Ok(f.string(&join(key, "Affinity")))?,
+            group_name: Ok(f.string(&join(key, "GroupName")))?,
+            partition_number: f.integer::<i32>(&join(key, "PartitionNumber"))?,
+            host_id: Ok(f.string(&join(key, "HostId")))?,
+            tenancy: f.enumeration(&join(key, "Tenancy"), Tenancy::from_str, Tenancy::VALUES)?,
+            spread_domain: Ok(f.string(&join(key, "SpreadDomain")))?,
+            host_resource_group_arn: Ok(f.string(&join(key, "HostResourceGroupArn")))?,
+            group_id: Ok(f.string(&join(key, "GroupId")))?,
+            availability_zone: Ok(f.string(&join(key, "AvailabilityZone")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for Placement {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.availability_zone_id {
+            w.text("availabilityZoneId", v);
+        }
+        if let Some(v) = &self.affinity {
+            w.text("affinity", v);
+        }
+        if let Some(v) = &self.group_name {
+            w.text("groupName", v);
+        }
+        if let Some(v) = &self.partition_number {
+            w.text("partitionNumber", &v.to_string());
+        }
+        if let Some(v) = &self.host_id {
+            w.text("hostId", v);
+        }
+        if let Some(v) = &self.tenancy {
+            w.text("tenancy", v.as_str());
+        }
+        if let Some(v) = &self.spread_domain {
+            w.text("spreadDomain", v);
+        }
+        if let Some(v) = &self.host_resource_group_arn {
+            w.text("hostResourceGroupArn", v);
+        }
+        if let Some(v) = &self.group_id {
+            w.text("groupId", v);
+        }
+        if let Some(v) = &self.availability_zone {
+            w.text("availabilityZone", v);
         }
     }
 }
@@ -4206,6 +14573,158 @@ impl ToXml for PrivateDnsNameOptionsOnLaunch {
         }
         if let Some(v) = &self.enable_resource_name_dns_aaaa_record {
             w.text("enableResourceNameDnsAAAARecord", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Describes the options for instance hostnames.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PrivateDnsNameOptionsRequest {
+    /// The type of hostname for EC2 instances.
+    pub hostname_type: Option<HostnameType>,
+    /// Indicates whether to respond to DNS queries for instance hostnames with DNS A records.
+    pub enable_resource_name_dns_a_record: Option<bool>,
+    /// Indicates whether to respond to DNS queries for instance hostnames with DNS AAAA records.
+    pub enable_resource_name_dns_aaaa_record: Option<bool>,
+}
+impl FromForm for PrivateDnsNameOptionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            hostname_type: f.enumeration(
+                &join(key, "HostnameType"),
+                HostnameType::from_str,
+                HostnameType::VALUES,
+            )?,
+            enable_resource_name_dns_a_record: f
+                .boolean(&join(key, "EnableResourceNameDnsARecord"))?,
+            enable_resource_name_dns_aaaa_record: f
+                .boolean(&join(key, "EnableResourceNameDnsAAAARecord"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for PrivateDnsNameOptionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.hostname_type {
+            w.text("HostnameType", v.as_str());
+        }
+        if let Some(v) = &self.enable_resource_name_dns_a_record {
+            w.text("EnableResourceNameDnsARecord", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.enable_resource_name_dns_aaaa_record {
+            w.text("EnableResourceNameDnsAAAARecord", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Describes the options for instance hostnames.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PrivateDnsNameOptionsResponse {
+    /// The type of hostname to assign to an instance.
+    pub hostname_type: Option<HostnameType>,
+    /// Indicates whether to respond to DNS queries for instance hostnames with DNS A records.
+    pub enable_resource_name_dns_a_record: Option<bool>,
+    /// Indicates whether to respond to DNS queries for instance hostnames with DNS AAAA records.
+    pub enable_resource_name_dns_aaaa_record: Option<bool>,
+}
+impl FromForm for PrivateDnsNameOptionsResponse {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            hostname_type: f.enumeration(
+                &join(key, "HostnameType"),
+                HostnameType::from_str,
+                HostnameType::VALUES,
+            )?,
+            enable_resource_name_dns_a_record: f
+                .boolean(&join(key, "EnableResourceNameDnsARecord"))?,
+            enable_resource_name_dns_aaaa_record: f
+                .boolean(&join(key, "EnableResourceNameDnsAAAARecord"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for PrivateDnsNameOptionsResponse {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.hostname_type {
+            w.text("hostnameType", v.as_str());
+        }
+        if let Some(v) = &self.enable_resource_name_dns_a_record {
+            w.text("enableResourceNameDnsARecord", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.enable_resource_name_dns_aaaa_record {
+            w.text("enableResourceNameDnsAAAARecord", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Describes a secondary private IPv4 address for a network interface.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PrivateIpAddressSpecification {
+    /// Indicates whether the private IPv4 address is the primary private IPv4 address.
+    pub primary: Option<bool>,
+    /// The private IPv4 address.
+    pub private_ip_address: Option<String>,
+}
+impl FromForm for PrivateIpAddressSpecification {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            primary: f.boolean(&join(key, "Primary"))?,
+            private_ip_address: Ok(f.string(&join(key, "PrivateIpAddress")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for PrivateIpAddressSpecification {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.primary {
+            w.text("primary", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.private_ip_address {
+            w.text("privateIpAddress", v);
+        }
+    }
+}
+
+/// Describes a product code.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProductCode {
+    /// The product code.
+    pub product_code_id: Option<String>,
+    /// The type of product code.
+    pub product_code_type: Option<ProductCodeValues>,
+}
+impl FromForm for ProductCode {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            product_code_id: Ok(f.string(&join(key, "ProductCode")))?,
+            product_code_type: f.enumeration(
+                &join(key, "Type"),
+                ProductCodeValues::from_str,
+                ProductCodeValues::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for ProductCode {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.product_code_id {
+            w.text("productCode", v);
+        }
+        if let Some(v) = &self.product_code_type {
+            w.text("type", v.as_str());
         }
     }
 }
@@ -4298,6 +14817,69 @@ impl ToXml for ReferencedSecurityGroup {
         }
         if let Some(v) = &self.vpc_peering_connection_id {
             w.text("vpcPeeringConnectionId", v);
+        }
+    }
+}
+
+/// Describes a launch request for one or more instances, and includes owner, requester, and security group information that applies to all instances in the launch request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reservation {
+    /// The ID of the reservation.
+    pub reservation_id: Option<String>,
+    /// The ID of the Amazon Web Services account that owns the reservation.
+    pub owner_id: Option<String>,
+    /// The ID of the requester that launched the instances on your behalf (for example, Amazon Web Services Management Console or Auto Scaling).
+    pub requester_id: Option<String>,
+    /// Not supported.
+    pub groups: Option<Vec<GroupIdentifier>>,
+    /// The instances.
+    pub instances: Option<Vec<Instance>>,
+}
+impl FromForm for Reservation {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            reservation_id: Ok(f.string(&join(key, "ReservationId")))?,
+            owner_id: Ok(f.string(&join(key, "OwnerId")))?,
+            requester_id: Ok(f.string(&join(key, "RequesterId")))?,
+            groups: f
+                .list(&join(key, "GroupSet"), None, |f, k0| GroupIdentifier::from_form(f, &k0))?,
+            instances: f
+                .list(&join(key, "InstancesSet"), None, |f, k0| Instance::from_form(f, &k0))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for Reservation {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.reservation_id {
+            w.text("reservationId", v);
+        }
+        if let Some(v) = &self.owner_id {
+            w.text("ownerId", v);
+        }
+        if let Some(v) = &self.requester_id {
+            w.text("requesterId", v);
+        }
+        if let Some(v) = &self.groups {
+            w.open("groupSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("groupSet");
+        }
+        if let Some(v) = &self.instances {
+            w.open("instancesSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("instancesSet");
         }
     }
 }
@@ -4689,6 +15271,473 @@ impl ToXml for RevokedSecurityGroupRule {
     }
 }
 
+/// Describes the monitoring of an instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunInstancesMonitoringEnabled {
+    /// Indicates whether detailed monitoring is enabled.
+    /// Required.
+    pub enabled: Option<bool>,
+}
+impl FromForm for RunInstancesMonitoringEnabled {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { enabled: f.boolean(&join(key, "Enabled"))? };
+        if v.enabled.is_none() {
+            return Err(f.missing(&join(key, "Enabled")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for RunInstancesMonitoringEnabled {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.enabled {
+            w.text("enabled", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunInstancesRequest {
+    /// The block device mapping, which defines the EBS volumes and instance store volumes to attach to the instance at launch.
+    pub block_device_mappings: Option<Vec<BlockDeviceMapping>>,
+    /// The ID of the AMI.
+    pub image_id: Option<String>,
+    /// The instance type.
+    pub instance_type: Option<InstanceType>,
+    /// The number of IPv6 addresses to associate with the primary network interface.
+    pub ipv6_address_count: Option<i32>,
+    /// The IPv6 addresses from the range of the subnet to associate with the primary network interface.
+    pub ipv6_addresses: Option<Vec<InstanceIpv6Address>>,
+    /// The ID of the kernel.
+    pub kernel_id: Option<String>,
+    /// The name of the key pair.
+    pub key_name: Option<String>,
+    /// The maximum number of instances to launch.
+    /// Required.
+    pub max_count: Option<i32>,
+    /// The minimum number of instances to launch.
+    /// Required.
+    pub min_count: Option<i32>,
+    /// Specifies whether detailed monitoring is enabled for the instance.
+    pub monitoring: Option<RunInstancesMonitoringEnabled>,
+    /// The placement for the instance.
+    pub placement: Option<Placement>,
+    /// The ID of the RAM disk to select.
+    pub ramdisk_id: Option<String>,
+    /// The IDs of the security groups.
+    pub security_group_ids: Option<Vec<String>>,
+    /// \[Default VPC\] The names of the security groups.
+    pub security_groups: Option<Vec<String>>,
+    /// The ID of the subnet to launch the instance into.
+    pub subnet_id: Option<String>,
+    /// The user data to make available to the instance.
+    /// Sensitive: never log it.
+    pub user_data: Option<String>,
+    /// An elastic GPU to associate with the instance.
+    pub elastic_gpu_specification: Option<Vec<ElasticGpuSpecification>>,
+    /// An elastic inference accelerator to associate with the instance.
+    pub elastic_inference_accelerators: Option<Vec<ElasticInferenceAccelerator>>,
+    /// The tags to apply to the resources that are created during instance launch.
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+    /// The launch template.
+    pub launch_template: Option<LaunchTemplateSpecification>,
+    /// The market (purchasing) option for the instances.
+    pub instance_market_options: Option<InstanceMarketOptionsRequest>,
+    /// The credit option for CPU usage of the burstable performance instance.
+    pub credit_specification: Option<CreditSpecificationRequest>,
+    /// The CPU options for the instance.
+    pub cpu_options: Option<CpuOptionsRequest>,
+    /// Information about the Capacity Reservation targeting option.
+    pub capacity_reservation_specification: Option<CapacityReservationSpecification>,
+    /// Indicates whether an instance is enabled for hibernation.
+    pub hibernation_options: Option<HibernationOptionsRequest>,
+    /// The license configurations.
+    pub license_specifications: Option<Vec<LicenseConfigurationRequest>>,
+    /// The metadata options for the instance.
+    pub metadata_options: Option<InstanceMetadataOptionsRequest>,
+    /// Indicates whether the instance is enabled for Amazon Web Services Nitro Enclaves.
+    pub enclave_options: Option<EnclaveOptionsRequest>,
+    /// The options for the instance hostname.
+    pub private_dns_name_options: Option<PrivateDnsNameOptionsRequest>,
+    /// The maintenance and recovery options for the instance.
+    pub maintenance_options: Option<InstanceMaintenanceOptionsRequest>,
+    /// Indicates whether an instance is enabled for stop protection.
+    pub disable_api_stop: Option<bool>,
+    /// If you’re launching an instance into a dual-stack or IPv6-only subnet, you can enable assigning a primary IPv6 address.
+    pub enable_primary_ipv6: Option<bool>,
+    /// Contains settings for the network performance options for the instance.
+    pub network_performance_options: Option<InstanceNetworkPerformanceOptionsRequest>,
+    /// Reserved for internal use.
+    pub operator: Option<OperatorRequest>,
+    /// The secondary interfaces to associate with the instance.
+    pub secondary_interfaces: Option<Vec<InstanceSecondaryInterfaceSpecificationRequest>>,
+    /// Checks whether you have the required permissions for the operation, without actually making the request, and provides an error response.
+    pub dry_run: Option<bool>,
+    /// Indicates whether termination protection is enabled for the instance.
+    pub disable_api_termination: Option<bool>,
+    /// Indicates whether an instance stops or terminates when you initiate shutdown from the instance (using the operating system command for system shutdown).
+    pub instance_initiated_shutdown_behavior: Option<ShutdownBehavior>,
+    /// The primary IPv4 address.
+    pub private_ip_address: Option<String>,
+    /// Unique, case-sensitive identifier you provide to ensure the idempotency of the request.
+    pub client_token: Option<String>,
+    /// Reserved.
+    pub additional_info: Option<String>,
+    /// The network interfaces to associate with the instance.
+    pub network_interfaces: Option<Vec<InstanceNetworkInterfaceSpecification>>,
+    /// The name or Amazon Resource Name (ARN) of an IAM instance profile.
+    pub iam_instance_profile: Option<IamInstanceProfileSpecification>,
+    /// Indicates whether the instance is optimized for Amazon EBS I/O.
+    pub ebs_optimized: Option<bool>,
+}
+impl FromForm for RunInstancesRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            block_device_mappings: f.list(&join(key, "BlockDeviceMapping"), None, |f, k0| {
+                BlockDeviceMapping::from_form(f, &k0)
+            })?,
+            image_id: Ok(f.string(&join(key, "ImageId")))?,
+            instance_type: f.enumeration(
+                &join(key, "InstanceType"),
+                InstanceType::from_str,
+                InstanceType::VALUES,
+            )?,
+            ipv6_address_count: f.integer::<i32>(&join(key, "Ipv6AddressCount"))?,
+            ipv6_addresses: f.list(&join(key, "Ipv6Address"), None, |f, k0| {
+                InstanceIpv6Address::from_form(f, &k0)
+            })?,
+            kernel_id: Ok(f.string(&join(key, "KernelId")))?,
+            key_name: Ok(f.string(&join(key, "KeyName")))?,
+            max_count: f.integer::<i32>(&join(key, "MaxCount"))?,
+            min_count: f.integer::<i32>(&join(key, "MinCount"))?,
+            monitoring: RunInstancesMonitoringEnabled::from_form(f, &join(key, "Monitoring"))?,
+            placement: Placement::from_form(f, &join(key, "Placement"))?,
+            ramdisk_id: Ok(f.string(&join(key, "RamdiskId")))?,
+            security_group_ids: f
+                .list(&join(key, "SecurityGroupId"), None, |f, k0| Ok(f.string(&k0)))?,
+            security_groups: f.list(
+                &join(key, "SecurityGroup"),
+                None,
+                |f, k0| Ok(f.string(&k0)),
+            )?,
+            subnet_id: Ok(f.string(&join(key, "SubnetId")))?,
+            user_data: Ok(f.string(&join(key, "UserData")))?,
+            elastic_gpu_specification: f.list(
+                &join(key, "ElasticGpuSpecification"),
+                None,
+                |f, k0| ElasticGpuSpecification::from_form(f, &k0),
+            )?,
+            elastic_inference_accelerators: f.list(
+                &join(key, "ElasticInferenceAccelerator"),
+                None,
+                |f, k0| ElasticInferenceAccelerator::from_form(f, &k0),
+            )?,
+            tag_specifications: f.list(&join(key, "TagSpecification"), None, |f, k0| {
+                TagSpecification::from_form(f, &k0)
+            })?,
+            launch_template: LaunchTemplateSpecification::from_form(
+                f,
+                &join(key, "LaunchTemplate"),
+            )?,
+            instance_market_options: InstanceMarketOptionsRequest::from_form(
+                f,
+                &join(key, "InstanceMarketOptions"),
+            )?,
+            credit_specification: CreditSpecificationRequest::from_form(
+                f,
+                &join(key, "CreditSpecification"),
+            )?,
+            cpu_options: CpuOptionsRequest::from_form(f, &join(key, "CpuOptions"))?,
+            capacity_reservation_specification: CapacityReservationSpecification::from_form(
+                f,
+                &join(key, "CapacityReservationSpecification"),
+            )?,
+            hibernation_options: HibernationOptionsRequest::from_form(
+                f,
+                &join(key, "HibernationOptions"),
+            )?,
+            license_specifications: f.list(&join(key, "LicenseSpecification"), None, |f, k0| {
+                LicenseConfigurationRequest::from_form(f, &k0)
+            })?,
+            metadata_options: InstanceMetadataOptionsRequest::from_form(
+                f,
+                &join(key, "MetadataOptions"),
+            )?,
+            enclave_options: EnclaveOptionsRequest::from_form(f, &join(key, "EnclaveOptions"))?,
+            private_dns_name_options: PrivateDnsNameOptionsRequest::from_form(
+                f,
+                &join(key, "PrivateDnsNameOptions"),
+            )?,
+            maintenance_options: InstanceMaintenanceOptionsRequest::from_form(
+                f,
+                &join(key, "MaintenanceOptions"),
+            )?,
+            disable_api_stop: f.boolean(&join(key, "DisableApiStop"))?,
+            enable_primary_ipv6: f.boolean(&join(key, "EnablePrimaryIpv6"))?,
+            network_performance_options: InstanceNetworkPerformanceOptionsRequest::from_form(
+                f,
+                &join(key, "NetworkPerformanceOptions"),
+            )?,
+            operator: OperatorRequest::from_form(f, &join(key, "Operator"))?,
+            secondary_interfaces: f.list(&join(key, "SecondaryInterface"), None, |f, k0| {
+                InstanceSecondaryInterfaceSpecificationRequest::from_form(f, &k0)
+            })?,
+            dry_run: f.boolean(&join(key, "DryRun"))?,
+            disable_api_termination: f.boolean(&join(key, "DisableApiTermination"))?,
+            instance_initiated_shutdown_behavior: f.enumeration(
+                &join(key, "InstanceInitiatedShutdownBehavior"),
+                ShutdownBehavior::from_str,
+                ShutdownBehavior::VALUES,
+            )?,
+            private_ip_address: Ok(f.string(&join(key, "PrivateIpAddress")))?,
+            client_token: Ok(f.string(&join(key, "ClientToken")))?,
+            additional_info: Ok(f.string(&join(key, "AdditionalInfo")))?,
+            network_interfaces: f.list(&join(key, "NetworkInterface"), None, |f, k0| {
+                InstanceNetworkInterfaceSpecification::from_form(f, &k0)
+            })?,
+            iam_instance_profile: IamInstanceProfileSpecification::from_form(
+                f,
+                &join(key, "IamInstanceProfile"),
+            )?,
+            ebs_optimized: f.boolean(&join(key, "EbsOptimized"))?,
+        };
+        if v.max_count.is_none() {
+            return Err(f.missing(&join(key, "MaxCount")));
+        }
+        if v.min_count.is_none() {
+            return Err(f.missing(&join(key, "MinCount")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for RunInstancesRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.block_device_mappings {
+            w.open("BlockDeviceMapping");
+            for item0 in v {
+                w.open("BlockDeviceMapping");
+                item0.write_xml(w);
+                w.close("BlockDeviceMapping");
+            }
+            w.close("BlockDeviceMapping");
+        }
+        if let Some(v) = &self.image_id {
+            w.text("ImageId", v);
+        }
+        if let Some(v) = &self.instance_type {
+            w.text("InstanceType", v.as_str());
+        }
+        if let Some(v) = &self.ipv6_address_count {
+            w.text("Ipv6AddressCount", &v.to_string());
+        }
+        if let Some(v) = &self.ipv6_addresses {
+            w.open("Ipv6Address");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("Ipv6Address");
+        }
+        if let Some(v) = &self.kernel_id {
+            w.text("KernelId", v);
+        }
+        if let Some(v) = &self.key_name {
+            w.text("KeyName", v);
+        }
+        if let Some(v) = &self.max_count {
+            w.text("MaxCount", &v.to_string());
+        }
+        if let Some(v) = &self.min_count {
+            w.text("MinCount", &v.to_string());
+        }
+        if let Some(v) = &self.monitoring {
+            w.open("Monitoring");
+            v.write_xml(w);
+            w.close("Monitoring");
+        }
+        if let Some(v) = &self.placement {
+            w.open("Placement");
+            v.write_xml(w);
+            w.close("Placement");
+        }
+        if let Some(v) = &self.ramdisk_id {
+            w.text("RamdiskId", v);
+        }
+        if let Some(v) = &self.security_group_ids {
+            w.open("SecurityGroupId");
+            for item0 in v {
+                w.text("SecurityGroupId", item0);
+            }
+            w.close("SecurityGroupId");
+        }
+        if let Some(v) = &self.security_groups {
+            w.open("SecurityGroup");
+            for item0 in v {
+                w.text("SecurityGroup", item0);
+            }
+            w.close("SecurityGroup");
+        }
+        if let Some(v) = &self.subnet_id {
+            w.text("SubnetId", v);
+        }
+        if let Some(v) = &self.user_data {
+            w.text("UserData", v);
+        }
+        if let Some(v) = &self.elastic_gpu_specification {
+            w.open("ElasticGpuSpecification");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("ElasticGpuSpecification");
+        }
+        if let Some(v) = &self.elastic_inference_accelerators {
+            w.open("ElasticInferenceAccelerator");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("ElasticInferenceAccelerator");
+        }
+        if let Some(v) = &self.tag_specifications {
+            w.open("TagSpecification");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("TagSpecification");
+        }
+        if let Some(v) = &self.launch_template {
+            w.open("LaunchTemplate");
+            v.write_xml(w);
+            w.close("LaunchTemplate");
+        }
+        if let Some(v) = &self.instance_market_options {
+            w.open("InstanceMarketOptions");
+            v.write_xml(w);
+            w.close("InstanceMarketOptions");
+        }
+        if let Some(v) = &self.credit_specification {
+            w.open("CreditSpecification");
+            v.write_xml(w);
+            w.close("CreditSpecification");
+        }
+        if let Some(v) = &self.cpu_options {
+            w.open("CpuOptions");
+            v.write_xml(w);
+            w.close("CpuOptions");
+        }
+        if let Some(v) = &self.capacity_reservation_specification {
+            w.open("CapacityReservationSpecification");
+            v.write_xml(w);
+            w.close("CapacityReservationSpecification");
+        }
+        if let Some(v) = &self.hibernation_options {
+            w.open("HibernationOptions");
+            v.write_xml(w);
+            w.close("HibernationOptions");
+        }
+        if let Some(v) = &self.license_specifications {
+            w.open("LicenseSpecification");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("LicenseSpecification");
+        }
+        if let Some(v) = &self.metadata_options {
+            w.open("MetadataOptions");
+            v.write_xml(w);
+            w.close("MetadataOptions");
+        }
+        if let Some(v) = &self.enclave_options {
+            w.open("EnclaveOptions");
+            v.write_xml(w);
+            w.close("EnclaveOptions");
+        }
+        if let Some(v) = &self.private_dns_name_options {
+            w.open("PrivateDnsNameOptions");
+            v.write_xml(w);
+            w.close("PrivateDnsNameOptions");
+        }
+        if let Some(v) = &self.maintenance_options {
+            w.open("MaintenanceOptions");
+            v.write_xml(w);
+            w.close("MaintenanceOptions");
+        }
+        if let Some(v) = &self.disable_api_stop {
+            w.text("DisableApiStop", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.enable_primary_ipv6 {
+            w.text("EnablePrimaryIpv6", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.network_performance_options {
+            w.open("NetworkPerformanceOptions");
+            v.write_xml(w);
+            w.close("NetworkPerformanceOptions");
+        }
+        if let Some(v) = &self.operator {
+            w.open("Operator");
+            v.write_xml(w);
+            w.close("Operator");
+        }
+        if let Some(v) = &self.secondary_interfaces {
+            w.open("SecondaryInterface");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("SecondaryInterface");
+        }
+        if let Some(v) = &self.dry_run {
+            w.text("dryRun", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.disable_api_termination {
+            w.text("disableApiTermination", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.instance_initiated_shutdown_behavior {
+            w.text("instanceInitiatedShutdownBehavior", v.as_str());
+        }
+        if let Some(v) = &self.private_ip_address {
+            w.text("privateIpAddress", v);
+        }
+        if let Some(v) = &self.client_token {
+            w.text("clientToken", v);
+        }
+        if let Some(v) = &self.additional_info {
+            w.text("additionalInfo", v);
+        }
+        if let Some(v) = &self.network_interfaces {
+            w.open("networkInterface");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("networkInterface");
+        }
+        if let Some(v) = &self.iam_instance_profile {
+            w.open("iamInstanceProfile");
+            v.write_xml(w);
+            w.close("iamInstanceProfile");
+        }
+        if let Some(v) = &self.ebs_optimized {
+            w.text("ebsOptimized", if *v { "true" } else { "false" });
+        }
+    }
+}
+
 /// Describes a security group.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SecurityGroup {
@@ -4893,6 +15942,258 @@ impl ToXml for SecurityGroupRule {
         }
         if let Some(v) = &self.security_group_rule_arn {
             w.text("securityGroupRuleArn", v);
+        }
+    }
+}
+
+/// The options for Spot Instances.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpotMarketOptions {
+    /// The maximum hourly price that you're willing to pay for a Spot Instance.
+    pub max_price: Option<String>,
+    /// The Spot Instance request type.
+    pub spot_instance_type: Option<SpotInstanceType>,
+    /// Deprecated.
+    pub block_duration_minutes: Option<i32>,
+    /// The end date of the request, in UTC format (YYYY-MM-DDTHH:MM:SSZ).
+    pub valid_until: Option<Timestamp>,
+    /// The behavior when a Spot Instance is interrupted.
+    pub instance_interruption_behavior: Option<InstanceInterruptionBehavior>,
+}
+impl FromForm for SpotMarketOptions {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            max_price: Ok(f.string(&join(key, "MaxPrice")))?,
+            spot_instance_type: f.enumeration(
+                &join(key, "SpotInstanceType"),
+                SpotInstanceType::from_str,
+                SpotInstanceType::VALUES,
+            )?,
+            block_duration_minutes: f.integer::<i32>(&join(key, "BlockDurationMinutes"))?,
+            valid_until: f.timestamp(&join(key, "ValidUntil"))?,
+            instance_interruption_behavior: f.enumeration(
+                &join(key, "InstanceInterruptionBehavior"),
+                InstanceInterruptionBehavior::from_str,
+                InstanceInterruptionBehavior::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for SpotMarketOptions {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.max_price {
+            w.text("MaxPrice", v);
+        }
+        if let Some(v) = &self.spot_instance_type {
+            w.text("SpotInstanceType", v.as_str());
+        }
+        if let Some(v) = &self.block_duration_minutes {
+            w.text("BlockDurationMinutes", &v.to_string());
+        }
+        if let Some(v) = &self.valid_until {
+            w.text("ValidUntil", &crate::query::iso8601(*v));
+        }
+        if let Some(v) = &self.instance_interruption_behavior {
+            w.text("InstanceInterruptionBehavior", v.as_str());
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StartInstancesRequest {
+    /// The IDs of the instances.
+    /// Required.
+    pub instance_ids: Option<Vec<String>>,
+    /// Reserved.
+    pub additional_info: Option<String>,
+    /// Checks whether you have the required permissions for the operation, without actually making the request, and provides an error response.
+    pub dry_run: Option<bool>,
+}
+impl FromForm for StartInstancesRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            instance_ids: f.list(&join(key, "InstanceId"), None, |f, k0| Ok(f.string(&k0)))?,
+            additional_info: Ok(f.string(&join(key, "AdditionalInfo")))?,
+            dry_run: f.boolean(&join(key, "DryRun"))?,
+        };
+        if v.instance_ids.is_none() {
+            return Err(f.missing(&join(key, "InstanceId")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for StartInstancesRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.instance_ids {
+            w.open("InstanceId");
+            for item0 in v {
+                w.text("InstanceId", item0);
+            }
+            w.close("InstanceId");
+        }
+        if let Some(v) = &self.additional_info {
+            w.text("additionalInfo", v);
+        }
+        if let Some(v) = &self.dry_run {
+            w.text("dryRun", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StartInstancesResult {
+    /// Information about the started instances.
+    pub starting_instances: Option<Vec<InstanceStateChange>>,
+}
+impl FromForm for StartInstancesResult {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            starting_instances: f.list(&join(key, "InstancesSet"), None, |f, k0| {
+                InstanceStateChange::from_form(f, &k0)
+            })?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for StartInstancesResult {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.starting_instances {
+            w.open("instancesSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("instancesSet");
+        }
+    }
+}
+
+/// Describes a state change.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StateReason {
+    /// The reason code for the state change.
+    pub code: Option<String>,
+    /// The message for the state change.
+    pub message: Option<String>,
+}
+impl FromForm for StateReason {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            code: Ok(f.string(&join(key, "Code")))?,
+            message: Ok(f.string(&join(key, "Message")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for StateReason {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.code {
+            w.text("code", v);
+        }
+        if let Some(v) = &self.message {
+            w.text("message", v);
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StopInstancesRequest {
+    /// The IDs of the instances.
+    /// Required.
+    pub instance_ids: Option<Vec<String>>,
+    /// Hibernates the instance if the instance was enabled for hibernation at launch.
+    pub hibernate: Option<bool>,
+    /// Specifies whether to bypass the graceful OS shutdown process when the instance is stopped.
+    pub skip_os_shutdown: Option<bool>,
+    /// Checks whether you have the required permissions for the operation, without actually making the request, and provides an error response.
+    pub dry_run: Option<bool>,
+    /// Forces the instance to stop.
+    pub force: Option<bool>,
+}
+impl FromForm for StopInstancesRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            instance_ids: f.list(&join(key, "InstanceId"), None, |f, k0| Ok(f.string(&k0)))?,
+            hibernate: f.boolean(&join(key, "Hibernate"))?,
+            skip_os_shutdown: f.boolean(&join(key, "SkipOsShutdown"))?,
+            dry_run: f.boolean(&join(key, "DryRun"))?,
+            force: f.boolean(&join(key, "Force"))?,
+        };
+        if v.instance_ids.is_none() {
+            return Err(f.missing(&join(key, "InstanceId")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for StopInstancesRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.instance_ids {
+            w.open("InstanceId");
+            for item0 in v {
+                w.text("InstanceId", item0);
+            }
+            w.close("InstanceId");
+        }
+        if let Some(v) = &self.hibernate {
+            w.text("Hibernate", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.skip_os_shutdown {
+            w.text("SkipOsShutdown", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.dry_run {
+            w.text("dryRun", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.force {
+            w.text("force", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StopInstancesResult {
+    /// Information about the stopped instances.
+    pub stopping_instances: Option<Vec<InstanceStateChange>>,
+}
+impl FromForm for StopInstancesResult {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            stopping_instances: f.list(&join(key, "InstancesSet"), None, |f, k0| {
+                InstanceStateChange::from_form(f, &k0)
+            })?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for StopInstancesResult {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.stopping_instances {
+            w.open("instancesSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("instancesSet");
         }
     }
 }
@@ -5297,6 +16598,88 @@ impl ToXml for TagSpecification {
                 w.close("item");
             }
             w.close("Tag");
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TerminateInstancesRequest {
+    /// The IDs of the instances.
+    /// Required.
+    pub instance_ids: Option<Vec<String>>,
+    /// Forces the instances to terminate.
+    pub force: Option<bool>,
+    /// Specifies whether to bypass the graceful OS shutdown process when the instance is terminated.
+    pub skip_os_shutdown: Option<bool>,
+    /// Checks whether you have the required permissions for the operation, without actually making the request, and provides an error response.
+    pub dry_run: Option<bool>,
+}
+impl FromForm for TerminateInstancesRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            instance_ids: f.list(&join(key, "InstanceId"), None, |f, k0| Ok(f.string(&k0)))?,
+            force: f.boolean(&join(key, "Force"))?,
+            skip_os_shutdown: f.boolean(&join(key, "SkipOsShutdown"))?,
+            dry_run: f.boolean(&join(key, "DryRun"))?,
+        };
+        if v.instance_ids.is_none() {
+            return Err(f.missing(&join(key, "InstanceId")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for TerminateInstancesRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.instance_ids {
+            w.open("InstanceId");
+            for item0 in v {
+                w.text("InstanceId", item0);
+            }
+            w.close("InstanceId");
+        }
+        if let Some(v) = &self.force {
+            w.text("Force", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.skip_os_shutdown {
+            w.text("SkipOsShutdown", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.dry_run {
+            w.text("dryRun", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TerminateInstancesResult {
+    /// Information about the terminated instances.
+    pub terminating_instances: Option<Vec<InstanceStateChange>>,
+}
+impl FromForm for TerminateInstancesResult {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            terminating_instances: f.list(&join(key, "InstancesSet"), None, |f, k0| {
+                InstanceStateChange::from_form(f, &k0)
+            })?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for TerminateInstancesResult {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.terminating_instances {
+            w.open("instancesSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("instancesSet");
         }
     }
 }
@@ -6755,10 +18138,15 @@ pub enum Operation {
     CreateTags,
     DeleteTags,
     DescribeTags,
+    RunInstances,
+    DescribeInstances,
+    TerminateInstances,
+    StopInstances,
+    StartInstances,
 }
 impl Operation {
-    /// All 19 implemented operations, in `GROUPS` order.
-    pub const ALL: [Operation; 19] = [
+    /// All 24 implemented operations, in `GROUPS` order.
+    pub const ALL: [Operation; 24] = [
         Self::CreateVpc,
         Self::DescribeVpcs,
         Self::DeleteVpc,
@@ -6778,6 +18166,11 @@ impl Operation {
         Self::CreateTags,
         Self::DeleteTags,
         Self::DescribeTags,
+        Self::RunInstances,
+        Self::DescribeInstances,
+        Self::TerminateInstances,
+        Self::StopInstances,
+        Self::StartInstances,
     ];
     /// The operation's name, as in `Action`.
     pub fn name(self) -> &'static str {
@@ -6801,6 +18194,11 @@ impl Operation {
             Self::CreateTags => "CreateTags",
             Self::DeleteTags => "DeleteTags",
             Self::DescribeTags => "DescribeTags",
+            Self::RunInstances => "RunInstances",
+            Self::DescribeInstances => "DescribeInstances",
+            Self::TerminateInstances => "TerminateInstances",
+            Self::StopInstances => "StopInstances",
+            Self::StartInstances => "StartInstances",
         }
     }
     /// Looks an implemented operation up by its exact name.
@@ -6825,6 +18223,11 @@ impl Operation {
             "CreateTags" => Some(Self::CreateTags),
             "DeleteTags" => Some(Self::DeleteTags),
             "DescribeTags" => Some(Self::DescribeTags),
+            "RunInstances" => Some(Self::RunInstances),
+            "DescribeInstances" => Some(Self::DescribeInstances),
+            "TerminateInstances" => Some(Self::TerminateInstances),
+            "StopInstances" => Some(Self::StopInstances),
+            "StartInstances" => Some(Self::StartInstances),
             _ => None,
         }
     }
@@ -7065,6 +18468,56 @@ pub trait TagsApi<C: Send + Sync>: Send + Sync {
     }
 }
 
+/// The `instances` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented.
+pub trait InstancesApi<C: Send + Sync>: Send + Sync {
+    /// `RunInstances`.
+    fn run_instances(
+        &self,
+        ctx: &C,
+        input: RunInstancesRequest,
+    ) -> impl std::future::Future<Output = Result<Reservation, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(FLAVOR.unsupported_operation("RunInstances")) }
+    }
+    /// `DescribeInstances`.
+    fn describe_instances(
+        &self,
+        ctx: &C,
+        input: DescribeInstancesRequest,
+    ) -> impl std::future::Future<Output = Result<DescribeInstancesResult, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(FLAVOR.unsupported_operation("DescribeInstances")) }
+    }
+    /// `TerminateInstances`.
+    fn terminate_instances(
+        &self,
+        ctx: &C,
+        input: TerminateInstancesRequest,
+    ) -> impl std::future::Future<Output = Result<TerminateInstancesResult, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(FLAVOR.unsupported_operation("TerminateInstances")) }
+    }
+    /// `StopInstances`.
+    fn stop_instances(
+        &self,
+        ctx: &C,
+        input: StopInstancesRequest,
+    ) -> impl std::future::Future<Output = Result<StopInstancesResult, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(FLAVOR.unsupported_operation("StopInstances")) }
+    }
+    /// `StartInstances`.
+    fn start_instances(
+        &self,
+        ctx: &C,
+        input: StartInstancesRequest,
+    ) -> impl std::future::Future<Output = Result<StartInstancesResult, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(FLAVOR.unsupported_operation("StartInstances")) }
+    }
+}
+
 /// A group none of whose operations is implemented.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Unimplemented;
@@ -7074,6 +18527,7 @@ impl<C: Send + Sync> SecurityGroupsApi<C> for Unimplemented {}
 impl<C: Send + Sync> NetworkInterfacesApi<C> for Unimplemented {}
 impl<C: Send + Sync> ZonesApi<C> for Unimplemented {}
 impl<C: Send + Sync> TagsApi<C> for Unimplemented {}
+impl<C: Send + Sync> InstancesApi<C> for Unimplemented {}
 
 /// The service as a set of resource groups.
 pub trait Api: Send + Sync {
@@ -7091,6 +18545,8 @@ pub trait Api: Send + Sync {
     type Zones: ZonesApi<Self::Context>;
     /// Serves the `tags` operations.
     type Tags: TagsApi<Self::Context>;
+    /// Serves the `instances` operations.
+    type Instances: InstancesApi<Self::Context>;
     /// The module serving the `vpcs` operations.
     fn vpcs(&self) -> &Self::Vpcs;
     /// The module serving the `subnets` operations.
@@ -7103,6 +18559,8 @@ pub trait Api: Send + Sync {
     fn zones(&self) -> &Self::Zones;
     /// The module serving the `tags` operations.
     fn tags(&self) -> &Self::Tags;
+    /// The module serving the `instances` operations.
+    fn instances(&self) -> &Self::Instances;
 }
 
 /// Parses the operation's input from `form` (naming the member that fails), calls the
@@ -7281,6 +18739,38 @@ pub async fn dispatch<A: Api>(
             let input = DescribeTagsRequest::from_form(form, "")?.unwrap_or_default();
             let output = api.tags().describe_tags(ctx, input).await?;
             Ok(FLAVOR.response("DescribeTags", XML_NAMESPACE, None, true, request_id, &output))
+        }
+        Operation::RunInstances => {
+            let input = RunInstancesRequest::from_form(form, "")?.unwrap_or_default();
+            let output = api.instances().run_instances(ctx, input).await?;
+            Ok(FLAVOR.response("RunInstances", XML_NAMESPACE, None, true, request_id, &output))
+        }
+        Operation::DescribeInstances => {
+            let input = DescribeInstancesRequest::from_form(form, "")?.unwrap_or_default();
+            let output = api.instances().describe_instances(ctx, input).await?;
+            Ok(FLAVOR.response("DescribeInstances", XML_NAMESPACE, None, true, request_id, &output))
+        }
+        Operation::TerminateInstances => {
+            let input = TerminateInstancesRequest::from_form(form, "")?.unwrap_or_default();
+            let output = api.instances().terminate_instances(ctx, input).await?;
+            Ok(FLAVOR.response(
+                "TerminateInstances",
+                XML_NAMESPACE,
+                None,
+                true,
+                request_id,
+                &output,
+            ))
+        }
+        Operation::StopInstances => {
+            let input = StopInstancesRequest::from_form(form, "")?.unwrap_or_default();
+            let output = api.instances().stop_instances(ctx, input).await?;
+            Ok(FLAVOR.response("StopInstances", XML_NAMESPACE, None, true, request_id, &output))
+        }
+        Operation::StartInstances => {
+            let input = StartInstancesRequest::from_form(form, "")?.unwrap_or_default();
+            let output = api.instances().start_instances(ctx, input).await?;
+            Ok(FLAVOR.response("StartInstances", XML_NAMESPACE, None, true, request_id, &output))
         }
     }
 }

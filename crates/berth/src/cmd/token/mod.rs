@@ -57,7 +57,13 @@ pub struct Admin {
 
 impl Admin {
     fn open(args: &Args) -> anyhow::Result<Self> {
-        let data_dir = match &args.data_dir {
+        Self::open_at(args.data_dir.as_ref(), args.server.as_deref())
+    }
+
+    /// The admin API of the server of `data_dir` (default: `berth server`'s), at `server` or
+    /// the endpoint the running server wrote there.
+    pub fn open_at(data_dir: Option<&PathBuf>, server: Option<&str>) -> anyhow::Result<Self> {
+        let data_dir = match data_dir {
             Some(d) => d.clone(),
             None => super::server::default_data_dir()?,
         };
@@ -67,8 +73,8 @@ impl Admin {
                 format!("cannot read {} (is this the server's data directory, and has the server started?)", p.display())
             })
         };
-        let endpoint = match &args.server {
-            Some(s) => s.clone(),
+        let endpoint = match server {
+            Some(s) => s.to_string(),
             None => read("endpoint")?.trim().to_string(),
         };
         let ini = |text: &str, key: &str| {

@@ -637,9 +637,12 @@ fn task_view(
         has_health_check,
         started_at: t.started_at,
         instance_id: rec.instance_id.clone(),
+        // A Spot interruption is not the task's failure either (AWS reclaimed the capacity).
         stopped_on_purpose: matches!(
             t.stop_code,
-            Some(TaskStopCode::UserInitiated) | Some(TaskStopCode::ServiceSchedulerInitiated)
+            Some(TaskStopCode::UserInitiated)
+                | Some(TaskStopCode::ServiceSchedulerInitiated)
+                | Some(TaskStopCode::SpotInterruption)
         ) && t.stopped_reason.as_deref()
             != Some("Task failed container health checks"),
         was_healthy: idx.healthy,

@@ -11,6 +11,7 @@
 //! indexes and its instance's reservations in step with its statuses.
 
 mod protection;
+pub mod spot;
 pub use self::protection::TaskProtection;
 pub mod records;
 
