@@ -236,7 +236,7 @@ fn ec2_with_the_aws_cli() {
     // STS, an operation Berth does not implement, and a service it does not serve.
     let me = s.aws(&["sts", "get-caller-identity"]).json();
     assert_eq!(me["Arn"], "arn:aws:iam::123456789012:root");
-    s.aws(&["ec2", "describe-instances"]).err("UnsupportedOperation");
+    s.aws(&["ec2", "describe-key-pairs"]).err("UnsupportedOperation");
     let msg = s.aws(&["iam", "list-roles"]).err("InvalidAction").to_string();
     assert!(msg.contains("`iam`") && msg.contains("ec2"), "{msg}");
 

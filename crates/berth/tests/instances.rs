@@ -196,6 +196,19 @@ fn run_instances_joins_the_cluster_and_terminate_removes_it() {
     assert_eq!(t["tasks"][0]["containerInstanceArn"], arn.as_str());
     assert!(s.aws(&["ecs", "wait", "tasks-running", "--cluster", "web", "--tasks", &task]).ok);
 
+    // Stop and start: the agent goes and comes back as the same container instance.
+    let stop = s.aws(&["ec2", "stop-instances", "--instance-ids", &id]).json();
+    assert_eq!(stop["StoppingInstances"][0]["CurrentState"]["Name"], "stopping", "{stop}");
+    assert!(s.aws(&["ec2", "wait", "instance-stopped", "--instance-ids", &id]).ok);
+    assert!(agent_pids(&id).is_empty(), "a stopped instance runs no agent");
+    s.aws(&["ec2", "stop-instances", "--instance-ids", &id, "bogus"])
+        .err("InvalidInstanceID.Malformed");
+    let start = s.aws(&["ec2", "start-instances", "--instance-ids", &id]).json();
+    assert_eq!(start["StartingInstances"][0]["PreviousState"]["Name"], "stopped", "{start}");
+    assert!(s.aws(&["ec2", "wait", "instance-running", "--instance-ids", &id]).ok);
+    let arns = s.aws(&["ecs", "list-container-instances", "--cluster", "web"]).json();
+    assert_eq!(arns["containerInstanceArns"], serde_json::json!([arn.as_str()]), "the same one");
+
     // Terminate: the container instance is deregistered, the agent goes away.
     let term = s.aws(&["ec2", "terminate-instances", "--instance-ids", &id]).json();
     assert_eq!(term["TerminatingInstances"][0]["PreviousState"]["Name"], "running", "{term}");

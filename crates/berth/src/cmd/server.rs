@@ -164,7 +164,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let key = server.admin_key();
         let cfg = server.config();
         eprintln!(
-            "berth server: serving Amazon ECS, the EC2 networking API and STS on {endpoint} (default region {}, every AWS region served; account {}, data in {})",
+            "berth server: serving Amazon ECS, EC2 (networking and instances), STS and SSM on {endpoint} (default region {}, every AWS region served; account {}, data in {})",
             cfg.region,
             cfg.account_id,
             cfg.data_dir.display()

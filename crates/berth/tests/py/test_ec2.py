@@ -346,9 +346,9 @@ class NetworkInterfaces(unittest.TestCase):
 class Protocol(unittest.TestCase):
     def test_unsupported_and_unknown_operations(self):
         with self.assertRaises(ClientError) as e:
-            ec2().describe_instances()
+            ec2().describe_key_pairs()
         self.assertEqual(code(e), "UnsupportedOperation")
-        self.assertIn("DescribeInstances", str(e.exception))
+        self.assertIn("DescribeKeyPairs", str(e.exception))
         status, body = signed({"Action": "FlyToTheMoon", "Version": "2016-11-15"})
         self.assertEqual(status, 400)
         self.assertIn("<Code>InvalidAction</Code>", body)

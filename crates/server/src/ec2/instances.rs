@@ -494,3 +494,222 @@ impl wire::InstancesApi<RequestContext> for Ec2 {
         Ok(wire::StartInstancesResult { starting_instances: Some(changes) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use berth_wire::ec2::{self as wire, InstancesApi, SubnetsApi, VpcsApi};
+
+    use super::*;
+    use crate::auth::Principal;
+
+    fn setup() -> (tempfile::TempDir, Arc<Ec2>, RequestContext) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn berth_store::Store> =
+            Arc::new(berth_store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+        let region = berth_model::regions::lookup("us-east-1").unwrap();
+        let ec2 = Arc::new(Ec2::new(store, region, "123456789012"));
+        let ctx = RequestContext {
+            principal: Arc::new(Principal {
+                arn: "arn:aws:iam::123456789012:root".into(),
+                account_id: "123456789012".into(),
+                access_key_id: "AKID".into(),
+                instance: None,
+            }),
+            request_id: "r".into(),
+        };
+        (dir, ec2, ctx)
+    }
+
+    fn run(subnet: &str, min: i32, max: i32, token: Option<&str>) -> wire::RunInstancesRequest {
+        wire::RunInstancesRequest {
+            image_id: Some(berth_instances::image::BERTH_IMAGE_ID.into()),
+            instance_type: wire::InstanceType::from_str("t3.small"),
+            min_count: Some(min),
+            max_count: Some(max),
+            subnet_id: Some(subnet.into()),
+            client_token: token.map(str::to_string),
+            ..Default::default()
+        }
+    }
+
+    /// A /28 has 11 usable addresses: concurrent launches share none, and a launch that cannot
+    /// get MinCount launches nothing.
+    #[tokio::test]
+    async fn addresses_are_unique_and_min_count_is_all_or_nothing() {
+        let (_dir, ec2, ctx) = setup();
+        let vpc = ec2
+            .create_vpc(
+                &ctx,
+                wire::CreateVpcRequest {
+                    cidr_block: Some("10.0.0.0/16".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .vpc
+            .unwrap()
+            .vpc_id
+            .unwrap();
+        let subnet = ec2
+            .create_subnet(
+                &ctx,
+                wire::CreateSubnetRequest {
+                    vpc_id: Some(vpc),
+                    cidr_block: Some("10.0.1.0/28".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .subnet
+            .unwrap()
+            .subnet_id
+            .unwrap();
+        let tries: Vec<_> = (0..4)
+            .map(|_| {
+                let (ec2, ctx, subnet) = (ec2.clone(), ctx_clone(&ctx), subnet.clone());
+                tokio::spawn(async move { ec2.run_instances(&ctx, run(&subnet, 1, 2, None)).await })
+            })
+            .collect();
+        let mut ips = BTreeSet::new();
+        for t in tries {
+            for i in t.await.unwrap().unwrap().instances.unwrap() {
+                assert!(ips.insert(i.private_ip_address.unwrap()), "an address given twice");
+            }
+        }
+        assert_eq!(ips.len(), 8);
+        let e = ec2.run_instances(&ctx, run(&subnet, 4, 4, None)).await.unwrap_err();
+        assert_eq!(e.code, "InsufficientFreeAddressesInSubnet");
+        let all =
+            ec2.describe_instances(&ctx, wire::DescribeInstancesRequest::default()).await.unwrap();
+        let n: usize =
+            all.reservations.unwrap().iter().map(|r| r.instances.as_ref().unwrap().len()).sum();
+        assert_eq!(n, 8, "the refused launch left nothing behind");
+        // MaxCount is best effort above MinCount: 3 addresses are left.
+        let r = ec2.run_instances(&ctx, run(&subnet, 1, 5, Some("t"))).await.unwrap();
+        assert_eq!(r.instances.as_ref().unwrap().len(), 3);
+        let again = ec2.run_instances(&ctx, run(&subnet, 1, 5, Some("t"))).await.unwrap();
+        assert_eq!(again.reservation_id, r.reservation_id, "the client token's reservation");
+        // Paging: 11 instances, 5 a page.
+        let mut token = None;
+        let mut seen = 0;
+        loop {
+            let page = ec2
+                .describe_instances(
+                    &ctx,
+                    wire::DescribeInstancesRequest {
+                        max_results: Some(5),
+                        next_token: token.clone(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            seen += page
+                .reservations
+                .unwrap()
+                .iter()
+                .map(|r| r.instances.as_ref().unwrap().len())
+                .sum::<usize>();
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        assert_eq!(seen, 11);
+    }
+
+    fn ctx_clone(c: &RequestContext) -> RequestContext {
+        RequestContext { principal: c.principal.clone(), request_id: c.request_id.clone() }
+    }
+
+    #[tokio::test]
+    async fn state_changes_answer_as_ec2_does() {
+        let (_dir, ec2, ctx) = setup();
+        let mut req = run("", 1, 1, None);
+        req.subnet_id = None;
+        let id = ec2.run_instances(&ctx, req).await.unwrap().instances.unwrap()[0]
+            .instance_id
+            .clone()
+            .unwrap();
+        let ids = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        // Pending cannot be stopped; nothing changes when one of the ids is refused.
+        let e = ec2
+            .stop_instances(
+                &ctx,
+                wire::StopInstancesRequest { instance_ids: ids(&[&id]), ..Default::default() },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "IncorrectInstanceState");
+        let e = ec2
+            .terminate_instances(
+                &ctx,
+                wire::TerminateInstancesRequest {
+                    instance_ids: ids(&[&id, "i-0000000000000000a"]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "InvalidInstanceID.NotFound");
+        assert!(e.message.contains("i-0000000000000000a"));
+        let t = ec2
+            .terminate_instances(
+                &ctx,
+                wire::TerminateInstancesRequest { instance_ids: ids(&[&id]), ..Default::default() },
+            )
+            .await
+            .unwrap()
+            .terminating_instances
+            .unwrap();
+        assert_eq!(t[0].previous_state.as_ref().unwrap().code, Some(0));
+        assert_eq!(t[0].current_state.as_ref().unwrap().code, Some(32));
+        // Terminating twice is harmless and reports the state unchanged.
+        let t = ec2
+            .terminate_instances(
+                &ctx,
+                wire::TerminateInstancesRequest { instance_ids: ids(&[&id]), ..Default::default() },
+            )
+            .await
+            .unwrap()
+            .terminating_instances
+            .unwrap();
+        assert_eq!(t[0].previous_state, t[0].current_state);
+        let e = ec2
+            .start_instances(
+                &ctx,
+                wire::StartInstancesRequest { instance_ids: ids(&[&id]), ..Default::default() },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "IncorrectInstanceState");
+        let d = ec2
+            .describe_instances(
+                &ctx,
+                wire::DescribeInstancesRequest {
+                    filters: Some(vec![wire::Filter {
+                        name: Some("instance-state-name".into()),
+                        values: Some(vec!["shutting-down".into()]),
+                    }]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let inst = &d.reservations.unwrap()[0].instances.clone().unwrap()[0];
+        assert_eq!(inst.instance_id.as_deref(), Some(id.as_str()));
+        assert_eq!(
+            inst.placement.as_ref().unwrap().availability_zone.as_deref(),
+            Some("us-east-1a")
+        );
+        assert_eq!(inst.security_groups.as_ref().unwrap().len(), 1, "the VPC's default group");
+        assert_eq!(
+            inst.security_groups.as_ref().unwrap()[0].group_name.as_deref(),
+            Some("default")
+        );
+    }
+}
