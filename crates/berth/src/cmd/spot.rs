@@ -4,21 +4,15 @@
 //! AWS stops an interrupted one (`stopCode` SpotInterruption, SIGTERM then SIGKILL after the
 //! container's stopTimeout); their services replace them.
 
-use std::path::PathBuf;
-
-use super::token::Admin;
+use super::token::{Admin, AdminTarget};
 
 /// Flags of `berth spot`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
     #[command(subcommand)]
     pub command: Command,
-    /// The server's data directory (default: as `berth server`'s).
-    #[arg(long, env = "BERTH_DATA_DIR", global = true)]
-    pub data_dir: Option<PathBuf>,
-    /// The server's endpoint (default: DATA_DIR/endpoint, written by the running server).
-    #[arg(long, global = true)]
-    pub server: Option<String>,
+    #[command(flatten)]
+    pub target: AdminTarget,
 }
 
 #[derive(clap::Subcommand, Clone, Debug)]
@@ -41,7 +35,7 @@ pub struct InterruptArgs {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let admin = Admin::open_at(args.data_dir.as_ref(), args.server.as_deref())?;
+    let admin = Admin::open(&args.target)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         match args.command {

@@ -45,7 +45,10 @@ fn errors_name_the_parameter() {
     let e =
         ec2::CreateVpcRequest::from_form(&form(&[("InstanceTenancy", "shared")]), "").unwrap_err();
     assert!(e.message.contains("InstanceTenancy") && e.message.contains("dedicated"), "{e}");
-    assert_eq!(ec2::Operation::lookup("RunInstances").unwrap_err().code, "UnsupportedOperation");
+    assert_eq!(
+        ec2::Operation::lookup("DescribeKeyPairs").unwrap_err().code,
+        "UnsupportedOperation"
+    );
     assert_eq!(ec2::Operation::lookup("FlyToTheMoon").unwrap_err().code, "InvalidAction");
     assert_eq!(ec2::Operation::lookup("CreateVpc").unwrap(), ec2::Operation::CreateVpc);
 }

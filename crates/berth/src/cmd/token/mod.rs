@@ -17,6 +17,13 @@ use anyhow::Context;
 pub struct Args {
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub target: AdminTarget,
+}
+
+/// Which running server an admin command talks to (`berth token`, `berth spot`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct AdminTarget {
     /// The server's data directory (default: as `berth server`'s).
     #[arg(long, env = "BERTH_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
@@ -36,7 +43,7 @@ pub enum Command {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let admin = Admin::open(&args)?;
+    let admin = Admin::open(&args.target)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         match args.command {
@@ -56,14 +63,11 @@ pub struct Admin {
 }
 
 impl Admin {
-    fn open(args: &Args) -> anyhow::Result<Self> {
-        Self::open_at(args.data_dir.as_ref(), args.server.as_deref())
-    }
-
-    /// The admin API of the server of `data_dir` (default: `berth server`'s), at `server` or
-    /// the endpoint the running server wrote there.
-    pub fn open_at(data_dir: Option<&PathBuf>, server: Option<&str>) -> anyhow::Result<Self> {
-        let data_dir = match data_dir {
+    /// The admin API of the server of `target.data_dir` (default: `berth server`'s), at
+    /// `target.server` or the endpoint the running server wrote there.
+    pub fn open(target: &AdminTarget) -> anyhow::Result<Self> {
+        let server = target.server.as_deref();
+        let data_dir = match &target.data_dir {
             Some(d) => d.clone(),
             None => super::server::default_data_dir()?,
         };
