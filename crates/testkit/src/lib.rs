@@ -475,6 +475,11 @@ pub fn remove_instance_objects(instance_arn: &str) {
     if !vols.is_empty() {
         let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&vols).output();
     }
+    // The task cgroups the agent made for awsvpc / task-level limits (`berth/<instance id>/`
+    // in every controller; Docker adds its containers' below them).
+    if let Some(id) = instance_arn.rsplit('/').next().filter(|id| !id.is_empty()) {
+        remove_cgroups(id);
+    }
 }
 
 impl Drop for AgentProc {
@@ -546,6 +551,29 @@ impl Drop for UpCleanup {
             for id in docker_ids(&["network", "ls", "-q", "--filter", &label]) {
                 let _ = Command::new("docker").args(["network", "rm", &id]).output();
             }
+        }
+    }
+}
+
+/// Removes `/sys/fs/cgroup/<controller>/berth/<instance_id>` and everything below it, in every
+/// controller (a cgroup directory goes with `rmdir` once it holds no process: deepest first).
+/// Best effort: what still holds a process stays.
+pub fn remove_cgroups(instance_id: &str) {
+    fn rmdir_tree(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rmdir_tree(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else { return };
+    for c in controllers.flatten() {
+        let dir = c.path().join("berth").join(instance_id);
+        if dir.is_dir() {
+            rmdir_tree(&dir);
         }
     }
 }
