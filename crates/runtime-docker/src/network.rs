@@ -291,7 +291,20 @@ impl Cgroups {
 
     pub(crate) fn remove(&self, name: &str) -> Result<(), RuntimeError> {
         Self::check_name(name)?;
-        for d in self.dirs(name) {
+        let mut dirs = self.dirs(name);
+        if !self.v2() {
+            // Docker (runc) makes a container's parent path under every v1 controller, not only
+            // the two Berth writes limits to: remove it wherever it is.
+            if let Ok(rd) = std::fs::read_dir(&self.root) {
+                for c in rd.flatten() {
+                    let d = c.path().join(name);
+                    if d.is_dir() && !dirs.contains(&d) {
+                        dirs.push(d);
+                    }
+                }
+            }
+        }
+        for d in dirs {
             match std::fs::remove_dir(&d) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
