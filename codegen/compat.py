@@ -42,9 +42,9 @@ NOTES = {
     "CreateCluster": "`serviceConnectDefaults` refused (needs Cloud Map).",
     "UpdateCluster": "`serviceConnectDefaults` refused (needs Cloud Map).",
     "RegisterTaskDefinition": "ECS's validation rules; derived `requiresAttributes` and `compatibilities`.",
-    "RunTask": "EC2 launch type; `awsvpc` and FARGATE refused until the Fargate issue.",
-    "StartTask": "EC2 launch type; `awsvpc` refused until the Fargate issue.",
-    "CreateService": "REPLICA and DAEMON; load balancers, service registries, Service Connect, volume configurations and blue/green refused.",
+    "RunTask": "EC2 and FARGATE launch types and capacity provider strategies (FARGATE / FARGATE_SPOT run on Berth's Fargate pool; what does not fit waits in PROVISIONING); `awsvpc` gives each task its own interface in its subnet, guarded by its security groups.",
+    "StartTask": "EC2 launch type, on the named instances; `awsvpc` as RunTask.",
+    "CreateService": "REPLICA and DAEMON; EC2 and FARGATE, capacity provider strategies, awsvpc; load balancers, service registries, Service Connect, volume configurations and blue/green refused.",
     "UpdateService": "Same refusals as CreateService; a changed `capacityProviderStrategy` needs `forceNewDeployment` (an empty list goes back to launch type EC2).",
     "DescribeServiceDeployments": "Deployments of the ECS deployment controller.",
     "StopServiceDeployment": "ROLLBACK and ABORT.",
@@ -55,15 +55,15 @@ NOTES = {
     "PutAccountSetting": "All 11 setting names. `taskLongArnFormat` / `containerInstanceLongArnFormat` give new resources short ARNs; `containerInsights` is the default of new clusters; the others are stored and reported (what they govern is not in Berth yet).",
     "PutAccountSettingDefault": "The root user's setting, the default of every principal without its own.",
     "ListAccountSettings": "Principal, then root user, then AWS default; `effectiveSettings`, filters, pagination.",
-    "CreateCapacityProvider": "Auto Scaling group providers (managed scaling and termination protection stored, not acted on); Managed Instances providers refused.",
+    "CreateCapacityProvider": "Auto Scaling group providers; Managed Instances providers refused.",
     "DescribeCapacityProviders": "FARGATE and FARGATE_SPOT first, then the account's.",
     "DeleteCapacityProvider": "In use: stays ACTIVE with `DELETE_FAILED`, as AWS; completes at once otherwise.",
-    "PutClusterCapacityProviders": "RunTask and services split a strategy's tasks (base, then weight; a service counts its running tasks per provider, and scale-in keeps the split) and place each share on the instances with `ecs.capacity-provider` = the provider (`berth agent --capacity-provider`). Shares on FARGATE / FARGATE_SPOT are refused (RunTask) or not started with an event saying why (services).",
-    "CreateTaskSet": "EXTERNAL deployment controller: each set's tasks run, at `ceil(desired x scale%)`, split by the set's capacity provider strategy (or the cluster's default) when it has one. CODE_DEPLOY refused (needs CodeDeploy and a load balancer).",
+    "PutClusterCapacityProviders": "RunTask and services split a strategy's tasks (base, then weight; a service counts its running tasks per provider, and scale-in keeps the split) and place each share on its provider's capacity: the Fargate pool for FARGATE / FARGATE_SPOT, the instances with `ecs.capacity-provider` = the provider (`berth agent --capacity-provider`, or the instances of its Auto Scaling group) otherwise.",
+    "CreateTaskSet": "EXTERNAL deployment controller: each set's tasks run, at `ceil(desired x scale%)`, split by the set's capacity provider strategy (or the cluster's default) when it has one; EC2 or FARGATE, in the set's own awsvpc network. CODE_DEPLOY refused (needs CodeDeploy and a load balancer).",
     "UpdateTaskSet": "Scale in PERCENT; the set's tasks follow.",
     "DeleteTaskSet": "DRAINING until its tasks stop; `force` needed while it has tasks.",
     "DiscoverPollEndpoint": "This server's own endpoint; no telemetry or Service Connect endpoint.",
-    "SubmitAttachmentStateChanges": "Validated and recorded on the task carrying the attachment; no task has attachments until awsvpc.",
+    "SubmitAttachmentStateChanges": "Validated and recorded on the task carrying the attachment (an awsvpc task's ElasticNetworkInterface).",
     "UpdateContainerAgent": "`MissingVersionException` / `NoUpdateAvailableException`: Berth's agent is updated with the berth binary.",
 }
 
@@ -91,7 +91,7 @@ WHY_NOT = {
     "DescribeExpressGatewayService": "Express Gateway services need load balancing and auto scaling (a later issue).",
 }
 
-IMPL_RE = re.compile(r"^impl(?:<[^>]*>)?\s+(\w+Api)<[^>]*>\s+for\s+\w+", re.M)
+IMPL_RE = re.compile(r"^impl(?:<[^>]*>)?\s+(?:[\w:]+::)?(\w+Api)<[^>]*>\s+for\s+\w+", re.M)
 FN_RE = re.compile(r"\bfn\s+([a-z0-9_]+)\s*\(")
 
 
@@ -202,11 +202,104 @@ def table() -> str:
     return "\n".join(lines)
 
 
+# --- the other services: one table each, of the operations Berth generates for them -------
+
+OTHER_BEGIN = "<!-- BEGIN generated by codegen/compat.py (other services): do not edit by hand -->"
+OTHER_END = "<!-- END generated by codegen/compat.py (other services) -->"
+
+# What to know about an implemented operation of another service: (module, operation) -> note.
+OTHER_NOTES: dict[tuple[str, str], str] = {}
+
+
+def module_sources(module: str) -> list[str]:
+    """The server's source files of a service module: `src/<module>.rs` and `src/<module>/**`."""
+    src = os.path.join(ROOT, "crates", "server", "src")
+    files = glob.glob(os.path.join(src, module, "**", "*.rs"), recursive=True)
+    single = os.path.join(src, f"{module}.rs")
+    return ([single] if os.path.exists(single) else []) + sorted(files)
+
+
+def methods_in(paths: list[str]) -> dict[str, str]:
+    """As `overridden_methods`, over the given files only."""
+    found: dict[str, str] = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        for m in IMPL_RE.finditer(text):
+            end = text.find("\n}\n", m.end())
+            block = text[m.end() : len(text) if end < 0 else end]
+            fns = list(FN_RE.finditer(block))
+            for i, fn in enumerate(fns):
+                stop = fns[i + 1].start() if i + 1 < len(fns) else len(block)
+                found[fn.group(1)] = block[fn.end() : stop]
+    return found
+
+
+def other_tested_with(module: str, ops: list[str]) -> dict[str, list[str]]:
+    """Per operation of `module`, the clients driving it end to end: a boto3 test that makes
+    a `module` client and calls the method, an AWS CLI test that runs `module` and the
+    operation's command."""
+    tests = os.path.join(ROOT, "crates", "berth", "tests")
+    client = re.compile(rf"client\(\s*[\"']{re.escape(module)}[\"']")
+    py = [open(p, encoding="utf-8").read() for p in sorted(glob.glob(os.path.join(tests, "py", "*.py")))]
+    py = [t for t in py if client.search(t)]
+    rs = [open(p, encoding="utf-8").read() for p in sorted(glob.glob(os.path.join(tests, "*.rs")))]
+    rs = [t for t in rs if f'"{module}"' in t]
+    out = {}
+    for op in ops:
+        s, k = gen_wire.snake(op), kebab(op)
+        hits = []
+        if any(re.search(rf"\.{s}\(", t) for t in py):
+            hits.append("boto3")
+        if any(f'"{k}"' in t for t in rs):
+            hits.append("AWS CLI")
+        out[op] = hits
+    return out
+
+
+def other_tables() -> str:
+    lines = [OTHER_BEGIN, ""]
+    for module, (svc, version) in gen_wire.SERVICES.items():
+        if module == "ecs":
+            continue
+        m = gen_wire.load_model(svc, version)
+        md = m["metadata"]
+        name = md.get("serviceAbbreviation") or md.get("serviceFullName") or module
+        ops = sorted(op for g in gen_wire.GROUPS.get(module, {}).values() for op in g.split())
+        methods = methods_in(module_sources(module))
+        impl = [op for op in ops if gen_wire.snake(op) in methods and not refuses_only(methods[gen_wire.snake(op)])]
+        tested = other_tested_with(module, ops)
+        lines += [
+            f"### {name} (`{md.get('signingName') or md.get('endpointPrefix') or module}`, {md['protocol']} protocol, API {version})",
+            "",
+            f"{len(m['operations'])} operations in botocore's model; wire types are generated for "
+            f"{len(ops)}, **{len(impl)} implemented**. The model's other operations answer the "
+            "protocol's unsupported-operation error naming the operation.",
+            "",
+            "| Operation | Status | Tested end to end with | Notes |",
+            "|---|---|---|---|",
+        ]
+        for op in ops:
+            done = op in impl
+            clients = ", ".join(tested[op]) if done else ""
+            note = OTHER_NOTES.get((module, op), "")
+            lines.append(
+                f"| {op} | {'implemented' if done else 'not implemented yet'} | {clients or '-'} | {note} |"
+            )
+        lines.append("")
+    lines.append(OTHER_END)
+    return "\n".join(lines)
+
+
 def render(doc: str) -> str:
     start, end = doc.find(BEGIN), doc.find(END)
     if start < 0 or end < 0:
         raise SystemExit(f"compat.py: {DOC} lacks the generated block's markers")
-    return doc[:start] + table() + doc[end + len(END) :]
+    doc = doc[:start] + table() + doc[end + len(END) :]
+    start, end = doc.find(OTHER_BEGIN), doc.find(OTHER_END)
+    if start < 0 or end < 0:
+        raise SystemExit(f"compat.py: {DOC} lacks the other services' block markers")
+    return doc[:start] + other_tables() + doc[end + len(OTHER_END) :]
 
 
 def main() -> int:

@@ -55,14 +55,19 @@ SERVICES = {
     "ecs": ("ecs", "2014-11-13"),
     "ec2": ("ec2", "2016-11-15"),
     "sts": ("sts", "2011-06-15"),
+    "elbv2": ("elbv2", "2015-12-01"),
+    "autoscaling": ("autoscaling", "2011-01-01"),
     "ssm": ("ssm", "2014-11-06"),
+    "logs": ("logs", "2014-03-28"),
+    "ecr": ("ecr", "2015-09-21"),
+    "servicediscovery": ("servicediscovery", "2017-03-14"),
 }
 
 # Services generated for a subset of their operations: `GROUPS` lists the operations Berth
 # implements, and only the shapes those operations reach are generated (EC2 has 765
 # operations). The model's other operations answer the protocol's "unsupported operation"
 # error naming the operation; a name the model lacks answers "invalid action".
-PARTIAL = {"ec2", "sts", "ssm"}
+PARTIAL = {"ec2", "sts", "elbv2", "ssm", "autoscaling", "ecr", "logs", "servicediscovery"}
 
 # module name -> resource group -> its operations. Every operation of the model belongs to
 # exactly one group (checked at generation): a new operation in botocore fails the generator
@@ -111,12 +116,59 @@ GROUPS = {
         "tags": "CreateTags DeleteTags DescribeTags",
         "instances": """RunInstances DescribeInstances TerminateInstances StopInstances
             StartInstances""",
+        "launch_templates": """CreateLaunchTemplate DescribeLaunchTemplates
+            CreateLaunchTemplateVersion DescribeLaunchTemplateVersions ModifyLaunchTemplate
+            DeleteLaunchTemplate""",
+    },
+    "autoscaling": {
+        "groups": """CreateAutoScalingGroup UpdateAutoScalingGroup DescribeAutoScalingGroups
+            DeleteAutoScalingGroup SetDesiredCapacity""",
+        "instances": """SetInstanceProtection DescribeAutoScalingInstances
+            TerminateInstanceInAutoScalingGroup""",
+        "activities": "DescribeScalingActivities",
     },
     "sts": {
         "identity": "GetCallerIdentity",
     },
+    "elbv2": {
+        "load_balancers": """CreateLoadBalancer DescribeLoadBalancers DeleteLoadBalancer
+            ModifyLoadBalancerAttributes DescribeLoadBalancerAttributes""",
+        "target_groups": """CreateTargetGroup ModifyTargetGroup ModifyTargetGroupAttributes
+            DescribeTargetGroupAttributes DescribeTargetGroups DeleteTargetGroup""",
+        "listeners": "CreateListener DescribeListeners ModifyListener DeleteListener",
+        "rules": "CreateRule DescribeRules ModifyRule DeleteRule SetRulePriorities",
+        "targets": "RegisterTargets DeregisterTargets DescribeTargetHealth",
+        "tags": "AddTags RemoveTags DescribeTags",
+    },
     "ssm": {
         "parameters": "GetParameter GetParameters",
+    },
+    "logs": {
+        "log_groups": """CreateLogGroup DeleteLogGroup DescribeLogGroups PutRetentionPolicy
+            DeleteRetentionPolicy""",
+        "log_streams": "CreateLogStream DeleteLogStream DescribeLogStreams",
+        "log_events": "PutLogEvents GetLogEvents FilterLogEvents",
+        "tags": "TagResource UntagResource ListTagsForResource TagLogGroup UntagLogGroup ListTagsLogGroup",
+    },
+    "ecr": {
+        "repositories": """CreateRepository DescribeRepositories DeleteRepository
+            PutImageTagMutability PutImageScanningConfiguration""",
+        "images": """ListImages DescribeImages BatchGetImage PutImage BatchDeleteImage
+            BatchCheckLayerAvailability""",
+        "authorization": "GetAuthorizationToken",
+        "lifecycle": """PutLifecyclePolicy GetLifecyclePolicy DeleteLifecyclePolicy
+            StartLifecyclePolicyPreview GetLifecyclePolicyPreview""",
+        "policies": "SetRepositoryPolicy GetRepositoryPolicy DeleteRepositoryPolicy",
+        "tags": "TagResource UntagResource ListTagsForResource",
+    },
+    "servicediscovery": {
+        "namespaces": """CreatePrivateDnsNamespace CreatePublicDnsNamespace CreateHttpNamespace
+            GetNamespace ListNamespaces DeleteNamespace""",
+        "services": "CreateService GetService ListServices UpdateService DeleteService",
+        "instances": """RegisterInstance DeregisterInstance GetInstance ListInstances
+            DiscoverInstances UpdateInstanceCustomHealthStatus GetInstancesHealthStatus""",
+        "operations": "GetOperation ListOperations",
+        "tags": "TagResource UntagResource ListTagsForResource",
     },
 }
 
@@ -126,7 +178,8 @@ RUST_KEYWORDS = set(
     async await dyn abstract become box do final macro override priv typeof unsized virtual yield
     try gen""".split()
 )
-RESERVED_TYPE_NAMES = {"Option", "Result", "Vec", "String", "Box", "Some", "None", "Ok", "Err"}
+# `Operation` is the generated enum of operations (Cloud Map has an `Operation` shape too).
+RESERVED_TYPE_NAMES = {"Option", "Result", "Vec", "String", "Box", "Some", "None", "Ok", "Err", "Operation"}
 
 
 def load_model(service: str, version: str) -> dict:
@@ -443,7 +496,7 @@ class Gen(QueryGen):
         self.w(f"/// AWS JSON protocol version (`application/x-amz-json-{md['jsonVersion']}`).")
         self.w(f"pub const JSON_VERSION: &str = {json.dumps(md['jsonVersion'])};")
         names = set(self.shapes)
-        vcode = next((c for c in ("InvalidParameterException", "ValidationException", "InvalidParameterValueException") if c in names), "ValidationException")
+        vcode = next((c for c in ("InvalidParameterException", "ValidationException", "InvalidParameterValueException", "InvalidInput") if c in names), "ValidationException")
         ncode = "UnsupportedFeatureException" if "UnsupportedFeatureException" in names else "NotImplementedException"
         self.w("/// Error code for input that breaks the model's `required`/`min`/`max`/`enum` rules.")
         self.w(f"pub const VALIDATION_CODE: &str = {json.dumps(vcode)};")

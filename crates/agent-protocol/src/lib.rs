@@ -274,6 +274,53 @@ pub struct JoinRequest {
     pub region: Option<String>,
 }
 
+/// Path of the `awslogs` log driver's shipments (issue #15): an agent sends the lines of its
+/// tasks' containers to the log store, signed with its instance key, for a task placed on its
+/// own instance only.
+///
+/// Exactly once across restarts: each shipment carries `cursor`, the agent's resume point
+/// after its last line (Docker's timestamp of it), and the server stores it with the events in
+/// one transaction; a shipment without events and without a cursor only makes sure the group
+/// (with `createGroup`) and stream exist and answers the stored cursor, where the agent
+/// resumes. A missing group without `createGroup` is `ResourceNotFoundException`, which fails
+/// the container's start as ECS reports it.
+pub const LOGS_PATH: &str = "/berth/agent/v1/logs";
+
+/// One shipment to [`LOGS_PATH`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogShipment {
+    pub container_instance_arn: String,
+    pub cluster: String,
+    pub task_arn: String,
+    pub log_group: String,
+    pub log_stream: String,
+    #[serde(default)]
+    pub create_group: bool,
+    #[serde(default)]
+    pub events: Vec<LogLine>,
+    /// Where the agent resumes after these events (opaque to the server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// One line of a container's output.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLine {
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+    pub message: String,
+}
+
+/// The answer to a [`LogShipment`]: the cursor now stored for the stream.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogShipmentAck {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
 /// Path of the server's unauthenticated description of itself (`GET`), which an agent started
 /// without `--region` reads to join the server's default region.
 pub const INFO_PATH: &str = "/berth/agent/v1/info";

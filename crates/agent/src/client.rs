@@ -65,6 +65,8 @@ pub struct Client {
     host: String,
     /// Replaced once by [`Client::set_credentials`] when an agent joins.
     signer: std::sync::Arc<std::sync::RwLock<Signer>>,
+    /// The same credentials, signing for ECR (registry credentials for pulls).
+    ecr_signer: std::sync::Arc<std::sync::RwLock<Signer>>,
     region: String,
     http: HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     max_answer_bytes: usize,
@@ -126,6 +128,11 @@ impl Client {
         Ok(Self {
             endpoint,
             host,
+            ecr_signer: std::sync::Arc::new(std::sync::RwLock::new(Signer::new(
+                credentials.clone(),
+                region,
+                "ecr",
+            ))),
             signer: std::sync::Arc::new(std::sync::RwLock::new(Signer::new(
                 credentials,
                 region,
@@ -139,6 +146,8 @@ impl Client {
 
     /// Signs every later call (of this client and its clones) with `credentials`.
     pub fn set_credentials(&self, credentials: Credentials) {
+        let ecr = Signer::new(credentials.clone(), self.region.clone(), "ecr");
+        *self.ecr_signer.write().unwrap_or_else(std::sync::PoisonError::into_inner) = ecr;
         let signer = Signer::new(credentials, self.region.clone(), "ecs");
         *self.signer.write().unwrap_or_else(std::sync::PoisonError::into_inner) = signer;
     }
@@ -161,7 +170,7 @@ impl Client {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<(u16, Bytes), ClientError> {
-        self.post_as(path, target, body, timeout, true).await
+        self.post_as(path, target, body, timeout, Some(&self.signer)).await
     }
 
     async fn post_as(
@@ -170,7 +179,7 @@ impl Client {
         target: Option<&str>,
         body: Vec<u8>,
         timeout: Duration,
-        signed: bool,
+        signer: Option<&std::sync::RwLock<Signer>>,
     ) -> Result<(u16, Bytes), ClientError> {
         let content_type =
             if target.is_some() { "application/x-amz-json-1.1" } else { "application/json" };
@@ -181,8 +190,8 @@ impl Client {
         }
         let parts =
             RequestParts { method: "POST", path, query: "", headers: &headers, body: &body };
-        let signed = if signed {
-            self.signer
+        let signed = if let Some(signer) = signer {
+            signer
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .sign(&parts, time::OffsetDateTime::now_utc())
@@ -249,6 +258,20 @@ impl Client {
         Self::decode(op, status, &bytes)
     }
 
+    /// Calls an ECR operation (signed for `ecr`).
+    pub async fn ecr<I: Serialize, O: DeserializeOwned>(
+        &self,
+        op: &str,
+        input: &I,
+    ) -> Result<O, ClientError> {
+        let body = serde_json::to_vec(input).expect("wire types serialise");
+        let target = format!("AmazonEC2ContainerRegistry_V20150921.{op}");
+        let (status, bytes) = self
+            .post_as("/", Some(&target), body, Duration::from_secs(30), Some(&self.ecr_signer))
+            .await?;
+        Self::decode(op, status, &bytes)
+    }
+
     /// Calls an endpoint unsigned (the join exchange, whose token is the credential).
     pub async fn unsigned<I: Serialize, O: DeserializeOwned>(
         &self,
@@ -257,7 +280,7 @@ impl Client {
         timeout: Duration,
     ) -> Result<O, ClientError> {
         let body = serde_json::to_vec(input).expect("agent messages serialise");
-        let (status, bytes) = self.post_as(path, None, body, timeout, false).await?;
+        let (status, bytes) = self.post_as(path, None, body, timeout, None).await?;
         Self::decode(path, status, &bytes)
     }
 

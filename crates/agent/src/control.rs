@@ -55,6 +55,44 @@ pub trait ControlPlane: Send + Sync + 'static {
             message: "this control plane does not support join tokens".into(),
         })
     }
+
+    /// ECR's GetAuthorizationToken: credentials for pulling from the control plane's image
+    /// registry. `Ok(None)`: it runs none.
+    async fn registry_token(&self) -> Result<Option<RegistryToken>, ClientError> {
+        Ok(None)
+    }
+
+    /// Ships log lines of the `awslogs` driver ([`berth_agent_protocol::LOGS_PATH`]).
+    async fn ship_logs(
+        &self,
+        shipment: &berth_agent_protocol::LogShipment,
+    ) -> Result<berth_agent_protocol::LogShipmentAck, ClientError> {
+        let _ = shipment;
+        Err(ClientError::Decode {
+            op: "ShipLogs".into(),
+            message: "this control plane does not take logs".into(),
+        })
+    }
+}
+
+/// Registry credentials, as GetAuthorizationToken answers them.
+#[derive(Clone, PartialEq)]
+pub struct RegistryToken {
+    /// base64 of `AWS:<password>`.
+    pub authorization_token: String,
+    /// Epoch seconds.
+    pub expires_at: f64,
+    /// `http://HOST:PORT` of the registry.
+    pub proxy_endpoint: String,
+}
+
+impl std::fmt::Debug for RegistryToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryToken")
+            .field("expires_at", &self.expires_at)
+            .field("proxy_endpoint", &self.proxy_endpoint)
+            .finish_non_exhaustive()
+    }
 }
 
 #[async_trait]
@@ -73,6 +111,33 @@ impl ControlPlane for Client {
 
     async fn report(&self, report: &TaskReport) -> Result<(), ClientError> {
         self.agent::<_, serde_json::Value>(REPORT_PATH, report, REPORT_TIMEOUT).await.map(|_| ())
+    }
+
+    async fn ship_logs(
+        &self,
+        shipment: &berth_agent_protocol::LogShipment,
+    ) -> Result<berth_agent_protocol::LogShipmentAck, ClientError> {
+        self.agent(berth_agent_protocol::LOGS_PATH, shipment, Duration::from_secs(30)).await
+    }
+
+    async fn registry_token(&self) -> Result<Option<RegistryToken>, ClientError> {
+        let answer: Result<serde_json::Value, _> =
+            self.ecr("GetAuthorizationToken", &serde_json::json!({})).await;
+        let v = match answer {
+            Ok(v) => v,
+            // A server without a registry (or ECR) refuses the call itself.
+            Err(ClientError::Aws { status, .. }) if status < 500 => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let d = &v["authorizationData"][0];
+        Ok(match (d["authorizationToken"].as_str(), d["proxyEndpoint"].as_str()) {
+            (Some(t), Some(p)) => Some(RegistryToken {
+                authorization_token: t.to_string(),
+                expires_at: d["expiresAt"].as_f64().unwrap_or(0.0),
+                proxy_endpoint: p.to_string(),
+            }),
+            _ => None,
+        })
     }
 
     async fn join(&self, req: &JoinRequest) -> Result<JoinResponse, ClientError> {

@@ -36,7 +36,9 @@ pub mod client;
 pub mod control;
 pub mod credentials;
 pub mod events;
+pub mod logs;
 pub mod metadata;
+pub mod registry_auth;
 pub mod spec;
 pub mod state;
 pub mod task;
@@ -219,6 +221,9 @@ fn attributes(config: &AgentConfig, info: &berth_runtime::RuntimeInfo) -> Vec<At
         attr("com.amazonaws.ecs.capability.logging-driver.none", None),
         attr("com.amazonaws.ecs.capability.logging-driver.syslog", None),
         attr("com.amazonaws.ecs.capability.logging-driver.awslogs", None),
+        // Images on the control plane's registry are pulled with an ECR token (issue #14).
+        attr("com.amazonaws.ecs.capability.ecr-auth", None),
+        attr("ecs.capability.execution-role-ecr-pull", None),
     ];
     // Docker Remote API versions the engine speaks, as the ECS agent advertises them.
     let api_minor: u32 =
@@ -512,7 +517,11 @@ impl Agent {
         tokio::pin!(shutdown);
         loop {
             match self.session(&mut shutdown).await {
-                Ended::Shutdown | Ended::Deregistered => return Ok(()),
+                Ended::Shutdown | Ended::Deregistered => {
+                    // The warm pause containers no task holds go with the agent.
+                    self.network.shutdown(self.runtime.as_ref(), &self.instance_arn).await;
+                    return Ok(());
+                }
                 Ended::Unknown => {
                     if !self.register_as_new(&mut shutdown).await {
                         return Ok(());
@@ -607,6 +616,12 @@ impl Agent {
             availability_zone: self.config.availability_zone.clone(),
             events: router,
             network: self.network.clone(),
+            pull_auth: crate::registry_auth::PullAuth::new(self.control.clone()),
+            logs: Some(Arc::new(logs::Shipper {
+                control: self.control.clone(),
+                cluster: self.config.cluster.clone(),
+                instance_arn: self.instance_arn.clone(),
+            })),
         };
         let mut actors: HashMap<String, (watch::Sender<DesiredTask>, tokio::task::JoinHandle<()>)> =
             HashMap::new();

@@ -647,6 +647,8 @@ mod tests {
             availability_zone: "az".into(),
             events: crate::events::Router::new(),
             network: Default::default(),
+            pull_auth: Default::default(),
+            logs: None,
         };
         let td = serde_json::from_value(json!({
             "family": "f", "revision": 1,

@@ -245,8 +245,8 @@ pub fn container_spec(
     let reservation = o.and_then(|o| o.memory_reservation).or(def.memory_reservation);
     let log_config = def.log_configuration.as_ref().and_then(|l| {
         let driver = l.log_driver?.as_str().to_string();
-        // CloudWatch Logs is not served by Berth yet: keep the logs locally instead of letting
-        // Docker's awslogs driver fail to start the container.
+        // awslogs: the engine keeps the output with its own local driver and the agent ships it
+        // to Berth's log store (`crate::logs`); Docker's awslogs driver would call AWS.
         if driver == "awslogs" {
             return None;
         }

@@ -1,15 +1,19 @@
 //! `berth-awsvpcbench`: how long the agent takes to bring an awsvpc task to RUNNING, next to
 //! the same task in bridge mode and to a raw `docker run --network <bridge> --ip <ip>` of the
 //! same image, side by side on one machine (needs root: the firewall is the host's iptables).
+//! Two agents run: one with the default warm pool of pause containers (`awsvpc`, and
+//! `bridge`), one without (`awsvpc-cold`: the pause container made and started per task).
+//! Before every sample the warm agent's pool is full again (steady state: replenishing never
+//! overlaps a measurement).
 //!
 //! The agent runs in-process against a scripted control plane (the server's awsvpc placement
 //! is measured by `berth-taskbench` once the server sends `TaskNetwork`s): a sample starts
 //! when a poll answer carrying the new task is released and ends when the agent reports the
 //! task RUNNING; then the task is stopped and its containers (and, for awsvpc, pause
-//! container) are gone before the next sample. The raw sample is create + start +
+//! container and subnet bridge) are gone before the next sample. The raw sample is create + start +
 //! inspect-until-running of one container on a user-defined bridge with a fixed address.
-//! Samples interleave (awsvpc i, bridge i, raw i). Everything carries this run's instance
-//! label or `berth.bench=<run>` and is removed at the end.
+//! Samples interleave (awsvpc-cold i, awsvpc i, bridge i, raw i). Everything carries this
+//! run's instance labels or `berth.bench=<run>` and is removed at the end.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -21,6 +25,9 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use berth_agent::client::ClientError;
 use berth_agent::control::ControlPlane;
+use berth_agent::task::network::{
+    DEFAULT_POOL_SIZE, LABEL_POOL, bridge_name, pause_name, pool_name_prefix,
+};
 use berth_agent::{Agent, AgentConfig};
 use berth_agent_protocol::{DesiredTask, PollRequest, PollResponse, TaskReport};
 use berth_model::lifecycle::{DesiredTaskStatus, TaskStatus};
@@ -172,50 +179,64 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let run = format!("{:x}", std::process::id());
     let instance = format!("arn:aws:ecs:us-east-1:000000000000:container-instance/bench/{run}");
+    let warm_instance = format!("{instance}-warm");
     let x = args.subnet_octet;
     let base = Ipv4Addr::new(10, 213, x, 0);
     let cidr = format!("10.213.{x}.0/24");
     let docker = DockerRuntime::connect()?;
     let rt: Arc<dyn Runtime> = Arc::new(docker.clone());
-    let script = Arc::new(Script {
-        arn: instance.clone(),
-        desired: watch::channel(PollResponse::default()).0,
-        reports: Mutex::new(vec![]),
-    });
-    script.set(|d| {
-        d.epoch = 1;
-        d.security_groups = vec![SecurityGroupRules {
-            group_id: "sg-bench".into(),
-            ingress: vec![ResolvedRule {
-                protocol: IpProtocol::Tcp,
-                from_port: Some(8080),
-                to_port: Some(8080),
-                peers: vec!["0.0.0.0/0".parse().expect("a CIDR")],
-            }],
-            egress: vec![],
-        }];
-    });
-    let dir = std::env::temp_dir().join(format!("berth-awsvpcbench-{run}"));
-    std::fs::create_dir_all(&dir)?;
-    let config = AgentConfig {
-        server: "http://unused.invalid".into(),
-        cluster: "bench".into(),
-        data_dir: dir.clone(),
-        region: "us-east-1".into(),
-        instance_type: "bench".into(),
-        availability_zone: "us-east-1a".into(),
-        attributes: vec![],
-        cpu: None,
-        memory_mib: None,
-        credentials: None,
-        metadata_listen: Some("127.0.0.1:0".parse().map_err(anyhow::Error::msg)?),
-        host_access: Default::default(),
-    };
-    let agent = Agent::register_with(config, rt.clone(), script.clone()).await?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let agent_task = tokio::spawn(agent.run(async move {
-        let _ = stop_rx.await;
-    }));
+    let groups = vec![SecurityGroupRules {
+        group_id: "sg-bench".into(),
+        ingress: vec![ResolvedRule {
+            protocol: IpProtocol::Tcp,
+            from_port: Some(8080),
+            to_port: Some(8080),
+            peers: vec!["0.0.0.0/0".parse().expect("a CIDR")],
+        }],
+        egress: vec![],
+    }];
+    // The warm agent (default networking: a warm pool) and the cold one (no pool).
+    let mut agents = Vec::new();
+    let mut stops = Vec::new();
+    let mut dirs = Vec::new();
+    for (tag, warm) in [("warm", true), ("cold", false)] {
+        let script = Arc::new(Script {
+            arn: format!("{instance}-{tag}"),
+            desired: watch::channel(PollResponse::default()).0,
+            reports: Mutex::new(vec![]),
+        });
+        script.set(|d| {
+            d.epoch = 1;
+            d.security_groups = groups.clone();
+        });
+        let dir = std::env::temp_dir().join(format!("berth-awsvpcbench-{run}-{tag}"));
+        std::fs::create_dir_all(&dir)?;
+        let config = AgentConfig {
+            server: "http://unused.invalid".into(),
+            cluster: "bench".into(),
+            data_dir: dir.clone(),
+            region: "us-east-1".into(),
+            instance_type: "bench".into(),
+            availability_zone: "us-east-1a".into(),
+            attributes: vec![],
+            cpu: None,
+            memory_mib: None,
+            credentials: None,
+            metadata_listen: Some("127.0.0.1:0".parse().map_err(anyhow::Error::msg)?),
+            host_access: Default::default(),
+        };
+        let mut agent = Agent::register_with(config, rt.clone(), script.clone()).await?;
+        if !warm {
+            agent = agent.with_firewall(Arc::new(berth_firewall::Iptables::new()));
+        }
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(agent.run(async move {
+            let _ = stop_rx.await;
+        }));
+        agents.push((script, format!("{instance}-{tag}")));
+        stops.push((stop_tx, task));
+        dirs.push(dir);
+    }
     // The pause image is built once, before measuring.
     rt.pause_image().await.context("pause image")?;
 
@@ -234,7 +255,32 @@ async fn main() -> anyhow::Result<()> {
     let mut results: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let total = args.warmup + args.samples;
     for i in 0..total {
-        for side in ["awsvpc", "bridge", "raw"] {
+        for side in ["awsvpc-cold", "awsvpc", "bridge", "raw"] {
+            // Steady state: the warm agent's pool is full before every sample (its first
+            // awsvpc task starts the pool).
+            if i > 0 {
+                let labels = [
+                    (berth_agent::spec::LABEL_INSTANCE.to_string(), warm_instance.clone()),
+                    (LABEL_POOL.to_string(), "1".to_string()),
+                ];
+                let prefix = pool_name_prefix(&warm_instance);
+                let t0 = Instant::now();
+                loop {
+                    let idle = rt
+                        .list(&labels)
+                        .await?
+                        .iter()
+                        .filter(|c| c.name.starts_with(&prefix) && c.state.is_running())
+                        .count();
+                    if idle >= DEFAULT_POOL_SIZE {
+                        break;
+                    }
+                    if t0.elapsed() > Duration::from_secs(60) {
+                        bail!("the warm pool never refilled");
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
             let took = match side {
                 "raw" => {
                     let spec = ContainerSpec {
@@ -257,7 +303,8 @@ async fn main() -> anyhow::Result<()> {
                     took
                 }
                 _ => {
-                    let awsvpc = side == "awsvpc";
+                    let awsvpc = side.starts_with("awsvpc");
+                    let script = &agents[usize::from(side == "awsvpc-cold")].0;
                     let arn =
                         format!("arn:aws:ecs:us-east-1:000000000000:task/bench/{side}{i}x{run}");
                     let ip = Ipv4Addr::from(u32::from(base) + 10);
@@ -289,9 +336,19 @@ async fn main() -> anyhow::Result<()> {
                         }
                     });
                     script.wait(&arn, "STOPPED").await?;
-                    // Gone: its containers (and pause container) removed.
+                    // Gone: its containers (and pause container, warm ones by name) removed,
+                    // and the subnet's bridge, which every awsvpc sample makes again.
                     let labels = [("com.amazonaws.ecs.task-arn".to_string(), arn.clone())];
-                    while !rt.list(&labels).await?.is_empty() {
+                    let task_id = arn.rsplit('/').next().unwrap_or_default();
+                    let pause = pause_name(Some("awsvpcbench"), task_id);
+                    let bridge = bridge_name(&format!("subnet-bench{run}"));
+                    loop {
+                        let gone = rt.list(&labels).await?.is_empty()
+                            && rt.inspect(&pause).await?.is_none()
+                            && !rt.list_networks(&[]).await?.iter().any(|n| n.name == bridge);
+                        if gone {
+                            break;
+                        }
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     took
@@ -304,18 +361,27 @@ async fn main() -> anyhow::Result<()> {
     }
     let (raw50, _) = p50_mean(&results["raw"]);
     println!("start to RUNNING, {} samples each (ms):", args.samples);
-    println!("{:<8} {:>8} {:>8} {:>10}", "side", "p50", "mean", "p50/raw");
-    for side in ["raw", "bridge", "awsvpc"] {
+    println!("{:<12} {:>8} {:>8} {:>10}", "side", "p50", "mean", "p50/raw");
+    for side in ["raw", "bridge", "awsvpc-cold", "awsvpc"] {
         let (p50, mean) = p50_mean(&results[side]);
-        println!("{side:<8} {p50:>8.1} {mean:>8.1} {:>9.2}x", p50 / raw50);
+        println!("{side:<12} {p50:>8.1} {mean:>8.1} {:>9.2}x", p50 / raw50);
     }
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), agent_task).await;
+    for (stop_tx, task) in stops {
+        let _ = stop_tx.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
     let _ = docker.remove_network(&raw_net).await;
-    let labels = [(berth_agent::spec::LABEL_INSTANCE.to_string(), instance.clone())];
-    for n in rt.list_networks(&labels).await.unwrap_or_default() {
-        let _ = rt.remove_network(&n.name).await;
+    for (_, inst) in &agents {
+        let labels = [(berth_agent::spec::LABEL_INSTANCE.to_string(), inst.clone())];
+        for c in rt.list(&labels).await.unwrap_or_default() {
+            let _ = rt.remove(&c.id).await;
+        }
+        for n in rt.list_networks(&labels).await.unwrap_or_default() {
+            let _ = rt.remove_network(&n.name).await;
+        }
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }

@@ -15,7 +15,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane: the ECS API (AWS JSON 1.1, SigV4) over an embedded store.
-    Server(cmd::server::Args),
+    Server(cmd::server::ServerArgs),
     /// Run the agent: register this host as a container instance, run its tasks on Docker.
     Agent(cmd::agent::Args),
     /// Run a control plane and an agent in one process (a laptop, CI).
@@ -25,8 +25,13 @@ enum Command {
     /// Fault injection: interrupt FARGATE_SPOT tasks as AWS does when it reclaims Spot
     /// capacity (`berth spot interrupt`).
     Spot(cmd::spot::Args),
+    /// The image registry's housekeeping: `berth registry gc` collects unreferenced blobs
+    /// now.
+    Registry(cmd::registry::Args),
     /// Build the demo web app's image (berth-demo:latest) from its static binary.
     DemoImage(cmd::demo_image::Args),
+    /// The state store: `berth store copy` moves every record between SQLite and etcd.
+    Store(cmd::store::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,7 +50,9 @@ fn main() -> anyhow::Result<()> {
         Command::Up(args) => cmd::up::run(args),
         Command::Token(args) => cmd::token::run(args),
         Command::Spot(args) => cmd::spot::run(args),
+        Command::Registry(args) => cmd::registry::run(args),
         Command::DemoImage(args) => cmd::demo_image::run(args),
+        Command::Store(args) => cmd::store::run(args),
     }
 }
 

@@ -232,6 +232,10 @@ pub struct InstanceRecord {
     /// Its security groups (ids, in the subnet's VPC).
     #[serde(default)]
     pub security_groups: Vec<String>,
+    /// Container instance attributes its agent registers beyond its UserData's (an Auto
+    /// Scaling group's capacity provider: `ecs.capacity-provider`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ecs_attributes: Vec<(String, String)>,
 }
 
 impl InstanceRecord {
@@ -275,6 +279,8 @@ pub struct LaunchParams {
     pub auto_scaling_group: Option<String>,
     pub launch_template: Option<(String, String)>,
     pub protected_from_scale_in: bool,
+    /// See [`InstanceRecord::ecs_attributes`].
+    pub ecs_attributes: Vec<(String, String)>,
 }
 
 impl LaunchParams {
@@ -319,6 +325,7 @@ pub fn new_record(
         client_token: params.client_token.clone(),
         reservation_id: String::new(),
         security_groups: vec![],
+        ecs_attributes: params.ecs_attributes.clone(),
     })
 }
 
@@ -472,6 +479,7 @@ mod tests {
             client_token: None,
             reservation_id: "r-1".into(),
             security_groups: vec![],
+            ecs_attributes: vec![],
         }
     }
 

@@ -40,14 +40,14 @@ use tokio::net::TcpListener;
 
 use crate::engine::Shared;
 use crate::group::{GroupRt, InFlight};
-use crate::pool::{SendError, Sender, give_back, send};
+use crate::pool::{Conn, Local, SendError, give_back, send};
 use crate::routing::{RedirectSource, RequestFacts, redirect_location};
 use crate::table::{Route, Table, weighted};
 
 /// The body of a response to a client: the target's, streamed (holding the in-flight count and
 /// the connection, which goes back to the target's pool when the body ends), or one of ours.
 pub(crate) enum LbBody {
-    Upstream { body: Incoming, in_flight: InFlight, conn: Option<Sender> },
+    Upstream { body: Incoming, in_flight: InFlight, conn: Option<Conn>, local: Option<Arc<Local>> },
     Local(Full<Bytes>),
 }
 
@@ -60,7 +60,7 @@ impl Body for LbBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            LbBody::Upstream { body, in_flight, conn } => {
+            LbBody::Upstream { body, in_flight, conn, local } => {
                 let polled = Pin::new(&mut *body).poll_frame(cx);
                 let done = match &polled {
                     Poll::Ready(None) => true,
@@ -68,7 +68,7 @@ impl Body for LbBody {
                     _ => false,
                 };
                 if done && let Some(c) = conn.take() {
-                    give_back(&in_flight.0, c);
+                    give_back(&in_flight.0, c, local.as_deref());
                 }
                 polled
             }
@@ -115,12 +115,26 @@ pub(crate) async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, sha
         let _ = stream.set_nodelay(true);
         let (table, shared, builder) = (table.clone(), shared.clone(), builder.clone());
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let table = table.load_full();
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, &table, peer, req).await) }
+            // The target connections this client's requests make are driven right here, next
+            // to the client's own connection (see `pool`).
+            let local = Arc::new(Local::default());
+            let svc = service_fn({
+                let local = local.clone();
+                move |req| {
+                    let table = table.load_full();
+                    let shared = shared.clone();
+                    let local = local.clone();
+                    async move {
+                        Ok::<_, Infallible>(handle(&shared, &table, peer, req, local).await)
+                    }
+                }
             });
-            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+            let served = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::select! {
+                _ = served => {}
+                _ = local.drive() => {}
+            }
+            local.close();
         });
     }
 }
@@ -137,6 +151,7 @@ async fn handle(
     table: &Table,
     peer: SocketAddr,
     req: Request<Incoming>,
+    local: Arc<Local>,
 ) -> Response<LbBody> {
     let route = {
         let facts = RequestFacts {
@@ -179,7 +194,7 @@ async fn handle(
             resp
         }
         Route::Forward { groups, total, group_stickiness } => {
-            forward(shared, table, peer, req, groups, *total, *group_stickiness).await
+            forward(shared, table, peer, req, groups, *total, *group_stickiness, local).await
         }
     }
 }
@@ -250,6 +265,7 @@ async fn forward(
     groups: &[(Arc<GroupRt>, u32)],
     total: u32,
     group_stickiness: Option<Duration>,
+    local: Arc<Local>,
 ) -> Response<LbBody> {
     let tg_cookie_name = "AWSALBTG";
     let group = group_stickiness
@@ -327,7 +343,7 @@ async fn forward(
         let guard = InFlight::new(target.clone());
         match tokio::time::timeout(
             table.idle_timeout,
-            send(&target, upstream, shared.connect_timeout),
+            send(&target, upstream, shared.connect_timeout, Some(&local)),
         )
         .await
         {
@@ -355,13 +371,13 @@ async fn forward(
                 if rbody.is_end_stream() {
                     // Nothing to stream (e.g. 204, HEAD): the connection is free now.
                     if let Some(c) = conn {
-                        give_back(&target, c);
+                        give_back(&target, c, Some(&local));
                     }
                     return Response::from_parts(rparts, LbBody::Local(Full::new(Bytes::new())));
                 }
                 return Response::from_parts(
                     rparts,
-                    LbBody::Upstream { body: rbody, in_flight: guard, conn },
+                    LbBody::Upstream { body: rbody, in_flight: guard, conn, local: Some(local) },
                 );
             }
             Ok(Err(SendError::Connect)) => {

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod arn;
+pub mod elbv2;
 pub mod network;
 pub mod regions;
 pub mod task_definition;
@@ -45,5 +46,6 @@ pub mod lifecycle;
 pub mod records;
 pub mod service;
 pub mod service_rules;
+pub mod servicediscovery;
 pub mod tags;
 pub mod task_set;

@@ -106,10 +106,11 @@ pub fn validate_scale(scale: Option<&Scale>) -> Result<Scale, ServiceRuleError> 
     Ok(Scale { value: Some(value), unit: Some(ScaleUnit::Percent) })
 }
 
-/// The members of CreateTaskSet Berth refuses, or ECS refuses: a launch type other than EC2 or
-/// EXTERNAL, a capacity provider strategy with a launch type (ECS's wording), load
-/// balancers, service registries, a network configuration (awsvpc) and a platform version
-/// (Fargate). Then `scale` and `externalId` and `clientToken`. Returns the scale to store.
+/// The members of CreateTaskSet Berth refuses, or ECS refuses: a launch type Berth does not
+/// run (MANAGED_INSTANCES), a capacity provider strategy with a launch type (ECS's wording),
+/// load balancers, service registries. Then `scale` and `externalId` and `clientToken`.
+/// Returns the scale to store. (A Fargate set's task definition, platform version and network
+/// configuration are the server's to check, as for a service.)
 pub fn validate_create(req: &CreateTaskSetRequest) -> Result<Scale, ServiceRuleError> {
     let unsupported = |field: &str, message: String| ServiceRuleError::Unsupported {
         field: field.into(),
@@ -130,16 +131,15 @@ pub fn validate_create(req: &CreateTaskSetRequest) -> Result<Scale, ServiceRuleE
             "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
         )));
     }
-    match req.launch_type {
-        None | Some(LaunchType::Ec2) | Some(LaunchType::External) => {}
-        Some(other) => {
-            return Err(unsupported(
-                "launchType",
-                format!(
-                    "launchType {other} is not supported by Berth yet; use EC2 (tasks run on the registered container instances)."
-                ),
-            ));
-        }
+    // FARGATE (and awsvpc's networkConfiguration, Fargate's platformVersion) are checked by the
+    // server against the task definition and the VPC, as for a service.
+    if let Some(other @ LaunchType::ManagedInstances) = req.launch_type {
+        return Err(unsupported(
+            "launchType",
+            format!(
+                "launchType {other} is not supported by Berth yet; use EC2, EXTERNAL or FARGATE."
+            ),
+        ));
     }
     if req.load_balancers.as_deref().is_some_and(|l| !l.is_empty()) {
         return Err(unsupported(
@@ -151,18 +151,6 @@ pub fn validate_create(req: &CreateTaskSetRequest) -> Result<Scale, ServiceRuleE
         return Err(unsupported(
             "serviceRegistries",
             "serviceRegistries is not implemented by Berth yet: service discovery arrives with Cloud Map. Omit serviceRegistries.".into(),
-        ));
-    }
-    if req.network_configuration.is_some() {
-        return Err(unsupported(
-            "networkConfiguration",
-            "networkConfiguration needs awsvpc, which Berth's agent does not support yet: omit networkConfiguration and use a task definition with networkMode bridge, host or none.".into(),
-        ));
-    }
-    if req.platform_version.is_some() {
-        return Err(unsupported(
-            "platformVersion",
-            "platformVersion applies to Fargate, which Berth does not run yet: omit platformVersion.".into(),
         ));
     }
     let scale = validate_scale(req.scale.as_ref())?;
@@ -263,18 +251,13 @@ mod tests {
                 false,
             ),
             (
-                CreateTaskSetRequest { launch_type: Some(LaunchType::Fargate), ..base() },
+                CreateTaskSetRequest { launch_type: Some(LaunchType::ManagedInstances), ..base() },
                 "launchType",
                 true,
             ),
             (
                 CreateTaskSetRequest { load_balancers: Some(vec![Default::default()]), ..base() },
                 "loadBalancers",
-                true,
-            ),
-            (
-                CreateTaskSetRequest { platform_version: Some("LATEST".into()), ..base() },
-                "platformVersion",
                 true,
             ),
             (

@@ -428,6 +428,22 @@ pub fn normalize_arch(arch: &str) -> String {
     }
 }
 
+/// The lines of one frame of Docker's log stream read with `timestamps=true`: each line is
+/// `RFC3339NANO TEXT`; a frame without a readable timestamp is dropped (it cannot be ordered
+/// or resumed from).
+pub(crate) fn log_lines(frame: &[u8], stderr: bool) -> Vec<berth_runtime::LogLine> {
+    let text = String::from_utf8_lossy(frame);
+    let mut out = Vec::new();
+    for line in text.split_terminator('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let Some((ts, rest)) = line.split_once(' ').or(Some((line, ""))) else { continue };
+        let Ok(t) = OffsetDateTime::parse(ts, &Rfc3339) else { continue };
+        let Ok(timestamp_ns) = i64::try_from(t.unix_timestamp_nanos()) else { continue };
+        out.push(berth_runtime::LogLine { timestamp_ns, stderr, text: rest.to_string() });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -740,5 +756,32 @@ mod tests {
         assert_eq!(normalize_arch("amd64"), "x86_64");
         assert_eq!(normalize_arch("aarch64"), "arm64");
         assert_eq!(normalize_arch("riscv64"), "riscv64");
+    }
+}
+
+#[cfg(test)]
+mod log_line_tests {
+    use super::log_lines;
+
+    #[test]
+    fn frames_split_into_timestamped_lines() {
+        let table: &[(&str, &[(i64, &str)])] = &[
+            ("2026-01-01T00:00:00.000000001Z hello\n", &[(1_767_225_600_000_000_001, "hello")]),
+            ("2026-01-01T00:00:01Z two words\r\n", &[(1_767_225_601_000_000_000, "two words")]),
+            ("2026-01-01T00:00:00.5Z \n", &[(1_767_225_600_500_000_000, "")]),
+            (
+                "2026-01-01T00:00:00Z a\n2026-01-01T00:00:02Z b\n",
+                &[(1_767_225_600_000_000_000, "a"), (1_767_225_602_000_000_000, "b")],
+            ),
+            ("not a time\n", &[]),
+        ];
+        for (frame, want) in table {
+            let got: Vec<(i64, String)> = log_lines(frame.as_bytes(), true)
+                .into_iter()
+                .map(|l| (l.timestamp_ns, l.text))
+                .collect();
+            let want: Vec<(i64, String)> = want.iter().map(|(t, s)| (*t, s.to_string())).collect();
+            assert_eq!(got, want, "{frame:?}");
+        }
     }
 }

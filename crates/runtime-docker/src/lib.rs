@@ -34,7 +34,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_runtime::{
     CgroupSpec, ContainerSpec, ContainerStatus, ContainerSummary, EventStream, ImageInfo,
-    NetworkInfo, NetworkSpec, ObjectKind, Runtime, RuntimeError, RuntimeInfo, VolumeSpec,
+    NetworkAttachment, NetworkInfo, NetworkSpec, ObjectKind, Runtime, RuntimeError, RuntimeInfo,
+    VolumeSpec,
 };
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
@@ -236,7 +237,11 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn pull(&self, reference: &str) -> Result<ImageInfo, RuntimeError> {
+    async fn pull(
+        &self,
+        reference: &str,
+        auth: Option<&berth_runtime::RegistryAuth>,
+    ) -> Result<ImageInfo, RuntimeError> {
         let pull_err =
             |message: String| RuntimeError::Pull { image: reference.to_string(), message };
         let (name, tag, digest) = berth_runtime::parse_reference(reference);
@@ -249,7 +254,14 @@ impl Runtime for DockerRuntime {
         };
         let docker = self.with_at_least(self.pull_timeout);
         let pulled = async {
-            let mut stream = docker.create_image(Some(opts), None, None);
+            // Sent as X-Registry-Auth.
+            let credentials = auth.map(|a| bollard::auth::DockerCredentials {
+                username: Some(a.username.clone()),
+                password: Some(a.password.clone()),
+                serveraddress: Some(a.server_address.clone()),
+                ..Default::default()
+            });
+            let mut stream = docker.create_image(Some(opts), None, credentials);
             while let Some(item) = stream.next().await {
                 let info = item.map_err(|e| match e {
                     DockerError::DockerResponseServerError { message, .. } => pull_err(message),
@@ -477,8 +489,52 @@ impl Runtime for DockerRuntime {
         Ok(PAUSE_IMAGE.to_string())
     }
 
+    async fn move_to_network(&self, id: &str, to: &NetworkAttachment) -> Result<(), RuntimeError> {
+        self.move_to_network_impl(id, to).await
+    }
+
+    async fn rename(&self, id: &str, name: &str) -> Result<(), RuntimeError> {
+        let opts = bollard::query_parameters::RenameContainerOptions { name: name.to_string() };
+        self.docker
+            .rename_container(id, opts)
+            .await
+            .map_err(|e| self.err("rename", ObjectKind::Container, id, e))
+    }
+
     fn events(&self, labels: &[(String, String)]) -> EventStream {
         events::stream(self, labels)
+    }
+
+    fn follow_logs(&self, id: &str, since_ns: i64) -> berth_runtime::LogStream {
+        // `since` is whole seconds (inclusive): the lines of that second up to `since_ns`
+        // come again and are skipped here by their nanosecond timestamps.
+        let opts = bollard::query_parameters::LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            timestamps: true,
+            since: i32::try_from(since_ns.max(0) / 1_000_000_000).unwrap_or(i32::MAX),
+            ..Default::default()
+        };
+        let rt = self.clone();
+        let id = id.to_string();
+        self.docker
+            .logs(&id, Some(opts))
+            .flat_map(move |item| {
+                let lines: Vec<Result<berth_runtime::LogLine, RuntimeError>> = match item {
+                    Ok(out) => {
+                        let stderr = matches!(out, bollard::container::LogOutput::StdErr { .. });
+                        convert::log_lines(out.as_ref(), stderr)
+                            .into_iter()
+                            .filter(|l| l.timestamp_ns > since_ns)
+                            .map(Ok)
+                            .collect()
+                    }
+                    Err(e) => vec![Err(rt.err("logs", ObjectKind::Container, &id, e))],
+                };
+                futures_util::stream::iter(lines)
+            })
+            .boxed()
     }
 }
 

@@ -8,6 +8,10 @@
 //! * A container with a fixed MAC is created with a raw `POST /containers/create` over the
 //!   engine's unix socket carrying `MacAddress` in its config, the field API 1.41 reads
 //!   (bollard's models follow API 1.44+, where it moved to the endpoint, which 1.41 ignores).
+//! * `move_to_network` takes a running container off all its networks (`none` included) and
+//!   connects it to one with a fixed address; the MAC is then set inside the container's
+//!   namespace (`nsenter --net ip link set dev eth0 address`, root), because API 1.41 ignores
+//!   an endpoint's MAC on connect. The engine keeps reporting the MAC it chose.
 //! * Shared cgroups ([`Cgroups`]): cgroup v1 with Docker's `cgroupfs` driver, verified here:
 //!   `memory/<name>/memory.limit_in_bytes` and `cpu/<name>/cpu.cfs_quota_us` (period 100 ms);
 //!   cgroup v2 (`memory.max`, `cpu.max`) is written the same way but has not been tested.
@@ -16,8 +20,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use berth_runtime::{CgroupSpec, NetworkInfo, NetworkSpec, ObjectKind, RuntimeError};
-use bollard::models::{ContainerCreateBody, Ipam, IpamConfig, NetworkCreateRequest};
+use berth_runtime::{
+    CgroupSpec, NetworkAttachment, NetworkInfo, NetworkSpec, ObjectKind, RuntimeError,
+};
+use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
+};
 use bollard::query_parameters::ListNetworksOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -117,6 +126,53 @@ impl DockerRuntime {
         Ok(out)
     }
 
+    /// [`Runtime::move_to_network`](berth_runtime::Runtime::move_to_network): disconnect
+    /// from every network (a pool container starts on `none`), connect to `to.name` with the
+    /// fixed address, then set the MAC inside the namespace (API 1.41 ignores an endpoint's
+    /// `MacAddress` on connect; `nsenter -n ip link set` changes a veth's address live).
+    pub(crate) async fn move_to_network_impl(
+        &self,
+        id: &str,
+        to: &NetworkAttachment,
+    ) -> Result<(), RuntimeError> {
+        let st = berth_runtime::Runtime::inspect(self, id)
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound { kind: ObjectKind::Container, id: id.into() })?;
+        let pid = st.pid.filter(|_| st.state.is_running()).ok_or_else(|| {
+            RuntimeError::Conflict { id: id.to_string(), message: "the container is not running".into() }
+        })?;
+        for n in st.networks.iter().filter(|n| n.name != to.name) {
+            let req = NetworkDisconnectRequest { container: id.to_string(), force: Some(true) };
+            match self.client().disconnect_network(&n.name, req).await {
+                Ok(()) => {}
+                Err(e) => match self.err("disconnect network", ObjectKind::Network, &n.name, e) {
+                    RuntimeError::NotFound { .. } => {}
+                    other => return Err(other),
+                },
+            }
+        }
+        if !st.networks.iter().any(|n| n.name == to.name) {
+            let req = NetworkConnectRequest {
+                container: id.to_string(),
+                endpoint_config: Some(EndpointSettings {
+                    ipam_config: Some(EndpointIpamConfig {
+                        ipv4_address: to.ip_address.clone(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            };
+            self.client()
+                .connect_network(&to.name, req)
+                .await
+                .map_err(|e| self.err("connect network", ObjectKind::Network, &to.name, e))?;
+        }
+        if let Some(mac) = &to.mac_address {
+            set_mac(pid, mac).await?;
+        }
+        Ok(())
+    }
+
     /// `POST /containers/create` with `MacAddress` added to `body`, over the unix socket.
     pub(crate) async fn create_with_mac(
         &self,
@@ -187,6 +243,55 @@ impl DockerRuntime {
             _ => Err(engine(format!("HTTP {status}: {message}"))),
         }
     }
+}
+
+/// Sets the MAC of the namespace's one interface besides `lo` (`eth0` after a move).
+async fn set_mac(pid: u32, mac: &str) -> Result<(), RuntimeError> {
+    let valid = mac.len() == 17
+        && mac.split(':').all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()));
+    if !valid {
+        return Err(RuntimeError::Invalid {
+            id: mac.to_string(),
+            message: "not a MAC address".into(),
+        });
+    }
+    let mac = mac.to_string();
+    let engine = move |m: String| RuntimeError::Engine {
+        op: "set mac",
+        message: format!("ip link in the network namespace of pid {pid}: {m}"),
+    };
+    let ip = move |args: &[&str]| -> Result<String, String> {
+        let out = std::process::Command::new("nsenter")
+            .args(["--target", &pid.to_string(), "--net", "--", "ip"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("nsenter: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    };
+    let set = move || -> Result<(), String> {
+        if ip(&["link", "set", "dev", "eth0", "address", &mac]).is_ok() {
+            return Ok(());
+        }
+        // Not `eth0`: the one interface that is not loopback.
+        let links = ip(&["-o", "link", "show"])?;
+        let dev = links
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|d| d.split('@').next().unwrap_or(d))
+            .find(|d| *d != "lo")
+            .ok_or_else(|| "no interface besides lo".to_string())?
+            .to_string();
+        ip(&["link", "set", "dev", &dev, "address", &mac]).map(|_| ())
+    };
+    tokio::task::spawn_blocking(set)
+        .await
+        .map_err(|e| engine(e.to_string()))?
+        .map_err(engine)
 }
 
 fn body_field(v: &serde_json::Value, k: &str) -> String {

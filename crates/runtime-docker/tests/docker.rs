@@ -273,7 +273,7 @@ async fn pulling_without_a_registry_is_a_pull_error_and_quick() {
     let rt = docker().await.with_pull_timeout(Duration::from_secs(20));
     for reference in ["127.0.0.1:9/berth-test/nothing:1", "berth-no-such-registry.invalid/app"] {
         let start = Instant::now();
-        match rt.pull(reference).await {
+        match rt.pull(reference, None).await {
             Err(RuntimeError::Pull { image, message }) => {
                 assert_eq!(image, reference);
                 assert!(!message.is_empty());

@@ -77,6 +77,8 @@ pub enum Op {
     RemoveCgroup,
     ListCgroups,
     PauseImage,
+    MoveToNetwork,
+    Rename,
 }
 
 /// A recorded call, with its arguments.
@@ -104,6 +106,8 @@ pub enum Call {
     RemoveCgroup(String),
     ListCgroups(String),
     PauseImage,
+    MoveToNetwork { id: String, to: NetworkAttachment },
+    Rename { id: String, name: String },
 }
 
 impl Call {
@@ -132,6 +136,8 @@ impl Call {
             Call::RemoveCgroup(_) => Op::RemoveCgroup,
             Call::ListCgroups(_) => Op::ListCgroups,
             Call::PauseImage => Op::PauseImage,
+            Call::MoveToNetwork { .. } => Op::MoveToNetwork,
+            Call::Rename { .. } => Op::Rename,
         }
     }
 }
@@ -191,6 +197,8 @@ struct State {
     /// Shared cgroups by name.
     cgroups: BTreeMap<String, CgroupSpec>,
     next_pid: u32,
+    /// Output lines by container key ([`FakeRuntime::push_log`]).
+    logs: BTreeMap<String, Vec<crate::LogLine>>,
 }
 
 /// One live [`Runtime::events`] subscription.
@@ -264,6 +272,7 @@ impl FakeRuntime {
             networks: net::default_networks(),
             cgroups: BTreeMap::new(),
             next_pid: 1000,
+            logs: BTreeMap::new(),
         };
         let (changed, _) = watch::channel(0);
         FakeRuntime { inner: Arc::new(Inner { state: Mutex::new(state), changed }) }
@@ -429,7 +438,11 @@ impl Runtime for FakeRuntime {
         Ok(self.lock().images.get(&normalize_reference(reference)).cloned())
     }
 
-    async fn pull(&self, reference: &str) -> Result<ImageInfo, RuntimeError> {
+    async fn pull(
+        &self,
+        reference: &str,
+        _auth: Option<&crate::RegistryAuth>,
+    ) -> Result<ImageInfo, RuntimeError> {
         self.begin(Call::Pull(reference.to_string()))?;
         let mut st = self.lock();
         let key = normalize_reference(reference);
@@ -820,6 +833,50 @@ impl Runtime for FakeRuntime {
         Ok(PAUSE_IMAGE.to_string())
     }
 
+    async fn move_to_network(&self, id: &str, to: &NetworkAttachment) -> Result<(), RuntimeError> {
+        self.begin(Call::MoveToNetwork { id: id.to_string(), to: to.clone() })?;
+        let mut st = self.lock();
+        let key = find(&st, id).ok_or_else(|| not_found(ObjectKind::Container, id))?;
+        if !st.containers[&key].status.state.is_running() {
+            return Err(RuntimeError::Conflict {
+                id: id.to_string(),
+                message: format!("container {id} is not running"),
+            });
+        }
+        // Docker's checks, as at create: the network, the address inside it and free.
+        let mut probe = st.containers[&key].spec.clone();
+        probe.network_mode = NetworkMode::Named(to.name.clone());
+        probe.ipv4_address = to.ip_address.clone();
+        let name = st.containers[&key].status.name.clone();
+        let me = st.containers.remove(&key).expect("found");
+        let checked = net::check_create(&st, &probe, &name);
+        st.containers.insert(key.clone(), me);
+        checked?;
+        let c = st.containers.get_mut(&key).expect("found");
+        c.spec.network_mode = probe.network_mode;
+        c.spec.ipv4_address = probe.ipv4_address;
+        c.spec.mac_address = to.mac_address.clone();
+        c.status.ip_address = to.ip_address.clone();
+        c.status.networks = vec![to.clone()];
+        Ok(())
+    }
+
+    async fn rename(&self, id: &str, name: &str) -> Result<(), RuntimeError> {
+        self.begin(Call::Rename { id: id.to_string(), name: name.to_string() })?;
+        let mut st = self.lock();
+        let key = find(&st, id).ok_or_else(|| not_found(ObjectKind::Container, id))?;
+        if find(&st, name).is_some_and(|k| k != key) {
+            return Err(RuntimeError::Conflict {
+                id: name.to_string(),
+                message: format!("the container name \"/{name}\" is already in use"),
+            });
+        }
+        let c = st.containers.get_mut(&key).expect("found");
+        c.status.name = name.to_string();
+        c.spec.name = name.to_string();
+        Ok(())
+    }
+
     async fn create_network(&self, spec: &NetworkSpec) -> Result<(), RuntimeError> {
         self.begin(Call::CreateNetwork(spec.clone()))?;
         net::create_network(&mut self.lock(), spec)
@@ -853,6 +910,44 @@ impl Runtime for FakeRuntime {
     async fn list_cgroups(&self, prefix: &str) -> Result<Vec<String>, RuntimeError> {
         self.begin(Call::ListCgroups(prefix.to_string()))?;
         Ok(self.lock().cgroups.keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+    }
+
+    fn follow_logs(&self, id: &str, since_ns: i64) -> crate::LogStream {
+        let rt = self.clone();
+        let id = id.to_string();
+        let changed = self.inner.changed.subscribe();
+        futures_util::stream::unfold(
+            (rt, id, since_ns, changed, VecDeque::new()),
+            |(rt, id, mut since, mut changed, mut ready)| async move {
+                loop {
+                    if let Some(line) = ready.pop_front() {
+                        return Some((Ok(line), (rt, id, since, changed, ready)));
+                    }
+                    let running = {
+                        let st = rt.lock();
+                        let key = find(&st, &id)?;
+                        let fresh: Vec<crate::LogLine> = st
+                            .logs
+                            .get(&key)
+                            .map(|v| v.iter().filter(|l| l.timestamp_ns > since).cloned().collect())
+                            .unwrap_or_default();
+                        if let Some(last) = fresh.last() {
+                            since = last.timestamp_ns;
+                        }
+                        ready.extend(fresh);
+                        st.containers[&key].status.state.is_running()
+                    };
+                    if !ready.is_empty() {
+                        continue;
+                    }
+                    if !running {
+                        return None;
+                    }
+                    changed.changed().await.ok()?;
+                }
+            },
+        )
+        .boxed()
     }
 
     fn events(&self, labels: &[(String, String)]) -> EventStream {

@@ -46,6 +46,24 @@ use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 use time::OffsetDateTime;
 
+/// Credentials for an image registry (what `docker login` stores), for [`Runtime::pull`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+    /// The registry, `HOST[:PORT]`.
+    pub server_address: String,
+}
+
+impl fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .field("server_address", &self.server_address)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The container runtime the agent drives. Implementations are cheap to share (`Arc<dyn
 /// Runtime>`) and safe to call concurrently.
 #[async_trait]
@@ -57,9 +75,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// The image named `reference` if it is present locally, `None` if not.
     async fn image(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError>;
 
-    /// Pulls `reference` (a reference without a tag or digest means `:latest`). Any failure is
-    /// [`RuntimeError::Pull`].
-    async fn pull(&self, reference: &str) -> Result<ImageInfo, RuntimeError>;
+    /// Pulls `reference` (a reference without a tag or digest means `:latest`), presenting
+    /// `auth` to its registry when given. Any failure is [`RuntimeError::Pull`].
+    async fn pull(
+        &self,
+        reference: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<ImageInfo, RuntimeError>;
 
     /// Creates (does not start) a container; returns its id. The image must be present
     /// locally ([`RuntimeError::NotFound`] with [`ObjectKind::Image`] otherwise); a taken name
@@ -139,6 +161,23 @@ pub trait Runtime: Send + Sync + 'static {
     /// reference.
     async fn pause_image(&self) -> Result<String, RuntimeError>;
 
+    /// Moves running container `id` onto network `to.name` with address `to.ip_address` and
+    /// MAC `to.mac_address`, off every network it was on (`none` included): how a warm pause
+    /// container takes an awsvpc task's address. The default refuses
+    /// ([`RuntimeError::Invalid`]): a runtime without it gets no warm pool.
+    async fn move_to_network(&self, id: &str, to: &NetworkAttachment) -> Result<(), RuntimeError> {
+        let _ = to;
+        Err(RuntimeError::Invalid { id: id.to_string(), message: "move_to_network: unsupported".into() })
+    }
+
+    /// Renames container `id` to `name`; a name in use is [`RuntimeError::Conflict`], a
+    /// missing container [`RuntimeError::NotFound`]. The default refuses
+    /// ([`RuntimeError::Invalid`]).
+    async fn rename(&self, id: &str, name: &str) -> Result<(), RuntimeError> {
+        let _ = name;
+        Err(RuntimeError::Invalid { id: id.to_string(), message: "rename: unsupported".into() })
+    }
+
     /// Follows the engine's events about containers that carry every one of `labels`.
     ///
     /// Nothing is sent to the engine until the stream is first polled. The stream yields
@@ -151,6 +190,28 @@ pub trait Runtime: Send + Sync + 'static {
     /// again after an end. An event is a hint to re-read its container: it may repeat, and a
     /// few events from shortly before the subscription may be replayed after `Subscribed`.
     fn events(&self, labels: &[(String, String)]) -> EventStream;
+
+    /// A container's output lines, stdout and stderr in the order the engine recorded them,
+    /// each with the engine's timestamp, from after `since_ns` (Unix nanoseconds; lines at
+    /// or before it are skipped). The stream stays open while the container runs and ends
+    /// once it has stopped and every line is delivered, or with an `Err` when the engine
+    /// cannot be read (then the caller follows again from its last line). For the agent's
+    /// `awslogs` driver, which runs containers with the engine's own local log driver.
+    fn follow_logs(&self, id: &str, since_ns: i64) -> LogStream;
+}
+
+/// What [`Runtime::follow_logs`] yields.
+pub type LogStream = BoxStream<'static, Result<LogLine, RuntimeError>>;
+
+/// One line of a container's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// When the engine recorded it (Unix nanoseconds).
+    pub timestamp_ns: i64,
+    /// From stderr (else stdout).
+    pub stderr: bool,
+    /// Without its line end.
+    pub text: String,
 }
 
 /// A user-defined bridge network.

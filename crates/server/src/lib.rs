@@ -24,23 +24,30 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+mod autoscaling;
 pub mod clock;
 pub mod data_dir;
 mod ec2;
+mod ecr;
 mod ecs;
+mod elbv2;
 mod error;
 mod instances;
+mod logs;
 mod pagination;
 mod protocol;
 mod records;
 mod regions;
+mod servicediscovery;
 mod ssm;
 mod sts;
 pub mod tls;
 
 /// The paths of Berth's administration API (join tokens), for `berth token`.
 pub mod admin_paths {
-    pub use crate::protocol::admin::{CREATE_PATH, LIST_PATH, REVOKE_PATH, SPOT_INTERRUPT_PATH};
+    pub use crate::protocol::admin::{
+        CREATE_PATH, LIST_PATH, REGISTRY_GC_PATH, REVOKE_PATH, SPOT_INTERRUPT_PATH,
+    };
 }
 
 use std::net::SocketAddr;
@@ -82,8 +89,14 @@ pub struct ServerConfig {
     /// A service task without container health checks counts as healthy after running this
     /// long (ECS: 40 seconds).
     pub service_settle: std::time::Duration,
+    /// How long (seconds) a managed-scaling capacity provider's reservation must stay below
+    /// its target before its group is scaled in (ECS: 900).
+    pub scale_in_after_secs: u32,
     /// A STOPPED task stays describable this long, then is removed (ECS: at least an hour).
     pub stopped_task_retention: std::time::Duration,
+    /// Random FARGATE_SPOT interruptions per Spot task-hour (`0`: none), for testing a
+    /// service's resilience (see `berth spot`).
+    pub spot_interruption_rate: f64,
     /// Connection cap and timeouts of the API port ([`berth_serve`]). The agents' long poll
     /// (up to 60 s) is a request in flight, which none of the timeouts cuts.
     pub http: berth_serve::Limits,
@@ -93,6 +106,43 @@ pub struct ServerConfig {
     /// no instance ever starts (they stay `pending`). Default: this process's executable
     /// when it is `berth` (so `berth server` and `berth up` run them; test binaries do not).
     pub agent_program: Option<PathBuf>,
+    /// The address load balancer listeners bind (ELBv2, with each listener's own port).
+    pub lb_bind_address: std::net::IpAddr,
+    /// The image registry (ECR's data plane, issue #14): [`RegistryConfig`].
+    pub registry: RegistryConfig,
+    /// Where the records live: `None`, `DATA_DIR/berth.db` (SQLite); `Some`, an etcd cluster
+    /// (issue #18). Keys, certificates and the log store stay in the data directory either way;
+    /// servers sharing an etcd store need the same master key (`key_file`).
+    pub etcd: Option<berth_store::EtcdConfig>,
+    /// Where the DNS server of Cloud Map's namespaces listens, UDP and TCP on one port
+    /// (`berth_dns`); `None`: no DNS listener (the API still works). Port 0 picks a free port.
+    pub dns_listen: Option<SocketAddr>,
+}
+
+/// Where and how the image registry runs.
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    /// Where it listens; `None`: no registry (and no ECR API). Port 0 picks a free port at
+    /// each start.
+    pub listen: Option<SocketAddr>,
+    /// The `HOST:PORT` that `repositoryUri` and `proxyEndpoint` name; `None`: the address
+    /// bound (loopback when it listens everywhere).
+    pub address: Option<String>,
+    /// How often unreferenced blobs are collected and lifecycle policies applied.
+    pub gc_interval: std::time::Duration,
+    /// A blob written this recently is never collected (it may belong to a push in progress).
+    pub gc_grace: std::time::Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            address: None,
+            gc_interval: std::time::Duration::from_secs(3600),
+            gc_grace: std::time::Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Default cap on the API's open connections: every agent holds one for its long poll, and
@@ -112,13 +162,19 @@ impl ServerConfig {
             agent_timeout: std::time::Duration::from_secs(45),
             instance_lost_after: std::time::Duration::from_secs(120),
             service_settle: std::time::Duration::from_secs(40),
+            scale_in_after_secs: 900,
             stopped_task_retention: std::time::Duration::from_secs(3600),
+            spot_interruption_rate: 0.0,
             http: berth_serve::Limits::new(DEFAULT_MAX_CONNECTIONS),
             key_file: None,
             tls: tls::TlsSettings::default(),
             agent_program: std::env::current_exe()
                 .ok()
                 .filter(|p| p.file_stem().is_some_and(|s| s == "berth")),
+            lb_bind_address: std::net::Ipv4Addr::LOCALHOST.into(),
+            registry: RegistryConfig::default(),
+            dns_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            etcd: None,
         }
     }
 }
@@ -145,6 +201,10 @@ pub enum StartError {
         "cannot listen on {addr}: {source} (is another server using the port? pick another with --listen)"
     )]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error(
+        "cannot listen for DNS on {addr}: {source} (pick another address with --dns-listen, or --dns-listen off)"
+    )]
+    DnsListen { addr: SocketAddr, source: std::io::Error },
     #[error("cannot upgrade the records of the data directory: {0}")]
     Upgrade(String),
     #[error("cannot set up TLS: {0}")]
@@ -197,6 +257,10 @@ pub(crate) struct App {
     /// Join tokens (issue #10).
     pub tokens: auth::tokens::JoinTokens,
     pub account_id: String,
+    /// CloudWatch Logs and its store, `DATA_DIR/logs.db` (issue #15).
+    pub logs: Arc<logs::Logs>,
+    /// The image registry and the ECR API over it, when the server runs one.
+    pub ecr: Option<Arc<ecr::EcrService>>,
 }
 
 /// A server that has opened its store and bound its port, ready to serve.
@@ -211,6 +275,10 @@ pub struct Server {
     tls: Option<tls::Tls>,
     /// The agents of EC2 instances ([`ServerConfig::agent_program`]).
     agents: Option<Arc<instances::InstanceAgents>>,
+    /// The registry's port, bound ([`RegistryConfig::listen`]).
+    registry: Option<TcpListener>,
+    /// The DNS listener of Cloud Map's namespaces ([`ServerConfig::dns_listen`]).
+    dns: Option<berth_dns::Listener>,
 }
 
 impl Server {
@@ -237,22 +305,33 @@ impl Server {
             )));
         };
         let data_dir = data_dir::DataDir::open(&config.data_dir)?;
-        let sqlite = SqliteStore::open(&config.data_dir.join("berth.db"))?;
+        let (store, sqlite): (Arc<dyn Store>, Option<Arc<SqliteStore>>) = match &config.etcd {
+            None => {
+                let sqlite = Arc::new(SqliteStore::open(&config.data_dir.join("berth.db"))?);
+                (sqlite.clone(), Some(sqlite))
+            }
+            Some(etcd) => (Arc::new(berth_store::EtcdStore::connect(etcd.clone()).await?), None),
+        };
         let key_file = match &config.key_file {
             Some(k) => k.clone(),
             None => config.data_dir.join(auth::secrets::DEFAULT_KEY_FILE),
         };
         let (master_key, _) = auth::MasterKey::load_or_create(&key_file)?;
         let master_key = Arc::new(master_key);
-        let sealed = auth::secrets::seal_plaintext_keys(&sqlite, &master_key)
+        let sealed = auth::secrets::seal_plaintext_keys(&*store, &master_key)
             .await
             .map_err(StartError::Seal)?;
         if sealed > 0 {
-            // The plain text must not linger in the file's free pages or in the WAL.
-            sqlite.scrub()?;
+            match &sqlite {
+                // The plain text must not linger in the file's free pages or in the WAL.
+                Some(sqlite) => sqlite.scrub()?,
+                None => tracing::warn!(
+                    "etcd keeps the plain text of the sealed secrets in its history until it is compacted"
+                ),
+            }
             tracing::info!(sealed, "sealed access key secrets stored in plain text");
         }
-        let store: Arc<dyn Store> = Arc::new(sqlite);
+        drop(sqlite);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let scope = Scope::new(config.region.clone(), config.account_id.clone());
         let admin_key =
@@ -273,7 +352,15 @@ impl Server {
             regions::OpenError::Store(e) => StartError::Store(e),
             regions::OpenError::Upgrade(e) => StartError::Upgrade(e),
         })?;
+        let (registry, ecr) = ecr::EcrService::start(
+            &config,
+            regions.services(default_region).view.clone(),
+            clock.clone(),
+            default_region,
+        )
+        .await?;
         let app = Arc::new(App {
+            ecr,
             auth: auth::Authenticator::new(
                 store.clone(),
                 clock.clone(),
@@ -286,6 +373,10 @@ impl Server {
             regions,
             max_body_bytes: config.max_body_bytes,
             account_id: config.account_id.clone(),
+            logs: Arc::new(
+                logs::Logs::open(&config.data_dir.join("logs.db"))
+                    .map_err(|e| StartError::Config(format!("cannot open the log store: {e}")))?,
+            ),
         });
         let listener = TcpListener::bind(config.listen)
             .await
@@ -321,7 +412,28 @@ impl Server {
                 Some(Arc::new(agents))
             }
         };
-        Ok(Self { app, listener, local_addr, admin_key, config, data_dir, tls, agents })
+        let dns = match config.dns_listen {
+            Some(addr) => Some(
+                app.regions
+                    .dns()
+                    .serve(addr)
+                    .await
+                    .map_err(|source| StartError::DnsListen { addr, source })?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            app,
+            listener,
+            local_addr,
+            admin_key,
+            config,
+            data_dir,
+            tls,
+            agents,
+            registry,
+            dns,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -345,6 +457,16 @@ impl Server {
         format!("{scheme}://{}", self.local_addr)
     }
 
+    /// The address `docker push` uses for the registry (`HOST:PORT`), when one runs.
+    pub fn registry_address(&self) -> Option<String> {
+        self.app.ecr.as_ref().map(|e| e.address.clone())
+    }
+
+    /// The address of the DNS listener (UDP and TCP), when one runs.
+    pub fn dns_address(&self) -> Option<SocketAddr> {
+        self.dns.as_ref().map(|d| d.local_addr())
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &ServerConfig {
         &self.config
@@ -358,14 +480,32 @@ impl Server {
         let (stop_tx, _) = tokio::sync::watch::channel(false);
         // Each region's service controller and retention reaper, now and as regions appear.
         self.app.regions.start(&stop_tx, self.agents.clone());
+        let logs = self.app.logs.clone();
+        supervise("log retention sweep".into(), &stop_tx, move |stop| logs.clone().sweeper(stop));
         let app = self.app.clone();
+        // The registry's port and loops stop with the API's.
+        let (down_tx, down_rx) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = down_tx.send(true);
+        };
+        let registry = match (self.registry, &self.app.ecr) {
+            (Some(l), Some(ecr)) => Some(ecr.clone().spawn(l, &stop_tx, self.config.http, down_rx)),
+            _ => None,
+        };
         let router = protocol::router(self.app);
         let acceptor = self.tls.map(|t| t.acceptor);
         let served =
             berth_serve::serve_tls(self.listener, router, self.config.http, acceptor, shutdown)
                 .await;
         let _ = stop_tx.send(true);
+        if let Some(r) = registry {
+            let _ = r.await;
+        }
         app.regions.stop().await;
+        if let Some(dns) = self.dns {
+            dns.shutdown().await;
+        }
         if let Some(agents) = self.agents {
             // The agents exit with the server; their instances' next start brings them back.
             tokio::task::spawn_blocking(move || agents.shutdown()).await.ok();
@@ -424,8 +564,11 @@ fn timing(config: &ServerConfig) -> ecs::core::Timing {
         agent_heartbeat_secs: (config.agent_timeout.as_secs() / 3).clamp(1, 60) as u32,
         instance_lost_after_secs: config.instance_lost_after.as_secs_f64(),
         service_settle_secs: config.service_settle.as_secs_f64(),
+        scale_in_after_secs: config.scale_in_after_secs,
         stopped_task_retention_secs: config.stopped_task_retention.as_secs_f64(),
+        spot_interruption_rate_per_hour: config.spot_interruption_rate,
         endpoint: Default::default(),
+        lb_bind_address: config.lb_bind_address,
     }
 }
 

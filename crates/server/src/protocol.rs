@@ -39,11 +39,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route(berth_agent_protocol::POLL_PATH, axum::routing::post(agent_poll))
         .route(berth_agent_protocol::REPORT_PATH, axum::routing::post(agent_report))
         .route(berth_agent_protocol::JOIN_PATH, axum::routing::post(agent_join))
+        .route(berth_agent_protocol::LOGS_PATH, axum::routing::post(agent_logs))
         .route(berth_agent_protocol::INFO_PATH, get(server_info).post(server_info))
         .route(admin::CREATE_PATH, axum::routing::post(admin_create_token))
         .route(admin::LIST_PATH, axum::routing::post(admin_list_tokens))
         .route(admin::REVOKE_PATH, axum::routing::post(admin_revoke_token))
         .route(admin::SPOT_INTERRUPT_PATH, axum::routing::post(admin_spot_interrupt))
+        .route(admin::REGISTRY_GC_PATH, axum::routing::post(admin_registry_gc))
         .fallback(any(not_found))
         .with_state(app)
 }
@@ -64,6 +66,21 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
                 Ok(body) => json_response(Ok(body), &request_id),
                 Err(e) => error_response(&request_id, &e),
             };
+        }
+        form::Route::Ecr => {
+            return match crate::ecr::serve(&app, req, &request_id).await {
+                Ok(body) => json_response(Ok(body), &request_id),
+                Err(e) => error_response(&request_id, &e),
+            };
+        }
+        form::Route::ServiceDiscovery => {
+            return json_response(
+                crate::servicediscovery::serve(&app, req, &request_id).await,
+                &request_id,
+            );
+        }
+        form::Route::Logs => {
+            return json_response(crate::logs::serve(&app, req, &request_id).await, &request_id);
         }
         form::Route::Form(service) => return form::serve(&app, service, req, &request_id).await,
         form::Route::NotServed { service, form: true } => {
@@ -355,6 +372,23 @@ async fn agent_report(State(app): State<Arc<App>>, req: Request) -> Response {
     .await
 }
 
+/// `POST /berth/agent/v1/logs`: the `awslogs` driver's shipments, for the instance's own tasks.
+async fn agent_logs(State(app): State<Arc<App>>, req: Request) -> Response {
+    agent_call(
+        app,
+        req,
+        agent_action("ShipLogs"),
+        |s: &berth_agent_protocol::LogShipment| {
+            vec![
+                Target::Instance(Some(s.container_instance_arn.as_str())),
+                Target::Task { cluster: Some(s.cluster.as_str()), task: s.task_arn.as_str() },
+            ]
+        },
+        |app, region, _ctx, input| async move { app.logs.ship(region.name, input).await },
+    )
+    .await
+}
+
 /// `GET` (or `POST`) `/berth/agent/v1/info`: the server's default region, for an agent started without
 /// `--region` (unauthenticated: it tells nothing a signed error would not).
 async fn server_info(State(app): State<Arc<App>>) -> Response {
@@ -428,6 +462,17 @@ pub mod admin {
     /// `{cluster?, task?, count?}` -> `{tasks: [...]}`: FARGATE_SPOT interruptions in the
     /// region of the request's scope (`crate::ecs::SpotInterrupt`).
     pub const SPOT_INTERRUPT_PATH: &str = "/berth/admin/v1/spot/interrupt";
+    /// `{graceSeconds?}` -> `{blobsDeleted, bytesFreed, blobsKept}`: applies the registry's
+    /// lifecycle policies and collects its unreferenced blobs now (`crate::ecr`).
+    pub const REGISTRY_GC_PATH: &str = "/berth/admin/v1/registry/gc";
+
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct RegistryGc {
+        /// Blobs written this recently are kept (default: the server's grace period).
+        #[serde(default)]
+        pub grace_seconds: Option<u64>,
+    }
 
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -510,6 +555,30 @@ async fn admin_spot_interrupt(State(app): State<Arc<App>>, req: Request) -> Resp
             let tasks = app.regions.ecs(region).interrupt_spot(&input).await?;
             tracing::info!(count = tasks.len(), by = %ctx.principal.arn, "Spot tasks interrupted");
             Ok(serde_json::json!({"tasks": tasks}))
+        },
+    )
+    .await
+}
+
+async fn admin_registry_gc(State(app): State<Arc<App>>, req: Request) -> Response {
+    agent_call(
+        app,
+        req,
+        admin_action("CollectRegistryGarbage"),
+        |_: &admin::RegistryGc| vec![],
+        |app, _region, ctx, input| async move {
+            let Some(ecr) = app.ecr.clone() else {
+                return Err(common::invalid_request("This server runs no registry."));
+            };
+            let grace =
+                input.grace_seconds.map_or(ecr.gc_grace, std::time::Duration::from_secs);
+            let r = ecr.housekeeping(grace).await;
+            tracing::info!(deleted = r.blobs_deleted, by = %ctx.principal.arn, "registry collected");
+            Ok(serde_json::json!({
+                "blobsDeleted": r.blobs_deleted,
+                "bytesFreed": r.bytes_freed,
+                "blobsKept": r.blobs_kept,
+            }))
         },
     )
     .await

@@ -31,11 +31,14 @@ use berth_store::{KeySpace, Store, StoreError, View};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::autoscaling::AutoScaling;
 use crate::clock::Clock;
 use crate::ec2::Ec2;
 use crate::ecs::Ecs;
 use crate::ecs::core::Timing;
+use crate::elbv2::Elbv2;
 use crate::instances::InstanceAgents;
+use crate::servicediscovery::CloudMap;
 
 /// The regions served, each with its ECS.
 pub(crate) struct Regions {
@@ -46,12 +49,19 @@ pub(crate) struct Regions {
     default: Region,
     served: Mutex<HashMap<&'static str, Arc<Services>>>,
     loops: Mutex<Loops>,
+    /// The DNS data plane every region's Cloud Map feeds (one listener for all regions).
+    dns: Arc<crate::servicediscovery::dns::DnsFeed>,
 }
 
 /// The services of one region, over one view of the store.
 pub(crate) struct Services {
     pub ecs: Arc<Ecs>,
     pub ec2: Arc<Ec2>,
+    pub autoscaling: Arc<AutoScaling>,
+    /// The region's ELBv2 API and load balancer data plane.
+    pub elbv2: Arc<Elbv2>,
+    /// The region's Cloud Map (its DNS namespaces feed [`Regions::dns`]).
+    pub servicediscovery: Arc<CloudMap>,
     /// The region's view of the store (what both read and write).
     pub view: Arc<dyn Store>,
 }
@@ -98,6 +108,7 @@ impl Regions {
             default,
             served: Mutex::new(HashMap::new()),
             loops: Mutex::new(Loops::Idle),
+            dns: Arc::new(crate::servicediscovery::dns::DnsFeed::new()),
         };
         let mut in_use = vec![default];
         for name in child_segments(&*me.store, keys::REGIONS).await? {
@@ -115,6 +126,11 @@ impl Regions {
             ecs.upgrade_records().await.map_err(|e| OpenError::Upgrade(e.message))?;
         }
         Ok(me)
+    }
+
+    /// The DNS data plane of Cloud Map's namespaces (served by [`crate::Server`]).
+    pub fn dns(&self) -> &berth_dns::Dns {
+        self.dns.dns()
     }
 
     /// The configured default region (`--region`).
@@ -148,7 +164,19 @@ impl Regions {
                 self.timing.clone(),
             ));
             let ec2 = Arc::new(Ec2::new(view.clone(), region, &self.account_id));
-            let services = Arc::new(Services { ecs, ec2, view });
+            let autoscaling =
+                Arc::new(AutoScaling::new(view.clone(), region, &self.account_id, ec2.clone()));
+            autoscaling.set_ecs(ecs.clone(), self.timing.scale_in_after_secs);
+            let elbv2 = Arc::new(Elbv2::new(
+                view.clone(),
+                region,
+                &self.account_id,
+                self.timing.lb_bind_address,
+            ));
+            let servicediscovery =
+                Arc::new(CloudMap::new(view.clone(), region, &self.account_id, self.dns.clone()));
+            let services =
+                Arc::new(Services { ecs, ec2, autoscaling, elbv2, servicediscovery, view });
             served.insert(region.name, services.clone());
             services
         };
@@ -222,6 +250,14 @@ impl Loops {
                     async move { crate::instances::run(agents, view, ecs, region, stop).await }
                 }
             }));
+            // Auto Scaling launches agent-backed instances: only where agents run.
+            handles.push(crate::supervise(format!("Auto Scaling controller ({region})"), stop, {
+                let asg = services.autoscaling.clone();
+                move |stop| {
+                    let asg = asg.clone();
+                    async move { crate::autoscaling::controller::run(asg, stop).await }
+                }
+            }));
         }
         handles.push(crate::supervise(format!("service controller ({region})"), stop, {
             let ecs = ecs.clone();
@@ -230,6 +266,14 @@ impl Loops {
                 async move { ecs.service_controller.run(stop).await }
             }
         }));
+        handles.push(crate::supervise(format!("DNS view ({region})"), stop, {
+            let cloudmap = services.servicediscovery.clone();
+            move |stop| crate::servicediscovery::dns::run(cloudmap.clone(), stop)
+        }));
+        handles.push(crate::supervise(format!("load balancer data plane ({region})"), stop, {
+            let elbv2 = services.elbv2.clone();
+            move |stop| crate::elbv2::run(elbv2.clone(), stop)
+        }));
         handles.push(crate::supervise(format!("retention reaper ({region})"), stop, {
             let ecs = ecs.clone();
             move |stop| {
@@ -237,6 +281,20 @@ impl Loops {
                 async move { ecs.retention.run(stop).await }
             }
         }));
+        let rate = ecs.spot_interruption_rate();
+        if rate > 0.0 {
+            handles.push(crate::supervise(
+                format!("random Spot interruptions ({region})"),
+                stop,
+                {
+                    let ecs = ecs.clone();
+                    move |stop| {
+                        let ecs = ecs.clone();
+                        async move { ecs.run_random_spot(rate, stop).await }
+                    }
+                },
+            ));
+        }
     }
 }
 
@@ -308,7 +366,7 @@ mod tests {
             Loops::Running { handles, .. } => handles.len(),
             _ => 0,
         };
-        assert_eq!(count(&again), 6, "two loops in each of three regions");
+        assert_eq!(count(&again), 12, "four loops in each of three regions");
         stop.send(true).unwrap();
         tokio::time::timeout(std::time::Duration::from_secs(10), again.stop()).await.unwrap();
         again.ecs(region("eu-west-2"));

@@ -1,6 +1,7 @@
 //! Berth's state store: an ordered key-value map with a global revision, compare-and-set
 //! transactions and range reads, the interface etcd offers, so the same handlers and
-//! controllers run on the embedded SQLite backend ([`SqliteStore`]) or, later, on etcd.
+//! controllers run on the embedded SQLite backend ([`SqliteStore`]) or on etcd
+//! ([`EtcdStore`]; how its semantics map, and where they differ, is in its module header).
 //!
 //! Contract:
 //! * Keys are UTF-8 strings ordered bytewise; callers lay out keys so that every listing is a
@@ -24,6 +25,8 @@
 //!   soon as space is freed, without reopening the store.
 #![forbid(unsafe_code)]
 
+mod etcd;
+pub mod etcd_process;
 pub mod space;
 mod sqlite;
 pub mod view;
@@ -31,6 +34,7 @@ pub mod view;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use etcd::{DELIVERY_WAIT, ETCD_DEFAULT_MAX_TXN_OPS, EtcdConfig, EtcdStore};
 pub use sqlite::{SqliteStore, StoreStats};
 pub use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 pub use view::{ChangeFeed, KeySpace, View};
@@ -183,6 +187,33 @@ pub enum StoreError {
     /// A write through a [`View`] named a key the view cannot see (a bug in the caller).
     #[error("key {key:?} is outside this view of the store")]
     KeyOutsideView { key: String },
+    /// A store URL (`--store`) that does not parse.
+    #[error("store {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    /// etcd failed a request (unreachable, no leader, timeout...). For a write, its outcome is
+    /// unknown: re-read before retrying.
+    #[error("etcd at {endpoints}: {what} failed: {source}")]
+    Etcd { endpoints: String, what: String, source: Box<etcd_client::Error> },
+    /// etcd's NOSPACE alarm is raised (its backend quota is used up): writes fail, nothing of
+    /// them applied, until space is reclaimed and the alarm disarmed.
+    #[error(
+        "etcd at {endpoints} is out of space ({message}); the write was not applied. Compact and defragment etcd (or raise its --quota-backend-bytes), then disarm the alarm with `etcdctl alarm disarm`"
+    )]
+    EtcdNoSpace { endpoints: String, message: String },
+    /// A transaction larger than etcd accepts in one request; nothing was applied. Values are
+    /// never split.
+    #[error(
+        "the write of key {key:?} ({size} bytes; {total} bytes in the whole transaction) exceeds etcd's request size limit (its --max-request-bytes, 1.5 MiB by default); nothing was applied"
+    )]
+    TooLarge { key: String, size: usize, total: usize },
+    /// A transaction with more operations or compares than etcd accepts; nothing was applied.
+    #[error(
+        "a transaction of {ops} operations exceeds etcd's limit per transaction (its --max-txn-ops, 128 by default); nothing was applied. Run etcd with --max-txn-ops=1024"
+    )]
+    TooManyOps { ops: usize },
+    /// A key in the store that is not UTF-8 (written by something other than Berth).
+    #[error("store key {key:?} is not UTF-8")]
+    NotUtf8 { key: String },
 }
 
 /// The store interface. Implementations are cheap to clone behind an `Arc`.

@@ -284,11 +284,41 @@ pub struct ChangeFeed {
     rx: broadcast::Receiver<Arc<Change>>,
     /// The views it is seen through, innermost first.
     spaces: Vec<Arc<KeySpace>>,
+    /// Moves when the store lost changes it cannot deliver (etcd: a compaction overtook its
+    /// watch): the receiver then gets `Lagged` and must rebuild, like a lagging receiver.
+    resets: Option<watch::Receiver<u64>>,
 }
 
 impl ChangeFeed {
     pub(crate) fn new(rx: broadcast::Receiver<Arc<Change>>) -> Self {
-        Self { rx, spaces: Vec::new() }
+        Self { rx, spaces: Vec::new(), resets: None }
+    }
+
+    /// A feed whose store may lose changes: each move of `resets` is a `Lagged` to the
+    /// receiver, and what was queued before it is dropped (the rebuild's read covers it).
+    pub(crate) fn with_resets(
+        rx: broadcast::Receiver<Arc<Change>>,
+        mut resets: watch::Receiver<u64>,
+    ) -> Self {
+        resets.mark_unchanged();
+        Self { rx, spaces: Vec::new(), resets: Some(resets) }
+    }
+
+    /// True (once per move) when the store reset the feed; the queue is then dropped.
+    fn was_reset(&mut self) -> bool {
+        let Some(r) = &mut self.resets else { return false };
+        match r.has_changed() {
+            Ok(true) => {
+                r.mark_unchanged();
+                self.rx = self.rx.resubscribe();
+                true
+            }
+            Ok(false) => false,
+            Err(_) => {
+                self.resets = None;
+                false
+            }
+        }
     }
 
     /// The same feed seen through `space` (a key space of the store this feed is of).
@@ -308,7 +338,30 @@ impl ChangeFeed {
     /// `Lagged`: this receiver fell behind and must rebuild from a fresh read.
     pub async fn recv(&mut self) -> Result<Arc<Change>, RecvError> {
         loop {
-            let c = self.rx.recv().await?;
+            if self.was_reset() {
+                return Err(RecvError::Lagged(0));
+            }
+            let c = match &mut self.resets {
+                None => self.rx.recv().await?,
+                Some(resets) => {
+                    let reset = tokio::select! {
+                        c = self.rx.recv() => Ok(c?),
+                        changed = resets.changed() => Err(changed.is_ok()),
+                    };
+                    match reset {
+                        Ok(c) => c,
+                        Err(true) => {
+                            self.rx = self.rx.resubscribe();
+                            return Err(RecvError::Lagged(0));
+                        }
+                        Err(false) => {
+                            // The store is gone; what is queued is still delivered.
+                            self.resets = None;
+                            continue;
+                        }
+                    }
+                }
+            };
             if let Some(c) = self.filter(c) {
                 return Ok(c);
             }
@@ -318,6 +371,9 @@ impl ChangeFeed {
     /// [`Self::recv`] without waiting.
     pub fn try_recv(&mut self) -> Result<Arc<Change>, broadcast::error::TryRecvError> {
         loop {
+            if self.was_reset() {
+                return Err(broadcast::error::TryRecvError::Lagged(0));
+            }
             let c = self.rx.try_recv()?;
             if let Some(c) = self.filter(c) {
                 return Ok(c);
@@ -525,6 +581,35 @@ mod tests {
         put(&*f.base, "regions/stray", "no segment").await;
         let got = child_segments(&*f.base, "regions/").await.unwrap();
         assert_eq!(got, ["ap-southeast-1", "eu-west-1"]);
+    }
+
+    #[tokio::test]
+    async fn a_reset_feed_lags_once_and_drops_what_was_queued() {
+        let (tx, _) = broadcast::channel(16);
+        let (resets, _) = watch::channel(0u64);
+        let change =
+            |r| Arc::new(Change { revision: r, ops: vec![Op::Delete { key: "k".into() }] });
+        let mut feed = ChangeFeed::with_resets(tx.subscribe(), resets.subscribe());
+        tx.send(change(1)).unwrap();
+        assert_eq!(feed.recv().await.unwrap().revision, 1);
+        tx.send(change(2)).unwrap();
+        resets.send_modify(|n| *n += 1);
+        assert!(matches!(feed.recv().await, Err(RecvError::Lagged(_))));
+        assert!(feed.try_recv().is_err(), "what was queued before the reset is dropped");
+        tx.send(change(3)).unwrap();
+        assert_eq!(feed.recv().await.unwrap().revision, 3);
+        // A reset while waiting wakes the receiver.
+        let waiting = tokio::spawn(async move { feed.recv().await.map(|c| c.revision) });
+        tokio::task::yield_now().await;
+        resets.send_modify(|n| *n += 1);
+        assert!(matches!(waiting.await.unwrap(), Err(RecvError::Lagged(_))));
+        // try_recv sees resets too; a feed whose store is gone still drains its queue.
+        let mut feed = ChangeFeed::with_resets(tx.subscribe(), resets.subscribe());
+        resets.send_modify(|n| *n += 1);
+        assert!(matches!(feed.try_recv(), Err(broadcast::error::TryRecvError::Lagged(_))));
+        tx.send(change(4)).unwrap();
+        drop(resets);
+        assert_eq!(feed.recv().await.unwrap().revision, 4);
     }
 
     #[test]

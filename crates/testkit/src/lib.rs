@@ -34,6 +34,8 @@ pub struct ServerProc {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
+    /// The DNS listener of Cloud Map's namespaces (the server's `dns ADDR` line), if any.
+    pub dns: Option<std::net::SocketAddr>,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     bin: PathBuf,
@@ -88,9 +90,13 @@ impl ServerProc {
         let mut lines = BufReader::new(stdout).lines();
         // Blocks until the server has bound its port (or exited).
         let mut endpoint = None;
+        let mut dns = None;
         let addr = loop {
             match lines.next() {
                 Some(Ok(line)) => {
+                    if let Some(d) = line.strip_prefix("dns ") {
+                        dns = d.parse().ok();
+                    }
                     if let Some(e) = line.strip_prefix("endpoint ") {
                         endpoint = Some(e.to_string());
                     }
@@ -109,6 +115,7 @@ impl ServerProc {
         Ok(Self {
             child: Some(child),
             endpoint: endpoint.unwrap_or_else(|| format!("http://{addr}")),
+            dns,
             data_dir: data_dir.to_path_buf(),
             _tmp: None,
             bin: bin.to_path_buf(),
@@ -139,6 +146,7 @@ impl ServerProc {
         let mut next = std::mem::ManuallyDrop::new(next);
         self.child = next.child.take();
         self.endpoint = std::mem::take(&mut next.endpoint);
+        self.dns = next.dns;
         Ok(())
     }
 
@@ -152,6 +160,7 @@ impl ServerProc {
         let next = Self::spawn(&self.bin, "server", &self.data_dir, &args, &listen)?;
         let mut next = std::mem::ManuallyDrop::new(next);
         self.child = next.child.take();
+        self.dns = next.dns;
         Ok(())
     }
 

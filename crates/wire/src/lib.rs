@@ -27,8 +27,35 @@ pub mod sts {
     mod generated;
     pub use generated::*;
 }
+pub mod autoscaling {
+    //! Amazon EC2 Auto Scaling (`query` protocol): the operations Berth implements.
+    mod generated;
+    pub use generated::*;
+}
+pub mod elbv2 {
+    //! Elastic Load Balancing v2 (`query` protocol): the operations Berth implements.
+    mod generated;
+    pub use generated::*;
+}
 pub mod ssm {
     //! AWS Systems Manager (`AmazonSSM`, JSON 1.1): the operations Berth implements.
+    mod generated;
+    pub use generated::*;
+}
+pub mod logs {
+    //! Amazon CloudWatch Logs (`Logs_20140328`, JSON 1.1): the operations Berth implements.
+    mod generated;
+    pub use generated::*;
+}
+pub mod ecr {
+    //! Amazon ECR (`AmazonEC2ContainerRegistry_V20150921`, JSON 1.1): the operations Berth
+    //! implements.
+    mod generated;
+    pub use generated::*;
+}
+pub mod servicediscovery {
+    //! AWS Cloud Map (`Route53AutoNaming_v20170314`, JSON 1.1): the operations Berth
+    //! implements.
     mod generated;
     pub use generated::*;
 }

@@ -58,6 +58,8 @@ pub const SAFETY_NET_PERIOD: Duration = Duration::from_secs(30);
 /// How long a container waiting for its dependencies goes without re-reading them when no
 /// event arrives (the same safety net, shorter because start-up is waiting on it).
 const DEPENDENCY_RECHECK: Duration = Duration::from_secs(5);
+/// How long a stopping task waits for its containers' last log lines to be shipped.
+const LOG_DRAIN: Duration = Duration::from_secs(15);
 
 /// The agent's view of one container.
 #[derive(Clone, Debug)]
@@ -109,6 +111,11 @@ pub struct TaskContext {
     pub events: Router,
     /// The firewall and security groups for awsvpc tasks.
     pub network: network::Networking,
+    /// Credentials for images on the control plane's registry.
+    pub pull_auth: crate::registry_auth::PullAuth,
+    /// Where the `awslogs` driver ships ([`crate::logs`]); `None`: containers that ask for
+    /// it keep their output in the engine's local log only.
+    pub logs: Option<Arc<crate::logs::Shipper>>,
 }
 
 /// One task being run.
@@ -133,6 +140,8 @@ pub struct TaskActor {
     watch: Watch,
     /// The task's own network (awsvpc) and cgroup.
     net: network::TaskNet,
+    /// The `awslogs` shippers of its containers ([`crate::logs`]).
+    shippers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 fn rfc3339(t: Option<time::OffsetDateTime>) -> Option<String> {
@@ -207,6 +216,7 @@ impl TaskActor {
             detached: false,
             watch: ctx.events.watch(),
             net: network::TaskNet::default(),
+            shippers: Vec::new(),
             ctx,
         }
     }
@@ -282,6 +292,14 @@ impl TaskActor {
             }
             self.set_id(i, c.id.clone());
             self.refresh(i).await;
+            // Its output is shipped on from where the log store's cursor says.
+            let region = self.ctx.instance_arn.split(':').nth(3).unwrap_or_default().to_string();
+            if self.ctx.logs.is_some()
+                && let Ok(Some(target)) =
+                    crate::logs::target(&self.runs[i].def, &self.task_id, &region)
+            {
+                self.ship_logs(&c.id, target, None);
+            }
         }
         let all_running = self.runs.iter().all(|r| {
             r.status == TaskStatus::Running || (r.status == TaskStatus::Stopped && !r.essential())
@@ -399,6 +417,12 @@ impl TaskActor {
         self.known = TaskStatus::Stopped;
         tracing::info!(task = %self.arn, reason = ?self.stopped_reason, "task stopped");
         self.publish();
+        // The shippers deliver the containers' last lines before the containers go.
+        for h in std::mem::take(&mut self.shippers) {
+            if tokio::time::timeout(LOG_DRAIN, h).await.is_err() {
+                tracing::warn!(task = %self.arn, "log shipping did not finish in time; removing the containers anyway");
+            }
+        }
         for r in &self.runs {
             if let Some(id) = &r.id
                 && let Err(e) = self.ctx.runtime.remove(id).await
@@ -445,6 +469,8 @@ mod tests {
             availability_zone: "az".into(),
             events: Router::new(),
             network: Default::default(),
+            pull_auth: Default::default(),
+            logs: None,
         };
         let (_dtx, drx) = watch::channel(DesiredTask {
             task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),
@@ -482,6 +508,8 @@ mod tests {
             availability_zone: "az".into(),
             events: Router::new(),
             network: Default::default(),
+            pull_auth: Default::default(),
+            logs: None,
         };
         let (dtx, drx) = watch::channel(DesiredTask {
             task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),

@@ -16,11 +16,29 @@
 //!    poll brings changed rules ([`Networking::groups`]); the task metadata endpoint is
 //!    always reachable.
 //!
-//! Level-triggered: a restarted agent finds the pause container by its labels and re-applies
-//! the firewall; [`cleanup`] removes bridges no container uses and task cgroups of tasks the
-//! instance no longer runs. Bridge creation and removal on one agent are serialised
-//! ([`Networking::bridges`]) so a bridge is never removed between another task's creation of
-//! it and its pause container joining it.
+//! Level-triggered: a restarted agent finds the pause container by its labels (or, for one
+//! from the warm pool, by its name [`pause_name`]) and re-applies the firewall; [`cleanup`]
+//! removes bridges no container uses and task cgroups of tasks the instance no longer runs.
+//! Bridge creation and removal on one agent are serialised ([`Networking::bridges`]) so a
+//! bridge is never removed between another task's creation of it and its pause container
+//! joining it.
+//!
+//! The warm pool ([`WarmPool`], [`Networking::default`] keeps [`DEFAULT_POOL_SIZE`]): a
+//! cold pause container costs a full container start with its network on the critical path
+//! (300-450 ms here), before the first container can start. The pool keeps a few pause
+//! containers started ahead on network `none` (labelled [`LABEL_POOL`] and the instance,
+//! named `berth-warm-<instance id>-<n>`, no cgroup). Step 3 then becomes: take one (verified
+//! running), load the task's firewall into its namespace (before it has any interface),
+//! rename it [`pause_name`], and move it onto the subnet's bridge with the task's address and
+//! MAC ([`Runtime::move_to_network`], about 130 ms) while the first container is created. The
+//! pool is replenished in the background once no hand-out is in flight, bounded by its
+//! size; an empty pool makes one on demand (the same kind, so every task is alike). Trade-off:
+//! Docker copies a `container:` network's hostname into the joining containers and cannot
+//! change a running container's, so a warm pause container (and the task's containers) keep
+//! the pause container's own hostname (its short id) instead of the ENI's DNS name; a pool of
+//! size 0 ([`Networking::new`]) keeps the cold path, whose hostname is the DNS name.
+//! [`cleanup`] adopts idle pool members a previous agent left, removes dead or surplus ones
+//! and handed-out ones whose task is gone; [`Networking::shutdown`] removes the idle ones.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -28,7 +46,9 @@ use std::sync::Arc;
 
 use berth_firewall::{Firewall, Ruleset};
 use berth_model::network::{SecurityGroupRules, TaskNetwork};
-use berth_runtime::{CgroupSpec, ContainerSpec, NetworkMode, NetworkSpec, Runtime, RuntimeError};
+use berth_runtime::{
+    CgroupSpec, ContainerSpec, NetworkAttachment, NetworkMode, NetworkSpec, Runtime, RuntimeError,
+};
 use berth_wire::ecs::TaskStopCode;
 use tokio::sync::watch;
 
@@ -41,6 +61,20 @@ pub const LABEL_SUBNET: &str = "berth.subnet";
 pub const LABEL_PAUSE: &str = "berth.pause";
 /// Prefix of every task cgroup.
 pub const CGROUP_ROOT: &str = "berth";
+/// Label on a warm-pool pause container (value `1`), idle or handed out.
+pub const LABEL_POOL: &str = "berth.pause-pool";
+/// Idle warm pause containers an agent keeps by default.
+pub const DEFAULT_POOL_SIZE: usize = 2;
+
+/// The name of a task's pause container (cold, or warm once handed out).
+pub fn pause_name(family: Option<&str>, task_id: &str) -> String {
+    format!("ecs-{}-internalecspause-{task_id}", family.unwrap_or("task"))
+}
+
+/// Name prefix of an idle warm pause container of instance `instance_arn`.
+pub fn pool_name_prefix(instance_arn: &str) -> String {
+    format!("berth-warm-{}-", instance_arn.rsplit('/').next().unwrap_or("instance"))
+}
 
 /// The bridge network of a subnet.
 pub fn bridge_name(subnet_id: &str) -> String {
@@ -62,6 +96,8 @@ pub struct Networking {
     /// Serialises bridge creation (up to the pause container joining) and removal: one lock
     /// per process, so the agents of one `berth up` (which may share subnets) take turns.
     pub bridges: Arc<tokio::sync::Mutex<()>>,
+    /// Started pause containers waiting for a task.
+    pub pool: Arc<WarmPool>,
 }
 
 /// The process's bridge lock ([`Networking::bridges`]).
@@ -71,18 +107,32 @@ fn bridge_lock() -> Arc<tokio::sync::Mutex<()>> {
 }
 
 impl Default for Networking {
+    /// The system's iptables and a warm pool of [`DEFAULT_POOL_SIZE`].
     fn default() -> Self {
-        Self::new(Arc::new(berth_firewall::Iptables::new()))
+        Self::new(Arc::new(berth_firewall::Iptables::new())).with_pool(DEFAULT_POOL_SIZE)
     }
 }
 
 impl Networking {
+    /// `firewall`, and no warm pool (every pause container is made for its task).
     pub fn new(firewall: Arc<dyn Firewall>) -> Self {
         Self {
             firewall,
             groups: Arc::new(watch::channel(Arc::new(Vec::new())).0),
             bridges: bridge_lock(),
+            pool: Arc::new(WarmPool::new(0)),
         }
+    }
+
+    /// The same, with a warm pool of `size` pause containers (0: none).
+    pub fn with_pool(mut self, size: usize) -> Self {
+        self.pool = Arc::new(WarmPool::new(size));
+        self
+    }
+
+    /// Stops replenishing the pool and removes its idle containers (agent shutdown).
+    pub async fn shutdown(&self, rt: &dyn Runtime, instance_arn: &str) {
+        self.pool.shutdown(rt, instance_arn).await;
     }
 
     /// Takes the security groups of a poll answer; actors hear of it only when they changed.
@@ -98,16 +148,274 @@ impl Networking {
     }
 }
 
+/// Warm pause containers of one agent (see the module docs). Bounded by its size; the
+/// replenisher runs from the first hand-out until [`WarmPool::shutdown`].
+pub struct WarmPool {
+    size: usize,
+    state: std::sync::Mutex<PoolState>,
+    /// Wakes the replenisher: a container was taken, or found dead.
+    wake: tokio::sync::Notify,
+    /// Hand-outs in flight (task start-ups using the engine): the replenisher waits for none.
+    busy: watch::Sender<usize>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    /// Started, on `none`, waiting (ids).
+    idle: Vec<String>,
+    /// Every container this pool made or adopted (idle or handed out), so that [`cleanup`]
+    /// never adopts one twice.
+    known: std::collections::BTreeSet<String>,
+    /// Names being made (created, not yet known or started): [`cleanup`] leaves them alone.
+    making: std::collections::BTreeSet<String>,
+    replenisher: Option<tokio::task::JoinHandle<()>>,
+    shut: bool,
+}
+
+/// A hand-out in flight; dropping it ends it.
+pub(super) struct Busy(Arc<WarmPool>);
+
+impl std::fmt::Debug for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Busy")
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.send_modify(|b| *b = b.saturating_sub(1));
+    }
+}
+
+/// How long the replenisher defers to hand-outs in flight before making one anyway.
+const REPLENISH_DEFER: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl WarmPool {
+    pub fn new(size: usize) -> Self {
+        Self {
+            size,
+            state: Default::default(),
+            wake: tokio::sync::Notify::new(),
+            busy: watch::channel(0).0,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many idle containers it keeps (0: no pool).
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// How many are idle now.
+    pub fn idle(&self) -> usize {
+        self.lock().idle.len()
+    }
+
+    pub(super) fn busy(self: &Arc<Self>) -> Busy {
+        self.busy.send_modify(|b| *b += 1);
+        Busy(self.clone())
+    }
+
+    /// Makes one: created on `none`, started; registered as known before it starts.
+    async fn make(&self, rt: &dyn Runtime, instance_arn: &str) -> Result<String, RuntimeError> {
+        let image = rt.pause_image().await?;
+        let labels: BTreeMap<String, String> =
+            [(LABEL_INSTANCE, instance_arn), (LABEL_PAUSE, "1"), (LABEL_POOL, "1")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let n = uuid::Uuid::new_v4().simple().to_string();
+        let spec = ContainerSpec {
+            name: format!("{}{}", pool_name_prefix(instance_arn), &n[..12]),
+            image,
+            labels,
+            network_mode: NetworkMode::None,
+            security_opts: vec![crate::spec::NO_NEW_PRIVILEGES.into()],
+            ..Default::default()
+        };
+        self.lock().making.insert(spec.name.clone());
+        let made = async {
+            let id = rt.create(&spec).await?;
+            self.lock().known.insert(id.clone());
+            if let Err(e) = rt.start(&id).await {
+                let _ = rt.remove(&id).await;
+                return Err(e);
+            }
+            Ok(id)
+        }
+        .await;
+        self.lock().making.remove(&spec.name);
+        made
+    }
+
+    /// A started pause container for a task, and its pid: an idle one (checked alive), or
+    /// one made now when none is. Starts the replenisher.
+    async fn take(
+        self: &Arc<Self>,
+        rt: &Arc<dyn Runtime>,
+        instance_arn: &str,
+    ) -> Result<(String, u32), RuntimeError> {
+        self.ensure_replenisher(rt.clone(), instance_arn.to_string());
+        loop {
+            let next = self.lock().idle.pop();
+            self.wake.notify_one();
+            let id = match next {
+                Some(id) => id,
+                None => self.make(rt.as_ref(), instance_arn).await?,
+            };
+            match rt.inspect(&id).await? {
+                Some(st) if st.state.is_running() && st.pid.is_some() => {
+                    return Ok((id, st.pid.unwrap_or_default()));
+                }
+                _ => {
+                    tracing::info!(container = %id, "a warm pause container is gone; another one");
+                    let _ = rt.remove(&id).await;
+                }
+            }
+        }
+    }
+
+    fn ensure_replenisher(self: &Arc<Self>, rt: Arc<dyn Runtime>, instance_arn: String) {
+        let mut st = self.lock();
+        if self.size == 0 || st.shut || st.replenisher.is_some() {
+            return;
+        }
+        st.replenisher = Some(tokio::spawn(self.clone().replenish(rt, instance_arn)));
+    }
+
+    /// Keeps `size` idle, making one at a time once no hand-out is in flight (or after
+    /// [`REPLENISH_DEFER`]); a failure waits longer each time (at most 30 s).
+    async fn replenish(self: Arc<Self>, rt: Arc<dyn Runtime>, instance_arn: String) {
+        let mut backoff = std::time::Duration::from_millis(500);
+        loop {
+            while self.idle() >= self.size {
+                self.wake.notified().await;
+            }
+            let mut busy = self.busy.subscribe();
+            let _ = tokio::time::timeout(REPLENISH_DEFER, busy.wait_for(|b| *b == 0)).await;
+            match self.make(rt.as_ref(), &instance_arn).await {
+                Ok(id) => {
+                    let shut = {
+                        let mut st = self.lock();
+                        if !st.shut {
+                            st.idle.push(id.clone());
+                        }
+                        st.shut
+                    };
+                    if shut {
+                        let _ = rt.remove(&id).await;
+                        return;
+                    }
+                    backoff = std::time::Duration::from_millis(500);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot make a warm pause container; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Level-triggered, from [`cleanup`]: adopts running idle containers a previous agent
+    /// left (up to the size), removes dead and surplus idle ones, and handed-out ones whose
+    /// task is not in `live_task_ids`.
+    async fn reconcile(&self, rt: &dyn Runtime, instance_arn: &str, live_task_ids: &[String]) {
+        let before = self.lock().known.clone();
+        let labels = [
+            (LABEL_INSTANCE.to_string(), instance_arn.to_string()),
+            (LABEL_POOL.to_string(), "1".to_string()),
+        ];
+        let Ok(found) = rt.list(&labels).await else { return };
+        let prefix = pool_name_prefix(instance_arn);
+        let mut remove = Vec::new();
+        {
+            let mut st = self.lock();
+            for c in &found {
+                if st.making.contains(&c.name) {
+                    continue;
+                }
+                if c.name.starts_with(&prefix) {
+                    let known = st.known.contains(&c.id);
+                    let running = c.state.is_running();
+                    if !running && (!known || st.idle.contains(&c.id)) {
+                        st.idle.retain(|i| *i != c.id);
+                        remove.push(c.id.clone());
+                    } else if running && !known {
+                        st.known.insert(c.id.clone());
+                        if st.shut || st.idle.len() >= self.size {
+                            remove.push(c.id.clone());
+                        } else {
+                            tracing::info!(container = %c.name, "adopted a warm pause container");
+                            st.idle.push(c.id.clone());
+                        }
+                    }
+                } else if let Some((_, task)) = c.name.split_once("-internalecspause-")
+                    && !live_task_ids.iter().any(|t| t == task)
+                {
+                    remove.push(c.id.clone());
+                }
+            }
+            while st.idle.len() > self.size {
+                if let Some(id) = st.idle.pop() {
+                    remove.push(id);
+                }
+            }
+            // Forget what is gone (only what was known before listing: one made meanwhile
+            // is not listed yet).
+            for id in before.iter().filter(|id| !found.iter().any(|c| &c.id == *id)) {
+                st.known.remove(id);
+                st.idle.retain(|i| i != id);
+            }
+        }
+        for id in remove {
+            tracing::info!(container = %id, "removing a stale warm pause container");
+            let _ = rt.remove(&id).await;
+        }
+    }
+
+    /// Stops replenishing and removes every idle container (agent shutdown). Handed-out ones
+    /// stay with their tasks.
+    async fn shutdown(&self, rt: &dyn Runtime, instance_arn: &str) {
+        let handle = {
+            let mut st = self.lock();
+            st.shut = true;
+            st.idle.clear();
+            st.replenisher.take()
+        };
+        if let Some(h) = handle {
+            h.abort();
+            let _ = h.await;
+        }
+        let labels = [
+            (LABEL_INSTANCE.to_string(), instance_arn.to_string()),
+            (LABEL_POOL.to_string(), "1".to_string()),
+        ];
+        let prefix = pool_name_prefix(instance_arn);
+        for c in rt.list(&labels).await.unwrap_or_default() {
+            if c.name.starts_with(&prefix) {
+                let _ = rt.remove(&c.id).await;
+            }
+        }
+    }
+}
+
 /// The task's network state held by its actor.
 #[derive(Debug, Default)]
 pub(super) struct TaskNet {
     pub pause_id: Option<String>,
     /// The pause container's start, running while the first container is created
     /// ([`TaskActor::network_ready`] waits for it before any container starts).
-    pub pause_start: Option<tokio::task::JoinHandle<Result<(), (TaskStopCode, String)>>>,
+    /// A warm one's hand-out yields the ruleset it loaded.
+    pub pause_start: Option<tokio::task::JoinHandle<Result<Option<Ruleset>, (TaskStopCode, String)>>>,
     pub pid: Option<u32>,
     pub applied: Option<Ruleset>,
     pub cgroup: Option<String>,
+    /// A warm pause container's hand-out in flight: held until the task's containers run.
+    pub busy: Option<Busy>,
 }
 
 /// The groups among `all` that the task is in.
@@ -180,6 +488,10 @@ impl TaskActor {
             }
         }
         let Some(net) = self.network() else { return Ok(()) };
+        if self.net.pause_id.is_none() && self.ctx.network.pool.size() > 0 {
+            // Warm: its rules are in before it joins the subnet.
+            return self.start_pause_warm(&net).await;
+        }
         if self.net.pause_id.is_none() {
             // Held until the pause container exists; [`cleanup`] takes it too. A bridge
             // removed before the pause container starts (by another agent) is made again.
@@ -192,13 +504,85 @@ impl TaskActor {
         self.apply_firewall(true).await
     }
 
+    /// Step 3 from the warm pool: take a started pause container; then, in the background
+    /// while the first container is created, at once load the task's rules into its
+    /// namespace, name it for the task and make the subnet's bridge, and only then move it
+    /// onto the bridge with the task's address and MAC (its namespace never has an interface
+    /// without the task's rules).
+    async fn start_pause_warm(&mut self, net: &TaskNetwork) -> Result<(), (TaskStopCode, String)> {
+        let rt = self.ctx.runtime.clone();
+        let pool = self.ctx.network.pool.clone();
+        self.net.busy = Some(pool.busy());
+        let (id, pid) = pool
+            .take(&rt, &self.ctx.instance_arn)
+            .await
+            .map_err(|e| failed(format!("CannotCreateContainerError: pause: {e}")))?;
+        self.net.pause_id = Some(id.clone());
+        self.net.pid = Some(pid);
+        let ruleset = self.ruleset(net);
+        let firewall = self.ctx.network.firewall.clone();
+        let name = pause_name(self.td.family.as_deref(), &self.task_id);
+        let to = NetworkAttachment {
+            name: bridge_name(&net.subnet_id),
+            ip_address: Some(net.private_ip.to_string()),
+            mac_address: Some(net.mac_address.clone()).filter(|m| !m.is_empty()),
+        };
+        let (net, instance) = (net.clone(), self.ctx.instance_arn.clone());
+        let bridges = self.ctx.network.bridges.clone();
+        self.net.pause_start = Some(tokio::spawn(async move {
+            let fail = |e: RuntimeError| failed(format!("CannotStartContainerError: pause: {e}"));
+            let rules = async {
+                firewall
+                    .apply(pid, &ruleset)
+                    .await
+                    .map_err(|e| failed(format!("CannotApplySecurityGroupsError: {e}")))
+            };
+            // Its name says whose it is: a restarted agent finds it again.
+            let named = async {
+                if let Err(RuntimeError::Conflict { .. }) = rt.rename(&id, &name).await {
+                    // Left by an earlier attempt: replace it.
+                    let _ = rt.remove(&name).await;
+                    rt.rename(&id, &name).await.map_err(fail)?;
+                }
+                Ok(())
+            };
+            // Held until it is on the bridge.
+            let bridge = async {
+                let guard = bridges.lock_owned().await;
+                ensure_bridge(rt.as_ref(), &net, &instance).await.map(|()| guard)
+            };
+            let ((), (), _guard) = tokio::try_join!(rules, named, bridge)?;
+            match rt.move_to_network(&id, &to).await {
+                // Removed meanwhile by another agent process sharing the subnet.
+                Err(RuntimeError::NotFound { kind: berth_runtime::ObjectKind::Network, .. }) => {
+                    ensure_bridge(rt.as_ref(), &net, &instance).await?;
+                    rt.move_to_network(&id, &to).await.map_err(fail)?;
+                }
+                other => other.map_err(fail)?,
+            }
+            Ok(Some(ruleset))
+        }));
+        Ok(())
+    }
+
     /// Waits for the pause container's start, then loads the firewall: called before each
     /// container of the task starts (the first call does the work).
     pub(super) async fn network_ready(&mut self) -> Result<(), (TaskStopCode, String)> {
         let Some(start) = self.net.pause_start.take() else { return Ok(()) };
-        start.await.map_err(|e| failed(format!("CannotStartContainerError: pause: {e}")))??;
+        let loaded =
+            start.await.map_err(|e| failed(format!("CannotStartContainerError: pause: {e}")))??;
+        if let Some(ruleset) = loaded {
+            // Warm: the rules went in before it joined the subnet; only a change since.
+            self.net.applied = Some(ruleset);
+            return self.apply_firewall(false).await;
+        }
         self.read_pause_pid().await?;
         self.apply_firewall(true).await
+    }
+
+    /// The task's containers run: a warm hand-out is over (the pool may replenish).
+    pub(super) fn network_started(&mut self) {
+        self.net.busy = None;
     }
 
     async fn start_pause(&mut self, net: &TaskNetwork) -> Result<(), (TaskStopCode, String)> {
@@ -217,11 +601,7 @@ impl TaskActor {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let spec = ContainerSpec {
-            name: format!(
-                "ecs-{}-internalecspause-{}",
-                self.td.family.as_deref().unwrap_or("task"),
-                self.task_id
-            ),
+            name: pause_name(self.td.family.as_deref(), &self.task_id),
             image,
             labels,
             network_mode: NetworkMode::Named(bridge_name(&net.subnet_id)),
@@ -264,7 +644,8 @@ impl TaskActor {
                 }
                 other => other,
             };
-            started.map_err(|e| failed(format!("CannotStartContainerError: pause: {e}")))
+            started.map_err(|e| failed(format!("CannotStartContainerError: pause: {e}")))?;
+            Ok(None)
         }));
         Ok(())
     }
@@ -282,6 +663,17 @@ impl TaskActor {
         }
     }
 
+    /// The task's security groups as of the latest poll, compiled.
+    fn ruleset(&self, net: &TaskNetwork) -> Ruleset {
+        let groups = task_groups(net, &self.ctx.network.groups.borrow().clone());
+        let opts = berth_firewall::Options {
+            always_egress: metadata_endpoint(self.ctx.metadata_base.as_deref())
+                .into_iter()
+                .collect(),
+        };
+        berth_firewall::compile(&groups, &opts)
+    }
+
     /// Compiles the task's groups and applies them when they differ from what is applied
     /// (`force`: apply anyway).
     pub(super) async fn apply_firewall(
@@ -289,13 +681,7 @@ impl TaskActor {
         force: bool,
     ) -> Result<(), (TaskStopCode, String)> {
         let (Some(net), Some(pid)) = (self.network(), self.net.pid) else { return Ok(()) };
-        let groups = task_groups(&net, &self.ctx.network.groups.borrow().clone());
-        let opts = berth_firewall::Options {
-            always_egress: metadata_endpoint(self.ctx.metadata_base.as_deref())
-                .into_iter()
-                .collect(),
-        };
-        let ruleset = berth_firewall::compile(&groups, &opts);
+        let ruleset = self.ruleset(&net);
         if !force && self.net.applied.as_ref() == Some(&ruleset) {
             return Ok(());
         }
@@ -321,14 +707,41 @@ impl TaskActor {
             (LABEL_PAUSE.to_string(), "1".to_string()),
         ];
         let Ok(found) = self.ctx.runtime.list(&labels).await else { return };
-        if let Some(c) = found.into_iter().find(|c| c.state.is_running()) {
-            self.net.pause_id = Some(c.id);
+        let mut pause = found.into_iter().find(|c| c.state.is_running()).map(|c| c.id);
+        if pause.is_none() {
+            pause = self.adopt_warm_pause().await;
+        }
+        if let Some(id) = pause {
+            self.net.pause_id = Some(id);
             if self.read_pause_pid().await.is_ok()
                 && let Err((_, e)) = self.apply_firewall(true).await
             {
                 tracing::warn!(task = %self.arn, error = %e, "cannot re-apply security groups");
             }
         }
+    }
+
+    /// A warm pause container handed out to this task before a restart, found by its name:
+    /// kept when it runs on the subnet's bridge with the task's address, removed otherwise
+    /// (the hand-out did not finish; the task gets another).
+    async fn adopt_warm_pause(&self) -> Option<String> {
+        let net = self.network()?;
+        let rt = self.ctx.runtime.clone();
+        let st = rt.inspect(&pause_name(self.td.family.as_deref(), &self.task_id)).await.ok()??;
+        let ours = st.labels.get(LABEL_INSTANCE) == Some(&self.ctx.instance_arn)
+            && st.labels.contains_key(LABEL_POOL);
+        if !ours {
+            return None;
+        }
+        let ip = net.private_ip.to_string();
+        let placed = st.networks.iter().any(|n| {
+            n.name == bridge_name(&net.subnet_id) && n.ip_address.as_deref() == Some(ip.as_str())
+        });
+        if st.state.is_running() && placed {
+            return Some(st.id);
+        }
+        let _ = rt.remove(&st.id).await;
+        None
     }
 
     /// After adoption found some of the task's containers: its cgroup, if it has a size, is
@@ -375,6 +788,7 @@ impl TaskActor {
         }
         self.net.pid = None;
         self.net.applied = None;
+        self.net.busy = None;
         if let Some(net) = self.network() {
             let _guard = self.ctx.network.bridges.clone().lock_owned().await;
             match rt.remove_network(&bridge_name(&net.subnet_id)).await {
@@ -390,13 +804,24 @@ impl TaskActor {
     }
 }
 
-/// Creates the subnet's bridge unless it exists; a CIDR overlapping another network fails.
+/// Creates the subnet's bridge unless it exists; a CIDR overlapping another network fails,
+/// naming it (looked up only then: the common case is one engine call).
 async fn ensure_bridge(
     rt: &dyn Runtime,
     net: &TaskNetwork,
     instance_arn: &str,
 ) -> Result<(), (TaskStopCode, String)> {
     let name = bridge_name(&net.subnet_id);
+    let spec = NetworkSpec {
+        name: name.clone(),
+        subnet: net.subnet_cidr.clone(),
+        gateway: Some(net.gateway.to_string()),
+        labels: BTreeMap::from([
+            (LABEL_SUBNET.to_string(), net.subnet_id.clone()),
+            (LABEL_INSTANCE.to_string(), instance_arn.to_string()),
+        ]),
+    };
+    let Err(e) = rt.create_network(&spec).await else { return Ok(()) };
     let all = rt
         .list_networks(&[])
         .await
@@ -414,21 +839,10 @@ async fn ensure_bridge(
             other.subnets.join(", ")
         )));
     }
-    let spec = NetworkSpec {
-        name: name.clone(),
-        subnet: net.subnet_cidr.clone(),
-        gateway: Some(net.gateway.to_string()),
-        labels: BTreeMap::from([
-            (LABEL_SUBNET.to_string(), net.subnet_id.clone()),
-            (LABEL_INSTANCE.to_string(), instance_arn.to_string()),
-        ]),
-    };
-    rt.create_network(&spec).await.map_err(|e| {
-        failed(format!(
-            "CannotCreateNetworkError: bridge {name} for subnet {} ({}): {e}",
-            net.subnet_id, net.subnet_cidr
-        ))
-    })
+    Err(failed(format!(
+        "CannotCreateNetworkError: bridge {name} for subnet {} ({}): {e}",
+        net.subnet_id, net.subnet_cidr
+    )))
 }
 
 /// Level-triggered cleanup: bridges of this instance no container uses, and cgroups of this
@@ -439,6 +853,7 @@ pub async fn cleanup(
     instance_arn: &str,
     live_task_ids: &[String],
 ) {
+    networking.pool.reconcile(rt, instance_arn, live_task_ids).await;
     let _guard = networking.bridges.lock().await;
     let labels = [(LABEL_INSTANCE.to_string(), instance_arn.to_string())];
     if let Ok(nets) = rt.list_networks(&labels).await {

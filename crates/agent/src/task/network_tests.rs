@@ -42,9 +42,13 @@ struct Run {
 }
 
 fn start(fake: Arc<FakeRuntime>) -> Run {
+    start_with_pool(fake, 0)
+}
+
+fn start_with_pool(fake: Arc<FakeRuntime>, pool: usize) -> Run {
     fake.add_image("img");
     let fw = RecordingFirewall::new();
-    let networking = Networking::new(Arc::new(fw.clone()));
+    let networking = Networking::new(Arc::new(fw.clone())).with_pool(pool);
     networking.set_groups(&[group(8080)]);
     let td: TaskDefinition = serde_json::from_value(serde_json::json!({
         "family": "web", "revision": 1, "networkMode": "awsvpc", "cpu": "256", "memory": "512",
@@ -65,6 +69,8 @@ fn start(fake: Arc<FakeRuntime>) -> Run {
         availability_zone: "az".into(),
         events: Router::new(),
         network: networking.clone(),
+        pull_auth: Default::default(),
+        logs: None,
     };
     let (desired, rx) = watch::channel(DesiredTask {
         task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),
@@ -214,4 +220,122 @@ async fn a_subnet_that_overlaps_a_docker_network_fails_the_task_naming_both() {
     assert!(run.fake.calls_of(Op::Create).is_empty(), "nothing was created");
     assert!(run.fake.cgroups().is_empty(), "the cgroup made first is removed again");
     assert!(run.fw.applied().is_empty());
+}
+
+/// The ids of the fake's containers that carry `label`.
+fn labelled(fake: &FakeRuntime, label: &str) -> Vec<String> {
+    fake.container_ids()
+        .into_iter()
+        .filter(|id| fake.spec(id).is_some_and(|s| s.labels.contains_key(label)))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_warm_pause_container_gets_the_rules_then_the_task_address_and_the_pool_refills() {
+    let mut run = start_with_pool(Arc::new(FakeRuntime::new()), 2);
+    until(&mut run.reports, "RUNNING").await;
+    let calls = run.fake.calls();
+    // The pool's container: on `none`, no cgroup, labelled for the pool and the instance.
+    let made = position(&calls, |c| matches!(c, Call::Create(s) if s.labels.contains_key(LABEL_POOL)));
+    let Call::Create(p) = &calls[made] else { unreachable!() };
+    assert_eq!(p.network_mode, NetworkMode::None);
+    assert!(p.name.starts_with(&pool_name_prefix(INSTANCE)), "{}", p.name);
+    assert_eq!(p.labels.get(crate::spec::LABEL_INSTANCE).map(String::as_str), Some(INSTANCE));
+    assert!(p.cgroup_parent.is_none() && p.ipv4_address.is_none());
+    // Handed out: named for the task, then moved onto the subnet with the ENI's address and
+    // MAC; the task's first container starts only after that.
+    let renamed = position(&calls, |c| matches!(c, Call::Rename { .. }));
+    let moved = position(&calls, |c| matches!(c, Call::MoveToNetwork { .. }));
+    let bridge = position(&calls, |c| matches!(c, Call::CreateNetwork(_)));
+    let Call::Rename { id: pause_id, name } = &calls[renamed] else { unreachable!() };
+    assert_eq!(name, &pause_name(Some("web"), "t1"));
+    let Call::MoveToNetwork { id, to } = &calls[moved] else { unreachable!() };
+    assert_eq!(id, pause_id);
+    assert_eq!(to.name, "berth-subnet-subnet-1");
+    assert_eq!(to.ip_address.as_deref(), Some("10.213.7.10"));
+    assert_eq!(to.mac_address.as_deref(), Some("0e:00:00:00:00:01"));
+    let app_start = position(&calls, |c| matches!(c, Call::Start(id) if id != pause_id && run.fake.spec(id).is_some_and(|s| !s.labels.contains_key(LABEL_POOL))));
+    assert!(renamed < moved && bridge < moved && moved < app_start, "{calls:#?}");
+    // Its rules went in once, into its namespace.
+    let pid = run.fake.inspect(pause_id).await.unwrap().unwrap().pid.unwrap();
+    let applied = run.fw.applied();
+    assert_eq!(applied.len(), 1, "applied once");
+    assert_eq!(applied[0].0, pid);
+    // Every container of the task joins it and the task cgroup.
+    for c in calls.iter().filter_map(|c| match c {
+        Call::Create(s) if !s.labels.contains_key(LABEL_PAUSE) => Some(s),
+        _ => None,
+    }) {
+        assert_eq!(c.network_mode, NetworkMode::Container(pause_id.clone()));
+        assert_eq!(c.cgroup_parent.as_deref(), Some("berth/inst1/t1"));
+    }
+    // The pool refills to its size in the background.
+    while run.networking.pool.idle() < 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(labelled(&run.fake, LABEL_POOL).len(), 3, "two idle and the task's");
+
+    // A rule change reaches the running task.
+    run.networking.set_groups(&[group(9090)]);
+    while run.fw.applied().len() < 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    // Stop: the task's pause container goes, then its bridge and cgroup; the idle ones stay
+    // until the agent shuts down.
+    run.desired.send_modify(|d| d.desired_status = DesiredTaskStatus::Stopped);
+    until(&mut run.reports, "STOPPED").await;
+    tokio::time::timeout(Duration::from_secs(60), run.actor).await.unwrap().unwrap();
+    assert!(run.fake.inspect(pause_id).await.unwrap().is_none());
+    assert_eq!(run.fake.networks().len(), 1, "only Docker's own bridge is left");
+    assert!(run.fake.cgroups().is_empty());
+    assert_eq!(labelled(&run.fake, LABEL_POOL).len(), 2);
+    run.networking.shutdown(run.fake.as_ref(), INSTANCE).await;
+    assert!(run.fake.container_ids().is_empty(), "shutdown removes the idle ones");
+}
+
+#[tokio::test(start_paused = true)]
+async fn cleanup_adopts_idle_warm_containers_and_removes_stale_ones() {
+    let fake = Arc::new(FakeRuntime::new());
+    let image = fake.pause_image().await.unwrap();
+    let make = |name: String, running: bool| {
+        let fake = fake.clone();
+        let image = image.clone();
+        async move {
+            let spec = berth_runtime::ContainerSpec {
+                name,
+                image,
+                labels: [
+                    (crate::spec::LABEL_INSTANCE.to_string(), INSTANCE.to_string()),
+                    (LABEL_PAUSE.to_string(), "1".to_string()),
+                    (LABEL_POOL.to_string(), "1".to_string()),
+                ]
+                .into(),
+                network_mode: NetworkMode::None,
+                ..Default::default()
+            };
+            let id = fake.create(&spec).await.unwrap();
+            if running {
+                fake.start(&id).await.unwrap();
+            }
+            id
+        }
+    };
+    let prefix = pool_name_prefix(INSTANCE);
+    let idle = make(format!("{prefix}a"), true).await;
+    let surplus = [make(format!("{prefix}b"), true).await, make(format!("{prefix}c"), true).await];
+    let dead = make(format!("{prefix}d"), false).await;
+    let live = make(pause_name(Some("web"), "t1"), true).await;
+    let orphan = make(pause_name(Some("web"), "gone"), true).await;
+    let networking = Networking::new(Arc::new(RecordingFirewall::new())).with_pool(2);
+    cleanup(fake.as_ref(), &networking, INSTANCE, &["t1".to_string()]).await;
+    let left = fake.container_ids();
+    assert_eq!(networking.pool.idle(), 2, "adopted up to the size");
+    assert!(left.contains(&idle) && left.contains(&live), "{left:?}");
+    assert!(!left.contains(&dead) && !left.contains(&orphan), "{left:?}");
+    assert_eq!(surplus.iter().filter(|s| left.contains(s)).count(), 1, "one surplus removed");
+    // Level-triggered: a second pass changes nothing.
+    cleanup(fake.as_ref(), &networking, INSTANCE, &["t1".to_string()]).await;
+    assert_eq!(fake.container_ids().len(), left.len());
+    assert_eq!(networking.pool.idle(), 2);
 }

@@ -37,13 +37,20 @@ impl TaskActor {
                 continue;
             }
             let image = self.runs[i].def.image.clone().unwrap_or_default();
+            // An image of the control plane's registry (by its address or in ECR's form)
+            // is pulled from there with an ECR token, under the name the runtime knows it by.
+            let (reference, auth) = self.ctx.pull_auth.resolve(&image).await;
+            if reference != image {
+                self.runs[i].def.image = Some(reference.clone());
+            }
+            let (named, image) = (image, reference);
             let present = matches!(self.ctx.runtime.image(&image).await, Ok(Some(_)));
-            if !present && let Err(e) = self.ctx.runtime.pull(&image).await {
+            if !present && let Err(e) = self.ctx.runtime.pull(&image, auth.as_ref()).await {
                 let msg = match e {
                     RuntimeError::Pull { message, .. } => message,
                     other => other.to_string(),
                 };
-                let reason = format!("CannotPullContainerError: pull image {image}: {msg}");
+                let reason = format!("CannotPullContainerError: pull image {named}: {msg}");
                 self.runs[i].reason = Some(reason.clone());
                 return Err((TaskStopCode::TaskFailedToStart, reason));
             }
@@ -81,6 +88,7 @@ impl TaskActor {
             self.publish();
         }
         self.known = TaskStatus::Running;
+        self.network_started();
         self.started_at = Some(now());
         tracing::info!(task = %self.arn, "task running");
         self.publish();
@@ -198,6 +206,8 @@ impl TaskActor {
             }
         };
         self.set_id(i, id.clone());
+        // Its log group and stream exist before it writes a line (awslogs).
+        let shipping = self.prepare_logs(i, &id).await?;
         // Before it starts: its first request for metadata sees its id.
         self.publish_metadata();
         // awsvpc: the task's namespace is up and its security groups loaded first.
@@ -208,11 +218,71 @@ impl TaskActor {
             self.runs[i].status = TaskStatus::Stopped;
             return Err((TaskStopCode::TaskFailedToStart, reason));
         }
+        if let Some((target, since)) = shipping {
+            self.ship_logs(&id, target, Some(since));
+        }
         self.refresh(i).await;
         if self.runs[i].status == TaskStatus::Pending {
             self.runs[i].status = TaskStatus::Running;
         }
         Ok(())
+    }
+
+    /// The `awslogs` target of container `i` (created as `id`), its group and stream made
+    /// to exist, and the cursor to ship from; `None` when it does not log there.
+    async fn prepare_logs(
+        &mut self,
+        i: usize,
+        id: &str,
+    ) -> Result<Option<(crate::logs::Target, i64)>, (TaskStopCode, String)> {
+        let Some(shipper) = self.ctx.logs.clone() else { return Ok(None) };
+        let region = self.ctx.instance_arn.split(':').nth(3).unwrap_or_default().to_string();
+        let failed = |this: &mut Self, reason: String| {
+            this.runs[i].reason = Some(reason.clone());
+            this.runs[i].status = TaskStatus::Stopped;
+            Err((TaskStopCode::TaskFailedToStart, reason))
+        };
+        let target = match crate::logs::target(&self.runs[i].def, &self.task_id, &region) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(None),
+            Err(e) => return failed(self, format!("CannotStartContainerError: {e}")),
+        };
+        let stream = target.stream_for(id);
+        let mut tries = 0;
+        loop {
+            match shipper.ensure(&self.arn, &target, &stream).await {
+                Ok(cursor) => return Ok(Some((target, cursor))),
+                Err(crate::client::ClientError::Aws { code, message, .. })
+                    if code == "ResourceNotFoundException" =>
+                {
+                    return failed(self, crate::logs::missing_group_reason(&message));
+                }
+                Err(e) if e.is_transient() && tries < 5 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(200 << tries)).await;
+                }
+                Err(e) => {
+                    return failed(
+                        self,
+                        format!(
+                            "CannotStartContainerError: failed to initialize logging driver: {e}"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Starts shipping container `id`'s output (see [`crate::logs`]).
+    pub(super) fn ship_logs(&mut self, id: &str, target: crate::logs::Target, since: Option<i64>) {
+        let Some(shipper) = self.ctx.logs.clone() else { return };
+        self.shippers.push(tokio::spawn(shipper.follow(
+            self.ctx.runtime.clone(),
+            id.to_string(),
+            self.arn.clone(),
+            target,
+            since,
+        )));
     }
 }
 

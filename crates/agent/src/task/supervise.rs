@@ -169,6 +169,8 @@ mod tests {
                 availability_zone: "az".into(),
                 events: router,
                 network: Default::default(),
+                pull_auth: Default::default(),
+                logs: None,
             };
             let (desired, rx) = watch::channel(DesiredTask {
                 task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),

@@ -2,8 +2,10 @@
 pub mod agent;
 pub mod demo_image;
 pub mod host_access;
+pub mod registry;
 pub mod server;
 pub mod spot;
+pub mod store;
 pub mod token;
 pub mod up;
 

@@ -39,10 +39,20 @@ pub struct Args {
     /// many seconds (ECS waits 40).
     #[arg(long, default_value_t = 40)]
     pub service_settle_secs: u64,
+    /// ECS managed scaling lowers an Auto Scaling group capacity provider's group once its
+    /// CapacityProviderReservation has stayed below the target this many seconds (ECS: 15
+    /// one-minute datapoints, 900).
+    #[arg(long, default_value_t = 900)]
+    pub scale_in_after_secs: u32,
     /// A STOPPED task stays describable this many seconds, then is removed (ECS keeps them
     /// at least an hour).
     #[arg(long, default_value_t = 3600)]
     pub stopped_task_retention_secs: u64,
+    /// Interrupts FARGATE_SPOT tasks at random, this many times per Spot task-hour on
+    /// average (0: never), to test that services survive Spot reclaims; `berth spot interrupt`
+    /// interrupts on demand.
+    #[arg(long, default_value_t = 0.0, value_name = "PER_HOUR")]
+    pub spot_interruption_rate: f64,
     /// The master key that seals the access key secrets in the store (created at first start,
     /// mode 0600). Default: DATA_DIR/keys/master.key. Back it up apart from the data.
     #[arg(long, env = "BERTH_KEY_FILE")]
@@ -74,6 +84,29 @@ pub struct Args {
     /// An extra name (DNS name or IP address) for the generated certificate (repeatable).
     #[arg(long = "tls-san")]
     pub tls_sans: Vec<String>,
+    /// The address ELBv2 load balancer listeners bind, each on its own listener port
+    /// (loopback by default; 0.0.0.0 to reach them from other machines).
+    #[arg(long, env = "BERTH_LB_BIND_ADDRESS", default_value = "127.0.0.1")]
+    pub lb_bind_address: std::net::IpAddr,
+    /// Where the image registry (ECR's data plane: `docker push`/`pull`) listens, or `off`
+    /// (port 0 picks a free port at each start: give a fixed one to keep repositoryUri stable).
+    #[arg(long, env = "BERTH_REGISTRY_LISTEN", default_value = "127.0.0.1:0")]
+    pub registry_listen: String,
+    /// The HOST:PORT that repositoryUri and GetAuthorizationToken's proxyEndpoint name
+    /// (default: the address the registry bound).
+    #[arg(long, env = "BERTH_REGISTRY_ADDRESS")]
+    pub registry_address: Option<String>,
+    /// Where the DNS server of Cloud Map's namespaces listens (UDP and TCP on one port), or
+    /// `off`. Port 0 picks a free port at each start; give a fixed one (53 needs root or
+    /// CAP_NET_BIND_SERVICE) to point resolvers at it.
+    #[arg(long, env = "BERTH_DNS_LISTEN", default_value = "127.0.0.1:0")]
+    pub dns_listen: String,
+    /// How often the registry applies lifecycle policies and collects unreferenced blobs.
+    #[arg(long, default_value_t = 3600)]
+    pub registry_gc_interval_secs: u64,
+    /// A blob written this recently is never collected (it may belong to a push in progress).
+    #[arg(long, default_value_t = 3600)]
+    pub registry_gc_grace_secs: u64,
 }
 
 pub fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -98,9 +131,35 @@ impl Args {
         config.agent_timeout = std::time::Duration::from_secs(self.agent_timeout_secs);
         config.instance_lost_after = std::time::Duration::from_secs(self.instance_lost_after_secs);
         config.service_settle = std::time::Duration::from_secs(self.service_settle_secs);
+        config.scale_in_after_secs = self.scale_in_after_secs;
         config.stopped_task_retention =
             std::time::Duration::from_secs(self.stopped_task_retention_secs);
+        if !(self.spot_interruption_rate.is_finite() && self.spot_interruption_rate >= 0.0) {
+            anyhow::bail!(
+                "--spot-interruption-rate must be a number of interruptions per Spot task-hour, 0 or more (got {})",
+                self.spot_interruption_rate
+            );
+        }
+        config.spot_interruption_rate = self.spot_interruption_rate;
         config.key_file = self.key_file.clone();
+        config.lb_bind_address = self.lb_bind_address;
+        config.registry = berth_server::RegistryConfig {
+            listen: match self.registry_listen.as_str() {
+                "off" => None,
+                a => Some(a.parse().map_err(|e| {
+                    anyhow::anyhow!("--registry-listen must be IP:PORT or off (got '{a}'): {e}")
+                })?),
+            },
+            address: self.registry_address.clone(),
+            gc_interval: std::time::Duration::from_secs(self.registry_gc_interval_secs.max(1)),
+            gc_grace: std::time::Duration::from_secs(self.registry_gc_grace_secs),
+        };
+        config.dns_listen = match self.dns_listen.as_str() {
+            "off" => None,
+            a => Some(a.parse().map_err(|e| {
+                anyhow::anyhow!("--dns-listen must be IP:PORT or off (got '{a}'): {e}")
+            })?),
+        };
         if self.max_connections == 0 {
             anyhow::bail!("--max-connections must be at least 1");
         }
@@ -153,8 +212,36 @@ pub fn print_tls(server: &berth_server::Server) {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = args.config()?;
+/// `berth server`'s own flags: the shared ones, and where the records live (`berth up` always
+/// keeps them in SQLite).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub server: Args,
+    /// Where the records live: `sqlite` (DATA_DIR/berth.db) or an etcd cluster,
+    /// `etcd://HOST:2379[,HOST:2379...][/PREFIX]` (keys under PREFIX, default `berth/`). With
+    /// etcd, the data directory still holds the keys, certificates and logs; servers sharing
+    /// one etcd store need the same --key-file. `berth store copy` moves records between them.
+    #[arg(long, env = "BERTH_STORE", default_value = "sqlite")]
+    pub store: String,
+}
+
+/// The etcd store `--store` names; `None` for SQLite.
+pub fn store_flag(store: &str) -> anyhow::Result<Option<berth_store::EtcdConfig>> {
+    match store {
+        "sqlite" => Ok(None),
+        s if s.starts_with(berth_store::EtcdConfig::SCHEME) => Ok(Some(
+            berth_store::EtcdConfig::parse(s).map_err(|e| anyhow::anyhow!("--store: {e}"))?,
+        )),
+        s => anyhow::bail!(
+            "--store must be sqlite or etcd://HOST:2379[,HOST:2379...][/PREFIX] (got '{s}')"
+        ),
+    }
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let mut config = args.server.config()?;
+    config.etcd = store_flag(&args.store)?;
     check_nofile(super::nofile_limit(), config.http.max_connections);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -199,6 +286,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "  let agents on other hosts join: berth token create --expires-in 1h --data-dir {}",
             cfg.data_dir.display()
         );
+        if let Some(r) = server.registry_address() {
+            eprintln!(
+                "  image registry (ECR) at {r}: aws ecr get-login-password | docker login --username AWS --password-stdin {r}"
+            );
+            println!("registry {r}");
+        }
+        if let Some(d) = server.dns_address() {
+            eprintln!("  DNS of Cloud Map namespaces at {d} (UDP and TCP): dig @{} -p {} NAME", d.ip(), d.port());
+            println!("dns {d}");
+        }
         // A machine-readable line for scripts and tests that start the server on port 0.
         println!("endpoint {endpoint}");
         println!("listening on {addr}");

@@ -48,6 +48,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let server = Server::start(config).await?;
         let addr = server.local_addr();
         let endpoint = server.endpoint();
+        let registry = server.registry_address();
+        let dns = server.dns_address();
         // What the agent in this process pins: Berth's CA, or, with the operator's own
         // certificate (--tls-cert), the certificates of that file (its issuers, or the
         // certificate itself when self-signed).
@@ -141,9 +143,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ),
             None => eprintln!("  aws --endpoint-url {endpoint} ecs list-container-instances"),
         }
+        if let Some(r) = &registry {
+            eprintln!(
+                "  image registry (ECR) at {r}: aws --endpoint-url {endpoint} ecr get-login-password | docker login --username AWS --password-stdin {r}"
+            );
+        }
+        if let Some(d) = dns {
+            eprintln!(
+                "  DNS of Cloud Map namespaces at {d} (UDP and TCP): dig @{} -p {} NAME",
+                d.ip(),
+                d.port()
+            );
+        }
         eprintln!(
             "Ctrl-C stops Berth; running tasks keep running and are adopted on the next `berth up`."
         );
+        if let Some(r) = &registry {
+            println!("registry {r}");
+        }
+        if let Some(d) = dns {
+            println!("dns {d}");
+        }
         println!("endpoint {endpoint}");
         println!("listening on {addr}");
         let mut agent_stop = stop_rx.clone();

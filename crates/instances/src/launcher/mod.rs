@@ -57,7 +57,7 @@ pub struct AgentSpec {
 
 impl AgentSpec {
     /// The spec of `rec`'s agent in `region`: its type's capacity, its UserData's cluster and
-    /// attributes. Fails only on a record the API would never have stored (an unknown type,
+    /// attributes, and the record's own attributes (which win over the UserData's). Fails only on a record the API would never have stored (an unknown type,
     /// unreadable UserData).
     pub fn for_instance(rec: &InstanceRecord, region: &str) -> Result<Self, InstanceError> {
         let ty = crate::types::lookup(&rec.instance_type)?;
@@ -65,6 +65,10 @@ impl AgentSpec {
         let capacity = ty.capacity(ecs.reserved_memory_mib.unwrap_or(RESERVED_MEMORY_MIB));
         let mut attributes = vec![(INSTANCE_ID_ATTRIBUTE.to_string(), rec.id.clone())];
         attributes.extend(ecs.attributes.into_iter().filter(|(k, _)| k != INSTANCE_ID_ATTRIBUTE));
+        for (k, v) in &rec.ecs_attributes {
+            attributes.retain(|(x, _)| x != k);
+            attributes.push((k.clone(), v.clone()));
+        }
         Ok(Self {
             instance_id: rec.id.clone(),
             cluster: ecs.cluster,

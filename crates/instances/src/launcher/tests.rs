@@ -130,3 +130,19 @@ fn converging_a_fake_through_a_lifecycle() {
     let err = f.start(&spec("i-1", "default")).unwrap_err();
     assert_eq!(err.code(), "InternalError");
 }
+
+#[test]
+fn record_attributes_join_and_win_over_the_user_data() {
+    let ud = "#!/bin/bash\necho 'ECS_INSTANCE_ATTRIBUTES={\"ecs.capacity-provider\":\"forged\",\"stack\":\"prod\"}' >> /etc/ecs/ecs.config\n";
+    let mut rec = record("i-1", InstanceState::Running, Some(ud));
+    rec.ecs_attributes = vec![("ecs.capacity-provider".into(), "asg-cp".into())];
+    let spec = AgentSpec::for_instance(&rec, "us-east-1").unwrap();
+    assert_eq!(
+        spec.attributes,
+        vec![
+            ("ecs.instance-id".into(), "i-1".into()),
+            ("stack".into(), "prod".into()),
+            ("ecs.capacity-provider".into(), "asg-cp".into()),
+        ]
+    );
+}

@@ -71,6 +71,22 @@ impl FakeRuntime {
         self.lock().volumes.values().cloned().collect()
     }
 
+    /// Container `id` writes `text` as one line (to stderr when `stderr`), stamped one
+    /// microsecond after its previous line on the fake clock. Returns false if it does not
+    /// exist.
+    pub fn push_log(&self, id: &str, text: &str, stderr: bool) -> bool {
+        {
+            let mut st = self.lock();
+            let Some(key) = find(&st, id) else { return false };
+            let base = (BASE_TIME + st.clock) * 1_000_000_000;
+            let lines = st.logs.entry(key).or_default();
+            let timestamp_ns = lines.last().map_or(base, |l| (l.timestamp_ns + 1000).max(base));
+            lines.push(crate::LogLine { timestamp_ns, stderr, text: text.to_string() });
+        }
+        self.notify();
+        true
+    }
+
     /// Makes a running container exit with `code` (as if its process ended). Returns false if
     /// it does not exist or is not running.
     pub fn exit(&self, id: &str, code: i64) -> bool {

@@ -13,7 +13,7 @@ async fn create_needs_a_local_image_and_a_free_name() {
     let err = rt.create(&spec("a", "app")).await.unwrap_err();
     assert!(matches!(err, RuntimeError::NotFound { kind: ObjectKind::Image, .. }));
     assert!(rt.image("app:latest").await.unwrap().is_none());
-    let pulled = rt.pull("app").await.unwrap();
+    let pulled = rt.pull("app", None).await.unwrap();
     assert_eq!(rt.image("app:latest").await.unwrap(), Some(pulled));
     let id = rt.create(&spec("a", "app:latest")).await.unwrap();
     assert_eq!(id.len(), 64);
@@ -27,7 +27,7 @@ async fn create_needs_a_local_image_and_a_free_name() {
 async fn pull_failures_and_injected_errors() {
     let rt = FakeRuntime::new();
     rt.fail_pull("private/app:1", "denied");
-    let err = rt.pull("private/app:1").await.unwrap_err();
+    let err = rt.pull("private/app:1", None).await.unwrap_err();
     assert_eq!(err, RuntimeError::Pull { image: "private/app:1".into(), message: "denied".into() });
     rt.fail_next(Op::Info, RuntimeError::Engine { op: "info", message: "down".into() });
     assert!(rt.info().await.is_err());
@@ -299,4 +299,33 @@ async fn networks_fixed_addresses_shared_namespaces_and_cgroups_behave_as_docker
     assert!(rt.cgroups().is_empty());
     assert_eq!(rt.pause_image().await.unwrap(), PAUSE_IMAGE);
     assert!(rt.image(PAUSE_IMAGE).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn follow_logs_delivers_lines_after_the_cursor_until_the_container_stops() {
+    let rt = FakeRuntime::new();
+    rt.add_image("app");
+    let id = rt.create(&spec("a", "app:latest")).await.unwrap();
+    rt.start(&id).await.unwrap();
+    assert!(rt.push_log(&id, "one", false));
+    assert!(rt.push_log(&id, "two", true));
+    let mut all = rt.follow_logs(&id, 0);
+    let one = all.next().await.unwrap().unwrap();
+    let two = all.next().await.unwrap().unwrap();
+    assert_eq!(
+        (one.text.as_str(), one.stderr, two.text.as_str(), two.stderr),
+        ("one", false, "two", true)
+    );
+    assert!(two.timestamp_ns > one.timestamp_ns);
+    // From a cursor: only later lines; a line written while following arrives.
+    let mut after = rt.follow_logs(&id, one.timestamp_ns);
+    assert_eq!(after.next().await.unwrap().unwrap().text, "two");
+    rt.push_log(&id, "three", false);
+    assert_eq!(after.next().await.unwrap().unwrap().text, "three");
+    assert_eq!(all.next().await.unwrap().unwrap().text, "three");
+    // Once the container has stopped, the stream ends after its last line.
+    rt.exit(&id, 0);
+    assert!(after.next().await.is_none());
+    assert!(all.next().await.is_none());
+    assert!(!rt.push_log("nope", "x", false));
 }

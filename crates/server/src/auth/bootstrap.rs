@@ -120,7 +120,13 @@ pub async fn bootstrap_admin_key(
         "# Written by berth server: the administrator key of this data directory.\n[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
         record.access_key_id, secret
     );
-    let config = format!("# Written by berth server.\n[default]\nregion = {}\n", scope.region);
+    // botocore sends some calls (Cloud Map's DiscoverInstances) to a prefixed host
+    // (`data-HOST`), which does not resolve for an `--endpoint-url` of an IP address; every
+    // service is at the one endpoint here.
+    let config = format!(
+        "# Written by berth server.\n[default]\nregion = {}\ndisable_host_prefix_injection = true\n",
+        scope.region
+    );
     write_private(&credentials_path, &credentials)?;
     write_private(&config_path, &config)?;
     Ok(BootstrapKey {

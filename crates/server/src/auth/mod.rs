@@ -241,9 +241,12 @@ pub const ADMIN_SERVICE: &str = "berth-admin";
 pub const INSTANCE_ACTIONS: &[(&str, &str)] = &[
     (AGENT_SERVICE, "Poll"),
     (AGENT_SERVICE, "Report"),
+    (AGENT_SERVICE, "ShipLogs"),
     ("ecs", "RegisterContainerInstance"),
     ("ecs", "SubmitTaskStateChange"),
     ("ecs", "SubmitContainerStateChange"),
+    // Pulling task images from Berth's registry (issue #14), as ECS's agent does with ECR.
+    ("ecr", "GetAuthorizationToken"),
 ];
 
 fn access_denied(message: String) -> AwsError {

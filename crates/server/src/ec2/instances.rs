@@ -29,7 +29,8 @@ use berth_store::{Range, Txn};
 use berth_wire::AwsError;
 use berth_wire::ec2 as wire;
 
-use super::{Ec2, codes, filters, list, spec_tags, wire_tags};
+use super::launch_templates::TemplateData;
+use super::{Ec2, codes, filters, list, spec_tags, tags, wire_tags};
 use crate::ecs::RequestContext;
 use crate::records;
 
@@ -69,7 +70,7 @@ fn check_ids(ids: &[String]) -> Result<(), AwsError> {
 }
 
 impl Ec2 {
-    async fn instances_all(&self) -> Result<Vec<InstanceRecord>, AwsError> {
+    pub(crate) async fn instances_all(&self) -> Result<Vec<InstanceRecord>, AwsError> {
         list::<InstanceRecord>(self.store(), irec::INSTANCES).await
     }
 
@@ -203,6 +204,85 @@ impl Ec2 {
         Ok(out)
     }
 
+    /// Launches between `min` and `max` instances of `params` (RunInstances' rules, module
+    /// docs) into `subnet_id` (default: the first zone's default subnet) with `groups`:
+    /// the reservation id and the records written. A `ClientToken` seen before answers the
+    /// instances it launched. Auto Scaling launches through here too.
+    pub(crate) async fn launch(
+        &self,
+        params: LaunchParams,
+        subnet_id: Option<String>,
+        groups: Vec<String>,
+        min: i32,
+        max: i32,
+    ) -> Result<(String, Vec<InstanceRecord>), AwsError> {
+        params.validate().map_err(instance_error)?;
+        if let Some(token) = &params.client_token {
+            let seen: Vec<InstanceRecord> = self
+                .instances_all()
+                .await?
+                .into_iter()
+                .filter(|r| r.client_token.as_ref() == Some(token))
+                .collect();
+            if let Some(first) = seen.first() {
+                return Ok((first.reservation_id.clone(), seen));
+            }
+        }
+        let subnet = self.launch_subnet(subnet_id).await?;
+        let groups = self.launch_groups(groups, &subnet.vpc_id).await?;
+        let reservation_id = berth_model::network::new_id("r");
+        let mut launched: Vec<InstanceRecord> = vec![];
+        while launched.len() < max as usize {
+            let mut cas =
+                records::Cas::new(self.store(), format!("subnet {} addresses", subnet.id));
+            let rec = loop {
+                cas.attempt().await?;
+                let taken: BTreeSet<std::net::Ipv4Addr> = self
+                    .store()
+                    .range(Range::prefix(&keys::eni_ips_prefix(&subnet.id)))
+                    .await
+                    .map_err(crate::error::store)?
+                    .iter()
+                    .filter_map(|r| r.key.rsplit('/').next().and_then(|ip| ip.parse().ok()))
+                    .collect();
+                let ip = match irec::choose_ip(&subnet.id, &subnet.cidr_block, &taken) {
+                    Ok(ip) => ip,
+                    Err(e) => break Err(e),
+                };
+                let mut rec =
+                    irec::new_record(&params, &subnet, ip, now()).map_err(instance_error)?;
+                rec.reservation_id = reservation_id.clone();
+                rec.security_groups = groups.clone();
+                if cas.commit(irec::create_txn(&rec)).await? {
+                    break Ok(rec);
+                }
+            };
+            match rec {
+                Ok(r) => launched.push(r),
+                Err(e) if launched.len() >= min as usize => {
+                    tracing::info!(error = %e, "RunInstances launched fewer than MaxCount");
+                    break;
+                }
+                Err(e) => {
+                    // All or nothing below MinCount: take back what this call wrote.
+                    for r in &launched {
+                        let txn = Txn::new()
+                            .delete(irec::key(&r.id))
+                            .delete(keys::eni_ip(&r.subnet_id, r.private_ip));
+                        records::commit(self.store(), txn).await?;
+                    }
+                    return Err(instance_error(e));
+                }
+            }
+        }
+        Ok((reservation_id, launched))
+    }
+
+    /// Terminates `ids` (TerminateInstances for Berth's own callers: Auto Scaling).
+    pub(crate) async fn terminate(&self, ids: Vec<String>, reason: &str) -> Result<(), AwsError> {
+        self.change_states(Some(ids), reason, |r| Ok(r.state.on_terminate())).await.map(|_| ())
+    }
+
     /// Applies `step` to each named instance; the state changes as EC2 reports them.
     async fn change_states(
         &self,
@@ -286,7 +366,6 @@ impl wire::InstancesApi<RequestContext> for Ec2 {
         _ctx: &RequestContext,
         input: wire::RunInstancesRequest,
     ) -> Result<wire::Reservation, AwsError> {
-        let image_id = input.image_id.clone().ok_or_else(|| codes::missing("ImageId"))?;
         let min = input.min_count.ok_or_else(|| codes::missing("MinCount"))?;
         let max = input.max_count.ok_or_else(|| codes::missing("MaxCount"))?;
         if min < 1 {
@@ -306,78 +385,54 @@ impl wire::InstancesApi<RequestContext> for Ec2 {
             ));
         }
         let max = max.min(MAX_PER_CALL);
+        // A launch template gives what the request leaves out.
+        let (template, data) = match &input.launch_template {
+            Some(spec) => {
+                let (id, version, data) = self
+                    .resolve_template(
+                        spec.launch_template_id.as_deref(),
+                        spec.launch_template_name.as_deref(),
+                        spec.version.as_deref(),
+                    )
+                    .await?;
+                (Some((id, version.to_string())), data)
+            }
+            None => (None, TemplateData::default()),
+        };
+        let image_id = input
+            .image_id
+            .clone()
+            .or(data.image_id.clone())
+            .ok_or_else(|| codes::missing("ImageId"))?;
+        let tags = tags::merge(
+            data.instance_tags.clone(),
+            spec_tags(input.tag_specifications.clone(), wire::ResourceType::Instance)?
+                .into_iter()
+                .map(|t| wire::Tag { key: Some(t.key), value: Some(t.value) })
+                .collect(),
+            "TagSpecification",
+        )?;
         let params = LaunchParams {
             image_id,
             instance_type: input
                 .instance_type
                 .map(|t| t.as_str().to_string())
+                .or(data.instance_type.clone())
                 .unwrap_or_else(|| "m1.small".into()),
-            user_data: input.user_data.clone().filter(|u| !u.is_empty()),
-            tags: spec_tags(input.tag_specifications.clone(), wire::ResourceType::Instance)?,
-            key_name: input.key_name.clone(),
+            user_data: input.user_data.clone().filter(|u| !u.is_empty()).or(data.user_data.clone()),
+            tags,
+            key_name: input.key_name.clone().or(data.key_name.clone()),
             client_token: input.client_token.clone().filter(|t| !t.is_empty()),
+            launch_template: template,
             ..Default::default()
         };
-        params.validate().map_err(instance_error)?;
-        let all = self.instances_all().await?;
-        if let Some(token) = &params.client_token {
-            let seen: Vec<&InstanceRecord> =
-                all.iter().filter(|r| r.client_token.as_ref() == Some(token)).collect();
-            if let Some(first) = seen.first() {
-                let groups =
-                    list::<SecurityGroupRecord>(self.store(), keys::SECURITY_GROUPS).await?;
-                return Ok(self.reservation(&first.reservation_id.clone(), &seen, &groups));
-            }
-        }
-        let subnet = self.launch_subnet(input.subnet_id.clone()).await?;
-        let groups = self
-            .launch_groups(input.security_group_ids.unwrap_or_default(), &subnet.vpc_id)
-            .await?;
-        let reservation_id = berth_model::network::new_id("r");
-        let mut launched: Vec<InstanceRecord> = vec![];
-        while launched.len() < max as usize {
-            let mut cas =
-                records::Cas::new(self.store(), format!("subnet {} addresses", subnet.id));
-            let rec = loop {
-                cas.attempt().await?;
-                let taken: BTreeSet<std::net::Ipv4Addr> = self
-                    .store()
-                    .range(Range::prefix(&keys::eni_ips_prefix(&subnet.id)))
-                    .await
-                    .map_err(crate::error::store)?
-                    .iter()
-                    .filter_map(|r| r.key.rsplit('/').next().and_then(|ip| ip.parse().ok()))
-                    .collect();
-                let ip = match irec::choose_ip(&subnet.id, &subnet.cidr_block, &taken) {
-                    Ok(ip) => ip,
-                    Err(e) => break Err(e),
-                };
-                let mut rec =
-                    irec::new_record(&params, &subnet, ip, now()).map_err(instance_error)?;
-                rec.reservation_id = reservation_id.clone();
-                rec.security_groups = groups.clone();
-                if cas.commit(irec::create_txn(&rec)).await? {
-                    break Ok(rec);
-                }
-            };
-            match rec {
-                Ok(r) => launched.push(r),
-                Err(e) if launched.len() >= min as usize => {
-                    tracing::info!(error = %e, "RunInstances launched fewer than MaxCount");
-                    break;
-                }
-                Err(e) => {
-                    // All or nothing below MinCount: take back what this call wrote.
-                    for r in &launched {
-                        let txn = Txn::new()
-                            .delete(irec::key(&r.id))
-                            .delete(keys::eni_ip(&r.subnet_id, r.private_ip));
-                        records::commit(self.store(), txn).await?;
-                    }
-                    return Err(instance_error(e));
-                }
-            }
-        }
+        let groups = input
+            .security_group_ids
+            .clone()
+            .filter(|g| !g.is_empty())
+            .unwrap_or(data.security_group_ids.clone());
+        let (reservation_id, launched) =
+            self.launch(params, input.subnet_id.clone(), groups, min, max).await?;
         let all_groups = list::<SecurityGroupRecord>(self.store(), keys::SECURITY_GROUPS).await?;
         let refs: Vec<&InstanceRecord> = launched.iter().collect();
         Ok(self.reservation(&reservation_id, &refs, &all_groups))

@@ -25,6 +25,7 @@
 mod defaults;
 mod filters;
 mod instances;
+pub(crate) mod launch_templates;
 mod network_interfaces;
 mod rules;
 mod security_groups;
@@ -91,6 +92,10 @@ impl wire::Api for Ec2 {
     type Zones = Ec2;
     type Tags = Ec2;
     type Instances = Ec2;
+    type LaunchTemplates = Ec2;
+    fn launch_templates(&self) -> &Ec2 {
+        self
+    }
     fn instances(&self) -> &Ec2 {
         self
     }
@@ -152,6 +157,11 @@ pub(crate) mod codes {
 async fn list<T: DeserializeOwned>(store: &dyn Store, prefix: &str) -> Result<Vec<T>, AwsError> {
     let recs = store.range(Range::prefix(prefix)).await.map_err(crate::error::store)?;
     Ok(records::decode_all::<T>(recs)?.into_iter().map(|(v, _)| v).collect())
+}
+
+/// Every subnet of the region.
+pub(crate) async fn subnets_all(store: &dyn Store) -> Result<Vec<network::SubnetRecord>, AwsError> {
+    list::<network::SubnetRecord>(store, keys::SUBNETS).await
 }
 
 /// How many keys lie under `prefix`.

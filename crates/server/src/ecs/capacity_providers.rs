@@ -14,9 +14,11 @@
 //!   cluster's associations compare the revision of every provider they name, and deletion
 //!   compares the revision of every live cluster it checked, so the two never cross.
 //! * A provider is capacity: the container instances whose `ecs.capacity-provider`
-//!   attribute is its name (`berth_scheduler::capacity::PROVIDER_ATTRIBUTE`). Berth has no
-//!   Auto Scaling groups yet, so `autoScalingGroupArn` is stored as given and managed
-//!   scaling, termination protection and draining are validated and reported, not acted on.
+//!   attribute is its name (`berth_scheduler::capacity::PROVIDER_ATTRIBUTE`); instances an
+//!   Auto Scaling group launches carry it when a provider names the group (by name or ARN)
+//!   at launch. `autoScalingGroupArn` is stored as given; with managed scaling ENABLED the
+//!   Auto Scaling controller (`crate::autoscaling::managed`) scales the group, and the
+//!   provider's tasks that cannot be placed wait in PROVISIONING ([`scales`]).
 
 use std::sync::Arc;
 
@@ -68,6 +70,20 @@ pub fn validate_name(name: &str) -> Result<(), AwsError> {
         )));
     }
     Ok(())
+}
+
+/// Whether `name` is an ACTIVE Auto Scaling group provider with managed scaling ENABLED: its
+/// tasks wait in PROVISIONING for the group to scale out instead of failing.
+pub async fn scales(store: &dyn berth_store::Store, name: &str) -> Result<bool, AwsError> {
+    if is_fargate(name) {
+        return Ok(false);
+    }
+    let p = records::get::<CapacityProvider>(store, &keys::capacity_provider(name)).await?;
+    Ok(p.is_some_and(|(p, _)| {
+        p.status == Some(CapacityProviderStatus::Active)
+            && p.auto_scaling_group_provider.and_then(|a| a.managed_scaling).and_then(|m| m.status)
+                == Some(ManagedScalingStatus::Enabled)
+    }))
 }
 
 /// Managed scaling with ECS's defaults filled in (status DISABLED, target 100 %, steps 1 to

@@ -32,11 +32,18 @@ pub struct Timing {
     pub instance_lost_after_secs: f64,
     /// How long (seconds) a service task without health checks must run to count as healthy.
     pub service_settle_secs: f64,
+    /// How long (seconds) a managed-scaling provider's reservation must stay below target
+    /// before scale-in.
+    pub scale_in_after_secs: u32,
     /// How long (seconds) a STOPPED task stays describable.
     pub stopped_task_retention_secs: f64,
+    /// Random FARGATE_SPOT interruptions per Spot task-hour (`0`: none; fault injection).
+    pub spot_interruption_rate_per_hour: f64,
     /// This server's API endpoint (`http://ADDR` / `https://ADDR`), set once the server is
     /// bound; shared by every region's copy (DiscoverPollEndpoint answers it).
     pub endpoint: Arc<std::sync::OnceLock<String>>,
+    /// Where ELBv2 listeners bind (`--lb-bind-address`): every region's data plane uses it.
+    pub lb_bind_address: std::net::IpAddr,
 }
 
 impl Default for Timing {
@@ -46,8 +53,11 @@ impl Default for Timing {
             agent_heartbeat_secs: 15,
             instance_lost_after_secs: 120.0,
             service_settle_secs: 40.0,
+            scale_in_after_secs: 900,
             stopped_task_retention_secs: 3600.0,
+            spot_interruption_rate_per_hour: 0.0,
             endpoint: Arc::default(),
+            lb_bind_address: std::net::Ipv4Addr::LOCALHOST.into(),
         }
     }
 }

@@ -873,3 +873,128 @@ async fn a_spot_interruption_stops_a_spot_task_and_its_service_replaces_it() {
     let dep = &s.deployments.unwrap()[0];
     assert_eq!(dep.failed_tasks, Some(0), "an interruption is not a task failure");
 }
+
+/// The random interruption rate is a Poisson process per task-hour.
+#[test]
+fn interruption_chance_follows_the_rate() {
+    use super::tasks::spot::interruption_chance;
+    let table = [
+        (0.0, 10.0, 0.0),
+        (-1.0, 10.0, 0.0),
+        (f64::NAN, 10.0, 0.0),
+        (1.0, 0.0, 0.0),
+        (1.0, 3600.0, 1.0 - (-1.0f64).exp()),
+        (3600.0, 1.0, 1.0 - (-1.0f64).exp()),
+        (6.0, 10.0, 1.0 - (-6.0 * 10.0 / 3600.0f64).exp()),
+    ];
+    for (rate, secs, want) in table {
+        let got = interruption_chance(rate, secs);
+        assert!((got - want).abs() < 1e-12, "rate {rate} over {secs} s: {got} != {want}");
+    }
+    assert!(interruption_chance(1e9, 10.0) <= 1.0);
+}
+
+/// A random pass interrupts only RUNNING Spot tasks whose draw falls under the chance.
+#[tokio::test]
+async fn a_random_spot_pass_interrupts_running_spot_tasks_by_draw() {
+    let h = Harness::new();
+    let ctx = h.ctx();
+    let ecs = &h.ecs;
+    default_cluster(&h).await;
+    let sn = subnet(&*h.store, "subnet-0e0e0e0e0e0e0e0e0", "10.9.1.0/24", "us-east-1a").await;
+    let pool = register(&h, POOL_CLUSTER, 8192, 16384).await;
+    let td = fargate_td(&h, "web").await;
+    let put = PutClusterCapacityProvidersRequest {
+        cluster: Some("default".into()),
+        capacity_providers: Some(vec!["FARGATE".into(), "FARGATE_SPOT".into()]),
+        default_capacity_provider_strategy: Some(vec![]),
+    };
+    ecs.clusters().put_cluster_capacity_providers(&ctx, put).await.unwrap();
+    let run = |p: &str| RunTaskRequest {
+        capacity_provider_strategy: Some(vec![CapacityProviderStrategyItem {
+            capacity_provider: Some(p.into()),
+            base: None,
+            weight: Some(1),
+        }]),
+        launch_type: None,
+        ..run_fargate(&td, &sn, 1)
+    };
+    let mut arns = Vec::new();
+    for p in ["FARGATE", "FARGATE_SPOT", "FARGATE_SPOT"] {
+        let t = ecs.tasks().run_task(&ctx, run(p)).await.unwrap().tasks.unwrap().remove(0);
+        arns.push(t.task_arn.unwrap());
+    }
+    // Only the first two are RUNNING: the third Spot task is still PENDING.
+    for (seq, arn) in arns.iter().take(2).enumerate() {
+        let r = report(arn, &pool, "RUNNING", seq as u64 + 1);
+        ecs.agent_channel.agent_report(&ctx, r).await.unwrap();
+    }
+    let none = ecs.tasks.random_spot_pass(0.5, || 0.5).await.unwrap();
+    assert!(none.is_empty(), "a draw at the chance is not under it");
+    let zero = ecs.tasks.random_spot_pass(0.0, || 0.0).await.unwrap();
+    assert!(zero.is_empty(), "a zero chance interrupts nothing");
+    let hit = ecs.tasks.random_spot_pass(0.5, || 0.0).await.unwrap();
+    let hit: Vec<_> = hit.iter().map(|t| t.task_arn.clone().unwrap()).collect();
+    assert_eq!(hit, vec![arns[1].clone()], "only the RUNNING Spot task");
+    let again = ecs.tasks.random_spot_pass(1.0, || 0.0).await.unwrap();
+    assert!(again.is_empty(), "an interrupted task is not interrupted twice");
+}
+
+/// A task set on Fargate runs its tasks on the pool in its own awsvpc network (the set's
+/// network configuration, not the service's), and is checked as a Fargate service is.
+#[tokio::test]
+async fn a_fargate_task_set_runs_in_its_own_network_on_the_pool() {
+    let h = Harness::new();
+    let ctx = h.ctx();
+    let ecs = &h.ecs;
+    default_cluster(&h).await;
+    let sn = subnet(&*h.store, "subnet-0f0f0f0f0f0f0f0f0", "10.9.2.0/24", "us-east-1a").await;
+    register(&h, POOL_CLUSTER, 4096, 8192).await;
+    let td = fargate_td(&h, "web").await;
+    let create = CreateServiceRequest {
+        service_name: Some("ext".into()),
+        desired_count: Some(2),
+        deployment_controller: Some(DeploymentController {
+            r#type: Some(DeploymentControllerType::External),
+        }),
+        ..Default::default()
+    };
+    ecs.services().create_service(&ctx, create).await.unwrap();
+    let set = |network: Option<NetworkConfiguration>| CreateTaskSetRequest {
+        service: Some("ext".into()),
+        task_definition: Some(td.clone()),
+        launch_type: Some(LaunchType::Fargate),
+        network_configuration: network,
+        ..Default::default()
+    };
+    // Without the network an awsvpc definition needs: refused, nothing created.
+    let e = ecs.task_sets().create_task_set(&ctx, set(None)).await.unwrap_err();
+    assert!(e.message.contains("Network Configuration must be provided"), "{}", e.message);
+    let bad_version = CreateTaskSetRequest {
+        platform_version: Some("1.3.0".into()),
+        ..set(Some(net(&[&sn], &[])))
+    };
+    let e = ecs.task_sets().create_task_set(&ctx, bad_version).await.unwrap_err();
+    assert!(e.message.contains("platformVersion"), "{}", e.message);
+    let made = ecs.task_sets().create_task_set(&ctx, set(Some(net(&[&sn], &[])))).await.unwrap();
+    let made = made.task_set.unwrap();
+    assert_eq!(made.network_configuration, Some(net(&[&sn], &[])));
+    assert_eq!(made.platform_version.as_deref(), Some("LATEST"));
+    assert_eq!(made.platform_family.as_deref(), Some("Linux"));
+    super::testing::passes_until(&h, "two set tasks", async || {
+        let list = ListTasksRequest { service_name: Some("ext".into()), ..Default::default() };
+        ecs.tasks().list_tasks(&ctx, list).await.unwrap().task_arns.unwrap().len() == 2
+    })
+    .await;
+    let list = ListTasksRequest { service_name: Some("ext".into()), ..Default::default() };
+    let arns = ecs.tasks().list_tasks(&ctx, list).await.unwrap().task_arns.unwrap();
+    let d = DescribeTasksRequest { tasks: Some(arns), ..Default::default() };
+    let tasks = ecs.tasks().describe_tasks(&ctx, d).await.unwrap().tasks.unwrap();
+    assert!(tasks.iter().all(|t| t.launch_type == Some(LaunchType::Fargate)));
+    assert!(tasks.iter().all(|t| t.started_by == made.id));
+    let enis: BTreeSet<_> =
+        tasks.iter().map(|t| detail(t, "networkInterfaceId").unwrap()).collect();
+    assert_eq!(enis.len(), 2, "each task has its own interface");
+    let subnets: BTreeSet<_> = tasks.iter().map(|t| detail(t, "subnetId").unwrap()).collect();
+    assert_eq!(subnets, BTreeSet::from([sn.as_str()]));
+}

@@ -122,6 +122,21 @@ impl Ecs {
         self.tasks.interrupt_spot(req).await
     }
 
+    /// Interrupts Spot tasks at random until `stop` is set (`--spot-interruption-rate`; see
+    /// [`tasks::spot`]).
+    pub async fn run_random_spot(
+        &self,
+        rate_per_hour: f64,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        self.tasks.run_random_spot(rate_per_hour, stop).await
+    }
+
+    /// The random Spot interruption rate in force (per task-hour; `0`: off).
+    pub fn spot_interruption_rate(&self) -> f64 {
+        self.core.timing.spot_interruption_rate_per_hour
+    }
+
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, scope: Scope, timing: Timing) -> Self {
         let core = Arc::new(Core::new(store, clock, scope, timing));
         let clusters = Arc::new(Clusters::new(core.clone()));

@@ -29,13 +29,15 @@ use crate::auth::{self, Action};
 use crate::ecs::RequestContext;
 
 /// The services `/` answers, for the refusal of any other.
-pub(super) const SERVED: &str = "ecs, ec2, sts, ssm (GetParameter, GetParameters)";
+pub(super) const SERVED: &str = "ecs, ec2, sts, ssm (GetParameter, GetParameters), autoscaling, logs, elasticloadbalancing (ELBv2), ecr, servicediscovery (Cloud Map)";
 
 /// A form-encoded service Berth serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum FormService {
     Ec2,
     Sts,
+    AutoScaling,
+    Elbv2,
 }
 
 impl FormService {
@@ -43,24 +45,32 @@ impl FormService {
         match self {
             FormService::Ec2 => wire_ec2::FLAVOR,
             FormService::Sts => wire_sts::FLAVOR,
+            FormService::AutoScaling => berth_wire::autoscaling::FLAVOR,
+            FormService::Elbv2 => berth_wire::elbv2::FLAVOR,
         }
     }
     fn signing_name(self) -> &'static str {
         match self {
             FormService::Ec2 => wire_ec2::SIGNING_NAME,
             FormService::Sts => wire_sts::SIGNING_NAME,
+            FormService::AutoScaling => berth_wire::autoscaling::SIGNING_NAME,
+            FormService::Elbv2 => berth_wire::elbv2::SIGNING_NAME,
         }
     }
     fn namespace(self) -> &'static str {
         match self {
             FormService::Ec2 => wire_ec2::XML_NAMESPACE,
             FormService::Sts => wire_sts::XML_NAMESPACE,
+            FormService::AutoScaling => berth_wire::autoscaling::XML_NAMESPACE,
+            FormService::Elbv2 => berth_wire::elbv2::XML_NAMESPACE,
         }
     }
     /// The service whose API version a form names (EC2 when it names none Berth knows).
     fn by_version(form: &Form) -> Self {
         match form.get("Version") {
             Some(v) if v == wire_sts::API_VERSION => FormService::Sts,
+            Some(v) if v == berth_wire::autoscaling::API_VERSION => FormService::AutoScaling,
+            Some(v) if v == berth_wire::elbv2::API_VERSION => FormService::Elbv2,
             _ => FormService::Ec2,
         }
     }
@@ -73,6 +83,12 @@ pub(super) enum Route {
     Json,
     /// SSM's JSON 1.1 front end ([`crate::ssm`]).
     Ssm,
+    /// CloudWatch Logs' JSON 1.1 front end ([`crate::logs`]).
+    Logs,
+    /// ECR's JSON 1.1 front end ([`crate::ecr`]).
+    Ecr,
+    /// Cloud Map's JSON 1.1 front end ([`crate::servicediscovery`]).
+    ServiceDiscovery,
     /// A form-encoded service; `None`: unsigned, told by its `Version` once read.
     Form(Option<FormService>),
     /// A service Berth does not serve (by its signing name).
@@ -119,7 +135,12 @@ pub(super) fn route(req: &Request) -> Route {
         Some(_) if ecs_target => Route::Json,
         Some("ec2") => Route::Form(Some(FormService::Ec2)),
         Some("sts") => Route::Form(Some(FormService::Sts)),
+        Some("autoscaling") => Route::Form(Some(FormService::AutoScaling)),
+        Some("elasticloadbalancing") => Route::Form(Some(FormService::Elbv2)),
         Some("ssm") => Route::Ssm,
+        Some("logs") => Route::Logs,
+        Some("ecr") => Route::Ecr,
+        Some("servicediscovery") => Route::ServiceDiscovery,
         Some(other) => Route::NotServed { service: other.to_string(), form },
         None if form => Route::Form(None),
         None => Route::Json,
@@ -264,6 +285,28 @@ async fn answer(
             ec2.ensure_default().await?;
             wire_ec2::dispatch(&*ec2, &ctx, op, form, request_id).await
         }
+        FormService::AutoScaling => {
+            use berth_wire::autoscaling as wire_asg;
+            let op = wire_asg::Operation::lookup(action)?;
+            auth::authorize(
+                &ctx.principal,
+                Action { service: wire_asg::SIGNING_NAME, operation: op.name() },
+            )?;
+            let services = app.regions.services(signed.region);
+            services.ec2.ensure_default().await?;
+            wire_asg::dispatch(&*services.autoscaling, &ctx, op, form, request_id).await
+        }
+        FormService::Elbv2 => {
+            use berth_wire::elbv2 as wire_elb;
+            let op = wire_elb::Operation::lookup(action)?;
+            auth::authorize(
+                &ctx.principal,
+                Action { service: wire_elb::SIGNING_NAME, operation: op.name() },
+            )?;
+            let services = app.regions.services(signed.region);
+            services.ec2.ensure_default().await?;
+            wire_elb::dispatch(&*services.elbv2, &ctx, op, form, request_id).await
+        }
         FormService::Sts => {
             // GetCallerIdentity needs no permission, as in AWS.
             let op = wire_sts::Operation::lookup(action)?;
@@ -300,6 +343,10 @@ mod tests {
         assert_eq!(
             route(&req("POST", "/", &[("authorization", &auth("sts")), form])),
             Route::Form(Some(FormService::Sts))
+        );
+        assert_eq!(
+            route(&req("POST", "/", &[("authorization", &auth("elasticloadbalancing")), form])),
+            Route::Form(Some(FormService::Elbv2))
         );
         assert_eq!(
             route(&req("POST", "/", &[("authorization", &auth("iam")), form])),

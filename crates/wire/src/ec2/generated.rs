@@ -25,6 +25,214 @@ pub const XML_NAMESPACE: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
 pub const FLAVOR: Flavor = Flavor::Ec2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AcceleratorManufacturer {
+    #[serde(rename = "amazon-web-services")]
+    AmazonWebServices,
+    #[serde(rename = "amd")]
+    Amd,
+    #[serde(rename = "nvidia")]
+    Nvidia,
+    #[serde(rename = "xilinx")]
+    Xilinx,
+    #[serde(rename = "habana")]
+    Habana,
+}
+impl AcceleratorManufacturer {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] =
+        &["amazon-web-services", "amd", "nvidia", "xilinx", "habana"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AmazonWebServices => "amazon-web-services",
+            Self::Amd => "amd",
+            Self::Nvidia => "nvidia",
+            Self::Xilinx => "xilinx",
+            Self::Habana => "habana",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "amazon-web-services" => Some(Self::AmazonWebServices),
+            "amd" => Some(Self::Amd),
+            "nvidia" => Some(Self::Nvidia),
+            "xilinx" => Some(Self::Xilinx),
+            "habana" => Some(Self::Habana),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for AcceleratorManufacturer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AcceleratorName {
+    #[serde(rename = "a100")]
+    A100,
+    #[serde(rename = "inferentia")]
+    Inferentia,
+    #[serde(rename = "k520")]
+    K520,
+    #[serde(rename = "k80")]
+    K80,
+    #[serde(rename = "m60")]
+    M60,
+    #[serde(rename = "radeon-pro-v520")]
+    RadeonProV520,
+    #[serde(rename = "t4")]
+    T4,
+    #[serde(rename = "vu9p")]
+    Vu9p,
+    #[serde(rename = "v100")]
+    V100,
+    #[serde(rename = "a10g")]
+    A10g,
+    #[serde(rename = "h100")]
+    H100,
+    #[serde(rename = "t4g")]
+    T4g,
+    #[serde(rename = "l40s")]
+    L40s,
+    #[serde(rename = "l4")]
+    L4,
+    #[serde(rename = "gaudi-hl-205")]
+    GaudiHl205,
+    #[serde(rename = "inferentia2")]
+    Inferentia2,
+    #[serde(rename = "trainium")]
+    Trainium,
+    #[serde(rename = "trainium2")]
+    Trainium2,
+    #[serde(rename = "u30")]
+    U30,
+}
+impl AcceleratorName {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &[
+        "a100",
+        "inferentia",
+        "k520",
+        "k80",
+        "m60",
+        "radeon-pro-v520",
+        "t4",
+        "vu9p",
+        "v100",
+        "a10g",
+        "h100",
+        "t4g",
+        "l40s",
+        "l4",
+        "gaudi-hl-205",
+        "inferentia2",
+        "trainium",
+        "trainium2",
+        "u30",
+    ];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::A100 => "a100",
+            Self::Inferentia => "inferentia",
+            Self::K520 => "k520",
+            Self::K80 => "k80",
+            Self::M60 => "m60",
+            Self::RadeonProV520 => "radeon-pro-v520",
+            Self::T4 => "t4",
+            Self::Vu9p => "vu9p",
+            Self::V100 => "v100",
+            Self::A10g => "a10g",
+            Self::H100 => "h100",
+            Self::T4g => "t4g",
+            Self::L40s => "l40s",
+            Self::L4 => "l4",
+            Self::GaudiHl205 => "gaudi-hl-205",
+            Self::Inferentia2 => "inferentia2",
+            Self::Trainium => "trainium",
+            Self::Trainium2 => "trainium2",
+            Self::U30 => "u30",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "a100" => Some(Self::A100),
+            "inferentia" => Some(Self::Inferentia),
+            "k520" => Some(Self::K520),
+            "k80" => Some(Self::K80),
+            "m60" => Some(Self::M60),
+            "radeon-pro-v520" => Some(Self::RadeonProV520),
+            "t4" => Some(Self::T4),
+            "vu9p" => Some(Self::Vu9p),
+            "v100" => Some(Self::V100),
+            "a10g" => Some(Self::A10g),
+            "h100" => Some(Self::H100),
+            "t4g" => Some(Self::T4g),
+            "l40s" => Some(Self::L40s),
+            "l4" => Some(Self::L4),
+            "gaudi-hl-205" => Some(Self::GaudiHl205),
+            "inferentia2" => Some(Self::Inferentia2),
+            "trainium" => Some(Self::Trainium),
+            "trainium2" => Some(Self::Trainium2),
+            "u30" => Some(Self::U30),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for AcceleratorName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AcceleratorType {
+    #[serde(rename = "gpu")]
+    Gpu,
+    #[serde(rename = "fpga")]
+    Fpga,
+    #[serde(rename = "inference")]
+    Inference,
+    #[serde(rename = "media")]
+    Media,
+}
+impl AcceleratorType {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["gpu", "fpga", "inference", "media"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gpu => "gpu",
+            Self::Fpga => "fpga",
+            Self::Inference => "inference",
+            Self::Media => "media",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "gpu" => Some(Self::Gpu),
+            "fpga" => Some(Self::Fpga),
+            "inference" => Some(Self::Inference),
+            "media" => Some(Self::Media),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for AcceleratorType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum AmdSevSnpSpecification {
     #[serde(rename = "enabled")]
     Enabled,
@@ -229,6 +437,43 @@ impl std::fmt::Display for AvailabilityZoneState {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum BareMetal {
+    #[serde(rename = "included")]
+    Included,
+    #[serde(rename = "required")]
+    Required,
+    #[serde(rename = "excluded")]
+    Excluded,
+}
+impl BareMetal {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["included", "required", "excluded"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Included => "included",
+            Self::Required => "required",
+            Self::Excluded => "excluded",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "included" => Some(Self::Included),
+            "required" => Some(Self::Required),
+            "excluded" => Some(Self::Excluded),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for BareMetal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum BlockPublicAccessMode {
     #[serde(rename = "off")]
     Off,
@@ -303,6 +548,43 @@ impl std::fmt::Display for BootModeValues {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum BurstablePerformance {
+    #[serde(rename = "included")]
+    Included,
+    #[serde(rename = "required")]
+    Required,
+    #[serde(rename = "excluded")]
+    Excluded,
+}
+impl BurstablePerformance {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["included", "required", "excluded"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Included => "included",
+            Self::Required => "required",
+            Self::Excluded => "excluded",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "included" => Some(Self::Included),
+            "required" => Some(Self::Required),
+            "excluded" => Some(Self::Excluded),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for BurstablePerformance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum CapacityReservationPreference {
     #[serde(rename = "capacity-reservations-only")]
     CapacityReservationsOnly,
@@ -334,6 +616,47 @@ impl CapacityReservationPreference {
     }
 }
 impl std::fmt::Display for CapacityReservationPreference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum CpuManufacturer {
+    #[serde(rename = "intel")]
+    Intel,
+    #[serde(rename = "amd")]
+    Amd,
+    #[serde(rename = "amazon-web-services")]
+    AmazonWebServices,
+    #[serde(rename = "apple")]
+    Apple,
+}
+impl CpuManufacturer {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["intel", "amd", "amazon-web-services", "apple"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Intel => "intel",
+            Self::Amd => "amd",
+            Self::AmazonWebServices => "amazon-web-services",
+            Self::Apple => "apple",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "intel" => Some(Self::Intel),
+            "amd" => Some(Self::Amd),
+            "amazon-web-services" => Some(Self::AmazonWebServices),
+            "apple" => Some(Self::Apple),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for CpuManufacturer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -569,6 +892,39 @@ impl InstanceBootModeValues {
     }
 }
 impl std::fmt::Display for InstanceBootModeValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum InstanceGeneration {
+    #[serde(rename = "current")]
+    Current,
+    #[serde(rename = "previous")]
+    Previous,
+}
+impl InstanceGeneration {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["current", "previous"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Current => "current",
+            Self::Previous => "previous",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "current" => Some(Self::Current),
+            "previous" => Some(Self::Previous),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for InstanceGeneration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -7025,6 +7381,274 @@ impl std::fmt::Display for Ipv6AddressAttribute {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LaunchTemplateAutoRecoveryState {
+    #[serde(rename = "default")]
+    Default,
+    #[serde(rename = "disabled")]
+    Disabled,
+}
+impl LaunchTemplateAutoRecoveryState {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["default", "disabled"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Disabled => "disabled",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "default" => Some(Self::Default),
+            "disabled" => Some(Self::Disabled),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for LaunchTemplateAutoRecoveryState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LaunchTemplateHttpTokensState {
+    #[serde(rename = "optional")]
+    Optional,
+    #[serde(rename = "required")]
+    Required,
+}
+impl LaunchTemplateHttpTokensState {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["optional", "required"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Optional => "optional",
+            Self::Required => "required",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "optional" => Some(Self::Optional),
+            "required" => Some(Self::Required),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for LaunchTemplateHttpTokensState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LaunchTemplateInstanceMetadataEndpointState {
+    #[serde(rename = "disabled")]
+    Disabled,
+    #[serde(rename = "enabled")]
+    Enabled,
+}
+impl LaunchTemplateInstanceMetadataEndpointState {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["disabled", "enabled"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Enabled => "enabled",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "disabled" => Some(Self::Disabled),
+            "enabled" => Some(Self::Enabled),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for LaunchTemplateInstanceMetadataEndpointState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LaunchTemplateInstanceMetadataOptionsState {
+    #[serde(rename = "pending")]
+    Pending,
+    #[serde(rename = "applied")]
+    Applied,
+}
+impl LaunchTemplateInstanceMetadataOptionsState {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["pending", "applied"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Applied => "applied",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "applied" => Some(Self::Applied),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for LaunchTemplateInstanceMetadataOptionsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LaunchTemplateInstanceMetadataProtocolIpv6 {
+    #[serde(rename = "disabled")]
+    Disabled,
+    #[serde(rename = "enabled")]
+    Enabled,
+}
+impl LaunchTemplateInstanceMetadataProtocolIpv6 {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["disabled", "enabled"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Enabled => "enabled",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "disabled" => Some(Self::Disabled),
+            "enabled" => Some(Self::Enabled),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for LaunchTemplateInstanceMetadataProtocolIpv6 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LaunchTemplateInstanceMetadataTagsState {
+    #[serde(rename = "disabled")]
+    Disabled,
+    #[serde(rename = "enabled")]
+    Enabled,
+}
+impl LaunchTemplateInstanceMetadataTagsState {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["disabled", "enabled"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Enabled => "enabled",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "disabled" => Some(Self::Disabled),
+            "enabled" => Some(Self::Enabled),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for LaunchTemplateInstanceMetadataTagsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LocalStorage {
+    #[serde(rename = "included")]
+    Included,
+    #[serde(rename = "required")]
+    Required,
+    #[serde(rename = "excluded")]
+    Excluded,
+}
+impl LocalStorage {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["included", "required", "excluded"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Included => "included",
+            Self::Required => "required",
+            Self::Excluded => "excluded",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "included" => Some(Self::Included),
+            "required" => Some(Self::Required),
+            "excluded" => Some(Self::Excluded),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for LocalStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LocalStorageType {
+    #[serde(rename = "hdd")]
+    Hdd,
+    #[serde(rename = "ssd")]
+    Ssd,
+}
+impl LocalStorageType {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["hdd", "ssd"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hdd => "hdd",
+            Self::Ssd => "ssd",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "hdd" => Some(Self::Hdd),
+            "ssd" => Some(Self::Ssd),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for LocalStorageType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum MarketType {
     #[serde(rename = "spot")]
     Spot,
@@ -8555,6 +9179,130 @@ impl std::fmt::Display for VpcState {
     }
 }
 
+/// The minimum and maximum number of accelerators (GPUs, FPGAs, or Amazon Web Services Inferentia chips) on an instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AcceleratorCount {
+    /// The minimum number of accelerators.
+    pub min: Option<i32>,
+    /// The maximum number of accelerators.
+    pub max: Option<i32>,
+}
+impl FromForm for AcceleratorCount {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            min: f.integer::<i32>(&join(key, "Min"))?,
+            max: f.integer::<i32>(&join(key, "Max"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for AcceleratorCount {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("max", &v.to_string());
+        }
+    }
+}
+
+/// The minimum and maximum number of accelerators (GPUs, FPGAs, or Amazon Web Services Inferentia chips) on an instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AcceleratorCountRequest {
+    /// The minimum number of accelerators.
+    pub min: Option<i32>,
+    /// The maximum number of accelerators.
+    pub max: Option<i32>,
+}
+impl FromForm for AcceleratorCountRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            min: f.integer::<i32>(&join(key, "Min"))?,
+            max: f.integer::<i32>(&join(key, "Max"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for AcceleratorCountRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("Min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("Max", &v.to_string());
+        }
+    }
+}
+
+/// The minimum and maximum amount of total accelerator memory, in MiB.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AcceleratorTotalMemoryMiB {
+    /// The minimum amount of accelerator memory, in MiB.
+    pub min: Option<i32>,
+    /// The maximum amount of accelerator memory, in MiB.
+    pub max: Option<i32>,
+}
+impl FromForm for AcceleratorTotalMemoryMiB {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            min: f.integer::<i32>(&join(key, "Min"))?,
+            max: f.integer::<i32>(&join(key, "Max"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for AcceleratorTotalMemoryMiB {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("max", &v.to_string());
+        }
+    }
+}
+
+/// The minimum and maximum amount of total accelerator memory, in MiB.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AcceleratorTotalMemoryMiBRequest {
+    /// The minimum amount of accelerator memory, in MiB.
+    pub min: Option<i32>,
+    /// The maximum amount of accelerator memory, in MiB.
+    pub max: Option<i32>,
+}
+impl FromForm for AcceleratorTotalMemoryMiBRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            min: f.integer::<i32>(&join(key, "Min"))?,
+            max: f.integer::<i32>(&join(key, "Max"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for AcceleratorTotalMemoryMiBRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("Min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("Max", &v.to_string());
+        }
+    }
+}
+
 /// ENA Express uses Amazon Web Services Scalable Reliable Datagram (SRD) technology to increase the maximum bandwidth used per stream and minimize tail latency of network traffic between EC2 instances.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AttachmentEnaSrdSpecification {
@@ -9090,6 +9838,118 @@ impl ToXml for AvailabilityZoneSubGeography {
     }
 }
 
+/// The minimum and maximum baseline bandwidth to Amazon EBS, in Mbps.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BaselineEbsBandwidthMbps {
+    /// The minimum baseline bandwidth, in Mbps.
+    pub min: Option<i32>,
+    /// The maximum baseline bandwidth, in Mbps.
+    pub max: Option<i32>,
+}
+impl FromForm for BaselineEbsBandwidthMbps {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            min: f.integer::<i32>(&join(key, "Min"))?,
+            max: f.integer::<i32>(&join(key, "Max"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for BaselineEbsBandwidthMbps {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("max", &v.to_string());
+        }
+    }
+}
+
+/// The minimum and maximum baseline bandwidth to Amazon EBS, in Mbps.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BaselineEbsBandwidthMbpsRequest {
+    /// The minimum baseline bandwidth, in Mbps.
+    pub min: Option<i32>,
+    /// The maximum baseline bandwidth, in Mbps.
+    pub max: Option<i32>,
+}
+impl FromForm for BaselineEbsBandwidthMbpsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            min: f.integer::<i32>(&join(key, "Min"))?,
+            max: f.integer::<i32>(&join(key, "Max"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for BaselineEbsBandwidthMbpsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("Min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("Max", &v.to_string());
+        }
+    }
+}
+
+/// The baseline performance to consider, using an instance family as a baseline reference.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BaselinePerformanceFactors {
+    /// The CPU performance to consider, using an instance family as the baseline reference.
+    pub cpu: Option<CpuPerformanceFactor>,
+}
+impl FromForm for BaselinePerformanceFactors {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { cpu: CpuPerformanceFactor::from_form(f, &join(key, "Cpu"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for BaselinePerformanceFactors {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.cpu {
+            w.open("cpu");
+            v.write_xml(w);
+            w.close("cpu");
+        }
+    }
+}
+
+/// The baseline performance to consider, using an instance family as a baseline reference.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BaselinePerformanceFactorsRequest {
+    /// The CPU performance to consider, using an instance family as the baseline reference.
+    pub cpu: Option<CpuPerformanceFactorRequest>,
+}
+impl FromForm for BaselinePerformanceFactorsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { cpu: CpuPerformanceFactorRequest::from_form(f, &join(key, "Cpu"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for BaselinePerformanceFactorsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.cpu {
+            w.open("Cpu");
+            v.write_xml(w);
+            w.close("Cpu");
+        }
+    }
+}
+
 /// Describes a block device mapping, which defines the EBS volumes and instance store volumes to attach to an instance at launch.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct BlockDeviceMapping {
@@ -9347,6 +10207,43 @@ impl ToXml for ConnectionTrackingConfiguration {
     }
 }
 
+/// A security group connection tracking specification that enables you to set the idle timeout for connection tracking on an Elastic network interface.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConnectionTrackingSpecification {
+    /// Timeout (in seconds) for idle TCP connections in an established state.
+    pub tcp_established_timeout: Option<i32>,
+    /// Timeout (in seconds) for idle UDP flows that have seen traffic only in a single direction or a single request-response transaction.
+    pub udp_timeout: Option<i32>,
+    /// Timeout (in seconds) for idle UDP flows classified as streams which have seen more than one request-response transaction.
+    pub udp_stream_timeout: Option<i32>,
+}
+impl FromForm for ConnectionTrackingSpecification {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            tcp_established_timeout: f.integer::<i32>(&join(key, "TcpEstablishedTimeout"))?,
+            udp_timeout: f.integer::<i32>(&join(key, "UdpTimeout"))?,
+            udp_stream_timeout: f.integer::<i32>(&join(key, "UdpStreamTimeout"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for ConnectionTrackingSpecification {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.tcp_established_timeout {
+            w.text("tcpEstablishedTimeout", &v.to_string());
+        }
+        if let Some(v) = &self.udp_timeout {
+            w.text("udpTimeout", &v.to_string());
+        }
+        if let Some(v) = &self.udp_stream_timeout {
+            w.text("udpStreamTimeout", &v.to_string());
+        }
+    }
+}
+
 /// A security group connection tracking specification request that enables you to set the idle timeout for connection tracking on an Elastic network interface.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ConnectionTrackingSpecificationRequest {
@@ -9519,6 +10416,301 @@ impl ToXml for CpuOptionsRequest {
         }
         if let Some(v) = &self.nested_virtualization {
             w.text("NestedVirtualization", v.as_str());
+        }
+    }
+}
+
+/// The CPU performance to consider, using an instance family as the baseline reference.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CpuPerformanceFactor {
+    /// Specify an instance family to use as the baseline reference for CPU performance.
+    pub references: Option<Vec<PerformanceFactorReference>>,
+}
+impl FromForm for CpuPerformanceFactor {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            references: f.list(&join(key, "ReferenceSet"), None, |f, k0| {
+                PerformanceFactorReference::from_form(f, &k0)
+            })?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for CpuPerformanceFactor {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.references {
+            w.open("referenceSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("referenceSet");
+        }
+    }
+}
+
+/// The CPU performance to consider, using an instance family as the baseline reference.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CpuPerformanceFactorRequest {
+    /// Specify an instance family to use as the baseline reference for CPU performance.
+    pub references: Option<Vec<PerformanceFactorReferenceRequest>>,
+}
+impl FromForm for CpuPerformanceFactorRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            references: f.list(&join(key, "Reference"), None, |f, k0| {
+                PerformanceFactorReferenceRequest::from_form(f, &k0)
+            })?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for CpuPerformanceFactorRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.references {
+            w.open("Reference");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("Reference");
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CreateLaunchTemplateRequest {
+    /// Checks whether you have the required permissions for the action, without actually making the request, and provides an error response.
+    pub dry_run: Option<bool>,
+    /// Unique, case-sensitive identifier you provide to ensure the idempotency of the request.
+    pub client_token: Option<String>,
+    /// A name for the launch template.
+    /// Required.
+    pub launch_template_name: Option<String>,
+    /// A description for the first version of the launch template.
+    pub version_description: Option<String>,
+    /// The information for the launch template.
+    /// Required.
+    pub launch_template_data: Option<RequestLaunchTemplateData>,
+    /// Reserved for internal use.
+    pub operator: Option<OperatorRequest>,
+    /// The tags to apply to the launch template on creation.
+    pub tag_specifications: Option<Vec<TagSpecification>>,
+}
+impl FromForm for CreateLaunchTemplateRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            dry_run: f.boolean(&join(key, "DryRun"))?,
+            client_token: Ok(f.string(&join(key, "ClientToken")))?,
+            launch_template_name: f.string_len(&join(key, "LaunchTemplateName"), 3, 128)?,
+            version_description: f.string_len(&join(key, "VersionDescription"), 0, 255)?,
+            launch_template_data: RequestLaunchTemplateData::from_form(
+                f,
+                &join(key, "LaunchTemplateData"),
+            )?,
+            operator: OperatorRequest::from_form(f, &join(key, "Operator"))?,
+            tag_specifications: f.list(&join(key, "TagSpecification"), None, |f, k0| {
+                TagSpecification::from_form(f, &k0)
+            })?,
+        };
+        if v.launch_template_name.is_none() {
+            return Err(f.missing(&join(key, "LaunchTemplateName")));
+        }
+        if v.launch_template_data.is_none() {
+            return Err(f.missing(&join(key, "LaunchTemplateData")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for CreateLaunchTemplateRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.dry_run {
+            w.text("DryRun", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.client_token {
+            w.text("ClientToken", v);
+        }
+        if let Some(v) = &self.launch_template_name {
+            w.text("LaunchTemplateName", v);
+        }
+        if let Some(v) = &self.version_description {
+            w.text("VersionDescription", v);
+        }
+        if let Some(v) = &self.launch_template_data {
+            w.open("LaunchTemplateData");
+            v.write_xml(w);
+            w.close("LaunchTemplateData");
+        }
+        if let Some(v) = &self.operator {
+            w.open("Operator");
+            v.write_xml(w);
+            w.close("Operator");
+        }
+        if let Some(v) = &self.tag_specifications {
+            w.open("TagSpecification");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("TagSpecification");
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CreateLaunchTemplateResult {
+    /// Information about the launch template.
+    pub launch_template: Option<LaunchTemplate>,
+    /// If the launch template contains parameters or parameter combinations that are not valid, an error code and an error message are returned for each issue that's found.
+    pub warning: Option<ValidationWarning>,
+}
+impl FromForm for CreateLaunchTemplateResult {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            launch_template: LaunchTemplate::from_form(f, &join(key, "LaunchTemplate"))?,
+            warning: ValidationWarning::from_form(f, &join(key, "Warning"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for CreateLaunchTemplateResult {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.launch_template {
+            w.open("launchTemplate");
+            v.write_xml(w);
+            w.close("launchTemplate");
+        }
+        if let Some(v) = &self.warning {
+            w.open("warning");
+            v.write_xml(w);
+            w.close("warning");
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CreateLaunchTemplateVersionRequest {
+    /// Checks whether you have the required permissions for the action, without actually making the request, and provides an error response.
+    pub dry_run: Option<bool>,
+    /// Unique, case-sensitive identifier you provide to ensure the idempotency of the request.
+    pub client_token: Option<String>,
+    /// The ID of the launch template.
+    pub launch_template_id: Option<String>,
+    /// The name of the launch template.
+    pub launch_template_name: Option<String>,
+    /// The version of the launch template on which to base the new version.
+    pub source_version: Option<String>,
+    /// A description for the version of the launch template.
+    pub version_description: Option<String>,
+    /// The information for the launch template.
+    /// Required.
+    pub launch_template_data: Option<RequestLaunchTemplateData>,
+    /// If true, and if a Systems Manager parameter is specified for ImageId, the AMI ID is displayed in the response for imageID.
+    pub resolve_alias: Option<bool>,
+}
+impl FromForm for CreateLaunchTemplateVersionRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            dry_run: f.boolean(&join(key, "DryRun"))?,
+            client_token: Ok(f.string(&join(key, "ClientToken")))?,
+            launch_template_id: Ok(f.string(&join(key, "LaunchTemplateId")))?,
+            launch_template_name: f.string_len(&join(key, "LaunchTemplateName"), 3, 128)?,
+            source_version: Ok(f.string(&join(key, "SourceVersion")))?,
+            version_description: f.string_len(&join(key, "VersionDescription"), 0, 255)?,
+            launch_template_data: RequestLaunchTemplateData::from_form(
+                f,
+                &join(key, "LaunchTemplateData"),
+            )?,
+            resolve_alias: f.boolean(&join(key, "ResolveAlias"))?,
+        };
+        if v.launch_template_data.is_none() {
+            return Err(f.missing(&join(key, "LaunchTemplateData")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for CreateLaunchTemplateVersionRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.dry_run {
+            w.text("DryRun", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.client_token {
+            w.text("ClientToken", v);
+        }
+        if let Some(v) = &self.launch_template_id {
+            w.text("LaunchTemplateId", v);
+        }
+        if let Some(v) = &self.launch_template_name {
+            w.text("LaunchTemplateName", v);
+        }
+        if let Some(v) = &self.source_version {
+            w.text("SourceVersion", v);
+        }
+        if let Some(v) = &self.version_description {
+            w.text("VersionDescription", v);
+        }
+        if let Some(v) = &self.launch_template_data {
+            w.open("LaunchTemplateData");
+            v.write_xml(w);
+            w.close("LaunchTemplateData");
+        }
+        if let Some(v) = &self.resolve_alias {
+            w.text("ResolveAlias", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CreateLaunchTemplateVersionResult {
+    /// Information about the launch template version.
+    pub launch_template_version: Option<LaunchTemplateVersion>,
+    /// If the new version of the launch template contains parameters or parameter combinations that are not valid, an error code and an error message are returned for each issue that's found.
+    pub warning: Option<ValidationWarning>,
+}
+impl FromForm for CreateLaunchTemplateVersionResult {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            launch_template_version: LaunchTemplateVersion::from_form(
+                f,
+                &join(key, "LaunchTemplateVersion"),
+            )?,
+            warning: ValidationWarning::from_form(f, &join(key, "Warning"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for CreateLaunchTemplateVersionResult {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.launch_template_version {
+            w.open("launchTemplateVersion");
+            v.write_xml(w);
+            w.close("launchTemplateVersion");
+        }
+        if let Some(v) = &self.warning {
+            w.open("warning");
+            v.write_xml(w);
+            w.close("warning");
         }
     }
 }
@@ -9955,6 +11147,29 @@ impl ToXml for CreateVpcResult {
     }
 }
 
+/// Describes the credit option for CPU usage of a T instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CreditSpecification {
+    /// The credit option for CPU usage of a T instance.
+    pub cpu_credits: Option<String>,
+}
+impl FromForm for CreditSpecification {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { cpu_credits: Ok(f.string(&join(key, "CpuCredits")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for CreditSpecification {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.cpu_credits {
+            w.text("cpuCredits", v);
+        }
+    }
+}
+
 /// The credit option for CPU usage of a T instance.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CreditSpecificationRequest {
@@ -9978,6 +11193,67 @@ impl ToXml for CreditSpecificationRequest {
     fn write_xml(&self, w: &mut XmlOut) {
         if let Some(v) = &self.cpu_credits {
             w.text("CpuCredits", v);
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeleteLaunchTemplateRequest {
+    /// Checks whether you have the required permissions for the action, without actually making the request, and provides an error response.
+    pub dry_run: Option<bool>,
+    /// The ID of the launch template.
+    pub launch_template_id: Option<String>,
+    /// The name of the launch template.
+    pub launch_template_name: Option<String>,
+}
+impl FromForm for DeleteLaunchTemplateRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            dry_run: f.boolean(&join(key, "DryRun"))?,
+            launch_template_id: Ok(f.string(&join(key, "LaunchTemplateId")))?,
+            launch_template_name: f.string_len(&join(key, "LaunchTemplateName"), 3, 128)?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for DeleteLaunchTemplateRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.dry_run {
+            w.text("DryRun", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.launch_template_id {
+            w.text("LaunchTemplateId", v);
+        }
+        if let Some(v) = &self.launch_template_name {
+            w.text("LaunchTemplateName", v);
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeleteLaunchTemplateResult {
+    /// Information about the launch template.
+    pub launch_template: Option<LaunchTemplate>,
+}
+impl FromForm for DeleteLaunchTemplateResult {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v =
+            Self { launch_template: LaunchTemplate::from_form(f, &join(key, "LaunchTemplate"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for DeleteLaunchTemplateResult {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.launch_template {
+            w.open("launchTemplate");
+            v.write_xml(w);
+            w.close("launchTemplate");
         }
     }
 }
@@ -10357,6 +11633,255 @@ impl ToXml for DescribeInstancesResult {
                 w.close("item");
             }
             w.close("reservationSet");
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DescribeLaunchTemplateVersionsRequest {
+    /// Checks whether you have the required permissions for the action, without actually making the request, and provides an error response.
+    pub dry_run: Option<bool>,
+    /// The ID of the launch template.
+    pub launch_template_id: Option<String>,
+    /// The name of the launch template.
+    pub launch_template_name: Option<String>,
+    /// One or more versions of the launch template.
+    pub versions: Option<Vec<String>>,
+    /// The version number after which to describe launch template versions.
+    pub min_version: Option<String>,
+    /// The version number up to which to describe launch template versions.
+    pub max_version: Option<String>,
+    /// The token to request the next page of results.
+    pub next_token: Option<String>,
+    /// The maximum number of results to return in a single call.
+    pub max_results: Option<i32>,
+    /// One or more filters.
+    pub filters: Option<Vec<Filter>>,
+    /// If true, and if a Systems Manager parameter is specified for ImageId, the AMI ID is displayed in the response for imageId.
+    pub resolve_alias: Option<bool>,
+    /// Indicates whether to include managed resources in the output.
+    pub include_managed_resources: Option<bool>,
+}
+impl FromForm for DescribeLaunchTemplateVersionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            dry_run: f.boolean(&join(key, "DryRun"))?,
+            launch_template_id: Ok(f.string(&join(key, "LaunchTemplateId")))?,
+            launch_template_name: f.string_len(&join(key, "LaunchTemplateName"), 3, 128)?,
+            versions: f
+                .list(&join(key, "LaunchTemplateVersion"), None, |f, k0| Ok(f.string(&k0)))?,
+            min_version: Ok(f.string(&join(key, "MinVersion")))?,
+            max_version: Ok(f.string(&join(key, "MaxVersion")))?,
+            next_token: Ok(f.string(&join(key, "NextToken")))?,
+            max_results: f.integer::<i32>(&join(key, "MaxResults"))?,
+            filters: f.list(&join(key, "Filter"), None, |f, k0| Filter::from_form(f, &k0))?,
+            resolve_alias: f.boolean(&join(key, "ResolveAlias"))?,
+            include_managed_resources: f.boolean(&join(key, "IncludeManagedResources"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for DescribeLaunchTemplateVersionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.dry_run {
+            w.text("DryRun", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.launch_template_id {
+            w.text("LaunchTemplateId", v);
+        }
+        if let Some(v) = &self.launch_template_name {
+            w.text("LaunchTemplateName", v);
+        }
+        if let Some(v) = &self.versions {
+            w.open("LaunchTemplateVersion");
+            for item0 in v {
+                w.text("item", item0);
+            }
+            w.close("LaunchTemplateVersion");
+        }
+        if let Some(v) = &self.min_version {
+            w.text("MinVersion", v);
+        }
+        if let Some(v) = &self.max_version {
+            w.text("MaxVersion", v);
+        }
+        if let Some(v) = &self.next_token {
+            w.text("NextToken", v);
+        }
+        if let Some(v) = &self.max_results {
+            w.text("MaxResults", &v.to_string());
+        }
+        if let Some(v) = &self.filters {
+            w.open("Filter");
+            for item0 in v {
+                w.open("Filter");
+                item0.write_xml(w);
+                w.close("Filter");
+            }
+            w.close("Filter");
+        }
+        if let Some(v) = &self.resolve_alias {
+            w.text("ResolveAlias", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.include_managed_resources {
+            w.text("IncludeManagedResources", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DescribeLaunchTemplateVersionsResult {
+    /// Information about the launch template versions.
+    pub launch_template_versions: Option<Vec<LaunchTemplateVersion>>,
+    /// The token to use to retrieve the next page of results.
+    pub next_token: Option<String>,
+}
+impl FromForm for DescribeLaunchTemplateVersionsResult {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            launch_template_versions: f.list(
+                &join(key, "LaunchTemplateVersionSet"),
+                None,
+                |f, k0| LaunchTemplateVersion::from_form(f, &k0),
+            )?,
+            next_token: Ok(f.string(&join(key, "NextToken")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for DescribeLaunchTemplateVersionsResult {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.launch_template_versions {
+            w.open("launchTemplateVersionSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("launchTemplateVersionSet");
+        }
+        if let Some(v) = &self.next_token {
+            w.text("nextToken", v);
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DescribeLaunchTemplatesRequest {
+    /// Checks whether you have the required permissions for the action, without actually making the request, and provides an error response.
+    pub dry_run: Option<bool>,
+    /// One or more launch template IDs.
+    pub launch_template_ids: Option<Vec<String>>,
+    /// One or more launch template names.
+    pub launch_template_names: Option<Vec<String>>,
+    /// One or more filters.
+    pub filters: Option<Vec<Filter>>,
+    /// The token to request the next page of results.
+    pub next_token: Option<String>,
+    /// The maximum number of results to return in a single call.
+    pub max_results: Option<i32>,
+    /// Indicates whether to include managed resources in the output.
+    pub include_managed_resources: Option<bool>,
+}
+impl FromForm for DescribeLaunchTemplatesRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            dry_run: f.boolean(&join(key, "DryRun"))?,
+            launch_template_ids: f
+                .list(&join(key, "LaunchTemplateId"), None, |f, k0| Ok(f.string(&k0)))?,
+            launch_template_names: f
+                .list(&join(key, "LaunchTemplateName"), None, |f, k0| f.string_len(&k0, 3, 128))?,
+            filters: f.list(&join(key, "Filter"), None, |f, k0| Filter::from_form(f, &k0))?,
+            next_token: Ok(f.string(&join(key, "NextToken")))?,
+            max_results: f.integer_in::<i32>(&join(key, "MaxResults"), 1, 200)?,
+            include_managed_resources: f.boolean(&join(key, "IncludeManagedResources"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for DescribeLaunchTemplatesRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.dry_run {
+            w.text("DryRun", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.launch_template_ids {
+            w.open("LaunchTemplateId");
+            for item0 in v {
+                w.text("item", item0);
+            }
+            w.close("LaunchTemplateId");
+        }
+        if let Some(v) = &self.launch_template_names {
+            w.open("LaunchTemplateName");
+            for item0 in v {
+                w.text("item", item0);
+            }
+            w.close("LaunchTemplateName");
+        }
+        if let Some(v) = &self.filters {
+            w.open("Filter");
+            for item0 in v {
+                w.open("Filter");
+                item0.write_xml(w);
+                w.close("Filter");
+            }
+            w.close("Filter");
+        }
+        if let Some(v) = &self.next_token {
+            w.text("NextToken", v);
+        }
+        if let Some(v) = &self.max_results {
+            w.text("MaxResults", &v.to_string());
+        }
+        if let Some(v) = &self.include_managed_resources {
+            w.text("IncludeManagedResources", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DescribeLaunchTemplatesResult {
+    /// Information about the launch templates.
+    pub launch_templates: Option<Vec<LaunchTemplate>>,
+    /// The token to use to retrieve the next page of results.
+    pub next_token: Option<String>,
+}
+impl FromForm for DescribeLaunchTemplatesResult {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            launch_templates: f.list(&join(key, "LaunchTemplates"), None, |f, k0| {
+                LaunchTemplate::from_form(f, &k0)
+            })?,
+            next_token: Ok(f.string(&join(key, "NextToken")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for DescribeLaunchTemplatesResult {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.launch_templates {
+            w.open("launchTemplates");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("launchTemplates");
+        }
+        if let Some(v) = &self.next_token {
+            w.text("nextToken", v);
         }
     }
 }
@@ -11180,6 +12705,29 @@ impl ToXml for ElasticGpuSpecification {
     fn write_xml(&self, w: &mut XmlOut) {
         if let Some(v) = &self.r#type {
             w.text("Type", v);
+        }
+    }
+}
+
+/// Deprecated.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ElasticGpuSpecificationResponse {
+    /// Deprecated.
+    pub r#type: Option<String>,
+}
+impl FromForm for ElasticGpuSpecificationResponse {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { r#type: Ok(f.string(&join(key, "Type")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for ElasticGpuSpecificationResponse {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.r#type {
+            w.text("type", v);
         }
     }
 }
@@ -12233,6 +13781,29 @@ impl ToXml for InstanceIpv6Address {
     }
 }
 
+/// Describes an IPv6 address.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceIpv6AddressRequest {
+    /// The IPv6 address.
+    pub ipv6_address: Option<String>,
+}
+impl FromForm for InstanceIpv6AddressRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { ipv6_address: Ok(f.string(&join(key, "Ipv6Address")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceIpv6AddressRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.ipv6_address {
+            w.text("Ipv6Address", v);
+        }
+    }
+}
+
 /// Information about an IPv6 prefix.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct InstanceIpv6Prefix {
@@ -13132,6 +14703,593 @@ impl ToXml for InstancePrivateIpAddress {
     }
 }
 
+/// The attributes for the instance types.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceRequirements {
+    /// The minimum and maximum number of vCPUs.
+    pub v_cpu_count: Option<VCpuCountRange>,
+    /// The minimum and maximum amount of memory, in MiB.
+    pub memory_mi_b: Option<MemoryMiB>,
+    /// The CPU manufacturers to include.
+    pub cpu_manufacturers: Option<Vec<CpuManufacturer>>,
+    /// The minimum and maximum amount of memory per vCPU, in GiB.
+    pub memory_gi_b_per_v_cpu: Option<MemoryGiBPerVCpu>,
+    /// The instance types to exclude.
+    pub excluded_instance_types: Option<Vec<String>>,
+    /// Indicates whether current or previous generation instance types are included.
+    pub instance_generations: Option<Vec<InstanceGeneration>>,
+    /// \[Price protection\] The price protection threshold for Spot Instances, as a percentage higher than an identified Spot price.
+    pub spot_max_price_percentage_over_lowest_price: Option<i32>,
+    /// \[Price protection\] The price protection threshold for On-Demand Instances, as a percentage higher than an identified On-Demand price.
+    pub on_demand_max_price_percentage_over_lowest_price: Option<i32>,
+    /// Indicates whether bare metal instance types must be included, excluded, or required.
+    pub bare_metal: Option<BareMetal>,
+    /// Indicates whether burstable performance T instance types are included, excluded, or required.
+    pub burstable_performance: Option<BurstablePerformance>,
+    /// Indicates whether instance types must support hibernation for On-Demand Instances.
+    pub require_hibernate_support: Option<bool>,
+    /// The minimum and maximum number of network interfaces.
+    pub network_interface_count: Option<NetworkInterfaceCount>,
+    /// Indicates whether instance types with instance store volumes are included, excluded, or required.
+    pub local_storage: Option<LocalStorage>,
+    /// The type of local storage that is required.
+    pub local_storage_types: Option<Vec<LocalStorageType>>,
+    /// The minimum and maximum amount of total local storage, in GB.
+    pub total_local_storage_gb: Option<TotalLocalStorageGB>,
+    /// The minimum and maximum baseline bandwidth to Amazon EBS, in Mbps.
+    pub baseline_ebs_bandwidth_mbps: Option<BaselineEbsBandwidthMbps>,
+    /// The accelerator types that must be on the instance type.
+    pub accelerator_types: Option<Vec<AcceleratorType>>,
+    /// The minimum and maximum number of accelerators (GPUs, FPGAs, or Amazon Web Services Inferentia chips) on an instance.
+    pub accelerator_count: Option<AcceleratorCount>,
+    /// Indicates whether instance types must have accelerators by specific manufacturers.
+    pub accelerator_manufacturers: Option<Vec<AcceleratorManufacturer>>,
+    /// The accelerators that must be on the instance type.
+    pub accelerator_names: Option<Vec<AcceleratorName>>,
+    /// The minimum and maximum amount of total accelerator memory, in MiB.
+    pub accelerator_total_memory_mi_b: Option<AcceleratorTotalMemoryMiB>,
+    /// The minimum and maximum amount of network bandwidth, in gigabits per second (Gbps).
+    pub network_bandwidth_gbps: Option<NetworkBandwidthGbps>,
+    /// The instance types to apply your specified attributes against.
+    pub allowed_instance_types: Option<Vec<String>>,
+    /// \[Price protection\] The price protection threshold for Spot Instances, as a percentage of an identified On-Demand price.
+    pub max_spot_price_as_percentage_of_optimal_on_demand_price: Option<i32>,
+    /// The baseline performance to consider, using an instance family as a baseline reference.
+    pub baseline_performance_factors: Option<BaselinePerformanceFactors>,
+    /// Specifies whether instance types must support encrypting in-transit traffic between instances.
+    pub require_encryption_in_transit: Option<bool>,
+}
+impl FromForm for InstanceRequirements {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            v_cpu_count: VCpuCountRange::from_form(f, &join(key, "VCpuCount"))?,
+            memory_mi_b: MemoryMiB::from_form(f, &join(key, "MemoryMiB"))?,
+            cpu_manufacturers: f.list(&join(key, "CpuManufacturerSet"), None, |f, k0| {
+                f.enumeration(&k0, CpuManufacturer::from_str, CpuManufacturer::VALUES)
+            })?,
+            memory_gi_b_per_v_cpu: MemoryGiBPerVCpu::from_form(f, &join(key, "MemoryGiBPerVCpu"))?,
+            excluded_instance_types: f.list(
+                &join(key, "ExcludedInstanceTypeSet"),
+                None,
+                |f, k0| f.string_len(&k0, 1, 30),
+            )?,
+            instance_generations: f.list(&join(key, "InstanceGenerationSet"), None, |f, k0| {
+                f.enumeration(&k0, InstanceGeneration::from_str, InstanceGeneration::VALUES)
+            })?,
+            spot_max_price_percentage_over_lowest_price: f
+                .integer::<i32>(&join(key, "SpotMaxPricePercentageOverLowestPrice"))?,
+            on_demand_max_price_percentage_over_lowest_price: f
+                .integer::<i32>(&join(key, "OnDemandMaxPricePercentageOverLowestPrice"))?,
+            bare_metal: f.enumeration(
+                &join(key, "BareMetal"),
+                BareMetal::from_str,
+                BareMetal::VALUES,
+            )?,
+            burstable_performance: f.enumeration(
+                &join(key, "BurstablePerformance"),
+                BurstablePerformance::from_str,
+                BurstablePerformance::VALUES,
+            )?,
+            require_hibernate_support: f.boolean(&join(key, "RequireHibernateSupport"))?,
+            network_interface_count: NetworkInterfaceCount::from_form(
+                f,
+                &join(key, "NetworkInterfaceCount"),
+            )?,
+            local_storage: f.enumeration(
+                &join(key, "LocalStorage"),
+                LocalStorage::from_str,
+                LocalStorage::VALUES,
+            )?,
+            local_storage_types: f.list(&join(key, "LocalStorageTypeSet"), None, |f, k0| {
+                f.enumeration(&k0, LocalStorageType::from_str, LocalStorageType::VALUES)
+            })?,
+            total_local_storage_gb: TotalLocalStorageGB::from_form(
+                f,
+                &join(key, "TotalLocalStorageGB"),
+            )?,
+            baseline_ebs_bandwidth_mbps: BaselineEbsBandwidthMbps::from_form(
+                f,
+                &join(key, "BaselineEbsBandwidthMbps"),
+            )?,
+            accelerator_types: f.list(&join(key, "AcceleratorTypeSet"), None, |f, k0| {
+                f.enumeration(&k0, AcceleratorType::from_str, AcceleratorType::VALUES)
+            })?,
+            accelerator_count: AcceleratorCount::from_form(f, &join(key, "AcceleratorCount"))?,
+            accelerator_manufacturers: f.list(
+                &join(key, "AcceleratorManufacturerSet"),
+                None,
+                |f, k0| {
+                    f.enumeration(
+                        &k0,
+                        AcceleratorManufacturer::from_str,
+                        AcceleratorManufacturer::VALUES,
+                    )
+                },
+            )?,
+            accelerator_names: f.list(&join(key, "AcceleratorNameSet"), None, |f, k0| {
+                f.enumeration(&k0, AcceleratorName::from_str, AcceleratorName::VALUES)
+            })?,
+            accelerator_total_memory_mi_b: AcceleratorTotalMemoryMiB::from_form(
+                f,
+                &join(key, "AcceleratorTotalMemoryMiB"),
+            )?,
+            network_bandwidth_gbps: NetworkBandwidthGbps::from_form(
+                f,
+                &join(key, "NetworkBandwidthGbps"),
+            )?,
+            allowed_instance_types: f.list(
+                &join(key, "AllowedInstanceTypeSet"),
+                None,
+                |f, k0| f.string_len(&k0, 1, 30),
+            )?,
+            max_spot_price_as_percentage_of_optimal_on_demand_price: f
+                .integer::<i32>(&join(key, "MaxSpotPriceAsPercentageOfOptimalOnDemandPrice"))?,
+            baseline_performance_factors: BaselinePerformanceFactors::from_form(
+                f,
+                &join(key, "BaselinePerformanceFactors"),
+            )?,
+            require_encryption_in_transit: f.boolean(&join(key, "RequireEncryptionInTransit"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceRequirements {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.v_cpu_count {
+            w.open("vCpuCount");
+            v.write_xml(w);
+            w.close("vCpuCount");
+        }
+        if let Some(v) = &self.memory_mi_b {
+            w.open("memoryMiB");
+            v.write_xml(w);
+            w.close("memoryMiB");
+        }
+        if let Some(v) = &self.cpu_manufacturers {
+            w.open("cpuManufacturerSet");
+            for item0 in v {
+                w.text("item", item0.as_str());
+            }
+            w.close("cpuManufacturerSet");
+        }
+        if let Some(v) = &self.memory_gi_b_per_v_cpu {
+            w.open("memoryGiBPerVCpu");
+            v.write_xml(w);
+            w.close("memoryGiBPerVCpu");
+        }
+        if let Some(v) = &self.excluded_instance_types {
+            w.open("excludedInstanceTypeSet");
+            for item0 in v {
+                w.text("item", item0);
+            }
+            w.close("excludedInstanceTypeSet");
+        }
+        if let Some(v) = &self.instance_generations {
+            w.open("instanceGenerationSet");
+            for item0 in v {
+                w.text("item", item0.as_str());
+            }
+            w.close("instanceGenerationSet");
+        }
+        if let Some(v) = &self.spot_max_price_percentage_over_lowest_price {
+            w.text("spotMaxPricePercentageOverLowestPrice", &v.to_string());
+        }
+        if let Some(v) = &self.on_demand_max_price_percentage_over_lowest_price {
+            w.text("onDemandMaxPricePercentageOverLowestPrice", &v.to_string());
+        }
+        if let Some(v) = &self.bare_metal {
+            w.text("bareMetal", v.as_str());
+        }
+        if let Some(v) = &self.burstable_performance {
+            w.text("burstablePerformance", v.as_str());
+        }
+        if let Some(v) = &self.require_hibernate_support {
+            w.text("requireHibernateSupport", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.network_interface_count {
+            w.open("networkInterfaceCount");
+            v.write_xml(w);
+            w.close("networkInterfaceCount");
+        }
+        if let Some(v) = &self.local_storage {
+            w.text("localStorage", v.as_str());
+        }
+        if let Some(v) = &self.local_storage_types {
+            w.open("localStorageTypeSet");
+            for item0 in v {
+                w.text("item", item0.as_str());
+            }
+            w.close("localStorageTypeSet");
+        }
+        if let Some(v) = &self.total_local_storage_gb {
+            w.open("totalLocalStorageGB");
+            v.write_xml(w);
+            w.close("totalLocalStorageGB");
+        }
+        if let Some(v) = &self.baseline_ebs_bandwidth_mbps {
+            w.open("baselineEbsBandwidthMbps");
+            v.write_xml(w);
+            w.close("baselineEbsBandwidthMbps");
+        }
+        if let Some(v) = &self.accelerator_types {
+            w.open("acceleratorTypeSet");
+            for item0 in v {
+                w.text("item", item0.as_str());
+            }
+            w.close("acceleratorTypeSet");
+        }
+        if let Some(v) = &self.accelerator_count {
+            w.open("acceleratorCount");
+            v.write_xml(w);
+            w.close("acceleratorCount");
+        }
+        if let Some(v) = &self.accelerator_manufacturers {
+            w.open("acceleratorManufacturerSet");
+            for item0 in v {
+                w.text("item", item0.as_str());
+            }
+            w.close("acceleratorManufacturerSet");
+        }
+        if let Some(v) = &self.accelerator_names {
+            w.open("acceleratorNameSet");
+            for item0 in v {
+                w.text("item", item0.as_str());
+            }
+            w.close("acceleratorNameSet");
+        }
+        if let Some(v) = &self.accelerator_total_memory_mi_b {
+            w.open("acceleratorTotalMemoryMiB");
+            v.write_xml(w);
+            w.close("acceleratorTotalMemoryMiB");
+        }
+        if let Some(v) = &self.network_bandwidth_gbps {
+            w.open("networkBandwidthGbps");
+            v.write_xml(w);
+            w.close("networkBandwidthGbps");
+        }
+        if let Some(v) = &self.allowed_instance_types {
+            w.open("allowedInstanceTypeSet");
+            for item0 in v {
+                w.text("item", item0);
+            }
+            w.close("allowedInstanceTypeSet");
+        }
+        if let Some(v) = &self.max_spot_price_as_percentage_of_optimal_on_demand_price {
+            w.text("maxSpotPriceAsPercentageOfOptimalOnDemandPrice", &v.to_string());
+        }
+        if let Some(v) = &self.baseline_performance_factors {
+            w.open("baselinePerformanceFactors");
+            v.write_xml(w);
+            w.close("baselinePerformanceFactors");
+        }
+        if let Some(v) = &self.require_encryption_in_transit {
+            w.text("requireEncryptionInTransit", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// The attributes for the instance types.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceRequirementsRequest {
+    /// The minimum and maximum number of vCPUs.
+    /// Required.
+    pub v_cpu_count: Option<VCpuCountRangeRequest>,
+    /// The minimum and maximum amount of memory, in MiB.
+    /// Required.
+    pub memory_mi_b: Option<MemoryMiBRequest>,
+    /// The CPU manufacturers to include.
+    pub cpu_manufacturers: Option<Vec<CpuManufacturer>>,
+    /// The minimum and maximum amount of memory per vCPU, in GiB.
+    pub memory_gi_b_per_v_cpu: Option<MemoryGiBPerVCpuRequest>,
+    /// The instance types to exclude.
+    pub excluded_instance_types: Option<Vec<String>>,
+    /// Indicates whether current or previous generation instance types are included.
+    pub instance_generations: Option<Vec<InstanceGeneration>>,
+    /// \[Price protection\] The price protection threshold for Spot Instances, as a percentage higher than an identified Spot price.
+    pub spot_max_price_percentage_over_lowest_price: Option<i32>,
+    /// \[Price protection\] The price protection threshold for On-Demand Instances, as a percentage higher than an identified On-Demand price.
+    pub on_demand_max_price_percentage_over_lowest_price: Option<i32>,
+    /// Indicates whether bare metal instance types must be included, excluded, or required.
+    pub bare_metal: Option<BareMetal>,
+    /// Indicates whether burstable performance T instance types are included, excluded, or required.
+    pub burstable_performance: Option<BurstablePerformance>,
+    /// Indicates whether instance types must support hibernation for On-Demand Instances.
+    pub require_hibernate_support: Option<bool>,
+    /// The minimum and maximum number of network interfaces.
+    pub network_interface_count: Option<NetworkInterfaceCountRequest>,
+    /// Indicates whether instance types with instance store volumes are included, excluded, or required.
+    pub local_storage: Option<LocalStorage>,
+    /// The type of local storage that is required.
+    pub local_storage_types: Option<Vec<LocalStorageType>>,
+    /// The minimum and maximum amount of total local storage, in GB.
+    pub total_local_storage_gb: Option<TotalLocalStorageGBRequest>,
+    /// The minimum and maximum baseline bandwidth to Amazon EBS, in Mbps.
+    pub baseline_ebs_bandwidth_mbps: Option<BaselineEbsBandwidthMbpsRequest>,
+    /// The accelerator types that must be on the instance type.
+    pub accelerator_types: Option<Vec<AcceleratorType>>,
+    /// The minimum and maximum number of accelerators (GPUs, FPGAs, or Amazon Web Services Inferentia chips) on an instance.
+    pub accelerator_count: Option<AcceleratorCountRequest>,
+    /// Indicates whether instance types must have accelerators by specific manufacturers.
+    pub accelerator_manufacturers: Option<Vec<AcceleratorManufacturer>>,
+    /// The accelerators that must be on the instance type.
+    pub accelerator_names: Option<Vec<AcceleratorName>>,
+    /// The minimum and maximum amount of total accelerator memory, in MiB.
+    pub accelerator_total_memory_mi_b: Option<AcceleratorTotalMemoryMiBRequest>,
+    /// The minimum and maximum amount of baseline network bandwidth, in gigabits per second (Gbps).
+    pub network_bandwidth_gbps: Option<NetworkBandwidthGbpsRequest>,
+    /// The instance types to apply your specified attributes against.
+    pub allowed_instance_types: Option<Vec<String>>,
+    /// \[Price protection\] The price protection threshold for Spot Instances, as a percentage of an identified On-Demand price.
+    pub max_spot_price_as_percentage_of_optimal_on_demand_price: Option<i32>,
+    /// The baseline performance to consider, using an instance family as a baseline reference.
+    pub baseline_performance_factors: Option<BaselinePerformanceFactorsRequest>,
+    /// Specifies whether instance types must support encrypting in-transit traffic between instances.
+    pub require_encryption_in_transit: Option<bool>,
+}
+impl FromForm for InstanceRequirementsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            v_cpu_count: VCpuCountRangeRequest::from_form(f, &join(key, "VCpuCount"))?,
+            memory_mi_b: MemoryMiBRequest::from_form(f, &join(key, "MemoryMiB"))?,
+            cpu_manufacturers: f.list(&join(key, "CpuManufacturer"), None, |f, k0| {
+                f.enumeration(&k0, CpuManufacturer::from_str, CpuManufacturer::VALUES)
+            })?,
+            memory_gi_b_per_v_cpu: MemoryGiBPerVCpuRequest::from_form(
+                f,
+                &join(key, "MemoryGiBPerVCpu"),
+            )?,
+            excluded_instance_types: f.list(
+                &join(key, "ExcludedInstanceType"),
+                None,
+                |f, k0| f.string_len(&k0, 1, 30),
+            )?,
+            instance_generations: f.list(&join(key, "InstanceGeneration"), None, |f, k0| {
+                f.enumeration(&k0, InstanceGeneration::from_str, InstanceGeneration::VALUES)
+            })?,
+            spot_max_price_percentage_over_lowest_price: f
+                .integer::<i32>(&join(key, "SpotMaxPricePercentageOverLowestPrice"))?,
+            on_demand_max_price_percentage_over_lowest_price: f
+                .integer::<i32>(&join(key, "OnDemandMaxPricePercentageOverLowestPrice"))?,
+            bare_metal: f.enumeration(
+                &join(key, "BareMetal"),
+                BareMetal::from_str,
+                BareMetal::VALUES,
+            )?,
+            burstable_performance: f.enumeration(
+                &join(key, "BurstablePerformance"),
+                BurstablePerformance::from_str,
+                BurstablePerformance::VALUES,
+            )?,
+            require_hibernate_support: f.boolean(&join(key, "RequireHibernateSupport"))?,
+            network_interface_count: NetworkInterfaceCountRequest::from_form(
+                f,
+                &join(key, "NetworkInterfaceCount"),
+            )?,
+            local_storage: f.enumeration(
+                &join(key, "LocalStorage"),
+                LocalStorage::from_str,
+                LocalStorage::VALUES,
+            )?,
+            local_storage_types: f.list(&join(key, "LocalStorageType"), None, |f, k0| {
+                f.enumeration(&k0, LocalStorageType::from_str, LocalStorageType::VALUES)
+            })?,
+            total_local_storage_gb: TotalLocalStorageGBRequest::from_form(
+                f,
+                &join(key, "TotalLocalStorageGB"),
+            )?,
+            baseline_ebs_bandwidth_mbps: BaselineEbsBandwidthMbpsRequest::from_form(
+                f,
+                &join(key, "BaselineEbsBandwidthMbps"),
+            )?,
+            accelerator_types: f.list(&join(key, "AcceleratorType"), None, |f, k0| {
+                f.enumeration(&k0, AcceleratorType::from_str, AcceleratorType::VALUES)
+            })?,
+            accelerator_count: AcceleratorCountRequest::from_form(
+                f,
+                &join(key, "AcceleratorCount"),
+            )?,
+            accelerator_manufacturers: f.list(
+                &join(key, "AcceleratorManufacturer"),
+                None,
+                |f, k0| {
+                    f.enumeration(
+                        &k0,
+                        AcceleratorManufacturer::from_str,
+                        AcceleratorManufacturer::VALUES,
+                    )
+                },
+            )?,
+            accelerator_names: f.list(&join(key, "AcceleratorName"), None, |f, k0| {
+                f.enumeration(&k0, AcceleratorName::from_str, AcceleratorName::VALUES)
+            })?,
+            accelerator_total_memory_mi_b: AcceleratorTotalMemoryMiBRequest::from_form(
+                f,
+                &join(key, "AcceleratorTotalMemoryMiB"),
+            )?,
+            network_bandwidth_gbps: NetworkBandwidthGbpsRequest::from_form(
+                f,
+                &join(key, "NetworkBandwidthGbps"),
+            )?,
+            allowed_instance_types: f
+                .list(&join(key, "AllowedInstanceType"), None, |f, k0| f.string_len(&k0, 1, 30))?,
+            max_spot_price_as_percentage_of_optimal_on_demand_price: f
+                .integer::<i32>(&join(key, "MaxSpotPriceAsPercentageOfOptimalOnDemandPrice"))?,
+            baseline_performance_factors: BaselinePerformanceFactorsRequest::from_form(
+                f,
+                &join(key, "BaselinePerformanceFactors"),
+            )?,
+            require_encryption_in_transit: f.boolean(&join(key, "RequireEncryptionInTransit"))?,
+        };
+        if v.v_cpu_count.is_none() {
+            return Err(f.missing(&join(key, "VCpuCount")));
+        }
+        if v.memory_mi_b.is_none() {
+            return Err(f.missing(&join(key, "MemoryMiB")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for InstanceRequirementsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.v_cpu_count {
+            w.open("VCpuCount");
+            v.write_xml(w);
+            w.close("VCpuCount");
+        }
+        if let Some(v) = &self.memory_mi_b {
+            w.open("MemoryMiB");
+            v.write_xml(w);
+            w.close("MemoryMiB");
+        }
+        if let Some(v) = &self.cpu_manufacturers {
+            w.open("CpuManufacturer");
+            for item0 in v {
+                w.text("item", item0.as_str());
+            }
+            w.close("CpuManufacturer");
+        }
+        if let Some(v) = &self.memory_gi_b_per_v_cpu {
+            w.open("MemoryGiBPerVCpu");
+            v.write_xml(w);
+            w.close("MemoryGiBPerVCpu");
+        }
+        if let Some(v) = &self.excluded_instance_types {
+            w.open("ExcludedInstanceType");
+            for item0 in v {
+                w.text("item", item0);
+            }
+            w.close("ExcludedInstanceType");
+        }
+        if let Some(v) = &self.instance_generations {
+            w.open("InstanceGeneration");
+            for item0 in v {
+                w.text("item", item0.as_str());
+            }
+            w.close("InstanceGeneration");
+        }
+        if let Some(v) = &self.spot_max_price_percentage_over_lowest_price {
+            w.text("SpotMaxPricePercentageOverLowestPrice", &v.to_string());
+        }
+        if let Some(v) = &self.on_demand_max_price_percentage_over_lowest_price {
+            w.text("OnDemandMaxPricePercentageOverLowestPrice", &v.to_string());
+        }
+        if let Some(v) = &self.bare_metal {
+            w.text("BareMetal", v.as_str());
+        }
+        if let Some(v) = &self.burstable_performance {
+            w.text("BurstablePerformance", v.as_str());
+        }
+        if let Some(v) = &self.require_hibernate_support {
+            w.text("RequireHibernateSupport", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.network_interface_count {
+            w.open("NetworkInterfaceCount");
+            v.write_xml(w);
+            w.close("NetworkInterfaceCount");
+        }
+        if let Some(v) = &self.local_storage {
+            w.text("LocalStorage", v.as_str());
+        }
+        if let Some(v) = &self.local_storage_types {
+            w.open("LocalStorageType");
+            for item0 in v {
+                w.text("item", item0.as_str());
+            }
+            w.close("LocalStorageType");
+        }
+        if let Some(v) = &self.total_local_storage_gb {
+            w.open("TotalLocalStorageGB");
+            v.write_xml(w);
+            w.close("TotalLocalStorageGB");
+        }
+        if let Some(v) = &self.baseline_ebs_bandwidth_mbps {
+            w.open("BaselineEbsBandwidthMbps");
+            v.write_xml(w);
+            w.close("BaselineEbsBandwidthMbps");
+        }
+        if let Some(v) = &self.accelerator_types {
+            w.open("AcceleratorType");
+            for item0 in v {
+                w.text("item", item0.as_str());
+            }
+            w.close("AcceleratorType");
+        }
+        if let Some(v) = &self.accelerator_count {
+            w.open("AcceleratorCount");
+            v.write_xml(w);
+            w.close("AcceleratorCount");
+        }
+        if let Some(v) = &self.accelerator_manufacturers {
+            w.open("AcceleratorManufacturer");
+            for item0 in v {
+                w.text("item", item0.as_str());
+            }
+            w.close("AcceleratorManufacturer");
+        }
+        if let Some(v) = &self.accelerator_names {
+            w.open("AcceleratorName");
+            for item0 in v {
+                w.text("item", item0.as_str());
+            }
+            w.close("AcceleratorName");
+        }
+        if let Some(v) = &self.accelerator_total_memory_mi_b {
+            w.open("AcceleratorTotalMemoryMiB");
+            v.write_xml(w);
+            w.close("AcceleratorTotalMemoryMiB");
+        }
+        if let Some(v) = &self.network_bandwidth_gbps {
+            w.open("NetworkBandwidthGbps");
+            v.write_xml(w);
+            w.close("NetworkBandwidthGbps");
+        }
+        if let Some(v) = &self.allowed_instance_types {
+            w.open("AllowedInstanceType");
+            for item0 in v {
+                w.text("item", item0);
+            }
+            w.close("AllowedInstanceType");
+        }
+        if let Some(v) = &self.max_spot_price_as_percentage_of_optimal_on_demand_price {
+            w.text("MaxSpotPriceAsPercentageOfOptimalOnDemandPrice", &v.to_string());
+        }
+        if let Some(v) = &self.baseline_performance_factors {
+            w.open("BaselinePerformanceFactors");
+            v.write_xml(w);
+            w.close("BaselinePerformanceFactors");
+        }
+        if let Some(v) = &self.require_encryption_in_transit {
+            w.text("RequireEncryptionInTransit", if *v { "true" } else { "false" });
+        }
+    }
+}
+
 /// Describes a secondary interface attached to an instance.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct InstanceSecondaryInterface {
@@ -13655,6 +15813,29 @@ impl ToXml for Ipv4PrefixSpecificationRequest {
     }
 }
 
+/// Information about the IPv4 delegated prefixes assigned to a network interface.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ipv4PrefixSpecificationResponse {
+    /// The IPv4 delegated prefixes assigned to the network interface.
+    pub ipv4_prefix: Option<String>,
+}
+impl FromForm for Ipv4PrefixSpecificationResponse {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { ipv4_prefix: Ok(f.string(&join(key, "Ipv4Prefix")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for Ipv4PrefixSpecificationResponse {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.ipv4_prefix {
+            w.text("ipv4Prefix", v);
+        }
+    }
+}
+
 /// Describes the IPv6 prefix.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ipv6PrefixSpecification {
@@ -13701,6 +15882,29 @@ impl ToXml for Ipv6PrefixSpecificationRequest {
     }
 }
 
+/// Information about the IPv6 delegated prefixes assigned to a network interface.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ipv6PrefixSpecificationResponse {
+    /// The IPv6 delegated prefixes assigned to the network interface.
+    pub ipv6_prefix: Option<String>,
+}
+impl FromForm for Ipv6PrefixSpecificationResponse {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { ipv6_prefix: Ok(f.string(&join(key, "Ipv6Prefix")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for Ipv6PrefixSpecificationResponse {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.ipv6_prefix {
+            w.text("ipv6Prefix", v);
+        }
+    }
+}
+
 /// Describes an IPv6 address range.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ipv6Range {
@@ -13728,6 +15932,1975 @@ impl ToXml for Ipv6Range {
         }
         if let Some(v) = &self.cidr_ipv6 {
             w.text("cidrIpv6", v);
+        }
+    }
+}
+
+/// Describes a launch template.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplate {
+    /// The ID of the launch template.
+    pub launch_template_id: Option<String>,
+    /// The name of the launch template.
+    pub launch_template_name: Option<String>,
+    /// The time launch template was created.
+    pub create_time: Option<Timestamp>,
+    /// The principal that created the launch template.
+    pub created_by: Option<String>,
+    /// The version number of the default version of the launch template.
+    pub default_version_number: Option<i64>,
+    /// The version number of the latest version of the launch template.
+    pub latest_version_number: Option<i64>,
+    /// The tags for the launch template.
+    pub tags: Option<Vec<Tag>>,
+    /// The entity that manages the launch template.
+    pub operator: Option<OperatorResponse>,
+}
+impl FromForm for LaunchTemplate {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            launch_template_id: Ok(f.string(&join(key, "LaunchTemplateId")))?,
+            launch_template_name: f.string_len(&join(key, "LaunchTemplateName"), 3, 128)?,
+            create_time: f.timestamp(&join(key, "CreateTime"))?,
+            created_by: Ok(f.string(&join(key, "CreatedBy")))?,
+            default_version_number: f.integer::<i64>(&join(key, "DefaultVersionNumber"))?,
+            latest_version_number: f.integer::<i64>(&join(key, "LatestVersionNumber"))?,
+            tags: f.list(&join(key, "TagSet"), None, |f, k0| Tag::from_form(f, &k0))?,
+            operator: OperatorResponse::from_form(f, &join(key, "Operator"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplate {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.launch_template_id {
+            w.text("launchTemplateId", v);
+        }
+        if let Some(v) = &self.launch_template_name {
+            w.text("launchTemplateName", v);
+        }
+        if let Some(v) = &self.create_time {
+            w.text("createTime", &crate::query::iso8601(*v));
+        }
+        if let Some(v) = &self.created_by {
+            w.text("createdBy", v);
+        }
+        if let Some(v) = &self.default_version_number {
+            w.text("defaultVersionNumber", &v.to_string());
+        }
+        if let Some(v) = &self.latest_version_number {
+            w.text("latestVersionNumber", &v.to_string());
+        }
+        if let Some(v) = &self.tags {
+            w.open("tagSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("tagSet");
+        }
+        if let Some(v) = &self.operator {
+            w.open("operator");
+            v.write_xml(w);
+            w.close("operator");
+        }
+    }
+}
+
+/// Describes a block device mapping.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateBlockDeviceMapping {
+    /// The device name.
+    pub device_name: Option<String>,
+    /// The virtual device name (ephemeralN).
+    pub virtual_name: Option<String>,
+    /// Information about the block device for an EBS volume.
+    pub ebs: Option<LaunchTemplateEbsBlockDevice>,
+    /// To omit the device from the block device mapping, specify an empty string.
+    pub no_device: Option<String>,
+}
+impl FromForm for LaunchTemplateBlockDeviceMapping {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            device_name: Ok(f.string(&join(key, "DeviceName")))?,
+            virtual_name: Ok(f.string(&join(key, "VirtualName")))?,
+            ebs: LaunchTemplateEbsBlockDevice::from_form(f, &join(key, "Ebs"))?,
+            no_device: Ok(f.string(&join(key, "NoDevice")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateBlockDeviceMapping {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.device_name {
+            w.text("deviceName", v);
+        }
+        if let Some(v) = &self.virtual_name {
+            w.text("virtualName", v);
+        }
+        if let Some(v) = &self.ebs {
+            w.open("ebs");
+            v.write_xml(w);
+            w.close("ebs");
+        }
+        if let Some(v) = &self.no_device {
+            w.text("noDevice", v);
+        }
+    }
+}
+
+/// Describes a block device mapping.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateBlockDeviceMappingRequest {
+    /// The device name (for example, /dev/sdh or xvdh).
+    pub device_name: Option<String>,
+    /// The virtual device name (ephemeralN).
+    pub virtual_name: Option<String>,
+    /// Parameters used to automatically set up EBS volumes when the instance is launched.
+    pub ebs: Option<LaunchTemplateEbsBlockDeviceRequest>,
+    /// To omit the device from the block device mapping, specify an empty string.
+    pub no_device: Option<String>,
+}
+impl FromForm for LaunchTemplateBlockDeviceMappingRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            device_name: Ok(f.string(&join(key, "DeviceName")))?,
+            virtual_name: Ok(f.string(&join(key, "VirtualName")))?,
+            ebs: LaunchTemplateEbsBlockDeviceRequest::from_form(f, &join(key, "Ebs"))?,
+            no_device: Ok(f.string(&join(key, "NoDevice")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateBlockDeviceMappingRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.device_name {
+            w.text("DeviceName", v);
+        }
+        if let Some(v) = &self.virtual_name {
+            w.text("VirtualName", v);
+        }
+        if let Some(v) = &self.ebs {
+            w.open("Ebs");
+            v.write_xml(w);
+            w.close("Ebs");
+        }
+        if let Some(v) = &self.no_device {
+            w.text("NoDevice", v);
+        }
+    }
+}
+
+/// Describes an instance's Capacity Reservation targeting option.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateCapacityReservationSpecificationRequest {
+    /// Indicates the instance's Capacity Reservation preferences.
+    pub capacity_reservation_preference: Option<CapacityReservationPreference>,
+    /// Information about the target Capacity Reservation or Capacity Reservation group.
+    pub capacity_reservation_target: Option<CapacityReservationTarget>,
+}
+impl FromForm for LaunchTemplateCapacityReservationSpecificationRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            capacity_reservation_preference: f.enumeration(
+                &join(key, "CapacityReservationPreference"),
+                CapacityReservationPreference::from_str,
+                CapacityReservationPreference::VALUES,
+            )?,
+            capacity_reservation_target: CapacityReservationTarget::from_form(
+                f,
+                &join(key, "CapacityReservationTarget"),
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateCapacityReservationSpecificationRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.capacity_reservation_preference {
+            w.text("CapacityReservationPreference", v.as_str());
+        }
+        if let Some(v) = &self.capacity_reservation_target {
+            w.open("CapacityReservationTarget");
+            v.write_xml(w);
+            w.close("CapacityReservationTarget");
+        }
+    }
+}
+
+/// Information about the Capacity Reservation targeting option.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateCapacityReservationSpecificationResponse {
+    /// Indicates the instance's Capacity Reservation preferences.
+    pub capacity_reservation_preference: Option<CapacityReservationPreference>,
+    /// Information about the target Capacity Reservation or Capacity Reservation group.
+    pub capacity_reservation_target: Option<CapacityReservationTargetResponse>,
+}
+impl FromForm for LaunchTemplateCapacityReservationSpecificationResponse {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            capacity_reservation_preference: f.enumeration(
+                &join(key, "CapacityReservationPreference"),
+                CapacityReservationPreference::from_str,
+                CapacityReservationPreference::VALUES,
+            )?,
+            capacity_reservation_target: CapacityReservationTargetResponse::from_form(
+                f,
+                &join(key, "CapacityReservationTarget"),
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateCapacityReservationSpecificationResponse {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.capacity_reservation_preference {
+            w.text("capacityReservationPreference", v.as_str());
+        }
+        if let Some(v) = &self.capacity_reservation_target {
+            w.open("capacityReservationTarget");
+            v.write_xml(w);
+            w.close("capacityReservationTarget");
+        }
+    }
+}
+
+/// The CPU options for the instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateCpuOptions {
+    /// The number of CPU cores for the instance.
+    pub core_count: Option<i32>,
+    /// The number of threads per CPU core.
+    pub threads_per_core: Option<i32>,
+    /// Indicates whether the instance is enabled for AMD SEV-SNP.
+    pub amd_sev_snp: Option<AmdSevSnpSpecification>,
+    /// Indicates whether the instance is enabled for nested virtualization.
+    pub nested_virtualization: Option<NestedVirtualizationSpecification>,
+}
+impl FromForm for LaunchTemplateCpuOptions {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            core_count: f.integer::<i32>(&join(key, "CoreCount"))?,
+            threads_per_core: f.integer::<i32>(&join(key, "ThreadsPerCore"))?,
+            amd_sev_snp: f.enumeration(
+                &join(key, "AmdSevSnp"),
+                AmdSevSnpSpecification::from_str,
+                AmdSevSnpSpecification::VALUES,
+            )?,
+            nested_virtualization: f.enumeration(
+                &join(key, "NestedVirtualization"),
+                NestedVirtualizationSpecification::from_str,
+                NestedVirtualizationSpecification::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateCpuOptions {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.core_count {
+            w.text("coreCount", &v.to_string());
+        }
+        if let Some(v) = &self.threads_per_core {
+            w.text("threadsPerCore", &v.to_string());
+        }
+        if let Some(v) = &self.amd_sev_snp {
+            w.text("amdSevSnp", v.as_str());
+        }
+        if let Some(v) = &self.nested_virtualization {
+            w.text("nestedVirtualization", v.as_str());
+        }
+    }
+}
+
+/// The CPU options for the instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateCpuOptionsRequest {
+    /// The number of CPU cores for the instance.
+    pub core_count: Option<i32>,
+    /// The number of threads per CPU core.
+    pub threads_per_core: Option<i32>,
+    /// Indicates whether to enable the instance for AMD SEV-SNP.
+    pub amd_sev_snp: Option<AmdSevSnpSpecification>,
+    /// Indicates whether to enable the instance for nested virtualization.
+    pub nested_virtualization: Option<NestedVirtualizationSpecification>,
+}
+impl FromForm for LaunchTemplateCpuOptionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            core_count: f.integer::<i32>(&join(key, "CoreCount"))?,
+            threads_per_core: f.integer::<i32>(&join(key, "ThreadsPerCore"))?,
+            amd_sev_snp: f.enumeration(
+                &join(key, "AmdSevSnp"),
+                AmdSevSnpSpecification::from_str,
+                AmdSevSnpSpecification::VALUES,
+            )?,
+            nested_virtualization: f.enumeration(
+                &join(key, "NestedVirtualization"),
+                NestedVirtualizationSpecification::from_str,
+                NestedVirtualizationSpecification::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateCpuOptionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.core_count {
+            w.text("CoreCount", &v.to_string());
+        }
+        if let Some(v) = &self.threads_per_core {
+            w.text("ThreadsPerCore", &v.to_string());
+        }
+        if let Some(v) = &self.amd_sev_snp {
+            w.text("AmdSevSnp", v.as_str());
+        }
+        if let Some(v) = &self.nested_virtualization {
+            w.text("NestedVirtualization", v.as_str());
+        }
+    }
+}
+
+/// Describes a block device for an EBS volume.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateEbsBlockDevice {
+    /// Indicates whether the EBS volume is encrypted.
+    pub encrypted: Option<bool>,
+    /// Indicates whether the EBS volume is deleted on instance termination.
+    pub delete_on_termination: Option<bool>,
+    /// The number of I/O operations per second (IOPS) that the volume supports.
+    pub iops: Option<i32>,
+    /// Identifier (key ID, key alias, key ARN, or alias ARN) of the customer managed KMS key to use for EBS encryption.
+    pub kms_key_id: Option<String>,
+    /// The ID of the snapshot.
+    pub snapshot_id: Option<String>,
+    /// The size of the volume, in GiB.
+    pub volume_size: Option<i32>,
+    /// The volume type.
+    pub volume_type: Option<VolumeType>,
+    /// The throughput that the volume supports, in MiB/s.
+    pub throughput: Option<i32>,
+    /// The Amazon EBS Provisioned Rate for Volume Initialization (volume initialization rate) specified for the volume, in MiB/s.
+    pub volume_initialization_rate: Option<i32>,
+    /// The index of the EBS card.
+    pub ebs_card_index: Option<i32>,
+}
+impl FromForm for LaunchTemplateEbsBlockDevice {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            encrypted: f.boolean(&join(key, "Encrypted"))?,
+            delete_on_termination: f.boolean(&join(key, "DeleteOnTermination"))?,
+            iops: f.integer::<i32>(&join(key, "Iops"))?,
+            kms_key_id: Ok(f.string(&join(key, "KmsKeyId")))?,
+            snapshot_id: Ok(f.string(&join(key, "SnapshotId")))?,
+            volume_size: f.integer::<i32>(&join(key, "VolumeSize"))?,
+            volume_type: f.enumeration(
+                &join(key, "VolumeType"),
+                VolumeType::from_str,
+                VolumeType::VALUES,
+            )?,
+            throughput: f.integer::<i32>(&join(key, "Throughput"))?,
+            volume_initialization_rate: f.integer::<i32>(&join(key, "VolumeInitializationRate"))?,
+            ebs_card_index: f.integer::<i32>(&join(key, "EbsCardIndex"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateEbsBlockDevice {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.encrypted {
+            w.text("encrypted", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.delete_on_termination {
+            w.text("deleteOnTermination", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.iops {
+            w.text("iops", &v.to_string());
+        }
+        if let Some(v) = &self.kms_key_id {
+            w.text("kmsKeyId", v);
+        }
+        if let Some(v) = &self.snapshot_id {
+            w.text("snapshotId", v);
+        }
+        if let Some(v) = &self.volume_size {
+            w.text("volumeSize", &v.to_string());
+        }
+        if let Some(v) = &self.volume_type {
+            w.text("volumeType", v.as_str());
+        }
+        if let Some(v) = &self.throughput {
+            w.text("throughput", &v.to_string());
+        }
+        if let Some(v) = &self.volume_initialization_rate {
+            w.text("volumeInitializationRate", &v.to_string());
+        }
+        if let Some(v) = &self.ebs_card_index {
+            w.text("ebsCardIndex", &v.to_string());
+        }
+    }
+}
+
+/// The parameters for a block device for an EBS volume.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateEbsBlockDeviceRequest {
+    /// Indicates whether the EBS volume is encrypted.
+    pub encrypted: Option<bool>,
+    /// Indicates whether the EBS volume is deleted on instance termination.
+    pub delete_on_termination: Option<bool>,
+    /// The number of I/O operations per second (IOPS).
+    pub iops: Option<i32>,
+    /// Identifier (key ID, key alias, key ARN, or alias ARN) of the customer managed KMS key to use for EBS encryption.
+    pub kms_key_id: Option<String>,
+    /// The ID of the snapshot.
+    pub snapshot_id: Option<String>,
+    /// The size of the volume, in GiBs.
+    pub volume_size: Option<i32>,
+    /// The volume type.
+    pub volume_type: Option<VolumeType>,
+    /// The throughput to provision for a gp3 volume, with a maximum of 2,000 MiB/s.
+    pub throughput: Option<i32>,
+    /// Specifies the Amazon EBS Provisioned Rate for Volume Initialization (volume initialization rate), in MiB/s, at which to download the snapshot blocks from Amazon S3 to the volume.
+    pub volume_initialization_rate: Option<i32>,
+    /// The index of the EBS card.
+    pub ebs_card_index: Option<i32>,
+}
+impl FromForm for LaunchTemplateEbsBlockDeviceRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            encrypted: f.boolean(&join(key, "Encrypted"))?,
+            delete_on_termination: f.boolean(&join(key, "DeleteOnTermination"))?,
+            iops: f.integer::<i32>(&join(key, "Iops"))?,
+            kms_key_id: Ok(f.string(&join(key, "KmsKeyId")))?,
+            snapshot_id: Ok(f.string(&join(key, "SnapshotId")))?,
+            volume_size: f.integer::<i32>(&join(key, "VolumeSize"))?,
+            volume_type: f.enumeration(
+                &join(key, "VolumeType"),
+                VolumeType::from_str,
+                VolumeType::VALUES,
+            )?,
+            throughput: f.integer::<i32>(&join(key, "Throughput"))?,
+            volume_initialization_rate: f.integer::<i32>(&join(key, "VolumeInitializationRate"))?,
+            ebs_card_index: f.integer::<i32>(&join(key, "EbsCardIndex"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateEbsBlockDeviceRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.encrypted {
+            w.text("Encrypted", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.delete_on_termination {
+            w.text("DeleteOnTermination", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.iops {
+            w.text("Iops", &v.to_string());
+        }
+        if let Some(v) = &self.kms_key_id {
+            w.text("KmsKeyId", v);
+        }
+        if let Some(v) = &self.snapshot_id {
+            w.text("SnapshotId", v);
+        }
+        if let Some(v) = &self.volume_size {
+            w.text("VolumeSize", &v.to_string());
+        }
+        if let Some(v) = &self.volume_type {
+            w.text("VolumeType", v.as_str());
+        }
+        if let Some(v) = &self.throughput {
+            w.text("Throughput", &v.to_string());
+        }
+        if let Some(v) = &self.volume_initialization_rate {
+            w.text("VolumeInitializationRate", &v.to_string());
+        }
+        if let Some(v) = &self.ebs_card_index {
+            w.text("EbsCardIndex", &v.to_string());
+        }
+    }
+}
+
+/// Amazon Elastic Inference is no longer available.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateElasticInferenceAccelerator {
+    /// The type of elastic inference accelerator.
+    /// Required.
+    pub r#type: Option<String>,
+    /// The number of elastic inference accelerators to attach to the instance.
+    pub count: Option<i32>,
+}
+impl FromForm for LaunchTemplateElasticInferenceAccelerator {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            r#type: Ok(f.string(&join(key, "Type")))?,
+            count: f.integer_in::<i32>(&join(key, "Count"), 1, i64::MAX)?,
+        };
+        if v.r#type.is_none() {
+            return Err(f.missing(&join(key, "Type")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateElasticInferenceAccelerator {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.r#type {
+            w.text("Type", v);
+        }
+        if let Some(v) = &self.count {
+            w.text("Count", &v.to_string());
+        }
+    }
+}
+
+/// Amazon Elastic Inference is no longer available.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateElasticInferenceAcceleratorResponse {
+    /// The type of elastic inference accelerator.
+    pub r#type: Option<String>,
+    /// The number of elastic inference accelerators to attach to the instance.
+    pub count: Option<i32>,
+}
+impl FromForm for LaunchTemplateElasticInferenceAcceleratorResponse {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            r#type: Ok(f.string(&join(key, "Type")))?,
+            count: f.integer::<i32>(&join(key, "Count"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateElasticInferenceAcceleratorResponse {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.r#type {
+            w.text("type", v);
+        }
+        if let Some(v) = &self.count {
+            w.text("count", &v.to_string());
+        }
+    }
+}
+
+/// ENA Express uses Amazon Web Services Scalable Reliable Datagram (SRD) technology to increase the maximum bandwidth used per stream and minimize tail latency of network traffic between EC2 instances.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateEnaSrdSpecification {
+    /// Indicates whether ENA Express is enabled for the network interface.
+    pub ena_srd_enabled: Option<bool>,
+    /// Configures ENA Express for UDP network traffic.
+    pub ena_srd_udp_specification: Option<LaunchTemplateEnaSrdUdpSpecification>,
+}
+impl FromForm for LaunchTemplateEnaSrdSpecification {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            ena_srd_enabled: f.boolean(&join(key, "EnaSrdEnabled"))?,
+            ena_srd_udp_specification: LaunchTemplateEnaSrdUdpSpecification::from_form(
+                f,
+                &join(key, "EnaSrdUdpSpecification"),
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateEnaSrdSpecification {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.ena_srd_enabled {
+            w.text("enaSrdEnabled", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.ena_srd_udp_specification {
+            w.open("enaSrdUdpSpecification");
+            v.write_xml(w);
+            w.close("enaSrdUdpSpecification");
+        }
+    }
+}
+
+/// ENA Express is compatible with both TCP and UDP transport protocols.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateEnaSrdUdpSpecification {
+    /// Indicates whether UDP traffic to and from the instance uses ENA Express.
+    pub ena_srd_udp_enabled: Option<bool>,
+}
+impl FromForm for LaunchTemplateEnaSrdUdpSpecification {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { ena_srd_udp_enabled: f.boolean(&join(key, "EnaSrdUdpEnabled"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateEnaSrdUdpSpecification {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.ena_srd_udp_enabled {
+            w.text("enaSrdUdpEnabled", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Indicates whether the instance is enabled for Amazon Web Services Nitro Enclaves.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateEnclaveOptions {
+    /// If this parameter is set to true, the instance is enabled for Amazon Web Services Nitro Enclaves; otherwise, it is not enabled for Amazon Web Services Nitro Enclaves.
+    pub enabled: Option<bool>,
+}
+impl FromForm for LaunchTemplateEnclaveOptions {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { enabled: f.boolean(&join(key, "Enabled"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateEnclaveOptions {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.enabled {
+            w.text("enabled", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Indicates whether the instance is enabled for Amazon Web Services Nitro Enclaves.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateEnclaveOptionsRequest {
+    /// To enable the instance for Amazon Web Services Nitro Enclaves, set this parameter to true.
+    pub enabled: Option<bool>,
+}
+impl FromForm for LaunchTemplateEnclaveOptionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { enabled: f.boolean(&join(key, "Enabled"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateEnclaveOptionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.enabled {
+            w.text("Enabled", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Indicates whether an instance is configured for hibernation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateHibernationOptions {
+    /// If this parameter is set to true, the instance is enabled for hibernation; otherwise, it is not enabled for hibernation.
+    pub configured: Option<bool>,
+}
+impl FromForm for LaunchTemplateHibernationOptions {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { configured: f.boolean(&join(key, "Configured"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateHibernationOptions {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.configured {
+            w.text("configured", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Indicates whether the instance is configured for hibernation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateHibernationOptionsRequest {
+    /// If you set this parameter to true, the instance is enabled for hibernation.
+    pub configured: Option<bool>,
+}
+impl FromForm for LaunchTemplateHibernationOptionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { configured: f.boolean(&join(key, "Configured"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateHibernationOptionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.configured {
+            w.text("Configured", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Describes an IAM instance profile.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateIamInstanceProfileSpecification {
+    /// The Amazon Resource Name (ARN) of the instance profile.
+    pub arn: Option<String>,
+    /// The name of the instance profile.
+    pub name: Option<String>,
+}
+impl FromForm for LaunchTemplateIamInstanceProfileSpecification {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v =
+            Self { arn: Ok(f.string(&join(key, "Arn")))?, name: Ok(f.string(&join(key, "Name")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateIamInstanceProfileSpecification {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.arn {
+            w.text("arn", v);
+        }
+        if let Some(v) = &self.name {
+            w.text("name", v);
+        }
+    }
+}
+
+/// An IAM instance profile.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateIamInstanceProfileSpecificationRequest {
+    /// The Amazon Resource Name (ARN) of the instance profile.
+    pub arn: Option<String>,
+    /// The name of the instance profile.
+    pub name: Option<String>,
+}
+impl FromForm for LaunchTemplateIamInstanceProfileSpecificationRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v =
+            Self { arn: Ok(f.string(&join(key, "Arn")))?, name: Ok(f.string(&join(key, "Name")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateIamInstanceProfileSpecificationRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.arn {
+            w.text("Arn", v);
+        }
+        if let Some(v) = &self.name {
+            w.text("Name", v);
+        }
+    }
+}
+
+/// The maintenance options of your instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateInstanceMaintenanceOptions {
+    /// Disables the automatic recovery behavior of your instance or sets it to default.
+    pub auto_recovery: Option<LaunchTemplateAutoRecoveryState>,
+}
+impl FromForm for LaunchTemplateInstanceMaintenanceOptions {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            auto_recovery: f.enumeration(
+                &join(key, "AutoRecovery"),
+                LaunchTemplateAutoRecoveryState::from_str,
+                LaunchTemplateAutoRecoveryState::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateInstanceMaintenanceOptions {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.auto_recovery {
+            w.text("autoRecovery", v.as_str());
+        }
+    }
+}
+
+/// The maintenance options of your instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateInstanceMaintenanceOptionsRequest {
+    /// Disables the automatic recovery behavior of your instance or sets it to default.
+    pub auto_recovery: Option<LaunchTemplateAutoRecoveryState>,
+}
+impl FromForm for LaunchTemplateInstanceMaintenanceOptionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            auto_recovery: f.enumeration(
+                &join(key, "AutoRecovery"),
+                LaunchTemplateAutoRecoveryState::from_str,
+                LaunchTemplateAutoRecoveryState::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateInstanceMaintenanceOptionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.auto_recovery {
+            w.text("AutoRecovery", v.as_str());
+        }
+    }
+}
+
+/// The market (purchasing) option for the instances.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateInstanceMarketOptions {
+    /// The market type.
+    pub market_type: Option<MarketType>,
+    /// The options for Spot Instances.
+    pub spot_options: Option<LaunchTemplateSpotMarketOptions>,
+}
+impl FromForm for LaunchTemplateInstanceMarketOptions {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            market_type: f.enumeration(
+                &join(key, "MarketType"),
+                MarketType::from_str,
+                MarketType::VALUES,
+            )?,
+            spot_options: LaunchTemplateSpotMarketOptions::from_form(f, &join(key, "SpotOptions"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateInstanceMarketOptions {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.market_type {
+            w.text("marketType", v.as_str());
+        }
+        if let Some(v) = &self.spot_options {
+            w.open("spotOptions");
+            v.write_xml(w);
+            w.close("spotOptions");
+        }
+    }
+}
+
+/// The market (purchasing) option for the instances.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateInstanceMarketOptionsRequest {
+    /// The market type.
+    pub market_type: Option<MarketType>,
+    /// The options for Spot Instances.
+    pub spot_options: Option<LaunchTemplateSpotMarketOptionsRequest>,
+}
+impl FromForm for LaunchTemplateInstanceMarketOptionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            market_type: f.enumeration(
+                &join(key, "MarketType"),
+                MarketType::from_str,
+                MarketType::VALUES,
+            )?,
+            spot_options: LaunchTemplateSpotMarketOptionsRequest::from_form(
+                f,
+                &join(key, "SpotOptions"),
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateInstanceMarketOptionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.market_type {
+            w.text("MarketType", v.as_str());
+        }
+        if let Some(v) = &self.spot_options {
+            w.open("SpotOptions");
+            v.write_xml(w);
+            w.close("SpotOptions");
+        }
+    }
+}
+
+/// The metadata options for the instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateInstanceMetadataOptions {
+    /// The state of the metadata option changes.
+    pub state: Option<LaunchTemplateInstanceMetadataOptionsState>,
+    /// Indicates whether IMDSv2 is required.
+    pub http_tokens: Option<LaunchTemplateHttpTokensState>,
+    /// The desired HTTP PUT response hop limit for instance metadata requests.
+    pub http_put_response_hop_limit: Option<i32>,
+    /// Enables or disables the HTTP metadata endpoint on your instances.
+    pub http_endpoint: Option<LaunchTemplateInstanceMetadataEndpointState>,
+    /// Enables or disables the IPv6 endpoint for the instance metadata service.
+    pub http_protocol_ipv6: Option<LaunchTemplateInstanceMetadataProtocolIpv6>,
+    /// Set to enabled to allow access to instance tags from the instance metadata.
+    pub instance_metadata_tags: Option<LaunchTemplateInstanceMetadataTagsState>,
+}
+impl FromForm for LaunchTemplateInstanceMetadataOptions {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            state: f.enumeration(
+                &join(key, "State"),
+                LaunchTemplateInstanceMetadataOptionsState::from_str,
+                LaunchTemplateInstanceMetadataOptionsState::VALUES,
+            )?,
+            http_tokens: f.enumeration(
+                &join(key, "HttpTokens"),
+                LaunchTemplateHttpTokensState::from_str,
+                LaunchTemplateHttpTokensState::VALUES,
+            )?,
+            http_put_response_hop_limit: f.integer::<i32>(&join(key, "HttpPutResponseHopLimit"))?,
+            http_endpoint: f.enumeration(
+                &join(key, "HttpEndpoint"),
+                LaunchTemplateInstanceMetadataEndpointState::from_str,
+                LaunchTemplateInstanceMetadataEndpointState::VALUES,
+            )?,
+            http_protocol_ipv6: f.enumeration(
+                &join(key, "HttpProtocolIpv6"),
+                LaunchTemplateInstanceMetadataProtocolIpv6::from_str,
+                LaunchTemplateInstanceMetadataProtocolIpv6::VALUES,
+            )?,
+            instance_metadata_tags: f.enumeration(
+                &join(key, "InstanceMetadataTags"),
+                LaunchTemplateInstanceMetadataTagsState::from_str,
+                LaunchTemplateInstanceMetadataTagsState::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateInstanceMetadataOptions {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.state {
+            w.text("state", v.as_str());
+        }
+        if let Some(v) = &self.http_tokens {
+            w.text("httpTokens", v.as_str());
+        }
+        if let Some(v) = &self.http_put_response_hop_limit {
+            w.text("httpPutResponseHopLimit", &v.to_string());
+        }
+        if let Some(v) = &self.http_endpoint {
+            w.text("httpEndpoint", v.as_str());
+        }
+        if let Some(v) = &self.http_protocol_ipv6 {
+            w.text("httpProtocolIpv6", v.as_str());
+        }
+        if let Some(v) = &self.instance_metadata_tags {
+            w.text("instanceMetadataTags", v.as_str());
+        }
+    }
+}
+
+/// The metadata options for the instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateInstanceMetadataOptionsRequest {
+    /// Indicates whether IMDSv2 is required.
+    pub http_tokens: Option<LaunchTemplateHttpTokensState>,
+    /// The desired HTTP PUT response hop limit for instance metadata requests.
+    pub http_put_response_hop_limit: Option<i32>,
+    /// Enables or disables the HTTP metadata endpoint on your instances.
+    pub http_endpoint: Option<LaunchTemplateInstanceMetadataEndpointState>,
+    /// Enables or disables the IPv6 endpoint for the instance metadata service.
+    pub http_protocol_ipv6: Option<LaunchTemplateInstanceMetadataProtocolIpv6>,
+    /// Set to enabled to allow access to instance tags from the instance metadata.
+    pub instance_metadata_tags: Option<LaunchTemplateInstanceMetadataTagsState>,
+}
+impl FromForm for LaunchTemplateInstanceMetadataOptionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            http_tokens: f.enumeration(
+                &join(key, "HttpTokens"),
+                LaunchTemplateHttpTokensState::from_str,
+                LaunchTemplateHttpTokensState::VALUES,
+            )?,
+            http_put_response_hop_limit: f.integer::<i32>(&join(key, "HttpPutResponseHopLimit"))?,
+            http_endpoint: f.enumeration(
+                &join(key, "HttpEndpoint"),
+                LaunchTemplateInstanceMetadataEndpointState::from_str,
+                LaunchTemplateInstanceMetadataEndpointState::VALUES,
+            )?,
+            http_protocol_ipv6: f.enumeration(
+                &join(key, "HttpProtocolIpv6"),
+                LaunchTemplateInstanceMetadataProtocolIpv6::from_str,
+                LaunchTemplateInstanceMetadataProtocolIpv6::VALUES,
+            )?,
+            instance_metadata_tags: f.enumeration(
+                &join(key, "InstanceMetadataTags"),
+                LaunchTemplateInstanceMetadataTagsState::from_str,
+                LaunchTemplateInstanceMetadataTagsState::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateInstanceMetadataOptionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.http_tokens {
+            w.text("HttpTokens", v.as_str());
+        }
+        if let Some(v) = &self.http_put_response_hop_limit {
+            w.text("HttpPutResponseHopLimit", &v.to_string());
+        }
+        if let Some(v) = &self.http_endpoint {
+            w.text("HttpEndpoint", v.as_str());
+        }
+        if let Some(v) = &self.http_protocol_ipv6 {
+            w.text("HttpProtocolIpv6", v.as_str());
+        }
+        if let Some(v) = &self.instance_metadata_tags {
+            w.text("InstanceMetadataTags", v.as_str());
+        }
+    }
+}
+
+/// Describes a network interface.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateInstanceNetworkInterfaceSpecification {
+    /// Indicates whether to associate a Carrier IP address with eth0 for a new network interface.
+    pub associate_carrier_ip_address: Option<bool>,
+    /// Indicates whether to associate a public IPv4 address with eth0 for a new network interface.
+    pub associate_public_ip_address: Option<bool>,
+    /// Indicates whether the network interface is deleted when the instance is terminated.
+    pub delete_on_termination: Option<bool>,
+    /// A description for the network interface.
+    pub description: Option<String>,
+    /// The device index for the network interface attachment.
+    pub device_index: Option<i32>,
+    /// The IDs of one or more security groups.
+    pub groups: Option<Vec<String>>,
+    /// The type of network interface.
+    pub interface_type: Option<String>,
+    /// The number of IPv6 addresses for the network interface.
+    pub ipv6_address_count: Option<i32>,
+    /// The IPv6 addresses for the network interface.
+    pub ipv6_addresses: Option<Vec<InstanceIpv6Address>>,
+    /// The ID of the network interface.
+    pub network_interface_id: Option<String>,
+    /// The primary private IPv4 address of the network interface.
+    pub private_ip_address: Option<String>,
+    /// One or more private IPv4 addresses.
+    pub private_ip_addresses: Option<Vec<PrivateIpAddressSpecification>>,
+    /// The number of secondary private IPv4 addresses for the network interface.
+    pub secondary_private_ip_address_count: Option<i32>,
+    /// The ID of the subnet for the network interface.
+    pub subnet_id: Option<String>,
+    /// The index of the network card.
+    pub network_card_index: Option<i32>,
+    /// One or more IPv4 prefixes assigned to the network interface.
+    pub ipv4_prefixes: Option<Vec<Ipv4PrefixSpecificationResponse>>,
+    /// The number of IPv4 prefixes that Amazon Web Services automatically assigned to the network interface.
+    pub ipv4_prefix_count: Option<i32>,
+    /// One or more IPv6 prefixes assigned to the network interface.
+    pub ipv6_prefixes: Option<Vec<Ipv6PrefixSpecificationResponse>>,
+    /// The number of IPv6 prefixes that Amazon Web Services automatically assigned to the network interface.
+    pub ipv6_prefix_count: Option<i32>,
+    /// The primary IPv6 address of the network interface.
+    pub primary_ipv6: Option<bool>,
+    /// Contains the ENA Express settings for instances launched from your launch template.
+    pub ena_srd_specification: Option<LaunchTemplateEnaSrdSpecification>,
+    /// A security group connection tracking specification that enables you to set the timeout for connection tracking on an Elastic network interface.
+    pub connection_tracking_specification: Option<ConnectionTrackingSpecification>,
+    /// The number of ENA queues created with the instance.
+    pub ena_queue_count: Option<i32>,
+}
+impl FromForm for LaunchTemplateInstanceNetworkInterfaceSpecification {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            associate_carrier_ip_address: f.boolean(&join(key, "AssociateCarrierIpAddress"))?,
+            associate_public_ip_address: f.boolean(&join(key, "AssociatePublicIpAddress"))?,
+            delete_on_termination: f.boolean(&join(key, "DeleteOnTermination"))?,
+            description: Ok(f.string(&join(key, "Description")))?,
+            device_index: f.integer::<i32>(&join(key, "DeviceIndex"))?,
+            groups: f.list(&join(key, "GroupSet"), None, |f, k0| Ok(f.string(&k0)))?,
+            interface_type: Ok(f.string(&join(key, "InterfaceType")))?,
+            ipv6_address_count: f.integer::<i32>(&join(key, "Ipv6AddressCount"))?,
+            ipv6_addresses: f.list(&join(key, "Ipv6AddressesSet"), None, |f, k0| {
+                InstanceIpv6Address::from_form(f, &k0)
+            })?,
+            network_interface_id: Ok(f.string(&join(key, "NetworkInterfaceId")))?,
+            private_ip_address: Ok(f.string(&join(key, "PrivateIpAddress")))?,
+            private_ip_addresses: f.list(&join(key, "PrivateIpAddressesSet"), None, |f, k0| {
+                PrivateIpAddressSpecification::from_form(f, &k0)
+            })?,
+            secondary_private_ip_address_count: f
+                .integer::<i32>(&join(key, "SecondaryPrivateIpAddressCount"))?,
+            subnet_id: Ok(f.string(&join(key, "SubnetId")))?,
+            network_card_index: f.integer::<i32>(&join(key, "NetworkCardIndex"))?,
+            ipv4_prefixes: f.list(&join(key, "Ipv4PrefixSet"), None, |f, k0| {
+                Ipv4PrefixSpecificationResponse::from_form(f, &k0)
+            })?,
+            ipv4_prefix_count: f.integer::<i32>(&join(key, "Ipv4PrefixCount"))?,
+            ipv6_prefixes: f.list(&join(key, "Ipv6PrefixSet"), None, |f, k0| {
+                Ipv6PrefixSpecificationResponse::from_form(f, &k0)
+            })?,
+            ipv6_prefix_count: f.integer::<i32>(&join(key, "Ipv6PrefixCount"))?,
+            primary_ipv6: f.boolean(&join(key, "PrimaryIpv6"))?,
+            ena_srd_specification: LaunchTemplateEnaSrdSpecification::from_form(
+                f,
+                &join(key, "EnaSrdSpecification"),
+            )?,
+            connection_tracking_specification: ConnectionTrackingSpecification::from_form(
+                f,
+                &join(key, "ConnectionTrackingSpecification"),
+            )?,
+            ena_queue_count: f.integer::<i32>(&join(key, "EnaQueueCount"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateInstanceNetworkInterfaceSpecification {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.associate_carrier_ip_address {
+            w.text("associateCarrierIpAddress", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.associate_public_ip_address {
+            w.text("associatePublicIpAddress", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.delete_on_termination {
+            w.text("deleteOnTermination", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.description {
+            w.text("description", v);
+        }
+        if let Some(v) = &self.device_index {
+            w.text("deviceIndex", &v.to_string());
+        }
+        if let Some(v) = &self.groups {
+            w.open("groupSet");
+            for item0 in v {
+                w.text("groupId", item0);
+            }
+            w.close("groupSet");
+        }
+        if let Some(v) = &self.interface_type {
+            w.text("interfaceType", v);
+        }
+        if let Some(v) = &self.ipv6_address_count {
+            w.text("ipv6AddressCount", &v.to_string());
+        }
+        if let Some(v) = &self.ipv6_addresses {
+            w.open("ipv6AddressesSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("ipv6AddressesSet");
+        }
+        if let Some(v) = &self.network_interface_id {
+            w.text("networkInterfaceId", v);
+        }
+        if let Some(v) = &self.private_ip_address {
+            w.text("privateIpAddress", v);
+        }
+        if let Some(v) = &self.private_ip_addresses {
+            w.open("privateIpAddressesSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("privateIpAddressesSet");
+        }
+        if let Some(v) = &self.secondary_private_ip_address_count {
+            w.text("secondaryPrivateIpAddressCount", &v.to_string());
+        }
+        if let Some(v) = &self.subnet_id {
+            w.text("subnetId", v);
+        }
+        if let Some(v) = &self.network_card_index {
+            w.text("networkCardIndex", &v.to_string());
+        }
+        if let Some(v) = &self.ipv4_prefixes {
+            w.open("ipv4PrefixSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("ipv4PrefixSet");
+        }
+        if let Some(v) = &self.ipv4_prefix_count {
+            w.text("ipv4PrefixCount", &v.to_string());
+        }
+        if let Some(v) = &self.ipv6_prefixes {
+            w.open("ipv6PrefixSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("ipv6PrefixSet");
+        }
+        if let Some(v) = &self.ipv6_prefix_count {
+            w.text("ipv6PrefixCount", &v.to_string());
+        }
+        if let Some(v) = &self.primary_ipv6 {
+            w.text("primaryIpv6", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.ena_srd_specification {
+            w.open("enaSrdSpecification");
+            v.write_xml(w);
+            w.close("enaSrdSpecification");
+        }
+        if let Some(v) = &self.connection_tracking_specification {
+            w.open("connectionTrackingSpecification");
+            v.write_xml(w);
+            w.close("connectionTrackingSpecification");
+        }
+        if let Some(v) = &self.ena_queue_count {
+            w.text("enaQueueCount", &v.to_string());
+        }
+    }
+}
+
+/// The parameters for a network interface.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateInstanceNetworkInterfaceSpecificationRequest {
+    /// Associates a Carrier IP address with eth0 for a new network interface.
+    pub associate_carrier_ip_address: Option<bool>,
+    /// Associates a public IPv4 address with eth0 for a new network interface.
+    pub associate_public_ip_address: Option<bool>,
+    /// Indicates whether the network interface is deleted when the instance is terminated.
+    pub delete_on_termination: Option<bool>,
+    /// A description for the network interface.
+    pub description: Option<String>,
+    /// The device index for the network interface attachment.
+    pub device_index: Option<i32>,
+    /// The IDs of one or more security groups.
+    pub groups: Option<Vec<String>>,
+    /// The type of network interface.
+    pub interface_type: Option<String>,
+    /// The number of IPv6 addresses to assign to a network interface.
+    pub ipv6_address_count: Option<i32>,
+    /// One or more specific IPv6 addresses from the IPv6 CIDR block range of your subnet.
+    pub ipv6_addresses: Option<Vec<InstanceIpv6AddressRequest>>,
+    /// The ID of the network interface.
+    pub network_interface_id: Option<String>,
+    /// The primary private IPv4 address of the network interface.
+    pub private_ip_address: Option<String>,
+    /// One or more private IPv4 addresses.
+    pub private_ip_addresses: Option<Vec<PrivateIpAddressSpecification>>,
+    /// The number of secondary private IPv4 addresses to assign to a network interface.
+    pub secondary_private_ip_address_count: Option<i32>,
+    /// The ID of the subnet for the network interface.
+    pub subnet_id: Option<String>,
+    /// The index of the network card.
+    pub network_card_index: Option<i32>,
+    /// One or more IPv4 prefixes to be assigned to the network interface.
+    pub ipv4_prefixes: Option<Vec<Ipv4PrefixSpecificationRequest>>,
+    /// The number of IPv4 prefixes to be automatically assigned to the network interface.
+    pub ipv4_prefix_count: Option<i32>,
+    /// One or more IPv6 prefixes to be assigned to the network interface.
+    pub ipv6_prefixes: Option<Vec<Ipv6PrefixSpecificationRequest>>,
+    /// The number of IPv6 prefixes to be automatically assigned to the network interface.
+    pub ipv6_prefix_count: Option<i32>,
+    /// The primary IPv6 address of the network interface.
+    pub primary_ipv6: Option<bool>,
+    /// Configure ENA Express settings for your launch template.
+    pub ena_srd_specification: Option<EnaSrdSpecificationRequest>,
+    /// A security group connection tracking specification that enables you to set the timeout for connection tracking on an Elastic network interface.
+    pub connection_tracking_specification: Option<ConnectionTrackingSpecificationRequest>,
+    /// The number of ENA queues to be created with the instance.
+    pub ena_queue_count: Option<i32>,
+}
+impl FromForm for LaunchTemplateInstanceNetworkInterfaceSpecificationRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            associate_carrier_ip_address: f.boolean(&join(key, "AssociateCarrierIpAddress"))?,
+            associate_public_ip_address: f.boolean(&join(key, "AssociatePublicIpAddress"))?,
+            delete_on_termination: f.boolean(&join(key, "DeleteOnTermination"))?,
+            description: Ok(f.string(&join(key, "Description")))?,
+            device_index: f.integer::<i32>(&join(key, "DeviceIndex"))?,
+            groups: f.list(&join(key, "SecurityGroupId"), None, |f, k0| Ok(f.string(&k0)))?,
+            interface_type: Ok(f.string(&join(key, "InterfaceType")))?,
+            ipv6_address_count: f.integer::<i32>(&join(key, "Ipv6AddressCount"))?,
+            ipv6_addresses: f.list(&join(key, "Ipv6Addresses"), None, |f, k0| {
+                InstanceIpv6AddressRequest::from_form(f, &k0)
+            })?,
+            network_interface_id: Ok(f.string(&join(key, "NetworkInterfaceId")))?,
+            private_ip_address: Ok(f.string(&join(key, "PrivateIpAddress")))?,
+            private_ip_addresses: f.list(&join(key, "PrivateIpAddresses"), None, |f, k0| {
+                PrivateIpAddressSpecification::from_form(f, &k0)
+            })?,
+            secondary_private_ip_address_count: f
+                .integer::<i32>(&join(key, "SecondaryPrivateIpAddressCount"))?,
+            subnet_id: Ok(f.string(&join(key, "SubnetId")))?,
+            network_card_index: f.integer::<i32>(&join(key, "NetworkCardIndex"))?,
+            ipv4_prefixes: f.list(&join(key, "Ipv4Prefix"), None, |f, k0| {
+                Ipv4PrefixSpecificationRequest::from_form(f, &k0)
+            })?,
+            ipv4_prefix_count: f.integer::<i32>(&join(key, "Ipv4PrefixCount"))?,
+            ipv6_prefixes: f.list(&join(key, "Ipv6Prefix"), None, |f, k0| {
+                Ipv6PrefixSpecificationRequest::from_form(f, &k0)
+            })?,
+            ipv6_prefix_count: f.integer::<i32>(&join(key, "Ipv6PrefixCount"))?,
+            primary_ipv6: f.boolean(&join(key, "PrimaryIpv6"))?,
+            ena_srd_specification: EnaSrdSpecificationRequest::from_form(
+                f,
+                &join(key, "EnaSrdSpecification"),
+            )?,
+            connection_tracking_specification: ConnectionTrackingSpecificationRequest::from_form(
+                f,
+                &join(key, "ConnectionTrackingSpecification"),
+            )?,
+            ena_queue_count: f.integer::<i32>(&join(key, "EnaQueueCount"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateInstanceNetworkInterfaceSpecificationRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.associate_carrier_ip_address {
+            w.text("AssociateCarrierIpAddress", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.associate_public_ip_address {
+            w.text("AssociatePublicIpAddress", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.delete_on_termination {
+            w.text("DeleteOnTermination", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.description {
+            w.text("Description", v);
+        }
+        if let Some(v) = &self.device_index {
+            w.text("DeviceIndex", &v.to_string());
+        }
+        if let Some(v) = &self.groups {
+            w.open("SecurityGroupId");
+            for item0 in v {
+                w.text("SecurityGroupId", item0);
+            }
+            w.close("SecurityGroupId");
+        }
+        if let Some(v) = &self.interface_type {
+            w.text("InterfaceType", v);
+        }
+        if let Some(v) = &self.ipv6_address_count {
+            w.text("Ipv6AddressCount", &v.to_string());
+        }
+        if let Some(v) = &self.ipv6_addresses {
+            w.open("Ipv6Addresses");
+            for item0 in v {
+                w.open("InstanceIpv6Address");
+                item0.write_xml(w);
+                w.close("InstanceIpv6Address");
+            }
+            w.close("Ipv6Addresses");
+        }
+        if let Some(v) = &self.network_interface_id {
+            w.text("NetworkInterfaceId", v);
+        }
+        if let Some(v) = &self.private_ip_address {
+            w.text("PrivateIpAddress", v);
+        }
+        if let Some(v) = &self.private_ip_addresses {
+            w.open("PrivateIpAddresses");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("PrivateIpAddresses");
+        }
+        if let Some(v) = &self.secondary_private_ip_address_count {
+            w.text("SecondaryPrivateIpAddressCount", &v.to_string());
+        }
+        if let Some(v) = &self.subnet_id {
+            w.text("SubnetId", v);
+        }
+        if let Some(v) = &self.network_card_index {
+            w.text("NetworkCardIndex", &v.to_string());
+        }
+        if let Some(v) = &self.ipv4_prefixes {
+            w.open("Ipv4Prefix");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("Ipv4Prefix");
+        }
+        if let Some(v) = &self.ipv4_prefix_count {
+            w.text("Ipv4PrefixCount", &v.to_string());
+        }
+        if let Some(v) = &self.ipv6_prefixes {
+            w.open("Ipv6Prefix");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("Ipv6Prefix");
+        }
+        if let Some(v) = &self.ipv6_prefix_count {
+            w.text("Ipv6PrefixCount", &v.to_string());
+        }
+        if let Some(v) = &self.primary_ipv6 {
+            w.text("PrimaryIpv6", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.ena_srd_specification {
+            w.open("EnaSrdSpecification");
+            v.write_xml(w);
+            w.close("EnaSrdSpecification");
+        }
+        if let Some(v) = &self.connection_tracking_specification {
+            w.open("ConnectionTrackingSpecification");
+            v.write_xml(w);
+            w.close("ConnectionTrackingSpecification");
+        }
+        if let Some(v) = &self.ena_queue_count {
+            w.text("EnaQueueCount", &v.to_string());
+        }
+    }
+}
+
+/// Describes a secondary interface specification in a launch template.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateInstanceSecondaryInterfaceSpecification {
+    /// Indicates whether the secondary interface is deleted when the instance is terminated.
+    pub delete_on_termination: Option<bool>,
+    /// The device index for the secondary interface attachment.
+    pub device_index: Option<i32>,
+    /// The private IPv4 addresses to assign to the secondary interface.
+    pub private_ip_addresses: Option<Vec<SecondaryInterfacePrivateIpAddressSpecification>>,
+    /// The number of private IPv4 addresses to assign to the secondary interface.
+    pub private_ip_address_count: Option<i32>,
+    /// The ID of the secondary subnet.
+    pub secondary_subnet_id: Option<String>,
+    /// The type of secondary interface.
+    pub interface_type: Option<SecondaryInterfaceType>,
+    /// The index of the network card.
+    pub network_card_index: Option<i32>,
+}
+impl FromForm for LaunchTemplateInstanceSecondaryInterfaceSpecification {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            delete_on_termination: f.boolean(&join(key, "DeleteOnTermination"))?,
+            device_index: f.integer::<i32>(&join(key, "DeviceIndex"))?,
+            private_ip_addresses: f.list(&join(key, "PrivateIpAddressesSet"), None, |f, k0| {
+                SecondaryInterfacePrivateIpAddressSpecification::from_form(f, &k0)
+            })?,
+            private_ip_address_count: f.integer::<i32>(&join(key, "PrivateIpAddressCount"))?,
+            secondary_subnet_id: Ok(f.string(&join(key, "SecondarySubnetId")))?,
+            interface_type: f.enumeration(
+                &join(key, "InterfaceType"),
+                SecondaryInterfaceType::from_str,
+                SecondaryInterfaceType::VALUES,
+            )?,
+            network_card_index: f.integer::<i32>(&join(key, "NetworkCardIndex"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateInstanceSecondaryInterfaceSpecification {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.delete_on_termination {
+            w.text("deleteOnTermination", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.device_index {
+            w.text("deviceIndex", &v.to_string());
+        }
+        if let Some(v) = &self.private_ip_addresses {
+            w.open("privateIpAddressesSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("privateIpAddressesSet");
+        }
+        if let Some(v) = &self.private_ip_address_count {
+            w.text("privateIpAddressCount", &v.to_string());
+        }
+        if let Some(v) = &self.secondary_subnet_id {
+            w.text("secondarySubnetId", v);
+        }
+        if let Some(v) = &self.interface_type {
+            w.text("interfaceType", v.as_str());
+        }
+        if let Some(v) = &self.network_card_index {
+            w.text("networkCardIndex", &v.to_string());
+        }
+    }
+}
+
+/// Describes a secondary interface specification for a launch template request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateInstanceSecondaryInterfaceSpecificationRequest {
+    /// Indicates whether the secondary interface is deleted when the instance is terminated.
+    pub delete_on_termination: Option<bool>,
+    /// The device index for the secondary interface attachment.
+    pub device_index: Option<i32>,
+    /// The private IPv4 addresses to assign to the secondary interface.
+    pub private_ip_addresses: Option<Vec<SecondaryInterfacePrivateIpAddressSpecificationRequest>>,
+    /// The number of private IPv4 addresses to assign to the secondary interface.
+    pub private_ip_address_count: Option<i32>,
+    /// The ID of the secondary subnet.
+    pub secondary_subnet_id: Option<String>,
+    /// The type of secondary interface.
+    pub interface_type: Option<SecondaryInterfaceType>,
+    /// The index of the network card.
+    pub network_card_index: Option<i32>,
+}
+impl FromForm for LaunchTemplateInstanceSecondaryInterfaceSpecificationRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            delete_on_termination: f.boolean(&join(key, "DeleteOnTermination"))?,
+            device_index: f.integer::<i32>(&join(key, "DeviceIndex"))?,
+            private_ip_addresses: f.list(&join(key, "PrivateIpAddress"), None, |f, k0| {
+                SecondaryInterfacePrivateIpAddressSpecificationRequest::from_form(f, &k0)
+            })?,
+            private_ip_address_count: f.integer::<i32>(&join(key, "PrivateIpAddressCount"))?,
+            secondary_subnet_id: Ok(f.string(&join(key, "SecondarySubnetId")))?,
+            interface_type: f.enumeration(
+                &join(key, "InterfaceType"),
+                SecondaryInterfaceType::from_str,
+                SecondaryInterfaceType::VALUES,
+            )?,
+            network_card_index: f.integer::<i32>(&join(key, "NetworkCardIndex"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateInstanceSecondaryInterfaceSpecificationRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.delete_on_termination {
+            w.text("DeleteOnTermination", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.device_index {
+            w.text("DeviceIndex", &v.to_string());
+        }
+        if let Some(v) = &self.private_ip_addresses {
+            w.open("PrivateIpAddress");
+            for item0 in v {
+                w.open("SecondaryInterfacePrivateIpAddressSpecification");
+                item0.write_xml(w);
+                w.close("SecondaryInterfacePrivateIpAddressSpecification");
+            }
+            w.close("PrivateIpAddress");
+        }
+        if let Some(v) = &self.private_ip_address_count {
+            w.text("PrivateIpAddressCount", &v.to_string());
+        }
+        if let Some(v) = &self.secondary_subnet_id {
+            w.text("SecondarySubnetId", v);
+        }
+        if let Some(v) = &self.interface_type {
+            w.text("InterfaceType", v.as_str());
+        }
+        if let Some(v) = &self.network_card_index {
+            w.text("NetworkCardIndex", &v.to_string());
+        }
+    }
+}
+
+/// Describes a license configuration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateLicenseConfiguration {
+    /// The Amazon Resource Name (ARN) of the license configuration.
+    pub license_configuration_arn: Option<String>,
+}
+impl FromForm for LaunchTemplateLicenseConfiguration {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            license_configuration_arn: Ok(f.string(&join(key, "LicenseConfigurationArn")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateLicenseConfiguration {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.license_configuration_arn {
+            w.text("licenseConfigurationArn", v);
+        }
+    }
+}
+
+/// Describes a license configuration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateLicenseConfigurationRequest {
+    /// The Amazon Resource Name (ARN) of the license configuration.
+    pub license_configuration_arn: Option<String>,
+}
+impl FromForm for LaunchTemplateLicenseConfigurationRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            license_configuration_arn: Ok(f.string(&join(key, "LicenseConfigurationArn")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateLicenseConfigurationRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.license_configuration_arn {
+            w.text("LicenseConfigurationArn", v);
+        }
+    }
+}
+
+/// With network performance options, you can adjust your bandwidth preferences to meet the needs of the workload that runs on your instance at launch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateNetworkPerformanceOptions {
+    /// When you configure network bandwidth weighting, you can boost baseline bandwidth for either networking or EBS by up to 25%.
+    pub bandwidth_weighting: Option<InstanceBandwidthWeighting>,
+}
+impl FromForm for LaunchTemplateNetworkPerformanceOptions {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            bandwidth_weighting: f.enumeration(
+                &join(key, "BandwidthWeighting"),
+                InstanceBandwidthWeighting::from_str,
+                InstanceBandwidthWeighting::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateNetworkPerformanceOptions {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.bandwidth_weighting {
+            w.text("bandwidthWeighting", v.as_str());
+        }
+    }
+}
+
+/// When you configure network performance options in your launch template, your instance is geared for performance improvements based on the workload that it runs as soon as it's available.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateNetworkPerformanceOptionsRequest {
+    /// Specify the bandwidth weighting option to boost the associated type of baseline bandwidth, as follows: default This option uses the standard bandwidth configuration for your instance type.
+    pub bandwidth_weighting: Option<InstanceBandwidthWeighting>,
+}
+impl FromForm for LaunchTemplateNetworkPerformanceOptionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            bandwidth_weighting: f.enumeration(
+                &join(key, "BandwidthWeighting"),
+                InstanceBandwidthWeighting::from_str,
+                InstanceBandwidthWeighting::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateNetworkPerformanceOptionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.bandwidth_weighting {
+            w.text("BandwidthWeighting", v.as_str());
+        }
+    }
+}
+
+/// Describes the placement of an instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplatePlacement {
+    /// The Availability Zone of the instance.
+    pub availability_zone: Option<String>,
+    /// The ID of the Availability Zone of the instance.
+    pub availability_zone_id: Option<String>,
+    /// The affinity setting for the instance on the Dedicated Host.
+    pub affinity: Option<String>,
+    /// The name of the placement group for the instance.
+    pub group_name: Option<String>,
+    /// The ID of the Dedicated Host for the instance.
+    pub host_id: Option<String>,
+    /// The tenancy of the instance.
+    pub tenancy: Option<Tenancy>,
+    /// Reserved for future use.
+    pub spread_domain: Option<String>,
+    /// The ARN of the host resource group in which to launch the instances.
+    pub host_resource_group_arn: Option<String>,
+    /// The number of the partition the instance should launch in.
+    pub partition_number: Option<i32>,
+    /// The Group ID of the placement group.
+    pub group_id: Option<String>,
+}
+impl FromForm for LaunchTemplatePlacement {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            availability_zone: Ok(f.string(&join(key, "AvailabilityZone")))?,
+            availability_zone_id: Ok(f.string(&join(key, "AvailabilityZoneId")))?,
+            affinity: Ok(f.string(&join(key, "Affinity")))?,
+            group_name: Ok(f.string(&join(key, "GroupName")))?,
+            host_id: Ok(f.string(&join(key, "HostId")))?,
+            tenancy: f.enumeration(&join(key, "Tenancy"), Tenancy::from_str, Tenancy::VALUES)?,
+            spread_domain: Ok(f.string(&join(key, "SpreadDomain")))?,
+            host_resource_group_arn: Ok(f.string(&join(key, "HostResourceGroupArn")))?,
+            partition_number: f.integer::<i32>(&join(key, "PartitionNumber"))?,
+            group_id: Ok(f.string(&join(key, "GroupId")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplatePlacement {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.availability_zone {
+            w.text("availabilityZone", v);
+        }
+        if let Some(v) = &self.availability_zone_id {
+            w.text("availabilityZoneId", v);
+        }
+        if let Some(v) = &self.affinity {
+            w.text("affinity", v);
+        }
+        if let Some(v) = &self.group_name {
+            w.text("groupName", v);
+        }
+        if let Some(v) = &self.host_id {
+            w.text("hostId", v);
+        }
+        if let Some(v) = &self.tenancy {
+            w.text("tenancy", v.as_str());
+        }
+        if let Some(v) = &self.spread_domain {
+            w.text("spreadDomain", v);
+        }
+        if let Some(v) = &self.host_resource_group_arn {
+            w.text("hostResourceGroupArn", v);
+        }
+        if let Some(v) = &self.partition_number {
+            w.text("partitionNumber", &v.to_string());
+        }
+        if let Some(v) = &self.group_id {
+            w.text("groupId", v);
+        }
+    }
+}
+
+/// Describes the placement of an instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplatePlacementRequest {
+    /// The Availability Zone for the instance.
+    pub availability_zone: Option<String>,
+    /// The ID of the Availability Zone for the instance.
+    pub availability_zone_id: Option<String>,
+    /// The affinity setting for an instance on a Dedicated Host.
+    pub affinity: Option<String>,
+    /// The name of the placement group for the instance.
+    pub group_name: Option<String>,
+    /// The ID of the Dedicated Host for the instance.
+    pub host_id: Option<String>,
+    /// The tenancy of the instance.
+    pub tenancy: Option<Tenancy>,
+    /// Reserved for future use.
+    pub spread_domain: Option<String>,
+    /// The ARN of the host resource group in which to launch the instances.
+    pub host_resource_group_arn: Option<String>,
+    /// The number of the partition the instance should launch in.
+    pub partition_number: Option<i32>,
+    /// The Group Id of a placement group.
+    pub group_id: Option<String>,
+}
+impl FromForm for LaunchTemplatePlacementRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            availability_zone: Ok(f.string(&join(key, "AvailabilityZone")))?,
+            availability_zone_id: Ok(f.string(&join(key, "AvailabilityZoneId")))?,
+            affinity: Ok(f.string(&join(key, "Affinity")))?,
+            group_name: Ok(f.string(&join(key, "GroupName")))?,
+            host_id: Ok(f.string(&join(key, "HostId")))?,
+            tenancy: f.enumeration(&join(key, "Tenancy"), Tenancy::from_str, Tenancy::VALUES)?,
+            spread_domain: Ok(f.string(&join(key, "SpreadDomain")))?,
+            host_resource_group_arn: Ok(f.string(&join(key, "HostResourceGroupArn")))?,
+            partition_number: f.integer::<i32>(&join(key, "PartitionNumber"))?,
+            group_id: Ok(f.string(&join(key, "GroupId")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplatePlacementRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.availability_zone {
+            w.text("AvailabilityZone", v);
+        }
+        if let Some(v) = &self.availability_zone_id {
+            w.text("AvailabilityZoneId", v);
+        }
+        if let Some(v) = &self.affinity {
+            w.text("Affinity", v);
+        }
+        if let Some(v) = &self.group_name {
+            w.text("GroupName", v);
+        }
+        if let Some(v) = &self.host_id {
+            w.text("HostId", v);
+        }
+        if let Some(v) = &self.tenancy {
+            w.text("Tenancy", v.as_str());
+        }
+        if let Some(v) = &self.spread_domain {
+            w.text("SpreadDomain", v);
+        }
+        if let Some(v) = &self.host_resource_group_arn {
+            w.text("HostResourceGroupArn", v);
+        }
+        if let Some(v) = &self.partition_number {
+            w.text("PartitionNumber", &v.to_string());
+        }
+        if let Some(v) = &self.group_id {
+            w.text("GroupId", v);
+        }
+    }
+}
+
+/// Describes the options for instance hostnames.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplatePrivateDnsNameOptions {
+    /// The type of hostname to assign to an instance.
+    pub hostname_type: Option<HostnameType>,
+    /// Indicates whether to respond to DNS queries for instance hostnames with DNS A records.
+    pub enable_resource_name_dns_a_record: Option<bool>,
+    /// Indicates whether to respond to DNS queries for instance hostnames with DNS AAAA records.
+    pub enable_resource_name_dns_aaaa_record: Option<bool>,
+}
+impl FromForm for LaunchTemplatePrivateDnsNameOptions {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            hostname_type: f.enumeration(
+                &join(key, "HostnameType"),
+                HostnameType::from_str,
+                HostnameType::VALUES,
+            )?,
+            enable_resource_name_dns_a_record: f
+                .boolean(&join(key, "EnableResourceNameDnsARecord"))?,
+            enable_resource_name_dns_aaaa_record: f
+                .boolean(&join(key, "EnableResourceNameDnsAAAARecord"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplatePrivateDnsNameOptions {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.hostname_type {
+            w.text("hostnameType", v.as_str());
+        }
+        if let Some(v) = &self.enable_resource_name_dns_a_record {
+            w.text("enableResourceNameDnsARecord", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.enable_resource_name_dns_aaaa_record {
+            w.text("enableResourceNameDnsAAAARecord", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Describes the options for instance hostnames.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplatePrivateDnsNameOptionsRequest {
+    /// The type of hostname for Amazon EC2 instances.
+    pub hostname_type: Option<HostnameType>,
+    /// Indicates whether to respond to DNS queries for instance hostnames with DNS A records.
+    pub enable_resource_name_dns_a_record: Option<bool>,
+    /// Indicates whether to respond to DNS queries for instance hostnames with DNS AAAA records.
+    pub enable_resource_name_dns_aaaa_record: Option<bool>,
+}
+impl FromForm for LaunchTemplatePrivateDnsNameOptionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            hostname_type: f.enumeration(
+                &join(key, "HostnameType"),
+                HostnameType::from_str,
+                HostnameType::VALUES,
+            )?,
+            enable_resource_name_dns_a_record: f
+                .boolean(&join(key, "EnableResourceNameDnsARecord"))?,
+            enable_resource_name_dns_aaaa_record: f
+                .boolean(&join(key, "EnableResourceNameDnsAAAARecord"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplatePrivateDnsNameOptionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.hostname_type {
+            w.text("HostnameType", v.as_str());
+        }
+        if let Some(v) = &self.enable_resource_name_dns_a_record {
+            w.text("EnableResourceNameDnsARecord", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.enable_resource_name_dns_aaaa_record {
+            w.text("EnableResourceNameDnsAAAARecord", if *v { "true" } else { "false" });
         }
     }
 }
@@ -13765,6 +17938,328 @@ impl ToXml for LaunchTemplateSpecification {
         }
         if let Some(v) = &self.version {
             w.text("Version", v);
+        }
+    }
+}
+
+/// The options for Spot Instances.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateSpotMarketOptions {
+    /// The maximum hourly price you're willing to pay for a Spot Instance.
+    pub max_price: Option<String>,
+    /// The Spot Instance request type.
+    pub spot_instance_type: Option<SpotInstanceType>,
+    /// The required duration for the Spot Instances (also known as Spot blocks), in minutes.
+    pub block_duration_minutes: Option<i32>,
+    /// The end date of the request.
+    pub valid_until: Option<Timestamp>,
+    /// The behavior when a Spot Instance is interrupted.
+    pub instance_interruption_behavior: Option<InstanceInterruptionBehavior>,
+}
+impl FromForm for LaunchTemplateSpotMarketOptions {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            max_price: Ok(f.string(&join(key, "MaxPrice")))?,
+            spot_instance_type: f.enumeration(
+                &join(key, "SpotInstanceType"),
+                SpotInstanceType::from_str,
+                SpotInstanceType::VALUES,
+            )?,
+            block_duration_minutes: f.integer::<i32>(&join(key, "BlockDurationMinutes"))?,
+            valid_until: f.timestamp(&join(key, "ValidUntil"))?,
+            instance_interruption_behavior: f.enumeration(
+                &join(key, "InstanceInterruptionBehavior"),
+                InstanceInterruptionBehavior::from_str,
+                InstanceInterruptionBehavior::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateSpotMarketOptions {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.max_price {
+            w.text("maxPrice", v);
+        }
+        if let Some(v) = &self.spot_instance_type {
+            w.text("spotInstanceType", v.as_str());
+        }
+        if let Some(v) = &self.block_duration_minutes {
+            w.text("blockDurationMinutes", &v.to_string());
+        }
+        if let Some(v) = &self.valid_until {
+            w.text("validUntil", &crate::query::iso8601(*v));
+        }
+        if let Some(v) = &self.instance_interruption_behavior {
+            w.text("instanceInterruptionBehavior", v.as_str());
+        }
+    }
+}
+
+/// The options for Spot Instances.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateSpotMarketOptionsRequest {
+    /// The maximum hourly price you're willing to pay for a Spot Instance.
+    pub max_price: Option<String>,
+    /// The Spot Instance request type.
+    pub spot_instance_type: Option<SpotInstanceType>,
+    /// Deprecated.
+    pub block_duration_minutes: Option<i32>,
+    /// The end date of the request, in UTC format (YYYY-MM-DDTHH:MM:SSZ).
+    pub valid_until: Option<Timestamp>,
+    /// The behavior when a Spot Instance is interrupted.
+    pub instance_interruption_behavior: Option<InstanceInterruptionBehavior>,
+}
+impl FromForm for LaunchTemplateSpotMarketOptionsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            max_price: Ok(f.string(&join(key, "MaxPrice")))?,
+            spot_instance_type: f.enumeration(
+                &join(key, "SpotInstanceType"),
+                SpotInstanceType::from_str,
+                SpotInstanceType::VALUES,
+            )?,
+            block_duration_minutes: f.integer::<i32>(&join(key, "BlockDurationMinutes"))?,
+            valid_until: f.timestamp(&join(key, "ValidUntil"))?,
+            instance_interruption_behavior: f.enumeration(
+                &join(key, "InstanceInterruptionBehavior"),
+                InstanceInterruptionBehavior::from_str,
+                InstanceInterruptionBehavior::VALUES,
+            )?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateSpotMarketOptionsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.max_price {
+            w.text("MaxPrice", v);
+        }
+        if let Some(v) = &self.spot_instance_type {
+            w.text("SpotInstanceType", v.as_str());
+        }
+        if let Some(v) = &self.block_duration_minutes {
+            w.text("BlockDurationMinutes", &v.to_string());
+        }
+        if let Some(v) = &self.valid_until {
+            w.text("ValidUntil", &crate::query::iso8601(*v));
+        }
+        if let Some(v) = &self.instance_interruption_behavior {
+            w.text("InstanceInterruptionBehavior", v.as_str());
+        }
+    }
+}
+
+/// The tags specification for the launch template.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateTagSpecification {
+    /// The type of resource to tag.
+    pub resource_type: Option<ResourceType>,
+    /// The tags for the resource.
+    pub tags: Option<Vec<Tag>>,
+}
+impl FromForm for LaunchTemplateTagSpecification {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            resource_type: f.enumeration(
+                &join(key, "ResourceType"),
+                ResourceType::from_str,
+                ResourceType::VALUES,
+            )?,
+            tags: f.list(&join(key, "TagSet"), None, |f, k0| Tag::from_form(f, &k0))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateTagSpecification {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.resource_type {
+            w.text("resourceType", v.as_str());
+        }
+        if let Some(v) = &self.tags {
+            w.open("tagSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("tagSet");
+        }
+    }
+}
+
+/// The tags specification for the resources that are created during instance launch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateTagSpecificationRequest {
+    /// The type of resource to tag.
+    pub resource_type: Option<ResourceType>,
+    /// The tags to apply to the resource.
+    pub tags: Option<Vec<Tag>>,
+}
+impl FromForm for LaunchTemplateTagSpecificationRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            resource_type: f.enumeration(
+                &join(key, "ResourceType"),
+                ResourceType::from_str,
+                ResourceType::VALUES,
+            )?,
+            tags: f.list(&join(key, "Tag"), None, |f, k0| Tag::from_form(f, &k0))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateTagSpecificationRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.resource_type {
+            w.text("ResourceType", v.as_str());
+        }
+        if let Some(v) = &self.tags {
+            w.open("Tag");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("Tag");
+        }
+    }
+}
+
+/// Describes a launch template version.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplateVersion {
+    /// The ID of the launch template.
+    pub launch_template_id: Option<String>,
+    /// The name of the launch template.
+    pub launch_template_name: Option<String>,
+    /// The version number.
+    pub version_number: Option<i64>,
+    /// The description for the version.
+    pub version_description: Option<String>,
+    /// The time the version was created.
+    pub create_time: Option<Timestamp>,
+    /// The principal that created the version.
+    pub created_by: Option<String>,
+    /// Indicates whether the version is the default version.
+    pub default_version: Option<bool>,
+    /// Information about the launch template.
+    pub launch_template_data: Option<ResponseLaunchTemplateData>,
+    /// The entity that manages the launch template.
+    pub operator: Option<OperatorResponse>,
+}
+impl FromForm for LaunchTemplateVersion {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            launch_template_id: Ok(f.string(&join(key, "LaunchTemplateId")))?,
+            launch_template_name: f.string_len(&join(key, "LaunchTemplateName"), 3, 128)?,
+            version_number: f.integer::<i64>(&join(key, "VersionNumber"))?,
+            version_description: f.string_len(&join(key, "VersionDescription"), 0, 255)?,
+            create_time: f.timestamp(&join(key, "CreateTime"))?,
+            created_by: Ok(f.string(&join(key, "CreatedBy")))?,
+            default_version: f.boolean(&join(key, "DefaultVersion"))?,
+            launch_template_data: ResponseLaunchTemplateData::from_form(
+                f,
+                &join(key, "LaunchTemplateData"),
+            )?,
+            operator: OperatorResponse::from_form(f, &join(key, "Operator"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplateVersion {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.launch_template_id {
+            w.text("launchTemplateId", v);
+        }
+        if let Some(v) = &self.launch_template_name {
+            w.text("launchTemplateName", v);
+        }
+        if let Some(v) = &self.version_number {
+            w.text("versionNumber", &v.to_string());
+        }
+        if let Some(v) = &self.version_description {
+            w.text("versionDescription", v);
+        }
+        if let Some(v) = &self.create_time {
+            w.text("createTime", &crate::query::iso8601(*v));
+        }
+        if let Some(v) = &self.created_by {
+            w.text("createdBy", v);
+        }
+        if let Some(v) = &self.default_version {
+            w.text("defaultVersion", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.launch_template_data {
+            w.open("launchTemplateData");
+            v.write_xml(w);
+            w.close("launchTemplateData");
+        }
+        if let Some(v) = &self.operator {
+            w.open("operator");
+            v.write_xml(w);
+            w.close("operator");
+        }
+    }
+}
+
+/// Describes the monitoring for the instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplatesMonitoring {
+    /// Indicates whether detailed monitoring is enabled.
+    pub enabled: Option<bool>,
+}
+impl FromForm for LaunchTemplatesMonitoring {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { enabled: f.boolean(&join(key, "Enabled"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplatesMonitoring {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.enabled {
+            w.text("enabled", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Describes the monitoring for the instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchTemplatesMonitoringRequest {
+    /// Specify true to enable detailed monitoring.
+    pub enabled: Option<bool>,
+}
+impl FromForm for LaunchTemplatesMonitoringRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { enabled: f.boolean(&join(key, "Enabled"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for LaunchTemplatesMonitoringRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.enabled {
+            w.text("Enabled", if *v { "true" } else { "false" });
         }
     }
 }
@@ -13819,6 +18314,201 @@ impl ToXml for LicenseConfigurationRequest {
     }
 }
 
+/// The minimum and maximum amount of memory per vCPU, in GiB.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemoryGiBPerVCpu {
+    /// The minimum amount of memory per vCPU, in GiB.
+    pub min: Option<f64>,
+    /// The maximum amount of memory per vCPU, in GiB.
+    pub max: Option<f64>,
+}
+impl FromForm for MemoryGiBPerVCpu {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { min: f.float(&join(key, "Min"))?, max: f.float(&join(key, "Max"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for MemoryGiBPerVCpu {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("max", &v.to_string());
+        }
+    }
+}
+
+/// The minimum and maximum amount of memory per vCPU, in GiB.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemoryGiBPerVCpuRequest {
+    /// The minimum amount of memory per vCPU, in GiB.
+    pub min: Option<f64>,
+    /// The maximum amount of memory per vCPU, in GiB.
+    pub max: Option<f64>,
+}
+impl FromForm for MemoryGiBPerVCpuRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { min: f.float(&join(key, "Min"))?, max: f.float(&join(key, "Max"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for MemoryGiBPerVCpuRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("Min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("Max", &v.to_string());
+        }
+    }
+}
+
+/// The minimum and maximum amount of memory, in MiB.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemoryMiB {
+    /// The minimum amount of memory, in MiB.
+    pub min: Option<i32>,
+    /// The maximum amount of memory, in MiB.
+    pub max: Option<i32>,
+}
+impl FromForm for MemoryMiB {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            min: f.integer::<i32>(&join(key, "Min"))?,
+            max: f.integer::<i32>(&join(key, "Max"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for MemoryMiB {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("max", &v.to_string());
+        }
+    }
+}
+
+/// The minimum and maximum amount of memory, in MiB.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemoryMiBRequest {
+    /// The minimum amount of memory, in MiB.
+    /// Required.
+    pub min: Option<i32>,
+    /// The maximum amount of memory, in MiB.
+    pub max: Option<i32>,
+}
+impl FromForm for MemoryMiBRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            min: f.integer::<i32>(&join(key, "Min"))?,
+            max: f.integer::<i32>(&join(key, "Max"))?,
+        };
+        if v.min.is_none() {
+            return Err(f.missing(&join(key, "Min")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for MemoryMiBRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("Min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("Max", &v.to_string());
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModifyLaunchTemplateRequest {
+    /// Checks whether you have the required permissions for the action, without actually making the request, and provides an error response.
+    pub dry_run: Option<bool>,
+    /// Unique, case-sensitive identifier you provide to ensure the idempotency of the request.
+    pub client_token: Option<String>,
+    /// The ID of the launch template.
+    pub launch_template_id: Option<String>,
+    /// The name of the launch template.
+    pub launch_template_name: Option<String>,
+    /// The version number of the launch template to set as the default version.
+    pub default_version: Option<String>,
+}
+impl FromForm for ModifyLaunchTemplateRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            dry_run: f.boolean(&join(key, "DryRun"))?,
+            client_token: Ok(f.string(&join(key, "ClientToken")))?,
+            launch_template_id: Ok(f.string(&join(key, "LaunchTemplateId")))?,
+            launch_template_name: f.string_len(&join(key, "LaunchTemplateName"), 3, 128)?,
+            default_version: Ok(f.string(&join(key, "SetDefaultVersion")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for ModifyLaunchTemplateRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.dry_run {
+            w.text("DryRun", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.client_token {
+            w.text("ClientToken", v);
+        }
+        if let Some(v) = &self.launch_template_id {
+            w.text("LaunchTemplateId", v);
+        }
+        if let Some(v) = &self.launch_template_name {
+            w.text("LaunchTemplateName", v);
+        }
+        if let Some(v) = &self.default_version {
+            w.text("SetDefaultVersion", v);
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModifyLaunchTemplateResult {
+    /// Information about the launch template.
+    pub launch_template: Option<LaunchTemplate>,
+}
+impl FromForm for ModifyLaunchTemplateResult {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v =
+            Self { launch_template: LaunchTemplate::from_form(f, &join(key, "LaunchTemplate"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for ModifyLaunchTemplateResult {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.launch_template {
+            w.open("launchTemplate");
+            v.write_xml(w);
+            w.close("launchTemplate");
+        }
+    }
+}
+
 /// Describes the monitoring of an instance.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Monitoring {
@@ -13844,6 +18534,62 @@ impl ToXml for Monitoring {
     fn write_xml(&self, w: &mut XmlOut) {
         if let Some(v) = &self.state {
             w.text("state", v.as_str());
+        }
+    }
+}
+
+/// The minimum and maximum amount of network bandwidth, in gigabits per second (Gbps).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NetworkBandwidthGbps {
+    /// The minimum amount of network bandwidth, in Gbps.
+    pub min: Option<f64>,
+    /// The maximum amount of network bandwidth, in Gbps.
+    pub max: Option<f64>,
+}
+impl FromForm for NetworkBandwidthGbps {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { min: f.float(&join(key, "Min"))?, max: f.float(&join(key, "Max"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for NetworkBandwidthGbps {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("max", &v.to_string());
+        }
+    }
+}
+
+/// The minimum and maximum amount of network bandwidth, in gigabits per second (Gbps).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NetworkBandwidthGbpsRequest {
+    /// The minimum amount of network bandwidth, in Gbps.
+    pub min: Option<f64>,
+    /// The maximum amount of network bandwidth, in Gbps.
+    pub max: Option<f64>,
+}
+impl FromForm for NetworkBandwidthGbpsRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { min: f.float(&join(key, "Min"))?, max: f.float(&join(key, "Max"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for NetworkBandwidthGbpsRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("Min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("Max", &v.to_string());
         }
     }
 }
@@ -14282,6 +19028,68 @@ impl ToXml for NetworkInterfaceAttachment {
     }
 }
 
+/// The minimum and maximum number of network interfaces.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NetworkInterfaceCount {
+    /// The minimum number of network interfaces.
+    pub min: Option<i32>,
+    /// The maximum number of network interfaces.
+    pub max: Option<i32>,
+}
+impl FromForm for NetworkInterfaceCount {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            min: f.integer::<i32>(&join(key, "Min"))?,
+            max: f.integer::<i32>(&join(key, "Max"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for NetworkInterfaceCount {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("max", &v.to_string());
+        }
+    }
+}
+
+/// The minimum and maximum number of network interfaces.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NetworkInterfaceCountRequest {
+    /// The minimum number of network interfaces.
+    pub min: Option<i32>,
+    /// The maximum number of network interfaces.
+    pub max: Option<i32>,
+}
+impl FromForm for NetworkInterfaceCountRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            min: f.integer::<i32>(&join(key, "Min"))?,
+            max: f.integer::<i32>(&join(key, "Max"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for NetworkInterfaceCountRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("Min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("Max", &v.to_string());
+        }
+    }
+}
+
 /// Describes an IPv6 address associated with a network interface.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NetworkInterfaceIpv6Address {
@@ -14420,6 +19228,52 @@ impl ToXml for OperatorResponse {
         }
         if let Some(v) = &self.hidden_by_default {
             w.text("hiddenByDefault", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Specify an instance family to use as the baseline reference for CPU performance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PerformanceFactorReference {
+    /// The instance family to use as a baseline reference.
+    pub instance_family: Option<String>,
+}
+impl FromForm for PerformanceFactorReference {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { instance_family: Ok(f.string(&join(key, "InstanceFamily")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for PerformanceFactorReference {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.instance_family {
+            w.text("instanceFamily", v);
+        }
+    }
+}
+
+/// Specify an instance family to use as the baseline reference for CPU performance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PerformanceFactorReferenceRequest {
+    /// The instance family to use as a baseline reference.
+    pub instance_family: Option<String>,
+}
+impl FromForm for PerformanceFactorReferenceRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { instance_family: Ok(f.string(&join(key, "InstanceFamily")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for PerformanceFactorReferenceRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.instance_family {
+            w.text("InstanceFamily", v);
         }
     }
 }
@@ -14821,6 +19675,377 @@ impl ToXml for ReferencedSecurityGroup {
     }
 }
 
+/// The information to include in the launch template.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RequestLaunchTemplateData {
+    /// The ID of the kernel.
+    pub kernel_id: Option<String>,
+    /// Indicates whether the instance is optimized for Amazon EBS I/O.
+    pub ebs_optimized: Option<bool>,
+    /// The name or Amazon Resource Name (ARN) of an IAM instance profile.
+    pub iam_instance_profile: Option<LaunchTemplateIamInstanceProfileSpecificationRequest>,
+    /// The block device mapping.
+    pub block_device_mappings: Option<Vec<LaunchTemplateBlockDeviceMappingRequest>>,
+    /// The network interfaces for the instance.
+    pub network_interfaces: Option<Vec<LaunchTemplateInstanceNetworkInterfaceSpecificationRequest>>,
+    /// The ID of the AMI in the format ami-0ac394d6a3example.
+    pub image_id: Option<String>,
+    /// The instance type.
+    pub instance_type: Option<InstanceType>,
+    /// The name of the key pair.
+    pub key_name: Option<String>,
+    /// The monitoring for the instance.
+    pub monitoring: Option<LaunchTemplatesMonitoringRequest>,
+    /// The placement for the instance.
+    pub placement: Option<LaunchTemplatePlacementRequest>,
+    /// The ID of the RAM disk.
+    pub ram_disk_id: Option<String>,
+    /// Indicates whether termination protection is enabled for the instance.
+    pub disable_api_termination: Option<bool>,
+    /// Indicates whether an instance stops or terminates when you initiate shutdown from the instance (using the operating system command for system shutdown).
+    pub instance_initiated_shutdown_behavior: Option<ShutdownBehavior>,
+    /// The user data to make available to the instance.
+    /// Sensitive: never log it.
+    pub user_data: Option<String>,
+    /// The tags to apply to the resources that are created during instance launch.
+    pub tag_specifications: Option<Vec<LaunchTemplateTagSpecificationRequest>>,
+    /// Deprecated.
+    pub elastic_gpu_specifications: Option<Vec<ElasticGpuSpecification>>,
+    /// Amazon Elastic Inference is no longer available.
+    pub elastic_inference_accelerators: Option<Vec<LaunchTemplateElasticInferenceAccelerator>>,
+    /// The IDs of the security groups.
+    pub security_group_ids: Option<Vec<String>>,
+    /// The names of the security groups.
+    pub security_groups: Option<Vec<String>>,
+    /// The market (purchasing) option for the instances.
+    pub instance_market_options: Option<LaunchTemplateInstanceMarketOptionsRequest>,
+    /// The credit option for CPU usage of the instance.
+    pub credit_specification: Option<CreditSpecificationRequest>,
+    /// The CPU options for the instance.
+    pub cpu_options: Option<LaunchTemplateCpuOptionsRequest>,
+    /// The Capacity Reservation targeting option.
+    pub capacity_reservation_specification:
+        Option<LaunchTemplateCapacityReservationSpecificationRequest>,
+    /// The license configurations.
+    pub license_specifications: Option<Vec<LaunchTemplateLicenseConfigurationRequest>>,
+    /// Indicates whether an instance is enabled for hibernation.
+    pub hibernation_options: Option<LaunchTemplateHibernationOptionsRequest>,
+    /// The metadata options for the instance.
+    pub metadata_options: Option<LaunchTemplateInstanceMetadataOptionsRequest>,
+    /// Indicates whether the instance is enabled for Amazon Web Services Nitro Enclaves.
+    pub enclave_options: Option<LaunchTemplateEnclaveOptionsRequest>,
+    /// The attributes for the instance types.
+    pub instance_requirements: Option<InstanceRequirementsRequest>,
+    /// The options for the instance hostname.
+    pub private_dns_name_options: Option<LaunchTemplatePrivateDnsNameOptionsRequest>,
+    /// The maintenance options for the instance.
+    pub maintenance_options: Option<LaunchTemplateInstanceMaintenanceOptionsRequest>,
+    /// Indicates whether to enable the instance for stop protection.
+    pub disable_api_stop: Option<bool>,
+    /// The entity that manages the launch template.
+    pub operator: Option<OperatorRequest>,
+    /// Contains launch template settings to boost network performance for the type of workload that runs on your instance.
+    pub network_performance_options: Option<LaunchTemplateNetworkPerformanceOptionsRequest>,
+    /// The secondary interfaces to associate with instances launched from the template.
+    pub secondary_interfaces:
+        Option<Vec<LaunchTemplateInstanceSecondaryInterfaceSpecificationRequest>>,
+}
+impl FromForm for RequestLaunchTemplateData {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            kernel_id: Ok(f.string(&join(key, "KernelId")))?,
+            ebs_optimized: f.boolean(&join(key, "EbsOptimized"))?,
+            iam_instance_profile: LaunchTemplateIamInstanceProfileSpecificationRequest::from_form(
+                f,
+                &join(key, "IamInstanceProfile"),
+            )?,
+            block_device_mappings: f.list(&join(key, "BlockDeviceMapping"), None, |f, k0| {
+                LaunchTemplateBlockDeviceMappingRequest::from_form(f, &k0)
+            })?,
+            network_interfaces: f.list(&join(key, "NetworkInterface"), None, |f, k0| {
+                LaunchTemplateInstanceNetworkInterfaceSpecificationRequest::from_form(f, &k0)
+            })?,
+            image_id: Ok(f.string(&join(key, "ImageId")))?,
+            instance_type: f.enumeration(
+                &join(key, "InstanceType"),
+                InstanceType::from_str,
+                InstanceType::VALUES,
+            )?,
+            key_name: Ok(f.string(&join(key, "KeyName")))?,
+            monitoring: LaunchTemplatesMonitoringRequest::from_form(f, &join(key, "Monitoring"))?,
+            placement: LaunchTemplatePlacementRequest::from_form(f, &join(key, "Placement"))?,
+            ram_disk_id: Ok(f.string(&join(key, "RamDiskId")))?,
+            disable_api_termination: f.boolean(&join(key, "DisableApiTermination"))?,
+            instance_initiated_shutdown_behavior: f.enumeration(
+                &join(key, "InstanceInitiatedShutdownBehavior"),
+                ShutdownBehavior::from_str,
+                ShutdownBehavior::VALUES,
+            )?,
+            user_data: Ok(f.string(&join(key, "UserData")))?,
+            tag_specifications: f.list(&join(key, "TagSpecification"), None, |f, k0| {
+                LaunchTemplateTagSpecificationRequest::from_form(f, &k0)
+            })?,
+            elastic_gpu_specifications: f.list(
+                &join(key, "ElasticGpuSpecification"),
+                None,
+                |f, k0| ElasticGpuSpecification::from_form(f, &k0),
+            )?,
+            elastic_inference_accelerators: f.list(
+                &join(key, "ElasticInferenceAccelerator"),
+                None,
+                |f, k0| LaunchTemplateElasticInferenceAccelerator::from_form(f, &k0),
+            )?,
+            security_group_ids: f
+                .list(&join(key, "SecurityGroupId"), None, |f, k0| Ok(f.string(&k0)))?,
+            security_groups: f.list(
+                &join(key, "SecurityGroup"),
+                None,
+                |f, k0| Ok(f.string(&k0)),
+            )?,
+            instance_market_options: LaunchTemplateInstanceMarketOptionsRequest::from_form(
+                f,
+                &join(key, "InstanceMarketOptions"),
+            )?,
+            credit_specification: CreditSpecificationRequest::from_form(
+                f,
+                &join(key, "CreditSpecification"),
+            )?,
+            cpu_options: LaunchTemplateCpuOptionsRequest::from_form(f, &join(key, "CpuOptions"))?,
+            capacity_reservation_specification:
+                LaunchTemplateCapacityReservationSpecificationRequest::from_form(
+                    f,
+                    &join(key, "CapacityReservationSpecification"),
+                )?,
+            license_specifications: f.list(&join(key, "LicenseSpecification"), None, |f, k0| {
+                LaunchTemplateLicenseConfigurationRequest::from_form(f, &k0)
+            })?,
+            hibernation_options: LaunchTemplateHibernationOptionsRequest::from_form(
+                f,
+                &join(key, "HibernationOptions"),
+            )?,
+            metadata_options: LaunchTemplateInstanceMetadataOptionsRequest::from_form(
+                f,
+                &join(key, "MetadataOptions"),
+            )?,
+            enclave_options: LaunchTemplateEnclaveOptionsRequest::from_form(
+                f,
+                &join(key, "EnclaveOptions"),
+            )?,
+            instance_requirements: InstanceRequirementsRequest::from_form(
+                f,
+                &join(key, "InstanceRequirements"),
+            )?,
+            private_dns_name_options: LaunchTemplatePrivateDnsNameOptionsRequest::from_form(
+                f,
+                &join(key, "PrivateDnsNameOptions"),
+            )?,
+            maintenance_options: LaunchTemplateInstanceMaintenanceOptionsRequest::from_form(
+                f,
+                &join(key, "MaintenanceOptions"),
+            )?,
+            disable_api_stop: f.boolean(&join(key, "DisableApiStop"))?,
+            operator: OperatorRequest::from_form(f, &join(key, "Operator"))?,
+            network_performance_options: LaunchTemplateNetworkPerformanceOptionsRequest::from_form(
+                f,
+                &join(key, "NetworkPerformanceOptions"),
+            )?,
+            secondary_interfaces: f.list(&join(key, "SecondaryInterface"), None, |f, k0| {
+                LaunchTemplateInstanceSecondaryInterfaceSpecificationRequest::from_form(f, &k0)
+            })?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for RequestLaunchTemplateData {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.kernel_id {
+            w.text("KernelId", v);
+        }
+        if let Some(v) = &self.ebs_optimized {
+            w.text("EbsOptimized", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.iam_instance_profile {
+            w.open("IamInstanceProfile");
+            v.write_xml(w);
+            w.close("IamInstanceProfile");
+        }
+        if let Some(v) = &self.block_device_mappings {
+            w.open("BlockDeviceMapping");
+            for item0 in v {
+                w.open("BlockDeviceMapping");
+                item0.write_xml(w);
+                w.close("BlockDeviceMapping");
+            }
+            w.close("BlockDeviceMapping");
+        }
+        if let Some(v) = &self.network_interfaces {
+            w.open("NetworkInterface");
+            for item0 in v {
+                w.open("InstanceNetworkInterfaceSpecification");
+                item0.write_xml(w);
+                w.close("InstanceNetworkInterfaceSpecification");
+            }
+            w.close("NetworkInterface");
+        }
+        if let Some(v) = &self.image_id {
+            w.text("ImageId", v);
+        }
+        if let Some(v) = &self.instance_type {
+            w.text("InstanceType", v.as_str());
+        }
+        if let Some(v) = &self.key_name {
+            w.text("KeyName", v);
+        }
+        if let Some(v) = &self.monitoring {
+            w.open("Monitoring");
+            v.write_xml(w);
+            w.close("Monitoring");
+        }
+        if let Some(v) = &self.placement {
+            w.open("Placement");
+            v.write_xml(w);
+            w.close("Placement");
+        }
+        if let Some(v) = &self.ram_disk_id {
+            w.text("RamDiskId", v);
+        }
+        if let Some(v) = &self.disable_api_termination {
+            w.text("DisableApiTermination", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.instance_initiated_shutdown_behavior {
+            w.text("InstanceInitiatedShutdownBehavior", v.as_str());
+        }
+        if let Some(v) = &self.user_data {
+            w.text("UserData", v);
+        }
+        if let Some(v) = &self.tag_specifications {
+            w.open("TagSpecification");
+            for item0 in v {
+                w.open("LaunchTemplateTagSpecificationRequest");
+                item0.write_xml(w);
+                w.close("LaunchTemplateTagSpecificationRequest");
+            }
+            w.close("TagSpecification");
+        }
+        if let Some(v) = &self.elastic_gpu_specifications {
+            w.open("ElasticGpuSpecification");
+            for item0 in v {
+                w.open("ElasticGpuSpecification");
+                item0.write_xml(w);
+                w.close("ElasticGpuSpecification");
+            }
+            w.close("ElasticGpuSpecification");
+        }
+        if let Some(v) = &self.elastic_inference_accelerators {
+            w.open("ElasticInferenceAccelerator");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("ElasticInferenceAccelerator");
+        }
+        if let Some(v) = &self.security_group_ids {
+            w.open("SecurityGroupId");
+            for item0 in v {
+                w.text("SecurityGroupId", item0);
+            }
+            w.close("SecurityGroupId");
+        }
+        if let Some(v) = &self.security_groups {
+            w.open("SecurityGroup");
+            for item0 in v {
+                w.text("SecurityGroup", item0);
+            }
+            w.close("SecurityGroup");
+        }
+        if let Some(v) = &self.instance_market_options {
+            w.open("InstanceMarketOptions");
+            v.write_xml(w);
+            w.close("InstanceMarketOptions");
+        }
+        if let Some(v) = &self.credit_specification {
+            w.open("CreditSpecification");
+            v.write_xml(w);
+            w.close("CreditSpecification");
+        }
+        if let Some(v) = &self.cpu_options {
+            w.open("CpuOptions");
+            v.write_xml(w);
+            w.close("CpuOptions");
+        }
+        if let Some(v) = &self.capacity_reservation_specification {
+            w.open("CapacityReservationSpecification");
+            v.write_xml(w);
+            w.close("CapacityReservationSpecification");
+        }
+        if let Some(v) = &self.license_specifications {
+            w.open("LicenseSpecification");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("LicenseSpecification");
+        }
+        if let Some(v) = &self.hibernation_options {
+            w.open("HibernationOptions");
+            v.write_xml(w);
+            w.close("HibernationOptions");
+        }
+        if let Some(v) = &self.metadata_options {
+            w.open("MetadataOptions");
+            v.write_xml(w);
+            w.close("MetadataOptions");
+        }
+        if let Some(v) = &self.enclave_options {
+            w.open("EnclaveOptions");
+            v.write_xml(w);
+            w.close("EnclaveOptions");
+        }
+        if let Some(v) = &self.instance_requirements {
+            w.open("InstanceRequirements");
+            v.write_xml(w);
+            w.close("InstanceRequirements");
+        }
+        if let Some(v) = &self.private_dns_name_options {
+            w.open("PrivateDnsNameOptions");
+            v.write_xml(w);
+            w.close("PrivateDnsNameOptions");
+        }
+        if let Some(v) = &self.maintenance_options {
+            w.open("MaintenanceOptions");
+            v.write_xml(w);
+            w.close("MaintenanceOptions");
+        }
+        if let Some(v) = &self.disable_api_stop {
+            w.text("DisableApiStop", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.operator {
+            w.open("Operator");
+            v.write_xml(w);
+            w.close("Operator");
+        }
+        if let Some(v) = &self.network_performance_options {
+            w.open("NetworkPerformanceOptions");
+            v.write_xml(w);
+            w.close("NetworkPerformanceOptions");
+        }
+        if let Some(v) = &self.secondary_interfaces {
+            w.open("SecondaryInterface");
+            for item0 in v {
+                w.open("InstanceSecondaryInterfaceSpecification");
+                item0.write_xml(w);
+                w.close("InstanceSecondaryInterfaceSpecification");
+            }
+            w.close("SecondaryInterface");
+        }
+    }
+}
+
 /// Describes a launch request for one or more instances, and includes owner, requester, and security group information that applies to all instances in the launch request.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Reservation {
@@ -14880,6 +20105,374 @@ impl ToXml for Reservation {
                 w.close("item");
             }
             w.close("instancesSet");
+        }
+    }
+}
+
+/// The information for a launch template.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResponseLaunchTemplateData {
+    /// The ID of the kernel, if applicable.
+    pub kernel_id: Option<String>,
+    /// Indicates whether the instance is optimized for Amazon EBS I/O.
+    pub ebs_optimized: Option<bool>,
+    /// The IAM instance profile.
+    pub iam_instance_profile: Option<LaunchTemplateIamInstanceProfileSpecification>,
+    /// The block device mappings.
+    pub block_device_mappings: Option<Vec<LaunchTemplateBlockDeviceMapping>>,
+    /// The network interfaces.
+    pub network_interfaces: Option<Vec<LaunchTemplateInstanceNetworkInterfaceSpecification>>,
+    /// The ID of the AMI or a Systems Manager parameter.
+    pub image_id: Option<String>,
+    /// The instance type.
+    pub instance_type: Option<InstanceType>,
+    /// The name of the key pair.
+    pub key_name: Option<String>,
+    /// The monitoring for the instance.
+    pub monitoring: Option<LaunchTemplatesMonitoring>,
+    /// The placement of the instance.
+    pub placement: Option<LaunchTemplatePlacement>,
+    /// The ID of the RAM disk, if applicable.
+    pub ram_disk_id: Option<String>,
+    /// If set to true, indicates that the instance cannot be terminated using the Amazon EC2 console, command line tool, or API.
+    pub disable_api_termination: Option<bool>,
+    /// Indicates whether an instance stops or terminates when you initiate shutdown from the instance (using the operating system command for system shutdown).
+    pub instance_initiated_shutdown_behavior: Option<ShutdownBehavior>,
+    /// The user data for the instance.
+    /// Sensitive: never log it.
+    pub user_data: Option<String>,
+    /// The tags that are applied to the resources that are created during instance launch.
+    pub tag_specifications: Option<Vec<LaunchTemplateTagSpecification>>,
+    /// Deprecated.
+    pub elastic_gpu_specifications: Option<Vec<ElasticGpuSpecificationResponse>>,
+    /// Amazon Elastic Inference is no longer available.
+    pub elastic_inference_accelerators:
+        Option<Vec<LaunchTemplateElasticInferenceAcceleratorResponse>>,
+    /// The security group IDs.
+    pub security_group_ids: Option<Vec<String>>,
+    /// The security group names.
+    pub security_groups: Option<Vec<String>>,
+    /// The market (purchasing) option for the instances.
+    pub instance_market_options: Option<LaunchTemplateInstanceMarketOptions>,
+    /// The credit option for CPU usage of the instance.
+    pub credit_specification: Option<CreditSpecification>,
+    /// The CPU options for the instance.
+    pub cpu_options: Option<LaunchTemplateCpuOptions>,
+    /// Information about the Capacity Reservation targeting option.
+    pub capacity_reservation_specification:
+        Option<LaunchTemplateCapacityReservationSpecificationResponse>,
+    /// The license configurations.
+    pub license_specifications: Option<Vec<LaunchTemplateLicenseConfiguration>>,
+    /// Indicates whether an instance is configured for hibernation.
+    pub hibernation_options: Option<LaunchTemplateHibernationOptions>,
+    /// The metadata options for the instance.
+    pub metadata_options: Option<LaunchTemplateInstanceMetadataOptions>,
+    /// Indicates whether the instance is enabled for Amazon Web Services Nitro Enclaves.
+    pub enclave_options: Option<LaunchTemplateEnclaveOptions>,
+    /// The attributes for the instance types.
+    pub instance_requirements: Option<InstanceRequirements>,
+    /// The options for the instance hostname.
+    pub private_dns_name_options: Option<LaunchTemplatePrivateDnsNameOptions>,
+    /// The maintenance options for your instance.
+    pub maintenance_options: Option<LaunchTemplateInstanceMaintenanceOptions>,
+    /// Indicates whether the instance is enabled for stop protection.
+    pub disable_api_stop: Option<bool>,
+    /// The entity that manages the launch template.
+    pub operator: Option<OperatorResponse>,
+    /// Contains the launch template settings for network performance options for your instance.
+    pub network_performance_options: Option<LaunchTemplateNetworkPerformanceOptions>,
+    /// The secondary interfaces associated with the launch template.
+    pub secondary_interfaces: Option<Vec<LaunchTemplateInstanceSecondaryInterfaceSpecification>>,
+}
+impl FromForm for ResponseLaunchTemplateData {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            kernel_id: Ok(f.string(&join(key, "KernelId")))?,
+            ebs_optimized: f.boolean(&join(key, "EbsOptimized"))?,
+            iam_instance_profile: LaunchTemplateIamInstanceProfileSpecification::from_form(
+                f,
+                &join(key, "IamInstanceProfile"),
+            )?,
+            block_device_mappings: f.list(&join(key, "BlockDeviceMappingSet"), None, |f, k0| {
+                LaunchTemplateBlockDeviceMapping::from_form(f, &k0)
+            })?,
+            network_interfaces: f.list(&join(key, "NetworkInterfaceSet"), None, |f, k0| {
+                LaunchTemplateInstanceNetworkInterfaceSpecification::from_form(f, &k0)
+            })?,
+            image_id: Ok(f.string(&join(key, "ImageId")))?,
+            instance_type: f.enumeration(
+                &join(key, "InstanceType"),
+                InstanceType::from_str,
+                InstanceType::VALUES,
+            )?,
+            key_name: Ok(f.string(&join(key, "KeyName")))?,
+            monitoring: LaunchTemplatesMonitoring::from_form(f, &join(key, "Monitoring"))?,
+            placement: LaunchTemplatePlacement::from_form(f, &join(key, "Placement"))?,
+            ram_disk_id: Ok(f.string(&join(key, "RamDiskId")))?,
+            disable_api_termination: f.boolean(&join(key, "DisableApiTermination"))?,
+            instance_initiated_shutdown_behavior: f.enumeration(
+                &join(key, "InstanceInitiatedShutdownBehavior"),
+                ShutdownBehavior::from_str,
+                ShutdownBehavior::VALUES,
+            )?,
+            user_data: Ok(f.string(&join(key, "UserData")))?,
+            tag_specifications: f.list(&join(key, "TagSpecificationSet"), None, |f, k0| {
+                LaunchTemplateTagSpecification::from_form(f, &k0)
+            })?,
+            elastic_gpu_specifications: f.list(
+                &join(key, "ElasticGpuSpecificationSet"),
+                None,
+                |f, k0| ElasticGpuSpecificationResponse::from_form(f, &k0),
+            )?,
+            elastic_inference_accelerators: f.list(
+                &join(key, "ElasticInferenceAcceleratorSet"),
+                None,
+                |f, k0| LaunchTemplateElasticInferenceAcceleratorResponse::from_form(f, &k0),
+            )?,
+            security_group_ids: f
+                .list(&join(key, "SecurityGroupIdSet"), None, |f, k0| Ok(f.string(&k0)))?,
+            security_groups: f
+                .list(&join(key, "SecurityGroupSet"), None, |f, k0| Ok(f.string(&k0)))?,
+            instance_market_options: LaunchTemplateInstanceMarketOptions::from_form(
+                f,
+                &join(key, "InstanceMarketOptions"),
+            )?,
+            credit_specification: CreditSpecification::from_form(
+                f,
+                &join(key, "CreditSpecification"),
+            )?,
+            cpu_options: LaunchTemplateCpuOptions::from_form(f, &join(key, "CpuOptions"))?,
+            capacity_reservation_specification:
+                LaunchTemplateCapacityReservationSpecificationResponse::from_form(
+                    f,
+                    &join(key, "CapacityReservationSpecification"),
+                )?,
+            license_specifications: f.list(&join(key, "LicenseSet"), None, |f, k0| {
+                LaunchTemplateLicenseConfiguration::from_form(f, &k0)
+            })?,
+            hibernation_options: LaunchTemplateHibernationOptions::from_form(
+                f,
+                &join(key, "HibernationOptions"),
+            )?,
+            metadata_options: LaunchTemplateInstanceMetadataOptions::from_form(
+                f,
+                &join(key, "MetadataOptions"),
+            )?,
+            enclave_options: LaunchTemplateEnclaveOptions::from_form(
+                f,
+                &join(key, "EnclaveOptions"),
+            )?,
+            instance_requirements: InstanceRequirements::from_form(
+                f,
+                &join(key, "InstanceRequirements"),
+            )?,
+            private_dns_name_options: LaunchTemplatePrivateDnsNameOptions::from_form(
+                f,
+                &join(key, "PrivateDnsNameOptions"),
+            )?,
+            maintenance_options: LaunchTemplateInstanceMaintenanceOptions::from_form(
+                f,
+                &join(key, "MaintenanceOptions"),
+            )?,
+            disable_api_stop: f.boolean(&join(key, "DisableApiStop"))?,
+            operator: OperatorResponse::from_form(f, &join(key, "Operator"))?,
+            network_performance_options: LaunchTemplateNetworkPerformanceOptions::from_form(
+                f,
+                &join(key, "NetworkPerformanceOptions"),
+            )?,
+            secondary_interfaces: f.list(&join(key, "SecondaryInterfaceSet"), None, |f, k0| {
+                LaunchTemplateInstanceSecondaryInterfaceSpecification::from_form(f, &k0)
+            })?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for ResponseLaunchTemplateData {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.kernel_id {
+            w.text("kernelId", v);
+        }
+        if let Some(v) = &self.ebs_optimized {
+            w.text("ebsOptimized", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.iam_instance_profile {
+            w.open("iamInstanceProfile");
+            v.write_xml(w);
+            w.close("iamInstanceProfile");
+        }
+        if let Some(v) = &self.block_device_mappings {
+            w.open("blockDeviceMappingSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("blockDeviceMappingSet");
+        }
+        if let Some(v) = &self.network_interfaces {
+            w.open("networkInterfaceSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("networkInterfaceSet");
+        }
+        if let Some(v) = &self.image_id {
+            w.text("imageId", v);
+        }
+        if let Some(v) = &self.instance_type {
+            w.text("instanceType", v.as_str());
+        }
+        if let Some(v) = &self.key_name {
+            w.text("keyName", v);
+        }
+        if let Some(v) = &self.monitoring {
+            w.open("monitoring");
+            v.write_xml(w);
+            w.close("monitoring");
+        }
+        if let Some(v) = &self.placement {
+            w.open("placement");
+            v.write_xml(w);
+            w.close("placement");
+        }
+        if let Some(v) = &self.ram_disk_id {
+            w.text("ramDiskId", v);
+        }
+        if let Some(v) = &self.disable_api_termination {
+            w.text("disableApiTermination", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.instance_initiated_shutdown_behavior {
+            w.text("instanceInitiatedShutdownBehavior", v.as_str());
+        }
+        if let Some(v) = &self.user_data {
+            w.text("userData", v);
+        }
+        if let Some(v) = &self.tag_specifications {
+            w.open("tagSpecificationSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("tagSpecificationSet");
+        }
+        if let Some(v) = &self.elastic_gpu_specifications {
+            w.open("elasticGpuSpecificationSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("elasticGpuSpecificationSet");
+        }
+        if let Some(v) = &self.elastic_inference_accelerators {
+            w.open("elasticInferenceAcceleratorSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("elasticInferenceAcceleratorSet");
+        }
+        if let Some(v) = &self.security_group_ids {
+            w.open("securityGroupIdSet");
+            for item0 in v {
+                w.text("item", item0);
+            }
+            w.close("securityGroupIdSet");
+        }
+        if let Some(v) = &self.security_groups {
+            w.open("securityGroupSet");
+            for item0 in v {
+                w.text("item", item0);
+            }
+            w.close("securityGroupSet");
+        }
+        if let Some(v) = &self.instance_market_options {
+            w.open("instanceMarketOptions");
+            v.write_xml(w);
+            w.close("instanceMarketOptions");
+        }
+        if let Some(v) = &self.credit_specification {
+            w.open("creditSpecification");
+            v.write_xml(w);
+            w.close("creditSpecification");
+        }
+        if let Some(v) = &self.cpu_options {
+            w.open("cpuOptions");
+            v.write_xml(w);
+            w.close("cpuOptions");
+        }
+        if let Some(v) = &self.capacity_reservation_specification {
+            w.open("capacityReservationSpecification");
+            v.write_xml(w);
+            w.close("capacityReservationSpecification");
+        }
+        if let Some(v) = &self.license_specifications {
+            w.open("licenseSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("licenseSet");
+        }
+        if let Some(v) = &self.hibernation_options {
+            w.open("hibernationOptions");
+            v.write_xml(w);
+            w.close("hibernationOptions");
+        }
+        if let Some(v) = &self.metadata_options {
+            w.open("metadataOptions");
+            v.write_xml(w);
+            w.close("metadataOptions");
+        }
+        if let Some(v) = &self.enclave_options {
+            w.open("enclaveOptions");
+            v.write_xml(w);
+            w.close("enclaveOptions");
+        }
+        if let Some(v) = &self.instance_requirements {
+            w.open("instanceRequirements");
+            v.write_xml(w);
+            w.close("instanceRequirements");
+        }
+        if let Some(v) = &self.private_dns_name_options {
+            w.open("privateDnsNameOptions");
+            v.write_xml(w);
+            w.close("privateDnsNameOptions");
+        }
+        if let Some(v) = &self.maintenance_options {
+            w.open("maintenanceOptions");
+            v.write_xml(w);
+            w.close("maintenanceOptions");
+        }
+        if let Some(v) = &self.disable_api_stop {
+            w.text("disableApiStop", if *v { "true" } else { "false" });
+        }
+        if let Some(v) = &self.operator {
+            w.open("operator");
+            v.write_xml(w);
+            w.close("operator");
+        }
+        if let Some(v) = &self.network_performance_options {
+            w.open("networkPerformanceOptions");
+            v.write_xml(w);
+            w.close("networkPerformanceOptions");
+        }
+        if let Some(v) = &self.secondary_interfaces {
+            w.open("secondaryInterfaceSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("secondaryInterfaceSet");
         }
     }
 }
@@ -15734,6 +21327,52 @@ impl ToXml for RunInstancesRequest {
         }
         if let Some(v) = &self.ebs_optimized {
             w.text("ebsOptimized", if *v { "true" } else { "false" });
+        }
+    }
+}
+
+/// Describes a private IPv4 address specification for a secondary interface.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SecondaryInterfacePrivateIpAddressSpecification {
+    /// The private IPv4 address.
+    pub private_ip_address: Option<String>,
+}
+impl FromForm for SecondaryInterfacePrivateIpAddressSpecification {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { private_ip_address: Ok(f.string(&join(key, "PrivateIpAddress")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for SecondaryInterfacePrivateIpAddressSpecification {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.private_ip_address {
+            w.text("privateIpAddress", v);
+        }
+    }
+}
+
+/// Describes a private IPv4 address specification for a secondary interface request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SecondaryInterfacePrivateIpAddressSpecificationRequest {
+    /// The private IPv4 address.
+    pub private_ip_address: Option<String>,
+}
+impl FromForm for SecondaryInterfacePrivateIpAddressSpecificationRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { private_ip_address: Ok(f.string(&join(key, "PrivateIpAddress")))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for SecondaryInterfacePrivateIpAddressSpecificationRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.private_ip_address {
+            w.text("PrivateIpAddress", v);
         }
     }
 }
@@ -16684,6 +22323,62 @@ impl ToXml for TerminateInstancesResult {
     }
 }
 
+/// The minimum and maximum amount of total local storage, in GB.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TotalLocalStorageGB {
+    /// The minimum amount of total local storage, in GB.
+    pub min: Option<f64>,
+    /// The maximum amount of total local storage, in GB.
+    pub max: Option<f64>,
+}
+impl FromForm for TotalLocalStorageGB {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { min: f.float(&join(key, "Min"))?, max: f.float(&join(key, "Max"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for TotalLocalStorageGB {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("max", &v.to_string());
+        }
+    }
+}
+
+/// The minimum and maximum amount of total local storage, in GB.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TotalLocalStorageGBRequest {
+    /// The minimum amount of total local storage, in GB.
+    pub min: Option<f64>,
+    /// The maximum amount of total local storage, in GB.
+    pub max: Option<f64>,
+}
+impl FromForm for TotalLocalStorageGBRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { min: f.float(&join(key, "Min"))?, max: f.float(&join(key, "Max"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for TotalLocalStorageGBRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("Min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("Max", &v.to_string());
+        }
+    }
+}
+
 /// Describes a security group and Amazon Web Services account ID pair.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct UserIdGroupPair {
@@ -16741,6 +22436,135 @@ impl ToXml for UserIdGroupPair {
         }
         if let Some(v) = &self.peering_status {
             w.text("peeringStatus", v);
+        }
+    }
+}
+
+/// The minimum and maximum number of vCPUs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VCpuCountRange {
+    /// The minimum number of vCPUs.
+    pub min: Option<i32>,
+    /// The maximum number of vCPUs.
+    pub max: Option<i32>,
+}
+impl FromForm for VCpuCountRange {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            min: f.integer::<i32>(&join(key, "Min"))?,
+            max: f.integer::<i32>(&join(key, "Max"))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for VCpuCountRange {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("max", &v.to_string());
+        }
+    }
+}
+
+/// The minimum and maximum number of vCPUs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VCpuCountRangeRequest {
+    /// The minimum number of vCPUs.
+    /// Required.
+    pub min: Option<i32>,
+    /// The maximum number of vCPUs.
+    pub max: Option<i32>,
+}
+impl FromForm for VCpuCountRangeRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            min: f.integer::<i32>(&join(key, "Min"))?,
+            max: f.integer::<i32>(&join(key, "Max"))?,
+        };
+        if v.min.is_none() {
+            return Err(f.missing(&join(key, "Min")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for VCpuCountRangeRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.min {
+            w.text("Min", &v.to_string());
+        }
+        if let Some(v) = &self.max {
+            w.text("Max", &v.to_string());
+        }
+    }
+}
+
+/// The error code and error message that is returned for a parameter or parameter combination that is not valid when a new launch template or new version of a launch template is created.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ValidationError {
+    /// The error code that indicates why the parameter or parameter combination is not valid.
+    pub code: Option<String>,
+    /// The error message that describes why the parameter or parameter combination is not valid.
+    pub message: Option<String>,
+}
+impl FromForm for ValidationError {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            code: Ok(f.string(&join(key, "Code")))?,
+            message: Ok(f.string(&join(key, "Message")))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for ValidationError {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.code {
+            w.text("code", v);
+        }
+        if let Some(v) = &self.message {
+            w.text("message", v);
+        }
+    }
+}
+
+/// The error codes and error messages that are returned for the parameters or parameter combinations that are not valid when a new launch template or new version of a launch template is created.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ValidationWarning {
+    /// The error codes and error messages.
+    pub errors: Option<Vec<ValidationError>>,
+}
+impl FromForm for ValidationWarning {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            errors: f
+                .list(&join(key, "ErrorSet"), None, |f, k0| ValidationError::from_form(f, &k0))?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for ValidationWarning {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.errors {
+            w.open("errorSet");
+            for item0 in v {
+                w.open("item");
+                item0.write_xml(w);
+                w.close("item");
+            }
+            w.close("errorSet");
         }
     }
 }
@@ -18143,10 +23967,16 @@ pub enum Operation {
     TerminateInstances,
     StopInstances,
     StartInstances,
+    CreateLaunchTemplate,
+    DescribeLaunchTemplates,
+    CreateLaunchTemplateVersion,
+    DescribeLaunchTemplateVersions,
+    ModifyLaunchTemplate,
+    DeleteLaunchTemplate,
 }
 impl Operation {
-    /// All 24 implemented operations, in `GROUPS` order.
-    pub const ALL: [Operation; 24] = [
+    /// All 30 implemented operations, in `GROUPS` order.
+    pub const ALL: [Operation; 30] = [
         Self::CreateVpc,
         Self::DescribeVpcs,
         Self::DeleteVpc,
@@ -18171,6 +24001,12 @@ impl Operation {
         Self::TerminateInstances,
         Self::StopInstances,
         Self::StartInstances,
+        Self::CreateLaunchTemplate,
+        Self::DescribeLaunchTemplates,
+        Self::CreateLaunchTemplateVersion,
+        Self::DescribeLaunchTemplateVersions,
+        Self::ModifyLaunchTemplate,
+        Self::DeleteLaunchTemplate,
     ];
     /// The operation's name, as in `Action`.
     pub fn name(self) -> &'static str {
@@ -18199,6 +24035,12 @@ impl Operation {
             Self::TerminateInstances => "TerminateInstances",
             Self::StopInstances => "StopInstances",
             Self::StartInstances => "StartInstances",
+            Self::CreateLaunchTemplate => "CreateLaunchTemplate",
+            Self::DescribeLaunchTemplates => "DescribeLaunchTemplates",
+            Self::CreateLaunchTemplateVersion => "CreateLaunchTemplateVersion",
+            Self::DescribeLaunchTemplateVersions => "DescribeLaunchTemplateVersions",
+            Self::ModifyLaunchTemplate => "ModifyLaunchTemplate",
+            Self::DeleteLaunchTemplate => "DeleteLaunchTemplate",
         }
     }
     /// Looks an implemented operation up by its exact name.
@@ -18228,6 +24070,12 @@ impl Operation {
             "TerminateInstances" => Some(Self::TerminateInstances),
             "StopInstances" => Some(Self::StopInstances),
             "StartInstances" => Some(Self::StartInstances),
+            "CreateLaunchTemplate" => Some(Self::CreateLaunchTemplate),
+            "DescribeLaunchTemplates" => Some(Self::DescribeLaunchTemplates),
+            "CreateLaunchTemplateVersion" => Some(Self::CreateLaunchTemplateVersion),
+            "DescribeLaunchTemplateVersions" => Some(Self::DescribeLaunchTemplateVersions),
+            "ModifyLaunchTemplate" => Some(Self::ModifyLaunchTemplate),
+            "DeleteLaunchTemplate" => Some(Self::DeleteLaunchTemplate),
             _ => None,
         }
     }
@@ -18518,6 +24366,71 @@ pub trait InstancesApi<C: Send + Sync>: Send + Sync {
     }
 }
 
+/// The `launch_templates` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented.
+pub trait LaunchTemplatesApi<C: Send + Sync>: Send + Sync {
+    /// `CreateLaunchTemplate`.
+    fn create_launch_template(
+        &self,
+        ctx: &C,
+        input: CreateLaunchTemplateRequest,
+    ) -> impl std::future::Future<Output = Result<CreateLaunchTemplateResult, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(FLAVOR.unsupported_operation("CreateLaunchTemplate")) }
+    }
+    /// `DescribeLaunchTemplates`.
+    fn describe_launch_templates(
+        &self,
+        ctx: &C,
+        input: DescribeLaunchTemplatesRequest,
+    ) -> impl std::future::Future<Output = Result<DescribeLaunchTemplatesResult, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(FLAVOR.unsupported_operation("DescribeLaunchTemplates")) }
+    }
+    /// `CreateLaunchTemplateVersion`.
+    fn create_launch_template_version(
+        &self,
+        ctx: &C,
+        input: CreateLaunchTemplateVersionRequest,
+    ) -> impl std::future::Future<Output = Result<CreateLaunchTemplateVersionResult, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(FLAVOR.unsupported_operation("CreateLaunchTemplateVersion")) }
+    }
+    /// `DescribeLaunchTemplateVersions`.
+    fn describe_launch_template_versions(
+        &self,
+        ctx: &C,
+        input: DescribeLaunchTemplateVersionsRequest,
+    ) -> impl std::future::Future<Output = Result<DescribeLaunchTemplateVersionsResult, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(FLAVOR.unsupported_operation("DescribeLaunchTemplateVersions")) }
+    }
+    /// `ModifyLaunchTemplate`.
+    fn modify_launch_template(
+        &self,
+        ctx: &C,
+        input: ModifyLaunchTemplateRequest,
+    ) -> impl std::future::Future<Output = Result<ModifyLaunchTemplateResult, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(FLAVOR.unsupported_operation("ModifyLaunchTemplate")) }
+    }
+    /// `DeleteLaunchTemplate`.
+    fn delete_launch_template(
+        &self,
+        ctx: &C,
+        input: DeleteLaunchTemplateRequest,
+    ) -> impl std::future::Future<Output = Result<DeleteLaunchTemplateResult, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(FLAVOR.unsupported_operation("DeleteLaunchTemplate")) }
+    }
+}
+
 /// A group none of whose operations is implemented.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Unimplemented;
@@ -18528,6 +24441,7 @@ impl<C: Send + Sync> NetworkInterfacesApi<C> for Unimplemented {}
 impl<C: Send + Sync> ZonesApi<C> for Unimplemented {}
 impl<C: Send + Sync> TagsApi<C> for Unimplemented {}
 impl<C: Send + Sync> InstancesApi<C> for Unimplemented {}
+impl<C: Send + Sync> LaunchTemplatesApi<C> for Unimplemented {}
 
 /// The service as a set of resource groups.
 pub trait Api: Send + Sync {
@@ -18547,6 +24461,8 @@ pub trait Api: Send + Sync {
     type Tags: TagsApi<Self::Context>;
     /// Serves the `instances` operations.
     type Instances: InstancesApi<Self::Context>;
+    /// Serves the `launch_templates` operations.
+    type LaunchTemplates: LaunchTemplatesApi<Self::Context>;
     /// The module serving the `vpcs` operations.
     fn vpcs(&self) -> &Self::Vpcs;
     /// The module serving the `subnets` operations.
@@ -18561,6 +24477,8 @@ pub trait Api: Send + Sync {
     fn tags(&self) -> &Self::Tags;
     /// The module serving the `instances` operations.
     fn instances(&self) -> &Self::Instances;
+    /// The module serving the `launch_templates` operations.
+    fn launch_templates(&self) -> &Self::LaunchTemplates;
 }
 
 /// Parses the operation's input from `form` (naming the member that fails), calls the
@@ -18771,6 +24689,81 @@ pub async fn dispatch<A: Api>(
             let input = StartInstancesRequest::from_form(form, "")?.unwrap_or_default();
             let output = api.instances().start_instances(ctx, input).await?;
             Ok(FLAVOR.response("StartInstances", XML_NAMESPACE, None, true, request_id, &output))
+        }
+        Operation::CreateLaunchTemplate => {
+            let input = CreateLaunchTemplateRequest::from_form(form, "")?.unwrap_or_default();
+            let output = api.launch_templates().create_launch_template(ctx, input).await?;
+            Ok(FLAVOR.response(
+                "CreateLaunchTemplate",
+                XML_NAMESPACE,
+                None,
+                true,
+                request_id,
+                &output,
+            ))
+        }
+        Operation::DescribeLaunchTemplates => {
+            let input = DescribeLaunchTemplatesRequest::from_form(form, "")?.unwrap_or_default();
+            let output = api.launch_templates().describe_launch_templates(ctx, input).await?;
+            Ok(FLAVOR.response(
+                "DescribeLaunchTemplates",
+                XML_NAMESPACE,
+                None,
+                true,
+                request_id,
+                &output,
+            ))
+        }
+        Operation::CreateLaunchTemplateVersion => {
+            let input =
+                CreateLaunchTemplateVersionRequest::from_form(form, "")?.unwrap_or_default();
+            let output = api.launch_templates().create_launch_template_version(ctx, input).await?;
+            Ok(FLAVOR.response(
+                "CreateLaunchTemplateVersion",
+                XML_NAMESPACE,
+                None,
+                true,
+                request_id,
+                &output,
+            ))
+        }
+        Operation::DescribeLaunchTemplateVersions => {
+            let input =
+                DescribeLaunchTemplateVersionsRequest::from_form(form, "")?.unwrap_or_default();
+            let output =
+                api.launch_templates().describe_launch_template_versions(ctx, input).await?;
+            Ok(FLAVOR.response(
+                "DescribeLaunchTemplateVersions",
+                XML_NAMESPACE,
+                None,
+                true,
+                request_id,
+                &output,
+            ))
+        }
+        Operation::ModifyLaunchTemplate => {
+            let input = ModifyLaunchTemplateRequest::from_form(form, "")?.unwrap_or_default();
+            let output = api.launch_templates().modify_launch_template(ctx, input).await?;
+            Ok(FLAVOR.response(
+                "ModifyLaunchTemplate",
+                XML_NAMESPACE,
+                None,
+                true,
+                request_id,
+                &output,
+            ))
+        }
+        Operation::DeleteLaunchTemplate => {
+            let input = DeleteLaunchTemplateRequest::from_form(form, "")?.unwrap_or_default();
+            let output = api.launch_templates().delete_launch_template(ctx, input).await?;
+            Ok(FLAVOR.response(
+                "DeleteLaunchTemplate",
+                XML_NAMESPACE,
+                None,
+                true,
+                request_id,
+                &output,
+            ))
         }
     }
 }

@@ -14,7 +14,8 @@
 //!
 //! A Fargate job is decided on the Fargate pool's instances (`crate::ecs::fargate`) and
 //! committed in the job's own cluster; what the pool cannot take now is created PROVISIONING
-//! (placed later by [`provision`]). An awsvpc job allocates one interface per task in the
+//! (placed later by [`provision`]); so is what an Auto Scaling group capacity provider with
+//! managed scaling cannot take now, on its own cluster's instances. An awsvpc job allocates one interface per task in the
 //! same transaction (`crate::ecs::awsvpc`): an address taken meanwhile fails the compare on
 //! its key and the job is decided again.
 //!
@@ -156,6 +157,17 @@ impl Placement {
         // A Fargate job is decided on the pool's instances (crate::ecs::fargate).
         let fargate_job = job.spec.fargate;
         let pool = if fargate_job { fargate::POOL_CLUSTER } else { cluster };
+        // Auto Scaling group providers with managed scaling: what they cannot take now waits
+        // in PROVISIONING for the group to scale out, as with ECS.
+        let mut scaling = std::collections::BTreeSet::new();
+        if !fargate_job && !own_request {
+            for part in parts {
+                let name = part.capacity_provider;
+                if super::capacity_providers::scales(&*self.core.store, name).await? {
+                    scaling.insert(name);
+                }
+            }
+        }
         let mut cas = records::Cas::new(&*self.core.store, format!("cluster {cluster}"));
         let mut cached = self.cache.lock(pool, now).await?;
         let mut lost_once = false;
@@ -201,8 +213,11 @@ impl Placement {
                 };
                 let plan = match cached.state(self.cache.liveness_fn(now)).place(request) {
                     Ok(plan) => plan,
-                    // An empty pool: every Fargate task waits for capacity.
-                    Err(berth_scheduler::PlacementError::NoContainerInstances) if fargate_job => {
+                    // An empty pool (or an empty cluster whose group scales): every task
+                    // waits for capacity.
+                    Err(berth_scheduler::PlacementError::NoContainerInstances)
+                        if fargate_job || scaling.contains(part.capacity_provider) =>
+                    {
                         berth_scheduler::Plan {
                             placements: vec![],
                             failures: vec![],
@@ -226,6 +241,10 @@ impl Placement {
                 let provider = (!own_request).then_some(part.capacity_provider);
                 let plan_failures = match provider {
                     _ if fargate_job => {
+                        waiting.extend(std::iter::repeat_n(provider, plan.unplaced as usize));
+                        Vec::new()
+                    }
+                    Some(name) if scaling.contains(name) => {
                         waiting.extend(std::iter::repeat_n(provider, plan.unplaced as usize));
                         Vec::new()
                     }

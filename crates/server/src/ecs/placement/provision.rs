@@ -1,4 +1,7 @@
-//! The provisioning pass: Fargate tasks that found no pool capacity wait in PROVISIONING
+//! The provisioning pass: Fargate tasks that found no pool capacity, and tasks of an Auto
+//! Scaling group capacity provider with managed scaling that found no instance of it (placed
+//! on their own cluster's instances of that provider, waiting up to
+//! [`SCALING_PROVISIONING_TIMEOUT_SECS`]), wait in PROVISIONING
 //! (desired RUNNING), indexed under `ecs/fargate-provisioning/<cluster>/<id>`; each pass
 //! (run with every service controller pass: after commits and at least once a second) looks
 //! at every waiting task and
@@ -27,6 +30,19 @@ use super::Placement;
 use crate::ecs::{fargate, reservations};
 use crate::error;
 use crate::records;
+
+/// How long a task of an Auto Scaling group capacity provider waits for its group to scale
+/// out before it stops with the capacity message (ECS: 30 minutes).
+pub const SCALING_PROVISIONING_TIMEOUT_SECS: f64 = 1800.0;
+
+/// The Auto Scaling group provider a waiting task belongs to (`None`: a Fargate task).
+fn scaled_provider(t: &TaskRecord) -> Option<&str> {
+    t.task
+        .capacity_provider_name
+        .as_deref()
+        .filter(|p| !berth_scheduler::capacity::is_fargate(p))
+        .filter(|_| t.task.launch_type != Some(berth_wire::ecs::LaunchType::Fargate))
+}
 
 /// What one pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -63,8 +79,12 @@ impl Placement {
             }
             let (t, rev) = found.expect("checked above");
             let now = self.core.now();
-            let timed_out =
-                now - t.task.created_at.unwrap_or(now) >= fargate::PROVISIONING_TIMEOUT_SECS;
+            let timeout = if scaled_provider(&t).is_some() {
+                SCALING_PROVISIONING_TIMEOUT_SECS
+            } else {
+                fargate::PROVISIONING_TIMEOUT_SECS
+            };
+            let timed_out = now - t.task.created_at.unwrap_or(now) >= timeout;
             if t.desired_status() == DesiredTaskStatus::Stopped || timed_out {
                 self.task_records
                     .update(cluster, id, |t| {
@@ -104,7 +124,17 @@ impl Placement {
     /// room (or a compare was lost: the next pass tries again).
     async fn bind(&self, cluster: &str, t: &TaskRecord, rev: u64) -> Result<bool, AwsError> {
         let now = self.core.now();
-        let pool = fargate::POOL_CLUSTER;
+        // A task of an Auto Scaling group provider goes to its cluster's instances of that
+        // provider; a Fargate task to the pool.
+        let provider = scaled_provider(t);
+        let pool = if provider.is_some() { cluster } else { fargate::POOL_CLUSTER };
+        let constraints = match provider {
+            Some(p) => match berth_scheduler::capacity::provider_constraint(p) {
+                Ok(c) => vec![c],
+                Err(_) => return Ok(false),
+            },
+            None => vec![],
+        };
         let mut cached = self.cache.lock(pool, now).await?;
         let request = PlacementRequest {
             count: 1,
@@ -116,7 +146,7 @@ impl Placement {
                 required_attributes: vec![],
             },
             group: t.task.group.clone().unwrap_or_default(),
-            constraints: vec![],
+            constraints,
             strategies: vec![],
             seed: uuid::Uuid::new_v4().as_u64_pair().0,
             targets: vec![],
@@ -137,6 +167,25 @@ impl Placement {
         let irev = inst.revision;
         let mut after = t.clone();
         after.instance_id = iid.clone();
+        if provider.is_some() {
+            // An EC2 task shows its container instance and the instance's zone (a Fargate
+            // task shows neither: the pool is not the user's).
+            after.task.container_instance_arn = Some(irec.arn.clone());
+            let attribute = |name: &str| {
+                irec.attributes
+                    .iter()
+                    .find(|a| a.name.as_deref() == Some(name))
+                    .and_then(|a| a.value.clone())
+            };
+            after.task.availability_zone = attribute("ecs.availability-zone");
+            if let Some(arch) = attribute("ecs.cpu-architecture") {
+                after.task.attributes = Some(vec![berth_wire::ecs::Attribute {
+                    name: Some("ecs.cpu-architecture".into()),
+                    value: Some(arch),
+                    ..Default::default()
+                }]);
+            }
+        }
         after.set_last_status(TaskStatus::Pending);
         after.task.version = Some(t.task.version.unwrap_or(0) + 1);
         reservations::reserve(&mut irec, &after);

@@ -345,10 +345,17 @@ impl ServiceController {
         let name = &rec.name;
         let mut started = Vec::new();
         for s in starts {
-            // A FARGATE / FARGATE_SPOT share, or a FARGATE service: placed on the pool.
+            // An EXTERNAL service's start is for one of its task sets: the set's own launch
+            // type and network configuration, not the service's.
+            let set = rec.task_sets.iter().find(|t| t.id() == s.deployment).map(|t| &t.task_set);
+            let (launch_type, network_configuration) = match set {
+                Some(t) => (t.launch_type, t.network_configuration.as_ref()),
+                None => (rec.service.launch_type, rec.service.network_configuration.as_ref()),
+            };
+            // A FARGATE / FARGATE_SPOT share, or a FARGATE service (or set): on the pool.
             let fargate = match s.capacity_provider.as_deref() {
                 Some(p) => fargate::is_fargate_provider(p),
-                None => rec.service.launch_type == Some(LaunchType::Fargate),
+                None => launch_type == Some(LaunchType::Fargate),
             };
             let td_arn = td_of(&s.deployment).unwrap_or_default();
             let td_rec = self.task_definitions.by_arn(&td_arn).await?;
@@ -357,7 +364,7 @@ impl ServiceController {
             let network = match awsvpc::plan(
                 &*self.core.store,
                 td.network_mode,
-                rec.service.network_configuration.as_ref(),
+                network_configuration,
                 fargate,
             )
             .await

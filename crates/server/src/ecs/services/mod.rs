@@ -249,7 +249,7 @@ impl Services {
     /// CreateService's and UpdateService's checks of what the service's tasks will run
     /// with: a Fargate-compatible task definition and platform version on Fargate, and the
     /// network configuration an awsvpc task definition needs (`crate::ecs::awsvpc::plan`).
-    async fn check_launch(
+    pub(super) async fn check_launch(
         &self,
         td_arn: &str,
         fargate: bool,

@@ -180,6 +180,18 @@ impl TaskSetsApi<RequestContext> for TaskSets {
         } else {
             Some(input.launch_type.unwrap_or(LaunchType::Ec2))
         };
+        // A set on Fargate (its launch type, or a strategy of Fargate providers only) runs in
+        // awsvpc on the pool, as a Fargate service does: the same checks of the task
+        // definition, platform version and network configuration.
+        let fargate = super::service_on_fargate(launch_type, strategy.as_deref());
+        self.services
+            .check_launch(
+                &td_arn,
+                fargate,
+                input.network_configuration.as_ref(),
+                input.platform_version.as_deref(),
+            )
+            .await?;
         let now = self.core.now();
         let id = new_deployment_id();
         let mut out = None;
@@ -214,6 +226,12 @@ impl TaskSetsApi<RequestContext> for TaskSets {
                         updated_at: Some(now),
                         launch_type,
                         capacity_provider_strategy: strategy.clone(),
+                        network_configuration: input.network_configuration.clone(),
+                        platform_version: fargate.then(|| {
+                            input.platform_version.clone().unwrap_or_else(|| "LATEST".into())
+                        }),
+                        platform_family: fargate
+                            .then(|| super::super::fargate::PLATFORM_FAMILY.to_string()),
                         load_balancers: Some(vec![]),
                         service_registries: Some(vec![]),
                         scale: Some(scale.clone()),

@@ -1,0 +1,145 @@
+//! Which registry an image comes from, and the credentials to pull it with (issue #14).
+//!
+//! An image on the control plane's registry is named either by its `repositoryUri`
+//! (`HOST:PORT/repo:tag`, the registry's own address) or in AWS's form
+//! `ACCOUNT.dkr.ecr.REGION.amazonaws.com/repo:tag`, which is rewritten to the registry's
+//! address. Either is pulled with an ECR authorization token from the control plane
+//! (GetAuthorizationToken, signed with the agent's key), cached until shortly before it
+//! expires. Any other image is pulled as named, without credentials. The decisions
+//! ([`registry_host`], [`is_ecr_host`], [`rewrite`], [`basic_credentials`]) are pure.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use berth_runtime::RegistryAuth;
+
+use crate::control::{ControlPlane, RegistryToken};
+
+/// The registry host of `image` (`HOST[:PORT]`), `None` for Docker Hub names.
+pub fn registry_host(image: &str) -> Option<&str> {
+    let (first, _) = image.split_once('/')?;
+    (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
+}
+
+/// Whether `host` is an ECR registry's name in AWS's form
+/// (`ACCOUNT.dkr.ecr.REGION.amazonaws.com`, or `.amazonaws.com.cn`).
+pub fn is_ecr_host(host: &str) -> bool {
+    let parts: Vec<&str> = host.split('.').collect();
+    let tail_ok =
+        matches!(parts.get(4..), Some(["amazonaws", "com"]) | Some(["amazonaws", "com", "cn"]));
+    parts.len() >= 6
+        && parts[0].len() == 12
+        && parts[0].bytes().all(|b| b.is_ascii_digit())
+        && parts[1] == "dkr"
+        && parts[2] == "ecr"
+        && !parts[3].is_empty()
+        && tail_ok
+}
+
+/// `image` with its registry host replaced by `host`.
+pub fn rewrite(image: &str, host: &str) -> String {
+    match image.split_once('/') {
+        Some((_, rest)) => format!("{host}/{rest}"),
+        None => image.to_string(),
+    }
+}
+
+/// The user name and password an `authorizationToken` (base64 of `USER:PASSWORD`) holds.
+pub fn basic_credentials(token: &str) -> Option<(String, String)> {
+    let decoded = String::from_utf8(STANDARD.decode(token).ok()?).ok()?;
+    let (u, p) = decoded.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+/// `http://HOST:PORT` -> `HOST:PORT`.
+fn endpoint_host(endpoint: &str) -> &str {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+    rest.trim_end_matches('/')
+}
+
+/// Resolves images to pull against the control plane's registry.
+#[derive(Clone, Default)]
+pub struct PullAuth {
+    control: Option<Arc<dyn ControlPlane>>,
+    cache: Arc<tokio::sync::Mutex<Option<RegistryToken>>>,
+}
+
+impl PullAuth {
+    /// Credentials from `control`.
+    pub fn new(control: Arc<dyn ControlPlane>) -> Self {
+        Self { control: Some(control), cache: Default::default() }
+    }
+
+    /// A token valid for at least five more minutes, from the cache or fetched.
+    async fn token(&self) -> Option<RegistryToken> {
+        let control = self.control.as_ref()?;
+        let mut cache = self.cache.lock().await;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+        if let Some(t) = cache.as_ref().filter(|t| t.expires_at - now > 300.0) {
+            return Some(t.clone());
+        }
+        match control.registry_token().await {
+            Ok(t) => {
+                cache.clone_from(&t);
+                t
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot get registry credentials from the control plane");
+                None
+            }
+        }
+    }
+
+    /// The reference to pull for `image` and the credentials to present.
+    pub async fn resolve(&self, image: &str) -> (String, Option<RegistryAuth>) {
+        let Some(host) = registry_host(image) else { return (image.to_string(), None) };
+        let Some(token) = self.token().await else { return (image.to_string(), None) };
+        let registry = endpoint_host(&token.proxy_endpoint).to_string();
+        let reference = if is_ecr_host(host) {
+            rewrite(image, &registry)
+        } else if host == registry {
+            image.to_string()
+        } else {
+            return (image.to_string(), None);
+        };
+        let auth = basic_credentials(&token.authorization_token).map(|(username, password)| {
+            RegistryAuth { username, password, server_address: registry.clone() }
+        });
+        (reference, auth)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_rewrites() {
+        assert_eq!(registry_host("busybox:1"), None);
+        assert_eq!(registry_host("library/busybox"), None);
+        assert_eq!(registry_host("127.0.0.1:5000/app:v1"), Some("127.0.0.1:5000"));
+        assert_eq!(registry_host("localhost/app"), Some("localhost"));
+        let ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+        assert!(is_ecr_host(ecr));
+        assert!(is_ecr_host("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"));
+        for not in [
+            "public.ecr.aws",
+            "12345.dkr.ecr.eu-west-1.amazonaws.com",
+            "123456789012.dkr.ecr.eu-west-1.example.com",
+            "127.0.0.1:5000",
+        ] {
+            assert!(!is_ecr_host(not), "{not}");
+        }
+        assert_eq!(
+            rewrite(&format!("{ecr}/team/app:v1"), "127.0.0.1:5000"),
+            "127.0.0.1:5000/team/app:v1"
+        );
+        assert_eq!(
+            basic_credentials(&STANDARD.encode("AWS:p:w")),
+            Some(("AWS".into(), "p:w".into()))
+        );
+        assert_eq!(basic_credentials("!!"), None);
+        assert_eq!(endpoint_host("http://127.0.0.1:5000"), "127.0.0.1:5000");
+    }
+}

@@ -1,0 +1,335 @@
+//! The ECR-compatible registry end to end (issue #14), against the real `berth up`, the real
+//! Docker CLI and the real AWS CLI: build an image, log in with `get-login-password`, push,
+//! see it in `describe-images`, pull it back, an IMMUTABLE tag refuses an overwrite (docker
+//! push and PutImage alike), a task runs from the pushed image (by its repositoryUri and in
+//! ECR's own `ACCOUNT.dkr.ecr.REGION.amazonaws.com` form) and a missing tag stops a task
+//! with `CannotPullContainerError`, then a delete and a garbage collection reclaim the space.
+//!
+//! Docker's login is kept in a temporary `DOCKER_CONFIG`; every image tagged here is removed
+//! (`docker rmi`) and every container by the `berth up` cleanup.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use berth_testkit::{ACCOUNT_ID, REGION, ServerProc, UpCleanup, require_demo_image};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_berth"))
+}
+
+/// Runs the Docker CLI with the test's own config directory.
+struct DockerCli {
+    config: tempfile::TempDir,
+    /// Local tags to remove at the end.
+    tagged: std::cell::RefCell<Vec<String>>,
+}
+
+impl DockerCli {
+    fn new() -> Self {
+        Self { config: tempfile::tempdir().expect("temp dir"), tagged: Default::default() }
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut cmd = Command::new("docker");
+        cmd.env("DOCKER_CONFIG", self.config.path())
+            .env("DOCKER_BUILDKIT", "0")
+            .args(args)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("docker CLI");
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        child.wait_with_output().expect("docker CLI")
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args, None);
+        assert!(o.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Builds an image from the demo image plus a layer of `payload_len` random bytes.
+    fn build(&self, tag: &str, payload_len: usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut payload = vec![0u8; payload_len];
+        getrandom(&mut payload);
+        std::fs::write(dir.path().join("payload"), &payload).unwrap();
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            "FROM berth-demo:latest\nCOPY payload /payload\n",
+        )
+        .unwrap();
+        self.tagged.borrow_mut().push(tag.to_string());
+        let id = self.ok(&["build", "-q", "-t", tag, dir.path().to_str().unwrap()]);
+        // Removed by id at the end too: a pushed image keeps its repository digest after
+        // its tags go.
+        self.tagged.borrow_mut().push(id.trim().to_string());
+    }
+
+    fn tag(&self, from: &str, to: &str) {
+        self.tagged.borrow_mut().push(to.to_string());
+        self.ok(&["tag", from, to]);
+    }
+}
+
+impl Drop for DockerCli {
+    fn drop(&mut self) {
+        for t in self.tagged.borrow().iter() {
+            let _ = self.run(&["rmi", "-f", t], None);
+        }
+    }
+}
+
+/// Random bytes from the kernel (no extra crate for one test).
+fn getrandom(buf: &mut [u8]) {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom").unwrap().read_exact(buf).unwrap();
+}
+
+fn du(dir: &Path) -> u64 {
+    let mut total = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    for e in entries.flatten() {
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() { du(&e.path()) } else { m.len() };
+    }
+    total
+}
+
+#[test]
+fn push_pull_run_and_collect() {
+    require_demo_image();
+    let tmp = tempfile::Builder::new().prefix("berth-ecr-").tempdir().unwrap();
+    let data: PathBuf = tmp.path().join("data");
+    let _cleanup = UpCleanup(data.clone());
+    let s = ServerProc::start_up(bin(), &data, &[]).expect("berth up");
+    let docker = DockerCli::new();
+    let ok = |args: &[&str]| s.aws(args).json();
+
+    // Repositories.
+    let repo = ok(&["ecr", "create-repository", "--repository-name", "e2e/app"]);
+    let uri = repo["repository"]["repositoryUri"].as_str().unwrap().to_string();
+    let host = uri.split_once('/').unwrap().0.to_string();
+    assert!(host.starts_with("127.0.0.1:"), "{uri}");
+    assert_eq!(
+        repo["repository"]["repositoryArn"],
+        format!("arn:aws:ecr:{REGION}:{ACCOUNT_ID}:repository/e2e/app")
+    );
+    s.aws(&["ecr", "create-repository", "--repository-name", "e2e/app"])
+        .err("RepositoryAlreadyExistsException");
+    let frozen = ok(&[
+        "ecr",
+        "create-repository",
+        "--repository-name",
+        "e2e/frozen",
+        "--image-tag-mutability",
+        "IMMUTABLE",
+    ]);
+    let frozen_uri = frozen["repository"]["repositoryUri"].as_str().unwrap().to_string();
+
+    // Without logging in, the registry asks for credentials.
+    docker.build(&format!("{uri}:v1"), 512 * 1024);
+    let denied = docker.run(&["push", &format!("{uri}:v1")], None);
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("no basic auth credentials"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+
+    // Log in as ECR users do.
+    let password = s.aws(&["ecr", "get-login-password"]);
+    assert!(password.ok, "{}", password.stderr);
+    let login = docker.run(
+        &["login", "--username", "AWS", "--password-stdin", &host],
+        Some(password.stdout.trim()),
+    );
+    assert!(login.status.success(), "docker login: {}", String::from_utf8_lossy(&login.stderr));
+    let wrong =
+        docker.run(&["login", "--username", "AWS", "--password-stdin", &host], Some("nope"));
+    assert!(!wrong.status.success(), "a wrong password is refused");
+    let login = docker.run(
+        &["login", "--username", "AWS", "--password-stdin", &host],
+        Some(password.stdout.trim()),
+    );
+    assert!(login.status.success());
+
+    // Push, and see it through the ECR API.
+    docker.ok(&["push", &format!("{uri}:v1")]);
+    let images = ok(&["ecr", "describe-images", "--repository-name", "e2e/app"]);
+    let detail = &images["imageDetails"][0];
+    assert_eq!(detail["imageTags"], serde_json::json!(["v1"]), "{images}");
+    assert!(detail["imageSizeInBytes"].as_i64().unwrap() > 512 * 1024, "{detail}");
+    assert_eq!(
+        detail["imageManifestMediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert!(detail["imagePushedAt"].is_number() || detail["imagePushedAt"].is_string());
+    let digest = detail["imageDigest"].as_str().unwrap().to_string();
+    let listed = ok(&["ecr", "list-images", "--repository-name", "e2e/app"]);
+    assert_eq!(listed["imageIds"][0]["imageDigest"], digest.as_str());
+
+    // Pull it back after removing it locally.
+    docker.ok(&["rmi", &format!("{uri}:v1")]);
+    docker.ok(&["pull", &format!("{uri}:v1")]);
+    docker.ok(&["pull", &format!("{uri}@{digest}")]);
+
+    // An IMMUTABLE tag refuses an overwrite, by docker push and by PutImage.
+    docker.tag(&format!("{uri}:v1"), &format!("{frozen_uri}:v1"));
+    docker.ok(&["push", &format!("{frozen_uri}:v1")]);
+    docker.build(&format!("{frozen_uri}:v1"), 64 * 1024);
+    let refused = docker.run(&["push", &format!("{frozen_uri}:v1")], None);
+    assert!(!refused.status.success(), "pushing over an immutable tag must fail");
+    let err = String::from_utf8_lossy(&refused.stderr).to_lowercase();
+    assert!(err.contains("tag invalid") || err.contains("cannot be overwritten"), "{err}");
+    docker.tag(&format!("{frozen_uri}:v1"), &format!("{frozen_uri}:v2"));
+    docker.ok(&["push", &format!("{frozen_uri}:v2")]);
+    let v2 = ok(&[
+        "ecr",
+        "batch-get-image",
+        "--repository-name",
+        "e2e/frozen",
+        "--image-ids",
+        "imageTag=v2",
+    ]);
+    let manifest = v2["images"][0]["imageManifest"].as_str().unwrap().to_string();
+    s.aws(&[
+        "ecr",
+        "put-image",
+        "--repository-name",
+        "e2e/frozen",
+        "--image-tag",
+        "v1",
+        "--image-manifest",
+        &manifest,
+    ])
+    .err("ImageTagAlreadyExistsException");
+    // A new tag on the same image is fine through PutImage.
+    ok(&[
+        "ecr",
+        "put-image",
+        "--repository-name",
+        "e2e/frozen",
+        "--image-tag",
+        "v3",
+        "--image-manifest",
+        &manifest,
+    ]);
+
+    // Tags, a repository policy and a lifecycle policy preview: frozen holds v1 (pushed
+    // first) and v2/v3 (one image), so "keep one v* image" expires v1's.
+    let arn = frozen["repository"]["repositoryArn"].as_str().unwrap().to_string();
+    ok(&["ecr", "tag-resource", "--resource-arn", &arn, "--tags", "Key=team,Value=e2e"]);
+    let tags = ok(&["ecr", "list-tags-for-resource", "--resource-arn", &arn]);
+    assert_eq!(tags["tags"], serde_json::json!([{"Key": "team", "Value": "e2e"}]));
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"pull","Effect":"Allow","Principal":"*","Action":["ecr:BatchGetImage"]}]}"#;
+    ok(&[
+        "ecr",
+        "set-repository-policy",
+        "--repository-name",
+        "e2e/frozen",
+        "--policy-text",
+        policy,
+    ]);
+    let got = ok(&["ecr", "get-repository-policy", "--repository-name", "e2e/frozen"]);
+    assert_eq!(got["policyText"], policy);
+    let rules = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"tagged","tagPrefixList":["v"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
+    s.aws(&[
+        "ecr",
+        "put-lifecycle-policy",
+        "--repository-name",
+        "e2e/frozen",
+        "--lifecycle-policy-text",
+        "{\"rules\":[]}",
+    ])
+    .err("InvalidParameterException");
+    ok(&[
+        "ecr",
+        "put-lifecycle-policy",
+        "--repository-name",
+        "e2e/frozen",
+        "--lifecycle-policy-text",
+        rules,
+    ]);
+    ok(&["ecr", "start-lifecycle-policy-preview", "--repository-name", "e2e/frozen"]);
+    let preview = ok(&["ecr", "get-lifecycle-policy-preview", "--repository-name", "e2e/frozen"]);
+    assert_eq!(preview["status"], "COMPLETE", "{preview}");
+    assert_eq!(preview["previewResults"][0]["imageDigest"], digest.as_str(), "{preview}");
+    assert_eq!(preview["previewResults"][0]["appliedRulePriority"], 1);
+    assert_eq!(preview["summary"]["expiringImageTotalCount"], 1);
+
+    // Tasks pull from the registry with the agent's ECR token: by repositoryUri and in ECR's
+    // own form. The images are not local any more.
+    for r in [format!("{uri}:v1"), format!("{uri}@{digest}")] {
+        let _ = docker.run(&["rmi", &r], None);
+        assert!(
+            !docker.run(&["image", "inspect", &r], None).status.success(),
+            "{r} is still local"
+        );
+    }
+    let ecr_form = format!("{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/e2e/app:v1");
+    let td = s.register_task_definition(&serde_json::json!({
+        "family": "ecr-app",
+        "containerDefinitions": [
+            {"name": "by-uri", "image": format!("{uri}:v1"), "memory": 64, "essential": true},
+            {"name": "by-ecr-name", "image": ecr_form, "memory": 64, "essential": true},
+        ],
+    }));
+    assert!(td["taskDefinition"]["taskDefinitionArn"].is_string(), "{td}");
+    let run = ok(&["ecs", "run-task", "--task-definition", "ecr-app"]);
+    let task = run["tasks"][0]["taskArn"].as_str().unwrap_or_else(|| panic!("{run}")).to_string();
+    let waited = s.aws(&["ecs", "wait", "tasks-running", "--tasks", &task]);
+    let described = ok(&["ecs", "describe-tasks", "--tasks", &task]);
+    assert!(waited.ok, "the task did not run: {described}");
+    assert_eq!(described["tasks"][0]["lastStatus"], "RUNNING");
+    ok(&["ecs", "stop-task", "--task", &task]);
+
+    // A missing tag stops the task with ECS's CannotPullContainerError.
+    s.register_task_definition(&serde_json::json!({
+        "family": "ecr-missing",
+        "containerDefinitions": [{"name": "c", "image": format!("{uri}:nope"), "memory": 64}],
+    }));
+    let run = ok(&["ecs", "run-task", "--task-definition", "ecr-missing"]);
+    let missing =
+        run["tasks"][0]["taskArn"].as_str().unwrap_or_else(|| panic!("{run}")).to_string();
+    assert!(s.aws(&["ecs", "wait", "tasks-stopped", "--tasks", &missing]).ok);
+    let stopped = ok(&["ecs", "describe-tasks", "--tasks", &missing]);
+    let reason = stopped["tasks"][0]["stoppedReason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("CannotPullContainerError"), "{stopped}");
+    assert_eq!(stopped["tasks"][0]["stopCode"], "TaskFailedToStart");
+    assert!(s.aws(&["ecs", "wait", "tasks-stopped", "--tasks", &task]).ok);
+
+    // Delete every image, then collect: the space comes back.
+    let blobs = data.join("registry").join("blobs");
+    let before = du(&blobs);
+    s.aws(&["ecr", "delete-repository", "--repository-name", "e2e/frozen"])
+        .err("RepositoryNotEmptyException");
+    ok(&["ecr", "delete-repository", "--repository-name", "e2e/frozen", "--force"]);
+    let deleted = ok(&[
+        "ecr",
+        "batch-delete-image",
+        "--repository-name",
+        "e2e/app",
+        "--image-ids",
+        "imageTag=v1",
+    ]);
+    assert_eq!(deleted["imageIds"][0]["imageDigest"], digest.as_str(), "{deleted}");
+    let empty = ok(&["ecr", "list-images", "--repository-name", "e2e/app"]);
+    assert_eq!(empty["imageIds"], serde_json::json!([]));
+    let gc = Command::new(bin())
+        .args(["registry", "gc", "--grace-secs", "0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(gc.status.success(), "berth registry gc: {}", String::from_utf8_lossy(&gc.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&gc.stdout).unwrap();
+    assert!(report["bytesFreed"].as_u64().unwrap() > 512 * 1024, "{report}");
+    let after = du(&blobs);
+    assert!(after + 512 * 1024 < before, "{before} -> {after} bytes");
+    assert_eq!(after, 0, "no image is left, so no blob is");
+    ok(&["ecr", "delete-repository", "--repository-name", "e2e/app"]);
+}

@@ -1,0 +1,1104 @@
+//! Amazon ECR (issue #14): the JSON 1.1 API (`AmazonEC2ContainerRegistry_V20150921`, wire
+//! types generated from botocore's `ecr` model for the operations Berth implements) over the
+//! same records the registry's `/v2/` data plane ([`berth_registry`]) reads and writes
+//! ([`records`]), and the registry's credentials ([`token`]).
+//!
+//! Contract:
+//! * requests are SigV4-signed for `ecr` and routed here by their credential scope; every
+//!   answer is an AWS JSON error or the model's output shape;
+//! * one registry serves the server's default region: ECR calls signed for another region
+//!   are refused with `InvalidParameterException` naming the region to use;
+//! * `repositoryUri` is `<registry address>/<name>` (the address `--registry-listen` bound,
+//!   or `--registry-address`); GetAuthorizationToken's `proxyEndpoint` is
+//!   `http://<registry address>`;
+//! * PutImage goes through [`berth_registry::Registry::push_manifest`], the path `docker
+//!   push` takes, so both enforce the same checks (layers present, tag immutability);
+//! * deleting an image never deletes blobs: garbage collection does, later ([`berth_registry::gc`]).
+
+pub mod lifecycle;
+pub mod records;
+pub mod token;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use berth_model::regions::Region;
+use berth_registry::{Digest, Registry};
+use berth_store::{Range, Txn};
+use berth_wire::AwsError;
+use berth_wire::common;
+use berth_wire::ecr as wire;
+use wire::ErrorCode;
+
+use crate::App;
+use crate::auth::{self, Action};
+use crate::clock::{Clock, epoch_seconds};
+use crate::ecs::RequestContext;
+use crate::records::{self as recs, Cas, encode};
+use records::{EcrMetadata, ImageRecord, RepoRecord};
+
+/// The registry as the control plane runs it.
+pub(crate) struct EcrService {
+    pub registry: Arc<Registry>,
+    pub meta: Arc<EcrMetadata>,
+    /// `HOST:PORT` clients push to.
+    pub address: String,
+    pub token_key: Arc<token::TokenKey>,
+    pub clock: Arc<dyn Clock>,
+    pub region: Region,
+    pub account_id: String,
+    pub gc_interval: std::time::Duration,
+    pub gc_grace: std::time::Duration,
+}
+
+impl EcrService {
+    /// Binds the registry's port and opens its storage (`DATA_DIR/registry`) and token key
+    /// (`DATA_DIR/keys/registry-token.key`); nothing when no registry is configured.
+    pub async fn start(
+        config: &crate::ServerConfig,
+        view: Arc<dyn berth_store::Store>,
+        clock: Arc<dyn Clock>,
+        region: Region,
+    ) -> Result<(Option<tokio::net::TcpListener>, Option<Arc<Self>>), crate::StartError> {
+        let Some(addr) = config.registry.listen else { return Ok((None, None)) };
+        let listen_err = |source| crate::StartError::Listen { addr, source };
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(listen_err)?;
+        let mut bound = listener.local_addr().map_err(listen_err)?;
+        if bound.ip().is_unspecified() {
+            bound.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let address = config.registry.address.clone().unwrap_or_else(|| bound.to_string());
+        let key_path = config.data_dir.join(token::KEY_FILE);
+        let token_key = Arc::new(
+            token::TokenKey::load_or_create(&key_path, &config.account_id).map_err(|e| {
+                crate::StartError::Config(format!(
+                    "cannot set up the registry token key {}: {e}",
+                    key_path.display()
+                ))
+            })?,
+        );
+        let meta = Arc::new(EcrMetadata { store: view, clock: clock.clone() });
+        let authorizer = Arc::new(token::TokenAuthorizer {
+            key: token_key.clone(),
+            clock: clock.clone(),
+            realm: format!("http://{address}/"),
+        });
+        let root = config.data_dir.join("registry");
+        let registry = Registry::open(&root, meta.clone(), authorizer).map_err(|e| {
+            crate::StartError::Config(format!("cannot open the registry storage: {e}"))
+        })?;
+        let svc = Self {
+            registry: Arc::new(registry),
+            meta,
+            address,
+            token_key,
+            clock,
+            region,
+            account_id: config.account_id.clone(),
+            gc_interval: config.registry.gc_interval,
+            gc_grace: config.registry.gc_grace,
+        };
+        Ok((Some(listener), Some(Arc::new(svc))))
+    }
+
+    /// Serves the registry on `listener` until `down` turns true, and runs its collection
+    /// and lifecycle loop until `stop` does. Uploads may take long: the body timeout is an
+    /// hour, not the API's.
+    pub fn spawn(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        stop: &tokio::sync::watch::Sender<bool>,
+        mut limits: berth_serve::Limits,
+        mut down: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        crate::supervise("registry garbage collection".into(), stop, move |mut stop| {
+            let me = me.clone();
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => return,
+                        _ = tokio::time::sleep(me.gc_interval) => {}
+                    }
+                    me.housekeeping(me.gc_grace).await;
+                }
+            }
+        });
+        limits.body_read_timeout = std::time::Duration::from_secs(3600);
+        let router = self.registry.clone().router();
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = down.wait_for(|d| *d).await;
+            };
+            if let Err(e) = berth_serve::serve(listener, router, limits, stopped).await {
+                tracing::error!(error = %e, "the registry stopped serving");
+            }
+        })
+    }
+
+    /// Applies lifecycle policies, then collects blobs unreferenced for `grace`.
+    pub async fn housekeeping(&self, grace: std::time::Duration) -> berth_registry::GcReport {
+        if let Err(e) = self.apply_lifecycle_policies().await {
+            tracing::warn!(error = %e.message, "applying lifecycle policies failed");
+        }
+        match self.registry.collect_garbage(grace).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "registry garbage collection failed");
+                Default::default()
+            }
+        }
+    }
+}
+
+/// The ECR API of the registry's region.
+pub(crate) struct Ecr<'a> {
+    svc: &'a EcrService,
+}
+
+fn invalid(message: impl Into<String>) -> AwsError {
+    ErrorCode::InvalidParameterException.with(message)
+}
+
+impl EcrService {
+    fn arn(&self, name: &str) -> String {
+        format!(
+            "arn:{}:ecr:{}:{}:repository/{name}",
+            self.region.partition, self.region.name, self.account_id
+        )
+    }
+
+    fn view(&self, r: &RepoRecord) -> wire::Repository {
+        wire::Repository {
+            repository_arn: Some(r.arn.clone()),
+            registry_id: Some(r.registry_id.clone()),
+            repository_name: Some(r.name.clone()),
+            repository_uri: Some(format!("{}/{}", self.address, r.name)),
+            created_at: Some(r.created_at),
+            image_tag_mutability: Some(if r.immutable() {
+                wire::ImageTagMutability::Immutable
+            } else {
+                wire::ImageTagMutability::Mutable
+            }),
+            image_scanning_configuration: Some(wire::ImageScanningConfiguration {
+                scan_on_push: Some(r.scan_on_push),
+            }),
+            encryption_configuration: Some(wire::EncryptionConfiguration {
+                encryption_type: Some(match r.encryption_type.as_str() {
+                    "KMS" => wire::EncryptionType::Kms,
+                    "KMS_DSSE" => wire::EncryptionType::KmsDsse,
+                    _ => wire::EncryptionType::Aes256,
+                }),
+                kms_key: r.kms_key.clone(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn not_found(&self, name: &str) -> AwsError {
+        ErrorCode::RepositoryNotFoundException.with(format!(
+            "The repository with name '{name}' does not exist in the registry with id '{}'",
+            self.account_id
+        ))
+    }
+
+    fn check_registry_id(&self, id: Option<&str>) -> Result<(), AwsError> {
+        match id {
+            Some(id) if id != self.account_id => Err(invalid(format!(
+                "registryId: '{id}' is not this account's registry ('{}').",
+                self.account_id
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    async fn repo(&self, name: Option<&str>) -> Result<(RepoRecord, u64), AwsError> {
+        let name = name.unwrap_or_default();
+        self.meta.repo(name).await?.ok_or_else(|| self.not_found(name))
+    }
+
+    /// Edits a repository record in place.
+    async fn update_repo(
+        &self,
+        name: Option<&str>,
+        f: impl Fn(&mut RepoRecord),
+    ) -> Result<RepoRecord, AwsError> {
+        let name = name.unwrap_or_default();
+        let key = records::repo_key(name);
+        let mut cas = Cas::new(&*self.meta.store, format!("repository {name}"));
+        loop {
+            cas.attempt().await?;
+            let (mut rec, rev) = self.repo(Some(name)).await?;
+            f(&mut rec);
+            if cas.commit(Txn::new().when(&key, rev).put(&key, encode(&rec))).await? {
+                return Ok(rec);
+            }
+        }
+    }
+
+    /// The repository an ARN names.
+    fn repo_of_arn(&self, arn: Option<&str>) -> Result<String, AwsError> {
+        let arn = arn.unwrap_or_default();
+        let prefix = format!(
+            "arn:{}:ecr:{}:{}:repository/",
+            self.region.partition, self.region.name, self.account_id
+        );
+        arn.strip_prefix(&prefix)
+            .filter(|n| berth_registry::digest::valid_repository(n).is_ok())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "Invalid parameter at 'resourceArn': '{arn}' is not the ARN of a repository of this registry ({prefix}NAME)."
+                ))
+            })
+    }
+}
+
+/// Tags sorted by key, validated (ECR: at most 50, keys 1-128, values up to 256).
+fn merge_tags(
+    current: &[(String, String)],
+    add: &[wire::Tag],
+) -> Result<Vec<(String, String)>, AwsError> {
+    let mut map: BTreeMap<String, String> = current.iter().cloned().collect();
+    for t in add {
+        let key = t.key.clone().unwrap_or_default();
+        if key.is_empty() || key.len() > 128 || key.starts_with("aws:") {
+            return Err(ErrorCode::InvalidTagParameterException.with(format!(
+                "Tag key '{key}' is invalid: 1 to 128 characters, not starting with 'aws:'."
+            )));
+        }
+        let value = t.value.clone().unwrap_or_default();
+        if value.len() > 256 {
+            return Err(ErrorCode::InvalidTagParameterException
+                .with(format!("The value of tag '{key}' is longer than 256 characters.")));
+        }
+        map.insert(key, value);
+    }
+    if map.len() > 50 {
+        return Err(ErrorCode::TooManyTagsException
+            .with("A repository can have at most 50 tags.".to_string()));
+    }
+    Ok(map.into_iter().collect())
+}
+
+fn image_id(digest: &str, tag: Option<&str>) -> wire::ImageIdentifier {
+    wire::ImageIdentifier {
+        image_digest: Some(digest.to_string()),
+        image_tag: tag.map(str::to_string),
+    }
+}
+
+fn describe_id(id: &wire::ImageIdentifier) -> String {
+    let mut parts = vec![];
+    if let Some(d) = &id.image_digest {
+        parts.push(format!("imageDigest:'{d}'"));
+    }
+    if let Some(t) = &id.image_tag {
+        parts.push(format!("imageTag:'{t}'"));
+    }
+    format!("{{{}}}", parts.join(", "))
+}
+
+/// What an image identifier resolves to.
+enum Resolved {
+    Found(ImageRecord),
+    Failure(wire::ImageFailure),
+}
+
+fn failure(id: &wire::ImageIdentifier, code: wire::ImageFailureCode, reason: &str) -> Resolved {
+    Resolved::Failure(wire::ImageFailure {
+        image_id: Some(id.clone()),
+        failure_code: Some(code),
+        failure_reason: Some(reason.to_string()),
+    })
+}
+
+impl EcrService {
+    /// Resolves an image identifier in `repo` (`tags`: the repository's tag -> digest).
+    async fn resolve(
+        &self,
+        repo: &str,
+        tags: &BTreeMap<String, String>,
+        id: &wire::ImageIdentifier,
+    ) -> Result<Resolved, AwsError> {
+        use wire::ImageFailureCode as F;
+        let by_tag = match &id.image_tag {
+            Some(t) => match tags.get(t) {
+                Some(d) => Some(d.clone()),
+                None => return Ok(failure(id, F::ImageNotFound, "Requested image not found")),
+            },
+            None => None,
+        };
+        let digest = match (&id.image_digest, by_tag) {
+            (Some(d), Some(t)) if *d != t => {
+                return Ok(failure(
+                    id,
+                    F::ImageTagDoesNotMatchDigest,
+                    "Invalid parameter: the image tag does not match the digest",
+                ));
+            }
+            (Some(d), _) => {
+                if Digest::parse(d).is_err() {
+                    return Ok(failure(
+                        id,
+                        F::InvalidImageDigest,
+                        "Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'",
+                    ));
+                }
+                d.clone()
+            }
+            (None, Some(t)) => t,
+            (None, None) => {
+                return Ok(failure(
+                    id,
+                    F::MissingDigestAndTag,
+                    "Invalid request parameters: both tag and digest cannot be null",
+                ));
+            }
+        };
+        match self.meta.image(repo, &digest).await? {
+            Some((img, _)) => Ok(Resolved::Found(img)),
+            None => Ok(failure(id, F::ImageNotFound, "Requested image not found")),
+        }
+    }
+
+    async fn tag_map(&self, repo: &str) -> Result<BTreeMap<String, String>, AwsError> {
+        Ok(self.meta.tag_list(repo).await?.into_iter().collect())
+    }
+
+    fn detail(&self, repo: &str, img: &ImageRecord, tags: &[String]) -> wire::ImageDetail {
+        wire::ImageDetail {
+            registry_id: Some(self.account_id.clone()),
+            repository_name: Some(repo.to_string()),
+            image_digest: Some(img.digest.clone()),
+            image_tags: (!tags.is_empty()).then(|| tags.to_vec()),
+            image_size_in_bytes: Some(img.size as i64),
+            image_pushed_at: Some(img.pushed_at),
+            image_manifest_media_type: Some(img.media_type.clone()),
+            artifact_media_type: img.artifact_media_type.clone(),
+            subject_manifest_digest: img.subject.clone(),
+            image_status: Some(wire::ImageStatus::Active),
+            ..Default::default()
+        }
+    }
+}
+
+/// One page of `items` (sorted by their key) after the token's key.
+fn page<T>(
+    items: Vec<(String, T)>,
+    max_results: Option<i32>,
+    next_token: Option<&str>,
+    max: usize,
+) -> Result<(Vec<T>, Option<String>), AwsError> {
+    let limit = match max_results {
+        None => max,
+        Some(n) if n >= 1 && n as usize <= 1000 => n as usize,
+        Some(n) => return Err(invalid(format!("maxResults must be between 1 and 1000; got {n}."))),
+    };
+    let after = match next_token {
+        None | Some("") => None,
+        Some(t) => Some(
+            URL_SAFE_NO_PAD.decode(t).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(
+                || {
+                    invalid(
+                        "Invalid parameter at 'nextToken': use the nextToken of the previous page.",
+                    )
+                },
+            )?,
+        ),
+    };
+    let mut rest: Vec<(String, T)> =
+        items.into_iter().filter(|(k, _)| after.as_ref().is_none_or(|a| k > a)).collect();
+    let more = rest.len() > limit;
+    rest.truncate(limit);
+    let token = if more { rest.last().map(|(k, _)| URL_SAFE_NO_PAD.encode(k)) } else { None };
+    Ok((rest.into_iter().map(|(_, t)| t).collect(), token))
+}
+
+impl wire::RepositoriesApi<RequestContext> for Ecr<'_> {
+    async fn create_repository(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::CreateRepositoryRequest,
+    ) -> Result<wire::CreateRepositoryResponse, AwsError> {
+        let s = self.svc;
+        s.check_registry_id(input.registry_id.as_deref())?;
+        let name = input.repository_name.unwrap_or_default();
+        berth_registry::digest::valid_repository(&name).map_err(|_| {
+            invalid(format!(
+                "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*'' (got '{name}')"
+            ))
+        })?;
+        let immutable = match input.image_tag_mutability {
+            None | Some(wire::ImageTagMutability::Mutable) => false,
+            Some(wire::ImageTagMutability::Immutable) => true,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "imageTagMutability {other:?} (with exclusion filters) is not supported by Berth yet; use MUTABLE or IMMUTABLE."
+                )));
+            }
+        };
+        let enc = input.encryption_configuration.unwrap_or_default();
+        let encryption_type = match enc.encryption_type {
+            None | Some(wire::EncryptionType::Aes256) => {
+                if enc.kms_key.is_some() {
+                    return Err(invalid(
+                        "encryptionConfiguration.kmsKey: a KMS key needs encryptionType KMS or KMS_DSSE.",
+                    ));
+                }
+                "AES256"
+            }
+            Some(wire::EncryptionType::Kms) => "KMS",
+            Some(wire::EncryptionType::KmsDsse) => "KMS_DSSE",
+        };
+        let tags = merge_tags(&[], &input.tags.unwrap_or_default())?;
+        let rec = RepoRecord {
+            arn: s.arn(&name),
+            name: name.clone(),
+            registry_id: s.account_id.clone(),
+            created_at: epoch_seconds(s.clock.now()),
+            image_tag_mutability: if immutable { "IMMUTABLE" } else { "MUTABLE" }.into(),
+            scan_on_push: input
+                .image_scanning_configuration
+                .and_then(|c| c.scan_on_push)
+                .unwrap_or(false),
+            encryption_type: encryption_type.into(),
+            kms_key: enc.kms_key,
+            tags,
+            lifecycle_policy: None,
+            lifecycle_policy_updated_at: None,
+            repository_policy: None,
+        };
+        let key = records::repo_key(&name);
+        let created =
+            recs::commit(&*s.meta.store, Txn::new().when(&key, 0).put(&key, encode(&rec))).await?;
+        if !created {
+            return Err(ErrorCode::RepositoryAlreadyExistsException.with(format!(
+                "The repository with name '{name}' already exists in the registry with id '{}'",
+                s.account_id
+            )));
+        }
+        tracing::info!(repository = %name, immutable, "ECR repository created");
+        Ok(wire::CreateRepositoryResponse { repository: Some(s.view(&rec)) })
+    }
+
+    async fn describe_repositories(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::DescribeRepositoriesRequest,
+    ) -> Result<wire::DescribeRepositoriesResponse, AwsError> {
+        let s = self.svc;
+        s.check_registry_id(input.registry_id.as_deref())?;
+        if let Some(names) = input.repository_names.filter(|n| !n.is_empty()) {
+            if input.next_token.is_some() || input.max_results.is_some() {
+                return Err(invalid(
+                    "nextToken and maxResults cannot be used with repositoryNames.",
+                ));
+            }
+            let mut out = vec![];
+            for n in names {
+                out.push(s.view(&s.repo(Some(&n)).await?.0));
+            }
+            return Ok(wire::DescribeRepositoriesResponse {
+                repositories: Some(out),
+                next_token: None,
+            });
+        }
+        let all =
+            s.meta.store.range(Range::prefix(records::REPOS)).await.map_err(crate::error::store)?;
+        let all: Vec<(String, RepoRecord)> = recs::decode_all::<RepoRecord>(all)?
+            .into_iter()
+            .map(|(r, _)| (r.name.clone(), r))
+            .collect();
+        let (page, next_token) = page(all, input.max_results, input.next_token.as_deref(), 100)?;
+        Ok(wire::DescribeRepositoriesResponse {
+            repositories: Some(page.iter().map(|r| s.view(r)).collect()),
+            next_token,
+        })
+    }
+
+    async fn delete_repository(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::DeleteRepositoryRequest,
+    ) -> Result<wire::DeleteRepositoryResponse, AwsError> {
+        let s = self.svc;
+        s.check_registry_id(input.registry_id.as_deref())?;
+        let name = input.repository_name.unwrap_or_default();
+        let force = input.force.unwrap_or(false);
+        let mut cas = Cas::new(&*s.meta.store, format!("repository {name}"));
+        let rec = loop {
+            cas.attempt().await?;
+            let (rec, rev) = s.repo(Some(&name)).await?;
+            let mut txn = Txn::new()
+                .when(records::repo_key(&name), rev)
+                .delete(records::repo_key(&name))
+                .delete(records::preview_key(&name));
+            for prefix in [
+                records::images_prefix(&name),
+                records::tags_prefix(&name),
+                records::layers_prefix(&name),
+            ] {
+                let found = s
+                    .meta
+                    .store
+                    .range(Range::prefix(&prefix))
+                    .await
+                    .map_err(crate::error::store)?;
+                if prefix.starts_with(records::IMAGES) && !found.is_empty() && !force {
+                    return Err(ErrorCode::RepositoryNotEmptyException.with(format!(
+                        "The repository with name '{name}' in registry with id '{}' cannot be deleted because it still contains images",
+                        s.account_id
+                    )));
+                }
+                for r in found {
+                    txn = txn.when(r.key.clone(), r.mod_revision).delete(r.key);
+                }
+            }
+            if cas.commit(txn).await? {
+                break rec;
+            }
+        };
+        tracing::info!(repository = %name, force, "ECR repository deleted");
+        Ok(wire::DeleteRepositoryResponse { repository: Some(s.view(&rec)) })
+    }
+
+    async fn put_image_tag_mutability(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::PutImageTagMutabilityRequest,
+    ) -> Result<wire::PutImageTagMutabilityResponse, AwsError> {
+        let s = self.svc;
+        s.check_registry_id(input.registry_id.as_deref())?;
+        let value = match input.image_tag_mutability {
+            Some(wire::ImageTagMutability::Mutable) => "MUTABLE",
+            Some(wire::ImageTagMutability::Immutable) => "IMMUTABLE",
+            other => {
+                return Err(invalid(format!(
+                    "imageTagMutability {other:?} is not supported by Berth yet; use MUTABLE or IMMUTABLE."
+                )));
+            }
+        };
+        let rec = s
+            .update_repo(input.repository_name.as_deref(), |r| {
+                r.image_tag_mutability = value.into()
+            })
+            .await?;
+        Ok(wire::PutImageTagMutabilityResponse {
+            registry_id: Some(s.account_id.clone()),
+            repository_name: Some(rec.name.clone()),
+            image_tag_mutability: s.view(&rec).image_tag_mutability,
+            ..Default::default()
+        })
+    }
+
+    async fn put_image_scanning_configuration(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::PutImageScanningConfigurationRequest,
+    ) -> Result<wire::PutImageScanningConfigurationResponse, AwsError> {
+        let s = self.svc;
+        s.check_registry_id(input.registry_id.as_deref())?;
+        let scan = input.image_scanning_configuration.and_then(|c| c.scan_on_push).unwrap_or(false);
+        let rec =
+            s.update_repo(input.repository_name.as_deref(), |r| r.scan_on_push = scan).await?;
+        Ok(wire::PutImageScanningConfigurationResponse {
+            registry_id: Some(s.account_id.clone()),
+            repository_name: Some(rec.name),
+            image_scanning_configuration: Some(wire::ImageScanningConfiguration {
+                scan_on_push: Some(scan),
+            }),
+        })
+    }
+}
+
+impl wire::ImagesApi<RequestContext> for Ecr<'_> {
+    async fn list_images(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::ListImagesRequest,
+    ) -> Result<wire::ListImagesResponse, AwsError> {
+        let s = self.svc;
+        s.check_registry_id(input.registry_id.as_deref())?;
+        let (repo, _) = s.repo(input.repository_name.as_deref()).await?;
+        let status = input.filter.and_then(|f| f.tag_status);
+        let tags = s.meta.tag_list(&repo.name).await?;
+        let tagged: HashSet<&str> = tags.iter().map(|(_, d)| d.as_str()).collect();
+        let mut ids: Vec<(String, wire::ImageIdentifier)> = vec![];
+        if !matches!(status, Some(wire::TagStatus::Untagged)) {
+            for (t, d) in &tags {
+                ids.push((format!("t{t}"), image_id(d, Some(t))));
+            }
+        }
+        if !matches!(status, Some(wire::TagStatus::Tagged)) {
+            for img in s.meta.images(&repo.name).await? {
+                if !tagged.contains(img.digest.as_str()) {
+                    ids.push((format!("u{}", img.digest), image_id(&img.digest, None)));
+                }
+            }
+        }
+        let (image_ids, next_token) =
+            page(ids, input.max_results, input.next_token.as_deref(), 100)?;
+        Ok(wire::ListImagesResponse { image_ids: Some(image_ids), next_token })
+    }
+
+    async fn describe_images(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::DescribeImagesRequest,
+    ) -> Result<wire::DescribeImagesResponse, AwsError> {
+        let s = self.svc;
+        s.check_registry_id(input.registry_id.as_deref())?;
+        let (repo, _) = s.repo(input.repository_name.as_deref()).await?;
+        let tags = s.tag_map(&repo.name).await?;
+        let tags_of = |digest: &str| -> Vec<String> {
+            tags.iter().filter(|(_, d)| d.as_str() == digest).map(|(t, _)| t.clone()).collect()
+        };
+        if let Some(ids) = input.image_ids.filter(|i| !i.is_empty()) {
+            let mut out = vec![];
+            for id in &ids {
+                match s.resolve(&repo.name, &tags, id).await? {
+                    Resolved::Found(img) => {
+                        out.push(s.detail(&repo.name, &img, &tags_of(&img.digest)))
+                    }
+                    Resolved::Failure(_) => {
+                        return Err(ErrorCode::ImageNotFoundException.with(format!(
+                            "The image with imageId {} does not exist within the repository with name '{}' in the registry with id '{}'",
+                            describe_id(id),
+                            repo.name,
+                            s.account_id
+                        )));
+                    }
+                }
+            }
+            return Ok(wire::DescribeImagesResponse { image_details: Some(out), next_token: None });
+        }
+        let status = input.filter.and_then(|f| f.tag_status);
+        let mut items = vec![];
+        for img in s.meta.images(&repo.name).await? {
+            let t = tags_of(&img.digest);
+            let keep = match status {
+                Some(wire::TagStatus::Tagged) => !t.is_empty(),
+                Some(wire::TagStatus::Untagged) => t.is_empty(),
+                _ => true,
+            };
+            if keep {
+                items.push((img.digest.clone(), s.detail(&repo.name, &img, &t)));
+            }
+        }
+        let (details, next_token) =
+            page(items, input.max_results, input.next_token.as_deref(), 100)?;
+        Ok(wire::DescribeImagesResponse { image_details: Some(details), next_token })
+    }
+
+    async fn batch_get_image(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::BatchGetImageRequest,
+    ) -> Result<wire::BatchGetImageResponse, AwsError> {
+        let s = self.svc;
+        s.check_registry_id(input.registry_id.as_deref())?;
+        let (repo, _) = s.repo(input.repository_name.as_deref()).await?;
+        let tags = s.tag_map(&repo.name).await?;
+        let (mut images, mut failures) = (vec![], vec![]);
+        for id in input.image_ids.unwrap_or_default() {
+            match s.resolve(&repo.name, &tags, &id).await? {
+                Resolved::Found(img) => images.push(wire::Image {
+                    registry_id: Some(s.account_id.clone()),
+                    repository_name: Some(repo.name.clone()),
+                    image_id: Some(image_id(&img.digest, id.image_tag.as_deref())),
+                    image_manifest: Some(img.manifest),
+                    image_manifest_media_type: Some(img.media_type),
+                }),
+                Resolved::Failure(f) => failures.push(f),
+            }
+        }
+        Ok(wire::BatchGetImageResponse { images: Some(images), failures: Some(failures) })
+    }
+
+    async fn put_image(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::PutImageRequest,
+    ) -> Result<wire::PutImageResponse, AwsError> {
+        let s = self.svc;
+        s.check_registry_id(input.registry_id.as_deref())?;
+        let (repo, _) = s.repo(input.repository_name.as_deref()).await?;
+        let manifest = input.image_manifest.unwrap_or_default();
+        if let Some(t) = &input.image_tag {
+            berth_registry::digest::valid_tag(t)
+                .map_err(|e| invalid(format!("Invalid parameter at 'imageTag': {e}")))?;
+        }
+        let expected = match &input.image_digest {
+            Some(d) => Some(
+                Digest::parse(d)
+                    .map_err(|e| invalid(format!("Invalid parameter at 'imageDigest': {e}")))?,
+            ),
+            None => None,
+        };
+        let digest = Digest::of(manifest.as_bytes());
+        let existing = s.meta.image(&repo.name, digest.as_str()).await?;
+        if existing.is_some() {
+            let tags = s.tag_map(&repo.name).await?;
+            let same = match &input.image_tag {
+                Some(t) => tags.get(t) == Some(&digest.to_string()),
+                None => true,
+            };
+            if same {
+                return Err(ErrorCode::ImageAlreadyExistsException.with(format!(
+                    "Image with digest '{digest}'{} already exists in the repository with name '{}' in registry with id '{}'",
+                    input.image_tag.as_ref().map(|t| format!(" and tag '{t}'")).unwrap_or_default(),
+                    repo.name,
+                    s.account_id
+                )));
+            }
+        }
+        let pushed = s
+            .registry
+            .push_manifest(
+                &repo.name,
+                input.image_manifest_media_type.as_deref(),
+                manifest.as_bytes(),
+                input.image_tag.as_deref(),
+                expected.as_ref(),
+            )
+            .await;
+        let (digest, parsed) = pushed.map_err(|e| match e.code {
+            "TAG_INVALID" => ErrorCode::ImageTagAlreadyExistsException.with(e.message),
+            "MANIFEST_BLOB_UNKNOWN" => {
+                let d = e.detail.as_ref().and_then(|d| d["digest"].as_str()).unwrap_or_default().to_string();
+                ErrorCode::LayersNotFoundException.with(format!(
+                    "Layers with digests '[{d}]' required for pushing image into repository with name '{}' in the registry with id '{}' do not exist",
+                    repo.name, s.account_id
+                ))
+            }
+            "DIGEST_INVALID" => ErrorCode::ImageDigestDoesNotMatchException.with(e.message),
+            "NAME_UNKNOWN" => s.not_found(&repo.name),
+            "UNKNOWN" => common::internal(e.message),
+            _ => invalid(format!("Invalid parameter at 'imageManifest': {}", e.message)),
+        })?;
+        Ok(wire::PutImageResponse {
+            image: Some(wire::Image {
+                registry_id: Some(s.account_id.clone()),
+                repository_name: Some(repo.name.clone()),
+                image_id: Some(image_id(digest.as_str(), input.image_tag.as_deref())),
+                image_manifest: Some(manifest),
+                image_manifest_media_type: Some(parsed.media_type),
+            }),
+        })
+    }
+
+    async fn batch_delete_image(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::BatchDeleteImageRequest,
+    ) -> Result<wire::BatchDeleteImageResponse, AwsError> {
+        let s = self.svc;
+        s.check_registry_id(input.registry_id.as_deref())?;
+        let (repo, _) = s.repo(input.repository_name.as_deref()).await?;
+        let (mut deleted, mut failures) = (vec![], vec![]);
+        for id in input.image_ids.unwrap_or_default() {
+            let tags = s.tag_map(&repo.name).await?;
+            let img = match s.resolve(&repo.name, &tags, &id).await? {
+                Resolved::Found(img) => img,
+                Resolved::Failure(f) => {
+                    failures.push(f);
+                    continue;
+                }
+            };
+            let tags_of_img: Vec<&String> =
+                tags.iter().filter(|(_, d)| **d == img.digest).map(|(t, _)| t).collect();
+            match (&id.image_digest, &id.image_tag) {
+                // By tag: the tag goes; the image goes with its last tag (as ECR does).
+                (None, Some(t)) if tags_of_img.len() > 1 => {
+                    use berth_registry::Metadata;
+                    s.meta
+                        .delete_tag(&repo.name, t)
+                        .await
+                        .map_err(|e| common::internal(e.to_string()))?;
+                    deleted.push(image_id(&img.digest, Some(t)));
+                }
+                _ => {
+                    s.meta.delete_images(&repo.name, std::slice::from_ref(&img.digest)).await?;
+                    if tags_of_img.is_empty() {
+                        deleted.push(image_id(&img.digest, None));
+                    }
+                    for t in tags_of_img {
+                        deleted.push(image_id(&img.digest, Some(t)));
+                    }
+                }
+            }
+        }
+        Ok(wire::BatchDeleteImageResponse { image_ids: Some(deleted), failures: Some(failures) })
+    }
+
+    async fn batch_check_layer_availability(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::BatchCheckLayerAvailabilityRequest,
+    ) -> Result<wire::BatchCheckLayerAvailabilityResponse, AwsError> {
+        use berth_registry::Metadata;
+        let s = self.svc;
+        s.check_registry_id(input.registry_id.as_deref())?;
+        let (repo, _) = s.repo(input.repository_name.as_deref()).await?;
+        let (mut layers, mut failures) = (vec![], vec![]);
+        for d in input.layer_digests.unwrap_or_default() {
+            let Ok(digest) = Digest::parse(&d) else {
+                failures.push(wire::LayerFailure {
+                    layer_digest: Some(d),
+                    failure_code: Some(wire::LayerFailureCode::InvalidLayerDigest),
+                    failure_reason: Some("Invalid layer digest".into()),
+                });
+                continue;
+            };
+            let linked = s
+                .meta
+                .blob_linked(&repo.name, &digest)
+                .await
+                .map_err(|e| common::internal(e.to_string()))?;
+            let size =
+                if linked { s.registry.blobs().stat(&digest).await.ok().flatten() } else { None };
+            layers.push(wire::Layer {
+                layer_digest: Some(d),
+                layer_availability: Some(if size.is_some() {
+                    wire::LayerAvailability::Available
+                } else {
+                    wire::LayerAvailability::Unavailable
+                }),
+                layer_size: size.map(|n| n as i64),
+                media_type: None,
+            });
+        }
+        Ok(wire::BatchCheckLayerAvailabilityResponse {
+            layers: Some(layers),
+            failures: Some(failures),
+        })
+    }
+}
+
+impl wire::AuthorizationApi<RequestContext> for Ecr<'_> {
+    async fn get_authorization_token(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::GetAuthorizationTokenRequest,
+    ) -> Result<wire::GetAuthorizationTokenResponse, AwsError> {
+        let s = self.svc;
+        for id in input.registry_ids.iter().flatten() {
+            s.check_registry_id(Some(id))?;
+        }
+        let expiry = s.clock.now().unix_timestamp() + token::TOKEN_LIFETIME_SECS;
+        Ok(wire::GetAuthorizationTokenResponse {
+            authorization_data: Some(vec![wire::AuthorizationData {
+                authorization_token: Some(s.token_key.authorization_token(expiry)),
+                expires_at: Some(expiry as f64),
+                proxy_endpoint: Some(format!("http://{}", s.address)),
+            }]),
+        })
+    }
+}
+
+impl wire::TagsApi<RequestContext> for Ecr<'_> {
+    async fn tag_resource(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::TagResourceRequest,
+    ) -> Result<wire::TagResourceResponse, AwsError> {
+        let s = self.svc;
+        let name = s.repo_of_arn(input.resource_arn.as_deref())?;
+        let add = input.tags.unwrap_or_default();
+        let (current, _) = s.repo(Some(&name)).await?;
+        merge_tags(&current.tags, &add)?;
+        s.update_repo(Some(&name), |r| {
+            if let Ok(t) = merge_tags(&r.tags, &add) {
+                r.tags = t;
+            }
+        })
+        .await?;
+        Ok(wire::TagResourceResponse {})
+    }
+
+    async fn untag_resource(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::UntagResourceRequest,
+    ) -> Result<wire::UntagResourceResponse, AwsError> {
+        let s = self.svc;
+        let name = s.repo_of_arn(input.resource_arn.as_deref())?;
+        let keys: HashSet<String> = input.tag_keys.unwrap_or_default().into_iter().collect();
+        s.update_repo(Some(&name), |r| r.tags.retain(|(k, _)| !keys.contains(k))).await?;
+        Ok(wire::UntagResourceResponse {})
+    }
+
+    async fn list_tags_for_resource(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::ListTagsForResourceRequest,
+    ) -> Result<wire::ListTagsForResourceResponse, AwsError> {
+        let s = self.svc;
+        let name = s.repo_of_arn(input.resource_arn.as_deref())?;
+        let (rec, _) = s.repo(Some(&name)).await?;
+        Ok(wire::ListTagsForResourceResponse {
+            tags: Some(
+                rec.tags
+                    .into_iter()
+                    .map(|(k, v)| wire::Tag { key: Some(k), value: Some(v) })
+                    .collect(),
+            ),
+        })
+    }
+}
+
+/// A repository policy: stored and returned as given once it is a JSON IAM policy document
+/// (an object with a `Statement`); it is not enforced until IAM policies are (any valid
+/// Berth key may push and pull).
+fn check_policy_text(text: &str) -> Result<(), AwsError> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        invalid(format!("Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided' ({e})"))
+    })?;
+    if !v.is_object() || v.get("Statement").is_none() {
+        return Err(invalid(
+            "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided' (an IAM policy document with a Statement)",
+        ));
+    }
+    Ok(())
+}
+
+impl EcrService {
+    fn policy_not_found(&self, repo: &str) -> AwsError {
+        ErrorCode::RepositoryPolicyNotFoundException.with(format!(
+            "Repository policy does not exist for the repository with name '{repo}' in the registry with id '{}'",
+            self.account_id
+        ))
+    }
+}
+
+impl wire::PoliciesApi<RequestContext> for Ecr<'_> {
+    async fn set_repository_policy(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::SetRepositoryPolicyRequest,
+    ) -> Result<wire::SetRepositoryPolicyResponse, AwsError> {
+        let s = self.svc;
+        s.check_registry_id(input.registry_id.as_deref())?;
+        let text = input.policy_text.unwrap_or_default();
+        check_policy_text(&text)?;
+        let rec = s
+            .update_repo(input.repository_name.as_deref(), |r| {
+                r.repository_policy = Some(text.clone())
+            })
+            .await?;
+        Ok(wire::SetRepositoryPolicyResponse {
+            registry_id: Some(s.account_id.clone()),
+            repository_name: Some(rec.name),
+            policy_text: Some(text),
+        })
+    }
+
+    async fn get_repository_policy(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::GetRepositoryPolicyRequest,
+    ) -> Result<wire::GetRepositoryPolicyResponse, AwsError> {
+        let s = self.svc;
+        s.check_registry_id(input.registry_id.as_deref())?;
+        let (rec, _) = s.repo(input.repository_name.as_deref()).await?;
+        let text = rec.repository_policy.ok_or_else(|| s.policy_not_found(&rec.name))?;
+        Ok(wire::GetRepositoryPolicyResponse {
+            registry_id: Some(s.account_id.clone()),
+            repository_name: Some(rec.name),
+            policy_text: Some(text),
+        })
+    }
+
+    async fn delete_repository_policy(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::DeleteRepositoryPolicyRequest,
+    ) -> Result<wire::DeleteRepositoryPolicyResponse, AwsError> {
+        let s = self.svc;
+        s.check_registry_id(input.registry_id.as_deref())?;
+        let (rec, _) = s.repo(input.repository_name.as_deref()).await?;
+        let text = rec.repository_policy.clone().ok_or_else(|| s.policy_not_found(&rec.name))?;
+        s.update_repo(Some(&rec.name), |r| r.repository_policy = None).await?;
+        Ok(wire::DeleteRepositoryPolicyResponse {
+            registry_id: Some(s.account_id.clone()),
+            repository_name: Some(rec.name),
+            policy_text: Some(text),
+        })
+    }
+}
+
+impl wire::Api for Ecr<'_> {
+    type Context = RequestContext;
+    type Repositories = Self;
+    type Images = Self;
+    type Authorization = Self;
+    type Lifecycle = Self;
+    type Policies = Self;
+    type Tags = Self;
+    fn repositories(&self) -> &Self {
+        self
+    }
+    fn images(&self) -> &Self {
+        self
+    }
+    fn authorization(&self) -> &Self {
+        self
+    }
+    fn lifecycle(&self) -> &Self {
+        self
+    }
+    fn policies(&self) -> &Self {
+        self
+    }
+    fn tags(&self) -> &Self {
+        self
+    }
+}
+
+/// Serves one ECR request (already routed here by its `ecr` credential scope).
+pub(crate) async fn serve(
+    app: &App,
+    req: axum::extract::Request,
+    request_id: &str,
+) -> Result<Vec<u8>, AwsError> {
+    let (parts, body) = req.into_parts();
+    let body = crate::protocol::read_capped(body, app.max_body_bytes).await?;
+    let signed = app.auth.authenticate(&parts, &body, wire::SIGNING_NAME).await?;
+    auth::authorize_region(&signed.principal, signed.region)?;
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| common::unknown_operation("Missing X-Amz-Target header."))?;
+    let (prefix, operation) = target.split_once('.').unwrap_or((target, ""));
+    if prefix != wire::TARGET_PREFIX {
+        return Err(common::unknown_operation(format!(
+            "Unknown target '{target}': ECR requests name {}.<Operation>.",
+            wire::TARGET_PREFIX
+        )));
+    }
+    let op = wire::Operation::from_name(operation).ok_or_else(|| {
+        common::unknown_operation(format!("{operation} is not an operation of Amazon ECR."))
+    })?;
+    auth::authorize(
+        &signed.principal,
+        Action { service: wire::SIGNING_NAME, operation: op.name() },
+    )?;
+    let Some(svc) = app.ecr.as_ref() else {
+        return Err(invalid("This Berth server runs no registry (it was started without one)."));
+    };
+    if signed.region != svc.region {
+        return Err(invalid(format!(
+            "Berth's registry serves region {} (the server's default region); sign ECR requests for {} (got {}).",
+            svc.region.name, svc.region.name, signed.region.name
+        )));
+    }
+    let ctx = RequestContext { principal: signed.principal, request_id: request_id.to_string() };
+    wire::dispatch(&Ecr { svc }, &ctx, op, &body).await
+}
+
+#[cfg(test)]
+mod tests;
