@@ -496,6 +496,14 @@ impl Agent {
         })
     }
 
+    /// Keeps `size` started pause containers ready for awsvpc tasks (0: none, the default):
+    /// an awsvpc task starts sooner, but its containers' hostname is then the pause
+    /// container's id rather than the ENI's DNS name (see [`task::network`]).
+    pub fn with_warm_pool(mut self, size: usize) -> Self {
+        self.network = self.network.with_pool(size);
+        self
+    }
+
     /// Enforces awsvpc tasks' security groups with `firewall` instead of the system's
     /// iptables (tests use [`berth_firewall::RecordingFirewall`]).
     pub fn with_firewall(mut self, firewall: Arc<dyn berth_firewall::Firewall>) -> Self {

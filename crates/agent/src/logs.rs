@@ -265,8 +265,8 @@ fn parse_cursor(ack: &LogShipmentAck) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_runtime::fake::FakeRuntime;
     use berth_runtime::ContainerSpec;
+    use berth_runtime::fake::FakeRuntime;
     use std::sync::Mutex;
 
     /// The server's side of the shipments: events and the cursor stored together; the

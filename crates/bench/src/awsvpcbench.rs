@@ -226,8 +226,8 @@ async fn main() -> anyhow::Result<()> {
             host_access: Default::default(),
         };
         let mut agent = Agent::register_with(config, rt.clone(), script.clone()).await?;
-        if !warm {
-            agent = agent.with_firewall(Arc::new(berth_firewall::Iptables::new()));
+        if warm {
+            agent = agent.with_warm_pool(DEFAULT_POOL_SIZE);
         }
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(agent.run(async move {
@@ -330,6 +330,15 @@ async fn main() -> anyhow::Result<()> {
                     script.set(|d| d.tasks.push(task));
                     let running = script.wait(&arn, "RUNNING").await?;
                     let took = running - t0;
+                    // The subnet bridge's device: the engine unlists a network before it has
+                    // torn its bridge down, and the next sample must not wait on that.
+                    let bridge = bridge_name(&format!("subnet-bench{run}"));
+                    let device = rt
+                        .list_networks(&[])
+                        .await?
+                        .into_iter()
+                        .find(|n| n.name == bridge)
+                        .map(|n| format!("/sys/class/net/br-{}", &n.id[..12.min(n.id.len())]));
                     script.set(|d| {
                         for t in &mut d.tasks {
                             t.desired_status = DesiredTaskStatus::Stopped;
@@ -341,11 +350,11 @@ async fn main() -> anyhow::Result<()> {
                     let labels = [("com.amazonaws.ecs.task-arn".to_string(), arn.clone())];
                     let task_id = arn.rsplit('/').next().unwrap_or_default();
                     let pause = pause_name(Some("awsvpcbench"), task_id);
-                    let bridge = bridge_name(&format!("subnet-bench{run}"));
                     loop {
                         let gone = rt.list(&labels).await?.is_empty()
                             && rt.inspect(&pause).await?.is_none()
-                            && !rt.list_networks(&[]).await?.iter().any(|n| n.name == bridge);
+                            && !rt.list_networks(&[]).await?.iter().any(|n| n.name == bridge)
+                            && !device.as_ref().is_some_and(|d| std::path::Path::new(d).exists());
                         if gone {
                             break;
                         }

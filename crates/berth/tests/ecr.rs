@@ -244,7 +244,7 @@ fn push_pull_run_and_collect() {
         "--repository-name",
         "e2e/frozen",
         "--lifecycle-policy-text",
-        "{\"rules\":[]}",
+        &rules.replace("\"countNumber\":1", "\"countNumber\":0"),
     ])
     .err("InvalidParameterException");
     ok(&[

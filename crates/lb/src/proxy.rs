@@ -124,9 +124,7 @@ pub(crate) async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, sha
                     let table = table.load_full();
                     let shared = shared.clone();
                     let local = local.clone();
-                    async move {
-                        Ok::<_, Infallible>(handle(&shared, &table, peer, req, local).await)
-                    }
+                    async move { Ok::<_, Infallible>(handle(&shared, &table, peer, req, local).await) }
                 }
             });
             let served = builder.serve_connection(TokioIo::new(stream), svc);

@@ -138,9 +138,11 @@ impl DockerRuntime {
         let st = berth_runtime::Runtime::inspect(self, id)
             .await?
             .ok_or_else(|| RuntimeError::NotFound { kind: ObjectKind::Container, id: id.into() })?;
-        let pid = st.pid.filter(|_| st.state.is_running()).ok_or_else(|| {
-            RuntimeError::Conflict { id: id.to_string(), message: "the container is not running".into() }
-        })?;
+        let pid =
+            st.pid.filter(|_| st.state.is_running()).ok_or_else(|| RuntimeError::Conflict {
+                id: id.to_string(),
+                message: "the container is not running".into(),
+            })?;
         for n in st.networks.iter().filter(|n| n.name != to.name) {
             let req = NetworkDisconnectRequest { container: id.to_string(), force: Some(true) };
             match self.client().disconnect_network(&n.name, req).await {
@@ -288,10 +290,7 @@ async fn set_mac(pid: u32, mac: &str) -> Result<(), RuntimeError> {
             .to_string();
         ip(&["link", "set", "dev", &dev, "address", &mac]).map(|_| ())
     };
-    tokio::task::spawn_blocking(set)
-        .await
-        .map_err(|e| engine(e.to_string()))?
-        .map_err(engine)
+    tokio::task::spawn_blocking(set).await.map_err(|e| engine(e.to_string()))?.map_err(engine)
 }
 
 fn body_field(v: &serde_json::Value, k: &str) -> String {

@@ -167,7 +167,10 @@ pub trait Runtime: Send + Sync + 'static {
     /// ([`RuntimeError::Invalid`]): a runtime without it gets no warm pool.
     async fn move_to_network(&self, id: &str, to: &NetworkAttachment) -> Result<(), RuntimeError> {
         let _ = to;
-        Err(RuntimeError::Invalid { id: id.to_string(), message: "move_to_network: unsupported".into() })
+        Err(RuntimeError::Invalid {
+            id: id.to_string(),
+            message: "move_to_network: unsupported".into(),
+        })
     }
 
     /// Renames container `id` to `name`; a name in use is [`RuntimeError::Conflict`], a

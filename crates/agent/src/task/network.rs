@@ -23,7 +23,8 @@
 //! bridge is never removed between another task's creation of it and its pause container
 //! joining it.
 //!
-//! The warm pool ([`WarmPool`], [`Networking::default`] keeps [`DEFAULT_POOL_SIZE`]): a
+//! The warm pool ([`WarmPool`]; off unless asked for, `berth agent --awsvpc-warm-pool N`,
+//! [`DEFAULT_POOL_SIZE`] the size we measure with): a
 //! cold pause container costs a full container start with its network on the critical path
 //! (300-450 ms here), before the first container can start. The pool keeps a few pause
 //! containers started ahead on network `none` (labelled [`LABEL_POOL`] and the instance,
@@ -35,10 +36,13 @@
 //! size; an empty pool makes one on demand (the same kind, so every task is alike). Trade-off:
 //! Docker copies a `container:` network's hostname into the joining containers and cannot
 //! change a running container's, so a warm pause container (and the task's containers) keep
-//! the pause container's own hostname (its short id) instead of the ENI's DNS name; a pool of
-//! size 0 ([`Networking::new`]) keeps the cold path, whose hostname is the DNS name.
+//! the pause container's own hostname (its short id) instead of the ENI's DNS name, which is
+//! why the pool is opt-in; a pool of size 0 (the default) keeps the cold path, whose hostname
+//! is the DNS name, as ECS sets it.
 //! [`cleanup`] adopts idle pool members a previous agent left, removes dead or surplus ones
-//! and handed-out ones whose task is gone; [`Networking::shutdown`] removes the idle ones.
+//! and handed-out ones whose task is gone; [`Networking::shutdown`] removes the idle ones, and
+//! so does the pool itself once no task has held one of its containers for [`POOL_LINGER`]
+//! (a host that stopped running awsvpc tasks keeps no idle pause containers).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -63,7 +67,7 @@ pub const LABEL_PAUSE: &str = "berth.pause";
 pub const CGROUP_ROOT: &str = "berth";
 /// Label on a warm-pool pause container (value `1`), idle or handed out.
 pub const LABEL_POOL: &str = "berth.pause-pool";
-/// Idle warm pause containers an agent keeps by default.
+/// Idle warm pause containers the benchmark keeps (`--awsvpc-warm-pool 2`).
 pub const DEFAULT_POOL_SIZE: usize = 2;
 
 /// The name of a task's pause container (cold, or warm once handed out).
@@ -107,9 +111,9 @@ fn bridge_lock() -> Arc<tokio::sync::Mutex<()>> {
 }
 
 impl Default for Networking {
-    /// The system's iptables and a warm pool of [`DEFAULT_POOL_SIZE`].
+    /// The system's iptables and no warm pool ([`Networking::with_pool`] adds one).
     fn default() -> Self {
-        Self::new(Arc::new(berth_firewall::Iptables::new())).with_pool(DEFAULT_POOL_SIZE)
+        Self::new(Arc::new(berth_firewall::Iptables::new()))
     }
 }
 
@@ -157,6 +161,9 @@ pub struct WarmPool {
     wake: tokio::sync::Notify,
     /// Hand-outs in flight (task start-ups using the engine): the replenisher waits for none.
     busy: watch::Sender<usize>,
+    /// Tasks holding a pause container from the pool: with none for [`POOL_LINGER`], the
+    /// idle ones are removed and replenishing stops until the next hand-out.
+    holders: watch::Sender<usize>,
 }
 
 #[derive(Default)]
@@ -187,6 +194,24 @@ impl Drop for Busy {
     }
 }
 
+/// A task holding a warm pause container; dropping it (the task's end) releases it.
+pub(super) struct Holder(Arc<WarmPool>);
+
+impl std::fmt::Debug for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Holder")
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.0.holders.send_modify(|b| *b = b.saturating_sub(1));
+    }
+}
+
+/// How long the pool stays warm after the last task holding one of its containers ended.
+pub const POOL_LINGER: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long the replenisher defers to hand-outs in flight before making one anyway.
 const REPLENISH_DEFER: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -197,6 +222,23 @@ impl WarmPool {
             state: Default::default(),
             wake: tokio::sync::Notify::new(),
             busy: watch::channel(0).0,
+            holders: watch::channel(0).0,
+        }
+    }
+
+    pub(super) fn holder(self: &Arc<Self>) -> Holder {
+        self.holders.send_modify(|b| *b += 1);
+        Holder(self.clone())
+    }
+
+    /// Resolves once no task has held a container for [`POOL_LINGER`].
+    async fn unused(&self) {
+        let mut holders = self.holders.subscribe();
+        loop {
+            let _ = holders.wait_for(|h| *h == 0).await;
+            if tokio::time::timeout(POOL_LINGER, holders.wait_for(|h| *h > 0)).await.is_err() {
+                return;
+            }
         }
     }
 
@@ -292,7 +334,21 @@ impl WarmPool {
         let mut backoff = std::time::Duration::from_millis(500);
         loop {
             while self.idle() >= self.size {
-                self.wake.notified().await;
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = self.unused() => {
+                        // Cold again: the idle ones go; the next hand-out starts over.
+                        let idle = {
+                            let mut st = self.lock();
+                            st.replenisher = None;
+                            std::mem::take(&mut st.idle)
+                        };
+                        for id in idle {
+                            let _ = rt.remove(&id).await;
+                        }
+                        return;
+                    }
+                }
             }
             let mut busy = self.busy.subscribe();
             let _ = tokio::time::timeout(REPLENISH_DEFER, busy.wait_for(|b| *b == 0)).await;
@@ -403,6 +459,10 @@ impl WarmPool {
     }
 }
 
+/// The pause container's start (cold) or hand-out (warm: the ruleset it loaded).
+pub(super) type PauseStart =
+    tokio::task::JoinHandle<Result<Option<Ruleset>, (TaskStopCode, String)>>;
+
 /// The task's network state held by its actor.
 #[derive(Debug, Default)]
 pub(super) struct TaskNet {
@@ -410,12 +470,14 @@ pub(super) struct TaskNet {
     /// The pause container's start, running while the first container is created
     /// ([`TaskActor::network_ready`] waits for it before any container starts).
     /// A warm one's hand-out yields the ruleset it loaded.
-    pub pause_start: Option<tokio::task::JoinHandle<Result<Option<Ruleset>, (TaskStopCode, String)>>>,
+    pub pause_start: Option<PauseStart>,
     pub pid: Option<u32>,
     pub applied: Option<Ruleset>,
     pub cgroup: Option<String>,
     /// A warm pause container's hand-out in flight: held until the task's containers run.
     pub busy: Option<Busy>,
+    /// Held while the task has a warm pause container.
+    pub holder: Option<Holder>,
 }
 
 /// The groups among `all` that the task is in.
@@ -519,6 +581,7 @@ impl TaskActor {
             .map_err(|e| failed(format!("CannotCreateContainerError: pause: {e}")))?;
         self.net.pause_id = Some(id.clone());
         self.net.pid = Some(pid);
+        self.net.holder = Some(pool.holder());
         let ruleset = self.ruleset(net);
         let firewall = self.ctx.network.firewall.clone();
         let name = pause_name(self.td.family.as_deref(), &self.task_id);
@@ -554,7 +617,9 @@ impl TaskActor {
             let ((), (), _guard) = tokio::try_join!(rules, named, bridge)?;
             match rt.move_to_network(&id, &to).await {
                 // Removed meanwhile by another agent process sharing the subnet.
-                Err(RuntimeError::NotFound { kind: berth_runtime::ObjectKind::Network, .. }) => {
+                Err(RuntimeError::NotFound {
+                    kind: berth_runtime::ObjectKind::Network, ..
+                }) => {
                     ensure_bridge(rt.as_ref(), &net, &instance).await?;
                     rt.move_to_network(&id, &to).await.map_err(fail)?;
                 }
@@ -789,6 +854,7 @@ impl TaskActor {
         self.net.pid = None;
         self.net.applied = None;
         self.net.busy = None;
+        self.net.holder = None;
         if let Some(net) = self.network() {
             let _guard = self.ctx.network.bridges.clone().lock_owned().await;
             match rt.remove_network(&bridge_name(&net.subnet_id)).await {

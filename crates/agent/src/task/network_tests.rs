@@ -236,7 +236,8 @@ async fn a_warm_pause_container_gets_the_rules_then_the_task_address_and_the_poo
     until(&mut run.reports, "RUNNING").await;
     let calls = run.fake.calls();
     // The pool's container: on `none`, no cgroup, labelled for the pool and the instance.
-    let made = position(&calls, |c| matches!(c, Call::Create(s) if s.labels.contains_key(LABEL_POOL)));
+    let made =
+        position(&calls, |c| matches!(c, Call::Create(s) if s.labels.contains_key(LABEL_POOL)));
     let Call::Create(p) = &calls[made] else { unreachable!() };
     assert_eq!(p.network_mode, NetworkMode::None);
     assert!(p.name.starts_with(&pool_name_prefix(INSTANCE)), "{}", p.name);
@@ -254,7 +255,10 @@ async fn a_warm_pause_container_gets_the_rules_then_the_task_address_and_the_poo
     assert_eq!(to.name, "berth-subnet-subnet-1");
     assert_eq!(to.ip_address.as_deref(), Some("10.213.7.10"));
     assert_eq!(to.mac_address.as_deref(), Some("0e:00:00:00:00:01"));
-    let app_start = position(&calls, |c| matches!(c, Call::Start(id) if id != pause_id && run.fake.spec(id).is_some_and(|s| !s.labels.contains_key(LABEL_POOL))));
+    let app_start = position(
+        &calls,
+        |c| matches!(c, Call::Start(id) if id != pause_id && run.fake.spec(id).is_some_and(|s| !s.labels.contains_key(LABEL_POOL))),
+    );
     assert!(renamed < moved && bridge < moved && moved < app_start, "{calls:#?}");
     // Its rules went in once, into its namespace.
     let pid = run.fake.inspect(pause_id).await.unwrap().unwrap().pid.unwrap();
@@ -290,8 +294,13 @@ async fn a_warm_pause_container_gets_the_rules_then_the_task_address_and_the_poo
     assert_eq!(run.fake.networks().len(), 1, "only Docker's own bridge is left");
     assert!(run.fake.cgroups().is_empty());
     assert_eq!(labelled(&run.fake, LABEL_POOL).len(), 2);
+    // No task holds one for POOL_LINGER: the idle ones go too.
+    let t0 = tokio::time::Instant::now();
+    while !run.fake.container_ids().is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(t0.elapsed() >= POOL_LINGER - Duration::from_secs(1), "{:?}", t0.elapsed());
     run.networking.shutdown(run.fake.as_ref(), INSTANCE).await;
-    assert!(run.fake.container_ids().is_empty(), "shutdown removes the idle ones");
 }
 
 #[tokio::test(start_paused = true)]

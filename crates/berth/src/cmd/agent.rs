@@ -56,6 +56,11 @@ pub struct Args {
     pub metadata_listen: Option<berth_agent::metadata::ListenSpec>,
     #[command(flatten)]
     pub host_access: super::host_access::Args,
+    /// Keeps N started pause containers ready for awsvpc tasks (0: none): an awsvpc task
+    /// starts about 15-20% sooner, but its containers' hostname is then the pause container's
+    /// id instead of the ENI's DNS name that ECS sets.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub awsvpc_warm_pool: usize,
     /// The server's CA certificate (its DATA_DIR/tls/ca.pem) to pin for an https:// server:
     /// only this CA is trusted. Default: DATA_DIR/ca.pem when present.
     #[arg(long, env = "BERTH_CA_FILE")]
@@ -195,7 +200,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ca_file: args.ca_file.clone(),
             join_token: args.join_token.clone(),
         };
-        let agent = Agent::connect(config, runtime, access).await?;
+        let agent =
+            Agent::connect(config, runtime, access).await?.with_warm_pool(args.awsvpc_warm_pool);
         eprintln!("berth agent: registered as {}", agent.instance_arn());
         if let Some(allowed) = host_access {
             eprintln!("berth agent: {allowed}");

@@ -382,10 +382,10 @@ class Protocol(unittest.TestCase):
         with self.assertRaises(ClientError) as e:
             iam.list_users()
         self.assertIn("`iam`", str(e.exception))
-        logs = boto3.client("logs", endpoint_url=ENDPOINT, region_name=REGION)
+        kinesis = boto3.client("kinesis", endpoint_url=ENDPOINT, region_name=REGION)
         with self.assertRaises(ClientError) as e:
-            logs.describe_log_groups()
-        self.assertIn("`logs`", str(e.exception))
+            kinesis.list_streams()
+        self.assertIn("`kinesis`", str(e.exception))
 
     def test_sts_get_caller_identity(self):
         ident = boto3.client("sts", endpoint_url=ENDPOINT, region_name=REGION).get_caller_identity()

@@ -1,6 +1,8 @@
 //! The EC2 networking API (issue #12): VPCs, subnets, security groups and their rules, the
 //! awsvpc tasks' network interfaces, availability zones and tags, over the records of
-//! [`berth_model::network`] in one region's view of the store.
+//! [`berth_model::network`] in one region's view of the store; agent-backed instances
+//! (`instances.rs`) and the launch templates they and Auto Scaling launch from
+//! (`launch_templates.rs`).
 //!
 //! Where to find an operation: the generated `berth_wire::ec2::*Api` trait that names it says
 //! its group; `src/ec2/<group>.rs` implements it on [`Ec2`] (`vpcs.rs` holds CreateVpc...).

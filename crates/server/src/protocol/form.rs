@@ -4,8 +4,9 @@
 //! Contract:
 //! * a request goes to the service named in its SigV4 credential scope (the `Authorization`
 //!   header's `Credential=`, or a presigned URL's `X-Amz-Credential`): `ecs` to the AWS JSON
-//!   1.1 front end, `ec2` and `sts` here; an unsigned form request (`Action=` in a `GET`
-//!   query string, or a form-encoded `POST`) comes here too, to be refused in its protocol's
+//!   1.1 front end, `ec2`, `sts` and `autoscaling` here; an unsigned form request (`Action=`
+//!   in a `GET` query string, or a form-encoded `POST`) comes here too, told by its `Version`
+//!   (Auto Scaling's `2011-01-01`, STS's, else EC2's), to be refused in its protocol's
 //!   envelope; a service Berth does not serve is refused naming it and the services served;
 //! * here: `POST` with a form body or `GET` with a query string; the body is read under the
 //!   cap; the request is authenticated for its service, once, before any service code runs,
@@ -344,6 +345,15 @@ mod tests {
             route(&req("POST", "/", &[("authorization", &auth("sts")), form])),
             Route::Form(Some(FormService::Sts))
         );
+        assert_eq!(
+            route(&req("POST", "/", &[("authorization", &auth("autoscaling")), form])),
+            Route::Form(Some(FormService::AutoScaling))
+        );
+        let mut unsigned =
+            Form::parse(b"Action=DescribeAutoScalingGroups&Version=2011-01-01", Flavor::Query);
+        assert_eq!(FormService::by_version(&unsigned), FormService::AutoScaling);
+        unsigned = Form::parse(b"Action=DescribeVpcs&Version=2016-11-15", Flavor::Ec2);
+        assert_eq!(FormService::by_version(&unsigned), FormService::Ec2);
         assert_eq!(
             route(&req("POST", "/", &[("authorization", &auth("elasticloadbalancing")), form])),
             Route::Form(Some(FormService::Elbv2))

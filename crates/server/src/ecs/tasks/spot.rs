@@ -207,10 +207,11 @@ impl Tasks {
                 let live = rec.task.capacity_provider_name.as_deref() == Some(SPOT)
                     && rec.last_status() == TaskStatus::Running
                     && rec.desired_status() == DesiredTaskStatus::Running;
-                if live && draw() < chance {
-                    if let Some(task) = self.interrupt_one(&cluster, &id).await? {
-                        out.push(task);
-                    }
+                if live
+                    && draw() < chance
+                    && let Some(task) = self.interrupt_one(&cluster, &id).await?
+                {
+                    out.push(task);
                 }
             }
         }
