@@ -32,9 +32,19 @@ pub fn store(e: StoreError) -> AwsError {
         ));
     }
     tracing::error!(error = %e, "store failure");
-    ErrorCode::ServerException.with(format!(
-        "Berth's state store failed ({e}). Retry the request; if it persists, check the server's log and its data directory's disk."
-    ))
+    let advice = match &e {
+        // The message already says what to do.
+        StoreError::EtcdNoSpace { .. }
+        | StoreError::TooLarge { .. }
+        | StoreError::TooManyOps { .. } => "",
+        StoreError::Etcd { .. } => {
+            " A write's outcome is unknown: read the resource back before retrying; if it persists, check that etcd is reachable and has a leader."
+        }
+        _ => {
+            " Retry the request; if it persists, check the server's log and its data directory's disk."
+        }
+    };
+    ErrorCode::ServerException.with(format!("Berth's state store failed ({e}).{advice}"))
 }
 
 /// A stored record could not be decoded: corruption or a downgrade.

@@ -357,6 +357,7 @@ impl Server {
             regions.services(default_region).view.clone(),
             clock.clone(),
             default_region,
+            &master_key,
         )
         .await?;
         let app = Arc::new(App {

@@ -158,8 +158,11 @@ class TaskSets(unittest.TestCase):
                          "ClusterNotFoundException")
         self.assertEqual(error_code(c.create_task_set, cluster="default", service="ext", taskDefinition="ts-none:1")[0],
                          "ClientException")
-        self.assertEqual(error_code(c.create_task_set, cluster="default", service="ext", taskDefinition=blue_td,
-                                    launchType="FARGATE")[0], "UnsupportedFeatureException")
+        # FARGATE needs a Fargate-compatible task definition (awsvpc, task-level cpu and memory).
+        code, msg = error_code(c.create_task_set, cluster="default", service="ext", taskDefinition=blue_td,
+                               launchType="FARGATE")
+        self.assertEqual(code, "InvalidParameterException")
+        self.assertIn("FARGATE", msg)
         self.assertEqual(error_code(c.create_service, cluster="default", serviceName="cd", taskDefinition=blue_td,
                                     desiredCount=1, deploymentController={"type": "CODE_DEPLOY"})[0],
                          "UnsupportedFeatureException")

@@ -67,6 +67,8 @@ pub enum SealError {
 /// The AES-256-GCM master key.
 pub struct MasterKey {
     cipher: Aes256Gcm,
+    /// The key itself, only ever used through [`MasterKey::derive`].
+    raw: [u8; 32],
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -78,7 +80,18 @@ impl std::fmt::Debug for MasterKey {
 impl MasterKey {
     /// A key from its 32 bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
-        Self { cipher: Aes256Gcm::new_from_slice(bytes).expect("a 256-bit key") }
+        Self { cipher: Aes256Gcm::new_from_slice(bytes).expect("a 256-bit key"), raw: *bytes }
+    }
+
+    /// A 32-byte key for one purpose, derived from this one (HMAC-SHA256 keyed by the master
+    /// key over `label`): other secrets (the registry's token key) need no file of their own,
+    /// live wherever `--key-file` keeps the master key, and differ per label.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.raw)
+            .expect("HMAC takes a key of any length");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// Reads the key file at `path`, or creates it (0600, its directory 0700) with a fresh

@@ -54,13 +54,14 @@ pub(crate) struct EcrService {
 }
 
 impl EcrService {
-    /// Binds the registry's port and opens its storage (`DATA_DIR/registry`) and token key
-    /// (`DATA_DIR/keys/registry-token.key`); nothing when no registry is configured.
+    /// Binds the registry's port and opens its storage (`DATA_DIR/registry`); its token key is
+    /// derived from `master`. Nothing when no registry is configured.
     pub async fn start(
         config: &crate::ServerConfig,
         view: Arc<dyn berth_store::Store>,
         clock: Arc<dyn Clock>,
         region: Region,
+        master: &crate::auth::MasterKey,
     ) -> Result<(Option<tokio::net::TcpListener>, Option<Arc<Self>>), crate::StartError> {
         let Some(addr) = config.registry.listen else { return Ok((None, None)) };
         let listen_err = |source| crate::StartError::Listen { addr, source };
@@ -70,15 +71,8 @@ impl EcrService {
             bound.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
         let address = config.registry.address.clone().unwrap_or_else(|| bound.to_string());
-        let key_path = config.data_dir.join(token::KEY_FILE);
-        let token_key = Arc::new(
-            token::TokenKey::load_or_create(&key_path, &config.account_id).map_err(|e| {
-                crate::StartError::Config(format!(
-                    "cannot set up the registry token key {}: {e}",
-                    key_path.display()
-                ))
-            })?,
-        );
+        let token_key =
+            Arc::new(token::TokenKey::new(master.derive(token::KEY_LABEL), &config.account_id));
         let meta = Arc::new(EcrMetadata { store: view, clock: clock.clone() });
         let authorizer = Arc::new(token::TokenAuthorizer {
             key: token_key.clone(),

@@ -3,15 +3,13 @@
 //! auth (`docker login --username AWS --password-stdin`).
 //!
 //! The password is `<expiry epoch seconds>.<hex HMAC-SHA256>` over the account and the
-//! expiry, keyed by a 32-byte secret kept in `DATA_DIR/keys/registry-token.key` (0600,
-//! created at first start). Nothing is stored per token, so tokens survive a restart and
+//! expiry, keyed by a 32-byte secret derived from the server's master key
+//! ([`crate::auth::MasterKey::derive`], label [`KEY_LABEL`]): no file of its own, kept wherever
+//! `--key-file` keeps the master key. Nothing is stored per token, so tokens survive a restart and
 //! verify without a lookup; none is ever logged. Invariants: a token verifies only under the
 //! key and account that minted it, and only before its expiry; comparing MACs takes
 //! constant time.
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -27,8 +25,8 @@ use crate::clock::Clock;
 /// How long a token is valid (ECR: 12 hours).
 pub const TOKEN_LIFETIME_SECS: i64 = 12 * 3600;
 
-/// Where the key lives under the data directory.
-pub const KEY_FILE: &str = "keys/registry-token.key";
+/// The label the token key is derived from the master key with.
+pub const KEY_LABEL: &str = "berth/ecr/registry-token/v1";
 
 /// The token key.
 pub struct TokenKey {
@@ -45,36 +43,6 @@ impl std::fmt::Debug for TokenKey {
 impl TokenKey {
     pub fn new(key: [u8; 32], account: &str) -> Self {
         Self { key, account: account.to_string() }
-    }
-
-    /// Reads the key at `path`, or creates it (0600; its directory 0700) with fresh random
-    /// bytes.
-    pub fn load_or_create(path: &Path, account: &str) -> std::io::Result<Self> {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let key: [u8; 32] = bytes.try_into().map_err(|_| {
-                    std::io::Error::other(format!("{} does not hold 32 bytes", path.display()))
-                })?;
-                Ok(Self::new(key, account))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)?;
-                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-                }
-                let mut key = [0u8; 32];
-                getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)?;
-                f.write_all(&key)?;
-                f.sync_all()?;
-                Ok(Self::new(key, account))
-            }
-            Err(e) => Err(e),
-        }
     }
 
     fn mac(&self, expiry: i64) -> String {
@@ -176,13 +144,14 @@ mod tests {
     }
 
     #[test]
-    fn the_key_file_is_created_private_and_reused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("keys/registry-token.key");
-        let a = TokenKey::load_or_create(&path, "000000000000").unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        let b = TokenKey::load_or_create(&path, "000000000000").unwrap();
-        assert_eq!(a.password(5), b.password(5));
+    fn the_key_is_derived_from_the_master_key_per_label() {
+        let master = crate::auth::MasterKey::from_bytes(&[7u8; 32]);
+        let a = TokenKey::new(master.derive(KEY_LABEL), "000000000000");
+        let b = TokenKey::new(master.derive(KEY_LABEL), "000000000000");
+        assert_eq!(a.password(5), b.password(5), "the same master key gives the same tokens");
+        assert_ne!(master.derive(KEY_LABEL), master.derive("another purpose"));
+        let other = crate::auth::MasterKey::from_bytes(&[8u8; 32]);
+        let c = TokenKey::new(other.derive(KEY_LABEL), "000000000000");
+        assert_ne!(a.password(5), c.password(5), "another master key, other tokens");
     }
 }
