@@ -44,10 +44,11 @@ NOTES = {
     "RegisterTaskDefinition": "ECS's validation rules; derived `requiresAttributes` and `compatibilities`.",
     "RunTask": "EC2 and FARGATE launch types and capacity provider strategies (FARGATE / FARGATE_SPOT run on Berth's Fargate pool; what does not fit waits in PROVISIONING); `awsvpc` gives each task its own interface in its subnet, guarded by its security groups.",
     "StartTask": "EC2 launch type, on the named instances; `awsvpc` as RunTask.",
-    "CreateService": "REPLICA and DAEMON; EC2 and FARGATE, capacity provider strategies, awsvpc; load balancers, service registries, Service Connect, volume configurations and blue/green refused.",
+    "CreateService": "REPLICA and DAEMON; EC2 and FARGATE, capacity provider strategies, awsvpc; `serviceRegistries` (Cloud Map: tasks registered once RUNNING and healthy, deregistered when stopping); `loadBalancers` (ALB / NLB target groups: tasks registered once RUNNING, healthy only once the target group says so, deregistered and DEACTIVATING for the deregistration delay before they stop, replaced when they fail ELB health checks); Service Connect, volume configurations and blue/green, linear and canary strategies refused.",
     "UpdateService": "Same refusals as CreateService; a changed `capacityProviderStrategy` needs `forceNewDeployment` (an empty list goes back to launch type EC2).",
     "DescribeServiceDeployments": "Deployments of the ECS deployment controller.",
     "StopServiceDeployment": "ROLLBACK and ABORT.",
+    "ListServicesByNamespace": "Services whose `serviceRegistries` name a Cloud Map service of the namespace (name, id or ARN); Service Connect is not implemented.",
     "SubmitTaskStateChange": "Also Berth's agent channel's report shape.",
     "TagResource": "Clusters, task definitions and services.",
     "UntagResource": "Clusters, task definitions and services.",
@@ -72,7 +73,6 @@ NOTES = {
 WHY_NOT = {
     "ContinueServiceDeployment": "Needs deployment lifecycle hooks, which come with the load balancing issue; until then ECS's documented error.",
     "ExecuteCommand": "Needs an SSM Session Manager channel to the container (a later issue).",
-    "ListServicesByNamespace": "Needs Cloud Map namespaces and Service Connect (a later issue).",
     "CreateDaemon": "Daemons need managed instances (a later issue).",
     "UpdateDaemon": "Daemons need managed instances (a later issue).",
     "DeleteDaemon": "Daemons need managed instances (a later issue).",
@@ -244,7 +244,8 @@ def other_tested_with(module: str, ops: list[str]) -> dict[str, list[str]]:
     py = [open(p, encoding="utf-8").read() for p in sorted(glob.glob(os.path.join(tests, "py", "*.py")))]
     py = [t for t in py if client.search(t)]
     rs = [open(p, encoding="utf-8").read() for p in sorted(glob.glob(os.path.join(tests, "*.rs")))]
-    rs = [t for t in rs if f'"{module}"' in t]
+    cli = {"appautoscaling": "application-autoscaling"}.get(module, module)  # the CLI's name
+    rs = [t for t in rs if f'"{module}"' in t or f'"{cli}"' in t]
     out = {}
     for op in ops:
         s, k = gen_wire.snake(op), kebab(op)
@@ -270,7 +271,7 @@ def other_tables() -> str:
         impl = [op for op in ops if gen_wire.snake(op) in methods and not refuses_only(methods[gen_wire.snake(op)])]
         tested = other_tested_with(module, ops)
         lines += [
-            f"### {name} (`{md.get('signingName') or md.get('endpointPrefix') or module}`, {md['protocol']} protocol, API {version})",
+            f"### {name} (`{md.get('signingName') or md.get('endpointPrefix') or module}`, {gen_wire.wire_protocol(md)} protocol, API {version})",
             "",
             f"{len(m['operations'])} operations in botocore's model; wire types are generated for "
             f"{len(ops)}, **{len(impl)} implemented**. The model's other operations answer the "

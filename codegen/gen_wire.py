@@ -55,24 +55,52 @@ SERVICES = {
     "ecs": ("ecs", "2014-11-13"),
     "ec2": ("ec2", "2016-11-15"),
     "sts": ("sts", "2011-06-15"),
+    "iam": ("iam", "2010-05-08"),
     "elbv2": ("elbv2", "2015-12-01"),
     "autoscaling": ("autoscaling", "2011-01-01"),
     "ssm": ("ssm", "2014-11-06"),
     "logs": ("logs", "2014-03-28"),
     "ecr": ("ecr", "2015-09-21"),
     "servicediscovery": ("servicediscovery", "2017-03-14"),
+    "cloudwatch": ("cloudwatch", "2010-08-01"),
+    "appautoscaling": ("application-autoscaling", "2016-02-06"),
+    "secretsmanager": ("secretsmanager", "2017-10-17"),
+    "cloudtrail": ("cloudtrail", "2013-11-01"),
 }
 
 # Services generated for a subset of their operations: `GROUPS` lists the operations Berth
 # implements, and only the shapes those operations reach are generated (EC2 has 765
 # operations). The model's other operations answer the protocol's "unsupported operation"
 # error naming the operation; a name the model lacks answers "invalid action".
-PARTIAL = {"ec2", "sts", "elbv2", "ssm", "autoscaling", "ecr", "logs", "servicediscovery"}
+PARTIAL = {"ec2", "sts", "iam", "elbv2", "ssm", "autoscaling", "ecr", "logs", "servicediscovery", "cloudwatch",
+           "secretsmanager", "appautoscaling", "cloudtrail"}
+
+# The protocols this generator writes. A model whose preferred `protocol` is not one of them
+# (CloudWatch prefers smithy RPC v2 CBOR) is generated for the first of its `protocols` that
+# is, the one botocore falls back to when it lacks the preferred one (the installed botocore
+# sends CloudWatch requests as JSON 1.0 with `x-amzn-query-mode: true`).
+GENERATED_PROTOCOLS = ("json", "query", "ec2")
+
+
+def wire_protocol(md: dict) -> str:
+    if md["protocol"] in GENERATED_PROTOCOLS:
+        return md["protocol"]
+    return next((p for p in md.get("protocols", []) if p in GENERATED_PROTOCOLS), md["protocol"])
+
 
 # module name -> resource group -> its operations. Every operation of the model belongs to
 # exactly one group (checked at generation): a new operation in botocore fails the generator
 # until it is placed, so nothing lands in a group by accident.
 GROUPS = {
+    "cloudtrail": {
+        "events": "LookupEvents",
+    },
+    "cloudwatch": {
+        "metrics": "PutMetricData GetMetricStatistics GetMetricData ListMetrics",
+        "alarms": """PutMetricAlarm DescribeAlarms DescribeAlarmsForMetric DeleteAlarms
+            SetAlarmState EnableAlarmActions DisableAlarmActions DescribeAlarmHistory""",
+        "tags": "TagResource UntagResource ListTagsForResource",
+    },
     "ecs": {
         "clusters": """CreateCluster DeleteCluster DescribeClusters ListClusters UpdateCluster
             UpdateClusterSettings PutClusterCapacityProviders""",
@@ -129,6 +157,26 @@ GROUPS = {
     },
     "sts": {
         "identity": "GetCallerIdentity",
+        "sessions": "AssumeRole GetSessionToken",
+    },
+    "iam": {
+        "users": """CreateUser GetUser ListUsers DeleteUser UpdateUser TagUser UntagUser
+            ListUserTags PutUserPermissionsBoundary DeleteUserPermissionsBoundary""",
+        "groups": """CreateGroup GetGroup ListGroups DeleteGroup AddUserToGroup
+            RemoveUserFromGroup ListGroupsForUser""",
+        "roles": """CreateRole GetRole ListRoles UpdateRole UpdateAssumeRolePolicy DeleteRole
+            TagRole UntagRole ListRoleTags PutRolePermissionsBoundary
+            DeleteRolePermissionsBoundary""",
+        "policies": """CreatePolicy GetPolicy ListPolicies DeletePolicy CreatePolicyVersion
+            GetPolicyVersion ListPolicyVersions SetDefaultPolicyVersion DeletePolicyVersion
+            ListEntitiesForPolicy""",
+        "attachments": """AttachUserPolicy DetachUserPolicy ListAttachedUserPolicies
+            AttachGroupPolicy DetachGroupPolicy ListAttachedGroupPolicies AttachRolePolicy
+            DetachRolePolicy ListAttachedRolePolicies""",
+        "inline_policies": """PutUserPolicy GetUserPolicy DeleteUserPolicy ListUserPolicies
+            PutGroupPolicy GetGroupPolicy DeleteGroupPolicy ListGroupPolicies PutRolePolicy
+            GetRolePolicy DeleteRolePolicy ListRolePolicies""",
+        "access_keys": "CreateAccessKey ListAccessKeys UpdateAccessKey DeleteAccessKey",
     },
     "elbv2": {
         "load_balancers": """CreateLoadBalancer DescribeLoadBalancers DeleteLoadBalancer
@@ -141,7 +189,17 @@ GROUPS = {
         "tags": "AddTags RemoveTags DescribeTags",
     },
     "ssm": {
-        "parameters": "GetParameter GetParameters",
+        "parameters": """GetParameter GetParameters PutParameter GetParametersByPath
+            DeleteParameter DeleteParameters DescribeParameters GetParameterHistory
+            LabelParameterVersion UnlabelParameterVersion""",
+        "tags": "AddTagsToResource ListTagsForResource RemoveTagsFromResource",
+    },
+    "secretsmanager": {
+        "secrets": """CreateSecret GetSecretValue BatchGetSecretValue PutSecretValue UpdateSecret
+            DescribeSecret ListSecrets DeleteSecret RestoreSecret""",
+        "versions": "ListSecretVersionIds UpdateSecretVersionStage",
+        "policies": "GetResourcePolicy PutResourcePolicy DeleteResourcePolicy ValidateResourcePolicy",
+        "tags": "TagResource UntagResource",
     },
     "logs": {
         "log_groups": """CreateLogGroup DeleteLogGroup DescribeLogGroups PutRetentionPolicy
@@ -159,6 +217,15 @@ GROUPS = {
         "lifecycle": """PutLifecyclePolicy GetLifecyclePolicy DeleteLifecyclePolicy
             StartLifecyclePolicyPreview GetLifecyclePolicyPreview""",
         "policies": "SetRepositoryPolicy GetRepositoryPolicy DeleteRepositoryPolicy",
+        "tags": "TagResource UntagResource ListTagsForResource",
+    },
+    "appautoscaling": {
+        "scalable_targets": """RegisterScalableTarget DescribeScalableTargets
+            DeregisterScalableTarget""",
+        "scaling_policies": """PutScalingPolicy DescribeScalingPolicies DeleteScalingPolicy
+            GetPredictiveScalingForecast""",
+        "activities": "DescribeScalingActivities",
+        "scheduled_actions": "PutScheduledAction DescribeScheduledActions DeleteScheduledAction",
         "tags": "TagResource UntagResource ListTagsForResource",
     },
     "servicediscovery": {
@@ -252,7 +319,7 @@ class Gen(QueryGen):
         self.module = module
         self.m = model
         self.shapes = model["shapes"]
-        self.protocol = model["metadata"]["protocol"]
+        self.protocol = wire_protocol(model["metadata"])
         self.out: list[str] = []
 
     def is_enum(self, name: str) -> bool:
@@ -475,9 +542,9 @@ class Gen(QueryGen):
 
     def generate(self, source: str) -> str:
         md = self.m["metadata"]
-        if md["protocol"] in ("ec2", "query"):
+        if self.protocol in ("ec2", "query"):
             return self.generate_query(source)
-        assert md["protocol"] == "json", f"{self.module}: protocol {md['protocol']} is not generated yet"
+        assert self.protocol == "json", f"{self.module}: protocol {md['protocol']} is not generated yet"
         self.w(f"// @generated by codegen/gen_wire.py from botocore {botocore.__version__}: {source}.")
         self.w("// Do not edit: change the generator and run `python3 codegen/gen_wire.py`.")
         self.w(f"//! {md.get('serviceFullName', self.module)} ({md.get('apiVersion')}): wire types, operations and errors.")
@@ -581,6 +648,24 @@ class Gen(QueryGen):
         self.w("    pub fn with(self, message: impl Into<String>) -> AwsError {")
         self.w("        AwsError::new(self.as_str(), self.status(), message)")
         self.w("    }")
+        if "awsQueryCompatible" in md:
+            # A query-compatible service answers `x-amzn-query-error: CODE;Sender|Receiver`
+            # with the code its query protocol spelt, which botocore reports.
+            self.w("    /// The code as the service's query protocol spells it, for `x-amzn-query-error`.")
+            self.w("    pub fn query_code(self) -> &'static str {")
+            self.w("        match self {")
+            for e in excs:
+                self.w(f"            Self::{type_name(e)} => {json.dumps(self.shapes[e].get('error', {}).get('code', e))},")
+            self.w("        }")
+            self.w("    }")
+            self.w("    /// The error whose `__type` is `code`.")
+            self.w("    pub fn from_code(code: &str) -> Option<Self> {")
+            self.w("        match code {")
+            for e in excs:
+                self.w(f"            {json.dumps(e)} => Some(Self::{type_name(e)}),")
+            self.w("            _ => None,")
+            self.w("        }")
+            self.w("    }")
         self.w("}")
         self.w()
 

@@ -139,6 +139,10 @@ pub struct DesiredTask {
     /// the agent enforces as one limit for the whole task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch_type: Option<berth_wire::ecs::LaunchType>,
+    /// The resolvers the task's containers use unless their definition names `dnsServers`
+    /// (Berth's DNS server, when containers can reach it: issue #17). Empty: Docker's default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_servers: Vec<String>,
 }
 
 /// An empty answer for an `ACTIVE` instance at version 0 (the statuses have no `Default`).
@@ -168,6 +172,7 @@ impl Default for DesiredTask {
             created_at: 0.0,
             network: None,
             launch_type: None,
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -321,6 +326,43 @@ pub struct LogShipmentAck {
     pub cursor: Option<String>,
 }
 
+/// Path of the agent's resource usage samples (issue #15): every few seconds, the CPU and
+/// memory each running task of the instance used, from the runtime's stats. The server turns
+/// them into CloudWatch's `AWS/ECS` (and Container Insights) metrics; a lost report is a
+/// missing datapoint, nothing more (no retry).
+pub const STATS_PATH: &str = "/berth/agent/v1/stats";
+
+/// One report to [`STATS_PATH`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsReport {
+    pub container_instance_arn: String,
+    pub cluster: String,
+    #[serde(default)]
+    pub tasks: Vec<TaskUsage>,
+}
+
+/// One task's usage over the sampling interval.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskUsage {
+    pub task_arn: String,
+    /// When the sample was taken, milliseconds since the epoch.
+    pub timestamp: i64,
+    #[serde(default)]
+    pub containers: Vec<ContainerUsage>,
+}
+
+/// One container's usage: CPU in ECS CPU units (1024 = one core busy through the interval),
+/// memory in bytes (without the page cache, as `docker stats` shows it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerUsage {
+    pub name: String,
+    pub cpu_units: f64,
+    pub memory_bytes: u64,
+}
+
 /// Path of the server's unauthenticated description of itself (`GET`), which an agent started
 /// without `--region` reads to join the server's default region.
 pub const INFO_PATH: &str = "/berth/agent/v1/info";
@@ -349,6 +391,77 @@ impl std::fmt::Debug for JoinResponse {
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"<redacted>")
             .field("registration", &self.registration)
+            .finish()
+    }
+}
+
+// ---- Task secrets (issue #16) ----
+
+/// Path of the task secrets endpoint: an agent asks, for one task placed on its own instance,
+/// for the values of its containers' `secrets` (Secrets Manager secrets, JSON keys of them,
+/// SSM parameters) and `repositoryCredentials`, just before it creates the containers.
+///
+/// Contract: the server resolves what the task's own definition names (the agent sends no
+/// `valueFrom`), checked against the task's execution role; the agent holds the values in
+/// memory only, for the containers' environment and the image pull, and never writes them to
+/// its data directory, logs, reports or the task metadata endpoint. A secret that cannot be
+/// read is not an error of the call: the answer's `failure` holds ECS's reason
+/// (`ResourceInitializationError: unable to pull secrets or registry auth: ...`) and the agent
+/// stops the task with it (`TaskFailedToStart`).
+pub const SECRETS_PATH: &str = "/berth/agent/v1/secrets";
+
+/// What the agent asks for.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSecretsRequest {
+    pub container_instance_arn: String,
+    pub cluster: String,
+    pub task_arn: String,
+}
+
+/// The resolved values, per container that has any.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSecretsResponse {
+    #[serde(default)]
+    pub containers: Vec<ContainerSecrets>,
+    /// Why the task cannot get its secrets (ECS's stopped reason), when it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+/// One container's secrets.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerSecrets {
+    pub container_name: String,
+    /// Environment variables, by the names the definition's `secrets` give them.
+    #[serde(default)]
+    pub environment: Vec<(String, String)>,
+    /// `repositoryCredentials`' user name and password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for TaskSecretsResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskSecretsResponse")
+            .field("containers", &self.containers)
+            .field("failure", &self.failure)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ContainerSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.environment.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("ContainerSecrets")
+            .field("container_name", &self.container_name)
+            .field("environment", &names)
+            .field(
+                "registry_credentials",
+                &self.registry_credentials.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

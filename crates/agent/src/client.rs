@@ -5,6 +5,15 @@
 //! `https://` endpoints are reached over TLS (rustls) trusting only the CA given to
 //! [`Client::with_ca`] (the server's `DATA_DIR/tls/ca.pem`, pinned with `--ca-file`), never
 //! the system roots; an `https://` endpoint without a CA is refused at construction.
+//!
+//! Several servers (`--server URL,URL,...`, issue #18): the client talks to one at a time. A
+//! call that gets no answer (connection refused or reset, timeout) or a server error (5xx)
+//! is tried at once on the next server, round the list, and the first that answers becomes
+//! the current one for the calls that follow; a call fails only when every server failed
+//! (then the next call starts from the following server). The calls the agent retries this
+//! way are its poll (a read: the held poll simply resumes on another server) and its reports
+//! and registration (idempotent: the latest state wins), so a call whose first attempt may
+//! have been applied is safe to repeat elsewhere.
 
 use std::time::Duration;
 
@@ -58,11 +67,21 @@ impl ClientError {
     }
 }
 
+/// One server of the control plane.
+#[derive(Debug)]
+struct Endpoint {
+    url: String,
+    /// `HOST:PORT`, signed as the `host` header.
+    host: String,
+}
+
 /// The control plane, as the agent talks to it.
 #[derive(Clone)]
 pub struct Client {
-    endpoint: String,
-    host: String,
+    /// One or more servers (see the module header); never empty.
+    endpoints: std::sync::Arc<[Endpoint]>,
+    /// The index of the server calls go to first.
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Replaced once by [`Client::set_credentials`] when an agent joins.
     signer: std::sync::Arc<std::sync::RwLock<Signer>>,
     /// The same credentials, signing for ECR (registry credentials for pulls).
@@ -82,25 +101,31 @@ impl Client {
         Self::with_ca(endpoint, credentials, region, None)
     }
 
-    /// A client for `endpoint`, `http://` or `https://`; over TLS it trusts the CA
-    /// certificates in `ca_pem` (PEM) alone.
+    /// A client for `endpoint`, `http://` or `https://`, or several separated by commas (see
+    /// the module header); over TLS it trusts the CA certificates in `ca_pem` (PEM) alone.
     pub fn with_ca(
         endpoint: &str,
         credentials: Credentials,
         region: &str,
         ca_pem: Option<&[u8]>,
     ) -> Result<Self, ClientError> {
-        let endpoint = endpoint.trim_end_matches('/').to_string();
-        let uri: http::Uri = endpoint.parse().map_err(|e| ClientError::Transport {
-            endpoint: endpoint.clone(),
-            message: format!("not a URL: {e}"),
-        })?;
-        let host =
-            uri.authority().map(|a| a.to_string()).ok_or_else(|| ClientError::Transport {
-                endpoint: endpoint.clone(),
-                message: "the URL has no host".into(),
+        let mut endpoints = Vec::new();
+        let mut https = false;
+        for one in endpoint.split(',').map(str::trim) {
+            let url = one.trim_end_matches('/').to_string();
+            let uri: http::Uri = url.parse().map_err(|e| ClientError::Transport {
+                endpoint: url.clone(),
+                message: format!("not a URL: {e}"),
             })?;
-        let https = uri.scheme_str() == Some("https");
+            let host =
+                uri.authority().map(|a| a.to_string()).ok_or_else(|| ClientError::Transport {
+                    endpoint: url.clone(),
+                    message: "the URL has no host".into(),
+                })?;
+            https |= uri.scheme_str() == Some("https");
+            endpoints.push(Endpoint { url, host });
+        }
+        let endpoint = endpoint.to_string();
         let tls_error =
             |message: String| ClientError::Transport { endpoint: endpoint.clone(), message };
         let tls = match ca_pem {
@@ -126,8 +151,8 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
         Ok(Self {
-            endpoint,
-            host,
+            endpoints: endpoints.into(),
+            current: Default::default(),
             ecr_signer: std::sync::Arc::new(std::sync::RwLock::new(Signer::new(
                 credentials.clone(),
                 region,
@@ -158,9 +183,13 @@ impl Client {
         self
     }
 
-    /// The endpoint this client calls.
+    /// The server this client calls first now (the current one of its list).
     pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        &self.endpoints[self.current_index()].url
+    }
+
+    fn current_index(&self) -> usize {
+        self.current.load(std::sync::atomic::Ordering::Relaxed) % self.endpoints.len()
     }
 
     async fn post(
@@ -173,6 +202,8 @@ impl Client {
         self.post_as(path, target, body, timeout, Some(&self.signer)).await
     }
 
+    /// `post_once` on the current server, then on each other in turn while they fail to
+    /// answer or answer a server error (see the module header).
     async fn post_as(
         &self,
         path: &str,
@@ -181,10 +212,50 @@ impl Client {
         timeout: Duration,
         signer: Option<&std::sync::RwLock<Signer>>,
     ) -> Result<(u16, Bytes), ClientError> {
+        use std::sync::atomic::Ordering;
+        let body = Bytes::from(body);
+        let n = self.endpoints.len();
+        let first = self.current_index();
+        let mut last = None;
+        for i in 0..n {
+            let at = (first + i) % n;
+            let endpoint = &self.endpoints[at];
+            let result =
+                self.post_once(endpoint, path, target, body.clone(), timeout, signer).await;
+            let failed = match &result {
+                Err(ClientError::Transport { .. }) => true,
+                Ok((status, _)) => *status >= 500,
+                Err(_) => false,
+            };
+            if failed && n > 1 {
+                tracing::warn!(server = %endpoint.url, path, "the server did not answer; trying the next one");
+                last = Some(result);
+                continue;
+            }
+            if at != first {
+                tracing::info!(server = %endpoint.url, "now talking to this server");
+                self.current.store(at, Ordering::Relaxed);
+            }
+            return result;
+        }
+        // Every server failed: the next call starts from the following one.
+        self.current.store((first + 1) % n, Ordering::Relaxed);
+        last.expect("at least one server was tried")
+    }
+
+    async fn post_once(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        target: Option<&str>,
+        body: Bytes,
+        timeout: Duration,
+        signer: Option<&std::sync::RwLock<Signer>>,
+    ) -> Result<(u16, Bytes), ClientError> {
         let content_type =
             if target.is_some() { "application/x-amz-json-1.1" } else { "application/json" };
         let mut headers: Vec<(&str, &str)> =
-            vec![("host", &self.host), ("content-type", content_type)];
+            vec![("host", &endpoint.host), ("content-type", content_type)];
         if let Some(t) = target {
             headers.push(("x-amz-target", t));
         }
@@ -198,7 +269,7 @@ impl Client {
         } else {
             Vec::new()
         };
-        let mut req = http::Request::post(format!("{}{path}", self.endpoint));
+        let mut req = http::Request::post(format!("{}{path}", endpoint.url));
         for (k, v) in headers.iter().skip(1) {
             req = req.header(*k, *v);
         }
@@ -206,8 +277,8 @@ impl Client {
             req = req.header(k.as_str(), v.as_str());
         }
         let transport =
-            |message: String| ClientError::Transport { endpoint: self.endpoint.clone(), message };
-        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| transport(e.to_string()))?;
+            |message: String| ClientError::Transport { endpoint: endpoint.url.clone(), message };
+        let req = req.body(Full::new(body)).map_err(|e| transport(e.to_string()))?;
         let resp = tokio::time::timeout(timeout, async {
             let resp = self.http.request(req).await.map_err(|e| transport(e.to_string()))?;
             let status = resp.status().as_u16();
@@ -216,7 +287,7 @@ impl Client {
                 Ok(b) => b.to_bytes(),
                 Err(e) if e.is::<LengthLimitError>() => {
                     return Err(ClientError::AnswerTooLarge {
-                        endpoint: self.endpoint.clone(),
+                        endpoint: endpoint.url.clone(),
                         path: path.to_string(),
                         limit,
                     });
@@ -398,6 +469,34 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.contains("/poll") && msg.contains(&LIMIT.to_string()), "{msg}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_call_moves_to_the_next_server_when_one_does_not_answer() {
+        // A port with nothing listening (bound, then closed): connections are refused.
+        let dead = {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        let live = answering("HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n".into(), 4).await;
+        let c = client(&format!("{dead}, {live}/"), 1024);
+        assert_eq!(c.endpoint(), dead, "the first server is the current one");
+        let v = call(&c).await.unwrap();
+        assert_eq!(v, serde_json::json!("xx"));
+        assert_eq!(c.endpoint(), live, "the server that answered is now the current one");
+        // Clones share the current server.
+        assert_eq!(c.clone().endpoint(), live);
+        // Every server failing: the call fails naming the last, the next starts further on.
+        let c = client(&format!("{dead},{dead}"), 1024);
+        let Err(err) = call(&c).await else { panic!("no server answers") };
+        assert!(err.is_transient(), "{err}");
+        // An endpoint list with a bad URL is refused at construction.
+        let creds = Credentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "secret".into(),
+            session_token: None,
+        };
+        assert!(Client::new(&format!("{live},not a url"), creds, "us-east-1").is_err());
     }
 
     #[test]

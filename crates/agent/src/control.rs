@@ -62,6 +62,19 @@ pub trait ControlPlane: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// The values of a task's `secrets` and `repositoryCredentials`
+    /// ([`berth_agent_protocol::SECRETS_PATH`]); held in memory only.
+    async fn task_secrets(
+        &self,
+        req: &berth_agent_protocol::TaskSecretsRequest,
+    ) -> Result<berth_agent_protocol::TaskSecretsResponse, ClientError> {
+        let _ = req;
+        Err(ClientError::Decode {
+            op: "TaskSecrets".into(),
+            message: "this control plane does not resolve secrets".into(),
+        })
+    }
+
     /// Ships log lines of the `awslogs` driver ([`berth_agent_protocol::LOGS_PATH`]).
     async fn ship_logs(
         &self,
@@ -71,6 +84,18 @@ pub trait ControlPlane: Send + Sync + 'static {
         Err(ClientError::Decode {
             op: "ShipLogs".into(),
             message: "this control plane does not take logs".into(),
+        })
+    }
+
+    /// Reports the instance's tasks' resource use ([`berth_agent_protocol::STATS_PATH`]).
+    async fn report_stats(
+        &self,
+        report: &berth_agent_protocol::StatsReport,
+    ) -> Result<(), ClientError> {
+        let _ = report;
+        Err(ClientError::Decode {
+            op: "ReportStats".into(),
+            message: "this control plane does not take usage samples".into(),
         })
     }
 }
@@ -118,6 +143,22 @@ impl ControlPlane for Client {
         shipment: &berth_agent_protocol::LogShipment,
     ) -> Result<berth_agent_protocol::LogShipmentAck, ClientError> {
         self.agent(berth_agent_protocol::LOGS_PATH, shipment, Duration::from_secs(30)).await
+    }
+
+    async fn report_stats(
+        &self,
+        report: &berth_agent_protocol::StatsReport,
+    ) -> Result<(), ClientError> {
+        self.agent::<_, serde_json::Value>(berth_agent_protocol::STATS_PATH, report, REPORT_TIMEOUT)
+            .await
+            .map(|_| ())
+    }
+
+    async fn task_secrets(
+        &self,
+        req: &berth_agent_protocol::TaskSecretsRequest,
+    ) -> Result<berth_agent_protocol::TaskSecretsResponse, ClientError> {
+        self.agent(berth_agent_protocol::SECRETS_PATH, req, REPORT_TIMEOUT).await
     }
 
     async fn registry_token(&self) -> Result<Option<RegistryToken>, ClientError> {

@@ -41,6 +41,7 @@ pub mod metadata;
 pub mod registry_auth;
 pub mod spec;
 pub mod state;
+pub mod stats;
 pub mod task;
 
 #[cfg(test)]
@@ -118,6 +119,10 @@ pub struct Access {
 
 /// Whether `endpoint`'s host is a loopback address (or `localhost`).
 fn is_loopback_endpoint(endpoint: &str) -> bool {
+    // Several servers (`URL,URL,...`): every one must be on this machine.
+    if endpoint.contains(',') {
+        return endpoint.split(',').all(|e| is_loopback_endpoint(e.trim()));
+    }
     let Ok(uri) = endpoint.parse::<http::Uri>() else { return false };
     match uri.host() {
         Some("localhost") => true,
@@ -224,6 +229,10 @@ fn attributes(config: &AgentConfig, info: &berth_runtime::RuntimeInfo) -> Vec<At
         // Images on the control plane's registry are pulled with an ECR token (issue #14).
         attr("com.amazonaws.ecs.capability.ecr-auth", None),
         attr("ecs.capability.execution-role-ecr-pull", None),
+        // Task secrets resolved by the control plane (issue #16).
+        attr("ecs.capability.secrets.asm.environment-variables", None),
+        attr("ecs.capability.secrets.ssm.environment-variables", None),
+        attr("ecs.capability.private-registry-authentication.secretsmanager", None),
     ];
     // Docker Remote API versions the engine speaks, as the ECS agent advertises them.
     let api_minor: u32 =
@@ -235,11 +244,26 @@ fn attributes(config: &AgentConfig, info: &berth_runtime::RuntimeInfo) -> Vec<At
     for name in config.host_access.attributes() {
         out.push(attr(&name, None));
     }
+    // Where this host's bridge tasks are reached (their Cloud Map address, issue #17).
+    if let Some(ip) = host_ipv4() {
+        out.push(attr("berth.host-ipv4", Some(&ip.to_string())));
+    }
     for (k, v) in &config.attributes {
         out.retain(|a| a.name.as_deref() != Some(k));
         out.push(attr(k, Some(v)));
     }
     out
+}
+
+/// This host's own IPv4 address: the source address of its default route (a UDP `connect`
+/// sends nothing). `None` without a route; `--attribute berth.host-ipv4=IP` overrides it.
+fn host_ipv4() -> Option<std::net::Ipv4Addr> {
+    let s = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    s.connect((std::net::Ipv4Addr::new(203, 0, 113, 1), 9)).ok()?;
+    match s.local_addr().ok()?.ip() {
+        std::net::IpAddr::V4(ip) if !ip.is_unspecified() && !ip.is_loopback() => Some(ip),
+        _ => None,
+    }
 }
 
 fn resources(
@@ -395,9 +419,19 @@ impl Agent {
             "availabilityZone": config.availability_zone,
             "region": config.region,
         });
+        // An agent-backed EC2 instance's server leaves it a signed identity document (as IMDS
+        // serves one): sent verbatim, it proves the instance id and zone (and is the
+        // credential of a join with `berth_instances::identity::JOIN_TOKEN`).
+        let signed = ["identity-document.json", "identity-document.sig"]
+            .map(|f| std::fs::read_to_string(config.data_dir.join(f)).ok());
+        let (doc, signature) = match signed {
+            [Some(d), Some(s)] => (d, Some(s)),
+            _ => (doc.to_string(), None),
+        };
         let mut req = RegisterContainerInstanceRequest {
             cluster: Some(config.cluster.clone()),
-            instance_identity_document: Some(doc.to_string()),
+            instance_identity_document: Some(doc),
+            instance_identity_document_signature: signature,
             total_resources: Some(resources(&config, &info, &own_ports)),
             version_info: Some(VersionInfo {
                 agent_version: Some(env!("CARGO_PKG_VERSION").into()),
@@ -614,6 +648,16 @@ impl Agent {
             vec![(LABEL_INSTANCE.to_string(), self.instance_arn.clone())],
             router.clone(),
         ));
+        let sampler = tokio::spawn(
+            stats::Sampler {
+                runtime: self.runtime.clone(),
+                control: self.control.clone(),
+                cluster: self.config.cluster.clone(),
+                instance_arn: self.instance_arn.clone(),
+                interval: stats::interval(),
+            }
+            .run(),
+        );
         let ctx = TaskContext {
             runtime: self.runtime.clone(),
             cluster: self.config.cluster.clone(),
@@ -721,6 +765,7 @@ impl Agent {
         drop(actors);
         drop(ctx);
         follower.abort();
+        sampler.abort();
         if let Ended::Unknown = ended {
             // The server knows none of these tasks: their reports cannot be delivered.
             reporter.abort();

@@ -23,6 +23,7 @@
 //! * `GET ${URI}`: the container's metadata;
 //! * `GET ${URI}/task`: the task's metadata, with all its containers;
 //! * `GET ${URI}/stats`: the container's Docker stats; `${URI}/task/stats`: every container's.
+//! * `GET /metrics`: the agent's own figures as Prometheus text ([`crate::stats::render`]).
 //!
 //! Each task actor writes only its own entry ([`Registry::publish`]); the endpoint only reads.
 //!
@@ -383,6 +384,8 @@ pub async fn serve_with(
         .route("/v4/{token}", get(container))
         .route("/v4/{token}/task", get(task))
         .route("/v4/{token}/stats", get(container_stats))
+        // The agent's own figures as Prometheus text (issue #15; `crate::stats`).
+        .route("/metrics", get(|| async { crate::stats::render() }))
         .route("/v4/{token}/task/stats", get(task_stats))
         .with_state(ep);
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();

@@ -91,6 +91,14 @@ impl PullAuth {
         }
     }
 
+    /// A task's secrets from the control plane (issue #16); `None` without one.
+    pub async fn task_secrets(
+        &self,
+        req: &berth_agent_protocol::TaskSecretsRequest,
+    ) -> Option<Result<berth_agent_protocol::TaskSecretsResponse, crate::client::ClientError>> {
+        Some(self.control.as_ref()?.task_secrets(req).await)
+    }
+
     /// The reference to pull for `image` and the credentials to present.
     pub async fn resolve(&self, image: &str) -> (String, Option<RegistryAuth>) {
         let Some(host) = registry_host(image) else { return (image.to_string(), None) };

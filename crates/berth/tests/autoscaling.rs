@@ -478,6 +478,27 @@ fn managed_scaling_adds_an_instance_for_waiting_tasks_and_drains_it_after(s: &Se
         ])
         .ok
     );
+    // DescribeClusters ATTACHMENTS: the provider's managed scaling policy, as ECS shows it.
+    let c = s
+        .aws(&["ecs", "describe-clusters", "--clusters", cluster, "--include", "ATTACHMENTS"])
+        .json();
+    let c = &c["clusters"][0];
+    assert_eq!(c["attachmentsStatus"], "UPDATE_COMPLETE", "{c}");
+    let a = &c["attachments"][0];
+    assert_eq!(
+        (a["type"].as_str(), a["status"].as_str()),
+        (Some("as_policy"), Some("CREATED")),
+        "{c}"
+    );
+    assert_eq!(
+        a["details"][0],
+        serde_json::json!({"name": "capacityProviderName", "value": "asg-managed-cp"})
+    );
+    assert_eq!(a["details"][1]["name"], "scalingPolicyName");
+    assert!(a["details"][1]["value"].as_str().unwrap().starts_with("ECSManagedAutoScalingPolicy-"));
+    assert_eq!(a["id"].as_str().unwrap().len(), 36, "{a}");
+    let plain = s.aws(&["ecs", "describe-clusters", "--clusters", cluster]).json();
+    assert!(plain["clusters"][0].get("attachments").is_none(), "only when asked: {plain}");
     s.register_task_definition(
         &serde_json::json!({"family": "asg-managed", "containerDefinitions": [
         {"name": "web", "image": "berth-demo:latest", "memory": 1024, "cpu": 1024}]}),

@@ -178,6 +178,64 @@ fn push_pull_run_and_collect() {
     docker.ok(&["pull", &format!("{uri}:v1")]);
     docker.ok(&["pull", &format!("{uri}@{digest}")]);
 
+    // skopeo, a second client: copies the image out into an OCI layout and back in under a new
+    // tag (now an OCI manifest), which ECR lists with its media type and skopeo reads back.
+    match skopeo() {
+        Some(skopeo) => {
+            let layout = tempfile::tempdir().unwrap();
+            let oci = format!("oci:{}:v1", layout.path().display());
+            let creds = format!("AWS:{}", password.stdout.trim());
+            let run = |args: &[&str]| {
+                let o = Command::new(&skopeo).args(args).output().expect("skopeo");
+                assert!(
+                    o.status.success(),
+                    "skopeo {args:?}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                String::from_utf8_lossy(&o.stdout).into_owned()
+            };
+            let src = format!("docker://{uri}:v1");
+            run(&["copy", "--src-tls-verify=false", "--src-creds", &creds, &src, &oci]);
+            let dst = format!("docker://{uri}:skopeo");
+            run(&["copy", "--dest-tls-verify=false", "--dest-creds", &creds, &oci, &dst]);
+            let inspected: serde_json::Value = serde_json::from_str(&run(&[
+                "inspect",
+                "--tls-verify=false",
+                "--creds",
+                &creds,
+                &dst,
+            ]))
+            .unwrap();
+            let copied = ok(&[
+                "ecr",
+                "describe-images",
+                "--repository-name",
+                "e2e/app",
+                "--image-ids",
+                "imageTag=skopeo",
+            ]);
+            let d = &copied["imageDetails"][0];
+            assert_eq!(d["imageManifestMediaType"], "application/vnd.oci.image.manifest.v1+json");
+            assert_eq!(inspected["Digest"], d["imageDigest"], "{inspected} {copied}");
+            assert_eq!(inspected["Layers"].as_array().map(Vec::len), Some(layers_of(&s)));
+            // Wrong credentials are refused to skopeo as to docker.
+            let denied = Command::new(&skopeo)
+                .args(["inspect", "--tls-verify=false", "--creds", "AWS:nope", &dst])
+                .output()
+                .unwrap();
+            assert!(!denied.status.success());
+            ok(&[
+                "ecr",
+                "batch-delete-image",
+                "--repository-name",
+                "e2e/app",
+                "--image-ids",
+                "imageTag=skopeo",
+            ]);
+        }
+        None => eprintln!("skipping the skopeo part: skopeo is not installed"),
+    }
+
     // An IMMUTABLE tag refuses an overwrite, by docker push and by PutImage.
     docker.tag(&format!("{uri}:v1"), &format!("{frozen_uri}:v1"));
     docker.ok(&["push", &format!("{frozen_uri}:v1")]);
@@ -332,4 +390,32 @@ fn push_pull_run_and_collect() {
     assert!(after + 512 * 1024 < before, "{before} -> {after} bytes");
     assert_eq!(after, 0, "no image is left, so no blob is");
     ok(&["ecr", "delete-repository", "--repository-name", "e2e/app"]);
+}
+
+/// skopeo's path; `None` (skip) outside CI when it is missing. `.ci/run` installs Debian's
+/// package, so under CI a missing skopeo fails.
+fn skopeo() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("skopeo")).find(|p| p.is_file()));
+    if found.is_none() && std::env::var_os("CI").is_some() {
+        panic!("skopeo is missing: .ci/run installs Debian's skopeo package");
+    }
+    found
+}
+
+/// How many layers e2e/app:v1 has, read through BatchGetImage.
+fn layers_of(s: &ServerProc) -> usize {
+    let got = s
+        .aws(&[
+            "ecr",
+            "batch-get-image",
+            "--repository-name",
+            "e2e/app",
+            "--image-ids",
+            "imageTag=v1",
+        ])
+        .json();
+    let manifest: serde_json::Value =
+        serde_json::from_str(got["images"][0]["imageManifest"].as_str().unwrap()).unwrap();
+    manifest["layers"].as_array().unwrap().len()
 }

@@ -314,8 +314,11 @@ fn authentication_failures_use_aws_codes() {
 #[test]
 fn unimplemented_operations_say_so() {
     let s = server();
+    let out = s.aws(&["ecs", "list-daemons"]);
+    assert!(out.err("UnsupportedFeatureException").contains("ListDaemons"));
+    // Implemented since issue #17: an unknown namespace is ECS's own error.
     let out = s.aws(&["ecs", "list-services-by-namespace", "--namespace", "ns"]);
-    assert!(out.err("UnsupportedFeatureException").contains("ListServicesByNamespace"));
+    assert!(out.err("NamespaceNotFoundException").contains("'ns'"));
 }
 
 #[test]

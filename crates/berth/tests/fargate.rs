@@ -168,4 +168,99 @@ fn a_fargate_task_runs_on_berth_up_in_its_own_vpc() {
     assert_eq!(d["tasks"][0]["attachments"][0]["status"], "DELETED");
     let nics = up.aws(&["ec2", "describe-network-interfaces"]).json();
     assert!(!nics.to_string().contains(&eni), "released: {nics}");
+
+    spot_falls_back_to_fargate_and_returns(&up, &data, &network);
+}
+
+/// `berth spot capacity --unavailable`: a service of a cluster tagged
+/// `berth:fargate-spot-fallback=enabled` runs its FARGATE_SPOT share on FARGATE, and moves
+/// it back to FARGATE_SPOT once `berth spot capacity --available`.
+fn spot_falls_back_to_fargate_and_returns(up: &ServerProc, data: &Path, network: &str) {
+    let spot = |flag: &str| {
+        let out = std::process::Command::new(bin())
+            .args(["spot", "capacity", flag, "--data-dir"])
+            .arg(data)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let c = up.aws(&[
+        "ecs",
+        "create-cluster",
+        "--cluster-name",
+        "fb",
+        "--capacity-providers",
+        "FARGATE",
+        "FARGATE_SPOT",
+        "--tags",
+        "key=berth:fargate-spot-fallback,value=enabled",
+    ]);
+    assert!(c.ok, "{}", c.stderr);
+    assert!(spot("--unavailable").contains("unavailable"));
+    let svc = up.aws(&[
+        "ecs",
+        "create-service",
+        "--cluster",
+        "fb",
+        "--service-name",
+        "fb-web",
+        "--task-definition",
+        "fg",
+        "--desired-count",
+        "1",
+        "--capacity-provider-strategy",
+        "capacityProvider=FARGATE_SPOT,weight=1",
+        "--network-configuration",
+        network,
+    ]);
+    assert!(svc.ok, "{}", svc.stderr);
+    // The one RUNNING task of the service, once there is one on `provider`.
+    let running_on =
+        |provider: &str| -> serde_json::Value {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let l = up
+                    .aws(&["ecs", "list-tasks", "--cluster", "fb", "--service-name", "fb-web"])
+                    .json();
+                let arns: Vec<&str> =
+                    l["taskArns"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+                if !arns.is_empty() {
+                    let mut a = vec![
+                        "ecs",
+                        "describe-tasks",
+                        "--cluster",
+                        "fb",
+                        "--include",
+                        "TAGS",
+                        "--tasks",
+                    ];
+                    a.extend(&arns);
+                    let d = up.aws(&a).json();
+                    if let Some(t) = d["tasks"].as_array().unwrap().iter().find(|t| {
+                        t["lastStatus"] == "RUNNING" && t["capacityProviderName"] == provider
+                    }) {
+                        return t.clone();
+                    }
+                }
+                assert!(Instant::now() < deadline, "no RUNNING task on {provider}: {l}");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        };
+    let fallback = running_on("FARGATE");
+    assert!(fallback["tags"].to_string().contains("berth:fargate-spot-fallback"), "{fallback}");
+    assert!(spot("--available").contains("available"));
+    let back = running_on("FARGATE_SPOT");
+    assert_ne!(back["taskArn"], fallback["taskArn"]);
+    let events = up
+        .aws(&["ecs", "describe-services", "--cluster", "fb", "--services", "fb-web"])
+        .json()["services"][0]["events"]
+        .to_string();
+    assert!(events.contains("FARGATE_SPOT has no capacity"), "{events}");
+    assert!(events.contains("back to FARGATE_SPOT"), "{events}");
+    assert!(
+        up.aws(&["ecs", "delete-service", "--cluster", "fb", "--service", "fb-web", "--force"]).ok
+    );
+    let arn = back["taskArn"].as_str().unwrap();
+    assert!(up.aws(&["ecs", "wait", "tasks-stopped", "--cluster", "fb", "--tasks", arn]).ok);
 }

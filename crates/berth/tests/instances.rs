@@ -187,6 +187,79 @@ fn run_instances_joins_the_cluster_and_terminate_removes_it() {
         .json();
     assert_eq!(d["Reservations"][0]["Instances"][0]["InstanceId"], id.as_str(), "{d}");
     assert_eq!(agent_pids(&id).len(), 1, "one agent process for the instance");
+    let zone = ci["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "ecs.availability-zone")
+        .map(|a| a["value"].clone());
+    assert_eq!(zone, Some(Value::from("us-east-1a")), "the signed document's zone: {ci}");
+
+    // Its identity document, signed by the server, is in its data directory, as IMDS serves
+    // it; the agent joined with it and signs with a key of its own (never the admin's).
+    let agent_dir = s.data_dir.join("instances").join(&id);
+    let document = std::fs::read_to_string(agent_dir.join("identity-document.json")).unwrap();
+    let signature = std::fs::read_to_string(agent_dir.join("identity-document.sig")).unwrap();
+    let d: Value = serde_json::from_str(&document).unwrap();
+    for (k, v) in [
+        ("instanceId", id.as_str()),
+        ("region", "us-east-1"),
+        ("availabilityZone", "us-east-1a"),
+        ("instanceType", "t3.small"),
+        ("imageId", image.as_str()),
+        ("privateIp", inst["PrivateIpAddress"].as_str().unwrap()),
+    ] {
+        assert_eq!(d[k], v, "{k} in {document}");
+    }
+    assert!(d["pendingTime"].as_str().unwrap().ends_with('Z'), "{document}");
+    assert_eq!(d["accountId"].as_str().unwrap().len(), 12, "{document}");
+    let own: Value = serde_json::from_str(
+        &std::fs::read_to_string(agent_dir.join("instance-credentials.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(own["containerInstanceArn"], arn.as_str());
+    assert_ne!(own["accessKeyId"].as_str().unwrap(), s.admin_key().unwrap().0);
+    // RegisterContainerInstance: a valid document fixes the EC2 id and zone whatever the
+    // attributes claim; an altered or forged one is refused with ECS's error.
+    assert!(s.aws(&["ecs", "create-cluster", "--cluster-name", "idcheck"]).ok);
+    let register = |doc: &str, sig: &str| {
+        s.aws(&[
+            "ecs",
+            "register-container-instance",
+            "--cluster",
+            "idcheck",
+            "--instance-identity-document",
+            doc,
+            "--instance-identity-document-signature",
+            sig,
+            "--total-resources",
+            "name=CPU,type=INTEGER,integerValue=1024",
+            "name=MEMORY,type=INTEGER,integerValue=1024",
+            "--attributes",
+            "name=ecs.availability-zone,value=us-east-1c",
+        ])
+    };
+    let altered = document.replace("us-east-1a", "us-east-1b");
+    assert!(register(&altered, &signature).err("ClientException").contains("not valid"));
+    register(&document, "Zm9yZ2VkIHNpZ25hdHVyZQ==").err("ClientException");
+    let ok = register(&document, &signature).json();
+    let ok = &ok["containerInstance"];
+    assert_eq!(ok["ec2InstanceId"], id.as_str(), "{ok}");
+    let zone =
+        ok["attributes"].as_array().unwrap().iter().find(|a| a["name"] == "ecs.availability-zone");
+    assert_eq!(zone.unwrap()["value"], "us-east-1a", "{ok}");
+    let other = ok["containerInstanceArn"].as_str().unwrap().to_string();
+    assert!(
+        s.aws(&[
+            "ecs",
+            "deregister-container-instance",
+            "--cluster",
+            "idcheck",
+            "--container-instance",
+            &other
+        ])
+        .ok
+    );
 
     // A task runs on it.
     s.register_task_definition(&serde_json::json!({"family": "on-ec2", "containerDefinitions": [
@@ -196,11 +269,39 @@ fn run_instances_joins_the_cluster_and_terminate_removes_it() {
     assert_eq!(t["tasks"][0]["containerInstanceArn"], arn.as_str());
     assert!(s.aws(&["ecs", "wait", "tasks-running", "--cluster", "web", "--tasks", &task]).ok);
 
-    // Stop and start: the agent goes and comes back as the same container instance.
+    // Stop and start: the instance's tasks stop with it, the agent goes and comes back as
+    // the same container instance.
     let stop = s.aws(&["ec2", "stop-instances", "--instance-ids", &id]).json();
     assert_eq!(stop["StoppingInstances"][0]["CurrentState"]["Name"], "stopping", "{stop}");
-    assert!(s.aws(&["ec2", "wait", "instance-stopped", "--instance-ids", &id]).ok);
+    // (Polled: the CLI's waiter polls only every 15 s.)
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = s.aws(&[
+            "ec2",
+            "describe-instances",
+            "--instance-ids",
+            &id,
+            "--query",
+            "Reservations[0].Instances[0].State.Name",
+            "--output",
+            "text",
+        ]);
+        if st.stdout.trim() == "stopped" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{id} never stopped: {}", st.stdout);
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert!(agent_pids(&id).is_empty(), "a stopped instance runs no agent");
+    let stopped = s.aws(&["ecs", "describe-tasks", "--cluster", "web", "--tasks", &task]).json();
+    let stopped = &stopped["tasks"][0];
+    assert_eq!(stopped["lastStatus"], "STOPPED", "{stopped}");
+    assert_eq!(stopped["stoppedReason"], format!("Host EC2 (instance {id}) stopped/terminated."));
+    let left = std::process::Command::new("docker")
+        .args(["ps", "-q", "--filter", &format!("label=com.amazonaws.ecs.task-arn={task}")])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "a stopped instance's task container still runs");
     s.aws(&["ec2", "stop-instances", "--instance-ids", &id, "bogus"])
         .err("InvalidInstanceID.Malformed");
     let start = s.aws(&["ec2", "start-instances", "--instance-ids", &id]).json();

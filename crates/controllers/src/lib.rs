@@ -11,7 +11,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod app_scaling;
 pub mod asg;
 pub mod managed_scaling;
 pub mod service;
 pub mod task_sets;
+pub mod traffic_shift;

@@ -9,6 +9,11 @@
 //!   essential container has a health check, the task is HEALTHY; without health checks once
 //!   it has been RUNNING for [`Input::settle_secs`] (ECS waits 40 seconds). A RUNNING task
 //!   that is UNHEALTHY after `healthCheckGracePeriodSeconds` is stopped and replaced.
+//!   **Behind load balancers** ([`TaskView::target_health`]) a task is healthy only once every
+//!   target group says its target is healthy (and its container health checks pass, if
+//!   any; the settle time then does not apply), and a RUNNING task whose target is
+//!   `unhealthy` after the grace period is stopped and replaced (ECS's "failed ELB health
+//!   checks"); it counts as a failure of its deployment if it was never healthy.
 //! * **Bounds.** With `D` the desired count: tasks of the service that are desired RUNNING
 //!   never exceed `floor(D x max% / 100)` because of a start, and healthy tasks never fall
 //!   below `ceil(D x min% / 100)` because of a stop this controller makes (tasks that are
@@ -122,6 +127,20 @@ pub struct TaskView {
     pub protected: bool,
     /// The capacity provider it was placed with (`capacityProviderName`).
     pub capacity_provider: Option<String>,
+    /// The service has load balancers: what its target groups say of this task's targets
+    /// (`None`: the service has none). See [`TargetHealth`].
+    pub target_health: Option<TargetHealth>,
+}
+
+/// What a service task's target groups say of its targets (the task's worst target).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetHealth {
+    /// Healthy in every target group of the service.
+    Healthy,
+    /// Not registered yet, or registered and still `initial` somewhere.
+    Pending,
+    /// `unhealthy` in `target_group` (its ARN).
+    Unhealthy { target_group: String },
 }
 
 /// One container instance of the cluster.
@@ -170,6 +189,8 @@ pub enum StopWhy {
     Draining,
     /// Its instance's agent has been silent for `silent_secs`.
     InstanceLost { instance: String, silent_secs: u64 },
+    /// Its target is `unhealthy` in `target_group` (an ARN) after the grace period.
+    ElbUnhealthy { target_group: String },
 }
 
 /// Tasks to start.

@@ -26,6 +26,10 @@
 //! * `-sleep SECS`: sleep, then exit 0.
 //! * `-print-env`: print the environment to stdout, then sleep until stopped.
 //! * `-alloc`: allocate and touch memory, 1 MiB at a time, until the OOM killer ends it.
+//! * `-lines N`: print N numbered lines of about 100 bytes to stdout as fast as it can, then
+//!   `lines: done N`, then sleep until stopped (for log ingestion benchmarks and tests).
+//! * `-burn SECS`: keep one CPU busy for SECS (0: until stopped), then sleep until stopped
+//!   (for CPU metrics and auto scaling tests).
 //!
 //! The non-serving modes serve HTTP too when `-listen` is given explicitly.
 //! SIGTERM and SIGINT end the program at once with exit 0, unless `-ignore-sigterm` (then
@@ -54,6 +58,8 @@ pub struct Options {
     pub sleep: Option<f64>,
     pub print_env: bool,
     pub alloc: bool,
+    pub lines: Option<u64>,
+    pub burn: Option<f64>,
     pub fail_health_after: Option<f64>,
     pub ignore_sigterm: bool,
 }
@@ -62,7 +68,7 @@ const USAGE: &str =
     "usage: hello [-get URL] [-listen ADDR] [-fail-health-after SECS] [-ignore-sigterm]
        hello -check URL
        hello -exit CODE [-after SECS]
-       hello -sleep SECS | -print-env | -alloc";
+       hello -sleep SECS | -print-env | -alloc | -lines N | -burn SECS";
 
 /// The `/fetch` client's timeout: `timeout_ms` when it is a positive number, else 10 s.
 fn fetch_timeout(ms: Option<String>) -> Duration {
@@ -107,6 +113,11 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Options, St
             "fail-health-after" => o.fail_health_after = Some(secs(value("seconds")?)?),
             "print-env" => o.print_env = true,
             "alloc" => o.alloc = true,
+            "lines" => {
+                let v = value("a count")?;
+                o.lines = Some(v.parse().map_err(|_| format!("-lines: {v:?} is not a count"))?);
+            }
+            "burn" => o.burn = Some(secs(value("seconds")?)?),
             "ignore-sigterm" => o.ignore_sigterm = true,
             "h" | "help" => return Err(USAGE.to_string()),
             _ => return Err(format!("unknown flag -{name}\n{USAGE}")),
@@ -153,7 +164,12 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
 
-    let mode_given = opts.exit.is_some() || opts.sleep.is_some() || opts.print_env || opts.alloc;
+    let mode_given = opts.exit.is_some()
+        || opts.sleep.is_some()
+        || opts.print_env
+        || opts.alloc
+        || opts.lines.is_some()
+        || opts.burn.is_some();
     if let Some(ok) = got
         && !mode_given
         && opts.listen.is_none()
@@ -219,7 +235,51 @@ fn main() -> ExitCode {
     if opts.alloc {
         alloc_forever();
     }
+    if let Some(n) = opts.lines {
+        print_lines(n);
+        park_forever();
+    }
+    if let Some(secs) = opts.burn {
+        burn(secs);
+        park_forever();
+    }
     ExitCode::SUCCESS
+}
+
+/// `-lines N`: N numbered lines of about 100 bytes, written through one buffered, locked
+/// stdout, then the `lines: done N` marker, flushed.
+fn print_lines(n: u64) {
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out.lock());
+    for i in 1..=n {
+        // A broken pipe ends the run quietly.
+        if writeln!(out, "line {i:010} the quick brown fox jumps over the lazy dog 0123456789 abcdefghijklmnopqrstu").is_err() {
+            return;
+        }
+    }
+    let _ = writeln!(out, "lines: done {n}");
+    let _ = out.flush();
+}
+
+/// `-burn SECS`: a busy loop on one CPU for SECS (0: for ever).
+fn burn(secs: f64) {
+    let until = (secs > 0.0).then(|| Instant::now() + Duration::from_secs_f64(secs));
+    let mut x: u64 = 1;
+    loop {
+        for _ in 0..100_000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        if until.is_some_and(|u| Instant::now() >= u) {
+            return;
+        }
+    }
+}
+
+fn park_forever() -> ! {
+    let _ = std::io::stdout().flush();
+    loop {
+        std::thread::park();
+    }
 }
 
 /// `-get`: one GET of `url`, printed (flushed at once); whether it answered 2xx.
@@ -426,6 +486,11 @@ mod tests {
         assert!(parse_args(args("-bogus")).is_err());
         assert!(parse_args(args("stray")).is_err());
         assert_eq!(parse_args(Vec::new()).unwrap(), Options::default());
+        let o = parse_args(args("-lines 1000")).unwrap();
+        assert_eq!(o.lines, Some(1000));
+        assert!(parse_args(args("-lines -3")).is_err());
+        assert_eq!(parse_args(args("-burn 0")).unwrap().burn, Some(0.0));
+        assert!(parse_args(args("-burn x")).is_err());
     }
 
     #[test]

@@ -9,10 +9,16 @@
 //!   (EC2 signs with an RSA/PKCS7 key only AWS holds; Berth's verifier is its own server, so
 //!   a shared-secret MAC is enough). [`verify`] compares in constant time and accepts nothing
 //!   but a signature made with the same key over the same bytes.
-//! * The server keeps one key per data directory (32 random bytes; where it keeps it is the
-//!   server's choice) and checks `instanceIdentityDocumentSignature` at
-//!   RegisterContainerInstance: a document that verifies names an instance the server
-//!   launched, so its `instanceId` may be trusted.
+//! * The server keeps one key per data directory ([`IdentityKey`], derived from its master key
+//!   under [`KEY_LABEL`], so nothing beside the master key needs backing up) and checks
+//!   `instanceIdentityDocumentSignature` at RegisterContainerInstance: a document that
+//!   verifies names an instance the server launched, so its `instanceId` and zone may be
+//!   trusted.
+//! * The server hands an instance's agent its document and signature as two files in the
+//!   agent's data directory ([`DOCUMENT_FILE`], [`SIGNATURE_FILE`], mode 0600, written by
+//!   [`write_files`] atomically), as IMDS would serve them; the agent sends them verbatim.
+//! * An agent holding a signed document joins with [`JOIN_TOKEN`] in place of a join token:
+//!   the signed document is its credential, and the join returns the instance's own key.
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -23,6 +29,68 @@ use crate::record::InstanceRecord;
 
 /// EC2's document version string.
 pub const DOCUMENT_VERSION: &str = "2017-09-30";
+
+/// The label the server derives the [`IdentityKey`] under from its master key.
+pub const KEY_LABEL: &str = "berth instance identity document v1";
+
+/// The document's file in an instance agent's data directory.
+pub const DOCUMENT_FILE: &str = "identity-document.json";
+/// Its signature's file (base64, as IMDS serves `/latest/dynamic/instance-identity/signature`).
+pub const SIGNATURE_FILE: &str = "identity-document.sig";
+
+/// The join token an agent presents when its signed identity document is its credential
+/// (not a secret: the server then requires a document that verifies).
+pub const JOIN_TOKEN: &str = "berth-instance-identity";
+
+/// The server's identity signing key (32 bytes; `Debug` never shows it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdentityKey([u8; 32]);
+
+impl std::fmt::Debug for IdentityKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentityKey(<redacted>)")
+    }
+}
+
+impl IdentityKey {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// [`sign`] with this key.
+    pub fn sign(&self, document: &[u8]) -> String {
+        sign(&self.0, document)
+    }
+
+    /// The document, when `signature` is this key's over exactly `document`'s bytes and the
+    /// bytes are an identity document; `None` otherwise (forged, altered or not a document).
+    pub fn verified(&self, document: &str, signature: &str) -> Option<IdentityDocument> {
+        if !verify(&self.0, document.as_bytes(), signature) {
+            return None;
+        }
+        serde_json::from_str(document).ok()
+    }
+}
+
+/// Writes `document` and `signature` into `dir` ([`DOCUMENT_FILE`], [`SIGNATURE_FILE`]),
+/// each mode 0600 through a temporary file and a rename, so a reader sees whole files.
+pub fn write_files(dir: &std::path::Path, document: &str, signature: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    for (name, body) in [(DOCUMENT_FILE, document), (SIGNATURE_FILE, signature)] {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(body.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(name))?;
+    }
+    Ok(())
+}
 
 /// The identity document.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +199,28 @@ mod tests {
         assert_eq!(v["version"], "2017-09-30");
         assert!(v["kernelId"].is_null() && v["billingProducts"].is_null());
         assert_eq!(v.as_object().unwrap().len(), 15);
+    }
+
+    #[test]
+    fn the_key_verifies_its_own_documents_only() {
+        let doc = IdentityDocument::of(&rec(), "us-east-1", "123456789012").to_json();
+        let key = IdentityKey::new([5; 32]);
+        let sig = key.sign(doc.as_bytes());
+        assert_eq!(key.verified(&doc, &sig).unwrap().instance_id, "i-0123456789abcdef0");
+        assert!(IdentityKey::new([6; 32]).verified(&doc, &sig).is_none());
+        let forged = doc.replace("us-east-1b", "us-east-1a");
+        assert!(key.verified(&forged, &sig).is_none());
+        // Signed, but not a document.
+        assert!(key.verified("{}", &key.sign(b"{}")).is_none());
+        assert!(!format!("{key:?}").contains('5'));
+        let dir = tempfile::tempdir().unwrap();
+        write_files(dir.path(), &doc, &sig).unwrap();
+        let read = std::fs::read_to_string(dir.path().join(DOCUMENT_FILE)).unwrap();
+        let read_sig = std::fs::read_to_string(dir.path().join(SIGNATURE_FILE)).unwrap();
+        assert!(key.verified(&read, &read_sig).is_some());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(SIGNATURE_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

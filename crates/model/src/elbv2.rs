@@ -116,6 +116,11 @@ pub struct TargetRecord {
     pub port: u16,
     #[serde(default)]
     pub availability_zone: Option<String>,
+    /// Where an `instance` target's traffic goes when the registrar knows it (an ECS service
+    /// task's host, registered by the service controller); `None`: resolved from the EC2
+    /// instance record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::IpAddr>,
 }
 
 /// `elbv2/target-groups/<id>`.

@@ -41,6 +41,7 @@ impl ModelError {
 }
 
 pub mod host_access;
+pub mod iam;
 pub mod keys;
 pub mod lifecycle;
 pub mod records;

@@ -30,8 +30,9 @@
 //!    is unsupported. **capacityProviderStrategy** (non-empty): refused together with a
 //!    launch type with ECS's wording; alone it is checked by the server against the cluster's
 //!    capacity providers (and the service then runs by it).
-//! 6. **Members Berth does not implement yet** (unsupported): non-empty `loadBalancers`,
-//!    `role`, non-empty `serviceRegistries`, `serviceConnectConfiguration` that is enabled or
+//! 6. **loadBalancers**: [`check_load_balancers`]. **serviceRegistries**:
+//!    [`check_service_registries`]. **Members Berth does not implement yet**
+//!    (unsupported): `role`, `serviceConnectConfiguration` that is enabled or
 //!    lists services, non-empty `vpcLatticeConfigurations`, non-empty `volumeConfigurations`,
 //!    `availabilityZoneRebalancing` `ENABLED`,
 //!    `enableExecuteCommand` true. (`role`, `launchType` are CreateService members only.)
@@ -404,6 +405,75 @@ struct Members<'a> {
     enable_execute_command: Option<bool>,
 }
 
+/// The request-only rules of `serviceRegistries` (issue #17); the server checks the rest
+/// against the task definition and the Cloud Map service
+/// (`servicediscovery::ecs_registrations::check`): at most one registry; each names its
+/// Cloud Map service by ARN; `port` and `containerPort` are ports; `containerName` and
+/// `containerPort` come together, and never with `port`.
+pub fn check_service_registries(regs: &[ServiceRegistry]) -> Result<(), ServiceRuleError> {
+    if regs.len() > 1 {
+        return Err(invalid(
+            "serviceRegistries",
+            "Only one service registry is supported per service: serviceRegistries lists at most one.",
+        ));
+    }
+    for (i, r) in regs.iter().enumerate() {
+        let field = |m: &str| format!("serviceRegistries[{i}].{m}");
+        let arn = r.registry_arn.as_deref().unwrap_or("");
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        if arn.is_empty() {
+            return Err(invalid(
+                field("registryArn"),
+                "registryArn is required: give the ARN of the AWS Cloud Map service (arn:aws:servicediscovery:REGION:ACCOUNT:service/srv-...) the tasks register with.",
+            ));
+        }
+        if parts.len() != 6
+            || parts[0] != "arn"
+            || parts[2] != "servicediscovery"
+            || !parts[5].starts_with("service/srv-")
+        {
+            return Err(invalid(
+                field("registryArn"),
+                format!(
+                    "Invalid registryArn '{arn}': it must be the ARN of an AWS Cloud Map service (arn:aws:servicediscovery:REGION:ACCOUNT:service/srv-...)."
+                ),
+            ));
+        }
+        for (name, v) in [("port", r.port), ("containerPort", r.container_port)] {
+            if let Some(p) = v
+                && !(0..=65535).contains(&p)
+            {
+                return Err(invalid(
+                    field(name),
+                    format!("{name} {p} is not a port: it must be between 0 and 65535."),
+                ));
+            }
+        }
+        match (r.container_name.is_some(), r.container_port.is_some()) {
+            (true, false) => {
+                return Err(invalid(
+                    field("containerPort"),
+                    "When specifying 'containerName', a value for 'containerPort' must also be specified.",
+                ));
+            }
+            (false, true) => {
+                return Err(invalid(
+                    field("containerName"),
+                    "When specifying 'containerPort', a value for 'containerName' must also be specified.",
+                ));
+            }
+            (true, true) if r.port.is_some() => {
+                return Err(invalid(
+                    field("port"),
+                    "Specify either 'port' or 'containerName' and 'containerPort' for a service registry, not both.",
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn non_empty<T>(v: Option<&[T]>) -> bool {
     v.is_some_and(|v| !v.is_empty())
 }
@@ -431,30 +501,20 @@ fn check_members(m: &Members<'_>) -> Result<(), ServiceRuleError> {
             ));
         }
     }
-    if non_empty(m.load_balancers) {
-        return Err(unsupported(
-            "loadBalancers",
-            "loadBalancers is not implemented by Berth yet: load balancing arrives with ELBv2. Omit loadBalancers.",
-        ));
-    }
+    check_load_balancers(m.load_balancers.unwrap_or(&[]))?;
     if m.role.is_some() {
         return Err(unsupported(
             "role",
             "role is the IAM role ECS uses to call your load balancer, and load balancing arrives with ELBv2: Berth does not implement it yet. Omit role.",
         ));
     }
-    if non_empty(m.service_registries) {
-        return Err(unsupported(
-            "serviceRegistries",
-            "serviceRegistries is not implemented by Berth yet: service discovery arrives with Cloud Map. Omit serviceRegistries.",
-        ));
-    }
+    check_service_registries(m.service_registries.unwrap_or(&[]))?;
     if let Some(sc) = m.service_connect
         && (sc.enabled == Some(true) || non_empty(sc.services.as_deref()))
     {
         return Err(unsupported(
             "serviceConnectConfiguration",
-            "serviceConnectConfiguration is not implemented by Berth yet: Service Connect arrives with Cloud Map namespaces. Omit it or set enabled to false without services.",
+            "serviceConnectConfiguration is not implemented by Berth yet: Service Connect needs a proxy in every task, which Berth does not run. Use serviceRegistries with a Cloud Map DNS namespace instead (tasks then call each other by DNS name), or omit serviceConnectConfiguration (or set enabled to false without services).",
         ));
     }
     if non_empty(m.vpc_lattice) {
@@ -483,6 +543,79 @@ fn check_members(m: &Members<'_>) -> Result<(), ServiceRuleError> {
             "enableExecuteCommand",
             "enableExecuteCommand is not implemented by Berth yet: ECS Exec needs the Systems Manager agent channel. Omit it or set it to false.",
         ));
+    }
+    Ok(())
+}
+
+/// Most `loadBalancers` entries a service may have (ECS: 5 target groups per service).
+pub const MAX_SERVICE_LOAD_BALANCERS: usize = 5;
+
+/// The shape of `loadBalancers` (ECS's rules; the server checks the target groups and the
+/// task definition): at most [`MAX_SERVICE_LOAD_BALANCERS`], each with a `targetGroupArn`
+/// (`loadBalancerName` names a Classic Load Balancer, which ECS refuses with application and
+/// network load balancers and Berth does not emulate), a `containerName` and a
+/// `containerPort` of 1-65535; `advancedConfiguration` (blue/green) is not implemented yet.
+pub fn check_load_balancers(lbs: &[LoadBalancer]) -> Result<(), ServiceRuleError> {
+    if lbs.len() > MAX_SERVICE_LOAD_BALANCERS {
+        return Err(invalid(
+            "loadBalancers",
+            format!(
+                "Too many loadBalancers: {} given, a service can have at most {MAX_SERVICE_LOAD_BALANCERS} target groups.",
+                lbs.len()
+            ),
+        ));
+    }
+    for (i, lb) in lbs.iter().enumerate() {
+        let f = |m: &str| format!("loadBalancers[{i}].{m}");
+        if lb.load_balancer_name.as_deref().is_some_and(|n| !n.is_empty()) {
+            return Err(invalid(
+                f("loadBalancerName"),
+                "loadBalancerName names a Classic Load Balancer: for an Application or Network Load Balancer give targetGroupArn and leave loadBalancerName out (Berth does not emulate Classic Load Balancers).",
+            ));
+        }
+        if lb.target_group_arn.as_deref().is_none_or(str::is_empty) {
+            return Err(invalid(
+                f("targetGroupArn"),
+                "targetGroupArn is required: the target group the service's tasks register in.",
+            ));
+        }
+        if lb.container_name.as_deref().is_none_or(str::is_empty) {
+            return Err(invalid(
+                f("containerName"),
+                "containerName is required: the container (as the task definition names it) the load balancer sends traffic to.",
+            ));
+        }
+        match lb.container_port {
+            Some(p) if (1..=65535).contains(&p) => {}
+            Some(p) => {
+                return Err(invalid(
+                    f("containerPort"),
+                    format!("containerPort must be between 1 and 65535; got {p}."),
+                ));
+            }
+            None => {
+                return Err(invalid(
+                    f("containerPort"),
+                    "containerPort is required: the port of the container the load balancer sends traffic to.",
+                ));
+            }
+        }
+        if lb.advanced_configuration.is_some() {
+            return Err(unsupported(
+                f("advancedConfiguration"),
+                "advancedConfiguration (the alternate target group and listener rules of a blue/green deployment) is not implemented by Berth yet: Berth runs rolling deployments behind load balancers. Omit advancedConfiguration.",
+            ));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for lb in lbs {
+        let key = (lb.target_group_arn.clone(), lb.container_name.clone(), lb.container_port);
+        if !seen.insert(key) {
+            return Err(invalid(
+                "loadBalancers",
+                "loadBalancers lists the same target group, container and port twice.",
+            ));
+        }
     }
     Ok(())
 }
@@ -703,6 +836,19 @@ mod tests {
             d.minimum_healthy_percent = min;
             d.maximum_percent = max;
         })
+    }
+
+    /// A valid `loadBalancers` entry.
+    fn lb() -> LoadBalancer {
+        LoadBalancer {
+            target_group_arn: Some(
+                "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/web/0123456789abcdef"
+                    .into(),
+            ),
+            container_name: Some("web".into()),
+            container_port: Some(8080),
+            ..Default::default()
+        }
     }
 
     fn n<T: Default>(count: usize) -> Option<Vec<T>> {
@@ -1096,10 +1242,58 @@ mod tests {
             ),
             // Members not implemented yet
             (
-                "load balancer",
+                "load balancer without a target group",
                 CreateServiceRequest { load_balancers: n(1), ..base() },
-                Unsupported,
+                Invalid,
+                "loadBalancers[0].targetGroupArn",
+            ),
+            (
+                "classic load balancer",
+                CreateServiceRequest {
+                    load_balancers: Some(vec![LoadBalancer {
+                        load_balancer_name: Some("clb".into()),
+                        ..lb()
+                    }]),
+                    ..base()
+                },
+                Invalid,
+                "loadBalancers[0].loadBalancerName",
+            ),
+            (
+                "load balancer without a container port",
+                CreateServiceRequest {
+                    load_balancers: Some(vec![LoadBalancer { container_port: None, ..lb() }]),
+                    ..base()
+                },
+                Invalid,
+                "loadBalancers[0].containerPort",
+            ),
+            (
+                "load balancer port out of range",
+                CreateServiceRequest {
+                    load_balancers: Some(vec![LoadBalancer { container_port: Some(0), ..lb() }]),
+                    ..base()
+                },
+                Invalid,
+                "loadBalancers[0].containerPort",
+            ),
+            (
+                "load balancer twice",
+                CreateServiceRequest { load_balancers: Some(vec![lb(), lb()]), ..base() },
+                Invalid,
                 "loadBalancers",
+            ),
+            (
+                "blue/green advanced configuration",
+                CreateServiceRequest {
+                    load_balancers: Some(vec![LoadBalancer {
+                        advanced_configuration: Some(Default::default()),
+                        ..lb()
+                    }]),
+                    ..base()
+                },
+                Unsupported,
+                "loadBalancers[0].advancedConfiguration",
             ),
             (
                 "role",
@@ -1108,9 +1302,15 @@ mod tests {
                 "role",
             ),
             (
-                "service registry",
+                "service registry without its ARN",
                 CreateServiceRequest { service_registries: n(1), ..base() },
-                Unsupported,
+                Invalid,
+                "serviceRegistries[0].registryArn",
+            ),
+            (
+                "two service registries",
+                CreateServiceRequest { service_registries: n(2), ..base() },
+                Invalid,
                 "serviceRegistries",
             ),
             (
@@ -1472,7 +1672,15 @@ mod tests {
         assert!(msg(CreateServiceRequest { service_name: Some("a.b".into()), ..base() }).contains(
             "up to 255 characters: letters (uppercase and lowercase), numbers, underscores, and hyphens"
         ));
-        assert!(msg(CreateServiceRequest { load_balancers: n(1), ..base() }).contains("ELBv2"));
+        assert!(
+            msg(CreateServiceRequest { load_balancers: n(1), ..base() })
+                .contains("targetGroupArn is required")
+        );
+        assert_eq!(
+            validate_create(&CreateServiceRequest { load_balancers: Some(vec![lb()]), ..base() })
+                .map(|_| ()),
+            Ok(())
+        );
         assert!(
             msg(CreateServiceRequest { service_registries: n(1), ..base() }).contains("Cloud Map")
         );
@@ -1796,18 +2004,21 @@ mod tests {
                 "deploymentController.type",
             ),
             (
-                "load balancer",
+                "load balancer without a container name",
                 current(),
-                UpdateServiceRequest { load_balancers: n(1), ..upd() },
-                Unsupported,
-                "loadBalancers",
+                UpdateServiceRequest {
+                    load_balancers: Some(vec![LoadBalancer { container_name: None, ..lb() }]),
+                    ..upd()
+                },
+                Invalid,
+                "loadBalancers[0].containerName",
             ),
             (
-                "service registry",
+                "service registry without its ARN",
                 current(),
                 UpdateServiceRequest { service_registries: n(1), ..upd() },
-                Unsupported,
-                "serviceRegistries",
+                Invalid,
+                "serviceRegistries[0].registryArn",
             ),
             (
                 "service connect",
@@ -1996,6 +2207,56 @@ mod tests {
             let e = validate_update_external(&r).unwrap_err();
             assert_eq!(e.field(), field);
             assert!(e.to_string().contains("EXTERNAL deployment controller"), "{e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod service_registry_tests {
+    use super::*;
+
+    const ARN: &str = "arn:aws:servicediscovery:us-east-1:000000000000:service/srv-abc";
+
+    fn reg(port: Option<i32>, name: Option<&str>, cport: Option<i32>) -> ServiceRegistry {
+        ServiceRegistry {
+            registry_arn: Some(ARN.into()),
+            port,
+            container_name: name.map(str::to_string),
+            container_port: cport,
+        }
+    }
+
+    fn field(regs: &[ServiceRegistry]) -> Option<String> {
+        match check_service_registries(regs) {
+            Ok(()) => None,
+            Err(e @ ServiceRuleError::Invalid(_)) => Some(e.field().to_string()),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+
+    #[test]
+    fn registries_follow_ecs_rules() {
+        assert_eq!(field(&[]), None);
+        assert_eq!(field(&[reg(None, None, None)]), None);
+        assert_eq!(field(&[reg(Some(80), None, None)]), None);
+        assert_eq!(field(&[reg(None, Some("web"), Some(8080))]), None);
+        let cases: [(Vec<ServiceRegistry>, &str); 7] = [
+            (vec![reg(None, None, None), reg(None, None, None)], "serviceRegistries"),
+            (
+                vec![ServiceRegistry {
+                    registry_arn: Some("srv-abc".into()),
+                    ..reg(None, None, None)
+                }],
+                "serviceRegistries[0].registryArn",
+            ),
+            (vec![ServiceRegistry::default()], "serviceRegistries[0].registryArn"),
+            (vec![reg(Some(70000), None, None)], "serviceRegistries[0].port"),
+            (vec![reg(None, Some("web"), None)], "serviceRegistries[0].containerPort"),
+            (vec![reg(None, None, Some(80))], "serviceRegistries[0].containerName"),
+            (vec![reg(Some(80), Some("web"), Some(80))], "serviceRegistries[0].port"),
+        ];
+        for (regs, want) in cases {
+            assert_eq!(field(&regs).as_deref(), Some(want), "{regs:?}");
         }
     }
 }

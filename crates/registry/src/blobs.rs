@@ -298,6 +298,47 @@ impl BlobStore {
         Ok(size)
     }
 
+    /// Discards every upload session whose data has not been written for `expiry` at `now`
+    /// ([`crate::gc::abandoned`], re-checked under the session's lock so an append in
+    /// progress is never cut); how many, and the bytes they held.
+    pub async fn purge_abandoned(
+        &self,
+        expiry: std::time::Duration,
+        now: SystemTime,
+    ) -> Result<(usize, u64), BlobError> {
+        let uploads = self.root.join("uploads");
+        let mut entries = tokio::fs::read_dir(&uploads).await.map_err(io_at(&uploads))?;
+        let mut purged = (0, 0);
+        while let Some(entry) = entries.next_entry().await.map_err(io_at(&uploads))? {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let stale = |m: &std::fs::Metadata| {
+                m.modified().is_ok_and(|t| crate::gc::abandoned(t, now, expiry))
+            };
+            let data = entry.path().join("data");
+            // A session directory without data is a start interrupted by a crash.
+            let first = tokio::fs::metadata(&data).await.ok();
+            if first.as_ref().is_some_and(|m| !stale(m)) {
+                continue;
+            }
+            let s = self.sessions_lock().entry(id.clone()).or_default().clone();
+            let held = s.lock().await;
+            match tokio::fs::metadata(&data).await {
+                Ok(m) if !stale(&m) => continue,
+                Ok(m) => purged.1 += m.len(),
+                Err(_) => {}
+            }
+            let dir = entry.path();
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => purged.0 += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_at(&dir)(e)),
+            }
+            drop(held);
+            self.sessions_lock().remove(&id);
+        }
+        Ok(purged)
+    }
+
     /// Ends upload `id` and discards its data.
     pub async fn cancel(&self, id: &str, repo: &str) -> Result<(), BlobError> {
         let s = self.session(id, repo).await?;
@@ -447,6 +488,34 @@ mod tests {
             store.upload_offset("../../etc", "app").await,
             Err(BlobError::UploadUnknown(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn only_abandoned_uploads_are_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let old = store.start_upload("r").await.unwrap();
+        store
+            .append(&old, "r", |_| Ok::<_, ()>(()), body(&[b"0123456789"]))
+            .await
+            .unwrap()
+            .unwrap();
+        let fresh = store.start_upload("r").await.unwrap();
+        let later = SystemTime::now() + crate::gc::UPLOAD_EXPIRY;
+        // A day later the first session is abandoned; writing to the second one keeps it.
+        let (n, bytes) =
+            store.purge_abandoned(crate::gc::UPLOAD_EXPIRY, SystemTime::now()).await.unwrap();
+        assert_eq!((n, bytes), (0, 0), "nothing is a day old yet");
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("uploads").join(&fresh).join("data"))
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        let (n, bytes) = store.purge_abandoned(crate::gc::UPLOAD_EXPIRY, later).await.unwrap();
+        assert_eq!((n, bytes), (1, 10));
+        assert!(matches!(store.upload_offset(&old, "r").await, Err(BlobError::UploadUnknown(_))));
+        assert_eq!(store.upload_offset(&fresh, "r").await.unwrap(), 0);
     }
 
     #[tokio::test]

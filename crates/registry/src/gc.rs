@@ -1,5 +1,6 @@
-//! Garbage collection of unreferenced blobs: a pure mark decision ([`sweepable`]) and the
-//! sweep that acts on it ([`crate::Registry::collect_garbage`]).
+//! Garbage collection of unreferenced blobs and abandoned uploads: pure decisions
+//! ([`sweepable`], [`abandoned`]) and the sweep that acts on them
+//! ([`crate::Registry::collect_garbage`]).
 //!
 //! Invariants:
 //! * a blob some stored manifest references is never deleted;
@@ -9,7 +10,11 @@
 //!   files, which the collector never touches;
 //! * the sweep runs under the registry's collection lock, which every upload finish,
 //!   mount and manifest push holds shared: no blob can become referenced (or freshly
-//!   written) between the decision and the delete.
+//!   written) between the decision and the delete;
+//! * an upload session is discarded only when its data has not grown for
+//!   [`UPLOAD_EXPIRY`] (a day; docker-registry's purge default is a week, but a client that
+//!   resumes a push after a day is rare and the space is not); the decision is re-checked
+//!   under the session's own lock, so a session being appended to is never cut.
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
@@ -33,12 +38,24 @@ pub fn sweepable(
         .collect()
 }
 
+/// How long an upload session may sit untouched before a collection discards it.
+pub const UPLOAD_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+
+/// Whether an upload session whose data was last written at `modified` is abandoned at `now`
+/// (a clock that went backwards makes it recent, never abandoned).
+pub fn abandoned(modified: SystemTime, now: SystemTime, expiry: Duration) -> bool {
+    now.duration_since(modified).is_ok_and(|idle| idle >= expiry)
+}
+
 /// What a collection did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
     pub blobs_deleted: usize,
     pub bytes_freed: u64,
     pub blobs_kept: usize,
+    /// Upload sessions discarded as abandoned, and the bytes they held.
+    pub uploads_purged: usize,
+    pub upload_bytes_freed: u64,
 }
 
 #[cfg(test)]
@@ -75,5 +92,22 @@ mod tests {
             assert_eq!(swept.contains(&f.digest), *want, "{}", f.digest);
         }
         assert!(sweepable(&on_disk, &referenced, now, Duration::ZERO).contains(&d('c')));
+    }
+
+    #[test]
+    fn uploads_are_abandoned_after_a_day_untouched() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let ago = |s: u64| now - Duration::from_secs(s);
+        // (last write, expected abandoned)
+        let table = [
+            (ago(0), false),
+            (ago(23 * 3600), false),
+            (ago(24 * 3600), true),
+            (ago(30 * 86400), true),
+            (now + Duration::from_secs(60), false), // written "in the future": recent
+        ];
+        for (modified, want) in table {
+            assert_eq!(abandoned(modified, now, UPLOAD_EXPIRY), want, "{modified:?}");
+        }
     }
 }

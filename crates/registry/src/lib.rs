@@ -248,7 +248,8 @@ impl Registry {
     }
 
     /// Collects garbage: deletes every blob no stored manifest references that was last
-    /// written at least `grace` ago ([`gc`]).
+    /// written at least `grace` ago, and every upload session untouched for
+    /// [`gc::UPLOAD_EXPIRY`] ([`gc`]).
     pub async fn collect_garbage(&self, grace: Duration) -> Result<GcReport, RegistryError> {
         let _sweep = self.gc_lock.write().await;
         let on_disk = self.blobs.list().await?;
@@ -265,6 +266,13 @@ impl Registry {
                 report.blobs_deleted += 1;
                 report.bytes_freed += size;
             }
+        }
+        let (purged, freed) =
+            self.blobs.purge_abandoned(gc::UPLOAD_EXPIRY, SystemTime::now()).await?;
+        report.uploads_purged = purged;
+        report.upload_bytes_freed = freed;
+        if purged > 0 {
+            tracing::info!(uploads = purged, bytes = freed, "abandoned registry uploads discarded");
         }
         if report.blobs_deleted > 0 {
             tracing::info!(

@@ -64,6 +64,37 @@ impl fmt::Debug for RegistryAuth {
     }
 }
 
+/// One container's resource use at one moment ([`Runtime::usage`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time used since the container started, nanoseconds (all cores together).
+    pub cpu_total_ns: u64,
+    /// Memory in use without the reclaimable page cache, as `docker stats` shows it.
+    pub memory_bytes: u64,
+    /// The container's memory limit (the host's memory when it has none).
+    pub memory_limit_bytes: u64,
+}
+
+impl Usage {
+    /// Reads Docker's stats JSON (cgroup v1 or v2); absent fields read as zero.
+    pub fn from_docker_stats(s: &serde_json::Value) -> Self {
+        let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+        let mem = &s["memory_stats"];
+        let stats = &mem["stats"];
+        // docker stats subtracts the inactive page cache: `inactive_file` on cgroup v2,
+        // `total_inactive_file` on v1.
+        let cache = [&stats["inactive_file"], &stats["total_inactive_file"]]
+            .into_iter()
+            .find_map(|v| v.as_u64())
+            .unwrap_or(0);
+        Self {
+            cpu_total_ns: n(&s["cpu_stats"]["cpu_usage"]["total_usage"]),
+            memory_bytes: n(&mem["usage"]).saturating_sub(cache),
+            memory_limit_bytes: n(&mem["limit"]),
+        }
+    }
+}
+
 /// The container runtime the agent drives. Implementations are cheap to share (`Arc<dyn
 /// Runtime>`) and safe to call concurrently.
 #[async_trait]
@@ -125,6 +156,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// One sample of the container's resource usage, in Docker's stats JSON (what the ECS
     /// task metadata endpoint's `/stats` serves). `None` if the container does not exist.
     async fn stats(&self, id: &str) -> Result<Option<serde_json::Value>, RuntimeError>;
+
+    /// The container's cumulative CPU time and current memory use ([`Usage`]), for the
+    /// agent's metrics sampler (issue #15). `None` if the container does not exist. The
+    /// default reads them from [`Runtime::stats`]'s Docker stats JSON.
+    async fn usage(&self, id: &str) -> Result<Option<Usage>, RuntimeError> {
+        Ok(self.stats(id).await?.map(|s| Usage::from_docker_stats(&s)))
+    }
 
     /// Creates a user-defined bridge network ([`NetworkSpec`]). Idempotent: a network of
     /// that name with the same subnet already there is `Ok`; one with another subnet is
@@ -725,6 +763,25 @@ mod tests {
         );
         assert_eq!(fake::normalize_reference("busybox"), "busybox:latest");
         assert_eq!(fake::normalize_reference("app@sha256:abc"), "app@sha256:abc");
+    }
+
+    #[test]
+    fn usage_reads_docker_stats_without_the_page_cache() {
+        let v2 = serde_json::json!({
+            "cpu_stats": {"cpu_usage": {"total_usage": 1_500_000_000u64}},
+            "memory_stats": {"usage": 10_000_000u64, "limit": 64u64 << 20, "stats": {"inactive_file": 2_000_000u64}}
+        });
+        let u = super::Usage::from_docker_stats(&v2);
+        assert_eq!(
+            (u.cpu_total_ns, u.memory_bytes, u.memory_limit_bytes),
+            (1_500_000_000, 8_000_000, 64 << 20)
+        );
+        let v1 = serde_json::json!({"memory_stats": {"usage": 5u64, "stats": {"total_inactive_file": 9u64}}});
+        assert_eq!(super::Usage::from_docker_stats(&v1).memory_bytes, 0, "never below zero");
+        assert_eq!(
+            super::Usage::from_docker_stats(&serde_json::json!({})),
+            super::Usage::default()
+        );
     }
 
     #[test]

@@ -95,6 +95,15 @@ pub async fn serve(
     serve_tls(listener, router, limits, None, shutdown).await
 }
 
+/// The connection a request came on, in every request's extensions (for `aws:SourceIp` and
+/// `aws:SecureTransport`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub addr: std::net::SocketAddr,
+    /// Whether the connection speaks TLS.
+    pub tls: bool,
+}
+
 /// [`serve`], speaking TLS through `tls` on every connection when it is given (plain HTTP
 /// when `None`). The handshake is bounded by [`Limits::header_read_timeout`].
 pub async fn serve_tls(
@@ -137,9 +146,11 @@ pub async fn serve_tls(
         let stream = StallGuard::new(stream, limits.write_stall_timeout);
         let router = router.clone();
         let body_timeout = limits.body_read_timeout;
+        let peer_info = Peer { addr: peer, tls: tls.is_some() };
         let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let mut router = router.clone();
-            let req = req.map(|b| axum::body::Body::new(TimeoutBody::new(b, body_timeout)));
+            let mut req = req.map(|b| axum::body::Body::new(TimeoutBody::new(b, body_timeout)));
+            req.extensions_mut().insert(peer_info);
             async move { tower::Service::call(&mut router, req).await }
         });
         match &tls {

@@ -21,23 +21,55 @@
 //! key kept outside the database ([`auth::secrets`]). The port is served by `berth_serve`
 //! under [`ServerConfig::http`]: a connection cap and header, body and write timeouts; over
 //! TLS unless it listens on loopback ([`tls`], [`ServerConfig::tls`]).
+//!
+//! Several servers may share one etcd store (issue #18): every one answers every API call and
+//! serves the agent channel of the agents connected to it (woken by the store's change feed,
+//! which etcd's watch feeds), but the controllers run only on the elected leader
+//! ([`berth_store::Leadership`]: etcd's election on a lease of [`ServerConfig::leader_lease`];
+//! with SQLite this server always leads). A controller runs [`supervise_leading`]: started
+//! when a term begins, under that term (every store write it makes carries the term's fence,
+//! so a deposed leader cannot commit), stopped when the term ends, and started again at the
+//! next. The background loops, by where they run:
+//!
+//! | loop | where | started in |
+//! |---|---|---|
+//! | service controller (deployments, task sets, capacity provider and managed scaling, lost instances, DAEMON) | leader | regions.rs |
+//! | instance controller (EC2 instances' agents) | leader | regions.rs |
+//! | Auto Scaling group controller | leader | regions.rs |
+//! | retention reaper (STOPPED tasks, tokens, task definitions) | leader | regions.rs |
+//! | random Spot interruptions | leader | regions.rs |
+//! | ECS service discovery registrations (Cloud Map) | leader | regions.rs |
+//! | secret deletion sweep (Secrets Manager) | leader | here |
+//! | DNS view (records -> this server's DNS listener; reads only) | every server | regions.rs |
+//! | load balancer data plane (records -> this server's listeners; reads only) | every server | regions.rs |
+//! | log retention sweep (this server's own `logs.db`) | every server | here |
+//! | audit trail retention sweep (this server's own `trail.db`) | every server | here |
+//! | registry garbage collection and lifecycle policies (this server's blob store) | every server | ecr/ |
+//! | store followers: agent channel wakers, placement and task definition caches, auth cache | every server | their modules |
+//!
+//! A loop added later that writes to the store belongs with the leader's.
 #![forbid(unsafe_code)]
 
+mod appautoscaling;
 pub mod auth;
 mod autoscaling;
 pub mod clock;
+mod cloudtrail;
+mod cloudwatch;
 pub mod data_dir;
 mod ec2;
 mod ecr;
 mod ecs;
 mod elbv2;
 mod error;
+mod iam;
 mod instances;
 mod logs;
 mod pagination;
 mod protocol;
 mod records;
 mod regions;
+mod secretsmanager;
 mod servicediscovery;
 mod ssm;
 mod sts;
@@ -46,7 +78,8 @@ pub mod tls;
 /// The paths of Berth's administration API (join tokens), for `berth token`.
 pub mod admin_paths {
     pub use crate::protocol::admin::{
-        CREATE_PATH, LIST_PATH, REGISTRY_GC_PATH, REVOKE_PATH, SPOT_INTERRUPT_PATH,
+        CREATE_PATH, LIST_PATH, REGISTRY_GC_PATH, REVOKE_PATH, SPOT_CAPACITY_PATH,
+        SPOT_INTERRUPT_PATH,
     };
 }
 
@@ -114,9 +147,19 @@ pub struct ServerConfig {
     /// (issue #18). Keys, certificates and the log store stay in the data directory either way;
     /// servers sharing an etcd store need the same master key (`key_file`).
     pub etcd: Option<berth_store::EtcdConfig>,
+    /// The TTL of the leadership lease with an etcd store (`--leader-lease-secs`): a leader
+    /// that dies is replaced within about this long; a paused one stops leading once it has
+    /// not renewed it for this long. Unused with SQLite (this server always leads).
+    pub leader_lease: std::time::Duration,
+    /// How often Application Auto Scaling evaluates its policies and scheduled actions, and
+    /// the period of target tracking's alarms (`--app-autoscaling-period-secs`; AWS: 60 s).
+    pub app_autoscaling_period: std::time::Duration,
     /// Where the DNS server of Cloud Map's namespaces listens, UDP and TCP on one port
     /// (`berth_dns`); `None`: no DNS listener (the API still works). Port 0 picks a free port.
     pub dns_listen: Option<SocketAddr>,
+    /// How long the audit trail keeps events (`--trail-retention-days`; CloudTrail's event
+    /// history: 90 days).
+    pub trail_retention: std::time::Duration,
 }
 
 /// Where and how the image registry runs.
@@ -175,9 +218,18 @@ impl ServerConfig {
             registry: RegistryConfig::default(),
             dns_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             etcd: None,
+            leader_lease: DEFAULT_LEADER_LEASE,
+            app_autoscaling_period: std::time::Duration::from_secs(60),
+            trail_retention: std::time::Duration::from_secs(90 * 86_400),
         }
     }
 }
+
+/// The default TTL of the leadership lease ([`ServerConfig::leader_lease`]).
+pub const DEFAULT_LEADER_LEASE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The term this server leads under, while it does (`None` while it does not).
+pub(crate) type Leading = tokio::sync::watch::Receiver<Option<Arc<berth_store::Term>>>;
 
 /// The account id used when none is configured.
 pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
@@ -259,8 +311,16 @@ pub(crate) struct App {
     pub account_id: String,
     /// CloudWatch Logs and its store, `DATA_DIR/logs.db` (issue #15).
     pub logs: Arc<logs::Logs>,
+    /// CloudWatch metrics and alarms and their store, `DATA_DIR/metrics.db` (issue #15).
+    pub cloudwatch: Arc<cloudwatch::CloudWatch>,
     /// The image registry and the ECR API over it, when the server runs one.
     pub ecr: Option<Arc<ecr::EcrService>>,
+    /// The keys that seal Secrets Manager values and SSM SecureStrings (issue #16).
+    pub vault: Arc<secretsmanager::Vault>,
+    /// IAM's records and the authorization of IAM principals (issue #16).
+    pub iam: Arc<iam::Iam>,
+    /// The audit trail of every call this server answers, `DATA_DIR/trail.db` (issue #16).
+    pub trail: Arc<cloudtrail::CloudTrail>,
 }
 
 /// A server that has opened its store and bound its port, ready to serve.
@@ -279,6 +339,8 @@ pub struct Server {
     registry: Option<TcpListener>,
     /// The DNS listener of Cloud Map's namespaces ([`ServerConfig::dns_listen`]).
     dns: Option<berth_dns::Listener>,
+    /// Who runs the controllers ([`berth_store::Leadership`]).
+    leadership: Arc<dyn berth_store::Leadership>,
 }
 
 impl Server {
@@ -305,12 +367,17 @@ impl Server {
             )));
         };
         let data_dir = data_dir::DataDir::open(&config.data_dir)?;
+        let mut etcd_store = None;
         let (store, sqlite): (Arc<dyn Store>, Option<Arc<SqliteStore>>) = match &config.etcd {
             None => {
                 let sqlite = Arc::new(SqliteStore::open(&config.data_dir.join("berth.db"))?);
                 (sqlite.clone(), Some(sqlite))
             }
-            Some(etcd) => (Arc::new(berth_store::EtcdStore::connect(etcd.clone()).await?), None),
+            Some(etcd) => {
+                let etcd = Arc::new(berth_store::EtcdStore::connect(etcd.clone()).await?);
+                etcd_store = Some(etcd.clone());
+                (etcd, None)
+            }
         };
         let key_file = match &config.key_file {
             Some(k) => k.clone(),
@@ -337,7 +404,10 @@ impl Server {
         let admin_key =
             auth::bootstrap_admin_key(&*store, &*clock, &scope, &config.data_dir, &master_key)
                 .await?;
-        let timing = timing(&config);
+        let mut timing = timing(&config);
+        timing.identity_key = Some(Arc::new(berth_instances::identity::IdentityKey::new(
+            master_key.derive(berth_instances::identity::KEY_LABEL),
+        )));
         // Filled in once the listener is bound (DiscoverPollEndpoint answers it).
         let endpoint = timing.endpoint.clone();
         let regions = regions::Regions::open(
@@ -360,8 +430,24 @@ impl Server {
             &master_key,
         )
         .await?;
+        let iam =
+            iam::Iam::new(store.clone(), clock.clone(), master_key.clone(), &config.account_id);
+        let vault = Arc::new(secretsmanager::Vault::new(&master_key, store.clone()));
+        let cloudwatch = Arc::new(
+            cloudwatch::CloudWatch::open(
+                &config.data_dir.join("metrics.db"),
+                clock.clone(),
+                &config.account_id,
+            )
+            .map_err(|e| StartError::Config(format!("cannot open the metric store: {e}")))?,
+        );
+        // Application Auto Scaling reads metrics and keeps its alarms through CloudWatch.
+        regions.link_cloudwatch(cloudwatch.clone());
         let app = Arc::new(App {
+            cloudwatch,
             ecr,
+            vault,
+            iam,
             auth: auth::Authenticator::new(
                 store.clone(),
                 clock.clone(),
@@ -374,11 +460,19 @@ impl Server {
             regions,
             max_body_bytes: config.max_body_bytes,
             account_id: config.account_id.clone(),
+            trail: Arc::new(
+                cloudtrail::CloudTrail::open(
+                    &config.data_dir.join("trail.db"),
+                    config.trail_retention,
+                )
+                .map_err(|e| StartError::Config(format!("cannot open the audit trail: {e}")))?,
+            ),
             logs: Arc::new(
                 logs::Logs::open(&config.data_dir.join("logs.db"))
                     .map_err(|e| StartError::Config(format!("cannot open the log store: {e}")))?,
             ),
         });
+        app.auth.follow_changes();
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
@@ -386,8 +480,13 @@ impl Server {
             .local_addr()
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
         let tls = tls::setup(&config.data_dir, local_addr, &config.tls)?;
-        let _ = endpoint
-            .set(format!("{}://{local_addr}", if tls.is_some() { "https" } else { "http" }));
+        let me = format!("{}://{local_addr}", if tls.is_some() { "https" } else { "http" });
+        let _ = endpoint.set(me.clone());
+        let leadership: Arc<dyn berth_store::Leadership> = match &etcd_store {
+            Some(etcd) => Arc::new(berth_store::EtcdLeadership::new(etcd, me, config.leader_lease)),
+            None => Arc::new(berth_store::AlwaysLeader::new(me)),
+        };
+        drop(etcd_store);
         let agents = match &config.agent_program {
             None => None,
             Some(program) => {
@@ -402,10 +501,7 @@ impl Server {
                     format!("{scheme}://{at}"),
                     &config.data_dir,
                     tls.as_ref().and_then(|t| t.ca_file.clone()),
-                    berth_instances::launcher::process::JoinCredential::AccessKey {
-                        access_key_id: admin_key.access_key_id.clone(),
-                        secret_access_key: admin_key.secret_access_key.clone(),
-                    },
+                    berth_instances::launcher::process::JoinCredential::IdentityDocument,
                 )
                 .map_err(|e| {
                     StartError::Config(format!("cannot start the instance launcher: {e}"))
@@ -434,6 +530,7 @@ impl Server {
             agents,
             registry,
             dns,
+            leadership,
         })
     }
 
@@ -479,10 +576,24 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, _) = tokio::sync::watch::channel(false);
-        // Each region's service controller and retention reaper, now and as regions appear.
-        self.app.regions.start(&stop_tx, self.agents.clone());
+        let (leading_tx, leading) = tokio::sync::watch::channel(None);
+        let campaign = tokio::spawn(lead(self.leadership.clone(), leading_tx, stop_tx.subscribe()));
+        // Each region's controllers (while leading) and data planes, now and as regions appear.
+        self.app.regions.start(&stop_tx, self.agents.clone(), leading.clone());
         let logs = self.app.logs.clone();
         supervise("log retention sweep".into(), &stop_tx, move |stop| logs.clone().sweeper(stop));
+        let trail = self.app.trail.clone();
+        supervise("audit trail retention sweep".into(), &stop_tx, move |stop| {
+            trail.clone().sweeper(stop)
+        });
+        let cloudwatch = self.app.cloudwatch.clone();
+        supervise("alarm evaluation".into(), &stop_tx, move |stop| {
+            cloudwatch.clone().evaluator(stop)
+        });
+        let vault = self.app.vault.clone();
+        supervise_leading("secret deletion sweep".into(), &stop_tx, leading.clone(), move |stop| {
+            vault.clone().sweeper(stop)
+        });
         let app = self.app.clone();
         // The registry's port and loops stop with the API's.
         let (down_tx, down_rx) = tokio::sync::watch::channel(false);
@@ -500,6 +611,7 @@ impl Server {
             berth_serve::serve_tls(self.listener, router, self.config.http, acceptor, shutdown)
                 .await;
         let _ = stop_tx.send(true);
+        let _ = campaign.await;
         if let Some(r) = registry {
             let _ = r.await;
         }
@@ -557,6 +669,103 @@ where
     })
 }
 
+/// Campaigns for leadership until `stop`, publishing each term on `leading` while it lasts
+/// (`None` in between), and resigns at the stop so that another server takes over at once.
+async fn lead(
+    leadership: Arc<dyn berth_store::Leadership>,
+    leading: tokio::sync::watch::Sender<Option<Arc<berth_store::Term>>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let term = tokio::select! {
+            t = leadership.campaign() => t,
+            _ = stopped(&mut stop) => return,
+        };
+        let term = match term {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot campaign for leadership; retrying in 1 s");
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                    _ = stopped(&mut stop) => return,
+                }
+            }
+        };
+        tracing::info!(term = term.id(), "leading: the controllers run on this server");
+        leading.send_replace(Some(term.clone()));
+        tokio::select! {
+            why = term.wait_ended() => {
+                leading.send_replace(None);
+                tracing::warn!(term = term.id(), reason = %why, "leadership lost: the controllers stop here; campaigning again");
+            }
+            _ = stopped(&mut stop) => {
+                leading.send_replace(None);
+                if let Err(e) = leadership.resign(&term).await {
+                    tracing::warn!(error = %e, "cannot resign leadership (another server takes over when the lease expires)");
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Runs a controller (as [`supervise`] does) only while this server leads: started under
+/// each term ([`berth_store::leadership::under`]: its writes carry the term's fence), stopped
+/// when the term ends or `stop` is set, and started again at the next term. A term's run has
+/// wholly ended before the next one's starts.
+pub(crate) fn supervise_leading<F, Fut>(
+    what: String,
+    stop: &tokio::sync::watch::Sender<bool>,
+    mut leading: Leading,
+    start: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(tokio::sync::watch::Receiver<bool>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut stopping = stop.subscribe();
+    let start = Arc::new(start);
+    tokio::spawn(async move {
+        loop {
+            if *stopping.borrow() {
+                return;
+            }
+            let term = tokio::select! {
+                t = next_term(&mut leading) => match t {
+                    Some(t) => Some(t),
+                    None => return,
+                },
+                _ = stopped(&mut stopping) => return,
+            };
+            let Some(term) = term else { continue };
+            let (term_stop, _) = tokio::sync::watch::channel(false);
+            let run = supervise(what.clone(), &term_stop, {
+                let (start, term) = (start.clone(), term.clone());
+                move |rx| berth_store::leadership::under(term.clone(), start(rx))
+            });
+            tokio::select! {
+                _ = term.wait_ended() => {}
+                _ = stopped(&mut stopping) => {}
+            }
+            let _ = term_stop.send(true);
+            let _ = run.await;
+        }
+    })
+}
+
+/// Waits for `stop` to be set (or its sender gone).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Waits for a term that has not ended; `None` when the campaign is gone.
+async fn next_term(leading: &mut Leading) -> Option<Arc<berth_store::Term>> {
+    match leading.wait_for(|t| t.as_ref().is_some_and(|t| t.ended().is_none())).await {
+        Ok(t) => t.clone(),
+        Err(_) => None,
+    }
+}
+
 /// The ECS timing settings a configuration gives.
 fn timing(config: &ServerConfig) -> ecs::core::Timing {
     ecs::core::Timing {
@@ -570,7 +779,20 @@ fn timing(config: &ServerConfig) -> ecs::core::Timing {
         spot_interruption_rate_per_hour: config.spot_interruption_rate,
         endpoint: Default::default(),
         lb_bind_address: config.lb_bind_address,
+        identity_key: None,
+        container_dns: container_dns(config.dns_listen),
+        app_autoscaling_period: config.app_autoscaling_period,
     }
+}
+
+/// The resolver to give task containers: the DNS listener's address when it is on port 53
+/// (Docker's `dns` option names no port) and neither loopback nor unspecified (containers
+/// cannot reach the host's loopback), e.g. `--dns-listen 172.17.0.1:53`, the Docker bridge
+/// gateway, which bridge tasks and awsvpc tasks (through their subnet's gateway) both reach.
+fn container_dns(listen: Option<SocketAddr>) -> Option<std::net::IpAddr> {
+    listen
+        .filter(|a| a.port() == 53 && !a.ip().is_loopback() && !a.ip().is_unspecified())
+        .map(|a| a.ip())
 }
 
 #[cfg(test)]

@@ -26,7 +26,6 @@ use berth_wire::logs as wire;
 use wire::ErrorCode;
 
 use crate::App;
-use crate::auth::{self, Action};
 use crate::ecs::RequestContext;
 
 /// How often the retention sweep runs.
@@ -649,35 +648,24 @@ pub(crate) async fn serve(
     req: axum::extract::Request,
     request_id: &str,
 ) -> Result<Vec<u8>, AwsError> {
-    let (parts, body) = req.into_parts();
-    let body = crate::protocol::read_capped(body, app.max_body_bytes).await?;
-    let signed = app.auth.authenticate(&parts, &body, wire::SIGNING_NAME).await?;
-    auth::authorize_region(&signed.principal, signed.region)?;
-    let target = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| common::unknown_operation("Missing X-Amz-Target header."))?;
-    let (prefix, operation) = target.split_once('.').unwrap_or((target, ""));
-    if prefix != wire::TARGET_PREFIX {
-        return Err(common::unknown_operation(format!(
-            "Unknown target '{target}': CloudWatch Logs requests name {}.<Operation>.",
-            wire::TARGET_PREFIX
-        )));
-    }
-    let op = wire::Operation::from_name(operation).ok_or_else(|| {
-        common::unknown_operation(format!("{operation} is not an operation of CloudWatch Logs."))
-    })?;
-    auth::authorize(
-        &signed.principal,
-        Action { service: wire::SIGNING_NAME, operation: op.name() },
-    )?;
-    let ctx = RequestContext { principal: signed.principal, request_id: request_id.to_string() };
+    let call = crate::protocol::json_call(
+        app,
+        req,
+        request_id,
+        &crate::protocol::JsonService {
+            signing_name: wire::SIGNING_NAME,
+            target_prefix: wire::TARGET_PREFIX,
+            title: "CloudWatch Logs",
+            from_name: wire::Operation::from_name,
+            name: wire::Operation::name,
+        },
+    )
+    .await?;
     let api = Region {
         logs: &app.logs,
-        region: signed.region.name,
-        partition: signed.region.partition,
+        region: call.region.name,
+        partition: call.region.partition,
         account: &app.account_id,
     };
-    wire::dispatch(&api, &ctx, op, &body).await
+    wire::dispatch(&api, &call.ctx, call.op, &call.body).await
 }

@@ -40,13 +40,22 @@ pub fn router(app: Arc<App>) -> Router {
         .route(berth_agent_protocol::REPORT_PATH, axum::routing::post(agent_report))
         .route(berth_agent_protocol::JOIN_PATH, axum::routing::post(agent_join))
         .route(berth_agent_protocol::LOGS_PATH, axum::routing::post(agent_logs))
+        .route(berth_agent_protocol::STATS_PATH, axum::routing::post(agent_stats))
+        .route("/metrics", get(crate::cloudwatch::prometheus::serve))
+        .route(
+            "/service/{service}/operation/{operation}",
+            axum::routing::post(crate::cloudwatch::cbor_refused),
+        )
+        .route(berth_agent_protocol::SECRETS_PATH, axum::routing::post(agent_secrets))
         .route(berth_agent_protocol::INFO_PATH, get(server_info).post(server_info))
         .route(admin::CREATE_PATH, axum::routing::post(admin_create_token))
         .route(admin::LIST_PATH, axum::routing::post(admin_list_tokens))
         .route(admin::REVOKE_PATH, axum::routing::post(admin_revoke_token))
         .route(admin::SPOT_INTERRUPT_PATH, axum::routing::post(admin_spot_interrupt))
+        .route(admin::SPOT_CAPACITY_PATH, axum::routing::post(admin_spot_capacity))
         .route(admin::REGISTRY_GC_PATH, axum::routing::post(admin_registry_gc))
         .fallback(any(not_found))
+        .layer(axum::middleware::from_fn(crate::cloudwatch::prometheus::measure))
         .with_state(app)
 }
 
@@ -57,32 +66,61 @@ async fn not_found() -> Response {
     )
 }
 
-async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+/// Every AWS call: answered, then recorded in the audit trail ([`crate::cloudtrail`]).
+async fn handle(State(app): State<Arc<App>>, mut req: Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
+    let slot = crate::cloudtrail::Slot::default();
+    req.extensions_mut().insert(slot.clone());
+    let resp = answer(&app, req, &request_id).await;
+    app.trail.finish(&slot, &request_id, &resp);
+    resp
+}
+
+async fn answer(app: &Arc<App>, req: Request, request_id: &str) -> Response {
+    let request_id = request_id.to_string();
     match form::route(&req) {
         form::Route::Json => {}
+        form::Route::SecretsManager => {
+            return json_response(
+                crate::secretsmanager::serve(app, req, &request_id).await,
+                &request_id,
+            );
+        }
         form::Route::Ssm => {
-            return match crate::ssm::serve(&app, req, &request_id).await {
+            return match crate::ssm::serve(app, req, &request_id).await {
                 Ok(body) => json_response(Ok(body), &request_id),
                 Err(e) => error_response(&request_id, &e),
             };
         }
         form::Route::Ecr => {
-            return match crate::ecr::serve(&app, req, &request_id).await {
+            return match crate::ecr::serve(app, req, &request_id).await {
                 Ok(body) => json_response(Ok(body), &request_id),
                 Err(e) => error_response(&request_id, &e),
             };
         }
         form::Route::ServiceDiscovery => {
             return json_response(
-                crate::servicediscovery::serve(&app, req, &request_id).await,
+                crate::servicediscovery::serve(app, req, &request_id).await,
+                &request_id,
+            );
+        }
+        form::Route::CloudWatch => return crate::cloudwatch::serve(app, req, &request_id).await,
+        form::Route::AppAutoScaling => {
+            return json_response(
+                crate::appautoscaling::serve(app, req, &request_id).await,
                 &request_id,
             );
         }
         form::Route::Logs => {
-            return json_response(crate::logs::serve(&app, req, &request_id).await, &request_id);
+            return json_response(crate::logs::serve(app, req, &request_id).await, &request_id);
         }
-        form::Route::Form(service) => return form::serve(&app, service, req, &request_id).await,
+        form::Route::CloudTrail => {
+            return json_response(
+                crate::cloudtrail::serve(app, req, &request_id).await,
+                &request_id,
+            );
+        }
+        form::Route::Form(service) => return form::serve(app, service, req, &request_id).await,
         form::Route::NotServed { service, form: true } => {
             let e = form::not_served_error(&service);
             return form::error_response(berth_wire::query::Flavor::Query, "", &request_id, &e);
@@ -97,7 +135,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             );
         }
     }
-    match serve(&app, req, &request_id).await {
+    match serve(app, req, &request_id).await {
         Ok(body) => {
             let mut resp = Response::new(Body::from(body));
             let h = resp.headers_mut();
@@ -170,6 +208,68 @@ async fn read_authenticated(
     Ok((parts, body, signed))
 }
 
+/// One AWS JSON 1.1 service other than ECS, for [`json_call`]: how its requests are signed and
+/// targeted, and how its generated operation enum is looked up.
+pub(crate) struct JsonService<Op> {
+    /// The SigV4 signing name (`logs`, `ecr`...).
+    pub signing_name: &'static str,
+    /// The `X-Amz-Target` prefix before the `.`.
+    pub target_prefix: &'static str,
+    /// The service's name as errors spell it ("CloudWatch Logs").
+    pub title: &'static str,
+    pub from_name: fn(&str) -> Option<Op>,
+    pub name: fn(Op) -> &'static str,
+}
+
+/// An authenticated, authorized JSON request, ready for its generated dispatcher.
+pub(crate) struct JsonCall<Op> {
+    pub op: Op,
+    pub body: bytes::Bytes,
+    pub region: berth_model::regions::Region,
+    pub ctx: RequestContext,
+}
+
+/// The front half every JSON 1.1 service shares: reads the body under the cap, authenticates
+/// it for `service`'s signing name (an instance key in its own region only), finds the
+/// operation `X-Amz-Target` names, and authorizes the caller for it, before any service code
+/// runs.
+pub(crate) async fn json_call<Op: Copy>(
+    app: &App,
+    req: Request,
+    request_id: &str,
+    service: &JsonService<Op>,
+) -> Result<JsonCall<Op>, AwsError> {
+    let (parts, body) = req.into_parts();
+    let body = read_capped(body, app.max_body_bytes).await?;
+    let signed = app.auth.authenticate(&parts, &body, service.signing_name).await?;
+    auth::authorize_region(&signed.principal, signed.region)?;
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| common::unknown_operation("Missing X-Amz-Target header."))?;
+    // The prefix may hold dots itself (`com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101`).
+    let (prefix, operation) = target.rsplit_once('.').unwrap_or((target, ""));
+    if prefix != service.target_prefix {
+        return Err(common::unknown_operation(format!(
+            "Unknown target '{target}': {} requests name {}.<Operation>.",
+            service.title, service.target_prefix
+        )));
+    }
+    let op = (service.from_name)(operation).ok_or_else(|| {
+        common::unknown_operation(format!("{operation} is not an operation of {}.", service.title))
+    })?;
+    let action = Action { service: service.signing_name, operation: (service.name)(op) };
+    auth::authorize_call(app, &signed, &parts, action, crate::iam::resources::Body::Json(&body))
+        .await?;
+    Ok(JsonCall {
+        op,
+        body,
+        region: signed.region,
+        ctx: RequestContext { principal: signed.principal, request_id: request_id.to_string() },
+    })
+}
+
 async fn serve(app: &App, req: Request, request_id: &str) -> Result<Vec<u8>, AwsError> {
     if req.method() != http::Method::POST {
         return Err(common::unknown_operation(format!(
@@ -177,8 +277,8 @@ async fn serve(app: &App, req: Request, request_id: &str) -> Result<Vec<u8>, Aws
             req.method()
         )));
     }
-    let (parts, body, auth::Authenticated { principal, region }) =
-        read_authenticated(app, req).await?;
+    let (parts, body, signed) = read_authenticated(app, req).await?;
+    let (principal, region) = (signed.principal.clone(), signed.region);
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
         if !ct.starts_with("application/x-amz-json-") && !ct.starts_with("application/json") {
@@ -203,7 +303,8 @@ async fn serve(app: &App, req: Request, request_id: &str) -> Result<Vec<u8>, Aws
         common::unknown_operation(format!("{operation} is not an operation of Amazon ECS."))
     })?;
     let action = Action { service: wire_ecs::SIGNING_NAME, operation: op.name() };
-    auth::authorize(&principal, action)?;
+    auth::authorize_call(app, &signed, &parts, action, crate::iam::resources::Body::Json(&body))
+        .await?;
     let ecs = app.regions.ecs(region);
     if principal.instance.is_some() {
         // An instance key acts on its own instance only: the one it re-registers, or the one
@@ -241,6 +342,10 @@ fn error_response(request_id: &str, e: &AwsError) -> Response {
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-amzn-requestid", v);
     }
+    resp.extensions_mut().insert(crate::cloudtrail::ErrorCode {
+        code: e.code.to_string(),
+        message: e.message.clone(),
+    });
     resp
 }
 
@@ -389,6 +494,51 @@ async fn agent_logs(State(app): State<Arc<App>>, req: Request) -> Response {
     .await
 }
 
+/// `POST /berth/agent/v1/secrets`: a task's secrets, for the agent of its own instance only
+/// ([`crate::secretsmanager::inject`]).
+async fn agent_secrets(State(app): State<Arc<App>>, req: Request) -> Response {
+    agent_call(
+        app,
+        req,
+        agent_action("FetchSecrets"),
+        |s: &berth_agent_protocol::TaskSecretsRequest| {
+            vec![
+                Target::Instance(Some(s.container_instance_arn.as_str())),
+                Target::Task { cluster: Some(s.cluster.as_str()), task: s.task_arn.as_str() },
+            ]
+        },
+        |app, region, ctx, input| async move {
+            crate::secretsmanager::inject::resolve(&app, region, &ctx, input).await
+        },
+    )
+    .await
+}
+
+/// `POST /berth/agent/v1/stats`: the agent's usage samples of its own tasks, published as
+/// CloudWatch's ECS metrics ([`crate::cloudwatch::ecs_metrics`]).
+async fn agent_stats(State(app): State<Arc<App>>, req: Request) -> Response {
+    agent_call(
+        app,
+        req,
+        agent_action("ReportStats"),
+        |r: &berth_agent_protocol::StatsReport| {
+            let mut t = vec![Target::Instance(Some(r.container_instance_arn.as_str()))];
+            t.extend(r.tasks.iter().map(|u| Target::Task {
+                cluster: Some(r.cluster.as_str()),
+                task: u.task_arn.as_str(),
+            }));
+            t
+        },
+        |app, region, _ctx, input| async move {
+            let ecs = app.regions.ecs(region);
+            crate::cloudwatch::ecs_metrics::publish(&app.cloudwatch, &ecs, region.name, input)
+                .await
+                .map(|()| serde_json::json!({}))
+        },
+    )
+    .await
+}
+
 /// `GET` (or `POST`) `/berth/agent/v1/info`: the server's default region, for an agent started without
 /// `--region` (unauthenticated: it tells nothing a signed error would not).
 async fn server_info(State(app): State<Arc<App>>) -> Response {
@@ -416,17 +566,33 @@ async fn agent_join(State(app): State<Arc<App>>, req: Request) -> Response {
                 ))
             })?,
         };
-        let token = match app.tokens.redeem(&input.token).await? {
-            Ok(t) => t,
-            Err(why) => {
-                tracing::warn!(?why, "join refused");
-                return Err(auth::tokens::refused());
+        // An agent-backed instance joins with its signed identity document instead of a
+        // token (`berth_instances::identity::JOIN_TOKEN`; join_register verifies it).
+        let token_id = if input.token == berth_instances::identity::JOIN_TOKEN {
+            let reg = &input.registration;
+            if crate::instances::verify_identity(
+                app.regions.ecs(region).core(),
+                reg.instance_identity_document.as_deref(),
+                reg.instance_identity_document_signature.as_deref(),
+            )?
+            .is_none()
+            {
+                return Err(crate::instances::identity_refused());
+            }
+            "instance-identity".to_string()
+        } else {
+            match app.tokens.redeem(&input.token).await? {
+                Ok(t) => t.id,
+                Err(why) => {
+                    tracing::warn!(?why, "join refused");
+                    return Err(auth::tokens::refused());
+                }
             }
         };
         let principal = Arc::new(auth::Principal {
             arn: format!(
                 "arn:{}:iam::{}:berth-join-token/{}",
-                region.partition, app.account_id, token.id
+                region.partition, app.account_id, token_id
             ),
             account_id: app.account_id.clone(),
             access_key_id: String::new(),
@@ -440,7 +606,7 @@ async fn agent_join(State(app): State<Arc<App>>, req: Request) -> Response {
             .and_then(|c| c.container_instance_arn.clone())
             .unwrap_or_default();
         let (access_key_id, secret_access_key) = app.auth.issue_instance_key(&arn).await?;
-        tracing::info!(token = %token.id, instance = %arn, access_key_id, "an agent joined");
+        tracing::info!(token = %token_id, instance = %arn, access_key_id, "an agent joined");
         berth_wire::json::write_output(&berth_agent_protocol::JoinResponse {
             access_key_id,
             secret_access_key,
@@ -462,6 +628,15 @@ pub mod admin {
     /// `{cluster?, task?, count?}` -> `{tasks: [...]}`: FARGATE_SPOT interruptions in the
     /// region of the request's scope (`crate::ecs::SpotInterrupt`).
     pub const SPOT_INTERRUPT_PATH: &str = "/berth/admin/v1/spot/interrupt";
+    /// `{available}` -> `{available}`: FARGATE_SPOT capacity in the region of the request's
+    /// scope (`crate::ecs::fargate::set_spot_available`; fault injection).
+    pub const SPOT_CAPACITY_PATH: &str = "/berth/admin/v1/spot/capacity";
+
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct SpotCapacity {
+        pub available: bool,
+    }
     /// `{graceSeconds?}` -> `{blobsDeleted, bytesFreed, blobsKept}`: applies the registry's
     /// lifecycle policies and collects its unreferenced blobs now (`crate::ecr`).
     pub const REGISTRY_GC_PATH: &str = "/berth/admin/v1/registry/gc";
@@ -545,6 +720,25 @@ async fn admin_revoke_token(State(app): State<Arc<App>>, req: Request) -> Respon
     .await
 }
 
+async fn admin_spot_capacity(State(app): State<Arc<App>>, req: Request) -> Response {
+    agent_call(
+        app,
+        req,
+        admin_action("SetSpotCapacity"),
+        |_: &admin::SpotCapacity| vec![],
+        |app, region, ctx, input| async move {
+            let ecs = app.regions.ecs(region);
+            let core = ecs.core();
+            crate::ecs::fargate::set_spot_available(&*core.store, input.available, core.now())
+                .await?;
+            core.services_changed();
+            tracing::info!(available = input.available, by = %ctx.principal.arn, "FARGATE_SPOT capacity set");
+            Ok(serde_json::json!({"available": input.available}))
+        },
+    )
+    .await
+}
+
 async fn admin_spot_interrupt(State(app): State<Arc<App>>, req: Request) -> Response {
     agent_call(
         app,
@@ -578,6 +772,8 @@ async fn admin_registry_gc(State(app): State<Arc<App>>, req: Request) -> Respons
                 "blobsDeleted": r.blobs_deleted,
                 "bytesFreed": r.bytes_freed,
                 "blobsKept": r.blobs_kept,
+                "uploadsPurged": r.uploads_purged,
+                "uploadBytesFreed": r.upload_bytes_freed,
             }))
         },
     )

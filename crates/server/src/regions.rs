@@ -51,6 +51,8 @@ pub(crate) struct Regions {
     loops: Mutex<Loops>,
     /// The DNS data plane every region's Cloud Map feeds (one listener for all regions).
     dns: Arc<crate::servicediscovery::dns::DnsFeed>,
+    /// CloudWatch as Application Auto Scaling reads it (linked once built).
+    cloudwatch: Arc<crate::appautoscaling::CloudWatchLink>,
 }
 
 /// The services of one region, over one view of the store.
@@ -62,6 +64,8 @@ pub(crate) struct Services {
     pub elbv2: Arc<Elbv2>,
     /// The region's Cloud Map (its DNS namespaces feed [`Regions::dns`]).
     pub servicediscovery: Arc<CloudMap>,
+    /// The region's Application Auto Scaling (it scales `ecs`'s services).
+    pub appautoscaling: Arc<crate::appautoscaling::AppAutoScaling>,
     /// The region's view of the store (what both read and write).
     pub view: Arc<dyn Store>,
 }
@@ -76,6 +80,8 @@ enum Loops {
         handles: Vec<JoinHandle<()>>,
         /// The agents of EC2 instances, when this server runs them.
         agents: Option<Arc<InstanceAgents>>,
+        /// The term this server leads under, while it does.
+        leading: crate::Leading,
     },
     /// Stopping or stopped: no new loops.
     Stopped,
@@ -109,6 +115,7 @@ impl Regions {
             served: Mutex::new(HashMap::new()),
             loops: Mutex::new(Loops::Idle),
             dns: Arc::new(crate::servicediscovery::dns::DnsFeed::new()),
+            cloudwatch: Arc::default(),
         };
         let mut in_use = vec![default];
         for name in child_segments(&*me.store, keys::REGIONS).await? {
@@ -126,6 +133,13 @@ impl Regions {
             ecs.upgrade_records().await.map_err(|e| OpenError::Upgrade(e.message))?;
         }
         Ok(me)
+    }
+
+    /// Links CloudWatch, where every region's Application Auto Scaling reads metrics and keeps
+    /// target tracking's alarms.
+    pub fn link_cloudwatch(&self, cloudwatch: Arc<crate::cloudwatch::CloudWatch>) {
+        let _ = self.cloudwatch.metrics.set(cloudwatch.clone());
+        let _ = self.cloudwatch.alarms.set(cloudwatch);
     }
 
     /// The DNS data plane of Cloud Map's namespaces (served by [`crate::Server`]).
@@ -173,10 +187,28 @@ impl Regions {
                 &self.account_id,
                 self.timing.lb_bind_address,
             ));
+            // Services register their tasks in the region's target groups.
+            let _ = ecs.core().load_balancing.set(elbv2.clone());
             let servicediscovery =
                 Arc::new(CloudMap::new(view.clone(), region, &self.account_id, self.dns.clone()));
-            let services =
-                Arc::new(Services { ecs, ec2, autoscaling, elbv2, servicediscovery, view });
+            let appautoscaling = Arc::new(crate::appautoscaling::AppAutoScaling::new(
+                view.clone(),
+                region,
+                &self.account_id,
+                ecs.clone(),
+                self.clock.clone(),
+                self.cloudwatch.clone(),
+                self.timing.app_autoscaling_period,
+            ));
+            let services = Arc::new(Services {
+                ecs,
+                ec2,
+                autoscaling,
+                elbv2,
+                servicediscovery,
+                appautoscaling,
+                view,
+            });
             served.insert(region.name, services.clone());
             services
         };
@@ -187,8 +219,13 @@ impl Regions {
     }
 
     /// Starts the loops of every region built so far, and of every region built from now
-    /// until [`Self::stop`], under `stop`.
-    pub fn start(&self, stop: &watch::Sender<bool>, agents: Option<Arc<InstanceAgents>>) {
+    /// until [`Self::stop`], under `stop`; their controllers while `leading` holds a term.
+    pub fn start(
+        &self,
+        stop: &watch::Sender<bool>,
+        agents: Option<Arc<InstanceAgents>>,
+        leading: crate::Leading,
+    ) {
         let mut loops = self.loops.lock().unwrap_or_else(PoisonError::into_inner);
         if !matches!(*loops, Loops::Idle) {
             return;
@@ -198,6 +235,7 @@ impl Regions {
             started: HashSet::new(),
             handles: Vec::new(),
             agents,
+            leading,
         };
         let served: Vec<_> = self
             .served
@@ -237,55 +275,96 @@ impl Regions {
 
 impl Loops {
     fn start(&mut self, region: &'static str, services: &Arc<Services>) {
-        let Loops::Running { stop, started, handles, agents } = self else { return };
+        // Controllers run only while this server leads (`supervise_leading`); the data planes,
+        // which only read, on every server (the list: the crate's header).
+        let Loops::Running { stop, started, handles, agents, leading } = self else { return };
         if *stop.borrow() || !started.insert(region) {
             return;
         }
         let ecs = &services.ecs;
         if let Some(agents) = agents {
-            handles.push(crate::supervise(format!("instance controller ({region})"), stop, {
-                let (agents, view, ecs) = (agents.clone(), services.view.clone(), ecs.clone());
-                move |stop| {
-                    let (agents, view, ecs) = (agents.clone(), view.clone(), ecs.clone());
-                    async move { crate::instances::run(agents, view, ecs, region, stop).await }
-                }
-            }));
+            handles.push(crate::supervise_leading(
+                format!("instance controller ({region})"),
+                stop,
+                leading.clone(),
+                {
+                    let (agents, view, ecs) = (agents.clone(), services.view.clone(), ecs.clone());
+                    move |stop| {
+                        let (agents, view, ecs) = (agents.clone(), view.clone(), ecs.clone());
+                        async move { crate::instances::run(agents, view, ecs, region, stop).await }
+                    }
+                },
+            ));
             // Auto Scaling launches agent-backed instances: only where agents run.
-            handles.push(crate::supervise(format!("Auto Scaling controller ({region})"), stop, {
-                let asg = services.autoscaling.clone();
-                move |stop| {
-                    let asg = asg.clone();
-                    async move { crate::autoscaling::controller::run(asg, stop).await }
-                }
-            }));
+            handles.push(crate::supervise_leading(
+                format!("Auto Scaling controller ({region})"),
+                stop,
+                leading.clone(),
+                {
+                    let asg = services.autoscaling.clone();
+                    move |stop| {
+                        let asg = asg.clone();
+                        async move { crate::autoscaling::controller::run(asg, stop).await }
+                    }
+                },
+            ));
         }
-        handles.push(crate::supervise(format!("service controller ({region})"), stop, {
-            let ecs = ecs.clone();
-            move |stop| {
+        handles.push(crate::supervise_leading(
+            format!("service controller ({region})"),
+            stop,
+            leading.clone(),
+            {
                 let ecs = ecs.clone();
-                async move { ecs.service_controller.run(stop).await }
-            }
-        }));
+                move |stop| {
+                    let ecs = ecs.clone();
+                    async move { ecs.service_controller.run(stop).await }
+                }
+            },
+        ));
+        handles.push(crate::supervise_leading(
+            format!("Application Auto Scaling controller ({region})"),
+            stop,
+            leading.clone(),
+            {
+                let aas = services.appautoscaling.clone();
+                move |stop| crate::appautoscaling::controller::run(aas.clone(), stop)
+            },
+        ));
         handles.push(crate::supervise(format!("DNS view ({region})"), stop, {
             let cloudmap = services.servicediscovery.clone();
             move |stop| crate::servicediscovery::dns::run(cloudmap.clone(), stop)
         }));
+        handles.push(crate::supervise_leading(
+            format!("ECS service discovery ({region})"),
+            stop,
+            leading.clone(),
+            {
+                let cloudmap = services.servicediscovery.clone();
+                move |stop| crate::servicediscovery::ecs_registrations::run(cloudmap.clone(), stop)
+            },
+        ));
         handles.push(crate::supervise(format!("load balancer data plane ({region})"), stop, {
             let elbv2 = services.elbv2.clone();
             move |stop| crate::elbv2::run(elbv2.clone(), stop)
         }));
-        handles.push(crate::supervise(format!("retention reaper ({region})"), stop, {
-            let ecs = ecs.clone();
-            move |stop| {
+        handles.push(crate::supervise_leading(
+            format!("retention reaper ({region})"),
+            stop,
+            leading.clone(),
+            {
                 let ecs = ecs.clone();
-                async move { ecs.retention.run(stop).await }
-            }
-        }));
+                move |stop| {
+                    let ecs = ecs.clone();
+                    async move { ecs.retention.run(stop).await }
+                }
+            },
+        ));
         let rate = ecs.spot_interruption_rate();
         if rate > 0.0 {
-            handles.push(crate::supervise(
+            handles.push(crate::supervise_leading(
                 format!("random Spot interruptions ({region})"),
                 stop,
+                leading.clone(),
                 {
                     let ecs = ecs.clone();
                     move |stop| {
@@ -360,13 +439,16 @@ mod tests {
         assert_eq!(again.served(), ["ap-southeast-1", "us-east-1"]);
         // Loops start for every region served, and stop with the server.
         let (stop, _) = watch::channel(false);
-        again.start(&stop, None);
+        let term = berth_store::Term::new("test", None);
+        again.start(&stop, None, watch::channel(Some(term)).1);
         again.ecs(region("cn-north-1"));
         let count = |r: &Regions| match &*r.loops.lock().unwrap() {
             Loops::Running { handles, .. } => handles.len(),
             _ => 0,
         };
-        assert_eq!(count(&again), 12, "four loops in each of three regions");
+        // Service controller, Application Auto Scaling, DNS view, ECS service discovery, load
+        // balancer data plane, retention reaper.
+        assert_eq!(count(&again), 18, "six loops in each of three regions");
         stop.send(true).unwrap();
         tokio::time::timeout(std::time::Duration::from_secs(10), again.stop()).await.unwrap();
         again.ecs(region("eu-west-2"));

@@ -1,22 +1,68 @@
-//! The SSM parameters ECS users read (issue #12): `GetParameter` and `GetParameters` (JSON 1.1,
-//! `AmazonSSM.` target prefix, wire types generated from botocore's `ssm` model for just those
-//! operations) answering the public parameters that name Berth's instance image.
+//! SSM Parameter Store (issues #12 and #16; JSON 1.1, `AmazonSSM.` target prefix, wire types
+//! generated from botocore's `ssm` model for the operations below): PutParameter,
+//! GetParameter, GetParameters, GetParametersByPath, DeleteParameter, DeleteParameters,
+//! DescribeParameters, GetParameterHistory, LabelParameterVersion, UnlabelParameterVersion,
+//! AddTagsToResource, ListTagsForResource, RemoveTagsFromResource. Other operations of the
+//! model answer the protocol's not-implemented error naming them.
 //!
-//! Contract: `/aws/service/ecs/optimized-ami/amazon-linux-2/recommended` is the JSON document
-//! ECS publishes there ([`berth_instances::image::recommended_parameter`]) and `.../image_id`
-//! is [`berth_instances::image::BERTH_IMAGE_ID`]; both are `String` parameters of version 1,
-//! the same in every region. Any other name is `ParameterNotFound` (GetParameter) or listed
-//! in `InvalidParameters` (GetParameters), as SSM answers for a name that does not exist; a
-//! full Parameter Store is issue #16's. Requests are SigV4-signed for `ssm` like any other.
+//! Contract:
+//! * the public parameters that name Berth's instance image answer as before, the same in
+//!   every region and read-only: `/aws/service/ecs/optimized-ami/amazon-linux-2/recommended`
+//!   is the JSON document ECS publishes there
+//!   ([`berth_instances::image::recommended_parameter`]) and `.../image_id` is
+//!   [`berth_instances::image::BERTH_IMAGE_ID`], `String` parameters of version 1; any other
+//!   `/aws/...` name is `ParameterNotFound`;
+//! * every other parameter is one record, `ssm/parameters/<name>` in the region's view, with
+//!   every version (at most [`MAX_VERSIONS`]: the oldest is dropped, unless it has labels:
+//!   `ParameterMaxVersionLimitExceeded`, as SSM) and its tags; every change is one
+//!   compare-and-set on it;
+//! * **SecureString values are never stored in plain text**: sealed with AES-256-GCM under a
+//!   key derived from the master key ([`crate::secretsmanager::Vault`]), bound to the region,
+//!   the name and the version. Without `WithDecryption` a SecureString answers its sealed
+//!   form, never the value;
+//! * names: `a-zA-Z0-9_.-/`, a hierarchy (a name with `/`) starts with `/` and has at most 15
+//!   levels, nothing starts with `aws` or `ssm` (any case); a parameter is named by its name
+//!   or its ARN, with `name:VERSION` or `name:LABEL` selectors on GetParameter(s);
+//! * tiers: Standard values up to 4 KiB, Advanced up to 8 KiB, Intelligent-Tiering picks;
+//!   parameter policies (expiration, notification) are refused, not silently ignored;
+//! * errors are SSM's codes (`ParameterNotFound`, `ParameterAlreadyExists`,
+//!   `ParameterVersionNotFound`, `ParameterPatternMismatchException`,
+//!   `InvalidAllowedPatternException`, `ParameterVersionLabelLimitExceeded`,
+//!   `InvalidResourceId`, `InvalidResourceType`, `TooManyTagsError`, `InvalidFilterKey`,
+//!   `InvalidFilterOption`, `InvalidNextToken`, `ValidationException` naming the member).
 
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use berth_instances::image;
+use berth_model::regions::Region;
+use berth_store::{Range, Store, Txn};
 use berth_wire::AwsError;
-use berth_wire::common;
 use berth_wire::ssm as wire;
+use serde::{Deserialize, Serialize};
+use wire::{ErrorCode, ParameterTier, ParameterType};
 
 use crate::App;
-use crate::auth::{self, Action};
 use crate::ecs::RequestContext;
+use crate::records;
+use crate::secretsmanager::Vault;
+
+/// Versions kept per parameter (SSM: 100).
+pub const MAX_VERSIONS: usize = 100;
+/// Labels per version (SSM: 10).
+const MAX_LABELS: usize = 10;
+/// Tags per parameter (SSM: 50).
+const MAX_TAGS: usize = 50;
+const STANDARD_MAX: usize = 4096;
+const ADVANCED_MAX: usize = 8192;
+const KEY_PREFIX: &str = "ssm/parameters/";
+/// The KMS key SSM uses for SecureString when none is named.
+const DEFAULT_KEY_ID: &str = "alias/aws/ssm";
+
+fn key(name: &str) -> String {
+    format!("{KEY_PREFIX}{name}")
+}
 
 /// The public parameters this server answers, by name: `(value, region)` -> parameter.
 fn lookup(name: &str, region: &str, partition: &str) -> Option<wire::Parameter> {
@@ -27,7 +73,7 @@ fn lookup(name: &str, region: &str, partition: &str) -> Option<wire::Parameter> 
     };
     Some(wire::Parameter {
         name: Some(name.to_string()),
-        r#type: Some(wire::ParameterType::String),
+        r#type: Some(ParameterType::String),
         value: Some(value),
         version: Some(1),
         last_modified_date: Some(0.0),
@@ -37,24 +83,564 @@ fn lookup(name: &str, region: &str, partition: &str) -> Option<wire::Parameter> 
     })
 }
 
-/// The region's view of the public parameters.
+/// One parameter and its versions (oldest first).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct ParameterRecord {
+    name: String,
+    #[serde(default)]
+    tags: Vec<(String, String)>,
+    versions: Vec<VersionRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct VersionRecord {
+    version: i64,
+    /// `String`, `StringList` or `SecureString`.
+    kind: String,
+    /// Plain for String and StringList; sealed ([`crate::secretsmanager::Cipher`]) for
+    /// SecureString.
+    value: String,
+    #[serde(default)]
+    key_id: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    allowed_pattern: Option<String>,
+    tier: String,
+    data_type: String,
+    #[serde(default)]
+    labels: Vec<String>,
+    modified: f64,
+    user: String,
+}
+
+impl ParameterRecord {
+    fn latest(&self) -> &VersionRecord {
+        self.versions.last().expect("a parameter has at least one version")
+    }
+}
+
+/// One region's Parameter Store, for one request.
 struct Parameters {
-    region: &'static str,
-    partition: &'static str,
+    store: Arc<dyn Store>,
+    vault: Arc<Vault>,
+    region: Region,
+    account_id: String,
+}
+
+fn validation(m: impl Into<String>) -> AwsError {
+    ErrorCode::ValidationException.with(m)
+}
+
+fn not_found(name: &str) -> AwsError {
+    ErrorCode::ParameterNotFound.with(format!("Parameter {name} not found."))
+}
+
+fn now() -> f64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9
+}
+
+fn parse_type(s: &str) -> ParameterType {
+    match s {
+        "StringList" => ParameterType::StringList,
+        "SecureString" => ParameterType::SecureString,
+        _ => ParameterType::String,
+    }
+}
+
+fn parse_tier(s: &str) -> ParameterTier {
+    if s == "Advanced" { ParameterTier::Advanced } else { ParameterTier::Standard }
+}
+
+/// Checks a parameter name as SSM does (for a parameter to create).
+fn check_name(name: &str) -> Result<(), AwsError> {
+    if name.is_empty() || name.len() > 1011 {
+        return Err(validation("Name: must be 1 to 1011 characters."));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b)) {
+        return Err(validation(format!(
+            "Name: parameter name '{name}' can contain only a-zA-Z0-9_.-/ characters."
+        )));
+    }
+    let bare = name.trim_start_matches('/').to_ascii_lowercase();
+    if bare.starts_with("aws") || bare.starts_with("ssm") {
+        return Err(validation(
+            "Name: parameter name can't be prefixed with \"aws\" or \"ssm\" (case-insensitive).",
+        ));
+    }
+    if name.contains('/') {
+        if !name.starts_with('/') {
+            return Err(validation(
+                "Name: parameter name must be a fully qualified name: a name with a hierarchy begins with a forward slash (/).",
+            ));
+        }
+        if name.ends_with('/') || name.contains("//") {
+            return Err(validation(format!("Name: '{name}' has an empty level of its hierarchy.")));
+        }
+        if name.matches('/').count() > 15 {
+            return Err(ErrorCode::HierarchyLevelLimitExceededException
+                .with("A hierarchy can have a maximum of 15 levels."));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a label as SSM does; the reason it is invalid otherwise.
+fn label_ok(label: &str) -> bool {
+    let lower = label.to_ascii_lowercase();
+    !label.is_empty()
+        && label.len() <= 100
+        && !label.as_bytes()[0].is_ascii_digit()
+        && !lower.starts_with("aws")
+        && !lower.starts_with("ssm")
+        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// `(name, selector)` of a request's name: an ARN becomes its name; `name:3` and `name:label`
+/// split off the selector.
+fn split_selector(raw: &str) -> (String, Option<String>) {
+    let name = match raw.strip_prefix("arn:") {
+        Some(_) => {
+            let parts: Vec<&str> = raw.splitn(6, ':').collect();
+            match parts.get(5).and_then(|r| r.strip_prefix("parameter")) {
+                Some(rest) => rest.to_string(),
+                None => raw.to_string(),
+            }
+        }
+        None => raw.to_string(),
+    };
+    // ARN form `parameter/a/b` is the name `/a/b`; `parameter/x` is `x`.
+    let name = match name.strip_prefix('/') {
+        Some(rest) if !rest.contains('/') && raw.starts_with("arn:") => rest.to_string(),
+        _ => name,
+    };
+    match name.rsplit_once(':') {
+        Some((n, sel)) if !sel.is_empty() => (n.to_string(), Some(sel.to_string())),
+        _ => (name, None),
+    }
+}
+
+/// `(offset, limit)` of a page request (`max`: the operation's cap and default).
+fn page(
+    next_token: Option<&str>,
+    asked: Option<i32>,
+    max: i32,
+) -> Result<(usize, usize), AwsError> {
+    let limit = match asked {
+        None => max as usize,
+        Some(n) if (1..=max).contains(&n) => n as usize,
+        Some(n) => return Err(validation(format!("MaxResults: must be 1 to {max}, got {n}."))),
+    };
+    let offset = match next_token {
+        None => 0,
+        Some(t) => URL_SAFE_NO_PAD
+            .decode(t)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix("o:").and_then(|n| n.parse().ok()))
+            .ok_or_else(|| ErrorCode::InvalidNextToken.with("The specified token is not valid."))?,
+    };
+    Ok((offset, limit))
+}
+
+fn next_token(offset: usize, limit: usize, total: usize) -> Option<String> {
+    (offset + limit < total).then(|| URL_SAFE_NO_PAD.encode(format!("o:{}", offset + limit)))
+}
+
+impl Parameters {
+    fn arn(&self, name: &str) -> String {
+        let sep = if name.starts_with('/') { "" } else { "/" };
+        format!(
+            "arn:{}:ssm:{}:{}:parameter{sep}{name}",
+            self.region.partition, self.region.name, self.account_id
+        )
+    }
+
+    fn aad(&self, name: &str, version: i64) -> String {
+        format!("ssm\n{}\n{name}\n{version}", self.region.name)
+    }
+
+    async fn get(
+        &self,
+        name: &str,
+    ) -> Result<Option<(ParameterRecord, berth_store::Revision)>, AwsError> {
+        records::get::<ParameterRecord>(&*self.store, &key(name)).await
+    }
+
+    async fn all(&self, prefix: &str) -> Result<Vec<ParameterRecord>, AwsError> {
+        let recs = self
+            .store
+            .range(Range::prefix(&format!("{KEY_PREFIX}{prefix}")))
+            .await
+            .map_err(crate::error::store)?;
+        Ok(records::decode_all::<ParameterRecord>(recs)?.into_iter().map(|(r, _)| r).collect())
+    }
+
+    /// The value of `v` to answer: a SecureString opened only when `decrypt`.
+    fn value(&self, name: &str, v: &VersionRecord, decrypt: bool) -> Result<String, AwsError> {
+        if v.kind != "SecureString" || !decrypt {
+            return Ok(v.value.clone());
+        }
+        let plain =
+            self.vault.parameters.open(&self.aad(name, v.version), &v.value).ok_or_else(|| {
+                ErrorCode::InternalServerError
+                    .with("The SecureString value does not open with the server's master key.")
+            })?;
+        String::from_utf8(plain)
+            .map_err(|_| ErrorCode::InternalServerError.with("The stored value is not text."))
+    }
+
+    fn parameter(
+        &self,
+        rec: &ParameterRecord,
+        v: &VersionRecord,
+        selector: Option<String>,
+        decrypt: bool,
+    ) -> Result<wire::Parameter, AwsError> {
+        Ok(wire::Parameter {
+            name: Some(rec.name.clone()),
+            r#type: Some(parse_type(&v.kind)),
+            value: Some(self.value(&rec.name, v, decrypt)?),
+            version: Some(v.version),
+            selector: selector.map(|s| format!(":{s}")),
+            source_result: None,
+            last_modified_date: Some(v.modified),
+            arn: Some(self.arn(&rec.name)),
+            data_type: Some(v.data_type.clone()),
+        })
+    }
+
+    /// The parameter a GetParameter(s) name selects: `Ok(None)` when it does not exist.
+    async fn select(&self, raw: &str, decrypt: bool) -> Result<Option<wire::Parameter>, AwsError> {
+        if let Some(p) = lookup(raw, self.region.name, self.region.partition) {
+            return Ok(Some(p));
+        }
+        let (name, selector) = split_selector(raw);
+        let Some((rec, _)) = self.get(&name).await? else { return Ok(None) };
+        let v = match &selector {
+            None => rec.latest(),
+            Some(sel) => match sel.parse::<i64>() {
+                Ok(n) => match rec.versions.iter().find(|v| v.version == n) {
+                    Some(v) => v,
+                    None => {
+                        return Err(ErrorCode::ParameterVersionNotFound.with(format!(
+                            "Systems Manager could not find version {n} of {name}. Verify the version and try again."
+                        )));
+                    }
+                },
+                Err(_) => match rec.versions.iter().find(|v| v.labels.contains(sel)) {
+                    Some(v) => v,
+                    None => return Ok(None),
+                },
+            },
+        };
+        Ok(Some(self.parameter(&rec, v, selector.clone(), decrypt)?))
+    }
+
+    fn metadata(&self, rec: &ParameterRecord) -> wire::ParameterMetadata {
+        let v = rec.latest();
+        wire::ParameterMetadata {
+            name: Some(rec.name.clone()),
+            arn: Some(self.arn(&rec.name)),
+            r#type: Some(parse_type(&v.kind)),
+            key_id: v.key_id.clone(),
+            last_modified_date: Some(v.modified),
+            last_modified_user: Some(v.user.clone()),
+            description: v.description.clone(),
+            allowed_pattern: v.allowed_pattern.clone(),
+            version: Some(v.version),
+            tier: Some(parse_tier(&v.tier)),
+            policies: Some(vec![]),
+            data_type: Some(v.data_type.clone()),
+        }
+    }
+
+    /// Read-modify-write of parameter `name`; `ParameterNotFound` when it does not exist.
+    async fn update<T>(
+        &self,
+        name: &str,
+        mut f: impl FnMut(&mut ParameterRecord) -> Result<T, AwsError>,
+    ) -> Result<T, AwsError> {
+        let mut cas = records::Cas::new(&*self.store, format!("parameter {name}"));
+        loop {
+            cas.attempt().await?;
+            let Some((before, rev)) = self.get(name).await? else { return Err(not_found(name)) };
+            let mut after = before.clone();
+            let out = f(&mut after)?;
+            if after == before {
+                return Ok(out);
+            }
+            let k = key(name);
+            if cas.commit(Txn::new().when(&k, rev).put(&k, records::encode(&after))).await? {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The plain value of a parameter named by name or ARN (SecureString decrypted), for task
+    /// secrets ([`crate::secretsmanager::inject`]); `ParameterNotFound` otherwise.
+    async fn read_plain(&self, raw: &str) -> Result<String, AwsError> {
+        match self.select(raw, true).await? {
+            Some(p) => Ok(p.value.unwrap_or_default()),
+            None => Err(not_found(raw)),
+        }
+    }
+}
+
+/// Whether `rec` passes ParameterStringFilters (`by_path`: only the keys GetParametersByPath
+/// takes).
+fn filter_matches(
+    rec: &ParameterRecord,
+    filters: &[wire::ParameterStringFilter],
+    by_path: bool,
+) -> Result<bool, AwsError> {
+    let v = rec.latest();
+    for f in filters {
+        let k = f.key.clone().unwrap_or_default();
+        let option = f.option.clone().unwrap_or_else(|| "Equals".into());
+        let values = f.values.clone().unwrap_or_default();
+        let allowed: &[&str] = if by_path {
+            &["Type", "KeyId", "Label"]
+        } else {
+            &["Name", "Type", "KeyId", "Path", "Tier", "DataType", "Label"]
+        };
+        let is_tag = k.starts_with("tag:");
+        if !(allowed.contains(&k.as_str()) || (is_tag && !by_path)) {
+            return Err(ErrorCode::InvalidFilterKey
+                .with(format!("ParameterFilters: the filter key {k} is not valid here.")));
+        }
+        let options: &[&str] = match k.as_str() {
+            "Name" => &["Equals", "BeginsWith", "Contains"],
+            "Path" => &["Recursive", "OneLevel"],
+            "Label" | "Type" | "KeyId" | "Tier" | "DataType" => &["Equals"],
+            _ => &["Equals"],
+        };
+        if !options.contains(&option.as_str()) {
+            return Err(ErrorCode::InvalidFilterOption.with(format!(
+                "ParameterFilters: the option {option} is not valid for the key {k}; use one of {}.",
+                options.join(", ")
+            )));
+        }
+        let any = |pred: &dyn Fn(&str) -> bool| values.iter().any(|x| pred(x));
+        let ok = match k.as_str() {
+            "Name" => any(&|x: &str| {
+                let (n, x) = (rec.name.as_str(), x);
+                match option.as_str() {
+                    "BeginsWith" => n.starts_with(x),
+                    "Contains" => n.contains(x),
+                    _ => n == x || n.trim_start_matches('/') == x.trim_start_matches('/'),
+                }
+            }),
+            "Type" => any(&|x: &str| x == v.kind),
+            "KeyId" => any(&|x: &str| v.key_id.as_deref() == Some(x)),
+            "Tier" => any(&|x: &str| x == v.tier),
+            "DataType" => any(&|x: &str| x == v.data_type),
+            "Label" => {
+                any(&|x: &str| rec.versions.iter().any(|ver| ver.labels.iter().any(|l| l == x)))
+            }
+            "Path" => any(&|x: &str| {
+                let p = x.trim_end_matches('/');
+                let Some(rest) = rec.name.strip_prefix(&format!("{p}/")) else { return false };
+                option == "Recursive" || !rest.contains('/')
+            }),
+            _ => {
+                let tag = &k[4..];
+                rec.tags
+                    .iter()
+                    .any(|(tk, tv)| tk == tag && (values.is_empty() || values.contains(tv)))
+            }
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn check_tags(tags: &[wire::Tag]) -> Result<Vec<(String, String)>, AwsError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (i, t) in tags.iter().enumerate() {
+        let k = t.key.clone().unwrap_or_default();
+        if k.to_ascii_lowercase().starts_with("aws:") {
+            return Err(validation(format!("Tags[{i}].Key: the aws: prefix is reserved.")));
+        }
+        out.retain(|(x, _)| *x != k);
+        out.push((k, t.value.clone().unwrap_or_default()));
+    }
+    Ok(out)
 }
 
 impl wire::ParametersApi<RequestContext> for Parameters {
+    async fn put_parameter(
+        &self,
+        ctx: &RequestContext,
+        input: wire::PutParameterRequest,
+    ) -> Result<wire::PutParameterResult, AwsError> {
+        let name = split_selector(input.name.as_deref().unwrap_or_default()).0;
+        let name = if input.name.as_deref().is_some_and(|n| n.starts_with("arn:")) {
+            name
+        } else {
+            input.name.clone().unwrap_or_default()
+        };
+        check_name(&name)?;
+        let value = input.value.clone().unwrap_or_default();
+        let overwrite = input.overwrite.unwrap_or(false);
+        if overwrite && input.tags.as_ref().is_some_and(|t| !t.is_empty()) {
+            return Err(validation(
+                "tags and overwrite can't be used together. To create a parameter with tags, please remove overwrite flag. To update tags for an existing parameter, please use AddTagsToResource or RemoveTagsFromResource.",
+            ));
+        }
+        if input.policies.as_deref().is_some_and(|p| !p.trim().is_empty() && p.trim() != "[]") {
+            return Err(ErrorCode::UnsupportedFeatureRequiredException.with(
+                "Policies: parameter policies (expiration, notifications) are not supported by Berth yet.",
+            ));
+        }
+        let data_type = input.data_type.clone().unwrap_or_else(|| "text".into());
+        match data_type.as_str() {
+            "text" | "aws:ssm:integration" => {}
+            "aws:ec2:image" => {
+                if !value.starts_with("ami-") {
+                    return Err(validation(format!(
+                        "Value: '{value}' is not a valid image id for data type aws:ec2:image (ami-...)."
+                    )));
+                }
+            }
+            other => {
+                return Err(validation(format!(
+                    "DataType: '{other}' is not valid; use text, aws:ec2:image or aws:ssm:integration."
+                )));
+            }
+        }
+        let tags = check_tags(input.tags.as_deref().unwrap_or_default())?;
+        if tags.len() > MAX_TAGS {
+            return Err(ErrorCode::TooManyTagsError.with(format!("At most {MAX_TAGS} tags.")));
+        }
+        if let Some(p) = &input.allowed_pattern {
+            let re = regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| {
+                ErrorCode::InvalidAllowedPatternException
+                    .with(format!("AllowedPattern: '{p}' is not a valid regular expression: {e}"))
+            })?;
+            if !re.is_match(&value) {
+                return Err(ErrorCode::ParameterPatternMismatchException.with(format!(
+                    "Parameter value, cannot be validated against allowedPattern: {p}"
+                )));
+            }
+        }
+        let user = ctx.principal.arn.clone();
+        let k = key(&name);
+        let mut cas = records::Cas::new(&*self.store, format!("parameter {name}"));
+        loop {
+            cas.attempt().await?;
+            let existing = self.get(&name).await?;
+            let rev = existing.as_ref().map_or(0, |(_, r)| *r);
+            let prev = existing.as_ref().map(|(r, _)| r.latest().clone());
+            if existing.is_some() && !overwrite {
+                return Err(ErrorCode::ParameterAlreadyExists.with(
+                    "The parameter already exists. To overwrite this value, set the overwrite option in the request to true.",
+                ));
+            }
+            let kind = match (input.r#type, &prev) {
+                (Some(t), _) => t.as_str().to_string(),
+                (None, Some(p)) => p.kind.clone(),
+                (None, None) => {
+                    return Err(validation(
+                        "Type: a parameter type is required when you create a parameter.",
+                    ));
+                }
+            };
+            let prev_tier = prev.as_ref().map(|p| p.tier.clone());
+            let tier = match input.tier {
+                Some(ParameterTier::Advanced) => "Advanced",
+                Some(ParameterTier::Standard) => {
+                    if prev_tier.as_deref() == Some("Advanced") {
+                        return Err(validation(
+                            "Tier: an Advanced parameter can't be changed back to the Standard tier.",
+                        ));
+                    }
+                    "Standard"
+                }
+                Some(ParameterTier::IntelligentTiering)
+                    if value.len() > STANDARD_MAX || prev_tier.as_deref() == Some("Advanced") =>
+                {
+                    "Advanced"
+                }
+                Some(ParameterTier::IntelligentTiering) => "Standard",
+                // The account's default tier is Standard; an Advanced parameter stays so.
+                None if prev_tier.as_deref() == Some("Advanced") => "Advanced",
+                None => "Standard",
+            };
+            let limit = if tier == "Advanced" { ADVANCED_MAX } else { STANDARD_MAX };
+            if value.len() > limit {
+                return Err(validation(if tier == "Standard" {
+                    format!(
+                        "Value: Standard tier parameters support a maximum parameter value of {STANDARD_MAX} characters. To create a larger parameter value, upgrade the parameter to use the advanced-parameter tier."
+                    )
+                } else {
+                    format!(
+                        "Value: parameters support a maximum value of {ADVANCED_MAX} characters."
+                    )
+                }));
+            }
+            let mut rec = match existing {
+                Some((r, _)) => r,
+                None => {
+                    ParameterRecord { name: name.clone(), tags: tags.clone(), versions: vec![] }
+                }
+            };
+            let version = rec.versions.last().map_or(1, |v| v.version + 1);
+            if rec.versions.len() >= MAX_VERSIONS {
+                if !rec.versions[0].labels.is_empty() {
+                    return Err(ErrorCode::ParameterMaxVersionLimitExceeded.with(format!(
+                        "You attempted to create a new version of {name} by calling the PutParameter API with the overwrite flag. Version {}, the oldest version, can't be deleted because it has a label associated with it. Move the label to another version of the parameter, and try again.",
+                        rec.versions[0].version
+                    )));
+                }
+                rec.versions.remove(0);
+            }
+            let secure = kind == "SecureString";
+            let stored = if secure {
+                self.vault.parameters.seal(&self.aad(&name, version), value.as_bytes())
+            } else {
+                value.clone()
+            };
+            rec.versions.push(VersionRecord {
+                version,
+                kind: kind.clone(),
+                value: stored,
+                key_id: secure
+                    .then(|| input.key_id.clone().unwrap_or_else(|| DEFAULT_KEY_ID.into())),
+                description: input
+                    .description
+                    .clone()
+                    .or_else(|| prev.as_ref().and_then(|p| p.description.clone())),
+                allowed_pattern: input
+                    .allowed_pattern
+                    .clone()
+                    .or_else(|| prev.as_ref().and_then(|p| p.allowed_pattern.clone())),
+                tier: tier.to_string(),
+                data_type: data_type.clone(),
+                labels: vec![],
+                modified: now(),
+                user: user.clone(),
+            });
+            if cas.commit(Txn::new().when(&k, rev).put(&k, records::encode(&rec))).await? {
+                return Ok(wire::PutParameterResult {
+                    version: Some(version),
+                    tier: Some(parse_tier(tier)),
+                });
+            }
+        }
+    }
+
     async fn get_parameter(
         &self,
         _ctx: &RequestContext,
         input: wire::GetParameterRequest,
     ) -> Result<wire::GetParameterResult, AwsError> {
         let name = input.name.unwrap_or_default();
-        match lookup(&name, self.region, self.partition) {
+        match self.select(&name, input.with_decryption.unwrap_or(false)).await? {
             Some(p) => Ok(wire::GetParameterResult { parameter: Some(p) }),
-            None => {
-                Err(wire::ErrorCode::ParameterNotFound.with(format!("Parameter {name} not found.")))
-            }
+            None => Err(not_found(&name)),
         }
     }
 
@@ -63,24 +649,343 @@ impl wire::ParametersApi<RequestContext> for Parameters {
         _ctx: &RequestContext,
         input: wire::GetParametersRequest,
     ) -> Result<wire::GetParametersResult, AwsError> {
+        let decrypt = input.with_decryption.unwrap_or(false);
         let mut found = vec![];
         let mut invalid = vec![];
         for name in input.names.unwrap_or_default() {
-            match lookup(&name, self.region, self.partition) {
-                Some(p) => found.push(p),
-                None => invalid.push(name),
+            match self.select(&name, decrypt).await {
+                Ok(Some(p)) => found.push(p),
+                Ok(None) => invalid.push(name),
+                Err(e) if e.code == "ParameterVersionNotFound" => invalid.push(name),
+                Err(e) => return Err(e),
             }
         }
         Ok(wire::GetParametersResult { parameters: Some(found), invalid_parameters: Some(invalid) })
+    }
+
+    async fn get_parameters_by_path(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::GetParametersByPathRequest,
+    ) -> Result<wire::GetParametersByPathResult, AwsError> {
+        let path = input.path.unwrap_or_default();
+        if !path.starts_with('/') {
+            return Err(validation(format!(
+                "Path: '{path}' is not a valid path: a path begins with a forward slash (/)."
+            )));
+        }
+        let recursive = input.recursive.unwrap_or(false);
+        let decrypt = input.with_decryption.unwrap_or(false);
+        let filters = input.parameter_filters.unwrap_or_default();
+        let base = format!("{}/", path.trim_end_matches('/'));
+        let mut out = Vec::new();
+        for rec in self.all(&base).await? {
+            let rest = &rec.name[base.len()..];
+            if (recursive || !rest.contains('/')) && filter_matches(&rec, &filters, true)? {
+                out.push(rec);
+            }
+        }
+        let (offset, limit) = page(input.next_token.as_deref(), input.max_results, 10)?;
+        let token = next_token(offset, limit, out.len());
+        let parameters = out
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|r| self.parameter(r, r.latest(), None, decrypt))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(wire::GetParametersByPathResult { parameters: Some(parameters), next_token: token })
+    }
+
+    async fn delete_parameter(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::DeleteParameterRequest,
+    ) -> Result<wire::DeleteParameterResult, AwsError> {
+        let name = split_selector(&input.name.unwrap_or_default()).0;
+        let k = key(&name);
+        let Some((_, rev)) = self.get(&name).await? else { return Err(not_found(&name)) };
+        if !records::commit(&*self.store, Txn::new().when(&k, rev).delete(&k)).await?
+            && self.get(&name).await?.is_some()
+        {
+            return Err(ErrorCode::TooManyUpdates
+                .with("There are concurrent updates for the parameter; retry."));
+        }
+        Ok(wire::DeleteParameterResult {})
+    }
+
+    async fn delete_parameters(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::DeleteParametersRequest,
+    ) -> Result<wire::DeleteParametersResult, AwsError> {
+        let mut deleted = vec![];
+        let mut invalid = vec![];
+        for raw in input.names.unwrap_or_default() {
+            let name = split_selector(&raw).0;
+            match self.get(&name).await? {
+                Some((_, rev)) => {
+                    let k = key(&name);
+                    records::commit(&*self.store, Txn::new().when(&k, rev).delete(&k)).await?;
+                    deleted.push(raw);
+                }
+                None => invalid.push(raw),
+            }
+        }
+        Ok(wire::DeleteParametersResult {
+            deleted_parameters: Some(deleted),
+            invalid_parameters: Some(invalid),
+        })
+    }
+
+    async fn describe_parameters(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::DescribeParametersRequest,
+    ) -> Result<wire::DescribeParametersResult, AwsError> {
+        let filters = input.filters.unwrap_or_default();
+        let string_filters = input.parameter_filters.unwrap_or_default();
+        if !filters.is_empty() && !string_filters.is_empty() {
+            return Err(validation(
+                "You can use either Filters or ParameterFilters in a single request, not both.",
+            ));
+        }
+        let mut out = Vec::new();
+        'records: for rec in self.all("").await? {
+            let v = rec.latest();
+            for f in &filters {
+                let values = f.values.clone().unwrap_or_default();
+                let ok = match f.key {
+                    Some(wire::ParametersFilterKey::Name) => {
+                        values.iter().any(|x| rec.name.starts_with(x.as_str()))
+                    }
+                    Some(wire::ParametersFilterKey::Type) => values.contains(&v.kind),
+                    Some(wire::ParametersFilterKey::KeyId) => {
+                        v.key_id.as_ref().is_some_and(|k| values.contains(k))
+                    }
+                    None => {
+                        return Err(ErrorCode::InvalidFilterKey.with("Filters[].Key: required."));
+                    }
+                };
+                if !ok {
+                    continue 'records;
+                }
+            }
+            if filter_matches(&rec, &string_filters, false)? {
+                out.push(rec);
+            }
+        }
+        let (offset, limit) = page(input.next_token.as_deref(), input.max_results, 50)?;
+        let token = next_token(offset, limit, out.len());
+        Ok(wire::DescribeParametersResult {
+            parameters: Some(
+                out.iter().skip(offset).take(limit).map(|r| self.metadata(r)).collect(),
+            ),
+            next_token: token,
+        })
+    }
+
+    async fn get_parameter_history(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::GetParameterHistoryRequest,
+    ) -> Result<wire::GetParameterHistoryResult, AwsError> {
+        let name = split_selector(&input.name.unwrap_or_default()).0;
+        let Some((rec, _)) = self.get(&name).await? else { return Err(not_found(&name)) };
+        let decrypt = input.with_decryption.unwrap_or(false);
+        let (offset, limit) = page(input.next_token.as_deref(), input.max_results, 50)?;
+        let token = next_token(offset, limit, rec.versions.len());
+        let history = rec
+            .versions
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|v| {
+                Ok(wire::ParameterHistory {
+                    name: Some(rec.name.clone()),
+                    r#type: Some(parse_type(&v.kind)),
+                    key_id: v.key_id.clone(),
+                    last_modified_date: Some(v.modified),
+                    last_modified_user: Some(v.user.clone()),
+                    description: v.description.clone(),
+                    value: Some(self.value(&rec.name, v, decrypt)?),
+                    allowed_pattern: v.allowed_pattern.clone(),
+                    version: Some(v.version),
+                    labels: Some(v.labels.clone()),
+                    tier: Some(parse_tier(&v.tier)),
+                    policies: Some(vec![]),
+                    data_type: Some(v.data_type.clone()),
+                })
+            })
+            .collect::<Result<Vec<_>, AwsError>>()?;
+        Ok(wire::GetParameterHistoryResult { parameters: Some(history), next_token: token })
+    }
+
+    async fn label_parameter_version(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::LabelParameterVersionRequest,
+    ) -> Result<wire::LabelParameterVersionResult, AwsError> {
+        let name = split_selector(&input.name.unwrap_or_default()).0;
+        let labels = input.labels.unwrap_or_default();
+        let (valid, invalid): (Vec<String>, Vec<String>) =
+            labels.into_iter().partition(|l| label_ok(l));
+        let version = self
+            .update(&name, |rec| {
+                let version = input.parameter_version.unwrap_or(rec.latest().version);
+                let Some(i) = rec.versions.iter().position(|v| v.version == version) else {
+                    return Err(ErrorCode::ParameterVersionNotFound.with(format!(
+                        "Systems Manager could not find version {version} of {name}. Verify the version and try again."
+                    )));
+                };
+                // A label names one version: it moves here from wherever it was.
+                for v in &mut rec.versions {
+                    v.labels.retain(|l| !valid.contains(l));
+                }
+                for l in &valid {
+                    rec.versions[i].labels.push(l.clone());
+                }
+                if rec.versions[i].labels.len() > MAX_LABELS {
+                    return Err(ErrorCode::ParameterVersionLabelLimitExceeded.with(format!(
+                        "A parameter version can have maximum {MAX_LABELS} labels. Move one or more labels to another version and try again."
+                    )));
+                }
+                Ok(version)
+            })
+            .await?;
+        Ok(wire::LabelParameterVersionResult {
+            invalid_labels: Some(invalid),
+            parameter_version: Some(version),
+        })
+    }
+
+    async fn unlabel_parameter_version(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::UnlabelParameterVersionRequest,
+    ) -> Result<wire::UnlabelParameterVersionResult, AwsError> {
+        let name = split_selector(&input.name.unwrap_or_default()).0;
+        let labels = input.labels.unwrap_or_default();
+        let version = input.parameter_version.unwrap_or_default();
+        let (removed, invalid) = self
+            .update(&name, |rec| {
+                let Some(v) = rec.versions.iter_mut().find(|v| v.version == version) else {
+                    return Err(ErrorCode::ParameterVersionNotFound.with(format!(
+                        "Systems Manager could not find version {version} of {name}. Verify the version and try again."
+                    )));
+                };
+                let (removed, invalid): (Vec<String>, Vec<String>) =
+                    labels.iter().cloned().partition(|l| v.labels.contains(l));
+                v.labels.retain(|l| !removed.contains(l));
+                Ok((removed, invalid))
+            })
+            .await?;
+        Ok(wire::UnlabelParameterVersionResult {
+            removed_labels: Some(removed),
+            invalid_labels: Some(invalid),
+        })
+    }
+}
+
+/// The parameter a tagging request names.
+fn tag_target(
+    resource_type: Option<wire::ResourceTypeForTagging>,
+    id: Option<String>,
+) -> Result<String, AwsError> {
+    if resource_type != Some(wire::ResourceTypeForTagging::Parameter) {
+        return Err(ErrorCode::InvalidResourceType
+            .with("ResourceType: Berth's SSM tags parameters only (ResourceType Parameter)."));
+    }
+    Ok(split_selector(&id.unwrap_or_default()).0)
+}
+
+fn invalid_resource(name: &str) -> AwsError {
+    ErrorCode::InvalidResourceId.with(format!("The resource ID \"{name}\" is not valid."))
+}
+
+impl wire::TagsApi<RequestContext> for Parameters {
+    async fn add_tags_to_resource(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::AddTagsToResourceRequest,
+    ) -> Result<wire::AddTagsToResourceResult, AwsError> {
+        let name = tag_target(input.resource_type, input.resource_id)?;
+        let tags = check_tags(input.tags.as_deref().unwrap_or_default())?;
+        self.update(&name, |rec| {
+            for (k, v) in &tags {
+                rec.tags.retain(|(x, _)| x != k);
+                rec.tags.push((k.clone(), v.clone()));
+            }
+            if rec.tags.len() > MAX_TAGS {
+                return Err(ErrorCode::TooManyTagsError
+                    .with(format!("A parameter can have at most {MAX_TAGS} tags.")));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| if e.code == "ParameterNotFound" { invalid_resource(&name) } else { e })?;
+        Ok(wire::AddTagsToResourceResult {})
+    }
+
+    async fn list_tags_for_resource(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::ListTagsForResourceRequest,
+    ) -> Result<wire::ListTagsForResourceResult, AwsError> {
+        let name = tag_target(input.resource_type, input.resource_id)?;
+        let Some((rec, _)) = self.get(&name).await? else { return Err(invalid_resource(&name)) };
+        Ok(wire::ListTagsForResourceResult {
+            tag_list: Some(
+                rec.tags
+                    .into_iter()
+                    .map(|(k, v)| wire::Tag { key: Some(k), value: Some(v) })
+                    .collect(),
+            ),
+        })
+    }
+
+    async fn remove_tags_from_resource(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::RemoveTagsFromResourceRequest,
+    ) -> Result<wire::RemoveTagsFromResourceResult, AwsError> {
+        let name = tag_target(input.resource_type, input.resource_id)?;
+        let keys = input.tag_keys.unwrap_or_default();
+        self.update(&name, |rec| {
+            rec.tags.retain(|(k, _)| !keys.contains(k));
+            Ok(())
+        })
+        .await
+        .map_err(|e| if e.code == "ParameterNotFound" { invalid_resource(&name) } else { e })?;
+        Ok(wire::RemoveTagsFromResourceResult {})
     }
 }
 
 impl wire::Api for Parameters {
     type Context = RequestContext;
     type Parameters = Parameters;
+    type Tags = Parameters;
     fn parameters(&self) -> &Parameters {
         self
     }
+    fn tags(&self) -> &Parameters {
+        self
+    }
+}
+
+/// The plain value of the parameter `name_or_arn` in `region` (SecureString decrypted), for
+/// task secrets; `ParameterNotFound` when there is none.
+pub(crate) async fn read_parameter(
+    app: &App,
+    region: Region,
+    name_or_arn: &str,
+) -> Result<String, AwsError> {
+    let p = Parameters {
+        store: app.regions.services(region).view.clone(),
+        vault: app.vault.clone(),
+        region,
+        account_id: app.account_id.clone(),
+    };
+    p.read_plain(name_or_arn).await
 }
 
 /// Serves one SSM request (already routed here by its `ssm` credential scope).
@@ -89,32 +994,26 @@ pub(crate) async fn serve(
     req: axum::extract::Request,
     request_id: &str,
 ) -> Result<Vec<u8>, AwsError> {
-    let (parts, body) = req.into_parts();
-    let body = crate::protocol::read_capped(body, app.max_body_bytes).await?;
-    let signed = app.auth.authenticate(&parts, &body, wire::SIGNING_NAME).await?;
-    auth::authorize_region(&signed.principal, signed.region)?;
-    let target = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| common::unknown_operation("Missing X-Amz-Target header."))?;
-    let (prefix, operation) = target.split_once('.').unwrap_or((target, ""));
-    if prefix != wire::TARGET_PREFIX {
-        return Err(common::unknown_operation(format!(
-            "Unknown target '{target}': SSM requests name {}.<Operation>.",
-            wire::TARGET_PREFIX
-        )));
-    }
-    let op = wire::Operation::from_name(operation).ok_or_else(|| {
-        common::unknown_operation(format!("{operation} is not an operation of AWS SSM."))
-    })?;
-    auth::authorize(
-        &signed.principal,
-        Action { service: wire::SIGNING_NAME, operation: op.name() },
-    )?;
-    let ctx = RequestContext { principal: signed.principal, request_id: request_id.to_string() };
-    let api = Parameters { region: signed.region.name, partition: signed.region.partition };
-    wire::dispatch(&api, &ctx, op, &body).await
+    let call = crate::protocol::json_call(
+        app,
+        req,
+        request_id,
+        &crate::protocol::JsonService {
+            signing_name: wire::SIGNING_NAME,
+            target_prefix: wire::TARGET_PREFIX,
+            title: "AWS SSM",
+            from_name: wire::Operation::from_name,
+            name: wire::Operation::name,
+        },
+    )
+    .await?;
+    let api = Parameters {
+        store: app.regions.services(call.region).view.clone(),
+        vault: app.vault.clone(),
+        region: call.region,
+        account_id: app.account_id.clone(),
+    };
+    wire::dispatch(&api, &call.ctx, call.op, &call.body).await
 }
 
 #[cfg(test)]
@@ -138,5 +1037,29 @@ mod tests {
             lookup("/aws/service/ecs/optimized-ami/amazon-linux-2/nope", "us-east-1", "aws")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn names_selectors_and_labels() {
+        assert_eq!(split_selector("/a/b"), ("/a/b".into(), None));
+        assert_eq!(split_selector("/a/b:3"), ("/a/b".into(), Some("3".into())));
+        assert_eq!(split_selector("x:prod"), ("x".into(), Some("prod".into())));
+        assert_eq!(
+            split_selector("arn:aws:ssm:us-east-1:000000000000:parameter/a/b"),
+            ("/a/b".into(), None)
+        );
+        assert_eq!(
+            split_selector("arn:aws:ssm:us-east-1:000000000000:parameter/x"),
+            ("x".into(), None)
+        );
+        assert!(check_name("/app/db/password").is_ok());
+        assert!(check_name("plain").is_ok());
+        for bad in ["a/b", "/AWS/x", "ssm-x", "/a//b", "/a/", "sp ace", ""] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert!(label_ok("prod"));
+        for bad in ["1x", "awsx", "Ssm", "a b", ""] {
+            assert!(!label_ok(bad), "{bad}");
+        }
     }
 }

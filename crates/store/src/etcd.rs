@@ -140,6 +140,13 @@ impl EtcdConfig {
     pub fn describe(&self) -> String {
         self.endpoints.join(",")
     }
+
+    /// The name of the servers' leader election ([`crate::leadership`]): beside the prefix,
+    /// never under it (`berth/` -> `berth.leader`), so that the election's keys are neither in
+    /// Berth's records, its watch, nor `berth store copy`.
+    pub fn election_name(&self) -> String {
+        format!("{}.leader", self.prefix.trim_end_matches('/'))
+    }
 }
 
 /// Where the watcher stands, shared with the store's handles.
@@ -310,6 +317,11 @@ impl EtcdStore {
         &self.config
     }
 
+    /// The etcd client (for [`crate::EtcdLeadership`]).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     fn error(&self, what: &str, e: etcd_client::Error) -> StoreError {
         etcd_error(&self.config, what, e)
     }
@@ -347,9 +359,21 @@ impl EtcdStore {
     }
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {
-        match tokio::time::timeout(REQUEST_TIMEOUT, current_revision(&self.client, &self.config))
-            .await
-        {
+        let read = async {
+            let mut attempt = 0;
+            loop {
+                match current_revision(&self.client, &self.config).await {
+                    Err(StoreError::Etcd { source, .. })
+                        if never_sent(&source) && attempt < UNSENT_RETRIES =>
+                    {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                    }
+                    other => return other,
+                }
+            }
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
             Ok(r) => r,
             Err(_) => Err(self.error(
                 "read the revision",
@@ -358,17 +382,35 @@ impl EtcdStore {
         }
     }
 
-    async fn call<T>(
+    /// One request with the request timeout; a request that never reached a member (a dead
+    /// member's refused connection: the client balances over every endpoint, and may pick it)
+    /// is sent again, to another member as the client picks, up to [`UNSENT_RETRIES`] times.
+    async fn call<T, Fut>(
         &self,
         what: &str,
-        fut: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
-            Ok(r) => r.map_err(|e| self.error(what, e)),
-            Err(_) => Err(self.error(
-                what,
-                etcd_client::Error::Internal(format!("no answer within {REQUEST_TIMEOUT:?}")),
-            )),
+        mut request: impl FnMut() -> Fut,
+    ) -> Result<T, StoreError>
+    where
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match tokio::time::timeout(REQUEST_TIMEOUT, request()).await {
+                Ok(Err(e)) if never_sent(&e) && attempt < UNSENT_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "etcd store: a member is unreachable; sending again");
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                }
+                Ok(r) => return r.map_err(|e| self.error(what, e)),
+                Err(_) => {
+                    return Err(self.error(
+                        what,
+                        etcd_client::Error::Internal(format!(
+                            "no answer within {REQUEST_TIMEOUT:?}"
+                        )),
+                    ));
+                }
+            }
         }
     }
 
@@ -386,7 +428,12 @@ impl EtcdStore {
             })
             .collect();
         let txn = EtcdTxn::new().and_then(ops);
-        let resp = self.call("read keys", self.kv().txn(txn)).await?;
+        let resp = self
+            .call("read keys", || {
+                let (mut kv, txn) = (self.kv(), txn.clone());
+                async move { kv.txn(txn).await }
+            })
+            .await?;
         let revision = resp.header().map_or(0, |h| h.revision());
         let mut out = Vec::with_capacity(keys.len());
         for r in resp.op_responses() {
@@ -397,6 +444,21 @@ impl EtcdStore {
             }
         }
         Ok((out, at.unwrap_or(revision)))
+    }
+}
+
+/// How many times a request that never reached a member is sent again ([`EtcdStore::call`]).
+const UNSENT_RETRIES: u32 = 12;
+
+/// Whether the request failed before any member got it (its connection was refused), so
+/// sending it again cannot apply it twice.
+fn never_sent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            // gRPC's UNAVAILABLE (14), from a connection that could not be made.
+            s.code() as i32 == 14 && s.message().contains("connect error")
+        }
+        _ => false,
     }
 }
 
@@ -421,7 +483,12 @@ fn etcd_error(config: &EtcdConfig, what: &str, e: etcd_client::Error) -> StoreEr
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
-        let resp = self.call("read a key", self.kv().get(self.key(key), None)).await?;
+        let resp = self
+            .call("read a key", || {
+                let (mut kv, key) = (self.kv(), self.key(key));
+                async move { kv.get(key, None).await }
+            })
+            .await?;
         resp.kvs().first().map(|kv| self.record(kv)).transpose()
     }
 
@@ -450,20 +517,31 @@ impl Store for EtcdStore {
         if range.reverse {
             opts = opts.with_sort(SortTarget::Key, SortOrder::Descend);
         }
-        let resp = self.call("read a range", self.kv().get(start, Some(opts))).await?;
+        let resp = self
+            .call("read a range", || {
+                let (mut kv, start, opts) = (self.kv(), start.clone(), opts.clone());
+                async move { kv.get(start, Some(opts)).await }
+            })
+            .await?;
         resp.kvs().iter().map(|kv| self.record(kv)).collect()
     }
 
     async fn count(&self, start: &str, end: &str) -> Result<u64, StoreError> {
         let Some((s, e)) = self.bounds(start, end) else { return Ok(0) };
         let opts = GetOptions::new().with_range(e).with_count_only();
-        let resp = self.call("count a range", self.kv().get(s, Some(opts))).await?;
+        let resp = self
+            .call("count a range", || {
+                let (mut kv, s, opts) = (self.kv(), s.clone(), opts.clone());
+                async move { kv.get(s, Some(opts)).await }
+            })
+            .await?;
         Ok(u64::try_from(resp.count()).unwrap_or(0))
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
-        let txn = Txn { compares: txn.compares, ops: fold_ops(txn.ops) };
-        let compares: Vec<EtcdCompare> = txn
+        let (fence, term) = crate::leadership::effective_fence(&txn);
+        let txn = Txn { compares: txn.compares, ops: fold_ops(txn.ops), fence: None };
+        let mut compares: Vec<EtcdCompare> = txn
             .compares
             .iter()
             .map(|Compare::ModRevision { key, revision }| match revision {
@@ -471,6 +549,14 @@ impl Store for EtcdStore {
                 r => EtcdCompare::mod_revision(self.key(key), CompareOp::Equal, etcd_rev(*r)),
             })
             .collect();
+        // The fence's key is etcd's own (the election's, beside the prefix): not prefixed.
+        if let Some(f) = &fence {
+            compares.push(EtcdCompare::create_revision(
+                f.key.as_bytes(),
+                CompareOp::Equal,
+                etcd_rev(f.create_revision),
+            ));
+        }
         let ops: Vec<TxnOp> = txn
             .ops
             .iter()
@@ -479,21 +565,38 @@ impl Store for EtcdStore {
                 Op::Delete { key } => TxnOp::delete(self.key(key), None),
             })
             .collect();
-        let reads: Vec<TxnOp> = txn
+        let mut reads: Vec<TxnOp> = txn
             .compares
             .iter()
             .map(|Compare::ModRevision { key, .. }| {
                 TxnOp::get(self.key(key), Some(GetOptions::new().with_keys_only()))
             })
             .collect();
+        if let Some(f) = &fence {
+            reads.push(TxnOp::get(f.key.as_bytes(), Some(GetOptions::new().with_keys_only())));
+        }
         let request = EtcdTxn::new().when(compares).and_then(ops).or_else(reads);
         let resp = self
-            .call("write", self.kv().txn(request))
+            .call("write", || {
+                let (mut kv, request) = (self.kv(), request.clone());
+                async move { kv.txn(request).await }
+            })
             .await
             .map_err(|e| refused(e, &txn, &self.config.prefix))?;
         let revision = resp.header().map_or(0, |h| rev(h.revision()));
         if !resp.succeeded() {
             let responses = resp.op_responses();
+            if let Some(f) = &fence {
+                let actual = match responses.get(txn.compares.len()) {
+                    Some(TxnOpResponse::Get(g)) => {
+                        g.kvs().first().map_or(0, |kv| rev(kv.create_revision()))
+                    }
+                    _ => 0,
+                };
+                if actual != f.create_revision {
+                    return Err(crate::leadership::refused(f, term.as_ref()));
+                }
+            }
             for (i, Compare::ModRevision { key, revision: expected }) in
                 txn.compares.iter().enumerate()
             {

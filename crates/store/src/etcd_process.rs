@@ -4,7 +4,9 @@
 //! Contract: [`EtcdProcess::start`] returns once the member answers `/health`; the process is
 //! killed (SIGKILL) and reaped when the value is dropped; its data directory is the caller's
 //! (a temp dir). [`EtcdProcess::kill9`] + [`EtcdProcess::restart`] keep the data and the ports,
-//! as a crashed member coming back would. Nothing here is used by the server itself.
+//! as a crashed member coming back would. [`EtcdCluster`] starts several members forming one
+//! cluster (each on its own ports and data directory) for tests of several servers. Nothing
+//! here is used by the server itself.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -24,6 +26,8 @@ pub struct EtcdProcess {
     client_port: u16,
     peer_port: u16,
     extra: Vec<String>,
+    /// The member's name and the cluster's `--initial-cluster`, for members of a cluster.
+    member: Option<(String, String)>,
 }
 
 /// The `etcd` binary: `$ETCD_BIN`, else `etcd` on `PATH`.
@@ -69,6 +73,7 @@ impl EtcdProcess {
                 client_port: free_port()?,
                 peer_port: free_port()?,
                 extra: extra.iter().map(|s| s.to_string()).collect(),
+                member: None,
             };
             match p.spawn() {
                 Ok(()) => return Ok(p),
@@ -100,24 +105,40 @@ impl EtcdProcess {
     }
 
     fn spawn(&mut self) -> std::io::Result<()> {
+        self.launch()?;
+        self.wait_healthy()
+    }
+
+    /// Starts the process without waiting for it.
+    fn launch(&mut self) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.data_dir)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
         let client = self.client_url();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let (name, cluster) = match &self.member {
+            Some((name, cluster)) => (name.clone(), cluster.clone()),
+            None => ("berth-test".to_string(), format!("berth-test={peer}")),
+        };
         let child = Command::new(&self.binary)
-            .arg("--name=berth-test")
+            .arg(format!("--name={name}"))
             .arg(format!("--data-dir={}", self.data_dir.display()))
             .arg(format!("--listen-client-urls={client}"))
             .arg(format!("--advertise-client-urls={client}"))
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=berth-test={peer}"))
+            .arg(format!("--initial-cluster={cluster}"))
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
         self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until the member answers `/health` (it has a leader), or fails.
+    fn wait_healthy(&mut self) -> std::io::Result<()> {
+        let client = self.client_url();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if self.healthy() {
@@ -170,5 +191,68 @@ impl EtcdProcess {
 impl Drop for EtcdProcess {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Several etcd members forming one cluster on loopback (see the module header). Dropping it
+/// kills every member.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    members: Vec<EtcdProcess>,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members with their data under `dir` (`dir/m0`, `dir/m1`...) and `extra`
+    /// flags each; returns once every member is healthy.
+    pub fn start(binary: &Path, dir: &Path, n: usize, extra: &[&str]) -> std::io::Result<Self> {
+        let mut members = Vec::with_capacity(n);
+        for i in 0..n {
+            members.push(EtcdProcess {
+                child: None,
+                binary: binary.to_path_buf(),
+                data_dir: dir.join(format!("m{i}")),
+                client_port: free_port()?,
+                peer_port: free_port()?,
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+                member: None,
+            });
+        }
+        let cluster = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| format!("m{i}=http://127.0.0.1:{}", m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        for (i, m) in members.iter_mut().enumerate() {
+            m.member = Some((format!("m{i}"), cluster.clone()));
+            m.launch()?;
+        }
+        let mut me = Self { members };
+        for m in &mut me.members {
+            m.wait_healthy()?;
+        }
+        Ok(me)
+    }
+
+    /// The store URL naming every member (`etcd://127.0.0.1:P1,127.0.0.1:P2.../PREFIX`).
+    pub fn url(&self, prefix: &str) -> String {
+        let hosts: Vec<String> =
+            self.members.iter().map(|m| format!("127.0.0.1:{}", m.client_port)).collect();
+        format!("etcd://{}/{prefix}", hosts.join(","))
+    }
+
+    /// Member `i`, to kill or restart.
+    pub fn member(&mut self, i: usize) -> &mut EtcdProcess {
+        &mut self.members[i]
+    }
+
+    /// How many members it has.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether it has none.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
     }
 }

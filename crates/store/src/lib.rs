@@ -23,10 +23,16 @@
 //! * A full disk fails the writes that do not fit with [`StoreError::DiskFull`] (naming the
 //!   filesystem), applying nothing of them; reads keep working, and writes succeed again as
 //!   soon as space is freed, without reopening the store.
+//! * A transaction may carry a [`Fence`] (set on it, or taken from the [`leadership::Term`]
+//!   the calling task runs under, [`leadership::under`]): it is checked with its compares, in
+//!   the same atomic step, and when it no longer holds nothing is applied and the call fails
+//!   with [`StoreError::Fenced`]. This is how a deposed leader's controllers are kept from
+//!   writing ([`leadership`]).
 #![forbid(unsafe_code)]
 
 mod etcd;
 pub mod etcd_process;
+pub mod leadership;
 pub mod space;
 mod sqlite;
 pub mod view;
@@ -35,6 +41,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use etcd::{DELIVERY_WAIT, ETCD_DEFAULT_MAX_TXN_OPS, EtcdConfig, EtcdStore};
+pub use leadership::{AlwaysLeader, EtcdLeadership, Leadership, Term};
 pub use sqlite::{SqliteStore, StoreStats};
 pub use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 pub use view::{ChangeFeed, KeySpace, View};
@@ -69,11 +76,24 @@ pub enum Op {
     Delete { key: String },
 }
 
+/// A fencing token: the transaction applies only while `key` exists with this
+/// `create_revision` (the leader's election key, [`leadership`]). The key is in the backend's
+/// own key space: never translated by a [`View`], and for etcd the full etcd key (outside
+/// Berth's prefix, where elections live).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    pub key: String,
+    pub create_revision: Revision,
+}
+
 /// An atomic, conditional batch of writes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Txn {
     pub compares: Vec<Compare>,
     pub ops: Vec<Op>,
+    /// Checked with the compares; when it fails the call is [`StoreError::Fenced`]. `None`:
+    /// the fence of the task's [`leadership::Term`], if it runs under one.
+    pub fence: Option<Fence>,
 }
 
 impl Txn {
@@ -94,6 +114,11 @@ impl Txn {
     /// Deletes `key`.
     pub fn delete(mut self, key: impl Into<String>) -> Self {
         self.ops.push(Op::Delete { key: key.into() });
+        self
+    }
+    /// Applies only while `fence` holds.
+    pub fn fenced(mut self, fence: Fence) -> Self {
+        self.fence = Some(fence);
         self
     }
 }
@@ -214,6 +239,13 @@ pub enum StoreError {
     /// A key in the store that is not UTF-8 (written by something other than Berth).
     #[error("store key {key:?} is not UTF-8")]
     NotUtf8 { key: String },
+    /// The transaction's fence no longer holds: the leadership it was written under has
+    /// ended (its election key is gone or was created again). Nothing was applied; the
+    /// writer is no longer the leader and must stop and campaign again.
+    #[error(
+        "fenced write refused: this server no longer leads (election key {key:?} is not at create revision {expected}); nothing was applied"
+    )]
+    Fenced { key: String, expected: Revision },
 }
 
 /// The store interface. Implementations are cheap to clone behind an `Arc`.

@@ -183,6 +183,7 @@ const SQL_COUNT: &str = "SELECT COUNT(*) FROM kv WHERE key >= ?1 AND key < ?2";
 const SQL_REVISION: &str = "SELECT value FROM meta WHERE name = 'revision'";
 const SQL_SET_REVISION: &str = "UPDATE meta SET value = ?1 WHERE name = 'revision'";
 const SQL_MOD_REVISION: &str = "SELECT mod_revision FROM kv WHERE key = ?1";
+const SQL_CREATE_REVISION: &str = "SELECT create_revision FROM kv WHERE key = ?1";
 const SQL_PUT: &str = "INSERT INTO kv (key, value, create_revision, mod_revision) VALUES (?1, ?2, ?3, ?3) \
                        ON CONFLICT (key) DO UPDATE SET value = excluded.value, mod_revision = excluded.mod_revision";
 const SQL_DELETE: &str = "DELETE FROM kv WHERE key = ?1";
@@ -472,11 +473,18 @@ impl Store for SqliteStore {
         )
     }
 
-    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+    async fn txn(&self, mut txn: Txn) -> Result<TxnOutcome, StoreError> {
         let writer = self.writer.as_ref().ok_or(StoreError::WriterGone)?;
+        let (fence, term) = crate::leadership::effective_fence(&txn);
+        txn.fence = fence.clone();
         let (reply, answer) = oneshot::channel();
         writer.send(Request { txn, reply }).await.map_err(|_| StoreError::WriterGone)?;
-        answer.await.map_err(|_| StoreError::WriterGone)?
+        match answer.await.map_err(|_| StoreError::WriterGone)? {
+            Err(StoreError::Fenced { .. }) if fence.is_some() => {
+                Err(crate::leadership::refused(fence.as_ref().expect("checked"), term.as_ref()))
+            }
+            other => other,
+        }
     }
 
     fn watch(&self) -> tokio::sync::watch::Receiver<Revision> {
@@ -710,6 +718,20 @@ fn try_apply_batch(
     let mut revision = base;
     let mut results = Vec::with_capacity(batch.len());
     for Request { txn, .. } in batch {
+        if let Some(f) = &txn.fence {
+            let actual: Revision = conn
+                .prepare_cached(SQL_CREATE_REVISION)?
+                .query_row([&f.key], |row| u64_at(row, 0))
+                .optional()?
+                .unwrap_or(0);
+            if actual != f.create_revision {
+                results.push(Err(StoreError::Fenced {
+                    key: f.key.clone(),
+                    expected: f.create_revision,
+                }));
+                continue;
+            }
+        }
         if let Some(conflict) = check_compares(conn, txn)? {
             results.push(Ok(conflict));
             continue;

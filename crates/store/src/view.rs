@@ -220,6 +220,8 @@ impl Store for View {
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
         let mut inner = Txn::new();
+        // The fence names a key of the backend itself: passed through untranslated.
+        inner.fence = txn.fence;
         for Compare::ModRevision { key, revision } in txn.compares {
             inner.compares.push(Compare::ModRevision { key: self.inner_key(&key)?, revision });
         }

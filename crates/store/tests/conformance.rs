@@ -115,6 +115,7 @@ conformance!(
     changes_deliver_every_committed_txn_in_order,
     views_work_over_the_store,
     values_up_to_a_mebibyte_round_trip,
+    fenced_writes_fail_once_the_fence_key_changed,
 );
 
 fn committed(outcome: TxnOutcome) -> Revision {
@@ -709,4 +710,125 @@ async fn etcd_out_of_space_fails_writes_and_keeps_reads() {
     assert!(store.get("fill/000").await.unwrap().is_some(), "reads keep working");
     let again = store.txn(Txn::new().put("small", "x")).await.unwrap_err();
     assert!(matches!(again, StoreError::EtcdNoSpace { .. }), "{again:?}");
+}
+
+/// The fence key of `key` in the backend's own key space (etcd: with the fixture's prefix).
+fn raw_key(f: &Fixture, key: &str) -> String {
+    match f.kind {
+        Kind::Sqlite => key.to_string(),
+        Kind::Etcd => format!("berth/{key}"),
+    }
+}
+
+/// A transaction carrying a fence commits while the fence key exists at its create revision,
+/// and fails with `Fenced`, applying nothing, once the key was deleted or created again: set
+/// on the transaction, through a view (untranslated), or from the task's leadership term
+/// (which it then ends).
+async fn fenced_writes_fail_once_the_fence_key_changed(f: Fixture) {
+    let s = f.store.clone();
+    let created = put(&*s, "lead/a", "me").await;
+    let fence = berth_store::Fence { key: raw_key(&f, "lead/a"), create_revision: created };
+    // Holds, also after an update of the key (its create revision is unchanged).
+    committed(s.txn(Txn::new().put("w/1", "x").fenced(fence.clone())).await.unwrap());
+    put(&*s, "lead/a", "still me").await;
+    committed(s.txn(Txn::new().put("w/2", "x").fenced(fence.clone())).await.unwrap());
+    let view = View::new(s.clone(), KeySpace::prefixed("v/"));
+    committed(view.txn(Txn::new().put("w/3", "x").fenced(fence.clone())).await.unwrap());
+    let term = berth_store::Term::new("test", Some(fence.clone()));
+    let under = berth_store::leadership::under(term.clone(), s.txn(Txn::new().put("w/4", "x")));
+    committed(under.await.unwrap());
+    assert_eq!(term.ended(), None);
+
+    // The key goes and comes back (another leader): the fence no longer holds.
+    committed(s.txn(Txn::new().delete("lead/a")).await.unwrap());
+    put(&*s, "lead/a", "someone else").await;
+    let before = berth_store::leadership::fenced_writes();
+    let rev = s.revision().await.unwrap();
+    for (what, result) in [
+        ("set on the txn", s.txn(Txn::new().put("w/5", "x").fenced(fence.clone())).await),
+        ("through a view", view.txn(Txn::new().put("w/5", "x").fenced(fence.clone())).await),
+        (
+            "from the term",
+            berth_store::leadership::under(term.clone(), s.txn(Txn::new().put("w/5", "x"))).await,
+        ),
+    ] {
+        match result {
+            Err(StoreError::Fenced { key, expected }) => {
+                assert_eq!((key.as_str(), expected), (fence.key.as_str(), created), "{what}");
+            }
+            other => panic!("{what}: expected Fenced, got {other:?}"),
+        }
+    }
+    assert!(berth_store::leadership::fenced_writes() >= before + 3);
+    assert!(
+        term.ended().is_some_and(|r| r.contains("fence")),
+        "the term ended: {:?}",
+        term.ended()
+    );
+    assert_eq!(s.get("w/5").await.unwrap(), None, "nothing applied");
+    assert_eq!(view.get("w/5").await.unwrap(), None, "nothing applied");
+    assert_eq!(s.revision().await.unwrap(), rev, "no revision spent");
+    // Compares are still reported as conflicts when the fence holds.
+    let fresh = berth_store::Fence {
+        key: fence.key.clone(),
+        create_revision: s.get("lead/a").await.unwrap().unwrap().create_revision,
+    };
+    let out = s.txn(Txn::new().when("w/1", 0).put("w/1", "y").fenced(fresh)).await.unwrap();
+    assert!(matches!(out, TxnOutcome::Conflict { ref key, .. } if key == "w/1"), "{out:?}");
+}
+
+/// Two servers elect one leader through etcd; when the leader's lease is lost behind its back
+/// (as when it is paused past its TTL) the other takes over, and the deposed one, still
+/// believing it leads, cannot commit a write under its term: `Fenced`, nothing applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_a_deposed_leader_cannot_write() {
+    use berth_store::{EtcdLeadership, Leadership};
+    let Some(f) = Fixture::etcd("etcd_a_deposed_leader_cannot_write").await else { return };
+    let url = f.etcd.as_ref().unwrap().url("berth/");
+    let a_store = Arc::new(EtcdStore::connect_url(&url).await.unwrap());
+    let b_store = Arc::new(EtcdStore::connect_url(&url).await.unwrap());
+    let a = EtcdLeadership::new(&a_store, "server-a", Duration::from_secs(2));
+    let b = Arc::new(EtcdLeadership::new(&b_store, "server-b", Duration::from_secs(2)));
+    let term_a = within("a campaigns", a.campaign()).await.unwrap();
+    let fence = term_a.fence().cloned().unwrap();
+    assert!(fence.key.starts_with("berth.leader/"), "{fence:?}");
+    let mut seen = a.observe();
+    within("a observed", seen.wait_for(|v| v.as_deref() == Some("server-a"))).await.unwrap();
+    let ok =
+        berth_store::leadership::under(term_a.clone(), a_store.txn(Txn::new().put("c/1", "a")));
+    committed(ok.await.unwrap());
+
+    let b_campaign = tokio::spawn({
+        let b = b.clone();
+        async move { b.campaign().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!b_campaign.is_finished(), "b must wait while a leads");
+    // a's lease is revoked behind its back (its key goes with it): b leads.
+    let mut client =
+        etcd_client::Client::connect([f.etcd.as_ref().unwrap().client_url()], None).await.unwrap();
+    let leader = client.leader("berth.leader").await.unwrap();
+    client.lease_revoke(leader.kv().unwrap().lease()).await.unwrap();
+    let term_b = within("b leads", b_campaign).await.unwrap().unwrap();
+    assert_ne!(term_b.fence(), Some(&fence));
+    let rev = a_store.revision().await.unwrap();
+    let deposed =
+        berth_store::leadership::under(term_a.clone(), a_store.txn(Txn::new().put("c/2", "a")));
+    match deposed.await {
+        Err(StoreError::Fenced { key, .. }) => assert_eq!(key, fence.key),
+        other => panic!("the deposed leader's write: expected Fenced, got {other:?}"),
+    }
+    assert!(term_a.ended().is_some());
+    assert_eq!(b_store.get("c/2").await.unwrap(), None);
+    assert_eq!(b_store.revision().await.unwrap(), rev);
+    // The new leader writes; resigning hands over at once.
+    let ok =
+        berth_store::leadership::under(term_b.clone(), b_store.txn(Txn::new().put("c/3", "b")));
+    committed(ok.await.unwrap());
+    let mut seen_b = b.observe();
+    within("b observed", seen_b.wait_for(|v| v.as_deref() == Some("server-b"))).await.unwrap();
+    let again = tokio::spawn(async move { a.campaign().await });
+    b.resign(&term_b).await.unwrap();
+    let term_a2 = within("a leads again", again).await.unwrap().unwrap();
+    assert!(term_a2.ended().is_none());
 }

@@ -356,6 +356,33 @@ impl AgentProc {
         Ok(a)
     }
 
+    /// [`AgentProc::start`] with extra environment variables (e.g. `BERTH_STATS_INTERVAL_SECS`).
+    pub fn start_with_env(
+        bin: &Path,
+        server: &ServerProc,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let tmp = tempfile::Builder::new().prefix("berth-agent-test-").tempdir()?;
+        let data_dir = tmp.path().join("agent");
+        let mut vars: Vec<(String, std::ffi::OsString)> = vec![
+            ("AWS_SHARED_CREDENTIALS_FILE".into(), server.credentials_file().into()),
+            ("BERTH_SERVER".into(), server.endpoint.clone().into()),
+        ];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), (*v).into())));
+        let mut a = Self {
+            child: None,
+            instance_arn: String::new(),
+            data_dir,
+            _tmp: Some(tmp),
+            bin: bin.to_path_buf(),
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            env: vars,
+        };
+        a.spawn()?;
+        Ok(a)
+    }
+
     /// Starts an agent that joins `server`'s `default` cluster with a join token, over TLS
     /// pinned to the server's CA when it speaks TLS; it gets no administrator credentials.
     pub fn start_joining(

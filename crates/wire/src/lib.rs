@@ -27,6 +27,11 @@ pub mod sts {
     mod generated;
     pub use generated::*;
 }
+pub mod iam {
+    //! AWS IAM (`query` protocol, a global service): the operations Berth implements.
+    mod generated;
+    pub use generated::*;
+}
 pub mod autoscaling {
     //! Amazon EC2 Auto Scaling (`query` protocol): the operations Berth implements.
     mod generated;
@@ -59,9 +64,31 @@ pub mod servicediscovery {
     mod generated;
     pub use generated::*;
 }
+pub mod appautoscaling {
+    //! Application Auto Scaling (`AnyScaleFrontendService`, JSON 1.1).
+    mod generated;
+    pub use generated::*;
+}
+pub mod cloudwatch {
+    //! Amazon CloudWatch metrics and alarms (`GraniteServiceVersion20100801`): the JSON 1.0
+    //! protocol botocore sends (query-compatible errors), for the operations Berth implements.
+    mod generated;
+    pub use generated::*;
+}
+pub mod secretsmanager {
+    //! AWS Secrets Manager (`secretsmanager`, JSON 1.1): the operations Berth implements.
+    mod generated;
+    pub use generated::*;
+}
+pub mod cloudtrail {
+    //! AWS CloudTrail (`CloudTrail_20131101`, JSON 1.1): LookupEvents over Berth's audit trail.
+    mod generated;
+    pub use generated::*;
+}
 mod error;
 pub mod json;
 pub mod query;
+pub mod sensitive;
 pub mod validate;
 
 pub use error::{AwsError, common};

@@ -142,6 +142,10 @@ pub struct TaskActor {
     net: network::TaskNet,
     /// The `awslogs` shippers of its containers ([`crate::logs`]).
     shippers: Vec<tokio::task::JoinHandle<()>>,
+    /// The values of its containers' `secrets` and `repositoryCredentials`, by container
+    /// name, fetched just before they are created (`start::fetch_secrets`). In memory only:
+    /// never in reports, the metadata endpoint, logs or the data directory.
+    secrets: std::collections::BTreeMap<String, berth_agent_protocol::ContainerSecrets>,
 }
 
 fn rfc3339(t: Option<time::OffsetDateTime>) -> Option<String> {
@@ -217,6 +221,7 @@ impl TaskActor {
             watch: ctx.events.watch(),
             net: network::TaskNet::default(),
             shippers: Vec::new(),
+            secrets: Default::default(),
             ctx,
         }
     }

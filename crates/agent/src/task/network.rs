@@ -675,6 +675,8 @@ impl TaskActor {
             hostname: Some(net.private_dns_name.clone()).filter(|h| !h.is_empty()),
             cgroup_parent: self.net.cgroup.clone(),
             security_opts: vec![crate::spec::NO_NEW_PRIVILEGES.into()],
+            // The task's resolver (Berth's DNS, issue #17), shared by its containers.
+            dns_servers: self.desired.borrow().dns_servers.clone(),
             ..Default::default()
         };
         let id = match rt.create(&spec).await {

@@ -11,6 +11,12 @@
 //! * A container's id is registered for events as soon as it is created, and shown by the
 //!   task metadata endpoint before the container starts (a container that asks for its
 //!   metadata as its first action sees its `DockerId`).
+//! * A task whose containers name `secrets` or `repositoryCredentials` gets their values from
+//!   the control plane before anything is pulled or created ([`TaskActor::fetch_secrets`]);
+//!   a value it cannot get fails the task (`TaskFailedToStart`, ECS's
+//!   `ResourceInitializationError: unable to pull secrets or registry auth: ...`). The values
+//!   live in the actor's memory only and reach nothing but the container's environment and
+//!   the pull's credentials.
 //! * Every container given a metadata URI carries the task's token in the label
 //!   [`LABEL_TOKEN`](crate::metadata::LABEL_TOKEN), so a restarted agent serves it again.
 
@@ -29,6 +35,7 @@ use crate::spec;
 impl TaskActor {
     /// Pulls images, then creates and starts containers in dependency order.
     pub(super) async fn start(&mut self) -> Result<(), (TaskStopCode, String)> {
+        self.fetch_secrets().await?;
         // Images: pulled unless present.
         self.pull_started_at = Some(now());
         self.publish();
@@ -39,7 +46,19 @@ impl TaskActor {
             let image = self.runs[i].def.image.clone().unwrap_or_default();
             // An image of the control plane's registry (by its address or in ECR's form)
             // is pulled from there with an ECR token, under the name the runtime knows it by.
-            let (reference, auth) = self.ctx.pull_auth.resolve(&image).await;
+            let (reference, mut auth) = self.ctx.pull_auth.resolve(&image).await;
+            // `repositoryCredentials` of a private registry.
+            if auth.is_none()
+                && let Some((username, password)) = self
+                    .secrets
+                    .get(&self.runs[i].name)
+                    .and_then(|s| s.registry_credentials.clone())
+            {
+                let server_address = crate::registry_auth::registry_host(&image)
+                    .unwrap_or("https://index.docker.io/v1/")
+                    .to_string();
+                auth = Some(berth_runtime::RegistryAuth { username, password, server_address });
+            }
             if reference != image {
                 self.runs[i].def.image = Some(reference.clone());
             }
@@ -191,9 +210,22 @@ impl TaskActor {
             uri.as_deref(),
             &ids,
         );
+        // Secrets last: a secret wins over a plain variable of the same name.
+        if let Some(s) = self.secrets.get(&self.runs[i].name) {
+            for (name, value) in &s.environment {
+                spec.env.retain(|(k, _)| k != name);
+                spec.env.push((name.clone(), value.clone()));
+            }
+        }
         if uri.is_some() {
             spec.labels
                 .insert(crate::metadata::LABEL_TOKEN.to_string(), self.metadata_token.clone());
+        }
+        // Berth's DNS server, when the server gives one (issue #17), unless the container
+        // names its own; Docker refuses `dns` with the host network (awsvpc tasks get it on
+        // their pause container, whose resolver their containers share).
+        if spec.dns_servers.is_empty() && spec.network_mode == berth_runtime::NetworkMode::Bridge {
+            spec.dns_servers = desired.dns_servers.clone();
         }
         self.join_task(&mut spec);
         let id = match self.ctx.runtime.create(&spec).await {
@@ -225,6 +257,53 @@ impl TaskActor {
         if self.runs[i].status == TaskStatus::Pending {
             self.runs[i].status = TaskStatus::Running;
         }
+        Ok(())
+    }
+
+    /// Fetches the values of the task's secrets when a container still to be created names
+    /// any (see the module header).
+    async fn fetch_secrets(&mut self) -> Result<(), (TaskStopCode, String)> {
+        let wanted = self.runs.iter().any(|r| {
+            r.id.is_none()
+                && (r.def.secrets.as_ref().is_some_and(|s| !s.is_empty())
+                    || r.def.repository_credentials.is_some())
+        });
+        if !wanted || !self.secrets.is_empty() {
+            return Ok(());
+        }
+        const PREFIX: &str = "ResourceInitializationError: unable to pull secrets or registry auth";
+        let req = berth_agent_protocol::TaskSecretsRequest {
+            container_instance_arn: self.ctx.instance_arn.clone(),
+            cluster: self.ctx.cluster.clone(),
+            task_arn: self.arn.clone(),
+        };
+        let mut tries = 0;
+        let answer = loop {
+            match self.ctx.pull_auth.task_secrets(&req).await {
+                None => {
+                    return Err((
+                        TaskStopCode::TaskFailedToStart,
+                        format!("{PREFIX}: this agent has no control plane to read secrets from"),
+                    ));
+                }
+                Some(Ok(a)) => break a,
+                Some(Err(e)) if e.is_transient() && tries < 5 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(200 << tries)).await;
+                }
+                Some(Err(e)) => {
+                    return Err((
+                        TaskStopCode::TaskFailedToStart,
+                        format!("{PREFIX}: execution resource retrieval failed: {e}"),
+                    ));
+                }
+            }
+        };
+        if let Some(why) = answer.failure {
+            return Err((TaskStopCode::TaskFailedToStart, why));
+        }
+        self.secrets =
+            answer.containers.into_iter().map(|c| (c.container_name.clone(), c)).collect();
         Ok(())
     }
 

@@ -10,7 +10,9 @@ use berth_agent::{Agent, AgentConfig};
 #[derive(clap::Args, Clone, Debug)]
 #[group(id = "agent-flags")]
 pub struct Args {
-    /// The control plane, e.g. http://127.0.0.1:8080.
+    /// The control plane, e.g. http://127.0.0.1:8080, or several servers sharing one etcd
+    /// store, separated by commas (http://a:8080,http://b:8080): the agent moves to the next
+    /// when one stops answering, resuming its held poll there, its reports kept queued.
     #[arg(long, env = "BERTH_SERVER")]
     pub server: String,
     /// The cluster to join (`default` is created on first use, as ECS does).

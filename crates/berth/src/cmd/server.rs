@@ -44,10 +44,18 @@ pub struct Args {
     /// one-minute datapoints, 900).
     #[arg(long, default_value_t = 900)]
     pub scale_in_after_secs: u32,
+    /// Application Auto Scaling evaluates its policies and scheduled actions every this many
+    /// seconds, which is also the period of target tracking's alarms (AWS: 60; 1 to 3600).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub app_autoscaling_period_secs: u64,
     /// A STOPPED task stays describable this many seconds, then is removed (ECS keeps them
     /// at least an hour).
     #[arg(long, default_value_t = 3600)]
     pub stopped_task_retention_secs: u64,
+    /// The audit trail (CloudTrail's LookupEvents) keeps every call's event this many days
+    /// (CloudTrail's event history: 90), in DATA_DIR/trail.db.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub trail_retention_days: u64,
     /// Interrupts FARGATE_SPOT tasks at random, this many times per Spot task-hour on
     /// average (0: never), to test that services survive Spot reclaims; `berth spot interrupt`
     /// interrupts on demand.
@@ -98,7 +106,9 @@ pub struct Args {
     pub registry_address: Option<String>,
     /// Where the DNS server of Cloud Map's namespaces listens (UDP and TCP on one port), or
     /// `off`. Port 0 picks a free port at each start; give a fixed one (53 needs root or
-    /// CAP_NET_BIND_SERVICE) to point resolvers at it.
+    /// CAP_NET_BIND_SERVICE) to point resolvers at it. On port 53 of an address containers
+    /// reach (the Docker bridge gateway, e.g. `172.17.0.1:53`), task containers get it as
+    /// their resolver, so namespace names resolve inside tasks.
     #[arg(long, env = "BERTH_DNS_LISTEN", default_value = "127.0.0.1:0")]
     pub dns_listen: String,
     /// How often the registry applies lifecycle policies and collects unreferenced blobs.
@@ -132,8 +142,11 @@ impl Args {
         config.instance_lost_after = std::time::Duration::from_secs(self.instance_lost_after_secs);
         config.service_settle = std::time::Duration::from_secs(self.service_settle_secs);
         config.scale_in_after_secs = self.scale_in_after_secs;
+        config.app_autoscaling_period =
+            std::time::Duration::from_secs(self.app_autoscaling_period_secs);
         config.stopped_task_retention =
             std::time::Duration::from_secs(self.stopped_task_retention_secs);
+        config.trail_retention = std::time::Duration::from_secs(self.trail_retention_days * 86_400);
         if !(self.spot_interruption_rate.is_finite() && self.spot_interruption_rate >= 0.0) {
             anyhow::bail!(
                 "--spot-interruption-rate must be a number of interruptions per Spot task-hour, 0 or more (got {})",
@@ -224,6 +237,11 @@ pub struct ServerArgs {
     /// one etcd store need the same --key-file. `berth store copy` moves records between them.
     #[arg(long, env = "BERTH_STORE", default_value = "sqlite")]
     pub store: String,
+    /// With an etcd store, several servers may share it; the controllers run on the one
+    /// elected leader, on a lease of this many seconds (1 to 60): a leader that dies is
+    /// replaced within about this long. Unused with SQLite.
+    #[arg(long, env = "BERTH_LEADER_LEASE_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub leader_lease_secs: u64,
 }
 
 /// The etcd store `--store` names; `None` for SQLite.
@@ -242,6 +260,7 @@ pub fn store_flag(store: &str) -> anyhow::Result<Option<berth_store::EtcdConfig>
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut config = args.server.config()?;
     config.etcd = store_flag(&args.store)?;
+    config.leader_lease = std::time::Duration::from_secs(args.leader_lease_secs);
     check_nofile(super::nofile_limit(), config.http.max_connections);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {

@@ -31,11 +31,31 @@ pub struct Args {
     /// serves the Fargate pool (`berth agent --fargate`), so FARGATE tasks run here too.
     #[arg(long)]
     pub no_fargate: bool,
+    /// The share (percent, 1-99) of this host's CPU and memory (`--cpu` / `--memory`, else
+    /// the host's) that the Fargate pool host registers; the local container instance
+    /// registers the rest, so the host's capacity is never counted twice. Ignored with
+    /// `--no-fargate` (the instance then registers it all).
+    #[arg(long, default_value_t = 50, value_name = "PERCENT",
+          value_parser = clap::value_parser!(u8).range(1..=99))]
+    pub fargate_share: u8,
     /// Keeps N started pause containers ready for awsvpc tasks (0: none): an awsvpc task
     /// starts about 15-20% sooner, but its containers' hostname is then the pause container's
     /// id instead of the ENI's DNS name that ECS sets.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub awsvpc_warm_pool: usize,
+}
+
+/// Splits `cpu` units and `memory` MiB between the local instance and the Fargate pool host
+/// (the pool gets `pool_percent`, rounded down, at least 1 of each; the instance the rest,
+/// at least 1): `((instance cpu, pool cpu), (instance memory, pool memory))`. The two
+/// always add up to the whole, so the host is never counted twice.
+pub fn split_capacity(cpu: i64, memory: i64, pool_percent: u8) -> ((i64, i64), (i64, i64)) {
+    let split = |total: i64| {
+        let total = total.max(2);
+        let pool = (total * i64::from(pool_percent) / 100).clamp(1, total - 1);
+        (total - pool, pool)
+    };
+    (split(cpu), split(memory))
 }
 
 fn step(msg: &str) {
@@ -86,6 +106,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             addr.port(),
         );
         let scheme = if server_tls { "https" } else { "http" };
+        // The host's capacity, split between the instance and the Fargate pool host.
+        let (cpu, memory, pool_cpu, pool_memory) = if args.no_fargate {
+            (args.cpu, args.memory, None, None)
+        } else {
+            use berth_runtime::Runtime as _;
+            let info = runtime.info().await.context("cannot read Docker Engine's host info")?;
+            let (c, m) = split_capacity(
+                args.cpu.unwrap_or(i64::from(info.cpus) * 1024),
+                args.memory.unwrap_or(
+                    (info.memory_bytes / (1024 * 1024)) as i64
+                        - berth_agent_protocol::RESERVED_MEMORY_MIB,
+                ),
+                args.fargate_share,
+            );
+            (Some(c.0), Some(m.0), Some(c.1), Some(m.1))
+        };
         let agent_config = AgentConfig {
             server: format!("{scheme}://{local}"),
             cluster: "default".into(),
@@ -94,8 +130,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             instance_type: "berth.local".into(),
             availability_zone: "local-1a".into(),
             attributes: vec![],
-            cpu: args.cpu,
-            memory_mib: args.memory,
+            cpu,
+            memory_mib: memory,
             credentials: Some(berth_sigv4::Credentials {
                 access_key_id: key.access_key_id.clone(),
                 secret_access_key: key.secret_access_key.clone(),
@@ -111,6 +147,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             data_dir: data_dir.join("fargate-agent"),
             metadata_listen: None,
             host_access: Default::default(),
+            cpu: pool_cpu,
+            memory_mib: pool_memory,
             ..agent_config.clone()
         });
         let agent = Agent::connect(
@@ -194,4 +232,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("berth up: stopped");
         anyhow::Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_pool_and_the_instance_split_the_host() {
+        assert_eq!(super::split_capacity(2048, 7936, 50), ((1024, 1024), (3968, 3968)));
+        assert_eq!(super::split_capacity(2048, 1000, 25), ((1536, 512), (750, 250)));
+        for (c, m, p) in [(1, 1, 50), (3, 5, 99), (1024, 300, 1), (4096, 16_000, 33)] {
+            let ((ic, pc), (im, pm)) = super::split_capacity(c, m, p);
+            assert!(ic >= 1 && pc >= 1 && im >= 1 && pm >= 1, "{c} {m} {p}");
+            assert_eq!((ic + pc, im + pm), (c.max(2), m.max(2)), "never counted twice");
+        }
+    }
 }

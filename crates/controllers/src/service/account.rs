@@ -1,6 +1,7 @@
 //! Stage 1 of a pass: every task of the service is accounted for exactly once. A STOPPED task
 //! is forgotten, and counts as a failure of its deployment if it was never healthy and
-//! nobody stopped it on purpose. A task on a lost or vanished instance is stopped. A RUNNING
+//! nobody stopped it on purpose. A RUNNING task whose target is `unhealthy` past the grace
+//! period is stopped the same way as one that fails its container health checks. A task on a lost or vanished instance is stopped. A RUNNING
 //! task UNHEALTHY past the grace period is stopped, and counts as a failure if it was never
 //! healthy. Every other task desired RUNNING is live, classified healthy or not and
 //! draining or not. A task seen healthy for the first time is marked, and resets its
@@ -11,7 +12,7 @@ use berth_wire::ecs::DeploymentRolloutState;
 
 use super::{
     Decision, FIRST_LAUNCH_DELAY_SECS, Health, Live, MAX_LAUNCH_DELAY_SECS, Pass, StopWhy,
-    THROTTLE_AFTER,
+    THROTTLE_AFTER, TargetHealth,
 };
 
 /// Stage 1: the live tasks, after forgetting STOPPED ones and stopping those on lost
@@ -77,11 +78,30 @@ pub(super) fn account_tasks<'a>(pass: &Pass<'a>, d: &mut Decision) -> Vec<Live<'
             }
             continue;
         }
+        let grace_over = ran_for >= f64::from(cfg.settings.health_check_grace_period_seconds);
+        if running
+            && grace_over
+            && let Some(TargetHealth::Unhealthy { target_group }) = &t.target_health
+        {
+            d.stop
+                .push((t.id.clone(), StopWhy::ElbUnhealthy { target_group: target_group.clone() }));
+            if !t.was_healthy
+                && let Some(i) = dep
+            {
+                record_failure(d, i, now, name);
+            }
+            continue;
+        }
         let healthy = running
-            && if t.has_health_check {
-                t.health == Health::Healthy
-            } else {
-                ran_for >= input.settle_secs
+            && match &t.target_health {
+                // Behind load balancers: the target groups decide (and container health
+                // checks too, if any).
+                Some(th) => {
+                    *th == TargetHealth::Healthy
+                        && (!t.has_health_check || t.health == Health::Healthy)
+                }
+                None if t.has_health_check => t.health == Health::Healthy,
+                None => ran_for >= input.settle_secs,
             };
         if healthy && !t.was_healthy {
             d.mark_healthy.push(t.id.clone());

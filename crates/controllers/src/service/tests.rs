@@ -177,6 +177,7 @@ impl World {
                     was_healthy: false,
                     protected: false,
                     capacity_provider: s.capacity_provider.clone(),
+                    target_health: None,
                 });
             }
         }
@@ -650,4 +651,116 @@ fn a_task_waiting_for_fargate_capacity_is_neither_lost_nor_replaced() {
         d.stop
     );
     assert_eq!(d.start.iter().map(|s| s.count).sum::<u32>(), 0, "it occupies its slot");
+}
+
+/// One RUNNING task of a one-task service behind a load balancer, as the target group sees it.
+fn behind_lb(target: TargetHealth, ran_for: f64, has_health_check: bool) -> TaskView {
+    TaskView {
+        id: "t1".into(),
+        deployment: "ecs-svc/1".into(),
+        last_status: TaskStatus::Running,
+        desired_running: true,
+        health: if has_health_check { Health::Healthy } else { Health::Unknown },
+        has_health_check,
+        started_at: Some(100.0 - ran_for),
+        instance_id: "a".into(),
+        stopped_on_purpose: false,
+        was_healthy: false,
+        protected: false,
+        capacity_provider: None,
+        target_health: Some(target),
+    }
+}
+
+#[test]
+fn behind_a_load_balancer_the_target_group_decides_health() {
+    let unhealthy = || TargetHealth::Unhealthy { target_group: "arn:tg".into() };
+    // (case, target health, seconds running, container health check, grace period,
+    //  expected: marked healthy, stopped for failing ELB health checks)
+    let cases = [
+        (
+            "pending target, long past the settle time",
+            TargetHealth::Pending,
+            500.0,
+            false,
+            0,
+            false,
+            false,
+        ),
+        (
+            "healthy target, before the settle time",
+            TargetHealth::Healthy,
+            1.0,
+            false,
+            0,
+            true,
+            false,
+        ),
+        ("healthy target and container check", TargetHealth::Healthy, 1.0, true, 0, true, false),
+        ("unhealthy target, no grace", unhealthy(), 1.0, false, 0, false, true),
+        ("unhealthy target within the grace period", unhealthy(), 10.0, false, 60, false, false),
+        ("unhealthy target after the grace period", unhealthy(), 61.0, false, 60, false, true),
+    ];
+    for (case, target, ran_for, check, grace, healthy, stopped) in cases {
+        let mut cfg = config(1, 100, 200);
+        cfg.settings.health_check_grace_period_seconds = grace;
+        let deps = [DeploymentRecord::new("ecs-svc/1".into(), "td:1".into(), None, 1, 0.0)];
+        let tasks = [behind_lb(target, ran_for, check)];
+        let d = reconcile(&Input {
+            config: &cfg,
+            deployments: &deps,
+            past_deployments: &[],
+            tasks: &tasks,
+            instances: &[instance("a")],
+            steady_since: None,
+            now: 100.0,
+            settle_secs: 40.0,
+        });
+        assert_eq!(d.mark_healthy.contains(&"t1".to_string()), healthy, "{case}");
+        let elb_stop = d.stop.iter().any(|(id, why)| {
+            id == "t1" && *why == StopWhy::ElbUnhealthy { target_group: "arn:tg".into() }
+        });
+        assert_eq!(elb_stop, stopped, "{case}: {:?}", d.stop);
+        // A task stopped before it was ever healthy is a failure of its deployment.
+        assert_eq!(d.deployments[0].failed_tasks, i32::from(stopped), "{case}");
+        // The replacement starts at once.
+        assert_eq!(d.start.iter().map(|s| s.count).sum::<u32>(), u32::from(stopped), "{case}");
+    }
+}
+
+#[test]
+fn a_rolling_update_behind_a_load_balancer_waits_for_the_new_target() {
+    // Old task healthy, its replacement RUNNING but its target still initial: the old one
+    // stays (minimum 100%); once the new target is healthy, the old one is stopped.
+    let cfg = config(1, 100, 200);
+    let deps = [
+        DeploymentRecord::new("ecs-svc/2".into(), "td:2".into(), None, 1, 50.0),
+        DeploymentRecord::new("ecs-svc/1".into(), "td:1".into(), None, 1, 0.0),
+    ];
+    let old = TaskView {
+        id: "old".into(),
+        deployment: "ecs-svc/1".into(),
+        was_healthy: true,
+        ..behind_lb(TargetHealth::Healthy, 90.0, false)
+    };
+    for (new_target, old_stops) in [(TargetHealth::Pending, false), (TargetHealth::Healthy, true)] {
+        let new = TaskView {
+            id: "new".into(),
+            deployment: "ecs-svc/2".into(),
+            ..behind_lb(new_target.clone(), 5.0, false)
+        };
+        let tasks = [old.clone(), new];
+        let d = reconcile(&Input {
+            config: &cfg,
+            deployments: &deps,
+            past_deployments: &[],
+            tasks: &tasks,
+            instances: &[instance("a")],
+            steady_since: None,
+            now: 100.0,
+            settle_secs: 40.0,
+        });
+        assert_eq!(d.stop.iter().any(|(id, _)| id == "old"), old_stops, "{new_target:?}");
+        assert!(d.start.is_empty());
+    }
 }

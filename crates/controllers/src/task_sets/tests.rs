@@ -44,6 +44,7 @@ fn task(id: &str, set: &str, status: TaskStatus, started_at: Option<f64>) -> Tas
         was_healthy: false,
         protected: false,
         capacity_provider: None,
+        target_health: None,
     }
 }
 

@@ -14,7 +14,8 @@
 //!   server speaks TLS, and `--exit-with-parent`.
 //! * **Credentials** go in the environment, never on the command line (where `ps` shows
 //!   them): a join token as `BERTH_JOIN_TOKEN` (the agent exchanges it once for its own
-//!   instance key and keeps that), or, for a server on loopback, an access key as
+//!   instance key and keeps that; [`crate::identity::JOIN_TOKEN`] when the instance's signed
+//!   identity document is the credential), or, for a server on loopback, an access key as
 //!   `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`. The caller's AWS environment is not passed
 //!   on.
 //! * **Children die with the server.** Every child is spawned from one dedicated thread that
@@ -50,12 +51,17 @@ pub enum JoinCredential {
     /// An access key: only for a server on loopback (the administrator's key never leaves
     /// the server's machine).
     AccessKey { access_key_id: String, secret_access_key: String },
+    /// The instance's signed identity document, which the server writes into the agent's
+    /// data directory before starting it ([`crate::identity::write_files`]): the agent joins
+    /// with [`crate::identity::JOIN_TOKEN`] and the document, and gets a key of its own.
+    IdentityDocument,
 }
 
 impl std::fmt::Debug for JoinCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::JoinToken(_) => f.write_str("JoinToken(<redacted>)"),
+            Self::IdentityDocument => f.write_str("IdentityDocument"),
             Self::AccessKey { access_key_id, .. } => {
                 write!(f, "AccessKey({access_key_id}, <redacted>)")
             }
@@ -153,6 +159,9 @@ pub fn agent_env(config: &ProcessConfig) -> Vec<(&'static str, Option<String>)> 
     env.push(("AWS_CONFIG_FILE", Some("/nonexistent".into())));
     match &config.credential {
         JoinCredential::JoinToken(t) => env.push(("BERTH_JOIN_TOKEN", Some(t.clone()))),
+        JoinCredential::IdentityDocument => {
+            env.push(("BERTH_JOIN_TOKEN", Some(crate::identity::JOIN_TOKEN.into())))
+        }
         JoinCredential::AccessKey { access_key_id, secret_access_key } => {
             env.push(("AWS_ACCESS_KEY_ID", Some(access_key_id.clone())));
             env.push(("AWS_SECRET_ACCESS_KEY", Some(secret_access_key.clone())));

@@ -1,16 +1,26 @@
 //! Authentication (SigV4) and, in one place, authorization.
 //!
 //! Every request must carry a valid AWS Signature Version 4 `Authorization` header made with
-//! an access key the store knows. The result is a [`Principal`]; [`authorize`] is the single
-//! hook where IAM policies will be evaluated once IAM lands.
+//! an access key the store knows. The result is a [`Principal`]; [`authorize_call`] is the
+//! single decision every AWS front end (JSON, query, EC2) makes before any service code runs.
 //!
-//! Two kinds of principal today (issue #10):
-//! * **administrator** keys (the bootstrap key in `DATA_DIR/credentials`): everything;
+//! Four kinds of principal (issues #10 and #16):
+//! * **administrator** keys (the bootstrap key in `DATA_DIR/credentials`, the account root):
+//!   everything;
 //! * **instance** keys ([`tokens`]: issued to an agent that joined with a join token, bound
 //!   to its container instance): only [`INSTANCE_ACTIONS`], and only for that instance
 //!   ([`authorize_instance`], which the front end calls with the instance a request names or
 //!   the instance of the task it reports on). Anything else is `AccessDeniedException`
-//!   naming the action.
+//!   naming the action;
+//! * **IAM users' keys** (`AKIA...`, created with `iam create-access-key`): an `Inactive` or
+//!   deleted key is unknown (`UnrecognizedClientException`, `InvalidClientTokenId` in the
+//!   query protocol); the cache of keys follows the store's change feed;
+//! * **STS session keys** (`ASIA...`): also need their session token
+//!   (`X-Amz-Security-Token`, compared by SHA-256 in constant time) and are refused after
+//!   their expiry with `ExpiredTokenException` (`ExpiredToken`).
+//!
+//! Users and sessions are decided by their policies ([`crate::iam`]); Berth's own endpoints
+//! (agent channel, admin API) refuse them ([`authorize`] fails closed for them).
 //!
 //! Regions (issue #11): every region botocore lists is served; a request's region is the one
 //! in its credential scope, and the signature is verified with exactly that scope. A region
@@ -53,6 +63,16 @@ pub struct Principal {
 struct KeyEntry {
     secret: String,
     principal: Arc<Principal>,
+    /// Set for an STS session's key (`ASIA...`): what its requests must also carry.
+    session: Option<SessionCheck>,
+}
+
+/// What a session key's requests must satisfy beyond the signature.
+struct SessionCheck {
+    /// SHA-256 (hex) of the session token (`X-Amz-Security-Token`).
+    token_sha256: String,
+    /// Epoch seconds.
+    expires_at: f64,
 }
 
 /// Verifies signatures against the access keys in the store.
@@ -67,7 +87,7 @@ pub struct Authenticator {
     account_id: String,
     /// Access keys seen so far. Keys are only ever added by this process or found in the store
     /// on a miss, so a key created by another server is found on first use.
-    keys: RwLock<HashMap<String, Arc<KeyEntry>>>,
+    keys: Arc<RwLock<HashMap<String, Arc<KeyEntry>>>>,
 }
 
 impl Authenticator {
@@ -87,8 +107,42 @@ impl Authenticator {
             master_key,
             default_region,
             account_id: account_id.to_string(),
-            keys: RwLock::new(HashMap::new()),
+            keys: Arc::new(RwLock::new(HashMap::new())),
         }
+    }
+
+    /// Follows the store's change feed: a key whose record changes (an IAM user's key made
+    /// inactive or deleted, possibly by another server) is dropped from the cache and looked
+    /// up again on its next use; a lagging feed drops the whole cache.
+    pub fn follow_changes(&self) {
+        let cache = self.keys.clone();
+        let mut changes = self.store.changes();
+        tokio::spawn(async move {
+            loop {
+                match changes.recv().await {
+                    Ok(c) => {
+                        for op in &c.ops {
+                            let k = match op {
+                                berth_store::Op::Put { key, .. } => key,
+                                berth_store::Op::Delete { key } => key,
+                            };
+                            if let Some(id) = k.strip_prefix(keys::ACCESS_KEYS) {
+                                cache.write().expect("key cache lock").remove(id);
+                            }
+                        }
+                    }
+                    Err(berth_store::RecvError::Lagged(_)) => {
+                        cache.write().expect("key cache lock").clear();
+                    }
+                    Err(berth_store::RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+
+    /// Drops one key from the cache (after this server changed or deleted it).
+    pub fn forget(&self, access_key_id: &str) {
+        self.keys.write().expect("key cache lock").remove(access_key_id);
     }
 
     async fn key(&self, access_key_id: &str) -> Result<Option<Arc<KeyEntry>>, AwsError> {
@@ -110,7 +164,21 @@ impl Authenticator {
                     "Berth cannot open the stored secret of this access key ({e}); check the server's master key file."
                 ))
             })?;
+        let session = if access_key_id.starts_with("ASIA") {
+            let Some((s, _)) = records::get::<berth_model::iam::IamSession>(
+                &*self.store,
+                &berth_model::iam::session_key(access_key_id),
+            )
+            .await?
+            else {
+                return Ok(None);
+            };
+            Some(SessionCheck { token_sha256: s.token_sha256, expires_at: s.expires_at })
+        } else {
+            None
+        };
         let entry = Arc::new(KeyEntry {
+            session,
             secret,
             principal: Arc::new(Principal {
                 arn: rec.principal_arn,
@@ -174,8 +242,39 @@ impl Authenticator {
             body,
         };
         self.verifier.verify(&req, &auth, &key.secret, self.clock.now()).map_err(sig_error)?;
+        if let Some(session) = &key.session {
+            let token = parts
+                .headers
+                .get("x-amz-security-token")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .or_else(|| {
+                    form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                        .find(|(k, _)| k == "X-Amz-Security-Token")
+                        .map(|(_, v)| v.into_owned())
+                });
+            let Some(token) = token else {
+                return Err(common::unrecognized_client());
+            };
+            use sha2::Digest;
+            let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+            if !constant_time_eq(hash.as_bytes(), session.token_sha256.as_bytes()) {
+                return Err(common::unrecognized_client());
+            }
+            if crate::clock::epoch_seconds(self.clock.now()) >= session.expires_at {
+                return Err(AwsError::new(
+                    "ExpiredTokenException",
+                    400,
+                    "The security token included in the request is expired",
+                ));
+            }
+        }
         Ok(Authenticated { principal: key.principal.in_partition(region.partition), region })
     }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A request whose signature checked out.
@@ -242,6 +341,10 @@ pub const INSTANCE_ACTIONS: &[(&str, &str)] = &[
     (AGENT_SERVICE, "Poll"),
     (AGENT_SERVICE, "Report"),
     (AGENT_SERVICE, "ShipLogs"),
+    // Its tasks' CPU and memory samples, for CloudWatch's ECS metrics (issue #15).
+    (AGENT_SERVICE, "ReportStats"),
+    // A task's secrets, resolved for its own instance (issue #16).
+    (AGENT_SERVICE, "FetchSecrets"),
     ("ecs", "RegisterContainerInstance"),
     ("ecs", "SubmitTaskStateChange"),
     ("ecs", "SubmitContainerStateChange"),
@@ -256,6 +359,17 @@ fn access_denied(message: String) -> AwsError {
 /// The single authorization decision point. An administrator key may do everything; an
 /// instance key only [`INSTANCE_ACTIONS`]. IAM users and policies will be evaluated here.
 pub fn authorize(principal: &Principal, action: Action<'_>) -> Result<(), AwsError> {
+    match crate::iam::who(principal) {
+        crate::iam::Who::User(_) | crate::iam::Who::Session => {
+            // Fails closed: the front ends decide IAM principals with [`authorize_call`];
+            // Berth's own endpoints (agent channel, admin API) are not theirs.
+            return Err(access_denied(format!(
+                "User: {} is not authorized to perform: {}:{}",
+                principal.arn, action.service, action.operation
+            )));
+        }
+        _ => {}
+    }
     let Some(instance) = &principal.instance else { return Ok(()) };
     if INSTANCE_ACTIONS.contains(&(action.service, action.operation)) {
         return Ok(());
@@ -264,6 +378,65 @@ pub fn authorize(principal: &Principal, action: Action<'_>) -> Result<(), AwsErr
         "User: {} is not authorized to perform: {}:{} (the access key of container instance {instance} may only poll and report for that instance)",
         principal.arn, action.service, action.operation
     )))
+}
+
+/// The decision for one API call, with what the request names: the administrator passes,
+/// an instance key is decided by [`authorize`], an IAM user or a role session by its
+/// policies ([`crate::iam`]) on the resources of the request
+/// ([`crate::iam::resources`]). Every call that gets here is recorded in the audit trail,
+/// allowed or denied ([`crate::cloudtrail::note`]).
+pub(crate) async fn authorize_call(
+    app: &crate::App,
+    signed: &Authenticated,
+    parts: &http::request::Parts,
+    action: Action<'_>,
+    body: crate::iam::resources::Body<'_>,
+) -> Result<(), AwsError> {
+    use crate::iam::{self, Who, resources};
+    crate::cloudtrail::note(parts, signed, action, body);
+    let p = &signed.principal;
+    match iam::who(p) {
+        Who::Root => return Ok(()),
+        Who::Instance => return authorize(p, action),
+        Who::User(_) | Who::Session => {}
+    }
+    let scope = resources::Scope {
+        partition: signed.region.partition,
+        region: signed.region.name,
+        account: &p.account_id,
+    };
+    let r = match body {
+        resources::Body::Json(b) if action.service == "ecs" => {
+            resources::ecs(scope, action.operation, b)
+        }
+        resources::Body::Json(b) => resources::json(scope, action.service, action.operation, b),
+        resources::Body::Form(f) => {
+            resources::form(scope, action.service, action.operation, f, &p.arn)
+        }
+    };
+    let peer = parts.extensions.get::<berth_serve::Peer>();
+    let mut req = iam::Authz {
+        action: format!("{}:{}", action.service, action.operation),
+        resources: r.arns,
+        keys: r.keys,
+        source_ip: peer.map(|p| p.addr.ip()),
+        secure_transport: peer.is_some_and(|p| p.tls),
+        region: signed.region.name.to_string(),
+    };
+    app.iam.authorize(p, &req).await?;
+    // iam:PassRole for every role the request hands to tasks (issue #16).
+    if let resources::Body::Json(b) = body
+        && action.service == "ecs"
+    {
+        let roles = resources::ecs_passed_roles(action.operation, b);
+        if !roles.is_empty() {
+            req.action = "iam:PassRole".into();
+            req.resources = roles;
+            req.keys = vec![("iam:PassedToService".into(), "ecs-tasks.amazonaws.com".into())];
+            app.iam.authorize(p, &req).await?;
+        }
+    }
+    Ok(())
 }
 
 /// An instance key acts only in the region of its instance (the region in its instance's
@@ -375,6 +548,73 @@ mod tests {
                 .starts_with("Credential should be scoped to a valid region, not 'xx-bogus-1'.")
         );
         assert!(e.message.contains("--region") && e.message.contains("us-east-1"), "{}", e.message);
+    }
+
+    /// A session key: accepted with its token until it expires (`ExpiredTokenException`),
+    /// refused without its token or with another one.
+    #[tokio::test]
+    async fn session_keys_need_their_token_and_expire() {
+        use crate::clock::ManualClock;
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(berth_store::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+        let master = Arc::new(MasterKey::from_bytes(&[3; 32]));
+        let arn = "arn:aws:sts::000000000000:assumed-role/r/s";
+        let (akid, secret, rec) =
+            tokens::new_key(&*store, &*clock, &master, "ASIA", arn).await.unwrap();
+        use sha2::Digest;
+        let session = berth_model::iam::IamSession {
+            access_key_id: akid.clone(),
+            token_sha256: hex::encode(sha2::Sha256::digest(b"the-token")),
+            expires_at: rec.created_at + 900.0,
+            arn: arn.into(),
+            role_arn: Some("arn:aws:iam::000000000000:role/r".into()),
+            user_id: "AROA:s".into(),
+            policy: None,
+            policy_arns: vec![],
+            tags: vec![],
+        };
+        let key = berth_model::iam::session_key(&akid);
+        store.txn(berth_store::Txn::new().put(&key, records::encode(&session))).await.unwrap();
+        let auth = Authenticator::new(
+            store.clone(),
+            clock.clone(),
+            regions::lookup("us-east-1").unwrap(),
+            "000000000000",
+            Duration::minutes(5),
+            master,
+        );
+        let request = |token: Option<&str>| {
+            let signer = berth_sigv4::Signer::new(
+                berth_sigv4::Credentials {
+                    access_key_id: akid.clone(),
+                    secret_access_key: secret.clone(),
+                    session_token: token.map(str::to_string),
+                },
+                "us-east-1",
+                "sts",
+            );
+            let headers = [("host", "localhost")];
+            let parts =
+                RequestParts { method: "POST", path: "/", query: "", headers: &headers, body: b"" };
+            let mut b =
+                http::Request::builder().method("POST").uri("/").header("host", "localhost");
+            for (k, v) in signer.sign(&parts, clock.now()) {
+                b = b.header(k, v);
+            }
+            b.body(()).unwrap().into_parts().0
+        };
+        let ok = auth.authenticate(&request(Some("the-token")), b"", "sts").await.unwrap();
+        assert_eq!(ok.principal.arn, arn);
+        let e = auth.authenticate(&request(None), b"", "sts").await.unwrap_err();
+        assert_eq!(e.code, "UnrecognizedClientException");
+        let e = auth.authenticate(&request(Some("other")), b"", "sts").await.unwrap_err();
+        assert_eq!(e.code, "UnrecognizedClientException");
+        clock.advance(std::time::Duration::from_secs(901));
+        let e = auth.authenticate(&request(Some("the-token")), b"", "sts").await.unwrap_err();
+        assert_eq!(e.code, "ExpiredTokenException");
+        assert_eq!(e.message, "The security token included in the request is expired");
     }
 
     #[test]

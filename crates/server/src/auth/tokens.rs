@@ -249,6 +249,32 @@ pub async fn issue_instance_key(
     master_key: &MasterKey,
     instance_arn: &str,
 ) -> Result<(String, String), AwsError> {
+    let (akid, secret, _) =
+        new_key_for(store, clock, master_key, "AKIA", instance_arn, Some(instance_arn)).await?;
+    Ok((akid, secret))
+}
+
+/// Creates a new active access key (`PREFIX` + 16 characters, `AKIA` or `ASIA`) for
+/// `principal_arn`, its secret sealed in the store; returns the id, the secret (the only time
+/// it is seen in plain text) and the record.
+pub async fn new_key(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    master_key: &MasterKey,
+    prefix: &str,
+    principal_arn: &str,
+) -> Result<(String, String, AccessKeyRecord), AwsError> {
+    new_key_for(store, clock, master_key, prefix, principal_arn, None).await
+}
+
+async fn new_key_for(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    master_key: &MasterKey,
+    prefix: &str,
+    principal_arn: &str,
+    instance_arn: Option<&str>,
+) -> Result<(String, String, AccessKeyRecord), AwsError> {
     const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let pick = |alphabet: &[u8], n: usize| -> String {
@@ -256,20 +282,20 @@ pub async fn issue_instance_key(
         (0..n).map(|_| alphabet[rng.random_range(0..alphabet.len())] as char).collect()
     };
     loop {
-        let akid = format!("AKIA{}", pick(UPPER, 16));
+        let akid = format!("{prefix}{}", pick(UPPER, 16));
         let secret = pick(SECRET, 40);
         let rec = AccessKeyRecord {
             access_key_id: akid.clone(),
             secret_access_key: master_key.seal(&akid, &secret),
-            principal_arn: instance_arn.to_string(),
+            principal_arn: principal_arn.to_string(),
             status: "Active".into(),
             created_at: epoch_seconds(clock.now()),
-            container_instance_arn: Some(instance_arn.to_string()),
+            container_instance_arn: instance_arn.map(str::to_string),
         };
         let key = keys::access_key(&akid);
         if records::commit(store, Txn::new().when(&key, 0).put(&key, records::encode(&rec))).await?
         {
-            return Ok((akid, secret));
+            return Ok((akid, secret, rec));
         }
     }
 }

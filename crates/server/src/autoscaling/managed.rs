@@ -17,9 +17,10 @@
 //! Contract and invariants:
 //! * level-triggered like the group controller; what the pure decision needs from earlier
 //!   passes (since when the metric has been below target, which instances this controller
-//!   drained) is kept in memory, so a server restart restarts the scale-in wait and leaves
-//!   instances it had drained DRAINING (they are not terminated by a later server: only
-//!   ones it drained itself);
+//!   drained) is kept in the store, one record per provider ([`STATE`]`<provider>`, written
+//!   only when it changes), so a server restarted mid scale-in resumes it: the instances it
+//!   had drained are still its own to terminate once empty, and the scale-in wait goes on
+//!   from where it was;
 //! * the desired capacity is written with compare-and-set on the group record and always
 //!   within the group's bounds; an instance is terminated only once drained and running no
 //!   task, never in the pass that drains it;
@@ -48,11 +49,37 @@ use super::{AutoScaling, GroupRecord, key, now};
 use crate::ecs::{Ecs, RequestContext};
 use crate::records;
 
-/// What managed scaling keeps between passes.
+/// What managed scaling keeps between passes (a cache of the [`Persisted`] records).
 #[derive(Default)]
 pub(crate) struct Memory {
     below_target_since: HashMap<String, f64>,
     drained: HashSet<String>,
+    /// Providers whose record was read since this server started.
+    loaded: HashSet<String>,
+}
+
+/// The store prefix of managed scaling's per-provider state.
+pub(crate) const STATE: &str = "autoscaling/managed-scaling/";
+
+/// One provider's state between passes, in the store under [`STATE`]`<provider>`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Persisted {
+    #[serde(default)]
+    below_target_since: Option<f64>,
+    /// Members of the provider's group this controller drained for scale-in (sorted).
+    #[serde(default)]
+    drained: Vec<String>,
+}
+
+impl Memory {
+    /// The provider's state as `memory` holds it, restricted to `members`.
+    fn persisted(&self, provider: &str, members: &[InstanceRecord]) -> Persisted {
+        let mut drained: Vec<String> =
+            members.iter().filter(|r| self.drained.contains(&r.id)).map(|r| r.id.clone()).collect();
+        drained.sort();
+        Persisted { below_target_since: self.below_target_since.get(provider).copied(), drained }
+    }
 }
 
 /// Whether a capacity provider's `autoScalingGroupArn` names `g` (its name or its ARN).
@@ -207,6 +234,17 @@ async fn provider_pass(
         .map_err(|e| AwsError::new("InternalFailure", 500, e.to_string()))?;
     let cap = ty.capacity(berth_instances::types::RESERVED_MEMORY_MIB);
     let members = asg.members(&g.name).await?;
+    // The state earlier passes (maybe of an earlier server) left, once per server run.
+    let state_key = format!("{STATE}{provider}");
+    let stored = records::get::<Persisted>(asg.store(), &state_key).await?.map(|(p, _)| p);
+    if memory.loaded.insert(provider.to_string())
+        && let Some(p) = &stored
+    {
+        memory.drained.extend(p.drained.iter().cloned());
+        if let Some(t) = p.below_target_since {
+            memory.below_target_since.entry(provider.to_string()).or_insert(t);
+        }
+    }
     let mut views = vec![];
     let mut cis: HashMap<String, ContainerInstanceRecord> = HashMap::new();
     for r in members.iter().filter(|r| r.state.agent_should_run()) {
@@ -328,6 +366,12 @@ async fn provider_pass(
     memory
         .drained
         .retain(|id| members.iter().any(|r| &r.id == id && r.state != InstanceState::Terminated));
+    let now_state = memory.persisted(provider, &members);
+    if stored.unwrap_or_default() != now_state {
+        // One writer (this controller); a blind put is enough.
+        records::commit(asg.store(), Txn::new().put(&state_key, records::encode(&now_state)))
+            .await?;
+    }
     Ok(())
 }
 

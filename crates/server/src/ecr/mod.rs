@@ -35,7 +35,6 @@ use berth_wire::ecr as wire;
 use wire::ErrorCode;
 
 use crate::App;
-use crate::auth::{self, Action};
 use crate::clock::{Clock, epoch_seconds};
 use crate::ecs::RequestContext;
 use crate::records::{self as recs, Cas, encode};
@@ -599,40 +598,29 @@ pub(crate) async fn serve(
     req: axum::extract::Request,
     request_id: &str,
 ) -> Result<Vec<u8>, AwsError> {
-    let (parts, body) = req.into_parts();
-    let body = crate::protocol::read_capped(body, app.max_body_bytes).await?;
-    let signed = app.auth.authenticate(&parts, &body, wire::SIGNING_NAME).await?;
-    auth::authorize_region(&signed.principal, signed.region)?;
-    let target = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| common::unknown_operation("Missing X-Amz-Target header."))?;
-    let (prefix, operation) = target.split_once('.').unwrap_or((target, ""));
-    if prefix != wire::TARGET_PREFIX {
-        return Err(common::unknown_operation(format!(
-            "Unknown target '{target}': ECR requests name {}.<Operation>.",
-            wire::TARGET_PREFIX
-        )));
-    }
-    let op = wire::Operation::from_name(operation).ok_or_else(|| {
-        common::unknown_operation(format!("{operation} is not an operation of Amazon ECR."))
-    })?;
-    auth::authorize(
-        &signed.principal,
-        Action { service: wire::SIGNING_NAME, operation: op.name() },
-    )?;
+    let call = crate::protocol::json_call(
+        app,
+        req,
+        request_id,
+        &crate::protocol::JsonService {
+            signing_name: wire::SIGNING_NAME,
+            target_prefix: wire::TARGET_PREFIX,
+            title: "Amazon ECR",
+            from_name: wire::Operation::from_name,
+            name: wire::Operation::name,
+        },
+    )
+    .await?;
     let Some(svc) = app.ecr.as_ref() else {
         return Err(invalid("This Berth server runs no registry (it was started without one)."));
     };
-    if signed.region != svc.region {
+    if call.region != svc.region {
         return Err(invalid(format!(
             "Berth's registry serves region {} (the server's default region); sign ECR requests for {} (got {}).",
-            svc.region.name, svc.region.name, signed.region.name
+            svc.region.name, svc.region.name, call.region.name
         )));
     }
-    let ctx = RequestContext { principal: signed.principal, request_id: request_id.to_string() };
-    wire::dispatch(&Ecr { svc }, &ctx, op, &body).await
+    wire::dispatch(&Ecr { svc }, &call.ctx, call.op, &call.body).await
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use tokio::sync::Notify;
 
 use berth_agent_protocol::{DesiredTask, PollRequest, PollResponse, TaskReport};
 use berth_model::keys;
-use berth_model::lifecycle::InstanceStatus;
+use berth_model::lifecycle::{DesiredTaskStatus, InstanceStatus, TaskStatus};
 use berth_model::network::{SecurityGroupRules, TaskNetwork};
 use berth_model::records::{ContainerInstanceRecord, HeartbeatRecord, TaskRecord};
 use berth_store::{Range, Txn};
@@ -229,7 +229,13 @@ impl AgentChannel {
             };
             out.push(DesiredTask {
                 task_arn: t.task.task_arn.clone().unwrap_or_default(),
-                desired_status: t.desired_status(),
+                // A service task DEACTIVATING (its load balancer targets draining) keeps
+                // running on its agent until the service controller moves it to STOPPING.
+                desired_status: if t.last_status() == TaskStatus::Deactivating {
+                    DesiredTaskStatus::Running
+                } else {
+                    t.desired_status()
+                },
                 last_status: t.last_status(),
                 task_definition,
                 overrides: t.task.overrides.clone(),
@@ -237,6 +243,13 @@ impl AgentChannel {
                 created_at: t.task.created_at.unwrap_or(0.0),
                 network: self.task_network(&t, &mut subnets, &mut groups).await?,
                 launch_type: t.task.launch_type,
+                dns_servers: self
+                    .core
+                    .timing
+                    .container_dns
+                    .iter()
+                    .map(|ip| ip.to_string())
+                    .collect(),
             });
         }
         let (security_groups, depends_on) = self.rules(&groups).await?;

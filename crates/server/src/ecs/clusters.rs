@@ -33,11 +33,25 @@ struct Includes {
     statistics: bool,
     tags: bool,
     configurations: bool,
+    attachments: bool,
 }
 
 impl Includes {
-    const ALL: Includes =
-        Includes { settings: true, statistics: false, tags: true, configurations: true };
+    const ALL: Includes = Includes {
+        settings: true,
+        statistics: false,
+        tags: true,
+        configurations: true,
+        attachments: false,
+    };
+}
+
+/// A UUID-shaped id that is a pure function of `seed` (an attachment keeps its id across
+/// describes without being stored).
+fn stable_uuid(seed: &str) -> String {
+    use sha2::Digest;
+    let h = hex::encode(sha2::Sha256::digest(seed.as_bytes()));
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 /// Counts of what a cluster holds, read from the store's per-cluster indexes.
@@ -166,7 +180,36 @@ impl Clusters {
         } else {
             vec![]
         };
+        // ATTACHMENTS: as ECS shows them, one `as_policy` (the group's managed target
+        // tracking policy) per Auto Scaling group provider with managed scaling ENABLED;
+        // Berth applies associations at once, so they are CREATED and UPDATE_COMPLETE.
+        let mut attachments = Vec::new();
+        if inc.attachments {
+            for name in &rec.capacity_providers {
+                if !super::capacity_providers::scales(&*self.core.store, name).await? {
+                    continue;
+                }
+                let kv = |n: &str, v: String| KeyValuePair { name: Some(n.into()), value: Some(v) };
+                attachments.push(Attachment {
+                    id: Some(stable_uuid(&format!("{}/{name}", rec.arn))),
+                    r#type: Some("as_policy".into()),
+                    status: Some("CREATED".into()),
+                    details: Some(vec![
+                        kv("capacityProviderName", name.clone()),
+                        kv(
+                            "scalingPolicyName",
+                            format!(
+                                "ECSManagedAutoScalingPolicy-{}",
+                                stable_uuid(&format!("policy/{}/{name}", rec.arn))
+                            ),
+                        ),
+                    ]),
+                });
+            }
+        }
         Ok(Cluster {
+            attachments_status: inc.attachments.then(|| "UPDATE_COMPLETE".to_string()),
+            attachments: inc.attachments.then_some(attachments),
             cluster_arn: Some(rec.arn.clone()),
             cluster_name: Some(rec.name.clone()),
             status: Some(rec.status.as_str().to_string()),
@@ -338,7 +381,7 @@ impl ClustersApi<RequestContext> for Clusters {
                 ClusterField::Statistics => inc.statistics = true,
                 ClusterField::Tags => inc.tags = true,
                 ClusterField::Configurations => inc.configurations = true,
-                ClusterField::Attachments => {}
+                ClusterField::Attachments => inc.attachments = true,
             }
         }
         let mut clusters = Vec::new();

@@ -44,6 +44,15 @@ pub struct Timing {
     pub endpoint: Arc<std::sync::OnceLock<String>>,
     /// Where ELBv2 listeners bind (`--lb-bind-address`): every region's data plane uses it.
     pub lb_bind_address: std::net::IpAddr,
+    /// Signs and verifies agent-backed instances' identity documents (derived from the
+    /// master key; `None`: no document verifies, so a signed one is refused).
+    pub identity_key: Option<Arc<berth_instances::identity::IdentityKey>>,
+    /// The resolver task containers get (issue #17): the address of the DNS listener when
+    /// containers can reach it (`--dns-listen IP:53` on an address such as the Docker bridge
+    /// gateway); sent to agents with each task (`DesiredTask::dns_servers`).
+    pub container_dns: Option<std::net::IpAddr>,
+    /// Application Auto Scaling's evaluation period (`--app-autoscaling-period-secs`).
+    pub app_autoscaling_period: std::time::Duration,
 }
 
 impl Default for Timing {
@@ -58,6 +67,9 @@ impl Default for Timing {
             spot_interruption_rate_per_hour: 0.0,
             endpoint: Arc::default(),
             lb_bind_address: std::net::Ipv4Addr::LOCALHOST.into(),
+            identity_key: None,
+            container_dns: None,
+            app_autoscaling_period: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -75,12 +87,24 @@ pub struct Core {
     stripes: Vec<tokio::sync::Mutex<()>>,
     /// Wakes the service controller after an API change.
     services_wake: tokio::sync::Notify,
+    /// The region's load balancing (ELBv2), for services with `loadBalancers`; set once when
+    /// the region is built (unset in unit tests without ELBv2).
+    pub load_balancing:
+        std::sync::OnceLock<Arc<dyn super::services::load_balancers::LoadBalancing>>,
 }
 
 impl Core {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, scope: Scope, timing: Timing) -> Self {
         let stripes = (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
-        Self { store, clock, scope, timing, stripes, services_wake: tokio::sync::Notify::new() }
+        Self {
+            store,
+            clock,
+            scope,
+            timing,
+            stripes,
+            services_wake: tokio::sync::Notify::new(),
+            load_balancing: std::sync::OnceLock::new(),
+        }
     }
 
     /// Now, in epoch seconds with millisecond precision.

@@ -28,6 +28,76 @@ use berth_wire::ecs::*;
 
 use crate::error;
 
+// FARGATE_SPOT capacity and the Spot-to-Fargate fallback (beyond ECS).
+//
+// * Spot capacity, per region: `ecs/fargate/spot-capacity` (absent: available). `berth spot
+//   capacity --unavailable` (the admin API's `/berth/admin/v1/spot/capacity`) takes it away,
+//   as AWS does when it has no Spot capacity: FARGATE_SPOT tasks are then not placed, they
+//   wait in PROVISIONING (and stop after PROVISIONING_TIMEOUT_SECS with ECS's capacity
+//   reason) like any Fargate task without capacity; `--available` gives it back.
+// * The fallback, a cluster tag (ECS's UpdateClusterSettings only knows containerInsights):
+//   `berth:fargate-spot-fallback=enabled` on the cluster. While Spot capacity is unavailable,
+//   a service's FARGATE_SPOT share is then placed on FARGATE instead, each such task tagged
+//   `berth:fargate-spot-fallback=FARGATE_SPOT`, with a service event saying so. Once Spot
+//   capacity returns, a steady service replaces those tasks one at a time (one per pass:
+//   the fallback task is stopped, and the strategy's split starts its replacement on
+//   FARGATE_SPOT), again with an event.
+
+/// The store key of the region's Spot capacity ([`SpotCapacity`]).
+pub const SPOT_CAPACITY: &str = "ecs/fargate/spot-capacity";
+/// The cluster tag (value `enabled`) and the fallback tasks' tag (value `FARGATE_SPOT`).
+pub const FALLBACK_TAG: &str = "berth:fargate-spot-fallback";
+/// The Spot capacity provider.
+pub const SPOT: &str = "FARGATE_SPOT";
+
+/// Whether FARGATE_SPOT has capacity in the region.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpotCapacity {
+    pub available: bool,
+    pub changed_at: f64,
+}
+
+/// Whether FARGATE_SPOT tasks can be placed now (no record: yes).
+pub async fn spot_available(store: &dyn berth_store::Store) -> Result<bool, AwsError> {
+    Ok(crate::records::get::<SpotCapacity>(store, SPOT_CAPACITY)
+        .await?
+        .is_none_or(|(c, _)| c.available))
+}
+
+/// Sets the region's Spot capacity (fault injection).
+pub async fn set_spot_available(
+    store: &dyn berth_store::Store,
+    available: bool,
+    now: f64,
+) -> Result<(), AwsError> {
+    let rec = SpotCapacity { available, changed_at: now };
+    crate::records::commit(
+        store,
+        berth_store::Txn::new().put(SPOT_CAPACITY, crate::records::encode(&rec)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether a cluster's tags enable the fallback.
+pub fn fallback_enabled(cluster_tags: &[Tag]) -> bool {
+    cluster_tags.iter().any(|t| {
+        t.key.as_deref() == Some(FALLBACK_TAG)
+            && t.value.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("enabled"))
+    })
+}
+
+/// Whether a task runs on FARGATE in place of FARGATE_SPOT.
+pub fn is_fallback_task(t: &Task) -> bool {
+    t.tags.iter().flatten().any(|g| g.key.as_deref() == Some(FALLBACK_TAG))
+}
+
+/// The tag a fallback task carries.
+pub fn fallback_task_tag() -> Tag {
+    Tag { key: Some(FALLBACK_TAG.into()), value: Some(SPOT.into()) }
+}
+
 /// The hidden cluster the Fargate pool's hosts register in (reserved: CreateCluster refuses
 /// it, ListClusters and DescribeClusters never show it).
 pub const POOL_CLUSTER: &str = "berth-fargate-pool";

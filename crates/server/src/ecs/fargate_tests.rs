@@ -874,6 +874,166 @@ async fn a_spot_interruption_stops_a_spot_task_and_its_service_replaces_it() {
     assert_eq!(dep.failed_tasks, Some(0), "an interruption is not a task failure");
 }
 
+/// Spot capacity taken away: a plain cluster's Spot share waits in PROVISIONING; a cluster
+/// tagged `berth:fargate-spot-fallback=enabled` places it on FARGATE (tagged, with an event),
+/// and moves it back to FARGATE_SPOT, one task at a time, once Spot capacity returns.
+#[tokio::test]
+async fn without_spot_capacity_a_tagged_cluster_falls_back_to_fargate_and_returns() {
+    let h = Harness::new();
+    let ctx = h.ctx();
+    let ecs = &h.ecs;
+    default_cluster(&h).await;
+    let sn = subnet(&*h.store, "subnet-0e0e0e0e0e0e0e0e0", "10.10.0.0/24", "us-east-1a").await;
+    let pool = register(&h, POOL_CLUSTER, 8192, 16384).await;
+    let td = fargate_td(&h, "web").await;
+    let spot_only = vec![CapacityProviderStrategyItem {
+        capacity_provider: Some("FARGATE_SPOT".into()),
+        base: None,
+        weight: Some(1),
+    }];
+    for cluster in ["plain", "tagged"] {
+        let tags = (cluster == "tagged").then(|| {
+            vec![Tag { key: Some(fargate::FALLBACK_TAG.into()), value: Some("enabled".into()) }]
+        });
+        let c = CreateClusterRequest {
+            cluster_name: Some(cluster.into()),
+            capacity_providers: Some(vec!["FARGATE".into(), "FARGATE_SPOT".into()]),
+            tags,
+            ..Default::default()
+        };
+        ecs.clusters().create_cluster(&ctx, c).await.unwrap();
+        let req = CreateServiceRequest {
+            cluster: Some(cluster.into()),
+            service_name: Some("web".into()),
+            task_definition: Some(td.clone()),
+            desired_count: Some(2),
+            capacity_provider_strategy: Some(spot_only.clone()),
+            network_configuration: Some(net(&[&sn], &[])),
+            ..Default::default()
+        };
+        if cluster == "tagged" {
+            fargate::set_spot_available(&*h.store, false, 0.0).await.unwrap();
+        }
+        ecs.services().create_service(&ctx, req).await.unwrap();
+    }
+    assert!(!fargate::spot_available(&*h.store).await.unwrap());
+    let tasks = async |cluster: &str| {
+        let list = ListTasksRequest {
+            cluster: Some(cluster.into()),
+            service_name: Some("web".into()),
+            desired_status: Some(DesiredStatus::Running),
+            ..Default::default()
+        };
+        let arns = ecs.tasks().list_tasks(&ctx, list).await.unwrap().task_arns.unwrap();
+        if arns.is_empty() {
+            return vec![];
+        }
+        let d = DescribeTasksRequest {
+            cluster: Some(cluster.into()),
+            tasks: Some(arns),
+            include: Some(vec![TaskField::Tags]),
+        };
+        ecs.tasks().describe_tasks(&ctx, d).await.unwrap().tasks.unwrap()
+    };
+    super::testing::passes_until(&h, "two tasks each", async || {
+        tasks("plain").await.len() == 2 && tasks("tagged").await.len() == 2
+    })
+    .await;
+    // The plain cluster placed its first service before Spot went away: those run on Spot.
+    // Its new tasks would wait; the tagged cluster's run on FARGATE, tagged, with an event.
+    let tagged = tasks("tagged").await;
+    for t in &tagged {
+        assert_eq!(t.capacity_provider_name.as_deref(), Some("FARGATE"), "{t:?}");
+        assert!(fargate::is_fallback_task(t), "{t:?}");
+    }
+    let service = async |cluster: &str| {
+        let d = DescribeServicesRequest {
+            cluster: Some(cluster.into()),
+            services: Some(vec!["web".into()]),
+            ..Default::default()
+        };
+        ecs.services().describe_services(&ctx, d).await.unwrap().services.unwrap().remove(0)
+    };
+    let events = |s: &Service| -> Vec<String> {
+        s.events.iter().flatten().filter_map(|e| e.message.clone()).collect()
+    };
+    let ev = events(&service("tagged").await);
+    assert!(
+        ev.iter().any(|m| m.contains("FARGATE_SPOT has no capacity") && m.contains("on FARGATE")),
+        "{ev:?}"
+    );
+    // A new Spot task of the plain cluster waits in PROVISIONING (no fallback there).
+    let run = RunTaskRequest {
+        cluster: Some("plain".into()),
+        capacity_provider_strategy: Some(spot_only.clone()),
+        launch_type: None,
+        ..run_fargate(&td, &sn, 1)
+    };
+    let waiting = ecs.tasks().run_task(&ctx, run).await.unwrap().tasks.unwrap().remove(0);
+    assert_eq!(waiting.last_status.as_deref(), Some("PROVISIONING"));
+    assert_eq!(waiting.capacity_provider_name.as_deref(), Some("FARGATE_SPOT"));
+    // The pool runs the fallback tasks.
+    let mut seq = 0;
+    for t in &tagged {
+        seq += 1;
+        let r = report(t.task_arn.as_deref().unwrap(), &pool, "RUNNING", seq);
+        ecs.agent_channel.agent_report(&ctx, r).await.unwrap();
+    }
+    // Spot returns: the waiting task is placed; the fallback tasks move back one at a time.
+    fargate::set_spot_available(&*h.store, true, 1.0).await.unwrap();
+    let waiting_arn = waiting.task_arn.clone().unwrap();
+    super::testing::passes_until(&h, "the waiting Spot task placed", async || {
+        describe(&h, "plain", &waiting_arn).await.last_status.as_deref() == Some("PENDING")
+    })
+    .await;
+    let first = tagged[0].task_arn.clone().unwrap();
+    let second = tagged[1].task_arn.clone().unwrap();
+    let mut moved = BTreeSet::new();
+    for _ in 0..2 {
+        super::testing::passes_until(&h, "a fallback task is stopped", async || {
+            let now: Vec<String> =
+                tasks("tagged").await.iter().filter_map(|t| t.task_arn.clone()).collect();
+            [&first, &second].iter().any(|a| !now.contains(a) && !moved.contains(*a))
+        })
+        .await;
+        let now: Vec<Task> = tasks("tagged").await;
+        let gone: Vec<String> = [&first, &second]
+            .iter()
+            .filter(|a| !now.iter().any(|t| t.task_arn.as_ref() == Some(**a)))
+            .filter(|a| !moved.contains(**a))
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(gone.len(), 1, "one at a time");
+        moved.insert(gone[0].clone());
+        seq += 1;
+        let r = report(&gone[0], &pool, "STOPPED", seq);
+        ecs.agent_channel.agent_report(&ctx, r).await.unwrap();
+        super::testing::passes_until(&h, "a Spot replacement", async || {
+            let now = tasks("tagged").await;
+            now.len() == 2
+                && now.iter().any(|t| {
+                    t.capacity_provider_name.as_deref() == Some("FARGATE_SPOT")
+                        && !moved.contains(t.task_arn.as_ref().unwrap())
+                })
+        })
+        .await;
+        for t in tasks("tagged").await {
+            if t.last_status.as_deref() != Some("RUNNING") {
+                seq += 1;
+                let r = report(t.task_arn.as_deref().unwrap(), &pool, "RUNNING", seq);
+                ecs.agent_channel.agent_report(&ctx, r).await.unwrap();
+            }
+        }
+    }
+    let now = tasks("tagged").await;
+    assert!(
+        now.iter().all(|t| t.capacity_provider_name.as_deref() == Some("FARGATE_SPOT")),
+        "{now:?}"
+    );
+    let ev = events(&service("tagged").await);
+    assert!(ev.iter().any(|m| m.contains("back to FARGATE_SPOT")), "{ev:?}");
+}
+
 /// The random interruption rate is a Poisson process per task-hour.
 #[test]
 fn interruption_chance_follows_the_rate() {

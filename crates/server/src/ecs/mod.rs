@@ -48,6 +48,7 @@ mod placement;
 mod reservations;
 pub mod retention;
 mod services;
+pub(crate) use services::load_balancers;
 mod state_changes;
 mod tags;
 mod task_definitions;
@@ -114,6 +115,11 @@ pub struct Ecs {
 }
 
 impl Ecs {
+    /// The shared core (the instance controller signs identity documents with its key).
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
     /// Interrupts FARGATE_SPOT tasks (fault injection; see [`tasks::spot`]).
     pub async fn interrupt_spot(
         &self,
@@ -250,6 +256,30 @@ impl Ecs {
         .map(|(i, _)| i.arn))
     }
 
+    /// A task as DescribeTasks shows it, and whether its cluster's `containerInsights`
+    /// setting is on, for CloudWatch's ECS metrics (issue #15); `None`: no such task.
+    pub(crate) async fn task_for_metrics(
+        &self,
+        cluster: &str,
+        task: &str,
+    ) -> Result<Option<(berth_wire::ecs::Task, bool)>, berth_wire::AwsError> {
+        let cluster = self.core.cluster_name(Some(cluster))?;
+        let Some(id) = self.core.scope.child_id("task", &cluster, task) else { return Ok(None) };
+        let Some((t, _)) = self.task_records.get(&cluster, id).await? else { return Ok(None) };
+        let insights = crate::records::get::<berth_model::records::ClusterRecord>(
+            &*self.core.store,
+            &berth_model::keys::cluster(&cluster),
+        )
+        .await?
+        .is_some_and(|(c, _)| {
+            c.settings.iter().any(|s| {
+                s.name.map(|n| n.as_str()) == Some("containerInsights")
+                    && matches!(s.value.as_deref(), Some("enabled" | "enhanced"))
+            })
+        });
+        Ok(Some((t.task, insights)))
+    }
+
     /// RegisterContainerInstance for an agent that joined with a join token: always a new
     /// instance (a `containerInstanceArn` is dropped, and the EC2 instance id is chosen here,
     /// so a token never re-registers, and so takes over, an existing instance).
@@ -260,6 +290,17 @@ impl Ecs {
     ) -> Result<RegisterContainerInstanceResponse, berth_wire::AwsError> {
         use berth_wire::ecs::ContainerInstancesApi;
         input.container_instance_arn = None;
+        // A document this server signed names its instance: the join keeps its id (the
+        // registration checks the signature again). A bad signature is refused.
+        if crate::instances::verify_identity(
+            &self.core,
+            input.instance_identity_document.as_deref(),
+            input.instance_identity_document_signature.as_deref(),
+        )?
+        .is_some()
+        {
+            return self.container_instances.register_container_instance(ctx, input).await;
+        }
         let mut doc: serde_json::Value = input
             .instance_identity_document
             .as_deref()

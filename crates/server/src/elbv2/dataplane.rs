@@ -188,7 +188,7 @@ pub(super) fn snapshot(r: &Records, bind: IpAddr) -> (lbc::Snapshot, Vec<String>
             let ip = if tg.target_type == "ip" {
                 t.id.parse().ok()
             } else {
-                r.instances.get(&t.id).copied()
+                t.address.or_else(|| r.instances.get(&t.id).copied())
             };
             let Some(ip) = ip else {
                 skipped.push(format!(
@@ -336,6 +336,7 @@ mod tests {
                     id: id.to_string(),
                     port: *port,
                     availability_zone: None,
+                    address: None,
                 })
                 .collect(),
             tags: vec![],

@@ -22,6 +22,7 @@
 //!   record key returned, base64url.
 
 mod dataplane;
+mod ecs_targets;
 mod listeners;
 mod load_balancers;
 mod rules;

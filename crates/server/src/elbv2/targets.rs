@@ -58,7 +58,12 @@ fn named(
                 ),
             ));
         }
-        out.push(model::TargetRecord { id, port, availability_zone: t.availability_zone });
+        out.push(model::TargetRecord {
+            id,
+            port,
+            availability_zone: t.availability_zone,
+            address: None,
+        });
     }
     Ok(out)
 }
@@ -182,7 +187,7 @@ impl wire::TargetsApi<RequestContext> for Elbv2 {
         // them out): ELB's `unused` / `Target.InvalidState`.
         let mut stopped = std::collections::HashSet::new();
         if tg.target_type == "instance" {
-            for t in &tg.targets {
+            for t in tg.targets.iter().filter(|t| t.address.is_none()) {
                 let rec = records::get::<InstanceRecord>(self.store(), &irec::key(&t.id)).await?;
                 if rec.is_none_or(|(r, _)| instance_address(&r).is_none()) {
                     stopped.insert(t.id.clone());
@@ -244,6 +249,7 @@ impl wire::TargetsApi<RequestContext> for Elbv2 {
                         id: r.id.clone(),
                         port: r.port,
                         availability_zone: None,
+                        address: None,
                     }));
                 }
             }

@@ -3,11 +3,13 @@
 //!
 //! Contract:
 //! * a request goes to the service named in its SigV4 credential scope (the `Authorization`
-//!   header's `Credential=`, or a presigned URL's `X-Amz-Credential`): `ecs` to the AWS JSON
-//!   1.1 front end, `ec2`, `sts` and `autoscaling` here; an unsigned form request (`Action=`
-//!   in a `GET` query string, or a form-encoded `POST`) comes here too, told by its `Version`
-//!   (Auto Scaling's `2011-01-01`, STS's, else EC2's), to be refused in its protocol's
-//!   envelope; a service Berth does not serve is refused naming it and the services served;
+//!   header's `Credential=`, or a presigned URL's `X-Amz-Credential`): the JSON 1.1 ones
+//!   (`ecs`, `logs`, `ecr`, `ssm`, `servicediscovery`...) to their front ends, the
+//!   form-encoded ones (`ec2`, `sts`, `autoscaling`, `elasticloadbalancing`) here; an unsigned
+//!   form request (`Action=` in a `GET` query string, or a form-encoded `POST`) comes here
+//!   too, told by its `Version` (Auto Scaling's `2011-01-01`, STS's, else EC2's), to be
+//!   refused in its protocol's envelope; a service Berth does not serve is refused naming it
+//!   and the services served;
 //! * here: `POST` with a form body or `GET` with a query string; the body is read under the
 //!   cap; the request is authenticated for its service, once, before any service code runs,
 //!   and an instance key may act in its own region only; then `Action` picks the operation
@@ -30,7 +32,7 @@ use crate::auth::{self, Action};
 use crate::ecs::RequestContext;
 
 /// The services `/` answers, for the refusal of any other.
-pub(super) const SERVED: &str = "ecs, ec2, sts, ssm (GetParameter, GetParameters), autoscaling, logs, elasticloadbalancing (ELBv2), ecr, servicediscovery (Cloud Map)";
+pub(super) const SERVED: &str = "ecs, ec2, sts, iam, ssm (Parameter Store), secretsmanager, autoscaling, logs, elasticloadbalancing (ELBv2), ecr, servicediscovery (Cloud Map), monitoring (CloudWatch metrics and alarms), application-autoscaling (ECS services), cloudtrail (LookupEvents)";
 
 /// A form-encoded service Berth serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +41,7 @@ pub(super) enum FormService {
     Sts,
     AutoScaling,
     Elbv2,
+    Iam,
 }
 
 impl FormService {
@@ -48,6 +51,7 @@ impl FormService {
             FormService::Sts => wire_sts::FLAVOR,
             FormService::AutoScaling => berth_wire::autoscaling::FLAVOR,
             FormService::Elbv2 => berth_wire::elbv2::FLAVOR,
+            FormService::Iam => berth_wire::iam::FLAVOR,
         }
     }
     fn signing_name(self) -> &'static str {
@@ -56,6 +60,7 @@ impl FormService {
             FormService::Sts => wire_sts::SIGNING_NAME,
             FormService::AutoScaling => berth_wire::autoscaling::SIGNING_NAME,
             FormService::Elbv2 => berth_wire::elbv2::SIGNING_NAME,
+            FormService::Iam => berth_wire::iam::SIGNING_NAME,
         }
     }
     fn namespace(self) -> &'static str {
@@ -64,6 +69,7 @@ impl FormService {
             FormService::Sts => wire_sts::XML_NAMESPACE,
             FormService::AutoScaling => berth_wire::autoscaling::XML_NAMESPACE,
             FormService::Elbv2 => berth_wire::elbv2::XML_NAMESPACE,
+            FormService::Iam => berth_wire::iam::XML_NAMESPACE,
         }
     }
     /// The service whose API version a form names (EC2 when it names none Berth knows).
@@ -72,6 +78,7 @@ impl FormService {
             Some(v) if v == wire_sts::API_VERSION => FormService::Sts,
             Some(v) if v == berth_wire::autoscaling::API_VERSION => FormService::AutoScaling,
             Some(v) if v == berth_wire::elbv2::API_VERSION => FormService::Elbv2,
+            Some(v) if v == berth_wire::iam::API_VERSION => FormService::Iam,
             _ => FormService::Ec2,
         }
     }
@@ -88,8 +95,16 @@ pub(super) enum Route {
     Logs,
     /// ECR's JSON 1.1 front end ([`crate::ecr`]).
     Ecr,
+    /// Application Auto Scaling's JSON 1.1 front end ([`crate::appautoscaling`]).
+    AppAutoScaling,
     /// Cloud Map's JSON 1.1 front end ([`crate::servicediscovery`]).
     ServiceDiscovery,
+    /// CloudWatch's JSON 1.0 front end ([`crate::cloudwatch`]).
+    CloudWatch,
+    /// Secrets Manager's JSON 1.1 front end ([`crate::secretsmanager`]).
+    SecretsManager,
+    /// CloudTrail's JSON 1.1 front end ([`crate::cloudtrail`]).
+    CloudTrail,
     /// A form-encoded service; `None`: unsigned, told by its `Version` once read.
     Form(Option<FormService>),
     /// A service Berth does not serve (by its signing name).
@@ -136,12 +151,17 @@ pub(super) fn route(req: &Request) -> Route {
         Some(_) if ecs_target => Route::Json,
         Some("ec2") => Route::Form(Some(FormService::Ec2)),
         Some("sts") => Route::Form(Some(FormService::Sts)),
+        Some("iam") => Route::Form(Some(FormService::Iam)),
         Some("autoscaling") => Route::Form(Some(FormService::AutoScaling)),
         Some("elasticloadbalancing") => Route::Form(Some(FormService::Elbv2)),
         Some("ssm") => Route::Ssm,
         Some("logs") => Route::Logs,
         Some("ecr") => Route::Ecr,
         Some("servicediscovery") => Route::ServiceDiscovery,
+        Some("application-autoscaling") => Route::AppAutoScaling,
+        Some("monitoring") => Route::CloudWatch,
+        Some("secretsmanager") => Route::SecretsManager,
+        Some("cloudtrail") => Route::CloudTrail,
         Some(other) => Route::NotServed { service: other.to_string(), form },
         None if form => Route::Form(None),
         None => Route::Json,
@@ -174,6 +194,8 @@ pub(super) fn error_response(
     }
     let mut resp = xml(flavor.error_body(&e, namespace, request_id), request_id);
     *resp.status_mut() = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    resp.extensions_mut()
+        .insert(crate::cloudtrail::ErrorCode { code: e.code.to_string(), message: e.message });
     resp
 }
 
@@ -207,6 +229,13 @@ fn protocol_code(flavor: Flavor, e: &AwsError) -> &'static str {
             }
         }
         "InvalidSignatureException" => "SignatureDoesNotMatch",
+        "ExpiredTokenException" => {
+            if ec2 {
+                "RequestExpired"
+            } else {
+                "ExpiredToken"
+            }
+        }
         "AccessDeniedException" => {
             if ec2 {
                 "UnauthorizedOperation"
@@ -266,14 +295,14 @@ async fn answer(
     let action = form.get("Action").ok_or_else(|| {
         AwsError::new("MissingAction", 400, "The request must contain the parameter Action")
     })?;
-    let ctx = RequestContext { principal: signed.principal, request_id: request_id.to_string() };
+    let ctx =
+        RequestContext { principal: signed.principal.clone(), request_id: request_id.to_string() };
+    let body = crate::iam::resources::Body::Form(form);
     match service {
         FormService::Ec2 => {
             let op = wire_ec2::Operation::lookup(action)?;
-            auth::authorize(
-                &ctx.principal,
-                Action { service: wire_ec2::SIGNING_NAME, operation: op.name() },
-            )?;
+            let action = Action { service: wire_ec2::SIGNING_NAME, operation: op.name() };
+            auth::authorize_call(app, &signed, parts, action, body).await?;
             if form.boolean("DryRun")? == Some(true) {
                 // Authorized and well-formed: what EC2 answers instead of acting.
                 return Err(AwsError::new(
@@ -289,10 +318,8 @@ async fn answer(
         FormService::AutoScaling => {
             use berth_wire::autoscaling as wire_asg;
             let op = wire_asg::Operation::lookup(action)?;
-            auth::authorize(
-                &ctx.principal,
-                Action { service: wire_asg::SIGNING_NAME, operation: op.name() },
-            )?;
+            let action = Action { service: wire_asg::SIGNING_NAME, operation: op.name() };
+            auth::authorize_call(app, &signed, parts, action, body).await?;
             let services = app.regions.services(signed.region);
             services.ec2.ensure_default().await?;
             wire_asg::dispatch(&*services.autoscaling, &ctx, op, form, request_id).await
@@ -300,18 +327,25 @@ async fn answer(
         FormService::Elbv2 => {
             use berth_wire::elbv2 as wire_elb;
             let op = wire_elb::Operation::lookup(action)?;
-            auth::authorize(
-                &ctx.principal,
-                Action { service: wire_elb::SIGNING_NAME, operation: op.name() },
-            )?;
+            let action = Action { service: wire_elb::SIGNING_NAME, operation: op.name() };
+            auth::authorize_call(app, &signed, parts, action, body).await?;
             let services = app.regions.services(signed.region);
             services.ec2.ensure_default().await?;
             wire_elb::dispatch(&*services.elbv2, &ctx, op, form, request_id).await
         }
         FormService::Sts => {
-            // GetCallerIdentity needs no permission, as in AWS.
+            // GetCallerIdentity and GetSessionToken need no permission, as in AWS; AssumeRole
+            // is decided with the role's trust policy and the caller's policies together
+            // (`crate::sts`).
             let op = wire_sts::Operation::lookup(action)?;
-            wire_sts::dispatch(&crate::sts::Sts, &ctx, op, form, request_id).await
+            wire_sts::dispatch(&crate::sts::Sts { app }, &ctx, op, form, request_id).await
+        }
+        FormService::Iam => {
+            use berth_wire::iam as wire_iam;
+            let op = wire_iam::Operation::lookup(action)?;
+            let action = Action { service: wire_iam::SIGNING_NAME, operation: op.name() };
+            auth::authorize_call(app, &signed, parts, action, body).await?;
+            wire_iam::dispatch(&crate::iam::api::IamApi { app }, &ctx, op, form, request_id).await
         }
     }
 }
@@ -360,7 +394,11 @@ mod tests {
         );
         assert_eq!(
             route(&req("POST", "/", &[("authorization", &auth("iam")), form])),
-            Route::NotServed { service: "iam".into(), form: true }
+            Route::Form(Some(FormService::Iam))
+        );
+        assert_eq!(
+            route(&req("POST", "/", &[("authorization", &auth("lambda")), form])),
+            Route::NotServed { service: "lambda".into(), form: true }
         );
         assert_eq!(route(&req("POST", "/", &[form])), Route::Form(None));
         assert_eq!(
@@ -382,8 +420,8 @@ mod tests {
             Route::Json,
             "ECS refuses its own requests signed for another service"
         );
-        let e = not_served_error("iam");
-        assert!(e.message.contains("`iam`") && e.message.contains(SERVED));
+        let e = not_served_error("lambda");
+        assert!(e.message.contains("`lambda`") && e.message.contains(SERVED));
     }
 
     #[test]

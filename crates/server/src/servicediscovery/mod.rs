@@ -36,6 +36,7 @@
 //! `servicediscovery` signing name.
 
 pub(crate) mod dns;
+pub(crate) mod ecs_registrations;
 mod instances;
 mod namespaces;
 mod operations;
@@ -50,13 +51,11 @@ use berth_model::regions::Region;
 use berth_model::servicediscovery::{self as model, keys};
 use berth_store::{Range, Revision, Store, Txn};
 use berth_wire::AwsError;
-use berth_wire::common;
 use berth_wire::servicediscovery as wire;
 use serde::de::DeserializeOwned;
 use wire::ErrorCode;
 
 use crate::App;
-use crate::auth::{self, Action};
 use crate::ecs::RequestContext;
 use crate::records;
 
@@ -237,32 +236,21 @@ pub(crate) async fn serve(
     req: axum::extract::Request,
     request_id: &str,
 ) -> Result<Vec<u8>, AwsError> {
-    let (parts, body) = req.into_parts();
-    let body = crate::protocol::read_capped(body, app.max_body_bytes).await?;
-    let signed = app.auth.authenticate(&parts, &body, wire::SIGNING_NAME).await?;
-    auth::authorize_region(&signed.principal, signed.region)?;
-    let target = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| common::unknown_operation("Missing X-Amz-Target header."))?;
-    let (prefix, operation) = target.split_once('.').unwrap_or((target, ""));
-    if prefix != wire::TARGET_PREFIX {
-        return Err(common::unknown_operation(format!(
-            "Unknown target '{target}': Cloud Map requests name {}.<Operation>.",
-            wire::TARGET_PREFIX
-        )));
-    }
-    let op = wire::Operation::from_name(operation).ok_or_else(|| {
-        common::unknown_operation(format!("{operation} is not an operation of AWS Cloud Map."))
-    })?;
-    auth::authorize(
-        &signed.principal,
-        Action { service: wire::SIGNING_NAME, operation: op.name() },
-    )?;
-    let ctx = RequestContext { principal: signed.principal, request_id: request_id.to_string() };
-    let api = app.regions.services(signed.region).servicediscovery.clone();
-    wire::dispatch(&*api, &ctx, op, &body).await
+    let call = crate::protocol::json_call(
+        app,
+        req,
+        request_id,
+        &crate::protocol::JsonService {
+            signing_name: wire::SIGNING_NAME,
+            target_prefix: wire::TARGET_PREFIX,
+            title: "AWS Cloud Map",
+            from_name: wire::Operation::from_name,
+            name: wire::Operation::name,
+        },
+    )
+    .await?;
+    let api = app.regions.services(call.region).servicediscovery.clone();
+    wire::dispatch(&*api, &call.ctx, call.op, &call.body).await
 }
 
 #[cfg(test)]

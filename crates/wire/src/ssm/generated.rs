@@ -22,6 +22,43 @@ pub const NOT_IMPLEMENTED_CODE: &str = "NotImplementedException";
 pub const API_VERSION: &str = "2014-11-06";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ParameterTier {
+    #[serde(rename = "Standard")]
+    Standard,
+    #[serde(rename = "Advanced")]
+    Advanced,
+    #[serde(rename = "Intelligent-Tiering")]
+    IntelligentTiering,
+}
+impl ParameterTier {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["Standard", "Advanced", "Intelligent-Tiering"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standard => "Standard",
+            Self::Advanced => "Advanced",
+            Self::IntelligentTiering => "Intelligent-Tiering",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "Standard" => Some(Self::Standard),
+            "Advanced" => Some(Self::Advanced),
+            "Intelligent-Tiering" => Some(Self::IntelligentTiering),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for ParameterTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ParameterType {
     #[serde(rename = "String")]
     String,
@@ -55,6 +92,425 @@ impl ParameterType {
 impl std::fmt::Display for ParameterType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ParametersFilterKey {
+    #[serde(rename = "Name")]
+    Name,
+    #[serde(rename = "Type")]
+    Type,
+    #[serde(rename = "KeyId")]
+    KeyId,
+}
+impl ParametersFilterKey {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &["Name", "Type", "KeyId"];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Name => "Name",
+            Self::Type => "Type",
+            Self::KeyId => "KeyId",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "Name" => Some(Self::Name),
+            "Type" => Some(Self::Type),
+            "KeyId" => Some(Self::KeyId),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for ParametersFilterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ResourceTypeForTagging {
+    #[serde(rename = "Document")]
+    Document,
+    #[serde(rename = "ManagedInstance")]
+    ManagedInstance,
+    #[serde(rename = "MaintenanceWindow")]
+    MaintenanceWindow,
+    #[serde(rename = "Parameter")]
+    Parameter,
+    #[serde(rename = "PatchBaseline")]
+    PatchBaseline,
+    #[serde(rename = "OpsItem")]
+    OpsItem,
+    #[serde(rename = "OpsMetadata")]
+    OpsMetadata,
+    #[serde(rename = "Automation")]
+    Automation,
+    #[serde(rename = "Association")]
+    Association,
+}
+impl ResourceTypeForTagging {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &[
+        "Document",
+        "ManagedInstance",
+        "MaintenanceWindow",
+        "Parameter",
+        "PatchBaseline",
+        "OpsItem",
+        "OpsMetadata",
+        "Automation",
+        "Association",
+    ];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Document => "Document",
+            Self::ManagedInstance => "ManagedInstance",
+            Self::MaintenanceWindow => "MaintenanceWindow",
+            Self::Parameter => "Parameter",
+            Self::PatchBaseline => "PatchBaseline",
+            Self::OpsItem => "OpsItem",
+            Self::OpsMetadata => "OpsMetadata",
+            Self::Automation => "Automation",
+            Self::Association => "Association",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "Document" => Some(Self::Document),
+            "ManagedInstance" => Some(Self::ManagedInstance),
+            "MaintenanceWindow" => Some(Self::MaintenanceWindow),
+            "Parameter" => Some(Self::Parameter),
+            "PatchBaseline" => Some(Self::PatchBaseline),
+            "OpsItem" => Some(Self::OpsItem),
+            "OpsMetadata" => Some(Self::OpsMetadata),
+            "Automation" => Some(Self::Automation),
+            "Association" => Some(Self::Association),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for ResourceTypeForTagging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AddTagsToResourceRequest {
+    /// Specifies the type of resource you are tagging.
+    /// Required.
+    #[serde(rename = "ResourceType", skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<ResourceTypeForTagging>,
+    /// The resource ID you want to tag.
+    /// Required.
+    #[serde(rename = "ResourceId", skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    /// One or more tags.
+    /// Required.
+    #[serde(rename = "Tags", skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+}
+impl AddTagsToResourceRequest {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        match &self.resource_type {
+            None => return Err(Violation::Missing { path: join(path, "ResourceType") }),
+            Some(_) => {}
+        }
+        match &self.resource_id {
+            None => return Err(Violation::Missing { path: join(path, "ResourceId") }),
+            Some(_) => {}
+        }
+        match &self.tags {
+            None => return Err(Violation::Missing { path: join(path, "Tags") }),
+            Some(v) => {
+                check_len(&join(path, "Tags"), v.len(), 0, 1000)?;
+                for (i0, item0) in v.iter().enumerate() {
+                    item0.validate_at(&format!("{}[{}]", &join(path, "Tags"), i0))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for AddTagsToResourceRequest {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AddTagsToResourceResult {}
+impl Validate for AddTagsToResourceResult {
+    fn validate(&self) -> Result<(), Violation> {
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeleteParameterRequest {
+    /// The name of the parameter to delete.
+    /// Required.
+    #[serde(rename = "Name", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+impl DeleteParameterRequest {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        match &self.name {
+            None => return Err(Violation::Missing { path: join(path, "Name") }),
+            Some(v) => {
+                check_len(&join(path, "Name"), v.chars().count(), 1, 2048)?;
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for DeleteParameterRequest {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeleteParameterResult {}
+impl Validate for DeleteParameterResult {
+    fn validate(&self) -> Result<(), Violation> {
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeleteParametersRequest {
+    /// The names of the parameters to delete.
+    /// Required.
+    #[serde(rename = "Names", skip_serializing_if = "Option::is_none")]
+    pub names: Option<Vec<String>>,
+}
+impl DeleteParametersRequest {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        match &self.names {
+            None => return Err(Violation::Missing { path: join(path, "Names") }),
+            Some(v) => {
+                check_len(&join(path, "Names"), v.len(), 1, 10)?;
+                for (i0, item0) in v.iter().enumerate() {
+                    check_len(
+                        &format!("{}[{}]", &join(path, "Names"), i0),
+                        item0.chars().count(),
+                        1,
+                        2048,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for DeleteParametersRequest {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeleteParametersResult {
+    /// The names of the deleted parameters.
+    #[serde(rename = "DeletedParameters", skip_serializing_if = "Option::is_none")]
+    pub deleted_parameters: Option<Vec<String>>,
+    /// The names of parameters that weren't deleted because the parameters aren't valid.
+    #[serde(rename = "InvalidParameters", skip_serializing_if = "Option::is_none")]
+    pub invalid_parameters: Option<Vec<String>>,
+}
+impl DeleteParametersResult {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        if let Some(v) = &self.deleted_parameters {
+            check_len(&join(path, "DeletedParameters"), v.len(), 1, 10)?;
+            for (i0, item0) in v.iter().enumerate() {
+                check_len(
+                    &format!("{}[{}]", &join(path, "DeletedParameters"), i0),
+                    item0.chars().count(),
+                    1,
+                    2048,
+                )?;
+            }
+        }
+        if let Some(v) = &self.invalid_parameters {
+            check_len(&join(path, "InvalidParameters"), v.len(), 1, 10)?;
+            for (i0, item0) in v.iter().enumerate() {
+                check_len(
+                    &format!("{}[{}]", &join(path, "InvalidParameters"), i0),
+                    item0.chars().count(),
+                    1,
+                    2048,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for DeleteParametersResult {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DescribeParametersRequest {
+    /// This data type is deprecated.
+    #[serde(rename = "Filters", skip_serializing_if = "Option::is_none")]
+    pub filters: Option<Vec<ParametersFilter>>,
+    /// Filters to limit the request results.
+    #[serde(rename = "ParameterFilters", skip_serializing_if = "Option::is_none")]
+    pub parameter_filters: Option<Vec<ParameterStringFilter>>,
+    /// The maximum number of items to return for this call.
+    #[serde(rename = "MaxResults", skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<i32>,
+    /// The token for the next set of items to return.
+    #[serde(rename = "NextToken", skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    /// Lists parameters that are shared with you.
+    #[serde(rename = "Shared", skip_serializing_if = "Option::is_none")]
+    pub shared: Option<bool>,
+}
+impl DescribeParametersRequest {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        if let Some(v) = &self.filters {
+            for (i0, item0) in v.iter().enumerate() {
+                item0.validate_at(&format!("{}[{}]", &join(path, "Filters"), i0))?;
+            }
+        }
+        if let Some(v) = &self.parameter_filters {
+            for (i0, item0) in v.iter().enumerate() {
+                item0.validate_at(&format!("{}[{}]", &join(path, "ParameterFilters"), i0))?;
+            }
+        }
+        if let Some(v) = &self.max_results {
+            check_range(&join(path, "MaxResults"), i64::from(*v), 1, 50)?;
+        }
+        Ok(())
+    }
+}
+impl Validate for DescribeParametersRequest {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DescribeParametersResult {
+    /// Parameters returned by the request.
+    #[serde(rename = "Parameters", skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Vec<ParameterMetadata>>,
+    /// The token to use when requesting the next set of items.
+    #[serde(rename = "NextToken", skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+impl DescribeParametersResult {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        if let Some(v) = &self.parameters {
+            for (i0, item0) in v.iter().enumerate() {
+                item0.validate_at(&format!("{}[{}]", &join(path, "Parameters"), i0))?;
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for DescribeParametersResult {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GetParameterHistoryRequest {
+    /// The name or Amazon Resource Name (ARN) of the parameter for which you want to review history.
+    /// Required.
+    #[serde(rename = "Name", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Return decrypted values for secure string parameters.
+    #[serde(rename = "WithDecryption", skip_serializing_if = "Option::is_none")]
+    pub with_decryption: Option<bool>,
+    /// The maximum number of items to return for this call.
+    #[serde(rename = "MaxResults", skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<i32>,
+    /// The token for the next set of items to return.
+    #[serde(rename = "NextToken", skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+impl GetParameterHistoryRequest {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        match &self.name {
+            None => return Err(Violation::Missing { path: join(path, "Name") }),
+            Some(v) => {
+                check_len(&join(path, "Name"), v.chars().count(), 1, 2048)?;
+            }
+        }
+        if let Some(v) = &self.max_results {
+            check_range(&join(path, "MaxResults"), i64::from(*v), 1, 50)?;
+        }
+        Ok(())
+    }
+}
+impl Validate for GetParameterHistoryRequest {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GetParameterHistoryResult {
+    /// A list of parameters returned by the request.
+    #[serde(rename = "Parameters", skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Vec<ParameterHistory>>,
+    /// The token to use when requesting the next set of items.
+    #[serde(rename = "NextToken", skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+impl GetParameterHistoryResult {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        if let Some(v) = &self.parameters {
+            for (i0, item0) in v.iter().enumerate() {
+                item0.validate_at(&format!("{}[{}]", &join(path, "Parameters"), i0))?;
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for GetParameterHistoryResult {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
     }
 }
 
@@ -106,6 +562,84 @@ impl GetParameterResult {
     }
 }
 impl Validate for GetParameterResult {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GetParametersByPathRequest {
+    /// The hierarchy for the parameter.
+    /// Required.
+    #[serde(rename = "Path", skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Retrieve all parameters within a hierarchy.
+    #[serde(rename = "Recursive", skip_serializing_if = "Option::is_none")]
+    pub recursive: Option<bool>,
+    /// Filters to limit the request results.
+    #[serde(rename = "ParameterFilters", skip_serializing_if = "Option::is_none")]
+    pub parameter_filters: Option<Vec<ParameterStringFilter>>,
+    /// Retrieve all parameters in a hierarchy with their value decrypted.
+    #[serde(rename = "WithDecryption", skip_serializing_if = "Option::is_none")]
+    pub with_decryption: Option<bool>,
+    /// The maximum number of items to return for this call.
+    #[serde(rename = "MaxResults", skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<i32>,
+    /// A token to start the list.
+    #[serde(rename = "NextToken", skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+impl GetParametersByPathRequest {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        match &self.path {
+            None => return Err(Violation::Missing { path: join(path, "Path") }),
+            Some(v) => {
+                check_len(&join(path, "Path"), v.chars().count(), 1, 2048)?;
+            }
+        }
+        if let Some(v) = &self.parameter_filters {
+            for (i0, item0) in v.iter().enumerate() {
+                item0.validate_at(&format!("{}[{}]", &join(path, "ParameterFilters"), i0))?;
+            }
+        }
+        if let Some(v) = &self.max_results {
+            check_range(&join(path, "MaxResults"), i64::from(*v), 1, 10)?;
+        }
+        Ok(())
+    }
+}
+impl Validate for GetParametersByPathRequest {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GetParametersByPathResult {
+    /// A list of parameters found in the specified hierarchy.
+    #[serde(rename = "Parameters", skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Vec<Parameter>>,
+    /// The token for the next set of items to return.
+    #[serde(rename = "NextToken", skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+impl GetParametersByPathResult {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        if let Some(v) = &self.parameters {
+            for (i0, item0) in v.iter().enumerate() {
+                item0.validate_at(&format!("{}[{}]", &join(path, "Parameters"), i0))?;
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for GetParametersByPathResult {
     fn validate(&self) -> Result<(), Violation> {
         self.validate_at("")
     }
@@ -188,6 +722,147 @@ impl Validate for GetParametersResult {
     }
 }
 
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LabelParameterVersionRequest {
+    /// The parameter name on which you want to attach one or more labels.
+    /// Required.
+    #[serde(rename = "Name", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The specific version of the parameter on which you want to attach one or more labels.
+    #[serde(rename = "ParameterVersion", skip_serializing_if = "Option::is_none")]
+    pub parameter_version: Option<i64>,
+    /// One or more labels to attach to the specified parameter version.
+    /// Required.
+    #[serde(rename = "Labels", skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+}
+impl LabelParameterVersionRequest {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        match &self.name {
+            None => return Err(Violation::Missing { path: join(path, "Name") }),
+            Some(v) => {
+                check_len(&join(path, "Name"), v.chars().count(), 1, 2048)?;
+            }
+        }
+        match &self.labels {
+            None => return Err(Violation::Missing { path: join(path, "Labels") }),
+            Some(v) => {
+                check_len(&join(path, "Labels"), v.len(), 1, 10)?;
+                for (i0, item0) in v.iter().enumerate() {
+                    check_len(
+                        &format!("{}[{}]", &join(path, "Labels"), i0),
+                        item0.chars().count(),
+                        1,
+                        100,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for LabelParameterVersionRequest {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LabelParameterVersionResult {
+    /// The label doesn't meet the requirements.
+    #[serde(rename = "InvalidLabels", skip_serializing_if = "Option::is_none")]
+    pub invalid_labels: Option<Vec<String>>,
+    /// The version of the parameter that has been labeled.
+    #[serde(rename = "ParameterVersion", skip_serializing_if = "Option::is_none")]
+    pub parameter_version: Option<i64>,
+}
+impl LabelParameterVersionResult {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        if let Some(v) = &self.invalid_labels {
+            check_len(&join(path, "InvalidLabels"), v.len(), 1, 10)?;
+            for (i0, item0) in v.iter().enumerate() {
+                check_len(
+                    &format!("{}[{}]", &join(path, "InvalidLabels"), i0),
+                    item0.chars().count(),
+                    1,
+                    100,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for LabelParameterVersionResult {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ListTagsForResourceRequest {
+    /// Returns a list of tags for a specific resource type.
+    /// Required.
+    #[serde(rename = "ResourceType", skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<ResourceTypeForTagging>,
+    /// The resource ID for which you want to see a list of tags.
+    /// Required.
+    #[serde(rename = "ResourceId", skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+}
+impl ListTagsForResourceRequest {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        match &self.resource_type {
+            None => return Err(Violation::Missing { path: join(path, "ResourceType") }),
+            Some(_) => {}
+        }
+        match &self.resource_id {
+            None => return Err(Violation::Missing { path: join(path, "ResourceId") }),
+            Some(_) => {}
+        }
+        Ok(())
+    }
+}
+impl Validate for ListTagsForResourceRequest {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ListTagsForResourceResult {
+    /// A list of tags.
+    #[serde(rename = "TagList", skip_serializing_if = "Option::is_none")]
+    pub tag_list: Option<Vec<Tag>>,
+}
+impl ListTagsForResourceResult {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        if let Some(v) = &self.tag_list {
+            check_len(&join(path, "TagList"), v.len(), 0, 1000)?;
+            for (i0, item0) in v.iter().enumerate() {
+                item0.validate_at(&format!("{}[{}]", &join(path, "TagList"), i0))?;
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for ListTagsForResourceResult {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
 /// An Amazon Web Services Systems Manager parameter in Parameter Store.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -238,6 +913,566 @@ impl Parameter {
     }
 }
 impl Validate for Parameter {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+/// Information about parameter usage.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ParameterHistory {
+    /// The name of the parameter.
+    #[serde(rename = "Name", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The type of parameter used.
+    #[serde(rename = "Type", skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<ParameterType>,
+    /// The alias of the Key Management Service (KMS) key used to encrypt the parameter.
+    #[serde(rename = "KeyId", skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Date the parameter was last changed or updated.
+    #[serde(rename = "LastModifiedDate", skip_serializing_if = "Option::is_none")]
+    pub last_modified_date: Option<Timestamp>,
+    /// Amazon Resource Name (ARN) of the Amazon Web Services user who last changed the parameter.
+    #[serde(rename = "LastModifiedUser", skip_serializing_if = "Option::is_none")]
+    pub last_modified_user: Option<String>,
+    /// Information about the parameter.
+    #[serde(rename = "Description", skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The parameter value.
+    /// Sensitive: never log it.
+    #[serde(rename = "Value", skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Parameter names can include the following letters and symbols.
+    #[serde(rename = "AllowedPattern", skip_serializing_if = "Option::is_none")]
+    pub allowed_pattern: Option<String>,
+    /// The parameter version.
+    #[serde(rename = "Version", skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// Labels assigned to the parameter version.
+    #[serde(rename = "Labels", skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    /// The parameter tier.
+    #[serde(rename = "Tier", skip_serializing_if = "Option::is_none")]
+    pub tier: Option<ParameterTier>,
+    /// Information about the policies assigned to a parameter.
+    #[serde(rename = "Policies", skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<ParameterInlinePolicy>>,
+    /// The data type of the parameter, such as text or aws:ec2:image.
+    #[serde(rename = "DataType", skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<String>,
+}
+impl ParameterHistory {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        if let Some(v) = &self.name {
+            check_len(&join(path, "Name"), v.chars().count(), 1, 2048)?;
+        }
+        if let Some(v) = &self.key_id {
+            check_len(&join(path, "KeyId"), v.chars().count(), 1, 256)?;
+        }
+        if let Some(v) = &self.description {
+            check_len(&join(path, "Description"), v.chars().count(), 0, 1024)?;
+        }
+        if let Some(v) = &self.allowed_pattern {
+            check_len(&join(path, "AllowedPattern"), v.chars().count(), 0, 1024)?;
+        }
+        if let Some(v) = &self.labels {
+            check_len(&join(path, "Labels"), v.len(), 1, 10)?;
+            for (i0, item0) in v.iter().enumerate() {
+                check_len(
+                    &format!("{}[{}]", &join(path, "Labels"), i0),
+                    item0.chars().count(),
+                    1,
+                    100,
+                )?;
+            }
+        }
+        if let Some(v) = &self.data_type {
+            check_len(&join(path, "DataType"), v.chars().count(), 0, 128)?;
+        }
+        Ok(())
+    }
+}
+impl Validate for ParameterHistory {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+/// One or more policies assigned to a parameter.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ParameterInlinePolicy {
+    /// The JSON text of the policy.
+    #[serde(rename = "PolicyText", skip_serializing_if = "Option::is_none")]
+    pub policy_text: Option<String>,
+    /// The type of policy.
+    #[serde(rename = "PolicyType", skip_serializing_if = "Option::is_none")]
+    pub policy_type: Option<String>,
+    /// The status of the policy.
+    #[serde(rename = "PolicyStatus", skip_serializing_if = "Option::is_none")]
+    pub policy_status: Option<String>,
+}
+impl Validate for ParameterInlinePolicy {
+    fn validate(&self) -> Result<(), Violation> {
+        Ok(())
+    }
+}
+
+/// Metadata includes information like the Amazon Resource Name (ARN) of the last user to update the parameter and the date and time the parameter was last used.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ParameterMetadata {
+    /// The parameter name.
+    #[serde(rename = "Name", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The Amazon Resource Name (ARN) of the parameter.
+    #[serde(rename = "ARN", skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// The type of parameter.
+    #[serde(rename = "Type", skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<ParameterType>,
+    /// The alias of the Key Management Service (KMS) key used to encrypt the parameter.
+    #[serde(rename = "KeyId", skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Date the parameter was last changed or updated.
+    #[serde(rename = "LastModifiedDate", skip_serializing_if = "Option::is_none")]
+    pub last_modified_date: Option<Timestamp>,
+    /// Amazon Resource Name (ARN) of the Amazon Web Services user who last changed the parameter.
+    #[serde(rename = "LastModifiedUser", skip_serializing_if = "Option::is_none")]
+    pub last_modified_user: Option<String>,
+    /// Description of the parameter actions.
+    #[serde(rename = "Description", skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A parameter name can include only the following letters and symbols.
+    #[serde(rename = "AllowedPattern", skip_serializing_if = "Option::is_none")]
+    pub allowed_pattern: Option<String>,
+    /// The parameter version.
+    #[serde(rename = "Version", skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// The parameter tier.
+    #[serde(rename = "Tier", skip_serializing_if = "Option::is_none")]
+    pub tier: Option<ParameterTier>,
+    /// A list of policies associated with a parameter.
+    #[serde(rename = "Policies", skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<ParameterInlinePolicy>>,
+    /// The data type of the parameter, such as text or aws:ec2:image.
+    #[serde(rename = "DataType", skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<String>,
+}
+impl ParameterMetadata {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        if let Some(v) = &self.name {
+            check_len(&join(path, "Name"), v.chars().count(), 1, 2048)?;
+        }
+        if let Some(v) = &self.key_id {
+            check_len(&join(path, "KeyId"), v.chars().count(), 1, 256)?;
+        }
+        if let Some(v) = &self.description {
+            check_len(&join(path, "Description"), v.chars().count(), 0, 1024)?;
+        }
+        if let Some(v) = &self.allowed_pattern {
+            check_len(&join(path, "AllowedPattern"), v.chars().count(), 0, 1024)?;
+        }
+        if let Some(v) = &self.data_type {
+            check_len(&join(path, "DataType"), v.chars().count(), 0, 128)?;
+        }
+        Ok(())
+    }
+}
+impl Validate for ParameterMetadata {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+/// One or more filters.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ParameterStringFilter {
+    /// The name of the filter.
+    /// Required.
+    #[serde(rename = "Key", skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// For all filters used with DescribeParameters, valid options include Equals and BeginsWith.
+    #[serde(rename = "Option", skip_serializing_if = "Option::is_none")]
+    pub option: Option<String>,
+    /// The value you want to search for.
+    #[serde(rename = "Values", skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+}
+impl ParameterStringFilter {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        match &self.key {
+            None => return Err(Violation::Missing { path: join(path, "Key") }),
+            Some(v) => {
+                check_len(&join(path, "Key"), v.chars().count(), 1, 132)?;
+            }
+        }
+        if let Some(v) = &self.option {
+            check_len(&join(path, "Option"), v.chars().count(), 1, 10)?;
+        }
+        if let Some(v) = &self.values {
+            check_len(&join(path, "Values"), v.len(), 1, 50)?;
+            for (i0, item0) in v.iter().enumerate() {
+                check_len(
+                    &format!("{}[{}]", &join(path, "Values"), i0),
+                    item0.chars().count(),
+                    1,
+                    1024,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for ParameterStringFilter {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+/// This data type is deprecated.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ParametersFilter {
+    /// The name of the filter.
+    /// Required.
+    #[serde(rename = "Key", skip_serializing_if = "Option::is_none")]
+    pub key: Option<ParametersFilterKey>,
+    /// The filter values.
+    /// Required.
+    #[serde(rename = "Values", skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+}
+impl ParametersFilter {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        match &self.key {
+            None => return Err(Violation::Missing { path: join(path, "Key") }),
+            Some(_) => {}
+        }
+        match &self.values {
+            None => return Err(Violation::Missing { path: join(path, "Values") }),
+            Some(v) => {
+                check_len(&join(path, "Values"), v.len(), 1, 50)?;
+                for (i0, item0) in v.iter().enumerate() {
+                    check_len(
+                        &format!("{}[{}]", &join(path, "Values"), i0),
+                        item0.chars().count(),
+                        1,
+                        1024,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for ParametersFilter {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PutParameterRequest {
+    /// The fully qualified name of the parameter that you want to create or update.
+    /// Required.
+    #[serde(rename = "Name", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Information about the parameter that you want to add to the system.
+    #[serde(rename = "Description", skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The parameter value that you want to add to the system.
+    /// Required.
+    /// Sensitive: never log it.
+    #[serde(rename = "Value", skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The type of parameter that you want to create.
+    #[serde(rename = "Type", skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<ParameterType>,
+    /// The Key Management Service (KMS) ID that you want to use to encrypt a parameter.
+    #[serde(rename = "KeyId", skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Overwrite an existing parameter.
+    #[serde(rename = "Overwrite", skip_serializing_if = "Option::is_none")]
+    pub overwrite: Option<bool>,
+    /// A regular expression used to validate the parameter value.
+    #[serde(rename = "AllowedPattern", skip_serializing_if = "Option::is_none")]
+    pub allowed_pattern: Option<String>,
+    /// Optional metadata that you assign to a resource.
+    #[serde(rename = "Tags", skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+    /// The parameter tier to assign to a parameter.
+    #[serde(rename = "Tier", skip_serializing_if = "Option::is_none")]
+    pub tier: Option<ParameterTier>,
+    /// One or more policies to apply to a parameter.
+    #[serde(rename = "Policies", skip_serializing_if = "Option::is_none")]
+    pub policies: Option<String>,
+    /// The data type for a String parameter.
+    #[serde(rename = "DataType", skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<String>,
+}
+impl PutParameterRequest {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        match &self.name {
+            None => return Err(Violation::Missing { path: join(path, "Name") }),
+            Some(v) => {
+                check_len(&join(path, "Name"), v.chars().count(), 1, 2048)?;
+            }
+        }
+        if let Some(v) = &self.description {
+            check_len(&join(path, "Description"), v.chars().count(), 0, 1024)?;
+        }
+        match &self.value {
+            None => return Err(Violation::Missing { path: join(path, "Value") }),
+            Some(_) => {}
+        }
+        if let Some(v) = &self.key_id {
+            check_len(&join(path, "KeyId"), v.chars().count(), 1, 256)?;
+        }
+        if let Some(v) = &self.allowed_pattern {
+            check_len(&join(path, "AllowedPattern"), v.chars().count(), 0, 1024)?;
+        }
+        if let Some(v) = &self.tags {
+            check_len(&join(path, "Tags"), v.len(), 0, 1000)?;
+            for (i0, item0) in v.iter().enumerate() {
+                item0.validate_at(&format!("{}[{}]", &join(path, "Tags"), i0))?;
+            }
+        }
+        if let Some(v) = &self.policies {
+            check_len(&join(path, "Policies"), v.chars().count(), 1, 4096)?;
+        }
+        if let Some(v) = &self.data_type {
+            check_len(&join(path, "DataType"), v.chars().count(), 0, 128)?;
+        }
+        Ok(())
+    }
+}
+impl Validate for PutParameterRequest {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PutParameterResult {
+    /// The new version number of a parameter.
+    #[serde(rename = "Version", skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// The tier assigned to the parameter.
+    #[serde(rename = "Tier", skip_serializing_if = "Option::is_none")]
+    pub tier: Option<ParameterTier>,
+}
+impl Validate for PutParameterResult {
+    fn validate(&self) -> Result<(), Violation> {
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RemoveTagsFromResourceRequest {
+    /// The type of resource from which you want to remove a tag.
+    /// Required.
+    #[serde(rename = "ResourceType", skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<ResourceTypeForTagging>,
+    /// The ID of the resource from which you want to remove tags.
+    /// Required.
+    #[serde(rename = "ResourceId", skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    /// Tag keys that you want to remove from the specified resource.
+    /// Required.
+    #[serde(rename = "TagKeys", skip_serializing_if = "Option::is_none")]
+    pub tag_keys: Option<Vec<String>>,
+}
+impl RemoveTagsFromResourceRequest {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        match &self.resource_type {
+            None => return Err(Violation::Missing { path: join(path, "ResourceType") }),
+            Some(_) => {}
+        }
+        match &self.resource_id {
+            None => return Err(Violation::Missing { path: join(path, "ResourceId") }),
+            Some(_) => {}
+        }
+        match &self.tag_keys {
+            None => return Err(Violation::Missing { path: join(path, "TagKeys") }),
+            Some(v) => {
+                for (i0, item0) in v.iter().enumerate() {
+                    check_len(
+                        &format!("{}[{}]", &join(path, "TagKeys"), i0),
+                        item0.chars().count(),
+                        1,
+                        128,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for RemoveTagsFromResourceRequest {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RemoveTagsFromResourceResult {}
+impl Validate for RemoveTagsFromResourceResult {
+    fn validate(&self) -> Result<(), Violation> {
+        Ok(())
+    }
+}
+
+/// Metadata that you assign to your Amazon Web Services resources.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Tag {
+    /// The name of the tag.
+    /// Required.
+    #[serde(rename = "Key", skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The value of the tag.
+    /// Required.
+    #[serde(rename = "Value", skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+impl Tag {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        match &self.key {
+            None => return Err(Violation::Missing { path: join(path, "Key") }),
+            Some(v) => {
+                check_len(&join(path, "Key"), v.chars().count(), 1, 128)?;
+            }
+        }
+        match &self.value {
+            None => return Err(Violation::Missing { path: join(path, "Value") }),
+            Some(v) => {
+                check_len(&join(path, "Value"), v.chars().count(), 0, 256)?;
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for Tag {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UnlabelParameterVersionRequest {
+    /// The name of the parameter from which you want to delete one or more labels.
+    /// Required.
+    #[serde(rename = "Name", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The specific version of the parameter which you want to delete one or more labels from.
+    /// Required.
+    #[serde(rename = "ParameterVersion", skip_serializing_if = "Option::is_none")]
+    pub parameter_version: Option<i64>,
+    /// One or more labels to delete from the specified parameter version.
+    /// Required.
+    #[serde(rename = "Labels", skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+}
+impl UnlabelParameterVersionRequest {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        match &self.name {
+            None => return Err(Violation::Missing { path: join(path, "Name") }),
+            Some(v) => {
+                check_len(&join(path, "Name"), v.chars().count(), 1, 2048)?;
+            }
+        }
+        match &self.parameter_version {
+            None => return Err(Violation::Missing { path: join(path, "ParameterVersion") }),
+            Some(_) => {}
+        }
+        match &self.labels {
+            None => return Err(Violation::Missing { path: join(path, "Labels") }),
+            Some(v) => {
+                check_len(&join(path, "Labels"), v.len(), 1, 10)?;
+                for (i0, item0) in v.iter().enumerate() {
+                    check_len(
+                        &format!("{}[{}]", &join(path, "Labels"), i0),
+                        item0.chars().count(),
+                        1,
+                        100,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for UnlabelParameterVersionRequest {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UnlabelParameterVersionResult {
+    /// A list of all labels deleted from the parameter.
+    #[serde(rename = "RemovedLabels", skip_serializing_if = "Option::is_none")]
+    pub removed_labels: Option<Vec<String>>,
+    /// The labels that aren't attached to the given parameter version.
+    #[serde(rename = "InvalidLabels", skip_serializing_if = "Option::is_none")]
+    pub invalid_labels: Option<Vec<String>>,
+}
+impl UnlabelParameterVersionResult {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        if let Some(v) = &self.removed_labels {
+            check_len(&join(path, "RemovedLabels"), v.len(), 1, 10)?;
+            for (i0, item0) in v.iter().enumerate() {
+                check_len(
+                    &format!("{}[{}]", &join(path, "RemovedLabels"), i0),
+                    item0.chars().count(),
+                    1,
+                    100,
+                )?;
+            }
+        }
+        if let Some(v) = &self.invalid_labels {
+            check_len(&join(path, "InvalidLabels"), v.len(), 1, 10)?;
+            for (i0, item0) in v.iter().enumerate() {
+                check_len(
+                    &format!("{}[{}]", &join(path, "InvalidLabels"), i0),
+                    item0.chars().count(),
+                    1,
+                    100,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for UnlabelParameterVersionResult {
     fn validate(&self) -> Result<(), Violation> {
         self.validate_at("")
     }
@@ -1553,12 +2788,133 @@ pub trait ParametersApi<C: Send + Sync>: Send + Sync {
         let _ = (ctx, input);
         async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "GetParameters")) }
     }
+    /// `PutParameter`.
+    fn put_parameter(
+        &self,
+        ctx: &C,
+        input: PutParameterRequest,
+    ) -> impl std::future::Future<Output = Result<PutParameterResult, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "PutParameter")) }
+    }
+    /// `GetParametersByPath`.
+    fn get_parameters_by_path(
+        &self,
+        ctx: &C,
+        input: GetParametersByPathRequest,
+    ) -> impl std::future::Future<Output = Result<GetParametersByPathResult, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "GetParametersByPath")) }
+    }
+    /// `DeleteParameter`.
+    fn delete_parameter(
+        &self,
+        ctx: &C,
+        input: DeleteParameterRequest,
+    ) -> impl std::future::Future<Output = Result<DeleteParameterResult, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteParameter")) }
+    }
+    /// `DeleteParameters`.
+    fn delete_parameters(
+        &self,
+        ctx: &C,
+        input: DeleteParametersRequest,
+    ) -> impl std::future::Future<Output = Result<DeleteParametersResult, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteParameters")) }
+    }
+    /// `DescribeParameters`.
+    fn describe_parameters(
+        &self,
+        ctx: &C,
+        input: DescribeParametersRequest,
+    ) -> impl std::future::Future<Output = Result<DescribeParametersResult, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeParameters")) }
+    }
+    /// `GetParameterHistory`.
+    fn get_parameter_history(
+        &self,
+        ctx: &C,
+        input: GetParameterHistoryRequest,
+    ) -> impl std::future::Future<Output = Result<GetParameterHistoryResult, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "GetParameterHistory")) }
+    }
+    /// `LabelParameterVersion`.
+    fn label_parameter_version(
+        &self,
+        ctx: &C,
+        input: LabelParameterVersionRequest,
+    ) -> impl std::future::Future<Output = Result<LabelParameterVersionResult, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "LabelParameterVersion")) }
+    }
+    /// `UnlabelParameterVersion`.
+    fn unlabel_parameter_version(
+        &self,
+        ctx: &C,
+        input: UnlabelParameterVersionRequest,
+    ) -> impl std::future::Future<Output = Result<UnlabelParameterVersionResult, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "UnlabelParameterVersion")) }
+    }
+}
+
+/// The `tags` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented, so a module
+/// implements only what it supports and nothing answers with a silent success.
+pub trait TagsApi<C: Send + Sync>: Send + Sync {
+    /// An encoded reply to `body` from the module's own cache, looked up after the
+    /// request is authenticated and authorized and before it is parsed. Only for
+    /// replies that depend on nothing but the body and the stored state, and only while
+    /// the module keeps them exactly current.
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        let _ = (op, body);
+        CachedReply::Uncacheable
+    }
+    /// Offers the encoded reply to a request whose lookup missed with `ticket`.
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        let _ = (op, body, ticket, reply);
+    }
+    /// `AddTagsToResource`.
+    fn add_tags_to_resource(
+        &self,
+        ctx: &C,
+        input: AddTagsToResourceRequest,
+    ) -> impl std::future::Future<Output = Result<AddTagsToResourceResult, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "AddTagsToResource")) }
+    }
+    /// `ListTagsForResource`.
+    fn list_tags_for_resource(
+        &self,
+        ctx: &C,
+        input: ListTagsForResourceRequest,
+    ) -> impl std::future::Future<Output = Result<ListTagsForResourceResult, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "ListTagsForResource")) }
+    }
+    /// `RemoveTagsFromResource`.
+    fn remove_tags_from_resource(
+        &self,
+        ctx: &C,
+        input: RemoveTagsFromResourceRequest,
+    ) -> impl std::future::Future<Output = Result<RemoveTagsFromResourceResult, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "RemoveTagsFromResource")) }
+    }
 }
 
 /// A group none of whose operations is implemented: each answers "not implemented".
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Unimplemented;
 impl<C: Send + Sync> ParametersApi<C> for Unimplemented {}
+impl<C: Send + Sync> TagsApi<C> for Unimplemented {}
 
 /// The service as a set of resource groups: each group's operations are served by the
 /// module that owns that resource (or by [`Unimplemented`]).
@@ -1567,8 +2923,12 @@ pub trait Api: Send + Sync {
     type Context: Send + Sync;
     /// Serves the `parameters` operations.
     type Parameters: ParametersApi<Self::Context>;
+    /// Serves the `tags` operations.
+    type Tags: TagsApi<Self::Context>;
     /// The module serving the `parameters` operations.
     fn parameters(&self) -> &Self::Parameters;
+    /// The module serving the `tags` operations.
+    fn tags(&self) -> &Self::Tags;
 }
 
 /// Answers from the owning group's reply cache when it holds the reply; otherwise parses
@@ -1581,6 +2941,59 @@ pub async fn dispatch<A: Api>(
     body: &[u8],
 ) -> Result<Vec<u8>, AwsError> {
     match op {
+        Operation::AddTagsToResource => {
+            let cached = api.tags().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
+            let input: AddTagsToResourceRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
+            let reply =
+                crate::json::write_output(&api.tags().add_tags_to_resource(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.tags().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
+        }
+        Operation::DeleteParameter => {
+            let cached = api.parameters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
+            let input: DeleteParameterRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
+            let reply =
+                crate::json::write_output(&api.parameters().delete_parameter(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.parameters().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
+        }
+        Operation::DeleteParameters => {
+            let cached = api.parameters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
+            let input: DeleteParametersRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
+            let reply =
+                crate::json::write_output(&api.parameters().delete_parameters(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.parameters().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
+        }
+        Operation::DescribeParameters => {
+            let cached = api.parameters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
+            let input: DescribeParametersRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
+            let reply = crate::json::write_output(
+                &api.parameters().describe_parameters(ctx, input).await?,
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.parameters().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
+        }
         Operation::GetParameter => {
             let cached = api.parameters().cached_reply(op, body);
             if let CachedReply::Hit(reply) = cached {
@@ -1594,6 +3007,21 @@ pub async fn dispatch<A: Api>(
             }
             Ok(reply)
         }
+        Operation::GetParameterHistory => {
+            let cached = api.parameters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
+            let input: GetParameterHistoryRequest =
+                crate::json::parse_input(body, VALIDATION_CODE)?;
+            let reply = crate::json::write_output(
+                &api.parameters().get_parameter_history(ctx, input).await?,
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.parameters().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
+        }
         Operation::GetParameters => {
             let cached = api.parameters().cached_reply(op, body);
             if let CachedReply::Hit(reply) = cached {
@@ -1602,6 +3030,93 @@ pub async fn dispatch<A: Api>(
             let input: GetParametersRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
             let reply =
                 crate::json::write_output(&api.parameters().get_parameters(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.parameters().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
+        }
+        Operation::GetParametersByPath => {
+            let cached = api.parameters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
+            let input: GetParametersByPathRequest =
+                crate::json::parse_input(body, VALIDATION_CODE)?;
+            let reply = crate::json::write_output(
+                &api.parameters().get_parameters_by_path(ctx, input).await?,
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.parameters().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
+        }
+        Operation::LabelParameterVersion => {
+            let cached = api.parameters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
+            let input: LabelParameterVersionRequest =
+                crate::json::parse_input(body, VALIDATION_CODE)?;
+            let reply = crate::json::write_output(
+                &api.parameters().label_parameter_version(ctx, input).await?,
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.parameters().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
+        }
+        Operation::ListTagsForResource => {
+            let cached = api.tags().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
+            let input: ListTagsForResourceRequest =
+                crate::json::parse_input(body, VALIDATION_CODE)?;
+            let reply =
+                crate::json::write_output(&api.tags().list_tags_for_resource(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.tags().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
+        }
+        Operation::PutParameter => {
+            let cached = api.parameters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
+            let input: PutParameterRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
+            let reply =
+                crate::json::write_output(&api.parameters().put_parameter(ctx, input).await?)?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.parameters().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
+        }
+        Operation::RemoveTagsFromResource => {
+            let cached = api.tags().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
+            let input: RemoveTagsFromResourceRequest =
+                crate::json::parse_input(body, VALIDATION_CODE)?;
+            let reply = crate::json::write_output(
+                &api.tags().remove_tags_from_resource(ctx, input).await?,
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.tags().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
+        }
+        Operation::UnlabelParameterVersion => {
+            let cached = api.parameters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
+            let input: UnlabelParameterVersionRequest =
+                crate::json::parse_input(body, VALIDATION_CODE)?;
+            let reply = crate::json::write_output(
+                &api.parameters().unlabel_parameter_version(ctx, input).await?,
+            )?;
             if let CachedReply::Miss(ticket) = cached {
                 api.parameters().offer_reply(op, body, ticket, &reply);
             }

@@ -25,6 +25,282 @@ pub const XML_NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 pub const FLAVOR: Flavor = Flavor::Query;
 
 #[derive(Clone, Debug, Default, PartialEq)]
+pub struct AssumeRoleRequest {
+    /// The Amazon Resource Name (ARN) of the role to assume.
+    /// Required.
+    pub role_arn: Option<String>,
+    /// An identifier for the assumed role session.
+    /// Required.
+    pub role_session_name: Option<String>,
+    /// The Amazon Resource Names (ARNs) of the IAM managed policies that you want to use as managed session policies.
+    pub policy_arns: Option<Vec<PolicyDescriptorType>>,
+    /// An IAM policy in JSON format that you want to use as an inline session policy.
+    pub policy: Option<String>,
+    /// The duration, in seconds, of the role session.
+    pub duration_seconds: Option<i32>,
+    /// A list of session tags that you want to pass.
+    pub tags: Option<Vec<Tag>>,
+    /// A list of keys for session tags that you want to set as transitive.
+    pub transitive_tag_keys: Option<Vec<String>>,
+    /// A unique identifier that might be required when you assume a role in another account.
+    pub external_id: Option<String>,
+    /// The identification number of the MFA device that is associated with the user who is making the AssumeRole call.
+    pub serial_number: Option<String>,
+    /// The value provided by the MFA device, if the trust policy of the role being assumed requires MFA.
+    pub token_code: Option<String>,
+    /// The source identity specified by the principal that is calling the AssumeRole operation.
+    pub source_identity: Option<String>,
+    /// A list of previously acquired trusted context assertions in the format of a JSON array.
+    pub provided_contexts: Option<Vec<ProvidedContext>>,
+}
+impl FromForm for AssumeRoleRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            role_arn: f.string_len(&join(key, "RoleArn"), 20, 2048)?,
+            role_session_name: f.string_len(&join(key, "RoleSessionName"), 2, 64)?,
+            policy_arns: f.list(&join(key, "PolicyArns"), Some("member"), |f, k0| {
+                PolicyDescriptorType::from_form(f, &k0)
+            })?,
+            policy: f.string_len(&join(key, "Policy"), 1, usize::MAX)?,
+            duration_seconds: f.integer_in::<i32>(&join(key, "DurationSeconds"), 900, 43200)?,
+            tags: f.list(&join(key, "Tags"), Some("member"), |f, k0| Tag::from_form(f, &k0))?,
+            transitive_tag_keys: f.list(
+                &join(key, "TransitiveTagKeys"),
+                Some("member"),
+                |f, k0| f.string_len(&k0, 1, 128),
+            )?,
+            external_id: f.string_len(&join(key, "ExternalId"), 2, 1224)?,
+            serial_number: f.string_len(&join(key, "SerialNumber"), 9, 256)?,
+            token_code: f.string_len(&join(key, "TokenCode"), 6, 6)?,
+            source_identity: f.string_len(&join(key, "SourceIdentity"), 2, 64)?,
+            provided_contexts: f.list(
+                &join(key, "ProvidedContexts"),
+                Some("member"),
+                |f, k0| ProvidedContext::from_form(f, &k0),
+            )?,
+        };
+        if v.role_arn.is_none() {
+            return Err(f.missing(&join(key, "RoleArn")));
+        }
+        if v.role_session_name.is_none() {
+            return Err(f.missing(&join(key, "RoleSessionName")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for AssumeRoleRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.role_arn {
+            w.text("RoleArn", v);
+        }
+        if let Some(v) = &self.role_session_name {
+            w.text("RoleSessionName", v);
+        }
+        if let Some(v) = &self.policy_arns {
+            w.open("PolicyArns");
+            for item0 in v {
+                w.open("member");
+                item0.write_xml(w);
+                w.close("member");
+            }
+            w.close("PolicyArns");
+        }
+        if let Some(v) = &self.policy {
+            w.text("Policy", v);
+        }
+        if let Some(v) = &self.duration_seconds {
+            w.text("DurationSeconds", &v.to_string());
+        }
+        if let Some(v) = &self.tags {
+            w.open("Tags");
+            for item0 in v {
+                w.open("member");
+                item0.write_xml(w);
+                w.close("member");
+            }
+            w.close("Tags");
+        }
+        if let Some(v) = &self.transitive_tag_keys {
+            w.open("TransitiveTagKeys");
+            for item0 in v {
+                w.text("member", item0);
+            }
+            w.close("TransitiveTagKeys");
+        }
+        if let Some(v) = &self.external_id {
+            w.text("ExternalId", v);
+        }
+        if let Some(v) = &self.serial_number {
+            w.text("SerialNumber", v);
+        }
+        if let Some(v) = &self.token_code {
+            w.text("TokenCode", v);
+        }
+        if let Some(v) = &self.source_identity {
+            w.text("SourceIdentity", v);
+        }
+        if let Some(v) = &self.provided_contexts {
+            w.open("ProvidedContexts");
+            for item0 in v {
+                w.open("member");
+                item0.write_xml(w);
+                w.close("member");
+            }
+            w.close("ProvidedContexts");
+        }
+    }
+}
+
+/// Contains the response to a successful AssumeRole request, including temporary Amazon Web Services credentials that can be used to make Amazon Web Services requests.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AssumeRoleResponse {
+    /// The temporary security credentials, which include an access key ID, a secret access key, and a security (or session) token.
+    pub credentials: Option<Credentials>,
+    /// The Amazon Resource Name (ARN) and the assumed role ID, which are identifiers that you can use to refer to the resulting temporary security credentials.
+    pub assumed_role_user: Option<AssumedRoleUser>,
+    /// A percentage value that indicates the packed size of the session policies and session tags combined passed in the request.
+    pub packed_policy_size: Option<i32>,
+    /// The source identity specified by the principal that is calling the AssumeRole operation.
+    pub source_identity: Option<String>,
+}
+impl FromForm for AssumeRoleResponse {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            credentials: Credentials::from_form(f, &join(key, "Credentials"))?,
+            assumed_role_user: AssumedRoleUser::from_form(f, &join(key, "AssumedRoleUser"))?,
+            packed_policy_size: f.integer_in::<i32>(&join(key, "PackedPolicySize"), 0, i64::MAX)?,
+            source_identity: f.string_len(&join(key, "SourceIdentity"), 2, 64)?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for AssumeRoleResponse {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.credentials {
+            w.open("Credentials");
+            v.write_xml(w);
+            w.close("Credentials");
+        }
+        if let Some(v) = &self.assumed_role_user {
+            w.open("AssumedRoleUser");
+            v.write_xml(w);
+            w.close("AssumedRoleUser");
+        }
+        if let Some(v) = &self.packed_policy_size {
+            w.text("PackedPolicySize", &v.to_string());
+        }
+        if let Some(v) = &self.source_identity {
+            w.text("SourceIdentity", v);
+        }
+    }
+}
+
+/// The identifiers for the temporary security credentials that the operation returns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AssumedRoleUser {
+    /// A unique identifier that contains the role ID and the role session name of the role that is being assumed.
+    /// Required.
+    pub assumed_role_id: Option<String>,
+    /// The ARN of the temporary security credentials that are returned from the AssumeRole action.
+    /// Required.
+    pub arn: Option<String>,
+}
+impl FromForm for AssumedRoleUser {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            assumed_role_id: f.string_len(&join(key, "AssumedRoleId"), 2, 193)?,
+            arn: f.string_len(&join(key, "Arn"), 20, 2048)?,
+        };
+        if v.assumed_role_id.is_none() {
+            return Err(f.missing(&join(key, "AssumedRoleId")));
+        }
+        if v.arn.is_none() {
+            return Err(f.missing(&join(key, "Arn")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for AssumedRoleUser {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.assumed_role_id {
+            w.text("AssumedRoleId", v);
+        }
+        if let Some(v) = &self.arn {
+            w.text("Arn", v);
+        }
+    }
+}
+
+/// Amazon Web Services credentials for API authentication.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Credentials {
+    /// The access key ID that identifies the temporary security credentials.
+    /// Required.
+    pub access_key_id: Option<String>,
+    /// The secret access key that can be used to sign requests.
+    /// Required.
+    /// Sensitive: never log it.
+    pub secret_access_key: Option<String>,
+    /// The token that users must pass to the service API to use the temporary credentials.
+    /// Required.
+    pub session_token: Option<String>,
+    /// The date on which the current credentials expire.
+    /// Required.
+    pub expiration: Option<Timestamp>,
+}
+impl FromForm for Credentials {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            access_key_id: f.string_len(&join(key, "AccessKeyId"), 16, 128)?,
+            secret_access_key: Ok(f.string(&join(key, "SecretAccessKey")))?,
+            session_token: Ok(f.string(&join(key, "SessionToken")))?,
+            expiration: f.timestamp(&join(key, "Expiration"))?,
+        };
+        if v.access_key_id.is_none() {
+            return Err(f.missing(&join(key, "AccessKeyId")));
+        }
+        if v.secret_access_key.is_none() {
+            return Err(f.missing(&join(key, "SecretAccessKey")));
+        }
+        if v.session_token.is_none() {
+            return Err(f.missing(&join(key, "SessionToken")));
+        }
+        if v.expiration.is_none() {
+            return Err(f.missing(&join(key, "Expiration")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for Credentials {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.access_key_id {
+            w.text("AccessKeyId", v);
+        }
+        if let Some(v) = &self.secret_access_key {
+            w.text("SecretAccessKey", v);
+        }
+        if let Some(v) = &self.session_token {
+            w.text("SessionToken", v);
+        }
+        if let Some(v) = &self.expiration {
+            w.text("Expiration", &crate::query::iso8601(*v));
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct GetCallerIdentityRequest {}
 impl FromForm for GetCallerIdentityRequest {
     fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
@@ -75,6 +351,160 @@ impl ToXml for GetCallerIdentityResponse {
     }
 }
 
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GetSessionTokenRequest {
+    /// The duration, in seconds, that the credentials should remain valid.
+    pub duration_seconds: Option<i32>,
+    /// The identification number of the MFA device that is associated with the IAM user who is making the GetSessionToken call.
+    pub serial_number: Option<String>,
+    /// The value provided by the MFA device, if MFA is required.
+    pub token_code: Option<String>,
+}
+impl FromForm for GetSessionTokenRequest {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            duration_seconds: f.integer_in::<i32>(&join(key, "DurationSeconds"), 900, 129600)?,
+            serial_number: f.string_len(&join(key, "SerialNumber"), 9, 256)?,
+            token_code: f.string_len(&join(key, "TokenCode"), 6, 6)?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for GetSessionTokenRequest {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.duration_seconds {
+            w.text("DurationSeconds", &v.to_string());
+        }
+        if let Some(v) = &self.serial_number {
+            w.text("SerialNumber", v);
+        }
+        if let Some(v) = &self.token_code {
+            w.text("TokenCode", v);
+        }
+    }
+}
+
+/// Contains the response to a successful GetSessionToken request, including temporary Amazon Web Services credentials that can be used to make Amazon Web Services requests.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GetSessionTokenResponse {
+    /// The temporary security credentials, which include an access key ID, a secret access key, and a security (or session) token.
+    pub credentials: Option<Credentials>,
+}
+impl FromForm for GetSessionTokenResponse {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { credentials: Credentials::from_form(f, &join(key, "Credentials"))? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for GetSessionTokenResponse {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.credentials {
+            w.open("Credentials");
+            v.write_xml(w);
+            w.close("Credentials");
+        }
+    }
+}
+
+/// A reference to the IAM managed policy that is passed as a session policy for a role session or a federated user session.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PolicyDescriptorType {
+    /// The Amazon Resource Name (ARN) of the IAM managed policy to use as a session policy for the role.
+    pub arn: Option<String>,
+}
+impl FromForm for PolicyDescriptorType {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self { arn: f.string_len(&join(key, "arn"), 20, 2048)? };
+        Ok(Some(v))
+    }
+}
+impl ToXml for PolicyDescriptorType {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.arn {
+            w.text("arn", v);
+        }
+    }
+}
+
+/// Contains information about the provided context.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProvidedContext {
+    /// The context provider ARN from which the trusted context assertion was generated.
+    pub provider_arn: Option<String>,
+    /// The signed and encrypted trusted context assertion generated by the context provider.
+    pub context_assertion: Option<String>,
+}
+impl FromForm for ProvidedContext {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            provider_arn: f.string_len(&join(key, "ProviderArn"), 20, 2048)?,
+            context_assertion: f.string_len(&join(key, "ContextAssertion"), 4, 2048)?,
+        };
+        Ok(Some(v))
+    }
+}
+impl ToXml for ProvidedContext {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.provider_arn {
+            w.text("ProviderArn", v);
+        }
+        if let Some(v) = &self.context_assertion {
+            w.text("ContextAssertion", v);
+        }
+    }
+}
+
+/// You can pass custom key-value pair attributes when you assume a role or federate a user.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tag {
+    /// The key for a session tag.
+    /// Required.
+    pub key: Option<String>,
+    /// The value for a session tag.
+    /// Required.
+    pub value: Option<String>,
+}
+impl FromForm for Tag {
+    fn from_form(f: &Form, key: &str) -> Result<Option<Self>, AwsError> {
+        if !key.is_empty() && !f.has_under(key) {
+            return Ok(None);
+        }
+        let v = Self {
+            key: f.string_len(&join(key, "Key"), 1, 128)?,
+            value: f.string_len(&join(key, "Value"), 0, 256)?,
+        };
+        if v.key.is_none() {
+            return Err(f.missing(&join(key, "Key")));
+        }
+        if v.value.is_none() {
+            return Err(f.missing(&join(key, "Value")));
+        }
+        Ok(Some(v))
+    }
+}
+impl ToXml for Tag {
+    fn write_xml(&self, w: &mut XmlOut) {
+        if let Some(v) = &self.key {
+            w.text("Key", v);
+        }
+        if let Some(v) = &self.value {
+            w.text("Value", v);
+        }
+    }
+}
+
 /// Every operation of the model, sorted: the ones Berth does not implement answer
 /// the protocol's "unsupported operation" error.
 pub const MODEL_OPERATIONS: [&str; 11] = [
@@ -95,20 +525,27 @@ pub const MODEL_OPERATIONS: [&str; 11] = [
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operation {
     GetCallerIdentity,
+    AssumeRole,
+    GetSessionToken,
 }
 impl Operation {
-    /// All 1 implemented operations, in `GROUPS` order.
-    pub const ALL: [Operation; 1] = [Self::GetCallerIdentity];
+    /// All 3 implemented operations, in `GROUPS` order.
+    pub const ALL: [Operation; 3] =
+        [Self::GetCallerIdentity, Self::AssumeRole, Self::GetSessionToken];
     /// The operation's name, as in `Action`.
     pub fn name(self) -> &'static str {
         match self {
             Self::GetCallerIdentity => "GetCallerIdentity",
+            Self::AssumeRole => "AssumeRole",
+            Self::GetSessionToken => "GetSessionToken",
         }
     }
     /// Looks an implemented operation up by its exact name.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "GetCallerIdentity" => Some(Self::GetCallerIdentity),
+            "AssumeRole" => Some(Self::AssumeRole),
+            "GetSessionToken" => Some(Self::GetSessionToken),
             _ => None,
         }
     }
@@ -154,10 +591,34 @@ pub trait IdentityApi<C: Send + Sync>: Send + Sync {
     }
 }
 
+/// The `sessions` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented.
+pub trait SessionsApi<C: Send + Sync>: Send + Sync {
+    /// `AssumeRole`.
+    fn assume_role(
+        &self,
+        ctx: &C,
+        input: AssumeRoleRequest,
+    ) -> impl std::future::Future<Output = Result<AssumeRoleResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(FLAVOR.unsupported_operation("AssumeRole")) }
+    }
+    /// `GetSessionToken`.
+    fn get_session_token(
+        &self,
+        ctx: &C,
+        input: GetSessionTokenRequest,
+    ) -> impl std::future::Future<Output = Result<GetSessionTokenResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(FLAVOR.unsupported_operation("GetSessionToken")) }
+    }
+}
+
 /// A group none of whose operations is implemented.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Unimplemented;
 impl<C: Send + Sync> IdentityApi<C> for Unimplemented {}
+impl<C: Send + Sync> SessionsApi<C> for Unimplemented {}
 
 /// The service as a set of resource groups.
 pub trait Api: Send + Sync {
@@ -165,8 +626,12 @@ pub trait Api: Send + Sync {
     type Context: Send + Sync;
     /// Serves the `identity` operations.
     type Identity: IdentityApi<Self::Context>;
+    /// Serves the `sessions` operations.
+    type Sessions: SessionsApi<Self::Context>;
     /// The module serving the `identity` operations.
     fn identity(&self) -> &Self::Identity;
+    /// The module serving the `sessions` operations.
+    fn sessions(&self) -> &Self::Sessions;
 }
 
 /// Parses the operation's input from `form` (naming the member that fails), calls the
@@ -186,6 +651,30 @@ pub async fn dispatch<A: Api>(
                 "GetCallerIdentity",
                 XML_NAMESPACE,
                 Some("GetCallerIdentityResult"),
+                true,
+                request_id,
+                &output,
+            ))
+        }
+        Operation::AssumeRole => {
+            let input = AssumeRoleRequest::from_form(form, "")?.unwrap_or_default();
+            let output = api.sessions().assume_role(ctx, input).await?;
+            Ok(FLAVOR.response(
+                "AssumeRole",
+                XML_NAMESPACE,
+                Some("AssumeRoleResult"),
+                true,
+                request_id,
+                &output,
+            ))
+        }
+        Operation::GetSessionToken => {
+            let input = GetSessionTokenRequest::from_form(form, "")?.unwrap_or_default();
+            let output = api.sessions().get_session_token(ctx, input).await?;
+            Ok(FLAVOR.response(
+                "GetSessionToken",
+                XML_NAMESPACE,
+                Some("GetSessionTokenResult"),
                 true,
                 request_id,
                 &output,

@@ -86,9 +86,17 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
             })?,
             _ => serde_json::Value::Null,
         };
-        let ec2_id = doc["instanceId"]
-            .as_str()
-            .map(str::to_string)
+        // A document this server signed fixes the EC2 id and the zone; a bad signature is
+        // ECS's ClientException (`crate::instances::verify_identity`).
+        let verified = crate::instances::verify_identity(
+            &self.core,
+            input.instance_identity_document.as_deref(),
+            input.instance_identity_document_signature.as_deref(),
+        )?;
+        let ec2_id = verified
+            .as_ref()
+            .map(|d| d.instance_id.clone())
+            .or_else(|| doc["instanceId"].as_str().map(str::to_string))
             .unwrap_or_else(|| format!("i-{}", &uuid::Uuid::new_v4().simple().to_string()[..17]));
         let total = input.total_resources.clone().unwrap_or_default();
         for name in ["CPU", "MEMORY"] {
@@ -115,10 +123,24 @@ impl ContainerInstancesApi<RequestContext> for ContainerInstances {
         }
         let tags = input.tags.clone().unwrap_or_default();
         berth_model::tags::validate(&tags, "tags").map_err(error::model)?;
-        let attributes = input.attributes.clone().unwrap_or_default();
+        let mut attributes = input.attributes.clone().unwrap_or_default();
         for (i, a) in attributes.iter().enumerate() {
             if a.name.as_deref().is_none_or(str::is_empty) {
                 return Err(error::invalid(format!("attributes[{i}].name is required.")));
+            }
+        }
+        if let Some(d) = &verified {
+            // The signed document's zone and type win over what the agent claims.
+            for (name, value) in [
+                ("ecs.availability-zone", &d.availability_zone),
+                ("ecs.instance-type", &d.instance_type),
+            ] {
+                attributes.retain(|a| a.name.as_deref() != Some(name));
+                attributes.push(berth_wire::ecs::Attribute {
+                    name: Some(name.into()),
+                    value: Some(value.clone()),
+                    ..Default::default()
+                });
             }
         }
 

@@ -168,6 +168,10 @@ impl Placement {
                 }
             }
         }
+        // FARGATE_SPOT without Spot capacity (`fargate::spot_available`): its share waits.
+        let spot_off = fargate_job
+            && parts.iter().any(|p| p.capacity_provider == fargate::SPOT)
+            && !fargate::spot_available(&*self.core.store).await?;
         let mut cas = records::Cas::new(&*self.core.store, format!("cluster {cluster}"));
         let mut cached = self.cache.lock(pool, now).await?;
         let mut lost_once = false;
@@ -211,7 +215,13 @@ impl Placement {
                     }
                     None => base,
                 };
-                let plan = match cached.state(self.cache.liveness_fn(now)).place(request) {
+                let spot_waits = spot_off && part.capacity_provider == fargate::SPOT;
+                let placed = if spot_waits {
+                    Err(berth_scheduler::PlacementError::NoContainerInstances)
+                } else {
+                    cached.state(self.cache.liveness_fn(now)).place(request)
+                };
+                let plan = match placed {
                     Ok(plan) => plan,
                     // An empty pool (or an empty cluster whose group scales): every task
                     // waits for capacity.

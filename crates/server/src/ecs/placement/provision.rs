@@ -61,6 +61,8 @@ impl Placement {
             .range(Range::prefix(fargate::PROVISIONING))
             .await
             .map_err(error::store)?;
+        // FARGATE_SPOT tasks wait while Spot has no capacity (`fargate::spot_available`).
+        let spot_off = !waiting.is_empty() && !fargate::spot_available(&*self.core.store).await?;
         for entry in waiting {
             let Some((cluster, id)) =
                 entry.key.strip_prefix(fargate::PROVISIONING).and_then(|r| r.rsplit_once('/'))
@@ -111,6 +113,9 @@ impl Placement {
                     .await?;
                 self.core.services_changed();
                 out.stopped += 1;
+                continue;
+            }
+            if spot_off && t.task.capacity_provider_name.as_deref() == Some(fargate::SPOT) {
                 continue;
             }
             if self.bind(cluster, &t, rev).await? {

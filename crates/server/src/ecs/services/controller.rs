@@ -21,7 +21,7 @@
 //! scheduler's decision instead (`controller/task_sets.rs`, deciding in
 //! `berth_controllers::task_sets`): their tasks' `startedBy` is their task set's id.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -48,7 +48,9 @@ use super::super::{awsvpc, fargate};
 use crate::error;
 use crate::records;
 
+mod load_balancing;
 mod task_sets;
+use load_balancing::LbPass;
 use task_sets::TaskSetPass;
 
 /// A placement failure event is not repeated within this many seconds.
@@ -163,6 +165,10 @@ impl ServiceController {
             .await
             .map_err(error::store)?;
         let mut tasks = Vec::with_capacity(index.len());
+        // Behind load balancers: the task records, for their targets.
+        let behind_lb = !rec.is_external()
+            && rec.service.load_balancers.as_ref().is_some_and(|l| !l.is_empty());
+        let mut lb_records: HashMap<String, TaskRecord> = HashMap::new();
         // Whether a revision has an essential health-checked container, per revision ARN.
         let mut checked: HashMap<String, bool> = HashMap::new();
         for chunk in index.chunks(TASK_READ_BATCH) {
@@ -196,6 +202,9 @@ impl ServiceController {
                     },
                     None => false,
                 };
+                if behind_lb && let Some(r) = &rec {
+                    lb_records.insert((*task_id).to_string(), r.clone());
+                }
                 tasks.push(task_view(task_id, &idx, rec, has_health_check, now));
             }
         }
@@ -248,6 +257,14 @@ impl ServiceController {
             };
             return self.reconcile_task_sets(input).await;
         }
+        // Each task's targets and what the target groups say of them.
+        let lb = match self.core.load_balancing.get() {
+            Some(l) if behind_lb => Some(
+                LbPass::read(&**l, cluster, &rec, &lb_records, &self.core.store, &mut tasks)
+                    .await?,
+            ),
+            _ => None,
+        };
         let config = Config { name: name.clone(), settings: rec.settings.clone(), deleting };
         let decision = ctl::reconcile(&ctl::Input {
             config: &config,
@@ -260,19 +277,111 @@ impl ServiceController {
             settle_secs: self.core.timing.service_settle_secs,
         });
         let mut events = decision.events.clone();
-        self.execute_stops(cluster, &name, &decision.stop, &mut events).await?;
+        // Behind load balancers a RUNNING task is deregistered before it stops: it waits in
+        // DEACTIVATING for the deregistration delay (`LbPass::finish_deactivating`).
+        let deactivate: HashSet<String> = match &lb {
+            Some(_) => tasks
+                .iter()
+                .filter(|t| t.last_status == TaskStatus::Running)
+                .map(|t| t.id.clone())
+                .collect(),
+            None => HashSet::new(),
+        };
+        self.execute_stops(cluster, &name, &decision.stop, &deactivate, &mut events).await?;
         let td_of = |dep: &str| {
             decision.deployments.iter().find(|d| d.id == dep).map(|d| d.task_definition.clone())
         };
         self.execute_starts(cluster, &rec, &decision.start, &td_of, view, &mut events).await?;
+        if decision.start.is_empty() && decision.stop.is_empty() && !deleting {
+            self.return_to_spot(cluster, &rec, &tasks, &mut events).await?;
+        }
+        if let (Some(lb), Some(l)) = (&lb, self.core.load_balancing.get()) {
+            let stopping: HashSet<&str> = decision.stop.iter().map(|(id, _)| id.as_str()).collect();
+            lb.sync(&**l, &name, &tasks, &stopping, &mut events).await?;
+            lb.finish_deactivating(&self.task_records, cluster, &lb_records, now).await?;
+        }
         self.commit_service(cluster, &rec, rev, &decision, events, now).await
     }
 
+    /// Whether a FARGATE_SPOT start of `cluster` falls back to FARGATE now: Spot has no
+    /// capacity and the cluster has the fallback tag (`fargate`'s header).
+    async fn spot_fallback(&self, cluster: &str) -> Result<bool, AwsError> {
+        if fargate::spot_available(&*self.core.store).await? {
+            return Ok(false);
+        }
+        let c = records::get::<berth_model::records::ClusterRecord>(
+            &*self.core.store,
+            &keys::cluster(cluster),
+        )
+        .await?;
+        Ok(c.is_some_and(|(c, _)| fargate::fallback_enabled(&c.tags)))
+    }
+
+    /// Spot capacity is back: a steady service (one deployment, as many RUNNING tasks as it
+    /// wants, nothing started or stopped this pass) stops one of its fallback tasks; the next
+    /// pass's split starts its replacement on FARGATE_SPOT.
+    async fn return_to_spot(
+        &self,
+        cluster: &str,
+        rec: &ServiceRecord,
+        tasks: &[TaskView],
+        events: &mut Vec<String>,
+    ) -> Result<(), AwsError> {
+        let [primary] = rec.deployments.as_slice() else { return Ok(()) };
+        if !primary
+            .capacity_provider_strategy
+            .iter()
+            .any(|i| i.capacity_provider.as_deref() == Some(fargate::SPOT))
+        {
+            return Ok(());
+        }
+        let running: Vec<&TaskView> = tasks
+            .iter()
+            .filter(|t| t.last_status == TaskStatus::Running && t.desired_running)
+            .collect();
+        let on_fargate: Vec<&&TaskView> =
+            running.iter().filter(|t| t.capacity_provider.as_deref() == Some("FARGATE")).collect();
+        if on_fargate.is_empty()
+            || running.len() != usize::try_from(rec.service.desired_count.unwrap_or(0)).unwrap_or(0)
+            || !fargate::spot_available(&*self.core.store).await?
+        {
+            return Ok(());
+        }
+        for t in on_fargate {
+            let Some((r, _)) = self.task_records.get(cluster, &t.id).await? else { continue };
+            if !fargate::is_fallback_task(&r.task) {
+                continue;
+            }
+            let now = self.core.now();
+            let reason = "Moved back to FARGATE_SPOT: Spot capacity is available again";
+            self.task_records
+                .update(cluster, &t.id, |t| {
+                    if t.desired_status() != DesiredTaskStatus::Stopped {
+                        t.set_desired_status(DesiredTaskStatus::Stopped);
+                        t.task.stop_code = Some(TaskStopCode::ServiceSchedulerInitiated);
+                        t.task.stopped_reason = Some(reason.into());
+                        t.task.stopping_at = Some(now);
+                    }
+                    Ok(())
+                })
+                .await?;
+            events.push(format!(
+                "(service {}) is moving (task {}) back to FARGATE_SPOT: Spot capacity is available again.",
+                rec.name, t.id
+            ));
+            break;
+        }
+        Ok(())
+    }
+
+    /// Stops `stop`; a task of `deactivate` (RUNNING behind a load balancer) goes to
+    /// DEACTIVATING first, still running, while its target drains.
     async fn execute_stops(
         &self,
         cluster: &str,
         name: &str,
         stop: &[(String, StopWhy)],
+        deactivate: &HashSet<String>,
         events: &mut Vec<String>,
     ) -> Result<(), AwsError> {
         if stop.is_empty() {
@@ -293,7 +402,16 @@ impl ServiceController {
                 StopWhy::InstanceLost { instance, silent_secs } => format!(
                     "Service {name}: container instance {instance} lost (agent silent for {silent_secs} s); the task is replaced elsewhere"
                 ),
+                StopWhy::ElbUnhealthy { target_group } => {
+                    events.push(format!(
+                        "(service {name}) (task {task_id}) failed ELB health checks in (target-group {target_group})."
+                    ));
+                    format!("Task failed ELB health checks in (target-group {target_group})")
+                }
             };
+            // A lost instance's task cannot drain: its agent does not answer.
+            let drain =
+                deactivate.contains(task_id) && !matches!(why, StopWhy::InstanceLost { .. });
             let done = self
                 .task_records
                 .update(cluster, task_id, |t| {
@@ -302,6 +420,9 @@ impl ServiceController {
                         t.task.stop_code = Some(TaskStopCode::ServiceSchedulerInitiated);
                         t.task.stopped_reason = Some(reason.clone());
                         t.task.stopping_at = Some(now);
+                        if drain && t.last_status() == TaskStatus::Running {
+                            t.set_last_status(TaskStatus::Deactivating);
+                        }
                     }
                     Ok(())
                 })
@@ -439,6 +560,17 @@ impl ServiceController {
                     tags.push(Tag { key: Some(k.into()), value: Some(v.into()) });
                 }
             }
+            // The Spot-to-Fargate fallback (`fargate`'s header): the Spot share on FARGATE.
+            let mut provider = s.capacity_provider.clone();
+            if provider.as_deref() == Some(fargate::SPOT) && self.spot_fallback(cluster).await? {
+                provider = Some("FARGATE".into());
+                tags.push(fargate::fallback_task_tag());
+                events.push(format!(
+                    "(service {name}) is placing {} FARGATE_SPOT task(s) on FARGATE: FARGATE_SPOT has no capacity and cluster {cluster} has the tag {}=enabled.",
+                    s.count,
+                    fargate::FALLBACK_TAG
+                ));
+            }
             let job = Job {
                 spec: NewTask {
                     cluster,
@@ -458,7 +590,7 @@ impl ServiceController {
                 only: only.as_deref(),
                 client_token: None,
             };
-            let placed = match s.capacity_provider.as_deref() {
+            let placed = match provider.as_deref() {
                 None => self.placement.place(&job).await,
                 Some(p) => {
                     let part = ProviderPart { capacity_provider: p, request: request.clone() };
@@ -628,6 +760,7 @@ fn task_view(
             was_healthy: idx.healthy,
             protected: false,
             capacity_provider: None,
+            target_health: None,
         };
     };
     let t = &rec.task;
@@ -655,6 +788,7 @@ fn task_view(
         was_healthy: idx.healthy,
         protected: rec.protected_until.is_some_and(|until| until > now),
         capacity_provider: t.capacity_provider_name.clone(),
+        target_health: None,
     }
 }
 

@@ -17,6 +17,12 @@
 //! service and on each deployment, whose tasks the controller splits by it. UpdateService
 //! changes it only with `forceNewDeployment` (ECS's rule), which starts the deployment
 //! that carries it; an empty list goes back to launch type EC2.
+//!
+//! `loadBalancers` are checked against the region's target groups and the task definition
+//! (`load_balancers.rs`); the controller registers and deregisters the tasks
+//! (`controller/load_balancing.rs`). UpdateService may add load balancers to a service
+//! without any (a new deployment) or repeat the current ones; changing or removing them is
+//! refused as not implemented yet.
 
 use berth_model::keys;
 use berth_model::service::{DeploymentRecord, ServiceRecord, new_deployment_id};
@@ -27,6 +33,7 @@ use berth_wire::ecs::*;
 
 pub mod controller;
 pub mod deployments;
+pub mod load_balancers;
 pub mod task_sets;
 
 use std::sync::Arc;
@@ -267,6 +274,24 @@ impl Services {
     }
 }
 
+impl Services {
+    /// `loadBalancers` checked against the target groups and the task definition `td_arn`
+    /// (see [`load_balancers::check`]).
+    async fn check_load_balancers(
+        &self,
+        lbs: &[LoadBalancer],
+        td_arn: &str,
+    ) -> Result<(), AwsError> {
+        let td = self.task_definitions.by_arn(td_arn).await?;
+        load_balancers::check(
+            self.core.load_balancing.get().map(|l| &**l),
+            lbs,
+            &td.task_definition,
+        )
+        .await
+    }
+}
+
 impl ServicesApi<RequestContext> for Services {
     async fn create_service(
         &self,
@@ -326,6 +351,31 @@ impl ServicesApi<RequestContext> for Services {
             )
             .await?;
         }
+        // serviceRegistries (issue #17): checked against the task definition and Cloud Map.
+        let registries = input.service_registries.clone().unwrap_or_default();
+        if !registries.is_empty() {
+            let Some(td) = td_arn.as_deref().filter(|_| !external) else {
+                return Err(ErrorCode::UnsupportedFeatureException.with(
+                    "serviceRegistries: a service with the EXTERNAL deployment controller registers its task sets' tasks, which Berth does not implement yet. Omit serviceRegistries.",
+                ));
+            };
+            let td_rec = self.task_definitions.by_arn(td).await?;
+            crate::servicediscovery::ecs_registrations::check(
+                &*self.core.store,
+                &td_rec.task_definition,
+                &registries,
+            )
+            .await?;
+        }
+        let lbs = input.load_balancers.clone().unwrap_or_default();
+        if !lbs.is_empty() {
+            let Some(td) = td_arn.as_deref().filter(|_| !external) else {
+                return Err(ErrorCode::UnsupportedFeatureException.with(
+                    "loadBalancers: a service with the EXTERNAL deployment controller takes its load balancers on each task set, which Berth does not implement yet. Omit loadBalancers.",
+                ));
+            };
+            self.check_load_balancers(&lbs, td).await?;
+        }
         let _serial = self.core.serialise(&keys::service(&cluster, &name)).await;
         let what = format!("service {name}");
         let rec = {
@@ -354,8 +404,8 @@ impl ServicesApi<RequestContext> for Services {
                     service_arn: Some(self.new_service_arn(&cluster, &name, long_arn)),
                     service_name: Some(name.clone()),
                     cluster_arn: Some(self.core.scope.cluster_arn(&cluster)),
-                    load_balancers: Some(vec![]),
-                    service_registries: Some(vec![]),
+                    load_balancers: Some(lbs.clone()),
+                    service_registries: Some(registries.clone()),
                     status: Some("ACTIVE".into()),
                     desired_count: Some(settings.desired_count),
                     launch_type,
@@ -513,6 +563,41 @@ impl ServicesApi<RequestContext> for Services {
             input.platform_version.as_deref().or(current.service.platform_version.as_deref()),
         )
         .await?;
+        // serviceRegistries: the new list (or the kept one) against the task definition.
+        let registries = input
+            .service_registries
+            .clone()
+            .or_else(|| current.service.service_registries.clone())
+            .unwrap_or_default();
+        if !registries.is_empty() {
+            let td_rec = self.task_definitions.by_arn(&td).await?;
+            crate::servicediscovery::ecs_registrations::check(
+                &*self.core.store,
+                &td_rec.task_definition,
+                &registries,
+            )
+            .await?;
+        }
+        // loadBalancers: added to a service without any, or kept; changing or removing a
+        // service's load balancers is not implemented yet (its registered tasks would have
+        // to move between target groups).
+        let current_lbs = current.service.load_balancers.clone().unwrap_or_default();
+        let new_lbs = match input.load_balancers.as_ref() {
+            Some(given) if *given != current_lbs => {
+                if !current_lbs.is_empty() {
+                    return Err(ErrorCode::UnsupportedFeatureException.with(
+                        "loadBalancers: changing or removing the load balancers of a service that has some is not implemented by Berth yet; create a new service with the new loadBalancers.",
+                    ));
+                }
+                self.check_load_balancers(given, &td).await?;
+                Some(given.clone())
+            }
+            _ => None,
+        };
+        if new_lbs.is_none() && !current_lbs.is_empty() && new_td.is_some() {
+            // A new task definition must still have the container and port.
+            self.check_load_balancers(&current_lbs, &td).await?;
+        }
         let now = self.core.now();
         let updated = self
             .update_service_record(&cluster, &name, |rec| {
@@ -546,8 +631,13 @@ impl ServicesApi<RequestContext> for Services {
                         (!new.is_empty()).then(|| new.clone());
                 }
                 let primary_td = rec.deployments.first().map(|d| d.task_definition.clone());
+                // New load balancers start a new deployment, as in ECS.
                 let redeploy = input.force_new_deployment == Some(true)
-                    || primary_td.as_deref() != Some(td.as_str());
+                    || primary_td.as_deref() != Some(td.as_str())
+                    || new_lbs.is_some();
+                if let Some(lbs) = &new_lbs {
+                    rec.service.load_balancers = Some(lbs.clone());
+                }
                 if redeploy {
                     for d in &mut rec.deployments {
                         d.status = "ACTIVE".into();
@@ -581,6 +671,9 @@ impl ServicesApi<RequestContext> for Services {
                 }
                 if let Some(v) = &input.platform_version {
                     rec.service.platform_version = Some(v.clone());
+                }
+                if let Some(r) = &input.service_registries {
+                    rec.service.service_registries = Some(r.clone());
                 }
                 apply_update(rec, &input, settings, constraints, strategies);
                 Ok(())
@@ -712,6 +805,37 @@ impl ServicesApi<RequestContext> for Services {
             service_arns: Some(names.iter().map(arn).collect()),
             next_token: next,
         })
+    }
+
+    /// The services (of every cluster) registered in a Cloud Map namespace through their
+    /// `serviceRegistries` (issue #17; Service Connect is not implemented), paged as
+    /// ListServices (1-100, default 10).
+    async fn list_services_by_namespace(
+        &self,
+        _ctx: &RequestContext,
+        input: ListServicesByNamespaceRequest,
+    ) -> Result<ListServicesByNamespaceResponse, AwsError> {
+        let namespace = input.namespace.clone().unwrap_or_default();
+        let arns = crate::servicediscovery::ecs_registrations::services_in_namespace(
+            &*self.core.store,
+            &namespace,
+        )
+        .await?;
+        let prefix = "ecs/services-by-namespace/";
+        let page =
+            Page::parse(input.max_results.or(Some(10)), input.next_token.as_deref(), 100, prefix)?;
+        let mut rest: Vec<String> = arns
+            .into_iter()
+            .filter(|a| page.after.as_ref().is_none_or(|after| format!("{prefix}{a}") > *after))
+            .collect();
+        let more = rest.len() > page.limit;
+        rest.truncate(page.limit);
+        let next = if more {
+            rest.last().map(|a| crate::pagination::token(&format!("{prefix}{a}")))
+        } else {
+            None
+        };
+        Ok(ListServicesByNamespaceResponse { service_arns: Some(rest), next_token: next })
     }
 }
 /// What UpdateService changes the same way for every deployment controller: the service's

@@ -38,7 +38,7 @@ impl ServiceController {
             now: p.now,
         });
         let mut events = d.events.clone();
-        self.execute_stops(p.cluster, &rec.name, &d.stop, &mut events).await?;
+        self.execute_stops(p.cluster, &rec.name, &d.stop, &Default::default(), &mut events).await?;
         let td_of = |id: &str| {
             rec.task_sets.iter().find(|s| s.id() == id).map(|s| s.task_definition().to_string())
         };

@@ -1,0 +1,288 @@
+//! IAM, STS and authorization on every call (issue #16), end to end against the real `berth
+//! server` with the real AWS CLI (and boto3 in `py/test_iam.py`): users, groups, roles,
+//! managed and inline policies, access keys; a user limited to one cluster; an explicit deny
+//! over an attached allow; group policies; an inactive key refused; AssumeRole into a role
+//! whose policy then governs, an untrusted principal refused; iam:PassRole; IAM's error codes
+//! and paging. One server for the whole file.
+
+use std::path::Path;
+use std::process::Command;
+
+use berth_testkit::{AwsResult, ServerProc};
+use serde_json::{Value, json};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_berth"))
+}
+
+const ACCOUNT: &str = "123456789012";
+
+/// Credentials other than the administrator's.
+#[derive(Clone, Debug)]
+struct Creds {
+    id: String,
+    secret: String,
+    token: Option<String>,
+}
+
+/// Runs the AWS CLI against `s` with `c`'s credentials.
+fn aws_as(s: &ServerProc, c: &Creds, args: &[&str]) -> AwsResult {
+    let mut cmd = Command::new("aws");
+    cmd.arg("--endpoint-url").arg(&s.endpoint).args(["--output", "json"]).args(args);
+    s.client_env(&mut cmd);
+    cmd.env("AWS_ACCESS_KEY_ID", &c.id).env("AWS_SECRET_ACCESS_KEY", &c.secret);
+    match &c.token {
+        Some(t) => cmd.env("AWS_SESSION_TOKEN", t),
+        None => cmd.env_remove("AWS_SESSION_TOKEN"),
+    };
+    AwsResult::from(cmd.output().expect("the AWS CLI (aws) must be installed"))
+}
+
+fn ok(s: &ServerProc, args: &[&str]) -> Value {
+    let r = s.aws(args);
+    assert!(r.ok, "aws {args:?} failed: {}", r.stderr);
+    r.json()
+}
+
+fn ok_as(s: &ServerProc, c: &Creds, args: &[&str]) -> Value {
+    let r = aws_as(s, c, args);
+    assert!(r.ok, "aws {args:?} as {} failed: {}", c.id, r.stderr);
+    r.json()
+}
+
+fn doc(statements: Value) -> String {
+    json!({"Version": "2012-10-17", "Statement": statements}).to_string()
+}
+
+fn new_user(s: &ServerProc, name: &str) -> Creds {
+    ok(s, &["iam", "create-user", "--user-name", name]);
+    let k = ok(s, &["iam", "create-access-key", "--user-name", name]);
+    Creds {
+        id: k["AccessKey"]["AccessKeyId"].as_str().unwrap().to_string(),
+        secret: k["AccessKey"]["SecretAccessKey"].as_str().unwrap().to_string(),
+        token: None,
+    }
+}
+
+fn cluster_arn(name: &str) -> String {
+    format!("arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/{name}")
+}
+
+#[test]
+fn iam_users_roles_and_authorization_with_the_aws_cli() {
+    let s = ServerProc::start(bin()).expect("server");
+    ok(&s, &["ecs", "create-cluster", "--cluster-name", "dev"]);
+    ok(&s, &["ecs", "create-cluster", "--cluster-name", "prod"]);
+
+    // --- A user limited to one cluster (a customer managed policy, attached).
+    let alice = new_user(&s, "alice");
+    let dev_only = doc(json!([
+        {"Effect": "Allow", "Action": "ecs:DescribeClusters", "Resource": cluster_arn("dev")},
+        {"Effect": "Allow", "Action": ["ecs:List*"], "Resource": "*"}
+    ]));
+    let p = ok(
+        &s,
+        &["iam", "create-policy", "--policy-name", "dev-only", "--policy-document", &dev_only],
+    );
+    let dev_only_arn = p["Policy"]["Arn"].as_str().unwrap().to_string();
+    assert_eq!(dev_only_arn, format!("arn:aws:iam::{ACCOUNT}:policy/dev-only"));
+    // Before any policy: denied.
+    aws_as(&s, &alice, &["ecs", "list-clusters"]).err("AccessDeniedException");
+    ok(&s, &["iam", "attach-user-policy", "--user-name", "alice", "--policy-arn", &dev_only_arn]);
+    let d = ok_as(&s, &alice, &["ecs", "describe-clusters", "--clusters", "dev"]);
+    assert_eq!(d["clusters"][0]["clusterName"], "dev");
+    let r = aws_as(&s, &alice, &["ecs", "describe-clusters", "--clusters", "prod"]);
+    let msg = r.err("AccessDeniedException");
+    let want = format!(
+        "User: arn:aws:iam::{ACCOUNT}:user/alice is not authorized to perform: ecs:DescribeClusters on resource: {} because no identity-based policy allows the ecs:DescribeClusters action",
+        cluster_arn("prod")
+    );
+    assert!(msg.contains(&want), "{msg}");
+    // Another service is denied too (nothing allows ec2:*), in EC2's envelope.
+    aws_as(&s, &alice, &["ec2", "describe-vpcs"]).err("UnauthorizedOperation");
+
+    // --- An explicit deny beats the attached allow.
+    let deny =
+        doc(json!([{"Effect": "Deny", "Action": "ecs:Describe*", "Resource": cluster_arn("dev")}]));
+    let put_user_policy = |name: &str, document: &str| {
+        ok(
+            &s,
+            &[
+                "iam",
+                "put-user-policy",
+                "--user-name",
+                "alice",
+                "--policy-name",
+                name,
+                "--policy-document",
+                document,
+            ],
+        );
+    };
+    put_user_policy("no-dev", &deny);
+    let r = aws_as(&s, &alice, &["ecs", "describe-clusters", "--clusters", "dev"]);
+    let msg = r.err("AccessDeniedException");
+    assert!(msg.contains("with an explicit deny in an identity-based policy"), "{msg}");
+    ok(&s, &["iam", "delete-user-policy", "--user-name", "alice", "--policy-name", "no-dev"]);
+
+    // --- Group policies apply to members; policy variables resolve.
+    ok(&s, &["iam", "create-group", "--group-name", "ops"]);
+    let ops = doc(json!([
+        {"Effect": "Allow", "Action": "ecs:DescribeClusters", "Resource": cluster_arn("prod")},
+        {"Effect": "Allow", "Action": "iam:GetUser",
+         "Resource": format!("arn:aws:iam::{ACCOUNT}:user/${{aws:username}}")}
+    ]));
+    ok(
+        &s,
+        &[
+            "iam",
+            "put-group-policy",
+            "--group-name",
+            "ops",
+            "--policy-name",
+            "ops",
+            "--policy-document",
+            &ops,
+        ],
+    );
+    ok(&s, &["iam", "add-user-to-group", "--group-name", "ops", "--user-name", "alice"]);
+    ok_as(&s, &alice, &["ecs", "describe-clusters", "--clusters", "dev", "prod"]);
+    let me = ok_as(&s, &alice, &["iam", "get-user"]);
+    assert_eq!(me["User"]["UserName"], "alice");
+
+    // --- An inactive key is refused as AWS does, in each protocol; active again, accepted.
+    let set_status = |status: &str| {
+        ok(
+            &s,
+            &[
+                "iam",
+                "update-access-key",
+                "--user-name",
+                "alice",
+                "--access-key-id",
+                &alice.id,
+                "--status",
+                status,
+            ],
+        );
+    };
+    set_status("Inactive");
+    aws_as(&s, &alice, &["sts", "get-caller-identity"]).err("InvalidClientTokenId");
+    aws_as(&s, &alice, &["ecs", "list-clusters"]).err("UnrecognizedClientException");
+    set_status("Active");
+    let me = ok_as(&s, &alice, &["sts", "get-caller-identity"]);
+    assert_eq!(me["Arn"], format!("arn:aws:iam::{ACCOUNT}:user/alice"));
+
+    // --- AssumeRole: a role trusting alice, whose own policy then governs.
+    let trust = doc(json!([{"Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:user/alice")}}]));
+    let role = ok(
+        &s,
+        &["iam", "create-role", "--role-name", "deployer", "--assume-role-policy-document", &trust],
+    );
+    let role_arn = role["Role"]["Arn"].as_str().unwrap().to_string();
+    let role_policy = doc(
+        json!([{"Effect": "Allow", "Action": "ecs:DescribeClusters", "Resource": cluster_arn("prod")}]),
+    );
+    ok(
+        &s,
+        &[
+            "iam",
+            "put-role-policy",
+            "--role-name",
+            "deployer",
+            "--policy-name",
+            "prod",
+            "--policy-document",
+            &role_policy,
+        ],
+    );
+    let a = ok_as(
+        &s,
+        &alice,
+        &["sts", "assume-role", "--role-arn", &role_arn, "--role-session-name", "s1"],
+    );
+    let session = Creds {
+        id: a["Credentials"]["AccessKeyId"].as_str().unwrap().to_string(),
+        secret: a["Credentials"]["SecretAccessKey"].as_str().unwrap().to_string(),
+        token: Some(a["Credentials"]["SessionToken"].as_str().unwrap().to_string()),
+    };
+    assert!(session.id.starts_with("ASIA"), "{a}");
+    let session_arn = format!("arn:aws:sts::{ACCOUNT}:assumed-role/deployer/s1");
+    assert_eq!(a["AssumedRoleUser"]["Arn"], session_arn);
+    let me = ok_as(&s, &session, &["sts", "get-caller-identity"]);
+    assert_eq!(me["Arn"], session_arn);
+    assert!(me["UserId"].as_str().unwrap().ends_with(":s1"), "{me}");
+    ok_as(&s, &session, &["ecs", "describe-clusters", "--clusters", "prod"]);
+    let r = aws_as(&s, &session, &["ecs", "describe-clusters", "--clusters", "dev"]);
+    let msg = r.err("AccessDeniedException");
+    assert!(
+        msg.contains(&format!(
+            "User: {session_arn} is not authorized to perform: ecs:DescribeClusters"
+        )),
+        "{msg}"
+    );
+
+    // An untrusted principal (even one allowed everything) is refused.
+    let bob = new_user(&s, "bob");
+    let all = doc(json!([{"Effect": "Allow", "Action": "*", "Resource": "*"}]));
+    ok(
+        &s,
+        &[
+            "iam",
+            "put-user-policy",
+            "--user-name",
+            "bob",
+            "--policy-name",
+            "all",
+            "--policy-document",
+            &all,
+        ],
+    );
+    let r = aws_as(
+        &s,
+        &bob,
+        &["sts", "assume-role", "--role-arn", &role_arn, "--role-session-name", "bob"],
+    );
+    let msg = r.err("AccessDenied");
+    assert!(msg.contains("sts:AssumeRole") && msg.contains("user/bob"), "{msg}");
+
+    // --- iam:PassRole is required to hand a role to tasks.
+    let td = json!({"family": "web", "taskRoleArn": role_arn,
+        "containerDefinitions": [{"name": "web", "image": "berth-demo:latest", "memory": 64}]});
+    let td_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(td_file.path(), td.to_string()).unwrap();
+    let td_arg = format!("file://{}", td_file.path().display());
+    put_user_policy(
+        "register",
+        &doc(json!([{"Effect": "Allow", "Action": "ecs:RegisterTaskDefinition", "Resource": "*"}])),
+    );
+    let r = aws_as(&s, &alice, &["ecs", "register-task-definition", "--cli-input-json", &td_arg]);
+    let msg = r.err("AccessDeniedException");
+    assert!(msg.contains(&format!("iam:PassRole on resource: {role_arn}")), "{msg}");
+    put_user_policy(
+        "register",
+        &doc(json!([
+            {"Effect": "Allow", "Action": "ecs:RegisterTaskDefinition", "Resource": "*"},
+            {"Effect": "Allow", "Action": "iam:PassRole", "Resource": role_arn,
+             "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}}
+        ])),
+    );
+    let t = ok_as(&s, &alice, &["ecs", "register-task-definition", "--cli-input-json", &td_arg]);
+    assert_eq!(t["taskDefinition"]["taskRoleArn"], role_arn.as_str());
+
+    // --- IAM's errors through the CLI (the rest, with paging and policy versions, in boto3).
+    let msg = s.aws(&["iam", "get-user", "--user-name", "nobody"]).err("NoSuchEntity").to_string();
+    assert!(msg.contains("The user with name nobody cannot be found."), "{msg}");
+    s.aws(&["iam", "delete-user", "--user-name", "bob"]).err("DeleteConflict");
+
+    // --- boto3: the same API through botocore's models and parsers (py/test_iam.py).
+    let out =
+        s.python(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/test_iam.py")), &[]);
+    assert!(
+        out.status.success(),
+        "test_iam.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,213 @@
+//! One service pass's load balancing (services with `loadBalancers`; see
+//! `super::super::load_balancers` for the rules): every task's targets and their health
+//! before the decision, then, after the stops and starts, the target groups brought in line
+//! and DEACTIVATING tasks moved on once their targets drained.
+//!
+//! Level-triggered, idempotent per pass:
+//! * a task is registered while it is RUNNING and desired RUNNING and this pass does not stop
+//!   it; every other target of the service's tasks is deregistered (in the same pass that
+//!   decides the stop, before its containers are asked to stop);
+//! * a task the controller stops while RUNNING is DEACTIVATING (desired STOPPED, the agent
+//!   keeps it running: `agent_channel`) until `stoppingAt` plus the longest deregistration
+//!   delay of its target groups, then STOPPING (the agent stops it);
+//! * [`TargetHealth`] of a task: `Unhealthy` if a target is unhealthy in a group, `Healthy`
+//!   once every target is healthy, `Pending` otherwise (not RUNNING, not registered yet,
+//!   `initial`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use berth_controllers::service::{TargetHealth, TaskView};
+use berth_model::keys;
+use berth_model::lifecycle::TaskStatus;
+use berth_model::records::{ContainerInstanceRecord, TaskRecord};
+use berth_model::service::ServiceRecord;
+use berth_store::Store;
+use berth_wire::AwsError;
+use berth_wire::ecs::LoadBalancer;
+
+use super::super::super::fargate;
+use super::super::super::tasks::records::TaskRecords;
+use super::super::load_balancers::{
+    LoadBalancing, ServiceTarget, TargetGroupInfo, TargetState, task_target,
+};
+use crate::records;
+
+/// The load balancing of one service pass.
+pub(super) struct LbPass {
+    /// The service's `loadBalancers` whose target group exists, with it.
+    groups: Vec<(LoadBalancer, TargetGroupInfo)>,
+    /// Task id -> its target in each group it has one in (index into `groups`).
+    targets: HashMap<String, Vec<(usize, ServiceTarget)>>,
+}
+
+impl LbPass {
+    /// Reads the target groups, works out every task's targets from `records`, and sets
+    /// each task's [`TaskView::target_health`].
+    pub(super) async fn read(
+        lb: &dyn LoadBalancing,
+        cluster: &str,
+        service: &ServiceRecord,
+        records: &HashMap<String, TaskRecord>,
+        store: &Arc<dyn Store>,
+        tasks: &mut [TaskView],
+    ) -> Result<Self, AwsError> {
+        let mut groups = Vec::new();
+        for entry in service.service.load_balancers.iter().flatten() {
+            let arn = entry.target_group_arn.as_deref().unwrap_or_default();
+            match lb.target_group(arn).await? {
+                Some(tg) => groups.push((entry.clone(), tg)),
+                None => {
+                    tracing::debug!(service = %service.name, target_group = arn, "target group gone")
+                }
+            }
+        }
+        let mut ec2_ids: HashMap<String, Option<String>> = HashMap::new();
+        let mut targets: HashMap<String, Vec<(usize, ServiceTarget)>> = HashMap::new();
+        for (id, rec) in records {
+            let ec2 = match ec2_ids.get(&rec.instance_id) {
+                Some(e) => e.clone(),
+                None => {
+                    let e = ec2_instance_id(&**store, cluster, &rec.instance_id).await?;
+                    ec2_ids.insert(rec.instance_id.clone(), e.clone());
+                    e
+                }
+            };
+            let mine: Vec<(usize, ServiceTarget)> = groups
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (entry, tg))| {
+                    task_target(rec, entry, &tg.target_type, ec2.as_deref()).map(|t| (i, t))
+                })
+                .collect();
+            targets.insert(id.clone(), mine);
+        }
+        let me = LbPass { groups, targets };
+        for t in tasks.iter_mut() {
+            t.target_health = Some(me.health(lb, t));
+        }
+        Ok(me)
+    }
+
+    /// What the target groups say of `t` (see the module header).
+    fn health(&self, lb: &dyn LoadBalancing, t: &TaskView) -> TargetHealth {
+        if t.last_status != TaskStatus::Running || self.groups.is_empty() {
+            return TargetHealth::Pending;
+        }
+        let mine = self.targets.get(&t.id).map(Vec::as_slice).unwrap_or(&[]);
+        let mut all_healthy = true;
+        for (i, (_, tg)) in self.groups.iter().enumerate() {
+            let Some((_, target)) = mine.iter().find(|(g, _)| *g == i) else {
+                all_healthy = false;
+                continue;
+            };
+            match lb.target_state(&tg.arn, target) {
+                TargetState::Unhealthy => {
+                    return TargetHealth::Unhealthy { target_group: tg.arn.clone() };
+                }
+                TargetState::Healthy => {}
+                TargetState::Other => all_healthy = false,
+            }
+        }
+        if all_healthy { TargetHealth::Healthy } else { TargetHealth::Pending }
+    }
+
+    /// Brings every target group in line with the tasks (see the module header), adding the
+    /// registration events.
+    pub(super) async fn sync(
+        &self,
+        lb: &dyn LoadBalancing,
+        service: &str,
+        tasks: &[TaskView],
+        stopping: &HashSet<&str>,
+        events: &mut Vec<String>,
+    ) -> Result<(), AwsError> {
+        let serving: HashSet<&str> = tasks
+            .iter()
+            .filter(|t| {
+                t.last_status == TaskStatus::Running
+                    && t.desired_running
+                    && !stopping.contains(t.id.as_str())
+            })
+            .map(|t| t.id.as_str())
+            .collect();
+        for (i, (_, tg)) in self.groups.iter().enumerate() {
+            let mut want = Vec::new();
+            let mut owned = Vec::new();
+            for (id, mine) in &self.targets {
+                for (_, t) in mine.iter().filter(|(g, _)| *g == i) {
+                    owned.push(t.clone());
+                    if serving.contains(id.as_str()) {
+                        want.push(t.clone());
+                    }
+                }
+            }
+            let (added, removed) = lb.sync_targets(&tg.arn, want, owned).await?;
+            if added > 0 {
+                events.push(format!(
+                    "(service {service}) registered {added} targets in (target-group {})",
+                    tg.arn
+                ));
+            }
+            if removed > 0 {
+                events.push(format!(
+                    "(service {service}) deregistered {removed} targets in (target-group {})",
+                    tg.arn
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// DEACTIVATING tasks whose targets have drained (the longest deregistration delay of
+    /// the groups since `stoppingAt`) go on to STOPPING, which the agent acts on.
+    pub(super) async fn finish_deactivating(
+        &self,
+        task_records: &TaskRecords,
+        cluster: &str,
+        records: &HashMap<String, TaskRecord>,
+        now: f64,
+    ) -> Result<(), AwsError> {
+        let delay = self
+            .groups
+            .iter()
+            .map(|(_, tg)| f64::from(tg.deregistration_delay_secs))
+            .fold(0.0, f64::max);
+        for (id, rec) in records {
+            if rec.last_status() != TaskStatus::Deactivating {
+                continue;
+            }
+            if now < rec.task.stopping_at.unwrap_or(0.0) + delay {
+                continue;
+            }
+            task_records
+                .update(cluster, id, |t| {
+                    if t.last_status() == TaskStatus::Deactivating {
+                        t.set_last_status(TaskStatus::Stopping);
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The EC2 instance id of container instance `id` (of the cluster, or of the Fargate pool).
+async fn ec2_instance_id(
+    store: &dyn Store,
+    cluster: &str,
+    id: &str,
+) -> Result<Option<String>, AwsError> {
+    if id.is_empty() {
+        return Ok(None);
+    }
+    for c in [cluster, fargate::POOL_CLUSTER] {
+        if let Some((r, _)) =
+            records::get::<ContainerInstanceRecord>(store, &keys::container_instance(c, id)).await?
+        {
+            return Ok(Some(r.ec2_instance_id));
+        }
+    }
+    Ok(None)
+}

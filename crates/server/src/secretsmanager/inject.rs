@@ -1,0 +1,228 @@
+//! Task secrets for the agents ([`berth_agent_protocol::SECRETS_PATH`]): the values of a
+//! task's containers' `secrets` and `repositoryCredentials`, resolved by the server for the
+//! agent of the instance the task is placed on (the caller has checked that), read as the
+//! task's execution role.
+//!
+//! Contract:
+//! * what is resolved comes from the task's own definition revision (and its overrides'
+//!   `executionRoleArn`), never from the agent;
+//! * `valueFrom` is a Secrets Manager secret ARN, optionally followed by
+//!   `:json-key:version-stage:version-id` (each part may be empty: AWSCURRENT, the whole
+//!   string), an SSM parameter ARN, or a parameter name; a SecureString is decrypted;
+//! * every read is checked against the execution role in ONE place, [`check_execution_role`];
+//! * a value that cannot be read makes the answer's `failure` ECS's reason, naming what and
+//!   why (`ResourceInitializationError: unable to pull secrets or registry auth: ...`), never
+//!   the value of anything; values are never logged.
+
+use berth_agent_protocol::{ContainerSecrets, TaskSecretsRequest, TaskSecretsResponse};
+use berth_model::regions::{self, Region};
+use berth_wire::AwsError;
+use berth_wire::ecs::{self as ecs_wire, Api as _, TaskDefinitionsApi as _, TasksApi as _};
+
+use super::{SecretValue, SecretsManager};
+use crate::App;
+use crate::ecs::RequestContext;
+
+const PREFIX: &str = "ResourceInitializationError: unable to pull secrets or registry auth";
+
+/// Resolves `req`'s task's secrets in `region`.
+pub(crate) async fn resolve(
+    app: &App,
+    region: Region,
+    ctx: &RequestContext,
+    req: TaskSecretsRequest,
+) -> Result<TaskSecretsResponse, AwsError> {
+    let ecs = app.regions.ecs(region);
+    // The task's own cluster is in its ARN (`task/CLUSTER/ID`); a Fargate pool agent names
+    // the pool's.
+    let cluster = req
+        .task_arn
+        .rsplit_once(":task/")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map_or(req.cluster.clone(), |(c, _)| c.to_string());
+    let tasks = ecs
+        .tasks()
+        .describe_tasks(
+            ctx,
+            ecs_wire::DescribeTasksRequest {
+                cluster: Some(cluster),
+                tasks: Some(vec![req.task_arn.clone()]),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let Some(task) = tasks.tasks.unwrap_or_default().into_iter().next() else {
+        return Err(ecs_wire::ErrorCode::InvalidParameterException
+            .with(format!("The task {} does not exist.", req.task_arn)));
+    };
+    let td = ecs
+        .task_definitions()
+        .describe_task_definition(
+            ctx,
+            ecs_wire::DescribeTaskDefinitionRequest {
+                task_definition: task.task_definition_arn.clone(),
+                ..Default::default()
+            },
+        )
+        .await?
+        .task_definition
+        .unwrap_or_default();
+    let role = task
+        .overrides
+        .as_ref()
+        .and_then(|o| o.execution_role_arn.clone())
+        .or_else(|| td.execution_role_arn.clone())
+        .filter(|r| !r.is_empty());
+    let mut out = TaskSecretsResponse::default();
+    for def in td.container_definitions.iter().flatten() {
+        let secrets = def.secrets.as_deref().unwrap_or_default();
+        let creds =
+            def.repository_credentials.as_ref().and_then(|r| r.credentials_parameter.clone());
+        if secrets.is_empty() && creds.is_none() {
+            continue;
+        }
+        let mut c = ContainerSecrets {
+            container_name: def.name.clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        for s in secrets {
+            let name = s.name.clone().unwrap_or_default();
+            let from = s.value_from.clone().unwrap_or_default();
+            match read(app, region, role.as_deref(), &from).await {
+                Ok(v) => c.environment.push((name, v)),
+                Err(why) => return Ok(failed(why)),
+            }
+        }
+        if let Some(from) = creds {
+            let json = match read(app, region, role.as_deref(), &from).await {
+                Ok(v) => v,
+                Err(why) => return Ok(failed(why)),
+            };
+            let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+            match (v["username"].as_str(), v["password"].as_str()) {
+                (Some(u), Some(p)) => c.registry_credentials = Some((u.into(), p.into())),
+                _ => {
+                    return Ok(failed(format!(
+                        "execution resource retrieval failed: the repositoryCredentials secret {from} is not JSON with \"username\" and \"password\""
+                    )));
+                }
+            }
+        }
+        out.containers.push(c);
+    }
+    Ok(out)
+}
+
+fn failed(why: String) -> TaskSecretsResponse {
+    TaskSecretsResponse { containers: vec![], failure: Some(format!("{PREFIX}: {why}")) }
+}
+
+/// The ONE place where reading a secret or parameter as a task's execution role is
+/// authorized: the role's own policies (IAM's [`crate::iam::authorize_as_role`]) must allow
+/// `action` on `resource`. A task without an execution role reads no secret, as in ECS.
+/// Secrets Manager resource policies are stored, not consulted here yet.
+async fn check_execution_role(
+    app: &App,
+    role: Option<&str>,
+    action: &str,
+    resource: &str,
+) -> Result<(), String> {
+    let Some(role) = role else {
+        return Err(format!(
+            "the task has no executionRoleArn, which {action} on {resource} needs"
+        ));
+    };
+    crate::iam::authorize_as_role(app, role, action, resource)
+        .await
+        .map_err(|e| format!("{}: {}", e.code, e.message))
+}
+
+/// The value `value_from` names, read as `role`, or why not (ECS's wording).
+async fn read(
+    app: &App,
+    region: Region,
+    role: Option<&str>,
+    value_from: &str,
+) -> Result<String, String> {
+    let parts: Vec<&str> = value_from.split(':').collect();
+    if parts.len() >= 7 && parts[0] == "arn" && parts[2] == "secretsmanager" {
+        let arn = parts[..7].join(":");
+        let json_key = parts.get(7).copied().filter(|s| !s.is_empty());
+        let stage = parts.get(8).copied().filter(|s| !s.is_empty());
+        let version = parts.get(9).copied().filter(|s| !s.is_empty());
+        check_execution_role(app, role, "secretsmanager:GetSecretValue", &arn).await.map_err(
+            |e| {
+                format!(
+                    "execution resource retrieval failed: unable to retrieve secret from asm: service call has been retried 1 time(s): failed to fetch secret {arn} from secrets manager: {e}"
+                )
+            },
+        )?;
+        let fail = |e: String| {
+            format!(
+                "execution resource retrieval failed: unable to retrieve secret from asm: service call has been retried 1 time(s): failed to fetch secret {arn} from secrets manager: {e}"
+            )
+        };
+        let Some(in_region) = regions::lookup(parts[3]) else {
+            return Err(fail(format!("InvalidParameterException: {} is not a region", parts[3])));
+        };
+        let sm = SecretsManager::new(
+            app.regions.services(in_region).view.clone(),
+            app.vault.clone(),
+            in_region,
+            &app.account_id,
+        );
+        let value = sm
+            .read_value(&arn, version, stage)
+            .await
+            .map_err(|e| fail(format!("{}: {}", e.code, e.message)))?;
+        let text = match value {
+            SecretValue::String(s) => s,
+            SecretValue::Binary(b) => b,
+        };
+        let Some(k) = json_key else { return Ok(text) };
+        let doc: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
+            format!(
+                "execution resource retrieval failed: secret {arn}: the secret is not JSON, so it has no key {k}"
+            )
+        })?;
+        return match &doc[k] {
+            serde_json::Value::String(s) => Ok(s.clone()),
+            serde_json::Value::Null => Err(format!(
+                "execution resource retrieval failed: retrieved secret from Secrets Manager did not contain json key {k}"
+            )),
+            other => Ok(other.to_string()),
+        };
+    }
+    // An SSM parameter, by ARN (possibly another region's) or by name.
+    let in_region = if parts.len() >= 6 && parts[0] == "arn" && parts[2] == "ssm" {
+        regions::lookup(parts[3]).unwrap_or(region)
+    } else {
+        region
+    };
+    let parameter_arn = if value_from.starts_with("arn:") {
+        value_from.to_string()
+    } else {
+        let sep = if value_from.starts_with('/') { "" } else { "/" };
+        format!(
+            "arn:{}:ssm:{}:{}:parameter{sep}{value_from}",
+            in_region.partition, in_region.name, app.account_id
+        )
+    };
+    check_execution_role(app, role, "ssm:GetParameters", &parameter_arn).await.map_err(|e| {
+        format!(
+            "execution resource retrieval failed: unable to retrieve secrets from ssm: service call has been retried 1 time(s): {e}"
+        )
+    })?;
+    crate::ssm::read_parameter(app, in_region, value_from).await.map_err(|e| {
+        if e.code == "ParameterNotFound" {
+            format!(
+                "execution resource retrieval failed: unable to retrieve secrets from ssm: service call has been retried 1 time(s): invalid parameters: {value_from}"
+            )
+        } else {
+            format!(
+                "execution resource retrieval failed: unable to retrieve secrets from ssm: {}: {}",
+                e.code, e.message
+            )
+        }
+    })
+}
