@@ -222,7 +222,18 @@ impl Shipper {
                 since_ns = last_ns;
             }
             match ended {
-                None => return,
+                // The engine ended the stream: the output is over only if the container is.
+                // (Docker may close a follow stream of a running container, e.g. when its
+                // reader falls behind a fast writer; following again from the cursor
+                // loses nothing and repeats nothing.)
+                None => match runtime.inspect(&id).await {
+                    Ok(Some(c)) if c.state == berth_runtime::ContainerState::Running => {
+                        tracing::debug!(container = %id, "log stream ended while running; following again");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                    _ => return,
+                },
                 Some(berth_runtime::RuntimeError::NotFound { .. }) => return,
                 Some(_) => {
                     tokio::time::sleep(backoff).await;
