@@ -237,8 +237,8 @@ fn ec2_with_the_aws_cli() {
     let me = s.aws(&["sts", "get-caller-identity"]).json();
     assert_eq!(me["Arn"], "arn:aws:iam::123456789012:root");
     s.aws(&["ec2", "describe-key-pairs"]).err("UnsupportedOperation");
-    let msg = s.aws(&["iam", "list-roles"]).err("InvalidAction").to_string();
-    assert!(msg.contains("`iam`") && msg.contains("ec2"), "{msg}");
+    let msg = s.aws(&["cloudformation", "list-stacks"]).err("InvalidAction").to_string();
+    assert!(msg.contains("`cloudformation`") && msg.contains("ec2"), "{msg}");
 
     // Teardown in dependency order: everything goes.
     assert!(s.aws(&["ec2", "delete-security-group", "--group-id", &sg]).ok);

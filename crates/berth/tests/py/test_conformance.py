@@ -292,6 +292,8 @@ def input_cases():
         ("DescribeServices", {"cluster": C, "services": [f"s{i}" for i in range(11)]}, "InvalidParameterException",
          NAMES(r"services")),
         ("ListServices", {"cluster": C, "maxResults": 101}, "InvalidParameterException", NAMES(r"maxResults")),
+        ("ListServicesByNamespace", {"namespace": "conf-ns"}, "NamespaceNotFoundException",
+         "The namespace 'conf-ns' was not found."),
         ("DescribeServiceDeployments", {"serviceDeploymentArns": [f"a{i}" for i in range(21)]},
          "InvalidParameterException", NAMES(r"serviceDeploymentArns")),
         ("DescribeServiceRevisions", {"serviceRevisionArns": [f"a{i}" for i in range(21)]},

@@ -378,10 +378,10 @@ class Protocol(unittest.TestCase):
         self.assertNotIn(f"{REGION}b", body)
 
     def test_a_service_berth_does_not_serve_is_named(self):
-        iam = boto3.client("iam", endpoint_url=ENDPOINT, region_name=REGION)
+        cfn = boto3.client("cloudformation", endpoint_url=ENDPOINT, region_name=REGION)
         with self.assertRaises(ClientError) as e:
-            iam.list_users()
-        self.assertIn("`iam`", str(e.exception))
+            cfn.list_stacks()
+        self.assertIn("`cloudformation`", str(e.exception))
         kinesis = boto3.client("kinesis", endpoint_url=ENDPOINT, region_name=REGION)
         with self.assertRaises(ClientError) as e:
             kinesis.list_streams()
