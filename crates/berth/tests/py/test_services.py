@@ -235,8 +235,9 @@ class Services(unittest.TestCase):
         c = ecs()
         td = register(c, "svc-bad")
         cases = [
-            (dict(loadBalancers=[{"targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/x/1", "containerName": "web", "containerPort": 8080}]), "UnsupportedFeatureException", "loadBalancers"),
-            (dict(serviceRegistries=[{"registryArn": "arn:aws:servicediscovery:us-east-1:123456789012:service/srv-1"}]), "UnsupportedFeatureException", "serviceRegistries"),
+            (dict(serviceConnectConfiguration={"enabled": True, "namespace": "ns"}), "UnsupportedFeatureException", "serviceConnectConfiguration"),
+            (dict(loadBalancers=[{"targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/x/1", "containerName": "web", "containerPort": 8080}]), "InvalidParameterException", "does not exist"),
+            (dict(serviceRegistries=[{"registryArn": "arn:aws:servicediscovery:us-east-1:123456789012:service/srv-1"}]), "InvalidParameterException", "serviceRegistries"),
             (dict(schedulingStrategy="DAEMON"), "InvalidParameterException", "desiredCount"),
             (dict(deploymentConfiguration={"minimumHealthyPercent": 150}), "InvalidParameterException", "minimumHealthyPercent"),
             (dict(placementStrategy=[{"type": "binpack", "field": "disk"}]), "InvalidParameterException", "placementStrategy[0].field"),
