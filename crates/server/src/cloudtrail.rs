@@ -39,6 +39,9 @@ use crate::iam::resources::Body;
 /// The placeholder CloudTrail writes for a hidden value.
 pub(crate) const HIDDEN: &str = "HIDDEN_DUE_TO_SECURITY_REASONS";
 
+/// Request parameters larger than this (serialized) are replaced by a note.
+const MAX_PARAMS_BYTES: usize = 8 * 1024;
+
 /// How often the retention sweep runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
@@ -199,6 +202,15 @@ pub(crate) fn note(
         }
     };
     let resources = resources(action.service, &params);
+    // CloudTrail omits request parameters that are too large; Berth keeps events small so the
+    // trail never competes with the store for space (a 64 KiB task definition per call).
+    let params = if params.to_string().len() > MAX_PARAMS_BYTES {
+        serde_json::json!({ "berth:omitted": format!(
+            "request parameters over {} KiB are not recorded", MAX_PARAMS_BYTES / 1024
+        ) })
+    } else {
+        params
+    };
     let p = &signed.principal;
     let peer = parts.extensions.get::<berth_serve::Peer>();
     *slot.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Pending {

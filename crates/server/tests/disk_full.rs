@@ -169,7 +169,7 @@ fn last_segment(arn: &str, sep: char) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_data_directory_refuses_writes_clearly_and_recovers() {
-    let Some(fs) = Tmpfs::mount("12m") else { return };
+    let Some(fs) = Tmpfs::mount("32m") else { return };
     let data = fs.dir.join("data");
     let mut ledger = Ledger::default();
 

@@ -230,7 +230,6 @@ pub(crate) fn seeds(x: &Fixture) -> Vec<(&'static str, Value)> {
                 "cluster": CLUSTER,
                 "instanceIdentityDocument": json!({"instanceId": "i-00000000000000fz2",
                     "availabilityZone": "fz-a", "instanceType": "m5.large"}).to_string(),
-                "instanceIdentityDocumentSignature": "sig",
                 "totalResources": [
                     {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
                     {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096},

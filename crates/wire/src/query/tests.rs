@@ -121,9 +121,15 @@ fn query_responses_wrap_the_result_and_carry_response_metadata() {
         s.ends_with(r#"<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><UserId>AID</UserId><Account>123456789012</Account><Arn>arn:aws:iam::123456789012:root</Arn></GetCallerIdentityResult><ResponseMetadata><RequestId>r9</RequestId></ResponseMetadata></GetCallerIdentityResponse>"#),
         "{s}"
     );
-    assert_eq!(crate::sts::Operation::lookup("AssumeRole").unwrap_err().code, "InvalidAction");
+    assert_eq!(
+        crate::sts::Operation::lookup("GetFederationToken").unwrap_err().code,
+        "InvalidAction"
+    );
     assert!(
-        crate::sts::Operation::lookup("AssumeRole").unwrap_err().message.contains("AssumeRole")
+        crate::sts::Operation::lookup("GetFederationToken")
+            .unwrap_err()
+            .message
+            .contains("GetFederationToken")
     );
 }
 
