@@ -48,8 +48,10 @@ async fn a_spot_interruption_stops_a_spot_task_and_its_service_replaces_it() {
         };
         ecs.tasks().list_tasks(&ctx, list).await.unwrap().task_arns.unwrap()
     };
-    super::super::testing::passes_until(&h, "two spot tasks", async || service_tasks().await.len() == 2)
-        .await;
+    super::super::testing::passes_until(&h, "two spot tasks", async || {
+        service_tasks().await.len() == 2
+    })
+    .await;
     // The pool agent reports every task RUNNING (the on-demand one first: oldest).
     let mut seq = 0;
     let mut arns = vec![on_demand.task_arn.clone().unwrap()];
