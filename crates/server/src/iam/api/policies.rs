@@ -1,0 +1,285 @@
+//! Customer managed policies and their versions (`wire::PoliciesApi`), and the entities they are attached to.
+
+use super::*;
+
+impl wire::PoliciesApi<RequestContext> for IamApi<'_> {
+    async fn create_policy(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::CreatePolicyRequest,
+    ) -> Result<wire::CreatePolicyResponse, AwsError> {
+        let name = input.policy_name.unwrap_or_default();
+        let path = check_path(input.path)?;
+        let doc = input.policy_document.unwrap_or_default();
+        parse_document(&doc, policy::PolicyKind::Identity)?;
+        let now = self.now();
+        let rec = IamManagedPolicy {
+            arn: self.arn("policy", &path, &name),
+            id: random_id("ANPA"),
+            name: name.clone(),
+            path,
+            description: input.description,
+            created_at: now,
+            updated_at: now,
+            default_version: "v1".into(),
+            versions: vec![IamPolicyVersion { id: "v1".into(), document: doc, created_at: now }],
+            next_version: 2,
+            tags: tags_in(input.tags)?,
+        };
+        if !self.create(&model::policy_key(&name), &rec).await? {
+            return Err(err(
+                "EntityAlreadyExists",
+                409,
+                format!("A policy called {name} already exists. Duplicate names are not allowed."),
+            ));
+        }
+        Ok(wire::CreatePolicyResponse { policy: Some(policy_out(&rec, 0)) })
+    }
+
+    async fn get_policy(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::GetPolicyRequest,
+    ) -> Result<wire::GetPolicyResponse, AwsError> {
+        let arn = input.policy_arn.unwrap_or_default();
+        let p = self.policy(&arn).await?;
+        let (u, g, r) = self.attachments(&arn).await?;
+        Ok(wire::GetPolicyResponse {
+            policy: Some(policy_out(&p, (u.len() + g.len() + r.len()) as i32)),
+        })
+    }
+
+    async fn list_policies(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::ListPoliciesRequest,
+    ) -> Result<wire::ListPoliciesResponse, AwsError> {
+        // Berth has no AWS managed policies: scope AWS lists nothing.
+        let aws_only = matches!(input.scope, Some(wire::PolicyScopeType::Aws));
+        let prefix = input.path_prefix.unwrap_or_else(|| "/".into());
+        let all: Vec<IamManagedPolicy> =
+            if aws_only { vec![] } else { self.list(model::POLICIES).await? };
+        let users: Vec<IamUser> = self.list(model::USERS).await?;
+        let groups: Vec<IamGroup> = self.list(model::GROUPS).await?;
+        let roles: Vec<IamRole> = self.list(model::ROLES).await?;
+        let mut counts: BTreeMap<&str, i32> = BTreeMap::new();
+        for a in users
+            .iter()
+            .map(|u| &u.policies)
+            .chain(groups.iter().map(|g| &g.policies))
+            .chain(roles.iter().map(|r| &r.policies))
+        {
+            for m in &a.managed {
+                *counts.entry(m.as_str()).or_default() += 1;
+            }
+        }
+        let only_attached = input.only_attached.unwrap_or(false);
+        let mut listed = Vec::new();
+        for p in &all {
+            let n = counts.get(p.arn.as_str()).copied().unwrap_or(0);
+            if p.path.starts_with(&prefix) && (!only_attached || n > 0) {
+                listed.push(policy_out(p, n));
+            }
+        }
+        let (listed, truncated, marker) = page(
+            listed,
+            |p| p.policy_name.clone().unwrap_or_default().to_lowercase(),
+            input.marker,
+            input.max_items,
+        );
+        Ok(wire::ListPoliciesResponse {
+            policies: Some(listed.into_iter().map(|p| wire::Policy { tags: None, ..p }).collect()),
+            is_truncated: Some(truncated),
+            marker,
+        })
+    }
+
+    async fn delete_policy(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::DeletePolicyRequest,
+    ) -> Result<wire::Empty, AwsError> {
+        let arn = input.policy_arn.unwrap_or_default();
+        let p = self.policy(&arn).await?;
+        let (u, g, r) = self.attachments(&arn).await?;
+        if !(u.is_empty() && g.is_empty() && r.is_empty()) {
+            return Err(conflict("Cannot delete a policy attached to entities."));
+        }
+        if p.versions.len() > 1 {
+            return Err(conflict(
+                "This policy has more than one version. Before you delete a policy, you must delete the policy's versions. The default version is deleted with the policy.",
+            ));
+        }
+        self.delete(&model::policy_key(&p.name)).await?;
+        Ok(wire::Empty {})
+    }
+
+    async fn create_policy_version(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::CreatePolicyVersionRequest,
+    ) -> Result<wire::CreatePolicyVersionResponse, AwsError> {
+        let arn = input.policy_arn.unwrap_or_default();
+        let doc = input.policy_document.unwrap_or_default();
+        parse_document(&doc, policy::PolicyKind::Identity)?;
+        let p = self.policy(&arn).await?;
+        let now = self.now();
+        let default = input.set_as_default.unwrap_or(false);
+        let mut made = None;
+        let after = self
+            .update::<IamManagedPolicy, _>(&model::policy_key(&p.name), "policy", &arn, |p| {
+                if p.versions.len() >= 5 {
+                    return Err(err(
+                        "LimitExceeded",
+                        409,
+                        "A managed policy can have up to 5 versions. Before you create a new version, you must delete an existing version.",
+                    ));
+                }
+                let id = format!("v{}", p.next_version);
+                p.next_version += 1;
+                p.versions.push(IamPolicyVersion { id: id.clone(), document: doc.clone(), created_at: now });
+                p.updated_at = now;
+                if default {
+                    p.default_version = id.clone();
+                }
+                made = Some(id);
+                Ok(())
+            })
+            .await?;
+        let id = made.unwrap_or_default();
+        let v = after.versions.iter().find(|v| v.id == id).expect("the version just made");
+        Ok(wire::CreatePolicyVersionResponse {
+            policy_version: Some(version_out(&after, v, false)),
+        })
+    }
+
+    async fn get_policy_version(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::GetPolicyVersionRequest,
+    ) -> Result<wire::GetPolicyVersionResponse, AwsError> {
+        let arn = input.policy_arn.unwrap_or_default();
+        let id = input.version_id.unwrap_or_default();
+        let p = self.policy(&arn).await?;
+        let v = p.versions.iter().find(|v| v.id == id).ok_or_else(|| {
+            err(
+                "NoSuchEntity",
+                404,
+                format!("Policy {arn} version {id} does not exist or is not attachable."),
+            )
+        })?;
+        Ok(wire::GetPolicyVersionResponse { policy_version: Some(version_out(&p, v, true)) })
+    }
+
+    async fn list_policy_versions(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::ListPolicyVersionsRequest,
+    ) -> Result<wire::ListPolicyVersionsResponse, AwsError> {
+        let p = self.policy(&input.policy_arn.unwrap_or_default()).await?;
+        let mut versions: Vec<wire::PolicyVersion> =
+            p.versions.iter().map(|v| version_out(&p, v, false)).collect();
+        versions.reverse();
+        let (versions, truncated, marker) = page(
+            versions,
+            |v| format!("{:>10}", v.version_id.clone().unwrap_or_default().trim_start_matches('v')),
+            input.marker,
+            input.max_items,
+        );
+        Ok(wire::ListPolicyVersionsResponse {
+            versions: Some(versions),
+            is_truncated: Some(truncated),
+            marker,
+        })
+    }
+
+    async fn set_default_policy_version(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::SetDefaultPolicyVersionRequest,
+    ) -> Result<wire::Empty, AwsError> {
+        let arn = input.policy_arn.unwrap_or_default();
+        let id = input.version_id.unwrap_or_default();
+        let p = self.policy(&arn).await?;
+        let now = self.now();
+        self.update::<IamManagedPolicy, _>(&model::policy_key(&p.name), "policy", &arn, |p| {
+            if !p.versions.iter().any(|v| v.id == id) {
+                return Err(err(
+                    "NoSuchEntity",
+                    404,
+                    format!("Policy {arn} version {id} does not exist or is not attachable."),
+                ));
+            }
+            p.default_version = id.clone();
+            p.updated_at = now;
+            Ok(())
+        })
+        .await?;
+        Ok(wire::Empty {})
+    }
+
+    async fn delete_policy_version(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::DeletePolicyVersionRequest,
+    ) -> Result<wire::Empty, AwsError> {
+        let arn = input.policy_arn.unwrap_or_default();
+        let id = input.version_id.unwrap_or_default();
+        let p = self.policy(&arn).await?;
+        self.update::<IamManagedPolicy, _>(&model::policy_key(&p.name), "policy", &arn, |p| {
+            if p.default_version == id {
+                return Err(conflict("Cannot delete the default version of a policy."));
+            }
+            let before = p.versions.len();
+            p.versions.retain(|v| v.id != id);
+            if p.versions.len() == before {
+                return Err(err(
+                    "NoSuchEntity",
+                    404,
+                    format!("Policy {arn} version {id} does not exist or is not attachable."),
+                ));
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(wire::Empty {})
+    }
+
+    async fn list_entities_for_policy(
+        &self,
+        _ctx: &RequestContext,
+        input: wire::ListEntitiesForPolicyRequest,
+    ) -> Result<wire::ListEntitiesForPolicyResponse, AwsError> {
+        let arn = input.policy_arn.unwrap_or_default();
+        self.policy(&arn).await?;
+        let (u, g, r) = self.attachments(&arn).await?;
+        Ok(wire::ListEntitiesForPolicyResponse {
+            policy_users: Some(
+                u.iter()
+                    .map(|u| wire::PolicyUser {
+                        user_name: Some(u.name.clone()),
+                        user_id: Some(u.id.clone()),
+                    })
+                    .collect(),
+            ),
+            policy_groups: Some(
+                g.iter()
+                    .map(|g| wire::PolicyGroup {
+                        group_name: Some(g.name.clone()),
+                        group_id: Some(g.id.clone()),
+                    })
+                    .collect(),
+            ),
+            policy_roles: Some(
+                r.iter()
+                    .map(|r| wire::PolicyRole {
+                        role_name: Some(r.name.clone()),
+                        role_id: Some(r.id.clone()),
+                    })
+                    .collect(),
+            ),
+            is_truncated: Some(false),
+            marker: None,
+        })
+    }
+}
