@@ -226,7 +226,7 @@ fn tasks_of_a_killed_agent_are_replaced_and_the_surplus_stops_when_it_returns() 
 #[test]
 fn a_rolling_deployment_survives_a_server_restart() {
     require_demo_image();
-    let mut s = ServerProc::start_with(bin(), &["--service-settle-secs", "3"]).expect("server");
+    let mut s = ServerProc::start_with(bin(), &["--service-settle-secs", "5"]).expect("server");
     let _a = agent(&s, "us-east-1a");
     let v1 = register(&s, "restart");
     let v2 = register(&s, "restart");
@@ -246,10 +246,12 @@ fn a_rolling_deployment_survives_a_server_restart() {
     settled(&s, "r");
     let u = s.aws(&["ecs", "update-service", "--service", "r", "--task-definition", &v2]);
     assert!(u.ok, "{}", u.stderr);
-    // Mid-deployment (one new task at a time, each needing 3 s to count): kill the server.
+    // Mid-deployment (one new task at a time, each needing 5 s to count): kill the server while
+    // an old task still runs. (A loaded machine may observe the deployment late: one old task
+    // left is still mid-deployment.)
     wait_until("the deployment to start", 30, || tasks(&s, "r").iter().any(|t| t.2 == v2));
     let before = tasks(&s, "r");
-    assert!(before.iter().filter(|t| t.2 == v1).count() >= 2, "mid-deployment: {before:?}");
+    assert!(before.iter().any(|t| t.2 == v1), "mid-deployment: {before:?}");
     s.restart_same_port_after_kill9().expect("restart");
     let svc = settled(&s, "r");
     assert_eq!(svc["taskDefinition"], v2.as_str());
