@@ -8,15 +8,20 @@
 # set is parsed once per change and cached, so this is evaluation plus the resource ARNs).
 # Everything it starts is stopped on exit.
 #
-# Usage: bench/iam.sh [seconds-per-run (default 10)]
+# Each pair runs at 1 connection (the unloaded latency: the cost shows as is) and at
+# BENCH_CONNECTIONS (default 16: the cost under load, on a 2-core machine mostly queueing).
+#
+# Usage: bench/iam.sh [seconds-per-run (default 10)]; builds into CARGO_TARGET_DIR (default
+# target/), BENCH_SKIP_BUILD=1 uses the binaries already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
 CONNS=${BENCH_CONNECTIONS:-16}
+TARGET=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 
-cargo build --release -q -p berth -p berth-bench
-BERTH=target/release/berth
-LOADGEN=target/release/berth-loadgen
+[ -n "${BENCH_SKIP_BUILD:-}" ] || cargo build --release -q -p berth -p berth-bench
+BERTH=$TARGET/release/berth
+LOADGEN=$TARGET/release/berth-loadgen
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -57,17 +62,19 @@ USER="$WORK/user-credentials"
 printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' $key >"$USER"
 chmod 600 "$USER"
 
-printf '\n%-24s %-8s %10s %9s %9s\n' "operation" "caller" "req/s" "p50 ms" "p99 ms"
-for op in describe list; do
-  case $op in describe) name=DescribeTaskDefinition;; list) name=ListTaskDefinitions;; esac
-  a=$("$LOADGEN" --endpoint "$EP" --credentials "$ADMIN" --op "$op" --seconds "$SECS" --connections "$CONNS" --label admin)
-  u=$("$LOADGEN" --endpoint "$EP" --credentials "$USER" --op "$op" --seconds "$SECS" --connections "$CONNS" --label user)
-  python3 - "$name" "$a" "$u" <<'PY'
+printf '\n%-24s %5s %-8s %10s %9s %9s\n' "operation" "conns" "caller" "req/s" "p50 ms" "p99 ms"
+for conns in 1 "$CONNS"; do
+  for op in describe list; do
+    case $op in describe) name=DescribeTaskDefinition;; list) name=ListTaskDefinitions;; esac
+    a=$("$LOADGEN" --endpoint "$EP" --credentials "$ADMIN" --op "$op" --seconds "$SECS" --connections "$conns" --label admin)
+    u=$("$LOADGEN" --endpoint "$EP" --credentials "$USER" --op "$op" --seconds "$SECS" --connections "$conns" --label user)
+    python3 - "$name" "$conns" "$a" "$u" <<'PY'
 import json, sys
-name, a, u = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+name, conns, a, u = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
 for who, r in (("admin", a), ("user", u)):
-    print(f'{name:<24} {who:<8} {r["rps"]:>10,.0f} {r["p50_us"]/1000:>9.3f} {r["p99_us"]/1000:>9.3f}'
+    print(f'{name:<24} {conns:>5} {who:<8} {r["rps"]:>10,.0f} {r["p50_us"]/1000:>9.3f} {r["p99_us"]/1000:>9.3f}'
           + (f'  (errors: {r["errors"]})' if r["errors"] else ''))
-print(f'{"":<24} {"cost":<8} {"":>10} {(u["p50_us"]-a["p50_us"])/1000:>9.3f} {(u["p99_us"]-a["p99_us"])/1000:>9.3f}  (user - admin)')
+print(f'{"":<24} {"":>5} {"cost":<8} {"":>10} {(u["p50_us"]-a["p50_us"])/1000:>9.3f} {(u["p99_us"]-a["p99_us"])/1000:>9.3f}  (user - admin)')
 PY
+  done
 done

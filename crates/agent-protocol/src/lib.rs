@@ -288,7 +288,10 @@ pub struct JoinRequest {
 /// one transaction; a shipment without events and without a cursor only makes sure the group
 /// (with `createGroup`) and stream exist and answers the stored cursor, where the agent
 /// resumes. A missing group without `createGroup` is `ResourceNotFoundException`, which fails
-/// the container's start as ECS reports it.
+/// the container's start as ECS reports it. Only a shipment with `createStream` (the driver's
+/// start) makes a missing stream: any other to a deleted stream (or group) is
+/// `ResourceNotFoundException` and its events are not stored, as Docker's awslogs driver,
+/// which makes its stream once, loses the lines PutLogEvents refuses.
 pub const LOGS_PATH: &str = "/berth/agent/v1/logs";
 
 /// One shipment to [`LOGS_PATH`].
@@ -302,6 +305,9 @@ pub struct LogShipment {
     pub log_stream: String,
     #[serde(default)]
     pub create_group: bool,
+    /// Make the stream if it is missing (see [`LOGS_PATH`]); absent: true (older agents).
+    #[serde(default = "yes")]
+    pub create_stream: bool,
     #[serde(default)]
     pub events: Vec<LogLine>,
     /// Where the agent resumes after these events (opaque to the server).
@@ -316,6 +322,10 @@ pub struct LogLine {
     /// Milliseconds since the epoch.
     pub timestamp: i64,
     pub message: String,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The answer to a [`LogShipment`]: the cursor now stored for the stream.
@@ -463,5 +473,49 @@ impl std::fmt::Debug for ContainerSecrets {
                 &self.registry_credentials.as_ref().map(|_| "<redacted>"),
             )
             .finish()
+    }
+}
+
+// ---- Task role credentials (issue #16) ----
+
+/// Path of the task role credentials endpoint: an agent asks, for one task placed on its own
+/// instance and not STOPPED, for temporary credentials of the task's role (`taskRoleArn`, or
+/// the RunTask override), which it serves to that task's containers only.
+///
+/// Contract: the server reads the role from the task's own definition and overrides (the
+/// agent names only the task), checks the role trusts `ecs-tasks.amazonaws.com`, and mints STS
+/// session credentials for it with the task's id as the session name, so Berth sees the
+/// task's calls as `arn:aws:sts::ACCOUNT:assumed-role/ROLE/TASK_ID`. The agent holds them in
+/// memory only and asks again before `expiration`.
+pub const CREDENTIALS_PATH: &str = "/berth/agent/v1/credentials";
+
+/// What the agent asks for.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCredentialsRequest {
+    pub container_instance_arn: String,
+    pub cluster: String,
+    pub task_arn: String,
+}
+
+/// Temporary credentials of a task's role.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCredentialsResponse {
+    pub role_arn: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    /// Epoch seconds.
+    pub expiration: f64,
+}
+
+impl std::fmt::Debug for TaskCredentialsResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskCredentialsResponse")
+            .field("role_arn", &self.role_arn)
+            .field("access_key_id", &self.access_key_id)
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
     }
 }

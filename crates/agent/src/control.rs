@@ -75,6 +75,19 @@ pub trait ControlPlane: Send + Sync + 'static {
         })
     }
 
+    /// Temporary credentials of a task's role ([`berth_agent_protocol::CREDENTIALS_PATH`]);
+    /// held in memory only.
+    async fn task_credentials(
+        &self,
+        req: &berth_agent_protocol::TaskCredentialsRequest,
+    ) -> Result<berth_agent_protocol::TaskCredentialsResponse, ClientError> {
+        let _ = req;
+        Err(ClientError::Decode {
+            op: "TaskCredentials".into(),
+            message: "this control plane does not issue task role credentials".into(),
+        })
+    }
+
     /// Ships log lines of the `awslogs` driver ([`berth_agent_protocol::LOGS_PATH`]).
     async fn ship_logs(
         &self,
@@ -159,6 +172,13 @@ impl ControlPlane for Client {
         req: &berth_agent_protocol::TaskSecretsRequest,
     ) -> Result<berth_agent_protocol::TaskSecretsResponse, ClientError> {
         self.agent(berth_agent_protocol::SECRETS_PATH, req, REPORT_TIMEOUT).await
+    }
+
+    async fn task_credentials(
+        &self,
+        req: &berth_agent_protocol::TaskCredentialsRequest,
+    ) -> Result<berth_agent_protocol::TaskCredentialsResponse, ClientError> {
+        self.agent(berth_agent_protocol::CREDENTIALS_PATH, req, REPORT_TIMEOUT).await
     }
 
     async fn registry_token(&self) -> Result<Option<RegistryToken>, ClientError> {

@@ -43,6 +43,7 @@ pub mod spec;
 pub mod state;
 pub mod stats;
 pub mod task;
+pub mod task_credentials;
 
 #[cfg(test)]
 mod tests;

@@ -15,21 +15,34 @@
 //!   `awslogs-create-group: true`) and the stream exist; a missing group fails the start as
 //!   ECS reports it ([`missing_group_reason`]);
 //! * lines are shipped in order, at least every [`FLUSH_EVERY`] or [`MAX_BATCH_LINES`] lines,
-//!   each shipment carrying the Docker timestamp of its last line as the stream's cursor,
-//!   which the server stores with the events in one transaction: a restarted agent resumes
-//!   from the stored cursor, so nothing is lost or shipped twice. Failed shipments are retried
-//!   (with backoff) until they succeed or the agent stops.
+//!   each shipment carrying the stream's [`Cursor`] after its last line (Docker's timestamp
+//!   of it and how many lines with that timestamp are shipped), which the server stores with
+//!   the events in one transaction: a restarted agent resumes from the stored cursor, so
+//!   nothing is lost or shipped twice. Failed shipments are retried (with backoff) until they
+//!   succeed or the agent stops;
+//! * a follow the engine closes or breaks while the container runs, or that stops delivering
+//!   while the container's log still grows (the [`watch`] watchdog, against Docker 20.10's
+//!   json-file follower stalling under a fast writer), is opened again from the cursor;
+//! * only the driver's start makes the stream: a stream (or group) deleted while its
+//!   container writes is not made again, and the lines meanwhile are dropped, as Docker's
+//!   awslogs driver drops the batches PutLogEvents refuses with ResourceNotFoundException;
+//!   a stream made again by someone else receives the lines from then on.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_agent_protocol::{LogLine, LogShipment, LogShipmentAck};
+use berth_agent_protocol::{LogLine, LogShipment};
 use berth_runtime::Runtime;
 use berth_wire::ecs::ContainerDefinition;
 use futures_util::StreamExt;
+use tokio::time::Instant;
 
 use crate::client::ClientError;
 use crate::control::ControlPlane;
+
+mod watch;
+pub use watch::Cursor;
+use watch::{CHECK_EVERY, Check, Dedupe, Watchdog};
 
 /// A shipment goes out at least this often while lines arrive.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
@@ -109,47 +122,62 @@ pub struct Shipper {
 }
 
 impl Shipper {
-    fn shipment(&self, task_arn: &str, target: &Target, stream: &str) -> LogShipment {
+    /// A shipment to `stream`; `start`: the driver's start, which makes the stream (and, if
+    /// the target says so, the group) when missing.
+    fn shipment(&self, task_arn: &str, target: &Target, stream: &str, start: bool) -> LogShipment {
         LogShipment {
             container_instance_arn: self.instance_arn.clone(),
             cluster: self.cluster.clone(),
             task_arn: task_arn.to_string(),
             log_group: target.group.clone(),
             log_stream: stream.to_string(),
-            create_group: target.create_group,
+            create_group: start && target.create_group,
+            create_stream: start,
             events: vec![],
             cursor: None,
         }
     }
 
-    /// Makes the group (if asked) and stream exist; answers the stored cursor (Unix ns).
+    /// The driver's start: makes the group (if asked) and stream exist; answers the stored
+    /// cursor.
     pub async fn ensure(
         &self,
         task_arn: &str,
         target: &Target,
         stream: &str,
-    ) -> Result<i64, ClientError> {
-        let ack = self.control.ship_logs(&self.shipment(task_arn, target, stream)).await?;
-        Ok(parse_cursor(&ack))
+    ) -> Result<Cursor, ClientError> {
+        let ack = self.control.ship_logs(&self.shipment(task_arn, target, stream, true)).await?;
+        Ok(Cursor::parse(ack.cursor.as_deref()))
     }
 
-    /// Follows container `id` from `since_ns` (`None`: from the cursor the server holds,
-    /// asked until it answers) and ships its lines until its output ends.
+    /// The stored cursor of an existing stream (a restarted agent resuming).
+    async fn resume_at(
+        &self,
+        task_arn: &str,
+        target: &Target,
+        stream: &str,
+    ) -> Result<Cursor, ClientError> {
+        let ack = self.control.ship_logs(&self.shipment(task_arn, target, stream, false)).await?;
+        Ok(Cursor::parse(ack.cursor.as_deref()))
+    }
+
+    /// Follows container `id` from `start` (`None`: from the cursor the server holds, asked
+    /// until it answers) and ships its lines until its output ends.
     pub async fn follow(
         self: Arc<Self>,
         runtime: Arc<dyn Runtime>,
         id: String,
         task_arn: String,
         target: Target,
-        since_ns: Option<i64>,
+        start: Option<Cursor>,
     ) {
         let stream = target.stream_for(&id);
-        let mut since_ns = match since_ns {
-            Some(s) => s,
+        let mut cursor = match start {
+            Some(c) => c,
             None => {
                 let mut backoff = Duration::from_millis(200);
                 loop {
-                    match self.ensure(&task_arn, &target, &stream).await {
+                    match self.resume_at(&task_arn, &target, &stream).await {
                         Ok(c) => break c,
                         Err(ClientError::Aws { code, message, .. })
                             if code == "ResourceNotFoundException" =>
@@ -167,66 +195,98 @@ impl Shipper {
             }
         };
         let mut backoff = Duration::from_millis(200);
+        let mut stream_missing = false;
         loop {
-            let mut lines = runtime.follow_logs(&id, since_ns);
+            let mut lines = runtime.follow_logs(&id, cursor.follow_from());
+            let mut dedupe = Dedupe::new(&cursor);
+            let mut received_ns = cursor.ts_ns;
+            let mut watchdog = Watchdog::new(Instant::now());
+            let mut checks = tokio::time::interval_at(Instant::now() + CHECK_EVERY, CHECK_EVERY);
+            checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut batch: Vec<LogLine> = vec![];
+            let mut batch_cursor = cursor;
             let mut bytes = 0usize;
-            let mut last_ns = since_ns;
-            let mut deadline = tokio::time::Instant::now() + FLUSH_EVERY;
+            let mut deadline = Instant::now() + FLUSH_EVERY;
             let ended = loop {
                 let next = tokio::select! {
-                    l = lines.next() => Some(l),
-                    _ = tokio::time::sleep_until(deadline), if !batch.is_empty() => None,
+                    l = lines.next() => Next::Line(l),
+                    _ = tokio::time::sleep_until(deadline), if !batch.is_empty() => Next::Flush,
+                    _ = checks.tick() => Next::Check,
                 };
                 let flush = match next {
-                    Some(Some(Ok(line))) => {
-                        let mut text = line.text;
-                        if text.len() > MAX_EVENT_BYTES {
-                            let mut cut = MAX_EVENT_BYTES;
-                            while !text.is_char_boundary(cut) {
-                                cut -= 1;
-                            }
-                            text.truncate(cut);
+                    Next::Line(Some(Ok(line))) => {
+                        watchdog.heard(Instant::now());
+                        received_ns = received_ns.max(line.timestamp_ns);
+                        if !dedupe.admit(line.timestamp_ns) {
+                            continue;
                         }
-                        // An empty line is not an event CloudWatch accepts.
-                        if text.is_empty() {
-                            text.push(' ');
-                        }
+                        let text = event_text(line.text);
                         bytes += serde_json::to_string(&text).map_or(text.len(), |s| s.len()) + 40;
                         batch.push(LogLine {
                             timestamp: line.timestamp_ns / 1_000_000,
                             message: text,
                         });
-                        last_ns = line.timestamp_ns;
+                        batch_cursor.advance(line.timestamp_ns);
                         if batch.len() == 1 {
-                            deadline = tokio::time::Instant::now() + FLUSH_EVERY;
+                            deadline = Instant::now() + FLUSH_EVERY;
                         }
                         batch.len() >= MAX_BATCH_LINES || bytes >= MAX_BATCH_BYTES
                     }
-                    Some(Some(Err(e))) => {
+                    Next::Line(Some(Err(e))) => {
                         tracing::debug!(container = %id, error = %e, "log stream broke; following again");
-                        break Some(e);
+                        break Ended::Broke(e);
                     }
-                    Some(None) => break None,
-                    None => true,
+                    Next::Line(None) => break Ended::Closed,
+                    Next::Flush => true,
+                    Next::Check => {
+                        if watchdog.check(Instant::now()) == Check::Probe {
+                            match runtime.last_log_timestamp(&id).await {
+                                Ok(latest) => {
+                                    if watchdog.probed(Instant::now(), received_ns, latest) {
+                                        break Ended::Stalled;
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::debug!(container = %id, error = %e, "cannot probe the container's log");
+                                    watchdog.heard(Instant::now());
+                                }
+                            }
+                        }
+                        false
+                    }
                 };
                 if flush {
-                    self.ship(&task_arn, &target, &stream, std::mem::take(&mut batch), last_ns)
-                        .await;
-                    since_ns = last_ns;
+                    let events = std::mem::take(&mut batch);
+                    self.ship(
+                        &task_arn,
+                        &target,
+                        &stream,
+                        events,
+                        batch_cursor,
+                        &mut stream_missing,
+                    )
+                    .await;
+                    cursor = batch_cursor;
                     bytes = 0;
+                    watchdog.heard(Instant::now());
                 }
             };
             if !batch.is_empty() {
-                self.ship(&task_arn, &target, &stream, batch, last_ns).await;
-                since_ns = last_ns;
+                self.ship(&task_arn, &target, &stream, batch, batch_cursor, &mut stream_missing)
+                    .await;
+                cursor = batch_cursor;
             }
             match ended {
+                // Docker 20.10's json-file follower may stop delivering while the container
+                // writes on (see `watch`): follow again from the cursor, at once.
+                Ended::Stalled => {
+                    tracing::info!(container = %id, "log stream stalled while the container writes; following again");
+                }
                 // The engine ended the stream: the output is over only if the container is.
                 // (Docker may close a follow stream of a running container, e.g. when its
                 // reader falls behind a fast writer; following again from the cursor
                 // loses nothing and repeats nothing.)
-                None => match runtime.inspect(&id).await {
+                Ended::Closed => match runtime.inspect(&id).await {
                     Ok(Some(c)) if c.state == berth_runtime::ContainerState::Running => {
                         tracing::debug!(container = %id, "log stream ended while running; following again");
                         tokio::time::sleep(backoff).await;
@@ -234,8 +294,8 @@ impl Shipper {
                     }
                     _ => return,
                 },
-                Some(berth_runtime::RuntimeError::NotFound { .. }) => return,
-                Some(_) => {
+                Ended::Broke(berth_runtime::RuntimeError::NotFound { .. }) => return,
+                Ended::Broke(_) => {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
@@ -243,22 +303,38 @@ impl Shipper {
         }
     }
 
-    /// Ships one batch, retrying until the server takes it.
+    /// Ships one batch, retrying until the server takes it, or drops it if its stream (or
+    /// group) is gone: Docker's awslogs driver logs PutLogEvents' ResourceNotFoundException
+    /// and goes on with its next batch; the stream is made only at the driver's start.
+    /// `missing` remembers the stream was found gone (warned about once per spell).
     async fn ship(
         &self,
         task_arn: &str,
         target: &Target,
         stream: &str,
         events: Vec<LogLine>,
-        cursor_ns: i64,
+        cursor: Cursor,
+        missing: &mut bool,
     ) {
-        let mut s = self.shipment(task_arn, target, stream);
+        let mut s = self.shipment(task_arn, target, stream, false);
         s.events = events;
-        s.cursor = Some(cursor_ns.to_string());
+        s.cursor = Some(cursor.text());
         let mut backoff = Duration::from_millis(200);
         loop {
             match self.control.ship_logs(&s).await {
-                Ok(_) => return,
+                Ok(_) => {
+                    *missing = false;
+                    return;
+                }
+                Err(ClientError::Aws { code, message, .. })
+                    if code == "ResourceNotFoundException" =>
+                {
+                    if !*missing {
+                        tracing::warn!(group = %target.group, stream, %message, "the log stream is gone: its container's lines are dropped until it exists again");
+                    }
+                    *missing = true;
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(group = %target.group, stream, error = %e, "shipping logs failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -269,13 +345,42 @@ impl Shipper {
     }
 }
 
-fn parse_cursor(ack: &LogShipmentAck) -> i64 {
-    ack.cursor.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0)
+/// What the follower waited for.
+enum Next {
+    Line(Option<Result<berth_runtime::LogLine, berth_runtime::RuntimeError>>),
+    Flush,
+    Check,
+}
+
+/// Why a follow stream was left.
+enum Ended {
+    /// The engine closed it.
+    Closed,
+    Broke(berth_runtime::RuntimeError),
+    /// The watchdog found it stalled.
+    Stalled,
+}
+
+/// A line as a CloudWatch event's message: cut to [`MAX_EVENT_BYTES`], never empty.
+fn event_text(mut text: String) -> String {
+    if text.len() > MAX_EVENT_BYTES {
+        let mut cut = MAX_EVENT_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    // An empty line is not an event CloudWatch accepts.
+    if text.is_empty() {
+        text.push(' ');
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_agent_protocol::LogShipmentAck;
     use berth_runtime::ContainerSpec;
     use berth_runtime::fake::FakeRuntime;
     use std::sync::Mutex;
@@ -285,6 +390,7 @@ mod tests {
     #[derive(Default)]
     struct Sink {
         groups: Mutex<Vec<String>>,
+        streams: Mutex<Vec<String>>,
         events: Mutex<Vec<String>>,
         cursor: Mutex<Option<String>>,
         fail: Mutex<u32>,
@@ -318,6 +424,17 @@ mod tests {
                     });
                 }
                 groups.push(s.log_group.clone());
+            }
+            let mut streams = self.streams.lock().unwrap();
+            if !streams.contains(&s.log_stream) {
+                if !s.create_stream {
+                    return Err(ClientError::Aws {
+                        code: "ResourceNotFoundException".into(),
+                        message: "The specified log stream does not exist.".into(),
+                        status: 400,
+                    });
+                }
+                streams.push(s.log_stream.clone());
             }
             if !s.events.is_empty() {
                 let mut fail = self.fail.lock().unwrap();
@@ -365,7 +482,7 @@ mod tests {
             Err(ClientError::Aws { code, .. }) if code == "ResourceNotFoundException"
         ));
         let target = Target { create_group: true, ..target };
-        assert_eq!(shipper.ensure("t", &target, "p/a/t").await.unwrap(), 0);
+        assert_eq!(shipper.ensure("t", &target, "p/a/t").await.unwrap(), Cursor::default());
         for i in 0..5 {
             rt.push_log(&id, &format!("line {i}"), i % 2 == 1);
         }
@@ -376,7 +493,7 @@ mod tests {
             id.clone(),
             "t".into(),
             target.clone(),
-            Some(0),
+            Some(Cursor::default()),
         ));
         while sink.events.lock().unwrap().len() < 5 {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -391,6 +508,96 @@ mod tests {
         let want: Vec<String> =
             (0..6).map(|i| format!("line {i}")).chain([" ".to_string()]).collect();
         assert_eq!(*sink.events.lock().unwrap(), want);
+    }
+
+    /// A running container, a sink and a shipper whose group and stream exist.
+    async fn running() -> (Arc<FakeRuntime>, String, Arc<Sink>, Arc<Shipper>, Target) {
+        let rt = Arc::new(FakeRuntime::new());
+        rt.add_image("app");
+        let spec =
+            ContainerSpec { name: "a".into(), image: "app:latest".into(), ..Default::default() };
+        let id = rt.create(&spec).await.unwrap();
+        rt.start(&id).await.unwrap();
+        let sink = Arc::new(Sink::default());
+        let shipper = Arc::new(Shipper {
+            control: sink.clone(),
+            cluster: "c".into(),
+            instance_arn: "i".into(),
+        });
+        let target = Target { group: "g".into(), stream: Some("p/a/t".into()), create_group: true };
+        shipper.ensure("t", &target, "p/a/t").await.unwrap();
+        (rt, id, sink, shipper, target)
+    }
+
+    /// Waits (on the paused clock) until the sink holds `n` events; fails after a minute.
+    async fn shipped(sink: &Sink, n: usize) -> Vec<String> {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while sink.events.lock().unwrap().len() < n {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{n} events not shipped: {:?}", sink.events.lock().unwrap()));
+        sink.events.lock().unwrap().clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follow_that_stalls_while_the_container_writes_is_opened_again_from_the_cursor() {
+        let (rt, id, sink, shipper, target) = running().await;
+        let follower = tokio::spawn(shipper.clone().follow(
+            rt.clone(),
+            id.clone(),
+            "t".into(),
+            target,
+            Some(Cursor::default()),
+        ));
+        for i in 0..3 {
+            rt.push_log(&id, &format!("line {i}"), false);
+        }
+        shipped(&sink, 3).await;
+        // The engine's follow stops delivering; the container writes on.
+        rt.stall_follows(&id);
+        let stalled_at = Instant::now();
+        for i in 3..6 {
+            rt.push_log(&id, &format!("line {i}"), false);
+        }
+        shipped(&sink, 6).await;
+        assert!(
+            Instant::now() - stalled_at >= watch::STALL_AFTER,
+            "re-opened only after a quiet spell"
+        );
+        rt.exit(&id, 0);
+        follower.await.unwrap();
+        let want: Vec<String> = (0..6).map(|i| format!("line {i}")).collect();
+        assert_eq!(*sink.events.lock().unwrap(), want, "nothing lost, nothing twice");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_deleted_while_its_container_writes_is_not_made_again() {
+        let (rt, id, sink, shipper, target) = running().await;
+        let follower = tokio::spawn(shipper.clone().follow(
+            rt.clone(),
+            id.clone(),
+            "t".into(),
+            target,
+            Some(Cursor::default()),
+        ));
+        rt.push_log(&id, "before", false);
+        shipped(&sink, 1).await;
+        // DeleteLogStream.
+        sink.streams.lock().unwrap().clear();
+        sink.events.lock().unwrap().clear();
+        rt.push_log(&id, "while deleted", false);
+        tokio::time::sleep(FLUSH_EVERY * 4).await;
+        assert!(sink.streams.lock().unwrap().is_empty(), "the follower made the stream again");
+        assert!(sink.events.lock().unwrap().is_empty());
+        // CreateLogStream by someone: the lines from then on land.
+        sink.streams.lock().unwrap().push("p/a/t".into());
+        rt.push_log(&id, "after", false);
+        assert_eq!(shipped(&sink, 1).await, ["after"]);
+        rt.exit(&id, 0);
+        follower.await.unwrap();
+        assert_eq!(*sink.events.lock().unwrap(), ["after"]);
     }
 
     fn def(options: serde_json::Value) -> ContainerDefinition {

@@ -24,6 +24,9 @@
 //! * `GET ${URI}/task`: the task's metadata, with all its containers;
 //! * `GET ${URI}/stats`: the container's Docker stats; `${URI}/task/stats`: every container's.
 //! * `GET /metrics`: the agent's own figures as Prometheus text ([`crate::stats::render`]).
+//! * `GET /v2/credentials/{id}`: a task's role credentials, for that task's containers only,
+//!   with its token ([`crate::task_credentials`]; `bind_stable` also installs the
+//!   169.254.170.2 rules).
 //!
 //! Each task actor writes only its own entry ([`Registry::publish`]); the endpoint only reads.
 //!
@@ -124,13 +127,19 @@ struct Entries {
 #[derive(Clone)]
 pub struct Registry {
     inner: Arc<RwLock<Entries>>,
+    /// Task role credentials, served at `/v2/credentials/{id}` ([`crate::task_credentials`]).
+    pub credentials: crate::task_credentials::Store,
     /// Bumped on every publish: what waiting requests wake on.
     changed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Default for Registry {
     fn default() -> Self {
-        Self { inner: Arc::default(), changed: Arc::new(tokio::sync::watch::Sender::new(0)) }
+        Self {
+            inner: Arc::default(),
+            credentials: Default::default(),
+            changed: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
     }
 }
 
@@ -336,6 +345,26 @@ async fn container_stats(State(ep): State<Shared>, Path(token): Path<String>) ->
     }
 }
 
+/// `GET /v2/credentials/{id}`: a task's role credentials, for its own containers only
+/// ([`crate::task_credentials::Store::answer`]).
+async fn credentials(
+    State(ep): State<Shared>,
+    Path(id): Path<String>,
+    axum::Extension(peer): axum::Extension<berth_serve::Peer>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let auth = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match ep.registry.credentials.answer(
+        &id,
+        auth,
+        peer.addr.ip(),
+        crate::task_credentials::is_local_address,
+    ) {
+        Ok(v) => Json(v).into_response(),
+        Err((status, why)) => (status, Json(json!({"error": why}))).into_response(),
+    }
+}
+
 async fn task_stats(State(ep): State<Shared>, Path(token): Path<String>) -> Response {
     let Some((task, _)) = resolve(&ep, &token).await else { return not_found() };
     let mut out = serde_json::Map::new();
@@ -364,6 +393,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Where actors publish.
     pub registry: Registry,
+    /// The rules sending 169.254.170.2 to this endpoint ([`bind_stable`] installs them).
+    _dnat: Option<crate::task_credentials::Dnat>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -387,6 +418,7 @@ pub async fn serve_with(
         // The agent's own figures as Prometheus text (issue #15; `crate::stats`).
         .route("/metrics", get(|| async { crate::stats::render() }))
         .route("/v4/{token}/task/stats", get(task_stats))
+        .route("/v2/credentials/{id}", get(credentials))
         .with_state(ep);
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -419,7 +451,7 @@ pub async fn serve_with(
         });
     })?;
     let addr = bound_rx.await.map_err(|_| std::io::Error::other("metadata thread ended"))??;
-    Ok(Server { addr, registry, _stop: stop_tx })
+    Ok(Server { addr, registry, _dnat: None, _stop: stop_tx })
 }
 
 /// Where the endpoint listens: `--metadata-listen PORT` (on the bridge gateway) or
@@ -487,7 +519,9 @@ pub async fn bind_stable(
     let mut last = None;
     for addr in tries {
         match serve(addr, runtime.clone()).await {
-            Ok(server) => {
+            Ok(mut server) => {
+                // Task role credentials: 169.254.170.2:PORT reaches this endpoint.
+                server._dnat = crate::task_credentials::Dnat::install(server.addr);
                 if let Some(was) = persisted
                     && was != server.addr
                 {

@@ -99,6 +99,15 @@ impl PullAuth {
         Some(self.control.as_ref()?.task_secrets(req).await)
     }
 
+    /// A task's role credentials from the control plane (issue #16); `None` without one.
+    pub async fn task_credentials(
+        &self,
+        req: &berth_agent_protocol::TaskCredentialsRequest,
+    ) -> Option<Result<berth_agent_protocol::TaskCredentialsResponse, crate::client::ClientError>>
+    {
+        Some(self.control.as_ref()?.task_credentials(req).await)
+    }
+
     /// The reference to pull for `image` and the credentials to present.
     pub async fn resolve(&self, image: &str) -> (String, Option<RegistryAuth>) {
         let Some(host) = registry_host(image) else { return (image.to_string(), None) };

@@ -3,7 +3,9 @@
 //! groups are enforced in its namespace and follow a changed poll within a second, the task
 //! metadata endpoint answers from inside the task with the awsvpc network, a task exceeding
 //! its task-level memory is OOM-killed and reported as ECS reports it, and stopping the tasks
-//! removes pause containers, the bridge and the task cgroups.
+//! removes pause containers, the bridge and the task cgroups. Tasks in two subnets of one VPC
+//! reach each other (their own addresses, under their security groups) and a task in another
+//! VPC reaches neither; the host's links between the bridges go with the bridges.
 //!
 //! A scripted control plane stands in for the server (the server's placement of awsvpc tasks
 //! is built separately). Everything is labelled with this run's instance ARN and removed by
@@ -202,6 +204,7 @@ fn awsvpc_task(
         network: Some(TaskNetwork {
             eni_id: format!("eni-{host:017x}"),
             subnet_id: format!("subnet-{:017x}", base),
+            vpc_id: "vpc-awsvpc-test".into(),
             subnet_cidr: subnet.0.into(),
             gateway: Ipv4Addr::from(base + 1),
             private_ip,
@@ -388,6 +391,145 @@ async fn awsvpc_tasks_get_their_own_address_security_groups_and_task_limits() {
             "{left} containers/networks and {cgroups:?} left"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), agent_task).await;
+}
+
+/// `iptables -S <chain>` of the host (filter, or `nat`).
+fn chain_rules(table: &str, chain: &str) -> String {
+    let out = std::process::Command::new("iptables")
+        .args(["-w", "-t", table, "-S", chain])
+        .output()
+        .expect("iptables");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subnets_of_one_vpc_reach_each_other_under_their_security_groups_and_other_vpcs_do_not() {
+    let fw = berth_firewall::Iptables::new();
+    fw.available().await.expect("nsenter and iptables-restore");
+    demo_image();
+    let run = format!(
+        "{}-{:x}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    );
+    let instance = format!("arn:aws:ecs:us-east-1:000000000000:container-instance/vpcs/{run}");
+    let _cleanup = Cleanup { instance: instance.clone() };
+    // Three subnets next to the other test's: 1 and 2 in one VPC, 3 in another.
+    let x = (std::process::id() % 200 + 30) as u8;
+    let cidrs: Vec<String> = (1..=3).map(|i| format!("10.213.{}.0/24", x + i)).collect();
+    let base = |i: usize| Ipv4Addr::new(10, 213, x + i as u8 + 1, 0);
+    let ip = |i: usize, host: u8| Ipv4Addr::from(u32::from(base(i)) + u32::from(host));
+    let arn = |id: &str| format!("arn:aws:ecs:us-east-1:000000000000:task/vpcs/{id}{run}");
+    let (a, b, c, d) = (arn("a"), arn("b"), arn("c"), arn("d"));
+    let web = serde_json::json!([{"name": "web", "image": DEMO_IMAGE, "portMappings": [{"containerPort": 8080}]}]);
+    let task = |arn: &str, i: usize, host: u8, group: &str, vpc: &str| {
+        let mut t = awsvpc_task(arn, web.clone(), "256", (&cidrs[i], base(i)), host, group);
+        t.network.as_mut().unwrap().vpc_id = vpc.into();
+        t
+    };
+    let (vpc1, vpc2) = (format!("vpc-1{run}"), format!("vpc-2{run}"));
+    let anywhere = "10.213.0.0/16";
+    let script = Arc::new(Script {
+        arn: instance.clone(),
+        desired: watch::channel(PollResponse::default()).0,
+        reports: Mutex::new(vec![]),
+    });
+    // A (subnet 1) admits only B (subnet 2); B, C (subnet 3, the other VPC) and D (subnet
+    // 2) admit all of 10.213.0.0/16.
+    script.set(|d_| {
+        d_.epoch = 1;
+        d_.tasks = vec![
+            task(&a, 0, 10, "sg-a", &vpc1),
+            task(&b, 1, 10, "sg-open", &vpc1),
+            task(&c, 2, 10, "sg-open", &vpc2),
+            task(&d, 1, 11, "sg-open", &vpc1),
+        ];
+        d_.security_groups = vec![
+            sg("sg-a", vec![rule(IpProtocol::Tcp, Some(8080), &format!("{}/32", ip(1, 10)))]),
+            sg("sg-open", vec![rule(IpProtocol::Tcp, Some(8080), anywhere)]),
+        ];
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = AgentConfig {
+        server: "http://unused.invalid".into(),
+        cluster: "vpcs".into(),
+        data_dir: dir.path().to_path_buf(),
+        region: "us-east-1".into(),
+        instance_type: "t3.micro".into(),
+        availability_zone: "us-east-1a".into(),
+        attributes: vec![],
+        cpu: None,
+        memory_mib: None,
+        credentials: None,
+        metadata_listen: Some("172.17.0.1:0".parse().unwrap()),
+        host_access: Default::default(),
+    };
+    let rt: Arc<dyn Runtime> = Arc::new(DockerRuntime::connect().unwrap());
+    let agent = Agent::register_with(config, rt.clone(), script.clone()).await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let agent_task = tokio::spawn(agent.run(async move {
+        let _ = stop_rx.await;
+    }));
+    for t in [&a, &b, &c, &d] {
+        script.wait_status(t, "RUNNING").await;
+    }
+    // `from` fetches `to`:8080 (the host asks `from`, which its group must admit: not A's).
+    let fetch = |from: Ipv4Addr, to: Ipv4Addr| {
+        get(
+            SocketAddr::from((from, 8080)),
+            &format!("/fetch?url=http://{to}:8080/&timeout_ms=700"),
+            Duration::from_secs(5),
+        )
+        .unwrap_or_default()
+        .contains("200\nHello")
+    };
+    let (ia, ib, ic, id) = (ip(0, 10), ip(1, 10), ip(2, 10), ip(1, 11));
+    assert!(fetch(ib, ia), "B reaches A across subnets, seen with its own address");
+    assert!(!fetch(id, ia), "D, in B's subnet, is not in A's group: dropped");
+    assert!(!fetch(ib, ic), "B cannot reach C in another VPC, though C admits it");
+    assert!(!fetch(ic, ib), "nor C B");
+    // The host's chain links exactly the bridges of the first VPC.
+    let labels = [(berth_agent::spec::LABEL_INSTANCE.to_string(), instance.clone())];
+    let nets = rt.list_networks(&labels).await.unwrap();
+    let device = |cidr: &str| {
+        let n = nets.iter().find(|n| n.subnets.iter().any(|s| s == cidr)).expect("a bridge");
+        format!("br-{}", &n.id[..12])
+    };
+    let (d1, d2, d3) = (device(&cidrs[0]), device(&cidrs[1]), device(&cidrs[2]));
+    let rules = chain_rules("filter", "BERTH-VPC");
+    assert!(rules.contains(&format!("-A BERTH-VPC -i {d1} -o {d2} -j ACCEPT")), "{rules}");
+    assert!(rules.contains(&format!("-A BERTH-VPC -i {d2} -o {d1} -j ACCEPT")), "{rules}");
+    assert!(!rules.contains(&d3), "{rules}");
+    let nat = chain_rules("nat", "POSTROUTING");
+    // Above Docker's masquerading of our subnets (other networks made since may be above it:
+    // their rules match only their own sources).
+    let at = |needle: &str| nat.lines().position(|l| l.contains(needle));
+    let jump = at("-A POSTROUTING -j BERTH-VPC-NAT").expect("the jump");
+    for cidr in &cidrs[..2] {
+        assert!(at(&format!("-s {cidr} ")).is_some_and(|m| jump < m), "{nat}");
+    }
+
+    // Stopped: the bridges go after their linger, and their links with them.
+    script.set(|d_| {
+        for t in &mut d_.tasks {
+            t.desired_status = DesiredTaskStatus::Stopped;
+        }
+    });
+    for t in [&a, &b, &c, &d] {
+        script.wait_status(t, "STOPPED").await;
+    }
+    let t0 = Instant::now();
+    loop {
+        let rules = chain_rules("filter", "BERTH-VPC");
+        let left = rt.list_networks(&labels).await.unwrap().len();
+        if left == 0 && !rules.contains(&d1) && !rules.contains(&d2) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{left} bridges left; {rules}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), agent_task).await;

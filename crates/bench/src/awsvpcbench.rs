@@ -9,8 +9,9 @@
 //! The agent runs in-process against a scripted control plane (the server's awsvpc placement
 //! is measured by `berth-taskbench` once the server sends `TaskNetwork`s): a sample starts
 //! when a poll answer carrying the new task is released and ends when the agent reports the
-//! task RUNNING; then the task is stopped and its containers (and, for awsvpc, pause
-//! container and subnet bridge) are gone before the next sample. The raw sample is create + start +
+//! task RUNNING; then the task is stopped and its containers (and, for awsvpc, its pause
+//! container) are gone before the next sample; the subnet's bridge stays between samples as
+//! the agent keeps it (`BRIDGE_LINGER`), like the raw side's network. The raw sample is create + start +
 //! inspect-until-running of one container on a user-defined bridge with a fixed address.
 //! Samples interleave (awsvpc-cold i, awsvpc i, bridge i, raw i). Everything carries this
 //! run's instance labels or `berth.bench=<run>` and is removed at the end.
@@ -25,9 +26,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use berth_agent::client::ClientError;
 use berth_agent::control::ControlPlane;
-use berth_agent::task::network::{
-    DEFAULT_POOL_SIZE, LABEL_POOL, bridge_name, pause_name, pool_name_prefix,
-};
+use berth_agent::task::network::{DEFAULT_POOL_SIZE, LABEL_POOL, pause_name, pool_name_prefix};
 use berth_agent::{Agent, AgentConfig};
 use berth_agent_protocol::{DesiredTask, PollRequest, PollResponse, TaskReport};
 use berth_model::lifecycle::{DesiredTaskStatus, TaskStatus};
@@ -316,6 +315,7 @@ async fn main() -> anyhow::Result<()> {
                         network: awsvpc.then(|| TaskNetwork {
                             eni_id: format!("eni-{i:017x}"),
                             subnet_id: format!("subnet-bench{run}"),
+                            vpc_id: "vpc-bench".into(),
                             subnet_cidr: cidr.clone(),
                             gateway: Ipv4Addr::from(u32::from(base) + 1),
                             private_ip: ip,
@@ -330,31 +330,19 @@ async fn main() -> anyhow::Result<()> {
                     script.set(|d| d.tasks.push(task));
                     let running = script.wait(&arn, "RUNNING").await?;
                     let took = running - t0;
-                    // The subnet bridge's device: the engine unlists a network before it has
-                    // torn its bridge down, and the next sample must not wait on that.
-                    let bridge = bridge_name(&format!("subnet-bench{run}"));
-                    let device = rt
-                        .list_networks(&[])
-                        .await?
-                        .into_iter()
-                        .find(|n| n.name == bridge)
-                        .map(|n| format!("/sys/class/net/br-{}", &n.id[..12.min(n.id.len())]));
                     script.set(|d| {
                         for t in &mut d.tasks {
                             t.desired_status = DesiredTaskStatus::Stopped;
                         }
                     });
                     script.wait(&arn, "STOPPED").await?;
-                    // Gone: its containers (and pause container, warm ones by name) removed,
-                    // and the subnet's bridge, which every awsvpc sample makes again.
+                    // Gone: its containers (and pause container, warm ones by name) removed.
                     let labels = [("com.amazonaws.ecs.task-arn".to_string(), arn.clone())];
                     let task_id = arn.rsplit('/').next().unwrap_or_default();
                     let pause = pause_name(Some("awsvpcbench"), task_id);
                     loop {
                         let gone = rt.list(&labels).await?.is_empty()
-                            && rt.inspect(&pause).await?.is_none()
-                            && !rt.list_networks(&[]).await?.iter().any(|n| n.name == bridge)
-                            && !device.as_ref().is_some_and(|d| std::path::Path::new(d).exists());
+                            && rt.inspect(&pause).await?.is_none();
                         if gone {
                             break;
                         }

@@ -246,9 +246,9 @@ fn application_auto_scaling_scales_ecs_services() {
         "--resource-id", "service/default/idle", "--scalable-dimension", DIM,
         "--policy-name", "alb", "--policy-type", "TargetTrackingScaling",
         "--target-tracking-scaling-policy-configuration",
-        r#"{"TargetValue": 100, "PredefinedMetricSpecification": {"PredefinedMetricType": "ALBRequestCountPerTarget", "ResourceLabel": "app/lb/1/targetgroup/tg/2"}}"#,
+        r#"{"TargetValue": 100, "PredefinedMetricSpecification": {"PredefinedMetricType": "ALBRequestCountPerTarget", "ResourceLabel": "app/lb/1/tg/2"}}"#,
     ]);
-    assert!(e.err("ValidationException").contains("ALBRequestCountPerTarget is not available"));
+    assert!(e.err("ValidationException").contains("ResourceLabel app/lb/1/tg/2 is not valid"));
     let e = s.aws(&[
         "application-autoscaling",
         "put-scheduled-action",

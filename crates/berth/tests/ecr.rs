@@ -4,6 +4,7 @@
 //! push and PutImage alike), a task runs from the pushed image (by its repositoryUri and in
 //! ECR's own `ACCOUNT.dkr.ecr.REGION.amazonaws.com` form) and a missing tag stops a task
 //! with `CannotPullContainerError`, then a delete and a garbage collection reclaim the space.
+//! A second test checks the per-repository authorization of registry requests.
 //!
 //! Docker's login is kept in a temporary `DOCKER_CONFIG`; every image tagged here is removed
 //! (`docker rmi`) and every container by the `berth up` cleanup.
@@ -390,6 +391,23 @@ fn push_pull_run_and_collect() {
     assert!(after + 512 * 1024 < before, "{before} -> {after} bytes");
     assert_eq!(after, 0, "no image is left, so no blob is");
     ok(&["ecr", "delete-repository", "--repository-name", "e2e/app"]);
+}
+
+/// Per-repository authorization of registry requests (boto3, and plain HTTP with the tokens
+/// GetAuthorizationToken issues): a user allowed pull on one repository only, a repository
+/// policy granting another user pull, explicit denies winning, a role session's token
+/// (`py/test_ecr_auth.py`). A plain `berth server`: no agent, no Docker.
+#[test]
+fn registry_requests_are_authorized_per_repository() {
+    let s = ServerProc::start(bin()).expect("berth server");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/test_ecr_auth.py");
+    let out = s.python(&script, &[]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// skopeo's path; `None` (skip) outside CI when it is missing. `.ci/run` installs Debian's

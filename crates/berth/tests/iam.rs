@@ -3,7 +3,8 @@
 //! managed and inline policies, access keys; a user limited to one cluster; an explicit deny
 //! over an attached allow; group policies; an inactive key refused; AssumeRole into a role
 //! whose policy then governs, an untrusted principal refused; iam:PassRole; IAM's error codes
-//! and paging. One server for the whole file.
+//! and paging; Berth's host-access actions (`py/test_host_permissions.py`). One server for the
+//! whole file.
 
 use std::path::Path;
 use std::process::Command;
@@ -282,6 +283,17 @@ fn iam_users_roles_and_authorization_with_the_aws_cli() {
     assert!(
         out.status.success(),
         "test_iam.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // --- Host safety: Berth's own IAM actions for privileged / host-reaching task
+    // definitions (py/test_host_permissions.py).
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/test_host_permissions.py");
+    let out = s.python(Path::new(script), &[]);
+    assert!(
+        out.status.success(),
+        "test_host_permissions.py failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

@@ -94,6 +94,11 @@ pub struct Config {
     pub settings: ServiceSettings,
     /// DeleteService was called: scale to zero, then the service becomes INACTIVE.
     pub deleting: bool,
+    /// A traffic-shifting deployment (`crate::traffic_shift`) has not reached `CLEAN_UP`:
+    /// the PRIMARY (green) starts its full count beside the old deployments' tasks (the
+    /// maximum is at least `D` plus their tasks), and the old (blue) tasks that run are not
+    /// stopped for the deployment; lost, draining-instance and unhealthy ones still are.
+    pub hold_old: bool,
 }
 
 /// Health as the task reports it.
@@ -283,7 +288,7 @@ impl<'a> Pass<'a> {
             cfg.settings.desired_count.max(0)
         };
         let min_healthy = minimum_healthy(desired, cfg.settings.minimum_healthy_percent);
-        let max_tasks = maximum_tasks(desired, cfg.settings.maximum_percent).max(desired);
+        let mut max_tasks = maximum_tasks(desired, cfg.settings.maximum_percent).max(desired);
         let occupying: Vec<&TaskView> = input
             .tasks
             .iter()
@@ -294,6 +299,10 @@ impl<'a> Pass<'a> {
                     || instances.get(t.instance_id.as_str()).is_some_and(|i| !i.lost)
             })
             .collect();
+        if cfg.hold_old {
+            let old = occupying.iter().filter(|t| t.deployment != input.deployments[0].id).count();
+            max_tasks = max_tasks.max(desired + old as i32);
+        }
         Pass {
             input,
             instances,

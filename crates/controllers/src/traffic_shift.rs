@@ -1,9 +1,11 @@
 //! Traffic-shifting deployments (ECS's `deploymentConfiguration.strategy` `BLUE_GREEN`,
 //! `LINEAR`, `CANARY`): which lifecycle stage a deployment is in and what weights the
 //! production listener rule's forward action gives the blue (old) and green (new) target
-//! groups. Pure: the clock and every observation come in through [`Progress`]; the server
-//! (not wired yet: the API still refuses these strategies) applies the weights to the rule
-//! and records the stage for DescribeServiceDeployments.
+//! groups. Pure: the clock and every observation come in through [`Progress`] (or, for a
+//! whole pass, [`plan`]'s [`Observed`] and [`Recorded`]); the server
+//! (`server/src/ecs/services/controller/traffic.rs`) applies the weights to the production
+//! and test listener rules, holds the blue tasks until `CLEAN_UP`, and records the stage for
+//! DescribeServiceDeployments.
 //!
 //! Stages, in ECS's order (`ServiceDeploymentLifecycleStage`): `SCALE_UP` (green tasks start
 //! behind the alternate target group) until green is healthy at full size; then
@@ -19,6 +21,9 @@
 //! that stage until ContinueServiceDeployment. A rollback at any stage puts 100% back on blue.
 //! Weights are integers 0-100 that always sum to 100 (ELB's weights are 0-999 per group; the
 //! rule gets these as they are).
+
+use berth_model::service_shift::ShiftSettings;
+use berth_wire::ecs::DeploymentStrategy;
 
 /// A traffic-shifting strategy and its timings, in seconds.
 #[derive(Clone, Debug, PartialEq)]
@@ -190,6 +195,84 @@ pub fn shift_duration(strategy: &Strategy) -> f64 {
     }
 }
 
+impl Strategy {
+    /// The strategy `s` describes, with each minute `minute_secs` seconds long (60, or
+    /// Berth's test knob); also returns `bakeTimeInMinutes` in seconds.
+    pub fn from_settings(s: &ShiftSettings, minute_secs: f64) -> (Strategy, f64) {
+        let secs = |m: i32| f64::from(m.max(0)) * minute_secs;
+        let strategy = match s.strategy {
+            DeploymentStrategy::Linear => Strategy::Linear {
+                step_percent: f64::from(s.step_percent_tenths) / 10.0,
+                step_bake_secs: secs(s.step_bake_minutes),
+            },
+            DeploymentStrategy::Canary => Strategy::Canary {
+                canary_percent: f64::from(s.canary_percent_tenths) / 10.0,
+                canary_bake_secs: secs(s.canary_bake_minutes),
+            },
+            _ => Strategy::BlueGreen,
+        };
+        (strategy, secs(s.bake_time_minutes))
+    }
+}
+
+/// What one pass sees of a traffic-shifting deployment.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Observed {
+    /// Green (PRIMARY) tasks RUNNING and healthy in every green target group.
+    pub green_healthy: u32,
+    /// The service's desired count.
+    pub desired: u32,
+    /// Tasks of the other deployments not STOPPED yet.
+    pub blue_tasks: u32,
+    pub now: f64,
+}
+
+/// What the deployment recorded in earlier passes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Recorded {
+    pub green_ready_at: Option<f64>,
+    pub production_shift_started: Option<f64>,
+}
+
+/// One pass's plan for a traffic-shifting deployment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub shift: Shift,
+    /// What to record for the next pass.
+    pub recorded: Recorded,
+    /// Keep the blue tasks (the stage is before `CLEAN_UP`).
+    pub hold_blue: bool,
+}
+
+/// The pass's plan: green is ready once it first runs its full count healthy (latched: a
+/// green task replaced later does not take traffic back); production starts shifting in the
+/// pass that finds green ready (so the weights of the first step apply at once); blue is
+/// held until `CLEAN_UP`.
+pub fn plan(strategy: &Strategy, bake_secs: f64, rec: Recorded, obs: Observed) -> Plan {
+    let mut recorded = rec;
+    if recorded.green_ready_at.is_none() && obs.green_healthy >= obs.desired {
+        recorded.green_ready_at = Some(obs.now);
+    }
+    let progress = |r: &Recorded| Progress {
+        green_ready: r.green_ready_at.is_some(),
+        production_shift_started: r.production_shift_started,
+        blue_gone: obs.blue_tasks == 0,
+        paused_at: Vec::new(),
+        rolling_back: false,
+        now: obs.now,
+    };
+    let mut shift = decide(strategy, bake_secs, &progress(&recorded));
+    if shift.stage == Stage::ProductionTrafficShift
+        && !shift.paused
+        && recorded.production_shift_started.is_none()
+    {
+        recorded.production_shift_started = Some(obs.now);
+        shift = decide(strategy, bake_secs, &progress(&recorded));
+    }
+    let hold_blue = shift.stage < Stage::CleanUp;
+    Plan { shift, recorded, hold_blue }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +402,82 @@ mod tests {
         }
         assert_eq!(decide(&canary, bake, &progress(1010.0)).next_change_at, Some(1060.0));
         assert_eq!(decide(&canary, bake, &progress(1100.0)).next_change_at, Some(1180.0));
+    }
+
+    #[test]
+    fn a_pass_plans_from_what_it_sees() {
+        let linear = Strategy::Linear { step_percent: 50.0, step_bake_secs: 10.0 };
+        let obs =
+            |green, blue, now| Observed { green_healthy: green, desired: 2, blue_tasks: blue, now };
+        let rec =
+            |ready, started| Recorded { green_ready_at: ready, production_shift_started: started };
+        // (case, recorded, observed, stage, (blue, green), hold blue, recorded after)
+        let cases = [
+            (
+                "green starting",
+                rec(None, None),
+                obs(1, 2, 100.0),
+                Stage::ScaleUp,
+                (100, 0),
+                true,
+                rec(None, None),
+            ),
+            (
+                "green ready: first step at once",
+                rec(None, None),
+                obs(2, 2, 100.0),
+                Stage::ProductionTrafficShift,
+                (50, 50),
+                true,
+                rec(Some(100.0), Some(100.0)),
+            ),
+            (
+                "a green task replaced later keeps the shift going",
+                rec(Some(100.0), Some(100.0)),
+                obs(1, 2, 110.0),
+                Stage::BakeTime,
+                (0, 100),
+                true,
+                rec(Some(100.0), Some(100.0)),
+            ),
+            (
+                "bake over: clean up",
+                rec(Some(100.0), Some(100.0)),
+                obs(2, 2, 141.0),
+                Stage::CleanUp,
+                (0, 100),
+                false,
+                rec(Some(100.0), Some(100.0)),
+            ),
+            (
+                "blue gone",
+                rec(Some(100.0), Some(100.0)),
+                obs(2, 0, 200.0),
+                Stage::Done,
+                (0, 100),
+                false,
+                rec(Some(100.0), Some(100.0)),
+            ),
+        ];
+        for (case, r, o, stage, weights, hold, after) in cases {
+            let p = plan(&linear, 30.0, r, o);
+            assert_eq!(
+                (p.shift.stage, p.shift.production, p.hold_blue, p.recorded),
+                (stage, weights, hold, after),
+                "{case}"
+            );
+        }
+        let bg = ShiftSettings {
+            strategy: DeploymentStrategy::Canary,
+            bake_time_minutes: 2,
+            step_percent_tenths: 100,
+            step_bake_minutes: 6,
+            canary_percent_tenths: 5,
+            canary_bake_minutes: 3,
+        };
+        assert_eq!(
+            Strategy::from_settings(&bg, 1.0),
+            (Strategy::Canary { canary_percent: 0.5, canary_bake_secs: 3.0 }, 2.0)
+        );
     }
 }

@@ -16,9 +16,14 @@
 //!   (`iptables-restore` commits the table in one transaction: there is never a moment with
 //!   everything open or everything closed); applying the same ruleset again is harmless;
 //! * a failure names the namespace and carries the tool's message ([`FirewallError`]).
+//!
+//! One exception to "inside the namespace": [`host`], the host's rules that let the subnet
+//! bridges of one VPC reach each other (Berth's own two chains, see there), applied with
+//! [`Firewall::apply_vpc_links`].
 #![forbid(unsafe_code)]
 
 pub mod compile;
+pub mod host;
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -28,6 +33,7 @@ use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 
 pub use compile::{Options, Ruleset, compile};
+pub use host::{Bridge, VpcLinks, vpc_links};
 
 /// Why a ruleset could not be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +55,13 @@ pub trait Firewall: Send + Sync + 'static {
     /// Replaces the `filter` table of the network namespace of process `pid` with `ruleset`,
     /// atomically.
     async fn apply(&self, pid: u32, ruleset: &Ruleset) -> Result<(), FirewallError>;
+
+    /// Replaces the host's VPC links ([`host`]) with `links`. The default does nothing (a
+    /// firewall without host rules).
+    async fn apply_vpc_links(&self, links: &VpcLinks) -> Result<(), FirewallError> {
+        let _ = links;
+        Ok(())
+    }
 }
 
 /// How long one `iptables-restore` may take.
@@ -60,11 +73,16 @@ const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Iptables {
     nsenter: String,
     restore: String,
+    iptables: String,
 }
 
 impl Default for Iptables {
     fn default() -> Self {
-        Self { nsenter: "nsenter".into(), restore: "iptables-restore".into() }
+        Self {
+            nsenter: "nsenter".into(),
+            restore: "iptables-restore".into(),
+            iptables: "iptables".into(),
+        }
     }
 }
 
@@ -126,12 +144,83 @@ impl Firewall for Iptables {
         tracing::debug!(pid, rules = ruleset.rules().len(), "firewall applied");
         Ok(())
     }
+
+    async fn apply_vpc_links(&self, links: &VpcLinks) -> Result<(), FirewallError> {
+        // The host's own namespace: pid 0 in errors.
+        run(&self.restore, &["--noflush", "--wait"], Some(links.text())).await?;
+        // filter: one jump from DOCKER-USER (FORWARD when Docker manages no iptables).
+        let jump = ["-j", host::FILTER_CHAIN];
+        let has = |chain: &'static str| {
+            let args: Vec<&str> = ["-w", "-C", chain].iter().chain(&jump).copied().collect();
+            async move { run(&self.iptables, &args, None).await.is_ok() }
+        };
+        if !has("DOCKER-USER").await && !has("FORWARD").await {
+            let insert = |chain: &'static str| {
+                let args: Vec<&str> =
+                    ["-w", "-I", chain, "1"].iter().chain(&jump).copied().collect();
+                async move { run(&self.iptables, &args, None).await }
+            };
+            if insert("DOCKER-USER").await.is_err() {
+                insert("FORWARD").await?;
+            }
+        }
+        // nat: the first rule of POSTROUTING, above Docker's MASQUERADE rules.
+        let listed = run(&self.iptables, &["-w", "-t", "nat", "-S", "POSTROUTING"], None).await?;
+        let ours = format!("-A POSTROUTING -j {}", host::NAT_CHAIN);
+        if listed.lines().find(|l| l.starts_with("-A ")) != Some(ours.as_str()) {
+            let del = ["-w", "-t", "nat", "-D", "POSTROUTING", "-j", host::NAT_CHAIN];
+            for _ in 0..listed.lines().filter(|l| *l == ours).count() {
+                run(&self.iptables, &del, None).await?;
+            }
+            let ins = ["-w", "-t", "nat", "-I", "POSTROUTING", "1", "-j", host::NAT_CHAIN];
+            run(&self.iptables, &ins, None).await?;
+        }
+        tracing::debug!(rules = links.filter.len(), "VPC links applied");
+        Ok(())
+    }
+}
+
+/// Runs `tool args` in the host's namespace with `input` on stdin; its stdout, or the error
+/// (pid 0: the host).
+async fn run(tool: &str, args: &[&str], input: Option<String>) -> Result<String, FirewallError> {
+    let spawn_err = |message: String| FirewallError::Spawn { tool: tool.into(), pid: 0, message };
+    let mut child = tokio::process::Command::new(tool)
+        .args(args)
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| spawn_err(e.to_string()))?;
+    let stdin = child.stdin.take();
+    let go = async move {
+        if let (Some(mut stdin), Some(text)) = (stdin, input) {
+            stdin.write_all(text.as_bytes()).await?;
+        }
+        child.wait_with_output().await
+    };
+    let out = match tokio::time::timeout(APPLY_TIMEOUT, go).await {
+        Err(_) => {
+            return Err(FirewallError::Timeout { tool: tool.into(), pid: 0, after: APPLY_TIMEOUT });
+        }
+        Ok(Err(e)) => return Err(spawn_err(e.to_string())),
+        Ok(Ok(out)) => out,
+    };
+    if !out.status.success() {
+        return Err(FirewallError::Failed {
+            tool: format!("{tool} {}", args.join(" ")),
+            pid: 0,
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A [`Firewall`] that records what it was asked to apply (for unit tests of the agent).
 #[derive(Clone, Default)]
 pub struct RecordingFirewall {
     applied: Arc<Mutex<Vec<(u32, Ruleset)>>>,
+    links: Arc<Mutex<Vec<VpcLinks>>>,
     fail: Arc<Mutex<Option<FirewallError>>>,
 }
 
@@ -143,6 +232,11 @@ impl RecordingFirewall {
     /// Every `(pid, ruleset)` applied, in order.
     pub fn applied(&self) -> Vec<(u32, Ruleset)> {
         self.applied.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Every [`VpcLinks`] applied, in order.
+    pub fn vpc_links(&self) -> Vec<VpcLinks> {
+        self.links.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The next apply fails with `e` (and records nothing).
@@ -158,6 +252,11 @@ impl Firewall for RecordingFirewall {
             return Err(e);
         }
         self.applied.lock().unwrap_or_else(|e| e.into_inner()).push((pid, ruleset.clone()));
+        Ok(())
+    }
+
+    async fn apply_vpc_links(&self, links: &VpcLinks) -> Result<(), FirewallError> {
+        self.links.lock().unwrap_or_else(|e| e.into_inner()).push(links.clone());
         Ok(())
     }
 }

@@ -144,6 +144,7 @@ pub struct RequestContext {
     resource: String,
     resource_arn: Option<[usize; 6]>,
     keys: Keys,
+    explicit_grants: bool,
 }
 
 impl RequestContext {
@@ -159,6 +160,7 @@ impl RequestContext {
             resource: resource.to_string(),
             resource_arn: arn_starts(resource),
             keys: Keys::default(),
+            explicit_grants: false,
             principal: principal.clone(),
         };
         let principal_arn = match &principal.kind {
@@ -279,6 +281,21 @@ impl RequestContext {
         }
         self.set_multi("aws:TagKeys", keys);
         self
+    }
+
+    /// Marks the action as one a policy must grant by name: an `Allow` statement (identity,
+    /// boundary, session or resource policy alike) applies only through an `Action` pattern
+    /// that starts with the action's service prefix literally (`berth:*`, `berth:Run*`,
+    /// `berth:RunPrivileged`); `*`, `ber*:*` and `NotAction` never grant it. `Deny` statements
+    /// match as usual, so `"Deny" "*"` still denies it. Used for Berth's host-access actions.
+    pub fn with_explicit_grants(mut self) -> Self {
+        self.explicit_grants = true;
+        self
+    }
+
+    /// See [`Self::with_explicit_grants`].
+    pub fn explicit_grants(&self) -> bool {
+        self.explicit_grants
     }
 
     pub fn principal(&self) -> &Principal {

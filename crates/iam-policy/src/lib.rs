@@ -31,6 +31,11 @@
 //!   `${key, 'default'}`, `${*}` `${?}` `${$}`) in `Resource`/`NotResource`
 //!   and string and ARN condition values of `2012-10-17` documents; a
 //!   variable without a value makes its pattern match nothing.
+//! * **Explicit grants**: a request marked
+//!   [`with_explicit_grants`](RequestContext::with_explicit_grants) is allowed
+//!   only by `Allow` statements whose `Action` names its service literally
+//!   (`berth:*`, `berth:RunPrivileged`); `*`, `ber*:*` and `NotAction` do not
+//!   grant it, in any policy type; `Deny` matches as always.
 //! * **Limits**: document size and statement counts are the caller's to
 //!   enforce before parsing; matching is linear-backtracking (no exponential
 //!   blow-up on `*a*a*a*` patterns).

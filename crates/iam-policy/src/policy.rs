@@ -197,7 +197,14 @@ impl Statement {
     /// matched (`Direct` when it names no principal).
     pub(crate) fn applies(&self, ctx: &RequestContext) -> Option<PrincipalMatch> {
         let action = ctx.action_lc();
-        if self.actions.iter().any(|p| glob(p, action)) == self.not_action {
+        let matched = if self.effect == Effect::Allow && ctx.explicit_grants() {
+            // Only a pattern naming the action's service literally grants it.
+            !self.not_action
+                && self.actions.iter().any(|p| names_service(p, action) && glob(p, action))
+        } else {
+            self.actions.iter().any(|p| glob(p, action)) != self.not_action
+        };
+        if !matched {
             return None;
         }
         if let Some((not, pats)) = &self.resources
@@ -217,6 +224,13 @@ impl Statement {
         };
         self.conditions.iter().all(|c| c.evaluate(ctx)).then_some(how)
     }
+}
+
+/// Whether an (lowercased) action pattern starts with the literal service prefix of
+/// `action` (`berth:` for `berth:runprivileged`): `berth:*` does, `*` and `ber*:*` do not.
+fn names_service(pattern: &[Tok], action: &str) -> bool {
+    let Some(colon) = action.find(':') else { return false };
+    matches!(pattern.first(), Some(Tok::Lit(l)) if l.starts_with(&action[..=colon]))
 }
 
 /// A parsed, compiled policy document. Cheap to evaluate, immutable, `Send + Sync`.

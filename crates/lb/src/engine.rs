@@ -59,6 +59,20 @@ pub struct Applied {
     pub bind_errors: Vec<(String, String)>,
 }
 
+/// A target group's request count and the targets it spreads them over
+/// ([`Lb::request_counts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRequests {
+    pub target_group_arn: String,
+    /// HTTP requests routed to the group since the data plane made it (only grows; a group
+    /// that leaves the snapshot and comes back starts again from 0).
+    pub requests: u64,
+    /// Targets `healthy` now (ELB's `RequestCountPerTarget` divides by these).
+    pub healthy: usize,
+    /// Registered targets (not draining).
+    pub registered: usize,
+}
+
 /// A splitmix64 stream: lock-free, seeded, deterministic for a single caller.
 pub(crate) struct Rng(AtomicU64);
 
@@ -233,6 +247,29 @@ impl Lb {
     pub fn group_health(&self, target_group_arn: &str) -> Option<Vec<TargetHealthReport>> {
         let st = lock(&self.state);
         st.groups.get(target_group_arn).map(|g| g.health(st.in_use.contains(target_group_arn)))
+    }
+
+    /// Every target group's request counter and target counts, by ARN order.
+    pub fn request_counts(&self) -> Vec<GroupRequests> {
+        let st = lock(&self.state);
+        let mut out: Vec<GroupRequests> = st
+            .groups
+            .values()
+            .map(|g| {
+                let health = g.health(st.in_use.contains(&g.arn));
+                GroupRequests {
+                    target_group_arn: g.arn.clone(),
+                    requests: g.requests(),
+                    healthy: health
+                        .iter()
+                        .filter(|h| h.state == crate::health::HealthState::Healthy)
+                        .count(),
+                    registered: g.registered(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.target_group_arn.cmp(&b.target_group_arn));
+        out
     }
 
     /// The version of the snapshot last applied.

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -108,6 +108,8 @@ pub struct GroupRt {
     pick_lock: Mutex<()>,
     prober: Arc<dyn Prober>,
     me: Weak<GroupRt>,
+    /// HTTP requests routed to the group since it was made (ELB's `RequestCount`).
+    requests: AtomicU64,
 }
 
 impl Drop for GroupRt {
@@ -128,6 +130,7 @@ impl GroupRt {
             pick_lock: Mutex::new(()),
             prober,
             me: me.clone(),
+            requests: AtomicU64::new(0),
         });
         g.reconcile(tg);
         g
@@ -336,6 +339,16 @@ impl GroupRt {
                 Some(t.clone())
             }
         }
+    }
+
+    /// One more HTTP request was routed to the group.
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// HTTP requests routed to the group so far (a counter that only grows).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     /// Registered targets (for tests and the TCP listener's retry bound).

@@ -13,6 +13,10 @@
 //!   reason codes, what DescribeTargetHealth answers (and what ECS uses to count a service's
 //!   task healthy).
 //! * [`Lb::listener_addr`] gives the bound address of a listener (for `DNSName` and tests).
+//! * [`Lb::request_counts`] gives each target group's HTTP request counter (requests a forward
+//!   routed to it, answered or not) with its healthy and registered target counts: what the
+//!   control plane publishes as CloudWatch's `AWS/ApplicationELB` `RequestCount` and
+//!   `RequestCountPerTarget`.
 //!
 //! Module map: [`config`] (the snapshot model and its validation), [`routing`] (pure rule
 //! matching and redirects), [`health`] (the health state machine and the prober), `group`
@@ -39,5 +43,5 @@ mod table;
 mod tcp;
 
 pub use config::{ConfigError, Snapshot};
-pub use engine::{Applied, Lb, LbOptions};
+pub use engine::{Applied, GroupRequests, Lb, LbOptions};
 pub use health::{HealthState, Probe, Prober, Reason, TargetHealthReport};

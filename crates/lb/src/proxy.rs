@@ -272,6 +272,7 @@ async fn forward(
         .map(|(g, _)| g)
         .or_else(|| weighted(groups, total, shared.rng.next()));
     let Some(group) = group.cloned() else { return elb_error(StatusCode::SERVICE_UNAVAILABLE) };
+    group.count_request();
     let cfg = group.config();
     let sticky =
         cfg.attributes.stickiness_enabled.then_some(cfg.attributes.stickiness_duration_seconds);

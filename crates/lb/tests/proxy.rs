@@ -389,6 +389,13 @@ async fn weighted_forward_between_groups() {
     }
     let share = a.requests.load(Ordering::SeqCst) as f64 / n as f64;
     assert!((share - 0.8).abs() < 0.04, "tg-a share {share}");
+    // Each group counts the requests routed to it (CloudWatch's RequestCount).
+    let counts = lb.request_counts();
+    let count = |arn: &str| counts.iter().find(|c| c.target_group_arn == arn).unwrap().clone();
+    assert_eq!(count("tg-a").requests, a.requests.load(Ordering::SeqCst) as u64);
+    assert_eq!(count("tg-b").requests, b.requests.load(Ordering::SeqCst) as u64);
+    assert_eq!(count("tg-a").requests + count("tg-b").requests, n as u64);
+    assert_eq!((count("tg-a").registered, count("tg-b").registered), (1, 1));
     lb.shutdown();
 }
 

@@ -545,9 +545,10 @@ impl LogStore {
     }
 
     /// The `awslogs` log driver's path: makes sure the group (when `create_group`) and the
-    /// stream exist, stores the events CloudWatch would accept (others are dropped: the
+    /// stream (when `create_stream`) exist, stores the events CloudWatch would accept (others are dropped: the
     /// driver has no one to tell) and `cursor` with them in one transaction, and answers the
-    /// stream's cursor. A missing group without `create_group` is [`LogStoreError::NotFound`].
+    /// stream's cursor. A missing group without `create_group`, or stream without
+    /// `create_stream`, is [`LogStoreError::NotFound`] (nothing is stored).
     #[allow(clippy::too_many_arguments)]
     pub fn ship(
         &self,
@@ -555,6 +556,7 @@ impl LogStore {
         group: &str,
         stream: &str,
         create_group: bool,
+        create_stream: bool,
         events: &[(i64, &str)],
         cursor: Option<&str>,
         now_ms: i64,
@@ -568,10 +570,12 @@ impl LogStore {
             )?;
         }
         let (gid, retention) = Self::group_id(&tx, region, group)?;
-        tx.execute(
-            "INSERT OR IGNORE INTO streams (group_id, name, created_ms) VALUES (?1, ?2, ?3)",
-            params![gid, stream, now_ms],
-        )?;
+        if create_stream {
+            tx.execute(
+                "INSERT OR IGNORE INTO streams (group_id, name, created_ms) VALUES (?1, ?2, ?3)",
+                params![gid, stream, now_ms],
+            )?;
+        }
         let sid = Self::stream_id(&tx, gid, stream)?;
         if !events.is_empty() {
             let kept: Vec<(i64, &str)> = match ingest::check_batch(events, retention, now_ms) {

@@ -238,16 +238,29 @@ fn the_drivers_shipments_store_events_and_cursor_together() {
     let (_d, s) = store();
     let now = 10 * ingest::DAY_MS;
     assert!(matches!(
-        s.ship(R, "g", "p/c/t", false, &[], None, now),
+        s.ship(R, "g", "p/c/t", false, true, &[], None, now),
         Err(LogStoreError::NotFound(_))
     ));
-    assert_eq!(s.ship(R, "g", "p/c/t", true, &[], None, now).unwrap(), None);
-    let stored =
-        s.ship(R, "g", "p/c/t", false, &[(now, "one"), (now + 1, "two")], Some("c2"), now).unwrap();
+    assert_eq!(s.ship(R, "g", "p/c/t", true, true, &[], None, now).unwrap(), None);
+    let stored = s
+        .ship(R, "g", "p/c/t", false, true, &[(now, "one"), (now + 1, "two")], Some("c2"), now)
+        .unwrap();
     assert_eq!(stored.as_deref(), Some("c2"));
-    assert_eq!(s.ship(R, "g", "p/c/t", false, &[], None, now).unwrap().as_deref(), Some("c2"));
+    assert_eq!(
+        s.ship(R, "g", "p/c/t", false, true, &[], None, now).unwrap().as_deref(),
+        Some("c2")
+    );
     // Too old for CloudWatch: dropped, the cursor still moves on.
-    s.ship(R, "g", "p/c/t", false, &[(now - 15 * ingest::DAY_MS, "old")], Some("c3"), now).unwrap();
+    s.ship(R, "g", "p/c/t", false, true, &[(now - 15 * ingest::DAY_MS, "old")], Some("c3"), now)
+        .unwrap();
     let q = GetQuery { limit: 10, start_from_head: true, ..Default::default() };
     assert_eq!(messages(&s.get_events(R, "g", "p/c/t", &q).unwrap().events), ["one", "two"]);
+    // A stream deleted while its container writes stays deleted: the driver's later
+    // shipments (without create_stream) are refused and store nothing.
+    s.delete_stream(R, "g", "p/c/t").unwrap();
+    assert!(matches!(
+        s.ship(R, "g", "p/c/t", false, false, &[(now + 2, "three")], Some("c4"), now),
+        Err(LogStoreError::NotFound(_))
+    ));
+    assert!(matches!(s.get_events(R, "g", "p/c/t", &q), Err(LogStoreError::NotFound(_))));
 }

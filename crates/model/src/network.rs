@@ -175,6 +175,10 @@ pub struct NetworkInterfaceRecord {
 pub struct TaskNetwork {
     pub eni_id: String,
     pub subnet_id: String,
+    /// The subnet's VPC: the agent lets the bridges of one VPC reach each other (empty from
+    /// an older server: no links).
+    #[serde(default)]
+    pub vpc_id: String,
     /// The subnet's CIDR (`172.31.0.0/20`): the agent's bridge for this subnet uses it.
     pub subnet_cidr: String,
     /// The subnet's gateway ([`gateway`]).

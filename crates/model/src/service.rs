@@ -121,6 +121,18 @@ pub struct DeploymentRecord {
     /// (every `base` and `weight` filled in); empty for a deployment with a launch type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capacity_provider_strategy: Vec<berth_wire::ecs::CapacityProviderStrategyItem>,
+    /// The Service Connect configuration its tasks run with (issue #17), as DescribeServices
+    /// shows it (namespace as its ARN, defaults filled in); `None`: Service Connect is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_connect: Option<berth_wire::ecs::ServiceConnectConfiguration>,
+    /// The Cloud Map services its Service Connect services publish (`discoveryName` and the
+    /// Cloud Map service ARN).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_connect_resources: Vec<berth_wire::ecs::ServiceConnectServiceResource>,
+    /// A service behind load balancers with `advancedConfiguration`: which target groups its
+    /// tasks register in and, for a traffic-shifting deployment, its progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<crate::service_shift::TrafficShiftRecord>,
 }
 
 impl DeploymentRecord {
@@ -151,7 +163,30 @@ impl DeploymentRecord {
             rollback_from: None,
             completed: false,
             capacity_provider_strategy: Vec::new(),
+            service_connect: None,
+            service_connect_resources: Vec::new(),
+            traffic: None,
         }
+    }
+
+    /// The same, with its traffic record (`crate::service_shift::new_record`).
+    pub fn with_traffic(
+        mut self,
+        traffic: Option<crate::service_shift::TrafficShiftRecord>,
+    ) -> Self {
+        self.traffic = traffic;
+        self
+    }
+
+    /// The same, with Service Connect's configuration and resources (issue #17).
+    pub fn with_service_connect(
+        mut self,
+        config: Option<berth_wire::ecs::ServiceConnectConfiguration>,
+        resources: Vec<berth_wire::ecs::ServiceConnectServiceResource>,
+    ) -> Self {
+        self.service_connect = config;
+        self.service_connect_resources = resources;
+        self
     }
 
     /// The same, split by `strategy` (empty: by launch type).
@@ -180,6 +215,9 @@ impl DeploymentRecord {
                 .then(|| self.capacity_provider_strategy.clone()),
             rollout_state: Some(self.rollout_state),
             rollout_state_reason: Some(self.rollout_state_reason.clone()),
+            service_connect_configuration: self.service_connect.clone(),
+            service_connect_resources: (!self.service_connect_resources.is_empty())
+                .then(|| self.service_connect_resources.clone()),
             ..Default::default()
         }
     }
@@ -218,7 +256,8 @@ pub fn roll_back(
                 desired,
                 now,
             )
-            .with_strategy(t.capacity_provider_strategy.clone());
+            .with_strategy(t.capacity_provider_strategy.clone())
+            .with_service_connect(t.service_connect.clone(), t.service_connect_resources.clone());
             (t.id.clone(), back)
         };
     back.rollout_state_reason = reason(&target);

@@ -31,9 +31,9 @@
 //!    launch type with ECS's wording; alone it is checked by the server against the cluster's
 //!    capacity providers (and the service then runs by it).
 //! 6. **loadBalancers**: [`check_load_balancers`]. **serviceRegistries**:
-//!    [`check_service_registries`]. **Members Berth does not implement yet**
-//!    (unsupported): `role`, `serviceConnectConfiguration` that is enabled or
-//!    lists services, non-empty `vpcLatticeConfigurations`, non-empty `volumeConfigurations`,
+//!    [`check_service_registries`]. **serviceConnectConfiguration**:
+//!    [`crate::service_connect::check`]. **Members Berth does not implement yet**
+//!    (unsupported): `role`, non-empty `vpcLatticeConfigurations`, non-empty `volumeConfigurations`,
 //!    `availabilityZoneRebalancing` `ENABLED`,
 //!    `enableExecuteCommand` true. (`role`, `launchType` are CreateService members only.)
 //! 7. **schedulingStrategy** (default `REPLICA`) and **desiredCount**: a `REPLICA` service
@@ -43,9 +43,11 @@
 //! 8. **placementConstraints** at most 10, **placementStrategy** at most 5 (the server parses
 //!    them with the scheduler); no `placementStrategy` for a `DAEMON` service.
 //! 9. **deploymentConfiguration**:
-//!    * unsupported: `strategy` other than `ROLLING`, `alarms` with `enable` true,
-//!      `bakeTimeInMinutes`, non-empty `lifecycleHooks`, `linearConfiguration`,
-//!      `canaryConfiguration`;
+//!    * unsupported: `alarms` with `enable` true;
+//!    * `strategy` `BLUE_GREEN`, `LINEAR`, `CANARY` and their members (`bakeTimeInMinutes`,
+//!      `linearConfiguration`, `canaryConfiguration`, `lifecycleHooks`):
+//!      [`crate::service_shift`], which also needs `loadBalancers` with
+//!      `advancedConfiguration` (checked on create here, on update by the server);
 //!    * `minimumHealthyPercent` 0-100 (default 100 for `REPLICA`, 0 for `DAEMON`);
 //!    * `maximumPercent` (default 200 for `REPLICA`, 100 for `DAEMON`): a `DAEMON` service
 //!      uses exactly 100; a `REPLICA` one 100-2000 (below 100 a deployment could not keep the
@@ -67,8 +69,9 @@
 //! `taskDefinition`, need no check here.
 //!
 //! [`deployment_configuration`] renders settings as DescribeServices shows them: the circuit
-//! breaker (`enable`, `rollback`), `maximumPercent`, `minimumHealthyPercent` and strategy
-//! `ROLLING`; [`ServiceSettings::from_service`] reads them back.
+//! breaker (`enable`, `rollback`), `maximumPercent`, `minimumHealthyPercent` and the strategy
+//! (`ROLLING`, or the traffic-shifting settings); [`ServiceSettings::from_service`] reads
+//! them back.
 
 use berth_wire::ecs::{
     AvailabilityZoneRebalancing, CapacityProviderStrategyItem, CreateServiceRequest,
@@ -136,6 +139,9 @@ pub struct ServiceSettings {
     pub circuit_breaker: bool,
     pub rollback: bool,
     pub health_check_grace_period_seconds: i32,
+    /// `BLUE_GREEN`, `LINEAR` or `CANARY` (see [`crate::service_shift`]); `None`: `ROLLING`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<crate::service_shift::ShiftSettings>,
 }
 
 impl ServiceSettings {
@@ -150,6 +156,7 @@ impl ServiceSettings {
             circuit_breaker: false,
             rollback: false,
             health_check_grace_period_seconds: 0,
+            shift: None,
         }
     }
 
@@ -179,6 +186,7 @@ impl ServiceSettings {
             health_check_grace_period_seconds: service
                 .health_check_grace_period_seconds
                 .unwrap_or(0),
+            shift: dc.and_then(|c| crate::service_shift::apply(c, None).ok().flatten()),
         }
     }
 }
@@ -239,6 +247,11 @@ pub fn validate_create(req: &CreateServiceRequest) -> Result<ServiceSettings, Se
         daemon,
     )?;
     apply_deployment_configuration(req.deployment_configuration.as_ref(), &mut s)?;
+    crate::service_shift::check_service(
+        req.load_balancers.as_deref().unwrap_or(&[]),
+        s.shift.as_ref(),
+        s.daemon,
+    )?;
     if let Some(g) = req.health_check_grace_period_seconds {
         s.health_check_grace_period_seconds = check_grace_period(g)?;
     }
@@ -290,7 +303,7 @@ pub fn validate_update(
 /// circuit breaker (`enable`, `rollback`), `maximumPercent`, `minimumHealthyPercent`, strategy
 /// `ROLLING`.
 pub fn deployment_configuration(s: &ServiceSettings) -> DeploymentConfiguration {
-    DeploymentConfiguration {
+    let mut dc = DeploymentConfiguration {
         deployment_circuit_breaker: Some(DeploymentCircuitBreaker {
             enable: Some(s.circuit_breaker),
             rollback: Some(s.rollback),
@@ -299,7 +312,11 @@ pub fn deployment_configuration(s: &ServiceSettings) -> DeploymentConfiguration 
         minimum_healthy_percent: Some(s.minimum_healthy_percent),
         strategy: Some(DeploymentStrategy::Rolling),
         ..Default::default()
+    };
+    if let Some(shift) = &s.shift {
+        shift.render(&mut dc);
     }
+    dc
 }
 
 /// A service name: 1-255 letters, numbers, underscores and hyphens.
@@ -509,13 +526,8 @@ fn check_members(m: &Members<'_>) -> Result<(), ServiceRuleError> {
         ));
     }
     check_service_registries(m.service_registries.unwrap_or(&[]))?;
-    if let Some(sc) = m.service_connect
-        && (sc.enabled == Some(true) || non_empty(sc.services.as_deref()))
-    {
-        return Err(unsupported(
-            "serviceConnectConfiguration",
-            "serviceConnectConfiguration is not implemented by Berth yet: Service Connect needs a proxy in every task, which Berth does not run. Use serviceRegistries with a Cloud Map DNS namespace instead (tasks then call each other by DNS name), or omit serviceConnectConfiguration (or set enabled to false without services).",
-        ));
+    if let Some(sc) = m.service_connect {
+        crate::service_connect::check(sc)?;
     }
     if non_empty(m.vpc_lattice) {
         return Err(unsupported(
@@ -600,12 +612,7 @@ pub fn check_load_balancers(lbs: &[LoadBalancer]) -> Result<(), ServiceRuleError
                 ));
             }
         }
-        if lb.advanced_configuration.is_some() {
-            return Err(unsupported(
-                f("advancedConfiguration"),
-                "advancedConfiguration (the alternate target group and listener rules of a blue/green deployment) is not implemented by Berth yet: Berth runs rolling deployments behind load balancers. Omit advancedConfiguration.",
-            ));
-        }
+        crate::service_shift::check_advanced(i, lb, false)?;
     }
     let mut seen = std::collections::BTreeSet::new();
     for lb in lbs {
@@ -683,7 +690,7 @@ fn check_grace_period(g: i32) -> Result<i32, ServiceRuleError> {
     Ok(g)
 }
 
-const DEPLOYMENTS_LATER: &str = "Berth runs rolling (ECS) deployments; blue/green, linear, canary deployments and alarms are not implemented yet";
+const DEPLOYMENTS_LATER: &str = "Berth does not implement deployment alarms yet";
 
 /// Applies `dc` (if any) to `s`, member by member, and checks the merged result.
 fn apply_deployment_configuration(
@@ -692,30 +699,13 @@ fn apply_deployment_configuration(
 ) -> Result<(), ServiceRuleError> {
     let Some(dc) = dc else { return Ok(()) };
     const P: &str = "deploymentConfiguration";
-    if let Some(st) = dc.strategy.filter(|st| *st != DeploymentStrategy::Rolling) {
+    if dc.alarms.as_ref().is_some_and(|a| a.enable == Some(true)) {
         return Err(unsupported(
-            format!("{P}.strategy"),
-            format!("{P}.strategy {st}: {DEPLOYMENTS_LATER}. Omit strategy or use ROLLING."),
+            format!("{P}.alarms"),
+            format!("{P}.alarms: {DEPLOYMENTS_LATER}. Omit alarms or set enable to false."),
         ));
     }
-    let later = |member: &str, what: &str| {
-        unsupported(format!("{P}.{member}"), format!("{P}.{member}: {DEPLOYMENTS_LATER}. {what}"))
-    };
-    if dc.alarms.as_ref().is_some_and(|a| a.enable == Some(true)) {
-        return Err(later("alarms", "Omit alarms or set enable to false."));
-    }
-    if dc.bake_time_in_minutes.is_some() {
-        return Err(later("bakeTimeInMinutes", "Omit bakeTimeInMinutes."));
-    }
-    if non_empty(dc.lifecycle_hooks.as_deref()) {
-        return Err(later("lifecycleHooks", "Omit lifecycleHooks."));
-    }
-    if dc.linear_configuration.is_some() {
-        return Err(later("linearConfiguration", "Omit linearConfiguration."));
-    }
-    if dc.canary_configuration.is_some() {
-        return Err(later("canaryConfiguration", "Omit canaryConfiguration."));
-    }
+    s.shift = crate::service_shift::apply(dc, s.shift.as_ref())?;
 
     if let Some(min) = dc.minimum_healthy_percent {
         if !(0..=100).contains(&min) {
@@ -885,6 +875,7 @@ mod tests {
                 circuit_breaker: false,
                 rollback: false,
                 health_check_grace_period_seconds: 0,
+                shift: None,
             }
         );
         assert_eq!(replica.scheduling_strategy(), SchedulingStrategy::Replica);
@@ -905,6 +896,7 @@ mod tests {
                 circuit_breaker: false,
                 rollback: false,
                 health_check_grace_period_seconds: 0,
+                shift: None,
             }
         );
         assert_eq!(d, ServiceSettings::defaults(true));
@@ -1292,8 +1284,8 @@ mod tests {
                     }]),
                     ..base()
                 },
-                Unsupported,
-                "loadBalancers[0].advancedConfiguration",
+                Invalid,
+                "loadBalancers[0].advancedConfiguration.alternateTargetGroupArn",
             ),
             (
                 "role",
@@ -1323,20 +1315,21 @@ mod tests {
                     ..base()
                 },
                 Unsupported,
-                "serviceConnectConfiguration",
+                "serviceConnectConfiguration.namespace",
             ),
             (
                 "service connect services",
                 CreateServiceRequest {
                     service_connect_configuration: Some(ServiceConnectConfiguration {
-                        enabled: Some(false),
+                        enabled: Some(true),
+                        namespace: Some("shop.local".into()),
                         services: Some(vec![ServiceConnectService::default()]),
                         ..Default::default()
                     }),
                     ..base()
                 },
-                Unsupported,
-                "serviceConnectConfiguration",
+                Invalid,
+                "serviceConnectConfiguration.services[0].portName",
             ),
             (
                 "VPC Lattice",
@@ -1435,7 +1428,7 @@ mod tests {
                     ..base()
                 },
                 Unsupported,
-                "deploymentConfiguration.strategy",
+                "loadBalancers",
             ),
             (
                 "linear",
@@ -1444,7 +1437,7 @@ mod tests {
                     ..base()
                 },
                 Unsupported,
-                "deploymentConfiguration.strategy",
+                "loadBalancers",
             ),
             (
                 "canary",
@@ -1453,7 +1446,7 @@ mod tests {
                     ..base()
                 },
                 Unsupported,
-                "deploymentConfiguration.strategy",
+                "loadBalancers",
             ),
             (
                 "alarms",
@@ -1476,7 +1469,7 @@ mod tests {
                     deployment_configuration: dc(|d| d.bake_time_in_minutes = Some(5)),
                     ..base()
                 },
-                Unsupported,
+                Invalid,
                 "deploymentConfiguration.bakeTimeInMinutes",
             ),
             (
@@ -1487,8 +1480,8 @@ mod tests {
                     }),
                     ..base()
                 },
-                Unsupported,
-                "deploymentConfiguration.lifecycleHooks",
+                Invalid,
+                "deploymentConfiguration.lifecycleHooks[0]",
             ),
             (
                 "linear configuration",
@@ -1498,7 +1491,7 @@ mod tests {
                     }),
                     ..base()
                 },
-                Unsupported,
+                Invalid,
                 "deploymentConfiguration.linearConfiguration",
             ),
             (
@@ -1509,7 +1502,7 @@ mod tests {
                     }),
                     ..base()
                 },
-                Unsupported,
+                Invalid,
                 "deploymentConfiguration.canaryConfiguration",
             ),
             // deploymentConfiguration: values
@@ -1688,7 +1681,7 @@ mod tests {
             deployment_configuration: dc(|d| d.strategy = Some(DeploymentStrategy::BlueGreen)),
             ..base()
         });
-        assert!(bg.contains("BLUE_GREEN") && bg.contains(DEPLOYMENTS_LATER), "{bg}");
+        assert!(bg.contains("BLUE_GREEN") && bg.contains("advancedConfiguration"), "{bg}");
         let managed =
             msg(CreateServiceRequest { launch_type: Some(LaunchType::ManagedInstances), ..base() });
         assert!(managed.contains("launchType MANAGED_INSTANCES"), "{managed}");
@@ -1728,6 +1721,7 @@ mod tests {
             circuit_breaker: true,
             rollback: false,
             health_check_grace_period_seconds: 30,
+            shift: None,
         }
     }
 
@@ -2031,7 +2025,7 @@ mod tests {
                     ..upd()
                 },
                 Unsupported,
-                "serviceConnectConfiguration",
+                "serviceConnectConfiguration.namespace",
             ),
             (
                 "VPC Lattice",
@@ -2065,25 +2059,13 @@ mod tests {
                 "enableExecuteCommand",
             ),
             (
-                "blue/green",
-                current(),
-                UpdateServiceRequest {
-                    deployment_configuration: dc(|d| {
-                        d.strategy = Some(DeploymentStrategy::BlueGreen)
-                    }),
-                    ..upd()
-                },
-                Unsupported,
-                "deploymentConfiguration.strategy",
-            ),
-            (
                 "bake time",
                 current(),
                 UpdateServiceRequest {
                     deployment_configuration: dc(|d| d.bake_time_in_minutes = Some(0)),
                     ..upd()
                 },
-                Unsupported,
+                Invalid,
                 "deploymentConfiguration.bakeTimeInMinutes",
             ),
         ];

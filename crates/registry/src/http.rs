@@ -9,12 +9,11 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::digest::{self, Digest, Reference};
 use crate::manifest::{self, OCI_INDEX};
 use crate::upload;
-use crate::{Access, Denial, MetaError, Registry, RegistryError};
+use crate::{Action, Denial, MetaError, Registry, RegistryError};
 
 pub(crate) fn router(reg: Arc<Registry>) -> Router {
     Router::new().fallback(handle).with_state(reg)
@@ -174,14 +173,39 @@ fn err(code: &'static str, status: u16, message: impl Into<String>) -> Failure {
     Failure::Error(RegistryError::new(code, status, message))
 }
 
+/// The ECR action a request takes (pure): by its route and method. A method a route does not
+/// have needs only a login (it is refused with `UNSUPPORTED` after that).
+pub(crate) fn required_action(route: &Route, method: &Method) -> Action {
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    match route {
+        Route::Base => Action::Login,
+        Route::Manifest { .. } | Route::Referrers { .. } if read => Action::BatchGetImage,
+        Route::Manifest { .. } if method == Method::PUT => Action::PutImage,
+        Route::Manifest { .. } | Route::Blob { .. } if method == Method::DELETE => {
+            Action::BatchDeleteImage
+        }
+        Route::Blob { .. } if method == Method::HEAD => Action::BatchCheckLayerAvailability,
+        Route::Blob { .. } if method == Method::GET => Action::GetDownloadUrlForLayer,
+        Route::Tags { .. } if method == Method::GET => Action::ListImages,
+        Route::UploadStart { .. } if method == Method::POST => Action::InitiateLayerUpload,
+        Route::Upload { .. } if method == Method::PUT => Action::CompleteLayerUpload,
+        Route::Upload { .. } if matches!(*method, Method::GET | Method::PATCH | Method::DELETE) => {
+            Action::UploadLayerPart
+        }
+        _ => Action::Login,
+    }
+}
+
+/// `req` is the request's head: its headers and extensions (a `Request` itself, whose body is
+/// not `Sync`, cannot be held across the decision).
 async fn authorize(
     reg: &Registry,
-    headers: &HeaderMap,
+    req: (&HeaderMap, &http::Extensions),
     repo: Option<&str>,
-    access: Access,
+    action: Action,
 ) -> Result<(), Failure> {
-    let authz = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match reg.auth.authorize(authz, repo, access).await {
+    let authz = req.0.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match reg.auth.authorize(authz, req.1, repo, action).await {
         Ok(()) => Ok(()),
         Err(Denial::Unauthenticated(m)) => Err(Failure::Challenge(m)),
         Err(Denial::Denied(m)) => Err(err("DENIED", 403, m)),
@@ -205,15 +229,12 @@ async fn serve(reg: &Registry, req: Request) -> Result<Response, Failure> {
     let query = req.uri().query().map(str::to_string);
     let Some(route) = parse_route(&path) else {
         // Authenticate first anyway: an anonymous client learns nothing of the paths.
-        authorize(reg, req.headers(), None, Access::Pull).await?;
+        authorize(reg, (req.headers(), req.extensions()), None, Action::Login).await?;
         return Err(err("NOT_FOUND", 404, format!("{path} is not a registry API path")));
     };
-    let access = match method {
-        Method::GET | Method::HEAD => Access::Pull,
-        Method::DELETE => Access::Delete,
-        _ => Access::Push,
-    };
-    authorize(reg, req.headers(), route.name(), access).await?;
+    let action = required_action(&route, &method);
+    let repo = if action == Action::Login { None } else { route.name() };
+    authorize(reg, (req.headers(), req.extensions()), repo, action).await?;
     if let Some(name) = route.name() {
         digest::valid_repository(name).map_err(|e| err("NAME_INVALID", 400, e.to_string()))?;
     }
@@ -389,7 +410,7 @@ async fn get_blob(
     if !reg.meta.blob_linked(name, digest).await? {
         return Err(blob_unknown(digest));
     }
-    let Some(mut file) = reg.blobs.open_blob(digest).await? else {
+    let Some(file) = reg.blobs.open_blob(digest).await? else {
         return Err(blob_unknown(digest));
     };
     let size = file
@@ -410,12 +431,7 @@ async fn get_blob(
     let mut r = if head || len == 0 {
         Response::new(Body::empty())
     } else {
-        if start > 0 {
-            file.seek(std::io::SeekFrom::Start(start))
-                .await
-                .map_err(|source| crate::BlobError::Io { path: reg.blobs.path(digest), source })?;
-        }
-        Response::new(Body::from_stream(read_stream(file, len)))
+        Response::new(Body::from_stream(read_stream(file.into_std().await, start, len)))
     };
     if range.is_some() {
         *r.status_mut() = StatusCode::PARTIAL_CONTENT;
@@ -429,29 +445,49 @@ async fn get_blob(
     Ok(r)
 }
 
-/// `len` bytes of `file` from its position, in pieces.
+/// How much one read of a blob takes (and one piece of the response carries): large, so a
+/// download costs few reads, few thread hand-offs and few socket writes.
+pub(crate) const READ_CHUNK: usize = 1 << 20;
+
+/// `len` bytes of `file` from offset `start`: one blocking thread reads `READ_CHUNK`-sized
+/// pieces, each straight into its own buffer (no second copy, nothing zeroed first), and
+/// hands them over a short queue, which bounds what a download holds in memory (a few
+/// pieces) and stops the reads when the client goes away.
 fn read_stream(
-    file: tokio::fs::File,
+    mut file: std::fs::File,
+    start: u64,
     len: u64,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    futures_util::stream::unfold((file, len), |(mut f, left)| async move {
-        if left == 0 {
-            return None;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek};
+        if start > 0
+            && let Err(e) = file.seek(std::io::SeekFrom::Start(start))
+        {
+            let _ = tx.blocking_send(Err(e));
+            return;
         }
-        let want = left.min(256 * 1024) as usize;
-        let mut buf = vec![0u8; want];
-        match f.read(&mut buf).await {
-            Ok(0) => Some((
-                Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "blob file shrank")),
-                (f, 0),
-            )),
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(Bytes::from(buf)), (f, left - n as u64)))
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(READ_CHUNK as u64) as usize;
+            let mut buf = Vec::with_capacity(want);
+            let piece = match (&file).take(want as u64).read_to_end(&mut buf) {
+                Ok(0) => {
+                    Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "blob file shrank"))
+                }
+                Ok(n) => {
+                    left -= n as u64;
+                    Ok(Bytes::from(buf))
+                }
+                Err(e) => Err(e),
+            };
+            let failed = piece.is_err();
+            if tx.blocking_send(piece).is_err() || failed {
+                return;
             }
-            Err(e) => Some((Err(e), (f, 0))),
         }
-    })
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) })
 }
 
 fn upload_accepted(name: &str, id: &str, offset: u64, code: StatusCode) -> Response {
@@ -482,7 +518,14 @@ async fn start_upload(
         let digest = parse_digest(&mount)?;
         if let Some(from) = query_param(query, "from")
             && digest::valid_repository(&from).is_ok()
-            && authorize(reg, req.headers(), Some(&from), Access::Pull).await.is_ok()
+            && authorize(
+                reg,
+                (req.headers(), req.extensions()),
+                Some(&from),
+                Action::GetDownloadUrlForLayer,
+            )
+            .await
+            .is_ok()
             && reg.meta.repository(&from).await?.is_some()
             && reg.meta.blob_linked(&from, &digest).await?
         {

@@ -9,10 +9,14 @@
 //!                        └─> dyn Metadata (repositories, manifests, tags, blob links)
 //!  control plane ──> Registry::push_manifest (ECR PutImage), collect_garbage (gc.rs: pure mark + sweep)
 //! ```
-//! Contract: every request is authorized ([`Authorizer`]) before anything about it is
-//! revealed; a missing or bad credential answers `401` with `WWW-Authenticate: Basic
-//! realm=...`. Errors are OCI error bodies (`{"errors":[{"code","message","detail"}]}`). A
-//! manifest is stored only once every blob it references is in its repository and every
+//! Contract: every request is authorized ([`Authorizer`]) for the ECR action it takes on its
+//! repository ([`Action`], from its route and method: `http.rs`'s `required_action`) before
+//! anything about it is revealed; a missing or bad credential answers `401` with
+//! `WWW-Authenticate: Basic realm=...`, a refused one `403 DENIED` with the authorizer's
+//! message. A cross-repository mount also needs [`Action::GetDownloadUrlForLayer`] on its
+//! source (without it the request becomes an ordinary upload, as the spec says). Blobs are
+//! served in large pieces read by one blocking thread per download, ranges included. Errors
+//! are OCI error bodies (`{"errors":[{"code","message","detail"}]}`). A manifest is stored only once every blob it references is in its repository and every
 //! manifest an index lists is stored. Nothing a client sends can make a handler panic.
 #![forbid(unsafe_code)]
 
@@ -47,6 +51,66 @@ pub enum Access {
     Delete,
 }
 
+/// The ECR permission a registry request needs, as ECR names it for the Docker Registry
+/// API: what IAM policies and repository policies allow or deny.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// `/v2/` itself, or a path or method the API does not have: authentication only.
+    Login,
+    /// Reading a manifest or the referrers of one.
+    BatchGetImage,
+    /// Whether a blob is there (`HEAD`).
+    BatchCheckLayerAvailability,
+    /// Reading a blob (also what a cross-repository mount needs on its source).
+    GetDownloadUrlForLayer,
+    /// Listing tags.
+    ListImages,
+    /// Starting an upload (monolithic or mount included).
+    InitiateLayerUpload,
+    /// Sending a chunk of an upload, asking where it stands, cancelling it.
+    UploadLayerPart,
+    /// Finishing an upload.
+    CompleteLayerUpload,
+    /// Storing a manifest.
+    PutImage,
+    /// Deleting a manifest, a tag or a blob link.
+    BatchDeleteImage,
+}
+
+impl Action {
+    /// The IAM action, `ecr:...`; `None` for [`Action::Login`].
+    pub fn iam_action(self) -> Option<&'static str> {
+        Some(match self {
+            Action::Login => return None,
+            Action::BatchGetImage => "ecr:BatchGetImage",
+            Action::BatchCheckLayerAvailability => "ecr:BatchCheckLayerAvailability",
+            Action::GetDownloadUrlForLayer => "ecr:GetDownloadUrlForLayer",
+            Action::ListImages => "ecr:ListImages",
+            Action::InitiateLayerUpload => "ecr:InitiateLayerUpload",
+            Action::UploadLayerPart => "ecr:UploadLayerPart",
+            Action::CompleteLayerUpload => "ecr:CompleteLayerUpload",
+            Action::PutImage => "ecr:PutImage",
+            Action::BatchDeleteImage => "ecr:BatchDeleteImage",
+        })
+    }
+
+    /// Which kind of access it is.
+    pub fn access(self) -> Access {
+        match self {
+            Action::Login
+            | Action::BatchGetImage
+            | Action::BatchCheckLayerAvailability
+            | Action::GetDownloadUrlForLayer
+            | Action::ListImages => Access::Pull,
+            Action::InitiateLayerUpload
+            | Action::UploadLayerPart
+            | Action::CompleteLayerUpload
+            | Action::PutImage => Access::Push,
+            Action::BatchDeleteImage => Access::Delete,
+        }
+    }
+}
+
 /// Why a request was not authorized.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Denial {
@@ -61,13 +125,15 @@ pub enum Denial {
 pub trait Authorizer: Send + Sync + 'static {
     /// The realm of the `WWW-Authenticate: Basic` challenge.
     fn realm(&self) -> String;
-    /// Whether a request carrying `authorization` (the header, if any) may have `access` to
-    /// `repository` (`None`: the `/v2/` base check).
+    /// Whether a request carrying `authorization` (the header, if any) may take `action` on
+    /// `repository` (`None` with [`Action::Login`]: the `/v2/` base check). `extensions` are
+    /// the request's (what the server put there about the connection, e.g. its peer).
     async fn authorize(
         &self,
         authorization: Option<&str>,
+        extensions: &::http::Extensions,
         repository: Option<&str>,
-        access: Access,
+        action: Action,
     ) -> Result<(), Denial>;
 }
 
@@ -79,7 +145,13 @@ impl Authorizer for AllowAll {
     fn realm(&self) -> String {
         "berth".into()
     }
-    async fn authorize(&self, _: Option<&str>, _: Option<&str>, _: Access) -> Result<(), Denial> {
+    async fn authorize(
+        &self,
+        _: Option<&str>,
+        _: &::http::Extensions,
+        _: Option<&str>,
+        _: Action,
+    ) -> Result<(), Denial> {
         Ok(())
     }
 }
@@ -260,12 +332,41 @@ impl Registry {
         // Links first: a blob no repository lists is never served, so a crash between the two
         // steps leaves a file the next collection removes, never a link to nothing.
         self.meta.forget_blobs(&doomed).await?;
+        // The blob directory may be shared with other servers, whose uploads this process's
+        // lock does not hold off: a blob re-written since the decision is kept, the others
+        // are set aside and come back should a manifest have been stored referencing one
+        // meanwhile (a push through another server); only then are they deleted ([`gc`]).
+        let now = SystemTime::now();
+        let mut aside = vec![];
         for d in &doomed {
+            let path = self.blobs.path(d);
+            match gc::set_aside(&path, now, grace).await {
+                Ok(true) => aside.push(d.clone()),
+                Ok(false) => report.blobs_kept += 1,
+                Err(source) => return Err(BlobError::Io { path, source }.into()),
+            }
+        }
+        let referenced =
+            if aside.is_empty() { referenced } else { self.meta.referenced_blobs().await? };
+        for d in &aside {
+            let path = self.blobs.path(d);
             let size = on_disk.iter().find(|b| &b.digest == d).map_or(0, |b| b.size);
-            if self.blobs.delete(d).await? {
+            let back = referenced.contains(d);
+            gc::settle(&path, back).await.map_err(|source| BlobError::Io { path, source })?;
+            if back {
+                report.blobs_kept += 1;
+            } else {
                 report.blobs_deleted += 1;
                 report.bytes_freed += size;
             }
+        }
+        // Blobs a collection set aside and never settled (it crashed, or the server stopped).
+        let root = self.blobs.path(&Digest::of(b""));
+        if let Some(sha256) = root.parent().and_then(std::path::Path::parent) {
+            let recovered = gc::recover_aside(sha256, &referenced, now)
+                .await
+                .map_err(|source| BlobError::Io { path: sha256.to_path_buf(), source })?;
+            report.blobs_deleted += recovered;
         }
         let (purged, freed) =
             self.blobs.purge_abandoned(gc::UPLOAD_EXPIRY, SystemTime::now()).await?;

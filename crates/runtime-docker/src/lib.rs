@@ -536,6 +536,27 @@ impl Runtime for DockerRuntime {
             })
             .boxed()
     }
+
+    async fn last_log_timestamp(&self, id: &str) -> Result<Option<i64>, RuntimeError> {
+        // `tail=1` without follow: the engine reads the log from its end (cheap at any size).
+        let opts = bollard::query_parameters::LogsOptions {
+            stdout: true,
+            stderr: true,
+            timestamps: true,
+            tail: "1".to_string(),
+            ..Default::default()
+        };
+        let mut frames = self.docker.logs(id, Some(opts));
+        let mut last: Option<i64> = None;
+        while let Some(item) = frames.next().await {
+            let out = item.map_err(|e| self.err("logs", ObjectKind::Container, id, e))?;
+            let stderr = matches!(out, bollard::container::LogOutput::StdErr { .. });
+            for l in convert::log_lines(out.as_ref(), stderr) {
+                last = Some(last.map_or(l.timestamp_ns, |t| t.max(l.timestamp_ns)));
+            }
+        }
+        Ok(last)
+    }
 }
 
 #[cfg(test)]

@@ -199,6 +199,8 @@ struct State {
     next_pid: u32,
     /// Output lines by container key ([`FakeRuntime::push_log`]).
     logs: BTreeMap<String, Vec<crate::LogLine>>,
+    /// Per container key: follows opened before this count stall ([`FakeRuntime::stall_follows`]).
+    follow_stalls: BTreeMap<String, u64>,
 }
 
 /// One live [`Runtime::events`] subscription.
@@ -273,6 +275,7 @@ impl FakeRuntime {
             cgroups: BTreeMap::new(),
             next_pid: 1000,
             logs: BTreeMap::new(),
+            follow_stalls: BTreeMap::new(),
         };
         let (changed, _) = watch::channel(0);
         FakeRuntime { inner: Arc::new(Inner { state: Mutex::new(state), changed }) }
@@ -500,11 +503,8 @@ impl Runtime for FakeRuntime {
                 return Err(not_found(ObjectKind::Container, &from.container));
             }
         }
-        if let NetworkMode::Container(other) = &spec.network_mode
-            && find(&st, other).is_none()
-        {
-            return Err(not_found(ObjectKind::Container, other));
-        }
+        // `container:<other>`: as Docker (20.10, verified), `other` need not exist until this
+        // container starts (checked there).
         net::check_create(&st, spec, &name)?;
         for m in &spec.mounts {
             if let MountSource::Volume(v) = &m.source {
@@ -916,10 +916,14 @@ impl Runtime for FakeRuntime {
         let rt = self.clone();
         let id = id.to_string();
         let changed = self.inner.changed.subscribe();
+        let opened = control::follow_generation(&self.lock(), &id);
         futures_util::stream::unfold(
             (rt, id, since_ns, changed, VecDeque::new()),
-            |(rt, id, mut since, mut changed, mut ready)| async move {
+            move |(rt, id, mut since, mut changed, mut ready)| async move {
                 loop {
+                    if control::follow_generation(&rt.lock(), &id) != opened {
+                        std::future::pending::<()>().await;
+                    }
                     if let Some(line) = ready.pop_front() {
                         return Some((Ok(line), (rt, id, since, changed, ready)));
                     }
@@ -948,6 +952,12 @@ impl Runtime for FakeRuntime {
             },
         )
         .boxed()
+    }
+
+    async fn last_log_timestamp(&self, id: &str) -> Result<Option<i64>, RuntimeError> {
+        let st = self.lock();
+        let key = find(&st, id).ok_or_else(|| not_found(ObjectKind::Container, id))?;
+        Ok(st.logs.get(&key).and_then(|v| v.last()).map(|l| l.timestamp_ns))
     }
 
     fn events(&self, labels: &[(String, String)]) -> EventStream {

@@ -239,6 +239,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// cannot be read (then the caller follows again from its last line). For the agent's
     /// `awslogs` driver, which runs containers with the engine's own local log driver.
     fn follow_logs(&self, id: &str, since_ns: i64) -> LogStream;
+
+    /// The engine's timestamp (Unix nanoseconds) of container `id`'s latest output line,
+    /// read without following (`None`: no output yet). A cheap probe: the agent's `awslogs`
+    /// follower compares it with the last line its follow delivered to notice a follow
+    /// stream that stopped delivering while the container still writes.
+    async fn last_log_timestamp(&self, id: &str) -> Result<Option<i64>, RuntimeError>;
 }
 
 /// What [`Runtime::follow_logs`] yields.

@@ -44,7 +44,7 @@
 //! | load balancer data plane (records -> this server's listeners; reads only) | every server | regions.rs |
 //! | log retention sweep (this server's own `logs.db`) | every server | here |
 //! | audit trail retention sweep (this server's own `trail.db`) | every server | here |
-//! | registry garbage collection and lifecycle policies (this server's blob store) | every server | ecr/ |
+//! | registry garbage collection and lifecycle policies (the blob store, shared by every server with `--registry-blob-dir`) | leader | ecr/ |
 //! | store followers: agent channel wakers, placement and task definition caches, auth cache | every server | their modules |
 //!
 //! A loop added later that writes to the store belongs with the leader's.
@@ -73,6 +73,7 @@ mod secretsmanager;
 mod servicediscovery;
 mod ssm;
 mod sts;
+mod task_role;
 pub mod tls;
 
 /// The paths of Berth's administration API (join tokens), for `berth token`.
@@ -157,6 +158,10 @@ pub struct ServerConfig {
     /// Where the DNS server of Cloud Map's namespaces listens, UDP and TCP on one port
     /// (`berth_dns`); `None`: no DNS listener (the API still works). Port 0 picks a free port.
     pub dns_listen: Option<SocketAddr>,
+    /// Where ECS Service Connect's proxy listens (one port per client alias port): an address
+    /// of this host that task containers reach, such as the Docker bridge gateway; `None`:
+    /// services with Service Connect are refused (issue #17).
+    pub service_connect_address: Option<std::net::IpAddr>,
     /// How long the audit trail keeps events (`--trail-retention-days`; CloudTrail's event
     /// history: 90 days).
     pub trail_retention: std::time::Duration,
@@ -175,6 +180,10 @@ pub struct RegistryConfig {
     pub gc_interval: std::time::Duration,
     /// A blob written this recently is never collected (it may belong to a push in progress).
     pub gc_grace: std::time::Duration,
+    /// Where the blobs and upload sessions live; `None`: `DATA_DIR/registry`. Servers sharing
+    /// one store point this at one shared directory (NFS...) so that any of them serves any
+    /// blob: blobs are written by rename within it, and only the leader collects garbage.
+    pub blob_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RegistryConfig {
@@ -184,6 +193,7 @@ impl Default for RegistryConfig {
             address: None,
             gc_interval: std::time::Duration::from_secs(3600),
             gc_grace: std::time::Duration::from_secs(3600),
+            blob_dir: None,
         }
     }
 }
@@ -217,6 +227,7 @@ impl ServerConfig {
             lb_bind_address: std::net::Ipv4Addr::LOCALHOST.into(),
             registry: RegistryConfig::default(),
             dns_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            service_connect_address: None,
             etcd: None,
             leader_lease: DEFAULT_LEADER_LEASE,
             app_autoscaling_period: std::time::Duration::from_secs(60),
@@ -422,16 +433,17 @@ impl Server {
             regions::OpenError::Store(e) => StartError::Store(e),
             regions::OpenError::Upgrade(e) => StartError::Upgrade(e),
         })?;
+        let iam =
+            iam::Iam::new(store.clone(), clock.clone(), master_key.clone(), &config.account_id);
         let (registry, ecr) = ecr::EcrService::start(
             &config,
             regions.services(default_region).view.clone(),
             clock.clone(),
             default_region,
             &master_key,
+            iam.clone(),
         )
         .await?;
-        let iam =
-            iam::Iam::new(store.clone(), clock.clone(), master_key.clone(), &config.account_id);
         let vault = Arc::new(secretsmanager::Vault::new(&master_key, store.clone()));
         let cloudwatch = Arc::new(
             cloudwatch::CloudWatch::open(
@@ -602,7 +614,9 @@ impl Server {
             let _ = down_tx.send(true);
         };
         let registry = match (self.registry, &self.app.ecr) {
-            (Some(l), Some(ecr)) => Some(ecr.clone().spawn(l, &stop_tx, self.config.http, down_rx)),
+            (Some(l), Some(ecr)) => {
+                Some(ecr.clone().spawn(l, &stop_tx, leading.clone(), self.config.http, down_rx))
+            }
             _ => None,
         };
         let router = protocol::router(self.app);
@@ -781,7 +795,9 @@ fn timing(config: &ServerConfig) -> ecs::core::Timing {
         lb_bind_address: config.lb_bind_address,
         identity_key: None,
         container_dns: container_dns(config.dns_listen),
+        service_connect_address: config.service_connect_address,
         app_autoscaling_period: config.app_autoscaling_period,
+        deployment_minute_secs: ecs::core::deployment_minute_secs(),
     }
 }
 

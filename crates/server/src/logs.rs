@@ -81,6 +81,7 @@ impl Logs {
                 &input.log_group,
                 &input.log_stream,
                 input.create_group,
+                input.create_stream,
                 &events,
                 input.cursor.as_deref(),
                 now_ms(),

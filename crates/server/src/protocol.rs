@@ -47,6 +47,7 @@ pub fn router(app: Arc<App>) -> Router {
             axum::routing::post(crate::cloudwatch::cbor_refused),
         )
         .route(berth_agent_protocol::SECRETS_PATH, axum::routing::post(agent_secrets))
+        .route(berth_agent_protocol::CREDENTIALS_PATH, axum::routing::post(agent_credentials))
         .route(berth_agent_protocol::INFO_PATH, get(server_info).post(server_info))
         .route(admin::CREATE_PATH, axum::routing::post(admin_create_token))
         .route(admin::LIST_PATH, axum::routing::post(admin_list_tokens))
@@ -509,6 +510,26 @@ async fn agent_secrets(State(app): State<Arc<App>>, req: Request) -> Response {
         },
         |app, region, ctx, input| async move {
             crate::secretsmanager::inject::resolve(&app, region, &ctx, input).await
+        },
+    )
+    .await
+}
+
+/// `POST /berth/agent/v1/credentials`: a task's role credentials, for the agent of its own
+/// instance only, while the task is not STOPPED ([`crate::task_role`]).
+async fn agent_credentials(State(app): State<Arc<App>>, req: Request) -> Response {
+    agent_call(
+        app,
+        req,
+        agent_action("FetchCredentials"),
+        |s: &berth_agent_protocol::TaskCredentialsRequest| {
+            vec![
+                Target::Instance(Some(s.container_instance_arn.as_str())),
+                Target::Task { cluster: Some(s.cluster.as_str()), task: s.task_arn.as_str() },
+            ]
+        },
+        |app, region, ctx, input| async move {
+            crate::task_role::issue(&app, region, &ctx, input).await
         },
     )
     .await

@@ -139,7 +139,8 @@ impl Regions {
     /// target tracking's alarms.
     pub fn link_cloudwatch(&self, cloudwatch: Arc<crate::cloudwatch::CloudWatch>) {
         let _ = self.cloudwatch.metrics.set(cloudwatch.clone());
-        let _ = self.cloudwatch.alarms.set(cloudwatch);
+        let _ = self.cloudwatch.alarms.set(cloudwatch.clone());
+        let _ = self.cloudwatch.samples.set(cloudwatch);
     }
 
     /// The DNS data plane of Cloud Map's namespaces (served by [`crate::Server`]).
@@ -343,9 +344,21 @@ impl Loops {
                 move |stop| crate::servicediscovery::ecs_registrations::run(cloudmap.clone(), stop)
             },
         ));
+        handles.push(crate::supervise(format!("Service Connect proxy ({region})"), stop, {
+            let store = services.view.clone();
+            let address = ecs.core().timing.service_connect_address;
+            move |stop| {
+                crate::servicediscovery::service_connect::run(store.clone(), region, address, stop)
+            }
+        }));
         handles.push(crate::supervise(format!("load balancer data plane ({region})"), stop, {
             let elbv2 = services.elbv2.clone();
             move |stop| crate::elbv2::run(elbv2.clone(), stop)
+        }));
+        handles.push(crate::supervise(format!("load balancer metrics ({region})"), stop, {
+            let (elbv2, cloudwatch) =
+                (services.elbv2.clone(), services.appautoscaling.cloudwatch.clone());
+            move |stop| crate::elbv2::metrics::run(elbv2.clone(), cloudwatch.clone(), stop)
         }));
         handles.push(crate::supervise_leading(
             format!("retention reaper ({region})"),

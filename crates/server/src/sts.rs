@@ -116,6 +116,33 @@ impl Sts<'_> {
     }
 }
 
+/// Temporary credentials of a session of `role` named `session_name`, issued by Berth itself
+/// (no caller assumes it; e.g. a task's role for its containers, [`crate::task_role`]):
+/// `arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION`, lasting `duration` seconds.
+pub(crate) async fn issue_role_session(
+    app: &App,
+    role: &model::IamRole,
+    session_name: &str,
+    duration: i64,
+) -> Result<wire::Credentials, AwsError> {
+    let partition = role.arn.split(':').nth(1).unwrap_or("aws");
+    let session = IamSession {
+        access_key_id: String::new(),
+        token_sha256: String::new(),
+        expires_at: 0.0,
+        arn: format!(
+            "arn:{partition}:sts::{}:assumed-role/{}/{session_name}",
+            app.iam.account_id, role.name
+        ),
+        role_arn: Some(role.arn.clone()),
+        user_id: format!("{}:{session_name}", role.id),
+        policy: None,
+        policy_arns: vec![],
+        tags: vec![],
+    };
+    Sts { app }.issue(session, duration).await
+}
+
 impl wire::SessionsApi<RequestContext> for Sts<'_> {
     async fn assume_role(
         &self,

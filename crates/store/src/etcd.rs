@@ -50,6 +50,7 @@
 //! dropped SQLite `txn()` future.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +62,7 @@ use etcd_client::{
 };
 use tokio::sync::{broadcast, watch};
 
+use crate::etcd_tls::EtcdTls;
 use crate::view::ChangeFeed;
 use crate::{Change, Compare, Op, Range, Record, Revision, Store, StoreError, Txn, TxnOutcome};
 
@@ -74,7 +76,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const WATCH_RETRY: Duration = Duration::from_millis(200);
 
 /// Where the etcd store is and how it is used: parsed from
-/// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`.
+/// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`, or `etcds://...` for TLS ([`crate::etcd_tls`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EtcdConfig {
     /// `http://HOST:PORT` of each member (any of them will do; the client balances).
@@ -86,21 +88,37 @@ pub struct EtcdConfig {
     pub max_txn_ops: usize,
     /// How long to try to reach a member at connect.
     pub connect_timeout: Duration,
+    /// TLS to the members (`etcds://`): the CA and an optional client certificate.
+    pub tls: Option<EtcdTls>,
 }
 
 impl EtcdConfig {
     /// The URL scheme of etcd stores.
     pub const SCHEME: &'static str = "etcd://";
+    /// The URL scheme of etcd stores reached over TLS.
+    pub const SCHEME_TLS: &'static str = "etcds://";
+
+    /// Whether `url` names an etcd store (`etcd://` or `etcds://`).
+    pub fn is_etcd_url(url: &str) -> bool {
+        url.starts_with(Self::SCHEME) || url.starts_with(Self::SCHEME_TLS)
+    }
     /// The key prefix when the URL names none.
     pub const DEFAULT_PREFIX: &'static str = "berth/";
 
     /// Parses `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (a `/PREFIX` path sets the key prefix,
-    /// a trailing `/` added when missing).
+    /// a trailing `/` added when missing); `etcds://` for TLS, whose files
+    /// [`Self::with_tls_files`] adds.
     pub fn parse(url: &str) -> Result<Self, StoreError> {
         let bad = |reason: &str| StoreError::BadUrl { url: url.to_string(), reason: reason.into() };
-        let rest = url.strip_prefix(Self::SCHEME).ok_or_else(|| {
-            bad("an etcd store URL starts with etcd:// (etcd://HOST:2379[,HOST:2379...])")
-        })?;
+        let (rest, tls) = match url.strip_prefix(Self::SCHEME_TLS) {
+            Some(rest) => (rest, true),
+            None => (
+                url.strip_prefix(Self::SCHEME).ok_or_else(|| {
+                    bad("an etcd store URL starts with etcd:// or, for TLS, etcds:// (etcd://HOST:2379[,HOST:2379...])")
+                })?,
+                false,
+            ),
+        };
         let (hosts, path) = match rest.split_once('/') {
             Some((h, p)) => (h, Some(p)),
             None => (rest, None),
@@ -118,7 +136,7 @@ impl EtcdConfig {
                     "endpoint {host:?} must be HOST:PORT with a port from 1 to 65535"
                 )));
             }
-            endpoints.push(format!("http://{host}"));
+            endpoints.push(format!("{}://{host}", if tls { "https" } else { "http" }));
         }
         let prefix = match path {
             None | Some("") => Self::DEFAULT_PREFIX.to_string(),
@@ -133,7 +151,34 @@ impl EtcdConfig {
             prefix,
             max_txn_ops: ETCD_DEFAULT_MAX_TXN_OPS,
             connect_timeout: Duration::from_secs(5),
+            tls: tls.then(EtcdTls::default),
         })
+    }
+
+    /// Adds the TLS files of an `etcds://` store: the CA that issued the members'
+    /// certificates, and a client certificate with its key (both or neither). Files given for
+    /// a plain `etcd://` store, or an incomplete set, are refused ([`EtcdTls::check`]).
+    pub fn with_tls_files(
+        mut self,
+        url: &str,
+        ca: Option<PathBuf>,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> Result<Self, StoreError> {
+        match &mut self.tls {
+            None if ca.is_some() || cert.is_some() || key.is_some() => {
+                return Err(StoreError::BadUrl {
+                    url: url.to_string(),
+                    reason: "TLS files (--etcd-ca, --etcd-cert, --etcd-key) are given but the store URL is plain etcd://: use etcds:// for TLS".into(),
+                });
+            }
+            None => {}
+            Some(tls) => {
+                *tls = EtcdTls { ca, cert, key };
+                tls.check(url)?;
+            }
+        }
+        Ok(self)
     }
 
     /// The endpoints as one string, for messages.
@@ -261,10 +306,13 @@ impl EtcdStore {
 
     /// Connects to the cluster, reads its revision and starts following its changes from there.
     pub async fn connect(config: EtcdConfig) -> Result<Self, StoreError> {
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(config.connect_timeout)
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
             .with_keep_alive_while_idle(true);
+        if let Some(tls) = &config.tls {
+            options = options.with_tls(tls.options()?);
+        }
         let client = Client::connect(&config.endpoints, Some(options))
             .await
             .map_err(|e| etcd_error(&config, "connect", e))?;
@@ -290,7 +338,8 @@ impl EtcdStore {
                         store.config.connect_timeout
                     )),
                 )
-            })??;
+            })?
+            .map_err(|e| refused_at_connect(&store.config, e))?;
         store.feed.revisions.send_replace(current);
         store.feed.delivered.send_replace(current);
         store.watcher = tokio::spawn(follow(
@@ -477,7 +526,48 @@ fn etcd_error(config: &EtcdConfig, what: &str, e: etcd_client::Error) -> StoreEr
             return StoreError::TooLarge { key: String::new(), size: 0, total: 0 };
         }
     }
+    if let Some(tls) = &config.tls {
+        let text = error_chain(&e);
+        if let Some(hint) = crate::etcd_tls::refusal_hint(&text, tls.has_identity()) {
+            return StoreError::EtcdTlsRefused {
+                endpoints,
+                what: what.to_string(),
+                hint,
+                detail: text,
+            };
+        }
+    }
     StoreError::Etcd { endpoints, what: what.to_string(), source: Box::new(e) }
+}
+
+/// The error of the first request at connect: over TLS, a connection the member closed then
+/// is its refusal of the client's certificate ([`crate::etcd_tls::closed_at_connect_hint`]).
+fn refused_at_connect(config: &EtcdConfig, e: StoreError) -> StoreError {
+    let (Some(tls), StoreError::Etcd { endpoints, what, source }) = (&config.tls, &e) else {
+        return e;
+    };
+    let text = error_chain(source.as_ref());
+    match crate::etcd_tls::closed_at_connect_hint(&text, tls.has_identity()) {
+        Some(hint) => StoreError::EtcdTlsRefused {
+            endpoints: endpoints.clone(),
+            what: what.clone(),
+            hint,
+            detail: text,
+        },
+        None => e,
+    }
+}
+
+/// An error and its sources, as one line.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 #[async_trait]

@@ -5,7 +5,9 @@
 //! killed (SIGKILL) and reaped when the value is dropped; its data directory is the caller's
 //! (a temp dir). [`EtcdProcess::kill9`] + [`EtcdProcess::restart`] keep the data and the ports,
 //! as a crashed member coming back would. [`EtcdCluster`] starts several members forming one
-//! cluster (each on its own ports and data directory) for tests of several servers. Nothing
+//! cluster (each on its own ports and data directory) for tests of several servers.
+//! [`EtcdProcess::start_tls`] serves the client port over TLS with client-certificate
+//! authentication ([`MemberTls`]); its health is then read on a plain metrics port. Nothing
 //! here is used by the server itself.
 
 use std::io::{Read, Write};
@@ -28,6 +30,17 @@ pub struct EtcdProcess {
     extra: Vec<String>,
     /// The member's name and the cluster's `--initial-cluster`, for members of a cluster.
     member: Option<(String, String)>,
+    /// TLS on the client port, and the plain port `/health` is then read on.
+    tls: Option<(MemberTls, u16)>,
+}
+
+/// TLS of a member's client port: its certificate and key, and the CA whose client
+/// certificates it requires (`--client-cert-auth`). PEM files.
+#[derive(Clone, Debug)]
+pub struct MemberTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
 }
 
 /// The `etcd` binary: `$ETCD_BIN`, else `etcd` on `PATH`.
@@ -63,6 +76,25 @@ fn free_port() -> std::io::Result<u16> {
 impl EtcdProcess {
     /// Starts `binary` with its data in `data_dir` (created if absent) and `extra` flags.
     pub fn start(binary: &Path, data_dir: &Path, extra: &[&str]) -> std::io::Result<Self> {
+        Self::start_with(binary, data_dir, extra, None)
+    }
+
+    /// Starts a member whose client port speaks TLS and requires client certificates.
+    pub fn start_tls(
+        binary: &Path,
+        data_dir: &Path,
+        tls: &MemberTls,
+        extra: &[&str],
+    ) -> std::io::Result<Self> {
+        Self::start_with(binary, data_dir, extra, Some(tls))
+    }
+
+    fn start_with(
+        binary: &Path,
+        data_dir: &Path,
+        extra: &[&str],
+        tls: Option<&MemberTls>,
+    ) -> std::io::Result<Self> {
         let mut last = None;
         // A port picked free may be taken before etcd binds it: try a few times.
         for _ in 0..5 {
@@ -74,6 +106,10 @@ impl EtcdProcess {
                 peer_port: free_port()?,
                 extra: extra.iter().map(|s| s.to_string()).collect(),
                 member: None,
+                tls: match tls {
+                    Some(t) => Some((t.clone(), free_port()?)),
+                    None => None,
+                },
             };
             match p.spawn() {
                 Ok(()) => return Ok(p),
@@ -83,14 +119,17 @@ impl EtcdProcess {
         Err(last.unwrap_or_else(|| std::io::Error::other("etcd did not start")))
     }
 
-    /// The store URL of this member, with `prefix` (`etcd://127.0.0.1:PORT/PREFIX`).
+    /// The store URL of this member, with `prefix` (`etcd://127.0.0.1:PORT/PREFIX`;
+    /// `etcds://` with TLS).
     pub fn url(&self, prefix: &str) -> String {
-        format!("etcd://127.0.0.1:{}/{prefix}", self.client_port)
+        let scheme = if self.tls.is_some() { "etcds" } else { "etcd" };
+        format!("{scheme}://127.0.0.1:{}/{prefix}", self.client_port)
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS).
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// The process id, while running.
@@ -119,7 +158,16 @@ impl EtcdProcess {
             Some((name, cluster)) => (name.clone(), cluster.clone()),
             None => ("berth-test".to_string(), format!("berth-test={peer}")),
         };
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some((tls, metrics_port)) = &self.tls {
+            command
+                .arg(format!("--cert-file={}", tls.cert.display()))
+                .arg(format!("--key-file={}", tls.key.display()))
+                .arg(format!("--trusted-ca-file={}", tls.client_ca.display()))
+                .arg("--client-cert-auth")
+                .arg(format!("--listen-metrics-urls=http://127.0.0.1:{metrics_port}"));
+        }
+        let child = command
             .arg(format!("--name={name}"))
             .arg(format!("--data-dir={}", self.data_dir.display()))
             .arg(format!("--listen-client-urls={client}"))
@@ -163,7 +211,8 @@ impl EtcdProcess {
 
     /// True when the member answers `GET /health` with health true.
     pub fn healthy(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.client_port)) else { return false };
+        let port = self.tls.as_ref().map_or(self.client_port, |(_, metrics)| *metrics);
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
         if s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
             return false;
@@ -215,6 +264,7 @@ impl EtcdCluster {
                 peer_port: free_port()?,
                 extra: extra.iter().map(|s| s.to_string()).collect(),
                 member: None,
+                tls: None,
             });
         }
         let cluster = members

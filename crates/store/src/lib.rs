@@ -32,6 +32,7 @@
 
 mod etcd;
 pub mod etcd_process;
+pub mod etcd_tls;
 pub mod leadership;
 pub mod space;
 mod sqlite;
@@ -41,6 +42,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use etcd::{DELIVERY_WAIT, ETCD_DEFAULT_MAX_TXN_OPS, EtcdConfig, EtcdStore};
+pub use etcd_tls::EtcdTls;
 pub use leadership::{AlwaysLeader, EtcdLeadership, Leadership, Term};
 pub use sqlite::{SqliteStore, StoreStats};
 pub use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -219,6 +221,13 @@ pub enum StoreError {
     /// unknown: re-read before retrying.
     #[error("etcd at {endpoints}: {what} failed: {source}")]
     Etcd { endpoints: String, what: String, source: Box<etcd_client::Error> },
+    /// A TLS file of an `etcds://` store (`--etcd-ca`, `--etcd-cert`, `--etcd-key`) that
+    /// cannot be read or is not PEM.
+    #[error("etcd TLS file {}: {reason}", path.display())]
+    EtcdTlsFile { path: std::path::PathBuf, reason: String },
+    /// An etcd member refused the TLS handshake, or its certificate was not trusted.
+    #[error("etcd at {endpoints}: {what} failed: TLS refused: {hint} ({detail})")]
+    EtcdTlsRefused { endpoints: String, what: String, hint: &'static str, detail: String },
     /// etcd's NOSPACE alarm is raised (its backend quota is used up): writes fail, nothing of
     /// them applied, until space is reclaimed and the alarm disarmed.
     #[error(

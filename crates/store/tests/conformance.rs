@@ -5,6 +5,9 @@
 //! revision (etcd starts at 1); where the backends differ by design (a transaction that
 //! changes nothing: SQLite gives it a revision, etcd does not) the test says so.
 //!
+//! The suite runs a third time on etcd over TLS with client-certificate authentication
+//! (`etcds://`, a CA and certificates generated per test: `support/pki.rs`).
+//!
 //! Then tests of the etcd backend alone: its watch resuming after a disconnect (through a TCP
 //! proxy the test cuts) and re-listing after a compaction, acknowledged writes surviving
 //! `kill -9` of etcd, the request size limit, and etcd's NOSPACE alarm.
@@ -19,6 +22,9 @@ use berth_store::{
     StoreError, Txn, TxnOutcome, View, prefix_end,
 };
 use bytes::Bytes;
+
+#[path = "support/pki.rs"]
+mod pki;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -36,6 +42,8 @@ struct Fixture {
     base: Revision,
     dir: tempfile::TempDir,
     etcd: Option<EtcdProcess>,
+    /// The client's TLS settings when etcd is reached over TLS.
+    tls: Option<berth_store::EtcdTls>,
 }
 
 impl Fixture {
@@ -43,7 +51,7 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("berth.db")).unwrap());
         let base = store.revision().await.unwrap();
-        Self { kind: Kind::Sqlite, store, base, dir, etcd: None }
+        Self { kind: Kind::Sqlite, store, base, dir, etcd: None, tls: None }
     }
 
     async fn etcd(test: &str) -> Option<Self> {
@@ -52,7 +60,21 @@ impl Fixture {
         let etcd = EtcdProcess::start(&bin, &dir.path().join("etcd"), &test_flags()).unwrap();
         let store = Arc::new(EtcdStore::connect_url(&etcd.url("berth/")).await.unwrap());
         let base = store.revision().await.unwrap();
-        Some(Self { kind: Kind::Etcd, store, base, dir, etcd: Some(etcd) })
+        Some(Self { kind: Kind::Etcd, store, base, dir, etcd: Some(etcd), tls: None })
+    }
+
+    /// etcd serving its clients over TLS only, requiring a client certificate of the test CA.
+    async fn etcd_tls(test: &str) -> Option<Self> {
+        let bin = etcd_for_test(test)?;
+        let dir = tempfile::tempdir().unwrap();
+        let pki = pki::Pki::generate(&dir.path().join("pki"), "test");
+        let etcd =
+            EtcdProcess::start_tls(&bin, &dir.path().join("etcd"), &pki.member(), &test_flags())
+                .unwrap();
+        let tls = pki.client();
+        let store = Arc::new(tls_store(&etcd.url("berth/"), &tls).await.unwrap());
+        let base = store.revision().await.unwrap();
+        Some(Self { kind: Kind::Etcd, store, base, dir, etcd: Some(etcd), tls: Some(tls) })
     }
 
     /// Drops the store and opens it again (SQLite: the same file; etcd: a new client).
@@ -62,7 +84,10 @@ impl Fixture {
             Kind::Sqlite => Arc::new(SqliteStore::open(&self.dir.path().join("berth.db")).unwrap()),
             Kind::Etcd => {
                 let url = self.etcd.as_ref().unwrap().url("berth/");
-                Arc::new(EtcdStore::connect_url(&url).await.unwrap())
+                match &self.tls {
+                    Some(tls) => Arc::new(tls_store(&url, tls).await.unwrap()),
+                    None => Arc::new(EtcdStore::connect_url(&url).await.unwrap()),
+                }
             }
         };
     }
@@ -71,6 +96,17 @@ impl Fixture {
     fn rev(&self, n: u64) -> Revision {
         self.base + n
     }
+}
+
+/// Connects to the `etcds://` store at `url` with `tls`.
+async fn tls_store(url: &str, tls: &berth_store::EtcdTls) -> Result<EtcdStore, StoreError> {
+    let config = EtcdConfig::parse(url)?.with_tls_files(
+        url,
+        tls.ca.clone(),
+        tls.cert.clone(),
+        tls.key.clone(),
+    )?;
+    EtcdStore::connect(config).await
 }
 
 /// Faster elections for a single test member (no one to disagree with).
@@ -94,6 +130,16 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     if let Some(f) = super::Fixture::etcd(stringify!($name)).await {
+                        super::$name(f).await
+                    }
+                }
+            )*
+        }
+        mod on_etcd_tls {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some(f) = super::Fixture::etcd_tls(stringify!($name)).await {
                         super::$name(f).await
                     }
                 }

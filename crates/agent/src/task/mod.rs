@@ -24,6 +24,7 @@
 
 pub mod network;
 mod report;
+mod role;
 mod start;
 mod supervise;
 
@@ -146,6 +147,8 @@ pub struct TaskActor {
     /// name, fetched just before they are created (`start::fetch_secrets`). In memory only:
     /// never in reports, the metadata endpoint, logs or the data directory.
     secrets: std::collections::BTreeMap<String, berth_agent_protocol::ContainerSecrets>,
+    /// The task role's credentials id and token, when it has a role (`role`).
+    role_creds: Option<role::RoleCredentials>,
 }
 
 fn rfc3339(t: Option<time::OffsetDateTime>) -> Option<String> {
@@ -222,6 +225,7 @@ impl TaskActor {
             net: network::TaskNet::default(),
             shippers: Vec::new(),
             secrets: Default::default(),
+            role_creds: None,
             ctx,
         }
     }
@@ -252,6 +256,13 @@ impl TaskActor {
     /// left running for the next agent to adopt).
     pub async fn run(mut self) {
         self.adopt().await;
+        // An adopted task's containers keep asking for their role's credentials.
+        if self.role_creds.is_some()
+            && !self.wants_stop()
+            && let Err((_, why)) = self.ensure_role_credentials().await
+        {
+            tracing::warn!(task = %self.arn, %why, "adopted task without role credentials");
+        }
         self.publish();
         if self.known < TaskStatus::Running
             && !self.wants_stop()
@@ -294,6 +305,14 @@ impl TaskActor {
             // The token its containers' metadata URIs hold (never logged).
             if let Some(token) = c.labels.get(crate::metadata::LABEL_TOKEN) {
                 self.metadata_token.clone_from(token);
+            }
+            // And the task role credentials' id and token (never logged).
+            if let Some((id, token)) = c
+                .labels
+                .get(crate::task_credentials::LABEL_CREDENTIALS)
+                .and_then(|v| crate::task_credentials::parse_label(v))
+            {
+                self.role_creds = Some(role::RoleCredentials::adopted(id, token));
             }
             self.set_id(i, c.id.clone());
             self.refresh(i).await;

@@ -6,11 +6,16 @@
 //!    `memory` (one limit for all its containers together; required for FARGATE and awsvpc
 //!    tasks, best effort for others);
 //! 2. the subnet's bridge [`bridge_name`] (`berth-subnet-<subnet id>`, the subnet's CIDR, its
-//!    gateway as the bridge address, labelled [`LABEL_SUBNET`] and the instance), created on
-//!    first use; a CIDR overlapping another Docker network fails the task naming both;
+//!    gateway as the bridge address, labelled [`LABEL_SUBNET`], [`LABEL_VPC`] and the
+//!    instance), created on first use and kept [`BRIDGE_LINGER`] after the subnet's last task
+//!    here ended; a CIDR overlapping another Docker network fails the task naming both; the
+//!    host's links let the bridges of one VPC reach each other (see `bridges.rs`);
 //! 3. the pause container (the runtime's pause image) on that bridge with the task's address,
-//!    MAC and DNS name: it holds the task's network namespace, which every container of the
-//!    task joins (`container:<pause>`);
+//!    MAC, DNS name and the task's resolvers: it holds the task's network namespace, which
+//!    every container of the task joins (`container:<pause name>`). Steps 2 and 3 run in the
+//!    background while the task's first container is created (Docker resolves the joined
+//!    container when the joiner starts, not when it is created); the first container starts
+//!    once the pause container runs and step 4 is done;
 //! 4. the firewall inside that namespace: the task's security groups compiled by
 //!    [`berth_firewall::compile`] and applied atomically, re-applied whenever the agent's
 //!    poll brings changed rules ([`Networking::groups`]); the task metadata endpoint is
@@ -33,12 +38,15 @@
 //! rename it [`pause_name`], and move it onto the subnet's bridge with the task's address and
 //! MAC ([`Runtime::move_to_network`], about 130 ms) while the first container is created. The
 //! pool is replenished in the background once no hand-out is in flight, bounded by its
-//! size; an empty pool makes one on demand (the same kind, so every task is alike). Trade-off:
-//! Docker copies a `container:` network's hostname into the joining containers and cannot
-//! change a running container's, so a warm pause container (and the task's containers) keep
-//! the pause container's own hostname (its short id) instead of the ENI's DNS name, which is
-//! why the pool is opt-in; a pool of size 0 (the default) keeps the cold path, whose hostname
-//! is the DNS name, as ECS sets it.
+//! size; an empty pool makes one on demand (the same kind, so every task is alike). Pool
+//! containers are made with the resolvers of the latest hand-out ([`LABEL_POOL_DNS`]; a task
+//! with other resolvers gets one made for it), which Docker keeps when they join the bridge,
+//! so a warm task's DNS is a cold one's. Trade-off: Docker (20.10, API 1.41) copies a
+//! `container:` network's hostname into the joining containers, refuses a hostname on a
+//! joiner and cannot change a running container's, so a warm pause container (and the task's
+//! containers) keep the pause container's own hostname (its short id) instead of the ENI's
+//! DNS name, which is why the pool is opt-in; a pool of size 0 (the default) keeps the cold
+//! path, whose hostname is the DNS name, as ECS sets it.
 //! [`cleanup`] adopts idle pool members a previous agent left, removes dead or surplus ones
 //! and handed-out ones whose task is gone; [`Networking::shutdown`] removes the idle ones, and
 //! so does the pool itself once no task has held one of its containers for [`POOL_LINGER`]
@@ -51,13 +59,24 @@ use std::sync::Arc;
 use berth_firewall::{Firewall, Ruleset};
 use berth_model::network::{SecurityGroupRules, TaskNetwork};
 use berth_runtime::{
-    CgroupSpec, ContainerSpec, NetworkAttachment, NetworkMode, NetworkSpec, Runtime, RuntimeError,
+    CgroupSpec, ContainerSpec, NetworkAttachment, NetworkMode, Runtime, RuntimeError,
 };
 use berth_wire::ecs::TaskStopCode;
 use tokio::sync::watch;
 
 use super::TaskActor;
 use crate::spec::{LABEL_CLUSTER, LABEL_INSTANCE, LABEL_TASK_ARN};
+
+#[path = "bridges.rs"]
+mod bridges;
+#[path = "pool.rs"]
+mod pool;
+#[cfg(test)]
+use bridges::overlaps;
+pub use bridges::{BRIDGE_LINGER, LABEL_VPC, LINKS_REFRESH};
+use bridges::{ensure_bridge, release_bridge};
+use pool::{Busy, Holder};
+pub use pool::{LABEL_POOL_DNS, POOL_LINGER, WarmPool};
 
 /// Label on a subnet bridge: the subnet id.
 pub const LABEL_SUBNET: &str = "berth.subnet";
@@ -102,6 +121,8 @@ pub struct Networking {
     pub bridges: Arc<tokio::sync::Mutex<()>>,
     /// Started pause containers waiting for a task.
     pub pool: Arc<WarmPool>,
+    /// Lingering bridges and the VPC links applied (one per process, like the lock).
+    vpc: Arc<bridges::BridgeState>,
 }
 
 /// The process's bridge lock ([`Networking::bridges`]).
@@ -125,6 +146,7 @@ impl Networking {
             groups: Arc::new(watch::channel(Arc::new(Vec::new())).0),
             bridges: bridge_lock(),
             pool: Arc::new(WarmPool::new(0)),
+            vpc: bridges::bridge_state(),
         }
     }
 
@@ -149,313 +171,6 @@ impl Networking {
                 true
             }
         });
-    }
-}
-
-/// Warm pause containers of one agent (see the module docs). Bounded by its size; the
-/// replenisher runs from the first hand-out until [`WarmPool::shutdown`].
-pub struct WarmPool {
-    size: usize,
-    state: std::sync::Mutex<PoolState>,
-    /// Wakes the replenisher: a container was taken, or found dead.
-    wake: tokio::sync::Notify,
-    /// Hand-outs in flight (task start-ups using the engine): the replenisher waits for none.
-    busy: watch::Sender<usize>,
-    /// Tasks holding a pause container from the pool: with none for [`POOL_LINGER`], the
-    /// idle ones are removed and replenishing stops until the next hand-out.
-    holders: watch::Sender<usize>,
-}
-
-#[derive(Default)]
-struct PoolState {
-    /// Started, on `none`, waiting (ids).
-    idle: Vec<String>,
-    /// Every container this pool made or adopted (idle or handed out), so that [`cleanup`]
-    /// never adopts one twice.
-    known: std::collections::BTreeSet<String>,
-    /// Names being made (created, not yet known or started): [`cleanup`] leaves them alone.
-    making: std::collections::BTreeSet<String>,
-    replenisher: Option<tokio::task::JoinHandle<()>>,
-    shut: bool,
-}
-
-/// A hand-out in flight; dropping it ends it.
-pub(super) struct Busy(Arc<WarmPool>);
-
-impl std::fmt::Debug for Busy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Busy")
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.busy.send_modify(|b| *b = b.saturating_sub(1));
-    }
-}
-
-/// A task holding a warm pause container; dropping it (the task's end) releases it.
-pub(super) struct Holder(Arc<WarmPool>);
-
-impl std::fmt::Debug for Holder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Holder")
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        self.0.holders.send_modify(|b| *b = b.saturating_sub(1));
-    }
-}
-
-/// How long the pool stays warm after the last task holding one of its containers ended.
-pub const POOL_LINGER: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// How long the replenisher defers to hand-outs in flight before making one anyway.
-const REPLENISH_DEFER: std::time::Duration = std::time::Duration::from_secs(2);
-
-impl WarmPool {
-    pub fn new(size: usize) -> Self {
-        Self {
-            size,
-            state: Default::default(),
-            wake: tokio::sync::Notify::new(),
-            busy: watch::channel(0).0,
-            holders: watch::channel(0).0,
-        }
-    }
-
-    pub(super) fn holder(self: &Arc<Self>) -> Holder {
-        self.holders.send_modify(|b| *b += 1);
-        Holder(self.clone())
-    }
-
-    /// Resolves once no task has held a container for [`POOL_LINGER`].
-    async fn unused(&self) {
-        let mut holders = self.holders.subscribe();
-        loop {
-            let _ = holders.wait_for(|h| *h == 0).await;
-            if tokio::time::timeout(POOL_LINGER, holders.wait_for(|h| *h > 0)).await.is_err() {
-                return;
-            }
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// How many idle containers it keeps (0: no pool).
-    pub fn size(&self) -> usize {
-        self.size
-    }
-
-    /// How many are idle now.
-    pub fn idle(&self) -> usize {
-        self.lock().idle.len()
-    }
-
-    pub(super) fn busy(self: &Arc<Self>) -> Busy {
-        self.busy.send_modify(|b| *b += 1);
-        Busy(self.clone())
-    }
-
-    /// Makes one: created on `none`, started; registered as known before it starts.
-    async fn make(&self, rt: &dyn Runtime, instance_arn: &str) -> Result<String, RuntimeError> {
-        let image = rt.pause_image().await?;
-        let labels: BTreeMap<String, String> =
-            [(LABEL_INSTANCE, instance_arn), (LABEL_PAUSE, "1"), (LABEL_POOL, "1")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-        let n = uuid::Uuid::new_v4().simple().to_string();
-        let spec = ContainerSpec {
-            name: format!("{}{}", pool_name_prefix(instance_arn), &n[..12]),
-            image,
-            labels,
-            network_mode: NetworkMode::None,
-            security_opts: vec![crate::spec::NO_NEW_PRIVILEGES.into()],
-            ..Default::default()
-        };
-        self.lock().making.insert(spec.name.clone());
-        let made = async {
-            let id = rt.create(&spec).await?;
-            self.lock().known.insert(id.clone());
-            if let Err(e) = rt.start(&id).await {
-                let _ = rt.remove(&id).await;
-                return Err(e);
-            }
-            Ok(id)
-        }
-        .await;
-        self.lock().making.remove(&spec.name);
-        made
-    }
-
-    /// A started pause container for a task, and its pid: an idle one (checked alive), or
-    /// one made now when none is. Starts the replenisher.
-    async fn take(
-        self: &Arc<Self>,
-        rt: &Arc<dyn Runtime>,
-        instance_arn: &str,
-    ) -> Result<(String, u32), RuntimeError> {
-        self.ensure_replenisher(rt.clone(), instance_arn.to_string());
-        loop {
-            let next = self.lock().idle.pop();
-            self.wake.notify_one();
-            let id = match next {
-                Some(id) => id,
-                None => self.make(rt.as_ref(), instance_arn).await?,
-            };
-            match rt.inspect(&id).await? {
-                Some(st) if st.state.is_running() && st.pid.is_some() => {
-                    return Ok((id, st.pid.unwrap_or_default()));
-                }
-                _ => {
-                    tracing::info!(container = %id, "a warm pause container is gone; another one");
-                    let _ = rt.remove(&id).await;
-                }
-            }
-        }
-    }
-
-    fn ensure_replenisher(self: &Arc<Self>, rt: Arc<dyn Runtime>, instance_arn: String) {
-        let mut st = self.lock();
-        if self.size == 0 || st.shut || st.replenisher.is_some() {
-            return;
-        }
-        st.replenisher = Some(tokio::spawn(self.clone().replenish(rt, instance_arn)));
-    }
-
-    /// Keeps `size` idle, making one at a time once no hand-out is in flight (or after
-    /// [`REPLENISH_DEFER`]); a failure waits longer each time (at most 30 s).
-    async fn replenish(self: Arc<Self>, rt: Arc<dyn Runtime>, instance_arn: String) {
-        let mut backoff = std::time::Duration::from_millis(500);
-        loop {
-            while self.idle() >= self.size {
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = self.unused() => {
-                        // Cold again: the idle ones go; the next hand-out starts over.
-                        let idle = {
-                            let mut st = self.lock();
-                            st.replenisher = None;
-                            std::mem::take(&mut st.idle)
-                        };
-                        for id in idle {
-                            let _ = rt.remove(&id).await;
-                        }
-                        return;
-                    }
-                }
-            }
-            let mut busy = self.busy.subscribe();
-            let _ = tokio::time::timeout(REPLENISH_DEFER, busy.wait_for(|b| *b == 0)).await;
-            match self.make(rt.as_ref(), &instance_arn).await {
-                Ok(id) => {
-                    let shut = {
-                        let mut st = self.lock();
-                        if !st.shut {
-                            st.idle.push(id.clone());
-                        }
-                        st.shut
-                    };
-                    if shut {
-                        let _ = rt.remove(&id).await;
-                        return;
-                    }
-                    backoff = std::time::Duration::from_millis(500);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot make a warm pause container; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
-                }
-            }
-        }
-    }
-
-    /// Level-triggered, from [`cleanup`]: adopts running idle containers a previous agent
-    /// left (up to the size), removes dead and surplus idle ones, and handed-out ones whose
-    /// task is not in `live_task_ids`.
-    async fn reconcile(&self, rt: &dyn Runtime, instance_arn: &str, live_task_ids: &[String]) {
-        let before = self.lock().known.clone();
-        let labels = [
-            (LABEL_INSTANCE.to_string(), instance_arn.to_string()),
-            (LABEL_POOL.to_string(), "1".to_string()),
-        ];
-        let Ok(found) = rt.list(&labels).await else { return };
-        let prefix = pool_name_prefix(instance_arn);
-        let mut remove = Vec::new();
-        {
-            let mut st = self.lock();
-            for c in &found {
-                if st.making.contains(&c.name) {
-                    continue;
-                }
-                if c.name.starts_with(&prefix) {
-                    let known = st.known.contains(&c.id);
-                    let running = c.state.is_running();
-                    if !running && (!known || st.idle.contains(&c.id)) {
-                        st.idle.retain(|i| *i != c.id);
-                        remove.push(c.id.clone());
-                    } else if running && !known {
-                        st.known.insert(c.id.clone());
-                        if st.shut || st.idle.len() >= self.size {
-                            remove.push(c.id.clone());
-                        } else {
-                            tracing::info!(container = %c.name, "adopted a warm pause container");
-                            st.idle.push(c.id.clone());
-                        }
-                    }
-                } else if let Some((_, task)) = c.name.split_once("-internalecspause-")
-                    && !live_task_ids.iter().any(|t| t == task)
-                {
-                    remove.push(c.id.clone());
-                }
-            }
-            while st.idle.len() > self.size {
-                if let Some(id) = st.idle.pop() {
-                    remove.push(id);
-                }
-            }
-            // Forget what is gone (only what was known before listing: one made meanwhile
-            // is not listed yet).
-            for id in before.iter().filter(|id| !found.iter().any(|c| &c.id == *id)) {
-                st.known.remove(id);
-                st.idle.retain(|i| i != id);
-            }
-        }
-        for id in remove {
-            tracing::info!(container = %id, "removing a stale warm pause container");
-            let _ = rt.remove(&id).await;
-        }
-    }
-
-    /// Stops replenishing and removes every idle container (agent shutdown). Handed-out ones
-    /// stay with their tasks.
-    async fn shutdown(&self, rt: &dyn Runtime, instance_arn: &str) {
-        let handle = {
-            let mut st = self.lock();
-            st.shut = true;
-            st.idle.clear();
-            st.replenisher.take()
-        };
-        if let Some(h) = handle {
-            h.abort();
-            let _ = h.await;
-        }
-        let labels = [
-            (LABEL_INSTANCE.to_string(), instance_arn.to_string()),
-            (LABEL_POOL.to_string(), "1".to_string()),
-        ];
-        let prefix = pool_name_prefix(instance_arn);
-        for c in rt.list(&labels).await.unwrap_or_default() {
-            if c.name.starts_with(&prefix) {
-                let _ = rt.remove(&c.id).await;
-            }
-        }
     }
 }
 
@@ -491,14 +206,6 @@ fn metadata_endpoint(base: Option<&str>) -> Option<(Ipv4Addr, u16)> {
     let hostport = rest.split('/').next()?;
     let (h, p) = hostport.rsplit_once(':')?;
     Some((h.parse().ok()?, p.parse().ok()?))
-}
-
-/// Whether two IPv4 CIDRs share an address.
-fn overlaps(a: &str, b: &str) -> bool {
-    match (a.parse::<berth_model::network::Ipv4Net>(), b.parse::<berth_model::network::Ipv4Net>()) {
-        (Ok(a), Ok(b)) => a.contains(&b.network()) || b.contains(&a.network()),
-        _ => false,
-    }
 }
 
 fn failed(message: String) -> (TaskStopCode, String) {
@@ -555,12 +262,7 @@ impl TaskActor {
             return self.start_pause_warm(&net).await;
         }
         if self.net.pause_id.is_none() {
-            // Held until the pause container exists; [`cleanup`] takes it too. A bridge
-            // removed before the pause container starts (by another agent) is made again.
-            let guard = self.ctx.network.bridges.clone().lock_owned().await;
-            ensure_bridge(self.ctx.runtime.as_ref(), &net, &self.ctx.instance_arn).await?;
-            self.start_pause(&net).await?;
-            drop(guard);
+            self.start_pause(&net);
         }
         // Adopted: its pid is known and the rules go in now; new: once it has started.
         self.apply_firewall(true).await
@@ -575,8 +277,9 @@ impl TaskActor {
         let rt = self.ctx.runtime.clone();
         let pool = self.ctx.network.pool.clone();
         self.net.busy = Some(pool.busy());
+        let dns = self.desired.borrow().dns_servers.clone();
         let (id, pid) = pool
-            .take(&rt, &self.ctx.instance_arn)
+            .take(&rt, &self.ctx.instance_arn, &dns)
             .await
             .map_err(|e| failed(format!("CannotCreateContainerError: pause: {e}")))?;
         self.net.pause_id = Some(id.clone());
@@ -592,6 +295,7 @@ impl TaskActor {
         };
         let (net, instance) = (net.clone(), self.ctx.instance_arn.clone());
         let bridges = self.ctx.network.bridges.clone();
+        let networking = self.ctx.network.clone();
         self.net.pause_start = Some(tokio::spawn(async move {
             let fail = |e: RuntimeError| failed(format!("CannotStartContainerError: pause: {e}"));
             let rules = async {
@@ -612,7 +316,7 @@ impl TaskActor {
             // Held until it is on the bridge.
             let bridge = async {
                 let guard = bridges.lock_owned().await;
-                ensure_bridge(rt.as_ref(), &net, &instance).await.map(|()| guard)
+                ensure_bridge(rt.as_ref(), &networking, &net, &instance).await.map(|()| guard)
             };
             let ((), (), _guard) = tokio::try_join!(rules, named, bridge)?;
             match rt.move_to_network(&id, &to).await {
@@ -620,7 +324,8 @@ impl TaskActor {
                 Err(RuntimeError::NotFound {
                     kind: berth_runtime::ObjectKind::Network, ..
                 }) => {
-                    ensure_bridge(rt.as_ref(), &net, &instance).await?;
+                    // The bridge lock is still held (`_guard`).
+                    ensure_bridge(rt.as_ref(), &networking, &net, &instance).await?;
                     rt.move_to_network(&id, &to).await.map_err(fail)?;
                 }
                 other => other.map_err(fail)?,
@@ -650,12 +355,14 @@ impl TaskActor {
         self.net.busy = None;
     }
 
-    async fn start_pause(&mut self, net: &TaskNetwork) -> Result<(), (TaskStopCode, String)> {
+    /// Step 3, cold: in the background (the task's first container is created meanwhile,
+    /// joining the pause container by its name, which Docker resolves at start), the bridge,
+    /// then the pause container made on it with the ENI's address, MAC, DNS name and the
+    /// task's resolvers, then started. The bridge lock is held until the pause container
+    /// exists ([`cleanup`] takes it too); a bridge removed before it starts (by another agent
+    /// process sharing the subnet) is made again.
+    fn start_pause(&mut self, net: &TaskNetwork) {
         let rt = self.ctx.runtime.clone();
-        let image = rt
-            .pause_image()
-            .await
-            .map_err(|e| failed(format!("CannotCreateContainerError: pause image: {e}")))?;
         let labels: BTreeMap<String, String> = [
             (LABEL_CLUSTER, self.ctx.cluster.as_str()),
             (LABEL_TASK_ARN, self.arn.as_str()),
@@ -665,9 +372,8 @@ impl TaskActor {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let spec = ContainerSpec {
+        let mut spec = ContainerSpec {
             name: pause_name(self.td.family.as_deref(), &self.task_id),
-            image,
             labels,
             network_mode: NetworkMode::Named(bridge_name(&net.subnet_id)),
             ipv4_address: Some(net.private_ip.to_string()),
@@ -679,34 +385,35 @@ impl TaskActor {
             dns_servers: self.desired.borrow().dns_servers.clone(),
             ..Default::default()
         };
-        let id = match rt.create(&spec).await {
-            Ok(id) => id,
-            Err(RuntimeError::NotFound { kind: berth_runtime::ObjectKind::Network, .. }) => {
-                // Removed meanwhile by another agent of this host that shares the subnet.
-                ensure_bridge(rt.as_ref(), net, &self.ctx.instance_arn).await?;
-                rt.create(&spec)
-                    .await
-                    .map_err(|e| failed(format!("CannotCreateContainerError: pause: {e}")))?
-            }
-            Err(RuntimeError::Conflict { .. }) => {
-                // Left by an earlier attempt: replace it.
-                let _ = rt.remove(&spec.name).await;
-                rt.create(&spec)
-                    .await
-                    .map_err(|e| failed(format!("CannotCreateContainerError: pause: {e}")))?
-            }
-            Err(e) => return Err(failed(format!("CannotCreateContainerError: pause: {e}"))),
-        };
-        self.net.pause_id = Some(id.clone());
-        // Started in the background: the task's first container is created meanwhile.
+        self.net.pause_id = Some(spec.name.clone());
         let (net, instance) = (net.clone(), self.ctx.instance_arn.clone());
+        let networking = self.ctx.network.clone();
         self.net.pause_start = Some(tokio::spawn(async move {
+            let create_err =
+                |e: RuntimeError| failed(format!("CannotCreateContainerError: pause: {e}"));
+            spec.image = rt
+                .pause_image()
+                .await
+                .map_err(|e| failed(format!("CannotCreateContainerError: pause image: {e}")))?;
+            let guard = networking.bridges.clone().lock_owned().await;
+            ensure_bridge(rt.as_ref(), &networking, &net, &instance).await?;
+            let id = match rt.create(&spec).await {
+                Ok(id) => id,
+                Err(RuntimeError::Conflict { .. }) => {
+                    // Left by an earlier attempt: replace it.
+                    let _ = rt.remove(&spec.name).await;
+                    rt.create(&spec).await.map_err(create_err)?
+                }
+                Err(e) => return Err(create_err(e)),
+            };
+            drop(guard);
             let started = match rt.start(&id).await {
                 // Docker checks the network at start: removed meanwhile by another agent.
                 Err(RuntimeError::NotFound {
                     kind: berth_runtime::ObjectKind::Network, ..
                 }) => {
-                    ensure_bridge(rt.as_ref(), &net, &instance).await?;
+                    let _guard = networking.bridges.lock().await;
+                    ensure_bridge(rt.as_ref(), &networking, &net, &instance).await?;
                     rt.start(&id).await
                 }
                 other => other,
@@ -714,7 +421,6 @@ impl TaskActor {
             started.map_err(|e| failed(format!("CannotStartContainerError: pause: {e}")))?;
             Ok(None)
         }));
-        Ok(())
     }
 
     async fn read_pause_pid(&mut self) -> Result<(), (TaskStopCode, String)> {
@@ -734,8 +440,12 @@ impl TaskActor {
     fn ruleset(&self, net: &TaskNetwork) -> Ruleset {
         let groups = task_groups(net, &self.ctx.network.groups.borrow().clone());
         let opts = berth_firewall::Options {
+            // The endpoint, and 169.254.170.2 on its port (task role credentials, DNAT'd to it).
             always_egress: metadata_endpoint(self.ctx.metadata_base.as_deref())
                 .into_iter()
+                .flat_map(|(ip, port)| {
+                    [(ip, port), (crate::task_credentials::CREDENTIALS_IP, port)]
+                })
                 .collect(),
         };
         berth_firewall::compile(&groups, &opts)
@@ -858,11 +568,8 @@ impl TaskActor {
         self.net.busy = None;
         self.net.holder = None;
         if let Some(net) = self.network() {
-            let _guard = self.ctx.network.bridges.clone().lock_owned().await;
-            match rt.remove_network(&bridge_name(&net.subnet_id)).await {
-                Ok(()) | Err(RuntimeError::Conflict { .. }) => {}
-                Err(e) => tracing::warn!(task = %self.arn, error = %e, "cannot remove the bridge"),
-            }
+            // Kept a while for the subnet's next task, then removed.
+            release_bridge(rt.clone(), &self.ctx.network, &net.subnet_id);
         }
         if let Some(cg) = self.net.cgroup.take()
             && let Err(e) = rt.remove_cgroup(&cg).await
@@ -872,49 +579,9 @@ impl TaskActor {
     }
 }
 
-/// Creates the subnet's bridge unless it exists; a CIDR overlapping another network fails,
-/// naming it (looked up only then: the common case is one engine call).
-async fn ensure_bridge(
-    rt: &dyn Runtime,
-    net: &TaskNetwork,
-    instance_arn: &str,
-) -> Result<(), (TaskStopCode, String)> {
-    let name = bridge_name(&net.subnet_id);
-    let spec = NetworkSpec {
-        name: name.clone(),
-        subnet: net.subnet_cidr.clone(),
-        gateway: Some(net.gateway.to_string()),
-        labels: BTreeMap::from([
-            (LABEL_SUBNET.to_string(), net.subnet_id.clone()),
-            (LABEL_INSTANCE.to_string(), instance_arn.to_string()),
-        ]),
-    };
-    let Err(e) = rt.create_network(&spec).await else { return Ok(()) };
-    let all = rt
-        .list_networks(&[])
-        .await
-        .map_err(|e| failed(format!("CannotCreateNetworkError: {e}")))?;
-    if let Some(other) = all
-        .iter()
-        .filter(|n| n.name != name)
-        .find(|n| n.subnets.iter().any(|s| overlaps(s, &net.subnet_cidr)))
-    {
-        return Err(failed(format!(
-            "CannotCreateNetworkError: subnet {} ({}) overlaps Docker network {} ({})",
-            net.subnet_id,
-            net.subnet_cidr,
-            other.name,
-            other.subnets.join(", ")
-        )));
-    }
-    Err(failed(format!(
-        "CannotCreateNetworkError: bridge {name} for subnet {} ({}): {e}",
-        net.subnet_id, net.subnet_cidr
-    )))
-}
-
-/// Level-triggered cleanup: bridges of this instance no container uses, and cgroups of this
-/// instance's tasks that are not in `live_task_ids`.
+/// Level-triggered cleanup: bridges of this instance no container uses (and not lingering:
+/// [`BRIDGE_LINGER`]), the VPC links, and cgroups of this instance's tasks that are not in
+/// `live_task_ids`.
 pub async fn cleanup(
     rt: &dyn Runtime,
     networking: &Networking,
@@ -922,16 +589,9 @@ pub async fn cleanup(
     live_task_ids: &[String],
 ) {
     networking.pool.reconcile(rt, instance_arn, live_task_ids).await;
-    let _guard = networking.bridges.lock().await;
-    let labels = [(LABEL_INSTANCE.to_string(), instance_arn.to_string())];
-    if let Ok(nets) = rt.list_networks(&labels).await {
-        for n in nets.iter().filter(|n| n.labels.contains_key(LABEL_SUBNET)) {
-            match rt.remove_network(&n.name).await {
-                Ok(()) => tracing::info!(network = %n.name, "removed an unused subnet bridge"),
-                Err(RuntimeError::Conflict { .. }) => {}
-                Err(e) => tracing::debug!(network = %n.name, error = %e, "bridge not removed"),
-            }
-        }
+    {
+        let _guard = networking.bridges.lock().await;
+        bridges::cleanup(rt, networking, instance_arn).await;
     }
     let prefix =
         format!("{}/", cgroup_name(instance_arn, "")).trim_end_matches('/').to_string() + "/";

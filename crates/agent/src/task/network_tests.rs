@@ -8,7 +8,7 @@ use berth_agent_protocol::{DesiredTask, TaskReport};
 use berth_firewall::RecordingFirewall;
 use berth_model::lifecycle::{DesiredTaskStatus, TaskStatus};
 use berth_model::network::{IpProtocol, ResolvedRule, SecurityGroupRules, TaskNetwork};
-use berth_runtime::fake::{Call, FakeRuntime, Op};
+use berth_runtime::fake::{Call, FakeRuntime};
 use berth_runtime::{NetworkMode, NetworkSpec, Runtime};
 use berth_wire::ecs::{TaskDefinition, TaskStopCode};
 use tokio::sync::{mpsc, watch};
@@ -81,6 +81,7 @@ fn start_with_pool(fake: Arc<FakeRuntime>, pool: usize) -> Run {
         network: Some(TaskNetwork {
             eni_id: "eni-1".into(),
             subnet_id: "subnet-1".into(),
+            vpc_id: "vpc-1".into(),
             subnet_cidr: "10.213.7.0/24".into(),
             gateway: "10.213.7.1".parse().unwrap(),
             private_ip: "10.213.7.10".parse().unwrap(),
@@ -89,6 +90,7 @@ fn start_with_pool(fake: Arc<FakeRuntime>, pool: usize) -> Run {
             security_groups: vec!["sg-a".into()],
             assign_public_ip: false,
         }),
+        dns_servers: vec!["10.213.7.2".into()],
         ..Default::default()
     });
     let actor = tokio::spawn(TaskActor::new(ctx, rx).run());
@@ -123,7 +125,9 @@ async fn an_awsvpc_task_gets_cgroup_bridge_pause_firewall_then_containers_and_lo
         position(&calls, |c| matches!(c, Call::Create(s) if s.labels.contains_key(LABEL_PAUSE)));
     let first =
         position(&calls, |c| matches!(c, Call::Create(s) if !s.labels.contains_key(LABEL_PAUSE)));
-    assert!(cgroup < bridge && bridge < pause && pause < first, "{calls:#?}");
+    assert!(cgroup < bridge && bridge < pause && cgroup < first, "{calls:#?}");
+    // The bridge is new: the VPC links were applied before the pause container was made.
+    assert!(!run.fw.vpc_links().is_empty());
 
     // The cgroup holds the task's size; the bridge the subnet; the pause the ENI's address.
     let Call::CreateCgroup(cg) = &calls[cgroup] else { unreachable!() };
@@ -138,19 +142,22 @@ async fn an_awsvpc_task_gets_cgroup_bridge_pause_firewall_then_containers_and_lo
     assert_eq!(p.mac_address.as_deref(), Some("0e:00:00:00:00:01"));
     assert_eq!(p.hostname.as_deref(), Some("ip-10-213-7-10.ec2.internal"));
     assert_eq!(p.network_mode, NetworkMode::Named("berth-subnet-subnet-1".into()));
+    assert_eq!(p.dns_servers, ["10.213.7.2"]);
+    let Call::CreateNetwork(n) = &calls[bridge] else { unreachable!() };
+    assert_eq!(n.labels.get(LABEL_VPC).map(String::as_str), Some("vpc-1"));
     let pause_id = run
         .fake
         .container_ids()
         .into_iter()
         .find(|id| run.fake.spec(id).is_some_and(|s| s.labels.contains_key(LABEL_PAUSE)));
     let pause_id = pause_id.expect("pause container");
-    // Every container joins the pause container's namespace and the task cgroup, publishing
-    // nothing on the host.
+    // Every container joins the pause container's namespace (by its name: it may be created
+    // before the pause container is) and the task cgroup, publishing nothing on the host.
     for c in calls.iter().filter_map(|c| match c {
         Call::Create(s) if !s.labels.contains_key(LABEL_PAUSE) => Some(s),
         _ => None,
     }) {
-        assert_eq!(c.network_mode, NetworkMode::Container(pause_id.clone()));
+        assert_eq!(c.network_mode, NetworkMode::Container(pause_name(Some("web"), "t1")));
         assert_eq!(c.cgroup_parent.as_deref(), Some("berth/inst1/t1"));
         assert!(c.ports.is_empty() && c.extra_hosts.is_empty() && !c.host_gateway);
     }
@@ -165,6 +172,10 @@ async fn an_awsvpc_task_gets_cgroup_bridge_pause_firewall_then_containers_and_lo
         rules.contains(&"-A OUTPUT -d 172.17.0.1/32 -p tcp -m tcp --dport 51679 -j ACCEPT"),
         "the metadata endpoint stays reachable: {rules:?}"
     );
+    assert!(
+        rules.contains(&"-A OUTPUT -d 169.254.170.2/32 -p tcp -m tcp --dport 51679 -j ACCEPT"),
+        "task role credentials stay reachable: {rules:?}"
+    );
 
     // Unchanged rules re-sent change nothing; a changed rule is applied at once.
     run.networking.set_groups(&[group(8080)]);
@@ -178,23 +189,30 @@ async fn an_awsvpc_task_gets_cgroup_bridge_pause_firewall_then_containers_and_lo
     assert_eq!(applied.len(), 2);
     assert!(applied[1].1.rules().contains(&"-A INPUT -p tcp -m tcp --dport 9090 -j ACCEPT"));
 
-    // Stop: containers, then pause, bridge and cgroup go.
+    // Stop: containers, then pause and cgroup go; the bridge after BRIDGE_LINGER.
     run.fake.clear_calls();
+    let stopped = tokio::time::Instant::now();
+    let pause = pause_name(Some("web"), "t1");
     run.desired.send_modify(|d| d.desired_status = DesiredTaskStatus::Stopped);
     until(&mut run.reports, "STOPPED").await;
     tokio::time::timeout(Duration::from_secs(60), run.actor).await.unwrap().unwrap();
     let calls = run.fake.calls();
     let last_container = calls
         .iter()
-        .rposition(|c| matches!(c, Call::Remove(id) if *id != pause_id))
+        .rposition(|c| matches!(c, Call::Remove(id) if *id != pause_id && *id != pause))
         .expect("containers removed");
-    let pause_gone = position(&calls, |c| matches!(c, Call::Remove(id) if *id == pause_id));
-    let bridge_gone = position(&calls, |c| matches!(c, Call::RemoveNetwork(_)));
+    let pause_gone =
+        position(&calls, |c| matches!(c, Call::Remove(id) if *id == pause_id || *id == pause));
     let cgroup_gone = position(&calls, |c| matches!(c, Call::RemoveCgroup(_)));
-    assert!(last_container < pause_gone && pause_gone < bridge_gone && bridge_gone < cgroup_gone);
+    assert!(last_container < pause_gone && pause_gone < cgroup_gone);
     assert!(run.fake.container_ids().is_empty());
-    assert_eq!(run.fake.networks().len(), 1, "only Docker's own bridge is left");
     assert!(run.fake.cgroups().is_empty());
+    assert_eq!(run.fake.networks().len(), 2, "the subnet's bridge lingers");
+    while run.fake.networks().len() > 1 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stopped.elapsed() >= BRIDGE_LINGER, "{:?}", stopped.elapsed());
+    assert!(!run.fake.calls().iter().any(|c| matches!(c, Call::CreateNetwork(_))));
 }
 
 #[tokio::test(start_paused = true)]
@@ -217,7 +235,14 @@ async fn a_subnet_that_overlaps_a_docker_network_fails_the_task_naming_both() {
             && reason.contains("10.213.0.0/16"),
         "{reason}"
     );
-    assert!(run.fake.calls_of(Op::Create).is_empty(), "nothing was created");
+    assert!(
+        !run.fake
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Create(s) if s.labels.contains_key(LABEL_PAUSE))),
+        "no pause container was made"
+    );
+    assert!(run.fake.container_ids().is_empty(), "the task's container is removed again");
     assert!(run.fake.cgroups().is_empty(), "the cgroup made first is removed again");
     assert!(run.fw.applied().is_empty());
 }
@@ -243,6 +268,9 @@ async fn a_warm_pause_container_gets_the_rules_then_the_task_address_and_the_poo
     assert!(p.name.starts_with(&pool_name_prefix(INSTANCE)), "{}", p.name);
     assert_eq!(p.labels.get(crate::spec::LABEL_INSTANCE).map(String::as_str), Some(INSTANCE));
     assert!(p.cgroup_parent.is_none() && p.ipv4_address.is_none());
+    // Made with the task's resolvers (Docker keeps them when it moves onto the bridge).
+    assert_eq!(p.dns_servers, ["10.213.7.2"]);
+    assert_eq!(p.labels.get(LABEL_POOL_DNS).map(String::as_str), Some("10.213.7.2"));
     // Handed out: named for the task, then moved onto the subnet with the ENI's address and
     // MAC; the task's first container starts only after that.
     let renamed = position(&calls, |c| matches!(c, Call::Rename { .. }));
@@ -278,6 +306,9 @@ async fn a_warm_pause_container_gets_the_rules_then_the_task_address_and_the_poo
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     assert_eq!(labelled(&run.fake, LABEL_POOL).len(), 3, "two idle and the task's");
+    for id in labelled(&run.fake, LABEL_POOL) {
+        assert_eq!(run.fake.spec(&id).unwrap().dns_servers, ["10.213.7.2"], "replenished alike");
+    }
 
     // A rule change reaches the running task.
     run.networking.set_groups(&[group(9090)]);
@@ -291,7 +322,6 @@ async fn a_warm_pause_container_gets_the_rules_then_the_task_address_and_the_poo
     until(&mut run.reports, "STOPPED").await;
     tokio::time::timeout(Duration::from_secs(60), run.actor).await.unwrap().unwrap();
     assert!(run.fake.inspect(pause_id).await.unwrap().is_none());
-    assert_eq!(run.fake.networks().len(), 1, "only Docker's own bridge is left");
     assert!(run.fake.cgroups().is_empty());
     assert_eq!(labelled(&run.fake, LABEL_POOL).len(), 2);
     // No task holds one for POOL_LINGER: the idle ones go too.
@@ -300,6 +330,9 @@ async fn a_warm_pause_container_gets_the_rules_then_the_task_address_and_the_poo
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(t0.elapsed() >= POOL_LINGER - Duration::from_secs(1), "{:?}", t0.elapsed());
+    while run.fake.networks().len() > 1 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     run.networking.shutdown(run.fake.as_ref(), INSTANCE).await;
 }
 

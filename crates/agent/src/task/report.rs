@@ -66,6 +66,7 @@ impl TaskActor {
 
     /// Updates this task's entry of the metadata endpoint (this actor is its only writer).
     pub(super) fn publish_metadata(&self) {
+        self.publish_role_sources();
         let Some(registry) = &self.ctx.metadata else { return };
         if self.known == TaskStatus::Stopped {
             registry.remove(&self.metadata_token);

@@ -17,6 +17,8 @@
 //!   `ResourceInitializationError: unable to pull secrets or registry auth: ...`). The values
 //!   live in the actor's memory only and reach nothing but the container's environment and
 //!   the pull's credentials.
+//!   A task with an execution role asks too (even without secrets): the server checks the
+//!   role for its Amazon ECR images and `awslogs` writes, failing the task in ECS's words.
 //! * Every container given a metadata URI carries the task's token in the label
 //!   [`LABEL_TOKEN`](crate::metadata::LABEL_TOKEN), so a restarted agent serves it again.
 
@@ -35,6 +37,7 @@ use crate::spec;
 impl TaskActor {
     /// Pulls images, then creates and starts containers in dependency order.
     pub(super) async fn start(&mut self) -> Result<(), (TaskStopCode, String)> {
+        self.ensure_role_credentials().await?;
         self.fetch_secrets().await?;
         // Images: pulled unless present.
         self.pull_started_at = Some(now());
@@ -217,6 +220,14 @@ impl TaskActor {
                 spec.env.push((name.clone(), value.clone()));
             }
         }
+        // The task role's credentials (`role`): after the definition's variables, as ECS.
+        if let Some((env, (k, v))) = self.role_env() {
+            for (name, value) in env {
+                spec.env.retain(|(n, _)| n != &name);
+                spec.env.push((name, value));
+            }
+            spec.labels.insert(k, v);
+        }
         if uri.is_some() {
             spec.labels
                 .insert(crate::metadata::LABEL_TOKEN.to_string(), self.metadata_token.clone());
@@ -263,9 +274,19 @@ impl TaskActor {
     /// Fetches the values of the task's secrets when a container still to be created names
     /// any (see the module header).
     async fn fetch_secrets(&mut self) -> Result<(), (TaskStopCode, String)> {
+        // With an execution role, the server also checks it for the task's images and logs.
+        let execution_role = self
+            .desired
+            .borrow()
+            .overrides
+            .as_ref()
+            .and_then(|o| o.execution_role_arn.clone())
+            .or_else(|| self.td.execution_role_arn.clone())
+            .is_some_and(|r| !r.is_empty());
         let wanted = self.runs.iter().any(|r| {
             r.id.is_none()
-                && (r.def.secrets.as_ref().is_some_and(|s| !s.is_empty())
+                && (execution_role
+                    || r.def.secrets.as_ref().is_some_and(|s| !s.is_empty())
                     || r.def.repository_credentials.is_some())
         });
         if !wanted || !self.secrets.is_empty() {
@@ -313,7 +334,7 @@ impl TaskActor {
         &mut self,
         i: usize,
         id: &str,
-    ) -> Result<Option<(crate::logs::Target, i64)>, (TaskStopCode, String)> {
+    ) -> Result<Option<(crate::logs::Target, crate::logs::Cursor)>, (TaskStopCode, String)> {
         let Some(shipper) = self.ctx.logs.clone() else { return Ok(None) };
         let region = self.ctx.instance_arn.split(':').nth(3).unwrap_or_default().to_string();
         let failed = |this: &mut Self, reason: String| {
@@ -353,7 +374,12 @@ impl TaskActor {
     }
 
     /// Starts shipping container `id`'s output (see [`crate::logs`]).
-    pub(super) fn ship_logs(&mut self, id: &str, target: crate::logs::Target, since: Option<i64>) {
+    pub(super) fn ship_logs(
+        &mut self,
+        id: &str,
+        target: crate::logs::Target,
+        since: Option<crate::logs::Cursor>,
+    ) {
         let Some(shipper) = self.ctx.logs.clone() else { return };
         self.shippers.push(tokio::spawn(shipper.follow(
             self.ctx.runtime.clone(),

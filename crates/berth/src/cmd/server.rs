@@ -111,12 +111,23 @@ pub struct Args {
     /// their resolver, so namespace names resolve inside tasks.
     #[arg(long, env = "BERTH_DNS_LISTEN", default_value = "127.0.0.1:0")]
     pub dns_listen: String,
+    /// Where ECS Service Connect's proxy listens, one port per client alias port: an address
+    /// of this host that task containers reach, such as the Docker bridge gateway
+    /// (`172.17.0.1`). Without it, services with Service Connect are refused.
+    #[arg(long, env = "BERTH_SERVICE_CONNECT_ADDRESS")]
+    pub service_connect_address: Option<std::net::IpAddr>,
     /// How often the registry applies lifecycle policies and collects unreferenced blobs.
     #[arg(long, default_value_t = 3600)]
     pub registry_gc_interval_secs: u64,
     /// A blob written this recently is never collected (it may belong to a push in progress).
     #[arg(long, default_value_t = 3600)]
     pub registry_gc_grace_secs: u64,
+    /// Where the registry keeps its blobs and upload sessions (default: DATA_DIR/registry).
+    /// Servers sharing an etcd store give one directory every one of them mounts (NFS...):
+    /// then any server serves any image; blobs are written by rename within it and only the
+    /// leader collects garbage.
+    #[arg(long, env = "BERTH_REGISTRY_BLOB_DIR", value_name = "PATH")]
+    pub registry_blob_dir: Option<PathBuf>,
 }
 
 pub fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -166,7 +177,9 @@ impl Args {
             address: self.registry_address.clone(),
             gc_interval: std::time::Duration::from_secs(self.registry_gc_interval_secs.max(1)),
             gc_grace: std::time::Duration::from_secs(self.registry_gc_grace_secs),
+            blob_dir: self.registry_blob_dir.clone(),
         };
+        config.service_connect_address = self.service_connect_address;
         config.dns_listen = match self.dns_listen.as_str() {
             "off" => None,
             a => Some(a.parse().map_err(|e| {
@@ -232,11 +245,15 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub server: Args,
     /// Where the records live: `sqlite` (DATA_DIR/berth.db) or an etcd cluster,
-    /// `etcd://HOST:2379[,HOST:2379...][/PREFIX]` (keys under PREFIX, default `berth/`). With
-    /// etcd, the data directory still holds the keys, certificates and logs; servers sharing
-    /// one etcd store need the same --key-file. `berth store copy` moves records between them.
+    /// `etcd://HOST:2379[,HOST:2379...][/PREFIX]` (keys under PREFIX, default `berth/`), or
+    /// `etcds://...` to reach it over TLS (with --etcd-ca, and --etcd-cert and --etcd-key when
+    /// etcd runs with --client-cert-auth). With etcd, the data directory still holds the keys,
+    /// certificates and logs; servers sharing one etcd store need the same --key-file.
+    /// `berth store copy` moves records between them.
     #[arg(long, env = "BERTH_STORE", default_value = "sqlite")]
     pub store: String,
+    #[command(flatten)]
+    pub etcd_tls: EtcdTlsArgs,
     /// With an etcd store, several servers may share it; the controllers run on the one
     /// elected leader, on a lease of this many seconds (1 to 60): a leader that dies is
     /// replaced within about this long. Unused with SQLite.
@@ -244,22 +261,63 @@ pub struct ServerArgs {
     pub leader_lease_secs: u64,
 }
 
+/// TLS to an `etcds://` store (`berth server --store`, `berth store copy`).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct EtcdTlsArgs {
+    /// With an etcds:// store: the CA certificate (PEM) that issued the etcd members'
+    /// certificates (etcd's --trusted-ca-file for clients is another matter).
+    #[arg(long, env = "BERTH_ETCD_CA", value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// With an etcds:// store: this client's certificate (PEM), for an etcd that runs with
+    /// --client-cert-auth; needs --etcd-key.
+    #[arg(long, env = "BERTH_ETCD_CERT", value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// The private key (PEM) of --etcd-cert.
+    #[arg(long, env = "BERTH_ETCD_KEY", value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
+}
+
+impl EtcdTlsArgs {
+    /// Whether any TLS file is given.
+    pub fn any(&self) -> bool {
+        self.etcd_ca.is_some() || self.etcd_cert.is_some() || self.etcd_key.is_some()
+    }
+
+    /// The store at `url` (`etcd://` or `etcds://`) with these TLS files.
+    pub fn config(&self, flag: &str, url: &str) -> anyhow::Result<berth_store::EtcdConfig> {
+        berth_store::EtcdConfig::parse(url)
+            .and_then(|c| {
+                c.with_tls_files(
+                    url,
+                    self.etcd_ca.clone(),
+                    self.etcd_cert.clone(),
+                    self.etcd_key.clone(),
+                )
+            })
+            .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+    }
+}
+
 /// The etcd store `--store` names; `None` for SQLite.
-pub fn store_flag(store: &str) -> anyhow::Result<Option<berth_store::EtcdConfig>> {
+pub fn store_flag(
+    store: &str,
+    tls: &EtcdTlsArgs,
+) -> anyhow::Result<Option<berth_store::EtcdConfig>> {
     match store {
+        "sqlite" if tls.any() => {
+            anyhow::bail!("--etcd-ca, --etcd-cert and --etcd-key are for an etcds:// --store")
+        }
         "sqlite" => Ok(None),
-        s if s.starts_with(berth_store::EtcdConfig::SCHEME) => Ok(Some(
-            berth_store::EtcdConfig::parse(s).map_err(|e| anyhow::anyhow!("--store: {e}"))?,
-        )),
+        s if berth_store::EtcdConfig::is_etcd_url(s) => Ok(Some(tls.config("--store", s)?)),
         s => anyhow::bail!(
-            "--store must be sqlite or etcd://HOST:2379[,HOST:2379...][/PREFIX] (got '{s}')"
+            "--store must be sqlite, etcd://HOST:2379[,HOST:2379...][/PREFIX] or etcds://... for TLS (got '{s}')"
         ),
     }
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut config = args.server.config()?;
-    config.etcd = store_flag(&args.store)?;
+    config.etcd = store_flag(&args.store, &args.etcd_tls)?;
     config.leader_lease = std::time::Duration::from_secs(args.leader_lease_secs);
     check_nofile(super::nofile_limit(), config.http.max_connections);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -51,6 +51,9 @@ struct CopyArgs {
     /// Replace whatever the destination holds (every key deleted first).
     #[arg(long)]
     force: bool,
+    /// TLS to an etcds:// source or destination (the same files for both).
+    #[command(flatten)]
+    etcd_tls: super::server::EtcdTlsArgs,
 }
 
 /// Where a store is.
@@ -60,7 +63,11 @@ enum Location {
     Etcd(EtcdConfig),
 }
 
-fn parse_location(flag: &str, s: &str) -> anyhow::Result<Location> {
+fn parse_location(
+    flag: &str,
+    s: &str,
+    tls: &super::server::EtcdTlsArgs,
+) -> anyhow::Result<Location> {
     if let Some(dir) = s.strip_prefix("sqlite:") {
         anyhow::ensure!(
             !dir.is_empty(),
@@ -68,13 +75,16 @@ fn parse_location(flag: &str, s: &str) -> anyhow::Result<Location> {
         );
         return Ok(Location::Sqlite(PathBuf::from(dir)));
     }
+    if s.starts_with(EtcdConfig::SCHEME_TLS) {
+        return tls.config(flag, s).map(Location::Etcd);
+    }
     if s.starts_with(EtcdConfig::SCHEME) {
         return EtcdConfig::parse(s)
             .map(Location::Etcd)
             .map_err(|e| anyhow::anyhow!("{flag}: {e}"));
     }
     anyhow::bail!(
-        "{flag} must be sqlite:DATA_DIR or etcd://HOST:2379[,HOST:2379...][/PREFIX] (got '{s}')"
+        "{flag} must be sqlite:DATA_DIR, etcd://HOST:2379[,HOST:2379...][/PREFIX] or etcds://... for TLS (got '{s}')"
     )
 }
 
@@ -137,8 +147,13 @@ fn batches(records: &[Record]) -> Vec<&[Record]> {
 }
 
 async fn copy(args: CopyArgs) -> anyhow::Result<()> {
-    let from = parse_location("--from", &args.from)?;
-    let to = parse_location("--to", &args.to)?;
+    let from = parse_location("--from", &args.from, &args.etcd_tls)?;
+    let to = parse_location("--to", &args.to, &args.etcd_tls)?;
+    let tls_used = [&from, &to].iter().any(|l| matches!(l, Location::Etcd(c) if c.tls.is_some()));
+    anyhow::ensure!(
+        tls_used || !args.etcd_tls.any(),
+        "--etcd-ca, --etcd-cert and --etcd-key are for an etcds:// --from or --to"
+    );
     anyhow::ensure!(from != to, "--from and --to are the same store");
     let src = open(&from, true).await?;
     let dst = open(&to, false).await?;
@@ -237,17 +252,39 @@ mod tests {
     #[test]
     fn locations_parse_or_name_the_flag() {
         assert_eq!(
-            parse_location("--from", "sqlite:/var/lib/berth").unwrap(),
+            parse_location("--from", "sqlite:/var/lib/berth", &Default::default()).unwrap(),
             Location::Sqlite("/var/lib/berth".into())
         );
-        let Location::Etcd(c) = parse_location("--to", "etcd://a:2379,b:2379/x").unwrap() else {
+        let Location::Etcd(c) =
+            parse_location("--to", "etcd://a:2379,b:2379/x", &Default::default()).unwrap()
+        else {
             panic!()
         };
         assert_eq!((c.endpoints.len(), c.prefix.as_str()), (2, "x/"));
         for bad in ["sqlite:", "/var/lib/berth", "etcd://nohost", "postgres://x"] {
-            let e = parse_location("--to", bad).unwrap_err().to_string();
+            let e = parse_location("--to", bad, &Default::default()).unwrap_err().to_string();
             assert!(e.contains("--to"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn etcds_locations_take_the_tls_flags() {
+        let tls = super::super::server::EtcdTlsArgs {
+            etcd_ca: Some("ca.pem".into()),
+            ..Default::default()
+        };
+        let Location::Etcd(c) = parse_location("--to", "etcds://a:2379", &tls).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.endpoints, ["https://a:2379"]);
+        assert_eq!(c.tls.and_then(|t| t.ca), Some("ca.pem".into()));
+        // The plain one beside it is left plain; etcds:// without a CA names the flag.
+        let Location::Etcd(c) = parse_location("--from", "etcd://b:2379", &tls).unwrap() else {
+            panic!()
+        };
+        assert_eq!((c.endpoints[0].as_str(), c.tls), ("http://b:2379", None));
+        let e = parse_location("--to", "etcds://a:2379", &Default::default()).unwrap_err();
+        assert!(e.to_string().contains("--etcd-ca"), "{e}");
     }
 
     #[test]

@@ -69,7 +69,8 @@ fn stop_not_healthy(
             continue;
         }
         if !pass.is_primary(l) {
-            if keep_starting && l.t.last_status == TaskStatus::Running {
+            let held = cfg.hold_old && !l.draining;
+            if (keep_starting || held) && l.t.last_status == TaskStatus::Running {
                 continue;
             }
             stop(d, stopping, l, scaling(&l.t.deployment));
@@ -203,6 +204,9 @@ fn stop_healthy_within_minimum(
     for l in live.iter().filter(|l| l.healthy && !l.t.protected && !stopping.contains(&l.t.id)) {
         let rank = pass.dep_index.get(&l.t.deployment).copied().unwrap_or(usize::MAX);
         if !pass.is_primary(l) {
+            if cfg.hold_old && !l.draining {
+                continue;
+            }
             candidates.push((l, scaling(&l.t.deployment), usize::MAX - rank));
         } else if l.draining {
             candidates.push((l, StopWhy::Draining, 0));

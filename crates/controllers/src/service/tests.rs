@@ -58,8 +58,10 @@ fn config(desired: i32, min: i32, max: i32) -> Config {
             circuit_breaker: true,
             rollback: true,
             health_check_grace_period_seconds: 0,
+            shift: None,
         },
         deleting: false,
+        hold_old: false,
     }
 }
 

@@ -72,5 +72,6 @@ use PolicyType::*;
 
 mod conditions;
 mod evaluation;
+mod explicit;
 mod parsing;
 mod properties;

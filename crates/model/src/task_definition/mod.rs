@@ -71,7 +71,9 @@
 //! 8. **Task resources**: with task-level `cpu`, the containers' `cpu` sum to no more; with
 //!    task-level `memory`, the containers' reservations (`memoryReservation`, else `memory`)
 //!    sum to no more.
-//! 9. At least one essential container (`essential` defaults to true).
+//! 9. At least one essential container (`essential` defaults to true); containers'
+//!    `secrets` or `repositoryCredentials` need an `executionRoleArn` ("When you are
+//!    specifying container secrets, you must also specify a value for 'executionRoleArn'.").
 //! 10. **placementConstraints**: at most 10, each `memberOf` with an `expression`
 //!     (`distinctInstance` is not a task definition constraint: the wire enum refuses it).
 //! 11. **proxyConfiguration**: `containerName` names a container; networkMode `awsvpc`.
@@ -129,7 +131,8 @@ use naming::{check_container_identities, check_family};
 use network::check_task_ports;
 use resources::{check_task_resources, check_task_size};
 use task_level::{
-    check_ephemeral_storage, check_placement_constraints, check_proxy_configuration, check_tags,
+    check_ephemeral_storage, check_execution_role_needed, check_placement_constraints,
+    check_proxy_configuration, check_tags,
 };
 use volumes::check_volumes;
 
@@ -170,6 +173,7 @@ pub fn validate(req: &RegisterTaskDefinitionRequest) -> Result<(), ModelError> {
     check_depends_on_acyclic(&facts)?;
     check_task_resources(&facts)?;
     check_essential(&facts)?;
+    check_execution_role_needed(req)?;
     check_placement_constraints(req)?;
     check_proxy_configuration(&facts)?;
     check_ephemeral_storage(req)?;

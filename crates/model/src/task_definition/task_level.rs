@@ -9,6 +9,30 @@ use super::MAX_PLACEMENT_CONSTRAINTS;
 use super::facts::{Facts, client};
 use crate::ModelError;
 
+/// Rule 9b: container `secrets` and `repositoryCredentials` are read with the task's
+/// execution role, so they need an `executionRoleArn` (ECS's wording).
+pub(super) fn check_execution_role_needed(
+    req: &RegisterTaskDefinitionRequest,
+) -> Result<(), ModelError> {
+    if req.execution_role_arn.as_deref().is_some_and(|r| !r.is_empty()) {
+        return Ok(());
+    }
+    let defs = req.container_definitions.as_deref().unwrap_or(&[]);
+    if defs.iter().any(|c| c.secrets.as_ref().is_some_and(|s| !s.is_empty())) {
+        return Err(client(
+            "executionRoleArn",
+            "When you are specifying container secrets, you must also specify a value for 'executionRoleArn'.",
+        ));
+    }
+    if defs.iter().any(|c| c.repository_credentials.is_some()) {
+        return Err(client(
+            "executionRoleArn",
+            "Private repository authentication requires that the task definition specify a value for executionRoleArn.",
+        ));
+    }
+    Ok(())
+}
+
 /// Rule 10: at most [`MAX_PLACEMENT_CONSTRAINTS`], each `memberOf` with an expression.
 pub(super) fn check_placement_constraints(
     req: &RegisterTaskDefinitionRequest,

@@ -330,6 +330,55 @@ async fn immutable_tags_refuse_a_move() {
     );
 }
 
+#[test]
+fn each_route_and_method_needs_its_ecr_action() {
+    let s = String::from;
+    let manifest = Route::Manifest { name: s("a"), reference: s("v1") };
+    let blob = Route::Blob { name: s("a"), digest: s("sha256:00") };
+    let start = Route::UploadStart { name: s("a") };
+    let upload = Route::Upload { name: s("a"), id: s("u") };
+    let tags = Route::Tags { name: s("a") };
+    let referrers = Route::Referrers { name: s("a"), digest: s("sha256:00") };
+    use Action::*;
+    let cases: &[(&Route, Method, Action)] = &[
+        (&Route::Base, Method::GET, Login),
+        (&manifest, Method::GET, BatchGetImage),
+        (&manifest, Method::HEAD, BatchGetImage),
+        (&manifest, Method::PUT, PutImage),
+        (&manifest, Method::DELETE, BatchDeleteImage),
+        (&manifest, Method::POST, Login),
+        (&blob, Method::HEAD, BatchCheckLayerAvailability),
+        (&blob, Method::GET, GetDownloadUrlForLayer),
+        (&blob, Method::DELETE, BatchDeleteImage),
+        (&blob, Method::PUT, Login),
+        (&start, Method::POST, InitiateLayerUpload),
+        (&start, Method::GET, Login),
+        (&upload, Method::PATCH, UploadLayerPart),
+        (&upload, Method::GET, UploadLayerPart),
+        (&upload, Method::DELETE, UploadLayerPart),
+        (&upload, Method::PUT, CompleteLayerUpload),
+        (&tags, Method::GET, ListImages),
+        (&tags, Method::DELETE, Login),
+        (&referrers, Method::GET, BatchGetImage),
+    ];
+    for (route, method, want) in cases {
+        assert_eq!(required_action(route, method), *want, "{method} {route:?}");
+    }
+    for (a, access) in [
+        (BatchGetImage, crate::Access::Pull),
+        (GetDownloadUrlForLayer, crate::Access::Pull),
+        (BatchCheckLayerAvailability, crate::Access::Pull),
+        (PutImage, crate::Access::Push),
+        (CompleteLayerUpload, crate::Access::Push),
+        (BatchDeleteImage, crate::Access::Delete),
+    ] {
+        assert_eq!(a.access(), access, "{a:?}");
+    }
+    assert_eq!(GetDownloadUrlForLayer.iam_action(), Some("ecr:GetDownloadUrlForLayer"));
+    assert_eq!(Login.iam_action(), None);
+}
+
+/// Refuses anonymous requests, pushes to `other` and reads of `secret`.
 struct Gate;
 
 #[async_trait::async_trait]
@@ -340,12 +389,16 @@ impl crate::Authorizer for Gate {
     async fn authorize(
         &self,
         h: Option<&str>,
+        _: &http::Extensions,
         repo: Option<&str>,
-        access: Access,
+        action: Action,
     ) -> Result<(), Denial> {
-        match (h, repo, access) {
+        match (h, repo, action.access()) {
             (None, _, _) => Err(Denial::Unauthenticated("no credential".into())),
-            (Some(_), Some("other"), Access::Push) => Err(Denial::Denied("read only".into())),
+            (Some(_), Some("other"), crate::Access::Push) => {
+                Err(Denial::Denied(format!("read only: {:?}", action.iam_action())))
+            }
+            (Some(_), Some("secret"), crate::Access::Pull) => Err(Denial::Denied("no".into())),
             _ => Ok(()),
         }
     }
@@ -366,4 +419,58 @@ async fn unauthenticated_requests_get_a_basic_challenge() {
     assert_eq!(call(&reg, "GET", "/v2/", &auth, vec![]).await.status, StatusCode::OK);
     let r = call(&reg, "POST", "/v2/other/blobs/uploads/", &auth, vec![]).await;
     assert_eq!((r.status, r.code().as_str()), (StatusCode::FORBIDDEN, "DENIED"));
+    assert!(String::from_utf8_lossy(&r.body).contains("ecr:InitiateLayerUpload"));
+}
+
+/// A cross-repository mount needs pull on its source: without it, an ordinary upload
+/// session starts and nothing of the source is linked.
+#[tokio::test]
+async fn a_mount_needs_pull_on_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Arc::new(MemoryMetadata::default());
+    for r in ["secret", "app", "dest"] {
+        meta.create_repository(r, RepoSettings::default());
+    }
+    let reg = Arc::new(Registry::open(dir.path(), meta.clone(), Arc::new(Gate)).unwrap());
+    let auth = [("authorization", "Basic eA==")];
+    let put = |repo: &'static str| {
+        let reg = reg.clone();
+        async move {
+            let d = Digest::of(repo.as_bytes());
+            let uri = format!("/v2/{repo}/blobs/uploads/?digest={d}");
+            let r = call(&reg, "POST", &uri, &auth, repo.as_bytes().to_vec()).await;
+            assert_eq!(r.status, StatusCode::CREATED);
+            d
+        }
+    };
+    let (hidden, shared) = (put("secret").await, put("app").await);
+    let mount = |d: &Digest, from: &str| format!("/v2/dest/blobs/uploads/?mount={d}&from={from}");
+    let r = call(&reg, "POST", &mount(&hidden, "secret"), &auth, vec![]).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "not mounted: an upload session instead");
+    assert!(!meta.blob_linked("dest", &hidden).await.unwrap());
+    let r = call(&reg, "POST", &mount(&shared, "app"), &auth, vec![]).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert!(meta.blob_linked("dest", &shared).await.unwrap());
+}
+
+/// A blob of several read pieces comes back whole, and by ranges across the pieces.
+#[tokio::test]
+async fn large_blobs_stream_whole_and_by_range() {
+    let f = fixture();
+    let content: Vec<u8> = (0..READ_CHUNK * 2 + 12345).map(|i| (i * 7 % 251) as u8).collect();
+    let d = push_blob(&f.reg, "app", &content).await;
+    let uri = format!("/v2/app/blobs/{d}");
+    let whole = call(&f.reg, "GET", &uri, &[], vec![]).await;
+    assert_eq!(whole.status, StatusCode::OK);
+    assert_eq!(whole.header("content-length"), content.len().to_string());
+    assert!(whole.body == content, "the body is the blob");
+    let (a, b) = (READ_CHUNK - 10, 2 * READ_CHUNK + 5);
+    let part = call(&f.reg, "GET", &uri, &[("range", &format!("bytes={a}-{b}"))], vec![]).await;
+    assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.header("content-range"), format!("bytes {a}-{b}/{}", content.len()));
+    assert!(part.body == content[a..=b], "the range is the blob's bytes");
+    let tail = call(&f.reg, "GET", &uri, &[("range", "bytes=-3")], vec![]).await;
+    assert_eq!(tail.body, content[content.len() - 3..]);
+    let head = call(&f.reg, "HEAD", &uri, &[], vec![]).await;
+    assert_eq!((head.status, head.body.len()), (StatusCode::OK, 0));
 }

@@ -87,6 +87,16 @@ impl FakeRuntime {
         true
     }
 
+    /// The follow streams ([`Runtime::follow_logs`]) of container `id` opened so far stop
+    /// delivering lines and stay open, as Docker 20.10's json-file follower sometimes does
+    /// under a fast writer; follows opened later work.
+    pub fn stall_follows(&self, id: &str) {
+        let mut st = self.lock();
+        if let Some(key) = find(&st, id) {
+            *st.follow_stalls.entry(key).or_default() += 1;
+        }
+    }
+
     /// Makes a running container exit with `code` (as if its process ended). Returns false if
     /// it does not exist or is not running.
     pub fn exit(&self, id: &str, code: i64) -> bool {
@@ -170,4 +180,9 @@ impl FakeRuntime {
         st.subscribers.retain(|s| !s.tx.is_closed());
         st.subscribers.len()
     }
+}
+
+/// How many times the follows of container `id` were stalled (0 for an unknown container).
+pub(super) fn follow_generation(st: &State, id: &str) -> u64 {
+    find(st, id).and_then(|k| st.follow_stalls.get(&k).copied()).unwrap_or(0)
 }

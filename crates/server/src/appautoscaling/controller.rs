@@ -44,7 +44,15 @@ pub(crate) async fn run(aas: Arc<AppAutoScaling>, mut stop: watch::Receiver<bool
         if *stop.borrow() {
             return;
         }
-        if let Err(e) = pass(&aas).await {
+        let started = std::time::Instant::now();
+        let result = pass(&aas).await;
+        crate::cloudwatch::prometheus::observe_pass(
+            "application-autoscaling",
+            aas.region.name,
+            started,
+            result.is_ok(),
+        );
+        if let Err(e) = result {
             tracing::warn!(region = aas.region.name, error = %e.message, "Application Auto Scaling pass failed");
         }
         tokio::select! {

@@ -62,6 +62,8 @@ pub(crate) const ECS_DIMENSION: &str = "ecs:service:DesiredCount";
 pub(crate) struct CloudWatchLink {
     pub metrics: OnceLock<Arc<dyn MetricSource>>,
     pub alarms: OnceLock<Arc<dyn AlarmSink>>,
+    /// Where the load balancers' request metrics go ([`crate::elbv2::metrics`]).
+    pub samples: OnceLock<Arc<crate::cloudwatch::CloudWatch>>,
 }
 
 /// A key segment: `%` and `/` escaped.
@@ -692,8 +694,12 @@ pub(crate) fn tracked_metric(
                 wire::MetricType::ECSServiceAverageCPUUtilization => "CPUUtilization",
                 wire::MetricType::ECSServiceAverageMemoryUtilization => "MemoryUtilization",
                 wire::MetricType::ALBRequestCountPerTarget => {
-                    return Err(validation(
-                        "PredefinedMetricType ALBRequestCountPerTarget is not available: Berth's load balancers publish no AWS/ApplicationELB RequestCountPerTarget metric yet. Use ECSServiceAverageCPUUtilization, ECSServiceAverageMemoryUtilization or a CustomizedMetricSpecification.",
+                    let tg = alb_target_group(p.resource_label.as_deref())?;
+                    return Ok((
+                        crate::elbv2::metrics::NAMESPACE.into(),
+                        "RequestCountPerTarget".into(),
+                        vec![("TargetGroup".to_string(), tg)],
+                        metrics::Statistic::Sum,
                     ));
                 }
                 other => {
@@ -725,6 +731,26 @@ pub(crate) fn tracked_metric(
                 .collect();
             Ok((ns, name, dims, stat))
         }
+    }
+}
+
+/// The `TargetGroup` dimension (`targetgroup/NAME/ID`) of an `ALBRequestCountPerTarget`
+/// metric's `ResourceLabel` (`app/LB-NAME/LB-ID/targetgroup/TG-NAME/TG-ID`).
+pub(crate) fn alb_target_group(label: Option<&str>) -> Result<String, AwsError> {
+    let bad = || {
+        validation(format!(
+            "PredefinedMetricSpecification.ResourceLabel {}is not valid for ALBRequestCountPerTarget: it must be app/<load-balancer-name>/<load-balancer-id>/targetgroup/<target-group-name>/<target-group-id>.",
+            label.map(|l| format!("{l} ")).unwrap_or_default()
+        ))
+    };
+    let label = label.ok_or_else(bad)?;
+    match label.split('/').collect::<Vec<_>>().as_slice() {
+        ["app", lb, lb_id, "targetgroup", tg, tg_id]
+            if [lb, lb_id, tg, tg_id].iter().all(|s| !s.is_empty()) =>
+        {
+            Ok(format!("targetgroup/{tg}/{tg_id}"))
+        }
+        _ => Err(bad()),
     }
 }
 

@@ -207,7 +207,7 @@ async fn the_api_validates_targets_and_policies_as_aws_does() {
     // Registering again updates it (same ARN).
     assert_eq!(w.register(1, 5).await.unwrap(), arn);
     let e = w.put_tracking(wire::MetricType::ALBRequestCountPerTarget).await.unwrap_err();
-    assert!(e.message.contains("ALBRequestCountPerTarget is not available"), "{}", e.message);
+    assert!(e.message.contains("ResourceLabel is not valid"), "{}", e.message);
     let e = w.put_tracking(wire::MetricType::DynamoDBReadCapacityUtilization).await.unwrap_err();
     assert!(e.message.contains("not valid for service namespace ecs"), "{}", e.message);
     let out = w.put_tracking(wire::MetricType::ECSServiceAverageCPUUtilization).await.unwrap();
@@ -371,6 +371,111 @@ async fn target_tracking_scales_out_then_in_after_its_cooldowns() {
     let acts = w.activities().await;
     assert!(acts[0].cause.as_deref().unwrap().contains("-AlarmLow-"), "{:?}", acts[0].cause);
     assert_eq!(acts.len(), 3);
+}
+
+#[test]
+fn alb_resource_labels_name_the_target_group_dimension() {
+    let table = [
+        (
+            Some("app/web/50dc6c495c0c9188/targetgroup/blue/73e2d6bc24d8a067"),
+            Some("targetgroup/blue/73e2d6bc24d8a067"),
+        ),
+        (Some("app/web/1/targetgroup/blue"), None),
+        (Some("net/web/1/targetgroup/blue/2"), None),
+        (Some("app/web/1/target-group/blue/2"), None),
+        (Some("app//1/targetgroup/blue/2"), None),
+        (Some("targetgroup/blue/2"), None),
+        (None, None),
+    ];
+    for (label, want) in table {
+        assert_eq!(alb_target_group(label).ok().as_deref(), want, "{label:?}");
+    }
+}
+
+/// The load balancer's published request counts (the publisher's own samples) drive an
+/// `ALBRequestCountPerTarget` policy: the ResourceLabel names the very dimension published.
+#[tokio::test]
+async fn alb_request_count_per_target_tracking_scales_on_the_published_counts() {
+    let w = world().await;
+    w.register(1, 6).await.unwrap();
+    let lb =
+        "arn:aws:elasticloadbalancing:us-east-1:000000000000:loadbalancer/app/web/50dc6c495c0c9188";
+    let tg =
+        "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/blue/73e2d6bc24d8a067";
+    let out = w
+        .aas
+        .put_scaling_policy(
+            &w.ctx,
+            wire::PutScalingPolicyRequest {
+                policy_name: Some("rps".into()),
+                service_namespace: Some(wire::ServiceNamespace::Ecs),
+                resource_id: Some(RID.into()),
+                scalable_dimension: Some(wire::ScalableDimension::EcsServiceDesiredCount),
+                policy_type: Some(wire::PolicyType::TargetTrackingScaling),
+                target_tracking_scaling_policy_configuration: Some(
+                    wire::TargetTrackingScalingPolicyConfiguration {
+                        target_value: Some(100.0),
+                        predefined_metric_specification: Some(
+                            wire::PredefinedMetricSpecification {
+                                predefined_metric_type: Some(
+                                    wire::MetricType::ALBRequestCountPerTarget,
+                                ),
+                                resource_label: Some(
+                                    "app/web/50dc6c495c0c9188/targetgroup/blue/73e2d6bc24d8a067"
+                                        .into(),
+                                ),
+                            },
+                        ),
+                        ..Default::default()
+                    },
+                ),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.alarms.unwrap().len(), 2);
+    // Three minutes at 300 requests a minute on the one healthy target, as the publisher
+    // turns the data plane's counter into datapoints.
+    let owners: std::collections::BTreeMap<String, Vec<String>> =
+        [(tg.to_string(), vec![lb.to_string()])].into();
+    let mut publisher = crate::elbv2::metrics::RequestMetrics::default();
+    let now = w.aas.now_ms();
+    let period = PERIOD.as_millis() as i64;
+    let mut total = 0;
+    publisher.samples(
+        &[berth_lb::GroupRequests {
+            target_group_arn: tg.into(),
+            requests: 0,
+            healthy: 1,
+            registered: 1,
+        }],
+        &owners,
+        now - 4 * period,
+    );
+    for k in (0..3).rev() {
+        total += 300;
+        let counts = [berth_lb::GroupRequests {
+            target_group_arn: tg.into(),
+            requests: total,
+            healthy: 1,
+            registered: 1,
+        }];
+        for s in publisher.samples(&counts, &owners, now - k * period - 1_000) {
+            let dims: Vec<(&str, &str)> =
+                s.key.dimensions.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            w.metrics.put(REGION, &s.key.namespace, &s.key.name, &dims, s.at_ms, s.agg.sum);
+        }
+    }
+    controller::pass(&w.aas).await.unwrap();
+    // ceil(1 x 300 / 100) = 3.
+    assert_eq!(w.desired().await, 3);
+    let acts = w.activities().await;
+    assert!(
+        acts[0].cause.as_deref().unwrap().contains("triggered policy rps"),
+        "{:?}",
+        acts[0].cause
+    );
 }
 
 #[tokio::test]

@@ -345,6 +345,8 @@ pub const INSTANCE_ACTIONS: &[(&str, &str)] = &[
     (AGENT_SERVICE, "ReportStats"),
     // A task's secrets, resolved for its own instance (issue #16).
     (AGENT_SERVICE, "FetchSecrets"),
+    // Its tasks' role credentials, for their containers (issue #16).
+    (AGENT_SERVICE, "FetchCredentials"),
     ("ecs", "RegisterContainerInstance"),
     ("ecs", "SubmitTaskStateChange"),
     ("ecs", "SubmitContainerStateChange"),
@@ -424,6 +426,12 @@ pub(crate) async fn authorize_call(
         region: signed.region.name.to_string(),
     };
     app.iam.authorize(p, &req).await?;
+    // Berth's host-access actions for a task definition reaching into the host (issue #16).
+    if let resources::Body::Json(b) = body
+        && action.service == "ecs"
+    {
+        iam::host_access::authorize(app, signed, action.operation, b, &req).await?;
+    }
     // iam:PassRole for every role the request hands to tasks (issue #16).
     if let resources::Body::Json(b) = body
         && action.service == "ecs"

@@ -48,14 +48,19 @@ pub(crate) async fn run(asg: Arc<AutoScaling>, mut stop: watch::Receiver<bool>) 
         if *stop.borrow() {
             return;
         }
+        let started = std::time::Instant::now();
+        let mut ok = true;
         if let Some((ecs, scale_in_after)) = asg.managed.get()
             && let Err(e) = super::managed::pass(&asg, ecs, *scale_in_after, &mut memory).await
         {
+            ok = false;
             tracing::warn!(region = asg.region.name, error = %e.message, "managed scaling pass failed");
         }
         if let Err(e) = pass(&asg, &mut failures).await {
+            ok = false;
             tracing::warn!(region = asg.region.name, error = %e.message, "Auto Scaling pass failed");
         }
+        crate::cloudwatch::prometheus::observe_pass("autoscaling", asg.region.name, started, ok);
         tokio::time::sleep(MIN_GAP).await;
         tokio::select! {
             _ = stop.changed() => {}

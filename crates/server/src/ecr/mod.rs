@@ -52,17 +52,21 @@ pub(crate) struct EcrService {
     pub account_id: String,
     pub gc_interval: std::time::Duration,
     pub gc_grace: std::time::Duration,
+    /// Decides registry requests ([`token::TokenAuthorizer`]) and finds roles.
+    pub(crate) iam: Arc<crate::iam::Iam>,
 }
 
 impl EcrService {
     /// Binds the registry's port and opens its storage (`DATA_DIR/registry`); its token key is
-    /// derived from `master`. Nothing when no registry is configured.
-    pub async fn start(
+    /// derived from `master`; its requests are decided with `iam`. Nothing when no registry
+    /// is configured.
+    pub(crate) async fn start(
         config: &crate::ServerConfig,
         view: Arc<dyn berth_store::Store>,
         clock: Arc<dyn Clock>,
         region: Region,
         master: &crate::auth::MasterKey,
+        iam: Arc<crate::iam::Iam>,
     ) -> Result<(Option<tokio::net::TcpListener>, Option<Arc<Self>>), crate::StartError> {
         let Some(addr) = config.registry.listen else { return Ok((None, None)) };
         let listen_err = |source| crate::StartError::Listen { addr, source };
@@ -75,12 +79,26 @@ impl EcrService {
         let token_key =
             Arc::new(token::TokenKey::new(master.derive(token::KEY_LABEL), &config.account_id));
         let meta = Arc::new(EcrMetadata { store: view, clock: clock.clone() });
-        let authorizer = Arc::new(token::TokenAuthorizer {
-            key: token_key.clone(),
-            clock: clock.clone(),
-            realm: format!("http://{address}/"),
-        });
-        let root = config.data_dir.join("registry");
+        let authorizer = Arc::new(token::TokenAuthorizer::new(
+            token_key.clone(),
+            clock.clone(),
+            format!("http://{address}/"),
+            iam.clone(),
+            meta.clone(),
+            format!(
+                "arn:{}:ecr:{}:{}:repository/",
+                region.partition, region.name, config.account_id
+            ),
+            region.name.to_string(),
+        ));
+        let root =
+            config.registry.blob_dir.clone().unwrap_or_else(|| config.data_dir.join("registry"));
+        if config.etcd.is_some() && config.registry.blob_dir.is_none() {
+            tracing::warn!(
+                root = %root.display(),
+                "the registry keeps its blobs in this server's data directory: with several servers on one etcd store, give them one shared --registry-blob-dir, or an image pushed through one cannot be pulled through another"
+            );
+        }
         let registry = Registry::open(&root, meta.clone(), authorizer).map_err(|e| {
             crate::StartError::Config(format!("cannot open the registry storage: {e}"))
         })?;
@@ -94,33 +112,41 @@ impl EcrService {
             account_id: config.account_id.clone(),
             gc_interval: config.registry.gc_interval,
             gc_grace: config.registry.gc_grace,
+            iam,
         };
         Ok((Some(listener), Some(Arc::new(svc))))
     }
 
     /// Serves the registry on `listener` until `down` turns true, and runs its collection
-    /// and lifecycle loop until `stop` does. Uploads may take long: the body timeout is an
-    /// hour, not the API's.
-    pub fn spawn(
+    /// and lifecycle loop until `stop` does, on the leader only (`leading`: its store writes
+    /// carry the term's fence; the blob directory may be shared by every server). Uploads may
+    /// take long: the body timeout is an hour, not the API's.
+    pub(crate) fn spawn(
         self: Arc<Self>,
         listener: tokio::net::TcpListener,
         stop: &tokio::sync::watch::Sender<bool>,
+        leading: crate::Leading,
         mut limits: berth_serve::Limits,
         mut down: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
-        crate::supervise("registry garbage collection".into(), stop, move |mut stop| {
-            let me = me.clone();
-            async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.wait_for(|s| *s) => return,
-                        _ = tokio::time::sleep(me.gc_interval) => {}
+        crate::supervise_leading(
+            "registry garbage collection".into(),
+            stop,
+            leading,
+            move |mut stop| {
+                let me = me.clone();
+                async move {
+                    loop {
+                        tokio::select! {
+                            _ = stop.wait_for(|s| *s) => return,
+                            _ = tokio::time::sleep(me.gc_interval) => {}
+                        }
+                        me.housekeeping(me.gc_grace).await;
                     }
-                    me.housekeeping(me.gc_grace).await;
                 }
-            }
-        });
+            },
+        );
         limits.body_read_timeout = std::time::Duration::from_secs(3600);
         let router = self.registry.clone().router();
         tokio::spawn(async move {
@@ -413,22 +439,30 @@ fn page<T>(
 }
 
 impl wire::AuthorizationApi<RequestContext> for Ecr<'_> {
+    /// The token carries the caller ([`token::Holder`]); a session's token expires with the
+    /// session at the latest.
     async fn get_authorization_token(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         input: wire::GetAuthorizationTokenRequest,
     ) -> Result<wire::GetAuthorizationTokenResponse, AwsError> {
         let s = self.svc;
         for id in input.registry_ids.iter().flatten() {
             s.check_registry_id(Some(id))?;
         }
-        let expiry = s.clock.now().unix_timestamp() + token::TOKEN_LIFETIME_SECS;
+        let holder = token::Holder::caller(&ctx.principal);
+        let mut expiry = i64::MAX;
+        if !holder.access_key_id.is_empty()
+            && let Some((session, _)) = crate::records::get::<berth_model::iam::IamSession>(
+                &*s.iam.store,
+                &berth_model::iam::session_key(&holder.access_key_id),
+            )
+            .await?
+        {
+            expiry = session.expires_at as i64;
+        }
         Ok(wire::GetAuthorizationTokenResponse {
-            authorization_data: Some(vec![wire::AuthorizationData {
-                authorization_token: Some(s.token_key.authorization_token(expiry)),
-                expires_at: Some(expiry as f64),
-                proxy_endpoint: Some(format!("http://{}", s.address)),
-            }]),
+            authorization_data: Some(vec![s.authorization_data(&holder, expiry)]),
         })
     }
 }
@@ -485,8 +519,8 @@ impl wire::TagsApi<RequestContext> for Ecr<'_> {
 }
 
 /// A repository policy: stored and returned as given once it is a JSON IAM policy document
-/// (an object with a `Statement`); it is not enforced until IAM policies are (any valid
-/// Berth key may push and pull).
+/// (an object with a `Statement`) that parses as a resource policy; the registry enforces it
+/// with the caller's IAM policies ([`token`]).
 fn check_policy_text(text: &str) -> Result<(), AwsError> {
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         invalid(format!("Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided' ({e})"))
@@ -496,6 +530,11 @@ fn check_policy_text(text: &str) -> Result<(), AwsError> {
             "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided' (an IAM policy document with a Statement)",
         ));
     }
+    berth_iam_policy::Policy::parse(text, berth_iam_policy::PolicyKind::Resource).map_err(|e| {
+        invalid(format!(
+            "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided' ({e})"
+        ))
+    })?;
     Ok(())
 }
 

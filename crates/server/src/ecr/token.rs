@@ -1,32 +1,101 @@
-//! Registry credentials as ECR issues them: GetAuthorizationToken answers
-//! `base64("AWS:" + password)`, valid 12 hours, and the registry accepts it as HTTP Basic
-//! auth (`docker login --username AWS --password-stdin`).
+//! Registry credentials as ECR issues them, and the registry's authorization per repository.
 //!
-//! The password is `<expiry epoch seconds>.<hex HMAC-SHA256>` over the account and the
-//! expiry, keyed by a 32-byte secret derived from the server's master key
-//! ([`crate::auth::MasterKey::derive`], label [`KEY_LABEL`]): no file of its own, kept wherever
-//! `--key-file` keeps the master key. Nothing is stored per token, so tokens survive a restart and
-//! verify without a lookup; none is ever logged. Invariants: a token verifies only under the
-//! key and account that minted it, and only before its expiry; comparing MACs takes
-//! constant time.
+//! GetAuthorizationToken answers `base64("AWS:" + password)`, valid 12 hours (no longer than
+//! the caller's STS session), and the registry accepts it as HTTP Basic auth (`docker login
+//! --username AWS --password-stdin`).
+//!
+//! The password is `<expiry epoch seconds>.<holder>.<hex HMAC-SHA256>`: the holder
+//! ([`Holder`]: the ARN of the principal that called GetAuthorizationToken, the access key id
+//! of an STS session, the container instance of an instance key, or a role the agent pulls
+//! as) is base64url JSON, and the MAC covers the account, the expiry and the holder, keyed by
+//! a 32-byte secret derived from the server's master key ([`crate::auth::MasterKey::derive`],
+//! label [`KEY_LABEL`]): no file of its own. A token holds no secret (an ARN, at most an
+//! access key id, which is an identifier); nothing is stored per token, so tokens survive a
+//! restart and verify without a lookup; none is ever logged. Invariants: a token verifies only
+//! under the key and account that minted it, only before its expiry, and its holder cannot be
+//! changed without breaking the MAC; comparing MACs takes constant time. Tokens of the
+//! previous format (no holder) are refused as invalid: log in again.
+//!
+//! Every registry request is then authorized ([`TokenAuthorizer`]) for the ECR action its
+//! route needs ([`berth_registry::Action`]) on its repository's ARN, with AWS's evaluation of
+//! the holder's IAM policies AND the repository policy ([`crate::iam::Iam`]): an explicit deny
+//! anywhere wins, then a repository-policy allow naming the holder or an identity allow. The
+//! account root (administrator key) may do everything its repository policies do not deny;
+//! an instance key's token may only pull (ECS's agent pulling with the instance's rights); a
+//! role token ([`EcrService::role_authorization`], a task's execution role) has the role's
+//! rights. A denial answers `403 DENIED` with AWS's AccessDenied message, which names the
+//! action and the repository ARN.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use berth_registry::{Access, Authorizer, Denial};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use berth_iam_policy::{Policy, PolicyKind};
+use berth_registry::{Access, Action, Authorizer, Denial};
+use berth_wire::AwsError;
+use berth_wire::ecr as wire;
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::EcrService;
+use super::records::EcrMetadata;
+use crate::auth::Principal;
 use crate::clock::Clock;
+use crate::iam::{self, Iam, Who};
 
 /// How long a token is valid (ECR: 12 hours).
 pub const TOKEN_LIFETIME_SECS: i64 = 12 * 3600;
 
 /// The label the token key is derived from the master key with.
 pub const KEY_LABEL: &str = "berth/ecr/registry-token/v1";
+
+/// Who a token was issued to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    /// The principal's ARN (a role's for a role token).
+    #[serde(rename = "a")]
+    pub arn: String,
+    /// An STS session's access key id (its policies are the session's); empty otherwise.
+    #[serde(rename = "k", default, skip_serializing_if = "String::is_empty")]
+    pub access_key_id: String,
+    /// The container instance of an instance key.
+    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Minted for a role the agent pulls as (a task's execution role), not for a caller.
+    #[serde(rename = "r", default, skip_serializing_if = "std::ops::Not::not")]
+    pub role: bool,
+}
+
+impl Holder {
+    /// The caller of GetAuthorizationToken.
+    pub fn caller(p: &Principal) -> Self {
+        let session = p.access_key_id.starts_with("ASIA");
+        Self {
+            arn: p.arn.clone(),
+            access_key_id: if session { p.access_key_id.clone() } else { String::new() },
+            instance: p.instance.clone(),
+            role: false,
+        }
+    }
+
+    /// A role the agent acts as.
+    pub fn role(role_arn: &str) -> Self {
+        Self { arn: role_arn.to_string(), access_key_id: String::new(), instance: None, role: true }
+    }
+
+    fn principal(&self, account_id: &str) -> Principal {
+        Principal {
+            arn: self.arn.clone(),
+            account_id: account_id.to_string(),
+            access_key_id: self.access_key_id.clone(),
+            instance: self.instance.clone(),
+        }
+    }
+}
 
 /// The token key.
 pub struct TokenKey {
@@ -45,24 +114,26 @@ impl TokenKey {
         Self { key, account: account.to_string() }
     }
 
-    fn mac(&self, expiry: i64) -> String {
+    fn mac(&self, expiry: i64, holder: &str) -> String {
         let mut m = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
-        m.update(format!("berth-ecr-token-v1|{}|{expiry}", self.account).as_bytes());
+        m.update(format!("berth-ecr-token-v2|{}|{expiry}|{holder}", self.account).as_bytes());
         hex::encode(m.finalize().into_bytes())
     }
 
-    /// The password of a token expiring at `expiry` (epoch seconds).
-    pub fn password(&self, expiry: i64) -> String {
-        format!("{expiry}.{}", self.mac(expiry))
+    /// The password of a token for `holder` expiring at `expiry` (epoch seconds).
+    pub fn password(&self, holder: &Holder, expiry: i64) -> String {
+        let json = serde_json::to_vec(holder).unwrap_or_default();
+        let encoded = URL_SAFE_NO_PAD.encode(json);
+        format!("{expiry}.{encoded}.{}", self.mac(expiry, &encoded))
     }
 
     /// ECR's `authorizationToken`: base64 of `AWS:<password>`.
-    pub fn authorization_token(&self, expiry: i64) -> String {
-        STANDARD.encode(format!("AWS:{}", self.password(expiry)))
+    pub fn authorization_token(&self, holder: &Holder, expiry: i64) -> String {
+        STANDARD.encode(format!("AWS:{}", self.password(holder, expiry)))
     }
 
-    /// Checks an `Authorization` header at `now` (epoch seconds).
-    pub fn verify(&self, header: Option<&str>, now: i64) -> Result<(), Denial> {
+    /// Checks an `Authorization` header at `now` (epoch seconds): whom the token was issued to.
+    pub fn verify(&self, header: Option<&str>, now: i64) -> Result<Holder, Denial> {
         let Some(h) = header else {
             return Err(Denial::Unauthenticated(
                 "no basic auth credentials: log in with `aws ecr get-login-password | docker login --username AWS --password-stdin HOST`".into(),
@@ -76,9 +147,14 @@ impl TokenKey {
         if user != "AWS" {
             return Err(bad());
         }
-        let (expiry, mac) = password.split_once('.').ok_or_else(bad)?;
+        let mut parts = password.split('.');
+        let (Some(expiry), Some(holder), Some(mac), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
         let expiry: i64 = expiry.parse().map_err(|_| bad())?;
-        if !bool::from(self.mac(expiry).as_bytes().ct_eq(mac.as_bytes())) {
+        if !bool::from(self.mac(expiry, holder).as_bytes().ct_eq(mac.as_bytes())) {
             return Err(bad());
         }
         if now >= expiry {
@@ -86,17 +162,134 @@ impl TokenKey {
                 "Your authorization token has expired. Reauthenticate and try again.".into(),
             ));
         }
-        Ok(())
+        let json = URL_SAFE_NO_PAD.decode(holder).map_err(|_| bad())?;
+        serde_json::from_slice(&json).map_err(|_| bad())
     }
 }
 
-/// The registry's gate: a valid, unexpired token may pull and push every repository (until
-/// IAM policies arrive, as any valid Berth key may call every ECR operation).
+/// The registry's gate (see the module header).
 pub struct TokenAuthorizer {
-    pub key: Arc<TokenKey>,
-    pub clock: Arc<dyn Clock>,
+    key: Arc<TokenKey>,
+    clock: Arc<dyn Clock>,
     /// `http://HOST:PORT/`: the realm of the challenge.
-    pub realm: String,
+    realm: String,
+    iam: Arc<Iam>,
+    meta: Arc<EcrMetadata>,
+    account_id: String,
+    /// `arn:PARTITION:ecr:REGION:ACCOUNT:repository/`.
+    repo_arn_prefix: String,
+    region: String,
+    /// Parsed repository policies by repository: the text they were parsed from, and the
+    /// policy (`None`: it does not parse, and then nothing but the root gets in).
+    policies: Mutex<HashMap<String, CachedPolicy>>,
+}
+
+/// A repository policy's text and what it parsed to (`None`: it does not parse).
+type CachedPolicy = (String, Option<Arc<Policy>>);
+
+impl TokenAuthorizer {
+    pub(crate) fn new(
+        key: Arc<TokenKey>,
+        clock: Arc<dyn Clock>,
+        realm: String,
+        iam: Arc<Iam>,
+        meta: Arc<EcrMetadata>,
+        repo_arn_prefix: String,
+        region: String,
+    ) -> Self {
+        let account_id = key.account.clone();
+        Self {
+            key,
+            clock,
+            realm,
+            iam,
+            meta,
+            account_id,
+            repo_arn_prefix,
+            region,
+            policies: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The repository policy of `repo`, parsed (cached while its text is unchanged).
+    /// `Ok(Err(()))`: it does not parse (a policy stored before policies were checked).
+    async fn repository_policy(
+        &self,
+        repo: &str,
+    ) -> Result<Result<Option<Arc<Policy>>, ()>, AwsError> {
+        let text = self.meta.repo(repo).await?.and_then(|(r, _)| r.repository_policy);
+        let mut cache = self.policies.lock().expect("policy cache lock");
+        let Some(text) = text else {
+            cache.remove(repo);
+            return Ok(Ok(None));
+        };
+        let parsed = match cache.get(repo) {
+            Some((t, p)) if *t == text => p.clone(),
+            _ => {
+                let p = Policy::parse(&text, PolicyKind::Resource)
+                    .map(|p| Arc::new(p.with_label(format!("{}{repo}", self.repo_arn_prefix))))
+                    .ok();
+                cache.insert(repo.to_string(), (text, p.clone()));
+                p
+            }
+        };
+        Ok(parsed.map(Some).ok_or(()))
+    }
+
+    /// Decides `action` on `repo` for `holder`.
+    async fn decide(
+        &self,
+        holder: &Holder,
+        extensions: &http::Extensions,
+        repo: &str,
+        action: Action,
+        iam_action: &str,
+    ) -> Result<(), AwsError> {
+        let resource = format!("{}{repo}", self.repo_arn_prefix);
+        if let Some(instance) = &holder.instance {
+            if action.access() == Access::Pull {
+                return Ok(());
+            }
+            return Err(iam::access_denied(format!(
+                "User: {} is not authorized to perform: {iam_action} on resource: {resource}: the token of container instance {instance} may only pull",
+                holder.arn
+            )));
+        }
+        let p = holder.principal(&self.account_id);
+        // A repository policy that does not parse stops everyone but the root, whose
+        // decision then has no resource policy to apply.
+        let policy = match self.repository_policy(repo).await? {
+            Ok(policy) => policy,
+            Err(()) if !holder.role && iam::who(&p) == Who::Root => None,
+            Err(()) => {
+                return Err(iam::access_denied(format!(
+                    "User: {} is not authorized to perform: {iam_action} on resource: {resource} because its repository policy does not parse; set a valid one with SetRepositoryPolicy",
+                    holder.arn
+                )));
+            }
+        };
+        if holder.role {
+            return self
+                .iam
+                .authorize_role_with_resource_policy(
+                    &holder.arn,
+                    iam_action,
+                    &resource,
+                    policy.as_deref(),
+                )
+                .await;
+        }
+        let peer = extensions.get::<berth_serve::Peer>();
+        let req = iam::Authz {
+            action: iam_action.to_string(),
+            resources: vec![resource],
+            keys: vec![],
+            source_ip: peer.map(|p| p.addr.ip()),
+            secure_transport: peer.is_some_and(|p| p.tls),
+            region: self.region.clone(),
+        };
+        self.iam.authorize_with_resource_policy(&p, &req, policy.as_deref()).await
+    }
 }
 
 #[async_trait]
@@ -107,51 +300,66 @@ impl Authorizer for TokenAuthorizer {
     async fn authorize(
         &self,
         authorization: Option<&str>,
-        _repository: Option<&str>,
-        _access: Access,
+        extensions: &http::Extensions,
+        repository: Option<&str>,
+        action: Action,
     ) -> Result<(), Denial> {
-        self.key.verify(authorization, self.clock.now().unix_timestamp())
+        let holder = self.key.verify(authorization, self.clock.now().unix_timestamp())?;
+        let (Some(repo), Some(iam_action)) = (repository, action.iam_action()) else {
+            return Ok(());
+        };
+        self.decide(&holder, extensions, repo, action, iam_action)
+            .await
+            .map_err(|e| Denial::Denied(e.message))
+    }
+}
+
+impl EcrService {
+    /// GetAuthorizationToken's answer for `holder`, expiring at `expiry` at the latest.
+    pub(crate) fn authorization_data(
+        &self,
+        holder: &Holder,
+        expiry: i64,
+    ) -> wire::AuthorizationData {
+        let expiry = expiry.min(self.clock.now().unix_timestamp() + TOKEN_LIFETIME_SECS);
+        wire::AuthorizationData {
+            authorization_token: Some(self.token_key.authorization_token(holder, expiry)),
+            expires_at: Some(expiry as f64),
+            proxy_endpoint: Some(format!("http://{}", self.address)),
+        }
+    }
+
+    /// Registry credentials for pulling as role `role_arn` (a task's execution role): the
+    /// agent's path for a task that has one. The token's requests are decided by the role's
+    /// own policies and the repository policies; `AccessDeniedException` when the role does
+    /// not exist.
+    pub(crate) async fn role_authorization(
+        &self,
+        role_arn: &str,
+    ) -> Result<wire::AuthorizationData, AwsError> {
+        let Some(role) = self.iam.role(role_arn).await? else {
+            return Err(iam::access_denied(format!(
+                "Role {role_arn} cannot be found: no registry credentials can be issued for it"
+            )));
+        };
+        Ok(self.authorization_data(&Holder::role(&role.arn), i64::MAX))
+    }
+}
+
+/// Registry credentials for a task's execution role `role_arn`, for the agent's pulls (see
+/// [`EcrService::role_authorization`]); `Ok(None)` when the server runs no registry. The
+/// agent channel's entry point (the server answers the agent with it for a task that has an
+/// execution role; the agent's side is wired separately).
+#[allow(dead_code)]
+pub(crate) async fn execution_role_authorization(
+    app: &crate::App,
+    role_arn: &str,
+) -> Result<Option<wire::AuthorizationData>, AwsError> {
+    match app.ecr.as_ref() {
+        Some(svc) => svc.role_authorization(role_arn).await.map(Some),
+        None => Ok(None),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn basic(token: &str) -> String {
-        format!("Basic {token}")
-    }
-
-    #[test]
-    fn tokens_verify_only_under_their_key_and_before_expiry() {
-        let key = TokenKey::new([7; 32], "000000000000");
-        let token = key.authorization_token(1_000);
-        let decoded = String::from_utf8(STANDARD.decode(&token).unwrap()).unwrap();
-        assert!(decoded.starts_with("AWS:1000."));
-        assert_eq!(key.verify(Some(&basic(&token)), 999), Ok(()));
-        let expired = key.verify(Some(&basic(&token)), 1_000).unwrap_err();
-        assert!(matches!(expired, Denial::Unauthenticated(m) if m.contains("expired")));
-        let other_key = TokenKey::new([8; 32], "000000000000");
-        assert!(other_key.verify(Some(&basic(&token)), 0).is_err());
-        let other_account = TokenKey::new([7; 32], "111111111111");
-        assert!(other_account.verify(Some(&basic(&token)), 0).is_err());
-        // A forged expiry does not carry the MAC along.
-        let forged = decoded.replace("AWS:1000.", "AWS:9999.");
-        assert!(key.verify(Some(&basic(&STANDARD.encode(forged))), 0).is_err());
-        for bad in [None, Some("Bearer x"), Some("Basic !!"), Some("Basic dXNlcjpwYXNz")] {
-            assert!(key.verify(bad, 0).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn the_key_is_derived_from_the_master_key_per_label() {
-        let master = crate::auth::MasterKey::from_bytes(&[7u8; 32]);
-        let a = TokenKey::new(master.derive(KEY_LABEL), "000000000000");
-        let b = TokenKey::new(master.derive(KEY_LABEL), "000000000000");
-        assert_eq!(a.password(5), b.password(5), "the same master key gives the same tokens");
-        assert_ne!(master.derive(KEY_LABEL), master.derive("another purpose"));
-        let other = crate::auth::MasterKey::from_bytes(&[8u8; 32]);
-        let c = TokenKey::new(other.derive(KEY_LABEL), "000000000000");
-        assert_ne!(a.password(5), c.password(5), "another master key, other tokens");
-    }
-}
+mod tests;

@@ -209,6 +209,12 @@ impl AgentChannel {
         let mut out = Vec::new();
         let mut groups: BTreeSet<String> = BTreeSet::new();
         let mut subnets: HashMap<String, Option<String>> = HashMap::new();
+        // Service Connect's client aliases, added to its tasks' `/etc/hosts` (issue #17).
+        let aliases = crate::servicediscovery::service_connect::AliasIndex::load(
+            &*self.core.store,
+            self.core.timing.service_connect_address,
+        )
+        .await?;
         for r in self.core.store.get_many(&ids).await.map_err(error::store)? {
             let t: TaskRecord =
                 serde_json::from_slice(&r.value).map_err(|e| error::corrupt(&r.key, e))?;
@@ -227,6 +233,10 @@ impl AgentChannel {
                     }
                 }
             };
+            let task_definition = crate::servicediscovery::service_connect::AliasIndex::with_hosts(
+                task_definition,
+                &aliases.hosts(&t),
+            );
             out.push(DesiredTask {
                 task_arn: t.task.task_arn.clone().unwrap_or_default(),
                 // A service task DEACTIVATING (its load balancer targets draining) keeps

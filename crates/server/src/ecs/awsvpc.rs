@@ -353,6 +353,7 @@ pub fn task_network(
     Some(network::TaskNetwork {
         eni_id: eni.id.clone(),
         subnet_id: eni.subnet_id.clone(),
+        vpc_id: eni.vpc_id.clone(),
         subnet_cidr: cidr.trunc().to_string(),
         gateway: network::gateway(cidr),
         private_ip: eni.private_ip,

@@ -51,8 +51,28 @@ pub struct Timing {
     /// containers can reach it (`--dns-listen IP:53` on an address such as the Docker bridge
     /// gateway); sent to agents with each task (`DesiredTask::dns_servers`).
     pub container_dns: Option<std::net::IpAddr>,
+    /// Where the Service Connect proxy listens, an address task containers reach
+    /// (`--service-connect-address`); `None`: Service Connect is refused (issue #17).
+    pub service_connect_address: Option<std::net::IpAddr>,
     /// Application Auto Scaling's evaluation period (`--app-autoscaling-period-secs`).
     pub app_autoscaling_period: std::time::Duration,
+    /// Seconds in one minute of a traffic-shifting deployment's bake times (60; Berth's
+    /// test knob `BERTH_DEPLOYMENT_MINUTE_SECS` shortens it: [`deployment_minute_secs`]).
+    pub deployment_minute_secs: f64,
+}
+
+/// The environment variable that scales the minutes of `bakeTimeInMinutes`,
+/// `stepBakeTimeInMinutes` and `canaryBakeTimeInMinutes` to that many seconds (a Berth-only
+/// test knob; unset or invalid: 60).
+pub const DEPLOYMENT_MINUTE_ENV: &str = "BERTH_DEPLOYMENT_MINUTE_SECS";
+
+/// One deployment minute in seconds, from [`DEPLOYMENT_MINUTE_ENV`].
+pub fn deployment_minute_secs() -> f64 {
+    std::env::var(DEPLOYMENT_MINUTE_ENV)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .unwrap_or(60.0)
 }
 
 impl Default for Timing {
@@ -69,7 +89,9 @@ impl Default for Timing {
             lb_bind_address: std::net::Ipv4Addr::LOCALHOST.into(),
             identity_key: None,
             container_dns: None,
+            service_connect_address: None,
             app_autoscaling_period: std::time::Duration::from_secs(60),
+            deployment_minute_secs: 60.0,
         }
     }
 }

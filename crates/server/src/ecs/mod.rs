@@ -120,6 +120,20 @@ impl Ecs {
         &self.core
     }
 
+    /// The task definition a RunTask, StartTask, CreateService, UpdateService or
+    /// CreateTaskSet names, for authorization ([`crate::iam::host_access`]): `None` when it
+    /// does not resolve (the operation itself then answers ECS's error).
+    pub(crate) async fn named_task_definition(
+        &self,
+        given: &str,
+    ) -> Result<Option<Arc<berth_model::records::TaskDefinitionRecord>>, berth_wire::AwsError> {
+        match self.task_definitions.by_arn(given).await {
+            Ok(rec) => Ok(Some(rec)),
+            Err(e) if e.status < 500 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Interrupts FARGATE_SPOT tasks (fault injection; see [`tasks::spot`]).
     pub async fn interrupt_spot(
         &self,

@@ -43,7 +43,15 @@ pub(crate) async fn run(elb: Arc<Elbv2>, mut stop: watch::Receiver<bool>) {
             elb.lb.shutdown();
             return;
         }
-        if let Err(e) = pass(&elb).await {
+        let started = std::time::Instant::now();
+        let result = pass(&elb).await;
+        crate::cloudwatch::prometheus::observe_pass(
+            "load-balancer-data-plane",
+            elb.region.name,
+            started,
+            result.is_ok(),
+        );
+        if let Err(e) = result {
             tracing::warn!(region = elb.region.name, error = %e.message, "load balancer data plane pass failed");
         }
         tokio::time::sleep(MIN_GAP).await;

@@ -7,12 +7,12 @@
 //! Invariant: [`LoadBalancing::sync_targets`] only removes targets the caller says it owns,
 //! so targets a user registered by hand in the same group are never touched.
 
-use berth_model::elbv2::{self as model, keys};
+use berth_model::elbv2::{self as model, ParsedArn, keys};
 use berth_wire::AwsError;
 
 use super::Elbv2;
 use crate::ecs::load_balancers::{
-    BoxFuture, LoadBalancing, ServiceTarget, TargetGroupInfo, TargetState,
+    BoxFuture, ForwardGroups, LoadBalancing, ServiceTarget, TargetGroupInfo, TargetState,
 };
 use crate::records;
 
@@ -21,6 +21,32 @@ const DEFAULT_DEREGISTRATION_DELAY: u32 = 300;
 
 fn same(r: &model::TargetRecord, t: &ServiceTarget) -> bool {
     r.id == t.id && r.port == t.port
+}
+
+impl Elbv2 {
+    /// The store key of the listener that holds `rule` (a rule or listener ARN).
+    fn rule_key(&self, rule: &str) -> Option<String> {
+        match self.parse(rule)? {
+            ParsedArn::Rule { lb_id, listener_id, .. } => {
+                Some(keys::listener(&lb_id, &listener_id))
+            }
+            ParsedArn::Listener { lb_id, id } => Some(keys::listener(&lb_id, &id)),
+            _ => None,
+        }
+    }
+
+    /// The actions of `rule` in `l`: a listener ARN or its default rule's names the default
+    /// actions.
+    fn rule_actions<'l>(
+        &self,
+        l: &'l mut model::ListenerRecord,
+        rule: &str,
+    ) -> Option<&'l mut Vec<model::ActionRecord>> {
+        if l.arn == rule || self.rule_arn(l, &l.default_rule_id) == rule {
+            return Some(&mut l.default_actions);
+        }
+        l.rules.iter_mut().find(|r| r.arn == rule).map(|r| &mut r.actions)
+    }
 }
 
 impl LoadBalancing for Elbv2 {
@@ -98,6 +124,62 @@ impl LoadBalancing for Elbv2 {
             )
             .await?;
             Ok(counts)
+        })
+    }
+
+    fn forward_groups<'a>(
+        &'a self,
+        rule: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ForwardGroups>, AwsError>> {
+        Box::pin(async move {
+            let Some(key) = self.rule_key(rule) else { return Ok(None) };
+            let Some((mut l, _)) =
+                records::get::<model::ListenerRecord>(self.store(), &key).await?
+            else {
+                return Ok(None);
+            };
+            let Some(actions) = self.rule_actions(&mut l, rule) else { return Ok(None) };
+            Ok(actions.iter().find_map(|a| match a {
+                model::ActionRecord::Forward { target_groups, .. } => Some(
+                    target_groups.iter().map(|g| (g.target_group_arn.clone(), g.weight)).collect(),
+                ),
+                _ => None,
+            }))
+        })
+    }
+
+    fn set_forward_groups<'a>(
+        &'a self,
+        rule: &'a str,
+        groups: Vec<(String, u32)>,
+    ) -> BoxFuture<'a, Result<bool, AwsError>> {
+        Box::pin(async move {
+            let Some(key) = self.rule_key(rule) else { return Ok(false) };
+            let mut changed = false;
+            records::update::<model::ListenerRecord, _>(self.store(), &key, rule, |l| {
+                changed = false;
+                let Some(actions) = self.rule_actions(l, rule) else { return Ok(()) };
+                for a in actions.iter_mut() {
+                    if let model::ActionRecord::Forward { target_groups, single, .. } = a {
+                        let want: Vec<model::WeightedGroup> = groups
+                            .iter()
+                            .map(|(arn, weight)| model::WeightedGroup {
+                                target_group_arn: arn.clone(),
+                                weight: *weight,
+                            })
+                            .collect();
+                        if *target_groups != want {
+                            *target_groups = want;
+                            *single = false;
+                            changed = true;
+                        }
+                        break;
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+            Ok(changed)
         })
     }
 

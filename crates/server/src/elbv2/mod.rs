@@ -25,6 +25,7 @@ mod dataplane;
 mod ecs_targets;
 mod listeners;
 mod load_balancers;
+pub(crate) mod metrics;
 mod rules;
 mod tags;
 mod target_groups;

@@ -247,7 +247,7 @@ fn priority(p: Option<i32>, param: &str) -> Result<u32, AwsError> {
 }
 
 impl Elbv2 {
-    fn rule_arn(&self, l: &model::ListenerRecord, rule_id: &str) -> String {
+    pub(super) fn rule_arn(&self, l: &model::ListenerRecord, rule_id: &str) -> String {
         // listener/app/NAME/LBID/LID -> listener-rule/app/NAME/LBID/LID/RID
         let tail = l.arn.split_once(":listener/").map(|(_, t)| t).unwrap_or_default();
         self.arn(&format!("listener-rule/{tail}/{rule_id}"))

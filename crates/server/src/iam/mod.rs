@@ -20,6 +20,7 @@
 //!   (`AccessDenied` for query, `UnauthorizedOperation` for EC2).
 
 pub(crate) mod api;
+pub(crate) mod host_access;
 pub(crate) mod resources;
 
 use std::collections::HashMap;
@@ -366,10 +367,63 @@ impl Iam {
     pub(crate) async fn authorize(&self, p: &Principal, req: &Authz) -> Result<(), AwsError> {
         let snap = self.snapshot().await?;
         let c = self.compiled(&snap, p).await?;
-        self.decide(&c, p, req)
+        self.decide(&c, p, req, None)
     }
 
-    fn decide(&self, c: &Compiled, p: &Principal, req: &Authz) -> Result<(), AwsError> {
+    /// Decides one request on a resource that has a resource policy (an ECR repository's),
+    /// with AWS's logic: an explicit deny anywhere wins, then a resource-policy allow naming
+    /// the caller or an identity-policy allow (within boundary and session policies). The
+    /// account root is allowed unless the resource policy denies it. Instance keys are not
+    /// decided here (refused).
+    pub(crate) async fn authorize_with_resource_policy(
+        &self,
+        p: &Principal,
+        req: &Authz,
+        resource_policy: Option<&policy::Policy>,
+    ) -> Result<(), AwsError> {
+        match who(p) {
+            Who::Root => {
+                let set = policy::PolicySet { resource: resource_policy, ..Default::default() };
+                let star = ["*".to_string()];
+                let resources: &[String] =
+                    if req.resources.is_empty() { &star } else { &req.resources };
+                for resource in resources {
+                    let ctx = policy::RequestContext::new(
+                        policy::Principal::from_arn(&p.arn),
+                        &req.action,
+                        resource,
+                    )
+                    .with_time(self.clock.now())
+                    .with_secure_transport(req.secure_transport);
+                    let ctx = match req.source_ip {
+                        Some(ip) => ctx.with_source_ip(ip),
+                        None => ctx,
+                    };
+                    if let Some(m) = set.evaluate(&ctx).access_denied_message(&ctx) {
+                        return Err(access_denied(m));
+                    }
+                }
+                Ok(())
+            }
+            Who::Instance => Err(access_denied(format!(
+                "User: {} is not authorized to perform: {}: an instance key is decided by auth",
+                p.arn, req.action
+            ))),
+            Who::User(_) | Who::Session => {
+                let snap = self.snapshot().await?;
+                let c = self.compiled(&snap, p).await?;
+                self.decide(&c, p, req, resource_policy)
+            }
+        }
+    }
+
+    fn decide(
+        &self,
+        c: &Compiled,
+        p: &Principal,
+        req: &Authz,
+        resource_policy: Option<&policy::Policy>,
+    ) -> Result<(), AwsError> {
         let star = ["*".to_string()];
         let resources: &[String] = if req.resources.is_empty() { &star } else { &req.resources };
         let now = self.clock.now();
@@ -391,9 +445,12 @@ impl Iam {
             for (k, v) in &req.keys {
                 ctx.set(k, v.clone());
             }
+            if host_access::explicit_only(&req.action) {
+                ctx = ctx.with_explicit_grants();
+            }
             let set = policy::PolicySet {
                 identity: c.identity.iter().map(|p| &**p).collect(),
-                resource: None,
+                resource: resource_policy,
                 boundary: c.boundary.as_deref(),
                 session: c.session.iter().map(|p| &**p).collect(),
                 resource_policy_required: false,
@@ -414,6 +471,19 @@ impl Iam {
         role_arn: &str,
         action: &str,
         resource: &str,
+    ) -> Result<(), AwsError> {
+        self.authorize_role_with_resource_policy(role_arn, action, resource, None).await
+    }
+
+    /// [`Iam::authorize_role`] on a resource with a resource policy (an ECR repository's):
+    /// the role's own policies or a resource-policy allow naming the role; an explicit deny
+    /// in either wins.
+    pub(crate) async fn authorize_role_with_resource_policy(
+        &self,
+        role_arn: &str,
+        action: &str,
+        resource: &str,
+        resource_policy: Option<&policy::Policy>,
     ) -> Result<(), AwsError> {
         let snap = self.snapshot().await?;
         let name = role_arn.rsplit('/').next().unwrap_or("");
@@ -449,7 +519,7 @@ impl Iam {
             secure_transport: true,
             ..Authz::default()
         };
-        self.decide(&c, &p, &req)
+        self.decide(&c, &p, &req, resource_policy)
     }
 
     /// May `p` assume `role`? One evaluation with the role's trust policy as the resource

@@ -12,7 +12,13 @@
 //! * every read is checked against the execution role in ONE place, [`check_execution_role`];
 //! * a value that cannot be read makes the answer's `failure` ECS's reason, naming what and
 //!   why (`ResourceInitializationError: unable to pull secrets or registry auth: ...`), never
-//!   the value of anything; values are never logged.
+//!   the value of anything; values are never logged;
+//! * with an execution role, what else the agent does for the task is checked against it
+//!   first ([`check_execution_uses`]): pulling Amazon ECR images (`ecr:GetAuthorizationToken`,
+//!   `ecr:BatchGetImage` on the repository) and `awslogs` writes (`logs:CreateLogStream`,
+//!   `logs:PutLogEvents`, and `logs:CreateLogGroup` with `awslogs-create-group`); a missing
+//!   permission is the answer's `failure` in ECS's words. Without one, images and logs are
+//!   not checked (the agent's instance key pulls and ships, as before).
 
 use berth_agent_protocol::{ContainerSecrets, TaskSecretsRequest, TaskSecretsResponse};
 use berth_model::regions::{self, Region};
@@ -73,6 +79,11 @@ pub(crate) async fn resolve(
         .and_then(|o| o.execution_role_arn.clone())
         .or_else(|| td.execution_role_arn.clone())
         .filter(|r| !r.is_empty());
+    if let Some(role) = role.as_deref()
+        && let Err(why) = check_execution_uses(app, region, role, &td).await
+    {
+        return Ok(TaskSecretsResponse { containers: vec![], failure: Some(why) });
+    }
     let mut out = TaskSecretsResponse::default();
     for def in td.container_definitions.iter().flatten() {
         let secrets = def.secrets.as_deref().unwrap_or_default();
@@ -135,6 +146,79 @@ async fn check_execution_role(
     crate::iam::authorize_as_role(app, role, action, resource)
         .await
         .map_err(|e| format!("{}: {}", e.code, e.message))
+}
+
+/// `(region, repository)` of an Amazon ECR image (`ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO[:TAG|@DIGEST]`).
+fn ecr_repository(image: &str) -> Option<(&str, &str)> {
+    let (host, rest) = image.split_once('/')?;
+    let parts: Vec<&str> = host.split('.').collect();
+    if parts.len() < 6 || parts[1] != "dkr" || parts[2] != "ecr" || parts[4] != "amazonaws" {
+        return None;
+    }
+    let repo = rest.split('@').next()?;
+    let repo = match repo.rsplit_once(':') {
+        Some((r, tag)) if !tag.contains('/') => r,
+        _ => repo,
+    };
+    Some((parts[3], repo))
+}
+
+/// What the execution role must allow for the task's images and logs, as `(action, resource,
+/// what fails)`.
+fn execution_uses(
+    region: Region,
+    account: &str,
+    td: &ecs_wire::TaskDefinition,
+) -> Vec<(&'static str, String, &'static str)> {
+    let mut out = Vec::new();
+    for def in td.container_definitions.iter().flatten() {
+        if let Some((r, repo)) = def.image.as_deref().and_then(ecr_repository) {
+            out.push(("ecr:GetAuthorizationToken", "*".to_string(), "ecr"));
+            out.push((
+                "ecr:BatchGetImage",
+                format!("arn:{}:ecr:{r}:{account}:repository/{repo}", region.partition),
+                "ecr",
+            ));
+        }
+        let Some(lc) = &def.log_configuration else { continue };
+        if lc.log_driver.map(|d| d.as_str().to_string()).as_deref() != Some("awslogs") {
+            continue;
+        }
+        let opts = lc.options.clone().unwrap_or_default();
+        let Some(group) = opts.get("awslogs-group") else { continue };
+        let r = opts.get("awslogs-region").map_or(region.name, |r| r.as_str());
+        let group_arn = format!("arn:{}:logs:{r}:{account}:log-group:{group}", region.partition);
+        if opts.get("awslogs-create-group").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            out.push(("logs:CreateLogGroup", format!("{group_arn}:*"), "logs"));
+        }
+        out.push(("logs:CreateLogStream", format!("{group_arn}:log-stream:*"), "logs"));
+        out.push(("logs:PutLogEvents", format!("{group_arn}:log-stream:*"), "logs"));
+    }
+    out.dedup();
+    out
+}
+
+/// Checks [`execution_uses`] against `role`; the first refusal in ECS's words.
+async fn check_execution_uses(
+    app: &App,
+    region: Region,
+    role: &str,
+    td: &ecs_wire::TaskDefinition,
+) -> Result<(), String> {
+    for (action, resource, what) in execution_uses(region, &app.account_id, td) {
+        if let Err(e) = check_execution_role(app, Some(role), action, &resource).await {
+            return Err(if what == "ecr" {
+                format!(
+                    "{PREFIX}: execution resource retrieval failed: unable to retrieve ecr registry auth: service call has been retried 1 time(s): {e}"
+                )
+            } else {
+                format!(
+                    "ResourceInitializationError: failed to validate logger args: create stream has been retried 1 times: failed to create Cloudwatch log stream: {e}"
+                )
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The value `value_from` names, read as `role`, or why not (ECS's wording).
@@ -225,4 +309,66 @@ async fn read(
             )
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecr_images_name_their_repository() {
+        let cases = [
+            ("123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1", Some(("us-east-1", "app"))),
+            (
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app",
+                Some(("eu-west-1", "team/app")),
+            ),
+            (
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com/app@sha256:ab",
+                Some(("us-east-1", "app")),
+            ),
+            ("localhost:5000/app:1", None),
+            ("busybox:latest", None),
+            ("public.ecr.aws/nginx/nginx:1", None),
+        ];
+        for (image, want) in cases {
+            assert_eq!(ecr_repository(image), want, "{image}");
+        }
+    }
+
+    #[test]
+    fn images_and_awslogs_need_the_execution_role() {
+        let region = regions::lookup("us-east-1").unwrap();
+        let td: ecs_wire::TaskDefinition = serde_json::from_value(serde_json::json!({
+            "containerDefinitions": [
+                {"name": "a", "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1",
+                 "logConfiguration": {"logDriver": "awslogs", "options": {
+                    "awslogs-group": "/ecs/app", "awslogs-create-group": "true"}}},
+                {"name": "b", "image": "busybox"}]
+        }))
+        .unwrap();
+        let got: Vec<(&str, String)> = execution_uses(region, "123456789012", &td)
+            .into_iter()
+            .map(|(a, r, _)| (a, r))
+            .collect();
+        let g = "arn:aws:logs:us-east-1:123456789012:log-group:/ecs/app";
+        assert_eq!(
+            got,
+            vec![
+                ("ecr:GetAuthorizationToken", "*".to_string()),
+                (
+                    "ecr:BatchGetImage",
+                    "arn:aws:ecr:us-east-1:123456789012:repository/app".to_string()
+                ),
+                ("logs:CreateLogGroup", format!("{g}:*")),
+                ("logs:CreateLogStream", format!("{g}:log-stream:*")),
+                ("logs:PutLogEvents", format!("{g}:log-stream:*")),
+            ]
+        );
+        let plain: ecs_wire::TaskDefinition = serde_json::from_value(serde_json::json!({
+            "containerDefinitions": [{"name": "b", "image": "busybox"}]
+        }))
+        .unwrap();
+        assert!(execution_uses(region, "123456789012", &plain).is_empty());
+    }
 }

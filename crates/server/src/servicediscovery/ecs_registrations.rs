@@ -166,7 +166,8 @@ pub(crate) async fn check(
 }
 
 /// ListServicesByNamespace: the ARNs of the live ECS services (every cluster of the region)
-/// whose `serviceRegistries` name a Cloud Map service of `namespace` (its name, id or ARN),
+/// whose `serviceRegistries` name a Cloud Map service of `namespace` (its name, id or ARN), or
+/// whose Service Connect configuration names the namespace,
 /// sorted; `NamespaceNotFoundException` when the region has no such namespace.
 pub(crate) async fn services_in_namespace(
     store: &dyn Store,
@@ -193,12 +194,20 @@ pub(crate) async fn services_in_namespace(
     for r in store.range(Range::prefix("ecs/services/")).await.map_err(error::store)? {
         let svc: EcsService =
             serde_json::from_slice(&r.value).map_err(|e| error::corrupt(&r.key, e))?;
-        let uses = svc.service.service_registries.iter().flatten().any(|reg| {
+        let registers = svc.service.service_registries.iter().flatten().any(|reg| {
             reg.registry_arn
                 .as_deref()
                 .and_then(registry_service_id)
                 .is_some_and(|id| in_ns.contains(id))
         });
+        // Service Connect (its deployments name the namespace by ARN).
+        let connects = svc.deployments.iter().any(|d| {
+            d.service_connect.as_ref().is_some_and(|c| {
+                berth_model::service_connect::enabled(c)
+                    && c.namespace.as_deref() == Some(ns.arn.as_str())
+            })
+        });
+        let uses = registers || connects;
         if uses && let Some(arn) = svc.service.service_arn {
             arns.push(arn);
         }

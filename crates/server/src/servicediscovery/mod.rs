@@ -40,6 +40,7 @@ pub(crate) mod ecs_registrations;
 mod instances;
 mod namespaces;
 mod operations;
+pub(crate) mod service_connect;
 mod services;
 mod tags;
 

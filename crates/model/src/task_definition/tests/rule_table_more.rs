@@ -510,5 +510,30 @@ pub(super) fn rows() -> Vec<Row> {
             Invalid,
             "tags[1].key",
         ),
+        row(
+            "secrets need executionRoleArn",
+            ec2,
+            |r| {
+                c(r, 0).secrets = Some(vec![berth_wire::ecs::Secret {
+                    name: Some("DB".into()),
+                    value_from: Some("arn:aws:ssm:us-east-1:123456789012:parameter/db".into()),
+                }])
+            },
+            Client,
+            "executionRoleArn",
+        ),
+        row(
+            "repositoryCredentials need executionRoleArn",
+            ec2,
+            |r| {
+                c(r, 0).repository_credentials = Some(berth_wire::ecs::RepositoryCredentials {
+                    credentials_parameter: Some(
+                        "arn:aws:secretsmanager:us-east-1:123456789012:secret:reg-AbCdEf".into(),
+                    ),
+                })
+            },
+            Client,
+            "executionRoleArn",
+        ),
     ]
 }

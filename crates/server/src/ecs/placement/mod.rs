@@ -136,6 +136,20 @@ impl Placement {
         job: &Job<'_>,
         parts: &[ProviderPart<'_>],
     ) -> Result<Placed, AwsError> {
+        let started = std::time::Instant::now();
+        let out = self.decide_and_commit(job, parts).await;
+        crate::cloudwatch::prometheus::observe_placement(
+            out.as_ref().ok().map(|p| (p.tasks.len(), p.failures.len())),
+            started.elapsed().as_secs_f64(),
+        );
+        out
+    }
+
+    async fn decide_and_commit(
+        &self,
+        job: &Job<'_>,
+        parts: &[ProviderPart<'_>],
+    ) -> Result<Placed, AwsError> {
         let cluster = job.spec.cluster;
         let long_arn = match job.spec.long_arn {
             Some(l) => l,

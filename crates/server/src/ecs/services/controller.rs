@@ -50,8 +50,10 @@ use crate::records;
 
 mod load_balancing;
 mod task_sets;
+mod traffic;
 use load_balancing::LbPass;
 use task_sets::TaskSetPass;
+use traffic::traffic_pass;
 
 /// A placement failure event is not repeated within this many seconds.
 const PLACEMENT_EVENT_QUIET_SECS: f64 = 60.0;
@@ -85,7 +87,11 @@ impl ServiceController {
     pub async fn run(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut commits = self.core.store.watch();
         loop {
-            if let Err(e) = self.service_pass().await {
+            let started = std::time::Instant::now();
+            let result = self.service_pass().await;
+            let region = &self.core.scope.region;
+            crate::cloudwatch::prometheus::observe_pass("service", region, started, result.is_ok());
+            if let Err(e) = result {
                 tracing::warn!(error = %e.message, "service controller pass failed; retrying");
             }
             tokio::select! {
@@ -168,6 +174,9 @@ impl ServiceController {
         // Behind load balancers: the task records, for their targets.
         let behind_lb = !rec.is_external()
             && rec.service.load_balancers.as_ref().is_some_and(|l| !l.is_empty());
+        // Publishing Service Connect services: stopping tasks drain too (issue #17).
+        let drains_sc =
+            !rec.is_external() && crate::servicediscovery::service_connect::publishes(&rec);
         let mut lb_records: HashMap<String, TaskRecord> = HashMap::new();
         // Whether a revision has an essential health-checked container, per revision ARN.
         let mut checked: HashMap<String, bool> = HashMap::new();
@@ -202,7 +211,9 @@ impl ServiceController {
                     },
                     None => false,
                 };
-                if behind_lb && let Some(r) = &rec {
+                if (behind_lb || drains_sc)
+                    && let Some(r) = &rec
+                {
                     lb_records.insert((*task_id).to_string(), r.clone());
                 }
                 tasks.push(task_view(task_id, &idx, rec, has_health_check, now));
@@ -265,10 +276,23 @@ impl ServiceController {
             ),
             _ => None,
         };
-        let config = Config { name: name.clone(), settings: rec.settings.clone(), deleting };
+        // Traffic-shifting deployments (`controller/traffic.rs`).
+        let mut shift_events = Vec::new();
+        let mut deployments = rec.deployments.clone();
+        let mut hold_old = false;
+        if let (Some(_), Some(l)) = (&lb, self.core.load_balancing.get()) {
+            let minute = self.core.timing.deployment_minute_secs;
+            let t = traffic_pass(&**l, &rec, &tasks, minute, now, &mut shift_events).await?;
+            hold_old = t.hold_old;
+            if let (Some(p), Some(d)) = (t.primary, deployments.first_mut()) {
+                d.traffic = Some(p);
+            }
+        }
+        let config =
+            Config { name: name.clone(), settings: rec.settings.clone(), deleting, hold_old };
         let decision = ctl::reconcile(&ctl::Input {
             config: &config,
-            deployments: &rec.deployments,
+            deployments: &deployments,
             past_deployments: &rec.past_deployments,
             tasks: &tasks,
             instances: &instances,
@@ -276,16 +300,18 @@ impl ServiceController {
             now,
             settle_secs: self.core.timing.service_settle_secs,
         });
-        let mut events = decision.events.clone();
+        let mut events = shift_events;
+        events.extend(decision.events.iter().cloned());
         // Behind load balancers a RUNNING task is deregistered before it stops: it waits in
         // DEACTIVATING for the deregistration delay (`LbPass::finish_deactivating`).
-        let deactivate: HashSet<String> = match &lb {
-            Some(_) => tasks
+        // So do the endpoints of Service Connect services, for `plan::DRAIN_SECS`.
+        let deactivate: HashSet<String> = match (&lb, drains_sc) {
+            (None, false) => HashSet::new(),
+            _ => tasks
                 .iter()
                 .filter(|t| t.last_status == TaskStatus::Running)
                 .map(|t| t.id.clone())
                 .collect(),
-            None => HashSet::new(),
         };
         self.execute_stops(cluster, &name, &decision.stop, &deactivate, &mut events).await?;
         let td_of = |dep: &str| {
@@ -299,8 +325,37 @@ impl ServiceController {
             let stopping: HashSet<&str> = decision.stop.iter().map(|(id, _)| id.as_str()).collect();
             lb.sync(&**l, &name, &tasks, &stopping, &mut events).await?;
             lb.finish_deactivating(&self.task_records, cluster, &lb_records, now).await?;
+        } else if drains_sc {
+            self.finish_sc_draining(cluster, &lb_records, now).await?;
         }
         self.commit_service(cluster, &rec, rev, &decision, events, now).await
+    }
+
+    /// Moves the DEACTIVATING tasks of a Service Connect service whose endpoints have
+    /// drained (`plan::DRAIN_SECS` since they began to stop) to STOPPING.
+    async fn finish_sc_draining(
+        &self,
+        cluster: &str,
+        records: &HashMap<String, TaskRecord>,
+        now: f64,
+    ) -> Result<(), AwsError> {
+        let drain = crate::servicediscovery::service_connect::plan::DRAIN_SECS as f64;
+        for (id, t) in records {
+            if t.last_status() != TaskStatus::Deactivating
+                || now < t.task.stopping_at.unwrap_or(0.0) + drain
+            {
+                continue;
+            }
+            self.task_records
+                .update(cluster, id, |t| {
+                    if t.last_status() == TaskStatus::Deactivating {
+                        t.set_last_status(TaskStatus::Stopping);
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// Whether a FARGATE_SPOT start of `cluster` falls back to FARGATE now: Spot has no

@@ -176,6 +176,12 @@ impl ServiceDeployments {
                 failure_count: Some(d.failed_tasks),
                 threshold: Some(berth_model::service::failure_threshold(d.desired_count)),
             }),
+            // Traffic-shifting deployments: the lifecycle stage their last pass recorded.
+            lifecycle_stage: d
+                .traffic
+                .as_ref()
+                .and_then(|t| t.stage.clone())
+                .and_then(|st| serde_json::from_value(serde_json::Value::String(st)).ok()),
             rollback: d.rollback_from.as_ref().map(|from| Rollback {
                 reason: Some(format!("Rolled back from deployment {from}.")),
                 started_at: Some(d.updated_at),

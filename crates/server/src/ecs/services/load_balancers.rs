@@ -24,9 +24,12 @@ use std::pin::Pin;
 
 use berth_model::records::TaskRecord;
 use berth_wire::AwsError;
-use berth_wire::ecs::{LoadBalancer, NetworkMode, TaskDefinition};
+use berth_wire::ecs::{AdvancedConfiguration, LoadBalancer, NetworkMode, TaskDefinition};
 
 use crate::error;
+
+/// A forward action's target groups (ARNs) and their weights.
+pub type ForwardGroups = Vec<(String, u32)>;
 
 /// A boxed future of [`LoadBalancing`]'s methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -83,6 +86,28 @@ pub trait LoadBalancing: Send + Sync {
 
     /// The data plane's state of one target of `arn`.
     fn target_state(&self, arn: &str, target: &ServiceTarget) -> TargetState;
+
+    /// The target groups and weights of the forward action of `rule` (a listener rule ARN,
+    /// or a listener ARN for its default action); `None` if it does not exist or does not
+    /// forward.
+    fn forward_groups<'a>(
+        &'a self,
+        rule: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ForwardGroups>, AwsError>> {
+        let _ = rule;
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Sets the forward action of `rule` (as [`LoadBalancing::forward_groups`]) to `groups`
+    /// in one compare-and-set, keeping its stickiness; returns whether it changed.
+    fn set_forward_groups<'a>(
+        &'a self,
+        rule: &'a str,
+        groups: Vec<(String, u32)>,
+    ) -> BoxFuture<'a, Result<bool, AwsError>> {
+        let _ = (rule, groups);
+        Box::pin(async { Ok(false) })
+    }
 }
 
 /// The ECS error for a bad `loadBalancers` entry.
@@ -107,6 +132,9 @@ pub async fn check(
     let mode = td.network_mode.unwrap_or(NetworkMode::Bridge);
     for (i, entry) in lbs.iter().enumerate() {
         let arn = entry.target_group_arn.as_deref().unwrap_or_default();
+        if let Some(adv) = &entry.advanced_configuration {
+            check_advanced(lb, i, arn, adv).await?;
+        }
         let Some(tg) = lb.target_group(arn).await? else {
             return Err(invalid(
                 i,
@@ -156,6 +184,64 @@ pub async fn check(
                 "containerPort",
                 format!(
                     "The container {name} did not have a container port {port} defined (give it a portMappings entry with containerPort {port})."
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `advancedConfiguration` of entry `i` (primary target group `primary`): the alternate
+/// target group exists with the primary's target type; the production listener rule (and
+/// the test rule, if any) exists and forwards to the primary or the alternate group.
+async fn check_advanced(
+    lb: &dyn LoadBalancing,
+    i: usize,
+    primary: &str,
+    adv: &AdvancedConfiguration,
+) -> Result<(), AwsError> {
+    let m = |s: &str| format!("advancedConfiguration.{s}");
+    let alt = adv.alternate_target_group_arn.as_deref().unwrap_or_default();
+    let Some(alt_tg) = lb.target_group(alt).await? else {
+        return Err(invalid(
+            i,
+            &m("alternateTargetGroupArn"),
+            format!("The target group with targetGroupArn {alt} does not exist."),
+        ));
+    };
+    if let Some(p) = lb.target_group(primary).await?
+        && p.target_type != alt_tg.target_type
+    {
+        return Err(invalid(
+            i,
+            &m("alternateTargetGroupArn"),
+            format!(
+                "The alternate target group {alt} has target type {}, the target group {primary} has {}: both must have the same target type.",
+                alt_tg.target_type, p.target_type
+            ),
+        ));
+    }
+    let rules = [
+        ("productionListenerRule", adv.production_listener_rule.as_deref()),
+        ("testListenerRule", adv.test_listener_rule.as_deref()),
+    ];
+    for (member, rule) in rules {
+        let Some(rule) = rule.filter(|r| !r.is_empty()) else { continue };
+        let Some(groups) = lb.forward_groups(rule).await? else {
+            return Err(invalid(
+                i,
+                &m(member),
+                format!(
+                    "The listener rule {rule} does not exist or has no forward action (give the ARN of a listener rule, or of a listener for its default action, that forwards to {primary})."
+                ),
+            ));
+        };
+        if !groups.iter().any(|(g, _)| g == primary || g == alt) {
+            return Err(invalid(
+                i,
+                &m(member),
+                format!(
+                    "The listener rule {rule} forwards to neither {primary} nor {alt}: point its forward action at the service's target groups."
                 ),
             ));
         }

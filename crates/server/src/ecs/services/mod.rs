@@ -27,6 +27,7 @@
 use berth_model::keys;
 use berth_model::service::{DeploymentRecord, ServiceRecord, new_deployment_id};
 use berth_model::service_rules::{self, ServiceRuleError};
+use berth_model::service_shift;
 use berth_model::tags;
 use berth_wire::AwsError;
 use berth_wire::ecs::*;
@@ -376,6 +377,27 @@ impl ServicesApi<RequestContext> for Services {
             };
             self.check_load_balancers(&lbs, td).await?;
         }
+        // serviceConnectConfiguration (issue #17): against this server, the task definition
+        // and Cloud Map.
+        let (sc_config, sc_resources) = match &input.service_connect_configuration {
+            Some(sc) if berth_model::service_connect::enabled(sc) => {
+                let Some(td) = td_arn.as_deref().filter(|_| !external) else {
+                    return Err(ErrorCode::UnsupportedFeatureException.with(
+                        "serviceConnectConfiguration: Service Connect for a service with the EXTERNAL deployment controller is not implemented by Berth yet.",
+                    ));
+                };
+                let td_rec = self.task_definitions.by_arn(td).await?;
+                crate::servicediscovery::service_connect::check::prepare(
+                    &*self.core.store,
+                    self.core.timing.service_connect_address,
+                    &td_rec.task_definition,
+                    sc,
+                )
+                .await?
+                .map_or((None, vec![]), |(c, r)| (Some(c), r))
+            }
+            _ => (None, vec![]),
+        };
         let _serial = self.core.serialise(&keys::service(&cluster, &name)).await;
         let what = format!("service {name}");
         let rec = {
@@ -431,6 +453,7 @@ impl ServicesApi<RequestContext> for Services {
                     platform_family: fargate.then(|| super::fargate::PLATFORM_FAMILY.to_string()),
                     ..Default::default()
                 };
+                let first_traffic = service_shift::new_record(&[], &lbs, false);
                 // EXTERNAL services have task sets instead of deployments.
                 let deployments = match (&td_arn, external) {
                     (Some(td), false) => vec![
@@ -441,7 +464,9 @@ impl ServicesApi<RequestContext> for Services {
                             settings.desired_count,
                             now,
                         )
-                        .with_strategy(strategy.clone().unwrap_or_default()),
+                        .with_strategy(strategy.clone().unwrap_or_default())
+                        .with_service_connect(sc_config.clone(), sc_resources.clone())
+                        .with_traffic(first_traffic.clone()),
                     ],
                     _ => vec![],
                 };
@@ -598,6 +623,25 @@ impl ServicesApi<RequestContext> for Services {
             // A new task definition must still have the container and port.
             self.check_load_balancers(&current_lbs, &td).await?;
         }
+        // serviceConnectConfiguration: a new one starts a new deployment (as in ECS); kept,
+        // it is checked again against a new task definition.
+        let current_sc = current.deployments.first().and_then(|d| d.service_connect.clone());
+        let given_sc = input.service_connect_configuration.clone();
+        let new_sc = match given_sc.as_ref().or(current_sc.as_ref()) {
+            Some(sc) if berth_model::service_connect::enabled(sc) => {
+                let td_rec = self.task_definitions.by_arn(&td).await?;
+                crate::servicediscovery::service_connect::check::prepare(
+                    &*self.core.store,
+                    self.core.timing.service_connect_address,
+                    &td_rec.task_definition,
+                    sc,
+                )
+                .await?
+                .map_or((None, vec![]), |(c, r)| (Some(c), r))
+            }
+            _ => (None, vec![]),
+        };
+        let sc_changed = given_sc.is_some() && new_sc.0 != current_sc;
         let now = self.core.now();
         let updated = self
             .update_service_record(&cluster, &name, |rec| {
@@ -606,6 +650,13 @@ impl ServicesApi<RequestContext> for Services {
                 }
                 let settings =
                     service_rules::validate_update(&input, &rec.settings).map_err(rule_error)?;
+                let lbs = new_lbs.as_deref().or(rec.service.load_balancers.as_deref());
+                service_shift::check_service(
+                    lbs.unwrap_or(&[]),
+                    settings.shift.as_ref(),
+                    settings.daemon,
+                )
+                .map_err(rule_error)?;
                 let (td, constraints, strategies) = placement(rec);
                 if settings.daemon && !strategies.is_empty() {
                     return Err(error::invalid(
@@ -634,7 +685,8 @@ impl ServicesApi<RequestContext> for Services {
                 // New load balancers start a new deployment, as in ECS.
                 let redeploy = input.force_new_deployment == Some(true)
                     || primary_td.as_deref() != Some(td.as_str())
-                    || new_lbs.is_some();
+                    || new_lbs.is_some()
+                    || sc_changed;
                 if let Some(lbs) = &new_lbs {
                     rec.service.load_balancers = Some(lbs.clone());
                 }
@@ -655,7 +707,13 @@ impl ServicesApi<RequestContext> for Services {
                             settings.desired_count,
                             now,
                         )
-                        .with_strategy(strategy),
+                        .with_strategy(strategy)
+                        .with_service_connect(new_sc.0.clone(), new_sc.1.clone())
+                        .with_traffic(service_shift::new_record(
+                            &rec.deployments,
+                            rec.service.load_balancers.as_deref().unwrap_or(&[]),
+                            settings.shift.is_some(),
+                        )),
                     );
                     rec.steady_since = None;
                 }

@@ -13,6 +13,9 @@
 //! * [`TargetHealth`] of a task: `Unhealthy` if a target is unhealthy in a group, `Healthy`
 //!   once every target is healthy, `Pending` otherwise (not RUNNING, not registered yet,
 //!   `initial`).
+//! * An entry with `advancedConfiguration` has two groups: the task of a deployment whose
+//!   traffic record says `alternate` registers in `alternateTargetGroupArn`, every other
+//!   task in `targetGroupArn` (the groups of a task are those of its deployment's side).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -35,8 +38,10 @@ use crate::records;
 
 /// The load balancing of one service pass.
 pub(super) struct LbPass {
-    /// The service's `loadBalancers` whose target group exists, with it.
-    groups: Vec<(LoadBalancer, TargetGroupInfo)>,
+    /// The service's `loadBalancers` whose target group exists, with it and the side it
+    /// serves (`Some(true)`: the alternate group; `None`: an entry without
+    /// `advancedConfiguration`, every task's).
+    groups: Vec<(LoadBalancer, TargetGroupInfo, Option<bool>)>,
     /// Task id -> its target in each group it has one in (index into `groups`).
     targets: HashMap<String, Vec<(usize, ServiceTarget)>>,
 }
@@ -54,14 +59,30 @@ impl LbPass {
     ) -> Result<Self, AwsError> {
         let mut groups = Vec::new();
         for entry in service.service.load_balancers.iter().flatten() {
-            let arn = entry.target_group_arn.as_deref().unwrap_or_default();
-            match lb.target_group(arn).await? {
-                Some(tg) => groups.push((entry.clone(), tg)),
-                None => {
-                    tracing::debug!(service = %service.name, target_group = arn, "target group gone")
+            let alternate = entry
+                .advanced_configuration
+                .as_ref()
+                .and_then(|a| a.alternate_target_group_arn.as_deref());
+            let mut arns = vec![(entry.target_group_arn.as_deref().unwrap_or_default(), None)];
+            if let Some(alt) = alternate {
+                arns = vec![(arns[0].0, Some(false)), (alt, Some(true))];
+            }
+            for (arn, side) in arns {
+                match lb.target_group(arn).await? {
+                    Some(tg) => groups.push((entry.clone(), tg, side)),
+                    None => {
+                        tracing::debug!(service = %service.name, target_group = arn, "target group gone")
+                    }
                 }
             }
         }
+        // Each deployment's side.
+        let sides: HashMap<&str, bool> = service
+            .deployments
+            .iter()
+            .chain(&service.past_deployments)
+            .map(|d| (d.id.as_str(), d.traffic.as_ref().is_some_and(|t| t.alternate)))
+            .collect();
         let mut ec2_ids: HashMap<String, Option<String>> = HashMap::new();
         let mut targets: HashMap<String, Vec<(usize, ServiceTarget)>> = HashMap::new();
         for (id, rec) in records {
@@ -73,10 +94,13 @@ impl LbPass {
                     e
                 }
             };
+            let side =
+                rec.task.started_by.as_deref().and_then(|d| sides.get(d).copied()).unwrap_or(false);
             let mine: Vec<(usize, ServiceTarget)> = groups
                 .iter()
                 .enumerate()
-                .filter_map(|(i, (entry, tg))| {
+                .filter(|(_, (_, _, s))| s.is_none_or(|s| s == side))
+                .filter_map(|(i, (entry, tg, _))| {
                     task_target(rec, entry, &tg.target_type, ec2.as_deref()).map(|t| (i, t))
                 })
                 .collect();
@@ -95,10 +119,16 @@ impl LbPass {
             return TargetHealth::Pending;
         }
         let mine = self.targets.get(&t.id).map(Vec::as_slice).unwrap_or(&[]);
+        if mine.is_empty() {
+            return TargetHealth::Pending;
+        }
         let mut all_healthy = true;
-        for (i, (_, tg)) in self.groups.iter().enumerate() {
+        for (i, (_, tg, side)) in self.groups.iter().enumerate() {
             let Some((_, target)) = mine.iter().find(|(g, _)| *g == i) else {
-                all_healthy = false;
+                // A group of the other side is not this task's.
+                if side.is_none() {
+                    all_healthy = false;
+                }
                 continue;
             };
             match lb.target_state(&tg.arn, target) {
@@ -131,7 +161,7 @@ impl LbPass {
             })
             .map(|t| t.id.as_str())
             .collect();
-        for (i, (_, tg)) in self.groups.iter().enumerate() {
+        for (i, (_, tg, _)) in self.groups.iter().enumerate() {
             let mut want = Vec::new();
             let mut owned = Vec::new();
             for (id, mine) in &self.targets {
@@ -171,7 +201,7 @@ impl LbPass {
         let delay = self
             .groups
             .iter()
-            .map(|(_, tg)| f64::from(tg.deregistration_delay_secs))
+            .map(|(_, tg, _)| f64::from(tg.deregistration_delay_secs))
             .fold(0.0, f64::max);
         for (id, rec) in records {
             if rec.last_status() != TaskStatus::Deactivating {
