@@ -528,11 +528,18 @@ impl Drop for AgentProc {
 /// Builds binary `bin` of workspace package `package` with the cargo that runs the tests (the
 /// same profile and target directory) and returns its path. A test can name only its own
 /// package's binaries through `CARGO_BIN_EXE_*`; this reaches another's (e.g. the fleet
-/// simulator `berth-loadgen` of `berth-bench`). Cargo skips the build when it is fresh.
+/// simulator `berth-loadgen` of `berth-bench`).
+///
+/// It builds the workspace's binaries *with its tests* (`--workspace --bins --tests`): that is
+/// the feature resolution `cargo test --workspace` used (dev-dependencies' features unified
+/// over every member), so under the README's test command every unit is already fresh and
+/// only the few binaries no test harness needed are linked. A narrower `cargo build -p
+/// package` resolves other features and compiles a second copy of the dependency tree (it
+/// cost CI over 20 minutes).
 pub fn cargo_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", package, "--bin", bin])
+    cmd.args(["build", "--quiet", "--workspace", "--bins", "--tests"])
         .arg("--message-format=json-render-diagnostics");
     if !cfg!(debug_assertions) {
         cmd.arg("--release");
@@ -542,18 +549,27 @@ pub fn cargo_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     }
     let out = cmd.stdin(Stdio::null()).stderr(Stdio::inherit()).output()?;
     if !out.status.success() {
-        bail!("cargo build -p {package} --bin {bin} failed: {}", out.status);
+        bail!(
+            "cargo build --workspace --bins --tests (for {package}'s {bin}) failed: {}",
+            out.status
+        );
     }
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let package_id = msg["package_id"].as_str().unwrap_or_default();
+        // The binary itself, not its unit-test harness (also named `bin`).
         if msg["reason"] == "compiler-artifact"
             && msg["target"]["name"] == bin
+            && msg["profile"]["test"] == false
+            && (package_id.contains(&format!("#{package}@"))
+                || package_id.contains(&format!("/{package}#"))
+                || package_id.contains(&format!("{package} ")))
             && let Some(exe) = msg["executable"].as_str()
         {
             return Ok(PathBuf::from(exe));
         }
     }
-    bail!("cargo build -p {package} --bin {bin} named no executable")
+    bail!("cargo build named no executable {bin} of {package}")
 }
 
 /// On drop, removes what the local agents of a `berth up` on data directory `.0` created
