@@ -239,11 +239,46 @@ impl Dnat {
         }
     }
 
+    /// The targets of this host's credential rules in `chain` (`iptables -S` lines carrying
+    /// the rule's comment, whose port is the target's, as [`Dnat::rule`] writes them).
+    fn listed(chain: &'static str) -> Vec<SocketAddr> {
+        let Ok(out) =
+            std::process::Command::new("iptables").args(["-t", "nat", "-S", chain]).output()
+        else {
+            return vec![];
+        };
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(parse_rule_target).collect()
+    }
+
+    /// Deletes the rules of agents that are gone: an agent killed with SIGKILL never drops its
+    /// [`Dnat`], so the next agent to start on the host removes every credential rule whose
+    /// target no longer accepts connections (a live agent binds its endpoint before it adds
+    /// its rules, so a live agent's rules are never taken for stale).
+    fn sweep_stale(own: SocketAddr) {
+        for chain in ["PREROUTING", "OUTPUT"] {
+            for target in Self::listed(chain) {
+                if target == own
+                    || std::net::TcpStream::connect_timeout(&target, Duration::from_millis(200))
+                        .is_ok()
+                {
+                    continue;
+                }
+                match Self::iptables("-D", chain, target) {
+                    Ok(()) => {
+                        tracing::info!(%target, chain, "removed a stale task credentials rule")
+                    }
+                    Err(e) => tracing::debug!(%target, chain, error = %e, "stale rule not removed"),
+                }
+            }
+        }
+    }
+
     /// Installs the rules for `target`; `None` (logged) when it cannot.
     pub fn install(target: SocketAddr) -> Option<Self> {
         if !matches!(target.ip(), IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified()) {
             return None;
         }
+        Self::sweep_stale(target);
         let mut d = Self { target, installed: vec![] };
         for chain in ["PREROUTING", "OUTPUT"] {
             if Self::iptables("-C", chain, target).is_ok() {
@@ -262,6 +297,19 @@ impl Dnat {
     }
 }
 
+/// The target of one `iptables -S` line if it is a task credentials rule as
+/// [`Dnat::rule`] writes it (comment, `--dport` equal to the target's port).
+fn parse_rule_target(line: &str) -> Option<SocketAddr> {
+    if !line.contains("berth task credentials") || !line.contains("169.254.170.2/32") {
+        return None;
+    }
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let after = |flag: &str| words.iter().position(|w| *w == flag).and_then(|i| words.get(i + 1));
+    let target: SocketAddr = after("--to-destination")?.parse().ok()?;
+    let port: u16 = after("--dport")?.parse().ok()?;
+    (port == target.port()).then_some(target)
+}
+
 impl Drop for Dnat {
     fn drop(&mut self) {
         for chain in self.installed.drain(..) {
@@ -275,6 +323,17 @@ impl Drop for Dnat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_rules_are_read_back_from_iptables_listings() {
+        let ours = r#"-A PREROUTING -d 169.254.170.2/32 -p tcp -m tcp --dport 40457 -m comment --comment "berth task credentials" -j DNAT --to-destination 172.17.0.1:40457"#;
+        assert_eq!(parse_rule_target(ours), Some("172.17.0.1:40457".parse().unwrap()));
+        let other_port = ours.replace("--dport 40457", "--dport 80");
+        assert_eq!(parse_rule_target(&other_port), None);
+        let not_ours = ours.replace("berth task credentials", "someone else");
+        assert_eq!(parse_rule_target(&not_ours), None);
+        assert_eq!(parse_rule_target("-P PREROUTING ACCEPT"), None);
+    }
 
     fn creds() -> TaskCredentialsResponse {
         TaskCredentialsResponse {
