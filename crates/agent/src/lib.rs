@@ -234,6 +234,9 @@ fn attributes(config: &AgentConfig, info: &berth_runtime::RuntimeInfo) -> Vec<At
         attr("ecs.capability.secrets.asm.environment-variables", None),
         attr("ecs.capability.secrets.ssm.environment-variables", None),
         attr("ecs.capability.private-registry-authentication.secretsmanager", None),
+        // Task roles: credentials at 169.254.170.2 (task_credentials.rs), host mode included.
+        attr("com.amazonaws.ecs.capability.task-iam-role", None),
+        attr("com.amazonaws.ecs.capability.task-iam-role-network-host", None),
     ];
     // Docker Remote API versions the engine speaks, as the ECS agent advertises them.
     let api_minor: u32 =
