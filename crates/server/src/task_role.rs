@@ -17,7 +17,7 @@ use berth_agent_protocol::{TaskCredentialsRequest, TaskCredentialsResponse};
 use berth_iam_policy as policy;
 use berth_model::regions::Region;
 use berth_wire::AwsError;
-use berth_wire::ecs::{self as ecs_wire, Api as _, TaskDefinitionsApi as _, TasksApi as _};
+use berth_wire::ecs as ecs_wire;
 
 use crate::App;
 use crate::ecs::RequestContext;
@@ -35,45 +35,15 @@ pub(crate) async fn issue(
     ctx: &RequestContext,
     req: TaskCredentialsRequest,
 ) -> Result<TaskCredentialsResponse, AwsError> {
-    let ecs = app.regions.ecs(region);
-    let cluster = req
-        .task_arn
-        .rsplit_once(":task/")
-        .and_then(|(_, rest)| rest.split_once('/'))
-        .map_or(req.cluster.clone(), |(c, _)| c.to_string());
-    let tasks = ecs
-        .tasks()
-        .describe_tasks(
-            ctx,
-            ecs_wire::DescribeTasksRequest {
-                cluster: Some(cluster),
-                tasks: Some(vec![req.task_arn.clone()]),
-                ..Default::default()
-            },
-        )
-        .await?;
-    let Some(task) = tasks.tasks.unwrap_or_default().into_iter().next() else {
-        return Err(ecs_wire::ErrorCode::InvalidParameterException
-            .with(format!("The task {} does not exist.", req.task_arn)));
-    };
+    let (task, td) =
+        crate::secretsmanager::inject::agent_task(app, region, ctx, &req.task_arn, &req.cluster)
+            .await?;
     if task.last_status.as_deref() == Some("STOPPED") {
         return Err(ecs_wire::ErrorCode::ClientException.with(format!(
             "The task {} is STOPPED: its role credentials are no longer issued.",
             req.task_arn
         )));
     }
-    let td = ecs
-        .task_definitions()
-        .describe_task_definition(
-            ctx,
-            ecs_wire::DescribeTaskDefinitionRequest {
-                task_definition: task.task_definition_arn.clone(),
-                ..Default::default()
-            },
-        )
-        .await?
-        .task_definition
-        .unwrap_or_default();
     let Some(role_arn) = task
         .overrides
         .as_ref()

@@ -31,35 +31,37 @@ use crate::ecs::RequestContext;
 
 const PREFIX: &str = "ResourceInitializationError: unable to pull secrets or registry auth";
 
-/// Resolves `req`'s task's secrets in `region`.
-pub(crate) async fn resolve(
+/// The task an agent asks about (`task_arn`, in `agent_cluster` when its ARN names none, as a
+/// Fargate pool agent's do) and its task definition, read with the agent's request context;
+/// shared by the secrets and the task role credentials endpoints.
+pub(crate) async fn agent_task(
     app: &App,
     region: Region,
     ctx: &RequestContext,
-    req: TaskSecretsRequest,
-) -> Result<TaskSecretsResponse, AwsError> {
+    task_arn: &str,
+    agent_cluster: &str,
+) -> Result<(ecs_wire::Task, ecs_wire::TaskDefinition), AwsError> {
     let ecs = app.regions.ecs(region);
     // The task's own cluster is in its ARN (`task/CLUSTER/ID`); a Fargate pool agent names
     // the pool's.
-    let cluster = req
-        .task_arn
+    let cluster = task_arn
         .rsplit_once(":task/")
         .and_then(|(_, rest)| rest.split_once('/'))
-        .map_or(req.cluster.clone(), |(c, _)| c.to_string());
+        .map_or(agent_cluster.to_string(), |(c, _)| c.to_string());
     let tasks = ecs
         .tasks()
         .describe_tasks(
             ctx,
             ecs_wire::DescribeTasksRequest {
                 cluster: Some(cluster),
-                tasks: Some(vec![req.task_arn.clone()]),
+                tasks: Some(vec![task_arn.to_string()]),
                 ..Default::default()
             },
         )
         .await?;
     let Some(task) = tasks.tasks.unwrap_or_default().into_iter().next() else {
         return Err(ecs_wire::ErrorCode::InvalidParameterException
-            .with(format!("The task {} does not exist.", req.task_arn)));
+            .with(format!("The task {} does not exist.", task_arn)));
     };
     let td = ecs
         .task_definitions()
@@ -73,6 +75,17 @@ pub(crate) async fn resolve(
         .await?
         .task_definition
         .unwrap_or_default();
+    Ok((task, td))
+}
+
+/// Resolves `req`'s task's secrets in `region`.
+pub(crate) async fn resolve(
+    app: &App,
+    region: Region,
+    ctx: &RequestContext,
+    req: TaskSecretsRequest,
+) -> Result<TaskSecretsResponse, AwsError> {
+    let (task, td) = agent_task(app, region, ctx, &req.task_arn, &req.cluster).await?;
     let role = task
         .overrides
         .as_ref()
