@@ -459,9 +459,10 @@ mod tests {
             Loops::Running { handles, .. } => handles.len(),
             _ => 0,
         };
-        // Service controller, Application Auto Scaling, DNS view, ECS service discovery, load
-        // balancer data plane, retention reaper.
-        assert_eq!(count(&again), 18, "six loops in each of three regions");
+        // Service controller, Application Auto Scaling, DNS view, ECS service discovery,
+        // Service Connect proxy, load balancer data plane, load balancer metrics, retention
+        // reaper.
+        assert_eq!(count(&again), 24, "eight loops in each of three regions");
         stop.send(true).unwrap();
         tokio::time::timeout(std::time::Duration::from_secs(10), again.stop()).await.unwrap();
         again.ecs(region("eu-west-2"));

@@ -184,18 +184,25 @@ pub fn snapshot(version: u64, bind: IpAddr, published: &[Published]) -> (Snapsho
             }
         })
         .collect::<Vec<_>>();
-    let load_balancers = if listeners.is_empty() {
-        vec![]
-    } else {
-        vec![LoadBalancer {
-            arn: "service-connect".into(),
-            name: "service-connect".into(),
-            lb_type: LbType::Application,
-            bind_address: bind,
-            idle_timeout_seconds: 60,
-            listeners,
-        }]
-    };
+    // HTTP aliases on an application load balancer, TCP ones on a network load balancer:
+    // the engine accepts each protocol only on its own kind.
+    let (http, tcp): (Vec<_>, Vec<_>) =
+        listeners.into_iter().partition(|l| l.protocol == ListenerProtocol::Http);
+    let load_balancers = [
+        ("service-connect", LbType::Application, http),
+        ("service-connect-tcp", LbType::Network, tcp),
+    ]
+    .into_iter()
+    .filter(|(_, _, listeners)| !listeners.is_empty())
+    .map(|(name, lb_type, listeners)| LoadBalancer {
+        arn: name.into(),
+        name: name.into(),
+        lb_type,
+        bind_address: bind,
+        idle_timeout_seconds: 60,
+        listeners,
+    })
+    .collect();
     let snap = Snapshot { version, load_balancers, target_groups: groups.into_values().collect() };
     (snap, conflicts)
 }
