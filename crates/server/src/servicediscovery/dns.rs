@@ -22,7 +22,6 @@ use std::time::Duration;
 use berth_model::servicediscovery::{
     self as model, DnsRecordKind, RoutingPolicy, attributes, keys,
 };
-use berth_store::{Op, RecvError};
 use berth_wire::AwsError;
 use tokio::sync::watch;
 
@@ -157,23 +156,7 @@ impl CloudMap {
 /// Returns once a transaction wrote a key under `servicediscovery/` (or the feed lagged, or
 /// ended: then after a [`PERIOD`]).
 async fn next_change(feed: &mut berth_store::ChangeFeed) {
-    loop {
-        match feed.recv().await {
-            Ok(c) => {
-                let ours = c.ops.iter().any(|op| match op {
-                    Op::Put { key, .. } | Op::Delete { key } => key.starts_with(keys::ROOT),
-                });
-                if ours {
-                    return;
-                }
-            }
-            Err(RecvError::Lagged(_)) => return,
-            Err(RecvError::Closed) => {
-                tokio::time::sleep(PERIOD).await;
-                return;
-            }
-        }
-    }
+    super::next_relevant_change(feed, |key| key.starts_with(keys::ROOT), PERIOD).await
 }
 
 /// One region's DNS loop, until `stop` is set.

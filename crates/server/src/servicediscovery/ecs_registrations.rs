@@ -43,7 +43,7 @@ use berth_model::service::ServiceRecord as EcsService;
 use berth_model::servicediscovery::{
     self as model, DnsRecordKind, Health, InstanceRecord, attributes, keys,
 };
-use berth_store::{Op, Range, RecvError, Revision, Store, Txn};
+use berth_store::{Range, Revision, Store, Txn};
 use berth_wire::AwsError;
 use berth_wire::ecs::{HealthStatus, NetworkMode, ServiceRegistry, TaskDefinition};
 use berth_wire::servicediscovery as wire;
@@ -556,22 +556,7 @@ fn relevant(key: &str) -> bool {
 }
 
 async fn next_change(feed: &mut berth_store::ChangeFeed) {
-    loop {
-        match feed.recv().await {
-            Ok(c) => {
-                if c.ops.iter().any(|op| match op {
-                    Op::Put { key, .. } | Op::Delete { key } => relevant(key),
-                }) {
-                    return;
-                }
-            }
-            Err(RecvError::Lagged(_)) => return,
-            Err(RecvError::Closed) => {
-                tokio::time::sleep(PERIOD).await;
-                return;
-            }
-        }
-    }
+    super::next_relevant_change(feed, relevant, PERIOD).await
 }
 
 /// One region's registration loop, until `stop` is set.

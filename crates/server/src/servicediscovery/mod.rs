@@ -256,3 +256,31 @@ pub(crate) async fn serve(
 
 #[cfg(test)]
 mod tests;
+
+/// Waits for the next commit on `feed` that touches a key `relevant` accepts (or a lag: the
+/// caller re-reads everything anyway); a closed feed waits `period` instead, so a loop that
+/// also wakes on a timer never spins.
+pub(crate) async fn next_relevant_change(
+    feed: &mut berth_store::ChangeFeed,
+    relevant: impl Fn(&str) -> bool,
+    period: std::time::Duration,
+) {
+    use berth_store::Op;
+    use berth_store::RecvError;
+    loop {
+        match feed.recv().await {
+            Ok(c) => {
+                if c.ops.iter().any(|op| match op {
+                    Op::Put { key, .. } | Op::Delete { key } => relevant(key),
+                }) {
+                    return;
+                }
+            }
+            Err(RecvError::Lagged(_)) => return,
+            Err(RecvError::Closed) => {
+                tokio::time::sleep(period).await;
+                return;
+            }
+        }
+    }
+}

@@ -49,7 +49,7 @@ use berth_model::keys as ecs_keys;
 use berth_model::lifecycle::{DesiredTaskStatus, TaskStatus};
 use berth_model::records::{ContainerInstanceRecord, TaskDefinitionRecord, TaskRecord};
 use berth_model::service::ServiceRecord as EcsService;
-use berth_store::{Op, Range, RecvError, Store};
+use berth_store::{Range, Store};
 use berth_wire::AwsError;
 use berth_wire::ecs::{
     ApplicationProtocol, HealthStatus, HostEntry, NetworkMode, ServiceConnectConfiguration,
@@ -327,22 +327,7 @@ fn relevant(key: &str) -> bool {
 }
 
 async fn next_change(feed: &mut berth_store::ChangeFeed) {
-    loop {
-        match feed.recv().await {
-            Ok(c) => {
-                if c.ops.iter().any(|op| match op {
-                    Op::Put { key, .. } | Op::Delete { key } => relevant(key),
-                }) {
-                    return;
-                }
-            }
-            Err(RecvError::Lagged(_)) => return,
-            Err(RecvError::Closed) => {
-                tokio::time::sleep(PERIOD).await;
-                return;
-            }
-        }
-    }
+    super::next_relevant_change(feed, relevant, PERIOD).await
 }
 
 /// One region's Service Connect proxy, until `stop` is set: nothing runs when the server
