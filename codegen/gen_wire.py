@@ -206,6 +206,7 @@ GROUPS = {
             DeleteRetentionPolicy""",
         "log_streams": "CreateLogStream DeleteLogStream DescribeLogStreams",
         "log_events": "PutLogEvents GetLogEvents FilterLogEvents",
+        "metric_filters": "PutMetricFilter DescribeMetricFilters DeleteMetricFilter TestMetricFilter",
         "tags": "TagResource UntagResource ListTagsForResource TagLogGroup UntagLogGroup ListTagsLogGroup",
     },
     "ecr": {

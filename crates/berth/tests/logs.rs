@@ -437,6 +437,21 @@ fn the_awslogs_driver_ships_a_tasks_output() {
     s.register_task_definition(&json!({"family": "logger", "containerDefinitions": [
         {"name": "app", "image": "berth-demo:latest", "memory": 16, "command": ["-print-env"],
          "environment": env, "logConfiguration": awslogs("/ecs/logger", true)}]}));
+    // A metric filter on the group counts the driver's JSON error lines too.
+    assert!(s.aws(&["logs", "create-log-group", "--log-group-name", "/ecs/logger"]).ok);
+    let r = s.aws(&[
+        "logs",
+        "put-metric-filter",
+        "--log-group-name",
+        "/ecs/logger",
+        "--filter-name",
+        "code503",
+        "--filter-pattern",
+        "{ $.code = 503 }",
+        "--metric-transformations",
+        "metricName=Code503,metricNamespace=Berth/Driver,metricValue=1",
+    ]);
+    assert!(r.ok, "put-metric-filter: {}", r.stderr);
     let run =
         s.aws(&["ecs", "run-task", "--cluster", "default", "--task-definition", "logger"]).json();
     let arn = run["tasks"][0]["taskArn"].as_str().unwrap_or_else(|| panic!("{run}")).to_string();
@@ -479,6 +494,28 @@ fn the_awslogs_driver_ships_a_tasks_output() {
         .json();
     assert_eq!(messages(&found), [r#"{"level":"error","code":503,"x":"=y"}"#], "{found}");
     assert_eq!(found["events"][0]["logStreamName"], stream.as_str());
+    let (from, to) = ((now_ms() - 3_600_000) / 1000, (now_ms() + 120_000) / 1000);
+    let st = s
+        .aws(&[
+            "cloudwatch",
+            "get-metric-statistics",
+            "--namespace",
+            "Berth/Driver",
+            "--metric-name",
+            "Code503",
+            "--start-time",
+            &from.to_string(),
+            "--end-time",
+            &to.to_string(),
+            "--period",
+            "3600",
+            "--statistics",
+            "Sum",
+        ])
+        .json();
+    let sum: f64 =
+        st["Datapoints"].as_array().unwrap().iter().map(|d| d["Sum"].as_f64().unwrap()).sum();
+    assert_eq!(sum, 1.0, "the driver's shipments feed metric filters: {st}");
     s.aws(&["ecs", "stop-task", "--cluster", "default", "--task", &arn]);
     wait_task(&s, &arn, "STOPPED", |t| t["lastStatus"] == "STOPPED");
 

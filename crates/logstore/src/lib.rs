@@ -25,9 +25,14 @@
 //!   seq) order, applies a [`pattern::Pattern`], and hands back a token to resume after the last
 //!   event it looked at; event ids are stable, so a poller (`aws logs tail --follow`) can
 //!   de-duplicate;
-//! * [`LogStore::sweep_retention`] deletes the events older than their group's retention.
+//! * [`LogStore::sweep_retention`] deletes the events older than their group's retention;
+//! * metric filters ([`metric_filter`]) live with their group (at most
+//!   [`metric_filter::MAX_FILTERS_PER_GROUP`], deleted with it); the ingest paths
+//!   ([`LogStore::put_events_metered`], [`LogStore::ship_metered`]) answer the datapoints the
+//!   group's filters make of exactly the events they stored, for the caller to publish.
 
 pub mod ingest;
+pub mod metric_filter;
 pub mod pattern;
 
 use std::collections::BTreeMap;
@@ -36,6 +41,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub use metric_filter::{Datum, MetricFilter, Transformation};
 pub use pattern::{Pattern, PatternError};
 
 /// A failed log store call.
@@ -49,6 +55,9 @@ pub enum LogStoreError {
     /// Bad input (a token that is not one of ours...): the message names it.
     #[error("{0}")]
     InvalidParameter(String),
+    /// A quota (100 metric filters per group...): the message names it.
+    #[error("{0}")]
+    LimitExceeded(String),
     #[error("log store: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -62,6 +71,8 @@ pub struct Group {
     pub created_ms: i64,
     pub retention_days: Option<i32>,
     pub stored_bytes: i64,
+    /// How many metric filters it has.
+    pub metric_filters: i64,
 }
 
 /// A log stream.
@@ -186,6 +197,20 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT NOT NULL,
     PRIMARY KEY (stream_id, ts, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS metric_filters (
+    group_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    pattern TEXT NOT NULL,
+    metric_name TEXT NOT NULL,
+    metric_namespace TEXT NOT NULL,
+    metric_value TEXT NOT NULL,
+    default_value REAL,
+    -- A JSON object: dimension name -> field reference.
+    dimensions TEXT NOT NULL,
+    unit TEXT,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_id, name)
+) WITHOUT ROWID;
 ";
 
 /// The log store (see the module header).
@@ -278,6 +303,7 @@ impl LogStore {
         )?;
         tx.execute("DELETE FROM streams WHERE group_id = ?1", [id])?;
         tx.execute("DELETE FROM group_tags WHERE group_id = ?1", [id])?;
+        tx.execute("DELETE FROM metric_filters WHERE group_id = ?1", [id])?;
         tx.execute("DELETE FROM groups WHERE id = ?1", [id])?;
         tx.commit()?;
         Ok(())
@@ -299,7 +325,8 @@ impl LogStore {
     ) -> Result<Vec<Group>> {
         let sql = format!(
             "SELECT g.name, g.created_ms, g.retention_days,
-                    (SELECT COALESCE(SUM(stored_bytes), 0) FROM streams s WHERE s.group_id = g.id)
+                    (SELECT COALESCE(SUM(stored_bytes), 0) FROM streams s WHERE s.group_id = g.id),
+                    (SELECT COUNT(*) FROM metric_filters f WHERE f.group_id = g.id)
              FROM groups g WHERE g.region = ?1 {cond} ORDER BY g.name LIMIT ?3 OFFSET ?4"
         );
         let mut st = c.prepare_cached(&sql)?;
@@ -309,6 +336,7 @@ impl LogStore {
                 created_ms: r.get(1)?,
                 retention_days: r.get(2)?,
                 stored_bytes: r.get(3)?,
+                metric_filters: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
@@ -498,13 +526,43 @@ impl LogStore {
         events: &[(i64, &str)],
         now_ms: i64,
     ) -> Result<i64> {
+        Ok(self.put_events_metered(region, group, stream, events, now_ms)?.0)
+    }
+
+    /// [`LogStore::put_events`], and the datapoints the group's metric filters make of the
+    /// stored events.
+    pub fn put_events_metered(
+        &self,
+        region: &str,
+        group: &str,
+        stream: &str,
+        events: &[(i64, &str)],
+        now_ms: i64,
+    ) -> Result<(i64, Vec<Datum>)> {
         let mut c = self.conn();
         let tx = c.transaction()?;
         let (gid, _) = Self::group_id(&tx, region, group)?;
         let sid = Self::stream_id(&tx, gid, stream)?;
         let batches = Self::insert(&tx, sid, events, now_ms)?;
+        let data = Self::metric_data(&tx, gid, events)?;
         tx.commit()?;
-        Ok(batches + 1)
+        Ok((batches + 1, data))
+    }
+
+    /// The datapoints the metric filters of group `gid` make of `events` (a filter that no
+    /// longer compiles, which PutMetricFilter prevents, is skipped).
+    fn metric_data(tx: &Connection, gid: i64, events: &[(i64, &str)]) -> Result<Vec<Datum>> {
+        let mut out = vec![];
+        if events.is_empty() {
+            return Ok(out);
+        }
+        for f in Self::filters_of(tx, gid, "", 0, metric_filter::MAX_FILTERS_PER_GROUP)? {
+            match metric_filter::Compiled::new(&f.pattern, &f.transformation) {
+                Ok(c) => c.data(events, &mut out),
+                Err(e) => debug_assert!(false, "stored metric filter {} is invalid: {e}", f.name),
+            }
+        }
+        Ok(out)
     }
 
     /// Inserts `events` into stream `sid` (sorted by time, after its earlier events of equal
@@ -561,6 +619,33 @@ impl LogStore {
         cursor: Option<&str>,
         now_ms: i64,
     ) -> Result<Option<String>> {
+        let (cursor, _) = self.ship_metered(
+            region,
+            group,
+            stream,
+            create_group,
+            create_stream,
+            events,
+            cursor,
+            now_ms,
+        )?;
+        Ok(cursor)
+    }
+
+    /// [`LogStore::ship`], and the datapoints the group's metric filters make of the stored
+    /// events.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ship_metered(
+        &self,
+        region: &str,
+        group: &str,
+        stream: &str,
+        create_group: bool,
+        create_stream: bool,
+        events: &[(i64, &str)],
+        cursor: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(Option<String>, Vec<Datum>)> {
         let mut c = self.conn();
         let tx = c.transaction()?;
         if create_group {
@@ -577,6 +662,7 @@ impl LogStore {
             )?;
         }
         let sid = Self::stream_id(&tx, gid, stream)?;
+        let mut data = vec![];
         if !events.is_empty() {
             let kept: Vec<(i64, &str)> = match ingest::check_batch(events, retention, now_ms) {
                 Ok(v) => v.accepted.iter().map(|i| events[*i]).collect(),
@@ -591,6 +677,7 @@ impl LogStore {
                     .collect(),
             };
             Self::insert(&tx, sid, &kept, now_ms)?;
+            data = Self::metric_data(&tx, gid, &kept)?;
         }
         if let Some(cur) = cursor {
             tx.execute("UPDATE streams SET cursor = ?2 WHERE id = ?1", params![sid, cur])?;
@@ -598,7 +685,167 @@ impl LogStore {
         let stored: Option<String> =
             tx.query_row("SELECT cursor FROM streams WHERE id = ?1", [sid], |r| r.get(0))?;
         tx.commit()?;
-        Ok(stored)
+        Ok((stored, data))
+    }
+
+    /// PutMetricFilter: creates or replaces the filter `f.name` of a group (the caller has
+    /// checked it with [`metric_filter::Compiled::new`]); a replaced filter keeps its creation
+    /// time. A group holds at most [`metric_filter::MAX_FILTERS_PER_GROUP`].
+    pub fn put_metric_filter(&self, region: &str, group: &str, f: &MetricFilter) -> Result<()> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let (gid, _) = Self::group_id(&tx, region, group)?;
+        let (count, exists): (i64, bool) = tx.query_row(
+            "SELECT COUNT(*), COALESCE(MAX(name = ?2), 0) FROM metric_filters WHERE group_id = ?1",
+            params![gid, f.name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if !exists && count as usize >= metric_filter::MAX_FILTERS_PER_GROUP {
+            return Err(LogStoreError::LimitExceeded(format!(
+                "Resource limit exceeded: the log group already has {} metric filters, the most it may have.",
+                metric_filter::MAX_FILTERS_PER_GROUP
+            )));
+        }
+        let t = &f.transformation;
+        let dims = serde_json::Value::Object(
+            t.dimensions
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect(),
+        )
+        .to_string();
+        tx.execute(
+            "INSERT INTO metric_filters (group_id, name, pattern, metric_name, metric_namespace,
+                 metric_value, default_value, dimensions, unit, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (group_id, name) DO UPDATE SET pattern = ?3, metric_name = ?4,
+                 metric_namespace = ?5, metric_value = ?6, default_value = ?7, dimensions = ?8,
+                 unit = ?9",
+            params![
+                gid,
+                f.name,
+                f.pattern,
+                t.metric_name,
+                t.metric_namespace,
+                t.metric_value,
+                t.default_value,
+                dims,
+                t.unit,
+                f.created_ms
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// DeleteMetricFilter.
+    pub fn delete_metric_filter(&self, region: &str, group: &str, name: &str) -> Result<()> {
+        let c = self.conn();
+        let (gid, _) = Self::group_id(&c, region, group)?;
+        let n = c.execute(
+            "DELETE FROM metric_filters WHERE group_id = ?1 AND name = ?2",
+            params![gid, name],
+        )?;
+        if n == 0 {
+            return Err(LogStoreError::NotFound(
+                "The specified metric filter does not exist.".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// DescribeMetricFilters: `(group name, filter)` pairs ordered by group then filter name,
+    /// from `offset`, at most `limit`: a group's filters starting with `prefix` (`group` given;
+    /// a missing group is [`LogStoreError::NotFound`]), or every group's, in the region; then
+    /// only those publishing `metric` (name, namespace) when given.
+    pub fn describe_metric_filters(
+        &self,
+        region: &str,
+        group: Option<&str>,
+        prefix: &str,
+        metric: Option<(&str, &str)>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<(String, MetricFilter)>> {
+        let c = self.conn();
+        let groups: Vec<(i64, String)> = match group {
+            Some(g) => vec![(Self::group_id(&c, region, g)?.0, g.to_string())],
+            None => {
+                let mut st = c.prepare_cached(
+                    "SELECT id, name FROM groups WHERE region = ?1 ORDER BY name",
+                )?;
+                let rows = st.query_map([region], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<std::result::Result<_, _>>()?
+            }
+        };
+        let mut out = vec![];
+        let mut skipped = 0;
+        for (gid, gname) in groups {
+            for f in Self::filters_of(&c, gid, prefix, 0, usize::MAX)? {
+                let t = &f.transformation;
+                if metric.is_some_and(|(n, ns)| t.metric_name != n || t.metric_namespace != ns) {
+                    continue;
+                }
+                if skipped < offset {
+                    skipped += 1;
+                    continue;
+                }
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                out.push((gname.clone(), f));
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many metric filters a group has.
+    pub fn metric_filter_count(&self, region: &str, group: &str) -> Result<i64> {
+        let c = self.conn();
+        let (gid, _) = Self::group_id(&c, region, group)?;
+        Ok(c.query_row("SELECT COUNT(*) FROM metric_filters WHERE group_id = ?1", [gid], |r| {
+            r.get(0)
+        })?)
+    }
+
+    fn filters_of(
+        c: &Connection,
+        gid: i64,
+        prefix: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<MetricFilter>> {
+        let mut st = c.prepare_cached(
+            "SELECT name, pattern, metric_name, metric_namespace, metric_value, default_value,
+                    dimensions, unit, created_ms
+             FROM metric_filters WHERE group_id = ?1 AND substr(name, 1, length(?2)) = ?2
+             ORDER BY name LIMIT ?3 OFFSET ?4",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = st.query_map(params![gid, prefix, limit, offset as i64], |r| {
+            let dims: String = r.get(6)?;
+            let dimensions = match serde_json::from_str::<serde_json::Value>(&dims) {
+                Ok(serde_json::Value::Object(m)) => m
+                    .into_iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string())))
+                    .collect(),
+                _ => BTreeMap::new(),
+            };
+            Ok(MetricFilter {
+                name: r.get(0)?,
+                pattern: r.get(1)?,
+                transformation: Transformation {
+                    metric_name: r.get(2)?,
+                    metric_namespace: r.get(3)?,
+                    metric_value: r.get(4)?,
+                    default_value: r.get(5)?,
+                    dimensions,
+                    unit: r.get(7)?,
+                },
+                created_ms: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
     /// GetLogEvents (see the module header).

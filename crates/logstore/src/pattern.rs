@@ -13,9 +13,17 @@
 //!   (strings, with `*` wildcards, or numbers), `<`, `>`, `<=`, `>=` (numbers); also
 //!   `IS NULL`, `IS TRUE`, `IS FALSE`, `NOT EXISTS`. VALUE is a number, a `"quoted string"` or a
 //!   bare word. A message that is not a JSON object matches no JSON pattern; `!=` needs the
-//!   field to exist, as in CloudWatch.
+//!   field to exist, as in CloudWatch;
+//! * space-delimited: `[ip, user, ..., status = 4* || status = 5*, bytes > 1000]`. A message
+//!   splits into fields at runs of blanks; text between `"` quotes or `[` `]` brackets is one
+//!   field (without them). Each pattern field names one message field (`...` stands for any
+//!   number of them, zero included); the counts must agree. A field's conditions (`=`, `!=`
+//!   with `*` wildcards or numbers, `<`, `>`, `<=`, `>=` on numbers) are joined with `&&` and
+//!   `||` (`&&` binds tighter) and may repeat the field's name (`status = 4* || status = 5*`).
 //!
-//! Not supported (refused with an error naming it): space-delimited patterns (`[ip, user, ...]`).
+//! [`Pattern::extract`] answers the values a matching event carries: the JSON document (for
+//! `$.field` selectors) or the named fields of a space-delimited pattern (for `$name`), which
+//! metric filters publish ([`crate::metric_filter`]).
 
 use serde_json::Value;
 
@@ -36,6 +44,84 @@ pub enum Pattern {
     },
     Regex(regex::Regex),
     Json(Expr),
+    Delimited(Vec<Field>),
+}
+
+/// One field of a space-delimited pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    /// `...`: any number of message fields.
+    Ellipsis,
+    /// One message field, named, meeting `any` of the `&&`-joined groups (none: any value).
+    One { name: String, any: Vec<Vec<Test>> },
+}
+
+/// The values a matching event carries ([`Pattern::extract`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Extracted {
+    /// Term and regular expression patterns extract nothing.
+    Nothing,
+    Json(Value),
+    /// A space-delimited pattern's named fields, in pattern order.
+    Fields(Vec<(String, String)>),
+}
+
+/// A reference to an extracted value: `$.a.b[0]` (JSON) or `$name` (space-delimited).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldRef {
+    Json(Vec<Step>),
+    Named(String),
+}
+
+impl FieldRef {
+    /// Parses `$.selector` or `$name`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<FieldRef> {
+        let s = s.trim();
+        if s.starts_with("$.") || s.starts_with("$[") {
+            return match lex(s).ok()?.as_slice() {
+                [Tok::Selector(steps)] if !steps.is_empty() => Some(FieldRef::Json(steps.clone())),
+                _ => None,
+            };
+        }
+        let name = s.strip_prefix('$')?;
+        (!name.is_empty() && name.chars().all(is_name_char))
+            .then(|| FieldRef::Named(name.to_string()))
+    }
+
+    /// Whether `pattern` can ever extract this value.
+    pub fn fits(&self, pattern: &Pattern) -> bool {
+        match (self, pattern) {
+            (FieldRef::Json(_), Pattern::Json(_)) => true,
+            (FieldRef::Named(n), Pattern::Delimited(fields)) => {
+                fields.iter().any(|f| matches!(f, Field::One { name, .. } if name == n))
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Extracted {
+    /// The referenced value as text (JSON strings unquoted, other JSON values as JSON).
+    pub fn get(&self, r: &FieldRef) -> Option<String> {
+        match (self, r) {
+            (Extracted::Json(v), FieldRef::Json(path)) => select(v, path).map(json_text),
+            (Extracted::Fields(f), FieldRef::Named(n)) => {
+                f.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+            }
+            _ => None,
+        }
+    }
+}
+
+fn json_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
 }
 
 /// A JSON pattern's expression.
@@ -87,9 +173,7 @@ impl Pattern {
             return parse_json(s).map(Pattern::Json);
         }
         if s.starts_with('[') {
-            return Err(PatternError(
-                "space-delimited patterns ([field, ...]) are not supported by Berth yet".into(),
-            ));
+            return parse_delimited(s).map(Pattern::Delimited);
         }
         if s.len() >= 2 && s.starts_with('%') && s.ends_with('%') {
             let re = regex::Regex::new(&s[1..s.len() - 1])
@@ -114,6 +198,267 @@ impl Pattern {
                 let Ok(v) = serde_json::from_str::<Value>(message.trim()) else { return false };
                 v.is_object() && eval(expr, &v)
             }
+            Pattern::Delimited(fields) => match_delimited(fields, &split_fields(message)).is_some(),
+        }
+    }
+
+    /// The values of a matching event; `None` when it does not match.
+    pub fn extract(&self, message: &str) -> Option<Extracted> {
+        match self {
+            Pattern::Json(expr) => {
+                let v = serde_json::from_str::<Value>(message.trim()).ok()?;
+                (v.is_object() && eval(expr, &v)).then_some(Extracted::Json(v))
+            }
+            Pattern::Delimited(fields) => {
+                match_delimited(fields, &split_fields(message)).map(Extracted::Fields)
+            }
+            p => p.matches(message).then_some(Extracted::Nothing),
+        }
+    }
+
+    /// What TestMetricFilter shows of a match: the pattern's selectors (`$.a.b`) or fields
+    /// (`$name`) with the values the event holds for them.
+    pub fn shown_values(
+        &self,
+        extracted: &Extracted,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut out = std::collections::BTreeMap::new();
+        match (self, extracted) {
+            (Pattern::Json(expr), Extracted::Json(v)) => {
+                let mut paths = vec![];
+                selectors(expr, &mut paths);
+                for path in paths {
+                    if let Some(x) = select(v, path) {
+                        out.insert(selector_text(path), json_text(x));
+                    }
+                }
+            }
+            (_, Extracted::Fields(f)) => {
+                for (k, v) in f {
+                    out.insert(format!("${k}"), v.clone());
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+fn selectors<'a>(e: &'a Expr, out: &mut Vec<&'a [Step]>) {
+    match e {
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            selectors(a, out);
+            selectors(b, out);
+        }
+        Expr::Cmp { path, .. } => out.push(path),
+    }
+}
+
+fn selector_text(path: &[Step]) -> String {
+    let mut s = String::from("$");
+    for step in path {
+        match step {
+            Step::Field(f) => {
+                s.push('.');
+                s.push_str(f);
+            }
+            Step::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// A message's space-delimited fields (see the module header).
+pub fn split_fields(message: &str) -> Vec<String> {
+    let mut out = vec![];
+    let mut chars = message.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let Some(&first) = chars.peek() else { return out };
+        let mut field = String::new();
+        let close = match first {
+            '"' => Some('"'),
+            '[' => Some(']'),
+            _ => None,
+        };
+        if let Some(close) = close {
+            chars.next();
+            for c in chars.by_ref() {
+                if c == close {
+                    break;
+                }
+                field.push(c);
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                field.push(c);
+                chars.next();
+            }
+        }
+        out.push(field);
+    }
+}
+
+/// The named values when `fields` match `values` (a backtracking walk over the ellipses).
+fn match_delimited(fields: &[Field], values: &[String]) -> Option<Vec<(String, String)>> {
+    fn walk(fields: &[Field], values: &[String], out: &mut Vec<(String, String)>) -> bool {
+        match fields.split_first() {
+            None => values.is_empty(),
+            Some((Field::Ellipsis, rest)) => {
+                (0..=values.len()).any(|skip| walk(rest, &values[skip..], out))
+            }
+            Some((Field::One { name, any }, rest)) => {
+                let Some((v, more)) = values.split_first() else { return false };
+                if !any.is_empty() && !any.iter().any(|all| all.iter().all(|t| test_text(t, v))) {
+                    return false;
+                }
+                let at = out.len();
+                out.push((name.clone(), v.clone()));
+                if walk(rest, more, out) {
+                    return true;
+                }
+                out.truncate(at);
+                false
+            }
+        }
+    }
+    let mut out = vec![];
+    walk(fields, values, &mut out).then_some(out)
+}
+
+/// A space-delimited condition on a field's text.
+fn test_text(t: &Test, v: &str) -> bool {
+    let n = || v.parse::<f64>().ok().filter(|x| x.is_finite());
+    match t {
+        Test::Eq(lit) => text_equals(v, lit),
+        Test::Ne(lit) => !text_equals(v, lit),
+        Test::Lt(x) => n().is_some_and(|n| n < *x),
+        Test::Gt(x) => n().is_some_and(|n| n > *x),
+        Test::Le(x) => n().is_some_and(|n| n <= *x),
+        Test::Ge(x) => n().is_some_and(|n| n >= *x),
+        Test::IsNull | Test::IsTrue | Test::IsFalse | Test::NotExists => false,
+    }
+}
+
+fn text_equals(v: &str, lit: &Literal) -> bool {
+    match lit {
+        Literal::Number(n) => v.parse::<f64>().ok() == Some(*n),
+        Literal::Text(t) => wildcard(t, v),
+    }
+}
+
+fn parse_delimited(s: &str) -> Result<Vec<Field>, PatternError> {
+    let fail = |m: String| PatternError(format!("{m} in '{s}'"));
+    let inner = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .ok_or_else(|| fail("a space-delimited pattern ends with ']'".into()))?;
+    // Commas inside quoted values do not split fields.
+    let mut parts = vec![];
+    let (mut cur, mut quoted) = (String::new(), false);
+    for c in inner.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            ',' if !quoted => parts.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    if quoted {
+        return Err(fail("an unterminated string".into()));
+    }
+    parts.push(cur);
+    let mut fields = vec![];
+    let mut names = std::collections::HashSet::new();
+    for (i, part) in parts.iter().enumerate() {
+        let p = part.trim();
+        if p == "..." {
+            fields.push(Field::Ellipsis);
+            continue;
+        }
+        let name: String = p.chars().take_while(|c| is_name_char(*c)).collect();
+        if name.is_empty() {
+            return Err(fail(format!("field {} has no name", i + 1)));
+        }
+        if !names.insert(name.clone()) {
+            return Err(fail(format!("the field name '{name}' is used twice")));
+        }
+        let rest = p[name.len()..].trim();
+        let any = if rest.is_empty() { vec![] } else { parse_conditions(&name, rest, s)? };
+        fields.push(Field::One { name, any });
+    }
+    Ok(fields)
+}
+
+/// `OP VALUE [&&|| [NAME] OP VALUE]...` of one space-delimited field.
+fn parse_conditions(name: &str, src: &str, whole: &str) -> Result<Vec<Vec<Test>>, PatternError> {
+    let fail = |m: String| PatternError(format!("{m} in '{whole}'"));
+    let mut any: Vec<Vec<Test>> = vec![vec![]];
+    let mut rest = src;
+    loop {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix(name)
+            && r.trim_start().starts_with(['=', '!', '<', '>'])
+        {
+            rest = r.trim_start();
+        }
+        let op = ["!=", "<=", ">=", "=", "<", ">"]
+            .into_iter()
+            .find(|op| rest.starts_with(op))
+            .ok_or_else(|| fail(format!("field '{name}': expected =, !=, <, >, <= or >=")))?;
+        rest = rest[op.len()..].trim_start();
+        let (value, quoted, after) = if let Some(r) = rest.strip_prefix('"') {
+            let end = r.find('"').ok_or_else(|| fail("an unterminated string".into()))?;
+            (&r[..end], true, &r[end + 1..])
+        } else {
+            let end = rest
+                .find(|c: char| c.is_whitespace() || c == '&' || c == '|')
+                .unwrap_or(rest.len());
+            (&rest[..end], false, &rest[end..])
+        };
+        if value.is_empty() && !quoted {
+            return Err(fail(format!("field '{name}': expected a value after '{op}'")));
+        }
+        let number =
+            (!quoted).then(|| value.parse::<f64>().ok()).flatten().filter(|n| n.is_finite());
+        let test = match op {
+            "=" | "!=" => {
+                let lit = match number {
+                    Some(n) => Literal::Number(n),
+                    None => Literal::Text(value.to_string()),
+                };
+                if op == "=" { Test::Eq(lit) } else { Test::Ne(lit) }
+            }
+            _ => {
+                let Some(n) = number else {
+                    return Err(fail(format!("field '{name}': '{op}' compares numbers only")));
+                };
+                match op {
+                    "<" => Test::Lt(n),
+                    ">" => Test::Gt(n),
+                    "<=" => Test::Le(n),
+                    _ => Test::Ge(n),
+                }
+            }
+        };
+        any.last_mut().expect("one group at least").push(test);
+        rest = after.trim_start();
+        if rest.is_empty() {
+            return Ok(any);
+        } else if let Some(r) = rest.strip_prefix("&&") {
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("||") {
+            any.push(vec![]);
+            rest = r;
+        } else {
+            return Err(fail(format!("field '{name}': unexpected '{rest}'")));
         }
     }
 }
@@ -568,7 +913,13 @@ mod tests {
             ("{ ($.a = 1 }", "missing ')'"),
             ("{ $.a = 1 } extra", "after the closing"),
             ("\"open", "unterminated quoted term"),
-            ("[ip, user]", "space-delimited"),
+            ("[ip, user", "ends with ']'"),
+            ("[ip, = 3]", "has no name"),
+            ("[ip, ip]", "used twice"),
+            ("[ip, st ~ 3]", "expected =, !="),
+            ("[ip, st > x]", "numbers only"),
+            ("[ip, st = 4 ^ 5]", "unexpected"),
+            ("[ip, st = \"4]", "unterminated string"),
             ("%(%", "bad regular expression"),
             ("{ $.a = \"x }", "unterminated string"),
         ];
@@ -576,6 +927,78 @@ mod tests {
             let e = Pattern::parse(pattern).expect_err(pattern);
             assert!(e.0.contains(why), "{pattern:?}: {e} should say {why:?}");
         }
+    }
+
+    #[test]
+    fn space_delimited_patterns_match_and_extract() {
+        let line =
+            r#"127.0.0.1 - frank [10/Oct/2000:13:25:15 -0700] "GET /index.html HTTP/1.0" 404 1534"#;
+        assert_eq!(
+            split_fields(line),
+            [
+                "127.0.0.1",
+                "-",
+                "frank",
+                "10/Oct/2000:13:25:15 -0700",
+                "GET /index.html HTTP/1.0",
+                "404",
+                "1534"
+            ]
+        );
+        let table: &[(&str, bool)] = &[
+            ("[ip, identity, user, time, request, status, bytes]", true),
+            ("[ip, identity, user, time, request, status]", false),
+            ("[ip, identity, user, time, request, status, bytes, more]", false),
+            ("[..., status = 404, bytes]", true),
+            ("[..., status=404, bytes]", true),
+            ("[..., status = 4*, bytes > 1000]", true),
+            ("[..., status = 5*, bytes]", false),
+            ("[..., status = 5* || status = 4*, bytes]", true),
+            ("[..., status = 5* || = 4*, bytes]", true),
+            ("[..., status >= 400 && status < 500, bytes]", true),
+            ("[..., status >= 400 && status != 404, bytes]", false),
+            ("[ip, ..., request = \"GET *\", ..., bytes < 2000]", true),
+            ("[ip = 10.*, ...]", false),
+            ("[ip, ..., user = frank, ...]", true),
+            ("[...]", true),
+            ("[..., bytes, extra]", true),
+        ];
+        for (pattern, want) in table {
+            let p = Pattern::parse(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+            assert_eq!(p.matches(line), *want, "{pattern}");
+        }
+        let p = Pattern::parse("[ip, ..., status = 404, bytes]").unwrap();
+        let x = p.extract(line).expect("matches");
+        assert_eq!(x.get(&FieldRef::parse("$bytes").unwrap()).as_deref(), Some("1534"));
+        assert_eq!(x.get(&FieldRef::parse("$ip").unwrap()).as_deref(), Some("127.0.0.1"));
+        assert_eq!(x.get(&FieldRef::parse("$nope").unwrap()), None);
+        let shown = p.shown_values(&x);
+        assert_eq!(shown.get("$status").map(String::as_str), Some("404"));
+        assert_eq!(shown.len(), 3, "{shown:?}");
+        assert!(p.extract("1.2.3.4 500 10").is_none());
+    }
+
+    #[test]
+    fn json_and_term_extraction() {
+        let p = Pattern::parse("{ $.status = 500 && $.req.path = \"/a*\" }").unwrap();
+        let msg = r#"{"status":500,"latency":12.5,"req":{"path":"/api","tags":["x"]}}"#;
+        let x = p.extract(msg).expect("matches");
+        assert_eq!(x.get(&FieldRef::parse("$.latency").unwrap()).as_deref(), Some("12.5"));
+        assert_eq!(x.get(&FieldRef::parse("$.req.tags[0]").unwrap()).as_deref(), Some("x"));
+        assert_eq!(x.get(&FieldRef::parse("$.missing").unwrap()), None);
+        let shown = p.shown_values(&x);
+        assert_eq!(shown.get("$.status").map(String::as_str), Some("500"));
+        assert_eq!(shown.get("$.req.path").map(String::as_str), Some("/api"));
+        assert!(p.extract(r#"{"status":200}"#).is_none());
+        let t = Pattern::parse("ERROR").unwrap();
+        assert_eq!(t.extract("an ERROR"), Some(Extracted::Nothing));
+        assert_eq!(t.extract("fine"), None);
+        for bad in ["$", "$.", "x", "$a b", "$.a = 1", "1"] {
+            assert_eq!(FieldRef::parse(bad), None, "{bad}");
+        }
+        assert!(FieldRef::parse("$.a").unwrap().fits(&p));
+        assert!(!FieldRef::parse("$a").unwrap().fits(&p));
+        assert!(!FieldRef::parse("$.a").unwrap().fits(&t));
     }
 
     #[test]

@@ -264,3 +264,116 @@ fn the_drivers_shipments_store_events_and_cursor_together() {
     ));
     assert!(matches!(s.get_events(R, "g", "p/c/t", &q), Err(LogStoreError::NotFound(_))));
 }
+
+fn filter(name: &str, pattern: &str, metric: &str) -> MetricFilter {
+    MetricFilter {
+        name: name.into(),
+        pattern: pattern.into(),
+        transformation: Transformation {
+            metric_name: metric.into(),
+            metric_namespace: "App".into(),
+            metric_value: "1".into(),
+            default_value: None,
+            dimensions: BTreeMap::from([("Code".into(), "$.status".into())]),
+            unit: Some("Count".into()),
+        },
+        created_ms: 7,
+    }
+}
+
+#[test]
+fn metric_filters_live_with_their_group_and_meter_both_ingest_paths() {
+    let (_d, s) = store();
+    assert!(matches!(
+        s.put_metric_filter(R, "g", &filter("f", "{ $.status = 500 }", "Errors")),
+        Err(LogStoreError::NotFound(_))
+    ));
+    s.create_group(R, "g", 1, &BTreeMap::new()).unwrap();
+    s.create_stream(R, "g", "s", 1).unwrap();
+    s.put_metric_filter(R, "g", &filter("f", "{ $.status = 500 }", "Errors")).unwrap();
+    // Replacing keeps the creation time.
+    let mut again = filter("f", "{ $.status >= 500 }", "Errors");
+    again.created_ms = 99;
+    s.put_metric_filter(R, "g", &again).unwrap();
+    let listed = s.describe_metric_filters(R, Some("g"), "", None, 0, 10).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].1.pattern, "{ $.status >= 500 }");
+    assert_eq!(listed[0].1.created_ms, 7);
+    assert_eq!(listed[0].1.transformation, again.transformation);
+
+    let now = 10 * ingest::DAY_MS;
+    let (_, data) = s
+        .put_events_metered(
+            R,
+            "g",
+            "s",
+            &[(now, r#"{"status":503}"#), (now + 1, r#"{"status":200}"#)],
+            now,
+        )
+        .unwrap();
+    assert_eq!(data.len(), 1);
+    assert_eq!((data[0].timestamp_ms, data[0].value), (now, 1.0));
+    assert_eq!(data[0].dimensions, [("Code".to_string(), "503".to_string())]);
+    // The driver's path meters only what it stored (the old event is dropped).
+    let (_, data) = s
+        .ship_metered(
+            R,
+            "g",
+            "s",
+            false,
+            false,
+            &[(now - 15 * ingest::DAY_MS, r#"{"status":500}"#), (now, r#"{"status":501}"#)],
+            None,
+            now,
+        )
+        .unwrap();
+    let codes: Vec<&str> = data.iter().map(|d| d.dimensions[0].1.as_str()).collect();
+    assert_eq!(codes, ["501"]);
+
+    // 100 per group; replacing one at the limit is fine.
+    for i in 1..100 {
+        s.put_metric_filter(R, "g", &filter(&format!("f{i:03}"), "ERROR", "Other")).unwrap();
+    }
+    assert_eq!(s.metric_filter_count(R, "g").unwrap(), 100);
+    assert!(matches!(
+        s.put_metric_filter(R, "g", &filter("one-more", "ERROR", "Other")),
+        Err(LogStoreError::LimitExceeded(_))
+    ));
+    s.put_metric_filter(R, "g", &filter("f050", "WARN", "Other")).unwrap();
+
+    // Listing: by prefix, by metric across groups, in pages.
+    s.create_group(R, "h", 1, &BTreeMap::new()).unwrap();
+    s.put_metric_filter(R, "h", &filter("f", "ERROR", "Errors")).unwrap();
+    let names = |v: Vec<(String, MetricFilter)>| -> Vec<String> {
+        v.into_iter().map(|(g, f)| format!("{g}:{}", f.name)).collect()
+    };
+    assert_eq!(
+        names(s.describe_metric_filters(R, Some("g"), "f00", None, 0, 5).unwrap()),
+        ["g:f001", "g:f002", "g:f003", "g:f004", "g:f005"]
+    );
+    assert_eq!(
+        names(s.describe_metric_filters(R, Some("g"), "f00", None, 5, 50).unwrap()),
+        ["g:f006", "g:f007", "g:f008", "g:f009"]
+    );
+    assert_eq!(
+        names(s.describe_metric_filters(R, None, "", Some(("Errors", "App")), 0, 50).unwrap()),
+        ["g:f", "h:f"]
+    );
+    assert_eq!(
+        names(s.describe_metric_filters(R, None, "", Some(("Errors", "App")), 1, 50).unwrap()),
+        ["h:f"]
+    );
+    assert!(
+        s.describe_metric_filters(R, None, "", Some(("Errors", "Other")), 0, 50)
+            .unwrap()
+            .is_empty()
+    );
+
+    assert!(matches!(s.delete_metric_filter(R, "g", "nope"), Err(LogStoreError::NotFound(_))));
+    s.delete_metric_filter(R, "g", "f").unwrap();
+    assert_eq!(s.metric_filter_count(R, "g").unwrap(), 99);
+    // Deleting the group deletes its filters: a new group of that name starts with none.
+    s.delete_group(R, "g").unwrap();
+    s.create_group(R, "g", 1, &BTreeMap::new()).unwrap();
+    assert_eq!(s.metric_filter_count(R, "g").unwrap(), 0);
+}

@@ -11,6 +11,10 @@
 //! * errors are CloudWatch Logs': `ResourceNotFoundException`, `ResourceAlreadyExistsException`,
 //!   `InvalidParameterException` (naming the member), `TooManyTagsException`;
 //! * PutLogEvents applies [`berth_logstore::ingest`]'s rules; an answered batch is on disk;
+//! * metric filters (PutMetricFilter, DescribeMetricFilters, DeleteMetricFilter,
+//!   TestMetricFilter: [`metric_filters`]) run on both ingest paths (PutLogEvents and the
+//!   `awslogs` driver's shipments), and their datapoints are in the metric store when the
+//!   ingest call answers;
 //! * retention is enforced by a sweep every [`SWEEP_EVERY`] and right after each
 //!   PutRetentionPolicy ([`Logs::sweeper`]);
 //! * the store is a SQLite file of its own, `DATA_DIR/logs.db`; its calls run on the blocking
@@ -26,7 +30,10 @@ use berth_wire::logs as wire;
 use wire::ErrorCode;
 
 use crate::App;
+use crate::cloudwatch::CloudWatch;
 use crate::ecs::RequestContext;
+
+mod metric_filters;
 
 /// How often the retention sweep runs.
 pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
@@ -69,14 +76,15 @@ impl Logs {
         &self,
         region: &'static str,
         input: berth_agent_protocol::LogShipment,
+        metrics: &Arc<CloudWatch>,
     ) -> Result<berth_agent_protocol::LogShipmentAck, AwsError> {
         check_group_name(&input.log_group)?;
         check_stream_name(&input.log_stream)?;
         let store = self.store.clone();
-        let cursor = tokio::task::spawn_blocking(move || {
+        let (cursor, data) = tokio::task::spawn_blocking(move || {
             let events: Vec<(i64, &str)> =
                 input.events.iter().map(|e| (e.timestamp, e.message.as_str())).collect();
-            store.ship(
+            store.ship_metered(
                 region,
                 &input.log_group,
                 &input.log_stream,
@@ -90,6 +98,7 @@ impl Logs {
         .await
         .map_err(|e| common::internal(format!("log store call failed: {e}")))?
         .map_err(to_aws)?;
+        metric_filters::publish(metrics, region, data).await;
         Ok(berth_agent_protocol::LogShipmentAck { cursor })
     }
 }
@@ -103,6 +112,7 @@ fn to_aws(e: LogStoreError) -> AwsError {
         LogStoreError::NotFound(m) => ErrorCode::ResourceNotFoundException.with(m),
         LogStoreError::AlreadyExists(m) => ErrorCode::ResourceAlreadyExistsException.with(m),
         LogStoreError::InvalidParameter(m) => ErrorCode::InvalidParameterException.with(m),
+        LogStoreError::LimitExceeded(m) => ErrorCode::LimitExceededException.with(m),
         LogStoreError::Sqlite(e) => {
             tracing::error!(error = %e, "log store failed");
             ErrorCode::ServiceUnavailableException.with("The log store could not answer; retry.")
@@ -117,6 +127,8 @@ fn invalid(m: impl Into<String>) -> AwsError {
 /// One region's view of the log service.
 struct Region<'a> {
     logs: &'a Arc<Logs>,
+    /// Where metric filters publish.
+    cloudwatch: &'a Arc<CloudWatch>,
     region: &'static str,
     partition: &'static str,
     account: &'a str,
@@ -180,7 +192,7 @@ impl Region<'_> {
         wire::LogGroup {
             creation_time: Some(g.created_ms),
             retention_in_days: g.retention_days,
-            metric_filter_count: Some(0),
+            metric_filter_count: Some(g.metric_filters as i32),
             arn: Some(format!("{arn}:*")),
             log_group_arn: Some(arn),
             stored_bytes: Some(g.stored_bytes),
@@ -431,11 +443,12 @@ impl wire::LogEventsApi<RequestContext> for Region<'_> {
                     .map_err(LogStoreError::InvalidParameter)?;
                 let accepted: Vec<(i64, &str)> =
                     verdict.accepted.iter().map(|i| refs[*i]).collect();
-                let next = s.put_events(r, &group, &stream, &accepted, now)?;
-                Ok((verdict, next))
+                let (next, data) = s.put_events_metered(r, &group, &stream, &accepted, now)?;
+                Ok((verdict, next, data))
             })
             .await;
-        let (verdict, next) = verdict?;
+        let (verdict, next, data) = verdict?;
+        metric_filters::publish(self.cloudwatch, self.region, data).await;
         let rejected = (verdict.too_new_start.is_some()
             || verdict.too_old_end.is_some()
             || verdict.expired_end.is_some())
@@ -628,6 +641,7 @@ impl<'a> wire::Api for Region<'a> {
     type LogGroups = Region<'a>;
     type LogStreams = Region<'a>;
     type LogEvents = Region<'a>;
+    type MetricFilters = Region<'a>;
     type Tags = Region<'a>;
     fn log_groups(&self) -> &Self {
         self
@@ -636,6 +650,9 @@ impl<'a> wire::Api for Region<'a> {
         self
     }
     fn log_events(&self) -> &Self {
+        self
+    }
+    fn metric_filters(&self) -> &Self {
         self
     }
     fn tags(&self) -> &Self {
@@ -664,6 +681,7 @@ pub(crate) async fn serve(
     .await?;
     let api = Region {
         logs: &app.logs,
+        cloudwatch: &app.cloudwatch,
         region: call.region.name,
         partition: call.region.partition,
         account: &app.account_id,

@@ -490,7 +490,9 @@ async fn agent_logs(State(app): State<Arc<App>>, req: Request) -> Response {
                 Target::Task { cluster: Some(s.cluster.as_str()), task: s.task_arn.as_str() },
             ]
         },
-        |app, region, _ctx, input| async move { app.logs.ship(region.name, input).await },
+        |app, region, _ctx, input| async move {
+            app.logs.ship(region.name, input, &app.cloudwatch).await
+        },
     )
     .await
 }

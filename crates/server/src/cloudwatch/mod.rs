@@ -128,13 +128,13 @@ impl CloudWatch {
             .map_err(|e| common::internal(format!("metric store call failed: {e}")))?
     }
 
-    /// Stores samples (the ECS metrics the server publishes itself).
+    /// Stores samples the server publishes itself (ECS metrics, log metric filters').
     pub async fn put_samples(self: &Arc<Self>, region: &'static str, samples: Vec<Sample>) {
         let r = self
             .blocking(move |cw| cw.store.put(region, &samples, cw.now_ms()).map_err(store_error))
             .await;
         if let Err(e) = r {
-            tracing::warn!(error = %e.message, "ECS metrics not stored");
+            tracing::warn!(error = %e.message, "metrics not stored");
         }
     }
 

@@ -222,6 +222,167 @@ impl std::fmt::Display for OrderBy {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum StandardUnit {
+    #[serde(rename = "Seconds")]
+    Seconds,
+    #[serde(rename = "Microseconds")]
+    Microseconds,
+    #[serde(rename = "Milliseconds")]
+    Milliseconds,
+    #[serde(rename = "Bytes")]
+    Bytes,
+    #[serde(rename = "Kilobytes")]
+    Kilobytes,
+    #[serde(rename = "Megabytes")]
+    Megabytes,
+    #[serde(rename = "Gigabytes")]
+    Gigabytes,
+    #[serde(rename = "Terabytes")]
+    Terabytes,
+    #[serde(rename = "Bits")]
+    Bits,
+    #[serde(rename = "Kilobits")]
+    Kilobits,
+    #[serde(rename = "Megabits")]
+    Megabits,
+    #[serde(rename = "Gigabits")]
+    Gigabits,
+    #[serde(rename = "Terabits")]
+    Terabits,
+    #[serde(rename = "Percent")]
+    Percent,
+    #[serde(rename = "Count")]
+    Count,
+    #[serde(rename = "Bytes/Second")]
+    BytesSecond,
+    #[serde(rename = "Kilobytes/Second")]
+    KilobytesSecond,
+    #[serde(rename = "Megabytes/Second")]
+    MegabytesSecond,
+    #[serde(rename = "Gigabytes/Second")]
+    GigabytesSecond,
+    #[serde(rename = "Terabytes/Second")]
+    TerabytesSecond,
+    #[serde(rename = "Bits/Second")]
+    BitsSecond,
+    #[serde(rename = "Kilobits/Second")]
+    KilobitsSecond,
+    #[serde(rename = "Megabits/Second")]
+    MegabitsSecond,
+    #[serde(rename = "Gigabits/Second")]
+    GigabitsSecond,
+    #[serde(rename = "Terabits/Second")]
+    TerabitsSecond,
+    #[serde(rename = "Count/Second")]
+    CountSecond,
+    #[serde(rename = "None")]
+    None,
+}
+impl StandardUnit {
+    /// Every value the model allows, in the model's order.
+    pub const VALUES: &'static [&'static str] = &[
+        "Seconds",
+        "Microseconds",
+        "Milliseconds",
+        "Bytes",
+        "Kilobytes",
+        "Megabytes",
+        "Gigabytes",
+        "Terabytes",
+        "Bits",
+        "Kilobits",
+        "Megabits",
+        "Gigabits",
+        "Terabits",
+        "Percent",
+        "Count",
+        "Bytes/Second",
+        "Kilobytes/Second",
+        "Megabytes/Second",
+        "Gigabytes/Second",
+        "Terabytes/Second",
+        "Bits/Second",
+        "Kilobits/Second",
+        "Megabits/Second",
+        "Gigabits/Second",
+        "Terabits/Second",
+        "Count/Second",
+        "None",
+    ];
+    /// The value as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Seconds => "Seconds",
+            Self::Microseconds => "Microseconds",
+            Self::Milliseconds => "Milliseconds",
+            Self::Bytes => "Bytes",
+            Self::Kilobytes => "Kilobytes",
+            Self::Megabytes => "Megabytes",
+            Self::Gigabytes => "Gigabytes",
+            Self::Terabytes => "Terabytes",
+            Self::Bits => "Bits",
+            Self::Kilobits => "Kilobits",
+            Self::Megabits => "Megabits",
+            Self::Gigabits => "Gigabits",
+            Self::Terabits => "Terabits",
+            Self::Percent => "Percent",
+            Self::Count => "Count",
+            Self::BytesSecond => "Bytes/Second",
+            Self::KilobytesSecond => "Kilobytes/Second",
+            Self::MegabytesSecond => "Megabytes/Second",
+            Self::GigabytesSecond => "Gigabytes/Second",
+            Self::TerabytesSecond => "Terabytes/Second",
+            Self::BitsSecond => "Bits/Second",
+            Self::KilobitsSecond => "Kilobits/Second",
+            Self::MegabitsSecond => "Megabits/Second",
+            Self::GigabitsSecond => "Gigabits/Second",
+            Self::TerabitsSecond => "Terabits/Second",
+            Self::CountSecond => "Count/Second",
+            Self::None => "None",
+        }
+    }
+    /// Parses a wire value (exact match, as AWS compares them).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "Seconds" => Some(Self::Seconds),
+            "Microseconds" => Some(Self::Microseconds),
+            "Milliseconds" => Some(Self::Milliseconds),
+            "Bytes" => Some(Self::Bytes),
+            "Kilobytes" => Some(Self::Kilobytes),
+            "Megabytes" => Some(Self::Megabytes),
+            "Gigabytes" => Some(Self::Gigabytes),
+            "Terabytes" => Some(Self::Terabytes),
+            "Bits" => Some(Self::Bits),
+            "Kilobits" => Some(Self::Kilobits),
+            "Megabits" => Some(Self::Megabits),
+            "Gigabits" => Some(Self::Gigabits),
+            "Terabits" => Some(Self::Terabits),
+            "Percent" => Some(Self::Percent),
+            "Count" => Some(Self::Count),
+            "Bytes/Second" => Some(Self::BytesSecond),
+            "Kilobytes/Second" => Some(Self::KilobytesSecond),
+            "Megabytes/Second" => Some(Self::MegabytesSecond),
+            "Gigabytes/Second" => Some(Self::GigabytesSecond),
+            "Terabytes/Second" => Some(Self::TerabytesSecond),
+            "Bits/Second" => Some(Self::BitsSecond),
+            "Kilobits/Second" => Some(Self::KilobitsSecond),
+            "Megabits/Second" => Some(Self::MegabitsSecond),
+            "Gigabits/Second" => Some(Self::GigabitsSecond),
+            "Terabits/Second" => Some(Self::TerabitsSecond),
+            "Count/Second" => Some(Self::CountSecond),
+            "None" => Some(Self::None),
+            _ => None,
+        }
+    }
+}
+impl std::fmt::Display for StandardUnit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CreateLogGroupRequest {
@@ -371,6 +532,43 @@ impl DeleteLogStreamRequest {
     }
 }
 impl Validate for DeleteLogStreamRequest {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeleteMetricFilterRequest {
+    /// The name of the log group.
+    /// Required.
+    #[serde(rename = "logGroupName", skip_serializing_if = "Option::is_none")]
+    pub log_group_name: Option<String>,
+    /// The name of the metric filter.
+    /// Required.
+    #[serde(rename = "filterName", skip_serializing_if = "Option::is_none")]
+    pub filter_name: Option<String>,
+}
+impl DeleteMetricFilterRequest {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        match &self.log_group_name {
+            None => return Err(Violation::Missing { path: join(path, "logGroupName") }),
+            Some(v) => {
+                check_len(&join(path, "logGroupName"), v.chars().count(), 1, 512)?;
+            }
+        }
+        match &self.filter_name {
+            None => return Err(Violation::Missing { path: join(path, "filterName") }),
+            Some(v) => {
+                check_len(&join(path, "filterName"), v.chars().count(), 1, 512)?;
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for DeleteMetricFilterRequest {
     fn validate(&self) -> Result<(), Violation> {
         self.validate_at("")
     }
@@ -586,6 +784,89 @@ impl DescribeLogStreamsResponse {
     }
 }
 impl Validate for DescribeLogStreamsResponse {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DescribeMetricFiltersRequest {
+    /// The name of the log group.
+    #[serde(rename = "logGroupName", skip_serializing_if = "Option::is_none")]
+    pub log_group_name: Option<String>,
+    /// The prefix to match.
+    #[serde(rename = "filterNamePrefix", skip_serializing_if = "Option::is_none")]
+    pub filter_name_prefix: Option<String>,
+    /// The token for the next set of items to return.
+    #[serde(rename = "nextToken", skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    /// The maximum number of items returned.
+    #[serde(rename = "limit", skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i32>,
+    /// Filters results to include only those with the specified metric name.
+    #[serde(rename = "metricName", skip_serializing_if = "Option::is_none")]
+    pub metric_name: Option<String>,
+    /// Filters results to include only those in the specified namespace.
+    #[serde(rename = "metricNamespace", skip_serializing_if = "Option::is_none")]
+    pub metric_namespace: Option<String>,
+}
+impl DescribeMetricFiltersRequest {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        if let Some(v) = &self.log_group_name {
+            check_len(&join(path, "logGroupName"), v.chars().count(), 1, 512)?;
+        }
+        if let Some(v) = &self.filter_name_prefix {
+            check_len(&join(path, "filterNamePrefix"), v.chars().count(), 1, 512)?;
+        }
+        if let Some(v) = &self.next_token {
+            check_len(&join(path, "nextToken"), v.chars().count(), 1, usize::MAX)?;
+        }
+        if let Some(v) = &self.limit {
+            check_range(&join(path, "limit"), i64::from(*v), 1, 50)?;
+        }
+        if let Some(v) = &self.metric_name {
+            check_len(&join(path, "metricName"), v.chars().count(), 0, 255)?;
+        }
+        if let Some(v) = &self.metric_namespace {
+            check_len(&join(path, "metricNamespace"), v.chars().count(), 0, 255)?;
+        }
+        Ok(())
+    }
+}
+impl Validate for DescribeMetricFiltersRequest {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DescribeMetricFiltersResponse {
+    /// The metric filters.
+    #[serde(rename = "metricFilters", skip_serializing_if = "Option::is_none")]
+    pub metric_filters: Option<Vec<MetricFilter>>,
+    #[serde(rename = "nextToken", skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+impl DescribeMetricFiltersResponse {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        if let Some(v) = &self.metric_filters {
+            for (i0, item0) in v.iter().enumerate() {
+                item0.validate_at(&format!("{}[{}]", &join(path, "metricFilters"), i0))?;
+            }
+        }
+        if let Some(v) = &self.next_token {
+            check_len(&join(path, "nextToken"), v.chars().count(), 1, usize::MAX)?;
+        }
+        Ok(())
+    }
+}
+impl Validate for DescribeMetricFiltersResponse {
     fn validate(&self) -> Result<(), Violation> {
         self.validate_at("")
     }
@@ -1197,6 +1478,165 @@ impl Validate for LogStream {
     }
 }
 
+/// Metric filters express how CloudWatch Logs would extract metric observations from ingested log events and transform them into metric data in a CloudWatch metric.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricFilter {
+    /// The name of the metric filter.
+    #[serde(rename = "filterName", skip_serializing_if = "Option::is_none")]
+    pub filter_name: Option<String>,
+    #[serde(rename = "filterPattern", skip_serializing_if = "Option::is_none")]
+    pub filter_pattern: Option<String>,
+    /// The metric transformations.
+    #[serde(rename = "metricTransformations", skip_serializing_if = "Option::is_none")]
+    pub metric_transformations: Option<Vec<MetricTransformation>>,
+    /// The creation time of the metric filter, expressed as the number of milliseconds after Jan 1, 1970 00:00:00 UTC.
+    #[serde(rename = "creationTime", skip_serializing_if = "Option::is_none")]
+    pub creation_time: Option<i64>,
+    /// The name of the log group.
+    #[serde(rename = "logGroupName", skip_serializing_if = "Option::is_none")]
+    pub log_group_name: Option<String>,
+    /// This parameter is valid only for log groups that have an active log transformer.
+    #[serde(rename = "applyOnTransformedLogs", skip_serializing_if = "Option::is_none")]
+    pub apply_on_transformed_logs: Option<bool>,
+    /// The filter expression that specifies which log events are processed by this metric filter based on system fields.
+    #[serde(rename = "fieldSelectionCriteria", skip_serializing_if = "Option::is_none")]
+    pub field_selection_criteria: Option<String>,
+    /// The list of system fields that are emitted as additional dimensions in the generated metrics.
+    #[serde(rename = "emitSystemFieldDimensions", skip_serializing_if = "Option::is_none")]
+    pub emit_system_field_dimensions: Option<Vec<String>>,
+}
+impl MetricFilter {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        if let Some(v) = &self.filter_name {
+            check_len(&join(path, "filterName"), v.chars().count(), 1, 512)?;
+        }
+        if let Some(v) = &self.filter_pattern {
+            check_len(&join(path, "filterPattern"), v.chars().count(), 0, 1024)?;
+        }
+        if let Some(v) = &self.metric_transformations {
+            check_len(&join(path, "metricTransformations"), v.len(), 1, 1)?;
+            for (i0, item0) in v.iter().enumerate() {
+                item0.validate_at(&format!("{}[{}]", &join(path, "metricTransformations"), i0))?;
+            }
+        }
+        if let Some(v) = &self.creation_time {
+            check_range(&join(path, "creationTime"), i64::from(*v), 0, i64::MAX)?;
+        }
+        if let Some(v) = &self.log_group_name {
+            check_len(&join(path, "logGroupName"), v.chars().count(), 1, 512)?;
+        }
+        if let Some(v) = &self.field_selection_criteria {
+            check_len(&join(path, "fieldSelectionCriteria"), v.chars().count(), 0, 2000)?;
+        }
+        Ok(())
+    }
+}
+impl Validate for MetricFilter {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+/// Represents a matched event.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricFilterMatchRecord {
+    /// The event number.
+    #[serde(rename = "eventNumber", skip_serializing_if = "Option::is_none")]
+    pub event_number: Option<i64>,
+    /// The raw event data.
+    #[serde(rename = "eventMessage", skip_serializing_if = "Option::is_none")]
+    pub event_message: Option<String>,
+    /// The values extracted from the event data by the filter.
+    #[serde(rename = "extractedValues", skip_serializing_if = "Option::is_none")]
+    pub extracted_values: Option<std::collections::BTreeMap<String, String>>,
+}
+impl MetricFilterMatchRecord {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        if let Some(v) = &self.event_message {
+            check_len(&join(path, "eventMessage"), v.chars().count(), 1, usize::MAX)?;
+        }
+        Ok(())
+    }
+}
+impl Validate for MetricFilterMatchRecord {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+/// Indicates how to transform ingested log events to metric data in a CloudWatch metric.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricTransformation {
+    /// The name of the CloudWatch metric.
+    /// Required.
+    #[serde(rename = "metricName", skip_serializing_if = "Option::is_none")]
+    pub metric_name: Option<String>,
+    /// A custom namespace to contain your metric in CloudWatch.
+    /// Required.
+    #[serde(rename = "metricNamespace", skip_serializing_if = "Option::is_none")]
+    pub metric_namespace: Option<String>,
+    /// The value to publish to the CloudWatch metric when a filter pattern matches a log event.
+    /// Required.
+    #[serde(rename = "metricValue", skip_serializing_if = "Option::is_none")]
+    pub metric_value: Option<String>,
+    /// (Optional) The value to emit when a filter pattern does not match a log event.
+    #[serde(rename = "defaultValue", skip_serializing_if = "Option::is_none")]
+    pub default_value: Option<f64>,
+    /// The fields to use as dimensions for the metric.
+    #[serde(rename = "dimensions", skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<std::collections::BTreeMap<String, String>>,
+    /// The unit to assign to the metric.
+    #[serde(rename = "unit", skip_serializing_if = "Option::is_none")]
+    pub unit: Option<StandardUnit>,
+}
+impl MetricTransformation {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        match &self.metric_name {
+            None => return Err(Violation::Missing { path: join(path, "metricName") }),
+            Some(v) => {
+                check_len(&join(path, "metricName"), v.chars().count(), 0, 255)?;
+            }
+        }
+        match &self.metric_namespace {
+            None => return Err(Violation::Missing { path: join(path, "metricNamespace") }),
+            Some(v) => {
+                check_len(&join(path, "metricNamespace"), v.chars().count(), 0, 255)?;
+            }
+        }
+        match &self.metric_value {
+            None => return Err(Violation::Missing { path: join(path, "metricValue") }),
+            Some(v) => {
+                check_len(&join(path, "metricValue"), v.chars().count(), 0, 100)?;
+            }
+        }
+        if let Some(v) = &self.dimensions {
+            for (k0, item0) in v.iter() {
+                check_len(
+                    &format!("{}.{}", &join(path, "dimensions"), k0),
+                    item0.chars().count(),
+                    0,
+                    255,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for MetricTransformation {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
 /// Represents a log event.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -1322,6 +1762,82 @@ impl PutLogEventsResponse {
     }
 }
 impl Validate for PutLogEventsResponse {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PutMetricFilterRequest {
+    /// The name of the log group.
+    /// Required.
+    #[serde(rename = "logGroupName", skip_serializing_if = "Option::is_none")]
+    pub log_group_name: Option<String>,
+    /// A name for the metric filter.
+    /// Required.
+    #[serde(rename = "filterName", skip_serializing_if = "Option::is_none")]
+    pub filter_name: Option<String>,
+    /// A filter pattern for extracting metric data out of ingested log events.
+    /// Required.
+    #[serde(rename = "filterPattern", skip_serializing_if = "Option::is_none")]
+    pub filter_pattern: Option<String>,
+    /// A collection of information that defines how metric data gets emitted.
+    /// Required.
+    #[serde(rename = "metricTransformations", skip_serializing_if = "Option::is_none")]
+    pub metric_transformations: Option<Vec<MetricTransformation>>,
+    /// This parameter is valid only for log groups that have an active log transformer.
+    #[serde(rename = "applyOnTransformedLogs", skip_serializing_if = "Option::is_none")]
+    pub apply_on_transformed_logs: Option<bool>,
+    /// A filter expression that specifies which log events should be processed by this metric filter based on system fields such as source account and source region.
+    #[serde(rename = "fieldSelectionCriteria", skip_serializing_if = "Option::is_none")]
+    pub field_selection_criteria: Option<String>,
+    /// A list of system fields to emit as additional dimensions in the generated metrics.
+    #[serde(rename = "emitSystemFieldDimensions", skip_serializing_if = "Option::is_none")]
+    pub emit_system_field_dimensions: Option<Vec<String>>,
+}
+impl PutMetricFilterRequest {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        match &self.log_group_name {
+            None => return Err(Violation::Missing { path: join(path, "logGroupName") }),
+            Some(v) => {
+                check_len(&join(path, "logGroupName"), v.chars().count(), 1, 512)?;
+            }
+        }
+        match &self.filter_name {
+            None => return Err(Violation::Missing { path: join(path, "filterName") }),
+            Some(v) => {
+                check_len(&join(path, "filterName"), v.chars().count(), 1, 512)?;
+            }
+        }
+        match &self.filter_pattern {
+            None => return Err(Violation::Missing { path: join(path, "filterPattern") }),
+            Some(v) => {
+                check_len(&join(path, "filterPattern"), v.chars().count(), 0, 1024)?;
+            }
+        }
+        match &self.metric_transformations {
+            None => return Err(Violation::Missing { path: join(path, "metricTransformations") }),
+            Some(v) => {
+                check_len(&join(path, "metricTransformations"), v.len(), 1, 1)?;
+                for (i0, item0) in v.iter().enumerate() {
+                    item0.validate_at(&format!(
+                        "{}[{}]",
+                        &join(path, "metricTransformations"),
+                        i0
+                    ))?;
+                }
+            }
+        }
+        if let Some(v) = &self.field_selection_criteria {
+            check_len(&join(path, "fieldSelectionCriteria"), v.chars().count(), 0, 2000)?;
+        }
+        Ok(())
+    }
+}
+impl Validate for PutMetricFilterRequest {
     fn validate(&self) -> Result<(), Violation> {
         self.validate_at("")
     }
@@ -1519,6 +2035,75 @@ impl TagResourceRequest {
     }
 }
 impl Validate for TagResourceRequest {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TestMetricFilterRequest {
+    /// Required.
+    #[serde(rename = "filterPattern", skip_serializing_if = "Option::is_none")]
+    pub filter_pattern: Option<String>,
+    /// The log event messages to test.
+    /// Required.
+    #[serde(rename = "logEventMessages", skip_serializing_if = "Option::is_none")]
+    pub log_event_messages: Option<Vec<String>>,
+}
+impl TestMetricFilterRequest {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        match &self.filter_pattern {
+            None => return Err(Violation::Missing { path: join(path, "filterPattern") }),
+            Some(v) => {
+                check_len(&join(path, "filterPattern"), v.chars().count(), 0, 1024)?;
+            }
+        }
+        match &self.log_event_messages {
+            None => return Err(Violation::Missing { path: join(path, "logEventMessages") }),
+            Some(v) => {
+                check_len(&join(path, "logEventMessages"), v.len(), 1, 50)?;
+                for (i0, item0) in v.iter().enumerate() {
+                    check_len(
+                        &format!("{}[{}]", &join(path, "logEventMessages"), i0),
+                        item0.chars().count(),
+                        1,
+                        usize::MAX,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for TestMetricFilterRequest {
+    fn validate(&self) -> Result<(), Violation> {
+        self.validate_at("")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TestMetricFilterResponse {
+    /// The matched events.
+    #[serde(rename = "matches", skip_serializing_if = "Option::is_none")]
+    pub matches: Option<Vec<MetricFilterMatchRecord>>,
+}
+impl TestMetricFilterResponse {
+    /// Checks `required`, `min` and `max` from the model; `path` names this value in errors.
+    pub fn validate_at(&self, path: &str) -> Result<(), Violation> {
+        let _ = path;
+        if let Some(v) = &self.matches {
+            for (i0, item0) in v.iter().enumerate() {
+                item0.validate_at(&format!("{}[{}]", &join(path, "matches"), i0))?;
+            }
+        }
+        Ok(())
+    }
+}
+impl Validate for TestMetricFilterResponse {
     fn validate(&self) -> Result<(), Violation> {
         self.validate_at("")
     }
@@ -2374,6 +2959,61 @@ pub trait LogEventsApi<C: Send + Sync>: Send + Sync {
     }
 }
 
+/// The `metric_filters` operations, as the module owning that resource implements them. Every
+/// method defaults to an error naming the operation as not implemented, so a module
+/// implements only what it supports and nothing answers with a silent success.
+pub trait MetricFiltersApi<C: Send + Sync>: Send + Sync {
+    /// An encoded reply to `body` from the module's own cache, looked up after the
+    /// request is authenticated and authorized and before it is parsed. Only for
+    /// replies that depend on nothing but the body and the stored state, and only while
+    /// the module keeps them exactly current.
+    fn cached_reply(&self, op: Operation, body: &[u8]) -> CachedReply {
+        let _ = (op, body);
+        CachedReply::Uncacheable
+    }
+    /// Offers the encoded reply to a request whose lookup missed with `ticket`.
+    fn offer_reply(&self, op: Operation, body: &[u8], ticket: u64, reply: &[u8]) {
+        let _ = (op, body, ticket, reply);
+    }
+    /// `PutMetricFilter`.
+    fn put_metric_filter(
+        &self,
+        ctx: &C,
+        input: PutMetricFilterRequest,
+    ) -> impl std::future::Future<Output = Result<Empty, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "PutMetricFilter")) }
+    }
+    /// `DescribeMetricFilters`.
+    fn describe_metric_filters(
+        &self,
+        ctx: &C,
+        input: DescribeMetricFiltersRequest,
+    ) -> impl std::future::Future<Output = Result<DescribeMetricFiltersResponse, AwsError>> + Send
+    {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DescribeMetricFilters")) }
+    }
+    /// `DeleteMetricFilter`.
+    fn delete_metric_filter(
+        &self,
+        ctx: &C,
+        input: DeleteMetricFilterRequest,
+    ) -> impl std::future::Future<Output = Result<Empty, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "DeleteMetricFilter")) }
+    }
+    /// `TestMetricFilter`.
+    fn test_metric_filter(
+        &self,
+        ctx: &C,
+        input: TestMetricFilterRequest,
+    ) -> impl std::future::Future<Output = Result<TestMetricFilterResponse, AwsError>> + Send {
+        let _ = (ctx, input);
+        async { Err(AwsError::not_implemented(NOT_IMPLEMENTED_CODE, "TestMetricFilter")) }
+    }
+}
+
 /// The `tags` operations, as the module owning that resource implements them. Every
 /// method defaults to an error naming the operation as not implemented, so a module
 /// implements only what it supports and nothing answers with a silent success.
@@ -2453,6 +3093,7 @@ pub struct Unimplemented;
 impl<C: Send + Sync> LogGroupsApi<C> for Unimplemented {}
 impl<C: Send + Sync> LogStreamsApi<C> for Unimplemented {}
 impl<C: Send + Sync> LogEventsApi<C> for Unimplemented {}
+impl<C: Send + Sync> MetricFiltersApi<C> for Unimplemented {}
 impl<C: Send + Sync> TagsApi<C> for Unimplemented {}
 
 /// The service as a set of resource groups: each group's operations are served by the
@@ -2466,6 +3107,8 @@ pub trait Api: Send + Sync {
     type LogStreams: LogStreamsApi<Self::Context>;
     /// Serves the `log_events` operations.
     type LogEvents: LogEventsApi<Self::Context>;
+    /// Serves the `metric_filters` operations.
+    type MetricFilters: MetricFiltersApi<Self::Context>;
     /// Serves the `tags` operations.
     type Tags: TagsApi<Self::Context>;
     /// The module serving the `log_groups` operations.
@@ -2474,6 +3117,8 @@ pub trait Api: Send + Sync {
     fn log_streams(&self) -> &Self::LogStreams;
     /// The module serving the `log_events` operations.
     fn log_events(&self) -> &Self::LogEvents;
+    /// The module serving the `metric_filters` operations.
+    fn metric_filters(&self) -> &Self::MetricFilters;
     /// The module serving the `tags` operations.
     fn tags(&self) -> &Self::Tags;
 }
@@ -2540,6 +3185,20 @@ pub async fn dispatch<A: Api>(
             }
             Ok(reply)
         }
+        Operation::DeleteMetricFilter => {
+            let cached = api.metric_filters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
+            let input: DeleteMetricFilterRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
+            let reply = crate::json::write_output(
+                &api.metric_filters().delete_metric_filter(ctx, input).await?,
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.metric_filters().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
+        }
         Operation::DeleteRetentionPolicy => {
             let cached = api.log_groups().cached_reply(op, body);
             if let CachedReply::Hit(reply) = cached {
@@ -2580,6 +3239,21 @@ pub async fn dispatch<A: Api>(
             )?;
             if let CachedReply::Miss(ticket) = cached {
                 api.log_streams().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
+        }
+        Operation::DescribeMetricFilters => {
+            let cached = api.metric_filters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
+            let input: DescribeMetricFiltersRequest =
+                crate::json::parse_input(body, VALIDATION_CODE)?;
+            let reply = crate::json::write_output(
+                &api.metric_filters().describe_metric_filters(ctx, input).await?,
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.metric_filters().offer_reply(op, body, ticket, &reply);
             }
             Ok(reply)
         }
@@ -2649,6 +3323,20 @@ pub async fn dispatch<A: Api>(
             }
             Ok(reply)
         }
+        Operation::PutMetricFilter => {
+            let cached = api.metric_filters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
+            let input: PutMetricFilterRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
+            let reply = crate::json::write_output(
+                &api.metric_filters().put_metric_filter(ctx, input).await?,
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.metric_filters().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
+        }
         Operation::PutRetentionPolicy => {
             let cached = api.log_groups().cached_reply(op, body);
             if let CachedReply::Hit(reply) = cached {
@@ -2684,6 +3372,20 @@ pub async fn dispatch<A: Api>(
             let reply = crate::json::write_output(&api.tags().tag_resource(ctx, input).await?)?;
             if let CachedReply::Miss(ticket) = cached {
                 api.tags().offer_reply(op, body, ticket, &reply);
+            }
+            Ok(reply)
+        }
+        Operation::TestMetricFilter => {
+            let cached = api.metric_filters().cached_reply(op, body);
+            if let CachedReply::Hit(reply) = cached {
+                return Ok(reply);
+            }
+            let input: TestMetricFilterRequest = crate::json::parse_input(body, VALIDATION_CODE)?;
+            let reply = crate::json::write_output(
+                &api.metric_filters().test_metric_filter(ctx, input).await?,
+            )?;
+            if let CachedReply::Miss(ticket) = cached {
+                api.metric_filters().offer_reply(op, body, ticket, &reply);
             }
             Ok(reply)
         }
