@@ -478,6 +478,42 @@ impl std::fmt::Debug for ContainerSecrets {
 
 // ---- Task role credentials (issue #16) ----
 
+/// Path of the execution role's registry credentials endpoint (issue #14): an agent asks, for
+/// one task placed on its own instance and not STOPPED that has an execution role
+/// (`executionRoleArn`, or the RunTask override), for credentials to pull the task's images
+/// from Berth's registry as that role.
+///
+/// Contract: the request is a [`TaskCredentialsRequest`] (the agent names only the task); the
+/// server reads the role from the task's own definition and overrides, checks that it exists
+/// and trusts `ecs-tasks.amazonaws.com`, and answers an ECR authorization token whose pulls
+/// the registry decides with the role's policies and the repository policies, never the
+/// instance's. The agent caches the token per role until shortly before `expires_at` and never
+/// logs it.
+pub const REGISTRY_CREDENTIALS_PATH: &str = "/berth/agent/v1/registry-credentials";
+
+/// Registry credentials of a task's execution role, as GetAuthorizationToken answers them.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryCredentialsResponse {
+    pub role_arn: String,
+    /// base64 of `AWS:<password>`.
+    pub authorization_token: String,
+    /// Epoch seconds.
+    pub expires_at: f64,
+    /// `http://HOST:PORT` of the registry.
+    pub proxy_endpoint: String,
+}
+
+impl std::fmt::Debug for RegistryCredentialsResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentialsResponse")
+            .field("role_arn", &self.role_arn)
+            .field("expires_at", &self.expires_at)
+            .field("proxy_endpoint", &self.proxy_endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Path of the task role credentials endpoint: an agent asks, for one task placed on its own
 /// instance and not STOPPED, for temporary credentials of the task's role (`taskRoleArn`, or
 /// the RunTask override), which it serves to that task's containers only.

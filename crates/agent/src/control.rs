@@ -88,6 +88,19 @@ pub trait ControlPlane: Send + Sync + 'static {
         })
     }
 
+    /// Registry credentials of a task's execution role
+    /// ([`berth_agent_protocol::REGISTRY_CREDENTIALS_PATH`]); held in memory only.
+    async fn task_registry_credentials(
+        &self,
+        req: &berth_agent_protocol::TaskCredentialsRequest,
+    ) -> Result<RegistryToken, ClientError> {
+        let _ = req;
+        Err(ClientError::Decode {
+            op: "TaskRegistryCredentials".into(),
+            message: "this control plane does not issue execution role registry credentials".into(),
+        })
+    }
+
     /// Ships log lines of the `awslogs` driver ([`berth_agent_protocol::LOGS_PATH`]).
     async fn ship_logs(
         &self,
@@ -179,6 +192,20 @@ impl ControlPlane for Client {
         req: &berth_agent_protocol::TaskCredentialsRequest,
     ) -> Result<berth_agent_protocol::TaskCredentialsResponse, ClientError> {
         self.agent(berth_agent_protocol::CREDENTIALS_PATH, req, REPORT_TIMEOUT).await
+    }
+
+    async fn task_registry_credentials(
+        &self,
+        req: &berth_agent_protocol::TaskCredentialsRequest,
+    ) -> Result<RegistryToken, ClientError> {
+        let r: berth_agent_protocol::RegistryCredentialsResponse = self
+            .agent(berth_agent_protocol::REGISTRY_CREDENTIALS_PATH, req, REPORT_TIMEOUT)
+            .await?;
+        Ok(RegistryToken {
+            authorization_token: r.authorization_token,
+            expires_at: r.expires_at,
+            proxy_endpoint: r.proxy_endpoint,
+        })
     }
 
     async fn registry_token(&self) -> Result<Option<RegistryToken>, ClientError> {

@@ -3,12 +3,19 @@
 //! An image on the control plane's registry is named either by its `repositoryUri`
 //! (`HOST:PORT/repo:tag`, the registry's own address) or in AWS's form
 //! `ACCOUNT.dkr.ecr.REGION.amazonaws.com/repo:tag`, which is rewritten to the registry's
-//! address. Either is pulled with an ECR authorization token from the control plane
-//! (GetAuthorizationToken, signed with the agent's key), cached until shortly before it
-//! expires. Any other image is pulled as named, without credentials. The decisions
-//! ([`registry_host`], [`is_ecr_host`], [`rewrite`], [`basic_credentials`]) are pure.
+//! address. Either is pulled with an ECR authorization token from the control plane, cached
+//! until shortly before it expires: for a task with an execution role, the role's token
+//! ([`berth_agent_protocol::REGISTRY_CREDENTIALS_PATH`], cached per role), whose pulls the
+//! registry decides with the role's policies and the repository policy, as ECS pulls with the
+//! execution role; for a task without one, the instance's (GetAuthorizationToken signed with
+//! the agent's key: pull only). A role token that cannot be had fails the pull (never a
+//! silent fall-back to the instance's rights). Any other image is pulled as named, without
+//! credentials. The decisions ([`registry_host`], [`is_ecr_host`], [`rewrite`],
+//! [`basic_credentials`]) are pure.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -63,12 +70,19 @@ fn endpoint_host(endpoint: &str) -> &str {
 pub struct PullAuth {
     control: Option<Arc<dyn ControlPlane>>,
     cache: Arc<tokio::sync::Mutex<Option<RegistryToken>>>,
+    /// Execution roles' tokens, by role ARN.
+    roles: Arc<tokio::sync::Mutex<HashMap<String, RegistryToken>>>,
+}
+
+/// Whether `t` is still good for at least five minutes at `now` (epoch seconds).
+fn fresh(t: &RegistryToken, now: f64) -> bool {
+    t.expires_at - now > 300.0
 }
 
 impl PullAuth {
     /// Credentials from `control`.
     pub fn new(control: Arc<dyn ControlPlane>) -> Self {
-        Self { control: Some(control), cache: Default::default() }
+        Self { control: Some(control), cache: Default::default(), roles: Default::default() }
     }
 
     /// A token valid for at least five more minutes, from the cache or fetched.
@@ -76,7 +90,7 @@ impl PullAuth {
         let control = self.control.as_ref()?;
         let mut cache = self.cache.lock().await;
         let now = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
-        if let Some(t) = cache.as_ref().filter(|t| t.expires_at - now > 300.0) {
+        if let Some(t) = cache.as_ref().filter(|t| fresh(t, now)) {
             return Some(t.clone());
         }
         match control.registry_token().await {
@@ -108,22 +122,68 @@ impl PullAuth {
         Some(self.control.as_ref()?.task_credentials(req).await)
     }
 
-    /// The reference to pull for `image` and the credentials to present.
-    pub async fn resolve(&self, image: &str) -> (String, Option<RegistryAuth>) {
-        let Some(host) = registry_host(image) else { return (image.to_string(), None) };
-        let Some(token) = self.token().await else { return (image.to_string(), None) };
+    /// The token of execution role `role_arn` for `task`, from the cache or fetched (a few
+    /// retries on transient failures); the error says why not.
+    async fn role_token(
+        &self,
+        role_arn: &str,
+        task: &berth_agent_protocol::TaskCredentialsRequest,
+    ) -> Result<RegistryToken, String> {
+        let Some(control) = self.control.as_ref() else {
+            return Err("this agent has no control plane to get registry credentials from".into());
+        };
+        let mut roles = self.roles.lock().await;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+        if let Some(t) = roles.get(role_arn).filter(|t| fresh(t, now)) {
+            return Ok(t.clone());
+        }
+        let mut tries = 0;
+        let token = loop {
+            match control.task_registry_credentials(task).await {
+                Ok(t) => break t,
+                Err(e) if e.is_transient() && tries < 5 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(200 << tries)).await;
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "unable to retrieve registry credentials for the execution role {role_arn}: {e}"
+                    ));
+                }
+            }
+        };
+        roles.insert(role_arn.to_string(), token.clone());
+        Ok(token)
+    }
+
+    /// The reference to pull for `image` and the credentials to present, for a task whose
+    /// execution role is `execution` (its ARN and the request naming the task), if any.
+    /// `Err`: the image is on Berth's registry and the execution role's credentials cannot be
+    /// had (why, for `CannotPullContainerError`).
+    pub async fn resolve(
+        &self,
+        image: &str,
+        execution: Option<(&str, &berth_agent_protocol::TaskCredentialsRequest)>,
+    ) -> Result<(String, Option<RegistryAuth>), String> {
+        let unchanged = || Ok((image.to_string(), None));
+        let Some(host) = registry_host(image) else { return unchanged() };
+        let Some(token) = self.token().await else { return unchanged() };
         let registry = endpoint_host(&token.proxy_endpoint).to_string();
         let reference = if is_ecr_host(host) {
             rewrite(image, &registry)
         } else if host == registry {
             image.to_string()
         } else {
-            return (image.to_string(), None);
+            return unchanged();
+        };
+        let token = match execution {
+            Some((role_arn, task)) => self.role_token(role_arn, task).await?,
+            None => token,
         };
         let auth = basic_credentials(&token.authorization_token).map(|(username, password)| {
             RegistryAuth { username, password, server_address: registry.clone() }
         });
-        (reference, auth)
+        Ok((reference, auth))
     }
 }
 

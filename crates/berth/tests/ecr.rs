@@ -4,7 +4,8 @@
 //! push and PutImage alike), a task runs from the pushed image (by its repositoryUri and in
 //! ECR's own `ACCOUNT.dkr.ecr.REGION.amazonaws.com` form) and a missing tag stops a task
 //! with `CannotPullContainerError`, then a delete and a garbage collection reclaim the space.
-//! A second test checks the per-repository authorization of registry requests.
+//! A second test checks the per-repository authorization of registry requests, a third that
+//! of ECR API calls (repository policies).
 //!
 //! Docker's login is kept in a temporary `DOCKER_CONFIG`; every image tagged here is removed
 //! (`docker rmi`) and every container by the `berth up` cleanup.
@@ -362,6 +363,70 @@ fn push_pull_run_and_collect() {
     assert_eq!(stopped["tasks"][0]["stopCode"], "TaskFailedToStart");
     assert!(s.aws(&["ecs", "wait", "tasks-stopped", "--tasks", &task]).ok);
 
+    // A task with an execution role pulls as that role: the registry decides with the role's
+    // policies (not the instance's pull-only token).
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let role = ok(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        "pull-exec",
+        "--assume-role-policy-document",
+        trust,
+    ]);
+    let role_arn = role["Role"]["Arn"].as_str().unwrap_or_else(|| panic!("{role}")).to_string();
+    let token_only = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:GetAuthorizationToken","Resource":"*"}]}"#;
+    let put_policy = |name: &str, doc: &str| {
+        let put = s.aws(&[
+            "iam",
+            "put-role-policy",
+            "--role-name",
+            "pull-exec",
+            "--policy-name",
+            name,
+            "--policy-document",
+            doc,
+        ]);
+        assert!(put.ok, "{}", put.stderr);
+    };
+    s.register_task_definition(&serde_json::json!({
+        "family": "ecr-exec",
+        "executionRoleArn": role_arn,
+        "containerDefinitions": [{"name": "c", "image": format!("{uri}:v1"), "memory": 64}],
+    }));
+    let run_exec = || {
+        for r in [format!("{uri}:v1"), format!("{uri}@{digest}")] {
+            let _ = docker.run(&["rmi", "-f", &r], None);
+        }
+        let run = ok(&["ecs", "run-task", "--task-definition", "ecr-exec"]);
+        run["tasks"][0]["taskArn"].as_str().unwrap_or_else(|| panic!("{run}")).to_string()
+    };
+    // Without ecr:GetAuthorizationToken the role gets no token at all.
+    let no_token = run_exec();
+    assert!(s.aws(&["ecs", "wait", "tasks-stopped", "--tasks", &no_token]).ok);
+    let stopped = ok(&["ecs", "describe-tasks", "--tasks", &no_token]);
+    let reason = stopped["tasks"][0]["stoppedReason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("CannotPullContainerError"), "{stopped}");
+    assert!(reason.contains("ecr:GetAuthorizationToken"), "{stopped}");
+    // A token, but no right to pull from the repository: the registry refuses.
+    put_policy("token", token_only);
+    let denied = run_exec();
+    assert!(s.aws(&["ecs", "wait", "tasks-stopped", "--tasks", &denied]).ok);
+    let stopped = ok(&["ecs", "describe-tasks", "--tasks", &denied]);
+    let reason = stopped["tasks"][0]["stoppedReason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("CannotPullContainerError"), "{stopped}");
+    assert!(reason.contains("denied"), "the role may not pull yet: {stopped}");
+    let pull = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"],"Resource":"arn:aws:ecr:{REGION}:{ACCOUNT_ID}:repository/e2e/app"}}]}}"#
+    );
+    put_policy("pull", &pull);
+    let allowed = run_exec();
+    let waited = s.aws(&["ecs", "wait", "tasks-running", "--tasks", &allowed]);
+    let described = ok(&["ecs", "describe-tasks", "--tasks", &allowed]);
+    assert!(waited.ok, "the role's task did not run: {described}");
+    ok(&["ecs", "stop-task", "--task", &allowed]);
+    assert!(s.aws(&["ecs", "wait", "tasks-stopped", "--tasks", &allowed]).ok);
+
     // Delete every image, then collect: the space comes back.
     let blobs = data.join("registry").join("blobs");
     let before = du(&blobs);
@@ -408,6 +473,138 @@ fn registry_requests_are_authorized_per_repository() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs the AWS CLI against `s` as another principal (`(access key id, secret)`).
+fn aws_as(s: &ServerProc, key: &(String, String), args: &[&str]) -> berth_testkit::AwsResult {
+    let mut cmd = Command::new("aws");
+    cmd.arg("--endpoint-url").arg(&s.endpoint).args(["--output", "json"]).args(args);
+    s.client_env(&mut cmd);
+    cmd.env("AWS_ACCESS_KEY_ID", &key.0)
+        .env("AWS_SECRET_ACCESS_KEY", &key.1)
+        .env_remove("AWS_SESSION_TOKEN");
+    berth_testkit::AwsResult::from(cmd.output().expect("the AWS CLI (aws) must be installed"))
+}
+
+/// The ECR API consults repository policies as the registry does (the AWS CLI against a plain
+/// `berth server`): a user with no policy of its own is denied DescribeImages until a
+/// repository policy names it, and is still denied what that policy does not grant; an
+/// explicit deny in a repository policy beats an identity `ecr:*`, on a repository named by
+/// name, in a list of names, or by ARN; the administrator is bound by a repository policy's
+/// deny but can always read, replace and delete that policy to get back in.
+#[test]
+fn api_calls_are_authorized_with_repository_policies() {
+    let s = ServerProc::start(bin()).expect("berth server");
+    let ok = |args: &[&str]| s.aws(args).json();
+    let arn = |r: &str| format!("arn:aws:ecr:{REGION}:{ACCOUNT_ID}:repository/{r}");
+    for r in ["pol/a", "pol/b", "pol/c"] {
+        ok(&["ecr", "create-repository", "--repository-name", r]);
+    }
+    let user = |name: &str| -> (String, String) {
+        ok(&["iam", "create-user", "--user-name", name]);
+        let k = ok(&["iam", "create-access-key", "--user-name", name]);
+        let k = &k["AccessKey"];
+        (k["AccessKeyId"].as_str().unwrap().into(), k["SecretAccessKey"].as_str().unwrap().into())
+    };
+    let policy = |statements: serde_json::Value| {
+        serde_json::json!({"Version": "2012-10-17", "Statement": statements}).to_string()
+    };
+    let set_policy = |repo: &str, text: &str| {
+        ok(&["ecr", "set-repository-policy", "--repository-name", repo, "--policy-text", text])
+    };
+
+    // A user with no identity policy: denied, until pol/a's policy names it.
+    let viewer = user("viewer");
+    let viewer_arn = format!("arn:aws:iam::{ACCOUNT_ID}:user/viewer");
+    let describe_a = ["ecr", "describe-images", "--repository-name", "pol/a"];
+    let m = aws_as(&s, &viewer, &describe_a).err("AccessDeniedException").to_string();
+    assert!(m.contains("ecr:DescribeImages") && m.contains(&arn("pol/a")), "{m}");
+    set_policy(
+        "pol/a",
+        &policy(serde_json::json!([{
+            "Sid": "viewer-describes", "Effect": "Allow",
+            "Principal": {"AWS": viewer_arn}, "Action": "ecr:DescribeImages"
+        }])),
+    );
+    let r = aws_as(&s, &viewer, &describe_a);
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(r.json()["imageDetails"], serde_json::json!([]));
+    // ... and nothing else there, nor anything on another repository.
+    let delete_a =
+        ["ecr", "batch-delete-image", "--repository-name", "pol/a", "--image-ids", "imageTag=v1"];
+    let m = aws_as(&s, &viewer, &delete_a).err("AccessDeniedException").to_string();
+    assert!(m.contains("ecr:BatchDeleteImage") && m.contains(&arn("pol/a")), "{m}");
+    let m = aws_as(&s, &viewer, &["ecr", "get-repository-policy", "--repository-name", "pol/a"])
+        .err("AccessDeniedException")
+        .to_string();
+    assert!(m.contains("ecr:GetRepositoryPolicy"), "{m}");
+    let m = aws_as(&s, &viewer, &["ecr", "describe-images", "--repository-name", "pol/b"])
+        .err("AccessDeniedException")
+        .to_string();
+    assert!(m.contains(&arn("pol/b")), "{m}");
+
+    // An explicit deny in pol/b's policy beats the identity policy's ecr:* there (and only
+    // there), whichever way the request names the repository.
+    let ops = user("ops");
+    ok(&[
+        "iam",
+        "put-user-policy",
+        "--user-name",
+        "ops",
+        "--policy-name",
+        "ecr-all",
+        "--policy-document",
+        &policy(serde_json::json!([{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}])),
+    ]);
+    let ops_arn = format!("arn:aws:iam::{ACCOUNT_ID}:user/ops");
+    set_policy(
+        "pol/b",
+        &policy(serde_json::json!([{
+            "Effect": "Deny", "Principal": {"AWS": ops_arn},
+            "Action": ["ecr:DescribeImages", "ecr:DescribeRepositories", "ecr:ListTagsForResource"]
+        }])),
+    );
+    let m = aws_as(&s, &ops, &["ecr", "describe-images", "--repository-name", "pol/b"])
+        .err("AccessDeniedException")
+        .to_string();
+    assert!(m.contains("explicit deny in a resource-based policy"), "{m}");
+    assert!(m.contains("ecr:DescribeImages") && m.contains(&arn("pol/b")), "{m}");
+    let by_names = ["ecr", "describe-repositories", "--repository-names", "pol/a", "pol/b"];
+    let m = aws_as(&s, &ops, &by_names).err("AccessDeniedException").to_string();
+    assert!(m.contains(&arn("pol/b")), "{m}");
+    let tags_b = ["ecr", "list-tags-for-resource", "--resource-arn", &arn("pol/b")];
+    aws_as(&s, &ops, &tags_b).err("AccessDeniedException");
+    let allowed: &[&[&str]] = &[
+        &["ecr", "list-images", "--repository-name", "pol/b"],
+        &["ecr", "describe-images", "--repository-name", "pol/a"],
+        &["ecr", "describe-repositories", "--repository-names", "pol/a", "pol/c"],
+        &["ecr", "describe-repositories"],
+        &["ecr", "list-tags-for-resource", "--resource-arn", &arn("pol/a")],
+    ];
+    for args in allowed {
+        let r = aws_as(&s, &ops, args);
+        assert!(r.ok, "{args:?}: {}", r.stderr);
+    }
+
+    // The administrator: a deny of everything to everyone binds it too ...
+    set_policy(
+        "pol/c",
+        &policy(serde_json::json!([{"Effect": "Deny", "Principal": "*", "Action": "ecr:*"}])),
+    );
+    let delete_c =
+        ["ecr", "batch-delete-image", "--repository-name", "pol/c", "--image-ids", "imageTag=v1"];
+    let m = s.aws(&delete_c).err("AccessDeniedException").to_string();
+    assert!(m.contains(&format!("arn:aws:iam::{ACCOUNT_ID}:root")), "{m}");
+    assert!(m.contains("ecr:BatchDeleteImage") && m.contains(&arn("pol/c")), "{m}");
+    assert!(m.contains("explicit deny in a resource-based policy"), "{m}");
+    s.aws(&["ecr", "delete-repository", "--repository-name", "pol/c"]).err("AccessDeniedException");
+    // ... but it can always read, replace and delete the policy: the way back in.
+    ok(&["ecr", "get-repository-policy", "--repository-name", "pol/c"]);
+    let deleted = ok(&["ecr", "delete-repository-policy", "--repository-name", "pol/c"]);
+    assert!(deleted["policyText"].as_str().unwrap().contains("Deny"));
+    let r = ok(&delete_c);
+    assert_eq!(r["failures"][0]["failureCode"], "ImageNotFound", "{r}");
+    ok(&["ecr", "delete-repository", "--repository-name", "pol/c"]);
 }
 
 /// skopeo's path; `None` (skip) outside CI when it is missing. `.ci/run` installs Debian's

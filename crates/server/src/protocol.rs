@@ -48,6 +48,10 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route(berth_agent_protocol::SECRETS_PATH, axum::routing::post(agent_secrets))
         .route(berth_agent_protocol::CREDENTIALS_PATH, axum::routing::post(agent_credentials))
+        .route(
+            berth_agent_protocol::REGISTRY_CREDENTIALS_PATH,
+            axum::routing::post(agent_registry_credentials),
+        )
         .route(berth_agent_protocol::INFO_PATH, get(server_info).post(server_info))
         .route(admin::CREATE_PATH, axum::routing::post(admin_create_token))
         .route(admin::LIST_PATH, axum::routing::post(admin_list_tokens))
@@ -532,6 +536,27 @@ async fn agent_credentials(State(app): State<Arc<App>>, req: Request) -> Respons
         },
         |app, region, ctx, input| async move {
             crate::task_role::issue(&app, region, &ctx, input).await
+        },
+    )
+    .await
+}
+
+/// `POST /berth/agent/v1/registry-credentials`: registry credentials of a task's execution
+/// role, for the agent of its own instance only, while the task is not STOPPED
+/// ([`crate::ecr::token::task_registry_credentials`]).
+async fn agent_registry_credentials(State(app): State<Arc<App>>, req: Request) -> Response {
+    agent_call(
+        app,
+        req,
+        agent_action("FetchRegistryCredentials"),
+        |s: &berth_agent_protocol::TaskCredentialsRequest| {
+            vec![
+                Target::Instance(Some(s.container_instance_arn.as_str())),
+                Target::Task { cluster: Some(s.cluster.as_str()), task: s.task_arn.as_str() },
+            ]
+        },
+        |app, region, ctx, input| async move {
+            crate::ecr::token::task_registry_credentials(&app, region, &ctx, input).await
         },
     )
     .await

@@ -77,7 +77,7 @@ pub(crate) async fn issue(
 }
 
 /// Whether `trust` (a role's trust policy) lets ECS's task service assume the role.
-fn trusts_ecs_tasks(trust: &str, role_arn: &str) -> bool {
+pub(crate) fn trusts_ecs_tasks(trust: &str, role_arn: &str) -> bool {
     let Ok(trust) = policy::Policy::parse(trust, policy::PolicyKind::Trust) else { return false };
     let ctx = policy::RequestContext::new(
         policy::Principal::service(ECS_TASKS),

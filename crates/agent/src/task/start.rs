@@ -42,6 +42,13 @@ impl TaskActor {
         // Images: pulled unless present.
         self.pull_started_at = Some(now());
         self.publish();
+        // Images on Berth's registry are pulled as the execution role when the task has one.
+        let execution_role = self.execution_role_arn();
+        let task_ref = berth_agent_protocol::TaskCredentialsRequest {
+            container_instance_arn: self.ctx.instance_arn.clone(),
+            cluster: self.ctx.cluster.clone(),
+            task_arn: self.arn.clone(),
+        };
         for i in 0..self.runs.len() {
             if self.runs[i].id.is_some() {
                 continue;
@@ -49,7 +56,15 @@ impl TaskActor {
             let image = self.runs[i].def.image.clone().unwrap_or_default();
             // An image of the control plane's registry (by its address or in ECR's form)
             // is pulled from there with an ECR token, under the name the runtime knows it by.
-            let (reference, mut auth) = self.ctx.pull_auth.resolve(&image).await;
+            let execution = execution_role.as_deref().map(|r| (r, &task_ref));
+            let (reference, mut auth) = match self.ctx.pull_auth.resolve(&image, execution).await {
+                Ok(resolved) => resolved,
+                Err(why) => {
+                    let reason = format!("CannotPullContainerError: pull image {image}: {why}");
+                    self.runs[i].reason = Some(reason.clone());
+                    return Err((TaskStopCode::TaskFailedToStart, reason));
+                }
+            };
             // `repositoryCredentials` of a private registry.
             if auth.is_none()
                 && let Some((username, password)) = self
@@ -271,18 +286,22 @@ impl TaskActor {
         Ok(())
     }
 
-    /// Fetches the values of the task's secrets when a container still to be created names
-    /// any (see the module header).
-    async fn fetch_secrets(&mut self) -> Result<(), (TaskStopCode, String)> {
-        // With an execution role, the server also checks it for the task's images and logs.
-        let execution_role = self
-            .desired
+    /// The task's execution role: the RunTask override's, else its definition's.
+    fn execution_role_arn(&self) -> Option<String> {
+        self.desired
             .borrow()
             .overrides
             .as_ref()
             .and_then(|o| o.execution_role_arn.clone())
             .or_else(|| self.td.execution_role_arn.clone())
-            .is_some_and(|r| !r.is_empty());
+            .filter(|r| !r.is_empty())
+    }
+
+    /// Fetches the values of the task's secrets when a container still to be created names
+    /// any (see the module header).
+    async fn fetch_secrets(&mut self) -> Result<(), (TaskStopCode, String)> {
+        // With an execution role, the server also checks it for the task's images and logs.
+        let execution_role = self.execution_role_arn().is_some();
         let wanted = self.runs.iter().any(|r| {
             r.id.is_none()
                 && (execution_role

@@ -347,6 +347,8 @@ pub const INSTANCE_ACTIONS: &[(&str, &str)] = &[
     (AGENT_SERVICE, "FetchSecrets"),
     // Its tasks' role credentials, for their containers (issue #16).
     (AGENT_SERVICE, "FetchCredentials"),
+    // Its tasks' execution roles' registry credentials, for their image pulls (issue #14).
+    (AGENT_SERVICE, "FetchRegistryCredentials"),
     ("ecs", "RegisterContainerInstance"),
     ("ecs", "SubmitTaskStateChange"),
     ("ecs", "SubmitContainerStateChange"),
@@ -385,8 +387,10 @@ pub fn authorize(principal: &Principal, action: Action<'_>) -> Result<(), AwsErr
 /// The decision for one API call, with what the request names: the administrator passes,
 /// an instance key is decided by [`authorize`], an IAM user or a role session by its
 /// policies ([`crate::iam`]) on the resources of the request
-/// ([`crate::iam::resources`]). Every call that gets here is recorded in the audit trail,
-/// allowed or denied ([`crate::cloudtrail::note`]).
+/// ([`crate::iam::resources`]). ECR calls are decided with the repository policies of the
+/// repositories they name, which bind the administrator too ([`crate::ecr::access`]). Every
+/// call that gets here is recorded in the audit trail, allowed or denied
+/// ([`crate::cloudtrail::note`]).
 pub(crate) async fn authorize_call(
     app: &crate::App,
     signed: &Authenticated,
@@ -398,9 +402,9 @@ pub(crate) async fn authorize_call(
     crate::cloudtrail::note(parts, signed, action, body);
     let p = &signed.principal;
     match iam::who(p) {
-        Who::Root => return Ok(()),
+        Who::Root if action.service != "ecr" => return Ok(()),
         Who::Instance => return authorize(p, action),
-        Who::User(_) | Who::Session => {}
+        Who::Root | Who::User(_) | Who::Session => {}
     }
     let scope = resources::Scope {
         partition: signed.region.partition,
@@ -425,6 +429,9 @@ pub(crate) async fn authorize_call(
         secure_transport: peer.is_some_and(|p| p.tls),
         region: signed.region.name.to_string(),
     };
+    if action.service == "ecr" {
+        return crate::ecr::access::authorize_call(app, p, &req).await;
+    }
     app.iam.authorize(p, &req).await?;
     // Berth's host-access actions for a task definition reaching into the host (issue #16).
     if let resources::Body::Json(b) = body

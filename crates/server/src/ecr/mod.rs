@@ -6,6 +6,8 @@
 //! Contract:
 //! * requests are SigV4-signed for `ecr` and routed here by their credential scope; every
 //!   answer is an AWS JSON error or the model's output shape;
+//! * a call on a repository is authorized with its repository policy, as a registry request
+//!   is ([`access`]: one decision, one policy cache);
 //! * one registry serves the server's default region: ECR calls signed for another region
 //!   are refused with `InvalidParameterException` naming the region to use;
 //! * `repositoryUri` is `<registry address>/<name>` (the address `--registry-listen` bound,
@@ -15,6 +17,7 @@
 //!   push` takes, so both enforce the same checks (layers present, tag immutability);
 //! * deleting an image never deletes blobs: garbage collection does, later ([`berth_registry::gc`]).
 
+pub(crate) mod access;
 mod images;
 pub mod lifecycle;
 pub mod records;
@@ -52,8 +55,10 @@ pub(crate) struct EcrService {
     pub account_id: String,
     pub gc_interval: std::time::Duration,
     pub gc_grace: std::time::Duration,
-    /// Decides registry requests ([`token::TokenAuthorizer`]) and finds roles.
+    /// Finds roles and sessions.
     pub(crate) iam: Arc<crate::iam::Iam>,
+    /// Decides registry requests ([`token::TokenAuthorizer`]) and API calls on repositories.
+    pub(crate) access: Arc<access::RepositoryAccess>,
 }
 
 impl EcrService {
@@ -79,16 +84,19 @@ impl EcrService {
         let token_key =
             Arc::new(token::TokenKey::new(master.derive(token::KEY_LABEL), &config.account_id));
         let meta = Arc::new(EcrMetadata { store: view, clock: clock.clone() });
-        let authorizer = Arc::new(token::TokenAuthorizer::new(
-            token_key.clone(),
-            clock.clone(),
-            format!("http://{address}/"),
+        let access = Arc::new(access::RepositoryAccess::new(
             iam.clone(),
             meta.clone(),
             format!(
                 "arn:{}:ecr:{}:{}:repository/",
                 region.partition, region.name, config.account_id
             ),
+        ));
+        let authorizer = Arc::new(token::TokenAuthorizer::new(
+            token_key.clone(),
+            clock.clone(),
+            format!("http://{address}/"),
+            access.clone(),
             region.name.to_string(),
         ));
         let root =
@@ -113,6 +121,7 @@ impl EcrService {
             gc_interval: config.registry.gc_interval,
             gc_grace: config.registry.gc_grace,
             iam,
+            access,
         };
         Ok((Some(listener), Some(Arc::new(svc))))
     }
@@ -519,8 +528,8 @@ impl wire::TagsApi<RequestContext> for Ecr<'_> {
 }
 
 /// A repository policy: stored and returned as given once it is a JSON IAM policy document
-/// (an object with a `Statement`) that parses as a resource policy; the registry enforces it
-/// with the caller's IAM policies ([`token`]).
+/// (an object with a `Statement`) that parses as a resource policy; the registry and the API
+/// enforce it with the caller's IAM policies ([`access`]).
 fn check_policy_text(text: &str) -> Result<(), AwsError> {
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         invalid(format!("Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided' ({e})"))

@@ -17,22 +17,21 @@
 //! previous format (no holder) are refused as invalid: log in again.
 //!
 //! Every registry request is then authorized ([`TokenAuthorizer`]) for the ECR action its
-//! route needs ([`berth_registry::Action`]) on its repository's ARN, with AWS's evaluation of
-//! the holder's IAM policies AND the repository policy ([`crate::iam::Iam`]): an explicit deny
-//! anywhere wins, then a repository-policy allow naming the holder or an identity allow. The
-//! account root (administrator key) may do everything its repository policies do not deny;
-//! an instance key's token may only pull (ECS's agent pulling with the instance's rights); a
-//! role token ([`EcrService::role_authorization`], a task's execution role) has the role's
-//! rights. A denial answers `403 DENIED` with AWS's AccessDenied message, which names the
+//! route needs ([`berth_registry::Action`]) on its repository's ARN, with the decision the ECR
+//! API makes too ([`super::access::RepositoryAccess`]): AWS's evaluation of the holder's IAM
+//! policies AND the repository policy, an explicit deny anywhere winning, then a
+//! repository-policy allow naming the holder or an identity allow. The account root
+//! (administrator key) may do everything its repository policies do not deny; an instance
+//! key's token may only pull (ECS's agent pulling with the instance's rights); a role token
+//! ([`EcrService::role_authorization`], a task's execution role) has the role's rights. A
+//! denial answers `403 DENIED` with AWS's AccessDenied message, which names the
 //! action and the repository ARN.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use berth_iam_policy::{Policy, PolicyKind};
 use berth_registry::{Access, Action, Authorizer, Denial};
 use berth_wire::AwsError;
 use berth_wire::ecr as wire;
@@ -42,10 +41,10 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::EcrService;
-use super::records::EcrMetadata;
+use super::access::{Caller, RepositoryAccess};
 use crate::auth::Principal;
 use crate::clock::Clock;
-use crate::iam::{self, Iam, Who};
+use crate::iam;
 
 /// How long a token is valid (ECR: 12 hours).
 pub const TOKEN_LIFETIME_SECS: i64 = 12 * 3600;
@@ -173,67 +172,22 @@ pub struct TokenAuthorizer {
     clock: Arc<dyn Clock>,
     /// `http://HOST:PORT/`: the realm of the challenge.
     realm: String,
-    iam: Arc<Iam>,
-    meta: Arc<EcrMetadata>,
+    /// The decision (shared with the ECR API, with its policy cache).
+    access: Arc<RepositoryAccess>,
     account_id: String,
-    /// `arn:PARTITION:ecr:REGION:ACCOUNT:repository/`.
-    repo_arn_prefix: String,
     region: String,
-    /// Parsed repository policies by repository: the text they were parsed from, and the
-    /// policy (`None`: it does not parse, and then nothing but the root gets in).
-    policies: Mutex<HashMap<String, CachedPolicy>>,
 }
-
-/// A repository policy's text and what it parsed to (`None`: it does not parse).
-type CachedPolicy = (String, Option<Arc<Policy>>);
 
 impl TokenAuthorizer {
     pub(crate) fn new(
         key: Arc<TokenKey>,
         clock: Arc<dyn Clock>,
         realm: String,
-        iam: Arc<Iam>,
-        meta: Arc<EcrMetadata>,
-        repo_arn_prefix: String,
+        access: Arc<RepositoryAccess>,
         region: String,
     ) -> Self {
         let account_id = key.account.clone();
-        Self {
-            key,
-            clock,
-            realm,
-            iam,
-            meta,
-            account_id,
-            repo_arn_prefix,
-            region,
-            policies: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The repository policy of `repo`, parsed (cached while its text is unchanged).
-    /// `Ok(Err(()))`: it does not parse (a policy stored before policies were checked).
-    async fn repository_policy(
-        &self,
-        repo: &str,
-    ) -> Result<Result<Option<Arc<Policy>>, ()>, AwsError> {
-        let text = self.meta.repo(repo).await?.and_then(|(r, _)| r.repository_policy);
-        let mut cache = self.policies.lock().expect("policy cache lock");
-        let Some(text) = text else {
-            cache.remove(repo);
-            return Ok(Ok(None));
-        };
-        let parsed = match cache.get(repo) {
-            Some((t, p)) if *t == text => p.clone(),
-            _ => {
-                let p = Policy::parse(&text, PolicyKind::Resource)
-                    .map(|p| Arc::new(p.with_label(format!("{}{repo}", self.repo_arn_prefix))))
-                    .ok();
-                cache.insert(repo.to_string(), (text, p.clone()));
-                p
-            }
-        };
-        Ok(parsed.map(Some).ok_or(()))
+        Self { key, clock, realm, access, account_id, region }
     }
 
     /// Decides `action` on `repo` for `holder`.
@@ -245,8 +199,8 @@ impl TokenAuthorizer {
         action: Action,
         iam_action: &str,
     ) -> Result<(), AwsError> {
-        let resource = format!("{}{repo}", self.repo_arn_prefix);
         if let Some(instance) = &holder.instance {
+            let resource = self.access.arn(repo);
             if action.access() == Access::Pull {
                 return Ok(());
             }
@@ -256,39 +210,17 @@ impl TokenAuthorizer {
             )));
         }
         let p = holder.principal(&self.account_id);
-        // A repository policy that does not parse stops everyone but the root, whose
-        // decision then has no resource policy to apply.
-        let policy = match self.repository_policy(repo).await? {
-            Ok(policy) => policy,
-            Err(()) if !holder.role && iam::who(&p) == Who::Root => None,
-            Err(()) => {
-                return Err(iam::access_denied(format!(
-                    "User: {} is not authorized to perform: {iam_action} on resource: {resource} because its repository policy does not parse; set a valid one with SetRepositoryPolicy",
-                    holder.arn
-                )));
-            }
-        };
-        if holder.role {
-            return self
-                .iam
-                .authorize_role_with_resource_policy(
-                    &holder.arn,
-                    iam_action,
-                    &resource,
-                    policy.as_deref(),
-                )
-                .await;
-        }
         let peer = extensions.get::<berth_serve::Peer>();
         let req = iam::Authz {
             action: iam_action.to_string(),
-            resources: vec![resource],
+            resources: vec![],
             keys: vec![],
             source_ip: peer.map(|p| p.addr.ip()),
             secure_transport: peer.is_some_and(|p| p.tls),
             region: self.region.clone(),
         };
-        self.iam.authorize_with_resource_policy(&p, &req, policy.as_deref()).await
+        let caller = if holder.role { Caller::Role(&holder.arn) } else { Caller::Principal(&p) };
+        self.access.decide(caller, &req, repo).await
     }
 }
 
@@ -346,19 +278,68 @@ impl EcrService {
     }
 }
 
-/// Registry credentials for a task's execution role `role_arn`, for the agent's pulls (see
-/// [`EcrService::role_authorization`]); `Ok(None)` when the server runs no registry. The
-/// agent channel's entry point (the server answers the agent with it for a task that has an
-/// execution role; the agent's side is wired separately).
-#[allow(dead_code)]
-pub(crate) async fn execution_role_authorization(
+/// Registry credentials of `req`'s task's execution role, for the agent of the instance the
+/// task is placed on (the caller has checked that), to pull the task's images with
+/// ([`berth_agent_protocol::REGISTRY_CREDENTIALS_PATH`]).
+///
+/// Contract: the role comes from the task's own definition revision and its overrides'
+/// `executionRoleArn` (the override wins), never from the agent; a STOPPED task gets nothing
+/// (`ClientException`); a task without an execution role is an `InvalidParameterException`
+/// (the agent pulls with its instance's token then, as ECS does); the role must exist and
+/// trust `ecs-tasks.amazonaws.com`, else `AccessDeniedException` naming it, and its policies
+/// must allow `ecr:GetAuthorizationToken` (the agent asks as the role); a server without
+/// a registry answers `ClientException`. The token's pulls are then decided per repository
+/// with the role's policies and the repository policy ([`TokenAuthorizer`]).
+pub(crate) async fn task_registry_credentials(
     app: &crate::App,
-    role_arn: &str,
-) -> Result<Option<wire::AuthorizationData>, AwsError> {
-    match app.ecr.as_ref() {
-        Some(svc) => svc.role_authorization(role_arn).await.map(Some),
-        None => Ok(None),
+    region: berth_model::regions::Region,
+    ctx: &crate::ecs::RequestContext,
+    req: berth_agent_protocol::TaskCredentialsRequest,
+) -> Result<berth_agent_protocol::RegistryCredentialsResponse, AwsError> {
+    use berth_wire::ecs::ErrorCode;
+    let (task, td) =
+        crate::secretsmanager::inject::agent_task(app, region, ctx, &req.task_arn, &req.cluster)
+            .await?;
+    if task.last_status.as_deref() == Some("STOPPED") {
+        return Err(ErrorCode::ClientException.with(format!(
+            "The task {} is STOPPED: its registry credentials are no longer issued.",
+            req.task_arn
+        )));
     }
+    let Some(role_arn) = task
+        .overrides
+        .as_ref()
+        .and_then(|o| o.execution_role_arn.clone())
+        .or_else(|| td.execution_role_arn.clone())
+        .filter(|r| !r.is_empty())
+    else {
+        return Err(ErrorCode::InvalidParameterException
+            .with(format!("executionRoleArn: the task {} has no execution role.", req.task_arn)));
+    };
+    let Some(svc) = app.ecr.as_ref() else {
+        return Err(ErrorCode::ClientException
+            .with("This server runs no image registry: start it with one to pull from it."));
+    };
+    let Some(role) = app.iam.role(&role_arn).await? else {
+        return Err(iam::access_denied(format!(
+            "ECS was unable to assume the execution role '{role_arn}' of this task: the role does not exist."
+        )));
+    };
+    if !crate::task_role::trusts_ecs_tasks(&role.trust_policy, &role.arn) {
+        return Err(iam::access_denied(format!(
+            "ECS was unable to assume the execution role '{role_arn}' of this task. Please verify that the role has a trust relationship with ecs-tasks.amazonaws.com."
+        )));
+    }
+    // As ECS's agent does, the role itself asks for the token.
+    crate::iam::authorize_as_role(app, &role.arn, "ecr:GetAuthorizationToken", "*").await?;
+    let data = svc.role_authorization(&role.arn).await?;
+    tracing::info!(task = %req.task_arn, role = %role.arn, "execution role registry credentials issued");
+    Ok(berth_agent_protocol::RegistryCredentialsResponse {
+        role_arn: role.arn.clone(),
+        authorization_token: data.authorization_token.unwrap_or_default(),
+        expires_at: data.expires_at.unwrap_or_default(),
+        proxy_endpoint: data.proxy_endpoint.unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@
 //!
 //! Other services: the resource a request names where it is obvious, else `*`:
 //! * logs: `log-group:NAME` (`logGroupName`), `*` otherwise;
-//! * ecr: `repository/NAME` (`repositoryName`), `*` otherwise;
+//! * ecr: `repository/NAME` (`repositoryName`, or each of `repositoryNames`), the
+//!   `resourceArn` (tags), `*` otherwise;
 //! * ssm: `parameter/NAME` for each of `Name`/`Names`;
 //! * secretsmanager: the `SecretId` when it is an ARN, else `secret:NAME` (without the
 //!   random suffix AWS's ARNs carry: a policy naming `secret:NAME-??????` does not match a
@@ -217,9 +218,14 @@ pub(crate) fn json(s: Scope<'_>, service: &str, _operation: &str, body: &[u8]) -
         "logs" => str_of(&v, "logGroupName")
             .map(|g| vec![format!("{base}:log-group:{g}")])
             .unwrap_or_default(),
-        "ecr" => str_of(&v, "repositoryName")
-            .map(|r| vec![format!("{base}:repository/{r}")])
-            .unwrap_or_default(),
+        "ecr" => {
+            let mut names = list_of(&v, "repositoryNames");
+            names.extend(str_of(&v, "repositoryName"));
+            let mut arns: Vec<String> =
+                names.iter().map(|r| format!("{base}:repository/{r}")).collect();
+            arns.extend(str_of(&v, "resourceArn").map(str::to_string));
+            arns
+        }
         "ssm" => {
             let mut names: Vec<&str> = list_of(&v, "Names");
             names.extend(str_of(&v, "Name"));
@@ -423,6 +429,22 @@ mod tests {
         assert_eq!(r.arns, vec!["arn:aws:logs:us-east-1:123456789012:log-group:/ecs/a"]);
         let r = json(S, "ecr", "DescribeRepositories", b"{}");
         assert_eq!(r.arns, vec!["*"]);
+        let r = json(S, "ecr", "DescribeRepositories", br#"{"repositoryNames":["a","b/c"]}"#);
+        assert_eq!(
+            r.arns,
+            vec![
+                "arn:aws:ecr:us-east-1:123456789012:repository/a",
+                "arn:aws:ecr:us-east-1:123456789012:repository/b/c"
+            ]
+        );
+        let arn = "arn:aws:ecr:us-east-1:123456789012:repository/x";
+        let r = json(
+            S,
+            "ecr",
+            "ListTagsForResource",
+            format!(r#"{{"resourceArn":"{arn}"}}"#).as_bytes(),
+        );
+        assert_eq!(r.arns, vec![arn]);
         let r = json(S, "ssm", "GetParameters", br#"{"Names":["/a/b","c"]}"#);
         assert_eq!(
             r.arns,

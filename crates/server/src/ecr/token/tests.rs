@@ -8,7 +8,8 @@ use berth_store::{Store, Txn};
 
 use super::*;
 use crate::clock::SystemClock;
-use crate::ecr::records::{RepoRecord, repo_key};
+use crate::ecr::records::{EcrMetadata, RepoRecord, repo_key};
+use crate::iam::Iam;
 
 const ACCT: &str = "000000000000";
 
@@ -188,15 +189,13 @@ async fn identity_and_repository_policies_decide_together_and_deny_wins() {
     put(&*store, &repo_key("broken"), &repo("broken", Some("{\"Statement\":7}"))).await;
     iam.invalidate();
     let key = Arc::new(TokenKey::new([2; 32], ACCT));
-    let gate = TokenAuthorizer::new(
-        key.clone(),
-        clock,
-        "http://x/".into(),
+    let access = Arc::new(RepositoryAccess::new(
         iam,
         Arc::new(EcrMetadata { store: store.clone(), clock: Arc::new(SystemClock) }),
         format!("arn:aws:ecr:us-east-1:{ACCT}:repository/"),
-        "us-east-1".into(),
-    );
+    ));
+    let gate =
+        TokenAuthorizer::new(key.clone(), clock, "http://x/".into(), access, "us-east-1".into());
     let root = Holder {
         arn: format!("arn:aws:iam::{ACCT}:root"),
         access_key_id: String::new(),
