@@ -14,6 +14,15 @@
 //! way are its poll (a read: the held poll simply resumes on another server) and its reports
 //! and registration (idempotent: the latest state wins), so a call whose first attempt may
 //! have been applied is safe to repeat elsewhere.
+//!
+//! A held call (a deadline over [`Liveness::held_after`], the poll) to one of several servers
+//! is watched: the server's unauthenticated [`berth_agent_protocol::INFO_PATH`] is probed
+//! every [`Liveness::every`] on another connection, and after [`Liveness::misses`]
+//! consecutive probes without any answer the held call is abandoned as a transport failure
+//! and goes to the next server. A paused (SIGSTOPped) or wedged server keeps its TCP
+//! connections open and would otherwise hold the agent for the whole poll; with the defaults
+//! the agent moves on within about 8 s. A server that answers the probe, even with an error,
+//! is alive: only silence counts.
 
 use std::time::Duration;
 
@@ -89,6 +98,24 @@ pub struct Client {
     region: String,
     http: HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     max_answer_bytes: usize,
+    liveness: Liveness,
+}
+
+/// How a held call's server is watched (see the module header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Liveness {
+    /// Calls with a deadline longer than this are watched.
+    pub held_after: Duration,
+    /// The interval between probes, and each probe's own deadline.
+    pub every: Duration,
+    /// Consecutive unanswered probes after which the server is given up.
+    pub misses: u32,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Self { held_after: Duration::from_secs(15), every: Duration::from_secs(2), misses: 2 }
+    }
 }
 
 impl Client {
@@ -166,6 +193,7 @@ impl Client {
             region: region.to_string(),
             http,
             max_answer_bytes: MAX_ANSWER_BYTES,
+            liveness: Liveness::default(),
         })
     }
 
@@ -181,6 +209,37 @@ impl Client {
     pub fn with_answer_limit(mut self, bytes: usize) -> Self {
         self.max_answer_bytes = bytes;
         self
+    }
+
+    /// The same client, watching held calls with `liveness`.
+    pub fn with_liveness(mut self, liveness: Liveness) -> Self {
+        self.liveness = liveness;
+        self
+    }
+
+    /// Resolves once `endpoint` has left [`Liveness::misses`] probes in a row unanswered,
+    /// with why (see the module header); never otherwise.
+    async fn silent(&self, endpoint: &Endpoint) -> String {
+        let Liveness { every, misses, .. } = self.liveness;
+        let mut missed = 0;
+        loop {
+            tokio::time::sleep(every).await;
+            let probe =
+                http::Request::get(format!("{}{}", endpoint.url, berth_agent_protocol::INFO_PATH))
+                    .header("host", &endpoint.host)
+                    .body(Full::new(Bytes::new()));
+            let Ok(probe) = probe else { continue };
+            let answered = tokio::time::timeout(every, self.http.request(probe))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            missed = if answered { 0 } else { missed + 1 };
+            if missed >= misses {
+                return format!(
+                    "the server stopped answering while the call was held: {missed} probes of {} in a row went unanswered within {every:?} each",
+                    berth_agent_protocol::INFO_PATH
+                );
+            }
+        }
     }
 
     /// The server this client calls first now (the current one of its list).
@@ -220,8 +279,18 @@ impl Client {
         for i in 0..n {
             let at = (first + i) % n;
             let endpoint = &self.endpoints[at];
-            let result =
-                self.post_once(endpoint, path, target, body.clone(), timeout, signer).await;
+            let call = self.post_once(endpoint, path, target, body.clone(), timeout, signer);
+            let result = if n > 1 && timeout > self.liveness.held_after {
+                tokio::select! {
+                    r = call => r,
+                    message = self.silent(endpoint) => Err(ClientError::Transport {
+                        endpoint: endpoint.url.clone(),
+                        message,
+                    }),
+                }
+            } else {
+                call.await
+            };
             let failed = match &result {
                 Err(ClientError::Transport { .. }) => true,
                 Ok((status, _)) => *status >= 500,
@@ -497,6 +566,52 @@ mod tests {
             session_token: None,
         };
         assert!(Client::new(&format!("{live},not a url"), creds, "us-east-1").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_held_call_leaves_a_server_that_stops_answering() {
+        // A server that accepts connections and never answers (as a SIGSTOPped one does:
+        // the kernel completes the handshakes), then a live one.
+        let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hung_url = format!("http://{}", hung.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut socks = Vec::new();
+            while let Ok((sock, _)) = hung.accept().await {
+                socks.push(sock);
+            }
+        });
+        let live = answering("HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n".into(), 4).await;
+        let every = Duration::from_millis(100);
+        let c = client(&format!("{hung_url},{live}"), 1024).with_liveness(Liveness {
+            held_after: Duration::from_secs(1),
+            every,
+            misses: 2,
+        });
+        // A held call (60 s deadline) moves on after two silent probes, long before.
+        let started = std::time::Instant::now();
+        let v: serde_json::Value =
+            c.agent("/poll", &serde_json::json!({}), Duration::from_secs(60)).await.unwrap();
+        assert_eq!(v, serde_json::json!("xx"));
+        assert_eq!(c.endpoint(), live, "the live server is now the current one");
+        assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+        // A short call is not watched: against the hung server alone it runs to its deadline.
+        let alone = client(&hung_url, 1024).with_liveness(Liveness {
+            held_after: Duration::from_secs(1),
+            every,
+            misses: 1,
+        });
+        let Err(err) = alone
+            .agent::<_, serde_json::Value>(
+                "/poll",
+                &serde_json::json!({}),
+                Duration::from_millis(300),
+            )
+            .await
+        else {
+            panic!("the hung server answered")
+        };
+        assert!(err.to_string().contains("no answer within"), "{err}");
+        held.abort();
     }
 
     #[test]
