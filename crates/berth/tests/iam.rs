@@ -3,8 +3,8 @@
 //! managed and inline policies, access keys; a user limited to one cluster; an explicit deny
 //! over an attached allow; group policies; an inactive key refused; AssumeRole into a role
 //! whose policy then governs, an untrusted principal refused; iam:PassRole; IAM's error codes
-//! and paging; Berth's host-access actions (`py/test_host_permissions.py`). One server for the
-//! whole file.
+//! and paging; AWS managed policies (attached, read, refused changes); Berth's host-access
+//! actions (`py/test_host_permissions.py`). One server for the whole file.
 
 use std::path::Path;
 use std::process::Command;
@@ -276,6 +276,78 @@ fn iam_users_roles_and_authorization_with_the_aws_cli() {
     let msg = s.aws(&["iam", "get-user", "--user-name", "nobody"]).err("NoSuchEntity").to_string();
     assert!(msg.contains("The user with name nobody cannot be found."), "{msg}");
     s.aws(&["iam", "delete-user", "--user-name", "bob"]).err("DeleteConflict");
+
+    // --- AWS managed policies (the built-in catalog): attached, they decide; they read as
+    // AWS answers them; they cannot be changed.
+    let ecr_ro = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly";
+    let viewer = new_user(&s, "registry-viewer");
+    ok(&s, &["ecr", "create-repository", "--repository-name", "team/app"]);
+    aws_as(&s, &viewer, &["ecr", "describe-repositories"]).err("AccessDeniedException");
+    ok(
+        &s,
+        &["iam", "attach-user-policy", "--user-name", "registry-viewer", "--policy-arn", ecr_ro],
+    );
+    let d = ok_as(&s, &viewer, &["ecr", "describe-repositories"]);
+    assert_eq!(d["repositories"][0]["repositoryName"], "team/app", "{d}");
+    let r = aws_as(&s, &viewer, &["ecr", "create-repository", "--repository-name", "team/new"]);
+    let msg = r.err("AccessDeniedException");
+    assert!(
+        msg.contains("registry-viewer is not authorized to perform: ecr:CreateRepository"),
+        "{msg}"
+    );
+    let p = ok(&s, &["iam", "get-policy", "--policy-arn", ecr_ro]);
+    assert_eq!(p["Policy"]["PolicyId"], "ANPAIFYZPA37OOHVIH7KQ", "{p}");
+    assert_eq!(p["Policy"]["DefaultVersionId"], "v3", "{p}");
+    assert_eq!(p["Policy"]["AttachmentCount"], 1, "{p}");
+    assert!(p["Policy"]["CreateDate"].as_str().unwrap().starts_with("2015-12-21T17:04:15"), "{p}");
+    let v = ok(&s, &["iam", "get-policy-version", "--policy-arn", ecr_ro, "--version-id", "v3"]);
+    let actions = &v["PolicyVersion"]["Document"]["Statement"][0]["Action"];
+    assert!(actions.as_array().unwrap().contains(&json!("ecr:DescribeRepositories")), "{v}");
+    let e = ok(&s, &["iam", "list-entities-for-policy", "--policy-arn", ecr_ro]);
+    assert_eq!(e["PolicyUsers"][0]["UserName"], "registry-viewer", "{e}");
+    let names = |scope: &str, extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["iam", "list-policies", "--scope", scope];
+        args.extend_from_slice(extra);
+        ok(&s, &args)["Policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["Arn"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names("AWS", &["--only-attached"]), vec![ecr_ro.to_string()]);
+    let aws = names("AWS", &[]);
+    assert!(aws.len() >= 16 && aws.iter().all(|a| a.starts_with("arn:aws:iam::aws:policy/")));
+    assert!(aws.contains(&"arn:aws:iam::aws:policy/AdministratorAccess".to_string()));
+    assert_eq!(names("Local", &[]), vec![dev_only_arn.clone()]);
+    assert_eq!(names("All", &[]).len(), aws.len() + 1);
+    let path = names("AWS", &["--path-prefix", "/service-role/"]);
+    assert!(path.contains(
+        &"arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy".to_string()
+    ));
+    for args in [
+        vec!["delete-policy"],
+        vec!["create-policy-version", "--policy-document", all.as_str()],
+        vec!["set-default-policy-version", "--version-id", "v3"],
+        vec!["delete-policy-version", "--version-id", "v3"],
+    ] {
+        let mut cmd = vec!["iam"];
+        cmd.extend_from_slice(&args);
+        cmd.extend_from_slice(&["--policy-arn", ecr_ro]);
+        let r = s.aws(&cmd);
+        assert!(r.err("InvalidInput").contains("AWS managed policy"), "{args:?}: {}", r.stderr);
+    }
+    let msg = s
+        .aws(&["iam", "get-policy", "--policy-arn", "arn:aws:iam::aws:policy/NoSuchPolicy"])
+        .err("NoSuchEntity")
+        .to_string();
+    assert!(msg.contains("does not exist or is not attachable"), "{msg}");
+    ok(
+        &s,
+        &["iam", "detach-user-policy", "--user-name", "registry-viewer", "--policy-arn", ecr_ro],
+    );
+    aws_as(&s, &viewer, &["ecr", "describe-repositories"]).err("AccessDeniedException");
+    assert!(names("AWS", &["--only-attached"]).is_empty());
 
     // --- boto3: the same API through botocore's models and parsers (py/test_iam.py).
     let out =

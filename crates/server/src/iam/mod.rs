@@ -11,7 +11,8 @@
 //!   attached, its groups' for a user), its permissions boundary, and a session's policies;
 //!   a request naming several resources needs every one of them allowed;
 //! * parsed policies are cached: one [`Snapshot`] of every user, group, role and managed
-//!   policy, and per principal its compiled set; any write under `iam/` (by this server or,
+//!   policy (the account's from the store, AWS's from the built-in [`aws_managed`] catalog),
+//!   and per principal its compiled set; any write under `iam/` (by this server or,
 //!   through the store's change feed, by another) moves a generation number and the next
 //!   decision reloads. A lagging feed also moves it. Decisions are therefore never made on
 //!   policies older than the last change this server has been told of;
@@ -20,6 +21,7 @@
 //!   (`AccessDenied` for query, `UnauthorizedOperation` for EC2).
 
 pub(crate) mod api;
+pub(crate) mod aws_managed;
 pub(crate) mod host_access;
 pub(crate) mod resources;
 
@@ -189,7 +191,9 @@ impl Iam {
         let groups: Vec<(IamGroup, _)> = self.load(model::GROUPS).await?;
         let roles: Vec<(IamRole, _)> = self.load(model::ROLES).await?;
         let policies: Vec<(IamManagedPolicy, _)> = self.load(model::POLICIES).await?;
-        let mut managed = HashMap::new();
+        // AWS managed policies come from the built-in catalog, never the store.
+        let mut managed: HashMap<String, Arc<policy::Policy>> =
+            aws_managed::all().iter().map(|p| (p.record.arn.clone(), p.parsed.clone())).collect();
         for (p, _) in policies {
             if let Some(doc) = p.default_document() {
                 match policy::Policy::parse(doc, policy::PolicyKind::Identity) {

@@ -24,6 +24,7 @@ use rand::Rng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::aws_managed;
 use crate::App;
 use crate::clock::epoch_seconds;
 use crate::ecs::RequestContext;
@@ -289,17 +290,30 @@ impl IamApi<'_> {
         self.get(&model::role_key(name)).await?.ok_or_else(|| no_such("role", name))
     }
 
-    /// The customer managed policy `arn`.
+    /// The managed policy `arn`: an AWS managed one from the built-in catalog, else the
+    /// account's customer managed one.
     async fn policy(&self, arn: &str) -> Result<IamManagedPolicy, AwsError> {
+        let missing = || {
+            err("NoSuchEntity", 404, format!("Policy {arn} does not exist or is not attachable."))
+        };
+        if aws_managed::is_aws_arn(arn) {
+            return aws_managed::get(arn).map(|p| p.record.clone()).ok_or_else(missing);
+        }
         let name = arn.rsplit('/').next().unwrap_or("");
         match self.get::<IamManagedPolicy>(&model::policy_key(name)).await? {
             Some(p) if p.arn == arn => Ok(p),
-            _ => Err(err(
-                "NoSuchEntity",
-                404,
-                format!("Policy {arn} does not exist or is not attachable."),
-            )),
+            _ => Err(missing()),
         }
+    }
+
+    /// The customer managed policy `arn`, for `operation` to change: an AWS managed policy
+    /// is refused (after NoSuchEntity if the catalog has no such policy).
+    async fn own_policy(&self, arn: &str, operation: &str) -> Result<IamManagedPolicy, AwsError> {
+        let p = self.policy(arn).await?;
+        if aws_managed::is_aws_arn(arn) {
+            return Err(aws_managed::read_only(arn, operation));
+        }
+        Ok(p)
     }
 
     async fn user_keys(&self, user_arn: &str) -> Result<Vec<AccessKeyRecord>, AwsError> {
