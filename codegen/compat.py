@@ -48,6 +48,7 @@ NOTES = {
     "UpdateService": "Same refusals as CreateService; a changed `capacityProviderStrategy` needs `forceNewDeployment` (an empty list goes back to launch type EC2).",
     "DescribeServiceDeployments": "Deployments of the ECS deployment controller.",
     "StopServiceDeployment": "ROLLBACK and ABORT.",
+    "ContinueServiceDeployment": "CONTINUE and ROLLBACK of a BLUE_GREEN, LINEAR or CANARY deployment paused at a PAUSE lifecycle hook (AWS_LAMBDA hooks are refused); hooks time out with their `timeoutConfiguration`.",
     "ListServicesByNamespace": "Services whose `serviceRegistries` name a Cloud Map service of the namespace (name, id or ARN); Service Connect is not implemented.",
     "SubmitTaskStateChange": "Also Berth's agent channel's report shape.",
     "TagResource": "Clusters, task definitions and services.",
@@ -71,7 +72,6 @@ NOTES = {
 # Why an operation is not implemented: required for every one that is not (the generator
 # fails otherwise). Shown only while the operation is not implemented.
 WHY_NOT = {
-    "ContinueServiceDeployment": "Needs deployment lifecycle hooks, which come with the load balancing issue; until then ECS's documented error.",
     "ExecuteCommand": "Needs an SSM Session Manager channel to the container (a later issue).",
     "CreateDaemon": "Daemons need managed instances (a later issue).",
     "UpdateDaemon": "Daemons need managed instances (a later issue).",

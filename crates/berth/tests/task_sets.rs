@@ -76,7 +76,7 @@ fn task_sets_suite() {
         .to_string();
     assert!(msg.contains("attachments[0].status"), "{msg}");
 
-    // ContinueServiceDeployment: no deployment waits on a lifecycle hook.
+    // ContinueServiceDeployment: an ARN that names no service deployment.
     s.aws(&[
         "ecs",
         "continue-service-deployment",

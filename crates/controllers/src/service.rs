@@ -99,6 +99,9 @@ pub struct Config {
     /// maximum is at least `D` plus their tasks), and the old (blue) tasks that run are not
     /// stopped for the deployment; lost, draining-instance and unhealthy ones still are.
     pub hold_old: bool,
+    /// A PAUSE lifecycle hook holds a traffic-shifting deployment before `SCALE_UP`
+    /// (`crate::traffic_shift`): no PRIMARY task starts.
+    pub hold_new: bool,
 }
 
 /// Health as the task reports it.

@@ -1,28 +1,45 @@
 //! Traffic-shifting deployments (ECS's `deploymentConfiguration.strategy` `BLUE_GREEN`,
-//! `LINEAR`, `CANARY`): which lifecycle stage a deployment is in and what weights the
+//! `LINEAR`, `CANARY`): which lifecycle stage a deployment is in, what weights the
 //! production listener rule's forward action gives the blue (old) and green (new) target
-//! groups. Pure: the clock and every observation come in through [`Progress`] (or, for a
-//! whole pass, [`plan`]'s [`Observed`] and [`Recorded`]); the server
+//! groups, and where PAUSE lifecycle hooks hold it. Pure: the clock and every observation
+//! come in through [`plan`]'s [`Observed`] and the deployment's record; the server
 //! (`server/src/ecs/services/controller/traffic.rs`) applies the weights to the production
-//! and test listener rules, holds the blue tasks until `CLEAN_UP`, and records the stage for
-//! DescribeServiceDeployments.
+//! and test listener rules, holds the blue tasks until `CLEAN_UP` (and the green ones before
+//! `SCALE_UP` while a hook holds there), stores the record the plan returns, and rolls back
+//! when the plan says so.
 //!
-//! Stages, in ECS's order (`ServiceDeploymentLifecycleStage`): `SCALE_UP` (green tasks start
-//! behind the alternate target group) until green is healthy at full size; then
-//! `TEST_TRAFFIC_SHIFT` (the test listener rule points at green) and
-//! `POST_TEST_TRAFFIC_SHIFT`; then `PRODUCTION_TRAFFIC_SHIFT`:
+//! Stages, in ECS's order (`ServiceDeploymentLifecycleStage`), each hook point in brackets
+//! (`DeploymentLifecycleHookStage`): [`RECONCILE_SERVICE`, only when the deployment started
+//! with more than one revision ACTIVE] [`PRE_SCALE_UP`], `SCALE_UP` (green tasks start
+//! behind the alternate target group) until green is healthy at full size (latched),
+//! [`POST_SCALE_UP`] [`TEST_TRAFFIC_SHIFT`], then the test listener rule points at green
+//! [`POST_TEST_TRAFFIC_SHIFT`] [`PRE_PRODUCTION_TRAFFIC_SHIFT`] [`PRODUCTION_TRAFFIC_SHIFT`];
+//! then `PRODUCTION_TRAFFIC_SHIFT` proper, from the pass that passes the last of those points:
 //! * `BLUE_GREEN`: green takes 100% at once;
 //! * `LINEAR { step, step_bake }`: green takes `step`% more every `step_bake` seconds
 //!   (`step`, `2 x step`, ... capped at 100);
 //! * `CANARY { percent, bake }`: green takes `percent`% for `bake` seconds, then 100%;
 //!
-//! then `BAKE_TIME` for `bake_time` seconds (blue kept for a rollback), then `CLEAN_UP`
-//! (blue scaled in). A PAUSE lifecycle hook on a stage holds the deployment at the start of
-//! that stage until ContinueServiceDeployment. A rollback at any stage puts 100% back on blue.
+//! then [`POST_PRODUCTION_TRAFFIC_SHIFT`], `BAKE_TIME` for `bake_time` seconds from when
+//! production reached 100% or that hook was resolved, whichever is later (blue kept for a
+//! rollback), then `CLEAN_UP` (blue scaled in).
+//!
+//! PAUSE hooks: at a hook point, every hook of the deployment naming that stage gets a run
+//! ([`HookRun`], `AWAITING_ACTION`, expiring `timeoutInMinutes` later), entered in the pass
+//! that reaches the point; the deployment stays there, production and test traffic as they
+//! are at that point, until every run is resolved: `SUCCEEDED` (ContinueServiceDeployment
+//! CONTINUE) or `TIMED_OUT` with action `CONTINUE` passes; `FAILED` (ROLLBACK) or `TIMED_OUT`
+//! with `ROLLBACK` makes the plan ask for a rollback, with 100% of production on blue at once.
+//! A run times out in the first pass at or after `expiresAt`, and counts as resolved at
+//! `expiresAt`. Each hook point is passed once per deployment (ECS's repeated invocations
+//! of a traffic-shift stage per step do not apply to PAUSE hooks here).
 //! Weights are integers 0-100 that always sum to 100 (ELB's weights are 0-999 per group; the
 //! rule gets these as they are).
 
-use berth_model::service_shift::ShiftSettings;
+use berth_model::service_shift::{HookRun, ShiftSettings, TrafficShiftRecord};
+use berth_wire::ecs::DeploymentLifecycleHookAction as Action;
+use berth_wire::ecs::DeploymentLifecycleHookStage as HookStage;
+use berth_wire::ecs::DeploymentLifecycleHookStatus as HookStatus;
 use berth_wire::ecs::DeploymentStrategy;
 
 /// A traffic-shifting strategy and its timings, in seconds.
@@ -45,10 +62,14 @@ pub enum Strategy {
 /// names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stage {
+    ReconcileService,
+    PreScaleUp,
     ScaleUp,
+    PostScaleUp,
     TestTrafficShift,
     PostTestTrafficShift,
     ProductionTrafficShift,
+    PostProductionTrafficShift,
     BakeTime,
     CleanUp,
     /// Finished: blue is gone, green serves everything.
@@ -59,30 +80,18 @@ impl Stage {
     /// The wire name (`ServiceDeploymentLifecycleStage`).
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::ReconcileService => "RECONCILE_SERVICE",
+            Stage::PreScaleUp => "PRE_SCALE_UP",
             Stage::ScaleUp => "SCALE_UP",
+            Stage::PostScaleUp => "POST_SCALE_UP",
             Stage::TestTrafficShift => "TEST_TRAFFIC_SHIFT",
             Stage::PostTestTrafficShift => "POST_TEST_TRAFFIC_SHIFT",
             Stage::ProductionTrafficShift => "PRODUCTION_TRAFFIC_SHIFT",
+            Stage::PostProductionTrafficShift => "POST_PRODUCTION_TRAFFIC_SHIFT",
             Stage::BakeTime => "BAKE_TIME",
             Stage::CleanUp | Stage::Done => "CLEAN_UP",
         }
     }
-}
-
-/// What the deployment has reached so far (recorded by the server between passes).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Progress {
-    /// Green runs its full count, every task healthy in the alternate target group.
-    pub green_ready: bool,
-    /// When production traffic started to shift (epoch seconds), once it has.
-    pub production_shift_started: Option<f64>,
-    /// Blue has been scaled in.
-    pub blue_gone: bool,
-    /// Stages held by a PAUSE hook that ContinueServiceDeployment has not released yet.
-    pub paused_at: Vec<Stage>,
-    /// The deployment is rolling back.
-    pub rolling_back: bool,
-    pub now: f64,
 }
 
 /// One pass's answer.
@@ -95,7 +104,8 @@ pub struct Shift {
     pub test_on_green: bool,
     /// A PAUSE hook holds the deployment here.
     pub paused: bool,
-    /// When the next time-based change is due (for the server's wake-up), if any.
+    /// When the next time-based change is due (a step, the end of a bake, the earliest
+    /// expiry of the hooks holding the deployment), if any.
     pub next_change_at: Option<f64>,
 }
 
@@ -125,62 +135,6 @@ pub fn green_percent(strategy: &Strategy, elapsed: f64) -> (u32, Option<f64>) {
             }
         }
     }
-}
-
-/// The stage and weights for `p` under `strategy`, with `bake_secs` of `bakeTimeInMinutes`.
-pub fn decide(strategy: &Strategy, bake_secs: f64, p: &Progress) -> Shift {
-    let blue_only = |stage, paused| Shift {
-        stage,
-        production: (100, 0),
-        test_on_green: false,
-        paused,
-        next_change_at: None,
-    };
-    if p.rolling_back {
-        return blue_only(Stage::ScaleUp, false);
-    }
-    let held = |s: Stage| p.paused_at.contains(&s);
-    if !p.green_ready {
-        return blue_only(Stage::ScaleUp, held(Stage::ScaleUp));
-    }
-    if held(Stage::TestTrafficShift) {
-        return blue_only(Stage::TestTrafficShift, true);
-    }
-    if held(Stage::PostTestTrafficShift) {
-        return Shift { test_on_green: true, ..blue_only(Stage::PostTestTrafficShift, true) };
-    }
-    let Some(started) = p.production_shift_started else {
-        // Ready to start shifting production traffic (the server records the start).
-        let paused = held(Stage::ProductionTrafficShift);
-        return Shift { test_on_green: true, ..blue_only(Stage::ProductionTrafficShift, paused) };
-    };
-    let elapsed = (p.now - started).max(0.0);
-    let (green, next) = green_percent(strategy, elapsed);
-    if green < 100 {
-        return Shift {
-            stage: Stage::ProductionTrafficShift,
-            production: (100 - green, green),
-            test_on_green: true,
-            paused: false,
-            next_change_at: next.map(|n| started + n),
-        };
-    }
-    // 100% on green since `full_at`.
-    let full_at = started + shift_duration(strategy);
-    let all_green = Shift {
-        stage: Stage::BakeTime,
-        production: (0, 100),
-        test_on_green: true,
-        paused: false,
-        next_change_at: None,
-    };
-    if p.now < full_at + bake_secs {
-        return Shift { next_change_at: Some(full_at + bake_secs), ..all_green };
-    }
-    if held(Stage::CleanUp) {
-        return Shift { stage: Stage::CleanUp, paused: true, ..all_green };
-    }
-    Shift { stage: if p.blue_gone { Stage::Done } else { Stage::CleanUp }, ..all_green }
 }
 
 /// How long production traffic takes to reach 100% green.
@@ -227,50 +181,184 @@ pub struct Observed {
     pub now: f64,
 }
 
-/// What the deployment recorded in earlier passes.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Recorded {
-    pub green_ready_at: Option<f64>,
-    pub production_shift_started: Option<f64>,
-}
-
 /// One pass's plan for a traffic-shifting deployment.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     pub shift: Shift,
-    /// What to record for the next pass.
-    pub recorded: Recorded,
+    /// The deployment's record after this pass (stage, readiness, production start, hook
+    /// runs).
+    pub record: TrafficShiftRecord,
     /// Keep the blue tasks (the stage is before `CLEAN_UP`).
     pub hold_blue: bool,
+    /// Start no green task (a hook holds the deployment before `SCALE_UP`).
+    pub hold_green: bool,
+    /// Roll the deployment back: this hook run was resolved `FAILED` or timed out with
+    /// action `ROLLBACK`.
+    pub rollback: Option<HookRun>,
 }
 
-/// The pass's plan: green is ready once it first runs its full count healthy (latched: a
-/// green task replaced later does not take traffic back); production starts shifting in the
-/// pass that finds green ready (so the weights of the first step apply at once); blue is
-/// held until `CLEAN_UP`.
-pub fn plan(strategy: &Strategy, bake_secs: f64, rec: Recorded, obs: Observed) -> Plan {
-    let mut recorded = rec;
-    if recorded.green_ready_at.is_none() && obs.green_healthy >= obs.desired {
-        recorded.green_ready_at = Some(obs.now);
+/// What the hooks at one point say.
+enum Gate {
+    Open,
+    /// Held until at least this time (the earliest expiry of the runs awaiting action).
+    Paused(f64),
+    Rollback(HookRun),
+}
+
+/// Enters, times out and reads the runs of `r`'s hooks at `stage` (see the module header).
+fn gate(r: &mut TrafficShiftRecord, stage: HookStage, now: f64, minute_secs: f64) -> Gate {
+    let mut paused: Option<f64> = None;
+    let mut rollback = None;
+    let hooks = r.hooks.clone();
+    for (i, h) in hooks.iter().enumerate() {
+        if !h.stages.contains(&stage) {
+            continue;
+        }
+        let pos = match r.hook_runs.iter().position(|x| x.hook == i && x.stage == stage) {
+            Some(p) => p,
+            None => {
+                let run = HookRun {
+                    hook_id: r.hook_id(i, stage),
+                    hook: i,
+                    stage,
+                    status: HookStatus::AwaitingAction,
+                    entered_at: now,
+                    expires_at: now + f64::from(h.timeout_minutes.max(1)) * minute_secs,
+                    timeout_action: h.timeout_action,
+                    resolved_at: None,
+                };
+                r.hook_runs.push(run);
+                r.hook_runs.len() - 1
+            }
+        };
+        let run = &mut r.hook_runs[pos];
+        if run.status == HookStatus::AwaitingAction && now >= run.expires_at {
+            run.status = HookStatus::TimedOut;
+            run.resolved_at = Some(run.expires_at);
+        }
+        match (run.status, run.timeout_action) {
+            (HookStatus::AwaitingAction | HookStatus::InProgress, _) => {
+                paused = Some(paused.map_or(run.expires_at, |p: f64| p.min(run.expires_at)));
+            }
+            (HookStatus::Succeeded, _) | (HookStatus::TimedOut, Action::Continue) => {}
+            (HookStatus::Failed, _) | (HookStatus::TimedOut, Action::Rollback) => {
+                rollback.get_or_insert_with(|| run.clone());
+            }
+        }
     }
-    let progress = |r: &Recorded| Progress {
-        green_ready: r.green_ready_at.is_some(),
-        production_shift_started: r.production_shift_started,
-        blue_gone: obs.blue_tasks == 0,
-        paused_at: Vec::new(),
-        rolling_back: false,
-        now: obs.now,
+    match (rollback, paused) {
+        (Some(run), _) => Gate::Rollback(run),
+        (None, Some(until)) => Gate::Paused(until),
+        (None, None) => Gate::Open,
+    }
+}
+
+/// The pass's plan (see the module header) for the deployment recorded as `rec` under
+/// `strategy`, with `bake_secs` of `bakeTimeInMinutes` and hook timeouts counted in minutes
+/// of `minute_secs` seconds: green is ready once it first runs its full count healthy
+/// (latched: a green task replaced later does not take traffic back); production starts
+/// shifting in the pass that passes the last hook point before it (so the weights of the
+/// first step apply at once); blue is held until `CLEAN_UP`.
+pub fn plan(
+    strategy: &Strategy,
+    bake_secs: f64,
+    minute_secs: f64,
+    rec: &TrafficShiftRecord,
+    obs: Observed,
+) -> Plan {
+    let now = obs.now;
+    let mut r = rec.clone();
+    let shift = |stage, production, test_on_green| Shift {
+        stage,
+        production,
+        test_on_green,
+        paused: false,
+        next_change_at: None,
     };
-    let mut shift = decide(strategy, bake_secs, &progress(&recorded));
-    if shift.stage == Stage::ProductionTrafficShift
-        && !shift.paused
-        && recorded.production_shift_started.is_none()
-    {
-        recorded.production_shift_started = Some(obs.now);
-        shift = decide(strategy, bake_secs, &progress(&recorded));
+    let finish = |mut r: TrafficShiftRecord, shift: Shift, hold_green, rollback| {
+        r.stage = Some(shift.stage.as_str().to_string());
+        Plan { hold_blue: shift.stage < Stage::CleanUp, shift, record: r, hold_green, rollback }
+    };
+    // Hook points before production shifts: (applies, hook stage, stage shown, test rule on
+    // green, green launches held).
+    let before_production = [
+        (r.reconcile, HookStage::ReconcileService, Stage::ReconcileService, false, true),
+        (true, HookStage::PreScaleUp, Stage::PreScaleUp, false, true),
+        (true, HookStage::PostScaleUp, Stage::PostScaleUp, false, false),
+        (true, HookStage::TestTrafficShift, Stage::TestTrafficShift, false, false),
+        (true, HookStage::PostTestTrafficShift, Stage::PostTestTrafficShift, true, false),
+        (true, HookStage::PreProductionTrafficShift, Stage::ProductionTrafficShift, true, false),
+        (true, HookStage::ProductionTrafficShift, Stage::ProductionTrafficShift, true, false),
+    ];
+    for (applies, hook_stage, stage, test_on_green, hold_green) in before_production {
+        if !applies {
+            continue;
+        }
+        if hook_stage == HookStage::PostScaleUp {
+            // SCALE_UP lies between PRE_SCALE_UP and POST_SCALE_UP.
+            if r.green_ready_at.is_none() && obs.green_healthy >= obs.desired {
+                r.green_ready_at = Some(now);
+            }
+            if r.green_ready_at.is_none() {
+                return finish(r, shift(Stage::ScaleUp, (100, 0), false), false, None);
+            }
+        }
+        match gate(&mut r, hook_stage, now, minute_secs) {
+            Gate::Open => {}
+            Gate::Paused(until) => {
+                let s = Shift {
+                    paused: true,
+                    next_change_at: Some(until),
+                    ..shift(stage, (100, 0), test_on_green)
+                };
+                return finish(r, s, hold_green, None);
+            }
+            Gate::Rollback(run) => {
+                return finish(r, shift(stage, (100, 0), false), hold_green, Some(run));
+            }
+        }
     }
-    let hold_blue = shift.stage < Stage::CleanUp;
-    Plan { shift, recorded, hold_blue }
+    let started = *r.production_shift_started.get_or_insert(now);
+    let (green, next) = green_percent(strategy, (now - started).max(0.0));
+    if green < 100 {
+        let s = Shift {
+            next_change_at: next.map(|n| started + n),
+            ..shift(Stage::ProductionTrafficShift, (100 - green, green), true)
+        };
+        return finish(r, s, false, None);
+    }
+    match gate(&mut r, HookStage::PostProductionTrafficShift, now, minute_secs) {
+        Gate::Open => {}
+        Gate::Paused(until) => {
+            let s = Shift {
+                paused: true,
+                next_change_at: Some(until),
+                ..shift(Stage::PostProductionTrafficShift, (0, 100), true)
+            };
+            return finish(r, s, false, None);
+        }
+        Gate::Rollback(run) => {
+            let s = shift(Stage::PostProductionTrafficShift, (100, 0), false);
+            return finish(r, s, false, Some(run));
+        }
+    }
+    // 100% on green since `full_at`; the bake starts once the hooks there are resolved.
+    let full_at = started + shift_duration(strategy);
+    let bake_from = r
+        .hook_runs
+        .iter()
+        .filter(|x| x.stage == HookStage::PostProductionTrafficShift)
+        .filter_map(|x| x.resolved_at)
+        .fold(full_at, f64::max);
+    if now < bake_from + bake_secs {
+        let s = Shift {
+            next_change_at: Some(bake_from + bake_secs),
+            ..shift(Stage::BakeTime, (0, 100), true)
+        };
+        return finish(r, s, false, None);
+    }
+    let stage = if obs.blue_tasks == 0 { Stage::Done } else { Stage::CleanUp };
+    finish(r, shift(stage, (0, 100), true), false, None)
 }
 
 #[cfg(test)]
@@ -306,167 +394,117 @@ mod tests {
         assert_eq!(shift_duration(&canary), 300.0);
     }
 
-    fn progress(now: f64) -> Progress {
-        Progress {
-            green_ready: true,
-            production_shift_started: Some(1000.0),
-            blue_gone: false,
-            paused_at: vec![],
-            rolling_back: false,
-            now,
+    fn record(ready: Option<f64>, started: Option<f64>) -> TrafficShiftRecord {
+        TrafficShiftRecord {
+            green_ready_at: ready,
+            production_shift_started: started,
+            shifting: true,
+            ..Default::default()
         }
     }
 
-    #[test]
-    fn stages_in_order_with_hooks_and_rollback() {
-        let canary = Strategy::Canary { canary_percent: 20.0, canary_bake_secs: 60.0 };
-        let bake = 120.0;
-        // (case, progress, stage, (blue, green), test on green, paused)
-        let cases = [
-            (
-                "scaling up",
-                Progress { green_ready: false, production_shift_started: None, ..progress(0.0) },
-                Stage::ScaleUp,
-                (100, 0),
-                false,
-                false,
-            ),
-            (
-                "held before test traffic",
-                Progress {
-                    production_shift_started: None,
-                    paused_at: vec![Stage::TestTrafficShift],
-                    ..progress(0.0)
-                },
-                Stage::TestTrafficShift,
-                (100, 0),
-                false,
-                true,
-            ),
-            (
-                "held after test traffic",
-                Progress {
-                    production_shift_started: None,
-                    paused_at: vec![Stage::PostTestTrafficShift],
-                    ..progress(0.0)
-                },
-                Stage::PostTestTrafficShift,
-                (100, 0),
-                true,
-                true,
-            ),
-            (
-                "ready for production",
-                Progress { production_shift_started: None, ..progress(0.0) },
-                Stage::ProductionTrafficShift,
-                (100, 0),
-                true,
-                false,
-            ),
-            ("canary", progress(1010.0), Stage::ProductionTrafficShift, (80, 20), true, false),
-            ("baking", progress(1100.0), Stage::BakeTime, (0, 100), true, false),
-            ("clean up", progress(1181.0), Stage::CleanUp, (0, 100), true, false),
-            (
-                "held before clean up",
-                Progress { paused_at: vec![Stage::CleanUp], ..progress(1181.0) },
-                Stage::CleanUp,
-                (0, 100),
-                true,
-                true,
-            ),
-            (
-                "done",
-                Progress { blue_gone: true, ..progress(1181.0) },
-                Stage::Done,
-                (0, 100),
-                true,
-                false,
-            ),
-            (
-                "rolling back mid-shift",
-                Progress { rolling_back: true, ..progress(1010.0) },
-                Stage::ScaleUp,
-                (100, 0),
-                false,
-                false,
-            ),
-        ];
-        for (case, p, stage, weights, test, paused) in cases {
-            let s = decide(&canary, bake, &p);
-            assert_eq!(
-                (s.stage, s.production, s.test_on_green, s.paused),
-                (stage, weights, test, paused),
-                "{case}"
-            );
-            assert_eq!(s.production.0 + s.production.1, 100, "{case}");
-        }
-        assert_eq!(decide(&canary, bake, &progress(1010.0)).next_change_at, Some(1060.0));
-        assert_eq!(decide(&canary, bake, &progress(1100.0)).next_change_at, Some(1180.0));
+    fn obs(green: u32, blue: u32, now: f64) -> Observed {
+        Observed { green_healthy: green, desired: 2, blue_tasks: blue, now }
     }
 
     #[test]
     fn a_pass_plans_from_what_it_sees() {
         let linear = Strategy::Linear { step_percent: 50.0, step_bake_secs: 10.0 };
-        let obs =
-            |green, blue, now| Observed { green_healthy: green, desired: 2, blue_tasks: blue, now };
-        let rec =
-            |ready, started| Recorded { green_ready_at: ready, production_shift_started: started };
-        // (case, recorded, observed, stage, (blue, green), hold blue, recorded after)
+        let canary = Strategy::Canary { canary_percent: 20.0, canary_bake_secs: 60.0 };
+        // (case, strategy, recorded, observed, stage, (blue, green), hold blue,
+        //  (ready, started) after)
         let cases = [
             (
                 "green starting",
-                rec(None, None),
+                &linear,
+                record(None, None),
                 obs(1, 2, 100.0),
                 Stage::ScaleUp,
                 (100, 0),
                 true,
-                rec(None, None),
+                (None, None),
             ),
             (
                 "green ready: first step at once",
-                rec(None, None),
+                &linear,
+                record(None, None),
                 obs(2, 2, 100.0),
                 Stage::ProductionTrafficShift,
                 (50, 50),
                 true,
-                rec(Some(100.0), Some(100.0)),
+                (Some(100.0), Some(100.0)),
             ),
             (
                 "a green task replaced later keeps the shift going",
-                rec(Some(100.0), Some(100.0)),
+                &linear,
+                record(Some(100.0), Some(100.0)),
                 obs(1, 2, 110.0),
                 Stage::BakeTime,
                 (0, 100),
                 true,
-                rec(Some(100.0), Some(100.0)),
+                (Some(100.0), Some(100.0)),
             ),
             (
                 "bake over: clean up",
-                rec(Some(100.0), Some(100.0)),
+                &linear,
+                record(Some(100.0), Some(100.0)),
                 obs(2, 2, 141.0),
                 Stage::CleanUp,
                 (0, 100),
                 false,
-                rec(Some(100.0), Some(100.0)),
+                (Some(100.0), Some(100.0)),
             ),
             (
                 "blue gone",
-                rec(Some(100.0), Some(100.0)),
+                &linear,
+                record(Some(100.0), Some(100.0)),
                 obs(2, 0, 200.0),
                 Stage::Done,
                 (0, 100),
                 false,
-                rec(Some(100.0), Some(100.0)),
+                (Some(100.0), Some(100.0)),
+            ),
+            (
+                "canary",
+                &canary,
+                record(Some(1000.0), Some(1000.0)),
+                obs(2, 2, 1010.0),
+                Stage::ProductionTrafficShift,
+                (80, 20),
+                true,
+                (Some(1000.0), Some(1000.0)),
+            ),
+            (
+                "canary baking",
+                &canary,
+                record(Some(1000.0), Some(1000.0)),
+                obs(2, 2, 1080.0),
+                Stage::BakeTime,
+                (0, 100),
+                true,
+                (Some(1000.0), Some(1000.0)),
             ),
         ];
-        for (case, r, o, stage, weights, hold, after) in cases {
-            let p = plan(&linear, 30.0, r, o);
+        for (case, strategy, r, o, stage, weights, hold, after) in cases {
+            let p = plan(strategy, 30.0, 60.0, &r, o);
             assert_eq!(
-                (p.shift.stage, p.shift.production, p.hold_blue, p.recorded),
+                (
+                    p.shift.stage,
+                    p.shift.production,
+                    p.hold_blue,
+                    (p.record.green_ready_at, p.record.production_shift_started)
+                ),
                 (stage, weights, hold, after),
                 "{case}"
             );
+            assert_eq!(p.shift.production.0 + p.shift.production.1, 100, "{case}");
+            assert_eq!(p.record.stage.as_deref(), Some(stage.as_str()), "{case}");
+            assert!(!p.shift.paused && !p.hold_green && p.rollback.is_none(), "{case}");
         }
+        let p = plan(&canary, 120.0, 60.0, &record(Some(1000.0), Some(1000.0)), obs(2, 2, 1010.0));
+        assert_eq!(p.shift.next_change_at, Some(1060.0));
+        let p = plan(&canary, 120.0, 60.0, &record(Some(1000.0), Some(1000.0)), obs(2, 2, 1100.0));
+        assert_eq!(p.shift.next_change_at, Some(1180.0));
         let bg = ShiftSettings {
             strategy: DeploymentStrategy::Canary,
             bake_time_minutes: 2,
@@ -474,10 +512,258 @@ mod tests {
             step_bake_minutes: 6,
             canary_percent_tenths: 5,
             canary_bake_minutes: 3,
+            hooks: vec![],
         };
         assert_eq!(
             Strategy::from_settings(&bg, 1.0),
             (Strategy::Canary { canary_percent: 0.5, canary_bake_secs: 3.0 }, 2.0)
+        );
+    }
+
+    use berth_model::service_shift::PauseHook;
+
+    fn hook(stages: &[HookStage], minutes: i32, action: Action) -> PauseHook {
+        PauseHook { stages: stages.to_vec(), timeout_minutes: minutes, timeout_action: action }
+    }
+
+    /// What an operator does before a pass: ContinueServiceDeployment on the run of hook
+    /// `i` at `stage` (`SUCCEEDED` for CONTINUE, `FAILED` for ROLLBACK).
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        None,
+        Resolve(usize, HookStage, HookStatus),
+    }
+
+    /// Expected of one pass.
+    #[derive(Debug, PartialEq)]
+    struct Want {
+        stage: Stage,
+        production: (u32, u32),
+        test_on_green: bool,
+        paused: bool,
+        hold_green: bool,
+        /// The rollback's hook stage and status.
+        rollback: Option<(HookStage, HookStatus)>,
+    }
+
+    fn want(stage: Stage, production: (u32, u32), test: bool, paused: bool) -> Want {
+        Want { stage, production, test_on_green: test, paused, hold_green: false, rollback: None }
+    }
+
+    /// Runs passes in order, carrying the record from one to the next (as the server stores
+    /// it), each after its operator action: (time, green healthy, blue tasks, action, want).
+    fn walk(
+        strategy: &Strategy,
+        bake: f64,
+        start: TrafficShiftRecord,
+        passes: Vec<(f64, u32, u32, Op, Want)>,
+    ) -> TrafficShiftRecord {
+        let mut r = start;
+        for (now, green, blue, op, w) in passes {
+            if let Op::Resolve(i, stage, status) = op {
+                let run = r
+                    .hook_runs
+                    .iter_mut()
+                    .find(|x| x.hook == i && x.stage == stage)
+                    .unwrap_or_else(|| panic!("no run of hook {i} at {stage:?} at {now}"));
+                assert_eq!(run.status, HookStatus::AwaitingAction, "at {now}");
+                run.status = status;
+                run.resolved_at = Some(now);
+            }
+            let p = plan(strategy, bake, 1.0, &r, obs(green, blue, now));
+            let got = Want {
+                stage: p.shift.stage,
+                production: p.shift.production,
+                test_on_green: p.shift.test_on_green,
+                paused: p.shift.paused,
+                hold_green: p.hold_green,
+                rollback: p.rollback.as_ref().map(|x| (x.stage, x.status)),
+            };
+            assert_eq!(got, w, "pass at {now}");
+            r = p.record;
+        }
+        r
+    }
+
+    #[test]
+    fn pause_hooks_hold_each_stage_in_order() {
+        use HookStage::*;
+        use HookStatus::*;
+        let start = TrafficShiftRecord {
+            hooks: vec![
+                hook(&[PreScaleUp], 2, Action::Continue),
+                hook(&[PostTestTrafficShift, PostProductionTrafficShift], 10, Action::Rollback),
+            ],
+            hook_seed: "seed".into(),
+            ..record(None, None)
+        };
+        let held_green = |stage| Want { hold_green: true, ..want(stage, (100, 0), false, true) };
+        let end = walk(
+            &Strategy::BlueGreen,
+            3.0,
+            start,
+            vec![
+                (0.0, 0, 2, Op::None, held_green(Stage::PreScaleUp)),
+                (1.9, 0, 2, Op::None, held_green(Stage::PreScaleUp)),
+                // Timed out with CONTINUE: green scales up.
+                (2.0, 0, 2, Op::None, want(Stage::ScaleUp, (100, 0), false, false)),
+                (2.5, 1, 2, Op::None, want(Stage::ScaleUp, (100, 0), false, false)),
+                // Green ready: the test rule moves, production waits.
+                (3.0, 2, 2, Op::None, want(Stage::PostTestTrafficShift, (100, 0), true, true)),
+                (4.9, 2, 2, Op::None, want(Stage::PostTestTrafficShift, (100, 0), true, true)),
+                // CONTINUE: production flips at once, then the next hook holds.
+                (
+                    5.0,
+                    2,
+                    2,
+                    Op::Resolve(1, PostTestTrafficShift, Succeeded),
+                    want(Stage::PostProductionTrafficShift, (0, 100), true, true),
+                ),
+                (
+                    6.0,
+                    2,
+                    2,
+                    Op::Resolve(1, PostProductionTrafficShift, Succeeded),
+                    want(Stage::BakeTime, (0, 100), true, false),
+                ),
+                // The bake runs from the CONTINUE (6 s), not from production's 100% (5 s).
+                (8.9, 2, 2, Op::None, want(Stage::BakeTime, (0, 100), true, false)),
+                (9.0, 2, 2, Op::None, want(Stage::CleanUp, (0, 100), true, false)),
+                (10.0, 2, 0, Op::None, want(Stage::Done, (0, 100), true, false)),
+            ],
+        );
+        // (id, stage, status, entered, expires, resolved)
+        type Run<'a> = (&'a str, HookStage, HookStatus, f64, f64, Option<f64>);
+        let runs: Vec<Run> = end
+            .hook_runs
+            .iter()
+            .map(|x| {
+                (x.hook_id.as_str(), x.stage, x.status, x.entered_at, x.expires_at, x.resolved_at)
+            })
+            .collect();
+        assert_eq!(
+            runs,
+            vec![
+                ("ecs-pause-seed0-pre_scale_up", PreScaleUp, TimedOut, 0.0, 2.0, Some(2.0)),
+                (
+                    "ecs-pause-seed1-post_test_traffic_shift",
+                    PostTestTrafficShift,
+                    Succeeded,
+                    3.0,
+                    13.0,
+                    Some(5.0)
+                ),
+                (
+                    "ecs-pause-seed1-post_production_traffic_shift",
+                    PostProductionTrafficShift,
+                    Succeeded,
+                    5.0,
+                    15.0,
+                    Some(6.0)
+                ),
+            ]
+        );
+        assert_eq!(end.production_shift_started, Some(5.0));
+    }
+
+    #[test]
+    fn pause_hooks_roll_back_and_wait_for_every_hook() {
+        use HookStage::*;
+        use HookStatus::*;
+        let linear = Strategy::Linear { step_percent: 50.0, step_bake_secs: 10.0 };
+        let blue = |stage| want(stage, (100, 0), false, false);
+        let rollback = |stage, at, status| Want { rollback: Some((at, status)), ..blue(stage) };
+        // A timeout with ROLLBACK; production never moved.
+        walk(
+            &linear,
+            0.0,
+            TrafficShiftRecord {
+                hooks: vec![hook(&[PostScaleUp], 5, Action::Rollback)],
+                ..record(None, None)
+            },
+            vec![
+                (0.0, 2, 2, Op::None, want(Stage::PostScaleUp, (100, 0), false, true)),
+                (4.9, 2, 2, Op::None, want(Stage::PostScaleUp, (100, 0), false, true)),
+                (5.0, 2, 2, Op::None, rollback(Stage::PostScaleUp, PostScaleUp, TimedOut)),
+            ],
+        );
+        // ROLLBACK after production reached 100%: production goes back to blue at once.
+        walk(
+            &linear,
+            0.0,
+            TrafficShiftRecord {
+                hooks: vec![hook(&[PostProductionTrafficShift], 60, Action::Continue)],
+                ..record(None, None)
+            },
+            vec![
+                (0.0, 2, 2, Op::None, want(Stage::ProductionTrafficShift, (50, 50), true, false)),
+                (
+                    10.0,
+                    2,
+                    2,
+                    Op::None,
+                    want(Stage::PostProductionTrafficShift, (0, 100), true, true),
+                ),
+                (
+                    11.0,
+                    2,
+                    2,
+                    Op::Resolve(0, PostProductionTrafficShift, Failed),
+                    rollback(Stage::PostProductionTrafficShift, PostProductionTrafficShift, Failed),
+                ),
+            ],
+        );
+        // Two hooks at one stage: both must be resolved; RECONCILE_SERVICE only applies to a
+        // deployment that started with several revisions ACTIVE.
+        let two = vec![
+            hook(&[ReconcileService, TestTrafficShift], 60, Action::Rollback),
+            hook(&[TestTrafficShift], 60, Action::Rollback),
+        ];
+        walk(
+            &Strategy::BlueGreen,
+            0.0,
+            TrafficShiftRecord { hooks: two.clone(), ..record(None, None) },
+            vec![
+                (0.0, 2, 2, Op::None, want(Stage::TestTrafficShift, (100, 0), false, true)),
+                (
+                    1.0,
+                    2,
+                    2,
+                    Op::Resolve(1, TestTrafficShift, Succeeded),
+                    want(Stage::TestTrafficShift, (100, 0), false, true),
+                ),
+                (
+                    2.0,
+                    2,
+                    2,
+                    Op::Resolve(0, TestTrafficShift, Succeeded),
+                    want(Stage::CleanUp, (0, 100), true, false),
+                ),
+            ],
+        );
+        walk(
+            &Strategy::BlueGreen,
+            0.0,
+            TrafficShiftRecord { hooks: two, reconcile: true, ..record(None, None) },
+            vec![
+                (
+                    0.0,
+                    0,
+                    2,
+                    Op::None,
+                    Want {
+                        hold_green: true,
+                        ..want(Stage::ReconcileService, (100, 0), false, true)
+                    },
+                ),
+                (
+                    1.0,
+                    0,
+                    2,
+                    Op::Resolve(0, ReconcileService, Succeeded),
+                    want(Stage::ScaleUp, (100, 0), false, false),
+                ),
+            ],
         );
     }
 }

@@ -13,9 +13,13 @@
 //! * `canaryConfiguration.canaryPercent`: a multiple of 0.1 from 0.1 to 100.0 (default 5.0,
 //!   canary bake default 10 minutes); only with strategy `CANARY`;
 //! * `bakeTimeInMinutes` defaults to 0 (Berth; ECS asks for it with `BLUE_GREEN`);
-//! * `lifecycleHooks`: only with a traffic-shifting strategy; `AWS_LAMBDA` hooks (the
-//!   default target type) are unsupported (Berth has no function runtime to invoke) and so
-//!   are `PAUSE` hooks (not implemented yet): both `UnsupportedFeatureException`;
+//! * `lifecycleHooks`: only with a traffic-shifting strategy; given, they replace the
+//!   service's hooks (an empty list clears them). `AWS_LAMBDA` hooks (the default target
+//!   type) are unsupported (Berth has no function runtime to invoke:
+//!   `UnsupportedFeatureException`). A `PAUSE` hook ([`PauseHook`]) names at least one of
+//!   `lifecycleStages`; `timeoutConfiguration.timeoutInMinutes` is 1-20160 (default 1440)
+//!   and `action` defaults to `ROLLBACK` (ECS's defaults); `hookTargetArn`, `roleArn` and
+//!   `hookDetails` do not apply to PAUSE hooks (ECS: "not applicable") and are dropped;
 //! * a traffic-shifting strategy needs `loadBalancers` whose every entry has
 //!   `advancedConfiguration` with `alternateTargetGroupArn` and `productionListenerRule`
 //!   (Berth shifts traffic only through an ELBv2 listener rule: [`check_advanced`]).
@@ -24,8 +28,10 @@
 //! seconds (default 60) so tests can run a LINEAR deployment in seconds.
 
 use berth_wire::ecs::{
-    AdvancedConfiguration, CanaryConfiguration, DeploymentConfiguration,
-    DeploymentLifecycleHookTargetType, DeploymentStrategy, LinearConfiguration, LoadBalancer,
+    AdvancedConfiguration, CanaryConfiguration, DeploymentConfiguration, DeploymentLifecycleHook,
+    DeploymentLifecycleHookAction, DeploymentLifecycleHookStage, DeploymentLifecycleHookStatus,
+    DeploymentLifecycleHookTargetType, DeploymentLifecycleHookTimeoutConfiguration,
+    DeploymentStrategy, LinearConfiguration, LoadBalancer,
 };
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +40,58 @@ use crate::service_rules::ServiceRuleError;
 
 /// Longest bake time ECS allows, in minutes.
 pub const MAX_BAKE_MINUTES: i32 = 1440;
+/// A PAUSE hook's timeout when `timeoutConfiguration` leaves it out, in minutes (ECS: 24 h).
+pub const DEFAULT_HOOK_TIMEOUT_MINUTES: i32 = 1440;
+/// Longest PAUSE hook timeout ECS allows, in minutes (14 days).
+pub const MAX_HOOK_TIMEOUT_MINUTES: i32 = 20160;
+
+/// A `PAUSE` deployment lifecycle hook: the deployment waits at each of `stages` for
+/// ContinueServiceDeployment, at most `timeout_minutes`, then takes `timeout_action`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseHook {
+    /// At least one, as given (duplicates removed).
+    pub stages: Vec<DeploymentLifecycleHookStage>,
+    /// 1-20160.
+    pub timeout_minutes: i32,
+    pub timeout_action: DeploymentLifecycleHookAction,
+}
+
+impl PauseHook {
+    /// The wire shape DescribeServices shows.
+    pub fn render(&self) -> DeploymentLifecycleHook {
+        DeploymentLifecycleHook {
+            target_type: Some(DeploymentLifecycleHookTargetType::Pause),
+            lifecycle_stages: Some(self.stages.clone()),
+            timeout_configuration: Some(DeploymentLifecycleHookTimeoutConfiguration {
+                timeout_in_minutes: Some(self.timeout_minutes),
+                action: Some(self.timeout_action),
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// One PAUSE hook reached by a deployment at one stage (DescribeServiceDeployments'
+/// `lifecycleHookDetails`). Invariant: `status` is `AWAITING_ACTION` until
+/// ContinueServiceDeployment (`SUCCEEDED` for CONTINUE, `FAILED` for ROLLBACK) or the
+/// timeout (`TIMED_OUT`) resolves it, and then `resolved_at` is set; it never changes again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookRun {
+    /// Unique among the service's deployments: [`TrafficShiftRecord::hook_id`].
+    pub hook_id: String,
+    /// Position of the hook in the deployment's [`TrafficShiftRecord::hooks`].
+    pub hook: usize,
+    pub stage: DeploymentLifecycleHookStage,
+    pub status: DeploymentLifecycleHookStatus,
+    /// Epoch seconds.
+    pub entered_at: f64,
+    pub expires_at: f64,
+    pub timeout_action: DeploymentLifecycleHookAction,
+    #[serde(default)]
+    pub resolved_at: Option<f64>,
+}
 
 /// A traffic-shifting service's strategy and timings; percentages in tenths of a percent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +104,9 @@ pub struct ShiftSettings {
     pub step_bake_minutes: i32,
     pub canary_percent_tenths: u32,
     pub canary_bake_minutes: i32,
+    /// PAUSE lifecycle hooks, in the order given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<PauseHook>,
 }
 
 impl ShiftSettings {
@@ -57,6 +118,7 @@ impl ShiftSettings {
             step_bake_minutes: 6,
             canary_percent_tenths: 50,
             canary_bake_minutes: 10,
+            hooks: Vec::new(),
         }
     }
 
@@ -78,6 +140,9 @@ impl ShiftSettings {
                 })
             }
             _ => {}
+        }
+        if !self.hooks.is_empty() {
+            dc.lifecycle_hooks = Some(self.hooks.iter().map(PauseHook::render).collect());
         }
     }
 }
@@ -102,6 +167,28 @@ pub struct TrafficShiftRecord {
     /// The lifecycle stage last recorded (`ServiceDeploymentLifecycleStage` wire name).
     #[serde(default)]
     pub stage: Option<String>,
+    /// The service's PAUSE hooks when the deployment started (a later UpdateService does not
+    /// change a deployment under way).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<PauseHook>,
+    /// The hooks reached so far, in the order reached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hook_runs: Vec<HookRun>,
+    /// More than one service revision was ACTIVE when the deployment started: it passes
+    /// through ECS's `RECONCILE_SERVICE` stage.
+    #[serde(default)]
+    pub reconcile: bool,
+    /// Random, fixed at creation: makes hook ids unique across deployments.
+    #[serde(default)]
+    pub hook_seed: String,
+}
+
+impl TrafficShiftRecord {
+    /// The id of the run of hook `hook` (its position) at `stage`: stable across passes and
+    /// restarts, unique across deployments through [`TrafficShiftRecord::hook_seed`].
+    pub fn hook_id(&self, hook: usize, stage: DeploymentLifecycleHookStage) -> String {
+        format!("ecs-pause-{}{hook}-{}", self.hook_seed, stage.as_str().to_ascii_lowercase())
+    }
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ServiceRuleError {
@@ -203,33 +290,70 @@ pub fn apply(
             s.canary_bake_minutes = minutes("canaryConfiguration.canaryBakeTimeInMinutes", m)?;
         }
     }
-    // The first hook decides: every hook is refused for now.
-    if let Some((i, h)) = dc.lifecycle_hooks.iter().flatten().enumerate().next() {
-        let f = format!("{P}.lifecycleHooks[{i}]");
-        if s.is_none() {
-            return Err(invalid(
-                f,
-                format!(
-                    "{P}.lifecycleHooks apply to the BLUE_GREEN, LINEAR and CANARY strategies; set strategy or omit lifecycleHooks."
-                ),
-            ));
+    if let Some(hooks) = &dc.lifecycle_hooks {
+        let mut parsed = Vec::with_capacity(hooks.len());
+        for (i, h) in hooks.iter().enumerate() {
+            let f = format!("{P}.lifecycleHooks[{i}]");
+            if s.is_none() {
+                return Err(invalid(
+                    f,
+                    format!(
+                        "{P}.lifecycleHooks apply to the BLUE_GREEN, LINEAR and CANARY strategies; set strategy or omit lifecycleHooks."
+                    ),
+                ));
+            }
+            parsed.push(pause_hook(&f, h)?);
         }
-        return Err(match h.target_type.unwrap_or(DeploymentLifecycleHookTargetType::AwsLambda) {
-            DeploymentLifecycleHookTargetType::AwsLambda => unsupported(
-                format!("{f}.targetType"),
-                format!(
-                    "{f}.targetType AWS_LAMBDA: Berth has no Lambda function runtime to invoke lifecycle hooks with. Omit lifecycleHooks."
-                ),
-            ),
-            DeploymentLifecycleHookTargetType::Pause => unsupported(
-                format!("{f}.targetType"),
-                format!(
-                    "{f}.targetType PAUSE: PAUSE lifecycle hooks (and ContinueServiceDeployment) are not implemented by Berth yet. Omit lifecycleHooks."
-                ),
-            ),
-        });
+        if let Some(s) = s.as_mut() {
+            s.hooks = parsed;
+        }
     }
     Ok(s)
+}
+
+/// Hook `h` (named `f` in errors) as a [`PauseHook`] (see the module header).
+fn pause_hook(f: &str, h: &DeploymentLifecycleHook) -> Result<PauseHook, ServiceRuleError> {
+    if h.target_type.unwrap_or(DeploymentLifecycleHookTargetType::AwsLambda)
+        == DeploymentLifecycleHookTargetType::AwsLambda
+    {
+        return Err(unsupported(
+            format!("{f}.targetType"),
+            format!(
+                "{f}.targetType AWS_LAMBDA: Berth has no Lambda function runtime to invoke lifecycle hooks with. Use targetType PAUSE, or omit lifecycleHooks."
+            ),
+        ));
+    }
+    let mut stages: Vec<DeploymentLifecycleHookStage> = Vec::new();
+    for st in h.lifecycle_stages.iter().flatten() {
+        if !stages.contains(st) {
+            stages.push(*st);
+        }
+    }
+    if stages.is_empty() {
+        return Err(invalid(
+            format!("{f}.lifecycleStages"),
+            format!(
+                "{f}.lifecycleStages must name at least one stage ({}).",
+                DeploymentLifecycleHookStage::VALUES.join(", ")
+            ),
+        ));
+    }
+    let t = h.timeout_configuration.as_ref();
+    let timeout_minutes =
+        t.and_then(|t| t.timeout_in_minutes).unwrap_or(DEFAULT_HOOK_TIMEOUT_MINUTES);
+    if !(1..=MAX_HOOK_TIMEOUT_MINUTES).contains(&timeout_minutes) {
+        return Err(invalid(
+            format!("{f}.timeoutConfiguration.timeoutInMinutes"),
+            format!(
+                "{f}.timeoutConfiguration.timeoutInMinutes must be between 1 and {MAX_HOOK_TIMEOUT_MINUTES}; got {timeout_minutes}."
+            ),
+        ));
+    }
+    Ok(PauseHook {
+        stages,
+        timeout_minutes,
+        timeout_action: t.and_then(|t| t.action).unwrap_or(DeploymentLifecycleHookAction::Rollback),
+    })
 }
 
 /// The `advancedConfiguration` of `lb` (entry `i`) checked for shape; `shifting`: the service
@@ -311,12 +435,13 @@ pub fn check_service(
 /// The traffic record of a new deployment of a service with `lbs`, replacing `deployments`
 /// (newest first; empty for CreateService's): `None` without `advancedConfiguration`; the
 /// first deployment serves from the primary target groups; a new deployment under a
-/// traffic-shifting strategy (`shifting`) takes the side opposite the one serving (the
-/// newest deployment that completed, else the PRIMARY's); under ROLLING it stays on that side.
+/// traffic-shifting strategy (`shift`) takes the side opposite the one serving (the newest
+/// deployment that completed, else the PRIMARY's) and keeps the strategy's PAUSE hooks; under
+/// ROLLING it stays on that side.
 pub fn new_record(
     deployments: &[crate::service::DeploymentRecord],
     lbs: &[LoadBalancer],
-    shifting: bool,
+    shift: Option<&ShiftSettings>,
 ) -> Option<TrafficShiftRecord> {
     if !lbs.iter().any(|l| l.advanced_configuration.is_some()) {
         return None;
@@ -327,13 +452,33 @@ pub fn new_record(
         return Some(TrafficShiftRecord::default());
     };
     let serving = side(serving);
-    Some(TrafficShiftRecord { alternate: serving != shifting, shifting, ..Default::default() })
+    let shifting = shift.is_some();
+    Some(TrafficShiftRecord {
+        alternate: serving != shifting,
+        shifting,
+        hooks: shift.map(|s| s.hooks.clone()).unwrap_or_default(),
+        reconcile: shifting && deployments.len() > 1,
+        hook_seed: if shifting { hook_seed() } else { String::new() },
+        ..Default::default()
+    })
+}
+
+/// Twelve random lowercase letters and digits.
+fn hook_seed() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let (mut a, _) = uuid::Uuid::new_v4().as_u64_pair();
+    (0..12)
+        .map(|_| {
+            let c = ALPHABET[(a % ALPHABET.len() as u64) as usize] as char;
+            a /= ALPHABET.len() as u64;
+            c
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_wire::ecs::DeploymentLifecycleHook;
 
     #[derive(Debug, PartialEq)]
     enum Out {
@@ -374,6 +519,28 @@ mod tests {
                 ..Default::default()
             }]),
             ..dc(Some(DeploymentStrategy::BlueGreen))
+        };
+        use DeploymentLifecycleHookStage::{PostTestTrafficShift as PostTest, PreScaleUp};
+        let pause = |stages: Vec<DeploymentLifecycleHookStage>,
+                     t: Option<DeploymentLifecycleHookTimeoutConfiguration>| {
+            DeploymentConfiguration {
+                lifecycle_hooks: Some(vec![DeploymentLifecycleHook {
+                    target_type: Some(DeploymentLifecycleHookTargetType::Pause),
+                    lifecycle_stages: Some(stages),
+                    hook_target_arn: Some("ignored".into()),
+                    timeout_configuration: t,
+                    ..Default::default()
+                }]),
+                ..dc(Some(DeploymentStrategy::BlueGreen))
+            }
+        };
+        let with_hook = ShiftSettings {
+            hooks: vec![PauseHook {
+                stages: vec![PostTest],
+                timeout_minutes: 5,
+                timeout_action: DeploymentLifecycleHookAction::Rollback,
+            }],
+            ..bg.clone()
         };
         let cases: Vec<(&str, DeploymentConfiguration, Option<&ShiftSettings>, Out)> = vec![
             ("rolling", dc(Some(DeploymentStrategy::Rolling)), Some(&bg), Out::Ok(None)),
@@ -455,10 +622,68 @@ mod tests {
                 Out::Unsupported("deploymentConfiguration.lifecycleHooks[0].targetType"),
             ),
             (
-                "pause hook",
+                "pause hook without stages",
                 hook(Some(DeploymentLifecycleHookTargetType::Pause)),
                 None,
-                Out::Unsupported("deploymentConfiguration.lifecycleHooks[0].targetType"),
+                Out::Invalid("deploymentConfiguration.lifecycleHooks[0].lifecycleStages"),
+            ),
+            (
+                "pause hook, defaults",
+                pause(vec![PostTest, PostTest, PreScaleUp], None),
+                None,
+                Out::Ok(Some(ShiftSettings {
+                    hooks: vec![PauseHook {
+                        stages: vec![PostTest, PreScaleUp],
+                        timeout_minutes: 1440,
+                        timeout_action: DeploymentLifecycleHookAction::Rollback,
+                    }],
+                    ..bg.clone()
+                })),
+            ),
+            (
+                "pause hook, timeout",
+                pause(
+                    vec![PostTest],
+                    Some(DeploymentLifecycleHookTimeoutConfiguration {
+                        timeout_in_minutes: Some(20160),
+                        action: Some(DeploymentLifecycleHookAction::Continue),
+                    }),
+                ),
+                None,
+                Out::Ok(Some(ShiftSettings {
+                    hooks: vec![PauseHook {
+                        stages: vec![PostTest],
+                        timeout_minutes: 20160,
+                        timeout_action: DeploymentLifecycleHookAction::Continue,
+                    }],
+                    ..bg.clone()
+                })),
+            ),
+            (
+                "pause hook, timeout too long",
+                pause(
+                    vec![PostTest],
+                    Some(DeploymentLifecycleHookTimeoutConfiguration {
+                        timeout_in_minutes: Some(20161),
+                        action: None,
+                    }),
+                ),
+                None,
+                Out::Invalid(
+                    "deploymentConfiguration.lifecycleHooks[0].timeoutConfiguration.timeoutInMinutes",
+                ),
+            ),
+            (
+                "hooks kept when left out",
+                dc(None),
+                Some(&with_hook),
+                Out::Ok(Some(with_hook.clone())),
+            ),
+            (
+                "hooks cleared by an empty list",
+                DeploymentConfiguration { lifecycle_hooks: Some(vec![]), ..dc(None) },
+                Some(&with_hook),
+                Out::Ok(Some(bg.clone())),
             ),
             (
                 "hook with rolling",
@@ -529,9 +754,7 @@ mod tests {
             traffic: Some(TrafficShiftRecord { alternate, ..Default::default() }),
             ..DeploymentRecord::new("d".into(), "td".into(), None, 1, 0.0)
         };
-        let rec = |alternate: bool, shifting: bool| {
-            Some(TrafficShiftRecord { alternate, shifting, ..Default::default() })
-        };
+        let rec = |alternate: bool, shifting: bool| Some((alternate, shifting));
         // (case, deployments, load balancers, shifting, expected)
         let cases = [
             ("no advanced configuration", vec![], vec![LoadBalancer::default()], true, None),
@@ -548,7 +771,23 @@ mod tests {
             ("rolling stays", vec![dep(true, true)], vec![adv.clone()], false, rec(true, false)),
         ];
         for (case, deps, lbs, shifting, want) in cases {
-            assert_eq!(new_record(&deps, &lbs, shifting), want, "{case}");
+            let settings = ShiftSettings {
+                hooks: vec![PauseHook {
+                    stages: vec![DeploymentLifecycleHookStage::PostScaleUp],
+                    timeout_minutes: 1,
+                    timeout_action: DeploymentLifecycleHookAction::Continue,
+                }],
+                ..ShiftSettings::new(DeploymentStrategy::BlueGreen)
+            };
+            let got = new_record(&deps, &lbs, shifting.then_some(&settings));
+            assert_eq!(got.as_ref().map(|r| (r.alternate, r.shifting)), want, "{case}");
+            if let Some(r) = got {
+                // A shifting deployment keeps the hooks, a seed for their ids, and whether
+                // it starts with more than one revision ACTIVE.
+                assert_eq!(r.hooks.len(), usize::from(r.shifting), "{case}");
+                assert_eq!(r.hook_seed.len(), if r.shifting { 12 } else { 0 }, "{case}");
+                assert_eq!(r.reconcile, r.shifting && deps.len() > 1, "{case}");
+            }
         }
     }
 }

@@ -2,7 +2,8 @@
 //! tasks (counting the PRIMARY tasks kept, not those on DRAINING instances) and never push the
 //! tasks occupying a place above the maximum; DAEMON services start one task on each eligible
 //! instance that has no task of the service left. Nothing starts while the service is being
-//! deleted, after the PRIMARY deployment FAILED, or before its launch delay has passed. With
+//! deleted, after the PRIMARY deployment FAILED, before its launch delay has passed, or while
+//! a PAUSE hook holds it before `SCALE_UP` (`Config::hold_new`). With
 //! a capacity provider strategy the replica starts are one [`Start`] per provider that gets
 //! tasks, split from the PRIMARY tasks each provider keeps.
 
@@ -19,7 +20,8 @@ pub(super) fn decide_starts(pass: &Pass<'_>, stops: &Stops, d: &mut Decision) {
     let cfg = pass.input.config;
     let now = pass.input.now;
     let primary_open = d.deployments[0].rollout_state != DeploymentRolloutState::Failed
-        && now >= d.deployments[0].next_launch_at;
+        && now >= d.deployments[0].next_launch_at
+        && !cfg.hold_new;
     let total = pass.occupying.len() as i32;
     if primary_open && !cfg.deleting {
         if cfg.settings.daemon {

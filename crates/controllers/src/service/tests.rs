@@ -62,6 +62,7 @@ fn config(desired: i32, min: i32, max: i32) -> Config {
         },
         deleting: false,
         hold_old: false,
+        hold_new: false,
     }
 }
 
@@ -765,4 +766,22 @@ fn a_rolling_update_behind_a_load_balancer_waits_for_the_new_target() {
         assert_eq!(d.stop.iter().any(|(id, _)| id == "old"), old_stops, "{new_target:?}");
         assert!(d.start.is_empty());
     }
+}
+
+#[test]
+fn a_pause_hook_before_scale_up_holds_the_new_deployments_launches() {
+    let mut w = World::new(config(2, 100, 200), &["a", "b"]);
+    w.run_until("steady", World::steady);
+    w.cfg.hold_old = true;
+    w.cfg.hold_new = true;
+    w.deploy("td:2");
+    for _ in 0..10 {
+        let d = w.step();
+        assert!(d.start.is_empty(), "started while held: {:?}", d.start);
+    }
+    assert_eq!((w.running("td:1"), w.running("td:2")), (2, 0));
+    // Released: green starts its full count beside blue, which the shift still holds.
+    w.cfg.hold_new = false;
+    w.run_until("green running", |w| w.running("td:2") == 2);
+    assert_eq!(w.running("td:1"), 2);
 }

@@ -280,17 +280,65 @@ impl ServiceController {
         let mut shift_events = Vec::new();
         let mut deployments = rec.deployments.clone();
         let mut hold_old = false;
+        let mut hold_new = false;
+        // A PAUSE hook rolled the deployment back: the service's task definition now.
+        let mut rolled_back_to = None;
         if let (Some(_), Some(l)) = (&lb, self.core.load_balancing.get()) {
             let minute = self.core.timing.deployment_minute_secs;
             let t = traffic_pass(&**l, &rec, &tasks, minute, now, &mut shift_events).await?;
             hold_old = t.hold_old;
+            hold_new = t.hold_new;
             if let (Some(p), Some(d)) = (t.primary, deployments.first_mut()) {
                 d.traffic = Some(p);
             }
+            if let Some(cause) = t.rollback {
+                // As StopServiceDeployment's ROLLBACK; with nothing to return to, as ABORT.
+                // Green's tasks stay for this pass (production is back on blue in its rules).
+                let mut stop = super::deployments::StopPrimary {
+                    rollback: true,
+                    reason: format!("Rolled back: {cause}."),
+                    cause: cause.clone(),
+                    how: "ROLLBACK",
+                };
+                let desired = rec.settings.desired_count;
+                let past = &rec.past_deployments;
+                let result = super::deployments::stop_primary(
+                    &name,
+                    &mut deployments,
+                    past,
+                    desired,
+                    &stop,
+                    now,
+                )
+                .or_else(|_| {
+                    stop.rollback = false;
+                    stop.how = "ABORT";
+                    stop.reason =
+                        format!("Stopped: {cause}; no completed deployment to roll back to.");
+                    super::deployments::stop_primary(
+                        &name,
+                        &mut deployments,
+                        past,
+                        desired,
+                        &stop,
+                        now,
+                    )
+                });
+                if let Ok((message, td)) = result {
+                    shift_events.push(message);
+                    rolled_back_to = td;
+                    hold_new = false;
+                }
+            }
         }
-        let config =
-            Config { name: name.clone(), settings: rec.settings.clone(), deleting, hold_old };
-        let decision = ctl::reconcile(&ctl::Input {
+        let config = Config {
+            name: name.clone(),
+            settings: rec.settings.clone(),
+            deleting,
+            hold_old,
+            hold_new,
+        };
+        let mut decision = ctl::reconcile(&ctl::Input {
             config: &config,
             deployments: &deployments,
             past_deployments: &rec.past_deployments,
@@ -300,6 +348,9 @@ impl ServiceController {
             now,
             settle_secs: self.core.timing.service_settle_secs,
         });
+        if decision.task_definition.is_none() {
+            decision.task_definition = rolled_back_to;
+        }
         let mut events = shift_events;
         events.extend(decision.events.iter().cloned());
         // Behind load balancers a RUNNING task is deregistered before it stops: it waits in

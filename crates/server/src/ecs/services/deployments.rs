@@ -1,5 +1,7 @@
 //! Service deployments and revisions as ECS's newer API shows them: ListServiceDeployments,
-//! DescribeServiceDeployments, DescribeServiceRevisions, StopServiceDeployment.
+//! DescribeServiceDeployments, DescribeServiceRevisions, StopServiceDeployment, and
+//! ContinueServiceDeployment for deployments paused at a PAUSE lifecycle hook (the runs are
+//! kept on the deployment's traffic record: `berth_controllers::traffic_shift`).
 //!
 //! Every deployment of a service is one service deployment
 //! (`arn:...:service-deployment/CLUSTER/SERVICE/ID`) whose target is one service revision
@@ -182,6 +184,22 @@ impl ServiceDeployments {
                 .as_ref()
                 .and_then(|t| t.stage.clone())
                 .and_then(|st| serde_json::from_value(serde_json::Value::String(st)).ok()),
+            // PAUSE hooks the deployment reached, in the order reached.
+            lifecycle_hook_details: d.traffic.as_ref().filter(|t| !t.hook_runs.is_empty()).map(
+                |t| {
+                    t.hook_runs
+                        .iter()
+                        .map(|run| DeploymentLifecycleHookDetail {
+                            hook_id: Some(run.hook_id.clone()),
+                            target_type: Some(DeploymentLifecycleHookTargetType::Pause),
+                            target_arn: None,
+                            status: Some(run.status),
+                            expires_at: Some(run.expires_at),
+                            timeout_action: Some(run.timeout_action),
+                        })
+                        .collect()
+                },
+            ),
             rollback: d.rollback_from.as_ref().map(|from| Rollback {
                 reason: Some(format!("Rolled back from deployment {from}.")),
                 started_at: Some(d.updated_at),
@@ -328,39 +346,142 @@ impl ServiceDeploymentsApi<RequestContext> for ServiceDeployments {
         })
     }
 
-    /// Stops the service's IN_PROGRESS deployment: ROLLBACK (the default) returns the service
-    /// to its last completed deployment; ABORT only stops launching the deployment's tasks.
-    /// ECS: continues a deployment paused at a lifecycle hook. Berth refuses lifecycle hooks
-    /// (`deploymentConfiguration.lifecycleHooks`), so no deployment ever waits on one: a
-    /// malformed ARN or an unknown deployment is ServiceDeploymentNotFoundException, an
-    /// existing one UnsupportedFeatureException saying why.
+    /// Resolves the PAUSE hook run `hookId` of the service deployment, which must be the
+    /// service's IN_PROGRESS (PRIMARY) deployment with that run `AWAITING_ACTION`: CONTINUE
+    /// (the default) marks it SUCCEEDED and the next controller pass moves on; ROLLBACK marks it
+    /// FAILED and rolls the deployment back as StopServiceDeployment's ROLLBACK does. Errors: a
+    /// malformed ARN or unknown deployment is ServiceDeploymentNotFoundException; a `hookId`
+    /// the deployment never reached is InvalidParameterException; a deployment that is not in
+    /// progress, or a hook already resolved, is ClientException; a ROLLBACK with no completed
+    /// deployment to return to is ClientException (nothing changes).
     async fn continue_service_deployment(
         &self,
         _ctx: &RequestContext,
         input: ContinueServiceDeploymentRequest,
     ) -> Result<ContinueServiceDeploymentResponse, AwsError> {
         let arn = input.service_deployment_arn.clone().unwrap_or_default();
-        if input.hook_id.as_deref().is_none_or(str::is_empty) {
+        let hook_id = input.hook_id.clone().unwrap_or_default();
+        if hook_id.is_empty() {
             return Err(error::invalid("hookId must name the lifecycle hook to continue."));
         }
+        let action = input.action.unwrap_or(DeploymentLifecycleHookAction::Continue);
         let not_found = || {
             ErrorCode::ServiceDeploymentNotFoundException
                 .with(format!("The service deployment {arn} was not found."))
         };
         let r = self.parse_ref(&arn, "service-deployment").ok_or_else(not_found)?;
-        let Some((rec, _, _)) = self.services.find_service(&r.cluster, &r.service).await? else {
-            return Err(not_found());
-        };
-        let known =
-            rec.deployments.iter().chain(&rec.past_deployments).any(|d| d.id == r.deployment);
-        if !known {
-            return Err(not_found());
+        let now = self.core.now();
+        let updated = self
+            .services
+            .update_service_record(&r.cluster, &r.service, |rec| {
+                let Some(pos) = rec.deployments.iter().position(|d| d.id == r.deployment) else {
+                    return Err(if rec.past_deployments.iter().any(|d| d.id == r.deployment) {
+                        ErrorCode::ClientException.with(format!(
+                            "The service deployment {arn} has ended; only an IN_PROGRESS deployment paused at a lifecycle hook can be continued."
+                        ))
+                    } else {
+                        not_found()
+                    });
+                };
+                let dep = &rec.deployments[pos];
+                let Some(run) = dep
+                    .traffic
+                    .as_ref()
+                    .and_then(|t| t.hook_runs.iter().find(|x| x.hook_id == hook_id))
+                else {
+                    return Err(error::invalid(format!(
+                        "hookId {hook_id} does not name a lifecycle hook of the service deployment {arn}; DescribeServiceDeployments lists its lifecycleHookDetails."
+                    )));
+                };
+                if pos != 0 || dep.rollout_state != DeploymentRolloutState::InProgress {
+                    return Err(ErrorCode::ClientException.with(format!(
+                        "The service deployment {arn} is not IN_PROGRESS; only an IN_PROGRESS deployment paused at a lifecycle hook can be continued."
+                    )));
+                }
+                if run.status != DeploymentLifecycleHookStatus::AwaitingAction {
+                    return Err(ErrorCode::ClientException.with(format!(
+                        "The lifecycle hook {hook_id} is {}, not AWAITING_ACTION.",
+                        run.status.as_str()
+                    )));
+                }
+                let stage = run.stage;
+                let status = if action == DeploymentLifecycleHookAction::Rollback {
+                    DeploymentLifecycleHookStatus::Failed
+                } else {
+                    DeploymentLifecycleHookStatus::Succeeded
+                };
+                let mut message = format!(
+                    "(service {}) (deployment {}) PAUSE hook {hook_id} at lifecycle stage {}: {} by ContinueServiceDeployment.",
+                    rec.name,
+                    r.deployment,
+                    stage.as_str(),
+                    action.as_str()
+                );
+                if action == DeploymentLifecycleHookAction::Rollback {
+                    let how = StopPrimary {
+                        rollback: true,
+                        reason: format!(
+                            "Rolled back by ContinueServiceDeployment at lifecycle hook {hook_id} ({}).",
+                            stage.as_str()
+                        ),
+                        cause: format!("ContinueServiceDeployment (hook {hook_id})"),
+                        how: "ROLLBACK",
+                    };
+                    let (m, td) = stop_primary(
+                        &rec.name,
+                        &mut rec.deployments,
+                        &rec.past_deployments,
+                        rec.settings.desired_count,
+                        &how,
+                        now,
+                    )
+                    .map_err(|_| {
+                        ErrorCode::ClientException.with(
+                            "The service has no completed deployment to roll back to; continue the deployment (action CONTINUE), or update the service instead.",
+                        )
+                    })?;
+                    message = format!("{message} {m}");
+                    if let Some(td) = td {
+                        rec.service.task_definition = Some(td);
+                    }
+                    rec.steady_since = None;
+                }
+                let dep =
+                    rec.deployments.iter_mut().find(|d| d.id == r.deployment).expect("listed");
+                if let Some(run) = dep
+                    .traffic
+                    .as_mut()
+                    .and_then(|t| t.hook_runs.iter_mut().find(|x| x.hook_id == hook_id))
+                {
+                    run.status = status;
+                    run.resolved_at = Some(now);
+                }
+                dep.updated_at = now;
+                rec.events.insert(
+                    0,
+                    ServiceEvent {
+                        id: Some(uuid::Uuid::new_v4().to_string()),
+                        created_at: Some(now),
+                        message: Some(message),
+                    },
+                );
+                rec.events.truncate(berth_model::service::MAX_EVENTS);
+                Ok(())
+            })
+            .await?;
+        match updated {
+            Some(_) => Ok(ContinueServiceDeploymentResponse { service_deployment_arn: Some(arn) }),
+            // Only an INACTIVE service (or none) is left: nothing is in progress.
+            None => Err(match self.services.find_service(&r.cluster, &r.service).await? {
+                Some(_) => ErrorCode::ClientException
+                    .with("The service is INACTIVE; its deployments have ended."),
+                None => not_found(),
+            }),
         }
-        Err(ErrorCode::UnsupportedFeatureException.with(format!(
-            "The service deployment {arn} is not waiting on a lifecycle hook: deployment lifecycle hooks (deploymentConfiguration.lifecycleHooks) are not implemented by Berth yet, so ContinueServiceDeployment has nothing to continue."
-        )))
     }
 
+    /// Stops the service's IN_PROGRESS deployment: ROLLBACK (the default) returns the service
+    /// to its last completed deployment; ABORT only stops launching the deployment's tasks.
     async fn stop_service_deployment(
         &self,
         _ctx: &RequestContext,
@@ -409,38 +530,27 @@ impl ServiceDeploymentsApi<RequestContext> for ServiceDeployments {
     }
 }
 
-/// Stops the PRIMARY deployment of `rec` (IN_PROGRESS): ABORT only stops its launches;
-/// ROLLBACK also makes the last completed deployment PRIMARY again (keeping its tasks), or
-/// starts a new deployment of its task definition if it has ended.
+/// Stops the PRIMARY deployment of `rec` (IN_PROGRESS) for StopServiceDeployment: see
+/// [`stop_primary`].
 fn stop_deployment(rec: &mut ServiceRecord, rollback: bool, now: f64) -> Result<(), AwsError> {
     let how = if rollback { "ROLLBACK" } else { "ABORT" };
-    let stopped_id = rec.deployments[0].id.clone();
-    let mut message =
-        format!("(service {}) (deployment {stopped_id}) deployment stopped ({how}).", rec.name);
-    if rollback {
-        let reason =
-            |to: &str| format!("Rolling back to deploymentId {to} after StopServiceDeployment.");
-        let desired = rec.settings.desired_count;
-        let Some((_, td)) = berth_model::service::roll_back(
-            &mut rec.deployments,
-            &rec.past_deployments,
-            desired,
-            now,
-            reason,
-        ) else {
-            return Err(ErrorCode::ConflictException.with(
-                "The service has no completed deployment to roll back to; use stopType ABORT, or update the service instead.",
-            ));
-        };
-        message.push_str(&format!(" Rolling back to task definition {td}."));
+    let stop = StopPrimary {
+        rollback,
+        reason: format!("Stopped by StopServiceDeployment ({how})."),
+        cause: "StopServiceDeployment".into(),
+        how,
+    };
+    let (message, td) = stop_primary(
+        &rec.name,
+        &mut rec.deployments,
+        &rec.past_deployments,
+        rec.settings.desired_count,
+        &stop,
+        now,
+    )?;
+    if let Some(td) = td {
         rec.service.task_definition = Some(td);
     }
-    let stopped = rec.deployments.iter_mut().find(|d| d.id == stopped_id).expect("still listed");
-    stopped.status = if rollback { "ACTIVE".into() } else { "PRIMARY".into() };
-    stopped.rollout_state = DeploymentRolloutState::Failed;
-    stopped.rollout_state_reason = format!("Stopped by StopServiceDeployment ({how}).");
-    stopped.finished_at = Some(now);
-    stopped.updated_at = now;
     rec.events.insert(
         0,
         ServiceEvent {
@@ -452,4 +562,55 @@ fn stop_deployment(rec: &mut ServiceRecord, rollback: bool, now: f64) -> Result<
     rec.events.truncate(berth_model::service::MAX_EVENTS);
     rec.steady_since = None;
     Ok(())
+}
+
+/// How [`stop_primary`] stops a deployment.
+pub(super) struct StopPrimary {
+    /// Roll back (else only stop launching: ABORT).
+    pub(super) rollback: bool,
+    /// The stopped deployment's `rolloutStateReason`.
+    pub(super) reason: String,
+    /// What stopped it, for the rollback target's reason ("after CAUSE").
+    pub(super) cause: String,
+    /// `ROLLBACK` or `ABORT`, for the event.
+    pub(super) how: &'static str,
+}
+
+/// Stops the PRIMARY deployment (`deployments[0]`, IN_PROGRESS) of service `name`, FAILED:
+/// ABORT only stops its launches; ROLLBACK also makes the last completed deployment PRIMARY
+/// again (keeping its tasks), or starts a new deployment of its task definition if it has
+/// ended (`berth_model::service::roll_back`). Returns the event message and, for a rollback,
+/// the service's task definition now; ConflictException (nothing changed) when a rollback has
+/// no completed deployment to return to.
+pub(super) fn stop_primary(
+    name: &str,
+    deployments: &mut Vec<DeploymentRecord>,
+    past: &[DeploymentRecord],
+    desired: i32,
+    how: &StopPrimary,
+    now: f64,
+) -> Result<(String, Option<String>), AwsError> {
+    let stopped_id = deployments[0].id.clone();
+    let mut message =
+        format!("(service {name}) (deployment {stopped_id}) deployment stopped ({}).", how.how);
+    let mut task_definition = None;
+    if how.rollback {
+        let reason = |to: &str| format!("Rolling back to deploymentId {to} after {}.", how.cause);
+        let Some((_, td)) =
+            berth_model::service::roll_back(deployments, past, desired, now, reason)
+        else {
+            return Err(ErrorCode::ConflictException.with(
+                "The service has no completed deployment to roll back to; use stopType ABORT, or update the service instead.",
+            ));
+        };
+        message.push_str(&format!(" Rolling back to task definition {td}."));
+        task_definition = Some(td);
+    }
+    let stopped = deployments.iter_mut().find(|d| d.id == stopped_id).expect("still listed");
+    stopped.status = if how.rollback { "ACTIVE".into() } else { "PRIMARY".into() };
+    stopped.rollout_state = DeploymentRolloutState::Failed;
+    stopped.rollout_state_reason = how.reason.clone();
+    stopped.finished_at = Some(now);
+    stopped.updated_at = now;
+    Ok((message, task_definition))
 }

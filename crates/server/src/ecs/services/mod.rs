@@ -453,7 +453,7 @@ impl ServicesApi<RequestContext> for Services {
                     platform_family: fargate.then(|| super::fargate::PLATFORM_FAMILY.to_string()),
                     ..Default::default()
                 };
-                let first_traffic = service_shift::new_record(&[], &lbs, false);
+                let first_traffic = service_shift::new_record(&[], &lbs, None);
                 // EXTERNAL services have task sets instead of deployments.
                 let deployments = match (&td_arn, external) {
                     (Some(td), false) => vec![
@@ -712,7 +712,7 @@ impl ServicesApi<RequestContext> for Services {
                         .with_traffic(service_shift::new_record(
                             &rec.deployments,
                             rec.service.load_balancers.as_deref().unwrap_or(&[]),
-                            settings.shift.is_some(),
+                            settings.shift.as_ref(),
                         )),
                     );
                     rec.steady_since = None;

@@ -14,18 +14,25 @@
 //!   StopServiceDeployment ABORT) keeps production on blue and blue's tasks;
 //! * any other PRIMARY (the first deployment, a completed one, the target of a rollback)
 //!   gets 100% of production and test traffic on its side: a rollback flips back;
-//! * one minute of the strategy's bake times is `Timing::deployment_minute_secs` seconds
-//!   (60), or the service tag [`MINUTE_TAG`]'s value (Berth-only test knobs);
+//! * PAUSE lifecycle hooks: the plan's record (hook runs included) is stored on the PRIMARY;
+//!   a hook holding the deployment before `SCALE_UP` holds the PRIMARY's launches
+//!   (`hold_new`); a hook resolved `FAILED` or timed out with `ROLLBACK` makes the pass
+//!   return [`TrafficPass::rollback`], which the executor applies as StopServiceDeployment's
+//!   ROLLBACK does (production is already back on blue in this pass's rules);
+//! * one minute of the strategy's bake times and hook timeouts is
+//!   `Timing::deployment_minute_secs` seconds (60), or the service tag [`MINUTE_TAG`]'s value
+//!   (Berth-only test knobs);
 //! * both rules always forward to both groups (weight 0 for the side not served: the group
 //!   stays in use, so green is health-checked before it takes traffic); a rule is written
 //!   only when its groups or its split differ.
 
 use berth_controllers::service::{TargetHealth, TaskView};
-use berth_controllers::traffic_shift::{self, Observed, Recorded, Stage, Strategy};
+use berth_controllers::traffic_shift::{self, Observed, Stage, Strategy};
 use berth_model::lifecycle::TaskStatus;
 use berth_model::service::ServiceRecord;
 use berth_model::service_shift::TrafficShiftRecord;
 use berth_wire::AwsError;
+use berth_wire::ecs::DeploymentLifecycleHookStatus as HookStatus;
 use berth_wire::ecs::DeploymentRolloutState;
 
 use super::super::load_balancers::LoadBalancing;
@@ -36,6 +43,10 @@ pub(super) struct TrafficPass {
     pub(super) hold_old: bool,
     /// The PRIMARY's traffic record after this pass, if it changed.
     pub(super) primary: Option<TrafficShiftRecord>,
+    /// Start no PRIMARY task (a PAUSE hook holds it before `SCALE_UP`).
+    pub(super) hold_new: bool,
+    /// Roll the PRIMARY back, for this reason (a PAUSE hook said so).
+    pub(super) rollback: Option<String>,
 }
 
 /// The service tag that scales a deployment minute to that many seconds for this service
@@ -79,7 +90,7 @@ pub(super) async fn traffic_pass(
     now: f64,
     events: &mut Vec<String>,
 ) -> Result<TrafficPass, AwsError> {
-    let none = TrafficPass { hold_old: false, primary: None };
+    let none = TrafficPass { hold_old: false, primary: None, hold_new: false, rollback: None };
     let entries: Vec<(&str, &str, Option<&str>, Option<&str>)> = rec
         .service
         .load_balancers
@@ -102,11 +113,12 @@ pub(super) async fn traffic_pass(
     let record = primary.traffic.clone().unwrap_or_default();
     let green_alternate = record.alternate;
     let shifting = record.shifting && !primary.completed;
-    // (blue %, green %), test rule on green, hold blue, the record after this pass.
-    let (production, test_on_green, hold, after) = if !shifting {
-        ((0, 100), true, false, record.clone())
+    // (blue %, green %), test rule on green, hold blue, hold green, the record after this pass.
+    let mut rollback = None;
+    let (production, test_on_green, hold, hold_new, after) = if !shifting {
+        ((0, 100), true, false, false, record.clone())
     } else if primary.rollout_state == DeploymentRolloutState::Failed {
-        ((100, 0), false, true, TrafficShiftRecord { stage: None, ..record.clone() })
+        ((100, 0), false, true, false, TrafficShiftRecord { stage: None, ..record.clone() })
     } else {
         let minute_secs = minute_tag(rec).unwrap_or(minute_secs);
         let (strategy, bake) = match &rec.settings.shift {
@@ -129,27 +141,45 @@ pub(super) async fn traffic_pass(
             blue_tasks,
             now,
         };
-        let recorded = Recorded {
-            green_ready_at: record.green_ready_at,
-            production_shift_started: record.production_shift_started,
-        };
-        let p = traffic_shift::plan(&strategy, bake, recorded, obs);
+        let p = traffic_shift::plan(&strategy, bake, minute_secs, &record, obs);
         let stage = p.shift.stage;
-        let after = TrafficShiftRecord {
-            green_ready_at: p.recorded.green_ready_at,
-            production_shift_started: p.recorded.production_shift_started,
-            stage: Some(stage.as_str().to_string()),
-            ..record.clone()
-        };
+        let after = p.record;
+        let head = format!("(service {}) (deployment {})", rec.name, primary.id);
         if record.stage.as_deref() != after.stage.as_deref() && stage != Stage::Done {
-            events.push(format!(
-                "(service {}) (deployment {}) entered lifecycle stage {}.",
-                rec.name,
-                primary.id,
-                stage.as_str()
+            events.push(format!("{head} entered lifecycle stage {}.", stage.as_str()));
+        }
+        for run in &after.hook_runs {
+            let was = record.hook_runs.iter().find(|x| x.hook_id == run.hook_id).map(|x| x.status);
+            match (was, run.status) {
+                (None, HookStatus::AwaitingAction) => events.push(format!(
+                    "{head} paused at lifecycle stage {} by PAUSE hook {}: call ContinueServiceDeployment (CONTINUE or ROLLBACK) within {:.0} seconds, else {}.",
+                    run.stage.as_str(),
+                    run.hook_id,
+                    (run.expires_at - now).max(0.0),
+                    run.timeout_action.as_str()
+                )),
+                (Some(HookStatus::AwaitingAction), HookStatus::TimedOut) => events.push(format!(
+                    "{head} PAUSE hook {} timed out at lifecycle stage {}: {}.",
+                    run.hook_id,
+                    run.stage.as_str(),
+                    run.timeout_action.as_str()
+                )),
+                _ => {}
+            }
+        }
+        if let Some(run) = &p.rollback {
+            let why = if run.status == HookStatus::TimedOut {
+                "timed out"
+            } else {
+                "was resolved with ROLLBACK"
+            };
+            rollback = Some(format!(
+                "PAUSE hook {} at lifecycle stage {} {why}",
+                run.hook_id,
+                run.stage.as_str()
             ));
         }
-        (p.shift.production, p.shift.test_on_green, p.hold_blue, after)
+        (p.shift.production, p.shift.test_on_green, p.hold_blue, p.hold_green, after)
     };
     for (tg, alt, prod, test) in entries {
         let (green_tg, blue_tg) = if green_alternate { (alt, tg) } else { (tg, alt) };
@@ -181,7 +211,7 @@ pub(super) async fn traffic_pass(
         }
     }
     let changed = primary.traffic.as_ref() != Some(&after);
-    Ok(TrafficPass { hold_old: hold, primary: changed.then_some(after) })
+    Ok(TrafficPass { hold_old: hold, primary: changed.then_some(after), hold_new, rollback })
 }
 
 #[cfg(test)]
