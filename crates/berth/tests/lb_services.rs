@@ -249,7 +249,9 @@ fn services_behind_a_load_balancer() {
             "--target-group-arn",
             &tg,
             "--attributes",
-            "Key=deregistration_delay.timeout_seconds,Value=2",
+            // Long enough for the test's describe-tasks loop (one AWS CLI call a turn, over
+            // a second on a loaded machine) to see the DEACTIVATING window.
+            "Key=deregistration_delay.timeout_seconds,Value=6",
         ],
     );
     let port = {
