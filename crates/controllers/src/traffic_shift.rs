@@ -20,6 +20,10 @@
 //!   (`step`, `2 x step`, ... capped at 100);
 //! * `CANARY { percent, bake }`: green takes `percent`% for `bake` seconds, then 100%;
 //!
+//! with, under `LINEAR` and `CANARY`, the `PRODUCTION_TRAFFIC_SHIFT` hooks held again before
+//! every later step (ECS invokes that stage's hooks at each production step): a step is
+//! taken when it is due and its runs are resolved, and the next step's wait counts from then;
+//!
 //! then [`POST_PRODUCTION_TRAFFIC_SHIFT`], `BAKE_TIME` for `bake_time` seconds from when
 //! production reached 100% or that hook was resolved, whichever is later (blue kept for a
 //! rollback), then `CLEAN_UP` (blue scaled in).
@@ -31,8 +35,8 @@
 //! CONTINUE) or `TIMED_OUT` with action `CONTINUE` passes; `FAILED` (ROLLBACK) or `TIMED_OUT`
 //! with `ROLLBACK` makes the plan ask for a rollback, with 100% of production on blue at once.
 //! A run times out in the first pass at or after `expiresAt`, and counts as resolved at
-//! `expiresAt`. Each hook point is passed once per deployment (ECS's repeated invocations
-//! of a traffic-shift stage per step do not apply to PAUSE hooks here).
+//! `expiresAt`. Each hook point is passed once per deployment, and `PRODUCTION_TRAFFIC_SHIFT`
+//! once more per later production step ([`HookRun::step`]).
 //! Weights are integers 0-100 that always sum to 100 (ELB's weights are 0-999 per group; the
 //! rule gets these as they are).
 
@@ -109,44 +113,58 @@ pub struct Shift {
     pub next_change_at: Option<f64>,
 }
 
-/// Green's production percentage `elapsed` seconds into the production shift, and when it
-/// next changes (seconds from the shift's start).
-pub fn green_percent(strategy: &Strategy, elapsed: f64) -> (u32, Option<f64>) {
+/// How many production steps `strategy` takes to put 100% on green: 1 for `BLUE_GREEN` (and
+/// a 100% step or canary), `ceil(100 / step)` for `LINEAR`, 2 for `CANARY`.
+pub fn steps(strategy: &Strategy) -> u32 {
     match strategy {
-        Strategy::BlueGreen => (100, None),
-        Strategy::Linear { step_percent, step_bake_secs } => {
-            let step = step_percent.clamp(1.0, 100.0);
-            let bake = step_bake_secs.max(0.0);
-            let steps_needed = (100.0 / step).ceil() as u32;
-            let done = if bake == 0.0 {
-                steps_needed
-            } else {
-                ((elapsed / bake).floor() as u32 + 1).min(steps_needed)
-            };
-            let pct = (f64::from(done) * step).min(100.0).round() as u32;
-            let next = (done < steps_needed).then(|| f64::from(done) * bake);
-            (pct, next)
+        Strategy::BlueGreen => 1,
+        Strategy::Linear { step_percent, .. } => {
+            (100.0 / step_percent.clamp(1.0, 100.0)).ceil() as u32
         }
-        Strategy::Canary { canary_percent, canary_bake_secs } => {
-            if elapsed < *canary_bake_secs {
-                ((canary_percent.clamp(0.0, 100.0)).round() as u32, Some(*canary_bake_secs))
+        Strategy::Canary { canary_percent, .. } => {
+            if *canary_percent >= 100.0 {
+                1
             } else {
-                (100, None)
+                2
             }
         }
     }
 }
 
-/// How long production traffic takes to reach 100% green.
-pub fn shift_duration(strategy: &Strategy) -> f64 {
+/// Green's production percentage once step `k` (1-based) is taken.
+pub fn step_green(strategy: &Strategy, k: u32) -> u32 {
+    if k >= steps(strategy) {
+        return 100;
+    }
+    match strategy {
+        Strategy::BlueGreen => 100,
+        Strategy::Linear { step_percent, .. } => {
+            (f64::from(k) * step_percent.clamp(1.0, 100.0)).min(100.0).round() as u32
+        }
+        Strategy::Canary { canary_percent, .. } => canary_percent.clamp(0.0, 100.0).round() as u32,
+    }
+}
+
+/// Seconds a step holds before the next one is due.
+fn step_bake(strategy: &Strategy) -> f64 {
     match strategy {
         Strategy::BlueGreen => 0.0,
-        Strategy::Linear { step_percent, step_bake_secs } => {
-            let steps = (100.0 / step_percent.clamp(1.0, 100.0)).ceil();
-            (steps - 1.0).max(0.0) * step_bake_secs.max(0.0)
-        }
+        Strategy::Linear { step_bake_secs, .. } => step_bake_secs.max(0.0),
         Strategy::Canary { canary_bake_secs, .. } => canary_bake_secs.max(0.0),
     }
+}
+
+/// Green's production percentage `elapsed` seconds into a production shift no hook holds,
+/// and when it next changes (seconds from the shift's start).
+pub fn green_percent(strategy: &Strategy, elapsed: f64) -> (u32, Option<f64>) {
+    let (n, bake) = (steps(strategy), step_bake(strategy));
+    let k = if bake == 0.0 { n } else { ((elapsed / bake).floor() as u32 + 1).min(n) };
+    (step_green(strategy, k), (k < n).then(|| f64::from(k) * bake))
+}
+
+/// How long a production shift no hook holds takes to reach 100% green.
+pub fn shift_duration(strategy: &Strategy) -> f64 {
+    f64::from(steps(strategy) - 1) * step_bake(strategy)
 }
 
 impl Strategy {
@@ -205,8 +223,15 @@ enum Gate {
     Rollback(HookRun),
 }
 
-/// Enters, times out and reads the runs of `r`'s hooks at `stage` (see the module header).
-fn gate(r: &mut TrafficShiftRecord, stage: HookStage, now: f64, minute_secs: f64) -> Gate {
+/// Enters, times out and reads the runs of `r`'s hooks at `stage` after `step` production
+/// steps (see the module header).
+fn gate(
+    r: &mut TrafficShiftRecord,
+    stage: HookStage,
+    step: u32,
+    now: f64,
+    minute_secs: f64,
+) -> Gate {
     let mut paused: Option<f64> = None;
     let mut rollback = None;
     let hooks = r.hooks.clone();
@@ -214,13 +239,18 @@ fn gate(r: &mut TrafficShiftRecord, stage: HookStage, now: f64, minute_secs: f64
         if !h.stages.contains(&stage) {
             continue;
         }
-        let pos = match r.hook_runs.iter().position(|x| x.hook == i && x.stage == stage) {
+        let pos = match r
+            .hook_runs
+            .iter()
+            .position(|x| x.hook == i && x.stage == stage && x.step == step)
+        {
             Some(p) => p,
             None => {
                 let run = HookRun {
-                    hook_id: r.hook_id(i, stage),
+                    hook_id: r.hook_id(i, stage, step),
                     hook: i,
                     stage,
+                    step,
                     status: HookStatus::AwaitingAction,
                     entered_at: now,
                     expires_at: now + f64::from(h.timeout_minutes.max(1)) * minute_secs,
@@ -303,7 +333,7 @@ pub fn plan(
                 return finish(r, shift(Stage::ScaleUp, (100, 0), false), false, None);
             }
         }
-        match gate(&mut r, hook_stage, now, minute_secs) {
+        match gate(&mut r, hook_stage, 0, now, minute_secs) {
             Gate::Open => {}
             Gate::Paused(until) => {
                 let s = Shift {
@@ -318,16 +348,42 @@ pub fn plan(
             }
         }
     }
+    // Step 1 is taken in the pass that passes the hook points above; each later step when
+    // it is due (`step_bake` after the one before) and its PRODUCTION_TRAFFIC_SHIFT runs
+    // are resolved.
     let started = *r.production_shift_started.get_or_insert(now);
-    let (green, next) = green_percent(strategy, (now - started).max(0.0));
-    if green < 100 {
-        let s = Shift {
-            next_change_at: next.map(|n| started + n),
-            ..shift(Stage::ProductionTrafficShift, (100 - green, green), true)
-        };
-        return finish(r, s, false, None);
+    let weights = |k| {
+        let green = step_green(strategy, k);
+        (100 - green, green)
+    };
+    let (mut step, mut taken_at) = (1, started);
+    while step < steps(strategy) {
+        let due = taken_at + step_bake(strategy);
+        let at_step = shift(Stage::ProductionTrafficShift, weights(step), true);
+        if now < due {
+            return finish(r, Shift { next_change_at: Some(due), ..at_step }, false, None);
+        }
+        match gate(&mut r, HookStage::ProductionTrafficShift, step, now, minute_secs) {
+            Gate::Open => {
+                taken_at = r
+                    .hook_runs
+                    .iter()
+                    .filter(|x| x.stage == HookStage::ProductionTrafficShift && x.step == step)
+                    .filter_map(|x| x.resolved_at)
+                    .fold(due, f64::max);
+                step += 1;
+            }
+            Gate::Paused(until) => {
+                let s = Shift { paused: true, next_change_at: Some(until), ..at_step };
+                return finish(r, s, false, None);
+            }
+            Gate::Rollback(run) => {
+                let s = shift(Stage::ProductionTrafficShift, (100, 0), false);
+                return finish(r, s, false, Some(run));
+            }
+        }
     }
-    match gate(&mut r, HookStage::PostProductionTrafficShift, now, minute_secs) {
+    match gate(&mut r, HookStage::PostProductionTrafficShift, 0, now, minute_secs) {
         Gate::Open => {}
         Gate::Paused(until) => {
             let s = Shift {
@@ -342,14 +398,13 @@ pub fn plan(
             return finish(r, s, false, Some(run));
         }
     }
-    // 100% on green since `full_at`; the bake starts once the hooks there are resolved.
-    let full_at = started + shift_duration(strategy);
+    // 100% on green since `taken_at`; the bake starts once the hooks there are resolved.
     let bake_from = r
         .hook_runs
         .iter()
         .filter(|x| x.stage == HookStage::PostProductionTrafficShift)
         .filter_map(|x| x.resolved_at)
-        .fold(full_at, f64::max);
+        .fold(taken_at, f64::max);
     if now < bake_from + bake_secs {
         let s = Shift {
             next_change_at: Some(bake_from + bake_secs),
@@ -564,7 +619,7 @@ mod tests {
                 let run = r
                     .hook_runs
                     .iter_mut()
-                    .find(|x| x.hook == i && x.stage == stage)
+                    .rfind(|x| x.hook == i && x.stage == stage)
                     .unwrap_or_else(|| panic!("no run of hook {i} at {stage:?} at {now}"));
                 assert_eq!(run.status, HookStatus::AwaitingAction, "at {now}");
                 run.status = status;
@@ -765,5 +820,99 @@ mod tests {
                 ),
             ],
         );
+    }
+
+    #[test]
+    fn production_traffic_shift_hooks_hold_every_step() {
+        use HookStage::*;
+        use HookStatus::*;
+        let linear = Strategy::Linear { step_percent: 25.0, step_bake_secs: 10.0 };
+        let start = TrafficShiftRecord {
+            hooks: vec![hook(&[ProductionTrafficShift], 60, Action::Rollback)],
+            hook_seed: "s".into(),
+            ..record(None, None)
+        };
+        let go = |production| want(Stage::ProductionTrafficShift, production, true, false);
+        let held = |production| want(Stage::ProductionTrafficShift, production, true, true);
+        let end = walk(
+            &linear,
+            0.0,
+            start.clone(),
+            vec![
+                // Before the first step, as with BLUE_GREEN.
+                (0.0, 2, 2, Op::None, held((100, 0))),
+                (1.0, 2, 2, Op::Resolve(0, ProductionTrafficShift, Succeeded), go((75, 25))),
+                (10.9, 2, 2, Op::None, go((75, 25))),
+                // Step 2 is due: held at step 1's weights until the run is resolved.
+                (11.0, 2, 2, Op::None, held((75, 25))),
+                (14.0, 2, 2, Op::None, held((75, 25))),
+                (15.0, 2, 2, Op::Resolve(0, ProductionTrafficShift, Succeeded), go((50, 50))),
+                // Step 3's wait counts from the CONTINUE (15 s), not from when step 2 was due.
+                (24.9, 2, 2, Op::None, go((50, 50))),
+                (25.0, 2, 2, Op::None, held((50, 50))),
+                (26.0, 2, 2, Op::Resolve(0, ProductionTrafficShift, Succeeded), go((25, 75))),
+                (36.0, 2, 2, Op::None, held((25, 75))),
+                (
+                    37.0,
+                    2,
+                    2,
+                    Op::Resolve(0, ProductionTrafficShift, Succeeded),
+                    want(Stage::CleanUp, (0, 100), true, false),
+                ),
+            ],
+        );
+        let ids: Vec<(&str, u32, f64)> =
+            end.hook_runs.iter().map(|x| (x.hook_id.as_str(), x.step, x.entered_at)).collect();
+        assert_eq!(
+            ids,
+            vec![
+                ("ecs-pause-s0-production_traffic_shift", 0, 0.0),
+                ("ecs-pause-s0-production_traffic_shift-step1", 1, 11.0),
+                ("ecs-pause-s0-production_traffic_shift-step2", 2, 25.0),
+                ("ecs-pause-s0-production_traffic_shift-step3", 3, 36.0),
+            ]
+        );
+        // ROLLBACK at a later step puts production back on blue at once.
+        walk(
+            &linear,
+            0.0,
+            start.clone(),
+            vec![
+                (0.0, 2, 2, Op::None, held((100, 0))),
+                (1.0, 2, 2, Op::Resolve(0, ProductionTrafficShift, Succeeded), go((75, 25))),
+                (11.0, 2, 2, Op::None, held((75, 25))),
+                (
+                    12.0,
+                    2,
+                    2,
+                    Op::Resolve(0, ProductionTrafficShift, Failed),
+                    Want {
+                        rollback: Some((ProductionTrafficShift, Failed)),
+                        ..want(Stage::ProductionTrafficShift, (100, 0), false, false)
+                    },
+                ),
+            ],
+        );
+        // CANARY: before the canary, then before 100%; a timeout with CONTINUE takes the step.
+        let canary = Strategy::Canary { canary_percent: 10.0, canary_bake_secs: 30.0 };
+        let start = TrafficShiftRecord {
+            hooks: vec![hook(&[ProductionTrafficShift], 5, Action::Continue)],
+            ..record(None, None)
+        };
+        walk(
+            &canary,
+            0.0,
+            start,
+            vec![
+                (0.0, 2, 2, Op::None, held((100, 0))),
+                (5.0, 2, 2, Op::None, go((90, 10))),
+                (35.0, 2, 2, Op::None, held((90, 10))),
+                (40.0, 2, 2, Op::None, want(Stage::CleanUp, (0, 100), true, false)),
+            ],
+        );
+        // BLUE_GREEN has one production step: the hook holds once.
+        assert_eq!((steps(&Strategy::BlueGreen), steps(&canary), steps(&linear)), (1, 2, 4));
+        let full = Strategy::Canary { canary_percent: 100.0, canary_bake_secs: 30.0 };
+        assert_eq!((steps(&full), green_percent(&full, 0.0)), (1, (100, None)));
     }
 }

@@ -84,6 +84,12 @@ pub struct HookRun {
     /// Position of the hook in the deployment's [`TrafficShiftRecord::hooks`].
     pub hook: usize,
     pub stage: DeploymentLifecycleHookStage,
+    /// The production traffic-shift steps already taken when the run was entered: 0, except
+    /// for the later runs of a `PRODUCTION_TRAFFIC_SHIFT` hook under `LINEAR` and `CANARY`,
+    /// which ECS invokes before every step (run `k` holds the traffic at step `k`'s weights
+    /// until it is resolved).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub step: u32,
     pub status: DeploymentLifecycleHookStatus,
     /// Epoch seconds.
     pub entered_at: f64,
@@ -184,11 +190,20 @@ pub struct TrafficShiftRecord {
 }
 
 impl TrafficShiftRecord {
-    /// The id of the run of hook `hook` (its position) at `stage`: stable across passes and
-    /// restarts, unique across deployments through [`TrafficShiftRecord::hook_seed`].
-    pub fn hook_id(&self, hook: usize, stage: DeploymentLifecycleHookStage) -> String {
-        format!("ecs-pause-{}{hook}-{}", self.hook_seed, stage.as_str().to_ascii_lowercase())
+    /// The id of the run of hook `hook` (its position) at `stage` after `step` production
+    /// steps ([`HookRun::step`]): stable across passes and restarts, unique across
+    /// deployments through [`TrafficShiftRecord::hook_seed`].
+    pub fn hook_id(&self, hook: usize, stage: DeploymentLifecycleHookStage, step: u32) -> String {
+        let stage = stage.as_str().to_ascii_lowercase();
+        match step {
+            0 => format!("ecs-pause-{}{hook}-{stage}", self.hook_seed),
+            k => format!("ecs-pause-{}{hook}-{stage}-step{k}", self.hook_seed),
+        }
     }
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ServiceRuleError {

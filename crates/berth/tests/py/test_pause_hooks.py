@@ -13,8 +13,14 @@ requests through the listener:
 * deployment 3 stops there too; `--action ROLLBACK` returns production to blue at once and
   the deployment ends ROLLBACK_SUCCESSFUL;
 * deployment 4, with the hook's timeout at 4 "minutes" and action ROLLBACK, rolls back by
-  itself (the hook TIMED_OUT).
-No request is lost, and production never answers from a rolled-back green.
+  itself (the hook TIMED_OUT);
+* deployment 5, LINEAR in two 50% steps with a PRODUCTION_TRAFFIC_SHIFT hook, pauses before
+  each step (0%, then 50% of production on green) and completes after two CONTINUEs;
+* deployment 6, paused, is superseded by deployment 7: its hook shows FAILED, not
+  AWAITING_ACTION, and cannot be continued;
+* deployment 8 is left paused for AfterRestart, which the Rust test runs once it has killed
+  the server with SIGKILL and started it again.
+No request is lost, and production never answers from a rolled-back or superseded green.
 """
 
 import json
@@ -158,11 +164,126 @@ class PauseHooks(unittest.TestCase):
         self.assertEqual([x["status"] for x in d["lifecycleHookDetails"]], ["TIMED_OUT"])
         self.assertEqual(self.green_share(self.prod_rule, blue), 100)
 
+        # Deployment 5, LINEAR in two steps of 50%: a PRODUCTION_TRAFFIC_SHIFT hook holds
+        # before every production step (ECS invokes that stage's hooks at each step).
+        td5, td6, td7 = (self.td(v) for v in "567")
+        hook = {"targetType": "PAUSE", "lifecycleStages": ["PRODUCTION_TRAFFIC_SHIFT"],
+                "timeoutConfiguration": {"timeoutInMinutes": 600, "action": "ROLLBACK"}}
+        dep = self.update(td5, deploymentConfiguration={
+            "strategy": "LINEAR", "lifecycleHooks": [hook],
+            "linearConfiguration": {"stepPercent": 50.0, "stepBakeTimeInMinutes": 0}})
+        green = self.tgs[0]
+        for step in range(2):
+            d = self.paused(dep)
+            self.assertEqual(d["lifecycleStage"], "PRODUCTION_TRAFFIC_SHIFT")
+            hooks = d["lifecycleHookDetails"]
+            self.assertEqual([h["status"] for h in hooks],
+                             ["SUCCEEDED"] * step + ["AWAITING_ACTION"])
+            self.assertEqual(len({h["hookId"] for h in hooks}), step + 1, hooks)
+            # Held at the weights of the steps taken: 0%, then 50% on green.
+            self.assertEqual(self.green_share(self.prod_rule, green), 50 * step)
+            if step == 1:
+                n = len(load.samples)
+                wait("answers from both revisions", 30,
+                     lambda: {v for _, v in load.samples[n:]} >= {"2", "5"})
+            ok, out = aws("continue-service-deployment", "--service-deployment-arn",
+                          d["serviceDeploymentArn"], "--hook-id", hooks[-1]["hookId"])
+            self.assertTrue(ok, out)
+        self.settled(td5)
+        d = self.deployment(dep)
+        self.assertEqual(d["status"], "SUCCESSFUL")
+        self.assertEqual([x["status"] for x in d["lifecycleHookDetails"]], ["SUCCEEDED"] * 2)
+        self.assertEqual(self.green_share(self.prod_rule, green), 100)
+
+        # Deployment 6 pauses before its first step and deployment 7 (hooks cleared)
+        # supersedes it: 6 ends STOPPED with its hook FAILED (nothing awaits it any more),
+        # can no longer be continued, and 7 completes.
+        dep6 = self.update(td6)
+        d6 = self.paused(dep6)
+        self.assertEqual(self.green_share(self.prod_rule, self.tgs[1]), 0)
+        self.update(td7, deploymentConfiguration={"lifecycleHooks": []})
+        self.settled(td7)
+        d6 = self.deployment(dep6)
+        self.assertEqual(d6["status"], "STOPPED")
+        self.assertEqual([x["status"] for x in d6["lifecycleHookDetails"]], ["FAILED"])
+        ok, err = aws("continue-service-deployment", "--service-deployment-arn",
+                      d6["serviceDeploymentArn"], "--hook-id",
+                      d6["lifecycleHookDetails"][0]["hookId"])
+        self.assertIn("ClientException", err)
+
         samples, failures = load.finish()
         self.assertEqual(failures, [], "requests lost")
-        # Production answered from 1, then 2, never from 3 or 4 (rolled-back greens).
-        self.assertEqual({v for _, v in samples}, {"1", "2"})
-        self.assertEqual({v for _, v in samples[-20:]}, {"2"})
+        # Production answered from 1, 2, 5 and 7, never from 3 or 4 (rolled-back greens) nor
+        # from 6 (superseded before its first step).
+        self.assertEqual({v for _, v in samples}, {"1", "2", "5", "7"})
+        self.assertEqual({v for _, v in samples[-20:]}, {"7"})
+
+        # Deployment 8 pauses before its first step and is left paused: the Rust test kills
+        # the server (SIGKILL), starts it again, and AfterRestart continues it.
+        td8 = self.td("8")
+        dep = self.update(td8, deploymentConfiguration={"lifecycleHooks": [hook]})
+        d = self.paused(dep)
+        # Green is the target group production does not forward to.
+        [green] = [tg for tg in self.tgs if self.green_share(self.prod_rule, tg) == 0]
+        with open(os.environ["BERTH_PAUSE_STATE"], "w") as f:
+            json.dump({"deployment": dep, "td": td8, "green": green, "port": self.port,
+                       "prod_rule": self.prod_rule, "test_rule": self.test_rule,
+                       "hook": d["lifecycleHookDetails"][-1]}, f, default=str)
+
+
+class AfterRestart(unittest.TestCase):
+    """Run after the server was killed with SIGKILL and restarted on its data directory,
+    with deployment 8 paused at its PRODUCTION_TRAFFIC_SHIFT hook: the deployment is still
+    paused at the same hook (same id, same expiry), production still on blue and answering
+    through the listener; CONTINUE then completes it under load with no request lost."""
+
+    service = bg.BlueGreen.service
+    settled = bg.BlueGreen.settled
+    deployment = bg.BlueGreen.deployment
+    weights = bg.BlueGreen.weights
+    green_share = bg.BlueGreen.green_share
+
+    def test_a_paused_deployment_survives_a_restart(self):
+        with open(os.environ["BERTH_PAUSE_STATE"]) as f:
+            st = json.load(f)
+        self.ecs = bg.client("ecs")
+        self.elb = bg.client("elbv2")
+        self.port = st["port"]
+        d = self.deployment(st["deployment"])
+        self.assertEqual((d["status"], d["lifecycleStage"]),
+                         ("IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT"))
+        h = d["lifecycleHookDetails"][-1]
+        self.assertEqual((h["hookId"], h["status"]), (st["hook"]["hookId"], "AWAITING_ACTION"))
+        self.assertEqual(str(h["expiresAt"]), st["hook"]["expiresAt"])
+        self.assertEqual(self.green_share(st["prod_rule"], st["green"]), 0)
+        self.assertEqual(self.green_share(st["test_rule"], st["green"]), 100)
+        # The listener is back (the server binds it again) and production answers from 7.
+        load = bg.Load(self.port)
+        wait("answers through the listener after the restart", 60,
+             lambda: any(v == "7" for _, v in load.samples), every=0.5)
+        load.finish()
+        load = bg.Load(self.port)
+        n = len(load.samples)
+        wait("answers", 30, lambda: len(load.samples) > n + 20)
+        self.assertEqual(self.deployment(st["deployment"])["lifecycleStage"],
+                         "PRODUCTION_TRAFFIC_SHIFT")
+        ok, out = aws("continue-service-deployment", "--service-deployment-arn",
+                      d["serviceDeploymentArn"], "--hook-id", h["hookId"])
+        self.assertTrue(ok, out)
+        # The continued deployment pauses again before its second step (50%): continue that.
+        def next_hook():
+            hooks = self.deployment(st["deployment"])["lifecycleHookDetails"]
+            return len(hooks) == 2 and hooks[-1]["status"] == "AWAITING_ACTION" and hooks[-1]
+        h2 = wait("the hook of the second step", 60, next_hook, every=0.2)
+        ok, out = aws("continue-service-deployment", "--service-deployment-arn",
+                      d["serviceDeploymentArn"], "--hook-id", h2["hookId"])
+        self.assertTrue(ok, out)
+        self.settled(st["td"])
+        self.assertEqual(self.deployment(st["deployment"])["status"], "SUCCESSFUL")
+        samples, failures = load.finish()
+        self.assertEqual(failures, [], "requests lost")
+        self.assertEqual({v for _, v in samples} - {"7"}, {"8"})
+        self.assertEqual({v for _, v in samples[-20:]}, {"8"})
 
         self.ecs.update_service(service="bg", desiredCount=0)
         self.ecs.delete_service(service="bg", force=True)

@@ -184,7 +184,9 @@ impl ServiceDeployments {
                 .as_ref()
                 .and_then(|t| t.stage.clone())
                 .and_then(|st| serde_json::from_value(serde_json::Value::String(st)).ok()),
-            // PAUSE hooks the deployment reached, in the order reached.
+            // PAUSE hooks the deployment reached, in the order reached. A deployment no longer
+            // in progress (superseded, rolled back) awaits nothing: a run it left waiting shows
+            // FAILED, as ContinueServiceDeployment refuses it.
             lifecycle_hook_details: d.traffic.as_ref().filter(|t| !t.hook_runs.is_empty()).map(
                 |t| {
                     t.hook_runs
@@ -193,7 +195,14 @@ impl ServiceDeployments {
                             hook_id: Some(run.hook_id.clone()),
                             target_type: Some(DeploymentLifecycleHookTargetType::Pause),
                             target_arn: None,
-                            status: Some(run.status),
+                            status: Some(match run.status {
+                                DeploymentLifecycleHookStatus::AwaitingAction
+                                    if status != ServiceDeploymentStatus::InProgress =>
+                                {
+                                    DeploymentLifecycleHookStatus::Failed
+                                }
+                                s => s,
+                            }),
                             expires_at: Some(run.expires_at),
                             timeout_action: Some(run.timeout_action),
                         })

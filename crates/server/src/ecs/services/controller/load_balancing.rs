@@ -5,8 +5,9 @@
 //!
 //! Level-triggered, idempotent per pass:
 //! * a task is registered while it is RUNNING and desired RUNNING and this pass does not stop
-//!   it; every other target of the service's tasks is deregistered (in the same pass that
-//!   decides the stop, before its containers are asked to stop);
+//!   it, unless it is a superseded green (below); every other target of the service's tasks
+//!   is deregistered (in the same pass that decides the stop, before its containers are asked
+//!   to stop);
 //! * a task the controller stops while RUNNING is DEACTIVATING (desired STOPPED, the agent
 //!   keeps it running: `agent_channel`) until `stoppingAt` plus the longest deregistration
 //!   delay of its target groups, then STOPPING (the agent stops it);
@@ -16,6 +17,10 @@
 //! * An entry with `advancedConfiguration` has two groups: the task of a deployment whose
 //!   traffic record says `alternate` registers in `alternateTargetGroupArn`, every other
 //!   task in `targetGroupArn` (the groups of a task are those of its deployment's side).
+//!   While the PRIMARY shifts traffic (IN_PROGRESS, replacing a serving deployment), its side
+//!   is green and only its own tasks serve there: the tasks of a deployment it superseded on
+//!   the same side (a green never promoted) are deregistered at once, so production traffic
+//!   shifted to green never reaches them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -44,6 +49,9 @@ pub(super) struct LbPass {
     groups: Vec<(LoadBalancer, TargetGroupInfo, Option<bool>)>,
     /// Task id -> its target in each group it has one in (index into `groups`).
     targets: HashMap<String, Vec<(usize, ServiceTarget)>>,
+    /// Deployments whose tasks serve in no group: those a shifting PRIMARY superseded on its
+    /// own (green) side.
+    superseded_green: HashSet<String>,
 }
 
 impl LbPass {
@@ -106,7 +114,24 @@ impl LbPass {
                 .collect();
             targets.insert(id.clone(), mine);
         }
-        let me = LbPass { groups, targets };
+        let superseded_green = match service.deployments.first() {
+            Some(p)
+                if p.traffic.as_ref().is_some_and(|t| t.shifting)
+                    && !p.completed
+                    && p.rollout_state != berth_wire::ecs::DeploymentRolloutState::Failed =>
+            {
+                let green = sides.get(p.id.as_str()).copied().unwrap_or(false);
+                service
+                    .deployments
+                    .iter()
+                    .skip(1)
+                    .filter(|d| sides.get(d.id.as_str()).copied().unwrap_or(false) == green)
+                    .map(|d| d.id.clone())
+                    .collect()
+            }
+            _ => HashSet::new(),
+        };
+        let me = LbPass { groups, targets, superseded_green };
         for t in tasks.iter_mut() {
             t.target_health = Some(me.health(lb, t));
         }
@@ -158,6 +183,7 @@ impl LbPass {
                 t.last_status == TaskStatus::Running
                     && t.desired_running
                     && !stopping.contains(t.id.as_str())
+                    && !self.superseded_green.contains(&t.deployment)
             })
             .map(|t| t.id.as_str())
             .collect();

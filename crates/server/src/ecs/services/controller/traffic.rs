@@ -152,8 +152,12 @@ pub(super) async fn traffic_pass(
             let was = record.hook_runs.iter().find(|x| x.hook_id == run.hook_id).map(|x| x.status);
             match (was, run.status) {
                 (None, HookStatus::AwaitingAction) => events.push(format!(
-                    "{head} paused at lifecycle stage {} by PAUSE hook {}: call ContinueServiceDeployment (CONTINUE or ROLLBACK) within {:.0} seconds, else {}.",
+                    "{head} paused at lifecycle stage {}{} by PAUSE hook {}: call ContinueServiceDeployment (CONTINUE or ROLLBACK) within {:.0} seconds, else {}.",
                     run.stage.as_str(),
+                    match run.step {
+                        0 => String::new(),
+                        k => format!(" (after production step {k}, green at {}%)", p.shift.production.1),
+                    },
                     run.hook_id,
                     (run.expires_at - now).max(0.0),
                     run.timeout_action.as_str()
