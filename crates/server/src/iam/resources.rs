@@ -28,7 +28,9 @@
 //!   `RuleArn` the form names, `*` otherwise;
 //! * iam: `user/NAME`, `group/NAME`, `role/NAME` or the `PolicyArn` the form names (the
 //!   account's users are looked up without their paths: a path-specific Resource does not
-//!   match), GetUser without a name: the caller;
+//!   match), GetUser without a name: the caller; Attach/Detach{User,Role,Group}Policy: the
+//!   user, role or group, with the policy as `iam:PolicyARN` (as the Service Authorization
+//!   Reference lists them);
 //! * sts: AssumeRole: the `RoleArn`; ec2, autoscaling, servicediscovery and any other
 //!   service: `*`.
 
@@ -264,6 +266,7 @@ pub(crate) fn form(
 ) -> Resources {
     let iam =
         |kind: &str, name: &str| format!("arn:{}:iam::{}:{kind}/{name}", s.partition, s.account);
+    let mut keys = vec![];
     let arns: Vec<String> = match service {
         "elasticloadbalancing" => ["LoadBalancerArn", "TargetGroupArn", "ListenerArn", "RuleArn"]
             .iter()
@@ -272,7 +275,17 @@ pub(crate) fn form(
             .unwrap_or_default(),
         "sts" => form.get("RoleArn").map(|a| vec![a.to_string()]).unwrap_or_default(),
         "iam" => {
-            if let Some(a) = form.get("PolicyArn") {
+            let principal = form
+                .get("UserName")
+                .map(|u| iam("user", u))
+                .or_else(|| form.get("RoleName").map(|r| iam("role", r)))
+                .or_else(|| form.get("GroupName").map(|g| iam("group", g)));
+            if let (Some(p), Some(a)) = (&principal, form.get("PolicyArn")) {
+                // Attach/Detach{User,Role,Group}Policy act on the principal; the policy is
+                // the condition key `iam:PolicyARN`.
+                keys.push(("iam:PolicyARN".to_string(), a.to_string()));
+                vec![p.clone()]
+            } else if let Some(a) = form.get("PolicyArn") {
                 vec![a.to_string()]
             } else if let Some(u) = form.get("UserName") {
                 vec![iam("user", u)]
@@ -306,7 +319,7 @@ pub(crate) fn form(
         }
         _ => vec![],
     };
-    if arns.is_empty() { Resources::star() } else { Resources { arns, keys: vec![] } }
+    if arns.is_empty() { Resources { keys, ..Resources::star() } } else { Resources { arns, keys } }
 }
 
 #[cfg(test)]
@@ -471,5 +484,25 @@ mod tests {
             form(S, "sts", "AssumeRole", &f, me).arns,
             vec!["arn:aws:iam::123456789012:role/r"]
         );
+        // Attaching a policy acts on the principal; the policy is a condition key.
+        let policy = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+        for (op, who, arn) in [
+            ("AttachRolePolicy", "RoleName=r", "arn:aws:iam::123456789012:role/r"),
+            ("DetachUserPolicy", "UserName=u", "arn:aws:iam::123456789012:user/u"),
+            ("AttachGroupPolicy", "GroupName=g", "arn:aws:iam::123456789012:group/g"),
+        ] {
+            let body = format!(
+                "Action={op}&{who}&PolicyArn=arn%3Aaws%3Aiam%3A%3Aaws%3Apolicy%2FReadOnlyAccess"
+            );
+            let f = Form::parse(body.as_bytes(), berth_wire::query::Flavor::Query);
+            let r = form(S, "iam", op, &f, me);
+            assert_eq!(r.arns, vec![arn], "{op}");
+            assert_eq!(r.keys, vec![("iam:PolicyARN".to_string(), policy.to_string())], "{op}");
+        }
+        let f = Form::parse(
+            b"Action=ListEntitiesForPolicy&PolicyArn=arn%3Aaws%3Aiam%3A%3Aaws%3Apolicy%2FReadOnlyAccess",
+            berth_wire::query::Flavor::Query,
+        );
+        assert_eq!(form(S, "iam", "ListEntitiesForPolicy", &f, me).arns, vec![policy]);
     }
 }
