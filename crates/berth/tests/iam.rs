@@ -2,7 +2,9 @@
 //! server` with the real AWS CLI (and boto3 in `py/test_iam.py`): users, groups, roles,
 //! managed and inline policies, access keys; a user limited to one cluster; an explicit deny
 //! over an attached allow; group policies; an inactive key refused; AssumeRole into a role
-//! whose policy then governs, an untrusted principal refused; iam:PassRole; IAM's error codes
+//! whose policy then governs, an untrusted principal refused; iam:PassRole; tag conditions
+//! (`aws:RequestTag`, `aws:TagKeys`, `aws:ResourceTag` on ECS here, on CloudWatch Logs,
+//! Secrets Manager, ECR and IAM in `py/test_iam.py`); IAM's error codes
 //! and paging; AWS managed policies (attached, read, refused changes); Berth's host-access
 //! actions (`py/test_host_permissions.py`). One server for the whole file.
 
@@ -348,6 +350,83 @@ fn iam_users_roles_and_authorization_with_the_aws_cli() {
     );
     aws_as(&s, &viewer, &["ecr", "describe-repositories"]).err("AccessDeniedException");
     assert!(names("AWS", &["--only-attached"]).is_empty());
+
+    // --- Tags decide: aws:RequestTag on creation, aws:ResourceTag (looked up from Berth's
+    // records) on deletion.
+    let tagger = new_user(&s, "tagger");
+    let by_tag = doc(json!([
+        {"Effect": "Allow", "Action": "ecs:CreateCluster", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:RequestTag/team": "blue"}}},
+        {"Effect": "Allow", "Action": ["ecs:DeleteCluster", "ecs:TagResource"], "Resource": "*",
+         "Condition": {"StringEquals": {"aws:ResourceTag/team": "blue"}}}
+    ]));
+    ok(
+        &s,
+        &[
+            "iam",
+            "put-user-policy",
+            "--user-name",
+            "tagger",
+            "--policy-name",
+            "by-tag",
+            "--policy-document",
+            &by_tag,
+        ],
+    );
+    let create = |name: &str, tags: &[&str]| {
+        let mut args = vec!["ecs", "create-cluster", "--cluster-name", name];
+        if !tags.is_empty() {
+            args.push("--tags");
+            args.extend_from_slice(tags);
+        }
+        aws_as(&s, &tagger, &args)
+    };
+    let c = create("team-blue", &["key=team,value=blue", "key=env,value=dev"]);
+    assert!(c.ok, "{}", c.stderr);
+    assert_eq!(c.json()["cluster"]["tags"][0]["value"], "blue");
+    let msg = create("team-red", &["key=team,value=red"]).err("AccessDeniedException").to_string();
+    assert!(msg.contains("tagger is not authorized to perform: ecs:CreateCluster"), "{msg}");
+    create("team-none", &[]).err("AccessDeniedException");
+    ok(&s, &["ecs", "create-cluster", "--cluster-name", "team-admin"]);
+    let delete = |name: &str| aws_as(&s, &tagger, &["ecs", "delete-cluster", "--cluster", name]);
+    let msg = delete("team-admin").err("AccessDeniedException").to_string();
+    assert!(msg.contains(&format!("ecs:DeleteCluster on resource: {}", cluster_arn("team-admin"))));
+    let d = delete("team-blue");
+    assert!(d.ok, "{}", d.stderr);
+    assert_eq!(d.json()["cluster"]["status"], "INACTIVE");
+    ok(&s, &["ecs", "delete-cluster", "--cluster", "team-admin"]);
+    // A task definition revision's tags.
+    let container = r#"[{"name":"c","image":"berth-demo:latest","memory":64}]"#;
+    let mut revisions = vec![];
+    for (family, tags) in [("td-blue", "key=team,value=blue"), ("td-plain", "key=env,value=dev")] {
+        let t = ok(
+            &s,
+            &[
+                "ecs",
+                "register-task-definition",
+                "--family",
+                family,
+                "--container-definitions",
+                container,
+                "--tags",
+                tags,
+            ],
+        );
+        revisions.push(t["taskDefinition"]["taskDefinitionArn"].as_str().unwrap().to_string());
+    }
+    let tag = |arn: &str| {
+        aws_as(
+            &s,
+            &tagger,
+            &["ecs", "tag-resource", "--resource-arn", arn, "--tags", "key=x,value=y"],
+        )
+    };
+    let t = tag(&revisions[0]);
+    assert!(t.ok, "{}", t.stderr);
+    let msg = tag(&revisions[1]).err("AccessDeniedException").to_string();
+    assert!(msg.contains(&format!("ecs:TagResource on resource: {}", revisions[1])), "{msg}");
+    let listed = ok(&s, &["ecs", "list-tags-for-resource", "--resource-arn", &revisions[0]]);
+    assert_eq!(listed["tags"].as_array().unwrap().len(), 2, "{listed}");
 
     // --- boto3: the same API through botocore's models and parsers (py/test_iam.py).
     let out =

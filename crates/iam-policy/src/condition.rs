@@ -306,6 +306,19 @@ pub(crate) fn parse_date(s: &str) -> Option<i128> {
 }
 
 impl Condition {
+    /// Whether the condition reads a key starting with `prefix` (lowercase): as its key or
+    /// as a policy variable in its values.
+    pub(crate) fn mentions(&self, prefix: &str) -> bool {
+        if self.key.starts_with(prefix) {
+            return true;
+        }
+        match &self.values {
+            Values::Str(pats) => pats.iter().any(|p| crate::pattern::mentions(p, prefix)),
+            Values::Arn(pats) => pats.iter().any(|(p, _)| crate::pattern::mentions(p, prefix)),
+            _ => false,
+        }
+    }
+
     pub(crate) fn evaluate(&self, ctx: &RequestContext) -> bool {
         let present: Option<&[String]> = ctx.get_lc(&self.key).map(ContextValue::values);
         if self.base == Base::Null {

@@ -33,6 +33,11 @@ pub(crate) enum Tok {
     Never,
 }
 
+/// Whether `toks` hold a policy variable whose key starts with `prefix` (lowercase).
+pub(crate) fn mentions(toks: &[Tok], prefix: &str) -> bool {
+    toks.iter().any(|t| matches!(t, Tok::Var { key, .. } if key.starts_with(prefix)))
+}
+
 /// Options for [`tokenize`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Syntax {

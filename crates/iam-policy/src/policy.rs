@@ -193,6 +193,14 @@ impl Statement {
         self.effect
     }
 
+    /// See [`Policy::mentions_key`].
+    fn mentions_key(&self, prefix: &str) -> bool {
+        let in_resources = self.resources.as_ref().is_some_and(|(_, pats)| {
+            pats.iter().any(|p| crate::pattern::mentions(&p.toks, prefix))
+        });
+        in_resources || self.conditions.iter().any(|c| c.mentions(prefix))
+    }
+
     /// Whether the statement applies to the request, and how its principal
     /// matched (`Direct` when it names no principal).
     pub(crate) fn applies(&self, ctx: &RequestContext) -> Option<PrincipalMatch> {
@@ -350,6 +358,15 @@ impl Policy {
 
     pub fn statements(&self) -> &[Statement] {
         &self.statements
+    }
+
+    /// Whether any statement reads a condition key whose name starts with `prefix` (any
+    /// case; `aws:ResourceTag/` for every resource tag key): as a condition's key, or as a
+    /// policy variable in a `Resource`/`NotResource` pattern or a condition value. Lets a
+    /// caller skip computing keys no policy reads.
+    pub fn mentions_key(&self, prefix: &str) -> bool {
+        let prefix = prefix.to_lowercase();
+        self.statements.iter().any(|s| s.mentions_key(&prefix))
     }
 }
 

@@ -49,6 +49,18 @@ impl Logs {
         Ok(Self { store: Arc::new(LogStore::open(path)?), sweep_now: tokio::sync::Notify::new() })
     }
 
+    /// The tags of log group `name` in `region`, for `aws:ResourceTag` (`None`: no such
+    /// group, or the log store cannot answer).
+    pub(crate) async fn group_tags(
+        &self,
+        region: &'static str,
+        name: &str,
+    ) -> Option<BTreeMap<String, String>> {
+        let store = self.store.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || store.group_tags(region, &name).ok()).await.ok()?
+    }
+
     /// The retention sweep, until `stop` is set.
     pub async fn sweeper(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {

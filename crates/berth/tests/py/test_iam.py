@@ -192,6 +192,88 @@ class IamWithBoto3(unittest.TestCase):
         self.assertEqual([g["GroupName"] for p in pages for g in p["Groups"]], ["g0", "g1", "g2"])
         self.assertTrue(pages[0]["IsTruncated"])
 
+    def test_tags_decide_across_services(self):
+        """aws:RequestTag and aws:TagKeys from the request, aws:ResourceTag from the resource
+        a request names, in CloudWatch Logs, Secrets Manager, ECR and IAM."""
+        blue = {"StringEquals": {"aws:ResourceTag/team": "blue"}}
+        self.iam.create_user(UserName="tess")
+        self.iam.put_user_policy(
+            UserName="tess",
+            PolicyName="by-tag",
+            PolicyDocument=doc(
+                {
+                    "Effect": "Allow",
+                    "Action": "logs:CreateLogGroup",
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {"aws:RequestTag/team": "blue"}},
+                },
+                {"Effect": "Allow", "Action": "logs:DeleteLogGroup", "Resource": "*", "Condition": blue},
+                {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*", "Condition": blue},
+                {"Effect": "Allow", "Action": "ecr:DescribeRepositories", "Resource": "*", "Condition": blue},
+                {
+                    "Effect": "Allow",
+                    "Action": ["iam:TagUser", "iam:UntagUser"],
+                    "Resource": "*",
+                    "Condition": {
+                        "ForAllValues:StringEquals": {"aws:TagKeys": ["team", "env"]},
+                        "Null": {"aws:TagKeys": "false"},
+                    },
+                },
+            ),
+        )
+        tess = self.iam.create_access_key(UserName="tess")["AccessKey"]
+
+        def denied(call, **kw):
+            with self.assertRaises(ClientError) as e:
+                call(**kw)
+            code = e.exception.response["Error"]["Code"]
+            self.assertIn(code, ("AccessDeniedException", "AccessDenied"), f"{call.__name__} {kw}")
+            self.assertIn("user/tess is not authorized", e.exception.response["Error"]["Message"])
+
+        # CloudWatch Logs: a map of tags on creation, the group's tags on deletion.
+        logs = client("logs", tess)
+        client("logs").create_log_group(logGroupName="/tags/red", tags={"team": "red"})
+        logs.create_log_group(logGroupName="/tags/blue", tags={"team": "blue"})
+        denied(logs.create_log_group, logGroupName="/tags/red2", tags={"team": "red"})
+        denied(logs.create_log_group, logGroupName="/tags/none")
+        denied(logs.delete_log_group, logGroupName="/tags/red")
+        logs.delete_log_group(logGroupName="/tags/blue")
+        client("logs").delete_log_group(logGroupName="/tags/red")
+
+        # Secrets Manager: by name and by ARN.
+        sm = client("secretsmanager")
+        arns = {}
+        for team in ("blue", "red"):
+            arns[team] = sm.create_secret(
+                Name=f"tags-{team}", SecretString=team, Tags=[{"Key": "team", "Value": team}]
+            )["ARN"]
+        mine = client("secretsmanager", tess)
+        self.assertEqual(mine.get_secret_value(SecretId="tags-blue")["SecretString"], "blue")
+        self.assertEqual(mine.get_secret_value(SecretId=arns["blue"])["SecretString"], "blue")
+        denied(mine.get_secret_value, SecretId="tags-red")
+        denied(mine.get_secret_value, SecretId=arns["red"])
+        for a in arns.values():
+            sm.delete_secret(SecretId=a, ForceDeleteWithoutRecovery=True)
+
+        # ECR: a repository's tags, read with its policy.
+        ecr = client("ecr")
+        for team in ("blue", "red"):
+            ecr.create_repository(repositoryName=f"tags/{team}", tags=[{"Key": "team", "Value": team}])
+        got = client("ecr", tess).describe_repositories(repositoryNames=["tags/blue"])["repositories"]
+        self.assertEqual(got[0]["repositoryName"], "tags/blue")
+        denied(client("ecr", tess).describe_repositories, repositoryNames=["tags/red"])
+        for team in ("blue", "red"):
+            ecr.delete_repository(repositoryName=f"tags/{team}")
+
+        # IAM (form-encoded): every key of aws:TagKeys must be allowed; untagging names keys.
+        me = client("iam", tess)
+        me.tag_user(UserName="tess", Tags=[{"Key": "team", "Value": "blue"}, {"Key": "env", "Value": "dev"}])
+        denied(me.tag_user, UserName="tess", Tags=[{"Key": "team", "Value": "x"}, {"Key": "cost", "Value": "1"}])
+        me.untag_user(UserName="tess", TagKeys=["env"])
+        denied(me.untag_user, UserName="tess", TagKeys=["team", "cost"])
+        tags = self.iam.list_user_tags(UserName="tess")["Tags"]
+        self.assertEqual(tags, [{"Key": "team", "Value": "blue"}])
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

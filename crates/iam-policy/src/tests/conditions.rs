@@ -516,3 +516,51 @@ fn policy_variables() {
         eval_id(&[&arnvar], &RequestContext::new(user("bob"), "iam:GetUser", &me)).is_allowed()
     );
 }
+
+#[test]
+fn policies_say_which_keys_they_read() {
+    let cases: &[(serde_json::Value, bool)] = &[
+        // As a condition key, any case.
+        (
+            json!({"Effect": "Allow", "Action": "ecs:DeleteCluster", "Resource": "*",
+                "Condition": {"StringEquals": {"aws:resourcetag/team": "blue"}}}),
+            true,
+        ),
+        (
+            json!({"Effect": "Allow", "Action": "ecs:*", "Resource": "*",
+                "Condition": {"Null": {"aws:ResourceTag/team": "false"}}}),
+            true,
+        ),
+        // As a policy variable in a Resource or in a condition value.
+        (
+            json!({"Effect": "Allow", "Action": "ecs:*",
+                "Resource": "arn:aws:ecs:*:*:cluster/${aws:ResourceTag/team}-*"}),
+            true,
+        ),
+        (
+            json!({"Effect": "Allow", "Action": "ecs:*", "Resource": "*",
+                "Condition": {"StringEquals": {"aws:PrincipalTag/team": "${aws:ResourceTag/team}"}}}),
+            true,
+        ),
+        (
+            json!({"Effect": "Allow", "Action": "ecs:*", "Resource": "*",
+                "Condition": {"ArnLike": {"aws:SourceArn": "arn:aws:ecs:*:*:cluster/${aws:ResourceTag/c}"}}}),
+            true,
+        ),
+        // Other tag keys are not resource tags.
+        (
+            json!({"Effect": "Allow", "Action": "ecs:*", "Resource": "*",
+                "Condition": {"StringEquals": {"aws:RequestTag/team": "blue", "aws:PrincipalTag/x": "y"},
+                    "ForAllValues:StringEquals": {"aws:TagKeys": ["team"]}}}),
+            false,
+        ),
+        (json!({"Effect": "Allow", "Action": "*", "Resource": "*"}), false),
+    ];
+    for (statement, want) in cases {
+        let p = idp(json!({"Version": "2012-10-17", "Statement": [statement]}));
+        assert_eq!(p.mentions_key("aws:ResourceTag/"), *want, "{statement}");
+    }
+    let p = idp(json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": "*", "Resource": "*", "Condition": {"StringEquals": {"aws:RequestTag/a": "b"}}}]}));
+    assert!(p.mentions_key("AWS:REQUESTTAG/"));
+}

@@ -387,10 +387,11 @@ pub fn authorize(principal: &Principal, action: Action<'_>) -> Result<(), AwsErr
 /// The decision for one API call, with what the request names: the administrator passes,
 /// an instance key is decided by [`authorize`], an IAM user or a role session by its
 /// policies ([`crate::iam`]) on the resources of the request
-/// ([`crate::iam::resources`]). ECR calls are decided with the repository policies of the
-/// repositories they name, which bind the administrator too ([`crate::ecr::access`]). Every
-/// call that gets here is recorded in the audit trail, allowed or denied
-/// ([`crate::cloudtrail::note`]).
+/// ([`crate::iam::resources`]) with the tags it carries and, when a policy of the caller reads
+/// them, the tags of those resources ([`crate::iam::tags`]). ECR calls are decided with the
+/// repository policies (and tags) of the repositories they name, which bind the
+/// administrator too ([`crate::ecr::access`]). Every call that gets here is recorded in the
+/// audit trail, allowed or denied ([`crate::cloudtrail::note`]).
 pub(crate) async fn authorize_call(
     app: &crate::App,
     signed: &Authenticated,
@@ -428,9 +429,22 @@ pub(crate) async fn authorize_call(
         source_ip: peer.map(|p| p.addr.ip()),
         secure_transport: peer.is_some_and(|p| p.tls),
         region: signed.region.name.to_string(),
+        request_tags: iam::tags::request_tags(action.service, action.operation, body),
+        resource_tags: vec![],
     };
     if action.service == "ecr" {
+        // Repositories' tags are read with their policies there.
         return crate::ecr::access::authorize_call(app, p, &req).await;
+    }
+    // `aws:ResourceTag/*`: looked up only when a policy of the caller reads them.
+    if app.iam.reads_resource_tags(p).await? {
+        for arn in req.resources.iter().filter(|a| a.starts_with("arn:")) {
+            if req.resource_tags.iter().any(|(a, _)| a == arn) {
+                continue;
+            }
+            let tags = iam::tags::tags_of(app, arn).await;
+            req.resource_tags.push((arn.clone(), tags));
+        }
     }
     app.iam.authorize(p, &req).await?;
     // Berth's host-access actions for a task definition reaching into the host (issue #16).
@@ -448,6 +462,8 @@ pub(crate) async fn authorize_call(
             req.action = "iam:PassRole".into();
             req.resources = roles;
             req.keys = vec![("iam:PassedToService".into(), "ecs-tasks.amazonaws.com".into())];
+            req.request_tags = None;
+            req.resource_tags.clear();
             app.iam.authorize(p, &req).await?;
         }
     }

@@ -22,6 +22,9 @@
 //! * repository policies are parsed once per text: the cache is keyed by repository and
 //!   holds the text it was parsed from, so a decision always applies the policy the store
 //!   holds at that moment (any server's writes included);
+//! * `aws:ResourceTag/*` of a repository are its tags (read with its policy), for every
+//!   signed caller; `aws:RequestTag/*` and `aws:TagKeys` come with the request
+//!   ([`crate::iam::tags`]);
 //! * actions on no repository (CreateRepository aside, which names its future repository:
 //!   GetAuthorizationToken, DescribeRepositories without names...) are decided by the
 //!   identity policies alone.
@@ -111,13 +114,17 @@ impl RepositoryAccess {
             .filter(|n| berth_registry::digest::valid_repository(n).is_ok())
     }
 
-    /// The repository policy of `repo`, parsed (cached while its text is unchanged).
-    async fn stored(&self, repo: &str) -> Result<Stored, AwsError> {
-        let text = self.meta.repo(repo).await?.and_then(|(r, _)| r.repository_policy);
+    /// The repository policy of `repo`, parsed (cached while its text is unchanged), and the
+    /// repository's tags (none when it does not exist).
+    async fn stored(&self, repo: &str) -> Result<(Stored, Vec<(String, String)>), AwsError> {
+        let (text, tags) = match self.meta.repo(repo).await? {
+            Some((r, _)) => (r.repository_policy, r.tags),
+            None => (None, vec![]),
+        };
         let mut cache = self.policies.lock().expect("policy cache lock");
         let Some(text) = text else {
             cache.remove(repo);
-            return Ok(Stored::None);
+            return Ok((Stored::None, tags));
         };
         let parsed = match cache.get(repo) {
             Some((t, p)) if *t == text => p.clone(),
@@ -129,7 +136,7 @@ impl RepositoryAccess {
                 p
             }
         };
-        Ok(parsed.map_or(Stored::Unparseable, Stored::Parsed))
+        Ok((parsed.map_or(Stored::Unparseable, Stored::Parsed), tags))
     }
 
     /// Decides `req.action` on repository `repo` for `caller` (`req.resources` is replaced
@@ -142,7 +149,8 @@ impl RepositoryAccess {
     ) -> Result<(), AwsError> {
         let resource = self.arn(repo);
         let root = matches!(caller, Caller::Principal(p) if iam::who(p) == Who::Root);
-        let policy = match gate(root, &req.action, self.stored(repo).await?) {
+        let (stored, tags) = self.stored(repo).await?;
+        let policy = match gate(root, &req.action, stored) {
             Gate::Allow => return Ok(()),
             Gate::Evaluate(policy) => policy,
             Gate::Unparseable => {
@@ -168,7 +176,12 @@ impl RepositoryAccess {
                     .await
             }
             Caller::Principal(p) => {
-                let req = Authz { resources: vec![resource], ..req.clone() };
+                // The repository's tags are at hand: `aws:ResourceTag/*` for free.
+                let req = Authz {
+                    resources: vec![resource.clone()],
+                    resource_tags: vec![(resource, tags)],
+                    ..req.clone()
+                };
                 self.iam.authorize_with_resource_policy(p, &req, policy.as_deref()).await
             }
         }

@@ -218,6 +218,7 @@ impl TokenAuthorizer {
             source_ip: peer.map(|p| p.addr.ip()),
             secure_transport: peer.is_some_and(|p| p.tls),
             region: self.region.clone(),
+            ..iam::Authz::default()
         };
         let caller = if holder.role { Caller::Role(&holder.arn) } else { Caller::Principal(&p) };
         self.access.decide(caller, &req, repo).await

@@ -16,6 +16,11 @@
 //!   through the store's change feed, by another) moves a generation number and the next
 //!   decision reloads. A lagging feed also moves it. Decisions are therefore never made on
 //!   policies older than the last change this server has been told of;
+//! * tags ([`tags`]): `aws:RequestTag/KEY` and the multivalued `aws:TagKeys` from the
+//!   request (missing when it carries none), `aws:ResourceTag/KEY` (and `ecs:`, `iam:`,
+//!   `secretsmanager:ResourceTag/KEY` for those services) from each resource's tags, looked
+//!   up by `auth` only when a policy of the caller reads them ([`Iam::reads_resource_tags`],
+//!   known when the policies are compiled); an ECR repository's tags come with its policy;
 //! * denials answer `AccessDeniedException` with AWS's message (`User: ARN is not authorized
 //!   to perform: ACTION on resource: ARN because ...`); each protocol's front end maps the code
 //!   (`AccessDenied` for query, `UnauthorizedOperation` for EC2).
@@ -24,6 +29,7 @@ pub(crate) mod api;
 pub(crate) mod aws_managed;
 pub(crate) mod host_access;
 pub(crate) mod resources;
+pub(crate) mod tags;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -89,6 +95,34 @@ pub(crate) struct Authz {
     pub secure_transport: bool,
     /// `aws:RequestedRegion`.
     pub region: String,
+    /// `aws:RequestTag/KEY` and `aws:TagKeys` ([`tags::request_tags`]); `None`: the request
+    /// carries no tags, and neither key is set.
+    pub request_tags: Option<tags::RequestTags>,
+    /// `aws:ResourceTag/KEY` of each resource (by ARN) whose tags were looked up
+    /// ([`tags::tags_of`]); a resource not listed has none.
+    pub resource_tags: Vec<(String, Vec<(String, String)>)>,
+}
+
+impl Authz {
+    /// Sets the tag keys of this request on `ctx` for `resource`.
+    fn tag_keys(&self, resource: &str, ctx: &mut policy::RequestContext) {
+        if let Some(t) = &self.request_tags {
+            for (k, v) in &t.tags {
+                ctx.set(&format!("aws:RequestTag/{k}"), v.clone());
+            }
+            ctx.set_multi("aws:TagKeys", t.keys.iter().cloned());
+        }
+        if let Some((_, tags)) = self.resource_tags.iter().find(|(arn, _)| arn == resource) {
+            let service = self.action.split(':').next().unwrap_or("");
+            let own = SERVICE_RESOURCE_TAGS.contains(&service);
+            for (k, v) in tags {
+                ctx.set(&format!("aws:ResourceTag/{k}"), v.clone());
+                if own {
+                    ctx.set(&format!("{service}:ResourceTag/{k}"), v.clone());
+                }
+            }
+        }
+    }
 }
 
 /// Everything IAM knows, parsed once per generation.
@@ -111,7 +145,22 @@ pub(crate) struct Compiled {
     session: Vec<Arc<policy::Policy>>,
     tags: Vec<(String, String)>,
     user_id: String,
+    /// Whether any of these policies reads `aws:ResourceTag/*` (or a service's own
+    /// `SERVICE:ResourceTag/*`); else resources' tags need no lookup.
+    reads_resource_tags: bool,
 }
+
+/// Whether any of `policies` reads `aws:ResourceTag/*` or [`SERVICE_RESOURCE_TAGS`]' own.
+fn reads_resource_tags<'a>(policies: impl IntoIterator<Item = &'a Arc<policy::Policy>>) -> bool {
+    policies.into_iter().any(|p| {
+        p.mentions_key("aws:ResourceTag/")
+            || SERVICE_RESOURCE_TAGS.iter().any(|s| p.mentions_key(&format!("{s}:ResourceTag/")))
+    })
+}
+
+/// The services whose own `SERVICE:ResourceTag/KEY` repeats `aws:ResourceTag/KEY` (as the
+/// Service Authorization Reference lists them).
+const SERVICE_RESOURCE_TAGS: [&str; 3] = ["ecs", "iam", "secretsmanager"];
 
 /// IAM's state and decisions (see the module header).
 pub(crate) struct Iam {
@@ -315,6 +364,7 @@ impl Iam {
             boundary = Self::boundary(snap, u.boundary.as_ref());
         }
         Compiled {
+            reads_resource_tags: reads_resource_tags(identity.iter().chain(&boundary)),
             principal: policy::Principal::from_arn(arn),
             identity,
             boundary,
@@ -364,7 +414,17 @@ impl Iam {
             tags.retain(|(tk, _)| !tk.eq_ignore_ascii_case(k));
             tags.push((k.clone(), v.clone()));
         }
-        Compiled { principal, identity, boundary, session, tags, user_id: s.user_id.clone() }
+        Compiled {
+            reads_resource_tags: reads_resource_tags(
+                identity.iter().chain(&boundary).chain(&session),
+            ),
+            principal,
+            identity,
+            boundary,
+            session,
+            tags,
+            user_id: s.user_id.clone(),
+        }
     }
 
     /// Decides one request of an IAM user or a session (see the module header).
@@ -372,6 +432,30 @@ impl Iam {
         let snap = self.snapshot().await?;
         let c = self.compiled(&snap, p).await?;
         self.decide(&c, p, req, None)
+    }
+
+    /// Whether the policies of `p` (an IAM user or a session) read `aws:ResourceTag/*`, so
+    /// that the resources' tags must be looked up before [`Iam::authorize`]. Cached with
+    /// the compiled policies.
+    pub(crate) async fn reads_resource_tags(&self, p: &Principal) -> Result<bool, AwsError> {
+        let snap = self.snapshot().await?;
+        Ok(self.compiled(&snap, p).await?.reads_resource_tags)
+    }
+
+    /// The tags of the IAM user or role `resource` (`user/PATH/NAME`, `role/PATH/NAME`)
+    /// names, for `aws:ResourceTag`; found by name (the path aside, as requests name them);
+    /// `None` when there is no such entity.
+    pub(crate) async fn entity_tags(
+        &self,
+        resource: &str,
+    ) -> Result<Option<Vec<(String, String)>>, AwsError> {
+        let snap = self.snapshot().await?;
+        let name = lc(resource.rsplit('/').next().unwrap_or(""));
+        Ok(match resource.split('/').next() {
+            Some("user") => snap.users.get(&name).map(|u| u.tags.clone()),
+            Some("role") => snap.roles.get(&name).map(|r| r.tags.clone()),
+            _ => None,
+        })
     }
 
     /// Decides one request on a resource that has a resource policy (an ECR repository's),
@@ -399,10 +483,11 @@ impl Iam {
                     )
                     .with_time(self.clock.now())
                     .with_secure_transport(req.secure_transport);
-                    let ctx = match req.source_ip {
+                    let mut ctx = match req.source_ip {
                         Some(ip) => ctx.with_source_ip(ip),
                         None => ctx,
                     };
+                    req.tag_keys(resource, &mut ctx);
                     if let Some(m) = set.evaluate(&ctx).access_denied_message(&ctx) {
                         return Err(access_denied(m));
                     }
@@ -449,6 +534,7 @@ impl Iam {
             for (k, v) in &req.keys {
                 ctx.set(k, v.clone());
             }
+            req.tag_keys(resource, &mut ctx);
             if host_access::explicit_only(&req.action) {
                 ctx = ctx.with_explicit_grants();
             }
@@ -504,6 +590,7 @@ impl Iam {
         let mut identity = Vec::new();
         Self::attached(&snap, &role.policies, &role.arn, &mut identity);
         let c = Compiled {
+            reads_resource_tags: false,
             principal: policy::Principal::from_arn(&role.arn),
             identity,
             boundary: Self::boundary(&snap, role.boundary.as_ref()),

@@ -263,3 +263,76 @@ fn principals_are_told_apart_by_arn_and_key() {
     inst.instance = Some(inst.arn.clone());
     assert_eq!(who(&inst), Who::Instance);
 }
+
+/// `aws:RequestTag/*`, the multivalued `aws:TagKeys` (missing when the request carries no
+/// tags) and `aws:ResourceTag/*` reach the policies; only policies reading resource tags ask
+/// for them.
+#[tokio::test]
+async fn request_and_resource_tags_decide() {
+    let (_d, store, iam) = setup().await;
+    let mut a = Attached::default();
+    a.inline.insert(
+        "tags".into(),
+        doc(r#"{"Effect":"Allow","Action":"ecs:CreateCluster","Resource":"*",
+                "Condition":{"StringEquals":{"aws:RequestTag/team":"blue"},
+                             "ForAllValues:StringEquals":{"aws:TagKeys":["team","env"]}}},
+               {"Effect":"Allow","Action":"ecs:UntagResource","Resource":"*",
+                "Condition":{"ForAllValues:StringEquals":{"aws:TagKeys":["env"]},
+                             "Null":{"aws:TagKeys":"false"}}},
+               {"Effect":"Allow","Action":"ecs:DeleteCluster","Resource":"*",
+                "Condition":{"StringEquals":{"aws:ResourceTag/team":"blue"}}}"#),
+    );
+    put(&*store, &model::user_key("tia"), &user("tia", a, &[], None)).await;
+    put(&*store, &model::user_key("ned"), &user("ned", Attached::default(), &[], None)).await;
+    iam.invalidate();
+    let tia = principal(&format!("arn:aws:iam::{ACCT}:user/tia"), "AKIATIA");
+    let ned = principal(&format!("arn:aws:iam::{ACCT}:user/ned"), "AKIANED");
+    assert!(iam.reads_resource_tags(&tia).await.unwrap());
+    assert!(!iam.reads_resource_tags(&ned).await.unwrap());
+
+    let with = |action: &str, t: &[(&str, &str)], k: &[&str]| Authz {
+        request_tags: Some(tags::RequestTags {
+            tags: t.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            keys: k.iter().map(|k| k.to_string()).collect(),
+        }),
+        ..authz(action, "*")
+    };
+    let create = |t: &[(&str, &str)]| {
+        with("ecs:CreateCluster", t, &t.iter().map(|(k, _)| *k).collect::<Vec<_>>())
+    };
+    iam.authorize(&tia, &create(&[("team", "blue")])).await.unwrap();
+    iam.authorize(&tia, &create(&[("team", "blue"), ("env", "dev")])).await.unwrap();
+    // One key outside the ForAllValues set: all the keys are checked, not the last one.
+    assert!(iam.authorize(&tia, &create(&[("team", "blue"), ("cost", "x")])).await.is_err());
+    assert!(iam.authorize(&tia, &create(&[("team", "red")])).await.is_err());
+    assert!(iam.authorize(&tia, &authz("ecs:CreateCluster", "*")).await.is_err());
+    // Untag: keys only; without any, aws:TagKeys is missing (Null says so).
+    iam.authorize(&tia, &with("ecs:UntagResource", &[], &["env"])).await.unwrap();
+    assert!(iam.authorize(&tia, &with("ecs:UntagResource", &[], &["env", "team"])).await.is_err());
+    assert!(iam.authorize(&tia, &authz("ecs:UntagResource", "*")).await.is_err());
+
+    let blue = cluster("blue");
+    let delete = |resource_tags: Vec<(String, Vec<(String, String)>)>| Authz {
+        resource_tags,
+        ..authz("ecs:DeleteCluster", &blue)
+    };
+    let team = |v: &str| vec![("team".to_string(), v.to_string())];
+    iam.authorize(&tia, &delete(vec![(blue.clone(), team("blue"))])).await.unwrap();
+    assert!(iam.authorize(&tia, &delete(vec![(blue.clone(), team("red"))])).await.is_err());
+    assert!(iam.authorize(&tia, &delete(vec![])).await.is_err());
+    // Tags of another resource are not this one's.
+    assert!(iam.authorize(&tia, &delete(vec![(cluster("other"), team("blue"))])).await.is_err());
+
+    // ECS's own ecs:ResourceTag/KEY repeats aws:ResourceTag/KEY, and is read too.
+    let mut a = Attached::default();
+    a.inline.insert(
+        "ecs".into(),
+        doc(r#"{"Effect":"Allow","Action":"ecs:DeleteCluster","Resource":"*",
+                "Condition":{"StringEquals":{"ecs:ResourceTag/team":"blue"}}}"#),
+    );
+    put(&*store, &model::user_key("ned"), &user("ned", a, &[], None)).await;
+    iam.invalidate();
+    assert!(iam.reads_resource_tags(&ned).await.unwrap());
+    iam.authorize(&ned, &delete(vec![(blue.clone(), team("blue"))])).await.unwrap();
+    assert!(iam.authorize(&ned, &delete(vec![(blue.clone(), team("red"))])).await.is_err());
+}

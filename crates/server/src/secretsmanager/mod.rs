@@ -636,5 +636,21 @@ pub(crate) async fn serve(
     wire::dispatch(&api, &call.ctx, call.op, &call.body).await
 }
 
+/// The tags of the secret `id` (a name, ARN or partial ARN) names in `region`, for
+/// `aws:ResourceTag`; `None` when there is no such secret.
+pub(crate) async fn secret_tags(
+    app: &App,
+    region: Region,
+    id: &str,
+) -> Option<Vec<(String, String)>> {
+    let sm = SecretsManager::new(
+        app.regions.services(region).view.clone(),
+        app.vault.clone(),
+        region,
+        &app.account_id,
+    );
+    sm.find(id).await.ok().map(|(rec, _)| rec.tags)
+}
+
 #[cfg(test)]
 mod tests;

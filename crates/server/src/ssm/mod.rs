@@ -501,6 +501,25 @@ pub(crate) async fn read_parameter(
     p.read_plain(name_or_arn).await
 }
 
+/// The tags of the parameter whose ARN ends `parameter/REST` in `region`, for
+/// `aws:ResourceTag` (`None`: no such parameter). `REST` is the name without its leading `/`:
+/// `a/b` is `/a/b`, `a` is `a` or else `/a`.
+pub(crate) async fn parameter_tags(
+    app: &App,
+    region: Region,
+    rest: &str,
+) -> Result<Option<Vec<(String, String)>>, AwsError> {
+    let view = app.regions.services(region).view.clone();
+    let slashed = format!("/{rest}");
+    let names: &[&str] = if rest.contains('/') { &[&slashed] } else { &[rest, &slashed] };
+    for name in names {
+        if let Some((rec, _)) = records::get::<ParameterRecord>(&*view, &key(name)).await? {
+            return Ok(Some(rec.tags));
+        }
+    }
+    Ok(None)
+}
+
 /// Serves one SSM request (already routed here by its `ssm` credential scope).
 pub(crate) async fn serve(
     app: &App,
