@@ -14,7 +14,9 @@
 //! * a task whose health check starts failing (`POST /health/fail` to the demo app) is seen
 //!   unhealthy by the target group, stopped with ECS's "failed ELB health checks" event and
 //!   replaced; a task whose container is `docker kill`ed is replaced and its target
-//!   deregistered.
+//!   deregistered;
+//! * a user's StopTask of a task, under load: DEACTIVATING with its target draining, then
+//!   STOPPED, with zero requests lost.
 //!
 //! Needs the image `berth-demo:latest`.
 
@@ -422,6 +424,32 @@ fn services_behind_a_load_balancer() {
     );
 
     phase("killed task replaced");
+    // A user's StopTask under load: the task is deregistered and drains (DEACTIVATING, its
+    // target `draining`) before its container stops, and no request is lost.
+    let load = Load::start(addr.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    let tasks = running_tasks(&s, "web");
+    let stopped = tasks[0]["taskArn"].as_str().unwrap().to_string();
+    let stopped_port = host_port(&tasks[0]);
+    let t = json_of(&s, &["ecs", "stop-task", "--task", &stopped, "--reason", "by hand"]);
+    assert_eq!(t["task"]["desiredStatus"], "STOPPED", "{t}");
+    assert_eq!(t["task"]["lastStatus"], "DEACTIVATING", "{t}");
+    assert_eq!(t["task"]["stopCode"], "UserInitiated", "{t}");
+    wait_until("its target to drain", 30, || {
+        target_health(&s, &tg)
+            .iter()
+            .any(|(id, st)| id.ends_with(&format!(":{stopped_port}")) && st == "draining")
+    });
+    wait_until("the stopped task to be STOPPED", 60, || {
+        json_of(&s, &["ecs", "describe-tasks", "--tasks", &stopped])["tasks"][0]["lastStatus"]
+            == "STOPPED"
+    });
+    settled(&s, "web", &tg, 2);
+    let (ok, failed, failures) = load.finish();
+    assert_eq!(failed, 0, "requests lost during a user's StopTask: {failures:?}");
+    assert!(ok > 50, "the load loop ran: {ok} requests");
+
+    phase("user StopTask drained");
     // Clean up: the service goes, and its targets with it.
     text(
         &s,

@@ -18,7 +18,7 @@ pub mod records;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use berth_model::lifecycle::DesiredTaskStatus;
+use berth_model::lifecycle::{DesiredTaskStatus, TaskStatus};
 use berth_model::records::TaskRecord;
 use berth_model::{keys, tags};
 use berth_scheduler::PlacementRequest;
@@ -79,6 +79,34 @@ pub struct Tasks {
 }
 
 impl Tasks {
+    /// Whether StopTask drains task `id` before its containers stop: a task of a service
+    /// (its `group` `service:NAME` and `startedBy` one of that service's deployments) behind
+    /// load balancers or publishing Service Connect endpoints goes DEACTIVATING first, as the
+    /// service's own stops do; the service controller deregisters its targets (or endpoints)
+    /// and moves it on to STOPPING once they drained. Any other task stops at once.
+    async fn drains_before_stop(&self, cluster: &str, id: &str) -> Result<bool, AwsError> {
+        let Some((t, _)) = self.task_records.get(cluster, id).await? else { return Ok(false) };
+        if t.last_status() != TaskStatus::Running {
+            return Ok(false);
+        }
+        let Some(name) = t.task.group.as_deref().and_then(|g| g.strip_prefix("service:")) else {
+            return Ok(false);
+        };
+        let Some((svc, _)) = crate::records::get::<berth_model::service::ServiceRecord>(
+            &*self.core.store,
+            &keys::service(cluster, name),
+        )
+        .await?
+        else {
+            return Ok(false);
+        };
+        let started_by = t.task.started_by.as_deref().unwrap_or_default();
+        let mine = svc.deployments.iter().chain(&svc.past_deployments).any(|d| d.id == started_by);
+        let behind_lb = svc.service.load_balancers.as_ref().is_some_and(|l| !l.is_empty());
+        Ok(mine
+            && !svc.is_external()
+            && (behind_lb || crate::servicediscovery::service_connect::publishes(&svc)))
+    }
     pub fn new(
         core: Arc<Core>,
         clusters: Arc<Clusters>,
@@ -356,6 +384,7 @@ impl TasksApi<RequestContext> for Tasks {
         }
         let now = self.core.now();
         let reason = input.reason.clone().unwrap_or_else(|| "Task stopped by user".to_string());
+        let drain = self.drains_before_stop(&cluster, id).await?;
         let rec = self
             .task_records
             .update(&cluster, id, |t| {
@@ -364,6 +393,9 @@ impl TasksApi<RequestContext> for Tasks {
                     t.task.stop_code = Some(TaskStopCode::UserInitiated);
                     t.task.stopped_reason = Some(reason.clone());
                     t.task.stopping_at = Some(now);
+                    if drain && t.last_status() == TaskStatus::Running {
+                        t.set_last_status(TaskStatus::Deactivating);
+                    }
                 }
                 records::stop_if_unplaced(t, now);
                 Ok(())
