@@ -7,7 +7,8 @@
 #  * as one Berth RunTask of 10 tasks with the awslogs driver (the agent follows each
 #    container's output and ships it to the server's log store), done when every stream's last
 #    event is the marker (GetLogEvents, boto3); then, outside the timed window, every stream
-#    is read from its head and must hold each numbered line once, in order, and the marker.
+#    is read from its head and each numbered line missing, duplicated or out of order is
+#    reported.
 # Each is timed from the start request to done; prints lines/s, the ratio, and the CPU seconds
 # dockerd, the agent and the server spent meanwhile (from /proc), alternating REPS times.
 #
