@@ -16,7 +16,9 @@
 //!   replaced; a task whose container is `docker kill`ed is replaced and its target
 //!   deregistered;
 //! * a user's StopTask of a task, under load: DEACTIVATING with its target draining, then
-//!   STOPPED, with zero requests lost.
+//!   STOPPED, with zero requests lost;
+//! * UpdateService `--load-balancers` to another target group (the new deployment's tasks
+//!   register there, the old ones leave the first group and stop), then `[]` (none).
 //!
 //! Needs the image `berth-demo:latest`.
 
@@ -149,18 +151,36 @@ fn running_tasks(s: &ServerProc, name: &str) -> Vec<Value> {
 
 /// The service has `n` tasks, its one deployment COMPLETED, and `n` healthy targets.
 fn settled(s: &ServerProc, name: &str, tg: &str, n: usize) -> Value {
-    let mut last = Value::Null;
-    wait_until(&format!("{name} settled with {n} healthy targets"), 90, || {
-        last = service(s, name);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let last = service(s, name);
+        let targets = target_health(s, tg);
         let deps = last["deployments"].as_array().cloned().unwrap_or_default();
-        let healthy = target_health(s, tg).iter().filter(|(_, st)| st == "healthy").count();
-        deps.len() == 1
+        let healthy = targets.iter().filter(|(_, st)| st == "healthy").count();
+        if deps.len() == 1
             && deps[0]["rolloutState"] == "COMPLETED"
             && last["runningCount"] == json!(n)
             && healthy == n
-            && target_health(s, tg).len() == n
-    });
-    last
+            && targets.len() == n
+        {
+            return last;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {name} settled with {n} healthy targets in {tg}: targets {targets:?}, deployments {}, events {}",
+            last["deployments"],
+            last["events"]
+                .as_array()
+                .map(|e| e
+                    .iter()
+                    .take(8)
+                    .map(|e| e["message"].to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"))
+                .unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 /// The service has an event "(service web) registered N targets in (target-group TG)" (or
@@ -260,7 +280,7 @@ fn services_behind_a_load_balancer() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port().to_string()
     };
-    text(
+    let listener = text(
         &s,
         &[
             "elbv2",
@@ -450,6 +470,92 @@ fn services_behind_a_load_balancer() {
     assert!(ok > 50, "the load loop ran: {ok} requests");
 
     phase("user StopTask drained");
+    // UpdateService moves the service to another target group: a new deployment whose tasks
+    // register there while the old ones deregister from the first group and stop.
+    let tg2 = text(&s, &tg_args("web2", "instance"));
+    text(
+        &s,
+        &[
+            "elbv2",
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg2,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=2",
+        ],
+    );
+    // The listener forwards to both (the second at weight 0), so the second group has a
+    // load balancer, as a service's target group must.
+    let both = json!([{"Type": "forward", "ForwardConfig": {"TargetGroups": [
+        {"TargetGroupArn": tg, "Weight": 1}, {"TargetGroupArn": tg2, "Weight": 0}]}}]);
+    text(
+        &s,
+        &[
+            "elbv2",
+            "modify-listener",
+            "--listener-arn",
+            &listener,
+            "--default-actions",
+            &both.to_string(),
+            "--query",
+            "Listeners[0].ListenerArn",
+        ],
+    );
+    let old: Vec<String> =
+        running_tasks(&s, "web").iter().map(|t| t["taskArn"].as_str().unwrap().into()).collect();
+    let r = s.aws(&[
+        "ecs",
+        "update-service",
+        "--service",
+        "web",
+        "--load-balancers",
+        &lbs(&tg2, "web", 8080),
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let svc = settled(&s, "web", &tg2, 2);
+    assert_eq!(svc["loadBalancers"][0]["targetGroupArn"], json!(tg2));
+    wait_until("the first group's targets to leave", 60, || {
+        target_health(&s, &tg).iter().all(|(_, st)| st == "draining")
+    });
+    let mut args = vec!["ecs", "describe-tasks", "--tasks"];
+    args.extend(old.iter().map(String::as_str));
+    assert!(
+        json_of(&s, &args)["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["desiredStatus"] == "STOPPED"),
+        "the tasks of the first group were replaced"
+    );
+    text(
+        &s,
+        &[
+            "elbv2",
+            "modify-listener",
+            "--listener-arn",
+            &listener,
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg2}"),
+            "--query",
+            "Listeners[0].ListenerArn",
+        ],
+    );
+    wait_until("answers through the second group", 30, || http(&addr, "GET", "/") == Some(200));
+    // An empty list removes them: the next deployment's tasks register nowhere and the
+    // second group empties.
+    let r = s.aws(&["ecs", "update-service", "--service", "web", "--load-balancers", "[]"]);
+    assert!(r.ok, "{}", r.stderr);
+    wait_until("the deployment without load balancers", 90, || {
+        let svc = service(&s, "web");
+        let deps = svc["deployments"].as_array().cloned().unwrap_or_default();
+        deps.len() == 1 && deps[0]["rolloutState"] == "COMPLETED" && svc["runningCount"] == json!(2)
+    });
+    wait_until("the second group to empty", 60, || {
+        target_health(&s, &tg2).iter().all(|(_, st)| st == "draining")
+    });
+    assert_eq!(service(&s, "web")["loadBalancers"], json!([]));
+
+    phase("load balancers changed and removed");
     // Clean up: the service goes, and its targets with it.
     text(
         &s,

@@ -12,7 +12,9 @@
 //!   index key ([`crate::keys::service_task`]) from placement until the controller has
 //!   accounted for their STOPPED state.
 
-use berth_wire::ecs::{Deployment, DeploymentRolloutState, LaunchType, Service, ServiceEvent};
+use berth_wire::ecs::{
+    Deployment, DeploymentRolloutState, LaunchType, LoadBalancer, Service, ServiceEvent,
+};
 use serde::{Deserialize, Serialize};
 
 /// Events kept per service (ECS shows the last 100).
@@ -61,6 +63,21 @@ pub struct ServiceRecord {
 }
 
 impl ServiceRecord {
+    /// The `loadBalancers` the tasks of deployment `d` register with: its own when
+    /// UpdateService changed the service's since it started, else the service's.
+    pub fn load_balancers_of<'a>(&'a self, d: &'a DeploymentRecord) -> &'a [LoadBalancer] {
+        d.load_balancers.as_deref().or(self.service.load_balancers.as_deref()).unwrap_or(&[])
+    }
+
+    /// Whether a task of any deployment registers with a load balancer.
+    pub fn behind_load_balancers(&self) -> bool {
+        self.deployments
+            .iter()
+            .chain(&self.past_deployments)
+            .any(|d| !self.load_balancers_of(d).is_empty())
+            || self.service.load_balancers.as_ref().is_some_and(|l| !l.is_empty())
+    }
+
     /// The service uses the `EXTERNAL` deployment controller (task sets, not deployments).
     pub fn is_external(&self) -> bool {
         self.service.deployment_controller.as_ref().and_then(|c| c.r#type)
@@ -133,6 +150,11 @@ pub struct DeploymentRecord {
     /// tasks register in and, for a traffic-shifting deployment, its progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<crate::service_shift::TrafficShiftRecord>,
+    /// The `loadBalancers` its tasks register with, kept when UpdateService changes the
+    /// service's (every deployment then holds its own); `None`: the service's current ones
+    /// ([`ServiceRecord::load_balancers_of`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancers: Option<Vec<berth_wire::ecs::LoadBalancer>>,
 }
 
 impl DeploymentRecord {
@@ -166,6 +188,7 @@ impl DeploymentRecord {
             service_connect: None,
             service_connect_resources: Vec::new(),
             traffic: None,
+            load_balancers: None,
         }
     }
 
@@ -258,6 +281,7 @@ pub fn roll_back(
             )
             .with_strategy(t.capacity_provider_strategy.clone())
             .with_service_connect(t.service_connect.clone(), t.service_connect_resources.clone());
+            let back = DeploymentRecord { load_balancers: t.load_balancers.clone(), ..back };
             (t.id.clone(), back)
         };
     back.rollout_state_reason = reason(&target);
@@ -322,6 +346,57 @@ mod tests {
             assert_eq!(minimum_healthy(d, min), want_min, "{d} {min}");
             assert_eq!(maximum_tasks(d, max), want_max, "{d} {max}");
         }
+    }
+
+    #[test]
+    fn a_rollback_returns_to_the_load_balancers_of_its_target() {
+        let lb = |tg: &str| LoadBalancer {
+            target_group_arn: Some(tg.into()),
+            container_name: Some("web".into()),
+            container_port: Some(8080),
+            ..Default::default()
+        };
+        let dep = |id: &str, completed: bool, lbs: Option<Vec<LoadBalancer>>| DeploymentRecord {
+            completed,
+            load_balancers: lbs,
+            ..DeploymentRecord::new(id.into(), format!("td-{id}"), None, 2, 0.0)
+        };
+        let req = berth_wire::ecs::CreateServiceRequest {
+            service_name: Some("web".into()),
+            task_definition: Some("web:1".into()),
+            desired_count: Some(2),
+            ..Default::default()
+        };
+        let mut rec = ServiceRecord {
+            name: "web".into(),
+            cluster: "default".into(),
+            service: Service::default(),
+            settings: crate::service_rules::validate_create(&req).expect("settings"),
+            deployments: vec![dep("new", false, None), dep("old", true, Some(vec![lb("a")]))],
+            past_deployments: vec![],
+            events: vec![],
+            tags: vec![],
+            client_token: None,
+            steady_since: None,
+            event_seq: 0,
+            version: 0,
+            task_sets: vec![],
+        };
+        rec.service.load_balancers = Some(vec![lb("b")]);
+        // The new deployment registers with the service's current ones, the old with its own.
+        assert_eq!(rec.load_balancers_of(&rec.deployments[0]), &[lb("b")]);
+        assert_eq!(rec.load_balancers_of(&rec.deployments[1]), &[lb("a")]);
+        assert!(rec.behind_load_balancers());
+        // From the past deployments too: a new record made for the rollback keeps them.
+        let past = vec![dep("older", true, Some(vec![lb("a")]))];
+        let mut only_new = vec![dep("new", false, None)];
+        let (target, _) = roll_back(&mut only_new, &past, 2, 1.0, |t| format!("to {t}")).unwrap();
+        assert_eq!(target, "older");
+        assert_eq!(only_new[0].load_balancers, Some(vec![lb("a")]));
+        // Removed everywhere: not behind load balancers any more.
+        rec.service.load_balancers = Some(vec![]);
+        rec.deployments = vec![dep("none", true, None)];
+        assert!(!rec.behind_load_balancers());
     }
 
     #[test]

@@ -172,8 +172,7 @@ impl ServiceController {
             .map_err(error::store)?;
         let mut tasks = Vec::with_capacity(index.len());
         // Behind load balancers: the task records, for their targets.
-        let behind_lb = !rec.is_external()
-            && rec.service.load_balancers.as_ref().is_some_and(|l| !l.is_empty());
+        let behind_lb = !rec.is_external() && rec.behind_load_balancers();
         // Publishing Service Connect services: stopping tasks drain too (issue #17).
         let drains_sc =
             !rec.is_external() && crate::servicediscovery::service_connect::publishes(&rec);

@@ -603,15 +603,22 @@ impl ServicesApi<RequestContext> for Services {
             )
             .await?;
         }
-        // loadBalancers: added to a service without any, or kept; changing or removing a
-        // service's load balancers is not implemented yet (its registered tasks would have
-        // to move between target groups).
+        // loadBalancers: added, changed or removed (an empty list), as ECS allows for the
+        // rolling strategy: a new deployment whose tasks register with the new ones while
+        // the older deployments' tasks stay with theirs until they stop. A traffic-shifting
+        // service (`advancedConfiguration`) keeps its load balancers.
         let current_lbs = current.service.load_balancers.clone().unwrap_or_default();
         let new_lbs = match input.load_balancers.as_ref() {
             Some(given) if *given != current_lbs => {
-                if !current_lbs.is_empty() {
+                let advanced =
+                    |l: &[LoadBalancer]| l.iter().any(|e| e.advanced_configuration.is_some());
+                if !current_lbs.is_empty()
+                    && (current.settings.shift.is_some()
+                        || advanced(&current_lbs)
+                        || advanced(given))
+                {
                     return Err(ErrorCode::UnsupportedFeatureException.with(
-                        "loadBalancers: changing or removing the load balancers of a service that has some is not implemented by Berth yet; create a new service with the new loadBalancers.",
+                        "loadBalancers: changing the load balancers of a service with advancedConfiguration (BLUE_GREEN, LINEAR or CANARY) is not implemented by Berth yet; create a new service with the new loadBalancers.",
                     ));
                 }
                 self.check_load_balancers(given, &td).await?;
@@ -688,6 +695,11 @@ impl ServicesApi<RequestContext> for Services {
                     || new_lbs.is_some()
                     || sc_changed;
                 if let Some(lbs) = &new_lbs {
+                    // Every deployment so far keeps the load balancers its tasks have.
+                    let before = rec.service.load_balancers.clone().unwrap_or_default();
+                    for d in rec.deployments.iter_mut().chain(rec.past_deployments.iter_mut()) {
+                        d.load_balancers.get_or_insert_with(|| before.clone());
+                    }
                     rec.service.load_balancers = Some(lbs.clone());
                 }
                 if redeploy {

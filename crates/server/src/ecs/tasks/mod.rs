@@ -101,10 +101,13 @@ impl Tasks {
             return Ok(false);
         };
         let started_by = t.task.started_by.as_deref().unwrap_or_default();
-        let mine = svc.deployments.iter().chain(&svc.past_deployments).any(|d| d.id == started_by);
-        let behind_lb = svc.service.load_balancers.as_ref().is_some_and(|l| !l.is_empty());
-        Ok(mine
-            && !svc.is_external()
+        let Some(d) =
+            svc.deployments.iter().chain(&svc.past_deployments).find(|d| d.id == started_by)
+        else {
+            return Ok(false);
+        };
+        let behind_lb = !svc.load_balancers_of(d).is_empty();
+        Ok(!svc.is_external()
             && (behind_lb || crate::servicediscovery::service_connect::publishes(&svc)))
     }
     pub fn new(

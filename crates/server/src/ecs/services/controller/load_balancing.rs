@@ -14,6 +14,9 @@
 //! * [`TargetHealth`] of a task: `Unhealthy` if a target is unhealthy in a group, `Healthy`
 //!   once every target is healthy, `Pending` otherwise (not RUNNING, not registered yet,
 //!   `initial`).
+//! * A task registers with its deployment's `loadBalancers` (`ServiceRecord::load_balancers_of`:
+//!   after UpdateService changed the service's, each older deployment keeps its own), so a
+//!   change moves the service from the old target groups to the new ones one task at a time.
 //! * An entry with `advancedConfiguration` has two groups: the task of a deployment whose
 //!   traffic record says `alternate` registers in `alternateTargetGroupArn`, every other
 //!   task in `targetGroupArn` (the groups of a task are those of its deployment's side).
@@ -43,12 +46,13 @@ use crate::records;
 
 /// The load balancing of one service pass.
 pub(super) struct LbPass {
-    /// The service's `loadBalancers` whose target group exists, with it and the side it
-    /// serves (`Some(true)`: the alternate group; `None`: an entry without
-    /// `advancedConfiguration`, every task's).
+    /// The `loadBalancers` entries of the service's deployments whose target group exists,
+    /// with it and the side it serves (`Some(true)`: the alternate group; `None`: an entry
+    /// without `advancedConfiguration`, every task's).
     groups: Vec<(LoadBalancer, TargetGroupInfo, Option<bool>)>,
-    /// Task id -> its target in each group it has one in (index into `groups`).
-    targets: HashMap<String, Vec<(usize, ServiceTarget)>>,
+    /// Task id -> the groups it belongs in (its deployment's entries, its side), each with
+    /// its target there if it has one yet (index into `groups`).
+    targets: HashMap<String, Vec<(usize, Option<ServiceTarget>)>>,
     /// Deployments whose tasks serve in no group: those a shifting PRIMARY superseded on its
     /// own (green) side.
     superseded_green: HashSet<String>,
@@ -65,8 +69,33 @@ impl LbPass {
         store: &Arc<dyn Store>,
         tasks: &mut [TaskView],
     ) -> Result<Self, AwsError> {
+        // Every entry in use (the service's and each deployment's own), once; the entries of
+        // each deployment as indexes into it.
+        fn index<'a>(e: &'a LoadBalancer, entries: &mut Vec<&'a LoadBalancer>) -> usize {
+            entries.iter().position(|x| *x == e).unwrap_or_else(|| {
+                entries.push(e);
+                entries.len() - 1
+            })
+        }
+        let mut entries: Vec<&LoadBalancer> = Vec::new();
+        let mut of_deployment: HashMap<&str, Vec<usize>> = HashMap::new();
+        let current: Vec<usize> = service
+            .service
+            .load_balancers
+            .iter()
+            .flatten()
+            .map(|e| index(e, &mut entries))
+            .collect();
+        for d in service.deployments.iter().chain(&service.past_deployments) {
+            let mine =
+                service.load_balancers_of(d).iter().map(|e| index(e, &mut entries)).collect();
+            of_deployment.insert(d.id.as_str(), mine);
+        }
+        // (entry, target group, side, index of the entry in `entries`).
         let mut groups = Vec::new();
-        for entry in service.service.load_balancers.iter().flatten() {
+        let mut group_entry = Vec::new();
+        for (ei, entry) in entries.iter().enumerate() {
+            let entry = *entry;
             let alternate = entry
                 .advanced_configuration
                 .as_ref()
@@ -77,7 +106,10 @@ impl LbPass {
             }
             for (arn, side) in arns {
                 match lb.target_group(arn).await? {
-                    Some(tg) => groups.push((entry.clone(), tg, side)),
+                    Some(tg) => {
+                        groups.push((entry.clone(), tg, side));
+                        group_entry.push(ei);
+                    }
                     None => {
                         tracing::debug!(service = %service.name, target_group = arn, "target group gone")
                     }
@@ -92,7 +124,7 @@ impl LbPass {
             .map(|d| (d.id.as_str(), d.traffic.as_ref().is_some_and(|t| t.alternate)))
             .collect();
         let mut ec2_ids: HashMap<String, Option<String>> = HashMap::new();
-        let mut targets: HashMap<String, Vec<(usize, ServiceTarget)>> = HashMap::new();
+        let mut targets: HashMap<String, Vec<(usize, Option<ServiceTarget>)>> = HashMap::new();
         for (id, rec) in records {
             let ec2 = match ec2_ids.get(&rec.instance_id) {
                 Some(e) => e.clone(),
@@ -102,14 +134,17 @@ impl LbPass {
                     e
                 }
             };
-            let side =
-                rec.task.started_by.as_deref().and_then(|d| sides.get(d).copied()).unwrap_or(false);
-            let mine: Vec<(usize, ServiceTarget)> = groups
+            let deployment = rec.task.started_by.as_deref();
+            let side = deployment.and_then(|d| sides.get(d).copied()).unwrap_or(false);
+            let its_entries = deployment.and_then(|d| of_deployment.get(d)).unwrap_or(&current);
+            let mine: Vec<(usize, Option<ServiceTarget>)> = groups
                 .iter()
                 .enumerate()
-                .filter(|(_, (_, _, s))| s.is_none_or(|s| s == side))
-                .filter_map(|(i, (entry, tg, _))| {
-                    task_target(rec, entry, &tg.target_type, ec2.as_deref()).map(|t| (i, t))
+                .filter(|(i, (_, _, s))| {
+                    its_entries.contains(&group_entry[*i]) && s.is_none_or(|s| s == side)
+                })
+                .map(|(i, (entry, tg, _))| {
+                    (i, task_target(rec, entry, &tg.target_type, ec2.as_deref()))
                 })
                 .collect();
             targets.insert(id.clone(), mine);
@@ -133,7 +168,10 @@ impl LbPass {
         };
         let me = LbPass { groups, targets, superseded_green };
         for t in tasks.iter_mut() {
-            t.target_health = Some(me.health(lb, t));
+            // A task whose deployment has no load balancers (they were removed) answers to
+            // no target group: its health is its own, as without load balancers.
+            let in_none = me.targets.get(&t.id).is_some_and(Vec::is_empty);
+            t.target_health = (!in_none).then(|| me.health(lb, t));
         }
         Ok(me)
     }
@@ -148,14 +186,13 @@ impl LbPass {
             return TargetHealth::Pending;
         }
         let mut all_healthy = true;
-        for (i, (_, tg, side)) in self.groups.iter().enumerate() {
-            let Some((_, target)) = mine.iter().find(|(g, _)| *g == i) else {
-                // A group of the other side is not this task's.
-                if side.is_none() {
-                    all_healthy = false;
-                }
+        for (i, target) in mine {
+            let Some(target) = target else {
+                // Not addressable there yet (no host port, no interface address).
+                all_healthy = false;
                 continue;
             };
+            let tg = &self.groups[*i].1;
             match lb.target_state(&tg.arn, target) {
                 TargetState::Unhealthy => {
                     return TargetHealth::Unhealthy { target_group: tg.arn.clone() };
@@ -191,7 +228,7 @@ impl LbPass {
             let mut want = Vec::new();
             let mut owned = Vec::new();
             for (id, mine) in &self.targets {
-                for (_, t) in mine.iter().filter(|(g, _)| *g == i) {
+                for t in mine.iter().filter(|(g, _)| *g == i).filter_map(|(_, t)| t.as_ref()) {
                     owned.push(t.clone());
                     if serving.contains(id.as_str()) {
                         want.push(t.clone());
@@ -216,7 +253,7 @@ impl LbPass {
     }
 
     /// DEACTIVATING tasks whose targets have drained (the longest deregistration delay of
-    /// the groups since `stoppingAt`) go on to STOPPING, which the agent acts on.
+    /// the task's own groups since `stoppingAt`) go on to STOPPING, which the agent acts on.
     pub(super) async fn finish_deactivating(
         &self,
         task_records: &TaskRecords,
@@ -224,15 +261,18 @@ impl LbPass {
         records: &HashMap<String, TaskRecord>,
         now: f64,
     ) -> Result<(), AwsError> {
-        let delay = self
-            .groups
-            .iter()
-            .map(|(_, tg, _)| f64::from(tg.deregistration_delay_secs))
-            .fold(0.0, f64::max);
         for (id, rec) in records {
             if rec.last_status() != TaskStatus::Deactivating {
                 continue;
             }
+            // The longest delay of the groups this task belongs in.
+            let delay = self
+                .targets
+                .get(id)
+                .into_iter()
+                .flatten()
+                .map(|(i, _)| f64::from(self.groups[*i].1.deregistration_delay_secs))
+                .fold(0.0, f64::max);
             if now < rec.task.stopping_at.unwrap_or(0.0) + delay {
                 continue;
             }
