@@ -433,10 +433,13 @@ impl EtcdStore {
 
     /// One request with the request timeout; a request that never reached a member (a dead
     /// member's refused connection: the client balances over every endpoint, and may pick it)
-    /// is sent again, to another member as the client picks, up to [`UNSENT_RETRIES`] times.
+    /// is sent again, to another member as the client picks, up to [`UNSENT_RETRIES`] times;
+    /// a `read` (no effect) is also sent again after any UNAVAILABLE answer, such as etcd's
+    /// "leader changed" while its members elect a new leader.
     async fn call<T, Fut>(
         &self,
         what: &str,
+        read: bool,
         mut request: impl FnMut() -> Fut,
     ) -> Result<T, StoreError>
     where
@@ -445,7 +448,12 @@ impl EtcdStore {
         let mut attempt = 0;
         loop {
             match tokio::time::timeout(REQUEST_TIMEOUT, request()).await {
-                Ok(Err(e)) if never_sent(&e) && attempt < UNSENT_RETRIES => {
+                // A write is sent again only if it never left; a read (no effect) also when
+                // a member answered UNAVAILABLE (e.g. "leader changed" during an election).
+                Ok(Err(e))
+                    if (never_sent(&e) || (read && unavailable(&e)))
+                        && attempt < UNSENT_RETRIES =>
+                {
                     attempt += 1;
                     tracing::debug!(error = %e, attempt, "etcd store: a member is unreachable; sending again");
                     tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
@@ -478,7 +486,7 @@ impl EtcdStore {
             .collect();
         let txn = EtcdTxn::new().and_then(ops);
         let resp = self
-            .call("read keys", || {
+            .call("read keys", true, || {
                 let (mut kv, txn) = (self.kv(), txn.clone());
                 async move { kv.txn(txn).await }
             })
@@ -501,6 +509,11 @@ const UNSENT_RETRIES: u32 = 12;
 
 /// Whether the request failed before any member got it (its connection was refused), so
 /// sending it again cannot apply it twice.
+/// gRPC's UNAVAILABLE (14), for whatever reason: retrying is safe only for reads.
+fn unavailable(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s) if s.code() as i32 == 14)
+}
+
 fn never_sent(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::GRpcStatus(s) => {
@@ -574,7 +587,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
         let resp = self
-            .call("read a key", || {
+            .call("read a key", true, || {
                 let (mut kv, key) = (self.kv(), self.key(key));
                 async move { kv.get(key, None).await }
             })
@@ -608,7 +621,7 @@ impl Store for EtcdStore {
             opts = opts.with_sort(SortTarget::Key, SortOrder::Descend);
         }
         let resp = self
-            .call("read a range", || {
+            .call("read a range", true, || {
                 let (mut kv, start, opts) = (self.kv(), start.clone(), opts.clone());
                 async move { kv.get(start, Some(opts)).await }
             })
@@ -620,7 +633,7 @@ impl Store for EtcdStore {
         let Some((s, e)) = self.bounds(start, end) else { return Ok(0) };
         let opts = GetOptions::new().with_range(e).with_count_only();
         let resp = self
-            .call("count a range", || {
+            .call("count a range", true, || {
                 let (mut kv, s, opts) = (self.kv(), s.clone(), opts.clone());
                 async move { kv.get(s, Some(opts)).await }
             })
@@ -667,7 +680,7 @@ impl Store for EtcdStore {
         }
         let request = EtcdTxn::new().when(compares).and_then(ops).or_else(reads);
         let resp = self
-            .call("write", || {
+            .call("write", false, || {
                 let (mut kv, request) = (self.kv(), request.clone());
                 async move { kv.txn(request).await }
             })
